@@ -1,0 +1,216 @@
+//! `earshot room new|list|show`.
+
+use clap::{ArgGroup, Args, Subcommand};
+use earshot_node::clock;
+use earshot_node::home::NewRoom;
+use earshot_node::store::RoomRecord;
+use earshot_protocol::{Audience, Grant, RecordingPolicy, Role, Visibility};
+use multiaddr::Multiaddr;
+use serde_json::{Value, json};
+
+use super::Context;
+use crate::Exit;
+use crate::output::{self, print_json};
+use crate::when::parse_expiry;
+
+#[derive(Debug, Subcommand)]
+pub enum RoomCommand {
+    /// Create a room hosted by this node and print invite links for it.
+    New(NewArgs),
+    /// List the rooms this node hosts.
+    List,
+    /// Show one room: its descriptor, addresses and the invites issued for it.
+    Show {
+        /// Room id, a unique prefix of it, or the exact title.
+        room: String,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("visibility").args(["public", "unlisted", "private"])))]
+pub struct NewArgs {
+    /// The room's title.
+    title: String,
+    /// Announce the room on the lobby so anyone can find it.
+    #[arg(long)]
+    public: bool,
+    /// Only people with a link can find it (the default).
+    #[arg(long)]
+    unlisted: bool,
+    /// Only people with a link can find it or read it.
+    #[arg(long)]
+    private: bool,
+    /// Record the room from the moment it goes live.
+    #[arg(long)]
+    record: bool,
+    /// Where the host will listen (repeatable). Default: a free port on all interfaces.
+    #[arg(long, value_name = "MULTIADDR")]
+    listen: Vec<Multiaddr>,
+    /// Address to put in invite links (repeatable). Default: this machine's interfaces.
+    #[arg(long, value_name = "MULTIADDR")]
+    addr: Vec<Multiaddr>,
+    /// How long the printed links stay valid (2h, 7d, or a UTC time).
+    #[arg(long, default_value = "7d", value_name = "WHEN")]
+    expires: String,
+}
+
+pub fn run(ctx: &Context, command: RoomCommand) -> anyhow::Result<Exit> {
+    let home = ctx.open_home()?;
+    match command {
+        RoomCommand::New(args) => {
+            let now = clock::now();
+            let expires_at = parse_expiry(&args.expires, now)?;
+            let visibility = if args.public {
+                Visibility::Public
+            } else if args.private {
+                Visibility::Private
+            } else {
+                Visibility::Unlisted
+            };
+            let room = home.create_room(
+                NewRoom {
+                    title: args.title,
+                    visibility,
+                    recording: RecordingPolicy {
+                        host_records: args.record,
+                        members_may_record: false,
+                    },
+                    listen: (!args.listen.is_empty()).then_some(args.listen),
+                    advertise: (!args.addr.is_empty()).then_some(args.addr),
+                },
+                now,
+            )?;
+            let mut links = Vec::new();
+            for role in [Role::Listener, Role::Speaker] {
+                let grant = Grant {
+                    audience: Audience::Bearer,
+                    role,
+                    not_before: now,
+                    expires_at,
+                    depth: 0,
+                };
+                links.push((role, home.create_invite(&room, grant, now)?));
+            }
+            if ctx.json {
+                let mut value = room_json(&room);
+                value["links"] = links
+                    .iter()
+                    .map(|(role, link)| (role.as_str().to_owned(), json!(link.encode())))
+                    .collect::<serde_json::Map<_, _>>()
+                    .into();
+                print_json(&value);
+            } else {
+                let d = &room.descriptor;
+                println!("Created room \"{}\" ({})", d.title, d.visibility);
+                println!("  id: {}", d.id);
+                if d.recording.host_records {
+                    println!("  recording: on when the room goes live");
+                }
+                for (role, link) in &links {
+                    println!();
+                    println!("{} link (valid until {expires_at}):", capitalise(role.as_str()));
+                    println!("{link}");
+                }
+                println!();
+                println!(
+                    "More links: earshot invite create {} --role listener|speaker|moderator",
+                    d.id.short()
+                );
+            }
+        }
+        RoomCommand::List => {
+            let rooms = home.store().rooms()?;
+            if ctx.json {
+                print_json(&rooms.iter().map(room_json).collect());
+            } else if rooms.is_empty() {
+                println!("No rooms yet. Create one with: earshot room new \"TITLE\"");
+            } else {
+                println!("{:<10} {:<9} {:<20}  TITLE", "ID", "VISIBLE", "CREATED");
+                for room in &rooms {
+                    let d = &room.descriptor;
+                    println!(
+                        "{:<10} {:<9} {:<20}  {}",
+                        d.id.short(),
+                        d.visibility.as_str(),
+                        d.created_at.to_string(),
+                        d.title
+                    );
+                }
+            }
+        }
+        RoomCommand::Show { room } => {
+            let room = home.find_room(&room)?;
+            let invites = home.store().invites(&room.descriptor.id)?;
+            if ctx.json {
+                let mut value = room_json(&room);
+                value["invites"] = invites
+                    .iter()
+                    .map(|invite| {
+                        json!({
+                            "id": invite.id.to_string(),
+                            "role": invite.role.as_str(),
+                            "audience": output::audience_json(&invite.audience),
+                            "issued_at": invite.issued_at.to_string(),
+                            "expires_at": invite.expires_at.to_string(),
+                        })
+                    })
+                    .collect();
+                print_json(&value);
+            } else {
+                let d = &room.descriptor;
+                println!("Room \"{}\"", d.title);
+                println!("  id:         {}", d.id);
+                println!("  host:       {}", output::peer(&d.host));
+                println!("  visibility: {}", d.visibility);
+                println!(
+                    "  recording:  {}",
+                    if d.recording.host_records {
+                        "host records"
+                    } else {
+                        "off"
+                    }
+                );
+                println!("  created:    {}", d.created_at);
+                for addr in &room.listen {
+                    println!("  listens on: {addr}");
+                }
+                for addr in d.addrs() {
+                    println!("  in links:   {addr}");
+                }
+                println!("  invites issued: {}", invites.len());
+                for invite in &invites {
+                    println!(
+                        "    {} {:<9} {} until {}",
+                        invite.id.short(),
+                        invite.role.as_str(),
+                        output::audience_text(&invite.audience),
+                        invite.expires_at
+                    );
+                }
+            }
+        }
+    }
+    Ok(Exit(0))
+}
+
+fn room_json(room: &RoomRecord) -> Value {
+    let d = &room.descriptor;
+    json!({
+        "id": d.id.to_string(),
+        "title": d.title,
+        "visibility": d.visibility.as_str(),
+        "record": d.recording.host_records,
+        "host": output::peer(&d.host),
+        "created_at": d.created_at.to_string(),
+        "listen": room.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "addrs": d.addrs().iter().map(ToString::to_string).collect::<Vec<_>>(),
+    })
+}
+
+fn capitalise(word: &str) -> String {
+    let mut chars = word.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}

@@ -1,0 +1,56 @@
+//! Output for people and for scripts. Logs go to stderr through `tracing`; this is stdout.
+
+use earshot_protocol::{Audience, Capability, InviteLink, PeerKey};
+use qrcode::{EcLevel, QrCode};
+use serde_json::{Value, json};
+
+/// Prints one JSON value on its own line.
+pub fn print_json(value: &Value) {
+    println!("{value}");
+}
+
+/// A terminal QR code of the link (uppercase, so QR's compact alphanumeric mode applies).
+pub fn qr(link: &InviteLink) -> anyhow::Result<String> {
+    let code = QrCode::with_error_correction_level(link.encode_for_qr(), EcLevel::L)?;
+    Ok(code
+        .render::<qrcode::render::unicode::Dense1x2>()
+        .quiet_zone(true)
+        .build())
+}
+
+pub fn peer(key: &PeerKey) -> String {
+    key.as_peer_id().to_string()
+}
+
+pub fn audience_text(audience: &Audience) -> String {
+    match audience {
+        Audience::Bearer => "anyone holding the link".into(),
+        Audience::Bound(key) => format!("only {}", peer(key)),
+    }
+}
+
+pub fn audience_json(audience: &Audience) -> Value {
+    match audience {
+        Audience::Bearer => Value::Null,
+        Audience::Bound(key) => json!(peer(key)),
+    }
+}
+
+/// One line per link of a capability chain, host's grant first.
+pub fn chain_json(capability: &Capability) -> Value {
+    capability
+        .chain()
+        .iter()
+        .map(|link| {
+            json!({
+                "issuer": peer(&link.issuer),
+                "role": link.role.as_str(),
+                "audience": audience_json(&link.audience),
+                "not_before": link.not_before.to_string(),
+                "expires_at": link.expires_at.to_string(),
+                "delegation_depth": link.depth,
+                "id": link.id().to_string(),
+            })
+        })
+        .collect()
+}

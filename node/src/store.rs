@@ -1,0 +1,207 @@
+//! The node's sled database: rooms it hosts and invites it issued.
+//!
+//! sled allows one process per database; a second process gets [`StoreError::Locked`].
+//! Records are postcard with a leading format byte, so a future format can be told apart.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use earshot_protocol::codec::DecodeError;
+use earshot_protocol::room::DescriptorError;
+use earshot_protocol::{Audience, CapId, RoomDescriptor, RoomId, Role, Timestamp};
+use multiaddr::Multiaddr;
+use serde::{Deserialize, Serialize};
+
+/// The database directory's name inside the data directory.
+pub const DB_DIR: &str = "db";
+
+const ROOMS: &str = "rooms";
+const INVITES: &str = "invites";
+const RECORD_FORMAT: u8 = 1;
+
+/// A room this node hosts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoomRecord {
+    /// The signed descriptor, as the host published it.
+    pub descriptor: RoomDescriptor,
+    /// Where the host listens for this room; kept so links printed earlier stay valid after a
+    /// restart.
+    pub listen: Vec<Multiaddr>,
+}
+
+/// An invite this node issued (the link itself is not kept: it can be re-created, and a list of
+/// bearer links is a list of secrets).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InviteRecord {
+    pub id: CapId,
+    pub room: RoomId,
+    pub role: Role,
+    pub audience: Audience,
+    pub expires_at: Timestamp,
+    pub issued_at: Timestamp,
+}
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "the database at {path} is in use by another earshot process (stop it, or run this \
+         command through it)"
+    )]
+    Locked { path: PathBuf },
+    #[error("database error at {path}: {source}")]
+    Db { path: PathBuf, source: sled::Error },
+    #[error("corrupt {what} record in the database: {reason}")]
+    Corrupt { what: &'static str, reason: String },
+}
+
+/// The sled database of one data directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    path: PathBuf,
+    db: sled::Db,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredRoom {
+    descriptor: serde_bytes::ByteBuf,
+    listen: Vec<serde_bytes::ByteBuf>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database in `home`.
+    pub fn open(home: &Path) -> Result<Self, StoreError> {
+        let path = home.join(DB_DIR);
+        let db = sled::Config::new().path(&path).open().map_err(|source| {
+            if is_lock_error(&source) {
+                StoreError::Locked { path: path.clone() }
+            } else {
+                StoreError::Db {
+                    path: path.clone(),
+                    source,
+                }
+            }
+        })?;
+        Ok(Self { path, db })
+    }
+
+    fn db_err(&self) -> impl Fn(sled::Error) -> StoreError + '_ {
+        |source| StoreError::Db {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Saves a room (replacing any record with the same id) and flushes it to disk.
+    pub fn put_room(&self, room: &RoomRecord) -> Result<(), StoreError> {
+        let stored = StoredRoom {
+            descriptor: serde_bytes::ByteBuf::from(room.descriptor.encode()),
+            listen: room
+                .listen
+                .iter()
+                .map(|addr| serde_bytes::ByteBuf::from(addr.to_vec()))
+                .collect(),
+        };
+        let tree = self.db.open_tree(ROOMS).map_err(self.db_err())?;
+        tree.insert(room.descriptor.id.as_bytes(), encode_record(&stored))
+            .map_err(self.db_err())?;
+        tree.flush().map_err(self.db_err())?;
+        Ok(())
+    }
+
+    /// The room with this id, if this node hosts it.
+    pub fn room(&self, id: &RoomId) -> Result<Option<RoomRecord>, StoreError> {
+        let tree = self.db.open_tree(ROOMS).map_err(self.db_err())?;
+        tree.get(id.as_bytes())
+            .map_err(self.db_err())?
+            .map(|bytes| decode_room(&bytes))
+            .transpose()
+    }
+
+    /// Every room this node hosts, oldest first.
+    pub fn rooms(&self) -> Result<Vec<RoomRecord>, StoreError> {
+        let tree = self.db.open_tree(ROOMS).map_err(self.db_err())?;
+        let mut rooms = tree
+            .iter()
+            .values()
+            .map(|value| decode_room(&value.map_err(self.db_err())?))
+            .collect::<Result<Vec<_>, _>>()?;
+        rooms.sort_by_key(|room| (room.descriptor.created_at, room.descriptor.id));
+        Ok(rooms)
+    }
+
+    /// Remembers an issued invite.
+    pub fn put_invite(&self, invite: &InviteRecord) -> Result<(), StoreError> {
+        let tree = self.db.open_tree(INVITES).map_err(self.db_err())?;
+        tree.insert(invite.id.as_bytes(), encode_record(invite))
+            .map_err(self.db_err())?;
+        tree.flush().map_err(self.db_err())?;
+        Ok(())
+    }
+
+    /// Invites issued for `room`, oldest first.
+    pub fn invites(&self, room: &RoomId) -> Result<Vec<InviteRecord>, StoreError> {
+        let tree = self.db.open_tree(INVITES).map_err(self.db_err())?;
+        let mut invites = Vec::new();
+        for value in tree.iter().values() {
+            let invite: InviteRecord = decode_record("invite", &value.map_err(self.db_err())?)?;
+            if invite.room == *room {
+                invites.push(invite);
+            }
+        }
+        invites.sort_by_key(|invite| (invite.issued_at, invite.id));
+        Ok(invites)
+    }
+}
+
+fn encode_record<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut bytes = vec![RECORD_FORMAT];
+    bytes.extend(earshot_protocol::codec::encode(value));
+    bytes
+}
+
+fn decode_record<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt { what, reason };
+    match bytes.split_first() {
+        Some((&RECORD_FORMAT, rest)) => {
+            postcard::from_bytes(rest).map_err(|err| corrupt(err.to_string()))
+        }
+        Some((format, _)) => Err(corrupt(format!("unknown record format {format}"))),
+        None => Err(corrupt("empty record".into())),
+    }
+}
+
+fn decode_room(bytes: &[u8]) -> Result<RoomRecord, StoreError> {
+    let stored: StoredRoom = decode_record("room", bytes)?;
+    let corrupt = |err: DescriptorError| StoreError::Corrupt {
+        what: "room",
+        reason: err.to_string(),
+    };
+    let descriptor = RoomDescriptor::decode_verified(&stored.descriptor)
+        .map_err(corrupt)?
+        .into_inner();
+    let listen = stored
+        .listen
+        .into_iter()
+        .map(|raw| {
+            Multiaddr::try_from(raw.into_vec())
+                .map_err(|_| corrupt(DescriptorError::Malformed(DecodeError::BadAddress)))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(RoomRecord { descriptor, listen })
+}
+
+/// sled reports a held lock as an I/O error ("could not acquire lock": EWOULDBLOCK/EAGAIN).
+fn is_lock_error(err: &sled::Error) -> bool {
+    match err {
+        sled::Error::Io(io) => {
+            io.kind() == io::ErrorKind::WouldBlock
+                || io.raw_os_error() == Some(11)
+                || io.to_string().contains("lock")
+        }
+        _ => false,
+    }
+}

@@ -1,0 +1,66 @@
+//! Control message bodies: what members say to the room on its topic.
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::DecodeError;
+use crate::id::{CapId, PeerKey, Role};
+
+/// Longest display name, in bytes of UTF-8.
+pub const MAX_NAME_BYTES: usize = 64;
+/// Longest chat message, in bytes of UTF-8.
+pub const MAX_CHAT_BYTES: usize = 1000;
+/// Longest reaction (an emoji, possibly a ZWJ sequence), in bytes of UTF-8.
+pub const MAX_REACTION_BYTES: usize = 32;
+/// Most capabilities one removal revokes.
+pub const MAX_REVOCATIONS: usize = 8;
+
+/// One thing a member says to the room.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum ControlBody {
+    /// Arrives, presenting the envelope's capability, under a display name.
+    Join { name: String },
+    /// Still here (heartbeat); members that stop sending these time out.
+    Presence,
+    Leave,
+    RaiseHand,
+    LowerHand,
+    /// Changes a member's role (host or moderator only).
+    Promote { target: PeerKey, role: Role },
+    /// Moves a member back to listener.
+    Demote { target: PeerKey },
+    Mute { target: PeerKey },
+    Unmute { target: PeerKey },
+    /// Removes a member and revokes the capabilities it joined with.
+    Remove {
+        target: PeerKey,
+        revoke: Vec<CapId>,
+    },
+    Chat { text: String },
+    Reaction { emoji: String },
+    RecordingStarted,
+    RecordingStopped,
+    /// The host closes the room.
+    RoomEnded,
+}
+
+impl ControlBody {
+    /// Checks the length limits of the free-text fields.
+    pub fn check_limits(&self) -> Result<(), DecodeError> {
+        let too_long = |field, len, max| DecodeError::FieldTooLong { field, len, max };
+        match self {
+            ControlBody::Join { name } if name.len() > MAX_NAME_BYTES => {
+                Err(too_long("display name", name.len(), MAX_NAME_BYTES))
+            }
+            ControlBody::Chat { text } if text.len() > MAX_CHAT_BYTES => {
+                Err(too_long("chat message", text.len(), MAX_CHAT_BYTES))
+            }
+            ControlBody::Reaction { emoji } if emoji.len() > MAX_REACTION_BYTES => {
+                Err(too_long("reaction", emoji.len(), MAX_REACTION_BYTES))
+            }
+            ControlBody::Remove { revoke, .. } if revoke.len() > MAX_REVOCATIONS => {
+                Err(too_long("revocation list", revoke.len(), MAX_REVOCATIONS))
+            }
+            _ => Ok(()),
+        }
+    }
+}

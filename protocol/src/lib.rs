@@ -1,0 +1,53 @@
+//! Earshot's wire types and rules. Pure: no I/O, no async runtime, no clock reads (callers pass
+//! `now`), no randomness of its own (callers pass nonces and ids).
+//!
+//! # Layout
+//!
+//! - [`id`]: newtype ids (`RoomId`, `PeerKey`, `CapId`), `Timestamp`, `Role`, signatures.
+//! - [`codec`]: the canonical postcard encoding every wire type uses.
+//! - [`capability`]: signed, delegable capabilities and their offline verification.
+//! - [`link`]: invite links (`earshot://join/…`) carrying a capability and where to find the host.
+//! - [`control`] and [`envelope`]: control message bodies and the signed envelope around them.
+//! - [`room`]: the host-signed room descriptor.
+//!
+//! Values that have passed a check are wrapped in [`Verified`], which only the checking
+//! functions of this crate can construct.
+
+pub mod capability;
+pub mod codec;
+pub mod control;
+pub mod envelope;
+pub mod id;
+pub mod link;
+pub mod room;
+
+pub use capability::{Audience, Capability, CapabilityError, Grant, Presenter, VerifyContext};
+pub use control::ControlBody;
+pub use envelope::{Authority, Envelope, EnvelopeError};
+pub use id::{CapId, PeerKey, Role, RoomId, Timestamp};
+pub use link::{InviteLink, LinkError};
+pub use room::{RecordingPolicy, RoomDescriptor, Visibility};
+
+/// A value that passed this crate's checks. Only this crate constructs it, so holding one is proof
+/// that the check ran.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified<T>(T);
+
+impl<T> Verified<T> {
+    pub(crate) fn new(value: T) -> Self {
+        Self(value)
+    }
+
+    /// The checked value, giving up the proof.
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> std::ops::Deref for Verified<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}

@@ -1,0 +1,197 @@
+//! Invite links: a capability plus where to find the host, as text a person can paste or scan.
+//!
+//! ```text
+//! earshot://join/<base32( version ‖ postcard(body) ‖ checksum )>
+//! ```
+//!
+//! - `version` is one byte ([`LINK_VERSION`]);
+//! - `body` is the capability, the host's key (its PeerId, in 32 bytes rather than 38), and up to
+//!   [`MAX_BOOTSTRAP_ADDRS`] multiaddrs to dial;
+//! - `checksum` is the first four bytes of SHA-256 over everything before it, so a mistyped or
+//!   truncated link is refused as such rather than as a bad signature.
+//!
+//! Base32 (RFC 4648 alphabet, no padding) is case-insensitive and has no characters that URLs,
+//! shells or chat apps mangle. Links are printed lowercase; the QR form is uppercase so that QR's
+//! compact alphanumeric mode applies. Whitespace inside a pasted link (line wrapping) is ignored.
+
+use std::fmt;
+
+use multiaddr::Multiaddr;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::capability::{Capability, MAX_CAPABILITY_BYTES};
+use crate::codec::{self, DecodeError};
+use crate::id::{PeerKey, base32};
+
+/// The text every link starts with.
+pub const LINK_PREFIX: &str = "earshot://join/";
+/// The link format this build writes and understands.
+pub const LINK_VERSION: u8 = 1;
+/// Most bootstrap addresses a link carries.
+pub const MAX_BOOTSTRAP_ADDRS: usize = 4;
+/// Longest encoded multiaddr accepted in a link.
+pub const MAX_ADDR_BYTES: usize = 128;
+/// Longest link text accepted, before any decoding work.
+pub const MAX_LINK_CHARS: usize = 4096;
+
+const CHECKSUM_BYTES: usize = 4;
+const MAX_BODY_BYTES: usize = MAX_CAPABILITY_BYTES + 64 + MAX_BOOTSTRAP_ADDRS * (MAX_ADDR_BYTES + 2);
+
+/// A decoded invite link. Decoding checks the format only; the capability still has to be
+/// verified against the host (`capability.verify`).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct InviteLink {
+    pub capability: Capability,
+    /// The room's host.
+    pub host: PeerKey,
+    /// Addresses to dial to reach the host (or a relay that reaches it).
+    pub bootstrap: Vec<Multiaddr>,
+}
+
+/// Why text is not a usable invite link.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkError {
+    #[error("not an earshot invite link (it should start with {LINK_PREFIX})")]
+    NotALink,
+    #[error("invite link is too long ({len} characters, at most {MAX_LINK_CHARS})")]
+    TooLong { len: usize },
+    #[error(
+        "invite link has an invalid character {character:?} at position {position}: \
+         links use only letters a-z and digits 2-7"
+    )]
+    InvalidCharacter { character: char, position: usize },
+    #[error("invite link is truncated or mistyped (checksum mismatch): copy the whole link again")]
+    Checksum,
+    #[error("invite link is version {found}; this build understands version {LINK_VERSION}")]
+    UnsupportedVersion { found: u8 },
+    #[error("invite link is malformed: {0}")]
+    Malformed(#[from] DecodeError),
+}
+
+#[derive(Serialize, Deserialize)]
+struct Body {
+    capability: Capability,
+    host: PeerKey,
+    bootstrap: Vec<serde_bytes::ByteBuf>,
+}
+
+impl InviteLink {
+    /// The link as text: `earshot://join/…`, lowercase.
+    pub fn encode(&self) -> String {
+        let body = Body {
+            capability: self.capability.clone(),
+            host: self.host,
+            bootstrap: self
+                .bootstrap
+                .iter()
+                .take(MAX_BOOTSTRAP_ADDRS)
+                .map(|addr| serde_bytes::ByteBuf::from(addr.to_vec()))
+                .collect(),
+        };
+        let mut bytes = vec![LINK_VERSION];
+        bytes.extend(codec::encode(&body));
+        let checksum = checksum(&bytes);
+        bytes.extend_from_slice(&checksum);
+        format!("{LINK_PREFIX}{}", base32(&bytes))
+    }
+
+    /// The link as uppercase text, for QR codes (alphanumeric mode). [`InviteLink::decode`]
+    /// accepts either case.
+    pub fn encode_for_qr(&self) -> String {
+        self.encode().to_ascii_uppercase()
+    }
+
+    /// Reads a link, telling apart a mistyped link from a malformed one. Never panics.
+    pub fn decode(text: &str) -> Result<Self, LinkError> {
+        let text = text.trim();
+        if text.len() > MAX_LINK_CHARS {
+            return Err(LinkError::TooLong { len: text.len() });
+        }
+        let payload = strip_prefix(text).ok_or(LinkError::NotALink)?;
+        let bytes = decode_base32(payload)?;
+        if bytes.len() < 1 + CHECKSUM_BYTES {
+            return Err(LinkError::Checksum);
+        }
+        let (data, sum) = bytes.split_at(bytes.len() - CHECKSUM_BYTES);
+        if checksum(data) != sum {
+            return Err(LinkError::Checksum);
+        }
+        if data[0] != LINK_VERSION {
+            return Err(LinkError::UnsupportedVersion { found: data[0] });
+        }
+        let body: Body = codec::decode(&data[1..], MAX_BODY_BYTES)?;
+        body.capability.check_chain_length()?;
+        if body.bootstrap.len() > MAX_BOOTSTRAP_ADDRS {
+            return Err(DecodeError::TooManyAddresses {
+                count: body.bootstrap.len(),
+                max: MAX_BOOTSTRAP_ADDRS,
+            }
+            .into());
+        }
+        let bootstrap = body
+            .bootstrap
+            .into_iter()
+            .map(|raw| {
+                if raw.len() > MAX_ADDR_BYTES {
+                    return Err(DecodeError::FieldTooLong {
+                        field: "bootstrap address",
+                        len: raw.len(),
+                        max: MAX_ADDR_BYTES,
+                    });
+                }
+                Multiaddr::try_from(raw.into_vec()).map_err(|_| DecodeError::BadAddress)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            capability: body.capability,
+            host: body.host,
+            bootstrap,
+        })
+    }
+}
+
+impl fmt::Display for InviteLink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.encode())
+    }
+}
+
+fn checksum(bytes: &[u8]) -> [u8; CHECKSUM_BYTES] {
+    let digest = Sha256::digest(bytes);
+    let mut sum = [0; CHECKSUM_BYTES];
+    sum.copy_from_slice(&digest[..CHECKSUM_BYTES]);
+    sum
+}
+
+/// The payload after the prefix, matched case-insensitively.
+fn strip_prefix(text: &str) -> Option<&str> {
+    let head = text.get(..LINK_PREFIX.len())?;
+    head.eq_ignore_ascii_case(LINK_PREFIX)
+        .then(|| &text[LINK_PREFIX.len()..])
+}
+
+/// Base32 in either case, ignoring whitespace; reports the first bad character by position.
+fn decode_base32(payload: &str) -> Result<Vec<u8>, LinkError> {
+    let mut clean = String::with_capacity(payload.len());
+    for (offset, character) in payload.char_indices() {
+        match character {
+            c if c.is_ascii_whitespace() => {}
+            'a'..='z' | 'A'..='Z' | '2'..='7' => clean.push(character.to_ascii_uppercase()),
+            _ => {
+                return Err(LinkError::InvalidCharacter {
+                    character,
+                    position: LINK_PREFIX.len() + payload[..offset].chars().count() + 1,
+                });
+            }
+        }
+    }
+    // Every character is in the alphabet, so the only failure left is a length that no byte
+    // string encodes to: a truncated link.
+    data_encoding::BASE32_NOPAD
+        .decode(clean.as_bytes())
+        .map_err(|_| LinkError::Checksum)
+}
+
+#[cfg(test)]
+mod tests;
