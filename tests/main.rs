@@ -1,1 +1,8 @@
+//! Earshot's integration tests: one binary, one module per area.
+//!
+//! These run the built `earshot` binary (and, as the live-room issues land, several nodes) on
+//! 127.0.0.1 only. Nothing here sleeps to synchronise: tests wait for output or events with a
+//! timeout.
 
+mod harness;
+mod invites;

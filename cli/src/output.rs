@@ -4,9 +4,28 @@ use earshot_protocol::{Audience, Capability, InviteLink, PeerKey};
 use qrcode::{EcLevel, QrCode};
 use serde_json::{Value, json};
 
+/// `println!` that treats a closed stdout (`earshot … | head`) as the reader being done: the
+/// process exits quietly instead of panicking.
+macro_rules! say {
+    () => { $crate::output::write_line(format_args!("")) };
+    ($($arg:tt)*) => { $crate::output::write_line(format_args!($($arg)*)) };
+}
+pub(crate) use say;
+
+pub fn write_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(err) = writeln!(out, "{args}") {
+        if err.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        tracing::warn!(%err, "could not write to stdout");
+    }
+}
+
 /// Prints one JSON value on its own line.
 pub fn print_json(value: &Value) {
-    println!("{value}");
+    say!("{value}");
 }
 
 /// A terminal QR code of the link (uppercase, so QR's compact alphanumeric mode applies).

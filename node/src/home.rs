@@ -115,10 +115,10 @@ impl Home {
     /// Finds a hosted room by full id, unique id prefix, exact title, or unique title prefix
     /// (case-insensitive).
     pub fn find_room(&self, query: &str) -> Result<RoomRecord, HomeError> {
-        if let Ok(id) = query.parse::<RoomId>() {
-            if let Some(room) = self.store.room(&id)? {
-                return Ok(room);
-            }
+        if let Ok(id) = query.parse::<RoomId>()
+            && let Some(room) = self.store.room(&id)?
+        {
+            return Ok(room);
         }
         let rooms = self.store.rooms()?;
         let lower = query.trim().to_ascii_lowercase();
@@ -191,9 +191,10 @@ impl Home {
             now,
             revoked: &revoked,
         })?;
-        let capability = parent
-            .capability
-            .delegate(self.identity.signing_key(), grant, nonce()?)?;
+        let capability =
+            parent
+                .capability
+                .delegate(self.identity.signing_key(), grant, nonce()?)?;
         self.remember(&capability, now)?;
         Ok(InviteLink {
             capability,
@@ -277,9 +278,9 @@ pub fn advertised_addrs(listen: &[Multiaddr]) -> Vec<Multiaddr> {
     // Keep the loopback address even when there are many interfaces: it makes local demos work.
     let limit = earshot_protocol::link::MAX_BOOTSTRAP_ADDRS;
     if out.len() > limit {
-        let loopback = out.iter().position(|addr| {
-            matches!(addr.iter().next(), Some(Protocol::Ip4(ip)) if ip.is_loopback())
-        });
+        let loopback = out.iter().position(
+            |addr| matches!(addr.iter().next(), Some(Protocol::Ip4(ip)) if ip.is_loopback()),
+        );
         let keep_loopback = loopback.map(|i| out.remove(i));
         out.truncate(limit - usize::from(keep_loopback.is_some()));
         out.extend(keep_loopback);
@@ -315,10 +316,22 @@ mod tests {
         let home = Home::open(dir.path()).expect("reopen");
         let rooms = home.store().rooms().expect("rooms");
         assert_eq!(rooms.len(), 2);
-        assert_eq!(home.find_room(&id.to_string()).expect("id").descriptor.id, id);
-        assert_eq!(home.find_room(&id.short()).expect("prefix").descriptor.id, id);
-        assert_eq!(home.find_room("Book club").expect("title").descriptor.id, id);
-        assert!(matches!(home.find_room("nope"), Err(HomeError::NoSuchRoom { .. })));
+        assert_eq!(
+            home.find_room(&id.to_string()).expect("id").descriptor.id,
+            id
+        );
+        assert_eq!(
+            home.find_room(&id.short()).expect("prefix").descriptor.id,
+            id
+        );
+        assert_eq!(
+            home.find_room("Book club").expect("title").descriptor.id,
+            id
+        );
+        assert!(matches!(
+            home.find_room("nope"),
+            Err(HomeError::NoSuchRoom { .. })
+        ));
         let room = home.find_room("Book club").expect("title");
         assert!(!room.listen.is_empty(), "listen addresses are remembered");
         assert!(room.descriptor.addrs().len() <= earshot_protocol::link::MAX_BOOTSTRAP_ADDRS);

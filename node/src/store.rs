@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use earshot_protocol::codec::DecodeError;
 use earshot_protocol::room::DescriptorError;
-use earshot_protocol::{Audience, CapId, RoomDescriptor, RoomId, Role, Timestamp};
+use earshot_protocol::{Audience, CapId, Role, RoomDescriptor, RoomId, Timestamp};
 use multiaddr::Multiaddr;
 use serde::{Deserialize, Serialize};
 

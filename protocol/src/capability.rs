@@ -94,9 +94,7 @@ pub struct VerifyContext<'a> {
 pub enum CapabilityError {
     #[error("malformed capability: {0}")]
     Malformed(#[from] DecodeError),
-    #[error(
-        "unsupported capability version {found} (this build understands version {supported})"
-    )]
+    #[error("unsupported capability version {found} (this build understands version {supported})")]
     UnsupportedVersion { found: u8, supported: u8 },
     #[error("bad signature on link {link} of the chain (issuer {})", .issuer.as_peer_id())]
     BadSignature { link: usize, issuer: PeerKey },
@@ -209,7 +207,13 @@ impl Capability {
         nonce: [u8; 8],
     ) -> Result<Self, CapabilityError> {
         check_grant(&grant)?;
-        let child = Self::sign(holder, self.room, grant, nonce, Some(Box::new(self.clone())));
+        let child = Self::sign(
+            holder,
+            self.room,
+            grant,
+            nonce,
+            Some(Box::new(self.clone())),
+        );
         let chain = child.chain();
         let root = chain[0];
         check_chain(&chain, root.room, root.issuer)?;
@@ -332,10 +336,9 @@ impl Capability {
             });
         }
         if let (Audience::Bound(bound), Presenter::Key(presenter)) = (self.audience, ctx.presenter)
+            && bound != presenter
         {
-            if bound != presenter {
-                return Err(CapabilityError::WrongAudience { bound, presenter });
-            }
+            return Err(CapabilityError::WrongAudience { bound, presenter });
         }
         Ok(Verified::new(self.clone()))
     }
@@ -397,14 +400,14 @@ fn check_chain(chain: &[&Capability], room: RoomId, host: PeerKey) -> Result<(),
             }
             continue;
         };
-        if let Audience::Bound(holder) = parent.audience {
-            if cap.issuer != holder {
-                return Err(CapabilityError::NotTheHolder {
-                    link,
-                    issuer: cap.issuer,
-                    holder,
-                });
-            }
+        if let Audience::Bound(holder) = parent.audience
+            && cap.issuer != holder
+        {
+            return Err(CapabilityError::NotTheHolder {
+                link,
+                issuer: cap.issuer,
+                holder,
+            });
         }
         let Some(allowed) = parent.depth.checked_sub(1) else {
             return Err(CapabilityError::DelegationTooDeep { link });

@@ -18,25 +18,40 @@ pub const MAX_REVOCATIONS: usize = 8;
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum ControlBody {
     /// Arrives, presenting the envelope's capability, under a display name.
-    Join { name: String },
+    Join {
+        name: String,
+    },
     /// Still here (heartbeat); members that stop sending these time out.
     Presence,
     Leave,
     RaiseHand,
     LowerHand,
     /// Changes a member's role (host or moderator only).
-    Promote { target: PeerKey, role: Role },
+    Promote {
+        target: PeerKey,
+        role: Role,
+    },
     /// Moves a member back to listener.
-    Demote { target: PeerKey },
-    Mute { target: PeerKey },
-    Unmute { target: PeerKey },
+    Demote {
+        target: PeerKey,
+    },
+    Mute {
+        target: PeerKey,
+    },
+    Unmute {
+        target: PeerKey,
+    },
     /// Removes a member and revokes the capabilities it joined with.
     Remove {
         target: PeerKey,
         revoke: Vec<CapId>,
     },
-    Chat { text: String },
-    Reaction { emoji: String },
+    Chat {
+        text: String,
+    },
+    Reaction {
+        emoji: String,
+    },
     RecordingStarted,
     RecordingStopped,
     /// The host closes the room.

@@ -53,7 +53,9 @@ pub struct Envelope {
 pub enum EnvelopeError {
     #[error("malformed envelope: {0}")]
     Malformed(#[from] DecodeError),
-    #[error("unsupported envelope version {found} (this build understands version {ENVELOPE_VERSION})")]
+    #[error(
+        "unsupported envelope version {found} (this build understands version {ENVELOPE_VERSION})"
+    )]
     UnsupportedVersion { found: u8 },
     #[error("envelope is {len} bytes, more than the {MAX_ENVELOPE_BYTES} allowed")]
     TooLarge { len: usize },

@@ -25,10 +25,7 @@ pub(crate) fn base32_decode(text: &str) -> Option<Vec<u8>> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdParseError {
     #[error("{what} must be {expected} base32 characters")]
-    BadLength {
-        what: &'static str,
-        expected: usize,
-    },
+    BadLength { what: &'static str, expected: usize },
     #[error("{what} is not valid base32 (letters a-z and digits 2-7)")]
     NotBase32 { what: &'static str },
     #[error("not a valid ed25519 public key")]
@@ -133,7 +130,9 @@ impl PeerKey {
         }
         let public = libp2p_identity::PublicKey::try_decode_protobuf(multihash.digest())
             .map_err(|_| IdParseError::NotAKey)?;
-        let ed = public.try_into_ed25519().map_err(|_| IdParseError::NotAKey)?;
+        let ed = public
+            .try_into_ed25519()
+            .map_err(|_| IdParseError::NotAKey)?;
         Ok(Self(ed.to_bytes()))
     }
 
@@ -149,7 +148,9 @@ impl PeerKey {
     }
 
     /// The ed25519-dalek verifying key, if these bytes are a valid point.
-    pub fn verifying_key(&self) -> Result<ed25519_dalek::VerifyingKey, ed25519_dalek::SignatureError> {
+    pub fn verifying_key(
+        &self,
+    ) -> Result<ed25519_dalek::VerifyingKey, ed25519_dalek::SignatureError> {
         ed25519_dalek::VerifyingKey::from_bytes(&self.0)
     }
 }
@@ -275,9 +276,7 @@ impl fmt::Debug for Timestamp {
 
 /// What a capability lets its holder do in a room. Ordered: `Listener < Speaker < Moderator`.
 /// The host is not a role a capability can grant: it is the room's own key.
-#[derive(
-    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
 pub enum Role {
     Listener,
     Speaker,

@@ -36,7 +36,8 @@ pub const MAX_ADDR_BYTES: usize = 128;
 pub const MAX_LINK_CHARS: usize = 4096;
 
 const CHECKSUM_BYTES: usize = 4;
-const MAX_BODY_BYTES: usize = MAX_CAPABILITY_BYTES + 64 + MAX_BOOTSTRAP_ADDRS * (MAX_ADDR_BYTES + 2);
+const MAX_BODY_BYTES: usize =
+    MAX_CAPABILITY_BYTES + 64 + MAX_BOOTSTRAP_ADDRS * (MAX_ADDR_BYTES + 2);
 
 /// A decoded invite link. Decoding checks the format only; the capability still has to be
 /// verified against the host (`capability.verify`).

@@ -7,6 +7,7 @@ use serde_json::json;
 use super::Context;
 use crate::Exit;
 use crate::output::print_json;
+use crate::output::say;
 
 pub fn init(ctx: &Context) -> anyhow::Result<Exit> {
     let dir = ctx.home_dir()?;
@@ -20,13 +21,13 @@ pub fn init(ctx: &Context) -> anyhow::Result<Exit> {
         }));
     } else {
         match outcome {
-            InitOutcome::Created => println!("Created a new identity in {}", dir.display()),
-            InitOutcome::AlreadyExisted => println!(
+            InitOutcome::Created => say!("Created a new identity in {}", dir.display()),
+            InitOutcome::AlreadyExisted => say!(
                 "An identity already exists in {} (left unchanged)",
                 dir.display()
             ),
         }
-        println!("PeerId: {}", identity.peer_id());
+        say!("PeerId: {}", identity.peer_id());
     }
     Ok(Exit(0))
 }
@@ -41,9 +42,9 @@ pub fn id(ctx: &Context) -> anyhow::Result<Exit> {
             "home": dir.display().to_string(),
         }));
     } else {
-        println!("PeerId:     {}", identity.peer_id());
-        println!("Public key: {}", identity.key());
-        println!("Data dir:   {}", dir.display());
+        say!("PeerId:     {}", identity.peer_id());
+        say!("Public key: {}", identity.key());
+        say!("Data dir:   {}", dir.display());
     }
     Ok(Exit(0))
 }

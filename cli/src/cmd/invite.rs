@@ -14,6 +14,7 @@ use serde_json::json;
 
 use super::Context;
 use crate::Exit;
+use crate::output::say;
 use crate::output::{self, print_json};
 use crate::when::parse_expiry;
 
@@ -41,6 +42,10 @@ pub enum InviteCommand {
         /// Check the link as presented by this PeerId (for links bound to one person).
         #[arg(long = "as", value_name = "PEERID")]
         presenter: Option<String>,
+        /// Check validity at another time instead of now: a duration from now (2h, 30d) or a
+        /// UTC time (2026-12-01T10:00Z).
+        #[arg(long, value_name = "WHEN")]
+        at: Option<String>,
     },
 }
 
@@ -79,7 +84,9 @@ impl GrantArgs {
             ),
             None => Audience::Bearer,
         };
-        let depth = self.delegate.unwrap_or(u8::from(self.role == Role::Moderator));
+        let depth = self
+            .delegate
+            .unwrap_or(u8::from(self.role == Role::Moderator));
         if depth > MAX_DELEGATION_DEPTH {
             anyhow::bail!("--delegate {depth}: at most {MAX_DELEGATION_DEPTH}");
         }
@@ -127,7 +134,15 @@ pub fn run(ctx: &Context, command: InviteCommand) -> anyhow::Result<Exit> {
             print_link(ctx, &child, grant.qr)?;
             Ok(Exit(0))
         }
-        InviteCommand::Inspect { link, presenter } => inspect(ctx, &read_link(&link)?, presenter),
+        InviteCommand::Inspect {
+            link,
+            presenter,
+            at,
+        } => {
+            let now = clock::now();
+            let at = at.map(|text| parse_expiry(&text, now)).transpose()?;
+            inspect(ctx, &read_link(&link)?, presenter, at.unwrap_or(now))
+        }
     }
 }
 
@@ -160,27 +175,34 @@ fn print_link(ctx: &Context, link: &InviteLink, qr: bool) -> anyhow::Result<()> 
         }
         print_json(&value);
     } else {
-        println!(
+        say!(
             "{} invite for room {}, {}, valid until {}:",
             cap.role,
             cap.room.short(),
             output::audience_text(&cap.audience),
             cap.expires_at
         );
-        println!("{link}");
+        say!("{link}");
         if qr {
-            println!("{}", output::qr(link)?);
+            say!("{}", output::qr(link)?);
         }
     }
     Ok(())
 }
 
-fn inspect(ctx: &Context, text: &str, presenter: Option<String>) -> anyhow::Result<Exit> {
+fn inspect(
+    ctx: &Context,
+    text: &str,
+    presenter: Option<String>,
+    at: Timestamp,
+) -> anyhow::Result<Exit> {
     let link = match InviteLink::decode(text) {
         Ok(link) => link,
         Err(err) => {
             if ctx.json {
-                print_json(&json!({ "valid": false, "malformed": true, "reason": err.to_string() }));
+                print_json(
+                    &json!({ "valid": false, "malformed": true, "reason": err.to_string() }),
+                );
             } else {
                 eprintln!("earshot: {err}");
             }
@@ -199,7 +221,7 @@ fn inspect(ctx: &Context, text: &str, presenter: Option<String>) -> anyhow::Resu
         room: cap.room,
         host: link.host,
         presenter,
-        now: clock::now(),
+        now: at,
         revoked: &revoked,
     });
     if ctx.json {
@@ -219,18 +241,18 @@ fn inspect(ctx: &Context, text: &str, presenter: Option<String>) -> anyhow::Resu
             "bootstrap": link.bootstrap.iter().map(ToString::to_string).collect::<Vec<_>>(),
         }));
     } else {
-        println!("Invite to room {}", cap.room);
-        println!("  host:       {}", output::peer(&link.host));
-        println!("  role:       {}", cap.role);
-        println!("  for:        {}", output::audience_text(&cap.audience));
-        println!("  valid:      {} to {}", cap.not_before, cap.expires_at);
+        say!("Invite to room {}", cap.room);
+        say!("  host:       {}", output::peer(&link.host));
+        say!("  role:       {}", cap.role);
+        say!("  for:        {}", output::audience_text(&cap.audience));
+        say!("  valid:      {} to {}", cap.not_before, cap.expires_at);
         match cap.depth {
-            0 => println!("  delegation: none"),
-            n => println!("  delegation: {n} more level(s)"),
+            0 => say!("  delegation: none"),
+            n => say!("  delegation: {n} more level(s)"),
         }
         for (index, link) in cap.chain().iter().enumerate() {
             let who = if index == 0 { "host" } else { "delegate" };
-            println!(
+            say!(
                 "  chain {}:    {} by {} {}",
                 index + 1,
                 link.role,
@@ -239,11 +261,11 @@ fn inspect(ctx: &Context, text: &str, presenter: Option<String>) -> anyhow::Resu
             );
         }
         for addr in &link.bootstrap {
-            println!("  dial:       {addr}");
+            say!("  dial:       {addr}");
         }
         match &verdict {
-            Ok(_) => println!("  status:     valid now"),
-            Err(err) => println!("  status:     NOT VALID: {err}"),
+            Ok(_) => say!("  status:     valid now"),
+            Err(err) => say!("  status:     NOT VALID: {err}"),
         }
     }
     Ok(Exit(if verdict.is_ok() { 0 } else { 1 }))

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::Context;
 use crate::Exit;
+use crate::output::say;
 use crate::output::{self, print_json};
 use crate::when::parse_expiry;
 
@@ -101,18 +102,21 @@ pub fn run(ctx: &Context, command: RoomCommand) -> anyhow::Result<Exit> {
                 print_json(&value);
             } else {
                 let d = &room.descriptor;
-                println!("Created room \"{}\" ({})", d.title, d.visibility);
-                println!("  id: {}", d.id);
+                say!("Created room \"{}\" ({})", d.title, d.visibility);
+                say!("  id: {}", d.id);
                 if d.recording.host_records {
-                    println!("  recording: on when the room goes live");
+                    say!("  recording: on when the room goes live");
                 }
                 for (role, link) in &links {
-                    println!();
-                    println!("{} link (valid until {expires_at}):", capitalise(role.as_str()));
-                    println!("{link}");
+                    say!();
+                    say!(
+                        "{} link (valid until {expires_at}):",
+                        capitalise(role.as_str())
+                    );
+                    say!("{link}");
                 }
-                println!();
-                println!(
+                say!();
+                say!(
                     "More links: earshot invite create {} --role listener|speaker|moderator",
                     d.id.short()
                 );
@@ -123,12 +127,12 @@ pub fn run(ctx: &Context, command: RoomCommand) -> anyhow::Result<Exit> {
             if ctx.json {
                 print_json(&rooms.iter().map(room_json).collect());
             } else if rooms.is_empty() {
-                println!("No rooms yet. Create one with: earshot room new \"TITLE\"");
+                say!("No rooms yet. Create one with: earshot room new \"TITLE\"");
             } else {
-                println!("{:<10} {:<9} {:<20}  TITLE", "ID", "VISIBLE", "CREATED");
+                say!("{:<10} {:<9} {:<20}  TITLE", "ID", "VISIBLE", "CREATED");
                 for room in &rooms {
                     let d = &room.descriptor;
-                    println!(
+                    say!(
                         "{:<10} {:<9} {:<20}  {}",
                         d.id.short(),
                         d.visibility.as_str(),
@@ -158,11 +162,11 @@ pub fn run(ctx: &Context, command: RoomCommand) -> anyhow::Result<Exit> {
                 print_json(&value);
             } else {
                 let d = &room.descriptor;
-                println!("Room \"{}\"", d.title);
-                println!("  id:         {}", d.id);
-                println!("  host:       {}", output::peer(&d.host));
-                println!("  visibility: {}", d.visibility);
-                println!(
+                say!("Room \"{}\"", d.title);
+                say!("  id:         {}", d.id);
+                say!("  host:       {}", output::peer(&d.host));
+                say!("  visibility: {}", d.visibility);
+                say!(
                     "  recording:  {}",
                     if d.recording.host_records {
                         "host records"
@@ -170,16 +174,16 @@ pub fn run(ctx: &Context, command: RoomCommand) -> anyhow::Result<Exit> {
                         "off"
                     }
                 );
-                println!("  created:    {}", d.created_at);
+                say!("  created:    {}", d.created_at);
                 for addr in &room.listen {
-                    println!("  listens on: {addr}");
+                    say!("  listens on: {addr}");
                 }
                 for addr in d.addrs() {
-                    println!("  in links:   {addr}");
+                    say!("  in links:   {addr}");
                 }
-                println!("  invites issued: {}", invites.len());
+                say!("  invites issued: {}", invites.len());
                 for invite in &invites {
-                    println!(
+                    say!(
                         "    {} {:<9} {} until {}",
                         invite.id.short(),
                         invite.role.as_str(),
