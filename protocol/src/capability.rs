@@ -86,7 +86,34 @@ pub struct VerifyContext<'a> {
     pub host: PeerKey,
     pub presenter: Presenter,
     pub now: Timestamp,
-    pub revoked: &'a HashSet<CapId>,
+    pub revoked: &'a dyn Revocations,
+}
+
+/// A set of revoked capability ids.
+pub trait Revocations: std::fmt::Debug {
+    fn is_revoked(&self, id: &CapId) -> bool;
+}
+
+impl Revocations for HashSet<CapId> {
+    fn is_revoked(&self, id: &CapId) -> bool {
+        self.contains(id)
+    }
+}
+
+impl Revocations for std::collections::BTreeSet<CapId> {
+    fn is_revoked(&self, id: &CapId) -> bool {
+        self.contains(id)
+    }
+}
+
+/// No revocations at all.
+#[derive(Debug, Clone, Copy)]
+pub struct NoRevocations;
+
+impl Revocations for NoRevocations {
+    fn is_revoked(&self, _: &CapId) -> bool {
+        false
+    }
 }
 
 /// Why a capability is not valid. Links are numbered from 1, the host's grant.
@@ -197,7 +224,7 @@ impl Capability {
         Ok(Self::sign(host, room, grant, nonce, None))
     }
 
-    /// A narrower capability issued by `holder` from this one. Fails, before signing anything, if
+    /// A narrower capability issued by `holder` from this one. Fails, returning no capability, if
     /// the result would not verify: `holder` does not hold this capability, or the grant widens
     /// the role, the window or the depth.
     pub fn delegate(
@@ -320,7 +347,7 @@ impl Capability {
         check_chain(&chain, ctx.room, ctx.host)?;
         for link in &chain {
             let id = link.id();
-            if ctx.revoked.contains(&id) {
+            if ctx.revoked.is_revoked(&id) {
                 return Err(CapabilityError::Revoked { id });
             }
         }

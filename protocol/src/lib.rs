@@ -9,6 +9,9 @@
 //! - [`link`]: invite links (`earshot://join/…`) carrying a capability and where to find the host.
 //! - [`control`] and [`envelope`]: control message bodies and the signed envelope around them.
 //! - [`room`]: the host-signed room descriptor.
+//! - [`snapshot`]: host-signed snapshots, the join handshake, lobby announcements.
+//! - [`state`]: room state, a deterministic fold over verified envelopes.
+//! - [`topic`]: gossipsub topic names.
 //!
 //! Values that have passed a check are wrapped in [`Verified`], which only the checking
 //! functions of this crate can construct.
@@ -20,6 +23,9 @@ pub mod envelope;
 pub mod id;
 pub mod link;
 pub mod room;
+pub mod snapshot;
+pub mod state;
+pub mod topic;
 
 pub use capability::{Audience, Capability, CapabilityError, Grant, Presenter, VerifyContext};
 pub use control::ControlBody;

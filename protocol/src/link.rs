@@ -55,7 +55,7 @@ pub struct InviteLink {
 pub enum LinkError {
     #[error("not an earshot invite link (it should start with {LINK_PREFIX})")]
     NotALink,
-    #[error("invite link is too long ({len} characters, at most {MAX_LINK_CHARS})")]
+    #[error("invite link is too long ({len} bytes, at most {MAX_LINK_CHARS})")]
     TooLong { len: usize },
     #[error(
         "invite link has an invalid character {character:?} at position {position}: \

@@ -208,11 +208,21 @@ impl RoomDescriptor {
                 found: self.version,
             });
         }
+        if self.title.trim().is_empty() {
+            return Err(DescriptorError::EmptyTitle);
+        }
         if self.title.len() > MAX_TITLE_BYTES {
             return Err(DecodeError::FieldTooLong {
                 field: "room title",
                 len: self.title.len(),
                 max: MAX_TITLE_BYTES,
+            }
+            .into());
+        }
+        if self.addrs.len() > MAX_DESCRIPTOR_ADDRS {
+            return Err(DecodeError::TooManyAddresses {
+                count: self.addrs.len(),
+                max: MAX_DESCRIPTOR_ADDRS,
             }
             .into());
         }

@@ -1,0 +1,292 @@
+//! Host-signed room snapshots for late joiners, the join handshake, and lobby announcements.
+//!
+//! A joiner sends the host a [`RoomRequest::Join`] carrying its signed `Join` envelope. The host
+//! folds it into the room like any other envelope: if the room refuses it (revoked link, removed
+//! member, expired capability …) the joiner hears why at once; if not, the host publishes the
+//! envelope on the room's topic for everyone and answers with a [`RoomSnapshot`] it signs. The
+//! joiner adopts the snapshot's state and follows the topic from there; since the state is made of
+//! last-writer-wins registers and grow-only sets, messages that cross the snapshot in flight fold
+//! in without harm.
+
+use ed25519_dalek::SigningKey;
+use serde::{Deserialize, Serialize};
+
+use crate::Verified;
+use crate::capability::Capability;
+use crate::codec::{self, DecodeError};
+use crate::id::{PeerKey, RoomId, Sig, Timestamp};
+use crate::link::InviteLink;
+use crate::room::{DescriptorError, RoomDescriptor};
+use crate::state::RoomState;
+
+/// Largest encoded snapshot accepted (a room of a few thousand members).
+pub const MAX_SNAPSHOT_BYTES: usize = 4 << 20;
+/// Largest request or response on the room protocol other than a snapshot.
+pub const MAX_RPC_BYTES: usize = MAX_SNAPSHOT_BYTES + 1024;
+/// Most peers a snapshot suggests dialling.
+pub const MAX_PEER_HINTS: usize = 8;
+/// Most speakers an announcement lists.
+pub const MAX_ANNOUNCED_SPEAKERS: usize = 10;
+/// An announcement not refreshed within this is stale.
+pub const ANNOUNCEMENT_TTL_MS: u64 = 20_000;
+/// How often a public room's host re-announces it.
+pub const ANNOUNCE_INTERVAL_MS: u64 = 5_000;
+
+const SNAPSHOT_DOMAIN: &[u8] = b"earshot/room-snapshot/v1\0";
+const ANNOUNCEMENT_DOMAIN: &[u8] = b"earshot/lobby-announcement/v1\0";
+
+/// A member a joiner may dial, so that the room's gossip mesh is not a star around the host.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct PeerHint {
+    pub key: PeerKey,
+    pub addrs: Vec<serde_bytes::ByteBuf>,
+}
+
+/// The room as the host sees it, signed by the host.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct RoomSnapshot {
+    pub descriptor: RoomDescriptor,
+    pub state: RoomState,
+    pub peers: Vec<PeerHint>,
+    pub taken_at: Timestamp,
+    pub signature: Sig,
+}
+
+/// Why a snapshot or announcement was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("malformed: {0}")]
+    Malformed(#[from] DecodeError),
+    #[error(transparent)]
+    Descriptor(#[from] DescriptorError),
+    #[error("the snapshot is for another room or host than its descriptor")]
+    Mismatch,
+    #[error("bad signature")]
+    BadSignature,
+    #[error("the announcement expired at {expires_at}")]
+    Expired { expires_at: Timestamp },
+}
+
+#[derive(Serialize)]
+struct UnsignedSnapshot<'a> {
+    descriptor: &'a RoomDescriptor,
+    state: &'a RoomState,
+    peers: &'a [PeerHint],
+    taken_at: Timestamp,
+}
+
+impl RoomSnapshot {
+    /// Signs a snapshot of `state` (the host's key must be the descriptor's host).
+    pub fn sign(
+        host: &SigningKey,
+        descriptor: RoomDescriptor,
+        state: RoomState,
+        peers: Vec<PeerHint>,
+        taken_at: Timestamp,
+    ) -> Self {
+        let mut snapshot = Self {
+            descriptor,
+            state,
+            peers,
+            taken_at,
+            signature: Sig([0; 64]),
+        };
+        snapshot.peers.truncate(MAX_PEER_HINTS);
+        snapshot.signature = Sig::sign(host, SNAPSHOT_DOMAIN, &snapshot.signed_bytes());
+        snapshot
+    }
+
+    fn signed_bytes(&self) -> Vec<u8> {
+        codec::encode(&UnsignedSnapshot {
+            descriptor: &self.descriptor,
+            state: &self.state,
+            peers: &self.peers,
+            taken_at: self.taken_at,
+        })
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        codec::encode(self)
+    }
+
+    /// Reads a snapshot and checks that the expected host signed it for the expected room.
+    pub fn decode_verified(
+        bytes: &[u8],
+        room: RoomId,
+        host: PeerKey,
+    ) -> Result<Verified<Self>, SnapshotError> {
+        let snapshot: Self = codec::decode(bytes, MAX_SNAPSHOT_BYTES)?;
+        let descriptor = snapshot.descriptor.clone().verify()?;
+        if descriptor.id != room
+            || descriptor.host != host
+            || snapshot.state.room != room
+            || snapshot.state.host != host
+            || snapshot.peers.len() > MAX_PEER_HINTS
+        {
+            return Err(SnapshotError::Mismatch);
+        }
+        if !snapshot
+            .signature
+            .verify(&host, SNAPSHOT_DOMAIN, &snapshot.signed_bytes())
+        {
+            return Err(SnapshotError::BadSignature);
+        }
+        Ok(Verified::new(snapshot))
+    }
+}
+
+/// A public room's entry on the lobby, signed by its host.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Announcement {
+    pub descriptor: RoomDescriptor,
+    /// Display names of who is on stage (host first).
+    pub speakers: Vec<String>,
+    pub listeners: u32,
+    /// A bearer listener capability, so anyone who sees the announcement can join.
+    pub listener_capability: Capability,
+    pub expires_at: Timestamp,
+    pub signature: Sig,
+}
+
+#[derive(Serialize)]
+struct UnsignedAnnouncement<'a> {
+    descriptor: &'a RoomDescriptor,
+    speakers: &'a [String],
+    listeners: u32,
+    listener_capability: &'a Capability,
+    expires_at: Timestamp,
+}
+
+impl Announcement {
+    pub fn sign(
+        host: &SigningKey,
+        descriptor: RoomDescriptor,
+        mut speakers: Vec<String>,
+        listeners: u32,
+        listener_capability: Capability,
+        expires_at: Timestamp,
+    ) -> Self {
+        speakers.truncate(MAX_ANNOUNCED_SPEAKERS);
+        for name in &mut speakers {
+            truncate_utf8(name, crate::control::MAX_NAME_BYTES);
+        }
+        let mut announcement = Self {
+            descriptor,
+            speakers,
+            listeners,
+            listener_capability,
+            expires_at,
+            signature: Sig([0; 64]),
+        };
+        announcement.signature =
+            Sig::sign(host, ANNOUNCEMENT_DOMAIN, &announcement.signed_bytes());
+        announcement
+    }
+
+    fn signed_bytes(&self) -> Vec<u8> {
+        codec::encode(&UnsignedAnnouncement {
+            descriptor: &self.descriptor,
+            speakers: &self.speakers,
+            listeners: self.listeners,
+            listener_capability: &self.listener_capability,
+            expires_at: self.expires_at,
+        })
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        codec::encode(self)
+    }
+
+    /// Reads an announcement, checks the host's signatures and that it is live at `now`.
+    pub fn decode_verified(bytes: &[u8], now: Timestamp) -> Result<Verified<Self>, SnapshotError> {
+        let announcement: Self = codec::decode(bytes, 8 * 1024)?;
+        announcement.verify(now)
+    }
+
+    pub fn verify(self, now: Timestamp) -> Result<Verified<Self>, SnapshotError> {
+        let descriptor = self.descriptor.clone().verify()?;
+        if self.speakers.len() > MAX_ANNOUNCED_SPEAKERS
+            || self.listener_capability.room != descriptor.id
+        {
+            return Err(SnapshotError::Mismatch);
+        }
+        if !self
+            .signature
+            .verify(&descriptor.host, ANNOUNCEMENT_DOMAIN, &self.signed_bytes())
+        {
+            return Err(SnapshotError::BadSignature);
+        }
+        if now >= self.expires_at || self.expires_at > now.plus_millis(4 * ANNOUNCEMENT_TTL_MS) {
+            return Err(SnapshotError::Expired {
+                expires_at: self.expires_at,
+            });
+        }
+        Ok(Verified::new(self))
+    }
+
+    /// The join link this announcement offers.
+    pub fn link(&self) -> InviteLink {
+        InviteLink {
+            capability: self.listener_capability.clone(),
+            host: self.descriptor.host,
+            bootstrap: self
+                .descriptor
+                .addrs()
+                .into_iter()
+                .take(crate::link::MAX_BOOTSTRAP_ADDRS)
+                .collect(),
+        }
+    }
+}
+
+fn truncate_utf8(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+}
+
+/// A request on the room protocol (`/earshot/room/1`).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum RoomRequest {
+    /// Asks the host to admit this `Join` envelope (encoded) and send the room's snapshot.
+    Join { envelope: serde_bytes::ByteBuf },
+    /// Asks any node for the live public rooms it knows of.
+    Lobby,
+}
+
+/// An answer on the room protocol.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum RoomResponse {
+    /// Admitted: the host-signed snapshot (encoded).
+    Welcome { snapshot: serde_bytes::ByteBuf },
+    /// Not admitted, and why (the host's words, for the person joining).
+    Refused { reason: String },
+    /// Encoded announcements.
+    Lobby {
+        announcements: Vec<serde_bytes::ByteBuf>,
+    },
+}
+
+impl RoomRequest {
+    pub fn encode(&self) -> Vec<u8> {
+        codec::encode(self)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        codec::decode(bytes, crate::envelope::MAX_ENVELOPE_BYTES + 64)
+    }
+}
+
+impl RoomResponse {
+    pub fn encode(&self) -> Vec<u8> {
+        codec::encode(self)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        codec::decode(bytes, MAX_RPC_BYTES)
+    }
+}

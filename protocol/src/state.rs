@@ -1,0 +1,717 @@
+//! Room state: a deterministic fold over verified envelopes.
+//!
+//! [`RoomState::apply`] checks one envelope against the room (room id, clock window, replay
+//! window, authority, permissions) and either rejects it without touching the state or applies it
+//! and says what changed. [`RoomState::tick`] times out members that stopped sending presence.
+//!
+//! # Order
+//!
+//! Gossip delivers messages in different orders to different nodes, so every piece of state is
+//! either a *last-writer-wins register* ordered by the envelope's [`Stamp`] (author's clock, then
+//! author key, then sequence number) or a grow-only set. Applying the same set of accepted
+//! envelopes in any order therefore gives the same state. Where order still matters:
+//!
+//! - authority is checked against the state at arrival: a moderator's action that arrives before
+//!   the promotion that made them moderator is rejected (it is rare: a node only lets its user act
+//!   once it has seen its own promotion);
+//! - after `RoomEnded` everything is rejected;
+//! - an author's envelopes reordered by more than [`SEQ_WINDOW`] are dropped as replays.
+//!
+//! Timeouts (`tick`) depend on the local clock and are not part of the promise.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Verified;
+use crate::capability::{CapabilityError, NoRevocations, Presenter, VerifyContext};
+use crate::control::ControlBody;
+use crate::envelope::{Authority, Envelope};
+use crate::id::{CapId, PeerKey, Role, RoomId, Timestamp};
+
+/// How often a member says it is still here.
+pub const PRESENCE_INTERVAL_MS: u64 = 5_000;
+/// A member not heard from for this long has left.
+pub const PRESENCE_TIMEOUT_MS: u64 = 15_000;
+/// Envelopes stamped further in the future than this (by the receiver's clock) are refused.
+pub const MAX_CLOCK_SKEW_MS: u64 = 30_000;
+/// Envelopes older than this are refused (replays beyond the sequence window).
+pub const MAX_MESSAGE_AGE_MS: u64 = 120_000;
+/// How far out of order an author's envelopes may arrive.
+pub const SEQ_WINDOW: u64 = 64;
+
+/// A member's standing in the room, including the host. Ordered by authority.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+pub enum RoomRole {
+    Listener,
+    Speaker,
+    Moderator,
+    Host,
+}
+
+impl RoomRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoomRole::Listener => "listener",
+            RoomRole::Speaker => "speaker",
+            RoomRole::Moderator => "moderator",
+            RoomRole::Host => "host",
+        }
+    }
+
+    /// On stage: may speak.
+    pub fn on_stage(self) -> bool {
+        self >= RoomRole::Speaker
+    }
+}
+
+impl From<Role> for RoomRole {
+    fn from(role: Role) -> Self {
+        match role {
+            Role::Listener => RoomRole::Listener,
+            Role::Speaker => RoomRole::Speaker,
+            Role::Moderator => RoomRole::Moderator,
+        }
+    }
+}
+
+impl fmt::Display for RoomRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The order of last-writer-wins registers: the author's clock, then key, then sequence number.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+pub struct Stamp {
+    pub at: Timestamp,
+    pub author: PeerKey,
+    pub seq: u64,
+}
+
+/// A last-writer-wins register.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Lww<T> {
+    pub value: T,
+    pub stamp: Option<Stamp>,
+}
+
+impl<T: PartialEq> Lww<T> {
+    fn new(value: T) -> Self {
+        Self { value, stamp: None }
+    }
+
+    /// Sets the value if `stamp` is newer than the current one; returns whether the visible value
+    /// changed.
+    fn set(&mut self, value: T, stamp: Stamp) -> bool {
+        if self.stamp.is_some_and(|current| current >= stamp) {
+            return false;
+        }
+        self.stamp = Some(stamp);
+        let changed = self.value != value;
+        self.value = value;
+        changed
+    }
+}
+
+/// One member, as the room sees it.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Member {
+    pub key: PeerKey,
+    /// Display name (empty until the member's `Join` is seen).
+    pub name: Lww<String>,
+    /// The best role among the capabilities this member presented (`Host` for the host).
+    pub granted: RoomRole,
+    /// A role set by the host or a moderator (or the member stepping down); wins over `granted`.
+    pub assigned: Lww<Option<RoomRole>>,
+    /// Said it is here (`Join`, `Presence`) or gone (`Leave`).
+    pub present: Lww<bool>,
+    /// Not heard from for [`PRESENCE_TIMEOUT_MS`] (local: set by `tick`, cleared by any message).
+    pub timed_out: bool,
+    pub last_seen: Timestamp,
+    /// When the hand went up, if it is up.
+    pub hand: Lww<Option<Timestamp>>,
+    pub muted: Lww<bool>,
+    /// Leaf ids of the capabilities this member presented.
+    pub capabilities: BTreeSet<CapId>,
+}
+
+impl Member {
+    fn new(key: PeerKey, granted: RoomRole) -> Self {
+        Self {
+            key,
+            name: Lww::new(String::new()),
+            granted,
+            assigned: Lww::new(None),
+            present: Lww::new(false),
+            timed_out: false,
+            last_seen: Timestamp(0),
+            hand: Lww::new(None),
+            muted: Lww::new(false),
+            capabilities: BTreeSet::new(),
+        }
+    }
+
+    /// The role the member holds now.
+    pub fn role(&self) -> RoomRole {
+        if self.granted == RoomRole::Host {
+            return RoomRole::Host;
+        }
+        self.assigned.value.unwrap_or(self.granted)
+    }
+
+    /// The display name, or the short key if none was given.
+    pub fn display_name(&self) -> String {
+        if self.name.value.is_empty() {
+            self.key.short()
+        } else {
+            self.name.value.clone()
+        }
+    }
+}
+
+/// Per-author replay window: the highest sequence number seen and which of the
+/// [`SEQ_WINDOW`] below it were seen.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize, Default)]
+pub struct SeqWindow {
+    pub highest: u64,
+    pub seen: u64,
+}
+
+impl SeqWindow {
+    fn is_fresh(&self, seq: u64) -> bool {
+        if self.highest == 0 && self.seen == 0 {
+            return true;
+        }
+        if seq > self.highest {
+            return true;
+        }
+        let behind = self.highest - seq;
+        behind < SEQ_WINDOW && behind > 0 && self.seen & (1 << behind) == 0
+    }
+
+    fn record(&mut self, seq: u64) {
+        if self.highest == 0 && self.seen == 0 {
+            self.highest = seq;
+            self.seen = 1;
+        } else if seq > self.highest {
+            let shift = seq - self.highest;
+            self.seen = if shift >= SEQ_WINDOW {
+                0
+            } else {
+                self.seen << shift
+            };
+            self.seen |= 1;
+            self.highest = seq;
+        } else {
+            self.seen |= 1 << (self.highest - seq);
+        }
+    }
+}
+
+/// Why the room refused an envelope. Honest nodes never send these; the sender is penalised.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejected {
+    #[error("envelope is for room {found}, not this room")]
+    WrongRoom { found: RoomId },
+    #[error("the room has ended")]
+    RoomEnded,
+    #[error("sent at {sent_at}, in the future")]
+    FromTheFuture { sent_at: Timestamp },
+    #[error("sent at {sent_at}, too long ago")]
+    TooOld { sent_at: Timestamp },
+    #[error("replayed envelope (sequence number {seq} already seen)")]
+    Replay { seq: u64 },
+    #[error("{} claims to be the host but is not", .author.as_peer_id())]
+    NotHost { author: PeerKey },
+    #[error("{} was removed from the room", .author.as_peer_id())]
+    Banned { author: PeerKey },
+    #[error("capability refused: {0}")]
+    Capability(#[from] CapabilityError),
+    #[error("unknown capability {id}: present the capability itself first")]
+    UnknownCapability { id: CapId },
+    #[error("a {role} may not {action}")]
+    NotAllowed { role: RoomRole, action: &'static str },
+    #[error("a {role} may not {action} a {target_role}")]
+    NotAllowedOn {
+        role: RoomRole,
+        action: &'static str,
+        target_role: RoomRole,
+    },
+}
+
+/// Why someone left.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum LeaveReason {
+    Left,
+    TimedOut,
+    Removed,
+}
+
+/// What an accepted envelope (or a tick) changed, for the user interface.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum RoomChange {
+    MemberJoined {
+        member: PeerKey,
+        name: String,
+        role: RoomRole,
+    },
+    MemberLeft {
+        member: PeerKey,
+        reason: LeaveReason,
+    },
+    RoleChanged {
+        member: PeerKey,
+        role: RoomRole,
+        by: PeerKey,
+    },
+    HandRaised {
+        member: PeerKey,
+    },
+    HandLowered {
+        member: PeerKey,
+    },
+    Muted {
+        member: PeerKey,
+        by: PeerKey,
+    },
+    Unmuted {
+        member: PeerKey,
+        by: PeerKey,
+    },
+    Removed {
+        member: PeerKey,
+        by: PeerKey,
+    },
+    Chat {
+        from: PeerKey,
+        text: String,
+        at: Timestamp,
+    },
+    Reaction {
+        from: PeerKey,
+        emoji: String,
+    },
+    RecordingStarted {
+        by: PeerKey,
+    },
+    RecordingStopped {
+        by: PeerKey,
+    },
+    RoomEnded {
+        by: PeerKey,
+    },
+}
+
+/// The state of one room, as every member folds it.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct RoomState {
+    pub room: RoomId,
+    pub host: PeerKey,
+    pub members: BTreeMap<PeerKey, Member>,
+    pub recording: Lww<bool>,
+    /// Capabilities refused to new joiners.
+    pub revoked: BTreeSet<CapId>,
+    /// Members removed from the room: nothing they send is accepted.
+    pub banned: BTreeSet<PeerKey>,
+    pub ended: bool,
+    pub seqs: BTreeMap<PeerKey, SeqWindow>,
+}
+
+impl RoomState {
+    pub fn new(room: RoomId, host: PeerKey) -> Self {
+        Self {
+            room,
+            host,
+            members: BTreeMap::new(),
+            recording: Lww::new(false),
+            revoked: BTreeSet::new(),
+            banned: BTreeSet::new(),
+            ended: false,
+            seqs: BTreeMap::new(),
+        }
+    }
+
+    /// Members present now, host first, then by role (highest first), then name.
+    pub fn present(&self) -> Vec<&Member> {
+        let mut members: Vec<&Member> = self
+            .members
+            .values()
+            .filter(|member| self.is_present(member))
+            .collect();
+        members.sort_by(|a, b| {
+            b.role()
+                .cmp(&a.role())
+                .then_with(|| a.display_name().cmp(&b.display_name()))
+                .then_with(|| a.key.cmp(&b.key))
+        });
+        members
+    }
+
+    /// Present members on stage (host, moderators, speakers).
+    pub fn stage(&self) -> Vec<&Member> {
+        self.present()
+            .into_iter()
+            .filter(|member| member.role().on_stage())
+            .collect()
+    }
+
+    /// Raised hands, first raised first.
+    pub fn hands(&self) -> Vec<&Member> {
+        let mut hands: Vec<&Member> = self
+            .members
+            .values()
+            .filter(|member| self.is_present(member) && member.hand.value.is_some())
+            .collect();
+        hands.sort_by_key(|member| (member.hand.value, member.key));
+        hands
+    }
+
+    /// Whether a member is in the room now.
+    pub fn is_present(&self, member: &Member) -> bool {
+        member.present.value && !member.timed_out && !self.banned.contains(&member.key)
+    }
+
+    /// The role `key` holds now (`None` if it never appeared).
+    pub fn role_of(&self, key: &PeerKey) -> Option<RoomRole> {
+        if *key == self.host {
+            return Some(RoomRole::Host);
+        }
+        self.members.get(key).map(Member::role)
+    }
+
+    /// Checks an envelope and, if it is acceptable, applies it. A rejected envelope leaves the
+    /// state untouched.
+    pub fn apply(
+        &mut self,
+        now: Timestamp,
+        envelope: &Verified<Envelope>,
+    ) -> Result<Vec<RoomChange>, Rejected> {
+        let env: &Envelope = envelope;
+        let author = env.author;
+        if env.room != self.room {
+            return Err(Rejected::WrongRoom { found: env.room });
+        }
+        if self.ended {
+            return Err(Rejected::RoomEnded);
+        }
+        if env.sent_at > now.plus_millis(MAX_CLOCK_SKEW_MS) {
+            return Err(Rejected::FromTheFuture {
+                sent_at: env.sent_at,
+            });
+        }
+        if env.sent_at.plus_millis(MAX_MESSAGE_AGE_MS) < now {
+            return Err(Rejected::TooOld {
+                sent_at: env.sent_at,
+            });
+        }
+        if self.banned.contains(&author) {
+            return Err(Rejected::Banned { author });
+        }
+        let presented = self.authorise(now, env)?;
+        if !self.seqs.get(&author).copied().unwrap_or_default().is_fresh(env.seq) {
+            return Err(Rejected::Replay { seq: env.seq });
+        }
+        let granted = presented.map_or(RoomRole::Host, |(_, role)| role);
+        let actor_role = match self.members.get(&author) {
+            Some(member) => {
+                let mut member = member.clone();
+                member.granted = member.granted.max(granted);
+                member.role()
+            }
+            None if granted == RoomRole::Host => RoomRole::Host,
+            None => granted,
+        };
+        self.check_permission(author, actor_role, &env.body)?;
+
+        // Accepted: from here on, only mutation.
+        let stamp = Stamp {
+            at: env.sent_at,
+            author,
+            seq: env.seq,
+        };
+        self.seqs.entry(author).or_default().record(env.seq);
+        let was_present = self
+            .members
+            .get(&author)
+            .is_some_and(|member| self.is_present(member));
+        let member = self
+            .members
+            .entry(author)
+            .or_insert_with(|| Member::new(author, granted));
+        member.granted = member.granted.max(granted);
+        if let Some((id, _)) = presented {
+            member.capabilities.insert(id);
+        }
+        member.last_seen = member.last_seen.max(env.sent_at);
+        // Any message shows the author is alive.
+        member.timed_out = false;
+        let mut changes = Vec::new();
+        match &env.body {
+            ControlBody::Join { name } => {
+                member.name.set(name.trim().to_owned(), stamp);
+                member.present.set(true, stamp);
+            }
+            ControlBody::Presence => {
+                member.present.set(true, stamp);
+            }
+            ControlBody::Leave => {
+                member.present.set(false, stamp);
+                member.hand.set(None, stamp);
+            }
+            ControlBody::RaiseHand => {
+                if member.hand.set(Some(env.sent_at), stamp) {
+                    changes.push(RoomChange::HandRaised { member: author });
+                }
+            }
+            ControlBody::LowerHand => {
+                if member.hand.set(None, stamp) {
+                    changes.push(RoomChange::HandLowered { member: author });
+                }
+            }
+            ControlBody::Promote { target, role } => {
+                self.assign(*target, RoomRole::from(*role), stamp, &mut changes);
+            }
+            ControlBody::Demote { target } => {
+                self.assign(*target, RoomRole::Listener, stamp, &mut changes);
+            }
+            ControlBody::Mute { target } | ControlBody::Unmute { target } => {
+                let muted = matches!(env.body, ControlBody::Mute { .. });
+                let target_member = self.member_mut(*target);
+                if target_member.muted.set(muted, stamp) {
+                    changes.push(if muted {
+                        RoomChange::Muted {
+                            member: *target,
+                            by: author,
+                        }
+                    } else {
+                        RoomChange::Unmuted {
+                            member: *target,
+                            by: author,
+                        }
+                    });
+                }
+            }
+            ControlBody::Remove { target, revoke } => {
+                let target_was_present = self
+                    .members
+                    .get(target)
+                    .is_some_and(|member| self.is_present(member));
+                let target_member = self.member_mut(*target);
+                let target_caps: Vec<CapId> =
+                    target_member.capabilities.iter().copied().collect();
+                target_member.hand.set(None, stamp);
+                self.revoked.extend(revoke.iter().copied().chain(target_caps));
+                if self.banned.insert(*target) {
+                    changes.push(RoomChange::Removed {
+                        member: *target,
+                        by: author,
+                    });
+                    if target_was_present {
+                        changes.push(RoomChange::MemberLeft {
+                            member: *target,
+                            reason: LeaveReason::Removed,
+                        });
+                    }
+                }
+            }
+            ControlBody::Chat { text } => changes.push(RoomChange::Chat {
+                from: author,
+                text: text.clone(),
+                at: env.sent_at,
+            }),
+            ControlBody::Reaction { emoji } => changes.push(RoomChange::Reaction {
+                from: author,
+                emoji: emoji.clone(),
+            }),
+            ControlBody::RecordingStarted | ControlBody::RecordingStopped => {
+                let on = matches!(env.body, ControlBody::RecordingStarted);
+                if self.recording.set(on, stamp) {
+                    changes.push(if on {
+                        RoomChange::RecordingStarted { by: author }
+                    } else {
+                        RoomChange::RecordingStopped { by: author }
+                    });
+                }
+            }
+            ControlBody::RoomEnded => {
+                self.ended = true;
+                changes.push(RoomChange::RoomEnded { by: author });
+            }
+        }
+        // Arrivals and departures of the author, whatever the body.
+        if let Some(member) = self.members.get(&author) {
+            match (was_present, self.is_present(member)) {
+                (false, true) => changes.insert(
+                    0,
+                    RoomChange::MemberJoined {
+                        member: author,
+                        name: member.display_name(),
+                        role: member.role(),
+                    },
+                ),
+                (true, false) => changes.push(RoomChange::MemberLeft {
+                    member: author,
+                    reason: LeaveReason::Left,
+                }),
+                _ => {}
+            }
+        }
+        Ok(changes)
+    }
+
+    /// Members not heard from within [`PRESENCE_TIMEOUT_MS`] are marked gone (the host too: a
+    /// host that vanished is reported, though the room only ends with `RoomEnded`).
+    pub fn tick(&mut self, now: Timestamp) -> Vec<RoomChange> {
+        let mut changes = Vec::new();
+        for member in self.members.values_mut() {
+            let present = member.present.value && !member.timed_out && !self.banned.contains(&member.key);
+            if present && member.last_seen.plus_millis(PRESENCE_TIMEOUT_MS) < now {
+                member.timed_out = true;
+                changes.push(RoomChange::MemberLeft {
+                    member: member.key,
+                    reason: LeaveReason::TimedOut,
+                });
+            }
+        }
+        changes
+    }
+
+    /// Resolves the envelope's authority: `None` for the host, else the presented capability's
+    /// leaf id and role.
+    fn authorise(
+        &self,
+        now: Timestamp,
+        env: &Envelope,
+    ) -> Result<Option<(CapId, RoomRole)>, Rejected> {
+        let author = env.author;
+        match &env.authority {
+            Authority::Host if author == self.host => Ok(None),
+            Authority::Host => Err(Rejected::NotHost { author }),
+            _ if author == self.host => Ok(None),
+            Authority::Capability(cap) => {
+                let id = cap.id();
+                // Revocation refuses new joiners; a member already admitted with this capability
+                // stays (removing a person bans their key instead).
+                let known = self
+                    .members
+                    .get(&author)
+                    .is_some_and(|member| member.capabilities.contains(&id));
+                let ctx = VerifyContext {
+                    room: self.room,
+                    host: self.host,
+                    presenter: Presenter::Key(author),
+                    now,
+                    revoked: if known { &NoRevocations } else { &self.revoked },
+                };
+                let verified = cap.verify(&ctx)?;
+                Ok(Some((id, RoomRole::from(verified.role))))
+            }
+            Authority::CapabilityRef(id) => {
+                let member = self
+                    .members
+                    .get(&author)
+                    .filter(|member| member.capabilities.contains(id))
+                    .ok_or(Rejected::UnknownCapability { id: *id })?;
+                Ok(Some((*id, member.granted)))
+            }
+        }
+    }
+
+    fn check_permission(
+        &self,
+        author: PeerKey,
+        role: RoomRole,
+        body: &ControlBody,
+    ) -> Result<(), Rejected> {
+        let not_allowed = |action| Rejected::NotAllowed { role, action };
+        let on_target = |action: &'static str, target: &PeerKey| -> Result<(), Rejected> {
+            let target_role = self.role_of(target).unwrap_or(RoomRole::Listener);
+            if role < RoomRole::Moderator {
+                return Err(not_allowed(action));
+            }
+            // The host is untouchable; moderators act on listeners and speakers only.
+            if target_role == RoomRole::Host
+                || (role == RoomRole::Moderator && target_role >= RoomRole::Moderator)
+            {
+                return Err(Rejected::NotAllowedOn {
+                    role,
+                    action,
+                    target_role,
+                });
+            }
+            Ok(())
+        };
+        match body {
+            ControlBody::Join { .. }
+            | ControlBody::Presence
+            | ControlBody::Leave
+            | ControlBody::LowerHand
+            | ControlBody::Chat { .. }
+            | ControlBody::Reaction { .. } => Ok(()),
+            ControlBody::RaiseHand if role == RoomRole::Host => Err(not_allowed("raise a hand")),
+            ControlBody::RaiseHand => Ok(()),
+            ControlBody::Promote { target, role: to } => {
+                on_target("promote", target)?;
+                // Nobody grants more than they hold (a moderator may make moderators, as
+                // Clubhouse's do; only the host outranks them).
+                if RoomRole::from(*to) > role {
+                    return Err(not_allowed("grant a higher role than their own"));
+                }
+                Ok(())
+            }
+            // Anyone may step down from the stage.
+            ControlBody::Demote { target } if *target == author && role != RoomRole::Host => Ok(()),
+            ControlBody::Demote { target } => on_target("demote", target),
+            ControlBody::Mute { target } => on_target("mute", target),
+            ControlBody::Unmute { target } => on_target("unmute", target),
+            ControlBody::Remove { target, .. } => on_target("remove", target),
+            ControlBody::RecordingStarted | ControlBody::RecordingStopped => {
+                if role >= RoomRole::Moderator {
+                    Ok(())
+                } else {
+                    Err(not_allowed("start or stop recording"))
+                }
+            }
+            ControlBody::RoomEnded if role == RoomRole::Host => Ok(()),
+            ControlBody::RoomEnded => Err(not_allowed("end the room")),
+        }
+    }
+
+    fn member_mut(&mut self, key: PeerKey) -> &mut Member {
+        let granted = if key == self.host {
+            RoomRole::Host
+        } else {
+            RoomRole::Listener
+        };
+        self.members
+            .entry(key)
+            .or_insert_with(|| Member::new(key, granted))
+    }
+
+    fn assign(
+        &mut self,
+        target: PeerKey,
+        role: RoomRole,
+        stamp: Stamp,
+        changes: &mut Vec<RoomChange>,
+    ) {
+        let member = self.member_mut(target);
+        let before = member.role();
+        member.assigned.set(Some(role), stamp);
+        if member.role() != before {
+            if member.role().on_stage() {
+                member.hand.set(None, stamp);
+            }
+            changes.push(RoomChange::RoleChanged {
+                member: target,
+                role: member.role(),
+                by: stamp.author,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
