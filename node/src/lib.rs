@@ -7,10 +7,18 @@
 //! - [`store`]: the sled database (rooms hosted, invites issued).
 //! - [`home`]: an opened data directory; creates rooms and issues and delegates invites.
 //! - [`clock`]: the wall clock, read here and passed into `protocol`.
+//! - [`net`]: the libp2p behaviour, swarm and the room protocol's codec.
+//! - [`node`]: the running node: an event loop that owns the swarm, and its handle [`Node`].
+//! - [`rooms`]: the rooms the node is in (state, own authority, publishing).
 //!
 //! The node never reads environment variables or picks its data directory: callers pass it in.
 
 pub mod clock;
 pub mod home;
 pub mod identity;
+pub mod net;
+pub mod node;
+pub mod rooms;
 pub mod store;
+
+pub use node::{Node, NodeConfig, NodeEvent};

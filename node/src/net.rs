@@ -1,0 +1,248 @@
+//! The libp2p side: the composed behaviour, the swarm it runs in, and the room protocol's codec.
+//!
+//! Transports: QUIC first (one lost packet does not stall other streams), TCP + noise + yamux as
+//! the fallback, and the relay client for `/p2p-circuit` addresses. Behaviours: gossipsub (room
+//! control and the lobby), request-response (`/earshot/room/1`: join handshake and lobby
+//! queries), identify, ping, Kademlia, relay client, DCUtR and AutoNAT v2.
+
+use std::io;
+use std::time::Duration;
+
+use earshot_protocol::snapshot::{MAX_RPC_BYTES, RoomRequest, RoomResponse};
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::gossipsub::{self, MessageAuthenticity, ValidationMode};
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{StreamProtocol, Swarm, autonat, dcutr, identify, kad, noise, ping, relay};
+use libp2p::{request_response, tcp, yamux};
+use sha2::{Digest, Sha256};
+
+use crate::identity::Identity;
+
+/// The room protocol: join handshake and lobby queries.
+pub const ROOM_PROTOCOL: StreamProtocol = StreamProtocol::new("/earshot/room/1");
+/// Kademlia's protocol name for Earshot's DHT.
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/earshot/kad/1");
+/// Identify's protocol version string.
+pub const IDENTIFY_VERSION: &str = "/earshot/1";
+/// Largest gossipsub message: an envelope or announcement, with room to spare.
+pub const MAX_GOSSIP_BYTES: usize = 16 * 1024;
+
+/// Knobs of the network layer that tests and benchmarks turn.
+#[derive(Clone, Debug)]
+pub struct NetConfig {
+    /// Gossipsub heartbeat: how often meshes are repaired and gossip is emitted.
+    pub gossip_heartbeat: Duration,
+    /// How long a connection with no open streams stays up.
+    pub idle_timeout: Duration,
+    /// How long a join handshake or lobby query may take.
+    pub request_timeout: Duration,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        Self {
+            // Faster than gossipsub's 1 s default: rooms are small meshes where a quick graft
+            // after a join matters more than the extra control traffic.
+            gossip_heartbeat: Duration::from_millis(250),
+            idle_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    pub gossipsub: gossipsub::Behaviour,
+    pub rooms: request_response::Behaviour<RoomCodec>,
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub relay: relay::client::Behaviour,
+    pub dcutr: dcutr::Behaviour,
+    pub autonat: autonat::v2::client::Behaviour,
+}
+
+impl std::fmt::Debug for Behaviour {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Behaviour")
+    }
+}
+
+/// Why the swarm could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("could not set up the transport: {0}")]
+    Transport(String),
+    #[error("could not configure gossipsub: {0}")]
+    Gossipsub(String),
+}
+
+/// Builds the swarm for `identity`.
+pub fn build_swarm(identity: &Identity, config: &NetConfig) -> Result<Swarm<Behaviour>, NetError> {
+    let keypair = identity.libp2p_keypair();
+    let gossip_config = gossipsub::ConfigBuilder::default()
+        .validation_mode(ValidationMode::Strict)
+        .validate_messages()
+        .message_id_fn(|message: &gossipsub::Message| {
+            // Content-addressed: the same envelope forwarded by two peers is one message.
+            gossipsub::MessageId::from(&Sha256::digest(&message.data)[..20])
+        })
+        .max_transmit_size(MAX_GOSSIP_BYTES)
+        .heartbeat_interval(config.gossip_heartbeat)
+        .duplicate_cache_time(Duration::from_secs(120))
+        .build()
+        .map_err(|err| NetError::Gossipsub(err.to_string()))?;
+    let peer_id = keypair.public().to_peer_id();
+    let request_timeout = config.request_timeout;
+    let idle_timeout = config.idle_timeout;
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|err| NetError::Transport(err.to_string()))?
+        .with_quic()
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|err| NetError::Transport(err.to_string()))?
+        .with_behaviour(|key, relay| {
+            let mut gossipsub =
+                gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gossip_config)?;
+            gossipsub.with_peer_score(
+                gossipsub::PeerScoreParams::default(),
+                score_thresholds(),
+            )?;
+            let mut kad_config = kad::Config::new(KAD_PROTOCOL);
+            kad_config.set_query_timeout(Duration::from_secs(30));
+            Ok(Behaviour {
+                gossipsub,
+                rooms: request_response::Behaviour::with_codec(
+                    RoomCodec,
+                    [(ROOM_PROTOCOL, request_response::ProtocolSupport::Full)],
+                    request_response::Config::default().with_request_timeout(request_timeout),
+                ),
+                identify: identify::Behaviour::new(
+                    identify::Config::new(IDENTIFY_VERSION.into(), key.public())
+                        .with_agent_version(format!("earshot/{}", env!("CARGO_PKG_VERSION"))),
+                ),
+                ping: ping::Behaviour::default(),
+                kad: kad::Behaviour::with_config(
+                    peer_id,
+                    kad::store::MemoryStore::new(peer_id),
+                    kad_config,
+                ),
+                relay,
+                dcutr: dcutr::Behaviour::new(peer_id),
+                autonat: autonat::v2::client::Behaviour::default(),
+            })
+        })
+        .map_err(|err| NetError::Transport(err.to_string()))?
+        .with_swarm_config(|swarm| swarm.with_idle_connection_timeout(idle_timeout))
+        .build();
+    Ok(swarm)
+}
+
+/// Per-topic scoring for room topics: an invalid message costs a lot, and nothing else counts
+/// against a peer (quiet rooms must not look like misbehaving meshes).
+pub fn room_topic_score() -> gossipsub::TopicScoreParams {
+    gossipsub::TopicScoreParams {
+        topic_weight: 1.0,
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        first_message_deliveries_weight: 0.5,
+        invalid_message_deliveries_weight: -100.0,
+        invalid_message_deliveries_decay: 0.5,
+        ..Default::default()
+    }
+}
+
+/// One invalid message takes a peer below the gossip and publish thresholds; two graylist it.
+fn score_thresholds() -> gossipsub::PeerScoreThresholds {
+    gossipsub::PeerScoreThresholds {
+        gossip_threshold: -10.0,
+        publish_threshold: -50.0,
+        graylist_threshold: -80.0,
+        accept_px_threshold: 10.0,
+        opportunistic_graft_threshold: 5.0,
+    }
+}
+
+/// Length-prefixed postcard on the room protocol.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RoomCodec;
+
+async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    io.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_RPC_BYTES {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{len}-byte message is over the {MAX_RPC_BYTES}-byte limit"),
+        ));
+    }
+    let mut bytes = vec![0; len];
+    io.read_exact(&mut bytes).await?;
+    Ok(bytes)
+}
+
+async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, bytes: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(bytes.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "message too large"))?;
+    io.write_all(&len.to_be_bytes()).await?;
+    io.write_all(bytes).await?;
+    io.close().await
+}
+
+fn invalid(err: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, err.to_string())
+}
+
+impl request_response::Codec for RoomCodec {
+    type Protocol = StreamProtocol;
+    type Request = RoomRequest;
+    type Response = RoomResponse;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<RoomRequest>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        RoomRequest::decode(&read_frame(io).await?).map_err(invalid)
+    }
+
+    async fn read_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<RoomResponse>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        RoomResponse::decode(&read_frame(io).await?).map_err(invalid)
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        request: RoomRequest,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &request.encode()).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        response: RoomResponse,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &response.encode()).await
+    }
+}

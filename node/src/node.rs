@@ -1,0 +1,1151 @@
+//! The running node: one event loop task owns the `Swarm`; [`Node`] is the cheap, cloneable handle
+//! that sends it commands (each with a oneshot reply) and subscribes to its events.
+//!
+//! Handlers are plain functions with no `.await`: a slow subscriber or a slow peer never stalls
+//! the loop. Multi-step operations (joining a room: dial, handshake, snapshot) keep their reply
+//! channel in a pending map until the swarm event that completes them arrives.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use earshot_protocol::capability::{NoRevocations, Presenter, VerifyContext};
+use earshot_protocol::envelope::{Authority, Envelope};
+use earshot_protocol::snapshot::{
+    ANNOUNCE_INTERVAL_MS, ANNOUNCEMENT_TTL_MS, Announcement, PeerHint, RoomRequest, RoomResponse,
+    RoomSnapshot,
+};
+use earshot_protocol::state::{Rejected, RoomChange, RoomState};
+use earshot_protocol::{
+    Audience, CapabilityError, ControlBody, Grant, InviteLink, PeerKey, Role, RoomDescriptor,
+    RoomId, Timestamp, Verified, Visibility,
+};
+use futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, TopicHash};
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm, identify};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::clock;
+use crate::identity::Identity;
+use crate::net::{self, Behaviour, BehaviourEvent, NetConfig, NetError};
+use crate::rooms::{ActError, Joined, PUBLISH_RETRY_FOR};
+
+/// Commands waiting for the event loop. Small: callers are people and tests, not hot paths.
+const COMMAND_CAP: usize = 64;
+/// Events buffered per subscriber; a subscriber that falls further behind skips events
+/// (`broadcast` lag) rather than slowing the loop.
+const EVENT_CAP: usize = 1024;
+/// How often timers (heartbeats, timeouts, retries, announcements) are checked.
+const TICK: Duration = Duration::from_millis(100);
+/// Most gossip messages buffered for a room whose snapshot has not arrived yet.
+const MAX_EARLY_MESSAGES: usize = 512;
+
+/// What the node is asked to do.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Addresses to listen on (`/ip4/127.0.0.1/udp/0/quic-v1` in tests).
+    pub listen: Vec<Multiaddr>,
+    /// Addresses to dial at start (bootstrap peers, relays).
+    pub bootstrap: Vec<Multiaddr>,
+    pub net: NetConfig,
+}
+
+/// Something that happened, for user interfaces and tests.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeEvent {
+    /// The node listens on a new address.
+    Listening { addr: Multiaddr },
+    /// A room this node is in changed.
+    Room { room: RoomId, change: RoomChange },
+    /// A control message from the network was refused (and its sender penalised).
+    Rejected {
+        room: Option<RoomId>,
+        from: PeerId,
+        reason: String,
+    },
+    /// This node is no longer in the room (it ended, or this node was removed or left).
+    RoomClosed { room: RoomId, reason: CloseReason },
+    /// A public room was announced on the lobby (or re-announced).
+    Announced { room: RoomId },
+}
+
+/// Why this node left a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    Left,
+    Ended,
+    Removed,
+}
+
+/// A room as this node sees it.
+#[derive(Debug, Clone)]
+pub struct RoomView {
+    pub descriptor: RoomDescriptor,
+    pub state: RoomState,
+}
+
+/// Why joining failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error("invalid invite: {0}")]
+    Invite(#[from] CapabilityError),
+    #[error("the host refused: {reason}")]
+    Refused { reason: String },
+    #[error("the host is unreachable at the link's addresses")]
+    Unreachable,
+    #[error("the host did not answer: {0}")]
+    NoAnswer(String),
+    #[error("the host sent an invalid answer: {0}")]
+    BadAnswer(String),
+    #[error("already in room {0}")]
+    AlreadyJoined(RoomId),
+    #[error(transparent)]
+    Act(#[from] ActError),
+}
+
+/// Why hosting failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("this node is not the host of room {0}")]
+    NotHost(RoomId),
+    #[error("already in room {0}")]
+    AlreadyJoined(RoomId),
+    #[error("could not subscribe to the room's topic: {0}")]
+    Subscribe(String),
+    #[error(transparent)]
+    Act(#[from] ActError),
+}
+
+/// Why the node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: Multiaddr, reason: String },
+}
+
+/// The event loop has stopped (the node shut down).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the node has shut down")]
+pub struct NodeGone;
+
+enum Command {
+    ListenAddrs {
+        reply: oneshot::Sender<Vec<Multiaddr>>,
+    },
+    Host {
+        descriptor: RoomDescriptor,
+        name: String,
+        reply: oneshot::Sender<Result<(), HostError>>,
+    },
+    Join {
+        link: InviteLink,
+        name: String,
+        reply: oneshot::Sender<Result<RoomView, JoinError>>,
+    },
+    Act {
+        room: RoomId,
+        body: ControlBody,
+        reply: oneshot::Sender<Result<Vec<RoomChange>, ActError>>,
+    },
+    View {
+        room: RoomId,
+        reply: oneshot::Sender<Option<RoomView>>,
+    },
+    Leave {
+        room: RoomId,
+        reply: oneshot::Sender<()>,
+    },
+    Lobby {
+        reply: oneshot::Sender<Vec<Verified<Announcement>>>,
+    },
+    QueryLobby {
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        reply: oneshot::Sender<Result<Vec<Verified<Announcement>>, JoinError>>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// The handle to a running node. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Node {
+    commands: mpsc::Sender<Command>,
+    events: broadcast::Sender<NodeEvent>,
+    peer_id: PeerId,
+    key: PeerKey,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Command::ListenAddrs { .. } => "ListenAddrs",
+            Command::Host { .. } => "Host",
+            Command::Join { .. } => "Join",
+            Command::Act { .. } => "Act",
+            Command::View { .. } => "View",
+            Command::Leave { .. } => "Leave",
+            Command::Lobby { .. } => "Lobby",
+            Command::QueryLobby { .. } => "QueryLobby",
+            Command::Shutdown { .. } => "Shutdown",
+        })
+    }
+}
+
+impl Node {
+    /// Starts a node for `identity` on the current tokio runtime. Returns once it listens.
+    pub async fn spawn(identity: Identity, config: NodeConfig) -> Result<Node, SpawnError> {
+        let mut swarm = net::build_swarm(&identity, &config.net)?;
+        let mut listening = Vec::new();
+        for addr in &config.listen {
+            match swarm.listen_on(addr.clone()) {
+                Ok(_) => listening.push(addr.clone()),
+                Err(err) => {
+                    return Err(SpawnError::Listen {
+                        addr: addr.clone(),
+                        reason: err.to_string(),
+                    });
+                }
+            }
+        }
+        let lobby = IdentTopic::new(earshot_protocol::topic::LOBBY);
+        if let Err(err) = swarm.behaviour_mut().gossipsub.subscribe(&lobby) {
+            warn!(%err, "could not subscribe to the lobby");
+        }
+        for addr in &config.bootstrap {
+            if let Err(err) = swarm.dial(addr.clone()) {
+                warn!(%addr, %err, "could not dial bootstrap address");
+            }
+        }
+        let (commands, command_rx) = mpsc::channel(COMMAND_CAP);
+        let (events, _) = broadcast::channel(EVENT_CAP);
+        let peer_id = identity.peer_id();
+        let key = identity.key();
+        let mut event_loop = EventLoop {
+            swarm,
+            commands: command_rx,
+            events: events.clone(),
+            identity,
+            rooms: HashMap::new(),
+            topics: HashMap::new(),
+            early: HashMap::new(),
+            pending_joins: HashMap::new(),
+            pending_lobby: HashMap::new(),
+            lobby: HashMap::new(),
+            lobby_topic: lobby,
+            peer_addrs: HashMap::new(),
+            connected: HashSet::new(),
+            seq_base: clock::now().as_millis().saturating_mul(1000),
+        };
+        // Wait for the listeners to come up so callers can hand out addresses at once.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let mut up = 0;
+        while up < listening.len() {
+            match tokio::time::timeout_at(deadline, event_loop.swarm.select_next_some()).await {
+                Ok(event) => {
+                    if matches!(event, SwarmEvent::NewListenAddr { .. }) {
+                        up += 1;
+                    }
+                    if let SwarmEvent::ListenerError { error, .. }
+                    | SwarmEvent::ListenerClosed {
+                        reason: Err(error), ..
+                    } = &event
+                    {
+                        return Err(SpawnError::Listen {
+                            addr: listening[up.min(listening.len() - 1)].clone(),
+                            reason: error.to_string(),
+                        });
+                    }
+                    event_loop.on_swarm_event(event);
+                }
+                Err(_) => break,
+            }
+        }
+        let span = info_span!("node", peer = %short(&peer_id));
+        tokio::spawn(event_loop.run().instrument(span));
+        Ok(Node {
+            commands,
+            events,
+            peer_id,
+            key,
+        })
+    }
+
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    pub fn key(&self) -> PeerKey {
+        self.key
+    }
+
+    /// Events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
+        self.events.subscribe()
+    }
+
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, NodeGone> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.send(make(reply)).await.map_err(|_| NodeGone)?;
+        rx.await.map_err(|_| NodeGone)
+    }
+
+    /// The addresses the node listens on.
+    pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, NodeGone> {
+        self.call(|reply| Command::ListenAddrs { reply }).await
+    }
+
+    /// Opens a room this node hosts and joins it as the host.
+    pub async fn host(&self, descriptor: RoomDescriptor, name: &str) -> Result<(), HostError> {
+        let name = name.to_owned();
+        self.call(|reply| Command::Host {
+            descriptor,
+            name,
+            reply,
+        })
+        .await
+        .map_err(|_| HostError::Act(ActError::Rejected(Rejected::RoomEnded)))?
+    }
+
+    /// Joins the room a link invites to: checks the link, reaches the host, is admitted, and
+    /// follows the room from the host's snapshot on.
+    pub async fn join(&self, link: InviteLink, name: &str) -> Result<RoomView, JoinError> {
+        let name = name.to_owned();
+        self.call(|reply| Command::Join { link, name, reply })
+            .await
+            .map_err(|_| JoinError::NoAnswer("the node shut down".into()))?
+    }
+
+    /// Says something to a room (raise a hand, promote someone, chat …).
+    pub async fn act(&self, room: RoomId, body: ControlBody) -> Result<Vec<RoomChange>, ActError> {
+        self.call(|reply| Command::Act { room, body, reply })
+            .await
+            .map_err(|_| ActError::NotInRoom(room))?
+    }
+
+    /// The room as this node sees it now.
+    pub async fn view(&self, room: RoomId) -> Result<Option<RoomView>, NodeGone> {
+        self.call(|reply| Command::View { room, reply }).await
+    }
+
+    /// Leaves a room (the room hears a `Leave`).
+    pub async fn leave(&self, room: RoomId) -> Result<(), NodeGone> {
+        self.call(|reply| Command::Leave { room, reply }).await
+    }
+
+    /// The public rooms this node has seen announced and that are still live.
+    pub async fn lobby(&self) -> Result<Vec<Verified<Announcement>>, NodeGone> {
+        self.call(|reply| Command::Lobby { reply }).await
+    }
+
+    /// Asks a peer (dialling `addrs` if needed) for the public rooms it knows of.
+    pub async fn query_lobby(
+        &self,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+    ) -> Result<Vec<Verified<Announcement>>, JoinError> {
+        self.call(|reply| Command::QueryLobby { peer, addrs, reply })
+            .await
+            .map_err(|_| JoinError::NoAnswer("the node shut down".into()))?
+    }
+
+    /// Leaves every room and stops the event loop.
+    pub async fn shutdown(&self) {
+        let _ = self.call(|reply| Command::Shutdown { reply }).await;
+    }
+}
+
+struct PendingJoin {
+    link: InviteLink,
+    name: String,
+    reply: oneshot::Sender<Result<RoomView, JoinError>>,
+    first_seq: u64,
+}
+
+struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    events: broadcast::Sender<NodeEvent>,
+    identity: Identity,
+    rooms: HashMap<RoomId, Joined>,
+    topics: HashMap<TopicHash, RoomId>,
+    /// Messages for rooms being joined, applied once the snapshot arrives.
+    early: HashMap<RoomId, Vec<Verified<Envelope>>>,
+    pending_joins: HashMap<OutboundRequestId, PendingJoin>,
+    pending_lobby: HashMap<
+        OutboundRequestId,
+        oneshot::Sender<Result<Vec<Verified<Announcement>>, JoinError>>,
+    >,
+    lobby: HashMap<RoomId, Verified<Announcement>>,
+    lobby_topic: IdentTopic,
+    /// Listen addresses peers told us about (identify), for peer hints in snapshots.
+    peer_addrs: HashMap<PeerId, Vec<Multiaddr>>,
+    connected: HashSet<PeerId>,
+    /// Sequence numbers start from the clock (µs) so they keep increasing across restarts.
+    seq_base: u64,
+}
+
+impl EventLoop {
+    async fn run(mut self) {
+        info!("node running");
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                command = self.commands.recv() => match command {
+                    Some(Command::Shutdown { reply }) => {
+                        self.leave_all();
+                        let _ = reply.send(());
+                        break;
+                    }
+                    Some(command) => self.on_command(command),
+                    None => {
+                        self.leave_all();
+                        break;
+                    }
+                },
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                _ = tick.tick() => self.on_tick(),
+            }
+        }
+        info!("node stopped");
+    }
+
+    fn emit(&self, event: NodeEvent) {
+        // No subscribers is fine.
+        let _ = self.events.send(event);
+    }
+
+    fn emit_changes(&self, room: RoomId, changes: Vec<RoomChange>) {
+        for change in changes {
+            self.emit(NodeEvent::Room { room, change });
+        }
+    }
+
+    fn next_seq_base(&mut self) -> u64 {
+        // Each room gets its own range; a node never sends 2^32 messages to one room.
+        self.seq_base += 1 << 32;
+        self.seq_base
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::ListenAddrs { reply } => {
+                let _ = reply.send(self.swarm.listeners().cloned().collect());
+            }
+            Command::Host {
+                descriptor,
+                name,
+                reply,
+            } => {
+                let _ = reply.send(self.host(descriptor, name));
+            }
+            Command::Join { link, name, reply } => self.join(link, name, reply),
+            Command::Act { room, body, reply } => {
+                let result = self.act(room, body);
+                let _ = reply.send(result);
+            }
+            Command::View { room, reply } => {
+                let _ = reply.send(self.rooms.get(&room).map(|joined| RoomView {
+                    descriptor: joined.descriptor.clone(),
+                    state: joined.state.clone(),
+                }));
+            }
+            Command::Leave { room, reply } => {
+                self.leave(room, CloseReason::Left);
+                let _ = reply.send(());
+            }
+            Command::Lobby { reply } => {
+                let now = clock::now();
+                self.lobby.retain(|_, a| a.expires_at > now);
+                let _ = reply.send(self.lobby.values().cloned().collect());
+            }
+            Command::QueryLobby { peer, addrs, reply } => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .rooms
+                    .send_request_with_addresses(&peer, RoomRequest::Lobby, addrs);
+                self.pending_lobby.insert(id, reply);
+            }
+            Command::Shutdown { .. } => unreachable!("handled in run"),
+        }
+    }
+
+    fn subscribe(&mut self, topic: &IdentTopic) -> Result<(), String> {
+        let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+        gossipsub
+            .subscribe(topic)
+            .map_err(|err| err.to_string())?;
+        let _ = gossipsub.set_topic_params(topic.clone(), net::room_topic_score());
+        Ok(())
+    }
+
+    fn host(&mut self, descriptor: RoomDescriptor, name: String) -> Result<(), HostError> {
+        let room = descriptor.id;
+        if descriptor.host != self.identity.key() {
+            return Err(HostError::NotHost(room));
+        }
+        if self.rooms.contains_key(&room) {
+            return Err(HostError::AlreadyJoined(room));
+        }
+        let state = RoomState::new(room, descriptor.host);
+        let first_seq = self.next_seq_base();
+        let mut joined = Joined::new(descriptor, state, Authority::Host, name.clone(), first_seq);
+        self.subscribe(&joined.topic).map_err(HostError::Subscribe)?;
+        let (bytes, changes) = joined.act(
+            self.identity.signing_key(),
+            clock::now(),
+            ControlBody::Join { name },
+        )?;
+        self.topics.insert(joined.topic.hash(), room);
+        self.rooms.insert(room, joined);
+        self.publish(room, bytes);
+        self.emit_changes(room, changes);
+        info!(%room, "hosting room");
+        Ok(())
+    }
+
+    fn join(
+        &mut self,
+        link: InviteLink,
+        name: String,
+        reply: oneshot::Sender<Result<RoomView, JoinError>>,
+    ) {
+        let cap = &link.capability;
+        let room = cap.room;
+        if self.rooms.contains_key(&room) {
+            let _ = reply.send(Err(JoinError::AlreadyJoined(room)));
+            return;
+        }
+        let now = clock::now();
+        // Fail fast, offline, on anything the link itself shows.
+        if let Err(err) = cap.verify(&VerifyContext {
+            room,
+            host: link.host,
+            presenter: Presenter::Key(self.identity.key()),
+            now,
+            revoked: &NoRevocations,
+        }) {
+            let _ = reply.send(Err(err.into()));
+            return;
+        }
+        let Ok(host) = link.host.to_peer_id() else {
+            let _ = reply.send(Err(JoinError::Invite(CapabilityError::NotIssuedByHost {
+                issuer: cap.root_issuer(),
+                host: link.host,
+            })));
+            return;
+        };
+        // Follow the topic from now on so nothing said during the handshake is missed.
+        let topic = IdentTopic::new(earshot_protocol::topic::room(&room));
+        if let Err(err) = self.subscribe(&topic) {
+            let _ = reply.send(Err(JoinError::NoAnswer(err)));
+            return;
+        }
+        self.topics.insert(topic.hash(), room);
+        self.early.insert(room, Vec::new());
+        let first_seq = self.next_seq_base();
+        let join = match Envelope::sign(
+            self.identity.signing_key(),
+            room,
+            first_seq,
+            now,
+            Authority::Capability(cap.clone()),
+            ControlBody::Join { name: name.clone() },
+        ) {
+            Ok(envelope) => envelope,
+            Err(err) => {
+                self.forget_topic(room);
+                let _ = reply.send(Err(JoinError::Act(err.into())));
+                return;
+            }
+        };
+        let request = RoomRequest::Join {
+            envelope: serde_bytes::ByteBuf::from(join.encode()),
+        };
+        let id = self.swarm.behaviour_mut().rooms.send_request_with_addresses(
+            &host,
+            request,
+            link.bootstrap.clone(),
+        );
+        info!(%room, host = %short(&host), "joining");
+        self.pending_joins.insert(
+            id,
+            PendingJoin {
+                link,
+                name,
+                reply,
+                first_seq: first_seq + 1,
+            },
+        );
+    }
+
+    fn forget_topic(&mut self, room: RoomId) {
+        let topic = IdentTopic::new(earshot_protocol::topic::room(&room));
+        self.topics.remove(&topic.hash());
+        self.early.remove(&room);
+        let _ = self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic);
+    }
+
+    fn act(&mut self, room: RoomId, body: ControlBody) -> Result<Vec<RoomChange>, ActError> {
+        let joined = self.rooms.get_mut(&room).ok_or(ActError::NotInRoom(room))?;
+        let ends = matches!(body, ControlBody::RoomEnded);
+        let (bytes, changes) = joined.act(self.identity.signing_key(), clock::now(), body)?;
+        self.publish(room, bytes);
+        self.emit_changes(room, changes.clone());
+        if ends {
+            self.close(room, CloseReason::Ended);
+        }
+        Ok(changes)
+    }
+
+    fn publish(&mut self, room: RoomId, bytes: Vec<u8>) {
+        let Some(joined) = self.rooms.get_mut(&room) else {
+            return;
+        };
+        let topic = joined.topic.clone();
+        match self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(topic, bytes.clone())
+        {
+            Ok(_) | Err(gossipsub::PublishError::Duplicate) => {}
+            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => joined.queue(bytes),
+            Err(err) => warn!(%room, %err, "could not publish"),
+        }
+    }
+
+    fn retry_pending(&mut self) {
+        let now = Instant::now();
+        let rooms: Vec<RoomId> = self.rooms.keys().copied().collect();
+        for room in rooms {
+            let Some(joined) = self.rooms.get_mut(&room) else {
+                continue;
+            };
+            if joined.pending.is_empty() {
+                continue;
+            }
+            let topic = joined.topic.clone();
+            let mut pending = std::mem::take(&mut joined.pending);
+            while let Some((since, bytes)) = pending.pop_front() {
+                if now.duration_since(since) > PUBLISH_RETRY_FOR {
+                    warn!(%room, "gave up publishing a message: no peers in the room");
+                    continue;
+                }
+                match self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(topic.clone(), bytes.clone())
+                {
+                    Ok(_) | Err(gossipsub::PublishError::Duplicate) => {}
+                    Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {
+                        pending.push_front((since, bytes));
+                        break;
+                    }
+                    Err(err) => warn!(%room, %err, "could not publish"),
+                }
+            }
+            if let Some(joined) = self.rooms.get_mut(&room) {
+                pending.extend(joined.pending.drain(..));
+                joined.pending = pending;
+            }
+        }
+    }
+
+    fn leave(&mut self, room: RoomId, reason: CloseReason) {
+        if let Some(joined) = self.rooms.get_mut(&room) {
+            if let Ok((bytes, _)) =
+                joined.act(self.identity.signing_key(), clock::now(), ControlBody::Leave)
+            {
+                self.publish(room, bytes);
+            }
+            self.close(room, reason);
+        } else if self.early.contains_key(&room) {
+            self.forget_topic(room);
+        }
+    }
+
+    fn leave_all(&mut self) {
+        let rooms: Vec<RoomId> = self.rooms.keys().copied().collect();
+        for room in rooms {
+            self.leave(room, CloseReason::Left);
+        }
+    }
+
+    fn close(&mut self, room: RoomId, reason: CloseReason) {
+        if let Some(joined) = self.rooms.remove(&room) {
+            // Give queued messages (our Leave, RoomEnded) one last try before unsubscribing.
+            let topic = joined.topic.clone();
+            for (_, bytes) in joined.pending {
+                let _ = self.swarm.behaviour_mut().gossipsub.publish(topic.clone(), bytes);
+            }
+            self.topics.remove(&topic.hash());
+            let _ = self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic);
+            info!(%room, ?reason, "left room");
+            self.emit(NodeEvent::RoomClosed { room, reason });
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = clock::now();
+        let instant = Instant::now();
+        let rooms: Vec<RoomId> = self.rooms.keys().copied().collect();
+        for room in rooms {
+            let Some(joined) = self.rooms.get_mut(&room) else {
+                continue;
+            };
+            let timeouts = joined.state.tick(now);
+            let heartbeat = if joined.presence_due(instant) {
+                joined
+                    .act(self.identity.signing_key(), now, ControlBody::Presence)
+                    .ok()
+            } else {
+                None
+            };
+            self.emit_changes(room, timeouts);
+            if let Some((bytes, changes)) = heartbeat {
+                self.publish(room, bytes);
+                self.emit_changes(room, changes);
+            }
+            self.announce(room, instant, now);
+        }
+        self.retry_pending();
+        self.lobby.retain(|_, a| a.expires_at > now);
+    }
+
+    /// Re-announces a public room this node hosts, every [`ANNOUNCE_INTERVAL_MS`].
+    fn announce(&mut self, room: RoomId, instant: Instant, now: Timestamp) {
+        let Some(joined) = self.rooms.get_mut(&room) else {
+            return;
+        };
+        if !joined.is_host() || joined.descriptor.visibility != Visibility::Public {
+            return;
+        }
+        if joined.last_announced.is_some_and(|at| {
+            instant.duration_since(at) < Duration::from_millis(ANNOUNCE_INTERVAL_MS)
+        }) {
+            return;
+        }
+        joined.last_announced = Some(instant);
+        // A bearer listener capability, renewed when less than half its hour is left.
+        let hour = 3_600_000;
+        let renew = joined
+            .lobby_capability
+            .as_ref()
+            .is_none_or(|cap| cap.expires_at < now.plus_millis(hour / 2));
+        if renew {
+            let mut nonce = [0u8; 8];
+            let _ = getrandom::fill(&mut nonce);
+            joined.lobby_capability = earshot_protocol::Capability::issue(
+                self.identity.signing_key(),
+                room,
+                Grant {
+                    audience: Audience::Bearer,
+                    role: Role::Listener,
+                    not_before: now,
+                    expires_at: now.plus_millis(hour),
+                    depth: 0,
+                },
+                nonce,
+            )
+            .ok();
+        }
+        let Some(capability) = joined.lobby_capability.clone() else {
+            return;
+        };
+        let present = joined.state.present();
+        let speakers = present
+            .iter()
+            .filter(|member| member.role().on_stage())
+            .map(|member| member.display_name())
+            .collect();
+        let listeners = present
+            .iter()
+            .filter(|member| !member.role().on_stage())
+            .count();
+        let announcement = Announcement::sign(
+            self.identity.signing_key(),
+            joined.descriptor.clone(),
+            speakers,
+            u32::try_from(listeners).unwrap_or(u32::MAX),
+            capability,
+            now.plus_millis(ANNOUNCEMENT_TTL_MS),
+        );
+        let bytes = announcement.encode();
+        if let Ok(verified) = announcement.verify(now) {
+            self.lobby.insert(room, verified);
+        }
+        let topic = self.lobby_topic.clone();
+        match self.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
+            Ok(_)
+            | Err(gossipsub::PublishError::Duplicate)
+            | Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {}
+            Err(err) => warn!(%room, %err, "could not announce"),
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                info!(%address, "listening");
+                self.emit(NodeEvent::Listening { addr: address });
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                self.connected.insert(peer_id);
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                ..
+            } => {
+                if num_established == 0 {
+                    self.connected.remove(&peer_id);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Rooms(event)) => self.on_rooms(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                for addr in &info.listen_addrs {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer_id, addr.clone());
+                }
+                self.peer_addrs.insert(peer_id, info.listen_addrs);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_gossip(&mut self, event: gossipsub::Event) {
+        match event {
+            gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            } => {
+                let acceptance = if message.topic == self.lobby_topic.hash() {
+                    self.on_announcement(&message.data)
+                } else {
+                    self.on_room_message(propagation_source, &message.topic, &message.data)
+                };
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
+            }
+            gossipsub::Event::Subscribed { .. } => self.retry_pending(),
+            _ => {}
+        }
+    }
+
+    fn on_announcement(&mut self, data: &[u8]) -> MessageAcceptance {
+        match Announcement::decode_verified(data, clock::now()) {
+            Ok(announcement) => {
+                let room = announcement.descriptor.id;
+                self.lobby.insert(room, announcement);
+                self.emit(NodeEvent::Announced { room });
+                MessageAcceptance::Accept
+            }
+            // Clocks differ: a stale announcement is not an attack.
+            Err(earshot_protocol::snapshot::SnapshotError::Expired { .. }) => {
+                MessageAcceptance::Ignore
+            }
+            Err(err) => {
+                debug!(%err, "refused a lobby announcement");
+                MessageAcceptance::Reject
+            }
+        }
+    }
+
+    fn on_room_message(
+        &mut self,
+        source: PeerId,
+        topic: &TopicHash,
+        data: &[u8],
+    ) -> MessageAcceptance {
+        let room = self.topics.get(topic).copied();
+        let envelope = match Envelope::decode_verified(data) {
+            Ok(envelope) => envelope,
+            Err(err) => {
+                self.reject(room, source, err.to_string());
+                return MessageAcceptance::Reject;
+            }
+        };
+        let Some(room) = room else {
+            return MessageAcceptance::Ignore;
+        };
+        if let Some(early) = self.early.get_mut(&room) {
+            // Still joining: keep it for after the snapshot; don't forward what we can't judge.
+            if early.len() < MAX_EARLY_MESSAGES {
+                early.push(envelope);
+            }
+            return MessageAcceptance::Ignore;
+        }
+        let Some(joined) = self.rooms.get_mut(&room) else {
+            return MessageAcceptance::Ignore;
+        };
+        match joined.state.apply(clock::now(), &envelope) {
+            Ok(changes) => {
+                let me = self.identity.key();
+                let ended = changes
+                    .iter()
+                    .any(|change| matches!(change, RoomChange::RoomEnded { .. }));
+                let removed = changes
+                    .iter()
+                    .any(|change| matches!(change, RoomChange::Removed { member, .. } if *member == me));
+                self.emit_changes(room, changes);
+                if ended {
+                    self.close(room, CloseReason::Ended);
+                } else if removed {
+                    self.close(room, CloseReason::Removed);
+                }
+                MessageAcceptance::Accept
+            }
+            // Races, not attacks: a duplicate that crossed our snapshot, or a clock a bit off.
+            Err(Rejected::Replay { .. } | Rejected::TooOld { .. }) => MessageAcceptance::Ignore,
+            Err(reason) => {
+                self.reject(Some(room), source, reason.to_string());
+                MessageAcceptance::Reject
+            }
+        }
+    }
+
+    fn reject(&self, room: Option<RoomId>, from: PeerId, reason: String) {
+        warn!(from = %short(&from), %reason, "rejected a control message");
+        self.emit(NodeEvent::Rejected { room, from, reason });
+    }
+
+    fn on_rooms(&mut self, event: request_response::Event<RoomRequest, RoomResponse>) {
+        match event {
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => self.on_room_request(peer, request, channel),
+            request_response::Event::Message {
+                message:
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some(pending) = self.pending_joins.remove(&request_id) {
+                    self.on_join_response(pending, response);
+                } else if let Some(reply) = self.pending_lobby.remove(&request_id) {
+                    let now = clock::now();
+                    let result = match response {
+                        RoomResponse::Lobby { announcements } => Ok(announcements
+                            .iter()
+                            .filter_map(|bytes| Announcement::decode_verified(bytes, now).ok())
+                            .collect()),
+                        other => Err(JoinError::BadAnswer(format!("unexpected {other:?}"))),
+                    };
+                    let _ = reply.send(result);
+                }
+            }
+            request_response::Event::OutboundFailure {
+                request_id, error, ..
+            } => {
+                let failure = match error {
+                    request_response::OutboundFailure::DialFailure => JoinError::Unreachable,
+                    other => JoinError::NoAnswer(other.to_string()),
+                };
+                if let Some(pending) = self.pending_joins.remove(&request_id) {
+                    self.forget_topic(pending.link.capability.room);
+                    let _ = pending.reply.send(Err(failure));
+                } else if let Some(reply) = self.pending_lobby.remove(&request_id) {
+                    let _ = reply.send(Err(failure));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_room_request(
+        &mut self,
+        peer: PeerId,
+        request: RoomRequest,
+        channel: ResponseChannel<RoomResponse>,
+    ) {
+        let response = match request {
+            RoomRequest::Lobby => {
+                let now = clock::now();
+                RoomResponse::Lobby {
+                    announcements: self
+                        .lobby
+                        .values()
+                        .filter(|a| a.expires_at > now)
+                        .map(|a| serde_bytes::ByteBuf::from(a.encode()))
+                        .collect(),
+                }
+            }
+            RoomRequest::Join { envelope } => self.admit(peer, &envelope),
+        };
+        if self
+            .swarm
+            .behaviour_mut()
+            .rooms
+            .send_response(channel, response)
+            .is_err()
+        {
+            debug!(peer = %short(&peer), "the requester went away before the answer");
+        }
+    }
+
+    /// The host's side of a join: fold the joiner's `Join` like any envelope, and if the room
+    /// accepts it, publish it to everyone and answer with a signed snapshot.
+    fn admit(&mut self, peer: PeerId, bytes: &[u8]) -> RoomResponse {
+        let refuse = |reason: String| RoomResponse::Refused { reason };
+        let envelope = match Envelope::decode_verified(bytes) {
+            Ok(envelope) => envelope,
+            Err(err) => return refuse(err.to_string()),
+        };
+        let room = envelope.room;
+        if envelope.author.to_peer_id().ok() != Some(peer) {
+            return refuse("the join must come from its author's own connection".into());
+        }
+        if !matches!(envelope.body, ControlBody::Join { .. }) {
+            return refuse("expected a join".into());
+        }
+        let Some(joined) = self.rooms.get_mut(&room).filter(|joined| joined.is_host()) else {
+            return refuse(format!("this node does not host room {room}"));
+        };
+        let now = clock::now();
+        let changes = match joined.state.apply(now, &envelope) {
+            Ok(changes) => changes,
+            Err(reason) => {
+                info!(%room, peer = %short(&peer), %reason, "refused a joiner");
+                return refuse(reason.to_string());
+            }
+        };
+        let hints: Vec<PeerHint> = joined
+            .state
+            .present()
+            .iter()
+            .filter_map(|member| {
+                let id = member.key.to_peer_id().ok()?;
+                (id != peer && self.connected.contains(&id)).then_some((member.key, id))
+            })
+            .filter_map(|(key, id)| {
+                let addrs = self.peer_addrs.get(&id)?;
+                Some(PeerHint {
+                    key,
+                    addrs: addrs
+                        .iter()
+                        .take(4)
+                        .map(|addr| serde_bytes::ByteBuf::from(addr.to_vec()))
+                        .collect(),
+                })
+            })
+            .take(earshot_protocol::snapshot::MAX_PEER_HINTS)
+            .collect();
+        let snapshot = RoomSnapshot::sign(
+            self.identity.signing_key(),
+            joined.descriptor.clone(),
+            joined.state.clone(),
+            hints,
+            now,
+        );
+        self.publish(room, envelope.encode());
+        self.emit_changes(room, changes);
+        RoomResponse::Welcome {
+            snapshot: serde_bytes::ByteBuf::from(snapshot.encode()),
+        }
+    }
+
+    fn on_join_response(&mut self, pending: PendingJoin, response: RoomResponse) {
+        let room = pending.link.capability.room;
+        let snapshot = match response {
+            RoomResponse::Welcome { snapshot } => {
+                match RoomSnapshot::decode_verified(&snapshot, room, pending.link.host) {
+                    Ok(snapshot) => snapshot.into_inner(),
+                    Err(err) => {
+                        self.forget_topic(room);
+                        let _ = pending.reply.send(Err(JoinError::BadAnswer(err.to_string())));
+                        return;
+                    }
+                }
+            }
+            RoomResponse::Refused { reason } => {
+                self.forget_topic(room);
+                let _ = pending.reply.send(Err(JoinError::Refused { reason }));
+                return;
+            }
+            other => {
+                self.forget_topic(room);
+                let _ = pending
+                    .reply
+                    .send(Err(JoinError::BadAnswer(format!("unexpected {other:?}"))));
+                return;
+            }
+        };
+        let early = self.early.remove(&room).unwrap_or_default();
+        let mut joined = Joined::new(
+            snapshot.descriptor,
+            snapshot.state,
+            Authority::Capability(pending.link.capability.clone()),
+            pending.name,
+            pending.first_seq,
+        );
+        let now = clock::now();
+        for envelope in early {
+            if let Ok(changes) = joined.state.apply(now, &envelope) {
+                self.emit_changes(room, changes);
+            }
+        }
+        // Dial a few members so the room's mesh is not a star around the host.
+        for hint in &snapshot.peers {
+            let Ok(peer) = hint.key.to_peer_id() else {
+                continue;
+            };
+            if peer == self.swarm.local_peer_id().to_owned() || self.connected.contains(&peer) {
+                continue;
+            }
+            let addrs: Vec<Multiaddr> = hint
+                .addrs
+                .iter()
+                .filter_map(|raw| Multiaddr::try_from(raw.to_vec()).ok())
+                .collect();
+            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                .addresses(addrs)
+                .build();
+            if let Err(err) = self.swarm.dial(opts) {
+                debug!(%err, "could not dial a room member");
+            }
+        }
+        let view = RoomView {
+            descriptor: joined.descriptor.clone(),
+            state: joined.state.clone(),
+        };
+        self.rooms.insert(room, joined);
+        info!(%room, "joined");
+        let _ = pending.reply.send(Ok(view));
+    }
+}
+
+/// The last 8 characters of a PeerId: enough to tell peers apart in logs.
+pub fn short(peer: &PeerId) -> String {
+    let text = peer.to_string();
+    text[text.len().saturating_sub(8)..].to_owned()
+}
