@@ -6,3 +6,5 @@
 
 mod harness;
 mod invites;
+mod net;
+mod rooms;

@@ -109,10 +109,7 @@ pub fn build_swarm(identity: &Identity, config: &NetConfig) -> Result<Swarm<Beha
         .with_behaviour(|key, relay| {
             let mut gossipsub =
                 gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gossip_config)?;
-            gossipsub.with_peer_score(
-                gossipsub::PeerScoreParams::default(),
-                score_thresholds(),
-            )?;
+            gossipsub.with_peer_score(gossipsub::PeerScoreParams::default(), score_thresholds())?;
             let mut kad_config = kad::Config::new(KAD_PROTOCOL);
             kad_config.set_query_timeout(Duration::from_secs(30));
             Ok(Behaviour {
@@ -143,26 +140,29 @@ pub fn build_swarm(identity: &Identity, config: &NetConfig) -> Result<Swarm<Beha
     Ok(swarm)
 }
 
-/// Per-topic scoring for room topics: an invalid message costs a lot, and nothing else counts
-/// against a peer (quiet rooms must not look like misbehaving meshes).
+/// Per-topic scoring for room topics: invalid messages cost a lot, and nothing else counts
+/// against a peer (quiet rooms must not look like misbehaving meshes). The penalty grows with
+/// the square of the count: one invalid message takes a peer below the gossip threshold, two
+/// graylist it (everything it sends is ignored); the count decays by 10% a second, so an honest
+/// relay that forwarded one bad message in a race recovers.
 pub fn room_topic_score() -> gossipsub::TopicScoreParams {
     gossipsub::TopicScoreParams {
         topic_weight: 1.0,
         mesh_message_deliveries_weight: 0.0,
         mesh_failure_penalty_weight: 0.0,
         first_message_deliveries_weight: 0.5,
-        invalid_message_deliveries_weight: -100.0,
-        invalid_message_deliveries_decay: 0.5,
+        invalid_message_deliveries_weight: -20.0,
+        invalid_message_deliveries_decay: 0.9,
         ..Default::default()
     }
 }
 
-/// One invalid message takes a peer below the gossip and publish thresholds; two graylist it.
+/// See [`room_topic_score`]: -20 after one invalid message, -80 after two.
 fn score_thresholds() -> gossipsub::PeerScoreThresholds {
     gossipsub::PeerScoreThresholds {
         gossip_threshold: -10.0,
         publish_threshold: -50.0,
-        graylist_threshold: -80.0,
+        graylist_threshold: -79.0,
         accept_px_threshold: 10.0,
         opportunistic_graft_threshold: 5.0,
     }
@@ -211,11 +211,7 @@ impl request_response::Codec for RoomCodec {
         RoomRequest::decode(&read_frame(io).await?).map_err(invalid)
     }
 
-    async fn read_response<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> io::Result<RoomResponse>
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<RoomResponse>
     where
         T: AsyncRead + Unpin + Send,
     {

@@ -167,6 +167,11 @@ enum Command {
         addrs: Vec<Multiaddr>,
         reply: oneshot::Sender<Result<Vec<Verified<Announcement>>, JoinError>>,
     },
+    PublishRaw {
+        room: RoomId,
+        bytes: Vec<u8>,
+        reply: oneshot::Sender<()>,
+    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
@@ -192,6 +197,7 @@ impl std::fmt::Debug for Command {
             Command::Leave { .. } => "Leave",
             Command::Lobby { .. } => "Lobby",
             Command::QueryLobby { .. } => "QueryLobby",
+            Command::PublishRaw { .. } => "PublishRaw",
             Command::Shutdown { .. } => "Shutdown",
         })
     }
@@ -294,7 +300,10 @@ impl Node {
         make: impl FnOnce(oneshot::Sender<T>) -> Command,
     ) -> Result<T, NodeGone> {
         let (reply, rx) = oneshot::channel();
-        self.commands.send(make(reply)).await.map_err(|_| NodeGone)?;
+        self.commands
+            .send(make(reply))
+            .await
+            .map_err(|_| NodeGone)?;
         rx.await.map_err(|_| NodeGone)
     }
 
@@ -357,6 +366,13 @@ impl Node {
             .map_err(|_| JoinError::NoAnswer("the node shut down".into()))?
     }
 
+    /// Publishes raw bytes on a room's topic, unchecked: what a modified client could send. For
+    /// adversarial tests and debugging tools; honest code uses [`Node::act`].
+    pub async fn publish_raw(&self, room: RoomId, bytes: Vec<u8>) -> Result<(), NodeGone> {
+        self.call(|reply| Command::PublishRaw { room, bytes, reply })
+            .await
+    }
+
     /// Leaves every room and stops the event loop.
     pub async fn shutdown(&self) {
         let _ = self.call(|reply| Command::Shutdown { reply }).await;
@@ -380,10 +396,8 @@ struct EventLoop {
     /// Messages for rooms being joined, applied once the snapshot arrives.
     early: HashMap<RoomId, Vec<Verified<Envelope>>>,
     pending_joins: HashMap<OutboundRequestId, PendingJoin>,
-    pending_lobby: HashMap<
-        OutboundRequestId,
-        oneshot::Sender<Result<Vec<Verified<Announcement>>, JoinError>>,
-    >,
+    pending_lobby:
+        HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<Verified<Announcement>>, JoinError>>>,
     lobby: HashMap<RoomId, Verified<Announcement>>,
     lobby_topic: IdentTopic,
     /// Listen addresses peers told us about (identify), for peer hints in snapshots.
@@ -477,15 +491,23 @@ impl EventLoop {
                     .send_request_with_addresses(&peer, RoomRequest::Lobby, addrs);
                 self.pending_lobby.insert(id, reply);
             }
-            Command::Shutdown { .. } => unreachable!("handled in run"),
+            Command::PublishRaw { room, bytes, reply } => {
+                let topic = IdentTopic::new(earshot_protocol::topic::room(&room));
+                if let Err(err) = self.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
+                    warn!(%room, %err, "raw publish failed");
+                }
+                let _ = reply.send(());
+            }
+            Command::Shutdown { reply } => {
+                // Handled in `run`; reached only if a caller races a shutdown.
+                let _ = reply.send(());
+            }
         }
     }
 
     fn subscribe(&mut self, topic: &IdentTopic) -> Result<(), String> {
         let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
-        gossipsub
-            .subscribe(topic)
-            .map_err(|err| err.to_string())?;
+        gossipsub.subscribe(topic).map_err(|err| err.to_string())?;
         let _ = gossipsub.set_topic_params(topic.clone(), net::room_topic_score());
         Ok(())
     }
@@ -501,7 +523,8 @@ impl EventLoop {
         let state = RoomState::new(room, descriptor.host);
         let first_seq = self.next_seq_base();
         let mut joined = Joined::new(descriptor, state, Authority::Host, name.clone(), first_seq);
-        self.subscribe(&joined.topic).map_err(HostError::Subscribe)?;
+        self.subscribe(&joined.topic)
+            .map_err(HostError::Subscribe)?;
         let (bytes, changes) = joined.act(
             self.identity.signing_key(),
             clock::now(),
@@ -573,11 +596,11 @@ impl EventLoop {
         let request = RoomRequest::Join {
             envelope: serde_bytes::ByteBuf::from(join.encode()),
         };
-        let id = self.swarm.behaviour_mut().rooms.send_request_with_addresses(
-            &host,
-            request,
-            link.bootstrap.clone(),
-        );
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .rooms
+            .send_request_with_addresses(&host, request, link.bootstrap.clone());
         info!(%room, host = %short(&host), "joining");
         self.pending_joins.insert(
             id,
@@ -666,9 +689,11 @@ impl EventLoop {
 
     fn leave(&mut self, room: RoomId, reason: CloseReason) {
         if let Some(joined) = self.rooms.get_mut(&room) {
-            if let Ok((bytes, _)) =
-                joined.act(self.identity.signing_key(), clock::now(), ControlBody::Leave)
-            {
+            if let Ok((bytes, _)) = joined.act(
+                self.identity.signing_key(),
+                clock::now(),
+                ControlBody::Leave,
+            ) {
                 self.publish(room, bytes);
             }
             self.close(room, reason);
@@ -689,7 +714,11 @@ impl EventLoop {
             // Give queued messages (our Leave, RoomEnded) one last try before unsubscribing.
             let topic = joined.topic.clone();
             for (_, bytes) in joined.pending {
-                let _ = self.swarm.behaviour_mut().gossipsub.publish(topic.clone(), bytes);
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(topic.clone(), bytes);
             }
             self.topics.remove(&topic.hash());
             let _ = self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic);
@@ -907,9 +936,9 @@ impl EventLoop {
                 let ended = changes
                     .iter()
                     .any(|change| matches!(change, RoomChange::RoomEnded { .. }));
-                let removed = changes
-                    .iter()
-                    .any(|change| matches!(change, RoomChange::Removed { member, .. } if *member == me));
+                let removed = changes.iter().any(
+                    |change| matches!(change, RoomChange::Removed { member, .. } if *member == me),
+                );
                 self.emit_changes(room, changes);
                 if ended {
                     self.close(room, CloseReason::Ended);
@@ -1082,7 +1111,9 @@ impl EventLoop {
                     Ok(snapshot) => snapshot.into_inner(),
                     Err(err) => {
                         self.forget_topic(room);
-                        let _ = pending.reply.send(Err(JoinError::BadAnswer(err.to_string())));
+                        let _ = pending
+                            .reply
+                            .send(Err(JoinError::BadAnswer(err.to_string())));
                         return;
                     }
                 }

@@ -178,8 +178,7 @@ impl Announcement {
             expires_at,
             signature: Sig([0; 64]),
         };
-        announcement.signature =
-            Sig::sign(host, ANNOUNCEMENT_DOMAIN, &announcement.signed_bytes());
+        announcement.signature = Sig::sign(host, ANNOUNCEMENT_DOMAIN, &announcement.signed_bytes());
         announcement
     }
 

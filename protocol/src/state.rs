@@ -232,7 +232,10 @@ pub enum Rejected {
     #[error("unknown capability {id}: present the capability itself first")]
     UnknownCapability { id: CapId },
     #[error("a {role} may not {action}")]
-    NotAllowed { role: RoomRole, action: &'static str },
+    NotAllowed {
+        role: RoomRole,
+        action: &'static str,
+    },
     #[error("a {role} may not {action} a {target_role}")]
     NotAllowedOn {
         role: RoomRole,
@@ -410,7 +413,13 @@ impl RoomState {
             return Err(Rejected::Banned { author });
         }
         let presented = self.authorise(now, env)?;
-        if !self.seqs.get(&author).copied().unwrap_or_default().is_fresh(env.seq) {
+        if !self
+            .seqs
+            .get(&author)
+            .copied()
+            .unwrap_or_default()
+            .is_fresh(env.seq)
+        {
             return Err(Rejected::Replay { seq: env.seq });
         }
         let granted = presented.map_or(RoomRole::Host, |(_, role)| role);
@@ -499,10 +508,10 @@ impl RoomState {
                     .get(target)
                     .is_some_and(|member| self.is_present(member));
                 let target_member = self.member_mut(*target);
-                let target_caps: Vec<CapId> =
-                    target_member.capabilities.iter().copied().collect();
+                let target_caps: Vec<CapId> = target_member.capabilities.iter().copied().collect();
                 target_member.hand.set(None, stamp);
-                self.revoked.extend(revoke.iter().copied().chain(target_caps));
+                self.revoked
+                    .extend(revoke.iter().copied().chain(target_caps));
                 if self.banned.insert(*target) {
                     changes.push(RoomChange::Removed {
                         member: *target,
@@ -566,7 +575,8 @@ impl RoomState {
     pub fn tick(&mut self, now: Timestamp) -> Vec<RoomChange> {
         let mut changes = Vec::new();
         for member in self.members.values_mut() {
-            let present = member.present.value && !member.timed_out && !self.banned.contains(&member.key);
+            let present =
+                member.present.value && !member.timed_out && !self.banned.contains(&member.key);
             if present && member.last_seen.plus_millis(PRESENCE_TIMEOUT_MS) < now {
                 member.timed_out = true;
                 changes.push(RoomChange::MemberLeft {
