@@ -6,5 +6,6 @@
 
 mod harness;
 mod invites;
+mod live;
 mod net;
 mod rooms;

@@ -41,6 +41,20 @@ enum Command {
     /// Create, delegate and inspect invite links.
     #[command(subcommand)]
     Invite(cmd::invite::InviteCommand),
+    /// Open a room this node hosts and run it until /end or Ctrl-C.
+    Host(cmd::live::HostArgs),
+    /// Join a room from an invite link and stay until /leave or Ctrl-C.
+    Join(cmd::live::JoinArgs),
+    /// List live public rooms announced on the lobby.
+    Rooms(cmd::lobby::RoomsArgs),
+}
+
+impl Command {
+    /// Commands that only read or write the data directory, and so can run inside a node that
+    /// already holds it open.
+    fn forwardable(&self) -> bool {
+        matches!(self, Command::Room(_) | Command::Invite(_))
+    }
 }
 
 /// What the process should exit with, when a command does not simply succeed or fail.
@@ -50,27 +64,118 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,libp2p_kad=error")),
         )
         .with_writer(std::io::stderr)
         .init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
     let cli = Cli::parse();
     let ctx = cmd::Context {
         home: cli.home.clone(),
         json: cli.json,
+        shared: None,
     };
-    let result = match cli.command {
-        Command::Init => cmd::identity::init(&ctx),
-        Command::Id => cmd::identity::id(&ctx),
-        Command::Room(command) => cmd::room::run(&ctx, command),
-        Command::Invite(command) => cmd::invite::run(&ctx, command),
-    };
-    match result {
+    let forwardable = cli.command.forwardable();
+    match dispatch(&ctx, cli.command) {
         Ok(Exit(code)) => ExitCode::from(code),
+        Err(err) if forwardable && is_locked(&err) => forward(&ctx, args),
         Err(err) => {
             eprintln!("earshot: {}", report(&err));
             ExitCode::FAILURE
         }
+    }
+}
+
+fn dispatch(ctx: &cmd::Context, command: Command) -> anyhow::Result<Exit> {
+    match command {
+        Command::Init => cmd::identity::init(ctx),
+        Command::Id => cmd::identity::id(ctx),
+        Command::Room(command) => cmd::room::run(ctx, command),
+        Command::Invite(command) => cmd::invite::run(ctx, command),
+        Command::Host(args) => cmd::live::host(ctx, args),
+        Command::Join(args) => cmd::live::join(ctx, args),
+        Command::Rooms(args) => cmd::lobby::rooms(ctx, args),
+    }
+}
+
+/// Whether the failure is the data directory's database being held by another process.
+fn is_locked(err: &anyhow::Error) -> bool {
+    use earshot_node::home::HomeError;
+    use earshot_node::store::StoreError;
+    err.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<HomeError>(),
+            Some(HomeError::Store(StoreError::Locked { .. }))
+        ) || matches!(
+            cause.downcast_ref::<StoreError>(),
+            Some(StoreError::Locked { .. })
+        )
+    })
+}
+
+/// Runs the command in the node that holds the data directory, through its control socket.
+fn forward(ctx: &cmd::Context, args: Vec<String>) -> ExitCode {
+    let reply = ctx
+        .home_dir()
+        .and_then(|dir| Ok(earshot_node::control::call(&dir, args)?));
+    match reply {
+        Ok(reply) => {
+            print!("{}", reply.stdout);
+            eprint!("{}", reply.stderr);
+            ExitCode::from(reply.code)
+        }
+        Err(err) => {
+            eprintln!(
+                "earshot: the data directory is in use by another process, and it does not \
+                 answer on its control socket: {}",
+                report(&err)
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs a command on behalf of another process (see `forward`), with its output captured.
+pub(crate) fn serve_command(
+    home: std::sync::Arc<earshot_node::home::Home>,
+    request: earshot_node::control::ControlRequest,
+) -> earshot_node::control::ControlReply {
+    use earshot_node::control::ControlReply;
+    let argv = std::iter::once("earshot".to_owned()).chain(request.args);
+    let cli = match Cli::try_parse_from(argv) {
+        Ok(cli) => cli,
+        Err(err) => {
+            return ControlReply {
+                stdout: String::new(),
+                stderr: err.render().to_string(),
+                code: 2,
+            };
+        }
+    };
+    if !cli.command.forwardable() {
+        return ControlReply {
+            stdout: String::new(),
+            stderr: "earshot: this command cannot run inside a running node\n".into(),
+            code: 2,
+        };
+    }
+    let ctx = cmd::Context {
+        home: cli.home.clone(),
+        json: cli.json,
+        shared: Some(home),
+    };
+    let (stdout, mut stderr, result) = output::capture(|| dispatch(&ctx, cli.command));
+    let code = match result {
+        Ok(Exit(code)) => code,
+        Err(err) => {
+            stderr.push_str(&format!("earshot: {}\n", report(&err)));
+            1
+        }
+    };
+    ControlReply {
+        stdout,
+        stderr,
+        code,
     }
 }
 

@@ -12,8 +12,49 @@ macro_rules! say {
 }
 pub(crate) use say;
 
+/// Like `say!`, for standard error.
+macro_rules! shout {
+    ($($arg:tt)*) => { $crate::output::write_err_line(format_args!($($arg)*)) };
+}
+pub(crate) use shout;
+
+thread_local! {
+    /// When set, output goes here instead of the terminal: a command run on behalf of another
+    /// process through the control socket.
+    static CAPTURE: std::cell::RefCell<Option<(String, String)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with this thread's output captured; returns (stdout, stderr) and `f`'s result.
+pub fn capture<T>(f: impl FnOnce() -> T) -> (String, String, T) {
+    CAPTURE.with(|c| *c.borrow_mut() = Some((String::new(), String::new())));
+    let result = f();
+    let (out, err) = CAPTURE.with(|c| c.borrow_mut().take()).unwrap_or_default();
+    (out, err, result)
+}
+
+fn captured(stderr: bool, args: std::fmt::Arguments<'_>) -> bool {
+    CAPTURE.with(|c| match c.borrow_mut().as_mut() {
+        Some((out, err)) => {
+            use std::fmt::Write;
+            let target = if stderr { err } else { out };
+            let _ = writeln!(target, "{args}");
+            true
+        }
+        None => false,
+    })
+}
+
+pub fn write_err_line(args: std::fmt::Arguments<'_>) {
+    if !captured(true, args) {
+        eprintln!("{args}");
+    }
+}
+
 pub fn write_line(args: std::fmt::Arguments<'_>) {
     use std::io::Write;
+    if captured(false, args) {
+        return;
+    }
     let mut out = std::io::stdout().lock();
     if let Err(err) = writeln!(out, "{args}") {
         if err.kind() == std::io::ErrorKind::BrokenPipe {

@@ -88,7 +88,10 @@ impl Home {
         let mut id = [0u8; 16];
         getrandom::fill(&mut id).map_err(HomeError::Random)?;
         let listen = match new.listen {
-            Some(listen) => listen,
+            Some(listen) => listen
+                .into_iter()
+                .map(pin_port)
+                .collect::<Result<Vec<_>, _>>()?,
             None => default_listen_addrs()?,
         };
         let addrs = match new.advertise {
@@ -220,6 +223,38 @@ fn nonce() -> Result<[u8; 8], HomeError> {
     let mut nonce = [0u8; 8];
     getrandom::fill(&mut nonce).map_err(HomeError::Random)?;
     Ok(nonce)
+}
+
+/// Replaces port 0 with a port that is free now, so that the address can go into links and be
+/// listened on again after a restart.
+fn pin_port(addr: Multiaddr) -> Result<Multiaddr, HomeError> {
+    let ip = addr.iter().find_map(|p| match p {
+        Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
+        Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
+        _ => None,
+    });
+    let Some(ip) = ip else {
+        return Ok(addr);
+    };
+    let mut pinned = Multiaddr::empty();
+    for part in addr.iter() {
+        pinned.push(match part {
+            Protocol::Udp(0) => Protocol::Udp(
+                UdpSocket::bind((ip, 0))
+                    .and_then(|socket| socket.local_addr())
+                    .map_err(HomeError::NoPort)?
+                    .port(),
+            ),
+            Protocol::Tcp(0) => Protocol::Tcp(
+                std::net::TcpListener::bind((ip, 0))
+                    .and_then(|listener| listener.local_addr())
+                    .map_err(HomeError::NoPort)?
+                    .port(),
+            ),
+            other => other,
+        });
+    }
+    Ok(pinned)
 }
 
 /// QUIC and TCP on all interfaces, on one free port (free for UDP now; the host falls back to

@@ -16,6 +16,7 @@ use zeroize::Zeroize;
 pub const KEY_FILE: &str = "identity.key";
 
 /// A node's keypair.
+#[derive(Clone)]
 pub struct Identity {
     signing: SigningKey,
 }
@@ -90,6 +91,18 @@ impl Identity {
             }
             Err(source) => Err(IdentityError::Io { path, source }),
         }
+    }
+
+    /// A fresh identity that is not stored anywhere: for short-lived nodes such as a lobby
+    /// browser, which must not be mistaken for (or refuse to dial) the user's own node.
+    pub fn ephemeral() -> Result<Self, IdentityError> {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(IdentityError::Random)?;
+        let identity = Self {
+            signing: SigningKey::from_bytes(&seed),
+        };
+        seed.zeroize();
+        Ok(identity)
     }
 
     /// Creates an identity unless one exists (idempotent `earshot init`).

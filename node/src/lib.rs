@@ -7,6 +7,7 @@
 //! - [`store`]: the sled database (rooms hosted, invites issued).
 //! - [`home`]: an opened data directory; creates rooms and issues and delegates invites.
 //! - [`clock`]: the wall clock, read here and passed into `protocol`.
+//! - [`control`]: the local control socket through which other commands reach a running node.
 //! - [`net`]: the libp2p behaviour, swarm and the room protocol's codec.
 //! - [`node`]: the running node: an event loop that owns the swarm, and its handle [`Node`].
 //! - [`rooms`]: the rooms the node is in (state, own authority, publishing).
@@ -14,6 +15,7 @@
 //! The node never reads environment variables or picks its data directory: callers pass it in.
 
 pub mod clock;
+pub mod control;
 pub mod home;
 pub mod identity;
 pub mod net;

@@ -112,6 +112,9 @@ pub fn build_swarm(identity: &Identity, config: &NetConfig) -> Result<Swarm<Beha
             gossipsub.with_peer_score(gossipsub::PeerScoreParams::default(), score_thresholds())?;
             let mut kad_config = kad::Config::new(KAD_PROTOCOL);
             kad_config.set_query_timeout(Duration::from_secs(30));
+            // Bootstrapping is driven by the nodes we dial (links, --bootstrap), not a timer
+            // that warns while a node knows nobody yet.
+            kad_config.set_periodic_bootstrap_interval(None);
             Ok(Behaviour {
                 gossipsub,
                 rooms: request_response::Behaviour::with_codec(

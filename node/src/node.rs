@@ -379,6 +379,9 @@ impl Node {
     }
 }
 
+/// Where the answer to a lobby query goes.
+type LobbyReply = oneshot::Sender<Result<Vec<Verified<Announcement>>, JoinError>>;
+
 struct PendingJoin {
     link: InviteLink,
     name: String,
@@ -396,8 +399,7 @@ struct EventLoop {
     /// Messages for rooms being joined, applied once the snapshot arrives.
     early: HashMap<RoomId, Vec<Verified<Envelope>>>,
     pending_joins: HashMap<OutboundRequestId, PendingJoin>,
-    pending_lobby:
-        HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<Verified<Announcement>>, JoinError>>>,
+    pending_lobby: HashMap<OutboundRequestId, LobbyReply>,
     lobby: HashMap<RoomId, Verified<Announcement>>,
     lobby_topic: IdentTopic,
     /// Listen addresses peers told us about (identify), for peer hints in snapshots.
@@ -836,12 +838,10 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established,
+                num_established: 0,
                 ..
             } => {
-                if num_established == 0 {
-                    self.connected.remove(&peer_id);
-                }
+                self.connected.remove(&peer_id);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
             SwarmEvent::Behaviour(BehaviourEvent::Rooms(event)) => self.on_rooms(event),
@@ -1150,7 +1150,7 @@ impl EventLoop {
             let Ok(peer) = hint.key.to_peer_id() else {
                 continue;
             };
-            if peer == self.swarm.local_peer_id().to_owned() || self.connected.contains(&peer) {
+            if peer == *self.swarm.local_peer_id() || self.connected.contains(&peer) {
                 continue;
             }
             let addrs: Vec<Multiaddr> = hint

@@ -14,8 +14,8 @@ use serde_json::json;
 
 use super::Context;
 use crate::Exit;
-use crate::output::say;
 use crate::output::{self, print_json};
+use crate::output::{say, shout};
 use crate::when::parse_expiry;
 
 #[derive(Debug, Subcommand)]
@@ -118,7 +118,7 @@ pub fn run(ctx: &Context, command: InviteCommand) -> anyhow::Result<Exit> {
             let parent = match InviteLink::decode(&read_link(&link)?) {
                 Ok(parent) => parent,
                 Err(err) => {
-                    eprintln!("earshot: {err}");
+                    shout!("earshot: {err}");
                     return Ok(Exit(2));
                 }
             };
@@ -204,7 +204,7 @@ fn inspect(
                     &json!({ "valid": false, "malformed": true, "reason": err.to_string() }),
                 );
             } else {
-                eprintln!("earshot: {err}");
+                shout!("earshot: {err}");
             }
             return Ok(Exit(2));
         }

@@ -1,18 +1,25 @@
 //! One module per command group; each turns arguments into node calls and prints the result.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context as _;
+use earshot_node::home::Home;
 
 pub mod identity;
 pub mod invite;
+pub mod live;
+pub mod lobby;
 pub mod room;
 
 /// What every command gets from the global options.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Context {
     pub home: Option<PathBuf>,
     pub json: bool,
+    /// The data directory already opened by this process (a running node serving a command
+    /// through its control socket).
+    pub shared: Option<Arc<Home>>,
 }
 
 impl Context {
@@ -26,10 +33,15 @@ impl Context {
             .context("cannot find a data directory for this user: pass --home DIR")
     }
 
-    /// Opens the data directory (creating the identity on first use).
-    pub fn open_home(&self) -> anyhow::Result<earshot_node::home::Home> {
+    /// Opens the data directory (creating the identity on first use), or shares the one this
+    /// process already has open.
+    pub fn open_home(&self) -> anyhow::Result<Arc<Home>> {
+        if let Some(home) = &self.shared {
+            return Ok(Arc::clone(home));
+        }
         let dir = self.home_dir()?;
-        earshot_node::home::Home::open(&dir)
+        Home::open(&dir)
+            .map(Arc::new)
             .with_context(|| format!("opening the data directory {}", dir.display()))
     }
 }

@@ -1,0 +1,753 @@
+//! `earshot host` and `earshot join`: a live room in the terminal.
+//!
+//! Lines on standard input are commands (`/hand`, `/promote PEER`, `/who`, … see `/help`) or
+//! chat. Room events print one line each, for people, or one JSON object per line with `--json`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use earshot_node::clock;
+use earshot_node::home::Home;
+use earshot_node::identity::Identity;
+use earshot_node::net::NetConfig;
+use earshot_node::node::{CloseReason, Node, NodeConfig, NodeEvent, SpawnError};
+use earshot_protocol::state::{LeaveReason, Member, RoomChange, RoomRole};
+use earshot_protocol::{Audience, ControlBody, Grant, InviteLink, PeerKey, Role, RoomId};
+use multiaddr::{Multiaddr, Protocol};
+use serde_json::{Value, json};
+use tokio::io::AsyncBufReadExt;
+
+use super::Context;
+use crate::Exit;
+use crate::output::{print_json, say, shout};
+use crate::when::parse_expiry;
+
+#[derive(Debug, Args)]
+pub struct HostArgs {
+    /// Room id, a unique prefix of it, or the title.
+    room: String,
+    /// Where to listen (repeatable). Default: the addresses remembered for the room, so links
+    /// printed earlier stay valid.
+    #[arg(long, value_name = "MULTIADDR")]
+    listen: Vec<Multiaddr>,
+    /// Your display name in the room.
+    #[arg(long, default_value = "host")]
+    name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct JoinArgs {
+    /// The invite link (or - to read it from standard input's first line).
+    link: String,
+    /// Your display name in the room. Default: $USER, else "guest".
+    #[arg(long)]
+    name: Option<String>,
+    /// Where to listen (repeatable). Default: any free port on all interfaces.
+    #[arg(long, value_name = "MULTIADDR")]
+    listen: Vec<Multiaddr>,
+}
+
+/// How long a leaving node keeps its connections open so that its `Leave` goes out.
+const LINGER: Duration = Duration::from_millis(300);
+
+pub fn host(ctx: &Context, args: HostArgs) -> anyhow::Result<Exit> {
+    let home = ctx.open_home()?;
+    let room = home.find_room(&args.room)?;
+    let listen = if args.listen.is_empty() {
+        room.listen.clone()
+    } else {
+        args.listen
+    };
+    let identity = Identity::load(home.dir())?;
+    let ctx = ctx.clone();
+    runtime()?.block_on_then_drop(async move {
+        let node = spawn(identity, listen).await?;
+        let serving = Arc::clone(&home);
+        let _control = earshot_node::control::serve(home.dir(), move |request| {
+            crate::serve_command(Arc::clone(&serving), request)
+        })?;
+        let mut events = node.subscribe();
+        node.host(room.descriptor.clone(), &args.name).await?;
+        let id = room.descriptor.id;
+        let now = clock::now();
+        let link = home.create_invite(
+            &room,
+            Grant {
+                audience: Audience::Bearer,
+                role: Role::Listener,
+                not_before: now,
+                expires_at: now.plus_millis(7 * 24 * 3600 * 1000),
+                depth: 0,
+            },
+            now,
+        )?;
+        let addrs = dialable(&node).await;
+        if ctx.json {
+            print_json(&json!({
+                "event": "hosting",
+                "room": id.to_string(),
+                "title": room.descriptor.title,
+                "peer_id": node.peer_id().to_string(),
+                "addrs": addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "listener_link": link.encode(),
+            }));
+        } else {
+            say!("Hosting \"{}\" ({})", room.descriptor.title, id);
+            for addr in &addrs {
+                say!("  reachable at {addr}");
+            }
+            say!("Listener link (7 days):\n{link}");
+            say!("Type /help for commands; anything else is chat. /end closes the room.");
+        }
+        let session = Session {
+            ctx: &ctx,
+            node: &node,
+            room: id,
+            home: Some(home.as_ref()),
+            names: HashMap::new(),
+        };
+        let code = session.run(&mut events).await;
+        node.shutdown().await;
+        Ok(Exit(code))
+    })
+}
+
+pub fn join(ctx: &Context, args: JoinArgs) -> anyhow::Result<Exit> {
+    let text = if args.link == "-" {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("reading the link from standard input")?;
+        line
+    } else {
+        args.link.clone()
+    };
+    let link = match InviteLink::decode(&text) {
+        Ok(link) => link,
+        Err(err) => {
+            shout!("earshot: {err}");
+            return Ok(Exit(2));
+        }
+    };
+    let dir = ctx.home_dir()?;
+    let (identity, _) = Identity::init(&dir)?;
+    let name = args
+        .name
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "guest".into());
+    let listen = if args.listen.is_empty() {
+        vec![
+            "/ip4/0.0.0.0/udp/0/quic-v1"
+                .parse()
+                .expect("valid multiaddr"),
+            "/ip4/0.0.0.0/tcp/0".parse().expect("valid multiaddr"),
+        ]
+    } else {
+        args.listen
+    };
+    let ctx = ctx.clone();
+    runtime()?.block_on_then_drop(async move {
+        let node = spawn(identity, listen).await?;
+        let mut events = node.subscribe();
+        let room = link.capability.room;
+        let view = match node.join(link, &name).await {
+            Ok(view) => view,
+            Err(err) => {
+                if ctx.json {
+                    print_json(&json!({"event": "rejected", "room": room.to_string(), "reason": err.to_string()}));
+                }
+                node.shutdown().await;
+                bail!("cannot join: {err}");
+            }
+        };
+        let me = node.key();
+        let role = view.state.role_of(&me).unwrap_or(RoomRole::Listener);
+        if ctx.json {
+            print_json(&json!({
+                "event": "joined",
+                "room": room.to_string(),
+                "title": view.descriptor.title,
+                "role": role.as_str(),
+                "peer_id": node.peer_id().to_string(),
+                "members": view.state.present().iter().map(|m| member_json(m)).collect::<Vec<_>>(),
+            }));
+        } else {
+            say!(
+                "Joined \"{}\" as {} ({} here, {} on stage)",
+                view.descriptor.title,
+                role,
+                view.state.present().len(),
+                view.state.stage().len()
+            );
+            say!("Type /help for commands; anything else is chat. /leave to go.");
+        }
+        let names = view
+            .state
+            .members
+            .values()
+            .map(|m| (m.key, m.display_name()))
+            .collect();
+        let session = Session {
+            ctx: &ctx,
+            node: &node,
+            room,
+            home: None,
+            names,
+        };
+        let code = session.run(&mut events).await;
+        node.shutdown().await;
+        Ok(Exit(code))
+    })
+}
+
+/// A tokio runtime for one live command. Dropping it does not wait for the thread blocked on
+/// reading standard input.
+struct Runtime(tokio::runtime::Runtime);
+
+impl Runtime {
+    fn block_on_then_drop<T>(self, future: impl std::future::Future<Output = T>) -> T {
+        let result = self.0.block_on(future);
+        self.0.shutdown_background();
+        result
+    }
+}
+
+fn runtime() -> anyhow::Result<Runtime> {
+    Ok(Runtime(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?,
+    ))
+}
+
+/// Starts the node; if a remembered TCP port is taken now, listens on another TCP port (links
+/// carry the QUIC address first).
+async fn spawn(identity: Identity, mut listen: Vec<Multiaddr>) -> anyhow::Result<Node> {
+    let config = |listen: Vec<Multiaddr>| NodeConfig {
+        listen,
+        bootstrap: Vec::new(),
+        net: NetConfig::default(),
+    };
+    match Node::spawn(identity.clone(), config(listen.clone())).await {
+        Ok(node) => Ok(node),
+        Err(SpawnError::Listen { addr, .. }) if is_tcp(&addr) => {
+            tracing::warn!(%addr, "TCP port taken; listening on another one");
+            for entry in &mut listen {
+                if *entry == addr {
+                    *entry = entry
+                        .iter()
+                        .map(|p| {
+                            if matches!(p, Protocol::Tcp(_)) {
+                                Protocol::Tcp(0)
+                            } else {
+                                p
+                            }
+                        })
+                        .collect();
+                }
+            }
+            Ok(Node::spawn(identity, config(listen)).await?)
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+fn is_tcp(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| matches!(p, Protocol::Tcp(_)))
+}
+
+/// Listen addresses with unspecified IPs left out, each ending in /p2p/<PeerId>, for use as
+/// `--bootstrap`.
+async fn dialable(node: &Node) -> Vec<Multiaddr> {
+    let addrs = node.listen_addrs().await.unwrap_or_default();
+    addrs
+        .into_iter()
+        .filter(
+            |addr| !matches!(addr.iter().next(), Some(Protocol::Ip4(ip)) if ip.is_unspecified()),
+        )
+        .map(|addr| addr.with(Protocol::P2p(node.peer_id())))
+        .collect()
+}
+
+struct Session<'a> {
+    ctx: &'a Context,
+    node: &'a Node,
+    room: RoomId,
+    /// The data directory, when this node hosts the room (for `/invite`).
+    home: Option<&'a Home>,
+    /// Display names of everyone seen, for printing events.
+    names: HashMap<PeerKey, String>,
+}
+
+/// What a line of input asked for.
+enum Line {
+    Act(ControlBody),
+    Who,
+    Invite { role: Role, expires: Option<String> },
+    Leave,
+    End,
+    Help,
+    Nothing,
+}
+
+impl Session<'_> {
+    /// Runs until the room closes, `/leave`/`/end`, Ctrl-C or SIGTERM. Returns the exit code.
+    async fn run(mut self, events: &mut tokio::sync::broadcast::Receiver<NodeEvent>) -> u8 {
+        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        let mut stdin_open = true;
+        let mut sigterm =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => Some(signal),
+                Err(err) => {
+                    tracing::warn!(%err, "cannot watch for SIGTERM");
+                    None
+                }
+            };
+        loop {
+            tokio::select! {
+                event = events.recv() => match event {
+                    Ok(NodeEvent::RoomClosed { room, reason }) if room == self.room => {
+                        self.print_closed(reason);
+                        return match reason {
+                            CloseReason::Removed => 1,
+                            _ => 0,
+                        };
+                    }
+                    Ok(event) => self.print_event(&event),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(skipped = n, "output fell behind the room");
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return 1,
+                },
+                line = lines.next_line(), if stdin_open => match line {
+                    Ok(Some(line)) => {
+                        if let Some(code) = self.on_line(&line).await {
+                            return code;
+                        }
+                    }
+                    // Standard input closed (a script, or a service): keep running.
+                    Ok(None) | Err(_) => stdin_open = false,
+                },
+                _ = tokio::signal::ctrl_c() => return self.leave().await,
+                _ = async { sigterm.as_mut().expect("guarded").recv().await }, if sigterm.is_some() => {
+                    return self.leave().await;
+                }
+            }
+        }
+    }
+
+    async fn leave(&self) -> u8 {
+        let _ = self.node.leave(self.room).await;
+        tokio::time::sleep(LINGER).await;
+        self.print_closed(CloseReason::Left);
+        0
+    }
+
+    async fn on_line(&mut self, text: &str) -> Option<u8> {
+        let line = match self.parse(text).await {
+            Ok(line) => line,
+            Err(err) => {
+                self.print_error(&format!("{err:#}"));
+                return None;
+            }
+        };
+        match line {
+            Line::Nothing => {}
+            Line::Help => self.print_help(),
+            Line::Who => self.print_who().await,
+            Line::Leave => return Some(self.leave().await),
+            Line::End => {
+                if let Err(err) = self.node.act(self.room, ControlBody::RoomEnded).await {
+                    self.print_error(&err.to_string());
+                    return None;
+                }
+                tokio::time::sleep(LINGER).await;
+                return Some(0);
+            }
+            Line::Invite { role, expires } => {
+                if let Err(err) = self.invite(role, expires.as_deref()) {
+                    self.print_error(&format!("{err:#}"));
+                }
+            }
+            Line::Act(body) => {
+                if let Err(err) = self.node.act(self.room, body).await {
+                    self.print_error(&err.to_string());
+                }
+            }
+        }
+        None
+    }
+
+    async fn parse(&self, text: &str) -> anyhow::Result<Line> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(Line::Nothing);
+        }
+        let Some(command) = text.strip_prefix('/') else {
+            return Ok(Line::Act(ControlBody::Chat {
+                text: text.to_owned(),
+            }));
+        };
+        let mut words = command.split_whitespace();
+        let verb = words.next().unwrap_or_default().to_ascii_lowercase();
+        let rest: Vec<&str> = words.collect();
+        let target = || async {
+            match rest.first() {
+                Some(who) => self.resolve(who).await,
+                None => bail!("/{verb} needs a PEER (a display name or PeerId prefix)"),
+            }
+        };
+        Ok(match verb.as_str() {
+            "hand" => Line::Act(ControlBody::RaiseHand),
+            "unhand" => Line::Act(ControlBody::LowerHand),
+            "promote" => {
+                let target = target().await?;
+                let role = match rest.get(1) {
+                    Some(role) => role.parse::<Role>()?,
+                    None => Role::Speaker,
+                };
+                Line::Act(ControlBody::Promote { target, role })
+            }
+            "demote" => Line::Act(ControlBody::Demote {
+                target: target().await?,
+            }),
+            "mute" => Line::Act(ControlBody::Mute {
+                target: target().await?,
+            }),
+            "unmute" => Line::Act(ControlBody::Unmute {
+                target: target().await?,
+            }),
+            "remove" | "kick" => {
+                let target = target().await?;
+                let revoke = self
+                    .node
+                    .view(self.room)
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|view| view.state.members.get(&target).cloned())
+                    .map(|member| {
+                        member
+                            .capabilities
+                            .into_iter()
+                            .take(earshot_protocol::control::MAX_REVOCATIONS)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Line::Act(ControlBody::Remove { target, revoke })
+            }
+            "react" => match rest.first() {
+                Some(emoji) => Line::Act(ControlBody::Reaction {
+                    emoji: (*emoji).to_owned(),
+                }),
+                None => bail!("/react needs an emoji, like /react 👏"),
+            },
+            "who" => Line::Who,
+            "invite" => {
+                let role = match rest.first() {
+                    Some(role) => role.parse::<Role>()?,
+                    None => Role::Listener,
+                };
+                Line::Invite {
+                    role,
+                    expires: rest.get(1).map(|s| (*s).to_owned()),
+                }
+            }
+            "leave" | "quit" => Line::Leave,
+            "end" => Line::End,
+            "help" | "?" => Line::Help,
+            other => bail!("unknown command /{other} (try /help)"),
+        })
+    }
+
+    /// A member by display name (case-insensitive) or by a prefix of their PeerId or key.
+    async fn resolve(&self, who: &str) -> anyhow::Result<PeerKey> {
+        let view = self
+            .node
+            .view(self.room)
+            .await
+            .ok()
+            .flatten()
+            .context("not in the room any more")?;
+        let members: Vec<&Member> = view.state.members.values().collect();
+        let by_name: Vec<&&Member> = members
+            .iter()
+            .filter(|m| m.display_name().eq_ignore_ascii_case(who))
+            .collect();
+        let matches: Vec<&&Member> = if by_name.is_empty() {
+            members
+                .iter()
+                .filter(|m| {
+                    m.key.as_peer_id().to_string().starts_with(who)
+                        || m.key.to_string().starts_with(&who.to_ascii_lowercase())
+                })
+                .collect()
+        } else {
+            by_name
+        };
+        match matches.as_slice() {
+            [member] => Ok(member.key),
+            [] => bail!("nobody called {who:?} is in the room (see /who)"),
+            _ => bail!("{who:?} matches several members; use more of their PeerId"),
+        }
+    }
+
+    fn invite(&self, role: Role, expires: Option<&str>) -> anyhow::Result<()> {
+        let Some(home) = self.home else {
+            bail!(
+                "only the host can issue invites here; use `earshot invite delegate` with your link"
+            );
+        };
+        let room = home.find_room(&self.room.to_string())?;
+        let now = clock::now();
+        let expires_at = match expires {
+            Some(text) => parse_expiry(text, now)?,
+            None => now.plus_millis(7 * 24 * 3600 * 1000),
+        };
+        let link = home.create_invite(
+            &room,
+            Grant {
+                audience: Audience::Bearer,
+                role,
+                not_before: now,
+                expires_at,
+                depth: u8::from(role == Role::Moderator),
+            },
+            now,
+        )?;
+        if self.ctx.json {
+            print_json(
+                &json!({"event": "invite", "role": role.as_str(), "expires_at": expires_at.to_string(), "link": link.encode()}),
+            );
+        } else {
+            say!("{role} link, valid until {expires_at}:\n{link}");
+        }
+        Ok(())
+    }
+
+    fn name(&self, key: &PeerKey) -> String {
+        self.names.get(key).cloned().unwrap_or_else(|| key.short())
+    }
+
+    fn print_error(&self, message: &str) {
+        if self.ctx.json {
+            print_json(&json!({"event": "error", "message": message}));
+        } else {
+            shout!("earshot: {message}");
+        }
+    }
+
+    fn print_help(&self) {
+        say!(
+            "Commands:\n  /hand, /unhand            raise or lower your hand\n  \
+             /promote PEER [speaker|moderator]\n  /demote PEER              back to the audience \
+             (yourself: leave the stage)\n  /mute PEER, /unmute PEER\n  /remove PEER              \
+             remove someone and revoke their link\n  /react EMOJI\n  /who                      \
+             who is here\n  /invite ROLE [EXPIRY]     a new link (host)\n  /leave                    \
+             leave the room\n  /end                      end the room (host)\n  anything else is chat"
+        );
+    }
+
+    async fn print_who(&self) {
+        let Ok(Some(view)) = self.node.view(self.room).await else {
+            return;
+        };
+        let state = &view.state;
+        if self.ctx.json {
+            print_json(&json!({
+                "event": "who",
+                "room": self.room.to_string(),
+                "recording": state.recording.value,
+                "members": state.present().iter().map(|m| member_json(m)).collect::<Vec<_>>(),
+                "hands": state.hands().iter().map(|m| m.key.as_peer_id().to_string()).collect::<Vec<_>>(),
+            }));
+            return;
+        }
+        say!(
+            "\"{}\": {} here, {} on stage{}",
+            view.descriptor.title,
+            state.present().len(),
+            state.stage().len(),
+            if state.recording.value {
+                ", recording"
+            } else {
+                ""
+            }
+        );
+        for member in state.present() {
+            let mut notes = Vec::new();
+            if member.hand.value.is_some() {
+                notes.push("hand raised");
+            }
+            if member.muted.value {
+                notes.push("muted");
+            }
+            if member.key == self.node.key() {
+                notes.push("you");
+            }
+            say!(
+                "  {:<10} {:<16} {}{}",
+                member.role().as_str(),
+                member.display_name(),
+                member.key.as_peer_id(),
+                if notes.is_empty() {
+                    String::new()
+                } else {
+                    format!("  ({})", notes.join(", "))
+                }
+            );
+        }
+    }
+
+    fn print_closed(&self, reason: CloseReason) {
+        let text = match reason {
+            CloseReason::Left => "left",
+            CloseReason::Ended => "ended",
+            CloseReason::Removed => "removed",
+        };
+        if self.ctx.json {
+            print_json(&json!({"event": "closed", "room": self.room.to_string(), "reason": text}));
+        } else {
+            match reason {
+                CloseReason::Left => say!("You left the room."),
+                CloseReason::Ended => say!("The room has ended."),
+                CloseReason::Removed => say!("You were removed from the room."),
+            }
+        }
+    }
+
+    fn print_event(&mut self, event: &NodeEvent) {
+        match event {
+            NodeEvent::Room { room, change } if *room == self.room => {
+                if let RoomChange::MemberJoined { member, name, .. } = change {
+                    self.names.insert(*member, name.clone());
+                }
+                if self.ctx.json {
+                    print_json(&self.change_json(change));
+                } else {
+                    say!("{}", self.change_text(change));
+                }
+            }
+            NodeEvent::Rejected {
+                room: Some(room),
+                from,
+                reason,
+            } if *room == self.room => {
+                if self.ctx.json {
+                    print_json(
+                        &json!({"event": "rejected", "room": room.to_string(), "from": from.to_string(), "reason": reason}),
+                    );
+                } else {
+                    say!("! refused a message relayed by {from}: {reason}");
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn change_text(&self, change: &RoomChange) -> String {
+        let n = |key: &PeerKey| self.name(key);
+        match change {
+            RoomChange::MemberJoined { member, role, .. } => {
+                format!("→ {} joined ({role})", n(member))
+            }
+            RoomChange::MemberLeft { member, reason } => match reason {
+                LeaveReason::Left => format!("← {} left", n(member)),
+                LeaveReason::TimedOut => format!("← {} dropped out (no heartbeat)", n(member)),
+                LeaveReason::Removed => format!("← {} is out", n(member)),
+            },
+            RoomChange::RoleChanged { member, role, by } => {
+                format!(
+                    "★ {} is now {} {role} (by {})",
+                    n(member),
+                    article(*role),
+                    n(by)
+                )
+            }
+            RoomChange::HandRaised { member } => format!("✋ {} raised a hand", n(member)),
+            RoomChange::HandLowered { member } => format!("  {} lowered their hand", n(member)),
+            RoomChange::Muted { member, by } => format!("🔇 {} was muted by {}", n(member), n(by)),
+            RoomChange::Unmuted { member, by } => {
+                format!("🔈 {} was unmuted by {}", n(member), n(by))
+            }
+            RoomChange::Removed { member, by } => {
+                format!("✖ {} was removed by {}", n(member), n(by))
+            }
+            RoomChange::Chat { from, text, .. } => format!("[{}] {text}", n(from)),
+            RoomChange::Reaction { from, emoji } => format!("{} {emoji}", n(from)),
+            RoomChange::RecordingStarted { by } => format!("● recording started by {}", n(by)),
+            RoomChange::RecordingStopped { by } => format!("○ recording stopped by {}", n(by)),
+            RoomChange::RoomEnded { by } => format!("The room was ended by {}", n(by)),
+        }
+    }
+
+    fn change_json(&self, change: &RoomChange) -> Value {
+        let peer = |key: &PeerKey| key.as_peer_id().to_string();
+        let mut value = match change {
+            RoomChange::MemberJoined { member, name, role } => {
+                json!({"event": "member_joined", "member": peer(member), "name": name, "role": role.as_str()})
+            }
+            RoomChange::MemberLeft { member, reason } => json!({
+                "event": "member_left", "member": peer(member), "name": self.name(member),
+                "reason": match reason { LeaveReason::Left => "left", LeaveReason::TimedOut => "timed_out", LeaveReason::Removed => "removed" },
+            }),
+            RoomChange::RoleChanged { member, role, by } => json!({
+                "event": "role_changed", "member": peer(member), "name": self.name(member), "role": role.as_str(), "by": peer(by),
+            }),
+            RoomChange::HandRaised { member } => {
+                json!({"event": "hand_raised", "member": peer(member), "name": self.name(member)})
+            }
+            RoomChange::HandLowered { member } => {
+                json!({"event": "hand_lowered", "member": peer(member), "name": self.name(member)})
+            }
+            RoomChange::Muted { member, by } => {
+                json!({"event": "muted", "member": peer(member), "name": self.name(member), "by": peer(by)})
+            }
+            RoomChange::Unmuted { member, by } => {
+                json!({"event": "unmuted", "member": peer(member), "name": self.name(member), "by": peer(by)})
+            }
+            RoomChange::Removed { member, by } => {
+                json!({"event": "removed", "member": peer(member), "name": self.name(member), "by": peer(by)})
+            }
+            RoomChange::Chat { from, text, at } => json!({
+                "event": "chat", "from": peer(from), "name": self.name(from), "text": text, "at": at.to_string(),
+            }),
+            RoomChange::Reaction { from, emoji } => {
+                json!({"event": "reaction", "from": peer(from), "name": self.name(from), "emoji": emoji})
+            }
+            RoomChange::RecordingStarted { by } => {
+                json!({"event": "recording_started", "by": peer(by)})
+            }
+            RoomChange::RecordingStopped { by } => {
+                json!({"event": "recording_stopped", "by": peer(by)})
+            }
+            RoomChange::RoomEnded { by } => json!({"event": "room_ended", "by": peer(by)}),
+        };
+        value["room"] = json!(self.room.to_string());
+        value
+    }
+}
+
+fn article(role: RoomRole) -> &'static str {
+    match role {
+        RoomRole::Listener => "a",
+        RoomRole::Speaker => "a",
+        RoomRole::Moderator => "a",
+        RoomRole::Host => "the",
+    }
+}
+
+fn member_json(member: &Member) -> Value {
+    json!({
+        "peer_id": member.key.as_peer_id().to_string(),
+        "name": member.display_name(),
+        "role": member.role().as_str(),
+        "hand_raised": member.hand.value.is_some(),
+        "muted": member.muted.value,
+    })
+}

@@ -1,0 +1,104 @@
+//! `earshot rooms`: live public rooms, as announced on the lobby.
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use earshot_node::identity::Identity;
+use earshot_node::net::NetConfig;
+use earshot_node::node::{Node, NodeConfig};
+use multiaddr::{Multiaddr, Protocol};
+use serde_json::json;
+
+use super::Context;
+use crate::Exit;
+use crate::output::{print_json, say};
+
+#[derive(Debug, Args)]
+pub struct RoomsArgs {
+    /// A node to ask, as a multiaddr ending in /p2p/<PeerId> (repeatable): any node in a public
+    /// room, or a community relay.
+    #[arg(long, value_name = "MULTIADDR")]
+    bootstrap: Vec<Multiaddr>,
+}
+
+pub fn rooms(ctx: &Context, args: RoomsArgs) -> anyhow::Result<Exit> {
+    if args.bootstrap.is_empty() {
+        bail!("no node to ask: pass --bootstrap /ip4/…/udp/…/quic-v1/p2p/<PeerId>");
+    }
+    let mut peers = Vec::new();
+    for addr in &args.bootstrap {
+        let Some(Protocol::P2p(peer)) = addr.iter().last() else {
+            bail!("--bootstrap {addr}: add /p2p/<PeerId> at the end");
+        };
+        peers.push((peer, addr.clone()));
+    }
+    // A throwaway identity: browsing the lobby says nothing about who you are, and works from the
+    // same data directory as a node you host.
+    let identity = Identity::ephemeral()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let found = runtime.block_on(async {
+        let node = Node::spawn(
+            identity,
+            NodeConfig {
+                listen: vec![
+                    "/ip4/0.0.0.0/udp/0/quic-v1"
+                        .parse()
+                        .expect("valid multiaddr"),
+                ],
+                bootstrap: Vec::new(),
+                net: NetConfig::default(),
+            },
+        )
+        .await?;
+        let mut found = Vec::new();
+        let mut errors = Vec::new();
+        for (peer, addr) in peers {
+            match node.query_lobby(peer, vec![addr.clone()]).await {
+                Ok(announcements) => found.extend(announcements),
+                Err(err) => errors.push(format!("{addr}: {err}")),
+            }
+        }
+        node.shutdown().await;
+        if found.is_empty() && !errors.is_empty() {
+            bail!("no node answered: {}", errors.join("; "));
+        }
+        anyhow::Ok(found)
+    })?;
+    let mut rooms = found;
+    rooms.sort_by_key(|a| a.descriptor.id);
+    rooms.dedup_by_key(|a| a.descriptor.id);
+    rooms.sort_by_key(|a| std::cmp::Reverse(a.listeners));
+    if ctx.json {
+        print_json(
+            &rooms
+                .iter()
+                .map(|a| {
+                    json!({
+                        "room": a.descriptor.id.to_string(),
+                        "title": a.descriptor.title,
+                        "host": a.descriptor.host.as_peer_id().to_string(),
+                        "speakers": a.speakers,
+                        "listeners": a.listeners,
+                        "link": a.link().encode(),
+                    })
+                })
+                .collect(),
+        );
+    } else if rooms.is_empty() {
+        say!("No public rooms are live right now.");
+    } else {
+        for a in &rooms {
+            say!(
+                "\"{}\"  {} listening  on stage: {}",
+                a.descriptor.title,
+                a.listeners,
+                a.speakers.join(", ")
+            );
+            say!("  {}", a.link());
+        }
+    }
+    Ok(Exit(0))
+}

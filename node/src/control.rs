@@ -1,0 +1,131 @@
+//! The local control socket: how other `earshot` commands reach a running node.
+//!
+//! sled lets one process at a time open a data directory's database. While a node runs (hosting
+//! or joining a room), it serves `control.sock` in the data directory; a command that finds the
+//! database locked sends its arguments there instead, and the running node executes it with the
+//! database it already holds. Requests and replies are one JSON line each. The socket is private
+//! to the user (mode 0600, inside the 0700 data directory).
+
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+/// The socket's name inside the data directory.
+pub const SOCKET: &str = "control.sock";
+/// Longest request line accepted (arguments of one command).
+const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// A command to run in the node's process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ControlRequest {
+    /// The command's arguments, without the program name.
+    pub args: Vec<String>,
+}
+
+/// What the command printed and how it ended.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ControlReply {
+    pub stdout: String,
+    pub stderr: String,
+    pub code: u8,
+}
+
+/// Why the control socket could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("no running node answers at {path}")]
+    NotRunning { path: PathBuf, source: io::Error },
+    #[error("control socket {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("the running node sent an unreadable reply: {0}")]
+    BadReply(serde_json::Error),
+}
+
+/// Serves the socket until the returned task is aborted. `handler` runs each request on a
+/// blocking thread (commands touch the database).
+pub fn serve<H>(home: &Path, handler: H) -> Result<tokio::task::JoinHandle<()>, ControlError>
+where
+    H: Fn(ControlRequest) -> ControlReply + Send + Sync + 'static,
+{
+    let path = home.join(SOCKET);
+    // A socket file left by a node that died is stale: nobody holds the database lock now.
+    let _ = std::fs::remove_file(&path);
+    let io_err = |source| ControlError::Io {
+        path: path.clone(),
+        source,
+    };
+    let listener = UnixListener::bind(&path).map_err(io_err)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(io_err)?;
+    let handler = Arc::new(handler);
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let handler = Arc::clone(&handler);
+            tokio::spawn(async move {
+                if let Err(err) = answer(stream, handler).await {
+                    tracing::debug!(%err, "control connection failed");
+                }
+            });
+        }
+    }))
+}
+
+async fn answer<H>(stream: UnixStream, handler: Arc<H>) -> io::Result<()>
+where
+    H: Fn(ControlRequest) -> ControlReply + Send + Sync + 'static,
+{
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    let mut reader = BufReader::new(read.take(MAX_REQUEST_BYTES as u64));
+    reader.read_line(&mut line).await?;
+    let reply = match serde_json::from_str::<ControlRequest>(&line) {
+        Ok(request) => tokio::task::spawn_blocking(move || handler(request))
+            .await
+            .unwrap_or_else(|_| ControlReply {
+                stderr: "earshot: the command failed inside the running node\n".into(),
+                code: 1,
+                ..Default::default()
+            }),
+        Err(err) => ControlReply {
+            stderr: format!("earshot: bad control request: {err}\n"),
+            code: 2,
+            ..Default::default()
+        },
+    };
+    let mut bytes = serde_json::to_vec(&reply).map_err(io::Error::other)?;
+    bytes.push(b'\n');
+    write.write_all(&bytes).await?;
+    write.shutdown().await
+}
+
+/// Sends a command to the node running on `home` and returns what it printed.
+pub fn call(home: &Path, args: Vec<String>) -> Result<ControlReply, ControlError> {
+    use std::io::{BufRead, Write};
+    let path = home.join(SOCKET);
+    let mut stream = std::os::unix::net::UnixStream::connect(&path).map_err(|source| {
+        ControlError::NotRunning {
+            path: path.clone(),
+            source,
+        }
+    })?;
+    let io_err = |source| ControlError::Io {
+        path: path.clone(),
+        source,
+    };
+    let mut request =
+        serde_json::to_vec(&ControlRequest { args }).map_err(ControlError::BadReply)?;
+    request.push(b'\n');
+    stream.write_all(&request).map_err(io_err)?;
+    let mut line = String::new();
+    io::BufReader::new(stream)
+        .read_line(&mut line)
+        .map_err(io_err)?;
+    serde_json::from_str(&line).map_err(ControlError::BadReply)
+}
