@@ -109,7 +109,7 @@ pub fn build_swarm(identity: &Identity, config: &NetConfig) -> Result<Swarm<Beha
         .with_behaviour(|key, relay| {
             let mut gossipsub =
                 gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gossip_config)?;
-            gossipsub.with_peer_score(gossipsub::PeerScoreParams::default(), score_thresholds())?;
+            gossipsub.with_peer_score(score_params(), score_thresholds())?;
             let mut kad_config = kad::Config::new(KAD_PROTOCOL);
             kad_config.set_query_timeout(Duration::from_secs(30));
             // Bootstrapping is driven by the nodes we dial (links, --bootstrap), not a timer
@@ -141,6 +141,17 @@ pub fn build_swarm(identity: &Identity, config: &NetConfig) -> Result<Swarm<Beha
         .with_swarm_config(|swarm| swarm.with_idle_connection_timeout(idle_timeout))
         .build();
     Ok(swarm)
+}
+
+/// Peer scoring without the IP-colocation penalty: many honest members of a room share an
+/// address (an office, a campus, carrier-grade NAT, or 127.0.0.1 in tests), and admission to a
+/// room is already gated by capabilities, so sybils gain nothing from sharing an IP. (With the
+/// default, a room of 50 nodes on one address graylisted everyone.)
+fn score_params() -> gossipsub::PeerScoreParams {
+    gossipsub::PeerScoreParams {
+        ip_colocation_factor_weight: 0.0,
+        ..Default::default()
+    }
 }
 
 /// Per-topic scoring for room topics: invalid messages cost a lot, and nothing else counts

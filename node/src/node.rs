@@ -24,6 +24,7 @@ use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, TopicHash};
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, identify};
+use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -536,6 +537,8 @@ impl EventLoop {
         self.rooms.insert(room, joined);
         self.publish(room, bytes);
         self.emit_changes(room, changes);
+        // A public room is on the lobby from the moment it opens.
+        self.announce(room, Instant::now(), clock::now());
         info!(%room, "hosting room");
         Ok(())
     }
@@ -624,6 +627,27 @@ impl EventLoop {
 
     fn act(&mut self, room: RoomId, body: ControlBody) -> Result<Vec<RoomChange>, ActError> {
         let joined = self.rooms.get_mut(&room).ok_or(ActError::NotInRoom(room))?;
+        // Removing someone revokes the capabilities they joined with, as far as this node
+        // knows them, unless the caller listed some.
+        let body = match body {
+            ControlBody::Remove { target, revoke } if revoke.is_empty() => ControlBody::Remove {
+                target,
+                revoke: joined
+                    .state
+                    .members
+                    .get(&target)
+                    .map(|member| {
+                        member
+                            .capabilities
+                            .keys()
+                            .copied()
+                            .take(earshot_protocol::control::MAX_REVOCATIONS)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            },
+            body => body,
+        };
         let ends = matches!(body, ControlBody::RoomEnded);
         let (bytes, changes) = joined.act(self.identity.signing_key(), clock::now(), body)?;
         self.publish(room, bytes);
@@ -770,12 +794,12 @@ impl EventLoop {
             return;
         }
         joined.last_announced = Some(instant);
-        // A bearer listener capability, renewed when less than half its hour is left.
         let hour = 3_600_000;
-        let renew = joined
-            .lobby_capability
-            .as_ref()
-            .is_none_or(|cap| cap.expires_at < now.plus_millis(hour / 2));
+        // Renewed when less than half its hour is left, or when a removal revoked it (the
+        // removed member is banned by key; newcomers need a link that works).
+        let renew = joined.lobby_capability.as_ref().is_none_or(|cap| {
+            cap.expires_at < now.plus_millis(hour / 2) || joined.state.revoked.contains(&cap.id())
+        });
         if renew {
             let mut nonce = [0u8; 8];
             let _ = getrandom::fill(&mut nonce);
@@ -1068,7 +1092,11 @@ impl EventLoop {
                 return refuse(reason.to_string());
             }
         };
-        let hints: Vec<PeerHint> = joined
+        // A random sample of connected members, so that the room's mesh is a random graph
+        // rather than everyone clustering on the same few early joiners.
+        let mut salt = [0u8; 8];
+        let _ = getrandom::fill(&mut salt);
+        let mut candidates: Vec<(PeerKey, PeerId)> = joined
             .state
             .present()
             .iter()
@@ -1076,6 +1104,15 @@ impl EventLoop {
                 let id = member.key.to_peer_id().ok()?;
                 (id != peer && self.connected.contains(&id)).then_some((member.key, id))
             })
+            .collect();
+        candidates.sort_by_cached_key(|(key, _)| {
+            let mut hasher = Sha256::new();
+            hasher.update(salt);
+            hasher.update(key.as_bytes());
+            hasher.finalize()
+        });
+        let hints: Vec<PeerHint> = candidates
+            .into_iter()
             .filter_map(|(key, id)| {
                 let addrs = self.peer_addrs.get(&id)?;
                 Some(PeerHint {

@@ -86,6 +86,8 @@ impl InviteLink {
             bootstrap: self
                 .bootstrap
                 .iter()
+                // An address too long for decoders to accept would make the link unusable.
+                .filter(|addr| addr.len() <= MAX_ADDR_BYTES)
                 .take(MAX_BOOTSTRAP_ADDRS)
                 .map(|addr| serde_bytes::ByteBuf::from(addr.to_vec()))
                 .collect(),

@@ -130,11 +130,14 @@ pub struct Member {
     /// Not heard from for [`PRESENCE_TIMEOUT_MS`] (local: set by `tick`, cleared by any message).
     pub timed_out: bool,
     pub last_seen: Timestamp,
+    /// When this node last heard from the member, by its own clock (timeouts use this, so a
+    /// member whose clock runs slow is not timed out while it keeps talking).
+    pub heard_at: Timestamp,
     /// When the hand went up, if it is up.
     pub hand: Lww<Option<Timestamp>>,
     pub muted: Lww<bool>,
-    /// Leaf ids of the capabilities this member presented.
-    pub capabilities: BTreeSet<CapId>,
+    /// Leaf ids of the capabilities this member presented, with when each expires.
+    pub capabilities: BTreeMap<CapId, Timestamp>,
 }
 
 impl Member {
@@ -147,9 +150,10 @@ impl Member {
             present: Lww::new(false),
             timed_out: false,
             last_seen: Timestamp(0),
+            heard_at: Timestamp(0),
             hand: Lww::new(None),
             muted: Lww::new(false),
-            capabilities: BTreeSet::new(),
+            capabilities: BTreeMap::new(),
         }
     }
 
@@ -242,6 +246,14 @@ pub enum Rejected {
         action: &'static str,
         target_role: RoomRole,
     },
+}
+
+/// The capability an envelope presented, once checked.
+#[derive(Clone, Copy, Debug)]
+struct Presented {
+    id: CapId,
+    role: RoomRole,
+    expires_at: Timestamp,
 }
 
 /// Why someone left.
@@ -422,7 +434,7 @@ impl RoomState {
         {
             return Err(Rejected::Replay { seq: env.seq });
         }
-        let granted = presented.map_or(RoomRole::Host, |(_, role)| role);
+        let granted = presented.map_or(RoomRole::Host, |p| p.role);
         let actor_role = match self.members.get(&author) {
             Some(member) => {
                 let mut member = member.clone();
@@ -450,10 +462,13 @@ impl RoomState {
             .entry(author)
             .or_insert_with(|| Member::new(author, granted));
         member.granted = member.granted.max(granted);
-        if let Some((id, _)) = presented {
-            member.capabilities.insert(id);
+        if let Some(presented) = presented {
+            member
+                .capabilities
+                .insert(presented.id, presented.expires_at);
         }
         member.last_seen = member.last_seen.max(env.sent_at);
+        member.heard_at = member.heard_at.max(now);
         // Any message shows the author is alive.
         member.timed_out = false;
         let mut changes = Vec::new();
@@ -508,10 +523,10 @@ impl RoomState {
                     .get(target)
                     .is_some_and(|member| self.is_present(member));
                 let target_member = self.member_mut(*target);
-                let target_caps: Vec<CapId> = target_member.capabilities.iter().copied().collect();
                 target_member.hand.set(None, stamp);
-                self.revoked
-                    .extend(revoke.iter().copied().chain(target_caps));
+                // Only the listed capabilities: what this node happens to know of the target's
+                // would depend on arrival order. The remover lists what it knows.
+                self.revoked.extend(revoke.iter().copied());
                 if self.banned.insert(*target) {
                     changes.push(RoomChange::Removed {
                         member: *target,
@@ -577,7 +592,7 @@ impl RoomState {
         for member in self.members.values_mut() {
             let present =
                 member.present.value && !member.timed_out && !self.banned.contains(&member.key);
-            if present && member.last_seen.plus_millis(PRESENCE_TIMEOUT_MS) < now {
+            if present && member.heard_at.plus_millis(PRESENCE_TIMEOUT_MS) < now {
                 member.timed_out = true;
                 changes.push(RoomChange::MemberLeft {
                     member: member.key,
@@ -588,13 +603,8 @@ impl RoomState {
         changes
     }
 
-    /// Resolves the envelope's authority: `None` for the host, else the presented capability's
-    /// leaf id and role.
-    fn authorise(
-        &self,
-        now: Timestamp,
-        env: &Envelope,
-    ) -> Result<Option<(CapId, RoomRole)>, Rejected> {
+    /// Resolves the envelope's authority: `None` for the host, else the presented capability.
+    fn authorise(&self, now: Timestamp, env: &Envelope) -> Result<Option<Presented>, Rejected> {
         let author = env.author;
         match &env.authority {
             Authority::Host if author == self.host => Ok(None),
@@ -607,7 +617,7 @@ impl RoomState {
                 let known = self
                     .members
                     .get(&author)
-                    .is_some_and(|member| member.capabilities.contains(&id));
+                    .is_some_and(|member| member.capabilities.contains_key(&id));
                 let ctx = VerifyContext {
                     room: self.room,
                     host: self.host,
@@ -616,15 +626,26 @@ impl RoomState {
                     revoked: if known { &NoRevocations } else { &self.revoked },
                 };
                 let verified = cap.verify(&ctx)?;
-                Ok(Some((id, RoomRole::from(verified.role))))
+                Ok(Some(Presented {
+                    id,
+                    role: RoomRole::from(verified.role),
+                    expires_at: verified.expires_at,
+                }))
             }
             Authority::CapabilityRef(id) => {
-                let member = self
+                let (member, expires_at) = self
                     .members
                     .get(&author)
-                    .filter(|member| member.capabilities.contains(id))
+                    .and_then(|member| Some((member, *member.capabilities.get(id)?)))
                     .ok_or(Rejected::UnknownCapability { id: *id })?;
-                Ok(Some((*id, member.granted)))
+                if now >= expires_at {
+                    return Err(CapabilityError::Expired { expires_at }.into());
+                }
+                Ok(Some(Presented {
+                    id: *id,
+                    role: member.granted,
+                    expires_at,
+                }))
             }
         }
     }
@@ -710,15 +731,18 @@ impl RoomState {
         let member = self.member_mut(target);
         let before = member.role();
         member.assigned.set(Some(role), stamp);
+        // Bringing someone on stage answers their hand, whatever order the promotion and the
+        // hand arrive in: the promotion lowers the hand as of its own stamp.
+        let lowered = role.on_stage() && member.hand.set(None, stamp);
         if member.role() != before {
-            if member.role().on_stage() {
-                member.hand.set(None, stamp);
-            }
             changes.push(RoomChange::RoleChanged {
                 member: target,
                 role: member.role(),
                 by: stamp.author,
             });
+        }
+        if lowered {
+            changes.push(RoomChange::HandLowered { member: target });
         }
     }
 }

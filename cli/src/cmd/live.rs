@@ -422,25 +422,11 @@ impl Session<'_> {
             "unmute" => Line::Act(ControlBody::Unmute {
                 target: target().await?,
             }),
-            "remove" | "kick" => {
-                let target = target().await?;
-                let revoke = self
-                    .node
-                    .view(self.room)
-                    .await
-                    .ok()
-                    .flatten()
-                    .and_then(|view| view.state.members.get(&target).cloned())
-                    .map(|member| {
-                        member
-                            .capabilities
-                            .into_iter()
-                            .take(earshot_protocol::control::MAX_REVOCATIONS)
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                Line::Act(ControlBody::Remove { target, revoke })
-            }
+            // The node lists the capabilities to revoke (those the member joined with).
+            "remove" | "kick" => Line::Act(ControlBody::Remove {
+                target: target().await?,
+                revoke: Vec::new(),
+            }),
             "react" => match rest.first() {
                 Some(emoji) => Line::Act(ControlBody::Reaction {
                     emoji: (*emoji).to_owned(),
