@@ -367,6 +367,7 @@ impl Session<'_> {
                     return None;
                 }
                 tokio::time::sleep(LINGER).await;
+                self.print_closed(CloseReason::Ended);
                 return Some(0);
             }
             Line::Invite { role, expires } => {
