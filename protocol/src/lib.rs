@@ -9,9 +9,11 @@
 //! - [`link`]: invite links (`earshot://join/…`) carrying a capability and where to find the host.
 //! - [`control`] and [`envelope`]: control message bodies and the signed envelope around them.
 //! - [`room`]: the host-signed room descriptor.
+//! - [`frame`]: audio frames on the wire (fixed layout; relays read the level without decoding).
 //! - [`snapshot`]: host-signed snapshots, the join handshake, lobby announcements.
 //! - [`state`]: room state, a deterministic fold over verified envelopes.
 //! - [`topic`]: gossipsub topic names.
+//! - [`tree`]: the host-rooted relay tree planner (pure state machine).
 //!
 //! Values that have passed a check are wrapped in [`Verified`], which only the checking
 //! functions of this crate can construct.
@@ -20,12 +22,14 @@ pub mod capability;
 pub mod codec;
 pub mod control;
 pub mod envelope;
+pub mod frame;
 pub mod id;
 pub mod link;
 pub mod room;
 pub mod snapshot;
 pub mod state;
 pub mod topic;
+pub mod tree;
 
 pub use capability::{Audience, Capability, CapabilityError, Grant, Presenter, VerifyContext};
 pub use control::ControlBody;
