@@ -495,9 +495,14 @@ impl EventLoop {
                 self.pending_lobby.insert(id, reply);
             }
             Command::PublishRaw { room, bytes, reply } => {
-                let topic = IdentTopic::new(earshot_protocol::topic::room(&room));
-                if let Err(err) = self.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
-                    warn!(%room, %err, "raw publish failed");
+                if self.rooms.contains_key(&room) {
+                    // Queued and retried like any message if no subscriber is known yet.
+                    self.publish(room, bytes);
+                } else {
+                    let topic = IdentTopic::new(earshot_protocol::topic::room(&room));
+                    if let Err(err) = self.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
+                        warn!(%room, %err, "raw publish failed");
+                    }
                 }
                 let _ = reply.send(());
             }
