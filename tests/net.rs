@@ -157,8 +157,10 @@ pub fn invite(host: &TestNode, room: &RoomDescriptor, grant: Grant) -> InviteLin
     }
 }
 
-/// A link delegated by `holder` from `parent`.
-pub fn delegate(holder: &TestNode, parent: &InviteLink, grant: Grant) -> InviteLink {
+/// A link delegated by `holder` from `parent`, within the parent's validity window.
+pub fn delegate(holder: &TestNode, parent: &InviteLink, mut grant: Grant) -> InviteLink {
+    grant.not_before = grant.not_before.max(parent.capability.not_before);
+    grant.expires_at = grant.expires_at.min(parent.capability.expires_at);
     let mut nonce = [0u8; 8];
     getrandom::fill(&mut nonce).expect("random");
     InviteLink {
