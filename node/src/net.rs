@@ -89,6 +89,12 @@ pub fn build_swarm(identity: &Identity, config: &NetConfig) -> Result<Swarm<Beha
         })
         .max_transmit_size(MAX_GOSSIP_BYTES)
         .heartbeat_interval(config.gossip_heartbeat)
+        // Advertise recent messages for 3 s (12 heartbeats) to peers outside the mesh, and to
+        // half of them each time: a member that joined a moment ago, and is not in anyone's
+        // mesh yet, still hears what was said meanwhile.
+        .history_length(16)
+        .history_gossip(12)
+        .gossip_factor(0.5)
         .duplicate_cache_time(Duration::from_secs(120))
         .build()
         .map_err(|err| NetError::Gossipsub(err.to_string()))?;

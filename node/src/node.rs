@@ -242,6 +242,7 @@ impl Node {
             topics: HashMap::new(),
             early: HashMap::new(),
             pending_joins: HashMap::new(),
+            pending_welcomes: Vec::new(),
             pending_lobby: HashMap::new(),
             lobby: HashMap::new(),
             lobby_topic: lobby,
@@ -380,6 +381,17 @@ impl Node {
     }
 }
 
+/// A joiner admitted but not yet welcomed: waiting for its topic subscription to arrive.
+struct PendingWelcome {
+    peer: PeerId,
+    room: RoomId,
+    channel: ResponseChannel<RoomResponse>,
+    since: Instant,
+}
+
+/// How long an admitted joiner's welcome waits for its subscription to arrive.
+const WELCOME_WAIT: Duration = Duration::from_secs(2);
+
 /// Where the answer to a lobby query goes.
 type LobbyReply = oneshot::Sender<Result<Vec<Verified<Announcement>>, JoinError>>;
 
@@ -400,6 +412,7 @@ struct EventLoop {
     /// Messages for rooms being joined, applied once the snapshot arrives.
     early: HashMap<RoomId, Vec<Verified<Envelope>>>,
     pending_joins: HashMap<OutboundRequestId, PendingJoin>,
+    pending_welcomes: Vec<PendingWelcome>,
     pending_lobby: HashMap<OutboundRequestId, LobbyReply>,
     lobby: HashMap<RoomId, Verified<Announcement>>,
     lobby_topic: IdentTopic,
@@ -782,6 +795,7 @@ impl EventLoop {
             self.announce(room, instant, now);
         }
         self.retry_pending();
+        self.flush_welcomes(Some(WELCOME_WAIT));
         self.lobby.retain(|_, a| a.expires_at > now);
     }
 
@@ -908,7 +922,10 @@ impl EventLoop {
                     .gossipsub
                     .report_message_validation_result(&message_id, &propagation_source, acceptance);
             }
-            gossipsub::Event::Subscribed { .. } => self.retry_pending(),
+            gossipsub::Event::Subscribed { .. } => {
+                self.retry_pending();
+                self.flush_welcomes(None);
+            }
             _ => {}
         }
     }
@@ -1058,7 +1075,22 @@ impl EventLoop {
                         .collect(),
                 }
             }
-            RoomRequest::Join { envelope } => self.admit(peer, &envelope),
+            RoomRequest::Join { envelope } => match self.admit(peer, &envelope) {
+                Err(refusal) => refusal,
+                // Welcome once the joiner's subscription to the topic is known here, so that
+                // everything published after the snapshot reaches it directly; the snapshot is
+                // taken then, so it covers everything before.
+                Ok(room) if self.follows(&peer, &room) => self.welcome(room, peer),
+                Ok(room) => {
+                    self.pending_welcomes.push(PendingWelcome {
+                        peer,
+                        room,
+                        channel,
+                        since: Instant::now(),
+                    });
+                    return;
+                }
+            },
         };
         if self
             .swarm
@@ -1071,34 +1103,44 @@ impl EventLoop {
         }
     }
 
-    /// The host's side of a join: fold the joiner's `Join` like any envelope, and if the room
-    /// accepts it, publish it to everyone and answer with a signed snapshot.
-    fn admit(&mut self, peer: PeerId, bytes: &[u8]) -> RoomResponse {
+    /// The host's side of a join: fold the joiner's `Join` like any envelope; if the room accepts
+    /// it, publish it to everyone and return the room (the welcome follows, see `welcome`).
+    fn admit(&mut self, peer: PeerId, bytes: &[u8]) -> Result<RoomId, RoomResponse> {
         let refuse = |reason: String| RoomResponse::Refused { reason };
-        let envelope = match Envelope::decode_verified(bytes) {
-            Ok(envelope) => envelope,
-            Err(err) => return refuse(err.to_string()),
-        };
+        let envelope = Envelope::decode_verified(bytes).map_err(|err| refuse(err.to_string()))?;
         let room = envelope.room;
         if envelope.author.to_peer_id().ok() != Some(peer) {
-            return refuse("the join must come from its author's own connection".into());
+            return Err(refuse(
+                "the join must come from its author's own connection".into(),
+            ));
         }
         if !matches!(envelope.body, ControlBody::Join { .. }) {
-            return refuse("expected a join".into());
+            return Err(refuse("expected a join".into()));
         }
         let Some(joined) = self.rooms.get_mut(&room).filter(|joined| joined.is_host()) else {
-            return refuse(format!("this node does not host room {room}"));
+            return Err(refuse(format!("this node does not host room {room}")));
         };
-        let now = clock::now();
-        let changes = match joined.state.apply(now, &envelope) {
-            Ok(changes) => changes,
-            Err(reason) => {
+        let changes = joined
+            .state
+            .apply(clock::now(), &envelope)
+            .map_err(|reason| {
                 info!(%room, peer = %short(&peer), %reason, "refused a joiner");
-                return refuse(reason.to_string());
-            }
+                refuse(reason.to_string())
+            })?;
+        self.publish(room, envelope.encode());
+        self.emit_changes(room, changes);
+        Ok(room)
+    }
+
+    /// The signed snapshot of `room` as of now, for a joiner, with a random sample of connected
+    /// members to dial (so that the room's mesh is a random graph rather than everyone
+    /// clustering on the same few early joiners).
+    fn welcome(&self, room: RoomId, peer: PeerId) -> RoomResponse {
+        let Some(joined) = self.rooms.get(&room) else {
+            return RoomResponse::Refused {
+                reason: "the room closed".into(),
+            };
         };
-        // A random sample of connected members, so that the room's mesh is a random graph
-        // rather than everyone clustering on the same few early joiners.
         let mut salt = [0u8; 8];
         let _ = getrandom::fill(&mut salt);
         let mut candidates: Vec<(PeerKey, PeerId)> = joined
@@ -1136,12 +1178,48 @@ impl EventLoop {
             joined.descriptor.clone(),
             joined.state.clone(),
             hints,
-            now,
+            clock::now(),
         );
-        self.publish(room, envelope.encode());
-        self.emit_changes(room, changes);
         RoomResponse::Welcome {
             snapshot: serde_bytes::ByteBuf::from(snapshot.encode()),
+        }
+    }
+
+    /// Whether `peer` is known to follow `room`'s topic (so our publishes reach it directly).
+    fn follows(&self, peer: &PeerId, room: &RoomId) -> bool {
+        let topic = IdentTopic::new(earshot_protocol::topic::room(room)).hash();
+        self.swarm
+            .behaviour()
+            .gossipsub
+            .all_peers()
+            .any(|(p, topics)| p == peer && topics.contains(&&topic))
+    }
+
+    fn send_welcome(&mut self, pending: PendingWelcome) {
+        let response = self.welcome(pending.room, pending.peer);
+        if self
+            .swarm
+            .behaviour_mut()
+            .rooms
+            .send_response(pending.channel, response)
+            .is_err()
+        {
+            debug!(peer = %short(&pending.peer), "the joiner went away before the welcome");
+        }
+    }
+
+    /// Welcomes parked joiners whose subscription has arrived, or who waited long enough.
+    fn flush_welcomes(&mut self, force_older_than: Option<Duration>) {
+        let now = Instant::now();
+        let parked = std::mem::take(&mut self.pending_welcomes);
+        for pending in parked {
+            let waited_enough =
+                force_older_than.is_some_and(|limit| now.duration_since(pending.since) >= limit);
+            if waited_enough || self.follows(&pending.peer, &pending.room) {
+                self.send_welcome(pending);
+            } else {
+                self.pending_welcomes.push(pending);
+            }
         }
     }
 
