@@ -117,7 +117,9 @@ impl AudioFrame {
         if bytes[0] != FRAME_VERSION {
             return Err(FrameError::UnsupportedVersion { found: bytes[0] });
         }
-        let u32_at = |at: usize| u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        let u32_at = |at: usize| {
+            u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+        };
         let level = bytes[13];
         if level > SILENCE_LEVEL {
             return Err(FrameError::BadLevel { level });
@@ -168,8 +170,11 @@ pub fn level_of(samples: &[f32]) -> u8 {
     if samples.is_empty() {
         return SILENCE_LEVEL;
     }
-    let mean_square =
-        samples.iter().map(|s| f64::from(*s) * f64::from(*s)).sum::<f64>() / samples.len() as f64;
+    let mean_square = samples
+        .iter()
+        .map(|s| f64::from(*s) * f64::from(*s))
+        .sum::<f64>()
+        / samples.len() as f64;
     if mean_square <= 0.0 {
         return SILENCE_LEVEL;
     }
@@ -202,7 +207,10 @@ mod tests {
         f.payload = vec![1; MAX_OPUS_PAYLOAD];
         assert_eq!(AudioFrame::decode(&f.encode()), Ok(f.clone()));
         assert_eq!(AudioFrame::peek_level(&f.encode()), Some(30));
-        assert_eq!(AudioFrame::peek_speaker(&f.encode()), Some(SpeakerId(0xdead_beef)));
+        assert_eq!(
+            AudioFrame::peek_speaker(&f.encode()),
+            Some(SpeakerId(0xdead_beef))
+        );
     }
 
     #[test]
@@ -214,8 +222,16 @@ mod tests {
         check(&[], FrameError::TooShort { len: 0 });
         check(&good[..10], FrameError::TooShort { len: 10 });
         check(&good[..good.len() - 1], FrameError::LengthMismatch);
-        check(&[good.as_slice(), &[0]].concat(), FrameError::LengthMismatch);
-        check(&vec![1; MAX_FRAME_BYTES + 1], FrameError::TooLong { len: MAX_FRAME_BYTES + 1 });
+        check(
+            &[good.as_slice(), &[0]].concat(),
+            FrameError::LengthMismatch,
+        );
+        check(
+            &vec![1; MAX_FRAME_BYTES + 1],
+            FrameError::TooLong {
+                len: MAX_FRAME_BYTES + 1,
+            },
+        );
         let mut bad = good.clone();
         bad[0] = 9;
         check(&bad, FrameError::UnsupportedVersion { found: 9 });

@@ -325,15 +325,19 @@ impl TreePlanner {
     pub fn check(&self) -> Result<(), String> {
         for (key, slot) in &self.nodes {
             for child in &slot.children {
-                let child_slot = self
-                    .nodes
-                    .get(child)
-                    .ok_or_else(|| format!("{child:?} is a child of {key:?} but not in the tree"))?;
+                let child_slot = self.nodes.get(child).ok_or_else(|| {
+                    format!("{child:?} is a child of {key:?} but not in the tree")
+                })?;
                 if child_slot.parent != Some(*key) {
-                    return Err(format!("{child:?} is listed under {key:?} but points elsewhere"));
+                    return Err(format!(
+                        "{child:?} is listed under {key:?} but points elsewhere"
+                    ));
                 }
                 if child_slot.depth != slot.depth + 1 {
-                    return Err(format!("{child:?} has depth {} under depth {}", child_slot.depth, slot.depth));
+                    return Err(format!(
+                        "{child:?} has depth {} under depth {}",
+                        child_slot.depth, slot.depth
+                    ));
                 }
             }
             // Every member hangs from the host, or from a member waiting for a slot.

@@ -171,7 +171,11 @@ fn simulation_of_500_listeners_with_random_departures() {
         }
         // Everyone present is in the tree; with this capacity mix, nobody has to wait.
         assert_eq!(tree.len(), present.len() + 1, "seed {seed}");
-        assert!(tree.waiting().is_empty(), "seed {seed}: {:?}", tree.waiting());
+        assert!(
+            tree.waiting().is_empty(),
+            "seed {seed}: {:?}",
+            tree.waiting()
+        );
         for n in &present {
             let depth = tree.depth_of(&key(*n)).expect("attached");
             assert_eq!(tree.path_to_root(&key(*n)).len(), usize::from(depth));
