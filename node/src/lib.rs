@@ -6,6 +6,7 @@
 //!   application signatures).
 //! - [`store`]: the sled database (rooms hosted, invites issued).
 //! - [`home`]: an opened data directory; creates rooms and issues and delegates invites.
+//! - [`audio`]: Opus voice codec, jitter buffer, WAV files, resampling, generated signals.
 //! - [`clock`]: the wall clock, read here and passed into `protocol`.
 //! - [`control`]: the local control socket through which other commands reach a running node.
 //! - [`net`]: the libp2p behaviour, swarm and the room protocol's codec.
@@ -14,6 +15,7 @@
 //!
 //! The node never reads environment variables or picks its data directory: callers pass it in.
 
+pub mod audio;
 pub mod clock;
 pub mod control;
 pub mod home;

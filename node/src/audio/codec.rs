@@ -1,0 +1,210 @@
+//! Opus with Earshot's voice settings.
+
+use earshot_protocol::frame::{SILENCE_LEVEL, flags, level_of};
+
+use super::{FRAME_SAMPLES, SAMPLE_RATE};
+
+/// Target bitrate: clear speech with room for FEC.
+pub const BITRATE: i32 = 32_000;
+/// Expected packet loss the encoder plans FEC for, in percent.
+pub const EXPECTED_LOSS_PERCENT: i32 = 10;
+/// Output buffer for one packet (Opus's hard maximum is 1275 bytes).
+const MAX_PACKET: usize = 1275;
+
+/// Why encoding or decoding failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("opus: {0}")]
+    Opus(#[from] opus::Error),
+    #[error("a frame must be {FRAME_SAMPLES} samples, not {0}")]
+    FrameSize(usize),
+}
+
+/// One encoded 20 ms frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    pub payload: Vec<u8>,
+    /// RFC 6464 level of the input (0 loudest … 127 silent).
+    pub level: u8,
+    /// [`flags`] for the wire frame.
+    pub flags: u8,
+}
+
+/// Encodes 20 ms frames of 48 kHz mono audio.
+pub struct VoiceEncoder {
+    inner: opus::Encoder,
+}
+
+impl std::fmt::Debug for VoiceEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("VoiceEncoder")
+    }
+}
+
+impl VoiceEncoder {
+    pub fn new() -> Result<Self, CodecError> {
+        let mut inner =
+            opus::Encoder::new(SAMPLE_RATE, opus::Channels::Mono, opus::Application::Voip)?;
+        inner.set_bitrate(opus::Bitrate::Bits(BITRATE))?;
+        inner.set_vbr(true)?;
+        inner.set_inband_fec(true)?;
+        inner.set_packet_loss_perc(EXPECTED_LOSS_PERCENT)?;
+        inner.set_dtx(true)?;
+        Ok(Self { inner })
+    }
+
+    /// Encodes one frame of samples in [-1, 1].
+    pub fn encode(&mut self, samples: &[f32]) -> Result<Encoded, CodecError> {
+        if samples.len() != FRAME_SAMPLES {
+            return Err(CodecError::FrameSize(samples.len()));
+        }
+        let payload = self.inner.encode_vec_float(samples, MAX_PACKET)?;
+        let level = level_of(samples);
+        let mut frame_flags = flags::FEC;
+        // DTX sends 1-2 byte packets when it judges the input silent.
+        if payload.len() > 2 && level < SILENCE_LEVEL {
+            frame_flags |= flags::VOICE;
+        }
+        Ok(Encoded {
+            payload,
+            level,
+            flags: frame_flags,
+        })
+    }
+}
+
+/// Decodes one speaker's frames, concealing losses.
+pub struct VoiceDecoder {
+    inner: opus::Decoder,
+}
+
+impl std::fmt::Debug for VoiceDecoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("VoiceDecoder")
+    }
+}
+
+impl VoiceDecoder {
+    pub fn new() -> Result<Self, CodecError> {
+        Ok(Self {
+            inner: opus::Decoder::new(SAMPLE_RATE, opus::Channels::Mono)?,
+        })
+    }
+
+    /// Decodes a received frame into 20 ms of samples.
+    pub fn decode(&mut self, payload: &[u8]) -> Result<Vec<f32>, CodecError> {
+        let mut out = vec![0.0; FRAME_SAMPLES];
+        let n = self.inner.decode_float(payload, &mut out, false)?;
+        out.truncate(n);
+        out.resize(FRAME_SAMPLES, 0.0);
+        Ok(out)
+    }
+
+    /// A lost frame, concealed (packet loss concealment).
+    pub fn conceal(&mut self) -> Result<Vec<f32>, CodecError> {
+        let mut out = vec![0.0; FRAME_SAMPLES];
+        let n = self.inner.decode_float(&[], &mut out, false)?;
+        out.truncate(n);
+        out.resize(FRAME_SAMPLES, 0.0);
+        Ok(out)
+    }
+
+    /// A lost frame, rebuilt from the forward error correction carried by the next one.
+    pub fn recover(&mut self, next_payload: &[u8]) -> Result<Vec<f32>, CodecError> {
+        let mut out = vec![0.0; FRAME_SAMPLES];
+        let n = self.inner.decode_float(next_payload, &mut out, true)?;
+        out.truncate(n);
+        out.resize(FRAME_SAMPLES, 0.0);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audio::signal::{similarity, sine, speechlike};
+
+    fn frames(samples: &[f32]) -> impl Iterator<Item = &[f32]> {
+        samples.chunks_exact(FRAME_SAMPLES)
+    }
+
+    #[test]
+    fn speech_survives_encoding() {
+        let input = speechlike(SAMPLE_RATE as usize * 2, 7);
+        let mut encoder = VoiceEncoder::new().expect("encoder");
+        let mut decoder = VoiceDecoder::new().expect("decoder");
+        let mut output = Vec::new();
+        for frame in frames(&input) {
+            let encoded = encoder.encode(frame).expect("encode");
+            assert!(
+                encoded.payload.len() < 200,
+                "~32 kbps: {} bytes",
+                encoded.payload.len()
+            );
+            output.extend(decoder.decode(&encoded.payload).expect("decode"));
+        }
+        let score = similarity(&input, &output);
+        assert!(score >= 0.9, "similarity {score:.3}");
+    }
+
+    #[test]
+    fn losses_are_concealed_or_recovered() {
+        let input = sine(440.0, 0.5, SAMPLE_RATE as usize * 2);
+        let mut encoder = VoiceEncoder::new().expect("encoder");
+        let encoded: Vec<Encoded> = frames(&input)
+            .map(|frame| encoder.encode(frame).expect("encode"))
+            .collect();
+        let mut with_fec = VoiceDecoder::new().expect("decoder");
+        let mut output = Vec::new();
+        for (i, frame) in encoded.iter().enumerate() {
+            // Every 10th frame is lost; FEC in the next one rebuilds it.
+            if i % 10 == 5 {
+                output.extend(with_fec.recover(&encoded[i + 1].payload).expect("fec"));
+            } else {
+                output.extend(with_fec.decode(&frame.payload).expect("decode"));
+            }
+        }
+        let recovered = similarity(&input, &output);
+        let mut plc = VoiceDecoder::new().expect("decoder");
+        let mut output = Vec::new();
+        for (i, frame) in encoded.iter().enumerate() {
+            if i % 10 == 5 {
+                output.extend(plc.conceal().expect("plc"));
+            } else {
+                output.extend(plc.decode(&frame.payload).expect("decode"));
+            }
+        }
+        let concealed = similarity(&input, &output);
+        assert!(recovered >= 0.9, "with FEC: {recovered:.3}");
+        assert!(concealed >= 0.8, "with PLC: {concealed:.3}");
+    }
+
+    #[test]
+    fn silence_is_flagged_and_cheap() {
+        let mut encoder = VoiceEncoder::new().expect("encoder");
+        let silence = vec![0.0; FRAME_SAMPLES];
+        let mut sizes = Vec::new();
+        for _ in 0..50 {
+            let encoded = encoder.encode(&silence).expect("encode");
+            assert_eq!(encoded.level, SILENCE_LEVEL);
+            assert_eq!(encoded.flags & flags::VOICE, 0);
+            sizes.push(encoded.payload.len());
+        }
+        // DTX: after a few frames, silence costs a byte per frame, with a comfort-noise update
+        // every 400 ms.
+        let cheap = sizes[10..].iter().filter(|&&n| n <= 3).count();
+        assert!(cheap >= 36, "{sizes:?}");
+        assert!(matches!(
+            encoder.encode(&silence[..100]),
+            Err(CodecError::FrameSize(100))
+        ));
+    }
+
+    #[test]
+    fn garbage_payloads_are_errors_not_panics() {
+        let mut decoder = VoiceDecoder::new().expect("decoder");
+        for garbage in [&[0xff_u8; 7][..], &[0x0b, 0xff, 0xff, 0xff], &[0xfc; 1275]] {
+            let _ = decoder.decode(garbage);
+        }
+    }
+}

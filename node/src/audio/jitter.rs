@@ -1,0 +1,340 @@
+//! A per-speaker adaptive jitter buffer. Pure: arrival and playout times are passed in, so it
+//! runs the same under a real clock, a paused tokio clock, or a simulation.
+//!
+//! Frames are pushed as they arrive (any order) and popped once per 20 ms by the playback clock.
+//! Each pop gives the next frame to decode, or says how to fill its slot when it is missing:
+//! recover it from the FEC in the frame after it, or conceal it. The buffer waits `target` before
+//! playing a new talk spurt; `target` follows the measured inter-arrival jitter (RFC 3550
+//! estimator), within bounds. Frames that arrive after their slot was played are dropped as late;
+//! if the queue grows past twice the target, the oldest frames are skipped so latency stays
+//! bounded.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use super::FRAME_DURATION;
+
+/// Least delay a talk spurt is buffered before it plays.
+pub const MIN_TARGET: Duration = Duration::from_millis(40);
+/// Most delay the buffer will add, however bad the network.
+pub const MAX_TARGET: Duration = Duration::from_millis(300);
+/// After this many missing slots in a row with nothing queued, the speaker is considered silent
+/// and the next frame starts a new spurt (buffered afresh).
+const MAX_CONCEALED_IN_A_ROW: u32 = 5;
+
+/// What to play in the next 20 ms slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Playout {
+    /// Decode this payload.
+    Frame(Vec<u8>),
+    /// The slot's frame is lost; decode the FEC carried by this next payload.
+    Recover(Vec<u8>),
+    /// The slot's frame is lost and no FEC is at hand: conceal.
+    Conceal,
+    /// Nothing to play (not started, buffering, or the speaker is silent).
+    Silence,
+}
+
+/// Counters, for status displays and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JitterStats {
+    pub received: u64,
+    pub played: u64,
+    pub recovered: u64,
+    pub concealed: u64,
+    /// Arrived after their slot had been played.
+    pub late: u64,
+    /// Skipped to keep latency bounded.
+    pub skipped: u64,
+    pub duplicates: u64,
+}
+
+/// One speaker's buffer.
+#[derive(Debug)]
+pub struct JitterBuffer {
+    queue: BTreeMap<u64, Vec<u8>>,
+    /// Extended sequence number of the next slot to play, once playing.
+    next: Option<u64>,
+    /// When the current spurt may start playing.
+    start_at: Option<Instant>,
+    /// Highest extended sequence number seen (for unwrapping 32-bit sequence numbers).
+    highest: Option<u64>,
+    jitter_ms: f64,
+    last_arrival: Option<(u64, Instant)>,
+    concealed_in_a_row: u32,
+    stats: JitterStats,
+}
+
+impl Default for JitterBuffer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl JitterBuffer {
+    pub fn new() -> Self {
+        Self {
+            queue: BTreeMap::new(),
+            next: None,
+            start_at: None,
+            highest: None,
+            jitter_ms: 0.0,
+            last_arrival: None,
+            concealed_in_a_row: 0,
+            stats: JitterStats::default(),
+        }
+    }
+
+    /// The delay the buffer currently aims for.
+    pub fn target(&self) -> Duration {
+        let target = FRAME_DURATION.as_secs_f64() + 3.0 * self.jitter_ms / 1000.0;
+        Duration::from_secs_f64(target).clamp(MIN_TARGET, MAX_TARGET)
+    }
+
+    /// How much audio is queued.
+    pub fn buffered(&self) -> Duration {
+        FRAME_DURATION * u32::try_from(self.queue.len()).unwrap_or(u32::MAX)
+    }
+
+    pub fn stats(&self) -> JitterStats {
+        self.stats
+    }
+
+    /// A frame arrived at `now`.
+    pub fn push(&mut self, seq: u32, payload: Vec<u8>, now: Instant) {
+        let seq = self.extend(seq);
+        self.stats.received += 1;
+        self.measure(seq, now);
+        if self.next.is_some_and(|next| seq < next) {
+            self.stats.late += 1;
+            return;
+        }
+        if self.queue.insert(seq, payload).is_some() {
+            self.stats.duplicates += 1;
+            self.stats.received -= 1;
+        }
+        if self.next.is_none() && self.start_at.is_none() {
+            self.start_at = Some(now + self.target());
+        }
+        // Keep latency bounded: past twice the target, skip the oldest frames.
+        let limit = (2 * self.target()).as_millis() / FRAME_DURATION.as_millis();
+        while self.queue.len() as u128 > limit.max(2) {
+            if let Some((oldest, _)) = self.queue.pop_first() {
+                self.stats.skipped += 1;
+                if let Some(next) = self.next.as_mut() {
+                    *next = (*next).max(oldest + 1);
+                }
+            }
+        }
+    }
+
+    /// The playback clock asks for the slot that plays at `now`.
+    pub fn pop(&mut self, now: Instant) -> Playout {
+        let Some(next) = self.next else {
+            // Not playing: start once the spurt has been buffered for the target delay.
+            match (self.start_at, self.queue.first_key_value()) {
+                (Some(start), Some((&first, _))) if now >= start => {
+                    self.next = Some(first);
+                    self.start_at = None;
+                    return self.pop(now);
+                }
+                _ => return Playout::Silence,
+            }
+        };
+        if let Some(payload) = self.queue.remove(&next) {
+            self.next = Some(next + 1);
+            self.concealed_in_a_row = 0;
+            self.stats.played += 1;
+            return Playout::Frame(payload);
+        }
+        if self.queue.is_empty() {
+            self.concealed_in_a_row += 1;
+            if self.concealed_in_a_row > MAX_CONCEALED_IN_A_ROW {
+                // The speaker paused (DTX, or stopped): wait for the next spurt.
+                self.next = None;
+                self.concealed_in_a_row = 0;
+                return Playout::Silence;
+            }
+            self.next = Some(next + 1);
+            self.stats.concealed += 1;
+            return Playout::Conceal;
+        }
+        self.next = Some(next + 1);
+        self.concealed_in_a_row = 0;
+        match self.queue.get(&(next + 1)) {
+            Some(following) => {
+                self.stats.recovered += 1;
+                Playout::Recover(following.clone())
+            }
+            None => {
+                self.stats.concealed += 1;
+                Playout::Conceal
+            }
+        }
+    }
+
+    /// Unwraps a 32-bit sequence number into a 64-bit one, near the highest seen.
+    fn extend(&mut self, seq: u32) -> u64 {
+        let extended = match self.highest {
+            None => u64::from(seq) + (1 << 32),
+            Some(highest) => {
+                let base = highest & !0xffff_ffff;
+                let candidates = [
+                    base.wrapping_sub(1 << 32) | u64::from(seq),
+                    base | u64::from(seq),
+                    (base + (1 << 32)) | u64::from(seq),
+                ];
+                candidates
+                    .into_iter()
+                    .min_by_key(|c| c.abs_diff(highest))
+                    .unwrap_or(base | u64::from(seq))
+            }
+        };
+        self.highest = Some(self.highest.map_or(extended, |h| h.max(extended)));
+        extended
+    }
+
+    /// RFC 3550's inter-arrival jitter, in milliseconds, from frames 20 ms apart.
+    fn measure(&mut self, seq: u64, now: Instant) {
+        if let Some((last_seq, last_at)) = self.last_arrival
+            && seq > last_seq
+        {
+            let arrival_ms = now.saturating_duration_since(last_at).as_secs_f64() * 1000.0;
+            let sent_ms = (seq - last_seq) as f64 * FRAME_DURATION.as_secs_f64() * 1000.0;
+            let d = (arrival_ms - sent_ms).abs();
+            self.jitter_ms += (d - self.jitter_ms) / 16.0;
+        }
+        if self.last_arrival.is_none_or(|(last_seq, _)| seq > last_seq) {
+            self.last_arrival = Some((seq, now));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `arrivals` (seq, arrival offset in ms) and pops every 20 ms from t=0 to `until_ms`;
+    /// returns what played, by slot.
+    fn run(arrivals: &[(u32, u64)], until_ms: u64) -> (Vec<Playout>, JitterBuffer) {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut buffer = JitterBuffer::new();
+        let mut events: Vec<(u64, Option<u32>)> = arrivals
+            .iter()
+            .map(|&(seq, ms)| (ms, Some(seq)))
+            .chain((0..=until_ms).step_by(20).map(|ms| (ms, None)))
+            .collect();
+        // Arrivals before pops at the same instant.
+        events.sort_by_key(|&(ms, seq)| (ms, seq.is_none()));
+        let mut played = Vec::new();
+        for (ms, seq) in events {
+            match seq {
+                Some(seq) => buffer.push(seq, vec![seq as u8], at(ms)),
+                None => played.push(buffer.pop(at(ms))),
+            }
+        }
+        (played, buffer)
+    }
+
+    fn frames(played: &[Playout]) -> Vec<u8> {
+        played
+            .iter()
+            .filter_map(|p| match p {
+                Playout::Frame(payload) => payload.first().copied(),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_jittery_stream_plays_in_order_without_gaps() {
+        // Frames sent every 20 ms arrive with up to 25 ms of jitter, some out of order.
+        let jitter = [
+            0, 25, 3, 17, 9, 0, 22, 5, 14, 1, 19, 8, 24, 2, 11, 6, 20, 13, 4, 16,
+        ];
+        let arrivals: Vec<(u32, u64)> = (0..100u32)
+            .map(|seq| {
+                (
+                    seq,
+                    u64::from(seq) * 20 + jitter[seq as usize % jitter.len()],
+                )
+            })
+            .collect();
+        let (played, buffer) = run(&arrivals, 2400);
+        let expected: Vec<u8> = (0..100).map(|seq| seq as u8).collect();
+        assert_eq!(frames(&played), expected);
+        // Nothing was concealed while the stream lasted (only after its last frame).
+        let last = played
+            .iter()
+            .rposition(|p| matches!(p, Playout::Frame(_)))
+            .expect("frames played");
+        assert!(
+            played[..last]
+                .iter()
+                .all(|p| matches!(p, Playout::Frame(_) | Playout::Silence)),
+            "{:?}",
+            buffer.stats()
+        );
+        assert_eq!(buffer.stats().late, 0);
+        assert!(
+            buffer.target() > MIN_TARGET,
+            "target follows jitter: {:?}",
+            buffer.target()
+        );
+    }
+
+    #[test]
+    fn a_lost_frame_is_recovered_from_the_next_or_concealed() {
+        let arrivals: Vec<(u32, u64)> = (0..20u32)
+            .filter(|seq| *seq != 7)
+            .map(|seq| (seq, u64::from(seq) * 20))
+            .collect();
+        let (played, buffer) = run(&arrivals, 600);
+        assert!(played.contains(&Playout::Recover(vec![8])), "{played:?}");
+        assert_eq!(buffer.stats().recovered, 1);
+        assert_eq!(frames(&played).len(), 19);
+
+        // The last frame of a spurt has no successor: concealed, then silence.
+        let arrivals: Vec<(u32, u64)> = (0..10u32).map(|seq| (seq, u64::from(seq) * 20)).collect();
+        let (played, _) = run(&arrivals, 600);
+        assert!(played.ends_with(&[Playout::Silence, Playout::Silence]));
+    }
+
+    #[test]
+    fn late_frames_are_dropped_and_duplicates_ignored() {
+        let mut arrivals: Vec<(u32, u64)> =
+            (0..30u32).map(|seq| (seq, u64::from(seq) * 20)).collect();
+        arrivals.retain(|(seq, _)| *seq != 10);
+        arrivals.push((10, 500)); // long after its slot
+        arrivals.push((12, 245)); // a duplicate
+        let (played, buffer) = run(&arrivals, 800);
+        assert_eq!(buffer.stats().late, 1);
+        assert_eq!(buffer.stats().duplicates, 1);
+        assert!(!frames(&played).contains(&10));
+    }
+
+    #[test]
+    fn a_burst_after_a_stall_does_not_build_latency() {
+        // 40 frames held up for 600 ms, then delivered at once, then the stream resumes.
+        let arrivals: Vec<(u32, u64)> = (0..100u32)
+            .map(|seq| {
+                let sent = u64::from(seq) * 20;
+                (seq, if (20..60).contains(&seq) { 1_200 } else { sent })
+            })
+            .collect();
+        let (_, buffer) = run(&arrivals, 2600);
+        assert!(buffer.stats().skipped > 0, "{:?}", buffer.stats());
+        assert!(buffer.buffered() <= 2 * MAX_TARGET);
+    }
+
+    #[test]
+    fn sequence_numbers_wrap() {
+        let arrivals: Vec<(u32, u64)> = (0..20u32)
+            .map(|i| ((u32::MAX - 9).wrapping_add(i), u64::from(i) * 20))
+            .collect();
+        let (played, buffer) = run(&arrivals, 600);
+        assert_eq!(frames(&played).len(), 20);
+        assert_eq!(buffer.stats().late, 0);
+    }
+}
