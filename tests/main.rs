@@ -4,6 +4,7 @@
 //! 127.0.0.1 only. Nothing here sleeps to synchronise: tests wait for output or events with a
 //! timeout.
 
+mod audio;
 mod harness;
 mod invites;
 mod live;

@@ -11,6 +11,7 @@
 //! - [`control`]: the local control socket through which other commands reach a running node.
 //! - [`net`]: the libp2p behaviour, swarm and the room protocol's codec.
 //! - [`node`]: the running node: an event loop that owns the swarm, and its handle [`Node`].
+//! - [`relay`]: the audio plane: frames along the relay tree on `/earshot/audio/1`.
 //! - [`rooms`]: the rooms the node is in (state, own authority, publishing).
 //!
 //! The node never reads environment variables or picks its data directory: callers pass it in.
@@ -22,6 +23,7 @@ pub mod home;
 pub mod identity;
 pub mod net;
 pub mod node;
+pub mod relay;
 pub mod rooms;
 pub mod store;
 

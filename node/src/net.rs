@@ -60,6 +60,8 @@ pub struct Behaviour {
     pub relay: relay::client::Behaviour,
     pub dcutr: dcutr::Behaviour,
     pub autonat: autonat::v2::client::Behaviour,
+    /// Audio streams (`/earshot/audio/1`), driven outside the event loop through its `Control`.
+    pub stream: libp2p_stream::Behaviour,
 }
 
 impl std::fmt::Debug for Behaviour {
@@ -141,6 +143,7 @@ pub fn build_swarm(identity: &Identity, config: &NetConfig) -> Result<Swarm<Beha
                 relay,
                 dcutr: dcutr::Behaviour::new(peer_id),
                 autonat: autonat::v2::client::Behaviour::default(),
+                stream: libp2p_stream::Behaviour::new(),
             })
         })
         .map_err(|err| NetError::Transport(err.to_string()))?

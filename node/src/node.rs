@@ -168,6 +168,11 @@ enum Command {
         addrs: Vec<Multiaddr>,
         reply: oneshot::Sender<Result<Vec<Verified<Announcement>>, JoinError>>,
     },
+    Dial {
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        reply: oneshot::Sender<()>,
+    },
     PublishRaw {
         room: RoomId,
         bytes: Vec<u8>,
@@ -179,9 +184,11 @@ enum Command {
 }
 
 /// The handle to a running node. Cheap to clone.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Node {
     commands: mpsc::Sender<Command>,
+    /// Opens and accepts audio streams without going through the event loop.
+    audio: libp2p_stream::Control,
     events: broadcast::Sender<NodeEvent>,
     peer_id: PeerId,
     key: PeerKey,
@@ -199,8 +206,15 @@ impl std::fmt::Debug for Command {
             Command::Lobby { .. } => "Lobby",
             Command::QueryLobby { .. } => "QueryLobby",
             Command::PublishRaw { .. } => "PublishRaw",
+            Command::Dial { .. } => "Dial",
             Command::Shutdown { .. } => "Shutdown",
         })
+    }
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Node({})", self.peer_id)
     }
 }
 
@@ -229,6 +243,7 @@ impl Node {
                 warn!(%addr, %err, "could not dial bootstrap address");
             }
         }
+        let audio = swarm.behaviour().stream.new_control();
         let (commands, command_rx) = mpsc::channel(COMMAND_CAP);
         let (events, _) = broadcast::channel(EVENT_CAP);
         let peer_id = identity.peer_id();
@@ -278,6 +293,7 @@ impl Node {
         tokio::spawn(event_loop.run().instrument(span));
         Ok(Node {
             commands,
+            audio,
             events,
             peer_id,
             key,
@@ -290,6 +306,17 @@ impl Node {
 
     pub fn key(&self) -> PeerKey {
         self.key
+    }
+
+    /// The handle for audio streams (see [`crate::relay::AudioRelay`]).
+    pub fn audio_control(&self) -> libp2p_stream::Control {
+        self.audio.clone()
+    }
+
+    /// Connects to `peer` at `addrs` (for example a parent in the relay tree).
+    pub async fn dial(&self, peer: PeerId, addrs: Vec<Multiaddr>) -> Result<(), NodeGone> {
+        self.call(|reply| Command::Dial { peer, addrs, reply })
+            .await
     }
 
     /// Events from now on.
@@ -506,6 +533,15 @@ impl EventLoop {
                     .rooms
                     .send_request_with_addresses(&peer, RoomRequest::Lobby, addrs);
                 self.pending_lobby.insert(id, reply);
+            }
+            Command::Dial { peer, addrs, reply } => {
+                let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                    .addresses(addrs)
+                    .build();
+                if let Err(err) = self.swarm.dial(opts) {
+                    debug!(%err, "dial");
+                }
+                let _ = reply.send(());
             }
             Command::PublishRaw { room, bytes, reply } => {
                 if self.rooms.contains_key(&room) {

@@ -4,6 +4,7 @@
 //! - [`codec`]: Opus voice encoder and decoder with Earshot's settings (48 kHz mono, 20 ms, VOIP,
 //!   ~32 kbps VBR, in-band FEC, DTX), concealment (PLC) and FEC recovery.
 //! - [`jitter`]: the per-speaker adaptive jitter buffer (pure: time is passed in).
+//! - [`mixer`]: playback: a jitter buffer and decoder per speaker, mixed.
 //! - [`wav`]: WAV files in any common rate and channel count, converted to 48 kHz mono.
 //! - [`resample`]: sample-rate conversion.
 //! - [`signal`]: generated test signals and the similarity measure tests use.
@@ -13,6 +14,7 @@
 
 pub mod codec;
 pub mod jitter;
+pub mod mixer;
 pub mod resample;
 pub mod signal;
 pub mod wav;

@@ -52,15 +52,18 @@ pub fn speechlike(n: usize, seed: u64) -> Vec<f32> {
 }
 
 /// How alike `output` is to `reference`: the best normalised cross-correlation over delays of 0
-/// to 100 ms (codecs and networks delay audio). 1.0 is identical up to gain.
+/// to 500 ms (codecs, networks and jitter buffers delay audio). 1.0 is identical up to gain.
 pub fn similarity(reference: &[f32], output: &[f32]) -> f64 {
-    let max_lag = (SAMPLE_RATE as usize / 10).min(output.len());
-    // Coarse search on every 4th sample, then refine around the best coarse lag.
+    const COARSE: usize = 8;
+    let max_lag = (SAMPLE_RATE as usize / 2).min(output.len());
+    // Coarse search on every 8th sample and lag, then refine around the best coarse lag.
     let coarse = (0..max_lag)
-        .step_by(4)
-        .max_by(|a, b| ncc(reference, output, *a, 4).total_cmp(&ncc(reference, output, *b, 4)))
+        .step_by(COARSE)
+        .max_by(|a, b| {
+            ncc(reference, output, *a, COARSE).total_cmp(&ncc(reference, output, *b, COARSE))
+        })
         .unwrap_or(0);
-    (coarse.saturating_sub(4)..(coarse + 5).min(max_lag.max(1)))
+    (coarse.saturating_sub(COARSE)..(coarse + COARSE + 1).min(max_lag.max(1)))
         .map(|lag| ncc(reference, output, lag, 1))
         .fold(0.0, f64::max)
 }

@@ -1,0 +1,150 @@
+//! Playback: one jitter buffer and decoder per speaker, mixed into 20 ms chunks.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use earshot_protocol::frame::{AudioFrame, SpeakerId};
+
+use super::FRAME_SAMPLES;
+use super::codec::{CodecError, VoiceDecoder};
+use super::jitter::{JitterBuffer, JitterStats, Playout};
+
+struct Voice {
+    buffer: JitterBuffer,
+    decoder: VoiceDecoder,
+}
+
+/// Mixes every speaker heard in a room.
+#[derive(Default)]
+pub struct Mixer {
+    voices: HashMap<SpeakerId, Voice>,
+}
+
+impl std::fmt::Debug for Mixer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Mixer({} voices)", self.voices.len())
+    }
+}
+
+impl Mixer {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A frame arrived at `now`.
+    pub fn push(&mut self, frame: AudioFrame, now: Instant) -> Result<(), CodecError> {
+        let voice = match self.voices.entry(frame.speaker) {
+            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::hash_map::Entry::Vacant(entry) => entry.insert(Voice {
+                buffer: JitterBuffer::new(),
+                decoder: VoiceDecoder::new()?,
+            }),
+        };
+        voice.buffer.push(frame.seq, frame.payload, now);
+        Ok(())
+    }
+
+    /// The next 20 ms of the room, mixed (soft-clipped so that loud speakers together do not
+    /// wrap around).
+    pub fn next_chunk(&mut self, now: Instant) -> Vec<f32> {
+        let mut mix = vec![0.0f32; FRAME_SAMPLES];
+        for voice in self.voices.values_mut() {
+            let decoded = match voice.buffer.pop(now) {
+                Playout::Frame(payload) => voice.decoder.decode(&payload),
+                Playout::Recover(next) => voice.decoder.recover(&next),
+                Playout::Conceal => voice.decoder.conceal(),
+                Playout::Silence => continue,
+            };
+            match decoded {
+                Ok(samples) => {
+                    for (out, sample) in mix.iter_mut().zip(samples) {
+                        *out += sample;
+                    }
+                }
+                // A frame the decoder refuses is a lost frame.
+                Err(err) => tracing::debug!(%err, "undecodable audio frame"),
+            }
+        }
+        for sample in &mut mix {
+            *sample = sample.clamp(-1.5, 1.5);
+            *sample = *sample - *sample * *sample * *sample / 6.75;
+        }
+        mix
+    }
+
+    /// Per-speaker jitter buffer counters.
+    pub fn stats(&self) -> Vec<(SpeakerId, JitterStats)> {
+        self.voices
+            .iter()
+            .map(|(speaker, voice)| (*speaker, voice.buffer.stats()))
+            .collect()
+    }
+
+    /// The largest current jitter-buffer target among speakers.
+    pub fn delay(&self) -> std::time::Duration {
+        self.voices
+            .values()
+            .map(|voice| voice.buffer.target())
+            .max()
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audio::codec::VoiceEncoder;
+    use crate::audio::signal::{similarity, sine, speechlike};
+    use std::time::Duration;
+
+    fn encode(samples: &[f32], speaker: u32) -> Vec<AudioFrame> {
+        let mut encoder = VoiceEncoder::new().expect("encoder");
+        samples
+            .chunks_exact(FRAME_SAMPLES)
+            .enumerate()
+            .map(|(i, chunk)| {
+                let encoded = encoder.encode(chunk).expect("encode");
+                AudioFrame {
+                    speaker: SpeakerId(speaker),
+                    seq: i as u32,
+                    timestamp: (i * FRAME_SAMPLES) as u32,
+                    level: encoded.level,
+                    flags: encoded.flags,
+                    payload: encoded.payload,
+                    tag: None,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn two_speakers_at_once_are_both_audible() {
+        let a = speechlike(96_000, 11);
+        let b = sine(660.0, 0.2, 96_000);
+        let (frames_a, frames_b) = (encode(&a, 1), encode(&b, 2));
+        let mut mixer = Mixer::new();
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        for (i, (fa, fb)) in frames_a.into_iter().zip(frames_b).enumerate() {
+            let now = t0 + Duration::from_millis(20 * i as u64);
+            mixer.push(fa, now).expect("push");
+            mixer.push(fb, now).expect("push");
+            out.extend(mixer.next_chunk(now));
+        }
+        let mixed_reference: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
+        assert!(similarity(&mixed_reference, &out) > 0.8);
+        // Each voice is in the mix as strongly as its share of the energy says it should be:
+        // for uncorrelated a and b, ncc(a, a + b) = |a| / |a + b|.
+        let energy = |x: &[f32]| x.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>().sqrt();
+        let total = energy(&mixed_reference);
+        for (voice, name) in [(&a, "speech"), (&b, "tone")] {
+            let expected = energy(voice) / total;
+            let measured = similarity(voice, &out);
+            assert!(
+                measured > 0.8 * expected,
+                "{name}: {measured:.3}, expected about {expected:.3}"
+            );
+        }
+        assert_eq!(mixer.stats().len(), 2);
+    }
+}

@@ -1,0 +1,332 @@
+//! The audio plane: Opus frames along the host-rooted relay tree, on `/earshot/audio/1`
+//! (libp2p-stream), outside the swarm's event loop.
+//!
+//! A stream starts with a hello (version, kind, room). A *listen* stream is opened by a child to
+//! its parent, which then writes every frame it relays into it. A *speak* stream is opened by a
+//! speaker to the host, which reads frames from it. Frames are length-prefixed (`u16`, big
+//! endian) [`AudioFrame`]s; bytes that are not a frame close that stream with an error, and the
+//! node goes on serving everyone else.
+//!
+//! **Invariant:** a slow child never slows anyone else. Each room's relayed frames go into a
+//! `broadcast` channel of [`CHILD_QUEUE_FRAMES`]; each child's writer task reads from it, and a
+//! child that falls behind skips the oldest frames (counted) rather than holding the others back.
+//!
+//! Not yet here (the rest of the audio issue): choosing the loudest speakers to forward, the
+//! host's tree planner wired to joins, automatic re-attachment, and the CLI's audio options.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use earshot_protocol::RoomId;
+use earshot_protocol::frame::{AudioFrame, MAX_FRAME_BYTES};
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use libp2p::{PeerId, StreamProtocol};
+use tokio::sync::{broadcast, mpsc, watch};
+use tracing::{debug, warn};
+
+/// The audio stream protocol.
+pub const AUDIO_PROTOCOL: StreamProtocol = StreamProtocol::new("/earshot/audio/1");
+/// Frames queued per child (320 ms): past this, a slow child loses its oldest frames.
+pub const CHILD_QUEUE_FRAMES: usize = 16;
+/// Frames received but not yet taken by local playback (1 s).
+pub const PLAYBACK_QUEUE_FRAMES: usize = 50;
+
+const HELLO_VERSION: u8 = 1;
+const HELLO_BYTES: usize = 2 + 16;
+
+/// What a stream is for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum StreamKind {
+    /// The opener receives the room's audio.
+    Listen,
+    /// The opener sends its voice (to the host).
+    Speak,
+}
+
+/// Who may open which streams: the node's room state decides.
+pub type Admission = Arc<dyn Fn(RoomId, PeerId, StreamKind) -> bool + Send + Sync>;
+
+/// Why a stream failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("could not open an audio stream: {0}")]
+    Open(String),
+    #[error("audio stream: {0}")]
+    Io(#[from] io::Error),
+    #[error("bad audio frame: {0}")]
+    Frame(#[from] earshot_protocol::frame::FrameError),
+    #[error("bad audio stream hello")]
+    Hello,
+    #[error("not in room {0}")]
+    NoRoom(RoomId),
+}
+
+/// Counters for one room's audio.
+#[derive(Debug, Default)]
+pub struct RelayStats {
+    pub received: AtomicU64,
+    pub relayed: AtomicU64,
+    /// Frames a slow child skipped.
+    pub dropped: AtomicU64,
+    /// Streams closed for sending garbage.
+    pub bad_streams: AtomicU64,
+}
+
+struct RoomAudio {
+    fanout: broadcast::Sender<Arc<Vec<u8>>>,
+    /// How many children are being fed now.
+    children: Arc<watch::Sender<usize>>,
+    playback: mpsc::Sender<AudioFrame>,
+    stats: Arc<RelayStats>,
+}
+
+/// The node's audio plane. Cheap to clone.
+#[derive(Clone)]
+pub struct AudioRelay {
+    control: libp2p_stream::Control,
+    rooms: Arc<Mutex<HashMap<RoomId, RoomAudio>>>,
+}
+
+impl std::fmt::Debug for AudioRelay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AudioRelay")
+    }
+}
+
+impl AudioRelay {
+    /// Starts accepting audio streams. `admit` decides who may listen or speak in which room.
+    pub fn start(mut control: libp2p_stream::Control, admit: Admission) -> Self {
+        let relay = Self {
+            control: control.clone(),
+            rooms: Arc::new(Mutex::new(HashMap::new())),
+        };
+        match control.accept(AUDIO_PROTOCOL) {
+            Ok(mut incoming) => {
+                let relay = relay.clone();
+                tokio::spawn(async move {
+                    while let Some((peer, stream)) = incoming.next().await {
+                        let relay = relay.clone();
+                        let admit = Arc::clone(&admit);
+                        tokio::spawn(async move {
+                            if let Err(err) = relay.serve(peer, stream, admit).await {
+                                debug!(%peer, %err, "audio stream closed");
+                            }
+                        });
+                    }
+                });
+            }
+            Err(_) => warn!("audio streams are already being accepted elsewhere"),
+        }
+        relay
+    }
+
+    /// Takes part in a room's audio: frames heard go to the returned receiver (for playback).
+    pub fn open_room(&self, room: RoomId) -> (mpsc::Receiver<AudioFrame>, Arc<RelayStats>) {
+        let (fanout, _) = broadcast::channel(CHILD_QUEUE_FRAMES);
+        let (playback, heard) = mpsc::channel(PLAYBACK_QUEUE_FRAMES);
+        let stats = Arc::new(RelayStats::default());
+        self.lock().insert(
+            room,
+            RoomAudio {
+                fanout,
+                children: Arc::new(watch::channel(0).0),
+                playback,
+                stats: Arc::clone(&stats),
+            },
+        );
+        (heard, stats)
+    }
+
+    /// The number of children this node feeds in `room`, as it changes.
+    pub fn children(&self, room: &RoomId) -> Option<watch::Receiver<usize>> {
+        self.lock()
+            .get(room)
+            .map(|audio| audio.children.subscribe())
+    }
+
+    pub fn close_room(&self, room: &RoomId) {
+        self.lock().remove(room);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RoomId, RoomAudio>> {
+        // A panic while holding this lock leaves the map consistent (single inserts/removes).
+        self.rooms
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Relays one frame to this node's children (the host's own voice, or a frame heard).
+    pub fn relay(&self, room: &RoomId, frame: &AudioFrame) {
+        if let Some(audio) = self.lock().get(room) {
+            // No children is fine.
+            let _ = audio.fanout.send(Arc::new(frame.encode()));
+            audio.stats.relayed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Receives the room's audio from `parent` and relays it, until the stream ends. Returns how
+    /// it ended; the caller re-attaches elsewhere on error.
+    pub async fn listen(&self, room: RoomId, parent: PeerId) -> Result<(), RelayError> {
+        let mut stream = self
+            .control
+            .clone()
+            .open_stream(parent, AUDIO_PROTOCOL)
+            .await
+            .map_err(|err| RelayError::Open(err.to_string()))?;
+        stream.write_all(&hello(StreamKind::Listen, &room)).await?;
+        stream.flush().await?;
+        loop {
+            let frame = read_frame(&mut stream).await?;
+            self.heard(&room, frame)?;
+        }
+    }
+
+    /// Sends this node's voice to the host: frames put into the returned sender go out in order.
+    /// Local capture must never wait on the network, so the sender is bounded and a full queue
+    /// means the frame is dropped by the caller (`try_send`).
+    pub async fn speak(
+        &self,
+        room: RoomId,
+        host: PeerId,
+    ) -> Result<mpsc::Sender<AudioFrame>, RelayError> {
+        let mut stream = self
+            .control
+            .clone()
+            .open_stream(host, AUDIO_PROTOCOL)
+            .await
+            .map_err(|err| RelayError::Open(err.to_string()))?;
+        stream.write_all(&hello(StreamKind::Speak, &room)).await?;
+        let (tx, mut rx) = mpsc::channel::<AudioFrame>(CHILD_QUEUE_FRAMES);
+        tokio::spawn(async move {
+            while let Some(frame) = rx.recv().await {
+                if let Err(err) = write_frame(&mut stream, &frame.encode()).await {
+                    debug!(%err, "speaking stream closed");
+                    break;
+                }
+            }
+        });
+        Ok(tx)
+    }
+
+    /// A frame arrived from the tree: play it and pass it on.
+    fn heard(&self, room: &RoomId, frame: AudioFrame) -> Result<(), RelayError> {
+        let rooms = self.lock();
+        let audio = rooms.get(room).ok_or(RelayError::NoRoom(*room))?;
+        audio.stats.received.fetch_add(1, Ordering::Relaxed);
+        let _ = audio.fanout.send(Arc::new(frame.encode()));
+        audio.stats.relayed.fetch_add(1, Ordering::Relaxed);
+        // Playback that falls behind loses frames here, never blocks the tree.
+        let _ = audio.playback.try_send(frame);
+        Ok(())
+    }
+
+    async fn serve(
+        &self,
+        peer: PeerId,
+        mut stream: libp2p::Stream,
+        admit: Admission,
+    ) -> Result<(), RelayError> {
+        let mut hello_bytes = [0u8; HELLO_BYTES];
+        stream.read_exact(&mut hello_bytes).await?;
+        let (kind, room) = parse_hello(&hello_bytes).ok_or(RelayError::Hello)?;
+        if !admit(room, peer, kind) {
+            debug!(%peer, %room, ?kind, "audio stream refused");
+            return Ok(());
+        }
+        match kind {
+            StreamKind::Listen => {
+                let (mut frames, stats, children) = {
+                    let rooms = self.lock();
+                    let audio = rooms.get(&room).ok_or(RelayError::NoRoom(room))?;
+                    (
+                        audio.fanout.subscribe(),
+                        Arc::clone(&audio.stats),
+                        Arc::clone(&audio.children),
+                    )
+                };
+                children.send_modify(|n| *n += 1);
+                let _child = ChildGuard(children);
+                loop {
+                    match frames.recv().await {
+                        Ok(bytes) => write_frame(&mut stream, &bytes).await?,
+                        Err(broadcast::error::RecvError::Lagged(skipped)) => {
+                            stats.dropped.fetch_add(skipped, Ordering::Relaxed);
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                    }
+                }
+            }
+            StreamKind::Speak => loop {
+                let frame = match read_frame(&mut stream).await {
+                    Ok(frame) => frame,
+                    Err(RelayError::Frame(err)) => {
+                        if let Some(audio) = self.lock().get(&room) {
+                            audio.stats.bad_streams.fetch_add(1, Ordering::Relaxed);
+                        }
+                        warn!(%peer, %err, "closed an audio stream that sent garbage");
+                        return Err(RelayError::Frame(err));
+                    }
+                    Err(err) => return Err(err),
+                };
+                self.heard(&room, frame)?;
+            },
+        }
+    }
+}
+
+/// Counts a child out when its stream ends, however it ends.
+struct ChildGuard(Arc<watch::Sender<usize>>);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+fn hello(kind: StreamKind, room: &RoomId) -> [u8; HELLO_BYTES] {
+    let mut bytes = [0u8; HELLO_BYTES];
+    bytes[0] = HELLO_VERSION;
+    bytes[1] = match kind {
+        StreamKind::Listen => 0,
+        StreamKind::Speak => 1,
+    };
+    bytes[2..].copy_from_slice(room.as_bytes());
+    bytes
+}
+
+fn parse_hello(bytes: &[u8; HELLO_BYTES]) -> Option<(StreamKind, RoomId)> {
+    if bytes[0] != HELLO_VERSION {
+        return None;
+    }
+    let kind = match bytes[1] {
+        0 => StreamKind::Listen,
+        1 => StreamKind::Speak,
+        _ => return None,
+    };
+    let mut room = [0u8; 16];
+    room.copy_from_slice(&bytes[2..]);
+    Some((kind, RoomId(room)))
+}
+
+async fn read_frame(stream: &mut libp2p::Stream) -> Result<AudioFrame, RelayError> {
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).await?;
+    let len = usize::from(u16::from_be_bytes(len));
+    if len > MAX_FRAME_BYTES {
+        return Err(earshot_protocol::frame::FrameError::TooLong { len }.into());
+    }
+    let mut bytes = vec![0u8; len];
+    stream.read_exact(&mut bytes).await?;
+    Ok(AudioFrame::decode(&bytes)?)
+}
+
+async fn write_frame(stream: &mut libp2p::Stream, bytes: &[u8]) -> Result<(), RelayError> {
+    let len = u16::try_from(bytes.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
+    stream.write_all(&len.to_be_bytes()).await?;
+    stream.write_all(bytes).await?;
+    stream.flush().await?;
+    Ok(())
+}
