@@ -243,3 +243,107 @@ fn joining_with_a_bad_link_fails_fast() {
         stderr(&output)
     );
 }
+
+/// Reads a 16-bit mono WAV file written by `--output`.
+fn read_wav(path: &std::path::Path) -> Vec<f32> {
+    earshot_node::audio::wav::read(path).expect("a readable WAV file")
+}
+
+/// 20 ms chunks (from `from_s` to `to_s` seconds) whose peak is below -36 dBFS.
+fn silent_chunks(samples: &[f32], from_s: f32, to_s: f32) -> usize {
+    let start = (from_s * 48_000.0) as usize;
+    let end = ((to_s * 48_000.0) as usize).min(samples.len());
+    samples[start.min(end)..end]
+        .chunks(960)
+        .filter(|chunk| chunk.iter().all(|s| s.abs() < 0.016))
+        .count()
+}
+
+/// A host speaking a tone feeds one listener, which feeds the next, and so on three deep; every
+/// listener writes the tone to its WAV file without gaps. Killing the middle relay, its child
+/// re-attaches to the tree within a second and the tone goes on.
+#[test]
+fn audio_through_a_three_deep_tree_and_a_relay_that_dies() {
+    let ana = TestHome::new();
+    let room = local_room(&ana, "Radio");
+    let mut host = Live::start(
+        "host",
+        &ana,
+        &["host", &room, "--input", "sine", "--max-children", "1"],
+    );
+    let link = host.event("hosting")["listener_link"]
+        .as_str()
+        .expect("link")
+        .to_owned();
+    let homes = [TestHome::new(), TestHome::new(), TestHome::new()];
+    let mut listeners = Vec::new();
+    for (i, home) in homes.iter().enumerate() {
+        let output = home.join("out.wav");
+        let name = ["l1", "l2", "l3"][i];
+        let mut live = Live::start(
+            name,
+            home,
+            &[
+                "join",
+                &link,
+                "--name",
+                name,
+                "--listen",
+                LOCAL,
+                "--output",
+                output.to_str().expect("utf-8 path"),
+                "--max-children",
+                "1",
+            ],
+        );
+        let attached = live.event("audio_attached");
+        assert_eq!(attached["depth"], i + 1, "{name}: {attached}");
+        listeners.push((live, output));
+    }
+    // Let the tone flow: wait until the deepest listener has received two seconds of it.
+    let (l3, _) = &mut listeners[2];
+    l3.expect("2 s of audio", |v| {
+        v["event"] == "audio_stats" && v["received"].as_u64().unwrap_or(0) >= 100
+    });
+
+    // The middle relay dies (SIGKILL: no goodbye); its child re-attaches.
+    let (mut l1, _) = listeners.remove(0);
+    let killed_at = Instant::now();
+    l1.child.kill().expect("kill l1");
+    let (l2, _) = &mut listeners[0];
+    let reattached = l2.expect("re-attachment", |v| v["event"] == "audio_attached");
+    let repair = killed_at.elapsed();
+    assert_eq!(
+        reattached["depth"], 1,
+        "l2 moves up to the host: {reattached}"
+    );
+    assert!(
+        repair < Duration::from_secs(1),
+        "re-attached after {repair:?}"
+    );
+    // Keep listening for two more seconds after the repair, then end the room.
+    let before = l2.expect("audio stats", |v| v["event"] == "audio_stats")["received"]
+        .as_u64()
+        .unwrap_or(0);
+    l2.expect("2 more seconds of audio", |v| {
+        v["event"] == "audio_stats" && v["received"].as_u64().unwrap_or(0) >= before + 100
+    });
+    host.say("/end");
+    for (live, output) in listeners {
+        assert_eq!(live.exit_code(), 0);
+        let samples = read_wav(&output);
+        let seconds = samples.len() as f32 / 48_000.0;
+        assert!(
+            seconds > 1.5,
+            "{}: only {seconds:.1} s of audio",
+            output.display()
+        );
+        // Skip the first half second (buffering) and the last (the room ending).
+        let gaps = silent_chunks(&samples, 0.5, seconds - 0.5);
+        assert!(
+            gaps * 20 < 1000,
+            "{}: {gaps} silent 20 ms chunks in the tone",
+            output.display()
+        );
+    }
+}

@@ -45,6 +45,7 @@ impl TestNode {
                 listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().expect("multiaddr")],
                 bootstrap,
                 net: NetConfig::default(),
+                max_children: earshot_node::node::DEFAULT_MAX_CHILDREN,
             },
         )
         .await

@@ -55,6 +55,7 @@ async fn spawn() -> Node {
             listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().expect("multiaddr")],
             bootstrap: Vec::new(),
             net: NetConfig::default(),
+            max_children: earshot_node::node::DEFAULT_MAX_CHILDREN,
         },
     )
     .await
@@ -111,6 +112,7 @@ async fn run(nodes: usize) {
             listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().expect("multiaddr")],
             bootstrap: Vec::new(),
             net: NetConfig::default(),
+            max_children: earshot_node::node::DEFAULT_MAX_CHILDREN,
         },
     )
     .await

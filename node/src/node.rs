@@ -43,6 +43,10 @@ const TICK: Duration = Duration::from_millis(100);
 /// Most gossip messages buffered for a room whose snapshot has not arrived yet.
 const MAX_EARLY_MESSAGES: usize = 512;
 
+/// Children a node feeds by default: 4 Opus streams of ~40 kbit/s each with overhead, within
+/// a modest home uplink.
+pub const DEFAULT_MAX_CHILDREN: u16 = 4;
+
 /// What the node is asked to do.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -51,6 +55,8 @@ pub struct NodeConfig {
     /// Addresses to dial at start (bootstrap peers, relays).
     pub bootstrap: Vec<Multiaddr>,
     pub net: NetConfig,
+    /// How many children this node feeds in a room's relay tree (its upload budget in streams).
+    pub max_children: u16,
 }
 
 /// Something that happened, for user interfaces and tests.
@@ -104,6 +110,28 @@ pub enum JoinError {
     AlreadyJoined(RoomId),
     #[error(transparent)]
     Act(#[from] ActError),
+}
+
+/// Where to get a room's audio from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeParent {
+    pub peer: PeerId,
+    pub addrs: Vec<Multiaddr>,
+    /// Hops from the host (1: the host feeds you).
+    pub depth: u16,
+}
+
+/// Why the host did not place this node in the relay tree.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error("not in room {0}")]
+    NotInRoom(RoomId),
+    #[error("the relay tree is full for now")]
+    Waiting,
+    #[error("the host refused: {0}")]
+    Refused(String),
+    #[error("the host did not answer: {0}")]
+    NoAnswer(String),
 }
 
 /// Why hosting failed.
@@ -168,6 +196,11 @@ enum Command {
         addrs: Vec<Multiaddr>,
         reply: oneshot::Sender<Result<Vec<Verified<Announcement>>, JoinError>>,
     },
+    Attach {
+        room: RoomId,
+        lost: Option<PeerId>,
+        reply: oneshot::Sender<Result<TreeParent, AttachError>>,
+    },
     Dial {
         peer: PeerId,
         addrs: Vec<Multiaddr>,
@@ -207,6 +240,7 @@ impl std::fmt::Debug for Command {
             Command::QueryLobby { .. } => "QueryLobby",
             Command::PublishRaw { .. } => "PublishRaw",
             Command::Dial { .. } => "Dial",
+            Command::Attach { .. } => "Attach",
             Command::Shutdown { .. } => "Shutdown",
         })
     }
@@ -263,6 +297,8 @@ impl Node {
             lobby_topic: lobby,
             peer_addrs: HashMap::new(),
             connected: HashSet::new(),
+            max_children: config.max_children,
+            pending_attach: HashMap::new(),
             seq_base: clock::now().as_millis().saturating_mul(1000),
         };
         // Wait for the listeners to come up so callers can hand out addresses at once.
@@ -311,6 +347,18 @@ impl Node {
     /// The handle for audio streams (see [`crate::relay::AudioRelay`]).
     pub fn audio_control(&self) -> libp2p_stream::Control {
         self.audio.clone()
+    }
+
+    /// Asks the host of `room` where in the relay tree to get its audio; `lost` is the parent
+    /// this node just lost, if any.
+    pub async fn attach(
+        &self,
+        room: RoomId,
+        lost: Option<PeerId>,
+    ) -> Result<TreeParent, AttachError> {
+        self.call(|reply| Command::Attach { room, lost, reply })
+            .await
+            .map_err(|_| AttachError::NoAnswer("the node shut down".into()))?
     }
 
     /// Connects to `peer` at `addrs` (for example a parent in the relay tree).
@@ -446,6 +494,8 @@ struct EventLoop {
     /// Listen addresses peers told us about (identify), for peer hints in snapshots.
     peer_addrs: HashMap<PeerId, Vec<Multiaddr>>,
     connected: HashSet<PeerId>,
+    max_children: u16,
+    pending_attach: HashMap<OutboundRequestId, oneshot::Sender<Result<TreeParent, AttachError>>>,
     /// Sequence numbers start from the clock (µs) so they keep increasing across restarts.
     seq_base: u64,
 }
@@ -482,7 +532,24 @@ impl EventLoop {
         let _ = self.events.send(event);
     }
 
-    fn emit_changes(&self, room: RoomId, changes: Vec<RoomChange>) {
+    /// Reports a room's changes, and keeps the relay tree of a hosted room in step with who
+    /// is there.
+    fn emit_changes(&mut self, room: RoomId, changes: Vec<RoomChange>) {
+        if let Some(tree) = self
+            .rooms
+            .get_mut(&room)
+            .and_then(|joined| joined.tree.as_mut())
+        {
+            for change in &changes {
+                if let RoomChange::MemberLeft { member, .. } | RoomChange::Removed { member, .. } =
+                    change
+                {
+                    // Orphans re-attach when their stream ends; the planner has their new
+                    // parent ready by then.
+                    tree.handle(earshot_protocol::tree::TreeInput::Leave { peer: *member });
+                }
+            }
+        }
         for change in changes {
             self.emit(NodeEvent::Room { room, change });
         }
@@ -534,6 +601,28 @@ impl EventLoop {
                     .send_request_with_addresses(&peer, RoomRequest::Lobby, addrs);
                 self.pending_lobby.insert(id, reply);
             }
+            Command::Attach { room, lost, reply } => {
+                let Some(joined) = self.rooms.get(&room) else {
+                    let _ = reply.send(Err(AttachError::NotInRoom(room)));
+                    return;
+                };
+                let Ok(host) = joined.descriptor.host.to_peer_id() else {
+                    let _ = reply.send(Err(AttachError::NotInRoom(room)));
+                    return;
+                };
+                let addrs = joined.descriptor.addrs();
+                let request = RoomRequest::Attach {
+                    room,
+                    capacity: self.max_children,
+                    lost: lost.and_then(|peer| PeerKey::from_peer_id(&peer).ok()),
+                };
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .rooms
+                    .send_request_with_addresses(&host, request, addrs);
+                self.pending_attach.insert(id, reply);
+            }
             Command::Dial { peer, addrs, reply } => {
                 let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
                     .addresses(addrs)
@@ -580,6 +669,10 @@ impl EventLoop {
         let state = RoomState::new(room, descriptor.host);
         let first_seq = self.next_seq_base();
         let mut joined = Joined::new(descriptor, state, Authority::Host, name.clone(), first_seq);
+        joined.tree = Some(earshot_protocol::tree::TreePlanner::new(
+            self.identity.key(),
+            self.max_children,
+        ));
         self.subscribe(&joined.topic)
             .map_err(HostError::Subscribe)?;
         let (bytes, changes) = joined.act(
@@ -1061,7 +1154,25 @@ impl EventLoop {
                     },
                 ..
             } => {
-                if let Some(pending) = self.pending_joins.remove(&request_id) {
+                if let Some(reply) = self.pending_attach.remove(&request_id) {
+                    let result = match response {
+                        RoomResponse::Parent { key, addrs, depth } => match key.to_peer_id() {
+                            Ok(peer) => Ok(TreeParent {
+                                peer,
+                                addrs: addrs
+                                    .iter()
+                                    .filter_map(|raw| Multiaddr::try_from(raw.to_vec()).ok())
+                                    .collect(),
+                                depth,
+                            }),
+                            Err(_) => Err(AttachError::Refused("invalid parent key".into())),
+                        },
+                        RoomResponse::Waiting => Err(AttachError::Waiting),
+                        RoomResponse::Refused { reason } => Err(AttachError::Refused(reason)),
+                        other => Err(AttachError::NoAnswer(format!("unexpected {other:?}"))),
+                    };
+                    let _ = reply.send(result);
+                } else if let Some(pending) = self.pending_joins.remove(&request_id) {
                     self.on_join_response(pending, response);
                 } else if let Some(reply) = self.pending_lobby.remove(&request_id) {
                     let now = clock::now();
@@ -1082,7 +1193,9 @@ impl EventLoop {
                     request_response::OutboundFailure::DialFailure => JoinError::Unreachable,
                     other => JoinError::NoAnswer(other.to_string()),
                 };
-                if let Some(pending) = self.pending_joins.remove(&request_id) {
+                if let Some(reply) = self.pending_attach.remove(&request_id) {
+                    let _ = reply.send(Err(AttachError::NoAnswer(failure.to_string())));
+                } else if let Some(pending) = self.pending_joins.remove(&request_id) {
                     self.forget_topic(pending.link.capability.room);
                     let _ = pending.reply.send(Err(failure));
                 } else if let Some(reply) = self.pending_lobby.remove(&request_id) {
@@ -1111,6 +1224,11 @@ impl EventLoop {
                         .collect(),
                 }
             }
+            RoomRequest::Attach {
+                room,
+                capacity,
+                lost,
+            } => self.place(peer, room, capacity, lost),
             RoomRequest::Join { envelope } => match self.admit(peer, &envelope) {
                 Err(refusal) => refusal,
                 // Welcome once the joiner's subscription to the topic is known here, so that
@@ -1166,6 +1284,87 @@ impl EventLoop {
         self.publish(room, envelope.encode());
         self.emit_changes(room, changes);
         Ok(room)
+    }
+
+    /// The host places a member in the room's relay tree.
+    fn place(
+        &mut self,
+        peer: PeerId,
+        room: RoomId,
+        capacity: u16,
+        lost: Option<PeerKey>,
+    ) -> RoomResponse {
+        let refuse = |reason: String| RoomResponse::Refused { reason };
+        let Ok(key) = PeerKey::from_peer_id(&peer) else {
+            return refuse("not an earshot peer".into());
+        };
+        let Some(joined) = self.rooms.get_mut(&room).filter(|joined| joined.is_host()) else {
+            return refuse(format!("this node does not host room {room}"));
+        };
+        let present = joined
+            .state
+            .members
+            .get(&key)
+            .is_some_and(|member| joined.state.is_present(member));
+        if !present {
+            return refuse("only members in the room get its audio".into());
+        }
+        let Some(tree) = joined.tree.as_mut() else {
+            return refuse("this room has no relay tree".into());
+        };
+        // A child reporting its own parent gone takes that parent out of the tree (a member can
+        // only report the parent the host gave it).
+        if let Some(lost) = lost
+            && lost != self.identity.key()
+            && tree.parent_of(&key) == Some(lost)
+        {
+            info!(%room, lost = %lost.short(), "a relay in the tree is gone");
+            tree.handle(earshot_protocol::tree::TreeInput::Leave { peer: lost });
+        }
+        let outputs = tree.handle(earshot_protocol::tree::TreeInput::Join {
+            peer: key,
+            capacity,
+            rtt_ms: 0,
+        });
+        let placed = outputs.iter().find_map(|output| match output {
+            earshot_protocol::tree::TreeOutput::Attach {
+                child,
+                parent,
+                depth,
+            } if *child == key => Some((*parent, *depth)),
+            _ => None,
+        });
+        let Some((parent, depth)) = placed else {
+            return RoomResponse::Waiting;
+        };
+        let addrs: Vec<Multiaddr> = if parent == self.identity.key() {
+            self.swarm
+                .listeners()
+                .filter(|addr| {
+                    !addr.iter().any(|p| {
+                        matches!(p, libp2p::multiaddr::Protocol::Ip4(ip) if ip.is_unspecified())
+                    })
+                })
+                .cloned()
+                .chain(joined.descriptor.addrs())
+                .collect()
+        } else {
+            parent
+                .to_peer_id()
+                .ok()
+                .and_then(|id| self.peer_addrs.get(&id).cloned())
+                .unwrap_or_default()
+        };
+        debug!(%room, child = %key.short(), parent = %parent.short(), depth, "placed in the relay tree");
+        RoomResponse::Parent {
+            key: parent,
+            addrs: addrs
+                .iter()
+                .take(8)
+                .map(|addr| serde_bytes::ByteBuf::from(addr.to_vec()))
+                .collect(),
+            depth,
+        }
     }
 
     /// The signed snapshot of `room` as of now, for a joiner, with a random sample of connected

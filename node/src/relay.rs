@@ -4,8 +4,8 @@
 //! A stream starts with a hello (version, kind, room). A *listen* stream is opened by a child to
 //! its parent, which then writes every frame it relays into it. A *speak* stream is opened by a
 //! speaker to the host, which reads frames from it. Frames are length-prefixed (`u16`, big
-//! endian) [`AudioFrame`]s; bytes that are not a frame close that stream with an error, and the
-//! node goes on serving everyone else.
+//! endian) [`AudioFrame`]s; an empty frame is a keep-alive. Bytes that are not a frame close
+//! that stream with an error, and the node goes on serving everyone else.
 //!
 //! **Invariant:** a slow child never slows anyone else. Each room's relayed frames go into a
 //! `broadcast` channel of [`CHILD_QUEUE_FRAMES`]; each child's writer task reads from it, and a
@@ -30,6 +30,13 @@ use tracing::{debug, warn};
 pub const AUDIO_PROTOCOL: StreamProtocol = StreamProtocol::new("/earshot/audio/1");
 /// Frames queued per child (320 ms): past this, a slow child loses its oldest frames.
 pub const CHILD_QUEUE_FRAMES: usize = 16;
+/// A parent that sends nothing for this long is gone. A parent writes a frame every 20 ms while
+/// audio flows and an empty keep-alive every [`KEEPALIVE`] while it has none (say, while it is
+/// itself re-attaching), so this is a dead parent, not a quiet one, and it is noticed in a
+/// quarter of a second rather than when the connection times out.
+pub const PARENT_SILENCE: std::time::Duration = std::time::Duration::from_millis(250);
+/// How often a parent with nothing to relay tells its children it is still there.
+pub const KEEPALIVE: std::time::Duration = std::time::Duration::from_millis(80);
 /// Frames received but not yet taken by local playback (1 s).
 pub const PLAYBACK_QUEUE_FRAMES: usize = 50;
 
@@ -61,6 +68,8 @@ pub enum RelayError {
     Hello,
     #[error("not in room {0}")]
     NoRoom(RoomId),
+    #[error("the parent went silent")]
+    Silent,
 }
 
 /// Counters for one room's audio.
@@ -178,8 +187,12 @@ impl AudioRelay {
         stream.write_all(&hello(StreamKind::Listen, &room)).await?;
         stream.flush().await?;
         loop {
-            let frame = read_frame(&mut stream).await?;
-            self.heard(&room, frame)?;
+            let frame = tokio::time::timeout(PARENT_SILENCE, read_frame(&mut stream))
+                .await
+                .map_err(|_| RelayError::Silent)??;
+            if let Some(frame) = frame {
+                self.heard(&room, frame)?;
+            }
         }
     }
 
@@ -249,18 +262,21 @@ impl AudioRelay {
                 children.send_modify(|n| *n += 1);
                 let _child = ChildGuard(children);
                 loop {
-                    match frames.recv().await {
-                        Ok(bytes) => write_frame(&mut stream, &bytes).await?,
-                        Err(broadcast::error::RecvError::Lagged(skipped)) => {
+                    match tokio::time::timeout(KEEPALIVE, frames.recv()).await {
+                        Ok(Ok(bytes)) => write_frame(&mut stream, &bytes).await?,
+                        Ok(Err(broadcast::error::RecvError::Lagged(skipped))) => {
                             stats.dropped.fetch_add(skipped, Ordering::Relaxed);
                         }
-                        Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                        Ok(Err(broadcast::error::RecvError::Closed)) => return Ok(()),
+                        // Nothing to relay: say we are still here.
+                        Err(_) => write_frame(&mut stream, &[]).await?,
                     }
                 }
             }
             StreamKind::Speak => loop {
                 let frame = match read_frame(&mut stream).await {
-                    Ok(frame) => frame,
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => continue,
                     Err(RelayError::Frame(err)) => {
                         if let Some(audio) = self.lock().get(&room) {
                             audio.stats.bad_streams.fetch_add(1, Ordering::Relaxed);
@@ -310,16 +326,20 @@ fn parse_hello(bytes: &[u8; HELLO_BYTES]) -> Option<(StreamKind, RoomId)> {
     Some((kind, RoomId(room)))
 }
 
-async fn read_frame(stream: &mut libp2p::Stream) -> Result<AudioFrame, RelayError> {
+/// Reads one frame; `None` is a keep-alive (an empty frame).
+async fn read_frame(stream: &mut libp2p::Stream) -> Result<Option<AudioFrame>, RelayError> {
     let mut len = [0u8; 2];
     stream.read_exact(&mut len).await?;
     let len = usize::from(u16::from_be_bytes(len));
+    if len == 0 {
+        return Ok(None);
+    }
     if len > MAX_FRAME_BYTES {
         return Err(earshot_protocol::frame::FrameError::TooLong { len }.into());
     }
     let mut bytes = vec![0u8; len];
     stream.read_exact(&mut bytes).await?;
-    Ok(AudioFrame::decode(&bytes)?)
+    Ok(Some(AudioFrame::decode(&bytes)?))
 }
 
 async fn write_frame(stream: &mut libp2p::Stream, bytes: &[u8]) -> Result<(), RelayError> {

@@ -40,6 +40,8 @@ pub struct Joined {
     pub pending: VecDeque<(Instant, Vec<u8>)>,
     /// For public rooms this node hosts: the listener capability announcements carry.
     pub lobby_capability: Option<Capability>,
+    /// For rooms this node hosts: the relay tree it plans.
+    pub tree: Option<earshot_protocol::tree::TreePlanner>,
     pub last_announced: Option<Instant>,
 }
 
@@ -62,6 +64,7 @@ impl Joined {
             last_presence: Instant::now(),
             pending: VecDeque::new(),
             lobby_capability: None,
+            tree: None,
             last_announced: None,
         }
     }

@@ -255,6 +255,14 @@ pub enum RoomRequest {
     Join { envelope: serde_bytes::ByteBuf },
     /// Asks any node for the live public rooms it knows of.
     Lobby,
+    /// Asks the host where in the relay tree to get the room's audio; the asker can feed
+    /// `capacity` children itself. `lost` is the parent it just lost (died or went silent): the
+    /// host takes it out of the tree at once rather than waiting for its presence to time out.
+    Attach {
+        room: RoomId,
+        capacity: u16,
+        lost: Option<PeerKey>,
+    },
 }
 
 /// An answer on the room protocol.
@@ -268,6 +276,14 @@ pub enum RoomResponse {
     Lobby {
         announcements: Vec<serde_bytes::ByteBuf>,
     },
+    /// Get the audio from this member (open a listen stream to it), `depth` hops from the host.
+    Parent {
+        key: PeerKey,
+        addrs: Vec<serde_bytes::ByteBuf>,
+        depth: u16,
+    },
+    /// The tree is full for now: ask again later.
+    Waiting,
 }
 
 impl RoomRequest {

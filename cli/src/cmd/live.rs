@@ -9,11 +9,13 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
+use earshot_node::audio::io::{Input, Output, spawn_player, spawn_source};
 use earshot_node::clock;
 use earshot_node::home::Home;
 use earshot_node::identity::Identity;
 use earshot_node::net::NetConfig;
 use earshot_node::node::{CloseReason, Node, NodeConfig, NodeEvent, SpawnError};
+use earshot_node::relay::AudioRelay;
 use earshot_protocol::state::{LeaveReason, Member, RoomChange, RoomRole};
 use earshot_protocol::{Audience, ControlBody, Grant, InviteLink, PeerKey, Role, RoomId};
 use multiaddr::{Multiaddr, Protocol};
@@ -36,6 +38,12 @@ pub struct HostArgs {
     /// Your display name in the room.
     #[arg(long, default_value = "host")]
     name: String,
+    /// What you say: a WAV file, `sine`, or `silence` (the default; microphones come with cpal).
+    #[arg(long, default_value = "silence", value_name = "FILE.wav|sine|silence")]
+    input: Input,
+    /// How many listeners you feed directly; the rest are fed by listeners (a relay tree).
+    #[arg(long, default_value_t = earshot_node::node::DEFAULT_MAX_CHILDREN, value_name = "N")]
+    max_children: u16,
 }
 
 #[derive(Debug, Args)]
@@ -48,6 +56,12 @@ pub struct JoinArgs {
     /// Where to listen (repeatable). Default: any free port on all interfaces.
     #[arg(long, value_name = "MULTIADDR")]
     listen: Vec<Multiaddr>,
+    /// Where the room's audio goes: a WAV file, or `null` (speakers come with cpal).
+    #[arg(long, default_value = "null", value_name = "FILE.wav|null")]
+    output: Output,
+    /// How many other listeners you feed (your upload budget, in streams).
+    #[arg(long, default_value_t = earshot_node::node::DEFAULT_MAX_CHILDREN, value_name = "N")]
+    max_children: u16,
 }
 
 /// How long a leaving node keeps its connections open so that its `Leave` goes out.
@@ -64,7 +78,7 @@ pub fn host(ctx: &Context, args: HostArgs) -> anyhow::Result<Exit> {
     let identity = Identity::load(home.dir())?;
     let ctx = ctx.clone();
     runtime()?.block_on_then_drop(async move {
-        let node = spawn(identity, listen).await?;
+        let node = spawn(identity, listen, args.max_children).await?;
         let serving = Arc::clone(&home);
         let _control = earshot_node::control::serve(home.dir(), move |request| {
             crate::serve_command(Arc::clone(&serving), request)
@@ -72,6 +86,18 @@ pub fn host(ctx: &Context, args: HostArgs) -> anyhow::Result<Exit> {
         let mut events = node.subscribe();
         node.host(room.descriptor.clone(), &args.name).await?;
         let id = room.descriptor.id;
+        // The host's voice goes to the root of the relay tree.
+        let relay = AudioRelay::start(node.audio_control(), Arc::new(|_, _, _| true));
+        let _ = relay.open_room(id);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let speaker = earshot_protocol::frame::SpeakerId::of(&node.key());
+        let voice = relay.clone();
+        let _source = spawn_source(
+            args.input.clone(),
+            speaker,
+            move |frame| voice.relay(&id, &frame),
+            Arc::clone(&stop),
+        )?;
         let now = clock::now();
         let link = home.create_invite(
             &room,
@@ -110,6 +136,7 @@ pub fn host(ctx: &Context, args: HostArgs) -> anyhow::Result<Exit> {
             names: HashMap::new(),
         };
         let code = session.run(&mut events).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
         node.shutdown().await;
         Ok(Exit(code))
     })
@@ -150,7 +177,7 @@ pub fn join(ctx: &Context, args: JoinArgs) -> anyhow::Result<Exit> {
     };
     let ctx = ctx.clone();
     runtime()?.block_on_then_drop(async move {
-        let node = spawn(identity, listen).await?;
+        let node = spawn(identity, listen, args.max_children).await?;
         let mut events = node.subscribe();
         let room = link.capability.room;
         let view = match node.join(link, &name).await {
@@ -184,6 +211,14 @@ pub fn join(ctx: &Context, args: JoinArgs) -> anyhow::Result<Exit> {
             );
             say!("Type /help for commands; anything else is chat. /leave to go.");
         }
+        // The room's audio: a place in the relay tree (re-attaching whenever the parent goes
+        // away), relayed on to this node's own children and played into the output.
+        let relay = AudioRelay::start(node.audio_control(), Arc::new(|_, _, _| true));
+        let (heard, audio_stats) = relay.open_room(room);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let player = spawn_player(heard, args.output.clone(), Arc::clone(&stop))?;
+        let tree = tokio::spawn(follow_tree(node.clone(), relay.clone(), room, ctx.json));
+        let audio_status = ctx.json.then(|| tokio::spawn(report_audio(room, Arc::clone(&audio_stats))));
         let names = view
             .state
             .members
@@ -198,9 +233,69 @@ pub fn join(ctx: &Context, args: JoinArgs) -> anyhow::Result<Exit> {
             names,
         };
         let code = session.run(&mut events).await;
+        tree.abort();
+        if let Some(task) = audio_status {
+            task.abort();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        match player.join() {
+            Ok(Ok(stats)) => tracing::info!(?stats, "playback finished"),
+            Ok(Err(err)) => shout!("earshot: audio output: {err}"),
+            Err(_) => shout!("earshot: the audio player crashed"),
+        }
         node.shutdown().await;
         Ok(Exit(code))
     })
+}
+
+/// Keeps this node attached to the room's relay tree: asks the host for a parent, receives
+/// from it, and when the stream ends (the parent left or died) asks again at once.
+async fn follow_tree(node: Node, relay: AudioRelay, room: RoomId, json: bool) {
+    let mut lost = None;
+    loop {
+        match node.attach(room, lost.take()).await {
+            Ok(parent) => {
+                tracing::info!(parent = %parent.peer, depth = parent.depth, "attached to the relay tree");
+                if json {
+                    print_json(&json!({
+                        "event": "audio_attached",
+                        "room": room.to_string(),
+                        "parent": parent.peer.to_string(),
+                        "depth": parent.depth,
+                    }));
+                }
+                let _ = node.dial(parent.peer, parent.addrs).await;
+                if let Err(err) = relay.listen(room, parent.peer).await {
+                    tracing::info!(%err, "lost the parent in the relay tree; re-attaching");
+                }
+                lost = Some(parent.peer);
+                // Re-attach at once, but never spin on a parent that refuses straight away.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(err) => {
+                tracing::debug!(%err, "no place in the relay tree yet");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+/// Once a second, one `audio_stats` JSON line: frames received, relayed on, and dropped for
+/// slow children.
+async fn report_audio(room: RoomId, stats: Arc<earshot_node::relay::RelayStats>) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.tick().await;
+    loop {
+        every.tick().await;
+        print_json(&json!({
+            "event": "audio_stats",
+            "room": room.to_string(),
+            "received": stats.received.load(Relaxed),
+            "relayed": stats.relayed.load(Relaxed),
+            "dropped": stats.dropped.load(Relaxed),
+        }));
+    }
 }
 
 /// A tokio runtime for one live command. Dropping it does not wait for the thread blocked on
@@ -227,11 +322,16 @@ fn runtime() -> anyhow::Result<Runtime> {
 
 /// Starts the node; if a remembered TCP port is taken now, listens on another TCP port (links
 /// carry the QUIC address first).
-async fn spawn(identity: Identity, mut listen: Vec<Multiaddr>) -> anyhow::Result<Node> {
+async fn spawn(
+    identity: Identity,
+    mut listen: Vec<Multiaddr>,
+    max_children: u16,
+) -> anyhow::Result<Node> {
     let config = |listen: Vec<Multiaddr>| NodeConfig {
         listen,
         bootstrap: Vec::new(),
         net: NetConfig::default(),
+        max_children,
     };
     match Node::spawn(identity.clone(), config(listen.clone())).await {
         Ok(node) => Ok(node),

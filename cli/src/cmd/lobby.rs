@@ -50,6 +50,7 @@ pub fn rooms(ctx: &Context, args: RoomsArgs) -> anyhow::Result<Exit> {
                 ],
                 bootstrap: Vec::new(),
                 net: NetConfig::default(),
+                max_children: earshot_node::node::DEFAULT_MAX_CHILDREN,
             },
         )
         .await?;

@@ -1,6 +1,7 @@
 //! Audio: everything between a microphone (or a WAV file, or a generated signal) and Opus
 //! frames, and back to a speaker (or a WAV file).
 //!
+//! - [`io`]: headless endpoints: a paced source (WAV, sine, silence) and a player into a WAV file.
 //! - [`codec`]: Opus voice encoder and decoder with Earshot's settings (48 kHz mono, 20 ms, VOIP,
 //!   ~32 kbps VBR, in-band FEC, DTX), concealment (PLC) and FEC recovery.
 //! - [`jitter`]: the per-speaker adaptive jitter buffer (pure: time is passed in).
@@ -13,6 +14,7 @@
 //! for capture and playback threads that exchange frames with the node through bounded queues.
 
 pub mod codec;
+pub mod io;
 pub mod jitter;
 pub mod mixer;
 pub mod resample;
