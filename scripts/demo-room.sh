@@ -41,14 +41,16 @@ type_in() { local fd_var="${1}_fd"; echo "$2" >&"${!fd_var}"; }
 
 step "Ana creates a room and opens it"
 "$EARSHOT" --home "$work/ana" room new "Book club" --listen /ip4/127.0.0.1/udp/0/quic-v1 >/dev/null
-start ana --home "$work/ana" host "Book club" --name Ana
+start ana --home "$work/ana" host "Book club" --name Ana --input sine --max-children 1
 wait_for "$work/ana.out" "^earshot://join/"
 link=$(grep -m1 "^earshot://join/" "$work/ana.out")
 sed -n '1,2p' "$work/ana.out"
 
 step "Bea and Cal join with the listener link"
-start bea --home "$work/bea" join "$link" --name Bea --listen /ip4/127.0.0.1/udp/0/quic-v1
-start cal --home "$work/cal" join "$link" --name Cal --listen /ip4/127.0.0.1/udp/0/quic-v1
+start bea --home "$work/bea" join "$link" --name Bea --listen /ip4/127.0.0.1/udp/0/quic-v1 \
+  --output "$work/bea.wav" --max-children 1
+start cal --home "$work/cal" join "$link" --name Cal --listen /ip4/127.0.0.1/udp/0/quic-v1 \
+  --output "$work/cal.wav"
 wait_for "$work/bea.out" "^Joined"
 wait_for "$work/cal.out" "^Joined"
 wait_for "$work/ana.out" "Bea joined"
@@ -87,5 +89,13 @@ wait_for "$work/bea.out" "The room has ended"
 for name in ana bea cal; do
   step "What ${name^} saw"
   grep -v "^earshot://join/" "$work/$name.out" || true
+done
+
+wait "${pids[0]}" "${pids[1]}" 2>/dev/null || true
+step "What they heard"
+# Ana speaks a 440 Hz tone; with --max-children 1 the audio goes Ana → Bea → Cal (a relay tree).
+for name in bea cal; do
+  bytes=$(stat -c %s "$work/$name.wav")
+  echo "${name^}: $(( (bytes - 44) / 96000 )) s of audio in $name.wav"
 done
 printf '\nLive room OK.\n'

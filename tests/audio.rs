@@ -184,15 +184,17 @@ async fn garbage_on_an_audio_stream_closes_only_that_stream() {
     // A modified client opens a speak stream and sends garbage.
     let troll = TestNode::start("troll").await;
     troll.node.dial(host_id, addrs).await.expect("dial");
-    let mut stream = troll
-        .node
-        .audio_control()
-        .open_stream(host_id, AUDIO_PROTOCOL)
+    let mut control = troll.node.audio_control();
+    let mut stream = tokio::time::timeout(WAIT, control.open_stream(host_id, AUDIO_PROTOCOL))
         .await
+        .expect("a stream within the wait")
         .expect("stream");
     let mut hello = vec![1u8, 1];
     hello.extend_from_slice(room.as_bytes());
-    stream.write_all(&hello).await.expect("hello");
+    tokio::time::timeout(WAIT, stream.write_all(&hello))
+        .await
+        .expect("hello sent in time")
+        .expect("hello");
     stream
         .write_all(&[
             0, 40, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9,

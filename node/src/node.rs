@@ -204,7 +204,7 @@ enum Command {
     Dial {
         peer: PeerId,
         addrs: Vec<Multiaddr>,
-        reply: oneshot::Sender<()>,
+        reply: oneshot::Sender<Result<(), String>>,
     },
     PublishRaw {
         room: RoomId,
@@ -298,6 +298,7 @@ impl Node {
             peer_addrs: HashMap::new(),
             connected: HashSet::new(),
             max_children: config.max_children,
+            pending_dials: HashMap::new(),
             pending_attach: HashMap::new(),
             seq_base: clock::now().as_millis().saturating_mul(1000),
         };
@@ -361,10 +362,12 @@ impl Node {
             .map_err(|_| AttachError::NoAnswer("the node shut down".into()))?
     }
 
-    /// Connects to `peer` at `addrs` (for example a parent in the relay tree).
-    pub async fn dial(&self, peer: PeerId, addrs: Vec<Multiaddr>) -> Result<(), NodeGone> {
+    /// Connects to `peer` at `addrs` (for example a parent in the relay tree); returns once
+    /// connected, or with the reason it could not connect.
+    pub async fn dial(&self, peer: PeerId, addrs: Vec<Multiaddr>) -> Result<(), String> {
         self.call(|reply| Command::Dial { peer, addrs, reply })
             .await
+            .map_err(|err| err.to_string())?
     }
 
     /// Events from now on.
@@ -495,6 +498,7 @@ struct EventLoop {
     peer_addrs: HashMap<PeerId, Vec<Multiaddr>>,
     connected: HashSet<PeerId>,
     max_children: u16,
+    pending_dials: HashMap<PeerId, Vec<oneshot::Sender<Result<(), String>>>>,
     pending_attach: HashMap<OutboundRequestId, oneshot::Sender<Result<TreeParent, AttachError>>>,
     /// Sequence numbers start from the clock (µs) so they keep increasing across restarts.
     seq_base: u64,
@@ -624,13 +628,20 @@ impl EventLoop {
                 self.pending_attach.insert(id, reply);
             }
             Command::Dial { peer, addrs, reply } => {
+                if self.connected.contains(&peer) {
+                    let _ = reply.send(Ok(()));
+                    return;
+                }
                 let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
                     .addresses(addrs)
                     .build();
-                if let Err(err) = self.swarm.dial(opts) {
-                    debug!(%err, "dial");
+                match self.swarm.dial(opts) {
+                    // Answered when the connection is up (or fails).
+                    Ok(()) => self.pending_dials.entry(peer).or_default().push(reply),
+                    Err(err) => {
+                        let _ = reply.send(Err(err.to_string()));
+                    }
                 }
-                let _ = reply.send(());
             }
             Command::PublishRaw { room, bytes, reply } => {
                 if self.rooms.contains_key(&room) {
@@ -1007,6 +1018,20 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionEstablished { peer_id, .. } => {
                 self.connected.insert(peer_id);
+                for reply in self.pending_dials.remove(&peer_id).unwrap_or_default() {
+                    let _ = reply.send(Ok(()));
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer_id),
+                error,
+                ..
+            } => {
+                if !self.connected.contains(&peer_id) {
+                    for reply in self.pending_dials.remove(&peer_id).unwrap_or_default() {
+                        let _ = reply.send(Err(error.to_string()));
+                    }
+                }
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,

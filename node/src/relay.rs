@@ -35,6 +35,8 @@ pub const CHILD_QUEUE_FRAMES: usize = 16;
 /// itself re-attaching), so this is a dead parent, not a quiet one, and it is noticed in a
 /// quarter of a second rather than when the connection times out.
 pub const PARENT_SILENCE: std::time::Duration = std::time::Duration::from_millis(250);
+/// How long opening an audio stream may take (dialling included).
+pub const OPEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// How often a parent with nothing to relay tells its children it is still there.
 pub const KEEPALIVE: std::time::Duration = std::time::Duration::from_millis(80);
 /// Frames received but not yet taken by local playback (1 s).
@@ -178,12 +180,7 @@ impl AudioRelay {
     /// Receives the room's audio from `parent` and relays it, until the stream ends. Returns how
     /// it ended; the caller re-attaches elsewhere on error.
     pub async fn listen(&self, room: RoomId, parent: PeerId) -> Result<(), RelayError> {
-        let mut stream = self
-            .control
-            .clone()
-            .open_stream(parent, AUDIO_PROTOCOL)
-            .await
-            .map_err(|err| RelayError::Open(err.to_string()))?;
+        let mut stream = self.open(parent).await?;
         stream.write_all(&hello(StreamKind::Listen, &room)).await?;
         stream.flush().await?;
         loop {
@@ -204,12 +201,7 @@ impl AudioRelay {
         room: RoomId,
         host: PeerId,
     ) -> Result<mpsc::Sender<AudioFrame>, RelayError> {
-        let mut stream = self
-            .control
-            .clone()
-            .open_stream(host, AUDIO_PROTOCOL)
-            .await
-            .map_err(|err| RelayError::Open(err.to_string()))?;
+        let mut stream = self.open(host).await?;
         stream.write_all(&hello(StreamKind::Speak, &room)).await?;
         let (tx, mut rx) = mpsc::channel::<AudioFrame>(CHILD_QUEUE_FRAMES);
         tokio::spawn(async move {
@@ -221,6 +213,16 @@ impl AudioRelay {
             }
         });
         Ok(tx)
+    }
+
+    async fn open(&self, peer: PeerId) -> Result<libp2p::Stream, RelayError> {
+        tokio::time::timeout(
+            OPEN_TIMEOUT,
+            self.control.clone().open_stream(peer, AUDIO_PROTOCOL),
+        )
+        .await
+        .map_err(|_| RelayError::Open(format!("no stream to {peer} within {OPEN_TIMEOUT:?}")))?
+        .map_err(|err| RelayError::Open(err.to_string()))
     }
 
     /// A frame arrived from the tree: play it and pass it on.
