@@ -1026,11 +1026,9 @@ impl EventLoop {
                 peer_id: Some(peer_id),
                 error,
                 ..
-            } => {
-                if !self.connected.contains(&peer_id) {
-                    for reply in self.pending_dials.remove(&peer_id).unwrap_or_default() {
-                        let _ = reply.send(Err(error.to_string()));
-                    }
+            } if !self.connected.contains(&peer_id) => {
+                for reply in self.pending_dials.remove(&peer_id).unwrap_or_default() {
+                    let _ = reply.send(Err(error.to_string()));
                 }
             }
             SwarmEvent::ConnectionClosed {
