@@ -26,6 +26,17 @@ wait_for() {
   exit 1
 }
 
+# Waits (up to 20 s) until FILE is at least BYTES long.
+wait_for_size() {
+  local file=$1 bytes=$2
+  for _ in $(seq 1 200); do
+    [ "$(stat -c %s "$file" 2>/dev/null || echo 0)" -ge "$bytes" ] && return 0
+    sleep 0.1
+  done
+  echo "timed out waiting for $(basename "$file") to reach $bytes bytes" >&2
+  exit 1
+}
+
 # start NAME ARGS...: runs earshot with its stdin on a FIFO ($work/NAME.in) and its output in
 # $work/NAME.out.
 start() {
@@ -68,6 +79,10 @@ type_in cal "/react 👏"
 wait_for "$work/ana.out" "Cal 👏"
 wait_for "$work/cal.out" "thanks for having me"
 
+step "Listening: Ana speaks a tone; with --max-children 1 she feeds one listener, who feeds the other"
+wait_for_size "$work/cal.wav" $((44 + 96000 * 3))
+echo "Cal has heard 3 s of audio."
+
 step "Cal misbehaves and is removed; his link no longer works"
 type_in ana "/remove cal"
 wait_for "$work/cal.out" "You were removed"
@@ -93,9 +108,9 @@ done
 
 wait "${pids[0]}" "${pids[1]}" 2>/dev/null || true
 step "What they heard"
-# Ana speaks a 440 Hz tone; with --max-children 1 the audio goes Ana → Bea → Cal (a relay tree).
+# Ana speaks a 440 Hz tone through a relay tree (--max-children 1: a chain of two listeners).
 for name in bea cal; do
   bytes=$(stat -c %s "$work/$name.wav")
-  echo "${name^}: $(( (bytes - 44) / 96000 )) s of audio in $name.wav"
+  awk -v b="$bytes" -v n="${name^}" -v f="$name.wav" 'BEGIN { printf "%s: %.1f s of audio in %s\n", n, (b - 44) / 96000, f }'
 done
 printf '\nLive room OK.\n'
