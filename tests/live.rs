@@ -347,3 +347,95 @@ fn audio_through_a_three_deep_tree_and_a_relay_that_dies() {
         );
     }
 }
+
+/// Power of `hertz` in 48 kHz samples (Goertzel), normalised by length.
+fn tone_power(samples: &[f32], hertz: f32) -> f64 {
+    let k = 2.0 * (std::f64::consts::TAU * f64::from(hertz) / 48_000.0).cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for sample in samples {
+        let s0 = f64::from(*sample) + k * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    (s1 * s1 + s2 * s2 - k * s1 * s2) / (samples.len() as f64).powi(2)
+}
+
+/// The host and a speaker talk at once (tones at 440 and 660 Hz): a listener hears both. When a
+/// moderator mutes the speaker, the host stops relaying its voice.
+#[test]
+fn two_speakers_at_once_and_a_muted_one() {
+    let ana = TestHome::new();
+    let room = local_room(&ana, "Duet");
+    let mut host = Live::start("host", &ana, &["host", &room, "--input", "sine"]);
+    let link = host.event("hosting")["listener_link"]
+        .as_str()
+        .expect("link")
+        .to_owned();
+    let speaker_link = ana.invite(&[&room, "--role", "speaker"]);
+    let (bo, cy) = (TestHome::new(), TestHome::new());
+    let mut speaker = Live::start(
+        "bo",
+        &bo,
+        &[
+            "join",
+            &speaker_link,
+            "--name",
+            "bo",
+            "--listen",
+            LOCAL,
+            "--input",
+            "sine:660",
+        ],
+    );
+    speaker.event("joined");
+    let output = cy.join("out.wav");
+    let mut listener = Live::start(
+        "cy",
+        &cy,
+        &[
+            "join",
+            &link,
+            "--name",
+            "cy",
+            "--listen",
+            LOCAL,
+            "--output",
+            output.to_str().expect("utf-8 path"),
+        ],
+    );
+    listener.event("joined");
+    let before_mute = listener.expect("3 s of audio", |v| {
+        v["event"] == "audio_stats" && v["received"].as_u64().unwrap_or(0) >= 150
+    })["received"]
+        .as_u64()
+        .unwrap_or(0);
+    host.say("/mute bo");
+    listener.expect("bo muted", |v| v["event"] == "muted" && v["name"] == "bo");
+    // Frames now carry the host's voice only: received keeps growing at one stream's rate.
+    listener.expect("2 more seconds", |v| {
+        v["event"] == "audio_stats" && v["received"].as_u64().unwrap_or(0) >= before_mute + 100
+    });
+    host.say("/end");
+    assert_eq!(listener.exit_code(), 0);
+    assert_eq!(speaker.exit_code(), 0);
+
+    let samples = read_wav(&output);
+    let seconds = samples.len() / 48_000;
+    assert!(seconds >= 4, "{seconds} s of audio");
+    let both = &samples[48_000..2 * 48_000];
+    let muted = &samples[samples.len() - 48_000 - 24_000..samples.len() - 24_000];
+    let noise = tone_power(both, 1_000.0).max(1e-12);
+    assert!(tone_power(both, 440.0) > 100.0 * noise, "the host is heard");
+    assert!(
+        tone_power(both, 660.0) > 100.0 * noise,
+        "the speaker is heard"
+    );
+    assert!(
+        tone_power(muted, 440.0) > 100.0 * noise,
+        "the host is still heard"
+    );
+    assert!(
+        tone_power(muted, 660.0) < tone_power(both, 660.0) / 100.0,
+        "the muted speaker is not relayed"
+    );
+}

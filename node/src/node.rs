@@ -134,6 +134,17 @@ pub enum AttachError {
     NoAnswer(String),
 }
 
+/// Who may receive and send audio in a room, kept in step with the room's state for the audio
+/// plane (which runs outside the event loop).
+#[derive(Debug, Default, Clone)]
+struct RoomAccess {
+    present: HashSet<PeerId>,
+    /// On stage and not muted.
+    speakers: HashSet<PeerId>,
+}
+
+type AccessMap = std::sync::Arc<std::sync::Mutex<HashMap<RoomId, RoomAccess>>>;
+
 /// Why hosting failed.
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
@@ -222,6 +233,7 @@ pub struct Node {
     commands: mpsc::Sender<Command>,
     /// Opens and accepts audio streams without going through the event loop.
     audio: libp2p_stream::Control,
+    access: AccessMap,
     events: broadcast::Sender<NodeEvent>,
     peer_id: PeerId,
     key: PeerKey,
@@ -278,6 +290,7 @@ impl Node {
             }
         }
         let audio = swarm.behaviour().stream.new_control();
+        let access = AccessMap::default();
         let (commands, command_rx) = mpsc::channel(COMMAND_CAP);
         let (events, _) = broadcast::channel(EVENT_CAP);
         let peer_id = identity.peer_id();
@@ -298,6 +311,7 @@ impl Node {
             peer_addrs: HashMap::new(),
             connected: HashSet::new(),
             max_children: config.max_children,
+            access: access.clone(),
             pending_dials: HashMap::new(),
             pending_attach: HashMap::new(),
             seq_base: clock::now().as_millis().saturating_mul(1000),
@@ -331,6 +345,7 @@ impl Node {
         Ok(Node {
             commands,
             audio,
+            access,
             events,
             peer_id,
             key,
@@ -343,6 +358,21 @@ impl Node {
 
     pub fn key(&self) -> PeerKey {
         self.key
+    }
+
+    /// Who may open which audio streams, by the rooms' current state: present members listen,
+    /// members on stage and not muted speak. For [`crate::relay::AudioRelay::start`].
+    pub fn audio_admission(&self) -> crate::relay::Admission {
+        let access = self.access.clone();
+        std::sync::Arc::new(move |room, peer, kind| {
+            let access = access
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            access.get(&room).is_some_and(|room| match kind {
+                crate::relay::StreamKind::Listen => room.present.contains(&peer),
+                crate::relay::StreamKind::Speak => room.speakers.contains(&peer),
+            })
+        })
     }
 
     /// The handle for audio streams (see [`crate::relay::AudioRelay`]).
@@ -498,6 +528,7 @@ struct EventLoop {
     peer_addrs: HashMap<PeerId, Vec<Multiaddr>>,
     connected: HashSet<PeerId>,
     max_children: u16,
+    access: AccessMap,
     pending_dials: HashMap<PeerId, Vec<oneshot::Sender<Result<(), String>>>>,
     pending_attach: HashMap<OutboundRequestId, oneshot::Sender<Result<TreeParent, AttachError>>>,
     /// Sequence numbers start from the clock (µs) so they keep increasing across restarts.
@@ -554,9 +585,35 @@ impl EventLoop {
                 }
             }
         }
+        if !changes.is_empty() {
+            self.refresh_access(room);
+        }
         for change in changes {
             self.emit(NodeEvent::Room { room, change });
         }
+    }
+
+    /// Recomputes who may listen and speak in `room` from its state.
+    fn refresh_access(&self, room: RoomId) {
+        let mut access = self
+            .access
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(joined) = self.rooms.get(&room) else {
+            access.remove(&room);
+            return;
+        };
+        let mut entry = RoomAccess::default();
+        for member in joined.state.present() {
+            let Ok(peer) = member.key.to_peer_id() else {
+                continue;
+            };
+            entry.present.insert(peer);
+            if member.role().on_stage() && !member.muted.value {
+                entry.speakers.insert(peer);
+            }
+        }
+        access.insert(room, entry);
     }
 
     fn next_seq_base(&mut self) -> u64 {
@@ -895,6 +952,7 @@ impl EventLoop {
 
     fn close(&mut self, room: RoomId, reason: CloseReason) {
         if let Some(joined) = self.rooms.remove(&room) {
+            self.refresh_access(room);
             // Give queued messages (our Leave, RoomEnded) one last try before unsubscribing.
             let topic = joined.topic.clone();
             for (_, bytes) in joined.pending {
@@ -1548,6 +1606,7 @@ impl EventLoop {
             state: joined.state.clone(),
         };
         self.rooms.insert(room, joined);
+        self.refresh_access(room);
         info!(%room, "joined");
         let _ = pending.reply.send(Ok(view));
     }

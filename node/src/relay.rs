@@ -288,7 +288,11 @@ impl AudioRelay {
                     }
                     Err(err) => return Err(err),
                 };
-                self.heard(&room, frame)?;
+                // Checked per frame: a speaker muted or sent off the stage mid-stream is silenced
+                // at once (the stream stays, for when they are back).
+                if admit(room, peer, StreamKind::Speak) {
+                    self.heard(&room, frame)?;
+                }
             },
         }
     }

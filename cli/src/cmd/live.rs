@@ -38,7 +38,8 @@ pub struct HostArgs {
     /// Your display name in the room.
     #[arg(long, default_value = "host")]
     name: String,
-    /// What you say: a WAV file, `sine`, or `silence` (the default; microphones come with cpal).
+    /// What you say: a WAV file, `sine`, `sine:HZ`, or `silence` (the default; microphones come
+    /// with cpal).
     #[arg(long, default_value = "silence", value_name = "FILE.wav|sine|silence")]
     input: Input,
     /// How many listeners you feed directly; the rest are fed by listeners (a relay tree).
@@ -56,6 +57,9 @@ pub struct JoinArgs {
     /// Where to listen (repeatable). Default: any free port on all interfaces.
     #[arg(long, value_name = "MULTIADDR")]
     listen: Vec<Multiaddr>,
+    /// What you say once you are on stage: a WAV file, `sine`, `sine:HZ`, or `silence`.
+    #[arg(long, default_value = "silence", value_name = "FILE.wav|sine|silence")]
+    input: Input,
     /// Where the room's audio goes: a WAV file, or `null` (speakers come with cpal).
     #[arg(long, default_value = "null", value_name = "FILE.wav|null")]
     output: Output,
@@ -87,7 +91,7 @@ pub fn host(ctx: &Context, args: HostArgs) -> anyhow::Result<Exit> {
         node.host(room.descriptor.clone(), &args.name).await?;
         let id = room.descriptor.id;
         // The host's voice goes to the root of the relay tree.
-        let relay = AudioRelay::start(node.audio_control(), Arc::new(|_, _, _| true));
+        let relay = AudioRelay::start(node.audio_control(), node.audio_admission());
         let _ = relay.open_room(id);
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let speaker = earshot_protocol::frame::SpeakerId::of(&node.key());
@@ -134,6 +138,7 @@ pub fn host(ctx: &Context, args: HostArgs) -> anyhow::Result<Exit> {
             room: id,
             home: Some(home.as_ref()),
             names: HashMap::new(),
+            voice: None,
         };
         let code = session.run(&mut events).await;
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -213,7 +218,7 @@ pub fn join(ctx: &Context, args: JoinArgs) -> anyhow::Result<Exit> {
         }
         // The room's audio: a place in the relay tree (re-attaching whenever the parent goes
         // away), relayed on to this node's own children and played into the output.
-        let relay = AudioRelay::start(node.audio_control(), Arc::new(|_, _, _| true));
+        let relay = AudioRelay::start(node.audio_control(), node.audio_admission());
         let (heard, audio_stats) = relay.open_room(room);
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let player = spawn_player(heard, args.output.clone(), Arc::clone(&stop))?;
@@ -225,13 +230,22 @@ pub fn join(ctx: &Context, args: JoinArgs) -> anyhow::Result<Exit> {
             .values()
             .map(|m| (m.key, m.display_name()))
             .collect();
-        let session = Session {
+        let host_peer = view.descriptor.host.to_peer_id().ok();
+        let mut session = Session {
             ctx: &ctx,
             node: &node,
             room,
             home: None,
             names,
+            voice: host_peer.map(|host| Voice {
+                relay: relay.clone(),
+                input: args.input.clone(),
+                host,
+                speaking: None,
+                self_muted: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            }),
         };
+        session.update_voice(role).await;
         let code = session.run(&mut events).await;
         tree.abort();
         if let Some(task) = audio_status {
@@ -382,11 +396,25 @@ struct Session<'a> {
     home: Option<&'a Home>,
     /// Display names of everyone seen, for printing events.
     names: HashMap<PeerKey, String>,
+    /// A joiner's voice: sent to the host while this member is on stage.
+    voice: Option<Voice>,
+}
+
+/// A joiner's outgoing audio.
+struct Voice {
+    relay: AudioRelay,
+    input: Input,
+    host: multiaddr::PeerId,
+    /// While on stage: the source thread's stop flag.
+    speaking: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// `/mute-self`: frames are made but not sent.
+    self_muted: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What a line of input asked for.
 enum Line {
     Act(ControlBody),
+    MuteSelf(bool),
     Who,
     Invite { role: Role, expires: Option<String> },
     Leave,
@@ -398,6 +426,14 @@ enum Line {
 impl Session<'_> {
     /// Runs until the room closes, `/leave`/`/end`, Ctrl-C or SIGTERM. Returns the exit code.
     async fn run(mut self, events: &mut tokio::sync::broadcast::Receiver<NodeEvent>) -> u8 {
+        let code = self.run_inner(events).await;
+        if let Some(stop) = self.voice.as_mut().and_then(|voice| voice.speaking.take()) {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        code
+    }
+
+    async fn run_inner(&mut self, events: &mut tokio::sync::broadcast::Receiver<NodeEvent>) -> u8 {
         let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
         let mut stdin_open = true;
         let mut sigterm =
@@ -418,7 +454,15 @@ impl Session<'_> {
                             _ => 0,
                         };
                     }
-                    Ok(event) => self.print_event(&event),
+                    Ok(event) => {
+                        self.print_event(&event);
+                        if let NodeEvent::Room { room, change: RoomChange::RoleChanged { member, role, .. } } = &event
+                            && *room == self.room
+                            && *member == self.node.key()
+                        {
+                            self.update_voice(*role).await;
+                        }
+                    }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                         tracing::warn!(skipped = n, "output fell behind the room");
                     }
@@ -441,6 +485,46 @@ impl Session<'_> {
         }
     }
 
+    /// Starts sending this member's voice to the host when it is on stage, stops when it is not.
+    async fn update_voice(&mut self, role: RoomRole) {
+        let room = self.room;
+        let me = earshot_protocol::frame::SpeakerId::of(&self.node.key());
+        let Some(voice) = self.voice.as_mut() else {
+            return;
+        };
+        match (role.on_stage(), voice.speaking.take()) {
+            (true, Some(stop)) => voice.speaking = Some(stop),
+            (false, Some(stop)) => stop.store(true, std::sync::atomic::Ordering::Relaxed),
+            (false, None) => {}
+            (true, None) => {
+                let sender = match voice.relay.speak(room, voice.host).await {
+                    Ok(sender) => sender,
+                    Err(err) => {
+                        shout!("earshot: cannot send your voice: {err}");
+                        return;
+                    }
+                };
+                let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let muted = Arc::clone(&voice.self_muted);
+                let started = spawn_source(
+                    voice.input.clone(),
+                    me,
+                    move |frame| {
+                        if !muted.load(std::sync::atomic::Ordering::Relaxed) {
+                            // Capture never waits on the network: a full queue drops the frame.
+                            let _ = sender.try_send(frame);
+                        }
+                    },
+                    Arc::clone(&stop),
+                );
+                match started {
+                    Ok(_) => voice.speaking = Some(stop),
+                    Err(err) => shout!("earshot: cannot start your input: {err}"),
+                }
+            }
+        }
+    }
+
     async fn leave(&self) -> u8 {
         let _ = self.node.leave(self.room).await;
         tokio::time::sleep(LINGER).await;
@@ -458,6 +542,21 @@ impl Session<'_> {
         };
         match line {
             Line::Nothing => {}
+            Line::MuteSelf(muted) => match &self.voice {
+                Some(voice) => {
+                    voice
+                        .self_muted
+                        .store(muted, std::sync::atomic::Ordering::Relaxed);
+                    if self.ctx.json {
+                        print_json(&json!({"event": "self_muted", "muted": muted}));
+                    } else if muted {
+                        say!("Your microphone is off.");
+                    } else {
+                        say!("Your microphone is on.");
+                    }
+                }
+                None => self.print_error("the host's voice is its --input"),
+            },
             Line::Help => self.print_help(),
             Line::Who => self.print_who().await,
             Line::Leave => return Some(self.leave().await),
@@ -535,6 +634,8 @@ impl Session<'_> {
                 None => bail!("/react needs an emoji, like /react 👏"),
             },
             "who" => Line::Who,
+            "mute-self" => Line::MuteSelf(true),
+            "unmute-self" => Line::MuteSelf(false),
             "invite" => {
                 let role = match rest.first() {
                     Some(role) => role.parse::<Role>()?,
@@ -635,7 +736,7 @@ impl Session<'_> {
              /promote PEER [speaker|moderator]\n  /demote PEER              back to the audience \
              (yourself: leave the stage)\n  /mute PEER, /unmute PEER\n  /remove PEER              \
              remove someone and revoke their link\n  /react EMOJI\n  /who                      \
-             who is here\n  /invite ROLE [EXPIRY]     a new link (host)\n  /leave                    \
+             who is here\n  /mute-self, /unmute-self  your microphone off or on\n  /invite ROLE [EXPIRY]     a new link (host)\n  /leave                    \
              leave the room\n  /end                      end the room (host)\n  anything else is chat"
         );
     }

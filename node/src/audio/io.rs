@@ -26,8 +26,8 @@ use super::{FRAME_DURATION, FRAME_SAMPLES, SAMPLE_RATE};
 pub enum Input {
     /// A WAV file (any common rate and channel count), played once, then silence.
     Wav(PathBuf),
-    /// A 440 Hz tone.
-    Sine,
+    /// A tone at this many hertz (`sine` is 440 Hz, `sine:660` 660 Hz).
+    Sine(u16),
     Silence,
 }
 
@@ -43,7 +43,11 @@ impl FromStr for Input {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         Ok(match text {
-            "sine" => Input::Sine,
+            "sine" => Input::Sine(440),
+            text if text.starts_with("sine:") => match text["sine:".len()..].parse() {
+                Ok(hertz) => Input::Sine(hertz),
+                Err(_) => Input::Wav(PathBuf::from(text)),
+            },
             "silence" => Input::Silence,
             path => Input::Wav(PathBuf::from(path)),
         })
@@ -89,10 +93,11 @@ pub fn spawn_source(
 ) -> Result<JoinHandle<()>, AudioIoError> {
     let samples = match &input {
         Input::Wav(path) => wav::read(path)?,
-        Input::Sine => sine(440.0, 0.3, SAMPLE_RATE as usize),
+        // A whole number of cycles per second, so that looping it is seamless.
+        Input::Sine(hertz) => sine(f32::from(*hertz), 0.3, SAMPLE_RATE as usize),
         Input::Silence => Vec::new(),
     };
-    let looping = matches!(input, Input::Sine);
+    let looping = matches!(input, Input::Sine(_));
     let mut encoder = VoiceEncoder::new()?;
     std::thread::Builder::new()
         .name("earshot-source".into())
