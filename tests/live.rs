@@ -300,6 +300,17 @@ fn audio_through_a_three_deep_tree_and_a_relay_that_dies() {
         assert_eq!(attached["depth"], i + 1, "{name}: {attached}");
         listeners.push((live, output));
     }
+    // The host's plan shows the chain.
+    host.say("/tree");
+    let tree = host.event("tree");
+    let depths: Vec<u64> = tree["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .filter_map(|node| node["depth"].as_u64())
+        .collect();
+    assert_eq!(depths, vec![0, 1, 2, 3], "{tree}");
+
     // Let the tone flow: wait until the deepest listener has received two seconds of it.
     let (l3, _) = &mut listeners[2];
     l3.expect("2 s of audio", |v| {

@@ -207,6 +207,10 @@ enum Command {
         addrs: Vec<Multiaddr>,
         reply: oneshot::Sender<Result<Vec<Verified<Announcement>>, JoinError>>,
     },
+    Tree {
+        room: RoomId,
+        reply: oneshot::Sender<Option<Vec<earshot_protocol::tree::Placement>>>,
+    },
     Attach {
         room: RoomId,
         lost: Option<PeerId>,
@@ -253,6 +257,7 @@ impl std::fmt::Debug for Command {
             Command::PublishRaw { .. } => "PublishRaw",
             Command::Dial { .. } => "Dial",
             Command::Attach { .. } => "Attach",
+            Command::Tree { .. } => "Tree",
             Command::Shutdown { .. } => "Shutdown",
         })
     }
@@ -378,6 +383,15 @@ impl Node {
     /// The handle for audio streams (see [`crate::relay::AudioRelay`]).
     pub fn audio_control(&self) -> libp2p_stream::Control {
         self.audio.clone()
+    }
+
+    /// The relay tree of a room this node hosts: (member, parent, depth), depth-first from the
+    /// host; `None` if this node does not host the room.
+    pub async fn tree(
+        &self,
+        room: RoomId,
+    ) -> Result<Option<Vec<earshot_protocol::tree::Placement>>, NodeGone> {
+        self.call(|reply| Command::Tree { room, reply }).await
     }
 
     /// Asks the host of `room` where in the relay tree to get its audio; `lost` is the parent
@@ -661,6 +675,14 @@ impl EventLoop {
                     .rooms
                     .send_request_with_addresses(&peer, RoomRequest::Lobby, addrs);
                 self.pending_lobby.insert(id, reply);
+            }
+            Command::Tree { room, reply } => {
+                let layout = self
+                    .rooms
+                    .get(&room)
+                    .and_then(|joined| joined.tree.as_ref())
+                    .map(|tree| tree.layout());
+                let _ = reply.send(layout);
             }
             Command::Attach { room, lost, reply } => {
                 let Some(joined) = self.rooms.get(&room) else {

@@ -15,6 +15,10 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::id::PeerKey;
 
+/// One member's place: the member, its parent (`None` for the host and for those waiting), and
+/// its depth (`None` while waiting).
+pub type Placement = (PeerKey, Option<PeerKey>, Option<u16>);
+
 /// What the planner is told.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum TreeInput {
@@ -296,6 +300,25 @@ impl TreePlanner {
             at = parent;
         }
         path
+    }
+
+    /// Every member with its parent (`None` for the host and for members waiting), depth-first
+    /// from the host, children in key order, then those waiting.
+    pub fn layout(&self) -> Vec<Placement> {
+        let mut out = Vec::with_capacity(self.nodes.len());
+        let mut stack = vec![self.root];
+        while let Some(at) = stack.pop() {
+            out.push((at, self.parent_of(&at), self.depth_of(&at)));
+            let mut children = self.children_of(&at);
+            children.reverse();
+            stack.extend(children);
+        }
+        for key in self.nodes.keys() {
+            if !out.iter().any(|(k, _, _)| k == key) {
+                out.push((*key, self.parent_of(key), None));
+            }
+        }
+        out
     }
 
     /// Members waiting for a slot.

@@ -414,6 +414,7 @@ struct Voice {
 /// What a line of input asked for.
 enum Line {
     Act(ControlBody),
+    Tree,
     MuteSelf(bool),
     Who,
     Invite { role: Role, expires: Option<String> },
@@ -559,6 +560,7 @@ impl Session<'_> {
             },
             Line::Help => self.print_help(),
             Line::Who => self.print_who().await,
+            Line::Tree => self.print_tree().await,
             Line::Leave => return Some(self.leave().await),
             Line::End => {
                 if let Err(err) = self.node.act(self.room, ControlBody::RoomEnded).await {
@@ -634,6 +636,7 @@ impl Session<'_> {
                 None => bail!("/react needs an emoji, like /react 👏"),
             },
             "who" => Line::Who,
+            "tree" => Line::Tree,
             "mute-self" => Line::MuteSelf(true),
             "unmute-self" => Line::MuteSelf(false),
             "invite" => {
@@ -736,7 +739,7 @@ impl Session<'_> {
              /promote PEER [speaker|moderator]\n  /demote PEER              back to the audience \
              (yourself: leave the stage)\n  /mute PEER, /unmute PEER\n  /remove PEER              \
              remove someone and revoke their link\n  /react EMOJI\n  /who                      \
-             who is here\n  /mute-self, /unmute-self  your microphone off or on\n  /invite ROLE [EXPIRY]     a new link (host)\n  /leave                    \
+             who is here\n  /tree                     the relay tree (host)\n  /mute-self, /unmute-self  your microphone off or on\n  /invite ROLE [EXPIRY]     a new link (host)\n  /leave                    \
              leave the room\n  /end                      end the room (host)\n  anything else is chat"
         );
     }
@@ -789,6 +792,33 @@ impl Session<'_> {
                     format!("  ({})", notes.join(", "))
                 }
             );
+        }
+    }
+
+    /// The relay tree, as the host plans it.
+    async fn print_tree(&self) {
+        let Ok(Some(layout)) = self.node.tree(self.room).await else {
+            self.print_error("only the host knows the relay tree (ask it for /tree)");
+            return;
+        };
+        if self.ctx.json {
+            print_json(&json!({
+                "event": "tree",
+                "room": self.room.to_string(),
+                "nodes": layout.iter().map(|(key, parent, depth)| json!({
+                    "peer_id": key.as_peer_id().to_string(),
+                    "name": self.name(key),
+                    "parent": parent.map(|p| p.as_peer_id().to_string()),
+                    "depth": depth,
+                })).collect::<Vec<_>>(),
+            }));
+            return;
+        }
+        for (key, _, depth) in &layout {
+            match depth {
+                Some(depth) => say!("{}{}", "  ".repeat(usize::from(*depth)), self.name(key)),
+                None => say!("  (waiting) {}", self.name(key)),
+            }
         }
     }
 

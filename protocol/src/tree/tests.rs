@@ -50,6 +50,24 @@ fn joiners_fill_the_shallowest_free_slots_preferring_low_rtt() {
         ],
     );
     assert_eq!(tree.path_to_root(&key(7)), vec![key(3), key(2), key(HOST)]);
+    let layout: Vec<(u16, Option<u16>)> = tree
+        .layout()
+        .into_iter()
+        .map(|(k, _, depth)| (u16::from_be_bytes([k.0[0], k.0[1]]), depth))
+        .collect();
+    assert_eq!(
+        layout,
+        vec![
+            (HOST, Some(0)),
+            (1, Some(1)),
+            (5, Some(2)),
+            (6, Some(2)),
+            (2, Some(1)),
+            (3, Some(2)),
+            (7, Some(3)),
+            (4, Some(2)),
+        ]
+    );
     assert_eq!(tree.max_depth(), 3);
     assert_eq!(tree.depth_of(&key(HOST)), Some(0));
 }
