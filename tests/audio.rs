@@ -33,6 +33,28 @@ async fn children(relay: &AudioRelay, room: &RoomId, n: usize) {
         .expect("relay alive");
 }
 
+/// An audio stream opened by hand, as a modified client would: the hello (kind 0 listen, 1
+/// speak) is sent, and the rest is up to the test.
+async fn raw_stream(
+    from: &TestNode,
+    to: multiaddr::PeerId,
+    room: RoomId,
+    kind: u8,
+) -> impl futures::AsyncWrite + Unpin {
+    let mut control = from.node.audio_control();
+    let mut stream = tokio::time::timeout(WAIT, control.open_stream(to, AUDIO_PROTOCOL))
+        .await
+        .expect("a stream within the wait")
+        .expect("stream");
+    let mut hello = vec![1u8, kind];
+    hello.extend_from_slice(room.as_bytes());
+    tokio::time::timeout(WAIT, stream.write_all(&hello))
+        .await
+        .expect("hello sent in time")
+        .expect("hello");
+    stream
+}
+
 /// Records what arrives, with arrival times, until `duration` has passed.
 async fn record(
     mut heard: mpsc::Receiver<AudioFrame>,
@@ -184,17 +206,7 @@ async fn garbage_on_an_audio_stream_closes_only_that_stream() {
     // A modified client opens a speak stream and sends garbage.
     let troll = TestNode::start("troll").await;
     troll.node.dial(host_id, addrs).await.expect("dial");
-    let mut control = troll.node.audio_control();
-    let mut stream = tokio::time::timeout(WAIT, control.open_stream(host_id, AUDIO_PROTOCOL))
-        .await
-        .expect("a stream within the wait")
-        .expect("stream");
-    let mut hello = vec![1u8, 1];
-    hello.extend_from_slice(room.as_bytes());
-    tokio::time::timeout(WAIT, stream.write_all(&hello))
-        .await
-        .expect("hello sent in time")
-        .expect("hello");
+    let mut stream = raw_stream(&troll, host_id, room, 1).await;
     stream
         .write_all(&[
             0, 40, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9,
@@ -277,17 +289,7 @@ async fn a_stalled_child_does_not_slow_its_sibling() {
     // The stalled child opens a listen stream and never reads from it.
     let stalled = TestNode::start("stalled").await;
     stalled.node.dial(host_id, addrs).await.expect("dial");
-    let mut control = stalled.node.audio_control();
-    let mut stream = tokio::time::timeout(WAIT, control.open_stream(host_id, AUDIO_PROTOCOL))
-        .await
-        .expect("a stream within the wait")
-        .expect("stream");
-    let mut hello = vec![1u8, 0];
-    hello.extend_from_slice(room.as_bytes());
-    tokio::time::timeout(WAIT, stream.write_all(&hello))
-        .await
-        .expect("hello in time")
-        .expect("hello");
+    let stream = raw_stream(&stalled, host_id, room, 0).await;
     children(&host_relay, &room, 2).await;
 
     // 12,000 large frames, 8 every millisecond: about 15 MB, more than the stalled stream's flow
