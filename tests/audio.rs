@@ -55,6 +55,19 @@ async fn raw_stream(
     stream
 }
 
+/// A frame with a made-up payload (the relay never decodes; only players do).
+fn raw_frame(speaker: SpeakerId, seq: u32, level: u8, payload: Vec<u8>) -> AudioFrame {
+    AudioFrame {
+        speaker,
+        seq,
+        timestamp: seq * 960,
+        level,
+        flags: 0,
+        payload,
+        tag: None,
+    }
+}
+
 /// Records what arrives, with arrival times, until `duration` has passed.
 async fn record(
     mut heard: mpsc::Receiver<AudioFrame>,
@@ -151,18 +164,7 @@ async fn the_hosts_voice_reaches_three_hops_down_intact() {
     for (i, chunk) in input.chunks_exact(FRAME_SAMPLES).enumerate() {
         clock.tick().await;
         let encoded = encoder.encode(chunk).expect("encode");
-        host_relay.relay(
-            &room,
-            &AudioFrame {
-                speaker,
-                seq: i as u32,
-                timestamp: (i * FRAME_SAMPLES) as u32,
-                level: encoded.level,
-                flags: encoded.flags,
-                payload: encoded.payload,
-                tag: None,
-            },
-        );
+        host_relay.relay(&room, &encoded.into_frame(speaker, i as u32));
     }
 
     for (depth, (recorder, stats)) in recorders.into_iter().enumerate() {
@@ -225,18 +227,7 @@ async fn garbage_on_an_audio_stream_closes_only_that_stream() {
             Instant::now() < deadline,
             "the garbage stream was not closed"
         );
-        host_relay.relay(
-            &room,
-            &AudioFrame {
-                speaker,
-                seq,
-                timestamp: seq * 960,
-                level: 127,
-                flags: 0,
-                payload: vec![0xf8],
-                tag: None,
-            },
-        );
+        host_relay.relay(&room, &raw_frame(speaker, seq, 127, vec![0xf8]));
         seq += 1;
         tokio::time::timeout(WAIT, heard.recv())
             .await
@@ -244,18 +235,7 @@ async fn garbage_on_an_audio_stream_closes_only_that_stream() {
             .expect("frame");
     }
     // And the listener still hears the host afterwards.
-    host_relay.relay(
-        &room,
-        &AudioFrame {
-            speaker,
-            seq,
-            timestamp: seq * 960,
-            level: 127,
-            flags: 0,
-            payload: vec![0xf8],
-            tag: None,
-        },
-    );
+    host_relay.relay(&room, &raw_frame(speaker, seq, 127, vec![0xf8]));
     let frame = tokio::time::timeout(WAIT, heard.recv())
         .await
         .expect("still served")
@@ -311,18 +291,7 @@ async fn a_stalled_child_does_not_slow_its_sibling() {
         if seq % 8 == 0 {
             clock.tick().await;
         }
-        host_relay.relay(
-            &room,
-            &AudioFrame {
-                speaker,
-                seq,
-                timestamp: seq * 960,
-                level: 40,
-                flags: 0,
-                payload: vec![0x78; 1_200],
-                tag: None,
-            },
-        );
+        host_relay.relay(&room, &raw_frame(speaker, seq, 40, vec![0x78; 1_200]));
     }
     let received = receiver.await.expect("receiver");
     // Were the stalled child holding things up, the sibling would stop once the stalled

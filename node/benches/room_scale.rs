@@ -47,8 +47,7 @@ fn row(what: &str, mut samples: Vec<Duration>, target: Option<Duration>) {
     );
 }
 
-async fn spawn() -> Node {
-    let identity = Identity::ephemeral().expect("identity");
+async fn spawn(identity: Identity) -> Node {
     Node::spawn(
         identity,
         NodeConfig {
@@ -106,17 +105,7 @@ fn main() {
 async fn run(nodes: usize) {
     let host_identity = Identity::ephemeral().expect("identity");
     let signing = host_identity.signing_key().clone();
-    let host = Node::spawn(
-        host_identity,
-        NodeConfig {
-            listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().expect("multiaddr")],
-            bootstrap: Vec::new(),
-            net: NetConfig::default(),
-            max_children: earshot_node::node::DEFAULT_MAX_CHILDREN,
-        },
-    )
-    .await
-    .expect("host");
+    let host = spawn(host_identity).await;
     let now = earshot_node::clock::now();
     let descriptor = RoomDescriptor::sign(
         &signing,
@@ -154,7 +143,7 @@ async fn run(nodes: usize) {
     let mut members = Vec::new();
     let mut join_times = Vec::new();
     for i in 0..nodes - 1 {
-        let node = spawn().await;
+        let node = spawn(Identity::ephemeral().expect("identity")).await;
         let start = Instant::now();
         let view = node
             .join(link.clone(), &format!("n{i}"))

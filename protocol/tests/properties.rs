@@ -23,6 +23,9 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use sha2::{Digest, Sha256};
 
+mod common;
+use common::{apply, edits};
+
 /// Cases for cheap properties.
 const CASES: u32 = 256;
 /// Cases for properties that build and verify whole chains several times per case.
@@ -449,46 +452,6 @@ fn address_bytes() -> impl Strategy<Value = Vec<u8>> {
         multiaddr().prop_map(|addr| addr.to_vec()),
         (multiaddr(), edits()).prop_map(|(addr, edits)| apply(addr.to_vec(), &edits)),
     ]
-}
-
-#[derive(Clone, Debug)]
-enum Edit {
-    Xor(Index, u8),
-    Insert(Index, u8),
-    Remove(Index),
-    Truncate(Index),
-}
-
-fn edits() -> impl Strategy<Value = Vec<Edit>> {
-    prop::collection::vec(
-        prop_oneof![
-            (any::<Index>(), 1..=255u8).prop_map(|(at, xor)| Edit::Xor(at, xor)),
-            (any::<Index>(), any::<u8>()).prop_map(|(at, byte)| Edit::Insert(at, byte)),
-            any::<Index>().prop_map(Edit::Remove),
-            any::<Index>().prop_map(Edit::Truncate),
-        ],
-        1..6,
-    )
-}
-
-fn apply(mut bytes: Vec<u8>, edits: &[Edit]) -> Vec<u8> {
-    for edit in edits {
-        if bytes.is_empty() {
-            break;
-        }
-        match edit {
-            Edit::Xor(at, xor) => {
-                let at = at.index(bytes.len());
-                bytes[at] ^= xor;
-            }
-            Edit::Insert(at, byte) => bytes.insert(at.index(bytes.len() + 1), *byte),
-            Edit::Remove(at) => {
-                bytes.remove(at.index(bytes.len()));
-            }
-            Edit::Truncate(at) => bytes.truncate(at.index(bytes.len())),
-        }
-    }
-    bytes
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -24,6 +24,9 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use serde_bytes::ByteBuf;
 
+mod common;
+use common::{apply, edits};
+
 const HOST: u8 = 1;
 const ALICE: u8 = 2;
 const BOB: u8 = 3;
@@ -787,46 +790,6 @@ fn join_handshake() {
     );
 }
 
-#[derive(Clone, Debug)]
-enum Edit {
-    Xor(Index, u8),
-    Insert(Index, u8),
-    Remove(Index),
-    Truncate(Index),
-}
-
-fn edits() -> impl Strategy<Value = Vec<Edit>> {
-    prop::collection::vec(
-        prop_oneof![
-            (any::<Index>(), 1..=255u8).prop_map(|(at, xor)| Edit::Xor(at, xor)),
-            (any::<Index>(), any::<u8>()).prop_map(|(at, byte)| Edit::Insert(at, byte)),
-            any::<Index>().prop_map(Edit::Remove),
-            any::<Index>().prop_map(Edit::Truncate),
-        ],
-        1..6,
-    )
-}
-
-fn edit(mut bytes: Vec<u8>, edits: &[Edit]) -> Vec<u8> {
-    for edit in edits {
-        if bytes.is_empty() {
-            break;
-        }
-        match edit {
-            Edit::Xor(at, xor) => {
-                let at = at.index(bytes.len());
-                bytes[at] ^= xor;
-            }
-            Edit::Insert(at, byte) => bytes.insert(at.index(bytes.len() + 1), *byte),
-            Edit::Remove(at) => {
-                bytes.remove(at.index(bytes.len()));
-            }
-            Edit::Truncate(at) => bytes.truncate(at.index(bytes.len())),
-        }
-    }
-    bytes
-}
-
 /// Everything that reads these bytes off the wire.
 fn decode_everything(bytes: &[u8]) {
     let _ = RoomRequest::decode(bytes);
@@ -855,7 +818,7 @@ proptest! {
             2 => snapshot().encode(),
             _ => announcement().encode(),
         };
-        let mangled = edit(original.clone(), &edits);
+        let mangled = apply(original.clone(), &edits);
         decode_everything(&mangled);
         if mangled != original {
             prop_assert!(RoomSnapshot::decode_verified(&mangled, ROOM, pk(HOST)).is_err());

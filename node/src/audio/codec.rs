@@ -1,6 +1,8 @@
 //! Opus with Earshot's voice settings.
 
-use earshot_protocol::frame::{SILENCE_LEVEL, flags, level_of};
+use earshot_protocol::frame::{
+    AudioFrame, SAMPLES_PER_FRAME, SILENCE_LEVEL, SpeakerId, flags, level_of,
+};
 
 use super::{FRAME_SAMPLES, SAMPLE_RATE};
 
@@ -28,6 +30,21 @@ pub struct Encoded {
     pub level: u8,
     /// [`flags`] for the wire frame.
     pub flags: u8,
+}
+
+impl Encoded {
+    /// The wire frame for the `seq`-th frame of `speaker` (its timestamp follows from `seq`).
+    pub fn into_frame(self, speaker: SpeakerId, seq: u32) -> AudioFrame {
+        AudioFrame {
+            speaker,
+            seq,
+            timestamp: seq.wrapping_mul(SAMPLES_PER_FRAME),
+            level: self.level,
+            flags: self.flags,
+            payload: self.payload,
+            tag: None,
+        }
+    }
 }
 
 /// Encodes 20 ms frames of 48 kHz mono audio.

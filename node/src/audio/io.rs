@@ -120,15 +120,8 @@ pub fn spawn_source(
                         .unwrap_or(&silence)
                 };
                 match encoder.encode(chunk) {
-                    Ok(encoded) => send(AudioFrame {
-                        speaker,
-                        seq: n as u32,
-                        timestamp: (offset as u64 % (1 << 32)) as u32,
-                        level: encoded.level,
-                        flags: encoded.flags,
-                        payload: encoded.payload,
-                        tag: None,
-                    }),
+                    // Sequence numbers wrap, as the frame format expects.
+                    Ok(encoded) => send(encoded.into_frame(speaker, n as u32)),
                     Err(err) => tracing::warn!(%err, "could not encode a frame"),
                 }
                 n += 1;

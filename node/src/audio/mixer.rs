@@ -104,15 +104,7 @@ mod tests {
             .enumerate()
             .map(|(i, chunk)| {
                 let encoded = encoder.encode(chunk).expect("encode");
-                AudioFrame {
-                    speaker: SpeakerId(speaker),
-                    seq: i as u32,
-                    timestamp: (i * FRAME_SAMPLES) as u32,
-                    level: encoded.level,
-                    flags: encoded.flags,
-                    payload: encoded.payload,
-                    tag: None,
-                }
+                encoded.into_frame(SpeakerId(speaker), i as u32)
             })
             .collect()
     }
