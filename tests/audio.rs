@@ -164,7 +164,10 @@ async fn the_hosts_voice_reaches_three_hops_down_intact() {
     for (i, chunk) in input.chunks_exact(FRAME_SAMPLES).enumerate() {
         clock.tick().await;
         let encoded = encoder.encode(chunk).expect("encode");
-        host_relay.relay(&room, &encoded.into_frame(speaker, i as u32));
+        host_relay.relay(
+            &room,
+            &encoded.into_frame(speaker, i as u32, i as u32 * 960),
+        );
     }
 
     for (depth, (recorder, stats)) in recorders.into_iter().enumerate() {

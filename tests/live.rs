@@ -300,7 +300,10 @@ fn audio_through_a_three_deep_tree_and_a_relay_that_dies() {
         assert_eq!(attached["depth"], i + 1, "{name}: {attached}");
         listeners.push((live, output));
     }
-    // The host's plan shows the chain.
+    // Everyone says where it is; once the host has heard the deepest, /tree shows the chain.
+    host.expect("l3's place in the tree", |v| {
+        v["event"] == "tree_moved" && v["name"] == "l3" && v["depth"] == 3
+    });
     host.say("/tree");
     let tree = host.event("tree");
     let depths: Vec<u64> = tree["nodes"]
@@ -339,6 +342,33 @@ fn audio_through_a_three_deep_tree_and_a_relay_that_dies() {
     l2.expect("2 more seconds of audio", |v| {
         v["event"] == "audio_stats" && v["received"].as_u64().unwrap_or(0) >= before + 100
     });
+
+    // l2 now leaves gracefully: its child l3 is told first, moves up to the host while l2 keeps
+    // feeding it, and misses nothing.
+    let (l3, _) = &mut listeners[1];
+    l3.expect("l3 under l2", |v| {
+        v["event"] == "audio_stats" && v["depth"] == 2
+    });
+    l3.expect("l3 playing", |v| {
+        v["event"] == "audio_stats" && v["played"].as_u64().unwrap_or(0) > 0
+    });
+    let before = l3.expect("audio stats", |v| v["event"] == "audio_stats");
+    let (l2, _) = &mut listeners[0];
+    l2.say("/leave");
+    let (l3, _) = &mut listeners[1];
+    let lost = l3.expect("told its parent is leaving", |v| v["event"] == "audio_lost");
+    assert_eq!(lost["leaving"], true, "{lost}");
+    let moved = l3.expect("moved", |v| v["event"] == "audio_attached");
+    assert_eq!(moved["depth"], 1, "l3 moves up to the host: {moved}");
+    let received = before["received"].as_u64().unwrap_or(0);
+    let after = l3.expect("2 more seconds of audio", |v| {
+        v["event"] == "audio_stats" && v["received"].as_u64().unwrap_or(0) >= received + 100
+    });
+    let missed = |v: &Value| v["concealed"].as_u64().unwrap_or(0) + v["late"].as_u64().unwrap_or(0);
+    assert!(
+        missed(&after) <= missed(&before) + 1,
+        "a graceful hand-over lost audio: before {before}, after {after}"
+    );
     host.say("/end");
     for (live, output) in listeners {
         assert_eq!(live.exit_code(), 0);

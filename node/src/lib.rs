@@ -13,6 +13,7 @@
 //! - [`node`]: the running node: an event loop that owns the swarm, and its handle [`Node`].
 //! - [`relay`]: the audio plane: frames along the relay tree on `/earshot/audio/1`.
 //! - [`rooms`]: the rooms the node is in (state, own authority, publishing).
+//! - [`session`]: one room's audio end to end: voice in, room out, a place in the relay tree.
 //!
 //! The node never reads environment variables or picks its data directory: callers pass it in.
 
@@ -25,6 +26,7 @@ pub mod net;
 pub mod node;
 pub mod relay;
 pub mod rooms;
+pub mod session;
 pub mod store;
 
 pub use node::{Node, NodeConfig, NodeEvent};

@@ -43,9 +43,17 @@ const TICK: Duration = Duration::from_millis(100);
 /// Most gossip messages buffered for a room whose snapshot has not arrived yet.
 const MAX_EARLY_MESSAGES: usize = 512;
 
-/// Children a node feeds by default: 4 Opus streams of ~40 kbit/s each with overhead, within
-/// a modest home uplink.
+/// What one child costs in upload: a 32 kbit/s Opus stream with framing and transport overhead.
+pub const KBPS_PER_CHILD: u32 = 40;
+/// Children a node feeds by default: 4 streams of ~40 kbit/s, within a modest home uplink.
 pub const DEFAULT_MAX_CHILDREN: u16 = 4;
+
+/// How many children an upload budget of `kbps` can feed (at least one: every listener helps).
+pub fn children_for_upload(kbps: u32) -> u16 {
+    u16::try_from(kbps / KBPS_PER_CHILD)
+        .unwrap_or(u16::MAX)
+        .max(1)
+}
 
 /// What the node is asked to do.
 #[derive(Debug, Clone)]
@@ -1416,12 +1424,14 @@ impl EventLoop {
             return refuse("this room has no relay tree".into());
         };
         // A child reporting its own parent gone takes that parent out of the tree (a member can
-        // only report the parent the host gave it).
+        // only report the parent the host gave it). If the parent was only slow, the data plane
+        // is unharmed (its other children keep their streams; when they next re-attach they go
+        // where the planner has put them since) and it is placed afresh when it next asks.
         if let Some(lost) = lost
             && lost != self.identity.key()
             && tree.parent_of(&key) == Some(lost)
         {
-            info!(%room, lost = %lost.short(), "a relay in the tree is gone");
+            info!(%room, lost = %lost.short(), child = %key.short(), "a relay in the tree went silent");
             tree.handle(earshot_protocol::tree::TreeInput::Leave { peer: lost });
         }
         let outputs = tree.handle(earshot_protocol::tree::TreeInput::Join {

@@ -11,8 +11,11 @@
 //! `broadcast` channel of [`CHILD_QUEUE_FRAMES`]; each child's writer task reads from it, and a
 //! child that falls behind skips the oldest frames (counted) rather than holding the others back.
 //!
-//! Not yet here (the rest of the audio issue): choosing the loudest speakers to forward, the
-//! host's tree planner wired to joins, automatic re-attachment, and the CLI's audio options.
+//! At the host, frames (the host's own voice and the speakers') pass a [`Loudest`] selector:
+//! only the loudest few speakers go down the tree. A node leaving gracefully first sends its
+//! children a *leaving* marker (a length of `0xFFFF`) and keeps feeding them while they attach
+//! elsewhere ([`AudioRelay::hand_over`]); a child keeps the old stream until the new one is open
+//! (the [`Draining`] guard), so a graceful departure costs its subtree no audio.
 
 use std::collections::HashMap;
 use std::io;
@@ -20,7 +23,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use earshot_protocol::RoomId;
-use earshot_protocol::frame::{AudioFrame, MAX_FRAME_BYTES};
+use earshot_protocol::frame::{AudioFrame, MAX_FRAME_BYTES, SpeakerId};
+use earshot_protocol::loudest::Loudest;
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, StreamProtocol};
 use tokio::sync::{broadcast, mpsc, watch};
@@ -33,14 +37,20 @@ pub const CHILD_QUEUE_FRAMES: usize = 16;
 /// A parent that sends nothing for this long is gone. A parent writes a frame every 20 ms while
 /// audio flows and an empty keep-alive every [`KEEPALIVE`] while it has none (say, while it is
 /// itself re-attaching), so this is a dead parent, not a quiet one, and it is noticed in a
-/// quarter of a second rather than when the connection times out.
-pub const PARENT_SILENCE: std::time::Duration = std::time::Duration::from_millis(250);
+/// few missed frames rather than when the connection times out. A false alarm (a parent that
+/// was only slow) costs little: the child moves, the parent keeps its other children.
+pub const PARENT_SILENCE: std::time::Duration = std::time::Duration::from_millis(150);
 /// How long opening an audio stream may take (dialling included).
 pub const OPEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// How often a parent with nothing to relay tells its children it is still there.
-pub const KEEPALIVE: std::time::Duration = std::time::Duration::from_millis(80);
+pub const KEEPALIVE: std::time::Duration = std::time::Duration::from_millis(40);
 /// Frames received but not yet taken by local playback (1 s).
 pub const PLAYBACK_QUEUE_FRAMES: usize = 50;
+
+/// How long a leaving node keeps feeding children that have not moved yet.
+pub const HANDOVER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+/// The length prefix that says "I am leaving: attach elsewhere now" (no frame follows).
+const LEAVING_MARKER: u16 = 0xFFFF;
 
 const HELLO_VERSION: u8 = 1;
 const HELLO_BYTES: usize = 2 + 16;
@@ -74,6 +84,26 @@ pub enum RelayError {
     Silent,
 }
 
+/// How a room's audio is handled at this node.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RoomOptions {
+    /// This node's own speaker id: its own voice coming back down the tree is not played.
+    pub myself: Option<SpeakerId>,
+    /// At the host: forward only this many speakers, the loudest (see [`Loudest`]).
+    pub forward_loudest: Option<usize>,
+}
+
+/// A parent that is leaving, still feeding this node until the guard is dropped (once the node
+/// is attached elsewhere).
+#[derive(Debug)]
+pub struct Draining(tokio::task::JoinHandle<()>);
+
+impl Drop for Draining {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Counters for one room's audio.
 #[derive(Debug, Default)]
 pub struct RelayStats {
@@ -83,14 +113,21 @@ pub struct RelayStats {
     pub dropped: AtomicU64,
     /// Streams closed for sending garbage.
     pub bad_streams: AtomicU64,
+    /// Frames the host did not forward (not among the loudest speakers).
+    pub not_selected: AtomicU64,
 }
 
 struct RoomAudio {
     fanout: broadcast::Sender<Arc<Vec<u8>>>,
     /// How many children are being fed now.
     children: Arc<watch::Sender<usize>>,
+    /// Set when this node leaves: children are told to move.
+    leaving: Arc<watch::Sender<bool>>,
     playback: mpsc::Sender<AudioFrame>,
     stats: Arc<RelayStats>,
+    myself: Option<SpeakerId>,
+    loudest: Option<Loudest>,
+    epoch: std::time::Instant,
 }
 
 /// The node's audio plane. Cheap to clone.
@@ -135,6 +172,16 @@ impl AudioRelay {
 
     /// Takes part in a room's audio: frames heard go to the returned receiver (for playback).
     pub fn open_room(&self, room: RoomId) -> (mpsc::Receiver<AudioFrame>, Arc<RelayStats>) {
+        self.open_room_with(room, RoomOptions::default())
+    }
+
+    /// [`Self::open_room`] with options (the host selects the loudest speakers; a speaker does
+    /// not play itself).
+    pub fn open_room_with(
+        &self,
+        room: RoomId,
+        options: RoomOptions,
+    ) -> (mpsc::Receiver<AudioFrame>, Arc<RelayStats>) {
         let (fanout, _) = broadcast::channel(CHILD_QUEUE_FRAMES);
         let (playback, heard) = mpsc::channel(PLAYBACK_QUEUE_FRAMES);
         let stats = Arc::new(RelayStats::default());
@@ -143,11 +190,33 @@ impl AudioRelay {
             RoomAudio {
                 fanout,
                 children: Arc::new(watch::channel(0).0),
+                leaving: Arc::new(watch::channel(false).0),
                 playback,
                 stats: Arc::clone(&stats),
+                myself: options.myself,
+                loudest: options.forward_loudest.map(Loudest::new),
+                epoch: std::time::Instant::now(),
             },
         );
         (heard, stats)
+    }
+
+    /// Leaves gracefully: tells every child of `room` to attach elsewhere and keeps feeding
+    /// them until they have (or [`HANDOVER_TIMEOUT`]). Returns how many had not moved.
+    pub async fn hand_over(&self, room: &RoomId) -> usize {
+        let Some((leaving, children)) = self
+            .lock()
+            .get(room)
+            .map(|audio| (Arc::clone(&audio.leaving), audio.children.subscribe()))
+        else {
+            return 0;
+        };
+        leaving.send_replace(true);
+        let mut children = children;
+        let moved = tokio::time::timeout(HANDOVER_TIMEOUT, children.wait_for(|n| *n == 0))
+            .await
+            .is_ok();
+        if moved { 0 } else { *children.borrow() }
     }
 
     /// The number of children this node feeds in `room`, as it changes.
@@ -168,27 +237,58 @@ impl AudioRelay {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Relays one frame to this node's children (the host's own voice, or a frame heard).
+    /// Relays one frame of this node's own voice to its children (at the host, if it is among
+    /// the loudest).
     pub fn relay(&self, room: &RoomId, frame: &AudioFrame) {
-        if let Some(audio) = self.lock().get(room) {
+        if let Some(audio) = self.lock().get_mut(room) {
+            if !audio.selected(frame) {
+                return;
+            }
             // No children is fine.
             let _ = audio.fanout.send(Arc::new(frame.encode()));
             audio.stats.relayed.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    /// Receives the room's audio from `parent` and relays it, until the stream ends. Returns how
-    /// it ended; the caller re-attaches elsewhere on error.
-    pub async fn listen(&self, room: RoomId, parent: PeerId) -> Result<(), RelayError> {
+    /// Receives the room's audio from `parent` and relays it, until the stream fails (the
+    /// caller re-attaches elsewhere) or the parent says it is leaving: then the parent's frames
+    /// keep coming until the returned guard is dropped, which the caller does once attached
+    /// elsewhere.
+    pub async fn listen(&self, room: RoomId, parent: PeerId) -> Result<Draining, RelayError> {
+        self.listen_after(room, parent, None).await
+    }
+
+    /// [`Self::listen`], taking over from a leaving parent that still feeds this node through
+    /// `previous`: that stream is dropped once the new parent has sent something.
+    pub async fn listen_after(
+        &self,
+        room: RoomId,
+        parent: PeerId,
+        mut previous: Option<Draining>,
+    ) -> Result<Draining, RelayError> {
         let mut stream = self.open(parent).await?;
         stream.write_all(&hello(StreamKind::Listen, &room)).await?;
         stream.flush().await?;
         loop {
-            let frame = tokio::time::timeout(PARENT_SILENCE, read_frame(&mut stream))
+            let read = tokio::time::timeout(PARENT_SILENCE, read_frame(&mut stream))
                 .await
                 .map_err(|_| RelayError::Silent)??;
-            if let Some(frame) = frame {
-                self.heard(&room, frame)?;
+            previous.take();
+            match read {
+                Read::Frame(frame) => self.heard(&room, frame)?,
+                Read::KeepAlive => {}
+                Read::Leaving => {
+                    let relay = self.clone();
+                    return Ok(Draining(tokio::spawn(async move {
+                        while let Ok(Ok(Read::Frame(frame))) =
+                            tokio::time::timeout(PARENT_SILENCE, read_frame(&mut stream)).await
+                        {
+                            if relay.heard(&room, frame).is_err() {
+                                break;
+                            }
+                        }
+                    })));
+                }
             }
         }
     }
@@ -225,15 +325,20 @@ impl AudioRelay {
         .map_err(|err| RelayError::Open(err.to_string()))
     }
 
-    /// A frame arrived from the tree: play it and pass it on.
+    /// A frame arrived (from the tree, or from a speaker at the host): pass it on and play it.
     fn heard(&self, room: &RoomId, frame: AudioFrame) -> Result<(), RelayError> {
-        let rooms = self.lock();
-        let audio = rooms.get(room).ok_or(RelayError::NoRoom(*room))?;
+        let mut rooms = self.lock();
+        let audio = rooms.get_mut(room).ok_or(RelayError::NoRoom(*room))?;
         audio.stats.received.fetch_add(1, Ordering::Relaxed);
+        if !audio.selected(&frame) {
+            return Ok(());
+        }
         let _ = audio.fanout.send(Arc::new(frame.encode()));
         audio.stats.relayed.fetch_add(1, Ordering::Relaxed);
-        // Playback that falls behind loses frames here, never blocks the tree.
-        let _ = audio.playback.try_send(frame);
+        if Some(frame.speaker) != audio.myself {
+            // Playback that falls behind loses frames here, never blocks the tree.
+            let _ = audio.playback.try_send(frame);
+        }
         Ok(())
     }
 
@@ -252,33 +357,43 @@ impl AudioRelay {
         }
         match kind {
             StreamKind::Listen => {
-                let (mut frames, stats, children) = {
+                let (mut frames, stats, children, mut leaving) = {
                     let rooms = self.lock();
                     let audio = rooms.get(&room).ok_or(RelayError::NoRoom(room))?;
                     (
                         audio.fanout.subscribe(),
                         Arc::clone(&audio.stats),
                         Arc::clone(&audio.children),
+                        audio.leaving.subscribe(),
                     )
                 };
                 children.send_modify(|n| *n += 1);
                 let _child = ChildGuard(children);
+                let mut told = false;
                 loop {
-                    match tokio::time::timeout(KEEPALIVE, frames.recv()).await {
-                        Ok(Ok(bytes)) => write_frame(&mut stream, &bytes).await?,
-                        Ok(Err(broadcast::error::RecvError::Lagged(skipped))) => {
-                            stats.dropped.fetch_add(skipped, Ordering::Relaxed);
-                        }
-                        Ok(Err(broadcast::error::RecvError::Closed)) => return Ok(()),
-                        // Nothing to relay: say we are still here.
-                        Err(_) => write_frame(&mut stream, &[]).await?,
+                    if !told && *leaving.borrow_and_update() {
+                        stream.write_all(&LEAVING_MARKER.to_be_bytes()).await?;
+                        stream.flush().await?;
+                        told = true;
+                    }
+                    tokio::select! {
+                        received = tokio::time::timeout(KEEPALIVE, frames.recv()) => match received {
+                            Ok(Ok(bytes)) => write_frame(&mut stream, &bytes).await?,
+                            Ok(Err(broadcast::error::RecvError::Lagged(skipped))) => {
+                                stats.dropped.fetch_add(skipped, Ordering::Relaxed);
+                            }
+                            Ok(Err(broadcast::error::RecvError::Closed)) => return Ok(()),
+                            // Nothing to relay: say we are still here.
+                            Err(_) => write_frame(&mut stream, &[]).await?,
+                        },
+                        _ = leaving.changed(), if !told => {}
                     }
                 }
             }
             StreamKind::Speak => loop {
                 let frame = match read_frame(&mut stream).await {
-                    Ok(Some(frame)) => frame,
-                    Ok(None) => continue,
+                    Ok(Read::Frame(frame)) => frame,
+                    Ok(Read::KeepAlive | Read::Leaving) => continue,
                     Err(RelayError::Frame(err)) => {
                         if let Some(audio) = self.lock().get(&room) {
                             audio.stats.bad_streams.fetch_add(1, Ordering::Relaxed);
@@ -295,6 +410,22 @@ impl AudioRelay {
                 }
             },
         }
+    }
+}
+
+impl RoomAudio {
+    /// Whether `frame` goes on down the tree (always, except at the host, which forwards only
+    /// the loudest speakers).
+    fn selected(&mut self, frame: &AudioFrame) -> bool {
+        let Some(loudest) = self.loudest.as_mut() else {
+            return true;
+        };
+        let now_ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let selected = loudest.offer(frame.speaker, frame.level, now_ms);
+        if !selected {
+            self.stats.not_selected.fetch_add(1, Ordering::Relaxed);
+        }
+        selected
     }
 }
 
@@ -332,20 +463,32 @@ fn parse_hello(bytes: &[u8; HELLO_BYTES]) -> Option<(StreamKind, RoomId)> {
     Some((kind, RoomId(room)))
 }
 
-/// Reads one frame; `None` is a keep-alive (an empty frame).
-async fn read_frame(stream: &mut libp2p::Stream) -> Result<Option<AudioFrame>, RelayError> {
+/// What came down a stream.
+enum Read {
+    Frame(AudioFrame),
+    /// An empty frame: the sender is still there.
+    KeepAlive,
+    /// The sender is leaving.
+    Leaving,
+}
+
+async fn read_frame(stream: &mut libp2p::Stream) -> Result<Read, RelayError> {
     let mut len = [0u8; 2];
     stream.read_exact(&mut len).await?;
-    let len = usize::from(u16::from_be_bytes(len));
+    let len = u16::from_be_bytes(len);
+    if len == LEAVING_MARKER {
+        return Ok(Read::Leaving);
+    }
+    let len = usize::from(len);
     if len == 0 {
-        return Ok(None);
+        return Ok(Read::KeepAlive);
     }
     if len > MAX_FRAME_BYTES {
         return Err(earshot_protocol::frame::FrameError::TooLong { len }.into());
     }
     let mut bytes = vec![0u8; len];
     stream.read_exact(&mut bytes).await?;
-    Ok(Some(AudioFrame::decode(&bytes)?))
+    Ok(Read::Frame(AudioFrame::decode(&bytes)?))
 }
 
 async fn write_frame(stream: &mut libp2p::Stream, bytes: &[u8]) -> Result<(), RelayError> {

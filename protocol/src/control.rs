@@ -56,6 +56,13 @@ pub enum ControlBody {
     RecordingStopped,
     /// The host closes the room.
     RoomEnded,
+    /// Where the author now gets the room's audio in the relay tree: from `parent`, `depth`
+    /// hops below the host. Said by each member for itself after it attaches, so everyone can
+    /// see the tree (`/tree`); informational, it grants nothing.
+    TreePosition {
+        parent: PeerKey,
+        depth: u16,
+    },
 }
 
 impl ControlBody {

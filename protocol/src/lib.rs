@@ -10,6 +10,7 @@
 //! - [`control`] and [`envelope`]: control message bodies and the signed envelope around them.
 //! - [`room`]: the host-signed room descriptor.
 //! - [`frame`]: audio frames on the wire (fixed layout; relays read the level without decoding).
+//! - [`loudest`]: which speakers the host forwards (the loudest few, by frame level).
 //! - [`snapshot`]: host-signed snapshots, the join handshake, lobby announcements.
 //! - [`state`]: room state, a deterministic fold over verified envelopes.
 //! - [`topic`]: gossipsub topic names.
@@ -25,6 +26,7 @@ pub mod envelope;
 pub mod frame;
 pub mod id;
 pub mod link;
+pub mod loudest;
 pub mod room;
 pub mod snapshot;
 pub mod state;

@@ -136,6 +136,8 @@ pub struct Member {
     /// When the hand went up, if it is up.
     pub hand: Lww<Option<Timestamp>>,
     pub muted: Lww<bool>,
+    /// Where the member says it gets the room's audio in the relay tree.
+    pub position: Lww<Option<TreePosition>>,
     /// Leaf ids of the capabilities this member presented, with when each expires.
     pub capabilities: BTreeMap<CapId, Timestamp>,
 }
@@ -153,6 +155,7 @@ impl Member {
             heard_at: Timestamp(0),
             hand: Lww::new(None),
             muted: Lww::new(false),
+            position: Lww::new(None),
             capabilities: BTreeMap::new(),
         }
     }
@@ -317,6 +320,19 @@ pub enum RoomChange {
     RoomEnded {
         by: PeerKey,
     },
+    /// A member moved in the relay tree (attached, or re-attached after losing its parent).
+    TreeMoved {
+        member: PeerKey,
+        position: TreePosition,
+    },
+}
+
+/// A member's place in the room's relay tree.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct TreePosition {
+    pub parent: PeerKey,
+    /// Hops from the host (1: fed by the host).
+    pub depth: u16,
 }
 
 /// The state of one room, as every member folds it.
@@ -563,6 +579,18 @@ impl RoomState {
                 self.ended = true;
                 changes.push(RoomChange::RoomEnded { by: author });
             }
+            ControlBody::TreePosition { parent, depth } => {
+                let position = TreePosition {
+                    parent: *parent,
+                    depth: *depth,
+                };
+                if member.position.set(Some(position), stamp) {
+                    changes.push(RoomChange::TreeMoved {
+                        member: author,
+                        position,
+                    });
+                }
+            }
         }
         // Arrivals and departures of the author, whatever the body.
         if let Some(member) = self.members.get(&author) {
@@ -680,7 +708,8 @@ impl RoomState {
             | ControlBody::Leave
             | ControlBody::LowerHand
             | ControlBody::Chat { .. }
-            | ControlBody::Reaction { .. } => Ok(()),
+            | ControlBody::Reaction { .. }
+            | ControlBody::TreePosition { .. } => Ok(()),
             ControlBody::RaiseHand if role == RoomRole::Host => Err(not_allowed("raise a hand")),
             ControlBody::RaiseHand => Ok(()),
             ControlBody::Promote { target, role: to } => {

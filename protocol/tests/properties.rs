@@ -348,6 +348,8 @@ fn control_body() -> impl Strategy<Value = ControlBody> {
         Just(ControlBody::RecordingStarted),
         Just(ControlBody::RecordingStopped),
         Just(ControlBody::RoomEnded),
+        (peer_key(), any::<u16>())
+            .prop_map(|(parent, depth)| ControlBody::TreePosition { parent, depth }),
     ]
 }
 

@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use earshot_node::audio::io::{Input, Output, spawn_player, spawn_source};
+use earshot_node::audio::io::{Input, Output};
 use earshot_node::clock;
 use earshot_node::home::Home;
 use earshot_node::identity::Identity;
 use earshot_node::net::NetConfig;
 use earshot_node::node::{CloseReason, Node, NodeConfig, NodeEvent, SpawnError};
 use earshot_node::relay::AudioRelay;
+use earshot_node::session::{AudioEvent, AudioSession, AudioStatus};
 use earshot_protocol::state::{LeaveReason, Member, RoomChange, RoomRole};
 use earshot_protocol::{Audience, ControlBody, Grant, InviteLink, PeerKey, Role, RoomId};
 use multiaddr::{Multiaddr, Protocol};
@@ -38,13 +39,39 @@ pub struct HostArgs {
     /// Your display name in the room.
     #[arg(long, default_value = "host")]
     name: String,
-    /// What you say: a WAV file, `sine`, `sine:HZ`, or `silence` (the default; microphones come
-    /// with cpal).
+    /// What you say: a WAV file, `sine`, `sine:HZ`, or `silence` (the default).
     #[arg(long, default_value = "silence", value_name = "FILE.wav|sine|silence")]
     input: Input,
+    /// Where the speakers you receive go: a WAV file, or `null`.
+    #[arg(long, default_value = "null", value_name = "FILE.wav|null")]
+    output: Output,
+    #[command(flatten)]
+    upload: Upload,
+    /// How many speakers are forwarded to the room at once (the loudest).
+    #[arg(long, default_value_t = earshot_protocol::loudest::DEFAULT_FORWARDED, value_name = "N")]
+    forward: usize,
+}
+
+/// A node's upload budget in the relay tree.
+#[derive(Debug, Args)]
+pub struct Upload {
     /// How many listeners you feed directly; the rest are fed by listeners (a relay tree).
-    #[arg(long, default_value_t = earshot_node::node::DEFAULT_MAX_CHILDREN, value_name = "N")]
-    max_children: u16,
+    /// Default: from --upload-kbps, else 4.
+    #[arg(long, value_name = "N")]
+    max_children: Option<u16>,
+    /// Your upload bandwidth for the room, in kbit/s (each listener you feed costs ~40).
+    #[arg(long, value_name = "KBPS", conflicts_with = "max_children")]
+    upload_kbps: Option<u32>,
+}
+
+impl Upload {
+    fn max_children(&self) -> u16 {
+        match (self.max_children, self.upload_kbps) {
+            (Some(n), _) => n,
+            (None, Some(kbps)) => earshot_node::node::children_for_upload(kbps),
+            (None, None) => earshot_node::node::DEFAULT_MAX_CHILDREN,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -60,12 +87,11 @@ pub struct JoinArgs {
     /// What you say once you are on stage: a WAV file, `sine`, `sine:HZ`, or `silence`.
     #[arg(long, default_value = "silence", value_name = "FILE.wav|sine|silence")]
     input: Input,
-    /// Where the room's audio goes: a WAV file, or `null` (speakers come with cpal).
+    /// Where the room's audio goes: a WAV file, or `null`.
     #[arg(long, default_value = "null", value_name = "FILE.wav|null")]
     output: Output,
-    /// How many other listeners you feed (your upload budget, in streams).
-    #[arg(long, default_value_t = earshot_node::node::DEFAULT_MAX_CHILDREN, value_name = "N")]
-    max_children: u16,
+    #[command(flatten)]
+    upload: Upload,
 }
 
 /// How long a leaving node keeps its connections open so that its `Leave` goes out.
@@ -82,7 +108,7 @@ pub fn host(ctx: &Context, args: HostArgs) -> anyhow::Result<Exit> {
     let identity = Identity::load(home.dir())?;
     let ctx = ctx.clone();
     runtime()?.block_on_then_drop(async move {
-        let node = spawn(identity, listen, args.max_children).await?;
+        let node = spawn(identity, listen, args.upload.max_children()).await?;
         let serving = Arc::clone(&home);
         let _control = earshot_node::control::serve(home.dir(), move |request| {
             crate::serve_command(Arc::clone(&serving), request)
@@ -92,15 +118,13 @@ pub fn host(ctx: &Context, args: HostArgs) -> anyhow::Result<Exit> {
         let id = room.descriptor.id;
         // The host's voice goes to the root of the relay tree.
         let relay = AudioRelay::start(node.audio_control(), node.audio_admission());
-        let _ = relay.open_room(id);
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let speaker = earshot_protocol::frame::SpeakerId::of(&node.key());
-        let voice = relay.clone();
-        let _source = spawn_source(
+        let audio = AudioSession::host(
+            &node,
+            &relay,
+            id,
             args.input.clone(),
-            speaker,
-            move |frame| voice.relay(&id, &frame),
-            Arc::clone(&stop),
+            args.output.clone(),
+            args.forward,
         )?;
         let now = clock::now();
         let link = home.create_invite(
@@ -138,10 +162,10 @@ pub fn host(ctx: &Context, args: HostArgs) -> anyhow::Result<Exit> {
             room: id,
             home: Some(home.as_ref()),
             names: HashMap::new(),
-            voice: None,
+            audio_events: audio.subscribe(),
+            audio,
         };
         let code = session.run(&mut events).await;
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
         node.shutdown().await;
         Ok(Exit(code))
     })
@@ -182,7 +206,7 @@ pub fn join(ctx: &Context, args: JoinArgs) -> anyhow::Result<Exit> {
     };
     let ctx = ctx.clone();
     runtime()?.block_on_then_drop(async move {
-        let node = spawn(identity, listen, args.max_children).await?;
+        let node = spawn(identity, listen, args.upload.max_children()).await?;
         let mut events = node.subscribe();
         let room = link.capability.room;
         let view = match node.join(link, &name).await {
@@ -217,99 +241,40 @@ pub fn join(ctx: &Context, args: JoinArgs) -> anyhow::Result<Exit> {
             say!("Type /help for commands; anything else is chat. /leave to go.");
         }
         // The room's audio: a place in the relay tree (re-attaching whenever the parent goes
-        // away), relayed on to this node's own children and played into the output.
+        // away), relayed on to this node's own children and played into the output; this
+        // member's voice while it is on stage.
+        let Some(host_peer) = view.descriptor.host.to_peer_id().ok() else {
+            bail!("the room's descriptor names an invalid host key");
+        };
         let relay = AudioRelay::start(node.audio_control(), node.audio_admission());
-        let (heard, audio_stats) = relay.open_room(room);
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let player = spawn_player(heard, args.output.clone(), Arc::clone(&stop))?;
-        let tree = tokio::spawn(follow_tree(node.clone(), relay.clone(), room, ctx.json));
-        let audio_status = ctx.json.then(|| tokio::spawn(report_audio(room, Arc::clone(&audio_stats))));
+        let audio = AudioSession::member(
+            &node,
+            &relay,
+            room,
+            host_peer,
+            args.input.clone(),
+            args.output.clone(),
+        )?;
         let names = view
             .state
             .members
             .values()
             .map(|m| (m.key, m.display_name()))
             .collect();
-        let host_peer = view.descriptor.host.to_peer_id().ok();
         let mut session = Session {
             ctx: &ctx,
             node: &node,
             room,
             home: None,
             names,
-            voice: host_peer.map(|host| Voice {
-                relay: relay.clone(),
-                input: args.input.clone(),
-                host,
-                speaking: None,
-                self_muted: Arc::new(std::sync::atomic::AtomicBool::new(false)),
-            }),
+            audio_events: audio.subscribe(),
+            audio,
         };
         session.update_voice(role).await;
         let code = session.run(&mut events).await;
-        tree.abort();
-        if let Some(task) = audio_status {
-            task.abort();
-        }
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        match player.join() {
-            Ok(Ok(stats)) => tracing::info!(?stats, "playback finished"),
-            Ok(Err(err)) => shout!("earshot: audio output: {err}"),
-            Err(_) => shout!("earshot: the audio player crashed"),
-        }
         node.shutdown().await;
         Ok(Exit(code))
     })
-}
-
-/// Keeps this node attached to the room's relay tree: asks the host for a parent, receives
-/// from it, and when the stream ends (the parent left or died) asks again at once.
-async fn follow_tree(node: Node, relay: AudioRelay, room: RoomId, json: bool) {
-    let mut lost = None;
-    loop {
-        match node.attach(room, lost.take()).await {
-            Ok(parent) => {
-                tracing::info!(parent = %parent.peer, depth = parent.depth, "attached to the relay tree");
-                if json {
-                    print_json(&json!({
-                        "event": "audio_attached",
-                        "room": room.to_string(),
-                        "parent": parent.peer.to_string(),
-                        "depth": parent.depth,
-                    }));
-                }
-                let _ = node.dial(parent.peer, parent.addrs).await;
-                if let Err(err) = relay.listen(room, parent.peer).await {
-                    tracing::info!(%err, "lost the parent in the relay tree; re-attaching");
-                }
-                lost = Some(parent.peer);
-                // Re-attach at once, but never spin on a parent that refuses straight away.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(err) => {
-                tracing::debug!(%err, "no place in the relay tree yet");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
-    }
-}
-
-/// Once a second, one `audio_stats` JSON line: frames received, relayed on, and dropped for
-/// slow children.
-async fn report_audio(room: RoomId, stats: Arc<earshot_node::relay::RelayStats>) {
-    use std::sync::atomic::Ordering::Relaxed;
-    let mut every = tokio::time::interval(Duration::from_secs(1));
-    every.tick().await;
-    loop {
-        every.tick().await;
-        print_json(&json!({
-            "event": "audio_stats",
-            "room": room.to_string(),
-            "received": stats.received.load(Relaxed),
-            "relayed": stats.relayed.load(Relaxed),
-            "dropped": stats.dropped.load(Relaxed),
-        }));
-    }
 }
 
 /// A tokio runtime for one live command. Dropping it does not wait for the thread blocked on
@@ -396,25 +361,16 @@ struct Session<'a> {
     home: Option<&'a Home>,
     /// Display names of everyone seen, for printing events.
     names: HashMap<PeerKey, String>,
-    /// A joiner's voice: sent to the host while this member is on stage.
-    voice: Option<Voice>,
-}
-
-/// A joiner's outgoing audio.
-struct Voice {
-    relay: AudioRelay,
-    input: Input,
-    host: multiaddr::PeerId,
-    /// While on stage: the source thread's stop flag.
-    speaking: Option<Arc<std::sync::atomic::AtomicBool>>,
-    /// `/mute-self`: frames are made but not sent.
-    self_muted: Arc<std::sync::atomic::AtomicBool>,
+    /// This node's audio in the room.
+    audio: AudioSession,
+    audio_events: tokio::sync::broadcast::Receiver<AudioEvent>,
 }
 
 /// What a line of input asked for.
 enum Line {
     Act(ControlBody),
     Tree,
+    Audio,
     MuteSelf(bool),
     Who,
     Invite { role: Role, expires: Option<String> },
@@ -428,8 +384,10 @@ impl Session<'_> {
     /// Runs until the room closes, `/leave`/`/end`, Ctrl-C or SIGTERM. Returns the exit code.
     async fn run(mut self, events: &mut tokio::sync::broadcast::Receiver<NodeEvent>) -> u8 {
         let code = self.run_inner(events).await;
-        if let Some(stop) = self.voice.as_mut().and_then(|voice| voice.speaking.take()) {
-            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        // Children are handed over to other parents before this node goes.
+        match self.audio.finish().await {
+            Ok(stats) => tracing::info!(?stats, "playback finished"),
+            Err(err) => shout!("earshot: audio output: {err}"),
         }
         code
     }
@@ -445,8 +403,24 @@ impl Session<'_> {
                     None
                 }
             };
+        let mut report = tokio::time::interval(Duration::from_secs(1));
+        report.tick().await;
         loop {
             tokio::select! {
+                _ = report.tick(), if self.ctx.json => {
+                    let status = self.audio.status();
+                    let mut value = self.audio_json(&status);
+                    if let Some(depth) = self.depth_in_tree().await {
+                        value["depth"] = json!(depth);
+                    }
+                    print_json(&value);
+                }
+                event = self.audio_events.recv() => match event {
+                    Ok(event) => self.print_audio_event(&event),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    // The session lives as long as this loop.
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {}
+                },
                 event = events.recv() => match event {
                     Ok(NodeEvent::RoomClosed { room, reason }) if room == self.room => {
                         self.print_closed(reason);
@@ -486,43 +460,10 @@ impl Session<'_> {
         }
     }
 
-    /// Starts sending this member's voice to the host when it is on stage, stops when it is not.
+    /// Sends this member's voice to the host while it is on stage.
     async fn update_voice(&mut self, role: RoomRole) {
-        let room = self.room;
-        let me = earshot_protocol::frame::SpeakerId::of(&self.node.key());
-        let Some(voice) = self.voice.as_mut() else {
-            return;
-        };
-        match (role.on_stage(), voice.speaking.take()) {
-            (true, Some(stop)) => voice.speaking = Some(stop),
-            (false, Some(stop)) => stop.store(true, std::sync::atomic::Ordering::Relaxed),
-            (false, None) => {}
-            (true, None) => {
-                let sender = match voice.relay.speak(room, voice.host).await {
-                    Ok(sender) => sender,
-                    Err(err) => {
-                        shout!("earshot: cannot send your voice: {err}");
-                        return;
-                    }
-                };
-                let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-                let muted = Arc::clone(&voice.self_muted);
-                let started = spawn_source(
-                    voice.input.clone(),
-                    me,
-                    move |frame| {
-                        if !muted.load(std::sync::atomic::Ordering::Relaxed) {
-                            // Capture never waits on the network: a full queue drops the frame.
-                            let _ = sender.try_send(frame);
-                        }
-                    },
-                    Arc::clone(&stop),
-                );
-                match started {
-                    Ok(_) => voice.speaking = Some(stop),
-                    Err(err) => shout!("earshot: cannot start your input: {err}"),
-                }
-            }
+        if let Err(err) = self.audio.set_on_stage(role.on_stage()).await {
+            self.print_error(&err.to_string());
         }
     }
 
@@ -543,21 +484,24 @@ impl Session<'_> {
         };
         match line {
             Line::Nothing => {}
-            Line::MuteSelf(muted) => match &self.voice {
-                Some(voice) => {
-                    voice
-                        .self_muted
-                        .store(muted, std::sync::atomic::Ordering::Relaxed);
-                    if self.ctx.json {
-                        print_json(&json!({"event": "self_muted", "muted": muted}));
-                    } else if muted {
-                        say!("Your microphone is off.");
-                    } else {
-                        say!("Your microphone is on.");
-                    }
+            Line::MuteSelf(muted) => {
+                self.audio.set_self_muted(muted);
+                if self.ctx.json {
+                    print_json(&json!({"event": "self_muted", "muted": muted}));
+                } else if muted {
+                    say!("Your microphone is off.");
+                } else {
+                    say!("Your microphone is on.");
                 }
-                None => self.print_error("the host's voice is its --input"),
-            },
+            }
+            Line::Audio => {
+                let status = self.audio.status();
+                if self.ctx.json {
+                    print_json(&self.audio_json(&status));
+                } else {
+                    self.print_audio_status(&status);
+                }
+            }
             Line::Help => self.print_help(),
             Line::Who => self.print_who().await,
             Line::Tree => self.print_tree().await,
@@ -637,6 +581,7 @@ impl Session<'_> {
             },
             "who" => Line::Who,
             "tree" => Line::Tree,
+            "audio" | "stats" => Line::Audio,
             "mute-self" => Line::MuteSelf(true),
             "unmute-self" => Line::MuteSelf(false),
             "invite" => {
@@ -739,7 +684,7 @@ impl Session<'_> {
              /promote PEER [speaker|moderator]\n  /demote PEER              back to the audience \
              (yourself: leave the stage)\n  /mute PEER, /unmute PEER\n  /remove PEER              \
              remove someone and revoke their link\n  /react EMOJI\n  /who                      \
-             who is here\n  /tree                     the relay tree (host)\n  /mute-self, /unmute-self  your microphone off or on\n  /invite ROLE [EXPIRY]     a new link (host)\n  /leave                    \
+             who is here\n  /tree                     the relay tree\n  /audio                    your audio: parent, loss, delay, latency\n  /mute-self, /unmute-self  your microphone off or on\n  /invite ROLE [EXPIRY]     a new link (host)\n  /leave                    \
              leave the room\n  /end                      end the room (host)\n  anything else is chat"
         );
     }
@@ -795,12 +740,12 @@ impl Session<'_> {
         }
     }
 
-    /// The relay tree, as the host plans it.
+    /// The relay tree, from where each member says it is (the room state).
     async fn print_tree(&self) {
-        let Ok(Some(layout)) = self.node.tree(self.room).await else {
-            self.print_error("only the host knows the relay tree (ask it for /tree)");
+        let Ok(Some(view)) = self.node.view(self.room).await else {
             return;
         };
+        let layout = tree_layout(&view.state);
         if self.ctx.json {
             print_json(&json!({
                 "event": "tree",
@@ -817,8 +762,141 @@ impl Session<'_> {
         for (key, _, depth) in &layout {
             match depth {
                 Some(depth) => say!("{}{}", "  ".repeat(usize::from(*depth)), self.name(key)),
-                None => say!("  (waiting) {}", self.name(key)),
+                None => say!("  (not attached) {}", self.name(key)),
             }
+        }
+    }
+
+    /// This node's depth in the tree as the room sees it now (its parent may have moved since
+    /// this node attached).
+    async fn depth_in_tree(&self) -> Option<u16> {
+        let view = self.node.view(self.room).await.ok().flatten()?;
+        let me = self.node.key();
+        tree_layout(&view.state)
+            .into_iter()
+            .find(|(key, _, _)| *key == me)
+            .and_then(|(_, _, depth)| depth)
+    }
+
+    fn audio_json(&self, status: &AudioStatus) -> Value {
+        let playback = &status.playback;
+        json!({
+            "event": "audio_stats",
+            "room": self.room.to_string(),
+            "parent": status.position.map(|p| p.parent.to_string()),
+            "depth": status.position.map(|p| p.depth),
+            "children": status.children,
+            "received": status.received,
+            "relayed": status.relayed,
+            "dropped": status.dropped,
+            "not_selected": status.not_selected,
+            "speaking": status.speaking,
+            "self_muted": status.self_muted,
+            "played": playback.played,
+            "recovered": playback.recovered,
+            "concealed": playback.concealed,
+            "late": playback.late,
+            "skipped": playback.skipped,
+            "buffer_ms": playback.buffer_ms,
+            "latency_samples": playback.latency.count,
+            "latency_p50_ms": playback.latency.percentile(50.0),
+            "latency_p95_ms": playback.latency.percentile(95.0),
+        })
+    }
+
+    fn print_audio_status(&self, status: &AudioStatus) {
+        let playback = &status.playback;
+        match status.position {
+            Some(position) => say!(
+                "Audio from {} (depth {}), feeding {} listener(s)",
+                self.name_of_peer(&position.parent),
+                position.depth,
+                status.children
+            ),
+            None if self.home.is_some() => {
+                say!(
+                    "Audio: you are the root, feeding {} listener(s)",
+                    status.children
+                )
+            }
+            None => say!("Audio: not attached to the tree right now"),
+        }
+        let lost = playback.concealed + playback.late + playback.skipped;
+        say!(
+            "  received {} frames, played {}, recovered {}, lost {} ({:.1}%); buffer {:.0} ms; \
+             mouth-to-ear {} ms (p50), {} ms (p95)",
+            status.received,
+            playback.played,
+            playback.recovered,
+            lost,
+            100.0 * lost as f64 / (playback.played + playback.recovered + lost).max(1) as f64,
+            playback.buffer_ms,
+            playback
+                .latency
+                .percentile(50.0)
+                .map_or("-".into(), |v| v.to_string()),
+            playback
+                .latency
+                .percentile(95.0)
+                .map_or("-".into(), |v| v.to_string()),
+        );
+        if status.speaking {
+            say!(
+                "  speaking{}",
+                if status.self_muted {
+                    " (muted by you)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+
+    fn print_audio_event(&self, event: &AudioEvent) {
+        match event {
+            AudioEvent::Attached {
+                parent,
+                depth,
+                repair,
+            } => {
+                if self.ctx.json {
+                    print_json(&json!({
+                        "event": "audio_attached",
+                        "room": self.room.to_string(),
+                        "parent": parent.to_string(),
+                        "depth": depth,
+                        "repair_ms": repair.map(|d| d.as_secs_f64() * 1000.0),
+                    }));
+                } else if let Some(repair) = repair {
+                    say!(
+                        "Audio: now from {} (depth {depth}), after {} ms",
+                        self.name_of_peer(parent),
+                        repair.as_millis()
+                    );
+                }
+            }
+            AudioEvent::Lost {
+                parent,
+                leaving,
+                reason,
+            } => {
+                if self.ctx.json {
+                    print_json(&json!({
+                        "event": "audio_lost",
+                        "room": self.room.to_string(),
+                        "parent": parent.to_string(),
+                        "leaving": leaving,
+                        "reason": reason,
+                    }));
+                }
+            }
+        }
+    }
+
+    fn name_of_peer(&self, peer: &multiaddr::PeerId) -> String {
+        match PeerKey::from_peer_id(peer) {
+            Ok(key) => self.name(&key),
+            Err(_) => peer.to_string(),
         }
     }
 
@@ -847,7 +925,8 @@ impl Session<'_> {
                 }
                 if self.ctx.json {
                     print_json(&self.change_json(change));
-                } else {
+                } else if !matches!(change, RoomChange::TreeMoved { .. }) {
+                    // Moves in the tree are for /tree, not for the conversation.
                     say!("{}", self.change_text(change));
                 }
             }
@@ -901,6 +980,12 @@ impl Session<'_> {
             RoomChange::RecordingStarted { by } => format!("● recording started by {}", n(by)),
             RoomChange::RecordingStopped { by } => format!("○ recording stopped by {}", n(by)),
             RoomChange::RoomEnded { by } => format!("The room was ended by {}", n(by)),
+            RoomChange::TreeMoved { member, position } => format!(
+                "  {} now gets audio from {} (depth {})",
+                n(member),
+                n(&position.parent),
+                position.depth
+            ),
         }
     }
 
@@ -945,6 +1030,10 @@ impl Session<'_> {
                 json!({"event": "recording_stopped", "by": peer(by)})
             }
             RoomChange::RoomEnded { by } => json!({"event": "room_ended", "by": peer(by)}),
+            RoomChange::TreeMoved { member, position } => json!({
+                "event": "tree_moved", "member": peer(member), "name": self.name(member),
+                "parent": peer(&position.parent), "depth": position.depth,
+            }),
         };
         value["room"] = json!(self.room.to_string());
         value
@@ -968,4 +1057,44 @@ fn member_json(member: &Member) -> Value {
         "hand_raised": member.hand.value.is_some(),
         "muted": member.muted.value,
     })
+}
+
+/// The relay tree from the room state: the host, then each present member under the parent it
+/// says it has, depth first; members not (yet) attached last.
+fn tree_layout(
+    state: &earshot_protocol::state::RoomState,
+) -> Vec<(PeerKey, Option<PeerKey>, Option<u16>)> {
+    let present: Vec<&Member> = state.present();
+    let mut children: HashMap<PeerKey, Vec<PeerKey>> = HashMap::new();
+    for member in &present {
+        if let Some(position) = member.position.value {
+            children
+                .entry(position.parent)
+                .or_default()
+                .push(member.key);
+        }
+    }
+    for list in children.values_mut() {
+        list.sort();
+    }
+    let mut layout = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = vec![(state.host, None, 0u16)];
+    while let Some((key, parent, depth)) = stack.pop() {
+        if !seen.insert(key) {
+            continue;
+        }
+        layout.push((key, parent, Some(depth)));
+        if let Some(list) = children.get(&key) {
+            for child in list.iter().rev() {
+                stack.push((*child, Some(key), depth + 1));
+            }
+        }
+    }
+    for member in present {
+        if !seen.contains(&member.key) {
+            layout.push((member.key, None, None));
+        }
+    }
+    layout
 }

@@ -1,8 +1,6 @@
 //! Opus with Earshot's voice settings.
 
-use earshot_protocol::frame::{
-    AudioFrame, SAMPLES_PER_FRAME, SILENCE_LEVEL, SpeakerId, flags, level_of,
-};
+use earshot_protocol::frame::{AudioFrame, SILENCE_LEVEL, SpeakerId, flags, level_of};
 
 use super::{FRAME_SAMPLES, SAMPLE_RATE};
 
@@ -33,12 +31,13 @@ pub struct Encoded {
 }
 
 impl Encoded {
-    /// The wire frame for the `seq`-th frame of `speaker` (its timestamp follows from `seq`).
-    pub fn into_frame(self, speaker: SpeakerId, seq: u32) -> AudioFrame {
+    /// The wire frame for the `seq`-th frame of `speaker`, whose first sample was captured at
+    /// media-clock time `timestamp` (see [`super::media_now`]).
+    pub fn into_frame(self, speaker: SpeakerId, seq: u32, timestamp: u32) -> AudioFrame {
         AudioFrame {
             speaker,
             seq,
-            timestamp: seq.wrapping_mul(SAMPLES_PER_FRAME),
+            timestamp,
             level: self.level,
             flags: self.flags,
             payload: self.payload,

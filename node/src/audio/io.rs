@@ -7,19 +7,19 @@
 
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use earshot_protocol::frame::{AudioFrame, SpeakerId};
+use earshot_protocol::frame::{AudioFrame, SAMPLES_PER_FRAME, SpeakerId};
 use tokio::sync::mpsc;
 
 use super::codec::{CodecError, VoiceEncoder};
 use super::mixer::Mixer;
 use super::signal::sine;
 use super::wav::{self, WavError};
-use super::{FRAME_DURATION, FRAME_SAMPLES, SAMPLE_RATE};
+use super::{FRAME_DURATION, FRAME_SAMPLES, SAMPLE_RATE, media_age_ms, media_now};
 
 /// Where a speaker's voice comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +74,8 @@ pub enum AudioIoError {
     Codec(#[from] CodecError),
     #[error("could not start the audio thread: {0}")]
     Thread(std::io::Error),
+    #[error("the audio thread crashed")]
+    Crashed,
 }
 
 /// What a player did.
@@ -103,6 +105,11 @@ pub fn spawn_source(
         .name("earshot-source".into())
         .spawn(move || {
             let start = Instant::now();
+            // Frame n holds the input of the 20 ms before it is due, so its first sample was
+            // "captured" one frame before the start of the clock. Sequence numbers follow the
+            // media clock too, so a speaker who stops and starts again carries on counting.
+            let epoch = media_now().wrapping_sub(SAMPLES_PER_FRAME);
+            let first_seq = epoch / SAMPLES_PER_FRAME;
             let silence = vec![0.0f32; FRAME_SAMPLES];
             let mut n: usize = 0;
             while !stop.load(Ordering::Relaxed) {
@@ -119,9 +126,13 @@ pub fn spawn_source(
                         .get(offset..offset + FRAME_SAMPLES)
                         .unwrap_or(&silence)
                 };
+                // Sequence numbers and timestamps wrap, as the frame format expects.
+                let (seq, timestamp) = (
+                    first_seq.wrapping_add(n as u32),
+                    epoch.wrapping_add((n as u32).wrapping_mul(SAMPLES_PER_FRAME)),
+                );
                 match encoder.encode(chunk) {
-                    // Sequence numbers wrap, as the frame format expects.
-                    Ok(encoded) => send(encoded.into_frame(speaker, n as u32)),
+                    Ok(encoded) => send(encoded.into_frame(speaker, seq, timestamp)),
                     Err(err) => tracing::warn!(%err, "could not encode a frame"),
                 }
                 n += 1;
@@ -130,13 +141,129 @@ pub fn spawn_source(
         .map_err(AudioIoError::Thread)
 }
 
-/// Starts playing what arrives on `heard` into `output`, one 20 ms slot at a time, until `stop`
-/// is set. The WAV file is written as it plays, so it holds everything up to a crash.
+/// What a player has done so far: shared with the node for status reports.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct PlayerStatus {
+    /// Frames taken from the room.
+    pub frames_heard: u64,
+    /// 20 ms chunks written to the output.
+    pub chunks_played: u64,
+    /// Frames played as received, recovered from FEC, concealed, arrived too late, skipped to
+    /// keep latency bounded (summed over speakers).
+    pub played: u64,
+    pub recovered: u64,
+    pub concealed: u64,
+    pub late: u64,
+    pub skipped: u64,
+    /// The jitter buffer's current delay (the largest among speakers), in milliseconds.
+    pub buffer_ms: f64,
+    /// Mouth-to-ear latency of the frames played (capture at the speaker to this output).
+    pub latency: Latency,
+}
+
+/// A latency histogram in whole milliseconds (0-2047 ms; longer counts as 2047).
+#[derive(Clone, PartialEq, serde::Serialize)]
+pub struct Latency {
+    #[serde(skip)]
+    buckets: Vec<u64>,
+    pub count: u64,
+}
+
+impl Default for Latency {
+    fn default() -> Self {
+        Self {
+            buckets: vec![0; 2048],
+            count: 0,
+        }
+    }
+}
+
+impl std::fmt::Debug for Latency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Latency(n={}, p50={:?}, p95={:?})",
+            self.count,
+            self.percentile(50.0),
+            self.percentile(95.0)
+        )
+    }
+}
+
+impl Latency {
+    pub fn record(&mut self, ms: f64) {
+        let bucket = ms.round().clamp(0.0, (self.buckets.len() - 1) as f64) as usize;
+        if let Some(count) = self.buckets.get_mut(bucket) {
+            *count += 1;
+            self.count += 1;
+        }
+    }
+
+    /// The `p`th percentile in milliseconds, if anything was recorded.
+    pub fn percentile(&self, p: f64) -> Option<u32> {
+        if self.count == 0 {
+            return None;
+        }
+        let rank = ((p / 100.0) * self.count as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (ms, count) in self.buckets.iter().enumerate() {
+            seen += count;
+            if seen >= rank {
+                return u32::try_from(ms).ok();
+            }
+        }
+        None
+    }
+}
+
+/// A running player: see [`spawn_player`].
+#[derive(Debug)]
+pub struct Player {
+    thread: Option<JoinHandle<Result<PlayStats, AudioIoError>>>,
+    status: Arc<Mutex<PlayerStatus>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Player {
+    /// What it has done so far.
+    pub fn status(&self) -> PlayerStatus {
+        lock(&self.status).clone()
+    }
+
+    /// Stops playing and finishes the output file.
+    pub fn finish(mut self) -> Result<PlayStats, AudioIoError> {
+        self.stop.store(true, Ordering::Relaxed);
+        match self.thread.take() {
+            Some(thread) => thread.join().map_err(|_| AudioIoError::Crashed)?,
+            None => Ok(PlayStats::default()),
+        }
+    }
+}
+
+impl Drop for Player {
+    /// Stops the thread without waiting for it (the output file is finished as it stops).
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The status is plain counters: a panic mid-update leaves nothing inconsistent that matters.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Starts playing what arrives on `heard` into `output`, one 20 ms slot at a time, until
+/// [`Player::finish`]. The WAV file is written as it plays, so it holds everything up to a crash.
+///
+/// A file has no clock of its own: the player's slots start when the first frame arrives, so
+/// they are in phase with the speaker's (a sound card's clock would have a random phase, which
+/// adds half a frame on average).
 pub fn spawn_player(
     mut heard: mpsc::Receiver<AudioFrame>,
     output: Output,
-    stop: Arc<AtomicBool>,
-) -> Result<JoinHandle<Result<PlayStats, AudioIoError>>, AudioIoError> {
+) -> Result<Player, AudioIoError> {
     let mut writer = match &output {
         Output::Wav(path) => Some(
             hound::WavWriter::create(
@@ -159,7 +286,10 @@ pub fn spawn_player(
         Output::Wav(path) => path.clone(),
         Output::Null => PathBuf::new(),
     };
-    std::thread::Builder::new()
+    let status = Arc::new(Mutex::new(PlayerStatus::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (shared, stopped) = (Arc::clone(&status), Arc::clone(&stop));
+    let thread = std::thread::Builder::new()
         .name("earshot-player".into())
         .spawn(move || {
             let hound_err = |source| WavError::Hound {
@@ -168,8 +298,26 @@ pub fn spawn_player(
             };
             let mut mixer = Mixer::new();
             let mut stats = PlayStats::default();
+            let mut latency = Latency::default();
+            // Wait for the room to start talking (checking for the end now and then).
+            let first = loop {
+                if stopped.load(Ordering::Relaxed) {
+                    break None;
+                }
+                match heard.try_recv() {
+                    Ok(frame) => break Some(frame),
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => break None,
+                }
+            };
             let start = Instant::now();
-            while !stop.load(Ordering::Relaxed) {
+            if let Some(frame) = first {
+                stats.frames_heard += 1;
+                mixer.push(frame, start)?;
+            }
+            while !stopped.load(Ordering::Relaxed) {
                 let due =
                     start + FRAME_DURATION * u32::try_from(stats.chunks_played).unwrap_or(u32::MAX);
                 if let Some(wait) = due.checked_duration_since(Instant::now()) {
@@ -181,6 +329,10 @@ pub fn spawn_player(
                     mixer.push(frame, now)?;
                 }
                 let chunk = mixer.next_chunk(now);
+                let played_at = media_now();
+                for &captured in mixer.played() {
+                    latency.record(media_age_ms(captured, played_at));
+                }
                 stats.chunks_played += 1;
                 if let Some(writer) = writer.as_mut() {
                     for sample in chunk {
@@ -192,11 +344,40 @@ pub fn spawn_player(
                         writer.flush().map_err(hound_err)?;
                     }
                 }
+                // Status for reports, a few times a second.
+                if stats.chunks_played % 10 == 0 {
+                    let mut status = lock(&shared);
+                    *status = mixer_status(&mixer, stats, &latency);
+                }
             }
+            *lock(&shared) = mixer_status(&mixer, stats, &latency);
             if let Some(writer) = writer {
                 writer.finalize().map_err(hound_err)?;
             }
             Ok(stats)
         })
-        .map_err(AudioIoError::Thread)
+        .map_err(AudioIoError::Thread)?;
+    Ok(Player {
+        thread: Some(thread),
+        status,
+        stop,
+    })
+}
+
+fn mixer_status(mixer: &Mixer, stats: PlayStats, latency: &Latency) -> PlayerStatus {
+    let mut status = PlayerStatus {
+        frames_heard: stats.frames_heard,
+        chunks_played: stats.chunks_played,
+        buffer_ms: mixer.delay().as_secs_f64() * 1000.0,
+        latency: latency.clone(),
+        ..PlayerStatus::default()
+    };
+    for (_, voice) in mixer.stats() {
+        status.played += voice.played;
+        status.recovered += voice.recovered;
+        status.concealed += voice.concealed;
+        status.late += voice.late;
+        status.skipped += voice.skipped;
+    }
+    status
 }

@@ -15,7 +15,10 @@ use std::time::{Duration, Instant};
 use super::FRAME_DURATION;
 
 /// Least delay a talk spurt is buffered before it plays.
-pub const MIN_TARGET: Duration = Duration::from_millis(40);
+pub const MIN_TARGET: Duration = Duration::from_millis(20);
+/// The jitter assumed before any has been measured: a first talk spurt starts with ~40 ms of
+/// buffer, and the estimate (and so the delay) falls within a second or two on a quiet network.
+const INITIAL_JITTER_MS: f64 = 7.0;
 /// Most delay the buffer will add, however bad the network.
 pub const MAX_TARGET: Duration = Duration::from_millis(300);
 /// After this many missing slots in a row with nothing queued, the speaker is considered silent
@@ -61,6 +64,8 @@ pub struct JitterBuffer {
     highest: Option<u64>,
     jitter_ms: f64,
     last_arrival: Option<(u64, Instant)>,
+    /// The sequence number of the frame [`Self::pop`] last returned as [`Playout::Frame`].
+    last_played: Option<u32>,
     concealed_in_a_row: u32,
     stats: JitterStats,
 }
@@ -78,8 +83,9 @@ impl JitterBuffer {
             next: None,
             start_at: None,
             highest: None,
-            jitter_ms: 0.0,
+            jitter_ms: INITIAL_JITTER_MS,
             last_arrival: None,
+            last_played: None,
             concealed_in_a_row: 0,
             stats: JitterStats::default(),
         }
@@ -100,6 +106,11 @@ impl JitterBuffer {
         self.stats
     }
 
+    /// The (32-bit, wire) sequence number of the last frame played.
+    pub fn last_played(&self) -> Option<u32> {
+        self.last_played
+    }
+
     /// A frame arrived at `now`.
     pub fn push(&mut self, seq: u32, payload: Vec<u8>, now: Instant) {
         let seq = self.extend(seq);
@@ -116,9 +127,11 @@ impl JitterBuffer {
         if self.next.is_none() && self.start_at.is_none() {
             self.start_at = Some(now + self.target());
         }
-        // Keep latency bounded: past twice the target, skip the oldest frames.
-        let limit = (2 * self.target()).as_millis() / FRAME_DURATION.as_millis();
-        while self.queue.len() as u128 > limit.max(2) {
+        // Keep latency bounded: past twice the target (and the frame playing and the one just
+        // in), skip the oldest frames.
+        let limit =
+            (2 * self.target() + 2 * FRAME_DURATION).as_millis() / FRAME_DURATION.as_millis();
+        while self.queue.len() as u128 > limit {
             if let Some((oldest, _)) = self.queue.pop_first() {
                 self.stats.skipped += 1;
                 if let Some(next) = self.next.as_mut() {
@@ -131,9 +144,10 @@ impl JitterBuffer {
     /// The playback clock asks for the slot that plays at `now`.
     pub fn pop(&mut self, now: Instant) -> Playout {
         let Some(next) = self.next else {
-            // Not playing: start once the spurt has been buffered for the target delay.
+            // Not playing: start in the slot nearest to when the spurt has been buffered for the
+            // target delay (the next slot would add up to a whole frame of delay for nothing).
             match (self.start_at, self.queue.first_key_value()) {
-                (Some(start), Some((&first, _))) if now >= start => {
+                (Some(start), Some((&first, _))) if now + FRAME_DURATION / 2 >= start => {
                     self.next = Some(first);
                     self.start_at = None;
                     return self.pop(now);
@@ -145,6 +159,7 @@ impl JitterBuffer {
             self.next = Some(next + 1);
             self.concealed_in_a_row = 0;
             self.stats.played += 1;
+            self.last_played = Some(next as u32);
             return Playout::Frame(payload);
         }
         if self.queue.is_empty() {

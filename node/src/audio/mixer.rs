@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use earshot_protocol::frame::{AudioFrame, SpeakerId};
+use earshot_protocol::frame::{AudioFrame, SAMPLES_PER_FRAME, SpeakerId};
 
 use super::FRAME_SAMPLES;
 use super::codec::{CodecError, VoiceDecoder};
@@ -12,12 +12,17 @@ use super::jitter::{JitterBuffer, JitterStats, Playout};
 struct Voice {
     buffer: JitterBuffer,
     decoder: VoiceDecoder,
+    /// Media-clock time of this speaker's sequence number 0 (timestamps advance one frame's
+    /// worth of samples per sequence number).
+    epoch: u32,
 }
 
 /// Mixes every speaker heard in a room.
 #[derive(Default)]
 pub struct Mixer {
     voices: HashMap<SpeakerId, Voice>,
+    /// Capture timestamps of the frames in the last chunk, for latency measurement.
+    played: Vec<u32>,
 }
 
 impl std::fmt::Debug for Mixer {
@@ -38,8 +43,12 @@ impl Mixer {
             std::collections::hash_map::Entry::Vacant(entry) => entry.insert(Voice {
                 buffer: JitterBuffer::new(),
                 decoder: VoiceDecoder::new()?,
+                epoch: 0,
             }),
         };
+        voice.epoch = frame
+            .timestamp
+            .wrapping_sub(frame.seq.wrapping_mul(SAMPLES_PER_FRAME));
         voice.buffer.push(frame.seq, frame.payload, now);
         Ok(())
     }
@@ -48,9 +57,19 @@ impl Mixer {
     /// wrap around).
     pub fn next_chunk(&mut self, now: Instant) -> Vec<f32> {
         let mut mix = vec![0.0f32; FRAME_SAMPLES];
+        self.played.clear();
         for voice in self.voices.values_mut() {
             let decoded = match voice.buffer.pop(now) {
-                Playout::Frame(payload) => voice.decoder.decode(&payload),
+                Playout::Frame(payload) => {
+                    if let Some(seq) = voice.buffer.last_played() {
+                        self.played.push(
+                            voice
+                                .epoch
+                                .wrapping_add(seq.wrapping_mul(SAMPLES_PER_FRAME)),
+                        );
+                    }
+                    voice.decoder.decode(&payload)
+                }
                 Playout::Recover(next) => voice.decoder.recover(&next),
                 Playout::Conceal => voice.decoder.conceal(),
                 Playout::Silence => continue,
@@ -70,6 +89,11 @@ impl Mixer {
             *sample = *sample - *sample * *sample * *sample / 6.75;
         }
         mix
+    }
+
+    /// The media-clock capture times of the frames mixed into the last chunk.
+    pub fn played(&self) -> &[u32] {
+        &self.played
     }
 
     /// Per-speaker jitter buffer counters.
@@ -104,7 +128,7 @@ mod tests {
             .enumerate()
             .map(|(i, chunk)| {
                 let encoded = encoder.encode(chunk).expect("encode");
-                encoded.into_frame(SpeakerId(speaker), i as u32)
+                encoded.into_frame(SpeakerId(speaker), i as u32, i as u32 * 960)
             })
             .collect()
     }

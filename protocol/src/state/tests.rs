@@ -2245,3 +2245,47 @@ fn a_member_with_a_slow_clock_does_not_time_out_while_sending_presence() {
         vec![left(ALICE, LeaveReason::TimedOut)]
     );
 }
+
+#[test]
+fn members_say_where_they_are_in_the_relay_tree() {
+    let moved = |seed: u8, parent: u8, depth: u16| RoomChange::TreeMoved {
+        member: pk(seed),
+        position: TreePosition {
+            parent: pk(parent),
+            depth,
+        },
+    };
+    let position = |parent: u8, depth: u16| ControlBody::TreePosition {
+        parent: pk(parent),
+        depth,
+    };
+    check_all(&[
+        case(
+            "positions are last-writer-wins; saying the same again is silent",
+            vec![
+                host_joins(),
+                listener_joins(ALICE),
+                listener_joins(BOB),
+                by(BOB, by_ref(&link()), position(HOST, 1)).ok([moved(BOB, HOST, 1)]),
+                by(ALICE, by_ref(&link()), position(BOB, 2)).ok([moved(ALICE, BOB, 2)]),
+                by(ALICE, by_ref(&link()), position(HOST, 1)).ok([moved(ALICE, HOST, 1)]),
+                by(ALICE, by_ref(&link()), position(HOST, 1)).ok([]),
+                // A report sent before the last one (delivered late) changes nothing.
+                by(ALICE, by_ref(&link()), position(BOB, 2))
+                    .at(START - 1_000)
+                    .ok([]),
+            ],
+            view().present(&[("hana", Host), ("alice", Listener), ("bob", Listener)]),
+        ),
+        case(
+            "an outsider cannot place itself in the tree",
+            vec![
+                host_joins(),
+                by(MALLORY, Authority::Host, position(HOST, 1)).err(Rejected::NotHost {
+                    author: pk(MALLORY),
+                }),
+            ],
+            view().present(&[("hana", Host)]),
+        ),
+    ]);
+}

@@ -1,0 +1,392 @@
+//! A node's part in one room's audio, end to end: its voice in, the room's audio out, and its
+//! place in the relay tree kept up to date.
+//!
+//! - The **host** speaks straight into the root of the tree and plays the speakers it receives;
+//!   its relay forwards only the loudest few speakers ([`crate::relay::RoomOptions`]).
+//! - A **member** asks the host for a parent, receives from it (relaying to its own children),
+//!   and when the parent dies or goes silent asks again at once, reporting the lost parent.
+//!   When a parent leaves gracefully it says so first and keeps feeding until the member is
+//!   attached elsewhere. Each move is said to the room ([`ControlBody::TreePosition`]) so that
+//!   every member can draw the tree. While on stage, a member sends its voice to the host.
+//!
+//! Audio threads (capture, playback) never wait on the network: they exchange frames with the
+//! relay through bounded queues that drop rather than block.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use earshot_protocol::frame::SpeakerId;
+use earshot_protocol::{ControlBody, PeerKey, RoomId};
+use libp2p::PeerId;
+use tokio::sync::{broadcast, watch};
+use tracing::{debug, info};
+
+use crate::audio::io::{AudioIoError, Input, Output, PlayStats, Player, PlayerStatus};
+use crate::audio::io::{spawn_player, spawn_source};
+use crate::node::Node;
+use crate::relay::{AudioRelay, RelayError, RelayStats, RoomOptions};
+
+/// Why a room's audio could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Audio(#[from] AudioIoError),
+    #[error("cannot send your voice: {0}")]
+    Speak(#[from] RelayError),
+}
+
+/// Something that happened to this node's audio, for user interfaces.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AudioEvent {
+    /// Receiving from `parent`, `depth` hops below the host. `repair` is how long it took from
+    /// losing the previous parent to the new stream being open (none for the first attach).
+    Attached {
+        parent: PeerId,
+        depth: u16,
+        repair: Option<Duration>,
+    },
+    /// The parent went away (`leaving`: it said so), and this node is re-attaching.
+    Lost {
+        parent: PeerId,
+        leaving: bool,
+        reason: String,
+    },
+}
+
+/// Where this node is in the tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Position {
+    #[serde(serialize_with = "as_string")]
+    pub parent: PeerId,
+    pub depth: u16,
+}
+
+fn as_string<S: serde::Serializer>(peer: &PeerId, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(peer)
+}
+
+/// A snapshot of this node's audio, for status displays.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AudioStatus {
+    /// `None` for the host, and for a member not attached (yet, or while re-attaching).
+    pub position: Option<Position>,
+    /// Children fed now.
+    pub children: usize,
+    /// Frames received from the tree (or, at the host, from speakers).
+    pub received: u64,
+    pub relayed: u64,
+    /// Frames slow children skipped.
+    pub dropped: u64,
+    /// At the host: frames of speakers not among the loudest.
+    pub not_selected: u64,
+    pub speaking: bool,
+    pub self_muted: bool,
+    /// Playback: jitter buffer, losses, mouth-to-ear latency.
+    pub playback: PlayerStatus,
+}
+
+/// This node's voice, sent while it is on stage.
+#[derive(Debug)]
+struct Voice {
+    input: Input,
+    /// Where it goes: the host (for a member) or nowhere but the local relay (the host).
+    host: Option<PeerId>,
+    speaking: Option<Arc<AtomicBool>>,
+    self_muted: Arc<AtomicBool>,
+}
+
+/// One room's audio at this node. Dropping it stops everything; [`AudioSession::finish`] also
+/// hands children over and finishes the output file.
+#[derive(Debug)]
+pub struct AudioSession {
+    relay: AudioRelay,
+    room: RoomId,
+    me: SpeakerId,
+    stats: Arc<RelayStats>,
+    player: Option<Player>,
+    position: watch::Receiver<Option<Position>>,
+    follower: Option<tokio::task::JoinHandle<()>>,
+    voice: Voice,
+    events: broadcast::Sender<AudioEvent>,
+}
+
+impl AudioSession {
+    /// The host's audio: `input` goes to the root of the tree at once; speakers are played into
+    /// `output`; only the `forward` loudest speakers go down the tree.
+    pub fn host(
+        node: &Node,
+        relay: &AudioRelay,
+        room: RoomId,
+        input: Input,
+        output: Output,
+        forward: usize,
+    ) -> Result<Self, SessionError> {
+        let me = SpeakerId::of(&node.key());
+        let (heard, stats) = relay.open_room_with(
+            room,
+            RoomOptions {
+                myself: Some(me),
+                forward_loudest: Some(forward),
+            },
+        );
+        let player = spawn_player(heard, output)?;
+        let (_, position) = watch::channel(None);
+        let mut session = Self {
+            relay: relay.clone(),
+            room,
+            me,
+            stats,
+            player: Some(player),
+            position,
+            follower: None,
+            voice: Voice {
+                input,
+                host: None,
+                speaking: None,
+                self_muted: Arc::new(AtomicBool::new(false)),
+            },
+            events: broadcast::channel(64).0,
+        };
+        session.start_voice_locally()?;
+        Ok(session)
+    }
+
+    /// A member's audio: a place in the tree (kept up to date) and the room played into
+    /// `output`. Its voice (`input`) goes to the host (`host`) while it is on stage
+    /// ([`Self::set_on_stage`]).
+    pub fn member(
+        node: &Node,
+        relay: &AudioRelay,
+        room: RoomId,
+        host: PeerId,
+        input: Input,
+        output: Output,
+    ) -> Result<Self, SessionError> {
+        let me = SpeakerId::of(&node.key());
+        let (heard, stats) = relay.open_room_with(
+            room,
+            RoomOptions {
+                myself: Some(me),
+                forward_loudest: None,
+            },
+        );
+        let player = spawn_player(heard, output)?;
+        let (tx, position) = watch::channel(None);
+        let events = broadcast::channel(64).0;
+        let follower = tokio::spawn(follow_tree(
+            node.clone(),
+            relay.clone(),
+            room,
+            tx,
+            events.clone(),
+        ));
+        Ok(Self {
+            relay: relay.clone(),
+            room,
+            me,
+            stats,
+            player: Some(player),
+            position,
+            follower: Some(follower),
+            voice: Voice {
+                input,
+                host: Some(host),
+                speaking: None,
+                self_muted: Arc::new(AtomicBool::new(false)),
+            },
+            events,
+        })
+    }
+
+    /// Audio events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<AudioEvent> {
+        self.events.subscribe()
+    }
+
+    /// Starts sending this member's voice when it goes on stage, stops when it leaves the stage.
+    pub async fn set_on_stage(&mut self, on_stage: bool) -> Result<(), SessionError> {
+        match (on_stage, self.voice.speaking.is_some()) {
+            (true, true) | (false, false) => Ok(()),
+            (false, true) => {
+                self.stop_voice();
+                Ok(())
+            }
+            (true, false) => match self.voice.host {
+                None => self.start_voice_locally(),
+                Some(host) => {
+                    let sender = self.relay.speak(self.room, host).await?;
+                    let muted = Arc::clone(&self.voice.self_muted);
+                    self.start_voice(move |frame| {
+                        if !muted.load(Ordering::Relaxed) {
+                            // Capture never waits on the network: a full queue drops the frame.
+                            let _ = sender.try_send(frame);
+                        }
+                    })
+                }
+            },
+        }
+    }
+
+    /// `/mute-self`: frames are made but not sent.
+    pub fn set_self_muted(&self, muted: bool) {
+        self.voice.self_muted.store(muted, Ordering::Relaxed);
+    }
+
+    pub fn status(&self) -> AudioStatus {
+        let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+        AudioStatus {
+            position: *self.position.borrow(),
+            children: self
+                .relay
+                .children(&self.room)
+                .map(|children| *children.borrow())
+                .unwrap_or(0),
+            received: load(&self.stats.received),
+            relayed: load(&self.stats.relayed),
+            dropped: load(&self.stats.dropped),
+            not_selected: load(&self.stats.not_selected),
+            speaking: self.voice.speaking.is_some(),
+            self_muted: self.voice.self_muted.load(Ordering::Relaxed),
+            playback: self.player.as_ref().map(Player::status).unwrap_or_default(),
+        }
+    }
+
+    /// Leaves the room's audio gracefully: stops speaking, hands this node's children over to
+    /// other parents (keeping them fed until they have moved), then stops listening and
+    /// finishes the output.
+    pub async fn finish(mut self) -> Result<PlayStats, SessionError> {
+        self.stop_voice();
+        let stranded = self.relay.hand_over(&self.room).await;
+        if stranded > 0 {
+            info!(stranded, "some children had not moved when this node left");
+        }
+        if let Some(follower) = self.follower.take() {
+            follower.abort();
+        }
+        self.relay.close_room(&self.room);
+        let stats = match self.player.take() {
+            Some(player) => tokio::task::spawn_blocking(move || player.finish())
+                .await
+                .map_err(|_| AudioIoError::Crashed)??,
+            None => PlayStats::default(),
+        };
+        Ok(stats)
+    }
+
+    fn start_voice_locally(&mut self) -> Result<(), SessionError> {
+        let relay = self.relay.clone();
+        let room = self.room;
+        let muted = Arc::clone(&self.voice.self_muted);
+        self.start_voice(move |frame| {
+            if !muted.load(Ordering::Relaxed) {
+                relay.relay(&room, &frame);
+            }
+        })
+    }
+
+    fn start_voice(
+        &mut self,
+        send: impl FnMut(earshot_protocol::frame::AudioFrame) + Send + 'static,
+    ) -> Result<(), SessionError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        spawn_source(self.voice.input.clone(), self.me, send, Arc::clone(&stop))?;
+        self.voice.speaking = Some(stop);
+        Ok(())
+    }
+
+    fn stop_voice(&mut self) {
+        if let Some(stop) = self.voice.speaking.take() {
+            stop.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for AudioSession {
+    fn drop(&mut self) {
+        self.stop_voice();
+        if let Some(follower) = self.follower.take() {
+            follower.abort();
+        }
+        // A player not finished stops its thread as it drops.
+        self.relay.close_room(&self.room);
+    }
+}
+
+/// Keeps a member attached to the room's relay tree: asks the host for a parent, receives from
+/// it, and when the stream ends asks again at once, reporting the lost parent.
+async fn follow_tree(
+    node: Node,
+    relay: AudioRelay,
+    room: RoomId,
+    position: watch::Sender<Option<Position>>,
+    events: broadcast::Sender<AudioEvent>,
+) {
+    let mut lost: Option<PeerId> = None;
+    let mut lost_at: Option<Instant> = None;
+    let mut draining = None;
+    loop {
+        match node.attach(room, lost.take()).await {
+            Ok(parent) => {
+                debug!(parent = %parent.peer, depth = parent.depth, "attached to the relay tree");
+                if let Err(err) = node.dial(parent.peer, parent.addrs.clone()).await {
+                    debug!(%err, "could not dial the parent; opening the stream may still work");
+                }
+                let here = Position {
+                    parent: parent.peer,
+                    depth: parent.depth,
+                };
+                position.send_replace(Some(here));
+                let _ = events.send(AudioEvent::Attached {
+                    parent: parent.peer,
+                    depth: parent.depth,
+                    repair: lost_at.take().map(|at| at.elapsed()),
+                });
+                if let Ok(key) = PeerKey::from_peer_id(&parent.peer) {
+                    let said = node.act(
+                        room,
+                        ControlBody::TreePosition {
+                            parent: key,
+                            depth: parent.depth,
+                        },
+                    );
+                    if let Err(err) = said.await {
+                        debug!(%err, "could not tell the room where this node is in the tree");
+                    }
+                }
+                let ended = relay.listen_after(room, parent.peer, draining.take()).await;
+                position.send_replace(None);
+                lost_at = Some(Instant::now());
+                lost = Some(parent.peer);
+                let event = match ended {
+                    Ok(still_feeding) => {
+                        info!(parent = %parent.peer, "the parent is leaving; moving");
+                        draining = Some(still_feeding);
+                        AudioEvent::Lost {
+                            parent: parent.peer,
+                            leaving: true,
+                            reason: "it is leaving".into(),
+                        }
+                    }
+                    Err(err) => {
+                        info!(%err, "lost the parent in the relay tree; re-attaching");
+                        AudioEvent::Lost {
+                            parent: parent.peer,
+                            leaving: false,
+                            reason: err.to_string(),
+                        }
+                    }
+                };
+                let _ = events.send(event);
+                // Re-attach at once, but never spin on a parent that refuses straight away.
+                if draining.is_none() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            Err(err) => {
+                debug!(%err, "no place in the relay tree yet");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
+}
