@@ -5,6 +5,7 @@
 //! timeout.
 
 mod audio;
+mod devices;
 mod harness;
 mod invites;
 mod live;

@@ -47,6 +47,8 @@ enum Command {
     Join(cmd::live::JoinArgs),
     /// List live public rooms announced on the lobby.
     Rooms(cmd::lobby::RoomsArgs),
+    /// List the sound cards to record from and play to (defaults marked).
+    Devices,
 }
 
 impl Command {
@@ -95,6 +97,7 @@ fn dispatch(ctx: &cmd::Context, command: Command) -> anyhow::Result<Exit> {
         Command::Host(args) => cmd::live::host(ctx, args),
         Command::Join(args) => cmd::live::join(ctx, args),
         Command::Rooms(args) => cmd::lobby::rooms(ctx, args),
+        Command::Devices => cmd::devices::devices(ctx),
     }
 }
 

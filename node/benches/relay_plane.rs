@@ -1,0 +1,1365 @@
+//! The audio relay plane (`/earshot/audio/1` over QUIC on 127.0.0.1, one process): how much one
+//! relay hop adds to a frame's latency, next to a raw TCP forwarder, and how many frames a relay
+//! forwards per CPU second when it feeds 50, 200 and 500 children.
+//!
+//! `cargo bench -p earshot-node --bench relay_plane` (about a minute). Options after `--`:
+//! `--children 50,200` (fan-out sizes), `--relay-threads N` (the relay's tokio workers, default
+//! 2 as in the CLI), `--quick` (shorter runs), `--json` (one JSON line after the tables).
+//!
+//! Every node runs in its own multi-thread tokio runtime, standing for its own process, and the
+//! runtime records its threads' ids so that the relay's CPU time (all of its threads: swarm,
+//! QUIC drivers, the audio plane's tasks) is read from `/proc/self/task/<tid>/schedstat`.
+//!
+//! 1. **Hop latency.** A source node relays its own frames (98-byte [`AudioFrame`]s: an 80-byte
+//!    payload, a 32 kbps Opus frame) to a parent that listens to it, and the parent relays them
+//!    to a child that listens to the parent: three real nodes (`net::build_swarm`, every
+//!    behaviour), the real [`AudioRelay`]. A frame is "in" at the parent when the parent's
+//!    playback queue hands it out (that is after the relay has put it into the children's
+//!    fan-out) and "out" at the child when the child's playback queue does; the hop is the
+//!    difference, per sequence number. The same frames then go source → forwarder → sink over
+//!    raw tokio TCP (nodelay, one `write_all` per frame), timed the same way: the forwarder
+//!    writes the frame on, then hands it to a queue that a recorder task reads. Twice: a frame
+//!    every 1 ms (many samples, busier threads) and every 20 ms (real pace, idle threads wake up).
+//! 2. **Fan-out.** One relay node (the real swarm) hosts a room; a speaker (a bare swarm with
+//!    only the stream behaviour) speaks to it over a speak stream, and N children, each its own
+//!    bare swarm with its own QUIC connection, listen to it with [`AudioRelay::listen`] and
+//!    count what their playback queue hands out. Children and the speaker share their own
+//!    runtimes, so on this 2-core machine they compete with the relay for CPU. First at the real
+//!    pace (50 frames/s, 32 kbps), then saturated: the speaker pushes frames as fast as the
+//!    speak stream takes them, and the relay drops what its children cannot take (its
+//!    drop-oldest queues).
+
+use std::collections::HashMap;
+use std::fs;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use earshot_node::identity::Identity;
+use earshot_node::net::{NetConfig, build_swarm};
+use earshot_node::relay::{Admission, AudioRelay, PLAYBACK_QUEUE_FRAMES, RelayStats, RoomOptions};
+use earshot_protocol::RoomId;
+use earshot_protocol::frame::{AudioFrame, SAMPLES_PER_FRAME, SpeakerId, flags};
+use earshot_protocol::loudest::DEFAULT_FORWARDED;
+use futures::StreamExt;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
+
+const ROOM: RoomId = RoomId([9; 16]);
+/// A 32 kbps Opus frame: 4000 bytes a second in 50 frames.
+const PAYLOAD_BYTES: usize = 80;
+/// The real pace: one frame per 20 ms.
+const FRAME_INTERVAL: Duration = Duration::from_millis(20);
+/// Targets from the issue.
+const HOP_P99_TARGET: Duration = Duration::from_millis(1);
+const RAW_RATIO_TARGET: f64 = 3.0;
+const PER_CORE_TARGET: f64 = 100_000.0;
+/// Kernel clock ticks per second for `/proc/*/stat` (`USER_HZ`, 100 on every Linux build that
+/// matters).
+const USER_HZ: u64 = 100;
+
+fn main() {
+    let args = Args::parse();
+    let start = Instant::now();
+    let control = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("control runtime");
+
+    let paces = if args.quick {
+        vec![(Duration::from_millis(1), 1_000), (FRAME_INTERVAL, 100)]
+    } else {
+        vec![(Duration::from_millis(1), 3_000), (FRAME_INTERVAL, 250)]
+    };
+    let mut hops = Vec::new();
+    for (interval, frames) in paces {
+        eprintln!("hop latency: a frame every {interval:?}, {frames} frames per path");
+        let trio = Trio::new();
+        let relay = control.block_on(relay_path(&trio, interval, frames, start));
+        let raw = control.block_on(tcp_path(&trio, interval, frames, start));
+        trio.shutdown();
+        hops.push(HopRun {
+            interval,
+            frames,
+            relay,
+            raw,
+        });
+    }
+
+    let mut fanouts = Vec::new();
+    for &children in &args.children {
+        eprintln!("fan-out: {children} children");
+        let runtimes = FanoutRuntimes::new(args.relay_threads);
+        fanouts.push(control.block_on(fanout(&runtimes, children, &args, start)));
+        runtimes.shutdown();
+    }
+
+    print_hops(&hops);
+    print_fanouts(&fanouts, &args);
+    if args.json {
+        println!("{}", json(&hops, &fanouts, &args));
+    }
+}
+
+struct Args {
+    children: Vec<usize>,
+    relay_threads: usize,
+    quick: bool,
+    json: bool,
+}
+
+impl Args {
+    fn parse() -> Self {
+        let args: Vec<String> = std::env::args().collect();
+        let value = |name: &str| {
+            args.iter()
+                .position(|a| a == name)
+                .and_then(|i| args.get(i + 1))
+        };
+        Self {
+            children: value("--children")
+                .map(|list| {
+                    list.split(',')
+                        .map(|n| n.trim().parse().expect("--children takes numbers"))
+                        .collect()
+                })
+                .unwrap_or_else(|| vec![50, 200, 500]),
+            relay_threads: value("--relay-threads")
+                .map(|n| n.parse().expect("--relay-threads takes a number"))
+                .unwrap_or(2),
+            quick: args.iter().any(|a| a == "--quick"),
+            json: args.iter().any(|a| a == "--json"),
+        }
+    }
+
+    /// How long each fan-out size runs at the real pace, in each closed loop, and overloaded.
+    fn fanout_secs(&self) -> (Duration, Duration, Duration) {
+        let secs = Duration::from_secs;
+        if self.quick {
+            (secs(2), secs(1), secs(1))
+        } else {
+            (secs(4), secs(3), secs(2))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runtimes and CPU time
+
+/// A multi-thread tokio runtime standing for one node's process; it knows its threads' ids.
+struct NodeRuntime {
+    runtime: tokio::runtime::Runtime,
+    threads: Arc<Mutex<Vec<u32>>>,
+}
+
+impl NodeRuntime {
+    fn new(name: &str, workers: usize) -> Self {
+        let threads = Arc::new(Mutex::new(Vec::new()));
+        let record = Arc::clone(&threads);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .thread_name(name)
+            .enable_all()
+            .on_thread_start(move || {
+                if let Some(tid) = current_tid() {
+                    record.lock().expect("thread list").push(tid);
+                }
+            })
+            .build()
+            .expect("node runtime");
+        Self { runtime, threads }
+    }
+
+    /// Runs `future` on this runtime and waits for it.
+    async fn run<F>(&self, future: F) -> F::Output
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.runtime.spawn(future).await.expect("bench task")
+    }
+
+    fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.runtime.spawn(future)
+    }
+
+    /// CPU time of every thread this runtime has started (its workers, and any blocking threads).
+    fn cpu(&self) -> Cpu {
+        let threads = self.threads.lock().expect("thread list").clone();
+        threads
+            .into_iter()
+            .map(thread_cpu)
+            .fold(Cpu::default(), Cpu::add)
+    }
+
+    fn shutdown(self) {
+        self.runtime.shutdown_background();
+    }
+}
+
+#[derive(Clone, Copy, Default, Debug)]
+struct Cpu {
+    /// Time on a CPU (`schedstat`, nanoseconds).
+    total: Duration,
+    /// User and kernel time (`stat`, 10 ms ticks).
+    user: Duration,
+    system: Duration,
+}
+
+impl Cpu {
+    fn add(self, other: Cpu) -> Cpu {
+        Cpu {
+            total: self.total + other.total,
+            user: self.user + other.user,
+            system: self.system + other.system,
+        }
+    }
+
+    fn since(self, earlier: Cpu) -> Cpu {
+        Cpu {
+            total: self.total.saturating_sub(earlier.total),
+            user: self.user.saturating_sub(earlier.user),
+            system: self.system.saturating_sub(earlier.system),
+        }
+    }
+
+    fn system_share(self) -> f64 {
+        let ticks = (self.user + self.system).as_secs_f64();
+        if ticks == 0.0 {
+            0.0
+        } else {
+            self.system.as_secs_f64() / ticks
+        }
+    }
+}
+
+fn current_tid() -> Option<u32> {
+    // "/proc/thread-self" links to "<pid>/task/<tid>".
+    fs::read_link("/proc/thread-self")
+        .ok()?
+        .file_name()?
+        .to_str()?
+        .parse()
+        .ok()
+}
+
+/// User and system time from a `/proc/.../stat` line (fields 14 and 15, after the command).
+fn stat_times(path: &str) -> (Duration, Duration) {
+    let Ok(stat) = fs::read_to_string(path) else {
+        return Default::default();
+    };
+    let Some((_, fields)) = stat.rsplit_once(')') else {
+        return Default::default();
+    };
+    let fields: Vec<&str> = fields.split_whitespace().collect();
+    let ticks = |i: usize| {
+        let ticks: u64 = fields.get(i).and_then(|f| f.parse().ok()).unwrap_or(0);
+        Duration::from_millis(ticks * 1000 / USER_HZ)
+    };
+    // fields[0] is field 3 (state): utime is field 14, stime field 15.
+    (ticks(11), ticks(12))
+}
+
+fn thread_cpu(tid: u32) -> Cpu {
+    let total = fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .map(Duration::from_nanos)
+        .unwrap_or_default();
+    let (user, system) = stat_times(&format!("/proc/self/task/{tid}/stat"));
+    Cpu {
+        total,
+        user,
+        system,
+    }
+}
+
+/// The whole process, exited threads included (10 ms ticks).
+fn process_cpu() -> Cpu {
+    let (user, system) = stat_times("/proc/self/stat");
+    Cpu {
+        total: user + system,
+        user,
+        system,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Nodes
+
+/// A running swarm with an audio plane.
+struct Endpoint {
+    relay: AudioRelay,
+    peer: PeerId,
+    /// Its listen address, with `/p2p/<peer>`.
+    addr: Multiaddr,
+}
+
+fn quic_any_port() -> Multiaddr {
+    "/ip4/127.0.0.1/udp/0/quic-v1".parse().expect("multiaddr")
+}
+
+/// The host's room options, as `AudioSession::host` sets them: the host selects the loudest
+/// speakers (there is one here, always selected).
+fn host_options() -> RoomOptions {
+    RoomOptions {
+        myself: None,
+        forward_loudest: Some(DEFAULT_FORWARDED),
+    }
+}
+
+fn admit_all() -> Admission {
+    Arc::new(|_, _, _| true)
+}
+
+/// A node as `earshot` runs it: the full behaviour (gossipsub, Kademlia, identify …) and QUIC.
+async fn real_node(dial: Option<Multiaddr>) -> Endpoint {
+    let identity = Identity::ephemeral().expect("identity");
+    let swarm = build_swarm(&identity, &NetConfig::default()).expect("swarm");
+    let control = swarm.behaviour().stream.new_control();
+    let (peer, addr) = drive(swarm, dial).await;
+    Endpoint {
+        relay: AudioRelay::start(control, admit_all()),
+        peer,
+        addr,
+    }
+}
+
+/// A swarm with QUIC and the stream behaviour only: the many children of the fan-out, which are
+/// not what is measured.
+async fn bare_node(dial: Option<Multiaddr>) -> Endpoint {
+    let swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_quic()
+        .with_behaviour(|_| libp2p_stream::Behaviour::new())
+        .expect("behaviour")
+        .with_swarm_config(|config| config.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    let control = swarm.behaviour().new_control();
+    let (peer, addr) = drive(swarm, dial).await;
+    Endpoint {
+        relay: AudioRelay::start(control, admit_all()),
+        peer,
+        addr,
+    }
+}
+
+/// Listens on a fresh port, dials `dial` and waits for the connection, then polls the swarm in a
+/// task of the current runtime for as long as the runtime lives.
+async fn drive<B>(mut swarm: Swarm<B>, dial: Option<Multiaddr>) -> (PeerId, Multiaddr)
+where
+    B: NetworkBehaviour + Send + 'static,
+    Swarm<B>: Send,
+{
+    swarm.listen_on(quic_any_port()).expect("listen");
+    let addr = loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+            break address;
+        }
+    };
+    if let Some(target) = dial {
+        swarm.dial(target.clone()).expect("dial");
+        loop {
+            match swarm.select_next_some().await {
+                SwarmEvent::ConnectionEstablished { .. } => break,
+                SwarmEvent::OutgoingConnectionError { error, .. } => {
+                    panic!("could not dial {target}: {error}")
+                }
+                _ => {}
+            }
+        }
+    }
+    let peer = *swarm.local_peer_id();
+    tokio::spawn(async move {
+        loop {
+            swarm.select_next_some().await;
+        }
+    });
+    (peer, addr.with(Protocol::P2p(peer)))
+}
+
+/// Waits until `relay` feeds `n` children.
+async fn attached(relay: &AudioRelay, n: usize) {
+    let mut children = relay.children(&ROOM).expect("room is open");
+    tokio::time::timeout(Duration::from_secs(30), children.wait_for(|c| *c >= n))
+        .await
+        .unwrap_or_else(|_| panic!("{n} children did not attach within 30 s"))
+        .expect("relay alive");
+}
+
+/// Why listen streams ended and were opened again, and how often.
+#[derive(Clone, Default)]
+struct Reopened(Arc<Mutex<HashMap<String, u64>>>);
+
+impl Reopened {
+    fn count(&self) -> u64 {
+        self.0.lock().expect("reasons").values().sum()
+    }
+
+    fn reasons(&self) -> String {
+        let reasons = self.0.lock().expect("reasons");
+        let mut reasons: Vec<_> = reasons.iter().map(|(r, n)| format!("{n}× {r}")).collect();
+        reasons.sort();
+        reasons.join(", ")
+    }
+}
+
+/// Listens to `parent` for as long as the runtime lives, opening the stream again when it ends
+/// (as a member would, after asking the host); records why it ended.
+async fn keep_listening(relay: AudioRelay, parent: PeerId, reopened: Reopened) {
+    loop {
+        let reason = match relay.listen(ROOM, parent).await {
+            Ok(_draining) => "the parent is leaving".to_owned(),
+            Err(err) => err.to_string(),
+        };
+        *reopened
+            .0
+            .lock()
+            .expect("reasons")
+            .entry(reason)
+            .or_default() += 1;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A 98-byte frame whose payload starts with its send time (nanoseconds since `start`).
+fn frame(seq: u32, start: Instant) -> AudioFrame {
+    let mut payload = vec![0x5a; PAYLOAD_BYTES];
+    payload[..8].copy_from_slice(&nanos_since(start).to_be_bytes());
+    AudioFrame {
+        speaker: SpeakerId(0xeab5_0001),
+        seq,
+        timestamp: seq.wrapping_mul(SAMPLES_PER_FRAME),
+        level: 30,
+        flags: flags::VOICE | flags::FEC,
+        payload,
+        tag: None,
+    }
+}
+
+fn nanos_since(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_nanos()).expect("runs for less than 500 years")
+}
+
+fn ticker(interval: Duration) -> tokio::time::Interval {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    ticker
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Hop latency
+
+/// Three runtimes for source, parent (or forwarder) and child (or sink), two workers each as in
+/// the CLI.
+struct Trio {
+    source: NodeRuntime,
+    parent: NodeRuntime,
+    child: NodeRuntime,
+}
+
+impl Trio {
+    fn new() -> Self {
+        Self {
+            source: NodeRuntime::new("source", 2),
+            parent: NodeRuntime::new("parent", 2),
+            child: NodeRuntime::new("child", 2),
+        }
+    }
+
+    fn shutdown(self) {
+        self.source.shutdown();
+        self.parent.shutdown();
+        self.child.shutdown();
+    }
+}
+
+/// Per sequence number: when it was sent, when it was in at the middle node, when it was out at
+/// the last one (nanoseconds since the bench started).
+#[derive(Default)]
+struct PathTimes {
+    sent: HashMap<u32, u64>,
+    middle: HashMap<u32, u64>,
+    end: HashMap<u32, u64>,
+    elapsed: Duration,
+}
+
+impl PathTimes {
+    /// Hop latencies in nanoseconds (middle → end), skipping the first `warmup` frames. Signed:
+    /// the two ends are timed by different threads, so a hop faster than the middle's recorder
+    /// task is negative (rare; it shows in the low percentiles only).
+    fn hop(&self, warmup: u32) -> Vec<i64> {
+        self.since(&self.middle, warmup)
+    }
+
+    /// End-to-end latencies in nanoseconds (sent → end): two hops.
+    fn end_to_end(&self, warmup: u32) -> Vec<i64> {
+        self.since(&self.sent, warmup)
+    }
+
+    /// One hop with the sender's side: sent → middle.
+    fn first_hop(&self, warmup: u32) -> Vec<i64> {
+        self.middle
+            .iter()
+            .filter(|(seq, _)| **seq >= warmup)
+            .filter_map(|(seq, middle)| Some(signed(*middle) - signed(*self.sent.get(seq)?)))
+            .collect()
+    }
+
+    fn since(&self, from: &HashMap<u32, u64>, warmup: u32) -> Vec<i64> {
+        self.end
+            .iter()
+            .filter(|(seq, _)| **seq >= warmup)
+            .filter_map(|(seq, end)| Some(signed(*end) - signed(*from.get(seq)?)))
+            .collect()
+    }
+}
+
+fn signed(nanos: u64) -> i64 {
+    i64::try_from(nanos).expect("runs for less than 292 years")
+}
+
+struct HopRun {
+    interval: Duration,
+    frames: u32,
+    relay: PathTimes,
+    raw: PathTimes,
+}
+
+impl HopRun {
+    fn warmup(&self) -> u32 {
+        self.frames / 10
+    }
+}
+
+/// Records (seq, arrival) of what a playback queue hands out, until `frames` arrived or nothing
+/// came for 2 s.
+async fn record_heard(
+    mut heard: mpsc::Receiver<AudioFrame>,
+    frames: u32,
+    start: Instant,
+) -> Vec<(u32, u64)> {
+    let mut times = Vec::with_capacity(frames as usize);
+    while times.len() < frames as usize {
+        match tokio::time::timeout(Duration::from_secs(2), heard.recv()).await {
+            Ok(Some(frame)) => times.push((frame.seq, nanos_since(start))),
+            _ => break,
+        }
+    }
+    times
+}
+
+/// Records (seq, time) of what the raw TCP path hands over: the time it carries, or else the
+/// time this task got it (as [`record_heard`] does).
+async fn record_seqs(
+    mut seqs: mpsc::Receiver<(u32, Option<u64>)>,
+    frames: u32,
+    start: Instant,
+) -> Vec<(u32, u64)> {
+    let mut times = Vec::with_capacity(frames as usize);
+    while times.len() < frames as usize {
+        match tokio::time::timeout(Duration::from_secs(2), seqs.recv()).await {
+            Ok(Some((seq, at))) => times.push((seq, at.unwrap_or_else(|| nanos_since(start)))),
+            _ => break,
+        }
+    }
+    times
+}
+
+fn sent_times(frames: &[(u32, u64)]) -> HashMap<u32, u64> {
+    frames.iter().copied().collect()
+}
+
+/// Source → parent → child through the real audio plane.
+async fn relay_path(trio: &Trio, interval: Duration, frames: u32, start: Instant) -> PathTimes {
+    let source = trio.source.run(real_node(None)).await;
+    let parent = trio.parent.run(real_node(Some(source.addr.clone()))).await;
+    let child = trio.child.run(real_node(Some(parent.addr.clone()))).await;
+    let _source_heard = source.relay.open_room_with(ROOM, host_options());
+    let (parent_heard, _) = parent.relay.open_room(ROOM);
+    let (child_heard, _) = child.relay.open_room(ROOM);
+    let reopened = Reopened::default();
+    trio.parent.spawn(keep_listening(
+        parent.relay.clone(),
+        source.peer,
+        reopened.clone(),
+    ));
+    trio.child.spawn(keep_listening(
+        child.relay.clone(),
+        parent.peer,
+        reopened.clone(),
+    ));
+    attached(&source.relay, 1).await;
+    attached(&parent.relay, 1).await;
+
+    let middle = trio.parent.spawn(record_heard(parent_heard, frames, start));
+    let end = trio.child.spawn(record_heard(child_heard, frames, start));
+    let began = Instant::now();
+    let sender = source.relay.clone();
+    let sent = trio
+        .source
+        .run(async move {
+            let mut ticker = ticker(interval);
+            let mut sent = Vec::with_capacity(frames as usize);
+            for seq in 0..frames {
+                ticker.tick().await;
+                let frame = frame(seq, start);
+                sent.push((seq, nanos_since(start)));
+                sender.relay(&ROOM, &frame);
+            }
+            sent
+        })
+        .await;
+    let elapsed = began.elapsed();
+    let middle = middle.await.expect("recorder");
+    let end = end.await.expect("recorder");
+    if reopened.count() > 0 {
+        eprintln!("  (listen streams reopened: {})", reopened.reasons());
+    }
+    PathTimes {
+        sent: sent_times(&sent),
+        middle: middle.iter().copied().collect(),
+        end: end.iter().copied().collect(),
+        elapsed,
+    }
+}
+
+/// Reads one `u16`-length-prefixed frame into `buf` (prefix included); `false` at the end.
+async fn read_prefixed<R: AsyncReadExt + Unpin>(reader: &mut R, buf: &mut Vec<u8>) -> bool {
+    let mut len = [0u8; 2];
+    if reader.read_exact(&mut len).await.is_err() {
+        return false;
+    }
+    let len = usize::from(u16::from_be_bytes(len));
+    buf.clear();
+    buf.extend_from_slice(&(len as u16).to_be_bytes());
+    buf.resize(2 + len, 0);
+    reader.read_exact(&mut buf[2..]).await.is_ok()
+}
+
+/// The sequence number of a prefixed encoded frame (bytes 5..9 of the frame).
+fn prefixed_seq(buf: &[u8]) -> u32 {
+    u32::from_be_bytes([buf[7], buf[8], buf[9], buf[10]])
+}
+
+/// Source → forwarder → sink over raw tokio TCP sockets.
+async fn tcp_path(trio: &Trio, interval: Duration, frames: u32, start: Instant) -> PathTimes {
+    let (sink_seqs, sink_rx) = mpsc::channel(PLAYBACK_QUEUE_FRAMES);
+    let (fwd_seqs, fwd_rx) = mpsc::channel(PLAYBACK_QUEUE_FRAMES);
+    let end = trio.child.spawn(record_seqs(sink_rx, frames, start));
+    let middle = trio.parent.spawn(record_seqs(fwd_rx, frames, start));
+
+    let sink = trio
+        .child
+        .run(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            tokio::spawn(async move {
+                let (stream, _) = listener.accept().await.expect("accept");
+                stream.set_nodelay(true).expect("nodelay");
+                let mut reader = BufReader::new(stream);
+                let mut buf = Vec::new();
+                while read_prefixed(&mut reader, &mut buf).await {
+                    let _ = sink_seqs.try_send((prefixed_seq(&buf), None));
+                }
+            });
+            addr
+        })
+        .await;
+    let forwarder = trio
+        .parent
+        .run(async move {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let mut out = TcpStream::connect(sink).await.expect("connect to sink");
+            out.set_nodelay(true).expect("nodelay");
+            tokio::spawn(async move {
+                let (stream, _) = listener.accept().await.expect("accept");
+                stream.set_nodelay(true).expect("nodelay");
+                let mut reader = BufReader::new(stream);
+                let mut buf = Vec::new();
+                while read_prefixed(&mut reader, &mut buf).await {
+                    // Timed before the write: on loopback the write can wake the sink on this
+                    // very core, which would then run first.
+                    let at = nanos_since(start);
+                    if out.write_all(&buf).await.is_err() {
+                        break;
+                    }
+                    let _ = fwd_seqs.try_send((prefixed_seq(&buf), Some(at)));
+                }
+            });
+            addr
+        })
+        .await;
+
+    let began = Instant::now();
+    let sent = trio
+        .source
+        .run(async move {
+            let mut stream = TcpStream::connect(forwarder)
+                .await
+                .expect("connect to forwarder");
+            stream.set_nodelay(true).expect("nodelay");
+            let mut ticker = ticker(interval);
+            let mut sent = Vec::with_capacity(frames as usize);
+            let mut buf = Vec::new();
+            for seq in 0..frames {
+                ticker.tick().await;
+                let bytes = frame(seq, start).encode();
+                buf.clear();
+                buf.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+                buf.extend_from_slice(&bytes);
+                sent.push((seq, nanos_since(start)));
+                stream.write_all(&buf).await.expect("write to forwarder");
+            }
+            sent
+        })
+        .await;
+    let elapsed = began.elapsed();
+    let middle = middle.await.expect("recorder");
+    let end = end.await.expect("recorder");
+    PathTimes {
+        sent: sent_times(&sent),
+        middle: middle.iter().copied().collect(),
+        end: end.iter().copied().collect(),
+        elapsed,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Fan-out
+
+struct FanoutRuntimes {
+    relay: NodeRuntime,
+    children: NodeRuntime,
+    speaker: NodeRuntime,
+}
+
+impl FanoutRuntimes {
+    fn new(relay_threads: usize) -> Self {
+        Self {
+            relay: NodeRuntime::new("relay", relay_threads),
+            children: NodeRuntime::new("children", 2),
+            speaker: NodeRuntime::new("speaker", 1),
+        }
+    }
+
+    fn shutdown(self) {
+        self.relay.shutdown();
+        self.children.shutdown();
+        self.speaker.shutdown();
+    }
+}
+
+/// How the speaker feeds the relay in a measured stretch.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    /// One frame per 20 ms from a deadline clock; a full speak queue drops the frame, as the
+    /// capture thread does.
+    RealPace,
+    /// Closed loop, one frame at a time: the next frame goes once every child has the last one.
+    /// As at the real pace, every frame to every child is a QUIC packet of its own; this is the
+    /// relay's capacity for real traffic (more children, or more speakers, at 50 frames/s).
+    Lockstep,
+    /// Closed loop, up to [`MAX_RATE_WINDOW`] frames ahead of the slowest child, so nothing is
+    /// dropped but a child's writer often finds several frames queued and QUIC packs them into
+    /// one packet: the capacity of a relay that has fallen behind.
+    MaxRate,
+    /// Open loop: `blocking_send` as fast as the speak stream takes frames. The relay reads far
+    /// more than its children can take and its drop-oldest queues skip the rest.
+    Overload,
+}
+
+/// Frames the max-rate speaker may be ahead of the slowest child: under the relay's 16-frame
+/// child queue, so that no child lags.
+const MAX_RATE_WINDOW: u64 = 12;
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::RealPace => "50 fps",
+            Mode::Lockstep => "lockstep",
+            Mode::MaxRate => "max rate",
+            Mode::Overload => "overload",
+        }
+    }
+
+    /// Closed loop: how many frames the speaker may be ahead of the slowest child.
+    fn window(self) -> Option<u64> {
+        match self {
+            Mode::Lockstep => Some(1),
+            Mode::MaxRate => Some(MAX_RATE_WINDOW),
+            Mode::RealPace | Mode::Overload => None,
+        }
+    }
+}
+
+/// One measured stretch of the fan-out.
+#[derive(Debug)]
+struct Stretch {
+    mode: Mode,
+    /// How long the speaker sent.
+    sending: Duration,
+    /// Until the children stopped receiving: what CPU time is measured over.
+    wall: Duration,
+    /// Frames the speaker handed to its speak stream.
+    spoken: u64,
+    /// Frames the relay read from the speaker (and put into the fan-out).
+    received: u64,
+    /// Frames the children's playback queues handed out, per child.
+    delivered: Vec<u64>,
+    /// Frame copies the relay skipped for children that fell behind.
+    dropped: u64,
+    relay_cpu: Cpu,
+    process_cpu: Cpu,
+}
+
+impl Stretch {
+    fn forwarded(&self) -> u64 {
+        self.delivered.iter().sum()
+    }
+
+    fn in_per_sec(&self) -> f64 {
+        self.received as f64 / self.sending.as_secs_f64()
+    }
+
+    fn forwarded_per_sec(&self) -> f64 {
+        self.forwarded() as f64 / self.sending.as_secs_f64()
+    }
+
+    fn relay_us_per_frame(&self) -> f64 {
+        self.relay_cpu.total.as_secs_f64() * 1e6 / self.forwarded().max(1) as f64
+    }
+
+    fn process_us_per_frame(&self) -> f64 {
+        self.process_cpu.total.as_secs_f64() * 1e6 / self.forwarded().max(1) as f64
+    }
+
+    /// Forwarded frames per second of the relay's CPU time.
+    fn per_core(&self) -> f64 {
+        self.forwarded() as f64 / self.relay_cpu.total.as_secs_f64().max(1e-9)
+    }
+
+    /// The relay's CPU time per wall second, in cores.
+    fn relay_cores(&self) -> f64 {
+        self.relay_cpu.total.as_secs_f64() / self.wall.as_secs_f64()
+    }
+
+    /// Each child's share of what the relay received, in % (min, average).
+    fn delivery(&self) -> (f64, f64) {
+        let received = self.received.max(1) as f64;
+        let min = self.delivered.iter().copied().min().unwrap_or(0) as f64;
+        let avg = self.forwarded() as f64 / self.delivered.len().max(1) as f64;
+        (100.0 * min / received, 100.0 * avg / received)
+    }
+}
+
+struct FanoutRun {
+    children: usize,
+    setup: Duration,
+    reopened: Reopened,
+    stretches: Vec<Stretch>,
+}
+
+struct Snapshot {
+    at: Instant,
+    received: u64,
+    dropped: u64,
+    delivered: Vec<u64>,
+    relay_cpu: Cpu,
+    process_cpu: Cpu,
+}
+
+fn snapshot(
+    runtimes: &FanoutRuntimes,
+    stats: &RelayStats,
+    counters: &[Arc<AtomicU64>],
+) -> Snapshot {
+    Snapshot {
+        at: Instant::now(),
+        received: stats.received.load(Ordering::Relaxed),
+        dropped: stats.dropped.load(Ordering::Relaxed),
+        delivered: counters.iter().map(|c| c.load(Ordering::Relaxed)).collect(),
+        relay_cpu: runtimes.relay.cpu(),
+        process_cpu: process_cpu(),
+    }
+}
+
+/// Waits until the children stop receiving (the relay's queues have drained), at most 3 s.
+async fn settle(counters: &[Arc<AtomicU64>]) {
+    let total = || -> u64 { counters.iter().map(|c| c.load(Ordering::Relaxed)).sum() };
+    let mut last = total();
+    let mut still = 0;
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = total();
+        still = if now == last { still + 1 } else { 0 };
+        last = now;
+        if still >= 3 {
+            return;
+        }
+    }
+}
+
+/// What the speaker's capture thread did.
+struct Spoken {
+    /// Frames handed to the speak stream.
+    frames: u64,
+    /// The sequence number after the last frame.
+    next_seq: u32,
+    sending: Duration,
+    /// Closed loop: times the slowest child made no progress for 100 ms and the speaker went on.
+    stalls: u64,
+}
+
+/// The speaker's capture thread: frames go into the speak stream's queue from a plain thread,
+/// as in the node (audio never waits on the network).
+fn capture(
+    voice: &mpsc::Sender<AudioFrame>,
+    mode: Mode,
+    duration: Duration,
+    mut seq: u32,
+    counters: &[Arc<AtomicU64>],
+    start: Instant,
+) -> Spoken {
+    let began = Instant::now();
+    let until = began + duration;
+    let mut frames = 0u64;
+    let mut stalls = 0u64;
+    let progress = || counters.iter().map(|c| c.load(Ordering::Relaxed));
+    // Closed loop: frames sent since `baseline` was taken, against each child's progress since.
+    let mut baseline: Vec<u64> = progress().collect();
+    let mut ahead_since_baseline = 0u64;
+    let mut waiting_since: Option<Instant> = None;
+    let mut tick = 0u32;
+    while Instant::now() < until {
+        match mode {
+            Mode::RealPace => {
+                let due = began + FRAME_INTERVAL * tick;
+                tick += 1;
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                if voice.try_send(frame(seq, start)).is_err() {
+                    continue;
+                }
+            }
+            Mode::Overload => {
+                if voice.blocking_send(frame(seq, start)).is_err() {
+                    break;
+                }
+            }
+            Mode::Lockstep | Mode::MaxRate => {
+                let window = mode.window().unwrap_or(1);
+                let slowest = progress()
+                    .zip(&baseline)
+                    .map(|(now, base)| now - base)
+                    .min()
+                    .unwrap_or(ahead_since_baseline);
+                if ahead_since_baseline.saturating_sub(slowest) >= window {
+                    let since = *waiting_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > Duration::from_millis(100) {
+                        // A frame lost on the way (it should not happen): count afresh.
+                        stalls += 1;
+                        baseline = progress().collect();
+                        ahead_since_baseline = 0;
+                        waiting_since = None;
+                    } else {
+                        std::thread::sleep(Duration::from_micros(50));
+                    }
+                    continue;
+                }
+                waiting_since = None;
+                if voice.blocking_send(frame(seq, start)).is_err() {
+                    break;
+                }
+                ahead_since_baseline += 1;
+            }
+        }
+        frames += 1;
+        seq = seq.wrapping_add(1);
+    }
+    Spoken {
+        frames,
+        next_seq: seq,
+        sending: began.elapsed(),
+        stalls,
+    }
+}
+
+async fn fanout(
+    runtimes: &FanoutRuntimes,
+    children: usize,
+    args: &Args,
+    start: Instant,
+) -> FanoutRun {
+    let relay = runtimes.relay.run(real_node(None)).await;
+    let (relay_heard, stats) = relay.relay.open_room_with(ROOM, host_options());
+    // The host's own playback queue fills and then refuses frames (`try_send`); nobody plays.
+    let _relay_heard = relay_heard;
+
+    let setup_began = Instant::now();
+    let reopened = Reopened::default();
+    let mut counters = Vec::with_capacity(children);
+    // Connect in batches: a QUIC handshake each, on a 2-core machine.
+    for batch in (0..children).collect::<Vec<_>>().chunks(50) {
+        let joins: Vec<_> = batch
+            .iter()
+            .map(|_| {
+                let counter = Arc::new(AtomicU64::new(0));
+                counters.push(Arc::clone(&counter));
+                let addr = relay.addr.clone();
+                let parent = relay.peer;
+                let reopened = reopened.clone();
+                runtimes.children.spawn(async move {
+                    let child = bare_node(Some(addr)).await;
+                    let (mut heard, _) = child.relay.open_room(ROOM);
+                    tokio::spawn(keep_listening(child.relay.clone(), parent, reopened));
+                    tokio::spawn(async move {
+                        while heard.recv().await.is_some() {
+                            counter.fetch_add(1, Ordering::Relaxed);
+                        }
+                    });
+                })
+            })
+            .collect();
+        for join in joins {
+            join.await.expect("child setup");
+        }
+    }
+    attached(&relay.relay, children).await;
+    let setup = setup_began.elapsed();
+
+    let relay_peer = relay.peer;
+    let speaker_addr = relay.addr.clone();
+    let voice = runtimes
+        .speaker
+        .run(async move {
+            let speaker = bare_node(Some(speaker_addr)).await;
+            speaker
+                .relay
+                .speak(ROOM, relay_peer)
+                .await
+                .expect("speak stream")
+        })
+        .await;
+    let counters = Arc::new(counters);
+    let (paced_for, closed_for, overload_for) = args.fanout_secs();
+    let mut stretches = Vec::new();
+    let mut seq = 0u32;
+    for (mode, duration) in [
+        (Mode::RealPace, paced_for),
+        (Mode::Lockstep, closed_for),
+        (Mode::MaxRate, closed_for),
+        (Mode::Overload, overload_for),
+    ] {
+        let before = snapshot(runtimes, &stats, &counters);
+        let spoken = {
+            let voice = voice.clone();
+            let counters = Arc::clone(&counters);
+            runtimes
+                .speaker
+                .runtime
+                .spawn_blocking(move || capture(&voice, mode, duration, seq, &counters, start))
+                .await
+                .expect("capture thread")
+        };
+        settle(&counters).await;
+        let after = snapshot(runtimes, &stats, &counters);
+        if spoken.stalls > 0 {
+            eprintln!(
+                "  ({}: {} stalls of the slowest child)",
+                mode.name(),
+                spoken.stalls
+            );
+        }
+        seq = spoken.next_seq;
+        stretches.push(Stretch {
+            mode,
+            sending: spoken.sending,
+            wall: after.at - before.at,
+            spoken: spoken.frames,
+            received: after.received - before.received,
+            delivered: after
+                .delivered
+                .iter()
+                .zip(&before.delivered)
+                .map(|(a, b)| a - b)
+                .collect(),
+            dropped: after.dropped - before.dropped,
+            relay_cpu: after.relay_cpu.since(before.relay_cpu),
+            process_cpu: after.process_cpu.since(before.process_cpu),
+        });
+    }
+
+    FanoutRun {
+        children,
+        setup,
+        reopened,
+        stretches,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output
+
+/// Latency percentiles, in microseconds.
+struct Summary {
+    count: usize,
+    p50: f64,
+    p99: f64,
+    max: f64,
+}
+
+fn summary(mut nanos: Vec<i64>) -> Summary {
+    nanos.sort_unstable();
+    let at = |p: f64| {
+        if nanos.is_empty() {
+            return 0.0;
+        }
+        let index = ((nanos.len() as f64 - 1.0) * p).round() as usize;
+        nanos[index.min(nanos.len() - 1)] as f64 / 1000.0
+    };
+    Summary {
+        count: nanos.len(),
+        p50: at(0.5),
+        p99: at(0.99),
+        max: at(1.0),
+    }
+}
+
+fn print_hops(hops: &[HopRun]) {
+    println!();
+    println!(
+        "Hop latency on 127.0.0.1: 98-byte frames, source → middle → end, each node its own \
+         2-worker runtime; µs"
+    );
+    println!();
+    println!(
+        "| {:<44} | {:>5} | {:>6} | {:>7} | {:>7} | {:>7} | {:<6} |",
+        "measure", "pace", "frames", "p50", "p99", "max", "target"
+    );
+    println!(
+        "|{:-<46}|{:-<7}|{:-<8}|{:-<9}|{:-<9}|{:-<9}|{:-<8}|",
+        "", "", "", "", "", "", ""
+    );
+    for run in hops {
+        let pace = format!("{} ms", run.interval.as_millis());
+        let warmup = run.warmup();
+        let relay = summary(run.relay.hop(warmup));
+        let raw = summary(run.raw.hop(warmup));
+        let line = |what: &str, s: &Summary, target: &str| {
+            println!(
+                "| {what:<44} | {pace:>5} | {:>6} | {:>7.0} | {:>7.0} | {:>7.0} | {target:<6} |",
+                s.count, s.p50, s.p99, s.max,
+            );
+        };
+        let verdict = |ok: bool| if ok { "ok" } else { "MISSED" };
+        line(
+            "relay hop: parent in → child out (QUIC)",
+            &relay,
+            verdict(relay.p99 <= us(HOP_P99_TARGET)),
+        );
+        line("raw TCP hop: forwarder in → sink out", &raw, "");
+        let ratio50 = relay.p50 / raw.p50.max(1.0);
+        let ratio99 = relay.p99 / raw.p99.max(1.0);
+        println!(
+            "| {:<44} | {pace:>5} | {:>6} | {:>6.1}x | {:>6.1}x | {:>7} | {:<6} |",
+            "relay hop ÷ raw TCP hop",
+            "",
+            ratio50,
+            ratio99,
+            "",
+            verdict(ratio99 <= RAW_RATIO_TARGET),
+        );
+        line(
+            "  source send → parent in (QUIC, 1 hop)",
+            &summary(run.relay.first_hop(warmup)),
+            "",
+        );
+        line(
+            "  source send → forwarder in (TCP, 1 hop)",
+            &summary(run.raw.first_hop(warmup)),
+            "",
+        );
+        line(
+            "  source send → child out (QUIC, 2 hops)",
+            &summary(run.relay.end_to_end(warmup)),
+            "",
+        );
+        line(
+            "  source send → sink out (TCP, 2 hops)",
+            &summary(run.raw.end_to_end(warmup)),
+            "",
+        );
+        let lost = |p: &PathTimes| run.frames as usize - p.end.len();
+        println!(
+            "  ({} ms pace: {} frames sent in {:.2} s over QUIC, {:.2} s over TCP; not arrived: \
+             {} QUIC, {} TCP; the first {warmup} are warm-up and not counted)",
+            run.interval.as_millis(),
+            run.frames,
+            run.relay.elapsed.as_secs_f64(),
+            run.raw.elapsed.as_secs_f64(),
+            lost(&run.relay),
+            lost(&run.raw),
+        );
+    }
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn print_fanouts(fanouts: &[FanoutRun], args: &Args) {
+    println!();
+    println!(
+        "Fan-out: one relay (real swarm, {} tokio workers) → N children (a bare QUIC swarm and \
+         connection each, all on one 2-worker runtime); one speaker on a speak stream",
+        args.relay_threads
+    );
+    println!();
+    println!(
+        "| {:>8} | {:<8} | {:>7} | {:>11} | {:>8} | {:>8} | {:>10} | {:>5} | {:>6} | {:>15} | {:<6} |",
+        "children",
+        "mode",
+        "in/s",
+        "forwarded/s",
+        "relay µs",
+        "proc µs",
+        "fwd/s/core",
+        "cores",
+        "kernel",
+        "delivery min/avg",
+        "target"
+    );
+    println!(
+        "|{:->10}|{:-<10}|{:->9}|{:->13}|{:->10}|{:->10}|{:->12}|{:->7}|{:->8}|{:->17}|{:-<8}|",
+        "", "", "", "", "", "", "", "", "", "", ""
+    );
+    for run in fanouts {
+        for s in &run.stretches {
+            let (min, avg) = s.delivery();
+            let target = match s.mode {
+                Mode::Lockstep | Mode::MaxRate if s.per_core() >= PER_CORE_TARGET => "ok",
+                Mode::Lockstep | Mode::MaxRate => "MISSED",
+                Mode::RealPace | Mode::Overload => "",
+            };
+            println!(
+                "| {:>8} | {:<8} | {:>7.0} | {:>11.0} | {:>8.2} | {:>8.2} | {:>10.0} | {:>5.2} | \
+                 {:>5.0}% | {:>6.1} /{:>6.1}% | {:<6} |",
+                run.children,
+                s.mode.name(),
+                s.in_per_sec(),
+                s.forwarded_per_sec(),
+                s.relay_us_per_frame(),
+                s.process_us_per_frame(),
+                s.per_core(),
+                s.relay_cores(),
+                100.0 * s.relay_cpu.system_share(),
+                min,
+                avg,
+                target,
+            );
+        }
+    }
+    println!();
+    println!(
+        "in/s: frames the relay read from the speaker per second of sending; forwarded/s: frames \
+         the children got per second of sending; relay µs: CPU time of the relay's runtime (all \
+         its threads: swarm, QUIC, audio tasks) per forwarded frame; proc µs: the whole process \
+         (relay, children, speaker) per forwarded frame; fwd/s/core: forwarded frames per second \
+         of relay CPU (target ≥ {PER_CORE_TARGET:.0}, judged in the closed loops); cores: relay CPU ÷ wall time; \
+         kernel: the relay's share of CPU time in the kernel; delivery: frames each child got ÷ \
+         frames the relay read."
+    );
+    for run in fanouts {
+        let reopened = run.reopened.count();
+        print!(
+            "  {} children: connected in {:.1} s; listen streams reopened: {reopened}",
+            run.children,
+            run.setup.as_secs_f64(),
+        );
+        if reopened > 0 {
+            print!(" ({})", run.reopened.reasons());
+        }
+        println!();
+        for s in &run.stretches {
+            println!(
+                "    {:<8}: speaker sent {} frames in {:.2} s; relay read {}, skipped {} frame \
+                 copies for children behind; CPU over {:.2} s: relay {:.2} s, process {:.2} s",
+                s.mode.name(),
+                s.spoken,
+                s.sending.as_secs_f64(),
+                s.received,
+                s.dropped,
+                s.wall.as_secs_f64(),
+                s.relay_cpu.total.as_secs_f64(),
+                s.process_cpu.total.as_secs_f64(),
+            );
+        }
+    }
+}
+
+fn json(hops: &[HopRun], fanouts: &[FanoutRun], args: &Args) -> String {
+    let summary_json = |s: Summary| serde_json::json!({ "count": s.count, "p50_us": s.p50, "p99_us": s.p99, "max_us": s.max });
+    let hops: Vec<_> = hops
+        .iter()
+        .map(|run| {
+            serde_json::json!({
+                "interval_ms": run.interval.as_millis(),
+                "frames": run.frames,
+                "relay_hop": summary_json(summary(run.relay.hop(run.warmup()))),
+                "raw_tcp_hop": summary_json(summary(run.raw.hop(run.warmup()))),
+                "relay_first_hop": summary_json(summary(run.relay.first_hop(run.warmup()))),
+                "raw_tcp_first_hop": summary_json(summary(run.raw.first_hop(run.warmup()))),
+                "relay_two_hops": summary_json(summary(run.relay.end_to_end(run.warmup()))),
+                "raw_tcp_two_hops": summary_json(summary(run.raw.end_to_end(run.warmup()))),
+            })
+        })
+        .collect();
+    let fanouts: Vec<_> = fanouts
+        .iter()
+        .flat_map(|run| {
+            run.stretches.iter().map(move |s| {
+                let (min, avg) = s.delivery();
+                serde_json::json!({
+                    "children": run.children,
+                    "mode": s.mode.name(),
+                    "sending_s": s.sending.as_secs_f64(),
+                    "wall_s": s.wall.as_secs_f64(),
+                    "spoken": s.spoken,
+                    "received": s.received,
+                    "forwarded": s.forwarded(),
+                    "forwarded_per_s": s.forwarded_per_sec(),
+                    "dropped": s.dropped,
+                    "relay_cpu_s": s.relay_cpu.total.as_secs_f64(),
+                    "relay_kernel_share": s.relay_cpu.system_share(),
+                    "process_cpu_s": s.process_cpu.total.as_secs_f64(),
+                    "relay_us_per_frame": s.relay_us_per_frame(),
+                    "process_us_per_frame": s.process_us_per_frame(),
+                    "forwarded_per_core_s": s.per_core(),
+                    "delivery_min_pct": min,
+                    "delivery_avg_pct": avg,
+                })
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "bench": "relay_plane",
+        "relay_threads": args.relay_threads,
+        "hops": hops,
+        "fanout": fanouts,
+    })
+    .to_string()
+}
