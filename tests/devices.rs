@@ -69,6 +69,28 @@ fn devices_json_lists_inputs_and_outputs_and_never_fails() {
 }
 
 #[test]
+fn without_a_sound_card_opening_the_defaults_says_what_to_use_instead() {
+    let list = device::list().expect("listing works even without sound");
+    if list.inputs.is_empty() {
+        let err = device::open_capture(None).expect_err("no input device");
+        assert!(matches!(err, DeviceError::NoDevice { .. }), "{err:?}");
+        assert!(err.to_string().contains("use --input"), "{err}");
+    } else {
+        eprintln!("skipped the input half: this machine has an input device");
+    }
+    if list.outputs.is_empty() {
+        let err = device::open_playback(None).expect_err("no output device");
+        assert!(matches!(err, DeviceError::NoDevice { .. }), "{err:?}");
+        assert!(err.to_string().contains("use --output"), "{err}");
+    } else {
+        eprintln!("skipped the output half: this machine has an output device");
+    }
+    let err = device::open_playback(Some("no such card")).expect_err("not there");
+    assert!(matches!(err, DeviceError::NotFound { .. }), "{err:?}");
+    assert!(err.to_string().contains("\"no such card\""), "{err}");
+}
+
+#[test]
 fn a_tone_played_to_a_virtual_sound_card_is_heard_on_its_monitor() {
     if std::env::var_os(LOOPBACK_CHILD).is_some() {
         return loopback_through_the_device_api();

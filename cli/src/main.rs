@@ -49,6 +49,9 @@ enum Command {
     Rooms(cmd::lobby::RoomsArgs),
     /// List the sound cards to record from and play to (defaults marked).
     Devices,
+    /// Run a whole room on this machine: a host speaking, listeners relaying to each other,
+    /// a live status table, and what each listener heard in WAV files.
+    Demo(cmd::demo::DemoArgs),
 }
 
 impl Command {
@@ -98,6 +101,7 @@ fn dispatch(ctx: &cmd::Context, command: Command) -> anyhow::Result<Exit> {
         Command::Join(args) => cmd::live::join(ctx, args),
         Command::Rooms(args) => cmd::lobby::rooms(ctx, args),
         Command::Devices => cmd::devices::devices(ctx),
+        Command::Demo(args) => cmd::demo::demo(ctx, args),
     }
 }
 

@@ -68,6 +68,7 @@ const USER_HZ: u64 = 100;
 fn main() {
     let args = Args::parse();
     let start = Instant::now();
+    let load_before = load_average();
     let control = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -76,9 +77,14 @@ fn main() {
     let paces = if args.quick {
         vec![(Duration::from_millis(1), 1_000), (FRAME_INTERVAL, 100)]
     } else {
-        vec![(Duration::from_millis(1), 3_000), (FRAME_INTERVAL, 250)]
+        vec![(Duration::from_millis(1), 3_000), (FRAME_INTERVAL, 400)]
     };
     let mut hops = Vec::new();
+    let paces = if args.only.as_deref() == Some("fanout") {
+        Vec::new()
+    } else {
+        paces
+    };
     for (interval, frames) in paces {
         eprintln!("hop latency: a frame every {interval:?}, {frames} frames per path");
         let trio = Trio::new();
@@ -94,15 +100,32 @@ fn main() {
     }
 
     let mut fanouts = Vec::new();
-    for &children in &args.children {
+    let sizes = if args.only.as_deref() == Some("hops") {
+        &[][..]
+    } else {
+        &args.children[..]
+    };
+    for &children in sizes {
         eprintln!("fan-out: {children} children");
         let runtimes = FanoutRuntimes::new(args.relay_threads);
         fanouts.push(control.block_on(fanout(&runtimes, children, &args, start)));
         runtimes.shutdown();
     }
 
-    print_hops(&hops);
-    print_fanouts(&fanouts, &args);
+    println!();
+    println!(
+        "relay_plane: {} CPUs; load average (1 min) {} before, {} after: other work on the \
+         machine shares the CPUs with this run",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load_before,
+        load_average(),
+    );
+    if !hops.is_empty() {
+        print_hops(&hops);
+    }
+    if !fanouts.is_empty() {
+        print_fanouts(&fanouts, &args);
+    }
     if args.json {
         println!("{}", json(&hops, &fanouts, &args));
     }
@@ -113,6 +136,8 @@ struct Args {
     relay_threads: usize,
     quick: bool,
     json: bool,
+    /// Run only the hop latencies or only the fan-out.
+    only: Option<String>,
 }
 
 impl Args {
@@ -136,16 +161,18 @@ impl Args {
                 .unwrap_or(2),
             quick: args.iter().any(|a| a == "--quick"),
             json: args.iter().any(|a| a == "--json"),
+            only: value("--only").cloned(),
         }
     }
 
-    /// How long each fan-out size runs at the real pace, in each closed loop, and overloaded.
-    fn fanout_secs(&self) -> (Duration, Duration, Duration) {
+    /// How long each fan-out size runs idle, at the real pace, in each closed loop, and
+    /// overloaded.
+    fn fanout_secs(&self) -> (Duration, Duration, Duration, Duration) {
         let secs = Duration::from_secs;
         if self.quick {
-            (secs(2), secs(1), secs(1))
+            (secs(1), secs(2), secs(1), secs(1))
         } else {
-            (secs(4), secs(3), secs(2))
+            (secs(2), secs(4), secs(3), secs(2))
         }
     }
 }
@@ -244,6 +271,14 @@ impl Cpu {
     }
 }
 
+/// The 1-minute load average, as `/proc/loadavg` gives it.
+fn load_average() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|load| load.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
 fn current_tid() -> Option<u32> {
     // "/proc/thread-self" links to "<pid>/task/<tid>".
     fs::read_link("/proc/thread-self")
@@ -283,6 +318,49 @@ fn thread_cpu(tid: u32) -> Cpu {
         user,
         system,
     }
+}
+
+/// UDP datagrams sent in this network namespace (`/proc/net/snmp`): every process's, not only
+/// this one's.
+fn udp_datagrams_sent() -> u64 {
+    let Ok(snmp) = fs::read_to_string("/proc/net/snmp") else {
+        return 0;
+    };
+    let mut lines = snmp.lines().filter(|line| line.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .position(|name| name == "OutDatagrams")
+        .and_then(|i| values.split_whitespace().nth(i))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Datagrams each IPv4 UDP socket dropped (its receive buffer was full), by local port
+/// (`/proc/net/udp`).
+fn udp_drops_by_port() -> HashMap<u16, u64> {
+    let Ok(table) = fs::read_to_string("/proc/net/udp") else {
+        return HashMap::new();
+    };
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let port = fields.get(1)?.rsplit_once(':')?.1;
+            let port = u16::from_str_radix(port, 16).ok()?;
+            Some((port, fields.last()?.parse().ok()?))
+        })
+        .collect()
+}
+
+fn udp_port(addr: &Multiaddr) -> Option<u16> {
+    addr.iter().find_map(|protocol| match protocol {
+        Protocol::Udp(port) => Some(port),
+        _ => None,
+    })
 }
 
 /// The whole process, exited threads included (10 ms ticks).
@@ -546,14 +624,19 @@ impl HopRun {
 /// Records (seq, arrival) of what a playback queue hands out, until `frames` arrived or nothing
 /// came for 2 s.
 async fn record_heard(
-    mut heard: mpsc::Receiver<AudioFrame>,
+    mut heard: mpsc::Receiver<earshot_node::relay::Heard>,
     frames: u32,
     start: Instant,
 ) -> Vec<(u32, u64)> {
     let mut times = Vec::with_capacity(frames as usize);
     while times.len() < frames as usize {
         match tokio::time::timeout(Duration::from_secs(2), heard.recv()).await {
-            Ok(Some(frame)) => times.push((frame.seq, nanos_since(start))),
+            // The relay stamps each frame as it arrives (`Heard::at`).
+            Ok(Some(heard)) => times.push((
+                heard.frame.seq,
+                u64::try_from(heard.at.saturating_duration_since(start).as_nanos())
+                    .unwrap_or(u64::MAX),
+            )),
             _ => break,
         }
     }
@@ -756,15 +839,17 @@ impl FanoutRuntimes {
     }
 
     fn shutdown(self) {
-        self.relay.shutdown();
-        self.children.shutdown();
         self.speaker.shutdown();
+        self.children.shutdown();
+        self.relay.shutdown();
     }
 }
 
 /// How the speaker feeds the relay in a measured stretch.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Mode {
+    /// Nobody speaks: the relay only sends each child a keep-alive every 40 ms.
+    Idle,
     /// One frame per 20 ms from a deadline clock; a full speak queue drops the frame, as the
     /// capture thread does.
     RealPace,
@@ -788,6 +873,7 @@ const MAX_RATE_WINDOW: u64 = 12;
 impl Mode {
     fn name(self) -> &'static str {
         match self {
+            Mode::Idle => "idle",
             Mode::RealPace => "50 fps",
             Mode::Lockstep => "lockstep",
             Mode::MaxRate => "max rate",
@@ -800,7 +886,7 @@ impl Mode {
         match self {
             Mode::Lockstep => Some(1),
             Mode::MaxRate => Some(MAX_RATE_WINDOW),
-            Mode::RealPace | Mode::Overload => None,
+            Mode::Idle | Mode::RealPace | Mode::Overload => None,
         }
     }
 }
@@ -823,9 +909,22 @@ struct Stretch {
     dropped: u64,
     relay_cpu: Cpu,
     process_cpu: Cpu,
+    /// UDP datagrams sent on this machine (data and acknowledgements, every socket).
+    datagrams: u64,
+    /// UDP datagrams dropped because a receive buffer was full: at the relay's socket, and at
+    /// the children's.
+    relay_udp_drops: u64,
+    children_udp_drops: u64,
+    /// Listen streams the children had to open again.
+    reopened: u64,
 }
 
 impl Stretch {
+    /// UDP datagrams (all of them, acknowledgements included) per forwarded frame.
+    fn datagrams_per_frame(&self) -> f64 {
+        self.datagrams as f64 / self.forwarded().max(1) as f64
+    }
+
     fn forwarded(&self) -> u64 {
         self.delivered.iter().sum()
     }
@@ -868,12 +967,19 @@ impl Stretch {
 struct FanoutRun {
     children: usize,
     setup: Duration,
-    reopened: Reopened,
+    /// Listen streams the children had to open again while connecting.
+    reopened_in_setup: u64,
+    /// Why listen streams had to be opened again (setup and stretches).
+    reopened: String,
     stretches: Vec<Stretch>,
 }
 
 struct Snapshot {
     at: Instant,
+    datagrams: u64,
+    relay_udp_drops: u64,
+    children_udp_drops: u64,
+    reopened: u64,
     received: u64,
     dropped: u64,
     delivered: Vec<u64>,
@@ -881,18 +987,36 @@ struct Snapshot {
     process_cpu: Cpu,
 }
 
-fn snapshot(
-    runtimes: &FanoutRuntimes,
-    stats: &RelayStats,
-    counters: &[Arc<AtomicU64>],
-) -> Snapshot {
-    Snapshot {
-        at: Instant::now(),
-        received: stats.received.load(Ordering::Relaxed),
-        dropped: stats.dropped.load(Ordering::Relaxed),
-        delivered: counters.iter().map(|c| c.load(Ordering::Relaxed)).collect(),
-        relay_cpu: runtimes.relay.cpu(),
-        process_cpu: process_cpu(),
+/// What the fan-out watches.
+struct Watch<'a> {
+    runtimes: &'a FanoutRuntimes,
+    stats: &'a RelayStats,
+    counters: &'a [Arc<AtomicU64>],
+    reopened: &'a Reopened,
+    relay_port: Option<u16>,
+    child_ports: &'a [u16],
+}
+
+impl Watch<'_> {
+    fn snapshot(&self) -> Snapshot {
+        let drops = udp_drops_by_port();
+        let drops_at = |port: &u16| drops.get(port).copied().unwrap_or(0);
+        Snapshot {
+            at: Instant::now(),
+            datagrams: udp_datagrams_sent(),
+            relay_udp_drops: self.relay_port.as_ref().map_or(0, drops_at),
+            children_udp_drops: self.child_ports.iter().map(drops_at).sum(),
+            reopened: self.reopened.count(),
+            received: self.stats.received.load(Ordering::Relaxed),
+            dropped: self.stats.dropped.load(Ordering::Relaxed),
+            delivered: self
+                .counters
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .collect(),
+            relay_cpu: self.runtimes.relay.cpu(),
+            process_cpu: process_cpu(),
+        }
     }
 }
 
@@ -945,6 +1069,10 @@ fn capture(
     let mut tick = 0u32;
     while Instant::now() < until {
         match mode {
+            Mode::Idle => {
+                std::thread::sleep(until.saturating_duration_since(Instant::now()));
+                continue;
+            }
             Mode::RealPace => {
                 let due = began + FRAME_INTERVAL * tick;
                 tick += 1;
@@ -1012,6 +1140,7 @@ async fn fanout(
     let setup_began = Instant::now();
     let reopened = Reopened::default();
     let mut counters = Vec::with_capacity(children);
+    let mut child_ports = Vec::with_capacity(children);
     // Connect in batches: a QUIC handshake each, on a 2-core machine.
     for batch in (0..children).collect::<Vec<_>>().chunks(50) {
         let joins: Vec<_> = batch
@@ -1031,15 +1160,17 @@ async fn fanout(
                             counter.fetch_add(1, Ordering::Relaxed);
                         }
                     });
+                    udp_port(&child.addr)
                 })
             })
             .collect();
         for join in joins {
-            join.await.expect("child setup");
+            child_ports.extend(join.await.expect("child setup"));
         }
     }
     attached(&relay.relay, children).await;
     let setup = setup_began.elapsed();
+    let reopened_in_setup = reopened.count();
 
     let relay_peer = relay.peer;
     let speaker_addr = relay.addr.clone();
@@ -1055,16 +1186,25 @@ async fn fanout(
         })
         .await;
     let counters = Arc::new(counters);
-    let (paced_for, closed_for, overload_for) = args.fanout_secs();
+    let watch = Watch {
+        runtimes,
+        stats: &stats,
+        counters: &counters,
+        reopened: &reopened,
+        relay_port: udp_port(&relay.addr),
+        child_ports: &child_ports,
+    };
+    let (idle_for, paced_for, closed_for, overload_for) = args.fanout_secs();
     let mut stretches = Vec::new();
     let mut seq = 0u32;
     for (mode, duration) in [
+        (Mode::Idle, idle_for),
         (Mode::RealPace, paced_for),
         (Mode::Lockstep, closed_for),
         (Mode::MaxRate, closed_for),
         (Mode::Overload, overload_for),
     ] {
-        let before = snapshot(runtimes, &stats, &counters);
+        let before = watch.snapshot();
         let spoken = {
             let voice = voice.clone();
             let counters = Arc::clone(&counters);
@@ -1076,7 +1216,7 @@ async fn fanout(
                 .expect("capture thread")
         };
         settle(&counters).await;
-        let after = snapshot(runtimes, &stats, &counters);
+        let after = watch.snapshot();
         if spoken.stalls > 0 {
             eprintln!(
                 "  ({}: {} stalls of the slowest child)",
@@ -1100,13 +1240,18 @@ async fn fanout(
             dropped: after.dropped - before.dropped,
             relay_cpu: after.relay_cpu.since(before.relay_cpu),
             process_cpu: after.process_cpu.since(before.process_cpu),
+            datagrams: after.datagrams.saturating_sub(before.datagrams),
+            relay_udp_drops: after.relay_udp_drops - before.relay_udp_drops,
+            children_udp_drops: after.children_udp_drops - before.children_udp_drops,
+            reopened: after.reopened - before.reopened,
         });
     }
 
     FanoutRun {
         children,
         setup,
-        reopened,
+        reopened_in_setup,
+        reopened: reopened.reasons(),
         stretches,
     }
 }
@@ -1230,7 +1375,8 @@ fn print_fanouts(fanouts: &[FanoutRun], args: &Args) {
     );
     println!();
     println!(
-        "| {:>8} | {:<8} | {:>7} | {:>11} | {:>8} | {:>8} | {:>10} | {:>5} | {:>6} | {:>15} | {:<6} |",
+        "| {:>8} | {:<8} | {:>7} | {:>11} | {:>8} | {:>8} | {:>10} | {:>5} | {:>6} | {:>7} | {:>15} | \
+         {:<6} |",
         "children",
         "mode",
         "in/s",
@@ -1240,24 +1386,44 @@ fn print_fanouts(fanouts: &[FanoutRun], args: &Args) {
         "fwd/s/core",
         "cores",
         "kernel",
+        "UDP/fwd",
         "delivery min/avg",
         "target"
     );
     println!(
-        "|{:->10}|{:-<10}|{:->9}|{:->13}|{:->10}|{:->10}|{:->12}|{:->7}|{:->8}|{:->17}|{:-<8}|",
-        "", "", "", "", "", "", "", "", "", "", ""
+        "|{:->10}|{:-<10}|{:->9}|{:->13}|{:->10}|{:->10}|{:->12}|{:->7}|{:->8}|{:->9}|{:->17}|{:-<8}|",
+        "", "", "", "", "", "", "", "", "", "", "", ""
     );
     for run in fanouts {
         for s in &run.stretches {
+            if s.mode == Mode::Idle {
+                println!(
+                    "| {:>8} | {:<8} | {:>7} | {:>11} | {:>8} | {:>8} | {:>10} | {:>5.2} | \
+                     {:>5.0}% | {:>7} | {:>15} | {:<6} |",
+                    run.children,
+                    s.mode.name(),
+                    0,
+                    0,
+                    "-",
+                    "-",
+                    "-",
+                    s.relay_cores(),
+                    100.0 * s.relay_cpu.system_share(),
+                    "-",
+                    "-",
+                    "",
+                );
+                continue;
+            }
             let (min, avg) = s.delivery();
             let target = match s.mode {
                 Mode::Lockstep | Mode::MaxRate if s.per_core() >= PER_CORE_TARGET => "ok",
                 Mode::Lockstep | Mode::MaxRate => "MISSED",
-                Mode::RealPace | Mode::Overload => "",
+                Mode::Idle | Mode::RealPace | Mode::Overload => "",
             };
             println!(
                 "| {:>8} | {:<8} | {:>7.0} | {:>11.0} | {:>8.2} | {:>8.2} | {:>10.0} | {:>5.2} | \
-                 {:>5.0}% | {:>6.1} /{:>6.1}% | {:<6} |",
+                 {:>5.0}% | {:>7.2} | {:>6.1} /{:>6.1}% | {:<6} |",
                 run.children,
                 s.mode.name(),
                 s.in_per_sec(),
@@ -1267,6 +1433,7 @@ fn print_fanouts(fanouts: &[FanoutRun], args: &Args) {
                 s.per_core(),
                 s.relay_cores(),
                 100.0 * s.relay_cpu.system_share(),
+                s.datagrams_per_frame(),
                 min,
                 avg,
                 target,
@@ -1280,24 +1447,41 @@ fn print_fanouts(fanouts: &[FanoutRun], args: &Args) {
          its threads: swarm, QUIC, audio tasks) per forwarded frame; proc µs: the whole process \
          (relay, children, speaker) per forwarded frame; fwd/s/core: forwarded frames per second \
          of relay CPU (target ≥ {PER_CORE_TARGET:.0}, judged in the closed loops); cores: relay CPU ÷ wall time; \
-         kernel: the relay's share of CPU time in the kernel; delivery: frames each child got ÷ \
+         kernel: the relay's share of CPU time in the kernel; UDP/fwd: UDP datagrams sent on \
+         this machine (relay data, children's acks, the speaker; every process) per forwarded \
+         frame; delivery: frames each child got ÷ \
          frames the relay read."
     );
     for run in fanouts {
-        let reopened = run.reopened.count();
-        print!(
-            "  {} children: connected in {:.1} s; listen streams reopened: {reopened}",
+        println!(
+            "  {} children: connected in {:.1} s ({} listen streams had to be opened again); \
+             streams reopened, why: {}",
             run.children,
             run.setup.as_secs_f64(),
+            run.reopened_in_setup,
+            if run.reopened.is_empty() {
+                "none"
+            } else {
+                &run.reopened
+            },
         );
-        if reopened > 0 {
-            print!(" ({})", run.reopened.reasons());
-        }
-        println!();
         for s in &run.stretches {
+            if s.mode == Mode::Idle {
+                let secs = s.wall.as_secs_f64();
+                println!(
+                    "    idle    : relay CPU {:.1} ms per second = {:.1} µs per child per second \
+                     (keep-alives every 40 ms); {:.0} UDP datagrams/s on the machine",
+                    s.relay_cpu.total.as_secs_f64() * 1e3 / secs,
+                    s.relay_cpu.total.as_secs_f64() * 1e6 / secs / run.children as f64,
+                    s.datagrams as f64 / secs,
+                );
+                continue;
+            }
             println!(
                 "    {:<8}: speaker sent {} frames in {:.2} s; relay read {}, skipped {} frame \
-                 copies for children behind; CPU over {:.2} s: relay {:.2} s, process {:.2} s",
+                 copies for children behind; CPU over {:.2} s: relay {:.2} s, process {:.2} s; \
+                 UDP datagrams dropped for a full buffer: {} at the relay, {} at children; \
+                 listen streams reopened: {}",
                 s.mode.name(),
                 s.spoken,
                 s.sending.as_secs_f64(),
@@ -1306,6 +1490,9 @@ fn print_fanouts(fanouts: &[FanoutRun], args: &Args) {
                 s.wall.as_secs_f64(),
                 s.relay_cpu.total.as_secs_f64(),
                 s.process_cpu.total.as_secs_f64(),
+                s.relay_udp_drops,
+                s.children_udp_drops,
+                s.reopened,
             );
         }
     }
@@ -1351,6 +1538,10 @@ fn json(hops: &[HopRun], fanouts: &[FanoutRun], args: &Args) -> String {
                     "forwarded_per_core_s": s.per_core(),
                     "delivery_min_pct": min,
                     "delivery_avg_pct": avg,
+                    "udp_datagrams_per_frame": s.datagrams_per_frame(),
+                    "relay_udp_drops": s.relay_udp_drops,
+                    "children_udp_drops": s.children_udp_drops,
+                    "reopened": s.reopened,
                 })
             })
         })

@@ -84,6 +84,14 @@ pub enum RelayError {
     Silent,
 }
 
+/// A frame for local playback, with when it arrived (the jitter buffer measures from then, not
+/// from when the player thread got round to it).
+#[derive(Debug, Clone)]
+pub struct Heard {
+    pub frame: AudioFrame,
+    pub at: std::time::Instant,
+}
+
 /// How a room's audio is handled at this node.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RoomOptions {
@@ -123,7 +131,7 @@ struct RoomAudio {
     children: Arc<watch::Sender<usize>>,
     /// Set when this node leaves: children are told to move.
     leaving: Arc<watch::Sender<bool>>,
-    playback: mpsc::Sender<AudioFrame>,
+    playback: mpsc::Sender<Heard>,
     stats: Arc<RelayStats>,
     myself: Option<SpeakerId>,
     loudest: Option<Loudest>,
@@ -171,7 +179,7 @@ impl AudioRelay {
     }
 
     /// Takes part in a room's audio: frames heard go to the returned receiver (for playback).
-    pub fn open_room(&self, room: RoomId) -> (mpsc::Receiver<AudioFrame>, Arc<RelayStats>) {
+    pub fn open_room(&self, room: RoomId) -> (mpsc::Receiver<Heard>, Arc<RelayStats>) {
         self.open_room_with(room, RoomOptions::default())
     }
 
@@ -181,7 +189,7 @@ impl AudioRelay {
         &self,
         room: RoomId,
         options: RoomOptions,
-    ) -> (mpsc::Receiver<AudioFrame>, Arc<RelayStats>) {
+    ) -> (mpsc::Receiver<Heard>, Arc<RelayStats>) {
         let (fanout, _) = broadcast::channel(CHILD_QUEUE_FRAMES);
         let (playback, heard) = mpsc::channel(PLAYBACK_QUEUE_FRAMES);
         let stats = Arc::new(RelayStats::default());
@@ -280,11 +288,17 @@ impl AudioRelay {
                 Read::Leaving => {
                     let relay = self.clone();
                     return Ok(Draining(tokio::spawn(async move {
-                        while let Ok(Ok(Read::Frame(frame))) =
-                            tokio::time::timeout(PARENT_SILENCE, read_frame(&mut stream)).await
-                        {
-                            if relay.heard(&room, frame).is_err() {
-                                break;
+                        loop {
+                            match tokio::time::timeout(PARENT_SILENCE, read_frame(&mut stream))
+                                .await
+                            {
+                                Ok(Ok(Read::Frame(frame))) => {
+                                    if relay.heard(&room, frame).is_err() {
+                                        break;
+                                    }
+                                }
+                                Ok(Ok(Read::KeepAlive | Read::Leaving)) => {}
+                                Ok(Err(_)) | Err(_) => break,
                             }
                         }
                     })));
@@ -337,7 +351,10 @@ impl AudioRelay {
         audio.stats.relayed.fetch_add(1, Ordering::Relaxed);
         if Some(frame.speaker) != audio.myself {
             // Playback that falls behind loses frames here, never blocks the tree.
-            let _ = audio.playback.try_send(frame);
+            let _ = audio.playback.try_send(Heard {
+                frame,
+                at: std::time::Instant::now(),
+            });
         }
         Ok(())
     }
@@ -357,7 +374,7 @@ impl AudioRelay {
         }
         match kind {
             StreamKind::Listen => {
-                let (mut frames, stats, children, mut leaving) = {
+                let (mut frames, stats, children, leaving) = {
                     let rooms = self.lock();
                     let audio = rooms.get(&room).ok_or(RelayError::NoRoom(room))?;
                     (
@@ -371,22 +388,21 @@ impl AudioRelay {
                 let _child = ChildGuard(children);
                 let mut told = false;
                 loop {
-                    if !told && *leaving.borrow_and_update() {
+                    // A leaving node says so once (within a keep-alive period of deciding to),
+                    // then goes on feeding the child until it has moved.
+                    if !told && *leaving.borrow() {
                         stream.write_all(&LEAVING_MARKER.to_be_bytes()).await?;
                         stream.flush().await?;
                         told = true;
                     }
-                    tokio::select! {
-                        received = tokio::time::timeout(KEEPALIVE, frames.recv()) => match received {
-                            Ok(Ok(bytes)) => write_frame(&mut stream, &bytes).await?,
-                            Ok(Err(broadcast::error::RecvError::Lagged(skipped))) => {
-                                stats.dropped.fetch_add(skipped, Ordering::Relaxed);
-                            }
-                            Ok(Err(broadcast::error::RecvError::Closed)) => return Ok(()),
-                            // Nothing to relay: say we are still here.
-                            Err(_) => write_frame(&mut stream, &[]).await?,
-                        },
-                        _ = leaving.changed(), if !told => {}
+                    match tokio::time::timeout(KEEPALIVE, frames.recv()).await {
+                        Ok(Ok(bytes)) => write_frame(&mut stream, &bytes).await?,
+                        Ok(Err(broadcast::error::RecvError::Lagged(skipped))) => {
+                            stats.dropped.fetch_add(skipped, Ordering::Relaxed);
+                        }
+                        Ok(Err(broadcast::error::RecvError::Closed)) => return Ok(()),
+                        // Nothing to relay: say we are still here.
+                        Err(_) => write_frame(&mut stream, &[]).await?,
                     }
                 }
             }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use earshot_node::audio::io::{Input, Output};
+use earshot_node::audio::io::{Input, Output, Resolved};
 use earshot_node::clock;
 use earshot_node::home::Home;
 use earshot_node::identity::Identity;
@@ -39,12 +39,15 @@ pub struct HostArgs {
     /// Your display name in the room.
     #[arg(long, default_value = "host")]
     name: String,
-    /// What you say: a WAV file, `sine`, `sine:HZ`, or `silence` (the default).
-    #[arg(long, default_value = "silence", value_name = "FILE.wav|sine|silence")]
-    input: Input,
-    /// Where the speakers you receive go: a WAV file, or `null`.
-    #[arg(long, default_value = "null", value_name = "FILE.wav|null")]
-    output: Output,
+    /// What you say: `mic` (the default microphone, `mic:NAME` another; see `earshot
+    /// devices`), a WAV file, `sine`, `sine:HZ`, or `silence`. Default: the microphone if there
+    /// is one, else silence.
+    #[arg(long, value_name = "mic|FILE.wav|sine|silence")]
+    input: Option<Input>,
+    /// Where the speakers you receive go: `speaker` (`speaker:NAME`), a WAV file, or `null`.
+    /// Default: the speaker if there is one, else nowhere.
+    #[arg(long, value_name = "speaker|FILE.wav|null")]
+    output: Option<Output>,
     #[command(flatten)]
     upload: Upload,
     /// How many speakers are forwarded to the room at once (the loudest).
@@ -84,12 +87,14 @@ pub struct JoinArgs {
     /// Where to listen (repeatable). Default: any free port on all interfaces.
     #[arg(long, value_name = "MULTIADDR")]
     listen: Vec<Multiaddr>,
-    /// What you say once you are on stage: a WAV file, `sine`, `sine:HZ`, or `silence`.
-    #[arg(long, default_value = "silence", value_name = "FILE.wav|sine|silence")]
-    input: Input,
-    /// Where the room's audio goes: a WAV file, or `null`.
-    #[arg(long, default_value = "null", value_name = "FILE.wav|null")]
-    output: Output,
+    /// What you say once you are on stage: `mic` (`mic:NAME`), a WAV file, `sine`, `sine:HZ`,
+    /// or `silence`. Default: the microphone if there is one, else silence.
+    #[arg(long, value_name = "mic|FILE.wav|sine|silence")]
+    input: Option<Input>,
+    /// Where the room's audio goes: `speaker` (`speaker:NAME`), a WAV file, or `null`.
+    /// Default: the speaker if there is one, else nowhere.
+    #[arg(long, value_name = "speaker|FILE.wav|null")]
+    output: Option<Output>,
     #[command(flatten)]
     upload: Upload,
 }
@@ -122,8 +127,8 @@ pub fn host(ctx: &Context, args: HostArgs) -> anyhow::Result<Exit> {
             &node,
             &relay,
             id,
-            args.input.clone(),
-            args.output.clone(),
+            endpoint(args.input.clone(), Input::auto, ctx.json),
+            endpoint(args.output.clone(), Output::auto, ctx.json),
             args.forward,
         )?;
         let now = clock::now();
@@ -252,8 +257,8 @@ pub fn join(ctx: &Context, args: JoinArgs) -> anyhow::Result<Exit> {
             &relay,
             room,
             host_peer,
-            args.input.clone(),
-            args.output.clone(),
+            endpoint(args.input.clone(), Input::auto, ctx.json),
+            endpoint(args.output.clone(), Output::auto, ctx.json),
         )?;
         let names = view
             .state
@@ -275,6 +280,24 @@ pub fn join(ctx: &Context, args: JoinArgs) -> anyhow::Result<Exit> {
         node.shutdown().await;
         Ok(Exit(code))
     })
+}
+
+/// The input or output asked for, else the sound card, else a fallback (saying so).
+fn endpoint<T>(asked: Option<T>, auto: impl FnOnce() -> Resolved<T>, json: bool) -> T {
+    if let Some(asked) = asked {
+        return asked;
+    }
+    match auto() {
+        Resolved::Device(device) => device,
+        Resolved::NoDevice { fallback, note } => {
+            if json {
+                print_json(&json!({"event": "note", "message": note}));
+            } else {
+                say!("Note: {note}");
+            }
+            fallback
+        }
+    }
 }
 
 /// A tokio runtime for one live command. Dropping it does not wait for the thread blocked on
@@ -384,10 +407,15 @@ impl Session<'_> {
     /// Runs until the room closes, `/leave`/`/end`, Ctrl-C or SIGTERM. Returns the exit code.
     async fn run(mut self, events: &mut tokio::sync::broadcast::Receiver<NodeEvent>) -> u8 {
         let code = self.run_inner(events).await;
+        let mut last = self.audio_json(&self.audio.status());
         // Children are handed over to other parents before this node goes.
         match self.audio.finish().await {
             Ok(stats) => tracing::info!(?stats, "playback finished"),
             Err(err) => shout!("earshot: audio output: {err}"),
+        }
+        if self.ctx.json {
+            last["final"] = json!(true);
+            print_json(&last);
         }
         code
     }
@@ -792,6 +820,8 @@ impl Session<'_> {
             "not_selected": status.not_selected,
             "speaking": status.speaking,
             "self_muted": status.self_muted,
+            "expected": playback.expected,
+            "delivered": playback.received,
             "played": playback.played,
             "recovered": playback.recovered,
             "concealed": playback.concealed,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use earshot_node::home::Home;
 
+pub mod demo;
 pub mod devices;
 pub mod identity;
 pub mod invite;

@@ -14,9 +14,10 @@
 //! device.
 //!
 //! Each stream is built, played and dropped on a thread of its own (`earshot-capture`,
-//! `earshot-playback`): a `cpal::Stream` is not `Send` on every platform, and its drop joins
-//! driver threads. [`Capture`], [`Playback`] and [`PlaybackSink`] are `Send` handles; dropping
-//! `Capture` or `Playback` stops the stream and waits for its thread.
+//! `earshot-playback`): a `cpal::Stream` has not been `Send` on every platform (cpal promises it
+//! only lately), and dropping one joins the host's driver threads, which a tokio worker should
+//! not do. [`Capture`], [`Playback`] and [`PlaybackSink`] are `Send` handles; dropping `Capture`
+//! or `Playback` stops the stream and waits for its thread.
 //!
 //! The audio callbacks never wait on anything but a short lock: capture hands chunks over with
 //! `try_send` (a full channel drops the chunk and counts it); playback copies out of a ring that
@@ -110,7 +111,9 @@ pub struct DeviceFormat {
 /// Why a sound device could not be listed, opened or used.
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
-    #[error("no sound card found (no default {direction} device on {host}); use {alternative}")]
+    #[error(
+        "no sound card found (no usable default {direction} device on {host}); use {alternative}"
+    )]
     NoDevice {
         direction: Direction,
         host: String,
@@ -239,9 +242,8 @@ pub fn open_capture(name: Option<&str>) -> Result<(Capture, Receiver<Vec<f32>>),
         {
             let counters = Arc::clone(&counters);
             move |health| {
-                let host = cpal::default_host();
-                let device = find_device(&host, Direction::Input, name.as_deref())?;
-                let (format, config, sample_format) = choose_config(&device, Direction::Input)?;
+                let (device, format, config, sample_format) =
+                    open_device(Direction::Input, name.as_deref())?;
                 let converter = CaptureConverter::new(format.sample_rate, format.channels);
                 let stream = build_with_fallback(&config, |config| {
                     build_capture(
@@ -299,9 +301,8 @@ pub fn open_playback(name: Option<&str>) -> Result<(Playback, PlaybackSink), Dev
         {
             let ring = Arc::clone(&ring);
             move |health| {
-                let host = cpal::default_host();
-                let device = find_device(&host, Direction::Output, name.as_deref())?;
-                let (format, config, sample_format) = choose_config(&device, Direction::Output)?;
+                let (device, format, config, sample_format) =
+                    open_device(Direction::Output, name.as_deref())?;
                 let converter = PlaybackConverter::new(format.sample_rate, format.channels);
                 let stream = build_with_fallback(&config, |config| {
                     build_playback(
@@ -519,6 +520,29 @@ fn describe(device: &cpal::Device) -> String {
         .unwrap_or_default()
 }
 
+/// Finds the device and chooses its configuration. A default device that is there but cannot
+/// be opened (ALSA's `default` on a machine without a card) is no sound card.
+fn open_device(
+    direction: Direction,
+    name: Option<&str>,
+) -> Result<(cpal::Device, DeviceFormat, StreamConfig, SampleFormat), DeviceError> {
+    let host = cpal::default_host();
+    let device = find_device(&host, direction, name)?;
+    match choose_config(&device, direction) {
+        Ok((format, config, sample_format)) => Ok((device, format, config, sample_format)),
+        Err(DeviceError::Open { source, .. })
+            if name.is_none() && source.kind() == ErrorKind::DeviceNotAvailable =>
+        {
+            Err(DeviceError::NoDevice {
+                direction,
+                host: host.id().name().to_owned(),
+                alternative: direction.alternative(),
+            })
+        }
+        Err(err) => Err(err),
+    }
+}
+
 /// The default device, or the one `name` picks: an exact identifier, else an exact description,
 /// else the one device whose identifier or description contains it (ignoring case).
 fn find_device(
@@ -587,6 +611,8 @@ fn find_device(
         });
     match pick {
         Some(index) => Ok(devices.swap_remove(index)),
+        // PulseAudio and others have no device of that name, but people say it.
+        None if wanted == "default" => find_device(host, direction, None),
         None => {
             let available = devices
                 .iter()
@@ -841,12 +867,12 @@ struct Counters {
 }
 
 /// What a stream's error callback tells its owner.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Health {
     glitches: AtomicU64,
     failure: Mutex<Option<String>>,
     /// Wakes the owner thread when the stream has failed.
-    failed: Mutex<Option<mpsc::Sender<Control>>>,
+    owner: SyncSender<Control>,
 }
 
 impl Health {
@@ -857,9 +883,8 @@ impl Health {
             | ErrorKind::HostUnavailable => {
                 tracing::warn!(%direction, %err, "sound device stream failed");
                 *lock(&self.failure) = Some(err.to_string());
-                if let Some(owner) = lock(&self.failed).as_ref() {
-                    let _ = owner.send(Control::Failed(err.to_string()));
-                }
+                // Nobody listening: the owner has already stopped the stream.
+                let _ = self.owner.try_send(Control::Failed(err.to_string()));
             }
             // The stream goes on: a glitch (xrun), a reroute, a refused realtime priority.
             _ => {
@@ -882,15 +907,20 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// What a stream's owner thread waits for.
 enum Control {
     Stop,
     Failed(String),
 }
 
+/// Messages queued for a stream's owner: the first one ends the stream, so a stop and a failure
+/// are all there ever is to hold; more failures are dropped.
+const CONTROL_QUEUE: usize = 2;
+
 /// The thread that builds, plays and finally drops a cpal stream.
 #[derive(Debug)]
 struct StreamOwner {
-    control: mpsc::Sender<Control>,
+    control: SyncSender<Control>,
     thread: Option<JoinHandle<()>>,
     health: Arc<Health>,
 }
@@ -908,11 +938,12 @@ impl StreamOwner {
         + 'static,
         on_end: impl FnOnce(String) + Send + 'static,
     ) -> Result<(Self, DeviceFormat), DeviceError> {
-        let (control_tx, control_rx) = mpsc::channel();
-        let (ready_tx, ready_rx) = mpsc::channel();
+        let (control_tx, control_rx) = mpsc::sync_channel(CONTROL_QUEUE);
+        let (ready_tx, ready_rx) = mpsc::sync_channel(1);
         let health = Arc::new(Health {
-            failed: Mutex::new(Some(control_tx.clone())),
-            ..Health::default()
+            glitches: AtomicU64::new(0),
+            failure: Mutex::new(None),
+            owner: control_tx.clone(),
         });
         let thread = std::thread::Builder::new()
             .name(name.into())
@@ -954,7 +985,7 @@ fn run_stream(
     direction: Direction,
     health: &Arc<Health>,
     open: impl FnOnce(&Arc<Health>) -> Result<(cpal::Stream, DeviceFormat), DeviceError>,
-    ready: &mpsc::Sender<Result<DeviceFormat, DeviceError>>,
+    ready: &SyncSender<Result<DeviceFormat, DeviceError>>,
     control: &Receiver<Control>,
 ) -> String {
     let (stream, format) = match open(health) {
@@ -990,7 +1021,8 @@ fn run_stream(
 
 impl Drop for StreamOwner {
     fn drop(&mut self) {
-        let _ = self.control.send(Control::Stop);
+        // A full queue holds a failure, which ends the stream just as well.
+        let _ = self.control.try_send(Control::Stop);
         if let Some(thread) = self.thread.take()
             && thread.join().is_err()
         {
@@ -1575,7 +1607,7 @@ mod tests {
         };
         assert_eq!(
             err.to_string(),
-            "no sound card found (no default input device on ALSA); use --input \
+            "no sound card found (no usable default input device on ALSA); use --input \
              FILE.wav|sine|silence"
         );
         let err = DeviceError::NotFound {

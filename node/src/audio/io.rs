@@ -15,7 +15,10 @@ use std::time::Instant;
 use earshot_protocol::frame::{AudioFrame, SAMPLES_PER_FRAME, SpeakerId};
 use tokio::sync::mpsc;
 
+use crate::relay::Heard;
+
 use super::codec::{CodecError, VoiceEncoder};
+use super::device::{self, DeviceError, PlaybackSink};
 use super::mixer::Mixer;
 use super::signal::sine;
 use super::wav::{self, WavError};
@@ -29,6 +32,8 @@ pub enum Input {
     /// A tone at this many hertz (`sine` is 440 Hz, `sine:660` 660 Hz).
     Sine(u16),
     Silence,
+    /// A sound card's input (`mic`: the default one; `mic:NAME`, see `earshot devices`).
+    Mic(Option<String>),
 }
 
 /// Where a room's audio goes.
@@ -36,6 +41,57 @@ pub enum Input {
 pub enum Output {
     Wav(PathBuf),
     Null,
+    /// A sound card's output (`speaker`: the default one; `speaker:NAME`).
+    Speaker(Option<String>),
+}
+
+/// `mic`, `mic:NAME` → `Some(None)`, `Some(Some(NAME))`.
+fn device_name(text: &str, word: &str) -> Option<Option<String>> {
+    if text == word {
+        return Some(None);
+    }
+    text.strip_prefix(word)
+        .and_then(|rest| rest.strip_prefix(':'))
+        .map(|name| Some(name.to_owned()))
+}
+
+/// What to use when the user did not say: the sound card if there is one, else `fallback`
+/// (and a note saying so).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolved<T> {
+    Device(T),
+    NoDevice { fallback: T, note: String },
+}
+
+impl Input {
+    /// The default microphone if the machine has one, else silence.
+    pub fn auto() -> Resolved<Input> {
+        match device::list() {
+            Ok(list) if list.inputs.iter().any(|d| d.is_default) => {
+                Resolved::Device(Input::Mic(None))
+            }
+            _ => Resolved::NoDevice {
+                fallback: Input::Silence,
+                note: "no microphone found: you are silent on stage (use --input FILE.wav|sine)"
+                    .into(),
+            },
+        }
+    }
+}
+
+impl Output {
+    /// The default speaker if the machine has one, else nowhere.
+    pub fn auto() -> Resolved<Output> {
+        match device::list() {
+            Ok(list) if list.outputs.iter().any(|d| d.is_default) => {
+                Resolved::Device(Output::Speaker(None))
+            }
+            _ => Resolved::NoDevice {
+                fallback: Output::Null,
+                note: "no speaker found: the room is not played (use --output FILE.wav)".into(),
+            },
+        }
+    }
 }
 
 impl FromStr for Input {
@@ -49,6 +105,9 @@ impl FromStr for Input {
                 Err(_) => Input::Wav(PathBuf::from(text)),
             },
             "silence" => Input::Silence,
+            text if device_name(text, "mic").is_some() => {
+                Input::Mic(device_name(text, "mic").flatten())
+            }
             path => Input::Wav(PathBuf::from(path)),
         })
     }
@@ -60,6 +119,9 @@ impl FromStr for Output {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         Ok(match text {
             "null" => Output::Null,
+            text if device_name(text, "speaker").is_some() => {
+                Output::Speaker(device_name(text, "speaker").flatten())
+            }
             path => Output::Wav(PathBuf::from(path)),
         })
     }
@@ -76,6 +138,8 @@ pub enum AudioIoError {
     Thread(std::io::Error),
     #[error("the audio thread crashed")]
     Crashed,
+    #[error(transparent)]
+    Device(#[from] DeviceError),
 }
 
 /// What a player did.
@@ -98,6 +162,7 @@ pub fn spawn_source(
         // A whole number of cycles per second, so that looping it is seamless.
         Input::Sine(hertz) => sine(f32::from(*hertz), 0.3, SAMPLE_RATE as usize),
         Input::Silence => Vec::new(),
+        Input::Mic(name) => return spawn_capture(name.as_deref(), speaker, send, stop),
     };
     let looping = matches!(input, Input::Sine(_));
     let mut encoder = VoiceEncoder::new()?;
@@ -148,6 +213,10 @@ pub struct PlayerStatus {
     pub frames_heard: u64,
     /// 20 ms chunks written to the output.
     pub chunks_played: u64,
+    /// Frames the speakers sent since this node first heard each (by sequence number), and
+    /// how many of them arrived: `received / expected` is the delivery ratio.
+    pub expected: u64,
+    pub received: u64,
     /// Frames played as received, recovered from FEC, concealed, arrived too late, skipped to
     /// keep latency bounded (summed over speakers).
     pub played: u64,
@@ -254,6 +323,41 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// A microphone: the sound card's clock paces the frames. Each frame's timestamp is when its
+/// first sample was captured (the chunk is complete when it arrives here).
+fn spawn_capture(
+    name: Option<&str>,
+    speaker: SpeakerId,
+    mut send: impl FnMut(AudioFrame) + Send + 'static,
+    stop: Arc<AtomicBool>,
+) -> Result<JoinHandle<()>, AudioIoError> {
+    let (capture, chunks) = device::open_capture(name)?;
+    let mut encoder = VoiceEncoder::new()?;
+    std::thread::Builder::new()
+        .name("earshot-source".into())
+        .spawn(move || {
+            let _capture = capture;
+            let mut seq = media_now() / SAMPLES_PER_FRAME;
+            while !stop.load(Ordering::Relaxed) {
+                let chunk = match chunks.recv_timeout(std::time::Duration::from_millis(100)) {
+                    Ok(chunk) => chunk,
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                        tracing::warn!("the microphone stopped");
+                        break;
+                    }
+                };
+                let timestamp = media_now().wrapping_sub(SAMPLES_PER_FRAME);
+                match encoder.encode(&chunk) {
+                    Ok(encoded) => send(encoded.into_frame(speaker, seq, timestamp)),
+                    Err(err) => tracing::warn!(%err, "could not encode a frame"),
+                }
+                seq = seq.wrapping_add(1);
+            }
+        })
+        .map_err(AudioIoError::Thread)
+}
+
 /// Starts playing what arrives on `heard` into `output`, one 20 ms slot at a time, until
 /// [`Player::finish`]. The WAV file is written as it plays, so it holds everything up to a crash.
 ///
@@ -261,9 +365,13 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// they are in phase with the speaker's (a sound card's clock would have a random phase, which
 /// adds half a frame on average).
 pub fn spawn_player(
-    mut heard: mpsc::Receiver<AudioFrame>,
+    mut heard: mpsc::Receiver<Heard>,
     output: Output,
 ) -> Result<Player, AudioIoError> {
+    let speaker: Option<(device::Playback, PlaybackSink)> = match &output {
+        Output::Speaker(name) => Some(device::open_playback(name.as_deref())?),
+        _ => None,
+    };
     let mut writer = match &output {
         Output::Wav(path) => Some(
             hound::WavWriter::create(
@@ -280,11 +388,11 @@ pub fn spawn_player(
                 source,
             })?,
         ),
-        Output::Null => None,
+        Output::Null | Output::Speaker(_) => None,
     };
     let path = match &output {
         Output::Wav(path) => path.clone(),
-        Output::Null => PathBuf::new(),
+        Output::Null | Output::Speaker(_) => PathBuf::new(),
     };
     let status = Arc::new(Mutex::new(PlayerStatus::default()));
     let stop = Arc::new(AtomicBool::new(false));
@@ -313,27 +421,44 @@ pub fn spawn_player(
                 }
             };
             let start = Instant::now();
-            if let Some(frame) = first {
+            if let Some(first) = first {
                 stats.frames_heard += 1;
-                mixer.push(frame, start)?;
+                mixer.push(first.frame, first.at)?;
             }
             while !stopped.load(Ordering::Relaxed) {
-                let due =
-                    start + FRAME_DURATION * u32::try_from(stats.chunks_played).unwrap_or(u32::MAX);
-                if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                    std::thread::sleep(wait);
-                }
+                // A sound card paces the player (pushing waits while it has enough queued); a
+                // file is paced by the clock.
+                let ahead = match speaker.as_ref() {
+                    Some((_, sink)) => sink.latency(),
+                    None => {
+                        let due = start
+                            + FRAME_DURATION
+                                * u32::try_from(stats.chunks_played).unwrap_or(u32::MAX);
+                        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                            std::thread::sleep(wait);
+                        }
+                        std::time::Duration::ZERO
+                    }
+                };
                 let now = Instant::now();
-                while let Ok(frame) = heard.try_recv() {
+                while let Ok(arrived) = heard.try_recv() {
                     stats.frames_heard += 1;
-                    mixer.push(frame, now)?;
+                    mixer.push(arrived.frame, arrived.at)?;
                 }
                 let chunk = mixer.next_chunk(now);
-                let played_at = media_now();
+                // When this chunk will be heard: now, or once what the card has queued has played.
+                let played_at = media_now()
+                    .wrapping_add((ahead.as_micros() * u128::from(SAMPLE_RATE) / 1_000_000) as u32);
                 for &captured in mixer.played() {
                     latency.record(media_age_ms(captured, played_at));
                 }
                 stats.chunks_played += 1;
+                if let Some((_, sink)) = speaker.as_ref()
+                    && let Err(err) = sink.push(&chunk)
+                {
+                    tracing::warn!(%err, "the speaker stopped");
+                    return Err(err.into());
+                }
                 if let Some(writer) = writer.as_mut() {
                     for sample in chunk {
                         let value = (sample.clamp(-1.0, 1.0) * f32::from(i16::MAX)).round() as i16;
@@ -370,9 +495,11 @@ fn mixer_status(mixer: &Mixer, stats: PlayStats, latency: &Latency) -> PlayerSta
         chunks_played: stats.chunks_played,
         buffer_ms: mixer.delay().as_secs_f64() * 1000.0,
         latency: latency.clone(),
+        expected: mixer.expected(),
         ..PlayerStatus::default()
     };
     for (_, voice) in mixer.stats() {
+        status.received += voice.received;
         status.played += voice.played;
         status.recovered += voice.recovered;
         status.concealed += voice.concealed;

@@ -7,7 +7,10 @@
 //! playing a new talk spurt; `target` follows the measured inter-arrival jitter (RFC 3550
 //! estimator), within bounds. Frames that arrive after their slot was played are dropped as late;
 //! if the queue grows past twice the target, the oldest frames are skipped so latency stays
-//! bounded.
+//! bounded. The delay a spurt starts with is not kept for ever: when every frame over a second
+//! has waited at least a frame longer than the target asks for, one frame is skipped (a quiet
+//! one, when one comes within a few seconds), so the delay follows the network down as well as
+//! up (a first spurt starts cautiously, before any jitter has been measured).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -24,6 +27,12 @@ pub const MAX_TARGET: Duration = Duration::from_millis(300);
 /// After this many missing slots in a row with nothing queued, the speaker is considered silent
 /// and the next frame starts a new spurt (buffered afresh).
 const MAX_CONCEALED_IN_A_ROW: u32 = 5;
+/// Frames played between decisions to shorten the delay.
+const ADAPT_WINDOW: u32 = 50;
+/// A frame at least this quiet (RFC 6464 level, -dBov) can be skipped unheard.
+const QUIET_LEVEL: u8 = 50;
+/// How long a decided skip waits for a quiet frame before skipping a loud one (5 s).
+const MAX_SKIP_WAIT: u32 = 250;
 
 /// What to play in the next 20 ms slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,16 +61,33 @@ pub struct JitterStats {
     pub duplicates: u64,
 }
 
+/// A frame waiting to play.
+#[derive(Debug)]
+struct Queued {
+    payload: Vec<u8>,
+    arrived: Instant,
+    level: u8,
+}
+
 /// One speaker's buffer.
 #[derive(Debug)]
 pub struct JitterBuffer {
-    queue: BTreeMap<u64, Vec<u8>>,
+    /// Frames waiting to play, with when each arrived.
+    queue: BTreeMap<u64, Queued>,
+    /// The shortest wait (arrival to playout) of the frames played in this window, and how
+    /// many have played in it.
+    least_wait: Option<Duration>,
+    window: u32,
+    /// A skip has been decided; pops since.
+    pending_skip: Option<u32>,
     /// Extended sequence number of the next slot to play, once playing.
     next: Option<u64>,
     /// When the current spurt may start playing.
     start_at: Option<Instant>,
     /// Highest extended sequence number seen (for unwrapping 32-bit sequence numbers).
     highest: Option<u64>,
+    /// Lowest extended sequence number seen.
+    lowest: Option<u64>,
     jitter_ms: f64,
     last_arrival: Option<(u64, Instant)>,
     /// The sequence number of the frame [`Self::pop`] last returned as [`Playout::Frame`].
@@ -80,9 +106,13 @@ impl JitterBuffer {
     pub fn new() -> Self {
         Self {
             queue: BTreeMap::new(),
+            least_wait: None,
+            window: 0,
+            pending_skip: None,
             next: None,
             start_at: None,
             highest: None,
+            lowest: None,
             jitter_ms: INITIAL_JITTER_MS,
             last_arrival: None,
             last_played: None,
@@ -106,21 +136,41 @@ impl JitterBuffer {
         self.stats
     }
 
+    /// How many frames the speaker sent from the first to the last one seen (as RTP reckons
+    /// loss: `expected - received` frames never arrived).
+    pub fn expected(&self) -> u64 {
+        match (self.lowest, self.highest) {
+            (Some(lowest), Some(highest)) => highest - lowest + 1,
+            _ => 0,
+        }
+    }
+
     /// The (32-bit, wire) sequence number of the last frame played.
     pub fn last_played(&self) -> Option<u32> {
         self.last_played
     }
 
-    /// A frame arrived at `now`.
+    /// A frame arrived at `now` (its level unknown: treated as quiet).
     pub fn push(&mut self, seq: u32, payload: Vec<u8>, now: Instant) {
+        self.push_frame(seq, payload, earshot_protocol::frame::SILENCE_LEVEL, now);
+    }
+
+    /// A frame of RFC 6464 `level` arrived at `now`.
+    pub fn push_frame(&mut self, seq: u32, payload: Vec<u8>, level: u8, now: Instant) {
         let seq = self.extend(seq);
+        self.lowest = Some(self.lowest.map_or(seq, |lowest| lowest.min(seq)));
         self.stats.received += 1;
         self.measure(seq, now);
         if self.next.is_some_and(|next| seq < next) {
             self.stats.late += 1;
             return;
         }
-        if self.queue.insert(seq, payload).is_some() {
+        let queued = Queued {
+            payload,
+            arrived: now,
+            level,
+        };
+        if self.queue.insert(seq, queued).is_some() {
             self.stats.duplicates += 1;
             self.stats.received -= 1;
         }
@@ -155,11 +205,16 @@ impl JitterBuffer {
                 _ => return Playout::Silence,
             }
         };
-        if let Some(payload) = self.queue.remove(&next) {
+        let next = self.skip_if_decided(next);
+        if let Some(Queued {
+            payload, arrived, ..
+        }) = self.queue.remove(&next)
+        {
             self.next = Some(next + 1);
             self.concealed_in_a_row = 0;
             self.stats.played += 1;
             self.last_played = Some(next as u32);
+            self.adapt(now.saturating_duration_since(arrived));
             return Playout::Frame(payload);
         }
         if self.queue.is_empty() {
@@ -179,13 +234,50 @@ impl JitterBuffer {
         match self.queue.get(&(next + 1)) {
             Some(following) => {
                 self.stats.recovered += 1;
-                Playout::Recover(following.clone())
+                Playout::Recover(following.payload.clone())
             }
             None => {
                 self.stats.concealed += 1;
                 Playout::Conceal
             }
         }
+    }
+
+    /// Shortens the delay by a frame when, over a whole window, every frame waited at least a
+    /// frame longer than the target needs (half a frame of the target is rounding to slots).
+    fn adapt(&mut self, waited: Duration) {
+        self.least_wait = Some(self.least_wait.map_or(waited, |least| least.min(waited)));
+        self.window += 1;
+        if self.window < ADAPT_WINDOW {
+            return;
+        }
+        let least = self.least_wait.take().unwrap_or_default();
+        self.window = 0;
+        if least >= self.target() + FRAME_DURATION / 2 && self.pending_skip.is_none() {
+            self.pending_skip = Some(0);
+        }
+    }
+
+    /// Carries out a decided skip on the frame due now, `next`, if it is quiet (or the wait for
+    /// a quiet one is over) and the frame after it is here to play instead. Returns the slot to
+    /// play.
+    fn skip_if_decided(&mut self, next: u64) -> u64 {
+        let Some(waited) = self.pending_skip else {
+            return next;
+        };
+        let quiet = self
+            .queue
+            .get(&next)
+            .is_some_and(|frame| frame.level >= QUIET_LEVEL);
+        if (quiet || waited >= MAX_SKIP_WAIT) && self.queue.contains_key(&(next + 1)) {
+            self.queue.remove(&next);
+            self.stats.skipped += 1;
+            self.pending_skip = None;
+            self.next = Some(next + 1);
+            return next + 1;
+        }
+        self.pending_skip = Some(waited + 1);
+        next
     }
 
     /// Unwraps a 32-bit sequence number into a 64-bit one, near the highest seen.
@@ -341,6 +433,48 @@ mod tests {
         let (_, buffer) = run(&arrivals, 2600);
         assert!(buffer.stats().skipped > 0, "{:?}", buffer.stats());
         assert!(buffer.buffered() <= 2 * MAX_TARGET);
+    }
+
+    #[test]
+    fn the_delay_comes_down_on_a_steady_network() {
+        // A first spurt starts with a cautious delay; a second of steady arrivals later, one
+        // frame is skipped and frames play one slot after they arrive.
+        let arrivals: Vec<(u32, u64)> = (0..150u32).map(|seq| (seq, u64::from(seq) * 20)).collect();
+        let (played, buffer) = run(&arrivals, 3200);
+        let slot_of_last = played
+            .iter()
+            .position(|p| *p == Playout::Frame(vec![149]))
+            .expect("the last frame played");
+        assert_eq!(
+            slot_of_last as u64 * 20 - 149 * 20,
+            20,
+            "{:?}",
+            buffer.stats()
+        );
+        assert_eq!(buffer.stats().skipped, 1);
+        assert_eq!(buffer.stats().late, 0);
+    }
+
+    #[test]
+    fn the_delay_is_shortened_in_a_pause_not_mid_word() {
+        // Loud frames throughout, but for a short pause at frames 100-102.
+        let t0 = Instant::now();
+        let mut buffer = JitterBuffer::new();
+        let mut played = Vec::new();
+        for seq in 0..200u32 {
+            let now = t0 + Duration::from_millis(20 * u64::from(seq));
+            let level = if (100..103).contains(&seq) { 127 } else { 10 };
+            buffer.push_frame(seq, vec![seq as u8], level, now);
+            if let Playout::Frame(payload) = buffer.pop(now) {
+                played.push(payload[0]);
+            }
+        }
+        assert_eq!(buffer.stats().skipped, 1);
+        let missing: Vec<u8> = (0..played.len() as u8)
+            .filter(|seq| !played.contains(seq))
+            .collect();
+        assert_eq!(missing.len(), 1, "{missing:?}");
+        assert!((100..103).contains(&missing[0]), "skipped {missing:?}");
     }
 
     #[test]

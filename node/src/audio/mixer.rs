@@ -49,7 +49,9 @@ impl Mixer {
         voice.epoch = frame
             .timestamp
             .wrapping_sub(frame.seq.wrapping_mul(SAMPLES_PER_FRAME));
-        voice.buffer.push(frame.seq, frame.payload, now);
+        voice
+            .buffer
+            .push_frame(frame.seq, frame.payload, frame.level, now);
         Ok(())
     }
 
@@ -94,6 +96,14 @@ impl Mixer {
     /// The media-clock capture times of the frames mixed into the last chunk.
     pub fn played(&self) -> &[u32] {
         &self.played
+    }
+
+    /// Frames expected from all speakers (first to last sequence number seen, per speaker).
+    pub fn expected(&self) -> u64 {
+        self.voices
+            .values()
+            .map(|voice| voice.buffer.expected())
+            .sum()
     }
 
     /// Per-speaker jitter buffer counters.

@@ -68,6 +68,43 @@ pub fn similarity(reference: &[f32], output: &[f32]) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// Like [`similarity`], but aligning each `window` of the output on its own (still within 0 to
+/// 500 ms of delay) and averaging by energy: the measure for a receiver whose delay changes
+/// while it plays (an adaptive jitter buffer skipping a frame shifts everything after it).
+pub fn similarity_in_windows(reference: &[f32], output: &[f32], window: usize) -> f64 {
+    const COARSE: usize = 8;
+    let max_lag = SAMPLE_RATE as usize / 2;
+    let window = window.max(COARSE);
+    let (mut weighted, mut total) = (0.0f64, 0.0f64);
+    for start in (0..output.len().saturating_sub(window - 1)).step_by(window) {
+        let out = &output[start..start + window];
+        let energy: f64 = out.iter().map(|s| f64::from(*s).powi(2)).sum();
+        if energy == 0.0 {
+            continue;
+        }
+        // At the start of the output, the first `lag - start` samples precede the reference.
+        let at = |lag: usize, step: usize| {
+            let skip = lag.saturating_sub(start).min(window);
+            let from = (start + skip).saturating_sub(lag);
+            let len = window - skip;
+            match reference.get(from..from + len) {
+                Some(reference) if len >= window / 2 => ncc(reference, &out[skip..], 0, step),
+                _ => 0.0,
+            }
+        };
+        let coarse = (0..max_lag)
+            .step_by(COARSE)
+            .max_by(|a, b| at(*a, COARSE).total_cmp(&at(*b, COARSE)))
+            .unwrap_or(0);
+        let best = (coarse.saturating_sub(COARSE)..coarse + COARSE + 1)
+            .map(|lag| at(lag, 1))
+            .fold(0.0, f64::max);
+        weighted += best * energy;
+        total += energy;
+    }
+    if total == 0.0 { 0.0 } else { weighted / total }
+}
+
 /// Normalised cross-correlation of `reference` with `output` delayed by `lag`, sampling every
 /// `step`-th sample.
 fn ncc(reference: &[f32], output: &[f32], lag: usize, step: usize) -> f64 {
@@ -99,6 +136,18 @@ mod tests {
         assert!(similarity(&reference, &speechlike(48_000, 2)) < 0.5);
         assert!(similarity(&reference, &vec![0.0; 48_000]) == 0.0);
         assert!(similarity(&[], &[]) == 0.0);
+    }
+
+    #[test]
+    fn windowed_similarity_follows_a_delay_that_changes() {
+        let reference = speechlike(96_000, 4);
+        // 20 ms of delay for the first second, then none (a frame skipped).
+        let mut output = vec![0.0; 960];
+        output.extend_from_slice(&reference[..48_000 - 960]);
+        output.extend_from_slice(&reference[48_000..]);
+        assert!(similarity_in_windows(&reference, &output, 24_000) > 0.99);
+        assert!(similarity(&reference, &output) < 0.9);
+        assert!(similarity_in_windows(&reference, &speechlike(96_000, 5), 24_000) < 0.5);
     }
 
     #[test]

@@ -1,0 +1,618 @@
+//! `earshot demo`: a whole room on 127.0.0.1, one process per node, no sound card needed.
+//!
+//! A host speaks a speech sample (made with espeak-ng when it is installed, else a generated
+//! speech-like signal) into the root of the relay tree; listeners join with the host's link,
+//! each feeding up to `--fan-out` others, so that the default six make a tree three deep. While
+//! the sample plays, a status table shows every node's place in the tree, frames received,
+//! loss, jitter-buffer delay and mouth-to-ear latency; each listener writes what it heard to a
+//! WAV file. At the end: delivery and latency per depth.
+//!
+//! Everything the table shows comes from the nodes' own `--json` reports: the demo only starts
+//! processes and reads what they print.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use earshot_node::audio::{SAMPLE_RATE, signal, wav};
+use serde_json::{Value, json};
+
+use super::Context;
+use crate::Exit;
+use crate::output::{print_json, say};
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// How many listeners join (each also relays to others).
+    #[arg(long, default_value_t = 6, value_name = "N")]
+    listeners: usize,
+    /// How many listeners each listener feeds.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    fan_out: u16,
+    /// How many listeners the host feeds itself.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    host_fan_out: u16,
+    /// What the host says (a WAV file). Default: speech made with espeak-ng if it is
+    /// installed, else a generated speech-like signal.
+    #[arg(long, value_name = "FILE.wav")]
+    input: Option<PathBuf>,
+    /// Seconds of generated speech when there is no --input and no espeak-ng.
+    #[arg(long, default_value_t = 15, value_name = "SECONDS")]
+    seconds: u32,
+    /// Where to keep the nodes' data directories, logs and the listeners' WAV files.
+    /// Default: a new directory under the system's temporary directory.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
+/// Silence before the speech starts, so that every listener is in the tree for all of it.
+const LEAD_IN: Duration = Duration::from_secs(3);
+/// Silence after it, so that the last words reach the deepest listener.
+const TAIL: Duration = Duration::from_secs(1);
+/// How long the demo waits for a node to start, join, or exit.
+const WAIT: Duration = Duration::from_secs(20);
+
+const TEXT: &str = "Welcome to Earshot. This is a live audio room with no server in the \
+    middle. The host speaks, and every listener hears it through a tree of other listeners, \
+    each passing the audio on to a few more. If a listener in the middle leaves, the ones below \
+    it find a new place within a second. Invites are signed links, and recordings stay on your \
+    own machine. Thank you for listening.";
+
+pub fn demo(ctx: &Context, args: DemoArgs) -> anyhow::Result<Exit> {
+    if args.listeners == 0 {
+        bail!("--listeners must be at least 1");
+    }
+    let dir = match &args.dir {
+        Some(dir) => dir.clone(),
+        None => std::env::temp_dir().join(format!("earshot-demo-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let exe = std::env::current_exe().context("finding the earshot binary")?;
+    let human = !ctx.json;
+
+    let (input, source) = prepare_input(&args, &dir)?;
+    let speech = Duration::from_secs_f64(
+        wav::read(&input)
+            .with_context(|| format!("reading {}", input.display()))?
+            .len() as f64
+            / f64::from(SAMPLE_RATE),
+    );
+    if human {
+        say!("Demo directory: {}", dir.display());
+        say!(
+            "The host will say {:.1} s of {source}; {} listeners, the host feeding {}, each listener {}.",
+            speech.as_secs_f64() - (LEAD_IN + TAIL).as_secs_f64(),
+            args.listeners,
+            args.host_fan_out,
+            args.fan_out
+        );
+    }
+
+    let host_home = dir.join("host");
+    let room = create_room(&exe, &host_home)?;
+    let (tx, rx) = mpsc::channel();
+    let mut nodes = Vec::new();
+    nodes.push(Proc::start(
+        &exe,
+        "host",
+        &dir,
+        &[
+            "--json",
+            "--home",
+            path_str(&host_home)?,
+            "host",
+            &room,
+            "--name",
+            "host",
+            "--input",
+            path_str(&input)?,
+            "--max-children",
+            &args.host_fan_out.to_string(),
+        ],
+        0,
+        tx.clone(),
+    )?);
+    let mut table = Table::new(args.listeners);
+    let started = Instant::now();
+    let link = loop {
+        let (who, event) = next_event(&rx, started + WAIT, "the host to start")?;
+        table.update(who, &event);
+        if event["event"] == "hosting" {
+            break event["listener_link"]
+                .as_str()
+                .context("the host printed no link")?
+                .to_owned();
+        }
+    };
+    for i in 1..=args.listeners {
+        let name = format!("l{i}");
+        let home = dir.join(&name);
+        let output = dir.join(format!("{name}.wav"));
+        nodes.push(Proc::start(
+            &exe,
+            &name,
+            &dir,
+            &[
+                "--json",
+                "--home",
+                path_str(&home)?,
+                "join",
+                &link,
+                "--name",
+                &name,
+                "--listen",
+                "/ip4/127.0.0.1/udp/0/quic-v1",
+                "--output",
+                path_str(&output)?,
+                "--max-children",
+                &args.fan_out.to_string(),
+            ],
+            i,
+            tx.clone(),
+        )?);
+    }
+    drop(tx);
+
+    // Until the sample has been said: show the room.
+    let end_at = started + speech;
+    let tty = human && std::io::stdout().is_terminal();
+    let mut next_draw = Instant::now() + Duration::from_secs(1);
+    let mut drawn = 0;
+    while Instant::now() < end_at {
+        let deadline = next_draw.min(end_at);
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok((who, event)) => {
+                if event["event"] == "rejected" || event["event"] == "error" {
+                    bail!("{} failed: {event}", table.rows[who].name);
+                }
+                table.update(who, &event);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => bail!("every node exited early"),
+        }
+        if Instant::now() >= next_draw {
+            next_draw += Duration::from_secs(1);
+            let elapsed = started.elapsed().as_secs();
+            if ctx.json {
+                print_json(&json!({"event": "demo_status", "nodes": table.json()}));
+            } else if tty {
+                drawn = table.redraw(drawn, elapsed);
+            } else if elapsed.is_multiple_of(5) {
+                table.redraw(0, elapsed);
+            }
+        }
+    }
+
+    // The end: the host closes the room; everyone reports its final numbers and exits.
+    nodes[0].say("/end");
+    let mut exited = vec![false; nodes.len()];
+    let deadline = Instant::now() + WAIT;
+    while exited.iter().any(|done| !done) {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok((who, event)) => {
+                table.update(who, &event);
+                // A node's last report comes as it exits.
+                if event["final"] == true {
+                    exited[who] = true;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    for node in &mut nodes {
+        node.finish();
+    }
+    let summary = table.summary();
+    if ctx.json {
+        print_json(&json!({
+            "event": "demo_summary",
+            "dir": dir.display().to_string(),
+            "nodes": table.json(),
+            "depths": summary.iter().map(|d| json!({
+                "depth": d.depth, "listeners": d.listeners, "delivered": d.delivered,
+                "expected": d.expected, "latency_p50_ms": d.p50, "latency_p95_ms": d.p95,
+            })).collect::<Vec<_>>(),
+        }));
+    } else {
+        if tty {
+            table.redraw(drawn, started.elapsed().as_secs());
+        } else {
+            table.redraw(0, started.elapsed().as_secs());
+        }
+        say!();
+        say!("Summary (mouth-to-ear: from the host's input to each listener's output)");
+        say!(
+            "  {:>5}  {:>9}  {:>9}  {:>10}  {:>10}",
+            "depth",
+            "listeners",
+            "delivered",
+            "p50",
+            "p95"
+        );
+        for depth in &summary {
+            say!(
+                "  {:>5}  {:>9}  {:>8.2}%  {:>10}  {:>10}",
+                depth.depth,
+                depth.listeners,
+                100.0 * depth.delivered as f64 / depth.expected.max(1) as f64,
+                ms(depth.p50),
+                ms(depth.p95),
+            );
+        }
+        say!();
+        say!("What each listener heard:");
+        for i in 1..=args.listeners {
+            say!("  {}", dir.join(format!("l{i}.wav")).display());
+        }
+    }
+    let all_heard = table.rows[1..]
+        .iter()
+        .all(|row| row.delivered > 0 && row.finished);
+    Ok(Exit(if all_heard { 0 } else { 1 }))
+}
+
+/// The host's input: the given WAV file, or speech from espeak-ng, or a generated signal;
+/// padded with [`LEAD_IN`] and [`TAIL`] of silence. Returns the file and what it holds.
+fn prepare_input(args: &DemoArgs, dir: &Path) -> anyhow::Result<(PathBuf, String)> {
+    let (samples, source) = match &args.input {
+        Some(path) => (
+            wav::read(path).with_context(|| format!("reading {}", path.display()))?,
+            format!("{}", path.display()),
+        ),
+        None => {
+            let spoken = dir.join("speech.wav");
+            let espeak = Command::new("espeak-ng")
+                .args(["-s", "165", "-w"])
+                .arg(&spoken)
+                .arg(TEXT)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            match espeak {
+                Ok(status) if status.success() => (
+                    wav::read(&spoken).context("reading espeak-ng's speech")?,
+                    "speech (espeak-ng)".to_owned(),
+                ),
+                _ => (
+                    signal::speechlike(args.seconds as usize * SAMPLE_RATE as usize, 7),
+                    "generated speech-like sound (install espeak-ng for real speech)".to_owned(),
+                ),
+            }
+        }
+    };
+    let silence = |d: Duration| vec![0.0f32; (d.as_secs_f64() * f64::from(SAMPLE_RATE)) as usize];
+    let mut padded = silence(LEAD_IN);
+    padded.extend(samples);
+    padded.extend(silence(TAIL));
+    let input = dir.join("host-input.wav");
+    wav::write(&input, &padded).with_context(|| format!("writing {}", input.display()))?;
+    Ok((input, source))
+}
+
+fn create_room(exe: &Path, home: &Path) -> anyhow::Result<String> {
+    let out = Command::new(exe)
+        .arg("--json")
+        .arg("--home")
+        .arg(home)
+        .args([
+            "room",
+            "new",
+            "Earshot demo",
+            "--listen",
+            "/ip4/127.0.0.1/udp/0/quic-v1",
+        ])
+        .output()
+        .context("running earshot room new")?;
+    if !out.status.success() {
+        bail!(
+            "earshot room new failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let value: Value =
+        serde_json::from_slice(&out.stdout).context("reading what earshot room new printed")?;
+    Ok(value["id"]
+        .as_str()
+        .context("earshot room new printed no id")?
+        .to_owned())
+}
+
+fn path_str(path: &Path) -> anyhow::Result<&str> {
+    path.to_str()
+        .with_context(|| format!("{} is not valid UTF-8", path.display()))
+}
+
+fn next_event(
+    rx: &mpsc::Receiver<(usize, Value)>,
+    deadline: Instant,
+    what: &str,
+) -> anyhow::Result<(usize, Value)> {
+    rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        .map_err(|_| anyhow::anyhow!("timed out waiting for {what}"))
+}
+
+fn ms(value: Option<u64>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| format!("{v} ms"))
+}
+
+/// One node's process: its JSON lines go to the demo's channel.
+struct Proc {
+    child: Child,
+    stdin: Option<ChildStdin>,
+}
+
+impl Proc {
+    fn start(
+        exe: &Path,
+        name: &str,
+        dir: &Path,
+        args: &[&str],
+        index: usize,
+        events: mpsc::Sender<(usize, Value)>,
+    ) -> anyhow::Result<Self> {
+        let log = std::fs::File::create(dir.join(format!("{name}.log")))
+            .with_context(|| format!("creating {name}.log"))?;
+        let mut child = Command::new(exe)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(value) = serde_json::from_str::<Value>(&line)
+                    && events.send((index, value)).is_err()
+                {
+                    break;
+                }
+            }
+        });
+        Ok(Self {
+            stdin: child.stdin.take(),
+            child,
+        })
+    }
+
+    fn say(&mut self, line: &str) {
+        if let Some(stdin) = self.stdin.as_mut() {
+            let _ = writeln!(stdin, "{line}");
+            let _ = stdin.flush();
+        }
+    }
+
+    /// Waits a little for the process to exit, then kills it.
+    fn finish(&mut self) {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// What the demo knows of one node, from its reports.
+#[derive(Debug, Default, Clone)]
+struct Row {
+    name: String,
+    peer_id: String,
+    parent: Option<String>,
+    depth: Option<u64>,
+    children: u64,
+    received: u64,
+    expected: u64,
+    delivered: u64,
+    buffer_ms: f64,
+    p50: Option<u64>,
+    p95: Option<u64>,
+    repairs: u64,
+    finished: bool,
+}
+
+#[derive(Debug)]
+struct Table {
+    rows: Vec<Row>,
+}
+
+/// Per depth, at the end.
+#[derive(Debug)]
+struct DepthSummary {
+    depth: u64,
+    listeners: usize,
+    delivered: u64,
+    expected: u64,
+    /// The median of the listeners' medians, and the worst listener's 95th percentile.
+    p50: Option<u64>,
+    p95: Option<u64>,
+}
+
+impl Table {
+    fn new(listeners: usize) -> Self {
+        let mut rows = vec![Row {
+            name: "host".into(),
+            depth: Some(0),
+            ..Row::default()
+        }];
+        rows.extend((1..=listeners).map(|i| Row {
+            name: format!("l{i}"),
+            ..Row::default()
+        }));
+        Self { rows }
+    }
+
+    fn update(&mut self, who: usize, event: &Value) {
+        let Some(row) = self.rows.get_mut(who) else {
+            return;
+        };
+        let u = |key: &str| event[key].as_u64();
+        match event["event"].as_str() {
+            Some("hosting" | "joined") => {
+                row.peer_id = event["peer_id"].as_str().unwrap_or_default().to_owned();
+            }
+            Some("audio_attached") if !event["repair_ms"].is_null() => row.repairs += 1,
+            Some("audio_stats") => {
+                // While re-attaching (and as the room ends) a node has no parent: show the
+                // last one.
+                if let Some(parent) = event["parent"].as_str() {
+                    row.parent = Some(parent.to_owned());
+                }
+                row.depth = u("depth").or(row.depth);
+                row.children = u("children").unwrap_or(0);
+                row.received = u("received").unwrap_or(0);
+                row.expected = u("expected").unwrap_or(0);
+                row.delivered = u("delivered").unwrap_or(0);
+                row.buffer_ms = event["buffer_ms"].as_f64().unwrap_or(0.0);
+                row.p50 = u("latency_p50_ms");
+                row.p95 = u("latency_p95_ms");
+                if event["final"] == true {
+                    row.finished = true;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn name_of(&self, peer_id: &str) -> String {
+        self.rows
+            .iter()
+            .find(|row| row.peer_id == peer_id)
+            .map_or_else(
+                || peer_id.chars().rev().take(6).collect::<String>(),
+                |row| row.name.clone(),
+            )
+    }
+
+    fn lines(&self, elapsed: u64) -> Vec<String> {
+        let mut lines = vec![
+            format!("t={elapsed:>3}s"),
+            format!(
+                "  {:<6} {:<7} {:>5} {:>8} {:>8} {:>7} {:>7} {:>9} {:>9}",
+                "node",
+                "parent",
+                "depth",
+                "children",
+                "frames",
+                "loss",
+                "buffer",
+                "m2e p50",
+                "m2e p95"
+            ),
+        ];
+        for (i, row) in self.rows.iter().enumerate() {
+            let parent = match (&row.parent, i) {
+                (_, 0) => "-".to_owned(),
+                (Some(parent), _) => self.name_of(parent),
+                (None, _) => "…".to_owned(),
+            };
+            let loss = if i == 0 || row.expected == 0 {
+                "-".to_owned()
+            } else {
+                format!(
+                    "{:.1}%",
+                    100.0 * row.expected.saturating_sub(row.delivered) as f64 / row.expected as f64
+                )
+            };
+            lines.push(format!(
+                "  {:<6} {:<7} {:>5} {:>8} {:>8} {:>7} {:>7} {:>9} {:>9}",
+                row.name,
+                parent,
+                row.depth.map_or("-".to_owned(), |d| d.to_string()),
+                row.children,
+                if i == 0 {
+                    "-".to_owned()
+                } else {
+                    row.delivered.to_string()
+                },
+                loss,
+                if i == 0 {
+                    "-".to_owned()
+                } else {
+                    format!("{:.0} ms", row.buffer_ms)
+                },
+                ms(row.p50),
+                ms(row.p95),
+            ));
+        }
+        lines
+    }
+
+    /// Prints the table, first moving up over the `previous` lines drawn (on a terminal).
+    /// Returns how many lines it drew.
+    fn redraw(&self, previous: usize, elapsed: u64) -> usize {
+        let lines = self.lines(elapsed);
+        let mut out = std::io::stdout().lock();
+        if previous > 0 {
+            let _ = write!(out, "\x1b[{previous}A");
+        }
+        for line in &lines {
+            let _ = writeln!(out, "\x1b[2K{line}");
+        }
+        let _ = out.flush();
+        lines.len()
+    }
+
+    fn json(&self) -> Vec<Value> {
+        self.rows
+            .iter()
+            .map(|row| {
+                json!({
+                    "name": row.name,
+                    "peer_id": row.peer_id,
+                    "parent": row.parent.as_deref().map(|p| self.name_of(p)),
+                    "depth": row.depth,
+                    "children": row.children,
+                    "expected": row.expected,
+                    "delivered": row.delivered,
+                    "buffer_ms": row.buffer_ms,
+                    "latency_p50_ms": row.p50,
+                    "latency_p95_ms": row.p95,
+                    "repairs": row.repairs,
+                })
+            })
+            .collect()
+    }
+
+    fn summary(&self) -> Vec<DepthSummary> {
+        let mut by_depth: BTreeMap<u64, Vec<&Row>> = BTreeMap::new();
+        for row in &self.rows[1..] {
+            if let Some(depth) = row.depth {
+                by_depth.entry(depth).or_default().push(row);
+            }
+        }
+        by_depth
+            .into_iter()
+            .map(|(depth, rows)| {
+                let mut p50s: Vec<u64> = rows.iter().filter_map(|r| r.p50).collect();
+                p50s.sort_unstable();
+                DepthSummary {
+                    depth,
+                    listeners: rows.len(),
+                    delivered: rows.iter().map(|r| r.delivered).sum(),
+                    expected: rows.iter().map(|r| r.expected).sum(),
+                    p50: p50s.get(p50s.len() / 2).copied(),
+                    p95: rows.iter().filter_map(|r| r.p95).max(),
+                }
+            })
+            .collect()
+    }
+}
