@@ -2,32 +2,39 @@
 //! relay hop adds to a frame's latency, next to a raw TCP forwarder, and how many frames a relay
 //! forwards per CPU second when it feeds 50, 200 and 500 children.
 //!
-//! `cargo bench -p earshot-node --bench relay_plane` (about a minute). Options after `--`:
+//! `cargo bench -p earshot-node --bench relay_plane` (about 80 s). Options after `--`:
 //! `--children 50,200` (fan-out sizes), `--relay-threads N` (the relay's tokio workers, default
-//! 2 as in the CLI), `--quick` (shorter runs), `--json` (one JSON line after the tables).
+//! 2 as in the CLI), `--only hops` or `--only fanout`, `--quick` (shorter runs), `--json` (one
+//! JSON line after the tables).
 //!
-//! Every node runs in its own multi-thread tokio runtime, standing for its own process, and the
-//! runtime records its threads' ids so that the relay's CPU time (all of its threads: swarm,
-//! QUIC drivers, the audio plane's tasks) is read from `/proc/self/task/<tid>/schedstat`.
+//! Every node runs in its own multi-thread tokio runtime, standing for its own process; each
+//! runtime records its threads' ids, so the relay's CPU time (all of its threads: swarm, QUIC
+//! endpoint and connection drivers, the audio plane's tasks) is read from
+//! `/proc/self/task/<tid>/schedstat`. The process's CPU time (`/proc/self/stat`) is printed
+//! next to it. The machine's load average is printed too: other work shares the CPUs.
 //!
 //! 1. **Hop latency.** A source node relays its own frames (98-byte [`AudioFrame`]s: an 80-byte
 //!    payload, a 32 kbps Opus frame) to a parent that listens to it, and the parent relays them
 //!    to a child that listens to the parent: three real nodes (`net::build_swarm`, every
-//!    behaviour), the real [`AudioRelay`]. A frame is "in" at the parent when the parent's
-//!    playback queue hands it out (that is after the relay has put it into the children's
-//!    fan-out) and "out" at the child when the child's playback queue does; the hop is the
-//!    difference, per sequence number. The same frames then go source → forwarder → sink over
-//!    raw tokio TCP (nodelay, one `write_all` per frame), timed the same way: the forwarder
-//!    writes the frame on, then hands it to a queue that a recorder task reads. Twice: a frame
-//!    every 1 ms (many samples, busier threads) and every 20 ms (real pace, idle threads wake up).
-//! 2. **Fan-out.** One relay node (the real swarm) hosts a room; a speaker (a bare swarm with
-//!    only the stream behaviour) speaks to it over a speak stream, and N children, each its own
-//!    bare swarm with its own QUIC connection, listen to it with [`AudioRelay::listen`] and
-//!    count what their playback queue hands out. Children and the speaker share their own
-//!    runtimes, so on this 2-core machine they compete with the relay for CPU. First at the real
-//!    pace (50 frames/s, 32 kbps), then saturated: the speaker pushes frames as fast as the
-//!    speak stream takes them, and the relay drops what its children cannot take (its
-//!    drop-oldest queues).
+//!    behaviour) and the real [`AudioRelay`]. A frame is "in" at the parent when the parent's
+//!    playback queue hands it to a recorder task (the relay has read, decoded and put it into
+//!    its children's fan-out by then: the hop is slightly understated) and "out" at the child
+//!    when the child's playback queue does; the hop is the difference, per sequence number
+//!    (signed: the two ends are timed by different threads). The same frames then go source →
+//!    forwarder → sink over raw tokio TCP (nodelay, one `write_all` per frame): "in" when the
+//!    forwarder has read the frame, "out" when the sink's recorder task gets it. Twice: a frame
+//!    every 1 ms (many samples) and every 20 ms (the real pace: threads wake up for each frame).
+//! 2. **Fan-out.** One relay node (the real swarm, set up as a host: loudest-speaker selection
+//!    on, admitting everyone) hosts a room; a speaker (a bare swarm with QUIC and the stream
+//!    behaviour only) speaks to it over a speak stream, fed by a plain capture thread; N
+//!    children, each its own bare swarm with its own QUIC connection, listen with
+//!    [`AudioRelay::listen`] and count what their playback queue hands out. The children share
+//!    one 2-worker runtime, so on a 2-core machine they compete with the relay for CPU (they
+//!    cost about as much as the relay does). Each size runs: idle (keep-alives only), the real
+//!    pace (50 frames/s), lockstep (the next frame once every child has the last: as at the
+//!    real pace each frame is a packet of its own, but back to back), max rate (up to 12
+//!    frames ahead of the slowest child: QUIC packs queued frames together) and overload (open
+//!    loop: the relay's drop-oldest queues skip what children cannot take).
 
 use std::collections::HashMap;
 use std::fs;

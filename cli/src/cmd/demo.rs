@@ -225,7 +225,8 @@ pub fn demo(ctx: &Context, args: DemoArgs) -> anyhow::Result<Exit> {
             table.redraw(0, started.elapsed().as_secs());
         }
         say!();
-        say!("Summary (mouth-to-ear: from the host's input to each listener's output)");
+        say!("Summary. Mouth-to-ear: from the host's input to each listener's output, over the");
+        say!("whole run (the first seconds included, while jitter buffers settle).");
         say!(
             "  {:>5}  {:>9}  {:>9}  {:>10}  {:>10}",
             "depth",
@@ -472,12 +473,14 @@ impl Table {
             Some("audio_attached") if !event["repair_ms"].is_null() => row.repairs += 1,
             Some("audio_stats") => {
                 // While re-attaching (and as the room ends) a node has no parent: show the
-                // last one.
+                // last one. The last report comes as the room closes: keep the tree as it was.
                 if let Some(parent) = event["parent"].as_str() {
                     row.parent = Some(parent.to_owned());
                 }
-                row.depth = u("depth").or(row.depth);
-                row.children = u("children").unwrap_or(0);
+                if event["final"] != true {
+                    row.depth = u("depth").or(row.depth);
+                    row.children = u("children").unwrap_or(0);
+                }
                 row.received = u("received").unwrap_or(0);
                 row.expected = u("expected").unwrap_or(0);
                 row.delivered = u("delivered").unwrap_or(0);

@@ -7,7 +7,7 @@
 //! playing a new talk spurt; `target` follows the measured inter-arrival jitter (RFC 3550
 //! estimator), within bounds. Frames that arrive after their slot was played are dropped as late;
 //! if the queue grows past twice the target, the oldest frames are skipped so latency stays
-//! bounded. The delay a spurt starts with is not kept for ever: when every frame over a second
+//! bounded. The delay a spurt starts with is not kept for ever: when every frame for half a second
 //! has waited at least a frame longer than the target asks for, one frame is skipped (a quiet
 //! one, when one comes within a few seconds), so the delay follows the network down as well as
 //! up (a first spurt starts cautiously, before any jitter has been measured).
@@ -27,8 +27,8 @@ pub const MAX_TARGET: Duration = Duration::from_millis(300);
 /// After this many missing slots in a row with nothing queued, the speaker is considered silent
 /// and the next frame starts a new spurt (buffered afresh).
 const MAX_CONCEALED_IN_A_ROW: u32 = 5;
-/// Frames played between decisions to shorten the delay.
-const ADAPT_WINDOW: u32 = 50;
+/// Frames played between decisions to shorten the delay (half a second).
+const ADAPT_WINDOW: u32 = 25;
 /// A frame at least this quiet (RFC 6464 level, -dBov) can be skipped unheard.
 const QUIET_LEVEL: u8 = 50;
 /// How long a decided skip waits for a quiet frame before skipping a loud one (5 s).
