@@ -313,3 +313,109 @@ async fn a_stalled_child_does_not_slow_its_sibling() {
     );
     drop(stream);
 }
+
+/// Three people talk at once to a host that forwards two voices: the two loudest reach the
+/// listener, the quiet one does not; when a loud one stops, the quiet one is heard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_forwards_the_loudest_speakers() {
+    let host = TestNode::start("host").await;
+    let room = host.host("Panel", Visibility::Unlisted).await.id;
+    let host_relay = AudioRelay::start(host.node.audio_control(), allow_all());
+    let _ = host_relay.open_room_with(
+        room,
+        earshot_node::relay::RoomOptions {
+            myself: None,
+            forward_loudest: Some(2),
+        },
+    );
+    let addrs = host.node.listen_addrs().await.expect("addrs");
+    let host_id = host.node.peer_id();
+
+    let listener = TestNode::start("listener").await;
+    let listener_relay = AudioRelay::start(listener.node.audio_control(), allow_all());
+    let (mut heard, _) = listener_relay.open_room(room);
+    listener
+        .node
+        .dial(host_id, addrs.clone())
+        .await
+        .expect("dial");
+    let listening = listener_relay.clone();
+    tokio::spawn(async move { listening.listen(room, host_id).await });
+    children(&host_relay, &room, 1).await;
+
+    // Loud, louder, and quiet (RFC 6464 levels: 0 is the loudest).
+    let mut speakers = Vec::new();
+    for (name, level) in [("ana", 20u8), ("bo", 30), ("cy", 90)] {
+        let node = TestNode::start(name).await;
+        node.node.dial(host_id, addrs.clone()).await.expect("dial");
+        let relay = AudioRelay::start(node.node.audio_control(), allow_all());
+        let voice = relay.speak(room, host_id).await.expect("speak stream");
+        speakers.push((SpeakerId::of(&node.key()), level, voice, node, relay));
+    }
+    let ids: Vec<SpeakerId> = speakers.iter().map(|s| s.0).collect();
+
+    // Counts what the listener hears from each speaker while `talking` speakers send 50 frames.
+    async fn round(
+        speakers: &[(
+            SpeakerId,
+            u8,
+            mpsc::Sender<AudioFrame>,
+            TestNode,
+            AudioRelay,
+        )],
+        talking: &[usize],
+        first_seq: u32,
+        heard: &mut mpsc::Receiver<Heard>,
+    ) -> std::collections::HashMap<SpeakerId, usize> {
+        let send = async {
+            let mut clock = tokio::time::interval(FRAME_DURATION);
+            for seq in first_seq..first_seq + 50 {
+                clock.tick().await;
+                for &i in talking {
+                    let (id, level, voice, _, _) = &speakers[i];
+                    voice
+                        .try_send(raw_frame(*id, seq, *level, vec![0xf8; 80]))
+                        .expect("the speak queue keeps up");
+                }
+            }
+        };
+        // Counted as they arrive, until the last frame of two speakers has (no more than two
+        // voices can come through).
+        let receive = async {
+            let mut counts = std::collections::HashMap::new();
+            let last = first_seq + 49;
+            let mut ended = std::collections::HashSet::new();
+            while ended.len() < 2 {
+                let Ok(Some(heard)) = tokio::time::timeout(WAIT, heard.recv()).await else {
+                    break;
+                };
+                *counts.entry(heard.frame.speaker).or_insert(0) += 1;
+                if heard.frame.seq == last {
+                    ended.insert(heard.frame.speaker);
+                }
+            }
+            counts
+        };
+        let ((), counts) = tokio::join!(send, receive);
+        counts
+    }
+
+    let counts = round(&speakers, &[0, 1, 2], 0, &mut heard).await;
+    let of = |counts: &std::collections::HashMap<SpeakerId, usize>, i: usize| {
+        counts.get(&ids[i]).copied().unwrap_or(0)
+    };
+    assert!(of(&counts, 0) >= 48, "the loudest: {counts:?}");
+    assert!(of(&counts, 1) >= 48, "the second loudest: {counts:?}");
+    assert!(
+        of(&counts, 2) <= 2,
+        "the quiet one is not forwarded: {counts:?}"
+    );
+
+    // The loudest stops talking: after a moment, the quiet one takes its place.
+    let counts = round(&speakers, &[1, 2], 50, &mut heard).await;
+    assert!(of(&counts, 1) >= 48, "{counts:?}");
+    assert!(
+        of(&counts, 2) >= 30,
+        "the quiet one is heard once a place is free: {counts:?}"
+    );
+}

@@ -1538,6 +1538,7 @@ fn json(hops: &[HopRun], fanouts: &[FanoutRun], args: &Args) -> String {
                     "forwarded_per_s": s.forwarded_per_sec(),
                     "dropped": s.dropped,
                     "relay_cpu_s": s.relay_cpu.total.as_secs_f64(),
+                    "relay_cores": s.relay_cores(),
                     "relay_kernel_share": s.relay_cpu.system_share(),
                     "process_cpu_s": s.process_cpu.total.as_secs_f64(),
                     "relay_us_per_frame": s.relay_us_per_frame(),

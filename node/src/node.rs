@@ -322,6 +322,7 @@ impl Node {
             lobby: HashMap::new(),
             lobby_topic: lobby,
             peer_addrs: HashMap::new(),
+            rtts: HashMap::new(),
             connected: HashSet::new(),
             max_children: config.max_children,
             access: access.clone(),
@@ -548,6 +549,9 @@ struct EventLoop {
     lobby_topic: IdentTopic,
     /// Listen addresses peers told us about (identify), for peer hints in snapshots.
     peer_addrs: HashMap<PeerId, Vec<Multiaddr>>,
+    /// The latest ping round-trip time to each connected peer (the host places members that are
+    /// close to it higher in the relay tree: each hop's delay adds up below it).
+    rtts: HashMap<PeerId, Duration>,
     connected: HashSet<PeerId>,
     max_children: u16,
     access: AccessMap,
@@ -1125,6 +1129,7 @@ impl EventLoop {
                 ..
             } => {
                 self.connected.remove(&peer_id);
+                self.rtts.remove(&peer_id);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
             SwarmEvent::Behaviour(BehaviourEvent::Rooms(event)) => self.on_rooms(event),
@@ -1140,6 +1145,13 @@ impl EventLoop {
                         .add_address(&peer_id, addr.clone());
                 }
                 self.peer_addrs.insert(peer_id, info.listen_addrs);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(libp2p::ping::Event {
+                peer,
+                result: Ok(rtt),
+                ..
+            })) => {
+                self.rtts.insert(peer, rtt);
             }
             _ => {}
         }
@@ -1434,10 +1446,14 @@ impl EventLoop {
             info!(%room, lost = %lost.short(), child = %key.short(), "a relay in the tree went silent");
             tree.handle(earshot_protocol::tree::TreeInput::Leave { peer: lost });
         }
+        let rtt_ms = self
+            .rtts
+            .get(&peer)
+            .map_or(0, |rtt| u32::try_from(rtt.as_millis()).unwrap_or(u32::MAX));
         let outputs = tree.handle(earshot_protocol::tree::TreeInput::Join {
             peer: key,
             capacity,
-            rtt_ms: 0,
+            rtt_ms,
         });
         let placed = outputs.iter().find_map(|output| match output {
             earshot_protocol::tree::TreeOutput::Attach {
