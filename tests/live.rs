@@ -484,3 +484,115 @@ fn two_speakers_at_once_and_a_muted_one() {
         "the muted speaker is not relayed"
     );
 }
+
+/// The headline: a WAV file said on stage reaches listeners three hops down the tree, as
+/// real processes, and each listener's WAV file holds the same speech. A member on stage speaks
+/// (so the voice crosses speaker → host → l1 → l2 → l3); it is promoted only once all three
+/// listeners are in place, so everyone hears the whole sample.
+#[test]
+fn speech_from_the_stage_reaches_three_hops_down_intact() {
+    use earshot_node::audio::signal::{similarity_in_windows, speechlike};
+    let ana = TestHome::new();
+    let room = local_room(&ana, "Readings");
+    let mut host = Live::start(
+        "host",
+        &ana,
+        &[
+            "host",
+            &room,
+            "--input",
+            "silence",
+            "--output",
+            "null",
+            "--max-children",
+            "1",
+        ],
+    );
+    let link = host.event("hosting")["listener_link"]
+        .as_str()
+        .expect("link")
+        .to_owned();
+    let homes = [TestHome::new(), TestHome::new(), TestHome::new()];
+    let mut listeners = Vec::new();
+    for (i, home) in homes.iter().enumerate() {
+        let output = home.join("out.wav");
+        let name = ["l1", "l2", "l3"][i];
+        let mut live = Live::start(
+            name,
+            home,
+            &[
+                "join",
+                &link,
+                "--name",
+                name,
+                "--listen",
+                LOCAL,
+                "--input",
+                "silence",
+                "--output",
+                output.to_str().expect("utf-8 path"),
+                "--max-children",
+                "1",
+            ],
+        );
+        let attached = live.event("audio_attached");
+        assert_eq!(attached["depth"], i + 1, "{name}: {attached}");
+        listeners.push((live, output));
+    }
+    let reader = TestHome::new();
+    let speech = reader.join("speech.wav");
+    let samples = speechlike(4 * 48_000, 33);
+    earshot_node::audio::wav::write(&speech, &samples).expect("write speech");
+    let mut speaker = Live::start(
+        "reader",
+        &reader,
+        &[
+            "join",
+            &link,
+            "--name",
+            "reader",
+            "--listen",
+            LOCAL,
+            "--input",
+            speech.to_str().expect("utf-8 path"),
+            "--output",
+            "null",
+        ],
+    );
+    speaker.event("audio_attached");
+    host.say("/promote reader");
+    speaker.expect("on stage", |v| {
+        v["event"] == "role_changed" && v["name"] == "reader" && v["role"] == "speaker"
+    });
+    // Four seconds of speech, then a second of silence: the deepest listener has it all.
+    let (l3, _) = &mut listeners[2];
+    l3.expect("the whole sample", |v| {
+        v["event"] == "audio_stats" && v["delivered"].as_u64().unwrap_or(0) >= 250
+    });
+    host.say("/end");
+    assert_eq!(speaker.exit_code(), 0);
+    for (mut live, output) in listeners {
+        let last = live.expect("the last report", |v| v["final"] == true);
+        let (expected, delivered) = (
+            last["expected"].as_u64().unwrap_or(0),
+            last["delivered"].as_u64().unwrap_or(0),
+        );
+        assert!(
+            delivered * 100 >= expected * 99 && expected >= 200,
+            "{}: {delivered} of {expected} frames",
+            live.name
+        );
+        assert_eq!(live.exit_code(), 0);
+        // Where the speech starts in the output (it was silence before the promotion).
+        let heard = read_wav(&output);
+        let onset = heard
+            .iter()
+            .position(|s| s.abs() > 0.01)
+            .expect("speech in the output");
+        let heard = &heard[onset.saturating_sub(4_800)..];
+        // Aligned a tenth of a second at a time: the jitter buffer shortens its delay by a
+        // frame once it has measured the network (and a relay's hand-over may shift it too).
+        let score = similarity_in_windows(&samples, heard, 4_800);
+        assert!(score >= 0.9, "{}: similarity {score:.3}", output.display());
+    }
+}

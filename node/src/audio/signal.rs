@@ -148,6 +148,9 @@ mod tests {
         assert!(similarity_in_windows(&reference, &output, 24_000) > 0.99);
         assert!(similarity(&reference, &output) < 0.9);
         assert!(similarity_in_windows(&reference, &speechlike(96_000, 5), 24_000) < 0.5);
+        // Short windows still tell different speech apart.
+        let other = similarity_in_windows(&reference, &speechlike(96_000, 5), 4_800);
+        assert!(other < 0.6, "{other}");
     }
 
     #[test]
