@@ -596,3 +596,68 @@ fn speech_from_the_stage_reaches_three_hops_down_intact() {
         assert!(score >= 0.9, "{}: similarity {score:.3}", output.display());
     }
 }
+
+/// The README's main job: `earshot demo` runs a whole room and reports every listener's audio.
+#[test]
+fn the_demo_runs_a_whole_room() {
+    let home = TestHome::new();
+    let dir = home.join("demo");
+    let output = home.run(&[
+        "demo",
+        "--listeners",
+        "3",
+        "--seconds",
+        "2",
+        "--input",
+        "-",
+        "--dir",
+        dir.to_str().expect("utf-8 path"),
+        "--json",
+    ]);
+    // `--input -` is not a WAV file: a clear error, nothing started.
+    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    assert!(stderr(&output).contains("reading -"), "{}", stderr(&output));
+
+    let speech = home.join("speech.wav");
+    earshot_node::audio::wav::write(
+        &speech,
+        &earshot_node::audio::signal::speechlike(2 * 48_000, 5),
+    )
+    .expect("write speech");
+    let output = home.run(&[
+        "demo",
+        "--listeners",
+        "3",
+        "--input",
+        speech.to_str().expect("utf-8 path"),
+        "--dir",
+        dir.to_str().expect("utf-8 path"),
+        "--json",
+    ]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let summary: Value = stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|v| v["event"] == "demo_summary")
+        .unwrap_or_else(|| panic!("no summary in {stdout}"));
+    let nodes = summary["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 4, "{summary}");
+    // The host feeds one listener, which feeds the other two.
+    let depths: Vec<u64> = nodes.iter().filter_map(|n| n["depth"].as_u64()).collect();
+    assert_eq!(depths.iter().filter(|d| **d == 1).count(), 1, "{summary}");
+    assert_eq!(depths.iter().filter(|d| **d == 2).count(), 2, "{summary}");
+    for node in &nodes[1..] {
+        let (expected, delivered) = (
+            node["expected"].as_u64().unwrap_or(0),
+            node["delivered"].as_u64().unwrap_or(0),
+        );
+        assert!(
+            expected >= 200 && delivered * 100 >= expected * 99,
+            "{node}"
+        );
+        assert!(node["latency_p50_ms"].is_u64(), "{node}");
+        let wav = dir.join(format!("{}.wav", node["name"].as_str().expect("name")));
+        assert!(read_wav(&wav).len() > 48_000 * 2, "{}", wav.display());
+    }
+}

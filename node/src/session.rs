@@ -342,17 +342,16 @@ async fn follow_tree(
                     depth: parent.depth,
                     repair: lost_at.take().map(|at| at.elapsed()),
                 });
+                // Told to the room alongside, not before: the audio comes first.
                 if let Ok(key) = PeerKey::from_peer_id(&parent.peer) {
-                    let said = node.act(
-                        room,
-                        ControlBody::TreePosition {
-                            parent: key,
-                            depth: parent.depth,
-                        },
-                    );
-                    if let Err(err) = said.await {
-                        debug!(%err, "could not tell the room where this node is in the tree");
-                    }
+                    let node = node.clone();
+                    let depth = parent.depth;
+                    tokio::spawn(async move {
+                        let said = node.act(room, ControlBody::TreePosition { parent: key, depth });
+                        if let Err(err) = said.await {
+                            debug!(%err, "could not tell the room where this node is in the tree");
+                        }
+                    });
                 }
                 let ended = relay.listen_after(room, parent.peer, draining.take()).await;
                 position.send_replace(None);
