@@ -82,6 +82,11 @@ pub enum RelayError {
     NoRoom(RoomId),
     #[error("the parent went silent")]
     Silent,
+    /// The stream failed before the parent sent anything: it refused (it may not know yet that
+    /// this node is in the room), or dropped the stream in a burst of new ones. Worth retrying
+    /// before calling the parent gone.
+    #[error("the parent did not start the stream: {0}")]
+    NotStarted(String),
 }
 
 /// A frame for local playback, with when it arrived (the jitter buffer measures from then, not
@@ -136,6 +141,10 @@ struct RoomAudio {
     myself: Option<SpeakerId>,
     loudest: Option<Loudest>,
     epoch: std::time::Instant,
+    /// When a frame (or keep-alive) last went to the children.
+    last_sent: std::time::Instant,
+    /// Held while the room is open: its keep-alive task stops when this goes.
+    _open: Arc<()>,
 }
 
 /// The node's audio plane. Cheap to clone.
@@ -193,6 +202,8 @@ impl AudioRelay {
         let (fanout, _) = broadcast::channel(CHILD_QUEUE_FRAMES);
         let (playback, heard) = mpsc::channel(PLAYBACK_QUEUE_FRAMES);
         let stats = Arc::new(RelayStats::default());
+        let open = Arc::new(());
+        tokio::spawn(self.clone().keep_alive(room, Arc::downgrade(&open)));
         self.lock().insert(
             room,
             RoomAudio {
@@ -204,9 +215,30 @@ impl AudioRelay {
                 myself: options.myself,
                 loudest: options.forward_loudest.map(Loudest::new),
                 epoch: std::time::Instant::now(),
+                last_sent: std::time::Instant::now(),
+                _open: open,
             },
         );
         (heard, stats)
+    }
+
+    /// While nothing is relayed, an empty frame goes to all the room's children every
+    /// [`KEEPALIVE`]: one wake-up per room, not one timer per child.
+    async fn keep_alive(self, room: RoomId, open: std::sync::Weak<()>) {
+        let mut tick = tokio::time::interval(KEEPALIVE / 2);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if open.upgrade().is_none() {
+                return;
+            }
+            if let Some(audio) = self.lock().get_mut(&room)
+                && audio.last_sent.elapsed() >= KEEPALIVE
+            {
+                let _ = audio.fanout.send(Arc::new(Vec::new()));
+                audio.last_sent = std::time::Instant::now();
+            }
+        }
     }
 
     /// Leaves gracefully: tells every child of `room` to attach elsewhere and keeps feeding
@@ -254,6 +286,7 @@ impl AudioRelay {
             }
             // No children is fine.
             let _ = audio.fanout.send(Arc::new(frame.encode()));
+            audio.last_sent = std::time::Instant::now();
             audio.stats.relayed.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -263,24 +296,38 @@ impl AudioRelay {
     /// keep coming until the returned guard is dropped, which the caller does once attached
     /// elsewhere.
     pub async fn listen(&self, room: RoomId, parent: PeerId) -> Result<Draining, RelayError> {
-        self.listen_after(room, parent, None).await
+        self.listen_after(room, parent, &mut None).await
     }
 
     /// [`Self::listen`], taking over from a leaving parent that still feeds this node through
-    /// `previous`: that stream is dropped once the new parent has sent something.
+    /// `previous`: that stream is dropped once the new parent has sent something (and kept if
+    /// the new one fails first).
     pub async fn listen_after(
         &self,
         room: RoomId,
         parent: PeerId,
-        mut previous: Option<Draining>,
+        previous: &mut Option<Draining>,
     ) -> Result<Draining, RelayError> {
-        let mut stream = self.open(parent).await?;
-        stream.write_all(&hello(StreamKind::Listen, &room)).await?;
-        stream.flush().await?;
+        let not_started = |err: RelayError| RelayError::NotStarted(err.to_string());
+        let mut stream = self.open(parent).await.map_err(not_started)?;
+        stream
+            .write_all(&hello(StreamKind::Listen, &room))
+            .await
+            .map_err(|err| not_started(err.into()))?;
+        stream
+            .flush()
+            .await
+            .map_err(|err| not_started(err.into()))?;
+        let mut started = false;
         loop {
-            let read = tokio::time::timeout(PARENT_SILENCE, read_frame(&mut stream))
-                .await
-                .map_err(|_| RelayError::Silent)??;
+            let read = match tokio::time::timeout(PARENT_SILENCE, read_frame(&mut stream)).await {
+                Ok(Ok(read)) => read,
+                Ok(Err(err)) if !started => return Err(not_started(err)),
+                Err(_) if !started => return Err(not_started(RelayError::Silent)),
+                Ok(Err(err)) => return Err(err),
+                Err(_) => return Err(RelayError::Silent),
+            };
+            started = true;
             previous.take();
             match read {
                 Read::Frame(frame) => self.heard(&room, frame)?,
@@ -348,6 +395,7 @@ impl AudioRelay {
             return Ok(());
         }
         let _ = audio.fanout.send(Arc::new(frame.encode()));
+        audio.last_sent = std::time::Instant::now();
         audio.stats.relayed.fetch_add(1, Ordering::Relaxed);
         if Some(frame.speaker) != audio.myself {
             // Playback that falls behind loses frames here, never blocks the tree.
@@ -395,14 +443,13 @@ impl AudioRelay {
                         stream.flush().await?;
                         told = true;
                     }
-                    match tokio::time::timeout(KEEPALIVE, frames.recv()).await {
-                        Ok(Ok(bytes)) => write_frame(&mut stream, &bytes).await?,
-                        Ok(Err(broadcast::error::RecvError::Lagged(skipped))) => {
+                    // Frames, and the room's keep-alives (empty frames) while nothing is relayed.
+                    match frames.recv().await {
+                        Ok(bytes) => write_frame(&mut stream, &bytes).await?,
+                        Err(broadcast::error::RecvError::Lagged(skipped)) => {
                             stats.dropped.fetch_add(skipped, Ordering::Relaxed);
                         }
-                        Ok(Err(broadcast::error::RecvError::Closed)) => return Ok(()),
-                        // Nothing to relay: say we are still here.
-                        Err(_) => write_frame(&mut stream, &[]).await?,
+                        Err(broadcast::error::RecvError::Closed) => return Ok(()),
                     }
                 }
             }

@@ -353,7 +353,17 @@ async fn follow_tree(
                         }
                     });
                 }
-                let ended = relay.listen_after(room, parent.peer, draining.take()).await;
+                // A parent that does not start the stream may not know yet that this node is in
+                // the room (that travels by gossip), or dropped it in a burst of new streams:
+                // ask it again a few times before calling it gone.
+                let mut ended = relay.listen_after(room, parent.peer, &mut draining).await;
+                for pause in [25, 50, 100, 200] {
+                    if !matches!(ended, Err(RelayError::NotStarted(_))) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                    ended = relay.listen_after(room, parent.peer, &mut draining).await;
+                }
                 position.send_replace(None);
                 lost_at = Some(Instant::now());
                 lost = Some(parent.peer);
