@@ -16,14 +16,15 @@
 //! 1. **Hop latency.** A source node relays its own frames (98-byte [`AudioFrame`]s: an 80-byte
 //!    payload, a 32 kbps Opus frame) to a parent that listens to it, and the parent relays them
 //!    to a child that listens to the parent: three real nodes (`net::build_swarm`, every
-//!    behaviour) and the real [`AudioRelay`]. A frame is "in" at the parent when the parent's
-//!    playback queue hands it to a recorder task (the relay has read, decoded and put it into
-//!    its children's fan-out by then: the hop is slightly understated) and "out" at the child
-//!    when the child's playback queue does; the hop is the difference, per sequence number
-//!    (signed: the two ends are timed by different threads). The same frames then go source →
-//!    forwarder → sink over raw tokio TCP (nodelay, one `write_all` per frame): "in" when the
-//!    forwarder has read the frame, "out" when the sink's recorder task gets it. Twice: a frame
-//!    every 1 ms (many samples) and every 20 ms (the real pace: threads wake up for each frame).
+//!    behaviour) and the real [`AudioRelay`]. A frame is "in" at the parent at the parent's own
+//!    arrival stamp (`Heard::at`: the relay has read and decoded it and put it into its
+//!    children's fan-out) and "out" at the child at the child's stamp; the hop is the
+//!    difference, per sequence number (signed: two threads stamp it). The same frames also go
+//!    source → forwarder → sink over raw tokio TCP (nodelay, one `write_all` per frame), stamped
+//!    when the forwarder has read a frame (before writing it on) and when the sink has. One
+//!    source thread with a deadline clock feeds both paths, the TCP one half an interval after
+//!    the relay one, so both see the same machine at the same time. Twice: a frame every 1 ms
+//!    (many samples) and every 20 ms (the real pace: threads wake up for every frame).
 //! 2. **Fan-out.** One relay node (the real swarm, set up as a host: loudest-speaker selection
 //!    on, admitting everyone) hosts a room; a speaker (a bare swarm with QUIC and the stream
 //!    behaviour only) speaks to it over a speak stream, fed by a plain capture thread; N
@@ -57,7 +58,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio::time::MissedTickBehavior;
 
 const ROOM: RoomId = RoomId([9; 16]);
 /// A 32 kbps Opus frame: 4000 bytes a second in 50 frames.
@@ -95,15 +95,8 @@ fn main() {
     for (interval, frames) in paces {
         eprintln!("hop latency: a frame every {interval:?}, {frames} frames per path");
         let trio = Trio::new();
-        let relay = control.block_on(relay_path(&trio, interval, frames, start));
-        let raw = control.block_on(tcp_path(&trio, interval, frames, start));
+        hops.push(control.block_on(hop_run(&trio, interval, frames, start)));
         trio.shutdown();
-        hops.push(HopRun {
-            interval,
-            frames,
-            relay,
-            raw,
-        });
     }
 
     let mut fanouts = Vec::new();
@@ -537,12 +530,6 @@ fn nanos_since(start: Instant) -> u64 {
     u64::try_from(start.elapsed().as_nanos()).expect("runs for less than 500 years")
 }
 
-fn ticker(interval: Duration) -> tokio::time::Interval {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    ticker
-}
-
 // ---------------------------------------------------------------------------------------------
 // 1. Hop latency
 
@@ -650,29 +637,51 @@ async fn record_heard(
     times
 }
 
-/// Records (seq, time) of what the raw TCP path hands over: the time it carries, or else the
-/// time this task got it (as [`record_heard`] does).
-async fn record_seqs(
-    mut seqs: mpsc::Receiver<(u32, Option<u64>)>,
-    frames: u32,
-    start: Instant,
-) -> Vec<(u32, u64)> {
+/// Collects the (seq, time) stamps of the raw TCP path, until `frames` arrived or nothing came
+/// for 2 s.
+async fn record_seqs(mut seqs: mpsc::Receiver<(u32, u64)>, frames: u32) -> Vec<(u32, u64)> {
     let mut times = Vec::with_capacity(frames as usize);
     while times.len() < frames as usize {
         match tokio::time::timeout(Duration::from_secs(2), seqs.recv()).await {
-            Ok(Some((seq, at))) => times.push((seq, at.unwrap_or_else(|| nanos_since(start)))),
+            Ok(Some(stamp)) => times.push(stamp),
             _ => break,
         }
     }
     times
 }
 
-fn sent_times(frames: &[(u32, u64)]) -> HashMap<u32, u64> {
-    frames.iter().copied().collect()
+/// Reads one `u16`-length-prefixed frame into `buf` (prefix included); `false` at the end.
+async fn read_prefixed<R: AsyncReadExt + Unpin>(reader: &mut R, buf: &mut Vec<u8>) -> bool {
+    let mut len = [0u8; 2];
+    if reader.read_exact(&mut len).await.is_err() {
+        return false;
+    }
+    buf.clear();
+    buf.extend_from_slice(&len);
+    buf.resize(2 + usize::from(u16::from_be_bytes(len)), 0);
+    reader.read_exact(&mut buf[2..]).await.is_ok()
 }
 
-/// Source → parent → child through the real audio plane.
-async fn relay_path(trio: &Trio, interval: Duration, frames: u32, start: Instant) -> PathTimes {
+/// The sequence number of a prefixed encoded frame (bytes 5..9 of the frame).
+fn prefixed_seq(buf: &[u8]) -> u32 {
+    u32::from_be_bytes([buf[7], buf[8], buf[9], buf[10]])
+}
+
+fn prefixed(frame: &AudioFrame) -> Vec<u8> {
+    let bytes = frame.encode();
+    let mut buf = u16::try_from(bytes.len())
+        .expect("a frame is under 64 KiB")
+        .to_be_bytes()
+        .to_vec();
+    buf.extend_from_slice(&bytes);
+    buf
+}
+
+/// Source → parent → child through the real audio plane, and source → forwarder → sink over raw
+/// tokio TCP, fed by one thread that sends each frame on the first path and, half an interval
+/// later, on the second: both see the same machine at the same time.
+async fn hop_run(trio: &Trio, interval: Duration, frames: u32, start: Instant) -> HopRun {
+    // The audio plane: three real nodes.
     let source = trio.source.run(real_node(None)).await;
     let parent = trio.parent.run(real_node(Some(source.addr.clone()))).await;
     let child = trio.child.run(real_node(Some(parent.addr.clone()))).await;
@@ -692,67 +701,17 @@ async fn relay_path(trio: &Trio, interval: Duration, frames: u32, start: Instant
     ));
     attached(&source.relay, 1).await;
     attached(&parent.relay, 1).await;
+    let relay_middle = trio.parent.spawn(record_heard(parent_heard, frames, start));
+    let relay_end = trio.child.spawn(record_heard(child_heard, frames, start));
 
-    let middle = trio.parent.spawn(record_heard(parent_heard, frames, start));
-    let end = trio.child.spawn(record_heard(child_heard, frames, start));
-    let began = Instant::now();
-    let sender = source.relay.clone();
-    let sent = trio
-        .source
-        .run(async move {
-            let mut ticker = ticker(interval);
-            let mut sent = Vec::with_capacity(frames as usize);
-            for seq in 0..frames {
-                ticker.tick().await;
-                let frame = frame(seq, start);
-                sent.push((seq, nanos_since(start)));
-                sender.relay(&ROOM, &frame);
-            }
-            sent
-        })
-        .await;
-    let elapsed = began.elapsed();
-    let middle = middle.await.expect("recorder");
-    let end = end.await.expect("recorder");
-    if reopened.count() > 0 {
-        eprintln!("  (listen streams reopened: {})", reopened.reasons());
-    }
-    PathTimes {
-        sent: sent_times(&sent),
-        middle: middle.iter().copied().collect(),
-        end: end.iter().copied().collect(),
-        elapsed,
-    }
-}
-
-/// Reads one `u16`-length-prefixed frame into `buf` (prefix included); `false` at the end.
-async fn read_prefixed<R: AsyncReadExt + Unpin>(reader: &mut R, buf: &mut Vec<u8>) -> bool {
-    let mut len = [0u8; 2];
-    if reader.read_exact(&mut len).await.is_err() {
-        return false;
-    }
-    let len = usize::from(u16::from_be_bytes(len));
-    buf.clear();
-    buf.extend_from_slice(&(len as u16).to_be_bytes());
-    buf.resize(2 + len, 0);
-    reader.read_exact(&mut buf[2..]).await.is_ok()
-}
-
-/// The sequence number of a prefixed encoded frame (bytes 5..9 of the frame).
-fn prefixed_seq(buf: &[u8]) -> u32 {
-    u32::from_be_bytes([buf[7], buf[8], buf[9], buf[10]])
-}
-
-/// Source → forwarder → sink over raw tokio TCP sockets.
-async fn tcp_path(trio: &Trio, interval: Duration, frames: u32, start: Instant) -> PathTimes {
+    // Raw TCP: each end stamps a frame as soon as it has read it (as the relay stamps `Heard`).
     let (sink_seqs, sink_rx) = mpsc::channel(PLAYBACK_QUEUE_FRAMES);
     let (fwd_seqs, fwd_rx) = mpsc::channel(PLAYBACK_QUEUE_FRAMES);
-    let end = trio.child.spawn(record_seqs(sink_rx, frames, start));
-    let middle = trio.parent.spawn(record_seqs(fwd_rx, frames, start));
-
+    let raw_end = trio.child.spawn(record_seqs(sink_rx, frames));
+    let raw_middle = trio.parent.spawn(record_seqs(fwd_rx, frames));
     let sink = trio
         .child
-        .run(async {
+        .run(async move {
             let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
             let addr = listener.local_addr().expect("addr");
             tokio::spawn(async move {
@@ -761,7 +720,7 @@ async fn tcp_path(trio: &Trio, interval: Duration, frames: u32, start: Instant) 
                 let mut reader = BufReader::new(stream);
                 let mut buf = Vec::new();
                 while read_prefixed(&mut reader, &mut buf).await {
-                    let _ = sink_seqs.try_send((prefixed_seq(&buf), None));
+                    let _ = sink_seqs.try_send((prefixed_seq(&buf), nanos_since(start)));
                 }
             });
             addr
@@ -780,50 +739,77 @@ async fn tcp_path(trio: &Trio, interval: Duration, frames: u32, start: Instant) 
                 let mut reader = BufReader::new(stream);
                 let mut buf = Vec::new();
                 while read_prefixed(&mut reader, &mut buf).await {
-                    // Timed before the write: on loopback the write can wake the sink on this
-                    // very core, which would then run first.
+                    // Stamped before the write: on loopback the write can wake the sink on
+                    // this very core, which then runs first.
                     let at = nanos_since(start);
                     if out.write_all(&buf).await.is_err() {
                         break;
                     }
-                    let _ = fwd_seqs.try_send((prefixed_seq(&buf), Some(at)));
+                    let _ = fwd_seqs.try_send((prefixed_seq(&buf), at));
                 }
             });
             addr
         })
         .await;
 
-    let began = Instant::now();
-    let sent = trio
+    // The source: a plain thread with a deadline clock, like the node's capture thread.
+    let sender = source.relay.clone();
+    let (relay_sent, raw_sent, relay_elapsed, raw_elapsed) = trio
         .source
-        .run(async move {
-            let mut stream = TcpStream::connect(forwarder)
-                .await
-                .expect("connect to forwarder");
-            stream.set_nodelay(true).expect("nodelay");
-            let mut ticker = ticker(interval);
-            let mut sent = Vec::with_capacity(frames as usize);
-            let mut buf = Vec::new();
+        .runtime
+        .spawn_blocking(move || {
+            let mut raw = std::net::TcpStream::connect(forwarder).expect("connect to forwarder");
+            raw.set_nodelay(true).expect("nodelay");
+            let sleep_until = |due: Instant| {
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            };
+            let mut relay_sent = Vec::with_capacity(frames as usize);
+            let mut raw_sent = Vec::with_capacity(frames as usize);
+            let began = Instant::now();
             for seq in 0..frames {
-                ticker.tick().await;
-                let bytes = frame(seq, start).encode();
-                buf.clear();
-                buf.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
-                buf.extend_from_slice(&bytes);
-                sent.push((seq, nanos_since(start)));
-                stream.write_all(&buf).await.expect("write to forwarder");
+                let due = began + interval * seq;
+                sleep_until(due);
+                relay_sent.push((seq, nanos_since(start)));
+                sender.relay(&ROOM, &frame(seq, start));
+                sleep_until(due + interval / 2);
+                let bytes = prefixed(&frame(seq, start));
+                raw_sent.push((seq, nanos_since(start)));
+                std::io::Write::write_all(&mut raw, &bytes).expect("write to forwarder");
             }
-            sent
+            let elapsed = began.elapsed();
+            (relay_sent, raw_sent, elapsed, elapsed)
         })
-        .await;
-    let elapsed = began.elapsed();
-    let middle = middle.await.expect("recorder");
-    let end = end.await.expect("recorder");
-    PathTimes {
-        sent: sent_times(&sent),
-        middle: middle.iter().copied().collect(),
-        end: end.iter().copied().collect(),
-        elapsed,
+        .await
+        .expect("source thread");
+    let times =
+        |sent: Vec<(u32, u64)>, middle: Vec<(u32, u64)>, end: Vec<(u32, u64)>, elapsed| PathTimes {
+            sent: sent.into_iter().collect(),
+            middle: middle.into_iter().collect(),
+            end: end.into_iter().collect(),
+            elapsed,
+        };
+    let relay = times(
+        relay_sent,
+        relay_middle.await.expect("recorder"),
+        relay_end.await.expect("recorder"),
+        relay_elapsed,
+    );
+    let raw = times(
+        raw_sent,
+        raw_middle.await.expect("recorder"),
+        raw_end.await.expect("recorder"),
+        raw_elapsed,
+    );
+    if reopened.count() > 0 {
+        eprintln!("  (listen streams reopened: {})", reopened.reasons());
+    }
+    HopRun {
+        interval,
+        frames,
+        relay,
+        raw,
     }
 }
 
@@ -1357,12 +1343,12 @@ fn print_hops(hops: &[HopRun]) {
         );
         let lost = |p: &PathTimes| run.frames as usize - p.end.len();
         println!(
-            "  ({} ms pace: {} frames sent in {:.2} s over QUIC, {:.2} s over TCP; not arrived: \
-             {} QUIC, {} TCP; the first {warmup} are warm-up and not counted)",
+            "  ({} ms pace: {} frames on each path in {:.2} s, the TCP ones half an interval \
+             after the QUIC ones; not arrived: {} QUIC, {} TCP; the first {warmup} are warm-up \
+             and not counted)",
             run.interval.as_millis(),
             run.frames,
             run.relay.elapsed.as_secs_f64(),
-            run.raw.elapsed.as_secs_f64(),
             lost(&run.relay),
             lost(&run.raw),
         );
@@ -1461,8 +1447,8 @@ fn print_fanouts(fanouts: &[FanoutRun], args: &Args) {
     );
     for run in fanouts {
         println!(
-            "  {} children: connected in {:.1} s ({} listen streams had to be opened again); \
-             streams reopened, why: {}",
+            "  {} children: connected in {:.1} s (listen streams opened again while connecting: \
+             {}); why streams were opened again, over the whole run: {}",
             run.children,
             run.setup.as_secs_f64(),
             run.reopened_in_setup,
