@@ -49,6 +49,9 @@ enum Command {
     Rooms(cmd::lobby::RoomsArgs),
     /// List the sound cards to record from and play to (defaults marked).
     Devices,
+    /// List, export, play and delete recordings.
+    #[command(subcommand)]
+    Recordings(cmd::recordings::RecordingsCommand),
     /// Run a whole room on this machine: a host speaking, listeners relaying to each other,
     /// a live status table, and what each listener heard in WAV files.
     Demo(cmd::demo::DemoArgs),
@@ -58,7 +61,10 @@ impl Command {
     /// Commands that only read or write the data directory, and so can run inside a node that
     /// already holds it open.
     fn forwardable(&self) -> bool {
-        matches!(self, Command::Room(_) | Command::Invite(_))
+        matches!(
+            self,
+            Command::Room(_) | Command::Invite(_) | Command::Recordings(_)
+        )
     }
 }
 
@@ -79,6 +85,7 @@ fn main() -> ExitCode {
         home: cli.home.clone(),
         json: cli.json,
         shared: None,
+        cwd: None,
     };
     let forwardable = cli.command.forwardable();
     match dispatch(&ctx, cli.command) {
@@ -102,6 +109,7 @@ fn dispatch(ctx: &cmd::Context, command: Command) -> anyhow::Result<Exit> {
         Command::Rooms(args) => cmd::lobby::rooms(ctx, args),
         Command::Devices => cmd::devices::devices(ctx),
         Command::Demo(args) => cmd::demo::demo(ctx, args),
+        Command::Recordings(command) => cmd::recordings::run(ctx, command),
     }
 }
 
@@ -170,6 +178,7 @@ pub(crate) fn serve_command(
         home: cli.home.clone(),
         json: cli.json,
         shared: Some(home),
+        cwd: request.cwd.clone(),
     };
     let (stdout, mut stderr, result) = output::capture(|| dispatch(&ctx, cli.command));
     let code = match result {

@@ -2,8 +2,9 @@
 //! the host speaks (a tone, or a WAV file of clicks), members listen (into WAV files in a
 //! temporary directory, or nowhere).
 //!
-//! `cargo bench -p earshot-node --bench audio_path` (about 80 s); after `--`: `--quick` (fewer
-//! joins and repairs, a shorter steady state), `--joins N`, `--repairs N`. Prints one table.
+//! `cargo bench -p earshot-node --bench audio_path` (about 35 s once built). After `--`:
+//! `--quick` (fewer joins and repairs, a shorter steady state), `--joins N`, `--repairs N`,
+//! `--steady SECONDS`. Prints one table.
 //!
 //! 1. **Join → first audio.** One room (default fan-out, so later members sit deeper) grows by
 //!    one member at a time: from calling `Node::join` with the link in hand to the member's
@@ -20,14 +21,15 @@
 //! 3. **Mouth-to-ear latency.** A chain host → L1 → L2 → L3 (one child each). Each player's
 //!    latency histogram (capture timestamp → the chunk holding the frame being written), minus
 //!    its first [`WARMUP`] (the jitter buffer's cautious start): `Latency` only exposes `count`
-//!    and `percentile`, so each snapshot's samples are read back one rank at a time and the two
-//!    snapshots subtracted. Twice: the host speaking clicks over silence (pauses, like speech),
-//!    then a continuous tone. The clicks cross-check the histogram independently: a click's
-//!    onset is found in the host's input and in each member's output WAV, and placed in time
-//!    by when the host's source and the member's player started (`Instant`s taken here, not the
-//!    frames' timestamps). That includes the codec's own delay (Opus look-ahead), which the
-//!    histogram does not see; it is measured separately by encoding and decoding the clicks
-//!    directly.
+//!    and `percentile`, so each snapshot's samples are read back rank by rank (binary search over
+//!    runs of equal values) and the two snapshots subtracted. The same on every status refresh
+//!    (200 ms) tells when the cautious start's extra delay went. Twice: the host speaking clicks
+//!    over silence (pauses, like speech), then a continuous tone. The clicks cross-check the
+//!    histogram independently: a click's onset is found in the host's input and in each
+//!    member's output WAV, and placed in time by when the host's source and the member's player
+//!    started (`Instant`s taken here, not the frames' timestamps). That includes the codec's own
+//!    delay (Opus look-ahead), which the histogram does not see; it is measured separately by
+//!    encoding and decoding the clicks directly.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -144,7 +146,9 @@ impl Args {
         Self {
             joins: value("--joins").unwrap_or(if quick { 6 } else { 20 }),
             repairs: value("--repairs").unwrap_or(if quick { 3 } else { 10 }),
-            steady: Duration::from_secs(if quick { 2 } else { 5 }),
+            steady: Duration::from_secs(
+                value("--steady").map_or(if quick { 2 } else { 5 }, |s: usize| s as u64),
+            ),
         }
     }
 }
@@ -329,8 +333,13 @@ impl Process {
 }
 
 /// Calls `probe` every [`POLL`] until it answers; panics naming `what` after [`WAIT`].
-async fn poll<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT;
+async fn poll<T>(what: &str, probe: impl FnMut() -> Option<T>) -> T {
+    poll_for(what, WAIT, probe).await
+}
+
+/// [`poll`], giving up after `wait`.
+async fn poll_for<T>(what: &str, wait: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + wait;
     let mut tick = tokio::time::interval(POLL);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -340,7 +349,7 @@ async fn poll<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
         }
         assert!(
             Instant::now() < deadline,
-            "timed out after {WAIT:?} waiting for {what}"
+            "timed out after {wait:?} waiting for {what}"
         );
     }
 }
@@ -634,6 +643,10 @@ struct DepthLatency {
     depth: u16,
     /// Every frame's latency in the steady state, in ms (from the histogram).
     histogram: Vec<f64>,
+    /// How the start's extra delay went: see [`Settling`].
+    start: Option<Settling>,
+    /// The steady state, in the player's 20 ms chunks.
+    window: std::ops::Range<u64>,
     /// Frames played, concealed, late and skipped in the steady state.
     played: u64,
     concealed: u64,
@@ -682,19 +695,27 @@ async fn latency_chain(input: Input, steady: Duration, dir: Option<&Path>) -> Ve
         chain.push((depth, node, audio, output, output_start));
     }
     // Snapshots once each player has played the warm-up, then the steady state (the status is
-    // refreshed every 10 chunks, and these are multiples of 10, so the windows are exact).
+    // refreshed every 10 chunks, and these are multiples of 10, so the windows are exact unless
+    // a refresh is missed; the WAV window follows the snapshots).
     let chunks = |d: Duration| (d.as_millis() / FRAME_DURATION.as_millis()) as u64;
     let (warm, end) = (chunks(WARMUP), chunks(WARMUP + steady));
     let mut snapshots: Vec<[Option<PlayerStatus>; 2]> = vec![[None, None]; chain.len()];
-    poll("the steady state", || {
-        for ((_, _, audio, _, _), snapshot) in chain.iter().zip(snapshots.iter_mut()) {
+    let mut history: Vec<Vec<(u64, Latency)>> = vec![Vec::new(); chain.len()];
+    poll_for("the steady state", WARMUP + steady + WAIT, || {
+        for (((_, _, audio, _, _), snapshot), history) in chain
+            .iter()
+            .zip(snapshots.iter_mut())
+            .zip(history.iter_mut())
+        {
             let status = audio.status().playback;
+            if history
+                .last()
+                .is_none_or(|(chunks, _)| *chunks != status.chunks_played)
+            {
+                history.push((status.chunks_played, status.latency.clone()));
+            }
             for (slot, chunk) in snapshot.iter_mut().zip([warm, end]) {
                 if slot.is_none() && status.chunks_played >= chunk {
-                    assert_eq!(
-                        status.chunks_played, chunk,
-                        "status refreshed every 10 chunks"
-                    );
                     *slot = Some(status.clone());
                 }
             }
@@ -707,8 +728,8 @@ async fn latency_chain(input: Input, steady: Duration, dir: Option<&Path>) -> Ve
     })
     .await;
     let mut depths = Vec::new();
-    for ((depth, node, audio, output, output_start), [first, last]) in
-        chain.into_iter().zip(snapshots).rev()
+    for (((depth, node, audio, output, output_start), [first, last]), history) in
+        chain.into_iter().zip(snapshots).zip(history).rev()
     {
         audio.finish().await.expect("finish the member's audio");
         node.shutdown().await;
@@ -716,6 +737,8 @@ async fn latency_chain(input: Input, steady: Duration, dir: Option<&Path>) -> Ve
         depths.push(DepthLatency {
             depth,
             histogram: since(&last.latency, &first.latency),
+            window: first.chunks_played..last.chunks_played,
+            start: settling(&history),
             played: last.played - first.played,
             concealed: last.concealed - first.concealed,
             late: last.late - first.late,
@@ -731,14 +754,65 @@ async fn latency_chain(input: Input, steady: Duration, dir: Option<&Path>) -> Ve
     depths
 }
 
-/// Every latency a histogram holds, in ms, read back one rank at a time through `percentile`
-/// (the rank asked for is half-way between two, so rounding cannot land on a neighbour).
+/// When a player's cautious start ended: the latency (p50 of each status refresh, 200 ms) was
+/// `before` ms until `at` into playback, and `after` ms (that of the last refresh) since.
+#[derive(Debug, Clone, Copy)]
+struct Settling {
+    at: Duration,
+    before: f64,
+    after: f64,
+}
+
+/// From a player's histogram at each status refresh: the last refresh whose frames waited a
+/// frame or more longer than the last refresh's did.
+fn settling(history: &[(u64, Latency)]) -> Option<Settling> {
+    let medians: Vec<(u64, f64)> = history
+        .windows(2)
+        .filter_map(|pair| {
+            let mut new = since(&pair[1].1, &pair[0].1);
+            percentile(&mut new, 50.0).map(|p50| (pair[1].0, p50))
+        })
+        .collect();
+    let after = medians.last()?.1;
+    let frame_ms = ms(FRAME_DURATION);
+    let (chunks, before) = medians
+        .iter()
+        .rev()
+        .find(|(_, p50)| *p50 >= after + frame_ms / 2.0)?;
+    Some(Settling {
+        at: FRAME_DURATION * u32::try_from(*chunks).unwrap_or(u32::MAX),
+        before: *before,
+        after,
+    })
+}
+
+/// Every latency a histogram holds, in ms, sorted, read back through `percentile` (the only
+/// way in): the value at each rank, found a run of equal values at a time by binary search. The
+/// percentile asked for is half-way between two ranks, so rounding cannot land on a neighbour.
 fn recorded(latency: &Latency) -> Vec<usize> {
     let n = latency.count;
-    (1..=n)
-        .filter_map(|rank| latency.percentile((rank as f64 - 0.5) * 100.0 / n as f64))
-        .map(|ms| ms as usize)
-        .collect()
+    let at = |rank: u64| latency.percentile((rank as f64 - 0.5) * 100.0 / n as f64);
+    let mut values = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
+    let mut rank = 1;
+    while rank <= n {
+        let Some(value) = at(rank) else { break };
+        // The last rank holding `value`.
+        let (mut low, mut high) = (rank, n);
+        while low < high {
+            let mid = (low + high).div_ceil(2);
+            if at(mid) == Some(value) {
+                low = mid;
+            } else {
+                high = mid - 1;
+            }
+        }
+        values.extend(std::iter::repeat_n(
+            value as usize,
+            (low - rank + 1) as usize,
+        ));
+        rank = low + 1;
+    }
+    values
 }
 
 /// The latencies `later` recorded after `earlier` (two snapshots of one histogram), in ms.
@@ -883,7 +957,7 @@ impl Table {
         );
         self.row("  of which join → admitted", of(|j| j.joined), "", None);
         self.row(
-            "  admitted → parent named",
+            "  admitted → parent named, dialled",
             of(|j| j.attached.saturating_sub(j.joined)),
             "",
             None,
@@ -974,9 +1048,17 @@ impl Table {
                 &target,
                 check,
             );
+            let start = match d.start {
+                Some(Settling { at, before, after }) => format!(
+                    "the start's extra delay lasted {:.1} s of playback ({before:.0} ms, then \
+                     {after:.0} ms)",
+                    at.as_secs_f64()
+                ),
+                None => "no extra delay at the start".into(),
+            };
             self.notes.push(format!(
-                "{signal}, depth {}: steady state {} frames played, {} concealed, {} late, \
-                 {} skipped",
+                "{signal}, depth {}: {start}; steady state {} frames played, {} concealed, \
+                 {} late, {} skipped",
                 d.depth, d.played, d.concealed, d.late, d.skipped
             ));
         }
@@ -1004,8 +1086,12 @@ impl Table {
             let Some(path) = &d.output else { continue };
             let output = wav::read(path).expect("read the member's output");
             // The same window as the histogram.
-            let from = (WARMUP.as_secs_f64() * f64::from(SAMPLE_RATE)) as usize;
-            let heard: Vec<usize> = onsets(&output).into_iter().filter(|&j| j >= from).collect();
+            let chunk = FRAME_SAMPLES as u64;
+            let window = d.window.start * chunk..d.window.end * chunk;
+            let heard: Vec<usize> = onsets(&output)
+                .into_iter()
+                .filter(|&j| window.contains(&(j as u64)))
+                .collect();
             let offset = (d.output_start - d.input_start).as_secs_f64();
             let delays = click_delays(&input, &heard, offset);
             let histogram = percentile(&mut d.histogram.clone(), 50.0);

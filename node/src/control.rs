@@ -25,6 +25,9 @@ const MAX_REQUEST_BYTES: usize = 64 * 1024;
 pub struct ControlRequest {
     /// The command's arguments, without the program name.
     pub args: Vec<String>,
+    /// The caller's working directory: relative paths in the arguments are relative to it.
+    #[serde(default)]
+    pub cwd: Option<PathBuf>,
 }
 
 /// What the command printed and how it ended.
@@ -119,8 +122,11 @@ pub fn call(home: &Path, args: Vec<String>) -> Result<ControlReply, ControlError
         path: path.clone(),
         source,
     };
-    let mut request =
-        serde_json::to_vec(&ControlRequest { args }).map_err(ControlError::BadReply)?;
+    let request = ControlRequest {
+        args,
+        cwd: std::env::current_dir().ok(),
+    };
+    let mut request = serde_json::to_vec(&request).map_err(ControlError::BadReply)?;
     request.push(b'\n');
     stream.write_all(&request).map_err(io_err)?;
     let mut line = String::new();

@@ -13,6 +13,7 @@ use earshot_protocol::{
 use multiaddr::{Multiaddr, Protocol};
 
 use crate::identity::{Identity, IdentityError};
+use crate::recording::store::{RecordingError, Recordings};
 use crate::store::{InviteRecord, RoomRecord, Store, StoreError};
 
 /// An opened data directory.
@@ -21,6 +22,7 @@ pub struct Home {
     dir: PathBuf,
     identity: Identity,
     store: Store,
+    recordings: Recordings,
 }
 
 /// What a new room should be.
@@ -57,6 +59,8 @@ pub enum HomeError {
     NoPort(std::io::Error),
     #[error("the operating system's random number generator failed: {0}")]
     Random(getrandom::Error),
+    #[error(transparent)]
+    Recording(#[from] RecordingError),
 }
 
 impl Home {
@@ -64,11 +68,27 @@ impl Home {
     pub fn open(dir: &Path) -> Result<Self, HomeError> {
         let (identity, _) = Identity::init(dir)?;
         let store = Store::open(dir)?;
+        let recordings = Recordings::open(&store)?;
+        // This process holds the database alone: a recording still marked as being written
+        // was cut short by a crash or a kill.
+        let interrupted = recordings.recover()?;
+        if interrupted > 0 {
+            tracing::warn!(
+                interrupted,
+                "recordings cut short by a previous run are kept"
+            );
+        }
         Ok(Self {
             dir: dir.to_owned(),
             identity,
             store,
+            recordings,
         })
+    }
+
+    /// The recordings kept in this data directory.
+    pub fn recordings(&self) -> &Recordings {
+        &self.recordings
     }
 
     pub fn dir(&self) -> &Path {

@@ -11,6 +11,7 @@
 //! - [`control`]: the local control socket through which other commands reach a running node.
 //! - [`net`]: the libp2p behaviour, swarm and the room protocol's codec.
 //! - [`node`]: the running node: an event loop that owns the swarm, and its handle [`Node`].
+//! - [`recording`]: recordings exported as standard files (Ogg Opus, RFC 7845).
 //! - [`relay`]: the audio plane: frames along the relay tree on `/earshot/audio/1`.
 //! - [`rooms`]: the rooms the node is in (state, own authority, publishing).
 //! - [`session`]: one room's audio end to end: voice in, room out, a place in the relay tree.
@@ -24,6 +25,7 @@ pub mod home;
 pub mod identity;
 pub mod net;
 pub mod node;
+pub mod recording;
 pub mod relay;
 pub mod rooms;
 pub mod session;

@@ -145,6 +145,8 @@ struct RoomAudio {
     last_sent: std::time::Instant,
     /// Held while the room is open: its keep-alive task stops when this goes.
     _open: Arc<()>,
+    /// A recorder taking what this node forwards (at the host: the room's official recording).
+    tap: Option<crate::recording::store::FrameTap>,
 }
 
 /// The node's audio plane. Cheap to clone.
@@ -217,9 +219,17 @@ impl AudioRelay {
                 epoch: std::time::Instant::now(),
                 last_sent: std::time::Instant::now(),
                 _open: open,
+                tap: None,
             },
         );
         (heard, stats)
+    }
+
+    /// Records what this node forwards in `room` into `tap` (or stops, with `None`).
+    pub fn record(&self, room: &RoomId, tap: Option<crate::recording::store::FrameTap>) {
+        if let Some(audio) = self.lock().get_mut(room) {
+            audio.tap = tap;
+        }
     }
 
     /// While nothing is relayed, an empty frame goes to all the room's children every
@@ -287,6 +297,9 @@ impl AudioRelay {
             // No children is fine.
             let _ = audio.fanout.send(Arc::new(frame.encode()));
             audio.last_sent = std::time::Instant::now();
+            if let Some(tap) = &audio.tap {
+                tap.record(frame);
+            }
             audio.stats.relayed.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -397,6 +410,9 @@ impl AudioRelay {
         let _ = audio.fanout.send(Arc::new(frame.encode()));
         audio.last_sent = std::time::Instant::now();
         audio.stats.relayed.fetch_add(1, Ordering::Relaxed);
+        if let Some(tap) = &audio.tap {
+            tap.record(&frame);
+        }
         if Some(frame.speaker) != audio.myself {
             // Playback that falls behind loses frames here, never blocks the tree.
             let _ = audio.playback.try_send(Heard {

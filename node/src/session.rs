@@ -228,6 +228,11 @@ impl AudioSession {
         }
     }
 
+    /// Records what this node forwards (the host: what the room hears) into `tap`; `None` stops.
+    pub fn record(&self, tap: Option<crate::recording::store::FrameTap>) {
+        self.relay.record(&self.room, tap);
+    }
+
     /// `/mute-self`: frames are made but not sent.
     pub fn set_self_muted(&self, muted: bool) {
         self.voice.self_muted.store(muted, Ordering::Relaxed);
@@ -365,6 +370,7 @@ async fn follow_tree(
                     ended = relay.listen_after(room, parent.peer, &mut draining).await;
                 }
                 position.send_replace(None);
+                let refused = matches!(ended, Err(RelayError::NotStarted(_)));
                 lost_at = Some(Instant::now());
                 lost = Some(parent.peer);
                 let event = match ended {
@@ -387,8 +393,9 @@ async fn follow_tree(
                     }
                 };
                 let _ = events.send(event);
-                // Re-attach at once, but never spin on a parent that refuses straight away.
-                if draining.is_none() {
+                // Re-attach at once; only a parent that would not even start a stream (after
+                // the retries above) earns a pause, so that a confused host cannot make this spin.
+                if refused {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }

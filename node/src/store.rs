@@ -85,7 +85,12 @@ impl Store {
         Ok(Self { path, db })
     }
 
-    fn db_err(&self) -> impl Fn(sled::Error) -> StoreError + '_ {
+    /// The database itself, for the modules that keep their own trees in it (recordings).
+    pub(crate) fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    pub(crate) fn db_err(&self) -> impl Fn(sled::Error) -> StoreError + '_ {
         |source| StoreError::Db {
             path: self.path.clone(),
             source,
@@ -154,13 +159,13 @@ impl Store {
     }
 }
 
-fn encode_record<T: Serialize>(value: &T) -> Vec<u8> {
+pub(crate) fn encode_record<T: Serialize>(value: &T) -> Vec<u8> {
     let mut bytes = vec![RECORD_FORMAT];
     bytes.extend(earshot_protocol::codec::encode(value));
     bytes
 }
 
-fn decode_record<T: serde::de::DeserializeOwned>(
+pub(crate) fn decode_record<T: serde::de::DeserializeOwned>(
     what: &'static str,
     bytes: &[u8],
 ) -> Result<T, StoreError> {

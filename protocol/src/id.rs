@@ -92,6 +92,13 @@ byte_id!(
 );
 
 byte_id!(
+    /// A recording: 16 random bytes chosen by the node that records.
+    RecordingId,
+    16,
+    "a recording id"
+);
+
+byte_id!(
     /// A capability's identity: the first 16 bytes of the SHA-256 of its full encoding.
     /// Revocations name capabilities by this id.
     CapId,

@@ -36,7 +36,7 @@ pub mod tree;
 pub use capability::{Audience, Capability, CapabilityError, Grant, Presenter, VerifyContext};
 pub use control::ControlBody;
 pub use envelope::{Authority, Envelope, EnvelopeError};
-pub use id::{CapId, PeerKey, Role, RoomId, Timestamp};
+pub use id::{CapId, PeerKey, RecordingId, Role, RoomId, Timestamp};
 pub use link::{InviteLink, LinkError};
 pub use room::{RecordingPolicy, RoomDescriptor, Visibility};
 

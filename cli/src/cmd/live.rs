@@ -15,6 +15,7 @@ use earshot_node::home::Home;
 use earshot_node::identity::Identity;
 use earshot_node::net::NetConfig;
 use earshot_node::node::{CloseReason, Node, NodeConfig, NodeEvent, SpawnError};
+use earshot_node::recording::store::{NewRecording, Recorder};
 use earshot_node::relay::AudioRelay;
 use earshot_node::session::{AudioEvent, AudioSession, AudioStatus};
 use earshot_protocol::state::{LeaveReason, Member, RoomChange, RoomRole};
@@ -169,7 +170,14 @@ pub fn host(ctx: &Context, args: HostArgs) -> anyhow::Result<Exit> {
             names: HashMap::new(),
             audio_events: audio.subscribe(),
             audio,
+            recorder: None,
         };
+        // A room created with --record is recorded from the start (and everyone is told).
+        if room.descriptor.recording.host_records
+            && let Err(err) = node.act(id, ControlBody::RecordingStarted).await
+        {
+            session.print_error(&format!("cannot start recording: {err}"));
+        }
         let code = session.run(&mut events).await;
         node.shutdown().await;
         Ok(Exit(code))
@@ -274,6 +282,7 @@ pub fn join(ctx: &Context, args: JoinArgs) -> anyhow::Result<Exit> {
             names,
             audio_events: audio.subscribe(),
             audio,
+            recorder: None,
         };
         session.update_voice(role).await;
         let code = session.run(&mut events).await;
@@ -387,6 +396,8 @@ struct Session<'a> {
     /// This node's audio in the room.
     audio: AudioSession,
     audio_events: tokio::sync::broadcast::Receiver<AudioEvent>,
+    /// The host's recording of the room, while the room's recording flag is on.
+    recorder: Option<Recorder>,
 }
 
 /// What a line of input asked for.
@@ -407,6 +418,7 @@ impl Session<'_> {
     /// Runs until the room closes, `/leave`/`/end`, Ctrl-C or SIGTERM. Returns the exit code.
     async fn run(mut self, events: &mut tokio::sync::broadcast::Receiver<NodeEvent>) -> u8 {
         let code = self.run_inner(events).await;
+        self.stop_recording();
         let mut last = self.audio_json(&self.audio.status());
         // Children are handed over to other parents before this node goes.
         match self.audio.finish().await {
@@ -459,6 +471,11 @@ impl Session<'_> {
                     }
                     Ok(event) => {
                         self.print_event(&event);
+                        if let NodeEvent::Room { room, change } = &event
+                            && *room == self.room
+                        {
+                            self.follow_recording(change).await;
+                        }
                         if let NodeEvent::Room { room, change: RoomChange::RoleChanged { member, role, .. } } = &event
                             && *room == self.room
                             && *member == self.node.key()
@@ -485,6 +502,98 @@ impl Session<'_> {
                     return self.leave().await;
                 }
             }
+        }
+    }
+
+    /// The host records while the room's recording flag is on (whoever set it: the host, or a
+    /// moderator with `/record start`), and names the people it hears.
+    async fn follow_recording(&mut self, change: &RoomChange) {
+        match change {
+            RoomChange::RecordingStarted { .. } => self.start_recording().await,
+            RoomChange::RecordingStopped { .. } => self.stop_recording(),
+            RoomChange::MemberJoined { member, name, .. } => {
+                if let Some(recorder) = &self.recorder {
+                    recorder.name_speakers([(*member, name.clone())]);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    async fn start_recording(&mut self) {
+        let Some(home) = self.home else {
+            return;
+        };
+        if self.recorder.is_some() {
+            return;
+        }
+        let Ok(Some(view)) = self.node.view(self.room).await else {
+            return;
+        };
+        let started = home.recordings().start(NewRecording {
+            room: self.room,
+            title: view.descriptor.title.clone(),
+            host: view.descriptor.host,
+            recorder: self.node.key(),
+            started_at: clock::now(),
+            start_media: earshot_node::audio::media_now(),
+        });
+        match started {
+            Ok(recorder) => {
+                recorder.name_speakers(
+                    view.state
+                        .members
+                        .values()
+                        .map(|m| (m.key, m.display_name())),
+                );
+                self.audio.record(Some(recorder.tap()));
+                if self.ctx.json {
+                    print_json(&json!({
+                        "event": "recording",
+                        "room": self.room.to_string(),
+                        "recording": recorder.id().to_string(),
+                    }));
+                } else {
+                    say!(
+                        "● Recording to {} (earshot recordings show {})",
+                        recorder.id().short(),
+                        recorder.id().short()
+                    );
+                }
+                self.recorder = Some(recorder);
+            }
+            Err(err) => self.print_error(&format!("cannot record: {err}")),
+        }
+    }
+
+    fn stop_recording(&mut self) {
+        let Some(recorder) = self.recorder.take() else {
+            return;
+        };
+        self.audio.record(None);
+        match recorder.finish(clock::now()) {
+            Ok(meta) => {
+                if self.ctx.json {
+                    print_json(&json!({
+                        "event": "recording_saved",
+                        "room": self.room.to_string(),
+                        "recording": meta.id.to_string(),
+                        "state": meta.state.as_str(),
+                        "seconds": meta.duration().as_secs_f64(),
+                        "frames": meta.frames,
+                        "dropped": meta.dropped,
+                    }));
+                } else {
+                    say!(
+                        "○ Recording {} saved ({:.0} s, {}); export it with `earshot recordings export {} FILE.opus`",
+                        meta.id.short(),
+                        meta.duration().as_secs_f64(),
+                        meta.state.as_str(),
+                        meta.id.short()
+                    );
+                }
+            }
+            Err(err) => self.print_error(&format!("the recording did not finish cleanly: {err}")),
         }
     }
 
@@ -578,6 +687,11 @@ impl Session<'_> {
         };
         Ok(match verb.as_str() {
             "hand" => Line::Act(ControlBody::RaiseHand),
+            "record" => match rest.first().map(|w| w.to_ascii_lowercase()).as_deref() {
+                Some("start" | "on") => Line::Act(ControlBody::RecordingStarted),
+                Some("stop" | "off") => Line::Act(ControlBody::RecordingStopped),
+                _ => bail!("/record start or /record stop (host and moderators)"),
+            },
             "unhand" => Line::Act(ControlBody::LowerHand),
             "promote" => {
                 let target = target().await?;
@@ -711,7 +825,7 @@ impl Session<'_> {
             "Commands:\n  /hand, /unhand            raise or lower your hand\n  \
              /promote PEER [speaker|moderator]\n  /demote PEER              back to the audience \
              (yourself: leave the stage)\n  /mute PEER, /unmute PEER\n  /remove PEER              \
-             remove someone and revoke their link\n  /react EMOJI\n  /who                      \
+             remove someone and revoke their link\n  /record start|stop        record the room (host, moderators)\n  /react EMOJI\n  /who                      \
              who is here\n  /tree                     the relay tree\n  /audio                    your audio: parent, loss, delay, latency\n  /mute-self, /unmute-self  your microphone off or on\n  /invite ROLE [EXPIRY]     a new link (host)\n  /leave                    \
              leave the room\n  /end                      end the room (host)\n  anything else is chat"
         );

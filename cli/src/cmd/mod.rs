@@ -12,6 +12,7 @@ pub mod identity;
 pub mod invite;
 pub mod live;
 pub mod lobby;
+pub mod recordings;
 pub mod room;
 
 /// What every command gets from the global options.
@@ -22,9 +23,20 @@ pub struct Context {
     /// The data directory already opened by this process (a running node serving a command
     /// through its control socket).
     pub shared: Option<Arc<Home>>,
+    /// The working directory of the process that asked, when it is not this one (a command
+    /// served through the control socket).
+    pub cwd: Option<PathBuf>,
 }
 
 impl Context {
+    /// A path given on the command line, relative to the caller's working directory.
+    pub fn path(&self, path: &std::path::Path) -> PathBuf {
+        match &self.cwd {
+            Some(cwd) if path.is_relative() => cwd.join(path),
+            _ => path.to_owned(),
+        }
+    }
+
     /// The data directory: `--home`, else `$EARSHOT_HOME` (clap reads it), else the platform's.
     pub fn home_dir(&self) -> anyhow::Result<PathBuf> {
         if let Some(home) = &self.home {

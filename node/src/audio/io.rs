@@ -166,6 +166,9 @@ pub fn spawn_source(
     };
     let looping = matches!(input, Input::Sine(_));
     let mut encoder = VoiceEncoder::new()?;
+    // The encoder holds back a few milliseconds of look-ahead: a frame's first sample is that
+    // much older than the frame's own start.
+    let lookahead = encoder.lookahead()?;
     std::thread::Builder::new()
         .name("earshot-source".into())
         .spawn(move || {
@@ -173,7 +176,9 @@ pub fn spawn_source(
             // Frame n holds the input of the 20 ms before it is due, so its first sample was
             // "captured" one frame before the start of the clock. Sequence numbers follow the
             // media clock too, so a speaker who stops and starts again carries on counting.
-            let epoch = media_now().wrapping_sub(SAMPLES_PER_FRAME);
+            let epoch = media_now()
+                .wrapping_sub(SAMPLES_PER_FRAME)
+                .wrapping_sub(u32::from(lookahead));
             let first_seq = epoch / SAMPLES_PER_FRAME;
             let silence = vec![0.0f32; FRAME_SAMPLES];
             let mut n: usize = 0;
@@ -333,6 +338,7 @@ fn spawn_capture(
 ) -> Result<JoinHandle<()>, AudioIoError> {
     let (capture, chunks) = device::open_capture(name)?;
     let mut encoder = VoiceEncoder::new()?;
+    let lookahead = u32::from(encoder.lookahead()?);
     std::thread::Builder::new()
         .name("earshot-source".into())
         .spawn(move || {
@@ -347,7 +353,9 @@ fn spawn_capture(
                         break;
                     }
                 };
-                let timestamp = media_now().wrapping_sub(SAMPLES_PER_FRAME);
+                let timestamp = media_now()
+                    .wrapping_sub(SAMPLES_PER_FRAME)
+                    .wrapping_sub(lookahead);
                 match encoder.encode(&chunk) {
                     Ok(encoded) => send(encoded.into_frame(speaker, seq, timestamp)),
                     Err(err) => tracing::warn!(%err, "could not encode a frame"),

@@ -9,7 +9,7 @@
 //! if the queue grows past twice the target, the oldest frames are skipped so latency stays
 //! bounded. The delay a spurt starts with is not kept for ever: when every frame for half a second
 //! has waited at least a frame longer than the target asks for, one frame is skipped (a quiet
-//! one, when one comes within a few seconds), so the delay follows the network down as well as
+//! one, when one comes within a second), so the delay follows the network down as well as
 //! up (a first spurt starts cautiously, before any jitter has been measured).
 
 use std::collections::BTreeMap;
@@ -31,8 +31,8 @@ const MAX_CONCEALED_IN_A_ROW: u32 = 5;
 const ADAPT_WINDOW: u32 = 25;
 /// A frame at least this quiet (RFC 6464 level, -dBov) can be skipped unheard.
 const QUIET_LEVEL: u8 = 50;
-/// How long a decided skip waits for a quiet frame before skipping a loud one (5 s).
-const MAX_SKIP_WAIT: u32 = 250;
+/// How long a decided skip waits for a quiet frame before skipping a loud one (1 s).
+const MAX_SKIP_WAIT: u32 = 50;
 
 /// What to play in the next 20 ms slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -457,13 +457,13 @@ mod tests {
 
     #[test]
     fn the_delay_is_shortened_in_a_pause_not_mid_word() {
-        // Loud frames throughout, but for a short pause at frames 100-102.
+        // Loud frames throughout, but for a short pause at frames 50-52.
         let t0 = Instant::now();
         let mut buffer = JitterBuffer::new();
         let mut played = Vec::new();
         for seq in 0..200u32 {
             let now = t0 + Duration::from_millis(20 * u64::from(seq));
-            let level = if (100..103).contains(&seq) { 127 } else { 10 };
+            let level = if (50..53).contains(&seq) { 127 } else { 10 };
             buffer.push_frame(seq, vec![seq as u8], level, now);
             if let Playout::Frame(payload) = buffer.pop(now) {
                 played.push(payload[0]);
@@ -474,7 +474,7 @@ mod tests {
             .filter(|seq| !played.contains(seq))
             .collect();
         assert_eq!(missing.len(), 1, "{missing:?}");
-        assert!((100..103).contains(&missing[0]), "skipped {missing:?}");
+        assert!((50..53).contains(&missing[0]), "skipped {missing:?}");
     }
 
     #[test]

@@ -1,0 +1,321 @@
+//! `earshot recordings`: what this node recorded, exported to files, played, deleted.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use clap::Subcommand;
+use earshot_node::audio::io::Output;
+use earshot_node::recording::export::{self, ExportError};
+use earshot_node::recording::store::RecordingMeta;
+use earshot_protocol::PeerKey;
+use earshot_protocol::frame::SpeakerId;
+use serde_json::{Value, json};
+
+use super::Context;
+use crate::Exit;
+use crate::output::{print_json, say};
+
+#[derive(Debug, Subcommand)]
+pub enum RecordingsCommand {
+    /// The recordings kept here, oldest first.
+    List,
+    /// One recording: room, times, speakers, size.
+    Show {
+        /// A recording id, or a unique start of it.
+        id: String,
+    },
+    /// Writes a recording to FILE.opus (Ogg Opus) or FILE.wav: all speakers mixed, or one.
+    Export {
+        id: String,
+        file: PathBuf,
+        /// Only this speaker (a display name from `show`, or the start of a PeerId).
+        #[arg(long, value_name = "PEER")]
+        speaker: Option<String>,
+    },
+    /// Plays a recording to the speaker (or to --output FILE.wav).
+    Play {
+        id: String,
+        #[arg(long, default_value = "speaker", value_name = "speaker|FILE.wav")]
+        output: Output,
+    },
+    /// Deletes a recording and its audio.
+    Delete { id: String },
+}
+
+pub fn run(ctx: &Context, command: RecordingsCommand) -> anyhow::Result<Exit> {
+    let home = ctx.open_home()?;
+    let recordings = home.recordings();
+    match command {
+        RecordingsCommand::List => {
+            let all = recordings.list()?;
+            if ctx.json {
+                print_json(&Value::Array(all.iter().map(meta_json).collect()));
+            } else if all.is_empty() {
+                say!(
+                    "No recordings yet (a room records with `room new --record` or /record start)."
+                );
+            } else {
+                say!(
+                    "{:<10} {:<24} {:<20} {:>9} {:>8}  state",
+                    "id",
+                    "title",
+                    "started",
+                    "length",
+                    "speakers"
+                );
+                for meta in &all {
+                    say!(
+                        "{:<10} {:<24} {:<20} {:>9} {:>8}  {}",
+                        meta.id.short(),
+                        truncate(&meta.title, 24),
+                        meta.started_at
+                            .to_string()
+                            .chars()
+                            .take(20)
+                            .collect::<String>(),
+                        length(meta),
+                        meta.speakers.len(),
+                        meta.state.as_str()
+                    );
+                }
+            }
+        }
+        RecordingsCommand::Show { id } => {
+            let meta = recordings.find(&id)?;
+            if ctx.json {
+                print_json(&meta_json(&meta));
+            } else {
+                say!("Recording {} of \"{}\"", meta.id, meta.title);
+                say!("  room:     {}", meta.room);
+                say!("  host:     {}", meta.host.as_peer_id());
+                say!(
+                    "  started:  {}{}",
+                    meta.started_at,
+                    meta.ended_at
+                        .map(|end| format!(", ended {end}"))
+                        .unwrap_or_default()
+                );
+                say!("  length:   {}", length(&meta));
+                say!("  state:    {}", state_text(&meta));
+                say!(
+                    "  audio:    {} frames, {} KiB of Opus{}",
+                    meta.frames,
+                    meta.bytes / 1024,
+                    if meta.dropped > 0 {
+                        format!(
+                            " ({} frames the recorder could not keep up with)",
+                            meta.dropped
+                        )
+                    } else {
+                        String::new()
+                    }
+                );
+                for info in meta.speakers.values() {
+                    say!(
+                        "  speaker:  {:<16} {} ({:.1} s)",
+                        info.name,
+                        info.key
+                            .map(|k| k.as_peer_id().to_string())
+                            .unwrap_or_default(),
+                        info.frames as f64 * 0.02
+                    );
+                }
+            }
+        }
+        RecordingsCommand::Export { id, file, speaker } => {
+            let meta = recordings.find(&id)?;
+            let speaker = speaker.map(|who| find_speaker(&meta, &who)).transpose()?;
+            let path = ctx.path(&file);
+            let bar = Progress::new(ctx.json, &format!("Exporting to {}", path.display()));
+            let exported = export::export(recordings, &meta, &path, speaker, |done| bar.show(done))
+                .map_err(|err| explain(err, &path))?;
+            bar.done();
+            if ctx.json {
+                print_json(&json!({
+                    "event": "exported",
+                    "recording": meta.id.to_string(),
+                    "file": path.display().to_string(),
+                    "seconds": exported.samples as f64 / 48_000.0,
+                    "bytes": exported.bytes,
+                }));
+            } else {
+                say!(
+                    "Wrote {} ({:.1} s, {} KiB)",
+                    path.display(),
+                    exported.samples as f64 / 48_000.0,
+                    exported.bytes / 1024
+                );
+            }
+        }
+        RecordingsCommand::Play { id, output } => {
+            let meta = recordings.find(&id)?;
+            match output {
+                Output::Wav(file) => {
+                    let path = ctx.path(&file);
+                    export::export(recordings, &meta, &path, None, |_| {})
+                        .map_err(|err| explain(err, &path))?;
+                    say!("Wrote {}", path.display());
+                }
+                Output::Null => {
+                    export::render(recordings, &meta, None, |_| Ok(()), |_| {})?;
+                }
+                Output::Speaker(name) => {
+                    let (_playback, sink) = earshot_node::audio::device::open_playback(
+                        name.as_deref(),
+                    )
+                    .context("cannot play: use --output FILE.wav to write the recording instead")?;
+                    if !ctx.json {
+                        say!(
+                            "Playing \"{}\" ({}); Ctrl-C stops.",
+                            meta.title,
+                            length(&meta)
+                        );
+                    }
+                    export::render(
+                        recordings,
+                        &meta,
+                        None,
+                        |chunk| {
+                            sink.push(chunk).map_err(|err| ExportError::File {
+                                path: PathBuf::from("the speaker"),
+                                source: std::io::Error::other(err.to_string()),
+                            })
+                        },
+                        |_| {},
+                    )?;
+                }
+            }
+        }
+        RecordingsCommand::Delete { id } => {
+            let meta = recordings.find(&id)?;
+            recordings.delete(&meta.id)?;
+            if ctx.json {
+                print_json(&json!({"event": "deleted", "recording": meta.id.to_string()}));
+            } else {
+                say!(
+                    "Deleted recording {} of \"{}\"",
+                    meta.id.short(),
+                    meta.title
+                );
+            }
+        }
+    }
+    Ok(Exit(0))
+}
+
+/// A speaker of `meta` by display name (case-insensitive) or the start of a PeerId.
+fn find_speaker(meta: &RecordingMeta, who: &str) -> anyhow::Result<SpeakerId> {
+    let matches: Vec<u32> = meta
+        .speakers
+        .iter()
+        .filter(|(_, info)| {
+            info.name.eq_ignore_ascii_case(who)
+                || info
+                    .key
+                    .is_some_and(|key: PeerKey| key.as_peer_id().to_string().starts_with(who))
+        })
+        .map(|(id, _)| *id)
+        .collect();
+    match matches.as_slice() {
+        [id] => Ok(SpeakerId(*id)),
+        [] => bail!(
+            "nobody called {who:?} speaks in this recording (see `earshot recordings show {}`)",
+            meta.id.short()
+        ),
+        _ => bail!("{who:?} matches several speakers; use more of their PeerId"),
+    }
+}
+
+fn explain(err: ExportError, path: &std::path::Path) -> anyhow::Error {
+    anyhow::Error::new(err).context(format!("exporting to {}", path.display()))
+}
+
+fn meta_json(meta: &RecordingMeta) -> Value {
+    json!({
+        "id": meta.id.to_string(),
+        "room": meta.room.to_string(),
+        "title": meta.title,
+        "host": meta.host.as_peer_id().to_string(),
+        "started_at": meta.started_at.to_string(),
+        "ended_at": meta.ended_at.map(|t| t.to_string()),
+        "state": meta.state.as_str(),
+        "failure": match &meta.state {
+            earshot_node::recording::store::RecordingState::Failed(reason) => Some(reason.clone()),
+            _ => None,
+        },
+        "seconds": meta.duration().as_secs_f64(),
+        "frames": meta.frames,
+        "bytes": meta.bytes,
+        "dropped": meta.dropped,
+        "speakers": meta.speakers.iter().map(|(id, info)| json!({
+            "speaker_id": format!("{id:08x}"),
+            "peer_id": info.key.map(|k| k.as_peer_id().to_string()),
+            "name": info.name,
+            "seconds": info.frames as f64 * 0.02,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn state_text(meta: &RecordingMeta) -> String {
+    match &meta.state {
+        earshot_node::recording::store::RecordingState::Failed(reason) => {
+            format!("failed ({reason}); what was written is kept")
+        }
+        earshot_node::recording::store::RecordingState::Interrupted => {
+            "interrupted (the node stopped mid-recording); kept up to its last second".into()
+        }
+        state => state.as_str().into(),
+    }
+}
+
+fn length(meta: &RecordingMeta) -> String {
+    let secs = meta.duration().as_secs();
+    format!("{}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_owned()
+    } else {
+        let mut cut: String = text.chars().take(max - 1).collect();
+        cut.push('…');
+        cut
+    }
+}
+
+/// A progress line on a terminal (nothing otherwise).
+struct Progress {
+    on: bool,
+    what: String,
+}
+
+impl Progress {
+    fn new(json: bool, what: &str) -> Self {
+        Self {
+            on: !json && std::io::stderr().is_terminal(),
+            what: what.to_owned(),
+        }
+    }
+
+    fn show(&self, done: f64) {
+        if self.on {
+            let width = 30;
+            let filled = (done * f64::from(width)).round() as usize;
+            eprint!(
+                "\r{} [{}{}] {:>3.0}%",
+                self.what,
+                "#".repeat(filled),
+                " ".repeat(width as usize - filled.min(width as usize)),
+                done * 100.0
+            );
+            let _ = std::io::stderr().flush();
+        }
+    }
+
+    fn done(&self) {
+        if self.on {
+            eprintln!();
+        }
+    }
+}

@@ -1,0 +1,675 @@
+//! Recordings in the node's sled database, and the recorder that writes them.
+//!
+//! Two trees: `recordings` (metadata, one record per recording) and `recording_frames`, whose
+//! keys are `recording id ‖ time ‖ speaker` (big-endian: time is samples at 48 kHz since the
+//! recording started, by the speaker's own capture clock), so a prefix scan streams a recording
+//! back in time order, every speaker interleaved as they spoke.
+//!
+//! **Invariant:** recording never blocks the audio path. Frames reach the recorder through a
+//! bounded queue (`try_send`: a full queue drops the frame and counts it); a thread of its own
+//! writes them in batches and flushes at least every [`FLUSH_EVERY`], so a node killed mid-
+//! recording keeps all but the last moments. On the next start such a recording is marked
+//! [`RecordingState::Interrupted`] (it is complete up to its last flush, not corrupt). A write
+//! that fails (a full disk) stops the recording with the reason and keeps what was written.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use earshot_protocol::frame::{AudioFrame, SAMPLES_PER_FRAME, SpeakerId};
+use earshot_protocol::{PeerKey, RecordingId, RoomId, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::store::{Store, StoreError, decode_record, encode_record};
+
+const META: &str = "recordings";
+const FRAMES: &str = "recording_frames";
+/// Frames queued for the recorder thread (2 s of ten speakers).
+pub const QUEUE_FRAMES: usize = 1000;
+/// The longest a written frame waits to be flushed to disk.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(500);
+/// Frames written per batch, at most.
+const BATCH_FRAMES: usize = 200;
+
+/// Where a recording is in its life.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RecordingState {
+    /// Being written now.
+    Recording,
+    /// Stopped as asked.
+    Complete,
+    /// The node stopped without finishing it (a crash, a kill): complete up to its last flush.
+    Interrupted,
+    /// Writing failed (say, a full disk); what was written is kept.
+    Failed(String),
+}
+
+impl RecordingState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RecordingState::Recording => "recording",
+            RecordingState::Complete => "complete",
+            RecordingState::Interrupted => "interrupted",
+            RecordingState::Failed(_) => "failed",
+        }
+    }
+}
+
+/// Someone heard in a recording.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpeakerInfo {
+    pub key: Option<PeerKey>,
+    pub name: String,
+    pub frames: u64,
+}
+
+/// What is known of a recording without reading its frames.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordingMeta {
+    pub id: RecordingId,
+    pub room: RoomId,
+    pub title: String,
+    pub host: PeerKey,
+    /// Who recorded it (the host, for the room's official recording).
+    pub recorder: PeerKey,
+    pub started_at: Timestamp,
+    pub ended_at: Option<Timestamp>,
+    pub state: RecordingState,
+    /// The media-clock time (48 kHz ticks) the recording started at: frame times are relative
+    /// to it.
+    pub start_media: u32,
+    /// By speaker id (see [`SpeakerId::of`]).
+    pub speakers: BTreeMap<u32, SpeakerInfo>,
+    pub frames: u64,
+    /// Bytes of Opus payload.
+    pub bytes: u64,
+    /// From the start to the end of the last frame, in 48 kHz samples.
+    pub duration_samples: u64,
+    /// Frames the recorder could not keep up with (dropped, never blocking the audio).
+    pub dropped: u64,
+}
+
+impl RecordingMeta {
+    pub fn duration(&self) -> Duration {
+        Duration::from_micros(self.duration_samples * 1_000_000 / 48_000)
+    }
+}
+
+/// One stored frame, as it streams back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredFrame {
+    /// 48 kHz samples since the recording started.
+    pub at: u64,
+    pub speaker: SpeakerId,
+    pub level: u8,
+    pub payload: Vec<u8>,
+}
+
+/// Why a recording operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordingError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no recording {0}")]
+    NotFound(String),
+    #[error("{0:?} matches several recordings; use more of the id")]
+    Ambiguous(String),
+    #[error("writing the recording failed: {0}")]
+    Write(String),
+    #[error("a stored frame of recording {id} is corrupt")]
+    CorruptFrame { id: RecordingId },
+    #[error("could not start the recorder thread: {0}")]
+    Thread(std::io::Error),
+    #[error("the recorder thread crashed")]
+    Crashed,
+}
+
+/// The recordings of one data directory.
+#[derive(Debug, Clone)]
+pub struct Recordings {
+    store: Store,
+    meta: sled::Tree,
+    frames: sled::Tree,
+}
+
+impl Recordings {
+    /// Opens the recordings of `store`. Call [`Self::recover`] once per process start.
+    pub fn open(store: &Store) -> Result<Self, RecordingError> {
+        let db = store.db();
+        let err = store.db_err();
+        Ok(Self {
+            meta: db.open_tree(META).map_err(&err)?,
+            frames: db.open_tree(FRAMES).map_err(&err)?,
+            store: store.clone(),
+        })
+    }
+
+    /// Marks recordings left `Recording` by a process that stopped without finishing them as
+    /// interrupted (only one process opens a database, so none of them is being written now).
+    /// Returns how many.
+    pub fn recover(&self) -> Result<usize, RecordingError> {
+        let mut recovered = 0;
+        for meta in self.list()? {
+            if meta.state == RecordingState::Recording {
+                let mut meta = self.recount(meta)?;
+                meta.state = RecordingState::Interrupted;
+                meta.ended_at = Some(
+                    meta.started_at
+                        .plus_millis(u64::try_from(meta.duration().as_millis()).unwrap_or(0)),
+                );
+                self.put(&meta)?;
+                recovered += 1;
+            }
+        }
+        Ok(recovered)
+    }
+
+    /// Every recording, oldest first.
+    pub fn list(&self) -> Result<Vec<RecordingMeta>, RecordingError> {
+        let mut all = Vec::new();
+        for entry in self.meta.iter() {
+            let (_, bytes) = entry.map_err(self.store.db_err())?;
+            all.push(decode_record::<RecordingMeta>("recording", &bytes)?);
+        }
+        all.sort_by_key(|meta| meta.started_at);
+        Ok(all)
+    }
+
+    pub fn get(&self, id: &RecordingId) -> Result<Option<RecordingMeta>, RecordingError> {
+        self.meta
+            .get(id.as_bytes())
+            .map_err(self.store.db_err())?
+            .map(|bytes| decode_record("recording", &bytes).map_err(RecordingError::from))
+            .transpose()
+    }
+
+    /// A recording by id or a unique prefix of it.
+    pub fn find(&self, query: &str) -> Result<RecordingMeta, RecordingError> {
+        let query = query.trim().to_ascii_lowercase();
+        let matches: Vec<RecordingMeta> = self
+            .list()?
+            .into_iter()
+            .filter(|meta| !query.is_empty() && meta.id.to_string().starts_with(&query))
+            .collect();
+        match matches.len() {
+            0 => Err(RecordingError::NotFound(query)),
+            1 => Ok(matches
+                .into_iter()
+                .next()
+                .ok_or(RecordingError::NotFound(query))?),
+            _ => Err(RecordingError::Ambiguous(query)),
+        }
+    }
+
+    /// Deletes a recording and its frames.
+    pub fn delete(&self, id: &RecordingId) -> Result<(), RecordingError> {
+        let err = self.store.db_err();
+        let mut batch = sled::Batch::default();
+        for key in self.frames.scan_prefix(id.as_bytes()).keys() {
+            batch.remove(key.map_err(&err)?);
+        }
+        self.frames.apply_batch(batch).map_err(&err)?;
+        self.meta.remove(id.as_bytes()).map_err(&err)?;
+        self.store.db().flush().map_err(&err)?;
+        Ok(())
+    }
+
+    /// The frames of a recording in time order (every speaker interleaved).
+    pub fn frames(
+        &self,
+        id: &RecordingId,
+    ) -> impl Iterator<Item = Result<StoredFrame, RecordingError>> + '_ {
+        let id = *id;
+        self.frames.scan_prefix(id.as_bytes()).map(move |entry| {
+            let (key, value) = entry.map_err(self.store.db_err())?;
+            decode_frame(&key, &value).ok_or(RecordingError::CorruptFrame { id })
+        })
+    }
+
+    /// Starts recording `room`: frames given to the returned recorder are stored until it is
+    /// finished (or the process ends).
+    pub fn start(&self, new: NewRecording) -> Result<Recorder, RecordingError> {
+        let mut id = [0u8; 16];
+        getrandom::fill(&mut id).map_err(|err| RecordingError::Write(err.to_string()))?;
+        let meta = RecordingMeta {
+            id: RecordingId(id),
+            room: new.room,
+            title: new.title,
+            host: new.host,
+            recorder: new.recorder,
+            started_at: new.started_at,
+            ended_at: None,
+            state: RecordingState::Recording,
+            start_media: new.start_media,
+            speakers: BTreeMap::new(),
+            frames: 0,
+            bytes: 0,
+            duration_samples: 0,
+            dropped: 0,
+        };
+        self.put(&meta)?;
+        self.store.db().flush().map_err(self.store.db_err())?;
+        Recorder::spawn(self.clone(), meta)
+    }
+
+    fn put(&self, meta: &RecordingMeta) -> Result<(), RecordingError> {
+        self.meta
+            .insert(meta.id.as_bytes(), encode_record(meta))
+            .map_err(self.store.db_err())?;
+        Ok(())
+    }
+
+    /// Counts a recording's frames, bytes and speakers from what is on disk (after a crash the
+    /// metadata lags the frames by up to a flush).
+    fn recount(&self, mut meta: RecordingMeta) -> Result<RecordingMeta, RecordingError> {
+        let (mut frames, mut bytes, mut end) = (0u64, 0u64, 0u64);
+        let mut speakers: BTreeMap<u32, u64> = BTreeMap::new();
+        for frame in self.frames(&meta.id) {
+            let frame = frame?;
+            frames += 1;
+            bytes += frame.payload.len() as u64;
+            end = end.max(frame.at + u64::from(SAMPLES_PER_FRAME));
+            *speakers.entry(frame.speaker.0).or_default() += 1;
+        }
+        meta.frames = frames;
+        meta.bytes = bytes;
+        meta.duration_samples = end;
+        for (speaker, count) in speakers {
+            meta.speakers
+                .entry(speaker)
+                .or_insert_with(|| SpeakerInfo {
+                    key: None,
+                    name: format!("speaker {speaker:08x}"),
+                    frames: 0,
+                })
+                .frames = count;
+        }
+        Ok(meta)
+    }
+}
+
+/// What a new recording is of.
+#[derive(Debug, Clone)]
+pub struct NewRecording {
+    pub room: RoomId,
+    pub title: String,
+    pub host: PeerKey,
+    pub recorder: PeerKey,
+    pub started_at: Timestamp,
+    /// The media clock now ([`crate::audio::media_now`]).
+    pub start_media: u32,
+}
+
+/// Hands frames to a recorder without ever waiting. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct FrameTap {
+    tx: std::sync::mpsc::SyncSender<AudioFrame>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl FrameTap {
+    /// Records `frame` if the recorder keeps up; else counts it as dropped.
+    pub fn record(&self, frame: &AudioFrame) {
+        if self.tx.try_send(frame.clone()).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A recording being written, by a thread of its own.
+#[derive(Debug)]
+pub struct Recorder {
+    tap: FrameTap,
+    meta: Arc<Mutex<RecordingMeta>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Recorder {
+    fn spawn(recordings: Recordings, meta: RecordingMeta) -> Result<Self, RecordingError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE_FRAMES);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let shared = Arc::new(Mutex::new(meta));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (shared, stop, dropped) =
+                (Arc::clone(&shared), Arc::clone(&stop), Arc::clone(&dropped));
+            std::thread::Builder::new()
+                .name("earshot-recorder".into())
+                .spawn(move || write_loop(&recordings, &rx, &shared, &stop, &dropped))
+                .map_err(RecordingError::Thread)?
+        };
+        Ok(Self {
+            tap: FrameTap { tx, dropped },
+            meta: shared,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn id(&self) -> RecordingId {
+        lock(&self.meta).id
+    }
+
+    /// Where frames go (for the audio plane).
+    pub fn tap(&self) -> FrameTap {
+        self.tap.clone()
+    }
+
+    /// The recording as written so far.
+    pub fn meta(&self) -> RecordingMeta {
+        lock(&self.meta).clone()
+    }
+
+    /// Names the people heard (speaker id → key and display name), kept in the metadata.
+    pub fn name_speakers(&self, people: impl IntoIterator<Item = (PeerKey, String)>) {
+        let mut meta = lock(&self.meta);
+        for (key, name) in people {
+            let info = meta
+                .speakers
+                .entry(SpeakerId::of(&key).0)
+                .or_insert_with(|| SpeakerInfo {
+                    key: Some(key),
+                    name: name.clone(),
+                    frames: 0,
+                });
+            info.key = Some(key);
+            info.name = name;
+        }
+    }
+
+    /// Stops recording: writes what is queued, marks the recording complete (or failed, with
+    /// the reason) and returns it.
+    pub fn finish(mut self, ended_at: Timestamp) -> Result<RecordingMeta, RecordingError> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.join().map_err(|_| RecordingError::Crashed)?;
+        }
+        let mut meta = lock(&self.meta).clone();
+        if meta.state == RecordingState::Recording {
+            meta.state = RecordingState::Complete;
+        }
+        meta.ended_at = Some(ended_at);
+        Ok(meta)
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Plain counters and names: a panic mid-update leaves nothing that matters inconsistent.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The recorder thread: batches frames into sled, flushes every [`FLUSH_EVERY`], keeps the
+/// metadata current, and on stop (or failure) writes the final metadata.
+fn write_loop(
+    recordings: &Recordings,
+    rx: &std::sync::mpsc::Receiver<AudioFrame>,
+    shared: &Mutex<RecordingMeta>,
+    stop: &AtomicBool,
+    dropped: &AtomicU64,
+) {
+    let (id, start_media) = {
+        let meta = lock(shared);
+        (meta.id, meta.start_media)
+    };
+    let mut batch = sled::Batch::default();
+    let mut pending = 0usize;
+    let mut last_flush = Instant::now();
+    let mut failure: Option<String> = None;
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        let frame = if stopping {
+            rx.try_recv().ok()
+        } else {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(frame) => Some(frame),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    stop.store(true, Ordering::Relaxed);
+                    None
+                }
+            }
+        };
+        let got_frame = frame.is_some();
+        if let Some(frame) = frame {
+            // Frames captured before the recording started are not part of it.
+            let offset = frame.timestamp.wrapping_sub(start_media) as i32;
+            if let Ok(at) = u64::try_from(offset) {
+                let mut meta = lock(shared);
+                batch.insert(
+                    frame_key(&id, at, frame.speaker).to_vec(),
+                    frame_value(&frame),
+                );
+                pending += 1;
+                meta.frames += 1;
+                meta.bytes += frame.payload.len() as u64;
+                meta.duration_samples =
+                    meta.duration_samples.max(at + u64::from(SAMPLES_PER_FRAME));
+                meta.speakers
+                    .entry(frame.speaker.0)
+                    .or_insert_with(|| SpeakerInfo {
+                        key: None,
+                        name: format!("speaker {:08x}", frame.speaker.0),
+                        frames: 0,
+                    })
+                    .frames += 1;
+            }
+        }
+        let done = stopping && !got_frame;
+        let due = last_flush.elapsed() >= FLUSH_EVERY;
+        if pending >= BATCH_FRAMES || due || done {
+            let mut meta = lock(shared).clone();
+            meta.dropped = dropped.load(Ordering::Relaxed);
+            if done && meta.state == RecordingState::Recording {
+                meta.state = RecordingState::Complete;
+                meta.ended_at = Some(crate::clock::now());
+            }
+            if let Err(err) = write(recordings, std::mem::take(&mut batch), &meta, due || done) {
+                failure = Some(err);
+            }
+            pending = 0;
+            if due || done {
+                last_flush = Instant::now();
+            }
+            lock(shared).dropped = meta.dropped;
+        }
+        if let Some(reason) = failure.take() {
+            tracing::error!(%reason, "recording stopped");
+            let mut meta = lock(shared);
+            meta.state = RecordingState::Failed(reason);
+            meta.ended_at = Some(crate::clock::now());
+            // Best effort: the disk that failed may take a small write after all.
+            let _ = recordings.put(&meta);
+            let _ = recordings.store.db().flush();
+            return;
+        }
+        if done {
+            let mut meta = lock(shared);
+            if meta.state == RecordingState::Recording {
+                meta.state = RecordingState::Complete;
+            }
+            return;
+        }
+    }
+}
+
+fn write(
+    recordings: &Recordings,
+    batch: sled::Batch,
+    meta: &RecordingMeta,
+    flush: bool,
+) -> Result<(), String> {
+    recordings
+        .frames
+        .apply_batch(batch)
+        .map_err(|err| err.to_string())?;
+    recordings
+        .meta
+        .insert(meta.id.as_bytes(), encode_record(meta))
+        .map_err(|err| err.to_string())?;
+    if flush {
+        recordings
+            .store
+            .db()
+            .flush()
+            .map_err(|err| err.to_string())?;
+    }
+    Ok(())
+}
+
+fn frame_key(id: &RecordingId, at: u64, speaker: SpeakerId) -> [u8; 28] {
+    let mut key = [0u8; 28];
+    key[..16].copy_from_slice(id.as_bytes());
+    key[16..24].copy_from_slice(&at.to_be_bytes());
+    key[24..].copy_from_slice(&speaker.0.to_be_bytes());
+    key
+}
+
+fn frame_value(frame: &AudioFrame) -> Vec<u8> {
+    let mut value = Vec::with_capacity(2 + frame.payload.len());
+    value.push(frame.level);
+    value.push(frame.flags);
+    value.extend_from_slice(&frame.payload);
+    value
+}
+
+fn decode_frame(key: &[u8], value: &[u8]) -> Option<StoredFrame> {
+    let at = u64::from_be_bytes(key.get(16..24)?.try_into().ok()?);
+    let speaker = SpeakerId(u32::from_be_bytes(key.get(24..28)?.try_into().ok()?));
+    let (&level, rest) = value.split_first()?;
+    let (_flags, payload) = rest.split_first()?;
+    Some(StoredFrame {
+        at,
+        speaker,
+        level,
+        payload: payload.to_vec(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(speaker: u32, seq: u32, timestamp: u32) -> AudioFrame {
+        AudioFrame {
+            speaker: SpeakerId(speaker),
+            seq,
+            timestamp,
+            level: 30,
+            flags: 0,
+            payload: vec![seq as u8; 60],
+            tag: None,
+        }
+    }
+
+    fn new_recording() -> NewRecording {
+        let key = PeerKey([7; 32]);
+        NewRecording {
+            room: RoomId([1; 16]),
+            title: "Radio".into(),
+            host: key,
+            recorder: key,
+            started_at: Timestamp(1_800_000_000_000),
+            start_media: 1_000_000,
+        }
+    }
+
+    #[test]
+    fn frames_stream_back_in_time_order_across_speakers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        let recordings = Recordings::open(&store).expect("recordings");
+        let recorder = recordings.start(new_recording()).expect("start");
+        let tap = recorder.tap();
+        // Two speakers, interleaved out of order; one frame from before the start.
+        tap.record(&frame(2, 0, 1_000_000 + 480));
+        tap.record(&frame(1, 1, 1_000_000 + 960));
+        tap.record(&frame(1, 0, 1_000_000));
+        tap.record(&frame(2, 1, 1_000_000 + 480 + 960));
+        tap.record(&frame(1, 9, 1_000_000 - 960));
+        recorder.name_speakers([(PeerKey([7; 32]), "ana".to_owned())]);
+        let meta = recorder
+            .finish(Timestamp(1_800_000_001_000))
+            .expect("finish");
+        assert_eq!(meta.state, RecordingState::Complete);
+        assert_eq!(meta.frames, 4);
+        let order: Vec<(u64, u32)> = recordings
+            .frames(&meta.id)
+            .map(|f| f.map(|f| (f.at, f.speaker.0)).expect("frame"))
+            .collect();
+        assert_eq!(order, vec![(0, 1), (480, 2), (960, 1), (1440, 2)]);
+        let stored = recordings.get(&meta.id).expect("get").expect("stored");
+        assert_eq!(stored.state, RecordingState::Complete);
+        assert_eq!(stored.duration_samples, 1440 + 960);
+        assert!(
+            stored
+                .speakers
+                .values()
+                .any(|s| s.name == "ana" && s.key.is_some())
+        );
+        assert_eq!(recordings.find(&meta.id.short()).expect("find").id, meta.id);
+
+        recordings.delete(&meta.id).expect("delete");
+        assert!(recordings.get(&meta.id).expect("get").is_none());
+        assert_eq!(recordings.frames(&meta.id).count(), 0);
+        assert!(matches!(
+            recordings.find("zzzz"),
+            Err(RecordingError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn a_recording_left_open_is_interrupted_on_the_next_start() {
+        // What a killed recorder leaves: metadata still saying "recording" (and lagging the
+        // frames by up to a flush), and the frames written before the kill.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        let recordings = Recordings::open(&store).expect("recordings");
+        let new = new_recording();
+        let mut meta = RecordingMeta {
+            id: RecordingId([9; 16]),
+            room: new.room,
+            title: new.title,
+            host: new.host,
+            recorder: new.recorder,
+            started_at: new.started_at,
+            ended_at: None,
+            state: RecordingState::Recording,
+            start_media: new.start_media,
+            speakers: BTreeMap::new(),
+            frames: 40,
+            bytes: 0,
+            duration_samples: 0,
+            dropped: 0,
+        };
+        let mut batch = sled::Batch::default();
+        for i in 0..100u32 {
+            let f = frame(1, i, new.start_media + i * 960);
+            batch.insert(
+                frame_key(&meta.id, u64::from(i) * 960, f.speaker).to_vec(),
+                frame_value(&f),
+            );
+        }
+        recordings.frames.apply_batch(batch).expect("frames");
+        recordings.put(&meta).expect("meta");
+
+        assert_eq!(recordings.recover().expect("recover"), 1);
+        meta = recordings.get(&meta.id).expect("get").expect("kept");
+        assert_eq!(meta.state, RecordingState::Interrupted);
+        assert_eq!(meta.frames, 100, "counted from the frames on disk");
+        assert_eq!(meta.duration_samples, 100 * 960);
+        assert_eq!(meta.ended_at, Some(new.started_at.plus_millis(2_000)));
+        // Recovering again changes nothing.
+        assert_eq!(recordings.recover().expect("recover"), 0);
+    }
+}
