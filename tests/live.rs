@@ -13,16 +13,16 @@ use crate::harness::{TestHome, code, stderr};
 const WAIT: Duration = Duration::from_secs(20);
 
 /// A running `earshot` process whose stdout lines are parsed as JSON events.
-struct Live {
-    name: &'static str,
-    child: Child,
+pub(crate) struct Live {
+    pub(crate) name: &'static str,
+    pub(crate) child: Child,
     stdin: Option<ChildStdin>,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
 }
 
 impl Live {
-    fn start(name: &'static str, home: &TestHome, args: &[&str]) -> Self {
+    pub(crate) fn start(name: &'static str, home: &TestHome, args: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_earshot"))
             .env_remove("EARSHOT_HOME")
             .env("RUST_LOG", "warn")
@@ -56,14 +56,14 @@ impl Live {
     }
 
     /// Types a line into the process.
-    fn say(&mut self, line: &str) {
+    pub(crate) fn say(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("stdin open");
         writeln!(stdin, "{line}").expect("write to earshot");
         stdin.flush().expect("flush");
     }
 
     /// Waits for a JSON event matching `predicate`.
-    fn expect(&mut self, what: &str, predicate: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) fn expect(&mut self, what: &str, predicate: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + WAIT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -85,12 +85,12 @@ impl Live {
         }
     }
 
-    fn event(&mut self, event: &str) -> Value {
+    pub(crate) fn event(&mut self, event: &str) -> Value {
         self.expect(event, |v| v["event"] == event)
     }
 
     /// Waits for the process to exit and returns its code.
-    fn exit_code(mut self) -> i32 {
+    pub(crate) fn exit_code(mut self) -> i32 {
         use wait_timeout::ChildExt;
         drop(self.stdin.take());
         match self.child.wait_timeout(WAIT).expect("wait for earshot") {
@@ -107,7 +107,7 @@ impl Drop for Live {
     }
 }
 
-fn local_room(home: &TestHome, title: &str) -> String {
+pub(crate) fn local_room(home: &TestHome, title: &str) -> String {
     let room = home.json(&[
         "room",
         "new",
@@ -118,7 +118,7 @@ fn local_room(home: &TestHome, title: &str) -> String {
     room["id"].as_str().expect("id").to_owned()
 }
 
-const LOCAL: &str = "/ip4/127.0.0.1/udp/0/quic-v1";
+pub(crate) const LOCAL: &str = "/ip4/127.0.0.1/udp/0/quic-v1";
 
 #[test]
 fn host_and_join_from_the_command_line() {
@@ -245,7 +245,7 @@ fn joining_with_a_bad_link_fails_fast() {
 }
 
 /// Reads a 16-bit mono WAV file written by `--output`.
-fn read_wav(path: &std::path::Path) -> Vec<f32> {
+pub(crate) fn read_wav(path: &std::path::Path) -> Vec<f32> {
     earshot_node::audio::wav::read(path).expect("a readable WAV file")
 }
 

@@ -10,4 +10,5 @@ mod harness;
 mod invites;
 mod live;
 mod net;
+mod recordings;
 mod rooms;

@@ -51,6 +51,11 @@ pub enum StoreError {
     Locked { path: PathBuf },
     #[error("database error at {path}: {source}")]
     Db { path: PathBuf, source: sled::Error },
+    #[error(
+        "the database at {path} is damaged and cannot be opened; move it aside to start afresh \
+         (your identity key is kept outside it)"
+    )]
+    Damaged { path: PathBuf },
     #[error("corrupt {what} record in the database: {reason}")]
     Corrupt { what: &'static str, reason: String },
 }
@@ -75,6 +80,8 @@ impl Store {
         let db = sled::Config::new().path(&path).open().map_err(|source| {
             if is_lock_error(&source) {
                 StoreError::Locked { path: path.clone() }
+            } else if matches!(source, sled::Error::Corruption { .. }) {
+                StoreError::Damaged { path: path.clone() }
             } else {
                 StoreError::Db {
                     path: path.clone(),

@@ -1,0 +1,278 @@
+//! Recording a live room, exporting it to standard files, and what a kill or bad input does.
+
+use std::time::Instant;
+
+use earshot_node::audio::codec::VoiceDecoder;
+use earshot_node::audio::signal::{similarity_in_windows, speechlike};
+use earshot_node::audio::wav;
+use earshot_node::recording::ogg;
+use serde_json::Value;
+
+use crate::harness::{TestHome, code, stderr};
+use crate::live::{LOCAL, Live, local_room, read_wav};
+
+/// Where sound starts (the recording begins with the silence before the host spoke).
+fn from_onset(samples: &[f32]) -> &[f32] {
+    let onset = samples
+        .iter()
+        .position(|s| s.abs() > 0.01)
+        .expect("sound in the recording");
+    &samples[onset.saturating_sub(4_800)..]
+}
+
+/// Decodes an Ogg Opus file as a player would: every packet, minus the pre-skip, trimmed to
+/// the final granule.
+fn decode_opus(file: &ogg::OggOpusFile) -> Vec<f32> {
+    let mut decoder = VoiceDecoder::new().expect("decoder");
+    let mut out = Vec::new();
+    for packet in &file.packets {
+        out.extend(decoder.decode(packet).expect("a decodable packet"));
+    }
+    let skip = usize::from(file.head.pre_skip);
+    let end = usize::try_from(file.final_granule).expect("fits");
+    out[skip..end.min(out.len())].to_vec()
+}
+
+/// The host records the room while it speaks a WAV file (`/record start`, `/record stop`);
+/// the recording is listed, exported to Ogg Opus and WAV, and both hold the same speech.
+#[test]
+fn a_recorded_room_exports_to_files_that_hold_the_speech() {
+    let ana = TestHome::new();
+    let room = local_room(&ana, "Book club");
+    let speech = ana.join("speech.wav");
+    // A second of silence first, so that the recording is running before the speech starts.
+    let mut samples = vec![0.0f32; 48_000];
+    let words = speechlike(3 * 48_000, 8);
+    samples.extend_from_slice(&words);
+    samples.extend(vec![0.0f32; 24_000]);
+    wav::write(&speech, &samples).expect("write speech");
+    let mut host = Live::start(
+        "host",
+        &ana,
+        &[
+            "host",
+            &room,
+            "--input",
+            speech.to_str().expect("utf-8 path"),
+            "--output",
+            "null",
+        ],
+    );
+    host.event("hosting");
+    // A listener is in the room too: what is recorded is what the room hears.
+    let bea = TestHome::new();
+    let link = ana.invite(&[&room, "--role", "listener"]);
+    let mut listener = Live::start(
+        "bea",
+        &bea,
+        &[
+            "join", &link, "--name", "bea", "--listen", LOCAL, "--output", "null",
+        ],
+    );
+    listener.event("audio_attached");
+    host.say("/record start");
+    listener.expect("everyone is told", |v| v["event"] == "recording_started");
+    let id = host.event("recording")["recording"]
+        .as_str()
+        .expect("recording id")
+        .to_owned();
+    // The whole file has been said once the host has relayed it.
+    host.expect("the speech said", |v| {
+        v["event"] == "audio_stats" && v["relayed"].as_u64().unwrap_or(0) >= 4 * 50 + 25
+    });
+    host.say("/record stop");
+    listener.expect("everyone is told", |v| v["event"] == "recording_stopped");
+    let saved = host.event("recording_saved");
+    assert_eq!(saved["recording"], id.as_str());
+    assert_eq!(saved["state"], "complete");
+    host.say("/end");
+    assert_eq!(host.exit_code(), 0);
+    assert_eq!(listener.exit_code(), 0);
+
+    let listed = ana.json(&["recordings", "list"]);
+    let listed = listed.as_array().expect("a list");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["id"], id.as_str());
+    assert_eq!(listed[0]["title"], "Book club");
+    assert!(
+        listed[0]["speakers"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| s["name"] == "host")),
+        "{listed:?}"
+    );
+
+    // Ogg Opus: a standard file, holding the speech.
+    let opus = ana.join("club.opus");
+    let exported = ana.json(&[
+        "recordings",
+        "export",
+        &id[..8],
+        opus.to_str().expect("utf-8 path"),
+    ]);
+    assert_eq!(exported["event"], "exported");
+    let file = ogg::read(&std::fs::read(&opus).expect("the file")).expect("valid Ogg Opus");
+    assert_eq!(file.head.channels, 1);
+    assert_eq!(file.head.input_rate, 48_000);
+    assert!(file.head.pre_skip > 0);
+    assert!(
+        file.tags
+            .comments
+            .iter()
+            .any(|(k, v)| k == "TITLE" && v == "Book club")
+    );
+    let decoded = decode_opus(&file);
+    let score = similarity_in_windows(&words, from_onset(&decoded), 4_800);
+    assert!(score >= 0.9, "the exported speech: similarity {score:.3}");
+
+    // WAV: the same.
+    let wav_path = ana.join("club.wav");
+    ana.json(&[
+        "recordings",
+        "export",
+        &id,
+        wav_path.to_str().expect("utf-8 path"),
+    ]);
+    let heard = read_wav(&wav_path);
+    let score = similarity_in_windows(&words, from_onset(&heard), 4_800);
+    assert!(score >= 0.9, "the exported WAV: similarity {score:.3}");
+
+    // Deleted, it is gone.
+    ana.json(&["recordings", "delete", &id]);
+    let listed = ana.json(&["recordings", "list"]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(0));
+}
+
+/// A host killed mid-recording (SIGKILL: no goodbye) keeps the recording up to about a second
+/// before the kill, listed as interrupted, and it exports.
+#[test]
+fn a_recording_survives_a_kill() {
+    let ana = TestHome::new();
+    let room = ana.json(&[
+        "room",
+        "new",
+        "Late show",
+        "--record",
+        "--listen",
+        "/ip4/127.0.0.1/udp/0/quic-v1",
+    ])["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let mut host = Live::start(
+        "host",
+        &ana,
+        &["host", &room, "--input", "sine", "--output", "null"],
+    );
+    // `--record`: recording from the start.
+    host.event("recording");
+    let started = Instant::now();
+    host.expect("three seconds of audio", |v| {
+        v["event"] == "audio_stats" && v["relayed"].as_u64().unwrap_or(0) >= 150
+    });
+    let recorded_for = started.elapsed();
+    host.child.kill().expect("kill the host");
+    let _ = host.child.wait();
+
+    let listed = ana.json(&["recordings", "list"]);
+    let recording = &listed.as_array().expect("a list")[0];
+    assert_eq!(recording["state"], "interrupted", "{recording}");
+    let seconds = recording["seconds"].as_f64().unwrap_or(0.0);
+    assert!(
+        seconds >= recorded_for.as_secs_f64() - 1.0,
+        "kept {seconds:.2} s of {:.2} s",
+        recorded_for.as_secs_f64()
+    );
+    let id = recording["id"].as_str().expect("id");
+    let out = ana.join("late.opus");
+    ana.json(&[
+        "recordings",
+        "export",
+        id,
+        out.to_str().expect("utf-8 path"),
+    ]);
+    let file = ogg::read(&std::fs::read(&out).expect("file")).expect("valid Ogg Opus");
+    let kept = (file.final_granule - u64::from(file.head.pre_skip)) as f64 / 48_000.0;
+    assert!((kept - seconds).abs() < 0.05, "{kept} vs {seconds}");
+}
+
+/// Unknown ids, unwritable paths, unknown formats and a damaged database are clear errors.
+#[test]
+fn bad_recording_requests_are_clear_errors() {
+    let ana = TestHome::new();
+    let output = ana.run(&["recordings", "show", "nosuchid"]);
+    assert_eq!(code(&output), 1);
+    assert!(
+        stderr(&output).contains("no recording"),
+        "{}",
+        stderr(&output)
+    );
+    let output = ana.run(&["recordings", "export", "abc", "/tmp/x.opus"]);
+    assert_eq!(code(&output), 1);
+    assert!(
+        stderr(&output).contains("no recording"),
+        "{}",
+        stderr(&output)
+    );
+
+    // A real recording, to export to bad places.
+    let room = ana.json(&[
+        "room",
+        "new",
+        "Tiny",
+        "--record",
+        "--listen",
+        "/ip4/127.0.0.1/udp/0/quic-v1",
+    ])["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let mut host = Live::start("host", &ana, &["host", &room, "--input", "sine"]);
+    host.event("recording");
+    host.expect("a second of audio", |v| {
+        v["event"] == "audio_stats" && v["relayed"].as_u64().unwrap_or(0) >= 50
+    });
+    host.say("/end");
+    host.event("recording_saved");
+    assert_eq!(host.exit_code(), 0);
+    let listed: Value = ana.json(&["recordings", "list"]);
+    let id = listed[0]["id"].as_str().expect("id").to_owned();
+
+    let output = ana.run(&["recordings", "export", &id, "/nonexistent/dir/x.opus"]);
+    assert_eq!(code(&output), 1);
+    assert!(
+        stderr(&output).contains("/nonexistent/dir/x.opus"),
+        "{}",
+        stderr(&output)
+    );
+    let mp3 = ana.join("x.mp3");
+    let output = ana.run(&[
+        "recordings",
+        "export",
+        &id,
+        mp3.to_str().expect("utf-8 path"),
+    ]);
+    assert_eq!(code(&output), 1);
+    assert!(
+        stderr(&output).contains(".opus, .ogg or .wav"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!mp3.exists(), "nothing is written for a refused export");
+
+    // The database's files cut short: a clear error, not a crash. (sled recovers a log cut
+    // short by itself, up to its last complete write; its configuration file it cannot.)
+    let conf = ana.join("db").join("conf");
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&conf)
+        .expect("open the database's configuration");
+    file.set_len(10).expect("truncate");
+    drop(file);
+    let output = ana.run(&["recordings", "list"]);
+    assert_eq!(code(&output), 1);
+    assert!(
+        stderr(&output).contains("is damaged"),
+        "a message, not a panic: {}",
+        stderr(&output)
+    );
+}
