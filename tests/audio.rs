@@ -301,10 +301,11 @@ async fn a_stalled_child_does_not_slow_its_sibling() {
     let received = receiver.await.expect("receiver");
     // Were the stalled child holding things up, the sibling would stop once the stalled
     // stream's window filled (about two thirds of the way). At this rate (8,000 frames a second,
-    // 200 times a real room's) a busy test machine costs the sibling a frame here and there, so
-    // the bar is 97 %, not the 99 % of the real-time delivery tests.
+    // 200 times a real room's) a busy test machine costs the sibling frames here and there (its
+    // own 16-frame queue overflows when the runtime is starved), so the bar is 90 %, well clear
+    // of the two thirds a stall would give, not the 99 % of the real-time delivery tests.
     assert!(
-        received * 100 >= SENT * 97,
+        received * 100 >= SENT * 90,
         "the sibling got {received} of {SENT} frames"
     );
     assert!(

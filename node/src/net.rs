@@ -12,7 +12,10 @@ use earshot_protocol::snapshot::{MAX_RPC_BYTES, RoomRequest, RoomResponse};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::gossipsub::{self, MessageAuthenticity, ValidationMode};
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{StreamProtocol, Swarm, autonat, dcutr, identify, kad, noise, ping, relay};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{
+    StreamProtocol, Swarm, autonat, connection_limits, dcutr, identify, kad, noise, ping, relay,
+};
 use libp2p::{request_response, tcp, yamux};
 use sha2::{Digest, Sha256};
 
@@ -36,6 +39,40 @@ pub struct NetConfig {
     pub idle_timeout: Duration,
     /// How long a join handshake or lobby query may take.
     pub request_timeout: Duration,
+    /// Serve as a circuit relay (v2) for nodes behind NATs, with these limits, and as an
+    /// AutoNAT server and Kademlia server: what a community relay does.
+    pub relay_server: Option<RelayServerConfig>,
+    /// Most connections in all, and per peer (none: unlimited).
+    pub max_connections: Option<u32>,
+    pub max_connections_per_peer: Option<u32>,
+}
+
+/// A circuit relay's limits. rust-libp2p's defaults (2 minutes and 128 KiB per circuit) would
+/// cut a 32 kbit/s room after about 30 seconds: a relay for live audio allows hours.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelayServerConfig {
+    pub max_reservations: usize,
+    pub max_reservations_per_peer: usize,
+    pub reservation_duration: Duration,
+    pub max_circuits: usize,
+    pub max_circuits_per_peer: usize,
+    pub max_circuit_duration: Duration,
+    pub max_circuit_bytes: u64,
+}
+
+impl Default for RelayServerConfig {
+    fn default() -> Self {
+        Self {
+            max_reservations: 512,
+            max_reservations_per_peer: 4,
+            reservation_duration: Duration::from_secs(3600),
+            max_circuits: 256,
+            max_circuits_per_peer: 8,
+            max_circuit_duration: Duration::from_secs(4 * 3600),
+            // Four hours of a 32 kbit/s stream each way, with room to spare.
+            max_circuit_bytes: 1 << 30,
+        }
+    }
 }
 
 impl Default for NetConfig {
@@ -46,6 +83,9 @@ impl Default for NetConfig {
             gossip_heartbeat: Duration::from_millis(250),
             idle_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(10),
+            relay_server: None,
+            max_connections: None,
+            max_connections_per_peer: None,
         }
     }
 }
@@ -62,6 +102,10 @@ pub struct Behaviour {
     pub autonat: autonat::v2::client::Behaviour,
     /// Audio streams (`/earshot/audio/1`), driven outside the event loop through its `Control`.
     pub stream: libp2p_stream::Behaviour,
+    /// Community relays only: the circuit relay server and the AutoNAT server.
+    pub relay_server: Toggle<relay::Behaviour>,
+    pub autonat_server: Toggle<autonat::v2::server::Behaviour>,
+    pub limits: connection_limits::Behaviour,
 }
 
 impl std::fmt::Debug for Behaviour {
@@ -103,6 +147,10 @@ pub fn build_swarm(identity: &Identity, config: &NetConfig) -> Result<Swarm<Beha
     let peer_id = keypair.public().to_peer_id();
     let request_timeout = config.request_timeout;
     let idle_timeout = config.idle_timeout;
+    let relay_server = config.relay_server.clone();
+    let limits = connection_limits::ConnectionLimits::default()
+        .with_max_established(config.max_connections)
+        .with_max_established_per_peer(config.max_connections_per_peer);
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -123,6 +171,34 @@ pub fn build_swarm(identity: &Identity, config: &NetConfig) -> Result<Swarm<Beha
             // Bootstrapping is driven by the nodes we dial (links, --bootstrap), not a timer
             // that warns while a node knows nobody yet.
             kad_config.set_periodic_bootstrap_interval(None);
+            let mut kad = kad::Behaviour::with_config(
+                peer_id,
+                kad::store::MemoryStore::new(peer_id),
+                kad_config,
+            );
+            if relay_server.is_some() {
+                // A community relay is a bootstrap node: it answers DHT queries at once,
+                // whatever AutoNAT would conclude.
+                kad.set_mode(Some(kad::Mode::Server));
+            }
+            let relay_server = relay_server.map(|limits| {
+                relay::Behaviour::new(
+                    peer_id,
+                    relay::Config {
+                        max_reservations: limits.max_reservations,
+                        max_reservations_per_peer: limits.max_reservations_per_peer,
+                        reservation_duration: limits.reservation_duration,
+                        max_circuits: limits.max_circuits,
+                        max_circuits_per_peer: limits.max_circuits_per_peer,
+                        max_circuit_duration: limits.max_circuit_duration,
+                        max_circuit_bytes: limits.max_circuit_bytes,
+                        ..relay::Config::default()
+                    },
+                )
+            });
+            let autonat_server = relay_server
+                .is_some()
+                .then(autonat::v2::server::Behaviour::default);
             Ok(Behaviour {
                 gossipsub,
                 rooms: request_response::Behaviour::with_codec(
@@ -135,15 +211,14 @@ pub fn build_swarm(identity: &Identity, config: &NetConfig) -> Result<Swarm<Beha
                         .with_agent_version(format!("earshot/{}", env!("CARGO_PKG_VERSION"))),
                 ),
                 ping: ping::Behaviour::default(),
-                kad: kad::Behaviour::with_config(
-                    peer_id,
-                    kad::store::MemoryStore::new(peer_id),
-                    kad_config,
-                ),
+                kad,
                 relay,
                 dcutr: dcutr::Behaviour::new(peer_id),
                 autonat: autonat::v2::client::Behaviour::default(),
                 stream: libp2p_stream::Behaviour::new(),
+                relay_server: relay_server.into(),
+                autonat_server: autonat_server.into(),
+                limits: connection_limits::Behaviour::new(limits),
             })
         })
         .map_err(|err| NetError::Transport(err.to_string()))?

@@ -6,6 +6,8 @@
 //! channel in a pending map until the swarm event that completes them arrives.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use earshot_protocol::capability::{NoRevocations, Presenter, VerifyContext};
@@ -84,6 +86,21 @@ pub enum NodeEvent {
     RoomClosed { room: RoomId, reason: CloseReason },
     /// A public room was announced on the lobby (or re-announced).
     Announced { room: RoomId },
+}
+
+/// Network counters, for status and metrics (a community relay's reservations and circuits).
+#[derive(Debug, Default)]
+pub struct NetStats {
+    /// Connections open now, and peers connected now.
+    pub connections: std::sync::atomic::AtomicI64,
+    pub peers: std::sync::atomic::AtomicI64,
+    /// Circuit relay (server side): reservations and circuits held now, granted in all, denied.
+    pub reservations: std::sync::atomic::AtomicI64,
+    pub circuits: std::sync::atomic::AtomicI64,
+    pub reservations_total: std::sync::atomic::AtomicU64,
+    pub circuits_total: std::sync::atomic::AtomicU64,
+    pub reservations_denied: std::sync::atomic::AtomicU64,
+    pub circuits_denied: std::sync::atomic::AtomicU64,
 }
 
 /// Why this node left a room.
@@ -243,6 +260,7 @@ enum Command {
 #[derive(Clone)]
 pub struct Node {
     commands: mpsc::Sender<Command>,
+    net_stats: Arc<NetStats>,
     /// Opens and accepts audio streams without going through the event loop.
     audio: libp2p_stream::Control,
     access: AccessMap,
@@ -304,6 +322,7 @@ impl Node {
         }
         let audio = swarm.behaviour().stream.new_control();
         let access = AccessMap::default();
+        let net_stats = Arc::new(NetStats::default());
         let (commands, command_rx) = mpsc::channel(COMMAND_CAP);
         let (events, _) = broadcast::channel(EVENT_CAP);
         let peer_id = identity.peer_id();
@@ -323,6 +342,7 @@ impl Node {
             lobby_topic: lobby,
             peer_addrs: HashMap::new(),
             rtts: HashMap::new(),
+            net_stats: Arc::clone(&net_stats),
             connected: HashSet::new(),
             max_children: config.max_children,
             access: access.clone(),
@@ -358,12 +378,18 @@ impl Node {
         tokio::spawn(event_loop.run().instrument(span));
         Ok(Node {
             commands,
+            net_stats,
             audio,
             access,
             events,
             peer_id,
             key,
         })
+    }
+
+    /// Connections, and for a community relay its reservations and circuits, as they change.
+    pub fn net_stats(&self) -> Arc<NetStats> {
+        Arc::clone(&self.net_stats)
     }
 
     pub fn peer_id(&self) -> PeerId {
@@ -552,6 +578,7 @@ struct EventLoop {
     /// The latest ping round-trip time to each connected peer (the host places members that are
     /// close to it higher in the relay tree: each hop's delay adds up below it).
     rtts: HashMap<PeerId, Duration>,
+    net_stats: Arc<NetStats>,
     connected: HashSet<PeerId>,
     max_children: u16,
     access: AccessMap,
@@ -1109,7 +1136,11 @@ impl EventLoop {
                 self.emit(NodeEvent::Listening { addr: address });
             }
             SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                self.net_stats.connections.fetch_add(1, Ordering::Relaxed);
                 self.connected.insert(peer_id);
+                self.net_stats
+                    .peers
+                    .store(self.connected.len() as i64, Ordering::Relaxed);
                 for reply in self.pending_dials.remove(&peer_id).unwrap_or_default() {
                     let _ = reply.send(Ok(()));
                 }
@@ -1125,11 +1156,20 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                num_established,
                 ..
             } => {
-                self.connected.remove(&peer_id);
-                self.rtts.remove(&peer_id);
+                self.net_stats.connections.fetch_sub(1, Ordering::Relaxed);
+                if num_established == 0 {
+                    self.connected.remove(&peer_id);
+                    self.rtts.remove(&peer_id);
+                    self.net_stats
+                        .peers
+                        .store(self.connected.len() as i64, Ordering::Relaxed);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::RelayServer(event)) => {
+                self.on_relay_server(&event);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
             SwarmEvent::Behaviour(BehaviourEvent::Rooms(event)) => self.on_rooms(event),
@@ -1155,6 +1195,36 @@ impl EventLoop {
             }
             _ => {}
         }
+    }
+
+    /// Counts what a community relay does for others.
+    fn on_relay_server(&self, event: &libp2p::relay::Event) {
+        use libp2p::relay::Event;
+        let stats = &self.net_stats;
+        match event {
+            Event::ReservationReqAccepted { renewed: false, .. } => {
+                stats.reservations.fetch_add(1, Ordering::Relaxed);
+                stats.reservations_total.fetch_add(1, Ordering::Relaxed);
+            }
+            Event::ReservationClosed { .. } | Event::ReservationTimedOut { .. } => {
+                stats.reservations.fetch_sub(1, Ordering::Relaxed);
+            }
+            Event::ReservationReqDenied { .. } => {
+                stats.reservations_denied.fetch_add(1, Ordering::Relaxed);
+            }
+            Event::CircuitReqAccepted { .. } => {
+                stats.circuits.fetch_add(1, Ordering::Relaxed);
+                stats.circuits_total.fetch_add(1, Ordering::Relaxed);
+            }
+            Event::CircuitClosed { .. } => {
+                stats.circuits.fetch_sub(1, Ordering::Relaxed);
+            }
+            Event::CircuitReqDenied { .. } => {
+                stats.circuits_denied.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+        debug!(?event, "relay server");
     }
 
     fn on_gossip(&mut self, event: gossipsub::Event) {
