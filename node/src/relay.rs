@@ -47,6 +47,8 @@ pub const KEEPALIVE: std::time::Duration = std::time::Duration::from_millis(40);
 /// Frames received but not yet taken by local playback (1 s).
 pub const PLAYBACK_QUEUE_FRAMES: usize = 50;
 
+/// Times in a row a speaker's stream to the host may fail and be opened again.
+const SPEAK_RETRIES: u32 = 5;
 /// How long a leaving node keeps feeding children that have not moved yet.
 pub const HANDOVER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 /// The length prefix that says "I am leaving: attach elsewhere now" (no frame follows).
@@ -375,18 +377,43 @@ impl AudioRelay {
         room: RoomId,
         host: PeerId,
     ) -> Result<mpsc::Sender<AudioFrame>, RelayError> {
-        let mut stream = self.open(host).await?;
-        stream.write_all(&hello(StreamKind::Speak, &room)).await?;
+        let mut stream = self.open_speaking(room, host).await?;
         let (tx, mut rx) = mpsc::channel::<AudioFrame>(CHILD_QUEUE_FRAMES);
+        let relay = self.clone();
         tokio::spawn(async move {
+            // A stream the host dropped (its accept queue overflows when many streams arrive at
+            // once) or lost is opened again; only a host that keeps refusing ends the voice.
+            let mut failures = 0u32;
             while let Some(frame) = rx.recv().await {
-                if let Err(err) = write_frame(&mut stream, &frame.encode()).await {
-                    debug!(%err, "speaking stream closed");
-                    break;
+                match write_frame(&mut stream, &frame.encode()).await {
+                    Ok(()) => failures = 0,
+                    Err(err) => {
+                        debug!(%err, "speaking stream closed; opening it again");
+                        failures += 1;
+                        if failures > SPEAK_RETRIES {
+                            warn!(%err, "the host keeps closing this node's voice stream");
+                            break;
+                        }
+                        match relay.open_speaking(room, host).await {
+                            Ok(reopened) => stream = reopened,
+                            Err(err) => debug!(%err, "could not open the speaking stream again"),
+                        }
+                    }
                 }
             }
         });
         Ok(tx)
+    }
+
+    async fn open_speaking(
+        &self,
+        room: RoomId,
+        host: PeerId,
+    ) -> Result<libp2p::Stream, RelayError> {
+        let mut stream = self.open(host).await?;
+        stream.write_all(&hello(StreamKind::Speak, &room)).await?;
+        stream.flush().await?;
+        Ok(stream)
     }
 
     async fn open(&self, peer: PeerId) -> Result<libp2p::Stream, RelayError> {
