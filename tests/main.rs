@@ -11,4 +11,5 @@ mod invites;
 mod live;
 mod net;
 mod recordings;
+mod relay;
 mod rooms;

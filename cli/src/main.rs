@@ -52,6 +52,8 @@ enum Command {
     /// List, export, play and delete recordings.
     #[command(subcommand)]
     Recordings(cmd::recordings::RecordingsCommand),
+    /// Run a community relay: circuits for nodes behind NATs, bootstrap, metrics.
+    Relay(cmd::relay::RelayArgs),
     /// Run a whole room on this machine: a host speaking, listeners relaying to each other,
     /// a live status table, and what each listener heard in WAV files.
     Demo(cmd::demo::DemoArgs),
@@ -110,6 +112,7 @@ fn dispatch(ctx: &cmd::Context, command: Command) -> anyhow::Result<Exit> {
         Command::Devices => cmd::devices::devices(ctx),
         Command::Demo(args) => cmd::demo::demo(ctx, args),
         Command::Recordings(command) => cmd::recordings::run(ctx, command),
+        Command::Relay(args) => cmd::relay::relay(ctx, args),
     }
 }
 

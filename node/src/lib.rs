@@ -9,6 +9,7 @@
 //! - [`audio`]: Opus voice codec, jitter buffer, WAV files, resampling, generated signals.
 //! - [`clock`]: the wall clock, read here and passed into `protocol`.
 //! - [`control`]: the local control socket through which other commands reach a running node.
+//! - [`metrics`]: Prometheus counters and gauges, and the `/metrics` endpoint that serves them.
 //! - [`net`]: the libp2p behaviour, swarm and the room protocol's codec.
 //! - [`node`]: the running node: an event loop that owns the swarm, and its handle [`Node`].
 //! - [`recording`]: recordings exported as standard files (Ogg Opus, RFC 7845).
@@ -23,6 +24,7 @@ pub mod clock;
 pub mod control;
 pub mod home;
 pub mod identity;
+pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod recording;

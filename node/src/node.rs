@@ -343,6 +343,7 @@ impl Node {
             peer_addrs: HashMap::new(),
             rtts: HashMap::new(),
             net_stats: Arc::clone(&net_stats),
+            reserved: HashSet::new(),
             connected: HashSet::new(),
             max_children: config.max_children,
             access: access.clone(),
@@ -579,6 +580,8 @@ struct EventLoop {
     /// close to it higher in the relay tree: each hop's delay adds up below it).
     rtts: HashMap<PeerId, Duration>,
     net_stats: Arc<NetStats>,
+    /// Peers holding a reservation on this node's circuit relay.
+    reserved: HashSet<PeerId>,
     connected: HashSet<PeerId>,
     max_children: u16,
     access: AccessMap,
@@ -1133,6 +1136,14 @@ impl EventLoop {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(%address, "listening");
+                // A circuit relay serves reservations only once it knows addresses it can be
+                // reached at: a community relay's listen addresses are those (its operator
+                // opens the port).
+                if self.swarm.behaviour().relay_server.is_enabled()
+                    && !address.iter().any(|p| matches!(p, libp2p::multiaddr::Protocol::P2pCircuit))
+                {
+                    self.swarm.add_external_address(address.clone());
+                }
                 self.emit(NodeEvent::Listening { addr: address });
             }
             SwarmEvent::ConnectionEstablished { peer_id, .. } => {
@@ -1198,16 +1209,19 @@ impl EventLoop {
     }
 
     /// Counts what a community relay does for others.
-    fn on_relay_server(&self, event: &libp2p::relay::Event) {
+    fn on_relay_server(&mut self, event: &libp2p::relay::Event) {
         use libp2p::relay::Event;
         let stats = &self.net_stats;
         match event {
-            Event::ReservationReqAccepted { renewed: false, .. } => {
-                stats.reservations.fetch_add(1, Ordering::Relaxed);
+            Event::ReservationReqAccepted {
+                src_peer_id,
+                renewed: false,
+            } => {
+                self.reserved.insert(*src_peer_id);
                 stats.reservations_total.fetch_add(1, Ordering::Relaxed);
             }
-            Event::ReservationClosed { .. } | Event::ReservationTimedOut { .. } => {
-                stats.reservations.fetch_sub(1, Ordering::Relaxed);
+            Event::ReservationClosed { src_peer_id } | Event::ReservationTimedOut { src_peer_id } => {
+                self.reserved.remove(src_peer_id);
             }
             Event::ReservationReqDenied { .. } => {
                 stats.reservations_denied.fetch_add(1, Ordering::Relaxed);
@@ -1217,13 +1231,18 @@ impl EventLoop {
                 stats.circuits_total.fetch_add(1, Ordering::Relaxed);
             }
             Event::CircuitClosed { .. } => {
-                stats.circuits.fetch_sub(1, Ordering::Relaxed);
+                let _ = stats
+                    .circuits
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some((n - 1).max(0)));
             }
             Event::CircuitReqDenied { .. } => {
                 stats.circuits_denied.fetch_add(1, Ordering::Relaxed);
             }
             _ => {}
         }
+        stats
+            .reservations
+            .store(self.reserved.len() as i64, Ordering::Relaxed);
         debug!(?event, "relay server");
     }
 

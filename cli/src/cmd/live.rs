@@ -381,7 +381,14 @@ async fn dialable(node: &Node) -> Vec<Multiaddr> {
         .filter(
             |addr| !matches!(addr.iter().next(), Some(Protocol::Ip4(ip)) if ip.is_unspecified()),
         )
-        .map(|addr| addr.with(Protocol::P2p(node.peer_id())))
+        .map(|addr| {
+            // A relayed address (`…/p2p-circuit/p2p/<us>`) already names this node.
+            if matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
+                addr
+            } else {
+                addr.with(Protocol::P2p(node.peer_id()))
+            }
+        })
         .collect()
 }
 

@@ -13,6 +13,8 @@ pub mod invite;
 pub mod live;
 pub mod lobby;
 pub mod recordings;
+pub mod relay;
+pub mod relay_config;
 pub mod room;
 
 /// What every command gets from the global options.

@@ -1,0 +1,154 @@
+//! `earshot relay`, the community relay: its configuration, a host reachable only through it,
+//! its metrics, and a clean stop on SIGTERM.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::harness::{TestHome, code, stderr};
+use crate::live::{LOCAL, Live};
+
+/// `GET /metrics` from `url` (`http://ADDR/metrics`): the sample lines by name.
+fn scrape(url: &str) -> std::collections::HashMap<String, f64> {
+    let addr = url
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics");
+    let mut stream = TcpStream::connect(addr).expect("connect to the metrics endpoint");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+        .lines()
+        .filter(|line| line.starts_with("earshot_"))
+        .filter_map(|line| {
+            let (name, value) = line.split_once(' ')?;
+            Some((name.to_owned(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn the_relay_prints_its_configuration_and_refuses_a_bad_one() {
+    let home = TestHome::new();
+    let printed = home.ok(&["relay", "--print-config"]);
+    assert!(printed.contains("circuit_duration"), "{printed}");
+    // What it prints is a configuration it reads back unchanged.
+    let file = home.join("relay.toml");
+    std::fs::write(&file, &printed).expect("write");
+    let again = home.ok(&[
+        "relay",
+        "--config",
+        file.to_str().expect("utf-8 path"),
+        "--print-config",
+    ]);
+    assert_eq!(printed, again);
+
+    std::fs::write(&file, "max_circuits = 0\n").expect("write");
+    let output = home.run(&["relay", "--config", file.to_str().expect("utf-8 path")]);
+    assert_eq!(code(&output), 1);
+    assert!(
+        stderr(&output).contains("max_circuits"),
+        "{}",
+        stderr(&output)
+    );
+    std::fs::write(&file, "no_such_setting = 1\n").expect("write");
+    let output = home.run(&["relay", "--config", file.to_str().expect("utf-8 path")]);
+    assert_eq!(code(&output), 1);
+    assert!(
+        stderr(&output).contains("no_such_setting"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+/// A host that listens only through the relay (a `/p2p-circuit` address, as a node behind a
+/// NAT would) is reached through it: a listener joins with the link and hears the host. The
+/// relay's metrics count the reservation and the circuit; SIGTERM stops it cleanly.
+#[test]
+fn a_host_behind_the_relay_is_reached_through_it() {
+    let operator = TestHome::new();
+    let mut relay = Live::start(
+        "relay",
+        &operator,
+        &["relay", "--listen", LOCAL, "--metrics", "127.0.0.1:0"],
+    );
+    let started = relay.event("relay");
+    let relay_addr = started["addrs"][0].as_str().expect("an address").to_owned();
+    let metrics = started["metrics"].as_str().expect("a metrics URL").to_owned();
+
+    let ana = TestHome::new();
+    let circuit = format!("{relay_addr}/p2p-circuit");
+    let room = ana.json(&["room", "new", "Behind a NAT", "--listen", &circuit])["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let mut host = Live::start(
+        "host",
+        &ana,
+        &["host", &room, "--input", "sine", "--output", "null"],
+    );
+    let hosting = host.event("hosting");
+    assert!(
+        hosting["addrs"]
+            .as_array()
+            .is_some_and(|addrs| addrs.iter().all(|a| a
+                .as_str()
+                .is_some_and(|a| a.contains("/p2p-circuit/")))),
+        "the host is reachable only through the relay: {hosting}"
+    );
+    let link = hosting["listener_link"]
+        .as_str()
+        .expect("link")
+        .to_owned();
+
+    let bea = TestHome::new();
+    let mut listener = Live::start(
+        "bea",
+        &bea,
+        &["join", &link, "--name", "bea", "--listen", LOCAL, "--output", "null"],
+    );
+    listener.event("joined");
+    listener.expect("two seconds of audio", |v| {
+        v["event"] == "audio_stats" && v["delivered"].as_u64().unwrap_or(0) >= 100
+    });
+
+    let seen = scrape(&metrics);
+    assert_eq!(seen.get("earshot_relay_reservations"), Some(&1.0), "{seen:?}");
+    assert!(
+        seen.get("earshot_relay_circuits_total")
+            .is_some_and(|n| *n >= 1.0),
+        "{seen:?}"
+    );
+    assert!(
+        seen.get("earshot_peers").is_some_and(|n| *n >= 2.0),
+        "{seen:?}"
+    );
+
+    host.say("/end");
+    assert_eq!(listener.exit_code(), 0);
+    assert_eq!(host.exit_code(), 0);
+
+    // SIGTERM: the relay says it stopped and exits 0, promptly.
+    let pid = relay.child.id().to_string();
+    let stopping = Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    relay.event("stopped");
+    assert_eq!(relay.exit_code(), 0);
+    assert!(
+        stopping.elapsed() < Duration::from_secs(10),
+        "stopped after {:?}",
+        stopping.elapsed()
+    );
+}
