@@ -12,4 +12,5 @@ mod live;
 mod net;
 mod recordings;
 mod relay;
+mod replays;
 mod rooms;

@@ -82,7 +82,10 @@ fn a_host_behind_the_relay_is_reached_through_it() {
     );
     let started = relay.event("relay");
     let relay_addr = started["addrs"][0].as_str().expect("an address").to_owned();
-    let metrics = started["metrics"].as_str().expect("a metrics URL").to_owned();
+    let metrics = started["metrics"]
+        .as_str()
+        .expect("a metrics URL")
+        .to_owned();
 
     let ana = TestHome::new();
     let circuit = format!("{relay_addr}/p2p-circuit");
@@ -97,23 +100,20 @@ fn a_host_behind_the_relay_is_reached_through_it() {
     );
     let hosting = host.event("hosting");
     assert!(
-        hosting["addrs"]
-            .as_array()
-            .is_some_and(|addrs| addrs.iter().all(|a| a
-                .as_str()
-                .is_some_and(|a| a.contains("/p2p-circuit/")))),
+        hosting["addrs"].as_array().is_some_and(|addrs| addrs
+            .iter()
+            .all(|a| a.as_str().is_some_and(|a| a.contains("/p2p-circuit/")))),
         "the host is reachable only through the relay: {hosting}"
     );
-    let link = hosting["listener_link"]
-        .as_str()
-        .expect("link")
-        .to_owned();
+    let link = hosting["listener_link"].as_str().expect("link").to_owned();
 
     let bea = TestHome::new();
     let mut listener = Live::start(
         "bea",
         &bea,
-        &["join", &link, "--name", "bea", "--listen", LOCAL, "--output", "null"],
+        &[
+            "join", &link, "--name", "bea", "--listen", LOCAL, "--output", "null",
+        ],
     );
     listener.event("joined");
     listener.expect("two seconds of audio", |v| {
@@ -121,7 +121,11 @@ fn a_host_behind_the_relay_is_reached_through_it() {
     });
 
     let seen = scrape(&metrics);
-    assert_eq!(seen.get("earshot_relay_reservations"), Some(&1.0), "{seen:?}");
+    assert_eq!(
+        seen.get("earshot_relay_reservations"),
+        Some(&1.0),
+        "{seen:?}"
+    );
     assert!(
         seen.get("earshot_relay_circuits_total")
             .is_some_and(|n| *n >= 1.0),

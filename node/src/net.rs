@@ -45,6 +45,8 @@ pub struct NetConfig {
     /// Most connections in all, and per peer (none: unlimited).
     pub max_connections: Option<u32>,
     pub max_connections_per_peer: Option<u32>,
+    /// A community relay carries up to this many rooms' audio for hosts that ask (0: refuse).
+    pub help_rooms: usize,
 }
 
 /// A circuit relay's limits. rust-libp2p's defaults (2 minutes and 128 KiB per circuit) would
@@ -86,6 +88,7 @@ impl Default for NetConfig {
             relay_server: None,
             max_connections: None,
             max_connections_per_peer: None,
+            help_rooms: 0,
         }
     }
 }

@@ -86,6 +86,8 @@ pub enum NodeEvent {
     RoomClosed { room: RoomId, reason: CloseReason },
     /// A public room was announced on the lobby (or re-announced).
     Announced { room: RoomId },
+    /// A host asks this node (a community relay) to carry its room: join with `link`.
+    HelpRequested { from: PeerId, link: Box<InviteLink> },
 }
 
 /// Network counters, for status and metrics (a community relay's reservations and circuits).
@@ -236,6 +238,12 @@ enum Command {
         room: RoomId,
         reply: oneshot::Sender<Option<Vec<earshot_protocol::tree::Placement>>>,
     },
+    AskHelp {
+        relay: PeerId,
+        addrs: Vec<Multiaddr>,
+        link: String,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
     Attach {
         room: RoomId,
         lost: Option<PeerId>,
@@ -283,6 +291,7 @@ impl std::fmt::Debug for Command {
             Command::PublishRaw { .. } => "PublishRaw",
             Command::Dial { .. } => "Dial",
             Command::Attach { .. } => "Attach",
+            Command::AskHelp { .. } => "AskHelp",
             Command::Tree { .. } => "Tree",
             Command::Shutdown { .. } => "Shutdown",
         })
@@ -349,6 +358,8 @@ impl Node {
             access: access.clone(),
             pending_dials: HashMap::new(),
             pending_attach: HashMap::new(),
+            pending_help: HashMap::new(),
+            help_rooms: config.net.help_rooms,
             seq_base: clock::now().as_millis().saturating_mul(1000),
         };
         // Wait for the listeners to come up so callers can hand out addresses at once.
@@ -440,6 +451,26 @@ impl Node {
         self.call(|reply| Command::Attach { room, lost, reply })
             .await
             .map_err(|_| AttachError::NoAnswer("the node shut down".into()))?
+    }
+
+    /// Asks the community relay `relay` to carry a room's audio, joining with `link` (an invite
+    /// bound to the relay's key). Returns once the relay agreed (it then joins on its own), or
+    /// with its reason.
+    pub async fn ask_help(
+        &self,
+        relay: PeerId,
+        addrs: Vec<Multiaddr>,
+        link: &InviteLink,
+    ) -> Result<(), String> {
+        let link = link.encode();
+        self.call(|reply| Command::AskHelp {
+            relay,
+            addrs,
+            link,
+            reply,
+        })
+        .await
+        .map_err(|err| err.to_string())?
     }
 
     /// Connects to `peer` at `addrs` (for example a parent in the relay tree); returns once
@@ -587,6 +618,8 @@ struct EventLoop {
     access: AccessMap,
     pending_dials: HashMap<PeerId, Vec<oneshot::Sender<Result<(), String>>>>,
     pending_attach: HashMap<OutboundRequestId, oneshot::Sender<Result<TreeParent, AttachError>>>,
+    pending_help: HashMap<OutboundRequestId, oneshot::Sender<Result<(), String>>>,
+    help_rooms: usize,
     /// Sequence numbers start from the clock (µs) so they keep increasing across restarts.
     seq_base: u64,
 }
@@ -747,6 +780,19 @@ impl EventLoop {
                     .rooms
                     .send_request_with_addresses(&host, request, addrs);
                 self.pending_attach.insert(id, reply);
+            }
+            Command::AskHelp {
+                relay,
+                addrs,
+                link,
+                reply,
+            } => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .rooms
+                    .send_request_with_addresses(&relay, RoomRequest::Help { link }, addrs);
+                self.pending_help.insert(id, reply);
             }
             Command::Dial { peer, addrs, reply } => {
                 if self.connected.contains(&peer) {
@@ -1140,7 +1186,9 @@ impl EventLoop {
                 // reached at: a community relay's listen addresses are those (its operator
                 // opens the port).
                 if self.swarm.behaviour().relay_server.is_enabled()
-                    && !address.iter().any(|p| matches!(p, libp2p::multiaddr::Protocol::P2pCircuit))
+                    && !address
+                        .iter()
+                        .any(|p| matches!(p, libp2p::multiaddr::Protocol::P2pCircuit))
                 {
                     self.swarm.add_external_address(address.clone());
                 }
@@ -1220,7 +1268,8 @@ impl EventLoop {
                 self.reserved.insert(*src_peer_id);
                 stats.reservations_total.fetch_add(1, Ordering::Relaxed);
             }
-            Event::ReservationClosed { src_peer_id } | Event::ReservationTimedOut { src_peer_id } => {
+            Event::ReservationClosed { src_peer_id }
+            | Event::ReservationTimedOut { src_peer_id } => {
                 self.reserved.remove(src_peer_id);
             }
             Event::ReservationReqDenied { .. } => {
@@ -1233,7 +1282,9 @@ impl EventLoop {
             Event::CircuitClosed { .. } => {
                 let _ = stats
                     .circuits
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some((n - 1).max(0)));
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                        Some((n - 1).max(0))
+                    });
             }
             Event::CircuitReqDenied { .. } => {
                 stats.circuits_denied.fetch_add(1, Ordering::Relaxed);
@@ -1366,7 +1417,13 @@ impl EventLoop {
                     },
                 ..
             } => {
-                if let Some(reply) = self.pending_attach.remove(&request_id) {
+                if let Some(reply) = self.pending_help.remove(&request_id) {
+                    let _ = reply.send(match response {
+                        RoomResponse::Helping => Ok(()),
+                        RoomResponse::Refused { reason } => Err(reason),
+                        other => Err(format!("unexpected answer {other:?}")),
+                    });
+                } else if let Some(reply) = self.pending_attach.remove(&request_id) {
                     let result = match response {
                         RoomResponse::Parent { key, addrs, depth } => match key.to_peer_id() {
                             Ok(peer) => Ok(TreeParent {
@@ -1405,7 +1462,9 @@ impl EventLoop {
                     request_response::OutboundFailure::DialFailure => JoinError::Unreachable,
                     other => JoinError::NoAnswer(other.to_string()),
                 };
-                if let Some(reply) = self.pending_attach.remove(&request_id) {
+                if let Some(reply) = self.pending_help.remove(&request_id) {
+                    let _ = reply.send(Err(failure.to_string()));
+                } else if let Some(reply) = self.pending_attach.remove(&request_id) {
                     let _ = reply.send(Err(AttachError::NoAnswer(failure.to_string())));
                 } else if let Some(pending) = self.pending_joins.remove(&request_id) {
                     self.forget_topic(pending.link.capability.room);
@@ -1441,6 +1500,7 @@ impl EventLoop {
                 capacity,
                 lost,
             } => self.place(peer, room, capacity, lost),
+            RoomRequest::Help { link } => self.consider_help(peer, &link),
             RoomRequest::Join { envelope } => match self.admit(peer, &envelope) {
                 Err(refusal) => refusal,
                 // Welcome once the joiner's subscription to the topic is known here, so that
@@ -1496,6 +1556,37 @@ impl EventLoop {
         self.publish(room, envelope.encode());
         self.emit_changes(room, changes);
         Ok(room)
+    }
+
+    /// A host asks this node to carry its room: a community relay agrees while it carries fewer
+    /// rooms than it allows, and the link is a valid invite to it.
+    fn consider_help(&mut self, peer: PeerId, link: &str) -> RoomResponse {
+        let refuse = |reason: String| RoomResponse::Refused { reason };
+        if self.help_rooms == 0 {
+            return refuse("this node does not carry rooms for others".into());
+        }
+        if self.rooms.len() >= self.help_rooms {
+            return refuse(format!(
+                "this relay carries its maximum of {} rooms; ask another",
+                self.help_rooms
+            ));
+        }
+        let link = match InviteLink::decode(link) {
+            Ok(link) => link,
+            Err(err) => return refuse(err.to_string()),
+        };
+        if self.rooms.contains_key(&link.capability.room) {
+            return refuse("this relay already carries that room".into());
+        }
+        if link.host.to_peer_id().ok() != Some(peer) {
+            return refuse("only a room's host may ask a relay to carry it".into());
+        }
+        info!(room = %link.capability.room, host = %short(&peer), "asked to carry a room");
+        self.emit(NodeEvent::HelpRequested {
+            from: peer,
+            link: Box::new(link),
+        });
+        RoomResponse::Helping
     }
 
     /// The host places a member in the room's relay tree.

@@ -199,6 +199,45 @@ impl AudioSession {
         })
     }
 
+    /// A community relay's part in a room: a place in the tree, feeding as many children as it
+    /// declared, and nothing played (it never decodes the audio it carries).
+    pub fn carry(node: &Node, relay: &AudioRelay, room: RoomId) -> Self {
+        let me = SpeakerId::of(&node.key());
+        // Nothing is played: the playback queue is dropped at once and frames are only relayed.
+        let (_, stats) = relay.open_room_with(
+            room,
+            RoomOptions {
+                myself: Some(me),
+                forward_loudest: None,
+            },
+        );
+        let (tx, position) = watch::channel(None);
+        let events = broadcast::channel(64).0;
+        let follower = tokio::spawn(follow_tree(
+            node.clone(),
+            relay.clone(),
+            room,
+            tx,
+            events.clone(),
+        ));
+        Self {
+            relay: relay.clone(),
+            room,
+            me,
+            stats,
+            player: None,
+            position,
+            follower: Some(follower),
+            voice: Voice {
+                input: Input::Silence,
+                host: None,
+                speaking: None,
+                self_muted: Arc::new(AtomicBool::new(true)),
+            },
+            events,
+        }
+    }
+
     /// Audio events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<AudioEvent> {
         self.events.subscribe()

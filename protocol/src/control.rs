@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::codec::DecodeError;
-use crate::id::{CapId, PeerKey, Role};
+use crate::id::{CapId, PeerKey, RecordingId, Role};
+use crate::replay::ManifestId;
+use crate::room::MAX_TITLE_BYTES;
 
 /// Longest display name, in bytes of UTF-8.
 pub const MAX_NAME_BYTES: usize = 64;
@@ -63,6 +65,18 @@ pub enum ControlBody {
         parent: PeerKey,
         depth: u16,
     },
+    /// A replay of a recording can be fetched: the manifest `recorder` signed, and up to
+    /// [`crate::replay::MAX_REPLAY_ADDRS`] addresses (ending in `/p2p/…`) of the author, which holds it.
+    /// Anyone may say this: the manifest is signed, so a false announcement costs only a failed
+    /// fetch.
+    ReplayAvailable {
+        manifest: ManifestId,
+        recording: RecordingId,
+        recorder: PeerKey,
+        title: String,
+        bytes: u64,
+        addrs: Vec<serde_bytes::ByteBuf>,
+    },
 }
 
 impl ControlBody {
@@ -81,6 +95,13 @@ impl ControlBody {
             }
             ControlBody::Remove { revoke, .. } if revoke.len() > MAX_REVOCATIONS => {
                 Err(too_long("revocation list", revoke.len(), MAX_REVOCATIONS))
+            }
+            ControlBody::ReplayAvailable { title, .. } if title.len() > MAX_TITLE_BYTES => {
+                Err(too_long("replay title", title.len(), MAX_TITLE_BYTES))
+            }
+            // At most four addresses of bounded length, each a valid multiaddr.
+            ControlBody::ReplayAvailable { addrs, .. } => {
+                crate::replay::parse_addrs(addrs).map(|_| ())
             }
             _ => Ok(()),
         }

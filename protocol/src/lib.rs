@@ -12,6 +12,7 @@
 //! - [`frame`]: audio frames on the wire (fixed layout; relays read the level without decoding).
 //! - [`loudest`]: which speakers the host forwards (the loudest few, by frame level).
 //! - [`snapshot`]: host-signed snapshots, the join handshake, lobby announcements.
+//! - [`replay`]: replays fetched from peers: signed chunk manifests, content, links, the wire.
 //! - [`state`]: room state, a deterministic fold over verified envelopes.
 //! - [`topic`]: gossipsub topic names.
 //! - [`tree`]: the host-rooted relay tree planner (pure state machine).
@@ -27,6 +28,7 @@ pub mod frame;
 pub mod id;
 pub mod link;
 pub mod loudest;
+pub mod replay;
 pub mod room;
 pub mod snapshot;
 pub mod state;

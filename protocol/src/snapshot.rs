@@ -263,6 +263,9 @@ pub enum RoomRequest {
         capacity: u16,
         lost: Option<PeerKey>,
     },
+    /// Asks a community relay to carry a room's audio: to join with this invite link (bound to
+    /// the relay's key) as a listener that feeds many children and plays nothing.
+    Help { link: String },
 }
 
 /// An answer on the room protocol.
@@ -284,6 +287,8 @@ pub enum RoomResponse {
     },
     /// The tree is full for now: ask again later.
     Waiting,
+    /// The relay will join and carry the room's audio.
+    Helping,
 }
 
 impl RoomRequest {

@@ -28,7 +28,8 @@ use crate::Verified;
 use crate::capability::{CapabilityError, NoRevocations, Presenter, VerifyContext};
 use crate::control::ControlBody;
 use crate::envelope::{Authority, Envelope};
-use crate::id::{CapId, PeerKey, Role, RoomId, Timestamp};
+use crate::id::{CapId, PeerKey, RecordingId, Role, RoomId, Timestamp};
+use crate::replay::ManifestId;
 
 /// How often a member says it is still here.
 pub const PRESENCE_INTERVAL_MS: u64 = 5_000;
@@ -325,6 +326,16 @@ pub enum RoomChange {
         member: PeerKey,
         position: TreePosition,
     },
+    /// A replay of a recording can be fetched (see [`ControlBody::ReplayAvailable`]).
+    ReplayAvailable {
+        by: PeerKey,
+        manifest: ManifestId,
+        recording: RecordingId,
+        recorder: PeerKey,
+        title: String,
+        bytes: u64,
+        addrs: Vec<serde_bytes::ByteBuf>,
+    },
 }
 
 /// A member's place in the room's relay tree.
@@ -591,6 +602,22 @@ impl RoomState {
                     });
                 }
             }
+            ControlBody::ReplayAvailable {
+                manifest,
+                recording,
+                recorder,
+                title,
+                bytes,
+                addrs,
+            } => changes.push(RoomChange::ReplayAvailable {
+                by: author,
+                manifest: *manifest,
+                recording: *recording,
+                recorder: *recorder,
+                title: title.clone(),
+                bytes: *bytes,
+                addrs: addrs.clone(),
+            }),
         }
         // Arrivals and departures of the author, whatever the body.
         if let Some(member) = self.members.get(&author) {
@@ -709,7 +736,8 @@ impl RoomState {
             | ControlBody::LowerHand
             | ControlBody::Chat { .. }
             | ControlBody::Reaction { .. }
-            | ControlBody::TreePosition { .. } => Ok(()),
+            | ControlBody::TreePosition { .. }
+            | ControlBody::ReplayAvailable { .. } => Ok(()),
             ControlBody::RaiseHand if role == RoomRole::Host => Err(not_allowed("raise a hand")),
             ControlBody::RaiseHand => Ok(()),
             ControlBody::Promote { target, role: to } => {

@@ -350,6 +350,24 @@ fn control_body() -> impl Strategy<Value = ControlBody> {
         Just(ControlBody::RoomEnded),
         (peer_key(), any::<u16>())
             .prop_map(|(parent, depth)| ControlBody::TreePosition { parent, depth }),
+        (
+            any::<[u8; 16]>(),
+            any::<[u8; 16]>(),
+            peer_key(),
+            text(earshot_protocol::room::MAX_TITLE_BYTES),
+            any::<u64>(),
+            prop::collection::vec(multiaddr(), 0..=earshot_protocol::replay::MAX_REPLAY_ADDRS),
+        )
+            .prop_map(|(manifest, recording, recorder, title, bytes, addrs)| {
+                ControlBody::ReplayAvailable {
+                    manifest: earshot_protocol::replay::ManifestId(manifest),
+                    recording: earshot_protocol::RecordingId(recording),
+                    recorder,
+                    title,
+                    bytes,
+                    addrs: earshot_protocol::replay::addr_bytes(&addrs),
+                }
+            }),
     ]
 }
 

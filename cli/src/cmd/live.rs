@@ -54,6 +54,10 @@ pub struct HostArgs {
     /// How many speakers are forwarded to the room at once (the loudest).
     #[arg(long, default_value_t = earshot_protocol::loudest::DEFAULT_FORWARDED, value_name = "N")]
     forward: usize,
+    /// A community relay to carry the room's audio to many listeners (its address ending in
+    /// /p2p/PEERID; repeatable). `/relay add ADDR` asks one later.
+    #[arg(long, value_name = "MULTIADDR")]
+    relay: Vec<Multiaddr>,
 }
 
 /// A node's upload budget in the relay tree.
@@ -124,6 +128,19 @@ pub fn host(ctx: &Context, args: HostArgs) -> anyhow::Result<Exit> {
         let id = room.descriptor.id;
         // The host's voice goes to the root of the relay tree.
         let relay = AudioRelay::start(node.audio_control(), node.audio_admission());
+        // Replays kept here are served from the host; those published while it runs (say, with
+        // `earshot recordings publish`, through the control socket) are announced to the room.
+        let replays = earshot_node::recording::replay::Replays::open(home.store())?;
+        let _replays = earshot_node::recording::replay::ReplayServer::start(
+            node.audio_control(),
+            replays.clone(),
+        )?;
+        let _announcer = earshot_node::recording::replay::announce_published(
+            node.clone(),
+            &replays,
+            room.descriptor.id,
+            dialable(&node).await,
+        );
         let audio = AudioSession::host(
             &node,
             &relay,
@@ -172,6 +189,9 @@ pub fn host(ctx: &Context, args: HostArgs) -> anyhow::Result<Exit> {
             audio,
             recorder: None,
         };
+        for addr in &args.relay {
+            session.ask_relay(addr).await;
+        }
         // A room created with --record is recorded from the start (and everyone is told).
         if room.descriptor.recording.host_records
             && let Err(err) = node.act(id, ControlBody::RecordingStarted).await
@@ -412,6 +432,7 @@ enum Line {
     Act(ControlBody),
     Tree,
     Audio,
+    Relay(Multiaddr),
     MuteSelf(bool),
     Who,
     Invite { role: Role, expires: Option<String> },
@@ -509,6 +530,52 @@ impl Session<'_> {
                     return self.leave().await;
                 }
             }
+        }
+    }
+
+    /// Asks the community relay at `addr` to carry the room: it gets a listener invite bound to
+    /// its key, joins, and takes many children in the tree.
+    async fn ask_relay(&self, addr: &Multiaddr) {
+        let result = async {
+            let Some(home) = self.home else {
+                bail!("only the host can ask a relay to carry the room");
+            };
+            let Some(Protocol::P2p(relay)) = addr.iter().last() else {
+                bail!("{addr}: a relay's address must end in /p2p/PEERID");
+            };
+            let key = PeerKey::from_peer_id(&relay)
+                .map_err(|err| anyhow::anyhow!("{relay} is not an earshot node: {err}"))?;
+            let room = home.find_room(&self.room.to_string())?;
+            let now = clock::now();
+            let link = home.create_invite(
+                &room,
+                Grant {
+                    audience: Audience::Bound(key),
+                    role: Role::Listener,
+                    not_before: now,
+                    expires_at: now.plus_millis(7 * 24 * 3600 * 1000),
+                    depth: 0,
+                },
+                now,
+            )?;
+            self.node
+                .ask_help(relay, vec![addr.clone()], &link)
+                .await
+                .map_err(|reason| anyhow::anyhow!("the relay at {addr} refused: {reason}"))?;
+            anyhow::Ok(relay)
+        }
+        .await;
+        match result {
+            Ok(relay) => {
+                if self.ctx.json {
+                    print_json(
+                        &json!({"event": "relay_added", "room": self.room.to_string(), "relay": relay.to_string()}),
+                    );
+                } else {
+                    say!("The relay {relay} will carry the room's audio.");
+                }
+            }
+            Err(err) => self.print_error(&format!("{err:#}")),
         }
     }
 
@@ -647,6 +714,7 @@ impl Session<'_> {
                 }
             }
             Line::Help => self.print_help(),
+            Line::Relay(addr) => self.ask_relay(&addr).await,
             Line::Who => self.print_who().await,
             Line::Tree => self.print_tree().await,
             Line::Leave => return Some(self.leave().await),
@@ -730,6 +798,15 @@ impl Session<'_> {
             },
             "who" => Line::Who,
             "tree" => Line::Tree,
+            "relay" => match (rest.first().copied(), rest.get(1)) {
+                (Some("add"), Some(addr)) => Line::Relay(
+                    addr.parse()
+                        .map_err(|err| anyhow::anyhow!("{addr} is not a multiaddr: {err}"))?,
+                ),
+                _ => bail!(
+                    "/relay add MULTIADDR (a community relay's address, ending in /p2p/PEERID)"
+                ),
+            },
             "audio" | "stats" => Line::Audio,
             "mute-self" => Line::MuteSelf(true),
             "unmute-self" => Line::MuteSelf(false),
@@ -832,7 +909,7 @@ impl Session<'_> {
             "Commands:\n  /hand, /unhand            raise or lower your hand\n  \
              /promote PEER [speaker|moderator]\n  /demote PEER              back to the audience \
              (yourself: leave the stage)\n  /mute PEER, /unmute PEER\n  /remove PEER              \
-             remove someone and revoke their link\n  /record start|stop        record the room (host, moderators)\n  /react EMOJI\n  /who                      \
+             remove someone and revoke their link\n  /record start|stop        record the room (host, moderators)\n  /relay add MULTIADDR      a community relay carries the room (host)\n  /react EMOJI\n  /who                      \
              who is here\n  /tree                     the relay tree\n  /audio                    your audio: parent, loss, delay, latency\n  /mute-self, /unmute-self  your microphone off or on\n  /invite ROLE [EXPIRY]     a new link (host)\n  /leave                    \
              leave the room\n  /end                      end the room (host)\n  anything else is chat"
         );
@@ -1137,6 +1214,16 @@ impl Session<'_> {
                 n(&position.parent),
                 position.depth
             ),
+            RoomChange::ReplayAvailable {
+                by, title, bytes, ..
+            } => format!(
+                "▶ {} shared a replay of \"{title}\" ({} KiB): earshot recordings fetch {}",
+                n(by),
+                bytes / 1024,
+                replay_link(change)
+                    .map(|link| link.encode())
+                    .unwrap_or_default()
+            ),
         }
     }
 
@@ -1185,10 +1272,42 @@ impl Session<'_> {
                 "event": "tree_moved", "member": peer(member), "name": self.name(member),
                 "parent": peer(&position.parent), "depth": position.depth,
             }),
+            RoomChange::ReplayAvailable {
+                by,
+                manifest,
+                recording,
+                recorder,
+                title,
+                bytes,
+                ..
+            } => json!({
+                "event": "replay_available", "by": peer(by), "name": self.name(by),
+                "manifest": manifest.to_string(), "recording": recording.to_string(),
+                "recorder": peer(recorder), "title": title, "bytes": bytes,
+                "link": replay_link(change).map(|link| link.encode()),
+            }),
         };
         value["room"] = json!(self.room.to_string());
         value
     }
+}
+
+/// The replay link a "replay available" announcement amounts to.
+fn replay_link(change: &RoomChange) -> Option<earshot_protocol::replay::ReplayLink> {
+    let RoomChange::ReplayAvailable {
+        manifest,
+        recorder,
+        addrs,
+        ..
+    } = change
+    else {
+        return None;
+    };
+    Some(earshot_protocol::replay::ReplayLink {
+        manifest: *manifest,
+        recorder: *recorder,
+        addrs: earshot_protocol::replay::parse_addrs(addrs).unwrap_or_default(),
+    })
 }
 
 fn article(role: RoomRole) -> &'static str {

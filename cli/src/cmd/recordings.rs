@@ -1,7 +1,9 @@
-//! `earshot recordings`: what this node recorded, exported to files, played, deleted.
+//! `earshot recordings`: what this node recorded, exported to files, played, deleted; and
+//! replays: published for peers (`publish`), served (`serve`) and fetched from them (`fetch`).
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
@@ -12,9 +14,19 @@ use earshot_protocol::PeerKey;
 use earshot_protocol::frame::SpeakerId;
 use serde_json::{Value, json};
 
+use earshot_node::home::Home;
+use earshot_node::identity::Identity;
+use earshot_node::net::NetConfig;
+use earshot_node::node::{Node, NodeConfig};
+use earshot_node::recording::replay::{
+    self, FetchEvent, FetchReport, FetchRequest, Holder, ReplayServer, Replays,
+};
+use earshot_protocol::replay::{ManifestId, ReplayLink, ReplayManifest};
+use multiaddr::{Multiaddr, Protocol};
+
 use super::Context;
 use crate::Exit;
-use crate::output::{print_json, say};
+use crate::output::{print_json, say, shout};
 
 #[derive(Debug, Subcommand)]
 pub enum RecordingsCommand {
@@ -41,6 +53,28 @@ pub enum RecordingsCommand {
     },
     /// Deletes a recording and its audio.
     Delete { id: String },
+    /// Makes a recording fetchable by peers: signs a manifest of its chunks and prints a replay
+    /// link. While this node hosts the recording's room, the room is told.
+    Publish { id: String },
+    /// Fetches a replay from the peers holding it (a replay link, or a manifest id with
+    /// --from), verifying every chunk; an interrupted fetch resumes. The recording then joins
+    /// the local ones, and this node can serve it too.
+    Fetch {
+        /// `earshot://replay/…`, or a manifest id.
+        target: String,
+        /// A node that holds the replay, `…/p2p/PEER_ID` (repeatable).
+        #[arg(long, value_name = "MULTIADDR")]
+        from: Vec<Multiaddr>,
+        /// Where this node listens while fetching. Default: any free QUIC port.
+        #[arg(long, value_name = "MULTIADDR")]
+        listen: Vec<Multiaddr>,
+    },
+    /// Serves every published and fetched replay kept here until Ctrl-C or SIGTERM.
+    Serve {
+        /// Where to listen (repeatable). Default: any free QUIC port on all interfaces.
+        #[arg(long, value_name = "MULTIADDR")]
+        listen: Vec<Multiaddr>,
+    },
 }
 
 pub fn run(ctx: &Context, command: RecordingsCommand) -> anyhow::Result<Exit> {
@@ -187,6 +221,13 @@ pub fn run(ctx: &Context, command: RecordingsCommand) -> anyhow::Result<Exit> {
                 }
             }
         }
+        RecordingsCommand::Publish { id } => publish(ctx, &home, &id)?,
+        RecordingsCommand::Fetch {
+            target,
+            from,
+            listen,
+        } => return fetch(ctx, &home, &target, from, listen),
+        RecordingsCommand::Serve { listen } => serve(ctx, &home, listen)?,
         RecordingsCommand::Delete { id } => {
             let meta = recordings.find(&id)?;
             recordings.delete(&meta.id)?;
@@ -318,4 +359,391 @@ impl Progress {
             eprintln!();
         }
     }
+}
+
+/// Where replay nodes listen by default: any free QUIC port.
+const ANY_QUIC: &str = "/ip4/0.0.0.0/udp/0/quic-v1";
+
+fn publish(ctx: &Context, home: &Home, id: &str) -> anyhow::Result<()> {
+    let meta = home.recordings().find(id)?;
+    let replays = Replays::open(home.store())?;
+    let manifest = replays
+        .publish(home.recordings(), &meta, home.identity().signing_key())
+        .with_context(|| format!("publishing recording {}", meta.id.short()))?;
+    let me = home.identity().peer_id();
+    // Where this node can be reached: the addresses of the room, if it hosts it.
+    let addrs: Vec<Multiaddr> = home
+        .store()
+        .room(&meta.room)?
+        .map(|room| earshot_node::home::advertised_addrs(&room.listen))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|addr| addr.with(Protocol::P2p(me)))
+        .collect();
+    let link = ReplayLink {
+        manifest: manifest.id(),
+        recorder: manifest.recorder,
+        addrs,
+    };
+    if ctx.json {
+        print_json(&json!({
+            "event": "published",
+            "recording": meta.id.to_string(),
+            "manifest": link.manifest.to_string(),
+            "link": link.encode(),
+            "chunks": manifest.chunks.len(),
+            "bytes": manifest.total_bytes,
+            "addrs": link.addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        }));
+    } else {
+        say!(
+            "Published \"{}\" ({} chunks, {} KiB) as replay {}",
+            meta.title,
+            manifest.chunks.len(),
+            manifest.total_bytes / 1024,
+            link.manifest
+        );
+        say!("Replay link:\n{link}");
+        if link.addrs.is_empty() {
+            say!(
+                "This node's addresses are not known here: serve it with `earshot recordings \
+                 serve` (or `earshot host`) and fetch with --from ADDRESS."
+            );
+        }
+    }
+    Ok(())
+}
+
+fn fetch(
+    ctx: &Context,
+    home: &Arc<Home>,
+    target: &str,
+    from: Vec<Multiaddr>,
+    listen: Vec<Multiaddr>,
+) -> anyhow::Result<Exit> {
+    if ctx.shared.is_some() {
+        bail!(
+            "a running node holds this data directory: stop it first (or use another --home) to \
+             fetch"
+        );
+    }
+    let (manifest, recorder, mut holders) =
+        if target.trim().to_ascii_lowercase().starts_with("earshot://") {
+            match ReplayLink::decode(target) {
+                Ok(link) => {
+                    let recorder = link
+                        .recorder
+                        .to_peer_id()
+                        .context("the replay link names an invalid recorder key")?;
+                    (
+                        link.manifest,
+                        Some(link.recorder),
+                        holders_of(recorder, &link.addrs),
+                    )
+                }
+                Err(err) => {
+                    shout!("earshot: {err}");
+                    return Ok(Exit(2));
+                }
+            }
+        } else {
+            match target.parse::<ManifestId>() {
+                Ok(id) => (id, None, Vec::new()),
+                Err(err) => {
+                    shout!("earshot: {target:?} is neither a replay link nor a manifest id: {err}");
+                    return Ok(Exit(2));
+                }
+            }
+        };
+    for addr in &from {
+        let Some(Protocol::P2p(peer)) = addr.iter().last() else {
+            shout!("earshot: --from {addr} must end in /p2p/PEER_ID");
+            return Ok(Exit(2));
+        };
+        add_holder(&mut holders, peer, addr.clone());
+    }
+    let listen = if listen.is_empty() {
+        vec![ANY_QUIC.parse()?]
+    } else {
+        listen
+    };
+    let replays = Replays::open(home.store())?;
+    let identity = home.identity().clone();
+    let json = ctx.json;
+    let report = runtime()?.block_on(async move {
+        let node = spawn_node(identity, listen).await?;
+        let bar = Arc::new(Progress::new(json, "Fetching"));
+        let on_event = {
+            let bar = Arc::clone(&bar);
+            Arc::new(move |event: &FetchEvent| print_fetch_event(json, &bar, event))
+        };
+        let result = replay::fetch(
+            &node,
+            &replays,
+            home.recordings(),
+            FetchRequest {
+                manifest,
+                recorder,
+                holders,
+            },
+            on_event,
+        )
+        .await;
+        bar.done();
+        node.shutdown().await;
+        anyhow::Ok(result?)
+    })?;
+    print_fetched(ctx, &report);
+    Ok(Exit(0))
+}
+
+/// Holders from a replay link: each address ending in `/p2p/…` is that node's, the others the
+/// recorder's.
+fn holders_of(recorder: multiaddr::PeerId, addrs: &[Multiaddr]) -> Vec<Holder> {
+    let mut holders = Vec::new();
+    for addr in addrs {
+        let peer = match addr.iter().last() {
+            Some(Protocol::P2p(peer)) => peer,
+            _ => recorder,
+        };
+        add_holder(&mut holders, peer, addr.clone());
+    }
+    if holders.is_empty() {
+        holders.push(Holder {
+            peer: recorder,
+            addrs: Vec::new(),
+        });
+    }
+    holders
+}
+
+fn add_holder(holders: &mut Vec<Holder>, peer: multiaddr::PeerId, mut addr: Multiaddr) {
+    if matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
+        addr.pop();
+    }
+    match holders.iter_mut().find(|holder| holder.peer == peer) {
+        Some(holder) => holder.addrs.push(addr),
+        None => holders.push(Holder {
+            peer,
+            addrs: vec![addr],
+        }),
+    }
+}
+
+fn print_fetch_event(json: bool, bar: &Progress, event: &FetchEvent) {
+    if json {
+        let value = match event {
+            FetchEvent::HolderFailed { peer, reason } => {
+                json!({"event": "holder_failed", "peer": peer.to_string(), "reason": reason})
+            }
+            FetchEvent::Manifest {
+                from,
+                title,
+                chunks,
+                bytes,
+                held,
+            } => json!({
+                "event": "manifest", "from": from.map(|p| p.to_string()), "title": title,
+                "chunks": chunks, "bytes": bytes, "held": held,
+            }),
+            FetchEvent::BadManifest { from, reason } => {
+                json!({"event": "bad_manifest", "from": from.to_string(), "reason": reason})
+            }
+            FetchEvent::Chunk {
+                index,
+                from,
+                done,
+                total,
+            } => json!({
+                "event": "chunk", "index": index, "from": from.to_string(), "done": done,
+                "total": total,
+            }),
+            FetchEvent::BadChunk {
+                index,
+                from,
+                reason,
+            } => json!({
+                "event": "bad_chunk", "index": index, "from": from.to_string(), "reason": reason,
+            }),
+        };
+        print_json(&value);
+        return;
+    }
+    match event {
+        FetchEvent::HolderFailed { peer, reason } => {
+            shout!("! {peer} cannot serve this replay: {reason}");
+        }
+        FetchEvent::Manifest { title, held, .. } if *held > 0 => {
+            shout!("Resuming \"{title}\" ({held} chunks already here)");
+        }
+        FetchEvent::Manifest { .. } => {}
+        FetchEvent::BadManifest { from, reason } => {
+            shout!("! {from} sent a manifest that is refused: {reason}");
+        }
+        FetchEvent::Chunk { done, total, .. } => {
+            bar.show(*done as f64 / (*total).max(1) as f64);
+        }
+        FetchEvent::BadChunk {
+            index,
+            from,
+            reason,
+        } => {
+            shout!("! {from} sent a bad chunk {index} ({reason}); fetching it from another holder");
+        }
+    }
+}
+
+fn print_fetched(ctx: &Context, report: &FetchReport) {
+    let secs = report.elapsed.as_secs_f64();
+    let rate = report.bytes as f64 / 1e6 / secs.max(1e-9);
+    if ctx.json {
+        print_json(&json!({
+            "event": "fetched",
+            "manifest": report.id.to_string(),
+            "recording": report.recording.id.to_string(),
+            "title": report.recording.title,
+            "chunks": report.manifest.chunks.len(),
+            "fetched": report.fetched,
+            "resumed": report.resumed,
+            "bad_chunks": report.bad_chunks,
+            "bytes": report.bytes,
+            "seconds": secs,
+            "mb_per_s": rate,
+        }));
+    } else {
+        say!(
+            "Fetched \"{}\" as recording {} ({} chunks fetched{}{}, {:.1} MB in {:.2} s, {:.1} MB/s)",
+            report.recording.title,
+            report.recording.id.short(),
+            report.fetched,
+            if report.resumed > 0 {
+                format!(", {} already here", report.resumed)
+            } else {
+                String::new()
+            },
+            if report.bad_chunks > 0 {
+                format!(
+                    ", {} bad chunks refused and fetched again",
+                    report.bad_chunks
+                )
+            } else {
+                String::new()
+            },
+            report.bytes as f64 / 1e6,
+            secs,
+            rate
+        );
+        say!(
+            "Export it with `earshot recordings export {} FILE.opus`",
+            report.recording.id.short()
+        );
+    }
+}
+
+fn serve(ctx: &Context, home: &Arc<Home>, listen: Vec<Multiaddr>) -> anyhow::Result<()> {
+    if ctx.shared.is_some() {
+        bail!("this data directory is already served by a running node");
+    }
+    let listen = if listen.is_empty() {
+        vec![ANY_QUIC.parse()?]
+    } else {
+        listen
+    };
+    let replays = Replays::open(home.store())?;
+    let kept = replays.list()?;
+    let identity = home.identity().clone();
+    let home = Arc::clone(home);
+    let json = ctx.json;
+    runtime()?.block_on(async move {
+        let node = spawn_node(identity, listen).await?;
+        let serving = Arc::clone(&home);
+        // Other commands on this data directory (say, `publish`) run through this node.
+        let _control = earshot_node::control::serve(home.dir(), move |request| {
+            crate::serve_command(Arc::clone(&serving), request)
+        })?;
+        let _server = ReplayServer::start(node.audio_control(), replays)?;
+        let me = node.peer_id();
+        let addrs: Vec<Multiaddr> = node
+            .listen_addrs()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|addr| {
+                !matches!(addr.iter().next(), Some(Protocol::Ip4(ip)) if ip.is_unspecified())
+            })
+            .map(|addr| addr.with(Protocol::P2p(me)))
+            .collect();
+        let listed: Vec<Value> = kept
+            .iter()
+            .map(|kept| {
+                json!({
+                    "manifest": kept.id.to_string(),
+                    "recording": kept.manifest.recording.to_string(),
+                    "title": kept.manifest.title,
+                    "chunks": kept.manifest.chunks.len(),
+                    "held": kept.chunks_held,
+                    "link": link_for(&kept.manifest, &addrs).encode(),
+                })
+            })
+            .collect();
+        if json {
+            print_json(&json!({
+                "event": "serving",
+                "peer_id": me.to_string(),
+                "addrs": addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "replays": listed,
+            }));
+        } else {
+            say!("Serving {} replays as {me}", kept.len());
+            for addr in &addrs {
+                say!("  reachable at {addr}");
+            }
+            for kept in &kept {
+                say!(
+                    "  \"{}\" ({}/{} chunks): {}",
+                    kept.manifest.title,
+                    kept.chunks_held,
+                    kept.manifest.chunks.len(),
+                    link_for(&kept.manifest, &addrs)
+                );
+            }
+            say!("Ctrl-C stops.");
+        }
+        let mut sigterm =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = sigterm.recv() => {}
+        }
+        node.shutdown().await;
+        anyhow::Ok(())
+    })
+}
+
+fn link_for(manifest: &ReplayManifest, addrs: &[Multiaddr]) -> ReplayLink {
+    ReplayLink {
+        manifest: manifest.id(),
+        recorder: manifest.recorder,
+        addrs: addrs.to_vec(),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+async fn spawn_node(identity: Identity, listen: Vec<Multiaddr>) -> anyhow::Result<Node> {
+    Ok(Node::spawn(
+        identity,
+        NodeConfig {
+            listen,
+            bootstrap: Vec::new(),
+            net: NetConfig::default(),
+            max_children: earshot_node::node::DEFAULT_MAX_CHILDREN,
+        },
+    )
+    .await?)
 }

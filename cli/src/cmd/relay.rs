@@ -17,6 +17,15 @@ use earshot_node::node::{Node, NodeConfig};
 use multiaddr::{Multiaddr, Protocol};
 use serde_json::json;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use earshot_node::node::NodeEvent;
+use earshot_node::relay::AudioRelay;
+use earshot_node::session::AudioSession;
+use earshot_protocol::{InviteLink, RoomId};
+use multiaddr::PeerId;
+
 use super::Context;
 use super::relay_config::{self, RelayConfig};
 use crate::Exit;
@@ -39,12 +48,11 @@ pub struct RelayArgs {
 }
 
 pub fn relay(ctx: &Context, args: RelayArgs) -> anyhow::Result<Exit> {
-    let mut config = relay_config::load(args.config.as_deref()).with_context(|| {
-        match &args.config {
+    let mut config =
+        relay_config::load(args.config.as_deref()).with_context(|| match &args.config {
             Some(path) => format!("reading the relay configuration {}", path.display()),
             None => "the relay configuration".to_owned(),
-        }
-    })?;
+        })?;
     config.merge_cli(args.listen, args.metrics);
     if args.print_config {
         print!("{}", config.to_toml());
@@ -82,6 +90,7 @@ async fn run(identity: Identity, config: RelayConfig, json: bool) -> anyhow::Res
                 }),
                 max_connections: Some(config.max_connections.get()),
                 max_connections_per_peer: Some(config.max_connections_per_peer.get()),
+                help_rooms: config.max_rooms.get(),
                 ..NetConfig::default()
             },
             max_children: config.children_per_room(),
@@ -100,8 +109,25 @@ async fn run(identity: Identity, config: RelayConfig, json: bool) -> anyhow::Res
         .map(|addr| addr.with(Protocol::P2p(node.peer_id())))
         .collect();
 
+    let mut events = node.subscribe();
+    let audio = AudioRelay::start(node.audio_control(), node.audio_admission());
+    let carried: Carried = Arc::new(Mutex::new(HashMap::new()));
     let metrics = Metrics::new();
     let stats = node.net_stats();
+    let rooms = metrics.gauge("earshot_rooms", "Rooms this relay carries now");
+    let children = metrics.gauge(
+        "earshot_children",
+        "Listeners this relay feeds now, all rooms together",
+    );
+    let forwarded = metrics.counter(
+        "earshot_frames_forwarded_total",
+        "Audio frames received and passed down the tree",
+    );
+    let dropped = metrics.counter(
+        "earshot_frames_dropped_total",
+        "Frame copies skipped for children that fell behind",
+    );
+    let carrying = Arc::clone(&carried);
     let peers = metrics.gauge("earshot_peers", "Peers connected now");
     let connections = metrics.gauge("earshot_connections", "Connections open now");
     let reservations = metrics.gauge(
@@ -132,6 +158,12 @@ async fn run(identity: Identity, config: RelayConfig, json: bool) -> anyhow::Res
                 stats.reservations_denied.load(Ordering::Relaxed)
                     + stats.circuits_denied.load(Ordering::Relaxed),
             );
+            let sessions = lock(&carrying);
+            rooms.set(sessions.len() as i64);
+            let statuses: Vec<_> = sessions.values().map(AudioSession::status).collect();
+            children.set(statuses.iter().map(|s| s.children as i64).sum());
+            forwarded.set(statuses.iter().map(|s| s.received).sum());
+            dropped.set(statuses.iter().map(|s| s.dropped).sum());
         }
     });
     let served = match config.metrics {
@@ -165,9 +197,29 @@ async fn run(identity: Identity, config: RelayConfig, json: bool) -> anyhow::Res
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("watching for SIGTERM")?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = sigterm.recv() => {}
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = sigterm.recv() => break,
+            event = events.recv() => match event {
+                Ok(NodeEvent::HelpRequested { from, link }) => {
+                    tokio::spawn(carry(node.clone(), audio.clone(), Arc::clone(&carried), *link, from, json));
+                }
+                Ok(NodeEvent::RoomClosed { room, .. }) => {
+                    lock(&carried).remove(&room);
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            },
+        }
+    }
+    // Children are handed over to other parents before the relay goes.
+    let sessions: Vec<(RoomId, AudioSession)> = lock(&carried).drain().collect();
+    for (room, session) in sessions {
+        if let Err(err) = session.finish().await {
+            tracing::warn!(%room, %err, "handing the room over");
+        }
+        let _ = node.leave(room).await;
     }
     updater.abort();
     if let Some((_, task)) = served {
@@ -180,4 +232,49 @@ async fn run(identity: Identity, config: RelayConfig, json: bool) -> anyhow::Res
         say!("Relay stopped.");
     }
     Ok(0)
+}
+
+/// The rooms this relay carries.
+type Carried = Arc<Mutex<HashMap<RoomId, AudioSession>>>;
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Joins a room a host asked this relay to carry, and takes its place in the tree.
+async fn carry(
+    node: Node,
+    audio: AudioRelay,
+    carried: Carried,
+    link: InviteLink,
+    host: PeerId,
+    json: bool,
+) {
+    let room = link.capability.room;
+    match node.join(link, "relay").await {
+        Ok(view) => {
+            let session = AudioSession::carry(&node, &audio, room);
+            lock(&carried).insert(room, session);
+            if json {
+                print_json(&json!({
+                    "event": "carrying",
+                    "room": room.to_string(),
+                    "title": view.descriptor.title,
+                    "host": host.to_string(),
+                }));
+            } else {
+                say!("Carrying \"{}\" ({room}) for {host}", view.descriptor.title);
+            }
+        }
+        Err(err) => {
+            tracing::warn!(%room, %err, "could not join a room a host asked to carry");
+            if json {
+                print_json(
+                    &json!({"event": "error", "room": room.to_string(), "message": err.to_string()}),
+                );
+            }
+        }
+    }
 }

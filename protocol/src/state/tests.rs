@@ -2289,3 +2289,77 @@ fn members_say_where_they_are_in_the_relay_tree() {
         ),
     ]);
 }
+
+fn replay_available(title: &str) -> ControlBody {
+    ControlBody::ReplayAvailable {
+        manifest: crate::replay::ManifestId([9; 16]),
+        recording: crate::id::RecordingId([8; 16]),
+        recorder: pk(HOST),
+        title: title.into(),
+        bytes: 1234,
+        addrs: Vec::new(),
+    }
+}
+
+fn replay_announced(by: u8, title: &str) -> RoomChange {
+    RoomChange::ReplayAvailable {
+        by: pk(by),
+        manifest: crate::replay::ManifestId([9; 16]),
+        recording: crate::id::RecordingId([8; 16]),
+        recorder: pk(HOST),
+        title: title.into(),
+        bytes: 1234,
+        addrs: Vec::new(),
+    }
+}
+
+#[test]
+fn replay_announcements() {
+    check_all(&[
+        case(
+            "the host announces a replay; so may a listener (the manifest is signed)",
+            vec![
+                host_joins(),
+                host(replay_available("Book club")).ok([replay_announced(HOST, "Book club")]),
+                listener_joins(ALICE),
+                by(ALICE, by_ref(&link()), replay_available("Book club"))
+                    .ok([replay_announced(ALICE, "Book club")]),
+            ],
+            view().present(&[("hana", Host), ("alice", Listener)]),
+        ),
+        case(
+            "an outsider cannot announce",
+            vec![
+                host_joins(),
+                by(MALLORY, Authority::Host, replay_available("x")).err(Rejected::NotHost {
+                    author: pk(MALLORY),
+                }),
+            ],
+            view().present(&[("hana", Host)]),
+        ),
+    ]);
+    let long = ControlBody::ReplayAvailable {
+        manifest: crate::replay::ManifestId([9; 16]),
+        recording: crate::id::RecordingId([8; 16]),
+        recorder: pk(HOST),
+        title: "x".repeat(crate::room::MAX_TITLE_BYTES + 1),
+        bytes: 0,
+        addrs: Vec::new(),
+    };
+    assert!(matches!(
+        long.check_limits(),
+        Err(crate::codec::DecodeError::FieldTooLong { .. })
+    ));
+    let bad_addr = ControlBody::ReplayAvailable {
+        manifest: crate::replay::ManifestId([9; 16]),
+        recording: crate::id::RecordingId([8; 16]),
+        recorder: pk(HOST),
+        title: String::new(),
+        bytes: 0,
+        addrs: vec![serde_bytes::ByteBuf::from(vec![0xff])],
+    };
+    assert_eq!(
+        bad_addr.check_limits(),
+        Err(crate::codec::DecodeError::BadAddress)
+    );
+}

@@ -1,0 +1,598 @@
+//! Table tests for replay manifests, content, links and the wire: one `check` per area and
+//! many tiny cases, plus garbage that must never panic.
+
+use ed25519_dalek::SigningKey;
+
+use super::*;
+
+fn key(seed: u8) -> SigningKey {
+    SigningKey::from_bytes(&[seed; 32])
+}
+
+fn pk(seed: u8) -> PeerKey {
+    PeerKey::from(&key(seed))
+}
+
+fn content(frames: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for i in 0..frames {
+        ReplayFrame {
+            at: i as u64 * 960,
+            speaker: (i % 3) as u32,
+            level: 20,
+            payload: vec![i as u8; 50 + i % 30],
+        }
+        .write_to(&mut out)
+        .expect("payload fits");
+    }
+    out
+}
+
+fn spec_for(content: &[u8], chunk_bytes: u32) -> ManifestSpec {
+    ManifestSpec {
+        recording: RecordingId([3; 16]),
+        room: RoomId([4; 16]),
+        title: "Book club".into(),
+        host: pk(1),
+        started_at: Timestamp(1_800_000_000_000),
+        duration_samples: 48_000,
+        frames: 100,
+        speakers: vec![
+            ReplaySpeaker {
+                id: 0,
+                key: Some(pk(1)),
+                name: "ana".into(),
+                frames: 34,
+            },
+            ReplaySpeaker {
+                id: 2,
+                key: None,
+                name: "speaker 00000002".into(),
+                frames: 33,
+            },
+        ],
+        chunk_bytes,
+        total_bytes: content.len() as u64,
+        chunks: content
+            .chunks(chunk_bytes as usize)
+            .map(ChunkHash::of)
+            .collect(),
+    }
+}
+
+fn typical() -> (ReplayManifest, Vec<u8>) {
+    let content = content(100);
+    let manifest = ReplayManifest::sign(&key(1), spec_for(&content, MIN_CHUNK_BYTES))
+        .expect("a valid manifest");
+    (manifest, content)
+}
+
+/// Re-signs a manifest after `change`, so that only the rule under test fails.
+fn resigned(change: impl FnOnce(&mut ReplayManifest)) -> ReplayManifest {
+    let (mut manifest, _) = typical();
+    change(&mut manifest);
+    manifest.signature = Sig::sign(&key(1), SIGNATURE_DOMAIN, &manifest.signed_bytes());
+    manifest
+}
+
+fn check(name: &str, manifest: &ReplayManifest, expected: Result<(), ManifestError>) {
+    let found = ReplayManifest::decode_verified(&manifest.encode()).map(|_| ());
+    assert_eq!(found, expected, "{name}");
+}
+
+#[test]
+fn manifests_round_trip_and_every_rule_is_enforced() {
+    let (manifest, _) = typical();
+    check("a typical manifest", &manifest, Ok(()));
+    assert_eq!(
+        ReplayManifest::decode_verified(&manifest.encode())
+            .expect("verifies")
+            .into_inner(),
+        manifest
+    );
+    assert!(
+        manifest.chunks.len() > 3,
+        "the fixture spans several chunks"
+    );
+
+    let mut forged = manifest.clone();
+    forged.title = "Another club".into();
+    check(
+        "a changed field breaks the signature",
+        &forged,
+        Err(ManifestError::BadSignature { recorder: pk(1) }),
+    );
+    let mut stolen = manifest.clone();
+    stolen.recorder = pk(2);
+    check(
+        "another recorder's name on it",
+        &stolen,
+        Err(ManifestError::BadSignature { recorder: pk(2) }),
+    );
+    let mut bad_key = manifest.clone();
+    bad_key.recorder = PeerKey([0xff; 32]);
+    check(
+        "a recorder key that is no key",
+        &bad_key,
+        Err(ManifestError::BadSignature {
+            recorder: PeerKey([0xff; 32]),
+        }),
+    );
+    check(
+        "a version from the future",
+        &resigned(|m| m.version = 2),
+        Err(ManifestError::UnsupportedVersion { found: 2 }),
+    );
+    check(
+        "one chunk hash missing",
+        &resigned(|m| {
+            m.chunks.pop();
+        }),
+        Err(ManifestError::ChunkCount {
+            found: manifest.chunks.len() - 1,
+            expected: manifest.chunks.len() as u64,
+            total_bytes: manifest.total_bytes,
+            chunk_bytes: MIN_CHUNK_BYTES,
+        }),
+    );
+    check(
+        "total bytes that need one more chunk",
+        &resigned(|m| m.total_bytes = m.chunks.len() as u64 * u64::from(MIN_CHUNK_BYTES) + 1),
+        Err(ManifestError::ChunkCount {
+            found: manifest.chunks.len(),
+            expected: manifest.chunks.len() as u64 + 1,
+            total_bytes: manifest.chunks.len() as u64 * u64::from(MIN_CHUNK_BYTES) + 1,
+            chunk_bytes: MIN_CHUNK_BYTES,
+        }),
+    );
+    check(
+        "a chunk size too small",
+        &resigned(|m| m.chunk_bytes = 16),
+        Err(ManifestError::ChunkSize { chunk_bytes: 16 }),
+    );
+    check(
+        "a chunk size too large",
+        &resigned(|m| m.chunk_bytes = MAX_CHUNK_BYTES + 1),
+        Err(ManifestError::ChunkSize {
+            chunk_bytes: MAX_CHUNK_BYTES + 1,
+        }),
+    );
+    check(
+        "a title too long",
+        &resigned(|m| m.title = "x".repeat(MAX_TITLE_BYTES + 1)),
+        Err(DecodeError::FieldTooLong {
+            field: "replay title",
+            len: MAX_TITLE_BYTES + 1,
+            max: MAX_TITLE_BYTES,
+        }
+        .into()),
+    );
+    check(
+        "a speaker name too long",
+        &resigned(|m| m.speakers[0].name = "x".repeat(MAX_NAME_BYTES + 1)),
+        Err(DecodeError::FieldTooLong {
+            field: "speaker name",
+            len: MAX_NAME_BYTES + 1,
+            max: MAX_NAME_BYTES,
+        }
+        .into()),
+    );
+    check(
+        "speakers out of order",
+        &resigned(|m| m.speakers.reverse()),
+        Err(ManifestError::SpeakerOrder { id: 0 }),
+    );
+    check(
+        "too many speakers",
+        &resigned(|m| {
+            m.speakers = (0..=MAX_SPEAKERS as u32)
+                .map(|id| ReplaySpeaker {
+                    id,
+                    key: None,
+                    name: String::new(),
+                    frames: 0,
+                })
+                .collect();
+        }),
+        Err(ManifestError::TooManySpeakers {
+            count: MAX_SPEAKERS + 1,
+        }),
+    );
+    check(
+        "too many chunks",
+        &resigned(|m| {
+            m.chunks = vec![ChunkHash([0; 32]); MAX_CHUNKS + 1];
+            m.total_bytes = (MAX_CHUNKS as u64 + 1) * u64::from(MIN_CHUNK_BYTES);
+        }),
+        Err(ManifestError::TooManyChunks {
+            count: MAX_CHUNKS + 1,
+        }),
+    );
+}
+
+#[test]
+fn signing_refuses_what_decoding_would_refuse() {
+    let content = content(10);
+    let mut spec = spec_for(&content, MIN_CHUNK_BYTES);
+    spec.chunks.push(ChunkHash([0; 32]));
+    assert!(matches!(
+        ReplayManifest::sign(&key(1), spec),
+        Err(ManifestError::ChunkCount { .. })
+    ));
+}
+
+#[test]
+fn the_largest_manifest_fits() {
+    let spec = ManifestSpec {
+        title: "é".repeat(MAX_TITLE_BYTES / 2),
+        speakers: (0..MAX_SPEAKERS as u32)
+            .map(|id| ReplaySpeaker {
+                id,
+                key: Some(pk(1)),
+                name: "é".repeat(MAX_NAME_BYTES / 2),
+                frames: u64::MAX,
+            })
+            .collect(),
+        chunk_bytes: DEFAULT_CHUNK_BYTES,
+        total_bytes: MAX_CHUNKS as u64 * u64::from(DEFAULT_CHUNK_BYTES),
+        chunks: vec![ChunkHash([9; 32]); MAX_CHUNKS],
+        ..spec_for(&[], DEFAULT_CHUNK_BYTES)
+    };
+    let manifest = ReplayManifest::sign(&key(1), spec).expect("fits");
+    let bytes = manifest.encode();
+    assert!(bytes.len() <= MAX_MANIFEST_BYTES, "{}", bytes.len());
+    let response = ReplayResponse::Manifest(serde_bytes::ByteBuf::from(bytes)).encode();
+    assert!(response.len() <= MAX_RESPONSE_BYTES);
+    ReplayManifest::decode_verified(&manifest.encode()).expect("verifies");
+}
+
+#[test]
+fn served_manifests_are_checked_against_the_id_and_the_recorder() {
+    let (manifest, _) = typical();
+    let bytes = manifest.encode();
+    let id = manifest.id();
+    assert_eq!(id, ManifestId::of(&bytes));
+    let check = |bytes: &[u8], id, recorder, expected: Result<(), ManifestError>| {
+        assert_eq!(
+            ReplayManifest::decode_for(bytes, id, recorder).map(|_| ()),
+            expected
+        );
+    };
+    check(&bytes, id, Some(pk(1)), Ok(()));
+    check(&bytes, id, None, Ok(()));
+    check(
+        &bytes,
+        id,
+        Some(pk(2)),
+        Err(ManifestError::WrongRecorder {
+            expected: pk(2),
+            found: pk(1),
+        }),
+    );
+    let other = ManifestId([0; 16]);
+    check(
+        &bytes,
+        other,
+        None,
+        Err(ManifestError::WrongId {
+            expected: other,
+            found: id,
+        }),
+    );
+    // A forged manifest has another id; signed by someone else under the recorder's name, it
+    // is refused on its signature even when asked for by its own id.
+    let mut forged = manifest.clone();
+    forged.signature = Sig::sign(&key(2), SIGNATURE_DOMAIN, &forged.signed_bytes());
+    let forged = forged.encode();
+    check(
+        &forged,
+        ManifestId::of(&forged),
+        Some(pk(1)),
+        Err(ManifestError::BadSignature { recorder: pk(1) }),
+    );
+    check(
+        &vec![0; MAX_MANIFEST_BYTES + 1],
+        id,
+        None,
+        Err(DecodeError::TooLarge {
+            len: MAX_MANIFEST_BYTES + 1,
+            max: MAX_MANIFEST_BYTES,
+        }
+        .into()),
+    );
+}
+
+#[test]
+fn chunks_are_checked_by_length_and_hash() {
+    let (manifest, content) = typical();
+    let chunk_bytes = MIN_CHUNK_BYTES as usize;
+    let last = manifest.chunks.len() as u32 - 1;
+    for (index, chunk) in content.chunks(chunk_bytes).enumerate() {
+        assert_eq!(manifest.check_chunk(index as u32, chunk), Ok(()));
+    }
+    assert_eq!(
+        manifest.chunk_len(last),
+        Some(content.len() - last as usize * chunk_bytes)
+    );
+    let mut flipped = content[..chunk_bytes].to_vec();
+    flipped[17] ^= 1;
+    let check = |index, bytes: &[u8], expected| {
+        assert_eq!(manifest.check_chunk(index, bytes), expected);
+    };
+    check(0, &flipped, Err(ChunkError::HashMismatch { index: 0 }));
+    check(
+        1,
+        &content[..chunk_bytes],
+        Err(ChunkError::HashMismatch { index: 1 }),
+    );
+    check(
+        0,
+        &content[..10],
+        Err(ChunkError::WrongLength {
+            index: 0,
+            len: 10,
+            expected: chunk_bytes,
+        }),
+    );
+    check(
+        last + 1,
+        &[],
+        Err(ChunkError::OutOfRange {
+            index: last + 1,
+            chunks: manifest.chunks.len(),
+        }),
+    );
+    check(
+        u32::MAX,
+        &[],
+        Err(ChunkError::OutOfRange {
+            index: u32::MAX,
+            chunks: manifest.chunks.len(),
+        }),
+    );
+}
+
+#[test]
+fn content_reads_back_across_any_chunking() {
+    let bytes = content(40);
+    for step in [1, 7, 15, 16, 100, bytes.len()] {
+        let mut reader = ContentReader::new();
+        let mut frames = Vec::new();
+        for piece in bytes.chunks(step) {
+            frames.extend(reader.push(piece).expect("valid content"));
+        }
+        reader.finish().expect("nothing left over");
+        assert_eq!(frames.len(), 40, "step {step}");
+        let mut again = Vec::new();
+        for frame in &frames {
+            frame.write_to(&mut again).expect("fits");
+        }
+        assert_eq!(again, bytes, "step {step}");
+    }
+}
+
+#[test]
+fn bad_content_is_refused() {
+    let frame = |at, speaker, len| ReplayFrame {
+        at,
+        speaker,
+        level: 1,
+        payload: vec![0; len],
+    };
+    let write = |frames: &[ReplayFrame]| {
+        let mut out = Vec::new();
+        for f in frames {
+            f.write_to(&mut out).expect("fits");
+        }
+        out
+    };
+    let check = |bytes: &[u8], expected: Result<(), ContentError>| {
+        let mut reader = ContentReader::new();
+        let result = reader
+            .push(bytes)
+            .map(|_| ())
+            .and_then(|()| reader.finish());
+        assert_eq!(result, expected);
+    };
+    check(
+        &write(&[frame(960, 1, 3), frame(960, 1, 3)]),
+        Err(ContentError::OutOfOrder {
+            at: 960,
+            speaker: 1,
+        }),
+    );
+    check(
+        &write(&[frame(960, 2, 3), frame(960, 1, 3)]),
+        Err(ContentError::OutOfOrder {
+            at: 960,
+            speaker: 1,
+        }),
+    );
+    check(&write(&[frame(960, 1, 3), frame(960, 2, 3)]), Ok(()));
+    let whole = write(&[frame(0, 1, 30)]);
+    check(&whole[..20], Err(ContentError::Truncated { left: 20 }));
+    let mut too_long = whole.clone();
+    too_long[13..15].copy_from_slice(&2000u16.to_be_bytes());
+    check(&too_long, Err(ContentError::PayloadTooLong { len: 2000 }));
+    assert_eq!(
+        frame(0, 0, MAX_OPUS_PAYLOAD + 1).write_to(&mut Vec::new()),
+        Err(ContentError::PayloadTooLong {
+            len: MAX_OPUS_PAYLOAD + 1
+        })
+    );
+}
+
+fn link() -> ReplayLink {
+    ReplayLink {
+        manifest: ManifestId([5; 16]),
+        recorder: pk(1),
+        addrs: vec![
+            "/ip4/127.0.0.1/udp/4001/quic-v1".parse().expect("addr"),
+            "/ip4/192.168.1.2/tcp/4001".parse().expect("addr"),
+        ],
+    }
+}
+
+#[test]
+fn replay_links_round_trip_and_report_their_errors() {
+    let text = link().encode();
+    assert!(text.starts_with(REPLAY_LINK_PREFIX), "{text}");
+    assert_eq!(ReplayLink::decode(&text), Ok(link()));
+    assert_eq!(ReplayLink::decode(&text.to_uppercase()), Ok(link()));
+    let wrapped = format!("  {}\n{}  ", &text[..40], &text[40..]);
+    assert_eq!(ReplayLink::decode(&wrapped), Ok(link()));
+
+    let check = |text: &str, expected: ReplayLinkError| {
+        assert_eq!(ReplayLink::decode(text), Err(expected), "{text}");
+    };
+    check("earshot://join/abc", ReplayLinkError::NotALink);
+    check("", ReplayLinkError::NotALink);
+    check(
+        &format!("{REPLAY_LINK_PREFIX}{}", "a".repeat(MAX_REPLAY_LINK_CHARS)),
+        ReplayLinkError::TooLong {
+            len: REPLAY_LINK_PREFIX.len() + MAX_REPLAY_LINK_CHARS,
+        },
+    );
+    check(
+        &format!("{REPLAY_LINK_PREFIX}ab1cd"),
+        ReplayLinkError::InvalidCharacter {
+            character: '1',
+            position: REPLAY_LINK_PREFIX.len() + 3,
+        },
+    );
+    check(&text[..text.len() - 3], ReplayLinkError::Checksum);
+    let mut typo = text.clone().into_bytes();
+    let at = REPLAY_LINK_PREFIX.len() + 10;
+    typo[at] = if typo[at] == b'a' { b'b' } else { b'a' };
+    check(
+        &String::from_utf8(typo).expect("ascii"),
+        ReplayLinkError::Checksum,
+    );
+    let with_version = |version: u8, body: &[u8]| {
+        let mut bytes = vec![version];
+        bytes.extend_from_slice(body);
+        let sum = checksum(&bytes);
+        bytes.extend_from_slice(&sum);
+        format!("{REPLAY_LINK_PREFIX}{}", base32(&bytes))
+    };
+    check(
+        &with_version(9, &[]),
+        ReplayLinkError::UnsupportedVersion { found: 9 },
+    );
+    assert!(matches!(
+        ReplayLink::decode(&with_version(REPLAY_LINK_VERSION, &[1, 2, 3])),
+        Err(ReplayLinkError::Malformed(_))
+    ));
+    let mut too_many = LinkBody {
+        manifest: ManifestId([5; 16]),
+        recorder: pk(1),
+        addrs: addr_bytes(&link().addrs),
+    };
+    too_many.addrs = vec![too_many.addrs[0].clone(); MAX_REPLAY_ADDRS + 1];
+    check(
+        &with_version(REPLAY_LINK_VERSION, &codec::encode(&too_many)),
+        ReplayLinkError::Malformed(DecodeError::TooManyAddresses {
+            count: MAX_REPLAY_ADDRS + 1,
+            max: MAX_REPLAY_ADDRS,
+        }),
+    );
+    too_many.addrs = vec![serde_bytes::ByteBuf::from(vec![0xff, 0xff])];
+    check(
+        &with_version(REPLAY_LINK_VERSION, &codec::encode(&too_many)),
+        ReplayLinkError::Malformed(DecodeError::BadAddress),
+    );
+}
+
+#[test]
+fn manifest_ids_parse() {
+    let id = ManifestId([5; 16]);
+    assert_eq!(id.to_string().parse::<ManifestId>(), Ok(id));
+    assert_eq!(id.to_string().to_uppercase().parse::<ManifestId>(), Ok(id));
+    assert!(matches!(
+        "abc".parse::<ManifestId>(),
+        Err(IdParseError::BadLength { .. })
+    ));
+    assert!(matches!(
+        "1".repeat(26).parse::<ManifestId>(),
+        Err(IdParseError::NotBase32 { .. })
+    ));
+}
+
+#[test]
+fn wire_messages_round_trip_and_are_bounded() {
+    for request in [
+        ReplayRequest::Manifest {
+            id: ManifestId([1; 16]),
+        },
+        ReplayRequest::Chunk {
+            id: ManifestId([1; 16]),
+            index: u32::MAX,
+        },
+    ] {
+        let bytes = request.encode();
+        assert!(bytes.len() <= MAX_REQUEST_BYTES);
+        assert_eq!(ReplayRequest::decode(&bytes), Ok(request));
+    }
+    for response in [
+        ReplayResponse::NotFound,
+        ReplayResponse::Chunk(serde_bytes::ByteBuf::from(vec![
+            7;
+            MAX_CHUNK_BYTES as usize
+        ])),
+    ] {
+        let bytes = response.encode();
+        assert!(bytes.len() <= MAX_RESPONSE_BYTES);
+        assert_eq!(ReplayResponse::decode(&bytes), Ok(response));
+    }
+    assert!(matches!(
+        ReplayRequest::decode(&[0; MAX_REQUEST_BYTES + 1]),
+        Err(DecodeError::TooLarge { .. })
+    ));
+    assert!(ReplayRequest::decode(&[7]).is_err());
+    assert!(ReplayResponse::decode(&[3]).is_err());
+}
+
+#[test]
+fn garbage_never_panics() {
+    let (manifest, content) = typical();
+    let encoded = manifest.encode();
+    let link = link().encode();
+    // Every single-byte change and every truncation of real messages, and some noise.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut noise = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for i in 0..encoded.len().min(2000) {
+        let mut bytes = encoded.clone();
+        bytes[i] ^= (noise() as u8) | 1;
+        assert!(ReplayManifest::decode_verified(&bytes).is_err(), "byte {i}");
+        let _ = ReplayManifest::decode_verified(&encoded[..i]);
+    }
+    for i in 0..content.len().min(500) {
+        let mut bytes = content.clone();
+        bytes[i] ^= noise() as u8;
+        let mut reader = ContentReader::new();
+        if reader.push(&bytes).is_ok() {
+            let _ = reader.finish();
+        }
+    }
+    for i in 0..link.len() {
+        let _ = ReplayLink::decode(&link[..i]);
+    }
+    for _ in 0..2000 {
+        let len = (noise() % 300) as usize;
+        let bytes: Vec<u8> = (0..len).map(|_| noise() as u8).collect();
+        let _ = ReplayManifest::decode_verified(&bytes);
+        let _ = ReplayRequest::decode(&bytes);
+        let _ = ReplayResponse::decode(&bytes);
+        let mut reader = ContentReader::new();
+        let _ = reader.push(&bytes);
+        let _ = ReplayLink::decode(&format!(
+            "{REPLAY_LINK_PREFIX}{}",
+            String::from_utf8_lossy(&bytes)
+        ));
+    }
+}

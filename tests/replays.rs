@@ -1,0 +1,435 @@
+//! Replays from peers: publish, serve and fetch between data directories; a third node fetches
+//! from the second; a tampering holder is caught; a forged manifest is refused; an interrupted
+//! fetch resumes; a host announces what it publishes.
+
+use std::collections::BTreeMap;
+use std::process::Output;
+
+use earshot_node::audio::codec::VoiceEncoder;
+use earshot_node::audio::signal::speechlike;
+use earshot_node::home::Home;
+use earshot_node::identity::Identity;
+use earshot_node::net::NetConfig;
+use earshot_node::node::{Node, NodeConfig};
+use earshot_node::recording::replay::{self, ReplayServer, Replays};
+use earshot_node::recording::store::{RecordingMeta, RecordingState, SpeakerInfo};
+use earshot_protocol::replay::{ManifestId, ReplayFrame, ReplayManifest};
+use earshot_protocol::{RecordingId, RoomId, Timestamp};
+use serde_json::Value;
+
+use crate::harness::{TestHome, code, stderr};
+use crate::live::{LOCAL, Live, local_room};
+
+/// Writes a recording of `frames` into `home` directly (no live room needed) and returns its id.
+fn make_recording(home: &TestHome, room: RoomId, frames: Vec<ReplayFrame>) -> RecordingId {
+    let opened = Home::open(home.path()).expect("open the data directory");
+    let mut id = [0u8; 16];
+    getrandom::fill(&mut id).expect("random");
+    let mut speakers = BTreeMap::new();
+    for frame in &frames {
+        speakers
+            .entry(frame.speaker)
+            .or_insert_with(|| SpeakerInfo {
+                key: None,
+                name: format!("speaker {}", frame.speaker),
+                frames: 0,
+            })
+            .frames += 1;
+    }
+    let meta = RecordingMeta {
+        id: RecordingId(id),
+        room,
+        title: "Book club".into(),
+        host: opened.identity().key(),
+        recorder: opened.identity().key(),
+        started_at: Timestamp(1_800_000_000_000),
+        ended_at: Some(Timestamp(1_800_000_060_000)),
+        state: RecordingState::Complete,
+        start_media: 0,
+        speakers,
+        frames: frames.len() as u64,
+        bytes: frames.iter().map(|f| f.payload.len() as u64).sum(),
+        duration_samples: frames.last().map_or(0, |f| f.at + 960),
+        dropped: 0,
+    };
+    replay::import_recording(opened.store(), &meta, frames).expect("write the recording");
+    RecordingId(id)
+}
+
+/// Two speakers taking turns, real Opus: `seconds` of speech each.
+fn speech(seconds: usize) -> Vec<ReplayFrame> {
+    let mut frames = Vec::new();
+    for speaker in 0..2u32 {
+        let mut encoder = VoiceEncoder::new().expect("encoder");
+        let samples = speechlike(seconds * 48_000, u64::from(speaker) + 3);
+        for (i, frame) in samples.chunks_exact(960).enumerate() {
+            let encoded = encoder.encode(frame).expect("encode");
+            frames.push(ReplayFrame {
+                at: i as u64 * 960,
+                speaker,
+                level: encoded.level,
+                payload: encoded.payload,
+            });
+        }
+    }
+    frames.sort_by_key(|f| (f.at, f.speaker));
+    frames
+}
+
+/// `frames` frames of `payload` bytes: content for tests that never decode it.
+fn bulk(frames: u32, payload: usize) -> Vec<ReplayFrame> {
+    (0..frames)
+        .map(|i| ReplayFrame {
+            at: u64::from(i) * 960,
+            speaker: 1,
+            level: 30,
+            payload: vec![(i % 251) as u8; payload],
+        })
+        .collect()
+}
+
+/// `recordings publish ID`: (manifest id, link).
+fn publish(home: &TestHome, id: &RecordingId) -> (String, String) {
+    let published = home.json(&["recordings", "publish", &id.to_string()]);
+    assert_eq!(published["event"], "published", "{published}");
+    let text = |key: &str| published[key].as_str().expect(key).to_owned();
+    (text("manifest"), text("link"))
+}
+
+/// `recordings serve` on 127.0.0.1; returns the process and its first address.
+fn serve(name: &'static str, home: &TestHome) -> (Live, String) {
+    let mut server = Live::start(name, home, &["recordings", "serve", "--listen", LOCAL]);
+    let serving = server.event("serving");
+    let addr = serving["addrs"][0].as_str().expect("an address").to_owned();
+    (server, addr)
+}
+
+/// `recordings fetch ARGS… --json`, listening on 127.0.0.1: the output and its JSON lines.
+fn fetch(home: &TestHome, args: &[&str]) -> (Output, Vec<Value>) {
+    let mut all = vec!["recordings", "fetch"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--listen", LOCAL, "--json"]);
+    let output = home.run(&all);
+    let lines = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    (output, lines)
+}
+
+fn fetched(output: &Output, lines: &[Value]) -> Value {
+    assert_eq!(
+        code(output),
+        0,
+        "fetch failed: {}\n{lines:#?}",
+        stderr(output)
+    );
+    lines
+        .iter()
+        .find(|v| v["event"] == "fetched")
+        .cloned()
+        .unwrap_or_else(|| panic!("no fetched event: {lines:#?}"))
+}
+
+fn events<'a>(lines: &'a [Value], event: &str) -> Vec<&'a Value> {
+    lines.iter().filter(|v| v["event"] == event).collect()
+}
+
+/// The frames of recording `id` in `home`, as stored.
+fn frames_of(home: &TestHome, id: &RecordingId) -> Vec<(u64, u32, u8, Vec<u8>)> {
+    let opened = Home::open(home.path()).expect("open the data directory");
+    opened
+        .recordings()
+        .frames(id)
+        .map(|f| {
+            let f = f.expect("a stored frame");
+            (f.at, f.speaker.0, f.level, f.payload)
+        })
+        .collect()
+}
+
+/// A signed manifest and its chunks, read from a data directory.
+fn manifest_and_chunks(home: &TestHome, manifest: &str) -> (Vec<u8>, Vec<Vec<u8>>) {
+    let opened = Home::open(home.path()).expect("open the data directory");
+    let replays = Replays::open(opened.store()).expect("replays");
+    let id: ManifestId = manifest.parse().expect("manifest id");
+    let bytes = replays
+        .manifest_bytes(&id)
+        .expect("read")
+        .expect("published")
+        .to_vec();
+    let count = ReplayManifest::decode_verified(&bytes)
+        .expect("valid")
+        .chunks
+        .len() as u32;
+    let chunks = (0..count)
+        .map(|i| replays.chunk(&id, i).expect("read").expect("kept").to_vec())
+        .collect();
+    (bytes, chunks)
+}
+
+#[test]
+fn a_published_recording_is_fetched_and_passed_on() {
+    let ana = TestHome::new();
+    let id = make_recording(&ana, RoomId([1; 16]), speech(20));
+    let (manifest, link) = publish(&ana, &id);
+    assert!(link.starts_with("earshot://replay/"), "{link}");
+    let (server, addr) = serve("ana", &ana);
+
+    // Bea fetches from Ana with the link (and Ana's address: Ana hosts no room, so the link
+    // carries none).
+    let bea = TestHome::new();
+    let (output, lines) = fetch(&bea, &[&link, "--from", &addr]);
+    let done = fetched(&output, &lines);
+    assert_eq!(done["recording"], id.to_string());
+    assert_eq!(done["fetched"], done["chunks"]);
+    assert_eq!(done["resumed"], 0);
+    assert_eq!(done["bad_chunks"], 0);
+    assert!(!events(&lines, "chunk").is_empty());
+    drop(server);
+
+    // Both export the same Ogg Opus file, byte for byte.
+    let export = |home: &TestHome| {
+        let file = home.join("replay.opus");
+        home.ok(&[
+            "recordings",
+            "export",
+            &id.to_string(),
+            file.to_str().expect("utf-8"),
+        ]);
+        std::fs::read(file).expect("exported")
+    };
+    let original = export(&ana);
+    assert!(original.len() > 10_000);
+    assert_eq!(
+        export(&bea),
+        original,
+        "the fetched recording exports the same"
+    );
+    let listed = bea.json(&["recordings", "list"]);
+    assert_eq!(listed[0]["id"], id.to_string(), "{listed}");
+    assert_eq!(listed[0]["state"], "complete");
+
+    // Cleo fetches from Bea (Ana is gone) by manifest id.
+    let (bea_server, bea_addr) = serve("bea", &bea);
+    let cleo = TestHome::new();
+    let (output, lines) = fetch(&cleo, &[&manifest, "--from", &bea_addr]);
+    let done = fetched(&output, &lines);
+    assert_eq!(done["fetched"], done["chunks"]);
+    drop(bea_server);
+    assert_eq!(export(&cleo), original);
+    assert_eq!(frames_of(&cleo, &id), frames_of(&ana, &id));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampering_holder_is_caught_and_the_chunks_come_from_another() {
+    let ana = TestHome::new();
+    let id = make_recording(&ana, RoomId([1; 16]), bulk(2400, 800));
+    let (manifest, _) = publish(&ana, &id);
+    let (bytes, chunks) = manifest_and_chunks(&ana, &manifest);
+    assert!(chunks.len() >= 6, "{} chunks", chunks.len());
+
+    // Tom holds the replay with a byte flipped in every chunk, and serves it from this process.
+    let tom = TestHome::new();
+    let tom_home = Home::open(tom.path()).expect("open");
+    let tom_replays = Replays::open(tom_home.store()).expect("replays");
+    let manifest_id = tom_replays.store_manifest(&bytes).expect("manifest").id();
+    for (index, chunk) in chunks.iter().enumerate() {
+        let mut bad = chunk.clone();
+        bad[chunk.len() / 2] ^= 0x20;
+        tom_replays
+            .store_chunk_unverified(&manifest_id, index as u32, &bad)
+            .expect("store");
+    }
+    let identity = Identity::load(tom.path()).expect("identity");
+    let tom_node = Node::spawn(
+        identity,
+        NodeConfig {
+            listen: vec![LOCAL.parse().expect("multiaddr")],
+            bootstrap: Vec::new(),
+            net: NetConfig::default(),
+            max_children: 4,
+        },
+    )
+    .await
+    .expect("node");
+    let server = ReplayServer::start(tom_node.audio_control(), tom_replays).expect("serve");
+    let tom_addr = format!(
+        "{}/p2p/{}",
+        tom_node.listen_addrs().await.expect("addrs")[0],
+        tom_node.peer_id()
+    );
+
+    let (ana_server, ana_addr) = serve("ana", &ana);
+    let cleo = TestHome::new();
+    // The fetch runs as a process while this runtime serves Tom's node.
+    let (cleo, (output, lines)) = {
+        let manifest = manifest.clone();
+        tokio::task::spawn_blocking(move || {
+            let fetched = fetch(
+                &cleo,
+                &[&manifest, "--from", &tom_addr, "--from", &ana_addr],
+            );
+            (cleo, fetched)
+        })
+        .await
+        .expect("fetch ran")
+    };
+    let done = fetched(&output, &lines);
+    let bad = events(&lines, "bad_chunk");
+    assert!(!bad.is_empty(), "the bad chunks are reported: {lines:#?}");
+    for event in &bad {
+        assert_eq!(event["from"], tom_node.peer_id().to_string());
+        assert!(
+            event["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("does not match the manifest's hash")),
+            "{event}"
+        );
+    }
+    assert_eq!(done["bad_chunks"], bad.len());
+    assert!(
+        server
+            .stats()
+            .chunks
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+    // Every chunk stored came from Ana.
+    for event in events(&lines, "chunk") {
+        assert_ne!(event["from"], tom_node.peer_id().to_string(), "{event}");
+    }
+    tom_node.shutdown().await;
+    drop((tom_home, ana_server));
+    assert_eq!(frames_of(&cleo, &id), frames_of(&ana, &id));
+}
+
+#[test]
+fn a_manifest_with_a_bad_signature_is_refused() {
+    let ana = TestHome::new();
+    let id = make_recording(&ana, RoomId([1; 16]), bulk(200, 100));
+    let (manifest, _) = publish(&ana, &id);
+    let (bytes, _) = manifest_and_chunks(&ana, &manifest);
+    // Fred serves the manifest with its title changed: the recorder's signature no longer holds.
+    let mut forged = ReplayManifest::decode_verified(&bytes)
+        .expect("valid")
+        .into_inner();
+    forged.title = "Not what was said".into();
+    let fred = TestHome::new();
+    let forged_id = {
+        let opened = Home::open(fred.path()).expect("open");
+        Replays::open(opened.store())
+            .expect("replays")
+            .store_manifest_unverified(&forged.encode())
+            .expect("store")
+    };
+    let (_server, addr) = serve("fred", &fred);
+    let cleo = TestHome::new();
+    let (output, lines) = fetch(&cleo, &[&forged_id.to_string(), "--from", &addr]);
+    assert_eq!(code(&output), 1, "{lines:#?}");
+    let err = stderr(&output);
+    assert!(
+        err.contains("no holder sent a valid manifest")
+            && err.contains("bad signature on the replay manifest"),
+        "{err}"
+    );
+    assert_eq!(events(&lines, "bad_manifest").len(), 1);
+    assert_eq!(cleo.json(&["recordings", "list"]), serde_json::json!([]));
+
+    // A malformed link is bad usage.
+    let output = cleo.run(&["recordings", "fetch", "earshot://replay/abc1"]);
+    assert_eq!(code(&output), 2);
+    assert!(
+        stderr(&output).contains("invalid character '1'"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn an_interrupted_fetch_resumes_with_the_missing_chunks() {
+    let ana = TestHome::new();
+    let id = make_recording(&ana, RoomId([1; 16]), bulk(2400, 800));
+    let (manifest, link) = publish(&ana, &id);
+    let (bytes, chunks) = manifest_and_chunks(&ana, &manifest);
+    let total = chunks.len();
+    let half = total / 2;
+    // Pat holds only the first half (a holder that stopped part way through its own fetch).
+    let pat = TestHome::new();
+    {
+        let opened = Home::open(pat.path()).expect("open");
+        let replays = Replays::open(opened.store()).expect("replays");
+        let stored = replays.store_manifest(&bytes).expect("manifest").id();
+        for (index, chunk) in chunks.iter().take(half).enumerate() {
+            replays
+                .store_chunk(&stored, index as u32, chunk)
+                .expect("store");
+        }
+    }
+    let cleo = TestHome::new();
+    {
+        let (_server, addr) = serve("pat", &pat);
+        let (output, lines) = fetch(&cleo, &[&link, "--from", &addr]);
+        assert_eq!(code(&output), 1, "{lines:#?}");
+        assert_eq!(events(&lines, "chunk").len(), half);
+        let err = stderr(&output);
+        assert!(
+            err.contains(&format!(
+                "{} of {total} chunks could not be fetched",
+                total - half
+            )) && err.contains("fetching again resumes"),
+            "{err}"
+        );
+    }
+    let (server, addr) = serve("ana", &ana);
+    let (output, lines) = fetch(&cleo, &[&link, "--from", &addr]);
+    drop(server);
+    let done = fetched(&output, &lines);
+    assert_eq!(done["resumed"], half);
+    assert_eq!(done["fetched"], total - half);
+    let manifest_event = events(&lines, "manifest")[0].clone();
+    assert_eq!(manifest_event["held"], half, "{manifest_event}");
+    assert!(manifest_event["from"].is_null(), "the manifest was kept");
+    for event in events(&lines, "chunk") {
+        assert!(
+            event["index"].as_u64().expect("index") >= half as u64,
+            "{event}"
+        );
+    }
+    assert_eq!(frames_of(&cleo, &id), frames_of(&ana, &id));
+}
+
+#[test]
+fn a_host_announces_what_it_publishes_and_members_can_fetch_it() {
+    let ana = TestHome::new();
+    let room = local_room(&ana, "Book club");
+    let room_id: RoomId = room.parse().expect("room id");
+    let id = make_recording(&ana, room_id, bulk(300, 100));
+    let mut host = Live::start(
+        "host",
+        &ana,
+        &["host", &room, "--input", "silence", "--output", "null"],
+    );
+    host.event("hosting");
+    let bea = TestHome::new();
+    let link = ana.invite(&[&room, "--role", "listener"]);
+    let mut guest = Live::start(
+        "bea",
+        &bea,
+        &[
+            "join", &link, "--name", "bea", "--listen", LOCAL, "--output", "null",
+        ],
+    );
+    guest.event("joined");
+    // Published through the host's control socket: the room is told, with a link to the host.
+    let (manifest, _) = publish(&ana, &id);
+    let announced = host.event("replay_available");
+    assert_eq!(announced["manifest"], manifest);
+    let heard = guest.event("replay_available");
+    assert_eq!(heard["manifest"], manifest);
+    let replay_link = heard["link"].as_str().expect("link").to_owned();
+    let cleo = TestHome::new();
+    let (output, lines) = fetch(&cleo, &[&replay_link]);
+    let done = fetched(&output, &lines);
+    assert_eq!(done["recording"], id.to_string());
+}
