@@ -156,3 +156,127 @@ fn a_host_behind_the_relay_is_reached_through_it() {
         stopping.elapsed()
     );
 }
+
+/// A host asks the relay to carry its room: the relay joins the tree with a large capacity and
+/// feeds the listeners, up to its per-room limit (past it, a joiner is placed under another
+/// listener and still hears the room). Killed, the relay's listeners re-attach and the audio
+/// goes on.
+#[test]
+fn the_relay_carries_a_room_and_the_tree_reforms_without_it() {
+    let operator = TestHome::new();
+    let config = operator.join("relay.toml");
+    std::fs::write(&config, "max_children_per_room = 2\n").expect("write the config");
+    let mut relay = Live::start(
+        "relay",
+        &operator,
+        &[
+            "relay",
+            "--config",
+            config.to_str().expect("utf-8 path"),
+            "--listen",
+            LOCAL,
+            "--metrics",
+            "127.0.0.1:0",
+        ],
+    );
+    let started = relay.event("relay");
+    let relay_addr = started["addrs"][0].as_str().expect("an address").to_owned();
+    let relay_id = started["peer_id"].as_str().expect("peer id").to_owned();
+    let metrics = started["metrics"].as_str().expect("metrics").to_owned();
+
+    let ana = TestHome::new();
+    let room = crate::live::local_room(&ana, "Big room");
+    let mut host = Live::start(
+        "host",
+        &ana,
+        &[
+            "host",
+            &room,
+            "--input",
+            "sine",
+            "--output",
+            "null",
+            "--max-children",
+            "1",
+            "--relay",
+            &relay_addr,
+        ],
+    );
+    let link = host.event("hosting")["listener_link"]
+        .as_str()
+        .expect("link")
+        .to_owned();
+    host.event("relay_added");
+    relay.event("carrying");
+
+    let homes = [TestHome::new(), TestHome::new(), TestHome::new()];
+    let mut listeners = Vec::new();
+    for (i, home) in homes.iter().enumerate() {
+        let name = ["l1", "l2", "l3"][i];
+        let mut live = Live::start(
+            name,
+            home,
+            &[
+                "join",
+                &link,
+                "--name",
+                name,
+                "--listen",
+                LOCAL,
+                "--output",
+                "null",
+                "--max-children",
+                "1",
+            ],
+        );
+        let attached = live.event("audio_attached");
+        listeners.push((live, attached));
+    }
+    // The host fed only the relay; the relay took two listeners, the third went under one of
+    // them.
+    let under_relay = listeners
+        .iter()
+        .filter(|(_, attached)| attached["parent"] == relay_id.as_str())
+        .count();
+    assert_eq!(
+        under_relay,
+        2,
+        "{:?}",
+        listeners.iter().map(|l| &l.1).collect::<Vec<_>>()
+    );
+    for (live, _) in &mut listeners {
+        live.expect("a second of audio", |v| {
+            v["event"] == "audio_stats" && v["delivered"].as_u64().unwrap_or(0) >= 50
+        });
+    }
+    let seen = scrape(&metrics);
+    assert_eq!(seen.get("earshot_rooms"), Some(&1.0), "{seen:?}");
+    assert_eq!(seen.get("earshot_children"), Some(&2.0), "{seen:?}");
+    assert!(
+        seen.get("earshot_frames_forwarded_total")
+            .is_some_and(|n| *n >= 50.0),
+        "{seen:?}"
+    );
+
+    // The relay dies: its listeners find other parents and keep hearing the room.
+    relay.child.kill().expect("kill the relay");
+    let _ = relay.child.wait();
+    for (live, attached) in &mut listeners {
+        if attached["parent"] != relay_id.as_str() {
+            continue;
+        }
+        let moved = live.expect("re-attached", |v| v["event"] == "audio_attached");
+        assert_ne!(moved["parent"], relay_id.as_str(), "{moved}");
+        let before = live.expect("audio stats", |v| v["event"] == "audio_stats")["delivered"]
+            .as_u64()
+            .unwrap_or(0);
+        live.expect("audio again", |v| {
+            v["event"] == "audio_stats" && v["delivered"].as_u64().unwrap_or(0) >= before + 50
+        });
+    }
+    host.say("/end");
+    for (live, _) in listeners {
+        assert_eq!(live.exit_code(), 0);
+    }
+    assert_eq!(host.exit_code(), 0);
+}
