@@ -276,3 +276,95 @@ fn bad_recording_requests_are_clear_errors() {
         stderr(&output)
     );
 }
+
+/// In a room that lets members record, a listener records what it hears, for itself, and
+/// everyone is told; in a room that does not, it is refused.
+#[test]
+fn a_member_records_for_itself_only_where_the_room_allows() {
+    let ana = TestHome::new();
+    let room = ana.json(&[
+        "room",
+        "new",
+        "Open mic",
+        "--members-may-record",
+        "--listen",
+        "/ip4/127.0.0.1/udp/0/quic-v1",
+    ])["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let mut host = Live::start(
+        "host",
+        &ana,
+        &["host", &room, "--input", "sine", "--output", "null"],
+    );
+    let link = host.event("hosting")["listener_link"]
+        .as_str()
+        .expect("link")
+        .to_owned();
+    let bea = TestHome::new();
+    let mut listener = Live::start(
+        "bea",
+        &bea,
+        &[
+            "join", &link, "--name", "bea", "--listen", LOCAL, "--output", "null",
+        ],
+    );
+    listener.event("audio_attached");
+    listener.say("/record start");
+    host.expect("everyone is told", |v| {
+        v["event"] == "member_recording_started" && v["name"] == "bea"
+    });
+    listener.event("recording");
+    let relayed = listener.expect("audio", |v| v["event"] == "audio_stats")["delivered"]
+        .as_u64()
+        .unwrap_or(0);
+    listener.expect("a second more", |v| {
+        v["event"] == "audio_stats" && v["delivered"].as_u64().unwrap_or(0) >= relayed + 50
+    });
+    listener.say("/record stop");
+    host.expect("everyone is told", |v| {
+        v["event"] == "member_recording_stopped" && v["name"] == "bea"
+    });
+    let saved = listener.event("recording_saved");
+    assert!(saved["seconds"].as_f64().unwrap_or(0.0) >= 0.9, "{saved}");
+    listener.say("/leave");
+    assert_eq!(listener.exit_code(), 0);
+    let listed = bea.json(&["recordings", "list"]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    // The host recorded nothing: a member's recording is its own.
+    host.say("/end");
+    assert_eq!(host.exit_code(), 0);
+    assert_eq!(
+        ana.json(&["recordings", "list"]).as_array().map(Vec::len),
+        Some(0)
+    );
+
+    // A room without that policy refuses.
+    let room = crate::live::local_room(&ana, "Closed mic");
+    let mut host = Live::start("host", &ana, &["host", &room]);
+    let link = host.event("hosting")["listener_link"]
+        .as_str()
+        .expect("link")
+        .to_owned();
+    let cal = TestHome::new();
+    let mut listener = Live::start(
+        "cal",
+        &cal,
+        &[
+            "join", &link, "--name", "cal", "--listen", LOCAL, "--output", "null",
+        ],
+    );
+    listener.event("joined");
+    listener.say("/record start");
+    let error = listener.event("error");
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("does not let members record")),
+        "{error}"
+    );
+    host.say("/end");
+    assert_eq!(listener.exit_code(), 0);
+    assert_eq!(host.exit_code(), 0);
+}

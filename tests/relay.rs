@@ -280,3 +280,91 @@ fn the_relay_carries_a_room_and_the_tree_reforms_without_it() {
     }
     assert_eq!(host.exit_code(), 0);
 }
+
+/// Stopped with SIGTERM, a relay carrying a room hands its listeners over first: each is told,
+/// moves, and misses no frame; the relay exits 0.
+#[test]
+fn a_relay_stopped_with_sigterm_hands_its_listeners_over() {
+    let operator = TestHome::new();
+    let mut relay = Live::start("relay", &operator, &["relay", "--listen", LOCAL]);
+    let started = relay.event("relay");
+    let relay_addr = started["addrs"][0].as_str().expect("an address").to_owned();
+    let relay_id = started["peer_id"].as_str().expect("peer id").to_owned();
+
+    let ana = TestHome::new();
+    let room = crate::live::local_room(&ana, "Evening");
+    let mut host = Live::start(
+        "host",
+        &ana,
+        &[
+            "host",
+            &room,
+            "--input",
+            "sine",
+            "--output",
+            "null",
+            "--max-children",
+            "1",
+            "--relay",
+            &relay_addr,
+        ],
+    );
+    let link = host.event("hosting")["listener_link"]
+        .as_str()
+        .expect("link")
+        .to_owned();
+    relay.event("carrying");
+    let homes = [TestHome::new(), TestHome::new()];
+    let mut listeners = Vec::new();
+    for (i, home) in homes.iter().enumerate() {
+        let name = ["l1", "l2"][i];
+        let mut live = Live::start(
+            name,
+            home,
+            &[
+                "join", &link, "--name", name, "--listen", LOCAL, "--output", "null",
+            ],
+        );
+        let attached = live.event("audio_attached");
+        assert_eq!(attached["parent"], relay_id.as_str(), "{attached}");
+        listeners.push(live);
+    }
+    let mut before = Vec::new();
+    for live in &mut listeners {
+        before.push(live.expect("a second of audio", |v| {
+            v["event"] == "audio_stats" && v["delivered"].as_u64().unwrap_or(0) >= 50
+        }));
+    }
+
+    let pid = relay.child.id().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    for (live, before) in listeners.iter_mut().zip(&before) {
+        let lost = live.expect("told the relay is leaving", |v| v["event"] == "audio_lost");
+        assert_eq!(lost["leaving"], true, "{lost}");
+        let moved = live.expect("moved", |v| v["event"] == "audio_attached");
+        assert_ne!(moved["parent"], relay_id.as_str(), "{moved}");
+        let received = before["delivered"].as_u64().unwrap_or(0);
+        let after = live.expect("more audio", |v| {
+            v["event"] == "audio_stats" && v["delivered"].as_u64().unwrap_or(0) >= received + 50
+        });
+        let missing = |v: &serde_json::Value| {
+            v["expected"].as_u64().unwrap_or(0) - v["delivered"].as_u64().unwrap_or(0)
+        };
+        assert_eq!(
+            missing(&after),
+            missing(before),
+            "frames lost in the hand-over: before {before}, after {after}"
+        );
+    }
+    relay.event("stopped");
+    assert_eq!(relay.exit_code(), 0);
+    host.say("/end");
+    for live in listeners {
+        assert_eq!(live.exit_code(), 0);
+    }
+    assert_eq!(host.exit_code(), 0);
+}

@@ -433,3 +433,57 @@ fn a_host_announces_what_it_publishes_and_members_can_fetch_it() {
     let done = fetched(&output, &lines);
     assert_eq!(done["recording"], id.to_string());
 }
+
+/// A public room's lobby entry lists the replays its host published, with links to fetch them.
+#[test]
+fn the_lobby_lists_a_public_rooms_replays() {
+    let ana = TestHome::new();
+    let room = ana.json(&[
+        "room",
+        "new",
+        "Open house",
+        "--public",
+        "--listen",
+        "/ip4/127.0.0.1/udp/0/quic-v1",
+    ])["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let room_id: RoomId = room.parse().expect("room id");
+    let id = make_recording(&ana, room_id, bulk(200, 100));
+    let mut host = Live::start(
+        "host",
+        &ana,
+        &["host", &room, "--input", "silence", "--output", "null"],
+    );
+    let hosting = host.event("hosting");
+    let bootstrap = hosting["addrs"][0].as_str().expect("an address").to_owned();
+    let (manifest, _) = publish(&ana, &id);
+    host.event("replay_available");
+    // The lobby entry is renewed every few seconds; ask until it lists the replay.
+    let visitor = TestHome::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let listed = loop {
+        let rooms = visitor.json(&["rooms", "--bootstrap", &bootstrap]);
+        let entry = rooms
+            .as_array()
+            .and_then(|rooms| rooms.iter().find(|r| r["room"] == room.as_str()))
+            .cloned();
+        if let Some(entry) = entry
+            && entry["replays"].as_array().is_some_and(|r| !r.is_empty())
+        {
+            break entry;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lobby never listed the replay: {rooms}"
+        );
+    };
+    let replay = &listed["replays"][0];
+    assert_eq!(replay["manifest"], manifest.as_str());
+    let link = replay["link"].as_str().expect("link").to_owned();
+    let (output, lines) = fetch(&visitor, &[&link]);
+    assert_eq!(fetched(&output, &lines)["recording"], id.to_string());
+    host.say("/end");
+    assert_eq!(host.exit_code(), 0);
+}

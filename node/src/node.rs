@@ -677,6 +677,35 @@ impl EventLoop {
         if !changes.is_empty() {
             self.refresh_access(room);
         }
+        if let Some(joined) = self.rooms.get_mut(&room) {
+            for change in &changes {
+                if let RoomChange::ReplayAvailable {
+                    manifest,
+                    recorder,
+                    title,
+                    bytes,
+                    addrs,
+                    ..
+                } = change
+                {
+                    joined.replays.retain(|replay| replay.manifest != *manifest);
+                    joined
+                        .replays
+                        .push(earshot_protocol::snapshot::AnnouncedReplay {
+                            manifest: *manifest,
+                            recorder: *recorder,
+                            title: title.clone(),
+                            bytes: *bytes,
+                            addrs: addrs.clone(),
+                        });
+                    let excess = joined
+                        .replays
+                        .len()
+                        .saturating_sub(earshot_protocol::snapshot::MAX_ANNOUNCED_REPLAYS);
+                    joined.replays.drain(..excess);
+                }
+            }
+        }
         for change in changes {
             self.emit(NodeEvent::Room { room, change });
         }
@@ -844,7 +873,8 @@ impl EventLoop {
         if self.rooms.contains_key(&room) {
             return Err(HostError::AlreadyJoined(room));
         }
-        let state = RoomState::new(room, descriptor.host);
+        let state = RoomState::new(room, descriptor.host)
+            .with_member_recording(descriptor.recording.members_may_record);
         let first_seq = self.next_seq_base();
         let mut joined = Joined::new(descriptor, state, Authority::Host, name.clone(), first_seq);
         joined.tree = Some(earshot_protocol::tree::TreePlanner::new(
@@ -1164,6 +1194,7 @@ impl EventLoop {
             u32::try_from(listeners).unwrap_or(u32::MAX),
             capability,
             now.plus_millis(ANNOUNCEMENT_TTL_MS),
+            joined.replays.clone(),
         );
         let bytes = announcement.encode();
         if let Ok(verified) = announcement.verify(now) {
@@ -1796,9 +1827,11 @@ impl EventLoop {
             }
         };
         let early = self.early.remove(&room).unwrap_or_default();
+        // The policy comes from the host-signed descriptor, whatever the snapshot says.
+        let members_may_record = snapshot.descriptor.recording.members_may_record;
         let mut joined = Joined::new(
             snapshot.descriptor,
-            snapshot.state,
+            snapshot.state.with_member_recording(members_may_record),
             Authority::Capability(pending.link.capability.clone()),
             pending.name,
             pending.first_seq,

@@ -43,6 +43,9 @@ pub struct Joined {
     /// For rooms this node hosts: the relay tree it plans.
     pub tree: Option<earshot_protocol::tree::TreePlanner>,
     pub last_announced: Option<Instant>,
+    /// Replays of this room announced in it, newest last: a public room's lobby entry lists
+    /// them.
+    pub replays: Vec<earshot_protocol::snapshot::AnnouncedReplay>,
 }
 
 impl Joined {
@@ -66,6 +69,7 @@ impl Joined {
             lobby_capability: None,
             tree: None,
             last_announced: None,
+            replays: Vec::new(),
         }
     }
 

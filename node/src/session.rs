@@ -86,6 +86,17 @@ pub struct AudioStatus {
     pub playback: PlayerStatus,
 }
 
+/// What part a node plays in a room's audio.
+#[derive(Debug, Clone, Copy)]
+enum Role {
+    /// The host: the root of the tree, forwarding the `forward` loudest speakers.
+    Root { forward: usize },
+    /// A member: follows the tree, sends its voice to `host` while on stage.
+    Member { host: PeerId },
+    /// A community relay: follows the tree, plays and says nothing.
+    Carrier,
+}
+
 /// This node's voice, sent while it is on stage.
 #[derive(Debug)]
 struct Voice {
@@ -122,32 +133,14 @@ impl AudioSession {
         output: Output,
         forward: usize,
     ) -> Result<Self, SessionError> {
-        let me = SpeakerId::of(&node.key());
-        let (heard, stats) = relay.open_room_with(
+        let mut session = Self::open(
+            node,
+            relay,
             room,
-            RoomOptions {
-                myself: Some(me),
-                forward_loudest: Some(forward),
-            },
-        );
-        let player = spawn_player(heard, output)?;
-        let (_, position) = watch::channel(None);
-        let mut session = Self {
-            relay: relay.clone(),
-            room,
-            me,
-            stats,
-            player: Some(player),
-            position,
-            follower: None,
-            voice: Voice {
-                input,
-                host: None,
-                speaking: None,
-                self_muted: Arc::new(AtomicBool::new(false)),
-            },
-            events: broadcast::channel(64).0,
-        };
+            Role::Root { forward },
+            input,
+            Some(output),
+        )?;
         session.start_voice_locally()?;
         Ok(session)
     }
@@ -163,79 +156,75 @@ impl AudioSession {
         input: Input,
         output: Output,
     ) -> Result<Self, SessionError> {
+        Self::open(
+            node,
+            relay,
+            room,
+            Role::Member { host },
+            input,
+            Some(output),
+        )
+    }
+
+    /// A community relay's part in a room: a place in the tree, feeding as many children as it
+    /// declared, and nothing played (it never decodes the audio it carries).
+    pub fn carry(node: &Node, relay: &AudioRelay, room: RoomId) -> Result<Self, SessionError> {
+        Self::open(node, relay, room, Role::Carrier, Input::Silence, None)
+    }
+
+    fn open(
+        node: &Node,
+        relay: &AudioRelay,
+        room: RoomId,
+        role: Role,
+        input: Input,
+        output: Option<Output>,
+    ) -> Result<Self, SessionError> {
         let me = SpeakerId::of(&node.key());
         let (heard, stats) = relay.open_room_with(
             room,
             RoomOptions {
                 myself: Some(me),
-                forward_loudest: None,
+                forward_loudest: match role {
+                    Role::Root { forward } => Some(forward),
+                    Role::Member { .. } | Role::Carrier => None,
+                },
             },
         );
-        let player = spawn_player(heard, output)?;
+        // Without an output (a carrier) the playback queue is dropped: frames are only relayed.
+        let player = output
+            .map(|output| spawn_player(heard, output))
+            .transpose()?;
         let (tx, position) = watch::channel(None);
         let events = broadcast::channel(64).0;
-        let follower = tokio::spawn(follow_tree(
-            node.clone(),
-            relay.clone(),
-            room,
-            tx,
-            events.clone(),
-        ));
+        let follower = (!matches!(role, Role::Root { .. })).then(|| {
+            tokio::spawn(follow_tree(
+                node.clone(),
+                relay.clone(),
+                room,
+                tx,
+                events.clone(),
+            ))
+        });
         Ok(Self {
             relay: relay.clone(),
             room,
             me,
             stats,
-            player: Some(player),
+            player,
             position,
-            follower: Some(follower),
+            follower,
             voice: Voice {
                 input,
-                host: Some(host),
+                host: match role {
+                    Role::Member { host } => Some(host),
+                    Role::Root { .. } | Role::Carrier => None,
+                },
                 speaking: None,
-                self_muted: Arc::new(AtomicBool::new(false)),
+                self_muted: Arc::new(AtomicBool::new(matches!(role, Role::Carrier))),
             },
             events,
         })
-    }
-
-    /// A community relay's part in a room: a place in the tree, feeding as many children as it
-    /// declared, and nothing played (it never decodes the audio it carries).
-    pub fn carry(node: &Node, relay: &AudioRelay, room: RoomId) -> Self {
-        let me = SpeakerId::of(&node.key());
-        // Nothing is played: the playback queue is dropped at once and frames are only relayed.
-        let (_, stats) = relay.open_room_with(
-            room,
-            RoomOptions {
-                myself: Some(me),
-                forward_loudest: None,
-            },
-        );
-        let (tx, position) = watch::channel(None);
-        let events = broadcast::channel(64).0;
-        let follower = tokio::spawn(follow_tree(
-            node.clone(),
-            relay.clone(),
-            room,
-            tx,
-            events.clone(),
-        ));
-        Self {
-            relay: relay.clone(),
-            room,
-            me,
-            stats,
-            player: None,
-            position,
-            follower: Some(follower),
-            voice: Voice {
-                input: Input::Silence,
-                host: None,
-                speaking: None,
-                self_muted: Arc::new(AtomicBool::new(true)),
-            },
-            events,
-        }
     }
 
     /// Audio events from now on.

@@ -77,6 +77,12 @@ pub enum ControlBody {
         bytes: u64,
         addrs: Vec<serde_bytes::ByteBuf>,
     },
+    /// The author starts (or stops) recording what it hears, for itself. Allowed to moderators
+    /// and the host, and to everyone when the room's policy lets members record; everyone is
+    /// told either way.
+    MemberRecording {
+        on: bool,
+    },
 }
 
 impl ControlBody {

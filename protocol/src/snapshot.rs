@@ -145,7 +145,34 @@ pub struct Announcement {
     /// A bearer listener capability, so anyone who sees the announcement can join.
     pub listener_capability: Capability,
     pub expires_at: Timestamp,
+    /// Replays of the room's recordings that can be fetched (at most
+    /// [`MAX_ANNOUNCED_REPLAYS`], newest last).
+    pub replays: Vec<AnnouncedReplay>,
     pub signature: Sig,
+}
+
+/// Most replays one announcement lists.
+pub const MAX_ANNOUNCED_REPLAYS: usize = 4;
+
+/// A replay on the lobby: enough to fetch it (the manifest it names is signed by `recorder`).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct AnnouncedReplay {
+    pub manifest: crate::replay::ManifestId,
+    pub recorder: PeerKey,
+    pub title: String,
+    pub bytes: u64,
+    pub addrs: Vec<serde_bytes::ByteBuf>,
+}
+
+impl AnnouncedReplay {
+    /// The link to fetch it with.
+    pub fn link(&self) -> crate::replay::ReplayLink {
+        crate::replay::ReplayLink {
+            manifest: self.manifest,
+            recorder: self.recorder,
+            addrs: crate::replay::parse_addrs(&self.addrs).unwrap_or_default(),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -155,6 +182,7 @@ struct UnsignedAnnouncement<'a> {
     listeners: u32,
     listener_capability: &'a Capability,
     expires_at: Timestamp,
+    replays: &'a [AnnouncedReplay],
 }
 
 impl Announcement {
@@ -165,8 +193,15 @@ impl Announcement {
         listeners: u32,
         listener_capability: Capability,
         expires_at: Timestamp,
+        mut replays: Vec<AnnouncedReplay>,
     ) -> Self {
         speakers.truncate(MAX_ANNOUNCED_SPEAKERS);
+        let excess = replays.len().saturating_sub(MAX_ANNOUNCED_REPLAYS);
+        replays.drain(..excess);
+        for replay in &mut replays {
+            truncate_utf8(&mut replay.title, crate::room::MAX_TITLE_BYTES);
+            replay.addrs.truncate(crate::replay::MAX_REPLAY_ADDRS);
+        }
         for name in &mut speakers {
             truncate_utf8(name, crate::control::MAX_NAME_BYTES);
         }
@@ -176,6 +211,7 @@ impl Announcement {
             listeners,
             listener_capability,
             expires_at,
+            replays,
             signature: Sig([0; 64]),
         };
         announcement.signature = Sig::sign(host, ANNOUNCEMENT_DOMAIN, &announcement.signed_bytes());
@@ -189,6 +225,7 @@ impl Announcement {
             listeners: self.listeners,
             listener_capability: &self.listener_capability,
             expires_at: self.expires_at,
+            replays: &self.replays,
         })
     }
 
@@ -206,6 +243,11 @@ impl Announcement {
         let descriptor = self.descriptor.clone().verify()?;
         if self.speakers.len() > MAX_ANNOUNCED_SPEAKERS
             || self.listener_capability.room != descriptor.id
+            || self.replays.len() > MAX_ANNOUNCED_REPLAYS
+            || self.replays.iter().any(|replay| {
+                replay.title.len() > crate::room::MAX_TITLE_BYTES
+                    || replay.addrs.len() > crate::replay::MAX_REPLAY_ADDRS
+            })
         {
             return Err(SnapshotError::Mismatch);
         }

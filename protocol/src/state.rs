@@ -116,6 +116,10 @@ impl<T: PartialEq> Lww<T> {
     }
 }
 
+fn not_recording() -> Lww<bool> {
+    Lww::new(false)
+}
+
 /// One member, as the room sees it.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Member {
@@ -139,6 +143,9 @@ pub struct Member {
     pub muted: Lww<bool>,
     /// Where the member says it gets the room's audio in the relay tree.
     pub position: Lww<Option<TreePosition>>,
+    /// Says it is recording what it hears, for itself.
+    #[serde(default = "not_recording")]
+    pub recording: Lww<bool>,
     /// Leaf ids of the capabilities this member presented, with when each expires.
     pub capabilities: BTreeMap<CapId, Timestamp>,
 }
@@ -157,6 +164,7 @@ impl Member {
             hand: Lww::new(None),
             muted: Lww::new(false),
             position: Lww::new(None),
+            recording: Lww::new(false),
             capabilities: BTreeMap::new(),
         }
     }
@@ -336,6 +344,11 @@ pub enum RoomChange {
         bytes: u64,
         addrs: Vec<serde_bytes::ByteBuf>,
     },
+    /// A member started or stopped recording what it hears, for itself.
+    MemberRecording {
+        member: PeerKey,
+        on: bool,
+    },
 }
 
 /// A member's place in the room's relay tree.
@@ -359,6 +372,9 @@ pub struct RoomState {
     pub banned: BTreeSet<PeerKey>,
     pub ended: bool,
     pub seqs: BTreeMap<PeerKey, SeqWindow>,
+    /// The room's policy (from its host-signed descriptor): members may record for themselves.
+    #[serde(default)]
+    pub members_may_record: bool,
 }
 
 impl RoomState {
@@ -372,7 +388,15 @@ impl RoomState {
             banned: BTreeSet::new(),
             ended: false,
             seqs: BTreeMap::new(),
+            members_may_record: false,
         }
+    }
+
+    /// Whether members other than the host and moderators may record (the descriptor's
+    /// recording policy; every node sets it from the same host-signed descriptor).
+    pub fn with_member_recording(mut self, allowed: bool) -> Self {
+        self.members_may_record = allowed;
+        self
     }
 
     /// Members present now, host first, then by role (highest first), then name.
@@ -618,6 +642,14 @@ impl RoomState {
                 bytes: *bytes,
                 addrs: addrs.clone(),
             }),
+            ControlBody::MemberRecording { on } => {
+                if member.recording.set(*on, stamp) {
+                    changes.push(RoomChange::MemberRecording {
+                        member: author,
+                        on: *on,
+                    });
+                }
+            }
         }
         // Arrivals and departures of the author, whatever the body.
         if let Some(member) = self.members.get(&author) {
@@ -738,6 +770,14 @@ impl RoomState {
             | ControlBody::Reaction { .. }
             | ControlBody::TreePosition { .. }
             | ControlBody::ReplayAvailable { .. } => Ok(()),
+            ControlBody::MemberRecording { .. }
+                if self.members_may_record || role >= RoomRole::Moderator =>
+            {
+                Ok(())
+            }
+            ControlBody::MemberRecording { .. } => Err(not_allowed(
+                "record (this room does not let members record)",
+            )),
             ControlBody::RaiseHand if role == RoomRole::Host => Err(not_allowed("raise a hand")),
             ControlBody::RaiseHand => Ok(()),
             ControlBody::Promote { target, role: to } => {

@@ -368,6 +368,7 @@ fn control_body() -> impl Strategy<Value = ControlBody> {
                     addrs: earshot_protocol::replay::addr_bytes(&addrs),
                 }
             }),
+        any::<bool>().prop_map(|on| ControlBody::MemberRecording { on }),
     ]
 }
 

@@ -174,7 +174,18 @@ fn announcement_with(
         40,
         capability,
         expires_at,
+        vec![replay("Last week")],
     )
+}
+
+fn replay(title: &str) -> earshot_protocol::snapshot::AnnouncedReplay {
+    earshot_protocol::snapshot::AnnouncedReplay {
+        manifest: earshot_protocol::replay::ManifestId([3; 16]),
+        recorder: PeerKey::from(&key(HOST)),
+        title: title.to_owned(),
+        bytes: 1 << 20,
+        addrs: Vec::new(),
+    }
 }
 
 fn announcement() -> Announcement {
@@ -491,7 +502,14 @@ fn announcements_keep_at_most_ten_speakers_with_names_cut_at_a_character() {
         3,
         listener_link(ROOM),
         NOW.plus_millis(ANNOUNCEMENT_TTL_MS),
+        (0..6).map(|i| replay(&format!("replay {i}"))).collect(),
     );
+    // The newest replays are kept.
+    assert_eq!(
+        announcement.replays.len(),
+        earshot_protocol::snapshot::MAX_ANNOUNCED_REPLAYS
+    );
+    assert_eq!(announcement.replays[0].title, "replay 2");
     assert_eq!(announcement.speakers.len(), MAX_ANNOUNCED_SPEAKERS);
     assert_eq!(announcement.speakers[0], "é".repeat(32));
     assert_eq!(announcement.speakers[1], format!("a{}", "é".repeat(31)));

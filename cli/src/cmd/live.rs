@@ -188,6 +188,7 @@ pub fn host(ctx: &Context, args: HostArgs) -> anyhow::Result<Exit> {
             audio_events: audio.subscribe(),
             audio,
             recorder: None,
+            own_home: None,
         };
         for addr in &args.relay {
             session.ask_relay(addr).await;
@@ -303,6 +304,7 @@ pub fn join(ctx: &Context, args: JoinArgs) -> anyhow::Result<Exit> {
             audio_events: audio.subscribe(),
             audio,
             recorder: None,
+            own_home: None,
         };
         session.update_voice(role).await;
         let code = session.run(&mut events).await;
@@ -423,8 +425,11 @@ struct Session<'a> {
     /// This node's audio in the room.
     audio: AudioSession,
     audio_events: tokio::sync::broadcast::Receiver<AudioEvent>,
-    /// The host's recording of the room, while the room's recording flag is on.
+    /// The host's recording of the room, while the room's recording flag is on (or a member's
+    /// own recording of what it hears).
     recorder: Option<Recorder>,
+    /// A member's data directory, opened when it first records.
+    own_home: Option<Arc<Home>>,
 }
 
 /// What a line of input asked for.
@@ -583,8 +588,18 @@ impl Session<'_> {
     /// moderator with `/record start`), and names the people it hears.
     async fn follow_recording(&mut self, change: &RoomChange) {
         match change {
-            RoomChange::RecordingStarted { .. } => self.start_recording().await,
-            RoomChange::RecordingStopped { .. } => self.stop_recording(),
+            RoomChange::RecordingStarted { .. } if self.home.is_some() => {
+                self.start_recording().await;
+            }
+            RoomChange::RecordingStopped { .. } if self.home.is_some() => self.stop_recording(),
+            // A member's own recording, of what it hears.
+            RoomChange::MemberRecording { member, on } if *member == self.node.key() => {
+                if *on {
+                    self.start_recording().await;
+                } else {
+                    self.stop_recording();
+                }
+            }
             RoomChange::MemberJoined { member, name, .. } => {
                 if let Some(recorder) = &self.recorder {
                     recorder.name_speakers([(*member, name.clone())]);
@@ -595,12 +610,22 @@ impl Session<'_> {
     }
 
     async fn start_recording(&mut self) {
-        let Some(home) = self.home else {
-            return;
-        };
         if self.recorder.is_some() {
             return;
         }
+        // A member records into its own data directory, opened when it first records.
+        if self.home.is_none() && self.own_home.is_none() {
+            match self.ctx.open_home() {
+                Ok(home) => self.own_home = Some(home),
+                Err(err) => {
+                    self.print_error(&format!("cannot record: {err:#}"));
+                    return;
+                }
+            }
+        }
+        let Some(home) = self.home.or(self.own_home.as_deref()) else {
+            return;
+        };
         let Ok(Some(view)) = self.node.view(self.room).await else {
             return;
         };
@@ -762,11 +787,29 @@ impl Session<'_> {
         };
         Ok(match verb.as_str() {
             "hand" => Line::Act(ControlBody::RaiseHand),
-            "record" => match rest.first().map(|w| w.to_ascii_lowercase()).as_deref() {
-                Some("start" | "on") => Line::Act(ControlBody::RecordingStarted),
-                Some("stop" | "off") => Line::Act(ControlBody::RecordingStopped),
-                _ => bail!("/record start or /record stop (host and moderators)"),
-            },
+            "record" => {
+                let on = match rest.first().map(|w| w.to_ascii_lowercase()).as_deref() {
+                    Some("start" | "on") => true,
+                    Some("stop" | "off") => false,
+                    _ => bail!("/record start or /record stop"),
+                };
+                // The host and moderators start and stop the room's recording (the host keeps
+                // it); anyone else records what they hear, for themselves, when the room
+                // allows it.
+                let role = self
+                    .node
+                    .view(self.room)
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|view| view.state.role_of(&self.node.key()))
+                    .unwrap_or(RoomRole::Listener);
+                match (role >= RoomRole::Moderator, on) {
+                    (true, true) => Line::Act(ControlBody::RecordingStarted),
+                    (true, false) => Line::Act(ControlBody::RecordingStopped),
+                    (false, on) => Line::Act(ControlBody::MemberRecording { on }),
+                }
+            }
             "unhand" => Line::Act(ControlBody::LowerHand),
             "promote" => {
                 let target = target().await?;
@@ -1224,6 +1267,12 @@ impl Session<'_> {
                     .map(|link| link.encode())
                     .unwrap_or_default()
             ),
+            RoomChange::MemberRecording { member, on: true } => {
+                format!("● {} is recording what they hear", n(member))
+            }
+            RoomChange::MemberRecording { member, on: false } => {
+                format!("○ {} stopped recording", n(member))
+            }
         }
     }
 
@@ -1285,6 +1334,10 @@ impl Session<'_> {
                 "manifest": manifest.to_string(), "recording": recording.to_string(),
                 "recorder": peer(recorder), "title": title, "bytes": bytes,
                 "link": replay_link(change).map(|link| link.encode()),
+            }),
+            RoomChange::MemberRecording { member, on } => json!({
+                "event": if *on { "member_recording_started" } else { "member_recording_stopped" },
+                "member": peer(member), "name": self.name(member),
             }),
         };
         value["room"] = json!(self.room.to_string());

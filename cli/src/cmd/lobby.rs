@@ -84,6 +84,12 @@ pub fn rooms(ctx: &Context, args: RoomsArgs) -> anyhow::Result<Exit> {
                         "speakers": a.speakers,
                         "listeners": a.listeners,
                         "link": a.link().encode(),
+                        "replays": a.replays.iter().map(|r| json!({
+                            "title": r.title,
+                            "bytes": r.bytes,
+                            "manifest": r.manifest.to_string(),
+                            "link": r.link().encode(),
+                        })).collect::<Vec<_>>(),
                     })
                 })
                 .collect(),
@@ -99,6 +105,14 @@ pub fn rooms(ctx: &Context, args: RoomsArgs) -> anyhow::Result<Exit> {
                 a.speakers.join(", ")
             );
             say!("  {}", a.link());
+            for replay in &a.replays {
+                say!(
+                    "  ▶ replay \"{}\" ({} KiB): earshot recordings fetch {}",
+                    replay.title,
+                    replay.bytes / 1024,
+                    replay.link().encode()
+                );
+            }
         }
     }
     Ok(Exit(0))

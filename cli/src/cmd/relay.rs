@@ -255,7 +255,13 @@ async fn carry(
     let room = link.capability.room;
     match node.join(link, "relay").await {
         Ok(view) => {
-            let session = AudioSession::carry(&node, &audio, room);
+            let session = match AudioSession::carry(&node, &audio, room) {
+                Ok(session) => session,
+                Err(err) => {
+                    tracing::warn!(%room, %err, "could not carry a room");
+                    return;
+                }
+            };
             lock(&carried).insert(room, session);
             if json {
                 print_json(&json!({

@@ -44,6 +44,10 @@ pub struct NewArgs {
     /// Record the room from the moment it goes live.
     #[arg(long)]
     record: bool,
+    /// Let every member record what they hear, for themselves (`/record start`); everyone is
+    /// told when someone does.
+    #[arg(long)]
+    members_may_record: bool,
     /// Where the host will listen (repeatable). Default: a free port on all interfaces.
     #[arg(long, value_name = "MULTIADDR")]
     listen: Vec<Multiaddr>,
@@ -74,7 +78,7 @@ pub fn run(ctx: &Context, command: RoomCommand) -> anyhow::Result<Exit> {
                     visibility,
                     recording: RecordingPolicy {
                         host_records: args.record,
-                        members_may_record: false,
+                        members_may_record: args.members_may_record,
                     },
                     listen: (!args.listen.is_empty()).then_some(args.listen),
                     advertise: (!args.addr.is_empty()).then_some(args.addr),
@@ -204,6 +208,7 @@ fn room_json(room: &RoomRecord) -> Value {
         "title": d.title,
         "visibility": d.visibility.as_str(),
         "record": d.recording.host_records,
+        "members_may_record": d.recording.members_may_record,
         "host": output::peer(&d.host),
         "created_at": d.created_at.to_string(),
         "listen": room.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),

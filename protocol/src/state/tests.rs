@@ -460,6 +460,8 @@ struct Case {
     view: View,
     /// `role_of` for these seeds at the end.
     roles: Vec<(u8, Option<RoomRole>)>,
+    /// The room lets members record for themselves.
+    members_may_record: bool,
 }
 
 fn case(name: &'static str, steps: Vec<Step>, view: View) -> Case {
@@ -468,6 +470,7 @@ fn case(name: &'static str, steps: Vec<Step>, view: View) -> Case {
         steps,
         view,
         roles: Vec::new(),
+        members_may_record: false,
     }
 }
 
@@ -476,11 +479,16 @@ impl Case {
         self.roles.push((seed, role));
         self
     }
+
+    fn members_may_record(mut self) -> Self {
+        self.members_may_record = true;
+        self
+    }
 }
 
 /// Runs a case against a fresh room hosted by `HOST`.
 fn check(case: &Case) {
-    let mut state = RoomState::new(ROOM, pk(HOST));
+    let mut state = RoomState::new(ROOM, pk(HOST)).with_member_recording(case.members_may_record);
     let mut seqs: BTreeMap<u8, u64> = BTreeMap::new();
     let mut sent: Vec<Option<Verified<Envelope>>> = Vec::new();
     for (index, step) in case.steps.iter().enumerate() {
@@ -2362,4 +2370,41 @@ fn replay_announcements() {
         bad_addr.check_limits(),
         Err(crate::codec::DecodeError::BadAddress)
     );
+}
+
+#[test]
+fn members_record_for_themselves_only_when_the_room_allows() {
+    let recording = |seed: u8, on: bool| RoomChange::MemberRecording {
+        member: pk(seed),
+        on,
+    };
+    let record = |on: bool| ControlBody::MemberRecording { on };
+    // Without the policy: moderators and the host may, listeners may not.
+    check_all(&[case(
+        "a listener may not record; a moderator may",
+        vec![
+            host_joins(),
+            listener_joins(ALICE),
+            moderator_joins(MARIA),
+            by(ALICE, by_ref(&link()), record(true)).err(not_allowed(
+                Listener,
+                "record (this room does not let members record)",
+            )),
+            by(MARIA, by_ref(&moderator(MARIA)), record(true)).ok([recording(MARIA, true)]),
+            by(MARIA, by_ref(&moderator(MARIA)), record(false)).ok([recording(MARIA, false)]),
+        ],
+        view().present(&[("hana", Host), ("maria", Moderator), ("alice", Listener)]),
+    )]);
+    // With it: a listener records, and saying it again is silent.
+    check_all(&[case(
+        "a listener records when the room allows it",
+        vec![
+            host_joins(),
+            listener_joins(ALICE),
+            by(ALICE, by_ref(&link()), record(true)).ok([recording(ALICE, true)]),
+            by(ALICE, by_ref(&link()), record(true)).ok([]),
+        ],
+        view().present(&[("hana", Host), ("alice", Listener)]),
+    )
+    .members_may_record()]);
 }
