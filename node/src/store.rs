@@ -92,6 +92,11 @@ impl Store {
         Ok(Self { path, db })
     }
 
+    /// Where the database is.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// The database itself, for the modules that keep their own trees in it (recordings).
     pub(crate) fn db(&self) -> &sled::Db {
         &self.db

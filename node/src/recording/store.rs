@@ -26,6 +26,9 @@ use crate::store::{Store, StoreError, decode_record, encode_record};
 
 const META: &str = "recordings";
 const FRAMES: &str = "recording_frames";
+/// The replay trees (see [`super::replay`]): recording id → manifest id, and the chunks.
+pub(crate) const REPLAY_BY_RECORDING: &str = "replay_by_recording";
+pub(crate) const REPLAY_CHUNKS: &str = "replay_chunks";
 /// Frames queued for the recorder thread (2 s of ten speakers).
 pub const QUEUE_FRAMES: usize = 1000;
 /// The longest a written frame waits to be flushed to disk.
@@ -217,15 +220,47 @@ impl Recordings {
     }
 
     /// The frames of a recording in time order (every speaker interleaved).
+    ///
+    /// A recording fetched as a replay keeps its frames where they arrived, in the replay's
+    /// verified chunks (a canonical serialisation in the same order): they are read from there
+    /// rather than copied one key per frame, which made a fetch five times slower.
     pub fn frames(
         &self,
         id: &RecordingId,
-    ) -> impl Iterator<Item = Result<StoredFrame, RecordingError>> + '_ {
+    ) -> Box<dyn Iterator<Item = Result<StoredFrame, RecordingError>> + '_> {
         let id = *id;
-        self.frames.scan_prefix(id.as_bytes()).map(move |entry| {
+        match self.replay_chunks(&id) {
+            Ok(Some(chunks)) => return Box::new(ReplayFrames::new(chunks, id, self.store.clone())),
+            Ok(None) => {}
+            Err(err) => return Box::new(std::iter::once(Err(err))),
+        }
+        Box::new(self.frames.scan_prefix(id.as_bytes()).map(move |entry| {
             let (key, value) = entry.map_err(self.store.db_err())?;
             decode_frame(&key, &value).ok_or(RecordingError::CorruptFrame { id })
-        })
+        }))
+    }
+
+    /// The chunks of the replay this recording was fetched as, when its frames live there (a
+    /// recording this node made, even if it published it, keeps its own frames).
+    fn replay_chunks(&self, id: &RecordingId) -> Result<Option<sled::Iter>, RecordingError> {
+        let err = self.store.db_err();
+        if self.frames.scan_prefix(id.as_bytes()).next().is_some() {
+            return Ok(None);
+        }
+        let db = self.store.db();
+        let Some(manifest) = db
+            .open_tree(REPLAY_BY_RECORDING)
+            .map_err(&err)?
+            .get(id.as_bytes())
+            .map_err(&err)?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(
+            db.open_tree(REPLAY_CHUNKS)
+                .map_err(&err)?
+                .scan_prefix(manifest.as_ref()),
+        ))
     }
 
     /// Starts recording `room`: frames given to the returned recorder are stored until it is
@@ -287,6 +322,68 @@ impl Recordings {
                 .frames = count;
         }
         Ok(meta)
+    }
+}
+
+/// A fetched replay's frames, read from its chunks in order.
+struct ReplayFrames {
+    chunks: sled::Iter,
+    reader: Option<earshot_protocol::replay::ContentReader>,
+    ready: std::collections::VecDeque<StoredFrame>,
+    id: RecordingId,
+    store: Store,
+}
+
+impl ReplayFrames {
+    fn new(chunks: sled::Iter, id: RecordingId, store: Store) -> Self {
+        Self {
+            chunks,
+            reader: Some(earshot_protocol::replay::ContentReader::new()),
+            ready: std::collections::VecDeque::new(),
+            id,
+            store,
+        }
+    }
+}
+
+impl Iterator for ReplayFrames {
+    type Item = Result<StoredFrame, RecordingError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(frame) = self.ready.pop_front() {
+                return Some(Ok(frame));
+            }
+            let reader = self.reader.as_mut()?;
+            match self.chunks.next() {
+                Some(Ok((_, chunk))) => match reader.push(&chunk) {
+                    Ok(frames) => self.ready.extend(frames.into_iter().map(|f| StoredFrame {
+                        at: f.at,
+                        speaker: SpeakerId(f.speaker),
+                        level: f.level,
+                        payload: f.payload,
+                    })),
+                    Err(_) => {
+                        self.reader = None;
+                        return Some(Err(RecordingError::CorruptFrame { id: self.id }));
+                    }
+                },
+                Some(Err(source)) => {
+                    self.reader = None;
+                    return Some(Err(RecordingError::Store(StoreError::Db {
+                        path: self.store.path().to_owned(),
+                        source,
+                    })));
+                }
+                None => {
+                    let finished = self.reader.take().map(|reader| reader.finish());
+                    return match finished {
+                        Some(Err(_)) => Some(Err(RecordingError::CorruptFrame { id: self.id })),
+                        _ => None,
+                    };
+                }
+            }
+        }
     }
 }
 
