@@ -135,6 +135,9 @@ pub struct Recordings {
     store: Store,
     meta: sled::Tree,
     frames: sled::Tree,
+    /// Tests: every recorder write fails, as on a full disk.
+    #[cfg(test)]
+    disk_full: Arc<AtomicBool>,
 }
 
 impl Recordings {
@@ -146,6 +149,8 @@ impl Recordings {
             meta: db.open_tree(META).map_err(&err)?,
             frames: db.open_tree(FRAMES).map_err(&err)?,
             store: store.clone(),
+            #[cfg(test)]
+            disk_full: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -606,6 +611,10 @@ fn write(
     meta: &RecordingMeta,
     flush: bool,
 ) -> Result<(), String> {
+    #[cfg(test)]
+    if recordings.disk_full.load(Ordering::Relaxed) {
+        return Err("No space left on device (os error 28)".into());
+    }
     recordings
         .frames
         .apply_batch(batch)
@@ -656,6 +665,43 @@ fn decode_frame(key: &[u8], value: &[u8]) -> Option<StoredFrame> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_disk_stops_the_recording_and_keeps_what_was_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        let recordings = Recordings::open(&store).expect("recordings");
+        let recorder = recordings.start(new_recording()).expect("start");
+        for i in 0..50u32 {
+            recorder.tap().record(&frame(1, i, 1_000_000 + i * 960));
+        }
+        // Wait until those frames are on disk, then the disk fills up.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while recordings.frames(&recorder.id()).count() < 50 {
+            assert!(Instant::now() < deadline, "frames not written");
+            std::thread::yield_now();
+        }
+        recordings.disk_full.store(true, Ordering::Relaxed);
+        for i in 50..100u32 {
+            recorder.tap().record(&frame(1, i, 1_000_000 + i * 960));
+        }
+        let meta = recorder
+            .finish(Timestamp(1_800_000_002_000))
+            .expect("finish");
+        match &meta.state {
+            RecordingState::Failed(reason) => {
+                assert!(reason.contains("No space left"), "{reason}");
+            }
+            other => panic!("expected a failed recording, got {other:?}"),
+        }
+        // What was written before is kept, and the recording is listed with its reason.
+        assert_eq!(recordings.frames(&meta.id).count(), 50);
+        let listed = recordings.get(&meta.id).expect("get").expect("listed");
+        assert!(
+            matches!(listed.state, RecordingState::Failed(_)),
+            "{listed:?}"
+        );
+    }
 
     fn frame(speaker: u32, seq: u32, timestamp: u32) -> AudioFrame {
         AudioFrame {
