@@ -85,6 +85,10 @@ fn a_recorded_room_exports_to_files_that_hold_the_speech() {
     let saved = host.event("recording_saved");
     assert_eq!(saved["recording"], id.as_str());
     assert_eq!(saved["state"], "complete");
+    // Published as a replay at once, and the room (still live) is told.
+    let published = host.event("replay_published");
+    let replay = listener.event("replay_available");
+    assert_eq!(replay["manifest"], published["manifest"]);
     host.say("/end");
     assert_eq!(host.exit_code(), 0);
     assert_eq!(listener.exit_code(), 0);

@@ -691,8 +691,39 @@ impl Session<'_> {
                         meta.id.short()
                     );
                 }
+                // The room's official recording is published as a replay at once: fetchable
+                // by anyone given the link, and announced to the room while it is live.
+                if let Some(home) = self.home {
+                    self.publish_replay(home, &meta);
+                }
             }
             Err(err) => self.print_error(&format!("the recording did not finish cleanly: {err}")),
+        }
+    }
+
+    fn publish_replay(&self, home: &Home, meta: &earshot_node::recording::store::RecordingMeta) {
+        let published =
+            earshot_node::recording::replay::Replays::open(home.store()).and_then(|replays| {
+                replays.publish(home.recordings(), meta, home.identity().signing_key())
+            });
+        match published {
+            Ok(manifest) => {
+                if self.ctx.json {
+                    print_json(&json!({
+                        "event": "replay_published",
+                        "room": self.room.to_string(),
+                        "recording": meta.id.to_string(),
+                        "manifest": manifest.id().to_string(),
+                    }));
+                } else {
+                    say!(
+                        "▶ Published as a replay (manifest {}); `earshot recordings publish {}` prints its link",
+                        manifest.id(),
+                        meta.id.short()
+                    );
+                }
+            }
+            Err(err) => self.print_error(&format!("could not publish the recording: {err}")),
         }
     }
 
