@@ -108,14 +108,24 @@ impl Drop for Live {
 }
 
 pub(crate) fn local_room(home: &TestHome, title: &str) -> String {
-    let room = home.json(&[
-        "room",
-        "new",
-        title,
-        "--listen",
-        "/ip4/127.0.0.1/udp/0/quic-v1",
-    ]);
-    room["id"].as_str().expect("id").to_owned()
+    local_room_with(home, title, &[])
+}
+
+/// `room new TITLE FLAGS… --listen` on 127.0.0.1; returns the room id.
+pub(crate) fn local_room_with(home: &TestHome, title: &str, flags: &[&str]) -> String {
+    let mut args = vec!["room", "new", title];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&["--listen", "/ip4/127.0.0.1/udp/0/quic-v1"]);
+    home.json(&args)["id"].as_str().expect("id").to_owned()
+}
+
+/// `earshot join LINK --name NAME` on 127.0.0.1, playing nowhere, with `extra` arguments.
+pub(crate) fn listener(name: &'static str, home: &TestHome, link: &str, extra: &[&str]) -> Live {
+    let mut args = vec![
+        "join", link, "--name", name, "--listen", LOCAL, "--output", "null",
+    ];
+    args.extend_from_slice(extra);
+    Live::start(name, home, &args)
 }
 
 pub(crate) const LOCAL: &str = "/ip4/127.0.0.1/udp/0/quic-v1";

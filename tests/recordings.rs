@@ -9,7 +9,7 @@ use earshot_node::recording::ogg;
 use serde_json::Value;
 
 use crate::harness::{TestHome, code, stderr};
-use crate::live::{LOCAL, Live, local_room, read_wav};
+use crate::live::{Live, local_room, read_wav};
 
 /// Where sound starts (the recording begins with the silence before the host spoke).
 fn from_onset(samples: &[f32]) -> &[f32] {
@@ -62,13 +62,7 @@ fn a_recorded_room_exports_to_files_that_hold_the_speech() {
     // A listener is in the room too: what is recorded is what the room hears.
     let bea = TestHome::new();
     let link = ana.invite(&[&room, "--role", "listener"]);
-    let mut listener = Live::start(
-        "bea",
-        &bea,
-        &[
-            "join", &link, "--name", "bea", "--listen", LOCAL, "--output", "null",
-        ],
-    );
+    let mut listener = crate::live::listener("bea", &bea, &link, &[]);
     listener.event("audio_attached");
     host.say("/record start");
     listener.expect("everyone is told", |v| v["event"] == "recording_started");
@@ -151,17 +145,7 @@ fn a_recorded_room_exports_to_files_that_hold_the_speech() {
 #[test]
 fn a_recording_survives_a_kill() {
     let ana = TestHome::new();
-    let room = ana.json(&[
-        "room",
-        "new",
-        "Late show",
-        "--record",
-        "--listen",
-        "/ip4/127.0.0.1/udp/0/quic-v1",
-    ])["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let room = crate::live::local_room_with(&ana, "Late show", &["--record"]);
     let mut host = Live::start(
         "host",
         &ana,
@@ -219,17 +203,7 @@ fn bad_recording_requests_are_clear_errors() {
     );
 
     // A real recording, to export to bad places.
-    let room = ana.json(&[
-        "room",
-        "new",
-        "Tiny",
-        "--record",
-        "--listen",
-        "/ip4/127.0.0.1/udp/0/quic-v1",
-    ])["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let room = crate::live::local_room_with(&ana, "Tiny", &["--record"]);
     let mut host = Live::start("host", &ana, &["host", &room, "--input", "sine"]);
     host.event("recording");
     host.expect("a second of audio", |v| {
@@ -286,17 +260,7 @@ fn bad_recording_requests_are_clear_errors() {
 #[test]
 fn a_member_records_for_itself_only_where_the_room_allows() {
     let ana = TestHome::new();
-    let room = ana.json(&[
-        "room",
-        "new",
-        "Open mic",
-        "--members-may-record",
-        "--listen",
-        "/ip4/127.0.0.1/udp/0/quic-v1",
-    ])["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let room = crate::live::local_room_with(&ana, "Open mic", &["--members-may-record"]);
     let mut host = Live::start(
         "host",
         &ana,
@@ -307,13 +271,7 @@ fn a_member_records_for_itself_only_where_the_room_allows() {
         .expect("link")
         .to_owned();
     let bea = TestHome::new();
-    let mut listener = Live::start(
-        "bea",
-        &bea,
-        &[
-            "join", &link, "--name", "bea", "--listen", LOCAL, "--output", "null",
-        ],
-    );
+    let mut listener = crate::live::listener("bea", &bea, &link, &[]);
     listener.event("audio_attached");
     listener.say("/record start");
     host.expect("everyone is told", |v| {
@@ -352,13 +310,7 @@ fn a_member_records_for_itself_only_where_the_room_allows() {
         .expect("link")
         .to_owned();
     let cal = TestHome::new();
-    let mut listener = Live::start(
-        "cal",
-        &cal,
-        &[
-            "join", &link, "--name", "cal", "--listen", LOCAL, "--output", "null",
-        ],
-    );
+    let mut listener = crate::live::listener("cal", &cal, &link, &[]);
     listener.event("joined");
     listener.say("/record start");
     let error = listener.event("error");

@@ -108,13 +108,7 @@ fn a_host_behind_the_relay_is_reached_through_it() {
     let link = hosting["listener_link"].as_str().expect("link").to_owned();
 
     let bea = TestHome::new();
-    let mut listener = Live::start(
-        "bea",
-        &bea,
-        &[
-            "join", &link, "--name", "bea", "--listen", LOCAL, "--output", "null",
-        ],
-    );
+    let mut listener = crate::live::listener("bea", &bea, &link, &[]);
     listener.event("joined");
     listener.expect("two seconds of audio", |v| {
         v["event"] == "audio_stats" && v["delivered"].as_u64().unwrap_or(0) >= 100
@@ -213,22 +207,7 @@ fn the_relay_carries_a_room_and_the_tree_reforms_without_it() {
     let mut listeners = Vec::new();
     for (i, home) in homes.iter().enumerate() {
         let name = ["l1", "l2", "l3"][i];
-        let mut live = Live::start(
-            name,
-            home,
-            &[
-                "join",
-                &link,
-                "--name",
-                name,
-                "--listen",
-                LOCAL,
-                "--output",
-                "null",
-                "--max-children",
-                "1",
-            ],
-        );
+        let mut live = crate::live::listener(name, home, &link, &["--max-children", "1"]);
         let attached = live.event("audio_attached");
         listeners.push((live, attached));
     }
@@ -318,13 +297,7 @@ fn a_relay_stopped_with_sigterm_hands_its_listeners_over() {
     let mut listeners = Vec::new();
     for (i, home) in homes.iter().enumerate() {
         let name = ["l1", "l2"][i];
-        let mut live = Live::start(
-            name,
-            home,
-            &[
-                "join", &link, "--name", name, "--listen", LOCAL, "--output", "null",
-            ],
-        );
+        let mut live = crate::live::listener(name, home, &link, &[]);
         let attached = live.event("audio_attached");
         assert_eq!(attached["parent"], relay_id.as_str(), "{attached}");
         listeners.push(live);

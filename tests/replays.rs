@@ -413,13 +413,7 @@ fn a_host_announces_what_it_publishes_and_members_can_fetch_it() {
     host.event("hosting");
     let bea = TestHome::new();
     let link = ana.invite(&[&room, "--role", "listener"]);
-    let mut guest = Live::start(
-        "bea",
-        &bea,
-        &[
-            "join", &link, "--name", "bea", "--listen", LOCAL, "--output", "null",
-        ],
-    );
+    let mut guest = crate::live::listener("bea", &bea, &link, &[]);
     guest.event("joined");
     // Published through the host's control socket: the room is told, with a link to the host.
     let (manifest, _) = publish(&ana, &id);
@@ -438,17 +432,7 @@ fn a_host_announces_what_it_publishes_and_members_can_fetch_it() {
 #[test]
 fn the_lobby_lists_a_public_rooms_replays() {
     let ana = TestHome::new();
-    let room = ana.json(&[
-        "room",
-        "new",
-        "Open house",
-        "--public",
-        "--listen",
-        "/ip4/127.0.0.1/udp/0/quic-v1",
-    ])["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let room = crate::live::local_room_with(&ana, "Open house", &["--public"]);
     let room_id: RoomId = room.parse().expect("room id");
     let id = make_recording(&ana, room_id, bulk(200, 100));
     let mut host = Live::start(
