@@ -35,6 +35,25 @@ fn scrape(url: &str) -> std::collections::HashMap<String, f64> {
         .collect()
 }
 
+/// Scrapes until `ready` holds (the relay refreshes its figures twice a second), or fails.
+fn scrape_until(
+    url: &str,
+    what: &str,
+    ready: impl Fn(&std::collections::HashMap<String, f64>) -> bool,
+) -> std::collections::HashMap<String, f64> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let seen = scrape(url);
+        if ready(&seen) {
+            return seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "metrics never showed {what}: {seen:?}"
+        );
+    }
+}
+
 #[test]
 fn the_relay_prints_its_configuration_and_refuses_a_bad_one() {
     let home = TestHome::new();
@@ -114,7 +133,10 @@ fn a_host_behind_the_relay_is_reached_through_it() {
         v["event"] == "audio_stats" && v["delivered"].as_u64().unwrap_or(0) >= 100
     });
 
-    let seen = scrape(&metrics);
+    let seen = scrape_until(&metrics, "the circuit", |seen| {
+        seen.get("earshot_relay_circuits_total")
+            .is_some_and(|n| *n >= 1.0)
+    });
     assert_eq!(
         seen.get("earshot_relay_reservations"),
         Some(&1.0),
@@ -228,7 +250,10 @@ fn the_relay_carries_a_room_and_the_tree_reforms_without_it() {
             v["event"] == "audio_stats" && v["delivered"].as_u64().unwrap_or(0) >= 50
         });
     }
-    let seen = scrape(&metrics);
+    let seen = scrape_until(&metrics, "the frames forwarded", |seen| {
+        seen.get("earshot_frames_forwarded_total")
+            .is_some_and(|n| *n >= 50.0)
+    });
     assert_eq!(seen.get("earshot_rooms"), Some(&1.0), "{seen:?}");
     assert_eq!(seen.get("earshot_children"), Some(&2.0), "{seen:?}");
     assert!(
@@ -339,5 +364,58 @@ fn a_relay_stopped_with_sigterm_hands_its_listeners_over() {
     for live in listeners {
         assert_eq!(live.exit_code(), 0);
     }
+    assert_eq!(host.exit_code(), 0);
+}
+
+/// Nodes behind a NAT reserve a slot on a relay (`--via`): the host's links put the relayed
+/// address first, and a listener (which children may need to reach) is reachable through it too.
+#[test]
+fn nodes_reserve_a_slot_on_a_relay_and_advertise_it() {
+    let operator = TestHome::new();
+    let mut relay = Live::start(
+        "relay",
+        &operator,
+        &["relay", "--listen", LOCAL, "--metrics", "127.0.0.1:0"],
+    );
+    let started = relay.event("relay");
+    let relay_addr = started["addrs"][0].as_str().expect("an address").to_owned();
+    let metrics = started["metrics"].as_str().expect("metrics").to_owned();
+
+    let ana = TestHome::new();
+    let room = crate::live::local_room(&ana, "Porch");
+    let mut host = Live::start(
+        "host",
+        &ana,
+        &[
+            "host",
+            &room,
+            "--input",
+            "sine",
+            "--output",
+            "null",
+            "--via",
+            &relay_addr,
+        ],
+    );
+    let hosting = host.event("hosting");
+    let link = hosting["listener_link"].as_str().expect("link").to_owned();
+    let inspected = ana.json(&["invite", "inspect", &link]);
+    let first = inspected["bootstrap"][0].as_str().unwrap_or_default();
+    assert!(
+        first.starts_with(&relay_addr) && first.contains("/p2p-circuit"),
+        "the relayed address comes first: {inspected}"
+    );
+
+    let bea = TestHome::new();
+    let mut listener = crate::live::listener("bea", &bea, &link, &["--via", relay_addr.as_str()]);
+    listener.expect("audio", |v| {
+        v["event"] == "audio_stats" && v["delivered"].as_u64().unwrap_or(0) >= 50
+    });
+    // The host and the listener each hold a reservation.
+    scrape_until(&metrics, "two reservations", |seen| {
+        seen.get("earshot_relay_reservations") == Some(&2.0)
+    });
+    host.say("/end");
+    assert_eq!(listener.exit_code(), 0);
     assert_eq!(host.exit_code(), 0);
 }

@@ -58,6 +58,10 @@ pub struct HostArgs {
     /// /p2p/PEERID; repeatable). `/relay add ADDR` asks one later.
     #[arg(long, value_name = "MULTIADDR")]
     relay: Vec<Multiaddr>,
+    /// Be reachable through this community relay too (behind a NAT): reserve a slot on it and
+    /// put the relayed address first in the links (its address ending in /p2p/PEERID).
+    #[arg(long, value_name = "MULTIADDR")]
+    via: Vec<Multiaddr>,
 }
 
 /// A node's upload budget in the relay tree.
@@ -102,6 +106,10 @@ pub struct JoinArgs {
     output: Option<Output>,
     #[command(flatten)]
     upload: Upload,
+    /// Be reachable through this community relay too (behind a NAT, so that listeners placed
+    /// under you can reach you): reserve a slot on it.
+    #[arg(long, value_name = "MULTIADDR")]
+    via: Vec<Multiaddr>,
 }
 
 /// How long a leaving node keeps its connections open so that its `Leave` goes out.
@@ -110,11 +118,12 @@ const LINGER: Duration = Duration::from_millis(300);
 pub fn host(ctx: &Context, args: HostArgs) -> anyhow::Result<Exit> {
     let home = ctx.open_home()?;
     let room = home.find_room(&args.room)?;
-    let listen = if args.listen.is_empty() {
+    let mut listen = if args.listen.is_empty() {
         room.listen.clone()
     } else {
         args.listen
     };
+    listen.extend(relayed(&args.via)?);
     let identity = Identity::load(home.dir())?;
     let ctx = ctx.clone();
     runtime()?.block_on_then_drop(async move {
@@ -150,7 +159,7 @@ pub fn host(ctx: &Context, args: HostArgs) -> anyhow::Result<Exit> {
             args.forward,
         )?;
         let now = clock::now();
-        let link = home.create_invite(
+        let mut link = home.create_invite(
             &room,
             Grant {
                 audience: Audience::Bearer,
@@ -162,6 +171,18 @@ pub fn host(ctx: &Context, args: HostArgs) -> anyhow::Result<Exit> {
             now,
         )?;
         let addrs = dialable(&node).await;
+        // Reachable through a relay: that address goes first in the link.
+        let circuits: Vec<Multiaddr> = addrs
+            .iter()
+            .filter(|addr| addr.iter().any(|p| matches!(p, Protocol::P2pCircuit)))
+            .cloned()
+            .collect();
+        if !circuits.is_empty() {
+            link.bootstrap.retain(|addr| !circuits.contains(addr));
+            link.bootstrap.splice(0..0, circuits);
+            link.bootstrap
+                .truncate(earshot_protocol::link::MAX_BOOTSTRAP_ADDRS);
+        }
         if ctx.json {
             print_json(&json!({
                 "event": "hosting",
@@ -238,6 +259,8 @@ pub fn join(ctx: &Context, args: JoinArgs) -> anyhow::Result<Exit> {
     } else {
         args.listen
     };
+    let mut listen = listen;
+    listen.extend(relayed(&args.via)?);
     let ctx = ctx.clone();
     runtime()?.block_on_then_drop(async move {
         let node = spawn(identity, listen, args.upload.max_children()).await?;
@@ -311,6 +334,16 @@ pub fn join(ctx: &Context, args: JoinArgs) -> anyhow::Result<Exit> {
         node.shutdown().await;
         Ok(Exit(code))
     })
+}
+
+/// The relayed listen addresses (`…/p2p/RELAY/p2p-circuit`) for `--via` relays.
+fn relayed(via: &[Multiaddr]) -> anyhow::Result<Vec<Multiaddr>> {
+    via.iter()
+        .map(|addr| match addr.iter().last() {
+            Some(Protocol::P2p(_)) => Ok(addr.clone().with(Protocol::P2pCircuit)),
+            _ => bail!("{addr}: a relay's address must end in /p2p/PEERID"),
+        })
+        .collect()
 }
 
 /// The input or output asked for, else the sound card, else a fallback (saying so).
