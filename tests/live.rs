@@ -119,11 +119,13 @@ pub(crate) fn local_room_with(home: &TestHome, title: &str, flags: &[&str]) -> S
     home.json(&args)["id"].as_str().expect("id").to_owned()
 }
 
-/// `earshot join LINK --name NAME` on 127.0.0.1, playing nowhere, with `extra` arguments.
+/// `earshot join LINK --name NAME` on 127.0.0.1 with `extra` arguments, playing nowhere unless
+/// `extra` names an `--output`.
 pub(crate) fn listener(name: &'static str, home: &TestHome, link: &str, extra: &[&str]) -> Live {
-    let mut args = vec![
-        "join", link, "--name", name, "--listen", LOCAL, "--output", "null",
-    ];
+    let mut args = vec!["join", link, "--name", name, "--listen", LOCAL];
+    if !extra.contains(&"--output") {
+        args.extend_from_slice(&["--output", "null"]);
+    }
     args.extend_from_slice(extra);
     Live::start(name, home, &args)
 }
@@ -254,6 +256,34 @@ fn joining_with_a_bad_link_fails_fast() {
     );
 }
 
+/// Three listeners `l1`, `l2`, `l3` joining one after the other, each feeding one other and
+/// writing what it hears to `out.wav` in its home: a chain three deep under a host that feeds
+/// one. Returns each with its output file, once each is in place at its depth.
+fn chain(link: &str, homes: &[TestHome; 3]) -> Vec<(Live, std::path::PathBuf)> {
+    let mut listeners = Vec::new();
+    for (i, home) in homes.iter().enumerate() {
+        let output = home.join("out.wav");
+        let name = ["l1", "l2", "l3"][i];
+        let mut live = listener(
+            name,
+            home,
+            link,
+            &[
+                "--input",
+                "silence",
+                "--output",
+                output.to_str().expect("utf-8 path"),
+                "--max-children",
+                "1",
+            ],
+        );
+        let attached = live.event("audio_attached");
+        assert_eq!(attached["depth"], i + 1, "{name}: {attached}");
+        listeners.push((live, output));
+    }
+    listeners
+}
+
 /// Reads a 16-bit mono WAV file written by `--output`.
 pub(crate) fn read_wav(path: &std::path::Path) -> Vec<f32> {
     earshot_node::audio::wav::read(path).expect("a readable WAV file")
@@ -286,30 +316,7 @@ fn audio_through_a_three_deep_tree_and_a_relay_that_dies() {
         .expect("link")
         .to_owned();
     let homes = [TestHome::new(), TestHome::new(), TestHome::new()];
-    let mut listeners = Vec::new();
-    for (i, home) in homes.iter().enumerate() {
-        let output = home.join("out.wav");
-        let name = ["l1", "l2", "l3"][i];
-        let mut live = Live::start(
-            name,
-            home,
-            &[
-                "join",
-                &link,
-                "--name",
-                name,
-                "--listen",
-                LOCAL,
-                "--output",
-                output.to_str().expect("utf-8 path"),
-                "--max-children",
-                "1",
-            ],
-        );
-        let attached = live.event("audio_attached");
-        assert_eq!(attached["depth"], i + 1, "{name}: {attached}");
-        listeners.push((live, output));
-    }
+    let mut listeners = chain(&link, &homes);
     // Everyone says where it is; once the host has heard the deepest, /tree shows the chain.
     host.expect("l3's place in the tree", |v| {
         v["event"] == "tree_moved" && v["name"] == "l3" && v["depth"] == 3
@@ -523,32 +530,7 @@ fn speech_from_the_stage_reaches_three_hops_down_intact() {
         .expect("link")
         .to_owned();
     let homes = [TestHome::new(), TestHome::new(), TestHome::new()];
-    let mut listeners = Vec::new();
-    for (i, home) in homes.iter().enumerate() {
-        let output = home.join("out.wav");
-        let name = ["l1", "l2", "l3"][i];
-        let mut live = Live::start(
-            name,
-            home,
-            &[
-                "join",
-                &link,
-                "--name",
-                name,
-                "--listen",
-                LOCAL,
-                "--input",
-                "silence",
-                "--output",
-                output.to_str().expect("utf-8 path"),
-                "--max-children",
-                "1",
-            ],
-        );
-        let attached = live.event("audio_attached");
-        assert_eq!(attached["depth"], i + 1, "{name}: {attached}");
-        listeners.push((live, output));
-    }
+    let mut listeners = chain(&link, &homes);
     let reader = TestHome::new();
     let speech = reader.join("speech.wav");
     let samples = speechlike(4 * 48_000, 33);

@@ -35,6 +35,40 @@ fn scrape(url: &str) -> std::collections::HashMap<String, f64> {
         .collect()
 }
 
+/// A host of a new room on 127.0.0.1 that feeds one child itself and asks the relay at
+/// `relay_addr` to carry the room; returns once the relay carries it, with the listener link.
+fn host_carried_by(
+    ana: &TestHome,
+    title: &str,
+    relay_addr: &str,
+    relay: &mut Live,
+) -> (Live, String) {
+    let room = crate::live::local_room(ana, title);
+    let mut host = Live::start(
+        "host",
+        ana,
+        &[
+            "host",
+            &room,
+            "--input",
+            "sine",
+            "--output",
+            "null",
+            "--max-children",
+            "1",
+            "--relay",
+            relay_addr,
+        ],
+    );
+    let link = host.event("hosting")["listener_link"]
+        .as_str()
+        .expect("link")
+        .to_owned();
+    host.event("relay_added");
+    relay.event("carrying");
+    (host, link)
+}
+
 /// Scrapes until `ready` holds (the relay refreshes its figures twice a second), or fails.
 fn scrape_until(
     url: &str,
@@ -201,29 +235,7 @@ fn the_relay_carries_a_room_and_the_tree_reforms_without_it() {
     let metrics = started["metrics"].as_str().expect("metrics").to_owned();
 
     let ana = TestHome::new();
-    let room = crate::live::local_room(&ana, "Big room");
-    let mut host = Live::start(
-        "host",
-        &ana,
-        &[
-            "host",
-            &room,
-            "--input",
-            "sine",
-            "--output",
-            "null",
-            "--max-children",
-            "1",
-            "--relay",
-            &relay_addr,
-        ],
-    );
-    let link = host.event("hosting")["listener_link"]
-        .as_str()
-        .expect("link")
-        .to_owned();
-    host.event("relay_added");
-    relay.event("carrying");
+    let (mut host, link) = host_carried_by(&ana, "Big room", &relay_addr, &mut relay);
 
     let homes = [TestHome::new(), TestHome::new(), TestHome::new()];
     let mut listeners = Vec::new();
@@ -296,28 +308,7 @@ fn a_relay_stopped_with_sigterm_hands_its_listeners_over() {
     let relay_id = started["peer_id"].as_str().expect("peer id").to_owned();
 
     let ana = TestHome::new();
-    let room = crate::live::local_room(&ana, "Evening");
-    let mut host = Live::start(
-        "host",
-        &ana,
-        &[
-            "host",
-            &room,
-            "--input",
-            "sine",
-            "--output",
-            "null",
-            "--max-children",
-            "1",
-            "--relay",
-            &relay_addr,
-        ],
-    );
-    let link = host.event("hosting")["listener_link"]
-        .as_str()
-        .expect("link")
-        .to_owned();
-    relay.event("carrying");
+    let (mut host, link) = host_carried_by(&ana, "Evening", &relay_addr, &mut relay);
     let homes = [TestHome::new(), TestHome::new()];
     let mut listeners = Vec::new();
     for (i, home) in homes.iter().enumerate() {
