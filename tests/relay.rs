@@ -410,3 +410,48 @@ fn nodes_reserve_a_slot_on_a_relay_and_advertise_it() {
     assert_eq!(listener.exit_code(), 0);
     assert_eq!(host.exit_code(), 0);
 }
+
+/// A relay over its memory limit refuses new connections politely: a node asking it for a slot
+/// is told it could not get one, and the relay keeps running.
+#[test]
+fn a_relay_over_its_memory_limit_refuses_new_peers() {
+    let operator = TestHome::new();
+    let config = operator.join("relay.toml");
+    // Less than any process uses: every new connection is over the limit.
+    std::fs::write(&config, "memory_limit = \"1MiB\"\n").expect("write the config");
+    let mut relay = Live::start(
+        "relay",
+        &operator,
+        &[
+            "relay",
+            "--config",
+            config.to_str().expect("utf-8 path"),
+            "--listen",
+            LOCAL,
+        ],
+    );
+    let relay_addr = relay.event("relay")["addrs"][0]
+        .as_str()
+        .expect("an address")
+        .to_owned();
+    let ana = TestHome::new();
+    let room = crate::live::local_room(&ana, "Crowded");
+    let output = ana.run(&["host", &room, "--via", &relay_addr]);
+    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("p2p-circuit"),
+        "the refused relayed address is named: {}",
+        stderr(&output)
+    );
+    // Still running: it stops cleanly.
+    let pid = relay.child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    relay.event("stopped");
+    assert_eq!(relay.exit_code(), 0);
+}

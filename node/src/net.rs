@@ -47,6 +47,8 @@ pub struct NetConfig {
     pub max_connections_per_peer: Option<u32>,
     /// A community relay carries up to this many rooms' audio for hosts that ask (0: refuse).
     pub help_rooms: usize,
+    /// Refuse new connections while the process uses more memory than this (bytes).
+    pub max_memory: Option<usize>,
 }
 
 /// A circuit relay's limits. rust-libp2p's defaults (2 minutes and 128 KiB per circuit) would
@@ -89,6 +91,7 @@ impl Default for NetConfig {
             max_connections: None,
             max_connections_per_peer: None,
             help_rooms: 0,
+            max_memory: None,
         }
     }
 }
@@ -109,6 +112,7 @@ pub struct Behaviour {
     pub relay_server: Toggle<relay::Behaviour>,
     pub autonat_server: Toggle<autonat::v2::server::Behaviour>,
     pub limits: connection_limits::Behaviour,
+    pub memory: Toggle<libp2p::memory_connection_limits::Behaviour>,
 }
 
 impl std::fmt::Debug for Behaviour {
@@ -151,6 +155,7 @@ pub fn build_swarm(identity: &Identity, config: &NetConfig) -> Result<Swarm<Beha
     let request_timeout = config.request_timeout;
     let idle_timeout = config.idle_timeout;
     let relay_server = config.relay_server.clone();
+    let max_memory = config.max_memory;
     let limits = connection_limits::ConnectionLimits::default()
         .with_max_established(config.max_connections)
         .with_max_established_per_peer(config.max_connections_per_peer);
@@ -222,6 +227,9 @@ pub fn build_swarm(identity: &Identity, config: &NetConfig) -> Result<Swarm<Beha
                 relay_server: relay_server.into(),
                 autonat_server: autonat_server.into(),
                 limits: connection_limits::Behaviour::new(limits),
+                memory: max_memory
+                    .map(libp2p::memory_connection_limits::Behaviour::with_max_bytes)
+                    .into(),
             })
         })
         .map_err(|err| NetError::Transport(err.to_string()))?

@@ -311,7 +311,7 @@ impl Node {
         let mut listening = Vec::new();
         for addr in &config.listen {
             match swarm.listen_on(addr.clone()) {
-                Ok(_) => listening.push(addr.clone()),
+                Ok(id) => listening.push((id, addr.clone())),
                 Err(err) => {
                     return Err(SpawnError::Listen {
                         addr: addr.clone(),
@@ -362,28 +362,49 @@ impl Node {
             help_rooms: config.net.help_rooms,
             seq_base: clock::now().as_millis().saturating_mul(1000),
         };
-        // Wait for the listeners to come up so callers can hand out addresses at once.
+        // Wait for every listener to come up (a relayed one once the relay granted a slot), so
+        // callers can hand out addresses at once; one that fails or never comes up is an error
+        // naming it.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        let mut up = 0;
-        while up < listening.len() {
+        let addr_of = |id: &libp2p::core::transport::ListenerId| {
+            listening
+                .iter()
+                .find(|(listener, _)| listener == id)
+                .map(|(_, addr)| addr.clone())
+        };
+        let mut pending: Vec<_> = listening.iter().map(|(id, _)| *id).collect();
+        while !pending.is_empty() {
             match tokio::time::timeout_at(deadline, event_loop.swarm.select_next_some()).await {
                 Ok(event) => {
-                    if matches!(event, SwarmEvent::NewListenAddr { .. }) {
-                        up += 1;
+                    if let SwarmEvent::NewListenAddr { listener_id, .. } = &event {
+                        pending.retain(|id| id != listener_id);
                     }
-                    if let SwarmEvent::ListenerError { error, .. }
+                    if let SwarmEvent::ListenerError {
+                        listener_id, error, ..
+                    }
                     | SwarmEvent::ListenerClosed {
-                        reason: Err(error), ..
+                        listener_id,
+                        reason: Err(error),
+                        ..
                     } = &event
+                        && let Some(addr) = addr_of(listener_id)
                     {
                         return Err(SpawnError::Listen {
-                            addr: listening[up.min(listening.len() - 1)].clone(),
+                            addr,
                             reason: error.to_string(),
                         });
                     }
                     event_loop.on_swarm_event(event);
                 }
-                Err(_) => break,
+                Err(_) => {
+                    let addr = pending.first().and_then(addr_of);
+                    return Err(SpawnError::Listen {
+                        addr: addr.unwrap_or_else(Multiaddr::empty),
+                        reason: "it did not come up within 5 s (for a relayed address: the relay \
+                                 granted no slot)"
+                            .into(),
+                    });
+                }
             }
         }
         let span = info_span!("node", peer = %short(&peer_id));

@@ -91,6 +91,9 @@ async fn run(identity: Identity, config: RelayConfig, json: bool) -> anyhow::Res
                 max_connections: Some(config.max_connections.get()),
                 max_connections_per_peer: Some(config.max_connections_per_peer.get()),
                 help_rooms: config.max_rooms.get(),
+                max_memory: config
+                    .memory_limit
+                    .and_then(|limit| usize::try_from(limit.get()).ok()),
                 ..NetConfig::default()
             },
             max_children: config.children_per_room(),
