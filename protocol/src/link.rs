@@ -92,11 +92,7 @@ impl InviteLink {
                 .map(|addr| serde_bytes::ByteBuf::from(addr.to_vec()))
                 .collect(),
         };
-        let mut bytes = vec![LINK_VERSION];
-        bytes.extend(codec::encode(&body));
-        let checksum = checksum(&bytes);
-        bytes.extend_from_slice(&checksum);
-        format!("{LINK_PREFIX}{}", base32(&bytes))
+        frame(LINK_PREFIX, LINK_VERSION, &codec::encode(&body))
     }
 
     /// The link as uppercase text, for QR codes (alphanumeric mode). [`InviteLink::decode`]
@@ -107,23 +103,8 @@ impl InviteLink {
 
     /// Reads a link, telling apart a mistyped link from a malformed one. Never panics.
     pub fn decode(text: &str) -> Result<Self, LinkError> {
-        let text = text.trim();
-        if text.len() > MAX_LINK_CHARS {
-            return Err(LinkError::TooLong { len: text.len() });
-        }
-        let payload = strip_prefix(text).ok_or(LinkError::NotALink)?;
-        let bytes = decode_base32(payload)?;
-        if bytes.len() < 1 + CHECKSUM_BYTES {
-            return Err(LinkError::Checksum);
-        }
-        let (data, sum) = bytes.split_at(bytes.len() - CHECKSUM_BYTES);
-        if checksum(data) != sum {
-            return Err(LinkError::Checksum);
-        }
-        if data[0] != LINK_VERSION {
-            return Err(LinkError::UnsupportedVersion { found: data[0] });
-        }
-        let body: Body = codec::decode(&data[1..], MAX_BODY_BYTES)?;
+        let data = unframe(text, LINK_PREFIX, LINK_VERSION, MAX_LINK_CHARS)?;
+        let body: Body = codec::decode(&data, MAX_BODY_BYTES)?;
         body.capability.check_chain_length()?;
         if body.bootstrap.len() > MAX_BOOTSTRAP_ADDRS {
             return Err(DecodeError::TooManyAddresses {
@@ -160,6 +141,77 @@ impl fmt::Display for InviteLink {
     }
 }
 
+impl From<Framing> for LinkError {
+    fn from(framing: Framing) -> Self {
+        match framing {
+            Framing::NotALink => LinkError::NotALink,
+            Framing::TooLong { len } => LinkError::TooLong { len },
+            Framing::InvalidCharacter {
+                character,
+                position,
+            } => LinkError::InvalidCharacter {
+                character,
+                position,
+            },
+            Framing::Checksum => LinkError::Checksum,
+            Framing::UnsupportedVersion { found } => LinkError::UnsupportedVersion { found },
+        }
+    }
+}
+
+/// Why text is not a framed link (see [`frame`]); each kind of link words it for its own
+/// readers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Framing {
+    NotALink,
+    TooLong { len: usize },
+    InvalidCharacter { character: char, position: usize },
+    Checksum,
+    UnsupportedVersion { found: u8 },
+}
+
+/// The text form shared by every earshot link: `prefix` + lowercase base32 of (version ‖ body ‖
+/// the first 4 bytes of its SHA-256), so that a mistyped or truncated link is told apart from
+/// a malformed one.
+pub(crate) fn frame(prefix: &str, version: u8, body: &[u8]) -> String {
+    let mut bytes = Vec::with_capacity(1 + body.len() + CHECKSUM_BYTES);
+    bytes.push(version);
+    bytes.extend_from_slice(body);
+    let sum = checksum(&bytes);
+    bytes.extend_from_slice(&sum);
+    format!("{prefix}{}", base32(&bytes))
+}
+
+/// The body of a framed link: the prefix in either case, whitespace (from chat apps) ignored,
+/// the checksum and the version checked. Never panics.
+pub(crate) fn unframe(
+    text: &str,
+    prefix: &str,
+    version: u8,
+    max_chars: usize,
+) -> Result<Vec<u8>, Framing> {
+    let text = text.trim();
+    if text.len() > max_chars {
+        return Err(Framing::TooLong { len: text.len() });
+    }
+    let head = text
+        .get(..prefix.len())
+        .filter(|head| head.eq_ignore_ascii_case(prefix))
+        .ok_or(Framing::NotALink)?;
+    let bytes = decode_base32(&text[head.len()..], prefix.len())?;
+    if bytes.len() < 1 + CHECKSUM_BYTES {
+        return Err(Framing::Checksum);
+    }
+    let (data, sum) = bytes.split_at(bytes.len() - CHECKSUM_BYTES);
+    if checksum(data) != sum {
+        return Err(Framing::Checksum);
+    }
+    if data[0] != version {
+        return Err(Framing::UnsupportedVersion { found: data[0] });
+    }
+    Ok(data[1..].to_vec())
+}
+
 fn checksum(bytes: &[u8]) -> [u8; CHECKSUM_BYTES] {
     let digest = Sha256::digest(bytes);
     let mut sum = [0; CHECKSUM_BYTES];
@@ -167,24 +219,18 @@ fn checksum(bytes: &[u8]) -> [u8; CHECKSUM_BYTES] {
     sum
 }
 
-/// The payload after the prefix, matched case-insensitively.
-fn strip_prefix(text: &str) -> Option<&str> {
-    let head = text.get(..LINK_PREFIX.len())?;
-    head.eq_ignore_ascii_case(LINK_PREFIX)
-        .then(|| &text[LINK_PREFIX.len()..])
-}
-
-/// Base32 in either case, ignoring whitespace; reports the first bad character by position.
-fn decode_base32(payload: &str) -> Result<Vec<u8>, LinkError> {
+/// Base32 in either case, ignoring whitespace; reports the first bad character by its position
+/// in the whole link (after a prefix of `prefix_len` characters).
+fn decode_base32(payload: &str, prefix_len: usize) -> Result<Vec<u8>, Framing> {
     let mut clean = String::with_capacity(payload.len());
     for (offset, character) in payload.char_indices() {
         match character {
             c if c.is_ascii_whitespace() => {}
             'a'..='z' | 'A'..='Z' | '2'..='7' => clean.push(character.to_ascii_uppercase()),
             _ => {
-                return Err(LinkError::InvalidCharacter {
+                return Err(Framing::InvalidCharacter {
                     character,
-                    position: LINK_PREFIX.len() + payload[..offset].chars().count() + 1,
+                    position: prefix_len + payload[..offset].chars().count() + 1,
                 });
             }
         }
@@ -193,7 +239,7 @@ fn decode_base32(payload: &str) -> Result<Vec<u8>, LinkError> {
     // string encodes to: a truncated link.
     data_encoding::BASE32_NOPAD
         .decode(clean.as_bytes())
-        .map_err(|_| LinkError::Checksum)
+        .map_err(|_| Framing::Checksum)
 }
 
 #[cfg(test)]

@@ -66,7 +66,6 @@ pub const MAX_REQUEST_BYTES: usize = 64;
 pub const MAX_RESPONSE_BYTES: usize = MAX_MANIFEST_BYTES + 16;
 
 const SIGNATURE_DOMAIN: &[u8] = b"earshot/replay-manifest/v1\0";
-const CHECKSUM_BYTES: usize = 4;
 const MAX_LINK_BODY_BYTES: usize = 16 + 32 + 8 + MAX_REPLAY_ADDRS * (MAX_REPLAY_ADDR_BYTES + 2);
 
 /// A manifest's identity: the first 16 bytes of the SHA-256 of its signed encoding.
@@ -631,56 +630,46 @@ impl ReplayLink {
             recorder: self.recorder,
             addrs: addr_bytes(&self.addrs),
         };
-        let mut bytes = vec![REPLAY_LINK_VERSION];
-        bytes.extend(codec::encode(&body));
-        let sum = checksum(&bytes);
-        bytes.extend_from_slice(&sum);
-        format!("{REPLAY_LINK_PREFIX}{}", base32(&bytes))
+        crate::link::frame(
+            REPLAY_LINK_PREFIX,
+            REPLAY_LINK_VERSION,
+            &codec::encode(&body),
+        )
     }
 
     /// Reads a link, telling apart a mistyped link from a malformed one. Never panics.
     pub fn decode(text: &str) -> Result<Self, ReplayLinkError> {
-        let text = text.trim();
-        if text.len() > MAX_REPLAY_LINK_CHARS {
-            return Err(ReplayLinkError::TooLong { len: text.len() });
-        }
-        let head = text
-            .get(..REPLAY_LINK_PREFIX.len())
-            .filter(|head| head.eq_ignore_ascii_case(REPLAY_LINK_PREFIX))
-            .ok_or(ReplayLinkError::NotALink)?;
-        let payload = &text[head.len()..];
-        let mut clean = String::with_capacity(payload.len());
-        for (offset, character) in payload.char_indices() {
-            match character {
-                c if c.is_ascii_whitespace() => {}
-                'a'..='z' | 'A'..='Z' | '2'..='7' => clean.push(character.to_ascii_uppercase()),
-                _ => {
-                    return Err(ReplayLinkError::InvalidCharacter {
-                        character,
-                        position: REPLAY_LINK_PREFIX.len() + payload[..offset].chars().count() + 1,
-                    });
-                }
-            }
-        }
-        let bytes = data_encoding::BASE32_NOPAD
-            .decode(clean.as_bytes())
-            .map_err(|_| ReplayLinkError::Checksum)?;
-        if bytes.len() < 1 + CHECKSUM_BYTES {
-            return Err(ReplayLinkError::Checksum);
-        }
-        let (data, sum) = bytes.split_at(bytes.len() - CHECKSUM_BYTES);
-        if checksum(data) != sum {
-            return Err(ReplayLinkError::Checksum);
-        }
-        if data[0] != REPLAY_LINK_VERSION {
-            return Err(ReplayLinkError::UnsupportedVersion { found: data[0] });
-        }
-        let body: LinkBody = codec::decode(&data[1..], MAX_LINK_BODY_BYTES)?;
+        let data = crate::link::unframe(
+            text,
+            REPLAY_LINK_PREFIX,
+            REPLAY_LINK_VERSION,
+            MAX_REPLAY_LINK_CHARS,
+        )?;
+        let body: LinkBody = codec::decode(&data, MAX_LINK_BODY_BYTES)?;
         Ok(Self {
             manifest: body.manifest,
             recorder: body.recorder,
             addrs: parse_addrs(&body.addrs)?,
         })
+    }
+}
+
+impl From<crate::link::Framing> for ReplayLinkError {
+    fn from(framing: crate::link::Framing) -> Self {
+        use crate::link::Framing;
+        match framing {
+            Framing::NotALink => ReplayLinkError::NotALink,
+            Framing::TooLong { len } => ReplayLinkError::TooLong { len },
+            Framing::InvalidCharacter {
+                character,
+                position,
+            } => ReplayLinkError::InvalidCharacter {
+                character,
+                position,
+            },
+            Framing::Checksum => ReplayLinkError::Checksum,
+            Framing::UnsupportedVersion { found } => ReplayLinkError::UnsupportedVersion { found },
+        }
     }
 }
 
@@ -721,13 +710,6 @@ pub fn parse_addrs(raw: &[serde_bytes::ByteBuf]) -> Result<Vec<Multiaddr>, Decod
             Multiaddr::try_from(bytes.to_vec()).map_err(|_| DecodeError::BadAddress)
         })
         .collect()
-}
-
-fn checksum(bytes: &[u8]) -> [u8; CHECKSUM_BYTES] {
-    let digest = Sha256::digest(bytes);
-    let mut sum = [0; CHECKSUM_BYTES];
-    sum.copy_from_slice(&digest[..CHECKSUM_BYTES]);
-    sum
 }
 
 // ---------------------------------------------------------------------------------------------

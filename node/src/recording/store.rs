@@ -95,6 +95,26 @@ pub struct RecordingMeta {
 }
 
 impl RecordingMeta {
+    /// A recording starting now, with nothing in it yet.
+    fn begin(id: RecordingId, new: NewRecording) -> Self {
+        Self {
+            id,
+            room: new.room,
+            title: new.title,
+            host: new.host,
+            recorder: new.recorder,
+            started_at: new.started_at,
+            ended_at: None,
+            state: RecordingState::Recording,
+            start_media: new.start_media,
+            speakers: BTreeMap::new(),
+            frames: 0,
+            bytes: 0,
+            duration_samples: 0,
+            dropped: 0,
+        }
+    }
+
     pub fn duration(&self) -> Duration {
         Duration::from_micros(self.duration_samples * 1_000_000 / 48_000)
     }
@@ -273,22 +293,7 @@ impl Recordings {
     pub fn start(&self, new: NewRecording) -> Result<Recorder, RecordingError> {
         let mut id = [0u8; 16];
         getrandom::fill(&mut id).map_err(|err| RecordingError::Write(err.to_string()))?;
-        let meta = RecordingMeta {
-            id: RecordingId(id),
-            room: new.room,
-            title: new.title,
-            host: new.host,
-            recorder: new.recorder,
-            started_at: new.started_at,
-            ended_at: None,
-            state: RecordingState::Recording,
-            start_media: new.start_media,
-            speakers: BTreeMap::new(),
-            frames: 0,
-            bytes: 0,
-            duration_samples: 0,
-            dropped: 0,
-        };
+        let meta = RecordingMeta::begin(RecordingId(id), new);
         self.put(&meta)?;
         self.store.db().flush().map_err(self.store.db_err())?;
         Recorder::spawn(self.clone(), meta)
@@ -779,25 +784,14 @@ mod tests {
         let store = Store::open(dir.path()).expect("store");
         let recordings = Recordings::open(&store).expect("recordings");
         let new = new_recording();
+        let (start_media, started_at) = (new.start_media, new.started_at);
         let mut meta = RecordingMeta {
-            id: RecordingId([9; 16]),
-            room: new.room,
-            title: new.title,
-            host: new.host,
-            recorder: new.recorder,
-            started_at: new.started_at,
-            ended_at: None,
-            state: RecordingState::Recording,
-            start_media: new.start_media,
-            speakers: BTreeMap::new(),
             frames: 40,
-            bytes: 0,
-            duration_samples: 0,
-            dropped: 0,
+            ..RecordingMeta::begin(RecordingId([9; 16]), new)
         };
         let mut batch = sled::Batch::default();
         for i in 0..100u32 {
-            let f = frame(1, i, new.start_media + i * 960);
+            let f = frame(1, i, start_media + i * 960);
             batch.insert(
                 frame_key(&meta.id, u64::from(i) * 960, f.speaker).to_vec(),
                 frame_value(&f),
@@ -811,7 +805,7 @@ mod tests {
         assert_eq!(meta.state, RecordingState::Interrupted);
         assert_eq!(meta.frames, 100, "counted from the frames on disk");
         assert_eq!(meta.duration_samples, 100 * 960);
-        assert_eq!(meta.ended_at, Some(new.started_at.plus_millis(2_000)));
+        assert_eq!(meta.ended_at, Some(started_at.plus_millis(2_000)));
         // Recovering again changes nothing.
         assert_eq!(recordings.recover().expect("recover"), 0);
     }

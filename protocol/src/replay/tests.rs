@@ -468,13 +468,8 @@ fn replay_links_round_trip_and_report_their_errors() {
         &String::from_utf8(typo).expect("ascii"),
         ReplayLinkError::Checksum,
     );
-    let with_version = |version: u8, body: &[u8]| {
-        let mut bytes = vec![version];
-        bytes.extend_from_slice(body);
-        let sum = checksum(&bytes);
-        bytes.extend_from_slice(&sum);
-        format!("{REPLAY_LINK_PREFIX}{}", base32(&bytes))
-    };
+    let with_version =
+        |version: u8, body: &[u8]| crate::link::frame(REPLAY_LINK_PREFIX, version, body);
     check(
         &with_version(9, &[]),
         ReplayLinkError::UnsupportedVersion { found: 9 },
