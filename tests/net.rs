@@ -46,6 +46,8 @@ impl TestNode {
                 bootstrap,
                 net: NetConfig::default(),
                 max_children: earshot_node::node::DEFAULT_MAX_CHILDREN,
+                relays: Vec::new(),
+                reachability: Default::default(),
             },
         )
         .await

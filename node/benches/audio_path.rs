@@ -168,6 +168,8 @@ async fn spawn_node_as(identity: Identity, max_children: u16) -> Node {
             bootstrap: Vec::new(),
             net: NetConfig::default(),
             max_children,
+            relays: Vec::new(),
+            reachability: Default::default(),
         },
     )
     .await

@@ -136,6 +136,8 @@ fn config() -> NodeConfig {
         bootstrap: Vec::new(),
         net: NetConfig::default(),
         max_children: 4,
+        relays: Vec::new(),
+        reachability: Default::default(),
     }
 }
 

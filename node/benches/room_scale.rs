@@ -55,6 +55,8 @@ async fn spawn(identity: Identity) -> Node {
             bootstrap: Vec::new(),
             net: NetConfig::default(),
             max_children: earshot_node::node::DEFAULT_MAX_CHILDREN,
+            relays: Vec::new(),
+            reachability: Default::default(),
         },
     )
     .await

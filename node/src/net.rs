@@ -49,6 +49,11 @@ pub struct NetConfig {
     pub help_rooms: usize,
     /// Refuse new connections while the process uses more memory than this (bytes).
     pub max_memory: Option<usize>,
+    /// Behave as if behind a home router (see [`crate::nat`]): for tests and demos on one
+    /// machine.
+    pub emulate_nat: Option<crate::nat::NatKind>,
+    /// How often AutoNAT probes untested addresses of this node.
+    pub autonat_probe_interval: Duration,
 }
 
 /// A circuit relay's limits. rust-libp2p's defaults (2 minutes and 128 KiB per circuit) would
@@ -92,6 +97,10 @@ impl Default for NetConfig {
             max_connections_per_peer: None,
             help_rooms: 0,
             max_memory: None,
+            emulate_nat: None,
+            // libp2p's default is 5 s; a verdict within a couple of seconds lets a host behind
+            // a NAT hand out a working link sooner.
+            autonat_probe_interval: Duration::from_secs(1),
         }
     }
 }
@@ -113,6 +122,7 @@ pub struct Behaviour {
     pub autonat_server: Toggle<autonat::v2::server::Behaviour>,
     pub limits: connection_limits::Behaviour,
     pub memory: Toggle<libp2p::memory_connection_limits::Behaviour>,
+    pub nat: Toggle<crate::nat::EmulatedNat>,
 }
 
 impl std::fmt::Debug for Behaviour {
@@ -156,6 +166,9 @@ pub fn build_swarm(identity: &Identity, config: &NetConfig) -> Result<Swarm<Beha
     let idle_timeout = config.idle_timeout;
     let relay_server = config.relay_server.clone();
     let max_memory = config.max_memory;
+    let emulate_nat = config.emulate_nat;
+    let autonat_config =
+        autonat::v2::client::Config::default().with_probe_interval(config.autonat_probe_interval);
     let limits = connection_limits::ConnectionLimits::default()
         .with_max_established(config.max_connections)
         .with_max_established_per_peer(config.max_connections_per_peer);
@@ -222,7 +235,10 @@ pub fn build_swarm(identity: &Identity, config: &NetConfig) -> Result<Swarm<Beha
                 kad,
                 relay,
                 dcutr: dcutr::Behaviour::new(peer_id),
-                autonat: autonat::v2::client::Behaviour::default(),
+                autonat: autonat::v2::client::Behaviour::new(
+                    rand::make_rng::<rand::rngs::StdRng>(),
+                    autonat_config,
+                ),
                 stream: libp2p_stream::Behaviour::new(),
                 relay_server: relay_server.into(),
                 autonat_server: autonat_server.into(),
@@ -230,6 +246,7 @@ pub fn build_swarm(identity: &Identity, config: &NetConfig) -> Result<Swarm<Beha
                 memory: max_memory
                     .map(libp2p::memory_connection_limits::Behaviour::with_max_bytes)
                     .into(),
+                nat: emulate_nat.map(crate::nat::EmulatedNat::new).into(),
             })
         })
         .map_err(|err| NetError::Transport(err.to_string()))?

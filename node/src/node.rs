@@ -33,6 +33,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::clock;
 use crate::identity::Identity;
 use crate::net::{self, Behaviour, BehaviourEvent, NetConfig, NetError};
+use crate::reach::{Reach, ReachMode, Reachability};
 use crate::rooms::{ActError, Joined, PUBLISH_RETRY_FOR};
 
 /// Commands waiting for the event loop. Small: callers are people and tests, not hot paths.
@@ -67,6 +68,11 @@ pub struct NodeConfig {
     pub net: NetConfig,
     /// How many children this node feeds in a room's relay tree (its upload budget in streams).
     pub max_children: u16,
+    /// Community relays to reserve a slot on when this node is not reachable (addresses ending
+    /// in `/p2p/RELAY`): from the configuration and `--bootstrap`. Invite links add theirs.
+    pub relays: Vec<Multiaddr>,
+    /// Whether to ask AutoNAT, or take this node as reachable or not.
+    pub reachability: ReachMode,
 }
 
 /// Something that happened, for user interfaces and tests.
@@ -88,6 +94,11 @@ pub enum NodeEvent {
     Announced { room: RoomId },
     /// A host asks this node (a community relay) to carry its room: join with `link`.
     HelpRequested { from: PeerId, link: Box<InviteLink> },
+    /// AutoNAT's verdict (or the configured one) on whether peers can dial this node. A
+    /// private node reserves slots on relays; its relayed addresses arrive as `Listening`.
+    Reachability { status: Reachability },
+    /// A relayed connection to `peer` was upgraded to a direct one (DCUtR hole punching).
+    DirectConnection { peer: PeerId },
 }
 
 /// Network counters, for status and metrics (a community relay's reservations and circuits).
@@ -103,6 +114,9 @@ pub struct NetStats {
     pub circuits_total: std::sync::atomic::AtomicU64,
     pub reservations_denied: std::sync::atomic::AtomicU64,
     pub circuits_denied: std::sync::atomic::AtomicU64,
+    /// Relayed connections upgraded to direct ones (DCUtR), and attempts that failed.
+    pub direct_upgrades: std::sync::atomic::AtomicU64,
+    pub direct_upgrade_failures: std::sync::atomic::AtomicU64,
 }
 
 /// Why this node left a room.
@@ -361,7 +375,27 @@ impl Node {
             pending_help: HashMap::new(),
             help_rooms: config.net.help_rooms,
             seq_base: clock::now().as_millis().saturating_mul(1000),
+            reach: Reach::new(config.reachability),
+            reach_listeners: HashMap::new(),
+            dialled: HashMap::new(),
+            relayed_connections: HashMap::new(),
+            retire_relayed: Vec::new(),
         };
+        for addr in &config.listen {
+            // Told to listen through a relay: that relay holds a slot already.
+            if let Some(relay) = crate::reach::relays_in(std::slice::from_ref(addr)).first() {
+                event_loop.reach.listening_via(relay, Instant::now());
+            }
+        }
+        for relay in &config.relays {
+            let actions = event_loop.reach.configured(relay, Instant::now());
+            event_loop.apply_reach(actions);
+        }
+        if config.reachability == ReachMode::Private {
+            event_loop.emit(NodeEvent::Reachability {
+                status: Reachability::Private,
+            });
+        }
         // Wait for every listener to come up (a relayed one once the relay granted a slot), so
         // callers can hand out addresses at once; one that fails or never comes up is an error
         // naming it.
@@ -599,6 +633,9 @@ struct PendingWelcome {
     since: Instant,
 }
 
+/// How long a relayed connection stays open after a direct one to the same peer came up.
+const RETIRE_RELAYED_AFTER: Duration = Duration::from_secs(2);
+
 /// How long an admitted joiner's welcome waits for its subscription to arrive.
 const WELCOME_WAIT: Duration = Duration::from_secs(2);
 
@@ -643,6 +680,17 @@ struct EventLoop {
     help_rooms: usize,
     /// Sequence numbers start from the clock (µs) so they keep increasing across restarts.
     seq_base: u64,
+    /// Reachability and the relays this node reserves on when it is private.
+    reach: Reach,
+    /// Listeners on relayed addresses asked for by `reach`, by relay.
+    reach_listeners: HashMap<libp2p::core::transport::ListenerId, PeerId>,
+    /// The direct address each connected peer was dialled at.
+    dialled: HashMap<PeerId, Multiaddr>,
+    /// Relayed connections open, by peer.
+    relayed_connections: HashMap<PeerId, Vec<libp2p::swarm::ConnectionId>>,
+    /// Peers with a new direct connection (DCUtR): their relayed connections close at the
+    /// instant given, once what was under way on them (a join handshake) is done.
+    retire_relayed: Vec<(PeerId, Instant)>,
 }
 
 impl EventLoop {
@@ -931,6 +979,11 @@ impl EventLoop {
             let _ = reply.send(Err(JoinError::AlreadyJoined(room)));
             return;
         }
+        // A host reachable through a relay names it: this node may need it too.
+        for relay in crate::reach::relays_in(&link.bootstrap) {
+            let actions = self.reach.named(&relay, Instant::now());
+            self.apply_reach(actions);
+        }
         let now = clock::now();
         // Fail fast, offline, on anything the link itself shows.
         if let Err(err) = cap.verify(&VerifyContext {
@@ -1156,6 +1209,54 @@ impl EventLoop {
         self.retry_pending();
         self.flush_welcomes(Some(WELCOME_WAIT));
         self.lobby.retain(|_, a| a.expires_at > now);
+        let actions = self.reach.tick(instant);
+        self.apply_reach(actions);
+        self.retire_relayed_connections(instant);
+    }
+
+    /// Carries out what the reachability planner decided.
+    fn apply_reach(&mut self, actions: Vec<crate::reach::Action>) {
+        use crate::reach::Action;
+        for action in actions {
+            match action {
+                Action::Dial(addr) => {
+                    if let Err(err) = self.swarm.dial(addr.clone()) {
+                        debug!(%addr, %err, "could not dial a relay");
+                    }
+                }
+                Action::Reserve { relay, addr } => match self.swarm.listen_on(addr.clone()) {
+                    Ok(listener) => {
+                        info!(%addr, "asking a relay for a slot");
+                        self.reach_listeners.insert(listener, relay);
+                    }
+                    Err(err) => {
+                        warn!(%addr, %err, "could not ask a relay for a slot");
+                        let actions = self.reach.lost(relay, Instant::now());
+                        self.apply_reach(actions);
+                    }
+                },
+                Action::Verdict(status) => {
+                    info!(status = status.as_str(), "reachability");
+                    self.emit(NodeEvent::Reachability { status });
+                }
+            }
+        }
+    }
+
+    /// Closes relayed connections made redundant by a direct one: streams on them (audio)
+    /// end and are reopened over the direct connection, and the relay carries nothing more.
+    fn retire_relayed_connections(&mut self, now: Instant) {
+        let (due, later): (Vec<_>, Vec<_>) = self
+            .retire_relayed
+            .drain(..)
+            .partition(|(_, at)| *at <= now);
+        self.retire_relayed = later;
+        for (peer, _) in due {
+            for connection in self.relayed_connections.remove(&peer).unwrap_or_default() {
+                debug!(%peer, "closing a relayed connection: a direct one is up");
+                self.swarm.close_connection(connection);
+            }
+        }
     }
 
     /// Re-announces a public room this node hosts, every [`ANNOUNCE_INTERVAL_MS`].
@@ -1246,7 +1347,20 @@ impl EventLoop {
                 }
                 self.emit(NodeEvent::Listening { addr: address });
             }
-            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
+            } => {
+                if endpoint.is_relayed() {
+                    self.relayed_connections
+                        .entry(peer_id)
+                        .or_default()
+                        .push(connection_id);
+                } else if let libp2p::core::ConnectedPoint::Dialer { address, .. } = &endpoint {
+                    self.dialled.insert(peer_id, address.clone());
+                }
                 self.net_stats.connections.fetch_add(1, Ordering::Relaxed);
                 self.connected.insert(peer_id);
                 self.net_stats
@@ -1267,12 +1381,20 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
+                connection_id,
                 num_established,
                 ..
             } => {
+                if let Some(relayed) = self.relayed_connections.get_mut(&peer_id) {
+                    relayed.retain(|connection| *connection != connection_id);
+                    if relayed.is_empty() {
+                        self.relayed_connections.remove(&peer_id);
+                    }
+                }
                 self.net_stats.connections.fetch_sub(1, Ordering::Relaxed);
                 if num_established == 0 {
                     self.connected.remove(&peer_id);
+                    self.dialled.remove(&peer_id);
                     self.rtts.remove(&peer_id);
                     self.net_stats
                         .peers
@@ -1295,7 +1417,52 @@ impl EventLoop {
                         .kad
                         .add_address(&peer_id, addr.clone());
                 }
+                if info.protocols.contains(&libp2p::relay::HOP_PROTOCOL_NAME) {
+                    // A peer that serves circuit relay: somewhere to be reachable through.
+                    let addr = self.dialled.get(&peer_id).cloned().or_else(|| {
+                        info.listen_addrs
+                            .iter()
+                            .find(|addr| !crate::reach::is_relayed(addr))
+                            .cloned()
+                    });
+                    if let Some(addr) = addr {
+                        let actions = self.reach.serves_relay(peer_id, &addr, Instant::now());
+                        self.apply_reach(actions);
+                    }
+                }
                 self.peer_addrs.insert(peer_id, info.listen_addrs);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(event)) => {
+                debug!(addr = %event.tested_addr, server = %event.server, ok = event.result.is_ok(), "AutoNAT probe");
+                let actions = self.reach.probed(event.result.is_ok(), Instant::now());
+                self.apply_reach(actions);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(event)) => match event.result {
+                Ok(_) => {
+                    info!(peer = %event.remote_peer_id, "direct connection (hole punched)");
+                    self.net_stats
+                        .direct_upgrades
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.retire_relayed
+                        .push((event.remote_peer_id, Instant::now() + RETIRE_RELAYED_AFTER));
+                    self.emit(NodeEvent::DirectConnection {
+                        peer: event.remote_peer_id,
+                    });
+                }
+                Err(err) => {
+                    debug!(peer = %event.remote_peer_id, %err, "no direct connection");
+                    self.net_stats
+                        .direct_upgrade_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            },
+            SwarmEvent::ListenerClosed { listener_id, .. }
+            | SwarmEvent::ListenerError { listener_id, .. } => {
+                if let Some(relay) = self.reach_listeners.remove(&listener_id) {
+                    warn!(%relay, "lost the slot on a relay");
+                    let actions = self.reach.lost(relay, Instant::now());
+                    self.apply_reach(actions);
+                }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Ping(libp2p::ping::Event {
                 peer,

@@ -15,6 +15,7 @@ use earshot_node::home::Home;
 use earshot_node::identity::Identity;
 use earshot_node::net::NetConfig;
 use earshot_node::node::{CloseReason, Node, NodeConfig, NodeEvent, SpawnError};
+use earshot_node::reach::{Reachability, is_relayed};
 use earshot_node::recording::store::{NewRecording, Recorder};
 use earshot_node::relay::AudioRelay;
 use earshot_node::session::{AudioEvent, AudioSession, AudioStatus};
@@ -25,6 +26,7 @@ use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
 
 use super::Context;
+use super::reaching::{ReachArgs, Reaching};
 use crate::Exit;
 use crate::output::{print_json, say, shout};
 use crate::when::parse_expiry;
@@ -62,6 +64,8 @@ pub struct HostArgs {
     /// put the relayed address first in the links (its address ending in /p2p/PEERID).
     #[arg(long, value_name = "MULTIADDR")]
     via: Vec<Multiaddr>,
+    #[command(flatten)]
+    reach: ReachArgs,
 }
 
 /// A node's upload budget in the relay tree.
@@ -110,6 +114,8 @@ pub struct JoinArgs {
     /// under you can reach you): reserve a slot on it.
     #[arg(long, value_name = "MULTIADDR")]
     via: Vec<Multiaddr>,
+    #[command(flatten)]
+    reach: ReachArgs,
 }
 
 /// How long a leaving node keeps its connections open so that its `Leave` goes out.
@@ -125,9 +131,11 @@ pub fn host(ctx: &Context, args: HostArgs) -> anyhow::Result<Exit> {
     };
     listen.extend(relayed(&args.via)?);
     let identity = Identity::load(home.dir())?;
+    let reaching = Reaching::load(home.dir(), &args.reach)?;
     let ctx = ctx.clone();
     runtime()?.block_on_then_drop(async move {
-        let node = spawn(identity, listen, args.upload.max_children()).await?;
+        let node = spawn(identity, listen, args.upload.max_children(), &reaching).await?;
+        let mut reach_events = node.subscribe();
         let serving = Arc::clone(&home);
         let _control = earshot_node::control::serve(home.dir(), move |request| {
             crate::serve_command(Arc::clone(&serving), request)
@@ -170,19 +178,16 @@ pub fn host(ctx: &Context, args: HostArgs) -> anyhow::Result<Exit> {
             },
             now,
         )?;
-        let addrs = dialable(&node).await;
-        // Reachable through a relay: that address goes first in the link.
-        let circuits: Vec<Multiaddr> = addrs
-            .iter()
-            .filter(|addr| addr.iter().any(|p| matches!(p, Protocol::P2pCircuit)))
-            .cloned()
-            .collect();
-        if !circuits.is_empty() {
-            link.bootstrap.retain(|addr| !circuits.contains(addr));
-            link.bootstrap.splice(0..0, circuits);
-            link.bootstrap
-                .truncate(earshot_protocol::link::MAX_BOOTSTRAP_ADDRS);
+        if reaching.may_use_relays() {
+            // A link must work: give AutoNAT and a relay a moment before handing one out.
+            if !ctx.json {
+                say!("Checking whether peers can reach you directly…");
+            }
+            settle_reachability(&mut reach_events, REACHABILITY_WAIT).await;
         }
+        drop(reach_events);
+        let addrs = dialable(&node).await;
+        relayed_first(&mut link, &addrs);
         if ctx.json {
             print_json(&json!({
                 "event": "hosting",
@@ -200,7 +205,7 @@ pub fn host(ctx: &Context, args: HostArgs) -> anyhow::Result<Exit> {
             say!("Listener link (7 days):\n{link}");
             say!("Type /help for commands; anything else is chat. /end closes the room.");
         }
-        let session = Session {
+        let mut session = Session {
             ctx: &ctx,
             node: &node,
             room: id,
@@ -210,7 +215,9 @@ pub fn host(ctx: &Context, args: HostArgs) -> anyhow::Result<Exit> {
             audio,
             recorder: None,
             own_home: None,
+            relayed: Vec::new(),
         };
+        session.relayed = addrs.iter().filter(|a| is_relayed(a)).cloned().collect();
         for addr in &args.relay {
             session.ask_relay(addr).await;
         }
@@ -261,9 +268,10 @@ pub fn join(ctx: &Context, args: JoinArgs) -> anyhow::Result<Exit> {
     };
     let mut listen = listen;
     listen.extend(relayed(&args.via)?);
+    let reaching = Reaching::load(&dir, &args.reach)?;
     let ctx = ctx.clone();
     runtime()?.block_on_then_drop(async move {
-        let node = spawn(identity, listen, args.upload.max_children()).await?;
+        let node = spawn(identity, listen, args.upload.max_children(), &reaching).await?;
         let mut events = node.subscribe();
         let room = link.capability.room;
         let view = match node.join(link, &name).await {
@@ -328,12 +336,49 @@ pub fn join(ctx: &Context, args: JoinArgs) -> anyhow::Result<Exit> {
             audio,
             recorder: None,
             own_home: None,
+            relayed: Vec::new(),
         };
         session.update_voice(role).await;
         let code = session.run(&mut events).await;
         node.shutdown().await;
         Ok(Exit(code))
     })
+}
+
+/// How long `earshot host` waits for a verdict on its reachability before printing its link.
+const REACHABILITY_WAIT: Duration = Duration::from_secs(6);
+
+/// Waits until this node is known to be reachable directly, or through a relay, or `wait`
+/// has passed.
+async fn settle_reachability(
+    events: &mut tokio::sync::broadcast::Receiver<NodeEvent>,
+    wait: Duration,
+) {
+    let _ = tokio::time::timeout(wait, async {
+        loop {
+            match events.recv().await {
+                Ok(NodeEvent::Reachability {
+                    status: Reachability::Public,
+                }) => return,
+                Ok(NodeEvent::Listening { addr }) if is_relayed(&addr) => return,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    })
+    .await;
+}
+
+/// Puts the relayed addresses among `addrs` first in the link's addresses: a host that is
+/// reachable through a relay may not be reachable any other way.
+fn relayed_first(link: &mut InviteLink, addrs: &[Multiaddr]) {
+    let circuits: Vec<Multiaddr> = addrs.iter().filter(|a| is_relayed(a)).cloned().collect();
+    if !circuits.is_empty() {
+        link.bootstrap.retain(|addr| !circuits.contains(addr));
+        link.bootstrap.splice(0..0, circuits);
+        link.bootstrap
+            .truncate(earshot_protocol::link::MAX_BOOTSTRAP_ADDRS);
+    }
 }
 
 /// The relayed listen addresses (`…/p2p/RELAY/p2p-circuit`) for `--via` relays.
@@ -392,12 +437,18 @@ async fn spawn(
     identity: Identity,
     mut listen: Vec<Multiaddr>,
     max_children: u16,
+    reaching: &Reaching,
 ) -> anyhow::Result<Node> {
     let config = |listen: Vec<Multiaddr>| NodeConfig {
         listen,
-        bootstrap: Vec::new(),
-        net: NetConfig::default(),
+        bootstrap: reaching.bootstrap.clone(),
+        net: NetConfig {
+            emulate_nat: reaching.emulate_nat,
+            ..NetConfig::default()
+        },
         max_children,
+        relays: reaching.relays.clone(),
+        reachability: reaching.mode,
     };
     match Node::spawn(identity.clone(), config(listen.clone())).await {
         Ok(node) => Ok(node),
@@ -436,15 +487,17 @@ async fn dialable(node: &Node) -> Vec<Multiaddr> {
         .filter(
             |addr| !matches!(addr.iter().next(), Some(Protocol::Ip4(ip)) if ip.is_unspecified()),
         )
-        .map(|addr| {
-            // A relayed address (`…/p2p-circuit/p2p/<us>`) already names this node.
-            if matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
-                addr
-            } else {
-                addr.with(Protocol::P2p(node.peer_id()))
-            }
-        })
+        .map(|addr| naming(addr, node.peer_id()))
         .collect()
+}
+
+/// `addr` ending in `/p2p/<peer>` (a relayed address, `…/p2p-circuit/p2p/<us>`, may already).
+fn naming(addr: Multiaddr, peer: multiaddr::PeerId) -> Multiaddr {
+    if matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
+        addr
+    } else {
+        addr.with(Protocol::P2p(peer))
+    }
 }
 
 struct Session<'a> {
@@ -458,6 +511,8 @@ struct Session<'a> {
     /// This node's audio in the room.
     audio: AudioSession,
     audio_events: tokio::sync::broadcast::Receiver<AudioEvent>,
+    /// This node's addresses through relays, first in the links the host hands out.
+    relayed: Vec<Multiaddr>,
     /// The host's recording of the room, while the room's recording flag is on (or a member's
     /// own recording of what it hears).
     recorder: Option<Recorder>,
@@ -978,7 +1033,7 @@ impl Session<'_> {
             Some(text) => parse_expiry(text, now)?,
             None => now.plus_millis(7 * 24 * 3600 * 1000),
         };
-        let link = home.create_invite(
+        let mut link = home.create_invite(
             &room,
             Grant {
                 audience: Audience::Bearer,
@@ -989,6 +1044,7 @@ impl Session<'_> {
             },
             now,
         )?;
+        relayed_first(&mut link, &self.relayed);
         if self.ctx.json {
             print_json(
                 &json!({"event": "invite", "role": role.as_str(), "expires_at": expires_at.to_string(), "link": link.encode()}),
@@ -1254,6 +1310,41 @@ impl Session<'_> {
 
     fn print_event(&mut self, event: &NodeEvent) {
         match event {
+            NodeEvent::Listening { addr } if is_relayed(addr) => {
+                let addr = naming(addr.clone(), self.node.peer_id());
+                if self.relayed.contains(&addr) {
+                    return;
+                }
+                self.relayed.insert(0, addr.clone());
+                if self.ctx.json {
+                    print_json(&json!({"event": "reachable_via_relay", "addr": addr.to_string()}));
+                } else {
+                    say!("Reachable through a relay at {addr}");
+                }
+                if self.home.is_some()
+                    && let Err(err) = self.invite(Role::Listener, None)
+                {
+                    self.print_error(&format!("{err:#}"));
+                }
+            }
+            NodeEvent::Reachability { status } => {
+                if self.ctx.json {
+                    print_json(&json!({"event": "reachability", "status": status.as_str()}));
+                } else {
+                    match status {
+                        Reachability::Public => say!("Peers can reach you directly."),
+                        Reachability::Private => {
+                            say!("Peers cannot reach you directly; asking relays for a slot.")
+                        }
+                        Reachability::Unknown => {}
+                    }
+                }
+            }
+            NodeEvent::DirectConnection { peer } => {
+                if self.ctx.json {
+                    print_json(&json!({"event": "direct_connection", "peer": peer.to_string()}));
+                }
+            }
             NodeEvent::Room { room, change } if *room == self.room => {
                 if let RoomChange::MemberJoined { member, name, .. } = change {
                     self.names.insert(*member, name.clone());

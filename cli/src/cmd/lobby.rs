@@ -51,6 +51,8 @@ pub fn rooms(ctx: &Context, args: RoomsArgs) -> anyhow::Result<Exit> {
                 bootstrap: Vec::new(),
                 net: NetConfig::default(),
                 max_children: earshot_node::node::DEFAULT_MAX_CHILDREN,
+                relays: Vec::new(),
+                reachability: Default::default(),
             },
         )
         .await?;

@@ -743,6 +743,8 @@ async fn spawn_node(identity: Identity, listen: Vec<Multiaddr>) -> anyhow::Resul
             bootstrap: Vec::new(),
             net: NetConfig::default(),
             max_children: earshot_node::node::DEFAULT_MAX_CHILDREN,
+            relays: Vec::new(),
+            reachability: Default::default(),
         },
     )
     .await?)

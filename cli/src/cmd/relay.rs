@@ -97,6 +97,9 @@ async fn run(identity: Identity, config: RelayConfig, json: bool) -> anyhow::Res
                 ..NetConfig::default()
             },
             max_children: config.children_per_room(),
+            // A community relay is reachable by definition: its operator opened the port.
+            relays: Vec::new(),
+            reachability: earshot_node::reach::ReachMode::Public,
         },
     )
     .await

@@ -1,0 +1,165 @@
+//! How `earshot host` and `earshot join` find community relays and decide whether they need
+//! one: `--bootstrap`, `--reachability`, and the data directory's `config.toml`:
+//!
+//! ```toml
+//! # Community relays to be reachable through when peers cannot dial this node directly.
+//! relays = ["/dns4/relay.example.org/udp/4001/quic-v1/p2p/12D3KooW…"]
+//! # auto (ask AutoNAT), public (never use a relay) or private (always use one).
+//! reachability = "auto"
+//! ```
+
+use std::path::Path;
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use earshot_node::nat::NatKind;
+use earshot_node::reach::ReachMode;
+use multiaddr::{Multiaddr, Protocol};
+use serde::Deserialize;
+
+/// The file in the data directory.
+pub const CONFIG_FILE: &str = "config.toml";
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct ReachArgs {
+    /// A peer to connect to at start, ending in /p2p/PEERID (repeatable). A community relay
+    /// given here is used when this node turns out not to be reachable.
+    #[arg(long, value_name = "MULTIADDR")]
+    pub bootstrap: Vec<Multiaddr>,
+    /// `auto` asks AutoNAT (through the relays) whether peers can dial you and, if not,
+    /// reserves a slot on a relay; `public` never does; `private` always does.
+    #[arg(long, value_name = "auto|public|private")]
+    pub reachability: Option<ReachMode>,
+    /// Refuse inbound connections as a home router would, `cone` (hole punching works) or
+    /// `symmetric` (it does not): for testing NAT traversal on one machine.
+    #[arg(long, hide = true, value_name = "cone|symmetric")]
+    pub emulate_nat: Option<NatKind>,
+}
+
+/// The node's reachability settings, from its config file and the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Reaching {
+    pub bootstrap: Vec<Multiaddr>,
+    pub relays: Vec<Multiaddr>,
+    pub mode: ReachMode,
+    pub emulate_nat: Option<NatKind>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    relays: Vec<String>,
+    reachability: Option<String>,
+}
+
+impl Reaching {
+    /// Reads `DIR/config.toml` (if there is one) and applies the command line over it.
+    pub fn load(dir: &Path, args: &ReachArgs) -> anyhow::Result<Reaching> {
+        let path = dir.join(CONFIG_FILE);
+        let file = match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str::<File>(&text)
+                .with_context(|| format!("reading {}", path.display()))?,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => File::default(),
+            Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
+        };
+        let mut relays = Vec::new();
+        for text in &file.relays {
+            let addr: Multiaddr = text.parse().with_context(|| {
+                format!("{}: relays: {text:?} is not a multiaddr", path.display())
+            })?;
+            relays.push(with_peer_id(addr, &format!("{}: relays", path.display()))?);
+        }
+        let mode = match (&args.reachability, &file.reachability) {
+            (Some(mode), _) => *mode,
+            (None, Some(text)) => text
+                .parse()
+                .map_err(|err| anyhow::anyhow!("{}: reachability: {err}", path.display()))?,
+            (None, None) => ReachMode::Auto,
+        };
+        let bootstrap = args
+            .bootstrap
+            .iter()
+            .map(|addr| with_peer_id(addr.clone(), "--bootstrap"))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Reaching {
+            bootstrap,
+            relays,
+            mode,
+            emulate_nat: args.emulate_nat,
+        })
+    }
+
+    /// Whether this node may end up reachable through a relay it was told about.
+    pub fn may_use_relays(&self) -> bool {
+        self.mode != ReachMode::Public && !(self.relays.is_empty() && self.bootstrap.is_empty())
+    }
+}
+
+fn with_peer_id(addr: Multiaddr, what: &str) -> anyhow::Result<Multiaddr> {
+    match addr.iter().last() {
+        Some(Protocol::P2p(_)) => Ok(addr),
+        _ => bail!("{what}: {addr} must end in /p2p/PEERID"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: Option<&str>, args: &ReachArgs) -> anyhow::Result<Reaching> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        if let Some(text) = text {
+            std::fs::write(dir.path().join(CONFIG_FILE), text).expect("write");
+        }
+        Reaching::load(dir.path(), args)
+    }
+
+    const RELAY: &str =
+        "/ip4/127.0.0.1/udp/4001/quic-v1/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
+
+    #[test]
+    fn the_file_names_relays_and_the_command_line_wins() {
+        let text = format!("relays = [\"{RELAY}\"]\nreachability = \"private\"\n");
+        let reaching = load(Some(&text), &ReachArgs::default()).expect("valid");
+        assert_eq!(
+            reaching.relays,
+            vec![RELAY.parse::<Multiaddr>().expect("valid")]
+        );
+        assert_eq!(reaching.mode, ReachMode::Private);
+        assert!(reaching.may_use_relays());
+        let args = ReachArgs {
+            reachability: Some(ReachMode::Public),
+            ..ReachArgs::default()
+        };
+        let reaching = load(Some(&text), &args).expect("valid");
+        assert_eq!(reaching.mode, ReachMode::Public);
+        assert!(!reaching.may_use_relays());
+    }
+
+    #[test]
+    fn no_file_is_auto_without_relays() {
+        let reaching = load(None, &ReachArgs::default()).expect("valid");
+        assert_eq!(reaching.mode, ReachMode::Auto);
+        assert!(reaching.relays.is_empty());
+        assert!(!reaching.may_use_relays());
+    }
+
+    #[test]
+    fn mistakes_name_the_setting() {
+        let err = load(
+            Some("relays = [\"/ip4/1.2.3.4/tcp/1\"]"),
+            &ReachArgs::default(),
+        )
+        .expect_err("no peer id");
+        assert!(
+            format!("{err:#}").contains("must end in /p2p/PEERID"),
+            "{err:#}"
+        );
+        let err =
+            load(Some("reachability = \"maybe\""), &ReachArgs::default()).expect_err("bad mode");
+        assert!(format!("{err:#}").contains("reachability"), "{err:#}");
+        let err = load(Some("relay = []"), &ReachArgs::default()).expect_err("unknown key");
+        assert!(format!("{err:#}").contains("unknown field"), "{err:#}");
+    }
+}
