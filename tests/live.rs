@@ -64,7 +64,17 @@ impl Live {
 
     /// Waits for a JSON event matching `predicate`.
     pub(crate) fn expect(&mut self, what: &str, predicate: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + WAIT;
+        self.expect_within(what, WAIT, predicate)
+    }
+
+    /// Waits up to `wait` for a JSON event matching `predicate`.
+    pub(crate) fn expect_within(
+        &mut self,
+        what: &str,
+        wait: Duration,
+        predicate: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + wait;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
@@ -77,7 +87,7 @@ impl Live {
                     }
                 }
                 Err(_) => panic!(
-                    "{}: no {what} within {WAIT:?}; it printed:\n{}",
+                    "{}: no {what} within {wait:?}; it printed:\n{}",
                     self.name,
                     self.seen.join("\n")
                 ),

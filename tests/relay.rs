@@ -455,3 +455,179 @@ fn a_relay_over_its_memory_limit_refuses_new_peers() {
     relay.event("stopped");
     assert_eq!(relay.exit_code(), 0);
 }
+
+/// Starts `earshot relay` on 127.0.0.1 with `config` (TOML) if given, and metrics; returns it
+/// with its address and metrics URL.
+fn start_relay(operator: &TestHome, config: Option<&str>) -> (Live, String, String) {
+    let mut args = vec!["relay", "--listen", LOCAL, "--metrics", "127.0.0.1:0"];
+    let file = operator.join("relay.toml");
+    let file = file.to_str().expect("utf-8 path").to_owned();
+    if let Some(config) = config {
+        std::fs::write(&file, config).expect("write the config");
+        args.extend(["--config", &file]);
+    }
+    let mut relay = Live::start("relay", operator, &args);
+    let started = relay.event("relay");
+    let addr = started["addrs"][0].as_str().expect("an address").to_owned();
+    let metrics = started["metrics"].as_str().expect("metrics").to_owned();
+    (relay, addr, metrics)
+}
+
+/// A host behind a router (emulated: no inbound connections) that knows a relay only as a
+/// bootstrap peer finds out through AutoNAT that it is unreachable, reserves a slot, and hands
+/// out links with the relayed address first. A listener joins through the relay, DCUtR punches
+/// a hole, and the conversation moves off the relay: its circuit closes and the audio goes on.
+/// The listener, reachable directly, takes no slot.
+#[test]
+fn a_host_behind_a_nat_is_reached_through_a_relay_then_directly() {
+    let operator = TestHome::new();
+    let (mut relay, relay_addr, metrics) = start_relay(&operator, None);
+    let ana = TestHome::new();
+    let room = crate::live::local_room(&ana, "Behind a router");
+    let mut host = Live::start(
+        "host",
+        &ana,
+        &[
+            "host",
+            &room,
+            "--input",
+            "sine",
+            "--output",
+            "null",
+            "--emulate-nat",
+            "cone",
+            "--bootstrap",
+            &relay_addr,
+        ],
+    );
+    let link = host.event("hosting")["listener_link"]
+        .as_str()
+        .expect("link")
+        .to_owned();
+    let inspected = ana.json(&["invite", "inspect", &link]);
+    let first = inspected["bootstrap"][0].as_str().unwrap_or_default();
+    assert!(
+        first.starts_with(&relay_addr) && first.contains("/p2p-circuit"),
+        "the relayed address comes first: {inspected}"
+    );
+    let verdict = host.event("reachability");
+    assert_eq!(verdict["status"], "private", "{verdict}");
+
+    let bea = TestHome::new();
+    let mut listener = crate::live::listener("bea", &bea, &link, &[]);
+    listener.event("joined");
+    listener.event("direct_connection");
+    let heard = listener.expect("two seconds of audio", |v| {
+        v["event"] == "audio_stats" && v["delivered"].as_u64().unwrap_or(0) >= 100
+    });
+    // The relay carried the join, then let go of it.
+    scrape_until(&metrics, "the circuit closed after the upgrade", |seen| {
+        seen.get("earshot_relay_circuits_total")
+            .is_some_and(|n| *n >= 1.0)
+            && seen.get("earshot_relay_circuits") == Some(&0.0)
+    });
+    let delivered = heard["delivered"].as_u64().unwrap_or(0);
+    let later = listener.expect("audio over the direct connection", |v| {
+        v["event"] == "audio_stats" && v["delivered"].as_u64().unwrap_or(0) >= delivered + 100
+    });
+    let missing =
+        later["expected"].as_u64().unwrap_or(0) - later["delivered"].as_u64().unwrap_or(0);
+    assert!(missing <= 10, "frames lost moving off the relay: {later}");
+    let seen = scrape(&metrics);
+    assert_eq!(
+        seen.get("earshot_relay_reservations"),
+        Some(&1.0),
+        "only the host holds a slot: {seen:?}"
+    );
+    host.say("/end");
+    assert_eq!(listener.exit_code(), 0);
+    assert_eq!(host.exit_code(), 0);
+    drop(relay.child.kill());
+}
+
+/// A host (`ana`) behind a router that defeats hole punching (emulated symmetric NAT) is
+/// reachable only through the relay, so its conversation with a listener (`bea`) rides a
+/// circuit. Returns the relay, its metrics URL, the host and the listener once the listener's
+/// audio is attached.
+fn room_over_a_circuit(
+    operator: &TestHome,
+    ana: &TestHome,
+    bea: &TestHome,
+    config: Option<&str>,
+) -> (Live, String, Live, Live) {
+    let (relay, relay_addr, metrics) = start_relay(operator, config);
+    let room = crate::live::local_room(ana, "Over a circuit");
+    let mut host = Live::start(
+        "host",
+        ana,
+        &[
+            "host",
+            &room,
+            "--input",
+            "sine",
+            "--output",
+            "null",
+            "--emulate-nat",
+            "symmetric",
+            "--bootstrap",
+            &relay_addr,
+            "--reachability",
+            "private",
+        ],
+    );
+    let link = host.event("hosting")["listener_link"]
+        .as_str()
+        .expect("link")
+        .to_owned();
+    let mut listener = crate::live::listener("bea", bea, &link, &[]);
+    listener.event("audio_attached");
+    (relay, metrics, host, listener)
+}
+
+/// rust-libp2p's default circuit limit (128 KiB) scaled down eight times: about two seconds of
+/// a room. A relay with it cuts a relayed conversation again and again.
+#[test]
+fn a_relay_with_short_circuit_limits_cuts_the_audio() {
+    let (operator, ana, bea) = (TestHome::new(), TestHome::new(), TestHome::new());
+    let (mut relay, metrics, mut host, mut listener) =
+        room_over_a_circuit(&operator, &ana, &bea, Some("circuit_bytes = \"16KiB\"\n"));
+    listener.expect("the audio cut off", |v| v["event"] == "audio_lost");
+    scrape_until(&metrics, "a second circuit", |seen| {
+        seen.get("earshot_relay_circuits_total")
+            .is_some_and(|n| *n >= 2.0)
+    });
+    host.say("/end");
+    let _ = listener.child.kill();
+    let _ = host.exit_code();
+    let _ = relay.child.kill();
+}
+
+/// With an Earshot relay's limits (hours and a gigabyte per circuit), the same conversation
+/// rides one circuit for longer than rust-libp2p's defaults would allow: 1200 frames (24 s) of
+/// at least 98 bytes each, plus framing, encryption and the room's gossip, is over 128 KiB.
+/// No frame is lost and no hole was punched (the audio really went through the relay).
+#[test]
+fn audio_outlasts_the_default_circuit_limits_on_an_earshot_relay() {
+    let (operator, ana, bea) = (TestHome::new(), TestHome::new(), TestHome::new());
+    let (mut relay, metrics, mut host, mut listener) =
+        room_over_a_circuit(&operator, &ana, &bea, None);
+    let heard = listener.expect_within("24 seconds of audio", Duration::from_secs(60), |v| {
+        assert_ne!(v["event"], "audio_lost", "the audio was cut: {v}");
+        assert_ne!(v["event"], "direct_connection", "not relayed: {v}");
+        v["event"] == "audio_stats" && v["delivered"].as_u64().unwrap_or(0) >= 1200
+    });
+    let missing =
+        heard["expected"].as_u64().unwrap_or(0) - heard["delivered"].as_u64().unwrap_or(0);
+    assert!(missing <= 10, "frames lost on the circuit: {heard}");
+    let seen = scrape(&metrics);
+    assert_eq!(seen.get("earshot_relay_circuits"), Some(&1.0), "{seen:?}");
+    assert_eq!(
+        seen.get("earshot_relay_circuits_total"),
+        Some(&1.0),
+        "{seen:?}"
+    );
+    host.say("/end");
+    assert_eq!(listener.exit_code(), 0);
+    assert_eq!(host.exit_code(), 0);
+    let _ = relay.child.kill();
+}
