@@ -273,6 +273,23 @@ fn the_relay_carries_a_room_and_the_tree_reforms_without_it() {
             .is_some_and(|n| *n >= 50.0),
         "{seen:?}"
     );
+    // Two children of a 32 kbit/s room: each frame (about 100 bytes with its length) goes
+    // out twice, 50 times a second, about 80 kbit/s in all.
+    let seen = scrape_until(&metrics, "the upload rate", |seen| {
+        seen.get("earshot_frames_forwarded_total")
+            .is_some_and(|n| *n >= 200.0)
+    });
+    let frames = seen["earshot_frames_forwarded_total"];
+    let bytes = seen["earshot_bytes_forwarded_total"];
+    assert!(
+        bytes > frames * 2.0 * 40.0 && bytes < frames * 2.0 * 300.0,
+        "{bytes} bytes for {frames} frames to two children: {seen:?}"
+    );
+    let kbps = seen["earshot_upload_kbps"];
+    assert!(
+        (30.0..250.0).contains(&kbps),
+        "upload {kbps} kbit/s: {seen:?}"
+    );
 
     // The relay dies: its listeners find other parents and keep hearing the room.
     relay.child.kill().expect("kill the relay");
@@ -629,5 +646,43 @@ fn audio_outlasts_the_default_circuit_limits_on_an_earshot_relay() {
     host.say("/end");
     assert_eq!(listener.exit_code(), 0);
     assert_eq!(host.exit_code(), 0);
+    let _ = relay.child.kill();
+}
+
+/// A relay's upload budget is shared among the rooms it carries: with room for two listeners in
+/// all, the first host's room takes both, and a second host is refused politely.
+#[test]
+fn a_relay_shares_its_upload_budget_among_rooms() {
+    let operator = TestHome::new();
+    let (mut relay, relay_addr, _) = start_relay(&operator, Some("upload_kbps = 80\n"));
+    let ana = TestHome::new();
+    let (mut first, _) = host_carried_by(&ana, "First", &relay_addr, &mut relay);
+    let ben = TestHome::new();
+    let room = crate::live::local_room(&ben, "Second");
+    let mut second = Live::start(
+        "second",
+        &ben,
+        &[
+            "host",
+            &room,
+            "--input",
+            "sine",
+            "--output",
+            "null",
+            "--relay",
+            &relay_addr,
+        ],
+    );
+    let refused = second.event("error");
+    assert!(
+        refused["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("upload budget")),
+        "{refused}"
+    );
+    second.say("/end");
+    first.say("/end");
+    assert_eq!(second.exit_code(), 0);
+    assert_eq!(first.exit_code(), 0);
     let _ = relay.child.kill();
 }

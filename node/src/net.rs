@@ -54,6 +54,9 @@ pub struct NetConfig {
     pub emulate_nat: Option<crate::nat::NatKind>,
     /// How often AutoNAT probes untested addresses of this node.
     pub autonat_probe_interval: Duration,
+    /// Children this node feeds across all its rooms together (a community relay's upload
+    /// budget); each room gets what is left, up to the per-room limit. None: no total.
+    pub children_budget: Option<usize>,
 }
 
 /// A circuit relay's limits. rust-libp2p's defaults (2 minutes and 128 KiB per circuit) would
@@ -101,6 +104,7 @@ impl Default for NetConfig {
             // libp2p's default is 5 s; a verdict within a couple of seconds lets a host behind
             // a NAT hand out a working link sooner.
             autonat_probe_interval: Duration::from_secs(1),
+            children_budget: None,
         }
     }
 }

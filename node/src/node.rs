@@ -374,6 +374,8 @@ impl Node {
             pending_attach: HashMap::new(),
             pending_help: HashMap::new(),
             help_rooms: config.net.help_rooms,
+            children_budget: config.net.children_budget,
+            promised: HashMap::new(),
             seq_base: clock::now().as_millis().saturating_mul(1000),
             reach: Reach::new(config.reachability),
             reach_listeners: HashMap::new(),
@@ -678,6 +680,10 @@ struct EventLoop {
     pending_attach: HashMap<OutboundRequestId, oneshot::Sender<Result<TreeParent, AttachError>>>,
     pending_help: HashMap<OutboundRequestId, oneshot::Sender<Result<(), String>>>,
     help_rooms: usize,
+    /// Children across all rooms (see [`NetConfig::children_budget`]), and the capacity
+    /// offered in each room so far.
+    children_budget: Option<usize>,
+    promised: HashMap<RoomId, u16>,
     /// Sequence numbers start from the clock (µs) so they keep increasing across restarts.
     seq_base: u64,
     /// Reachability and the relays this node reserves on when it is private.
@@ -867,9 +873,10 @@ impl EventLoop {
                     return;
                 };
                 let addrs = joined.descriptor.addrs();
+                let capacity = self.capacity_in(room);
                 let request = RoomRequest::Attach {
                     room,
-                    capacity: self.max_children,
+                    capacity,
                     lost: lost.and_then(|peer| PeerKey::from_peer_id(&peer).ok()),
                 };
                 let id = self
@@ -1165,6 +1172,7 @@ impl EventLoop {
     }
 
     fn close(&mut self, room: RoomId, reason: CloseReason) {
+        self.promised.remove(&room);
         if let Some(joined) = self.rooms.remove(&room) {
             self.refresh_access(room);
             // Give queued messages (our Leave, RoomEnded) one last try before unsubscribing.
@@ -1777,6 +1785,34 @@ impl EventLoop {
         Ok(room)
     }
 
+    /// Children the budget leaves for a room, after what the other rooms were offered (None:
+    /// no budget).
+    fn children_left(&self, room: Option<RoomId>) -> Option<usize> {
+        let budget = self.children_budget?;
+        let others: usize = self
+            .promised
+            .iter()
+            .filter(|(id, _)| Some(**id) != room)
+            .map(|(_, n)| usize::from(*n))
+            .sum();
+        Some(budget.saturating_sub(others))
+    }
+
+    /// The capacity to offer in `room`'s tree: this node's per-room limit, within what the
+    /// budget leaves. Remembered, so that other rooms get the rest.
+    fn capacity_in(&mut self, room: RoomId) -> u16 {
+        let capacity = match self.children_left(Some(room)) {
+            Some(left) => self
+                .max_children
+                .min(u16::try_from(left).unwrap_or(u16::MAX)),
+            None => self.max_children,
+        };
+        if self.children_budget.is_some() {
+            self.promised.insert(room, capacity);
+        }
+        capacity
+    }
+
     /// A host asks this node to carry its room: a community relay agrees while it carries fewer
     /// rooms than it allows, and the link is a valid invite to it.
     fn consider_help(&mut self, peer: PeerId, link: &str) -> RoomResponse {
@@ -1790,6 +1826,11 @@ impl EventLoop {
                 self.help_rooms
             ));
         }
+        if self.children_left(None) == Some(0) {
+            return refuse(
+                "this relay's upload budget is taken by other rooms; ask another".into(),
+            );
+        }
         let link = match InviteLink::decode(link) {
             Ok(link) => link,
             Err(err) => return refuse(err.to_string()),
@@ -1801,6 +1842,8 @@ impl EventLoop {
             return refuse("only a room's host may ask a relay to carry it".into());
         }
         info!(room = %link.capability.room, host = %short(&peer), "asked to carry a room");
+        // Its share of the budget is set aside now, before the next host asks.
+        self.capacity_in(link.capability.room);
         self.emit(NodeEvent::HelpRequested {
             from: peer,
             link: Box::new(link),

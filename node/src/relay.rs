@@ -126,6 +126,9 @@ pub struct RelayStats {
     pub relayed: AtomicU64,
     /// Frames a slow child skipped.
     pub dropped: AtomicU64,
+    /// Bytes written to children (frames, keep-alives and length prefixes): this node's upload
+    /// for the room.
+    pub bytes_sent: AtomicU64,
     /// Streams closed for sending garbage.
     pub bad_streams: AtomicU64,
     /// Frames the host did not forward (not among the loudest speakers).
@@ -488,7 +491,12 @@ impl AudioRelay {
                     }
                     // Frames, and the room's keep-alives (empty frames) while nothing is relayed.
                     match frames.recv().await {
-                        Ok(bytes) => write_frame(&mut stream, &bytes).await?,
+                        Ok(bytes) => {
+                            write_frame(&mut stream, &bytes).await?;
+                            stats
+                                .bytes_sent
+                                .fetch_add(bytes.len() as u64 + 2, Ordering::Relaxed);
+                        }
                         Err(broadcast::error::RecvError::Lagged(skipped)) => {
                             stats.dropped.fetch_add(skipped, Ordering::Relaxed);
                         }

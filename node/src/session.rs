@@ -78,6 +78,8 @@ pub struct AudioStatus {
     pub relayed: u64,
     /// Frames slow children skipped.
     pub dropped: u64,
+    /// Bytes sent to children.
+    pub bytes_sent: u64,
     /// At the host: frames of speakers not among the loudest.
     pub not_selected: u64,
     pub speaking: bool,
@@ -278,6 +280,7 @@ impl AudioSession {
             received: load(&self.stats.received),
             relayed: load(&self.stats.relayed),
             dropped: load(&self.stats.dropped),
+            bytes_sent: load(&self.stats.bytes_sent),
             not_selected: load(&self.stats.not_selected),
             speaking: self.voice.speaking.is_some(),
             self_muted: self.voice.self_muted.load(Ordering::Relaxed),

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 
 use earshot_node::node::NodeEvent;
 use earshot_node::relay::AudioRelay;
-use earshot_node::session::AudioSession;
+use earshot_node::session::{AudioSession, AudioStatus};
 use earshot_protocol::{InviteLink, RoomId};
 use multiaddr::PeerId;
 
@@ -72,6 +72,56 @@ pub fn relay(ctx: &Context, args: RelayArgs) -> anyhow::Result<Exit> {
     Ok(Exit(code))
 }
 
+/// Counters over every room carried since the start (a room that ended still counts).
+#[derive(Debug, Default, Clone, Copy)]
+struct Total {
+    frames: u64,
+    dropped: u64,
+    bytes: u64,
+}
+
+#[derive(Debug, Default)]
+struct Totals {
+    /// Rooms no longer carried.
+    ended: Total,
+    /// The latest figures of each room carried now.
+    live: HashMap<RoomId, Total>,
+}
+
+impl Totals {
+    fn update(&mut self, statuses: &HashMap<RoomId, AudioStatus>) -> Total {
+        let gone: Vec<RoomId> = self
+            .live
+            .keys()
+            .filter(|room| !statuses.contains_key(room))
+            .copied()
+            .collect();
+        for room in gone {
+            if let Some(last) = self.live.remove(&room) {
+                self.ended.frames += last.frames;
+                self.ended.dropped += last.dropped;
+                self.ended.bytes += last.bytes;
+            }
+        }
+        let mut total = self.ended;
+        for (room, status) in statuses {
+            let now = Total {
+                frames: status.received,
+                dropped: status.dropped,
+                bytes: status.bytes_sent,
+            };
+            self.live.insert(*room, now);
+            total.frames += now.frames;
+            total.dropped += now.dropped;
+            total.bytes += now.bytes;
+        }
+        total
+    }
+}
+
+/// Ticks (of 500 ms) the upload rate is measured over.
+const RATE_WINDOW: usize = 6;
+
 async fn run(identity: Identity, config: RelayConfig, json: bool) -> anyhow::Result<u8> {
     let node = Node::spawn(
         identity,
@@ -91,6 +141,7 @@ async fn run(identity: Identity, config: RelayConfig, json: bool) -> anyhow::Res
                 max_connections: Some(config.max_connections.get()),
                 max_connections_per_peer: Some(config.max_connections_per_peer.get()),
                 help_rooms: config.max_rooms.get(),
+                children_budget: Some(config.max_children_total()),
                 max_memory: config
                     .memory_limit
                     .and_then(|limit| usize::try_from(limit.get()).ok()),
@@ -133,6 +184,14 @@ async fn run(identity: Identity, config: RelayConfig, json: bool) -> anyhow::Res
         "earshot_frames_dropped_total",
         "Frame copies skipped for children that fell behind",
     );
+    let bytes = metrics.counter(
+        "earshot_bytes_forwarded_total",
+        "Audio bytes sent to children, all rooms together",
+    );
+    let upload = metrics.gauge(
+        "earshot_upload_kbps",
+        "Audio upload to children over the last few seconds, in kbit/s",
+    );
     let carrying = Arc::clone(&carried);
     let peers = metrics.gauge("earshot_peers", "Peers connected now");
     let connections = metrics.gauge("earshot_connections", "Connections open now");
@@ -152,6 +211,9 @@ async fn run(identity: Identity, config: RelayConfig, json: bool) -> anyhow::Res
     );
     let updater = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
+        // Bytes sent, sampled each tick: the upload rate is over the last RATE_WINDOW ticks.
+        let mut sent = std::collections::VecDeque::new();
+        let mut totals = Totals::default();
         loop {
             tick.tick().await;
             peers.set(stats.peers.load(Ordering::Relaxed));
@@ -166,10 +228,26 @@ async fn run(identity: Identity, config: RelayConfig, json: bool) -> anyhow::Res
             );
             let sessions = lock(&carrying);
             rooms.set(sessions.len() as i64);
-            let statuses: Vec<_> = sessions.values().map(AudioSession::status).collect();
-            children.set(statuses.iter().map(|s| s.children as i64).sum());
-            forwarded.set(statuses.iter().map(|s| s.received).sum());
-            dropped.set(statuses.iter().map(|s| s.dropped).sum());
+            let statuses: HashMap<RoomId, AudioStatus> = sessions
+                .iter()
+                .map(|(room, session)| (*room, session.status()))
+                .collect();
+            drop(sessions);
+            children.set(statuses.values().map(|s| s.children as i64).sum());
+            let total = totals.update(&statuses);
+            forwarded.set(total.frames);
+            dropped.set(total.dropped);
+            bytes.set(total.bytes);
+            sent.push_back((std::time::Instant::now(), total.bytes));
+            if sent.len() > RATE_WINDOW {
+                sent.pop_front();
+            }
+            if let (Some((t0, b0)), Some((t1, b1))) = (sent.front(), sent.back()) {
+                let secs = t1.duration_since(*t0).as_secs_f64();
+                if secs > 0.0 {
+                    upload.set((b1.saturating_sub(*b0) as f64 * 8.0 / 1000.0 / secs) as i64);
+                }
+            }
         }
     });
     let served = match config.metrics {
