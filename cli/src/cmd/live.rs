@@ -1340,10 +1340,8 @@ impl Session<'_> {
                     }
                 }
             }
-            NodeEvent::DirectConnection { peer } => {
-                if self.ctx.json {
-                    print_json(&json!({"event": "direct_connection", "peer": peer.to_string()}));
-                }
+            NodeEvent::DirectConnection { peer } if self.ctx.json => {
+                print_json(&json!({"event": "direct_connection", "peer": peer.to_string()}));
             }
             NodeEvent::Room { room, change } if *room == self.room => {
                 if let RoomChange::MemberJoined { member, name, .. } = change {

@@ -362,8 +362,9 @@ impl RelayConfig {
              {KBPS_PER_CHILD} kbit/s,"
         ));
         line(&format!(
-            "# so this also caps the children across all rooms at upload_kbps / {KBPS_PER_CHILD}."
+            "# so this also caps the children across all rooms at upload_kbps / {KBPS_PER_CHILD}: each room is"
         ));
+        line("# offered what the others left, and a host is refused once none is left.");
         line(&format!(
             "# Default: {DEFAULT_UPLOAD_KBPS} ({} children).",
             DEFAULT_UPLOAD_KBPS / KBPS_PER_CHILD
