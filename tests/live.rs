@@ -95,6 +95,16 @@ impl Live {
         }
     }
 
+    /// Whether the process has printed an `event` line so far (without waiting).
+    pub(crate) fn printed(&mut self, event: &str) -> bool {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+        self.seen.iter().any(|line| {
+            serde_json::from_str::<Value>(line).is_ok_and(|value| value["event"] == event)
+        })
+    }
+
     pub(crate) fn event(&mut self, event: &str) -> Value {
         self.expect(event, |v| v["event"] == event)
     }

@@ -636,7 +636,9 @@ struct PendingWelcome {
 }
 
 /// How long a relayed connection stays open after a direct one to the same peer came up.
-const RETIRE_RELAYED_AFTER: Duration = Duration::from_secs(2);
+/// Long enough for a join handshake under way on the relayed connection to finish; short, so
+/// that the room's audio usually starts on the direct one (moving it costs a stream restart).
+const RETIRE_RELAYED_AFTER: Duration = Duration::from_secs(1);
 
 /// How long an admitted joiner's welcome waits for its subscription to arrive.
 const WELCOME_WAIT: Duration = Duration::from_secs(2);
