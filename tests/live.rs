@@ -636,40 +636,72 @@ fn the_demo_runs_a_whole_room() {
         &earshot_node::audio::signal::speechlike(2 * 48_000, 5),
     )
     .expect("write speech");
-    let output = home.run(&[
-        "demo",
-        "--listeners",
-        "3",
-        "--input",
-        speech.to_str().expect("utf-8 path"),
-        "--dir",
-        dir.to_str().expect("utf-8 path"),
-        "--json",
-    ]);
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let summary: Value = stdout
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .find(|v| v["event"] == "demo_summary")
-        .unwrap_or_else(|| panic!("no summary in {stdout}"));
+    let run = |extra: &[&str]| -> Value {
+        let mut args = vec![
+            "demo",
+            "--listeners",
+            "3",
+            "--input",
+            speech.to_str().expect("utf-8 path"),
+            "--dir",
+            dir.to_str().expect("utf-8 path"),
+            "--json",
+        ];
+        args.extend(extra);
+        let output = home.run(&args);
+        assert_eq!(code(&output), 0, "{}", stderr(&output));
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        stdout
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .find(|v| v["event"] == "demo_summary")
+            .unwrap_or_else(|| panic!("no summary in {stdout}"))
+    };
+    let depths = |nodes: &[Value], depth: u64| {
+        nodes
+            .iter()
+            .filter(|n| n["relay"] == false && n["depth"].as_u64() == Some(depth))
+            .count()
+    };
+    let heard = |nodes: &[Value]| {
+        for node in nodes
+            .iter()
+            .filter(|n| n["name"].as_str().is_some_and(|n| n.starts_with('l')))
+        {
+            let (expected, delivered) = (
+                node["expected"].as_u64().unwrap_or(0),
+                node["delivered"].as_u64().unwrap_or(0),
+            );
+            assert!(
+                expected >= 200 && delivered * 100 >= expected * 99,
+                "{node}"
+            );
+            assert!(node["latency_p50_ms"].is_u64(), "{node}");
+            let wav = dir.join(format!("{}.wav", node["name"].as_str().expect("name")));
+            assert!(read_wav(&wav).len() > 48_000 * 2, "{}", wav.display());
+        }
+    };
+
+    // With the community relay (the default): the host feeds the relay, the relay two
+    // listeners, and the third hangs below one of them.
+    let summary = run(&[]);
+    let nodes = summary["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 5, "{summary}");
+    let relay = nodes
+        .iter()
+        .find(|n| n["relay"] == true)
+        .unwrap_or_else(|| panic!("no relay in {summary}"));
+    assert_eq!(relay["depth"], 1, "{summary}");
+    assert_eq!(relay["children"], 2, "{summary}");
+    assert_eq!(depths(nodes, 2), 2, "{summary}");
+    assert_eq!(depths(nodes, 3), 1, "{summary}");
+    heard(nodes);
+
+    // Without: the host feeds one listener, which feeds the other two.
+    let summary = run(&["--no-relay"]);
     let nodes = summary["nodes"].as_array().expect("nodes");
     assert_eq!(nodes.len(), 4, "{summary}");
-    // The host feeds one listener, which feeds the other two.
-    let depths: Vec<u64> = nodes.iter().filter_map(|n| n["depth"].as_u64()).collect();
-    assert_eq!(depths.iter().filter(|d| **d == 1).count(), 1, "{summary}");
-    assert_eq!(depths.iter().filter(|d| **d == 2).count(), 2, "{summary}");
-    for node in &nodes[1..] {
-        let (expected, delivered) = (
-            node["expected"].as_u64().unwrap_or(0),
-            node["delivered"].as_u64().unwrap_or(0),
-        );
-        assert!(
-            expected >= 200 && delivered * 100 >= expected * 99,
-            "{node}"
-        );
-        assert!(node["latency_p50_ms"].is_u64(), "{node}");
-        let wav = dir.join(format!("{}.wav", node["name"].as_str().expect("name")));
-        assert!(read_wav(&wav).len() > 48_000 * 2, "{}", wav.display());
-    }
+    assert_eq!(depths(nodes, 1), 1, "{summary}");
+    assert_eq!(depths(nodes, 2), 2, "{summary}");
+    heard(nodes);
 }

@@ -59,6 +59,12 @@ pub struct NetConfig {
     pub children_budget: Option<usize>,
 }
 
+/// New reservations, and new circuits, one peer may ask for every two minutes (libp2p's own).
+const PER_PEER_RATE: std::num::NonZeroU32 = match std::num::NonZeroU32::new(30) {
+    Some(rate) => rate,
+    None => panic!("30 is not zero"),
+};
+
 /// A circuit relay's limits. rust-libp2p's defaults (2 minutes and 128 KiB per circuit) would
 /// cut a 32 kbit/s room after about 30 seconds: a relay for live audio allows hours.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,6 +76,9 @@ pub struct RelayServerConfig {
     pub max_circuits_per_peer: usize,
     pub max_circuit_duration: Duration,
     pub max_circuit_bytes: u64,
+    /// New reservations, and new circuits, one IP address may ask for per minute (libp2p's
+    /// default of 60 would refuse the 61st listener behind one campus NAT for a minute).
+    pub new_per_ip_per_minute: std::num::NonZeroU32,
 }
 
 impl Default for RelayServerConfig {
@@ -83,6 +92,7 @@ impl Default for RelayServerConfig {
             max_circuit_duration: Duration::from_secs(4 * 3600),
             // Four hours of a 32 kbit/s stream each way, with room to spare.
             max_circuit_bytes: 1 << 30,
+            new_per_ip_per_minute: std::num::NonZeroU32::new(600).expect("not zero"),
         }
     }
 }
@@ -217,8 +227,14 @@ pub fn build_swarm(identity: &Identity, config: &NetConfig) -> Result<Swarm<Beha
                         max_circuits_per_peer: limits.max_circuits_per_peer,
                         max_circuit_duration: limits.max_circuit_duration,
                         max_circuit_bytes: limits.max_circuit_bytes,
-                        ..relay::Config::default()
-                    },
+                        reservation_rate_limiters: Vec::new(),
+                        circuit_src_rate_limiters: Vec::new(),
+                    }
+                    // libp2p's per-peer rates; the per-IP ones raised (see the field).
+                    .reservation_rate_per_peer(PER_PEER_RATE, Duration::from_secs(120))
+                    .circuit_src_per_peer(PER_PEER_RATE, Duration::from_secs(120))
+                    .reservation_rate_per_ip(limits.new_per_ip_per_minute, Duration::from_secs(60))
+                    .circuit_src_per_ip(limits.new_per_ip_per_minute, Duration::from_secs(60)),
                 )
             });
             let autonat_server = relay_server

@@ -7,6 +7,10 @@
 //! loss, jitter-buffer delay and mouth-to-ear latency; each listener writes what it heard to a
 //! WAV file. At the end: delivery and latency per depth.
 //!
+//! Unless `--no-relay`, a community relay (`earshot relay`) runs too: the host asks it to carry
+//! the room, and it takes [`RELAY_CHILDREN`] listeners (a real relay takes a hundred; two keep
+//! the demo's tree deep).
+//!
 //! Everything the table shows comes from the nodes' own `--json` reports: the demo only starts
 //! processes and reads what they print.
 
@@ -48,7 +52,13 @@ pub struct DemoArgs {
     /// Default: a new directory under the system's temporary directory.
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
+    /// Run without a community relay carrying part of the room.
+    #[arg(long)]
+    no_relay: bool,
 }
+
+/// Listeners the demo's community relay feeds.
+const RELAY_CHILDREN: u16 = 2;
 
 /// Silence before the speech starts, so that every listener is in the tree for all of it.
 const LEAD_IN: Duration = Duration::from_secs(3);
@@ -91,44 +101,95 @@ pub fn demo(ctx: &Context, args: DemoArgs) -> anyhow::Result<Exit> {
             args.host_fan_out,
             args.fan_out
         );
+        if !args.no_relay {
+            say!(
+                "A community relay (`earshot relay`) carries the room for the host and feeds \
+                 {RELAY_CHILDREN} listeners."
+            );
+        }
     }
 
     let host_home = dir.join("host");
     let room = create_room(&exe, &host_home)?;
     let (tx, rx) = mpsc::channel();
-    let mut nodes = Vec::new();
-    nodes.push(Proc::start(
-        &exe,
-        "host",
-        &dir,
-        &[
-            "--json",
-            "--home",
-            path_str(&host_home)?,
-            "host",
-            &room,
-            "--name",
-            "host",
-            "--input",
-            path_str(&input)?,
-            "--max-children",
-            &args.host_fan_out.to_string(),
-        ],
-        0,
-        tx.clone(),
-    )?);
-    let mut table = Table::new(args.listeners);
+    let mut table = Table::new(args.listeners, !args.no_relay);
+    let relay_index = args.listeners + 1;
     let started = Instant::now();
-    let link = loop {
+    let relay = if args.no_relay {
+        None
+    } else {
+        let config = dir.join("relay.toml");
+        std::fs::write(
+            &config,
+            format!("max_children_per_room = {RELAY_CHILDREN}\n"),
+        )
+        .with_context(|| format!("writing {}", config.display()))?;
+        let relay = Proc::start(
+            &exe,
+            "relay",
+            &dir,
+            &[
+                "--json",
+                "--home",
+                path_str(&dir.join("relay"))?,
+                "relay",
+                "--listen",
+                "/ip4/127.0.0.1/udp/0/quic-v1",
+                "--config",
+                path_str(&config)?,
+            ],
+            relay_index,
+            tx.clone(),
+        )?;
+        let addr = loop {
+            let (who, event) = next_event(&rx, started + WAIT, "the relay to start")?;
+            table.update(who, &event);
+            if event["event"] == "relay" {
+                break event["addrs"][0]
+                    .as_str()
+                    .context("the relay printed no address")?
+                    .to_owned();
+            }
+        };
+        Some((relay, addr))
+    };
+    let mut host_args = vec![
+        "--json".to_owned(),
+        "--home".to_owned(),
+        path_str(&host_home)?.to_owned(),
+        "host".to_owned(),
+        room,
+        "--name".to_owned(),
+        "host".to_owned(),
+        "--input".to_owned(),
+        path_str(&input)?.to_owned(),
+        "--max-children".to_owned(),
+        args.host_fan_out.to_string(),
+    ];
+    if let Some((_, addr)) = &relay {
+        host_args.extend(["--relay".to_owned(), addr.clone()]);
+    }
+    let host_args: Vec<&str> = host_args.iter().map(String::as_str).collect();
+    let mut nodes = vec![Proc::start(&exe, "host", &dir, &host_args, 0, tx.clone())?];
+    let mut link = None;
+    // The link, and (with a relay) the relay carrying the room before anyone joins, so that
+    // the tree starts as it will stay.
+    while link.is_none() || (relay.is_some() && !table.relay_added) {
         let (who, event) = next_event(&rx, started + WAIT, "the host to start")?;
+        if who == 0 && event["event"] == "error" {
+            bail!("the host failed: {event}");
+        }
         table.update(who, &event);
         if event["event"] == "hosting" {
-            break event["listener_link"]
-                .as_str()
-                .context("the host printed no link")?
-                .to_owned();
+            link = Some(
+                event["listener_link"]
+                    .as_str()
+                    .context("the host printed no link")?
+                    .to_owned(),
+            );
         }
-    };
+    }
+    let link = link.context("the host printed no link")?;
     for i in 1..=args.listeners {
         let name = format!("l{i}");
         let home = dir.join(&name);
@@ -191,6 +252,8 @@ pub fn demo(ctx: &Context, args: DemoArgs) -> anyhow::Result<Exit> {
     // The end: the host closes the room; everyone reports its final numbers and exits.
     nodes[0].say("/end");
     let mut exited = vec![false; nodes.len()];
+    // The relay stays up for other rooms: it is stopped below.
+    exited.push(true);
     let deadline = Instant::now() + WAIT;
     while exited.iter().any(|done| !done) {
         match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
@@ -206,6 +269,9 @@ pub fn demo(ctx: &Context, args: DemoArgs) -> anyhow::Result<Exit> {
     }
     for node in &mut nodes {
         node.finish();
+    }
+    if let Some((mut relay, _)) = relay {
+        relay.terminate();
     }
     let summary = table.summary();
     if ctx.json {
@@ -253,6 +319,7 @@ pub fn demo(ctx: &Context, args: DemoArgs) -> anyhow::Result<Exit> {
     }
     let all_heard = table.rows[1..]
         .iter()
+        .filter(|row| !row.carrier)
         .all(|row| row.delivered > 0 && row.finished);
     Ok(Exit(if all_heard { 0 } else { 1 }))
 }
@@ -388,6 +455,14 @@ impl Proc {
         }
     }
 
+    /// Stops a process that runs until signalled (the relay) with SIGTERM, then finishes it.
+    fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.finish();
+    }
+
     /// Waits a little for the process to exit, then kills it.
     fn finish(&mut self) {
         drop(self.stdin.take());
@@ -428,11 +503,15 @@ struct Row {
     p95: Option<u64>,
     repairs: u64,
     finished: bool,
+    /// The community relay: it forwards, it does not listen.
+    carrier: bool,
 }
 
 #[derive(Debug)]
 struct Table {
     rows: Vec<Row>,
+    /// The host said the relay will carry the room.
+    relay_added: bool,
 }
 
 /// Per depth, at the end.
@@ -448,7 +527,7 @@ struct DepthSummary {
 }
 
 impl Table {
-    fn new(listeners: usize) -> Self {
+    fn new(listeners: usize, relay: bool) -> Self {
         let mut rows = vec![Row {
             name: "host".into(),
             depth: Some(0),
@@ -458,16 +537,38 @@ impl Table {
             name: format!("l{i}"),
             ..Row::default()
         }));
-        Self { rows }
+        if relay {
+            rows.push(Row {
+                name: "relay".into(),
+                carrier: true,
+                ..Row::default()
+            });
+        }
+        Self {
+            rows,
+            relay_added: false,
+        }
     }
 
     fn update(&mut self, who: usize, event: &Value) {
+        if event["event"] == "relay_added" {
+            self.relay_added = true;
+        }
         let Some(row) = self.rows.get_mut(who) else {
             return;
         };
         let u = |key: &str| event[key].as_u64();
         match event["event"].as_str() {
-            Some("hosting" | "joined") => {
+            Some("relay_stats") => {
+                let room = &event["rooms"][0];
+                if let Some(parent) = room["parent"].as_str() {
+                    row.parent = Some(parent.to_owned());
+                }
+                row.depth = room["depth"].as_u64().or(row.depth);
+                row.children = room["children"].as_u64().unwrap_or(0);
+                row.received = room["received"].as_u64().unwrap_or(row.received);
+            }
+            Some("hosting" | "joined" | "relay") => {
                 row.peer_id = event["peer_id"].as_str().unwrap_or_default().to_owned();
             }
             Some("audio_attached") if !event["repair_ms"].is_null() => row.repairs += 1,
@@ -527,7 +628,16 @@ impl Table {
                 (Some(parent), _) => self.name_of(parent),
                 (None, _) => "…".to_owned(),
             };
-            let loss = if i == 0 || row.expected == 0 {
+            // The host plays nothing; the relay plays nothing and shows the frames it passed on.
+            let plays = i != 0 && !row.carrier;
+            let frames = if row.carrier {
+                row.received.to_string()
+            } else if plays {
+                row.delivered.to_string()
+            } else {
+                "-".to_owned()
+            };
+            let loss = if !plays || row.expected == 0 {
                 "-".to_owned()
             } else {
                 format!(
@@ -535,23 +645,20 @@ impl Table {
                     100.0 * row.expected.saturating_sub(row.delivered) as f64 / row.expected as f64
                 )
             };
+            let buffer = if plays {
+                format!("{:.0} ms", row.buffer_ms)
+            } else {
+                "-".to_owned()
+            };
             lines.push(format!(
                 "  {:<6} {:<7} {:>5} {:>8} {:>8} {:>7} {:>7} {:>9} {:>9}",
                 row.name,
                 parent,
                 row.depth.map_or("-".to_owned(), |d| d.to_string()),
                 row.children,
-                if i == 0 {
-                    "-".to_owned()
-                } else {
-                    row.delivered.to_string()
-                },
+                frames,
                 loss,
-                if i == 0 {
-                    "-".to_owned()
-                } else {
-                    format!("{:.0} ms", row.buffer_ms)
-                },
+                buffer,
                 ms(row.p50),
                 ms(row.p95),
             ));
@@ -580,6 +687,7 @@ impl Table {
             .map(|row| {
                 json!({
                     "name": row.name,
+                    "relay": row.carrier,
                     "peer_id": row.peer_id,
                     "parent": row.parent.as_deref().map(|p| self.name_of(p)),
                     "depth": row.depth,
@@ -597,7 +705,7 @@ impl Table {
 
     fn summary(&self) -> Vec<DepthSummary> {
         let mut by_depth: BTreeMap<u64, Vec<&Row>> = BTreeMap::new();
-        for row in &self.rows[1..] {
+        for row in self.rows[1..].iter().filter(|row| !row.carrier) {
             if let Some(depth) = row.depth {
                 by_depth.entry(depth).or_default().push(row);
             }

@@ -135,6 +135,7 @@ async fn run(identity: Identity, config: RelayConfig, json: bool) -> anyhow::Res
                     reservation_duration: config.reservation_duration,
                     max_circuits: config.max_circuits.get(),
                     max_circuits_per_peer: config.max_circuits_per_peer.get(),
+                    new_per_ip_per_minute: config.new_per_ip_per_minute,
                     max_circuit_duration: config.circuit_duration,
                     max_circuit_bytes: config.circuit_bytes.get(),
                 }),
@@ -214,8 +215,10 @@ async fn run(identity: Identity, config: RelayConfig, json: bool) -> anyhow::Res
         // Bytes sent, sampled each tick: the upload rate is over the last RATE_WINDOW ticks.
         let mut sent = std::collections::VecDeque::new();
         let mut totals = Totals::default();
+        let mut ticks = 0u64;
         loop {
             tick.tick().await;
+            ticks += 1;
             peers.set(stats.peers.load(Ordering::Relaxed));
             connections.set(stats.connections.load(Ordering::Relaxed));
             reservations.set(stats.reservations.load(Ordering::Relaxed));
@@ -242,11 +245,32 @@ async fn run(identity: Identity, config: RelayConfig, json: bool) -> anyhow::Res
             if sent.len() > RATE_WINDOW {
                 sent.pop_front();
             }
+            let mut kbps = 0;
             if let (Some((t0, b0)), Some((t1, b1))) = (sent.front(), sent.back()) {
                 let secs = t1.duration_since(*t0).as_secs_f64();
                 if secs > 0.0 {
-                    upload.set((b1.saturating_sub(*b0) as f64 * 8.0 / 1000.0 / secs) as i64);
+                    kbps = (b1.saturating_sub(*b0) as f64 * 8.0 / 1000.0 / secs) as i64;
+                    upload.set(kbps);
                 }
+            }
+            // For scripts (and `earshot demo`): what the relay does, once a second.
+            if json && ticks.is_multiple_of(2) {
+                print_json(&json!({
+                    "event": "relay_stats",
+                    "peers": stats.peers.load(Ordering::Relaxed),
+                    "reservations": stats.reservations.load(Ordering::Relaxed),
+                    "circuits": stats.circuits.load(Ordering::Relaxed),
+                    "children": statuses.values().map(|s| s.children).sum::<usize>(),
+                    "frames_forwarded": total.frames,
+                    "upload_kbps": kbps,
+                    "rooms": statuses.iter().map(|(room, s)| json!({
+                        "room": room.to_string(),
+                        "parent": s.position.map(|p| p.parent.to_string()),
+                        "depth": s.position.map(|p| p.depth),
+                        "children": s.children,
+                        "received": s.received,
+                    })).collect::<Vec<_>>(),
+                }));
             }
         }
     });

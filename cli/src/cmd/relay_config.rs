@@ -59,6 +59,8 @@ pub struct RelayConfig {
     pub circuit_duration: Duration,
     /// Bytes one circuit may carry (in each direction). Default: 1 GiB.
     pub circuit_bytes: NonZeroU64,
+    /// New reservations, and new circuits, one IP address may ask for per minute. Default: 600.
+    pub new_per_ip_per_minute: NonZeroU32,
     /// Past this much memory in use by the process, new connections are refused.
     /// Default: no limit.
     pub memory_limit: Option<NonZeroU64>,
@@ -135,6 +137,7 @@ struct RelayFile {
     max_circuits_per_peer: Option<u64>,
     circuit_duration: Option<String>,
     circuit_bytes: Option<String>,
+    new_per_ip_per_minute: Option<u64>,
     memory_limit: Option<String>,
 }
 
@@ -156,6 +159,7 @@ const DEFAULT_MAX_CIRCUITS: u64 = 256;
 const DEFAULT_MAX_CIRCUITS_PER_PEER: u64 = 8;
 const DEFAULT_CIRCUIT_DURATION: Duration = Duration::from_secs(4 * 60 * 60);
 const DEFAULT_CIRCUIT_BYTES: u64 = 1 << 30;
+const DEFAULT_NEW_PER_IP_PER_MINUTE: u64 = 600;
 
 /// Size units, largest first within each family; binary units are preferred when printing.
 const SIZE_UNITS: [(&str, u64); 9] = [
@@ -278,6 +282,11 @@ impl RelayConfig {
                 Some(text) => size("circuit_bytes", &text)?,
                 None => NonZeroU64::new(DEFAULT_CIRCUIT_BYTES).expect("the default is not zero"),
             },
+            new_per_ip_per_minute: limit(
+                "new_per_ip_per_minute",
+                file.new_per_ip_per_minute,
+                DEFAULT_NEW_PER_IP_PER_MINUTE,
+            )?,
             memory_limit,
         })
     }
@@ -450,6 +459,15 @@ impl RelayConfig {
         line(&format!(
             "circuit_bytes = \"{}\"",
             format_size(self.circuit_bytes.get())
+        ));
+        line("");
+        line("# New reservations, and new circuits, one IP address may ask for per minute. Many");
+        line("# people can share an address (a campus, a carrier's NAT): libp2p's own default,");
+        line("# 60, would refuse the 61st listener behind one for a minute.");
+        line(&format!("# Default: {DEFAULT_NEW_PER_IP_PER_MINUTE}."));
+        line(&format!(
+            "new_per_ip_per_minute = {}",
+            self.new_per_ip_per_minute
         ));
         out
     }
@@ -701,6 +719,7 @@ mod tests {
             "max_circuits_per_peer",
             "circuit_duration",
             "circuit_bytes",
+            "new_per_ip_per_minute",
         ] {
             let at = text
                 .lines()
@@ -752,6 +771,7 @@ mod tests {
             "max_reservations_per_peer",
             "max_circuits",
             "max_circuits_per_peer",
+            "new_per_ip_per_minute",
         ] {
             let problem = refused(&format!("{setting} = 0"), setting, "0");
             assert!(matches!(problem, Problem::Zero), "{setting}: {problem}");
