@@ -37,19 +37,19 @@
 //!    frames ahead of the slowest child: QUIC packs queued frames together) and overload (open
 //!    loop: the relay's drop-oldest queues skip what children cannot take).
 
+mod support;
+
 use std::collections::HashMap;
 use std::fs;
-use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use earshot_node::identity::Identity;
 use earshot_node::net::{NetConfig, build_swarm};
-use earshot_node::relay::{Admission, AudioRelay, PLAYBACK_QUEUE_FRAMES, RelayStats, RoomOptions};
+use earshot_node::relay::{AudioRelay, PLAYBACK_QUEUE_FRAMES, RelayStats};
 use earshot_protocol::RoomId;
 use earshot_protocol::frame::{AudioFrame, SAMPLES_PER_FRAME, SpeakerId, flags};
-use earshot_protocol::loudest::DEFAULT_FORWARDED;
 use futures::StreamExt;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
@@ -57,20 +57,20 @@ use libp2p::{Multiaddr, PeerId, Swarm};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+
+use crate::support::{
+    ClosedLoop, CommandLine, Cpu, FRAME_INTERVAL, NodeRuntime, PAYLOAD_BYTES, Reopened, Spoken,
+    admit_all, attached, host_options, keep_listening, listen, load_average, poll_forever,
+    print_machine, process_cpu, settle, udp_datagrams_sent,
+};
 
 const ROOM: RoomId = RoomId([9; 16]);
-/// A 32 kbps Opus frame: 4000 bytes a second in 50 frames.
-const PAYLOAD_BYTES: usize = 80;
-/// The real pace: one frame per 20 ms.
-const FRAME_INTERVAL: Duration = Duration::from_millis(20);
 /// Targets from the issue.
 const HOP_P99_TARGET: Duration = Duration::from_millis(1);
 const RAW_RATIO_TARGET: f64 = 3.0;
 const PER_CORE_TARGET: f64 = 100_000.0;
-/// Kernel clock ticks per second for `/proc/*/stat` (`USER_HZ`, 100 on every Linux build that
-/// matters).
-const USER_HZ: u64 = 100;
+/// How long a relay may take to have all its children attached.
+const ATTACH_WITHIN: Duration = Duration::from_secs(30);
 
 fn main() {
     let args = Args::parse();
@@ -113,13 +113,7 @@ fn main() {
     }
 
     println!();
-    println!(
-        "relay_plane: {} CPUs; load average (1 min) {} before, {} after: other work on the \
-         machine shares the CPUs with this run",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        load_before,
-        load_average(),
-    );
+    print_machine("relay_plane", &load_before);
     if !hops.is_empty() {
         print_hops(&hops);
     }
@@ -142,26 +136,13 @@ struct Args {
 
 impl Args {
     fn parse() -> Self {
-        let args: Vec<String> = std::env::args().collect();
-        let value = |name: &str| {
-            args.iter()
-                .position(|a| a == name)
-                .and_then(|i| args.get(i + 1))
-        };
+        let line = CommandLine::read();
         Self {
-            children: value("--children")
-                .map(|list| {
-                    list.split(',')
-                        .map(|n| n.trim().parse().expect("--children takes numbers"))
-                        .collect()
-                })
-                .unwrap_or_else(|| vec![50, 200, 500]),
-            relay_threads: value("--relay-threads")
-                .map(|n| n.parse().expect("--relay-threads takes a number"))
-                .unwrap_or(2),
-            quick: args.iter().any(|a| a == "--quick"),
-            json: args.iter().any(|a| a == "--json"),
-            only: value("--only").cloned(),
+            children: line.children(&[50, 200, 500]),
+            relay_threads: line.relay_threads(),
+            quick: line.flag("--quick"),
+            json: line.flag("--json"),
+            only: line.value("--only").map(str::to_owned),
         }
     }
 
@@ -178,165 +159,7 @@ impl Args {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Runtimes and CPU time
-
-/// A multi-thread tokio runtime standing for one node's process; it knows its threads' ids.
-struct NodeRuntime {
-    runtime: tokio::runtime::Runtime,
-    threads: Arc<Mutex<Vec<u32>>>,
-}
-
-impl NodeRuntime {
-    fn new(name: &str, workers: usize) -> Self {
-        let threads = Arc::new(Mutex::new(Vec::new()));
-        let record = Arc::clone(&threads);
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(workers)
-            .thread_name(name)
-            .enable_all()
-            .on_thread_start(move || {
-                if let Some(tid) = current_tid() {
-                    record.lock().expect("thread list").push(tid);
-                }
-            })
-            .build()
-            .expect("node runtime");
-        Self { runtime, threads }
-    }
-
-    /// Runs `future` on this runtime and waits for it.
-    async fn run<F>(&self, future: F) -> F::Output
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        self.runtime.spawn(future).await.expect("bench task")
-    }
-
-    fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        self.runtime.spawn(future)
-    }
-
-    /// CPU time of every thread this runtime has started (its workers, and any blocking threads).
-    fn cpu(&self) -> Cpu {
-        let threads = self.threads.lock().expect("thread list").clone();
-        threads
-            .into_iter()
-            .map(thread_cpu)
-            .fold(Cpu::default(), Cpu::add)
-    }
-
-    fn shutdown(self) {
-        self.runtime.shutdown_background();
-    }
-}
-
-#[derive(Clone, Copy, Default, Debug)]
-struct Cpu {
-    /// Time on a CPU (`schedstat`, nanoseconds).
-    total: Duration,
-    /// User and kernel time (`stat`, 10 ms ticks).
-    user: Duration,
-    system: Duration,
-}
-
-impl Cpu {
-    fn add(self, other: Cpu) -> Cpu {
-        Cpu {
-            total: self.total + other.total,
-            user: self.user + other.user,
-            system: self.system + other.system,
-        }
-    }
-
-    fn since(self, earlier: Cpu) -> Cpu {
-        Cpu {
-            total: self.total.saturating_sub(earlier.total),
-            user: self.user.saturating_sub(earlier.user),
-            system: self.system.saturating_sub(earlier.system),
-        }
-    }
-
-    fn system_share(self) -> f64 {
-        let ticks = (self.user + self.system).as_secs_f64();
-        if ticks == 0.0 {
-            0.0
-        } else {
-            self.system.as_secs_f64() / ticks
-        }
-    }
-}
-
-/// The 1-minute load average, as `/proc/loadavg` gives it.
-fn load_average() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|load| load.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| "?".into())
-}
-
-fn current_tid() -> Option<u32> {
-    // "/proc/thread-self" links to "<pid>/task/<tid>".
-    fs::read_link("/proc/thread-self")
-        .ok()?
-        .file_name()?
-        .to_str()?
-        .parse()
-        .ok()
-}
-
-/// User and system time from a `/proc/.../stat` line (fields 14 and 15, after the command).
-fn stat_times(path: &str) -> (Duration, Duration) {
-    let Ok(stat) = fs::read_to_string(path) else {
-        return Default::default();
-    };
-    let Some((_, fields)) = stat.rsplit_once(')') else {
-        return Default::default();
-    };
-    let fields: Vec<&str> = fields.split_whitespace().collect();
-    let ticks = |i: usize| {
-        let ticks: u64 = fields.get(i).and_then(|f| f.parse().ok()).unwrap_or(0);
-        Duration::from_millis(ticks * 1000 / USER_HZ)
-    };
-    // fields[0] is field 3 (state): utime is field 14, stime field 15.
-    (ticks(11), ticks(12))
-}
-
-fn thread_cpu(tid: u32) -> Cpu {
-    let total = fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .map(Duration::from_nanos)
-        .unwrap_or_default();
-    let (user, system) = stat_times(&format!("/proc/self/task/{tid}/stat"));
-    Cpu {
-        total,
-        user,
-        system,
-    }
-}
-
-/// UDP datagrams sent in this network namespace (`/proc/net/snmp`): every process's, not only
-/// this one's.
-fn udp_datagrams_sent() -> u64 {
-    let Ok(snmp) = fs::read_to_string("/proc/net/snmp") else {
-        return 0;
-    };
-    let mut lines = snmp.lines().filter(|line| line.starts_with("Udp:"));
-    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
-        return 0;
-    };
-    names
-        .split_whitespace()
-        .position(|name| name == "OutDatagrams")
-        .and_then(|i| values.split_whitespace().nth(i))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
+// UDP
 
 /// Datagrams each IPv4 UDP socket dropped (its receive buffer was full), by local port
 /// (`/proc/net/udp`).
@@ -363,16 +186,6 @@ fn udp_port(addr: &Multiaddr) -> Option<u16> {
     })
 }
 
-/// The whole process, exited threads included (10 ms ticks).
-fn process_cpu() -> Cpu {
-    let (user, system) = stat_times("/proc/self/stat");
-    Cpu {
-        total: user + system,
-        user,
-        system,
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Nodes
 
@@ -386,19 +199,6 @@ struct Endpoint {
 
 fn quic_any_port() -> Multiaddr {
     "/ip4/127.0.0.1/udp/0/quic-v1".parse().expect("multiaddr")
-}
-
-/// The host's room options, as `AudioSession::host` sets them: the host selects the loudest
-/// speakers (there is one here, always selected).
-fn host_options() -> RoomOptions {
-    RoomOptions {
-        myself: None,
-        forward_loudest: Some(DEFAULT_FORWARDED),
-    }
-}
-
-fn admit_all() -> Admission {
-    Arc::new(|_, _, _| true)
 }
 
 /// A node as `earshot` runs it: the full behaviour (gossipsub, Kademlia, identify …) and QUIC.
@@ -440,12 +240,7 @@ where
     B: NetworkBehaviour + Send + 'static,
     Swarm<B>: Send,
 {
-    swarm.listen_on(quic_any_port()).expect("listen");
-    let addr = loop {
-        if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
-            break address;
-        }
-    };
+    let addr = listen(&mut swarm, quic_any_port()).await;
     if let Some(target) = dial {
         swarm.dial(target.clone()).expect("dial");
         loop {
@@ -459,56 +254,8 @@ where
         }
     }
     let peer = *swarm.local_peer_id();
-    tokio::spawn(async move {
-        loop {
-            swarm.select_next_some().await;
-        }
-    });
+    poll_forever(swarm, |_| {});
     (peer, addr.with(Protocol::P2p(peer)))
-}
-
-/// Waits until `relay` feeds `n` children.
-async fn attached(relay: &AudioRelay, n: usize) {
-    let mut children = relay.children(&ROOM).expect("room is open");
-    tokio::time::timeout(Duration::from_secs(30), children.wait_for(|c| *c >= n))
-        .await
-        .unwrap_or_else(|_| panic!("{n} children did not attach within 30 s"))
-        .expect("relay alive");
-}
-
-/// Why listen streams ended and were opened again, and how often.
-#[derive(Clone, Default)]
-struct Reopened(Arc<Mutex<HashMap<String, u64>>>);
-
-impl Reopened {
-    fn count(&self) -> u64 {
-        self.0.lock().expect("reasons").values().sum()
-    }
-
-    fn reasons(&self) -> String {
-        let reasons = self.0.lock().expect("reasons");
-        let mut reasons: Vec<_> = reasons.iter().map(|(r, n)| format!("{n}× {r}")).collect();
-        reasons.sort();
-        reasons.join(", ")
-    }
-}
-
-/// Listens to `parent` for as long as the runtime lives, opening the stream again when it ends
-/// (as a member would, after asking the host); records why it ended.
-async fn keep_listening(relay: AudioRelay, parent: PeerId, reopened: Reopened) {
-    loop {
-        let reason = match relay.listen(ROOM, parent).await {
-            Ok(_draining) => "the parent is leaving".to_owned(),
-            Err(err) => err.to_string(),
-        };
-        *reopened
-            .0
-            .lock()
-            .expect("reasons")
-            .entry(reason)
-            .or_default() += 1;
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// A 98-byte frame whose payload starts with its send time (nanoseconds since `start`).
@@ -691,16 +438,18 @@ async fn hop_run(trio: &Trio, interval: Duration, frames: u32, start: Instant) -
     let reopened = Reopened::default();
     trio.parent.spawn(keep_listening(
         parent.relay.clone(),
+        ROOM,
         source.peer,
         reopened.clone(),
     ));
     trio.child.spawn(keep_listening(
         child.relay.clone(),
+        ROOM,
         parent.peer,
         reopened.clone(),
     ));
-    attached(&source.relay, 1).await;
-    attached(&parent.relay, 1).await;
+    attached(&source.relay, ROOM, 1, ATTACH_WITHIN).await;
+    attached(&parent.relay, ROOM, 1, ATTACH_WITHIN).await;
     let relay_middle = trio.parent.spawn(record_heard(parent_heard, frames, start));
     let relay_end = trio.child.spawn(record_heard(child_heard, frames, start));
 
@@ -756,7 +505,6 @@ async fn hop_run(trio: &Trio, interval: Duration, frames: u32, start: Instant) -
     let sender = source.relay.clone();
     let (relay_sent, raw_sent, relay_elapsed, raw_elapsed) = trio
         .source
-        .runtime
         .spawn_blocking(move || {
             let mut raw = std::net::TcpStream::connect(forwarder).expect("connect to forwarder");
             raw.set_nodelay(true).expect("nodelay");
@@ -1013,33 +761,6 @@ impl Watch<'_> {
     }
 }
 
-/// Waits until the children stop receiving (the relay's queues have drained), at most 3 s.
-async fn settle(counters: &[Arc<AtomicU64>]) {
-    let total = || -> u64 { counters.iter().map(|c| c.load(Ordering::Relaxed)).sum() };
-    let mut last = total();
-    let mut still = 0;
-    for _ in 0..60 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let now = total();
-        still = if now == last { still + 1 } else { 0 };
-        last = now;
-        if still >= 3 {
-            return;
-        }
-    }
-}
-
-/// What the speaker's capture thread did.
-struct Spoken {
-    /// Frames handed to the speak stream.
-    frames: u64,
-    /// The sequence number after the last frame.
-    next_seq: u32,
-    sending: Duration,
-    /// Closed loop: times the slowest child made no progress for 100 ms and the speaker went on.
-    stalls: u64,
-}
-
 /// The speaker's capture thread: frames go into the speak stream's queue from a plain thread,
 /// as in the node (audio never waits on the network).
 fn capture(
@@ -1053,12 +774,7 @@ fn capture(
     let began = Instant::now();
     let until = began + duration;
     let mut frames = 0u64;
-    let mut stalls = 0u64;
-    let progress = || counters.iter().map(|c| c.load(Ordering::Relaxed));
-    // Closed loop: frames sent since `baseline` was taken, against each child's progress since.
-    let mut baseline: Vec<u64> = progress().collect();
-    let mut ahead_since_baseline = 0u64;
-    let mut waiting_since: Option<Instant> = None;
+    let mut closed = ClosedLoop::new(|| counters.iter().map(|c| c.load(Ordering::Relaxed)));
     let mut tick = 0u32;
     while Instant::now() < until {
         match mode {
@@ -1082,30 +798,13 @@ fn capture(
                 }
             }
             Mode::Lockstep | Mode::MaxRate => {
-                let window = mode.window().unwrap_or(1);
-                let slowest = progress()
-                    .zip(&baseline)
-                    .map(|(now, base)| now - base)
-                    .min()
-                    .unwrap_or(ahead_since_baseline);
-                if ahead_since_baseline.saturating_sub(slowest) >= window {
-                    let since = *waiting_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() > Duration::from_millis(100) {
-                        // A frame lost on the way (it should not happen): count afresh.
-                        stalls += 1;
-                        baseline = progress().collect();
-                        ahead_since_baseline = 0;
-                        waiting_since = None;
-                    } else {
-                        std::thread::sleep(Duration::from_micros(50));
-                    }
+                if !closed.ready(mode.window().unwrap_or(1)) {
                     continue;
                 }
-                waiting_since = None;
                 if voice.blocking_send(frame(seq, start)).is_err() {
                     break;
                 }
-                ahead_since_baseline += 1;
+                closed.sent();
             }
         }
         frames += 1;
@@ -1115,7 +814,7 @@ fn capture(
         frames,
         next_seq: seq,
         sending: began.elapsed(),
-        stalls,
+        stalls: closed.stalls(),
     }
 }
 
@@ -1147,7 +846,7 @@ async fn fanout(
                 runtimes.children.spawn(async move {
                     let child = bare_node(Some(addr)).await;
                     let (mut heard, _) = child.relay.open_room(ROOM);
-                    tokio::spawn(keep_listening(child.relay.clone(), parent, reopened));
+                    tokio::spawn(keep_listening(child.relay.clone(), ROOM, parent, reopened));
                     tokio::spawn(async move {
                         while heard.recv().await.is_some() {
                             counter.fetch_add(1, Ordering::Relaxed);
@@ -1161,7 +860,7 @@ async fn fanout(
             child_ports.extend(join.await.expect("child setup"));
         }
     }
-    attached(&relay.relay, children).await;
+    attached(&relay.relay, ROOM, children, ATTACH_WITHIN).await;
     let setup = setup_began.elapsed();
     let reopened_in_setup = reopened.count();
 
@@ -1203,12 +902,11 @@ async fn fanout(
             let counters = Arc::clone(&counters);
             runtimes
                 .speaker
-                .runtime
                 .spawn_blocking(move || capture(&voice, mode, duration, seq, &counters, start))
                 .await
                 .expect("capture thread")
         };
-        settle(&counters).await;
+        settle(|| counters.iter().map(|c| c.load(Ordering::Relaxed)).sum()).await;
         let after = watch.snapshot();
         if spoken.stalls > 0 {
             eprintln!(
