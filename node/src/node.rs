@@ -114,9 +114,6 @@ pub struct NetStats {
     pub circuits_total: std::sync::atomic::AtomicU64,
     pub reservations_denied: std::sync::atomic::AtomicU64,
     pub circuits_denied: std::sync::atomic::AtomicU64,
-    /// Relayed connections upgraded to direct ones (DCUtR), and attempts that failed.
-    pub direct_upgrades: std::sync::atomic::AtomicU64,
-    pub direct_upgrade_failures: std::sync::atomic::AtomicU64,
 }
 
 /// Why this node left a room.
@@ -392,11 +389,6 @@ impl Node {
         for relay in &config.relays {
             let actions = event_loop.reach.configured(relay, Instant::now());
             event_loop.apply_reach(actions);
-        }
-        if config.reachability == ReachMode::Private {
-            event_loop.emit(NodeEvent::Reachability {
-                status: Reachability::Private,
-            });
         }
         // Wait for every listener to come up (a relayed one once the relay granted a slot), so
         // callers can hand out addresses at once; one that fails or never comes up is an error
@@ -1450,24 +1442,16 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Dcutr(event)) => match event.result {
                 Ok(_) => {
                     info!(peer = %event.remote_peer_id, "direct connection (hole punched)");
-                    self.net_stats
-                        .direct_upgrades
-                        .fetch_add(1, Ordering::Relaxed);
                     self.retire_relayed
                         .push((event.remote_peer_id, Instant::now() + RETIRE_RELAYED_AFTER));
                     self.emit(NodeEvent::DirectConnection {
                         peer: event.remote_peer_id,
                     });
                 }
-                Err(err) => {
-                    debug!(peer = %event.remote_peer_id, %err, "no direct connection");
-                    self.net_stats
-                        .direct_upgrade_failures
-                        .fetch_add(1, Ordering::Relaxed);
-                }
+                Err(err) => debug!(peer = %event.remote_peer_id, %err, "no direct connection"),
             },
-            SwarmEvent::ListenerClosed { listener_id, .. }
-            | SwarmEvent::ListenerError { listener_id, .. } => {
+            // A relayed listener closes when the relay refuses or drops the reservation.
+            SwarmEvent::ListenerClosed { listener_id, .. } => {
                 if let Some(relay) = self.reach_listeners.remove(&listener_id) {
                     warn!(%relay, "lost the slot on a relay");
                     let actions = self.reach.lost(relay, Instant::now());
