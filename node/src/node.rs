@@ -632,6 +632,10 @@ struct PendingWelcome {
 /// that the room's audio usually starts on the direct one (moving it costs a stream restart).
 const RETIRE_RELAYED_AFTER: Duration = Duration::from_secs(1);
 
+/// How long a community relay keeps a room's share of its upload budget for a join that has
+/// not completed.
+const PROMISE_HELD_FOR: Duration = Duration::from_secs(30);
+
 /// How long an admitted joiner's welcome waits for its subscription to arrive.
 const WELCOME_WAIT: Duration = Duration::from_secs(2);
 
@@ -675,9 +679,9 @@ struct EventLoop {
     pending_help: HashMap<OutboundRequestId, oneshot::Sender<Result<(), String>>>,
     help_rooms: usize,
     /// Children across all rooms (see [`NetConfig::children_budget`]), and the capacity
-    /// offered in each room so far.
+    /// offered in each room so far (with when it was set aside).
     children_budget: Option<usize>,
-    promised: HashMap<RoomId, u16>,
+    promised: HashMap<RoomId, (u16, Instant)>,
     /// Sequence numbers start from the clock (µs) so they keep increasing across restarts.
     seq_base: u64,
     /// Reachability and the relays this node reserves on when it is private.
@@ -1775,11 +1779,16 @@ impl EventLoop {
     /// no budget).
     fn children_left(&self, room: Option<RoomId>) -> Option<usize> {
         let budget = self.children_budget?;
+        // A share counts while its room is joined, or for a while after it was set aside (the
+        // join under way); a join that failed gives it back then.
         let others: usize = self
             .promised
             .iter()
-            .filter(|(id, _)| Some(**id) != room)
-            .map(|(_, n)| usize::from(*n))
+            .filter(|(id, (_, at))| {
+                Some(**id) != room
+                    && (self.rooms.contains_key(id) || at.elapsed() < PROMISE_HELD_FOR)
+            })
+            .map(|(_, (n, _))| usize::from(*n))
             .sum();
         Some(budget.saturating_sub(others))
     }
@@ -1794,7 +1803,10 @@ impl EventLoop {
             None => self.max_children,
         };
         if self.children_budget.is_some() {
-            self.promised.insert(room, capacity);
+            let rooms = &self.rooms;
+            self.promised
+                .retain(|id, (_, at)| rooms.contains_key(id) || at.elapsed() < PROMISE_HELD_FOR);
+            self.promised.insert(room, (capacity, Instant::now()));
         }
         capacity
     }
