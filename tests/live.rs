@@ -139,6 +139,13 @@ pub(crate) fn local_room_with(home: &TestHome, title: &str, flags: &[&str]) -> S
     home.json(&args)["id"].as_str().expect("id").to_owned()
 }
 
+/// `earshot host ROOM` saying a tone and playing nowhere, with `extra` arguments.
+pub(crate) fn tone_host(home: &TestHome, room: &str, extra: &[&str]) -> Live {
+    let mut args = vec!["host", room, "--input", "sine", "--output", "null"];
+    args.extend_from_slice(extra);
+    Live::start("host", home, &args)
+}
+
 /// `earshot join LINK --name NAME` on 127.0.0.1 with `extra` arguments, playing nowhere unless
 /// `extra` names an `--output`.
 pub(crate) fn listener(name: &'static str, home: &TestHome, link: &str, extra: &[&str]) -> Live {

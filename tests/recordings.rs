@@ -146,11 +146,7 @@ fn a_recorded_room_exports_to_files_that_hold_the_speech() {
 fn a_recording_survives_a_kill() {
     let ana = TestHome::new();
     let room = crate::live::local_room_with(&ana, "Late show", &["--record"]);
-    let mut host = Live::start(
-        "host",
-        &ana,
-        &["host", &room, "--input", "sine", "--output", "null"],
-    );
+    let mut host = crate::live::tone_host(&ana, &room, &[]);
     // `--record`: recording from the start.
     host.event("recording");
     let started = Instant::now();
@@ -261,11 +257,7 @@ fn bad_recording_requests_are_clear_errors() {
 fn a_member_records_for_itself_only_where_the_room_allows() {
     let ana = TestHome::new();
     let room = crate::live::local_room_with(&ana, "Open mic", &["--members-may-record"]);
-    let mut host = Live::start(
-        "host",
-        &ana,
-        &["host", &room, "--input", "sine", "--output", "null"],
-    );
+    let mut host = crate::live::tone_host(&ana, &room, &[]);
     let link = host.event("hosting")["listener_link"]
         .as_str()
         .expect("link")

@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use crate::harness::{TestHome, code, stderr};
-use crate::live::{LOCAL, Live};
+use crate::live::{LOCAL, Live, tone_host};
 
 /// `GET /metrics` from `url` (`http://ADDR/metrics`): the sample lines by name.
 fn scrape(url: &str) -> std::collections::HashMap<String, f64> {
@@ -35,6 +35,43 @@ fn scrape(url: &str) -> std::collections::HashMap<String, f64> {
         .collect()
 }
 
+/// A running `earshot relay` on 127.0.0.1, and what it printed as it started.
+struct Relay {
+    live: Live,
+    addr: String,
+    peer_id: String,
+    metrics: String,
+}
+
+/// Starts `earshot relay` on 127.0.0.1 with metrics, and with `config` (TOML) if given.
+fn start_relay(operator: &TestHome, config: Option<&str>) -> Relay {
+    let mut args = vec!["relay", "--listen", LOCAL, "--metrics", "127.0.0.1:0"];
+    let file = operator.join("relay.toml");
+    let file = file.to_str().expect("utf-8 path").to_owned();
+    if let Some(config) = config {
+        std::fs::write(&file, config).expect("write the config");
+        args.extend(["--config", &file]);
+    }
+    let mut live = Live::start("relay", operator, &args);
+    let started = live.event("relay");
+    let text = |key: &str| started[key].as_str().unwrap_or_default().to_owned();
+    Relay {
+        addr: started["addrs"][0].as_str().expect("an address").to_owned(),
+        peer_id: text("peer_id"),
+        metrics: text("metrics"),
+        live,
+    }
+}
+
+/// Stops the relay with SIGTERM.
+fn sigterm(relay: &Live) {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &relay.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
 /// A host of a new room on 127.0.0.1 that feeds one child itself and asks the relay at
 /// `relay_addr` to carry the room; returns once the relay carries it, with the listener link.
 fn host_carried_by(
@@ -44,22 +81,7 @@ fn host_carried_by(
     relay: &mut Live,
 ) -> (Live, String) {
     let room = crate::live::local_room(ana, title);
-    let mut host = Live::start(
-        "host",
-        ana,
-        &[
-            "host",
-            &room,
-            "--input",
-            "sine",
-            "--output",
-            "null",
-            "--max-children",
-            "1",
-            "--relay",
-            relay_addr,
-        ],
-    );
+    let mut host = tone_host(ana, &room, &["--max-children", "1", "--relay", relay_addr]);
     let link = host.event("hosting")["listener_link"]
         .as_str()
         .expect("link")
@@ -128,29 +150,16 @@ fn the_relay_prints_its_configuration_and_refuses_a_bad_one() {
 #[test]
 fn a_host_behind_the_relay_is_reached_through_it() {
     let operator = TestHome::new();
-    let mut relay = Live::start(
-        "relay",
-        &operator,
-        &["relay", "--listen", LOCAL, "--metrics", "127.0.0.1:0"],
-    );
-    let started = relay.event("relay");
-    let relay_addr = started["addrs"][0].as_str().expect("an address").to_owned();
-    let metrics = started["metrics"]
-        .as_str()
-        .expect("a metrics URL")
-        .to_owned();
+    let relay = start_relay(&operator, None);
+    let metrics = relay.metrics.clone();
 
     let ana = TestHome::new();
-    let circuit = format!("{relay_addr}/p2p-circuit");
+    let circuit = format!("{}/p2p-circuit", relay.addr);
     let room = ana.json(&["room", "new", "Behind a NAT", "--listen", &circuit])["id"]
         .as_str()
         .expect("id")
         .to_owned();
-    let mut host = Live::start(
-        "host",
-        &ana,
-        &["host", &room, "--input", "sine", "--output", "null"],
-    );
+    let mut host = tone_host(&ana, &room, &[]);
     let hosting = host.event("hosting");
     assert!(
         hosting["addrs"].as_array().is_some_and(|addrs| addrs
@@ -191,13 +200,9 @@ fn a_host_behind_the_relay_is_reached_through_it() {
     assert_eq!(host.exit_code(), 0);
 
     // SIGTERM: the relay says it stopped and exits 0, promptly.
-    let pid = relay.child.id().to_string();
+    let mut relay = relay.live;
     let stopping = Instant::now();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(status.success());
+    sigterm(&relay);
     relay.event("stopped");
     assert_eq!(relay.exit_code(), 0);
     assert!(
@@ -214,25 +219,12 @@ fn a_host_behind_the_relay_is_reached_through_it() {
 #[test]
 fn the_relay_carries_a_room_and_the_tree_reforms_without_it() {
     let operator = TestHome::new();
-    let config = operator.join("relay.toml");
-    std::fs::write(&config, "max_children_per_room = 2\n").expect("write the config");
-    let mut relay = Live::start(
-        "relay",
-        &operator,
-        &[
-            "relay",
-            "--config",
-            config.to_str().expect("utf-8 path"),
-            "--listen",
-            LOCAL,
-            "--metrics",
-            "127.0.0.1:0",
-        ],
-    );
-    let started = relay.event("relay");
-    let relay_addr = started["addrs"][0].as_str().expect("an address").to_owned();
-    let relay_id = started["peer_id"].as_str().expect("peer id").to_owned();
-    let metrics = started["metrics"].as_str().expect("metrics").to_owned();
+    let Relay {
+        live: mut relay,
+        addr: relay_addr,
+        peer_id: relay_id,
+        metrics,
+    } = start_relay(&operator, Some("max_children_per_room = 2\n"));
 
     let ana = TestHome::new();
     let (mut host, link) = host_carried_by(&ana, "Big room", &relay_addr, &mut relay);
@@ -319,10 +311,12 @@ fn the_relay_carries_a_room_and_the_tree_reforms_without_it() {
 #[test]
 fn a_relay_stopped_with_sigterm_hands_its_listeners_over() {
     let operator = TestHome::new();
-    let mut relay = Live::start("relay", &operator, &["relay", "--listen", LOCAL]);
-    let started = relay.event("relay");
-    let relay_addr = started["addrs"][0].as_str().expect("an address").to_owned();
-    let relay_id = started["peer_id"].as_str().expect("peer id").to_owned();
+    let Relay {
+        live: mut relay,
+        addr: relay_addr,
+        peer_id: relay_id,
+        ..
+    } = start_relay(&operator, None);
 
     let ana = TestHome::new();
     let (mut host, link) = host_carried_by(&ana, "Evening", &relay_addr, &mut relay);
@@ -342,12 +336,7 @@ fn a_relay_stopped_with_sigterm_hands_its_listeners_over() {
         }));
     }
 
-    let pid = relay.child.id().to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(status.success());
+    sigterm(&relay);
     for (live, before) in listeners.iter_mut().zip(&before) {
         let lost = live.expect("told the relay is leaving", |v| v["event"] == "audio_lost");
         assert_eq!(lost["leaving"], true, "{lost}");
@@ -380,31 +369,17 @@ fn a_relay_stopped_with_sigterm_hands_its_listeners_over() {
 #[test]
 fn nodes_reserve_a_slot_on_a_relay_and_advertise_it() {
     let operator = TestHome::new();
-    let mut relay = Live::start(
-        "relay",
-        &operator,
-        &["relay", "--listen", LOCAL, "--metrics", "127.0.0.1:0"],
-    );
-    let started = relay.event("relay");
-    let relay_addr = started["addrs"][0].as_str().expect("an address").to_owned();
-    let metrics = started["metrics"].as_str().expect("metrics").to_owned();
+    // Bound, not `..`: a dropped `Live` kills its process.
+    let Relay {
+        live: _relay,
+        addr: relay_addr,
+        metrics,
+        ..
+    } = start_relay(&operator, None);
 
     let ana = TestHome::new();
     let room = crate::live::local_room(&ana, "Porch");
-    let mut host = Live::start(
-        "host",
-        &ana,
-        &[
-            "host",
-            &room,
-            "--input",
-            "sine",
-            "--output",
-            "null",
-            "--via",
-            &relay_addr,
-        ],
-    );
+    let mut host = tone_host(&ana, &room, &["--via", &relay_addr]);
     let hosting = host.event("hosting");
     let link = hosting["listener_link"].as_str().expect("link").to_owned();
     let inspected = ana.json(&["invite", "inspect", &link]);
@@ -433,24 +408,12 @@ fn nodes_reserve_a_slot_on_a_relay_and_advertise_it() {
 #[test]
 fn a_relay_over_its_memory_limit_refuses_new_peers() {
     let operator = TestHome::new();
-    let config = operator.join("relay.toml");
     // Less than any process uses: every new connection is over the limit.
-    std::fs::write(&config, "memory_limit = \"1MiB\"\n").expect("write the config");
-    let mut relay = Live::start(
-        "relay",
-        &operator,
-        &[
-            "relay",
-            "--config",
-            config.to_str().expect("utf-8 path"),
-            "--listen",
-            LOCAL,
-        ],
-    );
-    let relay_addr = relay.event("relay")["addrs"][0]
-        .as_str()
-        .expect("an address")
-        .to_owned();
+    let Relay {
+        live: mut relay,
+        addr: relay_addr,
+        ..
+    } = start_relay(&operator, Some("memory_limit = \"1MiB\"\n"));
     let ana = TestHome::new();
     let room = crate::live::local_room(&ana, "Crowded");
     let output = ana.run(&["host", &room, "--via", &relay_addr]);
@@ -461,33 +424,9 @@ fn a_relay_over_its_memory_limit_refuses_new_peers() {
         stderr(&output)
     );
     // Still running: it stops cleanly.
-    let pid = relay.child.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
+    sigterm(&relay);
     relay.event("stopped");
     assert_eq!(relay.exit_code(), 0);
-}
-
-/// Starts `earshot relay` on 127.0.0.1 with `config` (TOML) if given, and metrics; returns it
-/// with its address and metrics URL.
-fn start_relay(operator: &TestHome, config: Option<&str>) -> (Live, String, String) {
-    let mut args = vec!["relay", "--listen", LOCAL, "--metrics", "127.0.0.1:0"];
-    let file = operator.join("relay.toml");
-    let file = file.to_str().expect("utf-8 path").to_owned();
-    if let Some(config) = config {
-        std::fs::write(&file, config).expect("write the config");
-        args.extend(["--config", &file]);
-    }
-    let mut relay = Live::start("relay", operator, &args);
-    let started = relay.event("relay");
-    let addr = started["addrs"][0].as_str().expect("an address").to_owned();
-    let metrics = started["metrics"].as_str().expect("metrics").to_owned();
-    (relay, addr, metrics)
 }
 
 /// A host behind a router (emulated: no inbound connections) that knows a relay only as a
@@ -498,24 +437,18 @@ fn start_relay(operator: &TestHome, config: Option<&str>) -> (Live, String, Stri
 #[test]
 fn a_host_behind_a_nat_is_reached_through_a_relay_then_directly() {
     let operator = TestHome::new();
-    let (mut relay, relay_addr, metrics) = start_relay(&operator, None);
+    let Relay {
+        live: mut relay,
+        addr: relay_addr,
+        metrics,
+        ..
+    } = start_relay(&operator, None);
     let ana = TestHome::new();
     let room = crate::live::local_room(&ana, "Behind a router");
-    let mut host = Live::start(
-        "host",
+    let mut host = tone_host(
         &ana,
-        &[
-            "host",
-            &room,
-            "--input",
-            "sine",
-            "--output",
-            "null",
-            "--emulate-nat",
-            "cone",
-            "--bootstrap",
-            &relay_addr,
-        ],
+        &room,
+        &["--emulate-nat", "cone", "--bootstrap", &relay_addr],
     );
     let link = host.event("hosting")["listener_link"]
         .as_str()
@@ -577,18 +510,17 @@ fn room_over_a_circuit(
     bea: &TestHome,
     config: Option<&str>,
 ) -> (Live, String, Live, Live) {
-    let (relay, relay_addr, metrics) = start_relay(operator, config);
+    let Relay {
+        live: relay,
+        addr: relay_addr,
+        metrics,
+        ..
+    } = start_relay(operator, config);
     let room = crate::live::local_room(ana, "Over a circuit");
-    let mut host = Live::start(
-        "host",
+    let mut host = tone_host(
         ana,
+        &room,
         &[
-            "host",
-            &room,
-            "--input",
-            "sine",
-            "--output",
-            "null",
             "--emulate-nat",
             "symmetric",
             "--bootstrap",
@@ -659,25 +591,12 @@ fn audio_outlasts_the_default_circuit_limits_on_an_earshot_relay() {
 #[test]
 fn a_relay_shares_its_upload_budget_among_rooms() {
     let operator = TestHome::new();
-    let (mut relay, relay_addr, _) = start_relay(&operator, Some("upload_kbps = 80\n"));
+    let mut relay = start_relay(&operator, Some("upload_kbps = 80\n"));
     let ana = TestHome::new();
-    let (mut first, _) = host_carried_by(&ana, "First", &relay_addr, &mut relay);
+    let (mut first, _) = host_carried_by(&ana, "First", &relay.addr, &mut relay.live);
     let ben = TestHome::new();
     let room = crate::live::local_room(&ben, "Second");
-    let mut second = Live::start(
-        "second",
-        &ben,
-        &[
-            "host",
-            &room,
-            "--input",
-            "sine",
-            "--output",
-            "null",
-            "--relay",
-            &relay_addr,
-        ],
-    );
+    let mut second = tone_host(&ben, &room, &["--relay", &relay.addr]);
     let refused = second.event("error");
     assert!(
         refused["message"]
@@ -689,5 +608,5 @@ fn a_relay_shares_its_upload_budget_among_rooms() {
     first.say("/end");
     assert_eq!(second.exit_code(), 0);
     assert_eq!(first.exit_code(), 0);
-    let _ = relay.child.kill();
+    let _ = relay.live.child.kill();
 }
