@@ -450,10 +450,9 @@ fn a_host_behind_a_nat_is_reached_through_a_relay_then_directly() {
         &room,
         &["--emulate-nat", "cone", "--bootstrap", &relay_addr],
     );
-    let link = host.event("hosting")["listener_link"]
-        .as_str()
-        .expect("link")
-        .to_owned();
+    let hosting = host.event("hosting");
+    assert_eq!(hosting["reachability"], "private", "{hosting}");
+    let link = hosting["listener_link"].as_str().expect("link").to_owned();
     let inspected = ana.json(&["invite", "inspect", &link]);
     let first = inspected["bootstrap"][0].as_str().unwrap_or_default();
     assert!(

@@ -178,12 +178,13 @@ pub fn host(ctx: &Context, args: HostArgs) -> anyhow::Result<Exit> {
             },
             now,
         )?;
+        let mut verdict = None;
         if reaching.may_use_relays() {
             // A link must work: give AutoNAT and a relay a moment before handing one out.
             if !ctx.json {
                 say!("Checking whether peers can reach you directly…");
             }
-            settle_reachability(&mut reach_events, REACHABILITY_WAIT).await;
+            verdict = settle_reachability(&mut reach_events, REACHABILITY_WAIT).await;
         }
         drop(reach_events);
         let addrs = dialable(&node).await;
@@ -195,12 +196,19 @@ pub fn host(ctx: &Context, args: HostArgs) -> anyhow::Result<Exit> {
                 "title": room.descriptor.title,
                 "peer_id": node.peer_id().to_string(),
                 "addrs": addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "reachability": verdict.map(Reachability::as_str),
                 "listener_link": link.encode(),
             }));
         } else {
             say!("Hosting \"{}\" ({})", room.descriptor.title, id);
             for addr in &addrs {
-                say!("  reachable at {addr}");
+                if is_relayed(addr) {
+                    say!("  reachable through a relay at {addr}");
+                } else if verdict == Some(Reachability::Private) {
+                    say!("  at {addr} (not reachable from outside, says AutoNAT)");
+                } else {
+                    say!("  reachable at {addr}");
+                }
             }
             say!("Listener link (7 days):\n{link}");
             say!("Type /help for commands; anything else is chat. /end closes the room.");
@@ -216,6 +224,7 @@ pub fn host(ctx: &Context, args: HostArgs) -> anyhow::Result<Exit> {
             recorder: None,
             own_home: None,
             relayed: Vec::new(),
+            reachability: verdict,
         };
         session.relayed = addrs.iter().filter(|a| is_relayed(a)).cloned().collect();
         for addr in &args.relay {
@@ -337,6 +346,7 @@ pub fn join(ctx: &Context, args: JoinArgs) -> anyhow::Result<Exit> {
             recorder: None,
             own_home: None,
             relayed: Vec::new(),
+            reachability: None,
         };
         session.update_voice(role).await;
         let code = session.run(&mut events).await;
@@ -348,25 +358,33 @@ pub fn join(ctx: &Context, args: JoinArgs) -> anyhow::Result<Exit> {
 /// How long `earshot host` waits for a verdict on its reachability before printing its link.
 const REACHABILITY_WAIT: Duration = Duration::from_secs(6);
 
-/// Waits until this node is known to be reachable directly, or through a relay, or `wait`
-/// has passed.
+/// Waits until this node is known to be reachable directly, or through a relay (which it
+/// only reserves once AutoNAT found it private), or `wait` has passed. Returns the verdict.
 async fn settle_reachability(
     events: &mut tokio::sync::broadcast::Receiver<NodeEvent>,
     wait: Duration,
-) {
+) -> Option<Reachability> {
+    let mut verdict = None;
     let _ = tokio::time::timeout(wait, async {
         loop {
             match events.recv().await {
-                Ok(NodeEvent::Reachability {
-                    status: Reachability::Public,
-                }) => return,
-                Ok(NodeEvent::Listening { addr }) if is_relayed(&addr) => return,
+                Ok(NodeEvent::Reachability { status }) => {
+                    verdict = Some(status);
+                    if status == Reachability::Public {
+                        return;
+                    }
+                }
+                Ok(NodeEvent::Listening { addr }) if is_relayed(&addr) => {
+                    verdict = Some(Reachability::Private);
+                    return;
+                }
                 Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             }
         }
     })
     .await;
+    verdict
 }
 
 /// Puts the relayed addresses among `addrs` first in the link's addresses: a host that is
@@ -513,6 +531,8 @@ struct Session<'a> {
     audio_events: tokio::sync::broadcast::Receiver<AudioEvent>,
     /// This node's addresses through relays, first in the links the host hands out.
     relayed: Vec<Multiaddr>,
+    /// The reachability last told to the user.
+    reachability: Option<Reachability>,
     /// The host's recording of the room, while the room's recording flag is on (or a member's
     /// own recording of what it hears).
     recorder: Option<Recorder>,
@@ -1328,9 +1348,10 @@ impl Session<'_> {
                 }
             }
             NodeEvent::Reachability { status } => {
+                let told = self.reachability.replace(*status) == Some(*status);
                 if self.ctx.json {
                     print_json(&json!({"event": "reachability", "status": status.as_str()}));
-                } else {
+                } else if !told {
                     match status {
                         Reachability::Public => say!("Peers can reach you directly."),
                         Reachability::Private => {
