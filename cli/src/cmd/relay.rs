@@ -272,6 +272,18 @@ async fn run(identity: Identity, config: RelayConfig, json: bool) -> anyhow::Res
                     })).collect::<Vec<_>>(),
                 }));
             }
+            // For people (a journal): a line a minute.
+            if !json && ticks.is_multiple_of(120) {
+                say!(
+                    "{} peers; {} rooms carried, {} listeners fed, {kbps} kbit/s up; \
+                     {} reservations, {} circuits",
+                    stats.peers.load(Ordering::Relaxed),
+                    statuses.len(),
+                    statuses.values().map(|s| s.children).sum::<usize>(),
+                    stats.reservations.load(Ordering::Relaxed),
+                    stats.circuits.load(Ordering::Relaxed),
+                );
+            }
         }
     });
     let served = match config.metrics {
