@@ -108,6 +108,7 @@ fn a_tone_played_to_a_virtual_sound_card_is_heard_on_its_monitor() {
     let output = home
         .cmd(&["devices", "--json"])
         .env("PULSE_SERVER", &daemon.server)
+        .env("PULSE_COOKIE", &daemon.cookie)
         .output()
         .expect("run earshot");
     assert!(output.status.success(), "{}", stderr(&output));
@@ -132,6 +133,7 @@ fn a_tone_played_to_a_virtual_sound_card_is_heard_on_its_monitor() {
     let mut child = Command::new(std::env::current_exe().expect("the test binary"))
         .args([test, "--exact", "--nocapture", "--test-threads=1"])
         .env("PULSE_SERVER", &daemon.server)
+        .env("PULSE_COOKIE", &daemon.cookie)
         .env(LOOPBACK_CHILD, "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -263,6 +265,12 @@ struct PulseDaemon {
     child: Child,
     /// `unix:/…/native`, for `$PULSE_SERVER`.
     server: String,
+    /// An authentication cookie for clients, for `$PULSE_COOKIE`. The daemon accepts anyone
+    /// (`auth-anonymous`), but the protocol still wants 256 bytes of cookie: the pure-Rust
+    /// client cpal uses sends an empty one when the user has none (no
+    /// `~/.config/pulse/cookie`, as on a machine where no PulseAudio client ever ran), the
+    /// daemon refuses that as a protocol error, and cpal quietly falls back to ALSA.
+    cookie: std::path::PathBuf,
     lines: mpsc::Receiver<String>,
     _dir: tempfile::TempDir,
 }
@@ -272,6 +280,10 @@ impl PulseDaemon {
     fn start() -> Option<Self> {
         let dir = tempfile::tempdir().expect("temporary directory");
         let socket = dir.path().join("native");
+        let cookie = dir.path().join("cookie");
+        let mut bytes = [0u8; 256];
+        getrandom::fill(&mut bytes).expect("random");
+        std::fs::write(&cookie, bytes).expect("write a cookie");
         let script = dir.path().join("null.pa");
         std::fs::write(
             &script,
@@ -302,6 +314,7 @@ impl PulseDaemon {
         let daemon = Self {
             child,
             server: format!("unix:{}", socket.display()),
+            cookie,
             lines,
             _dir: dir,
         };
