@@ -1,31 +1,61 @@
 //! Audio along a chain of relays on 127.0.0.1: the host's voice reaches a listener three hops
 //! down intact, and a peer that sends garbage loses its stream without disturbing anyone else.
+//! Every node is a member of the room (its own audio plane admits streams by the room's state);
+//! the tests drive the audio plane ([`Fanout`]) directly, without the room services.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use earshot_node::Event;
 use earshot_node::audio::codec::VoiceEncoder;
 use earshot_node::audio::mixer::Mixer;
 use earshot_node::audio::signal::{similarity_in_windows, speechlike};
 use earshot_node::audio::{FRAME_DURATION, FRAME_SAMPLES, wav};
-use earshot_node::relay::{AUDIO_PROTOCOL, AudioRelay, Heard, RelayStats};
+use earshot_node::fanout::{AUDIO_PROTOCOL, Fanout, FanoutStats, Heard};
 use earshot_protocol::frame::{AudioFrame, SpeakerId};
-use earshot_protocol::{RoomId, Visibility};
+use earshot_protocol::{Audience, ControlBody, Role, RoomDescriptor, RoomId, Visibility};
 use futures::AsyncWriteExt;
 use tokio::sync::mpsc;
 
-use crate::net::{TestNode, WAIT};
+use crate::net::{TestNode, WAIT, grant, invite};
 
 /// 3 seconds of speech, in frames.
 const FRAMES: usize = 150;
 
-fn allow_all() -> earshot_node::relay::Admission {
-    Arc::new(|_, _, _| true)
+/// A listener link to `room`.
+fn link(host: &TestNode, room: &RoomDescriptor) -> earshot_protocol::InviteLink {
+    invite(host, room, grant(Role::Listener, Audience::Bearer, 0))
+}
+
+/// `node` joins the room with `link`; `parent` (a member already) hears of it, so that its
+/// audio plane admits `node`'s listen stream.
+async fn member(node: &TestNode, link: earshot_protocol::InviteLink, parent: &mut TestNode) {
+    node.node.join(link, &node.name).await.expect("joins");
+    let key = node.key();
+    parent
+        .wait_for(
+            "the new member",
+            |e| matches!(e, Event::MemberJoined { member, .. } if *member == key),
+        )
+        .await;
+}
+
+/// The host brings `member` on stage (its audio plane then takes that member's voice).
+async fn promote(host: &mut TestNode, room: RoomId, member: earshot_protocol::PeerKey) {
+    host.node
+        .act(
+            room,
+            ControlBody::Promote {
+                target: member,
+                role: Role::Speaker,
+            },
+        )
+        .await
+        .expect("promote");
 }
 
 /// Waits until `relay` feeds at least `n` children in `room`.
-async fn children(relay: &AudioRelay, room: &RoomId, n: usize) {
+async fn children(relay: &Fanout, room: &RoomId, n: usize) {
     let mut watch = relay.children(room).expect("room is open");
     tokio::time::timeout(WAIT, watch.wait_for(|count| *count >= n))
         .await
@@ -41,8 +71,7 @@ async fn raw_stream(
     room: RoomId,
     kind: u8,
 ) -> impl futures::AsyncWrite + Unpin {
-    let mut control = from.node.audio_control();
-    let mut stream = tokio::time::timeout(WAIT, control.open_stream(to, AUDIO_PROTOCOL))
+    let mut stream = tokio::time::timeout(WAIT, from.node.open_raw_stream(to, AUDIO_PROTOCOL))
         .await
         .expect("a stream within the wait")
         .expect("stream");
@@ -107,35 +136,34 @@ fn play(arrivals: &[(Instant, AudioFrame)]) -> Vec<f32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hosts_voice_reaches_three_hops_down_intact() {
-    let host = TestNode::start("host").await;
-    let room = host.host("Radio", Visibility::Unlisted).await.id;
-    let relays = [
+    let mut host = TestNode::start("host").await;
+    let descriptor = host.host("Radio", Visibility::Unlisted).await;
+    let room = descriptor.id;
+    let mut nodes = vec![
         TestNode::start("l1").await,
         TestNode::start("l2").await,
         TestNode::start("l3").await,
     ];
-    let host_relay = AudioRelay::start(host.node.audio_control(), allow_all());
+    let links: Vec<_> = nodes.iter().map(|_| link(&host, &descriptor)).collect();
+    let host_relay = host.node.fanout().clone();
     host_relay.open_room(room);
     // A chain: host → l1 → l2 → l3 (depth 3).
-    let mut parent = (
-        host.node.peer_id(),
-        host.node.listen_addrs().await.expect("addrs"),
-    );
     let mut listeners = Vec::new();
-    for node in &relays {
-        let relay = AudioRelay::start(node.node.audio_control(), allow_all());
+    for (i, link) in links.into_iter().enumerate() {
+        let (before, rest) = nodes.split_at_mut(i);
+        let node = &rest[0];
+        let parent = match before.last_mut() {
+            Some(parent) => parent,
+            None => &mut host,
+        };
+        member(node, link, parent).await;
+        let parent_id = parent.node.peer_id();
+        let parent_addrs = parent.node.listen_addrs().await.expect("addrs");
+        let relay = node.node.fanout().clone();
         let (heard, stats) = relay.open_room(room);
-        node.node
-            .dial(parent.0, parent.1.clone())
-            .await
-            .expect("dial");
+        node.node.dial(parent_id, parent_addrs).await.expect("dial");
         let listening = relay.clone();
-        let parent_id = parent.0;
         tokio::spawn(async move { listening.listen(room, parent_id).await });
-        parent = (
-            node.node.peer_id(),
-            node.node.listen_addrs().await.expect("addrs"),
-        );
         listeners.push((relay, heard, stats));
     }
     children(&host_relay, &room, 1).await;
@@ -172,7 +200,7 @@ async fn the_hosts_voice_reaches_three_hops_down_intact() {
 
     for (depth, (recorder, stats)) in recorders.into_iter().enumerate() {
         let output = play(&recorder.await.expect("recorder"));
-        let stats: &RelayStats = &stats;
+        let stats: &FanoutStats = &stats;
         let received = stats.received.load(Ordering::Relaxed) as usize;
         assert!(
             received * 100 >= FRAMES * 99,
@@ -190,15 +218,17 @@ async fn the_hosts_voice_reaches_three_hops_down_intact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_on_an_audio_stream_closes_only_that_stream() {
-    let host = TestNode::start("host").await;
-    let room = host.host("Radio", Visibility::Unlisted).await.id;
-    let host_relay = AudioRelay::start(host.node.audio_control(), allow_all());
+    let mut host = TestNode::start("host").await;
+    let descriptor = host.host("Radio", Visibility::Unlisted).await;
+    let room = descriptor.id;
+    let host_relay = host.node.fanout().clone();
     let (_, host_stats) = host_relay.open_room(room);
     let addrs = host.node.listen_addrs().await.expect("addrs");
 
     // An honest listener is attached.
     let listener = TestNode::start("listener").await;
-    let listener_relay = AudioRelay::start(listener.node.audio_control(), allow_all());
+    member(&listener, link(&host, &descriptor), &mut host).await;
+    let listener_relay = listener.node.fanout().clone();
     let (mut heard, _) = listener_relay.open_room(room);
     listener
         .node
@@ -210,8 +240,10 @@ async fn garbage_on_an_audio_stream_closes_only_that_stream() {
     tokio::spawn(async move { listening.listen(room, host_id).await });
     children(&host_relay, &room, 1).await;
 
-    // A modified client opens a speak stream and sends garbage.
+    // A modified client on stage opens a speak stream and sends garbage.
     let troll = TestNode::start("troll").await;
+    member(&troll, link(&host, &descriptor), &mut host).await;
+    promote(&mut host, room, troll.key()).await;
     troll.node.dial(host_id, addrs).await.expect("dial");
     let mut stream = raw_stream(&troll, host_id, room, 1).await;
     stream
@@ -252,16 +284,18 @@ async fn garbage_on_an_audio_stream_closes_only_that_stream() {
 /// its sibling still gets every frame.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_child_does_not_slow_its_sibling() {
-    let host = TestNode::start("host").await;
-    let room = host.host("Radio", Visibility::Unlisted).await.id;
-    let host_relay = AudioRelay::start(host.node.audio_control(), allow_all());
+    let mut host = TestNode::start("host").await;
+    let descriptor = host.host("Radio", Visibility::Unlisted).await;
+    let room = descriptor.id;
+    let host_relay = host.node.fanout().clone();
     let (_, host_stats) = host_relay.open_room(room);
     let addrs = host.node.listen_addrs().await.expect("addrs");
     let host_id = host.node.peer_id();
 
     // The sibling listens normally.
     let sibling = TestNode::start("sibling").await;
-    let sibling_relay = AudioRelay::start(sibling.node.audio_control(), allow_all());
+    member(&sibling, link(&host, &descriptor), &mut host).await;
+    let sibling_relay = sibling.node.fanout().clone();
     let (mut heard, _) = sibling_relay.open_room(room);
     sibling
         .node
@@ -271,8 +305,9 @@ async fn a_stalled_child_does_not_slow_its_sibling() {
     let listening = sibling_relay.clone();
     tokio::spawn(async move { listening.listen(room, host_id).await });
 
-    // The stalled child opens a listen stream and never reads from it.
+    // The stalled child (a member) opens a listen stream and never reads from it.
     let stalled = TestNode::start("stalled").await;
+    member(&stalled, link(&host, &descriptor), &mut host).await;
     stalled.node.dial(host_id, addrs).await.expect("dial");
     let stream = raw_stream(&stalled, host_id, room, 0).await;
     children(&host_relay, &room, 2).await;
@@ -325,12 +360,13 @@ async fn a_stalled_child_does_not_slow_its_sibling() {
 /// listener, the quiet one does not; when a loud one stops, the quiet one is heard.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_host_forwards_the_loudest_speakers() {
-    let host = TestNode::start("host").await;
-    let room = host.host("Panel", Visibility::Unlisted).await.id;
-    let host_relay = AudioRelay::start(host.node.audio_control(), allow_all());
+    let mut host = TestNode::start("host").await;
+    let descriptor = host.host("Panel", Visibility::Unlisted).await;
+    let room = descriptor.id;
+    let host_relay = host.node.fanout().clone();
     let _ = host_relay.open_room_with(
         room,
-        earshot_node::relay::RoomOptions {
+        earshot_node::fanout::FanoutOptions {
             myself: None,
             forward_loudest: Some(2),
         },
@@ -339,7 +375,8 @@ async fn the_host_forwards_the_loudest_speakers() {
     let host_id = host.node.peer_id();
 
     let listener = TestNode::start("listener").await;
-    let listener_relay = AudioRelay::start(listener.node.audio_control(), allow_all());
+    member(&listener, link(&host, &descriptor), &mut host).await;
+    let listener_relay = listener.node.fanout().clone();
     let (mut heard, _) = listener_relay.open_room(room);
     listener
         .node
@@ -350,12 +387,14 @@ async fn the_host_forwards_the_loudest_speakers() {
     tokio::spawn(async move { listening.listen(room, host_id).await });
     children(&host_relay, &room, 1).await;
 
-    // Loud, louder, and quiet (RFC 6464 levels: 0 is the loudest).
+    // Loud, louder, and quiet (RFC 6464 levels: 0 is the loudest), each brought on stage.
     let mut speakers = Vec::new();
     for (name, level) in [("ana", 20u8), ("bo", 30), ("cy", 90)] {
         let node = TestNode::start(name).await;
+        member(&node, link(&host, &descriptor), &mut host).await;
+        promote(&mut host, room, node.key()).await;
         node.node.dial(host_id, addrs.clone()).await.expect("dial");
-        let relay = AudioRelay::start(node.node.audio_control(), allow_all());
+        let relay = node.node.fanout().clone();
         let voice = relay.speak(room, host_id).await.expect("speak stream");
         speakers.push((SpeakerId::of(&node.key()), level, voice, node, relay));
     }
@@ -363,13 +402,7 @@ async fn the_host_forwards_the_loudest_speakers() {
 
     // Counts what the listener hears from each speaker while `talking` speakers send 50 frames.
     async fn round(
-        speakers: &[(
-            SpeakerId,
-            u8,
-            mpsc::Sender<AudioFrame>,
-            TestNode,
-            AudioRelay,
-        )],
+        speakers: &[(SpeakerId, u8, mpsc::Sender<AudioFrame>, TestNode, Fanout)],
         talking: &[usize],
         first_seq: u32,
         heard: &mut mpsc::Receiver<Heard>,

@@ -4,9 +4,9 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use earshot_node::Event;
 use earshot_node::identity::Identity;
-use earshot_node::net::NetConfig;
-use earshot_node::node::{Node, NodeConfig, NodeEvent};
+use earshot_node::node::{Node, NodeConfig};
 use earshot_protocol::room::RoomSpec;
 use earshot_protocol::{
     Audience, Capability, Grant, InviteLink, PeerKey, RecordingPolicy, Role, RoomDescriptor,
@@ -22,11 +22,11 @@ pub struct TestNode {
     pub name: String,
     pub node: Node,
     pub signing: ed25519_dalek::SigningKey,
-    events: broadcast::Receiver<NodeEvent>,
+    events: broadcast::Receiver<Event>,
     /// The last events seen, printed when a wait fails.
-    recent: VecDeque<NodeEvent>,
+    recent: VecDeque<Event>,
     /// Events not yet consumed by a wait.
-    backlog: VecDeque<NodeEvent>,
+    backlog: VecDeque<Event>,
     _home: tempfile::TempDir,
 }
 
@@ -44,10 +44,7 @@ impl TestNode {
             NodeConfig {
                 listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().expect("multiaddr")],
                 bootstrap,
-                net: NetConfig::default(),
-                max_children: earshot_node::node::DEFAULT_MAX_CHILDREN,
-                relays: Vec::new(),
-                reachability: Default::default(),
+                ..NodeConfig::default()
             },
         )
         .await
@@ -71,11 +68,7 @@ impl TestNode {
     /// Waits for an event matching `predicate`, failing the test after [`WAIT`]. Events that
     /// arrived earlier and were not consumed by a previous wait count too, so the order in which
     /// gossip delivers two awaited events does not matter.
-    pub async fn wait_for(
-        &mut self,
-        what: &str,
-        predicate: impl Fn(&NodeEvent) -> bool,
-    ) -> NodeEvent {
+    pub async fn wait_for(&mut self, what: &str, predicate: impl Fn(&Event) -> bool) -> Event {
         if let Some(index) = self.backlog.iter().position(&predicate) {
             return self.backlog.remove(index).expect("index is in range");
         }

@@ -11,7 +11,7 @@ use earshot_node::home::Home;
 use earshot_node::identity::Identity;
 use earshot_node::net::NetConfig;
 use earshot_node::node::{Node, NodeConfig};
-use earshot_node::recording::replay::{self, ReplayServer, Replays};
+use earshot_node::recording::replay::{self, Replays};
 use earshot_node::recording::store::{RecordingMeta, RecordingState, SpeakerInfo};
 use earshot_protocol::replay::{ManifestId, ReplayFrame, ReplayManifest};
 use earshot_protocol::{RecordingId, RoomId, Timestamp};
@@ -255,7 +255,7 @@ async fn a_tampering_holder_is_caught_and_the_chunks_come_from_another() {
     )
     .await
     .expect("node");
-    let server = ReplayServer::start(tom_node.audio_control(), tom_replays).expect("serve");
+    let server = tom_node.serve_replays(tom_replays).expect("serve");
     let tom_addr = format!(
         "{}/p2p/{}",
         tom_node.listen_addrs().await.expect("addrs")[0],

@@ -10,6 +10,8 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 mod output;
+mod render;
+mod runtime;
 mod when;
 
 /// Peer-to-peer audio rooms: host, join, speak, listen. No server, no account.

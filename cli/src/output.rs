@@ -69,6 +69,14 @@ pub fn print_json(value: &Value) {
     say!("{value}");
 }
 
+/// Prints a node event as one JSON object on its own line (events only the node uses, which
+/// have no JSON form, print nothing).
+pub fn print_event(event: &earshot_node::Event) {
+    if let Ok(line) = serde_json::to_string(event) {
+        say!("{line}");
+    }
+}
+
 /// A terminal QR code of the link (uppercase, so QR's compact alphanumeric mode applies).
 pub fn qr(link: &InviteLink) -> anyhow::Result<String> {
     let code = QrCode::with_error_correction_level(link.encode_for_qr(), EcLevel::L)?;

@@ -34,18 +34,18 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use earshot_node::Event;
 use earshot_node::audio::codec::{VoiceDecoder, VoiceEncoder};
 use earshot_node::audio::io::{Input, Latency, Output, PlayerStatus};
 use earshot_node::audio::signal::sine;
 use earshot_node::audio::{FRAME_DURATION, FRAME_SAMPLES, SAMPLE_RATE, wav};
+use earshot_node::fanout::Fanout;
 use earshot_node::identity::Identity;
 use earshot_node::net::NetConfig;
-use earshot_node::node::{DEFAULT_MAX_CHILDREN, Node, NodeConfig, NodeEvent, RoomView};
-use earshot_node::relay::AudioRelay;
+use earshot_node::node::{DEFAULT_MAX_CHILDREN, Node, NodeConfig, RoomView};
 use earshot_node::session::{AudioEvent, AudioSession, Position};
 use earshot_protocol::loudest::DEFAULT_FORWARDED;
 use earshot_protocol::room::RoomSpec;
-use earshot_protocol::state::RoomChange;
 use earshot_protocol::{
     Audience, Capability, ControlBody, Grant, InviteLink, PeerKey, RecordingPolicy, Role,
     RoomDescriptor, RoomId, Timestamp, Visibility,
@@ -181,7 +181,7 @@ async fn spawn_node_as(identity: Identity, max_children: u16) -> Node {
 struct Host {
     node: Node,
     signing: ed25519_dalek::SigningKey,
-    relay: AudioRelay,
+    relay: Fanout,
 }
 
 /// A room opened for one measurement: a listener link and the host's audio.
@@ -200,7 +200,7 @@ impl Host {
         let identity = Identity::ephemeral().expect("identity");
         let signing = identity.signing_key().clone();
         let node = spawn_node_as(identity, max_children).await;
-        let relay = AudioRelay::start(node.audio_control(), node.audio_admission());
+        let relay = node.fanout().clone();
         Self {
             node,
             signing,
@@ -270,7 +270,7 @@ impl Host {
 /// A joined member's audio, as the CLI starts it: its own audio plane and a session that finds
 /// a place in the tree. Must run on the member's runtime (it spawns tasks).
 fn listen(node: &Node, view: &RoomView, output: Output) -> AudioSession {
-    let relay = AudioRelay::start(node.audio_control(), node.audio_admission());
+    let relay = node.fanout().clone();
     let host = view.descriptor.host.to_peer_id().expect("host key");
     AudioSession::member(
         node,
@@ -285,14 +285,11 @@ fn listen(node: &Node, view: &RoomView, output: Output) -> AudioSession {
 
 /// Waits until `events` (a member's) show `joiner` present: from then on that member admits
 /// `joiner`'s audio streams.
-async fn member_seen(events: &mut broadcast::Receiver<NodeEvent>, joiner: PeerKey) {
+async fn member_seen(events: &mut broadcast::Receiver<Event>, joiner: PeerKey) {
     let seen = async {
         loop {
             match events.recv().await {
-                Ok(NodeEvent::Room {
-                    change: RoomChange::MemberJoined { member, .. },
-                    ..
-                }) if member == joiner => return,
+                Ok(Event::MemberJoined { member, .. }) if member == joiner => return,
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => panic!("the parent's node stopped"),
             }
@@ -668,7 +665,7 @@ async fn latency_chain(input: Input, steady: Duration, dir: Option<&Path>) -> Ve
     let room = host.open(input).await;
     let input_start = room.speaking_since - FRAME_DURATION;
     let mut chain: Vec<(u16, Node, AudioSession, Option<PathBuf>, Instant)> = Vec::new();
-    let mut parent_events: Option<broadcast::Receiver<NodeEvent>> = None;
+    let mut parent_events: Option<broadcast::Receiver<Event>> = None;
     for depth in 1..=3u16 {
         let node = spawn_node(1).await;
         let view = node

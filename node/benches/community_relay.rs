@@ -13,10 +13,10 @@
 //! reservations only then). One speaker sends 98-byte [`AudioFrame`]s (an 80-byte payload, a
 //! 32 kbps Opus frame).
 //!
-//! 1. **Direct.** R hosts the room with the real [`AudioRelay`] (loudest-speaker selection on,
+//! 1. **Direct.** R hosts the room with the real [`Fanout`] (loudest-speaker selection on,
 //!    admitting everyone): the speaker speaks to R over a speak stream and N children, each with
 //!    its own QUIC connection to R, listen to R. R reads each frame once and writes it N times.
-//! 2. **Circuit.** R is only a circuit relay. The host F (a real node with the [`AudioRelay`])
+//! 2. **Circuit.** R is only a circuit relay. The host F (a real node with the [`Fanout`])
 //!    has no listener of its own: it listens on `R/p2p-circuit` (a reservation at R) and nothing
 //!    else, so nobody can reach it directly (and F's DCUtR attempts fail: the children do not
 //!    speak it, and F has no address to offer). The speaker
@@ -30,7 +30,7 @@
 //!    larger sizes are skipped.
 //!
 //! The children (and the speaker) are bare swarms: QUIC, the relay client and the stream
-//! behaviour. Each runs [`AudioRelay::listen`]; a child's delivered frames are its room's
+//! behaviour. Each runs [`Fanout::listen`]; a child's delivered frames are its room's
 //! `received` counter. Every node runs in its own multi-thread tokio runtime, standing for its
 //! own process (R: `--relay-threads`; F: 2; all the children: 2; the speaker: 1); each runtime
 //! records its threads' ids, so R's CPU time (all of its threads: swarm, QUIC endpoint and
@@ -56,9 +56,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use earshot_node::fanout::{Fanout, FanoutStats};
 use earshot_node::identity::Identity;
 use earshot_node::net::{BehaviourEvent, NetConfig, RelayServerConfig, build_swarm};
-use earshot_node::relay::{AudioRelay, RelayStats};
 use earshot_protocol::RoomId;
 use earshot_protocol::frame::{AudioFrame, SAMPLES_PER_FRAME, SpeakerId, flags};
 use futures::StreamExt;
@@ -404,7 +404,7 @@ struct Bare {
 
 /// A bare node connected to the host.
 struct Joined {
-    relay: AudioRelay,
+    relay: Fanout,
     /// The connection to the host's remote address.
     remote: Multiaddr,
     /// Dials that failed before one got through.
@@ -456,7 +456,7 @@ async fn bare_node(ip: Ipv4Addr, target: Multiaddr, host: PeerId, lost: Arc<Atom
         }
     });
     Joined {
-        relay: AudioRelay::start(control, admit_all()),
+        relay: Fanout::start(control, admit_all()),
         remote,
         retries,
     }
@@ -600,8 +600,8 @@ struct Snapshot {
 
 struct Watch<'a> {
     runtimes: &'a Runtimes,
-    host: &'a RelayStats,
-    children: &'a [Arc<RelayStats>],
+    host: &'a FanoutStats,
+    children: &'a [Arc<FanoutStats>],
     reopened: &'a Reopened,
 }
 
@@ -647,7 +647,7 @@ async fn run(runtimes: &Runtimes, case: Case, children: usize, args: &Args) -> R
         None => {
             let relay = runtimes
                 .relay
-                .run(async move { AudioRelay::start(relay_control, admit_all()) })
+                .run(async move { Fanout::start(relay_control, admit_all()) })
                 .await;
             (relay, relay_peer, relay_addr.clone(), vec![relay_addr])
         }
@@ -656,7 +656,7 @@ async fn run(runtimes: &Runtimes, case: Case, children: usize, args: &Args) -> R
             let addr = relay_addr.clone();
             let (control, peer, listeners) = host.run(hidden_host(addr, watch)).await;
             let relay = host
-                .run(async move { AudioRelay::start(control, admit_all()) })
+                .run(async move { Fanout::start(control, admit_all()) })
                 .await;
             let target = relay_addr
                 .with(Protocol::P2pCircuit)
@@ -810,7 +810,7 @@ async fn speak(
     seq: u32,
 ) -> Spoken {
     let voice = voice.clone();
-    let progress: Vec<Arc<RelayStats>> = watch.children.to_vec();
+    let progress: Vec<Arc<FanoutStats>> = watch.children.to_vec();
     runtimes
         .speaker
         .spawn_blocking(move || capture(&voice, mode, duration, seq, &progress))
@@ -825,7 +825,7 @@ fn capture(
     mode: Mode,
     duration: Duration,
     mut seq: u32,
-    children: &[Arc<RelayStats>],
+    children: &[Arc<FanoutStats>],
 ) -> Spoken {
     let began = Instant::now();
     let until = began + duration;

@@ -16,7 +16,7 @@
 //! 1. **Hop latency.** A source node relays its own frames (98-byte [`AudioFrame`]s: an 80-byte
 //!    payload, a 32 kbps Opus frame) to a parent that listens to it, and the parent relays them
 //!    to a child that listens to the parent: three real nodes (`net::build_swarm`, every
-//!    behaviour) and the real [`AudioRelay`]. A frame is "in" at the parent at the parent's own
+//!    behaviour) and the real [`Fanout`]. A frame is "in" at the parent at the parent's own
 //!    arrival stamp (`Heard::at`: the relay has read and decoded it and put it into its
 //!    children's fan-out) and "out" at the child at the child's stamp; the hop is the
 //!    difference, per sequence number (signed: two threads stamp it). The same frames also go
@@ -29,7 +29,7 @@
 //!    on, admitting everyone) hosts a room; a speaker (a bare swarm with QUIC and the stream
 //!    behaviour only) speaks to it over a speak stream, fed by a plain capture thread; N
 //!    children, each its own bare swarm with its own QUIC connection, listen with
-//!    [`AudioRelay::listen`] and count what their playback queue hands out. The children share
+//!    [`Fanout::listen`] and count what their playback queue hands out. The children share
 //!    one 2-worker runtime, so on a 2-core machine they compete with the relay for CPU (they
 //!    cost about as much as the relay does). Each size runs: idle (keep-alives only), the real
 //!    pace (50 frames/s), lockstep (the next frame once every child has the last: as at the
@@ -45,9 +45,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use earshot_node::fanout::{Fanout, FanoutStats, PLAYBACK_QUEUE_FRAMES};
 use earshot_node::identity::Identity;
 use earshot_node::net::{NetConfig, build_swarm};
-use earshot_node::relay::{AudioRelay, PLAYBACK_QUEUE_FRAMES, RelayStats};
 use earshot_protocol::RoomId;
 use earshot_protocol::frame::{AudioFrame, SAMPLES_PER_FRAME, SpeakerId, flags};
 use futures::StreamExt;
@@ -191,7 +191,7 @@ fn udp_port(addr: &Multiaddr) -> Option<u16> {
 
 /// A running swarm with an audio plane.
 struct Endpoint {
-    relay: AudioRelay,
+    relay: Fanout,
     peer: PeerId,
     /// Its listen address, with `/p2p/<peer>`.
     addr: Multiaddr,
@@ -208,7 +208,7 @@ async fn real_node(dial: Option<Multiaddr>) -> Endpoint {
     let control = swarm.behaviour().stream.new_control();
     let (peer, addr) = drive(swarm, dial).await;
     Endpoint {
-        relay: AudioRelay::start(control, admit_all()),
+        relay: Fanout::start(control, admit_all()),
         peer,
         addr,
     }
@@ -227,7 +227,7 @@ async fn bare_node(dial: Option<Multiaddr>) -> Endpoint {
     let control = swarm.behaviour().new_control();
     let (peer, addr) = drive(swarm, dial).await;
     Endpoint {
-        relay: AudioRelay::start(control, admit_all()),
+        relay: Fanout::start(control, admit_all()),
         peer,
         addr,
     }
@@ -365,7 +365,7 @@ impl HopRun {
 /// Records (seq, arrival) of what a playback queue hands out, until `frames` arrived or nothing
 /// came for 2 s.
 async fn record_heard(
-    mut heard: mpsc::Receiver<earshot_node::relay::Heard>,
+    mut heard: mpsc::Receiver<earshot_node::fanout::Heard>,
     frames: u32,
     start: Instant,
 ) -> Vec<(u32, u64)> {
@@ -731,7 +731,7 @@ struct Snapshot {
 /// What the fan-out watches.
 struct Watch<'a> {
     runtimes: &'a FanoutRuntimes,
-    stats: &'a RelayStats,
+    stats: &'a FanoutStats,
     counters: &'a [Arc<AtomicU64>],
     reopened: &'a Reopened,
     relay_port: Option<u16>,

@@ -21,9 +21,7 @@ use std::time::{Duration, Instant};
 use earshot_node::identity::Identity;
 use earshot_node::net::NetConfig;
 use earshot_node::node::{Node, NodeConfig};
-use earshot_node::recording::replay::{
-    self, FetchEvent, FetchRequest, Holder, ReplayServer, Replays,
-};
+use earshot_node::recording::replay::{self, FetchEvent, FetchRequest, Holder, Replays};
 use earshot_node::recording::store::{RecordingMeta, RecordingState, Recordings, SpeakerInfo};
 use earshot_node::store::Store;
 use earshot_protocol::replay::{ManifestId, ReplayFrame};
@@ -154,7 +152,7 @@ fn server(dir: &Dir) -> Server {
     let identity = dir.identity.clone();
     let (node, holder) = runtime.block_on(async move {
         let node = Node::spawn(identity, config()).await.expect("node");
-        ReplayServer::start(node.audio_control(), replays).expect("serve");
+        node.serve_replays(replays).expect("serve");
         let addrs = node.listen_addrs().await.expect("addrs");
         let holder = Holder {
             peer: node.peer_id(),

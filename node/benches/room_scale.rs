@@ -7,11 +7,11 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use earshot_node::Event;
 use earshot_node::identity::Identity;
 use earshot_node::net::NetConfig;
-use earshot_node::node::{Node, NodeConfig, NodeEvent};
+use earshot_node::node::{Node, NodeConfig};
 use earshot_protocol::room::RoomSpec;
-use earshot_protocol::state::RoomChange;
 use earshot_protocol::{
     Audience, Capability, ControlBody, Grant, InviteLink, RecordingPolicy, Role, RoomDescriptor,
     RoomId, Visibility,
@@ -65,9 +65,9 @@ async fn spawn(identity: Identity) -> Node {
 
 /// Waits until every receiver has seen an event matching `predicate`; returns each one's delay.
 async fn arrivals(
-    receivers: Vec<&mut broadcast::Receiver<NodeEvent>>,
+    receivers: Vec<&mut broadcast::Receiver<Event>>,
     start: Instant,
-    predicate: impl Fn(&NodeEvent) -> bool + Clone,
+    predicate: impl Fn(&Event) -> bool + Clone,
 ) -> Vec<Duration> {
     let futures = receivers.into_iter().map(|rx| {
         let predicate = predicate.clone();
@@ -75,7 +75,7 @@ async fn arrivals(
             loop {
                 match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
                     Ok(Ok(event)) if predicate(&event) => return Some(start.elapsed()),
-                    Ok(Ok(NodeEvent::Rejected { reason, .. })) => eprintln!("rejected: {reason}"),
+                    Ok(Ok(Event::Rejected { reason, .. })) => eprintln!("rejected: {reason}"),
                     Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
                     _ => return None,
                 }
@@ -185,9 +185,11 @@ async fn run(nodes: usize) {
         let start = Instant::now();
         host.act(room, body).await.expect("promote or demote");
         from_host.extend(
-            arrivals(receivers.iter_mut().collect(), start, move |e| {
-                matches!(e, NodeEvent::Room { change: RoomChange::RoleChanged { member, .. }, .. } if *member == target)
-            })
+            arrivals(
+                receivers.iter_mut().collect(),
+                start,
+                move |e| matches!(e, Event::RoleChanged { member, .. } if *member == target),
+            )
             .await,
         );
         let text = format!("chat {round}");
@@ -197,7 +199,7 @@ async fn run(nodes: usize) {
             .act(room, ControlBody::Chat { text: text.clone() })
             .await
             .expect("chat");
-        let mut targets: Vec<&mut broadcast::Receiver<NodeEvent>> = receivers
+        let mut targets: Vec<&mut broadcast::Receiver<Event>> = receivers
             .iter_mut()
             .enumerate()
             .filter(|(i, _)| *i != speaker_index)
@@ -205,9 +207,11 @@ async fn run(nodes: usize) {
             .collect();
         targets.push(&mut host_rx);
         from_member.extend(
-            arrivals(targets, start, move |e| {
-                matches!(e, NodeEvent::Room { change: RoomChange::Chat { text: t, .. }, .. } if *t == text)
-            })
+            arrivals(
+                targets,
+                start,
+                move |e| matches!(e, Event::Chat { text: t, .. } if *t == text),
+            )
             .await,
         );
     }

@@ -20,19 +20,28 @@
 //! The node never reads environment variables or picks its data directory: callers pass it in.
 
 pub mod audio;
+pub mod carry;
 pub mod clock;
+pub mod community;
 pub mod control;
+pub mod effect;
+pub mod event;
+pub mod fanout;
 pub mod home;
 pub mod identity;
+pub mod lobby;
 pub mod metrics;
 pub mod nat;
 pub mod net;
 pub mod node;
-pub mod reach;
+pub mod peers;
+pub mod placement;
+pub mod reachability;
 pub mod recording;
-pub mod relay;
+pub mod room;
 pub mod rooms;
 pub mod session;
 pub mod store;
 
-pub use node::{Node, NodeConfig, NodeEvent};
+pub use event::Event;
+pub use node::{Node, NodeConfig};

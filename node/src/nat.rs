@@ -22,7 +22,7 @@ use libp2p::swarm::{
 };
 use libp2p::{Multiaddr, PeerId};
 
-use crate::reach::is_relayed;
+use earshot_protocol::addr::is_relayed;
 
 /// How long a hole punch keeps the emulated NAT's mapping to that address open.
 pub const PUNCH_WINDOW: Duration = Duration::from_secs(10);

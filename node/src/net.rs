@@ -46,7 +46,7 @@ pub struct NetConfig {
     pub max_connections: Option<u32>,
     pub max_connections_per_peer: Option<u32>,
     /// A community relay carries up to this many rooms' audio for hosts that ask (0: refuse).
-    pub help_rooms: usize,
+    pub carry_rooms: usize,
     /// Refuse new connections while the process uses more memory than this (bytes).
     pub max_memory: Option<usize>,
     /// Behave as if behind a home router (see [`crate::nat`]): for tests and demos on one
@@ -108,7 +108,7 @@ impl Default for NetConfig {
             relay_server: None,
             max_connections: None,
             max_connections_per_peer: None,
-            help_rooms: 0,
+            carry_rooms: 0,
             max_memory: None,
             emulate_nat: None,
             // libp2p's default is 5 s; a verdict within a couple of seconds lets a host behind

@@ -1,126 +1,835 @@
-//! The rooms this node is in: each wraps the protocol's `RoomState` with what the node needs to
-//! take part (its own authority and sequence numbers, the topic, messages waiting to be
-//! published, heartbeats, the lobby announcement for public rooms it hosts).
+//! The rooms this node is in, as a sans-IO state machine: hosting, the join handshake (both
+//! sides), this node's own actions, messages from the room's topic, heartbeats, the publish
+//! queue, welcomes waiting for a joiner's subscription, and lobby announcements of public rooms
+//! it hosts.
+//!
+//! [`Rooms`] takes the time ([`Now`]) and its inputs and returns [`Effect`]s; it never touches
+//! the swarm. What it needs to know of the network comes in as arguments: whether a peer follows
+//! a room's topic, and the peers this node is connected to ([`Peers`]).
 
-use std::collections::VecDeque;
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use earshot_protocol::envelope::{Authority, Envelope, EnvelopeError};
-use earshot_protocol::state::{PRESENCE_INTERVAL_MS, Rejected, RoomChange, RoomState};
-use earshot_protocol::{Capability, ControlBody, RoomDescriptor, Timestamp, Verified};
-use libp2p::gossipsub::IdentTopic;
+use earshot_protocol::capability::{NoRevocations, Presenter, VerifyContext};
+use earshot_protocol::envelope::{Authority, Envelope};
+use earshot_protocol::snapshot::{
+    ANNOUNCE_INTERVAL_MS, ANNOUNCEMENT_TTL_MS, Announcement, MAX_PEER_HINTS, PeerHint, Refusal,
+    RoomRequest, RoomResponse, RoomSnapshot,
+};
+use earshot_protocol::state::{Rejected, RoomChange, RoomState};
+use earshot_protocol::{
+    Audience, Capability, CapabilityError, ControlBody, Grant, InviteLink, PeerKey, Role,
+    RoomDescriptor, RoomId, Timestamp, Verified, Visibility,
+};
+use libp2p::PeerId;
+use rand::{RngExt, SeedableRng};
+use sha2::{Digest, Sha256};
+use tracing::{debug, info, warn};
 
-/// A message that could not be published yet (no subscribed peer seen) is retried for this long.
-pub const PUBLISH_RETRY_FOR: Duration = Duration::from_secs(15);
-/// Most messages waiting to be published per room.
-pub const MAX_PENDING_PUBLISH: usize = 256;
+use crate::effect::{Effect, InboundId};
+use crate::event::{CloseReason, Event};
+use crate::node::pending::{Pending, PendingJoin};
+use crate::node::{HostError, JoinError, RoomView};
+use crate::peers::Peers;
 
-/// Why this node's own action was not taken.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ActError {
-    #[error("not in room {0}")]
-    NotInRoom(earshot_protocol::RoomId),
-    #[error(transparent)]
-    Envelope(#[from] EnvelopeError),
-    #[error("{0}")]
-    Rejected(#[from] Rejected),
+mod joined;
+
+pub use joined::{ActError, Joined, MAX_PENDING_PUBLISH, PUBLISH_RETRY_FOR};
+
+/// Most gossip messages kept for a room whose snapshot has not arrived yet.
+const MAX_EARLY_MESSAGES: usize = 512;
+/// How long an admitted joiner's welcome waits for its subscription to arrive.
+pub const WELCOME_WAIT: Duration = Duration::from_secs(2);
+/// How long the listener capability a public room's lobby entry carries is valid; it is renewed
+/// when less than half is left.
+const LOBBY_CAPABILITY_MS: u64 = 3_600_000;
+
+/// The time, both ways: the wall clock for the protocol (signatures, expiry), the monotonic
+/// clock for the node's own timers.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    pub wall: Timestamp,
+    pub instant: Instant,
 }
 
-/// One room this node is in.
+/// What to do with a message from a room's topic (gossipsub's validation result).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Valid: forward it.
+    Accept,
+    /// Not for us, or a race (a duplicate, a clock a bit off): drop it, blame nobody.
+    Ignore,
+    /// Invalid: drop it and penalise whoever forwarded it.
+    Reject,
+}
+
+/// Who may receive and send audio in a room, for the audio plane.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Access {
+    /// Present members.
+    pub present: std::collections::HashSet<PeerId>,
+    /// On stage and not muted.
+    pub speakers: std::collections::HashSet<PeerId>,
+}
+
+/// An admitted joiner waiting for its welcome.
 #[derive(Debug)]
-pub struct Joined {
-    pub descriptor: RoomDescriptor,
-    pub state: RoomState,
-    pub topic: IdentTopic,
-    /// How this node's envelopes are authorised: `Host`, or the capability from its link.
-    pub authority: Authority,
-    pub display_name: String,
-    next_seq: u64,
-    last_presence: Instant,
-    pub pending: VecDeque<(Instant, Vec<u8>)>,
-    /// For public rooms this node hosts: the listener capability announcements carry.
-    pub lobby_capability: Option<Capability>,
-    /// For rooms this node hosts: the relay tree it plans.
-    pub tree: Option<earshot_protocol::tree::TreePlanner>,
-    pub last_announced: Option<Instant>,
-    /// Replays of this room announced in it, newest last: a public room's lobby entry lists
-    /// them.
-    pub replays: Vec<earshot_protocol::snapshot::AnnouncedReplay>,
+struct Welcome {
+    peer: PeerId,
+    room: RoomId,
+    inbound: InboundId,
+    since: Instant,
 }
 
-impl Joined {
-    pub fn new(
-        descriptor: RoomDescriptor,
-        state: RoomState,
-        authority: Authority,
-        display_name: String,
-        first_seq: u64,
-    ) -> Self {
-        let topic = IdentTopic::new(earshot_protocol::topic::room(&descriptor.id));
+/// The rooms this node is in.
+#[derive(Debug)]
+pub struct Rooms {
+    signing: ed25519_dalek::SigningKey,
+    me: PeerKey,
+    joined: HashMap<RoomId, Joined>,
+    /// Rooms being joined, with the messages heard before the snapshot (applied after it).
+    joining: HashMap<RoomId, Vec<Verified<Envelope>>>,
+    welcomes: Vec<Welcome>,
+    /// Sequence numbers start from the clock (µs) so they keep increasing across restarts;
+    /// each room gets a range of its own.
+    seq_base: u64,
+    /// Nonces for capabilities, salts for peer hints.
+    rng: rand::rngs::StdRng,
+}
+
+impl Rooms {
+    pub fn new(signing: ed25519_dalek::SigningKey, now: Timestamp, seed: [u8; 32]) -> Self {
+        let me = PeerKey::from(&signing);
         Self {
+            signing,
+            me,
+            joined: HashMap::new(),
+            joining: HashMap::new(),
+            welcomes: Vec::new(),
+            seq_base: now.as_millis().saturating_mul(1000),
+            rng: rand::rngs::StdRng::from_seed(seed),
+        }
+    }
+
+    pub fn me(&self) -> PeerKey {
+        self.me
+    }
+
+    pub fn get(&self, room: &RoomId) -> Option<&Joined> {
+        self.joined.get(room)
+    }
+
+    pub fn contains(&self, room: &RoomId) -> bool {
+        self.joined.contains_key(room)
+    }
+
+    pub fn len(&self) -> usize {
+        self.joined.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.joined.is_empty()
+    }
+
+    pub fn ids(&self) -> Vec<RoomId> {
+        self.joined.keys().copied().collect()
+    }
+
+    /// Whether this node is joining `room` (its snapshot has not arrived yet).
+    pub fn is_joining(&self, room: &RoomId) -> bool {
+        self.joining.contains_key(room)
+    }
+
+    pub fn view(&self, room: &RoomId) -> Option<RoomView> {
+        self.joined.get(room).map(|joined| RoomView {
+            descriptor: joined.descriptor.clone(),
+            state: joined.state.clone(),
+        })
+    }
+
+    /// Whether `key` is a present member of a room this node hosts.
+    pub fn hosts_with(&self, room: &RoomId, key: &PeerKey) -> Result<(), Refusal> {
+        let joined = self
+            .joined
+            .get(room)
+            .filter(|joined| joined.is_host())
+            .ok_or(Refusal::NotHost { room: *room })?;
+        let present = joined
+            .state
+            .members
+            .get(key)
+            .is_some_and(|member| joined.state.is_present(member));
+        if present {
+            Ok(())
+        } else {
+            Err(Refusal::NotPresent)
+        }
+    }
+
+    /// Who may listen and speak in `room` by its state now (`None`: not in it).
+    pub fn access(&self, room: &RoomId) -> Option<Access> {
+        let joined = self.joined.get(room)?;
+        let mut access = Access::default();
+        for member in joined.state.present() {
+            let Ok(peer) = member.key.to_peer_id() else {
+                continue;
+            };
+            access.present.insert(peer);
+            if member.role().on_stage() && !member.muted.value {
+                access.speakers.insert(peer);
+            }
+        }
+        Some(access)
+    }
+
+    fn next_seq_base(&mut self) -> u64 {
+        // Each room gets its own range; a node never sends 2^32 messages to one room.
+        self.seq_base += 1 << 32;
+        self.seq_base
+    }
+
+    /// Opens a room this node hosts (its topic is followed already) and joins it as the host.
+    pub fn host(
+        &mut self,
+        now: Now,
+        descriptor: RoomDescriptor,
+        name: String,
+    ) -> Result<Vec<Effect>, HostError> {
+        let room = descriptor.id;
+        if descriptor.host != self.me {
+            return Err(HostError::NotHost(room));
+        }
+        if self.joined.contains_key(&room) || self.joining.contains_key(&room) {
+            return Err(HostError::AlreadyJoined(room));
+        }
+        let state = RoomState::new(room, descriptor.host)
+            .with_member_recording(descriptor.recording.members_may_record);
+        let first_seq = self.next_seq_base();
+        let mut joined = Joined::new(
             descriptor,
             state,
-            topic,
-            authority,
-            display_name,
-            next_seq: first_seq,
-            last_presence: Instant::now(),
-            pending: VecDeque::new(),
-            lobby_capability: None,
-            tree: None,
-            last_announced: None,
-            replays: Vec::new(),
-        }
-    }
-
-    pub fn is_host(&self) -> bool {
-        matches!(self.authority, Authority::Host)
-    }
-
-    /// Signs `body` as this node's next envelope in the room.
-    pub fn sign(
-        &mut self,
-        key: &ed25519_dalek::SigningKey,
-        now: Timestamp,
-        body: ControlBody,
-    ) -> Result<Verified<Envelope>, ActError> {
-        let seq = self.next_seq;
-        let envelope = Envelope::sign(
-            key,
-            self.descriptor.id,
-            seq,
-            now,
-            self.authority.clone(),
-            body,
+            Authority::Host,
+            name.clone(),
+            first_seq,
+            now.instant,
+        );
+        let (bytes, changes) = joined.act(
+            &self.signing,
+            now.wall,
+            now.instant,
+            ControlBody::Join { name },
         )?;
-        self.next_seq += 1;
-        Ok(envelope.verify()?)
+        self.joined.insert(room, joined);
+        let mut effects = vec![Effect::Publish {
+            room,
+            bytes,
+            since: now.instant,
+        }];
+        self.changed(room, changes, &mut effects);
+        // A public room is on the lobby from the moment it opens.
+        self.announce(room, now, &mut effects);
+        info!(%room, "hosting room");
+        Ok(effects)
     }
 
-    /// Signs and applies this node's own action; the caller publishes the returned bytes.
+    /// Starts joining the room `link` invites to (its topic is followed already): checks the
+    /// link offline and asks the host. The outcome goes to `reply`.
+    pub fn join(
+        &mut self,
+        now: Now,
+        link: InviteLink,
+        name: String,
+        reply: tokio::sync::oneshot::Sender<Result<RoomView, JoinError>>,
+    ) -> Vec<Effect> {
+        let room = link.capability.room;
+        if self.joined.contains_key(&room) || self.joining.contains_key(&room) {
+            let _ = reply.send(Err(JoinError::AlreadyJoined(room)));
+            return Vec::new();
+        }
+        let refuse = |reply: tokio::sync::oneshot::Sender<_>, err: JoinError| {
+            let _ = reply.send(Err(err));
+            vec![Effect::Unsubscribe(room)]
+        };
+        // Fail fast, offline, on anything the link itself shows.
+        let context = VerifyContext {
+            room,
+            host: link.host,
+            presenter: Presenter::Key(self.me),
+            now: now.wall,
+            revoked: &NoRevocations,
+        };
+        if let Err(err) = link.capability.verify(&context) {
+            return refuse(reply, err.into());
+        }
+        let Ok(host) = link.host.to_peer_id() else {
+            let err = CapabilityError::NotIssuedByHost {
+                issuer: link.capability.root_issuer(),
+                host: link.host,
+            };
+            return refuse(reply, err.into());
+        };
+        let first_seq = self.next_seq_base();
+        let join = Envelope::sign(
+            &self.signing,
+            room,
+            first_seq,
+            now.wall,
+            Authority::Capability(link.capability.clone()),
+            ControlBody::Join { name: name.clone() },
+        );
+        let join = match join {
+            Ok(envelope) => envelope,
+            Err(err) => return refuse(reply, JoinError::Act(err.into())),
+        };
+        // Messages heard from now on are kept for after the snapshot.
+        self.joining.insert(room, Vec::new());
+        info!(%room, host = %crate::node::short(&host), "joining");
+        vec![Effect::Request {
+            peer: host,
+            addrs: link.bootstrap.clone(),
+            request: RoomRequest::Join {
+                envelope: serde_bytes::ByteBuf::from(join.encode()),
+            },
+            then: Pending::Join(PendingJoin {
+                link,
+                name,
+                reply,
+                next_seq: first_seq + 1,
+            }),
+        }]
+    }
+
+    /// The host answered our join.
+    pub fn join_answered(
+        &mut self,
+        now: Now,
+        pending: PendingJoin,
+        response: RoomResponse,
+        peers: &Peers,
+    ) -> Vec<Effect> {
+        let room = pending.link.capability.room;
+        let snapshot = match response {
+            RoomResponse::Welcome { snapshot } => {
+                match RoomSnapshot::decode_verified(&snapshot, room, pending.link.host) {
+                    Ok(snapshot) => snapshot.into_inner(),
+                    Err(err) => return self.join_failed(pending, JoinError::BadAnswer(err.into())),
+                }
+            }
+            RoomResponse::Refused { refusal } => {
+                return self.join_failed(pending, JoinError::Refused { refusal });
+            }
+            _ => {
+                let err = JoinError::BadAnswer(crate::node::BadAnswer::Unexpected {
+                    expected: "a welcome",
+                });
+                return self.join_failed(pending, err);
+            }
+        };
+        let early = self.joining.remove(&room).unwrap_or_default();
+        // The policy comes from the host-signed descriptor, whatever the snapshot says.
+        let members_may_record = snapshot.descriptor.recording.members_may_record;
+        let mut joined = Joined::new(
+            snapshot.descriptor,
+            snapshot.state.with_member_recording(members_may_record),
+            Authority::Capability(pending.link.capability.clone()),
+            pending.name,
+            pending.next_seq,
+            now.instant,
+        );
+        let mut changes = Vec::new();
+        for envelope in early {
+            if let Ok(applied) = joined.state.apply(now.wall, &envelope) {
+                changes.extend(applied);
+            }
+        }
+        let view = RoomView {
+            descriptor: joined.descriptor.clone(),
+            state: joined.state.clone(),
+        };
+        self.joined.insert(room, joined);
+        let mut effects = Vec::new();
+        // Dial a few members so the room's mesh is not a star around the host.
+        for hint in &snapshot.peers {
+            let Ok(peer) = hint.key.to_peer_id() else {
+                continue;
+            };
+            if hint.key == self.me || peers.is_connected(&peer) {
+                continue;
+            }
+            effects.push(Effect::Dial {
+                peer,
+                addrs: earshot_protocol::addr::from_wire_lossy(&hint.addrs),
+            });
+        }
+        self.changed(room, changes, &mut effects);
+        info!(%room, "joined");
+        let _ = pending.reply.send(Ok(view));
+        effects
+    }
+
+    /// Our join failed (refused, unanswered, unreachable host).
+    pub fn join_failed(&mut self, pending: PendingJoin, err: JoinError) -> Vec<Effect> {
+        let room = pending.link.capability.room;
+        self.joining.remove(&room);
+        let _ = pending.reply.send(Err(err));
+        vec![Effect::Unsubscribe(room)]
+    }
+
+    /// This node says something in a room (raise a hand, promote someone, chat …).
     pub fn act(
         &mut self,
-        key: &ed25519_dalek::SigningKey,
-        now: Timestamp,
+        now: Now,
+        room: RoomId,
         body: ControlBody,
-    ) -> Result<(Vec<u8>, Vec<RoomChange>), ActError> {
-        let envelope = self.sign(key, now, body)?;
-        let changes = self.state.apply(now, &envelope)?;
-        self.last_presence = Instant::now();
-        Ok((envelope.encode(), changes))
-    }
-
-    /// Whether a presence heartbeat is due.
-    pub fn presence_due(&self, now: Instant) -> bool {
-        now.duration_since(self.last_presence) >= Duration::from_millis(PRESENCE_INTERVAL_MS)
-    }
-
-    /// Queues bytes that could not be published yet.
-    pub fn queue(&mut self, bytes: Vec<u8>) {
-        if self.pending.len() >= MAX_PENDING_PUBLISH {
-            self.pending.pop_front();
-            tracing::warn!(room = %self.descriptor.id, "publish queue full: dropped the oldest message");
+    ) -> Result<(Vec<RoomChange>, Vec<Effect>), ActError> {
+        let joined = self
+            .joined
+            .get_mut(&room)
+            .ok_or(ActError::NotInRoom(room))?;
+        // Removing someone revokes the capabilities they joined with, as far as this node
+        // knows them, unless the caller listed some.
+        let body = match body {
+            ControlBody::Remove { target, revoke } if revoke.is_empty() => ControlBody::Remove {
+                target,
+                revoke: joined
+                    .state
+                    .members
+                    .get(&target)
+                    .map(|member| {
+                        member
+                            .capabilities
+                            .keys()
+                            .copied()
+                            .take(earshot_protocol::control::MAX_REVOCATIONS)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            },
+            body => body,
+        };
+        let ends = matches!(body, ControlBody::RoomEnded);
+        let (bytes, changes) = joined.act(&self.signing, now.wall, now.instant, body)?;
+        let mut effects = vec![Effect::Publish {
+            room,
+            bytes,
+            since: now.instant,
+        }];
+        self.changed(room, changes.clone(), &mut effects);
+        if ends {
+            effects.extend(self.close(now, room, CloseReason::Ended));
         }
-        self.pending.push_back((Instant::now(), bytes));
+        Ok((changes, effects))
+    }
+
+    /// Leaves a room (the room hears a `Leave`), or gives up joining it.
+    pub fn leave(&mut self, now: Now, room: RoomId, reason: CloseReason) -> Vec<Effect> {
+        if let Some(joined) = self.joined.get_mut(&room) {
+            let mut effects = Vec::new();
+            if let Ok((bytes, _)) =
+                joined.act(&self.signing, now.wall, now.instant, ControlBody::Leave)
+            {
+                effects.push(Effect::Publish {
+                    room,
+                    bytes,
+                    since: now.instant,
+                });
+            }
+            effects.extend(self.close(now, room, reason));
+            effects
+        } else if self.joining.remove(&room).is_some() {
+            vec![Effect::Unsubscribe(room)]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Leaves every room (the node is stopping).
+    pub fn leave_all(&mut self, now: Now) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        for room in self.ids() {
+            effects.extend(self.leave(now, room, CloseReason::Left));
+        }
+        effects
+    }
+
+    /// This node is no longer in `room`.
+    fn close(&mut self, now: Now, room: RoomId, reason: CloseReason) -> Vec<Effect> {
+        let Some(mut joined) = self.joined.remove(&room) else {
+            return Vec::new();
+        };
+        // Queued messages (our Leave, RoomEnded) get one last try before unsubscribing.
+        let mut effects: Vec<Effect> = joined
+            .take_queued(now.instant)
+            .into_iter()
+            .map(|(since, bytes)| Effect::Publish { room, bytes, since })
+            .collect();
+        self.welcomes.retain(|welcome| welcome.room != room);
+        effects.push(Effect::Unsubscribe(room));
+        effects.push(Effect::Forget(room));
+        info!(%room, ?reason, "left room");
+        effects.push(Effect::Emit(Event::Closed { room, reason }));
+        effects
+    }
+
+    /// Keeps bytes that could not be published (nobody subscribed seen yet) for another try.
+    pub fn queue(&mut self, room: RoomId, since: Instant, bytes: Vec<u8>) {
+        if let Some(joined) = self.joined.get_mut(&room) {
+            joined.queue(since, bytes);
+        }
+    }
+
+    /// Everything queued, to publish again (on a new subscription, and every tick).
+    pub fn retry(&mut self, now: Now) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        for (room, joined) in &mut self.joined {
+            for (since, bytes) in joined.take_queued(now.instant) {
+                effects.push(Effect::Publish {
+                    room: *room,
+                    bytes,
+                    since,
+                });
+            }
+        }
+        effects
+    }
+
+    /// A message from `room`'s topic, forwarded by `source`.
+    pub fn on_message(
+        &mut self,
+        now: Now,
+        source: PeerId,
+        room: Option<RoomId>,
+        data: &[u8],
+    ) -> (Verdict, Vec<Effect>) {
+        let envelope = match Envelope::decode_verified(data) {
+            Ok(envelope) => envelope,
+            Err(err) => return (Verdict::Reject, vec![rejected(room, source, err)]),
+        };
+        let Some(room) = room else {
+            return (Verdict::Ignore, Vec::new());
+        };
+        if let Some(early) = self.joining.get_mut(&room) {
+            // Still joining: keep it for after the snapshot; don't forward what we can't judge.
+            if early.len() < MAX_EARLY_MESSAGES {
+                early.push(envelope);
+            }
+            return (Verdict::Ignore, Vec::new());
+        }
+        let Some(joined) = self.joined.get_mut(&room) else {
+            return (Verdict::Ignore, Vec::new());
+        };
+        match joined.state.apply(now.wall, &envelope) {
+            Ok(changes) => {
+                let ended = changes
+                    .iter()
+                    .any(|change| matches!(change, RoomChange::RoomEnded { .. }));
+                let removed = changes.iter().any(
+                    |change| matches!(change, RoomChange::Removed { member, .. } if *member == self.me),
+                );
+                let mut effects = Vec::new();
+                self.changed(room, changes, &mut effects);
+                if ended {
+                    effects.extend(self.close(now, room, CloseReason::Ended));
+                } else if removed {
+                    effects.extend(self.close(now, room, CloseReason::Removed));
+                }
+                (Verdict::Accept, effects)
+            }
+            // Races, not attacks: a duplicate that crossed our snapshot, or a clock a bit off.
+            Err(Rejected::Replay { .. } | Rejected::TooOld { .. }) => (Verdict::Ignore, Vec::new()),
+            Err(reason) => (Verdict::Reject, vec![rejected(Some(room), source, reason)]),
+        }
+    }
+
+    /// The host's side of a join: fold the joiner's `Join` like any envelope; if the room takes
+    /// it, publish it to everyone and welcome the joiner with the snapshot, at once if it
+    /// follows the room's topic already (so that everything published after the snapshot
+    /// reaches it directly), else once it does (or after [`WELCOME_WAIT`]).
+    pub fn on_join_request(
+        &mut self,
+        now: Now,
+        peer: PeerId,
+        inbound: InboundId,
+        bytes: &[u8],
+        follows: impl Fn(&PeerId, &RoomId) -> bool,
+        peers: &Peers,
+    ) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        let room = match self.admit(now, peer, bytes, &mut effects) {
+            Ok(room) => room,
+            Err(refusal) => {
+                effects.push(Effect::Respond {
+                    inbound,
+                    response: RoomResponse::Refused { refusal },
+                });
+                return effects;
+            }
+        };
+        if follows(&peer, &room) {
+            effects.push(Effect::Respond {
+                inbound,
+                response: self.welcome(now, room, peer, peers),
+            });
+        } else {
+            self.welcomes.push(Welcome {
+                peer,
+                room,
+                inbound,
+                since: now.instant,
+            });
+        }
+        effects
+    }
+
+    fn admit(
+        &mut self,
+        now: Now,
+        peer: PeerId,
+        bytes: &[u8],
+        effects: &mut Vec<Effect>,
+    ) -> Result<RoomId, Refusal> {
+        let envelope = Envelope::decode_verified(bytes).map_err(|err| Refusal::BadJoin {
+            detail: err.to_string(),
+        })?;
+        let room = envelope.room;
+        if envelope.author.to_peer_id().ok() != Some(peer) {
+            return Err(Refusal::NotFromAuthor);
+        }
+        if !matches!(envelope.body, ControlBody::Join { .. }) {
+            return Err(Refusal::NotAJoin);
+        }
+        let joined = self
+            .joined
+            .get_mut(&room)
+            .filter(|joined| joined.is_host())
+            .ok_or(Refusal::NotHost { room })?;
+        let changes = joined.state.apply(now.wall, &envelope).map_err(|reason| {
+            info!(%room, peer = %crate::node::short(&peer), %reason, "refused a joiner");
+            Refusal::Rejected {
+                reason: reason.to_string(),
+            }
+        })?;
+        effects.push(Effect::Publish {
+            room,
+            bytes: envelope.encode(),
+            since: now.instant,
+        });
+        self.changed(room, changes, effects);
+        Ok(room)
+    }
+
+    /// The signed snapshot of `room` as of now, for a joiner, with a random sample of connected
+    /// members to dial (so that the room's mesh is a random graph rather than everyone
+    /// clustering on the same few early joiners).
+    fn welcome(&mut self, now: Now, room: RoomId, peer: PeerId, peers: &Peers) -> RoomResponse {
+        let Some(joined) = self.joined.get(&room) else {
+            return RoomResponse::Refused {
+                refusal: Refusal::RoomClosed,
+            };
+        };
+        let salt: [u8; 8] = self.rng.random();
+        let mut candidates: Vec<(PeerKey, PeerId)> = joined
+            .state
+            .present()
+            .iter()
+            .filter_map(|member| {
+                let id = member.key.to_peer_id().ok()?;
+                (id != peer && peers.is_connected(&id)).then_some((member.key, id))
+            })
+            .collect();
+        candidates.sort_by_cached_key(|(key, _)| {
+            let mut hasher = Sha256::new();
+            hasher.update(salt);
+            hasher.update(key.as_bytes());
+            hasher.finalize()
+        });
+        let hints: Vec<PeerHint> = candidates
+            .into_iter()
+            .filter_map(|(key, id)| {
+                let addrs = peers.addrs_of(&id)?;
+                Some(PeerHint {
+                    key,
+                    addrs: earshot_protocol::addr::to_wire(addrs, usize::MAX, 4),
+                })
+            })
+            .take(MAX_PEER_HINTS)
+            .collect();
+        let snapshot = RoomSnapshot::sign(
+            &self.signing,
+            joined.descriptor.clone(),
+            joined.state.clone(),
+            hints,
+            now.wall,
+        );
+        RoomResponse::Welcome {
+            snapshot: serde_bytes::ByteBuf::from(snapshot.encode()),
+        }
+    }
+
+    /// A peer subscribed to a topic: welcomes waiting for it go out, and so does whatever
+    /// waited for a subscriber.
+    pub fn on_subscribed(
+        &mut self,
+        now: Now,
+        follows: impl Fn(&PeerId, &RoomId) -> bool,
+        peers: &Peers,
+    ) -> Vec<Effect> {
+        let mut effects = self.retry(now);
+        effects.extend(self.flush_welcomes(now, None, &follows, peers));
+        effects
+    }
+
+    /// Welcomes parked joiners whose subscription has arrived, or who waited `force_after`.
+    fn flush_welcomes(
+        &mut self,
+        now: Now,
+        force_after: Option<Duration>,
+        follows: &impl Fn(&PeerId, &RoomId) -> bool,
+        peers: &Peers,
+    ) -> Vec<Effect> {
+        let parked = std::mem::take(&mut self.welcomes);
+        let mut effects = Vec::new();
+        for welcome in parked {
+            let waited =
+                force_after.is_some_and(|limit| now.instant.duration_since(welcome.since) >= limit);
+            if waited || follows(&welcome.peer, &welcome.room) {
+                let response = self.welcome(now, welcome.room, welcome.peer, peers);
+                effects.push(Effect::Respond {
+                    inbound: welcome.inbound,
+                    response,
+                });
+            } else {
+                self.welcomes.push(welcome);
+            }
+        }
+        effects
+    }
+
+    /// Timers: members timing out, this node's heartbeats, lobby announcements, the publish
+    /// queue, welcomes that waited long enough.
+    pub fn tick(
+        &mut self,
+        now: Now,
+        follows: impl Fn(&PeerId, &RoomId) -> bool,
+        peers: &Peers,
+    ) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        for room in self.ids() {
+            let Some(joined) = self.joined.get_mut(&room) else {
+                continue;
+            };
+            let timeouts = joined.state.tick(now.wall);
+            let heartbeat = if joined.presence_due(now.instant) {
+                joined
+                    .act(&self.signing, now.wall, now.instant, ControlBody::Presence)
+                    .ok()
+            } else {
+                None
+            };
+            self.changed(room, timeouts, &mut effects);
+            if let Some((bytes, changes)) = heartbeat {
+                effects.push(Effect::Publish {
+                    room,
+                    bytes,
+                    since: now.instant,
+                });
+                self.changed(room, changes, &mut effects);
+            }
+            self.announce(room, now, &mut effects);
+        }
+        effects.extend(self.retry(now));
+        effects.extend(self.flush_welcomes(now, Some(WELCOME_WAIT), &follows, peers));
+        effects
+    }
+
+    /// Reports a room's changes (events for the front ends, and for the event loop: tree and
+    /// audio access), and keeps the replays a public room's lobby entry lists.
+    fn changed(&mut self, room: RoomId, changes: Vec<RoomChange>, effects: &mut Vec<Effect>) {
+        let Some(joined) = self.joined.get_mut(&room) else {
+            return;
+        };
+        joined.note_replays(&changes);
+        for change in &changes {
+            effects.push(Effect::Emit(Event::of_change(room, change, &joined.state)));
+        }
+        effects.push(Effect::Changed { room, changes });
+    }
+
+    /// Re-announces a public room this node hosts, every [`ANNOUNCE_INTERVAL_MS`].
+    fn announce(&mut self, room: RoomId, now: Now, effects: &mut Vec<Effect>) {
+        let Some(joined) = self.joined.get_mut(&room) else {
+            return;
+        };
+        if !joined.is_host() || joined.descriptor.visibility != Visibility::Public {
+            return;
+        }
+        if joined.last_announced.is_some_and(|at| {
+            now.instant.duration_since(at) < Duration::from_millis(ANNOUNCE_INTERVAL_MS)
+        }) {
+            return;
+        }
+        joined.last_announced = Some(now.instant);
+        // Renewed when less than half its hour is left, or when a removal revoked it (the
+        // removed member is banned by key; newcomers need a link that works).
+        let renew = joined.lobby_capability.as_ref().is_none_or(|cap| {
+            cap.expires_at < now.wall.plus_millis(LOBBY_CAPABILITY_MS / 2)
+                || joined.state.revoked.contains(&cap.id())
+        });
+        if renew {
+            let nonce: [u8; 8] = self.rng.random();
+            joined.lobby_capability = Capability::issue(
+                &self.signing,
+                room,
+                Grant {
+                    audience: Audience::Bearer,
+                    role: Role::Listener,
+                    not_before: now.wall,
+                    expires_at: now.wall.plus_millis(LOBBY_CAPABILITY_MS),
+                    depth: 0,
+                },
+                nonce,
+            )
+            .ok();
+        }
+        let Some(capability) = joined.lobby_capability.clone() else {
+            return;
+        };
+        let present = joined.state.present();
+        let speakers = present
+            .iter()
+            .filter(|member| member.role().on_stage())
+            .map(|member| member.display_name())
+            .collect();
+        let listeners = present
+            .iter()
+            .filter(|member| !member.role().on_stage())
+            .count();
+        let announcement = Announcement::sign(
+            &self.signing,
+            joined.descriptor.clone(),
+            speakers,
+            u32::try_from(listeners).unwrap_or(u32::MAX),
+            capability,
+            now.wall.plus_millis(ANNOUNCEMENT_TTL_MS),
+            joined.replays.clone(),
+        );
+        match announcement.verify(now.wall) {
+            Ok(verified) => effects.push(Effect::Announce(verified)),
+            Err(err) => warn!(%room, %err, "could not announce"),
+        }
     }
 }
+
+fn rejected(room: Option<RoomId>, from: PeerId, reason: impl std::fmt::Display) -> Effect {
+    let reason = reason.to_string();
+    warn!(from = %crate::node::short(&from), %reason, "rejected a control message");
+    debug!(?room, "rejected message's room");
+    Effect::Emit(Event::Rejected {
+        room,
+        from: Some(from),
+        reason,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -2,7 +2,7 @@
 //! place in the relay tree kept up to date.
 //!
 //! - The **host** speaks straight into the root of the tree and plays the speakers it receives;
-//!   its relay forwards only the loudest few speakers ([`crate::relay::RoomOptions`]).
+//!   its relay forwards only the loudest few speakers ([`crate::fanout::FanoutOptions`]).
 //! - A **member** asks the host for a parent, receives from it (relaying to its own children),
 //!   and when the parent dies or goes silent asks again at once, reporting the lost parent.
 //!   When a parent leaves gracefully it says so first and keeps feeding until the member is
@@ -24,8 +24,8 @@ use tracing::{debug, info};
 
 use crate::audio::io::{AudioIoError, Input, Output, PlayStats, Player, PlayerStatus};
 use crate::audio::io::{spawn_player, spawn_source};
+use crate::fanout::{Fanout, FanoutOptions, FanoutStats, StreamError};
 use crate::node::Node;
-use crate::relay::{AudioRelay, RelayError, RelayStats, RoomOptions};
 
 /// Why a room's audio could not start.
 #[derive(Debug, thiserror::Error)]
@@ -33,7 +33,7 @@ pub enum SessionError {
     #[error(transparent)]
     Audio(#[from] AudioIoError),
     #[error("cannot send your voice: {0}")]
-    Speak(#[from] RelayError),
+    Speak(#[from] StreamError),
 }
 
 /// Something that happened to this node's audio, for user interfaces.
@@ -113,10 +113,10 @@ struct Voice {
 /// hands children over and finishes the output file.
 #[derive(Debug)]
 pub struct AudioSession {
-    relay: AudioRelay,
+    relay: Fanout,
     room: RoomId,
     me: SpeakerId,
-    stats: Arc<RelayStats>,
+    stats: Arc<FanoutStats>,
     player: Option<Player>,
     position: watch::Receiver<Option<Position>>,
     follower: Option<tokio::task::JoinHandle<()>>,
@@ -129,7 +129,7 @@ impl AudioSession {
     /// `output`; only the `forward` loudest speakers go down the tree.
     pub fn host(
         node: &Node,
-        relay: &AudioRelay,
+        relay: &Fanout,
         room: RoomId,
         input: Input,
         output: Output,
@@ -152,7 +152,7 @@ impl AudioSession {
     /// ([`Self::set_on_stage`]).
     pub fn member(
         node: &Node,
-        relay: &AudioRelay,
+        relay: &Fanout,
         room: RoomId,
         host: PeerId,
         input: Input,
@@ -170,13 +170,13 @@ impl AudioSession {
 
     /// A community relay's part in a room: a place in the tree, feeding as many children as it
     /// declared, and nothing played (it never decodes the audio it carries).
-    pub fn carry(node: &Node, relay: &AudioRelay, room: RoomId) -> Result<Self, SessionError> {
+    pub fn carry(node: &Node, relay: &Fanout, room: RoomId) -> Result<Self, SessionError> {
         Self::open(node, relay, room, Role::Carrier, Input::Silence, None)
     }
 
     fn open(
         node: &Node,
-        relay: &AudioRelay,
+        relay: &Fanout,
         room: RoomId,
         role: Role,
         input: Input,
@@ -185,7 +185,7 @@ impl AudioSession {
         let me = SpeakerId::of(&node.key());
         let (heard, stats) = relay.open_room_with(
             room,
-            RoomOptions {
+            FanoutOptions {
                 myself: Some(me),
                 forward_loudest: match role {
                     Role::Root { forward } => Some(forward),
@@ -353,7 +353,7 @@ impl Drop for AudioSession {
 /// it, and when the stream ends asks again at once, reporting the lost parent.
 async fn follow_tree(
     node: Node,
-    relay: AudioRelay,
+    relay: Fanout,
     room: RoomId,
     position: watch::Sender<Option<Position>>,
     events: broadcast::Sender<AudioEvent>,
@@ -394,14 +394,14 @@ async fn follow_tree(
                 // ask it again a few times before calling it gone.
                 let mut ended = relay.listen_after(room, parent.peer, &mut draining).await;
                 for pause in [25, 50, 100, 200] {
-                    if !matches!(ended, Err(RelayError::NotStarted(_))) {
+                    if !matches!(ended, Err(StreamError::NotStarted(_))) {
                         break;
                     }
                     tokio::time::sleep(Duration::from_millis(pause)).await;
                     ended = relay.listen_after(room, parent.peer, &mut draining).await;
                 }
                 position.send_replace(None);
-                let refused = matches!(ended, Err(RelayError::NotStarted(_)));
+                let refused = matches!(ended, Err(StreamError::NotStarted(_)));
                 lost_at = Some(Instant::now());
                 lost = Some(parent.peer);
                 let event = match ended {

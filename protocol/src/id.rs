@@ -275,6 +275,64 @@ impl fmt::Display for Timestamp {
     }
 }
 
+/// A timestamp that is not `YYYY-MM-DDTHH:MM:SSZ` (RFC 3339, UTC, whole seconds).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a time such as 2026-12-01T10:00:00Z")]
+pub struct BadTimestamp(pub String);
+
+impl FromStr for Timestamp {
+    type Err = BadTimestamp;
+
+    /// The inverse of `Display`: RFC 3339, UTC, whole seconds.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad = || BadTimestamp(text.to_owned());
+        let bytes = text.as_bytes();
+        let shape = bytes.len() == 20
+            && bytes[4] == b'-'
+            && bytes[7] == b'-'
+            && bytes[10] == b'T'
+            && bytes[13] == b':'
+            && bytes[16] == b':'
+            && bytes[19] == b'Z';
+        if !shape {
+            return Err(bad());
+        }
+        let number = |range: std::ops::Range<usize>| -> Result<i64, BadTimestamp> {
+            let part = &text[range];
+            if !part.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad());
+            }
+            part.parse().map_err(|_| bad())
+        };
+        let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+        let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+        if !(1..=12).contains(&month)
+            || !(1..=31).contains(&day)
+            || hour > 23
+            || minute > 59
+            || second > 59
+        {
+            return Err(bad());
+        }
+        // Howard Hinnant's days-from-civil algorithm (the inverse of `civil`).
+        let y = if month <= 2 { year - 1 } else { year };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let mp = (month + 9) % 12;
+        let doy = (153 * mp + 2) / 5 + day - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let days = era * 146_097 + doe - 719_468;
+        let secs = days * 86_400 + hour * 3600 + minute * 60 + second;
+        let millis = u64::try_from(secs).map_err(|_| bad())?.saturating_mul(1000);
+        let parsed = Timestamp(millis);
+        // A day past the month's end (2026-02-30) comes back as another date: refuse it.
+        if parsed.to_string() != text {
+            return Err(bad());
+        }
+        Ok(parsed)
+    }
+}
+
 impl fmt::Debug for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Timestamp({self})")
@@ -284,6 +342,7 @@ impl fmt::Debug for Timestamp {
 /// What a capability lets its holder do in a room. Ordered: `Listener < Speaker < Moderator`.
 /// The host is not a role a capability can grant: it is the room's own key.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Role {
     Listener,
     Speaker,
@@ -342,6 +401,37 @@ mod tests {
         check(1_796_119_200_000, "2026-12-01T10:00:00Z");
         check(1_796_119_259_999, "2026-12-01T10:00:59Z");
         check(4_102_444_800_000, "2100-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn timestamps_parse_back_from_text() {
+        for millis in [0, 951_782_400_000, 1_796_119_200_000, 4_102_444_800_000] {
+            let time = Timestamp(millis);
+            assert_eq!(time.to_string().parse::<Timestamp>(), Ok(time), "{time}");
+        }
+        // Whole seconds: the milliseconds are not in the text.
+        assert_eq!(
+            "2026-12-01T10:00:59Z".parse::<Timestamp>(),
+            Ok(Timestamp(1_796_119_259_000))
+        );
+        for bad in [
+            "",
+            "2026-12-01",
+            "2026-12-01T10:00:00",
+            "2026-12-01 10:00:00Z",
+            "2026-13-01T10:00:00Z",
+            "2026-02-30T10:00:00Z",
+            "2026-12-01T24:00:00Z",
+            "2026-12-01T10:60:00Z",
+            "2026-12-01T10:00:00+01:00",
+            "+026-12-01T10:00:00Z",
+        ] {
+            assert_eq!(
+                bad.parse::<Timestamp>(),
+                Err(BadTimestamp(bad.to_owned())),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //!
+//! - [`addr`]: multiaddrs on the wire (with limits), and what can be asked of an address.
 //! - [`id`]: newtype ids (`RoomId`, `PeerKey`, `CapId`), `Timestamp`, `Role`, signatures.
 //! - [`codec`]: the canonical postcard encoding every wire type uses.
 //! - [`capability`]: signed, delegable capabilities and their offline verification.
@@ -20,6 +21,7 @@
 //! Values that have passed a check are wrapped in [`Verified`], which only the checking
 //! functions of this crate can construct.
 
+pub mod addr;
 pub mod capability;
 pub mod codec;
 pub mod control;

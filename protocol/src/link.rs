@@ -83,14 +83,8 @@ impl InviteLink {
         let body = Body {
             capability: self.capability.clone(),
             host: self.host,
-            bootstrap: self
-                .bootstrap
-                .iter()
-                // An address too long for decoders to accept would make the link unusable.
-                .filter(|addr| addr.len() <= MAX_ADDR_BYTES)
-                .take(MAX_BOOTSTRAP_ADDRS)
-                .map(|addr| serde_bytes::ByteBuf::from(addr.to_vec()))
-                .collect(),
+            // An address too long for decoders to accept would make the link unusable.
+            bootstrap: crate::addr::to_wire(&self.bootstrap, MAX_ADDR_BYTES, MAX_BOOTSTRAP_ADDRS),
         };
         frame(LINK_PREFIX, LINK_VERSION, &codec::encode(&body))
     }
@@ -106,27 +100,12 @@ impl InviteLink {
         let data = unframe(text, LINK_PREFIX, LINK_VERSION, MAX_LINK_CHARS)?;
         let body: Body = codec::decode(&data, MAX_BODY_BYTES)?;
         body.capability.check_chain_length()?;
-        if body.bootstrap.len() > MAX_BOOTSTRAP_ADDRS {
-            return Err(DecodeError::TooManyAddresses {
-                count: body.bootstrap.len(),
-                max: MAX_BOOTSTRAP_ADDRS,
-            }
-            .into());
-        }
-        let bootstrap = body
-            .bootstrap
-            .into_iter()
-            .map(|raw| {
-                if raw.len() > MAX_ADDR_BYTES {
-                    return Err(DecodeError::FieldTooLong {
-                        field: "bootstrap address",
-                        len: raw.len(),
-                        max: MAX_ADDR_BYTES,
-                    });
-                }
-                Multiaddr::try_from(raw.into_vec()).map_err(|_| DecodeError::BadAddress)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let bootstrap = crate::addr::from_wire(
+            &body.bootstrap,
+            "bootstrap address",
+            MAX_ADDR_BYTES,
+            MAX_BOOTSTRAP_ADDRS,
+        )?;
         Ok(Self {
             capability: body.capability,
             host: body.host,
@@ -138,6 +117,14 @@ impl InviteLink {
 impl fmt::Display for InviteLink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.encode())
+    }
+}
+
+impl std::str::FromStr for InviteLink {
+    type Err = LinkError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::decode(text)
     }
 }
 

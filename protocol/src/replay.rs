@@ -679,37 +679,28 @@ impl fmt::Display for ReplayLink {
     }
 }
 
+impl FromStr for ReplayLink {
+    type Err = ReplayLinkError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::decode(text)
+    }
+}
+
 /// Addresses as raw bytes for a link or an announcement: at most [`MAX_REPLAY_ADDRS`], each at
 /// most [`MAX_REPLAY_ADDR_BYTES`] (longer ones are left out: decoders would refuse them).
 pub fn addr_bytes(addrs: &[Multiaddr]) -> Vec<serde_bytes::ByteBuf> {
-    addrs
-        .iter()
-        .filter(|addr| addr.len() <= MAX_REPLAY_ADDR_BYTES)
-        .take(MAX_REPLAY_ADDRS)
-        .map(|addr| serde_bytes::ByteBuf::from(addr.to_vec()))
-        .collect()
+    crate::addr::to_wire(addrs, MAX_REPLAY_ADDR_BYTES, MAX_REPLAY_ADDRS)
 }
 
 /// Reads addresses written by [`addr_bytes`], enforcing its limits.
 pub fn parse_addrs(raw: &[serde_bytes::ByteBuf]) -> Result<Vec<Multiaddr>, DecodeError> {
-    if raw.len() > MAX_REPLAY_ADDRS {
-        return Err(DecodeError::TooManyAddresses {
-            count: raw.len(),
-            max: MAX_REPLAY_ADDRS,
-        });
-    }
-    raw.iter()
-        .map(|bytes| {
-            if bytes.len() > MAX_REPLAY_ADDR_BYTES {
-                return Err(DecodeError::FieldTooLong {
-                    field: "holder address",
-                    len: bytes.len(),
-                    max: MAX_REPLAY_ADDR_BYTES,
-                });
-            }
-            Multiaddr::try_from(bytes.to_vec()).map_err(|_| DecodeError::BadAddress)
-        })
-        .collect()
+    crate::addr::from_wire(
+        raw,
+        "holder address",
+        MAX_REPLAY_ADDR_BYTES,
+        MAX_REPLAY_ADDRS,
+    )
 }
 
 // ---------------------------------------------------------------------------------------------

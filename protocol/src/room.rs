@@ -158,11 +158,7 @@ impl RoomDescriptor {
             recording: spec.recording,
             created_at: spec.created_at,
             host: PeerKey::from(host),
-            addrs: spec
-                .addrs
-                .iter()
-                .map(|addr| serde_bytes::ByteBuf::from(addr.to_vec()))
-                .collect(),
+            addrs: crate::addr::to_wire(&spec.addrs, usize::MAX, MAX_DESCRIPTOR_ADDRS),
             signature: Sig([0; 64]),
         };
         descriptor.signature = Sig::sign(host, SIGNATURE_DOMAIN, &descriptor.signed_bytes());
@@ -184,10 +180,7 @@ impl RoomDescriptor {
 
     /// The host's listen addresses; unparsable entries are skipped.
     pub fn addrs(&self) -> Vec<Multiaddr> {
-        self.addrs
-            .iter()
-            .filter_map(|raw| Multiaddr::try_from(raw.to_vec()).ok())
-            .collect()
+        crate::addr::from_wire_lossy(&self.addrs)
     }
 
     /// The canonical encoding.

@@ -307,7 +307,7 @@ pub enum RoomRequest {
     },
     /// Asks a community relay to carry a room's audio: to join with this invite link (bound to
     /// the relay's key) as a listener that feeds many children and plays nothing.
-    Help { link: String },
+    Carry { link: String },
 }
 
 /// An answer on the room protocol.
@@ -315,8 +315,8 @@ pub enum RoomRequest {
 pub enum RoomResponse {
     /// Admitted: the host-signed snapshot (encoded).
     Welcome { snapshot: serde_bytes::ByteBuf },
-    /// Not admitted, and why (the host's words, for the person joining).
-    Refused { reason: String },
+    /// Not admitted or not done, and why.
+    Refused { refusal: Refusal },
     /// Encoded announcements.
     Lobby {
         announcements: Vec<serde_bytes::ByteBuf>,
@@ -330,7 +330,45 @@ pub enum RoomResponse {
     /// The tree is full for now: ask again later.
     Waiting,
     /// The relay will join and carry the room's audio.
-    Helping,
+    Carrying,
+}
+
+/// Why a node refused a request on the room protocol. The variants a node chooses from are
+/// typed; where the reason is another check's own words (the room's fold, an envelope or link
+/// that did not decode), they travel as text.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize, thiserror::Error)]
+pub enum Refusal {
+    #[error("this node does not host room {room}")]
+    NotHost { room: RoomId },
+    #[error("the join is not valid: {detail}")]
+    BadJoin { detail: String },
+    #[error("the join must come from its author's own connection")]
+    NotFromAuthor,
+    #[error("expected a join")]
+    NotAJoin,
+    /// The room's fold refused the join (in the room's words: removed, revoked, expired …).
+    #[error("{reason}")]
+    Rejected { reason: String },
+    #[error("the room closed")]
+    RoomClosed,
+    #[error("not an earshot peer")]
+    NotAnEarshotPeer,
+    #[error("only members in the room get its audio")]
+    NotPresent,
+    #[error("this room has no relay tree")]
+    NoTree,
+    #[error("this node does not carry rooms for others")]
+    NotACarrier,
+    #[error("this relay carries its maximum of {max} rooms; ask another")]
+    CarryingTheMost { max: u32 },
+    #[error("this relay's upload budget is taken by other rooms; ask another")]
+    NoUploadLeft,
+    #[error("this relay already carries that room")]
+    AlreadyCarried,
+    #[error("only a room's host may ask a relay to carry it")]
+    NotTheRoomsHost,
+    #[error("the invite link is not valid: {detail}")]
+    BadLink { detail: String },
 }
 
 impl RoomRequest {

@@ -42,8 +42,10 @@ pub const MAX_MESSAGE_AGE_MS: u64 = 120_000;
 /// How far out of order an author's envelopes may arrive.
 pub const SEQ_WINDOW: u64 = 64;
 
-/// A member's standing in the room, including the host. Ordered by authority.
+/// A member's standing in the room, including the host. Ordered by authority. (Names are
+/// lowercase in self-describing formats such as JSON; postcard encodes variants by index.)
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum RoomRole {
     Listener,
     Speaker,
@@ -270,6 +272,7 @@ struct Presented {
 
 /// Why someone left.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum LeaveReason {
     Left,
     TimedOut,

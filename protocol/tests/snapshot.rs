@@ -11,7 +11,7 @@ use earshot_protocol::link::{MAX_ADDR_BYTES, MAX_BOOTSTRAP_ADDRS};
 use earshot_protocol::room::{DescriptorError, RoomSpec};
 use earshot_protocol::snapshot::{
     ANNOUNCEMENT_TTL_MS, Announcement, MAX_ANNOUNCED_SPEAKERS, MAX_PEER_HINTS, MAX_SNAPSHOT_BYTES,
-    PeerHint, RoomRequest, RoomResponse, RoomSnapshot, SnapshotError,
+    PeerHint, Refusal, RoomRequest, RoomResponse, RoomSnapshot, SnapshotError,
 };
 use earshot_protocol::state::{Rejected, RoomChange, RoomRole, RoomState};
 use earshot_protocol::{
@@ -710,6 +710,9 @@ fn requests() -> Vec<RoomRequest> {
             envelope: ByteBuf::new(),
         },
         RoomRequest::Lobby,
+        RoomRequest::Carry {
+            link: "earshot://join/…".into(),
+        },
     ]
 }
 
@@ -719,11 +722,17 @@ fn responses() -> Vec<RoomResponse> {
             snapshot: ByteBuf::from(snapshot().encode()),
         },
         RoomResponse::Refused {
-            reason: "you were removed from the room".into(),
+            refusal: Refusal::Rejected {
+                reason: "you were removed from the room".into(),
+            },
         },
         RoomResponse::Refused {
-            reason: String::new(),
+            refusal: Refusal::NotPresent,
         },
+        RoomResponse::Refused {
+            refusal: Refusal::CarryingTheMost { max: 16 },
+        },
+        RoomResponse::Carrying,
         RoomResponse::Lobby {
             announcements: vec![ByteBuf::from(announcement().encode()); 3],
         },

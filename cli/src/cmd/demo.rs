@@ -24,11 +24,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use clap::Args;
 use earshot_node::audio::{SAMPLE_RATE, signal, wav};
-use serde_json::{Value, json};
+use earshot_node::event::{DemoDepth, DemoNode, Event};
+use serde_json::Value;
 
 use super::Context;
 use crate::Exit;
-use crate::output::{print_json, say};
+use crate::output::{print_event, say};
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -144,11 +145,11 @@ pub fn demo(ctx: &Context, args: DemoArgs) -> anyhow::Result<Exit> {
         let addr = loop {
             let (who, event) = next_event(&rx, started + WAIT, "the relay to start")?;
             table.update(who, &event);
-            if event["event"] == "relay" {
-                break event["addrs"][0]
-                    .as_str()
+            if let Event::Relay { addrs, .. } = &event {
+                break addrs
+                    .first()
                     .context("the relay printed no address")?
-                    .to_owned();
+                    .to_string();
             }
         };
         Some((relay, addr))
@@ -176,17 +177,14 @@ pub fn demo(ctx: &Context, args: DemoArgs) -> anyhow::Result<Exit> {
     // the tree starts as it will stay.
     while link.is_none() || (relay.is_some() && !table.relay_added) {
         let (who, event) = next_event(&rx, started + WAIT, "the host to start")?;
-        if who == 0 && event["event"] == "error" {
-            bail!("the host failed: {event}");
+        if who == 0
+            && let Event::Error { message, .. } = &event
+        {
+            bail!("the host failed: {message}");
         }
         table.update(who, &event);
-        if event["event"] == "hosting" {
-            link = Some(
-                event["listener_link"]
-                    .as_str()
-                    .context("the host printed no link")?
-                    .to_owned(),
-            );
+        if let Event::Hosting { listener_link, .. } = &event {
+            link = Some(listener_link.to_string());
         }
     }
     let link = link.context("the host printed no link")?;
@@ -228,8 +226,12 @@ pub fn demo(ctx: &Context, args: DemoArgs) -> anyhow::Result<Exit> {
         let deadline = next_draw.min(end_at);
         match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok((who, event)) => {
-                if event["event"] == "rejected" || event["event"] == "error" {
-                    bail!("{} failed: {event}", table.rows[who].name);
+                if let Event::Rejected {
+                    reason: message, ..
+                }
+                | Event::Error { message, .. } = &event
+                {
+                    bail!("{} failed: {message}", table.rows[who].name);
                 }
                 table.update(who, &event);
             }
@@ -240,7 +242,9 @@ pub fn demo(ctx: &Context, args: DemoArgs) -> anyhow::Result<Exit> {
             next_draw += Duration::from_secs(1);
             let elapsed = started.elapsed().as_secs();
             if ctx.json {
-                print_json(&json!({"event": "demo_status", "nodes": table.json()}));
+                print_event(&Event::DemoStatus {
+                    nodes: table.json(),
+                });
             } else if tty {
                 drawn = table.redraw(drawn, elapsed);
             } else if elapsed.is_multiple_of(5) {
@@ -260,7 +264,7 @@ pub fn demo(ctx: &Context, args: DemoArgs) -> anyhow::Result<Exit> {
             Ok((who, event)) => {
                 table.update(who, &event);
                 // A node's last report comes as it exits.
-                if event["final"] == true {
+                if matches!(&event, Event::AudioStats(stats) if stats.r#final) {
                     exited[who] = true;
                 }
             }
@@ -275,15 +279,21 @@ pub fn demo(ctx: &Context, args: DemoArgs) -> anyhow::Result<Exit> {
     }
     let summary = table.summary();
     if ctx.json {
-        print_json(&json!({
-            "event": "demo_summary",
-            "dir": dir.display().to_string(),
-            "nodes": table.json(),
-            "depths": summary.iter().map(|d| json!({
-                "depth": d.depth, "listeners": d.listeners, "delivered": d.delivered,
-                "expected": d.expected, "latency_p50_ms": d.p50, "latency_p95_ms": d.p95,
-            })).collect::<Vec<_>>(),
-        }));
+        print_event(&Event::DemoSummary {
+            dir: dir.display().to_string(),
+            nodes: table.json(),
+            depths: summary
+                .iter()
+                .map(|d| DemoDepth {
+                    depth: d.depth,
+                    listeners: d.listeners,
+                    delivered: d.delivered,
+                    expected: d.expected,
+                    latency_p50_ms: d.p50,
+                    latency_p95_ms: d.p95,
+                })
+                .collect(),
+        });
     } else {
         if tty {
             table.redraw(drawn, started.elapsed().as_secs());
@@ -396,10 +406,10 @@ fn path_str(path: &Path) -> anyhow::Result<&str> {
 }
 
 fn next_event(
-    rx: &mpsc::Receiver<(usize, Value)>,
+    rx: &mpsc::Receiver<(usize, Event)>,
     deadline: Instant,
     what: &str,
-) -> anyhow::Result<(usize, Value)> {
+) -> anyhow::Result<(usize, Event)> {
     rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
         .map_err(|_| anyhow::anyhow!("timed out waiting for {what}"))
 }
@@ -421,7 +431,7 @@ impl Proc {
         dir: &Path,
         args: &[&str],
         index: usize,
-        events: mpsc::Sender<(usize, Value)>,
+        events: mpsc::Sender<(usize, Event)>,
     ) -> anyhow::Result<Self> {
         let log = std::fs::File::create(dir.join(format!("{name}.log")))
             .with_context(|| format!("creating {name}.log"))?;
@@ -435,8 +445,8 @@ impl Proc {
         let stdout = child.stdout.take().context("no stdout")?;
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(value) = serde_json::from_str::<Value>(&line)
-                    && events.send((index, value)).is_err()
+                if let Ok(event) = serde_json::from_str::<Event>(&line)
+                    && events.send((index, event)).is_err()
                 {
                     break;
                 }
@@ -550,45 +560,47 @@ impl Table {
         }
     }
 
-    fn update(&mut self, who: usize, event: &Value) {
-        if event["event"] == "relay_added" {
+    fn update(&mut self, who: usize, event: &Event) {
+        if matches!(event, Event::RelayAdded { .. }) {
             self.relay_added = true;
         }
         let Some(row) = self.rows.get_mut(who) else {
             return;
         };
-        let u = |key: &str| event[key].as_u64();
-        match event["event"].as_str() {
-            Some("relay_stats") => {
-                let room = &event["rooms"][0];
-                if let Some(parent) = room["parent"].as_str() {
-                    row.parent = Some(parent.to_owned());
+        match event {
+            Event::RelayStats(stats) => {
+                if let Some(room) = stats.rooms.first() {
+                    if let Some(parent) = room.parent {
+                        row.parent = Some(parent.to_string());
+                    }
+                    row.depth = room.depth.map(u64::from).or(row.depth);
+                    row.children = room.children as u64;
+                    row.received = room.received;
                 }
-                row.depth = room["depth"].as_u64().or(row.depth);
-                row.children = room["children"].as_u64().unwrap_or(0);
-                row.received = room["received"].as_u64().unwrap_or(row.received);
             }
-            Some("hosting" | "joined" | "relay") => {
-                row.peer_id = event["peer_id"].as_str().unwrap_or_default().to_owned();
-            }
-            Some("audio_attached") if !event["repair_ms"].is_null() => row.repairs += 1,
-            Some("audio_stats") => {
+            Event::Hosting { peer_id, .. }
+            | Event::Joined { peer_id, .. }
+            | Event::Relay { peer_id, .. } => row.peer_id = peer_id.to_string(),
+            Event::AudioAttached {
+                repair_ms: Some(_), ..
+            } => row.repairs += 1,
+            Event::AudioStats(stats) => {
                 // While re-attaching (and as the room ends) a node has no parent: show the
                 // last one. The last report comes as the room closes: keep the tree as it was.
-                if let Some(parent) = event["parent"].as_str() {
-                    row.parent = Some(parent.to_owned());
+                if let Some(parent) = stats.parent {
+                    row.parent = Some(parent.to_string());
                 }
-                if event["final"] != true {
-                    row.depth = u("depth").or(row.depth);
-                    row.children = u("children").unwrap_or(0);
+                if !stats.r#final {
+                    row.depth = stats.depth.map(u64::from).or(row.depth);
+                    row.children = stats.children as u64;
                 }
-                row.received = u("received").unwrap_or(0);
-                row.expected = u("expected").unwrap_or(0);
-                row.delivered = u("delivered").unwrap_or(0);
-                row.buffer_ms = event["buffer_ms"].as_f64().unwrap_or(0.0);
-                row.p50 = u("latency_p50_ms");
-                row.p95 = u("latency_p95_ms");
-                if event["final"] == true {
+                row.received = stats.received;
+                row.expected = stats.expected;
+                row.delivered = stats.delivered;
+                row.buffer_ms = stats.buffer_ms;
+                row.p50 = stats.latency_p50_ms;
+                row.p95 = stats.latency_p95_ms;
+                if stats.r#final {
                     row.finished = true;
                 }
             }
@@ -681,24 +693,22 @@ impl Table {
         lines.len()
     }
 
-    fn json(&self) -> Vec<Value> {
+    fn json(&self) -> Vec<DemoNode> {
         self.rows
             .iter()
-            .map(|row| {
-                json!({
-                    "name": row.name,
-                    "relay": row.carrier,
-                    "peer_id": row.peer_id,
-                    "parent": row.parent.as_deref().map(|p| self.name_of(p)),
-                    "depth": row.depth,
-                    "children": row.children,
-                    "expected": row.expected,
-                    "delivered": row.delivered,
-                    "buffer_ms": row.buffer_ms,
-                    "latency_p50_ms": row.p50,
-                    "latency_p95_ms": row.p95,
-                    "repairs": row.repairs,
-                })
+            .map(|row| DemoNode {
+                name: row.name.clone(),
+                relay: row.carrier,
+                peer_id: row.peer_id.clone(),
+                parent: row.parent.as_deref().map(|p| self.name_of(p)),
+                depth: row.depth,
+                children: row.children,
+                expected: row.expected,
+                delivered: row.delivered,
+                buffer_ms: row.buffer_ms,
+                latency_p50_ms: row.p50,
+                latency_p95_ms: row.p95,
+                repairs: row.repairs,
             })
             .collect()
     }

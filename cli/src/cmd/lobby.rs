@@ -1,9 +1,8 @@
 //! `earshot rooms`: live public rooms, as announced on the lobby.
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use clap::Args;
 use earshot_node::identity::Identity;
-use earshot_node::net::NetConfig;
 use earshot_node::node::{Node, NodeConfig};
 use multiaddr::{Multiaddr, Protocol};
 use serde_json::json;
@@ -34,12 +33,7 @@ pub fn rooms(ctx: &Context, args: RoomsArgs) -> anyhow::Result<Exit> {
     // A throwaway identity: browsing the lobby says nothing about who you are, and works from the
     // same data directory as a node you host.
     let identity = Identity::ephemeral()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let found = runtime.block_on(async {
+    let found = crate::runtime::Runtime::new()?.run(async {
         let node = Node::spawn(
             identity,
             NodeConfig {
@@ -48,11 +42,7 @@ pub fn rooms(ctx: &Context, args: RoomsArgs) -> anyhow::Result<Exit> {
                         .parse()
                         .expect("valid multiaddr"),
                 ],
-                bootstrap: Vec::new(),
-                net: NetConfig::default(),
-                max_children: earshot_node::node::DEFAULT_MAX_CHILDREN,
-                relays: Vec::new(),
-                reachability: Default::default(),
+                ..NodeConfig::default()
             },
         )
         .await?;

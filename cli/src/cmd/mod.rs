@@ -12,7 +12,7 @@ pub mod identity;
 pub mod invite;
 pub mod live;
 pub mod lobby;
-pub mod reaching;
+pub mod reachability;
 pub mod recordings;
 pub mod relay;
 pub mod relay_config;

@@ -16,10 +16,9 @@ use serde_json::{Value, json};
 
 use earshot_node::home::Home;
 use earshot_node::identity::Identity;
-use earshot_node::net::NetConfig;
 use earshot_node::node::{Node, NodeConfig};
 use earshot_node::recording::replay::{
-    self, FetchEvent, FetchReport, FetchRequest, Holder, ReplayServer, Replays,
+    self, FetchEvent, FetchReport, FetchRequest, Holder, Replays,
 };
 use earshot_protocol::replay::{ManifestId, ReplayLink, ReplayManifest};
 use multiaddr::{Multiaddr, Protocol};
@@ -470,7 +469,7 @@ fn fetch(
     let replays = Replays::open(home.store())?;
     let identity = home.identity().clone();
     let json = ctx.json;
-    let report = runtime()?.block_on(async move {
+    let report = crate::runtime::Runtime::new()?.run(async move {
         let node = spawn_node(identity, listen).await?;
         let bar = Arc::new(Progress::new(json, "Fetching"));
         let on_event = {
@@ -654,14 +653,14 @@ fn serve(ctx: &Context, home: &Arc<Home>, listen: Vec<Multiaddr>) -> anyhow::Res
     let identity = home.identity().clone();
     let home = Arc::clone(home);
     let json = ctx.json;
-    runtime()?.block_on(async move {
+    crate::runtime::Runtime::new()?.run(async move {
         let node = spawn_node(identity, listen).await?;
         let serving = Arc::clone(&home);
         // Other commands on this data directory (say, `publish`) run through this node.
         let _control = earshot_node::control::serve(home.dir(), move |request| {
             crate::serve_command(Arc::clone(&serving), request)
         })?;
-        let _server = ReplayServer::start(node.audio_control(), replays)?;
+        let _server = node.serve_replays(replays)?;
         let me = node.peer_id();
         let addrs: Vec<Multiaddr> = node
             .listen_addrs()
@@ -709,12 +708,7 @@ fn serve(ctx: &Context, home: &Arc<Home>, listen: Vec<Multiaddr>) -> anyhow::Res
             }
             say!("Ctrl-C stops.");
         }
-        let mut sigterm =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = sigterm.recv() => {}
-        }
+        crate::runtime::stop_requested().await;
         node.shutdown().await;
         anyhow::Ok(())
     })
@@ -728,23 +722,12 @@ fn link_for(manifest: &ReplayManifest, addrs: &[Multiaddr]) -> ReplayLink {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
-}
-
 async fn spawn_node(identity: Identity, listen: Vec<Multiaddr>) -> anyhow::Result<Node> {
     Ok(Node::spawn(
         identity,
         NodeConfig {
             listen,
-            bootstrap: Vec::new(),
-            net: NetConfig::default(),
-            max_children: earshot_node::node::DEFAULT_MAX_CHILDREN,
-            relays: Vec::new(),
-            reachability: Default::default(),
+            ..NodeConfig::default()
         },
     )
     .await?)

@@ -15,7 +15,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use earshot_node::relay::{Admission, AudioRelay, RoomOptions};
+use earshot_node::fanout::{Admission, Fanout, FanoutOptions};
 use earshot_protocol::RoomId;
 use earshot_protocol::loudest::DEFAULT_FORWARDED;
 use futures::StreamExt;
@@ -331,8 +331,8 @@ impl Reopened {
 
 /// The host's room options, as `AudioSession::host` sets them: the host selects the loudest
 /// speakers (the benches have one, always selected).
-pub fn host_options() -> RoomOptions {
-    RoomOptions {
+pub fn host_options() -> FanoutOptions {
+    FanoutOptions {
         myself: None,
         forward_loudest: Some(DEFAULT_FORWARDED),
     }
@@ -343,7 +343,7 @@ pub fn admit_all() -> Admission {
 }
 
 /// Waits until `relay` feeds `n` children in `room`; panics after `within`.
-pub async fn attached(relay: &AudioRelay, room: RoomId, n: usize, within: Duration) {
+pub async fn attached(relay: &Fanout, room: RoomId, n: usize, within: Duration) {
     let mut children = relay.children(&room).expect("room is open");
     tokio::time::timeout(within, children.wait_for(|c| *c >= n))
         .await
@@ -353,7 +353,7 @@ pub async fn attached(relay: &AudioRelay, room: RoomId, n: usize, within: Durati
 
 /// Listens to `parent` in `room` for as long as the runtime lives, opening the stream again when
 /// it ends (as a member would, after asking the host); records why it ended.
-pub async fn keep_listening(relay: AudioRelay, room: RoomId, parent: PeerId, reopened: Reopened) {
+pub async fn keep_listening(relay: Fanout, room: RoomId, parent: PeerId, reopened: Reopened) {
     loop {
         let reason = match relay.listen(room, parent).await {
             Ok(_draining) => "the parent is leaving".to_owned(),

@@ -15,7 +15,7 @@ use std::time::Instant;
 use earshot_protocol::frame::{AudioFrame, SAMPLES_PER_FRAME, SpeakerId};
 use tokio::sync::mpsc;
 
-use crate::relay::Heard;
+use crate::fanout::Heard;
 
 use super::codec::{CodecError, VoiceEncoder};
 use super::device::{self, DeviceError, PlaybackSink};

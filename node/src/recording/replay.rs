@@ -881,7 +881,7 @@ pub async fn fetch(
     if holders.is_empty() && kept.is_none() {
         return Err(FetchError::NoHolders);
     }
-    let control = node.audio_control();
+    let control = node.streams();
     // Reach every holder at once.
     let dials = holders.iter().map(|holder| {
         let node = node.clone();
@@ -889,7 +889,8 @@ pub async fn fetch(
         async move {
             let result = tokio::time::timeout(DIAL_TIMEOUT, node.dial(holder.peer, holder.addrs))
                 .await
-                .unwrap_or_else(|_| Err(format!("no connection within {DIAL_TIMEOUT:?}")));
+                .map_err(|_| format!("no connection within {DIAL_TIMEOUT:?}"))
+                .and_then(|dialled| dialled.map_err(|err| err.to_string()));
             (holder.peer, result)
         }
     });

@@ -14,7 +14,7 @@
 //! At the host, frames (the host's own voice and the speakers') pass a [`Loudest`] selector:
 //! only the loudest few speakers go down the tree. A node leaving gracefully first sends its
 //! children a *leaving* marker (a length of `0xFFFF`) and keeps feeding them while they attach
-//! elsewhere ([`AudioRelay::hand_over`]); a child keeps the old stream until the new one is open
+//! elsewhere ([`Fanout::hand_over`]); a child keeps the old stream until the new one is open
 //! (the [`Draining`] guard), so a graceful departure costs its subtree no audio.
 
 use std::collections::HashMap;
@@ -71,7 +71,7 @@ pub type Admission = Arc<dyn Fn(RoomId, PeerId, StreamKind) -> bool + Send + Syn
 
 /// Why a stream failed.
 #[derive(Debug, thiserror::Error)]
-pub enum RelayError {
+pub enum StreamError {
     #[error("could not open an audio stream: {0}")]
     Open(String),
     #[error("audio stream: {0}")]
@@ -101,7 +101,7 @@ pub struct Heard {
 
 /// How a room's audio is handled at this node.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct RoomOptions {
+pub struct FanoutOptions {
     /// This node's own speaker id: its own voice coming back down the tree is not played.
     pub myself: Option<SpeakerId>,
     /// At the host: forward only this many speakers, the loudest (see [`Loudest`]).
@@ -121,7 +121,7 @@ impl Drop for Draining {
 
 /// Counters for one room's audio.
 #[derive(Debug, Default)]
-pub struct RelayStats {
+pub struct FanoutStats {
     pub received: AtomicU64,
     pub relayed: AtomicU64,
     /// Frames a slow child skipped.
@@ -142,7 +142,7 @@ struct RoomAudio {
     /// Set when this node leaves: children are told to move.
     leaving: Arc<watch::Sender<bool>>,
     playback: mpsc::Sender<Heard>,
-    stats: Arc<RelayStats>,
+    stats: Arc<FanoutStats>,
     myself: Option<SpeakerId>,
     loudest: Option<Loudest>,
     epoch: std::time::Instant,
@@ -156,18 +156,18 @@ struct RoomAudio {
 
 /// The node's audio plane. Cheap to clone.
 #[derive(Clone)]
-pub struct AudioRelay {
+pub struct Fanout {
     control: libp2p_stream::Control,
     rooms: Arc<Mutex<HashMap<RoomId, RoomAudio>>>,
 }
 
-impl std::fmt::Debug for AudioRelay {
+impl std::fmt::Debug for Fanout {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AudioRelay")
+        f.write_str("Fanout")
     }
 }
 
-impl AudioRelay {
+impl Fanout {
     /// Starts accepting audio streams. `admit` decides who may listen or speak in which room.
     pub fn start(mut control: libp2p_stream::Control, admit: Admission) -> Self {
         let relay = Self {
@@ -195,8 +195,8 @@ impl AudioRelay {
     }
 
     /// Takes part in a room's audio: frames heard go to the returned receiver (for playback).
-    pub fn open_room(&self, room: RoomId) -> (mpsc::Receiver<Heard>, Arc<RelayStats>) {
-        self.open_room_with(room, RoomOptions::default())
+    pub fn open_room(&self, room: RoomId) -> (mpsc::Receiver<Heard>, Arc<FanoutStats>) {
+        self.open_room_with(room, FanoutOptions::default())
     }
 
     /// [`Self::open_room`] with options (the host selects the loudest speakers; a speaker does
@@ -204,11 +204,11 @@ impl AudioRelay {
     pub fn open_room_with(
         &self,
         room: RoomId,
-        options: RoomOptions,
-    ) -> (mpsc::Receiver<Heard>, Arc<RelayStats>) {
+        options: FanoutOptions,
+    ) -> (mpsc::Receiver<Heard>, Arc<FanoutStats>) {
         let (fanout, _) = broadcast::channel(CHILD_QUEUE_FRAMES);
         let (playback, heard) = mpsc::channel(PLAYBACK_QUEUE_FRAMES);
-        let stats = Arc::new(RelayStats::default());
+        let stats = Arc::new(FanoutStats::default());
         let open = Arc::new(());
         tokio::spawn(self.clone().keep_alive(room, Arc::downgrade(&open)));
         self.lock().insert(
@@ -313,7 +313,7 @@ impl AudioRelay {
     /// caller re-attaches elsewhere) or the parent says it is leaving: then the parent's frames
     /// keep coming until the returned guard is dropped, which the caller does once attached
     /// elsewhere.
-    pub async fn listen(&self, room: RoomId, parent: PeerId) -> Result<Draining, RelayError> {
+    pub async fn listen(&self, room: RoomId, parent: PeerId) -> Result<Draining, StreamError> {
         self.listen_after(room, parent, &mut None).await
     }
 
@@ -325,8 +325,8 @@ impl AudioRelay {
         room: RoomId,
         parent: PeerId,
         previous: &mut Option<Draining>,
-    ) -> Result<Draining, RelayError> {
-        let not_started = |err: RelayError| RelayError::NotStarted(err.to_string());
+    ) -> Result<Draining, StreamError> {
+        let not_started = |err: StreamError| StreamError::NotStarted(err.to_string());
         let mut stream = self.open(parent).await.map_err(not_started)?;
         stream
             .write_all(&hello(StreamKind::Listen, &room))
@@ -341,9 +341,9 @@ impl AudioRelay {
             let read = match tokio::time::timeout(PARENT_SILENCE, read_frame(&mut stream)).await {
                 Ok(Ok(read)) => read,
                 Ok(Err(err)) if !started => return Err(not_started(err)),
-                Err(_) if !started => return Err(not_started(RelayError::Silent)),
+                Err(_) if !started => return Err(not_started(StreamError::Silent)),
                 Ok(Err(err)) => return Err(err),
-                Err(_) => return Err(RelayError::Silent),
+                Err(_) => return Err(StreamError::Silent),
             };
             started = true;
             previous.take();
@@ -379,7 +379,7 @@ impl AudioRelay {
         &self,
         room: RoomId,
         host: PeerId,
-    ) -> Result<mpsc::Sender<AudioFrame>, RelayError> {
+    ) -> Result<mpsc::Sender<AudioFrame>, StreamError> {
         let mut stream = self.open_speaking(room, host).await?;
         let (tx, mut rx) = mpsc::channel::<AudioFrame>(CHILD_QUEUE_FRAMES);
         let relay = self.clone();
@@ -412,27 +412,27 @@ impl AudioRelay {
         &self,
         room: RoomId,
         host: PeerId,
-    ) -> Result<libp2p::Stream, RelayError> {
+    ) -> Result<libp2p::Stream, StreamError> {
         let mut stream = self.open(host).await?;
         stream.write_all(&hello(StreamKind::Speak, &room)).await?;
         stream.flush().await?;
         Ok(stream)
     }
 
-    async fn open(&self, peer: PeerId) -> Result<libp2p::Stream, RelayError> {
+    async fn open(&self, peer: PeerId) -> Result<libp2p::Stream, StreamError> {
         tokio::time::timeout(
             OPEN_TIMEOUT,
             self.control.clone().open_stream(peer, AUDIO_PROTOCOL),
         )
         .await
-        .map_err(|_| RelayError::Open(format!("no stream to {peer} within {OPEN_TIMEOUT:?}")))?
-        .map_err(|err| RelayError::Open(err.to_string()))
+        .map_err(|_| StreamError::Open(format!("no stream to {peer} within {OPEN_TIMEOUT:?}")))?
+        .map_err(|err| StreamError::Open(err.to_string()))
     }
 
     /// A frame arrived (from the tree, or from a speaker at the host): pass it on and play it.
-    fn heard(&self, room: &RoomId, frame: AudioFrame) -> Result<(), RelayError> {
+    fn heard(&self, room: &RoomId, frame: AudioFrame) -> Result<(), StreamError> {
         let mut rooms = self.lock();
-        let audio = rooms.get_mut(room).ok_or(RelayError::NoRoom(*room))?;
+        let audio = rooms.get_mut(room).ok_or(StreamError::NoRoom(*room))?;
         audio.stats.received.fetch_add(1, Ordering::Relaxed);
         if !audio.selected(&frame) {
             return Ok(());
@@ -458,10 +458,10 @@ impl AudioRelay {
         peer: PeerId,
         mut stream: libp2p::Stream,
         admit: Admission,
-    ) -> Result<(), RelayError> {
+    ) -> Result<(), StreamError> {
         let mut hello_bytes = [0u8; HELLO_BYTES];
         stream.read_exact(&mut hello_bytes).await?;
-        let (kind, room) = parse_hello(&hello_bytes).ok_or(RelayError::Hello)?;
+        let (kind, room) = parse_hello(&hello_bytes).ok_or(StreamError::Hello)?;
         if !admit(room, peer, kind) {
             debug!(%peer, %room, ?kind, "audio stream refused");
             return Ok(());
@@ -470,7 +470,7 @@ impl AudioRelay {
             StreamKind::Listen => {
                 let (mut frames, stats, children, leaving) = {
                     let rooms = self.lock();
-                    let audio = rooms.get(&room).ok_or(RelayError::NoRoom(room))?;
+                    let audio = rooms.get(&room).ok_or(StreamError::NoRoom(room))?;
                     (
                         audio.fanout.subscribe(),
                         Arc::clone(&audio.stats),
@@ -508,12 +508,12 @@ impl AudioRelay {
                 let frame = match read_frame(&mut stream).await {
                     Ok(Read::Frame(frame)) => frame,
                     Ok(Read::KeepAlive | Read::Leaving) => continue,
-                    Err(RelayError::Frame(err)) => {
+                    Err(StreamError::Frame(err)) => {
                         if let Some(audio) = self.lock().get(&room) {
                             audio.stats.bad_streams.fetch_add(1, Ordering::Relaxed);
                         }
                         warn!(%peer, %err, "closed an audio stream that sent garbage");
-                        return Err(RelayError::Frame(err));
+                        return Err(StreamError::Frame(err));
                     }
                     Err(err) => return Err(err),
                 };
@@ -586,7 +586,7 @@ enum Read {
     Leaving,
 }
 
-async fn read_frame(stream: &mut libp2p::Stream) -> Result<Read, RelayError> {
+async fn read_frame(stream: &mut libp2p::Stream) -> Result<Read, StreamError> {
     let mut len = [0u8; 2];
     stream.read_exact(&mut len).await?;
     let len = u16::from_be_bytes(len);
@@ -605,7 +605,7 @@ async fn read_frame(stream: &mut libp2p::Stream) -> Result<Read, RelayError> {
     Ok(Read::Frame(AudioFrame::decode(&bytes)?))
 }
 
-async fn write_frame(stream: &mut libp2p::Stream, bytes: &[u8]) -> Result<(), RelayError> {
+async fn write_frame(stream: &mut libp2p::Stream, bytes: &[u8]) -> Result<(), StreamError> {
     let len = u16::try_from(bytes.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
     stream.write_all(&len.to_be_bytes()).await?;

@@ -7,7 +7,7 @@
 //! from invite links (a link's `…/p2p/RELAY/p2p-circuit/p2p/HOST` address names one), and from
 //! any connected peer whose identify lists the circuit relay's hop protocol.
 //!
-//! In [`ReachMode::Auto`] a node is public once AutoNAT confirms one of its addresses and
+//! In [`Mode::Auto`] a node is public once AutoNAT confirms one of its addresses and
 //! private when [`PROBE_GRACE`] after a failed probe none succeeded (a node has addresses that
 //! fail, say an interface no one can route to, next to one that works), or when no verdict came
 //! within [`VERDICT_WAIT`] of knowing a relay (an AutoNAT server is then usually the relay itself: a node that cannot be probed is
@@ -17,13 +17,13 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use libp2p::multiaddr::Protocol;
+use earshot_protocol::addr::{circuit_through, is_relayed, peer_of, with_peer};
 use libp2p::{Multiaddr, PeerId};
 
 /// Reservations a private node keeps (on different relays): one relay going away leaves it
 /// reachable through the other while it finds a replacement.
 pub const WANTED_RESERVATIONS: usize = 2;
-/// How long a node in [`ReachMode::Auto`] waits for AutoNAT's verdict once it knows a relay.
+/// How long a node in [`Mode::Auto`] waits for AutoNAT's verdict once it knows a relay.
 pub const VERDICT_WAIT: Duration = Duration::from_secs(8);
 /// How long after a failed AutoNAT probe the node waits for another one to succeed before it
 /// takes itself as private.
@@ -33,7 +33,7 @@ pub const RELAY_BACKOFF: Duration = Duration::from_secs(30);
 
 /// What the node is told about its reachability.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ReachMode {
+pub enum Mode {
     /// Ask AutoNAT; reserve on relays if the node turns out not to be reachable.
     #[default]
     Auto,
@@ -43,14 +43,14 @@ pub enum ReachMode {
     Private,
 }
 
-impl std::str::FromStr for ReachMode {
+impl std::str::FromStr for Mode {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
         match text {
-            "auto" => Ok(ReachMode::Auto),
-            "public" => Ok(ReachMode::Public),
-            "private" => Ok(ReachMode::Private),
+            "auto" => Ok(Mode::Auto),
+            "public" => Ok(Mode::Public),
+            "private" => Ok(Mode::Private),
             other => Err(format!(
                 "unknown reachability {other:?} (expected auto, public or private)"
             )),
@@ -58,18 +58,19 @@ impl std::str::FromStr for ReachMode {
     }
 }
 
-impl ReachMode {
+impl Mode {
     pub fn as_str(self) -> &'static str {
         match self {
-            ReachMode::Auto => "auto",
-            ReachMode::Public => "public",
-            ReachMode::Private => "private",
+            Mode::Auto => "auto",
+            Mode::Public => "public",
+            Mode::Private => "private",
         }
     }
 }
 
 /// What the node knows about its own reachability.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Reachability {
     /// No verdict yet.
     Unknown,
@@ -122,24 +123,24 @@ enum RelayState {
 
 /// The reachability planner. See the module documentation.
 #[derive(Debug)]
-pub struct Reach {
-    mode: ReachMode,
+pub struct Planner {
+    mode: Mode,
     verdict: Reachability,
     relays: HashMap<PeerId, Relay>,
     /// Relays in the order they became known (configuration first).
     order: Vec<PeerId>,
-    /// When a verdict is due in [`ReachMode::Auto`] (set once a relay is known).
+    /// When a verdict is due in [`Mode::Auto`] (set once a relay is known).
     verdict_due: Option<Instant>,
 }
 
-impl Reach {
-    pub fn new(mode: ReachMode) -> Self {
+impl Planner {
+    pub fn new(mode: Mode) -> Self {
         Self {
             mode,
             verdict: match mode {
-                ReachMode::Auto => Reachability::Unknown,
-                ReachMode::Public => Reachability::Public,
-                ReachMode::Private => Reachability::Private,
+                Mode::Auto => Reachability::Unknown,
+                Mode::Public => Reachability::Public,
+                Mode::Private => Reachability::Private,
             },
             relays: HashMap::new(),
             order: Vec::new(),
@@ -147,7 +148,7 @@ impl Reach {
         }
     }
 
-    pub fn mode(&self) -> ReachMode {
+    pub fn mode(&self) -> Mode {
         self.mode
     }
 
@@ -206,7 +207,7 @@ impl Reach {
 
     /// An AutoNAT probe of one of this node's addresses came back.
     pub fn probed(&mut self, reachable: bool, now: Instant) -> Vec<Action> {
-        if self.mode != ReachMode::Auto {
+        if self.mode != Mode::Auto {
             return Vec::new();
         }
         let mut actions = Vec::new();
@@ -272,7 +273,7 @@ impl Reach {
             },
         );
         self.order.push(peer);
-        if self.mode == ReachMode::Auto && self.verdict_due.is_none() {
+        if self.mode == Mode::Auto && self.verdict_due.is_none() {
             self.verdict_due = Some(now + VERDICT_WAIT);
         }
     }
@@ -295,49 +296,11 @@ impl Reach {
                 relay.state = RelayState::Reserved;
                 actions.push(Action::Reserve {
                     relay: peer,
-                    addr: relay.addr.clone().with(Protocol::P2pCircuit),
+                    addr: circuit_through(&relay.addr).unwrap_or_else(|| relay.addr.clone()),
                 });
             }
         }
         actions
-    }
-}
-
-/// The relays named in an invite link's addresses: the part before `/p2p-circuit` of each
-/// relayed address.
-pub fn relays_in(addrs: &[Multiaddr]) -> Vec<Multiaddr> {
-    addrs
-        .iter()
-        .filter_map(|addr| {
-            let mut relay = Multiaddr::empty();
-            for protocol in addr.iter() {
-                if matches!(protocol, Protocol::P2pCircuit) {
-                    return peer_of(&relay).is_some().then_some(relay);
-                }
-                relay.push(protocol);
-            }
-            None
-        })
-        .collect()
-}
-
-/// Whether `addr` goes through a circuit relay.
-pub fn is_relayed(addr: &Multiaddr) -> bool {
-    addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
-}
-
-fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
-    match addr.iter().last() {
-        Some(Protocol::P2p(peer)) => Some(peer),
-        _ => None,
-    }
-}
-
-fn with_peer(addr: Multiaddr, peer: PeerId) -> Multiaddr {
-    if peer_of(&addr).is_some() {
-        addr
-    } else {
-        addr.with(Protocol::P2p(peer))
     }
 }
 

@@ -1,4 +1,5 @@
 use super::*;
+use libp2p::multiaddr::Protocol;
 
 fn relay_addr(port: u16) -> (PeerId, Multiaddr) {
     let peer = PeerId::random();
@@ -21,7 +22,7 @@ fn reserved_on(actions: &[Action]) -> Vec<PeerId> {
 #[test]
 fn a_private_node_reserves_on_two_relays_at_once() {
     let now = Instant::now();
-    let mut reach = Reach::new(ReachMode::Private);
+    let mut reach = Planner::new(Mode::Private);
     let (a, a_addr) = relay_addr(1);
     let (b, b_addr) = relay_addr(2);
     let (c, c_addr) = relay_addr(3);
@@ -49,7 +50,7 @@ fn a_private_node_reserves_on_two_relays_at_once() {
 #[test]
 fn a_public_node_never_reserves() {
     let now = Instant::now();
-    let mut reach = Reach::new(ReachMode::Public);
+    let mut reach = Planner::new(Mode::Public);
     let (a, a_addr) = relay_addr(1);
     assert!(reserved_on(&reach.serves_relay(a, &a_addr, now)).is_empty());
     assert!(reach.probed(false, now).is_empty());
@@ -60,7 +61,7 @@ fn a_public_node_never_reserves() {
 #[test]
 fn auto_reserves_when_autonat_says_unreachable() {
     let now = Instant::now();
-    let mut reach = Reach::new(ReachMode::Auto);
+    let mut reach = Planner::new(Mode::Auto);
     let (a, a_addr) = relay_addr(1);
     assert!(reserved_on(&reach.serves_relay(a, &a_addr, now)).is_empty());
     assert_eq!(reach.verdict(), Reachability::Unknown);
@@ -83,7 +84,7 @@ fn auto_reserves_when_autonat_says_unreachable() {
 #[test]
 fn auto_stays_direct_when_autonat_confirms() {
     let now = Instant::now();
-    let mut reach = Reach::new(ReachMode::Auto);
+    let mut reach = Planner::new(Mode::Auto);
     let (a, a_addr) = relay_addr(1);
     reach.serves_relay(a, &a_addr, now);
     assert_eq!(
@@ -98,7 +99,7 @@ fn auto_stays_direct_when_autonat_confirms() {
 #[test]
 fn a_success_within_the_grace_after_a_failure_is_public() {
     let now = Instant::now();
-    let mut reach = Reach::new(ReachMode::Auto);
+    let mut reach = Planner::new(Mode::Auto);
     let (a, a_addr) = relay_addr(1);
     reach.serves_relay(a, &a_addr, now);
     assert!(reach.probed(false, now).is_empty());
@@ -113,7 +114,7 @@ fn a_success_within_the_grace_after_a_failure_is_public() {
 #[test]
 fn a_relay_listened_through_already_is_not_asked_twice() {
     let now = Instant::now();
-    let mut reach = Reach::new(ReachMode::Private);
+    let mut reach = Planner::new(Mode::Private);
     let (a, a_addr) = relay_addr(1);
     let (b, b_addr) = relay_addr(2);
     reach.listening_via(&a_addr, now);
@@ -127,7 +128,7 @@ fn a_relay_listened_through_already_is_not_asked_twice() {
 #[test]
 fn auto_without_a_verdict_falls_back_to_the_relay() {
     let now = Instant::now();
-    let mut reach = Reach::new(ReachMode::Auto);
+    let mut reach = Planner::new(Mode::Auto);
     let (a, a_addr) = relay_addr(1);
     reach.serves_relay(a, &a_addr, now);
     assert!(reach.tick(now + VERDICT_WAIT / 2).is_empty());
@@ -139,7 +140,7 @@ fn auto_without_a_verdict_falls_back_to_the_relay() {
 #[test]
 fn relayed_connections_do_not_name_relays() {
     let now = Instant::now();
-    let mut reach = Reach::new(ReachMode::Private);
+    let mut reach = Planner::new(Mode::Private);
     let (_, a_addr) = relay_addr(1);
     let relayed = a_addr.with(Protocol::P2pCircuit);
     assert!(
@@ -151,34 +152,17 @@ fn relayed_connections_do_not_name_relays() {
 }
 
 #[test]
-fn relays_are_read_from_a_links_addresses() {
-    let (_, relay) = relay_addr(7);
-    let host = PeerId::random();
-    let direct: Multiaddr = "/ip4/10.0.0.1/udp/9/quic-v1".parse().expect("valid");
-    let relayed = relay
-        .clone()
-        .with(Protocol::P2pCircuit)
-        .with(Protocol::P2p(host));
-    assert_eq!(relays_in(&[direct, relayed]), vec![relay]);
-    // A circuit address without the relay's id names no relay.
-    let anonymous: Multiaddr = "/ip4/10.0.0.1/udp/9/quic-v1/p2p-circuit"
-        .parse()
-        .expect("valid");
-    assert!(relays_in(&[anonymous]).is_empty());
-}
-
-#[test]
 fn modes_parse_and_print() {
-    for mode in [ReachMode::Auto, ReachMode::Public, ReachMode::Private] {
-        assert_eq!(mode.as_str().parse::<ReachMode>(), Ok(mode));
+    for mode in [Mode::Auto, Mode::Public, Mode::Private] {
+        assert_eq!(mode.as_str().parse::<Mode>(), Ok(mode));
     }
-    assert!("sometimes".parse::<ReachMode>().is_err());
+    assert!("sometimes".parse::<Mode>().is_err());
 }
 
 #[test]
 fn a_relay_named_by_a_link_is_not_dialled_again() {
     let now = Instant::now();
-    let mut reach = Reach::new(ReachMode::Private);
+    let mut reach = Planner::new(Mode::Private);
     let (a, a_addr) = relay_addr(1);
     let actions = reach.named(&a_addr, now);
     assert!(

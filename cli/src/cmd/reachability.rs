@@ -13,7 +13,9 @@ use std::path::Path;
 use anyhow::{Context as _, bail};
 use clap::Args;
 use earshot_node::nat::NatKind;
-use earshot_node::reach::ReachMode;
+use earshot_node::net::NetConfig;
+use earshot_node::node::NodeConfig;
+use earshot_node::reachability::Mode;
 use multiaddr::{Multiaddr, Protocol};
 use serde::Deserialize;
 
@@ -21,7 +23,7 @@ use serde::Deserialize;
 pub const CONFIG_FILE: &str = "config.toml";
 
 #[derive(Debug, Args, Clone, Default)]
-pub struct ReachArgs {
+pub struct ReachabilityArgs {
     /// A peer to connect to at start, ending in /p2p/PEERID (repeatable). A community relay
     /// given here is used when this node turns out not to be reachable.
     #[arg(long, value_name = "MULTIADDR")]
@@ -29,7 +31,7 @@ pub struct ReachArgs {
     /// `auto` asks AutoNAT (through the relays) whether peers can dial you and, if not,
     /// reserves a slot on a relay; `public` never does; `private` always does.
     #[arg(long, value_name = "auto|public|private")]
-    pub reachability: Option<ReachMode>,
+    pub reachability: Option<Mode>,
     /// Refuse inbound connections as a home router would, `cone` (hole punching works) or
     /// `symmetric` (it does not): for testing NAT traversal on one machine.
     #[arg(long, hide = true, value_name = "cone|symmetric")]
@@ -38,10 +40,10 @@ pub struct ReachArgs {
 
 /// The node's reachability settings, from its config file and the command line.
 #[derive(Debug, Clone, Default)]
-pub struct Reaching {
+pub struct ReachabilitySettings {
     pub bootstrap: Vec<Multiaddr>,
     pub relays: Vec<Multiaddr>,
-    pub mode: ReachMode,
+    pub mode: Mode,
     pub emulate_nat: Option<NatKind>,
 }
 
@@ -53,9 +55,9 @@ struct File {
     reachability: Option<String>,
 }
 
-impl Reaching {
+impl ReachabilitySettings {
     /// Reads `DIR/config.toml` (if there is one) and applies the command line over it.
-    pub fn load(dir: &Path, args: &ReachArgs) -> anyhow::Result<Reaching> {
+    pub fn load(dir: &Path, args: &ReachabilityArgs) -> anyhow::Result<ReachabilitySettings> {
         let path = dir.join(CONFIG_FILE);
         let file = match std::fs::read_to_string(&path) {
             Ok(text) => toml::from_str::<File>(&text)
@@ -75,14 +77,14 @@ impl Reaching {
             (None, Some(text)) => text
                 .parse()
                 .map_err(|err| anyhow::anyhow!("{}: reachability: {err}", path.display()))?,
-            (None, None) => ReachMode::Auto,
+            (None, None) => Mode::Auto,
         };
         let bootstrap = args
             .bootstrap
             .iter()
             .map(|addr| with_peer_id(addr.clone(), "--bootstrap"))
             .collect::<anyhow::Result<_>>()?;
-        Ok(Reaching {
+        Ok(ReachabilitySettings {
             bootstrap,
             relays,
             mode,
@@ -90,9 +92,20 @@ impl Reaching {
         })
     }
 
-    /// Whether this node may end up reachable through a relay it was told about.
-    pub fn may_use_relays(&self) -> bool {
-        self.mode != ReachMode::Public && !(self.relays.is_empty() && self.bootstrap.is_empty())
+    /// The node's configuration: these settings, listening on `listen`, feeding up to
+    /// `max_children` in each room's tree.
+    pub fn node_config(&self, listen: Vec<Multiaddr>, max_children: u16) -> NodeConfig {
+        NodeConfig {
+            listen,
+            bootstrap: self.bootstrap.clone(),
+            net: NetConfig {
+                emulate_nat: self.emulate_nat,
+                ..NetConfig::default()
+            },
+            max_children,
+            relays: self.relays.clone(),
+            reachability: self.mode,
+        }
     }
 }
 
@@ -107,12 +120,12 @@ fn with_peer_id(addr: Multiaddr, what: &str) -> anyhow::Result<Multiaddr> {
 mod tests {
     use super::*;
 
-    fn load(text: Option<&str>, args: &ReachArgs) -> anyhow::Result<Reaching> {
+    fn load(text: Option<&str>, args: &ReachabilityArgs) -> anyhow::Result<ReachabilitySettings> {
         let dir = tempfile::tempdir().expect("tempdir");
         if let Some(text) = text {
             std::fs::write(dir.path().join(CONFIG_FILE), text).expect("write");
         }
-        Reaching::load(dir.path(), args)
+        ReachabilitySettings::load(dir.path(), args)
     }
 
     const RELAY: &str =
@@ -121,45 +134,48 @@ mod tests {
     #[test]
     fn the_file_names_relays_and_the_command_line_wins() {
         let text = format!("relays = [\"{RELAY}\"]\nreachability = \"private\"\n");
-        let reaching = load(Some(&text), &ReachArgs::default()).expect("valid");
+        let settings = load(Some(&text), &ReachabilityArgs::default()).expect("valid");
         assert_eq!(
-            reaching.relays,
+            settings.relays,
             vec![RELAY.parse::<Multiaddr>().expect("valid")]
         );
-        assert_eq!(reaching.mode, ReachMode::Private);
-        assert!(reaching.may_use_relays());
-        let args = ReachArgs {
-            reachability: Some(ReachMode::Public),
-            ..ReachArgs::default()
+        assert_eq!(settings.mode, Mode::Private);
+        assert!(settings.node_config(Vec::new(), 1).may_use_relays());
+        let args = ReachabilityArgs {
+            reachability: Some(Mode::Public),
+            ..ReachabilityArgs::default()
         };
-        let reaching = load(Some(&text), &args).expect("valid");
-        assert_eq!(reaching.mode, ReachMode::Public);
-        assert!(!reaching.may_use_relays());
+        let settings = load(Some(&text), &args).expect("valid");
+        assert_eq!(settings.mode, Mode::Public);
+        assert!(!settings.node_config(Vec::new(), 1).may_use_relays());
     }
 
     #[test]
     fn no_file_is_auto_without_relays() {
-        let reaching = load(None, &ReachArgs::default()).expect("valid");
-        assert_eq!(reaching.mode, ReachMode::Auto);
-        assert!(reaching.relays.is_empty());
-        assert!(!reaching.may_use_relays());
+        let settings = load(None, &ReachabilityArgs::default()).expect("valid");
+        assert_eq!(settings.mode, Mode::Auto);
+        assert!(settings.relays.is_empty());
+        assert!(!settings.node_config(Vec::new(), 1).may_use_relays());
     }
 
     #[test]
     fn mistakes_name_the_setting() {
         let err = load(
             Some("relays = [\"/ip4/1.2.3.4/tcp/1\"]"),
-            &ReachArgs::default(),
+            &ReachabilityArgs::default(),
         )
         .expect_err("no peer id");
         assert!(
             format!("{err:#}").contains("must end in /p2p/PEERID"),
             "{err:#}"
         );
-        let err =
-            load(Some("reachability = \"maybe\""), &ReachArgs::default()).expect_err("bad mode");
+        let err = load(
+            Some("reachability = \"maybe\""),
+            &ReachabilityArgs::default(),
+        )
+        .expect_err("bad mode");
         assert!(format!("{err:#}").contains("reachability"), "{err:#}");
-        let err = load(Some("relay = []"), &ReachArgs::default()).expect_err("unknown key");
+        let err = load(Some("relay = []"), &ReachabilityArgs::default()).expect_err("unknown key");
         assert!(format!("{err:#}").contains("unknown field"), "{err:#}");
     }
 }

@@ -1,0 +1,335 @@
+//! Events for people: each [`Event`] as the lines `earshot host`, `join` and `relay` print in
+//! text mode (with `--json` the event itself is printed, see [`crate::output::print_event`]).
+
+use std::collections::HashMap;
+
+use earshot_node::event::{AudioStats, CloseReason, Event, TreeNode};
+use earshot_node::reachability::Reachability;
+use earshot_protocol::PeerKey;
+use earshot_protocol::state::{LeaveReason, RoomRole};
+use multiaddr::PeerId;
+
+/// What the text view remembers between events.
+#[derive(Debug, Default)]
+pub struct Text {
+    /// Display names of everyone seen, for events that name a peer only by id.
+    names: HashMap<PeerKey, String>,
+    /// The reachability last told.
+    reachability: Option<Reachability>,
+    /// Addresses already shown (the hosting lines list the relayed ones).
+    shown: Vec<multiaddr::Multiaddr>,
+    /// Relay status reports seen (one in sixty is printed: a line a minute).
+    relay_reports: u64,
+}
+
+impl Text {
+    /// The lines for `event` (none for events people need not see).
+    pub fn lines(&mut self, event: &Event) -> Vec<String> {
+        self.learn(event);
+        let line = |text: String| vec![text];
+        match event {
+            Event::Hosting {
+                room,
+                title,
+                addrs,
+                reachability,
+                listener_link,
+                ..
+            } => {
+                let mut lines = vec![format!("Hosting \"{title}\" ({room})")];
+                for addr in addrs {
+                    if earshot_protocol::addr::is_relayed(addr) {
+                        lines.push(format!("  reachable through a relay at {addr}"));
+                    } else if *reachability == Some(Reachability::Private) {
+                        lines.push(format!(
+                            "  at {addr} (not reachable from outside, says AutoNAT)"
+                        ));
+                    } else {
+                        lines.push(format!("  reachable at {addr}"));
+                    }
+                }
+                lines.push(format!("Listener link (7 days):\n{listener_link}"));
+                lines.push(
+                    "Type /help for commands; anything else is chat. /end closes the room.".into(),
+                );
+                lines
+            }
+            Event::Joined {
+                title,
+                role,
+                members,
+                recording,
+                ..
+            } => {
+                let on_stage = members.iter().filter(|m| m.role.on_stage()).count();
+                let mut lines = vec![format!(
+                    "Joined \"{title}\" as {} ({} here, {on_stage} on stage)",
+                    role.as_str(),
+                    members.len()
+                )];
+                if *recording {
+                    lines.push("● This room is being recorded.".into());
+                }
+                lines.push("Type /help for commands; anything else is chat. /leave to go.".into());
+                lines
+            }
+            Event::ReachableViaRelay { addr } => {
+                if self.shown.contains(addr) {
+                    return Vec::new();
+                }
+                self.shown.push(addr.clone());
+                line(format!("Reachable through a relay at {addr}"))
+            }
+            Event::Reachability { status } => {
+                if self.reachability.replace(*status) == Some(*status) {
+                    return Vec::new();
+                }
+                match status {
+                    Reachability::Public => line("Peers can reach you directly.".into()),
+                    Reachability::Private => {
+                        line("Peers cannot reach you directly; asking relays for a slot.".into())
+                    }
+                    Reachability::Unknown => Vec::new(),
+                }
+            }
+            Event::Rejected {
+                from: Some(from),
+                reason,
+                ..
+            } => line(format!("! refused a message relayed by {from}: {reason}")),
+            Event::Closed { reason, .. } => line(
+                match reason {
+                    CloseReason::Left => "You left the room.",
+                    CloseReason::Ended => "The room has ended.",
+                    CloseReason::Removed => "You were removed from the room.",
+                }
+                .into(),
+            ),
+            Event::AudioAttached {
+                parent,
+                depth,
+                repair_ms: Some(repair),
+                ..
+            } => line(format!(
+                "Audio: now from {} (depth {depth}), after {repair:.0} ms",
+                self.name_of_peer(parent)
+            )),
+            Event::Recording { recording, .. } => line(format!(
+                "● Recording to {} (earshot recordings show {})",
+                recording.short(),
+                recording.short()
+            )),
+            Event::RecordingSaved {
+                recording,
+                state,
+                seconds,
+                ..
+            } => line(format!(
+                "○ Recording {} saved ({seconds:.0} s, {state}); export it with `earshot \
+                 recordings export {} FILE.opus`",
+                recording.short(),
+                recording.short()
+            )),
+            Event::ReplayPublished {
+                recording,
+                manifest,
+                ..
+            } => line(format!(
+                "▶ Published as a replay (manifest {manifest}); `earshot recordings publish {}` \
+                 prints its link",
+                recording.short()
+            )),
+            Event::RelayAdded { relay, .. } => {
+                line(format!("The relay {relay} will carry the room's audio."))
+            }
+            Event::Invite {
+                role,
+                expires_at,
+                link,
+            } => line(format!("{role} link, valid until {expires_at}:\n{link}")),
+            Event::SelfMuted { muted: true } => line("Your microphone is off.".into()),
+            Event::SelfMuted { muted: false } => line("Your microphone is on.".into()),
+            Event::Note { message } => line(format!("Note: {message}")),
+            Event::Relay {
+                peer_id,
+                addrs,
+                metrics,
+            } => {
+                let mut lines = vec![format!("Relay {peer_id} is running.")];
+                lines.extend(addrs.iter().map(|addr| format!("  reachable at {addr}")));
+                if let Some(url) = metrics {
+                    lines.push(format!("  metrics at {url}"));
+                }
+                lines.push(
+                    "Give nodes one of the addresses above as --bootstrap. Ctrl-C or SIGTERM \
+                     stops it."
+                        .into(),
+                );
+                lines
+            }
+            Event::Carrying { room, title, host } => {
+                line(format!("Carrying \"{title}\" ({room}) for {host}"))
+            }
+            Event::RelayStats(stats) => {
+                self.relay_reports += 1;
+                if !self.relay_reports.is_multiple_of(60) {
+                    return Vec::new();
+                }
+                line(format!(
+                    "{} peers; {} rooms carried, {} listeners fed, {} kbit/s up; {} \
+                     reservations, {} circuits",
+                    stats.peers,
+                    stats.rooms.len(),
+                    stats.children,
+                    stats.upload_kbps,
+                    stats.reservations,
+                    stats.circuits,
+                ))
+            }
+            Event::Stopped => line("Relay stopped.".into()),
+            // Moves in the tree are for /tree, not for the conversation.
+            Event::TreeMoved { .. } => Vec::new(),
+            change => self.change(change).map(line).unwrap_or_default(),
+        }
+    }
+
+    /// A room's change, as a line of the conversation.
+    fn change(&self, event: &Event) -> Option<String> {
+        Some(match event {
+            Event::MemberJoined { name, role, .. } => {
+                format!("→ {name} joined ({})", role.as_str())
+            }
+            Event::MemberLeft { name, reason, .. } => match reason {
+                LeaveReason::Left => format!("← {name} left"),
+                LeaveReason::TimedOut => format!("← {name} dropped out (no heartbeat)"),
+                LeaveReason::Removed => format!("← {name} is out"),
+            },
+            Event::RoleChanged {
+                name,
+                role,
+                by_name,
+                ..
+            } => format!(
+                "★ {name} is now {} {} (by {by_name})",
+                article(*role),
+                role.as_str()
+            ),
+            Event::HandRaised { name, .. } => format!("✋ {name} raised a hand"),
+            Event::HandLowered { name, .. } => format!("  {name} lowered their hand"),
+            Event::Muted { name, by_name, .. } => format!("🔇 {name} was muted by {by_name}"),
+            Event::Unmuted { name, by_name, .. } => format!("🔈 {name} was unmuted by {by_name}"),
+            Event::Removed { name, by_name, .. } => format!("✖ {name} was removed by {by_name}"),
+            Event::Chat { name, text, .. } => format!("[{name}] {text}"),
+            Event::Reaction { name, emoji, .. } => format!("{name} {emoji}"),
+            Event::RecordingStarted { by_name, .. } => format!("● recording started by {by_name}"),
+            Event::RecordingStopped { by_name, .. } => format!("○ recording stopped by {by_name}"),
+            Event::RoomEnded { by_name, .. } => format!("The room was ended by {by_name}"),
+            Event::ReplayAvailable {
+                name,
+                title,
+                bytes,
+                link,
+                ..
+            } => format!(
+                "▶ {name} shared a replay of \"{title}\" ({} KiB): earshot recordings fetch {link}",
+                bytes / 1024
+            ),
+            Event::MemberRecordingStarted { name, .. } => {
+                format!("● {name} is recording what they hear")
+            }
+            Event::MemberRecordingStopped { name, .. } => format!("○ {name} stopped recording"),
+            _ => return None,
+        })
+    }
+
+    /// Remembers names and what was shown.
+    fn learn(&mut self, event: &Event) {
+        match event {
+            Event::Joined { members, .. } | Event::Who { members, .. } => {
+                for member in members {
+                    self.names.insert(member.peer_id, member.name.clone());
+                }
+            }
+            Event::MemberJoined { member, name, .. } => {
+                self.names.insert(*member, name.clone());
+            }
+            Event::Hosting { addrs, .. } => {
+                self.shown.extend(addrs.iter().cloned());
+            }
+            _ => {}
+        }
+    }
+
+    fn name_of_peer(&self, peer: &PeerId) -> String {
+        match PeerKey::from_peer_id(peer) {
+            Ok(key) => self.name(&key),
+            Err(_) => peer.to_string(),
+        }
+    }
+
+    pub fn name(&self, key: &PeerKey) -> String {
+        self.names.get(key).cloned().unwrap_or_else(|| key.short())
+    }
+
+    /// `/audio`: this node's audio, for people.
+    pub fn audio(&self, stats: &AudioStats, host: bool) -> Vec<String> {
+        let mut lines = Vec::new();
+        match (&stats.parent, stats.depth) {
+            (Some(parent), depth) => lines.push(format!(
+                "Audio from {} (depth {}), feeding {} listener(s)",
+                self.name_of_peer(parent),
+                depth.map_or("?".to_owned(), |d| d.to_string()),
+                stats.children
+            )),
+            (None, _) if host => lines.push(format!(
+                "Audio: you are the root, feeding {} listener(s)",
+                stats.children
+            )),
+            (None, _) => lines.push("Audio: not attached to the tree right now".into()),
+        }
+        let lost = stats.concealed + stats.late + stats.skipped;
+        let heard = (stats.played + stats.recovered + lost).max(1);
+        let ms = |value: Option<u64>| value.map_or("-".into(), |v| v.to_string());
+        lines.push(format!(
+            "  received {} frames, played {}, recovered {}, lost {} ({:.1}%); buffer {:.0} ms; \
+             mouth-to-ear {} ms (p50), {} ms (p95)",
+            stats.received,
+            stats.played,
+            stats.recovered,
+            lost,
+            100.0 * lost as f64 / heard as f64,
+            stats.buffer_ms,
+            ms(stats.latency_p50_ms),
+            ms(stats.latency_p95_ms),
+        ));
+        if stats.speaking {
+            lines.push(format!(
+                "  speaking{}",
+                if stats.self_muted {
+                    " (muted by you)"
+                } else {
+                    ""
+                }
+            ));
+        }
+        lines
+    }
+
+    /// `/tree`: one line per node, indented by depth.
+    pub fn tree(&self, nodes: &[TreeNode]) -> Vec<String> {
+        nodes
+            .iter()
+            .map(|node| match node.depth {
+                Some(depth) => format!("{}{}", "  ".repeat(usize::from(depth)), node.name),
+                None => format!("  (not attached) {}", node.name),
+            })
+            .collect()
+    }
+}
+
+fn article(role: RoomRole) -> &'static str {
+    match role {
+        RoomRole::Listener | RoomRole::Speaker | RoomRole::Moderator => "a",
+        RoomRole::Host => "the",
+    }
+}

@@ -1,0 +1,800 @@
+//! What a node tells its front ends: one typed event, in one place.
+//!
+//! [`Event`] is what [`crate::Node::subscribe`] delivers, what `earshot --json` prints (one
+//! object per line, tagged by `"event"`, snake_case), what `earshot demo` reads back from the
+//! nodes it runs, and what the tests deserialize. The CLI also renders each event as a line of
+//! text for people. Peers are printed as libp2p PeerIds, rooms and recordings as their base32
+//! ids, times as RFC 3339.
+//!
+//! Events about a room carry `room`. A front end follows its room by filtering on it.
+
+use earshot_protocol::replay::{ManifestId, ReplayLink};
+use earshot_protocol::state::{LeaveReason, Member, RoomChange, RoomRole, RoomState};
+use earshot_protocol::{InviteLink, PeerKey, RecordingId, Role, RoomId, Timestamp};
+use libp2p::{Multiaddr, PeerId};
+use serde::{Deserialize, Serialize};
+use serde_with::{DisplayFromStr, serde_as};
+
+use crate::reachability::Reachability;
+
+/// Something that happened, for user interfaces, scripts and tests.
+#[serde_as]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    // ---- The node and the network.
+    /// The node listens on a new address.
+    Listening {
+        #[serde_as(as = "DisplayFromStr")]
+        addr: Multiaddr,
+    },
+    /// AutoNAT's verdict (or the configured one) on whether peers can dial this node.
+    Reachability { status: Reachability },
+    /// This node can now be reached through a community relay at `addr`.
+    ReachableViaRelay {
+        #[serde_as(as = "DisplayFromStr")]
+        addr: Multiaddr,
+    },
+    /// A relayed connection to `peer` was upgraded to a direct one (DCUtR hole punching).
+    DirectConnection {
+        #[serde_as(as = "DisplayFromStr")]
+        peer: PeerId,
+    },
+    /// A public room was announced on the lobby (or re-announced).
+    Announced {
+        #[serde_as(as = "DisplayFromStr")]
+        room: RoomId,
+    },
+    /// Something this node was sent was refused: a control message relayed by `from` (and its
+    /// sender penalised), or, without `from`, this node's own join.
+    Rejected {
+        #[serde_as(as = "Option<DisplayFromStr>")]
+        room: Option<RoomId>,
+        #[serde_as(as = "Option<DisplayFromStr>")]
+        #[serde(default)]
+        from: Option<PeerId>,
+        reason: String,
+    },
+    /// Something for the person at the front end to know (say, no sound card: using a file).
+    Note { message: String },
+    /// Something went wrong that does not end the room.
+    Error {
+        #[serde_as(as = "Option<DisplayFromStr>")]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<RoomId>,
+        message: String,
+    },
+
+    // ---- This node in a room.
+    /// This node hosts a room; `listener_link` lets people in.
+    Hosting {
+        #[serde_as(as = "DisplayFromStr")]
+        room: RoomId,
+        title: String,
+        #[serde_as(as = "DisplayFromStr")]
+        peer_id: PeerId,
+        #[serde_as(as = "Vec<DisplayFromStr>")]
+        addrs: Vec<Multiaddr>,
+        reachability: Option<Reachability>,
+        #[serde_as(as = "DisplayFromStr")]
+        listener_link: InviteLink,
+    },
+    /// This node joined a room.
+    Joined {
+        #[serde_as(as = "DisplayFromStr")]
+        room: RoomId,
+        title: String,
+        role: RoomRole,
+        #[serde_as(as = "DisplayFromStr")]
+        peer_id: PeerId,
+        members: Vec<MemberInfo>,
+        /// Whether the room is being recorded right now.
+        #[serde(default)]
+        recording: bool,
+    },
+    /// This node is no longer in the room: the last event of a room.
+    Closed {
+        #[serde_as(as = "DisplayFromStr")]
+        room: RoomId,
+        reason: CloseReason,
+    },
+    /// A community relay agreed to carry the room's audio.
+    RelayAdded {
+        #[serde_as(as = "DisplayFromStr")]
+        room: RoomId,
+        #[serde_as(as = "DisplayFromStr")]
+        relay: PeerId,
+    },
+    /// A new invite link (the host's `/invite`, or a fresh listener link once the host is
+    /// reachable through a relay).
+    Invite {
+        role: Role,
+        #[serde_as(as = "DisplayFromStr")]
+        expires_at: Timestamp,
+        #[serde_as(as = "DisplayFromStr")]
+        link: InviteLink,
+    },
+    /// This node's microphone was turned off or on.
+    SelfMuted { muted: bool },
+    /// This node records the room (the host: the room's recording; a member: its own).
+    Recording {
+        #[serde_as(as = "DisplayFromStr")]
+        room: RoomId,
+        #[serde_as(as = "DisplayFromStr")]
+        recording: RecordingId,
+    },
+    /// A recording finished and is saved.
+    RecordingSaved {
+        #[serde_as(as = "DisplayFromStr")]
+        room: RoomId,
+        #[serde_as(as = "DisplayFromStr")]
+        recording: RecordingId,
+        /// `complete`, `interrupted` or `failed`.
+        state: String,
+        seconds: f64,
+        frames: u64,
+        dropped: u64,
+    },
+    /// The host published its recording as a replay.
+    ReplayPublished {
+        #[serde_as(as = "DisplayFromStr")]
+        room: RoomId,
+        #[serde_as(as = "DisplayFromStr")]
+        recording: RecordingId,
+        #[serde_as(as = "DisplayFromStr")]
+        manifest: ManifestId,
+    },
+    /// Who is in the room (`/who`).
+    Who {
+        #[serde_as(as = "DisplayFromStr")]
+        room: RoomId,
+        recording: bool,
+        members: Vec<MemberInfo>,
+        /// Raised hands, in the order they were raised.
+        #[serde_as(as = "Vec<PeerIdOfKey>")]
+        hands: Vec<PeerKey>,
+    },
+    /// The relay tree as the room sees it (`/tree`).
+    Tree {
+        #[serde_as(as = "DisplayFromStr")]
+        room: RoomId,
+        nodes: Vec<TreeNode>,
+    },
+
+    // ---- What happened in a room (from the room's signed messages).
+    MemberJoined {
+        #[serde_as(as = "DisplayFromStr")]
+        room: RoomId,
+        #[serde_as(as = "PeerIdOfKey")]
+        member: PeerKey,
+        name: String,
+        role: RoomRole,
+    },
+    MemberLeft {
+        #[serde_as(as = "DisplayFromStr")]
+        room: RoomId,
+        #[serde_as(as = "PeerIdOfKey")]
+        member: PeerKey,
+        name: String,
+        reason: LeaveReason,
+    },
+    RoleChanged {
+        #[serde_as(as = "DisplayFromStr")]
+        room: RoomId,
+        #[serde_as(as = "PeerIdOfKey")]
+        member: PeerKey,
+        name: String,
+        role: RoomRole,
+        #[serde_as(as = "PeerIdOfKey")]
+        by: PeerKey,
+        by_name: String,
+    },
+    HandRaised {
+        #[serde_as(as = "DisplayFromStr")]
+        room: RoomId,
+        #[serde_as(as = "PeerIdOfKey")]
+        member: PeerKey,
+        name: String,
+    },
+    HandLowered {
+        #[serde_as(as = "DisplayFromStr")]
+        room: RoomId,
+        #[serde_as(as = "PeerIdOfKey")]
+        member: PeerKey,
+        name: String,
+    },
+    Muted {
+        #[serde_as(as = "DisplayFromStr")]
+        room: RoomId,
+        #[serde_as(as = "PeerIdOfKey")]
+        member: PeerKey,
+        name: String,
+        #[serde_as(as = "PeerIdOfKey")]
+        by: PeerKey,
+        by_name: String,
+    },
+    Unmuted {
+        #[serde_as(as = "DisplayFromStr")]
+        room: RoomId,
+        #[serde_as(as = "PeerIdOfKey")]
+        member: PeerKey,
+        name: String,
+        #[serde_as(as = "PeerIdOfKey")]
+        by: PeerKey,
+        by_name: String,
+    },
+    Removed {
+        #[serde_as(as = "DisplayFromStr")]
+        room: RoomId,
+        #[serde_as(as = "PeerIdOfKey")]
+        member: PeerKey,
+        name: String,
+        #[serde_as(as = "PeerIdOfKey")]
+        by: PeerKey,
+        by_name: String,
+    },
+    Chat {
+        #[serde_as(as = "DisplayFromStr")]
+        room: RoomId,
+        #[serde_as(as = "PeerIdOfKey")]
+        from: PeerKey,
+        name: String,
+        text: String,
+        #[serde_as(as = "DisplayFromStr")]
+        at: Timestamp,
+    },
+    Reaction {
+        #[serde_as(as = "DisplayFromStr")]
+        room: RoomId,
+        #[serde_as(as = "PeerIdOfKey")]
+        from: PeerKey,
+        name: String,
+        emoji: String,
+    },
+    RecordingStarted {
+        #[serde_as(as = "DisplayFromStr")]
+        room: RoomId,
+        #[serde_as(as = "PeerIdOfKey")]
+        by: PeerKey,
+        by_name: String,
+    },
+    RecordingStopped {
+        #[serde_as(as = "DisplayFromStr")]
+        room: RoomId,
+        #[serde_as(as = "PeerIdOfKey")]
+        by: PeerKey,
+        by_name: String,
+    },
+    RoomEnded {
+        #[serde_as(as = "DisplayFromStr")]
+        room: RoomId,
+        #[serde_as(as = "PeerIdOfKey")]
+        by: PeerKey,
+        by_name: String,
+    },
+    /// A member moved in the relay tree (as it says itself).
+    TreeMoved {
+        #[serde_as(as = "DisplayFromStr")]
+        room: RoomId,
+        #[serde_as(as = "PeerIdOfKey")]
+        member: PeerKey,
+        name: String,
+        #[serde_as(as = "PeerIdOfKey")]
+        parent: PeerKey,
+        depth: u16,
+    },
+    /// A replay of a recording of this room can be fetched with `link`.
+    ReplayAvailable {
+        #[serde_as(as = "DisplayFromStr")]
+        room: RoomId,
+        #[serde_as(as = "PeerIdOfKey")]
+        by: PeerKey,
+        name: String,
+        #[serde_as(as = "DisplayFromStr")]
+        manifest: ManifestId,
+        #[serde_as(as = "DisplayFromStr")]
+        recording: RecordingId,
+        #[serde_as(as = "PeerIdOfKey")]
+        recorder: PeerKey,
+        title: String,
+        bytes: u64,
+        #[serde_as(as = "DisplayFromStr")]
+        link: ReplayLink,
+    },
+    MemberRecordingStarted {
+        #[serde_as(as = "DisplayFromStr")]
+        room: RoomId,
+        #[serde_as(as = "PeerIdOfKey")]
+        member: PeerKey,
+        name: String,
+    },
+    MemberRecordingStopped {
+        #[serde_as(as = "DisplayFromStr")]
+        room: RoomId,
+        #[serde_as(as = "PeerIdOfKey")]
+        member: PeerKey,
+        name: String,
+    },
+
+    // ---- This node's audio in a room.
+    /// Receiving the room's audio from `parent`, `depth` hops below the host; `repair_ms` is how
+    /// long the move took after losing the previous parent (none for the first attach).
+    AudioAttached {
+        #[serde_as(as = "DisplayFromStr")]
+        room: RoomId,
+        #[serde_as(as = "DisplayFromStr")]
+        parent: PeerId,
+        depth: u16,
+        repair_ms: Option<f64>,
+    },
+    /// The parent went away (`leaving`: it said so); this node is re-attaching.
+    AudioLost {
+        #[serde_as(as = "DisplayFromStr")]
+        room: RoomId,
+        #[serde_as(as = "DisplayFromStr")]
+        parent: PeerId,
+        leaving: bool,
+        reason: String,
+    },
+    /// This node's audio now (every second while in a room, and once more, `final`, as it
+    /// leaves).
+    AudioStats(Box<AudioStats>),
+
+    // ---- A community relay.
+    /// A community relay is running.
+    Relay {
+        #[serde_as(as = "DisplayFromStr")]
+        peer_id: PeerId,
+        #[serde_as(as = "Vec<DisplayFromStr>")]
+        addrs: Vec<Multiaddr>,
+        /// Where its Prometheus metrics are served.
+        metrics: Option<String>,
+    },
+    /// What a community relay does, once a second.
+    RelayStats(Box<RelayStats>),
+    /// A community relay carries a room for its host.
+    Carrying {
+        #[serde_as(as = "DisplayFromStr")]
+        room: RoomId,
+        title: String,
+        #[serde_as(as = "DisplayFromStr")]
+        host: PeerId,
+    },
+    /// A community relay stopped (after handing its listeners over).
+    Stopped,
+    /// A host asks this node (a community relay) to carry its room (for the carrying service
+    /// inside the node; never printed).
+    #[serde(skip)]
+    CarryRequested(Box<CarryRequest>),
+
+    // ---- `earshot demo`.
+    /// The demo's table, once a second.
+    DemoStatus { nodes: Vec<DemoNode> },
+    /// The demo's end: every node, and delivery and latency per depth.
+    DemoSummary {
+        dir: String,
+        nodes: Vec<DemoNode>,
+        depths: Vec<DemoDepth>,
+    },
+}
+
+/// A host's request to carry its room: join with `link`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CarryRequest {
+    pub host: PeerId,
+    pub link: InviteLink,
+}
+
+/// Why this node left a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseReason {
+    Left,
+    Ended,
+    Removed,
+}
+
+/// A member of a room, as `joined` and `who` list them.
+#[serde_as]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    #[serde_as(as = "PeerIdOfKey")]
+    pub peer_id: PeerKey,
+    pub name: String,
+    pub role: RoomRole,
+    pub hand_raised: bool,
+    pub muted: bool,
+}
+
+impl MemberInfo {
+    pub fn of(member: &Member) -> Self {
+        Self {
+            peer_id: member.key,
+            name: member.display_name(),
+            role: member.role(),
+            hand_raised: member.hand.value.is_some(),
+            muted: member.muted.value,
+        }
+    }
+}
+
+/// One node of the relay tree as `/tree` prints it: `depth` and `parent` are `None` for a
+/// member not attached (yet).
+#[serde_as]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeNode {
+    #[serde_as(as = "PeerIdOfKey")]
+    pub peer_id: PeerKey,
+    pub name: String,
+    #[serde_as(as = "Option<PeerIdOfKey>")]
+    pub parent: Option<PeerKey>,
+    pub depth: Option<u16>,
+}
+
+/// A node's audio in a room: its place in the tree, what it relayed, what it played.
+#[serde_as]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AudioStats {
+    #[serde_as(as = "DisplayFromStr")]
+    pub room: RoomId,
+    /// Where this node gets the audio from (`None`: the host, or a member re-attaching).
+    #[serde_as(as = "Option<DisplayFromStr>")]
+    pub parent: Option<PeerId>,
+    /// Hops from the host, as the room sees it now.
+    pub depth: Option<u16>,
+    pub children: usize,
+    /// Frames received from the tree (at the host: from speakers).
+    pub received: u64,
+    pub relayed: u64,
+    /// Frame copies slow children skipped.
+    pub dropped: u64,
+    /// At the host: frames of speakers not among the loudest.
+    pub not_selected: u64,
+    pub speaking: bool,
+    pub self_muted: bool,
+    /// Playback: frames the speakers sent since this node first heard each, and those that
+    /// arrived (`delivered / expected` is the delivery ratio).
+    pub expected: u64,
+    pub delivered: u64,
+    pub played: u64,
+    pub recovered: u64,
+    pub concealed: u64,
+    pub late: u64,
+    pub skipped: u64,
+    pub buffer_ms: f64,
+    pub latency_samples: u64,
+    pub latency_p50_ms: Option<u64>,
+    pub latency_p95_ms: Option<u64>,
+    /// The last report, as the node leaves the room.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub r#final: bool,
+}
+
+/// A community relay's figures (`relay_stats`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RelayStats {
+    pub peers: i64,
+    pub reservations: i64,
+    pub circuits: i64,
+    /// Listeners fed now, all rooms together.
+    pub children: usize,
+    /// Frames received and passed on since the start, all rooms together.
+    pub frames_forwarded: u64,
+    pub upload_kbps: i64,
+    pub rooms: Vec<CarriedRoom>,
+}
+
+/// One room a community relay carries.
+#[serde_as]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarriedRoom {
+    #[serde_as(as = "DisplayFromStr")]
+    pub room: RoomId,
+    #[serde_as(as = "Option<DisplayFromStr>")]
+    pub parent: Option<PeerId>,
+    pub depth: Option<u16>,
+    pub children: usize,
+    pub received: u64,
+}
+
+/// One row of the demo's table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DemoNode {
+    pub name: String,
+    pub relay: bool,
+    pub peer_id: String,
+    pub parent: Option<String>,
+    pub depth: Option<u64>,
+    pub children: u64,
+    pub expected: u64,
+    pub delivered: u64,
+    pub buffer_ms: f64,
+    pub latency_p50_ms: Option<u64>,
+    pub latency_p95_ms: Option<u64>,
+    pub repairs: u64,
+}
+
+/// The demo's figures for one depth of the tree.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DemoDepth {
+    pub depth: u64,
+    pub listeners: usize,
+    pub delivered: u64,
+    pub expected: u64,
+    pub latency_p50_ms: Option<u64>,
+    pub latency_p95_ms: Option<u64>,
+}
+
+impl Event {
+    /// The room the event is about, if it is about one.
+    pub fn room(&self) -> Option<RoomId> {
+        match self {
+            Event::Announced { room }
+            | Event::Hosting { room, .. }
+            | Event::Joined { room, .. }
+            | Event::Closed { room, .. }
+            | Event::RelayAdded { room, .. }
+            | Event::Recording { room, .. }
+            | Event::RecordingSaved { room, .. }
+            | Event::ReplayPublished { room, .. }
+            | Event::Who { room, .. }
+            | Event::Tree { room, .. }
+            | Event::MemberJoined { room, .. }
+            | Event::MemberLeft { room, .. }
+            | Event::RoleChanged { room, .. }
+            | Event::HandRaised { room, .. }
+            | Event::HandLowered { room, .. }
+            | Event::Muted { room, .. }
+            | Event::Unmuted { room, .. }
+            | Event::Removed { room, .. }
+            | Event::Chat { room, .. }
+            | Event::Reaction { room, .. }
+            | Event::RecordingStarted { room, .. }
+            | Event::RecordingStopped { room, .. }
+            | Event::RoomEnded { room, .. }
+            | Event::TreeMoved { room, .. }
+            | Event::ReplayAvailable { room, .. }
+            | Event::MemberRecordingStarted { room, .. }
+            | Event::MemberRecordingStopped { room, .. }
+            | Event::AudioAttached { room, .. }
+            | Event::AudioLost { room, .. }
+            | Event::Carrying { room, .. } => Some(*room),
+            Event::AudioStats(stats) => Some(stats.room),
+            Event::Rejected { room, .. } | Event::Error { room, .. } => *room,
+            Event::Listening { .. }
+            | Event::Reachability { .. }
+            | Event::ReachableViaRelay { .. }
+            | Event::DirectConnection { .. }
+            | Event::Note { .. }
+            | Event::Invite { .. }
+            | Event::SelfMuted { .. }
+            | Event::Relay { .. }
+            | Event::RelayStats(_)
+            | Event::Stopped
+            | Event::CarryRequested(_)
+            | Event::DemoStatus { .. }
+            | Event::DemoSummary { .. } => None,
+        }
+    }
+
+    /// The event for a change of a room's state, with display names from `state` (a member
+    /// never seen is named by its short key).
+    pub fn of_change(room: RoomId, change: &RoomChange, state: &RoomState) -> Event {
+        let name = |key: &PeerKey| {
+            state
+                .members
+                .get(key)
+                .map_or_else(|| key.short(), Member::display_name)
+        };
+        match change.clone() {
+            RoomChange::MemberJoined { member, name, role } => Event::MemberJoined {
+                room,
+                member,
+                name,
+                role,
+            },
+            RoomChange::MemberLeft { member, reason } => Event::MemberLeft {
+                room,
+                member,
+                name: name(&member),
+                reason,
+            },
+            RoomChange::RoleChanged { member, role, by } => Event::RoleChanged {
+                room,
+                member,
+                name: name(&member),
+                role,
+                by,
+                by_name: name(&by),
+            },
+            RoomChange::HandRaised { member } => Event::HandRaised {
+                room,
+                member,
+                name: name(&member),
+            },
+            RoomChange::HandLowered { member } => Event::HandLowered {
+                room,
+                member,
+                name: name(&member),
+            },
+            RoomChange::Muted { member, by } => Event::Muted {
+                room,
+                member,
+                name: name(&member),
+                by,
+                by_name: name(&by),
+            },
+            RoomChange::Unmuted { member, by } => Event::Unmuted {
+                room,
+                member,
+                name: name(&member),
+                by,
+                by_name: name(&by),
+            },
+            RoomChange::Removed { member, by } => Event::Removed {
+                room,
+                member,
+                name: name(&member),
+                by,
+                by_name: name(&by),
+            },
+            RoomChange::Chat { from, text, at } => Event::Chat {
+                room,
+                from,
+                name: name(&from),
+                text,
+                at,
+            },
+            RoomChange::Reaction { from, emoji } => Event::Reaction {
+                room,
+                from,
+                name: name(&from),
+                emoji,
+            },
+            RoomChange::RecordingStarted { by } => Event::RecordingStarted {
+                room,
+                by,
+                by_name: name(&by),
+            },
+            RoomChange::RecordingStopped { by } => Event::RecordingStopped {
+                room,
+                by,
+                by_name: name(&by),
+            },
+            RoomChange::RoomEnded { by } => Event::RoomEnded {
+                room,
+                by,
+                by_name: name(&by),
+            },
+            RoomChange::TreeMoved { member, position } => Event::TreeMoved {
+                room,
+                member,
+                name: name(&member),
+                parent: position.parent,
+                depth: position.depth,
+            },
+            RoomChange::ReplayAvailable {
+                by,
+                manifest,
+                recording,
+                recorder,
+                title,
+                bytes,
+                addrs,
+            } => Event::ReplayAvailable {
+                room,
+                by,
+                name: name(&by),
+                manifest,
+                recording,
+                recorder,
+                title,
+                bytes,
+                link: ReplayLink {
+                    manifest,
+                    recorder,
+                    addrs: earshot_protocol::replay::parse_addrs(&addrs).unwrap_or_default(),
+                },
+            },
+            RoomChange::MemberRecording { member, on: true } => Event::MemberRecordingStarted {
+                room,
+                member,
+                name: name(&member),
+            },
+            RoomChange::MemberRecording { member, on: false } => Event::MemberRecordingStopped {
+                room,
+                member,
+                name: name(&member),
+            },
+        }
+    }
+}
+
+impl Event {
+    /// Who is in the room (`/who`).
+    pub fn who(room: RoomId, state: &RoomState) -> Event {
+        Event::Who {
+            room,
+            recording: state.recording.value,
+            members: state.present().into_iter().map(MemberInfo::of).collect(),
+            hands: state.hands().iter().map(|member| member.key).collect(),
+        }
+    }
+
+    /// The relay tree as the room sees it (`/tree`).
+    pub fn tree(room: RoomId, state: &RoomState) -> Event {
+        Event::Tree {
+            room,
+            nodes: tree_of(state),
+        }
+    }
+}
+
+/// The relay tree from a room's state: the host, then each present member under the parent it
+/// says it has, depth first; members not (yet) attached last.
+pub fn tree_of(state: &RoomState) -> Vec<TreeNode> {
+    use std::collections::{HashMap, HashSet};
+    let present = state.present();
+    let mut children: HashMap<PeerKey, Vec<PeerKey>> = HashMap::new();
+    for member in &present {
+        if let Some(position) = member.position.value {
+            children
+                .entry(position.parent)
+                .or_default()
+                .push(member.key);
+        }
+    }
+    for list in children.values_mut() {
+        list.sort();
+    }
+    let name = |key: &PeerKey| {
+        state
+            .members
+            .get(key)
+            .map_or_else(|| key.short(), Member::display_name)
+    };
+    let mut nodes = Vec::new();
+    let mut seen = HashSet::new();
+    let mut stack = vec![(state.host, None, 0u16)];
+    while let Some((key, parent, depth)) = stack.pop() {
+        if !seen.insert(key) {
+            continue;
+        }
+        nodes.push(TreeNode {
+            peer_id: key,
+            name: name(&key),
+            parent,
+            depth: Some(depth),
+        });
+        if let Some(list) = children.get(&key) {
+            for child in list.iter().rev() {
+                stack.push((*child, Some(key), depth.saturating_add(1)));
+            }
+        }
+    }
+    for member in present {
+        if !seen.contains(&member.key) {
+            nodes.push(TreeNode {
+                peer_id: member.key,
+                name: member.display_name(),
+                parent: None,
+                depth: None,
+            });
+        }
+    }
+    nodes
+}
+
+serde_with::serde_conv!(
+    /// A [`PeerKey`] as the libp2p PeerId it is (`12D3KooW…`), the way peers are printed.
+    PeerIdOfKey,
+    PeerKey,
+    |key: &PeerKey| key.as_peer_id().to_string(),
+    |text: String| -> Result<PeerKey, String> {
+        let peer: PeerId = text.parse().map_err(|err| format!("{text:?}: {err}"))?;
+        PeerKey::from_peer_id(&peer).map_err(|err| format!("{text:?}: {err}"))
+    }
+);
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,846 @@
+//! The event loop: the one task that owns the `Swarm`. It is a router: commands and swarm events
+//! go to the sub-state machine they concern ([`Rooms`], [`Lobby`], [`Placement`],
+//! [`CarryBudget`], [`Peers`]), and the [`Effect`]s those return are carried out here, in order.
+//! Handlers never `.await`: a slow subscriber or a slow peer never stalls the loop.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use earshot_protocol::snapshot::{Refusal, RoomRequest, RoomResponse};
+use earshot_protocol::{PeerKey, RoomId};
+use futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, TopicHash};
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm, identify};
+use parking_lot::Mutex;
+use tokio::sync::{broadcast, mpsc};
+use tracing::{debug, info, warn};
+
+use super::pending::Pending;
+use super::{Command, JoinError, LobbyError, NetStats, NodeConfig, RequestFailure};
+use crate::carry::CarryBudget;
+use crate::clock;
+use crate::effect::{Effect, InboundId};
+use crate::event::{CloseReason, Event};
+use crate::fanout::{Admission, StreamKind};
+use crate::identity::Identity;
+use crate::lobby::{self, Lobby};
+use crate::net::{self, Behaviour, BehaviourEvent};
+use crate::node::{AttachError, CarryError};
+use crate::peers::Peers;
+use crate::placement::{self, Ask, Placement};
+use crate::rooms::{Access, Now, Rooms, Verdict};
+
+/// How often timers (heartbeats, timeouts, retries, announcements) are checked.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Who may open audio streams in each room, kept by the event loop, read by the audio plane.
+pub(super) type AccessMap = Arc<Mutex<HashMap<RoomId, Access>>>;
+
+/// The audio plane's admission check over `access`: present members listen, members on stage
+/// and not muted speak.
+pub(super) fn admission(access: &AccessMap) -> Admission {
+    let access = Arc::clone(access);
+    Arc::new(move |room, peer, kind| {
+        access.lock().get(&room).is_some_and(|room| match kind {
+            StreamKind::Listen => room.present.contains(&peer),
+            StreamKind::Speak => room.speakers.contains(&peer),
+        })
+    })
+}
+
+/// The loop's ties to the rest of the process.
+struct Outside {
+    commands: mpsc::Receiver<Command>,
+    events: broadcast::Sender<Event>,
+    access: AccessMap,
+    stats: Arc<NetStats>,
+}
+
+/// Requests in flight on the room protocol, both ways.
+#[derive(Default)]
+struct Requests {
+    /// Ours, waiting for an answer.
+    outbound: HashMap<OutboundRequestId, Pending>,
+    /// Theirs, waiting for ours (a welcome parked until the joiner's subscription arrives).
+    inbound: HashMap<InboundId, ResponseChannel<RoomResponse>>,
+    next_inbound: u64,
+}
+
+/// Gossipsub topics: the lobby and each room's.
+struct Topics {
+    lobby: IdentTopic,
+    rooms: HashMap<TopicHash, RoomId>,
+}
+
+impl Topics {
+    fn of(room: &RoomId) -> IdentTopic {
+        IdentTopic::new(earshot_protocol::topic::room(room))
+    }
+}
+
+pub(super) struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    outside: Outside,
+    topics: Topics,
+    requests: Requests,
+    rooms: Rooms,
+    lobby: Lobby,
+    placement: Placement,
+    carry: CarryBudget,
+    peers: Peers,
+}
+
+impl EventLoop {
+    pub(super) fn new(
+        mut swarm: Swarm<Behaviour>,
+        commands: mpsc::Receiver<Command>,
+        events: broadcast::Sender<Event>,
+        identity: &Identity,
+        config: &NodeConfig,
+        access: AccessMap,
+        stats: Arc<NetStats>,
+    ) -> Self {
+        let lobby = IdentTopic::new(earshot_protocol::topic::LOBBY);
+        if let Err(err) = swarm.behaviour_mut().gossipsub.subscribe(&lobby) {
+            warn!(%err, "could not subscribe to the lobby");
+        }
+        for addr in &config.bootstrap {
+            if let Err(err) = swarm.dial(addr.clone()) {
+                warn!(%addr, %err, "could not dial bootstrap address");
+            }
+        }
+        let mut seed = [0u8; 32];
+        if let Err(err) = getrandom::fill(&mut seed) {
+            warn!(%err, "no randomness from the system: salts and nonces are predictable");
+        }
+        let mut event_loop = Self {
+            swarm,
+            outside: Outside {
+                commands,
+                events,
+                access,
+                stats,
+            },
+            topics: Topics {
+                lobby,
+                rooms: HashMap::new(),
+            },
+            requests: Requests::default(),
+            rooms: Rooms::new(identity.signing_key().clone(), clock::now(), seed),
+            lobby: Lobby::default(),
+            placement: Placement::new(identity.key(), config.max_children),
+            carry: CarryBudget::new(
+                config.net.carry_rooms,
+                config.net.children_budget,
+                config.max_children,
+            ),
+            peers: Peers::new(config.reachability),
+        };
+        let now = Instant::now();
+        for addr in &config.listen {
+            // Told to listen through a relay: that relay holds a slot already.
+            if let Some(relay) =
+                earshot_protocol::addr::relays_in(std::slice::from_ref(addr)).first()
+            {
+                event_loop.peers.listening_via(relay, now);
+            }
+        }
+        for relay in &config.relays {
+            let effects = event_loop.peers.configured_relay(relay, now);
+            event_loop.apply(effects);
+        }
+        event_loop
+    }
+
+    pub(super) async fn next_swarm_event(&mut self) -> SwarmEvent<BehaviourEvent> {
+        self.swarm.select_next_some().await
+    }
+
+    pub(super) async fn run(mut self) {
+        info!("node running");
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                command = self.outside.commands.recv() => match command {
+                    Some(Command::Shutdown { reply }) => {
+                        let effects = self.rooms.leave_all(now());
+                        self.apply(effects);
+                        let _ = reply.send(());
+                        break;
+                    }
+                    Some(command) => self.on_command(command),
+                    // Every `Node` handle dropped.
+                    None => {
+                        let effects = self.rooms.leave_all(now());
+                        self.apply(effects);
+                        break;
+                    }
+                },
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                _ = tick.tick() => self.on_tick(),
+            }
+        }
+        info!("node stopped");
+    }
+
+    fn on_tick(&mut self) {
+        let now = now();
+        let follows = follows(&self.swarm);
+        let mut effects = self.rooms.tick(now, follows, &self.peers);
+        effects.extend(self.peers.tick(now.instant));
+        self.lobby.expire(now.wall);
+        self.apply(effects);
+    }
+
+    /// Carries out effects in order (some give rise to more, which follow).
+    fn apply(&mut self, effects: Vec<Effect>) {
+        let mut queue: VecDeque<Effect> = effects.into();
+        while let Some(effect) = queue.pop_front() {
+            let more = self.carry_out(effect);
+            queue.extend(more);
+        }
+    }
+
+    fn carry_out(&mut self, effect: Effect) -> Vec<Effect> {
+        match effect {
+            Effect::Emit(event) => {
+                let _ = self.outside.events.send(event);
+            }
+            Effect::Changed { room, changes } => {
+                self.placement.changed(&room, &changes);
+                self.refresh_access(room);
+            }
+            Effect::Publish { room, bytes, since } => {
+                let topic = Topics::of(&room);
+                match self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(topic, bytes.clone())
+                {
+                    Ok(_) | Err(gossipsub::PublishError::Duplicate) => {}
+                    Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {
+                        self.rooms.queue(room, since, bytes);
+                    }
+                    Err(err) => warn!(%room, %err, "could not publish"),
+                }
+            }
+            Effect::Announce(announcement) => {
+                let room = announcement.descriptor.id;
+                let bytes = announcement.encode();
+                self.lobby.insert(announcement);
+                let topic = self.topics.lobby.clone();
+                match self.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
+                    Ok(_)
+                    | Err(gossipsub::PublishError::Duplicate)
+                    | Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {}
+                    Err(err) => warn!(%room, %err, "could not announce"),
+                }
+            }
+            Effect::Unsubscribe(room) => {
+                let topic = Topics::of(&room);
+                self.topics.rooms.remove(&topic.hash());
+                let _ = self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic);
+            }
+            Effect::Forget(room) => {
+                self.placement.forget(&room);
+                self.carry.forget(&room);
+                self.refresh_access(room);
+            }
+            Effect::Request {
+                peer,
+                addrs,
+                request,
+                then,
+            } => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .rooms
+                    .send_request_with_addresses(&peer, request, addrs);
+                self.requests.outbound.insert(id, then);
+            }
+            Effect::Respond { inbound, response } => {
+                if let Some(channel) = self.requests.inbound.remove(&inbound)
+                    && self
+                        .swarm
+                        .behaviour_mut()
+                        .rooms
+                        .send_response(channel, response)
+                        .is_err()
+                {
+                    debug!("the requester went away before the answer");
+                }
+            }
+            Effect::Dial { peer, addrs } => {
+                let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                    .addresses(addrs)
+                    .build();
+                if let Err(err) = self.swarm.dial(opts) {
+                    debug!(%peer, %err, "could not dial");
+                    self.peers.dial_failed(peer, err.to_string());
+                }
+            }
+            Effect::DialAddr(addr) => {
+                if let Err(err) = self.swarm.dial(addr.clone()) {
+                    debug!(%addr, %err, "could not dial a relay");
+                }
+            }
+            Effect::Reserve { relay, addr } => match self.swarm.listen_on(addr.clone()) {
+                Ok(listener) => self.peers.reserving(listener, relay),
+                Err(err) => {
+                    warn!(%addr, %err, "could not ask a relay for a slot");
+                    return self.peers.reserve_failed(relay, Instant::now());
+                }
+            },
+            Effect::CloseConnection(connection) => {
+                self.swarm.close_connection(connection);
+            }
+        }
+        Vec::new()
+    }
+
+    /// Keeps who may open audio streams in `room` in step with its state.
+    fn refresh_access(&self, room: RoomId) {
+        let mut access = self.outside.access.lock();
+        match self.rooms.access(&room) {
+            Some(entry) => {
+                access.insert(room, entry);
+            }
+            None => {
+                access.remove(&room);
+            }
+        }
+    }
+
+    /// Follows `room`'s topic (before hosting or joining it).
+    fn subscribe(&mut self, room: RoomId) -> Result<(), String> {
+        let topic = Topics::of(&room);
+        let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+        gossipsub.subscribe(&topic).map_err(|err| err.to_string())?;
+        let _ = gossipsub.set_topic_params(topic.clone(), net::room_topic_score());
+        self.topics.rooms.insert(topic.hash(), room);
+        Ok(())
+    }
+
+    /// This node's dialable listen addresses (for children placed under it).
+    fn own_addrs(&self, room: &RoomId) -> Vec<Multiaddr> {
+        let mut addrs: Vec<Multiaddr> = self
+            .swarm
+            .listeners()
+            .filter(|addr| earshot_protocol::addr::is_dialable(addr))
+            .cloned()
+            .collect();
+        if let Some(joined) = self.rooms.get(room) {
+            addrs.extend(joined.descriptor.addrs());
+        }
+        addrs
+    }
+
+    fn on_command(&mut self, command: Command) {
+        let now = now();
+        match command {
+            Command::ListenAddrs { reply } => {
+                let _ = reply.send(self.swarm.listeners().cloned().collect());
+            }
+            Command::Host {
+                descriptor,
+                name,
+                reply,
+            } => {
+                let room = descriptor.id;
+                if let Err(err) = self.subscribe(room) {
+                    let _ = reply.send(Err(super::HostError::Subscribe(err)));
+                    return;
+                }
+                match self.rooms.host(now, descriptor, name) {
+                    Ok(effects) => {
+                        self.placement.open(room);
+                        self.apply(effects);
+                        let _ = reply.send(Ok(()));
+                    }
+                    Err(err) => {
+                        if !self.rooms.contains(&room) {
+                            self.apply(vec![Effect::Unsubscribe(room)]);
+                        }
+                        let _ = reply.send(Err(err));
+                    }
+                }
+            }
+            Command::Join { link, name, reply } => {
+                let room = link.capability.room;
+                if self.rooms.contains(&room) || self.rooms.is_joining(&room) {
+                    let _ = reply.send(Err(JoinError::AlreadyJoined(room)));
+                    return;
+                }
+                // A host reachable through a relay names it: this node may need it too.
+                let mut effects = self.peers.named_relays(&link.bootstrap, now.instant);
+                // Follow the topic from now on so nothing said during the handshake is missed.
+                if let Err(err) = self.subscribe(room) {
+                    let _ = reply.send(Err(JoinError::Subscribe(err)));
+                    return;
+                }
+                effects.extend(self.rooms.join(now, link, name, reply));
+                self.apply(effects);
+            }
+            Command::Act { room, body, reply } => match self.rooms.act(now, room, body) {
+                Ok((changes, effects)) => {
+                    self.apply(effects);
+                    let _ = reply.send(Ok(changes));
+                }
+                Err(err) => {
+                    let _ = reply.send(Err(err));
+                }
+            },
+            Command::View { room, reply } => {
+                let _ = reply.send(self.rooms.view(&room));
+            }
+            Command::Leave { room, reply } => {
+                let effects = self.rooms.leave(now, room, CloseReason::Left);
+                self.apply(effects);
+                let _ = reply.send(());
+            }
+            Command::Lobby { reply } => {
+                let _ = reply.send(self.lobby.live(now.wall));
+            }
+            Command::QueryLobby { peer, addrs, reply } => self.apply(vec![Effect::Request {
+                peer,
+                addrs,
+                request: RoomRequest::Lobby,
+                then: Pending::Lobby(reply),
+            }]),
+            Command::Tree { room, reply } => {
+                let _ = reply.send(self.placement.layout(&room));
+            }
+            Command::Attach { room, lost, reply } => {
+                let Some(joined) = self.rooms.get(&room) else {
+                    let _ = reply.send(Err(AttachError::NotInRoom(room)));
+                    return;
+                };
+                let Ok(host) = joined.descriptor.host.to_peer_id() else {
+                    let _ = reply.send(Err(AttachError::NotInRoom(room)));
+                    return;
+                };
+                let addrs = joined.descriptor.addrs();
+                let rooms = &self.rooms;
+                let capacity = self
+                    .carry
+                    .capacity_in(room, |id| rooms.contains(id), now.instant);
+                let request = RoomRequest::Attach {
+                    room,
+                    capacity,
+                    lost: lost.and_then(|peer| PeerKey::from_peer_id(&peer).ok()),
+                };
+                self.apply(vec![Effect::Request {
+                    peer: host,
+                    addrs,
+                    request,
+                    then: Pending::Attach(reply),
+                }]);
+            }
+            Command::AskToCarry {
+                relay,
+                addrs,
+                link,
+                reply,
+            } => self.apply(vec![Effect::Request {
+                peer: relay,
+                addrs,
+                request: RoomRequest::Carry { link },
+                then: Pending::Carry(reply),
+            }]),
+            Command::Dial { peer, addrs, reply } => {
+                let effects = self.peers.dial(peer, addrs, reply);
+                self.apply(effects);
+            }
+            Command::PublishRaw { room, bytes, reply } => {
+                if self.rooms.contains(&room) {
+                    // Queued and retried like any message if no subscriber is known yet.
+                    self.apply(vec![Effect::Publish {
+                        room,
+                        bytes,
+                        since: now.instant,
+                    }]);
+                } else if let Err(err) = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(Topics::of(&room), bytes)
+                {
+                    warn!(%room, %err, "raw publish failed");
+                }
+                let _ = reply.send(());
+            }
+            Command::Shutdown { reply } => {
+                // Handled in `run`; reached only if a caller races a shutdown.
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    pub(super) fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        let instant = Instant::now();
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                info!(%address, "listening");
+                // A circuit relay serves reservations only once it knows addresses it can be
+                // reached at: a community relay's listen addresses are those (its operator
+                // opens the port).
+                if self.swarm.behaviour().relay_server.is_enabled()
+                    && !earshot_protocol::addr::is_relayed(&address)
+                {
+                    self.swarm.add_external_address(address.clone());
+                }
+                if earshot_protocol::addr::is_relayed(&address) {
+                    let addr = earshot_protocol::addr::with_peer(
+                        address.clone(),
+                        *self.swarm.local_peer_id(),
+                    );
+                    self.emit(Event::ReachableViaRelay { addr });
+                }
+                self.emit(Event::Listening { addr: address });
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
+            } => {
+                let dialled_at = match &endpoint {
+                    libp2p::core::ConnectedPoint::Dialer { address, .. } => Some(address.clone()),
+                    libp2p::core::ConnectedPoint::Listener { .. } => None,
+                };
+                self.peers
+                    .connected(peer_id, connection_id, endpoint.is_relayed(), dialled_at);
+                self.count_connections();
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer_id),
+                error,
+                ..
+            } => self.peers.dial_failed(peer_id, error.to_string()),
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                connection_id,
+                num_established,
+                ..
+            } => {
+                self.peers.closed(peer_id, connection_id, num_established);
+                self.count_connections();
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::RelayServer(event)) => {
+                self.count_relay_server(&event);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Rooms(event)) => self.on_rooms(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                for addr in &info.listen_addrs {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer_id, addr.clone());
+                }
+                let serves_relay = info.protocols.contains(&libp2p::relay::HOP_PROTOCOL_NAME);
+                let effects =
+                    self.peers
+                        .identified(peer_id, info.listen_addrs, serves_relay, instant);
+                self.apply(effects);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(event)) => {
+                debug!(addr = %event.tested_addr, server = %event.server, ok = event.result.is_ok(), "AutoNAT probe");
+                let effects = self.peers.probed(event.result.is_ok(), instant);
+                self.apply(effects);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(event)) => match event.result {
+                Ok(_) => {
+                    let effects = self.peers.hole_punched(event.remote_peer_id, instant);
+                    self.apply(effects);
+                }
+                Err(err) => debug!(peer = %event.remote_peer_id, %err, "no direct connection"),
+            },
+            // A relayed listener closes when the relay refuses or drops the reservation.
+            SwarmEvent::ListenerClosed { listener_id, .. } => {
+                let effects = self.peers.listener_closed(listener_id, instant);
+                self.apply(effects);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(libp2p::ping::Event {
+                peer,
+                result: Ok(rtt),
+                ..
+            })) => self.peers.pong(peer, rtt),
+            _ => {}
+        }
+    }
+
+    fn emit(&self, event: Event) {
+        let _ = self.outside.events.send(event);
+    }
+
+    fn count_connections(&self) {
+        let (peers, connections) = self.peers.counts();
+        let stats = &self.outside.stats;
+        stats.peers.store(as_gauge(peers), Ordering::Relaxed);
+        stats
+            .connections
+            .store(as_gauge(connections), Ordering::Relaxed);
+    }
+
+    /// Counts what a community relay does for others.
+    fn count_relay_server(&mut self, event: &libp2p::relay::Event) {
+        use libp2p::relay::Event as Relay;
+        let stats = &self.outside.stats;
+        match event {
+            Relay::ReservationReqAccepted { renewed: false, .. } => {
+                stats.reservations.fetch_add(1, Ordering::Relaxed);
+                stats.reservations_total.fetch_add(1, Ordering::Relaxed);
+            }
+            Relay::ReservationClosed { .. } | Relay::ReservationTimedOut { .. } => {
+                decrement(&stats.reservations);
+            }
+            Relay::ReservationReqDenied { .. } => {
+                stats.reservations_denied.fetch_add(1, Ordering::Relaxed);
+            }
+            Relay::CircuitReqAccepted { .. } => {
+                stats.circuits.fetch_add(1, Ordering::Relaxed);
+                stats.circuits_total.fetch_add(1, Ordering::Relaxed);
+            }
+            Relay::CircuitClosed { .. } => decrement(&stats.circuits),
+            Relay::CircuitReqDenied { .. } => {
+                stats.circuits_denied.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+        debug!(?event, "relay server");
+    }
+
+    fn on_gossip(&mut self, event: gossipsub::Event) {
+        let now = now();
+        match event {
+            gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            } => {
+                let (verdict, effects) = if message.topic == self.topics.lobby.hash() {
+                    let (verdict, event) = self.lobby.on_announcement(now.wall, &message.data);
+                    (verdict, event.map(Effect::Emit).into_iter().collect())
+                } else {
+                    let room = self.topics.rooms.get(&message.topic).copied();
+                    self.rooms
+                        .on_message(now, propagation_source, room, &message.data)
+                };
+                let acceptance = match verdict {
+                    Verdict::Accept => MessageAcceptance::Accept,
+                    Verdict::Ignore => MessageAcceptance::Ignore,
+                    Verdict::Reject => MessageAcceptance::Reject,
+                };
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
+                self.apply(effects);
+            }
+            gossipsub::Event::Subscribed { .. } => {
+                let follows = follows(&self.swarm);
+                let effects = self.rooms.on_subscribed(now, follows, &self.peers);
+                self.apply(effects);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_rooms(&mut self, event: request_response::Event<RoomRequest, RoomResponse>) {
+        match event {
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                let inbound = InboundId(self.requests.next_inbound);
+                self.requests.next_inbound += 1;
+                self.requests.inbound.insert(inbound, channel);
+                let effects = self.on_request(peer, inbound, request);
+                self.apply(effects);
+            }
+            request_response::Event::Message {
+                message:
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some(pending) = self.requests.outbound.remove(&request_id) {
+                    self.answered(pending, response);
+                }
+            }
+            request_response::Event::OutboundFailure {
+                request_id, error, ..
+            } => {
+                if let Some(pending) = self.requests.outbound.remove(&request_id) {
+                    self.failed(pending, RequestFailure::of(&error));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Someone asks this node something on the room protocol.
+    fn on_request(
+        &mut self,
+        peer: PeerId,
+        inbound: InboundId,
+        request: RoomRequest,
+    ) -> Vec<Effect> {
+        let now = now();
+        let respond = |response| vec![Effect::Respond { inbound, response }];
+        match request {
+            RoomRequest::Lobby => respond(self.lobby.answer(now.wall)),
+            RoomRequest::Join { envelope } => {
+                let follows = follows(&self.swarm);
+                self.rooms
+                    .on_join_request(now, peer, inbound, &envelope, follows, &self.peers)
+            }
+            RoomRequest::Attach {
+                room,
+                capacity,
+                lost,
+            } => {
+                let Ok(member) = PeerKey::from_peer_id(&peer) else {
+                    return respond(RoomResponse::Refused {
+                        refusal: Refusal::NotAnEarshotPeer,
+                    });
+                };
+                if let Err(refusal) = self.rooms.hosts_with(&room, &member) {
+                    return respond(RoomResponse::Refused { refusal });
+                }
+                let rtt_ms = self
+                    .peers
+                    .rtt_of(&peer)
+                    .map_or(0, |rtt| u32::try_from(rtt.as_millis()).unwrap_or(u32::MAX));
+                let ask = Ask {
+                    room,
+                    member,
+                    capacity,
+                    lost,
+                    rtt_ms,
+                };
+                let own = self.own_addrs(&room);
+                respond(self.placement.answer(ask, &own, &self.peers))
+            }
+            RoomRequest::Carry { link } => {
+                let rooms = &self.rooms;
+                let considered = self.carry.consider(
+                    peer,
+                    &link,
+                    rooms.len(),
+                    |id| rooms.contains(id),
+                    now.instant,
+                );
+                match considered {
+                    Ok(link) => {
+                        let mut effects = respond(RoomResponse::Carrying);
+                        effects.push(Effect::Emit(Event::CarryRequested(Box::new(
+                            crate::event::CarryRequest { host: peer, link },
+                        ))));
+                        effects
+                    }
+                    Err(refusal) => respond(RoomResponse::Refused { refusal }),
+                }
+            }
+        }
+    }
+
+    /// Our request was answered.
+    fn answered(&mut self, pending: Pending, response: RoomResponse) {
+        match pending {
+            Pending::Join(join) => {
+                let effects = self.rooms.join_answered(now(), join, response, &self.peers);
+                self.apply(effects);
+            }
+            Pending::Lobby(reply) => {
+                let _ = reply.send(lobby::read_answer(clock::now(), response));
+            }
+            Pending::Attach(reply) => {
+                let _ = reply.send(placement::read_answer(response));
+            }
+            Pending::Carry(reply) => {
+                let _ = reply.send(match response {
+                    RoomResponse::Carrying => Ok(()),
+                    RoomResponse::Refused { refusal } => Err(CarryError::Refused(refusal)),
+                    _ => Err(CarryError::BadAnswer(super::BadAnswer::Unexpected {
+                        expected: "carrying",
+                    })),
+                });
+            }
+        }
+    }
+
+    /// Our request got no answer (`None`: the peer could not be dialled).
+    fn failed(&mut self, pending: Pending, failure: Option<RequestFailure>) {
+        match pending {
+            Pending::Join(join) => {
+                let err = failure.map_or(JoinError::Unreachable, JoinError::NoAnswer);
+                let effects = self.rooms.join_failed(join, err);
+                self.apply(effects);
+            }
+            Pending::Lobby(reply) => {
+                let _ = reply.send(Err(
+                    failure.map_or(LobbyError::Unreachable, LobbyError::NoAnswer)
+                ));
+            }
+            Pending::Attach(reply) => {
+                let _ = reply.send(Err(
+                    failure.map_or(AttachError::Unreachable, AttachError::NoAnswer)
+                ));
+            }
+            Pending::Carry(reply) => {
+                let _ = reply.send(Err(
+                    failure.map_or(CarryError::Unreachable, CarryError::NoAnswer)
+                ));
+            }
+        }
+    }
+}
+
+/// Whether a peer follows a room's topic, as gossipsub knows (so that our publishes reach it).
+fn follows(swarm: &Swarm<Behaviour>) -> impl Fn(&PeerId, &RoomId) -> bool + '_ {
+    move |peer, room| {
+        let topic = Topics::of(room).hash();
+        swarm
+            .behaviour()
+            .gossipsub
+            .all_peers()
+            .any(|(p, topics)| p == peer && topics.contains(&&topic))
+    }
+}
+
+fn now() -> Now {
+    Now {
+        wall: clock::now(),
+        instant: Instant::now(),
+    }
+}
+
+fn as_gauge(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn decrement(gauge: &std::sync::atomic::AtomicI64) {
+    let _ = gauge.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+        Some((n - 1).max(0))
+    });
+}

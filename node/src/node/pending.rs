@@ -1,0 +1,31 @@
+//! Requests this node sent on the room protocol, waiting for their answer: one enum, keyed by
+//! libp2p's request id, instead of a map per kind of request.
+
+use earshot_protocol::snapshot::Announcement;
+use earshot_protocol::{InviteLink, Verified};
+use tokio::sync::oneshot;
+
+use crate::node::{AttachError, CarryError, JoinError, LobbyError, RoomView, TreeParent};
+
+/// What to do with an answer.
+#[derive(Debug)]
+pub enum Pending {
+    /// Our `Join`: the host's welcome (or refusal) completes the join.
+    Join(PendingJoin),
+    /// A lobby query.
+    Lobby(oneshot::Sender<Result<Vec<Verified<Announcement>>, LobbyError>>),
+    /// Where to get a room's audio from.
+    Attach(oneshot::Sender<Result<TreeParent, AttachError>>),
+    /// Asking a community relay to carry a room.
+    Carry(oneshot::Sender<Result<(), CarryError>>),
+}
+
+/// A join under way: the link, this node's name in the room, and who waits for the outcome.
+#[derive(Debug)]
+pub struct PendingJoin {
+    pub link: InviteLink,
+    pub name: String,
+    pub reply: oneshot::Sender<Result<RoomView, JoinError>>,
+    /// The sequence number for this node's next envelope (its `Join` took the one before).
+    pub next_seq: u64,
+}

@@ -1,0 +1,515 @@
+//! A room for front ends: hosting or joining it with its audio, and everything the node does for
+//! the person in it without being asked each time.
+//!
+//! [`Node::host_room`] and [`Node::join_room`] start a room; the [`Room`] handle they return
+//! acts in it, and a task of its own ([`task`]) follows it: this node's voice while it is on
+//! stage, the room's recording while its recording flag is on (a member's own recording when it
+//! asks), the host's recording published as a replay when it is saved, replays published
+//! meanwhile announced in the room, a fresh listener link when the host becomes reachable
+//! through a relay, and this node's audio reported every second. Everything it does is said as
+//! [`Event`]s on the node's event stream; the room's last event is [`Event::Closed`], followed
+//! by the final [`Event::AudioStats`] once its audio has handed children over.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use earshot_protocol::state::{Member, RoomRole, RoomState};
+use earshot_protocol::{
+    Audience, ControlBody, Grant, InviteLink, PeerKey, Role, RoomId, Timestamp,
+};
+use libp2p::Multiaddr;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::audio::io::{Input, Output, Resolved};
+use crate::event::{CloseReason, Event, MemberInfo};
+use crate::home::{Home, HomeError};
+use crate::node::{CarryError, HostError, JoinError, Node, NodeStopped};
+use crate::reachability::Reachability;
+use crate::recording::replay::{ReplayError, ReplayServer, Replays};
+use crate::rooms::ActError;
+use crate::session::{AudioSession, SessionError};
+use crate::store::RoomRecord;
+
+mod task;
+
+/// How long the links a host hands out are valid by default.
+pub const LINK_VALIDITY: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long a host with relays to use waits for a verdict on its reachability before handing out
+/// its link (a link must work).
+pub const REACHABILITY_WAIT: Duration = Duration::from_secs(6);
+/// How long a leaving node keeps its connections open so that its `Leave` goes out.
+pub const LINGER: Duration = Duration::from_millis(300);
+/// Commands waiting for a room's task.
+const ROOM_COMMAND_CAP: usize = 16;
+
+/// How to host a room.
+#[derive(Debug, Clone)]
+pub struct HostOptions {
+    /// The host's display name.
+    pub name: String,
+    /// What the host says (`None`: the microphone if there is one, else silence).
+    pub input: Option<Input>,
+    /// Where the speakers go (`None`: the speaker if there is one, else nowhere).
+    pub output: Option<Output>,
+    /// How many speakers are forwarded down the tree at once (the loudest).
+    pub forward: usize,
+    /// Community relays (addresses ending in `/p2p/RELAY`) to ask to carry the room.
+    pub carriers: Vec<Multiaddr>,
+}
+
+/// How to join a room.
+#[derive(Debug, Clone)]
+pub struct JoinOptions {
+    /// This node's display name.
+    pub name: String,
+    pub input: Option<Input>,
+    pub output: Option<Output>,
+    /// Where a member keeps its own recordings, opened when it first records (so that other
+    /// commands can use the data directory meanwhile).
+    pub storage: PathBuf,
+}
+
+/// Why a room could not start, or a room command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RoomError {
+    #[error(transparent)]
+    Host(#[from] HostError),
+    #[error("cannot join: {0}")]
+    Join(#[from] JoinError),
+    #[error(transparent)]
+    Act(#[from] ActError),
+    #[error(transparent)]
+    Audio(#[from] SessionError),
+    #[error(transparent)]
+    Home(#[from] HomeError),
+    #[error(transparent)]
+    Replay(#[from] ReplayError),
+    #[error("the relay at {addr} refused: {source}")]
+    Carry {
+        addr: Multiaddr,
+        #[source]
+        source: CarryError,
+    },
+    #[error("{addr}: a relay's address must end in /p2p/PEERID")]
+    RelayAddress { addr: Multiaddr },
+    #[error("only the host can {what}")]
+    NotHost { what: &'static str },
+    #[error("the room's descriptor names an invalid host key")]
+    BadHost,
+    #[error("the room has closed")]
+    Closed,
+    #[error(transparent)]
+    Stopped(#[from] NodeStopped),
+}
+
+/// A member named on the command line: by display name (case-insensitive) or a prefix of its
+/// PeerId or key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FindError {
+    #[error("nobody called {0:?} is in the room (see /who)")]
+    Nobody(String),
+    #[error("{0:?} matches several members; use more of their PeerId")]
+    Several(String),
+}
+
+/// Finds a member of `state` by display name, else by a prefix of its PeerId or key.
+pub fn find_member(state: &RoomState, who: &str) -> Result<PeerKey, FindError> {
+    let members: Vec<&Member> = state.members.values().collect();
+    let by_name: Vec<&&Member> = members
+        .iter()
+        .filter(|m| m.display_name().eq_ignore_ascii_case(who))
+        .collect();
+    let matches: Vec<&&Member> = if by_name.is_empty() {
+        members
+            .iter()
+            .filter(|m| {
+                m.key.as_peer_id().to_string().starts_with(who)
+                    || m.key.to_string().starts_with(&who.to_ascii_lowercase())
+            })
+            .collect()
+    } else {
+        by_name
+    };
+    match matches.as_slice() {
+        [member] => Ok(member.key),
+        [] => Err(FindError::Nobody(who.to_owned())),
+        _ => Err(FindError::Several(who.to_owned())),
+    }
+}
+
+/// What a room's task is asked to do.
+#[derive(Debug)]
+enum RoomCommand {
+    SelfMuted(bool),
+    AudioStats(oneshot::Sender<Box<crate::event::AudioStats>>),
+    Invite {
+        role: Role,
+        expires_at: Option<Timestamp>,
+        reply: oneshot::Sender<Result<InviteLink, RoomError>>,
+    },
+    Carry {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<(), RoomError>>,
+    },
+}
+
+/// A room this node hosts or joined, with its audio. Dropping the handle leaves the room's task
+/// running until the room closes; [`Room::leave`] and [`Room::end`] close it.
+#[derive(Debug)]
+pub struct Room {
+    id: RoomId,
+    node: Node,
+    commands: mpsc::Sender<RoomCommand>,
+    task: tokio::task::JoinHandle<CloseReason>,
+}
+
+impl Node {
+    /// Hosts `room` (one this node created in `home`): opens it, starts the host's audio and
+    /// replay service, hands out a listener link (after a verdict on reachability when relays
+    /// may be needed, relayed addresses first) in [`Event::Hosting`], asks `carriers` to carry
+    /// it, and starts recording if the room was created to be recorded.
+    pub async fn host_room(
+        &self,
+        home: Arc<Home>,
+        room: RoomRecord,
+        options: HostOptions,
+    ) -> Result<Room, RoomError> {
+        let id = room.descriptor.id;
+        let mut events = self.subscribe();
+        self.host(room.descriptor.clone(), &options.name).await?;
+        // Replays kept here are served from the host; those published while it runs (say, with
+        // `earshot recordings publish`, through the control socket) are announced to the room.
+        let replays = Replays::open(home.store())?;
+        let server = self.serve_replays(replays.clone())?;
+        let announcer = crate::recording::replay::announce_published(
+            self.clone(),
+            &replays,
+            id,
+            self.dialable_addrs().await?,
+        );
+        let input = self.endpoint(options.input, Input::auto);
+        let output = self.endpoint(options.output, Output::auto);
+        let audio = AudioSession::host(self, self.fanout(), id, input, output, options.forward)?;
+        let now = crate::clock::now();
+        let mut link = home.create_invite(&room, listener_grant(now, None), now)?;
+        let verdict = if self.may_use_relays() {
+            settle_reachability(&mut events, REACHABILITY_WAIT).await
+        } else {
+            None
+        };
+        let addrs = self.dialable_addrs().await?;
+        relayed_first(&mut link, &addrs);
+        self.emit(Event::Hosting {
+            room: id,
+            title: room.descriptor.title.clone(),
+            peer_id: self.peer_id(),
+            addrs: addrs.clone(),
+            reachability: verdict,
+            listener_link: link,
+        });
+        let state = task::RoomTask::new(
+            self.clone(),
+            id,
+            audio,
+            task::Role::Host {
+                home: Arc::clone(&home),
+                room: room.clone(),
+                _server: server,
+                _announcer: announcer,
+            },
+            addrs
+                .iter()
+                .filter(|addr| earshot_protocol::addr::is_relayed(addr))
+                .cloned()
+                .collect(),
+        );
+        let handle = self.start_room(id, state, events);
+        for addr in options.carriers {
+            match handle.ask_to_carry(addr).await {
+                Ok(()) => {}
+                Err(err) => self.emit(Event::Error {
+                    room: Some(id),
+                    message: err.to_string(),
+                }),
+            }
+        }
+        // A room created with --record is recorded from the start (and everyone is told).
+        if room.descriptor.recording.host_records
+            && let Err(err) = self.act(id, ControlBody::RecordingStarted).await
+        {
+            self.emit(Event::Error {
+                room: Some(id),
+                message: format!("cannot start recording: {err}"),
+            });
+        }
+        Ok(handle)
+    }
+
+    /// Joins the room `link` invites to, with audio: a place in the relay tree (re-taken
+    /// whenever the parent goes away), relayed on to this node's own children and played into
+    /// the output; this member's voice while it is on stage. Says [`Event::Joined`], or
+    /// [`Event::Rejected`] with the reason.
+    pub async fn join_room(
+        &self,
+        link: InviteLink,
+        options: JoinOptions,
+    ) -> Result<Room, RoomError> {
+        let id = link.capability.room;
+        let events = self.subscribe();
+        let view = match self.join(link, &options.name).await {
+            Ok(view) => view,
+            Err(err) => {
+                self.emit(Event::Rejected {
+                    room: Some(id),
+                    from: None,
+                    reason: err.to_string(),
+                });
+                return Err(err.into());
+            }
+        };
+        let me = self.key();
+        let role = view.state.role_of(&me).unwrap_or(RoomRole::Listener);
+        self.emit(Event::Joined {
+            room: id,
+            title: view.descriptor.title.clone(),
+            role,
+            peer_id: self.peer_id(),
+            members: view
+                .state
+                .present()
+                .into_iter()
+                .map(MemberInfo::of)
+                .collect(),
+            recording: view.state.recording.value,
+        });
+        let host = view
+            .descriptor
+            .host
+            .to_peer_id()
+            .map_err(|_| RoomError::BadHost)?;
+        let input = self.endpoint(options.input, Input::auto);
+        let output = self.endpoint(options.output, Output::auto);
+        let mut audio = AudioSession::member(self, self.fanout(), id, host, input, output)?;
+        if let Err(err) = audio.set_on_stage(role.on_stage()).await {
+            self.emit(Event::Error {
+                room: Some(id),
+                message: err.to_string(),
+            });
+        }
+        let state = task::RoomTask::new(
+            self.clone(),
+            id,
+            audio,
+            task::Role::Member {
+                storage: options.storage,
+                home: None,
+            },
+            Vec::new(),
+        );
+        Ok(self.start_room(id, state, events))
+    }
+
+    fn start_room(
+        &self,
+        id: RoomId,
+        state: task::RoomTask,
+        events: broadcast::Receiver<Event>,
+    ) -> Room {
+        let (commands, command_rx) = mpsc::channel(ROOM_COMMAND_CAP);
+        let task = tokio::spawn(state.run(events, command_rx));
+        Room {
+            id,
+            node: self.clone(),
+            commands,
+            task,
+        }
+    }
+
+    /// Serves the replays kept in `replays` to peers that ask (`/earshot/recording/1`).
+    pub fn serve_replays(&self, replays: Replays) -> Result<ReplayServer, ReplayError> {
+        ReplayServer::start(self.streams(), replays)
+    }
+
+    /// The input or output asked for, else the sound card, else a fallback (saying so).
+    fn endpoint<T>(&self, asked: Option<T>, auto: impl FnOnce() -> Resolved<T>) -> T {
+        if let Some(asked) = asked {
+            return asked;
+        }
+        match auto() {
+            Resolved::Device(device) => device,
+            Resolved::NoDevice { fallback, note } => {
+                self.emit(Event::Note { message: note });
+                fallback
+            }
+        }
+    }
+}
+
+impl Room {
+    pub fn id(&self) -> RoomId {
+        self.id
+    }
+
+    /// Says something to the room (raise a hand, promote someone, chat …).
+    pub async fn act(&self, body: ControlBody) -> Result<(), RoomError> {
+        self.node.act(self.id, body).await?;
+        Ok(())
+    }
+
+    /// The room as this node sees it now.
+    pub async fn view(&self) -> Result<crate::node::RoomView, RoomError> {
+        self.node.view(self.id).await?.ok_or(RoomError::Closed)
+    }
+
+    /// `/record start|stop`: the host and moderators start and stop the room's recording (the
+    /// host keeps it); anyone else records what they hear, for themselves, where the room
+    /// allows it.
+    pub async fn record(&self, on: bool) -> Result<(), RoomError> {
+        let view = self.view().await?;
+        let role = view
+            .state
+            .role_of(&self.node.key())
+            .unwrap_or(RoomRole::Listener);
+        let body = match (role >= RoomRole::Moderator, on) {
+            (true, true) => ControlBody::RecordingStarted,
+            (true, false) => ControlBody::RecordingStopped,
+            (false, on) => ControlBody::MemberRecording { on },
+        };
+        self.act(body).await
+    }
+
+    /// Turns this node's microphone off or on (frames are made but not sent).
+    pub async fn set_self_muted(&self, muted: bool) -> Result<(), RoomError> {
+        self.commands
+            .send(RoomCommand::SelfMuted(muted))
+            .await
+            .map_err(|_| RoomError::Closed)
+    }
+
+    /// This node's audio now.
+    pub async fn audio_stats(&self) -> Result<Box<crate::event::AudioStats>, RoomError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(RoomCommand::AudioStats(reply))
+            .await
+            .map_err(|_| RoomError::Closed)?;
+        answer.await.map_err(|_| RoomError::Closed)
+    }
+
+    /// A new invite link (host only): bearer, with `role`, valid until `expires_at` (default
+    /// [`LINK_VALIDITY`]), with this node's relayed addresses first. Also said as
+    /// [`Event::Invite`].
+    pub async fn invite(
+        &self,
+        role: Role,
+        expires_at: Option<Timestamp>,
+    ) -> Result<InviteLink, RoomError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(RoomCommand::Invite {
+                role,
+                expires_at,
+                reply,
+            })
+            .await
+            .map_err(|_| RoomError::Closed)?;
+        answer.await.map_err(|_| RoomError::Closed)?
+    }
+
+    /// Asks the community relay at `addr` (ending in `/p2p/RELAY`) to carry the room (host
+    /// only): it gets a listener invite bound to its key, joins, and takes many children in the
+    /// tree. Said as [`Event::RelayAdded`].
+    pub async fn ask_to_carry(&self, addr: Multiaddr) -> Result<(), RoomError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(RoomCommand::Carry { addr, reply })
+            .await
+            .map_err(|_| RoomError::Closed)?;
+        answer.await.map_err(|_| RoomError::Closed)?
+    }
+
+    /// Leaves the room (the room hears a `Leave`, and [`Event::Closed`] follows);
+    /// [`Room::finished`] then says when this node's part in it is over.
+    pub async fn leave(&self) {
+        let _ = self.node.leave(self.id).await;
+        tokio::time::sleep(LINGER).await;
+    }
+
+    /// Ends the room for everyone (host and moderators).
+    pub async fn end(&self) -> Result<(), RoomError> {
+        self.act(ControlBody::RoomEnded).await?;
+        tokio::time::sleep(LINGER).await;
+        Ok(())
+    }
+
+    /// Waits until the room is over for this node (ended, left, removed) and its audio has
+    /// finished; returns why.
+    pub async fn finished(self) -> CloseReason {
+        self.task.await.unwrap_or(CloseReason::Left)
+    }
+}
+
+/// A bearer listener grant from `now` until `expires_at` (default [`LINK_VALIDITY`]).
+fn listener_grant(now: Timestamp, expires_at: Option<Timestamp>) -> Grant {
+    grant(Role::Listener, Audience::Bearer, now, expires_at)
+}
+
+fn grant(role: Role, audience: Audience, now: Timestamp, expires_at: Option<Timestamp>) -> Grant {
+    let validity = u64::try_from(LINK_VALIDITY.as_millis()).unwrap_or(u64::MAX);
+    Grant {
+        audience,
+        role,
+        not_before: now,
+        expires_at: expires_at.unwrap_or_else(|| now.plus_millis(validity)),
+        depth: u8::from(role == Role::Moderator),
+    }
+}
+
+/// Waits until this node is known to be reachable directly, or through a relay (which it
+/// only reserves once AutoNAT found it private), or `wait` has passed. Returns the verdict.
+async fn settle_reachability(
+    events: &mut broadcast::Receiver<Event>,
+    wait: Duration,
+) -> Option<Reachability> {
+    let mut verdict = None;
+    let _ = tokio::time::timeout(wait, async {
+        loop {
+            match events.recv().await {
+                Ok(Event::Reachability { status }) => {
+                    verdict = Some(status);
+                    if status == Reachability::Public {
+                        return;
+                    }
+                }
+                Ok(Event::ReachableViaRelay { .. }) => {
+                    verdict = Some(Reachability::Private);
+                    return;
+                }
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    })
+    .await;
+    verdict
+}
+
+/// Puts the relayed addresses among `addrs` first in the link's addresses: a host that is
+/// reachable through a relay may not be reachable any other way.
+fn relayed_first(link: &mut InviteLink, addrs: &[Multiaddr]) {
+    let circuits: Vec<Multiaddr> = addrs
+        .iter()
+        .filter(|addr| earshot_protocol::addr::is_relayed(addr))
+        .cloned()
+        .collect();
+    if !circuits.is_empty() {
+        link.bootstrap.retain(|addr| !circuits.contains(addr));
+        link.bootstrap.splice(0..0, circuits);
+        link.bootstrap
+            .truncate(earshot_protocol::link::MAX_BOOTSTRAP_ADDRS);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,401 @@
+//! A room's task: follows the room for the person in it (voice on stage, recording, replays,
+//! links) and reports this node's audio, until the room closes for this node.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use earshot_protocol::state::RoomRole;
+use earshot_protocol::{Audience, PeerKey, RoomId};
+use libp2p::Multiaddr;
+use tokio::sync::{broadcast, mpsc};
+use tracing::{info, warn};
+
+use super::{RoomCommand, RoomError, grant, listener_grant, relayed_first};
+use crate::clock;
+use crate::event::{AudioStats, CloseReason, Event, tree_of};
+use crate::home::Home;
+use crate::node::Node;
+use crate::recording::replay::{ReplayServer, Replays};
+use crate::recording::store::{NewRecording, Recorder, RecordingMeta};
+use crate::session::{AudioEvent, AudioSession, AudioStatus};
+use crate::store::RoomRecord;
+
+/// How often this node's audio is reported.
+const AUDIO_REPORT: Duration = Duration::from_secs(1);
+
+/// What this node is in the room.
+pub(super) enum Role {
+    /// The host: it keeps the room's recording in its data directory, publishes it as a replay,
+    /// serves replays, issues links.
+    Host {
+        home: Arc<Home>,
+        room: RoomRecord,
+        _server: ReplayServer,
+        _announcer: tokio::task::JoinHandle<()>,
+    },
+    /// A member: it may record what it hears into its own data directory, opened then.
+    Member {
+        storage: std::path::PathBuf,
+        home: Option<Arc<Home>>,
+    },
+}
+
+pub(super) struct RoomTask {
+    node: Node,
+    room: RoomId,
+    audio: AudioSession,
+    role: Role,
+    /// This node's addresses through relays, first in the links the host hands out.
+    relayed: Vec<Multiaddr>,
+    recorder: Option<Recorder>,
+}
+
+impl RoomTask {
+    pub(super) fn new(
+        node: Node,
+        room: RoomId,
+        audio: AudioSession,
+        role: Role,
+        relayed: Vec<Multiaddr>,
+    ) -> Self {
+        Self {
+            node,
+            room,
+            audio,
+            role,
+            relayed,
+            recorder: None,
+        }
+    }
+
+    pub(super) async fn run(
+        mut self,
+        mut events: broadcast::Receiver<Event>,
+        mut commands: mpsc::Receiver<RoomCommand>,
+    ) -> CloseReason {
+        let mut audio_events = self.audio.subscribe();
+        let mut report = tokio::time::interval(AUDIO_REPORT);
+        report.tick().await;
+        let reason = loop {
+            tokio::select! {
+                _ = report.tick() => {
+                    let stats = self.audio_stats(false).await;
+                    self.node.emit(Event::AudioStats(stats));
+                }
+                event = audio_events.recv() => match event {
+                    Ok(event) => self.node.emit(self.audio_event(event)),
+                    // The session lives as long as this task.
+                    Err(_) => {}
+                },
+                command = commands.recv() => {
+                    if let Some(command) = command {
+                        self.on_command(command).await;
+                    }
+                }
+                event = events.recv() => match event {
+                    Ok(Event::Closed { room, reason }) if room == self.room => break reason,
+                    Ok(event) => self.on_event(event).await,
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        warn!(room = %self.room, skipped = n, "the room's task fell behind the node's events");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break CloseReason::Left,
+                },
+            }
+        };
+        self.stop_recording();
+        let mut last = self.audio_stats(true).await;
+        // Children are handed over to other parents before this node goes.
+        match self.audio.finish().await {
+            Ok(stats) => info!(?stats, "playback finished"),
+            Err(err) => self.node.emit(Event::Error {
+                room: Some(self.room),
+                message: format!("audio output: {err}"),
+            }),
+        }
+        last.r#final = true;
+        self.node.emit(Event::AudioStats(last));
+        reason
+    }
+
+    async fn on_command(&mut self, command: RoomCommand) {
+        match command {
+            RoomCommand::SelfMuted(muted) => {
+                self.audio.set_self_muted(muted);
+                self.node.emit(Event::SelfMuted { muted });
+            }
+            RoomCommand::AudioStats(reply) => {
+                let _ = reply.send(self.audio_stats(false).await);
+            }
+            RoomCommand::Invite {
+                role,
+                expires_at,
+                reply,
+            } => {
+                let _ = reply.send(self.invite(role, expires_at));
+            }
+            RoomCommand::Carry { addr, reply } => {
+                let _ = reply.send(self.ask_to_carry(addr).await);
+            }
+        }
+    }
+
+    async fn on_event(&mut self, event: Event) {
+        let me = self.node.key();
+        match event {
+            Event::ReachableViaRelay { addr } => {
+                if self.relayed.contains(&addr) {
+                    return;
+                }
+                self.relayed.insert(0, addr);
+                // Links handed out so far may not work from outside: a fresh one that does.
+                if matches!(self.role, Role::Host { .. })
+                    && let Err(err) = self.invite(earshot_protocol::Role::Listener, None)
+                {
+                    self.error(err.to_string());
+                }
+            }
+            event if event.room() != Some(self.room) => {}
+            Event::RecordingStarted { .. } if self.is_host() => self.start_recording().await,
+            Event::RecordingStopped { .. } if self.is_host() => self.stop_recording(),
+            // A member's own recording, of what it hears.
+            Event::MemberRecordingStarted { member, .. } if member == me => {
+                self.start_recording().await;
+            }
+            Event::MemberRecordingStopped { member, .. } if member == me => self.stop_recording(),
+            Event::MemberJoined { member, name, .. } => {
+                if let Some(recorder) = &self.recorder {
+                    recorder.name_speakers([(member, name)]);
+                }
+            }
+            Event::RoleChanged { member, role, .. } if member == me => {
+                self.update_voice(role).await
+            }
+            _ => {}
+        }
+    }
+
+    fn is_host(&self) -> bool {
+        matches!(self.role, Role::Host { .. })
+    }
+
+    fn error(&self, message: String) {
+        self.node.emit(Event::Error {
+            room: Some(self.room),
+            message,
+        });
+    }
+
+    /// Sends this member's voice to the host while it is on stage.
+    async fn update_voice(&mut self, role: RoomRole) {
+        if let Err(err) = self.audio.set_on_stage(role.on_stage()).await {
+            self.error(err.to_string());
+        }
+    }
+
+    fn audio_event(&self, event: AudioEvent) -> Event {
+        match event {
+            AudioEvent::Attached {
+                parent,
+                depth,
+                repair,
+            } => Event::AudioAttached {
+                room: self.room,
+                parent,
+                depth,
+                repair_ms: repair.map(|d| d.as_secs_f64() * 1000.0),
+            },
+            AudioEvent::Lost {
+                parent,
+                leaving,
+                reason,
+            } => Event::AudioLost {
+                room: self.room,
+                parent,
+                leaving,
+                reason,
+            },
+        }
+    }
+
+    /// This node's audio now, with its depth in the tree as the room sees it (its parent may
+    /// have moved since this node attached).
+    async fn audio_stats(&self, last: bool) -> Box<AudioStats> {
+        let status = self.audio.status();
+        let depth = match self.node.view(self.room).await {
+            Ok(Some(view)) if !last => tree_of(&view.state)
+                .into_iter()
+                .find(|node| node.peer_id == self.node.key())
+                .and_then(|node| node.depth),
+            _ => None,
+        };
+        Box::new(stats_of(self.room, &status, depth))
+    }
+
+    fn invite(
+        &self,
+        role: earshot_protocol::Role,
+        expires_at: Option<earshot_protocol::Timestamp>,
+    ) -> Result<earshot_protocol::InviteLink, RoomError> {
+        let Role::Host { home, room, .. } = &self.role else {
+            return Err(RoomError::NotHost {
+                what: "issue invites here; use `earshot invite delegate` with your link",
+            });
+        };
+        let now = clock::now();
+        let grant = grant(role, Audience::Bearer, now, expires_at);
+        let mut link = home.create_invite(room, grant.clone(), now)?;
+        relayed_first(&mut link, &self.relayed);
+        self.node.emit(Event::Invite {
+            role,
+            expires_at: grant.expires_at,
+            link: link.clone(),
+        });
+        Ok(link)
+    }
+
+    async fn ask_to_carry(&self, addr: Multiaddr) -> Result<(), RoomError> {
+        let Role::Host { home, room, .. } = &self.role else {
+            return Err(RoomError::NotHost {
+                what: "ask a relay to carry the room",
+            });
+        };
+        let relay = earshot_protocol::addr::peer_of(&addr)
+            .ok_or_else(|| RoomError::RelayAddress { addr: addr.clone() })?;
+        let key = PeerKey::from_peer_id(&relay)
+            .map_err(|_| RoomError::RelayAddress { addr: addr.clone() })?;
+        let now = clock::now();
+        let mut grant = listener_grant(now, None);
+        grant.audience = Audience::Bound(key);
+        let link = home.create_invite(room, grant, now)?;
+        self.node
+            .ask_to_carry(relay, vec![addr.clone()], &link)
+            .await
+            .map_err(|source| RoomError::Carry { addr, source })?;
+        self.node.emit(Event::RelayAdded {
+            room: self.room,
+            relay,
+        });
+        Ok(())
+    }
+
+    /// The data directory recordings go into: the host's, or a member's own (opened now).
+    fn recordings_home(&mut self) -> Result<Arc<Home>, RoomError> {
+        match &mut self.role {
+            Role::Host { home, .. } => Ok(Arc::clone(home)),
+            Role::Member { storage, home } => {
+                if let Some(home) = home {
+                    return Ok(Arc::clone(home));
+                }
+                let opened = Arc::new(Home::open(storage)?);
+                *home = Some(Arc::clone(&opened));
+                Ok(opened)
+            }
+        }
+    }
+
+    async fn start_recording(&mut self) {
+        if self.recorder.is_some() {
+            return;
+        }
+        let home = match self.recordings_home() {
+            Ok(home) => home,
+            Err(err) => return self.error(format!("cannot record: {err}")),
+        };
+        let Ok(Some(view)) = self.node.view(self.room).await else {
+            return;
+        };
+        let started = home.recordings().start(NewRecording {
+            room: self.room,
+            title: view.descriptor.title.clone(),
+            host: view.descriptor.host,
+            recorder: self.node.key(),
+            started_at: clock::now(),
+            start_media: crate::audio::media_now(),
+        });
+        match started {
+            Ok(recorder) => {
+                recorder.name_speakers(
+                    view.state
+                        .members
+                        .values()
+                        .map(|m| (m.key, m.display_name())),
+                );
+                self.audio.record(Some(recorder.tap()));
+                self.node.emit(Event::Recording {
+                    room: self.room,
+                    recording: recorder.id(),
+                });
+                self.recorder = Some(recorder);
+            }
+            Err(err) => self.error(format!("cannot record: {err}")),
+        }
+    }
+
+    fn stop_recording(&mut self) {
+        let Some(recorder) = self.recorder.take() else {
+            return;
+        };
+        self.audio.record(None);
+        match recorder.finish(clock::now()) {
+            Ok(meta) => {
+                self.node.emit(Event::RecordingSaved {
+                    room: self.room,
+                    recording: meta.id,
+                    state: meta.state.as_str().to_owned(),
+                    seconds: meta.duration().as_secs_f64(),
+                    frames: meta.frames,
+                    dropped: meta.dropped,
+                });
+                // The room's official recording is published as a replay at once: fetchable
+                // by anyone given the link, and announced to the room while it is live.
+                if let Role::Host { home, .. } = &self.role {
+                    self.publish_replay(home, &meta);
+                }
+            }
+            Err(err) => self.error(format!("the recording did not finish cleanly: {err}")),
+        }
+    }
+
+    fn publish_replay(&self, home: &Home, meta: &RecordingMeta) {
+        let published = Replays::open(home.store()).and_then(|replays| {
+            replays.publish(home.recordings(), meta, home.identity().signing_key())
+        });
+        match published {
+            Ok(manifest) => self.node.emit(Event::ReplayPublished {
+                room: self.room,
+                recording: meta.id,
+                manifest: manifest.id(),
+            }),
+            Err(err) => self.error(format!("could not publish the recording: {err}")),
+        }
+    }
+}
+
+/// The event for an audio status.
+fn stats_of(room: RoomId, status: &AudioStatus, depth: Option<u16>) -> AudioStats {
+    let playback = &status.playback;
+    AudioStats {
+        room,
+        parent: status.position.map(|p| p.parent),
+        depth: depth.or(status.position.map(|p| p.depth)),
+        children: status.children,
+        received: status.received,
+        relayed: status.relayed,
+        dropped: status.dropped,
+        not_selected: status.not_selected,
+        speaking: status.speaking,
+        self_muted: status.self_muted,
+        expected: playback.expected,
+        delivered: playback.received,
+        played: playback.played,
+        recovered: playback.recovered,
+        concealed: playback.concealed,
+        late: playback.late,
+        skipped: playback.skipped,
+        buffer_ms: playback.buffer_ms,
+        latency_samples: playback.latency.count,
+        latency_p50_ms: playback.latency.percentile(50.0).map(u64::from),
+        latency_p95_ms: playback.latency.percentile(95.0).map(u64::from),
+        r#final: false,
+    }
+}
