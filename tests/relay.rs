@@ -450,6 +450,9 @@ fn a_host_behind_a_nat_is_reached_through_a_relay_then_directly() {
         &room,
         &["--emulate-nat", "cone", "--bootstrap", &relay_addr],
     );
+    // The verdict comes first; the link is handed out once the host is reachable.
+    let verdict = host.event("reachability");
+    assert_eq!(verdict["status"], "private", "{verdict}");
     let hosting = host.event("hosting");
     assert_eq!(hosting["reachability"], "private", "{hosting}");
     let link = hosting["listener_link"].as_str().expect("link").to_owned();
@@ -459,8 +462,6 @@ fn a_host_behind_a_nat_is_reached_through_a_relay_then_directly() {
         first.starts_with(&relay_addr) && first.contains("/p2p-circuit"),
         "the relayed address comes first: {inspected}"
     );
-    let verdict = host.event("reachability");
-    assert_eq!(verdict["status"], "private", "{verdict}");
 
     let bea = TestHome::new();
     let mut listener = crate::live::listener("bea", &bea, &link, &[]);

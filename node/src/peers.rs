@@ -134,6 +134,13 @@ impl Peers {
         }
     }
 
+    /// A connection to `peer` is up already (the swarm knew before this machine did).
+    pub fn dial_done(&mut self, peer: PeerId) {
+        for reply in self.dials.remove(&peer).unwrap_or_default() {
+            let _ = reply.send(Ok(()));
+        }
+    }
+
     /// Dialling `peer` failed (and no connection to it is up).
     pub fn dial_failed(&mut self, peer: PeerId, reason: String) {
         if self.connected.contains(&peer) {

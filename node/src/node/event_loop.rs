@@ -282,9 +282,18 @@ impl EventLoop {
                 let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
                     .addresses(addrs)
                     .build();
-                if let Err(err) = self.swarm.dial(opts) {
-                    debug!(%peer, %err, "could not dial");
-                    self.peers.dial_failed(peer, err.to_string());
+                match self.swarm.dial(opts) {
+                    Ok(()) => {}
+                    // Connected, or a dial is under way: whoever waits hears when it is done.
+                    Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)) => {
+                        if self.swarm.is_connected(&peer) {
+                            self.peers.dial_done(peer);
+                        }
+                    }
+                    Err(err) => {
+                        debug!(%peer, %err, "could not dial");
+                        self.peers.dial_failed(peer, err.to_string());
+                    }
                 }
             }
             Effect::DialAddr(addr) => {

@@ -1,1 +1,608 @@
+//! The rooms machine driven by hand: a host and joiners exchange the effects the event loop
+//! would carry, on a clock the test moves. No sockets, no runtime.
+
+use std::time::{Duration, Instant};
+
+use earshot_protocol::room::RoomSpec;
+use earshot_protocol::snapshot::{Refusal, RoomRequest, RoomResponse};
+use earshot_protocol::state::RoomRole;
+use earshot_protocol::{
+    Audience, Capability, ControlBody, Grant, InviteLink, RecordingPolicy, Role, RoomDescriptor,
+    RoomId, Timestamp, Visibility,
+};
+use libp2p::PeerId;
+use tokio::sync::oneshot;
+
 use super::*;
+use crate::node::pending::{Pending, PendingJoin};
+use crate::peers::Peers;
+use crate::reachability::Mode;
+
+/// 2026-12-01T10:00:00Z.
+const START: Timestamp = Timestamp(1_796_119_200_000);
+
+/// A node's rooms, with its key and the time.
+struct Side {
+    key: ed25519_dalek::SigningKey,
+    rooms: Rooms,
+    peers: Peers,
+}
+
+impl Side {
+    fn new(seed: u8) -> Self {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+        Self {
+            rooms: Rooms::new(key.clone(), START, [seed; 32]),
+            key,
+            peers: Peers::new(Mode::Public),
+        }
+    }
+
+    fn peer(&self) -> PeerId {
+        PeerKey::from(&self.key)
+            .to_peer_id()
+            .expect("an ed25519 key")
+    }
+}
+
+/// The clock, moved by the test.
+#[derive(Clone, Copy)]
+struct Clock {
+    base: Instant,
+    offset: Duration,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Self {
+            base: Instant::now(),
+            offset: Duration::ZERO,
+        }
+    }
+
+    fn now(&self) -> Now {
+        Now {
+            wall: START.plus_millis(u64::try_from(self.offset.as_millis()).expect("small")),
+            instant: self.base + self.offset,
+        }
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.offset += by;
+    }
+}
+
+fn descriptor(host: &Side, visibility: Visibility) -> RoomDescriptor {
+    RoomDescriptor::sign(
+        &host.key,
+        RoomSpec {
+            id: RoomId([9; 16]),
+            title: "Book club".into(),
+            visibility,
+            recording: RecordingPolicy::default(),
+            created_at: START,
+            addrs: vec!["/ip4/127.0.0.1/udp/4001/quic-v1".parse().expect("addr")],
+        },
+    )
+    .expect("descriptor")
+}
+
+fn link(host: &Side, room: &RoomDescriptor, role: Role) -> InviteLink {
+    InviteLink {
+        capability: Capability::issue(
+            &host.key,
+            room.id,
+            Grant {
+                audience: Audience::Bearer,
+                role,
+                not_before: START,
+                expires_at: START.plus_millis(3_600_000),
+                depth: 0,
+            },
+            [1; 8],
+        )
+        .expect("capability"),
+        host: room.host,
+        bootstrap: room.addrs(),
+    }
+}
+
+fn published(effects: &[Effect]) -> Vec<Vec<u8>> {
+    effects
+        .iter()
+        .filter_map(|effect| match effect {
+            Effect::Publish { bytes, .. } => Some(bytes.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn events(effects: &[Effect]) -> Vec<&Event> {
+    effects
+        .iter()
+        .filter_map(|effect| match effect {
+            Effect::Emit(event) => Some(event),
+            _ => None,
+        })
+        .collect()
+}
+
+fn responses(effects: Vec<Effect>) -> Vec<(InboundId, RoomResponse)> {
+    effects
+        .into_iter()
+        .filter_map(|effect| match effect {
+            Effect::Respond { inbound, response } => Some((inbound, response)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Nobody follows any topic yet.
+fn nobody(_: &PeerId, _: &RoomId) -> bool {
+    false
+}
+
+fn everybody(_: &PeerId, _: &RoomId) -> bool {
+    true
+}
+
+/// A joiner asks; returns its pending join and the envelope it sent.
+fn ask(
+    joiner: &mut Side,
+    clock: &Clock,
+    link: InviteLink,
+    name: &str,
+) -> (
+    PendingJoin,
+    Vec<u8>,
+    oneshot::Receiver<Result<RoomView, JoinError>>,
+) {
+    let (reply, answer) = oneshot::channel();
+    let mut effects = joiner.rooms.join(clock.now(), link, name.into(), reply);
+    assert_eq!(effects.len(), 1, "{effects:?}");
+    match effects.remove(0) {
+        Effect::Request {
+            request: RoomRequest::Join { envelope },
+            then: Pending::Join(pending),
+            ..
+        } => (pending, envelope.into_vec(), answer),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A host with a room, and a listener admitted and welcomed into it.
+fn room_with_listener(visibility: Visibility) -> (Side, Side, RoomDescriptor, Clock) {
+    let clock = Clock::new();
+    let mut host = Side::new(1);
+    let room = descriptor(&host, visibility);
+    host.rooms
+        .host(clock.now(), room.clone(), "ana".into())
+        .expect("hosts");
+    let mut joiner = Side::new(2);
+    let (pending, envelope, mut answer) = ask(
+        &mut joiner,
+        &clock,
+        link(&host, &room, Role::Listener),
+        "joe",
+    );
+    let effects = host.rooms.on_join_request(
+        clock.now(),
+        joiner.peer(),
+        InboundId(1),
+        &envelope,
+        everybody,
+        &host.peers,
+    );
+    let (_, welcome) = responses(effects).pop().expect("welcomed at once");
+    let effects = joiner
+        .rooms
+        .join_answered(clock.now(), pending, welcome, &joiner.peers);
+    assert!(effects.iter().any(|e| matches!(e, Effect::Changed { .. })));
+    let view = answer.try_recv().expect("answered").expect("joined");
+    assert_eq!(
+        view.state.role_of(&joiner.rooms.me()),
+        Some(RoomRole::Listener)
+    );
+    (host, joiner, room, clock)
+}
+
+#[test]
+fn hosting_says_the_host_joined_and_publishes_it() {
+    let clock = Clock::new();
+    let mut host = Side::new(1);
+    let room = descriptor(&host, Visibility::Unlisted);
+    let effects = host
+        .rooms
+        .host(clock.now(), room.clone(), "ana".into())
+        .expect("hosts");
+    assert_eq!(published(&effects).len(), 1);
+    assert!(matches!(
+        events(&effects)[..],
+        [Event::MemberJoined { name, role: RoomRole::Host, .. }] if name == "ana"
+    ));
+    // Unlisted: nothing on the lobby.
+    assert!(!effects.iter().any(|e| matches!(e, Effect::Announce(_))));
+    assert!(matches!(
+        host.rooms.host(clock.now(), room.clone(), "ana".into()),
+        Err(HostError::AlreadyJoined(_))
+    ));
+    let mut other = Side::new(3);
+    assert!(matches!(
+        other.rooms.host(clock.now(), room, "x".into()),
+        Err(HostError::NotHost(_))
+    ));
+}
+
+#[test]
+fn a_joiner_is_welcomed_once_it_follows_the_topic_or_after_the_wait() {
+    let mut clock = Clock::new();
+    let mut host = Side::new(1);
+    let room = descriptor(&host, Visibility::Unlisted);
+    host.rooms
+        .host(clock.now(), room.clone(), "ana".into())
+        .expect("hosts");
+    let mut joiner = Side::new(2);
+    let (_, envelope, _) = ask(
+        &mut joiner,
+        &clock,
+        link(&host, &room, Role::Listener),
+        "joe",
+    );
+    // Admitted (its join is published to the room), but not welcomed before it follows.
+    let effects = host.rooms.on_join_request(
+        clock.now(),
+        joiner.peer(),
+        InboundId(7),
+        &envelope,
+        nobody,
+        &host.peers,
+    );
+    assert_eq!(published(&effects).len(), 1);
+    assert!(responses(effects).is_empty());
+    assert!(responses(host.rooms.on_subscribed(clock.now(), nobody, &host.peers)).is_empty());
+    // Its subscription arrives: welcomed.
+    let answered = responses(
+        host.rooms
+            .on_subscribed(clock.now(), everybody, &host.peers),
+    );
+    assert!(matches!(
+        &answered[..],
+        [(InboundId(7), RoomResponse::Welcome { .. })]
+    ));
+
+    // A second joiner never subscribes: welcomed anyway once WELCOME_WAIT has passed.
+    let mut late = Side::new(4);
+    let (_, envelope, _) = ask(&mut late, &clock, link(&host, &room, Role::Listener), "lo");
+    host.rooms.on_join_request(
+        clock.now(),
+        late.peer(),
+        InboundId(8),
+        &envelope,
+        nobody,
+        &host.peers,
+    );
+    clock.advance(WELCOME_WAIT - Duration::from_millis(100));
+    assert!(responses(host.rooms.tick(clock.now(), nobody, &host.peers)).is_empty());
+    clock.advance(Duration::from_millis(100));
+    let answered = responses(host.rooms.tick(clock.now(), nobody, &host.peers));
+    assert!(matches!(
+        &answered[..],
+        [(InboundId(8), RoomResponse::Welcome { .. })]
+    ));
+}
+
+#[test]
+fn joins_are_refused_for_what_they_are() {
+    let clock = Clock::new();
+    let mut host = Side::new(1);
+    let room = descriptor(&host, Visibility::Unlisted);
+    host.rooms
+        .host(clock.now(), room.clone(), "ana".into())
+        .expect("hosts");
+    let mut joiner = Side::new(2);
+    let (_, envelope, _) = ask(
+        &mut joiner,
+        &clock,
+        link(&host, &room, Role::Listener),
+        "joe",
+    );
+    let refusal =
+        |from: PeerId, bytes: &[u8], host: &mut Side| match responses(host.rooms.on_join_request(
+            clock.now(),
+            from,
+            InboundId(1),
+            bytes,
+            everybody,
+            &host.peers,
+        ))
+        .pop()
+        {
+            Some((_, RoomResponse::Refused { refusal })) => refusal,
+            other => panic!("{other:?}"),
+        };
+    assert!(matches!(
+        refusal(joiner.peer(), b"garbage", &mut host),
+        Refusal::BadJoin { .. }
+    ));
+    // Someone else's join, sent on their own connection.
+    assert_eq!(
+        refusal(Side::new(5).peer(), &envelope, &mut host),
+        Refusal::NotFromAuthor
+    );
+    // A room this node does not host.
+    let mut elsewhere = Side::new(6);
+    assert_eq!(
+        refusal(joiner.peer(), &envelope, &mut elsewhere),
+        Refusal::NotHost { room: room.id }
+    );
+    // The same join twice: the room's fold refuses the replay.
+    assert!(
+        responses(host.rooms.on_join_request(
+            clock.now(),
+            joiner.peer(),
+            InboundId(1),
+            &envelope,
+            everybody,
+            &host.peers,
+        ))
+        .iter()
+        .any(|(_, r)| matches!(r, RoomResponse::Welcome { .. }))
+    );
+    assert!(matches!(
+        refusal(joiner.peer(), &envelope, &mut host),
+        Refusal::Rejected { .. }
+    ));
+}
+
+#[test]
+fn a_refused_join_unsubscribes_and_says_why() {
+    let clock = Clock::new();
+    let host = Side::new(1);
+    let room = descriptor(&host, Visibility::Unlisted);
+    let mut joiner = Side::new(2);
+    let (pending, _, mut answer) = ask(
+        &mut joiner,
+        &clock,
+        link(&host, &room, Role::Listener),
+        "joe",
+    );
+    assert!(joiner.rooms.is_joining(&room.id));
+    let effects = joiner.rooms.join_answered(
+        clock.now(),
+        pending,
+        RoomResponse::Refused {
+            refusal: Refusal::RoomClosed,
+        },
+        &joiner.peers,
+    );
+    assert!(matches!(&effects[..], [Effect::Unsubscribe(id)] if *id == room.id));
+    assert!(matches!(
+        answer.try_recv().expect("answered"),
+        Err(JoinError::Refused {
+            refusal: Refusal::RoomClosed
+        })
+    ));
+    assert!(!joiner.rooms.is_joining(&room.id));
+    // A link for a room whose host is someone else fails offline, before asking anyone.
+    let mut stranger = Side::new(3);
+    let mut forged = link(&host, &room, Role::Listener);
+    forged.host = PeerKey::from(&stranger.key);
+    let (reply, mut answer) = oneshot::channel();
+    let effects = stranger.rooms.join(clock.now(), forged, "x".into(), reply);
+    assert!(matches!(&effects[..], [Effect::Unsubscribe(_)]));
+    assert!(matches!(answer.try_recv(), Ok(Err(JoinError::Invite(_)))));
+}
+
+#[test]
+fn what_members_say_reaches_the_others_and_bad_messages_are_refused() {
+    let (mut host, mut joiner, room, clock) = room_with_listener(Visibility::Unlisted);
+    let (changes, effects) = joiner
+        .rooms
+        .act(
+            clock.now(),
+            room.id,
+            ControlBody::Chat {
+                text: "hello".into(),
+            },
+        )
+        .expect("chat");
+    assert_eq!(changes.len(), 1);
+    let bytes = published(&effects).pop().expect("published");
+    let (verdict, effects) =
+        host.rooms
+            .on_message(clock.now(), joiner.peer(), Some(room.id), &bytes);
+    assert_eq!(verdict, Verdict::Accept);
+    assert!(
+        matches!(events(&effects)[..], [Event::Chat { name, text, .. }] if name == "joe" && text == "hello")
+    );
+    // The same bytes again: a race, not an attack.
+    let (verdict, _) = host
+        .rooms
+        .on_message(clock.now(), joiner.peer(), Some(room.id), &bytes);
+    assert_eq!(verdict, Verdict::Ignore);
+    // Garbage: refused, and the forwarder is named.
+    let (verdict, effects) = host.rooms.on_message(
+        clock.now(),
+        joiner.peer(),
+        Some(room.id),
+        b"not an envelope",
+    );
+    assert_eq!(verdict, Verdict::Reject);
+    assert!(
+        matches!(events(&effects)[..], [Event::Rejected { from: Some(from), .. }] if *from == joiner.peer())
+    );
+    // A listener may not promote anyone: its own node refuses to say it.
+    assert!(matches!(
+        joiner.rooms.act(
+            clock.now(),
+            room.id,
+            ControlBody::Promote {
+                target: joiner.rooms.me(),
+                role: Role::Speaker
+            }
+        ),
+        Err(ActError::Rejected(_))
+    ));
+}
+
+#[test]
+fn heartbeats_go_out_when_due_and_the_queue_gives_up_after_a_while() {
+    let (_host, mut joiner, room, mut clock) = room_with_listener(Visibility::Unlisted);
+    assert!(published(&joiner.rooms.tick(clock.now(), nobody, &joiner.peers)).is_empty());
+    clock.advance(Duration::from_millis(
+        earshot_protocol::state::PRESENCE_INTERVAL_MS,
+    ));
+    let beat = published(&joiner.rooms.tick(clock.now(), nobody, &joiner.peers));
+    assert_eq!(beat.len(), 1, "a presence heartbeat");
+    // Nobody subscribed yet: the event loop gives the bytes back; they are retried on every
+    // tick until PUBLISH_RETRY_FOR has passed.
+    joiner
+        .rooms
+        .queue(room.id, clock.now().instant, beat[0].clone());
+    let retried = published(&joiner.rooms.retry(clock.now()));
+    assert_eq!(retried, beat);
+    joiner
+        .rooms
+        .queue(room.id, clock.now().instant, beat[0].clone());
+    clock.advance(PUBLISH_RETRY_FOR + Duration::from_millis(1));
+    assert!(published(&joiner.rooms.retry(clock.now())).is_empty());
+}
+
+#[test]
+fn leaving_says_so_and_forgets_the_room() {
+    let (_host, mut joiner, room, clock) = room_with_listener(Visibility::Unlisted);
+    let effects = joiner.rooms.leave(clock.now(), room.id, CloseReason::Left);
+    assert_eq!(published(&effects).len(), 1, "the Leave");
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::Unsubscribe(id) if *id == room.id))
+    );
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::Forget(id) if *id == room.id))
+    );
+    assert!(matches!(
+        events(&effects).last(),
+        Some(Event::Closed {
+            reason: CloseReason::Left,
+            ..
+        })
+    ));
+    assert!(!joiner.rooms.contains(&room.id));
+    assert!(
+        joiner
+            .rooms
+            .leave(clock.now(), room.id, CloseReason::Left)
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_removed_member_closes_the_room_and_an_ended_room_closes_for_everyone() {
+    let (mut host, mut joiner, room, clock) = room_with_listener(Visibility::Unlisted);
+    let target = joiner.rooms.me();
+    let (_, effects) = host
+        .rooms
+        .act(
+            clock.now(),
+            room.id,
+            ControlBody::Remove {
+                target,
+                revoke: Vec::new(),
+            },
+        )
+        .expect("remove");
+    let bytes = published(&effects).pop().expect("published");
+    let (_, effects) = joiner
+        .rooms
+        .on_message(clock.now(), host.peer(), Some(room.id), &bytes);
+    assert!(matches!(
+        events(&effects).last(),
+        Some(Event::Closed {
+            reason: CloseReason::Removed,
+            ..
+        })
+    ));
+    // The host ends its room: closed for it at once.
+    let (_, effects) = host
+        .rooms
+        .act(clock.now(), room.id, ControlBody::RoomEnded)
+        .expect("end");
+    assert!(matches!(
+        events(&effects).last(),
+        Some(Event::Closed {
+            reason: CloseReason::Ended,
+            ..
+        })
+    ));
+    assert!(!host.rooms.contains(&room.id));
+}
+
+#[test]
+fn a_public_room_is_announced_at_once_and_then_every_interval() {
+    let mut clock = Clock::new();
+    let mut host = Side::new(1);
+    let room = descriptor(&host, Visibility::Public);
+    let announced = |effects: &[Effect]| {
+        effects
+            .iter()
+            .filter(|e| matches!(e, Effect::Announce(_)))
+            .count()
+    };
+    let effects = host
+        .rooms
+        .host(clock.now(), room, "ana".into())
+        .expect("hosts");
+    assert_eq!(announced(&effects), 1);
+    clock.advance(Duration::from_millis(100));
+    assert_eq!(
+        announced(&host.rooms.tick(clock.now(), nobody, &host.peers)),
+        0
+    );
+    clock.advance(Duration::from_millis(
+        earshot_protocol::snapshot::ANNOUNCE_INTERVAL_MS,
+    ));
+    assert_eq!(
+        announced(&host.rooms.tick(clock.now(), nobody, &host.peers)),
+        1
+    );
+}
+
+#[test]
+fn access_follows_the_stage() {
+    let (mut host, joiner, room, clock) = room_with_listener(Visibility::Unlisted);
+    let access = host.rooms.access(&room.id).expect("in the room");
+    assert!(access.present.contains(&joiner.peer()));
+    assert!(!access.speakers.contains(&joiner.peer()));
+    host.rooms
+        .act(
+            clock.now(),
+            room.id,
+            ControlBody::Promote {
+                target: joiner.rooms.me(),
+                role: Role::Speaker,
+            },
+        )
+        .expect("promote");
+    let access = host.rooms.access(&room.id).expect("in the room");
+    assert!(access.speakers.contains(&joiner.peer()));
+    host.rooms
+        .act(
+            clock.now(),
+            room.id,
+            ControlBody::Mute {
+                target: joiner.rooms.me(),
+            },
+        )
+        .expect("mute");
+    let access = host.rooms.access(&room.id).expect("in the room");
+    assert!(!access.speakers.contains(&joiner.peer()), "muted: silenced");
+    assert_eq!(host.rooms.hosts_with(&room.id, &joiner.rooms.me()), Ok(()));
+    assert_eq!(
+        host.rooms
+            .hosts_with(&room.id, &PeerKey::from(&Side::new(9).key)),
+        Err(Refusal::NotPresent)
+    );
+}
