@@ -33,7 +33,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -42,6 +42,7 @@ use cpal::{
     BufferSize, ErrorKind, FromSample, I24, OutputCallbackInfo, SampleFormat, SizedSample,
     StreamConfig, SupportedBufferSize, SupportedStreamConfig, U24,
 };
+use parking_lot::{Condvar, Mutex};
 use serde::Serialize;
 
 use super::{FRAME_DURATION, FRAME_SAMPLES, SAMPLE_RATE};
@@ -882,7 +883,7 @@ impl Health {
             | ErrorKind::StreamInvalidated
             | ErrorKind::HostUnavailable => {
                 tracing::warn!(%direction, %err, "sound device stream failed");
-                *lock(&self.failure) = Some(err.to_string());
+                *self.failure.lock() = Some(err.to_string());
                 // Nobody listening: the owner has already stopped the stream.
                 let _ = self.owner.try_send(Control::Failed(err.to_string()));
             }
@@ -895,16 +896,8 @@ impl Health {
     }
 
     fn failure(&self) -> Option<String> {
-        lock(&self.failure).clone()
+        self.failure.lock().clone()
     }
-}
-
-/// A poisoned lock only means another thread panicked mid-update of plain counters and samples;
-/// carry on with what is there.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// What a stream's owner thread waits for.
@@ -1301,7 +1294,7 @@ impl Ring {
 
     fn push(&self, chunk: &[f32]) -> Result<(), DeviceError> {
         let deadline = Instant::now() + self.stall;
-        let mut state = lock(&self.state);
+        let mut state = self.state.lock();
         loop {
             if let Some(reason) = &state.closed {
                 return Err(DeviceError::Stream {
@@ -1312,15 +1305,10 @@ impl Ring {
             if state.samples.len() <= self.ahead {
                 break;
             }
-            let now = Instant::now();
-            if now >= deadline {
+            if Instant::now() >= deadline {
                 return Err(DeviceError::Stalled { waited: self.stall });
             }
-            state = self
-                .taken
-                .wait_timeout(state, deadline - now)
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .0;
+            self.taken.wait_until(&mut state, deadline);
         }
         state.samples.extend(chunk);
         state.started = true;
@@ -1331,7 +1319,7 @@ impl Ring {
     /// Appends `n` samples to `out` for the device: queued audio, then silence if the ring ran
     /// short (an underrun, once playing has started).
     fn pull(&self, n: usize, out: &mut Vec<f32>) {
-        let mut state = lock(&self.state);
+        let mut state = self.state.lock();
         let available = n.min(state.samples.len());
         out.extend(state.samples.drain(..available));
         if available < n {
@@ -1345,23 +1333,23 @@ impl Ring {
     }
 
     fn note_device_delay(&self, delay: Duration) {
-        lock(&self.state).device_delay = delay;
+        self.state.lock().device_delay = delay;
     }
 
     fn close(&self, reason: String) {
-        lock(&self.state).closed.get_or_insert(reason);
+        self.state.lock().closed.get_or_insert(reason);
         self.taken.notify_all();
     }
 
     fn latency(&self) -> Duration {
-        let state = lock(&self.state);
+        let state = self.state.lock();
         let queued =
             state.samples.len() as u64 * FRAME_DURATION.as_nanos() as u64 / FRAME_SAMPLES as u64;
         Duration::from_nanos(queued) + state.device_delay
     }
 
     fn stats(&self) -> PlaybackStats {
-        let state = lock(&self.state);
+        let state = self.state.lock();
         PlaybackStats {
             chunks: state.chunks,
             underruns: state.underruns,

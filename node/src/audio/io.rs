@@ -8,11 +8,12 @@
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use earshot_protocol::frame::{AudioFrame, SAMPLES_PER_FRAME, SpeakerId};
+use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
 use crate::relay::Heard;
@@ -301,7 +302,7 @@ pub struct Player {
 impl Player {
     /// What it has done so far.
     pub fn status(&self) -> PlayerStatus {
-        lock(&self.status).clone()
+        self.status.lock().clone()
     }
 
     /// Stops playing and finishes the output file.
@@ -319,13 +320,6 @@ impl Drop for Player {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // The status is plain counters: a panic mid-update leaves nothing inconsistent that matters.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A microphone: the sound card's clock paces the frames. Each frame's timestamp is when its
@@ -479,11 +473,11 @@ pub fn spawn_player(
                 }
                 // Status for reports, a few times a second.
                 if stats.chunks_played % 10 == 0 {
-                    let mut status = lock(&shared);
+                    let mut status = shared.lock();
                     *status = mixer_status(&mixer, stats, &latency);
                 }
             }
-            *lock(&shared) = mixer_status(&mixer, stats, &latency);
+            *shared.lock() = mixer_status(&mixer, stats, &latency);
             if let Some(writer) = writer {
                 writer.finalize().map_err(hound_err)?;
             }

@@ -23,7 +23,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use earshot_protocol::codec::DecodeError;
@@ -35,6 +35,7 @@ use earshot_protocol::replay::{
 use earshot_protocol::{ControlBody, PeerKey, RecordingId, RoomId, Verified};
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::{Multiaddr, PeerId, StreamProtocol};
+use parking_lot::{Mutex, MutexGuard};
 use tracing::{debug, warn};
 
 use super::store::{RecordingError, RecordingMeta, RecordingState, Recordings, SpeakerInfo};
@@ -1241,17 +1242,10 @@ impl Schedule {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, ScheduleState> {
-        // Plain counters and queues, each update complete under the lock.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// The next chunk for holder `slot`: preferably one of its share (index modulo the number
     /// of holders), else any it has not failed; or wait for others to finish or fail theirs.
     fn claim(&self, slot: usize) -> Claim {
-        let mut state = self.lock();
+        let mut state = self.state.lock();
         if state.holders[slot].gone {
             return Claim::Done;
         }
@@ -1281,7 +1275,7 @@ impl Schedule {
 
     /// Returns how many chunks are done now.
     fn done(&self, _index: u32, bytes: u64) -> usize {
-        let mut state = self.lock();
+        let mut state = self.state.lock();
         state.in_flight -= 1;
         state.done += 1;
         state.fetched += 1;
@@ -1293,7 +1287,7 @@ impl Schedule {
     }
 
     fn bad(&self, slot: usize, index: u32, peer: &PeerId) {
-        let mut state = self.lock();
+        let mut state = self.state.lock();
         state.bad += 1;
         let holder = &mut state.holders[slot];
         holder.bad += 1;
@@ -1307,14 +1301,14 @@ impl Schedule {
     }
 
     fn not_found(&self, slot: usize, index: u32) {
-        let state = self.lock();
+        let state = self.state.lock();
         self.retry(state, slot, index);
     }
 
     /// The holder stopped answering: it is not asked again. Returns whether it was the first
     /// of its workers to notice.
     fn failed(&self, slot: usize, index: u32, reason: String) -> bool {
-        let mut state = self.lock();
+        let mut state = self.state.lock();
         let first = !state.holders[slot].gone;
         state.holders[slot].gone = true;
         if first {
@@ -1324,7 +1318,7 @@ impl Schedule {
         first
     }
 
-    fn retry(&self, mut state: std::sync::MutexGuard<'_, ScheduleState>, slot: usize, index: u32) {
+    fn retry(&self, mut state: MutexGuard<'_, ScheduleState>, slot: usize, index: u32) {
         state.in_flight -= 1;
         state.tried.entry(index).or_default().insert(slot);
         state.pending.push_back(index);
@@ -1333,7 +1327,7 @@ impl Schedule {
     }
 
     fn outcome(&self) -> Outcome {
-        let state = self.lock();
+        let state = self.state.lock();
         let mut pending: Vec<u32> = state.pending.iter().copied().collect();
         pending.sort_unstable();
         Outcome {

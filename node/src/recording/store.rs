@@ -14,12 +14,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use earshot_protocol::frame::{AudioFrame, SAMPLES_PER_FRAME, SpeakerId};
 use earshot_protocol::{PeerKey, RecordingId, RoomId, Timestamp};
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::store::{Store, StoreError, decode_record, encode_record};
@@ -457,7 +458,7 @@ impl Recorder {
     }
 
     pub fn id(&self) -> RecordingId {
-        lock(&self.meta).id
+        self.meta.lock().id
     }
 
     /// Where frames go (for the audio plane).
@@ -467,12 +468,12 @@ impl Recorder {
 
     /// The recording as written so far.
     pub fn meta(&self) -> RecordingMeta {
-        lock(&self.meta).clone()
+        self.meta.lock().clone()
     }
 
     /// Names the people heard (speaker id → key and display name), kept in the metadata.
     pub fn name_speakers(&self, people: impl IntoIterator<Item = (PeerKey, String)>) {
-        let mut meta = lock(&self.meta);
+        let mut meta = self.meta.lock();
         for (key, name) in people {
             let info = meta
                 .speakers
@@ -494,7 +495,7 @@ impl Recorder {
         if let Some(thread) = self.thread.take() {
             thread.join().map_err(|_| RecordingError::Crashed)?;
         }
-        let mut meta = lock(&self.meta).clone();
+        let mut meta = self.meta.lock().clone();
         if meta.state == RecordingState::Recording {
             meta.state = RecordingState::Complete;
         }
@@ -509,13 +510,6 @@ impl Drop for Recorder {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Plain counters and names: a panic mid-update leaves nothing that matters inconsistent.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 /// The recorder thread: batches frames into sled, flushes every [`FLUSH_EVERY`], keeps the
 /// metadata current, and on stop (or failure) writes the final metadata.
 fn write_loop(
@@ -526,7 +520,7 @@ fn write_loop(
     dropped: &AtomicU64,
 ) {
     let (id, start_media) = {
-        let meta = lock(shared);
+        let meta = shared.lock();
         (meta.id, meta.start_media)
     };
     let mut batch = sled::Batch::default();
@@ -552,7 +546,7 @@ fn write_loop(
             // Frames captured before the recording started are not part of it.
             let offset = frame.timestamp.wrapping_sub(start_media) as i32;
             if let Ok(at) = u64::try_from(offset) {
-                let mut meta = lock(shared);
+                let mut meta = shared.lock();
                 batch.insert(
                     frame_key(&id, at, frame.speaker).to_vec(),
                     frame_value(&frame),
@@ -575,7 +569,7 @@ fn write_loop(
         let done = stopping && !got_frame;
         let due = last_flush.elapsed() >= FLUSH_EVERY;
         if pending >= BATCH_FRAMES || due || done {
-            let mut meta = lock(shared).clone();
+            let mut meta = shared.lock().clone();
             meta.dropped = dropped.load(Ordering::Relaxed);
             if done && meta.state == RecordingState::Recording {
                 meta.state = RecordingState::Complete;
@@ -588,11 +582,11 @@ fn write_loop(
             if due || done {
                 last_flush = Instant::now();
             }
-            lock(shared).dropped = meta.dropped;
+            shared.lock().dropped = meta.dropped;
         }
         if let Some(reason) = failure.take() {
             tracing::error!(%reason, "recording stopped");
-            let mut meta = lock(shared);
+            let mut meta = shared.lock();
             meta.state = RecordingState::Failed(reason);
             meta.ended_at = Some(crate::clock::now());
             // Best effort: the disk that failed may take a small write after all.
@@ -601,7 +595,7 @@ fn write_loop(
             return;
         }
         if done {
-            let mut meta = lock(shared);
+            let mut meta = shared.lock();
             if meta.state == RecordingState::Recording {
                 meta.state = RecordingState::Complete;
             }
