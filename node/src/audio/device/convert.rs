@@ -2,6 +2,7 @@
 //! and Earshot's (48 kHz mono `f32` in 20 ms chunks). Pure: tested without a device.
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use cpal::FromSample;
 
@@ -25,7 +26,7 @@ pub(super) fn from_f32<T: FromSample<f32>>(sample: f32) -> T {
 /// Turns a device's interleaved input (any rate, any channel count) into 20 ms chunks of 48 kHz
 /// mono: each frame is averaged across channels, resampled, and collected into chunks of
 /// [`FRAME_SAMPLES`].
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(super) struct CaptureConverter {
     channels: usize,
     /// Sum of the current frame's channels so far, and how many.
@@ -80,13 +81,15 @@ impl CaptureConverter {
 
 /// Fills a device's interleaved output buffer (any rate, any channel count, any sample type) from
 /// the 48 kHz mono ring: resampled, and the same sample on every channel.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(super) struct PlaybackConverter {
     channels: usize,
+    /// The device's rate.
+    rate: u32,
     /// 48 kHz samples per device sample.
     step: f64,
     resampler: Resampler,
-    /// Resampled samples not yet played (a resampler emits in whole input samples).
+    /// Resampled samples not yet played (a resampler emits whole chunks).
     pending: VecDeque<f32>,
     scratch: Vec<f32>,
 }
@@ -95,6 +98,7 @@ impl PlaybackConverter {
     pub(super) fn new(rate: u32, channels: u16) -> Self {
         Self {
             channels: usize::from(channels.max(1)),
+            rate,
             step: if rate == 0 {
                 1.0
             } else {
@@ -106,6 +110,7 @@ impl PlaybackConverter {
         }
     }
 
+    /// Fills `out` (interleaved frames of the device's channel count) from `ring`.
     pub(super) fn fill<T: FromSample<f32> + Copy>(&mut self, out: &mut [T], ring: &Ring) {
         let frames = out.len() / self.channels;
         while self.pending.len() < frames {
@@ -114,9 +119,8 @@ impl PlaybackConverter {
             self.scratch.clear();
             ring.pull(want, &mut self.scratch);
             let pending = &mut self.pending;
-            for sample in &self.scratch {
-                self.resampler.push(*sample, |out| pending.push_back(out));
-            }
+            self.resampler
+                .push_slice(&self.scratch, |out| pending.push_back(out));
         }
         for frame in out.chunks_mut(self.channels) {
             let value: T = from_f32(self.pending.pop_front().unwrap_or(0.0));
@@ -124,5 +128,15 @@ impl PlaybackConverter {
                 *slot = value;
             }
         }
+    }
+
+    /// How long audio taken from the ring waits here before the device has it: what the
+    /// resampler holds back and what was resampled ahead.
+    pub(super) fn delay(&self) -> Duration {
+        if self.rate == 0 {
+            return Duration::ZERO;
+        }
+        let samples = (self.pending.len() + self.resampler.delay()) as u64;
+        Duration::from_nanos(samples * 1_000_000_000 / u64::from(self.rate))
     }
 }

@@ -423,9 +423,10 @@ impl PlaybackSink {
         self.ring.push(chunk)
     }
 
-    /// The audio queued ahead of the speaker: the ring, plus the device's own buffer as the last
-    /// callback reported it (its playback timestamp minus its callback timestamp). Audio pushed
-    /// now is heard about this much later.
+    /// The audio queued ahead of the speaker: the ring, plus, as of the last callback, what the
+    /// conversion holds (the resampler's delay; nothing at 48 kHz) and the device's own buffer
+    /// (its playback timestamp minus its callback timestamp). Audio pushed now is heard about
+    /// this much later.
     pub fn latency(&self) -> Duration {
         self.ring.latency()
     }

@@ -82,6 +82,8 @@ impl Ring {
         self.taken.notify_all();
     }
 
+    /// How long audio taken from the ring takes to be heard, as the last callback saw it: the
+    /// conversion's delay and the device's own buffer.
     pub(super) fn note_device_delay(&self, delay: Duration) {
         self.state.lock().device_delay = delay;
     }

@@ -111,9 +111,11 @@ pub(super) fn build_playback(
         device.build_output_stream::<T, _, _>(
             *config,
             move |data: &mut [T], info: &OutputCallbackInfo| {
-                let timestamp = info.timestamp();
-                ring.note_device_delay(timestamp.playback.duration_since(timestamp.callback));
                 converter.fill(data, &ring);
+                let timestamp = info.timestamp();
+                ring.note_device_delay(
+                    timestamp.playback.duration_since(timestamp.callback) + converter.delay(),
+                );
             },
             move |err| health.report(Direction::Output, err),
             Some(OPEN_TIMEOUT),

@@ -7,8 +7,8 @@ use cpal::I24;
 use super::convert::{CaptureConverter, PlaybackConverter, from_f32, to_f32};
 use super::ring::Ring;
 use super::*;
-use crate::audio::{FRAME_DURATION, FRAME_SAMPLES};
 use crate::audio::signal::{similarity, sine};
+use crate::audio::{FRAME_DURATION, FRAME_SAMPLES};
 
 /// `n` samples of a `hertz` sine at `rate`, interleaved on `channels` channels.
 fn tone(hertz: f32, rate: u32, channels: usize, n: usize) -> Vec<f32> {
