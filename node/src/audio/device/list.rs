@@ -6,14 +6,16 @@ use cpal::{
     BufferSize, ErrorKind, SampleFormat, StreamConfig, SupportedBufferSize, SupportedStreamConfig,
 };
 
+use super::host;
 use super::{DeviceError, DeviceFormat, DeviceInfo, DeviceList, Direction, PERIOD};
 use crate::audio::SAMPLE_RATE;
 
 pub(super) fn list_here() -> Result<DeviceList, DeviceError> {
-    let host = cpal::default_host();
+    let (host, fallback) = host::choose();
     let host_name = host.id().name().to_owned();
     let mut list = DeviceList {
         host: host_name.clone(),
+        fallback,
         inputs: Vec::new(),
         outputs: Vec::new(),
     };
@@ -110,7 +112,10 @@ pub(super) fn open_device(
     direction: Direction,
     name: Option<&str>,
 ) -> Result<(cpal::Device, DeviceFormat, StreamConfig, SampleFormat), DeviceError> {
-    let host = cpal::default_host();
+    let (host, fallback) = host::choose();
+    if let Some(fallback) = &fallback {
+        host::warn_once(fallback);
+    }
     let device = find_device(&host, direction, name)?;
     match choose_config(&device, direction) {
         Ok((format, config, sample_format)) => Ok((device, format, config, sample_format)),

@@ -24,12 +24,15 @@
 //!
 //! On Linux, cpal prefers a PulseAudio server (or PipeWire's) when `$PULSE_SERVER`,
 //! `$PULSE_RUNTIME_PATH` or `$XDG_RUNTIME_DIR` leads to its socket, and ALSA otherwise; that is
-//! cpal reading the environment, as every audio program does. ALSA's complaints about missing
-//! cards go to `tracing` at debug level instead of standard error.
+//! cpal reading the environment, as every audio program does. When a server is found but cannot
+//! be used, cpal falls back to ALSA without a word; [`list`] says why ([`DeviceList::fallback`])
+//! and opening a device logs it once. ALSA's complaints about missing cards go to `tracing` at
+//! debug level instead of standard error.
 //!
 //! # Layout
 //!
 //! - this file: the public API (what there is, opening, the handles) and its errors.
+//! - `host`: the audio system, and why not PulseAudio when a server was found but refused us.
 //! - `list`: listing devices, finding the one a user named, choosing a stream configuration.
 //! - `stream`: building a stream per sample format; the thread that owns it; its health.
 //! - `convert`: device format to and from 48 kHz mono chunks (pure, tested without a device).
@@ -38,6 +41,7 @@
 
 mod alsa;
 mod convert;
+mod host;
 mod list;
 mod ring;
 mod stream;
@@ -51,6 +55,8 @@ use std::sync::mpsc::{self, Receiver};
 use std::time::Duration;
 
 use serde::Serialize;
+
+pub use self::host::HostFallback;
 
 use self::alsa::AlsaQuiet;
 use self::convert::{CaptureConverter, PlaybackConverter};
@@ -85,6 +91,9 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct DeviceList {
     /// The audio system in use: `ALSA`, `PulseAudio`, `CoreAudio`, `WASAPI` …
     pub host: String,
+    /// Why the audio system is not the PulseAudio server the environment leads to, when one was
+    /// found but could not be used.
+    pub fallback: Option<HostFallback>,
     /// Devices that can record, the default first.
     pub inputs: Vec<DeviceInfo>,
     /// Devices that can play, the default first.
