@@ -1,9 +1,12 @@
-//! Headless audio endpoints: a paced source (a WAV file, a sine, silence) that encodes frames,
-//! and a player that mixes what a room sends into a WAV file (or nowhere).
+//! Audio endpoints: a source that encodes a speaker's voice into frames (from a WAV file, a sine,
+//! silence, or a microphone), and a player that mixes what a room sends into a speaker, a WAV
+//! file, or nowhere. [`Input::auto`] and [`Output::auto`] pick the sound card when there is one.
 //!
-//! Each runs on its own thread with a deadline clock (frame `n` is due at `start + n × 20 ms`),
-//! so neither ever waits on the network: the source hands frames to a non-blocking sink, and the
-//! player drains a bounded queue once per slot.
+//! Each runs on its own thread, paced by the sound card when it uses one (capture chunks arrive
+//! as the card records them; pushing to the speaker waits while the card has enough queued), and
+//! otherwise by a deadline clock (frame `n` is due at `start + n × 20 ms`). Neither ever waits on
+//! the network: the source hands frames to a non-blocking sink, and the player drains a bounded
+//! queue once per slot.
 
 use std::path::PathBuf;
 use std::str::FromStr;
