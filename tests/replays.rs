@@ -11,7 +11,7 @@ use earshot_node::home::Home;
 use earshot_node::identity::Identity;
 use earshot_node::net::NetConfig;
 use earshot_node::node::{Node, NodeConfig};
-use earshot_node::recording::replay::{self, ReplayServer, Replays};
+use earshot_node::recording::replay::{ReplayServer, Replays};
 use earshot_node::recording::store::{RecordingMeta, RecordingState, SpeakerInfo, StoredFrame};
 use earshot_protocol::replay::{ManifestId, ReplayFrame, ReplayManifest};
 use earshot_protocol::{RecordingId, RoomId, Timestamp};

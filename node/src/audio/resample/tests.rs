@@ -16,22 +16,21 @@ fn tone(hertz: f64, rate: u32) -> Vec<f32> {
 fn fit(signal: &[f32], hertz: f64, rate: u32) -> (f64, f64) {
     let edge = signal.len() / 10;
     let omega = std::f64::consts::TAU * hertz / f64::from(rate);
-    let at = |i: usize| ((omega * i as f64).sin(), (omega * i as f64).cos());
+    // (sine, cosine, sample) at each position of the middle.
+    let points = || {
+        (edge..signal.len() - edge).map(|i| {
+            let phase = omega * i as f64;
+            (phase.sin(), phase.cos(), f64::from(signal[i]))
+        })
+    };
     let (mut xs, mut xc, mut ss, mut cc, mut sc) = (0.0, 0.0, 0.0, 0.0, 0.0);
-    for i in edge..signal.len() - edge {
-        let (s, c) = at(i);
-        let x = f64::from(signal[i]);
+    for (s, c, x) in points() {
         (xs, xc) = (xs + x * s, xc + x * c);
         (ss, cc, sc) = (ss + s * s, cc + c * c, sc + s * c);
     }
     let det = ss * cc - sc * sc;
     let (a, b) = ((xs * cc - xc * sc) / det, (xc * ss - xs * sc) / det);
-    let residual: f64 = (edge..signal.len() - edge)
-        .map(|i| {
-            let (s, c) = at(i);
-            (f64::from(signal[i]) - a * s - b * c).powi(2)
-        })
-        .sum();
+    let residual: f64 = points().map(|(s, c, x)| (x - a * s - b * c).powi(2)).sum();
     let amplitude = a.hypot(b);
     let n = (signal.len() - 2 * edge) as f64;
     (
