@@ -161,6 +161,63 @@ fn a_tone_played_to_a_virtual_sound_card_is_heard_on_its_monitor() {
     }
 }
 
+#[test]
+fn a_pulseaudio_server_that_refuses_us_is_reported_not_silently_skipped() {
+    let Some(daemon) = PulseDaemon::start() else {
+        eprintln!(
+            "skipped: the PulseAudio fallback test needs the `pulseaudio` program (Debian package \
+             `pulseaudio`), which is not installed"
+        );
+        return;
+    };
+    // A machine where no PulseAudio client ever ran: an empty home, and no cookie where
+    // $PULSE_COOKIE points. The client then sends an empty cookie, which the daemon refuses.
+    // Each run gets a fresh home and cookie path: listing ALSA's devices may run libpulse (ALSA's
+    // `pulse` plugin), which writes a cookie where $PULSE_COOKIE points.
+    let devices = |args: &[&str]| {
+        let empty_home = tempfile::tempdir().expect("temporary directory");
+        let output = TestHome::new()
+            .cmd(args)
+            .env("PULSE_SERVER", &daemon.server)
+            .env("PULSE_COOKIE", empty_home.path().join("no-cookie"))
+            .env("HOME", empty_home.path())
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("PULSE_RUNTIME_PATH")
+            .output()
+            .expect("run earshot");
+        assert!(output.status.success(), "{}", stderr(&output));
+        String::from_utf8(output.stdout).expect("UTF-8")
+    };
+    let socket = daemon.server.trim_start_matches("unix:");
+
+    let list: Value = serde_json::from_str(&devices(&["devices", "--json"])).expect("JSON");
+    assert_ne!(list["host"], "PulseAudio", "{list}");
+    let fallback = list["fallback"].as_str().expect("a fallback note");
+    assert!(
+        fallback.starts_with(&format!(
+            "a PulseAudio server was found at {socket} but could not be used ("
+        )),
+        "{fallback}"
+    );
+    assert!(
+        fallback.contains("no PulseAudio cookie was found"),
+        "{fallback}"
+    );
+    assert!(fallback.contains("$PULSE_COOKIE"), "{fallback}");
+    assert!(
+        fallback.ends_with(&format!("; using {}", list["host"].as_str().expect("host"))),
+        "{fallback}"
+    );
+    let note = list["note"].as_str().expect("a note");
+    assert!(note.contains(fallback), "{note}");
+
+    let text = devices(&["devices"]);
+    assert!(
+        text.contains(&format!("a PulseAudio server was found at {socket}")),
+        "{text}"
+    );
+}
+
 /// The body of the test above, in the child: plays one second of 1 kHz to the null sink through
 /// [`device::open_playback`] and listens on its monitor through [`device::open_capture`].
 fn loopback_through_the_device_api() {

@@ -11,8 +11,8 @@ use earshot_node::home::Home;
 use earshot_node::identity::Identity;
 use earshot_node::net::NetConfig;
 use earshot_node::node::{Node, NodeConfig};
-use earshot_node::recording::replay::{self, Replays};
-use earshot_node::recording::store::{RecordingMeta, RecordingState, SpeakerInfo};
+use earshot_node::recording::replay::Replays;
+use earshot_node::recording::store::{RecordingMeta, RecordingState, SpeakerInfo, StoredFrame};
 use earshot_protocol::replay::{ManifestId, ReplayFrame, ReplayManifest};
 use earshot_protocol::{RecordingId, RoomId, Timestamp};
 use serde_json::Value;
@@ -52,7 +52,10 @@ fn make_recording(home: &TestHome, room: RoomId, frames: Vec<ReplayFrame>) -> Re
         duration_samples: frames.last().map_or(0, |f| f.at + 960),
         dropped: 0,
     };
-    replay::import_recording(opened.store(), &meta, frames).expect("write the recording");
+    opened
+        .recordings()
+        .import(&meta, frames.into_iter().map(StoredFrame::from))
+        .expect("write the recording");
     RecordingId(id)
 }
 

@@ -22,7 +22,9 @@ use earshot_node::identity::Identity;
 use earshot_node::net::NetConfig;
 use earshot_node::node::{Node, NodeConfig};
 use earshot_node::recording::replay::{self, FetchEvent, FetchRequest, Holder, Replays};
-use earshot_node::recording::store::{RecordingMeta, RecordingState, Recordings, SpeakerInfo};
+use earshot_node::recording::store::{
+    RecordingMeta, RecordingState, Recordings, SpeakerInfo, StoredFrame,
+};
 use earshot_node::store::Store;
 use earshot_protocol::replay::{ManifestId, ReplayFrame};
 use earshot_protocol::{RecordingId, RoomId, Timestamp};
@@ -61,11 +63,10 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-/// A data directory with its identity, store, recordings and replays.
+/// A data directory with its identity, recordings and replays.
 struct Dir {
     _dir: tempfile::TempDir,
     identity: Identity,
-    store: Store,
     recordings: Recordings,
     replays: Replays,
 }
@@ -79,7 +80,6 @@ fn dir() -> Dir {
     Dir {
         _dir: dir,
         identity,
-        store,
         recordings,
         replays,
     }
@@ -124,7 +124,9 @@ fn synthetic(dir: &Dir, mb: usize) -> RecordingMeta {
         duration_samples: frames.last().map_or(0, |f| f.at + 960),
         dropped: 0,
     };
-    replay::import_recording(&dir.store, &meta, frames).expect("write the recording");
+    dir.recordings
+        .import(&meta, frames.into_iter().map(StoredFrame::from))
+        .expect("write the recording");
     meta
 }
 

@@ -6,13 +6,15 @@
 //!   application signatures).
 //! - [`store`]: the sled database (rooms hosted, invites issued).
 //! - [`home`]: an opened data directory; creates rooms and issues and delegates invites.
-//! - [`audio`]: Opus voice codec, jitter buffer, WAV files, resampling, generated signals.
+//! - [`audio`]: sound cards, Opus voice codec, jitter buffer, mixer, WAV files, resampling,
+//!   generated signals, and the source and player threads.
 //! - [`clock`]: the wall clock, read here and passed into `protocol`.
 //! - [`control`]: the local control socket through which other commands reach a running node.
 //! - [`metrics`]: Prometheus counters and gauges, and the `/metrics` endpoint that serves them.
 //! - [`net`]: the libp2p behaviour, swarm and the room protocol's codec.
 //! - [`node`]: the running node: an event loop that owns the swarm, and its handle [`Node`].
-//! - [`recording`]: recordings exported as standard files (Ogg Opus, RFC 7845).
+//! - [`recording`]: recordings kept in the store, exported as standard files (Ogg Opus, WAV),
+//!   and published to and fetched from peers as replays.
 //! - [`relay`]: the audio plane: frames along the relay tree on `/earshot/audio/1`.
 //! - [`rooms`]: the rooms the node is in (state, own authority, publishing).
 //! - [`session`]: one room's audio end to end: voice in, room out, a place in the relay tree.

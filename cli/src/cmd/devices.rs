@@ -13,7 +13,7 @@ const NO_DEVICES: &str = "no sound card found; use --input FILE.wav|sine|silence
 
 pub fn devices(ctx: &Context) -> anyhow::Result<Exit> {
     // A machine without sound is not an error: the lists are empty and the note says why.
-    let (list, note) = match device::list() {
+    let (list, empty) = match device::list() {
         Ok(list) if list.inputs.is_empty() && list.outputs.is_empty() => {
             (list, Some(NO_DEVICES.to_owned()))
         }
@@ -21,6 +21,7 @@ pub fn devices(ctx: &Context) -> anyhow::Result<Exit> {
         Err(DeviceError::List { host, source }) => (
             DeviceList {
                 host: host.clone(),
+                fallback: None,
                 inputs: Vec::new(),
                 outputs: Vec::new(),
             },
@@ -30,18 +31,29 @@ pub fn devices(ctx: &Context) -> anyhow::Result<Exit> {
         ),
         Err(err) => return Err(err.into()),
     };
+    // A PulseAudio server that was found but refused us is worth a word even when ALSA has
+    // devices: the user likely expected the desktop's sound server.
+    let fallback = list.fallback.as_ref().map(ToString::to_string);
     if ctx.json {
+        let note = match (&empty, &fallback) {
+            (Some(empty), Some(fallback)) => Some(format!("{empty}; {fallback}")),
+            (note, fallback) => note.clone().or_else(|| fallback.clone()),
+        };
         print_json(&json!({
             "host": list.host,
             "inputs": list.inputs,
             "outputs": list.outputs,
             "note": note,
+            "fallback": fallback,
         }));
         return Ok(Exit(0));
     }
     say!("Audio system: {}", list.host);
-    if let Some(note) = &note {
-        say!("Nothing to list: {note}.");
+    if let Some(fallback) = &fallback {
+        say!("Note: {fallback}.");
+    }
+    if let Some(empty) = &empty {
+        say!("Nothing to list: {empty}.");
         return Ok(Exit(0));
     }
     for (title, devices) in [("Inputs", &list.inputs), ("Outputs", &list.outputs)] {

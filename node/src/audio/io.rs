@@ -1,18 +1,22 @@
-//! Headless audio endpoints: a paced source (a WAV file, a sine, silence) that encodes frames,
-//! and a player that mixes what a room sends into a WAV file (or nowhere).
+//! Audio endpoints: a source that encodes a speaker's voice into frames (from a WAV file, a sine,
+//! silence, or a microphone), and a player that mixes what a room sends into a speaker, a WAV
+//! file, or nowhere. [`Input::auto`] and [`Output::auto`] pick the sound card when there is one.
 //!
-//! Each runs on its own thread with a deadline clock (frame `n` is due at `start + n × 20 ms`),
-//! so neither ever waits on the network: the source hands frames to a non-blocking sink, and the
-//! player drains a bounded queue once per slot.
+//! Each runs on its own thread, paced by the sound card when it uses one (capture chunks arrive
+//! as the card records them; pushing to the speaker waits while the card has enough queued), and
+//! otherwise by a deadline clock (frame `n` is due at `start + n × 20 ms`). Neither ever waits on
+//! the network: the source hands frames to a non-blocking sink, and the player drains a bounded
+//! queue once per slot.
 
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use earshot_protocol::frame::{AudioFrame, SAMPLES_PER_FRAME, SpeakerId};
+use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
 use crate::fanout::Heard;
@@ -301,7 +305,7 @@ pub struct Player {
 impl Player {
     /// What it has done so far.
     pub fn status(&self) -> PlayerStatus {
-        lock(&self.status).clone()
+        self.status.lock().clone()
     }
 
     /// Stops playing and finishes the output file.
@@ -319,13 +323,6 @@ impl Drop for Player {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // The status is plain counters: a panic mid-update leaves nothing inconsistent that matters.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A microphone: the sound card's clock paces the frames. Each frame's timestamp is when its
@@ -479,11 +476,11 @@ pub fn spawn_player(
                 }
                 // Status for reports, a few times a second.
                 if stats.chunks_played % 10 == 0 {
-                    let mut status = lock(&shared);
+                    let mut status = shared.lock();
                     *status = mixer_status(&mixer, stats, &latency);
                 }
             }
-            *lock(&shared) = mixer_status(&mixer, stats, &latency);
+            *shared.lock() = mixer_status(&mixer, stats, &latency);
             if let Some(writer) = writer {
                 writer.finalize().map_err(hound_err)?;
             }

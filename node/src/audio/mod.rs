@@ -2,13 +2,14 @@
 //! frames, and back to a speaker (or a WAV file).
 //!
 //! - [`device`]: sound cards through cpal: listing, microphone capture, speaker playback.
-//! - [`io`]: headless endpoints: a paced source (WAV, sine, silence) and a player into a WAV file.
+//! - [`io`]: the source and player threads: voice from a microphone, a WAV file, a sine or
+//!   silence; the room to a speaker, a WAV file or nowhere.
 //! - [`codec`]: Opus voice encoder and decoder with Earshot's settings (48 kHz mono, 20 ms, VOIP,
 //!   ~32 kbps VBR, in-band FEC, DTX), concealment (PLC) and FEC recovery.
 //! - [`jitter`]: the per-speaker adaptive jitter buffer (pure: time is passed in).
 //! - [`mixer`]: playback: a jitter buffer and decoder per speaker, mixed.
 //! - [`wav`]: WAV files in any common rate and channel count, converted to 48 kHz mono.
-//! - [`resample`]: sample-rate conversion.
+//! - [`resample`]: sample-rate conversion, streaming (one windowed-sinc resampler, `rubato`).
 //! - [`signal`]: generated test signals and the similarity measure tests use.
 //!
 //! **Invariant:** audio never waits on the network: these are plain, synchronous building blocks

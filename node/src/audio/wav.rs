@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use super::SAMPLE_RATE;
-use super::resample::{downmix, resample};
+use super::resample::resample;
 
 /// Why a WAV file could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +64,17 @@ pub fn read(path: &Path) -> Result<Vec<f32>, WavError> {
         .collect())
 }
 
+/// Mixes interleaved frames of `channels` channels down to mono.
+fn downmix(interleaved: &[f32], channels: usize) -> Vec<f32> {
+    if channels <= 1 {
+        return interleaved.to_vec();
+    }
+    interleaved
+        .chunks(channels)
+        .map(|frame| frame.iter().sum::<f32>() / frame.len() as f32)
+        .collect()
+}
+
 /// Writes 48 kHz mono samples as a 16-bit WAV file.
 pub fn write(path: &Path, samples: &[f32]) -> Result<(), WavError> {
     let hound_err = |source| WavError::Hound {
@@ -116,6 +127,12 @@ mod tests {
         writer.finalize().expect("finalize");
         let converted = read(&stereo).expect("read");
         assert!((converted.len() as i64 - 48_000).abs() <= 1);
+    }
+
+    #[test]
+    fn stereo_downmixes_to_mono() {
+        assert_eq!(downmix(&[1.0, 0.0, 0.5, 0.5], 2), vec![0.5, 0.5]);
+        assert_eq!(downmix(&[0.25, 0.5], 1), vec![0.25, 0.5]);
     }
 
     #[test]

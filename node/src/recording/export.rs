@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use earshot_protocol::frame::{SAMPLES_PER_FRAME, SpeakerId};
 
-use super::ogg::{OggError, OggOpusWriter, OpusTags};
+use super::ogg::{self, OggError, OggOpusWriter, OpusTags};
 use super::store::{RecordingError, RecordingMeta, Recordings};
 use crate::audio::codec::{CodecError, VoiceDecoder, VoiceEncoder};
 use crate::audio::{FRAME_SAMPLES, SAMPLE_RATE};
@@ -63,6 +63,8 @@ pub enum ExportError {
     UnknownFormat { path: PathBuf },
     #[error("recording {id} has nobody with id {speaker:08x}")]
     NoSuchSpeaker { id: String, speaker: u32 },
+    #[error("{path} does not read back as the Ogg Opus file just written: {reason}")]
+    Verify { path: PathBuf, reason: String },
 }
 
 /// What an export wrote.
@@ -139,6 +141,9 @@ pub fn export(
         progress,
     )?;
     sink.finish(samples, path)?;
+    if format == Format::Opus {
+        verify(path, samples)?;
+    }
     let bytes = std::fs::metadata(path).map_err(file_err)?.len();
     Ok(Exported { samples, bytes })
 }
@@ -292,6 +297,26 @@ impl Sink {
     }
 }
 
+/// Reads an Ogg Opus export back with the strict reader ([`ogg::read`]) and checks that it plays
+/// `samples` samples: a writer bug, or a write the disk lost without saying so, fails the export
+/// here rather than in a listener's player. Cheap next to encoding: ten minutes (3.7 MB) read
+/// back in 90 ms in a debug build.
+fn verify(path: &Path, samples: u64) -> Result<(), ExportError> {
+    let fail = |reason: String| ExportError::Verify {
+        path: path.to_owned(),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|err| fail(err.to_string()))?;
+    let file = ogg::read(&bytes).map_err(|err| fail(err.to_string()))?;
+    let plays = file.final_granule - u64::from(file.head.pre_skip);
+    if plays != samples {
+        return Err(fail(format!(
+            "it plays {plays} samples, {samples} were written"
+        )));
+    }
+    Ok(())
+}
+
 fn add(mix: &mut [f32], samples: &[f32]) {
     for (out, sample) in mix.iter_mut().zip(samples) {
         *out += sample;
@@ -321,3 +346,6 @@ fn tags(meta: &RecordingMeta, speaker: Option<SpeakerId>) -> OpusTags {
         comments,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,7 +1,9 @@
 //! Recordings: a room's audio kept and exported to standard files.
 //!
-//! - [`store`]: recordings in the node's sled database, and the recorder thread that writes them.
-//! - [`export`]: a recording to an Ogg Opus or WAV file, all speakers mixed or one of them.
+//! - [`store`]: recordings in the node's sled database (the one definition of their layout), the
+//!   recorder thread that writes them, and imports.
+//! - [`export`]: a recording to an Ogg Opus or WAV file, all speakers mixed or one of them; an
+//!   Ogg Opus export is read back and checked before it counts as written.
 //! - [`ogg`]: Ogg Opus files (RFC 7845): a streaming writer and a strict reader.
 //! - [`replay`]: recordings published as signed chunk manifests, served to and fetched from
 //!   peers on `/earshot/recording/1`.

@@ -13,28 +13,32 @@
 //! that fails (a full disk) stops the recording with the reason and keeps what was written.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use earshot_protocol::frame::{AudioFrame, SAMPLES_PER_FRAME, SpeakerId};
+use earshot_protocol::replay::{ContentReader, ReplayFrame};
 use earshot_protocol::{PeerKey, RecordingId, RoomId, Timestamp};
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+use super::replay;
 use crate::store::{Store, StoreError, decode_record, encode_record};
 
+/// Recording id → its [`RecordingMeta`].
 const META: &str = "recordings";
+/// [`frame_key`] → [`frame_value`]: every frame of every recording made here or imported.
 const FRAMES: &str = "recording_frames";
-/// The replay trees (see [`super::replay`]): recording id → manifest id, and the chunks.
-pub(crate) const REPLAY_BY_RECORDING: &str = "replay_by_recording";
-pub(crate) const REPLAY_CHUNKS: &str = "replay_chunks";
 /// Frames queued for the recorder thread (2 s of ten speakers).
 pub const QUEUE_FRAMES: usize = 1000;
 /// The longest a written frame waits to be flushed to disk.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(500);
 /// Frames written per batch, at most.
 const BATCH_FRAMES: usize = 200;
+/// Frames written per batch when importing.
+const IMPORT_BATCH: usize = 2000;
 
 /// Where a recording is in its life.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,6 +132,28 @@ pub struct StoredFrame {
     pub speaker: SpeakerId,
     pub level: u8,
     pub payload: Vec<u8>,
+}
+
+impl From<ReplayFrame> for StoredFrame {
+    fn from(frame: ReplayFrame) -> Self {
+        Self {
+            at: frame.at,
+            speaker: SpeakerId(frame.speaker),
+            level: frame.level,
+            payload: frame.payload,
+        }
+    }
+}
+
+impl From<StoredFrame> for ReplayFrame {
+    fn from(frame: StoredFrame) -> Self {
+        Self {
+            at: frame.at,
+            speaker: frame.speaker.0,
+            level: frame.level,
+            payload: frame.payload,
+        }
+    }
 }
 
 /// Why a recording operation failed.
@@ -274,7 +300,7 @@ impl Recordings {
         }
         let db = self.store.db();
         let Some(manifest) = db
-            .open_tree(REPLAY_BY_RECORDING)
+            .open_tree(replay::storage::BY_RECORDING)
             .map_err(&err)?
             .get(id.as_bytes())
             .map_err(&err)?
@@ -282,7 +308,7 @@ impl Recordings {
             return Ok(None);
         };
         Ok(Some(
-            db.open_tree(REPLAY_CHUNKS)
+            db.open_tree(replay::storage::CHUNKS)
                 .map_err(&err)?
                 .scan_prefix(manifest.as_ref()),
         ))
@@ -297,6 +323,38 @@ impl Recordings {
         self.put(&meta)?;
         self.store.db().flush().map_err(self.store.db_err())?;
         Recorder::spawn(self.clone(), meta)
+    }
+
+    /// Writes a whole recording, metadata and frames (in time order or not), as it stands:
+    /// `meta`'s counts are taken as given. How a fetched replay joins the recordings (with no
+    /// frames: they stay in its chunks), and a way to build a recording without a live room
+    /// (tests, benchmarks). A recording with the same id is overwritten.
+    pub fn import(
+        &self,
+        meta: &RecordingMeta,
+        frames: impl IntoIterator<Item = StoredFrame>,
+    ) -> Result<(), RecordingError> {
+        let err = self.store.db_err();
+        let mut batch = sled::Batch::default();
+        let mut pending = 0;
+        for frame in frames {
+            batch.insert(
+                frame_key(&meta.id, frame.at, frame.speaker).to_vec(),
+                // Flags are not kept by replays, nor read back.
+                frame_value(frame.level, 0, &frame.payload),
+            );
+            pending += 1;
+            if pending == IMPORT_BATCH {
+                self.frames
+                    .apply_batch(std::mem::take(&mut batch))
+                    .map_err(&err)?;
+                pending = 0;
+            }
+        }
+        self.frames.apply_batch(batch).map_err(&err)?;
+        self.put(meta)?;
+        self.store.db().flush().map_err(&err)?;
+        Ok(())
     }
 
     fn put(&self, meta: &RecordingMeta) -> Result<(), RecordingError> {
@@ -338,7 +396,7 @@ impl Recordings {
 /// A fetched replay's frames, read from its chunks in order.
 struct ReplayFrames {
     chunks: sled::Iter,
-    reader: Option<earshot_protocol::replay::ContentReader>,
+    reader: Option<ContentReader>,
     ready: std::collections::VecDeque<StoredFrame>,
     id: RecordingId,
     store: Store,
@@ -348,7 +406,7 @@ impl ReplayFrames {
     fn new(chunks: sled::Iter, id: RecordingId, store: Store) -> Self {
         Self {
             chunks,
-            reader: Some(earshot_protocol::replay::ContentReader::new()),
+            reader: Some(ContentReader::new()),
             ready: std::collections::VecDeque::new(),
             id,
             store,
@@ -367,12 +425,7 @@ impl Iterator for ReplayFrames {
             let reader = self.reader.as_mut()?;
             match self.chunks.next() {
                 Some(Ok((_, chunk))) => match reader.push(&chunk) {
-                    Ok(frames) => self.ready.extend(frames.into_iter().map(|f| StoredFrame {
-                        at: f.at,
-                        speaker: SpeakerId(f.speaker),
-                        level: f.level,
-                        payload: f.payload,
-                    })),
+                    Ok(frames) => self.ready.extend(frames.into_iter().map(StoredFrame::from)),
                     Err(_) => {
                         self.reader = None;
                         return Some(Err(RecordingError::CorruptFrame { id: self.id }));
@@ -457,7 +510,7 @@ impl Recorder {
     }
 
     pub fn id(&self) -> RecordingId {
-        lock(&self.meta).id
+        self.meta.lock().id
     }
 
     /// Where frames go (for the audio plane).
@@ -467,12 +520,12 @@ impl Recorder {
 
     /// The recording as written so far.
     pub fn meta(&self) -> RecordingMeta {
-        lock(&self.meta).clone()
+        self.meta.lock().clone()
     }
 
     /// Names the people heard (speaker id → key and display name), kept in the metadata.
     pub fn name_speakers(&self, people: impl IntoIterator<Item = (PeerKey, String)>) {
-        let mut meta = lock(&self.meta);
+        let mut meta = self.meta.lock();
         for (key, name) in people {
             let info = meta
                 .speakers
@@ -494,7 +547,7 @@ impl Recorder {
         if let Some(thread) = self.thread.take() {
             thread.join().map_err(|_| RecordingError::Crashed)?;
         }
-        let mut meta = lock(&self.meta).clone();
+        let mut meta = self.meta.lock().clone();
         if meta.state == RecordingState::Recording {
             meta.state = RecordingState::Complete;
         }
@@ -509,13 +562,6 @@ impl Drop for Recorder {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Plain counters and names: a panic mid-update leaves nothing that matters inconsistent.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 /// The recorder thread: batches frames into sled, flushes every [`FLUSH_EVERY`], keeps the
 /// metadata current, and on stop (or failure) writes the final metadata.
 fn write_loop(
@@ -526,7 +572,7 @@ fn write_loop(
     dropped: &AtomicU64,
 ) {
     let (id, start_media) = {
-        let meta = lock(shared);
+        let meta = shared.lock();
         (meta.id, meta.start_media)
     };
     let mut batch = sled::Batch::default();
@@ -552,10 +598,10 @@ fn write_loop(
             // Frames captured before the recording started are not part of it.
             let offset = frame.timestamp.wrapping_sub(start_media) as i32;
             if let Ok(at) = u64::try_from(offset) {
-                let mut meta = lock(shared);
+                let mut meta = shared.lock();
                 batch.insert(
                     frame_key(&id, at, frame.speaker).to_vec(),
-                    frame_value(&frame),
+                    frame_value(frame.level, frame.flags, &frame.payload),
                 );
                 pending += 1;
                 meta.frames += 1;
@@ -575,7 +621,7 @@ fn write_loop(
         let done = stopping && !got_frame;
         let due = last_flush.elapsed() >= FLUSH_EVERY;
         if pending >= BATCH_FRAMES || due || done {
-            let mut meta = lock(shared).clone();
+            let mut meta = shared.lock().clone();
             meta.dropped = dropped.load(Ordering::Relaxed);
             if done && meta.state == RecordingState::Recording {
                 meta.state = RecordingState::Complete;
@@ -588,11 +634,11 @@ fn write_loop(
             if due || done {
                 last_flush = Instant::now();
             }
-            lock(shared).dropped = meta.dropped;
+            shared.lock().dropped = meta.dropped;
         }
         if let Some(reason) = failure.take() {
             tracing::error!(%reason, "recording stopped");
-            let mut meta = lock(shared);
+            let mut meta = shared.lock();
             meta.state = RecordingState::Failed(reason);
             meta.ended_at = Some(crate::clock::now());
             // Best effort: the disk that failed may take a small write after all.
@@ -601,7 +647,7 @@ fn write_loop(
             return;
         }
         if done {
-            let mut meta = lock(shared);
+            let mut meta = shared.lock();
             if meta.state == RecordingState::Recording {
                 meta.state = RecordingState::Complete;
             }
@@ -638,6 +684,8 @@ fn write(
     Ok(())
 }
 
+/// A frame's key: recording id ‖ time ‖ speaker, big-endian, so that a prefix scan returns a
+/// recording's frames in time order. The one definition: recording and importing both use it.
 fn frame_key(id: &RecordingId, at: u64, speaker: SpeakerId) -> [u8; 28] {
     let mut key = [0u8; 28];
     key[..16].copy_from_slice(id.as_bytes());
@@ -646,14 +694,16 @@ fn frame_key(id: &RecordingId, at: u64, speaker: SpeakerId) -> [u8; 28] {
     key
 }
 
-fn frame_value(frame: &AudioFrame) -> Vec<u8> {
-    let mut value = Vec::with_capacity(2 + frame.payload.len());
-    value.push(frame.level);
-    value.push(frame.flags);
-    value.extend_from_slice(&frame.payload);
+/// A frame's value: level, flags, Opus payload.
+fn frame_value(level: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut value = Vec::with_capacity(2 + payload.len());
+    value.push(level);
+    value.push(flags);
+    value.extend_from_slice(payload);
     value
 }
 
+/// The inverse of [`frame_key`] and [`frame_value`] (flags are not read back).
 fn decode_frame(key: &[u8], value: &[u8]) -> Option<StoredFrame> {
     let at = u64::from_be_bytes(key.get(16..24)?.try_into().ok()?);
     let speaker = SpeakerId(u32::from_be_bytes(key.get(24..28)?.try_into().ok()?));
@@ -668,145 +718,4 @@ fn decode_frame(key: &[u8], value: &[u8]) -> Option<StoredFrame> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_full_disk_stops_the_recording_and_keeps_what_was_written() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("store");
-        let recordings = Recordings::open(&store).expect("recordings");
-        let recorder = recordings.start(new_recording()).expect("start");
-        for i in 0..50u32 {
-            recorder.tap().record(&frame(1, i, 1_000_000 + i * 960));
-        }
-        // Wait until those frames are on disk, then the disk fills up.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while recordings.frames(&recorder.id()).count() < 50 {
-            assert!(Instant::now() < deadline, "frames not written");
-            std::thread::yield_now();
-        }
-        recordings.disk_full.store(true, Ordering::Relaxed);
-        for i in 50..100u32 {
-            recorder.tap().record(&frame(1, i, 1_000_000 + i * 960));
-        }
-        let meta = recorder
-            .finish(Timestamp(1_800_000_002_000))
-            .expect("finish");
-        match &meta.state {
-            RecordingState::Failed(reason) => {
-                assert!(reason.contains("No space left"), "{reason}");
-            }
-            other => panic!("expected a failed recording, got {other:?}"),
-        }
-        // What was written before is kept, and the recording is listed with its reason.
-        assert_eq!(recordings.frames(&meta.id).count(), 50);
-        let listed = recordings.get(&meta.id).expect("get").expect("listed");
-        assert!(
-            matches!(listed.state, RecordingState::Failed(_)),
-            "{listed:?}"
-        );
-    }
-
-    fn frame(speaker: u32, seq: u32, timestamp: u32) -> AudioFrame {
-        AudioFrame {
-            speaker: SpeakerId(speaker),
-            seq,
-            timestamp,
-            level: 30,
-            flags: 0,
-            payload: vec![seq as u8; 60],
-            tag: None,
-        }
-    }
-
-    fn new_recording() -> NewRecording {
-        let key = PeerKey([7; 32]);
-        NewRecording {
-            room: RoomId([1; 16]),
-            title: "Radio".into(),
-            host: key,
-            recorder: key,
-            started_at: Timestamp(1_800_000_000_000),
-            start_media: 1_000_000,
-        }
-    }
-
-    #[test]
-    fn frames_stream_back_in_time_order_across_speakers() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("store");
-        let recordings = Recordings::open(&store).expect("recordings");
-        let recorder = recordings.start(new_recording()).expect("start");
-        let tap = recorder.tap();
-        // Two speakers, interleaved out of order; one frame from before the start.
-        tap.record(&frame(2, 0, 1_000_000 + 480));
-        tap.record(&frame(1, 1, 1_000_000 + 960));
-        tap.record(&frame(1, 0, 1_000_000));
-        tap.record(&frame(2, 1, 1_000_000 + 480 + 960));
-        tap.record(&frame(1, 9, 1_000_000 - 960));
-        recorder.name_speakers([(PeerKey([7; 32]), "ana".to_owned())]);
-        let meta = recorder
-            .finish(Timestamp(1_800_000_001_000))
-            .expect("finish");
-        assert_eq!(meta.state, RecordingState::Complete);
-        assert_eq!(meta.frames, 4);
-        let order: Vec<(u64, u32)> = recordings
-            .frames(&meta.id)
-            .map(|f| f.map(|f| (f.at, f.speaker.0)).expect("frame"))
-            .collect();
-        assert_eq!(order, vec![(0, 1), (480, 2), (960, 1), (1440, 2)]);
-        let stored = recordings.get(&meta.id).expect("get").expect("stored");
-        assert_eq!(stored.state, RecordingState::Complete);
-        assert_eq!(stored.duration_samples, 1440 + 960);
-        assert!(
-            stored
-                .speakers
-                .values()
-                .any(|s| s.name == "ana" && s.key.is_some())
-        );
-        assert_eq!(recordings.find(&meta.id.short()).expect("find").id, meta.id);
-
-        recordings.delete(&meta.id).expect("delete");
-        assert!(recordings.get(&meta.id).expect("get").is_none());
-        assert_eq!(recordings.frames(&meta.id).count(), 0);
-        assert!(matches!(
-            recordings.find("zzzz"),
-            Err(RecordingError::NotFound(_))
-        ));
-    }
-
-    #[test]
-    fn a_recording_left_open_is_interrupted_on_the_next_start() {
-        // What a killed recorder leaves: metadata still saying "recording" (and lagging the
-        // frames by up to a flush), and the frames written before the kill.
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("store");
-        let recordings = Recordings::open(&store).expect("recordings");
-        let new = new_recording();
-        let (start_media, started_at) = (new.start_media, new.started_at);
-        let mut meta = RecordingMeta {
-            frames: 40,
-            ..RecordingMeta::begin(RecordingId([9; 16]), new)
-        };
-        let mut batch = sled::Batch::default();
-        for i in 0..100u32 {
-            let f = frame(1, i, start_media + i * 960);
-            batch.insert(
-                frame_key(&meta.id, u64::from(i) * 960, f.speaker).to_vec(),
-                frame_value(&f),
-            );
-        }
-        recordings.frames.apply_batch(batch).expect("frames");
-        recordings.put(&meta).expect("meta");
-
-        assert_eq!(recordings.recover().expect("recover"), 1);
-        meta = recordings.get(&meta.id).expect("get").expect("kept");
-        assert_eq!(meta.state, RecordingState::Interrupted);
-        assert_eq!(meta.frames, 100, "counted from the frames on disk");
-        assert_eq!(meta.duration_samples, 100 * 960);
-        assert_eq!(meta.ended_at, Some(started_at.plus_millis(2_000)));
-        // Recovering again changes nothing.
-        assert_eq!(recordings.recover().expect("recover"), 0);
-    }
-}
+mod tests;

@@ -1,7 +1,7 @@
 use super::*;
-use crate::audio::FRAME_SAMPLES;
 use crate::audio::codec::{VoiceDecoder, VoiceEncoder};
 use crate::audio::signal::{similarity, sine};
+use crate::audio::{FRAME_SAMPLES, SAMPLE_RATE};
 
 /// libopus's lookahead at 48 kHz outside low-delay mode (2.5 ms + 4 ms of delay compensation),
 /// for tests that do not run an encoder; `real_opus_survives_the_file` asks the encoder.
