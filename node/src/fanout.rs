@@ -20,7 +20,9 @@
 use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 
 use earshot_protocol::RoomId;
 use earshot_protocol::frame::{AudioFrame, MAX_FRAME_BYTES, SpeakerId};
@@ -285,11 +287,8 @@ impl Fanout {
         self.lock().remove(room);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RoomId, RoomAudio>> {
-        // A panic while holding this lock leaves the map consistent (single inserts/removes).
-        self.rooms
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn lock(&self) -> MutexGuard<'_, HashMap<RoomId, RoomAudio>> {
+        self.rooms.lock()
     }
 
     /// Relays one frame of this node's own voice to its children (at the host, if it is among
