@@ -6,8 +6,6 @@
 //! channel in a pending map until the swarm event that completes them arrives.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use earshot_protocol::capability::{NoRevocations, Presenter, VerifyContext};
@@ -99,21 +97,6 @@ pub enum NodeEvent {
     Reachability { status: Reachability },
     /// A relayed connection to `peer` was upgraded to a direct one (DCUtR hole punching).
     DirectConnection { peer: PeerId },
-}
-
-/// Network counters, for status and metrics (a community relay's reservations and circuits).
-#[derive(Debug, Default)]
-pub struct NetStats {
-    /// Connections open now, and peers connected now.
-    pub connections: std::sync::atomic::AtomicI64,
-    pub peers: std::sync::atomic::AtomicI64,
-    /// Circuit relay (server side): reservations and circuits held now, granted in all, denied.
-    pub reservations: std::sync::atomic::AtomicI64,
-    pub circuits: std::sync::atomic::AtomicI64,
-    pub reservations_total: std::sync::atomic::AtomicU64,
-    pub circuits_total: std::sync::atomic::AtomicU64,
-    pub reservations_denied: std::sync::atomic::AtomicU64,
-    pub circuits_denied: std::sync::atomic::AtomicU64,
 }
 
 /// Why this node left a room.
@@ -279,7 +262,6 @@ enum Command {
 #[derive(Clone)]
 pub struct Node {
     commands: mpsc::Sender<Command>,
-    net_stats: Arc<NetStats>,
     /// Opens and accepts audio streams without going through the event loop.
     audio: libp2p_stream::Control,
     access: AccessMap,
@@ -342,7 +324,6 @@ impl Node {
         }
         let audio = swarm.behaviour().stream.new_control();
         let access = AccessMap::default();
-        let net_stats = Arc::new(NetStats::default());
         let (commands, command_rx) = mpsc::channel(COMMAND_CAP);
         let (events, _) = broadcast::channel(EVENT_CAP);
         let peer_id = identity.peer_id();
@@ -362,7 +343,7 @@ impl Node {
             lobby_topic: lobby,
             peer_addrs: HashMap::new(),
             rtts: HashMap::new(),
-            net_stats: Arc::clone(&net_stats),
+            metrics: config.net.metrics.clone(),
             reserved: HashSet::new(),
             connected: HashSet::new(),
             max_children: config.max_children,
@@ -439,18 +420,12 @@ impl Node {
         tokio::spawn(event_loop.run().instrument(span));
         Ok(Node {
             commands,
-            net_stats,
             audio,
             access,
             events,
             peer_id,
             key,
         })
-    }
-
-    /// Connections, and for a community relay its reservations and circuits, as they change.
-    pub fn net_stats(&self) -> Arc<NetStats> {
-        Arc::clone(&self.net_stats)
     }
 
     pub fn peer_id(&self) -> PeerId {
@@ -668,7 +643,8 @@ struct EventLoop {
     /// The latest ping round-trip time to each connected peer (the host places members that are
     /// close to it higher in the relay tree: each hop's delay adds up below it).
     rtts: HashMap<PeerId, Duration>,
-    net_stats: Arc<NetStats>,
+    /// Counts connections, peers, circuits and libp2p's own metrics (`NetConfig::metrics`).
+    metrics: crate::metrics::NetMetrics,
     /// Peers holding a reservation on this node's circuit relay.
     reserved: HashSet<PeerId>,
     connected: HashSet<PeerId>,
@@ -1338,6 +1314,7 @@ impl EventLoop {
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        self.metrics.record(&event);
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(%address, "listening");
@@ -1367,11 +1344,7 @@ impl EventLoop {
                 } else if let libp2p::core::ConnectedPoint::Dialer { address, .. } = &endpoint {
                     self.dialled.insert(peer_id, address.clone());
                 }
-                self.net_stats.connections.fetch_add(1, Ordering::Relaxed);
                 self.connected.insert(peer_id);
-                self.net_stats
-                    .peers
-                    .store(self.connected.len() as i64, Ordering::Relaxed);
                 for reply in self.pending_dials.remove(&peer_id).unwrap_or_default() {
                     let _ = reply.send(Ok(()));
                 }
@@ -1397,14 +1370,10 @@ impl EventLoop {
                         self.relayed_connections.remove(&peer_id);
                     }
                 }
-                self.net_stats.connections.fetch_sub(1, Ordering::Relaxed);
                 if num_established == 0 {
                     self.connected.remove(&peer_id);
                     self.dialled.remove(&peer_id);
                     self.rtts.remove(&peer_id);
-                    self.net_stats
-                        .peers
-                        .store(self.connected.len() as i64, Ordering::Relaxed);
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::RelayServer(event)) => {
@@ -1473,44 +1442,24 @@ impl EventLoop {
         }
     }
 
-    /// Counts what a community relay does for others.
+    /// Follows the peers holding a reservation on this community relay (the other counts are
+    /// `NetMetrics::record`'s).
     fn on_relay_server(&mut self, event: &libp2p::relay::Event) {
         use libp2p::relay::Event;
-        let stats = &self.net_stats;
         match event {
             Event::ReservationReqAccepted {
                 src_peer_id,
                 renewed: false,
             } => {
                 self.reserved.insert(*src_peer_id);
-                stats.reservations_total.fetch_add(1, Ordering::Relaxed);
             }
             Event::ReservationClosed { src_peer_id }
             | Event::ReservationTimedOut { src_peer_id } => {
                 self.reserved.remove(src_peer_id);
             }
-            Event::ReservationReqDenied { .. } => {
-                stats.reservations_denied.fetch_add(1, Ordering::Relaxed);
-            }
-            Event::CircuitReqAccepted { .. } => {
-                stats.circuits.fetch_add(1, Ordering::Relaxed);
-                stats.circuits_total.fetch_add(1, Ordering::Relaxed);
-            }
-            Event::CircuitClosed { .. } => {
-                let _ = stats
-                    .circuits
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                        Some((n - 1).max(0))
-                    });
-            }
-            Event::CircuitReqDenied { .. } => {
-                stats.circuits_denied.fetch_add(1, Ordering::Relaxed);
-            }
             _ => {}
         }
-        stats
-            .reservations
-            .store(self.reserved.len() as i64, Ordering::Relaxed);
+        self.metrics.reservations.set(self.reserved.len() as i64);
         debug!(?event, "relay server");
     }
 

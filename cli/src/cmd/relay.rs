@@ -5,16 +5,17 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
 use earshot_node::identity::Identity;
-use earshot_node::metrics::Metrics;
+use earshot_node::metrics::{self, NetMetrics};
 use earshot_node::net::{NetConfig, RelayServerConfig};
 use earshot_node::node::{Node, NodeConfig};
 use multiaddr::{Multiaddr, Protocol};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
 use serde_json::json;
 
 use std::collections::HashMap;
@@ -123,6 +124,8 @@ impl Totals {
 const RATE_WINDOW: usize = 6;
 
 async fn run(identity: Identity, config: RelayConfig, json: bool) -> anyhow::Result<u8> {
+    let mut registry = Registry::default();
+    let stats = NetMetrics::register(&mut registry);
     let node = Node::spawn(
         identity,
         NodeConfig {
@@ -146,6 +149,7 @@ async fn run(identity: Identity, config: RelayConfig, json: bool) -> anyhow::Res
                 max_memory: config
                     .memory_limit
                     .and_then(|limit| usize::try_from(limit.get()).ok()),
+                metrics: stats.clone(),
                 ..NetConfig::default()
             },
             max_children: config.children_per_room(),
@@ -170,46 +174,37 @@ async fn run(identity: Identity, config: RelayConfig, json: bool) -> anyhow::Res
     let mut events = node.subscribe();
     let audio = AudioRelay::start(node.audio_control(), node.audio_admission());
     let carried: Carried = Arc::new(Mutex::new(HashMap::new()));
-    let metrics = Metrics::new();
-    let stats = node.net_stats();
-    let rooms = metrics.gauge("earshot_rooms", "Rooms this relay carries now");
-    let children = metrics.gauge(
+    let rooms = metrics::gauge(
+        &mut registry,
+        "earshot_rooms",
+        "Rooms this relay carries now",
+    );
+    let children = metrics::gauge(
+        &mut registry,
         "earshot_children",
         "Listeners this relay feeds now, all rooms together",
     );
-    let forwarded = metrics.counter(
+    let forwarded = metrics::counter(
+        &mut registry,
         "earshot_frames_forwarded_total",
         "Audio frames received and passed down the tree",
     );
-    let dropped = metrics.counter(
+    let dropped = metrics::counter(
+        &mut registry,
         "earshot_frames_dropped_total",
         "Frame copies skipped for children that fell behind",
     );
-    let bytes = metrics.counter(
+    let bytes = metrics::counter(
+        &mut registry,
         "earshot_bytes_forwarded_total",
         "Audio bytes sent to children, all rooms together",
     );
-    let upload = metrics.gauge(
+    let upload = metrics::gauge(
+        &mut registry,
         "earshot_upload_kbps",
         "Audio upload to children over the last few seconds, in kbit/s",
     );
     let carrying = Arc::clone(&carried);
-    let peers = metrics.gauge("earshot_peers", "Peers connected now");
-    let connections = metrics.gauge("earshot_connections", "Connections open now");
-    let reservations = metrics.gauge(
-        "earshot_relay_reservations",
-        "Circuit relay reservations held now",
-    );
-    let circuits = metrics.gauge("earshot_relay_circuits", "Relayed circuits open now");
-    let reservations_total = metrics.counter(
-        "earshot_relay_reservations_total",
-        "Circuit relay reservations granted",
-    );
-    let circuits_total = metrics.counter("earshot_relay_circuits_total", "Circuits relayed");
-    let denied = metrics.counter(
-        "earshot_relay_denied_total",
-        "Reservations and circuits refused (over a limit)",
-    );
     let updater = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         // Bytes sent, sampled each tick: the upload rate is over the last RATE_WINDOW ticks.
@@ -219,16 +214,6 @@ async fn run(identity: Identity, config: RelayConfig, json: bool) -> anyhow::Res
         loop {
             tick.tick().await;
             ticks += 1;
-            peers.set(stats.peers.load(Ordering::Relaxed));
-            connections.set(stats.connections.load(Ordering::Relaxed));
-            reservations.set(stats.reservations.load(Ordering::Relaxed));
-            circuits.set(stats.circuits.load(Ordering::Relaxed));
-            reservations_total.set(stats.reservations_total.load(Ordering::Relaxed));
-            circuits_total.set(stats.circuits_total.load(Ordering::Relaxed));
-            denied.set(
-                stats.reservations_denied.load(Ordering::Relaxed)
-                    + stats.circuits_denied.load(Ordering::Relaxed),
-            );
             let sessions = lock(&carrying);
             rooms.set(sessions.len() as i64);
             let statuses: HashMap<RoomId, AudioStatus> = sessions
@@ -238,9 +223,9 @@ async fn run(identity: Identity, config: RelayConfig, json: bool) -> anyhow::Res
             drop(sessions);
             children.set(statuses.values().map(|s| s.children as i64).sum());
             let total = totals.update(&statuses);
-            forwarded.set(total.frames);
-            dropped.set(total.dropped);
-            bytes.set(total.bytes);
+            advance(&forwarded, total.frames);
+            advance(&dropped, total.dropped);
+            advance(&bytes, total.bytes);
             sent.push_back((std::time::Instant::now(), total.bytes));
             if sent.len() > RATE_WINDOW {
                 sent.pop_front();
@@ -257,9 +242,9 @@ async fn run(identity: Identity, config: RelayConfig, json: bool) -> anyhow::Res
             if json && ticks.is_multiple_of(2) {
                 print_json(&json!({
                     "event": "relay_stats",
-                    "peers": stats.peers.load(Ordering::Relaxed),
-                    "reservations": stats.reservations.load(Ordering::Relaxed),
-                    "circuits": stats.circuits.load(Ordering::Relaxed),
+                    "peers": stats.peers.get(),
+                    "reservations": stats.reservations.get(),
+                    "circuits": stats.circuits.get(),
                     "children": statuses.values().map(|s| s.children).sum::<usize>(),
                     "frames_forwarded": total.frames,
                     "upload_kbps": kbps,
@@ -277,18 +262,18 @@ async fn run(identity: Identity, config: RelayConfig, json: bool) -> anyhow::Res
                 say!(
                     "{} peers; {} rooms carried, {} listeners fed, {kbps} kbit/s up; \
                      {} reservations, {} circuits",
-                    stats.peers.load(Ordering::Relaxed),
+                    stats.peers.get(),
                     statuses.len(),
                     statuses.values().map(|s| s.children).sum::<usize>(),
-                    stats.reservations.load(Ordering::Relaxed),
-                    stats.circuits.load(Ordering::Relaxed),
+                    stats.reservations.get(),
+                    stats.circuits.get(),
                 );
             }
         }
     });
     let served = match config.metrics {
         Some(addr) => Some(
-            earshot_node::metrics::serve(metrics.clone(), addr)
+            metrics::serve(registry, addr)
                 .await
                 .with_context(|| format!("serving metrics on {addr}"))?,
         ),
@@ -352,6 +337,11 @@ async fn run(identity: Identity, config: RelayConfig, json: bool) -> anyhow::Res
         say!("Relay stopped.");
     }
     Ok(0)
+}
+
+/// Raises `counter` to `total`, a running total kept elsewhere (counters never go down).
+fn advance(counter: &Counter, total: u64) {
+    counter.inc_by(total.saturating_sub(counter.get()));
 }
 
 /// The rooms this relay carries.
