@@ -69,7 +69,8 @@ const PER_PEER_RATE: std::num::NonZeroU32 = match std::num::NonZeroU32::new(30) 
 };
 
 /// A circuit relay's limits. rust-libp2p's defaults (2 minutes and 128 KiB per circuit) would
-/// cut a 32 kbit/s room after about 30 seconds: a relay for live audio allows hours.
+/// cut a 32 kbit/s room after about 30 seconds: a relay for live audio allows hours. The
+/// defaults are `earshot relay`'s (its config file falls back to them).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RelayServerConfig {
     pub max_reservations: usize,
