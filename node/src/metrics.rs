@@ -15,11 +15,12 @@
 //! (`# EOF`-terminated; counters' samples end in `_total`), over HTTP/1.1 with hyper, one
 //! request per connection, within the bounds documented by the constants below.
 
+use std::collections::HashSet;
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use http_body_util::Full;
@@ -27,6 +28,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use libp2p::PeerId;
 use libp2p::metrics::Recorder as _;
 use libp2p::swarm::SwarmEvent;
 use prometheus_client::metrics::counter::Counter;
@@ -57,6 +59,10 @@ pub struct NetMetrics {
     pub circuits_total: Counter,
     /// Reservations and circuits refused, over a limit (`earshot_relay_denied_total`).
     pub denied: Counter,
+    /// The peers `reservations` counts. libp2p reports a `ReservationClosed` for every
+    /// connection that closes, whether it held a reservation or not, so counting events up and
+    /// down would not do.
+    reserved: Arc<Mutex<HashSet<PeerId>>>,
     /// libp2p's own swarm and protocol metrics, when registered.
     libp2p: Option<Arc<libp2p::metrics::Metrics>>,
 }
@@ -148,12 +154,13 @@ impl NetMetrics {
                 "earshot_relay_denied_total",
                 "Reservations and circuits refused (over a limit)",
             ),
+            reserved: Arc::default(),
             libp2p: Some(Arc::new(libp2p::metrics::Metrics::new(registry))),
         }
     }
 
     /// Counts what `event` changes: called by the event loop for every swarm event, before
-    /// handling it. (Reservations held are set by the loop, which knows the peers holding one.)
+    /// handling it.
     pub fn record(&self, event: &SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::ConnectionEstablished {
@@ -185,8 +192,18 @@ impl NetMetrics {
     fn record_relay_server(&self, event: &libp2p::relay::Event) {
         use libp2p::relay::Event;
         match event {
-            Event::ReservationReqAccepted { renewed: false, .. } => {
-                self.reservations_total.inc();
+            Event::ReservationReqAccepted {
+                src_peer_id,
+                renewed,
+            } => {
+                if !renewed {
+                    self.reservations_total.inc();
+                }
+                self.reserved_now(|peers| peers.insert(*src_peer_id));
+            }
+            Event::ReservationClosed { src_peer_id }
+            | Event::ReservationTimedOut { src_peer_id } => {
+                self.reserved_now(|peers| peers.remove(src_peer_id));
             }
             Event::ReservationReqDenied { .. } | Event::CircuitReqDenied { .. } => {
                 self.denied.inc();
@@ -206,6 +223,16 @@ impl NetMetrics {
             }
             _ => {}
         }
+    }
+
+    /// Changes the set of peers holding a reservation, and the gauge with it.
+    fn reserved_now(&self, change: impl FnOnce(&mut HashSet<PeerId>) -> bool) {
+        // Only the event loop records, so the lock is never contended; a panic while it was
+        // held leaves a set that is still a set.
+        let mut peers = self.reserved.lock().unwrap_or_else(PoisonError::into_inner);
+        change(&mut peers);
+        self.reservations
+            .set(i64::try_from(peers.len()).unwrap_or(i64::MAX));
     }
 }
 

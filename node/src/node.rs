@@ -344,7 +344,6 @@ impl Node {
             peer_addrs: HashMap::new(),
             rtts: HashMap::new(),
             metrics: config.net.metrics.clone(),
-            reserved: HashSet::new(),
             connected: HashSet::new(),
             max_children: config.max_children,
             access: access.clone(),
@@ -645,8 +644,6 @@ struct EventLoop {
     rtts: HashMap<PeerId, Duration>,
     /// Counts connections, peers, circuits and libp2p's own metrics (`NetConfig::metrics`).
     metrics: crate::metrics::NetMetrics,
-    /// Peers holding a reservation on this node's circuit relay.
-    reserved: HashSet<PeerId>,
     connected: HashSet<PeerId>,
     max_children: u16,
     access: AccessMap,
@@ -1376,8 +1373,9 @@ impl EventLoop {
                     self.rtts.remove(&peer_id);
                 }
             }
+            // Counted by `self.metrics`.
             SwarmEvent::Behaviour(BehaviourEvent::RelayServer(event)) => {
-                self.on_relay_server(&event);
+                debug!(?event, "relay server");
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
             SwarmEvent::Behaviour(BehaviourEvent::Rooms(event)) => self.on_rooms(event),
@@ -1440,27 +1438,6 @@ impl EventLoop {
             }
             _ => {}
         }
-    }
-
-    /// Follows the peers holding a reservation on this community relay (the other counts are
-    /// `NetMetrics::record`'s).
-    fn on_relay_server(&mut self, event: &libp2p::relay::Event) {
-        use libp2p::relay::Event;
-        match event {
-            Event::ReservationReqAccepted {
-                src_peer_id,
-                renewed: false,
-            } => {
-                self.reserved.insert(*src_peer_id);
-            }
-            Event::ReservationClosed { src_peer_id }
-            | Event::ReservationTimedOut { src_peer_id } => {
-                self.reserved.remove(src_peer_id);
-            }
-            _ => {}
-        }
-        self.metrics.reservations.set(self.reserved.len() as i64);
-        debug!(?event, "relay server");
     }
 
     fn on_gossip(&mut self, event: gossipsub::Event) {

@@ -189,11 +189,20 @@ fn counts_connections_peers_and_circuits_as_events_happen() {
         net.record(&relay(event));
     }
     assert_eq!(net.reservations_total.get(), 1);
+    assert_eq!(net.reservations.get(), 1);
     assert_eq!(net.denied.get(), 2);
     assert_eq!(net.circuits_total.get(), 2);
     assert_eq!(net.circuits.get(), 0);
     net.record(&relay(circuit(true)));
     assert_eq!(net.circuits.get(), 1);
+
+    // libp2p says a reservation closed whenever a connection closes, even one that held none.
+    net.record(&relay(Event::ReservationClosed { src_peer_id: b }));
+    assert_eq!(net.reservations.get(), 1);
+    net.record(&relay(Event::ReservationTimedOut { src_peer_id: a }));
+    assert_eq!(net.reservations.get(), 0);
+    net.record(&relay(Event::ReservationClosed { src_peer_id: a }));
+    assert_eq!(net.reservations.get(), 0);
 
     // libp2p counted the same events.
     let text = render(&registry).expect("renders");
