@@ -181,7 +181,7 @@ fn a_host_behind_the_relay_is_reached_through_it() {
             .is_some_and(|n| *n >= 1.0)
     });
     assert_eq!(
-        seen.get("earshot_relay_reservations"),
+        seen.get("earshot_relay_reservations_open"),
         Some(&1.0),
         "{seen:?}"
     );
@@ -396,7 +396,7 @@ fn nodes_reserve_a_slot_on_a_relay_and_advertise_it() {
     });
     // The host and the listener each hold a reservation.
     scrape_until(&metrics, "two reservations", |seen| {
-        seen.get("earshot_relay_reservations") == Some(&2.0)
+        seen.get("earshot_relay_reservations_open") == Some(&2.0)
     });
     host.say("/end");
     assert_eq!(listener.exit_code(), 0);
@@ -473,7 +473,7 @@ fn a_host_behind_a_nat_is_reached_through_a_relay_then_directly() {
     scrape_until(&metrics, "the circuit closed after the upgrade", |seen| {
         seen.get("earshot_relay_circuits_total")
             .is_some_and(|n| *n >= 1.0)
-            && seen.get("earshot_relay_circuits") == Some(&0.0)
+            && seen.get("earshot_relay_circuits_open") == Some(&0.0)
     });
     let delivered = heard["delivered"].as_u64().unwrap_or(0);
     let later = listener.expect("audio over the direct connection", |v| {
@@ -490,7 +490,7 @@ fn a_host_behind_a_nat_is_reached_through_a_relay_then_directly() {
     );
     let seen = scrape(&metrics);
     assert_eq!(
-        seen.get("earshot_relay_reservations"),
+        seen.get("earshot_relay_reservations_open"),
         Some(&1.0),
         "only the host holds a slot: {seen:?}"
     );
@@ -574,7 +574,11 @@ fn audio_outlasts_the_default_circuit_limits_on_an_earshot_relay() {
         heard["expected"].as_u64().unwrap_or(0) - heard["delivered"].as_u64().unwrap_or(0);
     assert!(missing <= 10, "frames lost on the circuit: {heard}");
     let seen = scrape(&metrics);
-    assert_eq!(seen.get("earshot_relay_circuits"), Some(&1.0), "{seen:?}");
+    assert_eq!(
+        seen.get("earshot_relay_circuits_open"),
+        Some(&1.0),
+        "{seen:?}"
+    );
     assert_eq!(
         seen.get("earshot_relay_circuits_total"),
         Some(&1.0),

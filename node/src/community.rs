@@ -7,7 +7,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use earshot_protocol::{InviteLink, RoomId};
@@ -17,9 +16,12 @@ use tokio::sync::{broadcast, oneshot};
 use tracing::warn;
 
 use crate::event::{CarriedRoom, Event, RelayStats};
-use crate::metrics::{Counter, Gauge, Metrics};
-use crate::node::{NetStats, Node};
+use crate::metrics::{counter, gauge};
+use crate::node::Node;
 use crate::session::{AudioSession, AudioStatus};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 
 /// How often the figures are taken.
 const SAMPLE: Duration = Duration::from_millis(500);
@@ -116,7 +118,8 @@ impl Upload {
     }
 }
 
-/// The relay's metrics (names are what operators' dashboards use).
+/// The relay's own series (names are what operators' dashboards use); the network's are the
+/// node's [`NetMetrics`].
 #[derive(Debug, Clone)]
 struct RelayMetrics {
     rooms: Gauge,
@@ -125,93 +128,67 @@ struct RelayMetrics {
     dropped: Counter,
     bytes: Counter,
     upload: Gauge,
-    peers: Gauge,
-    connections: Gauge,
-    reservations: Gauge,
-    circuits: Gauge,
-    reservations_total: Counter,
-    circuits_total: Counter,
-    denied: Counter,
 }
 
 impl RelayMetrics {
-    fn register(metrics: &Metrics) -> Self {
+    fn register(registry: &mut Registry) -> Self {
         Self {
-            rooms: metrics.gauge("earshot_rooms", "Rooms this relay carries now"),
-            children: metrics.gauge(
+            rooms: gauge(registry, "earshot_rooms", "Rooms this relay carries now"),
+            children: gauge(
+                registry,
                 "earshot_children",
                 "Listeners this relay feeds now, all rooms together",
             ),
-            forwarded: metrics.counter(
+            forwarded: counter(
+                registry,
                 "earshot_frames_forwarded_total",
                 "Audio frames received and passed down the tree",
             ),
-            dropped: metrics.counter(
+            dropped: counter(
+                registry,
                 "earshot_frames_dropped_total",
                 "Frame copies skipped for children that fell behind",
             ),
-            bytes: metrics.counter(
+            bytes: counter(
+                registry,
                 "earshot_bytes_forwarded_total",
                 "Audio bytes sent to children, all rooms together",
             ),
-            upload: metrics.gauge(
+            upload: gauge(
+                registry,
                 "earshot_upload_kbps",
                 "Audio upload to children over the last few seconds, in kbit/s",
-            ),
-            peers: metrics.gauge("earshot_peers", "Peers connected now"),
-            connections: metrics.gauge("earshot_connections", "Connections open now"),
-            reservations: metrics.gauge(
-                "earshot_relay_reservations",
-                "Circuit relay reservations held now",
-            ),
-            circuits: metrics.gauge("earshot_relay_circuits", "Relayed circuits open now"),
-            reservations_total: metrics.counter(
-                "earshot_relay_reservations_total",
-                "Circuit relay reservations granted",
-            ),
-            circuits_total: metrics.counter("earshot_relay_circuits_total", "Circuits relayed"),
-            denied: metrics.counter(
-                "earshot_relay_denied_total",
-                "Reservations and circuits refused (over a limit)",
             ),
         }
     }
 
-    fn update(&self, stats: &NetStats, rooms: usize, children: usize, total: Total, kbps: i64) {
-        self.peers.set(stats.peers.load(Ordering::Relaxed));
-        self.connections
-            .set(stats.connections.load(Ordering::Relaxed));
-        self.reservations
-            .set(stats.reservations.load(Ordering::Relaxed));
-        self.circuits.set(stats.circuits.load(Ordering::Relaxed));
-        self.reservations_total
-            .set(stats.reservations_total.load(Ordering::Relaxed));
-        self.circuits_total
-            .set(stats.circuits_total.load(Ordering::Relaxed));
-        self.denied.set(
-            stats.reservations_denied.load(Ordering::Relaxed)
-                + stats.circuits_denied.load(Ordering::Relaxed),
-        );
+    fn update(&self, rooms: usize, children: usize, total: Total, kbps: i64) {
         self.rooms.set(i64::try_from(rooms).unwrap_or(i64::MAX));
         self.children
             .set(i64::try_from(children).unwrap_or(i64::MAX));
-        self.forwarded.set(total.frames);
-        self.dropped.set(total.dropped);
-        self.bytes.set(total.bytes);
+        advance(&self.forwarded, total.frames);
+        advance(&self.dropped, total.dropped);
+        advance(&self.bytes, total.bytes);
         self.upload.set(kbps);
     }
 }
 
+/// Raises `counter` to `total` (a counter only goes up; totals here never step down).
+fn advance(counter: &Counter, total: u64) {
+    counter.inc_by(total.saturating_sub(counter.get()));
+}
+
 impl CommunityRelay {
     /// Starts carrying rooms for hosts that ask `node` (configured with
-    /// [`crate::net::NetConfig::carry_rooms`]), counting into `metrics` if given.
-    pub fn start(node: &Node, metrics: Option<&Metrics>) -> Self {
+    /// [`crate::net::NetConfig::carry_rooms`]), registering its series in `registry` if given
+    /// (before the registry is served).
+    pub fn start(node: &Node, registry: Option<&mut Registry>) -> Self {
         let carried: Carried = Arc::default();
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(serve(
             node.clone(),
             Arc::clone(&carried),
-            metrics.map(RelayMetrics::register),
+            registry.map(RelayMetrics::register),
             node.subscribe(),
             stopped,
         ));
@@ -253,7 +230,7 @@ async fn serve(
     mut events: broadcast::Receiver<Event>,
     mut stopped: oneshot::Receiver<()>,
 ) {
-    let stats = node.net_stats();
+    let stats = node.net_metrics().clone();
     let mut sample = tokio::time::interval(SAMPLE);
     let mut totals = Totals::default();
     let mut upload = Upload::default();
@@ -272,13 +249,13 @@ async fn serve(
                 let total = totals.update(&statuses);
                 let kbps = upload.sample(Instant::now(), total.bytes);
                 if let Some(metrics) = &metrics {
-                    metrics.update(&stats, statuses.len(), children, total, kbps);
+                    metrics.update(statuses.len(), children, total, kbps);
                 }
                 if samples.is_multiple_of(REPORT_EVERY) {
                     node.emit(Event::RelayStats(Box::new(RelayStats {
-                        peers: stats.peers.load(Ordering::Relaxed),
-                        reservations: stats.reservations.load(Ordering::Relaxed),
-                        circuits: stats.circuits.load(Ordering::Relaxed),
+                        peers: stats.peers.get(),
+                        reservations: stats.reservations.get(),
+                        circuits: stats.circuits.get(),
                         children,
                         frames_forwarded: total.frames,
                         upload_kbps: kbps,

@@ -10,7 +10,8 @@
 //!   generated signals, and the source and player threads.
 //! - [`clock`]: the wall clock, read here and passed into `protocol`.
 //! - [`control`]: the local control socket through which other commands reach a running node.
-//! - [`metrics`]: Prometheus counters and gauges, and the `/metrics` endpoint that serves them.
+//! - [`metrics`]: Prometheus metrics (prometheus-client): what the event loop counts, libp2p's
+//!   own, and the bounded `/metrics` endpoint (hyper) that serves them.
 //! - [`net`]: the libp2p behaviour, swarm and the room protocol's codec.
 //! - [`node`]: the running node: an event loop that owns the swarm, and its handle [`Node`].
 //! - [`recording`]: recordings kept in the store, exported as standard files (Ogg Opus, WAV),

@@ -1,55 +1,73 @@
-//! Prometheus metrics: named counters and gauges, and a tiny HTTP endpoint serving them.
+//! Prometheus metrics: the node's network figures, libp2p's own, and a small bounded HTTP
+//! endpoint serving them.
 //!
-//! Series are registered up front ([`Metrics::counter`], [`Metrics::gauge`], and the labelled
-//! [`Metrics::counter_vec`] and [`Metrics::gauge_vec`] with one label such as `room`); the
-//! handles they return are atomics, so counting on the hot path (a forwarded audio frame) takes
-//! no lock. Registering, looking up a labelled series and rendering take the registry's lock.
+//! The registry is `prometheus-client`'s, the one libp2p's `metrics` feature fills. Whoever
+//! runs a node registers every series into one [`Registry`] at start-up ([`counter`],
+//! [`gauge`], [`NetMetrics::register`]), then hands the registry to [`serve`]; from then on it
+//! is only read. The handles are atomics, so counting on the hot path takes no lock.
 //!
-//! [`Metrics::render`] writes the text exposition format 0.0.4 in a deterministic order
-//! (families by name, series by label value); [`serve`] answers `GET /metrics` with it on a
-//! plain HTTP/1.1 listener (one short-lived connection per scrape, no keep-alive).
+//! [`NetMetrics`] is what the event loop counts: connections, peers, a community relay's
+//! reservations and circuits (`earshot_*`), and libp2p's swarm and protocol metrics
+//! (`libp2p_*`: connections, dials, gossipsub, identify, ping, Kademlia, DCUtR, relay server),
+//! all recorded by [`NetMetrics::record`] as each swarm event is handled.
+//!
+//! [`serve`] answers `GET /metrics` (and `HEAD`) with the OpenMetrics text exposition
+//! (`# EOF`-terminated; counters' samples end in `_total`), over HTTP/1.1 with hyper, one
+//! request per connection, within the bounds documented by the constants below.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::collections::HashSet;
+use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use libp2p::PeerId;
+use libp2p::metrics::Recorder as _;
+use libp2p::swarm::SwarmEvent;
+use parking_lot::Mutex;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 
-/// The registry of every series: cheap to clone (an `Arc` inside), shared by whoever counts and
-/// by the endpoint that renders.
-#[derive(Debug, Clone, Default)]
-pub struct Metrics {
-    families: Arc<Mutex<BTreeMap<&'static str, Family>>>,
-}
+use crate::net::BehaviourEvent;
 
-/// A monotonic counter (a `_total` series). Cloning shares the value.
-#[derive(Debug, Clone)]
-pub struct Counter {
-    value: Arc<AtomicU64>,
-}
-
-/// A value that goes up and down (children attached, rooms served). Cloning shares the value.
-#[derive(Debug, Clone)]
-pub struct Gauge {
-    value: Arc<AtomicI64>,
-}
-
-/// A counter family with one label: [`CounterVec::with`] gives the series for a label value.
-#[derive(Debug, Clone)]
-pub struct CounterVec {
-    series: Series<AtomicU64>,
-}
-
-/// A gauge family with one label: [`GaugeVec::with`] gives the series for a label value.
-#[derive(Debug, Clone)]
-pub struct GaugeVec {
-    series: Series<AtomicI64>,
+/// What the event loop counts about the network, as metric handles (cloning shares them).
+///
+/// [`NetMetrics::default`] counts into handles no registry shows and records nothing for
+/// libp2p: a node that serves no metrics. [`NetMetrics::register`] makes them visible.
+#[derive(Clone, Default)]
+pub struct NetMetrics {
+    /// Connections open now (`earshot_connections`).
+    pub connections: Gauge,
+    /// Peers with at least one connection now (`earshot_peers`).
+    pub peers: Gauge,
+    /// Circuit relay server: peers holding a reservation now (`earshot_relay_reservations_open`;
+    /// not `…_reservations`, which OpenMetrics takes for the family of
+    /// `earshot_relay_reservations_total`).
+    pub reservations: Gauge,
+    /// Circuit relay server: circuits open now (`earshot_relay_circuits_open`).
+    pub circuits: Gauge,
+    /// Reservations granted (renewals not counted) (`earshot_relay_reservations_total`).
+    pub reservations_total: Counter,
+    /// Circuits accepted (`earshot_relay_circuits_total`).
+    pub circuits_total: Counter,
+    /// Reservations and circuits refused, over a limit (`earshot_relay_denied_total`).
+    pub denied: Counter,
+    /// The peers `reservations` counts. libp2p reports a `ReservationClosed` for every
+    /// connection that closes, whether it held a reservation or not, so counting events up and
+    /// down would not do.
+    reserved: Arc<Mutex<HashSet<PeerId>>>,
+    /// libp2p's own swarm and protocol metrics, when registered.
+    libp2p: Option<Arc<libp2p::metrics::Metrics>>,
 }
 
 /// Why the metrics endpoint could not start.
@@ -61,8 +79,8 @@ pub enum MetricsError {
     LocalAddr(io::Error),
 }
 
-/// Longest request head (request line and headers) read from a client. A Prometheus scrape
-/// sends a few hundred bytes; anything longer is answered 431 and closed.
+/// Longest request head (request line and headers). A Prometheus scrape sends a few hundred
+/// bytes; a longer head is answered 431 and closed (hyper's `max_header_size`).
 const MAX_HEAD_BYTES: usize = 4 * 1024;
 /// How long a client has to send its request head, and then again to take the answer: a slow
 /// or silent client loses its connection, it never keeps a slot for long.
@@ -73,254 +91,191 @@ const MAX_CONNECTIONS: usize = 32;
 /// Pause after a failed `accept` (out of file descriptors, say), so that the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// The content type of the text exposition format.
-const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The content type of the OpenMetrics text exposition, which Prometheus asks for first.
+const CONTENT_TYPE_OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The content type of every other answer.
+const CONTENT_TYPE_TEXT: &str = "text/plain; charset=utf-8";
+/// The whole answer to a connection past [`MAX_CONNECTIONS`], written before reading anything.
+const UNAVAILABLE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+    content-type: text/plain; charset=utf-8\r\ncontent-length: 21\r\nconnection: close\r\n\r\n\
+    too many connections\n";
 
-/// Series of one family by label value (`""` for a family without a label).
-type Series<A> = Arc<Mutex<BTreeMap<String, Arc<A>>>>;
-
-#[derive(Debug)]
-struct Family {
-    help: &'static str,
-    label: Option<&'static str>,
-    cells: Cells,
+/// Registers a counter whose samples are named `name`, which ends in `_total` as in the
+/// exposition: prometheus-client appends the suffix itself, so the family is registered
+/// without it.
+///
+/// # Panics
+///
+/// If `name` does not end in `_total`: metric names are constants, so that is a bug.
+pub fn counter(registry: &mut Registry, name: &'static str, help: &'static str) -> Counter {
+    let family = name
+        .strip_suffix("_total")
+        .unwrap_or_else(|| panic!("counter name {name:?} does not end in _total"));
+    let counter = Counter::default();
+    registry.register(family, help, counter.clone());
+    counter
 }
 
-#[derive(Debug)]
-enum Cells {
-    Counter(Series<AtomicU64>),
-    Gauge(Series<AtomicI64>),
+/// Registers a gauge named `name`.
+pub fn gauge(registry: &mut Registry, name: &'static str, help: &'static str) -> Gauge {
+    let gauge = Gauge::default();
+    registry.register(name, help, gauge.clone());
+    gauge
 }
 
-impl Metrics {
-    /// An empty registry.
-    pub fn new() -> Self {
-        Self::default()
-    }
+/// Every series in `registry`, in the OpenMetrics text exposition.
+pub fn render(registry: &Registry) -> Result<String, std::fmt::Error> {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, registry)?;
+    Ok(text)
+}
 
-    /// Registers (or finds again) the counter `name`.
-    ///
-    /// # Panics
-    ///
-    /// If `name` is not a valid Prometheus metric name, or is already registered as another
-    /// kind or with a label: metric names are constants in the code, so either is a bug.
-    pub fn counter(&self, name: &'static str, help: &'static str) -> Counter {
-        let series = self.counter_series(name, help, None);
-        Counter {
-            value: cell(&series, ""),
+impl NetMetrics {
+    /// Registers the node's series (`earshot_*`) and libp2p's (`libp2p_*`) in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        Self {
+            connections: gauge(registry, "earshot_connections", "Connections open now"),
+            peers: gauge(registry, "earshot_peers", "Peers connected now"),
+            reservations: gauge(
+                registry,
+                "earshot_relay_reservations_open",
+                "Circuit relay reservations held now",
+            ),
+            circuits: gauge(
+                registry,
+                "earshot_relay_circuits_open",
+                "Relayed circuits open now",
+            ),
+            reservations_total: counter(
+                registry,
+                "earshot_relay_reservations_total",
+                "Circuit relay reservations granted",
+            ),
+            circuits_total: counter(registry, "earshot_relay_circuits_total", "Circuits relayed"),
+            denied: counter(
+                registry,
+                "earshot_relay_denied_total",
+                "Reservations and circuits refused (over a limit)",
+            ),
+            reserved: Arc::default(),
+            libp2p: Some(Arc::new(libp2p::metrics::Metrics::new(registry))),
         }
     }
 
-    /// Registers (or finds again) the gauge `name`.
-    ///
-    /// # Panics
-    ///
-    /// As [`Metrics::counter`].
-    pub fn gauge(&self, name: &'static str, help: &'static str) -> Gauge {
-        let series = self.gauge_series(name, help, None);
-        Gauge {
-            value: cell(&series, ""),
-        }
-    }
-
-    /// Registers (or finds again) the counter family `name` with one label.
-    ///
-    /// # Panics
-    ///
-    /// As [`Metrics::counter`], and if `label` is not a valid label name.
-    pub fn counter_vec(
-        &self,
-        name: &'static str,
-        help: &'static str,
-        label: &'static str,
-    ) -> CounterVec {
-        CounterVec {
-            series: self.counter_series(name, help, Some(label)),
-        }
-    }
-
-    /// Registers (or finds again) the gauge family `name` with one label.
-    ///
-    /// # Panics
-    ///
-    /// As [`Metrics::counter_vec`].
-    pub fn gauge_vec(
-        &self,
-        name: &'static str,
-        help: &'static str,
-        label: &'static str,
-    ) -> GaugeVec {
-        GaugeVec {
-            series: self.gauge_series(name, help, Some(label)),
-        }
-    }
-
-    /// Every family in the text exposition format 0.0.4: `# HELP`, `# TYPE` and the samples,
-    /// families sorted by name and series by label value.
-    pub fn render(&self) -> String {
-        let families = lock(&self.families);
-        let mut out = String::new();
-        for (name, family) in families.iter() {
-            let (kind, samples) = match &family.cells {
-                Cells::Counter(series) => ("counter", samples(series)),
-                Cells::Gauge(series) => ("gauge", samples(series)),
-            };
-            let _ = writeln!(out, "# HELP {name} {}", escape_help(family.help));
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            for (label_value, value) in samples {
-                match family.label {
-                    Some(label) => {
-                        let value_text = escape_label_value(&label_value);
-                        let _ = writeln!(out, "{name}{{{label}=\"{value_text}\"}} {value}");
-                    }
-                    None => {
-                        let _ = writeln!(out, "{name} {value}");
-                    }
+    /// Counts what `event` changes: called by the event loop for every swarm event, before
+    /// handling it.
+    pub fn record(&self, event: &SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::ConnectionEstablished {
+                num_established, ..
+            } => {
+                self.connections.inc();
+                if num_established.get() == 1 {
+                    self.peers.inc();
                 }
             }
+            SwarmEvent::ConnectionClosed {
+                num_established, ..
+            } => {
+                self.connections.dec();
+                if *num_established == 0 {
+                    self.peers.dec();
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::RelayServer(event)) => {
+                self.record_relay_server(event);
+            }
+            _ => {}
         }
-        out
-    }
-
-    fn counter_series(
-        &self,
-        name: &'static str,
-        help: &'static str,
-        label: Option<&'static str>,
-    ) -> Series<AtomicU64> {
-        let mut families = self.register(name, label);
-        let family = families.entry(name).or_insert_with(|| Family {
-            help,
-            label,
-            cells: Cells::Counter(Series::default()),
-        });
-        match &family.cells {
-            Cells::Counter(series) if family.label == label => Arc::clone(series),
-            _ => panic!("metric {name} is already registered as another kind or label"),
+        if let Some(libp2p) = &self.libp2p {
+            record_libp2p(libp2p, event);
         }
     }
 
-    fn gauge_series(
-        &self,
-        name: &'static str,
-        help: &'static str,
-        label: Option<&'static str>,
-    ) -> Series<AtomicI64> {
-        let mut families = self.register(name, label);
-        let family = families.entry(name).or_insert_with(|| Family {
-            help,
-            label,
-            cells: Cells::Gauge(Series::default()),
-        });
-        match &family.cells {
-            Cells::Gauge(series) if family.label == label => Arc::clone(series),
-            _ => panic!("metric {name} is already registered as another kind or label"),
+    fn record_relay_server(&self, event: &libp2p::relay::Event) {
+        use libp2p::relay::Event;
+        match event {
+            Event::ReservationReqAccepted {
+                src_peer_id,
+                renewed,
+            } => {
+                if !renewed {
+                    self.reservations_total.inc();
+                }
+                self.reserved_now(|peers| peers.insert(*src_peer_id));
+            }
+            Event::ReservationClosed { src_peer_id }
+            | Event::ReservationTimedOut { src_peer_id } => {
+                self.reserved_now(|peers| peers.remove(src_peer_id));
+            }
+            Event::ReservationReqDenied { .. } | Event::CircuitReqDenied { .. } => {
+                self.denied.inc();
+            }
+            Event::CircuitReqAccepted { .. } => {
+                self.circuits.inc();
+                self.circuits_total.inc();
+            }
+            Event::CircuitClosed { .. } => {
+                // Never below zero, whatever order the events come in.
+                let _ =
+                    self.circuits
+                        .inner()
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                            Some((n - 1).max(0))
+                        });
+            }
+            _ => {}
         }
     }
 
-    /// Checks the names and takes the registry's lock.
-    fn register(
-        &self,
-        name: &'static str,
-        label: Option<&'static str>,
-    ) -> MutexGuard<'_, BTreeMap<&'static str, Family>> {
-        assert!(valid_metric_name(name), "invalid metric name {name:?}");
-        if let Some(label) = label {
-            assert!(valid_label_name(label), "invalid label name {label:?}");
-        }
-        lock(&self.families)
+    /// Changes the set of peers holding a reservation, and the gauge with it.
+    fn reserved_now(&self, change: impl FnOnce(&mut HashSet<PeerId>) -> bool) {
+        // Only the event loop records, so the lock is never contended.
+        let mut peers = self.reserved.lock();
+        change(&mut peers);
+        self.reservations
+            .set(i64::try_from(peers.len()).unwrap_or(i64::MAX));
     }
 }
 
-impl Counter {
-    /// Adds one.
-    pub fn inc(&self) {
-        self.add(1);
-    }
-
-    /// Adds `n`.
-    pub fn add(&self, n: u64) {
-        self.value.fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// Sets the value, to mirror a count kept elsewhere (a swarm's running total). Counters
-    /// never go down: pass only values at least the previous one.
-    pub fn set(&self, value: u64) {
-        self.value.store(value, Ordering::Relaxed);
-    }
-
-    /// The current value.
-    pub fn get(&self) -> u64 {
-        self.value.load(Ordering::Relaxed)
+impl std::fmt::Debug for NetMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetMetrics")
+            .field("connections", &self.connections.get())
+            .field("peers", &self.peers.get())
+            .field("reservations", &self.reservations.get())
+            .field("circuits", &self.circuits.get())
+            .field("libp2p", &self.libp2p.is_some())
+            .finish_non_exhaustive()
     }
 }
 
-impl Gauge {
-    /// Sets the value.
-    pub fn set(&self, value: i64) {
-        self.value.store(value, Ordering::Relaxed);
-    }
-
-    /// Adds one.
-    pub fn inc(&self) {
-        self.add(1);
-    }
-
-    /// Subtracts one.
-    pub fn dec(&self) {
-        self.add(-1);
-    }
-
-    /// Adds `n` (which may be negative).
-    pub fn add(&self, n: i64) {
-        self.value.fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// The current value.
-    pub fn get(&self) -> i64 {
-        self.value.load(Ordering::Relaxed)
+/// Hands the event to libp2p's recorders: the swarm's, and the one of the behaviour it came
+/// from when libp2p has one (AutoNAT, the relay client, the room protocol and audio streams
+/// have none).
+fn record_libp2p(metrics: &libp2p::metrics::Metrics, event: &SwarmEvent<BehaviourEvent>) {
+    metrics.record(event);
+    let SwarmEvent::Behaviour(event) = event else {
+        return;
+    };
+    match event {
+        BehaviourEvent::Gossipsub(event) => metrics.record(event),
+        BehaviourEvent::Identify(event) => metrics.record(event),
+        BehaviourEvent::Ping(event) => metrics.record(event),
+        BehaviourEvent::Kad(event) => metrics.record(event),
+        BehaviourEvent::Dcutr(event) => metrics.record(event),
+        BehaviourEvent::RelayServer(event) => metrics.record(event),
+        _ => {}
     }
 }
 
-impl CounterVec {
-    /// The series for `label_value`, created at zero the first time. Keep the handle rather
-    /// than calling this per event: the lookup takes a lock.
-    pub fn with(&self, label_value: &str) -> Counter {
-        Counter {
-            value: cell(&self.series, label_value),
-        }
-    }
-
-    /// Drops the series for `label_value` (a room that ended) from what is rendered. Handles
-    /// still held keep counting, unseen.
-    pub fn remove(&self, label_value: &str) {
-        lock(&self.series).remove(label_value);
-    }
-}
-
-impl GaugeVec {
-    /// The series for `label_value`, created at zero the first time. Keep the handle rather
-    /// than calling this per event: the lookup takes a lock.
-    pub fn with(&self, label_value: &str) -> Gauge {
-        Gauge {
-            value: cell(&self.series, label_value),
-        }
-    }
-
-    /// Drops the series for `label_value` (a room that ended) from what is rendered. Handles
-    /// still held keep counting, unseen.
-    pub fn remove(&self, label_value: &str) {
-        lock(&self.series).remove(label_value);
-    }
-}
-
-/// Serves `GET /metrics` on `addr` until the returned task is aborted (aborting it also ends
-/// the connections being served). Returns the address actually bound (for port 0).
+/// Serves `GET /metrics` from `registry` on `addr` until the returned task is aborted (aborting
+/// it also ends the connections being served). Returns the address actually bound (for port 0).
 pub async fn serve(
-    metrics: Metrics,
+    registry: Registry,
     addr: SocketAddr,
 ) -> Result<(SocketAddr, JoinHandle<()>), MetricsError> {
-    serve_with(metrics, addr, Limits::default()).await
+    serve_with(Arc::new(registry), addr, Limits::default()).await
 }
 
 /// The endpoint's limits (shortened by the tests).
@@ -340,7 +295,7 @@ impl Default for Limits {
 }
 
 async fn serve_with(
-    metrics: Metrics,
+    registry: Arc<Registry>,
     addr: SocketAddr,
     limits: Limits,
 ) -> Result<(SocketAddr, JoinHandle<()>), MetricsError> {
@@ -349,13 +304,13 @@ async fn serve_with(
         .map_err(|source| MetricsError::Bind { addr, source })?;
     let bound = listener.local_addr().map_err(MetricsError::LocalAddr)?;
     tracing::info!(addr = %bound, "serving metrics");
-    let task = tokio::spawn(accept_loop(listener, metrics, limits));
+    let task = tokio::spawn(accept_loop(listener, registry, limits));
     Ok((bound, task))
 }
 
 /// Accepts connections and serves each in its own task; the tasks live in a `JoinSet`, so they
 /// are counted and end with this loop.
-async fn accept_loop(listener: TcpListener, metrics: Metrics, limits: Limits) {
+async fn accept_loop(listener: TcpListener, registry: Arc<Registry>, limits: Limits) {
     let mut connections = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -386,468 +341,78 @@ async fn accept_loop(listener: TcpListener, metrics: Metrics, limits: Limits) {
             continue;
         }
         tracing::debug!(%peer, "metrics connection");
-        connections.spawn(answer(stream, metrics.clone(), limits));
+        connections.spawn(answer(stream, Arc::clone(&registry), limits));
     }
 }
 
-/// Answers 503 without waiting: one non-blocking write of a short response (which fits any
-/// fresh socket's send buffer), then close.
+/// Answers 503 without reading or waiting: one non-blocking write of a short response (which
+/// fits any fresh socket's send buffer), then close. Handing the connection to hyper instead
+/// would take a slot while it reads the request.
 fn refuse(stream: TcpStream) {
     use std::io::Write as _;
-    let response = response(Status::Unavailable, b"too many connections\n", false);
     if let Ok(stream) = stream.into_std() {
-        let _ = (&stream).write(&response);
+        let _ = (&stream).write(UNAVAILABLE);
     }
 }
 
-/// Reads one request head, answers it and closes.
-async fn answer(mut stream: TcpStream, metrics: Metrics, limits: Limits) {
-    let head = tokio::time::timeout(limits.client_timeout, read_head(&mut stream)).await;
-    let response = match head {
-        Err(_elapsed) => response(Status::Timeout, b"request timeout\n", false),
-        Ok(Err(err)) => {
-            tracing::debug!(%err, "metrics connection failed");
-            return;
-        }
-        Ok(Ok(Head::Closed)) => return,
-        Ok(Ok(Head::TooLarge)) => response(Status::TooLarge, b"request head too large\n", false),
-        Ok(Ok(Head::Complete(head))) => route(&head, &metrics),
-    };
-    let write = async {
-        stream.write_all(&response).await?;
-        stream.shutdown().await
-    };
-    match tokio::time::timeout(limits.client_timeout, write).await {
+/// Serves one request on `stream` with hyper, then closes. hyper bounds the head
+/// ([`MAX_HEAD_BYTES`], 431) and the time to send it; the whole exchange is bounded too, so a
+/// client that does not take its answer is cut off.
+async fn answer(stream: TcpStream, registry: Arc<Registry>, limits: Limits) {
+    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        let response = respond(&request, &registry);
+        async move { Ok::<_, Infallible>(response) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.client_timeout)
+        .max_header_size(MAX_HEAD_BYTES)
+        .keep_alive(false)
+        .serve_connection(TokioIo::new(stream), service);
+    match tokio::time::timeout(2 * limits.client_timeout, connection).await {
         Ok(Ok(())) => {}
         Ok(Err(err)) => tracing::debug!(%err, "metrics connection failed"),
-        Err(_elapsed) => tracing::debug!("metrics client too slow to read"),
+        Err(_elapsed) => tracing::debug!("metrics client too slow"),
     }
 }
 
-enum Head {
-    /// The request line and headers, up to the blank line.
-    Complete(Vec<u8>),
-    /// More than `MAX_HEAD_BYTES` without a blank line.
-    TooLarge,
-    /// The client closed before finishing its head.
-    Closed,
-}
-
-async fn read_head(stream: &mut TcpStream) -> io::Result<Head> {
-    let mut head = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    loop {
-        // Never read past one byte over the limit: what is read is all that is judged.
-        let room = (MAX_HEAD_BYTES + 1 - head.len()).min(chunk.len());
-        let n = stream.read(&mut chunk[..room]).await?;
-        if n == 0 {
-            return Ok(Head::Closed);
+/// The answer to one request: the metrics at `/metrics` (`GET` or `HEAD`; hyper leaves the body
+/// out for `HEAD`), 404 elsewhere, 405 for other methods.
+fn respond(request: &Request<Incoming>, registry: &Registry) -> Response<Full<Bytes>> {
+    if request.uri().path() != "/metrics" {
+        return text(StatusCode::NOT_FOUND, "not found: try /metrics\n");
+    }
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    match render(registry) {
+        Ok(body) => {
+            let mut response = Response::new(Full::new(Bytes::from(body)));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static(CONTENT_TYPE_OPENMETRICS),
+            );
+            response
         }
-        let searched_from = head.len().saturating_sub(3);
-        head.extend_from_slice(&chunk[..n]);
-        if let Some(end) = find(&head[searched_from..], b"\r\n\r\n") {
-            head.truncate(searched_from + end);
-            return Ok(Head::Complete(head));
-        }
-        if head.len() > MAX_HEAD_BYTES {
-            return Ok(Head::TooLarge);
+        Err(_) => {
+            tracing::warn!("metrics could not be encoded");
+            text(StatusCode::INTERNAL_SERVER_ERROR, "metrics unavailable\n")
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Status {
-    Ok,
-    BadRequest,
-    NotFound,
-    MethodNotAllowed,
-    Timeout,
-    TooLarge,
-    Unavailable,
-}
-
-impl Status {
-    fn line(self) -> &'static str {
-        match self {
-            Status::Ok => "200 OK",
-            Status::BadRequest => "400 Bad Request",
-            Status::NotFound => "404 Not Found",
-            Status::MethodNotAllowed => "405 Method Not Allowed",
-            Status::Timeout => "408 Request Timeout",
-            Status::TooLarge => "431 Request Header Fields Too Large",
-            Status::Unavailable => "503 Service Unavailable",
-        }
-    }
-}
-
-/// The response to a complete request head.
-fn route(head: &[u8], metrics: &Metrics) -> Vec<u8> {
-    let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
-    let Ok(line) = std::str::from_utf8(line) else {
-        return response(Status::BadRequest, b"bad request\n", false);
-    };
-    let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return response(Status::BadRequest, b"bad request\n", false);
-    };
-    let is_token = !method.is_empty() && method.bytes().all(|b| b.is_ascii_alphabetic());
-    if !is_token || !target.starts_with('/') || !version.starts_with("HTTP/1.") {
-        return response(Status::BadRequest, b"bad request\n", false);
-    }
-    let path = target.split('?').next().unwrap_or_default();
-    if path != "/metrics" {
-        return response(Status::NotFound, b"not found: try /metrics\n", false);
-    }
-    match method {
-        "GET" => response(Status::Ok, metrics.render().as_bytes(), false),
-        "HEAD" => response(Status::Ok, metrics.render().as_bytes(), true),
-        _ => response(Status::MethodNotAllowed, b"method not allowed\n", false),
-    }
-}
-
-/// A whole HTTP/1.1 response that closes the connection; `head_only` leaves the body out (for
-/// `HEAD`) but still tells its length.
-fn response(status: Status, body: &[u8], head_only: bool) -> Vec<u8> {
-    let content_type = match status {
-        Status::Ok => CONTENT_TYPE,
-        _ => "text/plain; charset=utf-8",
-    };
-    let allow = match status {
-        Status::MethodNotAllowed => "Allow: GET, HEAD\r\n",
-        _ => "",
-    };
-    let mut out = format!(
-        "HTTP/1.1 {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{allow}\
-         Connection: close\r\n\r\n",
-        status.line(),
-        body.len(),
-    )
-    .into_bytes();
-    if !head_only {
-        out.extend_from_slice(body);
-    }
-    out
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// The registry's locks guard plain maps that every operation leaves consistent, so a panic
-/// elsewhere while one was held does not make them unusable.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn cell<A: Default>(series: &Series<A>, label_value: &str) -> Arc<A> {
-    let mut series = lock(series);
-    match series.get(label_value) {
-        Some(cell) => Arc::clone(cell),
-        None => {
-            let cell = Arc::new(A::default());
-            series.insert(label_value.to_owned(), Arc::clone(&cell));
-            cell
-        }
-    }
-}
-
-/// Reading either kind of cell for rendering.
-trait Load {
-    type Value: std::fmt::Display;
-    fn load_relaxed(&self) -> Self::Value;
-}
-
-impl Load for AtomicU64 {
-    type Value = u64;
-    fn load_relaxed(&self) -> u64 {
-        self.load(Ordering::Relaxed)
-    }
-}
-
-impl Load for AtomicI64 {
-    type Value = i64;
-    fn load_relaxed(&self) -> i64 {
-        self.load(Ordering::Relaxed)
-    }
-}
-
-/// Each series' label value and rendered value, in label order.
-fn samples<A: Load>(series: &Series<A>) -> Vec<(String, String)> {
-    lock(series)
-        .iter()
-        .map(|(label, cell)| (label.clone(), cell.load_relaxed().to_string()))
-        .collect()
-}
-
-/// `[a-zA-Z_:][a-zA-Z0-9_:]*`
-fn valid_metric_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    bytes
-        .next()
-        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_' || b == b':')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':')
-}
-
-/// `[a-zA-Z_][a-zA-Z0-9_]*`, not starting with `__` (reserved for Prometheus).
-fn valid_label_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    !name.starts_with("__")
-        && bytes
-            .next()
-            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
-
-/// Help text escapes `\` and line feeds.
-fn escape_help(help: &str) -> String {
-    help.replace('\\', "\\\\").replace('\n', "\\n")
-}
-
-/// Label values escape `\`, `"` and line feeds.
-fn escape_label_value(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_TEXT));
+    response
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn example() -> Metrics {
-        let metrics = Metrics::new();
-        let frames = metrics.counter(
-            "earshot_frames_forwarded_total",
-            "Audio frames forwarded to children",
-        );
-        frames.inc();
-        frames.add(41);
-        metrics.gauge("earshot_rooms", "Rooms served").set(3);
-        let children = metrics.gauge_vec("earshot_children", "Children attached", "room");
-        children.with("b-room").set(7);
-        children.with("a\"room\\\n").dec();
-        metrics.counter_vec(
-            "earshot_dropped_frames_total",
-            "Frames dropped\nfor slow children",
-            "room",
-        );
-        metrics
-    }
-
-    #[test]
-    fn renders_the_text_format_in_a_fixed_order() {
-        let expected = "\
-# HELP earshot_children Children attached
-# TYPE earshot_children gauge
-earshot_children{room=\"a\\\"room\\\\\\n\"} -1
-earshot_children{room=\"b-room\"} 7
-# HELP earshot_dropped_frames_total Frames dropped\\nfor slow children
-# TYPE earshot_dropped_frames_total counter
-# HELP earshot_frames_forwarded_total Audio frames forwarded to children
-# TYPE earshot_frames_forwarded_total counter
-earshot_frames_forwarded_total 42
-# HELP earshot_rooms Rooms served
-# TYPE earshot_rooms gauge
-earshot_rooms 3
-";
-        assert_eq!(example().render(), expected);
-    }
-
-    #[test]
-    fn registering_again_shares_the_series() {
-        let metrics = Metrics::new();
-        let a = metrics.counter("x_total", "X");
-        let b = metrics.clone().counter("x_total", "X");
-        a.inc();
-        b.add(2);
-        assert_eq!(a.get(), 3);
-        b.set(2);
-        a.inc();
-        assert_eq!(b.get(), 3);
-        let rooms = metrics.counter_vec("y_total", "Y", "room");
-        rooms.with("r").inc();
-        metrics.counter_vec("y_total", "Y", "room").with("r").inc();
-        assert_eq!(rooms.with("r").get(), 2);
-        assert_eq!(
-            metrics.render(),
-            "# HELP x_total X\n# TYPE x_total counter\nx_total 3\n\
-             # HELP y_total Y\n# TYPE y_total counter\ny_total{room=\"r\"} 2\n"
-        );
-        rooms.remove("r");
-        assert_eq!(
-            metrics.render(),
-            "# HELP x_total X\n# TYPE x_total counter\nx_total 3\n\
-             # HELP y_total Y\n# TYPE y_total counter\n"
-        );
-    }
-
-    #[test]
-    fn counts_from_many_threads() {
-        let metrics = Metrics::new();
-        let counter = metrics.counter("n_total", "N");
-        let gauge = metrics.gauge("g", "G");
-        std::thread::scope(|scope| {
-            for _ in 0..4 {
-                scope.spawn(|| {
-                    for _ in 0..1000 {
-                        counter.inc();
-                        gauge.inc();
-                        gauge.dec();
-                    }
-                });
-            }
-        });
-        assert_eq!(counter.get(), 4000);
-        assert_eq!(gauge.get(), 0);
-    }
-
-    #[test]
-    fn names_are_checked() {
-        assert!(valid_metric_name("earshot_frames_total"));
-        assert!(valid_metric_name("ns:sub_total"));
-        assert!(!valid_metric_name(""));
-        assert!(!valid_metric_name("1abc"));
-        assert!(!valid_metric_name("a-b"));
-        assert!(valid_label_name("room"));
-        assert!(!valid_label_name("__name"));
-        assert!(!valid_label_name("a:b"));
-    }
-
-    /// Sends `request` (if any), reads until the server closes, and splits the answer into
-    /// status line, headers and body.
-    async fn exchange(addr: SocketAddr, request: &[u8]) -> (String, String, String) {
-        let mut stream = TcpStream::connect(addr).await.expect("connect");
-        stream.write_all(request).await.expect("write request");
-        read_response(&mut stream).await
-    }
-
-    async fn read_response(stream: &mut TcpStream) -> (String, String, String) {
-        let mut bytes = Vec::new();
-        stream.read_to_end(&mut bytes).await.expect("read response");
-        let text = String::from_utf8(bytes).expect("utf-8 response");
-        let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
-        let (status, headers) = head.split_once("\r\n").expect("a status line");
-        (status.to_owned(), headers.to_owned(), body.to_owned())
-    }
-
-    async fn start(metrics: Metrics, limits: Limits) -> (SocketAddr, JoinHandle<()>) {
-        let any: SocketAddr = "127.0.0.1:0".parse().expect("an address");
-        serve_with(metrics, any, limits).await.expect("serving")
-    }
-
-    #[tokio::test]
-    async fn serves_metrics_over_http() {
-        let metrics = example();
-        let any: SocketAddr = "127.0.0.1:0".parse().expect("an address");
-        let (addr, server) = serve(metrics.clone(), any).await.expect("serving");
-        assert_ne!(addr.port(), 0);
-
-        let (status, headers, body) = exchange(
-            addr,
-            b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: text/plain\r\n\r\n",
-        )
-        .await;
-        assert_eq!(status, "HTTP/1.1 200 OK");
-        assert!(
-            headers.contains("Content-Type: text/plain; version=0.0.4"),
-            "{headers}"
-        );
-        assert!(
-            headers.contains(&format!("Content-Length: {}", body.len())),
-            "{headers}"
-        );
-        assert_eq!(body, metrics.render());
-
-        // Counting after a scrape shows in the next one.
-        metrics.gauge("earshot_rooms", "Rooms served").set(9);
-        let (_, _, body) = exchange(addr, b"GET /metrics?x=1 HTTP/1.0\r\n\r\n").await;
-        assert!(body.contains("earshot_rooms 9\n"), "{body}");
-
-        let (status, headers, body) = exchange(addr, b"HEAD /metrics HTTP/1.1\r\n\r\n").await;
-        assert_eq!(status, "HTTP/1.1 200 OK");
-        assert!(headers.contains("Content-Length: "), "{headers}");
-        assert_eq!(body, "");
-
-        let (status, _, _) = exchange(addr, b"GET / HTTP/1.1\r\n\r\n").await;
-        assert_eq!(status, "HTTP/1.1 404 Not Found");
-        let (status, _, _) = exchange(addr, b"GET /metrics/x HTTP/1.1\r\n\r\n").await;
-        assert_eq!(status, "HTTP/1.1 404 Not Found");
-        let (status, headers, _) = exchange(addr, b"POST /metrics HTTP/1.1\r\n\r\n").await;
-        assert_eq!(status, "HTTP/1.1 405 Method Not Allowed");
-        assert!(headers.contains("Allow: GET, HEAD"), "{headers}");
-        server.abort();
-    }
-
-    #[tokio::test]
-    async fn garbage_gets_400_and_a_huge_head_431() {
-        let (addr, server) = start(Metrics::new(), Limits::default()).await;
-        for garbage in [
-            &b"\x00\x01\x02 hello\r\n\r\n"[..],
-            b"GET\r\n\r\n",
-            b"GET /metrics\r\n\r\n",
-            b"GET /metrics SPDY/3\r\n\r\n",
-            b"GET  /metrics HTTP/1.1\r\n\r\n",
-            b"G\xffT /metrics HTTP/1.1\r\n\r\n",
-        ] {
-            let (status, _, _) = exchange(addr, garbage).await;
-            assert_eq!(status, "HTTP/1.1 400 Bad Request", "{garbage:?}");
-        }
-        // Exactly one byte over the limit: the server reads all of it before answering.
-        let huge = vec![b'A'; MAX_HEAD_BYTES + 1];
-        let (status, _, _) = exchange(addr, &huge).await;
-        assert_eq!(status, "HTTP/1.1 431 Request Header Fields Too Large");
-        server.abort();
-    }
-
-    #[tokio::test]
-    async fn a_silent_client_holds_up_nobody_and_times_out() {
-        let limits = Limits {
-            client_timeout: Duration::from_millis(200),
-            ..Limits::default()
-        };
-        let (addr, server) = start(example(), limits).await;
-        let mut silent = TcpStream::connect(addr).await.expect("connect");
-        silent.write_all(b"GET /met").await.expect("write");
-        let (status, _, _) = exchange(addr, b"GET /metrics HTTP/1.1\r\n\r\n").await;
-        assert_eq!(status, "HTTP/1.1 200 OK");
-        // The silent client is cut off once its time is up.
-        let (status, _, _) = read_response(&mut silent).await;
-        assert_eq!(status, "HTTP/1.1 408 Request Timeout");
-        server.abort();
-    }
-
-    #[tokio::test]
-    async fn connections_past_the_bound_get_503() {
-        let limits = Limits {
-            max_connections: 1,
-            ..Limits::default()
-        };
-        let (addr, server) = start(example(), limits).await;
-        let mut first = TcpStream::connect(addr).await.expect("connect");
-        // The second connection is accepted after the first and finds its slot taken.
-        let mut second = TcpStream::connect(addr).await.expect("connect");
-        let (status, _, _) = read_response(&mut second).await;
-        assert_eq!(status, "HTTP/1.1 503 Service Unavailable");
-        // The first is still served.
-        first
-            .write_all(b"GET /metrics HTTP/1.1\r\n\r\n")
-            .await
-            .expect("write");
-        let (status, _, _) = read_response(&mut first).await;
-        assert_eq!(status, "HTTP/1.1 200 OK");
-        server.abort();
-    }
-
-    #[tokio::test]
-    async fn binding_a_taken_port_is_a_typed_error() {
-        let (addr, server) = start(Metrics::new(), Limits::default()).await;
-        match serve(Metrics::new(), addr).await {
-            Err(MetricsError::Bind { addr: failed, .. }) => assert_eq!(failed, addr),
-            other => panic!("expected a bind error, got {other:?}"),
-        }
-        server.abort();
-    }
-}
+mod tests;

@@ -57,6 +57,9 @@ pub struct NetConfig {
     /// Children this node feeds across all its rooms together (a community relay's upload
     /// budget); each room gets what is left, up to the per-room limit. None: no total.
     pub children_budget: Option<usize>,
+    /// Where the event loop counts connections, peers, circuits and libp2p's own metrics. The
+    /// default counts into handles that no registry shows (see [`crate::metrics`]).
+    pub metrics: crate::metrics::NetMetrics,
 }
 
 /// New reservations, and new circuits, one peer may ask for every two minutes (libp2p's own).
@@ -66,7 +69,8 @@ const PER_PEER_RATE: std::num::NonZeroU32 = match std::num::NonZeroU32::new(30) 
 };
 
 /// A circuit relay's limits. rust-libp2p's defaults (2 minutes and 128 KiB per circuit) would
-/// cut a 32 kbit/s room after about 30 seconds: a relay for live audio allows hours.
+/// cut a 32 kbit/s room after about 30 seconds: a relay for live audio allows hours. The
+/// defaults are `earshot relay`'s (its config file falls back to them).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RelayServerConfig {
     pub max_reservations: usize,
@@ -115,6 +119,7 @@ impl Default for NetConfig {
             // a NAT hand out a working link sooner.
             autonat_probe_interval: Duration::from_secs(1),
             children_budget: None,
+            metrics: crate::metrics::NetMetrics::default(),
         }
     }
 }

@@ -6,7 +6,6 @@
 //! Room behaviour for front ends (hosting or joining with audio, recording, replays, carrying)
 //! is in [`crate::room`], on top of this handle.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use earshot_protocol::snapshot::{Announcement, Refusal, SnapshotError};
@@ -23,6 +22,7 @@ use tracing::{Instrument, info_span};
 use crate::event::Event;
 use crate::fanout::Fanout;
 use crate::identity::Identity;
+use crate::metrics::NetMetrics;
 use crate::net::{self, NetConfig, NetError};
 use crate::reachability::Mode;
 use crate::rooms::ActError;
@@ -88,21 +88,6 @@ impl NodeConfig {
     pub fn may_use_relays(&self) -> bool {
         self.reachability != Mode::Public && !(self.relays.is_empty() && self.bootstrap.is_empty())
     }
-}
-
-/// Network counters, for status and metrics (a community relay's reservations and circuits).
-#[derive(Debug, Default)]
-pub struct NetStats {
-    /// Connections open now, and peers connected now.
-    pub connections: std::sync::atomic::AtomicI64,
-    pub peers: std::sync::atomic::AtomicI64,
-    /// Circuit relay (server side): reservations and circuits held now, granted in all, denied.
-    pub reservations: std::sync::atomic::AtomicI64,
-    pub circuits: std::sync::atomic::AtomicI64,
-    pub reservations_total: std::sync::atomic::AtomicU64,
-    pub circuits_total: std::sync::atomic::AtomicU64,
-    pub reservations_denied: std::sync::atomic::AtomicU64,
-    pub circuits_denied: std::sync::atomic::AtomicU64,
 }
 
 /// A room as this node sees it.
@@ -358,7 +343,7 @@ impl std::fmt::Debug for Command {
 pub struct Node {
     commands: mpsc::Sender<Command>,
     events: broadcast::Sender<Event>,
-    net_stats: Arc<NetStats>,
+    net_metrics: NetMetrics,
     /// Opens and accepts streams (audio, replays) without going through the event loop.
     streams: libp2p_stream::Control,
     fanout: Fanout,
@@ -391,7 +376,6 @@ impl Node {
         let streams = swarm.behaviour().stream.new_control();
         let access = AccessMap::default();
         let fanout = Fanout::start(streams.clone(), event_loop::admission(&access));
-        let net_stats = Arc::new(NetStats::default());
         let (commands, command_rx) = mpsc::channel(COMMAND_CAP);
         let (events, _) = broadcast::channel(EVENT_CAP);
         let peer_id = identity.peer_id();
@@ -404,7 +388,6 @@ impl Node {
             &identity,
             &config,
             access,
-            Arc::clone(&net_stats),
         );
         // Wait for every listener to come up, so callers can hand out addresses at once; one
         // that fails or never comes up is an error naming it.
@@ -453,7 +436,7 @@ impl Node {
         Ok(Node {
             commands,
             events,
-            net_stats,
+            net_metrics: config.net.metrics.clone(),
             streams,
             fanout,
             peer_id,
@@ -462,9 +445,10 @@ impl Node {
         })
     }
 
-    /// Connections, and for a community relay its reservations and circuits, as they change.
-    pub fn net_stats(&self) -> Arc<NetStats> {
-        Arc::clone(&self.net_stats)
+    /// Connections, and for a community relay its reservations and circuits, as they change
+    /// (the handles in [`NetConfig::metrics`]).
+    pub fn net_metrics(&self) -> &NetMetrics {
+        &self.net_metrics
     }
 
     pub fn peer_id(&self) -> PeerId {

@@ -11,10 +11,11 @@ use clap::Args;
 use earshot_node::community::CommunityRelay;
 use earshot_node::event::Event;
 use earshot_node::identity::Identity;
-use earshot_node::metrics::Metrics;
+use earshot_node::metrics::NetMetrics;
 use earshot_node::net::{NetConfig, RelayServerConfig};
 use earshot_node::node::{Node, NodeConfig};
 use multiaddr::Multiaddr;
+use prometheus_client::registry::Registry;
 use tokio::sync::broadcast;
 
 use super::Context;
@@ -60,6 +61,10 @@ pub fn relay(ctx: &Context, args: RelayArgs) -> anyhow::Result<Exit> {
 }
 
 async fn run(identity: Identity, config: RelayConfig, json: bool) -> anyhow::Result<u8> {
+    // Every series is registered before the registry is served: the node's (with libp2p's own)
+    // before it starts, the relay service's once the node is up.
+    let mut registry = Registry::default();
+    let net_metrics = NetMetrics::register(&mut registry);
     let node = Node::spawn(
         identity,
         NodeConfig {
@@ -83,6 +88,7 @@ async fn run(identity: Identity, config: RelayConfig, json: bool) -> anyhow::Res
                 max_memory: config
                     .memory_limit
                     .and_then(|limit| usize::try_from(limit.get()).ok()),
+                metrics: net_metrics,
                 ..NetConfig::default()
             },
             max_children: config.children_per_room(),
@@ -94,11 +100,10 @@ async fn run(identity: Identity, config: RelayConfig, json: bool) -> anyhow::Res
     .await
     .context("starting the relay's node")?;
     let mut events = node.subscribe();
-    let metrics = Metrics::new();
-    let service = CommunityRelay::start(&node, Some(&metrics));
+    let service = CommunityRelay::start(&node, Some(&mut registry));
     let served = match config.metrics {
         Some(addr) => Some(
-            earshot_node::metrics::serve(metrics.clone(), addr)
+            earshot_node::metrics::serve(registry, addr)
                 .await
                 .with_context(|| format!("serving metrics on {addr}"))?,
         ),

@@ -5,24 +5,25 @@
 //! and checked once into [`RelayConfig`] (typed values: multiaddrs, socket addresses, non-zero
 //! limits, durations, byte counts), so every error names the setting and the value it refuses.
 //! [`RelayConfig::to_toml`] prints the config in effect with a comment for every setting
-//! (`earshot relay --print-config`); `examples/relay.toml` is that output for the defaults.
+//! (`earshot relay --print-config`): it writes the values into one commented template
+//! (`relay_config/template.toml`) with `toml_edit`, which keeps the comments.
+//! `examples/relay.toml` is that output for the defaults.
 //!
-//! rust-libp2p's circuit relay defaults (2 minutes and 128 KiB per circuit) would cut a
-//! 32 kbit/s room after about 30 seconds: the defaults here let a circuit live for hours.
+//! The circuit relay's defaults are the node's ([`RelayServerConfig::default`]: limits that let
+//! a circuit carry live audio for hours, where rust-libp2p's own would cut a room after about
+//! 30 seconds); the other defaults are the constants below.
 
-use std::fmt::Write as _;
 use std::io;
 use std::net::{AddrParseError, SocketAddr};
 use std::num::{NonZeroU16, NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use earshot_node::net::RelayServerConfig;
+use earshot_node::node::KBPS_PER_CHILD;
 use multiaddr::Multiaddr;
 use serde::Deserialize;
-
-/// Upload one child of the relay tree takes, in kbit/s: 32 kbit/s of Opus plus framing and
-/// transport overhead. `upload_kbps / KBPS_PER_CHILD` caps the children across all rooms.
-pub const KBPS_PER_CHILD: u64 = 40;
+use toml_edit::{DocumentMut, RawString, Value};
 
 /// The relay's settings, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,22 +45,22 @@ pub struct RelayConfig {
     pub max_connections: NonZeroU32,
     /// Connections open at once with one peer. Default: 4.
     pub max_connections_per_peer: NonZeroU32,
-    /// Circuit relay reservations held at once (peers reachable through this relay).
-    /// Default: 512.
+    /// Circuit relay reservations held at once (peers reachable through this relay). This and
+    /// the circuit limits below default to [`RelayServerConfig::default`]'s.
     pub max_reservations: NonZeroUsize,
-    /// Reservations one peer may hold. Default: 4.
+    /// Reservations one peer may hold.
     pub max_reservations_per_peer: NonZeroUsize,
-    /// How long a reservation lasts before the peer must renew it. Default: 1 hour.
+    /// How long a reservation lasts before the peer must renew it.
     pub reservation_duration: Duration,
-    /// Relayed connections (circuits) open at once. Default: 256.
+    /// Relayed connections (circuits) open at once.
     pub max_circuits: NonZeroUsize,
-    /// Circuits one peer may have open at once. Default: 8.
+    /// Circuits one peer may have open at once.
     pub max_circuits_per_peer: NonZeroUsize,
-    /// How long one circuit may last. Default: 4 hours.
+    /// How long one circuit may last.
     pub circuit_duration: Duration,
-    /// Bytes one circuit may carry (in each direction). Default: 1 GiB.
+    /// Bytes one circuit may carry (in each direction).
     pub circuit_bytes: NonZeroU64,
-    /// New reservations, and new circuits, one IP address may ask for per minute. Default: 600.
+    /// New reservations, and new circuits, one IP address may ask for per minute.
     pub new_per_ip_per_minute: NonZeroU32,
     /// Past this much memory in use by the process, new connections are refused.
     /// Default: no limit.
@@ -143,23 +144,18 @@ struct RelayFile {
 
 /// The default listen addresses.
 const DEFAULT_LISTEN: [&str; 2] = ["/ip4/0.0.0.0/udp/4001/quic-v1", "/ip4/0.0.0.0/tcp/4001"];
-/// An address to show, commented out, when metrics are off.
-const EXAMPLE_METRICS: &str = "127.0.0.1:9464";
-/// An address to show, commented out, when there is no memory limit.
-const EXAMPLE_MEMORY_LIMIT: &str = "512MiB";
 const DEFAULT_MAX_ROOMS: u64 = 16;
 const DEFAULT_MAX_CHILDREN_PER_ROOM: u64 = 100;
 const DEFAULT_UPLOAD_KBPS: u64 = 20_000;
 const DEFAULT_MAX_CONNECTIONS: u64 = 1024;
 const DEFAULT_MAX_CONNECTIONS_PER_PEER: u64 = 4;
-const DEFAULT_MAX_RESERVATIONS: u64 = 512;
-const DEFAULT_MAX_RESERVATIONS_PER_PEER: u64 = 4;
-const DEFAULT_RESERVATION_DURATION: Duration = Duration::from_secs(60 * 60);
-const DEFAULT_MAX_CIRCUITS: u64 = 256;
-const DEFAULT_MAX_CIRCUITS_PER_PEER: u64 = 8;
-const DEFAULT_CIRCUIT_DURATION: Duration = Duration::from_secs(4 * 60 * 60);
-const DEFAULT_CIRCUIT_BYTES: u64 = 1 << 30;
-const DEFAULT_NEW_PER_IP_PER_MINUTE: u64 = 600;
+
+/// The file `to_toml` writes: every setting after its comment. The values in it are only
+/// placeholders, overwritten with the config's; a setting left unset (`metrics`,
+/// `memory_limit`) is printed commented out, the template's value serving as the example. In
+/// the comments, `{default}` stands for the setting's default, and `{kbps_per_child}` and
+/// `{default_children}` for the figures the upload budget is explained with.
+const TEMPLATE: &str = include_str!("relay_config/template.toml");
 
 /// Size units, largest first within each family; binary units are preferred when printing.
 const SIZE_UNITS: [(&str, u64); 9] = [
@@ -224,7 +220,7 @@ impl RelayConfig {
             })
             .transpose()?;
         let upload_kbps: NonZeroU64 = limit("upload_kbps", file.upload_kbps, DEFAULT_UPLOAD_KBPS)?;
-        if upload_kbps.get() < KBPS_PER_CHILD {
+        if upload_kbps.get() < u64::from(KBPS_PER_CHILD) {
             let value = upload_kbps.to_string();
             return Err(invalid("upload_kbps", value, Problem::BelowOneChild));
         }
@@ -232,6 +228,7 @@ impl RelayConfig {
             .memory_limit
             .map(|text| size("memory_limit", &text))
             .transpose()?;
+        let relay = RelayServerConfig::default();
         Ok(Self {
             listen,
             metrics,
@@ -255,37 +252,37 @@ impl RelayConfig {
             max_reservations: limit(
                 "max_reservations",
                 file.max_reservations,
-                DEFAULT_MAX_RESERVATIONS,
+                relay.max_reservations as u64,
             )?,
             max_reservations_per_peer: limit(
                 "max_reservations_per_peer",
                 file.max_reservations_per_peer,
-                DEFAULT_MAX_RESERVATIONS_PER_PEER,
+                relay.max_reservations_per_peer as u64,
             )?,
             reservation_duration: duration(
                 "reservation_duration",
                 file.reservation_duration,
-                DEFAULT_RESERVATION_DURATION,
+                relay.reservation_duration,
             )?,
-            max_circuits: limit("max_circuits", file.max_circuits, DEFAULT_MAX_CIRCUITS)?,
+            max_circuits: limit("max_circuits", file.max_circuits, relay.max_circuits as u64)?,
             max_circuits_per_peer: limit(
                 "max_circuits_per_peer",
                 file.max_circuits_per_peer,
-                DEFAULT_MAX_CIRCUITS_PER_PEER,
+                relay.max_circuits_per_peer as u64,
             )?,
             circuit_duration: duration(
                 "circuit_duration",
                 file.circuit_duration,
-                DEFAULT_CIRCUIT_DURATION,
+                relay.max_circuit_duration,
             )?,
             circuit_bytes: match file.circuit_bytes {
                 Some(text) => size("circuit_bytes", &text)?,
-                None => NonZeroU64::new(DEFAULT_CIRCUIT_BYTES).expect("the default is not zero"),
+                None => limit("circuit_bytes", None, relay.max_circuit_bytes)?,
             },
             new_per_ip_per_minute: limit(
                 "new_per_ip_per_minute",
                 file.new_per_ip_per_minute,
-                DEFAULT_NEW_PER_IP_PER_MINUTE,
+                u64::from(relay.new_per_ip_per_minute.get()),
             )?,
             memory_limit,
         })
@@ -305,7 +302,7 @@ impl RelayConfig {
     /// Children across all rooms that the upload budget carries: `upload_kbps /
     /// KBPS_PER_CHILD` (at least 1: `upload_kbps` is checked to carry one).
     pub fn max_children_total(&self) -> usize {
-        usize::try_from(self.upload_kbps.get() / KBPS_PER_CHILD).unwrap_or(usize::MAX)
+        usize::try_from(self.upload_kbps.get() / u64::from(KBPS_PER_CHILD)).unwrap_or(usize::MAX)
     }
 
     /// Children one room may have at this relay: `max_children_per_room`, and never more than
@@ -315,161 +312,157 @@ impl RelayConfig {
         self.max_children_per_room.get().min(total).max(1)
     }
 
-    /// The config as a TOML file with a comment for every setting; it parses back to `self`.
+    /// The config as a TOML file with a comment for every setting ([`TEMPLATE`] filled in); it
+    /// parses back to `self`.
     pub fn to_toml(&self) -> String {
-        let mut out = String::new();
-        let mut line = |text: &str| {
-            out.push_str(text);
-            out.push('\n');
-        };
-        line("# Earshot community relay: `earshot relay --config FILE`.");
-        line("#");
-        line("# Every setting is optional: one left out takes the default named in its comment.");
-        line("# `earshot relay --print-config` prints the settings in effect, command-line flags");
-        line(
-            "# included. Sizes take a unit: B, kB, KiB, MB, MiB, GB, GiB, TB or TiB (\"512MiB\").",
-        );
-        line("# Durations take units such as s, min, h and d (\"4h\", \"1h 30min\").");
-        line("");
-        line("# Addresses to listen on, as multiaddrs. Open the port in the firewall (UDP for");
-        line("# QUIC, TCP for TCP). `--listen` replaces them.");
-        line(&format!(
-            "# Default: {}.",
-            DEFAULT_LISTEN.map(|a| format!("\"{a}\"")).join(", ")
-        ));
-        line("listen = [");
-        for addr in &self.listen {
-            line(&format!("    {},", quote(&addr.to_string())));
+        let mut doc: DocumentMut = TEMPLATE.parse().expect("the template is TOML");
+        let defaults = Self::default();
+        let figures = [
+            ("{kbps_per_child}", KBPS_PER_CHILD.to_string()),
+            (
+                "{default_children}",
+                defaults.max_children_total().to_string(),
+            ),
+        ];
+        for (setting, default) in defaults.values() {
+            let default = default.as_ref().map_or_else(|| "none".to_owned(), inline);
+            let mut key = doc
+                .key_mut(setting)
+                .expect("every setting is in the template");
+            let decor = key.leaf_decor_mut();
+            let mut comment = decor
+                .prefix()
+                .and_then(RawString::as_str)
+                .unwrap_or_default()
+                .replace("{default}", &default);
+            for (name, figure) in &figures {
+                comment = comment.replace(name, figure);
+            }
+            decor.set_prefix(comment);
         }
-        line("]");
-        line("");
-        line("# Where to serve Prometheus metrics (`GET /metrics`), as IP:PORT. Keep it on a");
-        line("# private address: anyone who reaches it sees the relay's traffic figures.");
-        line("# `--metrics` sets it. Default: not served.");
-        match self.metrics {
-            Some(addr) => line(&format!("metrics = {}", quote(&addr.to_string()))),
-            None => line(&format!("# metrics = \"{EXAMPLE_METRICS}\"")),
+        for (setting, value) in self.values() {
+            match value {
+                Some(value) => write(&mut doc, setting, value),
+                None => comment_out(&mut doc, setting),
+            }
         }
-        line("");
-        line("# --- Audio fan-out: rooms whose relay tree this relay joins when a host asks ---");
-        line("");
-        line("# Rooms served at once; past this, a host's request is refused politely.");
-        line(&format!("# Default: {DEFAULT_MAX_ROOMS}."));
-        line(&format!("max_rooms = {}", self.max_rooms));
-        line("");
-        line("# Children fed in one room; past this, a joiner is redirected elsewhere in the");
-        line(&format!(
-            "# tree. Default: {DEFAULT_MAX_CHILDREN_PER_ROOM}."
-        ));
-        line(&format!(
-            "max_children_per_room = {}",
-            self.max_children_per_room
-        ));
-        line("");
-        line(&format!(
-            "# Upload budget for audio fan-out, in kbit/s. Each child takes about \
-             {KBPS_PER_CHILD} kbit/s,"
-        ));
-        line(&format!(
-            "# so this also caps the children across all rooms at upload_kbps / {KBPS_PER_CHILD}: each room is"
-        ));
-        line("# offered what the others left, and a host is refused once none is left.");
-        line(&format!(
-            "# Default: {DEFAULT_UPLOAD_KBPS} ({} children).",
-            DEFAULT_UPLOAD_KBPS / KBPS_PER_CHILD
-        ));
-        line(&format!("upload_kbps = {}", self.upload_kbps));
-        line("");
-        line("# --- Connections ---");
-        line("");
-        line(&format!(
-            "# Connections open at once, all peers together. Default: {DEFAULT_MAX_CONNECTIONS}."
-        ));
-        line(&format!("max_connections = {}", self.max_connections));
-        line("");
-        line(&format!(
-            "# Connections open at once with one peer. Default: {DEFAULT_MAX_CONNECTIONS_PER_PEER}."
-        ));
-        line(&format!(
-            "max_connections_per_peer = {}",
-            self.max_connections_per_peer
-        ));
-        line("");
-        line("# Past this much memory in use by the process, new connections are refused.");
-        line("# Default: no limit.");
-        match self.memory_limit {
-            Some(bytes) => line(&format!("memory_limit = \"{}\"", format_size(bytes.get()))),
-            None => line(&format!("# memory_limit = \"{EXAMPLE_MEMORY_LIMIT}\"")),
+        doc.to_string()
+    }
+
+    /// Every setting as a TOML value (`None`: left unset), written as the file takes it.
+    fn values(&self) -> [(&'static str, Option<Value>); 16] {
+        let size = |bytes: NonZeroU64| Value::from(format_size(bytes.get()));
+        let duration = |d: Duration| Value::from(humantime::format_duration(d).to_string());
+        [
+            (
+                "listen",
+                Some(Value::Array(
+                    self.listen.iter().map(ToString::to_string).collect(),
+                )),
+            ),
+            (
+                "metrics",
+                self.metrics.map(|addr| Value::from(addr.to_string())),
+            ),
+            ("max_rooms", Some(int(self.max_rooms.get()))),
+            (
+                "max_children_per_room",
+                Some(int(self.max_children_per_room.get())),
+            ),
+            ("upload_kbps", Some(int(self.upload_kbps.get()))),
+            ("max_connections", Some(int(self.max_connections.get()))),
+            (
+                "max_connections_per_peer",
+                Some(int(self.max_connections_per_peer.get())),
+            ),
+            ("memory_limit", self.memory_limit.map(size)),
+            ("max_reservations", Some(int(self.max_reservations.get()))),
+            (
+                "max_reservations_per_peer",
+                Some(int(self.max_reservations_per_peer.get())),
+            ),
+            (
+                "reservation_duration",
+                Some(duration(self.reservation_duration)),
+            ),
+            ("max_circuits", Some(int(self.max_circuits.get()))),
+            (
+                "max_circuits_per_peer",
+                Some(int(self.max_circuits_per_peer.get())),
+            ),
+            ("circuit_duration", Some(duration(self.circuit_duration))),
+            ("circuit_bytes", Some(size(self.circuit_bytes))),
+            (
+                "new_per_ip_per_minute",
+                Some(int(self.new_per_ip_per_minute.get())),
+            ),
+        ]
+    }
+}
+
+/// A TOML integer. Every limit came from a TOML file, so it fits; one set larger in code is
+/// printed as the largest TOML integer.
+fn int(n: impl TryInto<i64>) -> Value {
+    Value::from(n.try_into().unwrap_or(i64::MAX))
+}
+
+/// `value` as written after `key = `.
+fn inline(value: &Value) -> String {
+    value.clone().decorated("", "").to_string()
+}
+
+/// A one-line TOML string: how an error message shows a refused value.
+fn quote(text: &str) -> String {
+    use toml_writer::ToTomlValue as _;
+    toml_writer::TomlStringBuilder::new(text)
+        .as_basic()
+        .to_toml_value()
+}
+
+/// Writes `value` into the template's item for `setting`, its comment kept.
+fn write(doc: &mut DocumentMut, setting: &str, mut value: Value) {
+    if let Value::Array(array) = &mut value
+        && !array.is_empty()
+    {
+        // One element a line, as people write lists of addresses.
+        for element in array.iter_mut() {
+            element.decor_mut().set_prefix("\n    ");
         }
-        line("");
-        line("# --- Circuit relay: peers behind NAT reachable through this relay ---");
-        line("");
-        line("# Reservations held at once (each makes one peer reachable through this relay).");
-        line(&format!("# Default: {DEFAULT_MAX_RESERVATIONS}."));
-        line(&format!("max_reservations = {}", self.max_reservations));
-        line("");
-        line(&format!(
-            "# Reservations one peer may hold. Default: {DEFAULT_MAX_RESERVATIONS_PER_PEER}."
-        ));
-        line(&format!(
-            "max_reservations_per_peer = {}",
-            self.max_reservations_per_peer
-        ));
-        line("");
-        line("# How long a reservation lasts before the peer must renew it.");
-        line(&format!(
-            "# Default: \"{}\".",
-            humantime::format_duration(DEFAULT_RESERVATION_DURATION)
-        ));
-        line(&format!(
-            "reservation_duration = \"{}\"",
-            humantime::format_duration(self.reservation_duration)
-        ));
-        line("");
-        line(&format!(
-            "# Relayed connections (circuits) open at once. Default: {DEFAULT_MAX_CIRCUITS}."
-        ));
-        line(&format!("max_circuits = {}", self.max_circuits));
-        line("");
-        line(&format!(
-            "# Circuits one peer may have open at once. Default: {DEFAULT_MAX_CIRCUITS_PER_PEER}."
-        ));
-        line(&format!(
-            "max_circuits_per_peer = {}",
-            self.max_circuits_per_peer
-        ));
-        line("");
-        line("# How long one circuit may last; the relay then closes it, cutting the audio it");
-        line("# carries until the peers reconnect (libp2p's own default, 2 minutes, would cut");
-        line(&format!(
-            "# rooms short). Default: \"{}\".",
-            humantime::format_duration(DEFAULT_CIRCUIT_DURATION)
-        ));
-        line(&format!(
-            "circuit_duration = \"{}\"",
-            humantime::format_duration(self.circuit_duration)
-        ));
-        line("");
-        line("# Bytes one circuit may carry in each direction. A 32 kbit/s room takes about");
-        line("# 18 MB an hour with framing (libp2p's own default, 128 KiB, lasts about 30 s).");
-        line(&format!(
-            "# Default: \"{}\".",
-            format_size(DEFAULT_CIRCUIT_BYTES)
-        ));
-        line(&format!(
-            "circuit_bytes = \"{}\"",
-            format_size(self.circuit_bytes.get())
-        ));
-        line("");
-        line("# New reservations, and new circuits, one IP address may ask for per minute. Many");
-        line("# people can share an address (a campus, a carrier's NAT): libp2p's own default,");
-        line("# 60, would refuse the 61st listener behind one for a minute.");
-        line(&format!("# Default: {DEFAULT_NEW_PER_IP_PER_MINUTE}."));
-        line(&format!(
-            "new_per_ip_per_minute = {}",
-            self.new_per_ip_per_minute
-        ));
-        out
+        array.set_trailing_comma(true);
+        array.set_trailing("\n");
+    }
+    doc[setting] = toml_edit::Item::Value(value);
+}
+
+/// Leaves `setting` unset: its comment stays, followed by the template's line for it commented
+/// out (the example), both now ahead of the setting that follows.
+fn comment_out(doc: &mut DocumentMut, setting: &str) {
+    let next = doc
+        .iter()
+        .map(|(key, _)| key)
+        .skip_while(|key| *key != setting)
+        .nth(1)
+        .map(str::to_owned);
+    let (key, example) = doc
+        .remove_entry(setting)
+        .expect("every setting is in the template");
+    let comment = key.leaf_decor().prefix().and_then(RawString::as_str);
+    let example = example.as_value().map(inline).unwrap_or_default();
+    let text = format!("{}# {setting} = {example}\n", comment.unwrap_or_default());
+    match next {
+        Some(next) => {
+            let mut key = doc.key_mut(&next).expect("the setting just listed");
+            let decor = key.leaf_decor_mut();
+            let after = decor
+                .prefix()
+                .and_then(RawString::as_str)
+                .unwrap_or_default();
+            decor.set_prefix(format!("{text}{after}"));
+        }
+        None => {
+            let after = doc.trailing().as_str().unwrap_or_default();
+            doc.set_trailing(format!("{text}{after}"));
+        }
     }
 }
 
@@ -549,383 +542,5 @@ fn format_size(bytes: u64) -> String {
         .unwrap_or_else(|| format!("{bytes}B"))
 }
 
-/// A TOML basic string.
-fn quote(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04X}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The committed example, which must stay the defaults printed by `to_toml`.
-    const EXAMPLE: &str = include_str!("../../../examples/relay.toml");
-
-    fn parse_err(text: &str) -> ConfigError {
-        RelayConfig::parse(text).expect_err(text)
-    }
-
-    /// Checks that `text` is refused for `setting`, with `value` named, and returns the problem.
-    fn refused(text: &str, setting: &str, value: &str) -> Problem {
-        match parse_err(text) {
-            ConfigError::Invalid {
-                setting: s,
-                value: v,
-                problem,
-            } => {
-                assert_eq!((s, v.as_str()), (setting, value), "{text}");
-                problem
-            }
-            other => panic!("{text}: expected an invalid setting, got {other}"),
-        }
-    }
-
-    #[test]
-    fn defaults() {
-        let config = RelayConfig::default();
-        assert_eq!(load(None).expect("defaults"), config);
-        assert_eq!(RelayConfig::parse("").expect("empty file"), config);
-        let listen: Vec<String> = config.listen.iter().map(|a| a.to_string()).collect();
-        assert_eq!(
-            listen,
-            ["/ip4/0.0.0.0/udp/4001/quic-v1", "/ip4/0.0.0.0/tcp/4001"]
-        );
-        assert_eq!(config.metrics, None);
-        assert_eq!(config.max_rooms.get(), 16);
-        assert_eq!(config.max_children_per_room.get(), 100);
-        assert_eq!(config.upload_kbps.get(), 20_000);
-        assert_eq!(config.max_children_total(), 500);
-        assert_eq!(config.children_per_room(), 100);
-        assert_eq!(config.max_connections.get(), 1024);
-        assert_eq!(config.max_connections_per_peer.get(), 4);
-        assert_eq!(config.max_reservations.get(), 512);
-        assert_eq!(config.max_reservations_per_peer.get(), 4);
-        assert_eq!(config.reservation_duration, Duration::from_secs(3600));
-        assert_eq!(config.max_circuits.get(), 256);
-        assert_eq!(config.max_circuits_per_peer.get(), 8);
-        assert_eq!(config.circuit_duration, Duration::from_secs(4 * 3600));
-        assert_eq!(config.circuit_bytes.get(), 1 << 30);
-        assert_eq!(config.memory_limit, None);
-        // A live room at 32 kbit/s (with framing, 40) fits a default circuit for its duration.
-        let room_bytes = config.circuit_duration.as_secs() * KBPS_PER_CHILD * 1000 / 8;
-        assert!(room_bytes < config.circuit_bytes.get());
-    }
-
-    #[test]
-    fn the_example_file_is_the_defaults() {
-        assert_eq!(
-            RelayConfig::parse(EXAMPLE).expect("the example parses"),
-            RelayConfig::default()
-        );
-        // Regenerate with `earshot relay --print-config > examples/relay.toml`.
-        assert_eq!(
-            EXAMPLE,
-            RelayConfig::default().to_toml(),
-            "examples/relay.toml is stale"
-        );
-    }
-
-    #[test]
-    fn a_file_sets_every_setting() {
-        let config = RelayConfig::parse(
-            r#"
-            listen = ["/ip6/::/udp/4002/quic-v1", "/dns4/relay.example.org/tcp/443"]
-            metrics = "[::1]:9100"
-            max_rooms = 2
-            max_children_per_room = 3
-            upload_kbps = 40
-            max_connections = 5
-            max_connections_per_peer = 6
-            max_reservations = 7
-            max_reservations_per_peer = 8
-            reservation_duration = "90min"
-            max_circuits = 9
-            max_circuits_per_peer = 10
-            circuit_duration = "2s"
-            circuit_bytes = "100 kB"
-            memory_limit = "1536MiB"
-            "#,
-        )
-        .expect("a full file");
-        assert_eq!(config.listen.len(), 2);
-        assert_eq!(config.metrics, Some("[::1]:9100".parse().expect("addr")));
-        assert_eq!(config.max_rooms.get(), 2);
-        assert_eq!(config.max_children_per_room.get(), 3);
-        assert_eq!(config.max_children_total(), 1);
-        assert_eq!(config.children_per_room(), 1);
-        assert_eq!(config.max_connections.get(), 5);
-        assert_eq!(config.max_connections_per_peer.get(), 6);
-        assert_eq!(config.max_reservations.get(), 7);
-        assert_eq!(config.max_reservations_per_peer.get(), 8);
-        assert_eq!(config.reservation_duration, Duration::from_secs(90 * 60));
-        assert_eq!(config.max_circuits.get(), 9);
-        assert_eq!(config.max_circuits_per_peer.get(), 10);
-        assert_eq!(config.circuit_duration, Duration::from_secs(2));
-        assert_eq!(config.circuit_bytes.get(), 100_000);
-        assert_eq!(config.memory_limit.map(NonZeroU64::get), Some(1536 << 20));
-        assert_eq!(
-            RelayConfig::parse(&config.to_toml()).expect("round trip"),
-            config
-        );
-    }
-
-    #[test]
-    fn to_toml_round_trips() {
-        let mut config = RelayConfig::default();
-        assert_eq!(
-            RelayConfig::parse(&config.to_toml()).expect("defaults"),
-            config
-        );
-        config.metrics = Some("127.0.0.1:1".parse().expect("addr"));
-        config.memory_limit = NonZeroU64::new(1_000_001);
-        config.circuit_bytes = NonZeroU64::new(3 << 40).expect("non-zero");
-        config.circuit_duration = Duration::from_millis(90_061_500);
-        config.reservation_duration = Duration::from_secs(1);
-        config.listen = vec!["/unix/%2Ftmp%2Fa%22b".parse().expect("multiaddr")];
-        let text = config.to_toml();
-        assert!(text.contains("circuit_bytes = \"3TiB\""), "{text}");
-        assert!(text.contains("memory_limit = \"1000001B\""), "{text}");
-        assert_eq!(RelayConfig::parse(&text).expect("round trip"), config);
-        // Every setting is printed, each after a comment.
-        for setting in [
-            "listen",
-            "metrics",
-            "max_rooms",
-            "max_children_per_room",
-            "upload_kbps",
-            "max_connections",
-            "max_connections_per_peer",
-            "memory_limit",
-            "max_reservations",
-            "max_reservations_per_peer",
-            "reservation_duration",
-            "max_circuits",
-            "max_circuits_per_peer",
-            "circuit_duration",
-            "circuit_bytes",
-            "new_per_ip_per_minute",
-        ] {
-            let at = text
-                .lines()
-                .position(|l| l.starts_with(&format!("{setting} = ")))
-                .unwrap_or_else(|| panic!("{setting} missing from\n{text}"));
-            let before = text.lines().nth(at - 1).expect("a line before");
-            assert!(before.starts_with('#'), "{setting} has no comment");
-        }
-    }
-
-    #[test]
-    fn command_line_flags_override_the_file() {
-        let mut config = RelayConfig::parse("metrics = \"127.0.0.1:1\"").expect("config");
-        config.merge_cli(Vec::new(), None);
-        assert_eq!(config.listen, RelayConfig::default().listen);
-        assert_eq!(config.metrics, Some("127.0.0.1:1".parse().expect("addr")));
-        let listen: Multiaddr = "/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr");
-        let metrics: SocketAddr = "127.0.0.1:2".parse().expect("addr");
-        config.merge_cli(vec![listen.clone()], Some(metrics));
-        assert_eq!(config.listen, [listen]);
-        assert_eq!(config.metrics, Some(metrics));
-    }
-
-    #[test]
-    fn load_reads_a_file_and_needs_it_to_exist() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("relay.toml");
-        std::fs::write(&path, "max_rooms = 3\n").expect("write");
-        let config = load(Some(&path)).expect("load");
-        assert_eq!(config.max_rooms.get(), 3);
-        let missing = dir.path().join("missing.toml");
-        match load(Some(&missing)) {
-            Err(err @ ConfigError::Read { .. }) => {
-                assert!(err.to_string().contains("missing.toml"), "{err}");
-            }
-            other => panic!("expected a read error, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn zero_limits_are_refused() {
-        for setting in [
-            "max_rooms",
-            "max_children_per_room",
-            "upload_kbps",
-            "max_connections",
-            "max_connections_per_peer",
-            "max_reservations",
-            "max_reservations_per_peer",
-            "max_circuits",
-            "max_circuits_per_peer",
-            "new_per_ip_per_minute",
-        ] {
-            let problem = refused(&format!("{setting} = 0"), setting, "0");
-            assert!(matches!(problem, Problem::Zero), "{setting}: {problem}");
-        }
-        let err = parse_err("max_circuits = 0");
-        assert_eq!(err.to_string(), "max_circuits = 0: must be at least 1");
-    }
-
-    #[test]
-    fn a_limit_too_large_for_its_type_is_refused() {
-        let problem = refused(
-            "max_connections = 4294967296",
-            "max_connections",
-            "4294967296",
-        );
-        assert!(matches!(problem, Problem::TooLarge), "{problem}");
-        let problem = refused(
-            "max_children_per_room = 65536",
-            "max_children_per_room",
-            "65536",
-        );
-        assert!(matches!(problem, Problem::TooLarge), "{problem}");
-        let config = RelayConfig::parse(
-            "max_children_per_room = 65535
-upload_kbps = 400",
-        )
-        .expect("config");
-        assert_eq!(config.children_per_room(), 10);
-    }
-
-    #[test]
-    fn upload_must_carry_one_child() {
-        let problem = refused("upload_kbps = 39", "upload_kbps", "39");
-        assert!(matches!(problem, Problem::BelowOneChild), "{problem}");
-    }
-
-    #[test]
-    fn bad_addresses_are_refused() {
-        let problem = refused(
-            r#"listen = ["/ip4/0.0.0.0/tcp/4001", "/ip4/nope"]"#,
-            "listen",
-            "\"/ip4/nope\"",
-        );
-        assert!(matches!(problem, Problem::Multiaddr(_)), "{problem}");
-        let problem = refused("listen = []", "listen", "[]");
-        assert!(matches!(problem, Problem::NoAddress), "{problem}");
-        let problem = refused(r#"metrics = "localhost""#, "metrics", "\"localhost\"");
-        assert!(matches!(problem, Problem::SocketAddr(_)), "{problem}");
-        let err = parse_err(r#"metrics = "9464""#);
-        assert!(
-            err.to_string()
-                .starts_with("metrics = \"9464\": not an IP address and port"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn bad_durations_are_refused() {
-        for setting in ["circuit_duration", "reservation_duration"] {
-            let problem = refused(
-                &format!("{setting} = \"4 hours-ish\""),
-                setting,
-                "\"4 hours-ish\"",
-            );
-            assert!(
-                matches!(problem, Problem::Duration(_)),
-                "{setting}: {problem}"
-            );
-            let problem = refused(&format!("{setting} = \"0s\""), setting, "\"0s\"");
-            assert!(
-                matches!(problem, Problem::ZeroDuration),
-                "{setting}: {problem}"
-            );
-        }
-    }
-
-    #[test]
-    fn bad_sizes_are_refused() {
-        for setting in ["circuit_bytes", "memory_limit"] {
-            let problem = refused(&format!("{setting} = \"1 GeB\""), setting, "\"1 GeB\"");
-            assert!(
-                matches!(problem, Problem::Size(SizeError::UnknownUnit { .. })),
-                "{problem}"
-            );
-            let problem = refused(&format!("{setting} = \"0MiB\""), setting, "\"0MiB\"");
-            assert!(matches!(problem, Problem::Zero), "{problem}");
-        }
-        let err = parse_err(r#"circuit_bytes = "lots""#);
-        assert_eq!(
-            err.to_string(),
-            "circuit_bytes = \"lots\": not a size such as \"512MiB\" (it does not start with a \
-             whole number)"
-        );
-    }
-
-    #[test]
-    fn unknown_keys_and_wrong_types_are_refused() {
-        let err = parse_err("max_room = 3");
-        assert!(matches!(err, ConfigError::Syntax(_)), "{err}");
-        assert!(
-            err.to_string().contains("unknown field `max_room`"),
-            "{err}"
-        );
-        let err = parse_err("[relay]\nmax_rooms = 3");
-        assert!(matches!(err, ConfigError::Syntax(_)), "{err}");
-        let err = parse_err("circuit_bytes = 1024");
-        assert!(err.to_string().contains("circuit_bytes"), "{err}");
-        let err = parse_err("max_rooms = -1");
-        assert!(err.to_string().contains("max_rooms"), "{err}");
-        let err = parse_err("max_rooms = ");
-        assert!(matches!(err, ConfigError::Syntax(_)), "{err}");
-    }
-
-    #[test]
-    fn sizes() {
-        let check = |text: &str, expected: Result<u64, SizeError>| {
-            assert_eq!(parse_size(text), expected, "{text}");
-        };
-        check("0", Ok(0));
-        check("512", Ok(512));
-        check("512B", Ok(512));
-        check(" 512 B ", Ok(512));
-        check("1kB", Ok(1000));
-        check("1KiB", Ok(1024));
-        check("2 MB", Ok(2_000_000));
-        check("2MiB", Ok(2 << 20));
-        check("3GB", Ok(3_000_000_000));
-        check("3GiB", Ok(3 << 30));
-        check("1TB", Ok(1_000_000_000_000));
-        check("1TiB", Ok(1 << 40));
-        check("16777215TiB", Ok(16_777_215 << 40));
-        check("16777216TiB", Err(SizeError::Overflow));
-        check("99999999999999999999", Err(SizeError::Overflow));
-        check("", Err(SizeError::NoNumber));
-        check("MiB", Err(SizeError::NoNumber));
-        check("-1MiB", Err(SizeError::NoNumber));
-        check(
-            "1.5GiB",
-            Err(SizeError::UnknownUnit {
-                unit: ".5GiB".into(),
-            }),
-        );
-        check("1KB", Err(SizeError::UnknownUnit { unit: "KB".into() }));
-        check("1mib", Err(SizeError::UnknownUnit { unit: "mib".into() }));
-        for bytes in [1, 999, 1000, 1024, 1536, 1_000_000, 3 << 30, u64::MAX] {
-            assert_eq!(parse_size(&format_size(bytes)), Ok(bytes), "{bytes}");
-        }
-        assert_eq!(format_size(1 << 30), "1GiB");
-        assert_eq!(format_size(2_000), "2kB");
-        assert_eq!(format_size(1536), "1536B");
-    }
-
-    #[test]
-    fn quoting() {
-        assert_eq!(quote("a\"b\\c\n\u{1}"), r#""a\"b\\c\n\u0001""#);
-    }
-}
+mod tests;

@@ -5,7 +5,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use earshot_protocol::snapshot::{Refusal, RoomRequest, RoomResponse};
@@ -20,7 +19,7 @@ use tokio::sync::{broadcast, mpsc};
 use tracing::{debug, info, warn};
 
 use super::pending::Pending;
-use super::{Command, JoinError, LobbyError, NetStats, NodeConfig, RequestFailure};
+use super::{Command, JoinError, LobbyError, NodeConfig, RequestFailure};
 use crate::carry::CarryBudget;
 use crate::clock;
 use crate::effect::{Effect, InboundId};
@@ -28,6 +27,7 @@ use crate::event::{CloseReason, Event};
 use crate::fanout::{Admission, StreamKind};
 use crate::identity::Identity;
 use crate::lobby::{self, Lobby};
+use crate::metrics::NetMetrics;
 use crate::net::{self, Behaviour, BehaviourEvent};
 use crate::node::{AttachError, CarryError};
 use crate::peers::Peers;
@@ -57,7 +57,8 @@ struct Outside {
     commands: mpsc::Receiver<Command>,
     events: broadcast::Sender<Event>,
     access: AccessMap,
-    stats: Arc<NetStats>,
+    /// Counts connections, circuits and libp2p's own metrics ([`crate::net::NetConfig::metrics`]).
+    metrics: NetMetrics,
 }
 
 /// Requests in flight on the room protocol, both ways.
@@ -102,7 +103,6 @@ impl EventLoop {
         identity: &Identity,
         config: &NodeConfig,
         access: AccessMap,
-        stats: Arc<NetStats>,
     ) -> Self {
         let lobby = IdentTopic::new(earshot_protocol::topic::LOBBY);
         if let Err(err) = swarm.behaviour_mut().gossipsub.subscribe(&lobby) {
@@ -123,7 +123,7 @@ impl EventLoop {
                 commands,
                 events,
                 access,
-                stats,
+                metrics: config.net.metrics.clone(),
             },
             topics: Topics {
                 lobby,
@@ -495,6 +495,7 @@ impl EventLoop {
 
     pub(super) fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         let instant = Instant::now();
+        self.outside.metrics.record(&event);
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(%address, "listening");
@@ -527,7 +528,6 @@ impl EventLoop {
                 };
                 self.peers
                     .connected(peer_id, connection_id, endpoint.is_relayed(), dialled_at);
-                self.count_connections();
             }
             SwarmEvent::OutgoingConnectionError {
                 peer_id: Some(peer_id),
@@ -541,10 +541,10 @@ impl EventLoop {
                 ..
             } => {
                 self.peers.closed(peer_id, connection_id, num_established);
-                self.count_connections();
             }
+            // Counted by the metrics.
             SwarmEvent::Behaviour(BehaviourEvent::RelayServer(event)) => {
-                self.count_relay_server(&event);
+                debug!(?event, "relay server");
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
             SwarmEvent::Behaviour(BehaviourEvent::Rooms(event)) => self.on_rooms(event),
@@ -593,43 +593,6 @@ impl EventLoop {
 
     fn emit(&self, event: Event) {
         let _ = self.outside.events.send(event);
-    }
-
-    fn count_connections(&self) {
-        let (peers, connections) = self.peers.counts();
-        let stats = &self.outside.stats;
-        stats.peers.store(as_gauge(peers), Ordering::Relaxed);
-        stats
-            .connections
-            .store(as_gauge(connections), Ordering::Relaxed);
-    }
-
-    /// Counts what a community relay does for others.
-    fn count_relay_server(&mut self, event: &libp2p::relay::Event) {
-        use libp2p::relay::Event as Relay;
-        let stats = &self.outside.stats;
-        match event {
-            Relay::ReservationReqAccepted { renewed: false, .. } => {
-                stats.reservations.fetch_add(1, Ordering::Relaxed);
-                stats.reservations_total.fetch_add(1, Ordering::Relaxed);
-            }
-            Relay::ReservationClosed { .. } | Relay::ReservationTimedOut { .. } => {
-                decrement(&stats.reservations);
-            }
-            Relay::ReservationReqDenied { .. } => {
-                stats.reservations_denied.fetch_add(1, Ordering::Relaxed);
-            }
-            Relay::CircuitReqAccepted { .. } => {
-                stats.circuits.fetch_add(1, Ordering::Relaxed);
-                stats.circuits_total.fetch_add(1, Ordering::Relaxed);
-            }
-            Relay::CircuitClosed { .. } => decrement(&stats.circuits),
-            Relay::CircuitReqDenied { .. } => {
-                stats.circuits_denied.fetch_add(1, Ordering::Relaxed);
-            }
-            _ => {}
-        }
-        debug!(?event, "relay server");
     }
 
     fn on_gossip(&mut self, event: gossipsub::Event) {
@@ -842,14 +805,4 @@ fn now() -> Now {
         wall: clock::now(),
         instant: Instant::now(),
     }
-}
-
-fn as_gauge(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-fn decrement(gauge: &std::sync::atomic::AtomicI64) {
-    let _ = gauge.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-        Some((n - 1).max(0))
-    });
 }
