@@ -55,19 +55,15 @@ pub enum AudioEvent {
 }
 
 /// Where this node is in the tree.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {
-    #[serde(serialize_with = "as_string")]
     pub parent: PeerId,
     pub depth: u16,
 }
 
-fn as_string<S: serde::Serializer>(peer: &PeerId, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.collect_str(peer)
-}
-
-/// A snapshot of this node's audio, for status displays.
-#[derive(Debug, Clone, serde::Serialize)]
+/// A snapshot of this node's audio, for status displays (reported as
+/// [`crate::event::AudioStats`]).
+#[derive(Debug, Clone)]
 pub struct AudioStatus {
     /// `None` for the host, and for a member not attached (yet, or while re-attaching).
     pub position: Option<Position>,

@@ -216,7 +216,7 @@ pub fn spawn_source(
 }
 
 /// What a player has done so far: shared with the node for status reports.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct PlayerStatus {
     /// Frames taken from the room.
     pub frames_heard: u64,
@@ -240,9 +240,8 @@ pub struct PlayerStatus {
 }
 
 /// A latency histogram in whole milliseconds (0-2047 ms; longer counts as 2047).
-#[derive(Clone, PartialEq, serde::Serialize)]
+#[derive(Clone, PartialEq)]
 pub struct Latency {
-    #[serde(skip)]
     buckets: Vec<u64>,
     pub count: u64,
 }

@@ -1,0 +1,255 @@
+//! What only a host does in its rooms: admitting joiners and welcoming them with the snapshot
+//! (once they follow the room's topic), and announcing public rooms on the lobby.
+
+use std::time::Duration;
+
+use earshot_protocol::envelope::Envelope;
+use earshot_protocol::snapshot::{
+    ANNOUNCE_INTERVAL_MS, ANNOUNCEMENT_TTL_MS, Announcement, MAX_PEER_HINTS, PeerHint, Refusal,
+    RoomResponse, RoomSnapshot,
+};
+use earshot_protocol::{
+    Audience, Capability, ControlBody, Grant, PeerKey, Role, RoomId, Visibility,
+};
+use libp2p::PeerId;
+use rand::RngExt;
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+
+use super::{Now, Rooms, Welcome};
+use crate::effect::{Effect, InboundId};
+use crate::peers::Peers;
+
+/// How long the listener capability a public room's lobby entry carries is valid; it is renewed
+/// when less than half is left.
+const LOBBY_CAPABILITY_MS: u64 = 3_600_000;
+
+impl Rooms {
+    /// The host's side of a join: fold the joiner's `Join` like any envelope; if the room takes
+    /// it, publish it to everyone and welcome the joiner with the snapshot, at once if it
+    /// follows the room's topic already (so that everything published after the snapshot
+    /// reaches it directly), else once it does (or after [`WELCOME_WAIT`]).
+    pub fn on_join_request(
+        &mut self,
+        now: Now,
+        peer: PeerId,
+        inbound: InboundId,
+        bytes: &[u8],
+        follows: impl Fn(&PeerId, &RoomId) -> bool,
+        peers: &Peers,
+    ) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        let room = match self.admit(now, peer, bytes, &mut effects) {
+            Ok(room) => room,
+            Err(refusal) => {
+                effects.push(Effect::Respond {
+                    inbound,
+                    response: RoomResponse::Refused { refusal },
+                });
+                return effects;
+            }
+        };
+        if follows(&peer, &room) {
+            effects.push(Effect::Respond {
+                inbound,
+                response: self.welcome(now, room, peer, peers),
+            });
+        } else {
+            self.welcomes.push(Welcome {
+                peer,
+                room,
+                inbound,
+                since: now.instant,
+            });
+        }
+        effects
+    }
+
+    fn admit(
+        &mut self,
+        now: Now,
+        peer: PeerId,
+        bytes: &[u8],
+        effects: &mut Vec<Effect>,
+    ) -> Result<RoomId, Refusal> {
+        let envelope = Envelope::decode_verified(bytes).map_err(|err| Refusal::BadJoin {
+            detail: err.to_string(),
+        })?;
+        let room = envelope.room;
+        if envelope.author.to_peer_id().ok() != Some(peer) {
+            return Err(Refusal::NotFromAuthor);
+        }
+        if !matches!(envelope.body, ControlBody::Join { .. }) {
+            return Err(Refusal::NotAJoin);
+        }
+        let joined = self
+            .joined
+            .get_mut(&room)
+            .filter(|joined| joined.is_host())
+            .ok_or(Refusal::NotHost { room })?;
+        let changes = joined.state.apply(now.wall, &envelope).map_err(|reason| {
+            info!(%room, peer = %crate::node::short(&peer), %reason, "refused a joiner");
+            Refusal::Rejected {
+                reason: reason.to_string(),
+            }
+        })?;
+        effects.push(Effect::Publish {
+            room,
+            bytes: envelope.encode(),
+            since: now.instant,
+        });
+        self.changed(room, changes, effects);
+        Ok(room)
+    }
+
+    /// The signed snapshot of `room` as of now, for a joiner, with a random sample of connected
+    /// members to dial (so that the room's mesh is a random graph rather than everyone
+    /// clustering on the same few early joiners).
+    fn welcome(&mut self, now: Now, room: RoomId, peer: PeerId, peers: &Peers) -> RoomResponse {
+        let Some(joined) = self.joined.get(&room) else {
+            return RoomResponse::Refused {
+                refusal: Refusal::RoomClosed,
+            };
+        };
+        let salt: [u8; 8] = self.rng.random();
+        let mut candidates: Vec<(PeerKey, PeerId)> = joined
+            .state
+            .present()
+            .iter()
+            .filter_map(|member| {
+                let id = member.key.to_peer_id().ok()?;
+                (id != peer && peers.is_connected(&id)).then_some((member.key, id))
+            })
+            .collect();
+        candidates.sort_by_cached_key(|(key, _)| {
+            let mut hasher = Sha256::new();
+            hasher.update(salt);
+            hasher.update(key.as_bytes());
+            hasher.finalize()
+        });
+        let hints: Vec<PeerHint> = candidates
+            .into_iter()
+            .filter_map(|(key, id)| {
+                let addrs = peers.addrs_of(&id)?;
+                Some(PeerHint {
+                    key,
+                    addrs: earshot_protocol::addr::to_wire(addrs, usize::MAX, 4),
+                })
+            })
+            .take(MAX_PEER_HINTS)
+            .collect();
+        let snapshot = RoomSnapshot::sign(
+            &self.signing,
+            joined.descriptor.clone(),
+            joined.state.clone(),
+            hints,
+            now.wall,
+        );
+        RoomResponse::Welcome {
+            snapshot: serde_bytes::ByteBuf::from(snapshot.encode()),
+        }
+    }
+
+    /// A peer subscribed to a topic: welcomes waiting for it go out, and so does whatever
+    /// waited for a subscriber.
+    pub fn on_subscribed(
+        &mut self,
+        now: Now,
+        follows: impl Fn(&PeerId, &RoomId) -> bool,
+        peers: &Peers,
+    ) -> Vec<Effect> {
+        let mut effects = self.retry(now);
+        effects.extend(self.flush_welcomes(now, None, &follows, peers));
+        effects
+    }
+
+    /// Welcomes parked joiners whose subscription has arrived, or who waited `force_after`.
+    pub(super) fn flush_welcomes(
+        &mut self,
+        now: Now,
+        force_after: Option<Duration>,
+        follows: &impl Fn(&PeerId, &RoomId) -> bool,
+        peers: &Peers,
+    ) -> Vec<Effect> {
+        let parked = std::mem::take(&mut self.welcomes);
+        let mut effects = Vec::new();
+        for welcome in parked {
+            let waited =
+                force_after.is_some_and(|limit| now.instant.duration_since(welcome.since) >= limit);
+            if waited || follows(&welcome.peer, &welcome.room) {
+                let response = self.welcome(now, welcome.room, welcome.peer, peers);
+                effects.push(Effect::Respond {
+                    inbound: welcome.inbound,
+                    response,
+                });
+            } else {
+                self.welcomes.push(welcome);
+            }
+        }
+        effects
+    }
+
+    /// Re-announces a public room this node hosts, every [`ANNOUNCE_INTERVAL_MS`].
+    pub(super) fn announce(&mut self, room: RoomId, now: Now, effects: &mut Vec<Effect>) {
+        let Some(joined) = self.joined.get_mut(&room) else {
+            return;
+        };
+        if !joined.is_host() || joined.descriptor.visibility != Visibility::Public {
+            return;
+        }
+        if joined.last_announced.is_some_and(|at| {
+            now.instant.duration_since(at) < Duration::from_millis(ANNOUNCE_INTERVAL_MS)
+        }) {
+            return;
+        }
+        joined.last_announced = Some(now.instant);
+        // Renewed when less than half its hour is left, or when a removal revoked it (the
+        // removed member is banned by key; newcomers need a link that works).
+        let renew = joined.lobby_capability.as_ref().is_none_or(|cap| {
+            cap.expires_at < now.wall.plus_millis(LOBBY_CAPABILITY_MS / 2)
+                || joined.state.revoked.contains(&cap.id())
+        });
+        if renew {
+            let nonce: [u8; 8] = self.rng.random();
+            joined.lobby_capability = Capability::issue(
+                &self.signing,
+                room,
+                Grant {
+                    audience: Audience::Bearer,
+                    role: Role::Listener,
+                    not_before: now.wall,
+                    expires_at: now.wall.plus_millis(LOBBY_CAPABILITY_MS),
+                    depth: 0,
+                },
+                nonce,
+            )
+            .ok();
+        }
+        let Some(capability) = joined.lobby_capability.clone() else {
+            return;
+        };
+        let present = joined.state.present();
+        let speakers = present
+            .iter()
+            .filter(|member| member.role().on_stage())
+            .map(|member| member.display_name())
+            .collect();
+        let listeners = present
+            .iter()
+            .filter(|member| !member.role().on_stage())
+            .count();
+        let announcement = Announcement::sign(
+            &self.signing,
+            joined.descriptor.clone(),
+            speakers,
+            u32::try_from(listeners).unwrap_or(u32::MAX),
+            capability,
+            now.wall.plus_millis(ANNOUNCEMENT_TTL_MS),
+            joined.replays.clone(),
+        );
+        match announcement.verify(now.wall) {
+            Ok(verified) => effects.push(Effect::Announce(verified)),
+            Err(err) => warn!(%room, %err, "could not announce"),
+        }
+    }
+}
