@@ -200,6 +200,13 @@ pub fn build_swarm(identity: &Identity, config: &NetConfig) -> Result<Swarm<Beha
         )
         .map_err(|err| NetError::Transport(err.to_string()))?
         .with_quic()
+        // libp2p-relay 0.22's client hands one queued inbound circuit to its transport
+        // listener per poll of the connection handler and does not wake itself for the rest
+        // (`Reservation::forward_messages_to_transport_listener`): a burst of listeners
+        // reaching a relayed node waits for other traffic on its connection to the relay.
+        // Real nodes talk enough there (gossip, identify, AutoNAT) that ten listeners joining a
+        // relayed host at once all heard it within 0.6-3.3 s; the `community_relay` bench, whose
+        // bare children say nothing else, connects them one at a time.
         .with_relay_client(noise::Config::new, yamux::Config::default)
         .map_err(|err| NetError::Transport(err.to_string()))?
         .with_behaviour(|key, relay| {

@@ -21,6 +21,8 @@ use crate::reachability::{Action, Mode, Planner};
 /// How long a relayed connection stays open after a direct one to the same peer came up.
 /// Long enough for a join handshake under way on the relayed connection to finish; short, so
 /// that the room's audio usually starts on the direct one (moving it costs a stream restart).
+/// It must close: libp2p-stream opens each new stream on a connection chosen at random, so with
+/// both up the audio would stay on the relay half the time.
 pub const RETIRE_RELAYED_AFTER: Duration = Duration::from_secs(1);
 
 /// Who waits for a connection to a peer.
