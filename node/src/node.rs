@@ -157,7 +157,7 @@ pub enum JoinError {
     #[error("already in room {0}")]
     AlreadyJoined(RoomId),
     #[error("could not follow the room's topic: {0}")]
-    Subscribe(String),
+    Subscribe(libp2p::gossipsub::SubscriptionError),
     #[error(transparent)]
     Act(#[from] ActError),
     #[error("the node has stopped")]
@@ -230,7 +230,7 @@ pub enum HostError {
     #[error("already in room {0}")]
     AlreadyJoined(RoomId),
     #[error("could not follow the room's topic: {0}")]
-    Subscribe(String),
+    Subscribe(libp2p::gossipsub::SubscriptionError),
     #[error(transparent)]
     Act(#[from] ActError),
     #[error("the node has stopped")]

@@ -283,12 +283,12 @@ impl Rooms {
             request: RoomRequest::Join {
                 envelope: serde_bytes::ByteBuf::from(join.encode()),
             },
-            then: Pending::Join(PendingJoin {
+            then: Pending::Join(Box::new(PendingJoin {
                 link,
                 name,
                 reply,
                 next_seq: first_seq + 1,
-            }),
+            })),
         }]
     }
 

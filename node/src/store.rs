@@ -6,7 +6,6 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use earshot_protocol::codec::DecodeError;
 use earshot_protocol::room::DescriptorError;
 use earshot_protocol::{Audience, CapId, Role, RoomDescriptor, RoomId, Timestamp};
 use multiaddr::Multiaddr;
@@ -113,11 +112,7 @@ impl Store {
     pub fn put_room(&self, room: &RoomRecord) -> Result<(), StoreError> {
         let stored = StoredRoom {
             descriptor: serde_bytes::ByteBuf::from(room.descriptor.encode()),
-            listen: room
-                .listen
-                .iter()
-                .map(|addr| serde_bytes::ByteBuf::from(addr.to_vec()))
-                .collect(),
+            listen: earshot_protocol::addr::to_wire(&room.listen, usize::MAX, usize::MAX),
         };
         let tree = self.db.open_tree(ROOMS).map_err(self.db_err())?;
         tree.insert(room.descriptor.id.as_bytes(), encode_record(&stored))
@@ -200,14 +195,9 @@ fn decode_room(bytes: &[u8]) -> Result<RoomRecord, StoreError> {
     let descriptor = RoomDescriptor::decode_verified(&stored.descriptor)
         .map_err(corrupt)?
         .into_inner();
-    let listen = stored
-        .listen
-        .into_iter()
-        .map(|raw| {
-            Multiaddr::try_from(raw.into_vec())
-                .map_err(|_| corrupt(DescriptorError::Malformed(DecodeError::BadAddress)))
-        })
-        .collect::<Result<_, _>>()?;
+    let listen =
+        earshot_protocol::addr::from_wire(&stored.listen, "listen address", usize::MAX, usize::MAX)
+            .map_err(|err| corrupt(DescriptorError::Malformed(err)))?;
     Ok(RoomRecord { descriptor, listen })
 }
 

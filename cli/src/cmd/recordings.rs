@@ -662,16 +662,7 @@ fn serve(ctx: &Context, home: &Arc<Home>, listen: Vec<Multiaddr>) -> anyhow::Res
         })?;
         let _server = node.serve_replays(replays)?;
         let me = node.peer_id();
-        let addrs: Vec<Multiaddr> = node
-            .listen_addrs()
-            .await
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|addr| {
-                !matches!(addr.iter().next(), Some(Protocol::Ip4(ip)) if ip.is_unspecified())
-            })
-            .map(|addr| addr.with(Protocol::P2p(me)))
-            .collect();
+        let addrs: Vec<Multiaddr> = node.dialable_addrs().await.unwrap_or_default();
         let listed: Vec<Value> = kept
             .iter()
             .map(|kept| {

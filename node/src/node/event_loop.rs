@@ -330,10 +330,10 @@ impl EventLoop {
     }
 
     /// Follows `room`'s topic (before hosting or joining it).
-    fn subscribe(&mut self, room: RoomId) -> Result<(), String> {
+    fn subscribe(&mut self, room: RoomId) -> Result<(), gossipsub::SubscriptionError> {
         let topic = Topics::of(&room);
         let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
-        gossipsub.subscribe(&topic).map_err(|err| err.to_string())?;
+        gossipsub.subscribe(&topic)?;
         let _ = gossipsub.set_topic_params(topic.clone(), net::room_topic_score());
         self.topics.rooms.insert(topic.hash(), room);
         Ok(())

@@ -11,7 +11,7 @@ use crate::node::{AttachError, CarryError, JoinError, LobbyError, RoomView, Tree
 #[derive(Debug)]
 pub enum Pending {
     /// Our `Join`: the host's welcome (or refusal) completes the join.
-    Join(PendingJoin),
+    Join(Box<PendingJoin>),
     /// A lobby query.
     Lobby(oneshot::Sender<Result<Vec<Verified<Announcement>>, LobbyError>>),
     /// Where to get a room's audio from.

@@ -82,11 +82,12 @@ impl RoomTask {
                     let stats = self.audio_stats(false).await;
                     self.node.emit(Event::AudioStats(stats));
                 }
-                event = audio_events.recv() => match event {
-                    Ok(event) => self.node.emit(self.audio_event(event)),
-                    // The session lives as long as this task.
-                    Err(_) => {}
-                },
+                // The session lives as long as this task: the channel does not close.
+                event = audio_events.recv() => {
+                    if let Ok(event) = event {
+                        self.node.emit(self.audio_event(event));
+                    }
+                }
                 command = commands.recv() => {
                     if let Some(command) = command {
                         self.on_command(command).await;
@@ -243,7 +244,7 @@ impl RoomTask {
         };
         let now = clock::now();
         let grant = grant(role, Audience::Bearer, now, expires_at);
-        let mut link = home.create_invite(room, grant.clone(), now)?;
+        let mut link = home.create_invite(room, grant, now)?;
         relayed_first(&mut link, &self.relayed);
         self.node.emit(Event::Invite {
             role,

@@ -165,7 +165,7 @@ fn ask(
             request: RoomRequest::Join { envelope },
             then: Pending::Join(pending),
             ..
-        } => (pending, envelope.into_vec(), answer),
+        } => (*pending, envelope.into_vec(), answer),
         other => panic!("{other:?}"),
     }
 }

@@ -125,7 +125,9 @@ impl EventLoop {
     fn answered(&mut self, pending: Pending, response: RoomResponse) {
         match pending {
             Pending::Join(join) => {
-                let effects = self.rooms.join_answered(now(), join, response, &self.peers);
+                let effects = self
+                    .rooms
+                    .join_answered(now(), *join, response, &self.peers);
                 self.apply(effects);
             }
             Pending::Lobby(reply) => {
@@ -151,7 +153,7 @@ impl EventLoop {
         match pending {
             Pending::Join(join) => {
                 let err = failure.map_or(JoinError::Unreachable, JoinError::NoAnswer);
-                let effects = self.rooms.join_failed(join, err);
+                let effects = self.rooms.join_failed(*join, err);
                 self.apply(effects);
             }
             Pending::Lobby(reply) => {
