@@ -9,7 +9,7 @@
 //! Events about a room carry `room`. A front end follows its room by filtering on it.
 
 use earshot_protocol::replay::{ManifestId, ReplayLink};
-use earshot_protocol::state::{LeaveReason, Member, RoomChange, RoomRole, RoomState};
+use earshot_protocol::state::{LeaveReason, RoomRole};
 use earshot_protocol::{InviteLink, PeerKey, RecordingId, Role, RoomId, Timestamp};
 use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
@@ -340,6 +340,95 @@ pub enum Event {
     /// leaves).
     AudioStats(Box<AudioStats>),
 
+    // ---- Recordings and replays (`earshot recordings …`).
+    /// A recording was exported to `file`.
+    Exported {
+        #[serde_as(as = "DisplayFromStr")]
+        recording: RecordingId,
+        file: String,
+        seconds: f64,
+        bytes: u64,
+    },
+    /// A recording was deleted.
+    Deleted {
+        #[serde_as(as = "DisplayFromStr")]
+        recording: RecordingId,
+    },
+    /// A recording was published as a replay: `link` fetches it.
+    Published {
+        #[serde_as(as = "DisplayFromStr")]
+        recording: RecordingId,
+        #[serde_as(as = "DisplayFromStr")]
+        manifest: ManifestId,
+        #[serde_as(as = "DisplayFromStr")]
+        link: ReplayLink,
+        chunks: usize,
+        bytes: u64,
+        #[serde_as(as = "Vec<DisplayFromStr>")]
+        addrs: Vec<Multiaddr>,
+    },
+    /// This node serves the replays it keeps.
+    Serving {
+        #[serde_as(as = "DisplayFromStr")]
+        peer_id: PeerId,
+        #[serde_as(as = "Vec<DisplayFromStr>")]
+        addrs: Vec<Multiaddr>,
+        replays: Vec<ServedReplay>,
+    },
+    /// A fetch: a holder could not be reached or stopped answering; it is not asked again.
+    HolderFailed {
+        #[serde_as(as = "DisplayFromStr")]
+        peer: PeerId,
+        reason: String,
+    },
+    /// A fetch has the manifest (`from`: none when it was kept here already; `held`: chunks here
+    /// already, a resumed fetch).
+    Manifest {
+        #[serde_as(as = "Option<DisplayFromStr>")]
+        from: Option<PeerId>,
+        title: String,
+        chunks: usize,
+        bytes: u64,
+        held: usize,
+    },
+    /// A fetch: a holder sent something that is not a valid manifest.
+    BadManifest {
+        #[serde_as(as = "DisplayFromStr")]
+        from: PeerId,
+        reason: String,
+    },
+    /// A fetch: a chunk arrived, matched its hash and was stored.
+    Chunk {
+        index: u32,
+        #[serde_as(as = "DisplayFromStr")]
+        from: PeerId,
+        done: usize,
+        total: usize,
+    },
+    /// A fetch: a holder sent a chunk that does not match the manifest; it is fetched from
+    /// another holder.
+    BadChunk {
+        index: u32,
+        #[serde_as(as = "DisplayFromStr")]
+        from: PeerId,
+        reason: String,
+    },
+    /// A fetch is complete: the replay is among this node's recordings.
+    Fetched {
+        #[serde_as(as = "DisplayFromStr")]
+        manifest: ManifestId,
+        #[serde_as(as = "DisplayFromStr")]
+        recording: RecordingId,
+        title: String,
+        chunks: usize,
+        fetched: usize,
+        resumed: usize,
+        bad_chunks: usize,
+        bytes: u64,
+        seconds: f64,
+        mb_per_s: f64,
+    },
+
     // ---- A community relay.
     /// A community relay is running.
     Relay {
@@ -426,216 +515,19 @@ impl Event {
             | Event::Stopped
             | Event::CarryRequested(_)
             | Event::DemoStatus { .. }
-            | Event::DemoSummary { .. } => None,
+            | Event::DemoSummary { .. }
+            | Event::Exported { .. }
+            | Event::Deleted { .. }
+            | Event::Published { .. }
+            | Event::Serving { .. }
+            | Event::HolderFailed { .. }
+            | Event::Manifest { .. }
+            | Event::BadManifest { .. }
+            | Event::Chunk { .. }
+            | Event::BadChunk { .. }
+            | Event::Fetched { .. } => None,
         }
     }
-
-    /// The event for a change of a room's state, with display names from `state` (a member
-    /// never seen is named by its short key).
-    pub fn of_change(room: RoomId, change: &RoomChange, state: &RoomState) -> Event {
-        let name = |key: &PeerKey| {
-            state
-                .members
-                .get(key)
-                .map_or_else(|| key.short(), Member::display_name)
-        };
-        match change.clone() {
-            RoomChange::MemberJoined { member, name, role } => Event::MemberJoined {
-                room,
-                member,
-                name,
-                role,
-            },
-            RoomChange::MemberLeft { member, reason } => Event::MemberLeft {
-                room,
-                member,
-                name: name(&member),
-                reason,
-            },
-            RoomChange::RoleChanged { member, role, by } => Event::RoleChanged {
-                room,
-                member,
-                name: name(&member),
-                role,
-                by,
-                by_name: name(&by),
-            },
-            RoomChange::HandRaised { member } => Event::HandRaised {
-                room,
-                member,
-                name: name(&member),
-            },
-            RoomChange::HandLowered { member } => Event::HandLowered {
-                room,
-                member,
-                name: name(&member),
-            },
-            RoomChange::Muted { member, by } => Event::Muted {
-                room,
-                member,
-                name: name(&member),
-                by,
-                by_name: name(&by),
-            },
-            RoomChange::Unmuted { member, by } => Event::Unmuted {
-                room,
-                member,
-                name: name(&member),
-                by,
-                by_name: name(&by),
-            },
-            RoomChange::Removed { member, by } => Event::Removed {
-                room,
-                member,
-                name: name(&member),
-                by,
-                by_name: name(&by),
-            },
-            RoomChange::Chat { from, text, at } => Event::Chat {
-                room,
-                from,
-                name: name(&from),
-                text,
-                at,
-            },
-            RoomChange::Reaction { from, emoji } => Event::Reaction {
-                room,
-                from,
-                name: name(&from),
-                emoji,
-            },
-            RoomChange::RecordingStarted { by } => Event::RecordingStarted {
-                room,
-                by,
-                by_name: name(&by),
-            },
-            RoomChange::RecordingStopped { by } => Event::RecordingStopped {
-                room,
-                by,
-                by_name: name(&by),
-            },
-            RoomChange::RoomEnded { by } => Event::RoomEnded {
-                room,
-                by,
-                by_name: name(&by),
-            },
-            RoomChange::TreeMoved { member, position } => Event::TreeMoved {
-                room,
-                member,
-                name: name(&member),
-                parent: position.parent,
-                depth: position.depth,
-            },
-            RoomChange::ReplayAvailable {
-                by,
-                manifest,
-                recording,
-                recorder,
-                title,
-                bytes,
-                addrs,
-            } => Event::ReplayAvailable {
-                room,
-                by,
-                name: name(&by),
-                manifest,
-                recording,
-                recorder,
-                title,
-                bytes,
-                link: ReplayLink {
-                    manifest,
-                    recorder,
-                    addrs: earshot_protocol::replay::parse_addrs(&addrs).unwrap_or_default(),
-                },
-            },
-            RoomChange::MemberRecording { member, on: true } => Event::MemberRecordingStarted {
-                room,
-                member,
-                name: name(&member),
-            },
-            RoomChange::MemberRecording { member, on: false } => Event::MemberRecordingStopped {
-                room,
-                member,
-                name: name(&member),
-            },
-        }
-    }
-}
-
-impl Event {
-    /// Who is in the room (`/who`).
-    pub fn who(room: RoomId, state: &RoomState) -> Event {
-        Event::Who {
-            room,
-            recording: state.recording.value,
-            members: state.present().into_iter().map(MemberInfo::of).collect(),
-            hands: state.hands().iter().map(|member| member.key).collect(),
-        }
-    }
-
-    /// The relay tree as the room sees it (`/tree`).
-    pub fn tree(room: RoomId, state: &RoomState) -> Event {
-        Event::Tree {
-            room,
-            nodes: tree_of(state),
-        }
-    }
-}
-
-/// The relay tree from a room's state: the host, then each present member under the parent it
-/// says it has, depth first; members not (yet) attached last.
-pub fn tree_of(state: &RoomState) -> Vec<TreeNode> {
-    use std::collections::{HashMap, HashSet};
-    let present = state.present();
-    let mut children: HashMap<PeerKey, Vec<PeerKey>> = HashMap::new();
-    for member in &present {
-        if let Some(position) = member.position.value {
-            children
-                .entry(position.parent)
-                .or_default()
-                .push(member.key);
-        }
-    }
-    for list in children.values_mut() {
-        list.sort();
-    }
-    let name = |key: &PeerKey| {
-        state
-            .members
-            .get(key)
-            .map_or_else(|| key.short(), Member::display_name)
-    };
-    let mut nodes = Vec::new();
-    let mut seen = HashSet::new();
-    let mut stack = vec![(state.host, None, 0u16)];
-    while let Some((key, parent, depth)) = stack.pop() {
-        if !seen.insert(key) {
-            continue;
-        }
-        nodes.push(TreeNode {
-            peer_id: key,
-            name: name(&key),
-            parent,
-            depth: Some(depth),
-        });
-        if let Some(list) = children.get(&key) {
-            for child in list.iter().rev() {
-                stack.push((*child, Some(key), depth.saturating_add(1)));
-            }
-        }
-    }
-    for member in present {
-        if !seen.contains(&member.key) {
-            nodes.push(TreeNode {
-                peer_id: member.key,
-                name: member.display_name(),
-                parent: None,
-                depth: None,
-            });
-        }
-    }
-    nodes
 }
 
 serde_with::serde_conv!(
@@ -649,11 +541,14 @@ serde_with::serde_conv!(
     }
 );
 
+mod of;
 mod records;
+
+pub use of::tree_of;
 
 pub use records::{
     AudioStats, CarriedRoom, CarryRequest, CloseReason, DemoDepth, DemoNode, MemberInfo,
-    RelayStats, TreeNode,
+    RelayStats, ServedReplay, TreeNode,
 };
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use earshot_protocol::PeerKey;
 use earshot_protocol::frame::SpeakerId;
 use serde_json::{Value, json};
 
+use earshot_node::event::{Event, ServedReplay};
 use earshot_node::home::Home;
 use earshot_node::identity::Identity;
 use earshot_node::node::{Node, NodeConfig};
@@ -25,7 +26,7 @@ use multiaddr::{Multiaddr, Protocol};
 
 use super::Context;
 use crate::Exit;
-use crate::output::{print_json, say, shout};
+use crate::output::{print_event, print_json, say, shout};
 
 #[derive(Debug, Subcommand)]
 pub enum RecordingsCommand {
@@ -165,13 +166,12 @@ pub fn run(ctx: &Context, command: RecordingsCommand) -> anyhow::Result<Exit> {
                 .map_err(|err| explain(err, &path))?;
             bar.done();
             if ctx.json {
-                print_json(&json!({
-                    "event": "exported",
-                    "recording": meta.id.to_string(),
-                    "file": path.display().to_string(),
-                    "seconds": exported.samples as f64 / 48_000.0,
-                    "bytes": exported.bytes,
-                }));
+                print_event(&Event::Exported {
+                    recording: meta.id,
+                    file: path.display().to_string(),
+                    seconds: exported.samples as f64 / 48_000.0,
+                    bytes: exported.bytes,
+                });
             } else {
                 say!(
                     "Wrote {} ({:.1} s, {} KiB)",
@@ -231,7 +231,7 @@ pub fn run(ctx: &Context, command: RecordingsCommand) -> anyhow::Result<Exit> {
             let meta = recordings.find(&id)?;
             recordings.delete(&meta.id)?;
             if ctx.json {
-                print_json(&json!({"event": "deleted", "recording": meta.id.to_string()}));
+                print_event(&Event::Deleted { recording: meta.id });
             } else {
                 say!(
                     "Deleted recording {} of \"{}\"",
@@ -385,15 +385,14 @@ fn publish(ctx: &Context, home: &Home, id: &str) -> anyhow::Result<()> {
         addrs,
     };
     if ctx.json {
-        print_json(&json!({
-            "event": "published",
-            "recording": meta.id.to_string(),
-            "manifest": link.manifest.to_string(),
-            "link": link.encode(),
-            "chunks": manifest.chunks.len(),
-            "bytes": manifest.total_bytes,
-            "addrs": link.addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        }));
+        print_event(&Event::Published {
+            recording: meta.id,
+            manifest: link.manifest,
+            chunks: manifest.chunks.len(),
+            bytes: manifest.total_bytes,
+            addrs: link.addrs.clone(),
+            link,
+        });
     } else {
         say!(
             "Published \"{}\" ({} chunks, {} KiB) as replay {}",
@@ -429,17 +428,7 @@ fn fetch(
     let (manifest, recorder, mut holders) =
         if target.trim().to_ascii_lowercase().starts_with("earshot://") {
             match ReplayLink::decode(target) {
-                Ok(link) => {
-                    let recorder = link
-                        .recorder
-                        .to_peer_id()
-                        .context("the replay link names an invalid recorder key")?;
-                    (
-                        link.manifest,
-                        Some(link.recorder),
-                        holders_of(recorder, &link.addrs),
-                    )
-                }
+                Ok(link) => (link.manifest, Some(link.recorder), Holder::of_link(&link)?),
                 Err(err) => {
                     shout!("earshot: {err}");
                     return Ok(Exit(2));
@@ -459,7 +448,7 @@ fn fetch(
             shout!("earshot: --from {addr} must end in /p2p/PEER_ID");
             return Ok(Exit(2));
         };
-        add_holder(&mut holders, peer, addr.clone());
+        Holder::add(&mut holders, peer, addr.clone());
     }
     let listen = if listen.is_empty() {
         vec![ANY_QUIC.parse()?]
@@ -498,74 +487,9 @@ fn fetch(
 
 /// Holders from a replay link: each address ending in `/p2p/…` is that node's, the others the
 /// recorder's.
-fn holders_of(recorder: multiaddr::PeerId, addrs: &[Multiaddr]) -> Vec<Holder> {
-    let mut holders = Vec::new();
-    for addr in addrs {
-        let peer = match addr.iter().last() {
-            Some(Protocol::P2p(peer)) => peer,
-            _ => recorder,
-        };
-        add_holder(&mut holders, peer, addr.clone());
-    }
-    if holders.is_empty() {
-        holders.push(Holder {
-            peer: recorder,
-            addrs: Vec::new(),
-        });
-    }
-    holders
-}
-
-fn add_holder(holders: &mut Vec<Holder>, peer: multiaddr::PeerId, mut addr: Multiaddr) {
-    if matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
-        addr.pop();
-    }
-    match holders.iter_mut().find(|holder| holder.peer == peer) {
-        Some(holder) => holder.addrs.push(addr),
-        None => holders.push(Holder {
-            peer,
-            addrs: vec![addr],
-        }),
-    }
-}
-
 fn print_fetch_event(json: bool, bar: &Progress, event: &FetchEvent) {
     if json {
-        let value = match event {
-            FetchEvent::HolderFailed { peer, reason } => {
-                json!({"event": "holder_failed", "peer": peer.to_string(), "reason": reason})
-            }
-            FetchEvent::Manifest {
-                from,
-                title,
-                chunks,
-                bytes,
-                held,
-            } => json!({
-                "event": "manifest", "from": from.map(|p| p.to_string()), "title": title,
-                "chunks": chunks, "bytes": bytes, "held": held,
-            }),
-            FetchEvent::BadManifest { from, reason } => {
-                json!({"event": "bad_manifest", "from": from.to_string(), "reason": reason})
-            }
-            FetchEvent::Chunk {
-                index,
-                from,
-                done,
-                total,
-            } => json!({
-                "event": "chunk", "index": index, "from": from.to_string(), "done": done,
-                "total": total,
-            }),
-            FetchEvent::BadChunk {
-                index,
-                from,
-                reason,
-            } => json!({
-                "event": "bad_chunk", "index": index, "from": from.to_string(), "reason": reason,
-            }),
-        };
-        print_json(&value);
+        print_event(&Event::from(event));
         return;
     }
     match event {
@@ -596,19 +520,18 @@ fn print_fetched(ctx: &Context, report: &FetchReport) {
     let secs = report.elapsed.as_secs_f64();
     let rate = report.bytes as f64 / 1e6 / secs.max(1e-9);
     if ctx.json {
-        print_json(&json!({
-            "event": "fetched",
-            "manifest": report.id.to_string(),
-            "recording": report.recording.id.to_string(),
-            "title": report.recording.title,
-            "chunks": report.manifest.chunks.len(),
-            "fetched": report.fetched,
-            "resumed": report.resumed,
-            "bad_chunks": report.bad_chunks,
-            "bytes": report.bytes,
-            "seconds": secs,
-            "mb_per_s": rate,
-        }));
+        print_event(&Event::Fetched {
+            manifest: report.id,
+            recording: report.recording.id,
+            title: report.recording.title.clone(),
+            chunks: report.manifest.chunks.len(),
+            fetched: report.fetched,
+            resumed: report.resumed,
+            bad_chunks: report.bad_chunks,
+            bytes: report.bytes,
+            seconds: secs,
+            mb_per_s: rate,
+        });
     } else {
         say!(
             "Fetched \"{}\" as recording {} ({} chunks fetched{}{}, {:.1} MB in {:.2} s, {:.1} MB/s)",
@@ -663,26 +586,22 @@ fn serve(ctx: &Context, home: &Arc<Home>, listen: Vec<Multiaddr>) -> anyhow::Res
         let _server = node.serve_replays(replays)?;
         let me = node.peer_id();
         let addrs: Vec<Multiaddr> = node.dialable_addrs().await.unwrap_or_default();
-        let listed: Vec<Value> = kept
-            .iter()
-            .map(|kept| {
-                json!({
-                    "manifest": kept.id.to_string(),
-                    "recording": kept.manifest.recording.to_string(),
-                    "title": kept.manifest.title,
-                    "chunks": kept.manifest.chunks.len(),
-                    "held": kept.chunks_held,
-                    "link": link_for(&kept.manifest, &addrs).encode(),
-                })
-            })
-            .collect();
         if json {
-            print_json(&json!({
-                "event": "serving",
-                "peer_id": me.to_string(),
-                "addrs": addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                "replays": listed,
-            }));
+            print_event(&Event::Serving {
+                peer_id: me,
+                addrs: addrs.clone(),
+                replays: kept
+                    .iter()
+                    .map(|kept| ServedReplay {
+                        manifest: kept.id,
+                        recording: kept.manifest.recording,
+                        title: kept.manifest.title.clone(),
+                        chunks: kept.manifest.chunks.len(),
+                        held: kept.chunks_held,
+                        link: link_for(&kept.manifest, &addrs),
+                    })
+                    .collect(),
+            });
         } else {
             say!("Serving {} replays as {me}", kept.len());
             for addr in &addrs {

@@ -155,3 +155,18 @@ pub struct DemoDepth {
     pub latency_p50_ms: Option<u64>,
     pub latency_p95_ms: Option<u64>,
 }
+
+/// A replay a node serves (`serving`).
+#[serde_as]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServedReplay {
+    #[serde_as(as = "DisplayFromStr")]
+    pub manifest: earshot_protocol::replay::ManifestId,
+    #[serde_as(as = "DisplayFromStr")]
+    pub recording: earshot_protocol::RecordingId,
+    pub title: String,
+    pub chunks: usize,
+    pub held: usize,
+    #[serde_as(as = "DisplayFromStr")]
+    pub link: earshot_protocol::replay::ReplayLink,
+}

@@ -52,6 +52,48 @@ pub struct Holder {
     pub addrs: Vec<Multiaddr>,
 }
 
+impl Holder {
+    /// The holders a replay link names: each address ending in `/p2p/PEER` is that peer's, the
+    /// others the recorder's; with no address at all, the recorder (found however the node
+    /// finds peers).
+    pub fn of_link(
+        link: &earshot_protocol::replay::ReplayLink,
+    ) -> Result<Vec<Holder>, BadRecorder> {
+        let recorder = link.recorder.to_peer_id().map_err(|_| BadRecorder)?;
+        let mut holders = Vec::new();
+        for addr in &link.addrs {
+            let peer = earshot_protocol::addr::peer_of(addr).unwrap_or(recorder);
+            Holder::add(&mut holders, peer, addr.clone());
+        }
+        if holders.is_empty() {
+            holders.push(Holder {
+                peer: recorder,
+                addrs: Vec::new(),
+            });
+        }
+        Ok(holders)
+    }
+
+    /// Adds `addr` (with or without its `/p2p/PEER`) to `peer`'s addresses among `holders`.
+    pub fn add(holders: &mut Vec<Holder>, peer: PeerId, mut addr: Multiaddr) {
+        if earshot_protocol::addr::peer_of(&addr).is_some() {
+            addr.pop();
+        }
+        match holders.iter_mut().find(|holder| holder.peer == peer) {
+            Some(holder) => holder.addrs.push(addr),
+            None => holders.push(Holder {
+                peer,
+                addrs: vec![addr],
+            }),
+        }
+    }
+}
+
+/// A replay link names a recorder whose key is not an ed25519 key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the replay link names an invalid recorder key")]
+pub struct BadRecorder;
+
 /// What to fetch and from whom.
 #[derive(Debug, Clone)]
 pub struct FetchRequest {

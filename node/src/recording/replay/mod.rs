@@ -50,7 +50,7 @@ use crate::store::StoreError;
 // The module's API, whichever file holds each part.
 pub use self::announce::announce_published;
 pub use self::fetch::{
-    FetchError, FetchEvent, FetchReport, FetchRequest, Holder, OnFetchEvent, fetch,
+    BadRecorder, FetchError, FetchEvent, FetchReport, FetchRequest, Holder, OnFetchEvent, fetch,
 };
 pub use self::serve::{ReplayServer, ServerStats};
 pub use self::storage::{KeptReplay, Replays};
