@@ -30,6 +30,8 @@ pub mod control;
 pub mod effect;
 pub mod event;
 pub mod fanout;
+#[cfg(test)]
+mod fixtures;
 pub mod home;
 pub mod identity;
 pub mod lobby;

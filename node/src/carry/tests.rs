@@ -1,49 +1,20 @@
 use std::time::{Duration, Instant};
 
-use earshot_protocol::room::RoomSpec;
-use earshot_protocol::{
-    Audience, Capability, Grant, InviteLink, PeerKey, RecordingPolicy, Role, RoomDescriptor,
-    RoomId, Timestamp, Visibility,
-};
+use earshot_protocol::{Audience, PeerKey, Role, RoomId, Visibility};
 
 use super::*;
-
-const START: Timestamp = Timestamp(1_796_119_200_000);
+use crate::fixtures::{descriptor, invite, signing};
 
 /// A listener invite bound to a relay, from the host with key `seed`, for room `room`.
 fn link(seed: u8, room: u8) -> (PeerId, String) {
-    let host = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
-    let relay = PeerKey([9; 32]);
-    let descriptor = RoomDescriptor::sign(
+    let host = signing(seed);
+    let descriptor = descriptor(&host, RoomId([room; 16]), Visibility::Unlisted);
+    let link = invite(
         &host,
-        RoomSpec {
-            id: RoomId([room; 16]),
-            title: "t".into(),
-            visibility: Visibility::Unlisted,
-            recording: RecordingPolicy::default(),
-            created_at: START,
-            addrs: Vec::new(),
-        },
-    )
-    .expect("descriptor");
-    let capability = Capability::issue(
-        &host,
-        descriptor.id,
-        Grant {
-            audience: Audience::Bound(relay),
-            role: Role::Listener,
-            not_before: START,
-            expires_at: START.plus_millis(3_600_000),
-            depth: 0,
-        },
-        [0; 8],
-    )
-    .expect("capability");
-    let link = InviteLink {
-        capability,
-        host: descriptor.host,
-        bootstrap: Vec::new(),
-    };
+        &descriptor,
+        Role::Listener,
+        Audience::Bound(PeerKey([9; 32])),
+    );
     let peer = descriptor.host.to_peer_id().expect("peer id");
     (peer, link.encode())
 }

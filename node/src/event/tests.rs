@@ -6,9 +6,7 @@ use serde_json::{Value, json};
 
 use super::*;
 
-fn key(n: u8) -> PeerKey {
-    PeerKey::from(&ed25519_dalek::SigningKey::from_bytes(&[n; 32]))
-}
+use crate::fixtures::key;
 
 fn peer(n: u8) -> PeerId {
     key(n).to_peer_id().expect("peer id")

@@ -1,39 +1,12 @@
-use earshot_protocol::room::RoomSpec;
-use earshot_protocol::{
-    Audience, Capability, Grant, RecordingPolicy, Role, RoomDescriptor, RoomId, Visibility,
-};
+use earshot_protocol::{Audience, Role, RoomId, Visibility};
 
 use super::*;
-
-const START: Timestamp = Timestamp(1_796_119_200_000);
+use crate::fixtures::{START, descriptor, invite, signing};
 
 fn announcement(room: u8, expires_at: Timestamp) -> Vec<u8> {
-    let host = ed25519_dalek::SigningKey::from_bytes(&[room; 32]);
-    let descriptor = RoomDescriptor::sign(
-        &host,
-        RoomSpec {
-            id: RoomId([room; 16]),
-            title: "Town hall".into(),
-            visibility: Visibility::Public,
-            recording: RecordingPolicy::default(),
-            created_at: START,
-            addrs: Vec::new(),
-        },
-    )
-    .expect("descriptor");
-    let capability = Capability::issue(
-        &host,
-        descriptor.id,
-        Grant {
-            audience: Audience::Bearer,
-            role: Role::Listener,
-            not_before: START,
-            expires_at: START.plus_millis(3_600_000),
-            depth: 0,
-        },
-        [0; 8],
-    )
-    .expect("capability");
+    let host = signing(room);
+    let descriptor = descriptor(&host, RoomId([room; 16]), Visibility::Public);
+    let capability = invite(&host, &descriptor, Role::Listener, Audience::Bearer).capability;
     Announcement::sign(
         &host,
         descriptor,

@@ -5,9 +5,7 @@ use crate::reachability::Mode;
 
 const ROOM: RoomId = RoomId([1; 16]);
 
-fn key(n: u8) -> PeerKey {
-    PeerKey::from(&ed25519_dalek::SigningKey::from_bytes(&[n; 32]))
-}
+use crate::fixtures::key;
 
 fn ask(member: PeerKey, capacity: u16, lost: Option<PeerKey>) -> Ask {
     Ask {

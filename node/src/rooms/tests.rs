@@ -3,12 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use earshot_protocol::room::RoomSpec;
 use earshot_protocol::snapshot::{Refusal, RoomRequest, RoomResponse};
 use earshot_protocol::state::RoomRole;
 use earshot_protocol::{
-    Audience, Capability, ControlBody, Grant, InviteLink, RecordingPolicy, Role, RoomDescriptor,
-    RoomId, Timestamp, Visibility,
+    Audience, ControlBody, InviteLink, Role, RoomDescriptor, RoomId, Visibility,
 };
 use libp2p::PeerId;
 use tokio::sync::oneshot;
@@ -18,8 +16,7 @@ use crate::node::pending::{Pending, PendingJoin};
 use crate::peers::Peers;
 use crate::reachability::Mode;
 
-/// 2026-12-01T10:00:00Z.
-const START: Timestamp = Timestamp(1_796_119_200_000);
+use crate::fixtures::START;
 
 /// A node's rooms, with its key and the time.
 struct Side {
@@ -73,38 +70,11 @@ impl Clock {
 }
 
 fn descriptor(host: &Side, visibility: Visibility) -> RoomDescriptor {
-    RoomDescriptor::sign(
-        &host.key,
-        RoomSpec {
-            id: RoomId([9; 16]),
-            title: "Book club".into(),
-            visibility,
-            recording: RecordingPolicy::default(),
-            created_at: START,
-            addrs: vec!["/ip4/127.0.0.1/udp/4001/quic-v1".parse().expect("addr")],
-        },
-    )
-    .expect("descriptor")
+    crate::fixtures::descriptor(&host.key, RoomId([9; 16]), visibility)
 }
 
 fn link(host: &Side, room: &RoomDescriptor, role: Role) -> InviteLink {
-    InviteLink {
-        capability: Capability::issue(
-            &host.key,
-            room.id,
-            Grant {
-                audience: Audience::Bearer,
-                role,
-                not_before: START,
-                expires_at: START.plus_millis(3_600_000),
-                depth: 0,
-            },
-            [1; 8],
-        )
-        .expect("capability"),
-        host: room.host,
-        bootstrap: room.addrs(),
-    }
+    crate::fixtures::invite(&host.key, room, role, Audience::Bearer)
 }
 
 fn published(effects: &[Effect]) -> Vec<Vec<u8>> {
