@@ -139,7 +139,7 @@ async fn the_hosts_voice_reaches_three_hops_down_intact() {
     let mut host = TestNode::start("host").await;
     let descriptor = host.host("Radio", Visibility::Unlisted).await;
     let room = descriptor.id;
-    let mut nodes = vec![
+    let mut nodes = [
         TestNode::start("l1").await,
         TestNode::start("l2").await,
         TestNode::start("l3").await,

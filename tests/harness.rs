@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use assert_cmd::Command;
+use earshot_node::Event;
 use serde_json::Value;
 
 /// One node's data directory, deleted at the end of the test.
@@ -50,8 +51,18 @@ impl TestHome {
         String::from_utf8(output.stdout).expect("utf-8 output")
     }
 
-    /// Runs the command with `--json` and parses its stdout.
+    /// Runs the command with `--json` and parses its stdout: for commands that print a report
+    /// of their own (a room, an invite, a list), not an [`Event`].
     pub fn json(&self, args: &[&str]) -> Value {
+        let mut with_json = args.to_vec();
+        with_json.push("--json");
+        let stdout = self.ok(&with_json);
+        serde_json::from_str(&stdout).unwrap_or_else(|err| panic!("{err}: {stdout}"))
+    }
+
+    /// Runs the command with `--json` and parses its stdout as one [`Event`] (say, `recordings
+    /// export`'s `exported`).
+    pub fn event(&self, args: &[&str]) -> Event {
         let mut with_json = args.to_vec();
         with_json.push("--json");
         let stdout = self.ok(&with_json);

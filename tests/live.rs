@@ -1,23 +1,26 @@
 //! `earshot host` and `earshot join` as child processes, driven through stdin and followed
-//! through their `--json` event lines.
+//! through their `--json` lines, each an [`Event`].
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use earshot_node::Event;
+use earshot_node::event::{AudioStats, CloseReason, DemoDepth, DemoNode};
+use earshot_protocol::state::RoomRole;
 
 use crate::harness::{TestHome, code, stderr};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// A running `earshot` process whose stdout lines are parsed as JSON events.
+/// A running `earshot` process whose stdout lines are parsed as [`Event`]s.
 pub(crate) struct Live {
     pub(crate) name: &'static str,
     pub(crate) child: Child,
     stdin: Option<ChildStdin>,
     lines: mpsc::Receiver<String>,
+    /// Every line printed so far (events or not), for the failure message.
     seen: Vec<String>,
 }
 
@@ -62,51 +65,96 @@ impl Live {
         stdin.flush().expect("flush");
     }
 
-    /// Waits for a JSON event matching `predicate`.
-    pub(crate) fn expect(&mut self, what: &str, predicate: impl Fn(&Value) -> bool) -> Value {
+    /// Waits for an event matching `predicate`. Lines are taken in order: those before the
+    /// match are gone for later waits.
+    pub(crate) fn expect(&mut self, what: &str, predicate: impl Fn(&Event) -> bool) -> Event {
         self.expect_within(what, WAIT, predicate)
     }
 
-    /// Waits up to `wait` for a JSON event matching `predicate`.
+    /// Waits up to `wait` for an event matching `predicate`.
     pub(crate) fn expect_within(
         &mut self,
         what: &str,
         wait: Duration,
-        predicate: impl Fn(&Value) -> bool,
-    ) -> Value {
+        predicate: impl Fn(&Event) -> bool,
+    ) -> Event {
+        self.next_line(what, wait, |line| {
+            serde_json::from_str::<Event>(line)
+                .ok()
+                .filter(|event| predicate(event))
+        })
+    }
+
+    /// Waits for the first event `pick` takes something from, and returns that.
+    pub(crate) fn expect_map<T>(&mut self, what: &str, pick: impl Fn(&Event) -> Option<T>) -> T {
+        self.next_line(what, WAIT, |line| {
+            serde_json::from_str::<Event>(line)
+                .ok()
+                .and_then(|event| pick(&event))
+        })
+    }
+
+    /// Waits for an `audio_stats` report matching `predicate`.
+    pub(crate) fn expect_stats(
+        &mut self,
+        what: &str,
+        predicate: impl Fn(&AudioStats) -> bool,
+    ) -> AudioStats {
+        self.expect_map(what, |event| match event {
+            Event::AudioStats(stats) if predicate(stats) => Some(AudioStats::clone(stats)),
+            _ => None,
+        })
+    }
+
+    /// Waits for `hosting` and returns the room's listener link.
+    pub(crate) fn listener_link(&mut self) -> String {
+        self.expect_map("hosting", |event| match event {
+            Event::Hosting { listener_link, .. } => Some(listener_link.to_string()),
+            _ => None,
+        })
+    }
+
+    /// Whether the process has printed an event matching `predicate` so far (without waiting).
+    pub(crate) fn printed(&mut self, predicate: impl Fn(&Event) -> bool) -> bool {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+        self.seen
+            .iter()
+            .any(|line| serde_json::from_str::<Event>(line).is_ok_and(|event| predicate(&event)))
+    }
+
+    /// Waits up to `wait` for the first line `take` takes something from.
+    fn next_line<T>(&mut self, what: &str, wait: Duration, take: impl Fn(&str) -> Option<T>) -> T {
         let deadline = Instant::now() + wait;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) => {
                     self.seen.push(line.clone());
-                    if let Ok(value) = serde_json::from_str::<Value>(&line)
-                        && predicate(&value)
-                    {
-                        return value;
+                    if let Some(taken) = take(&line) {
+                        return taken;
                     }
                 }
                 Err(_) => panic!(
                     "{}: no {what} within {wait:?}; it printed:\n{}",
                     self.name,
-                    self.seen.join("\n")
+                    self.printout()
                 ),
             }
         }
     }
 
-    /// Whether the process has printed an `event` line so far (without waiting).
-    pub(crate) fn printed(&mut self, event: &str) -> bool {
-        while let Ok(line) = self.lines.try_recv() {
-            self.seen.push(line);
-        }
-        self.seen.iter().any(|line| {
-            serde_json::from_str::<Value>(line).is_ok_and(|value| value["event"] == event)
-        })
-    }
-
-    pub(crate) fn event(&mut self, event: &str) -> Value {
-        self.expect(event, |v| v["event"] == event)
+    /// What the process printed, each line that is not an [`Event`] marked with the reason.
+    fn printout(&self) -> String {
+        self.seen
+            .iter()
+            .map(|line| match serde_json::from_str::<Event>(line) {
+                Ok(_) => line.clone(),
+                Err(err) => format!("{line}\n  (not an event: {err})"),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// Waits for the process to exit and returns its code.
@@ -165,8 +213,7 @@ fn host_and_join_from_the_command_line() {
     let joe = TestHome::new();
     let room = local_room(&ana, "Book club");
     let mut host = Live::start("host", &ana, &["host", &room, "--name", "ana"]);
-    let hosting = host.event("hosting");
-    let link = hosting["listener_link"].as_str().expect("link").to_owned();
+    let link = host.listener_link();
 
     // While the host runs, other commands on its data directory go through it.
     let rooms = ana.json(&["room", "list"]);
@@ -179,38 +226,54 @@ fn host_and_join_from_the_command_line() {
         &joe,
         &["join", &link, "--name", "joe", "--listen", LOCAL],
     );
-    let joined = guest.event("joined");
-    assert_eq!(joined["role"], "listener");
-    assert_eq!(joined["title"], "Book club");
-    host.expect("joe joins", |v| {
-        v["event"] == "member_joined" && v["name"] == "joe"
+    let (role, title) = guest.expect_map("joined", |e| match e {
+        Event::Joined { role, title, .. } => Some((*role, title.clone())),
+        _ => None,
     });
+    assert_eq!(role, RoomRole::Listener);
+    assert_eq!(title, "Book club");
+    host.expect(
+        "joe joins",
+        |e| matches!(e, Event::MemberJoined { name, .. } if name == "joe"),
+    );
 
     guest.say("/hand");
-    host.expect("joe's hand", |v| {
-        v["event"] == "hand_raised" && v["name"] == "joe"
-    });
+    host.expect(
+        "joe's hand",
+        |e| matches!(e, Event::HandRaised { name, .. } if name == "joe"),
+    );
     host.say("/promote joe");
-    guest.expect("promotion", |v| {
-        v["event"] == "role_changed" && v["name"] == "joe" && v["role"] == "speaker"
-    });
+    guest.expect(
+        "promotion",
+        |e| matches!(e, Event::RoleChanged { name, role: RoomRole::Speaker, .. } if name == "joe"),
+    );
     guest.say("hi everyone");
-    host.expect("joe's chat", |v| {
-        v["event"] == "chat" && v["text"] == "hi everyone"
-    });
+    host.expect(
+        "joe's chat",
+        |e| matches!(e, Event::Chat { text, .. } if text == "hi everyone"),
+    );
     host.say("/react 🎉");
-    guest.expect("the reaction", |v| {
-        v["event"] == "reaction" && v["emoji"] == "🎉"
-    });
+    guest.expect(
+        "the reaction",
+        |e| matches!(e, Event::Reaction { emoji, .. } if emoji == "🎉"),
+    );
     host.say("/who");
-    let who = host.event("who");
-    let members = who["members"].as_array().expect("members");
-    assert_eq!(members.len(), 2, "{who}");
+    let members = host.expect_map("who", |e| match e {
+        Event::Who { members, .. } => Some(members.clone()),
+        _ => None,
+    });
+    assert_eq!(members.len(), 2, "{members:?}");
 
     host.say("/end");
-    guest.event("room_ended");
-    guest.expect("closing", |v| {
-        v["event"] == "closed" && v["reason"] == "ended"
+    guest.expect("room_ended", |e| matches!(e, Event::RoomEnded { .. }));
+    guest.expect("closing", |e| {
+        matches!(
+            e,
+            Event::Closed {
+                reason: CloseReason::Ended,
+                ..
+            }
+        )
     });
     assert_eq!(guest.exit_code(), 0);
     assert_eq!(host.exit_code(), 0);
@@ -222,22 +285,26 @@ fn a_removed_member_is_out_and_its_link_refused() {
     let troll = TestHome::new();
     let room = local_room(&ana, "Town hall");
     let mut host = Live::start("host", &ana, &["host", &room]);
-    let link = host.event("hosting")["listener_link"]
-        .as_str()
-        .expect("link")
-        .to_owned();
+    let link = host.listener_link();
     let mut guest = Live::start(
         "troll",
         &troll,
         &["join", &link, "--name", "troll", "--listen", LOCAL],
     );
-    guest.event("joined");
-    host.expect("troll joins", |v| {
-        v["event"] == "member_joined" && v["name"] == "troll"
-    });
+    guest.expect("joined", |e| matches!(e, Event::Joined { .. }));
+    host.expect(
+        "troll joins",
+        |e| matches!(e, Event::MemberJoined { name, .. } if name == "troll"),
+    );
     host.say("/remove troll");
-    guest.expect("removal", |v| {
-        v["event"] == "closed" && v["reason"] == "removed"
+    guest.expect("removal", |e| {
+        matches!(
+            e,
+            Event::Closed {
+                reason: CloseReason::Removed,
+                ..
+            }
+        )
     });
     assert_eq!(guest.exit_code(), 1);
 
@@ -304,11 +371,21 @@ fn chain(link: &str, homes: &[TestHome; 3]) -> Vec<(Live, std::path::PathBuf)> {
                 "1",
             ],
         );
-        let attached = live.event("audio_attached");
-        assert_eq!(attached["depth"], i + 1, "{name}: {attached}");
+        let attached = live.expect("audio_attached", |e| {
+            matches!(e, Event::AudioAttached { .. })
+        });
+        assert!(
+            matches!(attached, Event::AudioAttached { depth, .. } if usize::from(depth) == i + 1),
+            "{name}: {attached:?}"
+        );
         listeners.push((live, output));
     }
     listeners
+}
+
+/// Frames the speakers sent since the node first heard each that have not arrived.
+pub(crate) fn missing(stats: &AudioStats) -> u64 {
+    stats.expected - stats.delivered
 }
 
 /// Reads a 16-bit mono WAV file written by `--output`.
@@ -338,84 +415,77 @@ fn audio_through_a_three_deep_tree_and_a_relay_that_dies() {
         &ana,
         &["host", &room, "--input", "sine", "--max-children", "1"],
     );
-    let link = host.event("hosting")["listener_link"]
-        .as_str()
-        .expect("link")
-        .to_owned();
+    let link = host.listener_link();
     let homes = [TestHome::new(), TestHome::new(), TestHome::new()];
     let mut listeners = chain(&link, &homes);
     // Everyone says where it is; once the host has heard the deepest, /tree shows the chain.
-    host.expect("l3's place in the tree", |v| {
-        v["event"] == "tree_moved" && v["name"] == "l3" && v["depth"] == 3
-    });
+    host.expect(
+        "l3's place in the tree",
+        |e| matches!(e, Event::TreeMoved { name, depth: 3, .. } if name == "l3"),
+    );
     host.say("/tree");
-    let tree = host.event("tree");
-    let depths: Vec<u64> = tree["nodes"]
-        .as_array()
-        .expect("nodes")
-        .iter()
-        .filter_map(|node| node["depth"].as_u64())
-        .collect();
-    assert_eq!(depths, vec![0, 1, 2, 3], "{tree}");
+    let nodes = host.expect_map("tree", |e| match e {
+        Event::Tree { nodes, .. } => Some(nodes.clone()),
+        _ => None,
+    });
+    let depths: Vec<u16> = nodes.iter().filter_map(|node| node.depth).collect();
+    assert_eq!(depths, vec![0, 1, 2, 3], "{nodes:?}");
 
     // Let the tone flow: wait until the deepest listener has received two seconds of it.
     let (l3, _) = &mut listeners[2];
-    l3.expect("2 s of audio", |v| {
-        v["event"] == "audio_stats" && v["received"].as_u64().unwrap_or(0) >= 100
-    });
+    l3.expect_stats("2 s of audio", |s| s.received >= 100);
 
     // The middle relay dies (SIGKILL: no goodbye); its child re-attaches.
     let (mut l1, _) = listeners.remove(0);
     let killed_at = Instant::now();
     l1.child.kill().expect("kill l1");
     let (l2, _) = &mut listeners[0];
-    let reattached = l2.expect("re-attachment", |v| v["event"] == "audio_attached");
+    let reattached = l2.expect("re-attachment", |e| {
+        matches!(e, Event::AudioAttached { .. })
+    });
     let repair = killed_at.elapsed();
-    assert_eq!(
-        reattached["depth"], 1,
-        "l2 moves up to the host: {reattached}"
+    assert!(
+        matches!(reattached, Event::AudioAttached { depth: 1, .. }),
+        "l2 moves up to the host: {reattached:?}"
     );
     assert!(
         repair < Duration::from_secs(1),
         "re-attached after {repair:?}"
     );
     // Keep listening for two more seconds after the repair, then end the room.
-    let before = l2.expect("audio stats", |v| v["event"] == "audio_stats")["received"]
-        .as_u64()
-        .unwrap_or(0);
-    l2.expect("2 more seconds of audio", |v| {
-        v["event"] == "audio_stats" && v["received"].as_u64().unwrap_or(0) >= before + 100
-    });
+    let before = l2.expect_stats("audio stats", |_| true).received;
+    l2.expect_stats("2 more seconds of audio", |s| s.received >= before + 100);
 
     // l2 now leaves gracefully: its child l3 is told first, moves up to the host while l2 keeps
     // feeding it, and misses nothing.
     let (l3, _) = &mut listeners[1];
-    l3.expect("l3 under l2", |v| {
-        v["event"] == "audio_stats" && v["depth"] == 2
-    });
-    l3.expect("l3 playing", |v| {
-        v["event"] == "audio_stats" && v["played"].as_u64().unwrap_or(0) > 0
-    });
-    let before = l3.expect("audio stats", |v| v["event"] == "audio_stats");
+    l3.expect_stats("l3 under l2", |s| s.depth == Some(2));
+    l3.expect_stats("l3 playing", |s| s.played > 0);
+    let before = l3.expect_stats("audio stats", |_| true);
     let (l2, _) = &mut listeners[0];
     l2.say("/leave");
     let (l3, _) = &mut listeners[1];
-    let lost = l3.expect("told its parent is leaving", |v| v["event"] == "audio_lost");
-    assert_eq!(lost["leaving"], true, "{lost}");
-    let moved = l3.expect("moved", |v| v["event"] == "audio_attached");
-    assert_eq!(moved["depth"], 1, "l3 moves up to the host: {moved}");
-    let received = before["received"].as_u64().unwrap_or(0);
-    let after = l3.expect("2 more seconds of audio", |v| {
-        v["event"] == "audio_stats" && v["received"].as_u64().unwrap_or(0) >= received + 100
+    let lost = l3.expect("told its parent is leaving", |e| {
+        matches!(e, Event::AudioLost { .. })
+    });
+    assert!(
+        matches!(lost, Event::AudioLost { leaving: true, .. }),
+        "{lost:?}"
+    );
+    let moved = l3.expect("moved", |e| matches!(e, Event::AudioAttached { .. }));
+    assert!(
+        matches!(moved, Event::AudioAttached { depth: 1, .. }),
+        "l3 moves up to the host: {moved:?}"
+    );
+    let after = l3.expect_stats("2 more seconds of audio", |s| {
+        s.received >= before.received + 100
     });
     // Every frame the host sent since l3 first heard it, less those that arrived: none more
     // are missing after the hand-over than before it.
-    let missing =
-        |v: &Value| v["expected"].as_u64().unwrap_or(0) - v["delivered"].as_u64().unwrap_or(0);
     assert_eq!(
         missing(&after),
         missing(&before),
-        "a graceful hand-over lost frames: before {before}, after {after}"
+        "a graceful hand-over lost frames: before {before:?}, after {after:?}"
     );
     host.say("/end");
     for (live, output) in listeners {
@@ -456,10 +526,7 @@ fn two_speakers_at_once_and_a_muted_one() {
     let ana = TestHome::new();
     let room = local_room(&ana, "Duet");
     let mut host = Live::start("host", &ana, &["host", &room, "--input", "sine"]);
-    let link = host.event("hosting")["listener_link"]
-        .as_str()
-        .expect("link")
-        .to_owned();
+    let link = host.listener_link();
     let speaker_link = ana.invite(&[&room, "--role", "speaker"]);
     let (bo, cy) = (TestHome::new(), TestHome::new());
     let mut speaker = Live::start(
@@ -476,7 +543,7 @@ fn two_speakers_at_once_and_a_muted_one() {
             "sine:660",
         ],
     );
-    speaker.event("joined");
+    speaker.expect("joined", |e| matches!(e, Event::Joined { .. }));
     let output = cy.join("out.wav");
     let mut listener = Live::start(
         "cy",
@@ -492,18 +559,17 @@ fn two_speakers_at_once_and_a_muted_one() {
             output.to_str().expect("utf-8 path"),
         ],
     );
-    listener.event("joined");
-    let before_mute = listener.expect("3 s of audio", |v| {
-        v["event"] == "audio_stats" && v["received"].as_u64().unwrap_or(0) >= 150
-    })["received"]
-        .as_u64()
-        .unwrap_or(0);
+    listener.expect("joined", |e| matches!(e, Event::Joined { .. }));
+    let before_mute = listener
+        .expect_stats("3 s of audio", |s| s.received >= 150)
+        .received;
     host.say("/mute bo");
-    listener.expect("bo muted", |v| v["event"] == "muted" && v["name"] == "bo");
+    listener.expect(
+        "bo muted",
+        |e| matches!(e, Event::Muted { name, .. } if name == "bo"),
+    );
     // Frames now carry the host's voice only: received keeps growing at one stream's rate.
-    listener.expect("2 more seconds", |v| {
-        v["event"] == "audio_stats" && v["received"].as_u64().unwrap_or(0) >= before_mute + 100
-    });
+    listener.expect_stats("2 more seconds", |s| s.received >= before_mute + 100);
     host.say("/end");
     assert_eq!(listener.exit_code(), 0);
     assert_eq!(speaker.exit_code(), 0);
@@ -552,10 +618,7 @@ fn speech_from_the_stage_reaches_three_hops_down_intact() {
             "1",
         ],
     );
-    let link = host.event("hosting")["listener_link"]
-        .as_str()
-        .expect("link")
-        .to_owned();
+    let link = host.listener_link();
     let homes = [TestHome::new(), TestHome::new(), TestHome::new()];
     let mut listeners = chain(&link, &homes);
     let reader = TestHome::new();
@@ -578,24 +641,21 @@ fn speech_from_the_stage_reaches_three_hops_down_intact() {
             "null",
         ],
     );
-    speaker.event("audio_attached");
+    speaker.expect("audio_attached", |e| {
+        matches!(e, Event::AudioAttached { .. })
+    });
     host.say("/promote reader");
-    speaker.expect("on stage", |v| {
-        v["event"] == "role_changed" && v["name"] == "reader" && v["role"] == "speaker"
+    speaker.expect("on stage", |e| {
+        matches!(e, Event::RoleChanged { name, role: RoomRole::Speaker, .. } if name == "reader")
     });
     // Four seconds of speech, then a second of silence: the deepest listener has it all.
     let (l3, _) = &mut listeners[2];
-    l3.expect("the whole sample", |v| {
-        v["event"] == "audio_stats" && v["delivered"].as_u64().unwrap_or(0) >= 250
-    });
+    l3.expect_stats("the whole sample", |s| s.delivered >= 250);
     host.say("/end");
     assert_eq!(speaker.exit_code(), 0);
     for (mut live, output) in listeners {
-        let last = live.expect("the last report", |v| v["final"] == true);
-        let (expected, delivered) = (
-            last["expected"].as_u64().unwrap_or(0),
-            last["delivered"].as_u64().unwrap_or(0),
-        );
+        let last = live.expect_stats("the last report", |s| s.r#final);
+        let (expected, delivered) = (last.expected, last.delivered);
         assert!(
             delivered * 100 >= expected * 99 && expected >= 200,
             "{}: {delivered} of {expected} frames",
@@ -643,7 +703,7 @@ fn the_demo_runs_a_whole_room() {
         &earshot_node::audio::signal::speechlike(2 * 48_000, 5),
     )
     .expect("write speech");
-    let run = |extra: &[&str]| -> Value {
+    let run = |extra: &[&str]| -> (Vec<DemoNode>, Vec<DemoDepth>) {
         let mut args = vec![
             "demo",
             "--listeners",
@@ -660,55 +720,71 @@ fn the_demo_runs_a_whole_room() {
         let stdout = String::from_utf8_lossy(&output.stdout);
         stdout
             .lines()
-            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .find(|v| v["event"] == "demo_summary")
+            .map(|line| {
+                serde_json::from_str::<Event>(line)
+                    .unwrap_or_else(|err| panic!("not an event ({err}): {line}"))
+            })
+            .find_map(|event| match event {
+                Event::DemoSummary { nodes, depths, .. } => Some((nodes, depths)),
+                _ => None,
+            })
             .unwrap_or_else(|| panic!("no summary in {stdout}"))
     };
-    let depths = |nodes: &[Value], depth: u64| {
+    let at_depth = |nodes: &[DemoNode], depth: u64| {
         nodes
             .iter()
-            .filter(|n| n["relay"] == false && n["depth"].as_u64() == Some(depth))
+            .filter(|n| !n.relay && n.depth == Some(depth))
             .count()
     };
-    let heard = |nodes: &[Value]| {
-        for node in nodes
-            .iter()
-            .filter(|n| n["name"].as_str().is_some_and(|n| n.starts_with('l')))
-        {
-            let (expected, delivered) = (
-                node["expected"].as_u64().unwrap_or(0),
-                node["delivered"].as_u64().unwrap_or(0),
-            );
+    let heard = |nodes: &[DemoNode]| {
+        for node in nodes.iter().filter(|n| n.name.starts_with('l')) {
+            let (expected, delivered) = (node.expected, node.delivered);
             assert!(
                 expected >= 200 && delivered * 100 >= expected * 99,
-                "{node}"
+                "{node:?}"
             );
-            assert!(node["latency_p50_ms"].is_u64(), "{node}");
-            let wav = dir.join(format!("{}.wav", node["name"].as_str().expect("name")));
+            assert!(node.latency_p50_ms.is_some(), "{node:?}");
+            let wav = dir.join(format!("{}.wav", node.name));
             assert!(read_wav(&wav).len() > 48_000 * 2, "{}", wav.display());
+        }
+    };
+    // The summary per depth counts the listeners the table places there (the host and the
+    // relay are not listeners), and what they heard.
+    let summed = |nodes: &[DemoNode], depths: &[DemoDepth]| {
+        let mut placed = std::collections::BTreeMap::new();
+        for node in nodes.iter().filter(|n| n.name.starts_with('l')) {
+            if let Some(depth) = node.depth {
+                *placed.entry(depth).or_insert(0) += 1;
+            }
+        }
+        let counted: std::collections::BTreeMap<u64, usize> =
+            depths.iter().map(|d| (d.depth, d.listeners)).collect();
+        assert_eq!(counted, placed, "{depths:?}");
+        for depth in depths {
+            assert!(depth.delivered * 100 >= depth.expected * 99, "{depth:?}");
         }
     };
 
     // With the community relay (the default): the host feeds the relay, the relay two
     // listeners, and the third hangs below one of them.
-    let summary = run(&[]);
-    let nodes = summary["nodes"].as_array().expect("nodes");
-    assert_eq!(nodes.len(), 5, "{summary}");
+    let (nodes, depths) = run(&[]);
+    assert_eq!(nodes.len(), 5, "{nodes:#?}");
     let relay = nodes
         .iter()
-        .find(|n| n["relay"] == true)
-        .unwrap_or_else(|| panic!("no relay in {summary}"));
-    assert_eq!(relay["depth"], 1, "{summary}");
-    assert_eq!(relay["children"], 2, "{summary}");
-    assert_eq!(depths(nodes, 2), 2, "{summary}");
-    assert_eq!(depths(nodes, 3), 1, "{summary}");
-    heard(nodes);
+        .find(|n| n.relay)
+        .unwrap_or_else(|| panic!("no relay in {nodes:#?}"));
+    assert_eq!(relay.depth, Some(1), "{nodes:#?}");
+    assert_eq!(relay.children, 2, "{nodes:#?}");
+    assert_eq!(at_depth(&nodes, 2), 2, "{nodes:#?}");
+    assert_eq!(at_depth(&nodes, 3), 1, "{nodes:#?}");
+    heard(&nodes);
+    summed(&nodes, &depths);
 
     // Without: the host feeds one listener, which feeds the other two.
-    let summary = run(&["--no-relay"]);
-    let nodes = summary["nodes"].as_array().expect("nodes");
-    assert_eq!(nodes.len(), 4, "{summary}");
-    assert_eq!(depths(nodes, 1), 1, "{summary}");
-    assert_eq!(depths(nodes, 2), 2, "{summary}");
-    heard(nodes);
+    let (nodes, depths) = run(&["--no-relay"]);
+    assert_eq!(nodes.len(), 4, "{nodes:#?}");
+    assert_eq!(at_depth(&nodes, 1), 1, "{nodes:#?}");
+    assert_eq!(at_depth(&nodes, 2), 2, "{nodes:#?}");
+    heard(&nodes);
+    summed(&nodes, &depths);
 }

@@ -2,6 +2,7 @@
 
 use std::time::Instant;
 
+use earshot_node::Event;
 use earshot_node::audio::codec::VoiceDecoder;
 use earshot_node::audio::signal::{similarity_in_windows, speechlike};
 use earshot_node::audio::wav;
@@ -58,31 +59,48 @@ fn a_recorded_room_exports_to_files_that_hold_the_speech() {
             "null",
         ],
     );
-    host.event("hosting");
+    host.expect("hosting", |e| matches!(e, Event::Hosting { .. }));
     // A listener is in the room too: what is recorded is what the room hears.
     let bea = TestHome::new();
     let link = ana.invite(&[&room, "--role", "listener"]);
     let mut listener = crate::live::listener("bea", &bea, &link, &[]);
-    listener.event("audio_attached");
-    host.say("/record start");
-    listener.expect("everyone is told", |v| v["event"] == "recording_started");
-    let id = host.event("recording")["recording"]
-        .as_str()
-        .expect("recording id")
-        .to_owned();
-    // The whole file has been said once the host has relayed it.
-    host.expect("the speech said", |v| {
-        v["event"] == "audio_stats" && v["relayed"].as_u64().unwrap_or(0) >= 4 * 50 + 25
+    listener.expect("audio_attached", |e| {
+        matches!(e, Event::AudioAttached { .. })
     });
+    host.say("/record start");
+    listener.expect("everyone is told", |e| {
+        matches!(e, Event::RecordingStarted { .. })
+    });
+    let id = host
+        .expect_map("recording", |e| match e {
+            Event::Recording { recording, .. } => Some(*recording),
+            _ => None,
+        })
+        .to_string();
+    // The whole file has been said once the host has relayed it.
+    host.expect_stats("the speech said", |s| s.relayed >= 4 * 50 + 25);
     host.say("/record stop");
-    listener.expect("everyone is told", |v| v["event"] == "recording_stopped");
-    let saved = host.event("recording_saved");
-    assert_eq!(saved["recording"], id.as_str());
-    assert_eq!(saved["state"], "complete");
+    listener.expect("everyone is told", |e| {
+        matches!(e, Event::RecordingStopped { .. })
+    });
+    let (recording, state) = host.expect_map("recording_saved", |e| match e {
+        Event::RecordingSaved {
+            recording, state, ..
+        } => Some((*recording, state.clone())),
+        _ => None,
+    });
+    assert_eq!(recording.to_string(), id);
+    assert_eq!(state, "complete");
     // Published as a replay at once, and the room (still live) is told.
-    let published = host.event("replay_published");
-    let replay = listener.event("replay_available");
-    assert_eq!(replay["manifest"], published["manifest"]);
+    let published = host.expect_map("replay_published", |e| match e {
+        Event::ReplayPublished { manifest, .. } => Some(*manifest),
+        _ => None,
+    });
+    let announced = listener.expect_map("replay_available", |e| match e {
+        Event::ReplayAvailable { manifest, .. } => Some(*manifest),
+        _ => None,
+    });
+    assert_eq!(announced, published);
     host.say("/end");
     assert_eq!(host.exit_code(), 0);
     assert_eq!(listener.exit_code(), 0);
@@ -101,13 +119,13 @@ fn a_recorded_room_exports_to_files_that_hold_the_speech() {
 
     // Ogg Opus: a standard file, holding the speech.
     let opus = ana.join("club.opus");
-    let exported = ana.json(&[
+    let exported = ana.event(&[
         "recordings",
         "export",
         &id[..8],
         opus.to_str().expect("utf-8 path"),
     ]);
-    assert_eq!(exported["event"], "exported");
+    assert!(matches!(exported, Event::Exported { .. }), "{exported:?}");
     let file = ogg::read(&std::fs::read(&opus).expect("the file")).expect("valid Ogg Opus");
     assert_eq!(file.head.channels, 1);
     assert_eq!(file.head.input_rate, 48_000);
@@ -124,7 +142,7 @@ fn a_recorded_room_exports_to_files_that_hold_the_speech() {
 
     // WAV: the same.
     let wav_path = ana.join("club.wav");
-    ana.json(&[
+    ana.event(&[
         "recordings",
         "export",
         &id,
@@ -135,7 +153,7 @@ fn a_recorded_room_exports_to_files_that_hold_the_speech() {
     assert!(score >= 0.9, "the exported WAV: similarity {score:.3}");
 
     // Deleted, it is gone.
-    ana.json(&["recordings", "delete", &id]);
+    ana.event(&["recordings", "delete", &id]);
     let listed = ana.json(&["recordings", "list"]);
     assert_eq!(listed.as_array().map(Vec::len), Some(0));
 }
@@ -148,11 +166,9 @@ fn a_recording_survives_a_kill() {
     let room = crate::live::local_room_with(&ana, "Late show", &["--record"]);
     let mut host = crate::live::tone_host(&ana, &room, &[]);
     // `--record`: recording from the start.
-    host.event("recording");
+    host.expect("recording", |e| matches!(e, Event::Recording { .. }));
     let started = Instant::now();
-    host.expect("three seconds of audio", |v| {
-        v["event"] == "audio_stats" && v["relayed"].as_u64().unwrap_or(0) >= 150
-    });
+    host.expect_stats("three seconds of audio", |s| s.relayed >= 150);
     let recorded_for = started.elapsed();
     host.child.kill().expect("kill the host");
     let _ = host.child.wait();
@@ -168,7 +184,7 @@ fn a_recording_survives_a_kill() {
     );
     let id = recording["id"].as_str().expect("id");
     let out = ana.join("late.opus");
-    ana.json(&[
+    ana.event(&[
         "recordings",
         "export",
         id,
@@ -201,12 +217,12 @@ fn bad_recording_requests_are_clear_errors() {
     // A real recording, to export to bad places.
     let room = crate::live::local_room_with(&ana, "Tiny", &["--record"]);
     let mut host = Live::start("host", &ana, &["host", &room, "--input", "sine"]);
-    host.event("recording");
-    host.expect("a second of audio", |v| {
-        v["event"] == "audio_stats" && v["relayed"].as_u64().unwrap_or(0) >= 50
-    });
+    host.expect("recording", |e| matches!(e, Event::Recording { .. }));
+    host.expect_stats("a second of audio", |s| s.relayed >= 50);
     host.say("/end");
-    host.event("recording_saved");
+    host.expect("recording_saved", |e| {
+        matches!(e, Event::RecordingSaved { .. })
+    });
     assert_eq!(host.exit_code(), 0);
     let listed: Value = ana.json(&["recordings", "list"]);
     let id = listed[0]["id"].as_str().expect("id").to_owned();
@@ -258,30 +274,32 @@ fn a_member_records_for_itself_only_where_the_room_allows() {
     let ana = TestHome::new();
     let room = crate::live::local_room_with(&ana, "Open mic", &["--members-may-record"]);
     let mut host = crate::live::tone_host(&ana, &room, &[]);
-    let link = host.event("hosting")["listener_link"]
-        .as_str()
-        .expect("link")
-        .to_owned();
+    let link = host.listener_link();
     let bea = TestHome::new();
     let mut listener = crate::live::listener("bea", &bea, &link, &[]);
-    listener.event("audio_attached");
+    listener.expect("audio_attached", |e| {
+        matches!(e, Event::AudioAttached { .. })
+    });
     listener.say("/record start");
-    host.expect("everyone is told", |v| {
-        v["event"] == "member_recording_started" && v["name"] == "bea"
-    });
-    listener.event("recording");
-    let relayed = listener.expect("audio", |v| v["event"] == "audio_stats")["delivered"]
-        .as_u64()
-        .unwrap_or(0);
-    listener.expect("a second more", |v| {
-        v["event"] == "audio_stats" && v["delivered"].as_u64().unwrap_or(0) >= relayed + 50
-    });
+    host.expect(
+        "everyone is told",
+        |e| matches!(e, Event::MemberRecordingStarted { name, .. } if name == "bea"),
+    );
+    listener.expect("recording", |e| matches!(e, Event::Recording { .. }));
+    let relayed = listener.expect_stats("audio", |_| true).delivered;
+    listener.expect_stats("a second more", |s| s.delivered >= relayed + 50);
     listener.say("/record stop");
-    host.expect("everyone is told", |v| {
-        v["event"] == "member_recording_stopped" && v["name"] == "bea"
+    host.expect(
+        "everyone is told",
+        |e| matches!(e, Event::MemberRecordingStopped { name, .. } if name == "bea"),
+    );
+    let saved = listener.expect("recording_saved", |e| {
+        matches!(e, Event::RecordingSaved { .. })
     });
-    let saved = listener.event("recording_saved");
-    assert!(saved["seconds"].as_f64().unwrap_or(0.0) >= 0.9, "{saved}");
+    assert!(
+        matches!(saved, Event::RecordingSaved { seconds, .. } if seconds >= 0.9),
+        "{saved:?}"
+    );
     listener.say("/leave");
     assert_eq!(listener.exit_code(), 0);
     let listed = bea.json(&["recordings", "list"]);
@@ -297,20 +315,15 @@ fn a_member_records_for_itself_only_where_the_room_allows() {
     // A room without that policy refuses.
     let room = crate::live::local_room(&ana, "Closed mic");
     let mut host = Live::start("host", &ana, &["host", &room]);
-    let link = host.event("hosting")["listener_link"]
-        .as_str()
-        .expect("link")
-        .to_owned();
+    let link = host.listener_link();
     let cal = TestHome::new();
     let mut listener = crate::live::listener("cal", &cal, &link, &[]);
-    listener.event("joined");
+    listener.expect("joined", |e| matches!(e, Event::Joined { .. }));
     listener.say("/record start");
-    let error = listener.event("error");
+    let error = listener.expect("error", |e| matches!(e, Event::Error { .. }));
     assert!(
-        error["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("does not let members record")),
-        "{error}"
+        matches!(&error, Event::Error { message, .. } if message.contains("does not let members record")),
+        "{error:?}"
     );
     host.say("/end");
     assert_eq!(listener.exit_code(), 0);

@@ -5,8 +5,11 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use earshot_node::Event;
+use earshot_node::reachability::Reachability;
+
 use crate::harness::{TestHome, code, stderr};
-use crate::live::{LOCAL, Live, tone_host};
+use crate::live::{LOCAL, Live, missing, tone_host};
 
 /// `GET /metrics` from `url` (`http://ADDR/metrics`): the sample lines by name.
 fn scrape(url: &str) -> std::collections::HashMap<String, f64> {
@@ -53,12 +56,22 @@ fn start_relay(operator: &TestHome, config: Option<&str>) -> Relay {
         args.extend(["--config", &file]);
     }
     let mut live = Live::start("relay", operator, &args);
-    let started = live.event("relay");
-    let text = |key: &str| started[key].as_str().unwrap_or_default().to_owned();
+    let (addr, peer_id, metrics) = live.expect_map("relay", |e| match e {
+        Event::Relay {
+            peer_id,
+            addrs,
+            metrics,
+        } => Some((
+            addrs.first().expect("an address").to_string(),
+            peer_id.to_string(),
+            metrics.clone().unwrap_or_default(),
+        )),
+        _ => None,
+    });
     Relay {
-        addr: started["addrs"][0].as_str().expect("an address").to_owned(),
-        peer_id: text("peer_id"),
-        metrics: text("metrics"),
+        addr,
+        peer_id,
+        metrics,
         live,
     }
 }
@@ -82,13 +95,18 @@ fn host_carried_by(
 ) -> (Live, String) {
     let room = crate::live::local_room(ana, title);
     let mut host = tone_host(ana, &room, &["--max-children", "1", "--relay", relay_addr]);
-    let link = host.event("hosting")["listener_link"]
-        .as_str()
-        .expect("link")
-        .to_owned();
-    host.event("relay_added");
-    relay.event("carrying");
+    let link = host.listener_link();
+    host.expect("relay_added", |e| matches!(e, Event::RelayAdded { .. }));
+    relay.expect("carrying", |e| matches!(e, Event::Carrying { .. }));
     (host, link)
+}
+
+/// Waits for `audio_attached` and returns the parent (its PeerId).
+fn attached_parent(live: &mut Live, what: &str) -> String {
+    live.expect_map(what, |e| match e {
+        Event::AudioAttached { parent, .. } => Some(parent.to_string()),
+        _ => None,
+    })
 }
 
 /// Scrapes until `ready` holds (the relay refreshes its figures twice a second), or fails.
@@ -160,21 +178,25 @@ fn a_host_behind_the_relay_is_reached_through_it() {
         .expect("id")
         .to_owned();
     let mut host = tone_host(&ana, &room, &[]);
-    let hosting = host.event("hosting");
+    let (addrs, link) = host.expect_map("hosting", |e| match e {
+        Event::Hosting {
+            addrs,
+            listener_link,
+            ..
+        } => Some((addrs.clone(), listener_link.to_string())),
+        _ => None,
+    });
     assert!(
-        hosting["addrs"].as_array().is_some_and(|addrs| addrs
+        addrs
             .iter()
-            .all(|a| a.as_str().is_some_and(|a| a.contains("/p2p-circuit/")))),
-        "the host is reachable only through the relay: {hosting}"
+            .all(|a| a.to_string().contains("/p2p-circuit/")),
+        "the host is reachable only through the relay: {addrs:?}"
     );
-    let link = hosting["listener_link"].as_str().expect("link").to_owned();
 
     let bea = TestHome::new();
     let mut listener = crate::live::listener("bea", &bea, &link, &[]);
-    listener.event("joined");
-    listener.expect("two seconds of audio", |v| {
-        v["event"] == "audio_stats" && v["delivered"].as_u64().unwrap_or(0) >= 100
-    });
+    listener.expect("joined", |e| matches!(e, Event::Joined { .. }));
+    listener.expect_stats("two seconds of audio", |s| s.delivered >= 100);
 
     let seen = scrape_until(&metrics, "the circuit", |seen| {
         seen.get("earshot_relay_circuits_total")
@@ -203,7 +225,7 @@ fn a_host_behind_the_relay_is_reached_through_it() {
     let mut relay = relay.live;
     let stopping = Instant::now();
     sigterm(&relay);
-    relay.event("stopped");
+    relay.expect("stopped", |e| matches!(e, Event::Stopped));
     assert_eq!(relay.exit_code(), 0);
     assert!(
         stopping.elapsed() < Duration::from_secs(10),
@@ -234,25 +256,23 @@ fn the_relay_carries_a_room_and_the_tree_reforms_without_it() {
     for (i, home) in homes.iter().enumerate() {
         let name = ["l1", "l2", "l3"][i];
         let mut live = crate::live::listener(name, home, &link, &["--max-children", "1"]);
-        let attached = live.event("audio_attached");
-        listeners.push((live, attached));
+        let parent = attached_parent(&mut live, "audio_attached");
+        listeners.push((live, parent));
     }
     // The host fed only the relay; the relay took two listeners, the third went under one of
     // them.
     let under_relay = listeners
         .iter()
-        .filter(|(_, attached)| attached["parent"] == relay_id.as_str())
+        .filter(|(_, parent)| *parent == relay_id)
         .count();
     assert_eq!(
         under_relay,
         2,
-        "{:?}",
+        "parents {:?}, the relay {relay_id}",
         listeners.iter().map(|l| &l.1).collect::<Vec<_>>()
     );
     for (live, _) in &mut listeners {
-        live.expect("a second of audio", |v| {
-            v["event"] == "audio_stats" && v["delivered"].as_u64().unwrap_or(0) >= 50
-        });
+        live.expect_stats("a second of audio", |s| s.delivered >= 50);
     }
     let seen = scrape_until(&metrics, "the frames forwarded", |seen| {
         seen.get("earshot_frames_forwarded_total")
@@ -286,18 +306,14 @@ fn the_relay_carries_a_room_and_the_tree_reforms_without_it() {
     // The relay dies: its listeners find other parents and keep hearing the room.
     relay.child.kill().expect("kill the relay");
     let _ = relay.child.wait();
-    for (live, attached) in &mut listeners {
-        if attached["parent"] != relay_id.as_str() {
+    for (live, parent) in &mut listeners {
+        if *parent != relay_id {
             continue;
         }
-        let moved = live.expect("re-attached", |v| v["event"] == "audio_attached");
-        assert_ne!(moved["parent"], relay_id.as_str(), "{moved}");
-        let before = live.expect("audio stats", |v| v["event"] == "audio_stats")["delivered"]
-            .as_u64()
-            .unwrap_or(0);
-        live.expect("audio again", |v| {
-            v["event"] == "audio_stats" && v["delivered"].as_u64().unwrap_or(0) >= before + 50
-        });
+        let moved = attached_parent(live, "re-attached");
+        assert_ne!(moved, relay_id);
+        let before = live.expect_stats("audio stats", |_| true).delivered;
+        live.expect_stats("audio again", |s| s.delivered >= before + 50);
     }
     host.say("/end");
     for (live, _) in listeners {
@@ -325,37 +341,34 @@ fn a_relay_stopped_with_sigterm_hands_its_listeners_over() {
     for (i, home) in homes.iter().enumerate() {
         let name = ["l1", "l2"][i];
         let mut live = crate::live::listener(name, home, &link, &[]);
-        let attached = live.event("audio_attached");
-        assert_eq!(attached["parent"], relay_id.as_str(), "{attached}");
+        let parent = attached_parent(&mut live, "audio_attached");
+        assert_eq!(parent, relay_id);
         listeners.push(live);
     }
     let mut before = Vec::new();
     for live in &mut listeners {
-        before.push(live.expect("a second of audio", |v| {
-            v["event"] == "audio_stats" && v["delivered"].as_u64().unwrap_or(0) >= 50
-        }));
+        before.push(live.expect_stats("a second of audio", |s| s.delivered >= 50));
     }
 
     sigterm(&relay);
     for (live, before) in listeners.iter_mut().zip(&before) {
-        let lost = live.expect("told the relay is leaving", |v| v["event"] == "audio_lost");
-        assert_eq!(lost["leaving"], true, "{lost}");
-        let moved = live.expect("moved", |v| v["event"] == "audio_attached");
-        assert_ne!(moved["parent"], relay_id.as_str(), "{moved}");
-        let received = before["delivered"].as_u64().unwrap_or(0);
-        let after = live.expect("more audio", |v| {
-            v["event"] == "audio_stats" && v["delivered"].as_u64().unwrap_or(0) >= received + 50
+        let lost = live.expect("told the relay is leaving", |e| {
+            matches!(e, Event::AudioLost { .. })
         });
-        let missing = |v: &serde_json::Value| {
-            v["expected"].as_u64().unwrap_or(0) - v["delivered"].as_u64().unwrap_or(0)
-        };
+        assert!(
+            matches!(lost, Event::AudioLost { leaving: true, .. }),
+            "{lost:?}"
+        );
+        let moved = attached_parent(live, "moved");
+        assert_ne!(moved, relay_id);
+        let after = live.expect_stats("more audio", |s| s.delivered >= before.delivered + 50);
         assert_eq!(
             missing(&after),
             missing(before),
-            "frames lost in the hand-over: before {before}, after {after}"
+            "frames lost in the hand-over: before {before:?}, after {after:?}"
         );
     }
-    relay.event("stopped");
+    relay.expect("stopped", |e| matches!(e, Event::Stopped));
     assert_eq!(relay.exit_code(), 0);
     host.say("/end");
     for live in listeners {
@@ -380,8 +393,7 @@ fn nodes_reserve_a_slot_on_a_relay_and_advertise_it() {
     let ana = TestHome::new();
     let room = crate::live::local_room(&ana, "Porch");
     let mut host = tone_host(&ana, &room, &["--via", &relay_addr]);
-    let hosting = host.event("hosting");
-    let link = hosting["listener_link"].as_str().expect("link").to_owned();
+    let link = host.listener_link();
     let inspected = ana.json(&["invite", "inspect", &link]);
     let first = inspected["bootstrap"][0].as_str().unwrap_or_default();
     assert!(
@@ -391,9 +403,7 @@ fn nodes_reserve_a_slot_on_a_relay_and_advertise_it() {
 
     let bea = TestHome::new();
     let mut listener = crate::live::listener("bea", &bea, &link, &["--via", relay_addr.as_str()]);
-    listener.expect("audio", |v| {
-        v["event"] == "audio_stats" && v["delivered"].as_u64().unwrap_or(0) >= 50
-    });
+    listener.expect_stats("audio", |s| s.delivered >= 50);
     // The host and the listener each hold a reservation.
     scrape_until(&metrics, "two reservations", |seen| {
         seen.get("earshot_relay_reservations_open") == Some(&2.0)
@@ -425,7 +435,7 @@ fn a_relay_over_its_memory_limit_refuses_new_peers() {
     );
     // Still running: it stops cleanly.
     sigterm(&relay);
-    relay.event("stopped");
+    relay.expect("stopped", |e| matches!(e, Event::Stopped));
     assert_eq!(relay.exit_code(), 0);
 }
 
@@ -451,11 +461,22 @@ fn a_host_behind_a_nat_is_reached_through_a_relay_then_directly() {
         &["--emulate-nat", "cone", "--bootstrap", &relay_addr],
     );
     // The verdict comes first; the link is handed out once the host is reachable.
-    let verdict = host.event("reachability");
-    assert_eq!(verdict["status"], "private", "{verdict}");
-    let hosting = host.event("hosting");
-    assert_eq!(hosting["reachability"], "private", "{hosting}");
-    let link = hosting["listener_link"].as_str().expect("link").to_owned();
+    let verdict = host.expect("reachability", |e| matches!(e, Event::Reachability { .. }));
+    assert_eq!(
+        verdict,
+        Event::Reachability {
+            status: Reachability::Private
+        }
+    );
+    let (reachability, link) = host.expect_map("hosting", |e| match e {
+        Event::Hosting {
+            reachability,
+            listener_link,
+            ..
+        } => Some((*reachability, listener_link.to_string())),
+        _ => None,
+    });
+    assert_eq!(reachability, Some(Reachability::Private));
     let inspected = ana.json(&["invite", "inspect", &link]);
     let first = inspected["bootstrap"][0].as_str().unwrap_or_default();
     assert!(
@@ -465,27 +486,26 @@ fn a_host_behind_a_nat_is_reached_through_a_relay_then_directly() {
 
     let bea = TestHome::new();
     let mut listener = crate::live::listener("bea", &bea, &link, &[]);
-    listener.event("joined");
-    let heard = listener.expect("two seconds of audio", |v| {
-        v["event"] == "audio_stats" && v["delivered"].as_u64().unwrap_or(0) >= 100
-    });
+    listener.expect("joined", |e| matches!(e, Event::Joined { .. }));
+    let heard = listener.expect_stats("two seconds of audio", |s| s.delivered >= 100);
     // The relay carried the join, then let go of it.
     scrape_until(&metrics, "the circuit closed after the upgrade", |seen| {
         seen.get("earshot_relay_circuits_total")
             .is_some_and(|n| *n >= 1.0)
             && seen.get("earshot_relay_circuits_open") == Some(&0.0)
     });
-    let delivered = heard["delivered"].as_u64().unwrap_or(0);
-    let later = listener.expect("audio over the direct connection", |v| {
-        v["event"] == "audio_stats" && v["delivered"].as_u64().unwrap_or(0) >= delivered + 100
+    let later = listener.expect_stats("audio over the direct connection", |s| {
+        s.delivered >= heard.delivered + 100
     });
-    let missing =
-        later["expected"].as_u64().unwrap_or(0) - later["delivered"].as_u64().unwrap_or(0);
     // Moving the audio stream to the direct connection restarts it: a few frames at most.
-    assert!(missing <= 25, "frames lost moving off the relay: {later}");
-    // DCUtR reports the hole on the side whose dial won the race.
     assert!(
-        host.printed("direct_connection") || listener.printed("direct_connection"),
+        missing(&later) <= 25,
+        "frames lost moving off the relay: {later:?}"
+    );
+    // DCUtR reports the hole on the side whose dial won the race.
+    let hole = |e: &Event| matches!(e, Event::DirectConnection { .. });
+    assert!(
+        host.printed(hole) || listener.printed(hole),
         "neither side saw a hole punched"
     );
     let seen = scrape(&metrics);
@@ -529,12 +549,11 @@ fn room_over_a_circuit(
             "private",
         ],
     );
-    let link = host.event("hosting")["listener_link"]
-        .as_str()
-        .expect("link")
-        .to_owned();
+    let link = host.listener_link();
     let mut listener = crate::live::listener("bea", bea, &link, &[]);
-    listener.event("audio_attached");
+    listener.expect("audio_attached", |e| {
+        matches!(e, Event::AudioAttached { .. })
+    });
     (relay, metrics, host, listener)
 }
 
@@ -545,7 +564,9 @@ fn a_relay_with_short_circuit_limits_cuts_the_audio() {
     let (operator, ana, bea) = (TestHome::new(), TestHome::new(), TestHome::new());
     let (mut relay, metrics, mut host, mut listener) =
         room_over_a_circuit(&operator, &ana, &bea, Some("circuit_bytes = \"16KiB\"\n"));
-    listener.expect("the audio cut off", |v| v["event"] == "audio_lost");
+    listener.expect("the audio cut off", |e| {
+        matches!(e, Event::AudioLost { .. })
+    });
     scrape_until(&metrics, "a second circuit", |seen| {
         seen.get("earshot_relay_circuits_total")
             .is_some_and(|n| *n >= 2.0)
@@ -565,14 +586,24 @@ fn audio_outlasts_the_default_circuit_limits_on_an_earshot_relay() {
     let (operator, ana, bea) = (TestHome::new(), TestHome::new(), TestHome::new());
     let (mut relay, metrics, mut host, mut listener) =
         room_over_a_circuit(&operator, &ana, &bea, None);
-    let heard = listener.expect_within("24 seconds of audio", Duration::from_secs(60), |v| {
-        assert_ne!(v["event"], "audio_lost", "the audio was cut: {v}");
-        assert_ne!(v["event"], "direct_connection", "not relayed: {v}");
-        v["event"] == "audio_stats" && v["delivered"].as_u64().unwrap_or(0) >= 1200
+    let heard = listener.expect_within("24 seconds of audio", Duration::from_secs(60), |e| {
+        assert!(
+            !matches!(e, Event::AudioLost { .. }),
+            "the audio was cut: {e:?}"
+        );
+        assert!(
+            !matches!(e, Event::DirectConnection { .. }),
+            "not relayed: {e:?}"
+        );
+        matches!(e, Event::AudioStats(s) if s.delivered >= 1200)
     });
-    let missing =
-        heard["expected"].as_u64().unwrap_or(0) - heard["delivered"].as_u64().unwrap_or(0);
-    assert!(missing <= 10, "frames lost on the circuit: {heard}");
+    let Event::AudioStats(heard) = heard else {
+        unreachable!("expect_within returned audio_stats")
+    };
+    assert!(
+        missing(&heard) <= 10,
+        "frames lost on the circuit: {heard:?}"
+    );
     let seen = scrape(&metrics);
     assert_eq!(
         seen.get("earshot_relay_circuits_open"),
@@ -601,12 +632,10 @@ fn a_relay_shares_its_upload_budget_among_rooms() {
     let ben = TestHome::new();
     let room = crate::live::local_room(&ben, "Second");
     let mut second = tone_host(&ben, &room, &["--relay", &relay.addr]);
-    let refused = second.event("error");
+    let refused = second.expect("error", |e| matches!(e, Event::Error { .. }));
     assert!(
-        refused["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("upload budget")),
-        "{refused}"
+        matches!(&refused, Event::Error { message, .. } if message.contains("upload budget")),
+        "{refused:?}"
     );
     second.say("/end");
     first.say("/end");

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::process::Output;
 
+use earshot_node::Event;
 use earshot_node::audio::codec::VoiceEncoder;
 use earshot_node::audio::signal::speechlike;
 use earshot_node::home::Home;
@@ -15,7 +16,6 @@ use earshot_node::recording::replay::Replays;
 use earshot_node::recording::store::{RecordingMeta, RecordingState, SpeakerInfo, StoredFrame};
 use earshot_protocol::replay::{ManifestId, ReplayFrame, ReplayManifest};
 use earshot_protocol::{RecordingId, RoomId, Timestamp};
-use serde_json::Value;
 
 use crate::harness::{TestHome, code, stderr};
 use crate::live::{LOCAL, Live, local_room};
@@ -93,34 +93,49 @@ fn bulk(frames: u32, payload: usize) -> Vec<ReplayFrame> {
 
 /// `recordings publish ID`: (manifest id, link).
 fn publish(home: &TestHome, id: &RecordingId) -> (String, String) {
-    let published = home.json(&["recordings", "publish", &id.to_string()]);
-    assert_eq!(published["event"], "published", "{published}");
-    let text = |key: &str| published[key].as_str().expect(key).to_owned();
-    (text("manifest"), text("link"))
+    match home.event(&["recordings", "publish", &id.to_string()]) {
+        Event::Published { manifest, link, .. } => (manifest.to_string(), link.to_string()),
+        other => panic!("not published: {other:?}"),
+    }
 }
 
 /// `recordings serve` on 127.0.0.1; returns the process and its first address.
 fn serve(name: &'static str, home: &TestHome) -> (Live, String) {
     let mut server = Live::start(name, home, &["recordings", "serve", "--listen", LOCAL]);
-    let serving = server.event("serving");
-    let addr = serving["addrs"][0].as_str().expect("an address").to_owned();
+    let addr = server.expect_map("serving", |e| match e {
+        Event::Serving { addrs, .. } => Some(addrs.first().expect("an address").to_string()),
+        _ => None,
+    });
     (server, addr)
 }
 
-/// `recordings fetch ARGS… --json`, listening on 127.0.0.1: the output and its JSON lines.
-fn fetch(home: &TestHome, args: &[&str]) -> (Output, Vec<Value>) {
+/// `recordings fetch ARGS… --json`, listening on 127.0.0.1: the output and its events (every
+/// line it prints is one).
+fn fetch(home: &TestHome, args: &[&str]) -> (Output, Vec<Event>) {
     let mut all = vec!["recordings", "fetch"];
     all.extend_from_slice(args);
     all.extend_from_slice(&["--listen", LOCAL, "--json"]);
     let output = home.run(&all);
     let lines = String::from_utf8_lossy(&output.stdout)
         .lines()
-        .filter_map(|line| serde_json::from_str(line).ok())
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|err| panic!("not an event ({err}): {line}"))
+        })
         .collect();
     (output, lines)
 }
 
-fn fetched(output: &Output, lines: &[Value]) -> Value {
+/// What a completed fetch reports (its `fetched` event).
+#[derive(Debug)]
+struct Fetched {
+    recording: RecordingId,
+    chunks: usize,
+    fetched: usize,
+    resumed: usize,
+    bad_chunks: usize,
+}
+
+fn fetched(output: &Output, lines: &[Event]) -> Fetched {
     assert_eq!(
         code(output),
         0,
@@ -129,13 +144,45 @@ fn fetched(output: &Output, lines: &[Value]) -> Value {
     );
     lines
         .iter()
-        .find(|v| v["event"] == "fetched")
-        .cloned()
+        .find_map(|e| match e {
+            Event::Fetched {
+                recording,
+                chunks,
+                fetched,
+                resumed,
+                bad_chunks,
+                ..
+            } => Some(Fetched {
+                recording: *recording,
+                chunks: *chunks,
+                fetched: *fetched,
+                resumed: *resumed,
+                bad_chunks: *bad_chunks,
+            }),
+            _ => None,
+        })
         .unwrap_or_else(|| panic!("no fetched event: {lines:#?}"))
 }
 
-fn events<'a>(lines: &'a [Value], event: &str) -> Vec<&'a Value> {
-    lines.iter().filter(|v| v["event"] == event).collect()
+/// The chunks a fetch stored: (index, the holder it came from).
+fn chunks_stored(lines: &[Event]) -> Vec<(u32, String)> {
+    lines
+        .iter()
+        .filter_map(|e| match e {
+            Event::Chunk { index, from, .. } => Some((*index, from.to_string())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Waits for `replay_available`: (manifest id, replay link).
+fn replay_available(live: &mut Live) -> (String, String) {
+    live.expect_map("replay_available", |e| match e {
+        Event::ReplayAvailable { manifest, link, .. } => {
+            Some((manifest.to_string(), link.to_string()))
+        }
+        _ => None,
+    })
 }
 
 /// The frames of recording `id` in `home`, as stored.
@@ -184,11 +231,11 @@ fn a_published_recording_is_fetched_and_passed_on() {
     let bea = TestHome::new();
     let (output, lines) = fetch(&bea, &[&link, "--from", &addr]);
     let done = fetched(&output, &lines);
-    assert_eq!(done["recording"], id.to_string());
-    assert_eq!(done["fetched"], done["chunks"]);
-    assert_eq!(done["resumed"], 0);
-    assert_eq!(done["bad_chunks"], 0);
-    assert!(!events(&lines, "chunk").is_empty());
+    assert_eq!(done.recording, id);
+    assert_eq!(done.fetched, done.chunks);
+    assert_eq!(done.resumed, 0);
+    assert_eq!(done.bad_chunks, 0);
+    assert!(!chunks_stored(&lines).is_empty());
     drop(server);
 
     // Both export the same Ogg Opus file, byte for byte.
@@ -218,7 +265,7 @@ fn a_published_recording_is_fetched_and_passed_on() {
     let cleo = TestHome::new();
     let (output, lines) = fetch(&cleo, &[&manifest, "--from", &bea_addr]);
     let done = fetched(&output, &lines);
-    assert_eq!(done["fetched"], done["chunks"]);
+    assert_eq!(done.fetched, done.chunks);
     drop(bea_server);
     assert_eq!(export(&cleo), original);
     assert_eq!(frames_of(&cleo, &id), frames_of(&ana, &id));
@@ -281,18 +328,20 @@ async fn a_tampering_holder_is_caught_and_the_chunks_come_from_another() {
         .expect("fetch ran")
     };
     let done = fetched(&output, &lines);
-    let bad = events(&lines, "bad_chunk");
+    let bad: Vec<&Event> = lines
+        .iter()
+        .filter(|e| matches!(e, Event::BadChunk { .. }))
+        .collect();
     assert!(!bad.is_empty(), "the bad chunks are reported: {lines:#?}");
     for event in &bad {
-        assert_eq!(event["from"], tom_node.peer_id().to_string());
         assert!(
-            event["reason"]
-                .as_str()
-                .is_some_and(|r| r.contains("does not match the manifest's hash")),
-            "{event}"
+            matches!(event, Event::BadChunk { from, reason, .. }
+                if *from == tom_node.peer_id()
+                    && reason.contains("does not match the manifest's hash")),
+            "{event:?}"
         );
     }
-    assert_eq!(done["bad_chunks"], bad.len());
+    assert_eq!(done.bad_chunks, bad.len());
     assert!(
         server
             .stats()
@@ -301,8 +350,8 @@ async fn a_tampering_holder_is_caught_and_the_chunks_come_from_another() {
             >= 1
     );
     // Every chunk stored came from Ana.
-    for event in events(&lines, "chunk") {
-        assert_ne!(event["from"], tom_node.peer_id().to_string(), "{event}");
+    for (index, from) in chunks_stored(&lines) {
+        assert_ne!(from, tom_node.peer_id().to_string(), "chunk {index}");
     }
     tom_node.shutdown().await;
     drop((tom_home, ana_server));
@@ -338,7 +387,11 @@ fn a_manifest_with_a_bad_signature_is_refused() {
             && err.contains("bad signature on the replay manifest"),
         "{err}"
     );
-    assert_eq!(events(&lines, "bad_manifest").len(), 1);
+    let bad_manifests = lines
+        .iter()
+        .filter(|e| matches!(e, Event::BadManifest { .. }))
+        .count();
+    assert_eq!(bad_manifests, 1, "{lines:#?}");
     assert_eq!(cleo.json(&["recordings", "list"]), serde_json::json!([]));
 
     // A malformed link is bad usage.
@@ -376,7 +429,7 @@ fn an_interrupted_fetch_resumes_with_the_missing_chunks() {
         let (_server, addr) = serve("pat", &pat);
         let (output, lines) = fetch(&cleo, &[&link, "--from", &addr]);
         assert_eq!(code(&output), 1, "{lines:#?}");
-        assert_eq!(events(&lines, "chunk").len(), half);
+        assert_eq!(chunks_stored(&lines).len(), half);
         let err = stderr(&output);
         assert!(
             err.contains(&format!(
@@ -390,16 +443,19 @@ fn an_interrupted_fetch_resumes_with_the_missing_chunks() {
     let (output, lines) = fetch(&cleo, &[&link, "--from", &addr]);
     drop(server);
     let done = fetched(&output, &lines);
-    assert_eq!(done["resumed"], half);
-    assert_eq!(done["fetched"], total - half);
-    let manifest_event = events(&lines, "manifest")[0].clone();
-    assert_eq!(manifest_event["held"], half, "{manifest_event}");
-    assert!(manifest_event["from"].is_null(), "the manifest was kept");
-    for event in events(&lines, "chunk") {
-        assert!(
-            event["index"].as_u64().expect("index") >= half as u64,
-            "{event}"
-        );
+    assert_eq!(done.resumed, half);
+    assert_eq!(done.fetched, total - half);
+    let (held, from) = lines
+        .iter()
+        .find_map(|e| match e {
+            Event::Manifest { held, from, .. } => Some((*held, *from)),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no manifest event: {lines:#?}"));
+    assert_eq!(held, half, "{lines:#?}");
+    assert!(from.is_none(), "the manifest was kept");
+    for (index, from) in chunks_stored(&lines) {
+        assert!(index as usize >= half, "chunk {index} from {from}");
     }
     assert_eq!(frames_of(&cleo, &id), frames_of(&ana, &id));
 }
@@ -415,22 +471,21 @@ fn a_host_announces_what_it_publishes_and_members_can_fetch_it() {
         &ana,
         &["host", &room, "--input", "silence", "--output", "null"],
     );
-    host.event("hosting");
+    host.expect("hosting", |e| matches!(e, Event::Hosting { .. }));
     let bea = TestHome::new();
     let link = ana.invite(&[&room, "--role", "listener"]);
     let mut guest = crate::live::listener("bea", &bea, &link, &[]);
-    guest.event("joined");
+    guest.expect("joined", |e| matches!(e, Event::Joined { .. }));
     // Published through the host's control socket: the room is told, with a link to the host.
     let (manifest, _) = publish(&ana, &id);
-    let announced = host.event("replay_available");
-    assert_eq!(announced["manifest"], manifest);
-    let heard = guest.event("replay_available");
-    assert_eq!(heard["manifest"], manifest);
-    let replay_link = heard["link"].as_str().expect("link").to_owned();
+    let (announced, _) = replay_available(&mut host);
+    assert_eq!(announced, manifest);
+    let (heard, replay_link) = replay_available(&mut guest);
+    assert_eq!(heard, manifest);
     let cleo = TestHome::new();
     let (output, lines) = fetch(&cleo, &[&replay_link]);
     let done = fetched(&output, &lines);
-    assert_eq!(done["recording"], id.to_string());
+    assert_eq!(done.recording, id);
 }
 
 /// A public room's lobby entry lists the replays its host published, with links to fetch them.
@@ -445,10 +500,12 @@ fn the_lobby_lists_a_public_rooms_replays() {
         &ana,
         &["host", &room, "--input", "silence", "--output", "null"],
     );
-    let hosting = host.event("hosting");
-    let bootstrap = hosting["addrs"][0].as_str().expect("an address").to_owned();
+    let bootstrap = host.expect_map("hosting", |e| match e {
+        Event::Hosting { addrs, .. } => Some(addrs.first().expect("an address").to_string()),
+        _ => None,
+    });
     let (manifest, _) = publish(&ana, &id);
-    host.event("replay_available");
+    replay_available(&mut host);
     // The lobby entry is renewed every few seconds; ask until it lists the replay.
     let visitor = TestHome::new();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -472,7 +529,7 @@ fn the_lobby_lists_a_public_rooms_replays() {
     assert_eq!(replay["manifest"], manifest.as_str());
     let link = replay["link"].as_str().expect("link").to_owned();
     let (output, lines) = fetch(&visitor, &[&link]);
-    assert_eq!(fetched(&output, &lines)["recording"], id.to_string());
+    assert_eq!(fetched(&output, &lines).recording, id);
     host.say("/end");
     assert_eq!(host.exit_code(), 0);
 }
