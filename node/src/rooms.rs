@@ -163,7 +163,8 @@ impl Rooms {
     pub fn access(&self, room: &RoomId) -> Option<Access> {
         let joined = self.joined.get(room)?;
         let mut access = Access::default();
-        for member in joined.state.present() {
+        let state = &joined.state;
+        for member in state.members.values().filter(|m| state.is_present(m)) {
             let Ok(peer) = member.key.to_peer_id() else {
                 continue;
             };
@@ -354,6 +355,11 @@ impl Rooms {
                 addrs: earshot_protocol::addr::from_wire_lossy(&hint.addrs),
             });
         }
+        // A room new to this node: who may open audio streams in it, from its first state.
+        effects.push(Effect::Changed {
+            room,
+            changes: Vec::new(),
+        });
         self.changed(room, changes, &mut effects);
         info!(%room, "joined");
         let _ = pending.reply.send(Ok(view));
@@ -574,6 +580,10 @@ impl Rooms {
     /// Reports a room's changes (events for the front ends, and for the event loop: tree and
     /// audio access), and keeps the replays a public room's lobby entry lists.
     fn changed(&mut self, room: RoomId, changes: Vec<RoomChange>, effects: &mut Vec<Effect>) {
+        // Nothing changed (a heartbeat, most often): nothing to tell, nothing to recompute.
+        if changes.is_empty() {
+            return;
+        }
         let Some(joined) = self.joined.get_mut(&room) else {
             return;
         };

@@ -326,6 +326,9 @@ impl<'a> Live<'a> {
         let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
         let mut stdin_open = true;
         let id = self.room.id();
+        // Watched for the whole loop: a signal between two turns of it is not missed.
+        let stop = stop_requested();
+        tokio::pin!(stop);
         loop {
             tokio::select! {
                 event = events.recv() => match event {
@@ -351,7 +354,7 @@ impl<'a> Live<'a> {
                     // Standard input closed (a script, or a service): keep running.
                     Ok(None) | Err(_) => stdin_open = false,
                 },
-                _ = stop_requested() => {
+                _ = &mut stop => {
                     self.room.leave().await;
                     return 0;
                 }
