@@ -22,6 +22,7 @@
 //! functions of this crate can construct.
 
 pub mod addr;
+pub mod audience;
 pub mod capability;
 pub mod codec;
 pub mod control;

@@ -280,7 +280,7 @@ impl Announcement {
     }
 }
 
-fn truncate_utf8(text: &mut String, max: usize) {
+pub(crate) fn truncate_utf8(text: &mut String, max: usize) {
     if text.len() > max {
         let mut end = max;
         while !text.is_char_boundary(end) {

@@ -450,6 +450,49 @@ impl RoomState {
         self.members.get(key).map(Member::role)
     }
 
+    /// Whether the room would take `envelope` from its author now (room, clock window, bans,
+    /// authority, permission), without applying it or recording its sequence number: for what
+    /// the host takes from the audience on the room's behalf. Returns the author's role.
+    pub fn check(
+        &self,
+        now: Timestamp,
+        envelope: &Verified<Envelope>,
+    ) -> Result<RoomRole, Rejected> {
+        let env: &Envelope = envelope;
+        let author = env.author;
+        if env.room != self.room {
+            return Err(Rejected::WrongRoom { found: env.room });
+        }
+        if self.ended {
+            return Err(Rejected::RoomEnded);
+        }
+        if env.sent_at > now.plus_millis(MAX_CLOCK_SKEW_MS) {
+            return Err(Rejected::FromTheFuture {
+                sent_at: env.sent_at,
+            });
+        }
+        if env.sent_at.plus_millis(MAX_MESSAGE_AGE_MS) < now {
+            return Err(Rejected::TooOld {
+                sent_at: env.sent_at,
+            });
+        }
+        if self.banned.contains(&author) {
+            return Err(Rejected::Banned { author });
+        }
+        let presented = self.authorise(now, env)?;
+        let granted = presented.map_or(RoomRole::Host, |p| p.role);
+        let role = match self.members.get(&author) {
+            Some(member) => {
+                let mut member = member.clone();
+                member.granted = member.granted.max(granted);
+                member.role()
+            }
+            None => granted,
+        };
+        self.check_permission(author, role, &env.body)?;
+        Ok(role)
+    }
+
     /// Checks an envelope and, if it is acceptable, applies it. A rejected envelope leaves the
     /// state untouched.
     pub fn apply(

@@ -1,0 +1,343 @@
+//! The host's side of the audience: what listeners' actions become (hands queued here, chat let
+//! through within the room's budget, the rest refused with a notice for the sender), reactions
+//! totalled from the tree's reports, and the signed [`AudienceView`] the host sends down the tree
+//! when something changed (at most every [`VIEW_MIN_INTERVAL`]) and at least every
+//! [`VIEW_MAX_INTERVAL`]. Memory is bounded whatever the audience's size: a bounded hands queue,
+//! a ring of recent arrivals, a ring of recently seen actions (so a relay replaying one gains
+//! nothing), a ring of recent chat for joiners.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::Verified;
+use crate::control::ControlBody;
+use crate::envelope::Envelope;
+use crate::id::{PeerKey, RoomId, Sig, Timestamp};
+use crate::state::{RoomRole, RoomState};
+
+use super::subtree::Bucket;
+use super::view::{AudienceView, Hand, MAX_REACTION_KINDS, ReactionCount, StageMember};
+use super::wire::{Newcomer, Report};
+
+/// The fastest the host sends views (changes within it wait for the next one).
+pub const VIEW_MIN_INTERVAL: Duration = Duration::from_secs(1);
+/// The slowest: a view goes down at least this often, changed or not (it also tells nodes the
+/// host is alive).
+pub const VIEW_MAX_INTERVAL: Duration = Duration::from_secs(10);
+/// Raised hands the host keeps; past this a hand is refused (with a notice).
+pub const MAX_HANDS: usize = 1_000;
+/// Listeners remembered as having arrived lately (for `/who listeners`).
+pub const MAX_RECENT_LISTENERS: usize = 1_024;
+/// Chat lines from the audience kept for joiners.
+pub const MAX_RECENT_CHAT: usize = 20;
+/// Actions remembered, to refuse one seen before.
+const SEEN_ACTIONS: usize = 4_096;
+
+/// How the host lets the audience speak.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AudiencePolicy {
+    /// Chat lines from the whole audience per minute (0: the audience does not chat).
+    pub chat_per_minute: u32,
+}
+
+impl Default for AudiencePolicy {
+    fn default() -> Self {
+        Self {
+            chat_per_minute: 30,
+        }
+    }
+}
+
+/// What became of a listener's action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Taken {
+    /// A chat line let through: publish it to the room and send it down the tree.
+    Relay(Vec<u8>),
+    /// The hand is in the queue (or out of it); the next view shows it.
+    Hands,
+    /// Not taken: tell `to` why.
+    Refused { to: PeerKey, notice: String },
+    /// Not taken, nobody to tell (not a valid action, or one seen before).
+    Dropped,
+}
+
+/// The host's audience state for one room.
+#[derive(Debug)]
+pub struct HostAudience {
+    room: RoomId,
+    policy: AudiencePolicy,
+    seq: u64,
+    last_sent: Option<Instant>,
+    last_view: Option<AudienceView>,
+    changed: bool,
+    hands: VecDeque<Hand>,
+    chat: Bucket,
+    reactions: BTreeMap<String, u32>,
+    recent: VecDeque<Newcomer>,
+    recent_chat: VecDeque<Vec<u8>>,
+    seen: VecDeque<[u8; 32]>,
+    seen_set: HashSet<[u8; 32]>,
+    /// Names of listeners whose actions arrived (their hands and chat lines name them).
+    names: VecDeque<(PeerKey, String)>,
+}
+
+impl HostAudience {
+    pub fn new(room: RoomId, policy: AudiencePolicy, now: Instant) -> Self {
+        let per_sec = f64::from(policy.chat_per_minute) / 60.0;
+        Self {
+            room,
+            policy,
+            seq: 0,
+            last_sent: None,
+            last_view: None,
+            changed: true,
+            hands: VecDeque::new(),
+            chat: Bucket::new(per_sec, f64::from(policy.chat_per_minute.clamp(1, 5)), now),
+            reactions: BTreeMap::new(),
+            recent: VecDeque::new(),
+            recent_chat: VecDeque::new(),
+            seen: VecDeque::new(),
+            seen_set: HashSet::new(),
+            names: VecDeque::new(),
+        }
+    }
+
+    pub fn policy(&self) -> AudiencePolicy {
+        self.policy
+    }
+
+    /// Something on stage changed (the host's fold): the next view says so.
+    pub fn stage_changed(&mut self) {
+        self.changed = true;
+    }
+
+    /// A listener's signed action, come up the tree. `state` is the room's fold (bans,
+    /// revocations, roles).
+    pub fn take(
+        &mut self,
+        now: Instant,
+        wall: Timestamp,
+        envelope: &Verified<Envelope>,
+        state: &RoomState,
+    ) -> Taken {
+        let digest: [u8; 32] = Sha256::digest(envelope.encode()).into();
+        if !self.seen_set.insert(digest) {
+            return Taken::Dropped;
+        }
+        self.seen.push_back(digest);
+        if self.seen.len() > SEEN_ACTIONS
+            && let Some(old) = self.seen.pop_front()
+        {
+            self.seen_set.remove(&old);
+        }
+        let author = envelope.author;
+        let refuse = |notice: &str| Taken::Refused {
+            to: author,
+            notice: notice.to_owned(),
+        };
+        match state.check(wall, envelope) {
+            Ok(_) => {}
+            Err(reason) => return refuse(&format!("refused: {reason}")),
+        }
+        match &envelope.body {
+            ControlBody::Chat { .. } => {
+                if self.policy.chat_per_minute == 0 {
+                    return refuse("the host does not take chat from the audience in this room");
+                }
+                if !self.chat.take(now) {
+                    return refuse(
+                        "the room's chat is busy: your line was not sent (try again shortly)",
+                    );
+                }
+                let bytes = envelope.encode();
+                self.recent_chat.push_back(bytes.clone());
+                if self.recent_chat.len() > MAX_RECENT_CHAT {
+                    self.recent_chat.pop_front();
+                }
+                Taken::Relay(bytes)
+            }
+            ControlBody::RaiseHand => {
+                if self.hands.iter().any(|hand| hand.key == author) {
+                    return Taken::Hands;
+                }
+                if self.hands.len() >= MAX_HANDS {
+                    return refuse("too many hands are up: try again later");
+                }
+                let name = self.name_of(&author);
+                self.hands.push_back(Hand {
+                    key: author,
+                    name,
+                    since: envelope.sent_at,
+                });
+                self.changed = true;
+                Taken::Hands
+            }
+            ControlBody::LowerHand | ControlBody::Leave => {
+                let before = self.hands.len();
+                self.hands.retain(|hand| hand.key != author);
+                if self.hands.len() != before {
+                    self.changed = true;
+                }
+                Taken::Hands
+            }
+            ControlBody::Join { name } => {
+                // Its name, for its hands and chat.
+                self.remember_name(author, name.clone());
+                Taken::Dropped
+            }
+            _ => refuse("listeners raise a hand or chat; the rest is for the stage"),
+        }
+    }
+
+    /// The host's own subtree report: reactions to total, newcomers to remember.
+    pub fn report(&mut self, report: Report) {
+        for reaction in report.reactions {
+            let total = self.reactions.entry(reaction.emoji).or_default();
+            *total = total.saturating_add(reaction.count);
+        }
+        for newcomer in report.newcomers {
+            self.remember_name(newcomer.key, newcomer.name.clone());
+            self.recent.push_back(newcomer);
+            if self.recent.len() > MAX_RECENT_LISTENERS {
+                self.recent.pop_front();
+            }
+        }
+    }
+
+    /// A listener admitted at the host's own door.
+    pub fn arrived(&mut self, newcomer: Newcomer) {
+        self.report(Report {
+            newcomers: vec![newcomer],
+            ..Report::default()
+        });
+    }
+
+    /// A reaction from the stage (it came on the topic).
+    pub fn react(&mut self, emoji: &str) {
+        let total = self.reactions.entry(emoji.to_owned()).or_default();
+        *total = total.saturating_add(1);
+    }
+
+    fn remember_name(&mut self, key: PeerKey, name: String) {
+        self.names.retain(|(k, _)| *k != key);
+        self.names.push_back((key, name));
+        if self.names.len() > MAX_RECENT_LISTENERS {
+            self.names.pop_front();
+        }
+    }
+
+    fn name_of(&self, key: &PeerKey) -> String {
+        self.names
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map_or_else(|| key.short(), |(_, name)| name.clone())
+    }
+
+    /// Listeners that arrived lately, newest first, `page` of `size`.
+    pub fn recent_listeners(&self, page: usize, size: usize) -> Vec<Newcomer> {
+        self.recent
+            .iter()
+            .rev()
+            .skip(page.saturating_mul(size))
+            .take(size)
+            .cloned()
+            .collect()
+    }
+
+    /// Recent chat envelopes from the audience, oldest first (for a joiner).
+    pub fn recent_chat(&self) -> impl Iterator<Item = &Vec<u8>> {
+        self.recent_chat.iter()
+    }
+
+    /// The latest view signed, if any.
+    pub fn last_view(&self) -> Option<&AudienceView> {
+        self.last_view.as_ref()
+    }
+
+    /// A view to send down now, if one is due: something changed and [`VIEW_MIN_INTERVAL`]
+    /// has passed, or [`VIEW_MAX_INTERVAL`] has. `listeners` is the tree's size beyond the
+    /// host and the stage.
+    pub fn view(
+        &mut self,
+        now: Instant,
+        wall: Timestamp,
+        state: &RoomState,
+        listeners: u32,
+        host: &ed25519_dalek::SigningKey,
+    ) -> Option<AudienceView> {
+        let since = self.last_sent.map(|at| now.saturating_duration_since(at));
+        let changed = self.changed
+            || !self.reactions.is_empty()
+            || self.last_view.as_ref().is_none_or(|last| {
+                last.listeners != listeners
+                    || last.recording != state.recording.value
+                    || last.ended != state.ended
+            });
+        let due = match since {
+            None => true,
+            Some(since) => (changed && since >= VIEW_MIN_INTERVAL) || since >= VIEW_MAX_INTERVAL,
+        };
+        if !due {
+            return None;
+        }
+        // Stage members are on stage, not in the queue.
+        let on_stage: HashSet<PeerKey> = state.stage().iter().map(|member| member.key).collect();
+        self.hands.retain(|hand| !on_stage.contains(&hand.key));
+        let stage = state
+            .stage()
+            .into_iter()
+            .map(|member| StageMember {
+                key: member.key,
+                name: member.display_name(),
+                role: member.role(),
+                muted: member.muted.value,
+            })
+            .collect();
+        let mut hands: Vec<Hand> = state
+            .hands()
+            .into_iter()
+            .filter(|member| member.role() < RoomRole::Speaker)
+            .map(|member| Hand {
+                key: member.key,
+                name: member.display_name(),
+                since: member.hand.value.unwrap_or(wall),
+            })
+            .collect();
+        hands.extend(self.hands.iter().cloned());
+        hands.sort_by_key(|hand| (hand.since, hand.key));
+        let hands_total = u32::try_from(hands.len()).unwrap_or(u32::MAX);
+        let mut reactions: Vec<ReactionCount> = std::mem::take(&mut self.reactions)
+            .into_iter()
+            .map(|(emoji, count)| ReactionCount { emoji, count })
+            .collect();
+        reactions.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.emoji.cmp(&b.emoji)));
+        reactions.truncate(MAX_REACTION_KINDS);
+        self.seq += 1;
+        let view = AudienceView {
+            room: self.room,
+            seq: self.seq,
+            at: wall,
+            stage,
+            hands,
+            hands_total,
+            listeners,
+            reactions,
+            recording: state.recording.value,
+            ended: state.ended,
+            banned: state.banned.iter().rev().copied().collect(),
+            revoked: state.revoked.iter().rev().copied().collect(),
+            signature: Sig([0; 64]),
+        }
+        .sign(host);
+        self.last_sent = Some(now);
+        self.last_view = Some(view.clone());
+        self.changed = false;
+        Some(view)
+    }
+}
+
+#[cfg(test)]
+mod tests;

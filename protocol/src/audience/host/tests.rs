@@ -1,0 +1,213 @@
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::capability::{Audience, Capability, Grant};
+use crate::envelope::Authority;
+use crate::id::Role;
+
+const NOW: Timestamp = Timestamp(1_796_119_200_000);
+const ROOM: RoomId = RoomId([6; 16]);
+
+fn signing(n: u8) -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[n; 32])
+}
+
+fn state() -> RoomState {
+    RoomState::new(ROOM, PeerKey::from(&signing(0)))
+}
+
+/// A listener's signed envelope, with a listener capability from the host.
+fn act(listener: u8, seq: u64, body: ControlBody) -> Verified<Envelope> {
+    let capability = Capability::issue(
+        &signing(0),
+        ROOM,
+        Grant {
+            audience: Audience::Bearer,
+            role: Role::Listener,
+            not_before: Timestamp(NOW.0 - 60_000),
+            expires_at: NOW.plus_millis(3_600_000),
+            depth: 0,
+        },
+        [1; 8],
+    )
+    .expect("capability");
+    Envelope::sign(
+        &signing(listener),
+        ROOM,
+        seq,
+        NOW,
+        Authority::Capability(capability),
+        body,
+    )
+    .expect("sign")
+    .verify()
+    .expect("verify")
+}
+
+#[test]
+fn audience_chat_is_let_through_within_the_rooms_budget() {
+    let now = Instant::now();
+    let mut host = HostAudience::new(
+        ROOM,
+        AudiencePolicy {
+            chat_per_minute: 60,
+        },
+        now,
+    );
+    let state = state();
+    let mut relayed = 0;
+    let mut refused = 0;
+    for i in 0..20u8 {
+        match host.take(
+            now,
+            NOW,
+            &act(10 + i, 1, ControlBody::Chat { text: "hi".into() }),
+            &state,
+        ) {
+            Taken::Relay(_) => relayed += 1,
+            Taken::Refused { to, notice } => {
+                assert_eq!(to, PeerKey::from(&signing(10 + i)));
+                assert!(notice.contains("busy"), "{notice}");
+                refused += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // A burst of 5, then one a second.
+    assert_eq!(relayed, 5);
+    assert_eq!(refused, 15);
+    let later = now + Duration::from_secs(2);
+    assert!(matches!(
+        host.take(
+            later,
+            NOW,
+            &act(50, 1, ControlBody::Chat { text: "x".into() }),
+            &state
+        ),
+        Taken::Relay(_)
+    ));
+    assert_eq!(host.recent_chat().count(), 6);
+    // The same envelope again (a relay replaying it): dropped.
+    let line = act(
+        51,
+        1,
+        ControlBody::Chat {
+            text: "once".into(),
+        },
+    );
+    let much_later = now + Duration::from_secs(60);
+    assert!(matches!(
+        host.take(much_later, NOW, &line, &state),
+        Taken::Relay(_)
+    ));
+    assert_eq!(host.take(much_later, NOW, &line, &state), Taken::Dropped);
+    // No audience chat at all.
+    let mut quiet = HostAudience::new(ROOM, AudiencePolicy { chat_per_minute: 0 }, now);
+    assert!(matches!(
+        quiet.take(
+            now,
+            NOW,
+            &act(52, 1, ControlBody::Chat { text: "x".into() }),
+            &state
+        ),
+        Taken::Refused { .. }
+    ));
+}
+
+#[test]
+fn hands_are_queued_here_and_shown_in_the_view() {
+    let now = Instant::now();
+    let mut host = HostAudience::new(ROOM, AudiencePolicy::default(), now);
+    let state = state();
+    host.take(
+        now,
+        NOW,
+        &act(10, 1, ControlBody::Join { name: "joe".into() }),
+        &state,
+    );
+    assert_eq!(
+        host.take(now, NOW, &act(10, 2, ControlBody::RaiseHand), &state),
+        Taken::Hands
+    );
+    assert_eq!(
+        host.take(now, NOW, &act(11, 1, ControlBody::RaiseHand), &state),
+        Taken::Hands
+    );
+    let view = host
+        .view(now, NOW, &state, 2, &signing(0))
+        .expect("the first view");
+    assert_eq!(view.hands_total, 2);
+    assert_eq!(view.hands[0].name, "joe");
+    assert_eq!(view.listeners, 2);
+    // Nothing changed: no view for a while; then one anyway.
+    assert!(
+        host.view(now + Duration::from_secs(2), NOW, &state, 2, &signing(0))
+            .is_none()
+    );
+    let idle = host
+        .view(now + VIEW_MAX_INTERVAL, NOW, &state, 2, &signing(0))
+        .expect("a view at least every VIEW_MAX_INTERVAL");
+    assert!(idle.seq > view.seq);
+    // A hand lowered: the next view (after the minimum interval) shows it.
+    host.take(now, NOW, &act(10, 3, ControlBody::LowerHand), &state);
+    let t = now + VIEW_MAX_INTERVAL;
+    assert!(
+        host.view(t, NOW, &state, 2, &signing(0)).is_none(),
+        "too soon"
+    );
+    let lowered = host
+        .view(t + VIEW_MIN_INTERVAL, NOW, &state, 2, &signing(0))
+        .expect("changed");
+    assert_eq!(lowered.hands_total, 1);
+}
+
+#[test]
+fn reactions_are_totalled_and_actions_beyond_the_audiences_are_refused() {
+    let now = Instant::now();
+    let mut host = HostAudience::new(ROOM, AudiencePolicy::default(), now);
+    let state = state();
+    host.report(Report {
+        subtree: 9_000,
+        reactions: vec![ReactionCount {
+            emoji: "👏".into(),
+            count: 8_000,
+        }],
+        free: Vec::new(),
+        newcomers: vec![Newcomer {
+            key: PeerKey([3; 32]),
+            name: "lo".into(),
+        }],
+    });
+    host.react("👏");
+    let view = host
+        .view(now, NOW, &state, 9_000, &signing(0))
+        .expect("view");
+    assert_eq!(view.reactions[0].count, 8_001);
+    assert_eq!(host.recent_listeners(0, 10).len(), 1);
+    // Reactions are per interval.
+    let next = host
+        .view(now + VIEW_MAX_INTERVAL, NOW, &state, 9_000, &signing(0))
+        .expect("view");
+    assert!(next.reactions.is_empty());
+    // A listener may not promote anyone, nor act for the stage.
+    assert!(matches!(
+        host.take(
+            now,
+            NOW,
+            &act(
+                12,
+                1,
+                ControlBody::Promote {
+                    target: PeerKey([12; 32]),
+                    role: Role::Speaker
+                }
+            ),
+            &state
+        ),
+        Taken::Refused { .. }
+    ));
+    assert!(matches!(
+        host.take(now, NOW, &act(12, 2, ControlBody::RecordingStarted), &state),
+        Taken::Refused { .. }
+    ));
+}

@@ -1,0 +1,456 @@
+//! One node's part of a room's relay tree, and what it knows of the subtree below it: its
+//! children and their reports, the free places below, reactions and newcomers to pass up,
+//! listeners' actions to pass up (within budgets), where a notice for a listener below goes,
+//! and the ancestors above. The same machine runs at the host (the root) and at every listener;
+//! the node feeds it what its streams bring and sends what it returns. Pure: the time comes in.
+//!
+//! Costs are bounded whatever the room's size: a node keeps state per child (at most its
+//! capacity), reports a fixed-size summary upward, and passes up at most [`UP_ACTS_PER_SEC`]
+//! actions; a child that sends more than [`CHILD_ACTS_PER_SEC`] loses the rest (and is told).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::id::PeerKey;
+
+use super::view::{MAX_REACTION_KINDS, ReactionCount};
+use super::wire::{Ancestor, MAX_NEWCOMERS, MAX_SLOTS, Newcomer, Report, Slot};
+
+/// How often a node reports its subtree to its parent.
+pub const REPORT_INTERVAL: Duration = Duration::from_secs(2);
+/// A report older than this is stale (its child went quiet): its free places are not offered.
+pub const REPORT_STALE: Duration = Duration::from_secs(10);
+/// How long a node remembers a child it lost, for that child's orphans coming up to it.
+pub const LOST_REMEMBERED: Duration = Duration::from_secs(30);
+/// Actions (hands, chat) a child may pass up per second, on average; a burst of
+/// [`CHILD_ACTS_BURST`] is allowed.
+pub const CHILD_ACTS_PER_SEC: f64 = 1.0;
+pub const CHILD_ACTS_BURST: f64 = 5.0;
+/// Actions a node passes up per second, its own and its subtree's together (the host takes what
+/// its children pass up: at most this times its capacity).
+pub const UP_ACTS_PER_SEC: f64 = 10.0;
+pub const UP_ACTS_BURST: f64 = 20.0;
+/// Actions waiting to go up; past this, new ones are refused.
+pub const MAX_QUEUED_ACTS: usize = 64;
+/// Reactions a listener may contribute per report (a subtree's count is capped at this times
+/// its size).
+pub const REACTIONS_PER_NODE: u32 = 10;
+/// Listeners whose actions came through here recently, so that a notice for one finds its way
+/// down.
+const MAX_ROUTES: usize = 256;
+const ROUTE_KEPT: Duration = Duration::from_secs(60);
+
+/// A token bucket: `rate` tokens a second, at most `burst` saved.
+#[derive(Debug, Clone, Copy)]
+pub struct Bucket {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    pub fn new(rate: f64, burst: f64, now: Instant) -> Self {
+        Self {
+            tokens: burst,
+            rate,
+            burst,
+            at: now,
+        }
+    }
+
+    /// Takes a token if there is one.
+    pub fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// One child, as its parent knows it.
+#[derive(Debug, Clone)]
+struct Child {
+    report: Report,
+    reported_at: Option<Instant>,
+    acts: Bucket,
+}
+
+/// Why a child was not taken, or an action not passed up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("this node feeds as many children as it can")]
+    Full,
+    #[error("too many actions from below: slow down")]
+    ChildTooFast,
+    #[error("too many actions waiting to go up: try again in a moment")]
+    QueueFull,
+}
+
+/// Where to put a newcomer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placed {
+    /// Under this node itself.
+    Here,
+    /// Under `slot`'s node, `below` hops below this one.
+    Below(Slot),
+}
+
+/// One node's part of one room's tree.
+#[derive(Debug, Clone)]
+pub struct Subtree {
+    me: PeerKey,
+    /// How to reach this node (offered in its free places).
+    addrs: Vec<serde_bytes::ByteBuf>,
+    capacity: u16,
+    children: BTreeMap<PeerKey, Child>,
+    /// Places in this subtree handed out since the node holding them last reported.
+    promised: BTreeMap<PeerKey, u16>,
+    lost: VecDeque<(PeerKey, Instant)>,
+    ancestors: Vec<Ancestor>,
+    /// This node's own reactions since its last report.
+    reactions: BTreeMap<String, u32>,
+    newcomers: VecDeque<Newcomer>,
+    acts: VecDeque<Vec<u8>>,
+    up: Bucket,
+    routes: VecDeque<(PeerKey, PeerKey, Instant)>,
+}
+
+impl Subtree {
+    pub fn new(me: PeerKey, capacity: u16, now: Instant) -> Self {
+        Self {
+            me,
+            addrs: Vec::new(),
+            capacity,
+            children: BTreeMap::new(),
+            promised: BTreeMap::new(),
+            lost: VecDeque::new(),
+            ancestors: Vec::new(),
+            reactions: BTreeMap::new(),
+            newcomers: VecDeque::new(),
+            acts: VecDeque::new(),
+            up: Bucket::new(UP_ACTS_PER_SEC, UP_ACTS_BURST, now),
+            routes: VecDeque::new(),
+        }
+    }
+
+    pub fn me(&self) -> PeerKey {
+        self.me
+    }
+
+    pub fn capacity(&self) -> u16 {
+        self.capacity
+    }
+
+    /// Children it can take now (promises counted).
+    pub fn free(&self) -> u16 {
+        let taken =
+            self.children.len() + usize::from(self.promised.get(&self.me).copied().unwrap_or(0));
+        self.capacity
+            .saturating_sub(u16::try_from(taken).unwrap_or(u16::MAX))
+    }
+
+    pub fn set_addrs(&mut self, addrs: Vec<serde_bytes::ByteBuf>) {
+        self.addrs = addrs;
+    }
+
+    pub fn set_capacity(&mut self, capacity: u16) {
+        self.capacity = capacity;
+    }
+
+    pub fn children(&self) -> impl Iterator<Item = &PeerKey> {
+        self.children.keys()
+    }
+
+    pub fn has_child(&self, child: &PeerKey) -> bool {
+        self.children.contains_key(child)
+    }
+
+    /// This node's ancestors, its parent first (empty at the root, and while unattached).
+    pub fn ancestors(&self) -> &[Ancestor] {
+        &self.ancestors
+    }
+
+    pub fn ancestor_keys(&self) -> Vec<PeerKey> {
+        self.ancestors.iter().map(|a| a.key).collect()
+    }
+
+    /// The path a child of this node is told: this node, then its ancestors.
+    pub fn path_for_children(&self) -> Vec<Ancestor> {
+        let mut path = Vec::with_capacity(self.ancestors.len() + 1);
+        path.push(Ancestor {
+            key: self.me,
+            addrs: self.addrs.clone(),
+        });
+        path.extend(self.ancestors.iter().cloned());
+        path.truncate(super::wire::MAX_PATH);
+        path
+    }
+
+    /// The parent said where this node is: its ancestors, parent first.
+    pub fn set_ancestors(&mut self, ancestors: Vec<Ancestor>) {
+        self.ancestors = ancestors;
+    }
+
+    /// A child opens its stream (its ticket checked by the caller). One stream per child: a
+    /// child that opens another replaces the first.
+    pub fn child_opened(&mut self, child: PeerKey, now: Instant) -> Result<(), Refused> {
+        if !self.children.contains_key(&child) {
+            let promised_here = self.promised.get(&self.me).copied().unwrap_or(0);
+            // A child arriving on a promise made here uses it up.
+            if promised_here > 0 {
+                self.promised.insert(self.me, promised_here - 1);
+            } else if self.children.len() >= usize::from(self.capacity) {
+                return Err(Refused::Full);
+            }
+        }
+        self.children.insert(
+            child,
+            Child {
+                report: Report {
+                    subtree: 1,
+                    ..Report::default()
+                },
+                reported_at: None,
+                acts: Bucket::new(CHILD_ACTS_PER_SEC, CHILD_ACTS_BURST, now),
+            },
+        );
+        Ok(())
+    }
+
+    /// A child's stream ended.
+    pub fn child_closed(&mut self, child: &PeerKey, now: Instant) {
+        if self.children.remove(child).is_some() {
+            self.lost.push_back((*child, now));
+        }
+        self.forget_lost(now);
+    }
+
+    /// Whether `child` was this node's child lately (its orphans may come up here).
+    pub fn lost_lately(&mut self, child: &PeerKey, now: Instant) -> bool {
+        self.forget_lost(now);
+        self.lost.iter().any(|(lost, _)| lost == child)
+    }
+
+    fn forget_lost(&mut self, now: Instant) {
+        while self
+            .lost
+            .front()
+            .is_some_and(|(_, at)| now.saturating_duration_since(*at) > LOST_REMEMBERED)
+        {
+            self.lost.pop_front();
+        }
+    }
+
+    /// A child's report: kept (within bounds) until the next one.
+    pub fn report_from(&mut self, child: &PeerKey, mut report: Report, now: Instant) {
+        let Some(state) = self.children.get_mut(child) else {
+            return;
+        };
+        // A subtree cannot be bigger than every place a ticket reaches; reactions are capped
+        // by the size the child claims.
+        report.subtree = report.subtree.max(1);
+        let cap = report.subtree.saturating_mul(REACTIONS_PER_NODE);
+        for reaction in &report.reactions {
+            let count = reaction.count.min(cap);
+            add_reaction(&mut self.reactions, &reaction.emoji, count);
+        }
+        for newcomer in report.newcomers.drain(..) {
+            push_newcomer(&mut self.newcomers, newcomer);
+        }
+        report.reactions.clear();
+        // Promises below this child were made against its last report.
+        for slot in &report.free {
+            self.promised.remove(&slot.key);
+        }
+        state.report = report;
+        state.reported_at = Some(now);
+    }
+
+    /// A listener below (through `child`) wants to say something to the host.
+    pub fn act_from(
+        &mut self,
+        child: &PeerKey,
+        author: PeerKey,
+        act: Vec<u8>,
+        now: Instant,
+    ) -> Result<(), Refused> {
+        let Some(state) = self.children.get_mut(child) else {
+            return Err(Refused::ChildTooFast);
+        };
+        if !state.acts.take(now) {
+            return Err(Refused::ChildTooFast);
+        }
+        self.queue_act(act)?;
+        self.routes.push_back((author, *child, now));
+        while self.routes.len() > MAX_ROUTES
+            || self
+                .routes
+                .front()
+                .is_some_and(|(_, _, at)| now.saturating_duration_since(*at) > ROUTE_KEPT)
+        {
+            self.routes.pop_front();
+        }
+        Ok(())
+    }
+
+    /// This node's own action.
+    pub fn own_act(&mut self, act: Vec<u8>) -> Result<(), Refused> {
+        self.queue_act(act)
+    }
+
+    fn queue_act(&mut self, act: Vec<u8>) -> Result<(), Refused> {
+        if self.acts.len() >= MAX_QUEUED_ACTS {
+            return Err(Refused::QueueFull);
+        }
+        self.acts.push_back(act);
+        Ok(())
+    }
+
+    /// This node's own reaction.
+    pub fn react(&mut self, emoji: &str) {
+        add_reaction(&mut self.reactions, emoji, 1);
+    }
+
+    /// A listener admitted into this subtree (told to the host in the next report).
+    pub fn newcomer(&mut self, newcomer: Newcomer) {
+        push_newcomer(&mut self.newcomers, newcomer);
+    }
+
+    /// Actions to send up now, within this node's budget.
+    pub fn take_acts(&mut self, now: Instant) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        while !self.acts.is_empty() && self.up.take(now) {
+            if let Some(act) = self.acts.pop_front() {
+                out.push(act);
+            }
+        }
+        out
+    }
+
+    /// Which child a notice for `to` goes to (none: it is not below, or not known).
+    pub fn route(&self, to: &PeerKey) -> Option<PeerKey> {
+        if self.children.contains_key(to) {
+            return Some(*to);
+        }
+        self.routes
+            .iter()
+            .rev()
+            .find(|(author, _, _)| author == to)
+            .map(|(_, child, _)| *child)
+            .filter(|child| self.children.contains_key(child))
+    }
+
+    /// Nodes in this subtree, this node included, by the latest reports.
+    pub fn size(&self) -> u32 {
+        1 + self
+            .children
+            .values()
+            .map(|child| child.report.subtree)
+            .fold(0u32, u32::saturating_add)
+    }
+
+    /// The report to send up: the subtree's size, reactions and newcomers since the last one
+    /// (handed over: they are not counted twice), and the best free places.
+    pub fn report(&mut self, now: Instant) -> Report {
+        let mut reactions: Vec<ReactionCount> = std::mem::take(&mut self.reactions)
+            .into_iter()
+            .map(|(emoji, count)| ReactionCount { emoji, count })
+            .collect();
+        reactions.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.emoji.cmp(&b.emoji)));
+        reactions.truncate(MAX_REACTION_KINDS);
+        let newcomers: Vec<Newcomer> = self.newcomers.drain(..).take(MAX_NEWCOMERS).collect();
+        Report {
+            subtree: self.size(),
+            reactions,
+            free: self.slots(now),
+            newcomers,
+        }
+    }
+
+    /// The best places in the subtree: this node's own if it has room, then its children's,
+    /// shallowest first, most room first; promises made since a report are taken off.
+    fn slots(&self, now: Instant) -> Vec<Slot> {
+        let mut slots = Vec::new();
+        if self.free() > 0 {
+            slots.push(Slot {
+                key: self.me,
+                addrs: self.addrs.clone(),
+                below: 0,
+                free: self.free(),
+            });
+        }
+        for child in self.children.values() {
+            let fresh = child
+                .reported_at
+                .is_some_and(|at| now.saturating_duration_since(at) <= REPORT_STALE);
+            if !fresh {
+                continue;
+            }
+            for slot in &child.report.free {
+                let promised = self.promised.get(&slot.key).copied().unwrap_or(0);
+                let free = slot.free.saturating_sub(promised);
+                if free > 0 {
+                    slots.push(Slot {
+                        free,
+                        below: slot.below.saturating_add(1),
+                        ..slot.clone()
+                    });
+                }
+            }
+        }
+        slots.sort_by(|a, b| {
+            a.below
+                .cmp(&b.below)
+                .then_with(|| b.free.cmp(&a.free))
+                .then_with(|| a.key.cmp(&b.key))
+        });
+        slots.truncate(MAX_SLOTS);
+        slots
+    }
+
+    /// Finds a place for a newcomer in this subtree, and counts it as taken until the node
+    /// holding it next reports (or, here, until the newcomer arrives).
+    pub fn place(&mut self, now: Instant) -> Option<Placed> {
+        if self.free() > 0 {
+            *self.promised.entry(self.me).or_default() += 1;
+            return Some(Placed::Here);
+        }
+        let slot = self.slots(now).into_iter().next()?;
+        *self.promised.entry(slot.key).or_default() += 1;
+        Some(Placed::Below(slot))
+    }
+
+    /// A promise made here that will not be kept (the newcomer never came).
+    pub fn unpromise(&mut self, holder: &PeerKey) {
+        if let Some(count) = self.promised.get_mut(holder) {
+            *count = count.saturating_sub(1);
+        }
+    }
+}
+
+fn add_reaction(reactions: &mut BTreeMap<String, u32>, emoji: &str, count: u32) {
+    if count == 0 || emoji.len() > crate::control::MAX_REACTION_BYTES {
+        return;
+    }
+    if !reactions.contains_key(emoji) && reactions.len() >= MAX_REACTION_KINDS * 2 {
+        return;
+    }
+    let total = reactions.entry(emoji.to_owned()).or_default();
+    *total = total.saturating_add(count);
+}
+
+fn push_newcomer(newcomers: &mut VecDeque<Newcomer>, newcomer: Newcomer) {
+    if newcomers.len() >= MAX_NEWCOMERS {
+        newcomers.pop_front();
+    }
+    newcomers.push_back(newcomer);
+}
+
+#[cfg(test)]
+mod tests;

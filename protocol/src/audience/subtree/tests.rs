@@ -1,0 +1,168 @@
+use std::time::{Duration, Instant};
+
+use super::*;
+
+fn key(n: u8) -> PeerKey {
+    PeerKey([n; 32])
+}
+
+fn report(subtree: u32, free: &[(u8, u16, u16)]) -> Report {
+    Report {
+        subtree,
+        reactions: Vec::new(),
+        free: free
+            .iter()
+            .map(|&(n, below, free)| Slot {
+                key: key(n),
+                addrs: Vec::new(),
+                below,
+                free,
+            })
+            .collect(),
+        newcomers: Vec::new(),
+    }
+}
+
+#[test]
+fn a_node_takes_as_many_children_as_it_can_one_stream_each() {
+    let now = Instant::now();
+    let mut node = Subtree::new(key(0), 2, now);
+    assert_eq!(node.child_opened(key(1), now), Ok(()));
+    assert_eq!(
+        node.child_opened(key(1), now),
+        Ok(()),
+        "the same child again"
+    );
+    assert_eq!(node.child_opened(key(2), now), Ok(()));
+    assert_eq!(node.child_opened(key(3), now), Err(Refused::Full));
+    assert_eq!(node.children().count(), 2);
+    node.child_closed(&key(1), now);
+    assert!(node.lost_lately(&key(1), now));
+    assert!(!node.lost_lately(&key(1), now + LOST_REMEMBERED + Duration::from_secs(1)));
+    assert_eq!(node.child_opened(key(3), now), Ok(()));
+}
+
+#[test]
+fn reports_add_up_and_reactions_are_capped_by_size() {
+    let now = Instant::now();
+    let mut node = Subtree::new(key(0), 8, now);
+    node.child_opened(key(1), now).expect("room");
+    node.child_opened(key(2), now).expect("room");
+    let mut big = report(40, &[]);
+    big.reactions = vec![ReactionCount {
+        emoji: "👏".into(),
+        count: 1_000_000,
+    }];
+    big.newcomers = vec![Newcomer {
+        key: key(9),
+        name: "joe".into(),
+    }];
+    node.report_from(&key(1), big, now);
+    node.report_from(&key(2), report(3, &[]), now);
+    node.react("👏");
+    let up = node.report(now);
+    assert_eq!(up.subtree, 1 + 40 + 3);
+    assert_eq!(
+        up.reactions,
+        vec![ReactionCount {
+            emoji: "👏".into(),
+            count: 40 * REACTIONS_PER_NODE + 1
+        }]
+    );
+    assert_eq!(up.newcomers.len(), 1);
+    // Handed over: not counted twice.
+    let again = node.report(now);
+    assert!(again.reactions.is_empty() && again.newcomers.is_empty());
+    assert_eq!(again.subtree, 44);
+    // A report from a stranger (not a child) is ignored.
+    node.report_from(&key(7), report(1_000, &[]), now);
+    assert_eq!(node.size(), 44);
+}
+
+#[test]
+fn places_are_offered_shallowest_first_and_promised() {
+    let now = Instant::now();
+    let mut node = Subtree::new(key(0), 1, now);
+    assert_eq!(node.place(now), Some(Placed::Here));
+    // The promise holds the only place until the newcomer arrives.
+    assert_eq!(node.place(now), None);
+    node.child_opened(key(1), now).expect("the promised child");
+    assert_eq!(node.free(), 0);
+    node.report_from(&key(1), report(5, &[(1, 0, 1), (5, 2, 4)]), now);
+    let up = node.report(now);
+    assert_eq!(
+        up.free
+            .iter()
+            .map(|s| (s.key, s.below, s.free))
+            .collect::<Vec<_>>(),
+        vec![(key(1), 1, 1), (key(5), 3, 4)]
+    );
+    match node.place(now) {
+        Some(Placed::Below(slot)) => assert_eq!((slot.key, slot.below), (key(1), 1)),
+        other => panic!("{other:?}"),
+    }
+    // key(1)'s one place is promised now: the next goes deeper.
+    match node.place(now) {
+        Some(Placed::Below(slot)) => assert_eq!(slot.key, key(5)),
+        other => panic!("{other:?}"),
+    }
+    // A stale report offers nothing.
+    let later = now + REPORT_STALE + Duration::from_secs(1);
+    assert!(node.report(later).free.is_empty());
+}
+
+#[test]
+fn actions_go_up_within_budgets_and_notices_find_their_way_down() {
+    let now = Instant::now();
+    let mut node = Subtree::new(key(0), 4, now);
+    node.child_opened(key(1), now).expect("room");
+    let mut passed = 0;
+    let mut refused = 0;
+    for i in 0..20u8 {
+        match node.act_from(&key(1), key(50), vec![i], now) {
+            Ok(()) => passed += 1,
+            Err(Refused::ChildTooFast) => refused += 1,
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(passed, CHILD_ACTS_BURST as usize);
+    assert_eq!(refused, 20 - passed);
+    // A second later one more token.
+    assert!(
+        node.act_from(&key(1), key(50), vec![99], now + Duration::from_secs(1))
+            .is_ok()
+    );
+    assert_eq!(node.route(&key(50)), Some(key(1)));
+    assert_eq!(node.route(&key(1)), Some(key(1)));
+    assert_eq!(node.route(&key(77)), None);
+    // What goes up is bounded by this node's own budget.
+    let sent = node.take_acts(now);
+    assert_eq!(sent.len(), passed + 1);
+    for i in 0..200u8 {
+        let _ = node.own_act(vec![i]);
+    }
+    assert_eq!(node.own_act(vec![0]), Err(Refused::QueueFull));
+    let burst = node.take_acts(now + Duration::from_secs(1));
+    assert!(burst.len() <= UP_ACTS_BURST as usize, "{}", burst.len());
+    // Acts from something that is not a child go nowhere.
+    assert!(node.act_from(&key(9), key(9), vec![1], now).is_err());
+}
+
+#[test]
+fn the_path_children_are_told_starts_here() {
+    let now = Instant::now();
+    let mut node = Subtree::new(key(3), 4, now);
+    node.set_ancestors(vec![
+        Ancestor {
+            key: key(2),
+            addrs: Vec::new(),
+        },
+        Ancestor {
+            key: key(0),
+            addrs: Vec::new(),
+        },
+    ]);
+    let path: Vec<PeerKey> = node.path_for_children().iter().map(|a| a.key).collect();
+    assert_eq!(path, vec![key(3), key(2), key(0)]);
+    assert_eq!(node.ancestor_keys(), vec![key(2), key(0)]);
+}
