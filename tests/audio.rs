@@ -1,7 +1,9 @@
 //! Audio along a chain of relays on 127.0.0.1: the host's voice reaches a listener three hops
 //! down intact, and a peer that sends garbage loses its stream without disturbing anyone else.
-//! Every node is a member of the room (its own audio plane admits streams by the room's state);
-//! the tests drive the audio plane ([`Fanout`]) directly, without the room services.
+//! Every node is a member of the room; a parent's audio plane admits a listen stream that shows a
+//! ticket naming it (issued here by the host, as its placements are), and the host's takes the
+//! voice of the stage. The tests drive the audio plane ([`Fanout`]) directly, without the room
+//! services.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -12,8 +14,9 @@ use earshot_node::audio::mixer::Mixer;
 use earshot_node::audio::signal::{similarity_in_windows, speechlike};
 use earshot_node::audio::{FRAME_DURATION, FRAME_SAMPLES, wav};
 use earshot_node::fanout::{AUDIO_PROTOCOL, Fanout, FanoutStats, Heard};
+use earshot_protocol::audience::Ticket;
 use earshot_protocol::frame::{AudioFrame, SpeakerId};
-use earshot_protocol::{Audience, ControlBody, Role, RoomDescriptor, RoomId, Visibility};
+use earshot_protocol::{Audience, PeerKey, Role, RoomDescriptor, RoomId, Visibility};
 use futures::AsyncWriteExt;
 use tokio::sync::mpsc;
 
@@ -27,31 +30,34 @@ fn link(host: &TestNode, room: &RoomDescriptor) -> earshot_protocol::InviteLink 
     invite(host, room, grant(Role::Listener, Audience::Bearer, 0))
 }
 
-/// `node` joins the room with `link`; `parent` (a member already) hears of it, so that its
-/// audio plane admits `node`'s listen stream.
-async fn member(node: &TestNode, link: earshot_protocol::InviteLink, parent: &mut TestNode) {
+/// `node` joins the room's audience with `link`.
+async fn member(node: &TestNode, link: earshot_protocol::InviteLink) {
     node.node.join(link, &node.name).await.expect("joins");
-    let key = node.key();
-    parent
-        .wait_for(
-            "the new member",
-            |e| matches!(e, Event::MemberJoined { member, .. } if *member == key),
-        )
-        .await;
 }
 
-/// The host brings `member` on stage (its audio plane then takes that member's voice).
-async fn promote(host: &mut TestNode, room: RoomId, member: earshot_protocol::PeerKey) {
-    host.node
-        .act(
-            room,
-            ControlBody::Promote {
-                target: member,
-                role: Role::Speaker,
-            },
-        )
-        .await
-        .expect("promote");
+/// `node` joins the stage with a speaker's link; once the host has folded its join, the host's
+/// audio plane takes its voice.
+async fn speaker(node: &TestNode, host: &mut TestNode, room: &RoomDescriptor) {
+    let link = invite(host, room, grant(Role::Speaker, Audience::Bearer, 0));
+    node.node.join(link, &node.name).await.expect("joins");
+    let key = node.key();
+    host.wait_for(
+        "the new speaker",
+        |e| matches!(e, Event::MemberJoined { member, .. } if *member == key),
+    )
+    .await;
+}
+
+/// The host's ticket for `child` to listen to `parent` in `room`.
+fn ticket(host: &TestNode, room: RoomId, child: PeerKey, parent: PeerKey) -> Vec<u8> {
+    Ticket::issue_as_host(
+        &host.signing,
+        room,
+        child,
+        parent,
+        earshot_node::clock::now(),
+    )
+    .encode()
 }
 
 /// Waits until `relay` feeds at least `n` children in `room`.
@@ -70,13 +76,16 @@ async fn raw_stream(
     to: multiaddr::PeerId,
     room: RoomId,
     kind: u8,
+    proof: &[u8],
 ) -> impl futures::AsyncWrite + Unpin {
     let mut stream = tokio::time::timeout(WAIT, from.node.open_raw_stream(to, AUDIO_PROTOCOL))
         .await
         .expect("a stream within the wait")
         .expect("stream");
-    let mut hello = vec![1u8, kind];
+    let mut hello = vec![2u8, kind];
     hello.extend_from_slice(room.as_bytes());
+    hello.extend_from_slice(&u16::try_from(proof.len()).expect("short").to_be_bytes());
+    hello.extend_from_slice(proof);
     tokio::time::timeout(WAIT, stream.write_all(&hello))
         .await
         .expect("hello sent in time")
@@ -136,13 +145,13 @@ fn play(arrivals: &[(Instant, AudioFrame)]) -> Vec<f32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hosts_voice_reaches_three_hops_down_intact() {
-    let mut host = TestNode::start("host").await;
+    let host = TestNode::start("host").await;
     let descriptor = host.host("Radio", Visibility::Unlisted).await;
     let room = descriptor.id;
-    let mut nodes = [
-        TestNode::start("l1").await,
-        TestNode::start("l2").await,
-        TestNode::start("l3").await,
+    let nodes = [
+        TestNode::by_hand("l1").await,
+        TestNode::by_hand("l2").await,
+        TestNode::by_hand("l3").await,
     ];
     let links: Vec<_> = nodes.iter().map(|_| link(&host, &descriptor)).collect();
     let host_relay = host.node.fanout().clone();
@@ -150,20 +159,18 @@ async fn the_hosts_voice_reaches_three_hops_down_intact() {
     // A chain: host → l1 → l2 → l3 (depth 3).
     let mut listeners = Vec::new();
     for (i, link) in links.into_iter().enumerate() {
-        let (before, rest) = nodes.split_at_mut(i);
+        let (before, rest) = nodes.split_at(i);
         let node = &rest[0];
-        let parent = match before.last_mut() {
-            Some(parent) => parent,
-            None => &mut host,
-        };
-        member(node, link, parent).await;
+        let parent = before.last().unwrap_or(&host);
+        member(node, link).await;
         let parent_id = parent.node.peer_id();
         let parent_addrs = parent.node.listen_addrs().await.expect("addrs");
         let relay = node.node.fanout().clone();
         let (heard, stats) = relay.open_room(room);
         node.node.dial(parent_id, parent_addrs).await.expect("dial");
         let listening = relay.clone();
-        tokio::spawn(async move { listening.listen(room, parent_id).await });
+        let proof = ticket(&host, room, node.key(), parent.key());
+        tokio::spawn(async move { listening.listen(room, parent_id, &proof).await });
         listeners.push((relay, heard, stats));
     }
     children(&host_relay, &room, 1).await;
@@ -226,8 +233,8 @@ async fn garbage_on_an_audio_stream_closes_only_that_stream() {
     let addrs = host.node.listen_addrs().await.expect("addrs");
 
     // An honest listener is attached.
-    let listener = TestNode::start("listener").await;
-    member(&listener, link(&host, &descriptor), &mut host).await;
+    let listener = TestNode::by_hand("listener").await;
+    member(&listener, link(&host, &descriptor)).await;
     let listener_relay = listener.node.fanout().clone();
     let (mut heard, _) = listener_relay.open_room(room);
     listener
@@ -237,15 +244,15 @@ async fn garbage_on_an_audio_stream_closes_only_that_stream() {
         .expect("dial");
     let listening = listener_relay.clone();
     let host_id = host.node.peer_id();
-    tokio::spawn(async move { listening.listen(room, host_id).await });
+    let proof = ticket(&host, room, listener.key(), host.key());
+    tokio::spawn(async move { listening.listen(room, host_id, &proof).await });
     children(&host_relay, &room, 1).await;
 
     // A modified client on stage opens a speak stream and sends garbage.
-    let troll = TestNode::start("troll").await;
-    member(&troll, link(&host, &descriptor), &mut host).await;
-    promote(&mut host, room, troll.key()).await;
+    let troll = TestNode::by_hand("troll").await;
+    speaker(&troll, &mut host, &descriptor).await;
     troll.node.dial(host_id, addrs).await.expect("dial");
-    let mut stream = raw_stream(&troll, host_id, room, 1).await;
+    let mut stream = raw_stream(&troll, host_id, room, 1, &[]).await;
     stream
         .write_all(&[
             0, 40, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9,
@@ -284,7 +291,7 @@ async fn garbage_on_an_audio_stream_closes_only_that_stream() {
 /// its sibling still gets every frame.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_child_does_not_slow_its_sibling() {
-    let mut host = TestNode::start("host").await;
+    let host = TestNode::start("host").await;
     let descriptor = host.host("Radio", Visibility::Unlisted).await;
     let room = descriptor.id;
     let host_relay = host.node.fanout().clone();
@@ -293,8 +300,8 @@ async fn a_stalled_child_does_not_slow_its_sibling() {
     let host_id = host.node.peer_id();
 
     // The sibling listens normally.
-    let sibling = TestNode::start("sibling").await;
-    member(&sibling, link(&host, &descriptor), &mut host).await;
+    let sibling = TestNode::by_hand("sibling").await;
+    member(&sibling, link(&host, &descriptor)).await;
     let sibling_relay = sibling.node.fanout().clone();
     let (mut heard, _) = sibling_relay.open_room(room);
     sibling
@@ -303,13 +310,16 @@ async fn a_stalled_child_does_not_slow_its_sibling() {
         .await
         .expect("dial");
     let listening = sibling_relay.clone();
-    tokio::spawn(async move { listening.listen(room, host_id).await });
+    let proof = ticket(&host, room, sibling.key(), host.key());
+    tokio::spawn(async move { listening.listen(room, host_id, &proof).await });
 
-    // The stalled child (a member) opens a listen stream and never reads from it.
-    let stalled = TestNode::start("stalled").await;
-    member(&stalled, link(&host, &descriptor), &mut host).await;
+    // The stalled child (a member with its ticket) opens a listen stream and never reads from
+    // it.
+    let stalled = TestNode::by_hand("stalled").await;
+    member(&stalled, link(&host, &descriptor)).await;
     stalled.node.dial(host_id, addrs).await.expect("dial");
-    let stream = raw_stream(&stalled, host_id, room, 0).await;
+    let proof = ticket(&host, room, stalled.key(), host.key());
+    let stream = raw_stream(&stalled, host_id, room, 0, &proof).await;
     children(&host_relay, &room, 2).await;
 
     // 12,000 large frames, 8 every millisecond: about 15 MB, more than the stalled stream's flow
@@ -374,8 +384,8 @@ async fn the_host_forwards_the_loudest_speakers() {
     let addrs = host.node.listen_addrs().await.expect("addrs");
     let host_id = host.node.peer_id();
 
-    let listener = TestNode::start("listener").await;
-    member(&listener, link(&host, &descriptor), &mut host).await;
+    let listener = TestNode::by_hand("listener").await;
+    member(&listener, link(&host, &descriptor)).await;
     let listener_relay = listener.node.fanout().clone();
     let (mut heard, _) = listener_relay.open_room(room);
     listener
@@ -384,15 +394,15 @@ async fn the_host_forwards_the_loudest_speakers() {
         .await
         .expect("dial");
     let listening = listener_relay.clone();
-    tokio::spawn(async move { listening.listen(room, host_id).await });
+    let proof = ticket(&host, room, listener.key(), host.key());
+    tokio::spawn(async move { listening.listen(room, host_id, &proof).await });
     children(&host_relay, &room, 1).await;
 
-    // Loud, louder, and quiet (RFC 6464 levels: 0 is the loudest), each brought on stage.
+    // Loud, louder, and quiet (RFC 6464 levels: 0 is the loudest), each on stage.
     let mut speakers = Vec::new();
     for (name, level) in [("ana", 20u8), ("bo", 30), ("cy", 90)] {
-        let node = TestNode::start(name).await;
-        member(&node, link(&host, &descriptor), &mut host).await;
-        promote(&mut host, room, node.key()).await;
+        let node = TestNode::by_hand(name).await;
+        speaker(&node, &mut host, &descriptor).await;
         node.node.dial(host_id, addrs.clone()).await.expect("dial");
         let relay = node.node.fanout().clone();
         let voice = relay.speak(room, host_id).await.expect("speak stream");

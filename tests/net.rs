@@ -36,6 +36,20 @@ impl TestNode {
     }
 
     pub async fn start_with(name: &str, bootstrap: Vec<multiaddr::Multiaddr>) -> Self {
+        Self::start_config(name, bootstrap, false).await
+    }
+
+    /// A node whose audio streams the test opens itself (it does not attach to its rooms'
+    /// trees on its own).
+    pub async fn by_hand(name: &str) -> Self {
+        Self::start_config(name, Vec::new(), true).await
+    }
+
+    async fn start_config(
+        name: &str,
+        bootstrap: Vec<multiaddr::Multiaddr>,
+        tree_by_hand: bool,
+    ) -> Self {
         let home = tempfile::tempdir().expect("temporary directory");
         let identity = Identity::create(home.path()).expect("identity");
         let signing = identity.signing_key().clone();
@@ -44,6 +58,7 @@ impl TestNode {
             NodeConfig {
                 listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().expect("multiaddr")],
                 bootstrap,
+                tree_by_hand,
                 ..NodeConfig::default()
             },
         )

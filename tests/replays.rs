@@ -301,6 +301,7 @@ async fn a_tampering_holder_is_caught_and_the_chunks_come_from_another() {
             max_children: 4,
             relays: Vec::new(),
             reachability: Default::default(),
+            tree_by_hand: false,
         },
     )
     .await

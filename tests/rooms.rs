@@ -24,9 +24,11 @@ fn chat(text: &'static str) -> impl Fn(&Event) -> bool {
     move |event| matches!(event, Event::Chat { text: t, .. } if t == text)
 }
 
-/// Everything a room promises, end to end: a moderator by delegated link, hands, promotion,
-/// chat and reactions seen by all, a late joiner that converges, a removal whose link is refused
-/// afterwards, and the host ending the room.
+/// Everything a room promises, end to end: a moderator by delegated link, listeners in the
+/// audience (off the room's topic, the room coming down the relay tree to them), hands going up
+/// to the host and shown to the stage, a promotion that brings a listener up to the stage, chat
+/// and applause seen by all, a late joiner that sees the same stage, a removal whose link is
+/// refused afterwards, and the host ending the room.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_from_opening_to_end() {
     let mut host = TestNode::start("ana").await;
@@ -56,42 +58,53 @@ async fn a_room_from_opening_to_end() {
         view.state.role_of(&moderator.key()),
         Some(RoomRole::Moderator)
     );
+    assert!(!view.audience, "a moderator is on the stage");
     assert_eq!(view.descriptor.title, "Book club");
     host.wait_for("bo joined", |e| is_change(e, id, joined(moderator.key())))
         .await;
 
-    // Two listeners join with the same bearer link.
+    // Two listeners join the audience with the same bearer link: the host counts them as the
+    // tree reports them, and nobody on the stage hears of each one.
     let listener_link = invite(&host, &room, grant(Role::Listener, Audience::Bearer, 0));
     let mut cy = TestNode::start("cy").await;
     let mut di = TestNode::start("di").await;
-    cy.node
+    let cy_view = cy
+        .node
         .join(listener_link.clone(), "cy")
         .await
         .expect("cy joins");
+    assert!(cy_view.audience);
+    assert_eq!(
+        cy_view.state.stage().len(),
+        2,
+        "the host's view shows the stage"
+    );
     di.node
         .join(listener_link.clone(), "di")
         .await
         .expect("di joins");
     for node in [&mut host, &mut moderator] {
-        node.wait_for("di joined", |e| is_change(e, id, joined(di.key())))
-            .await;
+        node.wait_for("two listeners", |e| {
+            is_change(
+                e,
+                id,
+                |c| matches!(c, Event::Audience { listeners, .. } if *listeners >= 2),
+            )
+        })
+        .await;
     }
 
-    // Cy raises a hand; everyone sees it. The moderator brings Cy on stage.
+    // Cy raises a hand: it goes up the tree to the host, whose view shows it to everyone. The
+    // moderator brings Cy on stage; Cy steps up, and everyone sees Cy a speaker.
+    let cy_key = cy.key();
+    let hand = |e: &Event| matches!(e, Event::HandRaised { member, .. } if *member == cy_key);
+    // Said at once; it goes up as soon as Cy is attached to the tree.
     cy.node
         .act(id, ControlBody::RaiseHand)
         .await
         .expect("raise hand");
-    let cy_key = cy.key();
     for node in [&mut host, &mut moderator, &mut di] {
-        node.wait_for("cy's hand", |e| {
-            is_change(
-                e,
-                id,
-                |c| matches!(c, Event::HandRaised { member, .. } if *member == cy_key),
-            )
-        })
-        .await;
+        node.wait_for("cy's hand", |e| is_change(e, id, hand)).await;
     }
     moderator
         .node
@@ -112,8 +125,11 @@ async fn a_room_from_opening_to_end() {
         })
         .await;
     }
+    host.wait_for("cy on the stage", |e| is_change(e, id, joined(cy_key)))
+        .await;
 
-    // Chat and reactions reach everyone.
+    // Chat from the audience reaches the stage and the audience; applause is totalled up the
+    // tree and reaches everyone.
     di.node
         .act(
             id,
@@ -132,20 +148,18 @@ async fn a_room_from_opening_to_end() {
         )
         .await
         .expect("react");
-    for node in [&mut host, &mut moderator, &mut cy] {
+    for node in [&mut host, &mut moderator, &mut cy, &mut di] {
         node.wait_for("di's chat", |e| is_change(e, id, chat("hello from di")))
             .await;
-        node.wait_for("di's reaction", |e| {
-            is_change(
-                e,
-                id,
-                |c| matches!(c, Event::Reaction { emoji, .. } if emoji == "👏"),
-            )
+        node.wait_for("di's applause", |e| {
+            is_change(e, id, |c| {
+                matches!(c, Event::Reactions { reactions, .. } if reactions.iter().any(|(emoji, _)| emoji == "👏"))
+            })
         })
         .await;
     }
 
-    // A late joiner converges: same members, stage and hands as the host.
+    // A late joiner sees the same stage as the host.
     let mut ed = TestNode::start("ed").await;
     let late = ed
         .node
@@ -153,21 +167,28 @@ async fn a_room_from_opening_to_end() {
         .await
         .expect("ed joins");
     let host_view = host.node.view(id).await.expect("node").expect("in room");
-    let keys = |state: &earshot_protocol::state::RoomState| {
+    let stage = |state: &earshot_protocol::state::RoomState| {
         state
-            .present()
+            .stage()
             .iter()
             .map(|m| (m.key, m.role(), m.display_name()))
             .collect::<Vec<_>>()
     };
-    assert_eq!(keys(&late.state), keys(&host_view.state));
+    // The view the late joiner got may predate Cy's arrival on stage by a view (a second).
+    if stage(&late.state) != stage(&host_view.state) {
+        ed.wait_for("cy on the stage", |e| is_change(e, id, |c| matches!(c, Event::RoleChanged { member, .. } | Event::MemberJoined { member, .. } if *member == cy_key)))
+            .await;
+    }
+    let now = ed.node.view(id).await.expect("node").expect("in room");
+    assert_eq!(stage(&now.state), stage(&host_view.state));
     assert_eq!(
-        late.state.stage().len(),
+        now.state.stage().len(),
         3,
         "host, moderator and cy are on stage"
     );
 
-    // The host removes Di: everyone sees it, Di is out, and Di's link no longer admits anyone.
+    // The host removes Di: Di is out (the host's next view says so), the stage sees it, and
+    // Di's link no longer admits anyone.
     let di_key = di.key();
     host.node
         .act(
@@ -184,7 +205,7 @@ async fn a_room_from_opening_to_end() {
         |e| matches!(e, Event::Closed { room, reason: CloseReason::Removed } if *room == id),
     )
     .await;
-    for node in [&mut moderator, &mut cy, &mut ed] {
+    for node in [&mut moderator, &mut cy] {
         node.wait_for("di removed", |e| {
             is_change(
                 e,
@@ -235,7 +256,9 @@ async fn forged_replayed_oversized_and_expired_messages_are_refused() {
     let mut host = TestNode::start("host").await;
     let room = host.host("Town hall", Visibility::Unlisted).await;
     let id = room.id;
-    let link = invite(&host, &room, grant(Role::Listener, Audience::Bearer, 0));
+    // The trolls are on the stage (the topic is the stage's); the audience is refused there
+    // outright (below).
+    let link = invite(&host, &room, grant(Role::Speaker, Audience::Bearer, 0));
     let mut honest = TestNode::start("honest").await;
     honest
         .node
@@ -244,7 +267,7 @@ async fn forged_replayed_oversized_and_expired_messages_are_refused() {
         .expect("join");
 
     let now = earshot_node::clock::now();
-    let listener = Authority::Capability(link.capability.clone());
+    let speaker = Authority::Capability(link.capability.clone());
     let sign = move |key: &ed25519_dalek::SigningKey, seq: u64, authority: Authority, body| {
         Envelope::sign(key, id, seq, now, authority, body)
             .expect("sign")
@@ -269,14 +292,14 @@ async fn forged_replayed_oversized_and_expired_messages_are_refused() {
     type Attack = Box<dyn Fn(&TestNode) -> Vec<u8>>;
     let attacks: Vec<(&str, Attack, &str)> = vec![
         (
-            "a listener promoting itself",
+            "a speaker promoting itself",
             Box::new({
-                let listener = listener.clone();
+                let speaker = speaker.clone();
                 move |troll: &TestNode| {
                     sign(
                         &troll.signing,
                         u64::MAX / 2,
-                        listener.clone(),
+                        speaker.clone(),
                         ControlBody::Promote {
                             target: troll.key(),
                             role: Role::Moderator,
@@ -313,12 +336,12 @@ async fn forged_replayed_oversized_and_expired_messages_are_refused() {
         (
             "an oversized message",
             Box::new({
-                let listener = listener.clone();
+                let speaker = speaker.clone();
                 move |troll: &TestNode| {
                     let mut bytes = sign(
                         &troll.signing,
                         u64::MAX / 2,
-                        listener.clone(),
+                        speaker.clone(),
                         ControlBody::Chat { text: "x".into() },
                     );
                     bytes.resize(MAX_ENVELOPE_BYTES + 100, 0);
@@ -346,7 +369,7 @@ async fn forged_replayed_oversized_and_expired_messages_are_refused() {
         let view = host.node.view(id).await.expect("node").expect("room");
         assert_eq!(
             view.state.role_of(&troll.key()),
-            Some(RoomRole::Listener),
+            Some(RoomRole::Speaker),
             "{what}"
         );
         assert!(!view.state.ended, "{what}");
@@ -363,7 +386,7 @@ async fn forged_replayed_oversized_and_expired_messages_are_refused() {
     let once = sign(
         &replayer.signing,
         u64::MAX / 2,
-        listener.clone(),
+        speaker.clone(),
         ControlBody::Chat {
             text: "once".into(),
         },
@@ -385,7 +408,7 @@ async fn forged_replayed_oversized_and_expired_messages_are_refused() {
     let marker = sign(
         &replayer.signing,
         u64::MAX / 2 + 1,
-        listener,
+        speaker,
         ControlBody::Chat {
             text: "marker".into(),
         },
@@ -412,6 +435,30 @@ async fn forged_replayed_oversized_and_expired_messages_are_refused() {
         );
     }
 
+    // A listener of the audience goes around the host: it follows the topic and publishes its
+    // own chat there, validly signed. Refused: the audience speaks through the host.
+    let listener_link = invite(&host, &room, grant(Role::Listener, Audience::Bearer, 0));
+    let lurker = TestNode::start("lurker").await;
+    lurker
+        .node
+        .join(listener_link.clone(), "lurker")
+        .await
+        .expect("join");
+    let around = sign(
+        &lurker.signing,
+        u64::MAX / 2,
+        Authority::Capability(listener_link.capability.clone()),
+        ControlBody::Chat {
+            text: "around the host".into(),
+        },
+    );
+    lurker.node.publish_raw(id, around).await.expect("publish");
+    host.wait_for(
+        "the lurker's chat refused",
+        |e| matches!(e, Event::Rejected { reason, .. } if reason.contains("through the host")),
+    )
+    .await;
+
     // The honest member saw none of the attacks take effect.
     let view = honest.node.view(id).await.expect("node").expect("room");
     assert!(!view.state.ended);
@@ -419,8 +466,12 @@ async fn forged_replayed_oversized_and_expired_messages_are_refused() {
         view.state
             .present()
             .iter()
-            .all(|m| m.key == host.key() || m.role() == RoomRole::Listener),
-        "nobody but the host gained a role"
+            .all(|m| m.key == host.key() || m.role() == RoomRole::Speaker),
+        "nobody gained a role beyond their invite's"
+    );
+    assert!(
+        !view.state.members.contains_key(&lurker.key()),
+        "the lurker's line changed nothing"
     );
 }
 

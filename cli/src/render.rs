@@ -20,6 +20,8 @@ pub struct Text {
     shown: Vec<multiaddr::Multiaddr>,
     /// Relay status reports seen (one in sixty is printed: a line a minute).
     relay_reports: u64,
+    /// The audience's size and hands last told.
+    audience: Option<(u32, u32)>,
 }
 
 impl Text {
@@ -189,6 +191,47 @@ impl Text {
             Event::Stopped => line("Relay stopped.".into()),
             // Moves in the tree are for /tree, not for the conversation.
             Event::TreeMoved { .. } => Vec::new(),
+            Event::Tree { nodes, subtree, .. } => {
+                let mut lines = self.tree(nodes);
+                lines.push(format!("  ({subtree} in your subtree, you included)"));
+                lines
+            }
+            Event::Listeners {
+                page, listeners, ..
+            } => {
+                if listeners.is_empty() {
+                    return line(format!("No listeners on page {}.", page + 1));
+                }
+                let mut lines = vec![format!("Listeners who arrived lately (page {}):", page + 1)];
+                for listener in listeners {
+                    self.names.insert(listener.peer_id, listener.name.clone());
+                    lines.push(format!(
+                        "  {:<16} {}",
+                        listener.name,
+                        listener.peer_id.as_peer_id()
+                    ));
+                }
+                lines
+            }
+            Event::Audience {
+                listeners, hands, ..
+            } => {
+                if self.audience.replace((*listeners, *hands)) == Some((*listeners, *hands)) {
+                    return Vec::new();
+                }
+                line(format!(
+                    "  {listeners} listening, {hands} hand{} up",
+                    if *hands == 1 { "" } else { "s" }
+                ))
+            }
+            Event::Reactions { reactions, .. } => line(
+                reactions
+                    .iter()
+                    .map(|(emoji, count)| format!("{emoji}×{count}"))
+                    .collect::<Vec<_>>()
+                    .join("  "),
+            ),
+            Event::Notice { text, .. } => line(format!("! {text}")),
             change => self.change(change).map(line).unwrap_or_default(),
         }
     }

@@ -1,16 +1,16 @@
 //! What the node's sub-state machines ask the event loop to do.
 //!
-//! The machines ([`crate::rooms::Rooms`], [`crate::lobby::Lobby`], [`crate::placement`],
+//! The machines ([`crate::rooms::Rooms`], [`crate::lobby::Lobby`],
 //! [`crate::carry::CarryBudget`], [`crate::peers::Peers`]) never touch the swarm: each takes
 //! `now` and its inputs and returns [`Effect`]s, which the event loop carries out in order. Unit
 //! tests (and simulations) drive the machines directly and read the effects.
 
 use std::time::Instant;
 
-use earshot_protocol::RoomId;
-use earshot_protocol::Verified;
+use earshot_protocol::audience::wire::Down;
 use earshot_protocol::snapshot::{Announcement, RoomRequest, RoomResponse};
 use earshot_protocol::state::RoomChange;
+use earshot_protocol::{PeerKey, RoomId, Verified};
 use libp2p::swarm::ConnectionId;
 use libp2p::{Multiaddr, PeerId};
 
@@ -27,8 +27,7 @@ pub struct InboundId(pub u64);
 pub enum Effect {
     /// Tell the front ends.
     Emit(Event),
-    /// A room's state changed: the event loop keeps the tree planner and who may open audio
-    /// streams in step.
+    /// A room's state changed: the event loop keeps who may speak in step.
     Changed {
         room: RoomId,
         changes: Vec<RoomChange>,
@@ -42,10 +41,33 @@ pub enum Effect {
     },
     /// Publish a public room's announcement on the lobby (and keep it in our own lobby).
     Announce(Verified<Announcement>),
+    /// Follow a room's topic (a listener stepping up to the stage).
+    Subscribe(RoomId),
     /// Stop following a room's topic.
     Unsubscribe(RoomId),
-    /// This node is no longer in the room: forget its placement, budget share and access.
+    /// This node is in a room now: take part in its relay tree.
+    OpenTree { room: RoomId, host: PeerKey },
+    /// This node is no longer in the room: forget its place in the tree, budget share and
+    /// access.
     Forget(RoomId),
+    /// Send something down the room's tree to every child (at the host: a view, a relayed
+    /// envelope).
+    Down { room: RoomId, down: Down },
+    /// Send a notice down toward one listener (why its action was refused).
+    Notice {
+        room: RoomId,
+        to: PeerKey,
+        text: String,
+    },
+    /// Send this node's own action up the tree to the host (an audience member); `urgent`
+    /// ones (leaving) go at once, ahead of anything queued.
+    Up {
+        room: RoomId,
+        act: Vec<u8>,
+        urgent: bool,
+    },
+    /// Count this node's reaction in its next report up the tree.
+    React { room: RoomId, emoji: String },
     /// Send a request on the room protocol; its answer (or failure) goes to `then`.
     Request {
         peer: PeerId,
@@ -66,4 +88,9 @@ pub enum Effect {
     Reserve { relay: PeerId, addr: Multiaddr },
     /// Close a connection (a relayed one made redundant by a direct one).
     CloseConnection(ConnectionId),
+    /// Tell the caller of a join that it is in (after the effects before it: its tree is open).
+    Joined {
+        reply: tokio::sync::oneshot::Sender<Result<crate::node::RoomView, crate::node::JoinError>>,
+        view: Box<crate::node::RoomView>,
+    },
 }

@@ -150,15 +150,27 @@ pub enum Event {
         room: RoomId,
         recording: bool,
         members: Vec<MemberInfo>,
-        /// Raised hands, in the order they were raised.
+        /// Raised hands, in the order they were raised (the audience's among them).
         #[serde_as(as = "Vec<PeerIdOfKey>")]
         hands: Vec<PeerKey>,
+        /// Listeners in the audience, as the host's latest view counts them.
+        listeners: u32,
     },
-    /// The relay tree as the room sees it (`/tree`).
+    /// Listeners that arrived lately, newest first (`/who listeners [PAGE]`).
+    Listeners {
+        #[serde_as(as = "DisplayFromStr")]
+        room: RoomId,
+        page: u32,
+        listeners: Vec<ListenerInfo>,
+    },
+    /// This node's place in the relay tree (`/tree`): the path from the host down to it, then
+    /// the children it feeds.
     Tree {
         #[serde_as(as = "DisplayFromStr")]
         room: RoomId,
         nodes: Vec<TreeNode>,
+        /// Nodes in this node's subtree, itself included.
+        subtree: u32,
     },
 
     // ---- What happened in a room (from the room's signed messages).
@@ -250,6 +262,28 @@ pub enum Event {
         from: PeerKey,
         name: String,
         emoji: String,
+    },
+    /// The audience's size and raised hands changed (from the host's view of the room).
+    Audience {
+        #[serde_as(as = "DisplayFromStr")]
+        room: RoomId,
+        /// Listeners in the relay tree, the stage not counted.
+        listeners: u32,
+        /// Raised hands, the audience's and the stage's fold's.
+        hands: u32,
+    },
+    /// The room's reactions since the host's previous view, totalled up the tree: each
+    /// emoji and how many sent it.
+    Reactions {
+        #[serde_as(as = "DisplayFromStr")]
+        room: RoomId,
+        reactions: Vec<(String, u32)>,
+    },
+    /// The host says something to this node alone (why its action was not taken).
+    Notice {
+        #[serde_as(as = "DisplayFromStr")]
+        room: RoomId,
+        text: String,
     },
     RecordingStarted {
         #[serde_as(as = "DisplayFromStr")]
@@ -481,6 +515,7 @@ impl Event {
             | Event::ReplayPublished { room, .. }
             | Event::Who { room, .. }
             | Event::Tree { room, .. }
+            | Event::Listeners { room, .. }
             | Event::MemberJoined { room, .. }
             | Event::MemberLeft { room, .. }
             | Event::RoleChanged { room, .. }
@@ -491,6 +526,9 @@ impl Event {
             | Event::Removed { room, .. }
             | Event::Chat { room, .. }
             | Event::Reaction { room, .. }
+            | Event::Audience { room, .. }
+            | Event::Reactions { room, .. }
+            | Event::Notice { room, .. }
             | Event::RecordingStarted { room, .. }
             | Event::RecordingStopped { room, .. }
             | Event::RoomEnded { room, .. }
@@ -544,11 +582,9 @@ serde_with::serde_conv!(
 mod of;
 mod records;
 
-pub use of::tree_of;
-
 pub use records::{
-    AudioStats, CarriedRoom, CarryRequest, CloseReason, DemoDepth, DemoNode, MemberInfo,
-    RelayStats, ServedReplay, TreeNode,
+    AudioStats, CarriedRoom, CarryRequest, CloseReason, DemoDepth, DemoNode, ListenerInfo,
+    MemberInfo, RelayStats, ServedReplay, TreeNode,
 };
 
 #[cfg(test)]

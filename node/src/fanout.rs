@@ -1,11 +1,14 @@
 //! The audio plane: Opus frames along the host-rooted relay tree, on `/earshot/audio/1`
-//! (libp2p-stream), outside the swarm's event loop.
+//! (libp2p-stream), outside the swarm's event loop, and with them what the audience tier sends
+//! along the tree (views and relayed envelopes down, reports and actions up).
 //!
-//! A stream starts with a hello (version, kind, room). A *listen* stream is opened by a child to
-//! its parent, which then writes every frame it relays into it. A *speak* stream is opened by a
-//! speaker to the host, which reads frames from it. Frames are length-prefixed (`u16`, big
-//! endian) [`AudioFrame`]s; an empty frame is a keep-alive. Bytes that are not a frame close
-//! that stream with an error, and the node goes on serving everyone else.
+//! A *listen* stream is opened by a child to its parent, presenting its ticket in the hello; the
+//! parent writes every frame it relays into it and reads the child's reports and actions from it.
+//! A *speak* stream is opened by a speaker to the host, which reads frames from it. Bytes that
+//! are not a frame close that stream with an error, and the node goes on serving everyone else.
+//! Who may open which stream, and what becomes of what travels along the tree besides audio, the
+//! node decides through its [`Gate`] (`node::tree::Tree`); [`Open`] lets everyone in, for
+//! benches.
 //!
 //! **Invariant:** a slow child never slows anyone else. Each room's relayed frames go into a
 //! `broadcast` channel of [`CHILD_QUEUE_FRAMES`]; each child's writer task reads from it, and a
@@ -13,24 +16,28 @@
 //!
 //! At the host, frames (the host's own voice and the speakers') pass a [`Loudest`] selector:
 //! only the loudest few speakers go down the tree. A node leaving gracefully first sends its
-//! children a *leaving* marker (a length of `0xFFFF`) and keeps feeding them while they attach
-//! elsewhere ([`Fanout::hand_over`]); a child keeps the old stream until the new one is open
-//! (the [`Draining`] guard), so a graceful departure costs its subtree no audio.
+//! children a *leaving* marker and keeps feeding them while they attach elsewhere
+//! ([`Fanout::hand_over`]); a child keeps the old stream until the new one is open (the
+//! [`Draining`] guard), so a graceful departure costs its subtree no audio.
 
 use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use parking_lot::{Mutex, MutexGuard};
-
 use earshot_protocol::RoomId;
-use earshot_protocol::frame::{AudioFrame, MAX_FRAME_BYTES, SpeakerId};
+use earshot_protocol::audience::wire::{Down, Up};
+use earshot_protocol::frame::{AudioFrame, SpeakerId};
 use earshot_protocol::loudest::Loudest;
-use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use futures::StreamExt;
 use libp2p::{PeerId, StreamProtocol};
+use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::{broadcast, mpsc, watch};
 use tracing::{debug, warn};
+
+mod child;
+mod parent;
+pub mod wire;
 
 /// The audio stream protocol.
 pub const AUDIO_PROTOCOL: StreamProtocol = StreamProtocol::new("/earshot/audio/1");
@@ -48,16 +55,12 @@ pub const OPEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 pub const KEEPALIVE: std::time::Duration = std::time::Duration::from_millis(40);
 /// Frames received but not yet taken by local playback (1 s).
 pub const PLAYBACK_QUEUE_FRAMES: usize = 50;
-
-/// Times in a row a speaker's stream to the host may fail and be opened again.
-const SPEAK_RETRIES: u32 = 5;
 /// How long a leaving node keeps feeding children that have not moved yet.
 pub const HANDOVER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
-/// The length prefix that says "I am leaving: attach elsewhere now" (no frame follows).
-const LEAVING_MARKER: u16 = 0xFFFF;
-
-const HELLO_VERSION: u8 = 1;
-const HELLO_BYTES: usize = 2 + 16;
+/// Frames waiting to go up to the parent, and control frames waiting for one child.
+const UPLINK_QUEUE: usize = 64;
+/// Times in a row a speaker's stream to the host may fail and be opened again.
+const SPEAK_RETRIES: u32 = 5;
 
 /// What a stream is for.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -68,8 +71,59 @@ pub enum StreamKind {
     Speak,
 }
 
-/// Who may open which streams: the node's room state decides.
-pub type Admission = Arc<dyn Fn(RoomId, PeerId, StreamKind) -> bool + Send + Sync>;
+/// Where something that came down from the parent goes next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pass {
+    /// To every child.
+    All(Down),
+    /// To this one child.
+    Child(PeerId, Down),
+    Nobody,
+}
+
+/// The node's side of the audio plane: who may open which stream, and what becomes of what
+/// travels along the tree besides audio. Called from the plane's tasks: short, never waits.
+pub trait Gate: Send + Sync + 'static {
+    /// Whether `peer` may open a `kind` stream in `room`, presenting `proof` (a listen stream's
+    /// ticket). An admitted listen stream makes `peer` a child until [`Gate::child_closed`].
+    /// Asked again for every frame of a speak stream (a speaker muted mid-stream is silenced).
+    fn admit(&self, room: RoomId, peer: PeerId, kind: StreamKind, proof: &[u8]) -> bool;
+    /// An admitted listen stream ended.
+    fn child_closed(&self, _room: RoomId, _child: PeerId) {}
+    /// A child sent something up: what to tell that child back, if anything (why its action
+    /// was refused).
+    fn up(&self, _room: RoomId, _child: PeerId, _up: Up) -> Option<Down> {
+        None
+    }
+    /// Something came down from the parent: what to pass on.
+    fn down(&self, _room: RoomId, down: Down) -> Pass {
+        Pass::All(down)
+    }
+    /// What a child that just opened its stream is told first (its path).
+    fn first(&self, _room: RoomId) -> Option<Down> {
+        None
+    }
+    /// What to send up to the parent now (reports, actions): asked every few milliseconds,
+    /// `attached` or not (unattached, what would go up waits).
+    fn upstream(&self, _room: RoomId, _attached: bool) -> Vec<Up> {
+        Vec::new()
+    }
+    /// Children to cut off now (removed from the room, by the view that just came down).
+    fn evicted(&self, _room: RoomId) -> Vec<PeerId> {
+        Vec::new()
+    }
+}
+
+/// Lets everyone open any stream and passes everything on: for benches and tests of the plane
+/// alone.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Open;
+
+impl Gate for Open {
+    fn admit(&self, _: RoomId, _: PeerId, _: StreamKind, _: &[u8]) -> bool {
+        true
+    }
+}
 
 /// Why a stream failed.
 #[derive(Debug, thiserror::Error)]
@@ -80,14 +134,16 @@ pub enum StreamError {
     Io(#[from] io::Error),
     #[error("bad audio frame: {0}")]
     Frame(#[from] earshot_protocol::frame::FrameError),
+    #[error("bad control frame: {0}")]
+    Control(String),
     #[error("bad audio stream hello")]
     Hello,
     #[error("not in room {0}")]
     NoRoom(RoomId),
     #[error("the parent went silent")]
     Silent,
-    /// The stream failed before the parent sent anything: it refused (it may not know yet that
-    /// this node is in the room), or dropped the stream in a burst of new ones. Worth retrying
+    /// The stream failed before the parent sent anything: it refused (full, or the ticket
+    /// did not do), or dropped the stream in a burst of new ones. Worth retrying a moment
     /// before calling the parent gone.
     #[error("the parent did not start the stream: {0}")]
     NotStarted(String),
@@ -128,17 +184,31 @@ pub struct FanoutStats {
     pub relayed: AtomicU64,
     /// Frames a slow child skipped.
     pub dropped: AtomicU64,
-    /// Bytes written to children (frames, keep-alives and length prefixes): this node's upload
-    /// for the room.
+    /// Bytes written to children (frames, keep-alives, control frames and length prefixes):
+    /// this node's upload for the room.
     pub bytes_sent: AtomicU64,
+    /// Control bytes (views, relayed envelopes, paths, notices) received from the parent, and
+    /// sent up to it (reports, actions).
+    pub control_received: AtomicU64,
+    pub control_sent: AtomicU64,
     /// Streams closed for sending garbage.
     pub bad_streams: AtomicU64,
     /// Frames the host did not forward (not among the loudest speakers).
     pub not_selected: AtomicU64,
 }
 
+/// What goes to every child of a room.
+#[derive(Debug, Clone)]
+enum Outgoing {
+    Audio(Arc<Vec<u8>>),
+    KeepAlive,
+    Control(Arc<Vec<u8>>),
+}
+
 struct RoomAudio {
-    fanout: broadcast::Sender<Arc<Vec<u8>>>,
+    fanout: broadcast::Sender<Outgoing>,
+    /// Control frames for one child (a notice routed to it, its path when it opens).
+    to_child: HashMap<PeerId, mpsc::Sender<Arc<Vec<u8>>>>,
     /// How many children are being fed now.
     children: Arc<watch::Sender<usize>>,
     /// Set when this node leaves: children are told to move.
@@ -150,6 +220,8 @@ struct RoomAudio {
     epoch: std::time::Instant,
     /// When a frame (or keep-alive) last went to the children.
     last_sent: std::time::Instant,
+    /// Up frames for the parent, while attached to one.
+    uplink: Option<mpsc::Sender<Up>>,
     /// Held while the room is open: its keep-alive task stops when this goes.
     _open: Arc<()>,
     /// A recorder taking what this node forwards (at the host: the room's official recording).
@@ -161,6 +233,7 @@ struct RoomAudio {
 pub struct Fanout {
     control: libp2p_stream::Control,
     rooms: Arc<Mutex<HashMap<RoomId, RoomAudio>>>,
+    gate: Arc<dyn Gate>,
 }
 
 impl std::fmt::Debug for Fanout {
@@ -170,21 +243,21 @@ impl std::fmt::Debug for Fanout {
 }
 
 impl Fanout {
-    /// Starts accepting audio streams. `admit` decides who may listen or speak in which room.
-    pub fn start(mut control: libp2p_stream::Control, admit: Admission) -> Self {
-        let relay = Self {
+    /// Starts accepting audio streams; `gate` decides who may open which (see [`Gate`]).
+    pub fn start(mut control: libp2p_stream::Control, gate: Arc<dyn Gate>) -> Self {
+        let fanout = Self {
             control: control.clone(),
             rooms: Arc::new(Mutex::new(HashMap::new())),
+            gate,
         };
         match control.accept(AUDIO_PROTOCOL) {
             Ok(mut incoming) => {
-                let relay = relay.clone();
+                let fanout = fanout.clone();
                 tokio::spawn(async move {
                     while let Some((peer, stream)) = incoming.next().await {
-                        let relay = relay.clone();
-                        let admit = Arc::clone(&admit);
+                        let fanout = fanout.clone();
                         tokio::spawn(async move {
-                            if let Err(err) = relay.serve(peer, stream, admit).await {
+                            if let Err(err) = fanout.serve(peer, stream).await {
                                 debug!(%peer, %err, "audio stream closed");
                             }
                         });
@@ -193,10 +266,11 @@ impl Fanout {
             }
             Err(_) => warn!("audio streams are already being accepted elsewhere"),
         }
-        relay
+        fanout
     }
 
-    /// Takes part in a room's audio: frames heard go to the returned receiver (for playback).
+    /// Takes part in a room's audio: frames heard go to the returned receiver (for playback). A
+    /// room open already keeps everything but its playback, which goes to the new receiver.
     pub fn open_room(&self, room: RoomId) -> (mpsc::Receiver<Heard>, Arc<FanoutStats>) {
         self.open_room_with(room, FanoutOptions::default())
     }
@@ -208,8 +282,16 @@ impl Fanout {
         room: RoomId,
         options: FanoutOptions,
     ) -> (mpsc::Receiver<Heard>, Arc<FanoutStats>) {
-        let (fanout, _) = broadcast::channel(CHILD_QUEUE_FRAMES);
         let (playback, heard) = mpsc::channel(PLAYBACK_QUEUE_FRAMES);
+        // Open already (the node takes part in the tree from the moment it joins): the audio
+        // session plays what it hears from now on, with its own options.
+        if let Some(audio) = self.lock().get_mut(&room) {
+            audio.playback = playback;
+            audio.myself = options.myself;
+            audio.loudest = options.forward_loudest.map(Loudest::new);
+            return (heard, Arc::clone(&audio.stats));
+        }
+        let (fanout, _) = broadcast::channel(CHILD_QUEUE_FRAMES);
         let stats = Arc::new(FanoutStats::default());
         let open = Arc::new(());
         tokio::spawn(self.clone().keep_alive(room, Arc::downgrade(&open)));
@@ -217,6 +299,7 @@ impl Fanout {
             room,
             RoomAudio {
                 fanout,
+                to_child: HashMap::new(),
                 children: Arc::new(watch::channel(0).0),
                 leaving: Arc::new(watch::channel(false).0),
                 playback,
@@ -225,6 +308,7 @@ impl Fanout {
                 loudest: options.forward_loudest.map(Loudest::new),
                 epoch: std::time::Instant::now(),
                 last_sent: std::time::Instant::now(),
+                uplink: None,
                 _open: open,
                 tap: None,
             },
@@ -240,7 +324,8 @@ impl Fanout {
     }
 
     /// While nothing is relayed, an empty frame goes to all the room's children every
-    /// [`KEEPALIVE`]: one wake-up per room, not one timer per child.
+    /// [`KEEPALIVE`]: one wake-up per room, not one timer per child. The same wake-up sends up
+    /// what the gate has for the parent.
     async fn keep_alive(self, room: RoomId, open: std::sync::Weak<()>) {
         let mut tick = tokio::time::interval(KEEPALIVE / 2);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -249,12 +334,53 @@ impl Fanout {
             if open.upgrade().is_none() {
                 return;
             }
-            if let Some(audio) = self.lock().get_mut(&room)
-                && audio.last_sent.elapsed() >= KEEPALIVE
-            {
-                let _ = audio.fanout.send(Arc::new(Vec::new()));
-                audio.last_sent = std::time::Instant::now();
+            let uplink = {
+                let mut rooms = self.lock();
+                let Some(audio) = rooms.get_mut(&room) else {
+                    return;
+                };
+                if audio.last_sent.elapsed() >= KEEPALIVE {
+                    let _ = audio.fanout.send(Outgoing::KeepAlive);
+                    audio.last_sent = std::time::Instant::now();
+                }
+                audio.uplink.clone()
+            };
+            let ups = self.gate.upstream(room, uplink.is_some());
+            if let Some(uplink) = uplink {
+                for up in ups {
+                    // Reports come again in a moment; an action that does not fit is lost.
+                    let _ = uplink.try_send(up);
+                }
             }
+        }
+    }
+
+    /// Sends something down to every child of `room` (at the host: a view, a relayed
+    /// envelope).
+    pub fn send_down(&self, room: &RoomId, down: &Down) {
+        if let Some(audio) = self.lock().get_mut(room) {
+            let _ = audio
+                .fanout
+                .send(Outgoing::Control(Arc::new(down.encode())));
+        }
+    }
+
+    /// Sends this node's own action up to its parent in `room` now, if it has one (a leaving
+    /// listener's goodbye: the tree's queue would go with the room).
+    pub fn send_up(&self, room: &RoomId, act: Vec<u8>) {
+        if let Some(uplink) = self.lock().get(room).and_then(|audio| audio.uplink.clone()) {
+            let _ = uplink.try_send(Up::Act(serde_bytes::ByteBuf::from(act)));
+        }
+    }
+
+    /// Sends something down to one child of `room`.
+    pub fn send_to_child(&self, room: &RoomId, child: &PeerId, down: &Down) {
+        if let Some(tx) = self
+            .lock()
+            .get(room)
+            .and_then(|audio| audio.to_child.get(child))
+        {
+            let _ = tx.try_send(Arc::new(down.encode()));
         }
     }
 
@@ -287,6 +413,18 @@ impl Fanout {
         self.lock().remove(room);
     }
 
+    /// Closes `room` if it is still the one whose counters are `stats` (not a room opened
+    /// again since, by a new join).
+    pub fn close_room_of(&self, room: &RoomId, stats: &Arc<FanoutStats>) {
+        let mut rooms = self.lock();
+        if rooms
+            .get(room)
+            .is_some_and(|audio| Arc::ptr_eq(&audio.stats, stats))
+        {
+            rooms.remove(room);
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<RoomId, RoomAudio>> {
         self.rooms.lock()
     }
@@ -299,133 +437,13 @@ impl Fanout {
                 return;
             }
             // No children is fine.
-            let _ = audio.fanout.send(Arc::new(frame.encode()));
+            let _ = audio.fanout.send(Outgoing::Audio(Arc::new(frame.encode())));
             audio.last_sent = std::time::Instant::now();
             if let Some(tap) = &audio.tap {
                 tap.record(frame);
             }
             audio.stats.relayed.fetch_add(1, Ordering::Relaxed);
         }
-    }
-
-    /// Receives the room's audio from `parent` and relays it, until the stream fails (the
-    /// caller re-attaches elsewhere) or the parent says it is leaving: then the parent's frames
-    /// keep coming until the returned guard is dropped, which the caller does once attached
-    /// elsewhere.
-    pub async fn listen(&self, room: RoomId, parent: PeerId) -> Result<Draining, StreamError> {
-        self.listen_after(room, parent, &mut None).await
-    }
-
-    /// [`Self::listen`], taking over from a leaving parent that still feeds this node through
-    /// `previous`: that stream is dropped once the new parent has sent something (and kept if
-    /// the new one fails first).
-    pub async fn listen_after(
-        &self,
-        room: RoomId,
-        parent: PeerId,
-        previous: &mut Option<Draining>,
-    ) -> Result<Draining, StreamError> {
-        let not_started = |err: StreamError| StreamError::NotStarted(err.to_string());
-        let mut stream = self.open(parent).await.map_err(not_started)?;
-        stream
-            .write_all(&hello(StreamKind::Listen, &room))
-            .await
-            .map_err(|err| not_started(err.into()))?;
-        stream
-            .flush()
-            .await
-            .map_err(|err| not_started(err.into()))?;
-        let mut started = false;
-        loop {
-            let read = match tokio::time::timeout(PARENT_SILENCE, read_frame(&mut stream)).await {
-                Ok(Ok(read)) => read,
-                Ok(Err(err)) if !started => return Err(not_started(err)),
-                Err(_) if !started => return Err(not_started(StreamError::Silent)),
-                Ok(Err(err)) => return Err(err),
-                Err(_) => return Err(StreamError::Silent),
-            };
-            started = true;
-            previous.take();
-            match read {
-                Read::Frame(frame) => self.heard(&room, frame)?,
-                Read::KeepAlive => {}
-                Read::Leaving => {
-                    let relay = self.clone();
-                    return Ok(Draining(tokio::spawn(async move {
-                        loop {
-                            match tokio::time::timeout(PARENT_SILENCE, read_frame(&mut stream))
-                                .await
-                            {
-                                Ok(Ok(Read::Frame(frame))) => {
-                                    if relay.heard(&room, frame).is_err() {
-                                        break;
-                                    }
-                                }
-                                Ok(Ok(Read::KeepAlive | Read::Leaving)) => {}
-                                Ok(Err(_)) | Err(_) => break,
-                            }
-                        }
-                    })));
-                }
-            }
-        }
-    }
-
-    /// Sends this node's voice to the host: frames put into the returned sender go out in order.
-    /// Local capture must never wait on the network, so the sender is bounded and a full queue
-    /// means the frame is dropped by the caller (`try_send`).
-    pub async fn speak(
-        &self,
-        room: RoomId,
-        host: PeerId,
-    ) -> Result<mpsc::Sender<AudioFrame>, StreamError> {
-        let mut stream = self.open_speaking(room, host).await?;
-        let (tx, mut rx) = mpsc::channel::<AudioFrame>(CHILD_QUEUE_FRAMES);
-        let relay = self.clone();
-        tokio::spawn(async move {
-            // A stream the host dropped (its accept queue overflows when many streams arrive at
-            // once) or lost is opened again; only a host that keeps refusing ends the voice.
-            let mut failures = 0u32;
-            while let Some(frame) = rx.recv().await {
-                match write_frame(&mut stream, &frame.encode()).await {
-                    Ok(()) => failures = 0,
-                    Err(err) => {
-                        debug!(%err, "speaking stream closed; opening it again");
-                        failures += 1;
-                        if failures > SPEAK_RETRIES {
-                            warn!(%err, "the host keeps closing this node's voice stream");
-                            break;
-                        }
-                        match relay.open_speaking(room, host).await {
-                            Ok(reopened) => stream = reopened,
-                            Err(err) => debug!(%err, "could not open the speaking stream again"),
-                        }
-                    }
-                }
-            }
-        });
-        Ok(tx)
-    }
-
-    async fn open_speaking(
-        &self,
-        room: RoomId,
-        host: PeerId,
-    ) -> Result<libp2p::Stream, StreamError> {
-        let mut stream = self.open(host).await?;
-        stream.write_all(&hello(StreamKind::Speak, &room)).await?;
-        stream.flush().await?;
-        Ok(stream)
-    }
-
-    async fn open(&self, peer: PeerId) -> Result<libp2p::Stream, StreamError> {
-        tokio::time::timeout(
-            OPEN_TIMEOUT,
-            self.control.clone().open_stream(peer, AUDIO_PROTOCOL),
-        )
-        .await
-        .map_err(|_| StreamError::Open(format!("no stream to {peer} within {OPEN_TIMEOUT:?}")))?
-        .map_err(|err| StreamError::Open(err.to_string()))
     }
 
     /// A frame arrived (from the tree, or from a speaker at the host): pass it on and play it.
@@ -436,7 +454,7 @@ impl Fanout {
         if !audio.selected(&frame) {
             return Ok(());
         }
-        let _ = audio.fanout.send(Arc::new(frame.encode()));
+        let _ = audio.fanout.send(Outgoing::Audio(Arc::new(frame.encode())));
         audio.last_sent = std::time::Instant::now();
         audio.stats.relayed.fetch_add(1, Ordering::Relaxed);
         if let Some(tap) = &audio.tap {
@@ -452,76 +470,33 @@ impl Fanout {
         Ok(())
     }
 
-    async fn serve(
-        &self,
-        peer: PeerId,
-        mut stream: libp2p::Stream,
-        admit: Admission,
-    ) -> Result<(), StreamError> {
-        let mut hello_bytes = [0u8; HELLO_BYTES];
-        stream.read_exact(&mut hello_bytes).await?;
-        let (kind, room) = parse_hello(&hello_bytes).ok_or(StreamError::Hello)?;
-        if !admit(room, peer, kind) {
-            debug!(%peer, %room, ?kind, "audio stream refused");
-            return Ok(());
+    /// Something came down from the parent: the gate says where it goes on.
+    fn came_down(&self, room: &RoomId, down: Down, bytes: usize) {
+        if let Some(audio) = self.lock().get(room) {
+            audio
+                .stats
+                .control_received
+                .fetch_add(bytes as u64 + 4, Ordering::Relaxed);
         }
-        match kind {
-            StreamKind::Listen => {
-                let (mut frames, stats, children, leaving) = {
-                    let rooms = self.lock();
-                    let audio = rooms.get(&room).ok_or(StreamError::NoRoom(room))?;
-                    (
-                        audio.fanout.subscribe(),
-                        Arc::clone(&audio.stats),
-                        Arc::clone(&audio.children),
-                        audio.leaving.subscribe(),
-                    )
-                };
-                children.send_modify(|n| *n += 1);
-                let _child = ChildGuard(children);
-                let mut told = false;
-                loop {
-                    // A leaving node says so once (within a keep-alive period of deciding to),
-                    // then goes on feeding the child until it has moved.
-                    if !told && *leaving.borrow() {
-                        stream.write_all(&LEAVING_MARKER.to_be_bytes()).await?;
-                        stream.flush().await?;
-                        told = true;
-                    }
-                    // Frames, and the room's keep-alives (empty frames) while nothing is relayed.
-                    match frames.recv().await {
-                        Ok(bytes) => {
-                            write_frame(&mut stream, &bytes).await?;
-                            stats
-                                .bytes_sent
-                                .fetch_add(bytes.len() as u64 + 2, Ordering::Relaxed);
-                        }
-                        Err(broadcast::error::RecvError::Lagged(skipped)) => {
-                            stats.dropped.fetch_add(skipped, Ordering::Relaxed);
-                        }
-                        Err(broadcast::error::RecvError::Closed) => return Ok(()),
-                    }
+        match self.gate.down(*room, down) {
+            Pass::All(down) => self.send_down(room, &down),
+            Pass::Child(child, down) => self.send_to_child(room, &child, &down),
+            Pass::Nobody => {}
+        }
+        self.evict(room, &self.gate.evicted(*room));
+    }
+
+    /// Cuts `children` off: their streams end (their writers see their own channel close).
+    pub fn evict(&self, room: &RoomId, children: &[PeerId]) {
+        if children.is_empty() {
+            return;
+        }
+        if let Some(audio) = self.lock().get_mut(room) {
+            for child in children {
+                if audio.to_child.remove(child).is_some() {
+                    debug!(%child, %room, "cut a removed listener off");
                 }
             }
-            StreamKind::Speak => loop {
-                let frame = match read_frame(&mut stream).await {
-                    Ok(Read::Frame(frame)) => frame,
-                    Ok(Read::KeepAlive | Read::Leaving) => continue,
-                    Err(StreamError::Frame(err)) => {
-                        if let Some(audio) = self.lock().get(&room) {
-                            audio.stats.bad_streams.fetch_add(1, Ordering::Relaxed);
-                        }
-                        warn!(%peer, %err, "closed an audio stream that sent garbage");
-                        return Err(StreamError::Frame(err));
-                    }
-                    Err(err) => return Err(err),
-                };
-                // Checked per frame: a speaker muted or sent off the stage mid-stream is silenced
-                // at once (the stream stays, for when they are back).
-                if admit(room, peer, StreamKind::Speak) {
-                    self.heard(&room, frame)?;
-                }
-            },
         }
     }
 }
@@ -540,75 +515,4 @@ impl RoomAudio {
         }
         selected
     }
-}
-
-/// Counts a child out when its stream ends, however it ends.
-struct ChildGuard(Arc<watch::Sender<usize>>);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        self.0.send_modify(|n| *n = n.saturating_sub(1));
-    }
-}
-
-fn hello(kind: StreamKind, room: &RoomId) -> [u8; HELLO_BYTES] {
-    let mut bytes = [0u8; HELLO_BYTES];
-    bytes[0] = HELLO_VERSION;
-    bytes[1] = match kind {
-        StreamKind::Listen => 0,
-        StreamKind::Speak => 1,
-    };
-    bytes[2..].copy_from_slice(room.as_bytes());
-    bytes
-}
-
-fn parse_hello(bytes: &[u8; HELLO_BYTES]) -> Option<(StreamKind, RoomId)> {
-    if bytes[0] != HELLO_VERSION {
-        return None;
-    }
-    let kind = match bytes[1] {
-        0 => StreamKind::Listen,
-        1 => StreamKind::Speak,
-        _ => return None,
-    };
-    let mut room = [0u8; 16];
-    room.copy_from_slice(&bytes[2..]);
-    Some((kind, RoomId(room)))
-}
-
-/// What came down a stream.
-enum Read {
-    Frame(AudioFrame),
-    /// An empty frame: the sender is still there.
-    KeepAlive,
-    /// The sender is leaving.
-    Leaving,
-}
-
-async fn read_frame(stream: &mut libp2p::Stream) -> Result<Read, StreamError> {
-    let mut len = [0u8; 2];
-    stream.read_exact(&mut len).await?;
-    let len = u16::from_be_bytes(len);
-    if len == LEAVING_MARKER {
-        return Ok(Read::Leaving);
-    }
-    let len = usize::from(len);
-    if len == 0 {
-        return Ok(Read::KeepAlive);
-    }
-    if len > MAX_FRAME_BYTES {
-        return Err(earshot_protocol::frame::FrameError::TooLong { len }.into());
-    }
-    let mut bytes = vec![0u8; len];
-    stream.read_exact(&mut bytes).await?;
-    Ok(Read::Frame(AudioFrame::decode(&bytes)?))
-}
-
-async fn write_frame(stream: &mut libp2p::Stream, bytes: &[u8]) -> Result<(), StreamError> {
-    let len = u16::try_from(bytes.len())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
-    stream.write_all(&len.to_be_bytes()).await?;
-    stream.write_all(bytes).await?;
-    stream.flush().await?;
-    Ok(())
 }

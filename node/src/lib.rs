@@ -16,7 +16,12 @@
 //! - [`node`]: the running node: an event loop that owns the swarm, and its handle [`Node`].
 //! - [`recording`]: recordings kept in the store, exported as standard files (Ogg Opus, WAV),
 //!   and published to and fetched from peers as replays.
-//! - [`relay`]: the audio plane: frames along the relay tree on `/earshot/audio/1`.
+//! - [`fanout`]: the audio plane: frames along the relay tree on `/earshot/audio/1`, and what
+//!   travels along it besides audio.
+//! - [`tree`]: this node's part in each room's tree (tickets, its subtree, the host's view): the
+//!   audio plane's gate.
+//! - [`membership`]: a node's membership in a room's tree from joining to leaving (its place
+//!   kept, its children handed over when it goes).
 //! - [`rooms`]: the rooms the node is in (state, own authority, publishing).
 //! - [`session`]: one room's audio end to end: voice in, room out, a place in the relay tree.
 //!
@@ -35,18 +40,19 @@ mod fixtures;
 pub mod home;
 pub mod identity;
 pub mod lobby;
+pub mod membership;
 pub mod metrics;
 pub mod nat;
 pub mod net;
 pub mod node;
 pub mod peers;
-pub mod placement;
 pub mod reachability;
 pub mod recording;
 pub mod room;
 pub mod rooms;
 pub mod session;
 pub mod store;
+pub mod tree;
 
 pub use event::Event;
 pub use node::{Node, NodeConfig};

@@ -8,9 +8,13 @@
 
 use std::time::Duration;
 
-use earshot_protocol::snapshot::{Announcement, Refusal, SnapshotError};
+use std::sync::Arc;
+
+use earshot_protocol::audience::AudienceView;
+use earshot_protocol::audience::follow::Asked;
+use earshot_protocol::audience::wire::Newcomer;
+use earshot_protocol::snapshot::{Announcement, Placement, Refusal, SnapshotError};
 use earshot_protocol::state::{RoomChange, RoomState};
-use earshot_protocol::tree::Placement as Place;
 use earshot_protocol::{
     CapabilityError, ControlBody, InviteLink, PeerKey, RoomDescriptor, RoomId, Verified,
 };
@@ -26,11 +30,12 @@ use crate::metrics::NetMetrics;
 use crate::net::{self, NetConfig, NetError};
 use crate::reachability::Mode;
 use crate::rooms::ActError;
+use crate::tree::{Tree, TreeInfo};
 
 mod event_loop;
 pub(crate) mod pending;
 
-use event_loop::{AccessMap, EventLoop};
+use event_loop::EventLoop;
 
 /// Commands waiting for the event loop. Small: callers are people and tests, not hot paths.
 const COMMAND_CAP: usize = 64;
@@ -67,6 +72,9 @@ pub struct NodeConfig {
     pub relays: Vec<Multiaddr>,
     /// Whether to ask AutoNAT, or take this node as reachable or not.
     pub reachability: Mode,
+    /// The caller opens this node's audio streams itself (for tests and benches of the audio
+    /// plane): a member does not attach to its room's tree on its own.
+    pub tree_by_hand: bool,
 }
 
 impl Default for NodeConfig {
@@ -78,6 +86,7 @@ impl Default for NodeConfig {
             max_children: DEFAULT_MAX_CHILDREN,
             relays: Vec::new(),
             reachability: Mode::default(),
+            tree_by_hand: false,
         }
     }
 }
@@ -94,16 +103,17 @@ impl NodeConfig {
 #[derive(Debug, Clone)]
 pub struct RoomView {
     pub descriptor: RoomDescriptor,
+    /// The room's state: for the stage (host, speakers, moderators), the fold of the room's
+    /// signed messages; for the audience, what the host's latest view says.
     pub state: RoomState,
-}
-
-/// Where to get a room's audio from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TreeParent {
-    pub peer: PeerId,
-    pub addrs: Vec<Multiaddr>,
-    /// Hops from the host (1: the host feeds you).
-    pub depth: u16,
+    /// Whether this node is in the audience (listening through the tree, off the room's topic).
+    pub audience: bool,
+    /// The host's latest view of the room for its audience: how many listen, the raised hands
+    /// (the audience's too), the reactions of late.
+    pub view: Option<AudienceView>,
+    /// Where the host (or whoever admitted this node) placed it in the relay tree, when it
+    /// joined as a listener.
+    pub placement: Option<Placement>,
 }
 
 /// Why a request on the room protocol got no answer.
@@ -139,6 +149,8 @@ pub enum BadAnswer {
     Unexpected { expected: &'static str },
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
+    #[error("an invalid {what}: {detail}")]
+    Invalid { what: &'static str, detail: String },
 }
 
 /// Why joining failed.
@@ -177,22 +189,21 @@ pub enum LobbyError {
     Stopped,
 }
 
-/// Why the host did not place this node in the relay tree.
+/// Why a node in a room's tree (the host, an ancestor) did not give this node a place, or the
+/// host did not say who arrived lately.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AttachError {
     #[error("not in room {0}")]
     NotInRoom(RoomId),
-    #[error("the relay tree is full for now")]
-    Waiting,
-    #[error("the host refused: {0}")]
+    #[error("it refused: {0}")]
     Refused(Refusal),
-    #[error("the host named a parent that is not an earshot peer")]
-    BadParent,
-    #[error("the host is unreachable")]
+    #[error("it is not an earshot peer")]
+    NotAnEarshotPeer,
+    #[error("it is unreachable")]
     Unreachable,
-    #[error("the host did not answer: {0}")]
+    #[error("it did not answer: {0}")]
     NoAnswer(RequestFailure),
-    #[error("the host sent an invalid answer: {0}")]
+    #[error("it sent an invalid answer: {0}")]
     BadAnswer(BadAnswer),
     #[error("the node has stopped")]
     Stopped,
@@ -287,9 +298,10 @@ enum Command {
         addrs: Vec<Multiaddr>,
         reply: oneshot::Sender<Result<Vec<Verified<Announcement>>, LobbyError>>,
     },
-    Tree {
+    Listeners {
         room: RoomId,
-        reply: oneshot::Sender<Option<Vec<Place>>>,
+        page: u32,
+        reply: oneshot::Sender<Result<Vec<Newcomer>, AttachError>>,
     },
     AskToCarry {
         relay: PeerId,
@@ -299,8 +311,10 @@ enum Command {
     },
     Attach {
         room: RoomId,
-        lost: Option<PeerId>,
-        reply: oneshot::Sender<Result<TreeParent, AttachError>>,
+        whom: Asked,
+        lost: Option<PeerKey>,
+        ticket: Option<Vec<u8>>,
+        reply: oneshot::Sender<Result<Placement, AttachError>>,
     },
     Dial {
         peer: PeerId,
@@ -332,7 +346,7 @@ impl std::fmt::Debug for Command {
             Command::Dial { .. } => "Dial",
             Command::Attach { .. } => "Attach",
             Command::AskToCarry { .. } => "AskToCarry",
-            Command::Tree { .. } => "Tree",
+            Command::Listeners { .. } => "Listeners",
             Command::Shutdown { .. } => "Shutdown",
         })
     }
@@ -347,6 +361,9 @@ pub struct Node {
     /// Opens and accepts streams (audio, replays) without going through the event loop.
     streams: libp2p_stream::Control,
     fanout: Fanout,
+    tree: Arc<Tree>,
+    memberships: crate::membership::Memberships,
+    tree_by_hand: bool,
     peer_id: PeerId,
     key: PeerKey,
     may_use_relays: bool,
@@ -374,20 +391,28 @@ impl Node {
             listening.push((id, addr.clone()));
         }
         let streams = swarm.behaviour().stream.new_control();
-        let access = AccessMap::default();
-        let fanout = Fanout::start(streams.clone(), event_loop::admission(&access));
+        let (tree, tree_events) = Tree::new(identity.signing_key().clone());
+        let fanout = Fanout::start(
+            streams.clone(),
+            Arc::clone(&tree) as Arc<dyn crate::fanout::Gate>,
+        );
         let (commands, command_rx) = mpsc::channel(COMMAND_CAP);
         let (events, _) = broadcast::channel(EVENT_CAP);
         let peer_id = identity.peer_id();
         let key = identity.key();
         let may_use_relays = config.may_use_relays();
+        let tree_by_hand = config.tree_by_hand;
         let mut event_loop = EventLoop::new(
             swarm,
             command_rx,
             events.clone(),
             &identity,
             &config,
-            access,
+            event_loop::Plane {
+                fanout: fanout.clone(),
+                tree: Arc::clone(&tree),
+                events: tree_events,
+            },
         );
         // Wait for every listener to come up, so callers can hand out addresses at once; one
         // that fails or never comes up is an error naming it.
@@ -439,6 +464,9 @@ impl Node {
             net_metrics: config.net.metrics.clone(),
             streams,
             fanout,
+            tree,
+            memberships: Default::default(),
+            tree_by_hand,
             peer_id,
             key,
             may_use_relays,
@@ -517,22 +545,34 @@ impl Node {
     /// Opens a room this node hosts and joins it as the host.
     pub async fn host(&self, descriptor: RoomDescriptor, name: &str) -> Result<(), HostError> {
         let name = name.to_owned();
+        let room = descriptor.id;
         self.call(|reply| Command::Host {
             descriptor,
             name,
             reply,
         })
         .await
-        .map_err(|_| HostError::Stopped)?
+        .map_err(|_| HostError::Stopped)??;
+        self.start_membership(room, None);
+        Ok(())
     }
 
     /// Joins the room a link invites to: checks the link, reaches the host, is admitted, and
     /// follows the room from the host's snapshot on.
     pub async fn join(&self, link: InviteLink, name: &str) -> Result<RoomView, JoinError> {
         let name = name.to_owned();
-        self.call(|reply| Command::Join { link, name, reply })
+        let view = self
+            .call(|reply| Command::Join { link, name, reply })
             .await
-            .map_err(|_| JoinError::Stopped)?
+            .map_err(|_| JoinError::Stopped)??;
+        self.start_membership(
+            view.descriptor.id,
+            Some(crate::membership::Start {
+                host: view.descriptor.host,
+                placement: view.placement.clone(),
+            }),
+        );
+        Ok(view)
     }
 
     /// Says something to a room (raise a hand, promote someone, chat …).
@@ -568,20 +608,50 @@ impl Node {
             .map_err(|_| LobbyError::Stopped)?
     }
 
-    /// The relay tree of a room this node hosts: (member, parent, depth), depth-first from the
-    /// host; `None` if this node does not host the room.
-    pub async fn tree(&self, room: RoomId) -> Result<Option<Vec<Place>>, NodeStopped> {
-        self.call(|reply| Command::Tree { room, reply }).await
+    /// This node's place in `room`'s relay tree: its path up to the host, its children, its
+    /// subtree's size.
+    pub fn tree(&self, room: &RoomId) -> Option<TreeInfo> {
+        self.tree.info(room)
     }
 
-    /// Asks the host of `room` where in the relay tree to get its audio; `lost` is the parent
-    /// this node just lost, if any.
+    /// The relay trees this node takes part in (the audio plane's gate).
+    pub(crate) fn trees(&self) -> &Arc<Tree> {
+        &self.tree
+    }
+
+    pub(crate) fn memberships(&self) -> &crate::membership::Memberships {
+        &self.memberships
+    }
+
+    /// Whether the caller drives this node's audio streams itself ([`NodeConfig::tree_by_hand`]).
+    pub(crate) fn drives_tree_by_hand(&self) -> bool {
+        self.tree_by_hand
+    }
+
+    /// Asks `whom` (the host, or an ancestor in the tree) for a place in `room`'s relay tree;
+    /// `lost` is the parent this node just lost, if any, and `ticket` the place it held.
     pub async fn attach(
         &self,
         room: RoomId,
-        lost: Option<PeerId>,
-    ) -> Result<TreeParent, AttachError> {
-        self.call(|reply| Command::Attach { room, lost, reply })
+        whom: Asked,
+        lost: Option<PeerKey>,
+        ticket: Option<Vec<u8>>,
+    ) -> Result<Placement, AttachError> {
+        self.call(|reply| Command::Attach {
+            room,
+            whom,
+            lost,
+            ticket,
+            reply,
+        })
+        .await
+        .map_err(|_| AttachError::Stopped)?
+    }
+
+    /// Asks the host of `room` for the listeners that arrived lately, newest first, a page
+    /// ([`earshot_protocol::audience::host::LISTENERS_PAGE`]) at a time.
+    pub async fn listeners(&self, room: RoomId, page: u32) -> Result<Vec<Newcomer>, AttachError> {
+        self.call(|reply| Command::Listeners { room, page, reply })
             .await
             .map_err(|_| AttachError::Stopped)?
     }

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use earshot_protocol::state::{Member, RoomRole, RoomState};
+use earshot_protocol::state::RoomRole;
 use earshot_protocol::{
     Audience, ControlBody, Grant, InviteLink, PeerKey, Role, RoomId, Timestamp,
 };
@@ -99,6 +99,8 @@ pub enum RoomError {
     BadHost,
     #[error("the room has closed")]
     Closed,
+    #[error("the host did not say: {0}")]
+    Ask(#[from] crate::node::AttachError),
     #[error(transparent)]
     Stopped(#[from] NodeStopped),
 }
@@ -107,33 +109,51 @@ pub enum RoomError {
 /// PeerId or key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FindError {
-    #[error("nobody called {0:?} is in the room (see /who)")]
+    #[error("nobody called {0:?} is in the room (see /who; a listener by their whole PeerId)")]
     Nobody(String),
     #[error("{0:?} matches several members; use more of their PeerId")]
     Several(String),
 }
 
-/// Finds a member of `state` by display name, else by a prefix of its PeerId or key.
-pub fn find_member(state: &RoomState, who: &str) -> Result<PeerKey, FindError> {
-    let members: Vec<&Member> = state.members.values().collect();
-    let by_name: Vec<&&Member> = members
-        .iter()
-        .filter(|m| m.display_name().eq_ignore_ascii_case(who))
+/// Finds a member of the room by display name, else by a prefix of its PeerId or key: among the
+/// members `view`'s state knows, then the raised hands in the host's view (the audience's), and
+/// at last anyone named by a whole PeerId (a listener who has not raised a hand).
+pub fn find_member(view: &crate::node::RoomView, who: &str) -> Result<PeerKey, FindError> {
+    let mut people: Vec<(PeerKey, String)> = view
+        .state
+        .members
+        .values()
+        .map(|m| (m.key, m.display_name()))
         .collect();
-    let matches: Vec<&&Member> = if by_name.is_empty() {
-        members
+    if let Some(audience) = &view.view {
+        for hand in &audience.hands {
+            if !people.iter().any(|(key, _)| *key == hand.key) {
+                people.push((hand.key, hand.name.clone()));
+            }
+        }
+    }
+    let by_name: Vec<&(PeerKey, String)> = people
+        .iter()
+        .filter(|(_, name)| name.eq_ignore_ascii_case(who))
+        .collect();
+    let matches: Vec<&(PeerKey, String)> = if by_name.is_empty() {
+        people
             .iter()
-            .filter(|m| {
-                m.key.as_peer_id().to_string().starts_with(who)
-                    || m.key.to_string().starts_with(&who.to_ascii_lowercase())
+            .filter(|(key, _)| {
+                key.as_peer_id().to_string().starts_with(who)
+                    || key.to_string().starts_with(&who.to_ascii_lowercase())
             })
             .collect()
     } else {
         by_name
     };
     match matches.as_slice() {
-        [member] => Ok(member.key),
-        [] => Err(FindError::Nobody(who.to_owned())),
+        [(key, _)] => Ok(*key),
+        [] => who
+            .parse::<libp2p::PeerId>()
+            .ok()
+            .and_then(|peer| PeerKey::from_peer_id(&peer).ok())
+            .ok_or_else(|| FindError::Nobody(who.to_owned())),
         _ => Err(FindError::Several(who.to_owned())),
     }
 }
@@ -360,6 +380,36 @@ impl Room {
     /// The room as this node sees it now.
     pub async fn view(&self) -> Result<crate::node::RoomView, RoomError> {
         self.node.view(self.id).await?.ok_or(RoomError::Closed)
+    }
+
+    /// This node's place in the room's relay tree (`/tree`), said as [`Event::Tree`].
+    pub async fn tree(&self) -> Result<Event, RoomError> {
+        let view = self.view().await?;
+        let info = self.node.tree(&self.id).ok_or(RoomError::Closed)?;
+        Ok(Event::tree(self.id, &info, &view, self.node.key()))
+    }
+
+    /// Who is in the room (`/who`), said as [`Event::Who`].
+    pub async fn who(&self) -> Result<Event, RoomError> {
+        Ok(Event::who(self.id, &self.view().await?))
+    }
+
+    /// The listeners that arrived lately, newest first, a page of
+    /// [`crate::rooms::LISTENERS_PAGE`] (`/who listeners [PAGE]`, counted from 1 there): asked of
+    /// the host, said as [`Event::Listeners`].
+    pub async fn listeners(&self, page: u32) -> Result<Event, RoomError> {
+        let listeners = self.node.listeners(self.id, page).await?;
+        Ok(Event::Listeners {
+            room: self.id,
+            page,
+            listeners: listeners
+                .into_iter()
+                .map(|listener| crate::event::ListenerInfo {
+                    peer_id: listener.key,
+                    name: listener.name,
+                })
+                .collect(),
+        })
     }
 
     /// `/record start|stop`: the host and moderators start and stop the room's recording (the

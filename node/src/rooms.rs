@@ -1,7 +1,8 @@
 //! The rooms this node is in, as a sans-IO state machine: hosting, the join handshake (both
 //! sides), this node's own actions, messages from the room's topic, heartbeats, the publish
-//! queue, welcomes waiting for a joiner's subscription, and lobby announcements of public rooms
-//! it hosts.
+//! queue, welcomes waiting for a joiner's subscription, lobby announcements of public rooms it
+//! hosts, and the audience tier ([`audience`]): listeners off the topic, the room coming down
+//! the relay tree to them and what they say going up it to the host.
 //!
 //! [`Rooms`] takes the time ([`Now`]) and its inputs and returns [`Effect`]s; it never touches
 //! the swarm. What it needs to know of the network comes in as arguments: whether a peer follows
@@ -27,10 +28,12 @@ use crate::node::pending::{Pending, PendingJoin};
 use crate::node::{HostError, JoinError, RoomView};
 use crate::peers::Peers;
 
+mod audience;
 mod hosting;
 mod joined;
 
-pub use joined::{ActError, Joined, MAX_PENDING_PUBLISH, PUBLISH_RETRY_FOR};
+pub use audience::LISTENERS_PAGE;
+pub use joined::{ActError, Joined, MAX_PENDING_PUBLISH, PUBLISH_RETRY_FOR, Tier};
 
 /// Most gossip messages kept for a room whose snapshot has not arrived yet.
 const MAX_EARLY_MESSAGES: usize = 512;
@@ -54,15 +57,6 @@ pub enum Verdict {
     Ignore,
     /// Invalid: drop it and penalise whoever forwarded it.
     Reject,
-}
-
-/// Who may receive and send audio in a room, for the audio plane.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Access {
-    /// Present members.
-    pub present: std::collections::HashSet<PeerId>,
-    /// On stage and not muted.
-    pub speakers: std::collections::HashSet<PeerId>,
 }
 
 /// An admitted joiner waiting for its welcome.
@@ -137,6 +131,9 @@ impl Rooms {
         self.joined.get(room).map(|joined| RoomView {
             descriptor: joined.descriptor.clone(),
             state: joined.state.clone(),
+            audience: joined.tier == Tier::Audience,
+            view: joined.view.clone(),
+            placement: None,
         })
     }
 
@@ -157,23 +154,6 @@ impl Rooms {
         } else {
             Err(Refusal::NotPresent)
         }
-    }
-
-    /// Who may listen and speak in `room` by its state now (`None`: not in it).
-    pub fn access(&self, room: &RoomId) -> Option<Access> {
-        let joined = self.joined.get(room)?;
-        let mut access = Access::default();
-        let state = &joined.state;
-        for member in state.members.values().filter(|m| state.is_present(m)) {
-            let Ok(peer) = member.key.to_peer_id() else {
-                continue;
-            };
-            access.present.insert(peer);
-            if member.role().on_stage() && !member.muted.value {
-                access.speakers.insert(peer);
-            }
-        }
-        Some(access)
     }
 
     fn next_seq_base(&mut self) -> u64 {
@@ -213,12 +193,23 @@ impl Rooms {
             now.instant,
             ControlBody::Join { name },
         )?;
-        self.joined.insert(room, joined);
-        let mut effects = vec![Effect::Publish {
+        joined.audience = Some(earshot_protocol::audience::host::HostAudience::new(
             room,
-            bytes,
-            since: now.instant,
-        }];
+            earshot_protocol::audience::host::AudiencePolicy::default(),
+            now.instant,
+        ));
+        self.joined.insert(room, joined);
+        let mut effects = vec![
+            Effect::OpenTree {
+                room,
+                host: self.me,
+            },
+            Effect::Publish {
+                room,
+                bytes,
+                since: now.instant,
+            },
+        ];
         self.changed(room, changes, &mut effects);
         // A public room is on the lobby from the moment it opens.
         self.announce(room, now, &mut effects);
@@ -287,7 +278,7 @@ impl Rooms {
             then: Pending::Join(Box::new(PendingJoin {
                 link,
                 name,
-                reply,
+                reply: Some(reply),
                 next_seq: first_seq + 1,
             })),
         }]
@@ -303,6 +294,20 @@ impl Rooms {
     ) -> Vec<Effect> {
         let room = pending.link.capability.room;
         let snapshot = match response {
+            RoomResponse::Admitted {
+                descriptor,
+                view,
+                placement,
+                chat,
+            } if !self.joined.contains_key(&room) => {
+                let admitted = audience::Admitted {
+                    descriptor,
+                    view,
+                    placement,
+                    chat,
+                };
+                return self.audience_joined(now, pending, admitted);
+            }
             RoomResponse::Welcome { snapshot } => {
                 match RoomSnapshot::decode_verified(&snapshot, room, pending.link.host) {
                     Ok(snapshot) => snapshot.into_inner(),
@@ -322,6 +327,8 @@ impl Rooms {
         let early = self.joining.remove(&room).unwrap_or_default();
         // The policy comes from the host-signed descriptor, whatever the snapshot says.
         let members_may_record = snapshot.descriptor.recording.members_may_record;
+        // A listener stepping up: the audience's view of the room gives way to the fold.
+        let before = self.joined.remove(&room);
         let mut joined = Joined::new(
             snapshot.descriptor,
             snapshot.state.with_member_recording(members_may_record),
@@ -331,6 +338,11 @@ impl Rooms {
             now.instant,
         );
         let mut changes = Vec::new();
+        if let Some(before) = &before {
+            changes = before.state.changes_to(&joined.state);
+            joined.view = before.view.clone();
+            joined.link = before.link.clone();
+        }
         for envelope in early {
             if let Ok(applied) = joined.state.apply(now.wall, &envelope) {
                 changes.extend(applied);
@@ -339,9 +351,18 @@ impl Rooms {
         let view = RoomView {
             descriptor: joined.descriptor.clone(),
             state: joined.state.clone(),
+            audience: false,
+            view: joined.view.clone(),
+            placement: None,
         };
         self.joined.insert(room, joined);
         let mut effects = Vec::new();
+        if before.is_none() {
+            effects.push(Effect::OpenTree {
+                room,
+                host: pending.link.host,
+            });
+        }
         // Dial a few members so the room's mesh is not a star around the host.
         for hint in &snapshot.peers {
             let Ok(peer) = hint.key.to_peer_id() else {
@@ -362,16 +383,36 @@ impl Rooms {
         });
         self.changed(room, changes, &mut effects);
         info!(%room, "joined");
-        let _ = pending.reply.send(Ok(view));
+        if let Some(reply) = pending.reply {
+            effects.push(Effect::Joined {
+                reply,
+                view: Box::new(view),
+            });
+        }
         effects
     }
 
-    /// Our join failed (refused, unanswered, unreachable host).
+    /// Our join failed (refused, unanswered, unreachable host). A listener that could not step
+    /// up stays in the audience.
     pub fn join_failed(&mut self, pending: PendingJoin, err: JoinError) -> Vec<Effect> {
         let room = pending.link.capability.room;
         self.joining.remove(&room);
-        let _ = pending.reply.send(Err(err));
-        vec![Effect::Unsubscribe(room)]
+        let mut effects = vec![Effect::Unsubscribe(room)];
+        match pending.reply {
+            Some(reply) => {
+                let _ = reply.send(Err(err));
+            }
+            None => {
+                if let Some(joined) = self.joined.get_mut(&room) {
+                    joined.stepping_up = false;
+                }
+                effects.push(Effect::Emit(Event::Error {
+                    room: Some(room),
+                    message: format!("could not step up to the stage: {err}"),
+                }));
+            }
+        }
+        effects
     }
 
     /// This node says something in a room (raise a hand, promote someone, chat …).
@@ -385,24 +426,19 @@ impl Rooms {
             .joined
             .get_mut(&room)
             .ok_or(ActError::NotInRoom(room))?;
+        if joined.tier == Tier::Audience {
+            return self.audience_own_act(now, room, body);
+        }
         // Removing someone revokes the capabilities they joined with, as far as this node
         // knows them, unless the caller listed some.
         let body = match body {
             ControlBody::Remove { target, revoke } if revoke.is_empty() => ControlBody::Remove {
                 target,
                 revoke: joined
-                    .state
-                    .members
-                    .get(&target)
-                    .map(|member| {
-                        member
-                            .capabilities
-                            .keys()
-                            .copied()
-                            .take(earshot_protocol::control::MAX_REVOCATIONS)
-                            .collect()
-                    })
-                    .unwrap_or_default(),
+                    .capabilities_of(&target)
+                    .into_iter()
+                    .take(earshot_protocol::control::MAX_REVOCATIONS)
+                    .collect(),
             },
             body => body,
         };
@@ -410,9 +446,12 @@ impl Rooms {
         let (bytes, changes) = joined.act(&self.signing, now.wall, now.instant, body)?;
         let mut effects = vec![Effect::Publish {
             room,
-            bytes,
+            bytes: bytes.clone(),
             since: now.instant,
         }];
+        if let Ok(envelope) = Envelope::decode_verified(&bytes) {
+            self.relay_down(room, &envelope, &mut effects);
+        }
         self.changed(room, changes.clone(), &mut effects);
         if ends {
             effects.extend(self.close(now, room, CloseReason::Ended));
@@ -424,7 +463,11 @@ impl Rooms {
     pub fn leave(&mut self, now: Now, room: RoomId, reason: CloseReason) -> Vec<Effect> {
         if let Some(joined) = self.joined.get_mut(&room) {
             let mut effects = Vec::new();
-            if let Ok((bytes, _)) =
+            if joined.tier == Tier::Audience {
+                if let Ok((_, up)) = self.audience_own_act(now, room, ControlBody::Leave) {
+                    effects.extend(up);
+                }
+            } else if let Ok((bytes, _)) =
                 joined.act(&self.signing, now.wall, now.instant, ControlBody::Leave)
             {
                 effects.push(Effect::Publish {
@@ -492,11 +535,13 @@ impl Rooms {
         effects
     }
 
-    /// A message from `room`'s topic, forwarded by `source`.
+    /// A message from `room`'s topic, forwarded by `source`, published by `origin` (gossipsub's
+    /// signed source).
     pub fn on_message(
         &mut self,
         now: Now,
         source: PeerId,
+        origin: Option<PeerId>,
         room: Option<RoomId>,
         data: &[u8],
     ) -> (Verdict, Vec<Effect>) {
@@ -517,15 +562,23 @@ impl Rooms {
         let Some(joined) = self.joined.get_mut(&room) else {
             return (Verdict::Ignore, Vec::new());
         };
+        // The audience speaks through the host: a listener's own envelope on the topic is
+        // refused unless the host published it (its chat let through), whatever its signature.
+        if !joined.may_publish(&envelope, origin) {
+            let reason = "a listener's message not relayed by the host (the audience speaks \
+                          through the host)";
+            return (Verdict::Reject, vec![rejected(Some(room), source, reason)]);
+        }
         match joined.state.apply(now.wall, &envelope) {
             Ok(changes) => {
+                let mut effects = Vec::new();
+                self.relay_down(room, &envelope, &mut effects);
                 let ended = changes
                     .iter()
                     .any(|change| matches!(change, RoomChange::RoomEnded { .. }));
                 let removed = changes.iter().any(
                     |change| matches!(change, RoomChange::Removed { member, .. } if *member == self.me),
                 );
-                let mut effects = Vec::new();
                 self.changed(room, changes, &mut effects);
                 if ended {
                     effects.extend(self.close(now, room, CloseReason::Ended));
@@ -546,6 +599,7 @@ impl Rooms {
         &mut self,
         now: Now,
         follows: impl Fn(&PeerId, &RoomId) -> bool,
+        tree_size: impl Fn(&RoomId) -> u32,
         peers: &Peers,
     ) -> Vec<Effect> {
         let mut effects = Vec::new();
@@ -553,6 +607,10 @@ impl Rooms {
             let Some(joined) = self.joined.get_mut(&room) else {
                 continue;
             };
+            // The audience hears no heartbeats and sends none: its room is the host's view.
+            if joined.tier == Tier::Audience {
+                continue;
+            }
             let timeouts = joined.state.tick(now.wall);
             let heartbeat = if joined.presence_due(now.instant) {
                 joined
@@ -570,6 +628,7 @@ impl Rooms {
                 });
                 self.changed(room, changes, &mut effects);
             }
+            self.host_view(now, room, tree_size(&room), &mut effects);
             self.announce(room, now, &mut effects);
         }
         effects.extend(self.retry(now));
@@ -588,8 +647,18 @@ impl Rooms {
             return;
         };
         joined.note_replays(&changes);
+        // The host's audience hears of the stage in its next view, and of its applause.
+        if let Some(audience) = joined.audience.as_mut() {
+            audience.stage_changed();
+            for change in &changes {
+                if let RoomChange::Reaction { emoji, .. } = change {
+                    audience.react(emoji);
+                }
+            }
+        }
         for change in &changes {
-            effects.push(Effect::Emit(Event::of_change(room, change, &joined.state)));
+            let name = |key: &PeerKey| joined.name_of(key);
+            effects.push(Effect::Emit(Event::of_change_named(room, change, name)));
         }
         effects.push(Effect::Changed { room, changes });
     }

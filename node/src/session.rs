@@ -1,30 +1,29 @@
-//! A node's part in one room's audio, end to end: its voice in, the room's audio out, and its
-//! place in the relay tree kept up to date.
+//! A node's part in one room's audio, end to end: its voice in, the room's audio out. Its place
+//! in the relay tree is the node's own, from joining to leaving ([`crate::membership`]).
 //!
 //! - The **host** speaks straight into the root of the tree and plays the speakers it receives;
 //!   its relay forwards only the loudest few speakers ([`crate::fanout::FanoutOptions`]).
-//! - A **member** asks the host for a parent, receives from it (relaying to its own children),
-//!   and when the parent dies or goes silent asks again at once, reporting the lost parent.
-//!   When a parent leaves gracefully it says so first and keeps feeding until the member is
-//!   attached elsewhere. Each move is said to the room ([`ControlBody::TreePosition`]) so that
-//!   every member can draw the tree. While on stage, a member sends its voice to the host.
+//! - A **member** plays what comes from its parent in the tree, and while on stage sends its
+//!   voice to the host.
+//! - A **carrier** (a community relay) plays nothing and says nothing: it only relays.
 //!
 //! Audio threads (capture, playback) never wait on the network: they exchange frames with the
 //! relay through bounded queues that drop rather than block.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use earshot_protocol::RoomId;
 use earshot_protocol::frame::SpeakerId;
-use earshot_protocol::{ControlBody, PeerKey, RoomId};
 use libp2p::PeerId;
 use tokio::sync::{broadcast, watch};
-use tracing::{debug, info};
 
 use crate::audio::io::{AudioIoError, Input, Output, PlayStats, Player, PlayerStatus};
 use crate::audio::io::{spawn_player, spawn_source};
-use crate::fanout::{Fanout, FanoutOptions, FanoutStats, StreamError};
+use crate::fanout::{Fanout, FanoutOptions, FanoutStats, HANDOVER_TIMEOUT, StreamError};
+use crate::membership::Membership;
+pub use crate::membership::{AudioEvent, Position};
 use crate::node::Node;
 
 /// Why a room's audio could not start.
@@ -34,31 +33,6 @@ pub enum SessionError {
     Audio(#[from] AudioIoError),
     #[error("cannot send your voice: {0}")]
     Speak(#[from] StreamError),
-}
-
-/// Something that happened to this node's audio, for user interfaces.
-#[derive(Debug, Clone, PartialEq)]
-pub enum AudioEvent {
-    /// Receiving from `parent`, `depth` hops below the host. `repair` is how long it took from
-    /// losing the previous parent to the new stream being open (none for the first attach).
-    Attached {
-        parent: PeerId,
-        depth: u16,
-        repair: Option<Duration>,
-    },
-    /// The parent went away (`leaving`: it said so), and this node is re-attaching.
-    Lost {
-        parent: PeerId,
-        leaving: bool,
-        reason: String,
-    },
-}
-
-/// Where this node is in the tree.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Position {
-    pub parent: PeerId,
-    pub depth: u16,
 }
 
 /// A snapshot of this node's audio, for status displays (reported as
@@ -115,7 +89,7 @@ pub struct AudioSession {
     stats: Arc<FanoutStats>,
     player: Option<Player>,
     position: watch::Receiver<Option<Position>>,
-    follower: Option<tokio::task::JoinHandle<()>>,
+    membership: Membership,
     voice: Voice,
     events: broadcast::Sender<AudioEvent>,
 }
@@ -143,8 +117,8 @@ impl AudioSession {
         Ok(session)
     }
 
-    /// A member's audio: a place in the tree (kept up to date) and the room played into
-    /// `output`. Its voice (`input`) goes to the host (`host`) while it is on stage
+    /// A member's audio: the room played into `output` (from its place in the tree, which the
+    /// node keeps). Its voice (`input`) goes to the host (`host`) while it is on stage
     /// ([`Self::set_on_stage`]).
     pub fn member(
         node: &Node,
@@ -164,8 +138,8 @@ impl AudioSession {
         )
     }
 
-    /// A community relay's part in a room: a place in the tree, feeding as many children as it
-    /// declared, and nothing played (it never decodes the audio it carries).
+    /// A community relay's part in a room: feeding as many children as it declared from its
+    /// place in the tree, and nothing played (it never decodes the audio it carries).
     pub fn carry(node: &Node, relay: &Fanout, room: RoomId) -> Result<Self, SessionError> {
         Self::open(node, relay, room, Role::Carrier, Input::Silence, None)
     }
@@ -193,16 +167,11 @@ impl AudioSession {
         let player = output
             .map(|output| spawn_player(heard, output))
             .transpose()?;
-        let (tx, position) = watch::channel(None);
-        let events = broadcast::channel(64).0;
-        let follower = (!matches!(role, Role::Root { .. })).then(|| {
-            tokio::spawn(follow_tree(
-                node.clone(),
-                relay.clone(),
-                room,
-                tx,
-                events.clone(),
-            ))
+        // The node keeps this node's place in the tree (see `crate::membership`).
+        let membership = node.membership(&room).unwrap_or_else(|| Membership {
+            position: watch::channel(None).1,
+            events: broadcast::channel(1).0,
+            done: watch::channel(true).1,
         });
         Ok(Self {
             relay: relay.clone(),
@@ -210,8 +179,7 @@ impl AudioSession {
             me,
             stats,
             player,
-            position,
-            follower,
+            position: membership.position.clone(),
             voice: Voice {
                 input,
                 host: match role {
@@ -221,7 +189,8 @@ impl AudioSession {
                 speaking: None,
                 self_muted: Arc::new(AtomicBool::new(matches!(role, Role::Carrier))),
             },
-            events,
+            events: membership.events.clone(),
+            membership,
         })
     }
 
@@ -289,14 +258,11 @@ impl AudioSession {
     /// finishes the output.
     pub async fn finish(mut self) -> Result<PlayStats, SessionError> {
         self.stop_voice();
-        let stranded = self.relay.hand_over(&self.room).await;
-        if stranded > 0 {
-            info!(stranded, "some children had not moved when this node left");
-        }
-        if let Some(follower) = self.follower.take() {
-            follower.abort();
-        }
-        self.relay.close_room(&self.room);
+        // The node hands this node's children over as the room closes for it (see
+        // `crate::membership`); the session ends once that is done.
+        self.membership
+            .finished(HANDOVER_TIMEOUT + Duration::from_secs(1))
+            .await;
         let stats = match self.player.take() {
             Some(player) => tokio::task::spawn_blocking(move || player.finish())
                 .await
@@ -336,100 +302,8 @@ impl AudioSession {
 
 impl Drop for AudioSession {
     fn drop(&mut self) {
+        // A player not finished stops its thread as it drops; the node's membership in the
+        // room lasts as long as the node is in it.
         self.stop_voice();
-        if let Some(follower) = self.follower.take() {
-            follower.abort();
-        }
-        // A player not finished stops its thread as it drops.
-        self.relay.close_room(&self.room);
-    }
-}
-
-/// Keeps a member attached to the room's relay tree: asks the host for a parent, receives from
-/// it, and when the stream ends asks again at once, reporting the lost parent.
-async fn follow_tree(
-    node: Node,
-    relay: Fanout,
-    room: RoomId,
-    position: watch::Sender<Option<Position>>,
-    events: broadcast::Sender<AudioEvent>,
-) {
-    let mut lost: Option<PeerId> = None;
-    let mut lost_at: Option<Instant> = None;
-    let mut draining = None;
-    loop {
-        match node.attach(room, lost.take()).await {
-            Ok(parent) => {
-                debug!(parent = %parent.peer, depth = parent.depth, "attached to the relay tree");
-                if let Err(err) = node.dial(parent.peer, parent.addrs.clone()).await {
-                    debug!(%err, "could not dial the parent; opening the stream may still work");
-                }
-                let here = Position {
-                    parent: parent.peer,
-                    depth: parent.depth,
-                };
-                position.send_replace(Some(here));
-                let _ = events.send(AudioEvent::Attached {
-                    parent: parent.peer,
-                    depth: parent.depth,
-                    repair: lost_at.take().map(|at| at.elapsed()),
-                });
-                // Told to the room alongside, not before: the audio comes first.
-                if let Ok(key) = PeerKey::from_peer_id(&parent.peer) {
-                    let node = node.clone();
-                    let depth = parent.depth;
-                    tokio::spawn(async move {
-                        let said = node.act(room, ControlBody::TreePosition { parent: key, depth });
-                        if let Err(err) = said.await {
-                            debug!(%err, "could not tell the room where this node is in the tree");
-                        }
-                    });
-                }
-                // A parent that does not start the stream may not know yet that this node is in
-                // the room (that travels by gossip), or dropped it in a burst of new streams:
-                // ask it again a few times before calling it gone.
-                let mut ended = relay.listen_after(room, parent.peer, &mut draining).await;
-                for pause in [25, 50, 100, 200] {
-                    if !matches!(ended, Err(StreamError::NotStarted(_))) {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(pause)).await;
-                    ended = relay.listen_after(room, parent.peer, &mut draining).await;
-                }
-                position.send_replace(None);
-                let refused = matches!(ended, Err(StreamError::NotStarted(_)));
-                lost_at = Some(Instant::now());
-                lost = Some(parent.peer);
-                let event = match ended {
-                    Ok(still_feeding) => {
-                        info!(parent = %parent.peer, "the parent is leaving; moving");
-                        draining = Some(still_feeding);
-                        AudioEvent::Lost {
-                            parent: parent.peer,
-                            leaving: true,
-                            reason: "it is leaving".into(),
-                        }
-                    }
-                    Err(err) => {
-                        info!(%err, "lost the parent in the relay tree; re-attaching");
-                        AudioEvent::Lost {
-                            parent: parent.peer,
-                            leaving: false,
-                            reason: err.to_string(),
-                        }
-                    }
-                };
-                let _ = events.send(event);
-                // Re-attach at once; only a parent that would not even start a stream (after
-                // the retries above) earns a pause, so that a confused host cannot make this spin.
-                if refused {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-            Err(err) => {
-                debug!(%err, "no place in the relay tree yet");
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-        }
     }
 }

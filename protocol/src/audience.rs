@@ -6,6 +6,7 @@
 
 pub mod follow;
 pub mod host;
+pub mod relayed;
 pub mod subtree;
 pub mod ticket;
 pub mod view;

@@ -297,17 +297,21 @@ pub enum RoomRequest {
     Join { envelope: serde_bytes::ByteBuf },
     /// Asks any node for the live public rooms it knows of.
     Lobby,
-    /// Asks the host where in the relay tree to get the room's audio; the asker can feed
-    /// `capacity` children itself. `lost` is the parent it just lost (died or went silent): the
-    /// host takes it out of the tree at once rather than waiting for its presence to time out.
+    /// Asks a node of the room's relay tree (the host, or an ancestor of the asker) for a place
+    /// in its subtree. `lost` is the parent the asker just lost (died or went silent): an
+    /// ancestor that lost that child lately takes its orphans back.
     Attach {
         room: RoomId,
-        capacity: u16,
         lost: Option<PeerKey>,
+        /// The asker's last ticket (its place before): how a grandparent knows an orphan of
+        /// its lost child, and the host a member of its audience.
+        ticket: Option<serde_bytes::ByteBuf>,
     },
     /// Asks a community relay to carry a room's audio: to join with this invite link (bound to
     /// the relay's key) as a listener that feeds many children and plays nothing.
     Carry { link: String },
+    /// Asks the host for the listeners that arrived lately, newest first, a page at a time.
+    Listeners { room: RoomId, page: u32 },
 }
 
 /// An answer on the room protocol.
@@ -321,16 +325,36 @@ pub enum RoomResponse {
     Lobby {
         announcements: Vec<serde_bytes::ByteBuf>,
     },
-    /// Get the audio from this member (open a listen stream to it), `depth` hops from the host.
-    Parent {
-        key: PeerKey,
-        addrs: Vec<serde_bytes::ByteBuf>,
-        depth: u16,
-    },
+    /// Get the audio from this member (open a listen stream to it, presenting the ticket),
+    /// `depth` hops from the host.
+    Parent(Placement),
     /// The tree is full for now: ask again later.
     Waiting,
     /// The relay will join and carry the room's audio.
     Carrying,
+    /// Admitted to the room's audience: the room's descriptor and the host's latest view (a
+    /// joiner's snapshot), where to get the audio (none: ask again), and recent chat (signed
+    /// envelopes).
+    Admitted {
+        descriptor: serde_bytes::ByteBuf,
+        view: serde_bytes::ByteBuf,
+        placement: Option<Placement>,
+        chat: Vec<serde_bytes::ByteBuf>,
+    },
+    /// Listeners that arrived lately.
+    Listeners {
+        listeners: Vec<crate::audience::wire::Newcomer>,
+    },
+}
+
+/// A place in the relay tree.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Placement {
+    pub key: PeerKey,
+    pub addrs: Vec<serde_bytes::ByteBuf>,
+    pub depth: u16,
+    /// A [`crate::audience::Ticket`], encoded.
+    pub ticket: serde_bytes::ByteBuf,
 }
 
 /// Why a node refused a request on the room protocol. The variants a node chooses from are
@@ -369,6 +393,12 @@ pub enum Refusal {
     NotTheRoomsHost,
     #[error("the invite link is not valid: {detail}")]
     BadLink { detail: String },
+    #[error("this node has no place for you: ask another")]
+    NoPlace,
+    #[error("the stage joins through the host")]
+    StageThroughHost,
+    #[error("your ticket is not valid: {detail}")]
+    BadTicket { detail: String },
 }
 
 impl RoomRequest {
@@ -377,7 +407,10 @@ impl RoomRequest {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        codec::decode(bytes, crate::envelope::MAX_ENVELOPE_BYTES + 64)
+        // The largest request: a join's envelope, or an attach's ticket.
+        let max =
+            crate::envelope::MAX_ENVELOPE_BYTES.max(crate::audience::ticket::MAX_TICKET_BYTES);
+        codec::decode(bytes, max + 64)
     }
 }
 

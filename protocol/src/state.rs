@@ -450,6 +450,134 @@ impl RoomState {
         self.members.get(key).map(Member::role)
     }
 
+    /// The room as an audience member knows it: what the host's latest view says (the stage,
+    /// raised hands, the recording flag, the end), plus this member itself.
+    pub fn of_audience_view(
+        host: PeerKey,
+        view: &crate::audience::AudienceView,
+        me: Option<(PeerKey, &str)>,
+    ) -> RoomState {
+        let mut state = RoomState::new(view.room, host);
+        let stamp = Stamp {
+            at: view.at,
+            author: host,
+            seq: view.seq,
+        };
+        let add = |key: PeerKey, name: &str, role: RoomRole| {
+            let mut member = Member::new(key, role.min(RoomRole::Speaker).max(RoomRole::Listener));
+            if role == RoomRole::Host {
+                member.granted = RoomRole::Host;
+            } else {
+                member.assigned.set(Some(role), stamp);
+            }
+            member.name.set(name.to_owned(), stamp);
+            member.present.set(true, stamp);
+            member.heard_at = view.at;
+            member
+        };
+        for on_stage in &view.stage {
+            let mut member = add(on_stage.key, &on_stage.name, on_stage.role);
+            member.muted.set(on_stage.muted, stamp);
+            state.members.insert(on_stage.key, member);
+        }
+        for hand in &view.hands {
+            let mut member = add(hand.key, &hand.name, RoomRole::Listener);
+            member.hand.set(Some(hand.since), stamp);
+            state.members.entry(hand.key).or_insert(member);
+        }
+        if let Some((key, name)) = me {
+            state
+                .members
+                .entry(key)
+                .or_insert_with(|| add(key, name, RoomRole::Listener));
+        }
+        state.recording.set(view.recording, stamp);
+        state.ended = view.ended;
+        state.banned = view.banned.iter().copied().collect();
+        state.revoked = view.revoked.iter().copied().collect();
+        state
+    }
+
+    /// What changed from this state to `newer` as a member sees it (for an audience member,
+    /// whose state is the host's views): arrivals and departures, roles, hands, mutes, the
+    /// recording flag and the end, each credited to the host.
+    pub fn changes_to(&self, newer: &RoomState) -> Vec<RoomChange> {
+        let by = newer.host;
+        let mut changes = Vec::new();
+        for member in newer.present() {
+            let before = self.members.get(&member.key).filter(|m| self.is_present(m));
+            match before {
+                None if member.role().on_stage() => changes.push(RoomChange::MemberJoined {
+                    member: member.key,
+                    name: member.display_name(),
+                    role: member.role(),
+                }),
+                None => {}
+                Some(before) => {
+                    if before.role() != member.role() {
+                        changes.push(RoomChange::RoleChanged {
+                            member: member.key,
+                            role: member.role(),
+                            by,
+                        });
+                    }
+                    if before.muted.value != member.muted.value {
+                        changes.push(if member.muted.value {
+                            RoomChange::Muted {
+                                member: member.key,
+                                by,
+                            }
+                        } else {
+                            RoomChange::Unmuted {
+                                member: member.key,
+                                by,
+                            }
+                        });
+                    }
+                }
+            }
+            let had_hand = before.is_some_and(|b| b.hand.value.is_some());
+            if !had_hand && member.hand.value.is_some() {
+                changes.push(RoomChange::HandRaised { member: member.key });
+            }
+        }
+        for member in self.present() {
+            let after = newer
+                .members
+                .get(&member.key)
+                .filter(|m| newer.is_present(m));
+            if member.hand.value.is_some() && after.is_none_or(|a| a.hand.value.is_none()) {
+                changes.push(RoomChange::HandLowered { member: member.key });
+            }
+            let was_on_stage = member.role().on_stage();
+            let still_on_stage = after.is_some_and(|a| a.role().on_stage());
+            if was_on_stage && !still_on_stage {
+                match after {
+                    Some(after) => changes.push(RoomChange::RoleChanged {
+                        member: member.key,
+                        role: after.role(),
+                        by,
+                    }),
+                    None => changes.push(RoomChange::MemberLeft {
+                        member: member.key,
+                        reason: LeaveReason::Left,
+                    }),
+                }
+            }
+        }
+        if self.recording.value != newer.recording.value {
+            changes.push(if newer.recording.value {
+                RoomChange::RecordingStarted { by }
+            } else {
+                RoomChange::RecordingStopped { by }
+            });
+        }
+        if !self.ended && newer.ended {
+            changes.push(RoomChange::RoomEnded { by });
+        }
+        changes
+    }
+
     /// Whether the room would take `envelope` from its author now (room, clock window, bans,
     /// authority, permission), without applying it or recording its sequence number: for what
     /// the host takes from the audience on the room's behalf. Returns the author's role.

@@ -390,6 +390,7 @@ impl<'a> Live<'a> {
                 Err(err) => Err(err),
             },
             Line::Who => self.print_who().await,
+            Line::Listeners(page) => self.print_listeners(page).await,
             Line::Tree => self.print_tree().await,
             Line::Relay(addr) => self.room.ask_to_carry(addr).await,
             Line::Invite { role, expires } => {
@@ -431,7 +432,7 @@ impl<'a> Live<'a> {
             line::Parsed::Ready(line) => Ok(line),
             line::Parsed::NeedsMember { who, make } => {
                 let view = self.room.view().await.context("not in the room any more")?;
-                let member = earshot_node::room::find_member(&view.state, &who)?;
+                let member = earshot_node::room::find_member(&view, &who)?;
                 Ok(make(member))
             }
         }
@@ -450,16 +451,16 @@ impl<'a> Live<'a> {
 
     async fn print_who(&mut self) -> Result<(), earshot_node::room::RoomError> {
         let view = self.room.view().await?;
-        let who = Event::who(self.room.id(), &view.state);
+        let who = Event::who(self.room.id(), &view);
         if self.ctx.json {
             print_event(&who);
             return Ok(());
         }
         let state = &view.state;
+        let listeners = view.view.as_ref().map_or(0, |audience| audience.listeners);
         say!(
-            "\"{}\": {} here, {} on stage{}",
+            "\"{}\": {} on stage, {listeners} listening{}",
             view.descriptor.title,
-            state.present().len(),
             state.stage().len(),
             if state.recording.value {
                 ", recording"
@@ -490,17 +491,59 @@ impl<'a> Live<'a> {
                 }
             );
         }
+        // Hands in the audience (the stage's own are marked above).
+        if let Some(audience) = &view.view {
+            let shown: Vec<_> = audience
+                .hands
+                .iter()
+                .filter(|hand| {
+                    !state
+                        .members
+                        .get(&hand.key)
+                        .is_some_and(|m| state.is_present(m))
+                })
+                .collect();
+            if !shown.is_empty() {
+                say!(
+                    "  hands raised in the audience ({} in all):",
+                    audience.hands_total
+                );
+                for hand in shown {
+                    say!(
+                        "  {:<10} {:<16} {}",
+                        "listener",
+                        hand.name,
+                        hand.key.as_peer_id()
+                    );
+                }
+            }
+        }
+        if listeners > 0 {
+            say!("  (/who listeners: who arrived lately)");
+        }
         Ok(())
     }
 
-    /// The relay tree, from where each member says it is (the room state).
-    async fn print_tree(&self) -> Result<(), earshot_node::room::RoomError> {
-        let view = self.room.view().await?;
-        let tree = Event::tree(self.room.id(), &view.state);
+    /// `/who listeners [PAGE]`: who arrived lately, as the host saw them.
+    async fn print_listeners(&mut self, page: u32) -> Result<(), earshot_node::room::RoomError> {
+        let event = self.room.listeners(page.saturating_sub(1)).await?;
+        if self.ctx.json {
+            print_event(&event);
+        } else {
+            for line in self.text.lines(&event) {
+                say!("{line}");
+            }
+        }
+        Ok(())
+    }
+
+    /// This node's place in the relay tree: the path from the host, and its children.
+    async fn print_tree(&mut self) -> Result<(), earshot_node::room::RoomError> {
+        let tree = self.room.tree().await?;
         if self.ctx.json {
             print_event(&tree);
-        } else if let Event::Tree { nodes, .. } = &tree {
-            for line in self.text.tree(nodes) {
+        } else {
+            for line in self.text.lines(&tree) {
                 say!("{line}");
             }
         }

@@ -105,6 +105,7 @@ impl ReachabilitySettings {
             max_children,
             relays: self.relays.clone(),
             reachability: self.mode,
+            ..NodeConfig::default()
         }
     }
 }

@@ -95,6 +95,7 @@ async fn run(identity: Identity, config: RelayConfig, json: bool) -> anyhow::Res
             // A community relay is reachable by definition: its operator opened the port.
             relays: Vec::new(),
             reachability: earshot_node::reachability::Mode::Public,
+            ..NodeConfig::default()
         },
     )
     .await

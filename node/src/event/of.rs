@@ -1,24 +1,32 @@
-//! Events from the node's own types: a room's changes, a fetch's progress, the tree as the room
-//! sees it.
-
-use std::collections::{HashMap, HashSet};
+//! Events from the node's own types: a room's changes, a fetch's progress, who is in a room,
+//! this node's place in its tree.
 
 use earshot_protocol::replay::ReplayLink;
 use earshot_protocol::state::{Member, RoomChange, RoomState};
 use earshot_protocol::{PeerKey, RoomId};
 
 use super::{Event, MemberInfo, TreeNode};
+use crate::node::RoomView;
+use crate::tree::TreeInfo;
 
 impl Event {
     /// The event for a change of a room's state, with display names from `state` (a member
     /// never seen is named by its short key).
     pub fn of_change(room: RoomId, change: &RoomChange, state: &RoomState) -> Event {
-        let name = |key: &PeerKey| {
+        Self::of_change_named(room, change, |key: &PeerKey| {
             state
                 .members
                 .get(key)
                 .map_or_else(|| key.short(), Member::display_name)
-        };
+        })
+    }
+
+    /// [`Self::of_change`] with display names from `name`.
+    pub fn of_change_named(
+        room: RoomId,
+        change: &RoomChange,
+        name: impl Fn(&PeerKey) -> String,
+    ) -> Event {
         match change.clone() {
             RoomChange::MemberJoined { member, name, role } => Event::MemberJoined {
                 room,
@@ -187,75 +195,67 @@ impl From<&crate::recording::replay::FetchEvent> for Event {
 }
 
 impl Event {
-    /// Who is in the room (`/who`).
-    pub fn who(room: RoomId, state: &RoomState) -> Event {
+    /// Who is in the room (`/who`): the stage (and, for the stage, whoever else is in its fold),
+    /// the raised hands (the audience's too), and how many listen.
+    pub fn who(room: RoomId, view: &RoomView) -> Event {
+        let state = &view.state;
+        let mut hands: Vec<PeerKey> = state.hands().iter().map(|member| member.key).collect();
+        if let Some(audience) = &view.view {
+            for hand in &audience.hands {
+                if !hands.contains(&hand.key) {
+                    hands.push(hand.key);
+                }
+            }
+        }
         Event::Who {
             room,
             recording: state.recording.value,
             members: state.present().into_iter().map(MemberInfo::of).collect(),
-            hands: state.hands().iter().map(|member| member.key).collect(),
+            hands,
+            listeners: view.view.as_ref().map_or(0, |audience| audience.listeners),
         }
     }
 
-    /// The relay tree as the room sees it (`/tree`).
-    pub fn tree(room: RoomId, state: &RoomState) -> Event {
-        Event::Tree {
-            room,
-            nodes: tree_of(state),
+    /// This node's place in the relay tree (`/tree`): its path from the host, itself, and the
+    /// children it feeds, with `size` nodes in its subtree.
+    pub fn tree(room: RoomId, info: &TreeInfo, view: &RoomView, me: PeerKey) -> Event {
+        let name = |key: &PeerKey| {
+            view.state
+                .members
+                .get(key)
+                .map_or_else(|| key.short(), Member::display_name)
+        };
+        let mut nodes = Vec::new();
+        let mut parent = None;
+        // The path is the parent first, up to the host: from the host down.
+        for (depth, key) in info.path.iter().rev().enumerate() {
+            nodes.push(TreeNode {
+                peer_id: *key,
+                name: name(key),
+                parent,
+                depth: Some(u16::try_from(depth).unwrap_or(u16::MAX)),
+            });
+            parent = Some(*key);
         }
-    }
-}
-
-/// The relay tree from a room's state: the host, then each present member under the parent it
-/// says it has, depth first; members not (yet) attached last.
-pub fn tree_of(state: &RoomState) -> Vec<TreeNode> {
-    let present = state.present();
-    let mut children: HashMap<PeerKey, Vec<PeerKey>> = HashMap::new();
-    for member in &present {
-        if let Some(position) = member.position.value {
-            children
-                .entry(position.parent)
-                .or_default()
-                .push(member.key);
-        }
-    }
-    for list in children.values_mut() {
-        list.sort();
-    }
-    let name = |key: &PeerKey| {
-        state
-            .members
-            .get(key)
-            .map_or_else(|| key.short(), Member::display_name)
-    };
-    let mut nodes = Vec::new();
-    let mut seen = HashSet::new();
-    let mut stack = vec![(state.host, None, 0u16)];
-    while let Some((key, parent, depth)) = stack.pop() {
-        if !seen.insert(key) {
-            continue;
-        }
+        let depth = u16::try_from(info.path.len()).unwrap_or(u16::MAX);
         nodes.push(TreeNode {
-            peer_id: key,
-            name: name(&key),
+            peer_id: me,
+            name: name(&me),
             parent,
             depth: Some(depth),
         });
-        if let Some(list) = children.get(&key) {
-            for child in list.iter().rev() {
-                stack.push((*child, Some(key), depth.saturating_add(1)));
-            }
-        }
-    }
-    for member in present {
-        if !seen.contains(&member.key) {
+        for child in &info.children {
             nodes.push(TreeNode {
-                peer_id: member.key,
-                name: member.display_name(),
-                parent: None,
-                depth: None,
+                peer_id: *child,
+                name: name(child),
+                parent: Some(me),
+                depth: Some(depth.saturating_add(1)),
             });
         }
+        Event::Tree {
+            room,
+            nodes,
+            subtree: info.size,
+        }
     }
-    nodes
 }

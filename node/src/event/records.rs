@@ -49,6 +49,15 @@ impl MemberInfo {
     }
 }
 
+/// A listener that arrived lately, as `/who listeners` lists them.
+#[serde_as]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenerInfo {
+    #[serde_as(as = "PeerIdOfKey")]
+    pub peer_id: PeerKey,
+    pub name: String,
+}
+
 /// One node of the relay tree as `/tree` prints it: `depth` and `parent` are `None` for a
 /// member not attached (yet).
 #[serde_as]

@@ -150,12 +150,40 @@ fn internal_events_have_no_json_form() {
 }
 
 #[test]
-fn the_tree_is_read_from_where_members_say_they_are() {
+fn the_tree_shows_the_path_down_to_this_node_and_its_children() {
     use earshot_protocol::state::RoomState;
     let host = key(0);
-    let state = RoomState::new(ROOM, host);
-    let nodes = tree_of(&state);
-    assert_eq!(nodes.len(), 1);
-    assert_eq!(nodes[0].peer_id, host);
-    assert_eq!(nodes[0].depth, Some(0));
+    let (parent, me, child) = (key(1), key(2), key(3));
+    let view = crate::node::RoomView {
+        descriptor: crate::fixtures::descriptor(
+            &crate::fixtures::signing(0),
+            ROOM,
+            earshot_protocol::Visibility::Unlisted,
+        ),
+        state: RoomState::new(ROOM, host),
+        audience: true,
+        view: None,
+        placement: None,
+    };
+    let info = crate::tree::TreeInfo {
+        depth: 2,
+        path: vec![parent, host],
+        children: vec![child],
+        size: 2,
+    };
+    let Event::Tree { nodes, subtree, .. } = Event::tree(ROOM, &info, &view, me) else {
+        panic!("a tree");
+    };
+    let depths: Vec<(PeerKey, Option<u16>)> = nodes.iter().map(|n| (n.peer_id, n.depth)).collect();
+    assert_eq!(
+        depths,
+        vec![
+            (host, Some(0)),
+            (parent, Some(1)),
+            (me, Some(2)),
+            (child, Some(3))
+        ]
+    );
+    assert_eq!(nodes[2].parent, Some(parent));
+    assert_eq!(subtree, 2);
 }

@@ -1,20 +1,22 @@
-//! The event loop: the one task that owns the `Swarm`. It is a router: commands and swarm events
-//! go to the sub-state machine they concern ([`Rooms`], [`Lobby`], [`Placement`],
-//! [`CarryBudget`], [`Peers`]), and the [`Effect`]s those return are carried out here, in order.
-//! Handlers never `.await`: a slow subscriber or a slow peer never stalls the loop.
+//! The event loop: the one task that owns the `Swarm`. It is a router: commands, swarm events and
+//! what comes along the relay trees ([`TreeEvent`]s) go to the sub-state machine they concern
+//! ([`Rooms`], [`Lobby`], [`CarryBudget`], [`Peers`]), and the [`Effect`]s those return are
+//! carried out here, in order. Handlers never `.await`: a slow subscriber or a slow peer never
+//! stalls the loop.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use earshot_protocol::RoomId;
+use earshot_protocol::audience::AudienceView;
+use earshot_protocol::audience::wire::Down;
 use earshot_protocol::snapshot::{RoomRequest, RoomResponse};
-use earshot_protocol::{PeerKey, RoomId};
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, TopicHash};
 use libp2p::request_response::{OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, identify};
-use parking_lot::Mutex;
 use tokio::sync::{broadcast, mpsc};
 use tracing::{debug, info, warn};
 
@@ -24,40 +26,32 @@ use crate::carry::CarryBudget;
 use crate::clock;
 use crate::effect::{Effect, InboundId};
 use crate::event::{CloseReason, Event};
-use crate::fanout::{Admission, StreamKind};
+use crate::fanout::Fanout;
 use crate::identity::Identity;
 use crate::lobby::Lobby;
 use crate::metrics::NetMetrics;
 use crate::net::{self, Behaviour, BehaviourEvent};
 use crate::peers::Peers;
-use crate::placement::Placement;
-use crate::rooms::{Access, Now, Rooms, Verdict};
+use crate::rooms::{Now, Rooms, Verdict};
+use crate::tree::{Tree, TreeEvent};
 
 mod requests;
 
 /// How often timers (heartbeats, timeouts, retries, announcements) are checked.
 const TICK: Duration = Duration::from_millis(100);
 
-/// Who may open audio streams in each room, kept by the event loop, read by the audio plane.
-pub(super) type AccessMap = Arc<Mutex<HashMap<RoomId, Access>>>;
-
-/// The audio plane's admission check over `access`: present members listen, members on stage
-/// and not muted speak.
-pub(super) fn admission(access: &AccessMap) -> Admission {
-    let access = Arc::clone(access);
-    Arc::new(move |room, peer, kind| {
-        access.lock().get(&room).is_some_and(|room| match kind {
-            StreamKind::Listen => room.present.contains(&peer),
-            StreamKind::Speak => room.speakers.contains(&peer),
-        })
-    })
+/// The audio plane, as the loop sees it: what it sends down and to one child, the rooms' trees
+/// (places, tickets, who may speak), and what comes along them for the loop.
+pub(super) struct Plane {
+    pub fanout: Fanout,
+    pub tree: Arc<Tree>,
+    pub events: mpsc::Receiver<TreeEvent>,
 }
 
 /// The loop's ties to the rest of the process.
 struct Outside {
     commands: mpsc::Receiver<Command>,
     events: broadcast::Sender<Event>,
-    access: AccessMap,
     /// Counts connections, circuits and libp2p's own metrics ([`crate::net::NetConfig::metrics`]).
     metrics: NetMetrics,
 }
@@ -91,7 +85,7 @@ pub(super) struct EventLoop {
     requests: Requests,
     rooms: Rooms,
     lobby: Lobby,
-    placement: Placement,
+    plane: Plane,
     carry: CarryBudget,
     peers: Peers,
 }
@@ -103,7 +97,7 @@ impl EventLoop {
         events: broadcast::Sender<Event>,
         identity: &Identity,
         config: &NodeConfig,
-        access: AccessMap,
+        plane: Plane,
     ) -> Self {
         let lobby = IdentTopic::new(earshot_protocol::topic::LOBBY);
         if let Err(err) = swarm.behaviour_mut().gossipsub.subscribe(&lobby) {
@@ -123,7 +117,6 @@ impl EventLoop {
             outside: Outside {
                 commands,
                 events,
-                access,
                 metrics: config.net.metrics.clone(),
             },
             topics: Topics {
@@ -133,7 +126,7 @@ impl EventLoop {
             requests: Requests::default(),
             rooms: Rooms::new(identity.signing_key().clone(), clock::now(), seed),
             lobby: Lobby::default(),
-            placement: Placement::new(identity.key(), config.max_children),
+            plane,
             carry: CarryBudget::new(
                 config.net.carry_rooms,
                 config.net.children_budget,
@@ -184,6 +177,7 @@ impl EventLoop {
                     }
                 },
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                Some(event) = self.plane.events.recv() => self.on_tree_event(event),
                 _ = tick.tick() => self.on_tick(),
             }
         }
@@ -193,7 +187,9 @@ impl EventLoop {
     fn on_tick(&mut self) {
         let now = now();
         let follows = follows(&self.swarm);
-        let mut effects = self.rooms.tick(now, follows, &self.peers);
+        let tree = &self.plane.tree;
+        let size = |room: &RoomId| tree.size(room);
+        let mut effects = self.rooms.tick(now, follows, size, &self.peers);
         effects.extend(self.peers.tick(now.instant));
         self.lobby.expire(now.wall);
         self.apply(effects);
@@ -213,8 +209,7 @@ impl EventLoop {
             Effect::Emit(event) => {
                 let _ = self.outside.events.send(event);
             }
-            Effect::Changed { room, changes } => {
-                self.placement.changed(&room, &changes);
+            Effect::Changed { room, .. } => {
                 self.refresh_access(room);
             }
             Effect::Publish { room, bytes, since } => {
@@ -244,16 +239,63 @@ impl EventLoop {
                     Err(err) => warn!(%room, %err, "could not announce"),
                 }
             }
+            Effect::Subscribe(room) => {
+                if let Err(err) = self.subscribe(room) {
+                    warn!(%room, %err, "could not follow the room's topic");
+                }
+            }
             Effect::Unsubscribe(room) => {
                 let topic = Topics::of(&room);
                 self.topics.rooms.remove(&topic.hash());
                 let _ = self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic);
             }
-            Effect::Forget(room) => {
-                self.placement.forget(&room);
-                self.carry.forget(&room);
+            Effect::OpenTree { room, host } => {
+                let rooms = &self.rooms;
+                let capacity =
+                    self.carry
+                        .capacity_in(room, |id| rooms.contains(id), Instant::now());
+                let addrs = self.own_addrs(&room);
+                self.plane.tree.open(room, host, capacity, &addrs);
                 self.refresh_access(room);
             }
+            Effect::Forget(room) => {
+                self.plane.tree.close(&room);
+                self.carry.forget(&room);
+            }
+            Effect::Down { room, down } => {
+                if let Down::View(bytes) = &down
+                    && let Some(host) = self.rooms.get(&room).map(|j| j.descriptor.host)
+                    && host == self.rooms.me()
+                    && let Ok(view) = AudienceView::decode_verified(bytes, room, &host)
+                {
+                    // The host keeps its own view: bans in it refuse places and streams, and
+                    // cut removed children off.
+                    self.plane.tree.keep_view(&room, view);
+                    let evicted = crate::fanout::Gate::evicted(&*self.plane.tree, room);
+                    self.plane.fanout.evict(&room, &evicted);
+                }
+                self.plane.fanout.send_down(&room, &down);
+            }
+            Effect::Notice { room, to, text } => {
+                if let Some(child) = self.plane.tree.route(&room, &to) {
+                    self.plane
+                        .fanout
+                        .send_to_child(&room, &child, &Down::Notice { to, text });
+                }
+            }
+            Effect::Up {
+                room,
+                act,
+                urgent: true,
+            } => self.plane.fanout.send_up(&room, act),
+            Effect::Up { room, act, .. } => {
+                if let Err(refused) = self.plane.tree.act(&room, act) {
+                    self.emit(Event::Note {
+                        message: format!("not sent: {refused}"),
+                    });
+                }
+            }
+            Effect::React { room, emoji } => self.plane.tree.react(&room, &emoji),
             Effect::Request {
                 peer,
                 addrs,
@@ -312,21 +354,32 @@ impl EventLoop {
             Effect::CloseConnection(connection) => {
                 self.swarm.close_connection(connection);
             }
+            Effect::Joined { reply, view } => {
+                let _ = reply.send(Ok(*view));
+            }
         }
         Vec::new()
     }
 
-    /// Keeps who may open audio streams in `room` in step with its state.
+    /// Keeps who may speak in `room` in step with its state.
     fn refresh_access(&self, room: RoomId) {
-        let mut access = self.outside.access.lock();
-        match self.rooms.access(&room) {
-            Some(entry) => {
-                access.insert(room, entry);
-            }
-            None => {
-                access.remove(&room);
-            }
+        if let Some(speakers) = self.rooms.speakers(&room) {
+            self.plane.tree.set_speakers(&room, speakers);
         }
+    }
+
+    /// Something came along a room's tree.
+    fn on_tree_event(&mut self, event: TreeEvent) {
+        let now = now();
+        let effects = match event {
+            TreeEvent::Down { room, down } => self.rooms.on_down(now, room, down),
+            TreeEvent::Act { room, act, .. } => self.rooms.audience_act(now, room, &act),
+            TreeEvent::Report { room, report } => {
+                self.rooms.audience_report(room, report);
+                Vec::new()
+            }
+        };
+        self.apply(effects);
     }
 
     /// Follows `room`'s topic (before hosting or joining it).
@@ -339,17 +392,30 @@ impl EventLoop {
         Ok(())
     }
 
-    /// This node's dialable listen addresses (for children placed under it).
+    /// This node's dialable addresses (for children placed under it): relayed ones first
+    /// (they work from behind a NAT), then what it listens on and what others see it at; for
+    /// the host, the addresses in its room's descriptor too.
     fn own_addrs(&self, room: &RoomId) -> Vec<Multiaddr> {
+        let mut addrs = self.own_addrs_all();
+        if let Some(joined) = self.rooms.get(room)
+            && joined.is_host()
+        {
+            addrs.extend(joined.descriptor.addrs());
+        }
+        addrs
+    }
+
+    /// [`Self::own_addrs`] without any room's descriptor.
+    fn own_addrs_all(&self) -> Vec<Multiaddr> {
         let mut addrs: Vec<Multiaddr> = self
             .swarm
             .listeners()
+            .chain(self.swarm.external_addresses())
             .filter(|addr| earshot_protocol::addr::is_dialable(addr))
             .cloned()
             .collect();
-        if let Some(joined) = self.rooms.get(room) {
-            addrs.extend(joined.descriptor.addrs());
-        }
+        addrs.sort_by_key(|addr| !earshot_protocol::addr::is_relayed(addr));
+        addrs.dedup();
         addrs
     }
 
@@ -371,7 +437,6 @@ impl EventLoop {
                 }
                 match self.rooms.host(now, descriptor, name) {
                     Ok(effects) => {
-                        self.placement.open(room);
                         self.apply(effects);
                         let _ = reply.send(Ok(()));
                     }
@@ -391,8 +456,11 @@ impl EventLoop {
                 }
                 // A host reachable through a relay names it: this node may need it too.
                 let mut effects = self.peers.named_relays(&link.bootstrap, now.instant);
-                // Follow the topic from now on so nothing said during the handshake is missed.
-                if let Err(err) = self.subscribe(room) {
+                // The stage follows the topic from now on so nothing said during the handshake
+                // is missed; the audience never follows it.
+                if !Rooms::joins_audience(&link)
+                    && let Err(err) = self.subscribe(room)
+                {
                     let _ = reply.send(Err(JoinError::Subscribe(err)));
                     return;
                 }
@@ -425,30 +493,59 @@ impl EventLoop {
                 request: RoomRequest::Lobby,
                 then: Pending::Lobby(reply),
             }]),
-            Command::Tree { room, reply } => {
-                let _ = reply.send(self.placement.layout(&room));
-            }
-            Command::Attach { room, lost, reply } => {
+            Command::Listeners { room, page, reply } => {
                 let Some(joined) = self.rooms.get(&room) else {
                     let _ = reply.send(Err(AttachError::NotInRoom(room)));
                     return;
                 };
+                if joined.is_host() {
+                    let _ = reply.send(
+                        self.rooms
+                            .listeners_page(&room, page)
+                            .map_err(AttachError::Refused),
+                    );
+                    return;
+                }
                 let Ok(host) = joined.descriptor.host.to_peer_id() else {
-                    let _ = reply.send(Err(AttachError::NotInRoom(room)));
+                    let _ = reply.send(Err(AttachError::NotAnEarshotPeer));
                     return;
                 };
                 let addrs = joined.descriptor.addrs();
-                let rooms = &self.rooms;
-                let capacity = self
-                    .carry
-                    .capacity_in(room, |id| rooms.contains(id), now.instant);
-                let request = RoomRequest::Attach {
-                    room,
-                    capacity,
-                    lost: lost.and_then(|peer| PeerKey::from_peer_id(&peer).ok()),
-                };
                 self.apply(vec![Effect::Request {
                     peer: host,
+                    addrs,
+                    request: RoomRequest::Listeners { room, page },
+                    then: Pending::Listeners(reply),
+                }]);
+            }
+            Command::Attach {
+                room,
+                whom,
+                lost,
+                ticket,
+                reply,
+            } => {
+                if !self.rooms.contains(&room) {
+                    let _ = reply.send(Err(AttachError::NotInRoom(room)));
+                    return;
+                }
+                let Ok(peer) = whom.key.to_peer_id() else {
+                    let _ = reply.send(Err(AttachError::NotAnEarshotPeer));
+                    return;
+                };
+                let mut addrs = earshot_protocol::addr::from_wire_lossy(&whom.addrs);
+                if let Some(joined) = self.rooms.get(&room)
+                    && whom.key == joined.descriptor.host
+                {
+                    addrs.extend(joined.descriptor.addrs());
+                }
+                let request = RoomRequest::Attach {
+                    room,
+                    lost,
+                    ticket: ticket.map(serde_bytes::ByteBuf::from),
+                };
+                self.apply(vec![Effect::Request {
+                    peer,
                     addrs,
                     request,
                     then: Pending::Attach(reply),
@@ -514,6 +611,11 @@ impl EventLoop {
                         *self.swarm.local_peer_id(),
                     );
                     self.emit(Event::ReachableViaRelay { addr });
+                }
+                // Children placed under this node from now on are told the new address too.
+                for room in self.rooms.ids() {
+                    let addrs = self.own_addrs(&room);
+                    self.plane.tree.set_addrs(&room, &addrs);
                 }
                 self.emit(Event::Listening { addr: address });
             }
@@ -609,8 +711,13 @@ impl EventLoop {
                     (verdict, event.map(Effect::Emit).into_iter().collect())
                 } else {
                     let room = self.topics.rooms.get(&message.topic).copied();
-                    self.rooms
-                        .on_message(now, propagation_source, room, &message.data)
+                    self.rooms.on_message(
+                        now,
+                        propagation_source,
+                        message.source,
+                        room,
+                        &message.data,
+                    )
                 };
                 let acceptance = match verdict {
                     Verdict::Accept => MessageAcceptance::Accept,

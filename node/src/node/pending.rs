@@ -1,31 +1,35 @@
 //! Requests this node sent on the room protocol, waiting for their answer: one enum, keyed by
 //! libp2p's request id, instead of a map per kind of request.
 
-use earshot_protocol::snapshot::Announcement;
+use earshot_protocol::audience::wire::Newcomer;
+use earshot_protocol::snapshot::{Announcement, Placement};
 use earshot_protocol::{InviteLink, Verified};
 use tokio::sync::oneshot;
 
-use crate::node::{AttachError, CarryError, JoinError, LobbyError, RoomView, TreeParent};
+use crate::node::{AttachError, CarryError, JoinError, LobbyError, RoomView};
 
 /// What to do with an answer.
 #[derive(Debug)]
 pub enum Pending {
-    /// Our `Join`: the host's welcome (or refusal) completes the join.
+    /// Our `Join`: the host's welcome, admission (or refusal) completes the join.
     Join(Box<PendingJoin>),
     /// A lobby query.
     Lobby(oneshot::Sender<Result<Vec<Verified<Announcement>>, LobbyError>>),
     /// Where to get a room's audio from.
-    Attach(oneshot::Sender<Result<TreeParent, AttachError>>),
+    Attach(oneshot::Sender<Result<Placement, AttachError>>),
     /// Asking a community relay to carry a room.
     Carry(oneshot::Sender<Result<(), CarryError>>),
+    /// Asking the host who arrived lately.
+    Listeners(oneshot::Sender<Result<Vec<Newcomer>, AttachError>>),
 }
 
-/// A join under way: the link, this node's name in the room, and who waits for the outcome.
+/// A join under way: the link, this node's name in the room, and who waits for the outcome
+/// (nobody, for a listener stepping up to the stage: it is in the room already).
 #[derive(Debug)]
 pub struct PendingJoin {
     pub link: InviteLink,
     pub name: String,
-    pub reply: oneshot::Sender<Result<RoomView, JoinError>>,
+    pub reply: Option<oneshot::Sender<Result<RoomView, JoinError>>>,
     /// The sequence number for this node's next envelope (its `Join` took the one before).
     pub next_seq: u64,
 }

@@ -12,7 +12,7 @@ use tracing::{info, warn};
 
 use super::{RoomCommand, RoomError, grant, listener_grant, relayed_first};
 use crate::clock;
-use crate::event::{AudioStats, CloseReason, Event, tree_of};
+use crate::event::{AudioStats, CloseReason, Event};
 use crate::home::Home;
 use crate::node::Node;
 use crate::recording::replay::{ReplayServer, Replays};
@@ -218,17 +218,15 @@ impl RoomTask {
         }
     }
 
-    /// This node's audio now, with its depth in the tree as the room sees it (its parent may
-    /// have moved since this node attached).
+    /// This node's audio now, with its depth in the tree as its parent last said (the parent
+    /// may have moved since this node attached).
     async fn audio_stats(&self, last: bool) -> Box<AudioStats> {
         let status = self.audio.status();
-        let depth = match self.node.view(self.room).await {
-            Ok(Some(view)) if !last => tree_of(&view.state)
-                .into_iter()
-                .find(|node| node.peer_id == self.node.key())
-                .and_then(|node| node.depth),
-            _ => None,
-        };
+        let depth = self
+            .node
+            .tree(&self.room)
+            .filter(|info| !last && status.position.is_some() && !info.path.is_empty())
+            .map(|info| info.depth);
         Box::new(stats_of(self.room, &status, depth))
     }
 

@@ -54,11 +54,49 @@ fn members_are_found_by_name_or_peer_id() {
     state
         .apply(Timestamp(1_796_119_200_000), &envelope)
         .expect("applies");
-    assert_eq!(find_member(&state, "ana"), Ok(host_key));
+    // A listener in the audience, hand raised: the host's view names them.
+    let listener = crate::fixtures::key(7);
+    let view = crate::node::RoomView {
+        descriptor: crate::fixtures::descriptor(
+            &host,
+            room,
+            earshot_protocol::Visibility::Unlisted,
+        ),
+        state,
+        audience: false,
+        view: Some(earshot_protocol::audience::AudienceView {
+            room,
+            seq: 1,
+            at: Timestamp(1_796_119_200_000),
+            stage: Vec::new(),
+            hands: vec![earshot_protocol::audience::Hand {
+                key: listener,
+                name: "Lu".into(),
+                since: Timestamp(1_796_119_200_000),
+            }],
+            hands_total: 1,
+            listeners: 1,
+            reactions: Vec::new(),
+            recording: false,
+            ended: false,
+            banned: Vec::new(),
+            revoked: Vec::new(),
+            signature: earshot_protocol::id::Sig([0; 64]),
+        }),
+        placement: None,
+    };
+    assert_eq!(find_member(&view, "ana"), Ok(host_key));
     let prefix = &host_key.as_peer_id().to_string()[..20];
-    assert_eq!(find_member(&state, prefix), Ok(host_key));
+    assert_eq!(find_member(&view, prefix), Ok(host_key));
+    assert_eq!(find_member(&view, "lu"), Ok(listener));
     assert_eq!(
-        find_member(&state, "nobody"),
+        find_member(&view, "nobody"),
         Err(FindError::Nobody("nobody".into()))
+    );
+    // Anyone by their whole PeerId.
+    let stranger = crate::fixtures::key(8);
+    assert_eq!(
+        find_member(&view, &stranger.as_peer_id().to_string()),
+        Ok(stranger)
     );
 }

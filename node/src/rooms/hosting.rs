@@ -1,5 +1,6 @@
-//! What only a host does in its rooms: admitting joiners and welcoming them with the snapshot
-//! (once they follow the room's topic), and announcing public rooms on the lobby.
+//! What only a host does in its rooms: admitting joiners (the stage with the room's snapshot,
+//! once they follow the room's topic; the audience with a place in the tree and the latest
+//! view), and announcing public rooms on the lobby.
 
 use std::time::Duration;
 
@@ -20,15 +21,24 @@ use super::{Now, Rooms, Welcome};
 use crate::effect::{Effect, InboundId};
 use crate::peers::Peers;
 
+/// What a joiner is admitted to.
+enum Admission {
+    Stage(RoomId),
+    Audience(earshot_protocol::Verified<Envelope>),
+}
+
 /// How long the listener capability a public room's lobby entry carries is valid; it is renewed
 /// when less than half is left.
 const LOBBY_CAPABILITY_MS: u64 = 3_600_000;
 
 impl Rooms {
-    /// The host's side of a join: fold the joiner's `Join` like any envelope; if the room takes
-    /// it, publish it to everyone and welcome the joiner with the snapshot, at once if it
-    /// follows the room's topic already (so that everything published after the snapshot
-    /// reaches it directly), else once it does (or after [`WELCOME_WAIT`]).
+    /// The host's side of a join. A listener (by its invite, unless the stage promoted it) is
+    /// admitted to the audience: checked by the room's rules but not folded, placed in the relay
+    /// tree by `place`, and answered at once. Anyone else joins the stage: its `Join` is folded
+    /// like any envelope and published to everyone, and the joiner is welcomed with the
+    /// snapshot, at once if it follows the room's topic already (so that everything published
+    /// after the snapshot reaches it directly), else once it does (or after [`WELCOME_WAIT`]).
+    #[allow(clippy::too_many_arguments)]
     pub fn on_join_request(
         &mut self,
         now: Now,
@@ -36,16 +46,26 @@ impl Rooms {
         inbound: InboundId,
         bytes: &[u8],
         follows: impl Fn(&PeerId, &RoomId) -> bool,
+        place: impl FnOnce(RoomId, PeerKey) -> Result<earshot_protocol::snapshot::Placement, Refusal>,
         peers: &Peers,
     ) -> Vec<Effect> {
         let mut effects = Vec::new();
+        let refuse = |refusal| Effect::Respond {
+            inbound,
+            response: RoomResponse::Refused { refusal },
+        };
         let room = match self.admit(now, peer, bytes, &mut effects) {
-            Ok(room) => room,
+            Ok(Admission::Stage(room)) => room,
+            Ok(Admission::Audience(envelope)) => {
+                let response = match self.admit_audience(now, &envelope, place) {
+                    Ok(response) => response,
+                    Err(refusal) => RoomResponse::Refused { refusal },
+                };
+                effects.push(Effect::Respond { inbound, response });
+                return effects;
+            }
             Err(refusal) => {
-                effects.push(Effect::Respond {
-                    inbound,
-                    response: RoomResponse::Refused { refusal },
-                });
+                effects.push(refuse(refusal));
                 return effects;
             }
         };
@@ -71,7 +91,7 @@ impl Rooms {
         peer: PeerId,
         bytes: &[u8],
         effects: &mut Vec<Effect>,
-    ) -> Result<RoomId, Refusal> {
+    ) -> Result<Admission, Refusal> {
         let envelope = Envelope::decode_verified(bytes).map_err(|err| Refusal::BadJoin {
             detail: err.to_string(),
         })?;
@@ -87,6 +107,16 @@ impl Rooms {
             .get_mut(&room)
             .filter(|joined| joined.is_host())
             .ok_or(Refusal::NotHost { room })?;
+        let refused = |reason: earshot_protocol::state::Rejected| {
+            info!(%room, peer = %crate::node::short(&peer), %reason, "refused a joiner");
+            Refusal::Rejected {
+                reason: reason.to_string(),
+            }
+        };
+        let role = joined.state.check(now.wall, &envelope).map_err(refused)?;
+        if !role.on_stage() {
+            return Ok(Admission::Audience(envelope));
+        }
         let changes = joined.state.apply(now.wall, &envelope).map_err(|reason| {
             info!(%room, peer = %crate::node::short(&peer), %reason, "refused a joiner");
             Refusal::Rejected {
@@ -99,7 +129,7 @@ impl Rooms {
             since: now.instant,
         });
         self.changed(room, changes, effects);
-        Ok(room)
+        Ok(Admission::Stage(room))
     }
 
     /// The signed snapshot of `room` as of now, for a joiner, with a random sample of connected
@@ -234,10 +264,15 @@ impl Rooms {
             .filter(|member| member.role().on_stage())
             .map(|member| member.display_name())
             .collect();
+        // The audience, as the host's latest view counts it, and whoever of the stage's fold
+        // is present off the stage.
         let listeners = present
             .iter()
             .filter(|member| !member.role().on_stage())
-            .count();
+            .count()
+            + joined.view.as_ref().map_or(0, |view| {
+                usize::try_from(view.listeners).unwrap_or(usize::MAX)
+            });
         let announcement = Announcement::sign(
             &self.signing,
             joined.descriptor.clone(),

@@ -2,18 +2,24 @@
 //! (its own authority and sequence numbers, heartbeats, messages waiting to be published, the
 //! lobby capability and replays of a public room it hosts). Pure: every clock reading comes in.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
+use earshot_protocol::audience::AudienceView;
+use earshot_protocol::audience::host::{HostAudience, MAX_RECENT_CHAT};
 use earshot_protocol::envelope::{Authority, Envelope, EnvelopeError};
 use earshot_protocol::snapshot::{AnnouncedReplay, MAX_ANNOUNCED_REPLAYS};
 use earshot_protocol::state::{PRESENCE_INTERVAL_MS, Rejected, RoomChange, RoomState};
-use earshot_protocol::{Capability, ControlBody, RoomDescriptor, RoomId, Timestamp, Verified};
+use earshot_protocol::{
+    Capability, ControlBody, InviteLink, PeerKey, RoomDescriptor, RoomId, Timestamp, Verified,
+};
 
 /// A message that could not be published yet (no subscribed peer seen) is retried for this long.
 pub const PUBLISH_RETRY_FOR: Duration = Duration::from_secs(15);
 /// Most messages waiting to be published per room.
 pub const MAX_PENDING_PUBLISH: usize = 256;
+/// Audience capabilities the host remembers, to revoke on removal.
+pub const MAX_AUDIENCE_CAPS: usize = 4096;
 
 /// Why this node's own action was not taken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -24,8 +30,21 @@ pub enum ActError {
     Envelope(#[from] EnvelopeError),
     #[error("{0}")]
     Rejected(#[from] Rejected),
+    #[error("a listener raises a hand, chats, reacts or leaves; the rest is for the stage")]
+    Audience,
     #[error("the node has stopped")]
     Stopped,
+}
+
+/// Where a member is in a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    /// On the room's topic, folding its signed messages: the host, speakers, moderators (and
+    /// whoever joined with their invite).
+    Stage,
+    /// Off the topic: the room comes down the relay tree (the host's views, the envelopes it
+    /// relays), and what this member says goes up it to the host.
+    Audience,
 }
 
 /// One room this node is in.
@@ -46,6 +65,23 @@ pub struct Joined {
     /// Replays of this room announced in it, newest last: a public room's lobby entry lists
     /// them.
     pub replays: Vec<AnnouncedReplay>,
+    pub tier: Tier,
+    /// The link this member joined with (to join again as a member of the stage, promoted).
+    pub link: Option<InviteLink>,
+    /// A listener promoted, joining again as a member of the stage.
+    pub stepping_up: bool,
+    /// The host's latest view of the room for its audience.
+    pub view: Option<AudienceView>,
+    /// At the host: its audience.
+    pub audience: Option<HostAudience>,
+    /// Chat relayed down the tree lately (as relayed): the host hands it to joiners.
+    pub recent_relayed: VecDeque<Vec<u8>>,
+    /// At the host: the capabilities listeners joined the audience with lately (removing one
+    /// revokes its link, as it does a member's of the stage).
+    pub audience_caps: VecDeque<(PeerKey, earshot_protocol::CapId)>,
+    /// What came down the tree lately, to drop what comes twice.
+    seen: VecDeque<[u8; 32]>,
+    seen_set: HashSet<[u8; 32]>,
 }
 
 impl Joined {
@@ -68,7 +104,121 @@ impl Joined {
             lobby_capability: None,
             last_announced: None,
             replays: Vec::new(),
+            tier: Tier::Stage,
+            link: None,
+            stepping_up: false,
+            view: None,
+            audience: None,
+            recent_relayed: VecDeque::new(),
+            audience_caps: VecDeque::new(),
+            seen: VecDeque::new(),
+            seen_set: HashSet::new(),
         }
+    }
+
+    /// Remembers something that came down the tree; `false` if it came before.
+    pub fn saw(&mut self, bytes: &[u8]) -> bool {
+        let digest = super::audience::digest(bytes);
+        if !self.seen_set.insert(digest) {
+            return false;
+        }
+        self.seen.push_back(digest);
+        if self.seen.len() > super::audience::SEEN_CAP
+            && let Some(old) = self.seen.pop_front()
+        {
+            self.seen_set.remove(&old);
+        }
+        true
+    }
+
+    /// Keeps a relayed chat line for joiners (the latest [`MAX_RECENT_CHAT`]).
+    pub fn remember_relayed(&mut self, relayed: &[u8]) {
+        self.recent_relayed.push_back(relayed.to_vec());
+        if self.recent_relayed.len() > MAX_RECENT_CHAT {
+            self.recent_relayed.pop_front();
+        }
+    }
+
+    /// A name for `key`: as the room knows it, or as a hand in the host's view, or its short
+    /// key.
+    pub fn name_of(&self, key: &PeerKey) -> String {
+        if let Some(member) = self.state.members.get(key)
+            && !member.name.value.is_empty()
+        {
+            return member.name.value.clone();
+        }
+        if let Some(hand) = self
+            .view
+            .as_ref()
+            .and_then(|view| view.hands.iter().find(|hand| hand.key == *key))
+        {
+            return hand.name.clone();
+        }
+        match &self.audience {
+            Some(audience) => audience.name_of(key),
+            None => key.short(),
+        }
+    }
+
+    /// Whether `envelope` may come on the room's topic from `origin`: from the stage (a member
+    /// present in the fold, one the stage promoted, one whose invite is for the stage), or
+    /// published by the host (a listener's chat it let through).
+    pub fn may_publish(&self, envelope: &Envelope, origin: Option<libp2p::PeerId>) -> bool {
+        let author = envelope.author;
+        let by_host = origin.is_some() && origin == self.descriptor.host.to_peer_id().ok();
+        let known = self
+            .state
+            .members
+            .get(&author)
+            .is_some_and(|member| self.state.is_present(member) || member.role().on_stage());
+        let invited_to_stage = match &envelope.authority {
+            Authority::Host => true,
+            Authority::Capability(capability) => {
+                capability.role != earshot_protocol::Role::Listener
+            }
+            Authority::CapabilityRef(_) => false,
+        };
+        by_host || known || invited_to_stage
+    }
+
+    /// Remembers the capability a listener joined the audience with (the latest
+    /// [`MAX_AUDIENCE_CAPS`]).
+    pub fn audience_joined_with(&mut self, key: PeerKey, id: earshot_protocol::CapId) {
+        self.audience_caps.push_back((key, id));
+        if self.audience_caps.len() > MAX_AUDIENCE_CAPS {
+            self.audience_caps.pop_front();
+        }
+    }
+
+    /// The capabilities `key` is known to have joined with: on the stage, or in the audience.
+    pub fn capabilities_of(&self, key: &PeerKey) -> Vec<earshot_protocol::CapId> {
+        let mut ids: Vec<_> = self
+            .state
+            .members
+            .get(key)
+            .map(|member| member.capabilities.keys().copied().collect())
+            .unwrap_or_default();
+        for (holder, id) in &self.audience_caps {
+            if holder == key && !ids.contains(id) {
+                ids.push(*id);
+            }
+        }
+        ids
+    }
+
+    /// The sequence number this member's next envelope takes.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Signs this node's own envelope without applying it (an audience member's, for the host).
+    pub fn sign_only(
+        &mut self,
+        key: &ed25519_dalek::SigningKey,
+        now: Timestamp,
+        body: ControlBody,
+    ) -> Result<Verified<Envelope>, ActError> {
+        self.sign(key, now, body)
     }
 
     pub fn id(&self) -> RoomId {

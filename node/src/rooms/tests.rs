@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use earshot_protocol::snapshot::{Refusal, RoomRequest, RoomResponse};
+use earshot_protocol::snapshot::{Placement, Refusal, RoomRequest, RoomResponse};
 use earshot_protocol::state::RoomRole;
 use earshot_protocol::{
     Audience, ControlBody, InviteLink, Role, RoomDescriptor, RoomId, Visibility,
@@ -107,6 +107,18 @@ fn responses(effects: Vec<Effect>) -> Vec<(InboundId, RoomResponse)> {
         .collect()
 }
 
+/// Carries out the answers to joins among `effects` (the event loop does, after the rest).
+fn deliver(effects: &mut Vec<Effect>) {
+    for effect in std::mem::take(effects) {
+        match effect {
+            Effect::Joined { reply, view } => {
+                let _ = reply.send(Ok(*view));
+            }
+            other => effects.push(other),
+        }
+    }
+}
+
 /// Nobody follows any topic yet.
 fn nobody(_: &PeerId, _: &RoomId) -> bool {
     false
@@ -114,6 +126,16 @@ fn nobody(_: &PeerId, _: &RoomId) -> bool {
 
 fn everybody(_: &PeerId, _: &RoomId) -> bool {
     true
+}
+
+/// A tree with nobody but the node itself.
+fn one(_: &RoomId) -> u32 {
+    1
+}
+
+/// No place in the tree for now.
+fn no_place(_: RoomId, _: PeerKey) -> Result<Placement, Refusal> {
+    Err(Refusal::NoPlace)
 }
 
 /// A joiner asks; returns its pending join and the envelope it sent.
@@ -140,8 +162,8 @@ fn ask(
     }
 }
 
-/// A host with a room, and a listener admitted and welcomed into it.
-fn room_with_listener(visibility: Visibility) -> (Side, Side, RoomDescriptor, Clock) {
+/// A host with a room, and a speaker admitted and welcomed onto its stage.
+fn room_with_speaker(visibility: Visibility) -> (Side, Side, RoomDescriptor, Clock) {
     let clock = Clock::new();
     let mut host = Side::new(1);
     let room = descriptor(&host, visibility);
@@ -152,7 +174,7 @@ fn room_with_listener(visibility: Visibility) -> (Side, Side, RoomDescriptor, Cl
     let (pending, envelope, mut answer) = ask(
         &mut joiner,
         &clock,
-        link(&host, &room, Role::Listener),
+        link(&host, &room, Role::Speaker),
         "joe",
     );
     let effects = host.rooms.on_join_request(
@@ -161,18 +183,21 @@ fn room_with_listener(visibility: Visibility) -> (Side, Side, RoomDescriptor, Cl
         InboundId(1),
         &envelope,
         everybody,
+        no_place,
         &host.peers,
     );
     let (_, welcome) = responses(effects).pop().expect("welcomed at once");
-    let effects = joiner
+    let mut effects = joiner
         .rooms
         .join_answered(clock.now(), pending, welcome, &joiner.peers);
+    deliver(&mut effects);
     assert!(effects.iter().any(|e| matches!(e, Effect::Changed { .. })));
     let view = answer.try_recv().expect("answered").expect("joined");
     assert_eq!(
         view.state.role_of(&joiner.rooms.me()),
-        Some(RoomRole::Listener)
+        Some(RoomRole::Speaker)
     );
+    assert!(!view.audience);
     (host, joiner, room, clock)
 }
 
@@ -215,7 +240,7 @@ fn a_joiner_is_welcomed_once_it_follows_the_topic_or_after_the_wait() {
     let (_, envelope, _) = ask(
         &mut joiner,
         &clock,
-        link(&host, &room, Role::Listener),
+        link(&host, &room, Role::Speaker),
         "joe",
     );
     // Admitted (its join is published to the room), but not welcomed before it follows.
@@ -225,6 +250,7 @@ fn a_joiner_is_welcomed_once_it_follows_the_topic_or_after_the_wait() {
         InboundId(7),
         &envelope,
         nobody,
+        no_place,
         &host.peers,
     );
     assert_eq!(published(&effects).len(), 1);
@@ -242,19 +268,20 @@ fn a_joiner_is_welcomed_once_it_follows_the_topic_or_after_the_wait() {
 
     // A second joiner never subscribes: welcomed anyway once WELCOME_WAIT has passed.
     let mut late = Side::new(4);
-    let (_, envelope, _) = ask(&mut late, &clock, link(&host, &room, Role::Listener), "lo");
+    let (_, envelope, _) = ask(&mut late, &clock, link(&host, &room, Role::Speaker), "lo");
     host.rooms.on_join_request(
         clock.now(),
         late.peer(),
         InboundId(8),
         &envelope,
         nobody,
+        no_place,
         &host.peers,
     );
     clock.advance(WELCOME_WAIT - Duration::from_millis(100));
-    assert!(responses(host.rooms.tick(clock.now(), nobody, &host.peers)).is_empty());
+    assert!(responses(host.rooms.tick(clock.now(), nobody, one, &host.peers)).is_empty());
     clock.advance(Duration::from_millis(100));
-    let answered = responses(host.rooms.tick(clock.now(), nobody, &host.peers));
+    let answered = responses(host.rooms.tick(clock.now(), nobody, one, &host.peers));
     assert!(matches!(
         &answered[..],
         [(InboundId(8), RoomResponse::Welcome { .. })]
@@ -273,7 +300,7 @@ fn joins_are_refused_for_what_they_are() {
     let (_, envelope, _) = ask(
         &mut joiner,
         &clock,
-        link(&host, &room, Role::Listener),
+        link(&host, &room, Role::Speaker),
         "joe",
     );
     let refusal =
@@ -283,6 +310,7 @@ fn joins_are_refused_for_what_they_are() {
             InboundId(1),
             bytes,
             everybody,
+            no_place,
             &host.peers,
         ))
         .pop()
@@ -313,6 +341,7 @@ fn joins_are_refused_for_what_they_are() {
             InboundId(1),
             &envelope,
             everybody,
+            no_place,
             &host.peers,
         ))
         .iter()
@@ -365,7 +394,7 @@ fn a_refused_join_unsubscribes_and_says_why() {
 
 #[test]
 fn what_members_say_reaches_the_others_and_bad_messages_are_refused() {
-    let (mut host, mut joiner, room, clock) = room_with_listener(Visibility::Unlisted);
+    let (mut host, mut joiner, room, clock) = room_with_speaker(Visibility::Unlisted);
     let (changes, effects) = joiner
         .rooms
         .act(
@@ -378,22 +407,31 @@ fn what_members_say_reaches_the_others_and_bad_messages_are_refused() {
         .expect("chat");
     assert_eq!(changes.len(), 1);
     let bytes = published(&effects).pop().expect("published");
-    let (verdict, effects) =
-        host.rooms
-            .on_message(clock.now(), joiner.peer(), Some(room.id), &bytes);
+    let (verdict, effects) = host.rooms.on_message(
+        clock.now(),
+        joiner.peer(),
+        Some(joiner.peer()),
+        Some(room.id),
+        &bytes,
+    );
     assert_eq!(verdict, Verdict::Accept);
     assert!(
         matches!(events(&effects)[..], [Event::Chat { name, text, .. }] if name == "joe" && text == "hello")
     );
     // The same bytes again: a race, not an attack.
-    let (verdict, _) = host
-        .rooms
-        .on_message(clock.now(), joiner.peer(), Some(room.id), &bytes);
+    let (verdict, _) = host.rooms.on_message(
+        clock.now(),
+        joiner.peer(),
+        Some(joiner.peer()),
+        Some(room.id),
+        &bytes,
+    );
     assert_eq!(verdict, Verdict::Ignore);
     // Garbage: refused, and the forwarder is named.
     let (verdict, effects) = host.rooms.on_message(
         clock.now(),
         joiner.peer(),
+        Some(joiner.peer()),
         Some(room.id),
         b"not an envelope",
     );
@@ -401,7 +439,7 @@ fn what_members_say_reaches_the_others_and_bad_messages_are_refused() {
     assert!(
         matches!(events(&effects)[..], [Event::Rejected { from: Some(from), .. }] if *from == joiner.peer())
     );
-    // A listener may not promote anyone: its own node refuses to say it.
+    // A speaker may not promote anyone: its own node refuses to say it.
     assert!(matches!(
         joiner.rooms.act(
             clock.now(),
@@ -417,12 +455,12 @@ fn what_members_say_reaches_the_others_and_bad_messages_are_refused() {
 
 #[test]
 fn heartbeats_go_out_when_due_and_the_queue_gives_up_after_a_while() {
-    let (_host, mut joiner, room, mut clock) = room_with_listener(Visibility::Unlisted);
-    assert!(published(&joiner.rooms.tick(clock.now(), nobody, &joiner.peers)).is_empty());
+    let (_host, mut joiner, room, mut clock) = room_with_speaker(Visibility::Unlisted);
+    assert!(published(&joiner.rooms.tick(clock.now(), nobody, one, &joiner.peers)).is_empty());
     clock.advance(Duration::from_millis(
         earshot_protocol::state::PRESENCE_INTERVAL_MS,
     ));
-    let beat = published(&joiner.rooms.tick(clock.now(), nobody, &joiner.peers));
+    let beat = published(&joiner.rooms.tick(clock.now(), nobody, one, &joiner.peers));
     assert_eq!(beat.len(), 1, "a presence heartbeat");
     // Nobody subscribed yet: the event loop gives the bytes back; they are retried on every
     // tick until PUBLISH_RETRY_FOR has passed.
@@ -440,7 +478,7 @@ fn heartbeats_go_out_when_due_and_the_queue_gives_up_after_a_while() {
 
 #[test]
 fn leaving_says_so_and_forgets_the_room() {
-    let (_host, mut joiner, room, clock) = room_with_listener(Visibility::Unlisted);
+    let (_host, mut joiner, room, clock) = room_with_speaker(Visibility::Unlisted);
     let effects = joiner.rooms.leave(clock.now(), room.id, CloseReason::Left);
     assert_eq!(published(&effects).len(), 1, "the Leave");
     assert!(
@@ -471,7 +509,7 @@ fn leaving_says_so_and_forgets_the_room() {
 
 #[test]
 fn a_removed_member_closes_the_room_and_an_ended_room_closes_for_everyone() {
-    let (mut host, mut joiner, room, clock) = room_with_listener(Visibility::Unlisted);
+    let (mut host, mut joiner, room, clock) = room_with_speaker(Visibility::Unlisted);
     let target = joiner.rooms.me();
     let (_, effects) = host
         .rooms
@@ -485,9 +523,13 @@ fn a_removed_member_closes_the_room_and_an_ended_room_closes_for_everyone() {
         )
         .expect("remove");
     let bytes = published(&effects).pop().expect("published");
-    let (_, effects) = joiner
-        .rooms
-        .on_message(clock.now(), host.peer(), Some(room.id), &bytes);
+    let (_, effects) = joiner.rooms.on_message(
+        clock.now(),
+        host.peer(),
+        Some(host.peer()),
+        Some(room.id),
+        &bytes,
+    );
     assert!(matches!(
         events(&effects).last(),
         Some(Event::Closed {
@@ -528,36 +570,24 @@ fn a_public_room_is_announced_at_once_and_then_every_interval() {
     assert_eq!(announced(&effects), 1);
     clock.advance(Duration::from_millis(100));
     assert_eq!(
-        announced(&host.rooms.tick(clock.now(), nobody, &host.peers)),
+        announced(&host.rooms.tick(clock.now(), nobody, one, &host.peers)),
         0
     );
     clock.advance(Duration::from_millis(
         earshot_protocol::snapshot::ANNOUNCE_INTERVAL_MS,
     ));
     assert_eq!(
-        announced(&host.rooms.tick(clock.now(), nobody, &host.peers)),
+        announced(&host.rooms.tick(clock.now(), nobody, one, &host.peers)),
         1
     );
 }
 
 #[test]
-fn access_follows_the_stage() {
-    let (mut host, joiner, room, clock) = room_with_listener(Visibility::Unlisted);
-    let access = host.rooms.access(&room.id).expect("in the room");
-    assert!(access.present.contains(&joiner.peer()));
-    assert!(!access.speakers.contains(&joiner.peer()));
-    host.rooms
-        .act(
-            clock.now(),
-            room.id,
-            ControlBody::Promote {
-                target: joiner.rooms.me(),
-                role: Role::Speaker,
-            },
-        )
-        .expect("promote");
-    let access = host.rooms.access(&room.id).expect("in the room");
-    assert!(access.speakers.contains(&joiner.peer()));
+fn who_may_speak_follows_the_stage() {
+    let (mut host, joiner, room, clock) = room_with_speaker(Visibility::Unlisted);
+    let speakers = |host: &Side| host.rooms.speakers(&room.id).expect("in the room");
+    assert!(speakers(&host).contains(&joiner.peer()));
+    assert!(speakers(&host).contains(&host.peer()));
     host.rooms
         .act(
             clock.now(),
@@ -567,8 +597,26 @@ fn access_follows_the_stage() {
             },
         )
         .expect("mute");
-    let access = host.rooms.access(&room.id).expect("in the room");
-    assert!(!access.speakers.contains(&joiner.peer()), "muted: silenced");
+    assert!(!speakers(&host).contains(&joiner.peer()), "muted: silenced");
+    host.rooms
+        .act(
+            clock.now(),
+            room.id,
+            ControlBody::Demote {
+                target: joiner.rooms.me(),
+            },
+        )
+        .expect("demote");
+    host.rooms
+        .act(
+            clock.now(),
+            room.id,
+            ControlBody::Unmute {
+                target: joiner.rooms.me(),
+            },
+        )
+        .expect("unmute");
+    assert!(!speakers(&host).contains(&joiner.peer()), "off the stage");
     assert_eq!(host.rooms.hosts_with(&room.id, &joiner.rooms.me()), Ok(()));
     assert_eq!(
         host.rooms
@@ -576,3 +624,5 @@ fn access_follows_the_stage() {
         Err(Refusal::NotPresent)
     );
 }
+
+mod audience;

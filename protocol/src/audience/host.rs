@@ -228,7 +228,8 @@ impl HostAudience {
         }
     }
 
-    fn name_of(&self, key: &PeerKey) -> String {
+    /// The name a listener gave when it joined (its short key if not known).
+    pub fn name_of(&self, key: &PeerKey) -> String {
         self.names
             .iter()
             .rev()
@@ -283,6 +284,34 @@ impl HostAudience {
         if !due {
             return None;
         }
+        let reactions = std::mem::take(&mut self.reactions);
+        let view = self.build(wall, state, listeners, reactions, host);
+        self.last_sent = Some(now);
+        self.last_view = Some(view.clone());
+        self.changed = false;
+        Some(view)
+    }
+
+    /// The room as of now, for a joiner (not sent down the tree: the next view is due as it
+    /// was, and reactions wait for it).
+    pub fn snapshot(
+        &mut self,
+        wall: Timestamp,
+        state: &RoomState,
+        listeners: u32,
+        host: &ed25519_dalek::SigningKey,
+    ) -> AudienceView {
+        self.build(wall, state, listeners, BTreeMap::new(), host)
+    }
+
+    fn build(
+        &mut self,
+        wall: Timestamp,
+        state: &RoomState,
+        listeners: u32,
+        reactions: BTreeMap<String, u32>,
+        host: &ed25519_dalek::SigningKey,
+    ) -> AudienceView {
         // Stage members are on stage, not in the queue.
         let on_stage: HashSet<PeerKey> = state.stage().iter().map(|member| member.key).collect();
         self.hands.retain(|hand| !on_stage.contains(&hand.key));
@@ -309,7 +338,7 @@ impl HostAudience {
         hands.extend(self.hands.iter().cloned());
         hands.sort_by_key(|hand| (hand.since, hand.key));
         let hands_total = u32::try_from(hands.len()).unwrap_or(u32::MAX);
-        let mut reactions: Vec<ReactionCount> = std::mem::take(&mut self.reactions)
+        let mut reactions: Vec<ReactionCount> = reactions
             .into_iter()
             .map(|(emoji, count)| ReactionCount { emoji, count })
             .collect();
@@ -332,10 +361,7 @@ impl HostAudience {
             signature: Sig([0; 64]),
         }
         .sign(host);
-        self.last_sent = Some(now);
-        self.last_view = Some(view.clone());
-        self.changed = false;
-        Some(view)
+        view
     }
 }
 

@@ -15,6 +15,8 @@ pub enum Line {
     Relay(Multiaddr),
     MuteSelf(bool),
     Who,
+    /// `/who listeners [PAGE]` (from 1).
+    Listeners(u32),
     Invite {
         role: Role,
         expires: Option<String>,
@@ -48,8 +50,9 @@ pub const HELP: &str = "Commands:\n  /hand, /unhand            raise or lower yo
      (yourself: leave the stage)\n  /mute PEER, /unmute PEER\n  /remove PEER              \
      remove someone and revoke their link\n  /record start|stop        record the room (host, \
      moderators)\n  /relay add MULTIADDR      a community relay carries the room (host)\n  \
-     /react EMOJI\n  /who                      who is here\n  /tree                     the \
-     relay tree\n  /audio                    your audio: parent, loss, delay, latency\n  \
+     /react EMOJI\n  /who                      who is on stage, hands, how many listen\n  \
+     /who listeners [PAGE]     who arrived lately (50 a page)\n  /tree                     your \
+     place in the relay tree\n  /audio                    your audio: parent, loss, delay, latency\n  \
      /mute-self, /unmute-self  your microphone off or on\n  /invite ROLE [EXPIRY]     a new \
      link (host)\n  /leave                    leave the room\n  /end                      end \
      the room (host)\n  anything else is chat";
@@ -109,7 +112,15 @@ pub fn parse(text: &str) -> anyhow::Result<Parsed> {
             })),
             None => bail!("/react needs an emoji, like /react 👏"),
         },
-        "who" => ready(Line::Who),
+        "who" => match (rest.first().copied(), rest.get(1)) {
+            (None, _) => ready(Line::Who),
+            (Some("listeners"), None) => ready(Line::Listeners(1)),
+            (Some("listeners"), Some(page)) => match page.parse::<u32>() {
+                Ok(page) if page >= 1 => ready(Line::Listeners(page)),
+                _ => bail!("/who listeners [PAGE]: PAGE is a number from 1"),
+            },
+            _ => bail!("/who, or /who listeners [PAGE]"),
+        },
         "tree" => ready(Line::Tree),
         "relay" => match (rest.first().copied(), rest.get(1)) {
             (Some("add"), Some(addr)) => {

@@ -1,8 +1,8 @@
 //! The room protocol (`/earshot/room/1`) at the event loop: requests from others go to the
 //! machine they concern; answers to ours go to what waits for them ([`Pending`]).
 
-use earshot_protocol::PeerKey;
-use earshot_protocol::snapshot::{Refusal, RoomRequest, RoomResponse};
+use earshot_protocol::snapshot::{Placement, Refusal, RoomRequest, RoomResponse};
+use earshot_protocol::{PeerKey, RoomId};
 use libp2p::PeerId;
 use libp2p::request_response;
 
@@ -12,8 +12,10 @@ use crate::effect::{Effect, InboundId};
 use crate::event::Event;
 use crate::lobby;
 use crate::node::pending::Pending;
-use crate::node::{AttachError, CarryError, JoinError, LobbyError, RequestFailure};
-use crate::placement::{self, Ask};
+use crate::node::{AttachError, BadAnswer, CarryError, JoinError, LobbyError, RequestFailure};
+
+/// Most addresses a placement hands a child for its parent.
+const MAX_PARENT_ADDRS: usize = 8;
 
 impl EventLoop {
     pub(super) fn on_rooms(&mut self, event: request_response::Event<RoomRequest, RoomResponse>) {
@@ -68,35 +70,64 @@ impl EventLoop {
             RoomRequest::Lobby => respond(self.lobby.answer(now.wall)),
             RoomRequest::Join { envelope } => {
                 let follows = follows(&self.swarm);
-                self.rooms
-                    .on_join_request(now, peer, inbound, &envelope, follows, &self.peers)
+                let tree = &self.plane.tree;
+                let own = self.own_addrs_all();
+                let peers = &self.peers;
+                let place = |room: RoomId, key: PeerKey| {
+                    tree.place(&room, key, None, None, true)
+                        .map(|placement| with_addrs(placement, tree.me(), &own, peers))
+                };
+                self.rooms.on_join_request(
+                    now,
+                    peer,
+                    inbound,
+                    &envelope,
+                    follows,
+                    place,
+                    &self.peers,
+                )
             }
-            RoomRequest::Attach {
-                room,
-                capacity,
-                lost,
-            } => {
+            RoomRequest::Attach { room, lost, ticket } => {
                 let Ok(member) = PeerKey::from_peer_id(&peer) else {
                     return respond(RoomResponse::Refused {
                         refusal: Refusal::NotAnEarshotPeer,
                     });
                 };
-                if let Err(refusal) = self.rooms.hosts_with(&room, &member) {
-                    return respond(RoomResponse::Refused { refusal });
+                // A member of the stage the host knows (it is on the room's topic); anyone
+                // else shows the ticket of the place it held.
+                let on_stage = self.rooms.hosts_with(&room, &member).is_ok();
+                if !on_stage
+                    && self.rooms.get(&room).is_some_and(|joined| {
+                        joined.is_host() && joined.state.banned.contains(&member)
+                    })
+                {
+                    return respond(RoomResponse::Refused {
+                        refusal: Refusal::Rejected {
+                            reason: "you were removed from the room".into(),
+                        },
+                    });
                 }
-                let rtt_ms = self
-                    .peers
-                    .rtt_of(&peer)
-                    .map_or(0, |rtt| u32::try_from(rtt.as_millis()).unwrap_or(u32::MAX));
-                let ask = Ask {
-                    room,
+                let tree = &self.plane.tree;
+                let placed = tree.place(
+                    &room,
                     member,
-                    capacity,
                     lost,
-                    rtt_ms,
-                };
+                    ticket.as_deref().map(|t| t.as_ref()),
+                    on_stage,
+                );
                 let own = self.own_addrs(&room);
-                respond(self.placement.answer(ask, &own, &self.peers))
+                respond(match placed {
+                    Ok(placement) => {
+                        RoomResponse::Parent(with_addrs(placement, tree.me(), &own, &self.peers))
+                    }
+                    Err(refusal) => RoomResponse::Refused { refusal },
+                })
+            }
+            RoomRequest::Listeners { room, page } => {
+                respond(match self.rooms.listeners_page(&room, page) {
+                    Ok(listeners) => RoomResponse::Listeners { listeners },
+                    Err(refusal) => RoomResponse::Refused { refusal },
+                })
             }
             RoomRequest::Carry { link } => {
                 let rooms = &self.rooms;
@@ -134,13 +165,28 @@ impl EventLoop {
                 let _ = reply.send(lobby::read_answer(clock::now(), response));
             }
             Pending::Attach(reply) => {
-                let _ = reply.send(placement::read_answer(response));
+                let _ = reply.send(match response {
+                    RoomResponse::Parent(placement) => Ok(placement),
+                    RoomResponse::Refused { refusal } => Err(AttachError::Refused(refusal)),
+                    _ => Err(AttachError::BadAnswer(BadAnswer::Unexpected {
+                        expected: "a parent",
+                    })),
+                });
+            }
+            Pending::Listeners(reply) => {
+                let _ = reply.send(match response {
+                    RoomResponse::Listeners { listeners } => Ok(listeners),
+                    RoomResponse::Refused { refusal } => Err(AttachError::Refused(refusal)),
+                    _ => Err(AttachError::BadAnswer(BadAnswer::Unexpected {
+                        expected: "listeners",
+                    })),
+                });
             }
             Pending::Carry(reply) => {
                 let _ = reply.send(match response {
                     RoomResponse::Carrying => Ok(()),
                     RoomResponse::Refused { refusal } => Err(CarryError::Refused(refusal)),
-                    _ => Err(CarryError::BadAnswer(crate::node::BadAnswer::Unexpected {
+                    _ => Err(CarryError::BadAnswer(BadAnswer::Unexpected {
                         expected: "carrying",
                     })),
                 });
@@ -166,6 +212,11 @@ impl EventLoop {
                     failure.map_or(AttachError::Unreachable, AttachError::NoAnswer)
                 ));
             }
+            Pending::Listeners(reply) => {
+                let _ = reply.send(Err(
+                    failure.map_or(AttachError::Unreachable, AttachError::NoAnswer)
+                ));
+            }
             Pending::Carry(reply) => {
                 let _ = reply.send(Err(
                     failure.map_or(CarryError::Unreachable, CarryError::NoAnswer)
@@ -173,4 +224,28 @@ impl EventLoop {
             }
         }
     }
+}
+
+/// A placement with the addresses to reach the parent at: this node's own when it is the
+/// parent, else what the parent reported (or, failing that, what this node knows of it).
+fn with_addrs(
+    mut placement: Placement,
+    me: PeerKey,
+    own: &[libp2p::Multiaddr],
+    peers: &crate::peers::Peers,
+) -> Placement {
+    if placement.addrs.is_empty() {
+        let addrs: Vec<libp2p::Multiaddr> = if placement.key == me {
+            own.to_vec()
+        } else {
+            placement
+                .key
+                .to_peer_id()
+                .ok()
+                .and_then(|id| peers.addrs_of(&id).cloned())
+                .unwrap_or_default()
+        };
+        placement.addrs = earshot_protocol::addr::to_wire(&addrs, usize::MAX, MAX_PARENT_ADDRS);
+    }
+    placement
 }

@@ -1,0 +1,225 @@
+//! The child's side of audio streams: listening to a parent (and sending up to it), and a
+//! speaker's voice to the host.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use earshot_protocol::RoomId;
+use earshot_protocol::audience::wire::Up;
+use earshot_protocol::frame::AudioFrame;
+use futures::io::{ReadHalf, WriteHalf};
+use futures::{AsyncReadExt, AsyncWriteExt};
+use libp2p::PeerId;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use super::wire::{Read, hello, read_down, write_frame};
+use super::{
+    AUDIO_PROTOCOL, CHILD_QUEUE_FRAMES, Draining, Fanout, OPEN_TIMEOUT, PARENT_SILENCE,
+    SPEAK_RETRIES, StreamError, StreamKind, UPLINK_QUEUE,
+};
+
+impl Fanout {
+    /// Receives the room's audio from `parent` and relays it, until the stream fails (the
+    /// caller re-attaches elsewhere) or the parent says it is leaving: then the parent's frames
+    /// keep coming until the returned guard is dropped, which the caller does once attached
+    /// elsewhere. `proof` is the ticket that names this node and `parent`.
+    pub async fn listen(
+        &self,
+        room: RoomId,
+        parent: PeerId,
+        proof: &[u8],
+    ) -> Result<Draining, StreamError> {
+        self.listen_after(room, parent, proof, &mut None, || {})
+            .await
+    }
+
+    /// [`Self::listen`], taking over from a leaving parent that still feeds this node through
+    /// `previous`: that stream is dropped once the new parent has sent something (and kept if
+    /// the new one fails first). `started` is called when the new parent first sends.
+    pub async fn listen_after(
+        &self,
+        room: RoomId,
+        parent: PeerId,
+        proof: &[u8],
+        previous: &mut Option<Draining>,
+        started: impl FnOnce(),
+    ) -> Result<Draining, StreamError> {
+        let not_started = |err: StreamError| StreamError::NotStarted(err.to_string());
+        let mut stream = self.open(parent).await.map_err(not_started)?;
+        stream
+            .write_all(&hello(StreamKind::Listen, &room, proof))
+            .await
+            .map_err(|err| not_started(err.into()))?;
+        stream
+            .flush()
+            .await
+            .map_err(|err| not_started(err.into()))?;
+        let (mut reader, writer) = stream.split();
+        let mut writer = Some(writer);
+        let mut uplink = None;
+        let mut started = Some(started);
+        loop {
+            let read = match tokio::time::timeout(PARENT_SILENCE, read_down(&mut reader)).await {
+                Ok(Ok(read)) => read,
+                Ok(Err(err)) if started.is_some() => return Err(not_started(err)),
+                Err(_) if started.is_some() => return Err(not_started(StreamError::Silent)),
+                Ok(Err(err)) => return Err(err),
+                Err(_) => return Err(StreamError::Silent),
+            };
+            if let Some(started) = started.take() {
+                previous.take();
+                if let Some(writer) = writer.take() {
+                    uplink = Some(self.uplink(room, writer));
+                }
+                started();
+            }
+            match read {
+                Read::Frame(frame) => self.heard(&room, frame)?,
+                Read::KeepAlive => {}
+                Read::Control(down) => {
+                    let bytes = down.encode().len();
+                    self.came_down(&room, down, bytes);
+                }
+                Read::Leaving => {
+                    let fanout = self.clone();
+                    // The old parent feeds this node until it is attached elsewhere; what goes
+                    // up waits for the new parent.
+                    drop(uplink.take());
+                    return Ok(Draining(tokio::spawn(async move {
+                        fanout.drain(room, reader).await;
+                    })));
+                }
+            }
+        }
+    }
+
+    /// Reads a leaving parent's frames until it stops (or the guard is dropped).
+    async fn drain(&self, room: RoomId, mut reader: ReadHalf<libp2p::Stream>) {
+        loop {
+            match tokio::time::timeout(PARENT_SILENCE, read_down(&mut reader)).await {
+                Ok(Ok(Read::Frame(frame))) => {
+                    if self.heard(&room, frame).is_err() {
+                        break;
+                    }
+                }
+                Ok(Ok(Read::Control(down))) => {
+                    let bytes = down.encode().len();
+                    self.came_down(&room, down, bytes);
+                }
+                Ok(Ok(Read::KeepAlive | Read::Leaving)) => {}
+                Ok(Err(_)) | Err(_) => break,
+            }
+        }
+    }
+
+    /// Sends what goes up to the parent, in order, on `writer`: the room's uplink until the
+    /// stream ends.
+    fn uplink(&self, room: RoomId, mut writer: WriteHalf<libp2p::Stream>) -> UplinkGuard {
+        let (tx, mut rx) = mpsc::channel::<Up>(UPLINK_QUEUE);
+        let stats = self.lock().get_mut(&room).map(|audio| {
+            audio.uplink = Some(tx.clone());
+            Arc::clone(&audio.stats)
+        });
+        let task = tokio::spawn(async move {
+            while let Some(up) = rx.recv().await {
+                let bytes = up.encode();
+                if write_frame(&mut writer, &bytes).await.is_err() {
+                    return;
+                }
+                if let Some(stats) = &stats {
+                    stats
+                        .control_sent
+                        .fetch_add(bytes.len() as u64 + 2, Ordering::Relaxed);
+                }
+            }
+        });
+        UplinkGuard {
+            fanout: self.clone(),
+            room,
+            tx,
+            task,
+        }
+    }
+
+    /// Sends this node's voice to the host: frames put into the returned sender go out in order.
+    /// Local capture must never wait on the network, so the sender is bounded and a full queue
+    /// means the frame is dropped by the caller (`try_send`).
+    pub async fn speak(
+        &self,
+        room: RoomId,
+        host: PeerId,
+    ) -> Result<mpsc::Sender<AudioFrame>, StreamError> {
+        let mut stream = self.open_speaking(room, host).await?;
+        let (tx, mut rx) = mpsc::channel::<AudioFrame>(CHILD_QUEUE_FRAMES);
+        let fanout = self.clone();
+        tokio::spawn(async move {
+            // A stream the host dropped (its accept queue overflows when many streams arrive at
+            // once) or lost is opened again; only a host that keeps refusing ends the voice.
+            let mut failures = 0u32;
+            while let Some(frame) = rx.recv().await {
+                match write_frame(&mut stream, &frame.encode()).await {
+                    Ok(()) => failures = 0,
+                    Err(err) => {
+                        debug!(%err, "speaking stream closed; opening it again");
+                        failures += 1;
+                        if failures > SPEAK_RETRIES {
+                            warn!(%err, "the host keeps closing this node's voice stream");
+                            break;
+                        }
+                        match fanout.open_speaking(room, host).await {
+                            Ok(reopened) => stream = reopened,
+                            Err(err) => debug!(%err, "could not open the speaking stream again"),
+                        }
+                    }
+                }
+            }
+        });
+        Ok(tx)
+    }
+
+    async fn open_speaking(
+        &self,
+        room: RoomId,
+        host: PeerId,
+    ) -> Result<libp2p::Stream, StreamError> {
+        let mut stream = self.open(host).await?;
+        stream
+            .write_all(&hello(StreamKind::Speak, &room, &[]))
+            .await?;
+        stream.flush().await?;
+        Ok(stream)
+    }
+
+    async fn open(&self, peer: PeerId) -> Result<libp2p::Stream, StreamError> {
+        tokio::time::timeout(
+            OPEN_TIMEOUT,
+            self.control.clone().open_stream(peer, AUDIO_PROTOCOL),
+        )
+        .await
+        .map_err(|_| StreamError::Open(format!("no stream to {peer} within {OPEN_TIMEOUT:?}")))?
+        .map_err(|err| StreamError::Open(err.to_string()))
+    }
+}
+
+/// The uplink to the current parent: when the stream ends, what goes up stops being sent there.
+struct UplinkGuard {
+    fanout: Fanout,
+    room: RoomId,
+    tx: mpsc::Sender<Up>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for UplinkGuard {
+    fn drop(&mut self) {
+        self.task.abort();
+        if let Some(audio) = self.fanout.lock().get_mut(&self.room)
+            && audio
+                .uplink
+                .as_ref()
+                .is_some_and(|uplink| uplink.same_channel(&self.tx))
+        {
+            audio.uplink = None;
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! The parent's (and the host's) side of audio streams: a child's listen stream, fed with every
+//! frame relayed here and read for what the child sends up; a speaker's voice, at the host.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use earshot_protocol::RoomId;
+use futures::AsyncReadExt;
+use libp2p::PeerId;
+use tokio::sync::{broadcast, mpsc, watch};
+use tracing::{debug, warn};
+
+use super::wire::{read_hello, read_up, read_voice, write_control, write_frame, write_leaving};
+use super::{Fanout, Outgoing, StreamError, StreamKind, UPLINK_QUEUE};
+
+impl Fanout {
+    pub(super) async fn serve(
+        &self,
+        peer: PeerId,
+        mut stream: libp2p::Stream,
+    ) -> Result<(), StreamError> {
+        let (kind, room, proof) = read_hello(&mut stream).await?;
+        if !self.gate.admit(room, peer, kind, &proof) {
+            debug!(%peer, %room, ?kind, "audio stream refused");
+            return Ok(());
+        }
+        match kind {
+            StreamKind::Listen => {
+                let result = self.feed(room, peer, stream).await;
+                self.gate.child_closed(room, peer);
+                result
+            }
+            StreamKind::Speak => self.take_voice(room, peer, stream).await,
+        }
+    }
+
+    /// Feeds a child: every frame relayed here, control frames for everyone or for it alone;
+    /// reads what it sends up meanwhile.
+    async fn feed(
+        &self,
+        room: RoomId,
+        peer: PeerId,
+        stream: libp2p::Stream,
+    ) -> Result<(), StreamError> {
+        let (to_child, mut for_child) = mpsc::channel(UPLINK_QUEUE);
+        let (mut frames, stats, children, leaving) = {
+            let mut rooms = self.lock();
+            let audio = rooms.get_mut(&room).ok_or(StreamError::NoRoom(room))?;
+            audio.to_child.insert(peer, to_child.clone());
+            (
+                audio.fanout.subscribe(),
+                Arc::clone(&audio.stats),
+                Arc::clone(&audio.children),
+                audio.leaving.subscribe(),
+            )
+        };
+        children.send_modify(|n| *n += 1);
+        let _child = ChildGuard {
+            children,
+            fanout: self.clone(),
+            room,
+            peer,
+        };
+        if let Some(first) = self.gate.first(room) {
+            let _ = to_child.try_send(Arc::new(first.encode()));
+        }
+        // The stream ends when this child's channel closes (it was cut off): only the map and
+        // the upward reader hold senders, and the reader's is weak.
+        let reply = to_child.downgrade();
+        drop(to_child);
+        let (mut reader, mut writer) = stream.split();
+        let gate = Arc::clone(&self.gate);
+        let upward = tokio::spawn(async move {
+            loop {
+                match read_up(&mut reader).await {
+                    Ok(up) => {
+                        if let Some(back) = gate.up(room, peer, up)
+                            && let Some(reply) = reply.upgrade()
+                        {
+                            let _ = reply.try_send(Arc::new(back.encode()));
+                        }
+                    }
+                    Err(StreamError::Control(err)) => {
+                        warn!(%peer, %err, "closed a listen stream that sent garbage up");
+                        return;
+                    }
+                    Err(_) => return,
+                }
+            }
+        });
+        let mut told = false;
+        let result = loop {
+            // A leaving node says so once (within a keep-alive period of deciding to), then
+            // goes on feeding the child until it has moved.
+            if !told && *leaving.borrow() {
+                if let Err(err) = write_leaving(&mut writer).await {
+                    break Err(err);
+                }
+                told = true;
+            }
+            let written = tokio::select! {
+                biased;
+                own = for_child.recv() => match own {
+                    Some(bytes) => write_control(&mut writer, &bytes).await.map(|()| bytes.len() + 4),
+                    None => break Ok(()),
+                },
+                frame = frames.recv() => match frame {
+                    Ok(Outgoing::Audio(bytes)) => write_frame(&mut writer, &bytes).await.map(|()| bytes.len() + 2),
+                    Ok(Outgoing::KeepAlive) => write_frame(&mut writer, &[]).await.map(|()| 2),
+                    Ok(Outgoing::Control(bytes)) => write_control(&mut writer, &bytes).await.map(|()| bytes.len() + 4),
+                    Err(broadcast::error::RecvError::Lagged(skipped)) => {
+                        stats.dropped.fetch_add(skipped, Ordering::Relaxed);
+                        Ok(0)
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break Ok(()),
+                },
+                _ = leaving_changed(&leaving), if !told => Ok(0),
+            };
+            match written {
+                Ok(bytes) => {
+                    stats.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
+                }
+                Err(err) => break Err(err),
+            }
+            if upward.is_finished() {
+                break Ok(());
+            }
+        };
+        upward.abort();
+        result
+    }
+
+    /// The host takes a speaker's voice, frame by frame, while the speaker may speak.
+    async fn take_voice(
+        &self,
+        room: RoomId,
+        peer: PeerId,
+        mut stream: libp2p::Stream,
+    ) -> Result<(), StreamError> {
+        loop {
+            let frame = match read_voice(&mut stream).await {
+                Ok(Some(frame)) => frame,
+                Ok(None) => continue,
+                Err(StreamError::Frame(err)) => {
+                    if let Some(audio) = self.lock().get(&room) {
+                        audio.stats.bad_streams.fetch_add(1, Ordering::Relaxed);
+                    }
+                    warn!(%peer, %err, "closed an audio stream that sent garbage");
+                    return Err(StreamError::Frame(err));
+                }
+                Err(err) => return Err(err),
+            };
+            // Checked per frame: a speaker muted or sent off the stage mid-stream is silenced at
+            // once (the stream stays, for when they are back).
+            if self.gate.admit(room, peer, StreamKind::Speak, &[]) {
+                self.heard(&room, frame)?;
+            }
+        }
+    }
+}
+
+/// Resolves when the room's leaving flag changes (so a waiting writer says "leaving" at once).
+async fn leaving_changed(leaving: &watch::Receiver<bool>) {
+    let mut leaving = leaving.clone();
+    let _ = leaving.changed().await;
+}
+
+/// Counts a child out when its stream ends, however it ends, and forgets its own channel.
+struct ChildGuard {
+    children: Arc<watch::Sender<usize>>,
+    fanout: Fanout,
+    room: RoomId,
+    peer: PeerId,
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.children.send_modify(|n| *n = n.saturating_sub(1));
+        if let Some(audio) = self.fanout.lock().get_mut(&self.room) {
+            audio.to_child.remove(&self.peer);
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! Bytes on an audio stream: the hello, and the length-prefixed frames each way.
+//!
+//! A stream starts with a hello: version, kind (0 listen, 1 speak), the room, and a proof (its
+//! length, `u16`, then the bytes: a listen stream's ticket; a speak stream's is empty). Down
+//! (parent to child), each frame is a `u16` big-endian length and that many bytes of
+//! [`AudioFrame`]; length 0 is a keep-alive, [`LEAVING_MARKER`] says "I am leaving: attach
+//! elsewhere now", and [`CONTROL_MARKER`] is followed by a `u16` length and a
+//! [`Down`](earshot_protocol::audience::wire::Down). Up (child to parent, on a listen stream), each
+//! frame is a `u16` length and an [`Up`](earshot_protocol::audience::wire::Up); a speak stream
+//! carries audio frames up.
+
+use std::io;
+
+use earshot_protocol::RoomId;
+use earshot_protocol::audience::ticket::MAX_TICKET_BYTES;
+use earshot_protocol::audience::wire::{Down, MAX_CONTROL_BYTES, Up};
+use earshot_protocol::frame::{AudioFrame, MAX_FRAME_BYTES};
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::{StreamError, StreamKind};
+
+/// The length prefix that says "I am leaving: attach elsewhere now" (no frame follows).
+pub const LEAVING_MARKER: u16 = 0xFFFF;
+/// The length prefix that says "a control frame follows" (its own length first).
+pub const CONTROL_MARKER: u16 = 0xFFFE;
+
+const HELLO_VERSION: u8 = 2;
+
+/// A stream's hello.
+pub fn hello(kind: StreamKind, room: &RoomId, proof: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(20 + proof.len());
+    bytes.push(HELLO_VERSION);
+    bytes.push(match kind {
+        StreamKind::Listen => 0,
+        StreamKind::Speak => 1,
+    });
+    bytes.extend_from_slice(room.as_bytes());
+    let len = u16::try_from(proof.len()).unwrap_or(0);
+    bytes.extend_from_slice(&len.to_be_bytes());
+    bytes.extend_from_slice(&proof[..usize::from(len)]);
+    bytes
+}
+
+/// Reads a hello: the kind, the room, the proof (at most a ticket's worth).
+pub async fn read_hello<R: AsyncRead + Unpin>(
+    stream: &mut R,
+) -> Result<(StreamKind, RoomId, Vec<u8>), StreamError> {
+    let mut head = [0u8; 20];
+    stream.read_exact(&mut head).await?;
+    if head[0] != HELLO_VERSION {
+        return Err(StreamError::Hello);
+    }
+    let kind = match head[1] {
+        0 => StreamKind::Listen,
+        1 => StreamKind::Speak,
+        _ => return Err(StreamError::Hello),
+    };
+    let mut room = [0u8; 16];
+    room.copy_from_slice(&head[2..18]);
+    let len = usize::from(u16::from_be_bytes([head[18], head[19]]));
+    if len > MAX_TICKET_BYTES {
+        return Err(StreamError::Hello);
+    }
+    let mut proof = vec![0u8; len];
+    stream.read_exact(&mut proof).await?;
+    Ok((kind, RoomId(room), proof))
+}
+
+/// What came down a stream.
+#[derive(Debug)]
+pub enum Read {
+    Frame(AudioFrame),
+    /// An empty frame: the sender is still there.
+    KeepAlive,
+    /// The sender is leaving.
+    Leaving,
+    Control(Down),
+}
+
+pub async fn read_down<R: AsyncRead + Unpin>(stream: &mut R) -> Result<Read, StreamError> {
+    let len = read_len(stream).await?;
+    match len {
+        LEAVING_MARKER => Ok(Read::Leaving),
+        CONTROL_MARKER => {
+            let bytes = read_bytes(stream, MAX_CONTROL_BYTES).await?;
+            Ok(Read::Control(
+                Down::decode(&bytes).map_err(|err| StreamError::Control(err.to_string()))?,
+            ))
+        }
+        0 => Ok(Read::KeepAlive),
+        len => {
+            let len = usize::from(len);
+            if len > MAX_FRAME_BYTES {
+                return Err(earshot_protocol::frame::FrameError::TooLong { len }.into());
+            }
+            let mut bytes = vec![0u8; len];
+            stream.read_exact(&mut bytes).await?;
+            Ok(Read::Frame(AudioFrame::decode(&bytes)?))
+        }
+    }
+}
+
+/// Reads one frame a child sent up.
+pub async fn read_up<R: AsyncRead + Unpin>(stream: &mut R) -> Result<Up, StreamError> {
+    let bytes = read_bytes(stream, MAX_CONTROL_BYTES).await?;
+    Up::decode(&bytes).map_err(|err| StreamError::Control(err.to_string()))
+}
+
+/// Reads one audio frame a speaker sent (keep-alives skipped by the caller).
+pub async fn read_voice<R: AsyncRead + Unpin>(
+    stream: &mut R,
+) -> Result<Option<AudioFrame>, StreamError> {
+    let len = usize::from(read_len(stream).await?);
+    if len == 0 {
+        return Ok(None);
+    }
+    if len > MAX_FRAME_BYTES {
+        return Err(earshot_protocol::frame::FrameError::TooLong { len }.into());
+    }
+    let mut bytes = vec![0u8; len];
+    stream.read_exact(&mut bytes).await?;
+    Ok(Some(AudioFrame::decode(&bytes)?))
+}
+
+async fn read_len<R: AsyncRead + Unpin>(stream: &mut R) -> Result<u16, StreamError> {
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).await?;
+    Ok(u16::from_be_bytes(len))
+}
+
+async fn read_bytes<R: AsyncRead + Unpin>(
+    stream: &mut R,
+    max: usize,
+) -> Result<Vec<u8>, StreamError> {
+    let len = usize::from(read_len(stream).await?);
+    if len > max {
+        return Err(StreamError::Control(format!("a {len}-byte control frame")));
+    }
+    let mut bytes = vec![0u8; len];
+    stream.read_exact(&mut bytes).await?;
+    Ok(bytes)
+}
+
+/// Writes a length-prefixed frame (audio, an up frame, or an empty keep-alive).
+pub async fn write_frame<W: AsyncWrite + Unpin>(
+    stream: &mut W,
+    bytes: &[u8],
+) -> Result<(), StreamError> {
+    let len = u16::try_from(bytes.len())
+        .ok()
+        .filter(|len| *len < CONTROL_MARKER)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
+    stream.write_all(&len.to_be_bytes()).await?;
+    stream.write_all(bytes).await?;
+    stream.flush().await?;
+    Ok(())
+}
+
+/// Writes a control frame down.
+pub async fn write_control<W: AsyncWrite + Unpin>(
+    stream: &mut W,
+    bytes: &[u8],
+) -> Result<(), StreamError> {
+    stream.write_all(&CONTROL_MARKER.to_be_bytes()).await?;
+    write_frame(stream, bytes).await
+}
+
+/// Says "I am leaving".
+pub async fn write_leaving<W: AsyncWrite + Unpin>(stream: &mut W) -> Result<(), StreamError> {
+    stream.write_all(&LEAVING_MARKER.to_be_bytes()).await?;
+    stream.flush().await?;
+    Ok(())
+}

@@ -1,0 +1,662 @@
+//! The audience tier in the rooms machine. Listeners are not on the room's topic: they join
+//! through the host (which places them in the relay tree and answers with its latest view),
+//! know the room from the host's signed views and the envelopes it relays down the tree, and say
+//! what they have to say (hands, chat, leaving) up the tree to the host, which takes it on the
+//! room's behalf ([`HostAudience`]). A listener the stage promotes steps up: it follows the topic
+//! and joins again, through the host, as a member of the stage.
+
+use std::collections::HashSet;
+
+use earshot_protocol::audience::host::{AudiencePolicy, HostAudience, Taken};
+use earshot_protocol::audience::relayed::Relayed;
+use earshot_protocol::audience::wire::{Down, Newcomer, Report};
+use earshot_protocol::audience::{AudienceView, Ticket};
+use earshot_protocol::envelope::{Authority, Envelope};
+use earshot_protocol::snapshot::{Placement, Refusal, RoomRequest, RoomResponse};
+use earshot_protocol::state::{MAX_CLOCK_SKEW_MS, MAX_MESSAGE_AGE_MS, RoomChange, RoomState};
+use earshot_protocol::{ControlBody, PeerKey, Role, RoomDescriptor, RoomId, Verified};
+use libp2p::PeerId;
+use sha2::{Digest, Sha256};
+use tracing::{debug, info, warn};
+
+use super::joined::{Joined, Tier};
+use super::{Now, Rooms};
+use crate::effect::Effect;
+use crate::event::{CloseReason, Event};
+use crate::node::pending::{Pending, PendingJoin};
+use crate::node::{BadAnswer, JoinError, RoomView};
+use crate::rooms::ActError;
+
+/// Listeners per page of `/who listeners`.
+pub const LISTENERS_PAGE: usize = 50;
+/// Relayed envelopes an audience member remembers, to drop one that comes twice.
+const SEEN_RELAYED: usize = 256;
+
+impl Rooms {
+    /// Whether `link` makes this node a member of the audience (a listener's invite), rather
+    /// than of the stage.
+    pub fn joins_audience(link: &earshot_protocol::InviteLink) -> bool {
+        link.capability.role == Role::Listener
+    }
+
+    /// The host's side of an audience member's `Join` (checked by the fold, not applied to it):
+    /// a place in the tree, the latest view, recent chat.
+    pub(super) fn admit_audience(
+        &mut self,
+        now: Now,
+        envelope: &Verified<Envelope>,
+        place: impl FnOnce(RoomId, PeerKey) -> Result<Placement, Refusal>,
+    ) -> Result<RoomResponse, Refusal> {
+        let room = envelope.room;
+        let author = envelope.author;
+        let signing = self.signing.clone();
+        let joined = self
+            .joined
+            .get_mut(&room)
+            .filter(|joined| joined.is_host())
+            .ok_or(Refusal::NotHost { room })?;
+        let name = match &envelope.body {
+            ControlBody::Join { name } => name.trim().to_owned(),
+            _ => return Err(Refusal::NotAJoin),
+        };
+        // A placement may fail (nothing free right now): the listener is in the audience all
+        // the same and asks the host for a place again.
+        let placement = match place(room, author) {
+            Ok(placement) => Some(placement),
+            Err(refusal) => {
+                debug!(%room, %refusal, "admitted a listener without a place yet");
+                None
+            }
+        };
+        if let Authority::Capability(capability) = &envelope.authority {
+            joined.audience_joined_with(author, capability.id());
+        }
+        let state = joined.state.clone();
+        let audience = joined
+            .audience
+            .get_or_insert_with(|| HostAudience::new(room, AudiencePolicy::default(), now.instant));
+        // The join names the listener (for its hands and chat), and it is a newcomer.
+        audience.take(now.instant, now.wall, envelope, &state);
+        audience.arrived(Newcomer { key: author, name });
+        // The room as of now (the tree's latest view may be a second old).
+        let listeners = joined.view.as_ref().map_or(0, |view| view.listeners);
+        let view = audience.snapshot(now.wall, &state, listeners, &signing);
+        info!(%room, listener = %author.short(), "admitted a listener");
+        Ok(RoomResponse::Admitted {
+            descriptor: serde_bytes::ByteBuf::from(joined.descriptor.encode()),
+            view: serde_bytes::ByteBuf::from(view.encode()),
+            placement,
+            chat: joined
+                .recent_relayed
+                .iter()
+                .cloned()
+                .map(serde_bytes::ByteBuf::from)
+                .collect(),
+        })
+    }
+
+    /// The host admitted this node to the audience.
+    pub(super) fn audience_joined(
+        &mut self,
+        now: Now,
+        pending: PendingJoin,
+        answer: Admitted,
+    ) -> Vec<Effect> {
+        let room = pending.link.capability.room;
+        let host = pending.link.host;
+        let read = || -> Result<(RoomDescriptor, AudienceView, Option<Placement>), BadAnswer> {
+            let descriptor = RoomDescriptor::decode_verified(&answer.descriptor)
+                .map_err(|err| BadAnswer::Invalid {
+                    what: "room descriptor",
+                    detail: err.to_string(),
+                })?
+                .into_inner();
+            if descriptor.id != room || descriptor.host != host {
+                return Err(BadAnswer::Invalid {
+                    what: "room descriptor",
+                    detail: "it is for another room".into(),
+                });
+            }
+            let view = AudienceView::decode_verified(&answer.view, room, &host)
+                .map_err(|err| BadAnswer::Invalid {
+                    what: "view",
+                    detail: err.to_string(),
+                })?
+                .into_inner();
+            // A placement whose ticket is not for this node is no placement: it asks the host.
+            let placement = answer.placement.filter(|placement| {
+                Ticket::decode(&placement.ticket).is_ok_and(|ticket| {
+                    ticket.check_chain(room, host, now.wall).is_ok()
+                        && ticket.leaf().is_some_and(|leaf| leaf.child == self.me)
+                })
+            });
+            Ok((descriptor, view, placement))
+        };
+        let (descriptor, view, placement) = match read() {
+            Ok(read) => read,
+            Err(err) => return self.join_failed(pending, JoinError::BadAnswer(err)),
+        };
+        self.joining.remove(&room);
+        let state = RoomState::of_audience_view(host, &view, Some((self.me, &pending.name)));
+        let mut joined = Joined::new(
+            descriptor,
+            state,
+            Authority::Capability(pending.link.capability.clone()),
+            pending.name.clone(),
+            pending.next_seq,
+            now.instant,
+        );
+        joined.tier = Tier::Audience;
+        joined.link = Some(pending.link.clone());
+        joined.view = Some(view.clone());
+        let mut effects = vec![Effect::OpenTree { room, host }];
+        // What was said lately, as the host relayed it.
+        for bytes in &answer.chat {
+            if let Ok(envelope) = Relayed::decode_verified(bytes, room, &host)
+                && let ControlBody::Chat { text } = &envelope.body
+            {
+                joined.saw(bytes);
+                effects.push(Effect::Emit(Event::Chat {
+                    room,
+                    from: envelope.author,
+                    name: joined.name_of(&envelope.author),
+                    text: text.clone(),
+                    at: envelope.sent_at,
+                }));
+            }
+        }
+        let room_view = RoomView {
+            descriptor: joined.descriptor.clone(),
+            state: joined.state.clone(),
+            audience: true,
+            view: Some(view),
+            placement,
+        };
+        self.joined.insert(room, joined);
+        info!(%room, "joined the audience");
+        if let Some(reply) = pending.reply {
+            effects.push(Effect::Joined {
+                reply,
+                view: Box::new(room_view),
+            });
+        }
+        effects
+    }
+
+    /// Something came down the tree for this node: the host's view, an envelope it relayed, a
+    /// notice for this node.
+    pub fn on_down(&mut self, now: Now, room: RoomId, down: Down) -> Vec<Effect> {
+        let me = self.me;
+        let Some(joined) = self.joined.get_mut(&room) else {
+            return Vec::new();
+        };
+        let host = joined.descriptor.host;
+        match down {
+            Down::View(bytes) => {
+                let Ok(view) = AudienceView::decode_verified(&bytes, room, &host) else {
+                    return Vec::new();
+                };
+                self.on_view(now, room, view.into_inner())
+            }
+            Down::Envelope(bytes) => {
+                // The stage hears everything on the topic already.
+                if joined.tier == Tier::Stage || !joined.saw(&bytes) {
+                    return Vec::new();
+                }
+                match Relayed::decode_verified(&bytes, room, &host) {
+                    Ok(envelope) => self.on_relayed(now, room, &envelope, &bytes),
+                    Err(err) => {
+                        debug!(%room, %err, "refused an envelope from the parent");
+                        Vec::new()
+                    }
+                }
+            }
+            Down::Notice { to, text } if to == me => {
+                vec![Effect::Emit(Event::Notice { room, text })]
+            }
+            Down::Notice { .. } | Down::Path(_) => Vec::new(),
+        }
+    }
+
+    /// The host's view: the audience's room (its state), and for everyone, how many listen and
+    /// what they applaud.
+    fn on_view(&mut self, now: Now, room: RoomId, view: AudienceView) -> Vec<Effect> {
+        let me = self.me;
+        let Some(joined) = self.joined.get_mut(&room) else {
+            return Vec::new();
+        };
+        if joined
+            .view
+            .as_ref()
+            .is_some_and(|held| held.seq >= view.seq)
+        {
+            return Vec::new();
+        }
+        let mut effects = Vec::new();
+        view_events(room, joined.view.as_ref(), &view, &mut effects);
+        if joined.tier == Tier::Stage {
+            audience_hands(room, joined, &view, &mut effects);
+        }
+        let mut changes = Vec::new();
+        if joined.tier == Tier::Audience && !joined.stepping_up {
+            let host = joined.descriptor.host;
+            let newer = RoomState::of_audience_view(host, &view, Some((me, &joined.display_name)));
+            changes = joined.state.changes_to(&newer);
+            joined.state = newer;
+        }
+        let removed = view.banned.contains(&me);
+        let ended = view.ended;
+        joined.view = Some(view);
+        self.changed(room, changes, &mut effects);
+        if joined_tier(self, &room) == Some(Tier::Audience) {
+            if ended {
+                effects.extend(self.close(now, room, CloseReason::Ended));
+            } else if removed {
+                effects.extend(self.close(now, room, CloseReason::Removed));
+            }
+        }
+        effects
+    }
+
+    /// An envelope the host relayed to the audience.
+    fn on_relayed(
+        &mut self,
+        now: Now,
+        room: RoomId,
+        envelope: &Verified<Envelope>,
+        bytes: &[u8],
+    ) -> Vec<Effect> {
+        let me = self.me;
+        // Old news (or from the future) is not news.
+        let fresh = envelope.sent_at.plus_millis(MAX_MESSAGE_AGE_MS) >= now.wall
+            && envelope.sent_at <= now.wall.plus_millis(MAX_CLOCK_SKEW_MS);
+        let Some(joined) = self.joined.get_mut(&room) else {
+            return Vec::new();
+        };
+        if !fresh {
+            return Vec::new();
+        }
+        joined.remember_relayed(bytes);
+        let mut effects = Vec::new();
+        match &envelope.body {
+            ControlBody::Chat { text } => effects.push(Effect::Emit(Event::Chat {
+                room,
+                from: envelope.author,
+                name: joined.name_of(&envelope.author),
+                text: text.clone(),
+                at: envelope.sent_at,
+            })),
+            ControlBody::Promote { target, .. } if *target == me && !joined.stepping_up => {
+                effects.extend(self.step_up(now, room));
+            }
+            ControlBody::Remove { target, .. } if *target == me => {
+                effects.extend(self.close(now, room, CloseReason::Removed));
+            }
+            ControlBody::RoomEnded => {
+                let change = RoomChange::RoomEnded {
+                    by: envelope.author,
+                };
+                effects.push(Effect::Emit(Event::of_change(room, &change, &joined.state)));
+                effects.extend(self.close(now, room, CloseReason::Ended));
+            }
+            ControlBody::ReplayAvailable {
+                manifest,
+                recording,
+                recorder,
+                title,
+                bytes,
+                addrs,
+            } => {
+                let change = RoomChange::ReplayAvailable {
+                    by: envelope.author,
+                    manifest: *manifest,
+                    recording: *recording,
+                    recorder: *recorder,
+                    title: title.clone(),
+                    bytes: *bytes,
+                    addrs: addrs.clone(),
+                };
+                self.changed(room, vec![change], &mut effects);
+            }
+            _ => {}
+        }
+        effects
+    }
+
+    /// The stage promoted this listener: it follows the room's topic and joins again through
+    /// the host, now as a member of the stage (the host's answer is the room's snapshot).
+    fn step_up(&mut self, now: Now, room: RoomId) -> Vec<Effect> {
+        let signing = self.signing.clone();
+        let Some(joined) = self.joined.get_mut(&room) else {
+            return Vec::new();
+        };
+        let Some(link) = joined.link.clone() else {
+            return Vec::new();
+        };
+        let name = joined.display_name.clone();
+        let join =
+            match joined.sign_only(&signing, now.wall, ControlBody::Join { name: name.clone() }) {
+                Ok(envelope) => envelope,
+                Err(err) => {
+                    warn!(%room, %err, "could not step up to the stage");
+                    return Vec::new();
+                }
+            };
+        joined.stepping_up = true;
+        let Ok(host) = link.host.to_peer_id() else {
+            return Vec::new();
+        };
+        info!(%room, "promoted: stepping up to the stage");
+        vec![
+            Effect::Subscribe(room),
+            Effect::Request {
+                peer: host,
+                addrs: joined.descriptor.addrs(),
+                request: RoomRequest::Join {
+                    envelope: serde_bytes::ByteBuf::from(join.encode()),
+                },
+                then: Pending::Join(Box::new(PendingJoin {
+                    link,
+                    name,
+                    reply: None,
+                    next_seq: joined.next_seq(),
+                })),
+            },
+        ]
+    }
+
+    /// This audience member's own action: hands, chat and leaving go up the tree to the host;
+    /// a reaction is counted in its next report.
+    pub(super) fn audience_own_act(
+        &mut self,
+        now: Now,
+        room: RoomId,
+        body: ControlBody,
+    ) -> Result<(Vec<RoomChange>, Vec<Effect>), ActError> {
+        let signing = self.signing.clone();
+        let joined = self
+            .joined
+            .get_mut(&room)
+            .ok_or(ActError::NotInRoom(room))?;
+        match body {
+            ControlBody::Reaction { emoji } => {
+                // Within the protocol's limits, like any envelope's.
+                ControlBody::Reaction {
+                    emoji: emoji.clone(),
+                }
+                .check_limits()
+                .map_err(|err| ActError::Envelope(err.into()))?;
+                Ok((Vec::new(), vec![Effect::React { room, emoji }]))
+            }
+            body @ (ControlBody::RaiseHand
+            | ControlBody::LowerHand
+            | ControlBody::Chat { .. }
+            | ControlBody::Leave) => {
+                let urgent = matches!(body, ControlBody::Leave);
+                let envelope = joined.sign_only(&signing, now.wall, body)?;
+                Ok((
+                    Vec::new(),
+                    vec![Effect::Up {
+                        room,
+                        act: envelope.encode(),
+                        urgent,
+                    }],
+                ))
+            }
+            _ => Err(ActError::Audience),
+        }
+    }
+
+    /// At the host: a listener's action, come up the tree.
+    pub fn audience_act(&mut self, now: Now, room: RoomId, bytes: &[u8]) -> Vec<Effect> {
+        let Ok(envelope) = Envelope::decode_verified(bytes) else {
+            return Vec::new();
+        };
+        let signing = self.signing.clone();
+        let Some(joined) = self.joined.get_mut(&room).filter(|j| j.is_host()) else {
+            return Vec::new();
+        };
+        let state = joined.state.clone();
+        let audience = joined
+            .audience
+            .get_or_insert_with(|| HostAudience::new(room, AudiencePolicy::default(), now.instant));
+        let author = envelope.author;
+        let mut effects = Vec::new();
+        match audience.take(now.instant, now.wall, &envelope, &state) {
+            Taken::Relay(bytes) => {
+                // A chat line let through: the stage hears it on the topic, the audience down
+                // the tree, and the host folds it like any.
+                match joined.state.apply(now.wall, &envelope) {
+                    Ok(changes) => {
+                        effects.push(Effect::Publish {
+                            room,
+                            bytes: bytes.clone(),
+                            since: now.instant,
+                        });
+                        let relayed = Relayed::sign(&signing, room, bytes).encode();
+                        joined.remember_relayed(&relayed);
+                        effects.push(Effect::Down {
+                            room,
+                            down: Down::Envelope(serde_bytes::ByteBuf::from(relayed)),
+                        });
+                        self.changed(room, changes, &mut effects);
+                    }
+                    Err(reason) => debug!(%room, %reason, "an audience chat line did not fold"),
+                }
+            }
+            Taken::Hands => {
+                let name = audience.name_of(&author);
+                let event = match envelope.body {
+                    ControlBody::RaiseHand => Some(Event::HandRaised {
+                        room,
+                        member: author,
+                        name,
+                    }),
+                    ControlBody::LowerHand => Some(Event::HandLowered {
+                        room,
+                        member: author,
+                        name,
+                    }),
+                    _ => None,
+                };
+                effects.extend(event.map(Effect::Emit));
+            }
+            Taken::Refused { to, notice } => effects.push(Effect::Notice {
+                room,
+                to,
+                text: notice,
+            }),
+            Taken::Dropped => {}
+        }
+        effects
+    }
+
+    /// At the host: its subtree's report (reactions to total, newcomers to remember).
+    pub fn audience_report(&mut self, room: RoomId, report: Report) {
+        if let Some(audience) = self
+            .joined
+            .get_mut(&room)
+            .and_then(|joined| joined.audience.as_mut())
+        {
+            audience.report(report);
+        }
+    }
+
+    /// At the host: the listeners that arrived lately, newest first, `page` of
+    /// [`LISTENERS_PAGE`].
+    pub fn listeners_page(&self, room: &RoomId, page: u32) -> Result<Vec<Newcomer>, Refusal> {
+        let joined = self
+            .joined
+            .get(room)
+            .filter(|joined| joined.is_host())
+            .ok_or(Refusal::NotHost { room: *room })?;
+        Ok(joined
+            .audience
+            .as_ref()
+            .map(|audience| {
+                audience
+                    .recent_listeners(usize::try_from(page).unwrap_or(usize::MAX), LISTENERS_PAGE)
+            })
+            .unwrap_or_default())
+    }
+
+    /// At the host, every tick: the view its audience is due, if one is.
+    pub(super) fn host_view(
+        &mut self,
+        now: Now,
+        room: RoomId,
+        tree_size: u32,
+        effects: &mut Vec<Effect>,
+    ) {
+        let signing = self.signing.clone();
+        let Some(joined) = self.joined.get_mut(&room).filter(|j| j.is_host()) else {
+            return;
+        };
+        // The tree counts the host and the stage members that listen through it.
+        let stage = u32::try_from(joined.state.stage().len()).unwrap_or(u32::MAX);
+        let listeners = tree_size.saturating_sub(stage.max(1));
+        let state = &joined.state;
+        let audience = joined
+            .audience
+            .get_or_insert_with(|| HostAudience::new(room, AudiencePolicy::default(), now.instant));
+        let Some(view) = audience.view(now.instant, now.wall, state, listeners, &signing) else {
+            return;
+        };
+        view_events(room, joined.view.as_ref(), &view, effects);
+        effects.push(Effect::Down {
+            room,
+            down: Down::View(serde_bytes::ByteBuf::from(view.encode())),
+        });
+        joined.view = Some(view);
+    }
+
+    /// At the host: relays what the audience must hear of the stage's envelopes down the tree
+    /// (chat, promotions, removals, replays, the room's end), countersigned.
+    pub(super) fn relay_down(
+        &mut self,
+        room: RoomId,
+        envelope: &Envelope,
+        effects: &mut Vec<Effect>,
+    ) {
+        let relayable = matches!(
+            envelope.body,
+            ControlBody::Chat { .. }
+                | ControlBody::Promote { .. }
+                | ControlBody::Remove { .. }
+                | ControlBody::RoomEnded
+                | ControlBody::ReplayAvailable { .. }
+        );
+        let Some(joined) = self.joined.get_mut(&room).filter(|j| j.is_host()) else {
+            return;
+        };
+        if !relayable {
+            return;
+        }
+        let relayed = Relayed::sign(&self.signing, room, envelope.encode()).encode();
+        if matches!(envelope.body, ControlBody::Chat { .. }) {
+            joined.remember_relayed(&relayed);
+        }
+        effects.push(Effect::Down {
+            room,
+            down: Down::Envelope(serde_bytes::ByteBuf::from(relayed)),
+        });
+    }
+
+    /// Who may speak in `room` (on stage, present, not muted), for the host's audio plane.
+    pub fn speakers(&self, room: &RoomId) -> Option<HashSet<PeerId>> {
+        let joined = self.joined.get(room)?;
+        let state = &joined.state;
+        Some(
+            state
+                .members
+                .values()
+                .filter(|m| state.is_present(m) && m.role().on_stage() && !m.muted.value)
+                .filter_map(|m| m.key.to_peer_id().ok())
+                .collect(),
+        )
+    }
+}
+
+/// What an audience member's join was answered with.
+#[derive(Debug)]
+pub(super) struct Admitted {
+    pub descriptor: serde_bytes::ByteBuf,
+    pub view: serde_bytes::ByteBuf,
+    pub placement: Option<Placement>,
+    pub chat: Vec<serde_bytes::ByteBuf>,
+}
+
+fn joined_tier(rooms: &Rooms, room: &RoomId) -> Option<Tier> {
+    rooms.joined.get(room).map(|joined| joined.tier)
+}
+
+/// Events for a new view: the audience's size and hands when they changed, its reactions.
+fn view_events(
+    room: RoomId,
+    before: Option<&AudienceView>,
+    view: &AudienceView,
+    effects: &mut Vec<Effect>,
+) {
+    let counts = |v: &AudienceView| (v.listeners, v.hands_total);
+    if before.map(counts) != Some(counts(view)) {
+        effects.push(Effect::Emit(Event::Audience {
+            room,
+            listeners: view.listeners,
+            hands: view.hands_total,
+        }));
+    }
+    if !view.reactions.is_empty() {
+        effects.push(Effect::Emit(Event::Reactions {
+            room,
+            reactions: view
+                .reactions
+                .iter()
+                .map(|r| (r.emoji.clone(), r.count))
+                .collect(),
+        }));
+    }
+}
+
+/// For the stage: the audience's hands raised and lowered since the view before (the stage's
+/// own are in its fold).
+fn audience_hands(room: RoomId, joined: &Joined, view: &AudienceView, effects: &mut Vec<Effect>) {
+    let in_fold = |key: &PeerKey| {
+        joined
+            .state
+            .members
+            .get(key)
+            .is_some_and(|member| joined.state.is_present(member))
+    };
+    let before: Vec<&earshot_protocol::audience::Hand> = joined
+        .view
+        .as_ref()
+        .map(|before| before.hands.iter().collect())
+        .unwrap_or_default();
+    for hand in view.hands.iter().filter(|hand| !in_fold(&hand.key)) {
+        if !before.iter().any(|b| b.key == hand.key) {
+            effects.push(Effect::Emit(Event::HandRaised {
+                room,
+                member: hand.key,
+                name: hand.name.clone(),
+            }));
+        }
+    }
+    for hand in before.iter().filter(|hand| !in_fold(&hand.key)) {
+        // A hand past the shown few is not lowered: only a full list says so.
+        let shown_all = view.hands.len() < earshot_protocol::audience::view::MAX_HANDS_SHOWN;
+        if shown_all && !view.hands.iter().any(|h| h.key == hand.key) {
+            effects.push(Effect::Emit(Event::HandLowered {
+                room,
+                member: hand.key,
+                name: hand.name.clone(),
+            }));
+        }
+    }
+}
+
+/// A digest to remember an envelope by.
+pub(super) fn digest(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+pub(super) const SEEN_CAP: usize = SEEN_RELAYED;

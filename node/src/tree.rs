@@ -1,0 +1,550 @@
+//! This node's part in each room's relay tree: its place (the ticket it holds, its depth, its
+//! ancestors), its subtree (`protocol::audience::Subtree`: children, reports, free places,
+//! budgets), and the host's latest view. The audio plane asks it who may open which stream and
+//! hands it what travels along the tree besides audio ([`Gate`]); the event loop asks it for
+//! places (answering joins and attaches) and hears from it through [`TreeEvent`]s. Short locks,
+//! no waiting under them.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use earshot_protocol::audience::AudienceView;
+use earshot_protocol::audience::subtree::{Placed, REPORT_INTERVAL, Refused, Subtree};
+use earshot_protocol::audience::ticket::{Ticket, TicketCheck};
+use earshot_protocol::audience::wire::{Ancestor, Down, Newcomer, Report, Up};
+use earshot_protocol::envelope::Envelope;
+use earshot_protocol::snapshot::{Placement, Refusal};
+use earshot_protocol::{PeerKey, RoomId, Verified};
+use libp2p::PeerId;
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+use tracing::debug;
+
+use crate::clock;
+use crate::fanout::{Gate, Pass, StreamKind};
+
+/// Events for the event loop, queued: past this many, the oldest are not waited for (the tree
+/// sends the same again soon: views and reports are periodic).
+pub const TREE_EVENT_CAP: usize = 1024;
+
+/// What the tree tells the event loop.
+#[derive(Debug)]
+pub enum TreeEvent {
+    /// Something for this node came down (a view, a relayed envelope, a notice for it).
+    Down { room: RoomId, down: Down },
+    /// At the host: a listener's action, come up through `child`.
+    Act {
+        room: RoomId,
+        child: PeerId,
+        act: Vec<u8>,
+    },
+    /// At the host: its subtree, every [`REPORT_INTERVAL`].
+    Report { room: RoomId, report: Report },
+}
+
+/// One room's tree at this node.
+#[derive(Debug)]
+struct RoomTree {
+    host: PeerKey,
+    is_host: bool,
+    subtree: Subtree,
+    /// The ticket this node attached with (the host places with its own key).
+    ticket: Option<Ticket>,
+    depth: u16,
+    view: Option<Verified<AudienceView>>,
+    last_report: Option<Instant>,
+    /// Stage members who may speak (the host's audio plane takes their voice).
+    speakers: HashSet<PeerId>,
+    /// Children the latest view removed, to cut off.
+    evict: Vec<PeerId>,
+}
+
+/// This node's place in a room's tree, for `/tree`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeInfo {
+    /// Hops below the host (0: the host).
+    pub depth: u16,
+    /// The ancestors, parent first, up to the host.
+    pub path: Vec<PeerKey>,
+    pub children: Vec<PeerKey>,
+    /// Nodes in this node's subtree, itself included (by its children's reports).
+    pub size: u32,
+}
+
+/// Every room's tree at this node. Cheap to share (`Arc`).
+pub struct Tree {
+    me: PeerKey,
+    signing: ed25519_dalek::SigningKey,
+    rooms: Mutex<HashMap<RoomId, RoomTree>>,
+    events: mpsc::Sender<TreeEvent>,
+}
+
+impl std::fmt::Debug for Tree {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tree")
+    }
+}
+
+impl Tree {
+    pub fn new(signing: ed25519_dalek::SigningKey) -> (Arc<Self>, mpsc::Receiver<TreeEvent>) {
+        let (events, rx) = mpsc::channel(TREE_EVENT_CAP);
+        let tree = Arc::new(Self {
+            me: PeerKey::from(&signing),
+            signing,
+            rooms: Mutex::new(HashMap::new()),
+            events,
+        });
+        (tree, rx)
+    }
+
+    /// Takes part in `room`'s tree, feeding up to `capacity` children.
+    pub fn open(&self, room: RoomId, host: PeerKey, capacity: u16, addrs: &[libp2p::Multiaddr]) {
+        let mut subtree = Subtree::new(self.me, capacity, Instant::now());
+        subtree.set_addrs(earshot_protocol::addr::to_wire(
+            addrs,
+            usize::MAX,
+            earshot_protocol::audience::wire::MAX_PEER_ADDRS,
+        ));
+        self.rooms.lock().entry(room).or_insert(RoomTree {
+            host,
+            is_host: host == self.me,
+            subtree,
+            ticket: None,
+            depth: 0,
+            view: None,
+            last_report: None,
+            speakers: HashSet::new(),
+            evict: Vec::new(),
+        });
+    }
+
+    /// How children placed under this node reach it, from now on.
+    pub fn set_addrs(&self, room: &RoomId, addrs: &[libp2p::Multiaddr]) {
+        if let Some(tree) = self.rooms.lock().get_mut(room) {
+            tree.subtree.set_addrs(earshot_protocol::addr::to_wire(
+                addrs,
+                usize::MAX,
+                earshot_protocol::audience::wire::MAX_PEER_ADDRS,
+            ));
+        }
+    }
+
+    /// This node's key.
+    pub fn me(&self) -> PeerKey {
+        self.me
+    }
+
+    pub fn close(&self, room: &RoomId) {
+        self.rooms.lock().remove(room);
+    }
+
+    pub fn is_open(&self, room: &RoomId) -> bool {
+        self.rooms.lock().contains_key(room)
+    }
+
+    /// Who may speak in `room` (the host's audio plane takes their voice).
+    pub fn set_speakers(&self, room: &RoomId, speakers: HashSet<PeerId>) {
+        if let Some(tree) = self.rooms.lock().get_mut(room) {
+            tree.speakers = speakers;
+        }
+    }
+
+    /// This node attached under a parent with `ticket`, `depth` hops below the host.
+    pub fn attached(&self, room: &RoomId, ticket: Ticket, depth: u16) {
+        if let Some(tree) = self.rooms.lock().get_mut(room) {
+            tree.ticket = Some(ticket);
+            tree.depth = depth;
+        }
+    }
+
+    /// The ancestors this node was told last (its parent first).
+    pub fn ancestors(&self, room: &RoomId) -> Vec<Ancestor> {
+        self.rooms
+            .lock()
+            .get(room)
+            .map(|tree| tree.subtree.ancestors().to_vec())
+            .unwrap_or_default()
+    }
+
+    /// The host's latest view this node holds.
+    pub fn view(&self, room: &RoomId) -> Option<Verified<AudienceView>> {
+        self.rooms
+            .lock()
+            .get(room)
+            .and_then(|tree| tree.view.clone())
+    }
+
+    /// Keeps `view` if it is newer than the one held; returns whether it was. Children it
+    /// removes from the room are to be cut off ([`Gate::evicted`]).
+    pub fn keep_view(&self, room: &RoomId, view: Verified<AudienceView>) -> bool {
+        let mut rooms = self.rooms.lock();
+        let Some(tree) = rooms.get_mut(room) else {
+            return false;
+        };
+        if tree.view.as_ref().is_some_and(|held| held.seq >= view.seq) {
+            return false;
+        }
+        let banned: Vec<PeerId> = tree
+            .subtree
+            .children()
+            .filter(|child| view.banned.contains(child))
+            .filter_map(|child| child.to_peer_id().ok())
+            .collect();
+        tree.evict.extend(banned);
+        tree.view = Some(view);
+        true
+    }
+
+    /// This node's place in `room`'s tree.
+    pub fn info(&self, room: &RoomId) -> Option<TreeInfo> {
+        let rooms = self.rooms.lock();
+        let tree = rooms.get(room)?;
+        Some(TreeInfo {
+            depth: tree.depth,
+            path: tree.subtree.ancestor_keys(),
+            children: tree.subtree.children().copied().collect(),
+            size: tree.subtree.size(),
+        })
+    }
+
+    /// Nodes in this node's subtree (itself included), by its children's reports.
+    pub fn size(&self, room: &RoomId) -> u32 {
+        self.rooms
+            .lock()
+            .get(room)
+            .map_or(0, |tree| tree.subtree.size())
+    }
+
+    /// Children fed now.
+    pub fn children(&self, room: &RoomId) -> usize {
+        self.rooms
+            .lock()
+            .get(room)
+            .map_or(0, |tree| tree.subtree.children().count())
+    }
+
+    /// This node's own action, to send up the tree.
+    pub fn act(&self, room: &RoomId, act: Vec<u8>) -> Result<(), Refused> {
+        match self.rooms.lock().get_mut(room) {
+            Some(tree) => tree.subtree.own_act(act),
+            None => Err(Refused::QueueFull),
+        }
+    }
+
+    /// This node's own reaction, counted in its next report.
+    pub fn react(&self, room: &RoomId, emoji: &str) {
+        if let Some(tree) = self.rooms.lock().get_mut(room) {
+            tree.subtree.react(emoji);
+        }
+    }
+
+    /// A listener this node admitted (told up in the next report).
+    pub fn newcomer(&self, room: &RoomId, newcomer: Newcomer) {
+        if let Some(tree) = self.rooms.lock().get_mut(room) {
+            tree.subtree.newcomer(newcomer);
+        }
+    }
+
+    /// Where `child` in `room` gets a notice for `to` (the child itself, or the one it came
+    /// through).
+    pub fn route(&self, room: &RoomId, to: &PeerKey) -> Option<PeerId> {
+        self.rooms
+            .lock()
+            .get(room)
+            .and_then(|tree| tree.subtree.route(to))
+            .and_then(|child| child.to_peer_id().ok())
+    }
+
+    /// A place for `asker` in this node's subtree, with the ticket for it. Who may ask:
+    /// anyone the caller admitted (a newcomer); at the host, a member showing a ticket of
+    /// its own; elsewhere, an orphan of a child this node lost lately, showing the ticket that
+    /// placed it under that child.
+    pub fn place(
+        &self,
+        room: &RoomId,
+        asker: PeerKey,
+        lost: Option<PeerKey>,
+        ticket: Option<&[u8]>,
+        admitted: bool,
+    ) -> Result<Placement, Refusal> {
+        let now = Instant::now();
+        let wall = clock::now();
+        let mut rooms = self.rooms.lock();
+        let tree = rooms.get_mut(room).ok_or(Refusal::NotPresent)?;
+        if !admitted {
+            let ticket = ticket.ok_or(Refusal::NotPresent)?;
+            let ticket = Ticket::decode(ticket).map_err(|err| Refusal::BadTicket {
+                detail: err.to_string(),
+            })?;
+            ticket
+                .check_chain(*room, tree.host, wall)
+                .map_err(|err| Refusal::BadTicket {
+                    detail: err.to_string(),
+                })?;
+            let leaf = ticket.leaf().ok_or(Refusal::NotPresent)?;
+            if leaf.child != asker {
+                return Err(Refusal::BadTicket {
+                    detail: "it names someone else".into(),
+                });
+            }
+            if !tree.is_host {
+                // Only the orphans of a child this node lost.
+                let orphan = lost.is_some_and(|lost| {
+                    leaf.parent == lost && tree.subtree.lost_lately(&lost, now)
+                });
+                if !orphan {
+                    return Err(Refusal::NoPlace);
+                }
+            }
+        }
+        if tree
+            .view
+            .as_ref()
+            .is_some_and(|view| view.banned.contains(&asker))
+        {
+            return Err(Refusal::Rejected {
+                reason: "you were removed from the room".into(),
+            });
+        }
+        let placed = tree.subtree.place(now).ok_or(Refusal::NoPlace)?;
+        let (parent, addrs, below) = match placed {
+            Placed::Here => (self.me, Vec::new(), 0),
+            Placed::Below(slot) => (slot.key, slot.addrs, slot.below.saturating_add(1)),
+        };
+        let issued = if tree.is_host {
+            Some(Ticket::issue_as_host(
+                &self.signing,
+                *room,
+                asker,
+                parent,
+                wall,
+            ))
+        } else {
+            tree.ticket
+                .as_ref()
+                .and_then(|own| Ticket::issue_below(&self.signing, own, asker, parent, wall))
+        };
+        let Some(issued) = issued else {
+            tree.subtree.unpromise(&parent);
+            return Err(Refusal::NoPlace);
+        };
+        Ok(Placement {
+            key: parent,
+            addrs,
+            depth: tree.depth.saturating_add(below).saturating_add(1),
+            ticket: serde_bytes::ByteBuf::from(issued.encode()),
+        })
+    }
+
+    fn send(&self, event: TreeEvent) {
+        if self.events.try_send(event).is_err() {
+            debug!("the event loop is behind: a tree event was not delivered");
+        }
+    }
+}
+
+impl Gate for Tree {
+    fn admit(&self, room: RoomId, peer: PeerId, kind: StreamKind, proof: &[u8]) -> bool {
+        let mut rooms = self.rooms.lock();
+        let Some(tree) = rooms.get_mut(&room) else {
+            return false;
+        };
+        match kind {
+            StreamKind::Speak => tree.is_host && tree.speakers.contains(&peer),
+            StreamKind::Listen => {
+                let Ok(child) = PeerKey::from_peer_id(&peer) else {
+                    return false;
+                };
+                let ancestors = tree.subtree.ancestor_keys();
+                let checked = Ticket::decode(proof).and_then(|ticket| {
+                    ticket.verify(&TicketCheck {
+                        room,
+                        host: tree.host,
+                        presenter: child,
+                        parent: self.me,
+                        ancestors: &ancestors,
+                        now: clock::now(),
+                    })
+                });
+                if let Err(err) = checked {
+                    debug!(%peer, %err, "a listen stream's ticket was refused");
+                    return false;
+                }
+                if tree
+                    .view
+                    .as_ref()
+                    .is_some_and(|view| view.banned.contains(&child))
+                {
+                    return false;
+                }
+                match tree.subtree.child_opened(child, Instant::now()) {
+                    Ok(()) => true,
+                    Err(refused) => {
+                        debug!(%peer, %refused, "a listen stream was refused");
+                        false
+                    }
+                }
+            }
+        }
+    }
+
+    fn child_closed(&self, room: RoomId, child: PeerId) {
+        let Ok(key) = PeerKey::from_peer_id(&child) else {
+            return;
+        };
+        if let Some(tree) = self.rooms.lock().get_mut(&room) {
+            tree.subtree.child_closed(&key, Instant::now());
+        }
+    }
+
+    fn up(&self, room: RoomId, child: PeerId, up: Up) -> Option<Down> {
+        let Ok(child_key) = PeerKey::from_peer_id(&child) else {
+            return None;
+        };
+        let now = Instant::now();
+        match up {
+            Up::Report(report) => {
+                if let Some(tree) = self.rooms.lock().get_mut(&room) {
+                    tree.subtree.report_from(&child_key, report, now);
+                }
+                None
+            }
+            Up::Act(bytes) => {
+                // The author, so that a notice for it finds its way back down.
+                let author = match Envelope::decode_verified(&bytes) {
+                    Ok(envelope) => envelope.author,
+                    Err(_) => return None,
+                };
+                let refused = {
+                    let mut rooms = self.rooms.lock();
+                    let tree = rooms.get_mut(&room)?;
+                    match tree
+                        .subtree
+                        .act_from(&child_key, author, bytes.to_vec(), now)
+                    {
+                        Ok(()) if tree.is_host => {
+                            // The host's own queue is for its event loop.
+                            let acts = tree.subtree.take_acts(now);
+                            drop(rooms);
+                            for act in acts {
+                                self.send(TreeEvent::Act { room, child, act });
+                            }
+                            None
+                        }
+                        Ok(()) => None,
+                        Err(refused) => Some(refused),
+                    }
+                };
+                refused.map(|refused| Down::Notice {
+                    to: author,
+                    text: refused.to_string(),
+                })
+            }
+        }
+    }
+
+    fn down(&self, room: RoomId, down: Down) -> Pass {
+        match down {
+            Down::View(ref bytes) => {
+                let Some(host) = self.rooms.lock().get(&room).map(|tree| tree.host) else {
+                    return Pass::Nobody;
+                };
+                match AudienceView::decode_verified(bytes, room, &host) {
+                    Ok(view) => {
+                        if self.keep_view(&room, view) {
+                            self.send(TreeEvent::Down {
+                                room,
+                                down: down.clone(),
+                            });
+                        }
+                        Pass::All(down)
+                    }
+                    Err(err) => {
+                        debug!(%room, %err, "refused a view from the parent");
+                        Pass::Nobody
+                    }
+                }
+            }
+            Down::Envelope(_) => {
+                self.send(TreeEvent::Down {
+                    room,
+                    down: down.clone(),
+                });
+                Pass::All(down)
+            }
+            Down::Path(ancestors) => {
+                let mut rooms = self.rooms.lock();
+                let Some(tree) = rooms.get_mut(&room) else {
+                    return Pass::Nobody;
+                };
+                tree.depth = u16::try_from(ancestors.len()).unwrap_or(u16::MAX);
+                tree.subtree.set_ancestors(ancestors);
+                Pass::All(Down::Path(tree.subtree.path_for_children()))
+            }
+            Down::Notice { to, text } => {
+                if to == self.me {
+                    self.send(TreeEvent::Down {
+                        room,
+                        down: Down::Notice { to, text },
+                    });
+                    return Pass::Nobody;
+                }
+                match self.route(&room, &to) {
+                    Some(child) => Pass::Child(child, Down::Notice { to, text }),
+                    None => Pass::Nobody,
+                }
+            }
+        }
+    }
+
+    fn first(&self, room: RoomId) -> Option<Down> {
+        let rooms = self.rooms.lock();
+        let tree = rooms.get(&room)?;
+        Some(Down::Path(tree.subtree.path_for_children()))
+    }
+
+    fn evicted(&self, room: RoomId) -> Vec<PeerId> {
+        self.rooms
+            .lock()
+            .get_mut(&room)
+            .map(|tree| std::mem::take(&mut tree.evict))
+            .unwrap_or_default()
+    }
+
+    fn upstream(&self, room: RoomId, attached: bool) -> Vec<Up> {
+        let now = Instant::now();
+        let mut rooms = self.rooms.lock();
+        let Some(tree) = rooms.get_mut(&room) else {
+            return Vec::new();
+        };
+        // Between parents, reports and actions wait (the host has no parent: its report is
+        // for its own event loop).
+        if !attached && !tree.is_host {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        let due = tree
+            .last_report
+            .is_none_or(|at| now.saturating_duration_since(at) >= REPORT_INTERVAL);
+        if due {
+            tree.last_report = Some(now);
+            let report = tree.subtree.report(now);
+            if tree.is_host {
+                drop(rooms);
+                self.send(TreeEvent::Report { room, report });
+                return Vec::new();
+            }
+            out.push(Up::Report(report));
+        }
+        if !tree.is_host {
+            out.extend(
+                tree.subtree
+                    .take_acts(now)
+                    .into_iter()
+                    .map(|act| Up::Act(serde_bytes::ByteBuf::from(act))),
+            );
+        }
+        out
+    }
+}
