@@ -204,19 +204,19 @@ impl Follower {
     /// The stream to the parent failed before delivering (or the parent went away after):
     /// ask for another place, up the tree first.
     pub fn lost(&mut self, now: Instant) -> Step {
-        let (parent, attached) = match self.state {
-            State::Opening { parent, .. } => (Some(parent), false),
-            State::Attached { parent, .. } => (Some(parent), true),
-            _ => (None, false),
+        let parent = match self.state {
+            State::Opening { parent, .. } | State::Attached { parent, .. } => Some(parent),
+            _ => None,
         };
         if let Some(parent) = parent {
             // A repair under way keeps counting from the first loss.
             let since = self.lost.map_or(now, |(_, at)| at);
             self.lost = Some((parent, since));
         }
-        // The path came from the parent that is gone: it is first in it. (A parent that failed
-        // before it delivered never sent one; the path is still the one from before.)
-        if attached && !self.ancestors.is_empty() {
+        // A path from the parent that is gone names it first: it sends one when it takes the
+        // stream, before its first frame. (One that failed earlier never sent one; the path is
+        // still the one from before.)
+        if parent.is_some() && self.ancestors.first().map(|ancestor| ancestor.key) == parent {
             self.ancestors.remove(0);
         }
         // The grandparent first, unless it is the host (the last of the path).
@@ -335,6 +335,22 @@ mod tests {
         follower.answered(now, placed(7, 1));
         let later = now + Duration::from_millis(400);
         assert_eq!(follower.opened(later), Some(Duration::from_millis(400)));
+    }
+
+    #[test]
+    fn a_parent_that_fails_after_sending_its_path_is_not_asked() {
+        // Parent 3 took the stream and sent its path, then went before its first frame: the
+        // orphan asks 3's parent, not 3.
+        let now = Instant::now();
+        let (mut follower, _) = Follower::placed(asked(0), placed(3, 3));
+        follower.path(ancestors(&[3, 2, 1, 0]));
+        let step = follower.lost(now);
+        assert_eq!(asks(&step), key(2));
+        // A parent that failed before sending anything leaves the path as it was (the one from
+        // before, its own first already gone): the orphan asks the same ancestor again.
+        let (mut follower, _) = Follower::placed(asked(0), placed(5, 3));
+        follower.path(ancestors(&[2, 1, 0]));
+        assert_eq!(asks(&follower.lost(now)), key(2));
     }
 
     #[test]

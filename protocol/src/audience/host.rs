@@ -345,7 +345,7 @@ impl HostAudience {
         reactions.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.emoji.cmp(&b.emoji)));
         reactions.truncate(MAX_REACTION_KINDS);
         self.seq += 1;
-        let view = AudienceView {
+        AudienceView {
             room: self.room,
             seq: self.seq,
             at: wall,
@@ -360,8 +360,7 @@ impl HostAudience {
             revoked: state.revoked.iter().rev().copied().collect(),
             signature: Sig([0; 64]),
         }
-        .sign(host);
-        view
+        .sign(host)
     }
 }
 

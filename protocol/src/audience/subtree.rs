@@ -19,7 +19,10 @@ use super::wire::{Ancestor, MAX_NEWCOMERS, MAX_SLOTS, Newcomer, Report, Slot};
 /// How often a node reports its subtree to its parent.
 pub const REPORT_INTERVAL: Duration = Duration::from_secs(2);
 /// A report older than this is stale (its child went quiet): its free places are not offered.
-pub const REPORT_STALE: Duration = Duration::from_secs(10);
+/// Two intervals and a half, so one late report is forgiven: a parent learns that a child
+/// crashed only when their connection times out, and a crashed leaf's places look the best in
+/// the tree (shallow, all free), so while they are on offer newcomers are sent to a dead node.
+pub const REPORT_STALE: Duration = Duration::from_secs(5);
 /// How long a node remembers a child it lost, for that child's orphans coming up to it.
 pub const LOST_REMEMBERED: Duration = Duration::from_secs(30);
 /// Actions (hands, chat) a child may pass up per second, on average; a burst of
@@ -73,6 +76,14 @@ impl Bucket {
     }
 }
 
+/// Places promised under one node of the subtree since a report last named it.
+#[derive(Debug, Clone, Copy)]
+struct Promise {
+    count: u16,
+    /// The latest.
+    at: Instant,
+}
+
 /// One child, as its parent knows it.
 #[derive(Debug, Clone)]
 struct Child {
@@ -86,6 +97,8 @@ struct Child {
 pub enum Refused {
     #[error("this node feeds as many children as it can")]
     Full,
+    #[error("this node is below you in the tree: taking you as a child would make a loop")]
+    Loop,
     #[error("too many actions from below: slow down")]
     ChildTooFast,
     #[error("too many actions waiting to go up: try again in a moment")]
@@ -109,8 +122,8 @@ pub struct Subtree {
     addrs: Vec<serde_bytes::ByteBuf>,
     capacity: u16,
     children: BTreeMap<PeerKey, Child>,
-    /// Places in this subtree handed out since the node holding them last reported.
-    promised: BTreeMap<PeerKey, u16>,
+    /// Places in this subtree handed out since the node holding them last reported, by holder.
+    promised: BTreeMap<PeerKey, Promise>,
     lost: VecDeque<(PeerKey, Instant)>,
     ancestors: Vec<Ancestor>,
     /// This node's own reactions since its last report.
@@ -149,10 +162,13 @@ impl Subtree {
 
     /// Children it can take now (promises counted).
     pub fn free(&self) -> u16 {
-        let taken =
-            self.children.len() + usize::from(self.promised.get(&self.me).copied().unwrap_or(0));
+        let taken = self.children.len() + usize::from(self.promised_to(&self.me));
         self.capacity
             .saturating_sub(u16::try_from(taken).unwrap_or(u16::MAX))
+    }
+
+    fn promised_to(&self, holder: &PeerKey) -> u16 {
+        self.promised.get(holder).map_or(0, |promise| promise.count)
     }
 
     pub fn set_addrs(&mut self, addrs: Vec<serde_bytes::ByteBuf>) {
@@ -198,13 +214,19 @@ impl Subtree {
     }
 
     /// A child opens its stream (its ticket checked by the caller). One stream per child: a
-    /// child that opens another replaces the first.
+    /// child that opens another replaces the first. One of this node's ancestors is refused.
     pub fn child_opened(&mut self, child: PeerKey, now: Instant) -> Result<(), Refused> {
+        // An orphan placed by a report from before it was orphaned can be sent into its own
+        // subtree: taken, its audio would come from itself.
+        if self.ancestors.iter().any(|ancestor| ancestor.key == child) {
+            return Err(Refused::Loop);
+        }
         if !self.children.contains_key(&child) {
-            let promised_here = self.promised.get(&self.me).copied().unwrap_or(0);
             // A child arriving on a promise made here uses it up.
-            if promised_here > 0 {
-                self.promised.insert(self.me, promised_here - 1);
+            if let Some(promise) = self.promised.get_mut(&self.me)
+                && promise.count > 0
+            {
+                promise.count -= 1;
             } else if self.children.len() >= usize::from(self.capacity) {
                 return Err(Refused::Full);
             }
@@ -268,6 +290,13 @@ impl Subtree {
         for slot in &report.free {
             self.promised.remove(&slot.key);
         }
+        // Places promised under a node no report names any more (it filled up, or left) are
+        // forgotten once every report counts them, so promises stay as many as the places
+        // handed out lately, not every node ever placed under.
+        let me = self.me;
+        self.promised.retain(|holder, promise| {
+            *holder == me || now.saturating_duration_since(promise.at) <= REPORT_STALE
+        });
         state.report = report;
         state.reported_at = Some(now);
     }
@@ -393,8 +422,7 @@ impl Subtree {
                 continue;
             }
             for slot in &child.report.free {
-                let promised = self.promised.get(&slot.key).copied().unwrap_or(0);
-                let free = slot.free.saturating_sub(promised);
+                let free = slot.free.saturating_sub(self.promised_to(&slot.key));
                 if free > 0 {
                     slots.push(Slot {
                         free,
@@ -418,18 +446,27 @@ impl Subtree {
     /// holding it next reports (or, here, until the newcomer arrives).
     pub fn place(&mut self, now: Instant) -> Option<Placed> {
         if self.free() > 0 {
-            *self.promised.entry(self.me).or_default() += 1;
+            self.promise(self.me, now);
             return Some(Placed::Here);
         }
         let slot = self.slots(now).into_iter().next()?;
-        *self.promised.entry(slot.key).or_default() += 1;
+        self.promise(slot.key, now);
         Some(Placed::Below(slot))
+    }
+
+    fn promise(&mut self, holder: PeerKey, now: Instant) {
+        let promise = self
+            .promised
+            .entry(holder)
+            .or_insert(Promise { count: 0, at: now });
+        promise.count = promise.count.saturating_add(1);
+        promise.at = now;
     }
 
     /// A promise made here that will not be kept (the newcomer never came).
     pub fn unpromise(&mut self, holder: &PeerKey) {
-        if let Some(count) = self.promised.get_mut(holder) {
-            *count = count.saturating_sub(1);
+        if let Some(promise) = self.promised.get_mut(holder) {
+            promise.count = promise.count.saturating_sub(1);
         }
     }
 }

@@ -43,6 +43,45 @@ fn a_node_takes_as_many_children_as_it_can_one_stream_each() {
 }
 
 #[test]
+fn an_ancestor_is_refused_as_a_child() {
+    // An orphan placed in its own subtree (by a report from before it was orphaned) would get
+    // its audio from itself.
+    let now = Instant::now();
+    let mut node = Subtree::new(key(5), 8, now);
+    node.set_ancestors(
+        [4, 3, 0]
+            .iter()
+            .map(|&n| Ancestor {
+                key: key(n),
+                addrs: Vec::new(),
+            })
+            .collect(),
+    );
+    assert_eq!(node.child_opened(key(3), now), Err(Refused::Loop));
+    assert_eq!(node.child_opened(key(6), now), Ok(()));
+    assert_eq!(node.children().count(), 1);
+}
+
+#[test]
+fn a_child_that_missed_two_reports_offers_no_places() {
+    // A crashed child's parent hears of it only when their connection times out; meanwhile its
+    // places (the best-looking: all free) must not draw newcomers for long.
+    let now = Instant::now();
+    let mut node = Subtree::new(key(0), 1, now);
+    node.child_opened(key(1), now).expect("room");
+    node.report_from(&key(1), report(1, &[(1, 0, 8)]), now);
+    let late = now + REPORT_INTERVAL * 2;
+    assert_eq!(
+        node.report(late).free.len(),
+        1,
+        "one late report is forgiven"
+    );
+    let gone = late + REPORT_INTERVAL / 2 + Duration::from_millis(1);
+    assert!(node.report(gone).free.is_empty());
+    assert_eq!(node.place(gone), None);
+}
+
+#[test]
 fn reports_add_up_and_reactions_are_capped_by_size() {
     let now = Instant::now();
     let mut node = Subtree::new(key(0), 8, now);
@@ -109,6 +148,31 @@ fn places_are_offered_shallowest_first_and_promised() {
     // A stale report offers nothing.
     let later = now + REPORT_STALE + Duration::from_secs(1);
     assert!(node.report(later).free.is_empty());
+}
+
+#[test]
+fn promises_under_nodes_no_report_names_again_are_forgotten() {
+    // A child reports one free place after another, each under a node that then fills up (no
+    // report names it again): the promises kept are the recent ones, not one per node ever.
+    let now = Instant::now();
+    let mut node = Subtree::new(key(0), 1, now);
+    node.child_opened(key(1), now).expect("room");
+    for i in 0..100u8 {
+        let at = now + REPORT_INTERVAL * u32::from(i);
+        node.report_from(&key(1), report(2, &[(100 + i, 1, 1)]), at);
+        match node.place(at) {
+            Some(Placed::Below(slot)) => assert_eq!(slot.key, key(100 + i)),
+            other => panic!("{other:?}"),
+        }
+        // The promise holds the place until a report names its holder again.
+        assert_eq!(node.place(at), None);
+    }
+    let kept = (REPORT_STALE.as_secs() / REPORT_INTERVAL.as_secs() + 1) as usize;
+    assert!(
+        node.promised.len() <= kept,
+        "{} promises kept",
+        node.promised.len()
+    );
 }
 
 #[test]
