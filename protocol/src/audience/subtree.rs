@@ -23,6 +23,9 @@ pub const REPORT_INTERVAL: Duration = Duration::from_secs(2);
 /// crashed only when their connection times out, and a crashed leaf's places look the best in
 /// the tree (shallow, all free), so while they are on offer newcomers are sent to a dead node.
 pub const REPORT_STALE: Duration = Duration::from_secs(5);
+/// A place promised that no report has shown taken after this was not taken (the newcomer
+/// never came): the promise is dropped.
+pub const PROMISE_KEPT: Duration = Duration::from_secs(10);
 /// How long a node remembers a child it lost, for that child's orphans coming up to it.
 pub const LOST_REMEMBERED: Duration = Duration::from_secs(30);
 /// Actions (hands, chat) a child may pass up per second, on average; a burst of
@@ -76,10 +79,13 @@ impl Bucket {
     }
 }
 
-/// Places promised under one node of the subtree since a report last named it.
+/// Places promised under one node of the subtree and not yet seen taken in a report.
 #[derive(Debug, Clone, Copy)]
 struct Promise {
+    /// Promised and not yet seen taken in a report.
     count: u16,
+    /// The holder's free places as last reported (before these promises).
+    offered: u16,
     /// The latest.
     at: Instant,
 }
@@ -286,16 +292,26 @@ impl Subtree {
             push_newcomer(&mut self.newcomers, newcomer);
         }
         report.reactions.clear();
-        // Promises below this child were made against its last report.
+        // A report shows a promised place taken only once the newcomer arrived and the
+        // holder's report came up, a hop at a time: until then it shows the place free, and
+        // the promise still counts.
         for slot in &report.free {
-            self.promised.remove(&slot.key);
+            if let Some(promise) = self.promised.get_mut(&slot.key) {
+                let taken = promise.offered.saturating_sub(slot.free);
+                if taken >= promise.count {
+                    self.promised.remove(&slot.key);
+                } else {
+                    promise.count -= taken;
+                    promise.offered = slot.free;
+                }
+            }
         }
-        // Places promised under a node no report names any more (it filled up, or left) are
-        // forgotten once every report counts them, so promises stay as many as the places
-        // handed out lately, not every node ever placed under.
+        // Promises not seen taken (the newcomer never came, or its holder filled up or left
+        // and no report names it) are dropped in time, so there are as many as the places
+        // handed out lately, not one per node ever placed under.
         let me = self.me;
         self.promised.retain(|holder, promise| {
-            *holder == me || now.saturating_duration_since(promise.at) <= REPORT_STALE
+            *holder == me || now.saturating_duration_since(promise.at) <= PROMISE_KEPT
         });
         state.report = report;
         state.reported_at = Some(now);
@@ -442,23 +458,24 @@ impl Subtree {
         slots
     }
 
-    /// Finds a place for a newcomer in this subtree, and counts it as taken until the node
-    /// holding it next reports (or, here, until the newcomer arrives).
+    /// Finds a place for a newcomer in this subtree, and counts it as taken until a report
+    /// shows it taken (or, here, until the newcomer arrives), or for [`PROMISE_KEPT`].
     pub fn place(&mut self, now: Instant) -> Option<Placed> {
         if self.free() > 0 {
-            self.promise(self.me, now);
+            self.promise(self.me, 0, now);
             return Some(Placed::Here);
         }
         let slot = self.slots(now).into_iter().next()?;
-        self.promise(slot.key, now);
+        self.promise(slot.key, slot.free, now);
         Some(Placed::Below(slot))
     }
 
-    fn promise(&mut self, holder: PeerKey, now: Instant) {
-        let promise = self
-            .promised
-            .entry(holder)
-            .or_insert(Promise { count: 0, at: now });
+    fn promise(&mut self, holder: PeerKey, offered: u16, now: Instant) {
+        let promise = self.promised.entry(holder).or_insert(Promise {
+            count: 0,
+            offered,
+            at: now,
+        });
         promise.count = promise.count.saturating_add(1);
         promise.at = now;
     }
