@@ -28,7 +28,10 @@ impl Live {
     pub(crate) fn start(name: &'static str, home: &TestHome, args: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_earshot"))
             .env_remove("EARSHOT_HOME")
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("EARSHOT_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .arg("--home")
             .arg(home.path())
             .arg("--json")
@@ -232,10 +235,10 @@ fn host_and_join_from_the_command_line() {
     });
     assert_eq!(role, RoomRole::Listener);
     assert_eq!(title, "Book club");
-    host.expect(
-        "joe joins",
-        |e| matches!(e, Event::MemberJoined { name, .. } if name == "joe"),
-    );
+    // A listener is in the audience: the host counts it rather than hearing of it.
+    host.expect("joe in the audience", |e| {
+        matches!(e, Event::Audience { listeners: 1, .. })
+    });
 
     guest.say("/hand");
     host.expect(
@@ -292,11 +295,11 @@ fn a_removed_member_is_out_and_its_link_refused() {
         &["join", &link, "--name", "troll", "--listen", LOCAL],
     );
     guest.expect("joined", |e| matches!(e, Event::Joined { .. }));
-    host.expect(
-        "troll joins",
-        |e| matches!(e, Event::MemberJoined { name, .. } if name == "troll"),
-    );
-    host.say("/remove troll");
+    host.expect("the troll in the audience", |e| {
+        matches!(e, Event::Audience { listeners: 1, .. })
+    });
+    // A listener who never raised a hand is named by their PeerId.
+    host.say(&format!("/remove {}", troll.peer_id()));
     guest.expect("removal", |e| {
         matches!(
             e,
@@ -418,18 +421,27 @@ fn audio_through_a_three_deep_tree_and_a_relay_that_dies() {
     let link = host.listener_link();
     let homes = [TestHome::new(), TestHome::new(), TestHome::new()];
     let mut listeners = chain(&link, &homes);
-    // Everyone says where it is; once the host has heard the deepest, /tree shows the chain.
-    host.expect(
-        "l3's place in the tree",
-        |e| matches!(e, Event::TreeMoved { name, depth: 3, .. } if name == "l3"),
-    );
-    host.say("/tree");
-    let nodes = host.expect_map("tree", |e| match e {
+    // The deepest sees its path up to the host in /tree; the host, its one child and the size
+    // of its subtree (the chain).
+    let (l3, _) = &mut listeners[2];
+    l3.say("/tree");
+    let nodes = l3.expect_map("tree", |e| match e {
         Event::Tree { nodes, .. } => Some(nodes.clone()),
         _ => None,
     });
     let depths: Vec<u16> = nodes.iter().filter_map(|node| node.depth).collect();
     assert_eq!(depths, vec![0, 1, 2, 3], "{nodes:?}");
+    assert_eq!(nodes[3].name, "l3", "{nodes:?}");
+    // The host counts the chain once the reports have come up it.
+    host.expect("three listeners", |e| {
+        matches!(e, Event::Audience { listeners: 3, .. })
+    });
+    host.say("/tree");
+    let subtree = host.expect_map("tree", |e| match e {
+        Event::Tree { nodes, subtree, .. } if nodes.len() == 2 => Some(*subtree),
+        _ => None,
+    });
+    assert_eq!(subtree, 4, "the host and the chain below it");
 
     // Let the tone flow: wait until the deepest listener has received two seconds of it.
     let (l3, _) = &mut listeners[2];
@@ -644,6 +656,12 @@ fn speech_from_the_stage_reaches_three_hops_down_intact() {
     speaker.expect("audio_attached", |e| {
         matches!(e, Event::AudioAttached { .. })
     });
+    // The reader asks to speak; the host brings them up.
+    speaker.say("/hand");
+    host.expect(
+        "the reader's hand",
+        |e| matches!(e, Event::HandRaised { name, .. } if name == "reader"),
+    );
     host.say("/promote reader");
     speaker.expect("on stage", |e| {
         matches!(e, Event::RoleChanged { name, role: RoomRole::Speaker, .. } if name == "reader")

@@ -170,6 +170,7 @@ async fn spawn_node_as(identity: Identity, max_children: u16) -> Node {
             max_children,
             relays: Vec::new(),
             reachability: Default::default(),
+            tree_by_hand: false,
         },
     )
     .await

@@ -138,6 +138,7 @@ fn config() -> NodeConfig {
         max_children: 4,
         relays: Vec::new(),
         reachability: Default::default(),
+        tree_by_hand: false,
     }
 }
 

@@ -57,6 +57,7 @@ async fn spawn(identity: Identity) -> Node {
             max_children: earshot_node::node::DEFAULT_MAX_CHILDREN,
             relays: Vec::new(),
             reachability: Default::default(),
+            tree_by_hand: false,
         },
     )
     .await

@@ -214,10 +214,12 @@ impl CommunityRelay {
         let _ = (&mut self.task).await;
         let sessions: Vec<(RoomId, AudioSession)> = self.carried.lock().drain().collect();
         for (room, session) in sessions {
+            // Leaving hands the children over (the node's membership in the room); the
+            // session ends once they have moved.
+            let _ = self.node.leave(room).await;
             if let Err(err) = session.finish().await {
                 warn!(%room, %err, "handing the room over");
             }
-            let _ = self.node.leave(room).await;
         }
         self.node.emit(Event::Stopped);
     }

@@ -142,6 +142,9 @@ pub enum StreamError {
     NoRoom(RoomId),
     #[error("the parent went silent")]
     Silent,
+    /// The parent does not take this node (full, or the ticket did not do).
+    #[error("the parent does not take this node")]
+    Refused,
     /// The stream failed before the parent sent anything: it refused (full, or the ticket
     /// did not do), or dropped the stream in a burst of new ones. Worth retrying a moment
     /// before calling the parent gone.
@@ -187,6 +190,8 @@ pub struct FanoutStats {
     /// Bytes written to children (frames, keep-alives, control frames and length prefixes):
     /// this node's upload for the room.
     pub bytes_sent: AtomicU64,
+    /// Audio bytes received from the parent: frames and keep-alives, length prefixes included.
+    pub audio_received: AtomicU64,
     /// Control bytes (views, relayed envelopes, paths, notices) received from the parent, and
     /// sent up to it (reports, actions).
     pub control_received: AtomicU64,
@@ -387,13 +392,24 @@ impl Fanout {
     /// Leaves gracefully: tells every child of `room` to attach elsewhere and keeps feeding
     /// them until they have (or [`HANDOVER_TIMEOUT`]). Returns how many had not moved.
     pub async fn hand_over(&self, room: &RoomId) -> usize {
-        let Some((leaving, children)) = self
-            .lock()
-            .get(room)
-            .map(|audio| (Arc::clone(&audio.leaving), audio.children.subscribe()))
-        else {
+        let Some((leaving, children, uplink)) = self.lock().get(room).map(|audio| {
+            (
+                Arc::clone(&audio.leaving),
+                audio.children.subscribe(),
+                audio.uplink.clone(),
+            )
+        }) else {
             return 0;
         };
+        // The parent first hears that this node is leaving (a report of an empty subtree: its
+        // place there is free for the children about to ask around), then the children are
+        // told to move.
+        if let Some(uplink) = uplink {
+            let _ = uplink.try_send(Up::Report(earshot_protocol::audience::wire::Report {
+                subtree: 0,
+                ..Default::default()
+            }));
+        }
         leaving.send_replace(true);
         let mut children = children;
         let moved = tokio::time::timeout(HANDOVER_TIMEOUT, children.wait_for(|n| *n == 0))

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use earshot_protocol::audience::Ticket;
 use earshot_protocol::audience::follow::{Answer, Asked, Follower, Step};
-use earshot_protocol::snapshot::Placement;
+use earshot_protocol::snapshot::{Placement, Refusal};
 use earshot_protocol::{PeerKey, RoomId};
 use libp2p::PeerId;
 use parking_lot::Mutex;
@@ -96,13 +96,14 @@ impl Node {
                     }
                 }
             }
-            if let Some(follower) = follower {
-                follower.abort();
-            }
-            // Children move to other parents before this node's part ends.
+            // Children move to other parents before this node's part ends; meanwhile it goes
+            // on receiving from its own parent, to feed them.
             let stranded = fanout.hand_over(&room).await;
             if stranded > 0 {
                 info!(%room, stranded, "some children had not moved when this node left");
+            }
+            if let Some(follower) = follower {
+                follower.abort();
             }
             fanout.close_room_of(&room, &stats);
             done_tx.send_replace(true);
@@ -159,26 +160,44 @@ async fn follow_tree(
     position: watch::Sender<Option<Position>>,
     events: broadcast::Sender<AudioEvent>,
 ) {
+    let host_key = start.host;
     let host = Asked {
         key: start.host,
         addrs: Vec::new(),
     };
+    // The depth of the place being opened (the follower's answer had it).
+    let mut depth = start
+        .placement
+        .as_ref()
+        .map_or(0, |placement| placement.depth);
+    let admission = start.ticket;
     let placed = start.placement.and_then(answer_of);
     let (mut follower, mut step) = match placed {
         Some(answer) => Follower::placed(host, answer),
         None => Follower::new(host),
     };
-    // The depth of the place being opened (the follower's answer had it).
-    let mut depth = 0u16;
     let mut draining = None;
+    // Whether the parent lost last died on this node: it delivered, then went silent or its
+    // stream failed. A parent that refused, never started, or is leaving is not claimed lost
+    // (an ancestor would cut it off for it).
+    let mut died = false;
     loop {
         step = match step {
             Step::Ask { whom, lost, ticket } => {
+                let lost = lost.filter(|_| died && draining.is_none());
                 let asked = whom.key;
-                let ticket = ticket.map(|ticket| ticket.encode());
+                // Never placed yet: the ticket the host admitted this node with.
+                let ticket = ticket
+                    .map(|ticket| ticket.encode())
+                    .or_else(|| admission.clone());
                 let answer = match node.attach(room, whom, lost, ticket).await {
                     Ok(placement) => answer_of(placement).unwrap_or(Answer::Nothing),
                     Err(AttachError::Stopped | AttachError::NotInRoom(_)) => return,
+                    // The host has closed the room (this node missed the end).
+                    Err(AttachError::Refused(Refusal::RoomClosed)) if asked == host_key => {
+                        let _ = node.room_over(room).await;
+                        return;
+                    }
                     Err(err) => {
                         debug!(asked = %asked.short(), %err, "no place there");
                         Answer::Nothing
@@ -242,8 +261,13 @@ async fn follow_tree(
                         })
                         .await;
                 }
-                position.send_replace(None);
-                let refused = matches!(ended, Err(StreamError::NotStarted(_)));
+                // Lost only what it had: a parent that never started the stream is no loss.
+                let had = position.send_replace(None).is_some();
+                died = had && ended.is_err();
+                let refused = matches!(
+                    ended,
+                    Err(StreamError::NotStarted(_) | StreamError::Refused)
+                );
                 let event = match ended {
                     Ok(still_feeding) => {
                         info!(parent = %peer, "the parent is leaving; moving");
@@ -263,7 +287,9 @@ async fn follow_tree(
                         }
                     }
                 };
-                let _ = events.send(event);
+                if had || draining.is_some() {
+                    let _ = events.send(event);
+                }
                 // Only a parent that would not even start a stream (after the retries above)
                 // earns a pause, so that a confused tree cannot make this spin.
                 if refused {
@@ -282,6 +308,8 @@ async fn follow_tree(
 pub struct Start {
     pub host: PeerKey,
     pub placement: Option<Placement>,
+    /// Admitted without a place: the ticket to show when asking for one.
+    pub ticket: Option<Vec<u8>>,
 }
 
 /// A placement as the follower takes it (none if its ticket does not even decode).

@@ -68,6 +68,17 @@ pub struct NetMetrics {
     reserved: Arc<Mutex<HashSet<PeerId>>>,
     /// libp2p's own swarm and protocol metrics, when registered.
     libp2p: Option<Arc<libp2p::metrics::Metrics>>,
+    /// Bytes through the node's transports (libp2p's bandwidth metrics, which count what
+    /// crosses each connection, encryption and multiplexing included), in a registry of their
+    /// own: the swarm registers them as it is built.
+    pub(crate) bandwidth: Arc<Mutex<Registry>>,
+}
+
+/// Bytes a node has received and sent through its transports since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub received: u64,
+    pub sent: u64,
 }
 
 /// Why the metrics endpoint could not start.
@@ -159,7 +170,34 @@ impl NetMetrics {
             ),
             reserved: Arc::default(),
             libp2p: Some(Arc::new(libp2p::metrics::Metrics::new(registry))),
+            bandwidth: Arc::default(),
         }
+    }
+
+    /// Bytes through the node's transports so far, every connection and protocol together
+    /// (`libp2p_bandwidth_bytes_total`, summed by direction).
+    pub fn traffic(&self) -> Traffic {
+        let mut text = String::new();
+        if prometheus_client::encoding::text::encode(&mut text, &self.bandwidth.lock()).is_err() {
+            return Traffic::default();
+        }
+        let mut bytes = Traffic::default();
+        for line in text
+            .lines()
+            .filter(|l| l.starts_with("libp2p_bandwidth_bytes_total{"))
+        {
+            let Some(value) = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) else {
+                continue;
+            };
+            // Whole bytes, well within f64's exact integers.
+            let value = value as u64;
+            if line.contains("direction=\"Inbound\"") {
+                bytes.received += value;
+            } else if line.contains("direction=\"Outbound\"") {
+                bytes.sent += value;
+            }
+        }
+        bytes
     }
 
     /// Counts what `event` changes: called by the event loop for every swarm event, before

@@ -209,6 +209,7 @@ pub fn build_swarm(identity: &Identity, config: &NetConfig) -> Result<Swarm<Beha
         // bare children say nothing else, connects them one at a time.
         .with_relay_client(noise::Config::new, yamux::Config::default)
         .map_err(|err| NetError::Transport(err.to_string()))?
+        .with_bandwidth_metrics(&mut config.metrics.bandwidth.lock())
         .with_behaviour(|key, relay| {
             let mut gossipsub =
                 gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gossip_config)?;

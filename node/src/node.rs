@@ -114,6 +114,8 @@ pub struct RoomView {
     /// Where the host (or whoever admitted this node) placed it in the relay tree, when it
     /// joined as a listener.
     pub placement: Option<Placement>,
+    /// Admitted as a listener without a place yet: the ticket to show when asking for one.
+    pub ticket: Option<Vec<u8>>,
 }
 
 /// Why a request on the room protocol got no answer.
@@ -290,6 +292,10 @@ enum Command {
         room: RoomId,
         reply: oneshot::Sender<()>,
     },
+    Over {
+        room: RoomId,
+        reply: oneshot::Sender<()>,
+    },
     Lobby {
         reply: oneshot::Sender<Vec<Verified<Announcement>>>,
     },
@@ -340,6 +346,7 @@ impl std::fmt::Debug for Command {
             Command::Act { .. } => "Act",
             Command::View { .. } => "View",
             Command::Leave { .. } => "Leave",
+            Command::Over { .. } => "Over",
             Command::Lobby { .. } => "Lobby",
             Command::QueryLobby { .. } => "QueryLobby",
             Command::PublishRaw { .. } => "PublishRaw",
@@ -570,6 +577,7 @@ impl Node {
             Some(crate::membership::Start {
                 host: view.descriptor.host,
                 placement: view.placement.clone(),
+                ticket: view.ticket.clone(),
             }),
         );
         Ok(view)
@@ -590,6 +598,12 @@ impl Node {
     /// Leaves a room (the room hears a `Leave`).
     pub async fn leave(&self, room: RoomId) -> Result<(), NodeStopped> {
         self.call(|reply| Command::Leave { room, reply }).await
+    }
+
+    /// The room is over for this node without it hearing the end (an audience member whose host
+    /// says the room is closed, or has gone silent): it closes as ended.
+    pub(crate) async fn room_over(&self, room: RoomId) -> Result<(), NodeStopped> {
+        self.call(|reply| Command::Over { room, reply }).await
     }
 
     /// The public rooms this node has seen announced and that are still live.

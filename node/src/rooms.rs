@@ -32,11 +32,14 @@ mod audience;
 mod hosting;
 mod joined;
 
-pub use audience::LISTENERS_PAGE;
+pub use audience::{LISTENERS_PAGE, Placing};
 pub use joined::{ActError, Joined, MAX_PENDING_PUBLISH, PUBLISH_RETRY_FOR, Tier};
 
 /// Most gossip messages kept for a room whose snapshot has not arrived yet.
 const MAX_EARLY_MESSAGES: usize = 512;
+/// How long an audience member hears nothing from the host (its views come at least every
+/// [`earshot_protocol::audience::host::VIEW_MAX_INTERVAL`]) before it takes the room as over.
+pub const HOST_SILENT: Duration = Duration::from_secs(35);
 /// How long an admitted joiner's welcome waits for its subscription to arrive.
 pub const WELCOME_WAIT: Duration = Duration::from_secs(2);
 
@@ -127,13 +130,24 @@ impl Rooms {
         self.joining.contains_key(room)
     }
 
-    pub fn view(&self, room: &RoomId) -> Option<RoomView> {
-        self.joined.get(room).map(|joined| RoomView {
+    /// The room as this node sees it now; at the host, with its audience as of now (hands
+    /// raised since its last view among them).
+    pub fn view(&mut self, now: Now, room: &RoomId) -> Option<RoomView> {
+        let joined = self.joined.get_mut(room)?;
+        let view = match joined.audience.as_mut() {
+            Some(audience) => {
+                let listeners = joined.view.as_ref().map_or(0, |view| view.listeners);
+                Some(audience.snapshot(now.wall, &joined.state, listeners, &self.signing))
+            }
+            None => joined.view.clone(),
+        };
+        Some(RoomView {
             descriptor: joined.descriptor.clone(),
             state: joined.state.clone(),
             audience: joined.tier == Tier::Audience,
-            view: joined.view.clone(),
+            view,
             placement: None,
+            ticket: None,
         })
     }
 
@@ -298,12 +312,14 @@ impl Rooms {
                 descriptor,
                 view,
                 placement,
+                ticket,
                 chat,
             } if !self.joined.contains_key(&room) => {
                 let admitted = audience::Admitted {
                     descriptor,
                     view,
                     placement,
+                    ticket,
                     chat,
                 };
                 return self.audience_joined(now, pending, admitted);
@@ -354,6 +370,7 @@ impl Rooms {
             audience: false,
             view: joined.view.clone(),
             placement: None,
+            ticket: None,
         };
         self.joined.insert(room, joined);
         let mut effects = Vec::new();
@@ -454,6 +471,9 @@ impl Rooms {
         }
         self.changed(room, changes.clone(), &mut effects);
         if ends {
+            // The audience hears the end in a last view too (the relayed envelope may pass a
+            // listener by while it changes parents).
+            self.final_view(now, room, &mut effects);
             effects.extend(self.close(now, room, CloseReason::Ended));
         }
         Ok((changes, effects))
@@ -483,6 +503,15 @@ impl Rooms {
         } else {
             Vec::new()
         }
+    }
+
+    /// The room is over for this node without it hearing the end: closed as ended.
+    pub fn over(&mut self, now: Now, room: RoomId) -> Vec<Effect> {
+        if !self.joined.contains_key(&room) {
+            return Vec::new();
+        }
+        info!(%room, "the room is over: the host closed it or went silent");
+        self.close(now, room, CloseReason::Ended)
     }
 
     /// Leaves every room (the node is stopping).
@@ -607,8 +636,13 @@ impl Rooms {
             let Some(joined) = self.joined.get_mut(&room) else {
                 continue;
             };
-            // The audience hears no heartbeats and sends none: its room is the host's view.
+            // The audience hears no heartbeats and sends none: its room is the host's view,
+            // and a host whose views stopped coming is gone.
             if joined.tier == Tier::Audience {
+                if now.instant.saturating_duration_since(joined.heard_at) > HOST_SILENT {
+                    warn!(%room, "no word from the host for {} s: the room is over", HOST_SILENT.as_secs());
+                    effects.extend(self.over(now, room));
+                }
                 continue;
             }
             let timeouts = joined.state.tick(now.wall);

@@ -24,6 +24,10 @@ use tracing::debug;
 use crate::clock;
 use crate::fanout::{Gate, Pass, StreamKind};
 
+/// The soonest a report follows the one before, when the subtree changed (places propagate up
+/// the tree at this pace a hop; unchanged, a report goes every [`REPORT_INTERVAL`]).
+pub const REPORT_SOONEST: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Events for the event loop, queued: past this many, the oldest are not waited for (the tree
 /// sends the same again soon: views and reports are periodic).
 pub const TREE_EVENT_CAP: usize = 1024;
@@ -54,11 +58,20 @@ struct RoomTree {
     depth: u16,
     view: Option<Verified<AudienceView>>,
     last_report: Option<Instant>,
+    /// The subtree changed since the last report (a child came or went, a child's subtree grew
+    /// or its free places changed): the next report goes sooner, so places propagate up fast.
+    dirty: bool,
+    /// What each child last reported that matters to places above: its size and free places.
+    summaries: HashMap<PeerKey, Summary>,
     /// Stage members who may speak (the host's audio plane takes their voice).
     speakers: HashSet<PeerId>,
     /// Children the latest view removed, to cut off.
     evict: Vec<PeerId>,
 }
+
+/// What a child's report says that matters to places above: its subtree's size, and each free
+/// place (its node, how far below, how many).
+type Summary = (u32, Vec<(PeerKey, u16, u16)>);
 
 /// This node's place in a room's tree, for `/tree`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +127,8 @@ impl Tree {
             depth: 0,
             view: None,
             last_report: None,
+            dirty: false,
+            summaries: HashMap::new(),
             speakers: HashSet::new(),
             evict: Vec::new(),
         });
@@ -128,6 +143,15 @@ impl Tree {
                 earshot_protocol::audience::wire::MAX_PEER_ADDRS,
             ));
         }
+    }
+
+    /// At the host: a ticket for `asker` naming the host (full for now), for a listener admitted
+    /// without a place to show when it asks again.
+    pub fn ticket_for(&self, room: &RoomId, asker: PeerKey) -> Option<Vec<u8>> {
+        let rooms = self.rooms.lock();
+        let tree = rooms.get(room).filter(|tree| tree.is_host)?;
+        let _ = tree;
+        Some(Ticket::issue_as_host(&self.signing, *room, asker, self.me, clock::now()).encode())
     }
 
     /// This node's key.
@@ -155,6 +179,8 @@ impl Tree {
         if let Some(tree) = self.rooms.lock().get_mut(room) {
             tree.ticket = Some(ticket);
             tree.depth = depth;
+            // The new parent hears of this subtree at once.
+            tree.last_report = None;
         }
     }
 
@@ -259,7 +285,8 @@ impl Tree {
     /// A place for `asker` in this node's subtree, with the ticket for it. Who may ask:
     /// anyone the caller admitted (a newcomer); at the host, a member showing a ticket of
     /// its own; elsewhere, an orphan of a child this node lost lately, showing the ticket that
-    /// placed it under that child.
+    /// placed it under that child. A child an orphan says is lost is cut off (see
+    /// [`Gate::evicted`]; the caller carries it out).
     pub fn place(
         &self,
         room: &RoomId,
@@ -271,7 +298,7 @@ impl Tree {
         let now = Instant::now();
         let wall = clock::now();
         let mut rooms = self.rooms.lock();
-        let tree = rooms.get_mut(room).ok_or(Refusal::NotPresent)?;
+        let tree = rooms.get_mut(room).ok_or(Refusal::RoomClosed)?;
         if !admitted {
             let ticket = ticket.ok_or(Refusal::NotPresent)?;
             let ticket = Ticket::decode(ticket).map_err(|err| Refusal::BadTicket {
@@ -288,11 +315,26 @@ impl Tree {
                     detail: "it names someone else".into(),
                 });
             }
+            // An orphan of a child of this node: that child is gone (its stream may not have
+            // ended here yet: a dead peer's connection takes seconds to time out), so it is cut
+            // off now and its subtree no longer offered. A child that was only slow attaches
+            // again when its stream ends; a lying orphan (it must hold a ticket under that
+            // child) costs that child's subtree one repair.
+            let orphan_of = lost.filter(|lost| leaf.parent == *lost);
+            if let Some(lost) = orphan_of
+                && tree.subtree.has_child(&lost)
+            {
+                debug!(%room, lost = %lost.short(), orphan = %asker.short(), "a child went silent");
+                tree.subtree.child_closed(&lost, now);
+                tree.summaries.remove(&lost);
+                tree.dirty = true;
+                if let Ok(peer) = lost.to_peer_id() {
+                    tree.evict.push(peer);
+                }
+            }
             if !tree.is_host {
                 // Only the orphans of a child this node lost.
-                let orphan = lost.is_some_and(|lost| {
-                    leaf.parent == lost && tree.subtree.lost_lately(&lost, now)
-                });
+                let orphan = orphan_of.is_some_and(|lost| tree.subtree.lost_lately(&lost, now));
                 if !orphan {
                     return Err(Refusal::NoPlace);
                 }
@@ -310,7 +352,8 @@ impl Tree {
         let placed = tree.subtree.place(now).ok_or(Refusal::NoPlace)?;
         let (parent, addrs, below) = match placed {
             Placed::Here => (self.me, Vec::new(), 0),
-            Placed::Below(slot) => (slot.key, slot.addrs, slot.below.saturating_add(1)),
+            // A free place `below` hops under this node: the newcomer one more.
+            Placed::Below(slot) => (slot.key, slot.addrs, slot.below),
         };
         let issued = if tree.is_host {
             Some(Ticket::issue_as_host(
@@ -379,7 +422,10 @@ impl Gate for Tree {
                     return false;
                 }
                 match tree.subtree.child_opened(child, Instant::now()) {
-                    Ok(()) => true,
+                    Ok(()) => {
+                        tree.dirty = true;
+                        true
+                    }
                     Err(refused) => {
                         debug!(%peer, %refused, "a listen stream was refused");
                         false
@@ -395,6 +441,8 @@ impl Gate for Tree {
         };
         if let Some(tree) = self.rooms.lock().get_mut(&room) {
             tree.subtree.child_closed(&key, Instant::now());
+            tree.summaries.remove(&key);
+            tree.dirty = true;
         }
     }
 
@@ -406,11 +454,32 @@ impl Gate for Tree {
         match up {
             Up::Report(report) => {
                 if let Some(tree) = self.rooms.lock().get_mut(&room) {
+                    // A child that is leaving: its place is free now (it goes on feeding its
+                    // children until they have moved; its stream ends then).
+                    if report.subtree == 0 {
+                        tree.subtree.child_closed(&child_key, now);
+                        tree.summaries.remove(&child_key);
+                        tree.dirty = true;
+                        return None;
+                    }
+                    let summary = (
+                        report.subtree,
+                        report
+                            .free
+                            .iter()
+                            .map(|slot| (slot.key, slot.below, slot.free))
+                            .collect(),
+                    );
+                    if tree.summaries.get(&child_key) != Some(&summary) {
+                        tree.dirty = true;
+                        tree.summaries.insert(child_key, summary);
+                    }
                     tree.subtree.report_from(&child_key, report, now);
                 }
                 None
             }
             Up::Act(bytes) => {
+                debug!(%room, child = %child, bytes = bytes.len(), "an action came up");
                 // The author, so that a notice for it finds its way back down.
                 let author = match Envelope::decode_verified(&bytes) {
                     Ok(envelope) => envelope.author,
@@ -524,11 +593,13 @@ impl Gate for Tree {
             return Vec::new();
         }
         let mut out = Vec::new();
-        let due = tree
-            .last_report
-            .is_none_or(|at| now.saturating_duration_since(at) >= REPORT_INTERVAL);
+        let due = tree.last_report.is_none_or(|at| {
+            let since = now.saturating_duration_since(at);
+            since >= REPORT_INTERVAL || (tree.dirty && since >= REPORT_SOONEST)
+        });
         if due {
             tree.last_report = Some(now);
+            tree.dirty = false;
             let report = tree.subtree.report(now);
             if tree.is_host {
                 drop(rooms);

@@ -333,12 +333,13 @@ pub enum RoomResponse {
     /// The relay will join and carry the room's audio.
     Carrying,
     /// Admitted to the room's audience: the room's descriptor and the host's latest view (a
-    /// joiner's snapshot), where to get the audio (none: ask again), and recent chat (signed
-    /// envelopes).
+    /// joiner's snapshot), where to get the audio (none: no place yet, ask the host again
+    /// showing `ticket`), and recent chat (envelopes the host relayed).
     Admitted {
         descriptor: serde_bytes::ByteBuf,
         view: serde_bytes::ByteBuf,
         placement: Option<Placement>,
+        ticket: Option<serde_bytes::ByteBuf>,
         chat: Vec<serde_bytes::ByteBuf>,
     },
     /// Listeners that arrived lately.

@@ -173,9 +173,10 @@ pub fn demo(ctx: &Context, args: DemoArgs) -> anyhow::Result<Exit> {
     let host_args: Vec<&str> = host_args.iter().map(String::as_str).collect();
     let mut nodes = vec![Proc::start(&exe, "host", &dir, &host_args, 0, tx.clone())?];
     let mut link = None;
-    // The link, and (with a relay) the relay carrying the room before anyone joins, so that
-    // the tree starts as it will stay.
-    while link.is_none() || (relay.is_some() && !table.relay_added) {
+    // The link, and (with a relay) the relay carrying the room and in the tree (the host counts
+    // it in its audience) before anyone joins, so that the tree starts as it will stay.
+    let mut relay_in_tree = false;
+    while link.is_none() || (relay.is_some() && !(table.relay_added && relay_in_tree)) {
         let (who, event) = next_event(&rx, started + WAIT, "the host to start")?;
         if who == 0
             && let Event::Error { message, .. } = &event
@@ -185,6 +186,11 @@ pub fn demo(ctx: &Context, args: DemoArgs) -> anyhow::Result<Exit> {
         table.update(who, &event);
         if let Event::Hosting { listener_link, .. } = &event {
             link = Some(listener_link.to_string());
+        }
+        if who == 0
+            && let Event::Audience { listeners, .. } = &event
+        {
+            relay_in_tree = *listeners >= 1;
         }
     }
     let link = link.context("the host printed no link")?;

@@ -15,7 +15,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use earshot_node::fanout::{Admission, Fanout, FanoutOptions};
+use earshot_node::fanout::{Fanout, FanoutOptions, Gate, Open};
 use earshot_protocol::RoomId;
 use earshot_protocol::loudest::DEFAULT_FORWARDED;
 use futures::StreamExt;
@@ -338,8 +338,9 @@ pub fn host_options() -> FanoutOptions {
     }
 }
 
-pub fn admit_all() -> Admission {
-    Arc::new(|_, _, _| true)
+/// The audio plane's gate for benches of the plane alone: every stream admitted, no tickets.
+pub fn admit_all() -> Arc<dyn Gate> {
+    Arc::new(Open)
 }
 
 /// Waits until `relay` feeds `n` children in `room`; panics after `within`.
@@ -355,7 +356,7 @@ pub async fn attached(relay: &Fanout, room: RoomId, n: usize, within: Duration) 
 /// it ends (as a member would, after asking the host); records why it ended.
 pub async fn keep_listening(relay: Fanout, room: RoomId, parent: PeerId, reopened: Reopened) {
     loop {
-        let reason = match relay.listen(room, parent).await {
+        let reason = match relay.listen(room, parent, &[]).await {
             Ok(_draining) => "the parent is leaving".to_owned(),
             Err(err) => err.to_string(),
         };

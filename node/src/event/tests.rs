@@ -164,6 +164,7 @@ fn the_tree_shows_the_path_down_to_this_node_and_its_children() {
         audience: true,
         view: None,
         placement: None,
+        ticket: None,
     };
     let info = crate::tree::TreeInfo {
         depth: 2,

@@ -35,8 +35,8 @@ impl Fanout {
     }
 
     /// [`Self::listen`], taking over from a leaving parent that still feeds this node through
-    /// `previous`: that stream is dropped once the new parent has sent something (and kept if
-    /// the new one fails first). `started` is called when the new parent first sends.
+    /// `previous`: that stream is dropped once the new parent has sent audio (or a keep-alive),
+    /// and kept if the new one fails first. `started` is called when the new parent first sends.
     pub async fn listen_after(
         &self,
         room: RoomId,
@@ -61,22 +61,31 @@ impl Fanout {
         let mut started = Some(started);
         loop {
             let read = match tokio::time::timeout(PARENT_SILENCE, read_down(&mut reader)).await {
+                Ok(Ok(Read::Refused)) if started.is_some() => return Err(StreamError::Refused),
                 Ok(Ok(read)) => read,
                 Ok(Err(err)) if started.is_some() => return Err(not_started(err)),
                 Err(_) if started.is_some() => return Err(not_started(StreamError::Silent)),
                 Ok(Err(err)) => return Err(err),
                 Err(_) => return Err(StreamError::Silent),
             };
-            if let Some(started) = started.take() {
+            // The leaving parent's stream goes once this one carries audio (or says it has
+            // none): not at its first control frame, which comes before any audio.
+            if matches!(read, Read::Frame(_) | Read::KeepAlive) {
                 previous.take();
+            }
+            if let Some(started) = started.take() {
                 if let Some(writer) = writer.take() {
                     uplink = Some(self.uplink(room, writer));
                 }
                 started();
             }
             match read {
-                Read::Frame(frame) => self.heard(&room, frame)?,
-                Read::KeepAlive => {}
+                Read::Frame(frame) => {
+                    self.count_audio(&room, frame.encode().len() + 2);
+                    self.heard(&room, frame)?;
+                }
+                Read::KeepAlive => self.count_audio(&room, 2),
+                Read::Refused => {}
                 Read::Control(down) => {
                     let bytes = down.encode().len();
                     self.came_down(&room, down, bytes);
@@ -94,6 +103,15 @@ impl Fanout {
         }
     }
 
+    fn count_audio(&self, room: &RoomId, bytes: usize) {
+        if let Some(audio) = self.lock().get(room) {
+            audio
+                .stats
+                .audio_received
+                .fetch_add(bytes as u64, Ordering::Relaxed);
+        }
+    }
+
     /// Reads a leaving parent's frames until it stops (or the guard is dropped).
     async fn drain(&self, room: RoomId, mut reader: ReadHalf<libp2p::Stream>) {
         loop {
@@ -107,7 +125,7 @@ impl Fanout {
                     let bytes = down.encode().len();
                     self.came_down(&room, down, bytes);
                 }
-                Ok(Ok(Read::KeepAlive | Read::Leaving)) => {}
+                Ok(Ok(Read::KeepAlive | Read::Leaving | Read::Refused)) => {}
                 Ok(Err(_)) | Err(_) => break,
             }
         }

@@ -10,7 +10,9 @@ use libp2p::PeerId;
 use tokio::sync::{broadcast, mpsc, watch};
 use tracing::{debug, warn};
 
-use super::wire::{read_hello, read_up, read_voice, write_control, write_frame, write_leaving};
+use super::wire::{
+    read_hello, read_up, read_voice, write_control, write_frame, write_leaving, write_refused,
+};
 use super::{Fanout, Outgoing, StreamError, StreamKind, UPLINK_QUEUE};
 
 impl Fanout {
@@ -22,6 +24,10 @@ impl Fanout {
         let (kind, room, proof) = read_hello(&mut stream).await?;
         if !self.gate.admit(room, peer, kind, &proof) {
             debug!(%peer, %room, ?kind, "audio stream refused");
+            // A child asks elsewhere at once rather than trying again.
+            if kind == StreamKind::Listen {
+                let _ = write_refused(&mut stream).await;
+            }
             return Ok(());
         }
         match kind {

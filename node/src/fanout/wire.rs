@@ -23,6 +23,9 @@ use super::{StreamError, StreamKind};
 pub const LEAVING_MARKER: u16 = 0xFFFF;
 /// The length prefix that says "a control frame follows" (its own length first).
 pub const CONTROL_MARKER: u16 = 0xFFFE;
+/// The length prefix a parent sends instead of anything else when it does not take the child
+/// (full, or the ticket does not do): ask elsewhere now, do not try this parent again.
+pub const REFUSED_MARKER: u16 = 0xFFFD;
 
 const HELLO_VERSION: u8 = 2;
 
@@ -74,6 +77,8 @@ pub enum Read {
     KeepAlive,
     /// The sender is leaving.
     Leaving,
+    /// The sender does not take this stream.
+    Refused,
     Control(Down),
 }
 
@@ -81,6 +86,7 @@ pub async fn read_down<R: AsyncRead + Unpin>(stream: &mut R) -> Result<Read, Str
     let len = read_len(stream).await?;
     match len {
         LEAVING_MARKER => Ok(Read::Leaving),
+        REFUSED_MARKER => Ok(Read::Refused),
         CONTROL_MARKER => {
             let bytes = read_bytes(stream, MAX_CONTROL_BYTES).await?;
             Ok(Read::Control(
@@ -148,10 +154,17 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
 ) -> Result<(), StreamError> {
     let len = u16::try_from(bytes.len())
         .ok()
-        .filter(|len| *len < CONTROL_MARKER)
+        .filter(|len| *len < REFUSED_MARKER)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
     stream.write_all(&len.to_be_bytes()).await?;
     stream.write_all(bytes).await?;
+    stream.flush().await?;
+    Ok(())
+}
+
+/// Says the stream is not taken.
+pub async fn write_refused<W: AsyncWrite + Unpin>(stream: &mut W) -> Result<(), StreamError> {
+    stream.write_all(&REFUSED_MARKER.to_be_bytes()).await?;
     stream.flush().await?;
     Ok(())
 }

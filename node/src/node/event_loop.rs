@@ -64,6 +64,9 @@ struct Requests {
     /// Theirs, waiting for ours (a welcome parked until the joiner's subscription arrives).
     inbound: HashMap<InboundId, ResponseChannel<RoomResponse>>,
     next_inbound: u64,
+    /// Listeners admitted while the tree had no place for them: answered as soon as one comes
+    /// up (a child's report), or after a moment with a ticket to ask again with.
+    parked: Vec<requests::Parked>,
 }
 
 /// Gossipsub topics: the lobby and each room's.
@@ -191,6 +194,7 @@ impl EventLoop {
         let size = |room: &RoomId| tree.size(room);
         let mut effects = self.rooms.tick(now, follows, size, &self.peers);
         effects.extend(self.peers.tick(now.instant));
+        self.place_parked(now.instant);
         self.lobby.expire(now.wall);
         self.apply(effects);
     }
@@ -309,18 +313,7 @@ impl EventLoop {
                     .send_request_with_addresses(&peer, request, addrs);
                 self.requests.outbound.insert(id, then);
             }
-            Effect::Respond { inbound, response } => {
-                if let Some(channel) = self.requests.inbound.remove(&inbound)
-                    && self
-                        .swarm
-                        .behaviour_mut()
-                        .rooms
-                        .send_response(channel, response)
-                        .is_err()
-                {
-                    debug!("the requester went away before the answer");
-                }
-            }
+            Effect::Respond { inbound, response } => self.respond(inbound, response),
             Effect::Dial { peer, addrs } => {
                 let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
                     .addresses(addrs)
@@ -477,10 +470,15 @@ impl EventLoop {
                 }
             },
             Command::View { room, reply } => {
-                let _ = reply.send(self.rooms.view(&room));
+                let _ = reply.send(self.rooms.view(now, &room));
             }
             Command::Leave { room, reply } => {
                 let effects = self.rooms.leave(now, room, CloseReason::Left);
+                self.apply(effects);
+                let _ = reply.send(());
+            }
+            Command::Over { room, reply } => {
+                let effects = self.rooms.over(now, room);
                 self.apply(effects);
                 let _ = reply.send(());
             }

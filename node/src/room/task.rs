@@ -74,6 +74,14 @@ impl RoomTask {
         mut commands: mpsc::Receiver<RoomCommand>,
     ) -> CloseReason {
         let mut audio_events = self.audio.subscribe();
+        // Attached already (the node takes its place in the tree as it joins): said now.
+        if let Some(position) = self.audio.status().position {
+            self.node.emit(self.audio_event(AudioEvent::Attached {
+                parent: position.parent,
+                depth: position.depth,
+                repair: None,
+            }));
+        }
         let mut report = tokio::time::interval(AUDIO_REPORT);
         report.tick().await;
         let reason = loop {

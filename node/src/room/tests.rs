@@ -84,6 +84,7 @@ fn members_are_found_by_name_or_peer_id() {
             signature: earshot_protocol::id::Sig([0; 64]),
         }),
         placement: None,
+        ticket: None,
     };
     assert_eq!(find_member(&view, "ana"), Ok(host_key));
     let prefix = &host_key.as_peer_id().to_string()[..20];

@@ -45,7 +45,7 @@ impl Rooms {
         &mut self,
         now: Now,
         envelope: &Verified<Envelope>,
-        place: impl FnOnce(RoomId, PeerKey) -> Result<Placement, Refusal>,
+        place: impl FnOnce(RoomId, PeerKey) -> Placing,
     ) -> Result<RoomResponse, Refusal> {
         let room = envelope.room;
         let author = envelope.author;
@@ -59,13 +59,14 @@ impl Rooms {
             ControlBody::Join { name } => name.trim().to_owned(),
             _ => return Err(Refusal::NotAJoin),
         };
-        // A placement may fail (nothing free right now): the listener is in the audience all
-        // the same and asks the host for a place again.
-        let placement = match place(room, author) {
-            Ok(placement) => Some(placement),
-            Err(refusal) => {
-                debug!(%room, %refusal, "admitted a listener without a place yet");
-                None
+        // Nothing free right now: the listener is in the audience all the same and asks the
+        // host for a place again, showing the ticket it gets now.
+        let (placement, ticket) = match place(room, author) {
+            Placing::At(placement) => (Some(placement), None),
+            Placing::Later(ticket) => (None, Some(serde_bytes::ByteBuf::from(ticket))),
+            Placing::Refused(refusal) => {
+                debug!(%room, %refusal, "admitted a listener without a place");
+                (None, None)
             }
         };
         if let Authority::Capability(capability) = &envelope.authority {
@@ -86,6 +87,7 @@ impl Rooms {
             descriptor: serde_bytes::ByteBuf::from(joined.descriptor.encode()),
             view: serde_bytes::ByteBuf::from(view.encode()),
             placement,
+            ticket,
             chat: joined
                 .recent_relayed
                 .iter()
@@ -171,6 +173,7 @@ impl Rooms {
             audience: true,
             view: Some(view),
             placement,
+            ticket: answer.ticket.map(|ticket| ticket.into_vec()),
         };
         self.joined.insert(room, joined);
         info!(%room, "joined the audience");
@@ -247,6 +250,7 @@ impl Rooms {
         let removed = view.banned.contains(&me);
         let ended = view.ended;
         joined.view = Some(view);
+        joined.heard_at = now.instant;
         self.changed(room, changes, &mut effects);
         if joined_tier(self, &room) == Some(Tier::Audience) {
             if ended {
@@ -298,6 +302,27 @@ impl Rooms {
                 };
                 effects.push(Effect::Emit(Event::of_change(room, &change, &joined.state)));
                 effects.extend(self.close(now, room, CloseReason::Ended));
+            }
+            // Told at once, not a view later: whoever listens knows when they are recorded.
+            ControlBody::RecordingStarted | ControlBody::RecordingStopped => {
+                let on = matches!(envelope.body, ControlBody::RecordingStarted);
+                if joined.state.recording.value != on {
+                    joined.state.recording.value = on;
+                    let by = envelope.author;
+                    let change = if on {
+                        RoomChange::RecordingStarted { by }
+                    } else {
+                        RoomChange::RecordingStopped { by }
+                    };
+                    self.changed(room, vec![change], &mut effects);
+                }
+            }
+            ControlBody::MemberRecording { on } => {
+                let change = RoomChange::MemberRecording {
+                    member: envelope.author,
+                    on: *on,
+                };
+                self.changed(room, vec![change], &mut effects);
             }
             ControlBody::ReplayAvailable {
                 manifest,
@@ -388,9 +413,20 @@ impl Rooms {
                 .map_err(|err| ActError::Envelope(err.into()))?;
                 Ok((Vec::new(), vec![Effect::React { room, emoji }]))
             }
+            ControlBody::MemberRecording { .. }
+                if !joined.descriptor.recording.members_may_record =>
+            {
+                Err(ActError::Rejected(
+                    earshot_protocol::state::Rejected::NotAllowed {
+                        role: earshot_protocol::state::RoomRole::Listener,
+                        action: "record (this room does not let members record)",
+                    },
+                ))
+            }
             body @ (ControlBody::RaiseHand
             | ControlBody::LowerHand
             | ControlBody::Chat { .. }
+            | ControlBody::MemberRecording { .. }
             | ControlBody::Leave) => {
                 let urgent = matches!(body, ControlBody::Leave);
                 let envelope = joined.sign_only(&signing, now.wall, body)?;
@@ -422,7 +458,9 @@ impl Rooms {
             .get_or_insert_with(|| HostAudience::new(room, AudiencePolicy::default(), now.instant));
         let author = envelope.author;
         let mut effects = Vec::new();
-        match audience.take(now.instant, now.wall, &envelope, &state) {
+        let taken = audience.take(now.instant, now.wall, &envelope, &state);
+        debug!(%room, author = %author.short(), ?taken, "an audience action");
+        match taken {
             Taken::Relay(bytes) => {
                 // A chat line let through: the stage hears it on the topic, the audience down
                 // the tree, and the host folds it like any.
@@ -530,6 +568,23 @@ impl Rooms {
         joined.view = Some(view);
     }
 
+    /// At the host, ending the room: the view that says so, at once.
+    pub(super) fn final_view(&mut self, now: Now, room: RoomId, effects: &mut Vec<Effect>) {
+        let signing = self.signing.clone();
+        let Some(joined) = self.joined.get_mut(&room).filter(|j| j.is_host()) else {
+            return;
+        };
+        let listeners = joined.view.as_ref().map_or(0, |view| view.listeners);
+        let Some(audience) = joined.audience.as_mut() else {
+            return;
+        };
+        let view = audience.snapshot(now.wall, &joined.state, listeners, &signing);
+        effects.push(Effect::Down {
+            room,
+            down: Down::View(serde_bytes::ByteBuf::from(view.encode())),
+        });
+    }
+
     /// At the host: relays what the audience must hear of the stage's envelopes down the tree
     /// (chat, promotions, removals, replays, the room's end), countersigned.
     pub(super) fn relay_down(
@@ -545,6 +600,9 @@ impl Rooms {
                 | ControlBody::Remove { .. }
                 | ControlBody::RoomEnded
                 | ControlBody::ReplayAvailable { .. }
+                | ControlBody::MemberRecording { .. }
+                | ControlBody::RecordingStarted
+                | ControlBody::RecordingStopped
         );
         let Some(joined) = self.joined.get_mut(&room).filter(|j| j.is_host()) else {
             return;
@@ -583,7 +641,19 @@ pub(super) struct Admitted {
     pub descriptor: serde_bytes::ByteBuf,
     pub view: serde_bytes::ByteBuf,
     pub placement: Option<Placement>,
+    pub ticket: Option<serde_bytes::ByteBuf>,
     pub chat: Vec<serde_bytes::ByteBuf>,
+}
+
+/// Where the host puts a listener it admits.
+#[derive(Debug)]
+pub enum Placing {
+    /// A place in the tree.
+    At(Placement),
+    /// No place yet: a ticket to show when asking again.
+    Later(Vec<u8>),
+    /// No place, no ticket.
+    Refused(Refusal),
 }
 
 fn joined_tier(rooms: &Rooms, room: &RoomId) -> Option<Tier> {

@@ -24,7 +24,7 @@ use crate::peers::Peers;
 /// What a joiner is admitted to.
 enum Admission {
     Stage(RoomId),
-    Audience(earshot_protocol::Verified<Envelope>),
+    Audience(Box<earshot_protocol::Verified<Envelope>>),
 }
 
 /// How long the listener capability a public room's lobby entry carries is valid; it is renewed
@@ -46,7 +46,7 @@ impl Rooms {
         inbound: InboundId,
         bytes: &[u8],
         follows: impl Fn(&PeerId, &RoomId) -> bool,
-        place: impl FnOnce(RoomId, PeerKey) -> Result<earshot_protocol::snapshot::Placement, Refusal>,
+        place: impl FnOnce(RoomId, PeerKey) -> super::Placing,
         peers: &Peers,
     ) -> Vec<Effect> {
         let mut effects = Vec::new();
@@ -115,7 +115,7 @@ impl Rooms {
         };
         let role = joined.state.check(now.wall, &envelope).map_err(refused)?;
         if !role.on_stage() {
-            return Ok(Admission::Audience(envelope));
+            return Ok(Admission::Audience(Box::new(envelope)));
         }
         let changes = joined.state.apply(now.wall, &envelope).map_err(|reason| {
             info!(%room, peer = %crate::node::short(&peer), %reason, "refused a joiner");

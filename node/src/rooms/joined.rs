@@ -74,6 +74,8 @@ pub struct Joined {
     pub view: Option<AudienceView>,
     /// At the host: its audience.
     pub audience: Option<HostAudience>,
+    /// When the host's latest view arrived (an audience member's sign of life from the host).
+    pub heard_at: Instant,
     /// Chat relayed down the tree lately (as relayed): the host hands it to joiners.
     pub recent_relayed: VecDeque<Vec<u8>>,
     /// At the host: the capabilities listeners joined the audience with lately (removing one
@@ -108,6 +110,7 @@ impl Joined {
             link: None,
             stepping_up: false,
             view: None,
+            heard_at: now,
             audience: None,
             recent_relayed: VecDeque::new(),
             audience_caps: VecDeque::new(),

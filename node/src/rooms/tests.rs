@@ -134,8 +134,8 @@ fn one(_: &RoomId) -> u32 {
 }
 
 /// No place in the tree for now.
-fn no_place(_: RoomId, _: PeerKey) -> Result<Placement, Refusal> {
-    Err(Refusal::NoPlace)
+fn no_place(_: RoomId, _: PeerKey) -> Placing {
+    Placing::Refused(Refusal::NoPlace)
 }
 
 /// A joiner asks; returns its pending join and the envelope it sent.

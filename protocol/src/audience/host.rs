@@ -187,7 +187,9 @@ impl HostAudience {
                 self.remember_name(author, name.clone());
                 Taken::Dropped
             }
-            _ => refuse("listeners raise a hand or chat; the rest is for the stage"),
+            // Everyone is told who records what they hear (the room's rules allowed it).
+            ControlBody::MemberRecording { .. } => Taken::Relay(envelope.encode()),
+            _ => refuse("listeners raise a hand, chat or record; the rest is for the stage"),
         }
     }
 

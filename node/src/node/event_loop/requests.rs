@@ -13,11 +13,92 @@ use crate::event::Event;
 use crate::lobby;
 use crate::node::pending::Pending;
 use crate::node::{AttachError, BadAnswer, CarryError, JoinError, LobbyError, RequestFailure};
+use crate::rooms::Placing;
 
 /// Most addresses a placement hands a child for its parent.
 const MAX_PARENT_ADDRS: usize = 8;
+/// How long an admitted listener's answer waits for a place in a full tree (places come up
+/// with the reports of nodes just attached, a few hundred milliseconds a hop).
+const PLACE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A listener admitted without a place yet, waiting for one.
+pub(super) struct Parked {
+    inbound: InboundId,
+    room: RoomId,
+    asker: PeerKey,
+    response: RoomResponse,
+    until: std::time::Instant,
+}
 
 impl EventLoop {
+    /// Answers an inbound request; an admitted listener without a place waits a moment for one
+    /// ([`PLACE_WAIT`]).
+    pub(super) fn respond(&mut self, inbound: InboundId, response: RoomResponse) {
+        if let RoomResponse::Admitted {
+            descriptor: _,
+            view: _,
+            placement: None,
+            ticket: Some(ticket),
+            chat: _,
+        } = &response
+            && let Ok(decoded) = earshot_protocol::audience::Ticket::decode(ticket)
+            && let Some(leaf) = decoded.leaf()
+        {
+            self.requests.parked.push(Parked {
+                inbound,
+                room: leaf.room,
+                asker: leaf.child,
+                response,
+                until: std::time::Instant::now() + PLACE_WAIT,
+            });
+            self.place_parked(std::time::Instant::now());
+            return;
+        }
+        if let Some(channel) = self.requests.inbound.remove(&inbound)
+            && self
+                .swarm
+                .behaviour_mut()
+                .rooms
+                .send_response(channel, response)
+                .is_err()
+        {
+            tracing::debug!("the requester went away before the answer");
+        }
+    }
+
+    /// Parked listeners get a place if one came up, or their ticket once they waited enough.
+    pub(super) fn place_parked(&mut self, now: std::time::Instant) {
+        if self.requests.parked.is_empty() {
+            return;
+        }
+        let parked = std::mem::take(&mut self.requests.parked);
+        for mut waiting in parked {
+            let placed = self
+                .plane
+                .tree
+                .place(&waiting.room, waiting.asker, None, None, true);
+            if let RoomResponse::Admitted {
+                placement, ticket, ..
+            } = &mut waiting.response
+                && let Ok(found) = placed
+            {
+                let own = self.own_addrs(&waiting.room);
+                *placement = Some(with_addrs(found, self.plane.tree.me(), &own, &self.peers));
+                *ticket = None;
+            } else if now < waiting.until {
+                self.requests.parked.push(waiting);
+                continue;
+            }
+            if let Some(channel) = self.requests.inbound.remove(&waiting.inbound) {
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .rooms
+                    .send_response(channel, waiting.response);
+            }
+        }
+    }
+
     pub(super) fn on_rooms(&mut self, event: request_response::Event<RoomRequest, RoomResponse>) {
         match event {
             request_response::Event::Message {
@@ -73,10 +154,14 @@ impl EventLoop {
                 let tree = &self.plane.tree;
                 let own = self.own_addrs_all();
                 let peers = &self.peers;
-                let place = |room: RoomId, key: PeerKey| {
-                    tree.place(&room, key, None, None, true)
-                        .map(|placement| with_addrs(placement, tree.me(), &own, peers))
-                };
+                let place =
+                    |room: RoomId, key: PeerKey| match tree.place(&room, key, None, None, true) {
+                        Ok(placement) => Placing::At(with_addrs(placement, tree.me(), &own, peers)),
+                        Err(refusal) => match tree.ticket_for(&room, key) {
+                            Some(ticket) => Placing::Later(ticket),
+                            None => Placing::Refused(refusal),
+                        },
+                    };
                 self.rooms.on_join_request(
                     now,
                     peer,
@@ -115,6 +200,9 @@ impl EventLoop {
                     ticket.as_deref().map(|t| t.as_ref()),
                     on_stage,
                 );
+                // A lost child it cut off.
+                let evicted = crate::fanout::Gate::evicted(&**tree, room);
+                self.plane.fanout.evict(&room, &evicted);
                 let own = self.own_addrs(&room);
                 respond(match placed {
                     Ok(placement) => {

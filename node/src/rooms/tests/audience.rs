@@ -10,11 +10,11 @@ use earshot_protocol::audience::wire::Down;
 use super::*;
 
 /// A place under the host, with the host's ticket for it.
-fn under_host(host: &Side) -> impl FnOnce(RoomId, PeerKey) -> Result<Placement, Refusal> + use<> {
+fn under_host(host: &Side) -> impl FnOnce(RoomId, PeerKey) -> Placing + use<> {
     let host = host.key.clone();
     move |room, key| {
         let me = PeerKey::from(&host);
-        Ok(Placement {
+        Placing::At(Placement {
             key: me,
             addrs: Vec::new(),
             depth: 1,
@@ -279,7 +279,10 @@ fn a_promoted_listener_steps_up_to_the_stage() {
             .any(|e| matches!(e, Event::RoleChanged { member, role: RoomRole::Speaker, .. } if *member == me)),
         "{effects:?}"
     );
-    let view = joiner.rooms.view(&room.id).expect("in the room");
+    let view = joiner
+        .rooms
+        .view(clock.now(), &room.id)
+        .expect("in the room");
     assert!(!view.audience);
     assert!(
         host.rooms
