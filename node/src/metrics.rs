@@ -68,13 +68,14 @@ pub struct NetMetrics {
     reserved: Arc<Mutex<HashSet<PeerId>>>,
     /// libp2p's own swarm and protocol metrics, when registered.
     libp2p: Option<Arc<libp2p::metrics::Metrics>>,
-    /// Bytes through the node's transports (libp2p's bandwidth metrics, which count what
-    /// crosses each connection, encryption and multiplexing included), in a registry of their
-    /// own: the swarm registers them as it is built.
+    /// Bytes the node's streams carried (libp2p's bandwidth metrics, counted where each
+    /// connection's multiplexer hands its streams up: every protocol's payload, not the
+    /// transport's framing or encryption), in a registry of their own: the swarm registers them
+    /// as it is built.
     pub(crate) bandwidth: Arc<Mutex<Registry>>,
 }
 
-/// Bytes a node has received and sent through its transports since it started.
+/// Bytes a node's streams have received and sent since it started (every protocol).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Traffic {
     pub received: u64,
@@ -174,7 +175,7 @@ impl NetMetrics {
         }
     }
 
-    /// Bytes through the node's transports so far, every connection and protocol together
+    /// Bytes the node's streams carried so far, every connection and protocol together
     /// (`libp2p_bandwidth_bytes_total`, summed by direction).
     pub fn traffic(&self) -> Traffic {
         let mut text = String::new();

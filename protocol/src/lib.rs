@@ -16,7 +16,9 @@
 //! - [`replay`]: replays fetched from peers: signed chunk manifests, content, links, the wire.
 //! - [`state`]: room state, a deterministic fold over verified envelopes.
 //! - [`topic`]: gossipsub topic names.
-//! - [`tree`]: the host-rooted relay tree planner (pure state machine).
+//! - [`audience`]: the audience tier: listeners off the topic, their places in the relay tree
+//!   (signed tickets, each node's subtree), the host's signed views and relayed envelopes down
+//!   the tree, reports and actions up it, the host's side, a member's repairs.
 //!
 //! Values that have passed a check are wrapped in [`Verified`], which only the checking
 //! functions of this crate can construct.
@@ -36,7 +38,6 @@ pub mod room;
 pub mod snapshot;
 pub mod state;
 pub mod topic;
-pub mod tree;
 
 pub use capability::{Audience, Capability, CapabilityError, Grant, Presenter, VerifyContext};
 pub use control::ControlBody;
