@@ -45,10 +45,25 @@ impl TestNode {
         Self::start_config(name, Vec::new(), true).await
     }
 
+    /// [`Self::by_hand`], neither signing nor checking frames: for stress tests of the plane
+    /// alone at rates no room has (a debug build cannot sign or verify proofs that fast).
+    pub async fn by_hand_unchecked(name: &str) -> Self {
+        Self::start_node(name, Vec::new(), true, true).await
+    }
+
     async fn start_config(
         name: &str,
         bootstrap: Vec<multiaddr::Multiaddr>,
         tree_by_hand: bool,
+    ) -> Self {
+        Self::start_node(name, bootstrap, tree_by_hand, false).await
+    }
+
+    async fn start_node(
+        name: &str,
+        bootstrap: Vec<multiaddr::Multiaddr>,
+        tree_by_hand: bool,
+        unchecked_audio: bool,
     ) -> Self {
         let home = tempfile::tempdir().expect("temporary directory");
         let identity = Identity::create(home.path()).expect("identity");
@@ -59,6 +74,7 @@ impl TestNode {
                 listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().expect("multiaddr")],
                 bootstrap,
                 tree_by_hand,
+                unchecked_audio,
                 ..NodeConfig::default()
             },
         )

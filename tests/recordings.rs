@@ -110,6 +110,23 @@ fn a_recorded_room_exports_to_files_that_hold_the_speech() {
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0]["id"], id.as_str());
     assert_eq!(listed[0]["title"], "Book club");
+
+    // Every frame recorded is the host's own, kept with the host's proofs: each matches the
+    // proof the host signed for it. The last few may have none: the host signs every five
+    // frames, and the recording can stop between a frame and its proof.
+    let output = ana.run(&["recordings", "verify", &id, "--json"]);
+    let verified: Value = serde_json::from_slice(&output.stdout).expect("a report");
+    let total = &verified["total"];
+    let count = |field: &str| total[field].as_u64().expect("a count");
+    assert!(count("frames") >= 4 * 50, "{verified}");
+    assert_eq!((count("forged"), count("bad_proofs")), (0, 0), "{verified}");
+    assert!(
+        count("unproven") < earshot_protocol::proof::FRAMES_PER_PROOF as u64,
+        "{verified}"
+    );
+    assert_eq!(count("verified") + count("unproven"), count("frames"));
+    assert_eq!(code(&output), if count("unproven") == 0 { 0 } else { 1 });
+    assert_eq!(verified["speakers"][0]["name"], "host", "{verified}");
     assert!(
         listed[0]["speakers"]
             .as_array()

@@ -1,6 +1,7 @@
 //! Replays from peers: publish, serve and fetch between data directories; a third node fetches
 //! from the second; a tampering holder is caught; a forged manifest is refused; an interrupted
-//! fetch resumes; a host announces what it publishes.
+//! fetch resumes; a host announces what it publishes; a fetched replay verifies like the
+//! recording, frame by frame against its speakers' proofs, and an altered one does not.
 
 use std::collections::BTreeMap;
 use std::process::Output;
@@ -13,9 +14,14 @@ use earshot_node::identity::Identity;
 use earshot_node::net::NetConfig;
 use earshot_node::node::{Node, NodeConfig};
 use earshot_node::recording::replay::Replays;
-use earshot_node::recording::store::{RecordingMeta, RecordingState, SpeakerInfo, StoredFrame};
-use earshot_protocol::replay::{ManifestId, ReplayFrame, ReplayManifest};
-use earshot_protocol::{RecordingId, RoomId, Timestamp};
+use earshot_node::recording::store::{
+    NewRecording, RecordingMeta, RecordingState, SpeakerInfo, StoredFrame,
+};
+use earshot_protocol::frame::AudioFrame;
+use earshot_protocol::proof::ProofSigner;
+use earshot_protocol::replay::{ContentRecord, ManifestId, ReplayFrame, ReplayManifest};
+use earshot_protocol::{PeerKey, RecordingId, RoomId, Timestamp};
+use serde_json::Value;
 
 use crate::harness::{TestHome, code, stderr};
 use crate::live::{LOCAL, Live, local_room};
@@ -70,6 +76,9 @@ fn speech(seconds: usize) -> Vec<ReplayFrame> {
             frames.push(ReplayFrame {
                 at: i as u64 * 960,
                 speaker,
+                seq: i as u32,
+                timestamp: i as u32 * 960,
+                flags: 0,
                 level: encoded.level,
                 payload: encoded.payload,
             });
@@ -85,6 +94,9 @@ fn bulk(frames: u32, payload: usize) -> Vec<ReplayFrame> {
         .map(|i| ReplayFrame {
             at: u64::from(i) * 960,
             speaker: 1,
+            seq: i,
+            timestamp: i * 960,
+            flags: 0,
             level: 30,
             payload: vec![(i % 251) as u8; payload],
         })
@@ -302,6 +314,8 @@ async fn a_tampering_holder_is_caught_and_the_chunks_come_from_another() {
             relays: Vec::new(),
             reachability: Default::default(),
             tree_by_hand: false,
+            misbehave: None,
+            unchecked_audio: false,
         },
     )
     .await
@@ -533,4 +547,168 @@ fn the_lobby_lists_a_public_rooms_replays() {
     assert_eq!(fetched(&output, &lines).recording, id);
     host.say("/end");
     assert_eq!(host.exit_code(), 0);
+}
+
+/// Records `seconds` of Ana and Bea speaking in turn into `home` through the recorder, as a live
+/// room does: each frame signed by its speaker (a proof every five frames), both named with
+/// their keys. Returns the recording's id.
+fn signed_recording(home: &TestHome, room: RoomId, seconds: u32) -> RecordingId {
+    let opened = Home::open(home.path()).expect("open the data directory");
+    let recorder = opened
+        .recordings()
+        .start(NewRecording {
+            room,
+            title: "Signed club".into(),
+            host: opened.identity().key(),
+            recorder: opened.identity().key(),
+            started_at: Timestamp(1_800_000_000_000),
+            start_media: 48_000,
+        })
+        .expect("start recording");
+    let keys = [11u8, 12].map(|seed| ed25519_dalek::SigningKey::from_bytes(&[seed; 32]));
+    let mut signers = keys.clone().map(|key| ProofSigner::new(key, room));
+    for i in 0..seconds * 50 {
+        // Turns of one second each.
+        let signer = &mut signers[(i / 50 % 2) as usize];
+        let frame = AudioFrame {
+            speaker: signer.speaker(),
+            seq: 9_000 + i,
+            timestamp: 48_000 + i * 960,
+            level: 25,
+            flags: 1,
+            payload: vec![(i % 251) as u8; 80],
+            tag: None,
+        };
+        let proofs = signer.push(&frame);
+        recorder.tap().record(&frame);
+        for proof in proofs {
+            recorder.tap().record_proof(&proof);
+        }
+        // The tap drops what the recorder's queue cannot take; keep to its pace.
+        while recorder.meta().frames + 500 < u64::from(i) {
+            std::thread::yield_now();
+        }
+    }
+    for signer in &mut signers {
+        if let Some(proof) = signer.flush() {
+            recorder.tap().record_proof(&proof);
+        }
+    }
+    let [ana, bea] = keys.map(|key| PeerKey::from(&key));
+    recorder.name_speakers([(ana, "ana".to_owned()), (bea, "bea".to_owned())]);
+    let meta = recorder
+        .finish(Timestamp(1_800_000_000_000 + u64::from(seconds) * 1000))
+        .expect("finish");
+    assert_eq!(meta.frames, u64::from(seconds) * 50, "every frame kept");
+    meta.id
+}
+
+/// `recordings verify ARGS… --json`: (exit code, the report).
+fn verify(home: &TestHome, args: &[&str]) -> (i32, Value) {
+    let mut all = vec!["recordings", "verify"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let output = home.run(&all);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let report = serde_json::from_str(&stdout)
+        .unwrap_or_else(|err| panic!("not a report ({err}): {stdout}\n{}", stderr(&output)));
+    (code(&output), report)
+}
+
+#[test]
+fn a_fetched_replay_verifies_like_the_recording_and_an_altered_one_does_not() {
+    let ana = TestHome::new();
+    let id = signed_recording(&ana, RoomId([1; 16]), 4);
+    let (code_here, here) = verify(&ana, &[&id.short()]);
+    assert_eq!(code_here, 0, "{here}");
+    assert_eq!(here["verified"], true, "{here}");
+    assert_eq!(here["total"]["frames"], 200);
+    assert_eq!(here["total"]["verified"], 200);
+    let speakers = here["speakers"].as_array().expect("speakers");
+    assert_eq!(speakers.len(), 2, "{here}");
+    for speaker in speakers {
+        assert_eq!(speaker["tally"]["verified"], 100, "{speaker}");
+        assert!(speaker["peer_id"].is_string(), "{speaker}");
+    }
+    let text = ana.ok(&["recordings", "verify", &id.to_string()]);
+    assert!(
+        text.contains("VERIFIED: all 200 frames") && text.contains("verified 100 of 100 frames"),
+        "{text}"
+    );
+
+    // Fetched with the link and checked at once: the same verdict.
+    let (_, link) = publish(&ana, &id);
+    let (server, addr) = serve("ana", &ana);
+    let bea = TestHome::new();
+    let (code_there, there) = verify(&bea, &[&link, "--from", &addr, "--listen", LOCAL]);
+    drop(server);
+    assert_eq!(code_there, 0, "{there}");
+    assert_eq!(there["recording"], id.to_string());
+    assert_eq!(there["total"], here["total"]);
+    assert_eq!(there["speakers"], here["speakers"]);
+    // Kept now: by id, and by link with no holder at all.
+    assert_eq!(verify(&bea, &[&id.to_string()]).0, 0);
+    assert_eq!(verify(&bea, &[&link]).0, 0);
+
+    // Cleo holds the same recording with one of Bea's words changed: caught, and named.
+    let cleo = TestHome::new();
+    {
+        let source = Home::open(ana.path()).expect("open");
+        let meta = source
+            .recordings()
+            .get(&id)
+            .expect("read")
+            .expect("the recording");
+        let mut records: Vec<ContentRecord> = source
+            .recordings()
+            .records(&id)
+            .collect::<Result<_, _>>()
+            .expect("records");
+        let bea_id = meta
+            .speakers
+            .iter()
+            .find(|(_, info)| info.name == "bea")
+            .map(|(id, _)| *id)
+            .expect("bea");
+        let frame = records
+            .iter_mut()
+            .find_map(|record| match record {
+                ContentRecord::Frame(frame) if frame.speaker == bea_id => Some(frame),
+                _ => None,
+            })
+            .expect("a frame of Bea's");
+        frame.payload = b"words bea never said".to_vec();
+        drop(source);
+        Home::open(cleo.path())
+            .expect("open")
+            .recordings()
+            .import(&meta, records)
+            .expect("import");
+    }
+    let (code_forged, forged) = verify(&cleo, &[&id.to_string()]);
+    assert_eq!(code_forged, 1, "{forged}");
+    assert_eq!(forged["verified"], false);
+    assert_eq!(forged["total"]["forged"], 1, "{forged}");
+    assert_eq!(forged["total"]["verified"], 199, "{forged}");
+    let output = cleo.run(&["recordings", "verify", &id.to_string()]);
+    assert_eq!(code(&output), 1);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("NOT VERIFIED")
+            && text
+                .lines()
+                .any(|line| line.contains("bea") && line.contains("altered")),
+        "{text}"
+    );
+
+    // A recording without proofs (made without signing speakers) does not verify either.
+    let plain = make_recording(&cleo, RoomId([1; 16]), bulk(20, 50));
+    let (code_plain, unproven) = verify(&cleo, &[&plain.to_string()]);
+    assert_eq!(code_plain, 1);
+    assert_eq!(unproven["total"]["unproven"], 20, "{unproven}");
+    // A malformed link is bad usage.
+    assert_eq!(
+        code(&cleo.run(&["recordings", "verify", "earshot://replay/abc1"])),
+        2
+    );
 }

@@ -171,6 +171,8 @@ async fn spawn_node_as(identity: Identity, max_children: u16) -> Node {
             relays: Vec::new(),
             reachability: Default::default(),
             tree_by_hand: false,
+            misbehave: None,
+            unchecked_audio: false,
         },
     )
     .await

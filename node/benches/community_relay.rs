@@ -456,7 +456,7 @@ async fn bare_node(ip: Ipv4Addr, target: Multiaddr, host: PeerId, lost: Arc<Atom
         }
     });
     Joined {
-        relay: Fanout::start(control, admit_all()),
+        relay: Fanout::start(control, admit_all(), None),
         remote,
         retries,
     }
@@ -647,7 +647,7 @@ async fn run(runtimes: &Runtimes, case: Case, children: usize, args: &Args) -> R
         None => {
             let relay = runtimes
                 .relay
-                .run(async move { Fanout::start(relay_control, admit_all()) })
+                .run(async move { Fanout::start(relay_control, admit_all(), None) })
                 .await;
             (relay, relay_peer, relay_addr.clone(), vec![relay_addr])
         }
@@ -656,7 +656,7 @@ async fn run(runtimes: &Runtimes, case: Case, children: usize, args: &Args) -> R
             let addr = relay_addr.clone();
             let (control, peer, listeners) = host.run(hidden_host(addr, watch)).await;
             let relay = host
-                .run(async move { Fanout::start(control, admit_all()) })
+                .run(async move { Fanout::start(control, admit_all(), None) })
                 .await;
             let target = relay_addr
                 .with(Protocol::P2pCircuit)

@@ -208,7 +208,7 @@ async fn real_node(dial: Option<Multiaddr>) -> Endpoint {
     let control = swarm.behaviour().stream.new_control();
     let (peer, addr) = drive(swarm, dial).await;
     Endpoint {
-        relay: Fanout::start(control, admit_all()),
+        relay: Fanout::start(control, admit_all(), None),
         peer,
         addr,
     }
@@ -227,7 +227,7 @@ async fn bare_node(dial: Option<Multiaddr>) -> Endpoint {
     let control = swarm.behaviour().new_control();
     let (peer, addr) = drive(swarm, dial).await;
     Endpoint {
-        relay: Fanout::start(control, admit_all()),
+        relay: Fanout::start(control, admit_all(), None),
         peer,
         addr,
     }

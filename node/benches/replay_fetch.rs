@@ -88,11 +88,14 @@ fn dir() -> Dir {
 /// About `mb` MB of three speakers' frames (payloads of an 80-byte Opus frame's size and up).
 fn synthetic(dir: &Dir, mb: usize) -> RecordingMeta {
     let payload = 200usize;
-    let count = mb * 1_000_000 / (payload + 15);
+    let count = mb * 1_000_000 / (payload + 25);
     let frames: Vec<ReplayFrame> = (0..count)
         .map(|i| ReplayFrame {
             at: (i / 3) as u64 * 960,
             speaker: (i % 3) as u32,
+            seq: (i / 3) as u32,
+            timestamp: (i / 3) as u32 * 960,
+            flags: 1,
             level: (i % 127) as u8,
             payload: (0..payload).map(|j| (i * 31 + j) as u8).collect(),
         })
@@ -139,6 +142,8 @@ fn config() -> NodeConfig {
         relays: Vec::new(),
         reachability: Default::default(),
         tree_by_hand: false,
+        misbehave: None,
+        unchecked_audio: false,
     }
 }
 

@@ -58,6 +58,8 @@ async fn spawn(identity: Identity) -> Node {
             relays: Vec::new(),
             reachability: Default::default(),
             tree_by_hand: false,
+            misbehave: None,
+            unchecked_audio: false,
         },
     )
     .await

@@ -29,15 +29,22 @@ use earshot_protocol::RoomId;
 use earshot_protocol::audience::wire::{Down, Up};
 use earshot_protocol::frame::{AudioFrame, SpeakerId};
 use earshot_protocol::loudest::Loudest;
+use earshot_protocol::proof::progress::{BEACON_INTERVAL_MS, MAX_BEACON_VOICES, Progress};
+use earshot_protocol::proof::{FrameProof, ProofSigner};
 use futures::StreamExt;
 use libp2p::{PeerId, StreamProtocol};
 use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::{broadcast, mpsc, watch};
 use tracing::{debug, warn};
 
+pub mod check;
 mod child;
+pub mod misbehave;
 mod parent;
 pub mod wire;
+
+pub use check::{Authenticity, Voices};
+pub use misbehave::Misbehave;
 
 /// The audio stream protocol.
 pub const AUDIO_PROTOCOL: StreamProtocol = StreamProtocol::new("/earshot/audio/1");
@@ -61,6 +68,8 @@ pub const HANDOVER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 const UPLINK_QUEUE: usize = 64;
 /// Times in a row a speaker's stream to the host may fail and be opened again.
 const SPEAK_RETRIES: u32 = 5;
+/// A speaker with frames not yet signed signs them after this long without a new one (a pause).
+const FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(30);
 
 /// What a stream is for.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -112,6 +121,11 @@ pub trait Gate: Send + Sync + 'static {
     fn evicted(&self, _room: RoomId) -> Vec<PeerId> {
         Vec::new()
     }
+    /// Who may be heard in `room`: the host and the stage's keys. `None`: frames are not
+    /// checked (benches of the plane alone).
+    fn voices(&self, _room: RoomId) -> Option<Arc<Voices>> {
+        None
+    }
 }
 
 /// Lets everyone open any stream and passes everything on: for benches and tests of the plane
@@ -142,6 +156,12 @@ pub enum StreamError {
     NoRoom(RoomId),
     #[error("the parent went silent")]
     Silent,
+    /// What came down failed its checks (see [`check`]): forged, or a flood.
+    #[error("forged audio: {0}")]
+    Forged(String),
+    /// The parent stopped passing the room's frames (or the host's beacons) on.
+    #[error("the parent withholds the room's audio: {0}")]
+    Withheld(String),
     /// The parent does not take this node (full, or the ticket did not do).
     #[error("the parent does not take this node")]
     Refused,
@@ -158,6 +178,8 @@ pub enum StreamError {
 pub struct Heard {
     pub frame: AudioFrame,
     pub at: std::time::Instant,
+    /// Whether it may be played (its proof's verdict, when it comes).
+    pub auth: Authenticity,
 }
 
 /// How a room's audio is handled at this node.
@@ -200,6 +222,11 @@ pub struct FanoutStats {
     pub bad_streams: AtomicU64,
     /// Frames the host did not forward (not among the loudest speakers).
     pub not_selected: AtomicU64,
+    /// Frames verified against their speakers' proofs, and proofs checked.
+    pub verified: AtomicU64,
+    pub proofs: AtomicU64,
+    /// Streams that failed their checks (forged, withheld, flooded).
+    pub failed_checks: AtomicU64,
 }
 
 /// What goes to every child of a room.
@@ -208,6 +235,8 @@ enum Outgoing {
     Audio(Arc<Vec<u8>>),
     KeepAlive,
     Control(Arc<Vec<u8>>),
+    Proof(Arc<Vec<u8>>),
+    Beacon(Arc<Vec<u8>>),
 }
 
 struct RoomAudio {
@@ -231,6 +260,21 @@ struct RoomAudio {
     _open: Arc<()>,
     /// A recorder taking what this node forwards (at the host: the room's official recording).
     tap: Option<crate::recording::store::FrameTap>,
+    /// At the host: signs its own voice, and the beacons.
+    root: Option<Root>,
+    /// When this node plays an adversary (tests).
+    tamper: Option<misbehave::Tamper>,
+}
+
+/// The host's signing part in a room's audio.
+struct Root {
+    signer: ProofSigner,
+    /// When its own voice last went down.
+    last_own: std::time::Instant,
+    beacon_n: u64,
+    last_beacon: std::time::Instant,
+    /// The newest frame sent down of each voice, and when.
+    newest: HashMap<SpeakerId, (u32, std::time::Instant)>,
 }
 
 /// The node's audio plane. Cheap to clone.
@@ -239,6 +283,10 @@ pub struct Fanout {
     control: libp2p_stream::Control,
     rooms: Arc<Mutex<HashMap<RoomId, RoomAudio>>>,
     gate: Arc<dyn Gate>,
+    /// This node's key: it signs its voice (and, as a host, the beacons).
+    key: Option<Arc<ed25519_dalek::SigningKey>>,
+    /// The adversary this node plays, if any (tests: `earshot join --misbehave`).
+    misbehave: Arc<std::sync::OnceLock<Misbehave>>,
 }
 
 impl std::fmt::Debug for Fanout {
@@ -249,11 +297,18 @@ impl std::fmt::Debug for Fanout {
 
 impl Fanout {
     /// Starts accepting audio streams; `gate` decides who may open which (see [`Gate`]).
-    pub fn start(mut control: libp2p_stream::Control, gate: Arc<dyn Gate>) -> Self {
+    /// Without `key` this node's voice goes unsigned (benches of the plane alone).
+    pub fn start(
+        mut control: libp2p_stream::Control,
+        gate: Arc<dyn Gate>,
+        key: Option<ed25519_dalek::SigningKey>,
+    ) -> Self {
         let fanout = Self {
             control: control.clone(),
             rooms: Arc::new(Mutex::new(HashMap::new())),
             gate,
+            key: key.map(Arc::new),
+            misbehave: Arc::default(),
         };
         match control.accept(AUDIO_PROTOCOL) {
             Ok(mut incoming) => {
@@ -274,6 +329,16 @@ impl Fanout {
         fanout
     }
 
+    /// Plays the adversary `kind` in every room opened from now on (tests). Once.
+    pub fn set_misbehave(&self, kind: Misbehave) {
+        let _ = self.misbehave.set(kind);
+    }
+
+    /// The adversary this node plays, if any.
+    pub fn misbehaving(&self) -> Option<Misbehave> {
+        self.misbehave.get().copied()
+    }
+
     /// Takes part in a room's audio: frames heard go to the returned receiver (for playback). A
     /// room open already keeps everything but its playback, which goes to the new receiver.
     pub fn open_room(&self, room: RoomId) -> (mpsc::Receiver<Heard>, Arc<FanoutStats>) {
@@ -290,10 +355,29 @@ impl Fanout {
         let (playback, heard) = mpsc::channel(PLAYBACK_QUEUE_FRAMES);
         // Open already (the node takes part in the tree from the moment it joins): the audio
         // session plays what it hears from now on, with its own options.
+        // The room's host signs its own voice and the beacons (whether it selects the loudest
+        // speakers or not).
+        let is_host = |key: &ed25519_dalek::SigningKey| {
+            options.forward_loudest.is_some()
+                || self.voices(room).and_then(|voices| voices.host)
+                    == Some(earshot_protocol::PeerKey::from(key))
+        };
+        let root = self
+            .key
+            .as_ref()
+            .filter(|key| is_host(key))
+            .map(|key| Root {
+                signer: ProofSigner::new(key.as_ref().clone(), room),
+                last_own: std::time::Instant::now(),
+                beacon_n: 0,
+                last_beacon: std::time::Instant::now(),
+                newest: HashMap::new(),
+            });
         if let Some(audio) = self.lock().get_mut(&room) {
             audio.playback = playback;
             audio.myself = options.myself;
             audio.loudest = options.forward_loudest.map(Loudest::new);
+            audio.root = root;
             return (heard, Arc::clone(&audio.stats));
         }
         let (fanout, _) = broadcast::channel(CHILD_QUEUE_FRAMES);
@@ -316,6 +400,8 @@ impl Fanout {
                 uplink: None,
                 _open: open,
                 tap: None,
+                root,
+                tamper: self.misbehaving().map(misbehave::Tamper::new),
             },
         );
         (heard, stats)
@@ -324,6 +410,13 @@ impl Fanout {
     /// Records what this node forwards in `room` into `tap` (or stops, with `None`).
     pub fn record(&self, room: &RoomId, tap: Option<crate::recording::store::FrameTap>) {
         if let Some(audio) = self.lock().get_mut(room) {
+            // The host's own frames not signed yet are signed now, so the recording being
+            // stopped has their proof (the proof goes down too).
+            if tap.is_none()
+                && let Some(proof) = audio.root.as_mut().and_then(|root| root.signer.flush())
+            {
+                audio.pass_proof(&proof);
+            }
             audio.tap = tap;
         }
     }
@@ -348,6 +441,7 @@ impl Fanout {
                     let _ = audio.fanout.send(Outgoing::KeepAlive);
                     audio.last_sent = std::time::Instant::now();
                 }
+                audio.sign_at_root(&room);
                 audio.uplink.clone()
             };
             let ups = self.gate.upstream(room, uplink.is_some());
@@ -449,41 +543,112 @@ impl Fanout {
     /// the loudest).
     pub fn relay(&self, room: &RoomId, frame: &AudioFrame) {
         if let Some(audio) = self.lock().get_mut(room) {
-            if !audio.selected(frame) {
-                return;
-            }
-            // No children is fine.
-            let _ = audio.fanout.send(Outgoing::Audio(Arc::new(frame.encode())));
-            audio.last_sent = std::time::Instant::now();
+            // Signed whether forwarded or not: the recording keeps it either way.
+            let proofs = match audio.root.as_mut() {
+                Some(root) => {
+                    root.last_own = std::time::Instant::now();
+                    root.signer.push(frame)
+                }
+                None => Vec::new(),
+            };
             if let Some(tap) = &audio.tap {
                 tap.record(frame);
             }
-            audio.stats.relayed.fetch_add(1, Ordering::Relaxed);
+            if audio.selected(frame) {
+                // No children is fine.
+                audio.send(Outgoing::Audio(Arc::new(frame.encode())));
+                audio.stats.relayed.fetch_add(1, Ordering::Relaxed);
+                audio.sent_down(frame);
+            }
+            for proof in proofs {
+                audio.pass_proof(&proof);
+            }
         }
     }
 
-    /// A frame arrived (from the tree, or from a speaker at the host): pass it on and play it.
-    fn heard(&self, room: &RoomId, frame: AudioFrame) -> Result<(), StreamError> {
+    /// A frame arrived (from the tree, or from a speaker at the host): pass it on and play it
+    /// (as its proof allows, `auth`).
+    fn heard(
+        &self,
+        room: &RoomId,
+        frame: AudioFrame,
+        auth: Authenticity,
+    ) -> Result<(), StreamError> {
         let mut rooms = self.lock();
         let audio = rooms.get_mut(room).ok_or(StreamError::NoRoom(*room))?;
         audio.stats.received.fetch_add(1, Ordering::Relaxed);
         if !audio.selected(&frame) {
             return Ok(());
         }
-        let _ = audio.fanout.send(Outgoing::Audio(Arc::new(frame.encode())));
-        audio.last_sent = std::time::Instant::now();
+        audio.send(Outgoing::Audio(Arc::new(frame.encode())));
         audio.stats.relayed.fetch_add(1, Ordering::Relaxed);
-        if let Some(tap) = &audio.tap {
-            tap.record(&frame);
-        }
+        audio.sent_down(&frame);
         if Some(frame.speaker) != audio.myself {
             // Playback that falls behind loses frames here, never blocks the tree.
             let _ = audio.playback.try_send(Heard {
                 frame,
                 at: std::time::Instant::now(),
+                auth,
             });
         }
         Ok(())
+    }
+
+    /// Frames verified against their proofs, and the proof: into the recording; the proof on
+    /// down the tree if `pass` (it checked).
+    fn proven(&self, room: &RoomId, proof: &FrameProof, verified: &[AudioFrame], pass: bool) {
+        if let Some(audio) = self.lock().get_mut(room) {
+            audio.stats.proofs.fetch_add(1, Ordering::Relaxed);
+            audio
+                .stats
+                .verified
+                .fetch_add(verified.len() as u64, Ordering::Relaxed);
+            if let Some(tap) = &audio.tap {
+                for frame in verified {
+                    tap.record(frame);
+                }
+            }
+            if pass {
+                audio.pass_proof(proof);
+            }
+        }
+    }
+
+    /// Frames verified as they arrived (their proof came first): into the recording.
+    fn verified_now(&self, room: &RoomId, verified: &[AudioFrame]) {
+        if verified.is_empty() {
+            return;
+        }
+        if let Some(audio) = self.lock().get(room) {
+            audio
+                .stats
+                .verified
+                .fetch_add(verified.len() as u64, Ordering::Relaxed);
+            if let Some(tap) = &audio.tap {
+                for frame in verified {
+                    tap.record(frame);
+                }
+            }
+        }
+    }
+
+    /// The host's beacon, checked: on down the tree.
+    fn pass_beacon(&self, room: &RoomId, beacon: &Progress) {
+        if let Some(audio) = self.lock().get_mut(room) {
+            audio.send(Outgoing::Beacon(Arc::new(beacon.encode())));
+        }
+    }
+
+    /// Who may be heard in `room`, if this plane checks (see [`Gate::voices`]).
+    fn voices(&self, room: RoomId) -> Option<Arc<Voices>> {
+        self.gate.voices(room)
+    }
+
+    /// A stream failed its checks: counted.
+    fn check_failed(&self, room: &RoomId) {
+        if let Some(audio) = self.lock().get(room) {
+            audio.stats.failed_checks.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Something came down from the parent: the gate says where it goes on.
@@ -518,6 +683,75 @@ impl Fanout {
 }
 
 impl RoomAudio {
+    /// Sends to every child (through the adversary, when this node plays one). Anything sent
+    /// puts the keep-alive off.
+    fn send(&mut self, out: Outgoing) {
+        let outs = match self.tamper.as_mut() {
+            Some(tamper) => tamper.outgoing(out),
+            None => vec![out],
+        };
+        for out in outs {
+            // No children is fine.
+            let _ = self.fanout.send(out);
+            self.last_sent = std::time::Instant::now();
+        }
+    }
+
+    /// A proof goes down with the frames it covers (and into the recording).
+    fn pass_proof(&mut self, proof: &FrameProof) {
+        self.send(Outgoing::Proof(Arc::new(proof.encode())));
+        if let Some(tap) = &self.tap {
+            tap.record_proof(proof);
+        }
+    }
+
+    /// At the host, `frame` went down: the next beacon names it.
+    fn sent_down(&mut self, frame: &AudioFrame) {
+        if let Some(root) = self.root.as_mut() {
+            root.newest
+                .insert(frame.speaker, (frame.seq, std::time::Instant::now()));
+        }
+    }
+
+    /// At the host, every keep-alive tick: signs its own voice's pending frames after a pause,
+    /// and a beacon every [`BEACON_INTERVAL_MS`].
+    fn sign_at_root(&mut self, room: &RoomId) {
+        let Some(root) = self.root.as_mut() else {
+            return;
+        };
+        let mut proofs = Vec::new();
+        if root.signer.pending() > 0 && root.last_own.elapsed() >= FLUSH_AFTER {
+            proofs.extend(root.signer.flush());
+        }
+        let beacon = (root.last_beacon.elapsed()
+            >= std::time::Duration::from_millis(BEACON_INTERVAL_MS))
+        .then(|| {
+            root.last_beacon = std::time::Instant::now();
+            root.beacon_n += 1;
+            root.newest
+                .retain(|_, (_, at)| at.elapsed() < std::time::Duration::from_secs(3));
+            let mut newest: Vec<(SpeakerId, u32)> = root
+                .newest
+                .iter()
+                .map(|(speaker, (seq, _))| (*speaker, *seq))
+                .collect();
+            newest.sort_unstable();
+            newest.truncate(MAX_BEACON_VOICES);
+            (root.beacon_n, newest)
+        });
+        for proof in proofs {
+            self.pass_proof(&proof);
+        }
+        if let Some((n, newest)) = beacon
+            && let Some(root) = self.root.as_ref()
+        {
+            let key = root.signer.key();
+            let forwarded = self.stats.relayed.load(Ordering::Relaxed);
+            let beacon = Progress::sign(key, room, n, forwarded, newest);
+            self.send(Outgoing::Beacon(Arc::new(beacon.encode())));
+        }
+    }
+
     /// Whether `frame` goes on down the tree (always, except at the host, which forwards only
     /// the loudest speakers).
     fn selected(&mut self, frame: &AudioFrame) -> bool {

@@ -19,7 +19,7 @@ use earshot_protocol::{PeerKey, RoomId};
 use libp2p::PeerId;
 use parking_lot::Mutex;
 use tokio::sync::{broadcast, watch};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::event::Event;
 use crate::fanout::{Fanout, StreamError};
@@ -177,6 +177,19 @@ async fn follow_tree(
         None => Follower::new(host),
     };
     let mut draining = None;
+    if relay.misbehaving() == Some(crate::fanout::Misbehave::UnassignedStreams)
+        && let Ok(host) = host_key.to_peer_id()
+    {
+        // The adversary opens listen streams to the host without a ticket.
+        let relay = relay.clone();
+        tokio::spawn(async move {
+            let (taken, refused) = relay.probe_unassigned(room, host, 200).await;
+            warn!(
+                taken,
+                refused, "misbehaving: listen streams opened without a ticket"
+            );
+        });
+    }
     // Whether the parent lost last died on this node: it delivered, then went silent or its
     // stream failed. A parent that refused, never started, or is leaving is not claimed lost
     // (an ancestor would cut it off for it).

@@ -75,6 +75,12 @@ pub struct NodeConfig {
     /// The caller opens this node's audio streams itself (for tests and benches of the audio
     /// plane): a member does not attach to its room's tree on its own.
     pub tree_by_hand: bool,
+    /// Play an adversary in the rooms' trees (tests: `earshot join --misbehave`).
+    pub misbehave: Option<crate::fanout::Misbehave>,
+    /// Neither sign this node's frames (nor, as a host, the beacons) nor check the frames it
+    /// receives: only for tests of the audio plane alone at rates no room has (a debug build
+    /// cannot sign or verify 1,600 proofs a second).
+    pub unchecked_audio: bool,
 }
 
 impl Default for NodeConfig {
@@ -87,6 +93,8 @@ impl Default for NodeConfig {
             relays: Vec::new(),
             reachability: Mode::default(),
             tree_by_hand: false,
+            misbehave: None,
+            unchecked_audio: false,
         }
     }
 }
@@ -402,7 +410,16 @@ impl Node {
         let fanout = Fanout::start(
             streams.clone(),
             Arc::clone(&tree) as Arc<dyn crate::fanout::Gate>,
+            // Unchecked (tests of the plane alone): nothing signed either.
+            (!config.unchecked_audio).then(|| identity.signing_key().clone()),
         );
+        if config.unchecked_audio {
+            tree.set_unchecked();
+        }
+        if let Some(kind) = config.misbehave {
+            fanout.set_misbehave(kind);
+            tree.set_misbehave(kind);
+        }
         let (commands, command_rx) = mpsc::channel(COMMAND_CAP);
         let (events, _) = broadcast::channel(EVENT_CAP);
         let peer_id = identity.peer_id();

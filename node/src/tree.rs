@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tracing::debug;
 
 use crate::clock;
-use crate::fanout::{Gate, Pass, StreamKind};
+use crate::fanout::{Gate, Misbehave, Pass, StreamKind, Voices};
 
 /// The soonest a report follows the one before, when the subtree changed (places propagate up
 /// the tree at this pace a hop; unchanged, a report goes every [`REPORT_INTERVAL`]).
@@ -31,6 +31,10 @@ pub const REPORT_SOONEST: std::time::Duration = std::time::Duration::from_millis
 /// Events for the event loop, queued: past this many, the oldest are not waited for (the tree
 /// sends the same again soon: views and reports are periodic).
 pub const TREE_EVENT_CAP: usize = 1024;
+/// How long someone who left the stage is still heard (their last frames and proofs).
+pub const LEFT_STAGE_HEARD: std::time::Duration = std::time::Duration::from_secs(10);
+/// Keys that left the stage kept at most.
+const MAX_LEFT_STAGE: usize = 64;
 
 /// What the tree tells the event loop.
 #[derive(Debug)]
@@ -65,6 +69,11 @@ struct RoomTree {
     summaries: HashMap<PeerKey, Summary>,
     /// Stage members who may speak (the host's audio plane takes their voice).
     speakers: HashSet<PeerId>,
+    /// Whose voices may be heard: the stage, and who left it lately (their last frames and
+    /// proofs are still on the way).
+    voices: Arc<Voices>,
+    /// Keys that left the stage, and when.
+    left_stage: HashMap<PeerKey, Instant>,
     /// Children the latest view removed, to cut off.
     evict: Vec<PeerId>,
 }
@@ -87,6 +96,10 @@ pub struct TreeInfo {
 
 /// Every room's tree at this node. Cheap to share (`Arc`).
 pub struct Tree {
+    /// The adversary this node plays, if any (tests).
+    misbehave: std::sync::OnceLock<Misbehave>,
+    /// Frames go unchecked (tests of the plane alone: [`crate::node::NodeConfig::unchecked_audio`]).
+    unchecked: std::sync::atomic::AtomicBool,
     me: PeerKey,
     signing: ed25519_dalek::SigningKey,
     rooms: Mutex<HashMap<RoomId, RoomTree>>,
@@ -103,6 +116,8 @@ impl Tree {
     pub fn new(signing: ed25519_dalek::SigningKey) -> (Arc<Self>, mpsc::Receiver<TreeEvent>) {
         let (events, rx) = mpsc::channel(TREE_EVENT_CAP);
         let tree = Arc::new(Self {
+            misbehave: std::sync::OnceLock::new(),
+            unchecked: std::sync::atomic::AtomicBool::new(false),
             me: PeerKey::from(&signing),
             signing,
             rooms: Mutex::new(HashMap::new()),
@@ -130,6 +145,8 @@ impl Tree {
             dirty: false,
             summaries: HashMap::new(),
             speakers: HashSet::new(),
+            voices: Arc::new(Voices::of(host, [])),
+            left_stage: HashMap::new(),
             evict: Vec::new(),
         });
     }
@@ -155,6 +172,17 @@ impl Tree {
     }
 
     /// This node's key.
+    /// Frames go unchecked from now on (tests of the plane alone).
+    pub fn set_unchecked(&self) {
+        self.unchecked
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Plays the adversary `kind` (tests). Once.
+    pub fn set_misbehave(&self, kind: Misbehave) {
+        let _ = self.misbehave.set(kind);
+    }
+
     pub fn me(&self) -> PeerKey {
         self.me
     }
@@ -171,6 +199,44 @@ impl Tree {
     pub fn set_speakers(&self, room: &RoomId, speakers: HashSet<PeerId>) {
         if let Some(tree) = self.rooms.lock().get_mut(room) {
             tree.speakers = speakers;
+        }
+    }
+
+    /// Who is on `room`'s stage now: their frames are the ones heard (checked against their
+    /// proofs). Who left it in the last [`LEFT_STAGE_HEARD`] is still heard.
+    pub fn set_stage(&self, room: &RoomId, stage: impl IntoIterator<Item = PeerKey>) {
+        let mut rooms = self.rooms.lock();
+        let Some(tree) = rooms.get_mut(room) else {
+            return;
+        };
+        let now = Instant::now();
+        let stage: HashSet<PeerKey> = stage.into_iter().collect();
+        for keys in tree.voices.stage.values() {
+            for key in keys {
+                if !stage.contains(key) && *key != tree.host {
+                    tree.left_stage.insert(*key, now);
+                }
+            }
+        }
+        tree.left_stage
+            .retain(|key, at| !stage.contains(key) && now.duration_since(*at) < LEFT_STAGE_HEARD);
+        // Bounded: the stage is, and so is who left it within seconds (the oldest go first).
+        while tree.left_stage.len() > MAX_LEFT_STAGE {
+            if let Some(oldest) = tree
+                .left_stage
+                .iter()
+                .min_by_key(|(_, at)| **at)
+                .map(|(k, _)| *k)
+            {
+                tree.left_stage.remove(&oldest);
+            }
+        }
+        let voices = Voices::of(
+            tree.host,
+            stage.iter().chain(tree.left_stage.keys()).copied(),
+        );
+        if *tree.voices != voices {
+            tree.voices = Arc::new(voices);
         }
     }
 
@@ -218,6 +284,9 @@ impl Tree {
             .filter_map(|child| child.to_peer_id().ok())
             .collect();
         tree.evict.extend(banned);
+        if let Some(carriers) = &view.carriers {
+            tree.subtree.set_carriers(carriers.iter().copied());
+        }
         tree.view = Some(view);
         true
     }
@@ -388,6 +457,16 @@ impl Tree {
 }
 
 impl Gate for Tree {
+    fn voices(&self, room: RoomId) -> Option<Arc<Voices>> {
+        if self.unchecked.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
+        self.rooms
+            .lock()
+            .get(&room)
+            .map(|tree| Arc::clone(&tree.voices))
+    }
+
     fn admit(&self, room: RoomId, peer: PeerId, kind: StreamKind, proof: &[u8]) -> bool {
         let mut rooms = self.rooms.lock();
         let Some(tree) = rooms.get_mut(&room) else {
@@ -600,7 +679,21 @@ impl Gate for Tree {
         if due {
             tree.last_report = Some(now);
             tree.dirty = false;
-            let report = tree.subtree.report(now);
+            let mut report = tree.subtree.report(now);
+            if self.misbehave.get() == Some(&Misbehave::ClaimCapacity) {
+                // The adversary claims room for every newcomer there is.
+                for slot in &mut report.free {
+                    slot.free = u16::MAX;
+                }
+                if report.free.is_empty() {
+                    report.free.push(earshot_protocol::audience::wire::Slot {
+                        key: self.me,
+                        addrs: Vec::new(),
+                        below: 0,
+                        free: u16::MAX,
+                    });
+                }
+            }
             if tree.is_host {
                 drop(rooms);
                 self.send(TreeEvent::Report { room, report });

@@ -65,6 +65,11 @@ fn scenarios() -> Vec<Config> {
     soon.report_soonest = Some(Duration::from_millis(250));
     soon.orphan_rule = OrphanRule::Vouched;
     out.push(soon);
+    let mut four = Config::new("10k node-now fan-out 4", 10_000, 2);
+    four.report_soonest = Some(Duration::from_millis(250));
+    four.orphan_rule = OrphanRule::Vouched;
+    four.fanout = 4;
+    out.push(four);
     let mut relays = Config::new("100k relay entry", 100_000, 20);
     relays.entry = Entry::Relays;
     out.push(relays);

@@ -12,6 +12,8 @@
 //! - [`room`]: the host-signed room descriptor.
 //! - [`frame`]: audio frames on the wire (fixed layout; relays read the level without decoding).
 //! - [`loudest`]: which speakers the host forwards (the loudest few, by frame level).
+//! - [`proof`]: speakers' signatures over their frames (checked at every hop), the host's
+//!   progress beacons (a parent that withholds frames is noticed).
 //! - [`snapshot`]: host-signed snapshots, the join handshake, lobby announcements.
 //! - [`replay`]: replays fetched from peers: signed chunk manifests, content, links, the wire.
 //! - [`state`]: room state, a deterministic fold over verified envelopes.
@@ -33,6 +35,7 @@ pub mod frame;
 pub mod id;
 pub mod link;
 pub mod loudest;
+pub mod proof;
 pub mod replay;
 pub mod room;
 pub mod snapshot;

@@ -19,6 +19,8 @@ pub const DEFAULT_FORWARDED: usize = 3;
 pub const TAKEOVER_DB: f32 = 6.0;
 /// A forwarded speaker not heard for this long loses its place.
 pub const FORGET_MS: u64 = 300;
+/// Voices weighed at once, at most.
+pub const MAX_VOICES: usize = 64;
 /// Loudness is smoothed over about this many frames (an exponential moving average).
 const SMOOTHING_FRAMES: f32 = 10.0;
 
@@ -58,6 +60,11 @@ impl Loudest {
         }
         self.voices
             .retain(|_, voice| now_ms.saturating_sub(voice.last_heard_ms) <= 10 * FORGET_MS);
+        // Bounded whatever arrives: a newcomer past MAX_VOICES is not considered (the host
+        // admits only the stage's voices, so this is a second line).
+        if !self.voices.contains_key(&speaker) && self.voices.len() >= MAX_VOICES {
+            return false;
+        }
         let voice = self.voices.entry(speaker).or_insert(Voice {
             loudness: heard,
             last_heard_ms: now_ms,
@@ -158,6 +165,15 @@ mod tests {
         let waited = FORGET_MS / 20;
         assert!(heard[0] >= 30 - waited - 1, "{heard:?}");
         assert_eq!(loudest.forwarded(), vec![SpeakerId(2)]);
+    }
+
+    #[test]
+    fn ten_thousand_ids_in_a_burst_keep_the_table_bounded() {
+        let mut loudest = Loudest::new(3);
+        for id in 0..10_000u32 {
+            loudest.offer(SpeakerId(id), 0, 0);
+        }
+        assert!(loudest.voices.len() <= MAX_VOICES);
     }
 
     #[test]

@@ -1,11 +1,28 @@
 //! Replays: a recording shared with peers, as a signed manifest of fixed-size chunks.
 //!
-//! A replay's *content* is the recording's frames in store order (time, then speaker), each as
-//! a fixed big-endian record (see [`ReplayFrame`]), concatenated and cut into chunks of
-//! [`ReplayManifest::chunk_bytes`] (the last one shorter). The [`ReplayManifest`] names the
-//! recording, says what it is (room, title, host, speakers, length) and lists the SHA-256 of
-//! every chunk; the recorder signs it (domain-separated, strict ed25519), so any node may serve
-//! a replay and the fetcher checks every chunk it gets against the recorder's word.
+//! A replay's *content* is the recording's frames and its speakers' proofs in store order
+//! ([`ContentRecord::order`]: time, speaker, a frame before the proofs kept after it), each as a
+//! fixed big-endian record, concatenated and cut into chunks of [`ReplayManifest::chunk_bytes`]
+//! (the last one shorter). The [`ReplayManifest`] names the recording, says what it is (room,
+//! title, host, speakers with their keys, length) and lists the SHA-256 of every chunk; the
+//! recorder signs it (domain-separated, strict ed25519), so any node may serve a replay and the
+//! fetcher checks every chunk it gets against the recorder's word.
+//!
+//! ```text
+//! version 2 (current):
+//!   frame: 0 u8 | at u64 | speaker u32 | seq u32 | timestamp u32 | level u8 | flags u8
+//!          | len u16 | payload
+//!   proof: 1 u8 | at u64 | len u16 | proof (FrameProof::encode)
+//! version 1 (read, never written):
+//!   frame: at u64 | speaker u32 | level u8 | len u16 | payload
+//! ```
+//!
+//! A version 2 frame keeps everything its speaker signed, so a fetched replay is checked like a
+//! local recording, frame by frame against its speaker's proof ([`verify`]), with the speakers'
+//! keys the manifest names: a recorder cannot change what a speaker with a known key said
+//! without it showing, only leave frames out. A version 1 replay (made before frames carried
+//! proofs) is still read, as unauthenticated: its frames have nothing to be checked against, and
+//! [`verify`] reports every one of them without a proof.
 //!
 //! A manifest is named by its [`ManifestId`]: the first 16 bytes of the SHA-256 of its signed
 //! encoding (what holders serve), so the bytes a holder hands over for an id are checked before
@@ -29,12 +46,21 @@ use sha2::{Digest, Sha256};
 use crate::Verified;
 use crate::codec::{self, DecodeError};
 use crate::control::MAX_NAME_BYTES;
-use crate::frame::MAX_OPUS_PAYLOAD;
+use crate::frame::{AudioFrame, MAX_OPUS_PAYLOAD, SILENCE_LEVEL, SpeakerId};
 use crate::id::{IdParseError, PeerKey, RecordingId, RoomId, Sig, Timestamp, base32};
+use crate::proof::{
+    FrameHash, FrameProof, MAX_FRAMES_PER_PROOF, MAX_PROOF_BYTES, ProofError, frame_hash,
+};
 use crate::room::MAX_TITLE_BYTES;
 
-/// The manifest format this build writes and understands.
-pub const MANIFEST_VERSION: u8 = 1;
+pub mod verify;
+
+/// The manifest format this build writes: its content carries what every frame's speaker signed,
+/// and the proofs ([`ContentFormat::Authenticated`]).
+pub const MANIFEST_VERSION: u8 = 2;
+/// The manifest format before frames carried proofs: still read, as unauthenticated
+/// ([`ContentFormat::Unauthenticated`]).
+pub const UNAUTHENTICATED_MANIFEST_VERSION: u8 = 1;
 /// The chunk size replays are published with.
 pub const DEFAULT_CHUNK_BYTES: u32 = 256 * 1024;
 /// Smallest chunk size a manifest may declare.
@@ -48,8 +74,14 @@ pub const MAX_CHUNKS: usize = 16_384;
 pub const MAX_SPEAKERS: usize = 256;
 /// Largest encoded manifest (every limit above at once fits).
 pub const MAX_MANIFEST_BYTES: usize = 1024 * 1024;
-/// Bytes before each frame's payload in the content: time (8), speaker (4), level (1), length (2).
-pub const FRAME_HEADER_BYTES: usize = 15;
+/// Bytes before a frame's payload in the content: kind (1), time (8), speaker (4), seq (4),
+/// timestamp (4), level (1), flags (1), length (2).
+pub const FRAME_HEADER_BYTES: usize = 25;
+/// Bytes before a proof in the content: kind (1), time (8), length (2).
+pub const PROOF_HEADER_BYTES: usize = 11;
+/// Bytes before a frame's payload in a version 1 content: time (8), speaker (4), level (1),
+/// length (2).
+pub const UNAUTHENTICATED_FRAME_HEADER_BYTES: usize = 15;
 /// The text every replay link starts with.
 pub const REPLAY_LINK_PREFIX: &str = "earshot://replay/";
 /// The replay link format this build writes and understands.
@@ -66,6 +98,10 @@ pub const MAX_REQUEST_BYTES: usize = 64;
 pub const MAX_RESPONSE_BYTES: usize = MAX_MANIFEST_BYTES + 16;
 
 const SIGNATURE_DOMAIN: &[u8] = b"earshot/replay-manifest/v1\0";
+/// A content record's kind: a frame.
+const FRAME_RECORD: u8 = 0;
+/// A content record's kind: a proof.
+const PROOF_RECORD: u8 = 1;
 const MAX_LINK_BODY_BYTES: usize = 16 + 32 + 8 + MAX_REPLAY_ADDRS * (MAX_REPLAY_ADDR_BYTES + 2);
 
 /// A manifest's identity: the first 16 bytes of the SHA-256 of its signed encoding.
@@ -203,8 +239,8 @@ pub enum ManifestError {
     #[error("malformed replay manifest: {0}")]
     Malformed(#[from] DecodeError),
     #[error(
-        "unsupported replay manifest version {found} (this build understands version \
-         {MANIFEST_VERSION})"
+        "unsupported replay manifest version {found} (this build understands versions \
+         {UNAUTHENTICATED_MANIFEST_VERSION} and {MANIFEST_VERSION})"
     )]
     UnsupportedVersion { found: u8 },
     #[error("bad signature on the replay manifest (recorder {})", .recorder.as_peer_id())]
@@ -359,7 +395,7 @@ impl ReplayManifest {
 
     /// Checks version, rules and the recorder's signature.
     pub fn verify(self) -> Result<Verified<Self>, ManifestError> {
-        if self.version != MANIFEST_VERSION {
+        if ContentFormat::of_version(self.version).is_none() {
             return Err(ManifestError::UnsupportedVersion {
                 found: self.version,
             });
@@ -374,6 +410,11 @@ impl ReplayManifest {
             });
         }
         Ok(Verified::new(self))
+    }
+
+    /// How this replay's content is laid out (a manifest that verified has a known version).
+    pub fn content_format(&self) -> ContentFormat {
+        ContentFormat::of_version(self.version).unwrap_or(ContentFormat::Authenticated)
     }
 
     /// How many bytes chunk `index` holds, if it exists.
@@ -481,14 +522,58 @@ impl ReplayManifest {
 // Content
 // ---------------------------------------------------------------------------------------------
 
-/// One frame of a replay's content.
+/// How a replay's content is laid out, from its manifest's version.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ContentFormat {
+    /// Manifest version 1: frames only, as (time, speaker, level, payload). Nothing in it lets
+    /// anyone check who spoke: read as unauthenticated (its frames' sequence numbers,
+    /// timestamps and flags read as 0).
+    Unauthenticated,
+    /// Manifest version 2: frames with everything [`frame_hash`] covers, and their speakers'
+    /// proofs.
+    Authenticated,
+}
+
+impl ContentFormat {
+    /// The format of a manifest of `version`, if this build reads it.
+    pub fn of_version(version: u8) -> Option<Self> {
+        match version {
+            UNAUTHENTICATED_MANIFEST_VERSION => Some(Self::Unauthenticated),
+            MANIFEST_VERSION => Some(Self::Authenticated),
+            _ => None,
+        }
+    }
+}
+
+/// One frame of a replay's content: what the recorder kept of an [`AudioFrame`] (all but its
+/// tag), and when it was heard.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct ReplayFrame {
     /// 48 kHz samples since the recording started.
     pub at: u64,
     pub speaker: u32,
+    /// The frame's own sequence number, timestamp and flags: what its speaker signed.
+    pub seq: u32,
+    pub timestamp: u32,
+    pub flags: u8,
     pub level: u8,
     pub payload: Vec<u8>,
+}
+
+/// A speaker's proof, kept in a replay's content right after the frames it covers were heard
+/// (`at`: the time of its last frame the recorder had, or of that speaker's latest frame when the
+/// proof came first).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct ReplayProof {
+    pub at: u64,
+    pub proof: FrameProof,
+}
+
+/// One record of a replay's content.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum ContentRecord {
+    Frame(ReplayFrame),
+    Proof(ReplayProof),
 }
 
 /// Why bytes are not a replay's content.
@@ -496,78 +581,167 @@ pub struct ReplayFrame {
 pub enum ContentError {
     #[error("a frame of the replay has a {len}-byte payload, more than {MAX_OPUS_PAYLOAD}")]
     PayloadTooLong { len: usize },
-    #[error("the replay's frames are out of order at time {at}, speaker {speaker:08x}")]
+    #[error("the replay's records are out of order at time {at}, speaker {speaker:08x}")]
     OutOfOrder { at: u64, speaker: u32 },
-    #[error("the replay ends in the middle of a frame ({left} bytes left over)")]
+    #[error("the replay ends in the middle of a record ({left} bytes left over)")]
     Truncated { left: usize },
+    #[error("a frame of the replay has level {level}, out of range (0-127)")]
+    BadLevel { level: u8 },
+    #[error("the replay holds a record of unknown kind {kind}")]
+    UnknownRecord { kind: u8 },
+    #[error("a proof in the replay at time {at} is malformed: {source}")]
+    BadProof { at: u64, source: ProofError },
 }
 
 impl ReplayFrame {
-    /// Appends this frame's content record to `out`. Fails only for a payload longer than an
-    /// Opus packet.
+    /// What `frame`, heard at `at`, keeps in a replay.
+    pub fn of(at: u64, frame: &AudioFrame) -> Self {
+        Self {
+            at,
+            speaker: frame.speaker.0,
+            seq: frame.seq,
+            timestamp: frame.timestamp,
+            flags: frame.flags,
+            level: frame.level,
+            payload: frame.payload.clone(),
+        }
+    }
+
+    /// The frame as its speaker sent it (without a tag: a tag is not part of what is signed).
+    pub fn audio_frame(&self) -> AudioFrame {
+        AudioFrame {
+            speaker: SpeakerId(self.speaker),
+            seq: self.seq,
+            timestamp: self.timestamp,
+            level: self.level,
+            flags: self.flags,
+            payload: self.payload.clone(),
+            tag: None,
+        }
+    }
+
+    /// The hash its speaker's proof gives for it, if the frame is what the speaker sent.
+    pub fn hash(&self) -> FrameHash {
+        frame_hash(&self.audio_frame())
+    }
+
+    /// Appends this frame's content record to `out`. Fails only for what a frame cannot hold: a
+    /// payload longer than an Opus packet, a level above 127.
     pub fn write_to(&self, out: &mut Vec<u8>) -> Result<(), ContentError> {
+        if self.level > SILENCE_LEVEL {
+            return Err(ContentError::BadLevel { level: self.level });
+        }
         let len = u16::try_from(self.payload.len())
             .ok()
             .filter(|len| usize::from(*len) <= MAX_OPUS_PAYLOAD)
             .ok_or(ContentError::PayloadTooLong {
                 len: self.payload.len(),
             })?;
+        out.push(FRAME_RECORD);
         out.extend_from_slice(&self.at.to_be_bytes());
         out.extend_from_slice(&self.speaker.to_be_bytes());
+        out.extend_from_slice(&self.seq.to_be_bytes());
+        out.extend_from_slice(&self.timestamp.to_be_bytes());
         out.push(self.level);
+        out.push(self.flags);
         out.extend_from_slice(&len.to_be_bytes());
         out.extend_from_slice(&self.payload);
         Ok(())
     }
 }
 
-/// Reads a replay's content incrementally (chunk boundaries fall anywhere, even inside a frame
-/// header). Frames must come strictly in (time, speaker) order, as a store streams them, so
-/// every recording has one content.
-#[derive(Debug, Default)]
+impl ReplayProof {
+    /// Appends this proof's content record to `out`. Fails only for a proof that no reader
+    /// would take: one covering no frame, or more than [`MAX_FRAMES_PER_PROOF`].
+    pub fn write_to(&self, out: &mut Vec<u8>) -> Result<(), ContentError> {
+        let count = self.proof.hashes.len();
+        if !(1..=MAX_FRAMES_PER_PROOF).contains(&count) {
+            return Err(ContentError::BadProof {
+                at: self.at,
+                source: ProofError::Count(count),
+            });
+        }
+        let proof = self.proof.encode();
+        out.push(PROOF_RECORD);
+        out.extend_from_slice(&self.at.to_be_bytes());
+        // At most MAX_PROOF_BYTES, well under u16::MAX.
+        out.extend_from_slice(&(proof.len() as u16).to_be_bytes());
+        out.extend_from_slice(&proof);
+        Ok(())
+    }
+}
+
+impl ContentRecord {
+    /// Appends this record to `out` (in the current format).
+    pub fn write_to(&self, out: &mut Vec<u8>) -> Result<(), ContentError> {
+        match self {
+            ContentRecord::Frame(frame) => frame.write_to(out),
+            ContentRecord::Proof(proof) => proof.write_to(out),
+        }
+    }
+
+    /// The time the record sits at in the content.
+    pub fn at(&self) -> u64 {
+        match self {
+            ContentRecord::Frame(frame) => frame.at,
+            ContentRecord::Proof(proof) => proof.at,
+        }
+    }
+
+    /// Where the record sorts in a content: time, speaker, frame before proofs, proofs by their
+    /// first sequence number. Records come strictly in this order, so every recording has one
+    /// content.
+    pub fn order(&self) -> (u64, u32, u8, u32) {
+        match self {
+            ContentRecord::Frame(frame) => (frame.at, frame.speaker, FRAME_RECORD, 0),
+            ContentRecord::Proof(proof) => (
+                proof.at,
+                proof.proof.speaker.0,
+                PROOF_RECORD,
+                proof.proof.first_seq,
+            ),
+        }
+    }
+}
+
+/// Reads a replay's content incrementally (chunk boundaries fall anywhere, even inside a
+/// record's header). Records must come strictly in [`ContentRecord::order`], as a store streams
+/// them, so every recording has one content. The buffer holds at most one chunk and one record.
+#[derive(Debug)]
 pub struct ContentReader {
+    format: ContentFormat,
     buffer: Vec<u8>,
-    last: Option<(u64, u32)>,
+    last: Option<(u64, u32, u8, u32)>,
 }
 
 impl ContentReader {
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(format: ContentFormat) -> Self {
+        Self {
+            format,
+            buffer: Vec::new(),
+            last: None,
+        }
     }
 
-    /// Takes the next bytes of content; returns the frames they complete.
-    pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<ReplayFrame>, ContentError> {
+    /// Takes the next bytes of content; returns the records they complete.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<ContentRecord>, ContentError> {
         self.buffer.extend_from_slice(bytes);
-        let mut frames = Vec::new();
+        let mut records = Vec::new();
         let mut at = 0;
-        while let Some(header) = self.buffer.get(at..at + FRAME_HEADER_BYTES) {
-            let time = u64::from_be_bytes(header[..8].try_into().unwrap_or([0; 8]));
-            let speaker = u32::from_be_bytes(header[8..12].try_into().unwrap_or([0; 4]));
-            let level = header[12];
-            let len = usize::from(u16::from_be_bytes([header[13], header[14]]));
-            if len > MAX_OPUS_PAYLOAD {
-                return Err(ContentError::PayloadTooLong { len });
+        while let Some((record, len)) = parse_record(self.format, &self.buffer[at..])? {
+            let order = record.order();
+            if self.last.is_some_and(|last| last >= order) {
+                return Err(ContentError::OutOfOrder {
+                    at: order.0,
+                    speaker: order.1,
+                });
             }
-            let Some(payload) = self
-                .buffer
-                .get(at + FRAME_HEADER_BYTES..at + FRAME_HEADER_BYTES + len)
-            else {
-                break;
-            };
-            if self.last.is_some_and(|last| last >= (time, speaker)) {
-                return Err(ContentError::OutOfOrder { at: time, speaker });
-            }
-            self.last = Some((time, speaker));
-            frames.push(ReplayFrame {
-                at: time,
-                speaker,
-                level,
-                payload: payload.to_vec(),
-            });
-            at += FRAME_HEADER_BYTES + len;
+            self.last = Some(order);
+            records.push(record);
+            at += len;
         }
         self.buffer.drain(..at);
-        Ok(frames)
+        Ok(records)
     }
 
     /// The content ended: nothing may be left over.
@@ -579,6 +753,115 @@ impl ContentReader {
                 left: self.buffer.len(),
             })
         }
+    }
+}
+
+/// The record at the start of `bytes` and its length, or `None` if `bytes` ends before it does.
+fn parse_record(
+    format: ContentFormat,
+    bytes: &[u8],
+) -> Result<Option<(ContentRecord, usize)>, ContentError> {
+    let u64_at = |at: usize| {
+        bytes
+            .get(at..at + 8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map_or(0, u64::from_be_bytes)
+    };
+    let u32_at = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map_or(0, u32::from_be_bytes)
+    };
+    let u16_at = |at: usize| {
+        bytes
+            .get(at..at + 2)
+            .and_then(|b| <[u8; 2]>::try_from(b).ok())
+            .map_or(0, |b| usize::from(u16::from_be_bytes(b)))
+    };
+    let payload = |header: usize, len: usize| -> Result<Option<Vec<u8>>, ContentError> {
+        if len > MAX_OPUS_PAYLOAD {
+            return Err(ContentError::PayloadTooLong { len });
+        }
+        Ok(bytes.get(header..header + len).map(<[u8]>::to_vec))
+    };
+    match format {
+        ContentFormat::Unauthenticated => {
+            if bytes.len() < UNAUTHENTICATED_FRAME_HEADER_BYTES {
+                return Ok(None);
+            }
+            let len = u16_at(13);
+            let Some(payload) = payload(UNAUTHENTICATED_FRAME_HEADER_BYTES, len)? else {
+                return Ok(None);
+            };
+            let frame = ReplayFrame {
+                at: u64_at(0),
+                speaker: u32_at(8),
+                seq: 0,
+                timestamp: 0,
+                flags: 0,
+                level: bytes[12],
+                payload,
+            };
+            Ok(Some((
+                ContentRecord::Frame(frame),
+                UNAUTHENTICATED_FRAME_HEADER_BYTES + len,
+            )))
+        }
+        ContentFormat::Authenticated => match bytes.first() {
+            None => Ok(None),
+            Some(&FRAME_RECORD) => {
+                if bytes.len() < FRAME_HEADER_BYTES {
+                    return Ok(None);
+                }
+                let len = u16_at(23);
+                let Some(payload) = payload(FRAME_HEADER_BYTES, len)? else {
+                    return Ok(None);
+                };
+                let level = bytes[21];
+                if level > SILENCE_LEVEL {
+                    // Not a level a frame can carry (and [`AudioFrame::encode`] would clamp it,
+                    // so the frame's hash would not show the change).
+                    return Err(ContentError::BadLevel { level });
+                }
+                let frame = ReplayFrame {
+                    at: u64_at(1),
+                    speaker: u32_at(9),
+                    seq: u32_at(13),
+                    timestamp: u32_at(17),
+                    level,
+                    flags: bytes[22],
+                    payload,
+                };
+                Ok(Some((
+                    ContentRecord::Frame(frame),
+                    FRAME_HEADER_BYTES + len,
+                )))
+            }
+            Some(&PROOF_RECORD) => {
+                if bytes.len() < PROOF_HEADER_BYTES {
+                    return Ok(None);
+                }
+                let at = u64_at(1);
+                let len = u16_at(9);
+                if len > MAX_PROOF_BYTES {
+                    return Err(ContentError::BadProof {
+                        at,
+                        source: ProofError::Length { len },
+                    });
+                }
+                let Some(encoded) = bytes.get(PROOF_HEADER_BYTES..PROOF_HEADER_BYTES + len) else {
+                    return Ok(None);
+                };
+                let proof = FrameProof::decode(encoded)
+                    .map_err(|source| ContentError::BadProof { at, source })?;
+                Ok(Some((
+                    ContentRecord::Proof(ReplayProof { at, proof }),
+                    PROOF_HEADER_BYTES + len,
+                )))
+            }
+            Some(&kind) => Err(ContentError::UnknownRecord { kind }),
+        },
     }
 }
 

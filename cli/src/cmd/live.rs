@@ -11,7 +11,7 @@ use clap::Args;
 use earshot_node::audio::io::{Input, Output};
 use earshot_node::event::{CloseReason, Event};
 use earshot_node::identity::Identity;
-use earshot_node::node::{Node, SpawnError};
+use earshot_node::node::{Node, NodeConfig, SpawnError};
 use earshot_node::room::{HostOptions, JoinOptions, Room};
 use earshot_protocol::InviteLink;
 use multiaddr::{Multiaddr, Protocol};
@@ -114,6 +114,10 @@ pub struct JoinArgs {
     via: Vec<Multiaddr>,
     #[command(flatten)]
     reach: ReachabilityArgs,
+    /// Play an adversary in the room's tree, for testing its defences: alter, inject, replay,
+    /// reorder, withhold, impersonate, claim-capacity, flood-ids or unassigned-streams.
+    #[arg(long, hide = true, value_name = "KIND")]
+    misbehave: Option<earshot_node::fanout::Misbehave>,
 }
 
 pub fn host(ctx: &Context, args: HostArgs) -> anyhow::Result<Exit> {
@@ -129,7 +133,14 @@ pub fn host(ctx: &Context, args: HostArgs) -> anyhow::Result<Exit> {
     let settings = ReachabilitySettings::load(home.dir(), &args.reach)?;
     let ctx = ctx.clone();
     Runtime::new()?.run(async move {
-        let node = spawn(identity, listen, args.upload.max_children(), &settings).await?;
+        let node = spawn(
+            identity,
+            listen,
+            args.upload.max_children(),
+            &settings,
+            None,
+        )
+        .await?;
         let serving = Arc::clone(&home);
         let _control = earshot_node::control::serve(home.dir(), move |request| {
             crate::serve_command(Arc::clone(&serving), request)
@@ -196,7 +207,14 @@ pub fn join(ctx: &Context, args: JoinArgs) -> anyhow::Result<Exit> {
     let settings = ReachabilitySettings::load(&dir, &args.reach)?;
     let ctx = ctx.clone();
     Runtime::new()?.run(async move {
-        let node = spawn(identity, listen, args.upload.max_children(), &settings).await?;
+        let node = spawn(
+            identity,
+            listen,
+            args.upload.max_children(),
+            &settings,
+            args.misbehave,
+        )
+        .await?;
         let mut events = node.subscribe();
         let options = JoinOptions {
             name,
@@ -239,8 +257,12 @@ async fn spawn(
     mut listen: Vec<Multiaddr>,
     max_children: u16,
     settings: &ReachabilitySettings,
+    misbehave: Option<earshot_node::fanout::Misbehave>,
 ) -> anyhow::Result<Node> {
-    let config = |listen: Vec<Multiaddr>| settings.node_config(listen, max_children);
+    let config = |listen: Vec<Multiaddr>| NodeConfig {
+        misbehave,
+        ..settings.node_config(listen, max_children)
+    };
     match Node::spawn(identity.clone(), config(listen.clone())).await {
         Ok(node) => Ok(node),
         Err(SpawnError::Listen { addr, .. }) if is_tcp(&addr) => {

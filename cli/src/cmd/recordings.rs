@@ -1,5 +1,6 @@
-//! `earshot recordings`: what this node recorded, exported to files, played, deleted; and
-//! replays: published for peers (`publish`), served (`serve`) and fetched from them (`fetch`).
+//! `earshot recordings`: what this node recorded, exported to files, played, deleted; replays:
+//! published for peers (`publish`), served (`serve`) and fetched from them (`fetch`); and any
+//! recording's frames checked against their speakers' proofs (`verify`).
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -10,8 +11,11 @@ use clap::Subcommand;
 use earshot_node::audio::io::Output;
 use earshot_node::recording::export::{self, ExportError};
 use earshot_node::recording::store::RecordingMeta;
+use earshot_node::recording::verify::Verification;
 use earshot_protocol::PeerKey;
 use earshot_protocol::frame::SpeakerId;
+use earshot_protocol::replay::ContentFormat;
+use earshot_protocol::replay::verify::{SpeakerReport, Tally};
 use serde_json::{Value, json};
 
 use earshot_node::event::{Event, ServedReplay};
@@ -66,6 +70,26 @@ pub enum RecordingsCommand {
         #[arg(long, value_name = "MULTIADDR")]
         from: Vec<Multiaddr>,
         /// Where this node listens while fetching. Default: any free QUIC port.
+        #[arg(long, value_name = "MULTIADDR")]
+        listen: Vec<Multiaddr>,
+    },
+    /// Checks that every frame of a recording is what its speaker said: each frame against the
+    /// proof its speaker signed, with the speakers' keys as the recording names them (printed,
+    /// to compare with the people you know). Frames the recorder left out cannot be noticed.
+    ///
+    /// A replay link is fetched first, as `fetch` does, unless it is complete here already.
+    /// Exit code 0: every frame verified (or there are none); 1: a frame does not match its
+    /// speaker's proof, or has none (its speaker has no key here, or the recording was kept
+    /// before frames carried proofs), or a proof's signature is bad, or the check could not
+    /// run; 2: a malformed link or address.
+    Verify {
+        /// A recording id (or a unique start of it), or `earshot://replay/…`.
+        target: String,
+        /// With a replay link: a node that holds it, `…/p2p/PEER_ID` (repeatable).
+        #[arg(long, value_name = "MULTIADDR")]
+        from: Vec<Multiaddr>,
+        /// With a replay link: where this node listens while fetching. Default: any free QUIC
+        /// port.
         #[arg(long, value_name = "MULTIADDR")]
         listen: Vec<Multiaddr>,
     },
@@ -227,6 +251,11 @@ pub fn run(ctx: &Context, command: RecordingsCommand) -> anyhow::Result<Exit> {
             listen,
         } => return fetch(ctx, &home, &target, from, listen),
         RecordingsCommand::Serve { listen } => serve(ctx, &home, listen)?,
+        RecordingsCommand::Verify {
+            target,
+            from,
+            listen,
+        } => return verify(ctx, &home, &target, from, listen),
         RecordingsCommand::Delete { id } => {
             let meta = recordings.find(&id)?;
             recordings.delete(&meta.id)?;
@@ -419,13 +448,7 @@ fn fetch(
     from: Vec<Multiaddr>,
     listen: Vec<Multiaddr>,
 ) -> anyhow::Result<Exit> {
-    if ctx.shared.is_some() {
-        bail!(
-            "a running node holds this data directory: stop it first (or use another --home) to \
-             fetch"
-        );
-    }
-    let (manifest, recorder, mut holders) =
+    let (manifest, recorder, holders) =
         if target.trim().to_ascii_lowercase().starts_with("earshot://") {
             match ReplayLink::decode(target) {
                 Ok(link) => (link.manifest, Some(link.recorder), Holder::of_link(&link)?),
@@ -443,12 +466,51 @@ fn fetch(
                 }
             }
         };
-    for addr in &from {
+    let request = match fetch_request(manifest, recorder, holders, &from) {
+        Ok(request) => request,
+        Err(exit) => return Ok(exit),
+    };
+    let report = fetch_replay(ctx, home, request, listen, true)?;
+    print_fetched(ctx, &report);
+    Ok(Exit(0))
+}
+
+/// What to fetch: the holders a link names and those of `--from` (each must end in
+/// `/p2p/PEER_ID`, else bad usage).
+fn fetch_request(
+    manifest: ManifestId,
+    recorder: Option<PeerKey>,
+    mut holders: Vec<Holder>,
+    from: &[Multiaddr],
+) -> Result<FetchRequest, Exit> {
+    for addr in from {
         let Some(Protocol::P2p(peer)) = addr.iter().last() else {
             shout!("earshot: --from {addr} must end in /p2p/PEER_ID");
-            return Ok(Exit(2));
+            return Err(Exit(2));
         };
         Holder::add(&mut holders, peer, addr.clone());
+    }
+    Ok(FetchRequest {
+        manifest,
+        recorder,
+        holders,
+    })
+}
+
+/// Fetches a replay through a node of its own (so not while a running node holds the data
+/// directory); `events`: print the fetch's progress (as events with `--json`).
+fn fetch_replay(
+    ctx: &Context,
+    home: &Arc<Home>,
+    request: FetchRequest,
+    listen: Vec<Multiaddr>,
+    events: bool,
+) -> anyhow::Result<FetchReport> {
+    if ctx.shared.is_some() {
+        bail!(
+            "a running node holds this data directory: stop it first (or use another --home) to \
+             fetch"
+        );
     }
     let listen = if listen.is_empty() {
         vec![ANY_QUIC.parse()?]
@@ -458,31 +520,226 @@ fn fetch(
     let replays = Replays::open(home.store())?;
     let identity = home.identity().clone();
     let json = ctx.json;
-    let report = crate::runtime::Runtime::new()?.run(async move {
+    let home = Arc::clone(home);
+    crate::runtime::Runtime::new()?.run(async move {
         let node = spawn_node(identity, listen).await?;
         let bar = Arc::new(Progress::new(json, "Fetching"));
         let on_event = {
             let bar = Arc::clone(&bar);
-            Arc::new(move |event: &FetchEvent| print_fetch_event(json, &bar, event))
+            Arc::new(move |event: &FetchEvent| {
+                if events || !json {
+                    print_fetch_event(json, &bar, event);
+                }
+            })
         };
-        let result = replay::fetch(
-            &node,
-            &replays,
-            home.recordings(),
-            FetchRequest {
-                manifest,
-                recorder,
-                holders,
-            },
-            on_event,
-        )
-        .await;
+        let result = replay::fetch(&node, &replays, home.recordings(), request, on_event).await;
         bar.done();
         node.shutdown().await;
         anyhow::Ok(result?)
-    })?;
-    print_fetched(ctx, &report);
-    Ok(Exit(0))
+    })
+}
+
+fn verify(
+    ctx: &Context,
+    home: &Arc<Home>,
+    target: &str,
+    from: Vec<Multiaddr>,
+    listen: Vec<Multiaddr>,
+) -> anyhow::Result<Exit> {
+    let recordings = home.recordings();
+    let id = if target.trim().to_ascii_lowercase().starts_with("earshot://") {
+        let link = match ReplayLink::decode(target) {
+            Ok(link) => link,
+            Err(err) => {
+                shout!("earshot: {err}");
+                return Ok(Exit(2));
+            }
+        };
+        let replays = Replays::open(home.store())?;
+        let kept = match replays.manifest(&link.manifest)? {
+            Some(manifest) if manifest.recorder == link.recorder => {
+                recordings.get(&manifest.recording)?
+            }
+            _ => None,
+        };
+        match kept {
+            Some(meta) => meta.id,
+            None => {
+                let request = match fetch_request(
+                    link.manifest,
+                    Some(link.recorder),
+                    Holder::of_link(&link)?,
+                    &from,
+                ) {
+                    Ok(request) => request,
+                    Err(exit) => return Ok(exit),
+                };
+                let report = fetch_replay(ctx, home, request, listen, false)?;
+                if !ctx.json {
+                    say!(
+                        "Fetched \"{}\" as recording {}",
+                        report.recording.title,
+                        report.recording.id.short()
+                    );
+                }
+                report.recording.id
+            }
+        }
+    } else {
+        if !from.is_empty() || !listen.is_empty() {
+            shout!("earshot: --from and --listen go with a replay link, not a recording id");
+            return Ok(Exit(2));
+        }
+        recordings.find(target)?.id
+    };
+    let verification = recordings
+        .verify(&id)
+        .with_context(|| format!("verifying recording {}", id.short()))?;
+    if ctx.json {
+        print_json(&verification_json(&verification));
+    } else {
+        print_verification(&verification);
+    }
+    Ok(Exit(if verification.is_verified() { 0 } else { 1 }))
+}
+
+/// A speaker's display name and PeerId, as the recording names them.
+fn speaker_label(meta: &RecordingMeta, speaker: &SpeakerReport) -> (String, Option<String>) {
+    let name = meta
+        .speakers
+        .get(&speaker.speaker)
+        .map(|info| info.name.clone())
+        .unwrap_or_else(|| format!("speaker {:08x}", speaker.speaker));
+    (name, speaker.key.map(|key| key.as_peer_id().to_string()))
+}
+
+/// What went wrong with some frames, or nothing: "3 without a proof, 1 altered".
+fn problems(tally: &Tally) -> Vec<String> {
+    let plural = |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let mut out = Vec::new();
+    if tally.forged > 0 {
+        out.push(plural(
+            tally.forged,
+            "frame does not match its speaker's proof (altered)",
+            "frames do not match their speaker's proofs (altered)",
+        ));
+    }
+    if tally.unproven > 0 {
+        out.push(plural(
+            tally.unproven,
+            "frame has no proof",
+            "frames have no proof",
+        ));
+    }
+    if tally.bad_proofs > 0 {
+        out.push(plural(
+            tally.bad_proofs,
+            "proof is not signed by its speaker",
+            "proofs are not signed by their speaker",
+        ));
+    }
+    out
+}
+
+fn print_verification(verification: &Verification) {
+    let meta = &verification.meta;
+    let report = &verification.report;
+    say!(
+        "Recording {} of \"{}\", recorded by {}",
+        meta.id.short(),
+        meta.title,
+        meta.recorder.as_peer_id()
+    );
+    for speaker in &report.speakers {
+        let (name, peer) = speaker_label(meta, speaker);
+        let tally = &speaker.tally;
+        let mut line = format!(
+            "  {:<16} {:<52}  verified {} of {} frames",
+            name,
+            peer.unwrap_or_else(|| "(no key: its frames cannot be checked)".into()),
+            tally.verified,
+            tally.frames
+        );
+        let problems = problems(tally);
+        if !problems.is_empty() {
+            line.push_str(&format!(": {}", problems.join(", ")));
+        }
+        say!("{line}");
+    }
+    if report.others.frames > 0 {
+        say!(
+            "  {} frames of {}+ other speakers without keys: cannot be checked",
+            report.others.frames,
+            earshot_protocol::replay::verify::MAX_VOICES
+        );
+    }
+    let total = report.total();
+    if verification.format == ContentFormat::Unauthenticated {
+        say!(
+            "NOT VERIFIED: this recording was kept before frames carried their speakers' proofs \
+             (recorded by an older earshot, or fetched as a version 1 replay); none of its {} \
+             frames can be checked",
+            total.frames
+        );
+    } else if verification.is_verified() && total.frames == 0 {
+        say!("VERIFIED: the recording holds no frames, so nothing contradicts it");
+    } else if verification.is_verified() {
+        say!(
+            "VERIFIED: all {} frames match proofs signed by the speakers' keys above",
+            total.frames
+        );
+    } else {
+        say!(
+            "NOT VERIFIED: {} of {} frames verified; {}",
+            total.verified,
+            total.frames,
+            problems(&total).join(", ")
+        );
+    }
+}
+
+fn tally_json(tally: &Tally) -> Value {
+    json!({
+        "frames": tally.frames,
+        "verified": tally.verified,
+        "unproven": tally.unproven,
+        "forged": tally.forged,
+        "proofs": tally.proofs,
+        "bad_proofs": tally.bad_proofs,
+    })
+}
+
+fn verification_json(verification: &Verification) -> Value {
+    let meta = &verification.meta;
+    let speakers: Vec<Value> = verification
+        .report
+        .speakers
+        .iter()
+        .map(|speaker| {
+            let (name, peer) = speaker_label(meta, speaker);
+            json!({
+                "speaker_id": format!("{:08x}", speaker.speaker),
+                "name": name,
+                "peer_id": peer,
+                "verified": speaker.tally.is_verified(),
+                "tally": tally_json(&speaker.tally),
+            })
+        })
+        .collect();
+    json!({
+        "recording": meta.id.to_string(),
+        "title": meta.title,
+        "room": meta.room.to_string(),
+        "recorder": meta.recorder.as_peer_id().to_string(),
+        "format": match verification.format {
+            ContentFormat::Authenticated => "authenticated",
+            ContentFormat::Unauthenticated => "unauthenticated",
+        },
+        "verified": verification.is_verified(),
+        "total": tally_json(&verification.report.total()),
+        "others": tally_json(&verification.report.others),
+        "speakers": speakers,
+    })
 }
 
 /// Holders from a replay link: each address ending in `/p2p/…` is that node's, the others the

@@ -427,7 +427,7 @@ pub fn spawn_player(
             let start = Instant::now();
             if let Some(first) = first {
                 stats.frames_heard += 1;
-                mixer.push(first.frame, first.at)?;
+                mixer.push_checked(first.frame, Some(first.auth), first.at)?;
             }
             while !stopped.load(Ordering::Relaxed) {
                 // A sound card paces the player (pushing waits while it has enough queued); a
@@ -447,7 +447,7 @@ pub fn spawn_player(
                 let now = Instant::now();
                 while let Ok(arrived) = heard.try_recv() {
                     stats.frames_heard += 1;
-                    mixer.push(arrived.frame, arrived.at)?;
+                    mixer.push_checked(arrived.frame, Some(arrived.auth), arrived.at)?;
                 }
                 let chunk = mixer.next_chunk(now);
                 // When this chunk will be heard: now, or once what the card has queued has played.

@@ -13,6 +13,8 @@
 //! up (a first spurt starts cautiously, before any jitter has been measured).
 
 use std::collections::BTreeMap;
+
+use crate::fanout::Authenticity;
 use std::time::{Duration, Instant};
 
 use super::FRAME_DURATION;
@@ -59,6 +61,11 @@ pub struct JitterStats {
     /// Skipped to keep latency bounded.
     pub skipped: u64,
     pub duplicates: u64,
+    /// Not played: forged, or its proof never came (see [`crate::fanout::check`]).
+    pub refused: u64,
+    /// Played before its proof had come (it came, or the frame would have been refused had it
+    /// still been waiting).
+    pub unverified: u64,
 }
 
 /// A frame waiting to play.
@@ -67,6 +74,14 @@ struct Queued {
     payload: Vec<u8>,
     arrived: Instant,
     level: u8,
+    /// Whether it may play (`None`: nobody checks, as in tests of the buffer alone).
+    auth: Option<Authenticity>,
+}
+
+impl Queued {
+    fn playable(&self) -> bool {
+        self.auth.as_ref().is_none_or(Authenticity::playable)
+    }
 }
 
 /// One speaker's buffer.
@@ -157,6 +172,18 @@ impl JitterBuffer {
 
     /// A frame of RFC 6464 `level` arrived at `now`.
     pub fn push_frame(&mut self, seq: u32, payload: Vec<u8>, level: u8, now: Instant) {
+        self.push_checked(seq, payload, level, None, now);
+    }
+
+    /// [`Self::push_frame`], with the frame's authenticity (it plays only while that allows).
+    pub fn push_checked(
+        &mut self,
+        seq: u32,
+        payload: Vec<u8>,
+        level: u8,
+        auth: Option<Authenticity>,
+        now: Instant,
+    ) {
         let seq = self.extend(seq);
         self.lowest = Some(self.lowest.map_or(seq, |lowest| lowest.min(seq)));
         self.stats.received += 1;
@@ -169,6 +196,7 @@ impl JitterBuffer {
             payload,
             arrived: now,
             level,
+            auth,
         };
         if self.queue.insert(seq, queued).is_some() {
             self.stats.duplicates += 1;
@@ -206,10 +234,21 @@ impl JitterBuffer {
             }
         };
         let next = self.skip_if_decided(next);
+        // A frame refused (forged, or its proof never came) is a lost frame.
+        if self.queue.get(&next).is_some_and(|frame| !frame.playable()) {
+            self.queue.remove(&next);
+            self.stats.refused += 1;
+        }
         if let Some(Queued {
-            payload, arrived, ..
+            payload,
+            arrived,
+            auth,
+            ..
         }) = self.queue.remove(&next)
         {
+            if auth.is_some_and(|auth| auth.get() == Authenticity::PENDING) {
+                self.stats.unverified += 1;
+            }
             self.next = Some(next + 1);
             self.concealed_in_a_row = 0;
             self.stats.played += 1;
@@ -231,7 +270,7 @@ impl JitterBuffer {
         }
         self.next = Some(next + 1);
         self.concealed_in_a_row = 0;
-        match self.queue.get(&(next + 1)) {
+        match self.queue.get(&(next + 1)).filter(|frame| frame.playable()) {
             Some(following) => {
                 self.stats.recovered += 1;
                 Playout::Recover(following.payload.clone())

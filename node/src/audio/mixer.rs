@@ -8,10 +8,18 @@ use earshot_protocol::frame::{AudioFrame, SAMPLES_PER_FRAME, SpeakerId};
 use super::FRAME_SAMPLES;
 use super::codec::{CodecError, VoiceDecoder};
 use super::jitter::{JitterBuffer, JitterStats, Playout};
+use crate::fanout::Authenticity;
+
+/// Voices mixed at most: a decoder each. Past this the voice heard least lately goes (only
+/// stage members' verified frames reach the mixer, so this is a second line).
+pub const MAX_VOICES: usize = 32;
+/// A voice not heard for this long is forgotten (its decoder freed).
+pub const VOICE_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
 
 struct Voice {
     buffer: JitterBuffer,
     decoder: VoiceDecoder,
+    last_heard: Instant,
     /// Media-clock time of this speaker's sequence number 0 (timestamps advance one frame's
     /// worth of samples per sequence number).
     epoch: u32,
@@ -38,20 +46,45 @@ impl Mixer {
 
     /// A frame arrived at `now`.
     pub fn push(&mut self, frame: AudioFrame, now: Instant) -> Result<(), CodecError> {
+        self.push_checked(frame, None, now)
+    }
+
+    /// A frame arrived at `now`; it plays only while `auth` allows.
+    pub fn push_checked(
+        &mut self,
+        frame: AudioFrame,
+        auth: Option<Authenticity>,
+        now: Instant,
+    ) -> Result<(), CodecError> {
+        if !self.voices.contains_key(&frame.speaker) {
+            self.voices
+                .retain(|_, voice| now.saturating_duration_since(voice.last_heard) < VOICE_IDLE);
+            if self.voices.len() >= MAX_VOICES
+                && let Some(oldest) = self
+                    .voices
+                    .iter()
+                    .min_by_key(|(_, voice)| voice.last_heard)
+                    .map(|(id, _)| *id)
+            {
+                self.voices.remove(&oldest);
+            }
+        }
         let voice = match self.voices.entry(frame.speaker) {
             std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
             std::collections::hash_map::Entry::Vacant(entry) => entry.insert(Voice {
                 buffer: JitterBuffer::new(),
                 decoder: VoiceDecoder::new()?,
+                last_heard: now,
                 epoch: 0,
             }),
         };
+        voice.last_heard = now;
         voice.epoch = frame
             .timestamp
             .wrapping_sub(frame.seq.wrapping_mul(SAMPLES_PER_FRAME));
         voice
             .buffer
-            .push_frame(frame.seq, frame.payload, frame.level, now);
+            .push_checked(frame.seq, frame.payload, frame.level, auth, now);
         Ok(())
     }
 
@@ -146,6 +179,25 @@ mod tests {
                 encoded.into_frame(SpeakerId(speaker), i as u32, i as u32 * 960)
             })
             .collect()
+    }
+
+    #[test]
+    fn frames_under_thousands_of_ids_keep_the_decoders_bounded() {
+        let mut mixer = Mixer::new();
+        let now = Instant::now();
+        let frame = encode(&vec![0.1; 960], 1).remove(0);
+        for id in 0..2_000u32 {
+            let mut f = frame.clone();
+            f.speaker = SpeakerId(id);
+            mixer.push(f, now).expect("a decoder");
+        }
+        assert_eq!(mixer.voices.len(), MAX_VOICES);
+        // Quiet for longer than VOICE_IDLE: the next newcomer clears them.
+        let later = now + VOICE_IDLE + std::time::Duration::from_millis(1);
+        let mut f = frame;
+        f.speaker = SpeakerId(5_000);
+        mixer.push(f, later).expect("a decoder");
+        assert_eq!(mixer.voices.len(), 1);
     }
 
     #[test]

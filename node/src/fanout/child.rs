@@ -7,16 +7,18 @@ use std::sync::atomic::Ordering;
 use earshot_protocol::RoomId;
 use earshot_protocol::audience::wire::Up;
 use earshot_protocol::frame::AudioFrame;
+use earshot_protocol::proof::ProofSigner;
 use futures::io::{ReadHalf, WriteHalf};
 use futures::{AsyncReadExt, AsyncWriteExt};
 use libp2p::PeerId;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use super::wire::{Read, hello, read_down, write_frame};
+use super::check::{Authenticity, StreamCheck};
+use super::wire::{PROOF_MARKER, Read, hello, read_down, write_frame, write_marked};
 use super::{
-    AUDIO_PROTOCOL, CHILD_QUEUE_FRAMES, Draining, Fanout, OPEN_TIMEOUT, PARENT_SILENCE,
-    SPEAK_RETRIES, StreamError, StreamKind, UPLINK_QUEUE,
+    AUDIO_PROTOCOL, CHILD_QUEUE_FRAMES, Draining, FLUSH_AFTER, Fanout, OPEN_TIMEOUT,
+    PARENT_SILENCE, SPEAK_RETRIES, StreamError, StreamKind, UPLINK_QUEUE,
 };
 
 impl Fanout {
@@ -59,6 +61,7 @@ impl Fanout {
         let mut writer = Some(writer);
         let mut uplink = None;
         let mut started = Some(started);
+        let mut check = StreamCheck::from_parent(room);
         loop {
             let read = match tokio::time::timeout(PARENT_SILENCE, read_down(&mut reader)).await {
                 Ok(Ok(Read::Refused)) if started.is_some() => return Err(StreamError::Refused),
@@ -80,27 +83,70 @@ impl Fanout {
                 started();
             }
             match read {
-                Read::Frame(frame) => {
-                    self.count_audio(&room, frame.encode().len() + 2);
-                    self.heard(&room, frame)?;
-                }
-                Read::KeepAlive => self.count_audio(&room, 2),
-                Read::Refused => {}
-                Read::Control(down) => {
-                    let bytes = down.encode().len();
-                    self.came_down(&room, down, bytes);
-                }
                 Read::Leaving => {
                     let fanout = self.clone();
                     // The old parent feeds this node until it is attached elsewhere; what goes
                     // up waits for the new parent.
                     drop(uplink.take());
                     return Ok(Draining(tokio::spawn(async move {
-                        fanout.drain(room, reader).await;
+                        fanout.drain(room, reader, check).await;
                     })));
+                }
+                read => {
+                    if let Err(err) = self.take(&room, read, &mut check) {
+                        self.check_failed(&room);
+                        return Err(err);
+                    }
                 }
             }
         }
+    }
+
+    /// Something a parent sent (not its leaving): checked, passed on, played.
+    fn take(&self, room: &RoomId, read: Read, check: &mut StreamCheck) -> Result<(), StreamError> {
+        let voices = self.voices(*room);
+        let checking = voices.is_some();
+        let now = std::time::Instant::now();
+        match read {
+            Read::Frame(frame) => {
+                self.count_audio(room, frame.encode().len() + 2);
+                let Some(voices) = voices else {
+                    return self.heard(room, frame, Authenticity::verified());
+                };
+                let checked = check.frame(&frame, &voices, now)?;
+                self.verified_now(room, &checked.verified);
+                if let Some(auth) = checked.pass {
+                    self.heard(room, frame, auth)?;
+                }
+            }
+            Read::Proof(proof) => {
+                if let Some(voices) = voices {
+                    let (pass, checked) = check.proof(&proof, &voices, now)?;
+                    self.proven(room, &proof, &checked.verified, pass);
+                } else {
+                    self.proven(room, &proof, &[], true);
+                }
+            }
+            Read::Beacon(beacon) => {
+                let pass = match &voices {
+                    Some(voices) => check.beacon(&beacon, room, voices, now)?,
+                    None => true,
+                };
+                if pass {
+                    self.pass_beacon(room, &beacon);
+                }
+            }
+            Read::KeepAlive => self.count_audio(room, 2),
+            Read::Refused | Read::Leaving => {}
+            Read::Control(down) => {
+                let bytes = down.encode().len();
+                self.came_down(room, down, bytes);
+            }
+        }
+        if checking {
+            check.tick(now)?;
+        }
+        Ok(())
     }
 
     fn count_audio(&self, room: &RoomId, bytes: usize) {
@@ -112,21 +158,20 @@ impl Fanout {
         }
     }
 
-    /// Reads a leaving parent's frames until it stops (or the guard is dropped).
-    async fn drain(&self, room: RoomId, mut reader: ReadHalf<libp2p::Stream>) {
-        loop {
-            match tokio::time::timeout(PARENT_SILENCE, read_down(&mut reader)).await {
-                Ok(Ok(Read::Frame(frame))) => {
-                    if self.heard(&room, frame).is_err() {
-                        break;
-                    }
-                }
-                Ok(Ok(Read::Control(down))) => {
-                    let bytes = down.encode().len();
-                    self.came_down(&room, down, bytes);
-                }
-                Ok(Ok(Read::KeepAlive | Read::Leaving | Read::Refused)) => {}
-                Ok(Err(_)) | Err(_) => break,
+    /// Reads a leaving parent's frames until it stops (or the guard is dropped), checking them
+    /// as before.
+    async fn drain(
+        &self,
+        room: RoomId,
+        mut reader: ReadHalf<libp2p::Stream>,
+        mut check: StreamCheck,
+    ) {
+        while let Ok(Ok(read)) = tokio::time::timeout(PARENT_SILENCE, read_down(&mut reader)).await
+        {
+            if let Err(err) = self.take(&room, read, &mut check) {
+                debug!(%err, "a leaving parent's stream failed its checks");
+                self.check_failed(&room);
+                break;
             }
         }
     }
@@ -171,12 +216,53 @@ impl Fanout {
         let mut stream = self.open_speaking(room, host).await?;
         let (tx, mut rx) = mpsc::channel::<AudioFrame>(CHILD_QUEUE_FRAMES);
         let fanout = self.clone();
+        let mut signer = self
+            .key
+            .as_ref()
+            .map(|key| ProofSigner::new(key.as_ref().clone(), room));
+        // The adversary speaks under the host's id (and signs with its own key).
+        let impersonate = (self.misbehaving() == Some(super::Misbehave::Impersonate))
+            .then(|| earshot_protocol::PeerKey::from_peer_id(&host).ok())
+            .flatten()
+            .map(|host| earshot_protocol::frame::SpeakerId::of(&host));
         tokio::spawn(async move {
             // A stream the host dropped (its accept queue overflows when many streams arrive at
             // once) or lost is opened again; only a host that keeps refusing ends the voice.
             let mut failures = 0u32;
-            while let Some(frame) = rx.recv().await {
-                match write_frame(&mut stream, &frame.encode()).await {
+            loop {
+                // Frames not signed yet are signed after a pause.
+                let next = match signer.as_ref().is_some_and(|s| s.pending() > 0) {
+                    true => tokio::time::timeout(FLUSH_AFTER, rx.recv()).await,
+                    false => Ok(rx.recv().await),
+                };
+                let (frame, proofs) = match next {
+                    Ok(Some(mut frame)) => {
+                        if let Some(speaker) = impersonate {
+                            frame.speaker = speaker;
+                        }
+                        let proofs = signer.as_mut().map(|s| s.push(&frame)).unwrap_or_default();
+                        (Some(frame), proofs)
+                    }
+                    Ok(None) => break,
+                    Err(_) => (
+                        None,
+                        signer
+                            .as_mut()
+                            .and_then(ProofSigner::flush)
+                            .into_iter()
+                            .collect(),
+                    ),
+                };
+                let mut written = match &frame {
+                    Some(frame) => write_frame(&mut stream, &frame.encode()).await,
+                    None => Ok(()),
+                };
+                for proof in proofs {
+                    if written.is_ok() {
+                        written = write_marked(&mut stream, PROOF_MARKER, &proof.encode()).await;
+                    }
+                }
+                match written {
                     Ok(()) => failures = 0,
                     Err(err) => {
                         debug!(%err, "speaking stream closed; opening it again");
@@ -194,6 +280,27 @@ impl Fanout {
             }
         });
         Ok(tx)
+    }
+
+    /// The adversary's probe: opens `n` listen streams to `peer` with no ticket, at once, and
+    /// counts how many it took (sent anything but a refusal) and refused.
+    pub async fn probe_unassigned(&self, room: RoomId, peer: PeerId, n: usize) -> (usize, usize) {
+        let probes = (0..n).map(|_| async {
+            let mut stream = self.open(peer).await.ok()?;
+            stream
+                .write_all(&hello(StreamKind::Listen, &room, &[]))
+                .await
+                .ok()?;
+            stream.flush().await.ok()?;
+            match tokio::time::timeout(PARENT_SILENCE * 4, read_down(&mut stream)).await {
+                Ok(Ok(Read::Refused)) | Ok(Err(_)) => Some(false),
+                Ok(Ok(_)) => Some(true),
+                Err(_) => Some(false),
+            }
+        });
+        let results = futures::future::join_all(probes).await;
+        let taken = results.iter().filter(|r| **r == Some(true)).count();
+        (taken, n - taken)
     }
 
     async fn open_speaking(

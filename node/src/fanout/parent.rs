@@ -5,13 +5,16 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use earshot_protocol::RoomId;
+use earshot_protocol::frame::SpeakerId;
 use futures::AsyncReadExt;
 use libp2p::PeerId;
 use tokio::sync::{broadcast, mpsc, watch};
 use tracing::{debug, warn};
 
+use super::check::StreamCheck;
 use super::wire::{
-    read_hello, read_up, read_voice, write_control, write_frame, write_leaving, write_refused,
+    BEACON_MARKER, PROOF_MARKER, Voice, read_hello, read_up, read_voice, write_control,
+    write_frame, write_leaving, write_marked, write_refused,
 };
 use super::{Fanout, Outgoing, StreamError, StreamKind, UPLINK_QUEUE};
 
@@ -114,6 +117,8 @@ impl Fanout {
                     Ok(Outgoing::Audio(bytes)) => write_frame(&mut writer, &bytes).await.map(|()| bytes.len() + 2),
                     Ok(Outgoing::KeepAlive) => write_frame(&mut writer, &[]).await.map(|()| 2),
                     Ok(Outgoing::Control(bytes)) => write_control(&mut writer, &bytes).await.map(|()| bytes.len() + 4),
+                    Ok(Outgoing::Proof(bytes)) => write_marked(&mut writer, PROOF_MARKER, &bytes).await.map(|()| bytes.len() + 4),
+                    Ok(Outgoing::Beacon(bytes)) => write_marked(&mut writer, BEACON_MARKER, &bytes).await.map(|()| bytes.len() + 4),
                     Err(broadcast::error::RecvError::Lagged(skipped)) => {
                         stats.dropped.fetch_add(skipped, Ordering::Relaxed);
                         Ok(0)
@@ -136,17 +141,23 @@ impl Fanout {
         result
     }
 
-    /// The host takes a speaker's voice, frame by frame, while the speaker may speak.
+    /// The host takes a speaker's voice, frame by frame, while the speaker may speak: only
+    /// frames of the stream's own speaker, each checked against the speaker's proofs (passed on
+    /// at once, recorded once verified).
     async fn take_voice(
         &self,
         room: RoomId,
         peer: PeerId,
         mut stream: libp2p::Stream,
     ) -> Result<(), StreamError> {
+        let speaker =
+            earshot_protocol::PeerKey::from_peer_id(&peer).map_err(|_| StreamError::Hello)?;
+        let mut check = StreamCheck::from_speaker(room, SpeakerId::of(&speaker));
+        // The speaker's own key proves its frames, whatever the stage says a moment later.
+        let voices = super::Voices::of(speaker, []);
         loop {
-            let frame = match read_voice(&mut stream).await {
-                Ok(Some(frame)) => frame,
-                Ok(None) => continue,
+            let read = match read_voice(&mut stream).await {
+                Ok(read) => read,
                 Err(StreamError::Frame(err)) => {
                     if let Some(audio) = self.lock().get(&room) {
                         audio.stats.bad_streams.fetch_add(1, Ordering::Relaxed);
@@ -156,10 +167,33 @@ impl Fanout {
                 }
                 Err(err) => return Err(err),
             };
-            // Checked per frame: a speaker muted or sent off the stage mid-stream is silenced at
-            // once (the stream stays, for when they are back).
-            if self.gate.admit(room, peer, StreamKind::Speak, &[]) {
-                self.heard(&room, frame)?;
+            let now = std::time::Instant::now();
+            let checked = match read {
+                Voice::KeepAlive => Ok(()),
+                Voice::Frame(frame) => {
+                    // Checked per frame: a speaker muted or sent off the stage mid-stream is
+                    // silenced at once (the stream stays, for when they are back).
+                    if self.gate.admit(room, peer, StreamKind::Speak, &[]) {
+                        check.frame(&frame, &voices, now).and_then(|checked| {
+                            self.verified_now(&room, &checked.verified);
+                            match checked.pass {
+                                Some(auth) => self.heard(&room, frame, auth),
+                                None => Ok(()),
+                            }
+                        })
+                    } else {
+                        Ok(())
+                    }
+                }
+                Voice::Proof(proof) => check.proof(&proof, &voices, now).map(|(pass, checked)| {
+                    self.proven(&room, &proof, &checked.verified, pass);
+                }),
+            }
+            .and_then(|()| check.tick(now));
+            if let Err(err) = checked {
+                self.check_failed(&room);
+                warn!(%peer, %err, "closed a speaker's stream that failed its checks");
+                return Err(err);
             }
         }
     }

@@ -5,9 +5,11 @@
 //! (parent to child), each frame is a `u16` big-endian length and that many bytes of
 //! [`AudioFrame`]; length 0 is a keep-alive, [`LEAVING_MARKER`] says "I am leaving: attach
 //! elsewhere now", and [`CONTROL_MARKER`] is followed by a `u16` length and a
-//! [`Down`](earshot_protocol::audience::wire::Down). Up (child to parent, on a listen stream), each
-//! frame is a `u16` length and an [`Up`](earshot_protocol::audience::wire::Up); a speak stream
-//! carries audio frames up.
+//! [`Down`](earshot_protocol::audience::wire::Down); [`PROOF_MARKER`] by a length and a speaker's
+//! [`FrameProof`], [`BEACON_MARKER`] by a length and the host's [`Progress`] beacon. Up (child
+//! to parent, on a listen stream), each frame is a `u16` length and an
+//! [`Up`](earshot_protocol::audience::wire::Up); a speak stream carries audio frames and their
+//! proofs up.
 
 use std::io;
 
@@ -15,6 +17,8 @@ use earshot_protocol::RoomId;
 use earshot_protocol::audience::ticket::MAX_TICKET_BYTES;
 use earshot_protocol::audience::wire::{Down, MAX_CONTROL_BYTES, Up};
 use earshot_protocol::frame::{AudioFrame, MAX_FRAME_BYTES};
+use earshot_protocol::proof::progress::{MAX_PROGRESS_BYTES, Progress};
+use earshot_protocol::proof::{FrameProof, MAX_PROOF_BYTES};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::{StreamError, StreamKind};
@@ -26,6 +30,10 @@ pub const CONTROL_MARKER: u16 = 0xFFFE;
 /// The length prefix a parent sends instead of anything else when it does not take the child
 /// (full, or the ticket does not do): ask elsewhere now, do not try this parent again.
 pub const REFUSED_MARKER: u16 = 0xFFFD;
+/// The length prefix that says "a speaker's proof follows" (its own length first).
+pub const PROOF_MARKER: u16 = 0xFFFC;
+/// The length prefix that says "the host's progress beacon follows" (its own length first).
+pub const BEACON_MARKER: u16 = 0xFFFB;
 
 const HELLO_VERSION: u8 = 2;
 
@@ -80,6 +88,8 @@ pub enum Read {
     /// The sender does not take this stream.
     Refused,
     Control(Down),
+    Proof(FrameProof),
+    Beacon(Progress),
 }
 
 pub async fn read_down<R: AsyncRead + Unpin>(stream: &mut R) -> Result<Read, StreamError> {
@@ -92,6 +102,13 @@ pub async fn read_down<R: AsyncRead + Unpin>(stream: &mut R) -> Result<Read, Str
             Ok(Read::Control(
                 Down::decode(&bytes).map_err(|err| StreamError::Control(err.to_string()))?,
             ))
+        }
+        PROOF_MARKER => Ok(Read::Proof(read_proof(stream).await?)),
+        BEACON_MARKER => {
+            let bytes = read_bytes(stream, MAX_PROGRESS_BYTES).await?;
+            Ok(Read::Beacon(Progress::decode(&bytes).map_err(|err| {
+                StreamError::Control(format!("a bad progress beacon: {err}"))
+            })?))
         }
         0 => Ok(Read::KeepAlive),
         len => {
@@ -112,20 +129,36 @@ pub async fn read_up<R: AsyncRead + Unpin>(stream: &mut R) -> Result<Up, StreamE
     Up::decode(&bytes).map_err(|err| StreamError::Control(err.to_string()))
 }
 
-/// Reads one audio frame a speaker sent (keep-alives skipped by the caller).
-pub async fn read_voice<R: AsyncRead + Unpin>(
-    stream: &mut R,
-) -> Result<Option<AudioFrame>, StreamError> {
-    let len = usize::from(read_len(stream).await?);
+async fn read_proof<R: AsyncRead + Unpin>(stream: &mut R) -> Result<FrameProof, StreamError> {
+    let bytes = read_bytes(stream, MAX_PROOF_BYTES).await?;
+    FrameProof::decode(&bytes)
+        .map_err(|err| StreamError::Control(format!("a bad frame proof: {err}")))
+}
+
+/// What a speaker sent up.
+#[derive(Debug)]
+pub enum Voice {
+    Frame(AudioFrame),
+    Proof(FrameProof),
+    KeepAlive,
+}
+
+/// Reads one audio frame (or proof) a speaker sent.
+pub async fn read_voice<R: AsyncRead + Unpin>(stream: &mut R) -> Result<Voice, StreamError> {
+    let len = read_len(stream).await?;
+    if len == PROOF_MARKER {
+        return Ok(Voice::Proof(read_proof(stream).await?));
+    }
+    let len = usize::from(len);
     if len == 0 {
-        return Ok(None);
+        return Ok(Voice::KeepAlive);
     }
     if len > MAX_FRAME_BYTES {
         return Err(earshot_protocol::frame::FrameError::TooLong { len }.into());
     }
     let mut bytes = vec![0u8; len];
     stream.read_exact(&mut bytes).await?;
-    Ok(Some(AudioFrame::decode(&bytes)?))
+    Ok(Voice::Frame(AudioFrame::decode(&bytes)?))
 }
 
 async fn read_len<R: AsyncRead + Unpin>(stream: &mut R) -> Result<u16, StreamError> {
@@ -154,7 +187,7 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
 ) -> Result<(), StreamError> {
     let len = u16::try_from(bytes.len())
         .ok()
-        .filter(|len| *len < REFUSED_MARKER)
+        .filter(|len| *len < BEACON_MARKER)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
     stream.write_all(&len.to_be_bytes()).await?;
     stream.write_all(bytes).await?;
@@ -175,6 +208,16 @@ pub async fn write_control<W: AsyncWrite + Unpin>(
     bytes: &[u8],
 ) -> Result<(), StreamError> {
     stream.write_all(&CONTROL_MARKER.to_be_bytes()).await?;
+    write_frame(stream, bytes).await
+}
+
+/// Writes something that follows a marker (a proof, a beacon).
+pub async fn write_marked<W: AsyncWrite + Unpin>(
+    stream: &mut W,
+    marker: u16,
+    bytes: &[u8],
+) -> Result<(), StreamError> {
+    stream.write_all(&marker.to_be_bytes()).await?;
     write_frame(stream, bytes).await
 }
 

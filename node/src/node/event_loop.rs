@@ -359,6 +359,9 @@ impl EventLoop {
         if let Some(speakers) = self.rooms.speakers(&room) {
             self.plane.tree.set_speakers(&room, speakers);
         }
+        if let Some(stage) = self.rooms.stage_keys(&room) {
+            self.plane.tree.set_stage(&room, stage);
+        }
     }
 
     /// Something came along a room's tree.
@@ -554,12 +557,22 @@ impl EventLoop {
                 addrs,
                 link,
                 reply,
-            } => self.apply(vec![Effect::Request {
-                peer: relay,
-                addrs,
-                request: RoomRequest::Carry { link },
-                then: Pending::Carry(reply),
-            }]),
+            } => {
+                let room = earshot_protocol::InviteLink::decode(&link)
+                    .ok()
+                    .map(|link| link.capability.room);
+                let key = earshot_protocol::PeerKey::from_peer_id(&relay).ok();
+                self.apply(vec![Effect::Request {
+                    peer: relay,
+                    addrs,
+                    request: RoomRequest::Carry { link },
+                    then: Pending::Carry {
+                        reply,
+                        room,
+                        relay: key,
+                    },
+                }]);
+            }
             Command::Dial { peer, addrs, reply } => {
                 let effects = self.peers.dial(peer, addrs, reply);
                 self.apply(effects);

@@ -18,7 +18,12 @@ pub enum Pending {
     /// Where to get a room's audio from.
     Attach(oneshot::Sender<Result<Placement, AttachError>>),
     /// Asking a community relay to carry a room.
-    Carry(oneshot::Sender<Result<(), CarryError>>),
+    /// Asked a community relay to carry `room` (it joins as `relay`).
+    Carry {
+        reply: oneshot::Sender<Result<(), CarryError>>,
+        room: Option<earshot_protocol::RoomId>,
+        relay: Option<earshot_protocol::PeerKey>,
+    },
     /// Asking the host who arrived lately.
     Listeners(oneshot::Sender<Result<Vec<Newcomer>, AttachError>>),
 }

@@ -7,8 +7,11 @@
 //! - [`ogg`]: Ogg Opus files (RFC 7845): a streaming writer and a strict reader.
 //! - [`replay`]: recordings published as signed chunk manifests, served to and fetched from
 //!   peers on `/earshot/recording/1`.
+//! - [`verify`]: every frame of a recording (made here or fetched) checked against its
+//!   speaker's signed proof.
 
 pub mod export;
 pub mod ogg;
 pub mod replay;
 pub mod store;
+pub mod verify;

@@ -1,9 +1,23 @@
 //! Recordings in the node's sled database, and the recorder that writes them.
 //!
-//! Two trees: `recordings` (metadata, one record per recording) and `recording_frames`, whose
-//! keys are `recording id ‖ time ‖ speaker` (big-endian: time is samples at 48 kHz since the
-//! recording started, by the speaker's own capture clock), so a prefix scan streams a recording
-//! back in time order, every speaker interleaved as they spoke.
+//! Two trees: `recordings` (metadata, one record per recording) and `recording_frames`, which
+//! holds a recording's frames and its speakers' proofs, so that a prefix scan streams a
+//! recording back in time order, every speaker interleaved as they spoke, each proof after the
+//! frames it covers: the order of a replay's content ([`ContentRecord::order`]). Big-endian keys
+//! (time is samples at 48 kHz since the recording started, by the speaker's own capture clock):
+//!
+//! ```text
+//! frame: recording id ‖ time u64 ‖ speaker u32              → 0x80 ‖ seq u32 ‖ timestamp u32
+//!                                                              ‖ level ‖ flags ‖ payload
+//! proof: recording id ‖ time u64 ‖ speaker u32 ‖ first_seq u32 → FrameProof::encode
+//! ```
+//!
+//! A frame keeps everything its speaker signed ([`earshot_protocol::proof::frame_hash`]), so
+//! anyone can check it against its proof ([`Recordings::verify`]). A proof's time is that of the
+//! last frame it covers the recorder had (or, when it came first, of its speaker's latest
+//! frame). Frames written before proofs were kept hold `level ‖ flags ‖ payload` (a level is at
+//! most 127, so the first byte tells them apart): they read back with sequence number and
+//! timestamp 0, and never verify.
 //!
 //! **Invariant:** recording never blocks the audio path. Frames reach the recorder through a
 //! bounded queue (`try_send`: a full queue drops the frame and counts it); a thread of its own
@@ -19,7 +33,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use earshot_protocol::frame::{AudioFrame, SAMPLES_PER_FRAME, SpeakerId};
-use earshot_protocol::replay::{ContentReader, ReplayFrame};
+use earshot_protocol::proof::FrameProof;
+use earshot_protocol::replay::{
+    ContentFormat, ContentReader, ContentRecord, ReplayFrame, ReplayManifest, ReplayProof,
+};
 use earshot_protocol::{PeerKey, RecordingId, RoomId, Timestamp};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -29,15 +46,25 @@ use crate::store::{Store, StoreError, decode_record, encode_record};
 
 /// Recording id → its [`RecordingMeta`].
 const META: &str = "recordings";
-/// [`frame_key`] → [`frame_value`]: every frame of every recording made here or imported.
+/// [`frame_key`] → [`frame_value`] and [`proof_key`] → the proof: every frame and proof of every
+/// recording made here or imported.
 const FRAMES: &str = "recording_frames";
-/// Frames queued for the recorder thread (2 s of ten speakers).
-pub const QUEUE_FRAMES: usize = 1000;
+/// Frames and proofs queued for the recorder thread: 2 s of ten speakers (1,000 frames, and
+/// their 200 proofs).
+pub const QUEUE_CAP: usize = 1200;
+/// First byte of a frame's value: its layout with sequence number and timestamp (older values
+/// start with the level, at most 127).
+const FRAME_VALUE: u8 = 0x80;
+/// Recent frames the recorder remembers per speaker (seq → time), to place a proof after the
+/// frames it covers: more than a proof covers.
+const RECENT_FRAMES: usize = 64;
+/// Speakers the recorder remembers recent frames of.
+const RECENT_SPEAKERS: usize = 256;
 /// The longest a written frame waits to be flushed to disk.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(500);
-/// Frames written per batch, at most.
+/// Frames and proofs written per batch, at most.
 const BATCH_FRAMES: usize = 200;
-/// Frames written per batch when importing.
+/// Frames and proofs written per batch when importing.
 const IMPORT_BATCH: usize = 2000;
 
 /// Where a recording is in its life.
@@ -130,8 +157,20 @@ pub struct StoredFrame {
     /// 48 kHz samples since the recording started.
     pub at: u64,
     pub speaker: SpeakerId,
+    /// The frame's own sequence number, timestamp and flags: with the rest, what its speaker
+    /// signed (0 for frames kept before proofs were).
+    pub seq: u32,
+    pub timestamp: u32,
+    pub flags: u8,
     pub level: u8,
     pub payload: Vec<u8>,
+}
+
+impl StoredFrame {
+    /// What the recorder keeps of `frame`, heard at `at`.
+    pub fn of(at: u64, frame: &AudioFrame) -> Self {
+        ReplayFrame::of(at, frame).into()
+    }
 }
 
 impl From<ReplayFrame> for StoredFrame {
@@ -139,6 +178,9 @@ impl From<ReplayFrame> for StoredFrame {
         Self {
             at: frame.at,
             speaker: SpeakerId(frame.speaker),
+            seq: frame.seq,
+            timestamp: frame.timestamp,
+            flags: frame.flags,
             level: frame.level,
             payload: frame.payload,
         }
@@ -150,9 +192,18 @@ impl From<StoredFrame> for ReplayFrame {
         Self {
             at: frame.at,
             speaker: frame.speaker.0,
+            seq: frame.seq,
+            timestamp: frame.timestamp,
+            flags: frame.flags,
             level: frame.level,
             payload: frame.payload,
         }
+    }
+}
+
+impl From<StoredFrame> for ContentRecord {
+    fn from(frame: StoredFrame) -> Self {
+        ContentRecord::Frame(frame.into())
     }
 }
 
@@ -169,6 +220,8 @@ pub enum RecordingError {
     Write(String),
     #[error("a stored frame of recording {id} is corrupt")]
     CorruptFrame { id: RecordingId },
+    #[error("recording {id} was fetched as a replay whose manifest is missing or invalid")]
+    BadReplay { id: RecordingId },
     #[error("could not start the recorder thread: {0}")]
     Thread(std::io::Error),
     #[error("the recorder thread crashed")]
@@ -270,30 +323,81 @@ impl Recordings {
         Ok(())
     }
 
-    /// The frames of a recording in time order (every speaker interleaved).
+    /// The frames and proofs of a recording in content order ([`ContentRecord::order`]: time,
+    /// every speaker interleaved, each proof after the frames it covers).
     ///
-    /// A recording fetched as a replay keeps its frames where they arrived, in the replay's
-    /// verified chunks (a canonical serialisation in the same order): they are read from there
-    /// rather than copied one key per frame, which made a fetch five times slower.
-    pub fn frames(
+    /// A recording fetched as a replay keeps its frames and proofs where they arrived, in the
+    /// replay's verified chunks (a canonical serialisation in the same order): they are read
+    /// from there rather than copied one key per frame, which made a fetch five times slower.
+    pub fn records(
         &self,
         id: &RecordingId,
-    ) -> Box<dyn Iterator<Item = Result<StoredFrame, RecordingError>> + '_> {
+    ) -> Box<dyn Iterator<Item = Result<ContentRecord, RecordingError>> + '_> {
         let id = *id;
         match self.replay_chunks(&id) {
-            Ok(Some(chunks)) => return Box::new(ReplayFrames::new(chunks, id, self.store.clone())),
+            Ok(Some((chunks, format))) => {
+                return Box::new(ReplayRecords::new(chunks, format, id, self.store.clone()));
+            }
             Ok(None) => {}
             Err(err) => return Box::new(std::iter::once(Err(err))),
         }
         Box::new(self.frames.scan_prefix(id.as_bytes()).map(move |entry| {
             let (key, value) = entry.map_err(self.store.db_err())?;
-            decode_frame(&key, &value).ok_or(RecordingError::CorruptFrame { id })
+            decode_entry(&key, &value).ok_or(RecordingError::CorruptFrame { id })
         }))
     }
 
-    /// The chunks of the replay this recording was fetched as, when its frames live there (a
-    /// recording this node made, even if it published it, keeps its own frames).
-    fn replay_chunks(&self, id: &RecordingId) -> Result<Option<sled::Iter>, RecordingError> {
+    /// The frames of a recording in time order (every speaker interleaved).
+    pub fn frames(
+        &self,
+        id: &RecordingId,
+    ) -> impl Iterator<Item = Result<StoredFrame, RecordingError>> + '_ {
+        self.records(id).filter_map(|record| match record {
+            Ok(ContentRecord::Frame(frame)) => Some(Ok(frame.into())),
+            Ok(ContentRecord::Proof(_)) => None,
+            Err(err) => Some(Err(err)),
+        })
+    }
+
+    /// The proofs kept with a recording, in content order.
+    pub fn proofs(
+        &self,
+        id: &RecordingId,
+    ) -> impl Iterator<Item = Result<ReplayProof, RecordingError>> + '_ {
+        self.records(id).filter_map(|record| match record {
+            Ok(ContentRecord::Proof(proof)) => Some(Ok(proof)),
+            Ok(ContentRecord::Frame(_)) => None,
+            Err(err) => Some(Err(err)),
+        })
+    }
+
+    /// How a recording's frames are kept: [`ContentFormat::Unauthenticated`] for one kept
+    /// before frames carried what their speakers signed (recorded here by an older build, or
+    /// fetched as a version 1 replay).
+    pub fn format(&self, id: &RecordingId) -> Result<ContentFormat, RecordingError> {
+        if let Some((_, format)) = self.replay_chunks(id)? {
+            return Ok(format);
+        }
+        for entry in self.frames.scan_prefix(id.as_bytes()) {
+            let (key, value) = entry.map_err(self.store.db_err())?;
+            if key.len() == FRAME_KEY_BYTES {
+                return Ok(if value.first() == Some(&FRAME_VALUE) {
+                    ContentFormat::Authenticated
+                } else {
+                    ContentFormat::Unauthenticated
+                });
+            }
+        }
+        Ok(ContentFormat::Authenticated)
+    }
+
+    /// The chunks of the replay this recording was fetched as, and their format, when its
+    /// frames live there (a recording this node made, even if it published it, keeps its own
+    /// frames).
+    fn replay_chunks(
+        &self,
+        id: &RecordingId,
+    ) -> Result<Option<(sled::Iter, ContentFormat)>, RecordingError> {
         let err = self.store.db_err();
         if self.frames.scan_prefix(id.as_bytes()).next().is_some() {
             return Ok(None);
@@ -307,11 +411,21 @@ impl Recordings {
         else {
             return Ok(None);
         };
-        Ok(Some(
+        // The manifest was checked when it was stored; its version says how to read the chunks.
+        let format = db
+            .open_tree(replay::storage::MANIFESTS)
+            .map_err(&err)?
+            .get(manifest.as_ref())
+            .map_err(&err)?
+            .and_then(|bytes| ReplayManifest::decode_verified(&bytes).ok())
+            .map(|manifest| manifest.content_format())
+            .ok_or(RecordingError::BadReplay { id: *id })?;
+        Ok(Some((
             db.open_tree(replay::storage::CHUNKS)
                 .map_err(&err)?
                 .scan_prefix(manifest.as_ref()),
-        ))
+            format,
+        )))
     }
 
     /// Starts recording `room`: frames given to the returned recorder are stored until it is
@@ -325,24 +439,22 @@ impl Recordings {
         Recorder::spawn(self.clone(), meta)
     }
 
-    /// Writes a whole recording, metadata and frames (in time order or not), as it stands:
-    /// `meta`'s counts are taken as given. How a fetched replay joins the recordings (with no
-    /// frames: they stay in its chunks), and a way to build a recording without a live room
-    /// (tests, benchmarks). A recording with the same id is overwritten.
-    pub fn import(
+    /// Writes a whole recording, metadata and records (frames, [`StoredFrame`]s, and proofs,
+    /// in content order or not), as it stands: `meta`'s counts are taken as given. How a
+    /// fetched replay joins the recordings (with no records: they stay in its chunks), and a
+    /// way to build a recording without a live room (tests, benchmarks). A recording with the
+    /// same id is overwritten.
+    pub fn import<R: Into<ContentRecord>>(
         &self,
         meta: &RecordingMeta,
-        frames: impl IntoIterator<Item = StoredFrame>,
+        records: impl IntoIterator<Item = R>,
     ) -> Result<(), RecordingError> {
         let err = self.store.db_err();
         let mut batch = sled::Batch::default();
         let mut pending = 0;
-        for frame in frames {
-            batch.insert(
-                frame_key(&meta.id, frame.at, frame.speaker).to_vec(),
-                // Flags are not kept by replays, nor read back.
-                frame_value(frame.level, 0, &frame.payload),
-            );
+        for record in records {
+            let (key, value) = record_entry(&meta.id, &record.into());
+            batch.insert(key, value);
             pending += 1;
             if pending == IMPORT_BATCH {
                 self.frames
@@ -393,20 +505,20 @@ impl Recordings {
     }
 }
 
-/// A fetched replay's frames, read from its chunks in order.
-struct ReplayFrames {
+/// A fetched replay's records, read from its chunks in order.
+struct ReplayRecords {
     chunks: sled::Iter,
     reader: Option<ContentReader>,
-    ready: std::collections::VecDeque<StoredFrame>,
+    ready: std::collections::VecDeque<ContentRecord>,
     id: RecordingId,
     store: Store,
 }
 
-impl ReplayFrames {
-    fn new(chunks: sled::Iter, id: RecordingId, store: Store) -> Self {
+impl ReplayRecords {
+    fn new(chunks: sled::Iter, format: ContentFormat, id: RecordingId, store: Store) -> Self {
         Self {
             chunks,
-            reader: Some(ContentReader::new()),
+            reader: Some(ContentReader::new(format)),
             ready: std::collections::VecDeque::new(),
             id,
             store,
@@ -414,8 +526,8 @@ impl ReplayFrames {
     }
 }
 
-impl Iterator for ReplayFrames {
-    type Item = Result<StoredFrame, RecordingError>;
+impl Iterator for ReplayRecords {
+    type Item = Result<ContentRecord, RecordingError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
@@ -425,7 +537,7 @@ impl Iterator for ReplayFrames {
             let reader = self.reader.as_mut()?;
             match self.chunks.next() {
                 Some(Ok((_, chunk))) => match reader.push(&chunk) {
-                    Ok(frames) => self.ready.extend(frames.into_iter().map(StoredFrame::from)),
+                    Ok(records) => self.ready.extend(records),
                     Err(_) => {
                         self.reader = None;
                         return Some(Err(RecordingError::CorruptFrame { id: self.id }));
@@ -462,18 +574,34 @@ pub struct NewRecording {
     pub start_media: u32,
 }
 
-/// Hands frames to a recorder without ever waiting. Cheap to clone.
+/// Hands frames and proofs to a recorder without ever waiting. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct FrameTap {
-    tx: std::sync::mpsc::SyncSender<AudioFrame>,
+    tx: std::sync::mpsc::SyncSender<Tapped>,
     dropped: Arc<AtomicU64>,
+    dropped_proofs: Arc<AtomicU64>,
+}
+
+/// What goes through a [`FrameTap`].
+#[derive(Debug)]
+enum Tapped {
+    Frame(AudioFrame),
+    Proof(FrameProof),
 }
 
 impl FrameTap {
     /// Records `frame` if the recorder keeps up; else counts it as dropped.
     pub fn record(&self, frame: &AudioFrame) {
-        if self.tx.try_send(frame.clone()).is_err() {
+        if self.tx.try_send(Tapped::Frame(frame.clone())).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Keeps `proof` (one that verified) with the recording if the recorder keeps up; else
+    /// counts it as dropped (the frames it covers will have no proof).
+    pub fn record_proof(&self, proof: &FrameProof) {
+        if self.tx.try_send(Tapped::Proof(proof.clone())).is_err() {
+            self.dropped_proofs.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -489,20 +617,36 @@ pub struct Recorder {
 
 impl Recorder {
     fn spawn(recordings: Recordings, meta: RecordingMeta) -> Result<Self, RecordingError> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE_FRAMES);
+        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE_CAP);
         let dropped = Arc::new(AtomicU64::new(0));
+        let dropped_proofs = Arc::new(AtomicU64::new(0));
         let shared = Arc::new(Mutex::new(meta));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let (shared, stop, dropped) =
                 (Arc::clone(&shared), Arc::clone(&stop), Arc::clone(&dropped));
+            let dropped_proofs = Arc::clone(&dropped_proofs);
             std::thread::Builder::new()
                 .name("earshot-recorder".into())
-                .spawn(move || write_loop(&recordings, &rx, &shared, &stop, &dropped))
+                .spawn(move || {
+                    write_loop(&recordings, &rx, &shared, &stop, &dropped);
+                    let lost = dropped_proofs.load(Ordering::Relaxed);
+                    if lost > 0 {
+                        tracing::warn!(
+                            proofs = lost,
+                            "the recorder could not keep up with every proof: their frames \
+                             will not verify"
+                        );
+                    }
+                })
                 .map_err(RecordingError::Thread)?
         };
         Ok(Self {
-            tap: FrameTap { tx, dropped },
+            tap: FrameTap {
+                tx,
+                dropped,
+                dropped_proofs,
+            },
             meta: shared,
             stop,
             thread: Some(thread),
@@ -513,7 +657,7 @@ impl Recorder {
         self.meta.lock().id
     }
 
-    /// Where frames go (for the audio plane).
+    /// Where frames and proofs go (for the audio plane).
     pub fn tap(&self) -> FrameTap {
         self.tap.clone()
     }
@@ -521,6 +665,12 @@ impl Recorder {
     /// The recording as written so far.
     pub fn meta(&self) -> RecordingMeta {
         self.meta.lock().clone()
+    }
+
+    /// Proofs the recorder could not keep up with (not kept in the metadata: the frames they
+    /// covered show as without a proof when the recording is verified).
+    pub fn dropped_proofs(&self) -> u64 {
+        self.tap.dropped_proofs.load(Ordering::Relaxed)
     }
 
     /// Names the people heard (speaker id → key and display name), kept in the metadata.
@@ -562,11 +712,50 @@ impl Drop for Recorder {
     }
 }
 
-/// The recorder thread: batches frames into sled, flushes every [`FLUSH_EVERY`], keeps the
-/// metadata current, and on stop (or failure) writes the final metadata.
+/// Where the recorder puts each proof: after the frames it covers that it has, or (a proof that
+/// came first) after its speaker's latest frame, so the proof sits next to its frames in the
+/// recording. Bounded: [`RECENT_FRAMES`] frames of [`RECENT_SPEAKERS`] speakers.
+#[derive(Debug, Default)]
+struct Anchors {
+    /// The latest time of any frame written.
+    latest: u64,
+    /// Per speaker, its recent frames: (seq, time), oldest first.
+    recent: BTreeMap<u32, std::collections::VecDeque<(u32, u64)>>,
+}
+
+impl Anchors {
+    fn frame(&mut self, speaker: SpeakerId, seq: u32, at: u64) {
+        self.latest = self.latest.max(at);
+        if !self.recent.contains_key(&speaker.0) && self.recent.len() >= RECENT_SPEAKERS {
+            self.recent.pop_first();
+        }
+        let recent = self.recent.entry(speaker.0).or_default();
+        if recent.len() >= RECENT_FRAMES {
+            recent.pop_front();
+        }
+        recent.push_back((seq, at));
+    }
+
+    /// The time to keep `proof` at.
+    fn of(&self, proof: &FrameProof) -> u64 {
+        let Some(recent) = self.recent.get(&proof.speaker.0) else {
+            return self.latest;
+        };
+        recent
+            .iter()
+            .filter(|(seq, _)| proof.hash_of(*seq).is_some())
+            .map(|(_, at)| *at)
+            .max()
+            .or_else(|| recent.iter().map(|(_, at)| *at).max())
+            .unwrap_or(self.latest)
+    }
+}
+
+/// The recorder thread: batches frames and proofs into sled, flushes every [`FLUSH_EVERY`],
+/// keeps the metadata current, and on stop (or failure) writes the final metadata.
 fn write_loop(
     recordings: &Recordings,
-    rx: &std::sync::mpsc::Receiver<AudioFrame>,
+    rx: &std::sync::mpsc::Receiver<Tapped>,
     shared: &Mutex<RecordingMeta>,
     stop: &AtomicBool,
     dropped: &AtomicU64,
@@ -579,13 +768,14 @@ fn write_loop(
     let mut pending = 0usize;
     let mut last_flush = Instant::now();
     let mut failure: Option<String> = None;
+    let mut anchors = Anchors::default();
     loop {
         let stopping = stop.load(Ordering::Relaxed);
-        let frame = if stopping {
+        let tapped = if stopping {
             rx.try_recv().ok()
         } else {
             match rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(frame) => Some(frame),
+                Ok(tapped) => Some(tapped),
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
                     stop.store(true, Ordering::Relaxed);
@@ -593,32 +783,47 @@ fn write_loop(
                 }
             }
         };
-        let got_frame = frame.is_some();
-        if let Some(frame) = frame {
-            // Frames captured before the recording started are not part of it.
-            let offset = frame.timestamp.wrapping_sub(start_media) as i32;
-            if let Ok(at) = u64::try_from(offset) {
-                let mut meta = shared.lock();
-                batch.insert(
-                    frame_key(&id, at, frame.speaker).to_vec(),
-                    frame_value(frame.level, frame.flags, &frame.payload),
-                );
-                pending += 1;
-                meta.frames += 1;
-                meta.bytes += frame.payload.len() as u64;
-                meta.duration_samples =
-                    meta.duration_samples.max(at + u64::from(SAMPLES_PER_FRAME));
-                meta.speakers
-                    .entry(frame.speaker.0)
-                    .or_insert_with(|| SpeakerInfo {
-                        key: None,
-                        name: format!("speaker {:08x}", frame.speaker.0),
-                        frames: 0,
-                    })
-                    .frames += 1;
+        let got_one = tapped.is_some();
+        match tapped {
+            Some(Tapped::Frame(frame)) => {
+                // Frames captured before the recording started are not part of it.
+                let offset = frame.timestamp.wrapping_sub(start_media) as i32;
+                if let Ok(at) = u64::try_from(offset) {
+                    anchors.frame(frame.speaker, frame.seq, at);
+                    let mut meta = shared.lock();
+                    batch.insert(
+                        frame_key(&id, at, frame.speaker).to_vec(),
+                        frame_value(
+                            frame.seq,
+                            frame.timestamp,
+                            frame.level,
+                            frame.flags,
+                            &frame.payload,
+                        ),
+                    );
+                    pending += 1;
+                    meta.frames += 1;
+                    meta.bytes += frame.payload.len() as u64;
+                    meta.duration_samples =
+                        meta.duration_samples.max(at + u64::from(SAMPLES_PER_FRAME));
+                    meta.speakers
+                        .entry(frame.speaker.0)
+                        .or_insert_with(|| SpeakerInfo {
+                            key: None,
+                            name: format!("speaker {:08x}", frame.speaker.0),
+                            frames: 0,
+                        })
+                        .frames += 1;
+                }
             }
+            Some(Tapped::Proof(proof)) => {
+                let at = anchors.of(&proof);
+                batch.insert(proof_key(&id, at, &proof).to_vec(), proof.encode());
+                pending += 1;
+            }
+            None => {}
         }
-        let done = stopping && !got_frame;
+        let done = stopping && !got_one;
         let due = last_flush.elapsed() >= FLUSH_EVERY;
         if pending >= BATCH_FRAMES || due || done {
             let mut meta = shared.lock().clone();
@@ -684,37 +889,95 @@ fn write(
     Ok(())
 }
 
+/// Bytes of a frame's key.
+const FRAME_KEY_BYTES: usize = 28;
+/// Bytes of a proof's key.
+const PROOF_KEY_BYTES: usize = 32;
+
 /// A frame's key: recording id ‖ time ‖ speaker, big-endian, so that a prefix scan returns a
 /// recording's frames in time order. The one definition: recording and importing both use it.
-fn frame_key(id: &RecordingId, at: u64, speaker: SpeakerId) -> [u8; 28] {
-    let mut key = [0u8; 28];
+fn frame_key(id: &RecordingId, at: u64, speaker: SpeakerId) -> [u8; FRAME_KEY_BYTES] {
+    let mut key = [0u8; FRAME_KEY_BYTES];
     key[..16].copy_from_slice(id.as_bytes());
     key[16..24].copy_from_slice(&at.to_be_bytes());
     key[24..].copy_from_slice(&speaker.0.to_be_bytes());
     key
 }
 
-/// A frame's value: level, flags, Opus payload.
-fn frame_value(level: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
-    let mut value = Vec::with_capacity(2 + payload.len());
+/// A proof's key: its frame key's (time, speaker), then its first sequence number, so that it
+/// sorts after the frame of its speaker at that time, as in a replay's content.
+fn proof_key(id: &RecordingId, at: u64, proof: &FrameProof) -> [u8; PROOF_KEY_BYTES] {
+    let mut key = [0u8; PROOF_KEY_BYTES];
+    key[..FRAME_KEY_BYTES].copy_from_slice(&frame_key(id, at, proof.speaker));
+    key[FRAME_KEY_BYTES..].copy_from_slice(&proof.first_seq.to_be_bytes());
+    key
+}
+
+/// A frame's value: the layout marker, seq, timestamp, level, flags, Opus payload.
+fn frame_value(seq: u32, timestamp: u32, level: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut value = Vec::with_capacity(11 + payload.len());
+    value.push(FRAME_VALUE);
+    value.extend_from_slice(&seq.to_be_bytes());
+    value.extend_from_slice(&timestamp.to_be_bytes());
     value.push(level);
     value.push(flags);
     value.extend_from_slice(payload);
     value
 }
 
-/// The inverse of [`frame_key`] and [`frame_value`] (flags are not read back).
-fn decode_frame(key: &[u8], value: &[u8]) -> Option<StoredFrame> {
+/// The key and value a record is stored under.
+fn record_entry(id: &RecordingId, record: &ContentRecord) -> (Vec<u8>, Vec<u8>) {
+    match record {
+        ContentRecord::Frame(frame) => (
+            frame_key(id, frame.at, SpeakerId(frame.speaker)).to_vec(),
+            frame_value(
+                frame.seq,
+                frame.timestamp,
+                frame.level,
+                frame.flags,
+                &frame.payload,
+            ),
+        ),
+        ContentRecord::Proof(proof) => (
+            proof_key(id, proof.at, &proof.proof).to_vec(),
+            proof.proof.encode(),
+        ),
+    }
+}
+
+/// The inverse of [`record_entry`] (and reads frames kept before proofs were: level, flags,
+/// payload).
+fn decode_entry(key: &[u8], value: &[u8]) -> Option<ContentRecord> {
     let at = u64::from_be_bytes(key.get(16..24)?.try_into().ok()?);
-    let speaker = SpeakerId(u32::from_be_bytes(key.get(24..28)?.try_into().ok()?));
-    let (&level, rest) = value.split_first()?;
-    let (_flags, payload) = rest.split_first()?;
-    Some(StoredFrame {
-        at,
-        speaker,
-        level,
-        payload: payload.to_vec(),
-    })
+    let speaker = u32::from_be_bytes(key.get(24..28)?.try_into().ok()?);
+    match key.len() {
+        FRAME_KEY_BYTES => {
+            let (seq, timestamp, rest) = match value.split_first()? {
+                (&FRAME_VALUE, rest) => (
+                    u32::from_be_bytes(rest.get(..4)?.try_into().ok()?),
+                    u32::from_be_bytes(rest.get(4..8)?.try_into().ok()?),
+                    rest.get(8..)?,
+                ),
+                _ => (0, 0, value),
+            };
+            let (&level, rest) = rest.split_first()?;
+            let (&flags, payload) = rest.split_first()?;
+            Some(ContentRecord::Frame(ReplayFrame {
+                at,
+                speaker,
+                seq,
+                timestamp,
+                flags,
+                level,
+                payload: payload.to_vec(),
+            }))
+        }
+        PROOF_KEY_BYTES => {
+            let proof = FrameProof::decode(value).ok()?;
+            (proof.speaker.0 == speaker).then_some(ContentRecord::Proof(ReplayProof { at, proof }))
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]

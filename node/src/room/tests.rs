@@ -81,6 +81,7 @@ fn members_are_found_by_name_or_peer_id() {
             ended: false,
             banned: Vec::new(),
             revoked: Vec::new(),
+            carriers: None,
             signature: earshot_protocol::id::Sig([0; 64]),
         }),
         placement: None,

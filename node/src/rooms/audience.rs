@@ -29,6 +29,13 @@ use crate::rooms::ActError;
 
 /// Listeners per page of `/who listeners`.
 pub const LISTENERS_PAGE: usize = 50;
+/// Children a community relay the host asked to carry the room may take (as its parents
+/// believe its reports; its own budget may be smaller).
+pub const CARRIER_MAX_CHILDREN: u16 = 1_000;
+/// How long a relayed promotion counts before a view shows it.
+const PROMOTED_HEARD: std::time::Duration = std::time::Duration::from_secs(5);
+/// Promotions remembered that way at most.
+const MAX_PROMOTED_LATELY: usize = 32;
 /// Relayed envelopes an audience member remembers, to drop one that comes twice.
 const SEEN_RELAYED: usize = 256;
 
@@ -290,8 +297,34 @@ impl Rooms {
                 text: text.clone(),
                 at: envelope.sent_at,
             })),
-            ControlBody::Promote { target, .. } if *target == me && !joined.stepping_up => {
-                effects.extend(self.step_up(now, room));
+            ControlBody::Join { .. } if envelope.author != me => {
+                // Relayed only when the joiner is on stage (a speaker's link): heard at once.
+                joined
+                    .promoted_lately
+                    .retain(|(_, at)| now.instant.saturating_duration_since(*at) < PROMOTED_HEARD);
+                if joined.promoted_lately.len() < MAX_PROMOTED_LATELY {
+                    joined.promoted_lately.push((envelope.author, now.instant));
+                }
+                effects.push(Effect::Changed {
+                    room,
+                    changes: Vec::new(),
+                });
+            }
+            ControlBody::Promote { target, .. } => {
+                // Heard at once: the view saying so is up to a second away.
+                joined
+                    .promoted_lately
+                    .retain(|(_, at)| now.instant.saturating_duration_since(*at) < PROMOTED_HEARD);
+                if joined.promoted_lately.len() < MAX_PROMOTED_LATELY {
+                    joined.promoted_lately.push((*target, now.instant));
+                }
+                effects.push(Effect::Changed {
+                    room,
+                    changes: Vec::new(),
+                });
+                if *target == me && !joined.stepping_up {
+                    effects.extend(self.step_up(now, room));
+                }
             }
             ControlBody::Remove { target, .. } if *target == me => {
                 effects.extend(self.close(now, room, CloseReason::Removed));
@@ -607,7 +640,15 @@ impl Rooms {
         let Some(joined) = self.joined.get_mut(&room).filter(|j| j.is_host()) else {
             return;
         };
-        if !relayable {
+        // Someone joining straight onto the stage (a speaker's link): the audience hears them
+        // at once rather than a view later.
+        let onto_stage = matches!(envelope.body, ControlBody::Join { .. })
+            && joined
+                .state
+                .members
+                .get(&envelope.author)
+                .is_some_and(|member| member.role().on_stage());
+        if !relayable && !onto_stage {
             return;
         }
         let relayed = Relayed::sign(&self.signing, room, envelope.encode()).encode();
@@ -621,6 +662,37 @@ impl Rooms {
     }
 
     /// Who may speak in `room` (on stage, present, not muted), for the host's audio plane.
+    /// At the host: `relay` carries `room` (its reports are believed up to a carrier's share,
+    /// [`CARRIER_MAX_CHILDREN`]).
+    pub fn add_carrier(&mut self, room: &RoomId, relay: PeerKey) {
+        if let Some(joined) = self.joined.get_mut(room)
+            && joined.is_host()
+        {
+            joined
+                .audience
+                .get_or_insert_with(|| {
+                    HostAudience::new(*room, AudiencePolicy::default(), std::time::Instant::now())
+                })
+                .add_carrier(relay, CARRIER_MAX_CHILDREN);
+        }
+    }
+
+    /// Who is on `room`'s stage (muted or not, present or not): the voices every node
+    /// checks frames against.
+    pub fn stage_keys(&self, room: &RoomId) -> Option<Vec<earshot_protocol::PeerKey>> {
+        let joined = self.joined.get(room)?;
+        Some(
+            joined
+                .state
+                .members
+                .values()
+                .filter(|m| m.role().on_stage())
+                .map(|m| m.key)
+                .chain(joined.promoted_lately.iter().map(|(key, _)| *key))
+                .collect(),
+        )
+    }
+
     pub fn speakers(&self, room: &RoomId) -> Option<HashSet<PeerId>> {
         let joined = self.joined.get(room)?;
         let state = &joined.state;

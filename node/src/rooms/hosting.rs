@@ -128,6 +128,8 @@ impl Rooms {
             bytes: envelope.encode(),
             since: now.instant,
         });
+        // The audience hears a new stage member at once (not a view later).
+        self.relay_down(room, &envelope, effects);
         self.changed(room, changes, effects);
         Ok(Admission::Stage(room))
     }

@@ -52,6 +52,9 @@ pub enum Tier {
 pub struct Joined {
     pub descriptor: RoomDescriptor,
     pub state: RoomState,
+    /// In the audience: who was promoted lately, by relayed envelopes a view has not shown
+    /// yet (their voices are heard at once).
+    pub promoted_lately: Vec<(PeerKey, std::time::Instant)>,
     /// How this node's envelopes are authorised: `Host`, or the capability from its link.
     pub authority: Authority,
     pub display_name: String,
@@ -98,6 +101,7 @@ impl Joined {
         Self {
             descriptor,
             state,
+            promoted_lately: Vec::new(),
             authority,
             display_name,
             next_seq,

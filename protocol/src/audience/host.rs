@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+use super::view::CARRIERS_EVERY;
+
 use crate::Verified;
 use crate::control::ControlBody;
 use crate::envelope::Envelope;
@@ -81,9 +83,28 @@ pub struct HostAudience {
     seen_set: HashSet<[u8; 32]>,
     /// Names of listeners whose actions arrived (their hands and chat lines name them).
     names: VecDeque<(PeerKey, String)>,
+    /// Community relays asked to carry the room, and the children each may take.
+    carriers: BTreeMap<PeerKey, u16>,
+    carriers_changed: bool,
 }
 
 impl HostAudience {
+    /// `relay` carries the room, taking up to `children` (listed in the views, so that its
+    /// parents believe its reports; past [`MAX_CARRIERS`](super::view::MAX_CARRIERS), one is
+    /// dropped).
+    pub fn add_carrier(&mut self, relay: PeerKey, children: u16) {
+        if !self.carriers.contains_key(&relay)
+            && self.carriers.len() >= super::view::MAX_CARRIERS
+            && let Some(first) = self.carriers.keys().next().copied()
+        {
+            self.carriers.remove(&first);
+        }
+        if self.carriers.insert(relay, children) != Some(children) {
+            self.carriers_changed = true;
+            self.changed = true;
+        }
+    }
+
     pub fn new(room: RoomId, policy: AudiencePolicy, now: Instant) -> Self {
         let per_sec = f64::from(policy.chat_per_minute) / 60.0;
         Self {
@@ -101,6 +122,8 @@ impl HostAudience {
             seen: VecDeque::new(),
             seen_set: HashSet::new(),
             names: VecDeque::new(),
+            carriers: BTreeMap::new(),
+            carriers_changed: false,
         }
     }
 
@@ -360,6 +383,10 @@ impl HostAudience {
             ended: state.ended,
             banned: state.banned.iter().rev().copied().collect(),
             revoked: state.revoked.iter().rev().copied().collect(),
+            carriers: (self.carriers_changed || self.seq % CARRIERS_EVERY == 1).then(|| {
+                self.carriers_changed = false;
+                self.carriers.iter().map(|(k, c)| (*k, *c)).collect()
+            }),
             signature: Sig([0; 64]),
         }
         .sign(host)

@@ -8,12 +8,12 @@
 //! capacity), reports a fixed-size summary upward, and passes up at most [`UP_ACTS_PER_SEC`]
 //! actions; a child that sends more than [`CHILD_ACTS_PER_SEC`] loses the rest (and is told).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::id::PeerKey;
 
-use super::view::{MAX_REACTION_KINDS, ReactionCount};
+use super::view::{MAX_REACTION_KINDS, MEMBER_MAX_CHILDREN, ReactionCount};
 use super::wire::{Ancestor, MAX_NEWCOMERS, MAX_SLOTS, Newcomer, Report, Slot};
 
 /// How often a node reports its subtree to its parent.
@@ -138,11 +138,15 @@ pub struct Subtree {
     acts: VecDeque<Vec<u8>>,
     up: Bucket,
     routes: VecDeque<(PeerKey, PeerKey, Instant)>,
+    /// Community relays the host listed, and the children each may take: anyone else's
+    /// reports are believed up to [`MEMBER_MAX_CHILDREN`] free places a node.
+    carriers: HashMap<PeerKey, u16>,
 }
 
 impl Subtree {
     pub fn new(me: PeerKey, capacity: u16, now: Instant) -> Self {
         Self {
+            carriers: HashMap::new(),
             me,
             addrs: Vec::new(),
             capacity,
@@ -275,8 +279,23 @@ impl Subtree {
         }
     }
 
-    /// A child's report: kept (within bounds) until the next one.
+    /// The community relays the host listed (its latest view), and the children each may take.
+    pub fn set_carriers(&mut self, carriers: impl IntoIterator<Item = (PeerKey, u16)>) {
+        self.carriers = carriers.into_iter().collect();
+    }
+
+    /// A child's report: kept (within bounds) until the next one. A free place is believed up
+    /// to what its node may take: a carrier the host listed, its share; anyone else,
+    /// [`MEMBER_MAX_CHILDREN`] (a node claiming room for thousands gets a handful).
     pub fn report_from(&mut self, child: &PeerKey, mut report: Report, now: Instant) {
+        for slot in &mut report.free {
+            let most = self
+                .carriers
+                .get(&slot.key)
+                .copied()
+                .unwrap_or(MEMBER_MAX_CHILDREN);
+            slot.free = slot.free.min(most);
+        }
         let Some(state) = self.children.get_mut(child) else {
             return;
         };

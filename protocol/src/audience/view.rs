@@ -18,6 +18,12 @@ pub const MAX_HANDS_SHOWN: usize = 32;
 pub const MAX_REACTION_KINDS: usize = 16;
 /// Most recent bans and revocations a view carries (for nodes admitting joiners and children).
 pub const MAX_RECENT_BANS: usize = 64;
+/// Community relays a view lists at most.
+pub const MAX_CARRIERS: usize = 32;
+/// Children a member who is not a carrier may take: what a parent believes of its reports.
+pub const MEMBER_MAX_CHILDREN: u16 = 16;
+/// Views between two that list the carriers (when they did not change).
+pub const CARRIERS_EVERY: u64 = 10;
 /// Largest encoded view.
 pub const MAX_VIEW_BYTES: usize = 32 * 1024;
 
@@ -68,6 +74,11 @@ pub struct AudienceView {
     /// a child refuses these (the host refuses every removed member at its own door).
     pub banned: Vec<PeerKey>,
     pub revoked: Vec<CapId>,
+    /// Community relays the host asked to carry the room, with the children each may take:
+    /// everyone else may offer at most [`MEMBER_MAX_CHILDREN`] (a claim of more is cut to it
+    /// by the parent). Sent when it changed and every [`CARRIERS_EVERY`] views (`None`: as
+    /// before), so that a room with many relays does not pay for the list every second.
+    pub carriers: Option<Vec<(PeerKey, u16)>>,
     pub signature: Sig,
 }
 
@@ -85,6 +96,7 @@ struct Unsigned<'a> {
     ended: bool,
     banned: &'a [PeerKey],
     revoked: &'a [CapId],
+    carriers: &'a Option<Vec<(PeerKey, u16)>>,
 }
 
 /// Why a view is refused.
@@ -113,6 +125,7 @@ impl AudienceView {
             ended: self.ended,
             banned: &self.banned,
             revoked: &self.revoked,
+            carriers: &self.carriers,
         }
     }
 
@@ -123,6 +136,9 @@ impl AudienceView {
         self.reactions.truncate(MAX_REACTION_KINDS);
         self.banned.truncate(MAX_RECENT_BANS);
         self.revoked.truncate(MAX_RECENT_BANS);
+        if let Some(carriers) = self.carriers.as_mut() {
+            carriers.truncate(MAX_CARRIERS);
+        }
         for member in &mut self.stage {
             crate::snapshot::truncate_utf8(&mut member.name, MAX_NAME_BYTES);
         }
@@ -153,7 +169,11 @@ impl AudienceView {
             || view.hands.len() > MAX_HANDS_SHOWN
             || view.reactions.len() > MAX_REACTION_KINDS
             || view.banned.len() > MAX_RECENT_BANS
-            || view.revoked.len() > MAX_RECENT_BANS;
+            || view.revoked.len() > MAX_RECENT_BANS
+            || view
+                .carriers
+                .as_ref()
+                .is_some_and(|c| c.len() > MAX_CARRIERS);
         if over {
             return Err(DecodeError::TooLarge {
                 len: bytes.len(),
@@ -201,6 +221,7 @@ mod tests {
             ended: false,
             banned: Vec::new(),
             revoked: Vec::new(),
+            carriers: None,
             signature: Sig([0; 64]),
         }
     }

@@ -2,8 +2,10 @@
 //! many tiny cases, plus garbage that must never panic.
 
 use ed25519_dalek::SigningKey;
+use proptest::prelude::*;
 
 use super::*;
+use crate::proof::ProofSigner;
 
 fn key(seed: u8) -> SigningKey {
     SigningKey::from_bytes(&[seed; 32])
@@ -19,6 +21,9 @@ fn content(frames: usize) -> Vec<u8> {
         ReplayFrame {
             at: i as u64 * 960,
             speaker: (i % 3) as u32,
+            seq: i as u32,
+            timestamp: i as u32 * 960,
+            flags: 1,
             level: 20,
             payload: vec![i as u8; 50 + i % 30],
         }
@@ -26,6 +31,66 @@ fn content(frames: usize) -> Vec<u8> {
         .expect("payload fits");
     }
     out
+}
+
+/// Two speakers' frames and their proofs, as a recorder keeps them: each proof right after the
+/// last frame it covers.
+fn signed_records(frames: u32) -> Vec<ContentRecord> {
+    let room = RoomId([4; 16]);
+    let mut records = Vec::new();
+    for seed in [1u8, 2] {
+        let mut signer = ProofSigner::new(key(seed), room);
+        for i in 0..frames {
+            let at = u64::from(i) * 960 + u64::from(seed);
+            let frame = AudioFrame {
+                speaker: signer.speaker(),
+                seq: 1_000 + i,
+                timestamp: 7_000_000 + i * 960,
+                level: (i % 128) as u8,
+                flags: (i % 4) as u8,
+                payload: vec![i as u8; 40 + (i % 50) as usize],
+                tag: None,
+            };
+            let proofs = signer.push(&frame);
+            records.push(ContentRecord::Frame(ReplayFrame::of(at, &frame)));
+            records.extend(
+                proofs
+                    .into_iter()
+                    .map(|proof| ContentRecord::Proof(ReplayProof { at, proof })),
+            );
+        }
+        let at = u64::from(frames) * 960;
+        records.extend(
+            signer
+                .flush()
+                .map(|proof| ContentRecord::Proof(ReplayProof { at, proof })),
+        );
+    }
+    records.sort_by_key(ContentRecord::order);
+    records
+}
+
+fn write(records: &[ContentRecord]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for record in records {
+        record.write_to(&mut out).expect("fits");
+    }
+    out
+}
+
+/// Reads `bytes` in pieces of `step` bytes.
+fn read(
+    format: ContentFormat,
+    bytes: &[u8],
+    step: usize,
+) -> Result<Vec<ContentRecord>, ContentError> {
+    let mut reader = ContentReader::new(format);
+    let mut records = Vec::new();
+    for piece in bytes.chunks(step.max(1)) {
+        records.extend(reader.push(piece)?);
+    }
+    reader.finish()?;
+    Ok(records)
 }
 
 fn spec_for(content: &[u8], chunk_bytes: u32) -> ManifestSpec {
@@ -120,8 +185,18 @@ fn manifests_round_trip_and_every_rule_is_enforced() {
     );
     check(
         "a version from the future",
-        &resigned(|m| m.version = 2),
-        Err(ManifestError::UnsupportedVersion { found: 2 }),
+        &resigned(|m| m.version = 3),
+        Err(ManifestError::UnsupportedVersion { found: 3 }),
+    );
+    check(
+        "a version from before proofs",
+        &resigned(|m| m.version = UNAUTHENTICATED_MANIFEST_VERSION),
+        Ok(()),
+    );
+    assert_eq!(manifest.content_format(), ContentFormat::Authenticated);
+    assert_eq!(
+        resigned(|m| m.version = UNAUTHENTICATED_MANIFEST_VERSION).content_format(),
+        ContentFormat::Unauthenticated
     );
     check(
         "one chunk hash missing",
@@ -354,45 +429,113 @@ fn chunks_are_checked_by_length_and_hash() {
 
 #[test]
 fn content_reads_back_across_any_chunking() {
-    let bytes = content(40);
-    for step in [1, 7, 15, 16, 100, bytes.len()] {
-        let mut reader = ContentReader::new();
-        let mut frames = Vec::new();
-        for piece in bytes.chunks(step) {
-            frames.extend(reader.push(piece).expect("valid content"));
-        }
-        reader.finish().expect("nothing left over");
-        assert_eq!(frames.len(), 40, "step {step}");
-        let mut again = Vec::new();
-        for frame in &frames {
-            frame.write_to(&mut again).expect("fits");
-        }
-        assert_eq!(again, bytes, "step {step}");
+    let records = signed_records(40);
+    let proofs = records
+        .iter()
+        .filter(|r| matches!(r, ContentRecord::Proof(_)))
+        .count();
+    assert_eq!(proofs, 2 * 8, "two speakers, a proof every five frames");
+    let bytes = write(&records);
+    for step in [1, 7, 11, 25, 100, bytes.len()] {
+        let back = read(ContentFormat::Authenticated, &bytes, step).expect("valid content");
+        assert_eq!(back, records, "step {step}");
+        assert_eq!(write(&back), bytes, "step {step}");
     }
 }
 
 #[test]
-fn bad_content_is_refused() {
-    let frame = |at, speaker, len| ReplayFrame {
-        at,
-        speaker,
-        level: 1,
-        payload: vec![0; len],
+fn frames_keep_everything_their_speaker_signed() {
+    let frame = AudioFrame {
+        speaker: SpeakerId(0xdead_beef),
+        seq: u32::MAX,
+        timestamp: 12_345,
+        level: 127,
+        flags: 0xff,
+        payload: vec![9; MAX_OPUS_PAYLOAD],
+        tag: Some([1; crate::frame::TAG_BYTES]),
     };
-    let write = |frames: &[ReplayFrame]| {
-        let mut out = Vec::new();
-        for f in frames {
-            f.write_to(&mut out).expect("fits");
-        }
-        out
+    let kept = ReplayFrame::of(u64::MAX, &frame);
+    assert_eq!(kept.hash(), frame_hash(&frame), "the tag is not signed");
+    let back = read(
+        ContentFormat::Authenticated,
+        &write(&[ContentRecord::Frame(kept.clone())]),
+        3,
+    )
+    .expect("valid");
+    assert_eq!(back, vec![ContentRecord::Frame(kept)]);
+}
+
+#[test]
+fn version_1_content_reads_as_unauthenticated_frames() {
+    // What a build before proofs wrote: time, speaker, level, length, payload.
+    let mut bytes = Vec::new();
+    for (at, speaker, level, payload) in [(0u64, 1u32, 30u8, &[1u8, 2][..]), (960, 1, 200, &[3])] {
+        bytes.extend_from_slice(&at.to_be_bytes());
+        bytes.extend_from_slice(&speaker.to_be_bytes());
+        bytes.push(level);
+        bytes.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        bytes.extend_from_slice(payload);
+    }
+    let frame = |at, level, payload: &[u8]| {
+        ContentRecord::Frame(ReplayFrame {
+            at,
+            speaker: 1,
+            seq: 0,
+            timestamp: 0,
+            flags: 0,
+            level,
+            payload: payload.to_vec(),
+        })
+    };
+    for step in [1, 5, bytes.len()] {
+        assert_eq!(
+            read(ContentFormat::Unauthenticated, &bytes, step),
+            Ok(vec![frame(0, 30, &[1, 2]), frame(960, 200, &[3])])
+        );
+    }
+    assert_eq!(
+        ContentFormat::of_version(UNAUTHENTICATED_MANIFEST_VERSION),
+        Some(ContentFormat::Unauthenticated)
+    );
+    assert_eq!(
+        ContentFormat::of_version(MANIFEST_VERSION),
+        Some(ContentFormat::Authenticated)
+    );
+    assert_eq!(ContentFormat::of_version(0), None);
+}
+
+#[test]
+fn bad_content_is_refused() {
+    let frame = |at, speaker, len| {
+        ContentRecord::Frame(ReplayFrame {
+            at,
+            speaker,
+            seq: 0,
+            timestamp: 0,
+            flags: 0,
+            level: 1,
+            payload: vec![0; len],
+        })
+    };
+    let signed = signed_records(5)
+        .into_iter()
+        .find_map(|record| match record {
+            ContentRecord::Proof(proof) => Some(proof.proof),
+            ContentRecord::Frame(_) => None,
+        })
+        .expect("a proof");
+    let speaker = signed.speaker.0;
+    let proof = |at| {
+        ContentRecord::Proof(ReplayProof {
+            at,
+            proof: signed.clone(),
+        })
     };
     let check = |bytes: &[u8], expected: Result<(), ContentError>| {
-        let mut reader = ContentReader::new();
-        let result = reader
-            .push(bytes)
-            .map(|_| ())
-            .and_then(|()| reader.finish());
-        assert_eq!(result, expected);
+        assert_eq!(
+            read(ContentFormat::Authenticated, bytes, bytes.len()).map(|_| ()),
+            expected
+        );
     };
     check(
         &write(&[frame(960, 1, 3), frame(960, 1, 3)]),
@@ -409,16 +552,74 @@ fn bad_content_is_refused() {
         }),
     );
     check(&write(&[frame(960, 1, 3), frame(960, 2, 3)]), Ok(()));
+    // A proof comes after the frame of its speaker at its time, once.
+    check(&write(&[frame(960, speaker, 3), proof(960)]), Ok(()));
+    check(
+        &write(&[proof(960), frame(960, speaker, 3)]),
+        Err(ContentError::OutOfOrder { at: 960, speaker }),
+    );
+    check(
+        &write(&[proof(960), proof(960)]),
+        Err(ContentError::OutOfOrder { at: 960, speaker }),
+    );
     let whole = write(&[frame(0, 1, 30)]);
     check(&whole[..20], Err(ContentError::Truncated { left: 20 }));
     let mut too_long = whole.clone();
-    too_long[13..15].copy_from_slice(&2000u16.to_be_bytes());
+    too_long[23..25].copy_from_slice(&2000u16.to_be_bytes());
     check(&too_long, Err(ContentError::PayloadTooLong { len: 2000 }));
+    let mut loud = whole.clone();
+    loud[21] = 128;
+    check(&loud, Err(ContentError::BadLevel { level: 128 }));
+    let mut unknown = whole.clone();
+    unknown[0] = 7;
+    check(&unknown, Err(ContentError::UnknownRecord { kind: 7 }));
+    let mut bad_proof = write(&[proof(0)]);
+    bad_proof[PROOF_HEADER_BYTES] = 9;
+    check(
+        &bad_proof,
+        Err(ContentError::BadProof {
+            at: 0,
+            source: ProofError::Version(9),
+        }),
+    );
+    let mut long_proof = write(&[proof(0)]);
+    long_proof[9..11].copy_from_slice(&u16::MAX.to_be_bytes());
+    check(
+        &long_proof,
+        Err(ContentError::BadProof {
+            at: 0,
+            source: ProofError::Length {
+                len: usize::from(u16::MAX),
+            },
+        }),
+    );
+    let write_one = |record: ContentRecord| record.write_to(&mut Vec::new());
     assert_eq!(
-        frame(0, 0, MAX_OPUS_PAYLOAD + 1).write_to(&mut Vec::new()),
+        write_one(frame(0, 0, MAX_OPUS_PAYLOAD + 1)),
         Err(ContentError::PayloadTooLong {
             len: MAX_OPUS_PAYLOAD + 1
         })
+    );
+    let mut empty = signed.clone();
+    empty.hashes.clear();
+    let mut long = signed.clone();
+    long.hashes = vec![[0; crate::proof::HASH_BYTES]; MAX_FRAMES_PER_PROOF + 1];
+    for (proof, count) in [(empty, 0), (long, MAX_FRAMES_PER_PROOF + 1)] {
+        assert_eq!(
+            write_one(ContentRecord::Proof(ReplayProof { at: 5, proof })),
+            Err(ContentError::BadProof {
+                at: 5,
+                source: ProofError::Count(count)
+            })
+        );
+    }
+    let ContentRecord::Frame(mut loud) = frame(0, 0, 1) else {
+        unreachable!()
+    };
+    loud.level = 200;
+    assert_eq!(
+        write_one(ContentRecord::Frame(loud)),
+        Err(ContentError::BadLevel { level: 200 })
     );
 }
 
@@ -569,9 +770,11 @@ fn garbage_never_panics() {
     for i in 0..content.len().min(500) {
         let mut bytes = content.clone();
         bytes[i] ^= noise() as u8;
-        let mut reader = ContentReader::new();
-        if reader.push(&bytes).is_ok() {
-            let _ = reader.finish();
+        for format in [ContentFormat::Authenticated, ContentFormat::Unauthenticated] {
+            let mut reader = ContentReader::new(format);
+            if reader.push(&bytes).is_ok() {
+                let _ = reader.finish();
+            }
         }
     }
     for i in 0..link.len() {
@@ -583,11 +786,89 @@ fn garbage_never_panics() {
         let _ = ReplayManifest::decode_verified(&bytes);
         let _ = ReplayRequest::decode(&bytes);
         let _ = ReplayResponse::decode(&bytes);
-        let mut reader = ContentReader::new();
+        let mut reader = ContentReader::new(ContentFormat::Authenticated);
         let _ = reader.push(&bytes);
         let _ = ReplayLink::decode(&format!(
             "{REPLAY_LINK_PREFIX}{}",
             String::from_utf8_lossy(&bytes)
         ));
+    }
+}
+
+/// Any record a content may hold.
+fn record() -> impl Strategy<Value = ContentRecord> {
+    let frame = (
+        any::<u64>(),
+        any::<u32>(),
+        any::<u32>(),
+        any::<u32>(),
+        any::<u8>(),
+        0u8..=SILENCE_LEVEL,
+        prop::collection::vec(any::<u8>(), 0..=MAX_OPUS_PAYLOAD),
+    )
+        .prop_map(|(at, speaker, seq, timestamp, flags, level, payload)| {
+            ContentRecord::Frame(ReplayFrame {
+                at,
+                speaker,
+                seq,
+                timestamp,
+                flags,
+                level,
+                payload,
+            })
+        });
+    let proof = (
+        any::<u64>(),
+        any::<u32>(),
+        any::<u32>(),
+        prop::collection::vec(any::<[u8; crate::proof::HASH_BYTES]>(), 1..=16),
+        any::<[u8; 32]>(),
+    )
+        .prop_map(|(at, speaker, first_seq, hashes, signature)| {
+            ContentRecord::Proof(ReplayProof {
+                at,
+                proof: FrameProof {
+                    speaker: SpeakerId(speaker),
+                    first_seq,
+                    hashes,
+                    signature: Sig([signature, signature]
+                        .concat()
+                        .try_into()
+                        .unwrap_or([0; 64])),
+                },
+            })
+        });
+    prop_oneof![frame, proof]
+}
+
+proptest! {
+    #[test]
+    fn any_records_in_order_round_trip(
+        mut records in prop::collection::vec(record(), 0..12),
+        step in 1usize..64,
+    ) {
+        records.sort_by_key(ContentRecord::order);
+        records.dedup_by_key(|record| record.order());
+        let bytes = write(&records);
+        prop_assert_eq!(read(ContentFormat::Authenticated, &bytes, step), Ok(records));
+    }
+
+    #[test]
+    fn reading_arbitrary_content_never_panics(
+        bytes in prop::collection::vec(any::<u8>(), 0..600),
+        step in 1usize..64,
+    ) {
+        let _ = read(ContentFormat::Authenticated, &bytes, step);
+        let _ = read(ContentFormat::Unauthenticated, &bytes, step);
+    }
+
+    #[test]
+    fn reading_mangled_content_never_panics(at in any::<prop::sample::Index>(), value in any::<u8>()) {
+        let mut bytes = write(&signed_records(12));
+        let at = at.index(bytes.len());
+        bytes[at] = value;
+        let _ = read(ContentFormat::Authenticated, &bytes, 13);
+        bytes.truncate(at);
+        let _ = read(ContentFormat::Authenticated, &bytes, 13);
     }
 }

@@ -560,6 +560,10 @@ struct Sim {
     /// Each node's index in `present`.
     present_at: Vec<usize>,
     relays: Vec<Id>,
+    /// The community relays the host lists in its views, with their capacity: every node's
+    /// subtree believes their reports up to it (the view reaches every node in seconds; relays
+    /// join before the room fills, so every node is given the list as it is made).
+    carriers: Vec<(PeerKey, u16)>,
     host: Id,
     host_signing: SigningKey,
     audience: HostAudience,

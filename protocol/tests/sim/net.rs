@@ -27,6 +27,7 @@ impl Sim {
             present: Vec::new(),
             present_at: Vec::new(),
             relays: Vec::new(),
+            carriers: Vec::new(),
             host: 0,
             host_signing: host_signing.clone(),
             last_view: Vec::new(),
@@ -46,6 +47,13 @@ impl Sim {
             // Relays come first, 50 ms apart.
             sim.now = i as Us * 50 * MS;
             sim.follow(relay);
+        }
+        // Those made before the last relay hear of every relay too.
+        let carriers = sim.carriers.clone();
+        for node in &mut sim.nodes {
+            if let Some(m) = node.m.as_mut() {
+                m.subtree.set_carriers(carriers.iter().copied());
+            }
         }
         sim.now = 0;
         sim.push(FILL_START, Ev::Arrive { churn: false });
@@ -195,6 +203,11 @@ impl Sim {
         let addrs = vec![ByteBuf::from(addr.to_vec())];
         let mut subtree = Subtree::new(key, capacity, self.at(self.now));
         subtree.set_addrs(addrs.clone());
+        if kind == Kind::Relay {
+            self.carriers.push((key, capacity));
+            self.audience.add_carrier(key, capacity);
+        }
+        subtree.set_carriers(self.carriers.iter().copied());
         let access = self.rng.random_range(10 * MS..=75 * MS);
         self.nodes.push(Node {
             key,

@@ -269,6 +269,7 @@ pub(super) fn stage(host: PeerKey) -> RoomState {
         ended: false,
         banned: Vec::new(),
         revoked: Vec::new(),
+        carriers: None,
         signature: Sig([0; 64]),
     };
     RoomState::of_audience_view(host, &view, None)

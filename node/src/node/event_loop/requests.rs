@@ -270,7 +270,12 @@ impl EventLoop {
                     })),
                 });
             }
-            Pending::Carry(reply) => {
+            Pending::Carry { reply, room, relay } => {
+                if let (RoomResponse::Carrying, Some(room), Some(relay)) = (&response, room, relay)
+                {
+                    // Its parents believe its reports up to a carrier's share.
+                    self.rooms.add_carrier(&room, relay);
+                }
                 let _ = reply.send(match response {
                     RoomResponse::Carrying => Ok(()),
                     RoomResponse::Refused { refusal } => Err(CarryError::Refused(refusal)),
@@ -305,7 +310,7 @@ impl EventLoop {
                     failure.map_or(AttachError::Unreachable, AttachError::NoAnswer)
                 ));
             }
-            Pending::Carry(reply) => {
+            Pending::Carry { reply, .. } => {
                 let _ = reply.send(Err(
                     failure.map_or(CarryError::Unreachable, CarryError::NoAnswer)
                 ));

@@ -9,8 +9,8 @@
 use std::collections::BTreeSet;
 
 use earshot_protocol::replay::{
-    ChunkHash, ContentReader, DEFAULT_CHUNK_BYTES, MAX_CHUNKS, ManifestId, ManifestSpec,
-    ReplayFrame, ReplayManifest, ReplaySpeaker,
+    ChunkHash, ContentReader, ContentRecord, DEFAULT_CHUNK_BYTES, MAX_CHUNKS, ManifestId,
+    ManifestSpec, ReplayManifest, ReplaySpeaker,
 };
 use earshot_protocol::{RecordingId, Verified};
 use tracing::warn;
@@ -19,8 +19,9 @@ use super::ReplayError;
 use crate::recording::store::{RecordingMeta, RecordingState, Recordings, SpeakerInfo};
 use crate::store::Store;
 
-/// Manifest id → the manifest's signed encoding.
-const MANIFESTS: &str = "replay_manifests";
+/// Manifest id → the manifest's signed encoding. The recordings read a fetched replay's version
+/// (how its chunks are laid out) from here.
+pub(in crate::recording) const MANIFESTS: &str = "replay_manifests";
 /// Manifest id ‖ chunk index (big-endian) → the chunk. The recordings read a fetched replay's
 /// frames from here.
 pub(in crate::recording) const CHUNKS: &str = "replay_chunks";
@@ -302,18 +303,21 @@ impl Replays {
                 total: manifest.chunks.len(),
             });
         }
-        // The frames stay in the verified chunks, where the recordings read them (one key per
-        // frame made a fetch five times slower): check that they parse and count them.
+        // The frames and proofs stay in the verified chunks, where the recordings read them
+        // (one key per frame made a fetch five times slower): check that they parse and count
+        // the frames. (Whether the frames match their proofs is for `Recordings::verify`.)
         let bad = |reason: String| ReplayError::BadContent { id: *id, reason };
-        let mut reader = ContentReader::new();
+        let mut reader = ContentReader::new(manifest.content_format());
         let (mut frames, mut bytes) = (0u64, 0u64);
         for index in 0..manifest.chunks.len() as u32 {
             let chunk = self
                 .chunk(id, index)?
                 .ok_or_else(|| bad(format!("chunk {index} vanished")))?;
-            for frame in reader.push(&chunk).map_err(|err| bad(err.to_string()))? {
-                frames += 1;
-                bytes += frame.payload.len() as u64;
+            for record in reader.push(&chunk).map_err(|err| bad(err.to_string()))? {
+                if let ContentRecord::Frame(frame) = record {
+                    frames += 1;
+                    bytes += frame.payload.len() as u64;
+                }
             }
         }
         reader.finish().map_err(|err| bad(err.to_string()))?;
@@ -327,7 +331,7 @@ impl Replays {
         self.link_recording(&manifest.recording, id)?;
         let meta = meta_of(&manifest, frames, bytes);
         // No frames to write: the recordings read them from the chunks.
-        recordings.import(&meta, std::iter::empty())?;
+        recordings.import(&meta, std::iter::empty::<ContentRecord>())?;
         Ok(meta)
     }
 
@@ -380,8 +384,8 @@ fn meta_of(manifest: &ReplayManifest, frames: u64, bytes: u64) -> RecordingMeta 
     }
 }
 
-/// Streams a recording's content in chunks of `chunk_bytes` (the last one shorter) to `each`;
-/// returns (frames, total bytes).
+/// Streams a recording's content (its frames and proofs, in order) in chunks of `chunk_bytes`
+/// (the last one shorter) to `each`; returns (frames, total bytes).
 fn content_chunks(
     recordings: &Recordings,
     meta: &RecordingMeta,
@@ -391,20 +395,17 @@ fn content_chunks(
     let chunk_bytes = chunk_bytes as usize;
     let mut buffer = Vec::with_capacity(chunk_bytes * 2);
     let (mut frames, mut total) = (0u64, 0u64);
-    for frame in recordings.frames(&meta.id) {
-        let frame = frame?;
-        ReplayFrame {
-            at: frame.at,
-            speaker: frame.speaker.0,
-            level: frame.level,
-            payload: frame.payload,
+    for record in recordings.records(&meta.id) {
+        let record = record?;
+        record
+            .write_to(&mut buffer)
+            .map_err(|source| ReplayError::Unpublishable {
+                id: meta.id,
+                source,
+            })?;
+        if let ContentRecord::Frame(_) = record {
+            frames += 1;
         }
-        .write_to(&mut buffer)
-        .map_err(|source| ReplayError::Unpublishable {
-            id: meta.id,
-            source,
-        })?;
-        frames += 1;
         while buffer.len() >= chunk_bytes {
             each(&buffer[..chunk_bytes])?;
             total += chunk_bytes as u64;

@@ -16,6 +16,9 @@ fn synthetic(id: u8, frames: u32, payload: usize) -> (RecordingMeta, Vec<ReplayF
         .map(|i| ReplayFrame {
             at: u64::from(i / 2) * 960,
             speaker: i % 2,
+            seq: i / 2,
+            timestamp: (i / 2) * 960,
+            flags: (i % 3) as u8,
             level: (i % 100) as u8,
             payload: vec![(i % 251) as u8; payload],
         })
@@ -109,15 +112,7 @@ fn published_replays_import_elsewhere_frame_for_frame() {
     assert_eq!(imported.frames, 3000);
     let back: Vec<ReplayFrame> = recordings_b
         .frames(&meta.id)
-        .map(|f| {
-            let f = f.expect("frame");
-            ReplayFrame {
-                at: f.at,
-                speaker: f.speaker.0,
-                level: f.level,
-                payload: f.payload,
-            }
-        })
+        .map(|f| ReplayFrame::from(f.expect("frame")))
         .collect();
     assert_eq!(back, frames);
     assert_eq!(

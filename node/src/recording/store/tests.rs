@@ -1,3 +1,5 @@
+use earshot_protocol::proof::ProofSigner;
+
 use super::*;
 use crate::recording::replay::Replays;
 
@@ -122,6 +124,9 @@ fn a_recording_left_open_is_interrupted_on_the_next_start() {
     let frames = (0..100u32).map(|i| StoredFrame {
         at: u64::from(i) * 960,
         speaker: SpeakerId(1),
+        seq: i,
+        timestamp: 1_000_000 + i * 960,
+        flags: 0,
         level: 30,
         payload: vec![i as u8; 60],
     });
@@ -137,27 +142,180 @@ fn a_recording_left_open_is_interrupted_on_the_next_start() {
     assert_eq!(recordings.recover().expect("recover"), 0);
 }
 
+/// A speaker who signs what it says, as in a live room.
+fn speaker(seed: u8) -> (PeerKey, ProofSigner) {
+    let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+    (
+        PeerKey::from(&key),
+        ProofSigner::new(key, new_recording().room),
+    )
+}
+
+/// Frame `i` of `signer`'s voice, `phase` samples after its 20 ms slot.
+fn spoken(signer: &ProofSigner, i: u32, phase: u32) -> AudioFrame {
+    AudioFrame {
+        speaker: signer.speaker(),
+        seq: 40_000 + i,
+        timestamp: 1_000_000 + i * 960 + phase,
+        level: (i % 90) as u8,
+        flags: (i % 4) as u8,
+        payload: vec![(i + phase) as u8; 40 + (i % 20) as usize],
+        tag: None,
+    }
+}
+
+#[test]
+fn proofs_are_kept_after_the_frames_they_cover() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let recordings = Recordings::open(&Store::open(dir.path()).expect("store")).expect("open");
+    let recorder = recordings.start(new_recording()).expect("start");
+    let tap = recorder.tap();
+    let (ana, mut signer) = speaker(1);
+    // Frames 0-4 then their proof; frames 5-9 with their proof handed over first (it verified
+    // at the recorder before the frames did); frames 10-11 and the proof of the pause.
+    let frames: Vec<AudioFrame> = (0..12).map(|i| spoken(&signer, i, 0)).collect();
+    let mut proofs = Vec::new();
+    for frame in &frames {
+        proofs.extend(signer.push(frame));
+    }
+    proofs.extend(signer.flush());
+    assert_eq!(proofs.len(), 3);
+    frames[..5].iter().for_each(|f| tap.record(f));
+    tap.record_proof(&proofs[0]);
+    tap.record_proof(&proofs[1]);
+    frames[5..].iter().for_each(|f| tap.record(f));
+    tap.record_proof(&proofs[2]);
+    recorder.name_speakers([(ana, "ana".to_owned())]);
+    let meta = recorder
+        .finish(Timestamp(1_800_000_001_000))
+        .expect("finish");
+    assert_eq!(meta.frames, 12, "proofs are not frames");
+
+    let order: Vec<(u64, &str)> = recordings
+        .records(&meta.id)
+        .map(|record| match record.expect("a record") {
+            ContentRecord::Frame(frame) => (frame.at, "frame"),
+            ContentRecord::Proof(proof) => (proof.at, "proof"),
+        })
+        .collect();
+    let mut expected: Vec<(u64, &str)> = (0..12).map(|i| (i * 960, "frame")).collect();
+    // After frame 4 (the last it covers), after frame 4 again (its speaker's latest when it
+    // came), after frame 11.
+    expected.insert(5, (4 * 960, "proof"));
+    expected.insert(6, (4 * 960, "proof"));
+    expected.push((11 * 960, "proof"));
+    assert_eq!(order, expected);
+    let kept: Vec<FrameProof> = recordings
+        .proofs(&meta.id)
+        .map(|p| p.expect("a proof").proof)
+        .collect();
+    assert_eq!(kept, proofs);
+    let back: Vec<StoredFrame> = recordings
+        .frames(&meta.id)
+        .collect::<Result<_, _>>()
+        .expect("frames");
+    let sent: Vec<StoredFrame> = frames
+        .iter()
+        .enumerate()
+        .map(|(i, f)| StoredFrame::of(i as u64 * 960, f))
+        .collect();
+    assert_eq!(back, sent, "everything the speaker signed is kept");
+
+    let verified = recordings.verify(&meta.id).expect("verify");
+    assert!(verified.is_verified(), "{verified:?}");
+    assert_eq!(verified.report.total().verified, 12);
+    assert_eq!(verified.format, ContentFormat::Authenticated);
+
+    // Deleted, its proofs go with it.
+    recordings.delete(&meta.id).expect("delete");
+    assert_eq!(recordings.records(&meta.id).count(), 0);
+}
+
+#[test]
+fn a_full_tap_counts_dropped_proofs_and_never_waits() {
+    let (tx, _rx) = std::sync::mpsc::sync_channel(1);
+    let tap = FrameTap {
+        tx,
+        dropped: Arc::new(AtomicU64::new(0)),
+        dropped_proofs: Arc::new(AtomicU64::new(0)),
+    };
+    let (_, mut signer) = speaker(1);
+    let frame = spoken(&signer, 0, 0);
+    let proof = signer.push(&frame).into_iter().chain(signer.flush());
+    tap.record(&frame);
+    for proof in proof {
+        tap.record_proof(&proof);
+        tap.record_proof(&proof);
+    }
+    assert_eq!(tap.dropped.load(Ordering::Relaxed), 0);
+    assert_eq!(tap.dropped_proofs.load(Ordering::Relaxed), 2);
+}
+
+#[test]
+fn frames_kept_before_proofs_read_back_and_never_verify() {
+    // What an older build wrote: level, flags, payload.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let recordings = Recordings::open(&Store::open(dir.path()).expect("store")).expect("open");
+    let (ana, _) = speaker(1);
+    let mut meta = RecordingMeta::begin(RecordingId([5; 16]), new_recording());
+    meta.state = RecordingState::Complete;
+    meta.speakers.insert(
+        SpeakerId::of(&ana).0,
+        SpeakerInfo {
+            key: Some(ana),
+            name: "ana".into(),
+            frames: 3,
+        },
+    );
+    recordings
+        .import(&meta, std::iter::empty::<ContentRecord>())
+        .expect("meta");
+    for i in 0..3u32 {
+        recordings
+            .frames
+            .insert(
+                frame_key(&meta.id, u64::from(i) * 960, SpeakerId::of(&ana)),
+                [&[30u8, 1][..], &[i as u8; 20]].concat(),
+            )
+            .expect("insert");
+    }
+    let back: Vec<StoredFrame> = recordings
+        .frames(&meta.id)
+        .collect::<Result<_, _>>()
+        .expect("frames");
+    assert_eq!(back.len(), 3);
+    assert_eq!((back[2].at, back[2].level, back[2].flags), (1920, 30, 1));
+    assert_eq!((back[2].seq, back[2].timestamp), (0, 0));
+    assert_eq!(back[2].payload, vec![2; 20]);
+    let verified = recordings.verify(&meta.id).expect("verify");
+    assert_eq!(verified.format, ContentFormat::Unauthenticated);
+    assert_eq!(verified.report.total().unproven, 3);
+    assert!(!verified.is_verified());
+}
+
 #[test]
 fn imported_recordings_are_stored_exactly_as_recorded_ones() {
-    // Recorded through the recorder, as in a live room (two speakers, flags clear: replays do
-    // not carry flags).
+    // Recorded through the recorder, as in a live room: two speakers signing what they say.
     let a = tempfile::tempdir().expect("tempdir");
     let store_a = Store::open(a.path()).expect("store");
     let recordings_a = Recordings::open(&store_a).expect("recordings");
     let recorder = recordings_a.start(new_recording()).expect("start");
+    let mut speakers = [speaker(1), speaker(2)];
     for i in 0..300u32 {
-        for speaker in [1u32, 2] {
-            recorder.tap().record(&AudioFrame {
-                speaker: SpeakerId(speaker),
-                seq: i,
-                timestamp: 1_000_000 + i * 960 + speaker * 7,
-                level: (i % 90) as u8,
-                flags: 0,
-                payload: vec![(i + speaker) as u8; 40 + (i % 20) as usize],
-                tag: None,
-            });
+        for (n, (_, signer)) in speakers.iter_mut().enumerate() {
+            let frame = spoken(signer, i, 7 * n as u32);
+            let proofs = signer.push(&frame);
+            recorder.tap().record(&frame);
+            proofs
+                .iter()
+                .for_each(|proof| recorder.tap().record_proof(proof));
+        }
+        // The tap drops when the recorder's queue is full; keep to its pace here.
+        while recorder.meta().frames + 400 < u64::from(i) * 2 {
+            std::thread::yield_now();
         }
     }
+    recorder.name_speakers(speakers.iter().map(|(key, _)| (*key, "someone".to_owned())));
     let id = recorder
         .finish(Timestamp(1_800_000_010_000))
         .expect("finish")
@@ -165,10 +323,12 @@ fn imported_recordings_are_stored_exactly_as_recorded_ones() {
     // As stored (the recorder thread stamps its own end time).
     let meta = recordings_a.get(&id).expect("get").expect("stored");
     assert_eq!(meta.frames, 600);
-    let recorded: Vec<StoredFrame> = recordings_a
-        .frames(&meta.id)
+    let recorded: Vec<ContentRecord> = recordings_a
+        .records(&meta.id)
         .collect::<Result<_, _>>()
-        .expect("frames");
+        .expect("records");
+    assert_eq!(recorded.len(), 600 + 120, "a proof every five frames");
+    assert!(recordings_a.verify(&id).expect("verify").is_verified());
     let raw = |recordings: &Recordings| {
         recordings
             .frames
@@ -177,7 +337,7 @@ fn imported_recordings_are_stored_exactly_as_recorded_ones() {
             .expect("read the frames tree")
     };
 
-    // The same frames imported into another data directory: byte for byte the same keys and
+    // The same records imported into another data directory: byte for byte the same keys and
     // values, and the same recording listed.
     let b = tempfile::tempdir().expect("tempdir");
     let recordings_b = Recordings::open(&Store::open(b.path()).expect("store")).expect("open");
@@ -190,8 +350,8 @@ fn imported_recordings_are_stored_exactly_as_recorded_ones() {
         recordings_a.get(&meta.id).expect("get")
     );
 
-    // Published, and imported elsewhere as a fetch does (the frames stay in the chunks): the
-    // same frames in the same order.
+    // Published, and imported elsewhere as a fetch does (the records stay in the chunks): the
+    // same frames and proofs in the same order, and they verify there too.
     let replays_a = Replays::open(&store_a).expect("replays");
     let signer = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
     let manifest = replays_a
@@ -212,9 +372,12 @@ fn imported_recordings_are_stored_exactly_as_recorded_ones() {
     }
     let imported = replays_c.import(&recordings_c, &id).expect("import");
     assert_eq!(imported.frames, meta.frames);
-    let fetched: Vec<StoredFrame> = recordings_c
-        .frames(&meta.id)
+    let fetched: Vec<ContentRecord> = recordings_c
+        .records(&meta.id)
         .collect::<Result<_, _>>()
-        .expect("frames");
+        .expect("records");
     assert_eq!(fetched, recorded);
+    let verified = recordings_c.verify(&meta.id).expect("verify");
+    assert!(verified.is_verified(), "{verified:?}");
+    assert_eq!(verified.report.total().verified, 600);
 }

@@ -356,6 +356,7 @@ fn views_and_notices_from_a_forger_are_ignored() {
         ended: true,
         banned: Vec::new(),
         revoked: Vec::new(),
+        carriers: None,
         signature: earshot_protocol::id::Sig([0; 64]),
     }
     .sign(&forger.key);

@@ -255,3 +255,31 @@ fn the_path_children_are_told_starts_here() {
     assert_eq!(path, vec![key(3), key(2), key(0)]);
     assert_eq!(node.ancestor_keys(), vec![key(2), key(0)]);
 }
+
+#[test]
+fn a_claim_of_room_for_thousands_is_believed_up_to_a_members_share() {
+    let now = Instant::now();
+    let mut node = Subtree::new(key(0), 1, now);
+    assert_eq!(node.child_opened(key(1), now), Ok(()));
+    // The child (a liar) says it can take 65,535 listeners; its parent places only a handful
+    // there before the child's next report has to show them arrived.
+    node.report_from(&key(1), report(1, &[(1, 0, u16::MAX)]), now);
+    let mut placed_below = 0;
+    while let Some(Placed::Below(slot)) = node.place(now) {
+        assert_eq!(slot.key, key(1));
+        placed_below += 1;
+        assert!(placed_below <= 100, "placement never stops");
+    }
+    assert_eq!(placed_below, usize::from(MEMBER_MAX_CHILDREN));
+    // A community relay the host listed is believed up to its share.
+    let mut node = Subtree::new(key(0), 1, now);
+    node.set_carriers([(key(2), 500)]);
+    assert_eq!(node.child_opened(key(2), now), Ok(()));
+    node.report_from(&key(2), report(1, &[(2, 0, 600)]), now);
+    let mut placed = 0;
+    while let Some(Placed::Below(_)) = node.place(now) {
+        placed += 1;
+        assert!(placed <= 1_000, "placement never stops");
+    }
+    assert_eq!(placed, 500);
+}

@@ -1,0 +1,369 @@
+//! What every hop checks of the audio it receives: each frame against its speaker's proof, the
+//! speakers against the stage, and (below the host) the stream's progress against the host's
+//! beacons. Frames are passed on at once and checked as proofs arrive; a stream that forges,
+//! withholds or floods fails, and the node moves to another parent.
+//!
+//! **What gives way:** frames may play before their proof (waiting for it would add up to 80 ms
+//! of delay). A frame found forged before its turn is never played; frames whose proof does not
+//! come within [`PROOF_DEADLINE_MS`] are never played, and from then on that stream's frames
+//! play only once verified ([`Authenticity::HELD`]) until proofs come in time again. So a
+//! forging parent gets at most the deadline's worth of unverified audio played (minus the
+//! jitter buffer's delay), and is caught when the real proof arrives or the deadline passes.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Instant;
+
+use earshot_protocol::PeerKey;
+use earshot_protocol::frame::{AudioFrame, SpeakerId};
+use earshot_protocol::proof::FrameProof;
+use earshot_protocol::proof::check::{Arrival, BadProof, FrameAuth, PROOF_DEADLINE_MS};
+use earshot_protocol::proof::progress::{Judged, Progress, Withholding};
+
+use super::StreamError;
+
+/// Where a frame stands, shared between the stream that checks it and the player.
+#[derive(Debug, Clone, Default)]
+pub struct Authenticity(Arc<AtomicU8>);
+
+impl Authenticity {
+    /// Waiting for its proof; may play meanwhile.
+    pub const PENDING: u8 = 0;
+    /// Its speaker signed it.
+    pub const VERIFIED: u8 = 1;
+    /// Forged, or its proof never came: never played.
+    pub const REFUSED: u8 = 2;
+    /// Waiting for its proof, on a stream whose proofs were late: plays only once verified.
+    pub const HELD: u8 = 3;
+
+    pub fn new(state: u8) -> Self {
+        Self(Arc::new(AtomicU8::new(state)))
+    }
+
+    /// A frame nobody checks (its own voice, or a plane without stage keys: benches).
+    pub fn verified() -> Self {
+        Self::new(Self::VERIFIED)
+    }
+
+    pub fn get(&self) -> u8 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn set(&self, state: u8) {
+        self.0.store(state, Ordering::Relaxed);
+    }
+
+    /// Whether the player may play it now.
+    pub fn playable(&self) -> bool {
+        matches!(self.get(), Self::PENDING | Self::VERIFIED)
+    }
+}
+
+/// Who may be heard in a room, as this node knows it: the host (whose key signs the beacons)
+/// and the stage's keys by speaker id (ids are four bytes of a key: two members may share one).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Voices {
+    pub host: Option<PeerKey>,
+    pub stage: HashMap<SpeakerId, Vec<PeerKey>>,
+}
+
+impl Voices {
+    pub fn of(host: PeerKey, stage: impl IntoIterator<Item = PeerKey>) -> Self {
+        let mut voices = Self {
+            host: Some(host),
+            stage: HashMap::new(),
+        };
+        for key in stage.into_iter().chain([host]) {
+            let keys = voices.stage.entry(SpeakerId::of(&key)).or_default();
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+        voices
+    }
+
+    fn keys(&self, speaker: SpeakerId) -> &[PeerKey] {
+        self.stage.get(&speaker).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// Unproven batches within [`UNPROVEN_WINDOW`] that fail a stream.
+const UNPROVEN_LIMIT: usize = 3;
+const UNPROVEN_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
+/// Proofs in time in a row that lift the hold on a stream.
+const PROOFS_TO_TRUST_AGAIN: u32 = 5;
+/// Frames of speakers not on stage within [`STRANGERS_WINDOW`] that fail a stream (a new
+/// speaker's first second, before the stage change arrives, is ~50), and distinct ids of them.
+const STRANGERS_LIMIT: u32 = 500;
+const STRANGER_IDS_LIMIT: usize = 8;
+/// Proofs of speakers not on stage within [`STRANGERS_WINDOW`] that fail a stream.
+const STRANGE_PROOFS_LIMIT: u32 = 20;
+const STRANGERS_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A frame waiting for its proof: its flag, and the frame (for the recording, once verified).
+#[derive(Debug)]
+pub(super) struct Waiting {
+    pub auth: Authenticity,
+    pub frame: AudioFrame,
+}
+
+/// What became of something read from a stream.
+#[derive(Debug, Default)]
+pub(super) struct Checked {
+    /// Pass it on and play it (a frame), with its flag.
+    pub pass: Option<Authenticity>,
+    /// Frames now verified (for the recording).
+    pub verified: Vec<AudioFrame>,
+}
+
+/// One stream's checks.
+#[derive(Debug)]
+pub(super) struct StreamCheck {
+    auth: FrameAuth<Waiting>,
+    /// Below the host: the beacons. At the host (a speaker's stream): none.
+    progress: Option<Withholding>,
+    /// Exactly this speaker (a speak stream, at the host).
+    only: Option<SpeakerId>,
+    epoch: Instant,
+    unproven: VecDeque<Instant>,
+    /// Set when proofs were late: new frames wait for theirs; counts proofs in time since.
+    held: Option<u32>,
+    strangers: u32,
+    stranger_ids: std::collections::HashSet<SpeakerId>,
+    strange_proofs: u32,
+    strangers_since: Instant,
+}
+
+/// Why a stream failed its checks.
+fn failed(why: impl Into<String>) -> StreamError {
+    StreamError::Forged(why.into())
+}
+
+impl StreamCheck {
+    /// Checks for a stream from a parent in the tree.
+    pub fn from_parent(room: earshot_protocol::RoomId) -> Self {
+        let now = Instant::now();
+        Self {
+            auth: FrameAuth::new(room),
+            progress: Some(Withholding::new(0)),
+            only: None,
+            epoch: now,
+            unproven: VecDeque::new(),
+            held: None,
+            strangers: 0,
+            stranger_ids: std::collections::HashSet::new(),
+            strange_proofs: 0,
+            strangers_since: now,
+        }
+    }
+
+    /// Checks for a speaker's stream (at the host): only `speaker`'s frames.
+    pub fn from_speaker(room: earshot_protocol::RoomId, speaker: SpeakerId) -> Self {
+        Self {
+            progress: None,
+            only: Some(speaker),
+            ..Self::from_parent(room)
+        }
+    }
+
+    fn ms(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// A frame arrived.
+    pub fn frame(
+        &mut self,
+        frame: &AudioFrame,
+        voices: &Voices,
+        now: Instant,
+    ) -> Result<Checked, StreamError> {
+        if let Some(only) = self.only
+            && frame.speaker != only
+        {
+            return Err(failed(format!(
+                "a speaker's stream carried another speaker's frame ({:?})",
+                frame.speaker
+            )));
+        }
+        if voices.keys(frame.speaker).is_empty() {
+            self.strangers_window(now);
+            self.strangers += 1;
+            if self.stranger_ids.len() <= STRANGER_IDS_LIMIT {
+                self.stranger_ids.insert(frame.speaker);
+            }
+            if self.strangers > STRANGERS_LIMIT || self.stranger_ids.len() > STRANGER_IDS_LIMIT {
+                return Err(failed("frames of speakers who are not on stage"));
+            }
+            return Ok(Checked::default());
+        }
+        let auth = Authenticity::new(if self.held.is_some() {
+            Authenticity::HELD
+        } else {
+            Authenticity::PENDING
+        });
+        let waiting = Waiting {
+            auth: auth.clone(),
+            frame: frame.clone(),
+        };
+        let ms = self.ms(now);
+        match self.auth.frame(frame, waiting, ms) {
+            Arrival::Verified => {
+                auth.set(Authenticity::VERIFIED);
+                self.count_fresh(frame);
+                Ok(Checked {
+                    pass: Some(auth),
+                    verified: vec![frame.clone()],
+                })
+            }
+            Arrival::Pending => {
+                self.count_fresh(frame);
+                Ok(Checked {
+                    pass: Some(auth),
+                    verified: Vec::new(),
+                })
+            }
+            Arrival::Forged => Err(failed("a frame that does not match its speaker's proof")),
+            // Sent twice: passed on once.
+            Arrival::Duplicate(_) => Ok(Checked::default()),
+            Arrival::Overflow(_) => Err(failed("frames without proofs")),
+        }
+    }
+
+    /// Strangers are counted per window: a few now and then are races with the stage.
+    fn strangers_window(&mut self, now: Instant) {
+        if now.saturating_duration_since(self.strangers_since) > STRANGERS_WINDOW {
+            self.strangers = 0;
+            self.stranger_ids.clear();
+            self.strange_proofs = 0;
+            self.strangers_since = now;
+        }
+    }
+
+    fn count_fresh(&mut self, frame: &AudioFrame) {
+        if let Some(progress) = self.progress.as_mut() {
+            progress.frame(frame.speaker, frame.seq);
+        }
+    }
+
+    /// A proof arrived: whether to pass it on, and the frames it verified.
+    pub fn proof(
+        &mut self,
+        proof: &FrameProof,
+        voices: &Voices,
+        now: Instant,
+    ) -> Result<(bool, Checked), StreamError> {
+        if let Some(only) = self.only
+            && proof.speaker != only
+        {
+            return Err(failed("a speaker's stream carried another speaker's proof"));
+        }
+        let ms = self.ms(now);
+        let settled = match self.auth.proof(proof, voices.keys(proof.speaker), ms) {
+            Ok(settled) => settled,
+            Err(BadProof::NotOnStage(_)) => {
+                // Just off the stage, or a stranger: nothing it proves plays.
+                self.strangers_window(now);
+                self.strange_proofs += 1;
+                if self.strange_proofs > STRANGE_PROOFS_LIMIT {
+                    return Err(failed("proofs of speakers who are not on stage"));
+                }
+                return Ok((false, Checked::default()));
+            }
+            Err(err @ BadProof::BadSignature(_)) => return Err(failed(err.to_string())),
+        };
+        if !settled.forged.is_empty() {
+            for (_, waiting) in &settled.forged {
+                waiting.auth.set(Authenticity::REFUSED);
+            }
+            return Err(failed(format!(
+                "{} frame(s) that do not match their speaker's proof",
+                settled.forged.len()
+            )));
+        }
+        if let Some(in_time) = self.held.as_mut() {
+            *in_time += 1;
+            if *in_time >= PROOFS_TO_TRUST_AGAIN {
+                self.held = None;
+            }
+        }
+        let verified = settled
+            .verified
+            .into_iter()
+            .map(|(_, waiting)| {
+                waiting.auth.set(Authenticity::VERIFIED);
+                waiting.frame
+            })
+            .collect();
+        Ok((
+            true,
+            Checked {
+                pass: None,
+                verified,
+            },
+        ))
+    }
+
+    /// The host's beacon arrived: whether to pass it on.
+    pub fn beacon(
+        &mut self,
+        beacon: &Progress,
+        room: &earshot_protocol::RoomId,
+        voices: &Voices,
+        now: Instant,
+    ) -> Result<bool, StreamError> {
+        let Some(progress) = self.progress.as_mut() else {
+            return Ok(false);
+        };
+        let Some(host) = voices.host else {
+            return Ok(false);
+        };
+        if !beacon.verify(room, &host) {
+            return Err(failed("a progress beacon the host did not sign"));
+        }
+        let ms = u64::try_from(now.saturating_duration_since(self.epoch).as_millis())
+            .unwrap_or(u64::MAX);
+        match progress.beacon(beacon, ms) {
+            Judged::Fine => Ok(true),
+            Judged::Withheld { sent, fresh } => Err(StreamError::Withheld(format!(
+                "the host sent {sent} frames since its last beacon, this parent passed {fresh}"
+            ))),
+            Judged::Replayed => Err(StreamError::Withheld("an old beacon replayed".into())),
+        }
+    }
+
+    /// Time passed: frames whose proof is overdue are refused; a stream whose proofs keep
+    /// failing to come, or that stopped passing the host's beacons, fails.
+    pub fn tick(&mut self, now: Instant) -> Result<(), StreamError> {
+        let ms = self.ms(now);
+        let late = self.auth.expire(ms);
+        if !late.is_empty() {
+            for (_, waiting) in &late {
+                waiting.auth.set(Authenticity::REFUSED);
+            }
+            self.held = Some(0);
+            self.unproven.push_back(now);
+            while self
+                .unproven
+                .front()
+                .is_some_and(|at| now.saturating_duration_since(*at) > UNPROVEN_WINDOW)
+            {
+                self.unproven.pop_front();
+            }
+            if self.unproven.len() >= UNPROVEN_LIMIT {
+                return Err(failed(format!(
+                    "frames whose proofs did not come within {PROOF_DEADLINE_MS} ms, {UNPROVEN_LIMIT} times in {} s",
+                    UNPROVEN_WINDOW.as_secs()
+                )));
+            }
+        }
+        if let Some(progress) = &self.progress
+            && progress.silent(ms)
+        {
+            return Err(StreamError::Withheld(
+                "no progress beacon from the host for too long".into(),
+            ));
+        }
+        Ok(())
+    }
+}
