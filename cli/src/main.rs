@@ -1,6 +1,7 @@
 //! `earshot`: the command-line node.
 //!
-//! Exit codes: 0 success; 1 failure (for `invite inspect`: the invite is not valid now);
+//! Exit codes: 0 success; 1 failure (for `invite inspect`: the invite is not valid now; for
+//! `recordings verify`: a frame did not verify);
 //! 2 bad usage or, for commands that take a link, a malformed link.
 
 use std::path::PathBuf;
