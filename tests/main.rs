@@ -14,4 +14,3 @@ mod recordings;
 mod relay;
 mod replays;
 mod rooms;
-mod trust;

@@ -271,7 +271,7 @@ struct Root {
     signer: ProofSigner,
     /// When its own voice last went down.
     last_own: std::time::Instant,
-    beacon_n: u64,
+    beacon_n: u32,
     last_beacon: std::time::Instant,
     /// The newest frame sent down of each voice, and when.
     newest: HashMap<SpeakerId, (u32, std::time::Instant)>,
@@ -727,7 +727,7 @@ impl RoomAudio {
             >= std::time::Duration::from_millis(BEACON_INTERVAL_MS))
         .then(|| {
             root.last_beacon = std::time::Instant::now();
-            root.beacon_n += 1;
+            root.beacon_n = root.beacon_n.wrapping_add(1);
             root.newest
                 .retain(|_, (_, at)| at.elapsed() < std::time::Duration::from_secs(3));
             let mut newest: Vec<(SpeakerId, u32)> = root
@@ -746,7 +746,8 @@ impl RoomAudio {
             && let Some(root) = self.root.as_ref()
         {
             let key = root.signer.key();
-            let forwarded = self.stats.relayed.load(Ordering::Relaxed);
+            // Wrapping: the beacon carries the low 32 bits.
+            let forwarded = self.stats.relayed.load(Ordering::Relaxed) as u32;
             let beacon = Progress::sign(key, room, n, forwarded, newest);
             self.send(Outgoing::Beacon(Arc::new(beacon.encode())));
         }

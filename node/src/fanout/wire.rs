@@ -185,14 +185,33 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
     stream: &mut W,
     bytes: &[u8],
 ) -> Result<(), StreamError> {
+    put_frame(stream, bytes).await?;
+    stream.flush().await?;
+    Ok(())
+}
+
+/// [`write_frame`] without the flush (several go out together).
+pub async fn put_frame<W: AsyncWrite + Unpin>(
+    stream: &mut W,
+    bytes: &[u8],
+) -> Result<(), StreamError> {
     let len = u16::try_from(bytes.len())
         .ok()
         .filter(|len| *len < BEACON_MARKER)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
     stream.write_all(&len.to_be_bytes()).await?;
     stream.write_all(bytes).await?;
-    stream.flush().await?;
     Ok(())
+}
+
+/// Something that follows a marker (a control frame, a proof, a beacon), not flushed.
+pub async fn put_marked<W: AsyncWrite + Unpin>(
+    stream: &mut W,
+    marker: u16,
+    bytes: &[u8],
+) -> Result<(), StreamError> {
+    stream.write_all(&marker.to_be_bytes()).await?;
+    put_frame(stream, bytes).await
 }
 
 /// Says the stream is not taken.

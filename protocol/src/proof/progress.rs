@@ -28,17 +28,17 @@ pub const MIN_FRAMES_JUDGED: u64 = 10;
 /// Frames this far behind the newest the host announced for their voice are not fresh (2 s).
 pub const FRESH_FRAMES: u32 = 100;
 /// Largest encoded beacon.
-pub const MAX_PROGRESS_BYTES: usize = 18 + MAX_BEACON_VOICES * 8 + 64;
+pub const MAX_PROGRESS_BYTES: usize = 10 + MAX_BEACON_VOICES * 8 + 64;
 
 const PROGRESS_DOMAIN: &[u8] = b"earshot/progress/v1\0";
 
 /// The host's signed account of what it sent down the tree.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Progress {
-    /// +1 per beacon.
-    pub n: u64,
-    /// Frames the host has sent down so far.
-    pub forwarded: u64,
+    /// +1 per beacon (wrapping).
+    pub n: u32,
+    /// Frames the host has sent down so far (wrapping).
+    pub forwarded: u32,
     /// The newest frame of each voice it forwards.
     pub newest: Vec<(SpeakerId, u32)>,
     pub signature: Sig,
@@ -48,8 +48,8 @@ impl Progress {
     pub fn sign(
         key: &ed25519_dalek::SigningKey,
         room: &RoomId,
-        n: u64,
-        forwarded: u64,
+        n: u32,
+        forwarded: u32,
         mut newest: Vec<(SpeakerId, u32)>,
     ) -> Self {
         newest.truncate(MAX_BEACON_VOICES);
@@ -70,7 +70,7 @@ impl Progress {
     }
 
     fn body(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(18 + self.newest.len() * 8 + 64);
+        let mut out = Vec::with_capacity(10 + self.newest.len() * 8 + 64);
         out.push(PROOF_VERSION);
         out.extend_from_slice(&self.n.to_be_bytes());
         out.extend_from_slice(&self.forwarded.to_be_bytes());
@@ -97,35 +97,30 @@ impl Progress {
     /// Reads a beacon; malformed input is an error, never a panic.
     pub fn decode(bytes: &[u8]) -> Result<Self, ProofError> {
         let len = bytes.len();
-        if !(18 + 64..=MAX_PROGRESS_BYTES).contains(&len) {
+        if !(10 + 64..=MAX_PROGRESS_BYTES).contains(&len) {
             return Err(ProofError::Length { len });
         }
         if bytes[0] != PROOF_VERSION {
             return Err(ProofError::Version(bytes[0]));
         }
-        let count = usize::from(bytes[17]);
-        if count > MAX_BEACON_VOICES || len != 18 + count * 8 + 64 {
+        let count = usize::from(bytes[9]);
+        if count > MAX_BEACON_VOICES || len != 10 + count * 8 + 64 {
             return Err(ProofError::Length { len });
         }
-        let u64_at = |at: usize| {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(&bytes[at..at + 8]);
-            u64::from_be_bytes(word)
-        };
         let u32_at = |at: usize| {
             u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
         };
         let newest = (0..count)
             .map(|i| {
-                let at = 18 + i * 8;
+                let at = 10 + i * 8;
                 (SpeakerId(u32_at(at)), u32_at(at + 4))
             })
             .collect();
         let mut signature = [0u8; 64];
         signature.copy_from_slice(&bytes[len - 64..]);
         Ok(Self {
-            n: u64_at(1),
-            forwarded: u64_at(9),
+            n: u32_at(1),
+            forwarded: u32_at(5),
             newest,
             signature: Sig(signature),
         })
@@ -146,7 +141,7 @@ pub enum Judged {
 /// One stream's frames against the host's beacons.
 #[derive(Debug, Clone)]
 pub struct Withholding {
-    last: Option<(u64, u64)>,
+    last: Option<(u32, u32)>,
     fresh: u64,
     newest: HashMap<SpeakerId, u32>,
     last_beacon_ms: u64,
@@ -181,8 +176,9 @@ impl Withholding {
 
     /// A beacon the host signed (checked by the caller) arrived at `now_ms`.
     pub fn beacon(&mut self, beacon: &Progress, now_ms: u64) -> Judged {
+        // Not after the last one (wrapping): replayed.
         if let Some((n, _)) = self.last
-            && beacon.n <= n
+            && beacon.n.wrapping_sub(n).wrapping_sub(1) >= u32::MAX / 2
         {
             return Judged::Replayed;
         }
@@ -195,7 +191,7 @@ impl Withholding {
             // The first beacon on a stream only sets the baseline.
             return Judged::Fine;
         };
-        let sent = beacon.forwarded.saturating_sub(forwarded);
+        let sent = u64::from(beacon.forwarded.wrapping_sub(forwarded));
         if sent >= MIN_FRAMES_JUDGED && fresh * 2 < sent {
             Judged::Withheld { sent, fresh }
         } else {

@@ -230,7 +230,7 @@ fn a_signer_signs_a_batch_the_next_frame_does_not_continue() {
     );
 }
 
-fn beacon(n: u64, forwarded: u64, newest: &[(u32, u32)]) -> Progress {
+fn beacon(n: u32, forwarded: u32, newest: &[(u32, u32)]) -> Progress {
     Progress::sign(
         &key(9),
         &ROOM,
@@ -311,7 +311,7 @@ proptest! {
     }
 
     #[test]
-    fn any_single_flipped_byte_of_a_proof_is_caught(at in 0usize..134, bit in 0u8..8) {
+    fn any_single_flipped_byte_of_a_proof_is_caught(at in 0usize..124, bit in 0u8..8) {
         let speaker = key(1);
         let sent = speak(&speaker, 0..5);
         let Some(Sent::Proof(proof)) = sent.last() else { unreachable!() };
