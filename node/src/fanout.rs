@@ -229,6 +229,9 @@ pub struct FanoutStats {
     pub failed_checks: AtomicU64,
 }
 
+/// Control frames for one child.
+type ChildSender = mpsc::Sender<Arc<Vec<u8>>>;
+
 /// What goes to every child of a room.
 #[derive(Debug, Clone)]
 enum Outgoing {
@@ -242,7 +245,10 @@ enum Outgoing {
 struct RoomAudio {
     fanout: broadcast::Sender<Outgoing>,
     /// Control frames for one child (a notice routed to it, its path when it opens).
-    to_child: HashMap<PeerId, mpsc::Sender<Arc<Vec<u8>>>>,
+    /// With the stream's number: a child has one stream, its newest.
+    to_child: HashMap<PeerId, (u64, ChildSender)>,
+    /// Numbers the children's streams.
+    streams_opened: u64,
     /// How many children are being fed now.
     children: Arc<watch::Sender<usize>>,
     /// Set when this node leaves: children are told to move.
@@ -389,6 +395,7 @@ impl Fanout {
             RoomAudio {
                 fanout,
                 to_child: HashMap::new(),
+                streams_opened: 0,
                 children: Arc::new(watch::channel(0).0),
                 leaving: Arc::new(watch::channel(false).0),
                 playback,
@@ -477,7 +484,7 @@ impl Fanout {
         if let Some(tx) = self
             .lock()
             .get(room)
-            .and_then(|audio| audio.to_child.get(child))
+            .and_then(|audio| audio.to_child.get(child).map(|(_, tx)| tx))
         {
             let _ = tx.try_send(Arc::new(down.encode()));
         }
@@ -544,13 +551,16 @@ impl Fanout {
     pub fn relay(&self, room: &RoomId, frame: &AudioFrame) {
         if let Some(audio) = self.lock().get_mut(room) {
             // Signed whether forwarded or not: the recording keeps it either way.
-            let proofs = match audio.root.as_mut() {
+            let (before, after) = match audio.root.as_mut() {
                 Some(root) => {
                     root.last_own = std::time::Instant::now();
-                    root.signer.push(frame)
+                    root.signer.push_around(frame)
                 }
-                None => Vec::new(),
+                None => (None, None),
             };
+            if let Some(proof) = before {
+                audio.pass_proof(&proof);
+            }
             if let Some(tap) = &audio.tap {
                 tap.record(frame);
             }
@@ -560,7 +570,7 @@ impl Fanout {
                 audio.stats.relayed.fetch_add(1, Ordering::Relaxed);
                 audio.sent_down(frame);
             }
-            for proof in proofs {
+            if let Some(proof) = after {
                 audio.pass_proof(&proof);
             }
         }

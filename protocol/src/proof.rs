@@ -227,22 +227,33 @@ impl ProofSigner {
         SpeakerId::of(&PeerKey::from(&self.key))
     }
 
-    /// `frame` is about to be sent: the proofs to send right after it (a batch that the frame
-    /// does not continue is signed first; a full batch is signed with it).
+    /// `frame` is about to be sent: the proofs it makes, in the order they go with it (a batch
+    /// that the frame does not continue is signed first; a full batch with it).
     pub fn push(&mut self, frame: &AudioFrame) -> Vec<FrameProof> {
-        let mut out = Vec::new();
+        let (before, after) = self.push_around(frame);
+        before.into_iter().chain(after).collect()
+    }
+
+    /// [`Self::push`], saying where each proof goes: `before` the frame (it covers the frames
+    /// before it, which this one does not continue: checkers expect a batch's proof before the
+    /// next frame), `after` it (the batch it completes).
+    pub fn push_around(&mut self, frame: &AudioFrame) -> (Option<FrameProof>, Option<FrameProof>) {
         let next = self.first_seq.wrapping_add(self.hashes.len() as u32);
-        if !self.hashes.is_empty() && frame.seq != next {
-            out.extend(self.flush());
-        }
+        let before = if !self.hashes.is_empty() && frame.seq != next {
+            self.flush()
+        } else {
+            None
+        };
         if self.hashes.is_empty() {
             self.first_seq = frame.seq;
         }
         self.hashes.push(frame_hash(frame));
-        if self.hashes.len() >= self.per_proof {
-            out.extend(self.flush());
-        }
-        out
+        let after = if self.hashes.len() >= self.per_proof {
+            self.flush()
+        } else {
+            None
+        };
+        (before, after)
     }
 
     /// Signs the frames sent since the last proof (before a pause, or at the end).

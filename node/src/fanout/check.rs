@@ -88,6 +88,10 @@ impl Voices {
     }
 }
 
+/// A frame waiting this long for its proof means the proof is overdue (a batch is 80 ms from
+/// its first frame to its last, and the proof follows the last before the next frame): frames
+/// arriving after it play only once verified.
+const PROOF_DUE_MS: u64 = 90;
 /// Unproven batches within [`UNPROVEN_WINDOW`] that fail a stream.
 const UNPROVEN_LIMIT: usize = 3;
 const UNPROVEN_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
@@ -100,6 +104,10 @@ const STRANGER_IDS_LIMIT: usize = 8;
 /// Proofs of speakers not on stage within [`STRANGERS_WINDOW`] that fail a stream.
 const STRANGE_PROOFS_LIMIT: u32 = 20;
 const STRANGERS_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
+/// Signatures (proofs and beacons) a stream may make this node check, per second and at once:
+/// ten voices' proofs and the beacons fit; a stream replaying valid proofs to burn CPU fails.
+const SIGNATURES_PER_SEC: f64 = 110.0;
+const SIGNATURES_BURST: f64 = 60.0;
 
 /// A frame waiting for its proof: its flag, and the frame (for the recording, once verified).
 #[derive(Debug)]
@@ -133,6 +141,10 @@ pub(super) struct StreamCheck {
     stranger_ids: std::collections::HashSet<SpeakerId>,
     strange_proofs: u32,
     strangers_since: Instant,
+    /// Signature checks this stream may still ask for now (a token bucket), and when it was
+    /// last filled.
+    signatures: f64,
+    signatures_at: Instant,
 }
 
 /// Why a stream failed its checks.
@@ -155,6 +167,8 @@ impl StreamCheck {
             stranger_ids: std::collections::HashSet::new(),
             strange_proofs: 0,
             strangers_since: now,
+            signatures: SIGNATURES_BURST,
+            signatures_at: now,
         }
     }
 
@@ -197,7 +211,15 @@ impl StreamCheck {
             }
             return Ok(Checked::default());
         }
-        let auth = Authenticity::new(if self.held.is_some() {
+        let ms = self.ms(now);
+        // Held (played only once verified) on a stream whose proofs were late, or when an
+        // earlier frame of this voice waits longer than a batch: its proof should have come
+        // before this frame. So at most a batch (100 ms) plays unverified.
+        let overdue = self
+            .auth
+            .oldest_waiting_ms(frame.speaker, ms)
+            .is_some_and(|waited| waited >= PROOF_DUE_MS);
+        let auth = Authenticity::new(if self.held.is_some() || overdue {
             Authenticity::HELD
         } else {
             Authenticity::PENDING
@@ -206,7 +228,6 @@ impl StreamCheck {
             auth: auth.clone(),
             frame: frame.clone(),
         };
-        let ms = self.ms(now);
         match self.auth.frame(frame, waiting, ms) {
             Arrival::Verified => {
                 auth.set(Authenticity::VERIFIED);
@@ -240,6 +261,20 @@ impl StreamCheck {
         }
     }
 
+    /// One signature check more, if the stream's budget allows.
+    fn signature_check(&mut self, now: Instant) -> Result<(), StreamError> {
+        let elapsed = now
+            .saturating_duration_since(self.signatures_at)
+            .as_secs_f64();
+        self.signatures_at = now;
+        self.signatures = (self.signatures + elapsed * SIGNATURES_PER_SEC).min(SIGNATURES_BURST);
+        if self.signatures < 1.0 {
+            return Err(failed("more signatures to check than any room sends"));
+        }
+        self.signatures -= 1.0;
+        Ok(())
+    }
+
     fn count_fresh(&mut self, frame: &AudioFrame) {
         if let Some(progress) = self.progress.as_mut() {
             progress.frame(frame.speaker, frame.seq);
@@ -258,6 +293,7 @@ impl StreamCheck {
         {
             return Err(failed("a speaker's stream carried another speaker's proof"));
         }
+        self.signature_check(now)?;
         let ms = self.ms(now);
         let settled = match self.auth.proof(proof, voices.keys(proof.speaker), ms) {
             Ok(settled) => settled,
@@ -312,10 +348,11 @@ impl StreamCheck {
         voices: &Voices,
         now: Instant,
     ) -> Result<bool, StreamError> {
-        let Some(progress) = self.progress.as_mut() else {
+        if self.progress.is_none() || voices.host.is_none() {
             return Ok(false);
-        };
-        let Some(host) = voices.host else {
+        }
+        self.signature_check(now)?;
+        let (Some(progress), Some(host)) = (self.progress.as_mut(), voices.host) else {
             return Ok(false);
         };
         if !beacon.verify(room, &host) {
@@ -365,5 +402,167 @@ impl StreamCheck {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use earshot_protocol::RoomId;
+    use earshot_protocol::proof::ProofSigner;
+    use earshot_protocol::proof::progress::Progress;
+
+    use super::*;
+
+    const ROOM: RoomId = RoomId([5; 16]);
+
+    fn key(n: u8) -> ed25519_dalek::SigningKey {
+        ed25519_dalek::SigningKey::from_bytes(&[n; 32])
+    }
+
+    fn frame(speaker: &ed25519_dalek::SigningKey, seq: u32) -> AudioFrame {
+        AudioFrame {
+            speaker: SpeakerId::of(&PeerKey::from(speaker)),
+            seq,
+            timestamp: seq * 960,
+            level: 40,
+            flags: 0,
+            payload: vec![seq as u8; 80],
+            tag: None,
+        }
+    }
+
+    fn voices() -> Voices {
+        Voices::of(PeerKey::from(&key(1)), [PeerKey::from(&key(2))])
+    }
+
+    #[test]
+    fn an_honest_speakers_frames_verify_and_play() {
+        let speaker = key(2);
+        let mut signer = ProofSigner::new(speaker.clone(), ROOM);
+        let mut check = StreamCheck::from_parent(ROOM);
+        let now = Instant::now();
+        let mut flags = Vec::new();
+        for seq in 0..10 {
+            let f = frame(&speaker, seq);
+            let proofs = signer.push(&f);
+            let checked = check.frame(&f, &voices(), now).expect("an honest frame");
+            flags.push(checked.pass.expect("passed on"));
+            for proof in proofs {
+                let (pass, checked) = check.proof(&proof, &voices(), now).expect("its proof");
+                assert!(pass);
+                assert_eq!(checked.verified.len(), 5);
+            }
+        }
+        assert!(flags.iter().all(|f| f.get() == Authenticity::VERIFIED));
+        check.tick(now).expect("nothing overdue");
+    }
+
+    #[test]
+    fn an_altered_frame_fails_the_stream_and_is_never_played() {
+        let speaker = key(2);
+        let mut signer = ProofSigner::new(speaker.clone(), ROOM);
+        let mut check = StreamCheck::from_parent(ROOM);
+        let now = Instant::now();
+        let mut proofs = Vec::new();
+        let mut flags = Vec::new();
+        for seq in 0..5 {
+            let real = frame(&speaker, seq);
+            proofs.extend(signer.push(&real));
+            let mut sent = real;
+            if seq == 2 {
+                sent.payload[0] ^= 0xFF;
+            }
+            flags.push(check.frame(&sent, &voices(), now).expect("pending").pass);
+        }
+        let err = check
+            .proof(&proofs[0], &voices(), now)
+            .expect_err("a forgery");
+        assert!(matches!(err, StreamError::Forged(_)), "{err}");
+        let altered = flags[2]
+            .as_ref()
+            .expect("it was passed on before its proof");
+        assert!(!altered.playable(), "refused before its turn");
+    }
+
+    #[test]
+    fn frames_without_proofs_are_held_then_fail_the_stream() {
+        let speaker = key(2);
+        let mut check = StreamCheck::from_parent(ROOM);
+        let start = Instant::now();
+        let mut result = Ok(());
+        let mut played_unverified = Duration::ZERO;
+        for seq in 0..200u32 {
+            let now = start + Duration::from_millis(u64::from(seq) * 20);
+            let checked = check
+                .frame(&frame(&speaker, seq), &voices(), now)
+                .expect("taken");
+            if checked
+                .pass
+                .is_some_and(|auth| auth.get() == Authenticity::PENDING)
+            {
+                played_unverified += Duration::from_millis(20);
+            }
+            result = check.tick(now);
+            if result.is_err() {
+                break;
+            }
+        }
+        assert!(matches!(result, Err(StreamError::Forged(_))), "{result:?}");
+        // Frames that may play before their proof: only until the first deadline passed.
+        assert!(
+            played_unverified <= Duration::from_millis(100),
+            "{played_unverified:?} of unverified frames allowed to play"
+        );
+    }
+
+    #[test]
+    fn floods_of_strangers_and_of_proofs_fail_the_stream() {
+        let mut check = StreamCheck::from_parent(ROOM);
+        let now = Instant::now();
+        let mut result = Ok(Checked::default());
+        for id in 0..20u32 {
+            let mut f = frame(&key(2), 0);
+            f.speaker = SpeakerId(id.wrapping_mul(0x9E37_79B9) | 1);
+            result = check.frame(&f, &voices(), now);
+            if result.is_err() {
+                break;
+            }
+        }
+        assert!(result.is_err(), "strangers under many ids");
+        // A valid proof replayed as fast as the stream goes.
+        let speaker = key(2);
+        let proof = ProofSigner::new(speaker.clone(), ROOM)
+            .push(&frame(&speaker, 0))
+            .pop()
+            .or_else(|| {
+                let mut signer = ProofSigner::new(speaker.clone(), ROOM);
+                signer.push(&frame(&speaker, 0));
+                signer.flush()
+            })
+            .expect("a proof");
+        let mut check = StreamCheck::from_parent(ROOM);
+        let failed = (0..1_000).any(|_| check.proof(&proof, &voices(), now).is_err());
+        assert!(failed, "a thousand signatures in an instant");
+    }
+
+    #[test]
+    fn a_beacon_not_from_the_host_or_a_parent_passing_keep_alives_fails() {
+        let mut check = StreamCheck::from_parent(ROOM);
+        let now = Instant::now();
+        let forged = Progress::sign(&key(3), &ROOM, 1, 0, Vec::new());
+        assert!(check.beacon(&forged, &ROOM, &voices(), now).is_err());
+        let mut check = StreamCheck::from_parent(ROOM);
+        let host = key(1);
+        let first = Progress::sign(&host, &ROOM, 1, 100, Vec::new());
+        assert!(check.beacon(&first, &ROOM, &voices(), now).expect("fine"));
+        // 25 frames sent since, none passed on.
+        let next = Progress::sign(&host, &ROOM, 2, 125, Vec::new());
+        let judged = check.beacon(&next, &ROOM, &voices(), now + Duration::from_millis(500));
+        assert!(
+            matches!(judged, Err(StreamError::Withheld(_))),
+            "{judged:?}"
+        );
     }
 }

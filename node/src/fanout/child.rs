@@ -235,32 +235,30 @@ impl Fanout {
                     true => tokio::time::timeout(FLUSH_AFTER, rx.recv()).await,
                     false => Ok(rx.recv().await),
                 };
-                let (frame, proofs) = match next {
+                let (before, frame, after) = match next {
                     Ok(Some(mut frame)) => {
                         if let Some(speaker) = impersonate {
                             frame.speaker = speaker;
                         }
-                        let proofs = signer.as_mut().map(|s| s.push(&frame)).unwrap_or_default();
-                        (Some(frame), proofs)
+                        let (before, after) = signer
+                            .as_mut()
+                            .map(|s| s.push_around(&frame))
+                            .unwrap_or_default();
+                        (before, Some(frame), after)
                     }
                     Ok(None) => break,
-                    Err(_) => (
-                        None,
-                        signer
-                            .as_mut()
-                            .and_then(ProofSigner::flush)
-                            .into_iter()
-                            .collect(),
-                    ),
+                    Err(_) => (signer.as_mut().and_then(ProofSigner::flush), None, None),
                 };
-                let mut written = match &frame {
-                    Some(frame) => write_frame(&mut stream, &frame.encode()).await,
-                    None => Ok(()),
-                };
-                for proof in proofs {
-                    if written.is_ok() {
-                        written = write_marked(&mut stream, PROOF_MARKER, &proof.encode()).await;
-                    }
+                // A batch's proof goes before the next frame, which checkers expect.
+                let mut written = Ok(());
+                if let Some(proof) = &before {
+                    written = write_marked(&mut stream, PROOF_MARKER, &proof.encode()).await;
+                }
+                if let (Some(frame), Ok(())) = (&frame, &written) {
+                    written = write_frame(&mut stream, &frame.encode()).await;
+                }
+                if let (Some(proof), Ok(())) = (&after, &written) {
+                    written = write_marked(&mut stream, PROOF_MARKER, &proof.encode()).await;
                 }
                 match written {
                     Ok(()) => failures = 0,

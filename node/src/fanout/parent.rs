@@ -36,7 +36,15 @@ impl Fanout {
         match kind {
             StreamKind::Listen => {
                 let result = self.feed(room, peer, stream).await;
-                self.gate.child_closed(room, peer);
+                // One stream per child: a stream the child opened since replaced this one (and
+                // the child is still a child).
+                let replaced = self
+                    .lock()
+                    .get(&room)
+                    .is_some_and(|audio| audio.to_child.contains_key(&peer));
+                if !replaced {
+                    self.gate.child_closed(room, peer);
+                }
                 result
             }
             StreamKind::Speak => self.take_voice(room, peer, stream).await,
@@ -52,10 +60,14 @@ impl Fanout {
         stream: libp2p::Stream,
     ) -> Result<(), StreamError> {
         let (to_child, mut for_child) = mpsc::channel(UPLINK_QUEUE);
+        let stream_id;
         let (mut frames, stats, children, leaving) = {
             let mut rooms = self.lock();
             let audio = rooms.get_mut(&room).ok_or(StreamError::NoRoom(room))?;
-            audio.to_child.insert(peer, to_child.clone());
+            audio.streams_opened += 1;
+            stream_id = audio.streams_opened;
+            // A stream the child had already ends (its channel closes with the old sender).
+            audio.to_child.insert(peer, (stream_id, to_child.clone()));
             (
                 audio.fanout.subscribe(),
                 Arc::clone(&audio.stats),
@@ -69,6 +81,7 @@ impl Fanout {
             fanout: self.clone(),
             room,
             peer,
+            stream_id,
         };
         if let Some(first) = self.gate.first(room) {
             let _ = to_child.try_send(Arc::new(first.encode()));
@@ -265,12 +278,19 @@ struct ChildGuard {
     fanout: Fanout,
     room: RoomId,
     peer: PeerId,
+    /// This stream's number: a newer stream of the same child is not forgotten with it.
+    stream_id: u64,
 }
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {
         self.children.send_modify(|n| *n = n.saturating_sub(1));
-        if let Some(audio) = self.fanout.lock().get_mut(&self.room) {
+        if let Some(audio) = self.fanout.lock().get_mut(&self.room)
+            && audio
+                .to_child
+                .get(&self.peer)
+                .is_some_and(|(id, _)| *id == self.stream_id)
+        {
             audio.to_child.remove(&self.peer);
         }
     }

@@ -150,6 +150,18 @@ impl<T> FrameAuth<T> {
         voice
     }
 
+    /// How long the oldest frame of `speaker` still waiting for its proof has waited, at
+    /// `now_ms`. A speaker's proof follows the last frame it covers, before the next frame: a
+    /// frame arriving while an older one waited a whole batch's time is past its proof.
+    pub fn oldest_waiting_ms(&self, speaker: SpeakerId, now_ms: u64) -> Option<u64> {
+        self.voices
+            .get(&speaker)?
+            .pending
+            .values()
+            .map(|waiting| now_ms.saturating_sub(waiting.since_ms))
+            .max()
+    }
+
     /// `frame` arrived on this stream at `now_ms`, with the caller's `value`.
     pub fn frame(&mut self, frame: &AudioFrame, value: T, now_ms: u64) -> Arrival<T> {
         let hash = frame_hash(frame);
