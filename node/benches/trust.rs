@@ -1181,13 +1181,25 @@ fn print_bytes(speaks: &[SpeakRun], planes: &[PlaneRun], args: &Args) {
         );
     }
     println!();
-    println!(
-        "On the wire: a frame is 2 + 98 bytes, a proof 4 + 134 (10 of header, 5 hashes of 12, a \
-         64-byte signature), a beacon 4 + 90 (one voice); so a speak stream carries 5000 B/s of \
-         voice and 10 proofs a second, 1380 B/s (+27.6 %), and a listen stream also the host's 2 \
-         beacons a second, 188 B/s more (+31.4 %). Stream bytes only: each QUIC packet adds \
-         ~60 bytes of QUIC, UDP and IP headers, which a proof sent with a frame shares."
-    );
+    {
+        use earshot_protocol::proof::{FRAMES_PER_PROOF, HASH_BYTES};
+        let proof = 10 + FRAMES_PER_PROOF * HASH_BYTES + 64;
+        let beacon = 10 + 8 + 64;
+        let proofs_per_sec = 50 / FRAMES_PER_PROOF;
+        let speak = (proof + 4) * proofs_per_sec;
+        let listen = speak + (beacon + 4) * 2;
+        println!(
+            "On the wire: a frame is 2 + 98 bytes, a proof 4 + {proof} (10 of header, \
+             {FRAMES_PER_PROOF} hashes of {HASH_BYTES}, a 64-byte signature), a beacon 4 + \
+             {beacon} (one voice); so a speak stream carries 5000 B/s of voice and \
+             {proofs_per_sec} proofs a second, {speak} B/s (+{:.1} %), and a listen stream also \
+             the host's 2 beacons a second, {listen} B/s in all (+{:.1} %). Stream bytes only: \
+             each QUIC packet adds ~60 bytes of QUIC, UDP and IP headers, which a proof sent \
+             with a frame shares.",
+            speak as f64 / 50.0,
+            listen as f64 / 50.0
+        );
+    }
     for run in speaks {
         println!(
             "  speak, checks {:<3}: {} frames in {:.2} s, {} bytes: {:.0} B/s",
