@@ -14,3 +14,4 @@ mod recordings;
 mod relay;
 mod replays;
 mod rooms;
+mod trust;

@@ -15,6 +15,10 @@
 use std::collections::BTreeMap;
 
 use crate::fanout::Authenticity;
+
+/// Frames ahead of the highest a voice sent that a buffer takes: 20 s (a voice quiet for longer
+/// starts a buffer afresh: [`super::mixer::VOICE_IDLE`] is 10 s).
+const MAX_AHEAD_FRAMES: u64 = 1_000;
 use std::time::{Duration, Instant};
 
 use super::FRAME_DURATION;
@@ -81,6 +85,12 @@ struct Queued {
 impl Queued {
     fn playable(&self) -> bool {
         self.auth.as_ref().is_none_or(Authenticity::playable)
+    }
+
+    fn refused(&self) -> bool {
+        self.auth
+            .as_ref()
+            .is_some_and(|auth| auth.get() == Authenticity::REFUSED)
     }
 }
 
@@ -184,6 +194,14 @@ impl JitterBuffer {
         auth: Option<Authenticity>,
         now: Instant,
     ) {
+        // A frame far ahead of everything this voice sent is not its next (a relay's
+        // injection, say): it would move the count of frames expected by as much.
+        if let Some(highest) = self.highest
+            && self.unwrap_seq(seq) > highest + MAX_AHEAD_FRAMES
+        {
+            self.stats.refused += 1;
+            return;
+        }
         let seq = self.extend(seq);
         self.lowest = Some(self.lowest.map_or(seq, |lowest| lowest.min(seq)));
         self.stats.received += 1;
@@ -224,8 +242,22 @@ impl JitterBuffer {
         let Some(next) = self.next else {
             // Not playing: start in the slot nearest to when the spurt has been buffered for the
             // target delay (the next slot would add up to a whole frame of delay for nothing).
+            // A spurt starts on a frame that may play (one waiting for its proof is waited for;
+            // one refused is dropped).
+            while self
+                .queue
+                .first_key_value()
+                .is_some_and(|(_, frame)| frame.refused())
+            {
+                self.queue.pop_first();
+                self.stats.refused += 1;
+            }
+            let ready = self
+                .queue
+                .first_key_value()
+                .is_some_and(|(_, frame)| frame.playable());
             match (self.start_at, self.queue.first_key_value()) {
-                (Some(start), Some((&first, _))) if now + FRAME_DURATION / 2 >= start => {
+                (Some(start), Some((&first, _))) if ready && now + FRAME_DURATION / 2 >= start => {
                     self.next = Some(first);
                     self.start_at = None;
                     return self.pop(now);
@@ -321,7 +353,14 @@ impl JitterBuffer {
 
     /// Unwraps a 32-bit sequence number into a 64-bit one, near the highest seen.
     fn extend(&mut self, seq: u32) -> u64 {
-        let extended = match self.highest {
+        let extended = self.unwrap_seq(seq);
+        self.highest = Some(self.highest.map_or(extended, |h| h.max(extended)));
+        extended
+    }
+
+    /// `seq` unwrapped near the highest seen, without taking it.
+    fn unwrap_seq(&self, seq: u32) -> u64 {
+        match self.highest {
             None => u64::from(seq) + (1 << 32),
             Some(highest) => {
                 let base = highest & !0xffff_ffff;
@@ -335,9 +374,7 @@ impl JitterBuffer {
                     .min_by_key(|c| c.abs_diff(highest))
                     .unwrap_or(base | u64::from(seq))
             }
-        };
-        self.highest = Some(self.highest.map_or(extended, |h| h.max(extended)));
-        extended
+        }
     }
 
     /// RFC 3550's inter-arrival jitter, in milliseconds, from frames 20 ms apart.

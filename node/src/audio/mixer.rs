@@ -69,6 +69,14 @@ impl Mixer {
                 self.voices.remove(&oldest);
             }
         }
+        // A voice quiet for a while starts afresh (its sequence numbers moved on with the clock).
+        if self
+            .voices
+            .get(&frame.speaker)
+            .is_some_and(|voice| now.saturating_duration_since(voice.last_heard) >= VOICE_IDLE)
+        {
+            self.voices.remove(&frame.speaker);
+        }
         let voice = match self.voices.entry(frame.speaker) {
             std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
             std::collections::hash_map::Entry::Vacant(entry) => entry.insert(Voice {

@@ -4,7 +4,9 @@
 //! withholds or floods fails, and the node moves to another parent.
 //!
 //! **What gives way:** frames may play before their proof (waiting for it would add up to 80 ms
-//! of delay). A frame found forged before its turn is never played; frames whose proof does not
+//! of delay), once the stream has shown one good proof: a new stream's first frames wait for
+//! theirs (the player starts a spurt only on a playable frame), so a parent forging from the
+//! start gets nothing played. A frame found forged before its turn is never played; frames whose proof does not
 //! come within [`PROOF_DEADLINE_MS`] are never played, and from then on that stream's frames
 //! play only once verified ([`Authenticity::HELD`]) until proofs come in time again. So a
 //! forging parent gets at most the deadline's worth of unverified audio played (minus the
@@ -137,6 +139,9 @@ pub(super) struct StreamCheck {
     unproven: VecDeque<Instant>,
     /// Set when proofs were late: new frames wait for theirs; counts proofs in time since.
     held: Option<u32>,
+    /// No proof has verified on this stream yet: its frames wait for theirs (a parent that
+    /// forges from its first frame gets none of them played).
+    unproven_stream: bool,
     strangers: u32,
     stranger_ids: std::collections::HashSet<SpeakerId>,
     strange_proofs: u32,
@@ -163,6 +168,7 @@ impl StreamCheck {
             epoch: now,
             unproven: VecDeque::new(),
             held: None,
+            unproven_stream: true,
             strangers: 0,
             stranger_ids: std::collections::HashSet::new(),
             strange_proofs: 0,
@@ -177,6 +183,9 @@ impl StreamCheck {
         Self {
             progress: None,
             only: Some(speaker),
+            // The speaker's own connection: its frames play at once (and are checked as their
+            // proofs come, for the recording).
+            unproven_stream: false,
             ..Self::from_parent(room)
         }
     }
@@ -219,7 +228,7 @@ impl StreamCheck {
             .auth
             .oldest_waiting_ms(frame.speaker, ms)
             .is_some_and(|waited| waited >= PROOF_DUE_MS);
-        let auth = Authenticity::new(if self.held.is_some() || overdue {
+        let auth = Authenticity::new(if self.held.is_some() || overdue || self.unproven_stream {
             Authenticity::HELD
         } else {
             Authenticity::PENDING
@@ -316,6 +325,9 @@ impl StreamCheck {
                 "{} frame(s) that do not match their speaker's proof",
                 settled.forged.len()
             )));
+        }
+        if !settled.verified.is_empty() {
+            self.unproven_stream = false;
         }
         if let Some(in_time) = self.held.as_mut() {
             *in_time += 1;
@@ -487,13 +499,59 @@ mod tests {
     }
 
     #[test]
+    fn a_new_streams_frames_wait_for_its_first_proof() {
+        let speaker = key(2);
+        let mut signer = ProofSigner::new(speaker.clone(), ROOM);
+        let mut check = StreamCheck::from_parent(ROOM);
+        let now = Instant::now();
+        let mut flags = Vec::new();
+        let mut proofs = Vec::new();
+        for seq in 0..5 {
+            let f = frame(&speaker, seq);
+            proofs.extend(signer.push(&f));
+            flags.push(
+                check
+                    .frame(&f, &voices(), now)
+                    .expect("taken")
+                    .pass
+                    .expect("on"),
+            );
+        }
+        assert!(
+            flags.iter().all(|f| !f.playable()),
+            "none plays before a proof"
+        );
+        check.proof(&proofs[0], &voices(), now).expect("good");
+        assert!(flags.iter().all(Authenticity::playable));
+        let next = check
+            .frame(&frame(&speaker, 5), &voices(), now)
+            .expect("taken")
+            .pass
+            .expect("on");
+        assert_eq!(
+            next.get(),
+            Authenticity::PENDING,
+            "proven: frames play before proofs"
+        );
+    }
+
+    #[test]
     fn frames_without_proofs_are_held_then_fail_the_stream() {
         let speaker = key(2);
         let mut check = StreamCheck::from_parent(ROOM);
         let start = Instant::now();
+        // The stream proves itself first (frames 0-4 and their proof).
+        let mut signer = ProofSigner::new(speaker.clone(), ROOM);
+        let mut proofs = Vec::new();
+        for seq in 0..5 {
+            let f = frame(&speaker, seq);
+            proofs.extend(signer.push(&f));
+            check.frame(&f, &voices(), start).expect("taken");
+        }
+        check.proof(&proofs[0], &voices(), start).expect("good");
         let mut result = Ok(());
         let mut played_unverified = Duration::ZERO;
-        for seq in 0..200u32 {
+        for seq in 5..200u32 {
             let now = start + Duration::from_millis(u64::from(seq) * 20);
             let checked = check
                 .frame(&frame(&speaker, seq), &voices(), now)
