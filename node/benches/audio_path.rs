@@ -34,7 +34,6 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use earshot_node::Event;
 use earshot_node::audio::codec::{VoiceDecoder, VoiceEncoder};
 use earshot_node::audio::io::{Input, Latency, Output, PlayerStatus};
 use earshot_node::audio::signal::sine;
@@ -47,8 +46,8 @@ use earshot_node::session::{AudioEvent, AudioSession, Position};
 use earshot_protocol::loudest::DEFAULT_FORWARDED;
 use earshot_protocol::room::RoomSpec;
 use earshot_protocol::{
-    Audience, Capability, ControlBody, Grant, InviteLink, PeerKey, RecordingPolicy, Role,
-    RoomDescriptor, RoomId, Timestamp, Visibility,
+    Audience, Capability, ControlBody, Grant, InviteLink, RecordingPolicy, Role, RoomDescriptor,
+    RoomId, Timestamp, Visibility,
 };
 use tokio::sync::broadcast;
 use tokio::time::MissedTickBehavior;
@@ -286,23 +285,6 @@ fn listen(node: &Node, view: &RoomView, output: Output) -> AudioSession {
     .expect("member audio")
 }
 
-/// Waits until `events` (a member's) show `joiner` present: from then on that member admits
-/// `joiner`'s audio streams.
-async fn member_seen(events: &mut broadcast::Receiver<Event>, joiner: PeerKey) {
-    let seen = async {
-        loop {
-            match events.recv().await {
-                Ok(Event::MemberJoined { member, .. }) if member == joiner => return,
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => panic!("the parent's node stopped"),
-            }
-        }
-    };
-    tokio::time::timeout(WAIT, seen)
-        .await
-        .expect("the parent hears of the joiner in time");
-}
-
 /// A tokio runtime standing for one process, so that a node can die as a killed process does:
 /// [`Process::kill`] stops its tasks in place, and nothing more leaves it (no goodbye, no QUIC
 /// close). Dropping the node's handles instead would close its streams and connections.
@@ -528,10 +510,9 @@ async fn repair(host: &Host, departure: Departure) -> RepairTimes {
         (a_audio.status().received > 0).then_some(())
     })
     .await;
-    let mut a_events = a_node.subscribe();
+    // A admits B by the ticket the host gives B (listeners do not hear of each other's joins).
     let b_node = spawn_node(1).await;
     let view = b_node.join(room.link.clone(), "b").await.expect("B joins");
-    member_seen(&mut a_events, b_node.key()).await;
     let b_audio = listen(&b_node, &view, Output::Null);
     let under_a = Some(Position {
         parent: a_node.peer_id(),
@@ -560,7 +541,14 @@ async fn repair(host: &Host, departure: Departure) -> RepairTimes {
             None
         }
         Departure::Graceful => {
-            let finishing = a.0.spawn(a_audio.finish());
+            // A leaves the room as a person does (`/leave`): its place is free at once and its
+            // children are handed over (finishing its audio alone would keep A in the tree).
+            let leaving_node = a_node.clone();
+            let room_id = room.id;
+            let finishing = a.0.spawn(async move {
+                let _ = leaving_node.leave(room_id).await;
+                a_audio.finish().await
+            });
             Some((a, finishing))
         }
     };
@@ -668,16 +656,12 @@ async fn latency_chain(input: Input, steady: Duration, dir: Option<&Path>) -> Ve
     let room = host.open(input).await;
     let input_start = room.speaking_since - FRAME_DURATION;
     let mut chain: Vec<(u16, Node, AudioSession, Option<PathBuf>, Instant)> = Vec::new();
-    let mut parent_events: Option<broadcast::Receiver<Event>> = None;
     for depth in 1..=3u16 {
         let node = spawn_node(1).await;
         let view = node
             .join(room.link.clone(), &format!("l{depth}"))
             .await
             .expect("join");
-        if let Some(events) = parent_events.as_mut() {
-            member_seen(events, node.key()).await;
-        }
         let output = dir.map(|dir| dir.join(format!("depth-{depth}.wav")));
         let audio = listen(
             &node,
@@ -693,7 +677,6 @@ async fn latency_chain(input: Input, steady: Duration, dir: Option<&Path>) -> Ve
             position.map(|p| assert_eq!(p.depth, depth, "a chain, one child each"))
         })
         .await;
-        parent_events = Some(node.subscribe());
         chain.push((depth, node, audio, output, output_start));
     }
     // Snapshots once each player has played the warm-up, then the steady state (the status is
