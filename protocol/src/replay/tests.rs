@@ -5,7 +5,8 @@ use ed25519_dalek::SigningKey;
 use proptest::prelude::*;
 
 use super::*;
-use crate::proof::ProofSigner;
+use crate::frame::{AudioFrame, MAX_OPUS_PAYLOAD, SILENCE_LEVEL, SpeakerId};
+use crate::proof::{FrameProof, MAX_FRAMES_PER_PROOF, ProofError, ProofSigner, frame_hash};
 
 fn key(seed: u8) -> SigningKey {
     SigningKey::from_bytes(&[seed; 32])

@@ -1,0 +1,345 @@
+//! The recorder: a [`FrameTap`] the audio plane hands frames and proofs to without waiting, and
+//! the thread of its own ([`Recorder`]) that batches them into sled (see [`super`]).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use earshot_protocol::frame::{AudioFrame, SAMPLES_PER_FRAME, SpeakerId};
+use earshot_protocol::proof::FrameProof;
+use earshot_protocol::{PeerKey, RecordingId, Timestamp};
+use parking_lot::Mutex;
+
+use super::{
+    FLUSH_EVERY, QUEUE_CAP, RecordingError, RecordingMeta, RecordingState, Recordings, SpeakerInfo,
+    frame_key, frame_value, proof_key,
+};
+use crate::store::encode_record;
+
+/// Recent frames the recorder remembers per speaker (seq → time), to place a proof after the
+/// frames it covers: more than a proof covers.
+const RECENT_FRAMES: usize = 64;
+/// Speakers the recorder remembers recent frames of.
+const RECENT_SPEAKERS: usize = 256;
+/// Frames and proofs written per batch, at most.
+const BATCH_FRAMES: usize = 200;
+
+/// Hands frames and proofs to a recorder without ever waiting. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct FrameTap {
+    pub(super) tx: std::sync::mpsc::SyncSender<Tapped>,
+    pub(super) dropped: Arc<AtomicU64>,
+    pub(super) dropped_proofs: Arc<AtomicU64>,
+}
+
+/// What goes through a [`FrameTap`].
+#[derive(Debug)]
+pub(super) enum Tapped {
+    Frame(AudioFrame),
+    Proof(FrameProof),
+}
+
+impl FrameTap {
+    /// Records `frame` if the recorder keeps up; else counts it as dropped.
+    pub fn record(&self, frame: &AudioFrame) {
+        if self.tx.try_send(Tapped::Frame(frame.clone())).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Keeps `proof` (one that verified) with the recording if the recorder keeps up; else
+    /// counts it as dropped (the frames it covers will have no proof).
+    pub fn record_proof(&self, proof: &FrameProof) {
+        if self.tx.try_send(Tapped::Proof(proof.clone())).is_err() {
+            self.dropped_proofs.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A recording being written, by a thread of its own.
+#[derive(Debug)]
+pub struct Recorder {
+    tap: FrameTap,
+    meta: Arc<Mutex<RecordingMeta>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Recorder {
+    pub(super) fn spawn(
+        recordings: Recordings,
+        meta: RecordingMeta,
+    ) -> Result<Self, RecordingError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE_CAP);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let dropped_proofs = Arc::new(AtomicU64::new(0));
+        let shared = Arc::new(Mutex::new(meta));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (shared, stop, dropped) =
+                (Arc::clone(&shared), Arc::clone(&stop), Arc::clone(&dropped));
+            let dropped_proofs = Arc::clone(&dropped_proofs);
+            std::thread::Builder::new()
+                .name("earshot-recorder".into())
+                .spawn(move || {
+                    write_loop(&recordings, &rx, &shared, &stop, &dropped);
+                    let lost = dropped_proofs.load(Ordering::Relaxed);
+                    if lost > 0 {
+                        tracing::warn!(
+                            proofs = lost,
+                            "the recorder could not keep up with every proof: their frames \
+                             will not verify"
+                        );
+                    }
+                })
+                .map_err(RecordingError::Thread)?
+        };
+        Ok(Self {
+            tap: FrameTap {
+                tx,
+                dropped,
+                dropped_proofs,
+            },
+            meta: shared,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn id(&self) -> RecordingId {
+        self.meta.lock().id
+    }
+
+    /// Where frames and proofs go (for the audio plane).
+    pub fn tap(&self) -> FrameTap {
+        self.tap.clone()
+    }
+
+    /// The recording as written so far.
+    pub fn meta(&self) -> RecordingMeta {
+        self.meta.lock().clone()
+    }
+
+    /// Proofs the recorder could not keep up with (not kept in the metadata: the frames they
+    /// covered show as without a proof when the recording is verified).
+    pub fn dropped_proofs(&self) -> u64 {
+        self.tap.dropped_proofs.load(Ordering::Relaxed)
+    }
+
+    /// Names the people heard (speaker id → key and display name), kept in the metadata.
+    pub fn name_speakers(&self, people: impl IntoIterator<Item = (PeerKey, String)>) {
+        let mut meta = self.meta.lock();
+        for (key, name) in people {
+            let info = meta
+                .speakers
+                .entry(SpeakerId::of(&key).0)
+                .or_insert_with(|| SpeakerInfo {
+                    key: Some(key),
+                    name: name.clone(),
+                    frames: 0,
+                });
+            info.key = Some(key);
+            info.name = name;
+        }
+    }
+
+    /// Stops recording: writes what is queued, marks the recording complete (or failed, with
+    /// the reason) and returns it.
+    pub fn finish(mut self, ended_at: Timestamp) -> Result<RecordingMeta, RecordingError> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.join().map_err(|_| RecordingError::Crashed)?;
+        }
+        let mut meta = self.meta.lock().clone();
+        if meta.state == RecordingState::Recording {
+            meta.state = RecordingState::Complete;
+        }
+        meta.ended_at = Some(ended_at);
+        Ok(meta)
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Where the recorder puts each proof: after the frames it covers that it has, or (a proof that
+/// came first) after its speaker's latest frame, so the proof sits next to its frames in the
+/// recording. Bounded: [`RECENT_FRAMES`] frames of [`RECENT_SPEAKERS`] speakers.
+#[derive(Debug, Default)]
+struct Anchors {
+    /// The latest time of any frame written.
+    latest: u64,
+    /// Per speaker, its recent frames: (seq, time), oldest first.
+    recent: BTreeMap<u32, std::collections::VecDeque<(u32, u64)>>,
+}
+
+impl Anchors {
+    fn frame(&mut self, speaker: SpeakerId, seq: u32, at: u64) {
+        self.latest = self.latest.max(at);
+        if !self.recent.contains_key(&speaker.0) && self.recent.len() >= RECENT_SPEAKERS {
+            self.recent.pop_first();
+        }
+        let recent = self.recent.entry(speaker.0).or_default();
+        if recent.len() >= RECENT_FRAMES {
+            recent.pop_front();
+        }
+        recent.push_back((seq, at));
+    }
+
+    /// The time to keep `proof` at.
+    fn of(&self, proof: &FrameProof) -> u64 {
+        let Some(recent) = self.recent.get(&proof.speaker.0) else {
+            return self.latest;
+        };
+        recent
+            .iter()
+            .filter(|(seq, _)| proof.hash_of(*seq).is_some())
+            .map(|(_, at)| *at)
+            .max()
+            .or_else(|| recent.iter().map(|(_, at)| *at).max())
+            .unwrap_or(self.latest)
+    }
+}
+
+/// The recorder thread: batches frames and proofs into sled, flushes every [`FLUSH_EVERY`],
+/// keeps the metadata current, and on stop (or failure) writes the final metadata.
+fn write_loop(
+    recordings: &Recordings,
+    rx: &std::sync::mpsc::Receiver<Tapped>,
+    shared: &Mutex<RecordingMeta>,
+    stop: &AtomicBool,
+    dropped: &AtomicU64,
+) {
+    let (id, start_media) = {
+        let meta = shared.lock();
+        (meta.id, meta.start_media)
+    };
+    let mut batch = sled::Batch::default();
+    let mut pending = 0usize;
+    let mut last_flush = Instant::now();
+    let mut failure: Option<String> = None;
+    let mut anchors = Anchors::default();
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        let tapped = if stopping {
+            rx.try_recv().ok()
+        } else {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(tapped) => Some(tapped),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    stop.store(true, Ordering::Relaxed);
+                    None
+                }
+            }
+        };
+        let got_one = tapped.is_some();
+        match tapped {
+            Some(Tapped::Frame(frame)) => {
+                // Frames captured before the recording started are not part of it.
+                let offset = frame.timestamp.wrapping_sub(start_media) as i32;
+                if let Ok(at) = u64::try_from(offset) {
+                    anchors.frame(frame.speaker, frame.seq, at);
+                    let mut meta = shared.lock();
+                    batch.insert(
+                        frame_key(&id, at, frame.speaker).to_vec(),
+                        frame_value(
+                            frame.seq,
+                            frame.timestamp,
+                            frame.level,
+                            frame.flags,
+                            &frame.payload,
+                        ),
+                    );
+                    pending += 1;
+                    meta.frames += 1;
+                    meta.bytes += frame.payload.len() as u64;
+                    meta.duration_samples =
+                        meta.duration_samples.max(at + u64::from(SAMPLES_PER_FRAME));
+                    meta.speakers
+                        .entry(frame.speaker.0)
+                        .or_insert_with(|| SpeakerInfo {
+                            key: None,
+                            name: format!("speaker {:08x}", frame.speaker.0),
+                            frames: 0,
+                        })
+                        .frames += 1;
+                }
+            }
+            Some(Tapped::Proof(proof)) => {
+                let at = anchors.of(&proof);
+                batch.insert(proof_key(&id, at, &proof).to_vec(), proof.encode());
+                pending += 1;
+            }
+            None => {}
+        }
+        let done = stopping && !got_one;
+        let due = last_flush.elapsed() >= FLUSH_EVERY;
+        if pending >= BATCH_FRAMES || due || done {
+            let mut meta = shared.lock().clone();
+            meta.dropped = dropped.load(Ordering::Relaxed);
+            if done && meta.state == RecordingState::Recording {
+                meta.state = RecordingState::Complete;
+                meta.ended_at = Some(crate::clock::now());
+            }
+            if let Err(err) = write(recordings, std::mem::take(&mut batch), &meta, due || done) {
+                failure = Some(err);
+            }
+            pending = 0;
+            if due || done {
+                last_flush = Instant::now();
+            }
+            shared.lock().dropped = meta.dropped;
+        }
+        if let Some(reason) = failure.take() {
+            tracing::error!(%reason, "recording stopped");
+            let mut meta = shared.lock();
+            meta.state = RecordingState::Failed(reason);
+            meta.ended_at = Some(crate::clock::now());
+            // Best effort: the disk that failed may take a small write after all.
+            let _ = recordings.put(&meta);
+            let _ = recordings.store.db().flush();
+            return;
+        }
+        if done {
+            let mut meta = shared.lock();
+            if meta.state == RecordingState::Recording {
+                meta.state = RecordingState::Complete;
+            }
+            return;
+        }
+    }
+}
+
+fn write(
+    recordings: &Recordings,
+    batch: sled::Batch,
+    meta: &RecordingMeta,
+    flush: bool,
+) -> Result<(), String> {
+    #[cfg(test)]
+    if recordings.disk_full.load(Ordering::Relaxed) {
+        return Err("No space left on device (os error 28)".into());
+    }
+    recordings
+        .frames
+        .apply_batch(batch)
+        .map_err(|err| err.to_string())?;
+    recordings
+        .meta
+        .insert(meta.id.as_bytes(), encode_record(meta))
+        .map_err(|err| err.to_string())?;
+    if flush {
+        recordings
+            .store
+            .db()
+            .flush()
+            .map_err(|err| err.to_string())?;
+    }
+    Ok(())
+}

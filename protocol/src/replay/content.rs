@@ -1,0 +1,360 @@
+//! A replay's content: the frame and proof records a recording is cut into chunks from, their
+//! fixed big-endian layout (see [`super`]), and [`ContentReader`], which reads them back
+//! incrementally.
+
+use super::{
+    FRAME_HEADER_BYTES, MANIFEST_VERSION, PROOF_HEADER_BYTES, UNAUTHENTICATED_FRAME_HEADER_BYTES,
+    UNAUTHENTICATED_MANIFEST_VERSION,
+};
+use crate::frame::{AudioFrame, MAX_OPUS_PAYLOAD, SILENCE_LEVEL, SpeakerId};
+use crate::proof::{
+    FrameHash, FrameProof, MAX_FRAMES_PER_PROOF, MAX_PROOF_BYTES, ProofError, frame_hash,
+};
+
+/// A content record's kind: a frame.
+const FRAME_RECORD: u8 = 0;
+/// A content record's kind: a proof.
+const PROOF_RECORD: u8 = 1;
+
+/// How a replay's content is laid out, from its manifest's version.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ContentFormat {
+    /// Manifest version 1: frames only, as (time, speaker, level, payload). Nothing in it lets
+    /// anyone check who spoke: read as unauthenticated (its frames' sequence numbers,
+    /// timestamps and flags read as 0).
+    Unauthenticated,
+    /// Manifest version 2: frames with everything [`frame_hash`] covers, and their speakers'
+    /// proofs.
+    Authenticated,
+}
+
+impl ContentFormat {
+    /// The format of a manifest of `version`, if this build reads it.
+    pub fn of_version(version: u8) -> Option<Self> {
+        match version {
+            UNAUTHENTICATED_MANIFEST_VERSION => Some(Self::Unauthenticated),
+            MANIFEST_VERSION => Some(Self::Authenticated),
+            _ => None,
+        }
+    }
+}
+
+/// One frame of a replay's content: what the recorder kept of an [`AudioFrame`] (all but its
+/// tag), and when it was heard.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct ReplayFrame {
+    /// 48 kHz samples since the recording started.
+    pub at: u64,
+    pub speaker: u32,
+    /// The frame's own sequence number, timestamp and flags: what its speaker signed.
+    pub seq: u32,
+    pub timestamp: u32,
+    pub flags: u8,
+    pub level: u8,
+    pub payload: Vec<u8>,
+}
+
+/// A speaker's proof, kept in a replay's content right after the frames it covers were heard
+/// (`at`: the time of its last frame the recorder had, or of that speaker's latest frame when the
+/// proof came first).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct ReplayProof {
+    pub at: u64,
+    pub proof: FrameProof,
+}
+
+/// One record of a replay's content.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum ContentRecord {
+    Frame(ReplayFrame),
+    Proof(ReplayProof),
+}
+
+/// Why bytes are not a replay's content.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ContentError {
+    #[error("a frame of the replay has a {len}-byte payload, more than {MAX_OPUS_PAYLOAD}")]
+    PayloadTooLong { len: usize },
+    #[error("the replay's records are out of order at time {at}, speaker {speaker:08x}")]
+    OutOfOrder { at: u64, speaker: u32 },
+    #[error("the replay ends in the middle of a record ({left} bytes left over)")]
+    Truncated { left: usize },
+    #[error("a frame of the replay has level {level}, out of range (0-127)")]
+    BadLevel { level: u8 },
+    #[error("the replay holds a record of unknown kind {kind}")]
+    UnknownRecord { kind: u8 },
+    #[error("a proof in the replay at time {at} is malformed: {source}")]
+    BadProof { at: u64, source: ProofError },
+}
+
+impl ReplayFrame {
+    /// What `frame`, heard at `at`, keeps in a replay.
+    pub fn of(at: u64, frame: &AudioFrame) -> Self {
+        Self {
+            at,
+            speaker: frame.speaker.0,
+            seq: frame.seq,
+            timestamp: frame.timestamp,
+            flags: frame.flags,
+            level: frame.level,
+            payload: frame.payload.clone(),
+        }
+    }
+
+    /// The frame as its speaker sent it (without a tag: a tag is not part of what is signed).
+    pub fn audio_frame(&self) -> AudioFrame {
+        AudioFrame {
+            speaker: SpeakerId(self.speaker),
+            seq: self.seq,
+            timestamp: self.timestamp,
+            level: self.level,
+            flags: self.flags,
+            payload: self.payload.clone(),
+            tag: None,
+        }
+    }
+
+    /// The hash its speaker's proof gives for it, if the frame is what the speaker sent.
+    pub fn hash(&self) -> FrameHash {
+        frame_hash(&self.audio_frame())
+    }
+
+    /// Appends this frame's content record to `out`. Fails only for what a frame cannot hold: a
+    /// payload longer than an Opus packet, a level above 127.
+    pub fn write_to(&self, out: &mut Vec<u8>) -> Result<(), ContentError> {
+        if self.level > SILENCE_LEVEL {
+            return Err(ContentError::BadLevel { level: self.level });
+        }
+        let len = u16::try_from(self.payload.len())
+            .ok()
+            .filter(|len| usize::from(*len) <= MAX_OPUS_PAYLOAD)
+            .ok_or(ContentError::PayloadTooLong {
+                len: self.payload.len(),
+            })?;
+        out.push(FRAME_RECORD);
+        out.extend_from_slice(&self.at.to_be_bytes());
+        out.extend_from_slice(&self.speaker.to_be_bytes());
+        out.extend_from_slice(&self.seq.to_be_bytes());
+        out.extend_from_slice(&self.timestamp.to_be_bytes());
+        out.push(self.level);
+        out.push(self.flags);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&self.payload);
+        Ok(())
+    }
+}
+
+impl ReplayProof {
+    /// Appends this proof's content record to `out`. Fails only for a proof that no reader
+    /// would take: one covering no frame, or more than [`MAX_FRAMES_PER_PROOF`].
+    pub fn write_to(&self, out: &mut Vec<u8>) -> Result<(), ContentError> {
+        let count = self.proof.hashes.len();
+        if !(1..=MAX_FRAMES_PER_PROOF).contains(&count) {
+            return Err(ContentError::BadProof {
+                at: self.at,
+                source: ProofError::Count(count),
+            });
+        }
+        let proof = self.proof.encode();
+        out.push(PROOF_RECORD);
+        out.extend_from_slice(&self.at.to_be_bytes());
+        // At most MAX_PROOF_BYTES, well under u16::MAX.
+        out.extend_from_slice(&(proof.len() as u16).to_be_bytes());
+        out.extend_from_slice(&proof);
+        Ok(())
+    }
+}
+
+impl ContentRecord {
+    /// Appends this record to `out` (in the current format).
+    pub fn write_to(&self, out: &mut Vec<u8>) -> Result<(), ContentError> {
+        match self {
+            ContentRecord::Frame(frame) => frame.write_to(out),
+            ContentRecord::Proof(proof) => proof.write_to(out),
+        }
+    }
+
+    /// The time the record sits at in the content.
+    pub fn at(&self) -> u64 {
+        match self {
+            ContentRecord::Frame(frame) => frame.at,
+            ContentRecord::Proof(proof) => proof.at,
+        }
+    }
+
+    /// Where the record sorts in a content: time, speaker, frame before proofs, proofs by their
+    /// first sequence number. Records come strictly in this order, so every recording has one
+    /// content.
+    pub fn order(&self) -> (u64, u32, u8, u32) {
+        match self {
+            ContentRecord::Frame(frame) => (frame.at, frame.speaker, FRAME_RECORD, 0),
+            ContentRecord::Proof(proof) => (
+                proof.at,
+                proof.proof.speaker.0,
+                PROOF_RECORD,
+                proof.proof.first_seq,
+            ),
+        }
+    }
+}
+
+/// Reads a replay's content incrementally (chunk boundaries fall anywhere, even inside a
+/// record's header). Records must come strictly in [`ContentRecord::order`], as a store streams
+/// them, so every recording has one content. The buffer holds at most one chunk and one record.
+#[derive(Debug)]
+pub struct ContentReader {
+    format: ContentFormat,
+    buffer: Vec<u8>,
+    last: Option<(u64, u32, u8, u32)>,
+}
+
+impl ContentReader {
+    pub fn new(format: ContentFormat) -> Self {
+        Self {
+            format,
+            buffer: Vec::new(),
+            last: None,
+        }
+    }
+
+    /// Takes the next bytes of content; returns the records they complete.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<ContentRecord>, ContentError> {
+        self.buffer.extend_from_slice(bytes);
+        let mut records = Vec::new();
+        let mut at = 0;
+        while let Some((record, len)) = parse_record(self.format, &self.buffer[at..])? {
+            let order = record.order();
+            if self.last.is_some_and(|last| last >= order) {
+                return Err(ContentError::OutOfOrder {
+                    at: order.0,
+                    speaker: order.1,
+                });
+            }
+            self.last = Some(order);
+            records.push(record);
+            at += len;
+        }
+        self.buffer.drain(..at);
+        Ok(records)
+    }
+
+    /// The content ended: nothing may be left over.
+    pub fn finish(self) -> Result<(), ContentError> {
+        if self.buffer.is_empty() {
+            Ok(())
+        } else {
+            Err(ContentError::Truncated {
+                left: self.buffer.len(),
+            })
+        }
+    }
+}
+
+/// The record at the start of `bytes` and its length, or `None` if `bytes` ends before it does.
+fn parse_record(
+    format: ContentFormat,
+    bytes: &[u8],
+) -> Result<Option<(ContentRecord, usize)>, ContentError> {
+    let u64_at = |at: usize| {
+        bytes
+            .get(at..at + 8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map_or(0, u64::from_be_bytes)
+    };
+    let u32_at = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map_or(0, u32::from_be_bytes)
+    };
+    let u16_at = |at: usize| {
+        bytes
+            .get(at..at + 2)
+            .and_then(|b| <[u8; 2]>::try_from(b).ok())
+            .map_or(0, |b| usize::from(u16::from_be_bytes(b)))
+    };
+    let payload = |header: usize, len: usize| -> Result<Option<Vec<u8>>, ContentError> {
+        if len > MAX_OPUS_PAYLOAD {
+            return Err(ContentError::PayloadTooLong { len });
+        }
+        Ok(bytes.get(header..header + len).map(<[u8]>::to_vec))
+    };
+    match format {
+        ContentFormat::Unauthenticated => {
+            if bytes.len() < UNAUTHENTICATED_FRAME_HEADER_BYTES {
+                return Ok(None);
+            }
+            let len = u16_at(13);
+            let Some(payload) = payload(UNAUTHENTICATED_FRAME_HEADER_BYTES, len)? else {
+                return Ok(None);
+            };
+            let frame = ReplayFrame {
+                at: u64_at(0),
+                speaker: u32_at(8),
+                seq: 0,
+                timestamp: 0,
+                flags: 0,
+                level: bytes[12],
+                payload,
+            };
+            Ok(Some((
+                ContentRecord::Frame(frame),
+                UNAUTHENTICATED_FRAME_HEADER_BYTES + len,
+            )))
+        }
+        ContentFormat::Authenticated => match bytes.first() {
+            None => Ok(None),
+            Some(&FRAME_RECORD) => {
+                if bytes.len() < FRAME_HEADER_BYTES {
+                    return Ok(None);
+                }
+                let len = u16_at(23);
+                let Some(payload) = payload(FRAME_HEADER_BYTES, len)? else {
+                    return Ok(None);
+                };
+                let level = bytes[21];
+                if level > SILENCE_LEVEL {
+                    // Not a level a frame can carry (and [`AudioFrame::encode`] would clamp it,
+                    // so the frame's hash would not show the change).
+                    return Err(ContentError::BadLevel { level });
+                }
+                let frame = ReplayFrame {
+                    at: u64_at(1),
+                    speaker: u32_at(9),
+                    seq: u32_at(13),
+                    timestamp: u32_at(17),
+                    level,
+                    flags: bytes[22],
+                    payload,
+                };
+                Ok(Some((
+                    ContentRecord::Frame(frame),
+                    FRAME_HEADER_BYTES + len,
+                )))
+            }
+            Some(&PROOF_RECORD) => {
+                if bytes.len() < PROOF_HEADER_BYTES {
+                    return Ok(None);
+                }
+                let at = u64_at(1);
+                let len = u16_at(9);
+                if len > MAX_PROOF_BYTES {
+                    return Err(ContentError::BadProof {
+                        at,
+                        source: ProofError::Length { len },
+                    });
+                }
+                let Some(encoded) = bytes.get(PROOF_HEADER_BYTES..PROOF_HEADER_BYTES + len) else {
+                    return Ok(None);
+                };
+                let proof = FrameProof::decode(encoded)
+                    .map_err(|source| ContentError::BadProof { at, source })?;
+                Ok(Some((
+                    ContentRecord::Proof(ReplayProof { at, proof }),
+                    PROOF_HEADER_BYTES + len,
+                )))
+            }
+            Some(&kind) => Err(ContentError::UnknownRecord { kind }),
+        },
+    }
+}
