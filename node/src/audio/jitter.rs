@@ -216,9 +216,19 @@ impl JitterBuffer {
             level,
             auth,
         };
-        if self.queue.insert(seq, queued).is_some() {
-            self.stats.duplicates += 1;
-            self.stats.received -= 1;
+        // A frame twice (an old parent still feeding while a new one starts): the copy that may
+        // play is kept (a new stream's first frames wait for its first proof).
+        match self.queue.get(&seq) {
+            Some(held) if !held.refused() && (held.playable() || !queued.playable()) => {
+                self.stats.duplicates += 1;
+                self.stats.received -= 1;
+            }
+            _ => {
+                if self.queue.insert(seq, queued).is_some() {
+                    self.stats.duplicates += 1;
+                    self.stats.received -= 1;
+                }
+            }
         }
         if self.next.is_none() && self.start_at.is_none() {
             self.start_at = Some(now + self.target());
@@ -428,6 +438,35 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn refused_frames_never_play_and_a_playable_copy_wins() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut buffer = JitterBuffer::new();
+        let refused = Authenticity::new(Authenticity::REFUSED);
+        let held = Authenticity::new(Authenticity::HELD);
+        let fine = Authenticity::verified();
+        // Frame 0 is refused before its turn; frame 1 arrives held, then a playable copy; frame 2
+        // arrives playable, then a held copy (from a new parent) that must not replace it.
+        buffer.push_checked(0, vec![0], 40, Some(refused), at(0));
+        buffer.push_checked(1, vec![1], 40, Some(held), at(20));
+        buffer.push_checked(1, vec![11], 40, Some(fine.clone()), at(21));
+        buffer.push_checked(2, vec![2], 40, Some(fine), at(40));
+        buffer.push_checked(
+            2,
+            vec![22],
+            40,
+            Some(Authenticity::new(Authenticity::HELD)),
+            at(41),
+        );
+        let played: Vec<Playout> = (0..10).map(|i| buffer.pop(at(60 + i * 20))).collect();
+        assert_eq!(frames(&played), vec![11, 2]);
+        assert_eq!(buffer.stats().refused, 1);
+        // A frame far ahead of the voice (an injection) is refused outright.
+        buffer.push_checked(1_000_000, vec![9], 40, None, at(300));
+        assert_eq!(buffer.stats().refused, 2);
     }
 
     #[test]
