@@ -24,6 +24,17 @@ use crate::harness::{TestHome, code, stderr};
 use crate::live::{LOCAL, Live, listener, local_room_with, read_wav};
 
 const RATE: usize = 48_000;
+
+/// The scenes run one at a time: each is four processes whose timing is the test (on two cores,
+/// two scenes at once starve each other's players and streams).
+static SCENES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn scene_lock() -> std::sync::MutexGuard<'static, ()> {
+    SCENES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// How long the host speaks: longer than any test here runs.
 const SPEECH_SECONDS: usize = 40;
 /// A listener that lost its parent to an attack is under another within this.
@@ -37,24 +48,28 @@ const DETECTION_BOUND: Duration = Duration::from_secs(10);
 /// Relays every frame with its payload changed: caught by the first proof.
 #[test]
 fn a_relay_that_alters_frames_is_caught_and_left() {
+    let _one_scene_at_a_time = scene_lock();
     relay_attack("alter", &["forged"]);
 }
 
 /// Relays the room and frames of its own under the speaker's id between them.
 #[test]
 fn a_relay_that_injects_frames_is_caught_and_left() {
+    let _one_scene_at_a_time = scene_lock();
     relay_attack("inject", &["forged"]);
 }
 
 /// Relays authentic frames three seconds late (and drops their proofs).
 #[test]
 fn a_relay_that_replays_old_frames_is_caught_and_left() {
+    let _one_scene_at_a_time = scene_lock();
     relay_attack("replay", &["forged", "withholds"]);
 }
 
 /// Relays only keep-alives and the host's beacons.
 #[test]
 fn a_relay_that_withholds_frames_is_caught_and_left() {
+    let _one_scene_at_a_time = scene_lock();
     relay_attack("withhold", &["withholds"]);
 }
 
@@ -62,6 +77,7 @@ fn a_relay_that_withholds_frames_is_caught_and_left() {
 /// stays flat afterwards.
 #[test]
 fn a_relay_that_floods_speaker_ids_is_caught_and_left() {
+    let _one_scene_at_a_time = scene_lock();
     let mut scene = Scene::start("flood-ids");
     scene.moves_up(&["forged"]);
     // Once a second (each `audio_stats`) for ten seconds after the move: the listener's
@@ -98,6 +114,7 @@ fn a_relay_that_floods_speaker_ids_is_caught_and_left() {
 /// them right, nothing is evicted, and the audio is intact.
 #[test]
 fn a_relay_that_reorders_frames_is_kept() {
+    let _one_scene_at_a_time = scene_lock();
     let mut scene = Scene::start("reorder");
     // Eight seconds of audio, unless the listener leaves the adversary first.
     let mut stats_unless_lost = |what: &str, least: u64| {
@@ -129,6 +146,7 @@ fn a_relay_that_reorders_frames_is_kept() {
 /// stream, and no listener hears it (it says a 3 kHz tone; the host's speech has nothing there).
 #[test]
 fn a_speaker_impersonating_the_host_is_not_heard() {
+    let _one_scene_at_a_time = scene_lock();
     let scene = Impersonation::run(false);
     eprintln!(
         "impersonate: 3 kHz power in the listener's output {:.2e} (the tone itself: {:.2e})",
@@ -140,6 +158,7 @@ fn a_speaker_impersonating_the_host_is_not_heard() {
 /// speech and nothing of the impersonator, and every frame in it verifies.
 #[test]
 fn a_recording_made_under_attack_holds_only_what_the_speakers_said() {
+    let _one_scene_at_a_time = scene_lock();
     let scene = Impersonation::run(true);
     let ana = &scene.host_home;
     let id = scene.recording.expect("the room was recorded");
@@ -202,6 +221,7 @@ fn a_recording_made_under_attack_holds_only_what_the_speakers_said() {
 /// what it believes.)
 #[test]
 fn a_relay_claiming_room_for_thousands_is_believed_up_to_a_members_share() {
+    let _one_scene_at_a_time = scene_lock();
     let (ana, mal) = (TestHome::new(), TestHome::new());
     let room = local_room_with(&ana, "Trust", &[]);
     let mut host = Live::start(
@@ -298,6 +318,7 @@ fn a_relay_claiming_room_for_thousands_is_believed_up_to_a_members_share() {
 /// refused, and the room goes on for a listener who joins after.
 #[test]
 fn listen_streams_without_a_ticket_are_all_refused() {
+    let _one_scene_at_a_time = scene_lock();
     let (ana, mal, joe) = (TestHome::new(), TestHome::new(), TestHome::new());
     let room = local_room_with(&ana, "Trust", &[]);
     let mut host = Live::start(
