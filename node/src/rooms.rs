@@ -31,6 +31,7 @@ use crate::peers::Peers;
 mod audience;
 mod hosting;
 mod joined;
+mod voices;
 
 pub use audience::{LISTENERS_PAGE, Placing};
 pub use joined::{ActError, Joined, MAX_PENDING_PUBLISH, PUBLISH_RETRY_FOR, Tier};

@@ -5,8 +5,6 @@
 //! room's behalf ([`HostAudience`]). A listener the stage promotes steps up: it follows the topic
 //! and joins again, through the host, as a member of the stage.
 
-use std::collections::HashSet;
-
 use earshot_protocol::audience::host::{AudiencePolicy, HostAudience, Taken};
 use earshot_protocol::audience::relayed::Relayed;
 use earshot_protocol::audience::wire::{Down, Newcomer, Report};
@@ -15,7 +13,6 @@ use earshot_protocol::envelope::{Authority, Envelope};
 use earshot_protocol::snapshot::{Placement, Refusal, RoomRequest, RoomResponse};
 use earshot_protocol::state::{MAX_CLOCK_SKEW_MS, MAX_MESSAGE_AGE_MS, RoomChange, RoomState};
 use earshot_protocol::{ControlBody, PeerKey, Role, RoomDescriptor, RoomId, Verified};
-use libp2p::PeerId;
 use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
 
@@ -29,13 +26,6 @@ use crate::rooms::ActError;
 
 /// Listeners per page of `/who listeners`.
 pub const LISTENERS_PAGE: usize = 50;
-/// Children a community relay the host asked to carry the room may take (as its parents
-/// believe its reports; its own budget may be smaller).
-pub const CARRIER_MAX_CHILDREN: u16 = 1_000;
-/// How long a relayed promotion counts before a view shows it.
-const PROMOTED_HEARD: std::time::Duration = std::time::Duration::from_secs(5);
-/// Promotions remembered that way at most.
-const MAX_PROMOTED_LATELY: usize = 32;
 /// Relayed envelopes an audience member remembers, to drop one that comes twice.
 const SEEN_RELAYED: usize = 256;
 
@@ -299,12 +289,7 @@ impl Rooms {
             })),
             ControlBody::Join { .. } if envelope.author != me => {
                 // Relayed only when the joiner is on stage (a speaker's link): heard at once.
-                joined
-                    .promoted_lately
-                    .retain(|(_, at)| now.instant.saturating_duration_since(*at) < PROMOTED_HEARD);
-                if joined.promoted_lately.len() < MAX_PROMOTED_LATELY {
-                    joined.promoted_lately.push((envelope.author, now.instant));
-                }
+                joined.promoted(envelope.author, now.instant);
                 effects.push(Effect::Changed {
                     room,
                     changes: Vec::new(),
@@ -312,12 +297,7 @@ impl Rooms {
             }
             ControlBody::Promote { target, .. } => {
                 // Heard at once: the view saying so is up to a second away.
-                joined
-                    .promoted_lately
-                    .retain(|(_, at)| now.instant.saturating_duration_since(*at) < PROMOTED_HEARD);
-                if joined.promoted_lately.len() < MAX_PROMOTED_LATELY {
-                    joined.promoted_lately.push((*target, now.instant));
-                }
+                joined.promoted(*target, now.instant);
                 effects.push(Effect::Changed {
                     room,
                     changes: Vec::new(),
@@ -659,51 +639,6 @@ impl Rooms {
             room,
             down: Down::Envelope(serde_bytes::ByteBuf::from(relayed)),
         });
-    }
-
-    /// Who may speak in `room` (on stage, present, not muted), for the host's audio plane.
-    /// At the host: `relay` carries `room` (its reports are believed up to a carrier's share,
-    /// [`CARRIER_MAX_CHILDREN`]).
-    pub fn add_carrier(&mut self, room: &RoomId, relay: PeerKey) {
-        if let Some(joined) = self.joined.get_mut(room)
-            && joined.is_host()
-        {
-            joined
-                .audience
-                .get_or_insert_with(|| {
-                    HostAudience::new(*room, AudiencePolicy::default(), std::time::Instant::now())
-                })
-                .add_carrier(relay, CARRIER_MAX_CHILDREN);
-        }
-    }
-
-    /// Who is on `room`'s stage (muted or not, present or not): the voices every node
-    /// checks frames against.
-    pub fn stage_keys(&self, room: &RoomId) -> Option<Vec<earshot_protocol::PeerKey>> {
-        let joined = self.joined.get(room)?;
-        Some(
-            joined
-                .state
-                .members
-                .values()
-                .filter(|m| m.role().on_stage())
-                .map(|m| m.key)
-                .chain(joined.promoted_lately.iter().map(|(key, _)| *key))
-                .collect(),
-        )
-    }
-
-    pub fn speakers(&self, room: &RoomId) -> Option<HashSet<PeerId>> {
-        let joined = self.joined.get(room)?;
-        let state = &joined.state;
-        Some(
-            state
-                .members
-                .values()
-                .filter(|m| state.is_present(m) && m.role().on_stage() && !m.muted.value)
-                .filter_map(|m| m.key.to_peer_id().ok())
-                .collect(),
-        )
     }
 }
 

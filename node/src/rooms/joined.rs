@@ -47,6 +47,11 @@ pub enum Tier {
     Audience,
 }
 
+/// How long a relayed promotion counts before a view shows it.
+const PROMOTED_HEARD: Duration = Duration::from_secs(5);
+/// Promotions remembered that way at most.
+const MAX_PROMOTED_LATELY: usize = 32;
+
 /// One room this node is in.
 #[derive(Debug)]
 pub struct Joined {
@@ -120,6 +125,16 @@ impl Joined {
             audience_caps: VecDeque::new(),
             seen: VecDeque::new(),
             seen_set: HashSet::new(),
+        }
+    }
+
+    /// In the audience: `key` was put on stage by a relayed envelope (heard at once, until a
+    /// view shows it; [`MAX_PROMOTED_LATELY`] kept, for [`PROMOTED_HEARD`]).
+    pub fn promoted(&mut self, key: PeerKey, now: Instant) {
+        self.promoted_lately
+            .retain(|(_, at)| now.saturating_duration_since(*at) < PROMOTED_HEARD);
+        if self.promoted_lately.len() < MAX_PROMOTED_LATELY {
+            self.promoted_lately.push((key, now));
         }
     }
 
