@@ -73,6 +73,145 @@ fn a_relay_that_withholds_frames_is_caught_and_left() {
     relay_attack("withhold", &["withholds"]);
 }
 
+/// A relay that gathers two listeners and then forges: both catch it, leave it, and accuse it to
+/// the host (up the tree, each showing the ticket that placed it there). Two distinct accusers
+/// take it out of the relay tree; both hear the speech again, and nothing else.
+#[test]
+fn a_relay_caught_by_two_listeners_is_taken_out_of_the_tree() {
+    let _one_scene_at_a_time = scene_lock();
+    let homes = [
+        TestHome::new(),
+        TestHome::new(),
+        TestHome::new(),
+        TestHome::new(),
+    ];
+    let [ana, mal, joe, sue] = &homes;
+    let room = local_room_with(ana, "Trust", &[]);
+    let speech = Speech::new(SPEECH_SECONDS);
+    let file = ana.join("speech.wav");
+    wav::write(&file, &speech.samples).expect("write speech");
+    let mut host = Live::start(
+        "host",
+        ana,
+        &[
+            "host",
+            &room,
+            "--input",
+            file.to_str().expect("utf-8 path"),
+            "--output",
+            "null",
+            "--max-children",
+            "1",
+        ],
+    );
+    let (link, _host_peer) = hosting(&mut host);
+    let mut adversary = listener(
+        "adversary",
+        mal,
+        &link,
+        &[
+            "--misbehave",
+            "turn",
+            "--max-children",
+            "4",
+            "--input",
+            "silence",
+        ],
+    );
+    let adversary_peer = adversary.expect_map("joined", |e| match e {
+        Event::Joined { peer_id, .. } => Some(peer_id.to_string()),
+        _ => None,
+    });
+    adversary.expect("audio_attached at depth 1", |e| {
+        matches!(e, Event::AudioAttached { depth: 1, .. })
+    });
+    host.expect("the adversary in the audience", |e| {
+        matches!(e, Event::Audience { listeners: 1, .. })
+    });
+    let output = joe.join("out.wav");
+    let out = output.to_str().expect("utf-8 path");
+    let mut first = listener(
+        "joe",
+        joe,
+        &link,
+        &["--input", "silence", "--output", out, "--max-children", "1"],
+    );
+    let under_adversary = |e: &Event| matches!(e, Event::AudioAttached { parent, depth: 2, .. } if parent.to_string() == adversary_peer);
+    first.expect("joe under the adversary", under_adversary);
+    // Joe's place came up in the adversary's report: the adversary's own places are the
+    // shallowest on offer again.
+    host.expect("joe in the audience", |e| {
+        matches!(e, Event::Audience { listeners: 2, .. })
+    });
+    let mut second = listener(
+        "sue",
+        sue,
+        &link,
+        &["--input", "silence", "--max-children", "1"],
+    );
+    second.expect("sue under the adversary", under_adversary);
+    // With two children the adversary turns: both catch it.
+    for live in [&mut first, &mut second] {
+        let lost = live.expect_within("audio_lost", DETECTION_BOUND, |e| {
+            matches!(e, Event::AudioLost { parent, .. } if parent.to_string() == adversary_peer)
+        });
+        let Event::AudioLost { reason, .. } = lost else {
+            unreachable!("matched above")
+        };
+        assert!(
+            reason.contains("forged"),
+            "lost the adversary because {reason:?}"
+        );
+    }
+    // Their accusations reach the host, which takes the adversary out.
+    let excluded = host.expect_within("the adversary excluded", Duration::from_secs(20), |e| {
+        matches!(e, Event::RelayAccused { excluded: true, .. })
+    });
+    let Event::RelayAccused {
+        relay, accusers, ..
+    } = excluded
+    else {
+        unreachable!("matched above")
+    };
+    assert_eq!(
+        relay.to_peer_id().map(|peer| peer.to_string()).ok(),
+        Some(adversary_peer.clone()),
+        "the host excluded the adversary"
+    );
+    assert_eq!(accusers, 2);
+    assert!(
+        host.printed(|e| matches!(
+            e,
+            Event::RelayAccused {
+                excluded: false,
+                accusers: 1,
+                ..
+            }
+        )),
+        "one accusation alone excluded nobody"
+    );
+    // Both hear the room again, from someone else.
+    for live in [&mut first, &mut second] {
+        live.expect("audio_attached to someone else", |e| {
+            matches!(e, Event::AudioAttached { parent, .. } if parent.to_string() != adversary_peer)
+        });
+        let before = live.expect_stats("a report", |_| true);
+        live.expect_stats("frames again", |s| s.delivered >= before.delivered + 200);
+    }
+    host.say("/end");
+    let last = first.expect_stats("the last report", |s| s.r#final);
+    assert_eq!(first.exit_code(), 0);
+    assert_eq!(second.exit_code(), 0);
+    assert_eq!(host.exit_code(), 0);
+    drop(adversary);
+    let heard = hear(&speech, &read_wav(&output));
+    eprintln!(
+        "turn: joe's last report: {} of {} frames delivered, {} concealed",
+        last.delivered, last.expected, last.concealed
+    );
+    heard.assert_only_speech("turn", 0.8);
+}
+
 /// Relays the room and a flood of tiny frames under ever new speaker ids; the listener's memory
 /// stays flat afterwards.
 #[test]

@@ -258,6 +258,24 @@ impl Text {
                 role.as_str()
             ),
             Event::HandRaised { name, .. } => format!("✋ {name} raised a hand"),
+            Event::RelayAccused {
+                relay,
+                by,
+                reason,
+                accusers,
+                excluded,
+                ..
+            } => {
+                let (relay, by) = (relay.short(), by.short());
+                if *excluded {
+                    format!(
+                        "⚠ {relay} is out of the relay tree: {accusers} listeners it fed caught it \
+                         ({reason}); it takes no children for a while"
+                    )
+                } else {
+                    format!("⚠ {by} says its relay {relay} failed it ({reason})")
+                }
+            }
             Event::HandLowered { name, .. } => format!("  {name} lowered their hand"),
             Event::Muted { name, by_name, .. } => format!("🔇 {name} was muted by {by_name}"),
             Event::Unmuted { name, by_name, .. } => format!("🔈 {name} was unmuted by {by_name}"),

@@ -201,6 +201,20 @@ pub enum Event {
         by: PeerKey,
         by_name: String,
     },
+    /// At the host: a listener accused its parent of failing its checks (forged, replayed or
+    /// withheld audio). `excluded`: that made the quorum, and the parent is out of the relay
+    /// tree (no children) for a while; `accusers` counts who accuse it now.
+    RelayAccused {
+        #[serde_as(as = "DisplayFromStr")]
+        room: RoomId,
+        #[serde_as(as = "PeerIdOfKey")]
+        relay: PeerKey,
+        #[serde_as(as = "PeerIdOfKey")]
+        by: PeerKey,
+        reason: String,
+        accusers: usize,
+        excluded: bool,
+    },
     HandRaised {
         #[serde_as(as = "DisplayFromStr")]
         room: RoomId,
@@ -520,6 +534,7 @@ impl Event {
             | Event::MemberLeft { room, .. }
             | Event::RoleChanged { room, .. }
             | Event::HandRaised { room, .. }
+            | Event::RelayAccused { room, .. }
             | Event::HandLowered { room, .. }
             | Event::Muted { room, .. }
             | Event::Unmuted { room, .. }

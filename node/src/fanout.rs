@@ -121,6 +121,10 @@ pub trait Gate: Send + Sync + 'static {
     fn evicted(&self, _room: RoomId) -> Vec<PeerId> {
         Vec::new()
     }
+    /// Whether the host took `peer` out of `room`'s relay tree (its children leave it).
+    fn excluded(&self, _room: RoomId, _peer: PeerId) -> bool {
+        false
+    }
     /// Who may be heard in `room`: the host and the stage's keys. `None`: frames are not
     /// checked (benches of the plane alone).
     fn voices(&self, _room: RoomId) -> Option<Arc<Voices>> {
@@ -165,6 +169,9 @@ pub enum StreamError {
     /// The parent does not take this node (full, or the ticket did not do).
     #[error("the parent does not take this node")]
     Refused,
+    /// The host took the parent out of the relay tree (listeners it fed caught it).
+    #[error("the host took the parent out of the relay tree")]
+    Excluded,
     /// The stream failed before the parent sent anything: it refused (full, or the ticket
     /// did not do), or dropped the stream in a burst of new ones. Worth retrying a moment
     /// before calling the parent gone.
@@ -697,7 +704,7 @@ impl RoomAudio {
     /// puts the keep-alive off.
     fn send(&mut self, out: Outgoing) {
         let outs = match self.tamper.as_mut() {
-            Some(tamper) => tamper.outgoing(out),
+            Some(tamper) => tamper.outgoing(out, self.to_child.len()),
             None => vec![out],
         };
         for out in outs {

@@ -13,9 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use earshot_protocol::audience::Ticket;
+use earshot_protocol::audience::exclusion::MAX_REASON_BYTES;
 use earshot_protocol::audience::follow::{Answer, Asked, Follower, Step};
 use earshot_protocol::snapshot::{Placement, Refusal};
-use earshot_protocol::{PeerKey, RoomId};
+use earshot_protocol::{ControlBody, PeerKey, RoomId};
 use libp2p::PeerId;
 use parking_lot::Mutex;
 use tokio::sync::{broadcast, watch};
@@ -197,7 +198,10 @@ async fn follow_tree(
     loop {
         step = match step {
             Step::Ask { whom, lost, ticket } => {
-                let lost = lost.filter(|_| died && draining.is_none());
+                // An excluded node that lost its parent was most likely cut off for it: it
+                // does not make its parent's parent cut that parent off in turn.
+                let excluded = node.trees().is_excluded(&room, &node.trees().me());
+                let lost = lost.filter(|_| died && draining.is_none() && !excluded);
                 let asked = whom.key;
                 // Never placed yet: the ticket the host admitted this node with.
                 let ticket = ticket
@@ -281,6 +285,24 @@ async fn follow_tree(
                     ended,
                     Err(StreamError::NotStarted(_) | StreamError::Refused)
                 );
+                // A parent caught forging, replaying or withholding is accused to the host (up
+                // the tree, once this node is attached again), with the ticket that placed
+                // this node under it: two such accusations take it out of the tree.
+                if let Err(err @ (StreamError::Forged(_) | StreamError::Withheld(_))) = &ended {
+                    let mut reason = err.to_string();
+                    truncate_at_char(&mut reason, MAX_REASON_BYTES);
+                    let accusation = ControlBody::Accuse {
+                        parent,
+                        ticket: serde_bytes::ByteBuf::from(proof.clone()),
+                        reason,
+                    };
+                    let node = node.clone();
+                    tokio::spawn(async move {
+                        if let Err(err) = node.act(room, accusation).await {
+                            debug!(%err, "could not accuse the parent");
+                        }
+                    });
+                }
                 let event = match ended {
                     Ok(still_feeding) => {
                         info!(parent = %peer, "the parent is leaving; moving");
@@ -334,4 +356,15 @@ fn answer_of(placement: Placement) -> Option<Answer> {
         depth: placement.depth,
         ticket,
     })
+}
+
+/// Cuts `text` to at most `max` bytes, at a character's edge.
+fn truncate_at_char(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
 }

@@ -444,7 +444,8 @@ impl Rooms {
             .joined
             .get_mut(&room)
             .ok_or(ActError::NotInRoom(room))?;
-        if joined.tier == Tier::Audience {
+        // An accusation goes up the tree to the host, whoever says it (never on the topic).
+        if joined.tier == Tier::Audience || matches!(body, ControlBody::Accuse { .. }) {
             return self.audience_own_act(now, room, body);
         }
         // Removing someone revokes the capabilities they joined with, as far as this node

@@ -19,7 +19,7 @@ use earshot_protocol::{PeerKey, RoomId, Verified};
 use libp2p::PeerId;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::clock;
 use crate::fanout::{Gate, Misbehave, Pass, StreamKind, Voices};
@@ -287,6 +287,16 @@ impl Tree {
         if let Some(carriers) = &view.carriers {
             tree.subtree.set_carriers(carriers.iter().copied());
         }
+        if tree
+            .view
+            .as_ref()
+            .is_none_or(|held| held.excluded != view.excluded)
+        {
+            if view.excluded.contains(&self.me) {
+                warn!(%room, "the host took this node out of the relay tree: it takes no children");
+            }
+            tree.subtree.set_excluded(view.excluded.iter().copied());
+        }
         tree.view = Some(view);
         true
     }
@@ -390,8 +400,14 @@ impl Tree {
             // again when its stream ends; a lying orphan (it must hold a ticket under that
             // child) costs that child's subtree one repair.
             let orphan_of = lost.filter(|lost| leaf.parent == *lost);
+            // The orphan of a child the host excluded: that child stays, a leaf (it is still
+            // a listener); its children leave it.
+            let of_excluded = orphan_of.is_some_and(|lost| {
+                tree.subtree.is_excluded(&lost) && tree.subtree.has_child(&lost)
+            });
             if let Some(lost) = orphan_of
                 && tree.subtree.has_child(&lost)
+                && !of_excluded
             {
                 debug!(%room, lost = %lost.short(), orphan = %asker.short(), "a child went silent");
                 tree.subtree.child_closed(&lost, now);
@@ -403,7 +419,8 @@ impl Tree {
             }
             if !tree.is_host {
                 // Only the orphans of a child this node lost.
-                let orphan = orphan_of.is_some_and(|lost| tree.subtree.lost_lately(&lost, now));
+                let orphan = of_excluded
+                    || orphan_of.is_some_and(|lost| tree.subtree.lost_lately(&lost, now));
                 if !orphan {
                     return Err(Refusal::NoPlace);
                 }
@@ -456,7 +473,21 @@ impl Tree {
     }
 }
 
+impl Tree {
+    /// Whether the host's latest view excludes `key` from relaying in `room`.
+    pub fn is_excluded(&self, room: &RoomId, key: &PeerKey) -> bool {
+        self.rooms
+            .lock()
+            .get(room)
+            .is_some_and(|tree| tree.subtree.is_excluded(key))
+    }
+}
+
 impl Gate for Tree {
+    fn excluded(&self, room: RoomId, parent: PeerId) -> bool {
+        PeerKey::from_peer_id(&parent).is_ok_and(|key| self.is_excluded(&room, &key))
+    }
+
     fn voices(&self, room: RoomId) -> Option<Arc<Voices>> {
         if self.unchecked.load(std::sync::atomic::Ordering::Relaxed) {
             return None;

@@ -4,6 +4,7 @@
 //! parent. A place in the tree is a signed [`Ticket`]. Everything here is bounded whatever the
 //! audience's size, so a listener's cost does not grow with the room.
 
+pub mod exclusion;
 pub mod follow;
 pub mod host;
 pub mod relayed;

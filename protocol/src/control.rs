@@ -83,6 +83,14 @@ pub enum ControlBody {
     MemberRecording {
         on: bool,
     },
+    /// A listener's parent in the relay tree failed its checks (forged, replayed or withheld
+    /// audio): said to the host only, up the tree, with the ticket that placed the author under
+    /// `parent` (see [`crate::audience::exclusion`]). Grants nothing on the topic.
+    Accuse {
+        parent: PeerKey,
+        ticket: serde_bytes::ByteBuf,
+        reason: String,
+    },
 }
 
 impl ControlBody {
@@ -101,6 +109,24 @@ impl ControlBody {
             }
             ControlBody::Remove { revoke, .. } if revoke.len() > MAX_REVOCATIONS => {
                 Err(too_long("revocation list", revoke.len(), MAX_REVOCATIONS))
+            }
+            ControlBody::Accuse { reason, .. }
+                if reason.len() > crate::audience::exclusion::MAX_REASON_BYTES =>
+            {
+                Err(too_long(
+                    "accusation",
+                    reason.len(),
+                    crate::audience::exclusion::MAX_REASON_BYTES,
+                ))
+            }
+            ControlBody::Accuse { ticket, .. }
+                if ticket.len() > crate::audience::ticket::MAX_TICKET_BYTES =>
+            {
+                Err(too_long(
+                    "ticket",
+                    ticket.len(),
+                    crate::audience::ticket::MAX_TICKET_BYTES,
+                ))
             }
             ControlBody::ReplayAvailable { title, .. } if title.len() > MAX_TITLE_BYTES => {
                 Err(too_long("replay title", title.len(), MAX_TITLE_BYTES))

@@ -788,6 +788,8 @@ impl RoomState {
                 self.ended = true;
                 changes.push(RoomChange::RoomEnded { by: author });
             }
+            // For the host's book, not the room's state.
+            ControlBody::Accuse { .. } => {}
             ControlBody::TreePosition { parent, depth } => {
                 let position = TreePosition {
                     parent: *parent,
@@ -943,6 +945,7 @@ impl RoomState {
             | ControlBody::Chat { .. }
             | ControlBody::Reaction { .. }
             | ControlBody::TreePosition { .. }
+            | ControlBody::Accuse { .. }
             | ControlBody::ReplayAvailable { .. } => Ok(()),
             ControlBody::MemberRecording { .. }
                 if self.members_may_record || role >= RoomRole::Moderator =>

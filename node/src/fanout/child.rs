@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use earshot_protocol::RoomId;
-use earshot_protocol::audience::wire::Up;
+use earshot_protocol::audience::wire::{Down, Up};
 use earshot_protocol::frame::AudioFrame;
 use earshot_protocol::proof::ProofSigner;
 use futures::io::{ReadHalf, WriteHalf};
@@ -93,9 +93,13 @@ impl Fanout {
                     })));
                 }
                 read => {
+                    let view = matches!(read, Read::Control(Down::View(_)));
                     if let Err(err) = self.take(&room, read, &mut check) {
                         self.check_failed(&room);
                         return Err(err);
+                    }
+                    if view && self.gate.excluded(room, parent) {
+                        return Err(StreamError::Excluded);
                     }
                 }
             }

@@ -31,10 +31,16 @@ pub enum Misbehave {
     FloodIds,
     /// Open listen streams to the host with no ticket, two hundred of them.
     UnassignedStreams,
+    /// Relay honestly until it feeds [`TURN_AT_CHILDREN`] children, then alter every frame (a
+    /// relay that gathers listeners before it turns).
+    Turn,
 }
 
+/// Children a turning relay gathers before it turns.
+pub const TURN_AT_CHILDREN: usize = 2;
+
 impl Misbehave {
-    pub const ALL: [(&'static str, Misbehave); 9] = [
+    pub const ALL: [(&'static str, Misbehave); 10] = [
         ("alter", Misbehave::Alter),
         ("inject", Misbehave::Inject),
         ("replay", Misbehave::Replay),
@@ -44,6 +50,7 @@ impl Misbehave {
         ("claim-capacity", Misbehave::ClaimCapacity),
         ("flood-ids", Misbehave::FloodIds),
         ("unassigned-streams", Misbehave::UnassignedStreams),
+        ("turn", Misbehave::Turn),
     ];
 }
 
@@ -84,6 +91,8 @@ pub(super) struct Tamper {
     /// Frames held back (replay: until three seconds old; reorder: one at a time).
     held: VecDeque<(Instant, Arc<Vec<u8>>)>,
     counter: u32,
+    /// A turning relay has turned.
+    turned: bool,
 }
 
 impl Tamper {
@@ -92,11 +101,19 @@ impl Tamper {
             kind,
             held: VecDeque::new(),
             counter: 0,
+            turned: false,
         }
     }
 
-    /// What goes to the children instead of `out`.
-    pub fn outgoing(&mut self, out: Outgoing) -> Vec<Outgoing> {
+    /// What goes to the `children` instead of `out`.
+    pub fn outgoing(&mut self, out: Outgoing, children: usize) -> Vec<Outgoing> {
+        if self.kind == Misbehave::Turn && !self.turned {
+            if children < TURN_AT_CHILDREN {
+                return vec![out];
+            }
+            tracing::warn!(children, "misbehaving: turning on the children gathered");
+            self.turned = true;
+        }
         let Outgoing::Audio(bytes) = &out else {
             return match (self.kind, &out) {
                 // Proofs of frames it never passed on, or that it changed: dropped (an honest
@@ -110,7 +127,7 @@ impl Tamper {
         };
         self.counter = self.counter.wrapping_add(1);
         match self.kind {
-            Misbehave::Alter => vec![audio(&AudioFrame {
+            Misbehave::Alter | Misbehave::Turn => vec![audio(&AudioFrame {
                 payload: tone_payload(frame.payload.len(), self.counter),
                 ..frame
             })],

@@ -82,6 +82,7 @@ fn members_are_found_by_name_or_peer_id() {
             banned: Vec::new(),
             revoked: Vec::new(),
             carriers: None,
+            excluded: Vec::new(),
             signature: earshot_protocol::id::Sig([0; 64]),
         }),
         placement: None,

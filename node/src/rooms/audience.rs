@@ -5,6 +5,7 @@
 //! room's behalf ([`HostAudience`]). A listener the stage promotes steps up: it follows the topic
 //! and joins again, through the host, as a member of the stage.
 
+use earshot_protocol::audience::exclusion::{EXCLUSION_QUORUM, Verdict};
 use earshot_protocol::audience::host::{AudiencePolicy, HostAudience, Taken};
 use earshot_protocol::audience::relayed::Relayed;
 use earshot_protocol::audience::wire::{Down, Newcomer, Report};
@@ -437,6 +438,7 @@ impl Rooms {
                 ))
             }
             body @ (ControlBody::RaiseHand
+            | ControlBody::Accuse { .. }
             | ControlBody::LowerHand
             | ControlBody::Chat { .. }
             | ControlBody::MemberRecording { .. }
@@ -517,6 +519,36 @@ impl Rooms {
                 to,
                 text: notice,
             }),
+            Taken::Accused {
+                parent,
+                reason,
+                verdict,
+            } => {
+                // A stranger's words: printed on one line, no escapes.
+                let reason: String = reason.chars().filter(|c| !c.is_control()).collect();
+                match verdict {
+                    Ok(verdict) => {
+                        let (accusers, excluded) = match verdict {
+                            Verdict::Noted { accusers } => (accusers, false),
+                            Verdict::Excluded => (EXCLUSION_QUORUM, true),
+                        };
+                        info!(%room, relay = %parent.short(), by = %author.short(), %reason,
+                            accusers, excluded, "a listener accused its relay");
+                        effects.push(Effect::Emit(Event::RelayAccused {
+                            room,
+                            relay: parent,
+                            by: author,
+                            reason,
+                            accusers,
+                            excluded,
+                        }));
+                    }
+                    Err(dismissed) => {
+                        debug!(%room, relay = %parent.short(), by = %author.short(), %dismissed,
+                            "an accusation did not count");
+                    }
+                }
+            }
             Taken::Dropped => {}
         }
         effects

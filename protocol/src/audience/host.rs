@@ -19,6 +19,7 @@ use crate::envelope::Envelope;
 use crate::id::{PeerKey, RoomId, Sig, Timestamp};
 use crate::state::{RoomRole, RoomState};
 
+use super::exclusion::{Dismissed, Exclusions, Verdict};
 use super::subtree::Bucket;
 use super::view::{AudienceView, Hand, MAX_REACTION_KINDS, ReactionCount, StageMember};
 use super::wire::{Newcomer, Report};
@@ -61,6 +62,13 @@ pub enum Taken {
     Hands,
     /// Not taken: tell `to` why.
     Refused { to: PeerKey, notice: String },
+    /// A listener accused its parent of failing its checks: what came of it (an exclusion
+    /// goes into the next view).
+    Accused {
+        parent: PeerKey,
+        reason: String,
+        verdict: Result<Verdict, Dismissed>,
+    },
     /// Not taken, nobody to tell (not a valid action, or one seen before).
     Dropped,
 }
@@ -86,6 +94,10 @@ pub struct HostAudience {
     /// Community relays asked to carry the room, and the children each may take.
     carriers: BTreeMap<PeerKey, u16>,
     carriers_changed: bool,
+    /// Accusations against relays, and the relays excluded (made at the first accusation).
+    exclusions: Option<Exclusions>,
+    /// Excluded as of the latest view.
+    excluded: Vec<PeerKey>,
 }
 
 impl HostAudience {
@@ -124,7 +136,14 @@ impl HostAudience {
             names: VecDeque::new(),
             carriers: BTreeMap::new(),
             carriers_changed: false,
+            exclusions: None,
+            excluded: Vec::new(),
         }
+    }
+
+    /// Whether `key` is excluded from relaying now.
+    pub fn is_excluded(&self, key: &PeerKey) -> bool {
+        self.excluded.contains(key)
     }
 
     pub fn policy(&self) -> AudiencePolicy {
@@ -209,6 +228,26 @@ impl HostAudience {
                 // Its name, for its hands and chat.
                 self.remember_name(author, name.clone());
                 Taken::Dropped
+            }
+            ControlBody::Accuse {
+                parent,
+                ticket,
+                reason,
+            } => {
+                let room = self.room;
+                let book = self
+                    .exclusions
+                    .get_or_insert_with(|| Exclusions::new(room, state.host));
+                let verdict = book.accuse(now, wall, author, *parent, ticket);
+                if verdict == Ok(Verdict::Excluded) {
+                    self.excluded = book.excluded(now);
+                    self.changed = true;
+                }
+                Taken::Accused {
+                    parent: *parent,
+                    reason: reason.clone(),
+                    verdict,
+                }
             }
             // Everyone is told who records what they hear (the room's rules allowed it).
             ControlBody::MemberRecording { .. } => Taken::Relay(envelope.encode()),
@@ -309,6 +348,10 @@ impl HostAudience {
         if !due {
             return None;
         }
+        if let Some(book) = self.exclusions.as_mut() {
+            // Exclusions end in time.
+            self.excluded = book.excluded(now);
+        }
         let reactions = std::mem::take(&mut self.reactions);
         let view = self.build(wall, state, listeners, reactions, host);
         self.last_sent = Some(now);
@@ -387,6 +430,7 @@ impl HostAudience {
                 self.carriers_changed = false;
                 self.carriers.iter().map(|(k, c)| (*k, *c)).collect()
             }),
+            excluded: self.excluded.clone(),
             signature: Sig([0; 64]),
         }
         .sign(host)

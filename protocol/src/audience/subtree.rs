@@ -8,7 +8,7 @@
 //! capacity), reports a fixed-size summary upward, and passes up at most [`UP_ACTS_PER_SEC`]
 //! actions; a child that sends more than [`CHILD_ACTS_PER_SEC`] loses the rest (and is told).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::id::PeerKey;
@@ -141,12 +141,16 @@ pub struct Subtree {
     /// Community relays the host listed, and the children each may take: anyone else's
     /// reports are believed up to [`MEMBER_MAX_CHILDREN`] free places a node.
     carriers: HashMap<PeerKey, u16>,
+    /// Relays the host took out of the tree: their free places are not believed, and if this
+    /// node is one of them it takes no new children.
+    excluded: HashSet<PeerKey>,
 }
 
 impl Subtree {
     pub fn new(me: PeerKey, capacity: u16, now: Instant) -> Self {
         Self {
             carriers: HashMap::new(),
+            excluded: HashSet::new(),
             me,
             addrs: Vec::new(),
             capacity,
@@ -172,6 +176,9 @@ impl Subtree {
 
     /// Children it can take now (promises counted).
     pub fn free(&self) -> u16 {
+        if self.excluded.contains(&self.me) {
+            return 0;
+        }
         let taken = self.children.len() + usize::from(self.promised_to(&self.me));
         self.capacity
             .saturating_sub(u16::try_from(taken).unwrap_or(u16::MAX))
@@ -237,7 +244,9 @@ impl Subtree {
                 && promise.count > 0
             {
                 promise.count -= 1;
-            } else if self.children.len() >= usize::from(self.capacity) {
+            } else if self.children.len() >= usize::from(self.capacity)
+                || self.excluded.contains(&self.me)
+            {
                 return Err(Refused::Full);
             }
         }
@@ -284,16 +293,29 @@ impl Subtree {
         self.carriers = carriers.into_iter().collect();
     }
 
+    /// The relays the host excluded (its latest view).
+    pub fn set_excluded(&mut self, excluded: impl IntoIterator<Item = PeerKey>) {
+        self.excluded = excluded.into_iter().collect();
+    }
+
+    /// Whether the host excluded `key` from relaying (as of its latest view).
+    pub fn is_excluded(&self, key: &PeerKey) -> bool {
+        self.excluded.contains(key)
+    }
+
     /// A child's report: kept (within bounds) until the next one. A free place is believed up
     /// to what its node may take: a carrier the host listed, its share; anyone else,
     /// [`MEMBER_MAX_CHILDREN`] (a node claiming room for thousands gets a handful).
     pub fn report_from(&mut self, child: &PeerKey, mut report: Report, now: Instant) {
         for slot in &mut report.free {
-            let most = self
-                .carriers
-                .get(&slot.key)
-                .copied()
-                .unwrap_or(MEMBER_MAX_CHILDREN);
+            let most = if self.excluded.contains(&slot.key) {
+                0
+            } else {
+                self.carriers
+                    .get(&slot.key)
+                    .copied()
+                    .unwrap_or(MEMBER_MAX_CHILDREN)
+            };
             slot.free = slot.free.min(most);
         }
         let Some(state) = self.children.get_mut(child) else {
@@ -458,7 +480,7 @@ impl Subtree {
             }
             for slot in &child.report.free {
                 let free = slot.free.saturating_sub(self.promised_to(&slot.key));
-                if free > 0 {
+                if free > 0 && !self.excluded.contains(&slot.key) {
                     slots.push(Slot {
                         free,
                         below: slot.below.saturating_add(1),

@@ -79,6 +79,9 @@ pub struct AudienceView {
     /// by the parent). Sent when it changed and every [`CARRIERS_EVERY`] views (`None`: as
     /// before), so that a room with many relays does not pay for the list every second.
     pub carriers: Option<Vec<(PeerKey, u16)>>,
+    /// Relays taken out of the tree (see [`super::exclusion`]): nobody places a child under
+    /// them or believes their free places, and their children leave them.
+    pub excluded: Vec<PeerKey>,
     pub signature: Sig,
 }
 
@@ -97,6 +100,7 @@ struct Unsigned<'a> {
     banned: &'a [PeerKey],
     revoked: &'a [CapId],
     carriers: &'a Option<Vec<(PeerKey, u16)>>,
+    excluded: &'a [PeerKey],
 }
 
 /// Why a view is refused.
@@ -126,6 +130,7 @@ impl AudienceView {
             banned: &self.banned,
             revoked: &self.revoked,
             carriers: &self.carriers,
+            excluded: &self.excluded,
         }
     }
 
@@ -136,6 +141,7 @@ impl AudienceView {
         self.reactions.truncate(MAX_REACTION_KINDS);
         self.banned.truncate(MAX_RECENT_BANS);
         self.revoked.truncate(MAX_RECENT_BANS);
+        self.excluded.truncate(super::exclusion::MAX_EXCLUDED);
         if let Some(carriers) = self.carriers.as_mut() {
             carriers.truncate(MAX_CARRIERS);
         }
@@ -170,6 +176,7 @@ impl AudienceView {
             || view.reactions.len() > MAX_REACTION_KINDS
             || view.banned.len() > MAX_RECENT_BANS
             || view.revoked.len() > MAX_RECENT_BANS
+            || view.excluded.len() > super::exclusion::MAX_EXCLUDED
             || view
                 .carriers
                 .as_ref()
@@ -222,6 +229,7 @@ mod tests {
             banned: Vec::new(),
             revoked: Vec::new(),
             carriers: None,
+            excluded: Vec::new(),
             signature: Sig([0; 64]),
         }
     }

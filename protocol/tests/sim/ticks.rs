@@ -270,6 +270,7 @@ pub(super) fn stage(host: PeerKey) -> RoomState {
         banned: Vec::new(),
         revoked: Vec::new(),
         carriers: None,
+        excluded: Vec::new(),
         signature: Sig([0; 64]),
     };
     RoomState::of_audience_view(host, &view, None)

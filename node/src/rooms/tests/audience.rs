@@ -357,6 +357,7 @@ fn views_and_notices_from_a_forger_are_ignored() {
         banned: Vec::new(),
         revoked: Vec::new(),
         carriers: None,
+        excluded: Vec::new(),
         signature: earshot_protocol::id::Sig([0; 64]),
     }
     .sign(&forger.key);

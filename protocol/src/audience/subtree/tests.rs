@@ -283,3 +283,28 @@ fn a_claim_of_room_for_thousands_is_believed_up_to_a_members_share() {
     }
     assert_eq!(placed, 500);
 }
+
+#[test]
+fn an_excluded_relay_is_offered_no_children_and_takes_none() {
+    let now = Instant::now();
+    let mut node = Subtree::new(key(0), 1, now);
+    assert_eq!(node.child_opened(key(1), now), Ok(()));
+    node.report_from(&key(1), report(1, &[(1, 0, 8), (3, 1, 4)]), now);
+    // Excluded after its report came: its places are no longer offered, those below it are.
+    node.set_excluded([key(1)]);
+    match node.place(now) {
+        Some(Placed::Below(slot)) => assert_eq!(slot.key, key(3)),
+        other => panic!("placed {other:?}"),
+    }
+    // Its next report's places are not believed either.
+    node.report_from(&key(1), report(1, &[(1, 0, 8)]), now);
+    assert_eq!(node.place(now), None);
+    // Excluded itself, a node takes no new children and offers no places; it keeps those it has.
+    let mut bad = Subtree::new(key(1), 8, now);
+    assert_eq!(bad.child_opened(key(5), now), Ok(()));
+    bad.set_excluded([key(1)]);
+    assert_eq!(bad.free(), 0);
+    assert_eq!(bad.child_opened(key(6), now), Err(Refused::Full));
+    assert_eq!(bad.child_opened(key(5), now), Ok(()), "a child it had");
+    assert!(bad.report(now).free.is_empty());
+}
