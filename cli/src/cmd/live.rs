@@ -115,7 +115,7 @@ pub struct JoinArgs {
     #[command(flatten)]
     reach: ReachabilityArgs,
     /// Play an adversary in the room's tree, for testing its defences: alter, inject, replay,
-    /// reorder, withhold, impersonate, claim-capacity, flood-ids or unassigned-streams.
+    /// reorder, withhold, impersonate, claim-capacity, flood-ids, unassigned-streams or turn.
     #[arg(long, hide = true, value_name = "KIND")]
     misbehave: Option<earshot_node::fanout::Misbehave>,
 }
