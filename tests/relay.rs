@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use earshot_node::Event;
 use earshot_node::reachability::Reachability;
+use earshot_protocol::InviteLink;
 
 use crate::harness::{TestHome, code, stderr};
 use crate::live::{LOCAL, Live, missing, tone_host};
@@ -319,6 +320,46 @@ fn the_relay_carries_a_room_and_the_tree_reforms_without_it() {
     for (live, _) in listeners {
         assert_eq!(live.exit_code(), 0);
     }
+    assert_eq!(host.exit_code(), 0);
+}
+
+/// The host's link names the relay carrying the room as an entry point. A listener whose link
+/// names nothing else (it cannot reach the host at all) joins through the relay, is placed under
+/// it, hears the room, and is counted by the host (its arrival came up the tree).
+#[test]
+fn a_listener_joins_through_the_relay_the_link_names() {
+    let operator = TestHome::new();
+    let Relay {
+        live: mut relay,
+        addr: relay_addr,
+        peer_id: relay_id,
+        ..
+    } = start_relay(&operator, None);
+    let ana = TestHome::new();
+    let (mut host, link) = host_carried_by(&ana, "Entry", &relay_addr, &mut relay);
+    let mut link = InviteLink::decode(&link).expect("the host's link");
+    let named = |addr: &multiaddr::Multiaddr| {
+        earshot_protocol::addr::peer_of(addr).is_some_and(|peer| peer.to_string() == relay_id)
+    };
+    assert!(
+        link.bootstrap.iter().any(named),
+        "the link names the relay: {:?}",
+        link.bootstrap
+    );
+    link.bootstrap.retain(named);
+    // The relay in the tree (the host counts it) before anyone joins through it.
+    host.expect("the relay in the audience", |e| {
+        matches!(e, Event::Audience { listeners: 1, .. })
+    });
+    let joe = TestHome::new();
+    let mut live = crate::live::listener("joe", &joe, &link.encode(), &[]);
+    assert_eq!(attached_parent(&mut live, "audio_attached"), relay_id);
+    live.expect_stats("a second of audio", |s| s.delivered >= 50);
+    host.expect("joe counted", |e| {
+        matches!(e, Event::Audience { listeners: 2, .. })
+    });
+    host.say("/end");
+    assert_eq!(live.exit_code(), 0);
     assert_eq!(host.exit_code(), 0);
 }
 

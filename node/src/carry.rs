@@ -6,7 +6,7 @@
 //! limit, set aside when the host asks (before the join completes), and given back after
 //! [`PROMISE_HELD_FOR`] when the join never completed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use earshot_protocol::snapshot::Refusal;
@@ -28,6 +28,8 @@ pub struct CarryBudget {
     per_room: u16,
     /// The capacity offered in each room so far, with when it was set aside.
     promised: HashMap<RoomId, (u16, Instant)>,
+    /// Rooms their hosts asked this node to carry (it is their entry point).
+    asked: HashSet<RoomId>,
 }
 
 impl CarryBudget {
@@ -37,7 +39,13 @@ impl CarryBudget {
             budget,
             per_room,
             promised: HashMap::new(),
+            asked: HashSet::new(),
         }
+    }
+
+    /// Whether `room`'s host asked this node to carry it.
+    pub fn carries(&self, room: &RoomId) -> bool {
+        self.asked.contains(room)
     }
 
     /// Children the budget leaves for `room` after what the other rooms were offered (a share
@@ -86,6 +94,7 @@ impl CarryBudget {
     /// The room is no longer carried: its share goes back.
     pub fn forget(&mut self, room: &RoomId) {
         self.promised.remove(room);
+        self.asked.remove(room);
     }
 
     /// A host asks this node to carry its room: agreed while it carries fewer rooms than it
@@ -122,6 +131,10 @@ impl CarryBudget {
         }
         info!(%room, host = %crate::node::short(&from), "asked to carry a room");
         self.capacity_in(room, joined, now);
+        // Bounded by `max_rooms` while they are joined; one never joined stays until forgotten.
+        if self.asked.len() < self.max_rooms.saturating_mul(4) {
+            self.asked.insert(room);
+        }
         Ok(link)
     }
 }

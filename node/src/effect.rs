@@ -68,6 +68,11 @@ pub enum Effect {
     },
     /// Count this node's reaction in its next report up the tree.
     React { room: RoomId, emoji: String },
+    /// A listener this node admitted as an entry point: told up the tree in its next report.
+    Newcomer {
+        room: RoomId,
+        newcomer: earshot_protocol::audience::wire::Newcomer,
+    },
     /// Send a request on the room protocol; its answer (or failure) goes to `then`.
     Request {
         peer: PeerId,

@@ -18,7 +18,7 @@ use earshot_protocol::state::RoomRole;
 use earshot_protocol::{
     Audience, ControlBody, Grant, InviteLink, PeerKey, Role, RoomId, Timestamp,
 };
-use libp2p::Multiaddr;
+use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::audio::io::{Input, Output, Resolved};
@@ -220,6 +220,18 @@ impl Node {
         };
         let addrs = self.dialable_addrs().await?;
         relayed_first(&mut link, &addrs);
+        // The community relays asked to carry the room are its entry points: the link names
+        // them, so that listeners join through them rather than all at the host.
+        let mut carried = Vec::new();
+        let mut refusals = Vec::new();
+        for addr in options.carriers {
+            match carry(self, &home, &room, addr.clone()).await {
+                Ok(relay) => carried.push((relay, addr)),
+                Err(err) => refusals.push(err),
+            }
+        }
+        let entries: Vec<Multiaddr> = carried.iter().map(|(_, addr)| addr.clone()).collect();
+        with_entries(&mut link, &entries);
         self.emit(Event::Hosting {
             room: id,
             title: room.descriptor.title.clone(),
@@ -243,16 +255,17 @@ impl Node {
                 .filter(|addr| earshot_protocol::addr::is_relayed(addr))
                 .cloned()
                 .collect(),
+            entries,
         );
         let handle = self.start_room(id, state, events);
-        for addr in options.carriers {
-            match handle.ask_to_carry(addr).await {
-                Ok(()) => {}
-                Err(err) => self.emit(Event::Error {
-                    room: Some(id),
-                    message: err.to_string(),
-                }),
-            }
+        for (relay, _) in carried {
+            self.emit(Event::RelayAdded { room: id, relay });
+        }
+        for err in refusals {
+            self.emit(Event::Error {
+                room: Some(id),
+                message: err.to_string(),
+            });
         }
         // A room created with --record is recorded from the start (and everyone is told).
         if room.descriptor.recording.host_records
@@ -325,6 +338,7 @@ impl Node {
                 storage: options.storage,
                 home: None,
             },
+            Vec::new(),
             Vec::new(),
         );
         Ok(self.start_room(id, state, events))
@@ -547,6 +561,58 @@ async fn settle_reachability(
 
 /// Puts the relayed addresses among `addrs` first in the link's addresses: a host that is
 /// reachable through a relay may not be reachable any other way.
+/// Asks the community relay at `addr` (ending in `/p2p/RELAY`) to carry `room`, which this
+/// node hosts: it gets a listener invite bound to its key. Returns the relay.
+async fn carry(
+    node: &Node,
+    home: &Home,
+    room: &RoomRecord,
+    addr: Multiaddr,
+) -> Result<PeerId, RoomError> {
+    let relay = earshot_protocol::addr::peer_of(&addr)
+        .ok_or_else(|| RoomError::RelayAddress { addr: addr.clone() })?;
+    let key = PeerKey::from_peer_id(&relay)
+        .map_err(|_| RoomError::RelayAddress { addr: addr.clone() })?;
+    let now = crate::clock::now();
+    let mut grant = listener_grant(now, None);
+    grant.audience = Audience::Bound(key);
+    let link = home.create_invite(room, grant, now)?;
+    node.ask_to_carry(relay, vec![addr.clone()], &link)
+        .await
+        .map_err(|source| RoomError::Carry { addr, source })?;
+    Ok(relay)
+}
+
+/// Most of a link's addresses that name entry points (the rest are the host's).
+const MAX_LINK_ENTRIES: usize = 2;
+
+/// Puts up to [`MAX_LINK_ENTRIES`] of the room's entry points (community relays carrying it,
+/// addresses ending in `/p2p/RELAY`) into `link`, after the host's first addresses: a listener
+/// joins through one of them, and asks the host only if it does not admit it.
+fn with_entries(link: &mut InviteLink, entries: &[Multiaddr]) {
+    if entries.is_empty() {
+        return;
+    }
+    let mut chosen: Vec<Multiaddr> = Vec::new();
+    for addr in entries {
+        let peer = earshot_protocol::addr::peer_of(addr);
+        if peer.is_some()
+            && !chosen
+                .iter()
+                .any(|c| earshot_protocol::addr::peer_of(c) == peer)
+        {
+            chosen.push(addr.clone());
+        }
+    }
+    // The newest carriers first: a relay that stopped carrying is likelier among the old.
+    chosen.reverse();
+    chosen.truncate(MAX_LINK_ENTRIES);
+    link.bootstrap.retain(|addr| !chosen.contains(addr));
+    link.bootstrap
+        .truncate(earshot_protocol::link::MAX_BOOTSTRAP_ADDRS - chosen.len());
+    link.bootstrap.extend(chosen);
+}
+
 fn relayed_first(link: &mut InviteLink, addrs: &[Multiaddr]) {
     let circuits: Vec<Multiaddr> = addrs
         .iter()

@@ -86,7 +86,16 @@ pub struct Rooms {
     seq_base: u64,
     /// Nonces for capabilities, salts for peer hints.
     rng: rand::rngs::StdRng,
+    /// Joins this node admits as an entry point of rooms it carries, all rooms together
+    /// (made at the first).
+    entry_joins: Option<earshot_protocol::audience::subtree::Bucket>,
 }
+
+/// Joins an entry point admits a second, on average (each costs a few signature checks and a
+/// ticket); a burst of [`ENTRY_JOINS_BURST`] is allowed. Past it a joiner is told to ask
+/// elsewhere (it asks the host).
+pub const ENTRY_JOINS_PER_SEC: f64 = 100.0;
+pub const ENTRY_JOINS_BURST: f64 = 200.0;
 
 impl Rooms {
     pub fn new(signing: ed25519_dalek::SigningKey, now: Timestamp, seed: [u8; 32]) -> Self {
@@ -99,7 +108,21 @@ impl Rooms {
             welcomes: Vec::new(),
             seq_base: now.as_millis().saturating_mul(1000),
             rng: rand::rngs::StdRng::from_seed(seed),
+            entry_joins: None,
         }
+    }
+
+    /// Takes one of the joins this node may admit as an entry point now.
+    fn entry_join(&mut self, now: std::time::Instant) -> bool {
+        self.entry_joins
+            .get_or_insert_with(|| {
+                earshot_protocol::audience::subtree::Bucket::new(
+                    ENTRY_JOINS_PER_SEC,
+                    ENTRY_JOINS_BURST,
+                    now,
+                )
+            })
+            .take(now)
     }
 
     pub fn me(&self) -> PeerKey {
@@ -283,20 +306,53 @@ impl Rooms {
         };
         // Messages heard from now on are kept for after the snapshot.
         self.joining.insert(room, Vec::new());
-        info!(%room, host = %crate::node::short(&host), "joining");
+        // A listener joins through an entry point the link names (a community relay carrying
+        // the room), if any, so that the host does not admit the whole audience itself.
+        let entry = (link.capability.role == earshot_protocol::Role::Listener)
+            .then(|| pick_entry(&link, &mut self.rng))
+            .flatten();
+        let (peer, addrs) = match &entry {
+            Some((entry, addrs)) => (*entry, addrs.clone()),
+            None => (host, host_addrs(&link)),
+        };
+        info!(%room, host = %crate::node::short(&host), asked = %crate::node::short(&peer), "joining");
+        let envelope = join.encode();
         vec![Effect::Request {
-            peer: host,
-            addrs: link.bootstrap.clone(),
+            peer,
+            addrs,
             request: RoomRequest::Join {
-                envelope: serde_bytes::ByteBuf::from(join.encode()),
+                envelope: serde_bytes::ByteBuf::from(envelope.clone()),
             },
             then: Pending::Join(Box::new(PendingJoin {
                 link,
                 name,
                 reply: Some(reply),
                 next_seq: first_seq + 1,
+                entry: entry.map(|(entry, _)| entry),
+                envelope,
             })),
         }]
+    }
+
+    /// An entry point did not admit this node (refused, or could not be reached): the host is
+    /// asked with the same `Join`. `None` if the host was asked already.
+    pub fn join_at_host(&mut self, mut pending: PendingJoin, why: &str) -> Option<Vec<Effect>> {
+        let entry = pending.entry.take()?;
+        let host = pending.link.host.to_peer_id().ok()?;
+        info!(
+            room = %pending.link.capability.room,
+            entry = %crate::node::short(&entry),
+            why,
+            "the entry point did not admit this node: asking the host"
+        );
+        Some(vec![Effect::Request {
+            peer: host,
+            addrs: host_addrs(&pending.link),
+            request: RoomRequest::Join {
+                envelope: serde_bytes::ByteBuf::from(pending.envelope.clone()),
+            },
+            then: Pending::Join(Box::new(pending)),
+        }])
     }
 
     /// The host answered our join.
@@ -332,6 +388,13 @@ impl Rooms {
                 }
             }
             RoomResponse::Refused { refusal } => {
+                if pending.entry.is_some() {
+                    let why = refusal.to_string();
+                    if let Some(effects) = self.join_at_host(pending, &why) {
+                        return effects;
+                    }
+                    return Vec::new();
+                }
                 return self.join_failed(pending, JoinError::Refused { refusal });
             }
             _ => {
@@ -713,3 +776,45 @@ fn rejected(room: Option<RoomId>, from: PeerId, reason: impl std::fmt::Display) 
 
 #[cfg(test)]
 mod tests;
+
+/// An entry point the link names, at random: a peer other than the host that one of its
+/// addresses ends in (`…/p2p/RELAY`, not a relayed address of the host), with its addresses.
+fn pick_entry(
+    link: &InviteLink,
+    rng: &mut impl rand::RngExt,
+) -> Option<(PeerId, Vec<libp2p::Multiaddr>)> {
+    let host = link.host.to_peer_id().ok()?;
+    let mut entries: Vec<PeerId> = link
+        .bootstrap
+        .iter()
+        .filter(|addr| !earshot_protocol::addr::is_relayed(addr))
+        .filter_map(earshot_protocol::addr::peer_of)
+        .filter(|peer| *peer != host)
+        .collect();
+    entries.dedup();
+    if entries.is_empty() {
+        return None;
+    }
+    let entry = entries[rng.random_range(0..entries.len())];
+    let addrs = link
+        .bootstrap
+        .iter()
+        .filter(|addr| earshot_protocol::addr::peer_of(addr) == Some(entry))
+        .cloned()
+        .collect();
+    Some((entry, addrs))
+}
+
+/// The link's addresses of the host itself (its own, and relayed ones), without its entry
+/// points'.
+fn host_addrs(link: &InviteLink) -> Vec<libp2p::Multiaddr> {
+    let host = link.host.to_peer_id().ok();
+    link.bootstrap
+        .iter()
+        .filter(|addr| {
+            earshot_protocol::addr::is_relayed(addr)
+                || earshot_protocol::addr::peer_of(addr).is_none_or(|peer| Some(peer) == host)
+        })
+        .cloned()
+        .collect()
+}

@@ -76,6 +76,19 @@ struct RoomTree {
     left_stage: HashMap<PeerKey, Instant>,
     /// Children the latest view removed, to cut off.
     evict: Vec<PeerId>,
+    /// The host asked this node to carry the room: it is an entry point (see
+    /// [`Tree::is_entry`]).
+    carrying: bool,
+}
+
+impl RoomTree {
+    /// See [`Tree::is_entry`].
+    fn is_entry(&self) -> bool {
+        !self.is_host
+            && self.carrying
+            && self.ticket.is_some()
+            && !self.subtree.is_excluded(&self.subtree.me())
+    }
 }
 
 /// What a child's report says that matters to places above: its subtree's size, and each free
@@ -148,7 +161,16 @@ impl Tree {
             voices: Arc::new(Voices::of(host, [])),
             left_stage: HashMap::new(),
             evict: Vec::new(),
+            carrying: false,
         });
+    }
+
+    /// The host asked this node to carry `room`: it admits joiners and places anyone with a
+    /// ticket, as the host does.
+    pub fn set_carrying(&self, room: &RoomId) {
+        if let Some(tree) = self.rooms.lock().get_mut(room) {
+            tree.carrying = true;
+        }
     }
 
     /// How children placed under this node reach it, from now on.
@@ -417,8 +439,9 @@ impl Tree {
                     tree.evict.push(peer);
                 }
             }
-            if !tree.is_host {
-                // Only the orphans of a child this node lost.
+            if !tree.is_host && !tree.is_entry() {
+                // Only the orphans of a child this node lost (an entry point takes anyone
+                // with a ticket, as the host does).
                 let orphan = of_excluded
                     || orphan_of.is_some_and(|lost| tree.subtree.lost_lately(&lost, now));
                 if !orphan {
@@ -435,7 +458,12 @@ impl Tree {
                 reason: "you were removed from the room".into(),
             });
         }
-        let placed = tree.subtree.place(now).ok_or(Refusal::NoPlace)?;
+        let Some(placed) = tree.subtree.place(now) else {
+            debug!(%room, asker = %asker.short(), children = tree.subtree.children().count(),
+                free = tree.subtree.free(), offered = ?tree.subtree.offered(now).iter().map(|s| (s.key.short(), s.free)).collect::<Vec<_>>(),
+                "no place");
+            return Err(Refusal::NoPlace);
+        };
         let (parent, addrs, below) = match placed {
             Placed::Here => (self.me, Vec::new(), 0),
             // A free place `below` hops under this node: the newcomer one more.
@@ -474,6 +502,14 @@ impl Tree {
 }
 
 impl Tree {
+    /// Whether this node is an entry point of `room`: a community relay the host asked to carry
+    /// it, attached (it places into its own subtree with tickets chained to its own), not
+    /// excluded. An entry point admits listeners who join through it and places anyone who
+    /// shows a ticket, as the host does.
+    pub fn is_entry(&self, room: &RoomId) -> bool {
+        self.rooms.lock().get(room).is_some_and(RoomTree::is_entry)
+    }
+
     /// Whether the host's latest view excludes `key` from relaying in `room`.
     pub fn is_excluded(&self, room: &RoomId, key: &PeerKey) -> bool {
         self.rooms

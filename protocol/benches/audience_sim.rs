@@ -86,6 +86,17 @@ fn scenarios() -> Vec<Config> {
     soon.report_soonest = Some(Duration::from_millis(250));
     soon.orphan_rule = OrphanRule::Vouched;
     out.push(soon);
+    // The node as it is, joiners sent by the link to the community relays.
+    for (label, size, relays) in [
+        ("10k node-now relay entry", 10_000, 2),
+        ("100k node-now relay entry", 100_000, 20),
+    ] {
+        let mut entry = Config::new(label, size, relays);
+        entry.report_soonest = Some(Duration::from_millis(250));
+        entry.orphan_rule = OrphanRule::Vouched;
+        entry.entry = Entry::Relays;
+        out.push(entry);
+    }
     out
 }
 

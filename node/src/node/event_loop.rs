@@ -260,6 +260,9 @@ impl EventLoop {
                         .capacity_in(room, |id| rooms.contains(id), Instant::now());
                 let addrs = self.own_addrs(&room);
                 self.plane.tree.open(room, host, capacity, &addrs);
+                if self.carry.carries(&room) {
+                    self.plane.tree.set_carrying(&room);
+                }
                 self.refresh_access(room);
             }
             Effect::Forget(room) => {
@@ -300,6 +303,7 @@ impl EventLoop {
                 }
             }
             Effect::React { room, emoji } => self.plane.tree.react(&room, &emoji),
+            Effect::Newcomer { room, newcomer } => self.plane.tree.newcomer(&room, newcomer),
             Effect::Request {
                 peer,
                 addrs,

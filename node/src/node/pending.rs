@@ -37,4 +37,9 @@ pub struct PendingJoin {
     pub reply: Option<oneshot::Sender<Result<RoomView, JoinError>>>,
     /// The sequence number for this node's next envelope (its `Join` took the one before).
     pub next_seq: u64,
+    /// The entry point asked (a community relay the link names), if not the host: if it does
+    /// not admit this node, the host is asked with the same `Join`.
+    pub entry: Option<libp2p::PeerId>,
+    /// The `Join` sent.
+    pub envelope: Vec<u8>,
 }

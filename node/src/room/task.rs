@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use earshot_protocol::state::RoomRole;
-use earshot_protocol::{Audience, PeerKey, RoomId};
+use earshot_protocol::{Audience, RoomId};
 use libp2p::Multiaddr;
 use tokio::sync::{broadcast, mpsc};
 use tracing::{info, warn};
 
-use super::{RoomCommand, RoomError, grant, listener_grant, relayed_first};
+use super::{RoomCommand, RoomError, carry, grant, relayed_first, with_entries};
 use crate::clock;
 use crate::event::{AudioStats, CloseReason, Event};
 use crate::home::Home;
@@ -47,6 +47,8 @@ pub(super) struct RoomTask {
     role: Role,
     /// This node's addresses through relays, first in the links the host hands out.
     relayed: Vec<Multiaddr>,
+    /// The community relays carrying the room (at the host): the entry points its links name.
+    entries: Vec<Multiaddr>,
     recorder: Option<Recorder>,
 }
 
@@ -57,6 +59,7 @@ impl RoomTask {
         audio: AudioSession,
         role: Role,
         relayed: Vec<Multiaddr>,
+        entries: Vec<Multiaddr>,
     ) -> Self {
         Self {
             node,
@@ -64,6 +67,7 @@ impl RoomTask {
             audio,
             role,
             relayed,
+            entries,
             recorder: None,
         }
     }
@@ -143,7 +147,11 @@ impl RoomTask {
                 let _ = reply.send(self.invite(role, expires_at));
             }
             RoomCommand::Carry { addr, reply } => {
-                let _ = reply.send(self.ask_to_carry(addr).await);
+                let carried = self.ask_to_carry(addr.clone()).await;
+                if carried.is_ok() {
+                    self.entries.push(addr);
+                }
+                let _ = reply.send(carried);
             }
         }
     }
@@ -252,6 +260,7 @@ impl RoomTask {
         let grant = grant(role, Audience::Bearer, now, expires_at);
         let mut link = home.create_invite(room, grant, now)?;
         relayed_first(&mut link, &self.relayed);
+        with_entries(&mut link, &self.entries);
         self.node.emit(Event::Invite {
             role,
             expires_at: grant.expires_at,
@@ -266,18 +275,7 @@ impl RoomTask {
                 what: "ask a relay to carry the room",
             });
         };
-        let relay = earshot_protocol::addr::peer_of(&addr)
-            .ok_or_else(|| RoomError::RelayAddress { addr: addr.clone() })?;
-        let key = PeerKey::from_peer_id(&relay)
-            .map_err(|_| RoomError::RelayAddress { addr: addr.clone() })?;
-        let now = clock::now();
-        let mut grant = listener_grant(now, None);
-        grant.audience = Audience::Bound(key);
-        let link = home.create_invite(room, grant, now)?;
-        self.node
-            .ask_to_carry(relay, vec![addr.clone()], &link)
-            .await
-            .map_err(|source| RoomError::Carry { addr, source })?;
+        let relay = carry(&self.node, home, room, addr).await?;
         self.node.emit(Event::RelayAdded {
             room: self.room,
             relay,

@@ -47,6 +47,7 @@ impl Rooms {
         bytes: &[u8],
         follows: impl Fn(&PeerId, &RoomId) -> bool,
         place: impl FnOnce(RoomId, PeerKey) -> super::Placing,
+        is_entry: impl Fn(&RoomId) -> bool,
         peers: &Peers,
     ) -> Vec<Effect> {
         let mut effects = Vec::new();
@@ -54,10 +55,10 @@ impl Rooms {
             inbound,
             response: RoomResponse::Refused { refusal },
         };
-        let room = match self.admit(now, peer, bytes, &mut effects) {
+        let room = match self.admit(now, peer, bytes, is_entry, &mut effects) {
             Ok(Admission::Stage(room)) => room,
             Ok(Admission::Audience(envelope)) => {
-                let response = match self.admit_audience(now, &envelope, place) {
+                let response = match self.admit_audience(now, &envelope, place, &mut effects) {
                     Ok(response) => response,
                     Err(refusal) => RoomResponse::Refused { refusal },
                 };
@@ -90,6 +91,7 @@ impl Rooms {
         now: Now,
         peer: PeerId,
         bytes: &[u8],
+        is_entry: impl Fn(&RoomId) -> bool,
         effects: &mut Vec<Effect>,
     ) -> Result<Admission, Refusal> {
         let envelope = Envelope::decode_verified(bytes).map_err(|err| Refusal::BadJoin {
@@ -102,10 +104,22 @@ impl Rooms {
         if !matches!(envelope.body, ControlBody::Join { .. }) {
             return Err(Refusal::NotAJoin);
         }
+        // The host admits everyone; an entry point (a community relay the host lists as
+        // carrying the room) admits listeners, within its budget, by the room as its views
+        // tell it (revocations and removals included).
+        let entry = !self
+            .joined
+            .get(&room)
+            .is_some_and(|joined| joined.is_host());
+        if entry && !(self.joined.contains_key(&room) && is_entry(&room)) {
+            return Err(Refusal::NotHost { room });
+        }
+        if entry && !self.entry_join(now.instant) {
+            return Err(Refusal::NoPlace);
+        }
         let joined = self
             .joined
             .get_mut(&room)
-            .filter(|joined| joined.is_host())
             .ok_or(Refusal::NotHost { room })?;
         let refused = |reason: earshot_protocol::state::Rejected| {
             info!(%room, peer = %crate::node::short(&peer), %reason, "refused a joiner");
@@ -116,6 +130,9 @@ impl Rooms {
         let role = joined.state.check(now.wall, &envelope).map_err(refused)?;
         if !role.on_stage() {
             return Ok(Admission::Audience(Box::new(envelope)));
+        }
+        if entry {
+            return Err(Refusal::StageThroughHost);
         }
         let changes = joined.state.apply(now.wall, &envelope).map_err(|reason| {
             info!(%room, peer = %crate::node::short(&peer), %reason, "refused a joiner");

@@ -133,6 +133,11 @@ fn one(_: &RoomId) -> u32 {
     1
 }
 
+/// Not an entry point of any room.
+pub(super) fn not_entry(_: &RoomId) -> bool {
+    false
+}
+
 /// No place in the tree for now.
 fn no_place(_: RoomId, _: PeerKey) -> Placing {
     Placing::Refused(Refusal::NoPlace)
@@ -184,6 +189,7 @@ fn room_with_speaker(visibility: Visibility) -> (Side, Side, RoomDescriptor, Clo
         &envelope,
         everybody,
         no_place,
+        not_entry,
         &host.peers,
     );
     let (_, welcome) = responses(effects).pop().expect("welcomed at once");
@@ -251,6 +257,7 @@ fn a_joiner_is_welcomed_once_it_follows_the_topic_or_after_the_wait() {
         &envelope,
         nobody,
         no_place,
+        not_entry,
         &host.peers,
     );
     assert_eq!(published(&effects).len(), 1);
@@ -276,6 +283,7 @@ fn a_joiner_is_welcomed_once_it_follows_the_topic_or_after_the_wait() {
         &envelope,
         nobody,
         no_place,
+        not_entry,
         &host.peers,
     );
     clock.advance(WELCOME_WAIT - Duration::from_millis(100));
@@ -311,6 +319,7 @@ fn joins_are_refused_for_what_they_are() {
             bytes,
             everybody,
             no_place,
+            not_entry,
             &host.peers,
         ))
         .pop()
@@ -342,6 +351,7 @@ fn joins_are_refused_for_what_they_are() {
             &envelope,
             everybody,
             no_place,
+            not_entry,
             &host.peers,
         ))
         .iter()

@@ -459,6 +459,11 @@ impl Subtree {
         }
     }
 
+    /// The places this node would offer now (for diagnostics).
+    pub fn offered(&self, now: Instant) -> Vec<Slot> {
+        self.slots(now)
+    }
+
     /// The best places in the subtree: this node's own if it has room, then its children's,
     /// shallowest first, most room first; promises made since a report are taken off.
     fn slots(&self, now: Instant) -> Vec<Slot> {

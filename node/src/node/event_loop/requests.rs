@@ -169,6 +169,7 @@ impl EventLoop {
                     &envelope,
                     follows,
                     place,
+                    |room| tree.is_entry(room),
                     &self.peers,
                 )
             }
@@ -290,6 +291,11 @@ impl EventLoop {
     /// Our request got no answer (`None`: the peer could not be dialled).
     fn failed(&mut self, pending: Pending, failure: Option<RequestFailure>) {
         match pending {
+            Pending::Join(join) if join.entry.is_some() => {
+                let why = failure.map_or_else(|| "unreachable".to_owned(), |f| f.to_string());
+                let effects = self.rooms.join_at_host(*join, &why).unwrap_or_default();
+                self.apply(effects);
+            }
             Pending::Join(join) => {
                 let err = failure.map_or(JoinError::Unreachable, JoinError::NoAnswer);
                 let effects = self.rooms.join_failed(*join, err);

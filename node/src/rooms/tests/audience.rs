@@ -70,6 +70,7 @@ fn room_with_audience() -> (Side, Side, RoomDescriptor, Clock) {
         &envelope,
         nobody,
         place,
+        not_entry,
         &Peers::new(Mode::Public),
     );
     // Not folded, nothing published: the stage does not hear of each listener.
@@ -266,6 +267,7 @@ fn a_promoted_listener_steps_up_to_the_stage() {
         &envelope,
         everybody,
         no_place,
+        not_entry,
         &host.peers,
     );
     assert_eq!(published(&effects).len(), 1, "the stage hears the join");
@@ -331,6 +333,7 @@ fn a_removed_listener_is_told_by_the_view_and_refused_a_place() {
         &envelope,
         nobody,
         place,
+        not_entry,
         &Peers::new(Mode::Public),
     );
     assert!(matches!(
@@ -417,6 +420,7 @@ fn a_listener_publishing_on_the_topic_itself_is_refused() {
         &envelope,
         everybody,
         no_place,
+        not_entry,
         &host.peers,
     );
     let (_, welcome) = responses(effects).pop().expect("welcomed");
@@ -434,4 +438,122 @@ fn a_listener_publishing_on_the_topic_itself_is_refused() {
     assert!(
         matches!(events(&effects)[..], [Event::Chat { text, .. }] if text == "around the host")
     );
+}
+
+/// A link naming an entry point (a community relay carrying the room): a listener joins through
+/// it, placed in its subtree with a ticket chained to the relay's own, and the host hears of it
+/// up the tree; an entry point that does not admit the listener sends it to the host, with the
+/// same `Join`.
+#[test]
+fn a_listener_joins_through_an_entry_point_or_else_at_the_host() {
+    let (mut host, mut carrier, room, clock) = room_with_audience();
+    let carrier_key = carrier.rooms.me();
+    let entry_addr: libp2p::Multiaddr = format!("/ip4/127.0.0.1/tcp/4001/p2p/{}", carrier.peer())
+        .parse()
+        .expect("an address");
+    let mut invite = link(&host, &room, Role::Listener);
+    invite.bootstrap.push(entry_addr.clone());
+    // The carrier's own place, under the host.
+    let carrier_ticket = Ticket::issue_as_host(
+        &host.key,
+        room.id,
+        carrier_key,
+        PeerKey::from(&host.key),
+        START,
+    );
+    let below_carrier = |signing: ed25519_dalek::SigningKey, own: Ticket| {
+        move |_room: RoomId, key: PeerKey| {
+            let me = PeerKey::from(&signing);
+            let ticket = Ticket::issue_below(&signing, &own, key, me, START).expect("a ticket");
+            Placing::At(Placement {
+                key: me,
+                addrs: Vec::new(),
+                depth: 2,
+                ticket: serde_bytes::ByteBuf::from(ticket.encode()),
+            })
+        }
+    };
+
+    for (seed, entry_admits) in [(3u8, true), (4, false)] {
+        let mut newcomer = Side::new(seed);
+        let (reply, mut answer) = oneshot::channel();
+        let mut effects = newcomer
+            .rooms
+            .join(clock.now(), invite.clone(), "sue".into(), reply);
+        let Some(Effect::Request {
+            peer,
+            addrs,
+            request: RoomRequest::Join { envelope },
+            then: Pending::Join(pending),
+        }) = effects.pop()
+        else {
+            panic!("a join request");
+        };
+        assert_eq!(peer, carrier.peer(), "asked the entry point");
+        assert_eq!(addrs, vec![entry_addr.clone()]);
+        let effects = carrier.rooms.on_join_request(
+            clock.now(),
+            newcomer.peer(),
+            InboundId(seed.into()),
+            &envelope,
+            nobody,
+            below_carrier(carrier.key.clone(), carrier_ticket.clone()),
+            |_: &RoomId| entry_admits,
+            &carrier.peers,
+        );
+        let told_up = effects.iter().any(
+            |e| matches!(e, Effect::Newcomer { newcomer: n, .. } if n.key == newcomer.rooms.me()),
+        );
+        let (_, response) = responses(effects).pop().expect("answered");
+        let mut effects =
+            newcomer
+                .rooms
+                .join_answered(clock.now(), *pending, response, &newcomer.peers);
+        if entry_admits {
+            assert!(
+                told_up,
+                "the host hears of the newcomer in the carrier's report"
+            );
+            deliver(&mut effects);
+            let view = answer.try_recv().expect("answered").expect("joined");
+            let placement = view.placement.expect("placed");
+            assert_eq!(placement.key, carrier_key, "under the entry point");
+            continue;
+        }
+        // Refused by the entry point: the host is asked, with the same join.
+        assert!(!told_up);
+        let Some(Effect::Request {
+            peer,
+            request: RoomRequest::Join { envelope: again },
+            then: Pending::Join(pending),
+            ..
+        }) = effects.pop()
+        else {
+            panic!("a join request to the host: {effects:?}");
+        };
+        assert_eq!(peer, host.peer());
+        assert_eq!(again, envelope);
+        let effects = host.rooms.on_join_request(
+            clock.now(),
+            newcomer.peer(),
+            InboundId(9),
+            &again,
+            nobody,
+            under_host(&host),
+            not_entry,
+            &host.peers,
+        );
+        let (_, response) = responses(effects).pop().expect("answered");
+        let mut effects =
+            newcomer
+                .rooms
+                .join_answered(clock.now(), *pending, response, &newcomer.peers);
+        deliver(&mut effects);
+        let view = answer.try_recv().expect("answered").expect("joined");
+        assert_eq!(
+            view.placement.expect("placed").key,
+            PeerKey::from(&host.key),
+            "under the host"
+        );
+    }
 }
