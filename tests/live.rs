@@ -26,7 +26,26 @@ pub(crate) struct Live {
 
 impl Live {
     pub(crate) fn start(name: &'static str, home: &TestHome, args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_earshot"))
+        Self::start_in(name, None, home, args)
+    }
+
+    /// [`Live::start`] inside the network namespace `netns` (see `crate::lab`), if one is given.
+    pub(crate) fn start_in(
+        name: &'static str,
+        netns: Option<&str>,
+        home: &TestHome,
+        args: &[&str],
+    ) -> Self {
+        let binary = env!("CARGO_BIN_EXE_earshot");
+        let mut command = match netns {
+            Some(netns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns, binary]);
+                command
+            }
+            None => Command::new(binary),
+        };
+        let mut child = command
             .env_remove("EARSHOT_HOME")
             .env(
                 "RUST_LOG",

@@ -8,6 +8,7 @@ mod audio;
 mod devices;
 mod harness;
 mod invites;
+mod lab;
 mod live;
 mod net;
 mod recordings;
