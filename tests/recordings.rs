@@ -321,6 +321,18 @@ fn a_member_records_for_itself_only_where_the_room_allows() {
     assert_eq!(listener.exit_code(), 0);
     let listed = bea.json(&["recordings", "list"]);
     assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    // Every frame verifies, and the voice is the one the host put on stage, by the host's own
+    // signed word kept in the recording (not only the recorder's naming of keys).
+    let id = listed[0]["id"].as_str().expect("an id");
+    let report = bea.json(&["recordings", "verify", id]);
+    assert_eq!(report["verified"], true, "{report}");
+    let speakers = report["speakers"].as_array().expect("speakers");
+    assert!(
+        speakers
+            .iter()
+            .any(|s| s["name"] == "host" && s["named_by_host"] == "host"),
+        "{report}"
+    );
     // The host recorded nothing: a member's recording is its own.
     host.say("/end");
     assert_eq!(host.exit_code(), 0);

@@ -302,41 +302,41 @@ fn a_recording_made_under_attack_holds_only_what_the_speakers_said() {
     let ana = &scene.host_home;
     let id = scene.recording.expect("the room was recorded");
     let verify = ana.run(&["recordings", "verify", &id, "--json"]);
-    if code(&verify) == 2 && stderr(&verify).contains("unrecognized subcommand") {
-        eprintln!("recording: `earshot recordings verify` is not built yet; checked the export");
-        let shown = ana.json(&["recordings", "show", &id]);
-        assert_eq!(shown["id"], id.as_str(), "{shown}");
-    } else {
-        let stdout = String::from_utf8_lossy(&verify.stdout);
-        eprintln!("recording: verify says {stdout}");
-        assert_eq!(
-            code(&verify),
-            0,
-            "recordings verify {id}: {stdout}{}",
-            stderr(&verify)
-        );
-        let report: serde_json::Value =
-            serde_json::from_str(&stdout).unwrap_or_else(|err| panic!("{err}: {stdout}"));
-        let total = &report["total"];
-        assert_eq!(report["verified"], true, "{report}");
-        assert!(
-            total["frames"].as_u64().is_some_and(|n| n >= 400)
-                && total["verified"] == total["frames"]
-                && total["forged"] == 0,
-            "{report}"
-        );
-        // Only the host is heard in it (the impersonator never got a frame in).
-        let speaking: Vec<&serde_json::Value> = report["speakers"]
-            .as_array()
-            .expect("speakers")
-            .iter()
-            .filter(|s| s["tally"]["frames"].as_u64().unwrap_or(0) > 0)
-            .collect();
-        assert!(
-            speaking.len() == 1 && speaking[0]["name"] == "host",
-            "{report}"
-        );
-    }
+    let stdout = String::from_utf8_lossy(&verify.stdout);
+    eprintln!("recording: verify says {stdout}");
+    assert_eq!(
+        code(&verify),
+        0,
+        "recordings verify {id}: {stdout}{}",
+        stderr(&verify)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|err| panic!("{err}: {stdout}"));
+    let total = &report["total"];
+    assert_eq!(report["verified"], true, "{report}");
+    assert!(
+        total["frames"].as_u64().is_some_and(|n| n >= 400)
+            && total["verified"] == total["frames"]
+            && total["forged"] == 0,
+        "{report}"
+    );
+    // Only the host is heard in it (the impersonator never got a frame in), and the recording
+    // keeps the host's own signed word that the key heard is the host's, on stage.
+    let speaking: Vec<&serde_json::Value> = report["speakers"]
+        .as_array()
+        .expect("speakers")
+        .iter()
+        .filter(|s| s["tally"]["frames"].as_u64().unwrap_or(0) > 0)
+        .collect();
+    assert!(
+        speaking.len() == 1 && speaking[0]["name"] == "host",
+        "{report}"
+    );
+    assert_eq!(speaking[0]["named_by_host"], "host", "{report}");
+    assert!(
+        report["stage_views"].as_u64().is_some_and(|n| n >= 1),
+        "{report}"
+    );
     let exported = ana.join("recording.wav");
     ana.event(&[
         "recordings",

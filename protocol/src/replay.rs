@@ -9,10 +9,11 @@
 //! fetcher checks every chunk it gets against the recorder's word.
 //!
 //! ```text
-//! version 2 (current):
+//! version 3 (current; version 2, still read, has no stage records):
 //!   frame: 0 u8 | at u64 | speaker u32 | seq u32 | timestamp u32 | level u8 | flags u8
 //!          | len u16 | payload
 //!   proof: 1 u8 | at u64 | len u16 | proof (FrameProof::encode)
+//!   stage: 2 u8 | at u64 | len u16 | the host's signed AudienceView (who is on stage)
 //! version 1 (read, never written):
 //!   frame: at u64 | speaker u32 | level u8 | len u16 | payload
 //! ```
@@ -20,7 +21,10 @@
 //! A version 2 frame keeps everything its speaker signed, so a fetched replay is checked like a
 //! local recording, frame by frame against its speaker's proof ([`verify`]), with the speakers'
 //! keys the manifest names: a recorder cannot change what a speaker with a known key said
-//! without it showing, only leave frames out. A version 1 replay (made before frames carried
+//! without it showing, only leave frames out. Which person a key is, the recorder could still
+//! make up (a member's recording names its own keys); the stage records settle that: each is a
+//! view the host signed while the recording ran, naming who was on stage with their keys, so a
+//! reader learns which voices the host vouched for, and by what name. A version 1 replay (made before frames carried
 //! proofs) is still read, as unauthenticated: its frames have nothing to be checked against, and
 //! [`verify`] reports every one of them without a proof.
 //!
@@ -54,11 +58,14 @@ pub mod verify;
 
 pub use content::{
     ContentError, ContentFormat, ContentReader, ContentRecord, ReplayFrame, ReplayProof,
+    ReplayStage,
 };
 
 /// The manifest format this build writes: its content carries what every frame's speaker signed,
-/// and the proofs ([`ContentFormat::Authenticated`]).
-pub const MANIFEST_VERSION: u8 = 2;
+/// the proofs, and the host's signed word on who was on stage ([`ContentFormat::Authenticated`]).
+pub const MANIFEST_VERSION: u8 = 3;
+/// The manifest format with frames and proofs but no stage records: still read, authenticated.
+pub const PROOFS_ONLY_MANIFEST_VERSION: u8 = 2;
 /// The manifest format before frames carried proofs: still read, as unauthenticated
 /// ([`ContentFormat::Unauthenticated`]).
 pub const UNAUTHENTICATED_MANIFEST_VERSION: u8 = 1;
@@ -237,7 +244,7 @@ pub enum ManifestError {
     Malformed(#[from] DecodeError),
     #[error(
         "unsupported replay manifest version {found} (this build understands versions \
-         {UNAUTHENTICATED_MANIFEST_VERSION} and {MANIFEST_VERSION})"
+         {UNAUTHENTICATED_MANIFEST_VERSION} to {MANIFEST_VERSION})"
     )]
     UnsupportedVersion { found: u8 },
     #[error("bad signature on the replay manifest (recorder {})", .recorder.as_peer_id())]

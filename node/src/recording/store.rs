@@ -33,6 +33,7 @@ use earshot_protocol::frame::{AudioFrame, SAMPLES_PER_FRAME, SpeakerId};
 use earshot_protocol::proof::FrameProof;
 use earshot_protocol::replay::{
     ContentFormat, ContentReader, ContentRecord, ReplayFrame, ReplayManifest, ReplayProof,
+    ReplayStage,
 };
 use earshot_protocol::{PeerKey, RecordingId, RoomId, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -347,7 +348,7 @@ impl Recordings {
     ) -> impl Iterator<Item = Result<StoredFrame, RecordingError>> + '_ {
         self.records(id).filter_map(|record| match record {
             Ok(ContentRecord::Frame(frame)) => Some(Ok(frame.into())),
-            Ok(ContentRecord::Proof(_)) => None,
+            Ok(ContentRecord::Proof(_) | ContentRecord::Stage(_)) => None,
             Err(err) => Some(Err(err)),
         })
     }
@@ -359,7 +360,7 @@ impl Recordings {
     ) -> impl Iterator<Item = Result<ReplayProof, RecordingError>> + '_ {
         self.records(id).filter_map(|record| match record {
             Ok(ContentRecord::Proof(proof)) => Some(Ok(proof)),
-            Ok(ContentRecord::Frame(_)) => None,
+            Ok(ContentRecord::Frame(_) | ContentRecord::Stage(_)) => None,
             Err(err) => Some(Err(err)),
         })
     }
@@ -571,6 +572,8 @@ pub struct NewRecording {
 const FRAME_KEY_BYTES: usize = 28;
 /// Bytes of a proof's key.
 const PROOF_KEY_BYTES: usize = 32;
+/// Bytes of a stage record's key.
+const STAGE_KEY_BYTES: usize = 36;
 
 /// A frame's key: recording id ‖ time ‖ speaker, big-endian, so that a prefix scan returns a
 /// recording's frames in time order. The one definition: recording and importing both use it.
@@ -588,6 +591,17 @@ fn proof_key(id: &RecordingId, at: u64, proof: &FrameProof) -> [u8; PROOF_KEY_BY
     let mut key = [0u8; PROOF_KEY_BYTES];
     key[..FRAME_KEY_BYTES].copy_from_slice(&frame_key(id, at, proof.speaker));
     key[FRAME_KEY_BYTES..].copy_from_slice(&proof.first_seq.to_be_bytes());
+    key
+}
+
+/// A stage record's key: time, then all ones where a speaker and a proof's sequence number go
+/// (so that it sorts after every frame and proof at that time, as in a replay's content), then
+/// the view's sequence number.
+fn stage_key(id: &RecordingId, at: u64, seq: u32) -> [u8; STAGE_KEY_BYTES] {
+    let mut key = [0xffu8; STAGE_KEY_BYTES];
+    key[..16].copy_from_slice(id.as_bytes());
+    key[16..24].copy_from_slice(&at.to_be_bytes());
+    key[32..].copy_from_slice(&seq.to_be_bytes());
     key
 }
 
@@ -619,6 +633,10 @@ fn record_entry(id: &RecordingId, record: &ContentRecord) -> (Vec<u8>, Vec<u8>) 
         ContentRecord::Proof(proof) => (
             proof_key(id, proof.at, &proof.proof).to_vec(),
             proof.proof.encode(),
+        ),
+        ContentRecord::Stage(stage) => (
+            stage_key(id, stage.at, stage.seq()).to_vec(),
+            stage.view.clone(),
         ),
     }
 }
@@ -654,6 +672,10 @@ fn decode_entry(key: &[u8], value: &[u8]) -> Option<ContentRecord> {
             let proof = FrameProof::decode(value).ok()?;
             (proof.speaker.0 == speaker).then_some(ContentRecord::Proof(ReplayProof { at, proof }))
         }
+        STAGE_KEY_BYTES => Some(ContentRecord::Stage(ReplayStage {
+            at,
+            view: value.to_vec(),
+        })),
         _ => None,
     }
 }

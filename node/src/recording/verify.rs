@@ -42,7 +42,7 @@ impl Recordings {
             .speakers
             .iter()
             .filter_map(|(speaker, info)| info.key.map(|key| (*speaker, key)));
-        let mut verifier = ContentVerifier::new(meta.room, keys);
+        let mut verifier = ContentVerifier::new(meta.room, keys).with_host(meta.host);
         for record in self.records(id) {
             verifier.record(&record?);
         }

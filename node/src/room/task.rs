@@ -50,6 +50,8 @@ pub(super) struct RoomTask {
     /// The community relays carrying the room (at the host): the entry points its links name.
     entries: Vec<Multiaddr>,
     recorder: Option<Recorder>,
+    /// The stage (keys and names) of the host's view the recording keeps last.
+    recorded_stage: Option<Vec<(earshot_protocol::PeerKey, String)>>,
 }
 
 impl RoomTask {
@@ -69,6 +71,7 @@ impl RoomTask {
             relayed,
             entries,
             recorder: None,
+            recorded_stage: None,
         }
     }
 
@@ -93,6 +96,7 @@ impl RoomTask {
                 _ = report.tick() => {
                     let stats = self.audio_stats(false).await;
                     self.node.emit(Event::AudioStats(stats));
+                    self.record_stage();
                 }
                 // The session lives as long as this task: the channel does not close.
                 event = audio_events.recv() => {
@@ -331,9 +335,33 @@ impl RoomTask {
                     recording: recorder.id(),
                 });
                 self.recorder = Some(recorder);
+                self.recorded_stage = None;
+                self.record_stage();
             }
             Err(err) => self.error(format!("cannot record: {err}")),
         }
+    }
+
+    /// Keeps the host's latest signed view with the recording when its stage changed (and when
+    /// the recording starts): who was on stage, by key and name, in the host's word, so that a
+    /// replay shows which voices the host vouched for.
+    fn record_stage(&mut self) {
+        let Some(recorder) = &self.recorder else {
+            return;
+        };
+        let Some(view) = self.node.trees().view(&self.room) else {
+            return;
+        };
+        let stage: Vec<(earshot_protocol::PeerKey, String)> = view
+            .stage
+            .iter()
+            .map(|member| (member.key, member.name.clone()))
+            .collect();
+        if self.recorded_stage.as_ref() == Some(&stage) {
+            return;
+        }
+        recorder.tap().record_stage(view.encode());
+        self.recorded_stage = Some(stage);
     }
 
     fn stop_recording(&mut self) {

@@ -3,9 +3,10 @@
 //! incrementally.
 
 use super::{
-    FRAME_HEADER_BYTES, MANIFEST_VERSION, PROOF_HEADER_BYTES, UNAUTHENTICATED_FRAME_HEADER_BYTES,
-    UNAUTHENTICATED_MANIFEST_VERSION,
+    FRAME_HEADER_BYTES, MANIFEST_VERSION, PROOF_HEADER_BYTES, PROOFS_ONLY_MANIFEST_VERSION,
+    UNAUTHENTICATED_FRAME_HEADER_BYTES, UNAUTHENTICATED_MANIFEST_VERSION,
 };
+use crate::audience::view::MAX_VIEW_BYTES;
 use crate::frame::{AudioFrame, MAX_OPUS_PAYLOAD, SILENCE_LEVEL, SpeakerId};
 use crate::proof::{
     FrameHash, FrameProof, MAX_FRAMES_PER_PROOF, MAX_PROOF_BYTES, ProofError, frame_hash,
@@ -15,6 +16,10 @@ use crate::proof::{
 const FRAME_RECORD: u8 = 0;
 /// A content record's kind: a proof.
 const PROOF_RECORD: u8 = 1;
+/// A content record's kind: the host's signed view of the stage.
+const STAGE_RECORD: u8 = 2;
+/// Bytes before a stage record's view: kind (1), time (8), length (2).
+const STAGE_HEADER_BYTES: usize = 11;
 
 /// How a replay's content is laid out, from its manifest's version.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -33,7 +38,7 @@ impl ContentFormat {
     pub fn of_version(version: u8) -> Option<Self> {
         match version {
             UNAUTHENTICATED_MANIFEST_VERSION => Some(Self::Unauthenticated),
-            MANIFEST_VERSION => Some(Self::Authenticated),
+            PROOFS_ONLY_MANIFEST_VERSION | MANIFEST_VERSION => Some(Self::Authenticated),
             _ => None,
         }
     }
@@ -63,11 +68,21 @@ pub struct ReplayProof {
     pub proof: FrameProof,
 }
 
+/// The host's signed view of the room ([`crate::audience::AudienceView`], encoded as signed),
+/// kept when the recording started and whenever the stage changed: who was on stage, by key and
+/// name, in the host's word. `at`: the recording's latest time then.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct ReplayStage {
+    pub at: u64,
+    pub view: Vec<u8>,
+}
+
 /// One record of a replay's content.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum ContentRecord {
     Frame(ReplayFrame),
     Proof(ReplayProof),
+    Stage(ReplayStage),
 }
 
 /// Why bytes are not a replay's content.
@@ -85,6 +100,8 @@ pub enum ContentError {
     UnknownRecord { kind: u8 },
     #[error("a proof in the replay at time {at} is malformed: {source}")]
     BadProof { at: u64, source: ProofError },
+    #[error("a stage record in the replay at time {at} is {len} bytes, more than a view may be")]
+    StageTooLong { at: u64, len: usize },
 }
 
 impl ReplayFrame {
@@ -165,12 +182,40 @@ impl ReplayProof {
     }
 }
 
+impl ReplayStage {
+    /// Appends this stage record to `out`. Fails for a view longer than any the host signs.
+    pub fn write_to(&self, out: &mut Vec<u8>) -> Result<(), ContentError> {
+        let len = u16::try_from(self.view.len())
+            .ok()
+            .filter(|len| usize::from(*len) <= MAX_VIEW_BYTES)
+            .ok_or(ContentError::StageTooLong {
+                at: self.at,
+                len: self.view.len(),
+            })?;
+        out.push(STAGE_RECORD);
+        out.extend_from_slice(&self.at.to_be_bytes());
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&self.view);
+        Ok(())
+    }
+
+    /// Where a stage record sorts among the others at its time (after every speaker's, by a
+    /// number of its own: the view's sequence number, low 32 bits).
+    pub fn seq(&self) -> u32 {
+        // The view's `seq` follows the room id (16 bytes) in its encoding: a varint. Read it
+        // without verifying (ordering only); an unreadable view sorts first.
+        crate::codec::decode::<crate::audience::AudienceView>(&self.view, MAX_VIEW_BYTES)
+            .map_or(0, |view| view.seq as u32)
+    }
+}
+
 impl ContentRecord {
     /// Appends this record to `out` (in the current format).
     pub fn write_to(&self, out: &mut Vec<u8>) -> Result<(), ContentError> {
         match self {
             ContentRecord::Frame(frame) => frame.write_to(out),
             ContentRecord::Proof(proof) => proof.write_to(out),
+            ContentRecord::Stage(stage) => stage.write_to(out),
         }
     }
 
@@ -179,6 +224,7 @@ impl ContentRecord {
         match self {
             ContentRecord::Frame(frame) => frame.at,
             ContentRecord::Proof(proof) => proof.at,
+            ContentRecord::Stage(stage) => stage.at,
         }
     }
 
@@ -194,6 +240,7 @@ impl ContentRecord {
                 PROOF_RECORD,
                 proof.proof.first_seq,
             ),
+            ContentRecord::Stage(stage) => (stage.at, u32::MAX, STAGE_RECORD, stage.seq()),
         }
     }
 }
@@ -352,6 +399,26 @@ fn parse_record(
                 Ok(Some((
                     ContentRecord::Proof(ReplayProof { at, proof }),
                     PROOF_HEADER_BYTES + len,
+                )))
+            }
+            Some(&STAGE_RECORD) => {
+                if bytes.len() < STAGE_HEADER_BYTES {
+                    return Ok(None);
+                }
+                let at = u64_at(1);
+                let len = u16_at(9);
+                if len > MAX_VIEW_BYTES {
+                    return Err(ContentError::StageTooLong { at, len });
+                }
+                let Some(view) = bytes.get(STAGE_HEADER_BYTES..STAGE_HEADER_BYTES + len) else {
+                    return Ok(None);
+                };
+                Ok(Some((
+                    ContentRecord::Stage(ReplayStage {
+                        at,
+                        view: view.to_vec(),
+                    }),
+                    STAGE_HEADER_BYTES + len,
                 )))
             }
             Some(&kind) => Err(ContentError::UnknownRecord { kind }),

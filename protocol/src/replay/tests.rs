@@ -186,8 +186,10 @@ fn manifests_round_trip_and_every_rule_is_enforced() {
     );
     check(
         "a version from the future",
-        &resigned(|m| m.version = 3),
-        Err(ManifestError::UnsupportedVersion { found: 3 }),
+        &resigned(|m| m.version = MANIFEST_VERSION + 1),
+        Err(ManifestError::UnsupportedVersion {
+            found: MANIFEST_VERSION + 1,
+        }),
     );
     check(
         "a version from before proofs",
@@ -502,6 +504,11 @@ fn version_1_content_reads_as_unauthenticated_frames() {
         ContentFormat::of_version(MANIFEST_VERSION),
         Some(ContentFormat::Authenticated)
     );
+    // Replays made before stage records were kept: frames and proofs, read as they were.
+    assert_eq!(
+        ContentFormat::of_version(crate::replay::PROOFS_ONLY_MANIFEST_VERSION),
+        Some(ContentFormat::Authenticated)
+    );
     assert_eq!(ContentFormat::of_version(0), None);
 }
 
@@ -522,7 +529,7 @@ fn bad_content_is_refused() {
         .into_iter()
         .find_map(|record| match record {
             ContentRecord::Proof(proof) => Some(proof.proof),
-            ContentRecord::Frame(_) => None,
+            ContentRecord::Frame(_) | ContentRecord::Stage(_) => None,
         })
         .expect("a proof");
     let speaker = signed.speaker.0;

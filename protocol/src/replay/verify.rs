@@ -10,7 +10,11 @@
 //!
 //! The speakers' keys come from the caller (for a recording, its metadata: the recorder names
 //! who spoke, and anyone may compare those keys with the people they know). A frame of a
-//! speaker with no key cannot be checked and counts as without a proof.
+//! speaker with no key cannot be checked and counts as without a proof. Given the room's host
+//! ([`ContentVerifier::with_host`]), the content's stage records (views the host signed while
+//! the recording ran) say which of those keys the host put on stage, and under what name
+//! ([`SpeakerReport::named_by_host`]): a recorder can name keys as it likes, not make the host
+//! vouch for them.
 //!
 //! Memory stays bounded whatever the content: a frame waits for its proof at most
 //! [`WINDOW_SAMPLES`] of content time (and at most [`MAX_WAITING`] frames per speaker), as do
@@ -19,7 +23,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{ContentRecord, ReplayFrame, ReplayProof};
+use super::{ContentRecord, ReplayFrame, ReplayProof, ReplayStage};
+use crate::audience::AudienceView;
 use crate::id::{PeerKey, RoomId};
 use crate::proof::FrameHash;
 
@@ -32,6 +37,8 @@ pub const MAX_WAITING: usize = 5_000;
 /// Speakers reported one by one, at most (a manifest lists at most
 /// [`super::MAX_SPEAKERS`]); frames of others are counted in [`VerifyReport::others`].
 pub const MAX_VOICES: usize = 1_024;
+/// Keys the host named on stage that a verifier remembers, at most.
+pub const MAX_NAMED: usize = 1_024;
 /// How often (in content time) waiting frames and hashes are checked for their window.
 const SWEEP_SAMPLES: u64 = 48_000;
 
@@ -75,6 +82,9 @@ pub struct SpeakerReport {
     pub speaker: u32,
     /// The key its frames were checked with, if one was given.
     pub key: Option<PeerKey>,
+    /// The name the host gave that key on stage, in a view it signed that the content keeps
+    /// (`None`: the host's word does not name this key, or no host was given).
+    pub named_by_host: Option<String>,
     pub tally: Tally,
 }
 
@@ -85,6 +95,9 @@ pub struct VerifyReport {
     pub speakers: Vec<SpeakerReport>,
     /// Frames and proofs of speakers beyond the first [`MAX_VOICES`] (none have a key).
     pub others: Tally,
+    /// Stage records whose view the host signed, and those that it did not (ignored).
+    pub stage_views: u64,
+    pub bad_stage_views: u64,
 }
 
 impl VerifyReport {
@@ -108,6 +121,11 @@ impl VerifyReport {
 #[derive(Debug)]
 pub struct ContentVerifier {
     room: RoomId,
+    host: Option<PeerKey>,
+    /// Keys the host put on stage, with the names it gave them.
+    named: BTreeMap<PeerKey, String>,
+    stage_views: u64,
+    bad_stage_views: u64,
     voices: BTreeMap<u32, Voice>,
     others: Tally,
     /// The latest content time seen.
@@ -155,6 +173,10 @@ impl ContentVerifier {
         }
         Self {
             room,
+            host: None,
+            named: BTreeMap::new(),
+            stage_views: 0,
+            bad_stage_views: 0,
             voices,
             others: Tally::default(),
             now: 0,
@@ -163,10 +185,36 @@ impl ContentVerifier {
     }
 
     /// The next record of the content.
+    /// Checks stage records against `host`, the room's host: keys it put on stage are reported
+    /// with the names it gave them.
+    pub fn with_host(mut self, host: PeerKey) -> Self {
+        self.host = Some(host);
+        self
+    }
+
     pub fn record(&mut self, record: &ContentRecord) {
         match record {
             ContentRecord::Frame(frame) => self.frame(frame),
             ContentRecord::Proof(proof) => self.proof(proof),
+            ContentRecord::Stage(stage) => self.stage(stage),
+        }
+    }
+
+    /// A view the host signed (if it did): who was on stage.
+    pub fn stage(&mut self, stage: &ReplayStage) {
+        let Some(host) = self.host else {
+            return;
+        };
+        match AudienceView::decode_verified(&stage.view, self.room, &host) {
+            Ok(view) => {
+                self.stage_views += 1;
+                for member in &view.stage {
+                    if self.named.len() < MAX_NAMED || self.named.contains_key(&member.key) {
+                        self.named.insert(member.key, member.name.clone());
+                    }
+                }
+            }
+            Err(_) => self.bad_stage_views += 1,
         }
     }
 
@@ -246,6 +294,7 @@ impl ContentVerifier {
                     SpeakerReport {
                         speaker,
                         key: voice.key,
+                        named_by_host: voice.key.and_then(|key| self.named.get(&key).cloned()),
                         tally,
                     },
                 )
@@ -254,6 +303,8 @@ impl ContentVerifier {
         VerifyReport {
             speakers,
             others: self.others,
+            stage_views: self.stage_views,
+            bad_stage_views: self.bad_stage_views,
         }
     }
 

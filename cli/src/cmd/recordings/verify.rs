@@ -144,6 +144,19 @@ fn print_verification(verification: &Verification) {
             line.push_str(&format!(": {}", problems.join(", ")));
         }
         say!("{line}");
+        if report.stage_views > 0 || speaker.key.is_some() {
+            say!(
+                "  {:<16} {}",
+                "",
+                host_word(speaker.named_by_host.as_deref(), report.stage_views)
+            );
+        }
+    }
+    if report.bad_stage_views > 0 {
+        say!(
+            "  {} views of the stage in the recording are not signed by the host (ignored)",
+            report.bad_stage_views
+        );
     }
     if report.others.frames > 0 {
         say!(
@@ -177,6 +190,18 @@ fn print_verification(verification: &Verification) {
     }
 }
 
+/// What the host's signed views in the recording say of a speaker's key.
+fn host_word(named: Option<&str>, views: u64) -> String {
+    match named {
+        Some(name) => format!("on stage as \"{name}\", in views the host signed"),
+        None if views == 0 => {
+            "the recording keeps no view signed by the host: only the recorder names this key"
+                .into()
+        }
+        None => "NOT on stage in any view the host signed: only the recorder names this key".into(),
+    }
+}
+
 fn tally_json(tally: &Tally) -> Value {
     json!({
         "frames": tally.frames,
@@ -200,6 +225,7 @@ fn verification_json(verification: &Verification) -> Value {
                 "speaker_id": format!("{:08x}", speaker.speaker),
                 "name": name,
                 "peer_id": peer,
+                "named_by_host": speaker.named_by_host,
                 "verified": speaker.tally.is_verified(),
                 "tally": tally_json(&speaker.tally),
             })
@@ -217,6 +243,8 @@ fn verification_json(verification: &Verification) -> Value {
         "verified": verification.is_verified(),
         "total": tally_json(&verification.report.total()),
         "others": tally_json(&verification.report.others),
+        "stage_views": verification.report.stage_views,
+        "bad_stage_views": verification.report.bad_stage_views,
         "speakers": speakers,
     })
 }

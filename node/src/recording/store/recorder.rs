@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 
 use super::{
     FLUSH_EVERY, QUEUE_CAP, RecordingError, RecordingMeta, RecordingState, Recordings, SpeakerInfo,
-    frame_key, frame_value, proof_key,
+    frame_key, frame_value, proof_key, stage_key,
 };
 use crate::store::encode_record;
 
@@ -39,6 +39,8 @@ pub struct FrameTap {
 pub(super) enum Tapped {
     Frame(AudioFrame),
     Proof(FrameProof),
+    /// The host's signed view (who is on stage).
+    Stage(Vec<u8>),
 }
 
 impl FrameTap {
@@ -55,6 +57,13 @@ impl FrameTap {
         if self.tx.try_send(Tapped::Proof(proof.clone())).is_err() {
             self.dropped_proofs.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Keeps `view` (the host's signed view, as it was signed) with the recording: who is on
+    /// stage, in the host's word. A view the recorder cannot keep up with is lost (the next
+    /// change of stage brings another).
+    pub fn record_stage(&self, view: Vec<u8>) {
+        let _ = self.tx.try_send(Tapped::Stage(view));
     }
 }
 
@@ -274,6 +283,14 @@ fn write_loop(
             Some(Tapped::Proof(proof)) => {
                 let at = anchors.of(&proof);
                 batch.insert(proof_key(&id, at, &proof).to_vec(), proof.encode());
+                pending += 1;
+            }
+            Some(Tapped::Stage(view)) => {
+                let stage = earshot_protocol::replay::ReplayStage {
+                    at: anchors.latest,
+                    view,
+                };
+                batch.insert(stage_key(&id, stage.at, stage.seq()).to_vec(), stage.view);
                 pending += 1;
             }
             None => {}

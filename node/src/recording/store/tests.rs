@@ -56,8 +56,42 @@ fn frame(speaker: u32, seq: u32, timestamp: u32) -> AudioFrame {
     }
 }
 
+/// The host of [`new_recording`]'s room.
+fn host_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[7; 32])
+}
+
+/// The host's signed view with `ana` alone on stage.
+fn stage_view(ana: PeerKey) -> Vec<u8> {
+    use earshot_protocol::audience::{AudienceView, StageMember};
+    AudienceView {
+        room: new_recording().room,
+        seq: 3,
+        at: Timestamp(1_800_000_000_500),
+        stage: vec![StageMember {
+            key: ana,
+            name: "ana".into(),
+            role: earshot_protocol::state::RoomRole::Host,
+            muted: false,
+        }],
+        hands: Vec::new(),
+        hands_total: 0,
+        listeners: 2,
+        reactions: Vec::new(),
+        recording: true,
+        ended: false,
+        banned: Vec::new(),
+        revoked: Vec::new(),
+        carriers: None,
+        excluded: Vec::new(),
+        signature: earshot_protocol::id::Sig([0; 64]),
+    }
+    .sign(&host_key())
+    .encode()
+}
+
 fn new_recording() -> NewRecording {
-    let key = PeerKey([7; 32]);
+    let key = PeerKey::from(&host_key());
     NewRecording {
         room: RoomId([1; 16]),
         title: "Radio".into(),
@@ -187,6 +221,7 @@ fn proofs_are_kept_after_the_frames_they_cover() {
     frames[..5].iter().for_each(|f| tap.record(f));
     tap.record_proof(&proofs[0]);
     tap.record_proof(&proofs[1]);
+    tap.record_stage(stage_view(ana));
     frames[5..].iter().for_each(|f| tap.record(f));
     tap.record_proof(&proofs[2]);
     recorder.name_speakers([(ana, "ana".to_owned())]);
@@ -200,6 +235,7 @@ fn proofs_are_kept_after_the_frames_they_cover() {
         .map(|record| match record.expect("a record") {
             ContentRecord::Frame(frame) => (frame.at, "frame"),
             ContentRecord::Proof(proof) => (proof.at, "proof"),
+            ContentRecord::Stage(stage) => (stage.at, "stage"),
         })
         .collect();
     let mut expected: Vec<(u64, &str)> = (0..12).map(|i| (i * 960, "frame")).collect();
@@ -207,6 +243,8 @@ fn proofs_are_kept_after_the_frames_they_cover() {
     // came), after frame 11.
     expected.insert(5, (4 * 960, "proof"));
     expected.insert(6, (4 * 960, "proof"));
+    // The host's view of the stage, at the latest time then, after what sits there.
+    expected.insert(7, (4 * 960, "stage"));
     expected.push((11 * 960, "proof"));
     assert_eq!(order, expected);
     let kept: Vec<FrameProof> = recordings
@@ -229,6 +267,11 @@ fn proofs_are_kept_after_the_frames_they_cover() {
     assert!(verified.is_verified(), "{verified:?}");
     assert_eq!(verified.report.total().verified, 12);
     assert_eq!(verified.format, ContentFormat::Authenticated);
+    assert_eq!(
+        verified.report.speakers[0].named_by_host.as_deref(),
+        Some("ana"),
+        "the host's view names the speaker's key"
+    );
 
     // Deleted, its proofs go with it.
     recordings.delete(&meta.id).expect("delete");

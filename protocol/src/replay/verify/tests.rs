@@ -81,7 +81,7 @@ fn proofs(records: &[ContentRecord]) -> Vec<(usize, FrameProof)> {
         .enumerate()
         .filter_map(|(at, record)| match record {
             ContentRecord::Proof(proof) => Some((at, proof.proof.clone())),
-            ContentRecord::Frame(_) => None,
+            ContentRecord::Frame(_) | ContentRecord::Stage(_) => None,
         })
         .collect()
 }
@@ -410,4 +410,83 @@ proptest! {
             prop_assert!(!report.is_verified(), "byte {} bit {}: {:?}", at, bit, report);
         }
     }
+}
+
+/// A view of the stage as the host (`signer`) signs it: `members` on stage by seed and name.
+fn stage_view(signer: &SigningKey, seq: u64, members: &[(u8, &str)]) -> Vec<u8> {
+    use crate::audience::view::StageMember;
+    AudienceView {
+        room: ROOM,
+        seq,
+        at: crate::id::Timestamp(1_000),
+        stage: members
+            .iter()
+            .map(|&(seed, name)| StageMember {
+                key: pk(seed),
+                name: name.into(),
+                role: crate::state::RoomRole::Speaker,
+                muted: false,
+            })
+            .collect(),
+        hands: Vec::new(),
+        hands_total: 0,
+        listeners: 0,
+        reactions: Vec::new(),
+        recording: true,
+        ended: false,
+        banned: Vec::new(),
+        revoked: Vec::new(),
+        carriers: None,
+        excluded: Vec::new(),
+        signature: crate::id::Sig([0; 64]),
+    }
+    .sign(signer)
+    .encode()
+}
+
+/// Stage records name the keys the host put on stage: a speaker the host named is reported
+/// with the host's name for it; one only the recorder names (a key it made up, say) is not; a
+/// view someone else signed counts for nothing. Stage records survive the content's encoding.
+#[test]
+fn stage_records_say_which_keys_the_host_put_on_stage() {
+    let host = key(9);
+    let mut records = recording(&[1, 2], 10);
+    records.push(ContentRecord::Stage(ReplayStage {
+        at: 0,
+        view: stage_view(&host, 1, &[(1, "ana")]),
+    }));
+    // A recorder's own "view" naming speaker 2: not the host's signature.
+    records.push(ContentRecord::Stage(ReplayStage {
+        at: 0,
+        view: stage_view(&key(2), 2, &[(2, "ana's twin")]),
+    }));
+    records.sort_by_key(ContentRecord::order);
+    let mut bytes = Vec::new();
+    for record in &records {
+        record
+            .write_to(&mut bytes)
+            .expect("a record the format holds");
+    }
+    let mut reader = ContentReader::new(ContentFormat::Authenticated);
+    let read = reader.push(&bytes).expect("reads back");
+    reader.finish().expect("nothing left over");
+    assert_eq!(read, records);
+    let mut verifier = ContentVerifier::new(ROOM, keys(&[1, 2])).with_host(pk(9));
+    for record in &read {
+        verifier.record(record);
+    }
+    let report = verifier.finish();
+    assert!(report.is_verified(), "{report:?}");
+    assert_eq!((report.stage_views, report.bad_stage_views), (1, 1));
+    let named: Vec<(u32, Option<String>)> = report
+        .speakers
+        .iter()
+        .map(|s| (s.speaker, s.named_by_host.clone()))
+        .collect();
+    let mut expected = vec![(id(1), Some("ana".to_owned())), (id(2), None)];
+    expected.sort();
+    assert_eq!(named, expected);
+    // Without the host, nobody is named.
+    let report = verify_content(ROOM, keys(&[1, 2]), &read);
+    assert!(report.speakers.iter().all(|s| s.named_by_host.is_none()));
 }
