@@ -137,6 +137,17 @@ impl Live {
     }
 
     /// Whether the process has printed an event matching `predicate` so far (without waiting).
+    /// The first event printed so far that `pick` takes something from (without waiting).
+    pub(crate) fn printed_map<T>(&mut self, pick: impl Fn(&Event) -> Option<T>) -> Option<T> {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+        self.seen
+            .iter()
+            .filter_map(|line| serde_json::from_str::<Event>(line).ok())
+            .find_map(|event| pick(&event))
+    }
+
     pub(crate) fn printed(&mut self, predicate: impl Fn(&Event) -> bool) -> bool {
         while let Ok(line) = self.lines.try_recv() {
             self.seen.push(line);

@@ -26,10 +26,11 @@ use crate::live::{LOCAL, Live, listener, local_room_with, read_wav};
 const RATE: usize = 48_000;
 
 /// The scenes run one at a time: each is four processes whose timing is the test (on two cores,
-/// two scenes at once starve each other's players and streams).
+/// two scenes at once starve each other's players and streams). The network lab's scenes take
+/// the same lock.
 static SCENES: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn scene_lock() -> std::sync::MutexGuard<'static, ()> {
+pub(crate) fn scene_lock() -> std::sync::MutexGuard<'static, ()> {
     SCENES
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)

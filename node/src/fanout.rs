@@ -41,6 +41,7 @@ pub mod check;
 mod child;
 pub mod misbehave;
 mod parent;
+pub mod silence;
 pub mod wire;
 
 pub use check::{Authenticity, Voices};
@@ -50,11 +51,13 @@ pub use misbehave::Misbehave;
 pub const AUDIO_PROTOCOL: StreamProtocol = StreamProtocol::new("/earshot/audio/1");
 /// Frames queued per child (320 ms): past this, a slow child loses its oldest frames.
 pub const CHILD_QUEUE_FRAMES: usize = 16;
-/// A parent that sends nothing for this long is gone. A parent writes a frame every 20 ms while
-/// audio flows and an empty keep-alive every [`KEEPALIVE`] while it has none (say, while it is
-/// itself re-attaching), so this is a dead parent, not a quiet one, and it is noticed in a
-/// few missed frames rather than when the connection times out. A false alarm (a parent that
-/// was only slow) costs little: the child moves, the parent keeps its other children.
+/// A parent that sends nothing for this long, on a steady path, is gone. A parent writes a frame
+/// every 20 ms while audio flows and an empty keep-alive every [`KEEPALIVE`] while it has none
+/// (say, while it is itself re-attaching), so this is a dead parent, not a quiet one, and it is
+/// noticed in a few missed frames rather than when the connection times out. On a path whose
+/// gaps have been longer lately (loss resent late), the allowance grows with them
+/// ([`silence::Silence`], at most a second). A false alarm (a parent that was only slow) costs
+/// little: the child moves, the parent keeps its other children.
 pub const PARENT_SILENCE: std::time::Duration = std::time::Duration::from_millis(150);
 /// How long opening an audio stream may take (dialling included).
 pub const OPEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);

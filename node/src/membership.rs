@@ -278,9 +278,16 @@ async fn follow_tree(
                         })
                         .await;
                 }
-                // Lost only what it had: a parent that never started the stream is no loss.
+                // Lost only what it had: a parent that never started the stream is no loss. A
+                // parent that closed the stream cleanly is alive (it cut this node off, or was
+                // excluded): it is not claimed lost, which would have its own parent cut it off.
                 let had = position.send_replace(None).is_some();
-                died = had && ended.is_err();
+                let alive = matches!(&ended, Err(StreamError::Excluded))
+                    || matches!(
+                        &ended,
+                        Err(StreamError::Io(err)) if err.kind() == std::io::ErrorKind::UnexpectedEof
+                    );
+                died = had && ended.is_err() && !alive;
                 let refused = matches!(
                     ended,
                     Err(StreamError::NotStarted(_) | StreamError::Refused)

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::check::{Authenticity, StreamCheck};
+use super::silence::Silence;
 use super::wire::{PROOF_MARKER, Read, hello, read_down, write_frame, write_marked};
 use super::{
     AUDIO_PROTOCOL, CHILD_QUEUE_FRAMES, Draining, FLUSH_AFTER, Fanout, OPEN_TIMEOUT,
@@ -62,8 +63,12 @@ impl Fanout {
         let mut uplink = None;
         let mut started = Some(started);
         let mut check = StreamCheck::from_parent(room);
+        let mut silence = Silence::new(std::time::Instant::now());
         loop {
-            let read = match tokio::time::timeout(PARENT_SILENCE, read_down(&mut reader)).await {
+            let allowance = silence.allowance(std::time::Instant::now());
+            let read = tokio::time::timeout(allowance, read_down(&mut reader)).await;
+            silence.heard(std::time::Instant::now());
+            let read = match read {
                 Ok(Ok(Read::Refused)) if started.is_some() => return Err(StreamError::Refused),
                 Ok(Ok(read)) => read,
                 Ok(Err(err)) if started.is_some() => return Err(not_started(err)),
@@ -89,7 +94,7 @@ impl Fanout {
                     // up waits for the new parent.
                     drop(uplink.take());
                     return Ok(Draining(tokio::spawn(async move {
-                        fanout.drain(room, reader, check).await;
+                        fanout.drain(room, reader, check, silence).await;
                     })));
                 }
                 read => {
@@ -169,9 +174,15 @@ impl Fanout {
         room: RoomId,
         mut reader: ReadHalf<libp2p::Stream>,
         mut check: StreamCheck,
+        mut silence: Silence,
     ) {
-        while let Ok(Ok(read)) = tokio::time::timeout(PARENT_SILENCE, read_down(&mut reader)).await
+        while let Ok(Ok(read)) = tokio::time::timeout(
+            silence.allowance(std::time::Instant::now()),
+            read_down(&mut reader),
+        )
+        .await
         {
+            silence.heard(std::time::Instant::now());
             if let Err(err) = self.take(&room, read, &mut check) {
                 debug!(%err, "a leaving parent's stream failed its checks");
                 self.check_failed(&room);
