@@ -399,7 +399,9 @@ impl Fanout {
         let (fanout, _) = broadcast::channel(CHILD_QUEUE_FRAMES);
         let stats = Arc::new(FanoutStats::default());
         let open = Arc::new(());
-        tokio::spawn(self.clone().keep_alive(room, Arc::downgrade(&open)));
+        // Spawned once the room is in the map: a task that ran first would find no room and end
+        // for good (no keep-alives, reports or beacons from this node, ever).
+        let keep_alive = self.clone().keep_alive(room, Arc::downgrade(&open));
         self.lock().insert(
             room,
             RoomAudio {
@@ -421,6 +423,7 @@ impl Fanout {
                 tamper: self.misbehaving().map(misbehave::Tamper::new),
             },
         );
+        tokio::spawn(keep_alive);
         (heard, stats)
     }
 
@@ -451,8 +454,9 @@ impl Fanout {
             }
             let uplink = {
                 let mut rooms = self.lock();
+                // The room's audio lives as long as `open` does (checked above).
                 let Some(audio) = rooms.get_mut(&room) else {
-                    return;
+                    continue;
                 };
                 if audio.last_sent.elapsed() >= KEEPALIVE {
                     let _ = audio.fanout.send(Outgoing::KeepAlive);

@@ -350,10 +350,8 @@ impl Subtree {
         // Promises not seen taken (the newcomer never came, or its holder filled up or left
         // and no report names it) are dropped in time, so there are as many as the places
         // handed out lately, not one per node ever placed under.
-        let me = self.me;
-        self.promised.retain(|holder, promise| {
-            *holder == me || now.saturating_duration_since(promise.at) <= PROMISE_KEPT
-        });
+        self.promised
+            .retain(|_, promise| now.saturating_duration_since(promise.at) <= PROMISE_KEPT);
         state.report = report;
         state.reported_at = Some(now);
     }
@@ -507,6 +505,7 @@ impl Subtree {
     /// Finds a place for a newcomer in this subtree, and counts it as taken until a report
     /// shows it taken (or, here, until the newcomer arrives), or for [`PROMISE_KEPT`].
     pub fn place(&mut self, now: Instant) -> Option<Placed> {
+        self.forget_promises(now);
         if self.free() > 0 {
             self.promise(self.me, 0, now);
             return Some(Placed::Here);
@@ -524,6 +523,14 @@ impl Subtree {
         });
         promise.count = promise.count.saturating_add(1);
         promise.at = now;
+    }
+
+    /// Promises not seen kept within [`PROMISE_KEPT`] are dropped, this node's own included (a
+    /// newcomer placed here that never opened its stream would otherwise hold the place for
+    /// ever).
+    fn forget_promises(&mut self, now: Instant) {
+        self.promised
+            .retain(|_, promise| now.saturating_duration_since(promise.at) <= PROMISE_KEPT);
     }
 
     /// A promise made here that will not be kept (the newcomer never came).

@@ -308,3 +308,15 @@ fn an_excluded_relay_is_offered_no_children_and_takes_none() {
     assert_eq!(bad.child_opened(key(5), now), Ok(()), "a child it had");
     assert!(bad.report(now).free.is_empty());
 }
+
+#[test]
+fn a_place_promised_here_to_a_newcomer_who_never_came_is_free_again_in_time() {
+    let now = Instant::now();
+    let mut node = Subtree::new(key(0), 1, now);
+    assert_eq!(node.place(now), Some(Placed::Here));
+    // The newcomer never opens its stream: the place stays promised for a while…
+    assert_eq!(node.place(now + Duration::from_secs(1)), None);
+    // …and is offered again once the promise is old.
+    let later = now + PROMISE_KEPT + Duration::from_secs(1);
+    assert_eq!(node.place(later), Some(Placed::Here));
+}
