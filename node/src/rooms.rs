@@ -29,6 +29,7 @@ use crate::node::{HostError, JoinError, RoomView};
 use crate::peers::Peers;
 
 mod audience;
+mod entry;
 mod hosting;
 mod joined;
 mod voices;
@@ -309,11 +310,11 @@ impl Rooms {
         // A listener joins through an entry point the link names (a community relay carrying
         // the room), if any, so that the host does not admit the whole audience itself.
         let entry = (link.capability.role == earshot_protocol::Role::Listener)
-            .then(|| pick_entry(&link, &mut self.rng))
+            .then(|| entry::pick_entry(&link, &mut self.rng))
             .flatten();
         let (peer, addrs) = match &entry {
             Some((entry, addrs)) => (*entry, addrs.clone()),
-            None => (host, host_addrs(&link)),
+            None => (host, entry::host_addrs(&link)),
         };
         info!(%room, host = %crate::node::short(&host), asked = %crate::node::short(&peer), "joining");
         let envelope = join.encode();
@@ -347,7 +348,7 @@ impl Rooms {
         );
         Some(vec![Effect::Request {
             peer: host,
-            addrs: host_addrs(&pending.link),
+            addrs: entry::host_addrs(&pending.link),
             request: RoomRequest::Join {
                 envelope: serde_bytes::ByteBuf::from(pending.envelope.clone()),
             },
@@ -776,45 +777,3 @@ fn rejected(room: Option<RoomId>, from: PeerId, reason: impl std::fmt::Display) 
 
 #[cfg(test)]
 mod tests;
-
-/// An entry point the link names, at random: a peer other than the host that one of its
-/// addresses ends in (`…/p2p/RELAY`, not a relayed address of the host), with its addresses.
-fn pick_entry(
-    link: &InviteLink,
-    rng: &mut impl rand::RngExt,
-) -> Option<(PeerId, Vec<libp2p::Multiaddr>)> {
-    let host = link.host.to_peer_id().ok()?;
-    let mut entries: Vec<PeerId> = link
-        .bootstrap
-        .iter()
-        .filter(|addr| !earshot_protocol::addr::is_relayed(addr))
-        .filter_map(earshot_protocol::addr::peer_of)
-        .filter(|peer| *peer != host)
-        .collect();
-    entries.dedup();
-    if entries.is_empty() {
-        return None;
-    }
-    let entry = entries[rng.random_range(0..entries.len())];
-    let addrs = link
-        .bootstrap
-        .iter()
-        .filter(|addr| earshot_protocol::addr::peer_of(addr) == Some(entry))
-        .cloned()
-        .collect();
-    Some((entry, addrs))
-}
-
-/// The link's addresses of the host itself (its own, and relayed ones), without its entry
-/// points'.
-fn host_addrs(link: &InviteLink) -> Vec<libp2p::Multiaddr> {
-    let host = link.host.to_peer_id().ok();
-    link.bootstrap
-        .iter()
-        .filter(|addr| {
-            earshot_protocol::addr::is_relayed(addr)
-                || earshot_protocol::addr::peer_of(addr).is_none_or(|peer| Some(peer) == host)
-        })
-        .cloned()
-        .collect()
-}

@@ -58,7 +58,7 @@ impl Rooms {
             _ => return Err(Refusal::NotAJoin),
         };
         if !joined.is_host() {
-            return entry_admits(joined, room, author, name, place, effects);
+            return super::entry::entry_admits(joined, room, author, name, place, effects);
         }
         // Nothing free right now: the listener is in the audience all the same and asks the
         // host for a place again, showing the ticket it gets now.
@@ -774,41 +774,3 @@ pub(super) fn digest(bytes: &[u8]) -> [u8; 32] {
 }
 
 pub(super) const SEEN_CAP: usize = SEEN_RELAYED;
-
-/// At an entry point (a community relay the host lists as carrying the room): a listener the
-/// room's rules admit (checked by the caller) gets a place in this node's subtree, with a
-/// ticket chained to this node's own, and the room as the host last signed it (its descriptor,
-/// its latest view, the chat it relayed lately). The host hears of the newcomer in this node's
-/// next report.
-fn entry_admits(
-    joined: &mut Joined,
-    room: RoomId,
-    author: PeerKey,
-    name: String,
-    place: impl FnOnce(RoomId, PeerKey) -> Placing,
-    effects: &mut Vec<Effect>,
-) -> Result<RoomResponse, Refusal> {
-    let view = joined.view.as_ref().ok_or(Refusal::NoTree)?;
-    let placement = match place(room, author) {
-        Placing::At(placement) => placement,
-        Placing::Later(_) => return Err(Refusal::NoPlace),
-        Placing::Refused(refusal) => return Err(refusal),
-    };
-    info!(%room, listener = %author.short(), "admitted a listener as an entry point");
-    effects.push(Effect::Newcomer {
-        room,
-        newcomer: Newcomer { key: author, name },
-    });
-    Ok(RoomResponse::Admitted {
-        descriptor: serde_bytes::ByteBuf::from(joined.descriptor.encode()),
-        view: serde_bytes::ByteBuf::from(view.encode()),
-        placement: Some(placement),
-        ticket: None,
-        chat: joined
-            .recent_relayed
-            .iter()
-            .cloned()
-            .map(serde_bytes::ByteBuf::from)
-            .collect(),
-    })
-}
