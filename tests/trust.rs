@@ -87,48 +87,14 @@ fn a_relay_caught_by_two_listeners_is_taken_out_of_the_tree() {
         TestHome::new(),
     ];
     let [ana, mal, joe, sue] = &homes;
-    let room = local_room_with(ana, "Trust", &[]);
-    let speech = Speech::new(SPEECH_SECONDS);
-    let file = ana.join("speech.wav");
-    wav::write(&file, &speech.samples).expect("write speech");
-    let mut host = Live::start(
-        "host",
-        ana,
-        &[
-            "host",
-            &room,
-            "--input",
-            file.to_str().expect("utf-8 path"),
-            "--output",
-            "null",
-            "--max-children",
-            "1",
-        ],
-    );
-    let (link, _host_peer) = hosting(&mut host);
-    let mut adversary = listener(
-        "adversary",
-        mal,
-        &link,
-        &[
-            "--misbehave",
-            "turn",
-            "--max-children",
-            "4",
-            "--input",
-            "silence",
-        ],
-    );
-    let adversary_peer = adversary.expect_map("joined", |e| match e {
-        Event::Joined { peer_id, .. } => Some(peer_id.to_string()),
-        _ => None,
-    });
-    adversary.expect("audio_attached at depth 1", |e| {
-        matches!(e, Event::AudioAttached { depth: 1, .. })
-    });
-    host.expect("the adversary in the audience", |e| {
-        matches!(e, Event::Audience { listeners: 1, .. })
-    });
+    let Opening {
+        mut host,
+        adversary,
+        link,
+        adversary_peer,
+        speech,
+        ..
+    } = Opening::start(ana, mal, "turn");
     let output = joe.join("out.wav");
     let out = output.to_str().expect("utf-8 path");
     let mut first = listener(
@@ -522,29 +488,19 @@ fn listen_streams_without_a_ticket_are_all_refused() {
 
 // ---- The relay-attack scene.
 
-/// The host, the adversary as its only child, and a listener under the adversary (the homes
-/// last: dropped once the processes are).
-struct Scene {
-    kind: &'static str,
+/// A host speaking 40 s of speech that feeds one child, the adversary `kind` (room for 4
+/// children), once the host knows the adversary's free places.
+struct Opening {
     host: Live,
     adversary: Live,
-    listener: Live,
+    link: String,
     host_peer: String,
     adversary_peer: String,
     speech: Speech,
-    output: PathBuf,
-    /// When the listener started hearing the adversary.
-    attached_at: Instant,
-    /// The listener's resident memory then.
-    rss_before_kib: u64,
-    _homes: [TestHome; 3],
 }
 
-impl Scene {
-    /// Sets the scene for `kind`; returns once the listener hears the adversary.
-    fn start(kind: &'static str) -> Self {
-        let homes = [TestHome::new(), TestHome::new(), TestHome::new()];
-        let [ana, mal, joe] = &homes;
+impl Opening {
+    fn start(ana: &TestHome, mal: &TestHome, kind: &str) -> Self {
         let room = local_room_with(ana, "Trust", &[]);
         let speech = Speech::new(SPEECH_SECONDS);
         let file = ana.join("speech.wav");
@@ -588,6 +544,48 @@ impl Scene {
         host.expect("the adversary in the audience", |e| {
             matches!(e, Event::Audience { listeners: 1, .. })
         });
+        Self {
+            host,
+            adversary,
+            link,
+            host_peer,
+            adversary_peer,
+            speech,
+        }
+    }
+}
+
+/// The host, the adversary as its only child, and a listener under the adversary (the homes
+/// last: dropped once the processes are).
+struct Scene {
+    kind: &'static str,
+    host: Live,
+    adversary: Live,
+    listener: Live,
+    host_peer: String,
+    adversary_peer: String,
+    speech: Speech,
+    output: PathBuf,
+    /// When the listener started hearing the adversary.
+    attached_at: Instant,
+    /// The listener's resident memory then.
+    rss_before_kib: u64,
+    _homes: [TestHome; 3],
+}
+
+impl Scene {
+    /// Sets the scene for `kind`; returns once the listener hears the adversary.
+    fn start(kind: &'static str) -> Self {
+        let homes = [TestHome::new(), TestHome::new(), TestHome::new()];
+        let [ana, mal, joe] = &homes;
+        let Opening {
+            host,
+            adversary,
+            link,
+            host_peer,
+            adversary_peer,
+            speech,
+        } = Opening::start(ana, mal, kind);
         let output = joe.join("out.wav");
         let mut heard = listener(
             "listener",

@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 
 use earshot_protocol::frame::{AudioFrame, SAMPLES_PER_FRAME, SpeakerId};
 use earshot_protocol::proof::FrameProof;
+use earshot_protocol::replay::{ContentRecord, ReplayStage};
 use earshot_protocol::{PeerKey, RecordingId, Timestamp};
 use parking_lot::Mutex;
 
 use super::{
     FLUSH_EVERY, QUEUE_CAP, RecordingError, RecordingMeta, RecordingState, Recordings, SpeakerInfo,
-    frame_key, frame_value, proof_key, stage_key,
+    frame_key, frame_value, proof_key, record_entry,
 };
 use crate::store::encode_record;
 
@@ -286,11 +287,12 @@ fn write_loop(
                 pending += 1;
             }
             Some(Tapped::Stage(view)) => {
-                let stage = earshot_protocol::replay::ReplayStage {
+                let stage = ContentRecord::Stage(ReplayStage {
                     at: anchors.latest,
                     view,
-                };
-                batch.insert(stage_key(&id, stage.at, stage.seq()).to_vec(), stage.view);
+                });
+                let (key, value) = record_entry(&id, &stage);
+                batch.insert(key, value);
                 pending += 1;
             }
             None => {}
