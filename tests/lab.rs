@@ -274,7 +274,7 @@ fn honest_relays_on_a_lossy_path_keep_their_children() {
         }
     };
     let dropped = lab.dropped();
-    host.say("/end");
+    // Read before the room ends: ending it has every parent tell its children it is leaving.
     let lost: Vec<(&str, String)> = listeners
         .iter_mut()
         .filter_map(|live| {
@@ -286,6 +286,7 @@ fn honest_relays_on_a_lossy_path_keep_their_children() {
             .map(|reason| (name, reason))
         })
         .collect();
+    host.say("/end");
     assert!(
         lost.is_empty(),
         "honest parents were left on a lossy path: {lost:?}"
