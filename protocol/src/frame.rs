@@ -46,6 +46,9 @@ pub mod flags {
     pub const VOICE: u8 = 0b0000_0001;
     /// The payload carries in-band FEC for the previous frame.
     pub const FEC: u8 = 0b0000_0010;
+    /// The payload is sealed for a private room's members (`crate::private`): only they can
+    /// decode it.
+    pub const SEALED: u8 = 0b0000_0100;
 }
 
 /// One Opus packet and its routing header.

@@ -14,6 +14,8 @@
 //! - [`loudest`]: which speakers the host forwards (the loudest few, by frame level).
 //! - [`proof`]: speakers' signatures over their frames (checked at every hop), the host's
 //!   progress beacons (a parent that withholds frames is noticed).
+//! - [`private`]: private rooms: the host's key schedule (epochs ratcheted on joins, fresh and
+//!   sealed to each member on removals), audio frames and control messages sealed for members.
 //! - [`snapshot`]: host-signed snapshots, the join handshake, lobby announcements.
 //! - [`replay`]: replays fetched from peers: signed chunk manifests, content, links, the wire.
 //! - [`state`]: room state, a deterministic fold over verified envelopes.
@@ -35,6 +37,7 @@ pub mod frame;
 pub mod id;
 pub mod link;
 pub mod loudest;
+pub mod private;
 pub mod proof;
 pub mod replay;
 pub mod room;
