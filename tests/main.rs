@@ -11,6 +11,7 @@ mod invites;
 mod lab;
 mod live;
 mod net;
+mod private;
 mod recordings;
 mod relay;
 mod replays;

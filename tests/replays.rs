@@ -315,6 +315,7 @@ async fn a_tampering_holder_is_caught_and_the_chunks_come_from_another() {
             reachability: Default::default(),
             tree_by_hand: false,
             misbehave: None,
+            capture: None,
             unchecked_audio: false,
         },
     )

@@ -37,7 +37,7 @@ pub(crate) fn scene_lock() -> std::sync::MutexGuard<'static, ()> {
 }
 
 /// How long the host speaks: longer than any test here runs.
-const SPEECH_SECONDS: usize = 40;
+pub(crate) const SPEECH_SECONDS: usize = 40;
 /// A listener that lost its parent to an attack is under another within this.
 const REPAIR_BOUND: Duration = Duration::from_secs(1);
 /// Detection: the slowest check (a withholding parent) fails a stream within 1.6 s of its
@@ -858,8 +858,8 @@ fn hosting(host: &mut Live) -> (String, String) {
 
 /// The host's speech: syllables in turns of talk, and pauses long enough that a forged sound
 /// in one shows.
-struct Speech {
-    samples: Vec<f32>,
+pub(crate) struct Speech {
+    pub(crate) samples: Vec<f32>,
     /// Where the pauses are, in samples.
     pauses: Vec<Range<usize>>,
 }
@@ -874,7 +874,7 @@ impl Speech {
         (1200, 900),
     ];
 
-    fn new(seconds: usize) -> Self {
+    pub(crate) fn new(seconds: usize) -> Self {
         let (mut samples, mut pauses) = (Vec::new(), Vec::new());
         let mut turn = 0;
         while samples.len() < seconds * RATE {
@@ -891,13 +891,13 @@ impl Speech {
 
 /// How what was heard compares with the speech.
 #[derive(Debug)]
-struct Heard {
+pub(crate) struct Heard {
     seconds: f64,
     /// Where the output starts in the speech, in seconds.
     offset_s: f64,
     /// Like [`signal::similarity_in_windows`] (each tenth of a second lined up on its own,
     /// averaged by energy), but searching both ways from the output's place in the speech.
-    similarity: f64,
+    pub(crate) similarity: f64,
     /// Tenths of a second with sound the speech there does not explain.
     unexplained: Vec<Unexplained>,
     /// 20 ms chunks with broadband noise: (seconds into the output, RMS of the high band).
@@ -932,7 +932,7 @@ impl std::fmt::Debug for Unexplained {
 impl Heard {
     /// Wherever the output plays, it is the speech (`similarity` at least `least` overall), and
     /// it is quiet where the speech pauses.
-    fn assert_only_speech(&self, what: &str, least: f64) {
+    pub(crate) fn assert_only_speech(&self, what: &str, least: f64) {
         eprintln!(
             "{what}: heard {:.1} s from {:.2} s into the speech: {self:?}",
             self.seconds, self.offset_s
@@ -973,7 +973,7 @@ const UNEXPLAINED_RMS: f64 = 0.08;
 const NOISE_HF_RMS: f64 = 0.006;
 
 /// Compares `heard` (an output, from its first frame) with the speech.
-fn hear(speech: &Speech, heard: &[f32]) -> Heard {
+pub(crate) fn hear(speech: &Speech, heard: &[f32]) -> Heard {
     let reference = &speech.samples;
     // Where the output starts in the speech: where their loudness envelopes line up best.
     let (env_ref, env_heard) = (envelope(reference), envelope(heard));

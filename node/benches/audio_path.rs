@@ -171,6 +171,7 @@ async fn spawn_node_as(identity: Identity, max_children: u16) -> Node {
             reachability: Default::default(),
             tree_by_hand: false,
             misbehave: None,
+            capture: None,
             unchecked_audio: false,
         },
     )

@@ -143,6 +143,7 @@ fn config() -> NodeConfig {
         reachability: Default::default(),
         tree_by_hand: false,
         misbehave: None,
+        capture: None,
         unchecked_audio: false,
     }
 }

@@ -59,6 +59,7 @@ async fn spawn(identity: Identity) -> Node {
             reachability: Default::default(),
             tree_by_hand: false,
             misbehave: None,
+            capture: None,
             unchecked_audio: false,
         },
     )

@@ -50,6 +50,12 @@ pub enum Effect {
     /// This node is no longer in the room: forget its place in the tree, budget share and
     /// access.
     Forget(RoomId),
+    /// A private room's keys changed (this node's ring of epochs, the topic secret): the audio
+    /// plane seals and opens with them, the topic follows.
+    Keyring {
+        room: RoomId,
+        ring: earshot_protocol::private::Ring,
+    },
     /// Send something down the room's tree to every child (at the host: a view, a relayed
     /// envelope).
     Down { room: RoomId, down: Down },

@@ -23,7 +23,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use earshot_protocol::RoomId;
 use earshot_protocol::audience::wire::{Down, Up};
@@ -41,6 +41,9 @@ pub mod check;
 mod child;
 pub mod misbehave;
 mod parent;
+mod sealing;
+mod stats;
+pub use stats::FanoutStats;
 pub mod silence;
 pub mod wire;
 
@@ -212,33 +215,6 @@ impl Drop for Draining {
     }
 }
 
-/// Counters for one room's audio.
-#[derive(Debug, Default)]
-pub struct FanoutStats {
-    pub received: AtomicU64,
-    pub relayed: AtomicU64,
-    /// Frames a slow child skipped.
-    pub dropped: AtomicU64,
-    /// Bytes written to children (frames, keep-alives, control frames and length prefixes):
-    /// this node's upload for the room.
-    pub bytes_sent: AtomicU64,
-    /// Audio bytes received from the parent: frames and keep-alives, length prefixes included.
-    pub audio_received: AtomicU64,
-    /// Control bytes (views, relayed envelopes, paths, notices) received from the parent, and
-    /// sent up to it (reports, actions).
-    pub control_received: AtomicU64,
-    pub control_sent: AtomicU64,
-    /// Streams closed for sending garbage.
-    pub bad_streams: AtomicU64,
-    /// Frames the host did not forward (not among the loudest speakers).
-    pub not_selected: AtomicU64,
-    /// Frames verified against their speakers' proofs, and proofs checked.
-    pub verified: AtomicU64,
-    pub proofs: AtomicU64,
-    /// Streams that failed their checks (forged, withheld, flooded).
-    pub failed_checks: AtomicU64,
-}
-
 /// Control frames for one child.
 type ChildSender = mpsc::Sender<Arc<Vec<u8>>>;
 
@@ -303,6 +279,10 @@ pub struct Fanout {
     key: Option<Arc<ed25519_dalek::SigningKey>>,
     /// The adversary this node plays, if any (tests: `earshot join --misbehave`).
     misbehave: Arc<std::sync::OnceLock<Misbehave>>,
+    /// Private rooms' keys.
+    keyrings: sealing::Keyrings,
+    /// Everything passed on, kept (tests: `earshot relay --capture`).
+    capture: Arc<std::sync::OnceLock<misbehave::Capture>>,
 }
 
 impl std::fmt::Debug for Fanout {
@@ -325,6 +305,8 @@ impl Fanout {
             gate,
             key: key.map(Arc::new),
             misbehave: Arc::default(),
+            keyrings: Arc::default(),
+            capture: Arc::default(),
         };
         match control.accept(AUDIO_PROTOCOL) {
             Ok(mut incoming) => {
@@ -348,6 +330,11 @@ impl Fanout {
     /// Plays the adversary `kind` in every room opened from now on (tests). Once.
     pub fn set_misbehave(&self, kind: Misbehave) {
         let _ = self.misbehave.set(kind);
+    }
+
+    /// Keeps everything this node passes on (tests). Once.
+    pub fn set_capture(&self, capture: misbehave::Capture) {
+        let _ = self.capture.set(capture);
     }
 
     /// The adversary this node plays, if any.
@@ -561,8 +548,13 @@ impl Fanout {
     }
 
     /// Relays one frame of this node's own voice to its children (at the host, if it is among
-    /// the loudest).
+    /// the loudest), sealed first in a private room.
     pub fn relay(&self, room: &RoomId, frame: &AudioFrame) {
+        let mut sealed = frame.clone();
+        if !self.seal_own(room, &mut sealed) {
+            return;
+        }
+        let frame = &sealed;
         if let Some(audio) = self.lock().get_mut(room) {
             // Signed whether forwarded or not: the recording keeps it either way.
             let (before, after) = match audio.root.as_mut() {
@@ -598,16 +590,27 @@ impl Fanout {
         frame: AudioFrame,
         auth: Authenticity,
     ) -> Result<(), StreamError> {
+        let ring = self.keys(room);
         let mut rooms = self.lock();
         let audio = rooms.get_mut(room).ok_or(StreamError::NoRoom(*room))?;
         audio.stats.received.fetch_add(1, Ordering::Relaxed);
+        if audio.root.is_some() && !sealing::under_held_epoch(ring.as_deref(), &frame, &audio.stats)
+        {
+            return Ok(());
+        }
         if !audio.selected(&frame) {
             return Ok(());
         }
-        audio.send(Outgoing::Audio(Arc::new(frame.encode())));
+        let encoded = Arc::new(frame.encode());
+        if let Some(capture) = self.capture.get() {
+            capture.record(misbehave::CAPTURED_AUDIO, &encoded);
+        }
+        audio.send(Outgoing::Audio(encoded));
         audio.stats.relayed.fetch_add(1, Ordering::Relaxed);
         audio.sent_down(&frame);
-        if Some(frame.speaker) != audio.myself {
+        if Some(frame.speaker) != audio.myself
+            && let Some(frame) = sealing::for_my_ears(ring.as_deref(), frame, &audio.stats)
+        {
             // Playback that falls behind loses frames here, never blocks the tree.
             let _ = audio.playback.try_send(Heard {
                 frame,
@@ -677,6 +680,9 @@ impl Fanout {
 
     /// Something came down from the parent: the gate says where it goes on.
     fn came_down(&self, room: &RoomId, down: Down, bytes: usize) {
+        if let Some(capture) = self.capture.get() {
+            capture.record(misbehave::CAPTURED_DOWN, &down.encode());
+        }
         if let Some(audio) = self.lock().get(room) {
             audio
                 .stats

@@ -77,6 +77,9 @@ pub struct NodeConfig {
     pub tree_by_hand: bool,
     /// Play an adversary in the rooms' trees (tests: `earshot join --misbehave`).
     pub misbehave: Option<crate::fanout::Misbehave>,
+    /// Keep everything passed on in the rooms' trees in this file (tests: `earshot relay
+    /// --capture`, what a relay of a private room can read).
+    pub capture: Option<std::path::PathBuf>,
     /// Neither sign this node's frames (nor, as a host, the beacons) nor check the frames it
     /// receives: only for tests of the audio plane alone at rates no room has (a debug build
     /// cannot sign or verify 1,600 proofs a second).
@@ -94,6 +97,7 @@ impl Default for NodeConfig {
             reachability: Mode::default(),
             tree_by_hand: false,
             misbehave: None,
+            capture: None,
             unchecked_audio: false,
         }
     }
@@ -265,6 +269,11 @@ pub enum SpawnError {
     Net(#[from] NetError),
     #[error("cannot listen on {addr}: {reason}")]
     Listen { addr: Multiaddr, reason: String },
+    #[error("cannot capture into {path}: {source}")]
+    Capture {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// The event loop has stopped (the node shut down).
@@ -415,6 +424,15 @@ impl Node {
         );
         if config.unchecked_audio {
             tree.set_unchecked();
+        }
+        if let Some(path) = &config.capture {
+            let capture = crate::fanout::misbehave::Capture::to_file(path).map_err(|source| {
+                SpawnError::Capture {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+            fanout.set_capture(capture);
         }
         if let Some(kind) = config.misbehave {
             fanout.set_misbehave(kind);

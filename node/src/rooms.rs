@@ -32,6 +32,7 @@ mod audience;
 mod entry;
 mod hosting;
 mod joined;
+mod private;
 mod voices;
 
 pub use audience::{LISTENERS_PAGE, Placing};
@@ -250,6 +251,7 @@ impl Rooms {
             },
         ];
         self.changed(room, changes, &mut effects);
+        self.private_open(now, room, &mut effects);
         // A public room is on the lobby from the moment it opens.
         self.announce(room, now, &mut effects);
         info!(%room, "hosting room");
@@ -365,13 +367,14 @@ impl Rooms {
         peers: &Peers,
     ) -> Vec<Effect> {
         let room = pending.link.capability.room;
-        let snapshot = match response {
+        let (snapshot, keys) = match response {
             RoomResponse::Admitted {
                 descriptor,
                 view,
                 placement,
                 ticket,
                 chat,
+                keys,
             } if !self.joined.contains_key(&room) => {
                 let admitted = audience::Admitted {
                     descriptor,
@@ -380,11 +383,15 @@ impl Rooms {
                     ticket,
                     chat,
                 };
-                return self.audience_joined(now, pending, admitted);
+                let mut effects = self.audience_joined(now, pending, admitted);
+                if let Some(keys) = keys {
+                    self.private_keys(room, &keys, &mut effects);
+                }
+                return effects;
             }
-            RoomResponse::Welcome { snapshot } => {
+            RoomResponse::Welcome { snapshot, keys } => {
                 match RoomSnapshot::decode_verified(&snapshot, room, pending.link.host) {
-                    Ok(snapshot) => snapshot.into_inner(),
+                    Ok(snapshot) => (snapshot.into_inner(), keys),
                     Err(err) => return self.join_failed(pending, JoinError::BadAnswer(err.into())),
                 }
             }
@@ -424,6 +431,9 @@ impl Rooms {
             joined.view = before.view.clone();
             joined.link = before.link.clone();
         }
+        if let Some(before) = before.as_ref().and_then(|before| before.private.as_ref()) {
+            joined.private = Some(private::Private::member(before.ring.clone()));
+        }
         for envelope in early {
             if let Ok(applied) = joined.state.apply(now.wall, &envelope) {
                 changes.extend(applied);
@@ -439,6 +449,9 @@ impl Rooms {
         };
         self.joined.insert(room, joined);
         let mut effects = Vec::new();
+        if let Some(keys) = keys {
+            self.private_keys(room, &keys, &mut effects);
+        }
         if before.is_none() {
             effects.push(Effect::OpenTree {
                 room,
@@ -728,6 +741,7 @@ impl Rooms {
                 });
                 self.changed(room, changes, &mut effects);
             }
+            self.private_tick(now, room, &mut effects);
             self.host_view(now, room, tree_size(&room), &mut effects);
             self.announce(room, now, &mut effects);
         }
@@ -747,6 +761,19 @@ impl Rooms {
             return;
         };
         joined.note_replays(&changes);
+        if let Some(schedule) = joined
+            .private
+            .as_mut()
+            .and_then(|private| private.schedule.as_mut())
+        {
+            // Removing a member revokes its link: whoever joined with it is out too.
+            for change in &changes {
+                if let RoomChange::Removed { member, .. } = change {
+                    schedule.remove(member);
+                    schedule.revoke(&joined.state.revoked);
+                }
+            }
+        }
         // The host's audience hears of the stage in its next view, and of its applause.
         if let Some(audience) = joined.audience.as_mut() {
             audience.stage_changed();

@@ -681,7 +681,7 @@ impl Gate for Tree {
                     }
                 }
             }
-            Down::Envelope(_) => {
+            Down::Envelope(_) | Down::Keys(_) => {
                 self.send(TreeEvent::Down {
                     room,
                     down: down.clone(),

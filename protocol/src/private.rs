@@ -77,7 +77,10 @@ impl Secret {
     /// The room's topic secret, derived from the host's own key: nothing to store, the same
     /// after a restart, unknown to anyone the host never sealed it to.
     pub fn topic_of(host: &ed25519_dalek::SigningKey, room: &RoomId) -> Self {
-        Self(derive(&host.to_bytes(), &[b"earshot topic secret", room.as_bytes()]))
+        Self(derive(
+            &host.to_bytes(),
+            &[b"earshot topic secret", room.as_bytes()],
+        ))
     }
 
     /// The gossip topic's name for a private room: a hash of the topic secret.
@@ -97,6 +100,10 @@ pub struct Epoch {
 impl Epoch {
     pub fn new(n: u32, secret: Secret) -> Self {
         Self { n, secret }
+    }
+
+    pub fn secret(&self) -> &Secret {
+        &self.secret
     }
 
     /// The next epoch, stepped forward one way: who has it cannot step back.
@@ -209,6 +216,11 @@ impl Ring {
         self.epochs.last()
     }
 
+    /// The epochs held, oldest first.
+    pub fn epochs(&self) -> &[Epoch] {
+        &self.epochs
+    }
+
     pub fn topic(&self) -> Option<&Secret> {
         self.topic.as_ref()
     }
@@ -245,6 +257,19 @@ impl Ring {
         true
     }
 
+    /// Forgets the epochs before `n` (the host, once the grace after a fresh epoch is over:
+    /// frames under them are refused from then on).
+    pub fn forget_before(&mut self, n: u32) -> bool {
+        let before = self.epochs.len();
+        self.epochs.retain(|epoch| epoch.n >= n);
+        self.epochs.len() != before
+    }
+
+    /// Whether a frame whose epoch byte is `low` is under an epoch held.
+    pub fn holds(&self, low: u8) -> bool {
+        self.by_low_byte(low).is_some()
+    }
+
     fn by_low_byte(&self, low: u8) -> Option<&Epoch> {
         self.epochs.iter().rev().find(|epoch| epoch.n as u8 == low)
     }
@@ -259,7 +284,9 @@ impl Ring {
             return Err(SealError::NotSealed);
         }
         let (&low, rest) = frame.payload.split_first().ok_or(SealError::BadTag)?;
-        let epoch = self.by_low_byte(low).ok_or(SealError::NoKey(u32::from(low)))?;
+        let epoch = self
+            .by_low_byte(low)
+            .ok_or(SealError::NoKey(u32::from(low)))?;
         if rest.len() < 16 {
             return Err(SealError::BadTag);
         }

@@ -312,13 +312,20 @@ pub enum RoomRequest {
     Carry { link: String },
     /// Asks the host for the listeners that arrived lately, newest first, a page at a time.
     Listeners { room: RoomId, page: u32 },
+    /// A member of a private room that missed a step of its key schedule asks the host for the
+    /// epoch now, sealed to it.
+    Keys { room: RoomId },
 }
 
 /// An answer on the room protocol.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum RoomResponse {
-    /// Admitted: the host-signed snapshot (encoded).
-    Welcome { snapshot: serde_bytes::ByteBuf },
+    /// Admitted: the host-signed snapshot (encoded), and in a private room the keys sealed to
+    /// the joiner (a [`crate::private::Keys`]).
+    Welcome {
+        snapshot: serde_bytes::ByteBuf,
+        keys: Option<serde_bytes::ByteBuf>,
+    },
     /// Not admitted or not done, and why.
     Refused { refusal: Refusal },
     /// Encoded announcements.
@@ -341,7 +348,11 @@ pub enum RoomResponse {
         placement: Option<Placement>,
         ticket: Option<serde_bytes::ByteBuf>,
         chat: Vec<serde_bytes::ByteBuf>,
+        /// In a private room: the keys, sealed to the joiner (a [`crate::private::Keys`]).
+        keys: Option<serde_bytes::ByteBuf>,
     },
+    /// A private room's epoch now, sealed to the member that asked.
+    Keys { keys: serde_bytes::ByteBuf },
     /// Listeners that arrived lately.
     Listeners {
         listeners: Vec<crate::audience::wire::Newcomer>,

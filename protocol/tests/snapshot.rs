@@ -720,6 +720,7 @@ fn responses() -> Vec<RoomResponse> {
     vec![
         RoomResponse::Welcome {
             snapshot: ByteBuf::from(snapshot().encode()),
+            keys: None,
         },
         RoomResponse::Refused {
             refusal: Refusal::Rejected {
@@ -792,11 +793,12 @@ fn join_handshake() {
         snapshot: ByteBuf::from(
             RoomSnapshot::sign(&key(HOST), descriptor(), hosted.clone(), vec![], NOW).encode(),
         ),
+        keys: None,
     }
     .encode();
 
     // The joiner.
-    let RoomResponse::Welcome { snapshot } =
+    let RoomResponse::Welcome { snapshot, .. } =
         RoomResponse::decode(&response).expect("response decodes")
     else {
         panic!("a welcome");

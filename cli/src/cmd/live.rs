@@ -118,6 +118,10 @@ pub struct JoinArgs {
     /// reorder, withhold, impersonate, claim-capacity, flood-ids, unassigned-streams or turn.
     #[arg(long, hide = true, value_name = "KIND")]
     misbehave: Option<earshot_node::fanout::Misbehave>,
+    /// Keep every audio frame and control frame received, and this member's keys, in FILE
+    /// (for testing what a removed member could read).
+    #[arg(long, hide = true, value_name = "FILE")]
+    capture: Option<std::path::PathBuf>,
 }
 
 pub fn host(ctx: &Context, args: HostArgs) -> anyhow::Result<Exit> {
@@ -138,7 +142,7 @@ pub fn host(ctx: &Context, args: HostArgs) -> anyhow::Result<Exit> {
             listen,
             args.upload.max_children(),
             &settings,
-            None,
+            (None, None),
         )
         .await?;
         let serving = Arc::clone(&home);
@@ -212,7 +216,7 @@ pub fn join(ctx: &Context, args: JoinArgs) -> anyhow::Result<Exit> {
             listen,
             args.upload.max_children(),
             &settings,
-            args.misbehave,
+            (args.misbehave, args.capture),
         )
         .await?;
         let mut events = node.subscribe();
@@ -257,10 +261,14 @@ async fn spawn(
     mut listen: Vec<Multiaddr>,
     max_children: u16,
     settings: &ReachabilitySettings,
-    misbehave: Option<earshot_node::fanout::Misbehave>,
+    (misbehave, capture): (
+        Option<earshot_node::fanout::Misbehave>,
+        Option<std::path::PathBuf>,
+    ),
 ) -> anyhow::Result<Node> {
     let config = |listen: Vec<Multiaddr>| NodeConfig {
         misbehave,
+        capture: capture.clone(),
         ..settings.node_config(listen, max_children)
     };
     match Node::spawn(identity.clone(), config(listen.clone())).await {

@@ -39,6 +39,10 @@ pub struct RelayArgs {
     /// Print the effective configuration (file, defaults and flags) as TOML, and exit.
     #[arg(long)]
     print_config: bool,
+    /// Keep every audio frame and control frame this relay passes on in FILE (for testing
+    /// what a relay can read of a private room).
+    #[arg(long, hide = true, value_name = "FILE")]
+    capture: Option<PathBuf>,
 }
 
 pub fn relay(ctx: &Context, args: RelayArgs) -> anyhow::Result<Exit> {
@@ -56,11 +60,16 @@ pub fn relay(ctx: &Context, args: RelayArgs) -> anyhow::Result<Exit> {
     let (identity, _) = Identity::init(&dir)
         .with_context(|| format!("opening the identity in {}", dir.display()))?;
     let json = ctx.json;
-    let code = Runtime::new()?.run(run(identity, config, json))?;
+    let code = Runtime::new()?.run(run(identity, config, args.capture, json))?;
     Ok(Exit(code))
 }
 
-async fn run(identity: Identity, config: RelayConfig, json: bool) -> anyhow::Result<u8> {
+async fn run(
+    identity: Identity,
+    config: RelayConfig,
+    capture: Option<PathBuf>,
+    json: bool,
+) -> anyhow::Result<u8> {
     // Every series is registered before the registry is served: the node's (with libp2p's own)
     // before it starts, the relay service's once the node is up.
     let mut registry = Registry::default();
@@ -95,6 +104,7 @@ async fn run(identity: Identity, config: RelayConfig, json: bool) -> anyhow::Res
             // A community relay is reachable by definition: its operator opened the port.
             relays: Vec::new(),
             reachability: earshot_node::reachability::Mode::Public,
+            capture,
             ..NodeConfig::default()
         },
     )

@@ -255,6 +255,10 @@ impl Fanout {
                         if let Some(speaker) = impersonate {
                             frame.speaker = speaker;
                         }
+                        // Sealed before it is signed: the proof covers the ciphertext.
+                        if !fanout.seal_own(&room, &mut frame) {
+                            continue;
+                        }
                         let (before, after) = signer
                             .as_mut()
                             .map(|s| s.push_around(&frame))

@@ -204,3 +204,65 @@ fn tone_payload(len: usize, counter: u32) -> Vec<u8> {
     }
     payload
 }
+
+/// A carrier that keeps everything it passes on (tests: `earshot relay --capture FILE`), to
+/// show what a relay of a private room can read: each record is a kind byte
+/// ([`CAPTURED_AUDIO`], [`CAPTURED_DOWN`]), a big-endian `u32` length and the bytes as they
+/// came (an encoded frame; an encoded control frame from the parent). Written by a thread of
+/// its own: the audio never waits for the file.
+#[derive(Debug, Clone)]
+pub struct Capture {
+    records: std::sync::mpsc::SyncSender<(u8, Vec<u8>)>,
+}
+
+/// A captured audio frame.
+pub const CAPTURED_AUDIO: u8 = 1;
+/// A captured control frame from the parent (views, envelopes, keys).
+pub const CAPTURED_DOWN: u8 = 2;
+/// An epoch of a private room this node holds: its number (big-endian `u32`) and secret.
+pub const CAPTURED_KEYS: u8 = 3;
+
+impl Capture {
+    /// Captures into `path` (created, or truncated).
+    pub fn to_file(path: &std::path::Path) -> std::io::Result<Self> {
+        use std::io::Write;
+        let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+        let (records, incoming) = std::sync::mpsc::sync_channel::<(u8, Vec<u8>)>(4096);
+        std::thread::Builder::new()
+            .name("capture".into())
+            .spawn(move || {
+                while let Ok((kind, bytes)) = incoming.recv() {
+                    let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+                    let written = file
+                        .write_all(&[kind])
+                        .and_then(|()| file.write_all(&len.to_be_bytes()))
+                        .and_then(|()| file.write_all(&bytes))
+                        .and_then(|()| file.flush());
+                    if written.is_err() {
+                        break;
+                    }
+                }
+            })?;
+        Ok(Self { records })
+    }
+
+    /// Keeps `bytes` (dropped if the writer falls behind).
+    pub fn record(&self, kind: u8, bytes: &[u8]) {
+        let _ = self.records.try_send((kind, bytes.to_vec()));
+    }
+
+    /// Reads a capture back: its records, in order (a record cut short at the end is left out).
+    pub fn read(bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+        let mut records = Vec::new();
+        let mut rest = bytes;
+        while rest.len() >= 5 {
+            let len = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
+            let Some(body) = rest.get(5..5 + len) else {
+                break;
+            };
+            records.push((rest[0], body.to_vec()));
+            rest = &rest[5 + len..];
+        }
+        records
+    }
+}

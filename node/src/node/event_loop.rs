@@ -73,11 +73,16 @@ struct Requests {
 struct Topics {
     lobby: IdentTopic,
     rooms: HashMap<TopicHash, RoomId>,
+    /// Private rooms' topics, named from a secret only members hold.
+    private: HashMap<RoomId, IdentTopic>,
 }
 
 impl Topics {
-    fn of(room: &RoomId) -> IdentTopic {
-        IdentTopic::new(earshot_protocol::topic::room(room))
+    fn of(&self, room: &RoomId) -> IdentTopic {
+        self.private
+            .get(room)
+            .cloned()
+            .unwrap_or_else(|| IdentTopic::new(earshot_protocol::topic::room(room)))
     }
 }
 
@@ -125,6 +130,7 @@ impl EventLoop {
             topics: Topics {
                 lobby,
                 rooms: HashMap::new(),
+                private: HashMap::new(),
             },
             requests: Requests::default(),
             rooms: Rooms::new(identity.signing_key().clone(), clock::now(), seed),
@@ -189,7 +195,7 @@ impl EventLoop {
 
     fn on_tick(&mut self) {
         let now = now();
-        let follows = follows(&self.swarm);
+        let follows = follows(&self.swarm, &self.topics);
         let tree = &self.plane.tree;
         let size = |room: &RoomId| tree.size(room);
         let mut effects = self.rooms.tick(now, follows, size, &self.peers);
@@ -217,7 +223,7 @@ impl EventLoop {
                 self.refresh_access(room);
             }
             Effect::Publish { room, bytes, since } => {
-                let topic = Topics::of(&room);
+                let topic = self.topics.of(&room);
                 match self
                     .swarm
                     .behaviour_mut()
@@ -249,9 +255,13 @@ impl EventLoop {
                 }
             }
             Effect::Unsubscribe(room) => {
-                let topic = Topics::of(&room);
+                let topic = self.topics.of(&room);
                 self.topics.rooms.remove(&topic.hash());
                 let _ = self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic);
+            }
+            Effect::Keyring { room, ring } => {
+                self.private_topic(room, &ring);
+                self.plane.fanout.set_keys(room, ring);
             }
             Effect::OpenTree { room, host } => {
                 let rooms = &self.rooms;
@@ -266,6 +276,7 @@ impl EventLoop {
                 self.refresh_access(room);
             }
             Effect::Forget(room) => {
+                self.plane.fanout.forget_keys(&room);
                 self.plane.tree.close(&room);
                 self.carry.forget(&room);
             }
@@ -382,9 +393,30 @@ impl EventLoop {
         self.apply(effects);
     }
 
+    /// A private room's topic is named from its topic secret: once this node holds it, it
+    /// follows that topic instead (if it follows the room's topic at all: the stage does).
+    fn private_topic(&mut self, room: RoomId, ring: &earshot_protocol::private::Ring) {
+        let Some(secret) = ring.topic() else {
+            return;
+        };
+        let private = IdentTopic::new(secret.topic_name());
+        let current = self.topics.of(&room);
+        if current.hash() == private.hash() {
+            return;
+        }
+        let following = self.topics.rooms.remove(&current.hash()).is_some();
+        if following {
+            let _ = self.swarm.behaviour_mut().gossipsub.unsubscribe(&current);
+        }
+        self.topics.private.insert(room, private);
+        if following && let Err(err) = self.subscribe(room) {
+            warn!(%room, %err, "could not follow the private room's topic");
+        }
+    }
+
     /// Follows `room`'s topic (before hosting or joining it).
     fn subscribe(&mut self, room: RoomId) -> Result<(), gossipsub::SubscriptionError> {
-        let topic = Topics::of(&room);
+        let topic = self.topics.of(&room);
         let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
         gossipsub.subscribe(&topic)?;
         let _ = gossipsub.set_topic_params(topic.clone(), net::room_topic_score());
@@ -566,6 +598,10 @@ impl EventLoop {
                     .ok()
                     .map(|link| link.capability.room);
                 let key = earshot_protocol::PeerKey::from_peer_id(&relay).ok();
+                if let (Some(room), Some(key)) = (room, key) {
+                    // A carrier of a private room gets a place in its tree, never its keys.
+                    self.rooms.private_carrier(room, key);
+                }
                 self.apply(vec![Effect::Request {
                     peer: relay,
                     addrs,
@@ -593,7 +629,7 @@ impl EventLoop {
                     .swarm
                     .behaviour_mut()
                     .gossipsub
-                    .publish(Topics::of(&room), bytes)
+                    .publish(self.topics.of(&room), bytes)
                 {
                     warn!(%room, %err, "raw publish failed");
                 }
@@ -746,7 +782,7 @@ impl EventLoop {
                 self.apply(effects);
             }
             gossipsub::Event::Subscribed { .. } => {
-                let follows = follows(&self.swarm);
+                let follows = follows(&self.swarm, &self.topics);
                 let effects = self.rooms.on_subscribed(now, follows, &self.peers);
                 self.apply(effects);
             }
@@ -756,9 +792,12 @@ impl EventLoop {
 }
 
 /// Whether a peer follows a room's topic, as gossipsub knows (so that our publishes reach it).
-fn follows(swarm: &Swarm<Behaviour>) -> impl Fn(&PeerId, &RoomId) -> bool + '_ {
+fn follows<'a>(
+    swarm: &'a Swarm<Behaviour>,
+    topics: &'a Topics,
+) -> impl Fn(&PeerId, &RoomId) -> bool + 'a {
     move |peer, room| {
-        let topic = Topics::of(room).hash();
+        let topic = topics.of(room).hash();
         swarm
             .behaviour()
             .gossipsub

@@ -26,6 +26,8 @@ pub enum Pending {
     },
     /// Asking the host who arrived lately.
     Listeners(oneshot::Sender<Result<Vec<Newcomer>, AttachError>>),
+    /// A member of a private room asked the host for the epoch it missed.
+    Keys { room: earshot_protocol::RoomId },
 }
 
 /// A join under way: the link, this node's name in the room, and who waits for the outcome

@@ -83,6 +83,7 @@ fn members_are_found_by_name_or_peer_id() {
             revoked: Vec::new(),
             carriers: None,
             excluded: Vec::new(),
+            keys: None,
             signature: earshot_protocol::id::Sig([0; 64]),
         }),
         placement: None,

@@ -43,6 +43,7 @@ impl Rooms {
         &mut self,
         now: Now,
         envelope: &Verified<Envelope>,
+        keys: Option<serde_bytes::ByteBuf>,
         place: impl FnOnce(RoomId, PeerKey) -> Placing,
         effects: &mut Vec<Effect>,
     ) -> Result<RoomResponse, Refusal> {
@@ -95,6 +96,7 @@ impl Rooms {
                 .cloned()
                 .map(serde_bytes::ByteBuf::from)
                 .collect(),
+            keys,
         })
     }
 
@@ -218,6 +220,11 @@ impl Rooms {
             Down::Notice { to, text } if to == me => {
                 vec![Effect::Emit(Event::Notice { room, text })]
             }
+            Down::Keys(bytes) => {
+                let mut effects = Vec::new();
+                self.private_keys(room, &bytes, &mut effects);
+                effects
+            }
             Down::Notice { .. } | Down::Path(_) => Vec::new(),
         }
     }
@@ -250,9 +257,11 @@ impl Rooms {
         }
         let removed = view.banned.contains(&me);
         let ended = view.ended;
+        let keys = view.keys;
         joined.view = Some(view);
         joined.heard_at = now.instant;
         self.changed(room, changes, &mut effects);
+        self.private_view(now, room, keys, &mut effects);
         if joined_tier(self, &room) == Some(Tier::Audience) {
             if ended {
                 effects.extend(self.close(now, room, CloseReason::Ended));

@@ -89,5 +89,6 @@ pub(super) fn entry_admits(
             .cloned()
             .map(serde_bytes::ByteBuf::from)
             .collect(),
+        keys: None,
     })
 }

@@ -23,8 +23,12 @@ use crate::peers::Peers;
 
 /// What a joiner is admitted to.
 enum Admission {
-    Stage(RoomId),
-    Audience(Box<earshot_protocol::Verified<Envelope>>),
+    /// With the keys of a private room, sealed to the joiner.
+    Stage(RoomId, Option<serde_bytes::ByteBuf>),
+    Audience(
+        Box<earshot_protocol::Verified<Envelope>>,
+        Option<serde_bytes::ByteBuf>,
+    ),
 }
 
 /// How long the listener capability a public room's lobby entry carries is valid; it is renewed
@@ -55,10 +59,11 @@ impl Rooms {
             inbound,
             response: RoomResponse::Refused { refusal },
         };
-        let room = match self.admit(now, peer, bytes, is_entry, &mut effects) {
-            Ok(Admission::Stage(room)) => room,
-            Ok(Admission::Audience(envelope)) => {
-                let response = match self.admit_audience(now, &envelope, place, &mut effects) {
+        let (room, keys) = match self.admit(now, peer, bytes, is_entry, &mut effects) {
+            Ok(Admission::Stage(room, keys)) => (room, keys),
+            Ok(Admission::Audience(envelope, keys)) => {
+                let response = match self.admit_audience(now, &envelope, keys, place, &mut effects)
+                {
                     Ok(response) => response,
                     Err(refusal) => RoomResponse::Refused { refusal },
                 };
@@ -70,10 +75,12 @@ impl Rooms {
                 return effects;
             }
         };
-        if follows(&peer, &room) {
+        // A private room's topic is named from a secret the joiner learns from this answer:
+        // it cannot follow the topic before.
+        if keys.is_some() || follows(&peer, &room) {
             effects.push(Effect::Respond {
                 inbound,
-                response: self.welcome(now, room, peer, peers),
+                response: self.welcome(now, room, peer, keys, peers),
             });
         } else {
             self.welcomes.push(Welcome {
@@ -128,12 +135,25 @@ impl Rooms {
             }
         };
         let role = joined.state.check(now.wall, &envelope).map_err(refused)?;
-        if !role.on_stage() {
-            return Ok(Admission::Audience(Box::new(envelope)));
-        }
         if entry {
+            if joined.private.is_some()
+                || joined.descriptor.visibility == earshot_protocol::Visibility::Private
+            {
+                // Carriers hold no keys: a private room's joiners ask its host.
+                return Err(Refusal::NotHost { room });
+            }
+            if !role.on_stage() {
+                return Ok(Admission::Audience(Box::new(envelope), None));
+            }
             return Err(Refusal::StageThroughHost);
         }
+        let keys = self.private_admit(&envelope)?;
+        if !role.on_stage() {
+            return Ok(Admission::Audience(Box::new(envelope), keys));
+        }
+        let Some(joined) = self.joined.get_mut(&room) else {
+            return Err(Refusal::NotHost { room });
+        };
         let changes = joined.state.apply(now.wall, &envelope).map_err(|reason| {
             info!(%room, peer = %crate::node::short(&peer), %reason, "refused a joiner");
             Refusal::Rejected {
@@ -148,13 +168,20 @@ impl Rooms {
         // The audience hears a new stage member at once (not a view later).
         self.relay_down(room, &envelope, effects);
         self.changed(room, changes, effects);
-        Ok(Admission::Stage(room))
+        Ok(Admission::Stage(room, keys))
     }
 
     /// The signed snapshot of `room` as of now, for a joiner, with a random sample of connected
     /// members to dial (so that the room's mesh is a random graph rather than everyone
     /// clustering on the same few early joiners).
-    fn welcome(&mut self, now: Now, room: RoomId, peer: PeerId, peers: &Peers) -> RoomResponse {
+    fn welcome(
+        &mut self,
+        now: Now,
+        room: RoomId,
+        peer: PeerId,
+        keys: Option<serde_bytes::ByteBuf>,
+        peers: &Peers,
+    ) -> RoomResponse {
         let Some(joined) = self.joined.get(&room) else {
             return RoomResponse::Refused {
                 refusal: Refusal::RoomClosed,
@@ -196,6 +223,7 @@ impl Rooms {
         );
         RoomResponse::Welcome {
             snapshot: serde_bytes::ByteBuf::from(snapshot.encode()),
+            keys,
         }
     }
 
@@ -226,7 +254,8 @@ impl Rooms {
             let waited =
                 force_after.is_some_and(|limit| now.instant.duration_since(welcome.since) >= limit);
             if waited || follows(&welcome.peer, &welcome.room) {
-                let response = self.welcome(now, welcome.room, welcome.peer, peers);
+                // Parked welcomes are public rooms' (a private room's are answered at once).
+                let response = self.welcome(now, welcome.room, welcome.peer, None, peers);
                 effects.push(Effect::Respond {
                     inbound: welcome.inbound,
                     response,

@@ -89,6 +89,8 @@ pub struct Joined {
     /// At the host: the capabilities listeners joined the audience with lately (removing one
     /// revokes its link, as it does a member's of the stage).
     pub audience_caps: VecDeque<(PeerKey, earshot_protocol::CapId)>,
+    /// A private room's keys (and at the host, its key schedule).
+    pub private: Option<super::private::Private>,
     /// What came down the tree lately, to drop what comes twice.
     seen: VecDeque<[u8; 32]>,
     seen_set: HashSet<[u8; 32]>,
@@ -123,6 +125,7 @@ impl Joined {
             audience: None,
             recent_relayed: VecDeque::new(),
             audience_caps: VecDeque::new(),
+            private: None,
             seen: VecDeque::new(),
             seen_set: HashSet::new(),
         }

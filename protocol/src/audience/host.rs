@@ -98,6 +98,8 @@ pub struct HostAudience {
     exclusions: Option<Exclusions>,
     /// Excluded as of the latest view.
     excluded: Vec<PeerKey>,
+    /// In a private room, where its key schedule is (told in every view).
+    keys: Option<super::view::ViewKeys>,
 }
 
 impl HostAudience {
@@ -138,6 +140,15 @@ impl HostAudience {
             carriers_changed: false,
             exclusions: None,
             excluded: Vec::new(),
+            keys: None,
+        }
+    }
+
+    /// A private room's key schedule stepped: the next view says where it is.
+    pub fn set_keys(&mut self, keys: super::view::ViewKeys) {
+        if self.keys != Some(keys) {
+            self.keys = Some(keys);
+            self.changed = true;
         }
     }
 
@@ -431,6 +442,7 @@ impl HostAudience {
                 self.carriers.iter().map(|(k, c)| (*k, *c)).collect()
             }),
             excluded: self.excluded.clone(),
+            keys: self.keys,
             signature: Sig([0; 64]),
         }
         .sign(host)

@@ -82,7 +82,17 @@ pub struct AudienceView {
     /// Relays taken out of the tree (see [`super::exclusion`]): nobody places a child under
     /// them or believes their free places, and their children leave them.
     pub excluded: Vec<PeerKey>,
+    /// In a private room: the key schedule's epoch now, and its last fresh epoch (a member
+    /// that holds an epoch from that one on ratchets forward; one that does not asks the host).
+    pub keys: Option<ViewKeys>,
     pub signature: Sig,
+}
+
+/// Where a private room's key schedule is (see [`crate::private`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ViewKeys {
+    pub epoch: u32,
+    pub fresh: u32,
 }
 
 #[derive(Serialize)]
@@ -101,6 +111,7 @@ struct Unsigned<'a> {
     revoked: &'a [CapId],
     carriers: &'a Option<Vec<(PeerKey, u16)>>,
     excluded: &'a [PeerKey],
+    keys: Option<ViewKeys>,
 }
 
 /// Why a view is refused.
@@ -131,6 +142,7 @@ impl AudienceView {
             revoked: &self.revoked,
             carriers: &self.carriers,
             excluded: &self.excluded,
+            keys: self.keys,
         }
     }
 
@@ -230,6 +242,7 @@ mod tests {
             revoked: Vec::new(),
             carriers: None,
             excluded: Vec::new(),
+            keys: None,
             signature: Sig([0; 64]),
         }
     }

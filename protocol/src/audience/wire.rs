@@ -37,6 +37,9 @@ pub enum Down {
     /// For one listener only: each parent passes it toward the child it heard that listener
     /// from.
     Notice { to: PeerKey, text: String },
+    /// A private room's key schedule stepping (a host-signed [`crate::private::Keys`]): every
+    /// node passes it on, members open it.
+    Keys(serde_bytes::ByteBuf),
 }
 
 /// A node above, and how to reach it.
@@ -107,6 +110,7 @@ impl Down {
                     && ancestors.iter().all(|a| a.addrs.len() <= MAX_PEER_ADDRS)
             }
             Down::Notice { text, .. } => text.len() <= MAX_NOTICE_BYTES,
+            Down::Keys(keys) => keys.len() <= crate::private::MAX_KEYS_BYTES,
             Down::View(_) | Down::Envelope(_) => true,
         };
         if within {

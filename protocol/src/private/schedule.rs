@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::{Epoch, Keys, MAX_MEMBERS, RING_EPOCHS, Secret};
-use crate::id::{PeerKey, RoomId, Timestamp};
+use crate::id::{CapId, PeerKey, RoomId, Timestamp};
 
 /// Joins are batched: the epoch ratchets at most once in this many milliseconds.
 pub const RATCHET_EVERY_MS: u64 = 1_000;
@@ -30,8 +30,8 @@ pub struct Schedule {
     fresh: (u32, Timestamp),
     fresh_before: u32,
     last_step: Timestamp,
-    /// Members and when their capability expires.
-    members: BTreeMap<PeerKey, Option<Timestamp>>,
+    /// Members, when their capability expires, and which it is.
+    members: BTreeMap<PeerKey, (Option<Timestamp>, Option<CapId>)>,
     /// Someone was removed since the last step: the next one is fresh.
     removed: bool,
 }
@@ -65,6 +65,12 @@ impl Schedule {
         self.fresh.0
     }
 
+    /// When the last fresh epoch began (the epochs before it are refused
+    /// [`OLD_EPOCH_GRACE_MS`] later).
+    pub fn fresh_since(&self) -> Timestamp {
+        self.fresh.1
+    }
+
     pub fn members(&self) -> usize {
         self.members.len()
     }
@@ -73,20 +79,20 @@ impl Schedule {
         self.members.contains_key(key)
     }
 
-    /// Admits `member` (its capability valid until `expires`): what it is given is the epoch
+    /// Admits `member` (with capability `cap`, valid until `expires`): what it is given is the epoch
     /// the room steps to next, sealed to it alone, so it reads nothing from before it came.
     /// Admitting a member again gives it that epoch again.
     pub fn admit(
         &mut self,
         member: PeerKey,
-        expires: Option<Timestamp>,
+        (expires, cap): (Option<Timestamp>, Option<CapId>),
         ephemeral: [u8; 32],
         host: &ed25519_dalek::SigningKey,
     ) -> Result<Keys, Full> {
         if self.members.len() >= MAX_MEMBERS && !self.members.contains_key(&member) {
             return Err(Full);
         }
-        self.members.insert(member, expires);
+        self.members.insert(member, (expires, cap));
         let room = self.room;
         let next = self
             .next
@@ -121,7 +127,7 @@ impl Schedule {
     /// A member added without sealing anything to it (filling a room in tests).
     #[cfg(test)]
     pub(super) fn insert_unsealed(&mut self, member: PeerKey) {
-        self.members.insert(member, None);
+        self.members.insert(member, (None, None));
     }
 
     /// Takes `member` out: the next step is a fresh epoch it does not get.
@@ -129,6 +135,19 @@ impl Schedule {
         let was = self.members.remove(member).is_some();
         self.removed |= was;
         was
+    }
+
+    /// Takes out every member admitted with a capability in `revoked`.
+    pub fn revoke(&mut self, revoked: &std::collections::BTreeSet<CapId>) {
+        let out: Vec<PeerKey> = self
+            .members
+            .iter()
+            .filter(|(_, (_, cap))| cap.is_some_and(|cap| revoked.contains(&cap)))
+            .map(|(key, _)| *key)
+            .collect();
+        for key in &out {
+            self.remove(key);
+        }
     }
 
     /// The step due now, if any: a fresh epoch after a removal (or a capability that expired),
@@ -144,7 +163,7 @@ impl Schedule {
         let expired: Vec<PeerKey> = self
             .members
             .iter()
-            .filter(|(_, expires)| expires.is_some_and(|at| at <= now))
+            .filter(|(_, (expires, _))| expires.is_some_and(|at| at <= now))
             .map(|(key, _)| *key)
             .collect();
         for key in &expired {

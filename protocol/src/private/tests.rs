@@ -37,10 +37,15 @@ fn a_sealed_frame_opens_for_members_and_for_nobody_else() {
     let mut sealed = frame(10);
     epoch.seal_frame(&mut sealed).expect("sealed");
     assert_ne!(sealed.payload, frame(10).payload);
-    assert_eq!(sealed.payload.len(), frame(10).payload.len() + FRAME_OVERHEAD);
+    assert_eq!(
+        sealed.payload.len(),
+        frame(10).payload.len() + FRAME_OVERHEAD
+    );
     // It still travels as a frame: relays decode it.
     let on_the_wire = AudioFrame::decode(&sealed.encode()).expect("a frame");
-    let opened = ring_with(&[&epoch]).open_frame(&on_the_wire).expect("opens");
+    let opened = ring_with(&[&epoch])
+        .open_frame(&on_the_wire)
+        .expect("opens");
     assert_eq!(opened, frame(10));
 
     let other = Epoch::new(3, Secret::from_bytes([2; 32]));
@@ -183,7 +188,7 @@ fn the_schedule_ratchets_for_joiners_and_starts_afresh_without_the_removed() {
     );
     // Ana joins: she gets epoch 1, which everyone steps to within a second.
     let given = schedule
-        .admit(PeerKey::from(&ana), None, [3; 32], &host)
+        .admit(PeerKey::from(&ana), (None, None), [3; 32], &host)
         .expect("room");
     let (ana_epoch, _) = given.open(&ana).expect("sealed to Ana");
     assert_eq!(ana_epoch.n, 1);
@@ -195,7 +200,12 @@ fn the_schedule_ratchets_for_joiners_and_starts_afresh_without_the_removed() {
 
     // Bo joins with a capability for an hour; Ana is removed.
     let given = schedule
-        .admit(PeerKey::from(&bo), Some(ms(3_600_000)), [6; 32], &host)
+        .admit(
+            PeerKey::from(&bo),
+            (Some(ms(3_600_000)), None),
+            [6; 32],
+            &host,
+        )
         .expect("room");
     let (bo_epoch, _) = given.open(&bo).expect("sealed to Bo");
     assert!(schedule.remove(&PeerKey::from(&ana)));
@@ -234,13 +244,15 @@ fn a_full_private_room_admits_nobody_new() {
         // Any 32 bytes stand for a key here: the schedule seals only when asked.
         let member = PeerKey::from(&ed25519_dalek::SigningKey::from_bytes(&bytes));
         if i + 1 == MAX_MEMBERS as u32 {
-            schedule.admit(member, None, [3; 32], &host).expect("room");
+            schedule
+                .admit(member, (None, None), [3; 32], &host)
+                .expect("room");
         } else {
             schedule.insert_unsealed(member);
         }
     }
     assert_eq!(
-        schedule.admit(PeerKey::from(&key(200)), None, [3; 32], &host),
+        schedule.admit(PeerKey::from(&key(200)), (None, None), [3; 32], &host),
         Err(schedule::Full)
     );
 }

@@ -271,6 +271,7 @@ pub(super) fn stage(host: PeerKey) -> RoomState {
         revoked: Vec::new(),
         carriers: None,
         excluded: Vec::new(),
+        keys: None,
         signature: Sig([0; 64]),
     };
     RoomState::of_audience_view(host, &view, None)

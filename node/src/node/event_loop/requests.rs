@@ -39,7 +39,7 @@ impl EventLoop {
             view: _,
             placement: None,
             ticket: Some(ticket),
-            chat: _,
+            ..
         } = &response
             && let Ok(decoded) = earshot_protocol::audience::Ticket::decode(ticket)
             && let Some(leaf) = decoded.leaf()
@@ -150,7 +150,7 @@ impl EventLoop {
         match request {
             RoomRequest::Lobby => respond(self.lobby.answer(now.wall)),
             RoomRequest::Join { envelope } => {
-                let follows = follows(&self.swarm);
+                let follows = follows(&self.swarm, &self.topics);
                 let tree = &self.plane.tree;
                 let own = self.own_addrs_all();
                 let peers = &self.peers;
@@ -212,6 +212,12 @@ impl EventLoop {
                     Err(refusal) => RoomResponse::Refused { refusal },
                 })
             }
+            RoomRequest::Keys { room } => match PeerKey::from_peer_id(&peer) {
+                Ok(asker) => respond(self.rooms.private_reseal(room, asker)),
+                Err(_) => respond(RoomResponse::Refused {
+                    refusal: Refusal::NotAnEarshotPeer,
+                }),
+            },
             RoomRequest::Listeners { room, page } => {
                 respond(match self.rooms.listeners_page(&room, page) {
                     Ok(listeners) => RoomResponse::Listeners { listeners },
@@ -271,6 +277,12 @@ impl EventLoop {
                     })),
                 });
             }
+            Pending::Keys { room } => {
+                if let RoomResponse::Keys { keys } = response {
+                    let effects = self.rooms.private_answer(room, &keys);
+                    self.apply(effects);
+                }
+            }
             Pending::Carry { reply, room, relay } => {
                 if let (RoomResponse::Carrying, Some(room), Some(relay)) = (&response, room, relay)
                 {
@@ -315,6 +327,9 @@ impl EventLoop {
                 let _ = reply.send(Err(
                     failure.map_or(AttachError::Unreachable, AttachError::NoAnswer)
                 ));
+            }
+            Pending::Keys { room } => {
+                tracing::debug!(%room, "the host did not answer for the keys");
             }
             Pending::Carry { reply, .. } => {
                 let _ = reply.send(Err(

@@ -84,6 +84,7 @@ fn stage_view(ana: PeerKey) -> Vec<u8> {
         revoked: Vec::new(),
         carriers: None,
         excluded: Vec::new(),
+        keys: None,
         signature: earshot_protocol::id::Sig([0; 64]),
     }
     .sign(&host_key())

@@ -361,6 +361,7 @@ fn views_and_notices_from_a_forger_are_ignored() {
         revoked: Vec::new(),
         carriers: None,
         excluded: Vec::new(),
+        keys: None,
         signature: earshot_protocol::id::Sig([0; 64]),
     }
     .sign(&forger.key);

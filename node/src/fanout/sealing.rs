@@ -1,0 +1,98 @@
+//! Private rooms in the audio plane: this node's voice sealed before it is signed (so every hop
+//! checks the speaker's proof over the ciphertext without reading it), frames opened only for
+//! this node's own ears, and at the host, frames under an epoch it no longer holds refused.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use earshot_protocol::RoomId;
+use earshot_protocol::frame::{AudioFrame, flags};
+use earshot_protocol::private::{Ring, frame_epoch_byte};
+use parking_lot::Mutex;
+use tracing::debug;
+
+use super::Fanout;
+
+/// Each private room's keys at this node (set by the event loop as the rooms machine learns
+/// them). Its own lock: never held with the rooms'.
+pub(super) type Keyrings = Arc<Mutex<HashMap<RoomId, Arc<Ring>>>>;
+
+impl Fanout {
+    /// `room` is private and these are this node's keys for it (a carrier has none).
+    pub fn set_keys(&self, room: RoomId, ring: Ring) {
+        if let Some(capture) = self.capture.get() {
+            for epoch in ring.epochs() {
+                let mut record = epoch.n.to_be_bytes().to_vec();
+                record.extend_from_slice(epoch.secret().as_bytes());
+                capture.record(super::misbehave::CAPTURED_KEYS, &record);
+            }
+        }
+        self.keyrings.lock().insert(room, Arc::new(ring));
+    }
+
+    pub fn forget_keys(&self, room: &RoomId) {
+        self.keyrings.lock().remove(room);
+    }
+
+    /// This node's keys for `room`, if it is private.
+    pub fn keys(&self, room: &RoomId) -> Option<Arc<Ring>> {
+        self.keyrings.lock().get(room).cloned()
+    }
+
+    /// Seals a frame of this node's voice in a private room: `false` if it must not go (a
+    /// private room whose keys this node does not hold: never in the clear).
+    pub(super) fn seal_own(&self, room: &RoomId, frame: &mut AudioFrame) -> bool {
+        let Some(ring) = self.keys(room) else {
+            return true;
+        };
+        let Some(epoch) = ring.current() else {
+            return false;
+        };
+        match epoch.seal_frame(frame) {
+            Ok(()) => true,
+            Err(err) => {
+                debug!(%err, "could not seal a frame");
+                false
+            }
+        }
+    }
+}
+
+/// What of a frame heard this node may play: in a private room (`ring`: its keys), the frame
+/// opened (nothing if they do not open it, or it came in the clear); elsewhere, the frame as it
+/// is (nothing if it is sealed: not for us).
+pub(super) fn for_my_ears(
+    ring: Option<&Ring>,
+    frame: AudioFrame,
+    stats: &super::FanoutStats,
+) -> Option<AudioFrame> {
+    match ring {
+        Some(ring) => match ring.open_frame(&frame) {
+            Ok(open) => Some(open),
+            Err(err) => {
+                stats.unopened.fetch_add(1, Ordering::Relaxed);
+                debug!(%err, "a frame this node cannot open");
+                None
+            }
+        },
+        None => (frame.flags & flags::SEALED == 0).then_some(frame),
+    }
+}
+
+/// At the host: whether a speaker's frame is sealed under an epoch it still holds (after a
+/// removal's grace, a frame under an epoch the removed member holds is not).
+pub(super) fn under_held_epoch(
+    ring: Option<&Ring>,
+    frame: &AudioFrame,
+    stats: &super::FanoutStats,
+) -> bool {
+    let Some(ring) = ring else {
+        return true;
+    };
+    let held = frame_epoch_byte(frame).is_some_and(|low| ring.holds(low));
+    if !held {
+        stats.unopened.fetch_add(1, Ordering::Relaxed);
+    }
+    held
+}

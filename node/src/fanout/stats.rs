@@ -1,0 +1,33 @@
+//! The audio plane's counters, per room.
+
+use std::sync::atomic::AtomicU64;
+
+/// Counters for one room's audio.
+#[derive(Debug, Default)]
+pub struct FanoutStats {
+    pub received: AtomicU64,
+    pub relayed: AtomicU64,
+    /// Frames a slow child skipped.
+    pub dropped: AtomicU64,
+    /// Bytes written to children (frames, keep-alives, control frames and length prefixes):
+    /// this node's upload for the room.
+    pub bytes_sent: AtomicU64,
+    /// Audio bytes received from the parent: frames and keep-alives, length prefixes included.
+    pub audio_received: AtomicU64,
+    /// Control bytes (views, relayed envelopes, paths, notices) received from the parent, and
+    /// sent up to it (reports, actions).
+    pub control_received: AtomicU64,
+    pub control_sent: AtomicU64,
+    /// Streams closed for sending garbage.
+    pub bad_streams: AtomicU64,
+    /// Frames the host did not forward (not among the loudest speakers).
+    pub not_selected: AtomicU64,
+    /// Frames verified against their speakers' proofs, and proofs checked.
+    pub verified: AtomicU64,
+    pub proofs: AtomicU64,
+    /// Streams that failed their checks (forged, withheld, flooded).
+    pub failed_checks: AtomicU64,
+    /// Private rooms: frames this node could not open (or, at the host, refused as sealed under
+    /// an epoch it no longer holds).
+    pub unopened: AtomicU64,
+}

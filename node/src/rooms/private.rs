@@ -1,0 +1,303 @@
+//! Private rooms in the rooms machine: the host's key schedule (members admitted, removed,
+//! expired; the epoch stepped and its keys sent down the tree), and a member's keys (from its
+//! join's answer, from the tree, or asked of the host when it missed a step). The audio plane
+//! and the event loop get each room's [`Ring`] through [`Effect::Keyring`].
+//!
+//! Community relays the host asked to carry the room are in its tree, never in its schedule:
+//! they relay what they cannot read.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use earshot_protocol::audience::view::ViewKeys;
+use earshot_protocol::audience::wire::Down;
+use earshot_protocol::private::schedule::{OLD_EPOCH_GRACE_MS, Schedule};
+use earshot_protocol::private::{Keys, Ring, Secret};
+use earshot_protocol::snapshot::{Refusal, RoomRequest, RoomResponse};
+use earshot_protocol::{Authority, Envelope, PeerKey, RoomId, Visibility};
+use rand::RngExt;
+use tracing::{debug, info, warn};
+
+use super::{Now, Rooms};
+use crate::effect::Effect;
+use crate::node::pending::Pending;
+
+/// A member that missed a step asks the host again no sooner than this.
+const ASK_AGAIN: Duration = Duration::from_secs(2);
+
+/// One private room at this node.
+#[derive(Debug, Default)]
+pub struct Private {
+    /// The epochs this node holds (the host's included).
+    pub ring: Ring,
+    /// At the host: the schedule.
+    pub schedule: Option<Schedule>,
+    /// At the host: community relays asked to carry the room (never given keys).
+    pub carriers: HashSet<PeerKey>,
+    /// When this member last asked the host for the epoch.
+    asked: Option<Instant>,
+}
+
+impl Private {
+    /// A member's keys (a listener stepping up keeps what it held).
+    pub fn member(ring: Ring) -> Self {
+        Self {
+            ring,
+            ..Self::default()
+        }
+    }
+}
+
+impl Rooms {
+    /// At the host, opening a room: a private room's schedule starts.
+    pub(super) fn private_open(&mut self, now: Now, room: RoomId, effects: &mut Vec<Effect>) {
+        let random: [u8; 32] = self.rng.random();
+        let topic = Secret::topic_of(&self.signing, &room);
+        let Some(joined) = self.joined.get_mut(&room) else {
+            return;
+        };
+        if joined.descriptor.visibility != Visibility::Private {
+            return;
+        }
+        let schedule = Schedule::new(room, Secret::from_bytes(random), topic.clone(), now.wall);
+        let mut ring = Ring::default();
+        ring.insert(schedule.current().clone());
+        ring.set_topic(topic);
+        if let Some(audience) = joined.audience.as_mut() {
+            audience.set_keys(ViewKeys {
+                epoch: schedule.current().n,
+                fresh: schedule.fresh_epoch(),
+            });
+        }
+        effects.push(Effect::Keyring {
+            room,
+            ring: ring.clone(),
+        });
+        joined.private = Some(Private {
+            ring,
+            schedule: Some(schedule),
+            ..Private::default()
+        });
+    }
+
+    /// At the host: `relay` was asked to carry `room`; it gets a place in the tree, no keys.
+    pub fn private_carrier(&mut self, room: RoomId, relay: PeerKey) {
+        if let Some(private) = self
+            .joined
+            .get_mut(&room)
+            .and_then(|joined| joined.private.as_mut())
+        {
+            private.carriers.insert(relay);
+        }
+    }
+
+    /// At the host: the keys a joiner of a private room gets (the epoch the room steps to
+    /// next, sealed to it alone), none for a public room or a carrier; refused when the room
+    /// is full.
+    pub(super) fn private_admit(
+        &mut self,
+        envelope: &Envelope,
+    ) -> Result<Option<serde_bytes::ByteBuf>, Refusal> {
+        let ephemeral: [u8; 32] = self.rng.random();
+        let Some(private) = self
+            .joined
+            .get_mut(&envelope.room)
+            .and_then(|joined| joined.private.as_mut())
+        else {
+            return Ok(None);
+        };
+        if private.carriers.contains(&envelope.author) {
+            info!(room = %envelope.room, relay = %envelope.author.short(), "a carrier joins: a place, no keys");
+            return Ok(None);
+        }
+        let Some(schedule) = private.schedule.as_mut() else {
+            return Ok(None);
+        };
+        let held = match &envelope.authority {
+            Authority::Capability(capability) => {
+                (Some(capability.expires_at), Some(capability.id()))
+            }
+            _ => (None, None),
+        };
+        let keys = schedule
+            .admit(envelope.author, held, ephemeral, &self.signing)
+            .map_err(|full| Refusal::Rejected {
+                reason: full.to_string(),
+            })?;
+        Ok(Some(serde_bytes::ByteBuf::from(keys.encode())))
+    }
+
+    /// At the host, every tick: the schedule's step, if one is due, goes down the tree.
+    pub(super) fn private_tick(&mut self, now: Now, room: RoomId, effects: &mut Vec<Effect>) {
+        let random: [u8; 32] = self.rng.random();
+        let ephemeral: [u8; 32] = self.rng.random();
+        let signing = self.signing.clone();
+        let Some(joined) = self.joined.get_mut(&room) else {
+            return;
+        };
+        let Some(private) = joined.private.as_mut() else {
+            return;
+        };
+        let Some(schedule) = private.schedule.as_mut() else {
+            return;
+        };
+        let steps = schedule.tick(now.wall, random, ephemeral, &signing);
+        // Once the grace after a fresh epoch is over, frames under the epochs before it (which
+        // a removed member holds) are refused.
+        let graced =
+            now.wall.as_millis() >= schedule.fresh_since().as_millis() + OLD_EPOCH_GRACE_MS;
+        if steps.is_empty() {
+            if graced && private.ring.forget_before(schedule.fresh_epoch()) {
+                effects.push(Effect::Keyring {
+                    room,
+                    ring: private.ring.clone(),
+                });
+            }
+            return;
+        }
+        let (epoch, fresh) = (schedule.current().clone(), schedule.fresh_epoch());
+        info!(%room, epoch = epoch.n, fresh = epoch.n == fresh, members = schedule.members(), "the key schedule stepped");
+        private.ring.insert(epoch.clone());
+        if let Some(audience) = joined.audience.as_mut() {
+            audience.set_keys(ViewKeys {
+                epoch: epoch.n,
+                fresh,
+            });
+        }
+        effects.push(Effect::Keyring {
+            room,
+            ring: private.ring.clone(),
+        });
+        for step in steps {
+            effects.push(Effect::Down {
+                room,
+                down: Down::Keys(serde_bytes::ByteBuf::from(step.encode())),
+            });
+        }
+    }
+
+    /// At the host: a member that missed a step asks for the epoch now.
+    pub fn private_reseal(&mut self, room: RoomId, asker: PeerKey) -> RoomResponse {
+        let ephemeral: [u8; 32] = self.rng.random();
+        let keys = self
+            .joined
+            .get(&room)
+            .filter(|joined| joined.is_host())
+            .and_then(|joined| joined.private.as_ref())
+            .and_then(|private| private.schedule.as_ref())
+            .and_then(|schedule| schedule.reseal(&asker, ephemeral, &self.signing));
+        match keys {
+            Some(keys) => RoomResponse::Keys {
+                keys: serde_bytes::ByteBuf::from(keys.encode()),
+            },
+            None => RoomResponse::Refused {
+                refusal: Refusal::Rejected {
+                    reason: "not a member of this private room".into(),
+                },
+            },
+        }
+    }
+
+    /// A member: keys from the host (its join's answer, the tree, or its answer when asked).
+    pub(super) fn private_keys(&mut self, room: RoomId, bytes: &[u8], effects: &mut Vec<Effect>) {
+        let signing = self.signing.clone();
+        let Some(joined) = self.joined.get_mut(&room) else {
+            return;
+        };
+        if joined.is_host() {
+            return;
+        }
+        let keys = match Keys::decode_verified(bytes, room, &joined.descriptor.host) {
+            Ok(keys) => keys,
+            Err(err) => {
+                debug!(%room, %err, "refused keys");
+                return;
+            }
+        };
+        let private = joined.private.get_or_insert_with(Private::default);
+        let stepped = match keys.open(&signing) {
+            Some((epoch, topic)) => {
+                private.ring.set_topic(topic);
+                private.ring.insert(epoch)
+            }
+            None if keys.how == earshot_protocol::private::How::Ratchet => {
+                // A ratchet after no fresh epoch this node missed: fresh is at most the
+                // epoch it holds.
+                let fresh = private.ring.current().map_or(u32::MAX, |held| held.n);
+                private.ring.ratchet_to(&room, keys.epoch, fresh)
+            }
+            None => false,
+        };
+        if stepped {
+            debug!(%room, epoch = keys.epoch, "keys stepped");
+            effects.push(Effect::Keyring {
+                room,
+                ring: private.ring.clone(),
+            });
+        }
+    }
+
+    /// The host's answer to this member's asking for the epoch.
+    pub fn private_answer(&mut self, room: RoomId, keys: &[u8]) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        self.private_keys(room, keys, &mut effects);
+        effects
+    }
+
+    /// A member reading the host's view: if the schedule is past what it holds, it steps
+    /// forward on its own, or asks the host (it missed a fresh epoch: moving in the tree, or
+    /// joining as the room stepped).
+    pub(super) fn private_view(
+        &mut self,
+        now: Now,
+        room: RoomId,
+        keys: Option<ViewKeys>,
+        effects: &mut Vec<Effect>,
+    ) {
+        let Some(keys) = keys else {
+            return;
+        };
+        let Some(joined) = self.joined.get_mut(&room) else {
+            return;
+        };
+        if joined.is_host() {
+            return;
+        }
+        let host = joined.descriptor.host;
+        // A node never given keys (a carrier) has none to miss.
+        let Some(private) = joined.private.as_mut() else {
+            return;
+        };
+        if private
+            .ring
+            .current()
+            .is_none_or(|held| held.n >= keys.epoch)
+        {
+            return;
+        }
+        if private.ring.ratchet_to(&room, keys.epoch, keys.fresh) {
+            effects.push(Effect::Keyring {
+                room,
+                ring: private.ring.clone(),
+            });
+            return;
+        }
+        if private
+            .asked
+            .is_some_and(|at| now.instant.saturating_duration_since(at) < ASK_AGAIN)
+        {
+            return;
+        }
+        private.asked = Some(now.instant);
+        let Ok(peer) = host.to_peer_id() else {
+            return;
+        };
+        warn!(%room, epoch = keys.epoch, "missed a step of the room's keys: asking the host");
+        effects.push(Effect::Request {
+            peer,
+            addrs: joined.descriptor.addrs(),
+            request: RoomRequest::Keys { room },
+            then: Pending::Keys { room },
+        });
+    }
+}

@@ -1,0 +1,350 @@
+//! Issue 14, private rooms that are private: a community relay that keeps everything it passes
+//! on (`earshot relay --capture FILE`, a hidden flag) carries a private room, and what it kept
+//! is compared with what the members below it hear.
+
+use earshot_node::Event;
+use earshot_node::audio::codec::VoiceDecoder;
+use earshot_node::audio::wav;
+use earshot_node::event::CloseReason;
+use earshot_node::fanout::misbehave::{CAPTURED_AUDIO, CAPTURED_DOWN, CAPTURED_KEYS, Capture};
+use earshot_protocol::audience::wire::Down;
+use earshot_protocol::frame::{AudioFrame, flags};
+use earshot_protocol::private::{Epoch, How, Keys, Ring, Secret};
+use earshot_protocol::{InviteLink, PeerKey, RoomId};
+
+use crate::harness::TestHome;
+use crate::live::{LOCAL, Live, listener, local_room_with, read_wav};
+use crate::trust::{SPEECH_SECONDS, Speech, hear, scene_lock};
+
+/// A community relay on 127.0.0.1 keeping everything it passes on in `capture`: the process,
+/// its address and PeerId.
+fn capturing_relay(operator: &TestHome, capture: &std::path::Path) -> (Live, String, String) {
+    let capture = capture.to_str().expect("utf-8 path");
+    let mut relay = Live::start(
+        "relay",
+        operator,
+        &["relay", "--listen", LOCAL, "--capture", capture],
+    );
+    let (addr, peer_id) = relay.expect_map("relay", |e| match e {
+        Event::Relay { peer_id, addrs, .. } => Some((
+            addrs.first().expect("an address").to_string(),
+            peer_id.to_string(),
+        )),
+        _ => None,
+    });
+    (relay, addr, peer_id)
+}
+
+/// A private room's host saying `speech`, feeding one child itself (the relay it asks to carry
+/// the room): returns once the relay carries it, with the listener link.
+fn private_host(
+    ana: &TestHome,
+    speech: &Speech,
+    relay_addr: &str,
+    relay: &mut Live,
+) -> (Live, String) {
+    let room = local_room_with(ana, "Secret", &["--private"]);
+    let file = ana.join("speech.wav");
+    wav::write(&file, &speech.samples).expect("write speech");
+    let mut host = Live::start(
+        "host",
+        ana,
+        &[
+            "host",
+            &room,
+            "--input",
+            file.to_str().expect("utf-8 path"),
+            "--output",
+            "null",
+            "--max-children",
+            "1",
+            "--relay",
+            relay_addr,
+        ],
+    );
+    let link = host.listener_link();
+    host.expect("relay_added", |e| matches!(e, Event::RelayAdded { .. }));
+    relay.expect("carrying", |e| matches!(e, Event::Carrying { .. }));
+    host.expect("the relay in the tree", |e| {
+        matches!(e, Event::Audience { listeners: 1, .. })
+    });
+    (host, link)
+}
+
+/// Decodes the audio frames of a capture as Opus, in order: what someone holding the relay's
+/// bytes would play. Frames that do not decode are silence.
+fn play_captured(records: &[(u8, Vec<u8>)]) -> (Vec<f32>, usize, usize) {
+    let mut decoder = VoiceDecoder::new().expect("decoder");
+    let (mut samples, mut frames, mut sealed) = (Vec::new(), 0, 0);
+    for (kind, bytes) in records {
+        if *kind != CAPTURED_AUDIO {
+            continue;
+        }
+        let Ok(frame) = AudioFrame::decode(bytes) else {
+            continue;
+        };
+        frames += 1;
+        if frame.flags & flags::SEALED != 0 {
+            sealed += 1;
+        }
+        match decoder.decode(&frame.payload) {
+            Ok(pcm) => samples.extend(pcm),
+            Err(_) => samples.extend(std::iter::repeat_n(0.0, 960)),
+        }
+    }
+    (samples, frames, sealed)
+}
+
+/// The relay carries a private room's audio to a listener below it: the listener hears the
+/// speech; every frame the relay passed on is sealed, and its bytes played as Opus are not the
+/// speech.
+#[test]
+fn a_relay_carries_a_private_room_it_cannot_hear() {
+    let _one_scene_at_a_time = scene_lock();
+    let (operator, ana, joe) = (TestHome::new(), TestHome::new(), TestHome::new());
+    let capture = operator.join("capture.bin");
+    let (mut relay, relay_addr, relay_id) = capturing_relay(&operator, &capture);
+    let speech = Speech::new(SPEECH_SECONDS);
+    let (mut host, link) = private_host(&ana, &speech, &relay_addr, &mut relay);
+
+    let output = joe.join("out.wav");
+    let out = output.to_str().expect("utf-8 path");
+    let mut joe_live = listener(
+        "joe",
+        &joe,
+        &link,
+        &["--output", out, "--max-children", "0", "--input", "silence"],
+    );
+    let parent = joe_live.expect_map("audio_attached", |e| match e {
+        Event::AudioAttached { parent, .. } => Some(parent.to_string()),
+        _ => None,
+    });
+    assert_eq!(parent, relay_id, "joe hears the room through the relay");
+    joe_live.expect_stats("six seconds of audio", |s| s.delivered >= 300);
+    host.say("/end");
+    let last = joe_live.expect_stats("the last report", |s| s.r#final);
+    assert_eq!(joe_live.exit_code(), 0);
+    assert_eq!(host.exit_code(), 0);
+    drop(relay);
+
+    let heard = hear(&speech, &read_wav(&output));
+    heard.assert_only_speech("joe, below the relay", 0.9);
+    assert!(
+        last.delivered * 100 >= last.expected * 95,
+        "joe: {} of {} frames",
+        last.delivered,
+        last.expected
+    );
+
+    let records = Capture::read(&std::fs::read(&capture).expect("the capture"));
+    let (played, frames, sealed) = play_captured(&records);
+    assert!(frames >= 300, "the relay passed on {frames} frames");
+    assert_eq!(sealed, frames, "every frame the relay passed on is sealed");
+    let captured = hear(&speech, &played);
+    eprintln!(
+        "the relay's {frames} frames played as Opus: similarity {:.3} with the speech; joe: {:.3}",
+        captured.similarity, heard.similarity
+    );
+    assert!(
+        captured.similarity < 0.2,
+        "the relay's bytes are the speech: {captured:?}"
+    );
+}
+
+/// The epochs a node captured of its keys (`--capture`), as a ring to open frames with.
+fn captured_ring(records: &[(u8, Vec<u8>)]) -> (Ring, Vec<u32>) {
+    let mut epochs: Vec<(u32, [u8; 32])> = records
+        .iter()
+        .filter(|(kind, bytes)| *kind == CAPTURED_KEYS && bytes.len() == 36)
+        .map(|(_, bytes)| {
+            let mut secret = [0u8; 32];
+            secret.copy_from_slice(&bytes[4..]);
+            (
+                u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]),
+                secret,
+            )
+        })
+        .collect();
+    epochs.sort_by_key(|(n, _)| *n);
+    epochs.dedup_by_key(|(n, _)| *n);
+    let mut ring = Ring::default();
+    for (n, secret) in &epochs {
+        ring.insert(Epoch::new(*n, Secret::from_bytes(*secret)));
+    }
+    (ring, epochs.iter().map(|(n, _)| *n).collect())
+}
+
+/// Where in a capture the host's keys stepped: (record index, epoch, fresh?).
+fn key_steps(records: &[(u8, Vec<u8>)], room: RoomId, host: &PeerKey) -> Vec<(usize, u32, bool)> {
+    records
+        .iter()
+        .enumerate()
+        .filter(|(_, (kind, _))| *kind == CAPTURED_DOWN)
+        .filter_map(|(at, (_, bytes))| match Down::decode(bytes).ok()? {
+            Down::Keys(keys) => {
+                let keys = Keys::decode_verified(&keys, room, host).ok()?;
+                Some((at, keys.epoch, matches!(keys.how, How::Fresh { .. })))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The sealed frames of a capture from `from` on, and how many of them `ring` opens.
+fn opened(records: &[(u8, Vec<u8>)], range: std::ops::Range<usize>, ring: &Ring) -> (usize, usize) {
+    let frames: Vec<AudioFrame> = records[range]
+        .iter()
+        .filter(|(kind, _)| *kind == CAPTURED_AUDIO)
+        .filter_map(|(_, bytes)| AudioFrame::decode(bytes).ok())
+        .collect();
+    let open = frames.iter().filter(|f| ring.open_frame(f).is_ok()).count();
+    (frames.len(), open)
+}
+
+/// A listener removed from a private room holds keys that open nothing the room said from two
+/// seconds after its removal on, even given every byte a relay passed on (a removed member
+/// with a friend in the tree); a listener who joins later opens nothing said before it came.
+/// The listener who stays hears the speech throughout.
+#[test]
+fn a_removed_member_reads_nothing_after_the_rotation_and_a_joiner_nothing_before_it_came() {
+    let _one_scene_at_a_time = scene_lock();
+    let (operator, ana) = (TestHome::new(), TestHome::new());
+    let (joe, mal, sue) = (TestHome::new(), TestHome::new(), TestHome::new());
+    let relay_capture = operator.join("capture.bin");
+    let (mut relay, relay_addr, _) = capturing_relay(&operator, &relay_capture);
+    let speech = Speech::new(SPEECH_SECONDS);
+    let (mut host, link) = private_host(&ana, &speech, &relay_addr, &mut relay);
+    let room_id = room_of(&link);
+    // Mal gets a link of her own: removing her revokes it, and only it.
+    let mal_link = ana.invite(&[&room_id.to_string(), "--role", "listener"]);
+
+    let output = joe.join("out.wav");
+    let out = output.to_str().expect("utf-8 path");
+    let mut joe_live = listener(
+        "joe",
+        &joe,
+        &link,
+        &["--output", out, "--max-children", "0", "--input", "silence"],
+    );
+    joe_live.expect_stats("joe hears", |s| s.delivered >= 50);
+    let mal_capture = mal.join("capture.bin");
+    let mut mal_live = listener(
+        "mal",
+        &mal,
+        &mal_link,
+        &[
+            "--max-children",
+            "0",
+            "--capture",
+            mal_capture.to_str().expect("utf-8 path"),
+        ],
+    );
+    mal_live.expect_stats("mal hears", |s| s.delivered >= 100);
+
+    host.say(&format!("/remove {}", mal.peer_id()));
+    mal_live.expect("mal removed", |e| {
+        matches!(
+            e,
+            Event::Closed {
+                reason: CloseReason::Removed,
+                ..
+            }
+        )
+    });
+    // Joe hears on through the rotation; Sue joins after it.
+    let before = joe_live.expect_stats("joe's report", |_| true).delivered;
+    joe_live.expect_stats("four seconds more", |s| s.delivered >= before + 200);
+    let sue_capture = sue.join("capture.bin");
+    let mut sue_live = listener(
+        "sue",
+        &sue,
+        &link,
+        &[
+            "--max-children",
+            "0",
+            "--capture",
+            sue_capture.to_str().expect("utf-8 path"),
+        ],
+    );
+    sue_live.expect_stats("sue hears", |s| s.delivered >= 150);
+    host.say("/end");
+    joe_live.expect_stats("joe's last report", |s| s.r#final);
+    assert_eq!(joe_live.exit_code(), 0);
+    assert_eq!(sue_live.exit_code(), 0);
+    assert_eq!(host.exit_code(), 0);
+    drop((relay, mal_live));
+
+    let heard = hear(&speech, &read_wav(&output));
+    heard.assert_only_speech("joe, who stayed", 0.9);
+
+    let records = Capture::read(&std::fs::read(&relay_capture).expect("the relay's capture"));
+    let host_key = host_key_of(&link);
+    let steps = key_steps(&records, room_id, &host_key);
+    let (mal_ring, mal_epochs) = captured_ring(&Capture::read(
+        &std::fs::read(&mal_capture).expect("mal's capture"),
+    ));
+    let (sue_ring, sue_epochs) = captured_ring(&Capture::read(
+        &std::fs::read(&sue_capture).expect("sue's capture"),
+    ));
+    eprintln!(
+        "key steps the relay passed on: {steps:?}; mal held {mal_epochs:?}, sue {sue_epochs:?}"
+    );
+
+    // The rotation: the first fresh epoch past everything mal held.
+    let mal_last = *mal_epochs.last().expect("mal held keys");
+    let (rotation, fresh, _) = *steps
+        .iter()
+        .find(|(_, epoch, fresh)| *fresh && *epoch > mal_last)
+        .expect("a fresh epoch after the removal");
+    let (before_frames, before_open) = opened(&records, 0..rotation, &mal_ring);
+    assert!(
+        before_open >= 100,
+        "mal's keys open {before_open} of the {before_frames} frames before her removal"
+    );
+    // Two seconds of frames after the rotation is more than its grace (1 s).
+    let after: Vec<usize> = records
+        .iter()
+        .enumerate()
+        .skip(rotation)
+        .filter(|(_, (kind, _))| *kind == CAPTURED_AUDIO)
+        .map(|(at, _)| at)
+        .collect();
+    assert!(
+        after.len() > 300,
+        "{} frames after the rotation",
+        after.len()
+    );
+    let (later, later_open) = opened(&records, after[100]..records.len(), &mal_ring);
+    eprintln!(
+        "mal's keys open {before_open} of {before_frames} frames before the rotation to epoch \
+         {fresh}, {later_open} of the {later} from two seconds after it"
+    );
+    assert_eq!(later_open, 0, "mal reads what was said after her removal");
+
+    // Sue opens nothing from before the step that let her in, and what comes after.
+    let sue_first = *sue_epochs.first().expect("sue held keys");
+    let (sue_step, _, _) = *steps
+        .iter()
+        .find(|(_, epoch, _)| *epoch == sue_first)
+        .expect("the step to sue's first epoch");
+    let (earlier, earlier_open) = opened(&records, 0..sue_step, &sue_ring);
+    let (since, since_open) = opened(&records, sue_step..records.len(), &sue_ring);
+    eprintln!(
+        "sue's keys open {earlier_open} of {earlier} frames before she came, {since_open} of {since} after"
+    );
+    assert_eq!(earlier_open, 0, "sue reads what was said before she came");
+    assert!(
+        since_open * 100 >= since * 90,
+        "sue opens {since_open} of {since}"
+    );
+}
+
+/// The room id an invite link is for.
+fn room_of(link: &str) -> RoomId {
+    InviteLink::decode(link).expect("a link").capability.room
+}
+
+/// The host's key an invite link names.
+fn host_key_of(link: &str) -> PeerKey {
+    InviteLink::decode(link).expect("a link").host
+}
