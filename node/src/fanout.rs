@@ -529,6 +529,7 @@ impl Fanout {
 
     pub fn close_room(&self, room: &RoomId) {
         self.lock().remove(room);
+        self.keyrings.lock().remove(room);
     }
 
     /// Closes `room` if it is still the one whose counters are `stats` (not a room opened
@@ -540,6 +541,7 @@ impl Fanout {
             .is_some_and(|audio| Arc::ptr_eq(&audio.stats, stats))
         {
             rooms.remove(room);
+            self.keyrings.lock().remove(room);
         }
     }
 

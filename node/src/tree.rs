@@ -626,10 +626,14 @@ impl Gate for Tree {
             }
             Up::Act(bytes) => {
                 debug!(%room, child = %child, bytes = bytes.len(), "an action came up");
-                // The author, so that a notice for it finds its way back down.
+                // The author, so that a notice for it finds its way back down (a private
+                // room's actions are sealed, the author's key in the clear).
                 let author = match Envelope::decode_verified(&bytes) {
                     Ok(envelope) => envelope.author,
-                    Err(_) => return None,
+                    Err(_) => match earshot_protocol::private::SealedAct::decode(&bytes) {
+                        Ok(sealed) => sealed.author,
+                        Err(_) => return None,
+                    },
                 };
                 let refused = {
                     let mut rooms = self.rooms.lock();
@@ -681,7 +685,7 @@ impl Gate for Tree {
                     }
                 }
             }
-            Down::Envelope(_) | Down::Keys(_) => {
+            Down::Envelope(_) | Down::Keys(_) | Down::Sealed(_) => {
                 self.send(TreeEvent::Down {
                     room,
                     down: down.clone(),

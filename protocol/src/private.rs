@@ -8,7 +8,8 @@
 //! An epoch begins one of two ways:
 //! - **Ratchet** (someone joined): the next secret is a one-way function of the last, so every
 //!   member steps forward on its own and the joiner, given only the new secret, reads nothing
-//!   from before it came. The host batches joins: at most one ratchet a second.
+//!   from before it came. The host steps at once when it last stepped a second ago or more,
+//!   else it batches the joins of that second into one step.
 //! - **Fresh** (someone was removed, or their capability revoked or expired): a new random
 //!   secret, sealed by the host to each remaining member's key (X25519 from their Ed25519 key,
 //!   one ephemeral key per rekey, HKDF-SHA256, ChaCha20-Poly1305), in parts of at most
@@ -198,6 +199,25 @@ pub struct Sealed {
 }
 
 impl Sealed {
+    pub fn decode(bytes: &[u8]) -> Result<Self, SealError> {
+        Ok(codec::decode(bytes, MAX_SEALED_BYTES)?)
+    }
+}
+
+/// A listener's action sealed for the host (in a private room: hands, chat, reactions go up
+/// through relays that cannot read them). The author is in the clear so that a notice finds
+/// its way back; the host checks it against the envelope inside.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedAct {
+    pub author: PeerKey,
+    pub sealed: serde_bytes::ByteBuf,
+}
+
+impl SealedAct {
+    pub fn encode(&self) -> Vec<u8> {
+        codec::encode(self)
+    }
+
     pub fn decode(bytes: &[u8]) -> Result<Self, SealError> {
         Ok(codec::decode(bytes, MAX_SEALED_BYTES)?)
     }

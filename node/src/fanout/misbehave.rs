@@ -219,6 +219,8 @@ pub struct Capture {
 pub const CAPTURED_AUDIO: u8 = 1;
 /// A captured control frame from the parent (views, envelopes, keys).
 pub const CAPTURED_DOWN: u8 = 2;
+/// A captured control frame from a child (reports, actions).
+pub const CAPTURED_UP: u8 = 4;
 /// An epoch of a private room this node holds: its number (big-endian `u32`) and secret.
 pub const CAPTURED_KEYS: u8 = 3;
 

@@ -92,10 +92,14 @@ impl Fanout {
         drop(to_child);
         let (mut reader, mut writer) = stream.split();
         let gate = Arc::clone(&self.gate);
+        let capture = self.capture.get().cloned();
         let upward = tokio::spawn(async move {
             loop {
                 match read_up(&mut reader).await {
                     Ok(up) => {
+                        if let Some(capture) = &capture {
+                            capture.record(super::misbehave::CAPTURED_UP, &up.encode());
+                        }
                         if let Some(back) = gate.up(room, peer, up)
                             && let Some(reply) = reply.upgrade()
                         {

@@ -31,8 +31,13 @@ impl Fanout {
         self.keyrings.lock().insert(room, Arc::new(ring));
     }
 
+    /// This node left private `room`: its keys are gone, and so is anything it would still
+    /// send there (a last frame of its voice is dropped, never sent in the clear). The entry
+    /// goes with the room's audio.
     pub fn forget_keys(&self, room: &RoomId) {
-        self.keyrings.lock().remove(room);
+        if let Some(ring) = self.keyrings.lock().get_mut(room) {
+            *ring = Arc::new(Ring::default());
+        }
     }
 
     /// This node's keys for `room`, if it is private.

@@ -224,12 +224,19 @@ impl EventLoop {
             }
             Effect::Publish { room, bytes, since } => {
                 let topic = self.topics.of(&room);
-                match self
-                    .swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .publish(topic, bytes.clone())
-                {
+                // A private room's messages are sealed for its members (what waits for a
+                // subscriber is kept as it was, and sealed when it goes).
+                let wire = match self.plane.fanout.keys(&room) {
+                    Some(ring) => match ring.current() {
+                        Some(epoch) => epoch.seal(&room, &bytes, rand::random()),
+                        None => {
+                            self.rooms.queue(room, since, bytes);
+                            return Vec::new();
+                        }
+                    },
+                    None => bytes.clone(),
+                };
+                match self.swarm.behaviour_mut().gossipsub.publish(topic, wire) {
                     Ok(_) | Err(gossipsub::PublishError::Duplicate) => {}
                     Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {
                         self.rooms.queue(room, since, bytes);
@@ -762,13 +769,29 @@ impl EventLoop {
                     (verdict, event.map(Effect::Emit).into_iter().collect())
                 } else {
                     let room = self.topics.rooms.get(&message.topic).copied();
-                    self.rooms.on_message(
-                        now,
-                        propagation_source,
-                        message.source,
-                        room,
-                        &message.data,
-                    )
+                    // A private room's messages open with its keys, or are not read.
+                    match room.and_then(|room| Some((room, self.plane.fanout.keys(&room)?))) {
+                        Some((room, ring)) => match ring.open(&room, &message.data) {
+                            Ok(plain) => self.rooms.on_message(
+                                now,
+                                propagation_source,
+                                message.source,
+                                Some(room),
+                                &plain,
+                            ),
+                            Err(err) => {
+                                tracing::debug!(%room, %err, "a message this node cannot open");
+                                (Verdict::Ignore, Vec::new())
+                            }
+                        },
+                        None => self.rooms.on_message(
+                            now,
+                            propagation_source,
+                            message.source,
+                            room,
+                            &message.data,
+                        ),
+                    }
                 };
                 let acceptance = match verdict {
                     Verdict::Accept => MessageAcceptance::Accept,

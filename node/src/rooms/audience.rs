@@ -192,6 +192,26 @@ impl Rooms {
     /// Something came down the tree for this node: the host's view, an envelope it relayed, a
     /// notice for this node.
     pub fn on_down(&mut self, now: Now, room: RoomId, down: Down) -> Vec<Effect> {
+        match down {
+            // A private room's member reads the views sealed for it; of the redacted one in
+            // the clear (the relays'), only where the key schedule is.
+            Down::View(bytes) if self.reads_sealed(&room) => {
+                let host = self.joined.get(&room).map(|joined| joined.descriptor.host);
+                let mut effects = Vec::new();
+                if let Some(view) =
+                    host.and_then(|host| AudienceView::decode_verified(&bytes, room, &host).ok())
+                {
+                    self.private_view(now, room, view.keys, &mut effects);
+                }
+                effects
+            }
+            Down::Sealed(bytes) => self.open_down(now, room, &bytes),
+            down => self.on_down_opened(now, room, down),
+        }
+    }
+
+    /// Something for this node, in the clear (or opened).
+    pub(super) fn on_down_opened(&mut self, now: Now, room: RoomId, down: Down) -> Vec<Effect> {
         let me = self.me;
         let Some(joined) = self.joined.get_mut(&room) else {
             return Vec::new();
@@ -225,7 +245,7 @@ impl Rooms {
                 self.private_keys(room, &bytes, &mut effects);
                 effects
             }
-            Down::Notice { .. } | Down::Path(_) => Vec::new(),
+            Down::Notice { .. } | Down::Path(_) | Down::Sealed(_) => Vec::new(),
         }
     }
 
@@ -439,7 +459,22 @@ impl Rooms {
                 }
                 .check_limits()
                 .map_err(|err| ActError::Envelope(err.into()))?;
-                Ok((Vec::new(), vec![Effect::React { room, emoji }]))
+                if joined.private.is_none() {
+                    return Ok((Vec::new(), vec![Effect::React { room, emoji }]));
+                }
+                // In a private room a report's counts would be read by every relay on the way:
+                // the reaction goes up sealed, like chat.
+                let envelope =
+                    joined.sign_only(&signing, now.wall, ControlBody::Reaction { emoji })?;
+                let act = self.act_up(&room, envelope.encode());
+                Ok((
+                    Vec::new(),
+                    vec![Effect::Up {
+                        room,
+                        act,
+                        urgent: false,
+                    }],
+                ))
             }
             ControlBody::MemberRecording { .. }
                 if !joined.descriptor.recording.members_may_record =>
@@ -459,14 +494,8 @@ impl Rooms {
             | ControlBody::Leave) => {
                 let urgent = matches!(body, ControlBody::Leave);
                 let envelope = joined.sign_only(&signing, now.wall, body)?;
-                Ok((
-                    Vec::new(),
-                    vec![Effect::Up {
-                        room,
-                        act: envelope.encode(),
-                        urgent,
-                    }],
-                ))
+                let act = self.act_up(&room, envelope.encode());
+                Ok((Vec::new(), vec![Effect::Up { room, act, urgent }]))
             }
             _ => Err(ActError::Audience),
         }
@@ -474,7 +503,10 @@ impl Rooms {
 
     /// At the host: a listener's action, come up the tree.
     pub fn audience_act(&mut self, now: Now, room: RoomId, bytes: &[u8]) -> Vec<Effect> {
-        let Ok(envelope) = Envelope::decode_verified(bytes) else {
+        let Some(bytes) = self.opened_act(&room, bytes) else {
+            return Vec::new();
+        };
+        let Ok(envelope) = Envelope::decode_verified(&bytes) else {
             return Vec::new();
         };
         let signing = self.signing.clone();
@@ -502,10 +534,7 @@ impl Rooms {
                         });
                         let relayed = Relayed::sign(&signing, room, bytes).encode();
                         joined.remember_relayed(&relayed);
-                        effects.push(Effect::Down {
-                            room,
-                            down: Down::Envelope(serde_bytes::ByteBuf::from(relayed)),
-                        });
+                        self.envelope_down(room, relayed, &mut effects);
                         self.changed(room, changes, &mut effects);
                     }
                     Err(reason) => debug!(%room, %reason, "an audience chat line did not fold"),
@@ -620,11 +649,8 @@ impl Rooms {
             return;
         };
         view_events(room, joined.view.as_ref(), &view, effects);
-        effects.push(Effect::Down {
-            room,
-            down: Down::View(serde_bytes::ByteBuf::from(view.encode())),
-        });
-        joined.view = Some(view);
+        joined.view = Some(view.clone());
+        self.view_down(room, &view, effects);
     }
 
     /// At the host, ending the room: the view that says so, at once.
@@ -638,10 +664,7 @@ impl Rooms {
             return;
         };
         let view = audience.snapshot(now.wall, &joined.state, listeners, &signing);
-        effects.push(Effect::Down {
-            room,
-            down: Down::View(serde_bytes::ByteBuf::from(view.encode())),
-        });
+        self.view_down(room, &view, effects);
     }
 
     /// At the host: relays what the audience must hear of the stage's envelopes down the tree
@@ -681,10 +704,7 @@ impl Rooms {
         if matches!(envelope.body, ControlBody::Chat { .. }) {
             joined.remember_relayed(&relayed);
         }
-        effects.push(Effect::Down {
-            room,
-            down: Down::Envelope(serde_bytes::ByteBuf::from(relayed)),
-        });
+        self.envelope_down(room, relayed, effects);
     }
 }
 

@@ -148,6 +148,11 @@ impl Rooms {
             return Err(Refusal::StageThroughHost);
         }
         let keys = self.private_admit(&envelope)?;
+        if keys.is_some() {
+            // In a quiet room the epoch steps at once (the joiner reads everything from its
+            // admission on); in a busy one, within a second.
+            self.private_tick(now, room, effects);
+        }
         if !role.on_stage() {
             return Ok(Admission::Audience(Box::new(envelope), keys));
         }

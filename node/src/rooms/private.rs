@@ -9,10 +9,11 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use earshot_protocol::audience::AudienceView;
 use earshot_protocol::audience::view::ViewKeys;
 use earshot_protocol::audience::wire::Down;
 use earshot_protocol::private::schedule::{OLD_EPOCH_GRACE_MS, Schedule};
-use earshot_protocol::private::{Keys, Ring, Secret};
+use earshot_protocol::private::{Keys, Ring, SealedAct, Secret};
 use earshot_protocol::snapshot::{Refusal, RoomRequest, RoomResponse};
 use earshot_protocol::{Authority, Envelope, PeerKey, RoomId, Visibility};
 use rand::RngExt;
@@ -299,5 +300,115 @@ impl Rooms {
             request: RoomRequest::Keys { room },
             then: Pending::Keys { room },
         });
+    }
+}
+
+impl Rooms {
+    /// Whether this node reads `room` as a member of a private room (it holds its keys).
+    pub(super) fn reads_sealed(&self, room: &RoomId) -> bool {
+        self.joined.get(room).is_some_and(|joined| {
+            !joined.is_host()
+                && joined
+                    .private
+                    .as_ref()
+                    .is_some_and(|private| private.ring.current().is_some())
+        })
+    }
+
+    /// Seals `plain` for `room`'s members under the epoch this node holds now (`None`: not a
+    /// private room, or no keys).
+    fn seal_for(&mut self, room: &RoomId, plain: &[u8]) -> Option<Vec<u8>> {
+        let nonce: [u8; 12] = self.rng.random();
+        let epoch = self.joined.get(room)?.private.as_ref()?.ring.current()?;
+        Some(epoch.seal(room, plain, nonce))
+    }
+
+    /// At the host: a view goes down the tree. In a private room, whole and sealed for the
+    /// members, and redacted in the clear for the relays (they need the stage's keys, the
+    /// bans and the exclusions, never names).
+    pub(super) fn view_down(
+        &mut self,
+        room: RoomId,
+        view: &AudienceView,
+        effects: &mut Vec<Effect>,
+    ) {
+        let whole = Down::View(serde_bytes::ByteBuf::from(view.encode()));
+        match self.seal_for(&room, &whole.encode()) {
+            Some(sealed) => {
+                let redacted = view.redacted(&self.signing);
+                effects.push(Effect::Down {
+                    room,
+                    down: Down::View(serde_bytes::ByteBuf::from(redacted.encode())),
+                });
+                effects.push(Effect::Down {
+                    room,
+                    down: Down::Sealed(serde_bytes::ByteBuf::from(sealed)),
+                });
+            }
+            None => effects.push(Effect::Down { room, down: whole }),
+        }
+    }
+
+    /// At the host: a relayed envelope goes down the tree (sealed, in a private room).
+    pub(super) fn envelope_down(
+        &mut self,
+        room: RoomId,
+        relayed: Vec<u8>,
+        effects: &mut Vec<Effect>,
+    ) {
+        let plain = Down::Envelope(serde_bytes::ByteBuf::from(relayed));
+        let down = match self.seal_for(&room, &plain.encode()) {
+            Some(sealed) => Down::Sealed(serde_bytes::ByteBuf::from(sealed)),
+            None => plain,
+        };
+        effects.push(Effect::Down { room, down });
+    }
+
+    /// A member's own action for the host: sealed in a private room (relays on the way read
+    /// only who it is from).
+    pub(super) fn act_up(&mut self, room: &RoomId, envelope: Vec<u8>) -> Vec<u8> {
+        match self.seal_for(room, &envelope) {
+            Some(sealed) => SealedAct {
+                author: self.me,
+                sealed: serde_bytes::ByteBuf::from(sealed),
+            }
+            .encode(),
+            None => envelope,
+        }
+    }
+
+    /// At the host: an action that came up, opened if it was sealed (and its author what the
+    /// seal said). `None`: not an action.
+    pub(super) fn opened_act(&self, room: &RoomId, bytes: &[u8]) -> Option<Vec<u8>> {
+        let Ok(sealed) = SealedAct::decode(bytes) else {
+            return Some(bytes.to_vec());
+        };
+        let private = self.joined.get(room)?.private.as_ref()?;
+        let plain = private.ring.open(room, &sealed.sealed).ok()?;
+        let envelope = Envelope::decode_verified(&plain).ok()?;
+        (envelope.author == sealed.author).then_some(plain)
+    }
+
+    /// A member: a view or envelope sealed for the room came down; opened, it is read like
+    /// any. (A relay passes it on unread; so does a member that cannot open it yet.)
+    pub(super) fn open_down(&mut self, now: Now, room: RoomId, bytes: &[u8]) -> Vec<Effect> {
+        let Some(private) = self
+            .joined
+            .get(&room)
+            .and_then(|joined| joined.private.as_ref())
+        else {
+            return Vec::new();
+        };
+        let inner = match private.ring.open(&room, bytes) {
+            Ok(plain) => Down::decode(&plain),
+            Err(err) => {
+                debug!(%room, %err, "a sealed message this node cannot open");
+                return Vec::new();
+            }
+        };
+        match inner {
+            Ok(down @ (Down::View(_) | Down::Envelope(_))) => self.on_down_opened(now, room, down),
+            _ => Vec::new(),
+        }
     }
 }

@@ -260,6 +260,12 @@ impl HostAudience {
                     verdict,
                 }
             }
+            // In a private room, reactions come up sealed like chat (a report's counts would be
+            // read by every relay on the way).
+            ControlBody::Reaction { emoji } => {
+                self.react(emoji);
+                Taken::Dropped
+            }
             // Everyone is told who records what they hear (the room's rules allowed it).
             ControlBody::MemberRecording { .. } => Taken::Relay(envelope.encode()),
             _ => refuse("listeners raise a hand, chat or record; the rest is for the stage"),

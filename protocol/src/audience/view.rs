@@ -173,6 +173,20 @@ impl AudienceView {
         codec::encode(self)
     }
 
+    /// What of this view a private room's relays read (it goes down the tree in the clear,
+    /// next to the whole view sealed for members): who is on stage by key and role (frames are
+    /// checked against them), counts, flags, bans, carriers, exclusions and the key schedule's
+    /// place; no names, hands or reactions. Signed anew.
+    pub fn redacted(&self, host: &ed25519_dalek::SigningKey) -> Self {
+        let mut redacted = self.clone();
+        for member in &mut redacted.stage {
+            member.name.clear();
+        }
+        redacted.hands.clear();
+        redacted.reactions.clear();
+        redacted.sign(host)
+    }
+
     /// Reads a view of `room` and checks the host's signature and the bounds.
     pub fn decode_verified(
         bytes: &[u8],

@@ -40,6 +40,9 @@ pub enum Down {
     /// A private room's key schedule stepping (a host-signed [`crate::private::Keys`]): every
     /// node passes it on, members open it.
     Keys(serde_bytes::ByteBuf),
+    /// In a private room, a view or relayed envelope sealed for the room's members (an encoded
+    /// [`Down`] inside a [`crate::private::Sealed`]): relays pass it on, members open it.
+    Sealed(serde_bytes::ByteBuf),
 }
 
 /// A node above, and how to reach it.
@@ -111,6 +114,7 @@ impl Down {
             }
             Down::Notice { text, .. } => text.len() <= MAX_NOTICE_BYTES,
             Down::Keys(keys) => keys.len() <= crate::private::MAX_KEYS_BYTES,
+            Down::Sealed(_) => true,
             Down::View(_) | Down::Envelope(_) => true,
         };
         if within {
