@@ -564,6 +564,7 @@ fn signed_recording(home: &TestHome, room: RoomId, seconds: u32) -> RecordingId 
             recorder: opened.identity().key(),
             started_at: Timestamp(1_800_000_000_000),
             start_media: 48_000,
+            private: None,
         })
         .expect("start recording");
     let keys = [11u8, 12].map(|seed| ed25519_dalek::SigningKey::from_bytes(&[seed; 32]));

@@ -59,6 +59,7 @@ fn main() {
         recorder: PeerKey([7; 32]),
         started_at: Timestamp(1_800_000_000_000),
         start_media: 1_000_000,
+        private: None,
     };
 
     // 1. Write cost: ten speakers at once, a minute of audio, fed at the live pace's order but
@@ -115,14 +116,14 @@ fn main() {
     ] {
         let path = dir.path().join(file);
         let started = Instant::now();
-        let out = export::export(&recordings, &hour, &path, None, |_| {}).expect("export");
+        let out = export::export(&recordings, &hour, None, &path, None, |_| {}).expect("export");
         let took = started.elapsed();
         rows.push((name, took, out.bytes));
     }
     let path = dir.path().join("one.opus");
     let started = Instant::now();
-    let out =
-        export::export(&recordings, &hour, &path, Some(SpeakerId(1)), |_| {}).expect("export one");
+    let out = export::export(&recordings, &hour, None, &path, Some(SpeakerId(1)), |_| {})
+        .expect("export one");
     rows.push(("Ogg Opus (one speaker)", started.elapsed(), out.bytes));
 
     println!();

@@ -416,6 +416,10 @@ impl Fanout {
 
     /// Records what this node forwards in `room` into `tap` (or stops, with `None`).
     pub fn record(&self, room: &RoomId, tap: Option<crate::recording::store::FrameTap>) {
+        // A private room's recording keeps the room's keys (sealed), now and at every step.
+        if let (Some(tap), Some(ring)) = (&tap, self.keys(room)) {
+            tap.record_keys(&ring);
+        }
         if let Some(audio) = self.lock().get_mut(room) {
             // The host's own frames not signed yet are signed now, so the recording being
             // stopped has their proof (the proof goes down too).

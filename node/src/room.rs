@@ -202,11 +202,20 @@ impl Node {
         // `earshot recordings publish`, through the control socket) are announced to the room.
         let replays = Replays::open(home.store())?;
         let server = self.serve_replays(replays.clone())?;
+        let keeper = Arc::clone(&home);
         let announcer = crate::recording::replay::announce_published(
             self.clone(),
             &replays,
             id,
             self.dialable_addrs().await?,
+            move |recording| {
+                let recordings = keeper.recordings();
+                let key = recordings
+                    .key(recording, keeper.identity().signing_key())
+                    .ok()??;
+                let title = recordings.get(recording).ok()??.title;
+                Some((key, title))
+            },
         );
         let input = self.endpoint(options.input, Input::auto);
         let output = self.endpoint(options.output, Output::auto);

@@ -76,6 +76,9 @@ pub enum ControlBody {
         title: String,
         bytes: u64,
         addrs: Vec<serde_bytes::ByteBuf>,
+        /// A private room's replay: its key (32 bytes), for the members only (the room's
+        /// messages are sealed for them); the holders serve it without.
+        key: Option<serde_bytes::ByteBuf>,
     },
     /// The author starts (or stops) recording what it hears, for itself. Allowed to moderators
     /// and the host, and to everyone when the room's policy lets members record; everyone is
@@ -130,6 +133,9 @@ impl ControlBody {
             }
             ControlBody::ReplayAvailable { title, .. } if title.len() > MAX_TITLE_BYTES => {
                 Err(too_long("replay title", title.len(), MAX_TITLE_BYTES))
+            }
+            ControlBody::ReplayAvailable { key: Some(key), .. } if key.len() != 32 => {
+                Err(too_long("replay key", key.len(), 32))
             }
             // At most four addresses of bounded length, each a valid multiaddr.
             ControlBody::ReplayAvailable { addrs, .. } => {

@@ -570,6 +570,147 @@ impl Keys {
     }
 }
 
+/// `secret` sealed to `recipient`'s key (X25519 from its Ed25519 key, an ephemeral key of 32
+/// random bytes, HKDF-SHA256, ChaCha20-Poly1305), bound to `context`: 80 bytes. How a node
+/// keeps a recording's key at rest (sealed to itself). `None`: the key is not a valid point.
+pub fn seal_to(
+    recipient: &PeerKey,
+    secret: &Secret,
+    context: &[u8],
+    ephemeral: [u8; 32],
+) -> Option<Vec<u8>> {
+    let public = MontgomeryPoint::mul_base_clamped(ephemeral).to_bytes();
+    let point = recipient.verifying_key().ok()?.to_montgomery();
+    let shared = point.mul_clamped(ephemeral).to_bytes();
+    let key = derive(
+        &shared,
+        &[b"earshot sealed to", context, &public, recipient.as_bytes()],
+    );
+    let wrapped = ChaCha20Poly1305::new(Key::from_slice(&key))
+        .encrypt(Nonce::from_slice(&[0u8; 12]), secret.0.as_slice())
+        .ok()?;
+    let mut out = public.to_vec();
+    out.extend_from_slice(&wrapped);
+    Some(out)
+}
+
+/// Opens what [`seal_to`] sealed to `me` for `context`.
+pub fn open_sealed(me: &ed25519_dalek::SigningKey, bytes: &[u8], context: &[u8]) -> Option<Secret> {
+    if bytes.len() != 32 + 48 {
+        return None;
+    }
+    let mut public = [0u8; 32];
+    public.copy_from_slice(&bytes[..32]);
+    let mine = PeerKey::from(me);
+    let shared = MontgomeryPoint(public)
+        .mul_clamped(me.to_scalar_bytes())
+        .to_bytes();
+    let key = derive(
+        &shared,
+        &[b"earshot sealed to", context, &public, mine.as_bytes()],
+    );
+    let plain = ChaCha20Poly1305::new(Key::from_slice(&key))
+        .decrypt(Nonce::from_slice(&[0u8; 12]), &bytes[32..])
+        .ok()?;
+    let mut secret = [0u8; 32];
+    secret.copy_from_slice(plain.get(..32)?);
+    Some(Secret(secret))
+}
+
+/// What a private room's recording keeps sealed under its recording key (in
+/// [`crate::replay::ReplaySealed`] records): only a replay link's key opens it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PrivateRecord {
+    /// The room's epochs the recorder held (number, secret): its frames open with them.
+    Keys(Vec<(u32, serde_bytes::ByteBuf)>),
+    /// The host's signed view of the stage (it names people).
+    Stage(serde_bytes::ByteBuf),
+    /// The recording's title and its speakers' names (by speaker id).
+    About {
+        title: String,
+        names: Vec<(u32, String)>,
+    },
+}
+
+impl PrivateRecord {
+    /// Sealed under the recording key `key` (`nonce`: 12 random bytes).
+    pub fn seal(&self, room: &RoomId, key: &Secret, nonce: [u8; 12]) -> Vec<u8> {
+        Epoch::new(0, key.clone()).seal(room, &codec::encode(self), nonce)
+    }
+
+    /// Opens a sealed record of `room`'s recording with its key.
+    pub fn open(room: &RoomId, key: &Secret, bytes: &[u8]) -> Result<Self, SealError> {
+        let mut ring = Ring::default();
+        ring.insert(Epoch::new(0, key.clone()));
+        let plain = ring.open(room, bytes)?;
+        Ok(codec::decode(&plain, MAX_SEALED_BYTES)?)
+    }
+
+    /// The epochs of a keys record, as a ring's worth.
+    pub fn epochs(&self) -> Vec<Epoch> {
+        match self {
+            PrivateRecord::Keys(keys) => keys
+                .iter()
+                .filter_map(|(n, secret)| {
+                    let bytes: [u8; 32] = secret.as_slice().try_into().ok()?;
+                    Some(Epoch::new(*n, Secret(bytes)))
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// A keys record of `ring`'s epochs.
+    pub fn keys_of(ring: &Ring) -> Self {
+        PrivateRecord::Keys(
+            ring.epochs()
+                .iter()
+                .map(|epoch| {
+                    (
+                        epoch.n,
+                        serde_bytes::ByteBuf::from(epoch.secret().as_bytes().to_vec()),
+                    )
+                })
+                .collect(),
+        )
+    }
+}
+
+/// A recording's epochs, whatever their number (a ring keeps only the newest few; a recording
+/// may span many).
+#[derive(Clone, Debug, Default)]
+pub struct Keychain {
+    epochs: std::collections::BTreeMap<u32, Epoch>,
+}
+
+impl Keychain {
+    pub fn add(&mut self, epochs: impl IntoIterator<Item = Epoch>) {
+        for epoch in epochs {
+            self.epochs.insert(epoch.n, epoch);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.epochs.is_empty()
+    }
+
+    /// Opens a sealed frame with the epoch its byte names: of the epochs held with that low
+    /// byte, the one that opens it.
+    pub fn open_frame(&self, frame: &AudioFrame) -> Result<AudioFrame, SealError> {
+        let low = frame_epoch_byte(frame).ok_or(SealError::NotSealed)?;
+        let mut last = SealError::NoKey(u32::from(low));
+        for epoch in self.epochs.values().rev().filter(|e| e.n as u8 == low) {
+            let mut ring = Ring::default();
+            ring.insert(epoch.clone());
+            match ring.open_frame(frame) {
+                Ok(open) => return Ok(open),
+                Err(err) => last = err,
+            }
+        }
+        Err(last)
+    }
+}
+
 /// The key that wraps one member's share of a fresh epoch: bound to the room, the epoch, the
 /// ephemeral key and the member.
 fn wrap_key(

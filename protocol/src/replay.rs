@@ -58,7 +58,7 @@ pub mod verify;
 
 pub use content::{
     ContentError, ContentFormat, ContentReader, ContentRecord, ReplayFrame, ReplayProof,
-    ReplayStage,
+    ReplaySealed, ReplayStage,
 };
 
 /// The manifest format this build writes: its content carries what every frame's speaker signed,
@@ -533,6 +533,10 @@ pub struct ReplayLink {
     pub recorder: PeerKey,
     /// Where to reach a holder; an address without `/p2p/…` is the recorder's.
     pub addrs: Vec<Multiaddr>,
+    /// A private room's recording: the key its sealed records open with (the room's epoch
+    /// keys are among them, so its frames open too). Only the link carries it, never the
+    /// holders (link version 2; version 1 has none).
+    pub key: Option<crate::private::Secret>,
 }
 
 /// Why text is not a usable replay link.
@@ -562,9 +566,35 @@ struct LinkBody {
     addrs: Vec<serde_bytes::ByteBuf>,
 }
 
+/// A version 2 link's body: a private room's replay, with its key.
+#[derive(Serialize, Deserialize)]
+struct KeyedLinkBody {
+    manifest: ManifestId,
+    recorder: PeerKey,
+    addrs: Vec<serde_bytes::ByteBuf>,
+    #[serde(with = "serde_bytes")]
+    key: [u8; 32],
+}
+
+/// The link version that carries a key.
+pub const KEYED_REPLAY_LINK_VERSION: u8 = 2;
+
 impl ReplayLink {
     /// The link as text: `earshot://replay/…`, lowercase.
     pub fn encode(&self) -> String {
+        if let Some(key) = &self.key {
+            let body = KeyedLinkBody {
+                manifest: self.manifest,
+                recorder: self.recorder,
+                addrs: addr_bytes(&self.addrs),
+                key: *key.as_bytes(),
+            };
+            return crate::link::frame(
+                REPLAY_LINK_PREFIX,
+                KEYED_REPLAY_LINK_VERSION,
+                &codec::encode(&body),
+            );
+        }
         let body = LinkBody {
             manifest: self.manifest,
             recorder: self.recorder,
@@ -579,6 +609,26 @@ impl ReplayLink {
 
     /// Reads a link, telling apart a mistyped link from a malformed one. Never panics.
     pub fn decode(text: &str) -> Result<Self, ReplayLinkError> {
+        let keyed = crate::link::unframe(
+            text,
+            REPLAY_LINK_PREFIX,
+            KEYED_REPLAY_LINK_VERSION,
+            MAX_REPLAY_LINK_CHARS,
+        );
+        if let Err(err) = &keyed
+            && !matches!(err, crate::link::Framing::UnsupportedVersion { .. })
+        {
+            return Err(keyed.err().map_or(ReplayLinkError::NotALink, Into::into));
+        }
+        if let Ok(data) = keyed {
+            let body: KeyedLinkBody = codec::decode(&data, MAX_LINK_BODY_BYTES)?;
+            return Ok(Self {
+                manifest: body.manifest,
+                recorder: body.recorder,
+                addrs: parse_addrs(&body.addrs)?,
+                key: Some(crate::private::Secret::from_bytes(body.key)),
+            });
+        }
         let data = crate::link::unframe(
             text,
             REPLAY_LINK_PREFIX,
@@ -590,6 +640,7 @@ impl ReplayLink {
             manifest: body.manifest,
             recorder: body.recorder,
             addrs: parse_addrs(&body.addrs)?,
+            key: None,
         })
     }
 }

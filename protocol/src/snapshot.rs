@@ -171,6 +171,7 @@ impl AnnouncedReplay {
             manifest: self.manifest,
             recorder: self.recorder,
             addrs: crate::replay::parse_addrs(&self.addrs).unwrap_or_default(),
+            key: None,
         }
     }
 }

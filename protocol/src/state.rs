@@ -346,6 +346,8 @@ pub enum RoomChange {
         title: String,
         bytes: u64,
         addrs: Vec<serde_bytes::ByteBuf>,
+        /// A private room's replay: its key.
+        key: Option<serde_bytes::ByteBuf>,
     },
     /// A member started or stopped recording what it hears, for itself.
     MemberRecording {
@@ -809,6 +811,7 @@ impl RoomState {
                 title,
                 bytes,
                 addrs,
+                key,
             } => changes.push(RoomChange::ReplayAvailable {
                 by: author,
                 manifest: *manifest,
@@ -817,6 +820,7 @@ impl RoomState {
                 title: title.clone(),
                 bytes: *bytes,
                 addrs: addrs.clone(),
+                key: key.clone(),
             }),
             ControlBody::MemberRecording { on } => {
                 if member.recording.set(*on, stamp) {

@@ -366,6 +366,7 @@ fn control_body() -> impl Strategy<Value = ControlBody> {
                     title,
                     bytes,
                     addrs: earshot_protocol::replay::addr_bytes(&addrs),
+                    key: (bytes % 2 == 0).then(|| serde_bytes::ByteBuf::from(vec![7; 32])),
                 }
             }),
         any::<bool>().prop_map(|on| ControlBody::MemberRecording { on }),

@@ -179,8 +179,12 @@ pub fn run(ctx: &Context, command: RecordingsCommand) -> anyhow::Result<Exit> {
             let meta = recordings.find(&id)?;
             let speaker = speaker.map(|who| find_speaker(&meta, &who)).transpose()?;
             let path = ctx.path(&file);
+            let keys = keychain(&home, &meta)?;
             let bar = Progress::new(ctx.json, &format!("Exporting to {}", path.display()));
-            let exported = export::export(recordings, &meta, &path, speaker, |done| bar.show(done))
+            let exported =
+                export::export(recordings, &meta, keys.as_ref(), &path, speaker, |done| {
+                    bar.show(done)
+                })
                 .map_err(|err| explain(err, &path))?;
             bar.done();
             if ctx.json {
@@ -201,15 +205,16 @@ pub fn run(ctx: &Context, command: RecordingsCommand) -> anyhow::Result<Exit> {
         }
         RecordingsCommand::Play { id, output } => {
             let meta = recordings.find(&id)?;
+            let keys = keychain(&home, &meta)?;
             match output {
                 Output::Wav(file) => {
                     let path = ctx.path(&file);
-                    export::export(recordings, &meta, &path, None, |_| {})
+                    export::export(recordings, &meta, keys.as_ref(), &path, None, |_| {})
                         .map_err(|err| explain(err, &path))?;
                     say!("Wrote {}", path.display());
                 }
                 Output::Null => {
-                    export::render(recordings, &meta, None, |_| Ok(()), |_| {})?;
+                    export::render(recordings, &meta, keys.as_ref(), None, |_| Ok(()), |_| {})?;
                 }
                 Output::Speaker(name) => {
                     let (_playback, sink) = earshot_node::audio::device::open_playback(
@@ -226,6 +231,7 @@ pub fn run(ctx: &Context, command: RecordingsCommand) -> anyhow::Result<Exit> {
                     export::render(
                         recordings,
                         &meta,
+                        keys.as_ref(),
                         None,
                         |chunk| {
                             sink.push(chunk).map_err(|err| ExportError::File {
@@ -381,4 +387,25 @@ impl Progress {
             eprintln!();
         }
     }
+}
+
+/// A private room's recording opens with its epoch keys, sealed in it under its recording key,
+/// which this node keeps (sealed to itself) when it recorded it or fetched it with a keyed
+/// link. `None` for a public room's recording.
+fn keychain(
+    home: &earshot_node::home::Home,
+    meta: &RecordingMeta,
+) -> anyhow::Result<Option<earshot_protocol::private::Keychain>> {
+    let recordings = home.recordings();
+    if !recordings.is_private(&meta.id)? {
+        return Ok(None);
+    }
+    let Some(key) = recordings.key(&meta.id, home.identity().signing_key())? else {
+        anyhow::bail!(
+            "recording {} is a private room's: its audio is sealed and this node does not hold \
+             its key (fetch it with the replay link the host shared, which carries the key)",
+            meta.id
+        );
+    };
+    Ok(Some(recordings.keychain(&meta.id, &key)?))
 }

@@ -122,6 +122,7 @@ impl Event {
                 title,
                 bytes,
                 addrs,
+                key,
             } => Event::ReplayAvailable {
                 room,
                 by,
@@ -135,6 +136,9 @@ impl Event {
                     manifest,
                     recorder,
                     addrs: earshot_protocol::replay::parse_addrs(&addrs).unwrap_or_default(),
+                    key: key
+                        .and_then(|key| <[u8; 32]>::try_from(key.as_slice()).ok())
+                        .map(earshot_protocol::private::Secret::from_bytes),
                 },
             },
             RoomChange::MemberRecording { member, on: true } => Event::MemberRecordingStarted {

@@ -28,6 +28,9 @@ impl Fanout {
                 capture.record(super::misbehave::CAPTURED_KEYS, &record);
             }
         }
+        if let Some(tap) = self.lock().get(&room).and_then(|audio| audio.tap.clone()) {
+            tap.record_keys(&ring);
+        }
         self.keyrings.lock().insert(room, Arc::new(ring));
     }
 

@@ -10,10 +10,11 @@ use std::collections::HashMap;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use earshot_protocol::frame::{SAMPLES_PER_FRAME, SpeakerId};
+use earshot_protocol::frame::{SAMPLES_PER_FRAME, SpeakerId, flags};
+use earshot_protocol::private::Keychain;
 
 use super::ogg::{self, OggError, OggOpusWriter, OpusTags};
-use super::store::{RecordingError, RecordingMeta, Recordings};
+use super::store::{RecordingError, RecordingMeta, Recordings, StoredFrame};
 use crate::audio::codec::{CodecError, VoiceDecoder, VoiceEncoder};
 use crate::audio::{FRAME_SAMPLES, SAMPLE_RATE};
 
@@ -65,6 +66,11 @@ pub enum ExportError {
     NoSuchSpeaker { id: String, speaker: u32 },
     #[error("{path} does not read back as the Ogg Opus file just written: {reason}")]
     Verify { path: PathBuf, reason: String },
+    #[error(
+        "recording {id} is a private room's: its audio is sealed, and this node does not hold \
+         its key (a replay link of a private room carries it)"
+    )]
+    Sealed { id: String },
 }
 
 /// What an export wrote.
@@ -77,9 +83,11 @@ pub struct Exported {
 
 /// Writes recording `meta` to `path` (format by extension); only `speaker` if given.
 /// `progress` is called with the fraction done, now and then.
+/// A private room's recording opens with `keys` (its epoch keys, from its recording key).
 pub fn export(
     recordings: &Recordings,
     meta: &RecordingMeta,
+    keys: Option<&Keychain>,
     path: &Path,
     speaker: Option<SpeakerId>,
     progress: impl FnMut(f64),
@@ -136,6 +144,7 @@ pub fn export(
     let samples = render(
         recordings,
         meta,
+        keys,
         speaker,
         |chunk| sink.write(chunk, path),
         progress,
@@ -154,6 +163,7 @@ pub fn export(
 pub fn render(
     recordings: &Recordings,
     meta: &RecordingMeta,
+    keys: Option<&Keychain>,
     speaker: Option<SpeakerId>,
     mut chunk: impl FnMut(&[f32]) -> Result<(), ExportError>,
     mut progress: impl FnMut(f64),
@@ -193,7 +203,11 @@ pub fn render(
             };
             voice.last = chunk_index;
             heard.push(frame.speaker);
-            match voice.decoder.decode(&frame.payload) {
+            let payload = match opened(keys, meta, &frame)? {
+                Some(payload) => payload,
+                None => continue,
+            };
+            match voice.decoder.decode(&payload) {
                 Ok(samples) => add(&mut mix, &samples),
                 Err(err) => tracing::debug!(%err, "an undecodable frame in a recording"),
             }
@@ -226,6 +240,31 @@ pub fn render(
     }
     progress(1.0);
     Ok(total_chunks * u64::from(SAMPLES_PER_FRAME))
+}
+
+/// The Opus payload of a stored frame: a sealed one opened with `keys` (`None`: it does not
+/// open, a frame the recorder kept under an epoch it lost), or an error if there are none.
+fn opened(
+    keys: Option<&Keychain>,
+    meta: &RecordingMeta,
+    frame: &StoredFrame,
+) -> Result<Option<Vec<u8>>, ExportError> {
+    if frame.flags & flags::SEALED == 0 {
+        return Ok(Some(frame.payload.clone()));
+    }
+    let keys = keys.ok_or_else(|| ExportError::Sealed {
+        id: meta.id.to_string(),
+    })?;
+    let sealed = earshot_protocol::frame::AudioFrame {
+        speaker: frame.speaker,
+        seq: frame.seq,
+        timestamp: frame.timestamp,
+        level: frame.level,
+        flags: frame.flags,
+        payload: frame.payload.clone(),
+        tag: None,
+    };
+    Ok(keys.open_frame(&sealed).ok().map(|open| open.payload))
 }
 
 struct Voice {

@@ -33,7 +33,7 @@ use earshot_protocol::frame::{AudioFrame, SAMPLES_PER_FRAME, SpeakerId};
 use earshot_protocol::proof::FrameProof;
 use earshot_protocol::replay::{
     ContentFormat, ContentReader, ContentRecord, ReplayFrame, ReplayManifest, ReplayProof,
-    ReplayStage,
+    ReplaySealed, ReplayStage,
 };
 use earshot_protocol::{PeerKey, RecordingId, RoomId, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -41,8 +41,10 @@ use serde::{Deserialize, Serialize};
 use super::replay;
 use crate::store::{Store, StoreError, decode_record, encode_record};
 
+mod private;
 mod recorder;
 
+pub use private::PrivateRecording;
 pub use recorder::{FrameTap, Recorder};
 
 /// Recording id → its [`RecordingMeta`].
@@ -348,7 +350,9 @@ impl Recordings {
     ) -> impl Iterator<Item = Result<StoredFrame, RecordingError>> + '_ {
         self.records(id).filter_map(|record| match record {
             Ok(ContentRecord::Frame(frame)) => Some(Ok(frame.into())),
-            Ok(ContentRecord::Proof(_) | ContentRecord::Stage(_)) => None,
+            Ok(ContentRecord::Proof(_) | ContentRecord::Stage(_) | ContentRecord::Sealed(_)) => {
+                None
+            }
             Err(err) => Some(Err(err)),
         })
     }
@@ -360,7 +364,9 @@ impl Recordings {
     ) -> impl Iterator<Item = Result<ReplayProof, RecordingError>> + '_ {
         self.records(id).filter_map(|record| match record {
             Ok(ContentRecord::Proof(proof)) => Some(Ok(proof)),
-            Ok(ContentRecord::Frame(_) | ContentRecord::Stage(_)) => None,
+            Ok(ContentRecord::Frame(_) | ContentRecord::Stage(_) | ContentRecord::Sealed(_)) => {
+                None
+            }
             Err(err) => Some(Err(err)),
         })
     }
@@ -427,10 +433,14 @@ impl Recordings {
     pub fn start(&self, new: NewRecording) -> Result<Recorder, RecordingError> {
         let mut id = [0u8; 16];
         getrandom::fill(&mut id).map_err(|err| RecordingError::Write(err.to_string()))?;
+        let private = new.private.clone();
         let meta = RecordingMeta::begin(RecordingId(id), new);
         self.put(&meta)?;
+        if let Some(private) = &private {
+            self.keep_sealed_key(&meta.id, &private.sealed)?;
+        }
         self.store.db().flush().map_err(self.store.db_err())?;
-        Recorder::spawn(self.clone(), meta)
+        Recorder::spawn(self.clone(), meta, private)
     }
 
     /// Writes a whole recording, metadata and records (frames, [`StoredFrame`]s, and proofs,
@@ -566,6 +576,9 @@ pub struct NewRecording {
     pub started_at: Timestamp,
     /// The media clock now ([`crate::audio::media_now`]).
     pub start_media: u32,
+    /// A private room's: its recording key (its epoch keys and stage views are kept sealed
+    /// under it), and that key sealed to this node for keeping at rest.
+    pub private: Option<PrivateRecording>,
 }
 
 /// Bytes of a frame's key.
@@ -574,6 +587,8 @@ const FRAME_KEY_BYTES: usize = 28;
 const PROOF_KEY_BYTES: usize = 32;
 /// Bytes of a stage record's key.
 const STAGE_KEY_BYTES: usize = 36;
+/// Bytes of a sealed record's key.
+const SEALED_KEY_BYTES: usize = 37;
 
 /// A frame's key: recording id ‖ time ‖ speaker, big-endian, so that a prefix scan returns a
 /// recording's frames in time order. The one definition: recording and importing both use it.
@@ -602,6 +617,17 @@ fn stage_key(id: &RecordingId, at: u64, seq: u32) -> [u8; STAGE_KEY_BYTES] {
     key[..16].copy_from_slice(id.as_bytes());
     key[16..24].copy_from_slice(&at.to_be_bytes());
     key[32..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// A sealed record's key: like a stage record's (after every frame and proof at its time), its
+/// number, and a last byte that tells it apart.
+fn sealed_key(id: &RecordingId, at: u64, n: u32) -> [u8; SEALED_KEY_BYTES] {
+    let mut key = [0xffu8; SEALED_KEY_BYTES];
+    key[..16].copy_from_slice(id.as_bytes());
+    key[16..24].copy_from_slice(&at.to_be_bytes());
+    key[32..36].copy_from_slice(&n.to_be_bytes());
+    key[36] = 3;
     key
 }
 
@@ -637,6 +663,10 @@ fn record_entry(id: &RecordingId, record: &ContentRecord) -> (Vec<u8>, Vec<u8>) 
         ContentRecord::Stage(stage) => (
             stage_key(id, stage.at, stage.seq()).to_vec(),
             stage.view.clone(),
+        ),
+        ContentRecord::Sealed(sealed) => (
+            sealed_key(id, sealed.at, sealed.n).to_vec(),
+            sealed.bytes.clone(),
         ),
     }
 }
@@ -675,6 +705,11 @@ fn decode_entry(key: &[u8], value: &[u8]) -> Option<ContentRecord> {
         STAGE_KEY_BYTES => Some(ContentRecord::Stage(ReplayStage {
             at,
             view: value.to_vec(),
+        })),
+        SEALED_KEY_BYTES => Some(ContentRecord::Sealed(ReplaySealed {
+            at,
+            n: u32::from_be_bytes(key.get(32..36)?.try_into().ok()?),
+            bytes: value.to_vec(),
         })),
         _ => None,
     }

@@ -34,6 +34,17 @@ impl Recordings {
     /// Checks every frame of recording `id` against its speaker's proof, with the speakers'
     /// keys its metadata names.
     pub fn verify(&self, id: &RecordingId) -> Result<Verification, RecordingError> {
+        self.verify_with(id, None)
+    }
+
+    /// [`Self::verify`]; a private room's recording with its recording `key` also has its
+    /// sealed views of the stage checked (its frames are checked as sealed either way: the
+    /// speakers signed the ciphertext).
+    pub fn verify_with(
+        &self,
+        id: &RecordingId,
+        key: Option<earshot_protocol::private::Secret>,
+    ) -> Result<Verification, RecordingError> {
         let meta = self
             .get(id)?
             .ok_or_else(|| RecordingError::NotFound(id.to_string()))?;
@@ -43,6 +54,9 @@ impl Recordings {
             .iter()
             .filter_map(|(speaker, info)| info.key.map(|key| (*speaker, key)));
         let mut verifier = ContentVerifier::new(meta.room, keys).with_host(meta.host);
+        if let Some(key) = key {
+            verifier = verifier.with_key(key);
+        }
         for record in self.records(id) {
             verifier.record(&record?);
         }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use earshot_protocol::frame::SpeakerId;
 use earshot_protocol::state::RoomRole;
 use earshot_protocol::{Audience, RoomId};
 use libp2p::Multiaddr;
@@ -16,7 +17,7 @@ use crate::event::{AudioStats, CloseReason, Event};
 use crate::home::Home;
 use crate::node::Node;
 use crate::recording::replay::{ReplayServer, Replays};
-use crate::recording::store::{NewRecording, Recorder, RecordingMeta};
+use crate::recording::store::{NewRecording, PrivateRecording, Recorder, RecordingMeta};
 use crate::session::{AudioEvent, AudioSession, AudioStatus};
 use crate::store::RoomRecord;
 
@@ -313,6 +314,11 @@ impl RoomTask {
         let Ok(Some(view)) = self.node.view(self.room).await else {
             return;
         };
+        // A private room's recording is sealed under a key of its own (kept sealed to this
+        // node; given away only in its replay link).
+        let private = (view.descriptor.visibility == earshot_protocol::Visibility::Private)
+            .then(|| PrivateRecording::new(rand::random(), &self.node.key(), rand::random()))
+            .flatten();
         let started = home.recordings().start(NewRecording {
             room: self.room,
             title: view.descriptor.title.clone(),
@@ -320,6 +326,7 @@ impl RoomTask {
             recorder: self.node.key(),
             started_at: clock::now(),
             start_media: crate::audio::media_now(),
+            private,
         });
         match started {
             Ok(recorder) => {
@@ -329,6 +336,17 @@ impl RoomTask {
                         .values()
                         .map(|m| (m.key, m.display_name())),
                 );
+                recorder
+                    .tap()
+                    .record_sealed(&earshot_protocol::private::PrivateRecord::About {
+                        title: view.descriptor.title.clone(),
+                        names: view
+                            .state
+                            .members
+                            .values()
+                            .map(|m| (SpeakerId::of(&m.key).0, m.display_name()))
+                            .collect(),
+                    });
                 self.audio.record(Some(recorder.tap()));
                 self.node.emit(Event::Recording {
                     room: self.room,

@@ -377,6 +377,7 @@ impl Rooms {
                 title,
                 bytes,
                 addrs,
+                key,
             } => {
                 let change = RoomChange::ReplayAvailable {
                     by: envelope.author,
@@ -386,6 +387,7 @@ impl Rooms {
                     title: title.clone(),
                     bytes: *bytes,
                     addrs: addrs.clone(),
+                    key: key.clone(),
                 };
                 self.changed(room, vec![change], &mut effects);
             }

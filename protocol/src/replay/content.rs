@@ -20,6 +20,11 @@ const PROOF_RECORD: u8 = 1;
 const STAGE_RECORD: u8 = 2;
 /// Bytes before a stage record's view: kind (1), time (8), length (2).
 const STAGE_HEADER_BYTES: usize = 11;
+/// A content record's kind: something of a private room's recording sealed under its recording
+/// key ([`ReplaySealed`]).
+const SEALED_RECORD: u8 = 3;
+/// Bytes before a sealed record's bytes: kind (1), time (8), number (4), length (2).
+const SEALED_HEADER_BYTES: usize = 15;
 
 /// How a replay's content is laid out, from its manifest's version.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -77,12 +82,26 @@ pub struct ReplayStage {
     pub view: Vec<u8>,
 }
 
+/// In a private room's recording: what only the replay link's key opens (a [`Sealed`] under
+/// the recording key, holding a [`PrivateRecord`]): the room's epoch keys as they were when the
+/// recording had them, the host's views of the stage (they name people), the title. `n`
+/// numbers a recording's sealed records (their order at one time).
+///
+/// [`Sealed`]: crate::private::Sealed
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct ReplaySealed {
+    pub at: u64,
+    pub n: u32,
+    pub bytes: Vec<u8>,
+}
+
 /// One record of a replay's content.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum ContentRecord {
     Frame(ReplayFrame),
     Proof(ReplayProof),
     Stage(ReplayStage),
+    Sealed(ReplaySealed),
 }
 
 /// Why bytes are not a replay's content.
@@ -102,6 +121,8 @@ pub enum ContentError {
     BadProof { at: u64, source: ProofError },
     #[error("a stage record in the replay at time {at} is {len} bytes, more than a view may be")]
     StageTooLong { at: u64, len: usize },
+    #[error("a sealed record in the replay at time {at} is {len} bytes, more than one may be")]
+    SealedTooLong { at: u64, len: usize },
 }
 
 impl ReplayFrame {
@@ -209,6 +230,25 @@ impl ReplayStage {
     }
 }
 
+impl ReplaySealed {
+    /// Appends this sealed record to `out`.
+    pub fn write_to(&self, out: &mut Vec<u8>) -> Result<(), ContentError> {
+        let len = u16::try_from(self.bytes.len())
+            .ok()
+            .filter(|len| usize::from(*len) <= crate::private::MAX_SEALED_BYTES)
+            .ok_or(ContentError::SealedTooLong {
+                at: self.at,
+                len: self.bytes.len(),
+            })?;
+        out.push(SEALED_RECORD);
+        out.extend_from_slice(&self.at.to_be_bytes());
+        out.extend_from_slice(&self.n.to_be_bytes());
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&self.bytes);
+        Ok(())
+    }
+}
+
 impl ContentRecord {
     /// Appends this record to `out` (in the current format).
     pub fn write_to(&self, out: &mut Vec<u8>) -> Result<(), ContentError> {
@@ -216,6 +256,7 @@ impl ContentRecord {
             ContentRecord::Frame(frame) => frame.write_to(out),
             ContentRecord::Proof(proof) => proof.write_to(out),
             ContentRecord::Stage(stage) => stage.write_to(out),
+            ContentRecord::Sealed(sealed) => sealed.write_to(out),
         }
     }
 
@@ -225,6 +266,7 @@ impl ContentRecord {
             ContentRecord::Frame(frame) => frame.at,
             ContentRecord::Proof(proof) => proof.at,
             ContentRecord::Stage(stage) => stage.at,
+            ContentRecord::Sealed(sealed) => sealed.at,
         }
     }
 
@@ -241,6 +283,7 @@ impl ContentRecord {
                 proof.proof.first_seq,
             ),
             ContentRecord::Stage(stage) => (stage.at, u32::MAX, STAGE_RECORD, stage.seq()),
+            ContentRecord::Sealed(sealed) => (sealed.at, u32::MAX, SEALED_RECORD, sealed.n),
         }
     }
 }
@@ -419,6 +462,28 @@ fn parse_record(
                         view: view.to_vec(),
                     }),
                     STAGE_HEADER_BYTES + len,
+                )))
+            }
+            Some(&SEALED_RECORD) => {
+                if bytes.len() < SEALED_HEADER_BYTES {
+                    return Ok(None);
+                }
+                let at = u64_at(1);
+                let n = u32_at(9);
+                let len = u16_at(13);
+                if len > crate::private::MAX_SEALED_BYTES {
+                    return Err(ContentError::SealedTooLong { at, len });
+                }
+                let Some(sealed) = bytes.get(SEALED_HEADER_BYTES..SEALED_HEADER_BYTES + len) else {
+                    return Ok(None);
+                };
+                Ok(Some((
+                    ContentRecord::Sealed(ReplaySealed {
+                        at,
+                        n,
+                        bytes: sealed.to_vec(),
+                    }),
+                    SEALED_HEADER_BYTES + len,
                 )))
             }
             Some(&kind) => Err(ContentError::UnknownRecord { kind }),

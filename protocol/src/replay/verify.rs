@@ -98,6 +98,8 @@ pub struct VerifyReport {
     /// Stage records whose view the host signed, and those that it did not (ignored).
     pub stage_views: u64,
     pub bad_stage_views: u64,
+    /// A private room's sealed records left unopened (no key given, or not this recording's).
+    pub sealed: u64,
 }
 
 impl VerifyReport {
@@ -126,6 +128,9 @@ pub struct ContentVerifier {
     named: BTreeMap<PeerKey, String>,
     stage_views: u64,
     bad_stage_views: u64,
+    /// A private room's recording key: its sealed stage views are checked too.
+    key: Option<crate::private::Secret>,
+    sealed: u64,
     voices: BTreeMap<u32, Voice>,
     others: Tally,
     /// The latest content time seen.
@@ -177,6 +182,8 @@ impl ContentVerifier {
             named: BTreeMap::new(),
             stage_views: 0,
             bad_stage_views: 0,
+            key: None,
+            sealed: 0,
             voices,
             others: Tally::default(),
             now: 0,
@@ -192,11 +199,32 @@ impl ContentVerifier {
         self
     }
 
+    /// Opens a private room's sealed records with its recording key (the host's views of the
+    /// stage in them are checked like any). Frames are checked as sealed: their speakers
+    /// signed the ciphertext.
+    pub fn with_key(mut self, key: crate::private::Secret) -> Self {
+        self.key = Some(key);
+        self
+    }
+
     pub fn record(&mut self, record: &ContentRecord) {
         match record {
             ContentRecord::Frame(frame) => self.frame(frame),
             ContentRecord::Proof(proof) => self.proof(proof),
             ContentRecord::Stage(stage) => self.stage(stage),
+            ContentRecord::Sealed(sealed) => {
+                let opened = self.key.as_ref().and_then(|key| {
+                    crate::private::PrivateRecord::open(&self.room, key, &sealed.bytes).ok()
+                });
+                match opened {
+                    Some(crate::private::PrivateRecord::Stage(view)) => self.stage(&ReplayStage {
+                        at: sealed.at,
+                        view: view.into_vec(),
+                    }),
+                    Some(_) => {}
+                    None => self.sealed += 1,
+                }
+            }
         }
     }
 
@@ -305,6 +333,7 @@ impl ContentVerifier {
             others: self.others,
             stage_views: self.stage_views,
             bad_stage_views: self.bad_stage_views,
+            sealed: self.sealed,
         }
     }
 

@@ -2306,6 +2306,7 @@ fn replay_available(title: &str) -> ControlBody {
         title: title.into(),
         bytes: 1234,
         addrs: Vec::new(),
+        key: None,
     }
 }
 
@@ -2318,6 +2319,7 @@ fn replay_announced(by: u8, title: &str) -> RoomChange {
         title: title.into(),
         bytes: 1234,
         addrs: Vec::new(),
+        key: None,
     }
 }
 
@@ -2353,6 +2355,7 @@ fn replay_announcements() {
         title: "x".repeat(crate::room::MAX_TITLE_BYTES + 1),
         bytes: 0,
         addrs: Vec::new(),
+        key: None,
     };
     assert!(matches!(
         long.check_limits(),
@@ -2365,6 +2368,7 @@ fn replay_announcements() {
         title: String::new(),
         bytes: 0,
         addrs: vec![serde_bytes::ByteBuf::from(vec![0xff])],
+        key: None,
     };
     assert_eq!(
         bad_addr.check_limits(),

@@ -39,10 +39,15 @@ pub(super) fn publish(ctx: &Context, home: &Home, id: &str) -> anyhow::Result<()
         .into_iter()
         .map(|addr| addr.with(Protocol::P2p(me)))
         .collect();
+    // A private room's recording: the link carries its key (never the holders).
+    let key = home
+        .recordings()
+        .key(&meta.id, home.identity().signing_key())?;
     let link = ReplayLink {
         manifest: manifest.id(),
         recorder: manifest.recorder,
         addrs,
+        key,
     };
     if ctx.json {
         print_event(&Event::Published {
@@ -79,10 +84,15 @@ pub(super) fn fetch(
     from: Vec<Multiaddr>,
     listen: Vec<Multiaddr>,
 ) -> anyhow::Result<Exit> {
-    let (manifest, recorder, holders) =
+    let (manifest, recorder, holders, key) =
         if target.trim().to_ascii_lowercase().starts_with("earshot://") {
             match ReplayLink::decode(target) {
-                Ok(link) => (link.manifest, Some(link.recorder), Holder::of_link(&link)?),
+                Ok(link) => (
+                    link.manifest,
+                    Some(link.recorder),
+                    Holder::of_link(&link)?,
+                    link.key.clone(),
+                ),
                 Err(err) => {
                     shout!("earshot: {err}");
                     return Ok(Exit(2));
@@ -90,7 +100,7 @@ pub(super) fn fetch(
             }
         } else {
             match target.parse::<ManifestId>() {
-                Ok(id) => (id, None, Vec::new()),
+                Ok(id) => (id, None, Vec::new(), None),
                 Err(err) => {
                     shout!("earshot: {target:?} is neither a replay link nor a manifest id: {err}");
                     return Ok(Exit(2));
@@ -101,7 +111,15 @@ pub(super) fn fetch(
         Ok(request) => request,
         Err(exit) => return Ok(exit),
     };
-    let report = fetch_replay(ctx, home, request, listen, true)?;
+    let mut report = fetch_replay(ctx, home, request, listen, true)?;
+    // A private room's replay: the key from the link is kept, sealed to this node, and opens
+    // the title and names.
+    if let Some(key) = key {
+        let me = earshot_protocol::PeerKey::from(home.identity().signing_key());
+        let recordings = home.recordings();
+        recordings.keep_key(&report.recording.id, &key, &me, random32()?)?;
+        report.recording = recordings.reveal(&report.recording.id, &key)?;
+    }
     print_fetched(ctx, &report);
     Ok(Exit(0))
 }
@@ -282,7 +300,7 @@ pub(super) fn serve(ctx: &Context, home: &Arc<Home>, listen: Vec<Multiaddr>) -> 
                         title: kept.manifest.title.clone(),
                         chunks: kept.manifest.chunks.len(),
                         held: kept.chunks_held,
-                        link: link_for(&kept.manifest, &addrs),
+                        link: link_for(&home, &kept.manifest, &addrs),
                     })
                     .collect(),
             });
@@ -297,7 +315,7 @@ pub(super) fn serve(ctx: &Context, home: &Arc<Home>, listen: Vec<Multiaddr>) -> 
                     kept.manifest.title,
                     kept.chunks_held,
                     kept.manifest.chunks.len(),
-                    link_for(&kept.manifest, &addrs)
+                    link_for(&home, &kept.manifest, &addrs)
                 );
             }
             say!("Ctrl-C stops.");
@@ -308,11 +326,18 @@ pub(super) fn serve(ctx: &Context, home: &Arc<Home>, listen: Vec<Multiaddr>) -> 
     })
 }
 
-fn link_for(manifest: &ReplayManifest, addrs: &[Multiaddr]) -> ReplayLink {
+/// The link a holder prints for a replay it serves: with the key only if this node holds it
+/// (it recorded the private room, or was given the key).
+fn link_for(home: &Home, manifest: &ReplayManifest, addrs: &[Multiaddr]) -> ReplayLink {
     ReplayLink {
         manifest: manifest.id(),
         recorder: manifest.recorder,
         addrs: addrs.to_vec(),
+        key: home
+            .recordings()
+            .key(&manifest.recording, home.identity().signing_key())
+            .ok()
+            .flatten(),
     }
 }
 
@@ -325,4 +350,11 @@ async fn spawn_node(identity: Identity, listen: Vec<Multiaddr>) -> anyhow::Resul
         },
     )
     .await?)
+}
+
+/// 32 random bytes from the system.
+fn random32() -> anyhow::Result<[u8; 32]> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|err| anyhow::anyhow!("no randomness: {err}"))?;
+    Ok(bytes)
 }

@@ -71,8 +71,10 @@ pub(super) fn verify(
         }
         recordings.find(target)?.id
     };
+    // A private room's recording whose key this node holds: its sealed stage views are read.
+    let key = recordings.key(&id, home.identity().signing_key())?;
     let verification = recordings
-        .verify(&id)
+        .verify_with(&id, key)
         .with_context(|| format!("verifying recording {}", id.short()))?;
     if ctx.json {
         print_json(&verification_json(&verification));

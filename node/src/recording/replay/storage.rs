@@ -92,22 +92,34 @@ impl Replays {
                 max,
             });
         }
+        // A private room's replay names nobody and has no title for its holders to read (the
+        // title and names are in its sealed records, for whoever has the link's key).
+        let private = recordings.is_private(&meta.id)?;
         let speakers = meta
             .speakers
             .iter()
             .map(|(id, info)| ReplaySpeaker {
                 id: *id,
                 key: info.key,
-                name: cut(&info.name, earshot_protocol::control::MAX_NAME_BYTES),
+                name: if private {
+                    String::new()
+                } else {
+                    cut(&info.name, earshot_protocol::control::MAX_NAME_BYTES)
+                },
                 frames: info.frames,
             })
             .collect();
+        let title = if private {
+            String::new()
+        } else {
+            cut(&meta.title, earshot_protocol::room::MAX_TITLE_BYTES)
+        };
         let manifest = ReplayManifest::sign(
             signer,
             ManifestSpec {
                 recording: meta.id,
                 room: meta.room,
-                title: cut(&meta.title, earshot_protocol::room::MAX_TITLE_BYTES),
+                title,
                 host: meta.host,
                 started_at: meta.started_at,
                 duration_samples: meta.duration_samples,

@@ -8,9 +8,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use earshot_protocol::frame::{AudioFrame, SAMPLES_PER_FRAME, SpeakerId};
+use earshot_protocol::private::{PrivateRecord, Ring, Secret};
 use earshot_protocol::proof::FrameProof;
-use earshot_protocol::replay::{ContentRecord, ReplayStage};
-use earshot_protocol::{PeerKey, RecordingId, Timestamp};
+use earshot_protocol::replay::{ContentRecord, ReplaySealed, ReplayStage};
+use earshot_protocol::{PeerKey, RecordingId, RoomId, Timestamp};
 use parking_lot::Mutex;
 
 use super::{
@@ -33,6 +34,8 @@ pub struct FrameTap {
     pub(super) tx: std::sync::mpsc::SyncSender<Tapped>,
     pub(super) dropped: Arc<AtomicU64>,
     pub(super) dropped_proofs: Arc<AtomicU64>,
+    /// A private room's: the room and the recording key its sealed records are sealed under.
+    pub(super) sealing: Option<Arc<(RoomId, Secret)>>,
 }
 
 /// What goes through a [`FrameTap`].
@@ -42,6 +45,8 @@ pub(super) enum Tapped {
     Proof(FrameProof),
     /// The host's signed view (who is on stage).
     Stage(Vec<u8>),
+    /// A private room's [`PrivateRecord`], sealed under the recording key.
+    Sealed(Vec<u8>),
 }
 
 impl FrameTap {
@@ -64,7 +69,36 @@ impl FrameTap {
     /// stage, in the host's word. A view the recorder cannot keep up with is lost (the next
     /// change of stage brings another).
     pub fn record_stage(&self, view: Vec<u8>) {
+        if self.sealing.is_some() {
+            return self.record_sealed(&PrivateRecord::Stage(serde_bytes::ByteBuf::from(view)));
+        }
         let _ = self.tx.try_send(Tapped::Stage(view));
+    }
+
+    /// In a private room: keeps the room's epoch keys this node holds with the recording,
+    /// sealed under the recording key (its frames open with them).
+    pub fn record_keys(&self, ring: &Ring) {
+        if self.sealing.is_some() {
+            self.record_sealed(&PrivateRecord::keys_of(ring));
+        }
+    }
+
+    /// In a private room: keeps `record` sealed under the recording key (never waiting: a
+    /// record the writer cannot keep up with is counted as dropped; the keys record goes again
+    /// with the next step of the room's keys).
+    pub fn record_sealed(&self, record: &PrivateRecord) {
+        if let Some(sealing) = &self.sealing {
+            let (room, key) = sealing.as_ref();
+            let sealed = Tapped::Sealed(record.seal(room, key, rand::random()));
+            if self.tx.try_send(sealed).is_err() {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Whether this tap seals (a private room's recording).
+    pub fn is_private(&self) -> bool {
+        self.sealing.is_some()
     }
 }
 
@@ -81,7 +115,9 @@ impl Recorder {
     pub(super) fn spawn(
         recordings: Recordings,
         meta: RecordingMeta,
+        private: Option<super::PrivateRecording>,
     ) -> Result<Self, RecordingError> {
+        let sealing = private.map(|private| Arc::new((meta.room, private.key)));
         let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE_CAP);
         let dropped = Arc::new(AtomicU64::new(0));
         let dropped_proofs = Arc::new(AtomicU64::new(0));
@@ -111,6 +147,7 @@ impl Recorder {
                 tx,
                 dropped,
                 dropped_proofs,
+                sealing,
             },
             meta: shared,
             stop,
@@ -234,6 +271,7 @@ fn write_loop(
     let mut last_flush = Instant::now();
     let mut failure: Option<String> = None;
     let mut anchors = Anchors::default();
+    let mut sealed_n = 0u32;
     loop {
         let stopping = stop.load(Ordering::Relaxed);
         let tapped = if stopping {
@@ -292,6 +330,17 @@ fn write_loop(
                     view,
                 });
                 let (key, value) = record_entry(&id, &stage);
+                batch.insert(key, value);
+                pending += 1;
+            }
+            Some(Tapped::Sealed(bytes)) => {
+                let sealed = ContentRecord::Sealed(ReplaySealed {
+                    at: anchors.latest,
+                    n: sealed_n,
+                    bytes,
+                });
+                sealed_n += 1;
+                let (key, value) = record_entry(&id, &sealed);
                 batch.insert(key, value);
                 pending += 1;
             }

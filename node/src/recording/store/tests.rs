@@ -100,6 +100,7 @@ fn new_recording() -> NewRecording {
         recorder: key,
         started_at: Timestamp(1_800_000_000_000),
         start_media: 1_000_000,
+        private: None,
     }
 }
 
@@ -237,6 +238,7 @@ fn proofs_are_kept_after_the_frames_they_cover() {
             ContentRecord::Frame(frame) => (frame.at, "frame"),
             ContentRecord::Proof(proof) => (proof.at, "proof"),
             ContentRecord::Stage(stage) => (stage.at, "stage"),
+            ContentRecord::Sealed(sealed) => (sealed.at, "sealed"),
         })
         .collect();
     let mut expected: Vec<(u64, &str)> = (0..12).map(|i| (i * 960, "frame")).collect();
@@ -286,6 +288,7 @@ fn a_full_tap_counts_dropped_proofs_and_never_waits() {
         tx,
         dropped: Arc::new(AtomicU64::new(0)),
         dropped_proofs: Arc::new(AtomicU64::new(0)),
+        sealing: None,
     };
     let (_, mut signer) = speaker(1);
     let frame = spoken(&signer, 0, 0);

@@ -23,6 +23,7 @@ fn recorded(recordings: &Recordings, frames: u32, name_bea: bool) -> RecordingId
             recorder: PeerKey([7; 32]),
             started_at: Timestamp(1_800_000_000_000),
             start_media: 1_000,
+            private: None,
         })
         .expect("start");
     let keys = [1u8, 2].map(|seed| ed25519_dalek::SigningKey::from_bytes(&[seed; 32]));

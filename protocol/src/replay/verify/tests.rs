@@ -81,7 +81,7 @@ fn proofs(records: &[ContentRecord]) -> Vec<(usize, FrameProof)> {
         .enumerate()
         .filter_map(|(at, record)| match record {
             ContentRecord::Proof(proof) => Some((at, proof.proof.clone())),
-            ContentRecord::Frame(_) | ContentRecord::Stage(_) => None,
+            _ => None,
         })
         .collect()
 }
