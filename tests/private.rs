@@ -710,3 +710,97 @@ fn a_private_rooms_replay_opens_only_with_the_key_its_link_carries() {
     );
     hear(&speech, &read_wav(&own)).assert_only_speech("the host's own recording", 0.9);
 }
+
+/// Someone who learnt a private room's id (a forwarded link, a removed member) follows the
+/// topic a room's id names: nothing is said there. Someone who also learnt the private topic's
+/// name (a member removed from the stage knows it) reads sealed bytes: no chat line in them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outsider_who_knows_the_room_id_or_its_topic_reads_no_chat() {
+    use crate::net::{TestNode, grant, invite};
+    use earshot_protocol::{Audience, ControlBody, Role, Visibility};
+
+    let mut host = TestNode::start("host").await;
+    let room = host.host("Secret", Visibility::Private).await;
+    let sam = TestNode::start("sam").await;
+    let link = invite(&host, &room, grant(Role::Speaker, Audience::Bearer, 0));
+    sam.node
+        .join(link, "sam")
+        .await
+        .expect("sam joins the stage");
+    let eve = TestNode::start("eve").await;
+    eve.node
+        .dial(
+            host.node.peer_id(),
+            host.node.listen_addrs().await.expect("addrs"),
+        )
+        .await
+        .expect("eve reaches the host");
+    let mut by_id = eve
+        .node
+        .eavesdrop(earshot_protocol::topic::room(&room.id))
+        .await
+        .expect("eve follows the room id's topic");
+    let private = Secret::topic_of(&host.signing, &room.id).topic_name();
+    let mut by_name = eve
+        .node
+        .eavesdrop(private)
+        .await
+        .expect("eve follows the private topic");
+
+    // Until eve has read something on the private topic (a heartbeat, a line), sam speaks.
+    let secret_line = "the vault code is 4-8-15-16-23-42";
+    let mut heard: Vec<Vec<u8>> = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut said = 0;
+    while heard.len() < 3 {
+        sam.node
+            .act(
+                room.id,
+                ControlBody::Chat {
+                    text: format!("{secret_line} ({said})"),
+                },
+            )
+            .await
+            .expect("sam chats");
+        host.wait_for(
+            "sam's line",
+            |e| matches!(e, Event::Chat { text, .. } if *text == format!("{secret_line} ({said})")),
+        )
+        .await;
+        said += 1;
+        match tokio::time::timeout_at(deadline, by_name.recv()).await {
+            Ok(Some(message)) => heard.push(message),
+            Ok(None) => panic!("eve's node stopped"),
+            Err(_) => panic!("eve read nothing on the private topic in 30 s ({said} lines said)"),
+        }
+        while let Ok(message) = by_name.try_recv() {
+            heard.push(message);
+        }
+    }
+    let mut outside = Vec::new();
+    while let Ok(message) = by_id.try_recv() {
+        outside.push(message);
+    }
+    eprintln!(
+        "sam said {said} lines: eve read {} sealed messages on the private topic, {} on the \
+         room id's",
+        heard.len(),
+        outside.len()
+    );
+    assert!(
+        outside.is_empty(),
+        "something was said on the room id's topic"
+    );
+    for message in &heard {
+        assert!(
+            !message
+                .windows(secret_line.len())
+                .any(|w| w == secret_line.as_bytes()),
+            "a chat line in the clear on the private topic"
+        );
+        assert!(
+            earshot_protocol::private::Sealed::decode(message).is_ok(),
+            "not a sealed message"
+        );
+    }
+}

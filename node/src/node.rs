@@ -349,6 +349,11 @@ enum Command {
         bytes: Vec<u8>,
         reply: oneshot::Sender<()>,
     },
+    Eavesdrop {
+        topic: String,
+        messages: mpsc::UnboundedSender<Vec<u8>>,
+        reply: oneshot::Sender<()>,
+    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
@@ -367,6 +372,7 @@ impl std::fmt::Debug for Command {
             Command::Lobby { .. } => "Lobby",
             Command::QueryLobby { .. } => "QueryLobby",
             Command::PublishRaw { .. } => "PublishRaw",
+            Command::Eavesdrop { .. } => "Eavesdrop",
             Command::Dial { .. } => "Dial",
             Command::Attach { .. } => "Attach",
             Command::AskToCarry { .. } => "AskToCarry",
@@ -741,6 +747,24 @@ impl Node {
         protocol: libp2p::StreamProtocol,
     ) -> Result<libp2p::Stream, libp2p_stream::OpenStreamError> {
         self.streams.clone().open_stream(peer, protocol).await
+    }
+
+    /// Follows the gossip topic named `topic` as anyone could who learnt its name, and hands
+    /// over every message on it as it came (never validated, never forwarded): what an
+    /// eavesdropper reads. For adversarial tests.
+    pub async fn eavesdrop(
+        &self,
+        topic: String,
+    ) -> Result<mpsc::UnboundedReceiver<Vec<u8>>, NodeStopped> {
+        let (messages, heard) = mpsc::unbounded_channel();
+        self.call(|reply| Command::Eavesdrop {
+            topic,
+            messages,
+            reply,
+        })
+        .await
+        .map_err(|_| NodeStopped)?;
+        Ok(heard)
     }
 
     /// Publishes raw bytes on a room's topic, unchecked: what a modified client could send. For

@@ -228,6 +228,9 @@ impl SealedAct {
 pub struct Ring {
     epochs: Vec<Epoch>,
     topic: Option<Secret>,
+    /// At the host: the epoch promised to members admitted since the last step, which they
+    /// seal with at once (opened, never sealed with, until the room steps to it).
+    pending: Option<Epoch>,
 }
 
 impl Ring {
@@ -249,10 +252,22 @@ impl Ring {
         self.topic = Some(topic);
     }
 
+    /// At the host: also opens what is sealed under `epoch` (see [`Ring::pending`]).
+    pub fn expect(&mut self, epoch: Epoch) {
+        self.pending = Some(epoch);
+    }
+
     /// Takes `epoch` if it is newer than the newest held (an older one changes nothing).
     pub fn insert(&mut self, epoch: Epoch) -> bool {
         if self.current().is_some_and(|current| epoch.n <= current.n) {
             return false;
+        }
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(|pending| pending.n <= epoch.n)
+        {
+            self.pending = None;
         }
         self.epochs.push(epoch);
         if self.epochs.len() > RING_EPOCHS {
@@ -291,11 +306,17 @@ impl Ring {
     }
 
     fn by_low_byte(&self, low: u8) -> Option<&Epoch> {
-        self.epochs.iter().rev().find(|epoch| epoch.n as u8 == low)
+        self.pending
+            .iter()
+            .chain(self.epochs.iter().rev())
+            .find(|epoch| epoch.n as u8 == low)
     }
 
     fn by_number(&self, n: u32) -> Option<&Epoch> {
-        self.epochs.iter().rev().find(|epoch| epoch.n == n)
+        self.pending
+            .iter()
+            .chain(self.epochs.iter().rev())
+            .find(|epoch| epoch.n == n)
     }
 
     /// Opens a sealed frame (for this node's ears): the Opus payload back, and the epoch.

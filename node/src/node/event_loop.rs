@@ -75,6 +75,8 @@ struct Topics {
     rooms: HashMap<TopicHash, RoomId>,
     /// Private rooms' topics, named from a secret only members hold.
     private: HashMap<RoomId, IdentTopic>,
+    /// Topics followed only to hand their messages over (tests: [`crate::node::Node::eavesdrop`]).
+    eavesdropped: HashMap<TopicHash, mpsc::UnboundedSender<Vec<u8>>>,
 }
 
 impl Topics {
@@ -131,6 +133,7 @@ impl EventLoop {
                 lobby,
                 rooms: HashMap::new(),
                 private: HashMap::new(),
+                eavesdropped: HashMap::new(),
             },
             requests: Requests::default(),
             rooms: Rooms::new(identity.signing_key().clone(), clock::now(), seed),
@@ -624,6 +627,18 @@ impl EventLoop {
                 let effects = self.peers.dial(peer, addrs, reply);
                 self.apply(effects);
             }
+            Command::Eavesdrop {
+                topic,
+                messages,
+                reply,
+            } => {
+                let topic = IdentTopic::new(topic);
+                if let Err(err) = self.swarm.behaviour_mut().gossipsub.subscribe(&topic) {
+                    warn!(%err, "could not eavesdrop");
+                }
+                self.topics.eavesdropped.insert(topic.hash(), messages);
+                let _ = reply.send(());
+            }
             Command::PublishRaw { room, bytes, reply } => {
                 if self.rooms.contains(&room) {
                     // Queued and retried like any message if no subscriber is known yet.
@@ -764,35 +779,39 @@ impl EventLoop {
                 message_id,
                 message,
             } => {
-                let (verdict, effects) = if message.topic == self.topics.lobby.hash() {
-                    let (verdict, event) = self.lobby.on_announcement(now.wall, &message.data);
-                    (verdict, event.map(Effect::Emit).into_iter().collect())
-                } else {
-                    let room = self.topics.rooms.get(&message.topic).copied();
-                    // A private room's messages open with its keys, or are not read.
-                    match room.and_then(|room| Some((room, self.plane.fanout.keys(&room)?))) {
-                        Some((room, ring)) => match ring.open(&room, &message.data) {
-                            Ok(plain) => self.rooms.on_message(
+                let (verdict, effects) =
+                    if let Some(tap) = self.topics.eavesdropped.get(&message.topic) {
+                        let _ = tap.send(message.data.clone());
+                        (Verdict::Ignore, Vec::new())
+                    } else if message.topic == self.topics.lobby.hash() {
+                        let (verdict, event) = self.lobby.on_announcement(now.wall, &message.data);
+                        (verdict, event.map(Effect::Emit).into_iter().collect())
+                    } else {
+                        let room = self.topics.rooms.get(&message.topic).copied();
+                        // A private room's messages open with its keys, or are not read.
+                        match room.and_then(|room| Some((room, self.plane.fanout.keys(&room)?))) {
+                            Some((room, ring)) => match ring.open(&room, &message.data) {
+                                Ok(plain) => self.rooms.on_message(
+                                    now,
+                                    propagation_source,
+                                    message.source,
+                                    Some(room),
+                                    &plain,
+                                ),
+                                Err(err) => {
+                                    tracing::debug!(%room, %err, "a message this node cannot open");
+                                    (Verdict::Ignore, Vec::new())
+                                }
+                            },
+                            None => self.rooms.on_message(
                                 now,
                                 propagation_source,
                                 message.source,
-                                Some(room),
-                                &plain,
+                                room,
+                                &message.data,
                             ),
-                            Err(err) => {
-                                tracing::debug!(%room, %err, "a message this node cannot open");
-                                (Verdict::Ignore, Vec::new())
-                            }
-                        },
-                        None => self.rooms.on_message(
-                            now,
-                            propagation_source,
-                            message.source,
-                            room,
-                            &message.data,
-                        ),
-                    }
-                };
+                        }
+                    };
                 let acceptance = match verdict {
                     Verdict::Accept => MessageAcceptance::Accept,
                     Verdict::Ignore => MessageAcceptance::Ignore,

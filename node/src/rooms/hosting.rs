@@ -149,8 +149,10 @@ impl Rooms {
         }
         let keys = self.private_admit(&envelope)?;
         if keys.is_some() {
-            // In a quiet room the epoch steps at once (the joiner reads everything from its
-            // admission on); in a busy one, within a second.
+            // The host opens what the joiner seals at once; in a quiet room the epoch steps at
+            // once too (the joiner reads everything from its admission on), in a busy one
+            // within a second.
+            self.private_ring(room, effects);
             self.private_tick(now, room, effects);
         }
         if !role.on_stage() {

@@ -125,7 +125,25 @@ impl Rooms {
             .map_err(|full| Refusal::Rejected {
                 reason: full.to_string(),
             })?;
+        // The joiner seals with the next epoch at once: the host opens it already.
+        if let Some(next) = schedule.next() {
+            private.ring.expect(next.clone());
+        }
         Ok(Some(serde_bytes::ByteBuf::from(keys.encode())))
+    }
+
+    /// This node's keys for `room` go to the audio plane and the topic.
+    pub(super) fn private_ring(&self, room: RoomId, effects: &mut Vec<Effect>) {
+        if let Some(private) = self
+            .joined
+            .get(&room)
+            .and_then(|joined| joined.private.as_ref())
+        {
+            effects.push(Effect::Keyring {
+                room,
+                ring: private.ring.clone(),
+            });
+        }
     }
 
     /// At the host, every tick: the schedule's step, if one is due, goes down the tree.

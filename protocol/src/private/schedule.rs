@@ -46,7 +46,8 @@ impl Schedule {
             next: None,
             fresh: (0, now),
             fresh_before: 0,
-            last_step: now,
+            // The first join steps at once.
+            last_step: Timestamp(now.as_millis().saturating_sub(RATCHET_EVERY_MS)),
             members: BTreeMap::new(),
             removed: false,
         }
@@ -54,6 +55,11 @@ impl Schedule {
 
     pub fn current(&self) -> &Epoch {
         &self.current
+    }
+
+    /// The epoch promised to members admitted since the last step, if any.
+    pub fn next(&self) -> Option<&Epoch> {
+        self.next.as_ref()
     }
 
     pub fn topic(&self) -> &Secret {

@@ -186,17 +186,27 @@ fn the_schedule_ratchets_for_joiners_and_starts_afresh_without_the_removed() {
         Secret::from_bytes([2; 32]),
         ms(0),
     );
-    // Ana joins: she gets epoch 1, which everyone steps to within a second.
+    // Ana joins a quiet room: she gets epoch 1, which the room steps to at once.
     let given = schedule
         .admit(PeerKey::from(&ana), (None, None), [3; 32], &host)
         .expect("room");
     let (ana_epoch, _) = given.open(&ana).expect("sealed to Ana");
     assert_eq!(ana_epoch.n, 1);
-    assert!(schedule.tick(ms(500), [4; 32], [5; 32], &host).is_empty());
-    let step = schedule.tick(ms(RATCHET_EVERY_MS), [4; 32], [5; 32], &host);
+    let step = schedule.tick(ms(0), [4; 32], [5; 32], &host);
     assert_eq!(step.len(), 1);
     assert_eq!(step[0].how, How::Ratchet);
     assert_eq!(schedule.current(), &ana_epoch);
+    // Cy joins half a second later: he waits for the next step, a second after the last.
+    let cy = key(22);
+    let given = schedule
+        .admit(PeerKey::from(&cy), (None, None), [3; 32], &host)
+        .expect("room");
+    let (cy_epoch, _) = given.open(&cy).expect("sealed to Cy");
+    assert_eq!(schedule.next(), Some(&cy_epoch));
+    assert!(schedule.tick(ms(500), [4; 32], [5; 32], &host).is_empty());
+    let step = schedule.tick(ms(RATCHET_EVERY_MS), [4; 32], [5; 32], &host);
+    assert_eq!(step.len(), 1);
+    assert_eq!(schedule.current(), &cy_epoch);
 
     // Bo joins with a capability for an hour; Ana is removed.
     let given = schedule
@@ -211,9 +221,16 @@ fn the_schedule_ratchets_for_joiners_and_starts_afresh_without_the_removed() {
     assert!(schedule.remove(&PeerKey::from(&ana)));
     let fresh = schedule.tick(ms(1_100), [7; 32], [8; 32], &host);
     assert_eq!(fresh.len(), 1);
-    let (bo_fresh, _) = fresh[0].open(&bo).expect("Bo is still a member");
+    let bo_fresh = fresh
+        .iter()
+        .find_map(|part| part.open(&bo))
+        .expect("Bo is still a member")
+        .0;
     assert!(bo_fresh.n > bo_epoch.n);
-    assert_eq!(fresh[0].open(&ana), None, "Ana was removed");
+    assert!(
+        fresh.iter().all(|part| part.open(&ana).is_none()),
+        "Ana was removed"
+    );
     assert_eq!(schedule.current(), &bo_fresh);
 
     // Frames under Ana's epochs pass for a grace period, then are refused.
@@ -226,7 +243,8 @@ fn the_schedule_ratchets_for_joiners_and_starts_afresh_without_the_removed() {
     let fresh = schedule.tick(ms(3_600_000), [9; 32], [10; 32], &host);
     assert_eq!(fresh.len(), 1);
     assert_eq!(fresh[0].open(&bo), None);
-    assert_eq!(schedule.members(), 0);
+    assert!(fresh[0].open(&cy).is_some(), "Cy is still a member");
+    assert_eq!(schedule.members(), 1);
 }
 
 #[test]
@@ -266,4 +284,25 @@ fn the_topic_name_is_the_topic_secrets_not_the_rooms() {
     let name = topic.topic_name();
     assert!(!name.contains(&room().to_string()));
     assert!(name.starts_with("earshot/private/"));
+}
+
+#[test]
+fn the_host_opens_what_a_joiner_seals_before_the_room_steps_and_never_seals_with_it() {
+    let now = Epoch::new(4, Secret::from_bytes([1; 32]));
+    let next = now.ratchet(&room());
+    let mut host = ring_with(&[&now]);
+    host.expect(next.clone());
+    let mut joiners = frame(3);
+    next.seal_frame(&mut joiners).expect("sealed");
+    assert!(host.open_frame(&joiners).is_ok());
+    assert!(host.holds(next.n as u8));
+    assert_eq!(
+        host.current(),
+        Some(&now),
+        "the host still seals with the room's epoch"
+    );
+    // Once the room steps, the promise is kept as an epoch like any.
+    assert!(host.insert(next.clone()));
+    assert_eq!(host.current(), Some(&next));
+    assert!(host.open_frame(&joiners).is_ok());
 }
