@@ -38,7 +38,9 @@ pub struct NewArgs {
     /// Only people with a link can find it (the default).
     #[arg(long)]
     unlisted: bool,
-    /// Only people with a link can find it or read it.
+    /// Only people with a link can find it, and only its members can hear or read it: its
+    /// audio, chat, names and recordings are end-to-end encrypted (at most 1,000 members;
+    /// community relays and listeners relay what they cannot read).
     #[arg(long)]
     private: bool,
     /// Record the room from the moment it goes live.
