@@ -636,3 +636,4 @@ fn who_may_speak_follows_the_stage() {
 }
 
 mod audience;
+mod private;

@@ -10,7 +10,7 @@ use earshot_protocol::audience::wire::Down;
 use super::*;
 
 /// A place under the host, with the host's ticket for it.
-fn under_host(host: &Side) -> impl FnOnce(RoomId, PeerKey) -> Placing + use<> {
+pub(super) fn under_host(host: &Side) -> impl FnOnce(RoomId, PeerKey) -> Placing + use<> {
     let host = host.key.clone();
     move |room, key| {
         let me = PeerKey::from(&host);
