@@ -327,21 +327,6 @@ impl Fanout {
         fanout
     }
 
-    /// Plays the adversary `kind` in every room opened from now on (tests). Once.
-    pub fn set_misbehave(&self, kind: Misbehave) {
-        let _ = self.misbehave.set(kind);
-    }
-
-    /// Keeps everything this node passes on (tests). Once.
-    pub fn set_capture(&self, capture: misbehave::Capture) {
-        let _ = self.capture.set(capture);
-    }
-
-    /// The adversary this node plays, if any.
-    pub fn misbehaving(&self) -> Option<Misbehave> {
-        self.misbehave.get().copied()
-    }
-
     /// Takes part in a room's audio: frames heard go to the returned receiver (for playback). A
     /// room open already keeps everything but its playback, which goes to the new receiver.
     pub fn open_room(&self, room: RoomId) -> (mpsc::Receiver<Heard>, Arc<FanoutStats>) {

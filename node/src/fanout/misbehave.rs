@@ -268,3 +268,20 @@ impl Capture {
         records
     }
 }
+
+impl super::Fanout {
+    /// Plays the adversary `kind` in every room opened from now on (tests). Once.
+    pub fn set_misbehave(&self, kind: Misbehave) {
+        let _ = self.misbehave.set(kind);
+    }
+
+    /// Keeps everything this node passes on (tests). Once.
+    pub fn set_capture(&self, capture: Capture) {
+        let _ = self.capture.set(capture);
+    }
+
+    /// The adversary this node plays, if any.
+    pub fn misbehaving(&self) -> Option<Misbehave> {
+        self.misbehave.get().copied()
+    }
+}

@@ -13,10 +13,10 @@ use earshot_protocol::audience::AudienceView;
 use earshot_protocol::audience::wire::Down;
 use earshot_protocol::snapshot::{RoomRequest, RoomResponse};
 use futures::StreamExt;
-use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, TopicHash};
+use libp2p::gossipsub::{self, IdentTopic};
 use libp2p::request_response::{OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, Swarm, identify};
+use libp2p::{Multiaddr, Swarm, identify};
 use tokio::sync::{broadcast, mpsc};
 use tracing::{debug, info, warn};
 
@@ -30,12 +30,15 @@ use crate::fanout::Fanout;
 use crate::identity::Identity;
 use crate::lobby::Lobby;
 use crate::metrics::NetMetrics;
-use crate::net::{self, Behaviour, BehaviourEvent};
+use crate::net::{Behaviour, BehaviourEvent};
 use crate::peers::Peers;
-use crate::rooms::{Now, Rooms, Verdict};
+use crate::rooms::{Now, Rooms};
 use crate::tree::{Tree, TreeEvent};
 
+mod gossip;
 mod requests;
+
+use gossip::{Topics, follows};
 
 /// How often timers (heartbeats, timeouts, retries, announcements) are checked.
 const TICK: Duration = Duration::from_millis(100);
@@ -67,25 +70,6 @@ struct Requests {
     /// Listeners admitted while the tree had no place for them: answered as soon as one comes
     /// up (a child's report), or after a moment with a ticket to ask again with.
     parked: Vec<requests::Parked>,
-}
-
-/// Gossipsub topics: the lobby and each room's.
-struct Topics {
-    lobby: IdentTopic,
-    rooms: HashMap<TopicHash, RoomId>,
-    /// Private rooms' topics, named from a secret only members hold.
-    private: HashMap<RoomId, IdentTopic>,
-    /// Topics followed only to hand their messages over (tests: [`crate::node::Node::eavesdrop`]).
-    eavesdropped: HashMap<TopicHash, mpsc::UnboundedSender<Vec<u8>>>,
-}
-
-impl Topics {
-    fn of(&self, room: &RoomId) -> IdentTopic {
-        self.private
-            .get(room)
-            .cloned()
-            .unwrap_or_else(|| IdentTopic::new(earshot_protocol::topic::room(room)))
-    }
 }
 
 pub(super) struct EventLoop {
@@ -401,37 +385,6 @@ impl EventLoop {
             }
         };
         self.apply(effects);
-    }
-
-    /// A private room's topic is named from its topic secret: once this node holds it, it
-    /// follows that topic instead (if it follows the room's topic at all: the stage does).
-    fn private_topic(&mut self, room: RoomId, ring: &earshot_protocol::private::Ring) {
-        let Some(secret) = ring.topic() else {
-            return;
-        };
-        let private = IdentTopic::new(secret.topic_name());
-        let current = self.topics.of(&room);
-        if current.hash() == private.hash() {
-            return;
-        }
-        let following = self.topics.rooms.remove(&current.hash()).is_some();
-        if following {
-            let _ = self.swarm.behaviour_mut().gossipsub.unsubscribe(&current);
-        }
-        self.topics.private.insert(room, private);
-        if following && let Err(err) = self.subscribe(room) {
-            warn!(%room, %err, "could not follow the private room's topic");
-        }
-    }
-
-    /// Follows `room`'s topic (before hosting or joining it).
-    fn subscribe(&mut self, room: RoomId) -> Result<(), gossipsub::SubscriptionError> {
-        let topic = self.topics.of(&room);
-        let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
-        gossipsub.subscribe(&topic)?;
-        let _ = gossipsub.set_topic_params(topic.clone(), net::room_topic_score());
-        self.topics.rooms.insert(topic.hash(), room);
-        Ok(())
     }
 
     /// This node's dialable addresses (for children placed under it): relayed ones first
@@ -769,82 +722,6 @@ impl EventLoop {
 
     fn emit(&self, event: Event) {
         let _ = self.outside.events.send(event);
-    }
-
-    fn on_gossip(&mut self, event: gossipsub::Event) {
-        let now = now();
-        match event {
-            gossipsub::Event::Message {
-                propagation_source,
-                message_id,
-                message,
-            } => {
-                let (verdict, effects) =
-                    if let Some(tap) = self.topics.eavesdropped.get(&message.topic) {
-                        let _ = tap.send(message.data.clone());
-                        (Verdict::Ignore, Vec::new())
-                    } else if message.topic == self.topics.lobby.hash() {
-                        let (verdict, event) = self.lobby.on_announcement(now.wall, &message.data);
-                        (verdict, event.map(Effect::Emit).into_iter().collect())
-                    } else {
-                        let room = self.topics.rooms.get(&message.topic).copied();
-                        // A private room's messages open with its keys, or are not read.
-                        match room.and_then(|room| Some((room, self.plane.fanout.keys(&room)?))) {
-                            Some((room, ring)) => match ring.open(&room, &message.data) {
-                                Ok(plain) => self.rooms.on_message(
-                                    now,
-                                    propagation_source,
-                                    message.source,
-                                    Some(room),
-                                    &plain,
-                                ),
-                                Err(err) => {
-                                    tracing::debug!(%room, %err, "a message this node cannot open");
-                                    (Verdict::Ignore, Vec::new())
-                                }
-                            },
-                            None => self.rooms.on_message(
-                                now,
-                                propagation_source,
-                                message.source,
-                                room,
-                                &message.data,
-                            ),
-                        }
-                    };
-                let acceptance = match verdict {
-                    Verdict::Accept => MessageAcceptance::Accept,
-                    Verdict::Ignore => MessageAcceptance::Ignore,
-                    Verdict::Reject => MessageAcceptance::Reject,
-                };
-                self.swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
-                self.apply(effects);
-            }
-            gossipsub::Event::Subscribed { .. } => {
-                let follows = follows(&self.swarm, &self.topics);
-                let effects = self.rooms.on_subscribed(now, follows, &self.peers);
-                self.apply(effects);
-            }
-            _ => {}
-        }
-    }
-}
-
-/// Whether a peer follows a room's topic, as gossipsub knows (so that our publishes reach it).
-fn follows<'a>(
-    swarm: &'a Swarm<Behaviour>,
-    topics: &'a Topics,
-) -> impl Fn(&PeerId, &RoomId) -> bool + 'a {
-    move |peer, room| {
-        let topic = topics.of(room).hash();
-        swarm
-            .behaviour()
-            .gossipsub
-            .all_peers()
-            .any(|(p, topics)| p == peer && topics.contains(&&topic))
     }
 }
 

@@ -189,27 +189,6 @@ impl Rooms {
         effects
     }
 
-    /// Something came down the tree for this node: the host's view, an envelope it relayed, a
-    /// notice for this node.
-    pub fn on_down(&mut self, now: Now, room: RoomId, down: Down) -> Vec<Effect> {
-        match down {
-            // A private room's member reads the views sealed for it; of the redacted one in
-            // the clear (the relays'), only where the key schedule is.
-            Down::View(bytes) if self.reads_sealed(&room) => {
-                let host = self.joined.get(&room).map(|joined| joined.descriptor.host);
-                let mut effects = Vec::new();
-                if let Some(view) =
-                    host.and_then(|host| AudienceView::decode_verified(&bytes, room, &host).ok())
-                {
-                    self.private_view(now, room, view.keys, &mut effects);
-                }
-                effects
-            }
-            Down::Sealed(bytes) => self.open_down(now, room, &bytes),
-            down => self.on_down_opened(now, room, down),
-        }
-    }
-
     /// Something for this node, in the clear (or opened).
     pub(super) fn on_down_opened(&mut self, now: Now, room: RoomId, down: Down) -> Vec<Effect> {
         let me = self.me;
