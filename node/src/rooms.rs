@@ -761,19 +761,7 @@ impl Rooms {
             return;
         };
         joined.note_replays(&changes);
-        if let Some(schedule) = joined
-            .private
-            .as_mut()
-            .and_then(|private| private.schedule.as_mut())
-        {
-            // Removing a member revokes its link: whoever joined with it is out too.
-            for change in &changes {
-                if let RoomChange::Removed { member, .. } = change {
-                    schedule.remove(member);
-                    schedule.revoke(&joined.state.revoked);
-                }
-            }
-        }
+        private::removed(joined, &changes);
         // The host's audience hears of the stage in its next view, and of its applause.
         if let Some(audience) = joined.audience.as_mut() {
             audience.stage_changed();

@@ -15,6 +15,7 @@ use earshot_protocol::audience::wire::Down;
 use earshot_protocol::private::schedule::{OLD_EPOCH_GRACE_MS, Schedule};
 use earshot_protocol::private::{Keys, Ring, SealedAct, Secret};
 use earshot_protocol::snapshot::{Refusal, RoomRequest, RoomResponse};
+use earshot_protocol::state::RoomChange;
 use earshot_protocol::{Authority, Envelope, PeerKey, RoomId, Visibility};
 use rand::RngExt;
 use tracing::{debug, info, warn};
@@ -37,6 +38,24 @@ pub struct Private {
     pub carriers: HashSet<PeerKey>,
     /// When this member last asked the host for the epoch.
     asked: Option<Instant>,
+}
+
+/// At the host: members removed by `changes` are out of the key schedule (and whoever joined
+/// with a link their removal revoked).
+pub(super) fn removed(joined: &mut super::joined::Joined, changes: &[RoomChange]) {
+    let Some(schedule) = joined
+        .private
+        .as_mut()
+        .and_then(|private| private.schedule.as_mut())
+    else {
+        return;
+    };
+    for change in changes {
+        if let RoomChange::Removed { member, .. } = change {
+            schedule.remove(member);
+            schedule.revoke(&joined.state.revoked);
+        }
+    }
 }
 
 impl Private {
