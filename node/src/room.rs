@@ -239,7 +239,13 @@ impl Node {
                 Err(err) => refusals.push(err),
             }
         }
-        let entries: Vec<Multiaddr> = carried.iter().map(|(_, addr)| addr.clone()).collect();
+        // A private room has none: a relay is not in its key schedule, so it admits nobody.
+        let entries: Vec<Multiaddr> =
+            if room.descriptor.visibility == earshot_protocol::Visibility::Private {
+                Vec::new()
+            } else {
+                carried.iter().map(|(_, addr)| addr.clone()).collect()
+            };
         with_entries(&mut link, &entries);
         self.emit(Event::Hosting {
             room: id,
