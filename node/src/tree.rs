@@ -510,6 +510,11 @@ impl Tree {
         self.rooms.lock().get(room).is_some_and(RoomTree::is_entry)
     }
 
+    /// The host of `room`, if this node is in its tree (the lock is not held after).
+    fn host_of(&self, room: &RoomId) -> Option<PeerKey> {
+        self.rooms.lock().get(room).map(|tree| tree.host)
+    }
+
     /// Whether the host's latest view excludes `key` from relaying in `room`.
     pub fn is_excluded(&self, room: &RoomId, key: &PeerKey) -> bool {
         self.rooms
@@ -684,6 +689,16 @@ impl Gate for Tree {
                         Pass::Nobody
                     }
                 }
+            }
+            // Keys go on only as the host signed them (a relay cannot make its subtree check
+            // and pass on a flood of forged ones).
+            Down::Keys(ref bytes)
+                if self.host_of(&room).is_none_or(|host| {
+                    earshot_protocol::private::Keys::decode_verified(bytes, room, &host).is_err()
+                }) =>
+            {
+                debug!(%room, "refused keys from the parent");
+                Pass::Nobody
             }
             Down::Envelope(_) | Down::Keys(_) | Down::Sealed(_) => {
                 self.send(TreeEvent::Down {
