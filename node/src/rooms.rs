@@ -603,7 +603,7 @@ impl Rooms {
     }
 
     /// This node is no longer in `room`.
-    fn close(&mut self, now: Now, room: RoomId, reason: CloseReason) -> Vec<Effect> {
+    pub(super) fn close(&mut self, now: Now, room: RoomId, reason: CloseReason) -> Vec<Effect> {
         let Some(mut joined) = self.joined.remove(&room) else {
             return Vec::new();
         };

@@ -571,6 +571,10 @@ impl Keys {
             return None;
         };
         let mine = PeerKey::from(me);
+        // A part that holds nothing for this member costs it nothing.
+        if !sealed.iter().any(|entry| entry.to == mine.as_bytes()[..8]) {
+            return None;
+        }
         let shared = MontgomeryPoint(*ephemeral)
             .mul_clamped(me.to_scalar_bytes())
             .to_bytes();

@@ -213,8 +213,8 @@ impl EventLoop {
                 let topic = self.topics.of(&room);
                 // A private room's messages are sealed for its members (what waits for a
                 // subscriber is kept as it was, and sealed when it goes).
-                let wire = match self.plane.fanout.keys(&room) {
-                    Some(ring) => match ring.current() {
+                let wire = match self.plane.fanout.sealing_epoch(&room) {
+                    Some(epoch) => match epoch {
                         Some(epoch) => epoch.seal(&room, &bytes, rand::random()),
                         None => {
                             self.rooms.queue(room, since, bytes);

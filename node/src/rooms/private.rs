@@ -275,6 +275,24 @@ impl Rooms {
         }
     }
 
+    /// The host refused this member the epoch: it is no longer one (removed, its link revoked
+    /// with someone else's removal, or expired). It is told, and the room closes for it.
+    pub fn private_refused(&mut self, now: Now, room: RoomId, reason: &str) -> Vec<Effect> {
+        if !self.joined.contains_key(&room) {
+            return Vec::new();
+        }
+        warn!(%room, %reason, "the host no longer gives this node the room's keys");
+        let mut effects = vec![Effect::Emit(crate::event::Event::Error {
+            room: Some(room),
+            message: format!(
+                "you can no longer hear or read this private room ({reason}): your invite was \
+                 revoked or has expired"
+            ),
+        })];
+        effects.extend(self.close(now, room, crate::event::CloseReason::Removed));
+        effects
+    }
+
     /// The host's answer to this member's asking for the epoch.
     pub fn private_answer(&mut self, room: RoomId, keys: &[u8]) -> Vec<Effect> {
         let mut effects = Vec::new();

@@ -278,10 +278,15 @@ impl EventLoop {
                 });
             }
             Pending::Keys { room } => {
-                if let RoomResponse::Keys { keys } = response {
-                    let effects = self.rooms.private_answer(room, &keys);
-                    self.apply(effects);
-                }
+                let effects = match response {
+                    RoomResponse::Keys { keys } => self.rooms.private_answer(room, &keys),
+                    RoomResponse::Refused { refusal } => {
+                        self.rooms
+                            .private_refused(now(), room, &refusal.to_string())
+                    }
+                    _ => Vec::new(),
+                };
+                self.apply(effects);
             }
             Pending::Carry { reply, room, relay } => {
                 if let (RoomResponse::Carrying, Some(room), Some(relay)) = (&response, room, relay)
