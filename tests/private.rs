@@ -709,6 +709,26 @@ fn a_private_rooms_replay_opens_only_with_the_key_its_link_carries() {
         crate::harness::stderr(&exported)
     );
     hear(&speech, &read_wav(&own)).assert_only_speech("the host's own recording", 0.9);
+    // At rest, the host's and the member's metadata hold no title and no name: they open from
+    // the recording with the key each keeps sealed to itself.
+    for (who, home, id) in [("ana", &ana, recording), ("dan", &dan, opened)] {
+        let data = earshot_node::home::Home::open(home.path()).expect("the data directory");
+        let stored = data.recordings().get(&id).expect("read").expect("kept");
+        assert!(
+            stored.title.is_empty(),
+            "{who}: the title in the clear at rest"
+        );
+        assert!(
+            stored.speakers.values().all(|s| s.name.is_empty()),
+            "{who}: names in the clear at rest"
+        );
+        drop(data);
+        let shown = home.json(&["recordings", "show", &id.to_string()]);
+        assert!(
+            shown.to_string().contains("Secret minutes"),
+            "{who}: {shown}"
+        );
+    }
 }
 
 /// Someone who learnt a private room's id (a forwarded link, a removed member) follows the

@@ -213,7 +213,7 @@ impl Node {
                 let key = recordings
                     .key(recording, keeper.identity().signing_key())
                     .ok()??;
-                let title = recordings.get(recording).ok()??.title;
+                let title = recordings.reveal(recording, &key).ok()?.title;
                 Some((key, title))
             },
         );

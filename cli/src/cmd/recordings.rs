@@ -98,9 +98,16 @@ pub enum RecordingsCommand {
 pub fn run(ctx: &Context, command: RecordingsCommand) -> anyhow::Result<Exit> {
     let home = ctx.open_home()?;
     let recordings = home.recordings();
+    // A private recording's title and names are sealed at rest: shown opened, where this node
+    // holds its key.
+    let me = home.identity().signing_key();
     match command {
         RecordingsCommand::List => {
-            let all = recordings.list()?;
+            let all: Vec<RecordingMeta> = recordings
+                .list()?
+                .into_iter()
+                .map(|meta| recordings.shown(meta, me))
+                .collect();
             if ctx.json {
                 print_json(&Value::Array(all.iter().map(meta_json).collect()));
             } else if all.is_empty() {
@@ -134,7 +141,7 @@ pub fn run(ctx: &Context, command: RecordingsCommand) -> anyhow::Result<Exit> {
             }
         }
         RecordingsCommand::Show { id } => {
-            let meta = recordings.find(&id)?;
+            let meta = recordings.shown(recordings.find(&id)?, me);
             if ctx.json {
                 print_json(&meta_json(&meta));
             } else {
@@ -176,7 +183,7 @@ pub fn run(ctx: &Context, command: RecordingsCommand) -> anyhow::Result<Exit> {
             }
         }
         RecordingsCommand::Export { id, file, speaker } => {
-            let meta = recordings.find(&id)?;
+            let meta = recordings.shown(recordings.find(&id)?, me);
             let speaker = speaker.map(|who| find_speaker(&meta, &who)).transpose()?;
             let path = ctx.path(&file);
             let keys = keychain(&home, &meta)?;
@@ -204,7 +211,7 @@ pub fn run(ctx: &Context, command: RecordingsCommand) -> anyhow::Result<Exit> {
             }
         }
         RecordingsCommand::Play { id, output } => {
-            let meta = recordings.find(&id)?;
+            let meta = recordings.shown(recordings.find(&id)?, me);
             let keys = keychain(&home, &meta)?;
             match output {
                 Output::Wav(file) => {

@@ -434,7 +434,11 @@ impl Recordings {
         let mut id = [0u8; 16];
         getrandom::fill(&mut id).map_err(|err| RecordingError::Write(err.to_string()))?;
         let private = new.private.clone();
-        let meta = RecordingMeta::begin(RecordingId(id), new);
+        let mut meta = RecordingMeta::begin(RecordingId(id), new);
+        if private.is_some() {
+            // Kept sealed in the recording itself (`PrivateRecord::About`), not in the clear.
+            meta.title.clear();
+        }
         self.put(&meta)?;
         if let Some(private) = &private {
             self.keep_sealed_key(&meta.id, &private.sealed)?;

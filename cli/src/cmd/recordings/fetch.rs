@@ -24,7 +24,9 @@ use crate::output::{print_event, say, shout};
 const ANY_QUIC: &str = "/ip4/0.0.0.0/udp/0/quic-v1";
 
 pub(super) fn publish(ctx: &Context, home: &Home, id: &str) -> anyhow::Result<()> {
-    let meta = home.recordings().find(id)?;
+    let meta = home
+        .recordings()
+        .shown(home.recordings().find(id)?, home.identity().signing_key());
     let replays = Replays::open(home.store())?;
     let manifest = replays
         .publish(home.recordings(), &meta, home.identity().signing_key())

@@ -76,6 +76,10 @@ pub(super) fn verify(
     let verification = recordings
         .verify_with(&id, key)
         .with_context(|| format!("verifying recording {}", id.short()))?;
+    let verification = earshot_node::recording::verify::Verification {
+        meta: recordings.shown(verification.meta, home.identity().signing_key()),
+        ..verification
+    };
     if ctx.json {
         print_json(&verification_json(&verification));
     } else {

@@ -4,9 +4,9 @@
 //!
 //! What is sealed: the frames are the speakers' ciphertext as the room carried it (under the
 //! room's epoch keys); the epoch keys, the host's views of the stage and the title with the
-//! speakers' names are [`ReplaySealed`] records under the recording key. The local metadata
-//! (for `recordings list`) keeps the title and names in the clear; a published manifest does
-//! not.
+//! speakers' names are [`ReplaySealed`] records under the recording key. Neither the local
+//! metadata nor a published manifest has the title or names ([`Recordings::reveal`] opens
+//! them for whoever holds the key).
 //!
 //! [`ReplaySealed`]: earshot_protocol::replay::ReplaySealed
 
@@ -64,6 +64,19 @@ impl Recordings {
         self.keep_sealed_key(id, &sealed)?;
         self.store.db().flush().map_err(self.store.db_err())?;
         Ok(())
+    }
+
+    /// `meta` as its reader should see it: a private recording whose key this node holds with its
+    /// title and names opened (`me`: this node's key); anything else as it is.
+    pub fn shown(
+        &self,
+        meta: super::RecordingMeta,
+        me: &ed25519_dalek::SigningKey,
+    ) -> super::RecordingMeta {
+        match self.key(&meta.id, me) {
+            Ok(Some(key)) => self.reveal(&meta.id, &key).unwrap_or(meta),
+            _ => meta,
+        }
     }
 
     /// Whether `id` is a private room's recording (its frames are sealed).
@@ -124,8 +137,8 @@ impl Recordings {
 }
 
 impl Recordings {
-    /// A private room's replay fetched with its key: its title and speakers' names, sealed in
-    /// it, go into the local metadata (the manifest has none for holders to read).
+    /// A private recording's metadata with its title and speakers' names, opened from its
+    /// sealed records with its key (the stored metadata has none: they stay sealed at rest).
     pub fn reveal(
         &self,
         id: &RecordingId,
@@ -145,7 +158,6 @@ impl Recordings {
                         info.name = name;
                     }
                 }
-                self.put(&meta)?;
                 break;
             }
         }

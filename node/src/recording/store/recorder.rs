@@ -176,9 +176,12 @@ impl Recorder {
     }
 
     /// Names the people heard (speaker id → key and display name), kept in the metadata.
+    /// (A private room's recording keeps the names sealed in its content, not here.)
     pub fn name_speakers(&self, people: impl IntoIterator<Item = (PeerKey, String)>) {
+        let private = self.tap.is_private();
         let mut meta = self.meta.lock();
         for (key, name) in people {
+            let name = if private { String::new() } else { name };
             let info = meta
                 .speakers
                 .entry(SpeakerId::of(&key).0)
