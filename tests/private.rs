@@ -4,7 +4,6 @@
 
 use earshot_node::Event;
 use earshot_node::audio::codec::VoiceDecoder;
-use earshot_node::audio::wav;
 use earshot_node::event::CloseReason;
 use earshot_node::fanout::misbehave::{
     CAPTURED_AUDIO, CAPTURED_DOWN, CAPTURED_KEYS, CAPTURED_UP, Capture,
@@ -46,8 +45,7 @@ fn private_host(
     relay: &mut Live,
 ) -> (Live, String) {
     let room = local_room_with(ana, "Secret", &["--private"]);
-    let file = ana.join("speech.wav");
-    wav::write(&file, &speech.samples).expect("write speech");
+    let file = speech.file(ana);
     let mut host = Live::start(
         "host",
         ana,
@@ -55,7 +53,7 @@ fn private_host(
             "host",
             &room,
             "--input",
-            file.to_str().expect("utf-8 path"),
+            &file,
             "--output",
             "null",
             "--max-children",
@@ -88,6 +86,33 @@ fn holds(records: &[(u8, Vec<u8>)], text: &str) -> bool {
     records
         .iter()
         .any(|(_, bytes)| bytes.windows(text.len()).any(|w| w == text.as_bytes()))
+}
+
+/// A capture a node wrote (`--capture`), read back.
+fn read_capture(path: &std::path::Path) -> Vec<(u8, Vec<u8>)> {
+    Capture::read(&std::fs::read(path).unwrap_or_else(|err| panic!("{}: {err}", path.display())))
+}
+
+/// A listener of `link` that feeds nobody and keeps what it receives, and its keys, in a
+/// capture: the process and the capture's path.
+fn capturing_listener(
+    name: &'static str,
+    home: &TestHome,
+    link: &str,
+) -> (Live, std::path::PathBuf) {
+    let capture = home.join("capture.bin");
+    let live = listener(
+        name,
+        home,
+        link,
+        &[
+            "--max-children",
+            "0",
+            "--capture",
+            capture.to_str().expect("utf-8 path"),
+        ],
+    );
+    (live, capture)
 }
 
 /// The sealed audio frames of a capture, in order.
@@ -233,16 +258,14 @@ fn a_relay_carries_a_private_room_it_cannot_hear_or_read() {
         last.expected
     );
 
-    let records = Capture::read(&std::fs::read(&capture).expect("the capture"));
+    let records = read_capture(&capture);
     let frames = captured_frames(&records);
     assert!(
         frames.len() >= 300,
         "the relay passed on {} frames",
         frames.len()
     );
-    let (joe_keys, _) = captured_keys(&Capture::read(
-        &std::fs::read(&joe_capture).expect("joe's capture"),
-    ));
+    let (joe_keys, _) = captured_keys(&read_capture(&joe_capture));
     assert_sealed_speech("the relay's frames", &speech, &frames, &joe_keys);
     let (downs, ups) = (
         records
@@ -348,18 +371,7 @@ fn a_removed_member_reads_nothing_after_the_rotation_and_a_joiner_nothing_before
         &["--output", out, "--max-children", "0", "--input", "silence"],
     );
     joe_live.expect_stats("joe hears", |s| s.delivered >= 50);
-    let mal_capture = mal.join("capture.bin");
-    let mut mal_live = listener(
-        "mal",
-        &mal,
-        &mal_link,
-        &[
-            "--max-children",
-            "0",
-            "--capture",
-            mal_capture.to_str().expect("utf-8 path"),
-        ],
-    );
+    let (mut mal_live, mal_capture) = capturing_listener("mal", &mal, &mal_link);
     mal_live.expect_stats("mal hears", |s| s.delivered >= 100);
 
     host.say(&format!("/remove {}", mal.peer_id()));
@@ -375,18 +387,7 @@ fn a_removed_member_reads_nothing_after_the_rotation_and_a_joiner_nothing_before
     // Joe hears on through the rotation; Sue joins after it.
     let before = joe_live.expect_stats("joe's report", |_| true).delivered;
     joe_live.expect_stats("four seconds more", |s| s.delivered >= before + 200);
-    let sue_capture = sue.join("capture.bin");
-    let mut sue_live = listener(
-        "sue",
-        &sue,
-        &link,
-        &[
-            "--max-children",
-            "0",
-            "--capture",
-            sue_capture.to_str().expect("utf-8 path"),
-        ],
-    );
+    let (mut sue_live, sue_capture) = capturing_listener("sue", &sue, &link);
     sue_live.expect_stats("sue hears", |s| s.delivered >= 150);
     host.say("/end");
     joe_live.expect_stats("joe's last report", |s| s.r#final);
@@ -398,15 +399,11 @@ fn a_removed_member_reads_nothing_after_the_rotation_and_a_joiner_nothing_before
     let heard = hear(&speech, &read_wav(&output));
     heard.assert_only_speech("joe, who stayed", 0.9);
 
-    let records = Capture::read(&std::fs::read(&relay_capture).expect("the relay's capture"));
+    let records = read_capture(&relay_capture);
     let host_key = host_key_of(&link);
     let steps = key_steps(&records, room_id, &host_key);
-    let (mal_ring, mal_epochs) = captured_keys(&Capture::read(
-        &std::fs::read(&mal_capture).expect("mal's capture"),
-    ));
-    let (sue_ring, sue_epochs) = captured_keys(&Capture::read(
-        &std::fs::read(&sue_capture).expect("sue's capture"),
-    ));
+    let (mal_keys, mal_epochs) = captured_keys(&read_capture(&mal_capture));
+    let (sue_keys, sue_epochs) = captured_keys(&read_capture(&sue_capture));
     eprintln!(
         "key steps the relay passed on: {steps:?}; mal held {mal_epochs:?}, sue {sue_epochs:?}"
     );
@@ -417,7 +414,7 @@ fn a_removed_member_reads_nothing_after_the_rotation_and_a_joiner_nothing_before
         .iter()
         .find(|(_, epoch, fresh)| *fresh && *epoch > mal_last)
         .expect("a fresh epoch after the removal");
-    let (before_frames, before_open) = opened(&records, 0..rotation, &mal_ring);
+    let (before_frames, before_open) = opened(&records, 0..rotation, &mal_keys);
     assert!(
         before_open >= 100,
         "mal's keys open {before_open} of the {before_frames} frames before her removal"
@@ -435,7 +432,7 @@ fn a_removed_member_reads_nothing_after_the_rotation_and_a_joiner_nothing_before
         "{} frames after the rotation",
         after.len()
     );
-    let (later, later_open) = opened(&records, after[100]..records.len(), &mal_ring);
+    let (later, later_open) = opened(&records, after[100]..records.len(), &mal_keys);
     eprintln!(
         "mal's keys open {before_open} of {before_frames} frames before the rotation to epoch \
          {fresh}, {later_open} of the {later} from two seconds after it"
@@ -448,8 +445,8 @@ fn a_removed_member_reads_nothing_after_the_rotation_and_a_joiner_nothing_before
         .iter()
         .find(|(_, epoch, _)| *epoch == sue_first)
         .expect("the step to sue's first epoch");
-    let (earlier, earlier_open) = opened(&records, 0..sue_step, &sue_ring);
-    let (since, since_open) = opened(&records, sue_step..records.len(), &sue_ring);
+    let (earlier, earlier_open) = opened(&records, 0..sue_step, &sue_keys);
+    let (since, since_open) = opened(&records, sue_step..records.len(), &sue_keys);
     eprintln!(
         "sue's keys open {earlier_open} of {earlier} frames before she came, {since_open} of {since} after"
     );
@@ -485,8 +482,7 @@ fn a_speaker_of_a_private_room_is_heard_and_read_by_its_listeners() {
     let link = host.listener_link();
     let speaker_link = ana.invite(&[&room, "--role", "speaker"]);
     let speech = Speech::new(SPEECH_SECONDS);
-    let file = sam.join("speech.wav");
-    wav::write(&file, &speech.samples).expect("write speech");
+    let file = speech.file(&sam);
     let mut sam_live = Live::start(
         "sam",
         &sam,
@@ -498,7 +494,7 @@ fn a_speaker_of_a_private_room_is_heard_and_read_by_its_listeners() {
             "--listen",
             LOCAL,
             "--input",
-            file.to_str().expect("utf-8 path"),
+            &file,
             "--output",
             "null",
         ],
@@ -560,20 +556,12 @@ fn a_private_rooms_replay_opens_only_with_the_key_its_link_carries() {
     );
     let room = local_room_with(&ana, "Secret minutes", &["--private"]);
     let speech = Speech::new(SPEECH_SECONDS);
-    let file = ana.join("speech.wav");
-    wav::write(&file, &speech.samples).expect("write speech");
+    let file = speech.file(&ana);
     let mut host = Live::start(
         "host",
         &ana,
         &[
-            "host",
-            &room,
-            "--input",
-            file.to_str().expect("utf-8 path"),
-            "--output",
-            "null",
-            "--name",
-            HOST_NAME,
+            "host", &room, "--input", &file, "--output", "null", "--name", HOST_NAME,
         ],
     );
     let link = host.listener_link();

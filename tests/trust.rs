@@ -503,8 +503,7 @@ impl Opening {
     fn start(ana: &TestHome, mal: &TestHome, kind: &str) -> Self {
         let room = local_room_with(ana, "Trust", &[]);
         let speech = Speech::new(SPEECH_SECONDS);
-        let file = ana.join("speech.wav");
-        wav::write(&file, &speech.samples).expect("write speech");
+        let file = speech.file(ana);
         let mut host = Live::start(
             "host",
             ana,
@@ -512,7 +511,7 @@ impl Opening {
                 "host",
                 &room,
                 "--input",
-                file.to_str().expect("utf-8 path"),
+                &file,
                 "--output",
                 "null",
                 "--max-children",
@@ -743,20 +742,12 @@ impl Impersonation {
         let flags: &[&str] = if record { &["--record"] } else { &[] };
         let room = local_room_with(&ana, "Trust", flags);
         let speech = Speech::new(SPEECH_SECONDS);
-        let file = ana.join("speech.wav");
-        wav::write(&file, &speech.samples).expect("write speech");
+        let file = speech.file(&ana);
         let mut host = Logged::start(
             "host",
             &ana,
             "",
-            &[
-                "host",
-                &room,
-                "--input",
-                file.to_str().expect("utf-8 path"),
-                "--output",
-                "null",
-            ],
+            &["host", &room, "--input", &file, "--output", "null"],
         );
         let link = host.expect_map("hosting", |e| match e {
             Event::Hosting { listener_link, .. } => Some(listener_link.to_string()),
@@ -873,6 +864,13 @@ impl Speech {
         (700, 1200),
         (1200, 900),
     ];
+
+    /// The speech as a WAV file in `home`, for an `--input`: its path.
+    pub(crate) fn file(&self, home: &TestHome) -> String {
+        let file = home.join("speech.wav");
+        wav::write(&file, &self.samples).expect("write speech");
+        file.to_str().expect("utf-8 path").to_owned()
+    }
 
     pub(crate) fn new(seconds: usize) -> Self {
         let (mut samples, mut pauses) = (Vec::new(), Vec::new());

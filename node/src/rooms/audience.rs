@@ -90,12 +90,7 @@ impl Rooms {
             view: serde_bytes::ByteBuf::from(view.encode()),
             placement,
             ticket,
-            chat: joined
-                .recent_relayed
-                .iter()
-                .cloned()
-                .map(serde_bytes::ByteBuf::from)
-                .collect(),
+            chat: joined.recent_chat(),
             keys,
         })
     }

@@ -83,12 +83,7 @@ pub(super) fn entry_admits(
         view: serde_bytes::ByteBuf::from(view.encode()),
         placement: Some(placement),
         ticket: None,
-        chat: joined
-            .recent_relayed
-            .iter()
-            .cloned()
-            .map(serde_bytes::ByteBuf::from)
-            .collect(),
+        chat: joined.recent_chat(),
         keys: None,
     })
 }

@@ -156,6 +156,15 @@ impl Joined {
         true
     }
 
+    /// The chat relayed lately, for a joiner's answer.
+    pub fn recent_chat(&self) -> Vec<serde_bytes::ByteBuf> {
+        self.recent_relayed
+            .iter()
+            .cloned()
+            .map(serde_bytes::ByteBuf::from)
+            .collect()
+    }
+
     /// Keeps a relayed chat line for joiners (the latest [`MAX_RECENT_CHAT`]).
     pub fn remember_relayed(&mut self, relayed: &[u8]) {
         self.recent_relayed.push_back(relayed.to_vec());

@@ -37,7 +37,7 @@ fn ups(effects: &[Effect]) -> Vec<Vec<u8>> {
 }
 
 /// What a node sends down the tree.
-fn downs(effects: &[Effect]) -> Vec<Down> {
+pub(super) fn downs(effects: &[Effect]) -> Vec<Down> {
     effects
         .iter()
         .filter_map(|effect| match effect {

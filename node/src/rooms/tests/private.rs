@@ -5,7 +5,7 @@ use earshot_protocol::audience::AudienceView;
 use earshot_protocol::audience::wire::Down;
 use earshot_protocol::private::{How, Keys};
 
-use super::audience::under_host;
+use super::audience::{downs, under_host};
 use super::*;
 
 /// A listener of `room` asks the host to be admitted; returns the host's answer and effects.
@@ -54,16 +54,6 @@ fn ring_of(effects: &[Effect]) -> Option<earshot_protocol::private::Ring> {
         Effect::Keyring { ring, .. } => Some(ring.clone()),
         _ => None,
     })
-}
-
-fn downs(effects: &[Effect]) -> Vec<Down> {
-    effects
-        .iter()
-        .filter_map(|effect| match effect {
-            Effect::Down { down, .. } => Some(down.clone()),
-            _ => None,
-        })
-        .collect()
 }
 
 #[test]
