@@ -15,7 +15,7 @@ use earshot_protocol::{InviteLink, PeerKey, RoomId};
 
 use crate::harness::TestHome;
 use crate::live::{LOCAL, Live, listener, local_room_with, read_wav};
-use crate::trust::{SPEECH_SECONDS, Speech, hear, scene_lock};
+use crate::trust::{Logged, SPEECH_SECONDS, Speech, hear, scene_lock};
 
 /// A community relay on 127.0.0.1 keeping everything it passes on in `capture`: the process,
 /// its address and PeerId.
@@ -521,6 +521,76 @@ fn a_speaker_of_a_private_room_is_heard_and_read_by_its_listeners() {
     assert_eq!(host.exit_code(), 0);
     let heard = hear(&speech, &read_wav(&output));
     heard.assert_only_speech("joe, hearing sam", 0.9);
+}
+
+/// A host killed and started again goes on with its private room's keys (kept at rest, sealed
+/// to its own key): its members hear and read it again without joining again, and a member it
+/// removed before stays out.
+#[test]
+fn a_private_room_goes_on_after_its_host_restarts_and_the_removed_stay_out() {
+    let _one_scene_at_a_time = scene_lock();
+    let (ana, joe, bo) = (TestHome::new(), TestHome::new(), TestHome::new());
+    let room = local_room_with(&ana, "Secret", &["--private"]);
+    let host_args = ["host", &room, "--input", "sine", "--output", "null"];
+    let mut host = Logged::start(
+        "host",
+        &ana,
+        "earshot_node::rooms=info,earshot_node::node::event_loop=debug",
+        &host_args,
+    );
+    let link = host.expect_map("hosting", |e| match e {
+        Event::Hosting { listener_link, .. } => Some(listener_link.to_string()),
+        _ => None,
+    });
+    // Bo gets a link of his own: removing him revokes it, and only it.
+    let bo_link = ana.invite(&[&room, "--role", "listener"]);
+    let mut joe_live = listener("joe", &joe, &link, &["--input", "silence"]);
+    let mut bo_live = listener("bo", &bo, &bo_link, &["--input", "silence"]);
+    joe_live.expect_stats("joe hears", |s| s.delivered >= 50);
+    bo_live.expect_stats("bo hears", |s| s.delivered >= 50);
+
+    host.say(&format!("/remove {}", bo.peer_id()));
+    bo_live.expect("bo removed", |e| {
+        matches!(
+            e,
+            Event::Closed {
+                reason: CloseReason::Removed,
+                ..
+            }
+        )
+    });
+    // The fresh epoch without Bo is on disk before its keys go down the tree.
+    let wait = std::time::Duration::from_secs(20);
+    host.expect_log("the fresh epoch", wait, |line| {
+        line.contains("the key schedule stepped") && line.contains("fresh=true")
+    });
+    host.expect_log("the schedule kept", wait, |line| {
+        line.contains("kept the room's key schedule")
+    });
+    let before = joe_live.expect_stats("joe's report", |_| true).delivered;
+    drop(host);
+
+    let mut again = Live::start("host again", &ana, &host_args);
+    again.listener_link();
+    // Joe finds the host again and opens what it says: the room's keys are the ones he holds.
+    joe_live.expect_stats("joe hears the host again", |s| s.delivered >= before + 150);
+    again.say("said after the restart");
+    joe_live.expect(
+        "the host's chat",
+        |e| matches!(e, Event::Chat { text, .. } if text == "said after the restart"),
+    );
+    assert!(
+        !joe_live.printed(|e| matches!(e, Event::Error { .. })),
+        "joe was told nothing went wrong"
+    );
+    // Bo's link stays revoked: he is not let in again.
+    let bo_again = listener("bo again", &bo, &bo_link, &["--input", "silence"]);
+    assert_ne!(bo_again.exit_code(), 0, "bo is refused");
+
+    again.say("/end");
+    assert_eq!(joe_live.exit_code(), 0);
+    assert_eq!(again.exit_code(), 0);
+    drop(bo_live);
 }
 
 /// `recordings fetch LINK` into `home`, listening on 127.0.0.1: the recording fetched.

@@ -1125,7 +1125,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 /// An `earshot` process like [`Live`], with its standard error read too (and echoed, prefixed
 /// with its name): for the log lines a test checks. Standard output lines are [`Event`]s.
-struct Logged {
+pub(crate) struct Logged {
     name: &'static str,
     child: Child,
     stdin: Option<ChildStdin>,
@@ -1144,7 +1144,7 @@ enum Line {
 impl Logged {
     /// Starts `earshot --home HOME --json ARGS…` logging at `EARSHOT_TEST_LOG` (else `warn`)
     /// and `filter` besides (an `EnvFilter` directive, or empty).
-    fn start(name: &'static str, home: &TestHome, filter: &str, args: &[&str]) -> Self {
+    pub(crate) fn start(name: &'static str, home: &TestHome, filter: &str, args: &[&str]) -> Self {
         let mut log = std::env::var("EARSHOT_TEST_LOG").unwrap_or_else(|_| "warn".into());
         if !filter.is_empty() {
             log = format!("{log},{filter}");
@@ -1194,18 +1194,18 @@ impl Logged {
         }
     }
 
-    fn say(&mut self, line: &str) {
+    pub(crate) fn say(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("stdin open");
         writeln!(stdin, "{line}").expect("write to earshot");
         stdin.flush().expect("flush");
     }
 
-    fn expect(&mut self, what: &str, predicate: impl Fn(&Event) -> bool) -> Event {
+    pub(crate) fn expect(&mut self, what: &str, predicate: impl Fn(&Event) -> bool) -> Event {
         self.expect_map(what, |e| predicate(e).then(|| e.clone()))
     }
 
     /// Waits for the first event `pick` takes something from.
-    fn expect_map<T>(&mut self, what: &str, pick: impl Fn(&Event) -> Option<T>) -> T {
+    pub(crate) fn expect_map<T>(&mut self, what: &str, pick: impl Fn(&Event) -> Option<T>) -> T {
         self.next(what, Duration::from_secs(20), |line| match line {
             Line::Out(text) => serde_json::from_str::<Event>(text)
                 .ok()
@@ -1215,7 +1215,7 @@ impl Logged {
     }
 
     /// Waits up to `wait` for a log line matching `predicate`.
-    fn expect_log(
+    pub(crate) fn expect_log(
         &mut self,
         what: &str,
         wait: Duration,
@@ -1269,7 +1269,7 @@ impl Logged {
         }
     }
 
-    fn exit_code(mut self) -> i32 {
+    pub(crate) fn exit_code(mut self) -> i32 {
         use wait_timeout::ChildExt;
         drop(self.stdin.take());
         match self

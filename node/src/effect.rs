@@ -56,6 +56,14 @@ pub enum Effect {
         room: RoomId,
         ring: earshot_protocol::private::Ring,
     },
+    /// At the host: keep a private room's key schedule, sealed (`None`: forget it, the room
+    /// ended); `durable`: on disk before anything else happens (the epoch stepped), else with
+    /// the database's next flush.
+    KeepSchedule {
+        room: RoomId,
+        sealed: Option<Vec<u8>>,
+        durable: bool,
+    },
     /// Send something down the room's tree to every child (at the host: a view, a relayed
     /// envelope).
     Down { room: RoomId, down: Down },

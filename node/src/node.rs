@@ -289,6 +289,7 @@ enum Command {
     Host {
         descriptor: RoomDescriptor,
         name: String,
+        keep: Option<crate::store::Store>,
         reply: oneshot::Sender<Result<(), HostError>>,
     },
     Join {
@@ -592,11 +593,23 @@ impl Node {
 
     /// Opens a room this node hosts and joins it as the host.
     pub async fn host(&self, descriptor: RoomDescriptor, name: &str) -> Result<(), HostError> {
+        self.host_keeping(descriptor, name, None).await
+    }
+
+    /// [`Node::host`], keeping a private room's key schedule in `keep` (a host that restarts
+    /// goes on with it: its members keep their keys, whoever it removed stays out).
+    pub async fn host_keeping(
+        &self,
+        descriptor: RoomDescriptor,
+        name: &str,
+        keep: Option<crate::store::Store>,
+    ) -> Result<(), HostError> {
         let name = name.to_owned();
         let room = descriptor.id;
         self.call(|reply| Command::Host {
             descriptor,
             name,
+            keep,
             reply,
         })
         .await

@@ -197,7 +197,12 @@ impl Node {
     ) -> Result<Room, RoomError> {
         let id = room.descriptor.id;
         let mut events = self.subscribe();
-        self.host(room.descriptor.clone(), &options.name).await?;
+        self.host_keeping(
+            room.descriptor.clone(),
+            &options.name,
+            Some(home.store().clone()),
+        )
+        .await?;
         // Replays kept here are served from the host; those published while it runs (say, with
         // `earshot recordings publish`, through the control socket) are announced to the room.
         let replays = Replays::open(home.store())?;

@@ -91,6 +91,8 @@ pub struct Rooms {
     /// Joins this node admits as an entry point of rooms it carries, all rooms together
     /// (made at the first).
     entry_joins: Option<earshot_protocol::audience::subtree::Bucket>,
+    /// Private rooms' key schedules kept from before a restart, until the room opens.
+    kept: HashMap<RoomId, Vec<u8>>,
 }
 
 /// Joins an entry point admits a second, on average (each costs a few signature checks and a
@@ -111,6 +113,7 @@ impl Rooms {
             seq_base: now.as_millis().saturating_mul(1000),
             rng: rand::rngs::StdRng::from_seed(seed),
             entry_joins: None,
+            kept: HashMap::new(),
         }
     }
 
@@ -614,6 +617,7 @@ impl Rooms {
             .map(|(since, bytes)| Effect::Publish { room, bytes, since })
             .collect();
         self.welcomes.retain(|welcome| welcome.room != room);
+        private::closed(&joined, room, reason, &mut effects);
         effects.push(Effect::Unsubscribe(room));
         effects.push(Effect::Forget(room));
         info!(%room, ?reason, "left room");

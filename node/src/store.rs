@@ -16,6 +16,8 @@ pub const DB_DIR: &str = "db";
 
 const ROOMS: &str = "rooms";
 const INVITES: &str = "invites";
+/// Private rooms' key schedules, as their host sealed them.
+const SCHEDULES: &str = "schedules";
 const RECORD_FORMAT: u8 = 1;
 
 /// A room this node hosts.
@@ -140,6 +142,36 @@ impl Store {
             .collect::<Result<Vec<_>, _>>()?;
         rooms.sort_by_key(|room| (room.descriptor.created_at, room.descriptor.id));
         Ok(rooms)
+    }
+
+    /// Keeps a private room's key schedule (sealed by the host: `Schedule::save`), or forgets
+    /// it (`None`: the room ended); flushed to disk at once when `durable`, else with sled's
+    /// own flush (every half second: a crash loses at most that much of what was not durable).
+    pub fn keep_schedule(
+        &self,
+        room: &RoomId,
+        sealed: Option<&[u8]>,
+        durable: bool,
+    ) -> Result<(), StoreError> {
+        let tree = self.db.open_tree(SCHEDULES).map_err(self.db_err())?;
+        match sealed {
+            Some(bytes) => tree.insert(room.as_bytes(), bytes).map(drop),
+            None => tree.remove(room.as_bytes()).map(drop),
+        }
+        .map_err(self.db_err())?;
+        if durable {
+            tree.flush().map_err(self.db_err())?;
+        }
+        Ok(())
+    }
+
+    /// The key schedule kept for `room`, sealed, if any.
+    pub fn kept_schedule(&self, room: &RoomId) -> Result<Option<Vec<u8>>, StoreError> {
+        let tree = self.db.open_tree(SCHEDULES).map_err(self.db_err())?;
+        Ok(tree
+            .get(room.as_bytes())
+            .map_err(self.db_err())?
+            .map(|bytes| bytes.to_vec()))
     }
 
     /// Remembers an issued invite.

@@ -82,6 +82,8 @@ pub(super) struct EventLoop {
     plane: Plane,
     carry: CarryBudget,
     peers: Peers,
+    /// Where the private rooms this node hosts keep their key schedules.
+    keepers: HashMap<RoomId, crate::store::Store>,
 }
 
 impl EventLoop {
@@ -129,6 +131,7 @@ impl EventLoop {
                 config.max_children,
             ),
             peers: Peers::new(config.reachability),
+            keepers: HashMap::new(),
         };
         let now = Instant::now();
         for addr in &config.listen {
@@ -253,6 +256,19 @@ impl EventLoop {
                 self.topics.rooms.remove(&topic.hash());
                 let _ = self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic);
             }
+            Effect::KeepSchedule {
+                room,
+                sealed,
+                durable,
+            } => {
+                if let Some(store) = self.keepers.get(&room) {
+                    match store.keep_schedule(&room, sealed.as_deref(), durable) {
+                        Ok(()) if durable => debug!(%room, "kept the room's key schedule"),
+                        Ok(()) => {}
+                        Err(err) => warn!(%room, %err, "could not keep the room's key schedule"),
+                    }
+                }
+            }
             Effect::Keyring { room, ring } => {
                 self.private_topic(room, &ring);
                 self.plane.fanout.set_keys(room, ring);
@@ -270,6 +286,7 @@ impl EventLoop {
                 self.refresh_access(room);
             }
             Effect::Forget(room) => {
+                self.keepers.remove(&room);
                 self.plane.fanout.forget_keys(&room);
                 self.plane.tree.close(&room);
                 self.carry.forget(&room);
@@ -423,9 +440,18 @@ impl EventLoop {
             Command::Host {
                 descriptor,
                 name,
+                keep,
                 reply,
             } => {
                 let room = descriptor.id;
+                if let Some(store) = keep {
+                    match store.kept_schedule(&room) {
+                        Ok(Some(kept)) => self.rooms.kept_schedule(room, kept),
+                        Ok(None) => {}
+                        Err(err) => warn!(%room, %err, "could not read the room's key schedule"),
+                    }
+                    self.keepers.insert(room, store);
+                }
                 if let Err(err) = self.subscribe(room) {
                     let _ = reply.send(Err(super::HostError::Subscribe(err)));
                     return;

@@ -26,6 +26,9 @@ use crate::node::pending::Pending;
 
 /// A member that missed a step asks the host again no sooner than this.
 const ASK_AGAIN: Duration = Duration::from_secs(2);
+/// The host answers a member's asking for the epoch no more often than this (more is a flood:
+/// it is told to wait).
+pub const RESEAL_EVERY: Duration = Duration::from_secs(1);
 
 /// One private room at this node.
 #[derive(Debug, Default)]
@@ -38,23 +41,48 @@ pub struct Private {
     pub carriers: HashSet<PeerKey>,
     /// When this member last asked the host for the epoch.
     asked: Option<Instant>,
+    /// At the host: the schedule changed since it was last kept.
+    dirty: bool,
+    /// At the host: when each member was last given the epoch it asked for.
+    resealed: std::collections::HashMap<PeerKey, Instant>,
 }
 
 /// At the host: members removed by `changes` are out of the key schedule (and whoever joined
 /// with a link their removal revoked).
 pub(super) fn removed(joined: &mut super::joined::Joined, changes: &[RoomChange]) {
-    let Some(schedule) = joined
-        .private
-        .as_mut()
-        .and_then(|private| private.schedule.as_mut())
-    else {
+    let Some(private) = joined.private.as_mut() else {
+        return;
+    };
+    let Some(schedule) = private.schedule.as_mut() else {
         return;
     };
     for change in changes {
         if let RoomChange::Removed { member, .. } = change {
             schedule.remove(member);
             schedule.revoke(&joined.state.revoked);
+            private.dirty = true;
         }
+    }
+}
+
+/// A room closes: at the host, the key schedule of a private room that ended is forgotten (one
+/// that stopped otherwise, with the process, is kept for the next start).
+pub(super) fn closed(
+    joined: &super::joined::Joined,
+    room: RoomId,
+    reason: crate::event::CloseReason,
+    effects: &mut Vec<Effect>,
+) {
+    let hosted = joined
+        .private
+        .as_ref()
+        .is_some_and(|private| private.schedule.is_some());
+    if hosted && reason == crate::event::CloseReason::Ended {
+        effects.push(Effect::KeepSchedule {
+            room,
+            sealed: None,
+            durable: true,
+        });
     }
 }
 
@@ -69,20 +97,57 @@ impl Private {
 }
 
 impl Rooms {
-    /// At the host, opening a room: a private room's schedule starts.
+    /// The key schedule `room` kept before this node restarted: the room goes on with it when
+    /// it opens.
+    pub fn kept_schedule(&mut self, room: RoomId, sealed: Vec<u8>) {
+        self.kept.insert(room, sealed);
+    }
+
+    /// At the host, opening a room: a private room's schedule starts, or goes on where it was
+    /// before a restart (its members keep their keys; whoever was removed stays out, of the
+    /// schedule and of the room).
     pub(super) fn private_open(&mut self, now: Now, room: RoomId, effects: &mut Vec<Effect>) {
         let random: [u8; 32] = self.rng.random();
+        let nonce: [u8; 12] = self.rng.random();
         let topic = Secret::topic_of(&self.signing, &room);
+        let kept = self.kept.remove(&room);
         let Some(joined) = self.joined.get_mut(&room) else {
             return;
         };
         if joined.descriptor.visibility != Visibility::Private {
             return;
         }
-        let schedule = Schedule::new(room, Secret::from_bytes(random), topic.clone(), now.wall);
+        let restored = kept.and_then(|kept| {
+            Schedule::restore(&kept, room, &self.signing)
+                .inspect_err(|err| warn!(%room, %err, "the room's keys start afresh"))
+                .ok()
+        });
+        let schedule = match restored {
+            Some(schedule) => {
+                info!(%room, epoch = schedule.current().n, members = schedule.members(), "the key schedule goes on from before the restart");
+                joined
+                    .state
+                    .banned
+                    .extend(schedule.removed_keys().iter().copied());
+                joined
+                    .state
+                    .revoked
+                    .extend(schedule.revoked().iter().copied());
+                schedule
+            }
+            None => Schedule::new(room, Secret::from_bytes(random), topic.clone(), now.wall),
+        };
+        effects.push(Effect::KeepSchedule {
+            room,
+            sealed: Some(schedule.save(&self.signing, nonce)),
+            durable: true,
+        });
         let mut ring = Ring::default();
         ring.insert(schedule.current().clone());
-        ring.set_topic(topic);
+        if let Some(next) = schedule.next() {
+            ring.expect(next.clone());
+        }
+        ring.set_topic(schedule.topic().clone());
         if let Some(audience) = joined.audience.as_mut() {
             audience.set_keys(ViewKeys {
                 epoch: schedule.current().n,
@@ -148,6 +213,7 @@ impl Rooms {
         if let Some(next) = schedule.next() {
             private.ring.expect(next.clone());
         }
+        private.dirty = true;
         Ok(Some(serde_bytes::ByteBuf::from(keys.encode())))
     }
 
@@ -169,6 +235,7 @@ impl Rooms {
     pub(super) fn private_tick(&mut self, now: Now, room: RoomId, effects: &mut Vec<Effect>) {
         let random: [u8; 32] = self.rng.random();
         let ephemeral: [u8; 32] = self.rng.random();
+        let nonce: [u8; 12] = self.rng.random();
         let signing = self.signing.clone();
         let Some(joined) = self.joined.get_mut(&room) else {
             return;
@@ -180,6 +247,14 @@ impl Rooms {
             return;
         };
         let steps = schedule.tick(now.wall, random, ephemeral, &signing);
+        if private.dirty || !steps.is_empty() {
+            private.dirty = false;
+            effects.push(Effect::KeepSchedule {
+                room,
+                sealed: Some(schedule.save(&signing, nonce)),
+                durable: !steps.is_empty(),
+            });
+        }
         // Once the grace after a fresh epoch is over, frames under the epochs before it (which
         // a removed member holds) are refused.
         let graced =
@@ -214,25 +289,43 @@ impl Rooms {
         }
     }
 
-    /// At the host: a member that missed a step asks for the epoch now.
-    pub fn private_reseal(&mut self, room: RoomId, asker: PeerKey) -> RoomResponse {
+    /// At the host: a member that missed a step asks for the epoch now. Each member is answered
+    /// at most once in [`RESEAL_EVERY`] (each answer costs an X25519 and a signature; members
+    /// ask once in [`ASK_AGAIN`]); a non-member is refused at the cost of a lookup.
+    pub fn private_reseal(&mut self, now: Now, room: RoomId, asker: PeerKey) -> RoomResponse {
         let ephemeral: [u8; 32] = self.rng.random();
-        let keys = self
+        let refused = || RoomResponse::Refused {
+            refusal: Refusal::Rejected {
+                reason: "not a member of this private room".into(),
+            },
+        };
+        let Some(private) = self
             .joined
-            .get(&room)
+            .get_mut(&room)
             .filter(|joined| joined.is_host())
-            .and_then(|joined| joined.private.as_ref())
-            .and_then(|private| private.schedule.as_ref())
-            .and_then(|schedule| schedule.reseal(&asker, ephemeral, &self.signing));
-        match keys {
+            .and_then(|joined| joined.private.as_mut())
+        else {
+            return refused();
+        };
+        let Some(schedule) = private.schedule.as_ref() else {
+            return refused();
+        };
+        if !schedule.is_member(&asker) {
+            return refused();
+        }
+        let recently = |at: &Instant| now.instant.saturating_duration_since(*at) < RESEAL_EVERY;
+        if private.resealed.get(&asker).is_some_and(recently) {
+            return RoomResponse::Waiting;
+        }
+        if private.resealed.len() >= schedule.members() {
+            private.resealed.retain(|_, at| recently(at));
+        }
+        private.resealed.insert(asker, now.instant);
+        match schedule.reseal(&asker, ephemeral, &self.signing) {
             Some(keys) => RoomResponse::Keys {
                 keys: serde_bytes::ByteBuf::from(keys.encode()),
             },
-            None => RoomResponse::Refused {
-                refusal: Refusal::Rejected {
-                    reason: "not a member of this private room".into(),
-                },
-            },
+            None => refused(),
         }
     }
 
@@ -286,7 +379,8 @@ impl Rooms {
             room: Some(room),
             message: format!(
                 "you can no longer hear or read this private room ({reason}): your invite was \
-                 revoked or has expired"
+                 revoked or has expired, or the host lost the room's keys (join again if your \
+                 link is still valid)"
             ),
         })];
         effects.extend(self.close(now, room, crate::event::CloseReason::Removed));
@@ -319,7 +413,6 @@ impl Rooms {
         if joined.is_host() {
             return;
         }
-        let host = joined.descriptor.host;
         // A node never given keys (a carrier) has none to miss.
         let Some(private) = joined.private.as_mut() else {
             return;
@@ -338,6 +431,18 @@ impl Rooms {
             });
             return;
         }
+        warn!(%room, epoch = keys.epoch, "missed a step of the room's keys: asking the host");
+        self.ask_keys(now, room, effects);
+    }
+
+    /// A member asks the host for the epoch now (at most once in [`ASK_AGAIN`]).
+    fn ask_keys(&mut self, now: Now, room: RoomId, effects: &mut Vec<Effect>) {
+        let Some(joined) = self.joined.get_mut(&room) else {
+            return;
+        };
+        let Some(private) = joined.private.as_mut() else {
+            return;
+        };
         if private
             .asked
             .is_some_and(|at| now.instant.saturating_duration_since(at) < ASK_AGAIN)
@@ -345,10 +450,9 @@ impl Rooms {
             return;
         }
         private.asked = Some(now.instant);
-        let Ok(peer) = host.to_peer_id() else {
+        let Ok(peer) = joined.descriptor.host.to_peer_id() else {
             return;
         };
-        warn!(%room, epoch = keys.epoch, "missed a step of the room's keys: asking the host");
         effects.push(Effect::Request {
             peer,
             addrs: joined.descriptor.addrs(),
@@ -458,7 +562,22 @@ impl Rooms {
             Ok(plain) => Down::decode(&plain),
             Err(err) => {
                 debug!(%room, %err, "a sealed message this node cannot open");
-                return Vec::new();
+                // The host's own message, under an epoch this member does not hold (say, the
+                // host restarted without its schedule): it asks the host, which gives it the
+                // epoch or tells it it is no longer a member. (A relay that makes up sealed
+                // messages costs it one question in two seconds.)
+                // Under an older epoch (a joiner holds the next one already) it waits.
+                let newer = earshot_protocol::private::Sealed::decode(bytes).is_ok_and(|sealed| {
+                    private
+                        .ring
+                        .current()
+                        .is_some_and(|held| sealed.epoch >= held.n)
+                });
+                let mut effects = Vec::new();
+                if newer && self.reads_sealed(&room) {
+                    self.ask_keys(now, room, &mut effects);
+                }
+                return effects;
             }
         };
         match inner {

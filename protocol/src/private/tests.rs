@@ -186,12 +186,15 @@ fn the_schedule_ratchets_for_joiners_and_starts_afresh_without_the_removed() {
         Secret::from_bytes([2; 32]),
         ms(0),
     );
-    // Ana joins a quiet room: she gets epoch 1, which the room steps to at once.
+    // Ana joins a quiet room: she gets the epoch after the first (numbered from the clock's
+    // seconds), which the room steps to at once.
+    let first = schedule.current().n;
+    assert_eq!(first, 1_000);
     let given = schedule
         .admit(PeerKey::from(&ana), (None, None), [3; 32], &host)
         .expect("room");
     let (ana_epoch, _) = given.open(&ana).expect("sealed to Ana");
-    assert_eq!(ana_epoch.n, 1);
+    assert_eq!(ana_epoch.n, first + 1);
     let step = schedule.tick(ms(0), [4; 32], [5; 32], &host);
     assert_eq!(step.len(), 1);
     assert_eq!(step[0].how, How::Ratchet);
@@ -271,7 +274,7 @@ fn a_full_private_room_admits_nobody_new() {
     }
     assert_eq!(
         schedule.admit(PeerKey::from(&key(200)), (None, None), [3; 32], &host),
-        Err(schedule::Full)
+        Err(schedule::Refused::Full)
     );
 }
 
@@ -305,4 +308,68 @@ fn the_host_opens_what_a_joiner_seals_before_the_room_steps_and_never_seals_with
     assert!(host.insert(next.clone()));
     assert_eq!(host.current(), Some(&next));
     assert!(host.open_frame(&joiners).is_ok());
+}
+
+#[test]
+fn a_kept_schedule_goes_on_where_it_was_and_keeps_the_removed_out() {
+    let host = key(1);
+    let (ann, bo, cy) = (key(2), key(3), key(4));
+    let mut schedule = Schedule::new(
+        room(),
+        Secret::from_bytes([1; 32]),
+        Secret::from_bytes([2; 32]),
+        ms(0),
+    );
+    let cap = |n: u8| Some(earshot_cap(n));
+    for (member, n) in [(&ann, 1), (&bo, 2), (&cy, 3)] {
+        schedule
+            .admit(PeerKey::from(member), (None, cap(n)), [n; 32], &host)
+            .expect("admitted");
+    }
+    schedule.tick(ms(1_000), [5; 32], [6; 32], &host);
+    schedule.remove(&PeerKey::from(&bo));
+    schedule.revoke(&[earshot_cap(3)].into_iter().collect());
+    schedule.tick(ms(1_100), [7; 32], [8; 32], &host);
+
+    let kept = schedule.save(&host, [9; 12]);
+    // Another key (a copy of the database without the host's identity) opens nothing; nor
+    // does one byte changed.
+    assert!(Schedule::restore(&kept, room(), &key(9)).is_err());
+    let mut altered = kept.clone();
+    let last = altered.len() - 1;
+    altered[last] ^= 1;
+    assert!(Schedule::restore(&altered, room(), &host).is_err());
+    assert!(Schedule::restore(&kept, RoomId([8; 16]), &host).is_err());
+
+    let mut restored = Schedule::restore(&kept, room(), &host).expect("restored");
+    assert_eq!(restored.current(), schedule.current());
+    assert_eq!(restored.fresh_epoch(), schedule.fresh_epoch());
+    assert_eq!(restored.members(), 1);
+    assert!(restored.is_member(&PeerKey::from(&ann)));
+    // Ann, still a member, is given the epoch again when she asks.
+    let resealed = restored
+        .reseal(&PeerKey::from(&ann), [10; 32], &host)
+        .expect("a member");
+    assert_eq!(
+        resealed.open(&ann).map(|(epoch, _)| epoch),
+        Some(schedule.current().clone())
+    );
+    // Bo (removed) and Cy (her link revoked with a removal) stay out after the restart.
+    assert_eq!(
+        restored.admit(PeerKey::from(&bo), (None, cap(4)), [11; 32], &host),
+        Err(schedule::Refused::Removed)
+    );
+    assert_eq!(
+        restored.admit(PeerKey::from(&cy), (None, cap(3)), [11; 32], &host),
+        Err(schedule::Refused::Removed)
+    );
+    assert!(
+        restored
+            .reseal(&PeerKey::from(&bo), [12; 32], &host)
+            .is_none()
+    );
+}
+
+fn earshot_cap(n: u8) -> crate::id::CapId {
+    crate::id::CapId([n; 16])
 }

@@ -213,7 +213,7 @@ impl EventLoop {
                 })
             }
             RoomRequest::Keys { room } => match PeerKey::from_peer_id(&peer) {
-                Ok(asker) => respond(self.rooms.private_reseal(room, asker)),
+                Ok(asker) => respond(self.rooms.private_reseal(now, room, asker)),
                 Err(_) => respond(RoomResponse::Refused {
                     refusal: Refusal::NotAnEarshotPeer,
                 }),
