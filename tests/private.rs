@@ -6,7 +6,7 @@ use earshot_node::Event;
 use earshot_node::audio::codec::VoiceDecoder;
 use earshot_node::event::CloseReason;
 use earshot_node::fanout::misbehave::{
-    CAPTURED_AUDIO, CAPTURED_DOWN, CAPTURED_KEYS, CAPTURED_UP, Capture,
+    CAPTURED_AUDIO, CAPTURED_DOWN, CAPTURED_KEYS, CAPTURED_UP, Capture, KEYS_REPLAYED,
 };
 use earshot_protocol::audience::wire::Down;
 use earshot_protocol::frame::{AudioFrame, flags};
@@ -591,6 +591,129 @@ fn a_private_room_goes_on_after_its_host_restarts_and_the_removed_stay_out() {
     assert_eq!(joe_live.exit_code(), 0);
     assert_eq!(again.exit_code(), 0);
     drop(bo_live);
+}
+
+/// Every keys message that came down to a node (its capture), as (epoch, part, signed by the
+/// host?).
+fn keys_came_down(
+    records: &[(u8, Vec<u8>)],
+    room: RoomId,
+    host: &PeerKey,
+) -> Vec<(u32, u16, bool)> {
+    records
+        .iter()
+        .filter(|(kind, _)| *kind == CAPTURED_DOWN)
+        .filter_map(|(_, bytes)| match Down::decode(bytes).ok()? {
+            Down::Keys(bytes) => {
+                let keys: Keys = earshot_protocol::codec::decode(&bytes, usize::MAX).ok()?;
+                let part = match keys.how {
+                    How::Fresh { part, .. } => part,
+                    How::Ratchet => u16::MAX,
+                };
+                let signed = Keys::decode_verified(&bytes, room, host).is_ok();
+                Some((keys.epoch, part, signed))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// A relay in a private room's tree that passes every keys message on ten times more and forges
+/// the next step after it (`--misbehave forge-keys`): the member below it passes each step on
+/// once and nothing forged, and the members below hear on through a removal's fresh epoch.
+#[test]
+fn keys_a_relay_replays_or_forges_get_no_further_than_the_next_member() {
+    let _one_scene_at_a_time = scene_lock();
+    let (ana, mal, joe, sue, bo) = (
+        TestHome::new(),
+        TestHome::new(),
+        TestHome::new(),
+        TestHome::new(),
+        TestHome::new(),
+    );
+    let room = local_room_with(&ana, "Secret", &["--private"]);
+    let mut host = Live::start(
+        "host",
+        &ana,
+        &[
+            "host",
+            &room,
+            "--input",
+            "sine",
+            "--output",
+            "null",
+            "--max-children",
+            "1",
+        ],
+    );
+    let link = host.listener_link();
+    let (room_id, host_key) = (room_of(&link), host_key_of(&link));
+    let bo_link = ana.invite(&[&room, "--role", "listener"]);
+    let mut mal_live = listener(
+        "mal",
+        &mal,
+        &link,
+        &["--misbehave", "forge-keys", "--max-children", "1"],
+    );
+    mal_live.expect_stats("mal under the host", |s| {
+        s.depth == Some(1) && s.delivered >= 20
+    });
+    let joe_capture = joe.join("capture.bin");
+    let mut joe_live = listener(
+        "joe",
+        &joe,
+        &link,
+        &[
+            "--max-children",
+            "2",
+            "--capture",
+            joe_capture.to_str().expect("utf-8 path"),
+        ],
+    );
+    joe_live.expect_stats("joe under mal", |s| s.depth == Some(2) && s.delivered >= 20);
+    let (mut sue_live, sue_capture) = capturing_listener("sue", &sue, &link);
+    sue_live.expect_stats("sue under joe", |s| s.depth == Some(3) && s.delivered >= 50);
+    let mut bo_live = listener("bo", &bo, &bo_link, &["--max-children", "0"]);
+    bo_live.expect_stats("bo under joe", |s| s.depth == Some(3) && s.delivered >= 20);
+
+    host.say(&format!("/remove {}", bo.peer_id()));
+    bo_live.expect("bo removed", |e| {
+        matches!(
+            e,
+            Event::Closed {
+                reason: CloseReason::Removed,
+                ..
+            }
+        )
+    });
+    let before = sue_live.expect_stats("sue's report", |_| true).delivered;
+    sue_live.expect_stats("sue hears on", |s| s.delivered >= before + 150);
+    host.say("/end");
+    assert_eq!(sue_live.exit_code(), 0);
+    assert_eq!(joe_live.exit_code(), 0);
+    assert_eq!(host.exit_code(), 0);
+    drop((mal_live, bo_live));
+
+    // The attack ran: joe got each step many times, and forged ones.
+    let at_joe = keys_came_down(&read_capture(&joe_capture), room_id, &host_key);
+    let forged = at_joe.iter().filter(|(_, _, signed)| !signed).count();
+    assert!(forged >= 1, "mal forged keys: {at_joe:?}");
+    assert!(
+        at_joe.len() >= forged * (KEYS_REPLAYED + 1),
+        "mal replayed keys: {at_joe:?}"
+    );
+    // Sue, below joe, got each step once, none forged, the removal's fresh epoch among them.
+    let at_sue = keys_came_down(&read_capture(&sue_capture), room_id, &host_key);
+    assert!(at_sue.iter().all(|(_, _, signed)| *signed), "{at_sue:?}");
+    let mut steps: Vec<(u32, u16)> = at_sue.iter().map(|(n, part, _)| (*n, *part)).collect();
+    let all = steps.len();
+    steps.sort_unstable();
+    steps.dedup();
+    assert_eq!(steps.len(), all, "each step once: {at_sue:?}");
+    assert!(
+        steps.iter().any(|(_, part)| *part != u16::MAX),
+        "the removal's fresh epoch reached sue: {at_sue:?}"
+    );
 }
 
 /// `recordings fetch LINK` into `home`, listening on 127.0.0.1: the recording fetched.

@@ -3,7 +3,9 @@
 //! `cargo bench -p earshot-node --bench private_rekey` (about 4 minutes; add `-- --quick` for a
 //! smaller run, or `--listeners 100,300` (room sizes), `--speaking 100` (sizes that also rekey
 //! while the host speaks), `--removals N` (per room and phase), `--ears N`, `--rounds N`,
-//! `--steady SECONDS`, `--no-latency`, `--uplink-mbps M`, `--hop-ms H`). Prints four tables.
+//! `--steady SECONDS`, `--no-latency`, `--uplink-mbps M`, `--hop-ms H`, `--pad M`: fill each
+//! room's key schedule to M members, the rest keys with no node behind them, so that every
+//! fresh epoch is sealed and sent down the tree as in a room of M). Prints four tables.
 //!
 //! 1. **Rekey.** A host and N listeners, each an in-process node with its own swarm, over
 //!    loopback QUIC, in a room with `Visibility::Private`; every listener in the audience,
@@ -88,6 +90,9 @@ struct Args {
     latency: bool,
     uplink_mbps: f64,
     hop_ms: f64,
+    /// Fill each room's key schedule to this many members with keys that have no node behind
+    /// them (so that every fresh epoch is sealed and sent as in a room of that many).
+    pad: Option<usize>,
 }
 
 impl Args {
@@ -121,6 +126,7 @@ impl Args {
             latency: !args.iter().any(|a| a == "--no-latency"),
             uplink_mbps: value("--uplink-mbps").map_or(10.0, |n| n.parse().expect("a number")),
             hop_ms: value("--hop-ms").map_or(25.0, |n| n.parse().expect("a number")),
+            pad: value("--pad").map(|n| n.parse().expect("a number")),
         }
     }
 }
@@ -304,6 +310,8 @@ struct RekeyRun {
     parts: usize,
     bytes: usize,
     listeners: usize,
+    /// Members in the key schedule at the start (listeners, and those `--pad` added).
+    schedule: usize,
 }
 
 async fn rekeys(listeners: usize, args: &Args) -> RekeyRun {
@@ -372,6 +380,17 @@ async fn rekeys(listeners: usize, args: &Args) -> RekeyRun {
         "\n{listeners}: filled and settled in {:.1} s",
         joins_started.elapsed().as_secs_f64()
     );
+    let mut schedule = listeners;
+    if let Some(pad) = args.pad {
+        let silent: Vec<PeerKey> = (listeners..pad)
+            .map(|_| PeerKey::from(&SigningKey::from_bytes(&rand_bytes())))
+            .collect();
+        schedule = host
+            .pad_private_schedule(room, silent)
+            .await
+            .expect("the host");
+        eprintln!("{listeners}: the key schedule holds {schedule} members");
+    }
     // Each listener's relay counters, in the order of `members` (its room's audio plane is
     // open from joining: this only hands its counters out; not the host's, whose opening again
     // would restart its beacons). `dropped`: what a child's writer skipped, its queue full;
@@ -534,13 +553,15 @@ async fn rekeys(listeners: usize, args: &Args) -> RekeyRun {
         member.shutdown().await;
     }
     host.shutdown().await;
-    let (parts, bytes) = keys_size(listeners);
+    // At the first removal (the schedule shrinks by one a removal).
+    let (parts, bytes) = keys_size(schedule - 1);
     RekeyRun {
         rekeys,
         retried,
         parts,
         bytes,
         listeners,
+        schedule,
     }
 }
 
@@ -607,6 +628,13 @@ fn fresh_for(members: &[PeerKey], host: &SigningKey) -> Vec<Keys> {
     let epoch = Epoch::new(9, Secret::from_bytes([4; 32]));
     let topic = Secret::from_bytes([6; 32]);
     Keys::fresh(RoomId([1; 16]), &epoch, &topic, members, [8; 32], host)
+}
+
+/// 32 random bytes.
+fn rand_bytes() -> [u8; 32] {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("random bytes");
+    bytes
 }
 
 /// A fresh epoch's parts and their encoded bytes for a room of `n` members.
@@ -842,9 +870,9 @@ fn print_rekeys(runs: &[RekeyRun]) {
     );
     println!();
     println!(
-        "| N | room | keys: parts ({SEALED_PER_PART} members a part), bytes | removals | removal → everyone holds it (p50 / p95 / max ms) | removal → the host holds it | the host → everyone | a listener (all removals) | later than 1 s | deepest | joins retried | relays' skips | frames not opened |"
+        "| N | members in the schedule | room | keys: parts ({SEALED_PER_PART} members a part), bytes | removals | removal → everyone holds it (p50 / p95 / max ms) | removal → the host holds it | the host → everyone | a listener (all removals) | later than 1 s | deepest | joins retried | relays' skips | frames not opened |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (run, speaking) in runs.iter().flat_map(|run| [(run, false), (run, true)]) {
         let rekeys: Vec<&Rekey> = run
             .rekeys
@@ -868,8 +896,9 @@ fn print_rekeys(runs: &[RekeyRun]) {
             })
             .count();
         println!(
-            "| {} | {} | {}, {} B | {} | {} | {} | {} | {} | {late} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {}, {} B | {} | {} | {} | {} | {} | {late} | {} | {} | {} | {} |",
             run.listeners,
+            run.schedule,
             if speaking { "speaking" } else { "idle" },
             run.parts,
             run.bytes,

@@ -114,9 +114,9 @@ pub trait Gate: Send + Sync + 'static {
     fn down(&self, _room: RoomId, down: Down) -> Pass {
         Pass::All(down)
     }
-    /// What a child that just opened its stream is told first (its path).
-    fn first(&self, _room: RoomId) -> Option<Down> {
-        None
+    /// What a child that just opened its stream is told first (its path, the latest view).
+    fn first(&self, _room: RoomId) -> Vec<Down> {
+        Vec::new()
     }
     /// What to send up to the parent now (reports, actions): asked every few milliseconds,
     /// `attached` or not (unattached, what would go up waits).
@@ -455,9 +455,7 @@ impl Fanout {
     /// envelope).
     pub fn send_down(&self, room: &RoomId, down: &Down) {
         if let Some(audio) = self.lock().get_mut(room) {
-            let _ = audio
-                .fanout
-                .send(Outgoing::Control(Arc::new(down.encode())));
+            audio.send(Outgoing::Control(Arc::new(down.encode())));
         }
     }
 

@@ -13,11 +13,9 @@ use std::sync::Arc;
 use earshot_protocol::audience::AudienceView;
 use earshot_protocol::audience::follow::Asked;
 use earshot_protocol::audience::wire::Newcomer;
-use earshot_protocol::snapshot::{Announcement, Placement, Refusal, SnapshotError};
+use earshot_protocol::snapshot::{Announcement, Placement};
 use earshot_protocol::state::{RoomChange, RoomState};
-use earshot_protocol::{
-    CapabilityError, ControlBody, InviteLink, PeerKey, RoomDescriptor, RoomId, Verified,
-};
+use earshot_protocol::{ControlBody, InviteLink, PeerKey, RoomDescriptor, RoomId, Verified};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -27,12 +25,18 @@ use crate::event::Event;
 use crate::fanout::Fanout;
 use crate::identity::Identity;
 use crate::metrics::NetMetrics;
-use crate::net::{self, NetConfig, NetError};
+use crate::net::{self, NetConfig};
 use crate::reachability::Mode;
 use crate::rooms::ActError;
 use crate::tree::{Tree, TreeInfo};
 
+mod errors;
 mod event_loop;
+
+pub use errors::{
+    AttachError, BadAnswer, CarryError, DialError, HostError, JoinError, LobbyError, NodeStopped,
+    RequestFailure, SpawnError,
+};
 pub(crate) mod pending;
 
 use event_loop::EventLoop;
@@ -130,157 +134,6 @@ pub struct RoomView {
     pub ticket: Option<Vec<u8>>,
 }
 
-/// Why a request on the room protocol got no answer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RequestFailure {
-    #[error("no answer in time")]
-    Timeout,
-    #[error("the connection closed")]
-    ConnectionClosed,
-    #[error("it does not speak the room protocol")]
-    UnsupportedProtocols,
-    #[error("{0}")]
-    Io(String),
-}
-
-impl RequestFailure {
-    pub(crate) fn of(failure: &libp2p::request_response::OutboundFailure) -> Option<Self> {
-        use libp2p::request_response::OutboundFailure;
-        match failure {
-            OutboundFailure::DialFailure => None,
-            OutboundFailure::Timeout => Some(Self::Timeout),
-            OutboundFailure::ConnectionClosed => Some(Self::ConnectionClosed),
-            OutboundFailure::UnsupportedProtocols => Some(Self::UnsupportedProtocols),
-            OutboundFailure::Io(err) => Some(Self::Io(err.to_string())),
-        }
-    }
-}
-
-/// An answer that makes no sense for the request.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BadAnswer {
-    #[error("expected {expected}, got something else")]
-    Unexpected { expected: &'static str },
-    #[error(transparent)]
-    Snapshot(#[from] SnapshotError),
-    #[error("an invalid {what}: {detail}")]
-    Invalid { what: &'static str, detail: String },
-}
-
-/// Why joining failed.
-#[derive(Debug, thiserror::Error)]
-pub enum JoinError {
-    #[error("invalid invite: {0}")]
-    Invite(#[from] CapabilityError),
-    #[error("the host refused: {refusal}")]
-    Refused { refusal: Refusal },
-    #[error("the host is unreachable at the link's addresses")]
-    Unreachable,
-    #[error("the host did not answer: {0}")]
-    NoAnswer(RequestFailure),
-    #[error("the host sent an invalid answer: {0}")]
-    BadAnswer(BadAnswer),
-    #[error("already in room {0}")]
-    AlreadyJoined(RoomId),
-    #[error("could not follow the room's topic: {0}")]
-    Subscribe(libp2p::gossipsub::SubscriptionError),
-    #[error(transparent)]
-    Act(#[from] ActError),
-    #[error("the node has stopped")]
-    Stopped,
-}
-
-/// Why a lobby query failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum LobbyError {
-    #[error("unreachable")]
-    Unreachable,
-    #[error("no answer: {0}")]
-    NoAnswer(RequestFailure),
-    #[error("an invalid answer: {0}")]
-    BadAnswer(BadAnswer),
-    #[error("the node has stopped")]
-    Stopped,
-}
-
-/// Why a node in a room's tree (the host, an ancestor) did not give this node a place, or the
-/// host did not say who arrived lately.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum AttachError {
-    #[error("not in room {0}")]
-    NotInRoom(RoomId),
-    #[error("it refused: {0}")]
-    Refused(Refusal),
-    #[error("it is not an earshot peer")]
-    NotAnEarshotPeer,
-    #[error("it is unreachable")]
-    Unreachable,
-    #[error("it did not answer: {0}")]
-    NoAnswer(RequestFailure),
-    #[error("it sent an invalid answer: {0}")]
-    BadAnswer(BadAnswer),
-    #[error("the node has stopped")]
-    Stopped,
-}
-
-/// Why a community relay would not carry a room.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum CarryError {
-    #[error("it refused: {0}")]
-    Refused(Refusal),
-    #[error("it is unreachable")]
-    Unreachable,
-    #[error("it did not answer: {0}")]
-    NoAnswer(RequestFailure),
-    #[error("it sent an invalid answer: {0}")]
-    BadAnswer(BadAnswer),
-    #[error("the node has stopped")]
-    Stopped,
-}
-
-/// Why connecting to a peer failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum DialError {
-    #[error("could not connect to {peer}: {reason}")]
-    Failed { peer: PeerId, reason: String },
-    #[error("the node has stopped")]
-    Stopped,
-}
-
-/// Why hosting failed.
-#[derive(Debug, thiserror::Error)]
-pub enum HostError {
-    #[error("this node is not the host of room {0}")]
-    NotHost(RoomId),
-    #[error("already in room {0}")]
-    AlreadyJoined(RoomId),
-    #[error("could not follow the room's topic: {0}")]
-    Subscribe(libp2p::gossipsub::SubscriptionError),
-    #[error(transparent)]
-    Act(#[from] ActError),
-    #[error("the node has stopped")]
-    Stopped,
-}
-
-/// Why the node could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum SpawnError {
-    #[error(transparent)]
-    Net(#[from] NetError),
-    #[error("cannot listen on {addr}: {reason}")]
-    Listen { addr: Multiaddr, reason: String },
-    #[error("cannot capture into {path}: {source}")]
-    Capture {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
-}
-
-/// The event loop has stopped (the node shut down).
-#[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("the node has stopped")]
-pub struct NodeStopped;
-
 /// What the node is asked to do; each carries where its answer goes.
 enum Command {
     ListenAddrs {
@@ -326,6 +179,11 @@ enum Command {
         room: RoomId,
         page: u32,
         reply: oneshot::Sender<Result<Vec<Newcomer>, AttachError>>,
+    },
+    PadSchedule {
+        room: RoomId,
+        members: Vec<PeerKey>,
+        reply: oneshot::Sender<usize>,
     },
     AskToCarry {
         relay: PeerId,
@@ -378,6 +236,7 @@ impl std::fmt::Debug for Command {
             Command::Attach { .. } => "Attach",
             Command::AskToCarry { .. } => "AskToCarry",
             Command::Listeners { .. } => "Listeners",
+            Command::PadSchedule { .. } => "PadSchedule",
             Command::Shutdown { .. } => "Shutdown",
         })
     }
@@ -722,6 +581,23 @@ impl Node {
         self.call(|reply| Command::Listeners { room, page, reply })
             .await
             .map_err(|_| AttachError::Stopped)?
+    }
+
+    /// Benches only: `members` join the key schedule of `room` (a private room this node hosts)
+    /// with no node behind them, so that its fresh epochs are sealed and sent as in a room of
+    /// that many. Returns the schedule's size (at most [`earshot_protocol::private::MAX_MEMBERS`]).
+    #[doc(hidden)]
+    pub async fn pad_private_schedule(
+        &self,
+        room: RoomId,
+        members: Vec<PeerKey>,
+    ) -> Result<usize, NodeStopped> {
+        self.call(|reply| Command::PadSchedule {
+            room,
+            members,
+            reply,
+        })
+        .await
     }
 
     /// Asks the community relay `relay` to carry a room's audio, joining with `link` (an invite

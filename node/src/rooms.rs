@@ -236,11 +236,7 @@ impl Rooms {
             now.instant,
             ControlBody::Join { name },
         )?;
-        joined.audience = Some(earshot_protocol::audience::host::HostAudience::new(
-            room,
-            earshot_protocol::audience::host::AudiencePolicy::default(),
-            now.instant,
-        ));
+        joined.audience = Some(hosting::audience(now, room));
         self.joined.insert(room, joined);
         let mut effects = vec![
             Effect::OpenTree {

@@ -19,6 +19,8 @@ const INVITES: &str = "invites";
 /// Private rooms' key schedules, as their host sealed them.
 const SCHEDULES: &str = "schedules";
 const RECORD_FORMAT: u8 = 1;
+/// How long [`Store::open`] waits for a lock to be let go.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// A room this node hosts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,8 +77,22 @@ struct StoredRoom {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database in `home`.
+    /// Opens (creating if needed) the database in `home`. A lock held by this process's own
+    /// database just closed is waited for (sled lets its lock go when its flusher thread has
+    /// stopped, a moment after the last handle is dropped), up to [`LOCK_WAIT`].
     pub fn open(home: &Path) -> Result<Self, StoreError> {
+        let since = std::time::Instant::now();
+        loop {
+            match Self::open_once(home) {
+                Err(StoreError::Locked { .. }) if since.elapsed() < LOCK_WAIT => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                opened => return opened,
+            }
+        }
+    }
+
+    fn open_once(home: &Path) -> Result<Self, StoreError> {
         let path = home.join(DB_DIR);
         let db = sled::Config::new().path(&path).open().map_err(|source| {
             if is_lock_error(&source) {

@@ -19,7 +19,10 @@ use earshot_protocol::{PeerKey, RoomId, Verified};
 use libp2p::PeerId;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
-use tracing::{debug, warn};
+use tracing::debug;
+
+mod keys;
+mod view;
 
 use crate::clock;
 use crate::fanout::{Gate, Misbehave, Pass, StreamKind, Voices};
@@ -79,6 +82,7 @@ struct RoomTree {
     /// The host asked this node to carry the room: it is an entry point (see
     /// [`Tree::is_entry`]).
     carrying: bool,
+    keys: keys::SeenKeys,
 }
 
 impl RoomTree {
@@ -162,6 +166,7 @@ impl Tree {
             left_stage: HashMap::new(),
             evict: Vec::new(),
             carrying: false,
+            keys: keys::SeenKeys::default(),
         });
     }
 
@@ -287,40 +292,6 @@ impl Tree {
             .lock()
             .get(room)
             .and_then(|tree| tree.view.clone())
-    }
-
-    /// Keeps `view` if it is newer than the one held; returns whether it was. Children it
-    /// removes from the room are to be cut off ([`Gate::evicted`]).
-    pub fn keep_view(&self, room: &RoomId, view: Verified<AudienceView>) -> bool {
-        let mut rooms = self.rooms.lock();
-        let Some(tree) = rooms.get_mut(room) else {
-            return false;
-        };
-        if tree.view.as_ref().is_some_and(|held| held.seq >= view.seq) {
-            return false;
-        }
-        let banned: Vec<PeerId> = tree
-            .subtree
-            .children()
-            .filter(|child| view.banned.contains(child))
-            .filter_map(|child| child.to_peer_id().ok())
-            .collect();
-        tree.evict.extend(banned);
-        if let Some(carriers) = &view.carriers {
-            tree.subtree.set_carriers(carriers.iter().copied());
-        }
-        if tree
-            .view
-            .as_ref()
-            .is_none_or(|held| held.excluded != view.excluded)
-        {
-            if view.excluded.contains(&self.me) {
-                warn!(%room, "the host took this node out of the relay tree: it takes no children");
-            }
-            tree.subtree.set_excluded(view.excluded.iter().copied());
-        }
-        tree.view = Some(view);
-        true
     }
 
     /// This node's place in `room`'s tree.
@@ -511,10 +482,6 @@ impl Tree {
     }
 
     /// The host of `room`, if this node is in its tree (the lock is not held after).
-    fn host_of(&self, room: &RoomId) -> Option<PeerKey> {
-        self.rooms.lock().get(room).map(|tree| tree.host)
-    }
-
     /// Whether the host's latest view excludes `key` from relaying in `room`.
     pub fn is_excluded(&self, room: &RoomId, key: &PeerKey) -> bool {
         self.rooms
@@ -676,12 +643,14 @@ impl Gate for Tree {
                 };
                 match AudienceView::decode_verified(bytes, room, &host) {
                     Ok(view) => {
-                        if self.keep_view(&room, view) {
-                            self.send(TreeEvent::Down {
-                                room,
-                                down: down.clone(),
-                            });
+                        // Only a newer view goes on (an old one replayed stops here).
+                        if !self.keep_view(&room, view) {
+                            return Pass::Nobody;
                         }
+                        self.send(TreeEvent::Down {
+                            room,
+                            down: down.clone(),
+                        });
                         Pass::All(down)
                     }
                     Err(err) => {
@@ -690,14 +659,9 @@ impl Gate for Tree {
                     }
                 }
             }
-            // Keys go on only as the host signed them (a relay cannot make its subtree check
-            // and pass on a flood of forged ones).
-            Down::Keys(ref bytes)
-                if self.host_of(&room).is_none_or(|host| {
-                    earshot_protocol::private::Keys::decode_verified(bytes, room, &host).is_err()
-                }) =>
-            {
-                debug!(%room, "refused keys from the parent");
+            // Keys go on only as the host signed them, each step once (see `keys`).
+            Down::Keys(ref bytes) if !self.keys_pass(room, bytes) => {
+                debug!(%room, "refused keys from the parent (not the host's, or seen)");
                 Pass::Nobody
             }
             Down::Envelope(_) | Down::Keys(_) | Down::Sealed(_) => {
@@ -732,10 +696,19 @@ impl Gate for Tree {
         }
     }
 
-    fn first(&self, room: RoomId) -> Option<Down> {
+    fn first(&self, room: RoomId) -> Vec<Down> {
         let rooms = self.rooms.lock();
-        let tree = rooms.get(&room)?;
-        Some(Down::Path(tree.subtree.path_for_children()))
+        let Some(tree) = rooms.get(&room) else {
+            return Vec::new();
+        };
+        // Its path, and the host's latest view (who may speak; in a private room, where the
+        // key schedule is: a member that missed a step asks at once, not at the next view).
+        let path = Down::Path(tree.subtree.path_for_children());
+        let view = tree
+            .view
+            .as_ref()
+            .map(|view| Down::View(view.encode().into()));
+        std::iter::once(path).chain(view).collect()
     }
 
     fn evicted(&self, room: RoomId) -> Vec<PeerId> {

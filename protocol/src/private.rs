@@ -119,6 +119,13 @@ impl Epoch {
         }
     }
 
+    /// Four bytes that tell this epoch's secret from another with the same number (a one-way
+    /// function of it: they reveal nothing of it).
+    pub fn check(&self) -> u32 {
+        let bytes = derive(&self.secret.0, &[b"earshot epoch check"]);
+        u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
+    }
+
     /// The key `speaker`'s frames are sealed with in this epoch.
     fn audio_key(&self, speaker: u32) -> ChaCha20Poly1305 {
         let key = derive(&self.secret.0, &[b"earshot audio", &speaker.to_be_bytes()]);
@@ -279,19 +286,40 @@ impl Ring {
     }
 
     /// Steps forward by ratchet to epoch `n` if the newest held is at most [`RING_EPOCHS`]
-    /// behind it and no fresh epoch came between (`fresh`: the last fresh epoch).
-    pub fn ratchet_to(&mut self, room: &RoomId, n: u32, fresh: u32) -> bool {
+    /// behind it, no fresh epoch came between (`fresh`: the last fresh epoch) and, when the
+    /// host said it (`check`: its [`Epoch::check`]), the ratchet arrives at the host's epoch.
+    pub fn ratchet_to(&mut self, room: &RoomId, n: u32, fresh: u32, check: Option<u32>) -> bool {
         let Some(mut epoch) = self.current().cloned() else {
             return false;
         };
         if epoch.n >= n || epoch.n < fresh || n - epoch.n > RING_EPOCHS as u32 {
             return false;
         }
+        let mut steps = Vec::new();
         while epoch.n < n {
             epoch = epoch.ratchet(room);
-            self.insert(epoch.clone());
+            steps.push(epoch.clone());
+        }
+        if check.is_some_and(|check| check != epoch.check()) {
+            return false;
+        }
+        for step in steps {
+            self.insert(step);
         }
         true
+    }
+
+    /// Takes `epoch` from the host where the ring holds another secret under its number (the
+    /// host's schedule started again): that one and every later one are dropped first.
+    pub fn correct(&mut self, epoch: Epoch) -> bool {
+        if let Some(at) = self
+            .epochs
+            .iter()
+            .position(|held| held.n == epoch.n && held.secret != epoch.secret)
+        {
+            self.epochs.truncate(at);
+        }
+        self.insert(epoch)
     }
 
     /// Forgets the epochs before `n` (the host, once the grace after a fresh epoch is over:

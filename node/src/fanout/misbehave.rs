@@ -34,13 +34,19 @@ pub enum Misbehave {
     /// Relay honestly until it feeds [`TURN_AT_CHILDREN`] children, then alter every frame (a
     /// relay that gathers listeners before it turns).
     Turn,
+    /// Relay everything; pass each keys message of a private room on [`KEYS_REPLAYED`] times
+    /// more, and after it a ratchet to the next epoch signed with a key of its own.
+    ForgeKeys,
 }
+
+/// Copies of each keys message a key-forging relay sends besides the one it passes on.
+pub const KEYS_REPLAYED: usize = 10;
 
 /// Children a turning relay gathers before it turns.
 pub const TURN_AT_CHILDREN: usize = 2;
 
 impl Misbehave {
-    pub const ALL: [(&'static str, Misbehave); 10] = [
+    pub const ALL: [(&'static str, Misbehave); 11] = [
         ("alter", Misbehave::Alter),
         ("inject", Misbehave::Inject),
         ("replay", Misbehave::Replay),
@@ -51,6 +57,7 @@ impl Misbehave {
         ("flood-ids", Misbehave::FloodIds),
         ("unassigned-streams", Misbehave::UnassignedStreams),
         ("turn", Misbehave::Turn),
+        ("forge-keys", Misbehave::ForgeKeys),
     ];
 }
 
@@ -116,6 +123,13 @@ impl Tamper {
         }
         let Outgoing::Audio(bytes) = &out else {
             return match (self.kind, &out) {
+                (Misbehave::ForgeKeys, Outgoing::Control(bytes)) => forged_keys(bytes).map_or_else(
+                    || vec![out.clone()],
+                    |mut more| {
+                        more.insert(0, out.clone());
+                        more
+                    },
+                ),
                 // Proofs of frames it never passed on, or that it changed: dropped (an honest
                 // proof would give the forgery away at once; without one it must time out).
                 (Misbehave::Withhold | Misbehave::Replay, Outgoing::Proof(_)) => Vec::new(),
@@ -178,7 +192,10 @@ impl Tamper {
                 }
                 all
             }
-            Misbehave::Impersonate | Misbehave::ClaimCapacity | Misbehave::UnassignedStreams => {
+            Misbehave::Impersonate
+            | Misbehave::ClaimCapacity
+            | Misbehave::UnassignedStreams
+            | Misbehave::ForgeKeys => {
                 vec![out]
             }
         }
@@ -284,4 +301,25 @@ impl super::Fanout {
     pub fn misbehaving(&self) -> Option<Misbehave> {
         self.misbehave.get().copied()
     }
+}
+
+/// After a keys message (encoded `Down`): copies of it, then a ratchet to the next epoch signed
+/// by a key of this relay's making. `None`: not a keys message.
+fn forged_keys(bytes: &[u8]) -> Option<Vec<Outgoing>> {
+    use earshot_protocol::audience::wire::Down;
+    use earshot_protocol::private::{Keys, MAX_KEYS_BYTES};
+    let Ok(Down::Keys(keys)) = Down::decode(bytes) else {
+        return None;
+    };
+    let real: Keys = earshot_protocol::codec::decode(&keys, MAX_KEYS_BYTES).ok()?;
+    let mut out = vec![Outgoing::Control(Arc::new(bytes.to_vec())); KEYS_REPLAYED];
+    let mine = ed25519_dalek::SigningKey::from_bytes(&rand::random());
+    let forged = Keys::ratchet(real.room, real.epoch.wrapping_add(1), &mine);
+    let down = Down::Keys(serde_bytes::ByteBuf::from(forged.encode()));
+    out.push(Outgoing::Control(Arc::new(down.encode())));
+    tracing::warn!(
+        epoch = real.epoch,
+        "misbehaving: replaying keys and forging the next"
+    );
+    Some(out)
 }

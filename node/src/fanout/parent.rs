@@ -83,7 +83,7 @@ impl Fanout {
             peer,
             stream_id,
         };
-        if let Some(first) = self.gate.first(room) {
+        for first in self.gate.first(room) {
             let _ = to_child.try_send(Arc::new(first.encode()));
         }
         // The stream ends when this child's channel closes (it was cut off): only the map and

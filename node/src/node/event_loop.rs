@@ -519,6 +519,13 @@ impl EventLoop {
                 request: RoomRequest::Lobby,
                 then: Pending::Lobby(reply),
             }]),
+            Command::PadSchedule {
+                room,
+                members,
+                reply,
+            } => {
+                let _ = reply.send(self.rooms.private_pad(room, members));
+            }
             Command::Listeners { room, page, reply } => {
                 let Some(joined) = self.rooms.get(&room) else {
                     let _ = reply.send(Err(AttachError::NotInRoom(room)));
@@ -559,6 +566,12 @@ impl EventLoop {
                     let _ = reply.send(Err(AttachError::NotAnEarshotPeer));
                     return;
                 };
+                // Asking the very parent it lost (the host went silent): the connection may be
+                // to a process that is gone; a fresh one reaches the one there now (a host
+                // started again) at once, not after QUIC's idle timeout.
+                if lost == Some(whom.key) && self.swarm.is_connected(&peer) {
+                    let _ = self.swarm.disconnect_peer_id(peer);
+                }
                 let mut addrs = earshot_protocol::addr::from_wire_lossy(&whom.addrs);
                 if let Some(joined) = self.rooms.get(&room)
                     && whom.key == joined.descriptor.host

@@ -17,6 +17,8 @@ use rand::RngExt;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
+use earshot_protocol::audience::host::{AudiencePolicy, HostAudience};
+
 use super::{Now, Rooms, Welcome};
 use crate::effect::{Effect, InboundId};
 use crate::peers::Peers;
@@ -342,4 +344,10 @@ impl Rooms {
             Err(err) => warn!(%room, %err, "could not announce"),
         }
     }
+}
+
+/// The host's side of a room's audience, its views numbered from the clock (milliseconds: a
+/// view goes at most once a second, so a host that restarts numbers past what it sent before).
+pub(super) fn audience(now: Now, room: RoomId) -> HostAudience {
+    HostAudience::new(room, AudiencePolicy::default(), now.instant).first_view(now.wall.as_millis())
 }

@@ -152,6 +152,7 @@ impl Rooms {
             audience.set_keys(ViewKeys {
                 epoch: schedule.current().n,
                 fresh: schedule.fresh_epoch(),
+                check: schedule.current().check(),
             });
         }
         effects.push(Effect::Keyring {
@@ -217,6 +218,28 @@ impl Rooms {
         Ok(Some(serde_bytes::ByteBuf::from(keys.encode())))
     }
 
+    /// Benches: `members` join the key schedule of `room` (a private room this node hosts)
+    /// with no node behind them, so that its fresh epochs are as large as a room of that many.
+    /// Returns the schedule's size.
+    #[doc(hidden)]
+    pub fn private_pad(&mut self, room: RoomId, members: Vec<PeerKey>) -> usize {
+        let Some(private) = self
+            .joined
+            .get_mut(&room)
+            .and_then(|joined| joined.private.as_mut())
+        else {
+            return 0;
+        };
+        let Some(schedule) = private.schedule.as_mut() else {
+            return 0;
+        };
+        for member in members {
+            schedule.add_unsealed(member);
+        }
+        private.dirty = true;
+        schedule.members()
+    }
+
     /// This node's keys for `room` go to the audio plane and the topic.
     pub(super) fn private_ring(&self, room: RoomId, effects: &mut Vec<Effect>) {
         if let Some(private) = self
@@ -275,6 +298,7 @@ impl Rooms {
             audience.set_keys(ViewKeys {
                 epoch: epoch.n,
                 fresh,
+                check: epoch.check(),
             });
         }
         effects.push(Effect::Keyring {
@@ -349,13 +373,13 @@ impl Rooms {
         let stepped = match keys.open(&signing) {
             Some((epoch, topic)) => {
                 private.ring.set_topic(topic);
-                private.ring.insert(epoch)
+                private.ring.correct(epoch)
             }
             None if keys.how == earshot_protocol::private::How::Ratchet => {
                 // A ratchet after no fresh epoch this node missed: fresh is at most the
                 // epoch it holds.
                 let fresh = private.ring.current().map_or(u32::MAX, |held| held.n);
-                private.ring.ratchet_to(&room, keys.epoch, fresh)
+                private.ring.ratchet_to(&room, keys.epoch, fresh, None)
             }
             None => false,
         };
@@ -417,14 +441,18 @@ impl Rooms {
         let Some(private) = joined.private.as_mut() else {
             return;
         };
-        if private
-            .ring
-            .current()
-            .is_none_or(|held| held.n >= keys.epoch)
-        {
+        let Some(held) = private.ring.current() else {
+            return;
+        };
+        // Ahead (a joiner holds the epoch the room steps to next), or where the host is.
+        if held.n > keys.epoch || (held.n == keys.epoch && held.check() == keys.check) {
             return;
         }
-        if private.ring.ratchet_to(&room, keys.epoch, keys.fresh) {
+        if held.n < keys.epoch
+            && private
+                .ring
+                .ratchet_to(&room, keys.epoch, keys.fresh, Some(keys.check))
+        {
             effects.push(Effect::Keyring {
                 room,
                 ring: private.ring.clone(),
@@ -562,22 +590,7 @@ impl Rooms {
             Ok(plain) => Down::decode(&plain),
             Err(err) => {
                 debug!(%room, %err, "a sealed message this node cannot open");
-                // The host's own message, under an epoch this member does not hold (say, the
-                // host restarted without its schedule): it asks the host, which gives it the
-                // epoch or tells it it is no longer a member. (A relay that makes up sealed
-                // messages costs it one question in two seconds.)
-                // Under an older epoch (a joiner holds the next one already) it waits.
-                let newer = earshot_protocol::private::Sealed::decode(bytes).is_ok_and(|sealed| {
-                    private
-                        .ring
-                        .current()
-                        .is_some_and(|held| sealed.epoch >= held.n)
-                });
-                let mut effects = Vec::new();
-                if newer && self.reads_sealed(&room) {
-                    self.ask_keys(now, room, &mut effects);
-                }
-                return effects;
+                return Vec::new();
             }
         };
         match inner {

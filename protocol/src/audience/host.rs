@@ -119,6 +119,13 @@ impl HostAudience {
         }
     }
 
+    /// Numbers the views from `seq` on (the host's clock, so that a host that restarts goes on
+    /// past the views its listeners hold, which they keep until a newer one comes).
+    pub fn first_view(mut self, seq: u64) -> Self {
+        self.seq = seq;
+        self
+    }
+
     pub fn new(room: RoomId, policy: AudiencePolicy, now: Instant) -> Self {
         let per_sec = f64::from(policy.chat_per_minute) / 60.0;
         Self {

@@ -93,6 +93,9 @@ pub struct AudienceView {
 pub struct ViewKeys {
     pub epoch: u32,
     pub fresh: u32,
+    /// The epoch's [`crate::private::Epoch::check`]: a member that steps forward on its own
+    /// knows it arrived at the host's secret, not at one of a schedule the host lost.
+    pub check: u32,
 }
 
 #[derive(Serialize)]

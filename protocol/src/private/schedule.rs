@@ -256,10 +256,15 @@ impl Schedule {
         .pop()
     }
 
-    /// A member added without sealing anything to it (filling a room in tests).
-    #[cfg(test)]
-    pub(super) fn insert_unsealed(&mut self, member: PeerKey) {
-        self.members.insert(member, (None, None));
+    /// A member added without sealing anything to it now (benches fill a room to its size
+    /// this way: each fresh epoch is sealed to it like to any member). `false`: the room is full.
+    #[doc(hidden)]
+    pub fn add_unsealed(&mut self, member: PeerKey) -> bool {
+        if self.members.len() >= MAX_MEMBERS && !self.members.contains_key(&member) {
+            return false;
+        }
+        self.members.entry(member).or_insert((None, None));
+        true
     }
 
     /// Takes `member` out for good: the next step is a fresh epoch it does not get, and it is

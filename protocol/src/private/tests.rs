@@ -93,11 +93,11 @@ fn a_joiner_given_the_next_epoch_cannot_read_the_one_before() {
 
     // A member steps forward on its own and reads both.
     let mut member = ring_with(&[&before]);
-    assert!(member.ratchet_to(&room(), 6, 0));
+    assert!(member.ratchet_to(&room(), 6, 0, None));
     assert!(member.open_frame(&old).is_ok());
     assert!(member.open_frame(&new).is_ok());
     // But not across a fresh epoch.
-    assert!(!member.ratchet_to(&room(), 8, 7));
+    assert!(!member.ratchet_to(&room(), 8, 7, None));
 }
 
 #[test]
@@ -269,7 +269,7 @@ fn a_full_private_room_admits_nobody_new() {
                 .admit(member, (None, None), [3; 32], &host)
                 .expect("room");
         } else {
-            schedule.insert_unsealed(member);
+            assert!(schedule.add_unsealed(member));
         }
     }
     assert_eq!(
@@ -372,4 +372,22 @@ fn a_kept_schedule_goes_on_where_it_was_and_keeps_the_removed_out() {
 
 fn earshot_cap(n: u8) -> crate::id::CapId {
     crate::id::CapId([n; 16])
+}
+
+#[test]
+fn a_member_steps_forward_only_to_the_hosts_epoch_and_takes_the_hosts_word_over_its_own() {
+    let mine = Epoch::new(5, Secret::from_bytes([1; 32]));
+    let hosts = mine.ratchet(&room()).ratchet(&room());
+    let mut ring = ring_with(&[&mine]);
+    // The host's view says epoch 7 with another secret's check (it started its schedule
+    // again): the member does not step to a secret of its own making.
+    let other = Epoch::new(7, Secret::from_bytes([9; 32]));
+    assert!(!ring.ratchet_to(&room(), 7, 0, Some(other.check())));
+    assert_eq!(ring.current(), Some(&mine));
+    assert!(ring.ratchet_to(&room(), 7, 0, Some(hosts.check())));
+    assert_eq!(ring.current(), Some(&hosts));
+    // The host seals it another secret under a number it holds: the host's word stands.
+    assert!(ring.correct(other.clone()));
+    assert_eq!(ring.current(), Some(&other));
+    assert!(!ring.correct(other), "the same again changes nothing");
 }
