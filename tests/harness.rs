@@ -15,7 +15,7 @@ pub struct TestHome {
 impl TestHome {
     pub fn new() -> Self {
         Self {
-            dir: tempfile::tempdir().expect("temporary directory"),
+            dir: crate::harness::private_dir(),
         }
     }
 
@@ -109,4 +109,14 @@ pub fn code(output: &Output) -> i32 {
 
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A temporary data directory as `earshot` makes one: private to the user (mode 0700; one that
+/// others can read is refused).
+pub fn private_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
+        .expect("a private temporary directory")
 }

@@ -65,7 +65,7 @@ impl TestNode {
         tree_by_hand: bool,
         unchecked_audio: bool,
     ) -> Self {
-        let home = tempfile::tempdir().expect("temporary directory");
+        let home = crate::harness::private_dir();
         let identity = Identity::create(home.path()).expect("identity");
         let signing = identity.signing_key().clone();
         let node = Node::spawn(

@@ -44,19 +44,58 @@ fn captured(stderr: bool, args: std::fmt::Arguments<'_>) -> bool {
     })
 }
 
+/// Whether a terminal would act on `c` rather than show it: control characters (C0, DEL, C1:
+/// escape sequences, carriage returns, backspaces) and the marks that reorder text (bidi
+/// overrides and isolates, which can make a name read as something else).
+fn acted_on(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` with every character a terminal would act on written as a `\u00XX` escape (which a
+/// JSON string reads back as the same character), line breaks and tabs too unless `lines`.
+/// Names, titles and chat come from strangers: printed through this, they cannot clear the
+/// screen, colour it, or fake a line of their own ("The room was ended by …").
+pub fn printable(text: &str, lines: bool) -> std::borrow::Cow<'_, str> {
+    let kept = |c: char| lines && matches!(c, '\n' | '\t');
+    if !text.chars().any(|c| acted_on(c) && !kept(c)) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if acted_on(c) && !kept(c) {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// One line of text from strangers, shown as one line (its breaks escaped too).
+pub fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    printable(text, false)
+}
+
 pub fn write_err_line(args: std::fmt::Arguments<'_>) {
-    if !captured(true, args) {
-        eprintln!("{args}");
+    let line = args.to_string();
+    let line = printable(&line, true);
+    if !captured(true, format_args!("{line}")) {
+        eprintln!("{line}");
     }
 }
 
+/// Writes a line of stdout, with whatever a terminal would act on escaped (see [`printable`]):
+/// nothing printed through `say!` can move the cursor, clear or colour the screen.
 pub fn write_line(args: std::fmt::Arguments<'_>) {
     use std::io::Write;
-    if captured(false, args) {
+    let line = args.to_string();
+    let line = printable(&line, true);
+    if captured(false, format_args!("{line}")) {
         return;
     }
     let mut out = std::io::stdout().lock();
-    if let Err(err) = writeln!(out, "{args}") {
+    if let Err(err) = writeln!(out, "{line}") {
         if err.kind() == std::io::ErrorKind::BrokenPipe {
             std::process::exit(0);
         }
@@ -121,4 +160,32 @@ pub fn chain_json(capability: &Capability) -> Value {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_terminal_would_act_on_is_shown_escaped() {
+        let name = "Hana\n\u{1b}[2J\u{1b}[31mThe room was ended by Hana\r\u{9b}6n\u{202e}olleh";
+        let shown = one_line(name);
+        assert!(!shown.chars().any(acted_on), "{shown}");
+        assert!(!shown.contains('\n'));
+        assert_eq!(
+            shown,
+            "Hana\\u000a\\u001b[2J\\u001b[31mThe room was ended by Hana\\u000d\\u009b6n\\u202eolleh"
+        );
+        // Our own multi-line text keeps its lines; plain text is not copied.
+        assert_eq!(printable("a\n\tb", true), "a\n\tb");
+        assert!(matches!(
+            printable("café 🦜", false),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        // In a JSON line the escape reads back as the same character.
+        let json = serde_json::to_string(&serde_json::json!({ "name": "a\u{9b}b" })).expect("json");
+        let shown = printable(&json, true);
+        let back: serde_json::Value = serde_json::from_str(&shown).expect("still JSON");
+        assert_eq!(back["name"], "a\u{9b}b");
+    }
 }

@@ -25,8 +25,13 @@ pub struct Text {
 }
 
 impl Text {
-    /// The lines for `event` (none for events people need not see).
+    /// The lines for `event` (none for events people need not see), each one line whatever
+    /// names, titles or chat in it hold (see [`crate::output::one_line`]).
     pub fn lines(&mut self, event: &Event) -> Vec<String> {
+        one_line_each(self.lines_of(event))
+    }
+
+    fn lines_of(&mut self, event: &Event) -> Vec<String> {
         self.learn(event);
         let line = |text: String| vec![text];
         match event {
@@ -50,7 +55,8 @@ impl Text {
                         lines.push(format!("  reachable at {addr}"));
                     }
                 }
-                lines.push(format!("Listener link (7 days):\n{listener_link}"));
+                lines.push("Listener link (7 days):".into());
+                lines.push(listener_link.to_string());
                 lines.push(
                     "Type /help for commands; anything else is chat. /end closes the room.".into(),
                 );
@@ -148,7 +154,10 @@ impl Text {
                 role,
                 expires_at,
                 link,
-            } => line(format!("{role} link, valid until {expires_at}:\n{link}")),
+            } => vec![
+                format!("{role} link, valid until {expires_at}:"),
+                link.to_string(),
+            ],
             Event::SelfMuted { muted: true } => line("Your microphone is off.".into()),
             Event::SelfMuted { muted: false } => line("Your microphone is on.".into()),
             Event::Note { message } => line(format!("Note: {message}")),
@@ -334,6 +343,10 @@ impl Text {
 
     /// `/audio`: this node's audio, for people.
     pub fn audio(&self, stats: &AudioStats, host: bool) -> Vec<String> {
+        one_line_each(self.audio_lines(stats, host))
+    }
+
+    fn audio_lines(&self, stats: &AudioStats, host: bool) -> Vec<String> {
         let mut lines = Vec::new();
         match (&stats.parent, stats.depth) {
             (Some(parent), depth) => lines.push(format!(
@@ -378,19 +391,51 @@ impl Text {
 
     /// `/tree`: one line per node, indented by depth.
     pub fn tree(&self, nodes: &[TreeNode]) -> Vec<String> {
-        nodes
-            .iter()
-            .map(|node| match node.depth {
-                Some(depth) => format!("{}{}", "  ".repeat(usize::from(depth)), node.name),
-                None => format!("  (not attached) {}", node.name),
-            })
-            .collect()
+        one_line_each(
+            nodes
+                .iter()
+                .map(|node| match node.depth {
+                    Some(depth) => format!("{}{}", "  ".repeat(usize::from(depth)), node.name),
+                    None => format!("  (not attached) {}", node.name),
+                })
+                .collect(),
+        )
     }
+}
+
+/// Each line as one line: a break or control character inside (from a name, a title, a chat
+/// message) is escaped.
+fn one_line_each(lines: Vec<String>) -> Vec<String> {
+    lines
+        .into_iter()
+        .map(|line| crate::output::one_line(&line).into_owned())
+        .collect()
 }
 
 fn article(role: RoomRole) -> &'static str {
     match role {
         RoomRole::Listener | RoomRole::Speaker | RoomRole::Moderator => "a",
         RoomRole::Host => "the",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stranger_cannot_fake_a_line_or_drive_the_terminal() {
+        let mut text = Text::default();
+        let chat = Event::Chat {
+            room: earshot_protocol::RoomId([1; 16]),
+            from: PeerKey([2; 32]),
+            name: "mal\nThe room was ended by Hana".into(),
+            text: "\u{1b}[2J\u{1b}[31mhi\r".into(),
+            at: earshot_protocol::Timestamp(0),
+        };
+        let lines = text.lines(&chat);
+        assert_eq!(lines.len(), 1);
+        assert!(!lines[0].contains(['\n', '\r', '\u{1b}']), "{}", lines[0]);
+        assert!(lines[0].starts_with("[mal\\u000aThe room was ended by Hana]"));
     }
 }

@@ -320,6 +320,8 @@ async fn rekeys(listeners: usize, args: &Args) -> RekeyRun {
     let room = descriptor.id;
     let joins_started = Instant::now();
     let mut members: Vec<Node> = Vec::new();
+    // Each listener's events: what closed a room that closed (printed if a rekey fails).
+    let mut events = Vec::new();
     let mut retried = 0;
     for i in 0..listeners {
         let node = spawn(DEFAULT_MAX_CHILDREN).await;
@@ -335,6 +337,7 @@ async fn rekeys(listeners: usize, args: &Args) -> RekeyRun {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         retried += tries;
+        events.push(node.subscribe());
         members.push(node);
         eprint!("\r{listeners}: {} joined", i + 1);
     }
@@ -438,6 +441,7 @@ async fn rekeys(listeners: usize, args: &Args) -> RekeyRun {
         let out = leaves[(round * 7) % leaves.len()];
         let removed = members.remove(out);
         counters.remove(out);
+        events.remove(out);
         let removed_depth = removed.tree(&room).map_or(0, |tree| tree.depth);
         let depths: Vec<u16> = members
             .iter()
@@ -462,14 +466,16 @@ async fn rekeys(listeners: usize, args: &Args) -> RekeyRun {
         let acted = start.elapsed();
         let mut fresh: Option<(Epoch, Duration)> = None;
         let mut held: Vec<Option<Duration>> = vec![None; members.len()];
-        poll("every listener holding the fresh epoch", REKEY_WAIT, || {
+        let all_held = poll_while(REKEY_WAIT, || {
             let at = start.elapsed();
             if fresh.is_none() {
                 fresh = epoch_of(&host, &room)
                     .filter(|epoch| epoch.n > before)
                     .map(|epoch| (epoch, at));
             }
-            let (epoch, _) = fresh.as_ref()?;
+            let Some((epoch, _)) = fresh.as_ref() else {
+                return false;
+            };
             for (member, held) in members.iter().zip(held.iter_mut()) {
                 if held.is_none()
                     && let Some(mine) = epoch_of(member, &room)
@@ -479,9 +485,41 @@ async fn rekeys(listeners: usize, args: &Args) -> RekeyRun {
                     *held = Some(at);
                 }
             }
-            held.iter().all(Option::is_some).then_some(())
+            held.iter().all(Option::is_some)
         })
         .await;
+        if !all_held {
+            // Who is missing it, and where they are.
+            for ((member, held), events) in members.iter().zip(&held).zip(events.iter_mut()) {
+                if held.is_none() {
+                    loop {
+                        let event = match events.try_recv() {
+                            Ok(event) => event,
+                            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => continue,
+                            Err(_) => break,
+                        };
+                        if matches!(
+                            event,
+                            earshot_node::Event::Closed { .. } | earshot_node::Event::Error { .. }
+                        ) {
+                            eprintln!("{listeners}: {}: {event:?}", member.key().short());
+                        }
+                    }
+                    let tree = member.tree(&room);
+                    eprintln!(
+                        "{listeners}: without it: {} at depth {:?}, parent {:?}, holding {:?}",
+                        member.key().short(),
+                        tree.as_ref().map(|t| t.depth),
+                        tree.as_ref()
+                            .and_then(|t| t.path.first().map(|p| p.short().to_string())),
+                        epoch_of(member, &room).map(|e| e.n)
+                    );
+                }
+            }
+            panic!(
+                "timed out after {REKEY_WAIT:?} waiting for every listener holding the fresh epoch"
+            );
+        }
         let (epoch, host_stepped) = fresh.expect("the host stepped");
         assert!(
             epoch_of(&removed, &room).is_none_or(|theirs| theirs.n < epoch.n),
@@ -1128,6 +1166,14 @@ fn print_ears(rooms: &[Ears], steady: Duration) {
 }
 
 fn main() {
+    // `EARSHOT_BENCH_LOG=FILTER` logs the nodes (all in this process) to standard error.
+    if let Ok(filter) = std::env::var("EARSHOT_BENCH_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_ansi(false)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let args = Args::parse();
     let started = Instant::now();
     eprintln!("components: Keys::fresh for {ESTIMATE_MEMBERS}, the last member's opening");

@@ -4,10 +4,12 @@
 //! or joining a room), it serves `control.sock` in the data directory; a command that finds the
 //! database locked sends its arguments there instead, and the running node executes it with the
 //! database it already holds. Requests and replies are one JSON line each. The socket is private
-//! to the user (mode 0600, inside the 0700 data directory).
+//! to the user: mode 0600 from the moment anyone could reach it, inside the 0700 data directory
+//! (one others can read or write is refused), and it answers only processes of the data
+//! directory's owner.
 
 use std::io;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -62,14 +64,39 @@ where
         path: path.clone(),
         source,
     };
-    let listener = UnixListener::bind(&path).map_err(io_err)?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(io_err)?;
+    // Bound in a directory of its own that only this user can enter, made private, then moved
+    // into place: nobody can connect in the moment between binding and the mode.
+    let private = home.join(format!(".control-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&private);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&private)
+        .map_err(io_err)?;
+    let bound = private.join(SOCKET);
+    let listener = UnixListener::bind(&bound).map_err(io_err);
+    let placed = listener.and_then(|listener| {
+        std::fs::set_permissions(&bound, std::fs::Permissions::from_mode(0o600))
+            .and_then(|()| std::fs::rename(&bound, &path))
+            .map_err(io_err)?;
+        Ok(listener)
+    });
+    let _ = std::fs::remove_dir_all(&private);
+    let listener = placed?;
+    // Only this user's processes are answered (the owner of the data directory).
+    let owner = std::fs::metadata(home).map_err(io_err)?.uid();
     let handler = Arc::new(handler);
     Ok(tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
+            match stream.peer_cred() {
+                Ok(caller) if caller.uid() == owner => {}
+                caller => {
+                    tracing::warn!(?caller, "refused a control connection from another user");
+                    continue;
+                }
+            }
             let handler = Arc::clone(&handler);
             tokio::spawn(async move {
                 if let Err(err) = answer(stream, handler).await {

@@ -64,3 +64,13 @@ pub fn invite(
         bootstrap: room.addrs(),
     }
 }
+
+/// A temporary data directory as `earshot` makes one: private to the user (mode 0700; one that
+/// others can read is refused).
+pub fn private_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
+        .expect("a private temporary directory")
+}

@@ -360,7 +360,7 @@ mod tests {
 
     #[test]
     fn rooms_persist_and_are_found_by_prefix_or_title() {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = crate::fixtures::private_dir();
         let now = Timestamp::from_secs(1_800_000_000);
         let id = {
             let home = Home::open(dir.path()).expect("open");
@@ -394,7 +394,7 @@ mod tests {
 
     #[test]
     fn invites_from_the_host_verify_and_are_remembered() {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = crate::fixtures::private_dir();
         let now = Timestamp::from_secs(1_800_000_000);
         let home = Home::open(dir.path()).expect("open");
         let room = home.create_room(new_room("Book club"), now).expect("room");
@@ -436,7 +436,7 @@ mod tests {
 
     #[test]
     fn a_store_in_use_is_a_clear_locked_error() {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = crate::fixtures::private_dir();
         let _first = Store::open(dir.path()).expect("open");
         let second = Store::open(dir.path());
         assert!(

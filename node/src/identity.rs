@@ -41,6 +41,12 @@ pub enum IdentityError {
     Io { path: PathBuf, source: io::Error },
     #[error("the operating system's random number generator failed: {0}")]
     Random(getrandom::Error),
+    #[error(
+        "the data directory {path} can be read or written by other users (mode {mode:o}); it \
+         holds this node's private key: make it private with `chmod 700 {path}`",
+        path = path.display()
+    )]
+    Exposed { path: PathBuf, mode: u32 },
 }
 
 /// What [`Identity::init`] did.
@@ -165,7 +171,9 @@ impl Identity {
     }
 }
 
-/// Creates `dir` (and parents) if missing, private to the user.
+/// Creates `dir` (and parents) if missing, private to the user; one that exists must be private
+/// already (nobody else may read or write it: it holds the key, the database and the control
+/// socket).
 pub(crate) fn ensure_dir(dir: &Path) -> Result<(), IdentityError> {
     let io_err = |source| IdentityError::Io {
         path: dir.to_owned(),
@@ -174,6 +182,13 @@ pub(crate) fn ensure_dir(dir: &Path) -> Result<(), IdentityError> {
     if !dir.exists() {
         fs::create_dir_all(dir).map_err(io_err)?;
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err)?;
+    }
+    let mode = fs::metadata(dir).map_err(io_err)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(IdentityError::Exposed {
+            path: dir.to_owned(),
+            mode,
+        });
     }
     Ok(())
 }
@@ -184,7 +199,7 @@ mod tests {
 
     #[test]
     fn create_then_load_gives_the_same_key_with_a_private_file() {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = crate::fixtures::private_dir();
         let created = Identity::create(dir.path()).expect("create");
         let loaded = Identity::load(dir.path()).expect("load");
         assert_eq!(created.key(), loaded.key());
@@ -196,8 +211,25 @@ mod tests {
     }
 
     #[test]
+    fn a_data_directory_others_can_read_or_write_is_refused() {
+        let dir = crate::fixtures::private_dir();
+        for mode in [0o755, 0o770, 0o707, 0o701] {
+            fs::set_permissions(dir.path(), fs::Permissions::from_mode(mode)).expect("chmod");
+            let err = Identity::init(dir.path()).expect_err("refused");
+            assert!(
+                matches!(err, IdentityError::Exposed { mode: m, .. } if m == mode),
+                "{err}"
+            );
+            assert!(err.to_string().contains("chmod 700"), "{err}");
+        }
+        assert!(!dir.path().join(KEY_FILE).exists(), "no key written there");
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).expect("chmod");
+        Identity::init(dir.path()).expect("a private one is used");
+    }
+
+    #[test]
     fn never_overwrites_and_init_is_idempotent() {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = crate::fixtures::private_dir();
         let (first, outcome) = Identity::init(dir.path()).expect("init");
         assert_eq!(outcome, InitOutcome::Created);
         assert!(matches!(
@@ -211,7 +243,7 @@ mod tests {
 
     #[test]
     fn peer_id_and_signing_key_are_one_identity() {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = crate::fixtures::private_dir();
         let identity = Identity::create(dir.path()).expect("create");
         assert_eq!(identity.key().to_peer_id().ok(), Some(identity.peer_id()));
         assert_eq!(
@@ -222,7 +254,7 @@ mod tests {
 
     #[test]
     fn corrupt_and_missing_key_files_are_clear_errors() {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = crate::fixtures::private_dir();
         assert!(matches!(
             Identity::load(dir.path()),
             Err(IdentityError::NotInitialised { .. })

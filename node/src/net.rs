@@ -8,7 +8,7 @@
 use std::io;
 use std::time::Duration;
 
-use earshot_protocol::snapshot::{MAX_RPC_BYTES, RoomRequest, RoomResponse};
+use earshot_protocol::snapshot::{MAX_REQUEST_BYTES, MAX_RPC_BYTES, RoomRequest, RoomResponse};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::gossipsub::{self, MessageAuthenticity, ValidationMode};
 use libp2p::swarm::NetworkBehaviour;
@@ -258,7 +258,9 @@ pub fn build_swarm(identity: &Identity, config: &NetConfig) -> Result<Swarm<Beha
                 rooms: request_response::Behaviour::with_codec(
                     RoomCodec,
                     [(ROOM_PROTOCOL, request_response::ProtocolSupport::Full)],
-                    request_response::Config::default().with_request_timeout(request_timeout),
+                    request_response::Config::default()
+                        .with_request_timeout(request_timeout)
+                        .with_max_concurrent_streams(MAX_REQUESTS_PER_CONNECTION),
                 ),
                 identify: identify::Behaviour::new(
                     identify::Config::new(IDENTIFY_VERSION.into(), key.public())
@@ -327,18 +329,24 @@ fn score_thresholds() -> gossipsub::PeerScoreThresholds {
     }
 }
 
+/// Room-protocol requests one connection may have open at once (libp2p's default is 100; a node
+/// asks a peer one or two things at a time).
+pub const MAX_REQUESTS_PER_CONNECTION: usize = 16;
+
 /// Length-prefixed postcard on the room protocol.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RoomCodec;
 
-async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Vec<u8>> {
+/// Reads one length-prefixed message of at most `max` bytes (a longer one is refused before
+/// anything of it is read).
+async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     io.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_RPC_BYTES {
+    if len > max {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("{len}-byte message is over the {MAX_RPC_BYTES}-byte limit"),
+            format!("{len}-byte message is over the {max}-byte limit"),
         ));
     }
     let mut bytes = vec![0; len];
@@ -367,14 +375,14 @@ impl request_response::Codec for RoomCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        RoomRequest::decode(&read_frame(io).await?).map_err(invalid)
+        RoomRequest::decode(&read_frame(io, MAX_REQUEST_BYTES).await?).map_err(invalid)
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<RoomResponse>
     where
         T: AsyncRead + Unpin + Send,
     {
-        RoomResponse::decode(&read_frame(io).await?).map_err(invalid)
+        RoomResponse::decode(&read_frame(io, MAX_RPC_BYTES).await?).map_err(invalid)
     }
 
     async fn write_request<T>(
@@ -399,5 +407,34 @@ impl request_response::Codec for RoomCodec {
         T: AsyncWrite + Unpin + Send,
     {
         write_frame(io, &response.encode()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use libp2p::request_response::Codec;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_request_over_the_limit_is_refused_before_it_is_read() {
+        // A stranger announces a 4 MiB request and sends 8 bytes of it: refused from the
+        // length alone (nothing of that size is allocated or waited for).
+        let mut bytes = (4u32 << 20).to_be_bytes().to_vec();
+        bytes.extend_from_slice(&[0; 8]);
+        let mut io = futures::io::Cursor::new(bytes);
+        let err = RoomCodec
+            .read_request(&ROOM_PROTOCOL, &mut io)
+            .await
+            .expect_err("refused");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("limit"), "{err}");
+        // The largest honest request fits.
+        let join = RoomRequest::Join {
+            envelope: serde_bytes::ByteBuf::from(
+                vec![0; earshot_protocol::envelope::MAX_ENVELOPE_BYTES],
+            ),
+        };
+        assert!(join.encode().len() <= MAX_REQUEST_BYTES);
     }
 }

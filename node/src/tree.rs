@@ -21,6 +21,7 @@ use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tracing::debug;
 
+mod flood;
 mod keys;
 mod view;
 
@@ -83,6 +84,9 @@ struct RoomTree {
     /// [`Tree::is_entry`]).
     carrying: bool,
     keys: keys::SeenKeys,
+    /// Unchecked messages passed down (see `flood`), and how many were dropped.
+    downs: earshot_protocol::audience::subtree::Bucket,
+    flooded: u64,
 }
 
 impl RoomTree {
@@ -167,6 +171,8 @@ impl Tree {
             evict: Vec::new(),
             carrying: false,
             keys: keys::SeenKeys::default(),
+            downs: flood::budget(Instant::now()),
+            flooded: 0,
         });
     }
 
@@ -658,6 +664,12 @@ impl Gate for Tree {
                         Pass::Nobody
                     }
                 }
+            }
+            // What nobody on the way can check goes on within a budget (see `flood`).
+            Down::Envelope(_) | Down::Sealed(_) | Down::Notice { .. }
+                if !self.down_budget(room) =>
+            {
+                Pass::Nobody
             }
             // Keys go on only as the host signed them, each step once (see `keys`).
             Down::Keys(ref bytes) if !self.keys_pass(room, bytes) => {

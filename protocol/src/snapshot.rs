@@ -23,6 +23,17 @@ use crate::state::RoomState;
 pub const MAX_SNAPSHOT_BYTES: usize = 4 << 20;
 /// Largest request or response on the room protocol other than a snapshot.
 pub const MAX_RPC_BYTES: usize = MAX_SNAPSHOT_BYTES + 1024;
+/// Largest request on the room protocol (a join's envelope, or an attach's ticket): what a node
+/// reads of a request before refusing it, so that a stranger's request costs it a few KB, not
+/// [`MAX_RPC_BYTES`].
+pub const MAX_REQUEST_BYTES: usize = const_max(
+    crate::envelope::MAX_ENVELOPE_BYTES,
+    crate::audience::ticket::MAX_TICKET_BYTES,
+) + 64;
+
+const fn const_max(a: usize, b: usize) -> usize {
+    if a > b { a } else { b }
+}
 /// Most peers a snapshot suggests dialling.
 pub const MAX_PEER_HINTS: usize = 8;
 /// Most speakers an announcement lists.
@@ -420,10 +431,7 @@ impl RoomRequest {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        // The largest request: a join's envelope, or an attach's ticket.
-        let max =
-            crate::envelope::MAX_ENVELOPE_BYTES.max(crate::audience::ticket::MAX_TICKET_BYTES);
-        codec::decode(bytes, max + 64)
+        codec::decode(bytes, MAX_REQUEST_BYTES)
     }
 }
 

@@ -21,7 +21,7 @@ use tokio::sync::broadcast;
 use super::Context;
 use super::reachability::{ReachabilityArgs, ReachabilitySettings};
 use crate::Exit;
-use crate::output::{print_event, say, shout};
+use crate::output::{one_line, print_event, say, shout};
 use crate::render::Text;
 use crate::runtime::{Runtime, stop_requested};
 
@@ -490,7 +490,7 @@ impl<'a> Live<'a> {
         let listeners = view.view.as_ref().map_or(0, |audience| audience.listeners);
         say!(
             "\"{}\": {} on stage, {listeners} listening{}",
-            view.descriptor.title,
+            one_line(&view.descriptor.title),
             state.stage().len(),
             if state.recording.value {
                 ", recording"
@@ -512,7 +512,7 @@ impl<'a> Live<'a> {
             say!(
                 "  {:<10} {:<16} {}{}",
                 member.role().as_str(),
-                member.display_name(),
+                one_line(&member.display_name()),
                 member.key.as_peer_id(),
                 if notes.is_empty() {
                     String::new()
@@ -542,7 +542,7 @@ impl<'a> Live<'a> {
                     say!(
                         "  {:<10} {:<16} {}",
                         "listener",
-                        hand.name,
+                        one_line(&hand.name),
                         hand.key.as_peer_id()
                     );
                 }

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::Context;
 use crate::Exit;
-use crate::output::{print_json, say};
+use crate::output::{one_line, print_json, say};
 
 #[derive(Debug, Args)]
 pub struct RoomsArgs {
@@ -92,15 +92,15 @@ pub fn rooms(ctx: &Context, args: RoomsArgs) -> anyhow::Result<Exit> {
         for a in &rooms {
             say!(
                 "\"{}\"  {} listening  on stage: {}",
-                a.descriptor.title,
+                one_line(&a.descriptor.title),
                 a.listeners,
-                a.speakers.join(", ")
+                one_line(&a.speakers.join(", "))
             );
             say!("  {}", a.link());
             for replay in &a.replays {
                 say!(
                     "  ▶ replay \"{}\" ({} KiB): earshot recordings fetch {}",
-                    replay.title,
+                    one_line(&replay.title),
                     replay.bytes / 1024,
                     replay.link().encode()
                 );

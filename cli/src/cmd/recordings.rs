@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use super::Context;
 use crate::Exit;
-use crate::output::{print_event, print_json, say};
+use crate::output::{one_line, print_event, print_json, say};
 
 mod fetch;
 mod verify;
@@ -127,7 +127,7 @@ pub fn run(ctx: &Context, command: RecordingsCommand) -> anyhow::Result<Exit> {
                     say!(
                         "{:<10} {:<24} {:<20} {:>9} {:>8}  {}",
                         meta.id.short(),
-                        truncate(&meta.title, 24),
+                        truncate(&one_line(&meta.title), 24),
                         meta.started_at
                             .to_string()
                             .chars()
@@ -145,7 +145,7 @@ pub fn run(ctx: &Context, command: RecordingsCommand) -> anyhow::Result<Exit> {
             if ctx.json {
                 print_json(&meta_json(&meta));
             } else {
-                say!("Recording {} of \"{}\"", meta.id, meta.title);
+                say!("Recording {} of \"{}\"", meta.id, one_line(&meta.title));
                 say!("  room:     {}", meta.room);
                 say!("  host:     {}", meta.host.as_peer_id());
                 say!(
@@ -173,7 +173,7 @@ pub fn run(ctx: &Context, command: RecordingsCommand) -> anyhow::Result<Exit> {
                 for info in meta.speakers.values() {
                     say!(
                         "  speaker:  {:<16} {} ({:.1} s)",
-                        info.name,
+                        one_line(&info.name),
                         info.key
                             .map(|k| k.as_peer_id().to_string())
                             .unwrap_or_default(),

@@ -143,7 +143,7 @@ impl RecordingMeta {
     }
 
     pub fn duration(&self) -> Duration {
-        Duration::from_micros(self.duration_samples * 1_000_000 / 48_000)
+        Duration::from_micros(self.duration_samples.saturating_mul(1_000) / 48)
     }
 }
 

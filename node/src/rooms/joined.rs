@@ -330,7 +330,8 @@ impl Joined {
     }
 
     /// Keeps the replays announced in the room (newest last, at most
-    /// [`MAX_ANNOUNCED_REPLAYS`]) for the room's lobby entry.
+    /// [`MAX_ANNOUNCED_REPLAYS`]) for the room's lobby entry: only those the host or a
+    /// moderator recorded (the lobby entry is the host's word; a listener's replay is its own).
     pub fn note_replays(&mut self, changes: &[RoomChange]) {
         for change in changes {
             if let RoomChange::ReplayAvailable {
@@ -342,6 +343,17 @@ impl Joined {
                 ..
             } = change
             {
+                let vouched = *recorder == self.descriptor.host
+                    || self.state.members.get(recorder).is_some_and(|member| {
+                        matches!(
+                            member.role(),
+                            earshot_protocol::state::RoomRole::Host
+                                | earshot_protocol::state::RoomRole::Moderator
+                        )
+                    });
+                if !vouched {
+                    continue;
+                }
                 self.replays.retain(|replay| replay.manifest != *manifest);
                 self.replays.push(AnnouncedReplay {
                     manifest: *manifest,
@@ -354,5 +366,48 @@ impl Joined {
                 self.replays.drain(..excess);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use earshot_protocol::replay::ManifestId;
+    use earshot_protocol::{RecordingId, RoomId, Visibility};
+
+    use super::*;
+    use crate::fixtures::{descriptor, key, signing};
+
+    fn replay(recorder: PeerKey, n: u8) -> RoomChange {
+        RoomChange::ReplayAvailable {
+            by: recorder,
+            manifest: ManifestId([n; 16]),
+            recording: RecordingId([n; 16]),
+            recorder,
+            title: format!("replay {n}"),
+            bytes: 1,
+            addrs: Vec::new(),
+            key: None,
+        }
+    }
+
+    #[test]
+    fn only_the_hosts_and_moderators_replays_go_into_the_lobby_entry() {
+        let host = signing(1);
+        let room = descriptor(&host, RoomId([9; 16]), Visibility::Public);
+        let state = RoomState::new(room.id, room.host);
+        let mut joined = Joined::new(
+            room,
+            state,
+            Authority::Host,
+            "ana".into(),
+            1,
+            Instant::now(),
+        );
+        // A listener's replay of the room (its own recording) is its own, not the host's word.
+        joined.note_replays(&[replay(key(2), 1)]);
+        assert!(joined.replays.is_empty());
+        joined.note_replays(&[replay(key(1), 2)]);
+        assert_eq!(joined.replays.len(), 1);
+        assert_eq!(joined.replays[0].recorder, key(1));
     }
 }

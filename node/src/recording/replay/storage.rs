@@ -8,6 +8,7 @@
 
 use std::collections::BTreeSet;
 
+use earshot_protocol::frame::SAMPLES_PER_FRAME;
 use earshot_protocol::replay::{
     ChunkHash, ContentReader, ContentRecord, DEFAULT_CHUNK_BYTES, MAX_CHUNKS, ManifestId,
     ManifestSpec, ReplayManifest, ReplaySpeaker,
@@ -16,6 +17,7 @@ use earshot_protocol::{RecordingId, Verified};
 use tracing::warn;
 
 use super::ReplayError;
+use crate::audio::SAMPLE_RATE;
 use crate::recording::store::{RecordingMeta, RecordingState, Recordings, SpeakerInfo};
 use crate::store::Store;
 
@@ -320,7 +322,7 @@ impl Replays {
         // the frames. (Whether the frames match their proofs is for `Recordings::verify`.)
         let bad = |reason: String| ReplayError::BadContent { id: *id, reason };
         let mut reader = ContentReader::new(manifest.content_format());
-        let (mut frames, mut bytes) = (0u64, 0u64);
+        let (mut frames, mut bytes, mut end) = (0u64, 0u64, 0u64);
         for index in 0..manifest.chunks.len() as u32 {
             let chunk = self
                 .chunk(id, index)?
@@ -329,6 +331,7 @@ impl Replays {
                 if let ContentRecord::Frame(frame) = record {
                     frames += 1;
                     bytes += frame.payload.len() as u64;
+                    end = end.max(frame.at.saturating_add(u64::from(SAMPLES_PER_FRAME)));
                 }
             }
         }
@@ -337,6 +340,15 @@ impl Replays {
             return Err(bad(format!(
                 "it holds {frames} frames, the manifest says {}",
                 manifest.frames
+            )));
+        }
+        // The length is what the frames say, not the manifest (an export plays every 20 ms of
+        // it): a manifest claiming more than a second past its last frame is refused.
+        if manifest.duration_samples > end.saturating_add(u64::from(SAMPLE_RATE)) {
+            return Err(bad(format!(
+                "the manifest says it lasts {} s, its frames end at {} s",
+                manifest.duration_samples / u64::from(SAMPLE_RATE),
+                end / u64::from(SAMPLE_RATE)
             )));
         }
         // Linked first: the recording's frames are found through the link.

@@ -169,3 +169,37 @@ fn the_schedule_moves_failed_chunks_to_other_holders() {
     assert_eq!(outcome.fetched, 3);
     assert_eq!(outcome.bad, 1);
 }
+
+#[test]
+fn a_manifest_claiming_a_length_its_frames_do_not_have_is_refused() {
+    let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+    let a = tempfile::tempdir().expect("tempdir");
+    let (_, recordings, replays) = open(a.path());
+    let (mut meta, frames) = synthetic(7, 100, 50);
+    recordings
+        .import(&meta, frames.iter().cloned().map(StoredFrame::from))
+        .expect("import");
+    // A lying recorder signs a manifest claiming ages (an export would play it for ever).
+    meta.duration_samples = u64::MAX / 2;
+    assert!(
+        meta.duration() > std::time::Duration::from_secs(1 << 30),
+        "no overflow"
+    );
+    let manifest = replays.publish(&recordings, &meta, &key).expect("publish");
+    let id = manifest.id();
+    let b = tempfile::tempdir().expect("tempdir");
+    let (_, recordings_b, replays_b) = open(b.path());
+    let bytes = replays.manifest_bytes(&id).expect("read").expect("kept");
+    replays_b.store_manifest(&bytes).expect("store manifest");
+    for index in 0..manifest.chunks.len() as u32 {
+        let chunk = replays.chunk(&id, index).expect("read").expect("kept");
+        replays_b.store_chunk(&id, index, &chunk).expect("chunk");
+    }
+    match replays_b.import(&recordings_b, &id) {
+        Err(ReplayError::BadContent { reason, .. }) => {
+            assert!(reason.contains("its frames end at"), "{reason}");
+        }
+        other => panic!("imported a manifest that lies about its length: {other:?}"),
+    }
+    assert!(recordings_b.get(&meta.id).expect("get").is_none());
+}
