@@ -470,3 +470,41 @@ async fn the_host_forwards_the_loudest_speakers() {
         "the quiet one is heard once a place is free: {counts:?}"
     );
 }
+
+/// Streams that never say what they are for are closed after the hello timeout (a stranger
+/// cannot hold a host's streams open by saying nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_that_never_say_hello_are_closed() {
+    use futures::AsyncReadExt;
+    let host = TestNode::start("host").await;
+    host.host("Radio", Visibility::Unlisted).await;
+    let stranger = TestNode::by_hand("stranger").await;
+    let host_id = host.node.peer_id();
+    stranger
+        .node
+        .dial(host_id, host.node.listen_addrs().await.expect("addrs"))
+        .await
+        .expect("dial");
+    let mut silent = Vec::new();
+    for _ in 0..20 {
+        silent.push(
+            tokio::time::timeout(WAIT, stranger.node.open_raw_stream(host_id, AUDIO_PROTOCOL))
+                .await
+                .expect("a stream within the wait")
+                .expect("stream"),
+        );
+    }
+    for mut stream in silent {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(
+            earshot_node::fanout::HELLO_TIMEOUT + WAIT,
+            stream.read(&mut byte),
+        )
+        .await
+        .expect("closed by the host, not left open");
+        assert!(
+            matches!(read, Ok(0) | Err(_)),
+            "the host sent something: {read:?}"
+        );
+    }
+}

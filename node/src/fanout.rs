@@ -49,6 +49,7 @@ pub mod wire;
 
 pub use check::{Authenticity, Voices};
 pub use misbehave::Misbehave;
+pub use parent::HELLO_TIMEOUT;
 
 /// The audio stream protocol.
 pub const AUDIO_PROTOCOL: StreamProtocol = StreamProtocol::new("/earshot/audio/1");

@@ -18,13 +18,20 @@ use super::wire::{
 };
 use super::{Fanout, Outgoing, StreamError, StreamKind, UPLINK_QUEUE};
 
+/// How long an audio stream may take to say what it is for.
+pub const HELLO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Fanout {
     pub(super) async fn serve(
         &self,
         peer: PeerId,
         mut stream: libp2p::Stream,
     ) -> Result<(), StreamError> {
-        let (kind, room, proof) = read_hello(&mut stream).await?;
+        // A stream that does not say what it is for within HELLO_TIMEOUT is closed (a stranger
+        // opening streams that say nothing holds nothing for long).
+        let (kind, room, proof) = tokio::time::timeout(HELLO_TIMEOUT, read_hello(&mut stream))
+            .await
+            .map_err(|_| StreamError::Hello)??;
         if !self.gate.admit(room, peer, kind, &proof) {
             debug!(%peer, %room, ?kind, "audio stream refused");
             // A child asks elsewhere at once rather than trying again.

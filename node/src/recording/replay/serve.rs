@@ -2,11 +2,13 @@
 //! requests in turn. Bytes that are not a request close that stream; the server goes on serving
 //! everyone else.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use earshot_protocol::replay::{MAX_REQUEST_BYTES, ReplayRequest, ReplayResponse};
 use futures::StreamExt;
+use libp2p::PeerId;
 use tracing::{debug, warn};
 
 use super::wire::{WireError, read_message, write_message};
@@ -20,6 +22,47 @@ pub struct ServerStats {
     pub not_found: AtomicU64,
     /// Streams closed for sending garbage.
     pub bad_streams: AtomicU64,
+    /// Streams refused for being too many (in all, or from one peer).
+    pub refused_streams: AtomicU64,
+}
+
+/// Replay streams served at once, in all and to one peer (a fetch uses a few per holder).
+pub const MAX_STREAMS: usize = 64;
+pub const MAX_STREAMS_PER_PEER: usize = 4;
+/// A stream that sends no request for this long is closed.
+pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// One of a peer's [`MAX_STREAMS_PER_PEER`] streams, given back when dropped.
+struct PeerSlot {
+    peers: Arc<parking_lot::Mutex<HashMap<PeerId, usize>>>,
+    peer: PeerId,
+}
+
+impl PeerSlot {
+    fn take(peers: &Arc<parking_lot::Mutex<HashMap<PeerId, usize>>>, peer: PeerId) -> Option<Self> {
+        let mut open = peers.lock();
+        let count = open.entry(peer).or_insert(0);
+        if *count >= MAX_STREAMS_PER_PEER {
+            return None;
+        }
+        *count += 1;
+        Some(Self {
+            peers: Arc::clone(peers),
+            peer,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut open = self.peers.lock();
+        if let Some(count) = open.get_mut(&self.peer) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.peer);
+            }
+        }
+    }
 }
 
 /// Serves the replays of a data directory on [`REPLAY_PROTOCOL`]. Cheap to clone.
@@ -41,11 +84,26 @@ impl ReplayServer {
         let server = Self {
             stats: Arc::clone(&stats),
         };
+        let open = Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS));
+        let per_peer: Arc<parking_lot::Mutex<HashMap<PeerId, usize>>> = Arc::default();
         tokio::spawn(async move {
             while let Some((peer, stream)) = incoming.next().await {
+                // At most MAX_STREAMS streams at once, MAX_STREAMS_PER_PEER of them one peer's;
+                // one more is closed at once.
+                let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
+                    stats.refused_streams.fetch_add(1, Ordering::Relaxed);
+                    debug!(%peer, "refused a replay stream: too many open");
+                    continue;
+                };
+                let Some(slot) = PeerSlot::take(&per_peer, peer) else {
+                    stats.refused_streams.fetch_add(1, Ordering::Relaxed);
+                    debug!(%peer, "refused a replay stream: too many from that peer");
+                    continue;
+                };
                 let replays = replays.clone();
                 let stats = Arc::clone(&stats);
                 tokio::spawn(async move {
+                    let _held = (permit, slot);
                     if let Err(err) = serve(&replays, &stats, stream).await {
                         if matches!(err, WireError::Decode(_) | WireError::TooLarge { .. }) {
                             stats.bad_streams.fetch_add(1, Ordering::Relaxed);
@@ -71,7 +129,16 @@ async fn serve(
     mut stream: libp2p::Stream,
 ) -> Result<(), WireError> {
     loop {
-        let Some(bytes) = read_message(&mut stream, MAX_REQUEST_BYTES, true).await? else {
+        let Ok(read) = tokio::time::timeout(
+            IDLE_TIMEOUT,
+            read_message(&mut stream, MAX_REQUEST_BYTES, true),
+        )
+        .await
+        else {
+            debug!("closed a replay stream that asked nothing for {IDLE_TIMEOUT:?}");
+            return Ok(());
+        };
+        let Some(bytes) = read? else {
             return Ok(());
         };
         let request = ReplayRequest::decode(&bytes)?;
