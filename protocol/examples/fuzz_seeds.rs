@@ -1,0 +1,205 @@
+//! Writes the fuzz targets' seed corpus (`fuzz/seeds/TARGET/NAME`): one valid encoding of each
+//! thing a target decodes, signed by the keys the targets check against (the host made of
+//! `[9; 32]`, room `[7; 16]`), so that the fuzzer starts from inputs that get past every check.
+//!
+//! `cargo run -p earshot-protocol --example fuzz_seeds -- fuzz/seeds`
+
+use std::path::{Path, PathBuf};
+
+use earshot_protocol::audience::wire::{Down, Up};
+use earshot_protocol::frame::{AudioFrame, SpeakerId};
+use earshot_protocol::private::{Epoch, Keys, Secret};
+use earshot_protocol::room::RoomSpec;
+use earshot_protocol::snapshot::{Announcement, RoomRequest, RoomResponse, RoomSnapshot};
+use earshot_protocol::state::RoomState;
+use earshot_protocol::{
+    Audience, Authority, Capability, ControlBody, Envelope, Grant, InviteLink, PeerKey,
+    RecordingPolicy, Role, RoomDescriptor, RoomId, Timestamp, Visibility,
+};
+use ed25519_dalek::SigningKey;
+
+const ROOM: RoomId = RoomId([7; 16]);
+const NOW: Timestamp = Timestamp(1_800_000_000_000);
+
+fn write(dir: &Path, target: &str, name: &str, bytes: &[u8]) {
+    let dir = dir.join(target);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|err| panic!("{}: {err}", dir.display()));
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+}
+
+fn main() {
+    let dir: PathBuf = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "fuzz/seeds".into())
+        .into();
+    let host = SigningKey::from_bytes(&[9; 32]);
+    let member = SigningKey::from_bytes(&[4; 32]);
+    let descriptor = RoomDescriptor::sign(
+        &host,
+        RoomSpec {
+            id: ROOM,
+            title: "Seed room".into(),
+            visibility: Visibility::Public,
+            recording: RecordingPolicy::default(),
+            created_at: NOW,
+            addrs: vec![
+                "/ip4/127.0.0.1/udp/4001/quic-v1"
+                    .parse()
+                    .expect("multiaddr"),
+            ],
+        },
+    )
+    .expect("descriptor");
+    write(&dir, "descriptor", "room", &descriptor.encode());
+    let grant = Grant {
+        audience: Audience::Bearer,
+        role: Role::Listener,
+        not_before: NOW,
+        expires_at: Timestamp(NOW.0 + 3_600_000),
+        depth: 1,
+    };
+    let capability = Capability::issue(&host, ROOM, grant, [1; 8]).expect("capability");
+    write(
+        &dir,
+        "capability_ticket_proof",
+        "capability",
+        &capability.encode(),
+    );
+    let link = InviteLink {
+        capability: capability.clone(),
+        host: PeerKey::from(&host),
+        bootstrap: descriptor.addrs(),
+    };
+    write(&dir, "invite_link", "listener", link.to_string().as_bytes());
+
+    let join = Envelope::sign(
+        &member,
+        ROOM,
+        1,
+        NOW,
+        Authority::Capability(capability.clone()),
+        ControlBody::Join { name: "joe".into() },
+    )
+    .expect("envelope");
+    write(&dir, "envelope", "join", &join.encode());
+    let chat = Envelope::sign(
+        &host,
+        ROOM,
+        2,
+        NOW,
+        Authority::Host,
+        ControlBody::Chat {
+            text: "hello".into(),
+        },
+    )
+    .expect("envelope");
+    write(&dir, "envelope", "chat", &chat.encode());
+
+    let requests = [
+        (
+            "join",
+            RoomRequest::Join {
+                envelope: serde_bytes::ByteBuf::from(join.encode()),
+            },
+        ),
+        ("lobby", RoomRequest::Lobby),
+        ("keys", RoomRequest::Keys { room: ROOM }),
+        (
+            "listeners",
+            RoomRequest::Listeners {
+                room: ROOM,
+                page: 1,
+            },
+        ),
+        (
+            "carry",
+            RoomRequest::Carry {
+                link: link.to_string(),
+            },
+        ),
+    ];
+    for (name, request) in requests {
+        write(&dir, "room_request", name, &request.encode());
+    }
+
+    let state = RoomState::new(ROOM, PeerKey::from(&host));
+    let snapshot = RoomSnapshot::sign(&host, descriptor.clone(), state, Vec::new(), NOW);
+    write(&dir, "snapshot", "empty", &snapshot.encode());
+    write(
+        &dir,
+        "room_response",
+        "welcome",
+        &RoomResponse::Welcome {
+            snapshot: serde_bytes::ByteBuf::from(snapshot.encode()),
+            keys: None,
+        }
+        .encode(),
+    );
+    let announcement = Announcement::sign(
+        &host,
+        descriptor,
+        vec!["host".into()],
+        3,
+        capability,
+        Timestamp(NOW.0 + 20_000),
+        Vec::new(),
+    );
+    write(&dir, "announcement", "live", &announcement.encode());
+    write(
+        &dir,
+        "room_response",
+        "lobby",
+        &RoomResponse::Lobby {
+            announcements: vec![serde_bytes::ByteBuf::from(announcement.encode())],
+        }
+        .encode(),
+    );
+
+    let frame = AudioFrame {
+        speaker: SpeakerId::of(&PeerKey::from(&host)),
+        seq: 7,
+        timestamp: 960 * 7,
+        level: 30,
+        flags: 0,
+        payload: vec![0xfc; 80],
+        tag: None,
+    };
+    write(&dir, "audio_frame", "voice", &frame.encode());
+    let mut sealed = frame.clone();
+    Epoch::new(3, Secret::from_bytes([5; 32]))
+        .seal_frame(&mut sealed)
+        .expect("sealed");
+    write(&dir, "audio_frame", "sealed", &sealed.encode());
+
+    let ratchet = Keys::ratchet(ROOM, 4, &host);
+    write(&dir, "private_keys", "ratchet", &ratchet.encode());
+    let fresh = Keys::fresh(
+        ROOM,
+        &Epoch::new(5, Secret::from_bytes([6; 32])),
+        &Secret::from_bytes([8; 32]),
+        &[PeerKey::from(&member)],
+        [2; 32],
+        &host,
+    );
+    for (i, part) in fresh.iter().enumerate() {
+        write(&dir, "private_keys", &format!("fresh{i}"), &part.encode());
+    }
+    write(
+        &dir,
+        "tree_wire",
+        "keys",
+        &Down::Keys(serde_bytes::ByteBuf::from(ratchet.encode())).encode(),
+    );
+    write(
+        &dir,
+        "tree_wire",
+        "act",
+        &Up::Act(serde_bytes::ByteBuf::from(chat.encode())).encode(),
+    );
+    println!(
+        "seeds written under {} (the host's key: {:?})",
+        dir.display(),
+        PeerKey::from(&host).0
+    );
+}
