@@ -98,20 +98,42 @@ pub struct Stamp {
 pub struct Lww<T> {
     pub value: T,
     pub stamp: Option<Stamp>,
+    /// The rank of the last write (see [`Lww::set_ranked`]): writes are ordered by rank, then
+    /// stamp.
+    #[serde(default)]
+    pub rank: u8,
 }
+
+/// The rank of the host's word on a member (mutes, roles): a moderator's writes (rank 0) never
+/// undo it, however far ahead they are stamped.
+pub const HOST_RANK: u8 = 1;
 
 impl<T: PartialEq> Lww<T> {
     fn new(value: T) -> Self {
-        Self { value, stamp: None }
+        Self {
+            value,
+            stamp: None,
+            rank: 0,
+        }
     }
 
     /// Sets the value if `stamp` is newer than the current one; returns whether the visible value
     /// changed.
     fn set(&mut self, value: T, stamp: Stamp) -> bool {
-        if self.stamp.is_some_and(|current| current >= stamp) {
+        self.set_ranked(value, stamp, 0)
+    }
+
+    /// Sets the value if (`rank`, `stamp`) is after the current write's: a total order, so every
+    /// node ends with the same value whatever order the writes arrive in.
+    fn set_ranked(&mut self, value: T, stamp: Stamp, rank: u8) -> bool {
+        if self
+            .stamp
+            .is_some_and(|current| (self.rank, current) >= (rank, stamp))
+        {
             return false;
         }
         self.stamp = Some(stamp);
+        self.rank = rank;
         let changed = self.value != value;
         self.value = value;
         changed
@@ -128,7 +150,8 @@ pub struct Member {
     pub key: PeerKey,
     /// Display name (empty until the member's `Join` is seen).
     pub name: Lww<String>,
-    /// The best role among the capabilities this member presented (`Host` for the host).
+    /// The best role among the capabilities this member presented that are still valid (`Host`
+    /// for the host; a listener's once every one has expired).
     pub granted: RoomRole,
     /// A role set by the host or a moderator (or the member stepping down); wins over `granted`.
     pub assigned: Lww<Option<RoomRole>>,
@@ -148,8 +171,9 @@ pub struct Member {
     /// Says it is recording what it hears, for itself.
     #[serde(default = "not_recording")]
     pub recording: Lww<bool>,
-    /// Leaf ids of the capabilities this member presented, with when each expires.
-    pub capabilities: BTreeMap<CapId, Timestamp>,
+    /// Leaf ids of the capabilities this member presented, with when each expires and the role
+    /// it grants.
+    pub capabilities: BTreeMap<CapId, (Timestamp, RoomRole)>,
 }
 
 impl Member {
@@ -169,6 +193,19 @@ impl Member {
             recording: Lww::new(false),
             capabilities: BTreeMap::new(),
         }
+    }
+
+    /// The best role its capabilities still valid at `now` grant (`Host` for the host).
+    fn granted_at(&self, now: Timestamp) -> RoomRole {
+        if self.granted == RoomRole::Host {
+            return RoomRole::Host;
+        }
+        self.capabilities
+            .values()
+            .filter(|(expires_at, _)| now < *expires_at)
+            .map(|(_, role)| *role)
+            .max()
+            .unwrap_or(RoomRole::Listener)
     }
 
     /// The role the member holds now.
@@ -614,7 +651,7 @@ impl RoomState {
         let role = match self.members.get(&author) {
             Some(member) => {
                 let mut member = member.clone();
-                member.granted = member.granted.max(granted);
+                member.granted = member.granted_at(now).max(granted);
                 member.role()
             }
             None => granted,
@@ -665,7 +702,7 @@ impl RoomState {
         let actor_role = match self.members.get(&author) {
             Some(member) => {
                 let mut member = member.clone();
-                member.granted = member.granted.max(granted);
+                member.granted = member.granted_at(now).max(granted);
                 member.role()
             }
             None if granted == RoomRole::Host => RoomRole::Host,
@@ -688,12 +725,12 @@ impl RoomState {
             .members
             .entry(author)
             .or_insert_with(|| Member::new(author, granted));
-        member.granted = member.granted.max(granted);
         if let Some(presented) = presented {
             member
                 .capabilities
-                .insert(presented.id, presented.expires_at);
+                .insert(presented.id, (presented.expires_at, presented.role));
         }
+        member.granted = member.granted_at(now).max(granted);
         member.last_seen = member.last_seen.max(env.sent_at);
         member.heard_at = member.heard_at.max(now);
         // Any message shows the author is alive.
@@ -729,8 +766,9 @@ impl RoomState {
             }
             ControlBody::Mute { target } | ControlBody::Unmute { target } => {
                 let muted = matches!(env.body, ControlBody::Mute { .. });
+                let rank = self.rank_of(author);
                 let target_member = self.member_mut(*target);
-                if target_member.muted.set(muted, stamp) {
+                if target_member.muted.set_ranked(muted, stamp, rank) {
                     changes.push(if muted {
                         RoomChange::Muted {
                             member: *target,
@@ -857,6 +895,16 @@ impl RoomState {
     pub fn tick(&mut self, now: Timestamp) -> Vec<RoomChange> {
         let mut changes = Vec::new();
         for member in self.members.values_mut() {
+            // A role lasts as long as a capability that grants it.
+            let before = member.role();
+            member.granted = member.granted_at(now);
+            if member.role() != before {
+                changes.push(RoomChange::RoleChanged {
+                    member: member.key,
+                    role: member.role(),
+                    by: self.host,
+                });
+            }
             let present =
                 member.present.value && !member.timed_out && !self.banned.contains(&member.key);
             if present && member.heard_at.plus_millis(PRESENCE_TIMEOUT_MS) < now {
@@ -905,12 +953,14 @@ impl RoomState {
                     .get(&author)
                     .and_then(|member| Some((member, *member.capabilities.get(id)?)))
                     .ok_or(Rejected::UnknownCapability { id: *id })?;
+                let (expires_at, role) = expires_at;
                 if now >= expires_at {
                     return Err(CapabilityError::Expired { expires_at }.into());
                 }
+                let _ = member;
                 Ok(Some(Presented {
                     id: *id,
-                    role: member.granted,
+                    role,
                     expires_at,
                 }))
             }
@@ -999,6 +1049,11 @@ impl RoomState {
             .or_insert_with(|| Member::new(key, granted))
     }
 
+    /// The rank of `author`'s moderation ([`HOST_RANK`] for the host).
+    fn rank_of(&self, author: PeerKey) -> u8 {
+        if author == self.host { HOST_RANK } else { 0 }
+    }
+
     fn assign(
         &mut self,
         target: PeerKey,
@@ -1006,9 +1061,15 @@ impl RoomState {
         stamp: Stamp,
         changes: &mut Vec<RoomChange>,
     ) {
+        // The host's word, and a member's own stepping down, outrank a moderator's.
+        let rank = if stamp.author == target {
+            HOST_RANK
+        } else {
+            self.rank_of(stamp.author)
+        };
         let member = self.member_mut(target);
         let before = member.role();
-        member.assigned.set(Some(role), stamp);
+        member.assigned.set_ranked(Some(role), stamp, rank);
         // Bringing someone on stage answers their hand, whatever order the promotion and the
         // hand arrive in: the promotion lowers the hand as of its own stamp.
         let lowered = role.on_stage() && member.hand.set(None, stamp);

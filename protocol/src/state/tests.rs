@@ -2412,3 +2412,87 @@ fn members_record_for_themselves_only_when_the_room_allows() {
     )
     .members_may_record()]);
 }
+
+/// Maria's moderator capability, valid only until ten seconds after `NOW`.
+fn short_moderator() -> Capability {
+    let grant = Grant {
+        expires_at: at(10_000),
+        ..grant(Audience::Bound(pk(MARIA)), Role::Moderator)
+    };
+    issue(ROOM, HOST, grant, 60)
+}
+
+#[test]
+fn roles_last_as_long_as_a_capability_grants_them_and_the_hosts_word_stands() {
+    check_all(&[
+        case(
+            "a moderator whose moderator link expires is a listener, even holding a listener link",
+            vec![
+                host_joins(),
+                by(MARIA, cap(short_moderator()), join(MARIA)).ok([joined(MARIA, Moderator)]),
+                // She holds the room's listener link too (valid a day).
+                by(MARIA, cap(link()), ControlBody::Presence).ok([]),
+                listener_joins(ALICE),
+                by(MARIA, by_ref(&short_moderator()), mute(ALICE)).ok([muted(ALICE, MARIA)]),
+                tick(11_000, [role_changed(MARIA, Listener, HOST)]),
+                by(MARIA, by_ref(&link()), unmute(ALICE))
+                    .at(11_000)
+                    .now(11_000)
+                    .err(not_allowed(Listener, "unmute")),
+                by(MARIA, by_ref(&short_moderator()), unmute(ALICE))
+                    .at(11_500)
+                    .now(11_500)
+                    .err(CapabilityError::Expired {
+                        expires_at: at(10_000),
+                    }),
+            ],
+            view()
+                .present(&[("hana", Host), ("alice", Listener), ("maria", Listener)])
+                .muted(&["alice"]),
+        )
+        .role_of(MARIA, Some(Listener)),
+        case(
+            "a moderator cannot undo the host's mute, even stamped 29 s ahead",
+            vec![
+                host_joins(),
+                moderator_joins(MARIA),
+                listener_joins(ALICE),
+                host(mute(ALICE)).ok([muted(ALICE, HOST)]),
+                by(MARIA, by_ref(&moderator(MARIA)), unmute(ALICE))
+                    .at(29_000)
+                    .ok([]),
+            ],
+            view()
+                .present(&[("hana", Host), ("maria", Moderator), ("alice", Listener)])
+                .muted(&["alice"]),
+        ),
+        case(
+            "the host's mute stands whichever arrives first",
+            vec![
+                host_joins(),
+                moderator_joins(MARIA),
+                listener_joins(ALICE),
+                by(MARIA, by_ref(&moderator(MARIA)), mute(ALICE))
+                    .at(29_000)
+                    .ok([muted(ALICE, MARIA)]),
+                by(MARIA, by_ref(&moderator(MARIA)), unmute(ALICE))
+                    .at(29_500)
+                    .ok([unmuted(ALICE, MARIA)]),
+                host(mute(ALICE)).ok([muted(ALICE, HOST)]),
+            ],
+            view()
+                .present(&[("hana", Host), ("maria", Moderator), ("alice", Listener)])
+                .muted(&["alice"]),
+        ),
+        case(
+            "the host's unmute undoes its own mute",
+            vec![
+                host_joins(),
+                listener_joins(ALICE),
+                host(mute(ALICE)).ok([muted(ALICE, HOST)]),
+                host(unmute(ALICE)).ok([unmuted(ALICE, HOST)]),
+            ],
+            view().present(&[("hana", Host), ("alice", Listener)]),
+        ),
+    ]);
+}
