@@ -88,18 +88,13 @@ pub struct Rooms {
     seq_base: u64,
     /// Nonces for capabilities, salts for peer hints.
     rng: rand::rngs::StdRng,
-    /// Joins this node admits as an entry point of rooms it carries, all rooms together
-    /// (made at the first).
-    entry_joins: Option<earshot_protocol::audience::subtree::Bucket>,
+    /// Joins this node admits a second (as a host, and as an entry point).
+    joins: hosting::JoinBudget,
     /// Private rooms' key schedules kept from before a restart, until the room opens.
     kept: HashMap<RoomId, Vec<u8>>,
 }
 
-/// Joins an entry point admits a second, on average (each costs a few signature checks and a
-/// ticket); a burst of [`ENTRY_JOINS_BURST`] is allowed. Past it a joiner is told to ask
-/// elsewhere (it asks the host).
-pub const ENTRY_JOINS_PER_SEC: f64 = 100.0;
-pub const ENTRY_JOINS_BURST: f64 = 200.0;
+pub use hosting::{ENTRY_JOINS_BURST, ENTRY_JOINS_PER_SEC, HOST_JOINS_BURST, HOST_JOINS_PER_SEC};
 
 impl Rooms {
     pub fn new(signing: ed25519_dalek::SigningKey, now: Timestamp, seed: [u8; 32]) -> Self {
@@ -112,22 +107,9 @@ impl Rooms {
             welcomes: Vec::new(),
             seq_base: now.as_millis().saturating_mul(1000),
             rng: rand::rngs::StdRng::from_seed(seed),
-            entry_joins: None,
+            joins: hosting::JoinBudget::default(),
             kept: HashMap::new(),
         }
-    }
-
-    /// Takes one of the joins this node may admit as an entry point now.
-    fn entry_join(&mut self, now: std::time::Instant) -> bool {
-        self.entry_joins
-            .get_or_insert_with(|| {
-                earshot_protocol::audience::subtree::Bucket::new(
-                    ENTRY_JOINS_PER_SEC,
-                    ENTRY_JOINS_BURST,
-                    now,
-                )
-            })
-            .take(now)
     }
 
     pub fn me(&self) -> PeerKey {

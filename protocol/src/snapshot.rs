@@ -419,6 +419,8 @@ pub enum Refusal {
     BadLink { detail: String },
     #[error("this node has no place for you: ask another")]
     NoPlace,
+    #[error("the host is admitting too many at once: try again in a moment")]
+    Busy,
     #[error("the stage joins through the host")]
     StageThroughHost,
     #[error("your ticket is not valid: {detail}")]

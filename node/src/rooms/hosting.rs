@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use earshot_protocol::audience::host::{AudiencePolicy, HostAudience};
+use earshot_protocol::audience::subtree::Bucket;
 
 use super::{Now, Rooms, Welcome};
 use crate::effect::{Effect, InboundId};
@@ -123,8 +124,16 @@ impl Rooms {
         if entry && !(self.joined.contains_key(&room) && is_entry(&room)) {
             return Err(Refusal::NotHost { room });
         }
-        if entry && !self.entry_join(now.instant) {
-            return Err(Refusal::NoPlace);
+        // Each join costs a few signature checks (and a ticket): within a budget, so that a
+        // flood of joins (ten thousand throwaway keys with a public link) cannot take the node's
+        // event loop. Past it an entry point's joiner asks the host; the host's is told to try
+        // again in a moment.
+        if !self.joins.take(now.instant, entry) {
+            return Err(if entry {
+                Refusal::NoPlace
+            } else {
+                Refusal::Busy
+            });
         }
         let joined = self
             .joined
@@ -350,4 +359,34 @@ impl Rooms {
 /// view goes at most once a second, so a host that restarts numbers past what it sent before).
 pub(super) fn audience(now: Now, room: RoomId) -> HostAudience {
     HostAudience::new(room, AudiencePolicy::default(), now.instant).first_view(now.wall.as_millis())
+}
+
+/// Joins an entry point admits a second, on average; a burst of [`ENTRY_JOINS_BURST`] at once.
+pub const ENTRY_JOINS_PER_SEC: f64 = 100.0;
+pub const ENTRY_JOINS_BURST: f64 = 200.0;
+/// Joins a host admits a second, on average (each about 0.2 ms of its event loop: 10 % of it at
+/// this rate), and at once.
+pub const HOST_JOINS_PER_SEC: f64 = 500.0;
+pub const HOST_JOINS_BURST: f64 = 1_000.0;
+
+/// The joins a node admits, as a host and as an entry point (all rooms together; each bucket
+/// made at its first join).
+#[derive(Debug, Default)]
+pub struct JoinBudget {
+    host: Option<Bucket>,
+    entry: Option<Bucket>,
+}
+
+impl JoinBudget {
+    /// Takes one join now (`entry`: as an entry point, else as a host).
+    pub fn take(&mut self, now: std::time::Instant, entry: bool) -> bool {
+        let (bucket, rate, burst) = if entry {
+            (&mut self.entry, ENTRY_JOINS_PER_SEC, ENTRY_JOINS_BURST)
+        } else {
+            (&mut self.host, HOST_JOINS_PER_SEC, HOST_JOINS_BURST)
+        };
+        bucket
+            .get_or_insert_with(|| Bucket::new(rate, burst, now))
+            .take(now)
+    }
 }

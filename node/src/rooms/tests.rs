@@ -637,3 +637,80 @@ fn who_may_speak_follows_the_stage() {
 
 mod audience;
 mod private;
+
+#[test]
+fn a_flood_of_joins_is_admitted_within_the_hosts_budget_and_the_rest_told_to_try_again() {
+    let mut clock = Clock::new();
+    let mut host = Side::new(1);
+    let room = descriptor(&host, Visibility::Public);
+    host.rooms
+        .host(clock.now(), room.clone(), "ana".into())
+        .expect("hosts");
+    let invite = link(&host, &room, Role::Listener);
+    // Throwaway keys, each with the public link, all in the same instant.
+    let flood = HOST_JOINS_BURST as u32 + 200;
+    let mut busy = 0;
+    let mut answered = 0;
+    for i in 0..flood {
+        let mut seed = [7u8; 32];
+        seed[..4].copy_from_slice(&i.to_be_bytes());
+        let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+        let join = Envelope::sign(
+            &key,
+            room.id,
+            1,
+            clock.now().wall,
+            Authority::Capability(invite.capability.clone()),
+            ControlBody::Join {
+                name: format!("sybil {i}"),
+            },
+        )
+        .expect("a join");
+        let peer = PeerKey::from(&key).to_peer_id().expect("a key");
+        let effects = host.rooms.on_join_request(
+            clock.now(),
+            peer,
+            InboundId(u64::from(i)),
+            &join.encode(),
+            nobody,
+            no_place,
+            not_entry,
+            &host.peers,
+        );
+        for (_, response) in responses(effects) {
+            answered += 1;
+            if response
+                == (RoomResponse::Refused {
+                    refusal: Refusal::Busy,
+                })
+            {
+                busy += 1;
+            }
+        }
+    }
+    assert_eq!(answered, flood, "every joiner is answered");
+    assert_eq!(busy, 200, "past the burst, joiners are told to try again");
+    // A second later the budget has refilled by its rate.
+    clock.advance(Duration::from_secs(1));
+    let mut joe = Side::new(2);
+    let (_, envelope, _) = ask(&mut joe, &clock, invite, "joe");
+    let effects = host.rooms.on_join_request(
+        clock.now(),
+        joe.peer(),
+        InboundId(1),
+        &envelope,
+        nobody,
+        no_place,
+        not_entry,
+        &host.peers,
+    );
+    assert!(
+        responses(effects).iter().all(|(_, response)| !matches!(
+            response,
+            RoomResponse::Refused {
+                refusal: Refusal::Busy
+            }
+        )),
+        "an honest joiner gets in a second later"
+    );
+}
