@@ -42,9 +42,11 @@ pub struct NetConfig {
     /// Serve as a circuit relay (v2) for nodes behind NATs, with these limits, and as an
     /// AutoNAT server and Kademlia server: what a community relay does.
     pub relay_server: Option<RelayServerConfig>,
-    /// Most connections in all, and per peer (none: unlimited).
+    /// Most connections in all, and per peer, and handshakes in progress from others at once
+    /// (none: unlimited).
     pub max_connections: Option<u32>,
     pub max_connections_per_peer: Option<u32>,
+    pub max_pending_incoming: Option<u32>,
     /// A community relay carries up to this many rooms' audio for hosts that ask (0: refuse).
     pub carry_rooms: usize,
     /// Refuse new connections while the process uses more memory than this (bytes).
@@ -101,6 +103,13 @@ impl Default for RelayServerConfig {
     }
 }
 
+/// Connections a node keeps at most, by default.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 4096;
+/// Connections to one peer at most, by default (QUIC, TCP, relayed, hole-punched).
+pub const DEFAULT_MAX_CONNECTIONS_PER_PEER: u32 = 8;
+/// Inbound handshakes in progress at once, by default.
+pub const DEFAULT_MAX_PENDING_INCOMING: u32 = 256;
+
 impl Default for NetConfig {
     fn default() -> Self {
         Self {
@@ -110,8 +119,12 @@ impl Default for NetConfig {
             idle_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(10),
             relay_server: None,
-            max_connections: None,
-            max_connections_per_peer: None,
+            // Every node, not only community relays: a stranger's flood of connections stops
+            // here (a host's tree gives it a few children; joiners' connections close after
+            // `idle_timeout`).
+            max_connections: Some(DEFAULT_MAX_CONNECTIONS),
+            max_connections_per_peer: Some(DEFAULT_MAX_CONNECTIONS_PER_PEER),
+            max_pending_incoming: Some(DEFAULT_MAX_PENDING_INCOMING),
             carry_rooms: 0,
             max_memory: None,
             emulate_nat: None,
@@ -190,7 +203,8 @@ pub fn build_swarm(identity: &Identity, config: &NetConfig) -> Result<Swarm<Beha
         autonat::v2::client::Config::default().with_probe_interval(config.autonat_probe_interval);
     let limits = connection_limits::ConnectionLimits::default()
         .with_max_established(config.max_connections)
-        .with_max_established_per_peer(config.max_connections_per_peer);
+        .with_max_established_per_peer(config.max_connections_per_peer)
+        .with_max_pending_incoming(config.max_pending_incoming);
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(

@@ -36,7 +36,14 @@ pub struct ReachabilityArgs {
     /// `symmetric` (it does not): for testing NAT traversal on one machine.
     #[arg(long, hide = true, value_name = "cone|symmetric")]
     pub emulate_nat: Option<NatKind>,
+    /// Refuse new connections while this process uses more memory than this, in MB (a flood of
+    /// strangers cannot make the node grow past it).
+    #[arg(long, value_name = "MB", default_value_t = DEFAULT_MAX_MEMORY_MB)]
+    pub max_memory_mb: u64,
 }
+
+/// The default of `--max-memory-mb`: a room of a thousand takes a few hundred MB at most.
+pub const DEFAULT_MAX_MEMORY_MB: u64 = 1024;
 
 /// The node's reachability settings, from its config file and the command line.
 #[derive(Debug, Clone, Default)]
@@ -45,6 +52,8 @@ pub struct ReachabilitySettings {
     pub relays: Vec<Multiaddr>,
     pub mode: Mode,
     pub emulate_nat: Option<NatKind>,
+    /// Refuse new connections above this much memory (bytes).
+    pub max_memory: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -89,6 +98,7 @@ impl ReachabilitySettings {
             relays,
             mode,
             emulate_nat: args.emulate_nat,
+            max_memory: usize::try_from(args.max_memory_mb.saturating_mul(1 << 20)).ok(),
         })
     }
 
@@ -100,6 +110,7 @@ impl ReachabilitySettings {
             bootstrap: self.bootstrap.clone(),
             net: NetConfig {
                 emulate_nat: self.emulate_nat,
+                max_memory: self.max_memory,
                 ..NetConfig::default()
             },
             max_children,
