@@ -7,6 +7,7 @@ use ed25519_dalek::SigningKey;
 
 use super::*;
 use crate::capability::{Audience, Capability, Grant};
+use crate::id::Role;
 
 use RoomRole::{Host, Listener, Moderator, Speaker};
 
