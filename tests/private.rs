@@ -14,7 +14,7 @@ use earshot_protocol::private::{Epoch, How, Keychain, Keys, Secret};
 use earshot_protocol::{InviteLink, PeerKey, RoomId};
 
 use crate::harness::TestHome;
-use crate::live::{LOCAL, Live, listener, local_room_with, read_wav};
+use crate::live::{LOCAL, Live, listener, local_room_with, read_wav, tone_host};
 use crate::trust::{Logged, SPEECH_SECONDS, Speech, hear, scene_lock};
 
 /// A community relay on 127.0.0.1 keeping everything it passes on in `capture`: the process,
@@ -632,20 +632,7 @@ fn keys_a_relay_replays_or_forges_get_no_further_than_the_next_member() {
         TestHome::new(),
     );
     let room = local_room_with(&ana, "Secret", &["--private"]);
-    let mut host = Live::start(
-        "host",
-        &ana,
-        &[
-            "host",
-            &room,
-            "--input",
-            "sine",
-            "--output",
-            "null",
-            "--max-children",
-            "1",
-        ],
-    );
+    let mut host = tone_host(&ana, &room, &["--max-children", "1"]);
     let link = host.listener_link();
     let (room_id, host_key) = (room_of(&link), host_key_of(&link));
     let bo_link = ana.invite(&[&room, "--role", "listener"]);

@@ -21,7 +21,7 @@ use earshot_node::event::AudioStats;
 use earshot_protocol::state::RoomRole;
 
 use crate::harness::{TestHome, code, stderr};
-use crate::live::{LOCAL, Live, listener, local_room_with, read_wav};
+use crate::live::{LOCAL, Live, listener, local_room_with, read_wav, tone_host};
 
 const RATE: usize = 48_000;
 
@@ -336,20 +336,7 @@ fn a_relay_claiming_room_for_thousands_is_believed_up_to_a_members_share() {
     let _one_scene_at_a_time = scene_lock();
     let (ana, mal) = (TestHome::new(), TestHome::new());
     let room = local_room_with(&ana, "Trust", &[]);
-    let mut host = Live::start(
-        "host",
-        &ana,
-        &[
-            "host",
-            &room,
-            "--input",
-            "sine",
-            "--output",
-            "null",
-            "--max-children",
-            "1",
-        ],
-    );
+    let mut host = tone_host(&ana, &room, &["--max-children", "1"]);
     let (link, _) = hosting(&mut host);
     let mut adversary = Logged::start(
         "adversary",

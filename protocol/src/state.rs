@@ -635,16 +635,15 @@ impl RoomState {
                 }))
             }
             Authority::CapabilityRef(id) => {
-                let (member, expires_at) = self
+                // The role of the capability referred to, not the best this member ever showed.
+                let (expires_at, role) = self
                     .members
                     .get(&author)
-                    .and_then(|member| Some((member, *member.capabilities.get(id)?)))
+                    .and_then(|member| member.capabilities.get(id).copied())
                     .ok_or(Rejected::UnknownCapability { id: *id })?;
-                let (expires_at, role) = expires_at;
                 if now >= expires_at {
                     return Err(CapabilityError::Expired { expires_at }.into());
                 }
-                let _ = member;
                 Ok(Some(Presented {
                     id: *id,
                     role,
