@@ -150,6 +150,7 @@ impl TestNode {
                 recording: RecordingPolicy::default(),
                 created_at: earshot_node::clock::now(),
                 addrs,
+                limits: earshot_protocol::RoomLimits::default(),
             },
         )
         .expect("descriptor");

@@ -197,6 +197,7 @@ async fn room_of(n: usize, args: &Args) -> Vec<Row> {
             recording: RecordingPolicy::default(),
             created_at: now,
             addrs: host.listen_addrs().await.expect("addrs"),
+            limits: earshot_protocol::RoomLimits::default(),
         },
     )
     .expect("descriptor");

@@ -225,6 +225,7 @@ impl Host {
                 recording: RecordingPolicy::default(),
                 created_at: now,
                 addrs: self.node.listen_addrs().await.expect("listen addresses"),
+                limits: earshot_protocol::RoomLimits::default(),
             },
         )
         .expect("descriptor");

@@ -172,6 +172,7 @@ async fn open_room(
             recording: RecordingPolicy::default(),
             created_at: earshot_node::clock::now(),
             addrs: host.listen_addrs().await.expect("addrs"),
+            limits: earshot_protocol::RoomLimits::default(),
         },
     )
     .expect("descriptor");

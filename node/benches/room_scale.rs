@@ -122,6 +122,7 @@ async fn run(nodes: usize) {
             recording: RecordingPolicy::default(),
             created_at: now,
             addrs: host.listen_addrs().await.expect("addrs"),
+            limits: earshot_protocol::RoomLimits::default(),
         },
     )
     .expect("descriptor");

@@ -25,6 +25,21 @@ pub fn descriptor(
     id: RoomId,
     visibility: Visibility,
 ) -> RoomDescriptor {
+    limited(
+        host,
+        id,
+        visibility,
+        earshot_protocol::RoomLimits::default(),
+    )
+}
+
+/// A room like [`descriptor`]'s that takes at most `limits`.
+pub fn limited(
+    host: &ed25519_dalek::SigningKey,
+    id: RoomId,
+    visibility: Visibility,
+    limits: earshot_protocol::RoomLimits,
+) -> RoomDescriptor {
     RoomDescriptor::sign(
         host,
         RoomSpec {
@@ -34,6 +49,7 @@ pub fn descriptor(
             recording: RecordingPolicy::default(),
             created_at: START,
             addrs: vec!["/ip4/127.0.0.1/udp/4001/quic-v1".parse().expect("addr")],
+            limits,
         },
     )
     .expect("descriptor")

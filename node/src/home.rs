@@ -36,6 +36,8 @@ pub struct NewRoom {
     /// Addresses to put in links; `None` derives them from the listen port and this machine's
     /// interfaces.
     pub advertise: Option<Vec<Multiaddr>>,
+    /// How many the room takes (signed into its descriptor).
+    pub limits: earshot_protocol::RoomLimits,
 }
 
 /// Why a room or invite operation failed.
@@ -127,6 +129,7 @@ impl Home {
                 recording: new.recording,
                 created_at: now,
                 addrs,
+                limits: new.limits,
             },
         )?;
         let record = RoomRecord { descriptor, listen };
@@ -355,6 +358,7 @@ mod tests {
             recording: RecordingPolicy::default(),
             listen: None,
             advertise: None,
+            limits: earshot_protocol::RoomLimits::default(),
         }
     }
 

@@ -40,6 +40,9 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::net::BehaviourEvent;
 
+mod handling;
+pub use self::handling::{BUCKETS_US, Handled, HandlingTimes};
+
 /// What the event loop counts about the network, as metric handles (cloning shares them).
 ///
 /// [`NetMetrics::default`] counts into handles no registry shows and records nothing for
@@ -73,6 +76,9 @@ pub struct NetMetrics {
     /// transport's framing or encryption), in a registry of their own: the swarm registers them
     /// as it is built.
     pub(crate) bandwidth: Arc<Mutex<Registry>>,
+    /// How long the event loop takes over each thing it handles
+    /// (`earshot_event_loop_handling_seconds`).
+    pub handling: HandlingTimes,
 }
 
 /// Bytes a node's streams have received and sent since it started (every protocol).
@@ -172,6 +178,7 @@ impl NetMetrics {
             reserved: Arc::default(),
             libp2p: Some(Arc::new(libp2p::metrics::Metrics::new(registry))),
             bandwidth: Arc::default(),
+            handling: HandlingTimes::register(registry),
         }
     }
 

@@ -679,6 +679,12 @@ impl Rooms {
             }
             // Races, not attacks: a duplicate that crossed our snapshot, or a clock a bit off.
             Err(Rejected::Replay { .. } | Rejected::TooOld { .. }) => (Verdict::Ignore, Vec::new()),
+            // An author over its budget here may not have been where it came from (budgets
+            // follow each node's clock): not shown, not passed on, nobody blamed.
+            Err(Rejected::TooFast { author }) => {
+                debug!(%room, author = %author.short(), "an author over its chat budget");
+                (Verdict::Ignore, Vec::new())
+            }
             Err(reason) => (Verdict::Reject, vec![rejected(Some(room), source, reason)]),
         }
     }

@@ -48,6 +48,7 @@ fn main() {
                     .parse()
                     .expect("multiaddr"),
             ],
+            limits: earshot_protocol::RoomLimits::default(),
         },
     )
     .expect("descriptor");

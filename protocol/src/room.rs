@@ -11,8 +11,14 @@ use crate::Verified;
 use crate::codec::{self, DecodeError};
 use crate::id::{PeerKey, RoomId, Sig, Timestamp};
 
-/// The descriptor format this build writes and understands.
-pub const DESCRIPTOR_VERSION: u8 = 1;
+/// The descriptor format this build writes (v2: with the room's [`RoomLimits`]; v1, without
+/// them, is still read, with the default limits).
+pub const DESCRIPTOR_VERSION: u8 = 2;
+/// Most people on a room's stage (the host included): every one of them follows the room's
+/// topic, and a view of the room lists at most this many.
+pub const MAX_STAGE_LIMIT: u16 = crate::audience::view::MAX_STAGE as u16;
+/// Most listeners a host may allow in one room.
+pub const MAX_LISTENERS_LIMIT: u32 = 1_000_000;
 /// Longest room title, in bytes of UTF-8.
 pub const MAX_TITLE_BYTES: usize = 200;
 /// Most addresses a descriptor lists.
@@ -77,8 +83,50 @@ pub struct RecordingPolicy {
     pub members_may_record: bool,
 }
 
-/// A host's signed description of its room.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+/// How many a room takes: the host's choice, signed with the descriptor. Past them, joiners are
+/// refused (`Refusal::Full`): a stranger with ten thousand keys and a public link fills a room
+/// no further than its host allowed.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+pub struct RoomLimits {
+    /// People on stage at once, the host included (each follows the room's topic).
+    pub stage: u16,
+    /// Listeners in the audience at once.
+    pub listeners: u32,
+}
+
+impl Default for RoomLimits {
+    /// The whole stage a view can show, and 5,000 listeners (Clubhouse's first room cap).
+    fn default() -> Self {
+        Self {
+            stage: MAX_STAGE_LIMIT,
+            listeners: 5_000,
+        }
+    }
+}
+
+impl RoomLimits {
+    fn check(self) -> Result<Self, DescriptorError> {
+        if self.stage == 0 || self.stage > MAX_STAGE_LIMIT {
+            return Err(DescriptorError::BadLimit {
+                what: "stage",
+                found: u64::from(self.stage),
+                max: u64::from(MAX_STAGE_LIMIT),
+            });
+        }
+        if self.listeners > MAX_LISTENERS_LIMIT {
+            return Err(DescriptorError::BadLimit {
+                what: "listeners",
+                found: u64::from(self.listeners),
+                max: u64::from(MAX_LISTENERS_LIMIT),
+            });
+        }
+        Ok(self)
+    }
+}
+
+/// A host's signed description of its room. Encoded as a tuple whose length follows its
+/// version (v1 has no limits), so that descriptors written before the limits still read.
+#[derive(Clone, PartialEq, Eq, Debug)]
 pub struct RoomDescriptor {
     pub version: u8,
     pub id: RoomId,
@@ -89,6 +137,8 @@ pub struct RoomDescriptor {
     pub host: PeerKey,
     /// Where the host listens, as raw multiaddr bytes.
     pub addrs: Vec<serde_bytes::ByteBuf>,
+    /// How many the room takes (v1 descriptors: the defaults).
+    pub limits: RoomLimits,
     pub signature: Sig,
 }
 
@@ -103,6 +153,12 @@ pub enum DescriptorError {
     UnsupportedVersion { found: u8 },
     #[error("bad signature on the room descriptor")]
     BadSignature,
+    #[error("a room's {what} limit must be between 1 and {max} (found {found})")]
+    BadLimit {
+        what: &'static str,
+        found: u64,
+        max: u64,
+    },
 }
 
 /// The fields a host chooses for a new room.
@@ -114,6 +170,7 @@ pub struct RoomSpec {
     pub recording: RecordingPolicy,
     pub created_at: Timestamp,
     pub addrs: Vec<Multiaddr>,
+    pub limits: RoomLimits,
 }
 
 #[derive(Serialize)]
@@ -127,6 +184,16 @@ struct Unsigned<'a> {
     host: &'a PeerKey,
     addrs: &'a [serde_bytes::ByteBuf],
 }
+
+/// What a v2 descriptor signs: v1's fields, then the limits.
+#[derive(Serialize)]
+struct UnsignedV2<'a> {
+    v1: Unsigned<'a>,
+    limits: RoomLimits,
+}
+
+/// Fields of a v1 descriptor; v2 adds the limits before the signature.
+const V1_FIELDS: usize = 9;
 
 impl RoomDescriptor {
     /// Signs a descriptor for a new room. The title is trimmed; it must not be empty.
@@ -159,6 +226,7 @@ impl RoomDescriptor {
             created_at: spec.created_at,
             host: PeerKey::from(host),
             addrs: crate::addr::to_wire(&spec.addrs, usize::MAX, MAX_DESCRIPTOR_ADDRS),
+            limits: spec.limits.check()?,
             signature: Sig([0; 64]),
         };
         descriptor.signature = Sig::sign(host, SIGNATURE_DOMAIN, &descriptor.signed_bytes());
@@ -166,7 +234,7 @@ impl RoomDescriptor {
     }
 
     fn signed_bytes(&self) -> Vec<u8> {
-        codec::encode(&Unsigned {
+        let v1 = Unsigned {
             version: self.version,
             id: &self.id,
             title: &self.title,
@@ -175,7 +243,15 @@ impl RoomDescriptor {
             created_at: self.created_at,
             host: &self.host,
             addrs: &self.addrs,
-        })
+        };
+        if self.version == 1 {
+            codec::encode(&v1)
+        } else {
+            codec::encode(&UnsignedV2 {
+                v1,
+                limits: self.limits,
+            })
+        }
     }
 
     /// The host's listen addresses; unparsable entries are skipped.
@@ -196,11 +272,12 @@ impl RoomDescriptor {
 
     /// Checks the version and the host's signature.
     pub fn verify(self) -> Result<Verified<Self>, DescriptorError> {
-        if self.version != DESCRIPTOR_VERSION {
+        if !(1..=DESCRIPTOR_VERSION).contains(&self.version) {
             return Err(DescriptorError::UnsupportedVersion {
                 found: self.version,
             });
         }
+        self.limits.check()?;
         if self.title.trim().is_empty() {
             return Err(DescriptorError::EmptyTitle);
         }
@@ -226,5 +303,161 @@ impl RoomDescriptor {
             return Err(DescriptorError::BadSignature);
         }
         Ok(Verified::new(self))
+    }
+}
+
+impl Serialize for RoomDescriptor {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let v2 = self.version >= 2;
+        let mut tuple = serializer.serialize_tuple(V1_FIELDS + 1 + usize::from(v2))?;
+        tuple.serialize_element(&self.version)?;
+        tuple.serialize_element(&self.id)?;
+        tuple.serialize_element(&self.title)?;
+        tuple.serialize_element(&self.visibility)?;
+        tuple.serialize_element(&self.recording)?;
+        tuple.serialize_element(&self.created_at)?;
+        tuple.serialize_element(&self.host)?;
+        tuple.serialize_element(&self.addrs)?;
+        if v2 {
+            tuple.serialize_element(&self.limits)?;
+        }
+        tuple.serialize_element(&self.signature)?;
+        tuple.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for RoomDescriptor {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = RoomDescriptor;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a room descriptor")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<RoomDescriptor, A::Error> {
+                let mut index = 0;
+                let mut next = || {
+                    index += 1;
+                    serde::de::Error::invalid_length(index - 1, &"a room descriptor")
+                };
+                let version: u8 = seq.next_element()?.ok_or_else(&mut next)?;
+                let id = seq.next_element()?.ok_or_else(&mut next)?;
+                let title = seq.next_element()?.ok_or_else(&mut next)?;
+                let visibility = seq.next_element()?.ok_or_else(&mut next)?;
+                let recording = seq.next_element()?.ok_or_else(&mut next)?;
+                let created_at = seq.next_element()?.ok_or_else(&mut next)?;
+                let host = seq.next_element()?.ok_or_else(&mut next)?;
+                let addrs = seq.next_element()?.ok_or_else(&mut next)?;
+                let limits = if version >= 2 {
+                    seq.next_element()?.ok_or_else(&mut next)?
+                } else {
+                    RoomLimits::default()
+                };
+                let signature = seq.next_element()?.ok_or_else(&mut next)?;
+                Ok(RoomDescriptor {
+                    version,
+                    id,
+                    title,
+                    visibility,
+                    recording,
+                    created_at,
+                    host,
+                    addrs,
+                    limits,
+                    signature,
+                })
+            }
+        }
+
+        // The longest form; postcard reads only as many fields as the visitor asks for.
+        deserializer.deserialize_tuple(V1_FIELDS + 2, Fields)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(limits: RoomLimits) -> RoomSpec {
+        RoomSpec {
+            id: RoomId([7; 16]),
+            title: "Late night".into(),
+            visibility: Visibility::Public,
+            recording: RecordingPolicy::default(),
+            created_at: Timestamp(1_700_000_000_000),
+            addrs: Vec::new(),
+            limits,
+        }
+    }
+
+    #[test]
+    fn a_descriptor_carries_its_limits_signed_and_round_trips() {
+        let host = SigningKey::from_bytes(&[3; 32]);
+        let limits = RoomLimits {
+            stage: 12,
+            listeners: 300,
+        };
+        let descriptor = RoomDescriptor::sign(&host, spec(limits)).expect("signs");
+        let read = RoomDescriptor::decode_verified(&descriptor.encode()).expect("reads");
+        assert_eq!(read.limits, limits);
+        assert_eq!(*read, descriptor);
+
+        // The limits are signed: raising them breaks the signature.
+        let mut raised = descriptor.clone();
+        raised.limits.listeners = 1_000_000;
+        assert_eq!(
+            RoomDescriptor::decode_verified(&raised.encode()),
+            Err(DescriptorError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn a_version_1_descriptor_still_reads_with_the_default_limits() {
+        let host = SigningKey::from_bytes(&[4; 32]);
+        let mut v1 = RoomDescriptor::sign(&host, spec(RoomLimits::default())).expect("signs");
+        v1.version = 1;
+        v1.signature = Sig::sign(&host, SIGNATURE_DOMAIN, &v1.signed_bytes());
+        let bytes = v1.encode();
+        // Exactly the v1 layout: no limits in it.
+        let v2 = RoomDescriptor::sign(&host, spec(RoomLimits::default())).expect("signs");
+        assert_eq!(bytes.len() + 3, v2.encode().len());
+        let read = RoomDescriptor::decode_verified(&bytes).expect("a v1 descriptor reads");
+        assert_eq!(read.version, 1);
+        assert_eq!(read.limits, RoomLimits::default());
+        // Nested in another value too (snapshots and announcements carry descriptors).
+        let pair = codec::encode(&(&v1, 42u8));
+        let (back, after): (RoomDescriptor, u8) = codec::decode(&pair, 4096).expect("reads");
+        assert_eq!((back, after), (v1, 42));
+    }
+
+    #[test]
+    fn limits_out_of_range_are_refused() {
+        let host = SigningKey::from_bytes(&[5; 32]);
+        for limits in [
+            RoomLimits {
+                stage: 0,
+                listeners: 10,
+            },
+            RoomLimits {
+                stage: MAX_STAGE_LIMIT + 1,
+                listeners: 10,
+            },
+            RoomLimits {
+                stage: 4,
+                listeners: MAX_LISTENERS_LIMIT + 1,
+            },
+        ] {
+            assert!(matches!(
+                RoomDescriptor::sign(&host, spec(limits)),
+                Err(DescriptorError::BadLimit { .. })
+            ));
+        }
     }
 }

@@ -425,6 +425,9 @@ pub enum Refusal {
     StageThroughHost,
     #[error("your ticket is not valid: {detail}")]
     BadTicket { detail: String },
+    /// The room takes no more (its descriptor's limits: `max` on stage or in the audience).
+    #[error("the room is full ({max} at most)")]
+    Full { max: u32 },
 }
 
 impl RoomRequest {

@@ -29,8 +29,11 @@ use crate::control::ControlBody;
 use crate::envelope::{Authority, Envelope};
 use crate::id::{CapId, PeerKey, RoomId, Timestamp};
 
+mod budget;
 mod change;
 mod member;
+
+pub use self::budget::{Budgets, CHAT_BURST, CHAT_EVERY_MS, REACTION_BURST, REACTION_EVERY_MS};
 
 pub use change::{LeaveReason, RoomChange, TreePosition};
 pub use member::{HOST_RANK, Lww, Member, RoomRole, SeqWindow, Stamp};
@@ -78,6 +81,8 @@ pub enum Rejected {
         action: &'static str,
         target_role: RoomRole,
     },
+    #[error("too fast: {author} is over its budget of chat lines or reactions", author = .author.as_peer_id())]
+    TooFast { author: PeerKey },
 }
 
 /// The capability an envelope presented, once checked.
@@ -104,6 +109,9 @@ pub struct RoomState {
     /// The room's policy (from its host-signed descriptor): members may record for themselves.
     #[serde(default)]
     pub members_may_record: bool,
+    /// Each author's budget of chat lines and reactions (not state: never sent, always equal).
+    #[serde(skip)]
+    pub budgets: Budgets,
 }
 
 impl RoomState {
@@ -118,6 +126,7 @@ impl RoomState {
             ended: false,
             seqs: BTreeMap::new(),
             members_may_record: false,
+            budgets: Budgets::default(),
         }
     }
 
@@ -396,6 +405,9 @@ impl RoomState {
             None => granted,
         };
         self.check_permission(author, actor_role, &env.body)?;
+        if !self.budgets.take(author, &env.body, now) {
+            return Err(Rejected::TooFast { author });
+        }
 
         // Accepted: from here on, only mutation.
         let stamp = Stamp {

@@ -439,6 +439,7 @@ fn descriptor() -> impl Strategy<Value = RoomDescriptor> {
                     },
                     created_at: Timestamp(created),
                     addrs,
+                    limits: earshot_protocol::RoomLimits::default(),
                 };
                 RoomDescriptor::sign(&key(host), spec).expect("a non-empty title within limits")
             },

@@ -71,6 +71,7 @@ fn descriptor_with(host: u8, room: RoomId, addrs: Vec<Multiaddr>) -> RoomDescrip
             recording: RecordingPolicy::default(),
             created_at: at(-3_600_000),
             addrs,
+            limits: earshot_protocol::RoomLimits::default(),
         },
     )
     .expect("fixture descriptor is valid")

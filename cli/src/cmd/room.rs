@@ -4,7 +4,8 @@ use clap::{ArgGroup, Args, Subcommand};
 use earshot_node::clock;
 use earshot_node::home::NewRoom;
 use earshot_node::store::RoomRecord;
-use earshot_protocol::{Audience, Grant, RecordingPolicy, Role, Visibility};
+use earshot_protocol::room::{MAX_LISTENERS_LIMIT, MAX_STAGE_LIMIT};
+use earshot_protocol::{Audience, Grant, RecordingPolicy, Role, RoomLimits, Visibility};
 use multiaddr::Multiaddr;
 use serde_json::{Value, json};
 
@@ -59,6 +60,14 @@ pub struct NewArgs {
     /// How long the printed links stay valid (2h, 7d, or a UTC time).
     #[arg(long, default_value = "7d", value_name = "WHEN")]
     expires: String,
+    /// Most listeners at once; joiners past it are told the room is full.
+    #[arg(long, default_value_t = RoomLimits::default().listeners, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_LISTENERS_LIMIT)))]
+    max_listeners: u32,
+    /// Most people on stage at once, the host included.
+    #[arg(long, default_value_t = RoomLimits::default().stage, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=i64::from(MAX_STAGE_LIMIT)))]
+    max_stage: u16,
 }
 
 pub fn run(ctx: &Context, command: RoomCommand) -> anyhow::Result<Exit> {
@@ -84,6 +93,10 @@ pub fn run(ctx: &Context, command: RoomCommand) -> anyhow::Result<Exit> {
                     },
                     listen: (!args.listen.is_empty()).then_some(args.listen),
                     advertise: (!args.addr.is_empty()).then_some(args.addr),
+                    limits: RoomLimits {
+                        stage: args.max_stage,
+                        listeners: args.max_listeners,
+                    },
                 },
                 now,
             )?;
@@ -181,6 +194,11 @@ pub fn run(ctx: &Context, command: RoomCommand) -> anyhow::Result<Exit> {
                     }
                 );
                 say!("  created:    {}", d.created_at);
+                say!(
+                    "  takes:      {} on stage, {} listeners",
+                    d.limits.stage,
+                    d.limits.listeners
+                );
                 for addr in &room.listen {
                     say!("  listens on: {addr}");
                 }
@@ -213,6 +231,8 @@ fn room_json(room: &RoomRecord) -> Value {
         "members_may_record": d.recording.members_may_record,
         "host": output::peer(&d.host),
         "created_at": d.created_at.to_string(),
+        "max_stage": d.limits.stage,
+        "max_listeners": d.limits.listeners,
         "listen": room.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "addrs": d.addrs().iter().map(ToString::to_string).collect::<Vec<_>>(),
     })

@@ -53,10 +53,11 @@ fn the_node_series_keep_their_names() {
     let net = NetMetrics::register(&mut registry);
     net.reservations.set(1);
     let text = render(&registry).expect("renders");
-    let earshot: Vec<&str> = sample_names(&text)
+    let mut earshot: Vec<&str> = sample_names(&text)
         .into_iter()
         .filter(|name| name.starts_with("earshot_"))
         .collect();
+    earshot.dedup();
     assert_eq!(
         earshot,
         [
@@ -67,6 +68,9 @@ fn the_node_series_keep_their_names() {
             "earshot_relay_reservations_total",
             "earshot_relay_circuits_total",
             "earshot_relay_denied_total",
+            "earshot_event_loop_handling_seconds_sum",
+            "earshot_event_loop_handling_seconds_count",
+            "earshot_event_loop_handling_seconds_bucket",
         ]
     );
     assert!(text.contains("# TYPE earshot_peers gauge\n"), "{text}");

@@ -158,6 +158,9 @@ impl EventLoop {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let handled = |this: &Self, started: Instant| {
+                this.outside.metrics.handling.observe(started.elapsed());
+            };
             tokio::select! {
                 biased;
                 command = self.outside.commands.recv() => match command {
@@ -167,7 +170,11 @@ impl EventLoop {
                         let _ = reply.send(());
                         break;
                     }
-                    Some(command) => self.on_command(command),
+                    Some(command) => {
+                        let started = Instant::now();
+                        self.on_command(command);
+                        handled(&self, started);
+                    }
                     // Every `Node` handle dropped.
                     None => {
                         let effects = self.rooms.leave_all(now());
@@ -175,9 +182,21 @@ impl EventLoop {
                         break;
                     }
                 },
-                event = self.swarm.select_next_some() => self.on_swarm_event(event),
-                Some(event) = self.plane.events.recv() => self.on_tree_event(event),
-                _ = tick.tick() => self.on_tick(),
+                event = self.swarm.select_next_some() => {
+                    let started = Instant::now();
+                    self.on_swarm_event(event);
+                    handled(&self, started);
+                }
+                Some(event) = self.plane.events.recv() => {
+                    let started = Instant::now();
+                    self.on_tree_event(event);
+                    handled(&self, started);
+                }
+                _ = tick.tick() => {
+                    let started = Instant::now();
+                    self.on_tick();
+                    handled(&self, started);
+                }
             }
         }
         info!("node stopped");

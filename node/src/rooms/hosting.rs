@@ -146,6 +146,10 @@ impl Rooms {
             }
         };
         let role = joined.state.check(now.wall, &envelope).map_err(refused)?;
+        if let Some(max) = joined.full(now.instant, &envelope.author, role.on_stage()) {
+            info!(%room, peer = %crate::node::short(&peer), max, "the room is full");
+            return Err(Refusal::Full { max });
+        }
         if entry {
             if joined.private.is_some()
                 || joined.descriptor.visibility == earshot_protocol::Visibility::Private

@@ -94,7 +94,13 @@ pub struct Joined {
     /// What came down the tree lately, to drop what comes twice.
     seen: VecDeque<[u8; 32]>,
     seen_set: HashSet<[u8; 32]>,
+    /// Listeners this node admitted lately (a view counts them once they are in the tree).
+    admitted_lately: VecDeque<Instant>,
 }
+
+/// How long an admitted listener counts towards the room's limit before the tree's reports
+/// count it (or it never came).
+const ADMITTED_COUNTS: Duration = Duration::from_secs(10);
 
 impl Joined {
     pub fn new(
@@ -128,6 +134,7 @@ impl Joined {
             private: None,
             seen: VecDeque::new(),
             seen_set: HashSet::new(),
+            admitted_lately: VecDeque::new(),
         }
     }
 
@@ -213,6 +220,33 @@ impl Joined {
             Authority::CapabilityRef(_) => false,
         };
         by_host || known || invited_to_stage
+    }
+
+    /// Whether the room has no place left for `joiner` (the descriptor's limits): on stage, the
+    /// members present (one already present comes back); in the audience, the listeners the
+    /// latest view counts and those admitted since. A listener admitted is counted at once.
+    pub fn full(&mut self, now: Instant, joiner: &PeerKey, on_stage: bool) -> Option<u32> {
+        let limits = self.descriptor.limits;
+        if on_stage {
+            let present = self.state.present();
+            let back = present.iter().any(|member| member.key == *joiner);
+            let max = u32::from(limits.stage);
+            return (!back && present.len() >= usize::from(limits.stage)).then_some(max);
+        }
+        while self
+            .admitted_lately
+            .front()
+            .is_some_and(|at| now.saturating_duration_since(*at) > ADMITTED_COUNTS)
+        {
+            self.admitted_lately.pop_front();
+        }
+        let counted = self.view.as_ref().map_or(0, |view| view.listeners);
+        let lately = u32::try_from(self.admitted_lately.len()).unwrap_or(u32::MAX);
+        if counted.saturating_add(lately) >= limits.listeners {
+            return Some(limits.listeners);
+        }
+        self.admitted_lately.push_back(now);
+        None
     }
 
     /// Remembers the capability a listener joined the audience with (the latest

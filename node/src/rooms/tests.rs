@@ -714,3 +714,86 @@ fn a_flood_of_joins_is_admitted_within_the_hosts_budget_and_the_rest_told_to_try
         "an honest joiner gets in a second later"
     );
 }
+
+/// A stranger's join with `invite`, signed by a key of its own (seeded by `i`).
+fn stranger_join(
+    i: u32,
+    room: &RoomDescriptor,
+    invite: &InviteLink,
+    clock: &Clock,
+) -> (PeerId, Vec<u8>) {
+    let mut seed = [8u8; 32];
+    seed[..4].copy_from_slice(&i.to_be_bytes());
+    let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+    let join = Envelope::sign(
+        &key,
+        room.id,
+        1,
+        clock.now().wall,
+        Authority::Capability(invite.capability.clone()),
+        ControlBody::Join {
+            name: format!("stranger {i}"),
+        },
+    )
+    .expect("a join");
+    (
+        PeerKey::from(&key).to_peer_id().expect("a key"),
+        join.encode(),
+    )
+}
+
+#[test]
+fn a_room_takes_no_more_than_its_hosts_limits_on_stage_and_in_the_audience() {
+    let mut clock = Clock::new();
+    let mut host = Side::new(1);
+    let limits = earshot_protocol::RoomLimits {
+        stage: 2,
+        listeners: 3,
+    };
+    let room = crate::fixtures::limited(&host.key, RoomId([9; 16]), Visibility::Public, limits);
+    host.rooms
+        .host(clock.now(), room.clone(), "ana".into())
+        .expect("hosts");
+    let answer = |host: &mut Side, clock: &Clock, i: u32, invite: &InviteLink| {
+        let (peer, join) = stranger_join(i, &room, invite, clock);
+        let effects = host.rooms.on_join_request(
+            clock.now(),
+            peer,
+            InboundId(u64::from(i)),
+            &join,
+            everybody,
+            no_place,
+            not_entry,
+            &host.peers,
+        );
+        responses(effects).pop().expect("answered").1
+    };
+    let full = |max| RoomResponse::Refused {
+        refusal: Refusal::Full { max },
+    };
+    // The audience: three admitted, the fourth told the room is full.
+    let listeners = link(&host, &room, Role::Listener);
+    for i in 0..3 {
+        let response = answer(&mut host, &clock, i, &listeners);
+        assert!(
+            matches!(response, RoomResponse::Admitted { .. }),
+            "{response:?}"
+        );
+    }
+    assert_eq!(answer(&mut host, &clock, 3, &listeners), full(3));
+    // Admitted listeners who never came stop counting; the tree's count is what counts then.
+    clock.advance(Duration::from_secs(11));
+    let response = answer(&mut host, &clock, 4, &listeners);
+    assert!(
+        matches!(response, RoomResponse::Admitted { .. }),
+        "{response:?}"
+    );
+    // The stage: the host and one speaker; a second speaker is refused.
+    let speakers = link(&host, &room, Role::Speaker);
+    let response = answer(&mut host, &clock, 10, &speakers);
+    assert!(
+        matches!(response, RoomResponse::Welcome { .. }),
+        "{response:?}"
+    );
+    assert_eq!(answer(&mut host, &clock, 11, &speakers), full(2));
+}

@@ -6,7 +6,7 @@
 //! a ring of recent arrivals, a ring of recently seen actions (so a relay replaying one gains
 //! nothing), a ring of recent chat for joiners.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -37,6 +37,12 @@ pub const MAX_RECENT_LISTENERS: usize = 1_024;
 pub const MAX_RECENT_CHAT: usize = 20;
 /// Actions remembered, to refuse one seen before.
 const SEEN_ACTIONS: usize = 4_096;
+/// Chat lines one listener may send at once, and then one every [`LISTENER_CHAT_EVERY`]: no key
+/// takes the room's whole budget (relays limit each child, but a relay may carry many keys).
+pub const LISTENER_CHAT_BURST: u32 = 2;
+pub const LISTENER_CHAT_EVERY: Duration = Duration::from_secs(10);
+/// Listeners whose chat budgets are kept (past it, those with a full budget are forgotten).
+const CHATTERS: usize = 4_096;
 
 /// How the host lets the audience speak.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -87,6 +93,8 @@ pub struct HostAudience {
     reactions: BTreeMap<String, u32>,
     recent: VecDeque<Newcomer>,
     recent_chat: VecDeque<Vec<u8>>,
+    /// When each listener who chatted lately has its whole budget back.
+    chatters: HashMap<PeerKey, Instant>,
     seen: VecDeque<[u8; 32]>,
     seen_set: HashSet<[u8; 32]>,
     /// Names of listeners whose actions arrived (their hands and chat lines name them).
@@ -140,6 +148,7 @@ impl HostAudience {
             reactions: BTreeMap::new(),
             recent: VecDeque::new(),
             recent_chat: VecDeque::new(),
+            chatters: HashMap::new(),
             seen: VecDeque::new(),
             seen_set: HashSet::new(),
             names: VecDeque::new(),
@@ -205,6 +214,9 @@ impl HostAudience {
             ControlBody::Chat { .. } => {
                 if self.policy.chat_per_minute == 0 {
                     return refuse("the host does not take chat from the audience in this room");
+                }
+                if !self.listener_may_chat(author, now) {
+                    return refuse("you are chatting too fast: your line was not sent");
                 }
                 if !self.chat.take(now) {
                     return refuse(
@@ -277,6 +289,26 @@ impl HostAudience {
             ControlBody::MemberRecording { .. } => Taken::Relay(envelope.encode()),
             _ => refuse("listeners raise a hand, chat or record; the rest is for the stage"),
         }
+    }
+
+    /// Takes one line from `author`'s own budget, if it has one left.
+    fn listener_may_chat(&mut self, author: PeerKey, now: Instant) -> bool {
+        if self.chatters.len() >= CHATTERS {
+            self.chatters.retain(|_, full_at| *full_at > now);
+            if self.chatters.len() >= CHATTERS {
+                // Thousands chatting at once: the room's budget is the bound then.
+                self.chatters.clear();
+            }
+        }
+        let full_at = self.chatters.entry(author).or_insert(now);
+        let from = (*full_at).max(now);
+        if from.saturating_duration_since(now) + LISTENER_CHAT_EVERY
+            > LISTENER_CHAT_EVERY * LISTENER_CHAT_BURST
+        {
+            return false;
+        }
+        *full_at = from + LISTENER_CHAT_EVERY;
+        true
     }
 
     /// The host's own subtree report: reactions to total, newcomers to remember.

@@ -211,3 +211,63 @@ fn reactions_are_totalled_and_actions_beyond_the_audiences_are_refused() {
         Taken::Refused { .. }
     ));
 }
+
+#[test]
+fn one_listener_cannot_take_the_rooms_chat_budget() {
+    let now = Instant::now();
+    let mut host = HostAudience::new(
+        ROOM,
+        AudiencePolicy {
+            chat_per_minute: 600,
+        },
+        now,
+    );
+    let state = state();
+    let line = |seq: u64| {
+        act(
+            10,
+            seq,
+            ControlBody::Chat {
+                text: format!("spam {seq}"),
+            },
+        )
+    };
+    let mut taken = Vec::new();
+    for seq in 1..=10 {
+        taken.push(host.take(now, NOW, &line(seq), &state));
+    }
+    let relayed = taken
+        .iter()
+        .filter(|t| matches!(t, Taken::Relay(_)))
+        .count();
+    assert_eq!(relayed, LISTENER_CHAT_BURST as usize);
+    assert!(taken.iter().any(|t| matches!(
+        t,
+        Taken::Refused { notice, .. } if notice.contains("too fast")
+    )));
+    // Someone else still gets through at once; the spammer again after its interval.
+    assert!(matches!(
+        host.take(
+            now,
+            NOW,
+            &act(
+                11,
+                1,
+                ControlBody::Chat {
+                    text: "hello".into()
+                }
+            ),
+            &state
+        ),
+        Taken::Relay(_)
+    ));
+    assert!(matches!(
+        host.take(now, NOW, &line(11), &state),
+        Taken::Refused { .. }
+    ));
+    let later = now + LISTENER_CHAT_EVERY;
+    assert!(matches!(
+        host.take(later, NOW, &line(12), &state),
+        Taken::Relay(_)
+    ));
+}
