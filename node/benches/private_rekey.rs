@@ -143,7 +143,11 @@ async fn spawn_as(identity: Identity, max_children: u16) -> Node {
         identity,
         NodeConfig {
             listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().expect("multiaddr")],
-            net: NetConfig::default(),
+            // Hundreds of nodes on 127.0.0.1: one address, as far as per-address limits go.
+            net: NetConfig {
+                per_address: None,
+                ..NetConfig::default()
+            },
             max_children,
             ..NodeConfig::default()
         },

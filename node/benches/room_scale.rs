@@ -53,7 +53,11 @@ async fn spawn(identity: Identity) -> Node {
         NodeConfig {
             listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().expect("multiaddr")],
             bootstrap: Vec::new(),
-            net: NetConfig::default(),
+            // Hundreds of nodes on 127.0.0.1: one address, as far as per-address limits go.
+            net: NetConfig {
+                per_address: None,
+                ..NetConfig::default()
+            },
             max_children: earshot_node::node::DEFAULT_MAX_CHILDREN,
             relays: Vec::new(),
             reachability: Default::default(),

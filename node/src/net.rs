@@ -30,6 +30,9 @@ pub const IDENTIFY_VERSION: &str = "/earshot/1";
 /// Largest gossipsub message: an envelope or announcement, with room to spare.
 pub const MAX_GOSSIP_BYTES: usize = 16 * 1024;
 
+pub mod per_address;
+pub use self::per_address::{PerAddress, PerAddressLimits};
+
 /// Knobs of the network layer that tests and benchmarks turn.
 #[derive(Clone, Debug)]
 pub struct NetConfig {
@@ -47,6 +50,10 @@ pub struct NetConfig {
     pub max_connections: Option<u32>,
     pub max_connections_per_peer: Option<u32>,
     pub max_pending_incoming: Option<u32>,
+    /// Inbound connections from one IP address: at most so many at once and so fast (none:
+    /// unlimited; in-process tests and benches with hundreds of nodes on 127.0.0.1 turn it
+    /// off). See [`per_address`].
+    pub per_address: Option<PerAddressLimits>,
     /// A community relay carries up to this many rooms' audio for hosts that ask (0: refuse).
     pub carry_rooms: usize,
     /// Refuse new connections while the process uses more memory than this (bytes).
@@ -125,6 +132,7 @@ impl Default for NetConfig {
             max_connections: Some(DEFAULT_MAX_CONNECTIONS),
             max_connections_per_peer: Some(DEFAULT_MAX_CONNECTIONS_PER_PEER),
             max_pending_incoming: Some(DEFAULT_MAX_PENDING_INCOMING),
+            per_address: Some(PerAddressLimits::default()),
             carry_rooms: 0,
             max_memory: None,
             emulate_nat: None,
@@ -153,6 +161,7 @@ pub struct Behaviour {
     pub relay_server: Toggle<relay::Behaviour>,
     pub autonat_server: Toggle<autonat::v2::server::Behaviour>,
     pub limits: connection_limits::Behaviour,
+    pub per_address: Toggle<PerAddress>,
     pub memory: Toggle<libp2p::memory_connection_limits::Behaviour>,
     pub nat: Toggle<crate::nat::EmulatedNat>,
 }
@@ -198,6 +207,7 @@ pub fn build_swarm(identity: &Identity, config: &NetConfig) -> Result<Swarm<Beha
     let idle_timeout = config.idle_timeout;
     let relay_server = config.relay_server.clone();
     let max_memory = config.max_memory;
+    let per_address = config.per_address;
     let emulate_nat = config.emulate_nat;
     let autonat_config =
         autonat::v2::client::Config::default().with_probe_interval(config.autonat_probe_interval);
@@ -292,6 +302,7 @@ pub fn build_swarm(identity: &Identity, config: &NetConfig) -> Result<Swarm<Beha
                 relay_server: relay_server.into(),
                 autonat_server: autonat_server.into(),
                 limits: connection_limits::Behaviour::new(limits),
+                per_address: per_address.map(PerAddress::new).into(),
                 memory: max_memory
                     .map(libp2p::memory_connection_limits::Behaviour::with_max_bytes)
                     .into(),

@@ -203,6 +203,11 @@ enum Command {
         addrs: Vec<Multiaddr>,
         reply: oneshot::Sender<Result<(), DialError>>,
     },
+    UpRaw {
+        room: RoomId,
+        bytes: Vec<u8>,
+        reply: oneshot::Sender<()>,
+    },
     PublishRaw {
         room: RoomId,
         bytes: Vec<u8>,
@@ -231,6 +236,7 @@ impl std::fmt::Debug for Command {
             Command::Lobby { .. } => "Lobby",
             Command::QueryLobby { .. } => "QueryLobby",
             Command::PublishRaw { .. } => "PublishRaw",
+            Command::UpRaw { .. } => "UpRaw",
             Command::Eavesdrop { .. } => "Eavesdrop",
             Command::Dial { .. } => "Dial",
             Command::Attach { .. } => "Attach",
@@ -660,6 +666,15 @@ impl Node {
     /// adversarial tests and debugging tools; honest code uses [`Node::act`].
     pub async fn publish_raw(&self, room: RoomId, bytes: Vec<u8>) -> Result<(), NodeStopped> {
         self.call(|reply| Command::PublishRaw { room, bytes, reply })
+            .await
+    }
+
+    /// Sends a signed envelope up the room's tree as an action of this node's audience,
+    /// whoever signed it: what a relay holding many keys could send. For adversarial tests
+    /// and benches.
+    #[doc(hidden)]
+    pub async fn send_up_raw(&self, room: RoomId, bytes: Vec<u8>) -> Result<(), NodeStopped> {
+        self.call(|reply| Command::UpRaw { room, bytes, reply })
             .await
     }
 

@@ -92,7 +92,15 @@ pub struct Rooms {
     joins: hosting::JoinBudget,
     /// Private rooms' key schedules kept from before a restart, until the room opens.
     kept: HashMap<RoomId, Vec<u8>>,
+    /// Joins a busy host asked to try again, with when.
+    busy: Vec<(Instant, PendingJoin)>,
 }
+
+/// How often a join the host was too busy for is asked again, and how long it waits at first
+/// (doubling each time, at most [`BUSY_WAIT_MAX`], with jitter): about 20 s in all.
+const BUSY_TRIES: u8 = 12;
+const BUSY_WAIT_FIRST: Duration = Duration::from_millis(200);
+const BUSY_WAIT_MAX: Duration = Duration::from_secs(2);
 
 pub use hosting::{ENTRY_JOINS_BURST, ENTRY_JOINS_PER_SEC, HOST_JOINS_BURST, HOST_JOINS_PER_SEC};
 
@@ -109,6 +117,7 @@ impl Rooms {
             rng: rand::rngs::StdRng::from_seed(seed),
             joins: hosting::JoinBudget::default(),
             kept: HashMap::new(),
+            busy: Vec::new(),
         }
     }
 
@@ -314,6 +323,7 @@ impl Rooms {
                 next_seq: first_seq + 1,
                 entry: entry.map(|(entry, _)| entry),
                 envelope,
+                busy_tries: 0,
             })),
         }]
     }
@@ -337,6 +347,27 @@ impl Rooms {
             },
             then: Pending::Join(Box::new(pending)),
         }])
+    }
+
+    /// Joins a busy host turned away, asked again when their wait is over.
+    fn ask_again(&mut self, now: Now) -> Vec<Effect> {
+        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.busy)
+            .into_iter()
+            .partition(|(at, _)| *at <= now.instant);
+        self.busy = waiting;
+        due.into_iter()
+            .filter_map(|(_, pending)| {
+                let host = pending.link.host.to_peer_id().ok()?;
+                Some(Effect::Request {
+                    peer: host,
+                    addrs: entry::host_addrs(&pending.link),
+                    request: RoomRequest::Join {
+                        envelope: serde_bytes::ByteBuf::from(pending.envelope.clone()),
+                    },
+                    then: Pending::Join(Box::new(pending)),
+                })
+            })
+            .collect()
     }
 
     /// The host answered our join.
@@ -375,6 +406,21 @@ impl Rooms {
                     Ok(snapshot) => (snapshot.into_inner(), keys),
                     Err(err) => return self.join_failed(pending, JoinError::BadAnswer(err.into())),
                 }
+            }
+            RoomResponse::Refused {
+                refusal: Refusal::Busy,
+            } if pending.busy_tries < BUSY_TRIES => {
+                // A flood of joiners (the host admits a few hundred a second): ask again in a
+                // moment, with jitter, as everyone turned away does.
+                let mut pending = pending;
+                let wait = BUSY_WAIT_FIRST
+                    .saturating_mul(1 << pending.busy_tries.min(4))
+                    .min(BUSY_WAIT_MAX);
+                let wait = wait.mul_f64(rand::RngExt::random_range(&mut self.rng, 0.5..1.5));
+                pending.busy_tries += 1;
+                debug!(%room, tries = pending.busy_tries, ?wait, "the host is busy: asking again");
+                self.busy.push((now.instant + wait, pending));
+                return Vec::new();
             }
             RoomResponse::Refused { refusal } => {
                 if pending.entry.is_some() {
@@ -519,6 +565,9 @@ impl Rooms {
             },
             body => body,
         };
+        if !joined.own_budget.take(self.me, &body, now.wall) {
+            return Err(ActError::Rejected(Rejected::TooFast { author: self.me }));
+        }
         let ends = matches!(body, ControlBody::RoomEnded);
         let (bytes, changes) = joined.act(&self.signing, now.wall, now.instant, body)?;
         let mut effects = vec![Effect::Publish {
@@ -734,6 +783,7 @@ impl Rooms {
             self.announce(room, now, &mut effects);
         }
         effects.extend(self.retry(now));
+        effects.extend(self.ask_again(now));
         effects.extend(self.flush_welcomes(now, Some(WELCOME_WAIT), &follows, peers));
         effects
     }

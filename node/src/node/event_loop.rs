@@ -650,6 +650,11 @@ impl EventLoop {
                 self.topics.eavesdropped.insert(topic.hash(), messages);
                 let _ = reply.send(());
             }
+            Command::UpRaw { room, bytes, reply } => {
+                let effects = self.rooms.raw_up(room, bytes);
+                self.apply(effects);
+                let _ = reply.send(());
+            }
             Command::PublishRaw { room, bytes, reply } => {
                 if self.rooms.contains(&room) {
                     // Queued and retried like any message if no subscriber is known yet.

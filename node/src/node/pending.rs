@@ -44,4 +44,6 @@ pub struct PendingJoin {
     pub entry: Option<libp2p::PeerId>,
     /// The `Join` sent.
     pub envelope: Vec<u8>,
+    /// Times a busy host turned it away so far (it is asked again a few times).
+    pub busy_tries: u8,
 }

@@ -409,6 +409,7 @@ impl Rooms {
                     next_seq: joined.next_seq(),
                     entry: None,
                     envelope: join.encode(),
+                    busy_tries: 0,
                 })),
             },
         ]

@@ -96,11 +96,13 @@ pub struct Joined {
     seen_set: HashSet<[u8; 32]>,
     /// Listeners this node admitted lately (a view counts them once they are in the tree).
     admitted_lately: VecDeque<Instant>,
+    /// This node's own budget of chat lines and reactions on the stage (half what others take).
+    pub own_budget: earshot_protocol::state::Budgets,
 }
 
 /// How long an admitted listener counts towards the room's limit before the tree's reports
 /// count it (or it never came).
-const ADMITTED_COUNTS: Duration = Duration::from_secs(10);
+const ADMITTED_COUNTS: Duration = Duration::from_secs(2);
 
 impl Joined {
     pub fn new(
@@ -135,6 +137,7 @@ impl Joined {
             seen: VecDeque::new(),
             seen_set: HashSet::new(),
             admitted_lately: VecDeque::new(),
+            own_budget: earshot_protocol::state::Budgets::own(),
         }
     }
 

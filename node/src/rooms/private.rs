@@ -553,6 +553,16 @@ impl Rooms {
 
     /// A member's own action for the host: sealed in a private room (relays on the way read
     /// only who it is from).
+    /// Any envelope sent up as an action (adversarial tests: [`crate::node::Node::send_up_raw`]).
+    pub fn raw_up(&mut self, room: RoomId, envelope: Vec<u8>) -> Vec<Effect> {
+        let act = self.act_up(&room, envelope);
+        vec![Effect::Up {
+            room,
+            act,
+            urgent: false,
+        }]
+    }
+
     pub(super) fn act_up(&mut self, room: &RoomId, envelope: Vec<u8>) -> Vec<u8> {
         match self.seal_for(room, &envelope) {
             Some(sealed) => SealedAct {

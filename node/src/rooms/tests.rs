@@ -797,3 +797,59 @@ fn a_room_takes_no_more_than_its_hosts_limits_on_stage_and_in_the_audience() {
     );
     assert_eq!(answer(&mut host, &clock, 11, &speakers), full(2));
 }
+
+#[test]
+fn a_joiner_a_busy_host_turned_away_asks_again_in_a_moment_and_gives_up_at_last() {
+    let mut clock = Clock::new();
+    let host = Side::new(1);
+    let room = descriptor(&host, Visibility::Public);
+    let invite = link(&host, &room, Role::Listener);
+    let mut joe = Side::new(2);
+    let (mut pending, envelope, mut answer) = ask(&mut joe, &clock, invite, "joe");
+    let busy = || RoomResponse::Refused {
+        refusal: Refusal::Busy,
+    };
+    for _ in 0..BUSY_TRIES {
+        let effects = joe
+            .rooms
+            .join_answered(clock.now(), pending, busy(), &joe.peers);
+        assert!(effects.is_empty(), "{effects:?}");
+        assert!(answer.try_recv().is_err(), "not told anything yet");
+        // Asked again within the longest wait (with jitter), with the same join.
+        clock.advance(BUSY_WAIT_MAX.mul_f64(1.5));
+        let mut effects = joe.rooms.tick(clock.now(), nobody, one, &joe.peers);
+        let again = effects
+            .iter()
+            .position(|e| {
+                matches!(
+                    e,
+                    Effect::Request {
+                        then: Pending::Join(_),
+                        ..
+                    }
+                )
+            })
+            .expect("asked again");
+        match effects.remove(again) {
+            Effect::Request {
+                request: RoomRequest::Join { envelope: sent },
+                then: Pending::Join(next),
+                ..
+            } => {
+                assert_eq!(sent.as_ref(), envelope.as_slice());
+                pending = *next;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let mut effects = joe
+        .rooms
+        .join_answered(clock.now(), pending, busy(), &joe.peers);
+    deliver(&mut effects);
+    assert!(matches!(
+        answer.try_recv(),
+        Ok(Err(JoinError::Refused {
+            refusal: Refusal::Busy
+        }))
+    ));
+}

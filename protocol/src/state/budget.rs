@@ -10,10 +10,12 @@ use std::collections::BTreeMap;
 use crate::control::ControlBody;
 use crate::id::{PeerKey, Timestamp};
 
-/// Chat lines an author may send at once, and then one every [`CHAT_EVERY_MS`].
+/// Chat lines an author's node lets it send at once, and then one every [`CHAT_EVERY_MS`]
+/// ([`Budgets::own`]); every other node takes twice that ([`Budgets::default`]), so that lines
+/// an honest author's node sent are never dropped on the way for arriving closer together.
 pub const CHAT_BURST: u64 = 5;
 pub const CHAT_EVERY_MS: u64 = 2_000;
-/// Reactions an author may send at once, and then one every [`REACTION_EVERY_MS`].
+/// Reactions, likewise.
 pub const REACTION_BURST: u64 = 10;
 pub const REACTION_EVERY_MS: u64 = 300;
 
@@ -29,6 +31,8 @@ struct Author {
 #[derive(Clone, Debug, Default)]
 pub struct Budgets {
     authors: BTreeMap<PeerKey, Author>,
+    /// The author's own node: the budget itself, not twice it.
+    own: bool,
 }
 
 impl PartialEq for Budgets {
@@ -41,6 +45,14 @@ impl PartialEq for Budgets {
 impl Eq for Budgets {}
 
 impl Budgets {
+    /// The budget an author's own node holds it to (half what others take from it).
+    pub fn own() -> Self {
+        Self {
+            authors: BTreeMap::new(),
+            own: true,
+        }
+    }
+
     /// Whether `author` may have `body` shown at `now`; takes from its budget if so. Only chat
     /// and reactions are budgeted (the rest is state every node must fold alike).
     pub fn take(&mut self, author: PeerKey, body: &ControlBody, now: Timestamp) -> bool {
@@ -48,6 +60,11 @@ impl Budgets {
             ControlBody::Chat { .. } => (CHAT_BURST, CHAT_EVERY_MS),
             ControlBody::Reaction { .. } => (REACTION_BURST, REACTION_EVERY_MS),
             _ => return true,
+        };
+        let (burst, every) = if self.own {
+            (burst, every)
+        } else {
+            (burst * 2, every / 2)
         };
         let entry = self.authors.entry(author).or_default();
         let full_at = match body {

@@ -1,0 +1,462 @@
+//! Floods from outside (issue 15): a host speaking to a listener, and an attacker process on the
+//! same machine, from its own loopback address (127.0.0.9, so that per-address limits tell it
+//! from the honest peers on 127.0.0.1), doing in turn:
+//!
+//! 1. **connections**: `--connections` fresh keys, each dialling the host (`--batch` at once),
+//!    every connection held open (then closed, and 5 s for the address's budget to refill);
+//! 2. **requests**: a few connections asking for the lobby as fast as they are answered (16
+//!    requests in flight on each);
+//! 3. **oversized requests**: joins of 64 KiB (no valid request exceeds about 4 KiB).
+//!
+//! Streams that never say hello are closed after 5 s (`audio::streams_that_never_say_hello_are_
+//! closed`). The bench prints what each flood got, the listener's delivery (frames heard / sent)
+//! over the whole run, the host process's peak memory (resident set; the host and the
+//! listener share this process, the attacker has its own), and the host's event-loop handling
+//! times.
+//!
+//! `cargo bench -p earshot-node --bench outside_flood` (add `-- --connections 5000`). Needs
+//! 127.0.0.9 (any 127/8 address is loopback on Linux).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use earshot_node::identity::Identity;
+use earshot_node::metrics::NetMetrics;
+use earshot_node::net::{NetConfig, ROOM_PROTOCOL, RoomCodec};
+use earshot_node::node::{Node, NodeConfig};
+use earshot_protocol::frame::{AudioFrame, SpeakerId};
+use earshot_protocol::room::RoomSpec;
+use earshot_protocol::snapshot::RoomRequest;
+use earshot_protocol::{
+    Audience, Capability, Grant, InviteLink, RecordingPolicy, Role, RoomDescriptor, RoomId,
+    RoomLimits, Visibility,
+};
+use futures::StreamExt;
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm};
+
+const ATTACKER_IP: &str = "127.0.0.9";
+
+fn flag(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
+fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+type Client = Swarm<request_response::Behaviour<RoomCodec>>;
+
+/// A minimal client with a fresh key, its QUIC socket on the attacker's address.
+async fn client() -> Option<Client> {
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_quic()
+        .with_behaviour(|_| {
+            request_response::Behaviour::with_codec(
+                RoomCodec,
+                [(ROOM_PROTOCOL, ProtocolSupport::Outbound)],
+                request_response::Config::default()
+                    .with_request_timeout(Duration::from_secs(10))
+                    .with_max_concurrent_streams(64),
+            )
+        })
+        .ok()?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .build();
+    swarm
+        .listen_on(format!("/ip4/{ATTACKER_IP}/udp/0/quic-v1").parse().ok()?)
+        .ok()?;
+    // Until it listens: its dials then leave from that socket.
+    loop {
+        if let SwarmEvent::NewListenAddr { .. } = swarm.select_next_some().await {
+            return Some(swarm);
+        }
+    }
+}
+
+/// Dials the host; whether a connection was established within 10 s.
+async fn connect(swarm: &mut Client, host: PeerId, addr: &Multiaddr) -> bool {
+    let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(host)
+        .addresses(vec![addr.clone()])
+        .build();
+    if swarm.dial(opts).is_err() {
+        return false;
+    }
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match swarm.select_next_some().await {
+                SwarmEvent::ConnectionEstablished { .. } => return true,
+                SwarmEvent::OutgoingConnectionError { .. } => return false,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// The attacker: runs the three floods, prints one line of counts for each.
+async fn attacker(host: PeerId, addr: Multiaddr, connections: usize, batch: usize) {
+    // 1. Connections, held open.
+    let started = Instant::now();
+    let (mut held, mut refused) = (Vec::new(), 0usize);
+    while held.len() + refused < connections {
+        let n = batch.min(connections - held.len() - refused);
+        let tries = (0..n).map(|_| {
+            let addr = addr.clone();
+            async move {
+                let mut swarm = client().await?;
+                connect(&mut swarm, host, &addr).await.then_some(swarm)
+            }
+        });
+        for swarm in futures::future::join_all(tries).await {
+            match swarm {
+                Some(swarm) => held.push(swarm),
+                None => refused += 1,
+            }
+        }
+    }
+    // Keep the held connections' swarms polled (so they stay up) for the rest of the run.
+    let open = held.len();
+    let keeper = tokio::spawn(async move {
+        let mut held = held;
+        loop {
+            for swarm in &mut held {
+                while let Some(Some(_)) = futures::FutureExt::now_or_never(swarm.next()) {}
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    println!(
+        "connections {} {} {} {:.1}",
+        connections,
+        open,
+        refused,
+        started.elapsed().as_secs_f64()
+    );
+    // The held connections go; the address's budget of new connections refills.
+    keeper.abort();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    // 2. Requests as fast as they are answered, on a few connections.
+    let answered = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let window = Duration::from_secs(10);
+    let mut askers = Vec::new();
+    for _ in 0..4 {
+        let (answered, failed, addr) = (answered.clone(), failed.clone(), addr.clone());
+        askers.push(tokio::spawn(async move {
+            let Some(mut swarm) = client().await else {
+                return;
+            };
+            if !connect(&mut swarm, host, &addr).await {
+                failed.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            let end = Instant::now() + window;
+            let mut in_flight = 0;
+            while Instant::now() < end {
+                while in_flight < 16 {
+                    swarm
+                        .behaviour_mut()
+                        .send_request(&host, RoomRequest::Lobby);
+                    in_flight += 1;
+                }
+                match tokio::time::timeout(Duration::from_secs(1), swarm.select_next_some()).await {
+                    Ok(SwarmEvent::Behaviour(request_response::Event::Message {
+                        message: request_response::Message::Response { .. },
+                        ..
+                    })) => {
+                        in_flight -= 1;
+                        answered.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
+                        ..
+                    })) => {
+                        in_flight -= 1;
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {}
+                }
+            }
+        }));
+    }
+    for asker in askers {
+        let _ = asker.await;
+    }
+    println!(
+        "requests {} {} {:.1}",
+        answered.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed),
+        window.as_secs_f64()
+    );
+
+    // 3. Oversized requests: joins of 64 KiB.
+    let (mut refused_big, mut answered_big) = (0, 0);
+    if let Some(mut swarm) = client().await
+        && connect(&mut swarm, host, &addr).await
+    {
+        for _ in 0..200 {
+            swarm.behaviour_mut().send_request(
+                &host,
+                RoomRequest::Join {
+                    envelope: serde_bytes::ByteBuf::from(vec![0x42; 64 * 1024]),
+                },
+            );
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(20), async {
+            while refused_big + answered_big < 200 {
+                match swarm.select_next_some().await {
+                    SwarmEvent::Behaviour(request_response::Event::Message {
+                        message: request_response::Message::Response { .. },
+                        ..
+                    }) => answered_big += 1,
+                    SwarmEvent::Behaviour(request_response::Event::OutboundFailure { .. }) => {
+                        refused_big += 1
+                    }
+                    _ => {}
+                }
+            }
+        })
+        .await;
+    }
+    println!("oversized 200 {answered_big} {refused_big}");
+}
+
+async fn host_side(connections: usize, batch: usize) {
+    let host_metrics = NetMetrics::default();
+    let spawn = |identity: Identity, metrics: NetMetrics| async move {
+        Node::spawn(
+            identity,
+            NodeConfig {
+                listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().expect("multiaddr")],
+                net: NetConfig {
+                    metrics,
+                    // What `earshot host` runs with by default (--max-memory-mb 1024).
+                    max_memory: Some(1024 << 20),
+                    ..NetConfig::default()
+                },
+                ..NodeConfig::default()
+            },
+        )
+        .await
+        .expect("node")
+    };
+    let identity = Identity::ephemeral().expect("identity");
+    let key = identity.signing_key().clone();
+    let host = spawn(identity, host_metrics.clone()).await;
+    let now = earshot_node::clock::now();
+    let descriptor = RoomDescriptor::sign(
+        &key,
+        RoomSpec {
+            id: RoomId([0x0f; 16]),
+            title: "Under siege".into(),
+            visibility: Visibility::Public,
+            recording: RecordingPolicy::default(),
+            created_at: now,
+            addrs: host.listen_addrs().await.expect("addrs"),
+            limits: RoomLimits::default(),
+        },
+    )
+    .expect("descriptor");
+    let room = descriptor.id;
+    host.host(descriptor.clone(), "host").await.expect("host");
+    let link = InviteLink {
+        capability: Capability::issue(
+            &key,
+            room,
+            Grant {
+                audience: Audience::Bearer,
+                role: Role::Listener,
+                not_before: now,
+                expires_at: now.plus_millis(3_600_000),
+                depth: 0,
+            },
+            [1; 8],
+        )
+        .expect("capability"),
+        host: descriptor.host,
+        bootstrap: descriptor.addrs(),
+    };
+    let listener = spawn(
+        Identity::ephemeral().expect("identity"),
+        NetMetrics::default(),
+    )
+    .await;
+    listener.join(link, "joe").await.expect("joins");
+    let (_heard, stats) = listener.fanout().open_room(room);
+    let speaker = SpeakerId::of(&host.key());
+    let sent = Arc::new(AtomicU64::new(0));
+    let speaking = {
+        let (fanout, sent) = (host.fanout().clone(), sent.clone());
+        tokio::spawn(async move {
+            let mut clock = tokio::time::interval(Duration::from_millis(20));
+            for seq in 0u32.. {
+                clock.tick().await;
+                fanout.relay(
+                    &room,
+                    &AudioFrame {
+                        speaker,
+                        seq,
+                        timestamp: seq.wrapping_mul(960),
+                        level: 40,
+                        flags: 0,
+                        payload: vec![0x78; 80],
+                        tag: None,
+                    },
+                );
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    // Heard from the start.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stats.received.load(Ordering::Relaxed) == 0 {
+        assert!(Instant::now() < deadline, "the listener hears nothing");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let quiet = host_metrics.handling.snapshot();
+    let (sent0, heard0) = (
+        sent.load(Ordering::Relaxed),
+        stats.received.load(Ordering::Relaxed),
+    );
+    let rss_before = rss_kb();
+    let host_addr = descriptor
+        .addrs()
+        .into_iter()
+        .find(|a| a.to_string().contains("quic"))
+        .expect("a QUIC address");
+    let mut child = std::process::Command::new(std::env::current_exe().expect("exe"))
+        .args([
+            "--attacker",
+            &host.peer_id().to_string(),
+            &host_addr.to_string(),
+            "--connections",
+            &connections.to_string(),
+            "--batch",
+            &batch.to_string(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the attacker starts");
+    let mut peak = rss_before;
+    let started = Instant::now();
+    let output = loop {
+        peak = peak.max(rss_kb());
+        if let Ok(Some(_)) = child.try_wait() {
+            break child.wait_with_output().expect("output");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let (sent1, heard1) = (
+        sent.load(Ordering::Relaxed),
+        stats.received.load(Ordering::Relaxed),
+    );
+    let flooded = host_metrics.handling.snapshot().since(&quiet);
+    speaking.abort();
+    let text = String::from_utf8_lossy(&output.stdout);
+    let field = |name: &str| -> Vec<String> {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .map(|l| l.split_whitespace().skip(1).map(str::to_owned).collect())
+            .unwrap_or_default()
+    };
+    let (c, r, o) = (field("connections"), field("requests"), field("oversized"));
+    let get = |v: &Vec<String>, i: usize| v.get(i).cloned().unwrap_or_else(|| "?".into());
+    println!();
+    println!(
+        "A flood from {ATTACKER_IP} against a host speaking to a listener (both on 127.0.0.1, \
+         one process; the attacker another), {seconds:.0} s"
+    );
+    println!();
+    println!("| flood | tried | got | refused or failed |");
+    println!("|---|---|---|---|");
+    println!(
+        "| connections, fresh keys, held open ({} s) | {} | {} open | {} |",
+        get(&c, 3),
+        get(&c, 0),
+        get(&c, 1),
+        get(&c, 2)
+    );
+    println!(
+        "| lobby requests, 4 connections × 16 in flight ({} s) | as fast as answered | {} answered | {} |",
+        get(&r, 2),
+        get(&r, 0),
+        get(&r, 1)
+    );
+    println!(
+        "| joins of 64 KiB | {} | {} answered | {} refused unread |",
+        get(&o, 0),
+        get(&o, 1),
+        get(&o, 2)
+    );
+    println!();
+    let delivered = (heard1 - heard0) as f64 / (sent1 - sent0).max(1) as f64 * 100.0;
+    println!(
+        "The listener heard {} of {} frames sent during the floods ({delivered:.2} %).",
+        heard1 - heard0,
+        sent1 - sent0
+    );
+    println!(
+        "The host's process (host and listener): resident memory {} MB before, {} MB at the \
+         peak (limit for new connections: 1024 MB).",
+        rss_before / 1024,
+        peak / 1024
+    );
+    let ms = |q| {
+        flooded.quantile_us(q).map_or("> 5 s".to_owned(), |us| {
+            format!("≤ {:.2} ms", us as f64 / 1000.0)
+        })
+    };
+    println!(
+        "The host's event loop during the floods: {} handled, p50 {}, p99 {}, max {:.1} ms.",
+        flooded.count(),
+        ms(0.5),
+        ms(0.99),
+        flooded.max_us as f64 / 1000.0
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let connections = flag(&args, "--connections")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000);
+    let batch = flag(&args, "--batch")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    if let Some(i) = args.iter().position(|a| a == "--attacker") {
+        let host: PeerId = args
+            .get(i + 1)
+            .and_then(|p| p.parse().ok())
+            .expect("the host's peer id");
+        let addr: Multiaddr = args
+            .get(i + 2)
+            .and_then(|a| a.parse().ok())
+            .expect("the host's address");
+        runtime.block_on(attacker(host, addr, connections, batch));
+        return;
+    }
+    runtime.block_on(host_side(connections, batch));
+}

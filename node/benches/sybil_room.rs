@@ -1,0 +1,567 @@
+//! Ten thousand strangers with a public room's link (issue 15, "Sybils inside a public room"):
+//! a host, a speaker on its stage, honest listeners in its audience, and an attacker holding
+//! thousands of fresh keys, all in one process over loopback. The attacker does what costs it
+//! least and the room most:
+//!
+//! - **joins**: every key asks the host to join (each from a connection of its own, as the
+//!   host requires: a minimal libp2p client per key, `--concurrency` at once, as fast as it is
+//!   answered), and never takes the place it is given;
+//! - **chat**: `--relays` attacker nodes sit in the audience and send chat up the tree signed
+//!   by those keys, as fast as their parents take it.
+//!
+//! Meanwhile the honest members chat (the speaker every 2 s, one listener every 12 s: what
+//! their budgets allow) and newcomers join every few seconds. It prints the host's event-loop
+//! handling times (p50, p99, max: `earshot_event_loop_handling_seconds`) before and during
+//! the flood, what became of the attacker's joins, how long honest newcomers took to get in,
+//! and how long honest chat took to reach every honest member (p50, p99, lost).
+//!
+//! `cargo bench -p earshot-node --bench sybil_room` (add `-- --sybils 10000 --relays 10
+//! --concurrency 64 --listeners 4`). Targets: the room stays joinable, the host's p99 ≤ 50 ms,
+//! honest chat p99 ≤ 500 ms.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use earshot_node::event::Event;
+use earshot_node::identity::Identity;
+use earshot_node::metrics::{Handled, NetMetrics};
+use earshot_node::net::{NetConfig, ROOM_PROTOCOL, RoomCodec};
+use earshot_node::node::{Node, NodeConfig};
+use earshot_protocol::envelope::{Authority, Envelope};
+use earshot_protocol::room::RoomSpec;
+use earshot_protocol::snapshot::{Refusal, RoomRequest, RoomResponse};
+use earshot_protocol::{
+    Audience, Capability, ControlBody, Grant, InviteLink, RecordingPolicy, Role, RoomDescriptor,
+    RoomId, RoomLimits, Visibility,
+};
+use futures::StreamExt;
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId};
+use parking_lot::Mutex;
+
+struct Args {
+    sybils: usize,
+    relays: usize,
+    listeners: usize,
+    concurrency: usize,
+    chat_per_relay: u32,
+}
+
+fn args() -> Args {
+    let args: Vec<String> = std::env::args().collect();
+    let value = |flag: &str, default: usize| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    Args {
+        sybils: value("--sybils", 10_000),
+        relays: value("--relays", 10),
+        listeners: value("--listeners", 4),
+        concurrency: value("--concurrency", 64),
+        chat_per_relay: u32::try_from(value("--chat-per-relay", 50)).unwrap_or(50),
+    }
+}
+
+async fn spawn(metrics: NetMetrics) -> Node {
+    spawn_as(Identity::ephemeral().expect("identity"), metrics).await
+}
+
+async fn spawn_as(identity: Identity, metrics: NetMetrics) -> Node {
+    Node::spawn(
+        identity,
+        NodeConfig {
+            listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().expect("multiaddr")],
+            // Hundreds of nodes on 127.0.0.1: one address, as far as per-address limits go.
+            net: NetConfig {
+                per_address: None,
+                metrics,
+                ..NetConfig::default()
+            },
+            max_children: earshot_node::node::DEFAULT_MAX_CHILDREN,
+            ..NodeConfig::default()
+        },
+    )
+    .await
+    .expect("node")
+}
+
+fn link(host: &ed25519_dalek::SigningKey, room: &RoomDescriptor, role: Role) -> InviteLink {
+    let now = earshot_node::clock::now();
+    InviteLink {
+        capability: Capability::issue(
+            host,
+            room.id,
+            Grant {
+                audience: Audience::Bearer,
+                role,
+                not_before: now,
+                expires_at: now.plus_millis(3_600_000),
+                depth: 0,
+            },
+            [role as u8; 8],
+        )
+        .expect("capability"),
+        host: room.host,
+        bootstrap: room.addrs(),
+    }
+}
+
+/// What became of the attacker's joins.
+#[derive(Default)]
+struct Outcomes {
+    admitted: AtomicU64,
+    busy: AtomicU64,
+    full: AtomicU64,
+    other: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// One throwaway key asks to join, from a connection of its own; returns the host's answer.
+async fn sybil_join(
+    seed: [u8; 32],
+    room: RoomId,
+    capability: &Capability,
+    host: PeerId,
+    addrs: &[Multiaddr],
+) -> Option<RoomResponse> {
+    let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+    let keypair = libp2p::identity::Keypair::ed25519_from_bytes(seed).ok()?;
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_quic()
+        .with_behaviour(|_| {
+            request_response::Behaviour::with_codec(
+                RoomCodec,
+                [(ROOM_PROTOCOL, ProtocolSupport::Outbound)],
+                request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
+            )
+        })
+        .ok()?
+        .build();
+    let join = Envelope::sign(
+        &key,
+        room,
+        1,
+        earshot_node::clock::now(),
+        Authority::Capability(capability.clone()),
+        ControlBody::Join {
+            name: "sybil".into(),
+        },
+    )
+    .ok()?;
+    swarm.behaviour_mut().send_request_with_addresses(
+        &host,
+        RoomRequest::Join {
+            envelope: serde_bytes::ByteBuf::from(join.encode()),
+        },
+        addrs.to_vec(),
+    );
+    let answer = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            match swarm.select_next_some().await {
+                SwarmEvent::Behaviour(request_response::Event::Message {
+                    message: request_response::Message::Response { response, .. },
+                    ..
+                }) => return Some(response),
+                SwarmEvent::Behaviour(request_response::Event::OutboundFailure { .. }) => {
+                    return None;
+                }
+                _ => {}
+            }
+        }
+    })
+    .await;
+    answer.ok().flatten()
+}
+
+/// A chat line seen by an honest member: (probe, member) → when.
+type Seen = Arc<Mutex<HashMap<(String, usize), Instant>>>;
+
+fn watch(node: &Node, member: usize, room: RoomId, seen: Seen) {
+    let mut events = node.subscribe();
+    tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(Event::Chat { room: r, text, .. }) if r == room && text.starts_with("probe") => {
+                    seen.lock()
+                        .entry((text, member))
+                        .or_insert_with(Instant::now);
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(_) => return,
+            }
+        }
+    });
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
+fn handled_row(name: &str, handled: &Handled) {
+    let ms = |q| {
+        handled.quantile_us(q).map_or("> 5 s".to_owned(), |us| {
+            format!("≤ {:.2}", us as f64 / 1000.0)
+        })
+    };
+    println!(
+        "| {name:<22} | {:>9} | {:>9} | {:>9} | {:>9.1} |",
+        handled.count(),
+        ms(0.5),
+        ms(0.99),
+        handled.max_us as f64 / 1000.0
+    );
+}
+
+async fn run(args: Args) {
+    let host_metrics = NetMetrics::default();
+    let identity = Identity::ephemeral().expect("identity");
+    let host_identity_key = identity.signing_key().clone();
+    let host = spawn_as(identity, host_metrics.clone()).await;
+    let descriptor = RoomDescriptor::sign(
+        &host_identity_key,
+        RoomSpec {
+            id: RoomId([0x5b; 16]),
+            title: "Ten thousand strangers".into(),
+            visibility: Visibility::Public,
+            recording: RecordingPolicy::default(),
+            created_at: earshot_node::clock::now(),
+            addrs: host.listen_addrs().await.expect("addrs"),
+            limits: RoomLimits::default(),
+        },
+    )
+    .expect("descriptor");
+    let room = descriptor.id;
+    host.host(descriptor.clone(), "host").await.expect("host");
+    let listener_link = link(&host_identity_key, &descriptor, Role::Listener);
+    let speaker_link = link(&host_identity_key, &descriptor, Role::Speaker);
+    let seen: Seen = Arc::default();
+    let mut honest = vec![host.clone()];
+    let speaker = spawn(NetMetrics::default()).await;
+    speaker
+        .join(speaker_link, "sam")
+        .await
+        .expect("speaker joins");
+    honest.push(speaker.clone());
+    for i in 0..args.listeners {
+        let node = spawn(NetMetrics::default()).await;
+        node.join(listener_link.clone(), &format!("listener {i}"))
+            .await
+            .expect("listener joins");
+        honest.push(node);
+    }
+    for (i, node) in honest.iter().enumerate() {
+        watch(node, i, room, seen.clone());
+    }
+    let mut relays = Vec::new();
+    for i in 0..args.relays {
+        let node = spawn(NetMetrics::default()).await;
+        node.join(listener_link.clone(), &format!("relay {i}"))
+            .await
+            .expect("attacker relay joins");
+        relays.push(node);
+    }
+    eprintln!(
+        "room up: host, a speaker, {} listeners, {} attacker relays",
+        args.listeners, args.relays
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // Honest chat: the speaker every 2 s, listener 0 every 12 s (within their budgets).
+    let sent: Arc<Mutex<Vec<(String, Instant, usize)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let chatter = {
+        let (speaker, listener) = (speaker.clone(), honest[2].clone());
+        let (sent, stop) = (sent.clone(), stop.clone());
+        tokio::spawn(async move {
+            for n in 0u32.. {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                let text = format!("probe stage {n}");
+                let at = Instant::now();
+                if speaker
+                    .act(room, ControlBody::Chat { text: text.clone() })
+                    .await
+                    .is_ok()
+                {
+                    sent.lock().push((text, at, 1));
+                }
+                if n % 6 == 0 {
+                    let text = format!("probe audience {n}");
+                    let at = Instant::now();
+                    if listener
+                        .act(room, ControlBody::Chat { text: text.clone() })
+                        .await
+                        .is_ok()
+                    {
+                        sent.lock().push((text, at, 2));
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let quiet = host_metrics.handling.snapshot();
+    let quiet_sent = sent.lock().len();
+
+    // The flood.
+    eprintln!(
+        "flood: {} keys join, {} relays chat",
+        args.sybils, args.relays
+    );
+    let outcomes = Arc::new(Outcomes::default());
+    let next = Arc::new(AtomicU64::new(0));
+    let host_peer = host.peer_id();
+    let host_addrs = descriptor.addrs();
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..args.concurrency {
+        let (outcomes, next) = (outcomes.clone(), next.clone());
+        let capability = listener_link.capability.clone();
+        let addrs = host_addrs.clone();
+        let total = args.sybils as u64;
+        workers.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    return;
+                }
+                let mut seed = [0x51u8; 32];
+                seed[..8].copy_from_slice(&i.to_be_bytes());
+                let counter = match sybil_join(seed, room, &capability, host_peer, &addrs).await {
+                    Some(RoomResponse::Admitted { .. }) => &outcomes.admitted,
+                    Some(RoomResponse::Refused {
+                        refusal: Refusal::Busy,
+                    }) => &outcomes.busy,
+                    Some(RoomResponse::Refused {
+                        refusal: Refusal::Full { .. },
+                    }) => &outcomes.full,
+                    Some(_) => &outcomes.other,
+                    None => &outcomes.failed,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let chatting = Arc::new(AtomicBool::new(true));
+    let sybil_lines = Arc::new(AtomicU64::new(0));
+    for (r, relay) in relays.iter().enumerate() {
+        let (relay, chatting, lines) = (relay.clone(), chatting.clone(), sybil_lines.clone());
+        let capability = listener_link.capability.clone();
+        let every = Duration::from_secs(1) / args.chat_per_relay.max(1);
+        let keys = args.sybils.max(1) as u64;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            for n in 0u64.. {
+                tick.tick().await;
+                if !chatting.load(Ordering::Relaxed) {
+                    return;
+                }
+                let i = (n * 31 + r as u64) % keys;
+                let mut seed = [0x51u8; 32];
+                seed[..8].copy_from_slice(&i.to_be_bytes());
+                let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+                let Ok(line) = Envelope::sign(
+                    &key,
+                    room,
+                    n + 2,
+                    earshot_node::clock::now(),
+                    Authority::Capability(capability.clone()),
+                    ControlBody::Chat {
+                        text: format!("buy followers {n}"),
+                    },
+                ) else {
+                    continue;
+                };
+                if relay.send_up_raw(room, line.encode()).await.is_err() {
+                    return;
+                }
+                lines.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+    // Honest newcomers, one every 3 s while the flood lasts.
+    let newcomers = {
+        let link = listener_link.clone();
+        let outcomes = outcomes.clone();
+        let total = args.sybils as u64;
+        tokio::spawn(async move {
+            let mut times = Vec::new();
+            let mut failed = Vec::new();
+            loop {
+                let done = outcomes.admitted.load(Ordering::Relaxed)
+                    + outcomes.busy.load(Ordering::Relaxed)
+                    + outcomes.full.load(Ordering::Relaxed)
+                    + outcomes.other.load(Ordering::Relaxed)
+                    + outcomes.failed.load(Ordering::Relaxed);
+                if done >= total {
+                    return (times, failed);
+                }
+                let node = spawn(NetMetrics::default()).await;
+                let at = Instant::now();
+                match node.join(link.clone(), "newcomer").await {
+                    Ok(_) => times.push(at.elapsed().as_secs_f64() * 1000.0),
+                    Err(err) => failed.push(err.to_string()),
+                }
+                node.shutdown().await;
+                tokio::time::sleep(Duration::from_secs(3)).await;
+            }
+        })
+    };
+    let mut last = Instant::now();
+    for worker in workers {
+        let _ = worker.await;
+        if last.elapsed() > Duration::from_secs(2) {
+            last = Instant::now();
+            eprint!(
+                "\r{} of {} asked, {:.0} s",
+                next.load(Ordering::Relaxed).min(args.sybils as u64),
+                args.sybils,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let flood_secs = started.elapsed().as_secs_f64();
+    chatting.store(false, Ordering::Relaxed);
+    let flooded = host_metrics.handling.snapshot().since(&quiet);
+    let flood_sent = sent.lock().len();
+    let (join_times, join_failures) = newcomers.await.expect("newcomers");
+    // Chat sent during the flood has 5 s to arrive.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop.store(true, Ordering::Relaxed);
+    let _ = chatter.await;
+
+    // Latencies: every probe sent in the flood, to every honest member but its sender.
+    let seen = seen.lock().clone();
+    let sent = sent.lock().clone();
+    let latencies = |range: std::ops::Range<usize>, kind: &str| {
+        let mut ms = Vec::new();
+        let mut lost = 0;
+        for (text, at, from) in &sent[range] {
+            if !text.contains(kind) {
+                continue;
+            }
+            for member in 0..honest.len() {
+                if member == *from {
+                    continue;
+                }
+                match seen.get(&(text.clone(), member)) {
+                    Some(when) => {
+                        ms.push(when.saturating_duration_since(*at).as_secs_f64() * 1000.0)
+                    }
+                    None => lost += 1,
+                }
+            }
+        }
+        ms.sort_by(f64::total_cmp);
+        (ms, lost)
+    };
+    println!();
+    println!(
+        "Sybils in a public room: one process on this machine, a host, a speaker, {} listeners, \
+         {} attacker relays in the audience; {} throwaway keys joining ({} at once), the relays \
+         sending chat signed by them ({} lines/s each)",
+        args.listeners, args.relays, args.sybils, args.concurrency, args.chat_per_relay
+    );
+    println!();
+    println!("The host's event loop (handling time per event, command or tick, ms):");
+    println!();
+    println!(
+        "| {:<22} | {:>9} | {:>9} | {:>9} | {:>9} |",
+        "phase", "handled", "p50", "p99", "max"
+    );
+    println!(
+        "|{}|{}|{}|{}|{}|",
+        "-".repeat(24),
+        "-".repeat(11),
+        "-".repeat(11),
+        "-".repeat(11),
+        "-".repeat(11)
+    );
+    handled_row("quiet (12 s)", &quiet);
+    handled_row(&format!("flood ({flood_secs:.0} s)"), &flooded);
+    println!();
+    let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    println!(
+        "The attacker's joins: {} in {:.0} s ({:.0}/s): {} admitted, {} told the host is busy, {} \
+         told the room is full, {} other refusals, {} unanswered; its chat: {} lines sent up",
+        args.sybils,
+        flood_secs,
+        args.sybils as f64 / flood_secs,
+        load(&outcomes.admitted),
+        load(&outcomes.busy),
+        load(&outcomes.full),
+        load(&outcomes.other),
+        load(&outcomes.failed),
+        sybil_lines.load(Ordering::Relaxed)
+    );
+    let mut join_times = join_times;
+    join_times.sort_by(f64::total_cmp);
+    println!(
+        "Honest newcomers during the flood: {} joined (p50 {:.0} ms, max {:.0} ms), {} failed{}",
+        join_times.len(),
+        quantile(&join_times, 0.5),
+        join_times.last().copied().unwrap_or(f64::NAN),
+        join_failures.len(),
+        if join_failures.is_empty() {
+            String::new()
+        } else {
+            format!(": {join_failures:?}")
+        }
+    );
+    println!();
+    println!("Honest chat, from sending to shown at every other honest member (ms):");
+    println!();
+    println!(
+        "| {:<28} | {:>6} | {:>7} | {:>7} | {:>7} | {:>5} |",
+        "chat", "shown", "p50", "p99", "max", "lost"
+    );
+    println!(
+        "|{}|{}|{}|{}|{}|{}|",
+        "-".repeat(30),
+        "-".repeat(8),
+        "-".repeat(9),
+        "-".repeat(9),
+        "-".repeat(9),
+        "-".repeat(7)
+    );
+    for (name, range, kind) in [
+        ("stage, quiet", 0..quiet_sent, "stage"),
+        ("stage, in the flood", quiet_sent..flood_sent, "stage"),
+        ("audience, quiet", 0..quiet_sent, "audience"),
+        ("audience, in the flood", quiet_sent..flood_sent, "audience"),
+    ] {
+        let (ms, lost) = latencies(range, kind);
+        println!(
+            "| {:<28} | {:>6} | {:>7.0} | {:>7.0} | {:>7.0} | {:>5} |",
+            name,
+            ms.len(),
+            quantile(&ms, 0.5),
+            quantile(&ms, 0.99),
+            ms.last().copied().unwrap_or(f64::NAN),
+            lost
+        );
+    }
+}
+
+fn main() {
+    let args = args();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run(args));
+}
