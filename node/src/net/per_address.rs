@@ -242,18 +242,22 @@ mod tests {
         limits
             .admit(ids[4], honest, now)
             .expect("another address is not held up");
-        // Closing makes room; but the burst of new ones (5) is spent by now.
+        // Closing makes room, until the burst of new ones (5) is spent.
         limits.closed(ids[0]);
         limits.closed(ids[1]);
         limits.admit(ids[5], attacker, now).expect("room again");
+        limits
+            .admit(ids[6], attacker, now)
+            .expect("the last of the burst");
+        limits.closed(ids[2]);
         assert!(matches!(
-            limits.admit(ids[6], attacker, now),
+            limits.admit(ids[7], attacker, now),
             Err(PerAddressDenied::TooFast { .. })
         ));
         // Half a second later, one more token.
         limits
             .admit(
-                ids[7],
+                ids[8],
                 attacker,
                 now + std::time::Duration::from_millis(500),
             )
