@@ -48,6 +48,7 @@ struct Args {
     listeners: usize,
     concurrency: usize,
     chat_per_relay: u32,
+    grace: u64,
 }
 
 fn args() -> Args {
@@ -65,6 +66,7 @@ fn args() -> Args {
         listeners: value("--listeners", 4),
         concurrency: value("--concurrency", 64),
         chat_per_relay: u32::try_from(value("--chat-per-relay", 50)).unwrap_or(50),
+        grace: value("--grace", 5) as u64,
     }
 }
 
@@ -439,8 +441,8 @@ async fn run(args: Args) {
     let flooded = host_metrics.handling.snapshot().since(&quiet);
     let flood_sent = sent.lock().len();
     let (join_times, join_failures) = newcomers.await.expect("newcomers");
-    // Chat sent during the flood has 5 s to arrive.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Chat sent during the flood has `--grace` seconds (5) to arrive.
+    tokio::time::sleep(Duration::from_secs(args.grace)).await;
     stop.store(true, Ordering::Relaxed);
     let _ = chatter.await;
 
@@ -522,6 +524,16 @@ async fn run(args: Args) {
             format!(": {join_failures:?}")
         }
     );
+    // Who missed what, in the flood (0: the host, 1: the speaker, then the listeners).
+    let mut missed = vec![0usize; honest.len()];
+    for (text, _, from) in &sent[quiet_sent..flood_sent] {
+        for (member, count) in missed.iter_mut().enumerate() {
+            if member != *from && !seen.contains_key(&(text.clone(), member)) {
+                *count += 1;
+            }
+        }
+    }
+    println!("Lines missed in the flood, by member (host, speaker, listeners…): {missed:?}");
     println!();
     println!("Honest chat, from sending to shown at every other honest member (ms):");
     println!();
@@ -558,6 +570,14 @@ async fn run(args: Args) {
 }
 
 fn main() {
+    // `EARSHOT_BENCH_LOG=FILTER` logs the nodes (all in this process) to standard error.
+    if let Ok(filter) = std::env::var("EARSHOT_BENCH_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_ansi(false)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let args = args();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
