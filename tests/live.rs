@@ -37,7 +37,7 @@ impl Live {
         args: &[&str],
     ) -> Self {
         let binary = env!("CARGO_BIN_EXE_earshot");
-        let mut command = match netns {
+        let command = match netns {
             Some(netns) => {
                 let mut command = Command::new("ip");
                 command.args(["netns", "exec", netns, binary]);
@@ -45,6 +45,18 @@ impl Live {
             }
             None => Command::new(binary),
         };
+        Self::spawn(name, command, home, args)
+    }
+
+    /// [`Live::start`] as another user: `uid`, and the group of the same number. Needs root.
+    pub(crate) fn start_as(name: &'static str, uid: u32, home: &TestHome, args: &[&str]) -> Self {
+        use std::os::unix::process::CommandExt;
+        let mut command = Command::new(env!("CARGO_BIN_EXE_earshot"));
+        command.uid(uid).gid(uid);
+        Self::spawn(name, command, home, args)
+    }
+
+    fn spawn(name: &'static str, mut command: Command, home: &TestHome, args: &[&str]) -> Self {
         let mut child = command
             .env_remove("EARSHOT_HOME")
             .env(

@@ -5,6 +5,7 @@
 //! timeout.
 
 mod audio;
+mod control;
 mod devices;
 mod harness;
 mod invites;

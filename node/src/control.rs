@@ -6,7 +6,8 @@
 //! database it already holds. Requests and replies are one JSON line each. The socket is private
 //! to the user: mode 0600 from the moment anyone could reach it, inside the 0700 data directory
 //! (one others can read or write is refused), and it answers only processes of the data
-//! directory's owner.
+//! directory's owner: another user's (root, who can reach any socket) is told so, its request
+//! unread.
 
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
@@ -94,6 +95,7 @@ where
                 Ok(caller) if caller.uid() == owner => {}
                 caller => {
                     tracing::warn!(?caller, "refused a control connection from another user");
+                    tokio::spawn(refuse(stream, owner));
                     continue;
                 }
             }
@@ -105,6 +107,22 @@ where
             });
         }
     }))
+}
+
+/// Tells a process of another user that it is not answered, and why, without reading what it
+/// sent.
+async fn refuse(mut stream: UnixStream, owner: u32) {
+    let reply = ControlReply {
+        stderr: format!(
+            "earshot: refused: the node running on this data directory answers only the \
+             processes of its owner (uid {owner})\n"
+        ),
+        code: 1,
+        ..Default::default()
+    };
+    let mut bytes = serde_json::to_vec(&reply).expect("a reply is strings and a number");
+    bytes.push(b'\n');
+    let _ = stream.write_all(&bytes).await;
 }
 
 async fn answer<H>(stream: UnixStream, handler: Arc<H>) -> io::Result<()>
@@ -155,7 +173,12 @@ pub fn call(home: &Path, args: Vec<String>) -> Result<ControlReply, ControlError
     };
     let mut request = serde_json::to_vec(&request).map_err(ControlError::BadReply)?;
     request.push(b'\n');
-    stream.write_all(&request).map_err(io_err)?;
+    match stream.write_all(&request) {
+        // A node that refuses this process answers without reading the request, and may have
+        // closed the connection before it was sent: its answer is still there to read.
+        Err(err) if err.kind() == io::ErrorKind::BrokenPipe => {}
+        written => written.map_err(io_err)?,
+    }
     let mut line = String::new();
     io::BufReader::new(stream)
         .read_line(&mut line)

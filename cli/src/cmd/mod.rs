@@ -15,7 +15,6 @@ pub mod lobby;
 pub mod reachability;
 pub mod recordings;
 pub mod relay;
-pub mod relay_config;
 pub mod room;
 
 /// What every command gets from the global options.

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Args;
+use earshot::relay_config::{self, RelayConfig};
 use earshot_node::community::CommunityRelay;
 use earshot_node::event::Event;
 use earshot_node::identity::Identity;
@@ -19,7 +20,6 @@ use prometheus_client::registry::Registry;
 use tokio::sync::broadcast;
 
 use super::Context;
-use super::relay_config::{self, RelayConfig};
 use crate::Exit;
 use crate::output::{print_event, say};
 use crate::render::Text;

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use earshot_protocol::replay::{MAX_REQUEST_BYTES, ReplayRequest, ReplayResponse};
 use futures::StreamExt;
@@ -30,19 +31,43 @@ pub struct ServerStats {
 pub const MAX_STREAMS: usize = 64;
 pub const MAX_STREAMS_PER_PEER: usize = 4;
 /// A stream that sends no request for this long is closed.
-pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// One of a peer's [`MAX_STREAMS_PER_PEER`] streams, given back when dropped.
+/// How many streams a server serves at once, and how long it waits for a request. Nodes serve
+/// with the default ([`MAX_STREAMS`], [`MAX_STREAMS_PER_PEER`], [`IDLE_TIMEOUT`]); tests with
+/// smaller figures, to run the adversary without opening 65 streams or waiting 30 s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ServeLimits {
+    pub streams: usize,
+    pub streams_per_peer: usize,
+    pub idle: Duration,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        Self {
+            streams: MAX_STREAMS,
+            streams_per_peer: MAX_STREAMS_PER_PEER,
+            idle: IDLE_TIMEOUT,
+        }
+    }
+}
+
+/// One of a peer's streams (at most [`ServeLimits::streams_per_peer`]), given back when dropped.
 struct PeerSlot {
     peers: Arc<parking_lot::Mutex<HashMap<PeerId, usize>>>,
     peer: PeerId,
 }
 
 impl PeerSlot {
-    fn take(peers: &Arc<parking_lot::Mutex<HashMap<PeerId, usize>>>, peer: PeerId) -> Option<Self> {
+    fn take(
+        peers: &Arc<parking_lot::Mutex<HashMap<PeerId, usize>>>,
+        peer: PeerId,
+        max: usize,
+    ) -> Option<Self> {
         let mut open = peers.lock();
         let count = open.entry(peer).or_insert(0);
-        if *count >= MAX_STREAMS_PER_PEER {
+        if *count >= max {
             return None;
         }
         *count += 1;
@@ -73,9 +98,15 @@ pub struct ReplayServer {
 
 impl ReplayServer {
     /// Starts accepting replay streams (one task per stream) on the node's stream control.
-    pub fn start(
+    pub fn start(control: libp2p_stream::Control, replays: Replays) -> Result<Self, ReplayError> {
+        Self::start_with(control, replays, ServeLimits::default())
+    }
+
+    /// [`ReplayServer::start`] with other limits than a node's.
+    pub(crate) fn start_with(
         mut control: libp2p_stream::Control,
         replays: Replays,
+        limits: ServeLimits,
     ) -> Result<Self, ReplayError> {
         let stats = Arc::new(ServerStats::default());
         let mut incoming = control
@@ -84,18 +115,18 @@ impl ReplayServer {
         let server = Self {
             stats: Arc::clone(&stats),
         };
-        let open = Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS));
+        let open = Arc::new(tokio::sync::Semaphore::new(limits.streams));
         let per_peer: Arc<parking_lot::Mutex<HashMap<PeerId, usize>>> = Arc::default();
         tokio::spawn(async move {
             while let Some((peer, stream)) = incoming.next().await {
-                // At most MAX_STREAMS streams at once, MAX_STREAMS_PER_PEER of them one peer's;
-                // one more is closed at once.
+                // At most `limits.streams` streams at once, `limits.streams_per_peer` of them
+                // one peer's; one more is closed at once.
                 let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
                     stats.refused_streams.fetch_add(1, Ordering::Relaxed);
                     debug!(%peer, "refused a replay stream: too many open");
                     continue;
                 };
-                let Some(slot) = PeerSlot::take(&per_peer, peer) else {
+                let Some(slot) = PeerSlot::take(&per_peer, peer, limits.streams_per_peer) else {
                     stats.refused_streams.fetch_add(1, Ordering::Relaxed);
                     debug!(%peer, "refused a replay stream: too many from that peer");
                     continue;
@@ -104,7 +135,7 @@ impl ReplayServer {
                 let stats = Arc::clone(&stats);
                 tokio::spawn(async move {
                     let _held = (permit, slot);
-                    if let Err(err) = serve(&replays, &stats, stream).await {
+                    if let Err(err) = serve(&replays, &stats, stream, limits.idle).await {
                         if matches!(err, WireError::Decode(_) | WireError::TooLarge { .. }) {
                             stats.bad_streams.fetch_add(1, Ordering::Relaxed);
                             warn!(%peer, %err, "closed a replay stream that sent garbage");
@@ -127,15 +158,13 @@ async fn serve(
     replays: &Replays,
     stats: &ServerStats,
     mut stream: libp2p::Stream,
+    idle: Duration,
 ) -> Result<(), WireError> {
     loop {
-        let Ok(read) = tokio::time::timeout(
-            IDLE_TIMEOUT,
-            read_message(&mut stream, MAX_REQUEST_BYTES, true),
-        )
-        .await
+        let Ok(read) =
+            tokio::time::timeout(idle, read_message(&mut stream, MAX_REQUEST_BYTES, true)).await
         else {
-            debug!("closed a replay stream that asked nothing for {IDLE_TIMEOUT:?}");
+            debug!("closed a replay stream that asked nothing for {idle:?}");
             return Ok(());
         };
         let Some(bytes) = read? else {
@@ -167,3 +196,6 @@ fn lookup(found: Result<Option<sled::IVec>, ReplayError>) -> Option<sled::IVec> 
         None
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -312,7 +312,7 @@ impl RelayConfig {
         self.max_children_per_room.get().min(total).max(1)
     }
 
-    /// The config as a TOML file with a comment for every setting ([`TEMPLATE`] filled in); it
+    /// The config as a TOML file with a comment for every setting (the template filled in); it
     /// parses back to `self`.
     pub fn to_toml(&self) -> String {
         let mut doc: DocumentMut = TEMPLATE.parse().expect("the template is TOML");

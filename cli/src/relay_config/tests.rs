@@ -1,7 +1,7 @@
 use super::*;
 
 /// The committed example, which must stay the defaults printed by `to_toml`.
-const EXAMPLE: &str = include_str!("../../../../examples/relay.toml");
+const EXAMPLE: &str = include_str!("../../../examples/relay.toml");
 
 fn parse_err(text: &str) -> ConfigError {
     RelayConfig::parse(text).expect_err(text)
