@@ -266,18 +266,7 @@ async fn run(args: Args) {
     for (i, node) in honest.iter().enumerate() {
         watch(node, i, room, seen.clone());
     }
-    let mut relays = Vec::new();
-    for i in 0..args.relays {
-        let node = spawn(NetMetrics::default()).await;
-        node.join(listener_link.clone(), &format!("relay {i}"))
-            .await
-            .expect("attacker relay joins");
-        relays.push(node);
-    }
-    eprintln!(
-        "room up: host, a speaker, {} listeners, {} attacker relays",
-        args.listeners, args.relays
-    );
+    eprintln!("room up: host, a speaker, {} listeners", args.listeners);
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     // Honest chat: the speaker every 2 s, listener 0 every 12 s (within their budgets).
@@ -319,15 +308,220 @@ async fn run(args: Args) {
     let quiet = host_metrics.handling.snapshot();
     let quiet_sent = sent.lock().len();
 
-    // The flood.
+    // The flood, from an attacker process of its own (niced: the attacker's machines are not
+    // the room's; here they share two cores).
     eprintln!(
         "flood: {} keys join, {} relays chat",
         args.sybils, args.relays
     );
+    let started = Instant::now();
+    let mut attacker = std::process::Command::new("nice")
+        .args(["-n", "19"])
+        .arg(std::env::current_exe().expect("exe"))
+        .args([
+            "--attacker",
+            &listener_link.encode(),
+            "--sybils",
+            &args.sybils.to_string(),
+            "--relays",
+            &args.relays.to_string(),
+            "--concurrency",
+            &args.concurrency.to_string(),
+            "--chat-per-relay",
+            &args.chat_per_relay.to_string(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the attacker starts");
+    let attacking = Arc::new(AtomicBool::new(true));
+    // Honest newcomers, one every 3 s while the flood lasts.
+    let newcomers = {
+        let link = listener_link.clone();
+        let attacking = attacking.clone();
+        tokio::spawn(async move {
+            let mut times = Vec::new();
+            let mut failed = Vec::new();
+            loop {
+                if !attacking.load(Ordering::Relaxed) {
+                    return (times, failed);
+                }
+                let node = spawn(NetMetrics::default()).await;
+                let at = Instant::now();
+                match node.join(link.clone(), "newcomer").await {
+                    Ok(_) => times.push(at.elapsed().as_secs_f64() * 1000.0),
+                    Err(err) => failed.push(err.to_string()),
+                }
+                node.shutdown().await;
+                tokio::time::sleep(Duration::from_secs(3)).await;
+            }
+        })
+    };
+    let output = loop {
+        if let Ok(Some(_)) = attacker.try_wait() {
+            break attacker.wait_with_output().expect("the attacker's output");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    attacking.store(false, Ordering::Relaxed);
+    let flood_secs = started.elapsed().as_secs_f64();
+    let flooded = host_metrics.handling.snapshot().since(&quiet);
+    let flood_sent = sent.lock().len();
+    let (join_times, join_failures) = newcomers.await.expect("newcomers");
+    // Chat sent during the flood has `--grace` seconds (5) to arrive.
+    tokio::time::sleep(Duration::from_secs(args.grace)).await;
+    stop.store(true, Ordering::Relaxed);
+    let _ = chatter.await;
+
+    // Latencies: every probe sent in the flood, to every honest member but its sender.
+    let seen = seen.lock().clone();
+    let sent = sent.lock().clone();
+    let latencies = |range: std::ops::Range<usize>, kind: &str| {
+        let mut ms = Vec::new();
+        let mut lost = 0;
+        for (text, at, from) in &sent[range] {
+            if !text.contains(kind) {
+                continue;
+            }
+            for member in 0..honest.len() {
+                if member == *from {
+                    continue;
+                }
+                match seen.get(&(text.clone(), member)) {
+                    Some(when) => {
+                        ms.push(when.saturating_duration_since(*at).as_secs_f64() * 1000.0)
+                    }
+                    None => lost += 1,
+                }
+            }
+        }
+        ms.sort_by(f64::total_cmp);
+        (ms, lost)
+    };
+    println!();
+    println!(
+        "Sybils in a public room: one process on this machine, a host, a speaker, {} listeners, \
+         {} attacker relays in the audience; {} throwaway keys joining ({} at once), the relays \
+         sending chat signed by them ({} lines/s each)",
+        args.listeners, args.relays, args.sybils, args.concurrency, args.chat_per_relay
+    );
+    println!();
+    println!("The host's event loop (handling time per event, command or tick, ms):");
+    println!();
+    println!(
+        "| {:<22} | {:>9} | {:>9} | {:>9} | {:>9} |",
+        "phase", "handled", "p50", "p99", "max"
+    );
+    println!(
+        "|{}|{}|{}|{}|{}|",
+        "-".repeat(24),
+        "-".repeat(11),
+        "-".repeat(11),
+        "-".repeat(11),
+        "-".repeat(11)
+    );
+    handled_row("quiet (12 s)", &quiet);
+    handled_row(&format!("flood ({flood_secs:.0} s)"), &flooded);
+    println!();
+    let report = String::from_utf8_lossy(&output.stdout);
+    let counts: Vec<&str> = report
+        .lines()
+        .find_map(|line| line.strip_prefix("attack "))
+        .map(|rest| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let count = |i: usize| counts.get(i).copied().unwrap_or("?");
+    println!(
+        "The attacker's joins: {} in {} s: {} admitted, {} told the host is busy, {} told the \
+         room is full, {} other refusals, {} unanswered; its chat: {} lines sent up",
+        args.sybils,
+        count(6),
+        count(0),
+        count(1),
+        count(2),
+        count(3),
+        count(4),
+        count(5)
+    );
+    let mut join_times = join_times;
+    join_times.sort_by(f64::total_cmp);
+    println!(
+        "Honest newcomers during the flood: {} joined (p50 {:.0} ms, max {:.0} ms), {} failed{}",
+        join_times.len(),
+        quantile(&join_times, 0.5),
+        join_times.last().copied().unwrap_or(f64::NAN),
+        join_failures.len(),
+        if join_failures.is_empty() {
+            String::new()
+        } else {
+            format!(": {join_failures:?}")
+        }
+    );
+    // Who missed what, in the flood (0: the host, 1: the speaker, then the listeners).
+    let mut missed = vec![0usize; honest.len()];
+    for (text, _, from) in &sent[quiet_sent..flood_sent] {
+        for (member, count) in missed.iter_mut().enumerate() {
+            if member != *from && !seen.contains_key(&(text.clone(), member)) {
+                *count += 1;
+            }
+        }
+    }
+    println!("Lines missed in the flood, by member (host, speaker, listeners…): {missed:?}");
+    println!();
+    println!("Honest chat, from sending to shown at every other honest member (ms):");
+    println!();
+    println!(
+        "| {:<28} | {:>6} | {:>7} | {:>7} | {:>7} | {:>5} |",
+        "chat", "shown", "p50", "p99", "max", "lost"
+    );
+    println!(
+        "|{}|{}|{}|{}|{}|{}|",
+        "-".repeat(30),
+        "-".repeat(8),
+        "-".repeat(9),
+        "-".repeat(9),
+        "-".repeat(9),
+        "-".repeat(7)
+    );
+    for (name, range, kind) in [
+        ("stage, quiet", 0..quiet_sent, "stage"),
+        ("stage, in the flood", quiet_sent..flood_sent, "stage"),
+        ("audience, quiet", 0..quiet_sent, "audience"),
+        ("audience, in the flood", quiet_sent..flood_sent, "audience"),
+    ] {
+        let (ms, lost) = latencies(range, kind);
+        println!(
+            "| {:<28} | {:>6} | {:>7.0} | {:>7.0} | {:>7.0} | {:>5} |",
+            name,
+            ms.len(),
+            quantile(&ms, 0.5),
+            quantile(&ms, 0.99),
+            ms.last().copied().unwrap_or(f64::NAN),
+            lost
+        );
+    }
+}
+
+/// The attacker's process: `--sybils` keys join, `--relays` nodes of its own in the audience
+/// send chat signed by them; prints `attack ADMITTED BUSY FULL OTHER UNANSWERED LINES SECONDS`.
+async fn attack(args: Args, listener_link: InviteLink) {
+    let room = listener_link.capability.room;
+    let mut relays = Vec::new();
+    for i in 0..args.relays {
+        let node = spawn(NetMetrics::default()).await;
+        if node
+            .join(listener_link.clone(), &format!("relay {i}"))
+            .await
+            .is_ok()
+        {
+            relays.push(node);
+        }
+    }
+    let Ok(host_peer) = listener_link.host.to_peer_id() else {
+        return;
+    };
+    let host_addrs = listener_link.bootstrap.clone();
+    // The flood.
     let outcomes = Arc::new(Outcomes::default());
     let next = Arc::new(AtomicU64::new(0));
-    let host_peer = host.peer_id();
-    let host_addrs = descriptor.addrs();
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..args.concurrency {
@@ -395,34 +589,6 @@ async fn run(args: Args) {
             }
         });
     }
-    // Honest newcomers, one every 3 s while the flood lasts.
-    let newcomers = {
-        let link = listener_link.clone();
-        let outcomes = outcomes.clone();
-        let total = args.sybils as u64;
-        tokio::spawn(async move {
-            let mut times = Vec::new();
-            let mut failed = Vec::new();
-            loop {
-                let done = outcomes.admitted.load(Ordering::Relaxed)
-                    + outcomes.busy.load(Ordering::Relaxed)
-                    + outcomes.full.load(Ordering::Relaxed)
-                    + outcomes.other.load(Ordering::Relaxed)
-                    + outcomes.failed.load(Ordering::Relaxed);
-                if done >= total {
-                    return (times, failed);
-                }
-                let node = spawn(NetMetrics::default()).await;
-                let at = Instant::now();
-                match node.join(link.clone(), "newcomer").await {
-                    Ok(_) => times.push(at.elapsed().as_secs_f64() * 1000.0),
-                    Err(err) => failed.push(err.to_string()),
-                }
-                node.shutdown().await;
-                tokio::time::sleep(Duration::from_secs(3)).await;
-            }
-        })
-    };
     let mut last = Instant::now();
     for worker in workers {
         let _ = worker.await;
@@ -436,136 +602,20 @@ async fn run(args: Args) {
             );
         }
     }
-    let flood_secs = started.elapsed().as_secs_f64();
-    chatting.store(false, Ordering::Relaxed);
-    let flooded = host_metrics.handling.snapshot().since(&quiet);
-    let flood_sent = sent.lock().len();
-    let (join_times, join_failures) = newcomers.await.expect("newcomers");
-    // Chat sent during the flood has `--grace` seconds (5) to arrive.
-    tokio::time::sleep(Duration::from_secs(args.grace)).await;
-    stop.store(true, Ordering::Relaxed);
-    let _ = chatter.await;
-
-    // Latencies: every probe sent in the flood, to every honest member but its sender.
-    let seen = seen.lock().clone();
-    let sent = sent.lock().clone();
-    let latencies = |range: std::ops::Range<usize>, kind: &str| {
-        let mut ms = Vec::new();
-        let mut lost = 0;
-        for (text, at, from) in &sent[range] {
-            if !text.contains(kind) {
-                continue;
-            }
-            for member in 0..honest.len() {
-                if member == *from {
-                    continue;
-                }
-                match seen.get(&(text.clone(), member)) {
-                    Some(when) => {
-                        ms.push(when.saturating_duration_since(*at).as_secs_f64() * 1000.0)
-                    }
-                    None => lost += 1,
-                }
-            }
-        }
-        ms.sort_by(f64::total_cmp);
-        (ms, lost)
-    };
-    println!();
-    println!(
-        "Sybils in a public room: one process on this machine, a host, a speaker, {} listeners, \
-         {} attacker relays in the audience; {} throwaway keys joining ({} at once), the relays \
-         sending chat signed by them ({} lines/s each)",
-        args.listeners, args.relays, args.sybils, args.concurrency, args.chat_per_relay
-    );
-    println!();
-    println!("The host's event loop (handling time per event, command or tick, ms):");
-    println!();
-    println!(
-        "| {:<22} | {:>9} | {:>9} | {:>9} | {:>9} |",
-        "phase", "handled", "p50", "p99", "max"
-    );
-    println!(
-        "|{}|{}|{}|{}|{}|",
-        "-".repeat(24),
-        "-".repeat(11),
-        "-".repeat(11),
-        "-".repeat(11),
-        "-".repeat(11)
-    );
-    handled_row("quiet (12 s)", &quiet);
-    handled_row(&format!("flood ({flood_secs:.0} s)"), &flooded);
-    println!();
     let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    chatting.store(false, Ordering::Relaxed);
     println!(
-        "The attacker's joins: {} in {:.0} s ({:.0}/s): {} admitted, {} told the host is busy, {} \
-         told the room is full, {} other refusals, {} unanswered; its chat: {} lines sent up",
-        args.sybils,
-        flood_secs,
-        args.sybils as f64 / flood_secs,
+        "attack {} {} {} {} {} {} {:.0}",
         load(&outcomes.admitted),
         load(&outcomes.busy),
         load(&outcomes.full),
         load(&outcomes.other),
         load(&outcomes.failed),
-        sybil_lines.load(Ordering::Relaxed)
+        sybil_lines.load(Ordering::Relaxed),
+        started.elapsed().as_secs_f64()
     );
-    let mut join_times = join_times;
-    join_times.sort_by(f64::total_cmp);
-    println!(
-        "Honest newcomers during the flood: {} joined (p50 {:.0} ms, max {:.0} ms), {} failed{}",
-        join_times.len(),
-        quantile(&join_times, 0.5),
-        join_times.last().copied().unwrap_or(f64::NAN),
-        join_failures.len(),
-        if join_failures.is_empty() {
-            String::new()
-        } else {
-            format!(": {join_failures:?}")
-        }
-    );
-    // Who missed what, in the flood (0: the host, 1: the speaker, then the listeners).
-    let mut missed = vec![0usize; honest.len()];
-    for (text, _, from) in &sent[quiet_sent..flood_sent] {
-        for (member, count) in missed.iter_mut().enumerate() {
-            if member != *from && !seen.contains_key(&(text.clone(), member)) {
-                *count += 1;
-            }
-        }
-    }
-    println!("Lines missed in the flood, by member (host, speaker, listeners…): {missed:?}");
-    println!();
-    println!("Honest chat, from sending to shown at every other honest member (ms):");
-    println!();
-    println!(
-        "| {:<28} | {:>6} | {:>7} | {:>7} | {:>7} | {:>5} |",
-        "chat", "shown", "p50", "p99", "max", "lost"
-    );
-    println!(
-        "|{}|{}|{}|{}|{}|{}|",
-        "-".repeat(30),
-        "-".repeat(8),
-        "-".repeat(9),
-        "-".repeat(9),
-        "-".repeat(9),
-        "-".repeat(7)
-    );
-    for (name, range, kind) in [
-        ("stage, quiet", 0..quiet_sent, "stage"),
-        ("stage, in the flood", quiet_sent..flood_sent, "stage"),
-        ("audience, quiet", 0..quiet_sent, "audience"),
-        ("audience, in the flood", quiet_sent..flood_sent, "audience"),
-    ] {
-        let (ms, lost) = latencies(range, kind);
-        println!(
-            "| {:<28} | {:>6} | {:>7.0} | {:>7.0} | {:>7.0} | {:>5} |",
-            name,
-            ms.len(),
-            quantile(&ms, 0.5),
-            quantile(&ms, 0.99),
-            ms.last().copied().unwrap_or(f64::NAN),
-            lost
-        );
+    for relay in relays {
+        relay.shutdown().await;
     }
 }
 
@@ -583,5 +633,14 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    let argv: Vec<String> = std::env::args().collect();
+    if let Some(i) = argv.iter().position(|a| a == "--attacker") {
+        let link = argv
+            .get(i + 1)
+            .and_then(|text| InviteLink::decode(text).ok())
+            .expect("--attacker LINK");
+        runtime.block_on(attack(args, link));
+        return;
+    }
     runtime.block_on(run(args));
 }

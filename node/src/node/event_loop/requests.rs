@@ -51,7 +51,8 @@ impl EventLoop {
                 response,
                 until: std::time::Instant::now() + PLACE_WAIT,
             });
-            self.place_parked(std::time::Instant::now());
+            // Placed at the next tick if a place comes up (not here: with hundreds parked in a
+            // flood of joins, trying them all at every admission would cost the square).
             return;
         }
         if let Some(channel) = self.requests.inbound.remove(&inbound)
