@@ -455,6 +455,19 @@ async fn run(args: Args) {
             format!(": {join_failures:?}")
         }
     );
+    let places: Vec<String> = honest[2..]
+        .iter()
+        .map(|node| {
+            node.tree(&room).map_or("-".to_owned(), |info| {
+                format!("depth {} ({} children)", info.depth, info.children.len())
+            })
+        })
+        .collect();
+    println!(
+        "The honest listeners' places after the flood: {}; the host's children: {}",
+        places.join(", "),
+        host.tree(&room).map_or(0, |info| info.children.len())
+    );
     // Who missed what, in the flood (0: the host, 1: the speaker, then the listeners).
     let mut missed = vec![0usize; honest.len()];
     for (text, _, from) in &sent[quiet_sent..flood_sent] {

@@ -23,6 +23,7 @@ use tracing::debug;
 
 mod flood;
 mod keys;
+mod recent;
 mod view;
 
 use crate::clock;
@@ -87,6 +88,9 @@ struct RoomTree {
     /// Unchecked messages passed down (see `flood`), and how many were dropped.
     downs: earshot_protocol::audience::subtree::Bucket,
     flooded: u64,
+    /// Envelopes and sealed messages passed down lately: a child attaching (a newcomer, or an
+    /// orphan whose parent stalled) gets them after the view, and drops what it saw already.
+    recent: std::collections::VecDeque<(Instant, Down)>,
 }
 
 impl RoomTree {
@@ -172,6 +176,7 @@ impl Tree {
             carrying: false,
             keys: keys::SeenKeys::default(),
             downs: flood::budget(Instant::now()),
+            recent: std::collections::VecDeque::new(),
             flooded: 0,
         });
     }
@@ -681,6 +686,7 @@ impl Gate for Tree {
                     room,
                     down: down.clone(),
                 });
+                self.remember_down(&room, &down);
                 Pass::All(down)
             }
             Down::Path(ancestors) => {
@@ -720,7 +726,8 @@ impl Gate for Tree {
             .view
             .as_ref()
             .map(|view| Down::View(view.encode().into()));
-        std::iter::once(path).chain(view).collect()
+        let recent = recent::lately(&tree.recent, Instant::now());
+        std::iter::once(path).chain(view).chain(recent).collect()
     }
 
     fn evicted(&self, room: RoomId) -> Vec<PeerId> {

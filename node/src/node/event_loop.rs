@@ -322,6 +322,7 @@ impl EventLoop {
                     let evicted = crate::fanout::Gate::evicted(&*self.plane.tree, room);
                     self.plane.fanout.evict(&room, &evicted);
                 }
+                self.plane.tree.remember_down(&room, &down);
                 self.plane.fanout.send_down(&room, &down);
             }
             Effect::Notice { room, to, text } => {
@@ -414,7 +415,10 @@ impl EventLoop {
         let now = now();
         let effects = match event {
             TreeEvent::Down { room, down } => self.rooms.on_down(now, room, down),
-            TreeEvent::Act { room, act, .. } => self.rooms.audience_act(now, room, &act),
+            TreeEvent::Act { room, child, act } => {
+                let via = earshot_protocol::PeerKey::from_peer_id(&child).ok();
+                self.rooms.audience_act_via(now, room, via, &act)
+            }
             TreeEvent::Report { room, report } => {
                 self.rooms.audience_report(room, report);
                 Vec::new()

@@ -480,6 +480,17 @@ impl Rooms {
 
     /// At the host: a listener's action, come up the tree.
     pub fn audience_act(&mut self, now: Now, room: RoomId, bytes: &[u8]) -> Vec<Effect> {
+        self.audience_act_via(now, room, None, bytes)
+    }
+
+    /// [`Self::audience_act`], come up through the host's child `via`.
+    pub fn audience_act_via(
+        &mut self,
+        now: Now,
+        room: RoomId,
+        via: Option<PeerKey>,
+        bytes: &[u8],
+    ) -> Vec<Effect> {
         let Some(bytes) = self.opened_act(&room, bytes) else {
             return Vec::new();
         };
@@ -496,7 +507,7 @@ impl Rooms {
             .get_or_insert_with(|| HostAudience::new(room, AudiencePolicy::default(), now.instant));
         let author = envelope.author;
         let mut effects = Vec::new();
-        let taken = audience.take(now.instant, now.wall, &envelope, &state);
+        let taken = audience.take_via(now.instant, now.wall, &envelope, &state, via);
         debug!(%room, author = %author.short(), ?taken, "an audience action");
         match taken {
             Taken::Relay(bytes) => {

@@ -43,6 +43,12 @@ pub const LISTENER_CHAT_BURST: u32 = 2;
 pub const LISTENER_CHAT_EVERY: Duration = Duration::from_secs(10);
 /// Listeners whose chat budgets are kept (past it, those with a full budget are forgotten).
 const CHATTERS: usize = 4_096;
+/// Chat lines one subtree (under one of the host's children) may send at once.
+pub const SUBTREE_CHAT_BURST: u32 = 2;
+/// A subtree counts as chatting for this long after its last line.
+const SUBTREE_ACTIVE: Duration = Duration::from_secs(60);
+/// Subtrees whose shares are kept (the host's children: a few dozen at most).
+const MAX_SUBTREES: usize = 256;
 
 /// How the host lets the audience speak.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -95,6 +101,8 @@ pub struct HostAudience {
     recent_chat: VecDeque<Vec<u8>>,
     /// When each listener who chatted lately has its whole budget back.
     chatters: HashMap<PeerKey, Instant>,
+    /// Each chatting subtree's share: when it is full again, and when it last chatted.
+    subtrees: HashMap<PeerKey, (Instant, Instant)>,
     seen: VecDeque<[u8; 32]>,
     seen_set: HashSet<[u8; 32]>,
     /// Names of listeners whose actions arrived (their hands and chat lines name them).
@@ -149,6 +157,7 @@ impl HostAudience {
             recent: VecDeque::new(),
             recent_chat: VecDeque::new(),
             chatters: HashMap::new(),
+            subtrees: HashMap::new(),
             seen: VecDeque::new(),
             seen_set: HashSet::new(),
             names: VecDeque::new(),
@@ -191,6 +200,20 @@ impl HostAudience {
         envelope: &Verified<Envelope>,
         state: &RoomState,
     ) -> Taken {
+        self.take_via(now, wall, envelope, state, None)
+    }
+
+    /// [`Self::take`], the action having come through `via` (the host's child whose subtree it
+    /// came from): chat lines share the room's budget fairly among the subtrees chatting
+    /// ([`Self::subtree_may_chat`]).
+    pub fn take_via(
+        &mut self,
+        now: Instant,
+        wall: Timestamp,
+        envelope: &Verified<Envelope>,
+        state: &RoomState,
+        via: Option<PeerKey>,
+    ) -> Taken {
         let digest: [u8; 32] = Sha256::digest(envelope.encode()).into();
         if !self.seen_set.insert(digest) {
             return Taken::Dropped;
@@ -217,6 +240,13 @@ impl HostAudience {
                 }
                 if !self.listener_may_chat(author, now) {
                     return refuse("you are chatting too fast: your line was not sent");
+                }
+                if let Some(via) = via
+                    && !self.subtree_may_chat(via, now)
+                {
+                    return refuse(
+                        "the room's chat is busy: your line was not sent (try again shortly)",
+                    );
                 }
                 if !self.chat.take(now) {
                     return refuse(
@@ -289,6 +319,29 @@ impl HostAudience {
             ControlBody::MemberRecording { .. } => Taken::Relay(envelope.encode()),
             _ => refuse("listeners raise a hand, chat or record; the rest is for the stage"),
         }
+    }
+
+    /// Takes one line from the share of the subtree under `via`: the room's budget divided
+    /// among the subtrees that chatted in the last minute, 2 at once. Ten thousand keys chatting
+    /// through relays of their own take their subtrees' shares, not the room's budget: a
+    /// listener elsewhere in the tree still gets its line through.
+    fn subtree_may_chat(&mut self, via: PeerKey, now: Instant) -> bool {
+        self.subtrees
+            .retain(|_, (_, active)| now.saturating_duration_since(*active) <= SUBTREE_ACTIVE);
+        if !self.subtrees.contains_key(&via) && self.subtrees.len() >= MAX_SUBTREES {
+            return false;
+        }
+        let chatting = self.subtrees.len() + usize::from(!self.subtrees.contains_key(&via));
+        let per_minute = f64::from(self.policy.chat_per_minute.max(1));
+        let every = Duration::from_secs_f64(60.0 * chatting as f64 / per_minute);
+        let (full_at, active) = self.subtrees.entry(via).or_insert((now, now));
+        *active = now;
+        let from = (*full_at).max(now);
+        if from.saturating_duration_since(now) + every > every * SUBTREE_CHAT_BURST {
+            return false;
+        }
+        *full_at = from + every;
+        true
     }
 
     /// Takes one line from `author`'s own budget, if it has one left.

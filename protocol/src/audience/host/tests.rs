@@ -271,3 +271,86 @@ fn one_listener_cannot_take_the_rooms_chat_budget() {
         Taken::Relay(_)
     ));
 }
+
+#[test]
+fn chatting_subtrees_share_the_rooms_budget_and_a_flooded_one_takes_only_its_share() {
+    let now = Instant::now();
+    let mut host = HostAudience::new(
+        ROOM,
+        AudiencePolicy {
+            chat_per_minute: 30,
+        },
+        now,
+    );
+    let state = state();
+    let (sybils, honest) = (PeerKey([0xee; 32]), PeerKey([0x11; 32]));
+    // A relay of the attacker's passes up lines from a hundred keys, one every 100 ms.
+    let mut through = 0;
+    for i in 0..100u8 {
+        let at = now + Duration::from_millis(100 * u64::from(i));
+        let line = act(
+            100 + i,
+            1,
+            ControlBody::Chat {
+                text: format!("spam {i}"),
+            },
+        );
+        if matches!(
+            host.take_via(at, NOW, &line, &state, Some(sybils)),
+            Taken::Relay(_)
+        ) {
+            through += 1;
+        }
+    }
+    // Alone, its share is the room's budget: 2 at once, then one every 2 s over 10 s.
+    assert!((5..=8).contains(&through), "{through}");
+    // A listener in another subtree gets its line through at once, in the middle of it.
+    let later = now + Duration::from_secs(10);
+    let hello = act(
+        7,
+        1,
+        ControlBody::Chat {
+            text: "hello".into(),
+        },
+    );
+    assert!(matches!(
+        host.take_via(later, NOW, &hello, &state, Some(honest)),
+        Taken::Relay(_)
+    ));
+    // From then on, the attacker's subtree has half the budget: one line every 4 s.
+    let mut through = 0;
+    for i in 0..100u8 {
+        let at = later + Duration::from_millis(100 * u64::from(i) + 50);
+        let line = act(
+            200u8.wrapping_add(i),
+            2,
+            ControlBody::Chat {
+                text: format!("more {i}"),
+            },
+        );
+        if matches!(
+            host.take_via(at, NOW, &line, &state, Some(sybils)),
+            Taken::Relay(_)
+        ) {
+            through += 1;
+        }
+    }
+    assert!((1..=4).contains(&through), "{through}");
+    let again = act(
+        8,
+        1,
+        ControlBody::Chat {
+            text: "still here".into(),
+        },
+    );
+    assert!(matches!(
+        host.take_via(
+            later + Duration::from_secs(10),
+            NOW,
+            &again,
+            &state,
+            Some(honest)
+        ),
+        Taken::Relay(_)
+    ));
+}
