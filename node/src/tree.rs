@@ -24,6 +24,8 @@ use tracing::debug;
 mod flood;
 mod keys;
 mod recent;
+mod reserve;
+pub use self::reserve::{CROWDED_PROMISES, REPAIR_RESERVE};
 mod view;
 
 use crate::clock;
@@ -439,6 +441,10 @@ impl Tree {
             return Err(Refusal::Rejected {
                 reason: "you were removed from the room".into(),
             });
+        }
+        let newcomer = admitted && lost.is_none() && ticket.is_none();
+        if newcomer && tree.is_host && !reserve::newcomer_may_take(&tree.subtree, now) {
+            return Err(Refusal::NoPlace);
         }
         let Some(placed) = tree.subtree.place(now) else {
             debug!(%room, asker = %asker.short(), children = tree.subtree.children().count(),

@@ -241,14 +241,13 @@ impl HostAudience {
                 if !self.listener_may_chat(author, now) {
                     return refuse("you are chatting too fast: your line was not sent");
                 }
-                if let Some(via) = via
-                    && !self.subtree_may_chat(via, now)
-                {
-                    return refuse(
-                        "the room's chat is busy: your line was not sent (try again shortly)",
-                    );
-                }
-                if !self.chat.take(now) {
+                // Through a subtree, its share (the shares add up to the room's budget);
+                // otherwise the room's budget itself.
+                let within = match via {
+                    Some(via) => self.subtree_may_chat(via, now),
+                    None => self.chat.take(now),
+                };
+                if !within {
                     return refuse(
                         "the room's chat is busy: your line was not sent (try again shortly)",
                     );

@@ -533,6 +533,15 @@ impl Subtree {
             .retain(|_, promise| now.saturating_duration_since(promise.at) <= PROMISE_KEPT);
     }
 
+    /// Places promised and not yet taken (promises past [`PROMISE_KEPT`] are not counted).
+    pub fn promised_count(&self, now: Instant) -> u32 {
+        self.promised
+            .values()
+            .filter(|promise| now.saturating_duration_since(promise.at) <= PROMISE_KEPT)
+            .map(|promise| u32::from(promise.count))
+            .sum()
+    }
+
     /// A promise made here that will not be kept (the newcomer never came).
     pub fn unpromise(&mut self, holder: &PeerKey) {
         if let Some(promise) = self.promised.get_mut(holder) {
