@@ -100,6 +100,13 @@ mod tests {
         let mut budgets = Budgets::default();
         let (joe, ana) = (PeerKey([1; 32]), PeerKey([2; 32]));
         let t = Timestamp(1_000_000);
+        let taken = (0..40).filter(|_| budgets.take(joe, &chat(), t)).count();
+        assert_eq!(
+            taken,
+            2 * CHAT_BURST as usize,
+            "others take twice the author's own"
+        );
+        let mut budgets = Budgets::own();
         let taken = (0..20).filter(|_| budgets.take(joe, &chat(), t)).count();
         assert_eq!(taken, CHAT_BURST as usize);
         assert!(
