@@ -6,16 +6,17 @@
 //!    every connection held open (then closed, and 5 s for the address's budget to refill);
 //! 2. **requests**: a few connections asking for the lobby as fast as they are answered (16
 //!    requests in flight on each);
-//! 3. **oversized requests**: joins of 64 KiB (no valid request exceeds about 4 KiB).
+//! 3. **oversized requests**: joins of 64 KiB (no valid request exceeds about 4 KiB);
+//! 4. **silent streams**: audio streams on 8 connections (256 each) that never say hello.
 //!
-//! Streams that never say hello are closed after 5 s (`audio::streams_that_never_say_hello_are_
-//! closed`). The bench prints what each flood got, the listener's delivery (frames heard / sent)
+//! The bench prints what each flood got, the listener's delivery (frames heard / sent)
 //! over the whole run, the host process's peak memory (resident set; the host and the
 //! listener share this process, the attacker has its own), and the host's event-loop handling
 //! times.
 //!
-//! `cargo bench -p earshot-node --bench outside_flood` (add `-- --connections 5000`). Needs
-//! 127.0.0.9 (any 127/8 address is loopback on Linux).
+//! `cargo bench -p earshot-node --bench outside_flood` (add `-- --connections 5000`, and
+//! `--addresses 100` for a flood from 127.0.1.1 to 127.0.1.100 in turn, past the per-address
+//! limit, up to the node's 4,096 connections). Any 127/8 address is loopback on Linux.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -63,6 +64,11 @@ type Client = Swarm<request_response::Behaviour<RoomCodec>>;
 
 /// A minimal client with a fresh key, its QUIC socket on the attacker's address.
 async fn client() -> Option<Client> {
+    client_at(ATTACKER_IP).await
+}
+
+/// A minimal client with a fresh key, its QUIC socket on `ip`.
+async fn client_at(ip: &str) -> Option<Client> {
     let mut swarm = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
         .with_quic()
@@ -79,7 +85,7 @@ async fn client() -> Option<Client> {
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
         .build();
     swarm
-        .listen_on(format!("/ip4/{ATTACKER_IP}/udp/0/quic-v1").parse().ok()?)
+        .listen_on(format!("/ip4/{ip}/udp/0/quic-v1").parse().ok()?)
         .ok()?;
     // Until it listens: its dials then leave from that socket.
     loop {
@@ -89,8 +95,34 @@ async fn client() -> Option<Client> {
     }
 }
 
+/// A client that only opens streams (the audio protocol's), its QUIC socket on the attacker's
+/// address.
+async fn stream_client() -> Option<(Swarm<libp2p_stream::Behaviour>, libp2p_stream::Control)> {
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_quic()
+        .with_behaviour(|_| libp2p_stream::Behaviour::new())
+        .ok()?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .build();
+    swarm
+        .listen_on(format!("/ip4/{ATTACKER_IP}/udp/0/quic-v1").parse().ok()?)
+        .ok()?;
+    loop {
+        if let SwarmEvent::NewListenAddr { .. } = swarm.select_next_some().await {
+            break;
+        }
+    }
+    let control = swarm.behaviour().new_control();
+    Some((swarm, control))
+}
+
 /// Dials the host; whether a connection was established within 10 s.
-async fn connect(swarm: &mut Client, host: PeerId, addr: &Multiaddr) -> bool {
+async fn connect<B: libp2p::swarm::NetworkBehaviour>(
+    swarm: &mut Swarm<B>,
+    host: PeerId,
+    addr: &Multiaddr,
+) -> bool {
     let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(host)
         .addresses(vec![addr.clone()])
         .build();
@@ -111,16 +143,33 @@ async fn connect(swarm: &mut Client, host: PeerId, addr: &Multiaddr) -> bool {
 }
 
 /// The attacker: runs the three floods, prints one line of counts for each.
-async fn attacker(host: PeerId, addr: Multiaddr, connections: usize, batch: usize) {
-    // 1. Connections, held open.
+async fn attacker(
+    host: PeerId,
+    addr: Multiaddr,
+    connections: usize,
+    batch: usize,
+    addresses: usize,
+) {
+    // 1. Connections, held open: from 127.0.0.9, or from `addresses` addresses of 127.0.1.0/24
+    //    in turn.
+    let ips: Vec<String> = if addresses <= 1 {
+        vec![ATTACKER_IP.to_owned()]
+    } else {
+        (1..=addresses.min(250))
+            .map(|i| format!("127.0.1.{i}"))
+            .collect()
+    };
     let started = Instant::now();
     let (mut held, mut refused) = (Vec::new(), 0usize);
+    let mut next_ip = 0usize;
     while held.len() + refused < connections {
         let n = batch.min(connections - held.len() - refused);
         let tries = (0..n).map(|_| {
             let addr = addr.clone();
+            let ip = ips[next_ip % ips.len()].clone();
+            next_ip += 1;
             async move {
-                let mut swarm = client().await?;
+                let mut swarm = client_at(&ip).await?;
                 connect(&mut swarm, host, &addr).await.then_some(swarm)
             }
         });
@@ -143,11 +192,12 @@ async fn attacker(host: PeerId, addr: Multiaddr, connections: usize, batch: usiz
         }
     });
     println!(
-        "connections {} {} {} {:.1}",
+        "connections {} {} {} {:.1} {}",
         connections,
         open,
         refused,
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        ips.len()
     );
     // The held connections go; the address's budget of new connections refills.
     keeper.abort();
@@ -236,9 +286,69 @@ async fn attacker(host: PeerId, addr: Multiaddr, connections: usize, batch: usiz
         .await;
     }
     println!("oversized 200 {answered_big} {refused_big}");
+
+    // 4. Audio streams that never say hello: `streams` on 8 connections, held silent.
+    let streams_per = 256;
+    let (opened, closed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let started = Instant::now();
+    let mut openers = Vec::new();
+    for _ in 0..8 {
+        let (opened, closed, addr) = (opened.clone(), closed.clone(), addr.clone());
+        openers.push(tokio::spawn(async move {
+            let Some((mut swarm, mut control)) = stream_client().await else {
+                return;
+            };
+            if !connect(&mut swarm, host, &addr).await {
+                return;
+            }
+            let driver = tokio::spawn(async move {
+                loop {
+                    swarm.select_next_some().await;
+                }
+            });
+            let mut waits = Vec::new();
+            for _ in 0..streams_per {
+                let Ok(Ok(mut stream)) = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    control.open_stream(host, earshot_node::fanout::AUDIO_PROTOCOL),
+                )
+                .await
+                else {
+                    break;
+                };
+                opened.fetch_add(1, Ordering::Relaxed);
+                let closed = closed.clone();
+                // Say nothing; wait for the host to close it.
+                waits.push(tokio::spawn(async move {
+                    let mut byte = [0u8; 1];
+                    let read = tokio::time::timeout(
+                        Duration::from_secs(15),
+                        futures::AsyncReadExt::read(&mut stream, &mut byte),
+                    )
+                    .await;
+                    if matches!(read, Ok(Ok(0) | Err(_))) {
+                        closed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }));
+            }
+            for wait in waits {
+                let _ = wait.await;
+            }
+            driver.abort();
+        }));
+    }
+    for opener in openers {
+        let _ = opener.await;
+    }
+    println!(
+        "streams {} {} {:.1}",
+        opened.load(Ordering::Relaxed),
+        closed.load(Ordering::Relaxed),
+        started.elapsed().as_secs_f64()
+    );
 }
 
-async fn host_side(connections: usize, batch: usize) {
+async fn host_side(connections: usize, batch: usize, addresses: usize) {
     let host_metrics = NetMetrics::default();
     let spawn = |identity: Identity, metrics: NetMetrics| async move {
         Node::spawn(
@@ -351,14 +461,18 @@ async fn host_side(connections: usize, batch: usize) {
             &connections.to_string(),
             "--batch",
             &batch.to_string(),
+            "--addresses",
+            &addresses.to_string(),
         ])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("the attacker starts");
     let mut peak = rss_before;
+    let mut peak_connections = 0;
     let started = Instant::now();
     let output = loop {
         peak = peak.max(rss_kb());
+        peak_connections = peak_connections.max(host_metrics.connections.get());
         if let Ok(Some(_)) = child.try_wait() {
             break child.wait_with_output().expect("output");
         }
@@ -378,7 +492,12 @@ async fn host_side(connections: usize, batch: usize) {
             .map(|l| l.split_whitespace().skip(1).map(str::to_owned).collect())
             .unwrap_or_default()
     };
-    let (c, r, o) = (field("connections"), field("requests"), field("oversized"));
+    let (c, r, o, st) = (
+        field("connections"),
+        field("requests"),
+        field("oversized"),
+        field("streams"),
+    );
     let get = |v: &Vec<String>, i: usize| v.get(i).cloned().unwrap_or_else(|| "?".into());
     println!();
     println!(
@@ -389,7 +508,8 @@ async fn host_side(connections: usize, batch: usize) {
     println!("| flood | tried | got | refused or failed |");
     println!("|---|---|---|---|");
     println!(
-        "| connections, fresh keys, held open ({} s) | {} | {} open | {} |",
+        "| connections, fresh keys, held open, from {} address(es) ({} s) | {} | {} seen established by the attacker | {} |",
+        get(&c, 4),
         get(&c, 3),
         get(&c, 0),
         get(&c, 1),
@@ -407,12 +527,22 @@ async fn host_side(connections: usize, batch: usize) {
         get(&o, 1),
         get(&o, 2)
     );
+    println!(
+        "| audio streams that never say hello, 8 connections ({} s) | {} opened | {} closed by the host (after 5 s) | – |",
+        get(&st, 2),
+        get(&st, 0),
+        get(&st, 1)
+    );
     println!();
     let delivered = (heard1 - heard0) as f64 / (sent1 - sent0).max(1) as f64 * 100.0;
     println!(
         "The listener heard {} of {} frames sent during the floods ({delivered:.2} %).",
         heard1 - heard0,
         sent1 - sent0
+    );
+    println!(
+        "The host's connections at the peak: {peak_connections} (it keeps at most 4,096; past \
+         that, and past 64 from one address, a connection is closed as soon as it is up)."
     );
     println!(
         "The host's process (host and listener): resident memory {} MB before, {} MB at the \
@@ -442,6 +572,9 @@ fn main() {
     let batch = flag(&args, "--batch")
         .and_then(|v| v.parse().ok())
         .unwrap_or(100);
+    let addresses = flag(&args, "--addresses")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -455,8 +588,8 @@ fn main() {
             .get(i + 2)
             .and_then(|a| a.parse().ok())
             .expect("the host's address");
-        runtime.block_on(attacker(host, addr, connections, batch));
+        runtime.block_on(attacker(host, addr, connections, batch, addresses));
         return;
     }
-    runtime.block_on(host_side(connections, batch));
+    runtime.block_on(host_side(connections, batch, addresses));
 }
