@@ -25,6 +25,9 @@ use crate::reachability::{Action, Mode, Planner};
 /// both up the audio would stay on the relay half the time.
 pub const RETIRE_RELAYED_AFTER: Duration = Duration::from_secs(1);
 
+/// Peers whose listen addresses are remembered; past it, only connected peers' are kept.
+pub const MAX_KNOWN_ADDRS: usize = 8_192;
+
 /// Who waits for a connection to a peer.
 type DialReply = oneshot::Sender<Result<(), DialError>>;
 
@@ -195,6 +198,11 @@ impl Peers {
             }
         }
         self.addrs.insert(peer, listen_addrs);
+        if self.addrs.len() > MAX_KNOWN_ADDRS {
+            // A flood of peers come and gone: keep the connected ones' (at most 4,096).
+            let connected = &self.connected;
+            self.addrs.retain(|known, _| connected.contains(known));
+        }
         effects
     }
 

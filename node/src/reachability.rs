@@ -121,6 +121,10 @@ enum RelayState {
     Backoff(Instant),
 }
 
+/// Relays known at most, past which peers that say they serve circuit relay are not taken as
+/// candidates.
+pub const MAX_RELAY_CANDIDATES: usize = 32;
+
 /// The reachability planner. See the module documentation.
 #[derive(Debug)]
 pub struct Planner {
@@ -195,8 +199,12 @@ impl Planner {
         if is_relayed(addr) {
             return Vec::new();
         }
+        // Any peer may say it serves circuit relay: those learned that way are kept up to a
+        // bound (configured relays and a link's are always kept).
+        let full = self.relays.len() >= MAX_RELAY_CANDIDATES;
         match self.relays.get_mut(&peer) {
             Some(relay) => relay.serves = true,
+            None if full => return Vec::new(),
             None => {
                 let addr = with_peer(addr.clone(), peer);
                 self.add(peer, addr, true, now);

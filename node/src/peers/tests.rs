@@ -98,3 +98,24 @@ fn autonat_verdicts_are_said() {
         })
     )));
 }
+
+#[test]
+fn listen_addresses_of_peers_come_and_gone_are_not_kept_for_ever() {
+    let now = Instant::now();
+    let mut peers = Peers::new(crate::reachability::Mode::Public);
+    let (stays, addr) = relay();
+    peers.connected(stays, ConnectionId::new_unchecked(0), false, None);
+    let _ = peers.identified(stays, vec![addr], false, now);
+    for i in 1..=MAX_KNOWN_ADDRS + 1 {
+        let (peer, addr) = relay();
+        let connection = ConnectionId::new_unchecked(i);
+        peers.connected(peer, connection, false, None);
+        let _ = peers.identified(peer, vec![addr], false, now);
+        peers.closed(peer, connection, 0);
+    }
+    assert!(peers.addrs.len() <= MAX_KNOWN_ADDRS);
+    assert!(
+        peers.addrs_of(&stays).is_some(),
+        "a connected peer's are kept"
+    );
+}

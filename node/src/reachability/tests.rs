@@ -172,3 +172,18 @@ fn a_relay_named_by_a_link_is_not_dialled_again() {
     assert_eq!(reserved_on(&actions), vec![a]);
     assert!(reach.configured(&a_addr, now).is_empty(), "known already");
 }
+
+#[test]
+fn ten_thousand_peers_saying_they_relay_are_not_all_taken_as_candidates() {
+    let now = Instant::now();
+    let mut reach = Planner::new(Mode::Public);
+    for port in 0..10_000u16 {
+        let (peer, addr) = relay_addr(port);
+        let _ = reach.serves_relay(peer, &addr, now);
+    }
+    assert_eq!(reach.relays.len(), MAX_RELAY_CANDIDATES);
+    // A relay the configuration or a link names is still taken.
+    let (configured, addr) = relay_addr(20_000);
+    let _ = reach.configured(&addr, now);
+    assert!(reach.relays.contains_key(&configured));
+}
