@@ -408,6 +408,7 @@ async fn host_side(connections: usize, batch: usize, addresses: usize) {
         NetMetrics::default(),
     )
     .await;
+    let newcomer_link = link.clone();
     listener.join(link, "joe").await.expect("joins");
     let (_heard, stats) = listener.fanout().open_room(room);
     let speaker = SpeakerId::of(&host.key());
@@ -467,6 +468,31 @@ async fn host_side(connections: usize, batch: usize, addresses: usize) {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("the attacker starts");
+    // Honest newcomers, one every 2 s while the attacker runs.
+    let attacking = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let newcomers = {
+        let (attacking, link) = (attacking.clone(), newcomer_link.clone());
+        tokio::spawn(async move {
+            let (mut joined, mut failed) = (0u32, Vec::new());
+            while attacking.load(Ordering::Relaxed) {
+                let node = spawn(
+                    Identity::ephemeral().expect("identity"),
+                    NetMetrics::default(),
+                )
+                .await;
+                match tokio::time::timeout(Duration::from_secs(30), node.join(link.clone(), "new"))
+                    .await
+                {
+                    Ok(Ok(_)) => joined += 1,
+                    Ok(Err(err)) => failed.push(err.to_string()),
+                    Err(_) => failed.push("no answer in 30 s".to_owned()),
+                }
+                node.shutdown().await;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            (joined, failed)
+        })
+    };
     let mut peak = rss_before;
     let mut peak_connections = 0;
     let started = Instant::now();
@@ -479,6 +505,8 @@ async fn host_side(connections: usize, batch: usize, addresses: usize) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let seconds = started.elapsed().as_secs_f64();
+    attacking.store(false, Ordering::Relaxed);
+    let (joined, join_failures) = newcomers.await.expect("newcomers");
     let (sent1, heard1) = (
         sent.load(Ordering::Relaxed),
         stats.received.load(Ordering::Relaxed),
@@ -541,8 +569,18 @@ async fn host_side(connections: usize, batch: usize, addresses: usize) {
         sent1 - sent0
     );
     println!(
+        "Honest newcomers during the floods (one every 2 s): {joined} joined, {} failed{}.",
+        join_failures.len(),
+        if join_failures.is_empty() {
+            String::new()
+        } else {
+            format!(": {join_failures:?}")
+        }
+    );
+    println!(
         "The host's connections at the peak: {peak_connections} (it keeps at most 4,096; past \
-         that, and past 64 from one address, a connection is closed as soon as it is up)."
+         64 from one address a connection is refused, and inbound ones past 4,032 take the \
+         place of one from the busiest address or are refused)."
     );
     println!(
         "The host's process (host and listener): resident memory {} MB before, {} MB at the \

@@ -114,6 +114,8 @@ impl Default for RelayServerConfig {
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 4096;
 /// Connections to one peer at most, by default (QUIC, TCP, relayed, hole-punched).
 pub const DEFAULT_MAX_CONNECTIONS_PER_PEER: u32 = 8;
+/// Connections kept for this node's own dials when inbound ones fill it (see `per_address`).
+pub const INBOUND_HEADROOM: u32 = 64;
 /// Inbound handshakes in progress at once, by default.
 pub const DEFAULT_MAX_PENDING_INCOMING: u32 = 256;
 
@@ -207,7 +209,14 @@ pub fn build_swarm(identity: &Identity, config: &NetConfig) -> Result<Swarm<Beha
     let idle_timeout = config.idle_timeout;
     let relay_server = config.relay_server.clone();
     let max_memory = config.max_memory;
-    let per_address = config.per_address;
+    // Inbound connections stop a little under the total, where a newcomer from a quiet
+    // address takes the place of one from the busiest (see `per_address`).
+    let per_address = config.per_address.map(|limits| PerAddressLimits {
+        max_inbound: config
+            .max_connections
+            .map(|max| max.saturating_sub(INBOUND_HEADROOM).max(1)),
+        ..limits
+    });
     let emulate_nat = config.emulate_nat;
     let autonat_config =
         autonat::v2::client::Config::default().with_probe_interval(config.autonat_probe_interval);

@@ -5,8 +5,13 @@
 //! a refused one costs a UDP datagram or a TCP accept, not a TLS or Noise handshake) until it
 //! closes. Relayed connections are not counted here: they all come from their relay's address,
 //! and the relay limits its circuits itself.
+//!
+//! When the node is full of inbound connections (`max_inbound`, a little under its total), a
+//! newcomer from an address with few connections takes the place of a connection from the
+//! address with the most: a stranger holding thousands of connections from a hundred addresses
+//! cannot keep an honest joiner (one connection from its own address) out.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::convert::Infallible;
 use std::net::IpAddr;
 use std::task::{Context, Poll};
@@ -16,8 +21,8 @@ use libp2p::core::Endpoint;
 use libp2p::core::multiaddr::Protocol;
 use libp2p::core::transport::PortUse;
 use libp2p::swarm::{
-    ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler, THandlerInEvent,
-    THandlerOutEvent, ToSwarm, dummy,
+    CloseConnection, ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler,
+    THandlerInEvent, THandlerOutEvent, ToSwarm, dummy,
 };
 use libp2p::{Multiaddr, PeerId};
 
@@ -36,6 +41,10 @@ pub struct PerAddressLimits {
     pub max_connections: u32,
     pub new_per_sec: f64,
     pub new_burst: f64,
+    /// Inbound connections in all (pending and established), past which a newcomer from an
+    /// address with fewer connections replaces one from the address with the most (none: no
+    /// such limit here).
+    pub max_inbound: Option<u32>,
 }
 
 impl Default for PerAddressLimits {
@@ -44,6 +53,7 @@ impl Default for PerAddressLimits {
             max_connections: DEFAULT_PER_ADDRESS,
             new_per_sec: DEFAULT_NEW_PER_SEC,
             new_burst: DEFAULT_NEW_BURST,
+            max_inbound: None,
         }
     }
 }
@@ -55,6 +65,8 @@ pub enum PerAddressDenied {
     TooMany { ip: IpAddr, max: u32 },
     #[error("{ip} opens connections faster than {per_sec}/s")]
     TooFast { ip: IpAddr, per_sec: f64 },
+    #[error("this node is full of connections, none from an address with more than {ip}'s")]
+    Full { ip: IpAddr },
 }
 
 /// The behaviour (see the module's documentation).
@@ -65,6 +77,11 @@ pub struct PerAddress {
     connections: HashMap<ConnectionId, IpAddr>,
     /// Token buckets of new connections: (tokens, when last filled).
     rates: HashMap<IpAddr, (f64, Instant)>,
+    /// The peer at the other end of each established inbound connection counted.
+    peers: HashMap<ConnectionId, PeerId>,
+    /// Connections asked to close to make room, until they have.
+    closing: HashSet<ConnectionId>,
+    to_close: VecDeque<(PeerId, ConnectionId)>,
     /// Connections refused so far.
     pub denied: u64,
 }
@@ -76,6 +93,9 @@ impl PerAddress {
             open: HashMap::new(),
             connections: HashMap::new(),
             rates: HashMap::new(),
+            peers: HashMap::new(),
+            closing: HashSet::new(),
+            to_close: VecDeque::new(),
             denied: 0,
         }
     }
@@ -112,12 +132,47 @@ impl PerAddress {
             });
         }
         *tokens -= 1.0;
+        if let Some(max) = self.limits.max_inbound {
+            let counted = self.connections.len().saturating_sub(self.closing.len());
+            if counted >= max as usize {
+                self.make_room(ip)?;
+            }
+        }
         *self.open.entry(ip).or_default() += 1;
         self.connections.insert(id, ip);
         Ok(())
     }
 
+    /// Full: closes a connection from the address with the most, if it has more than `ip`
+    /// would with this one.
+    fn make_room(&mut self, ip: IpAddr) -> Result<(), PerAddressDenied> {
+        let mine = self.open_from(&ip) + 1;
+        let busiest = self
+            .open
+            .iter()
+            .filter(|(other, _)| **other != ip)
+            .max_by_key(|(other, open)| (**open, **other))
+            .map(|(other, open)| (*other, *open));
+        let victim = busiest
+            .filter(|(_, open)| *open > mine)
+            .and_then(|(busiest, _)| {
+                self.connections.iter().find_map(|(id, from)| {
+                    (*from == busiest && !self.closing.contains(id))
+                        .then(|| self.peers.get(id).map(|peer| (*peer, *id)))
+                        .flatten()
+                })
+            });
+        let Some((peer, id)) = victim else {
+            return Err(PerAddressDenied::Full { ip });
+        };
+        self.closing.insert(id);
+        self.to_close.push_back((peer, id));
+        Ok(())
+    }
+
     fn closed(&mut self, id: ConnectionId) {
+        self.closing.remove(&id);
+        self.peers.remove(&id);
         if let Some(ip) = self.connections.remove(&id)
             && let Some(open) = self.open.get_mut(&ip)
         {
@@ -168,11 +223,14 @@ impl NetworkBehaviour for PerAddress {
 
     fn handle_established_inbound_connection(
         &mut self,
-        _id: ConnectionId,
-        _peer: PeerId,
+        id: ConnectionId,
+        peer: PeerId,
         _local: &Multiaddr,
         _remote: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
+        if self.connections.contains_key(&id) {
+            self.peers.insert(id, peer);
+        }
         Ok(dummy::ConnectionHandler)
     }
 
@@ -205,7 +263,13 @@ impl NetworkBehaviour for PerAddress {
     }
 
     fn poll(&mut self, _: &mut Context<'_>) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
-        Poll::Pending
+        match self.to_close.pop_front() {
+            Some((peer_id, id)) => Poll::Ready(ToSwarm::CloseConnection {
+                peer_id,
+                connection: CloseConnection::One(id),
+            }),
+            None => Poll::Pending,
+        }
     }
 }
 
@@ -218,6 +282,7 @@ mod tests {
             max_connections: 3,
             new_per_sec: 2.0,
             new_burst: 5.0,
+            max_inbound: None,
         }
     }
 
@@ -268,6 +333,58 @@ mod tests {
             .parse()
             .expect("addr");
         assert_eq!(ip_of(&relayed), None);
+    }
+
+    #[test]
+    fn when_full_a_newcomer_takes_the_place_of_the_busiest_addresss_connection() {
+        let mut limits = PerAddress::new(PerAddressLimits {
+            max_connections: 64,
+            new_per_sec: 100.0,
+            new_burst: 100.0,
+            max_inbound: Some(10),
+        });
+        let now = Instant::now();
+        let attacker: Vec<IpAddr> = (1..=2)
+            .map(|i| format!("127.0.1.{i}").parse().expect("ip"))
+            .collect();
+        let mut held = Vec::new();
+        for i in 0..10 {
+            let id = ConnectionId::new_unchecked(rand_id());
+            limits.admit(id, attacker[i % 2], now).expect("room");
+            limits.peers.insert(id, PeerId::random());
+            held.push(id);
+        }
+        // Full: an honest joiner from its own address gets in, one of the attacker's goes.
+        let honest: IpAddr = "127.0.0.1".parse().expect("ip");
+        let joiner = ConnectionId::new_unchecked(rand_id());
+        limits
+            .admit(joiner, honest, now)
+            .expect("an honest joiner gets in");
+        let (_, victim) = limits.to_close.pop_front().expect("one asked to close");
+        assert!(held.contains(&victim));
+        limits.closed(victim);
+        // Another connection from the attacker's addresses only takes its own kind's place
+        // while it has more there than here; from an address as busy as the busiest: refused.
+        let busy = attacker[0];
+        let mut refused = 0;
+        for _ in 0..10 {
+            let id = ConnectionId::new_unchecked(rand_id());
+            match limits.admit(id, busy, now) {
+                Ok(()) => {
+                    limits.peers.insert(id, PeerId::random());
+                    if let Some((_, victim)) = limits.to_close.pop_front() {
+                        limits.closed(victim);
+                    }
+                }
+                Err(PerAddressDenied::Full { .. }) => refused += 1,
+                Err(other) => panic!("{other}"),
+            }
+        }
+        assert!(
+            refused > 0,
+            "the busiest address cannot push out the rest for ever"
+        );
+        assert_eq!(limits.open_from(&honest), 1, "the honest joiner stays");
     }
 
     fn rand_id() -> usize {
