@@ -205,11 +205,13 @@ async fn attacker(
 
     // 2. Requests as fast as they are answered, on a few connections.
     let answered = Arc::new(AtomicU64::new(0));
+    let refused_busy = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let window = Duration::from_secs(10);
     let mut askers = Vec::new();
     for _ in 0..4 {
         let (answered, failed, addr) = (answered.clone(), failed.clone(), addr.clone());
+        let refused_busy = refused_busy.clone();
         askers.push(tokio::spawn(async move {
             let Some(mut swarm) = client().await else {
                 return;
@@ -229,11 +231,21 @@ async fn attacker(
                 }
                 match tokio::time::timeout(Duration::from_secs(1), swarm.select_next_some()).await {
                     Ok(SwarmEvent::Behaviour(request_response::Event::Message {
-                        message: request_response::Message::Response { .. },
+                        message: request_response::Message::Response { response, .. },
                         ..
                     })) => {
                         in_flight -= 1;
-                        answered.fetch_add(1, Ordering::Relaxed);
+                        let busy = matches!(
+                            response,
+                            earshot_protocol::snapshot::RoomResponse::Refused {
+                                refusal: earshot_protocol::snapshot::Refusal::Busy
+                            }
+                        );
+                        if busy {
+                            refused_busy.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            answered.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                     Ok(SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
                         ..
@@ -250,10 +262,11 @@ async fn attacker(
         let _ = asker.await;
     }
     println!(
-        "requests {} {} {:.1}",
+        "requests {} {} {:.1} {}",
         answered.load(Ordering::Relaxed),
         failed.load(Ordering::Relaxed),
-        window.as_secs_f64()
+        window.as_secs_f64(),
+        refused_busy.load(Ordering::Relaxed)
     );
 
     // 3. Oversized requests: joins of 64 KiB.
@@ -544,9 +557,10 @@ async fn host_side(connections: usize, batch: usize, addresses: usize) {
         get(&c, 2)
     );
     println!(
-        "| lobby requests, 4 connections × 16 in flight ({} s) | as fast as answered | {} answered | {} |",
+        "| lobby requests, 4 connections × 16 in flight ({} s) | as fast as answered | {} answered | {} told busy, unread; {} failed |",
         get(&r, 2),
         get(&r, 0),
+        get(&r, 3),
         get(&r, 1)
     );
     println!(

@@ -11,10 +11,9 @@ use std::time::{Duration, Instant};
 use earshot_protocol::RoomId;
 use earshot_protocol::audience::AudienceView;
 use earshot_protocol::audience::wire::Down;
-use earshot_protocol::snapshot::{RoomRequest, RoomResponse};
+use earshot_protocol::snapshot::RoomRequest;
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic};
-use libp2p::request_response::{OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, Swarm, identify};
 use tokio::sync::{broadcast, mpsc};
@@ -24,7 +23,7 @@ use super::pending::Pending;
 use super::{AttachError, Command, JoinError, NodeConfig};
 use crate::carry::CarryBudget;
 use crate::clock;
-use crate::effect::{Effect, InboundId};
+use crate::effect::Effect;
 use crate::event::{CloseReason, Event};
 use crate::fanout::Fanout;
 use crate::identity::Identity;
@@ -36,7 +35,9 @@ use crate::rooms::{Now, Rooms};
 use crate::tree::{Tree, TreeEvent};
 
 mod gossip;
+mod rates;
 mod requests;
+use requests::Requests;
 
 use gossip::{Topics, follows};
 
@@ -57,19 +58,6 @@ struct Outside {
     events: broadcast::Sender<Event>,
     /// Counts connections, circuits and libp2p's own metrics ([`crate::net::NetConfig::metrics`]).
     metrics: NetMetrics,
-}
-
-/// Requests in flight on the room protocol, both ways.
-#[derive(Default)]
-struct Requests {
-    /// Ours, waiting for an answer.
-    outbound: HashMap<OutboundRequestId, Pending>,
-    /// Theirs, waiting for ours (a welcome parked until the joiner's subscription arrives).
-    inbound: HashMap<InboundId, ResponseChannel<RoomResponse>>,
-    next_inbound: u64,
-    /// Listeners admitted while the tree had no place for them: answered as soon as one comes
-    /// up (a child's report), or after a moment with a ticket to ask again with.
-    parked: Vec<requests::Parked>,
 }
 
 pub(super) struct EventLoop {
@@ -120,6 +108,7 @@ impl EventLoop {
                 rooms: HashMap::new(),
                 private: HashMap::new(),
                 eavesdropped: HashMap::new(),
+                rates: gossip::gossip_rates(),
             },
             requests: Requests::default(),
             rooms: Rooms::new(identity.signing_key().clone(), clock::now(), seed),

@@ -9,6 +9,7 @@ use libp2p::{PeerId, Swarm};
 use tokio::sync::mpsc;
 use tracing::warn;
 
+use super::rates::{GOSSIP_BURST, GOSSIP_PER_SEC, PeerRates};
 use super::{EventLoop, now};
 use crate::effect::Effect;
 use crate::net::{self, Behaviour};
@@ -22,6 +23,13 @@ pub(super) struct Topics {
     pub(super) private: HashMap<RoomId, IdentTopic>,
     /// Topics followed only to hand their messages over (tests: [`crate::node::Node::eavesdrop`]).
     pub(super) eavesdropped: HashMap<TopicHash, mpsc::UnboundedSender<Vec<u8>>>,
+    /// How fast each peer may forward messages to this node (see `rates`).
+    pub(super) rates: PeerRates,
+}
+
+/// Each peer's budget of gossip messages.
+pub(super) fn gossip_rates() -> PeerRates {
+    PeerRates::new(GOSSIP_PER_SEC, GOSSIP_BURST)
 }
 
 impl Topics {
@@ -73,39 +81,45 @@ impl EventLoop {
                 message_id,
                 message,
             } => {
-                let (verdict, effects) =
-                    if let Some(tap) = self.topics.eavesdropped.get(&message.topic) {
-                        let _ = tap.send(message.data.clone());
-                        (Verdict::Ignore, Vec::new())
-                    } else if message.topic == self.topics.lobby.hash() {
-                        let (verdict, event) = self.lobby.on_announcement(now.wall, &message.data);
-                        (verdict, event.map(Effect::Emit).into_iter().collect())
-                    } else {
-                        let room = self.topics.rooms.get(&message.topic).copied();
-                        // A private room's messages open with its keys, or are not read.
-                        match room.and_then(|room| Some((room, self.plane.fanout.keys(&room)?))) {
-                            Some((room, ring)) => match ring.open(&room, &message.data) {
-                                Ok(plain) => self.rooms.on_message(
-                                    now,
-                                    propagation_source,
-                                    message.source,
-                                    Some(room),
-                                    &plain,
-                                ),
-                                Err(err) => {
-                                    tracing::debug!(%room, %err, "a message this node cannot open");
-                                    (Verdict::Ignore, Vec::new())
-                                }
-                            },
-                            None => self.rooms.on_message(
+                let over = !self
+                    .topics
+                    .rates
+                    .take(propagation_source, std::time::Instant::now());
+                let (verdict, effects) = if over {
+                    // Past its budget: not verified, not forwarded, nobody blamed.
+                    (Verdict::Ignore, Vec::new())
+                } else if let Some(tap) = self.topics.eavesdropped.get(&message.topic) {
+                    let _ = tap.send(message.data.clone());
+                    (Verdict::Ignore, Vec::new())
+                } else if message.topic == self.topics.lobby.hash() {
+                    let (verdict, event) = self.lobby.on_announcement(now.wall, &message.data);
+                    (verdict, event.map(Effect::Emit).into_iter().collect())
+                } else {
+                    let room = self.topics.rooms.get(&message.topic).copied();
+                    // A private room's messages open with its keys, or are not read.
+                    match room.and_then(|room| Some((room, self.plane.fanout.keys(&room)?))) {
+                        Some((room, ring)) => match ring.open(&room, &message.data) {
+                            Ok(plain) => self.rooms.on_message(
                                 now,
                                 propagation_source,
                                 message.source,
-                                room,
-                                &message.data,
+                                Some(room),
+                                &plain,
                             ),
-                        }
-                    };
+                            Err(err) => {
+                                tracing::debug!(%room, %err, "a message this node cannot open");
+                                (Verdict::Ignore, Vec::new())
+                            }
+                        },
+                        None => self.rooms.on_message(
+                            now,
+                            propagation_source,
+                            message.source,
+                            room,
+                            &message.data,
+                        ),
+                    }
+                };
                 let acceptance = match verdict {
                     Verdict::Accept => MessageAcceptance::Accept,
                     Verdict::Ignore => MessageAcceptance::Ignore,

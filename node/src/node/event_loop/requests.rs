@@ -6,6 +6,11 @@ use earshot_protocol::{PeerKey, RoomId};
 use libp2p::PeerId;
 use libp2p::request_response;
 
+use std::collections::HashMap;
+
+use libp2p::request_response::{OutboundRequestId, ResponseChannel};
+
+use super::rates::{PeerRates, REQUESTS_BURST, REQUESTS_PER_SEC};
 use super::{EventLoop, follows, now};
 use crate::clock;
 use crate::effect::{Effect, InboundId};
@@ -20,6 +25,32 @@ const MAX_PARENT_ADDRS: usize = 8;
 /// How long an admitted listener's answer waits for a place in a full tree (places come up
 /// with the reports of nodes just attached, a few hundred milliseconds a hop).
 const PLACE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Requests in flight on the room protocol, both ways, and each peer's budget of requests.
+pub(super) struct Requests {
+    /// Ours, waiting for an answer.
+    pub(super) outbound: HashMap<OutboundRequestId, Pending>,
+    /// Theirs, waiting for ours (a welcome parked until the joiner's subscription arrives).
+    pub(super) inbound: HashMap<InboundId, ResponseChannel<RoomResponse>>,
+    pub(super) next_inbound: u64,
+    /// Listeners admitted while the tree had no place for them: answered as soon as one comes
+    /// up (a child's report), or after a moment with a ticket to ask again with.
+    pub(super) parked: Vec<Parked>,
+    /// How fast each peer may ask (see `rates`).
+    rates: PeerRates,
+}
+
+impl Default for Requests {
+    fn default() -> Self {
+        Self {
+            outbound: HashMap::new(),
+            inbound: HashMap::new(),
+            next_inbound: 0,
+            parked: Vec::new(),
+            rates: PeerRates::new(REQUESTS_PER_SEC, REQUESTS_BURST),
+        }
+    }
+}
 
 /// A listener admitted without a place yet, waiting for one.
 pub(super) struct Parked {
@@ -110,6 +141,18 @@ impl EventLoop {
                     },
                 ..
             } => {
+                // Past its budget, a peer is told to try again, its request unread.
+                if !self.requests.rates.take(peer, std::time::Instant::now()) {
+                    let busy = RoomResponse::Refused {
+                        refusal: Refusal::Busy,
+                    };
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .rooms
+                        .send_response(channel, busy);
+                    return;
+                }
                 let inbound = InboundId(self.requests.next_inbound);
                 self.requests.next_inbound += 1;
                 self.requests.inbound.insert(inbound, channel);
