@@ -32,6 +32,7 @@ mod audience;
 mod entry;
 mod hosting;
 mod joined;
+mod joining;
 mod private;
 mod voices;
 
@@ -95,12 +96,6 @@ pub struct Rooms {
     /// Joins a busy host asked to try again, with when.
     busy: Vec<(Instant, PendingJoin)>,
 }
-
-/// How often a join the host was too busy for is asked again, and how long it waits at first
-/// (doubling each time, at most [`BUSY_WAIT_MAX`], with jitter): about 20 s in all.
-const BUSY_TRIES: u8 = 12;
-const BUSY_WAIT_FIRST: Duration = Duration::from_millis(200);
-const BUSY_WAIT_MAX: Duration = Duration::from_secs(2);
 
 pub use hosting::{ENTRY_JOINS_BURST, ENTRY_JOINS_PER_SEC, HOST_JOINS_BURST, HOST_JOINS_PER_SEC};
 
@@ -328,48 +323,6 @@ impl Rooms {
         }]
     }
 
-    /// An entry point did not admit this node (refused, or could not be reached): the host is
-    /// asked with the same `Join`. `None` if the host was asked already.
-    pub fn join_at_host(&mut self, mut pending: PendingJoin, why: &str) -> Option<Vec<Effect>> {
-        let entry = pending.entry.take()?;
-        let host = pending.link.host.to_peer_id().ok()?;
-        info!(
-            room = %pending.link.capability.room,
-            entry = %crate::node::short(&entry),
-            why,
-            "the entry point did not admit this node: asking the host"
-        );
-        Some(vec![Effect::Request {
-            peer: host,
-            addrs: entry::host_addrs(&pending.link),
-            request: RoomRequest::Join {
-                envelope: serde_bytes::ByteBuf::from(pending.envelope.clone()),
-            },
-            then: Pending::Join(Box::new(pending)),
-        }])
-    }
-
-    /// Joins a busy host turned away, asked again when their wait is over.
-    fn ask_again(&mut self, now: Now) -> Vec<Effect> {
-        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.busy)
-            .into_iter()
-            .partition(|(at, _)| *at <= now.instant);
-        self.busy = waiting;
-        due.into_iter()
-            .filter_map(|(_, pending)| {
-                let host = pending.link.host.to_peer_id().ok()?;
-                Some(Effect::Request {
-                    peer: host,
-                    addrs: entry::host_addrs(&pending.link),
-                    request: RoomRequest::Join {
-                        envelope: serde_bytes::ByteBuf::from(pending.envelope.clone()),
-                    },
-                    then: Pending::Join(Box::new(pending)),
-                })
-            })
-            .collect()
-    }
-
     /// The host answered our join.
     pub fn join_answered(
         &mut self,
@@ -409,18 +362,8 @@ impl Rooms {
             }
             RoomResponse::Refused {
                 refusal: Refusal::Busy,
-            } if pending.busy_tries < BUSY_TRIES => {
-                // A flood of joiners (the host admits a few hundred a second): ask again in a
-                // moment, with jitter, as everyone turned away does.
-                let mut pending = pending;
-                let wait = BUSY_WAIT_FIRST
-                    .saturating_mul(1 << pending.busy_tries.min(4))
-                    .min(BUSY_WAIT_MAX);
-                let wait = wait.mul_f64(rand::RngExt::random_range(&mut self.rng, 0.5..1.5));
-                pending.busy_tries += 1;
-                debug!(%room, tries = pending.busy_tries, ?wait, "the host is busy: asking again");
-                self.busy.push((now.instant + wait, pending));
-                return Vec::new();
+            } if pending.busy_tries < joining::BUSY_TRIES => {
+                return self.busy_again(now, pending);
             }
             RoomResponse::Refused { refusal } => {
                 if pending.entry.is_some() {

@@ -809,14 +809,14 @@ fn a_joiner_a_busy_host_turned_away_asks_again_in_a_moment_and_gives_up_at_last(
     let busy = || RoomResponse::Refused {
         refusal: Refusal::Busy,
     };
-    for _ in 0..BUSY_TRIES {
+    for _ in 0..joining::BUSY_TRIES {
         let effects = joe
             .rooms
             .join_answered(clock.now(), pending, busy(), &joe.peers);
         assert!(effects.is_empty(), "{effects:?}");
         assert!(answer.try_recv().is_err(), "not told anything yet");
         // Asked again within the longest wait (with jitter), with the same join.
-        clock.advance(BUSY_WAIT_MAX.mul_f64(1.5));
+        clock.advance(joining::BUSY_WAIT_MAX.mul_f64(1.5));
         let mut effects = joe.rooms.tick(clock.now(), nobody, one, &joe.peers);
         let again = effects
             .iter()
