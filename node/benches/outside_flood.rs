@@ -24,19 +24,17 @@ use std::time::{Duration, Instant};
 
 use earshot_node::identity::Identity;
 use earshot_node::metrics::NetMetrics;
-use earshot_node::net::{NetConfig, ROOM_PROTOCOL, RoomCodec};
-use earshot_node::node::{Node, NodeConfig};
+use earshot_node::net::NetConfig;
+use earshot_protocol::Role;
 use earshot_protocol::frame::{AudioFrame, SpeakerId};
-use earshot_protocol::room::RoomSpec;
 use earshot_protocol::snapshot::RoomRequest;
-use earshot_protocol::{
-    Audience, Capability, Grant, InviteLink, RecordingPolicy, Role, RoomDescriptor, RoomId,
-    RoomLimits, Visibility,
-};
 use futures::StreamExt;
-use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::request_response;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm};
+
+mod strangers;
+use strangers::Client;
 
 const ATTACKER_IP: &str = "127.0.0.9";
 
@@ -60,8 +58,6 @@ fn rss_kb() -> u64 {
         .unwrap_or(0)
 }
 
-type Client = Swarm<request_response::Behaviour<RoomCodec>>;
-
 /// A minimal client with a fresh key, its QUIC socket on the attacker's address.
 async fn client() -> Option<Client> {
     client_at(ATTACKER_IP).await
@@ -69,30 +65,7 @@ async fn client() -> Option<Client> {
 
 /// A minimal client with a fresh key, its QUIC socket on `ip`.
 async fn client_at(ip: &str) -> Option<Client> {
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_quic()
-        .with_behaviour(|_| {
-            request_response::Behaviour::with_codec(
-                RoomCodec,
-                [(ROOM_PROTOCOL, ProtocolSupport::Outbound)],
-                request_response::Config::default()
-                    .with_request_timeout(Duration::from_secs(10))
-                    .with_max_concurrent_streams(64),
-            )
-        })
-        .ok()?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
-        .build();
-    swarm
-        .listen_on(format!("/ip4/{ip}/udp/0/quic-v1").parse().ok()?)
-        .ok()?;
-    // Until it listens: its dials then leave from that socket.
-    loop {
-        if let SwarmEvent::NewListenAddr { .. } = swarm.select_next_some().await {
-            return Some(swarm);
-        }
-    }
+    strangers::room_client(libp2p::identity::Keypair::generate_ed25519(), Some(ip)).await
 }
 
 /// A client that only opens streams (the audio protocol's), its QUIC socket on the attacker's
@@ -363,59 +336,23 @@ async fn attacker(
 
 async fn host_side(connections: usize, batch: usize, addresses: usize) {
     let host_metrics = NetMetrics::default();
-    let spawn = |identity: Identity, metrics: NetMetrics| async move {
-        Node::spawn(
+    let spawn = |identity: Identity, metrics: NetMetrics| {
+        strangers::spawn(
             identity,
-            NodeConfig {
-                listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().expect("multiaddr")],
-                net: NetConfig {
-                    metrics,
-                    // What `earshot host` runs with by default (--max-memory-mb 1024).
-                    max_memory: Some(1024 << 20),
-                    ..NetConfig::default()
-                },
-                ..NodeConfig::default()
+            NetConfig {
+                metrics,
+                // What `earshot host` runs with by default (--max-memory-mb 1024).
+                max_memory: Some(1024 << 20),
+                ..NetConfig::default()
             },
         )
-        .await
-        .expect("node")
     };
     let identity = Identity::ephemeral().expect("identity");
     let key = identity.signing_key().clone();
     let host = spawn(identity, host_metrics.clone()).await;
-    let now = earshot_node::clock::now();
-    let descriptor = RoomDescriptor::sign(
-        &key,
-        RoomSpec {
-            id: RoomId([0x0f; 16]),
-            title: "Under siege".into(),
-            visibility: Visibility::Public,
-            recording: RecordingPolicy::default(),
-            created_at: now,
-            addrs: host.listen_addrs().await.expect("addrs"),
-            limits: RoomLimits::default(),
-        },
-    )
-    .expect("descriptor");
+    let descriptor = strangers::public_room(&host, &key, 0x0f, "Under siege").await;
     let room = descriptor.id;
-    host.host(descriptor.clone(), "host").await.expect("host");
-    let link = InviteLink {
-        capability: Capability::issue(
-            &key,
-            room,
-            Grant {
-                audience: Audience::Bearer,
-                role: Role::Listener,
-                not_before: now,
-                expires_at: now.plus_millis(3_600_000),
-                depth: 0,
-            },
-            [1; 8],
-        )
-        .expect("capability"),
-        host: descriptor.host,
-        bootstrap: descriptor.addrs(),
-    };
+    let link = strangers::invite(&key, &descriptor, Role::Listener);
     let listener = spawn(
         Identity::ephemeral().expect("identity"),
         NetMetrics::default(),
@@ -617,6 +554,7 @@ async fn host_side(connections: usize, batch: usize, addresses: usize) {
 }
 
 fn main() {
+    strangers::init_logs();
     let args: Vec<String> = std::env::args().collect();
     let connections = flag(&args, "--connections")
         .and_then(|v| v.parse().ok())

@@ -27,20 +27,18 @@ use std::time::{Duration, Instant};
 use earshot_node::event::Event;
 use earshot_node::identity::Identity;
 use earshot_node::metrics::{Handled, NetMetrics};
-use earshot_node::net::{NetConfig, ROOM_PROTOCOL, RoomCodec};
-use earshot_node::node::{Node, NodeConfig};
+use earshot_node::net::NetConfig;
+use earshot_node::node::Node;
 use earshot_protocol::envelope::{Authority, Envelope};
-use earshot_protocol::room::RoomSpec;
 use earshot_protocol::snapshot::{Refusal, RoomRequest, RoomResponse};
-use earshot_protocol::{
-    Audience, Capability, ControlBody, Grant, InviteLink, RecordingPolicy, Role, RoomDescriptor,
-    RoomId, RoomLimits, Visibility,
-};
+use earshot_protocol::{Capability, ControlBody, InviteLink, Role, RoomId};
 use futures::StreamExt;
-use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::request_response;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId};
 use parking_lot::Mutex;
+
+mod strangers;
 
 struct Args {
     sybils: usize,
@@ -70,48 +68,19 @@ fn args() -> Args {
     }
 }
 
+/// A node on 127.0.0.1. Hundreds of them share that address: per-address limits are off
+/// (they stand for many addresses).
 async fn spawn(metrics: NetMetrics) -> Node {
     spawn_as(Identity::ephemeral().expect("identity"), metrics).await
 }
 
 async fn spawn_as(identity: Identity, metrics: NetMetrics) -> Node {
-    Node::spawn(
-        identity,
-        NodeConfig {
-            listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().expect("multiaddr")],
-            // Hundreds of nodes on 127.0.0.1: one address, as far as per-address limits go.
-            net: NetConfig {
-                per_address: None,
-                metrics,
-                ..NetConfig::default()
-            },
-            max_children: earshot_node::node::DEFAULT_MAX_CHILDREN,
-            ..NodeConfig::default()
-        },
-    )
-    .await
-    .expect("node")
-}
-
-fn link(host: &ed25519_dalek::SigningKey, room: &RoomDescriptor, role: Role) -> InviteLink {
-    let now = earshot_node::clock::now();
-    InviteLink {
-        capability: Capability::issue(
-            host,
-            room.id,
-            Grant {
-                audience: Audience::Bearer,
-                role,
-                not_before: now,
-                expires_at: now.plus_millis(3_600_000),
-                depth: 0,
-            },
-            [role as u8; 8],
-        )
-        .expect("capability"),
-        host: room.host,
-        bootstrap: room.addrs(),
-    }
+    let net = NetConfig {
+        per_address: None,
+        metrics,
+        ..NetConfig::default()
+    };
+    strangers::spawn(identity, net).await
 }
 
 /// What became of the attacker's joins.
@@ -134,18 +103,7 @@ async fn sybil_join(
 ) -> Option<RoomResponse> {
     let key = ed25519_dalek::SigningKey::from_bytes(&seed);
     let keypair = libp2p::identity::Keypair::ed25519_from_bytes(seed).ok()?;
-    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
-        .with_tokio()
-        .with_quic()
-        .with_behaviour(|_| {
-            request_response::Behaviour::with_codec(
-                RoomCodec,
-                [(ROOM_PROTOCOL, ProtocolSupport::Outbound)],
-                request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
-            )
-        })
-        .ok()?
-        .build();
+    let mut swarm = strangers::room_client(keypair, None).await?;
     let join = Envelope::sign(
         &key,
         room,
@@ -231,23 +189,11 @@ async fn run(args: Args) {
     let identity = Identity::ephemeral().expect("identity");
     let host_identity_key = identity.signing_key().clone();
     let host = spawn_as(identity, host_metrics.clone()).await;
-    let descriptor = RoomDescriptor::sign(
-        &host_identity_key,
-        RoomSpec {
-            id: RoomId([0x5b; 16]),
-            title: "Ten thousand strangers".into(),
-            visibility: Visibility::Public,
-            recording: RecordingPolicy::default(),
-            created_at: earshot_node::clock::now(),
-            addrs: host.listen_addrs().await.expect("addrs"),
-            limits: RoomLimits::default(),
-        },
-    )
-    .expect("descriptor");
+    let descriptor =
+        strangers::public_room(&host, &host_identity_key, 0x5b, "Ten thousand strangers").await;
     let room = descriptor.id;
-    host.host(descriptor.clone(), "host").await.expect("host");
-    let listener_link = link(&host_identity_key, &descriptor, Role::Listener);
-    let speaker_link = link(&host_identity_key, &descriptor, Role::Speaker);
+    let listener_link = strangers::invite(&host_identity_key, &descriptor, Role::Listener);
+    let speaker_link = strangers::invite(&host_identity_key, &descriptor, Role::Speaker);
     let seen: Seen = Arc::default();
     let mut honest = vec![host.clone()];
     let speaker = spawn(NetMetrics::default()).await;
@@ -633,14 +579,7 @@ async fn attack(args: Args, listener_link: InviteLink) {
 }
 
 fn main() {
-    // `EARSHOT_BENCH_LOG=FILTER` logs the nodes (all in this process) to standard error.
-    if let Ok(filter) = std::env::var("EARSHOT_BENCH_LOG") {
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-            .with_ansi(false)
-            .with_writer(std::io::stderr)
-            .init();
-    }
+    strangers::init_logs();
     let args = args();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

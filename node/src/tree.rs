@@ -88,7 +88,7 @@ struct RoomTree {
     carrying: bool,
     keys: keys::SeenKeys,
     /// Unchecked messages passed down (see `flood`), and how many were dropped.
-    downs: earshot_protocol::audience::subtree::Bucket,
+    downs: earshot_protocol::bucket::Bucket,
     flooded: u64,
     /// Envelopes and sealed messages passed down lately: a child attaching (a newcomer, or an
     /// orphan whose parent stalled) gets them after the view, and drops what it saw already.

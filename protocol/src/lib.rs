@@ -29,6 +29,7 @@
 
 pub mod addr;
 pub mod audience;
+pub mod bucket;
 pub mod capability;
 pub mod codec;
 pub mod control;

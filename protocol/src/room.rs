@@ -110,6 +110,7 @@ impl RoomLimits {
             return Err(DescriptorError::BadLimit {
                 what: "stage",
                 found: u64::from(self.stage),
+                min: 1,
                 max: u64::from(MAX_STAGE_LIMIT),
             });
         }
@@ -117,6 +118,7 @@ impl RoomLimits {
             return Err(DescriptorError::BadLimit {
                 what: "listeners",
                 found: u64::from(self.listeners),
+                min: 0,
                 max: u64::from(MAX_LISTENERS_LIMIT),
             });
         }
@@ -153,10 +155,11 @@ pub enum DescriptorError {
     UnsupportedVersion { found: u8 },
     #[error("bad signature on the room descriptor")]
     BadSignature,
-    #[error("a room's {what} limit must be between 1 and {max} (found {found})")]
+    #[error("a room's {what} limit must be between {min} and {max} (found {found})")]
     BadLimit {
         what: &'static str,
         found: u64,
+        min: u64,
         max: u64,
     },
 }

@@ -17,6 +17,7 @@ use std::net::IpAddr;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use earshot_protocol::bucket::Buckets;
 use libp2p::core::Endpoint;
 use libp2p::core::multiaddr::Protocol;
 use libp2p::core::transport::PortUse;
@@ -32,7 +33,7 @@ pub const DEFAULT_PER_ADDRESS: u32 = 64;
 /// New inbound connections from one address a second, and at once, by default.
 pub const DEFAULT_NEW_PER_SEC: f64 = 20.0;
 pub const DEFAULT_NEW_BURST: f64 = 64.0;
-/// Addresses whose rate is remembered (past it, those with a full bucket are forgotten).
+/// Addresses whose rate is remembered (see [`Buckets`]).
 const REMEMBERED: usize = 16_384;
 
 /// The limits.
@@ -75,15 +76,13 @@ pub struct PerAddress {
     limits: PerAddressLimits,
     open: HashMap<IpAddr, u32>,
     connections: HashMap<ConnectionId, IpAddr>,
-    /// Token buckets of new connections: (tokens, when last filled).
-    rates: HashMap<IpAddr, (f64, Instant)>,
+    /// Each address's budget of new connections.
+    rates: Buckets<IpAddr>,
     /// The peer at the other end of each established inbound connection counted.
     peers: HashMap<ConnectionId, PeerId>,
     /// Connections asked to close to make room, until they have.
     closing: HashSet<ConnectionId>,
     to_close: VecDeque<(PeerId, ConnectionId)>,
-    /// Connections refused so far.
-    pub denied: u64,
 }
 
 impl PerAddress {
@@ -92,11 +91,10 @@ impl PerAddress {
             limits,
             open: HashMap::new(),
             connections: HashMap::new(),
-            rates: HashMap::new(),
+            rates: Buckets::new(limits.new_per_sec, limits.new_burst, REMEMBERED),
             peers: HashMap::new(),
             closing: HashSet::new(),
             to_close: VecDeque::new(),
-            denied: 0,
         }
     }
 
@@ -114,24 +112,12 @@ impl PerAddress {
                 max: self.limits.max_connections,
             });
         }
-        if self.rates.len() >= REMEMBERED {
-            let (rate, burst) = (self.limits.new_per_sec, self.limits.new_burst);
-            self.rates.retain(|_, (tokens, at)| {
-                *tokens + now.saturating_duration_since(*at).as_secs_f64() * rate < burst
-            });
-        }
-        let (tokens, at) = self.rates.entry(ip).or_insert((self.limits.new_burst, now));
-        *tokens = (*tokens
-            + now.saturating_duration_since(*at).as_secs_f64() * self.limits.new_per_sec)
-            .min(self.limits.new_burst);
-        *at = now;
-        if *tokens < 1.0 {
+        if !self.rates.take(ip, now) {
             return Err(PerAddressDenied::TooFast {
                 ip,
                 per_sec: self.limits.new_per_sec,
             });
         }
-        *tokens -= 1.0;
         if let Some(max) = self.limits.max_inbound {
             let counted = self.connections.len().saturating_sub(self.closing.len());
             if counted >= max as usize {
@@ -215,7 +201,6 @@ impl NetworkBehaviour for PerAddress {
             return Ok(());
         };
         self.admit(id, ip, Instant::now()).map_err(|denied| {
-            self.denied += 1;
             tracing::debug!(%denied, "refused a connection");
             ConnectionDenied::new(denied)
         })

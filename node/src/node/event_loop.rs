@@ -108,7 +108,7 @@ impl EventLoop {
                 rooms: HashMap::new(),
                 private: HashMap::new(),
                 eavesdropped: HashMap::new(),
-                rates: gossip::gossip_rates(),
+                rates: rates::gossip(),
             },
             requests: Requests::default(),
             rooms: Rooms::new(identity.signing_key().clone(), clock::now(), seed),

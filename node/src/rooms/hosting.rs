@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use earshot_protocol::audience::host::{AudiencePolicy, HostAudience};
-use earshot_protocol::audience::subtree::Bucket;
+use earshot_protocol::bucket::Bucket;
 
 use super::{Now, Rooms, Welcome};
 use crate::effect::{Effect, InboundId};

@@ -652,26 +652,12 @@ fn a_flood_of_joins_is_admitted_within_the_hosts_budget_and_the_rest_told_to_try
     let mut busy = 0;
     let mut answered = 0;
     for i in 0..flood {
-        let mut seed = [7u8; 32];
-        seed[..4].copy_from_slice(&i.to_be_bytes());
-        let key = ed25519_dalek::SigningKey::from_bytes(&seed);
-        let join = Envelope::sign(
-            &key,
-            room.id,
-            1,
-            clock.now().wall,
-            Authority::Capability(invite.capability.clone()),
-            ControlBody::Join {
-                name: format!("sybil {i}"),
-            },
-        )
-        .expect("a join");
-        let peer = PeerKey::from(&key).to_peer_id().expect("a key");
+        let (peer, join) = stranger_join(i, &room, &invite, &clock);
         let effects = host.rooms.on_join_request(
             clock.now(),
             peer,
             InboundId(u64::from(i)),
-            &join.encode(),
+            &join,
             nobody,
             no_place,
             not_entry,

@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use earshot_protocol::RoomId;
-use earshot_protocol::audience::subtree::Bucket;
+use earshot_protocol::bucket::Bucket;
 
 /// Unchecked messages a node passes down in one room, per second on average.
 pub const DOWN_PER_SEC: f64 = 20.0;

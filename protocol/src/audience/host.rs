@@ -20,9 +20,9 @@ use crate::id::{PeerKey, RoomId, Sig, Timestamp};
 use crate::state::{RoomRole, RoomState};
 
 use super::exclusion::{Dismissed, Exclusions, Verdict};
-use super::subtree::Bucket;
 use super::view::{AudienceView, Hand, MAX_REACTION_KINDS, ReactionCount, StageMember};
 use super::wire::{Newcomer, Report};
+use crate::bucket::{Bucket, Buckets};
 
 /// The fastest the host sends views (changes within it wait for the next one).
 pub const VIEW_MIN_INTERVAL: Duration = Duration::from_secs(1);
@@ -41,7 +41,7 @@ const SEEN_ACTIONS: usize = 4_096;
 /// takes the room's whole budget (relays limit each child, but a relay may carry many keys).
 pub const LISTENER_CHAT_BURST: u32 = 2;
 pub const LISTENER_CHAT_EVERY: Duration = Duration::from_secs(10);
-/// Listeners whose chat budgets are kept (past it, those with a full budget are forgotten).
+/// Listeners whose chat budgets are kept (see [`Buckets`]).
 const CHATTERS: usize = 4_096;
 /// Chat lines one subtree (under one of the host's children) may send at once.
 pub const SUBTREE_CHAT_BURST: u32 = 2;
@@ -99,8 +99,8 @@ pub struct HostAudience {
     reactions: BTreeMap<String, u32>,
     recent: VecDeque<Newcomer>,
     recent_chat: VecDeque<Vec<u8>>,
-    /// When each listener who chatted lately has its whole budget back.
-    chatters: HashMap<PeerKey, Instant>,
+    /// Each listener's own budget of chat lines.
+    chatters: Buckets<PeerKey>,
     /// Each chatting subtree's share: when it is full again, and when it last chatted.
     subtrees: HashMap<PeerKey, (Instant, Instant)>,
     seen: VecDeque<[u8; 32]>,
@@ -156,7 +156,11 @@ impl HostAudience {
             reactions: BTreeMap::new(),
             recent: VecDeque::new(),
             recent_chat: VecDeque::new(),
-            chatters: HashMap::new(),
+            chatters: Buckets::new(
+                1.0 / LISTENER_CHAT_EVERY.as_secs_f64(),
+                f64::from(LISTENER_CHAT_BURST),
+                CHATTERS,
+            ),
             subtrees: HashMap::new(),
             seen: VecDeque::new(),
             seen_set: HashSet::new(),
@@ -238,7 +242,7 @@ impl HostAudience {
                 if self.policy.chat_per_minute == 0 {
                     return refuse("the host does not take chat from the audience in this room");
                 }
-                if !self.listener_may_chat(author, now) {
+                if !self.chatters.take(author, now) {
                     return refuse("you are chatting too fast: your line was not sent");
                 }
                 // Through a subtree, its share (the shares add up to the room's budget);
@@ -323,7 +327,8 @@ impl HostAudience {
     /// Takes one line from the share of the subtree under `via`: the room's budget divided
     /// among the subtrees that chatted in the last minute, 2 at once. Ten thousand keys chatting
     /// through relays of their own take their subtrees' shares, not the room's budget: a
-    /// listener elsewhere in the tree still gets its line through.
+    /// listener elsewhere in the tree still gets its line through. (Not a [`Bucket`]: its rate
+    /// follows how many subtrees chat, so it is kept as the instant its share is full again.)
     fn subtree_may_chat(&mut self, via: PeerKey, now: Instant) -> bool {
         self.subtrees
             .retain(|_, (_, active)| now.saturating_duration_since(*active) <= SUBTREE_ACTIVE);
@@ -340,26 +345,6 @@ impl HostAudience {
             return false;
         }
         *full_at = from + every;
-        true
-    }
-
-    /// Takes one line from `author`'s own budget, if it has one left.
-    fn listener_may_chat(&mut self, author: PeerKey, now: Instant) -> bool {
-        if self.chatters.len() >= CHATTERS {
-            self.chatters.retain(|_, full_at| *full_at > now);
-            if self.chatters.len() >= CHATTERS {
-                // Thousands chatting at once: the room's budget is the bound then.
-                self.chatters.clear();
-            }
-        }
-        let full_at = self.chatters.entry(author).or_insert(now);
-        let from = (*full_at).max(now);
-        if from.saturating_duration_since(now) + LISTENER_CHAT_EVERY
-            > LISTENER_CHAT_EVERY * LISTENER_CHAT_BURST
-        {
-            return false;
-        }
-        *full_at = from + LISTENER_CHAT_EVERY;
         true
     }
 

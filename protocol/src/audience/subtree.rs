@@ -11,6 +11,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
+use crate::bucket::Bucket;
+
 use crate::id::PeerKey;
 
 use super::view::{MAX_REACTION_KINDS, MEMBER_MAX_CHILDREN, ReactionCount};
@@ -45,39 +47,6 @@ pub const REACTIONS_PER_NODE: u32 = 10;
 /// down.
 const MAX_ROUTES: usize = 256;
 const ROUTE_KEPT: Duration = Duration::from_secs(60);
-
-/// A token bucket: `rate` tokens a second, at most `burst` saved.
-#[derive(Debug, Clone, Copy)]
-pub struct Bucket {
-    tokens: f64,
-    rate: f64,
-    burst: f64,
-    at: Instant,
-}
-
-impl Bucket {
-    pub fn new(rate: f64, burst: f64, now: Instant) -> Self {
-        Self {
-            tokens: burst,
-            rate,
-            burst,
-            at: now,
-        }
-    }
-
-    /// Takes a token if there is one.
-    pub fn take(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
 
 /// Places promised under one node of the subtree and not yet seen taken in a report.
 #[derive(Debug, Clone, Copy)]

@@ -3,7 +3,9 @@
 //! flood everyone's screen, whatever the room's size. Not part of the room's state: two nodes
 //! that saw the same messages at different moments may let a line through that the other
 //! dropped (each shows it or not; nothing else depends on it), so states compare equal whatever
-//! their budgets.
+//! their budgets. Not a [`crate::bucket::Bucket`]: the fold's clock is the wall time it is given
+//! (a [`Timestamp`]), never an `Instant`. One entry per author that chatted or reacted, and every
+//! such author is a member of the fold already: the budgets grow no faster than the room.
 
 use std::collections::BTreeMap;
 
@@ -79,11 +81,6 @@ impl Budgets {
         }
         *full_at = from + every;
         true
-    }
-
-    /// Forgets an author (removed, or gone for good).
-    pub fn forget(&mut self, author: &PeerKey) {
-        self.authors.remove(author);
     }
 }
 

@@ -9,7 +9,7 @@ use libp2p::{PeerId, Swarm};
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use super::rates::{GOSSIP_BURST, GOSSIP_PER_SEC, PeerRates};
+use super::rates::PeerRates;
 use super::{EventLoop, now};
 use crate::effect::Effect;
 use crate::net::{self, Behaviour};
@@ -25,11 +25,6 @@ pub(super) struct Topics {
     pub(super) eavesdropped: HashMap<TopicHash, mpsc::UnboundedSender<Vec<u8>>>,
     /// How fast each peer may forward messages to this node (see `rates`).
     pub(super) rates: PeerRates,
-}
-
-/// Each peer's budget of gossip messages.
-pub(super) fn gossip_rates() -> PeerRates {
-    PeerRates::new(GOSSIP_PER_SEC, GOSSIP_BURST)
 }
 
 impl Topics {

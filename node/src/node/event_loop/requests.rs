@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use libp2p::request_response::{OutboundRequestId, ResponseChannel};
 
-use super::rates::{PeerRates, REQUESTS_BURST, REQUESTS_PER_SEC};
+use super::rates::{self, PeerRates};
 use super::{EventLoop, follows, now};
 use crate::clock;
 use crate::effect::{Effect, InboundId};
@@ -47,7 +47,7 @@ impl Default for Requests {
             inbound: HashMap::new(),
             next_inbound: 0,
             parked: Vec::new(),
-            rates: PeerRates::new(REQUESTS_PER_SEC, REQUESTS_BURST),
+            rates: rates::requests(),
         }
     }
 }
