@@ -7,12 +7,16 @@
 //! 2. **requests**: a few connections asking for the lobby as fast as they are answered (16
 //!    requests in flight on each);
 //! 3. **oversized requests**: joins of 64 KiB (no valid request exceeds about 4 KiB);
-//! 4. **silent streams**: audio streams on 8 connections (256 each) that never say hello.
+//! 4. **silent streams**: audio streams on 8 connections (256 each) that never say hello;
+//! 5. **gossip**: a speaker (it holds a speaker link, as any stage member may) follows the
+//!    room's topic and publishes chat signed by its own key as fast as it can, every line new,
+//!    for 10 s; then a stranger with a fresh key and no link follows the topic and publishes
+//!    1 KiB of junk as fast as it can for 5 s.
 //!
 //! The bench prints what each flood got, the listener's delivery (frames heard / sent)
-//! over the whole run, the host process's peak memory (resident set; the host and the
-//! listener share this process, the attacker has its own), and the host's event-loop handling
-//! times.
+//! over the whole run, the host's chat (a line every 2 s) as the listener saw it, the host
+//! process's peak memory (resident set; the host and the listener share this process, the
+//! attacker has its own), and the host's event-loop handling times.
 //!
 //! `cargo bench -p earshot-node --bench outside_flood` (add `-- --connections 5000`, and
 //! `--addresses 100` for a flood from 127.0.1.1 to 127.0.1.100 in turn, past the per-address
@@ -22,12 +26,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use earshot_node::Event;
 use earshot_node::identity::Identity;
 use earshot_node::metrics::NetMetrics;
 use earshot_node::net::NetConfig;
-use earshot_protocol::Role;
+use earshot_node::node::{Node, NodeConfig};
+use earshot_protocol::ControlBody;
+use earshot_protocol::envelope::{Authority, Envelope};
 use earshot_protocol::frame::{AudioFrame, SpeakerId};
 use earshot_protocol::snapshot::RoomRequest;
+use earshot_protocol::{InviteLink, Role};
 use futures::StreamExt;
 use libp2p::request_response;
 use libp2p::swarm::SwarmEvent;
@@ -116,12 +124,98 @@ async fn connect<B: libp2p::swarm::NetworkBehaviour>(
 }
 
 /// The attacker: runs the three floods, prints one line of counts for each.
+/// An attacker's node (the honest code, driven to misbehave), its QUIC socket on the
+/// attacker's address.
+async fn attacker_node() -> (Node, ed25519_dalek::SigningKey) {
+    let identity = Identity::ephemeral().expect("identity");
+    let key = identity.signing_key().clone();
+    let node = Node::spawn(
+        identity,
+        NodeConfig {
+            listen: vec![
+                format!("/ip4/{ATTACKER_IP}/udp/0/quic-v1")
+                    .parse()
+                    .expect("multiaddr"),
+            ],
+            ..NodeConfig::default()
+        },
+    )
+    .await
+    .expect("node");
+    (node, key)
+}
+
+/// 5. Gossip floods: prints `gossip SPEAKER_PUBLISHED SECONDS JUNK_PUBLISHED SECONDS SPEAKER
+/// STRANGER` (the last two their peer ids).
+async fn gossip_flood(host: PeerId, addr: Multiaddr, speaker_link: InviteLink) {
+    let room = speaker_link.capability.room;
+    // A speaker's own chat, validly signed, every line new.
+    let (speaker, key) = attacker_node().await;
+    let mut published = 0u64;
+    let window = Duration::from_secs(10);
+    let started = Instant::now();
+    if speaker.join(speaker_link.clone(), "flooder").await.is_ok() {
+        let authority = Authority::Capability(speaker_link.capability.clone());
+        while started.elapsed() < window {
+            let Ok(line) = Envelope::sign(
+                &key,
+                room,
+                u64::MAX / 2 + published,
+                earshot_node::clock::now(),
+                authority.clone(),
+                ControlBody::Chat {
+                    text: format!("flood {published}"),
+                },
+            ) else {
+                break;
+            };
+            if speaker.publish_raw(room, line.encode()).await.is_err() {
+                break;
+            }
+            published += 1;
+        }
+    }
+    let speaker_seconds = started.elapsed().as_secs_f64();
+    let speaker_id = speaker.peer_id();
+    speaker.shutdown().await;
+
+    // A stranger's junk: no link, a fresh key, the topic's name is public.
+    let (stranger, _) = attacker_node().await;
+    let mut junk = 0u64;
+    let window = Duration::from_secs(5);
+    let started = Instant::now();
+    if stranger.dial(host, vec![addr]).await.is_ok()
+        && stranger
+            .eavesdrop(earshot_protocol::topic::room(&room))
+            .await
+            .is_ok()
+    {
+        // Gossipsub publishes only to peers it knows follow the topic.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut bytes = vec![0u8; 1024];
+        while started.elapsed() < window {
+            bytes[..8].copy_from_slice(&junk.to_le_bytes());
+            if stranger.publish_raw(room, bytes.clone()).await.is_err() {
+                break;
+            }
+            junk += 1;
+        }
+    }
+    let junk_seconds = started.elapsed().as_secs_f64();
+    let stranger_id = stranger.peer_id();
+    stranger.shutdown().await;
+    println!(
+        "gossip {published} {speaker_seconds:.1} {junk} {junk_seconds:.1} {speaker_id} {stranger_id}"
+    );
+}
+
 async fn attacker(
     host: PeerId,
     addr: Multiaddr,
     connections: usize,
     batch: usize,
     addresses: usize,
+    speaker_link: InviteLink,
 ) {
     // 1. Connections, held open: from 127.0.0.9, or from `addresses` addresses of 127.0.1.0/24
     //    in turn.
@@ -332,6 +426,8 @@ async fn attacker(
         closed.load(Ordering::Relaxed),
         started.elapsed().as_secs_f64()
     );
+
+    gossip_flood(host, addr, speaker_link).await;
 }
 
 async fn host_side(connections: usize, batch: usize, addresses: usize) {
@@ -353,6 +449,7 @@ async fn host_side(connections: usize, batch: usize, addresses: usize) {
     let descriptor = strangers::public_room(&host, &key, 0x0f, "Under siege").await;
     let room = descriptor.id;
     let link = strangers::invite(&key, &descriptor, Role::Listener);
+    let speaker_link = strangers::invite(&key, &descriptor, Role::Speaker);
     let listener = spawn(
         Identity::ephemeral().expect("identity"),
         NetMetrics::default(),
@@ -397,6 +494,53 @@ async fn host_side(connections: usize, batch: usize, addresses: usize) {
         sent.load(Ordering::Relaxed),
         stats.received.load(Ordering::Relaxed),
     );
+    // The host's chat, a line every 2 s (its own budget), as the listener sees it; and what
+    // the host refused when it checked it.
+    type Times = Arc<parking_lot::Mutex<std::collections::HashMap<u32, Instant>>>;
+    let (said, seen): (Times, Times) = Default::default();
+    let rejected: Arc<parking_lot::Mutex<std::collections::HashMap<String, u64>>> = Arc::default();
+    {
+        let (mut events, seen) = (listener.subscribe(), seen.clone());
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(Event::Chat { room: r, text, .. }) if r == room => {
+                        if let Some(n) = text.strip_prefix("probe ").and_then(|n| n.parse().ok()) {
+                            seen.lock().entry(n).or_insert_with(Instant::now);
+                        }
+                    }
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+        let (mut events, rejected) = (host.subscribe(), rejected.clone());
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(Event::Rejected { from, .. }) => {
+                        let from = from.map_or_else(|| "?".to_owned(), |p| p.to_string());
+                        *rejected.lock().entry(from).or_default() += 1;
+                    }
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+    }
+    let chatting = {
+        let (host, said) = (host.clone(), said.clone());
+        tokio::spawn(async move {
+            for n in 0u32.. {
+                let at = Instant::now();
+                let text = format!("probe {n}");
+                if host.act(room, ControlBody::Chat { text }).await.is_ok() {
+                    said.lock().insert(n, at);
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        })
+    };
     let rss_before = rss_kb();
     let host_addr = descriptor
         .addrs()
@@ -414,6 +558,8 @@ async fn host_side(connections: usize, batch: usize, addresses: usize) {
             &batch.to_string(),
             "--addresses",
             &addresses.to_string(),
+            "--speaker-link",
+            &speaker_link.encode(),
         ])
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -463,6 +609,7 @@ async fn host_side(connections: usize, batch: usize, addresses: usize) {
     );
     let flooded = host_metrics.handling.snapshot().since(&quiet);
     speaking.abort();
+    chatting.abort();
     let text = String::from_utf8_lossy(&output.stdout);
     let field = |name: &str| -> Vec<String> {
         text.lines()
@@ -470,11 +617,12 @@ async fn host_side(connections: usize, batch: usize, addresses: usize) {
             .map(|l| l.split_whitespace().skip(1).map(str::to_owned).collect())
             .unwrap_or_default()
     };
-    let (c, r, o, st) = (
+    let (c, r, o, st, g) = (
         field("connections"),
         field("requests"),
         field("oversized"),
         field("streams"),
+        field("gossip"),
     );
     let get = |v: &Vec<String>, i: usize| v.get(i).cloned().unwrap_or_else(|| "?".into());
     println!();
@@ -512,7 +660,57 @@ async fn host_side(connections: usize, batch: usize, addresses: usize) {
         get(&st, 0),
         get(&st, 1)
     );
+    let refused_from = |i: usize| {
+        g.get(i)
+            .and_then(|peer| rejected.lock().get(peer).copied())
+            .unwrap_or(0)
+    };
+    let over_budget = host_metrics.gossip_over_budget.get();
+    let checked = g
+        .first()
+        .and_then(|n| n.parse::<u64>().ok())
+        .map_or("?".to_owned(), |n| {
+            n.saturating_sub(over_budget).to_string()
+        });
+    println!(
+        "| gossip: a speaker's chat signed by its own key, every line new ({} s) | {} published | \
+         {checked} checked by the host (past the author's budget: ignored, not forwarded), {} \
+         refused | {over_budget} ignored unchecked (over the forwarding peer's budget) |",
+        get(&g, 1),
+        get(&g, 0),
+        refused_from(4),
+    );
+    println!(
+        "| gossip: a stranger's junk, 1 KiB, no link ({} s) | {} published | {} checked and \
+         refused | the rest never checked (refused messages sink their sender's gossip score) |",
+        get(&g, 3),
+        get(&g, 2),
+        refused_from(5),
+    );
     println!();
+    let (mut took, mut lost) = (Vec::new(), 0);
+    {
+        let (said, seen) = (said.lock(), seen.lock());
+        for (n, at) in said.iter() {
+            match seen.get(n) {
+                Some(shown) => took.push(shown.duration_since(*at).as_secs_f64() * 1000.0),
+                None => lost += 1,
+            }
+        }
+    }
+    took.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        took.get(((took.len() as f64 * q).ceil() as usize).clamp(1, took.len().max(1)) - 1)
+            .map_or("–".to_owned(), |ms| format!("{ms:.0} ms"))
+    };
+    println!(
+        "The host's chat, a line every 2 s, as the listener saw it: {} shown, {lost} lost \
+         (the last one may still be on its way), p50 {}, p99 {}, max {}.",
+        took.len(),
+        at(0.5),
+        at(0.99),
+        at(1.0)
+    );
     let delivered = (heard1 - heard0) as f64 / (sent1 - sent0).max(1) as f64 * 100.0;
     println!(
         "The listener heard {} of {} frames sent during the floods ({delivered:.2} %).",
@@ -578,7 +776,17 @@ fn main() {
             .get(i + 2)
             .and_then(|a| a.parse().ok())
             .expect("the host's address");
-        runtime.block_on(attacker(host, addr, connections, batch, addresses));
+        let speaker_link: InviteLink = flag(&args, "--speaker-link")
+            .and_then(|l| l.parse().ok())
+            .expect("a speaker link");
+        runtime.block_on(attacker(
+            host,
+            addr,
+            connections,
+            batch,
+            addresses,
+            speaker_link,
+        ));
         return;
     }
     runtime.block_on(host_side(connections, batch, addresses));

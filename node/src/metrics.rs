@@ -79,6 +79,12 @@ pub struct NetMetrics {
     /// How long the event loop takes over each thing it handles
     /// (`earshot_event_loop_handling_seconds`).
     pub handling: HandlingTimes,
+    /// Room-protocol requests answered "busy" unread, their peer past its budget
+    /// (`earshot_requests_over_budget_total`).
+    pub requests_over_budget: Counter,
+    /// Gossip messages ignored unverified, the peer that forwarded them past its budget
+    /// (`earshot_gossip_over_budget_total`).
+    pub gossip_over_budget: Counter,
 }
 
 /// Bytes a node's streams have received and sent since it started (every protocol).
@@ -179,6 +185,16 @@ impl NetMetrics {
             libp2p: Some(Arc::new(libp2p::metrics::Metrics::new(registry))),
             bandwidth: Arc::default(),
             handling: HandlingTimes::register(registry),
+            requests_over_budget: counter(
+                registry,
+                "earshot_requests_over_budget_total",
+                "Room-protocol requests answered busy unread (their peer past its budget)",
+            ),
+            gossip_over_budget: counter(
+                registry,
+                "earshot_gossip_over_budget_total",
+                "Gossip messages ignored unverified (their forwarder past its budget)",
+            ),
         }
     }
 

@@ -80,6 +80,9 @@ impl EventLoop {
                     .topics
                     .rates
                     .take(propagation_source, std::time::Instant::now());
+                if over {
+                    self.outside.metrics.gossip_over_budget.inc();
+                }
                 let (verdict, effects) = if over {
                     // Past its budget: not verified, not forwarded, nobody blamed.
                     (Verdict::Ignore, Vec::new())

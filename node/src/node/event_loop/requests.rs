@@ -143,6 +143,7 @@ impl EventLoop {
             } => {
                 // Past its budget, a peer is told to try again, its request unread.
                 if !self.requests.rates.take(peer, std::time::Instant::now()) {
+                    self.outside.metrics.requests_over_budget.inc();
                     let busy = RoomResponse::Refused {
                         refusal: Refusal::Busy,
                     };
