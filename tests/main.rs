@@ -13,6 +13,7 @@ mod lab;
 mod live;
 mod net;
 mod private;
+mod quality;
 mod recordings;
 mod relay;
 mod replays;

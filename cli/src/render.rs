@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use earshot_node::event::{AudioStats, CloseReason, Event, TreeNode};
 use earshot_node::reachability::Reachability;
 use earshot_protocol::PeerKey;
+use earshot_protocol::audience::quality::EncoderSettings;
 use earshot_protocol::state::{LeaveReason, RoomRole};
 use multiaddr::PeerId;
 
@@ -377,12 +378,22 @@ impl Text {
             ms(stats.latency_p95_ms),
         ));
         if stats.speaking {
+            let encoder = EncoderSettings::for_loss(stats.audience_loss_permille);
             lines.push(format!(
-                "  speaking{}",
+                "  speaking{}; {}",
                 if stats.self_muted {
                     " (muted by you)"
                 } else {
                     ""
+                },
+                if encoder.fec {
+                    format!(
+                        "the audience loses frames: FEC for {} % loss, {} kbit/s",
+                        encoder.loss_percent,
+                        encoder.bitrate / 1000
+                    )
+                } else {
+                    format!("clean: no FEC, {} kbit/s", encoder.bitrate / 1000)
                 }
             ));
         }

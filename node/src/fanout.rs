@@ -39,6 +39,7 @@ use tracing::{debug, warn};
 
 pub mod check;
 mod child;
+pub mod impair;
 pub mod misbehave;
 mod parent;
 mod sealing;
@@ -120,8 +121,9 @@ pub trait Gate: Send + Sync + 'static {
         Vec::new()
     }
     /// What to send up to the parent now (reports, actions): asked every few milliseconds,
-    /// `attached` or not (unattached, what would go up waits).
-    fn upstream(&self, _room: RoomId, _attached: bool) -> Vec<Up> {
+    /// `attached` or not (unattached, what would go up waits). `stats`: the room's audio
+    /// counters (how this node's own playout goes).
+    fn upstream(&self, _room: RoomId, _attached: bool, _stats: &FanoutStats) -> Vec<Up> {
         Vec::new()
     }
     /// Children to cut off now (removed from the room, by the view that just came down).
@@ -284,6 +286,8 @@ pub struct Fanout {
     keyrings: sealing::Keyrings,
     /// Everything passed on, kept (tests: `earshot relay --capture`).
     capture: Arc<std::sync::OnceLock<misbehave::Capture>>,
+    /// Frames dropped before this node's player (tests: [`Fanout::impair_playout`]).
+    impaired: Arc<Mutex<Option<impair::Impairment>>>,
 }
 
 impl std::fmt::Debug for Fanout {
@@ -308,6 +312,7 @@ impl Fanout {
             misbehave: Arc::default(),
             keyrings: Arc::default(),
             capture: Arc::default(),
+            impaired: Arc::default(),
         };
         match control.accept(AUDIO_PROTOCOL) {
             Ok(mut incoming) => {
@@ -440,9 +445,10 @@ impl Fanout {
                     audio.last_sent = std::time::Instant::now();
                 }
                 audio.sign_at_root(&room);
-                audio.uplink.clone()
+                (audio.uplink.clone(), Arc::clone(&audio.stats))
             };
-            let ups = self.gate.upstream(room, uplink.is_some());
+            let (uplink, stats) = uplink;
+            let ups = self.gate.upstream(room, uplink.is_some(), &stats);
             if let Some(uplink) = uplink {
                 for up in ups {
                     // Reports come again in a moment; an action that does not fit is lost.
@@ -599,6 +605,7 @@ impl Fanout {
         audio.stats.relayed.fetch_add(1, Ordering::Relaxed);
         audio.sent_down(&frame);
         if Some(frame.speaker) != audio.myself
+            && !self.impaired.lock().as_mut().is_some_and(|i| i.drops())
             && let Some(frame) = sealing::for_my_ears(ring.as_deref(), frame, &audio.stats)
         {
             // Playback that falls behind loses frames here, never blocks the tree.

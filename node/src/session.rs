@@ -56,6 +56,9 @@ pub struct AudioStatus {
     pub self_muted: bool,
     /// Playback: jitter buffer, losses, mouth-to-ear latency.
     pub playback: PlayerStatus,
+    /// The host's advice to the speakers' encoders: the audience's loss, per mille (see
+    /// `earshot_protocol::audience::quality`).
+    pub audience_loss: u16,
 }
 
 /// What part a node plays in a room's audio.
@@ -165,7 +168,7 @@ impl AudioSession {
         );
         // Without an output (a carrier) the playback queue is dropped: frames are only relayed.
         let player = output
-            .map(|output| spawn_player(heard, output))
+            .map(|output| spawn_player(heard, output, Arc::clone(&stats)))
             .transpose()?;
         // The node keeps this node's place in the tree (see `crate::membership`).
         let membership = node.membership(&room).unwrap_or_else(|| Membership {
@@ -250,6 +253,7 @@ impl AudioSession {
             speaking: self.voice.speaking.is_some(),
             self_muted: self.voice.self_muted.load(Ordering::Relaxed),
             playback: self.player.as_ref().map(Player::status).unwrap_or_default(),
+            audience_loss: self.stats.audio_loss.load(Ordering::Relaxed),
         }
     }
 
@@ -288,7 +292,13 @@ impl AudioSession {
         send: impl FnMut(earshot_protocol::frame::AudioFrame) + Send + 'static,
     ) -> Result<(), SessionError> {
         let stop = Arc::new(AtomicBool::new(false));
-        spawn_source(self.voice.input.clone(), self.me, send, Arc::clone(&stop))?;
+        spawn_source(
+            self.voice.input.clone(),
+            self.me,
+            send,
+            Arc::clone(&stop),
+            Arc::clone(&self.stats),
+        )?;
         self.voice.speaking = Some(stop);
         Ok(())
     }

@@ -7,9 +7,11 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use earshot_protocol::audience::AudienceView;
+use earshot_protocol::audience::quality::PlayoutWindow;
 use earshot_protocol::audience::subtree::{Placed, REPORT_INTERVAL, Refused, Subtree};
 use earshot_protocol::audience::ticket::{Ticket, TicketCheck};
 use earshot_protocol::audience::wire::{Ancestor, Down, Newcomer, Report, Up};
@@ -29,7 +31,7 @@ pub use self::reserve::{CROWDED_PROMISES, REPAIR_RESERVE};
 mod view;
 
 use crate::clock;
-use crate::fanout::{Gate, Misbehave, Pass, StreamKind, Voices};
+use crate::fanout::{FanoutStats, Gate, Misbehave, Pass, StreamKind, Voices};
 
 /// The soonest a report follows the one before, when the subtree changed (places propagate up
 /// the tree at this pace a hop; unchanged, a report goes every [`REPORT_INTERVAL`]).
@@ -89,6 +91,8 @@ struct RoomTree {
     keys: keys::SeenKeys,
     /// Unchecked messages passed down (see `flood`), and how many were dropped.
     downs: earshot_protocol::bucket::Bucket,
+    /// This node's own playout, counted for its reports.
+    playout: PlayoutWindow,
     flooded: u64,
     /// Envelopes and sealed messages passed down lately: a child attaching (a newcomer, or an
     /// orphan whose parent stalled) gets them after the view, and drops what it saw already.
@@ -178,6 +182,7 @@ impl Tree {
             carrying: false,
             keys: keys::SeenKeys::default(),
             downs: flood::budget(Instant::now()),
+            playout: PlayoutWindow::default(),
             recent: std::collections::VecDeque::new(),
             flooded: 0,
         });
@@ -744,12 +749,20 @@ impl Gate for Tree {
             .unwrap_or_default()
     }
 
-    fn upstream(&self, room: RoomId, attached: bool) -> Vec<Up> {
+    fn upstream(&self, room: RoomId, attached: bool, stats: &FanoutStats) -> Vec<Up> {
         let now = Instant::now();
         let mut rooms = self.rooms.lock();
         let Some(tree) = rooms.get_mut(&room) else {
             return Vec::new();
         };
+        let (due, missing) = stats.playout();
+        if let Some(heard) = tree.playout.sample(now, due, missing) {
+            tree.subtree.heard(heard);
+        }
+        // The host's advice to this node's encoder, from the latest view.
+        if let Some(view) = &tree.view {
+            stats.audio_loss.store(view.audio_loss, Relaxed);
+        }
         // Between parents, reports and actions wait (the host has no parent: its report is
         // for its own event loop).
         if !attached && !tree.is_host {
@@ -765,18 +778,7 @@ impl Gate for Tree {
             tree.dirty = false;
             let mut report = tree.subtree.report(now);
             if self.misbehave.get() == Some(&Misbehave::ClaimCapacity) {
-                // The adversary claims room for every newcomer there is.
-                for slot in &mut report.free {
-                    slot.free = u16::MAX;
-                }
-                if report.free.is_empty() {
-                    report.free.push(earshot_protocol::audience::wire::Slot {
-                        key: self.me,
-                        addrs: Vec::new(),
-                        below: 0,
-                        free: u16::MAX,
-                    });
-                }
+                crate::fanout::misbehave::claim_capacity(&mut report, self.me);
             }
             if tree.is_host {
                 drop(rooms);

@@ -7,6 +7,7 @@
 pub mod exclusion;
 pub mod follow;
 pub mod host;
+pub mod quality;
 pub mod relayed;
 pub mod subtree;
 pub mod ticket;

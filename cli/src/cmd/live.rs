@@ -122,6 +122,10 @@ pub struct JoinArgs {
     /// (for testing what a removed member could read).
     #[arg(long, hide = true, value_name = "FILE")]
     capture: Option<std::path::PathBuf>,
+    /// Drop PERCENT of the frames before they are played, in a fixed order, as if they missed
+    /// their playout time (for testing what the room does about loss; relaying is untouched).
+    #[arg(long, hide = true, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(0..=100))]
+    impair_playout: Option<u8>,
 }
 
 pub fn host(ctx: &Context, args: HostArgs) -> anyhow::Result<Exit> {
@@ -219,6 +223,9 @@ pub fn join(ctx: &Context, args: JoinArgs) -> anyhow::Result<Exit> {
             (args.misbehave, args.capture),
         )
         .await?;
+        if let Some(percent) = args.impair_playout {
+            node.fanout().impair_playout(percent, 1);
+        }
         let mut events = node.subscribe();
         let options = JoinOptions {
             name,

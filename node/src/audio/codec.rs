@@ -1,15 +1,12 @@
 //! Opus with Earshot's voice settings.
 
+use earshot_protocol::audience::quality::EncoderSettings;
 use earshot_protocol::frame::{AudioFrame, SILENCE_LEVEL, SpeakerId, flags, level_of};
 
 use super::{FRAME_SAMPLES, SAMPLE_RATE};
 
-/// Target bitrate: clear speech with room for FEC.
-pub const BITRATE: i32 = 32_000;
 /// Bitrate of exported files.
 pub const FILE_BITRATE: i32 = 48_000;
-/// Expected packet loss the encoder plans FEC for, in percent.
-pub const EXPECTED_LOSS_PERCENT: i32 = 10;
 /// Output buffer for one packet (Opus's hard maximum is 1275 bytes).
 const MAX_PACKET: usize = 1275;
 
@@ -51,6 +48,8 @@ impl Encoded {
 /// Encodes 20 ms frames of 48 kHz mono audio.
 pub struct VoiceEncoder {
     inner: opus::Encoder,
+    /// The settings now (FEC and bitrate follow the audience's loss: see [`Self::follow`]).
+    settings: EncoderSettings,
 }
 
 impl std::fmt::Debug for VoiceEncoder {
@@ -60,15 +59,44 @@ impl std::fmt::Debug for VoiceEncoder {
 }
 
 impl VoiceEncoder {
+    /// A voice encoder set for a clean network (no FEC, 32 kbit/s) until told otherwise
+    /// ([`Self::follow`]).
     pub fn new() -> Result<Self, CodecError> {
         let mut inner =
             opus::Encoder::new(SAMPLE_RATE, opus::Channels::Mono, opus::Application::Voip)?;
-        inner.set_bitrate(opus::Bitrate::Bits(BITRATE))?;
         inner.set_vbr(true)?;
-        inner.set_inband_fec(true)?;
-        inner.set_packet_loss_perc(EXPECTED_LOSS_PERCENT)?;
         inner.set_dtx(true)?;
-        Ok(Self { inner })
+        let settings = EncoderSettings::for_loss(0);
+        let mut encoder = Self { inner, settings };
+        encoder.apply(settings)?;
+        Ok(encoder)
+    }
+
+    /// Follows the host's advice (the audience's loss, per mille: see
+    /// [`earshot_protocol::audience::quality`]): FEC planned
+    /// for that loss and the bitrate to pay for it, or none on a clean network. Cheap when
+    /// nothing changes (called before every frame).
+    pub fn follow(&mut self, loss_permille: u16) -> Result<(), CodecError> {
+        let settings = EncoderSettings::for_loss(loss_permille);
+        if settings != self.settings {
+            self.apply(settings)?;
+        }
+        Ok(())
+    }
+
+    /// The settings now.
+    pub fn settings(&self) -> EncoderSettings {
+        self.settings
+    }
+
+    fn apply(&mut self, settings: EncoderSettings) -> Result<(), CodecError> {
+        let bitrate = i32::try_from(settings.bitrate).unwrap_or(i32::MAX);
+        self.inner.set_bitrate(opus::Bitrate::Bits(bitrate))?;
+        self.inner.set_inband_fec(settings.fec)?;
+        self.inner
+            .set_packet_loss_perc(i32::from(settings.loss_percent))?;
+        self.settings = settings;
+        Ok(())
     }
 
     /// An encoder for files (exports), which re-encode audio that was Opus already: the
@@ -82,7 +110,12 @@ impl VoiceEncoder {
         inner.set_bitrate(opus::Bitrate::Bits(FILE_BITRATE))?;
         inner.set_vbr(true)?;
         inner.set_complexity(5)?;
-        Ok(Self { inner })
+        let settings = EncoderSettings {
+            fec: false,
+            loss_percent: 0,
+            bitrate: u32::try_from(FILE_BITRATE).unwrap_or(0),
+        };
+        Ok(Self { inner, settings })
     }
 
     /// Samples of delay the encoder adds (a file's pre-skip, RFC 7845).
@@ -98,7 +131,7 @@ impl VoiceEncoder {
         }
         let payload = self.inner.encode_vec_float(samples, MAX_PACKET)?;
         let level = level_of(samples);
-        let mut frame_flags = flags::FEC;
+        let mut frame_flags = if self.settings.fec { flags::FEC } else { 0 };
         // DTX sends 1-2 byte packets when it judges the input silent.
         if payload.len() > 2 && level < SILENCE_LEVEL {
             frame_flags |= flags::VOICE;

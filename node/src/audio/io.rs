@@ -19,7 +19,7 @@ use earshot_protocol::frame::{AudioFrame, SAMPLES_PER_FRAME, SpeakerId};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
-use crate::fanout::Heard;
+use crate::fanout::{FanoutStats, Heard};
 
 use super::codec::{CodecError, VoiceEncoder};
 use super::device::{self, DeviceError, PlaybackSink};
@@ -154,19 +154,21 @@ pub struct PlayStats {
 }
 
 /// Starts speaking `input` as `speaker`: every 20 ms, one encoded frame goes to `send` (which
-/// must not block). Runs until `stop` is set.
+/// must not block). Runs until `stop` is set. The encoder follows the host's advice in
+/// `stats` ([`FanoutStats::audio_loss`], read before every frame).
 pub fn spawn_source(
     input: Input,
     speaker: SpeakerId,
     mut send: impl FnMut(AudioFrame) + Send + 'static,
     stop: Arc<AtomicBool>,
+    stats: Arc<FanoutStats>,
 ) -> Result<JoinHandle<()>, AudioIoError> {
     let samples = match &input {
         Input::Wav(path) => wav::read(path)?,
         // A whole number of cycles per second, so that looping it is seamless.
         Input::Sine(hertz) => sine(f32::from(*hertz), 0.3, SAMPLE_RATE as usize),
         Input::Silence => Vec::new(),
-        Input::Mic(name) => return spawn_capture(name.as_deref(), speaker, send, stop),
+        Input::Mic(name) => return spawn_capture(name.as_deref(), speaker, send, stop, stats),
     };
     let looping = matches!(input, Input::Sine(_));
     let mut encoder = VoiceEncoder::new()?;
@@ -205,6 +207,7 @@ pub fn spawn_source(
                     first_seq.wrapping_add(n as u32),
                     epoch.wrapping_add((n as u32).wrapping_mul(SAMPLES_PER_FRAME)),
                 );
+                follow(&mut encoder, &stats);
                 match encoder.encode(chunk) {
                     Ok(encoded) => send(encoded.into_frame(speaker, seq, timestamp)),
                     Err(err) => tracing::warn!(%err, "could not encode a frame"),
@@ -331,6 +334,7 @@ fn spawn_capture(
     speaker: SpeakerId,
     mut send: impl FnMut(AudioFrame) + Send + 'static,
     stop: Arc<AtomicBool>,
+    stats: Arc<FanoutStats>,
 ) -> Result<JoinHandle<()>, AudioIoError> {
     let (capture, chunks) = device::open_capture(name)?;
     let mut encoder = VoiceEncoder::new()?;
@@ -352,6 +356,7 @@ fn spawn_capture(
                 let timestamp = media_now()
                     .wrapping_sub(SAMPLES_PER_FRAME)
                     .wrapping_sub(lookahead);
+                follow(&mut encoder, &stats);
                 match encoder.encode(&chunk) {
                     Ok(encoded) => send(encoded.into_frame(speaker, seq, timestamp)),
                     Err(err) => tracing::warn!(%err, "could not encode a frame"),
@@ -368,9 +373,13 @@ fn spawn_capture(
 /// A file has no clock of its own: the player's slots start when the first frame arrives, so
 /// they are in phase with the speaker's (a sound card's clock would have a random phase, which
 /// adds half a frame on average).
+///
+/// `stats` (the room's audio counters) are told how many frames were due and missing at their
+/// playout time, for the node's reports up the tree.
 pub fn spawn_player(
     mut heard: mpsc::Receiver<Heard>,
     output: Output,
+    stats: Arc<FanoutStats>,
 ) -> Result<Player, AudioIoError> {
     let speaker: Option<(device::Playback, PlaybackSink)> = match &output {
         Output::Speaker(name) => Some(device::open_playback(name.as_deref())?),
@@ -400,7 +409,7 @@ pub fn spawn_player(
     };
     let status = Arc::new(Mutex::new(PlayerStatus::default()));
     let stop = Arc::new(AtomicBool::new(false));
-    let (shared, stopped) = (Arc::clone(&status), Arc::clone(&stop));
+    let (shared, stopped, counters) = (Arc::clone(&status), Arc::clone(&stop), stats);
     let thread = std::thread::Builder::new()
         .name("earshot-player".into())
         .spawn(move || {
@@ -475,11 +484,14 @@ pub fn spawn_player(
                 }
                 // Status for reports, a few times a second.
                 if stats.chunks_played % 10 == 0 {
-                    let mut status = shared.lock();
-                    *status = mixer_status(&mixer, stats, &latency);
+                    let now = mixer_status(&mixer, stats, &latency);
+                    playout(&counters, &now);
+                    *shared.lock() = now;
                 }
             }
-            *shared.lock() = mixer_status(&mixer, stats, &latency);
+            let now = mixer_status(&mixer, stats, &latency);
+            playout(&counters, &now);
+            *shared.lock() = now;
             if let Some(writer) = writer {
                 writer.finalize().map_err(hound_err)?;
             }
@@ -491,6 +503,25 @@ pub fn spawn_player(
         status,
         stop,
     })
+}
+
+/// Sets the encoder to the host's latest advice.
+fn follow(encoder: &mut VoiceEncoder, stats: &FanoutStats) {
+    let advice = stats.audio_loss.load(Ordering::Relaxed);
+    if let Err(err) = encoder.follow(advice) {
+        tracing::warn!(%err, "could not set the encoder for the audience's loss");
+    }
+}
+
+/// Frames due at their playout time, and of them missing (concealed, or recovered from the
+/// next frame's FEC: the loss FEC is there for, which it must not hide from the reports, or
+/// FEC would turn itself off), for the room's counters.
+fn playout(counters: &FanoutStats, status: &PlayerStatus) {
+    let due = status.played + status.recovered + status.concealed;
+    counters.playout_due.store(due, Ordering::Relaxed);
+    counters
+        .playout_missing
+        .store(status.recovered + status.concealed, Ordering::Relaxed);
 }
 
 fn mixer_status(mixer: &Mixer, stats: PlayStats, latency: &Latency) -> PlayerStatus {

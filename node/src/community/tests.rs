@@ -18,6 +18,7 @@ fn status(received: u64, bytes: u64) -> AudioStatus {
         speaking: false,
         self_muted: true,
         playback: Default::default(),
+        audience_loss: 0,
     }
 }
 

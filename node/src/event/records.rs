@@ -105,6 +105,10 @@ pub struct AudioStats {
     pub latency_samples: u64,
     pub latency_p50_ms: Option<u64>,
     pub latency_p95_ms: Option<u64>,
+    /// The host's advice to the speakers' encoders: the loss (per mille) nine in ten listeners
+    /// see at most; FEC and bitrate follow it (`earshot_protocol::audience::quality`).
+    #[serde(default)]
+    pub audience_loss_permille: u16,
     /// The last report, as the node leaves the room.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub r#final: bool,

@@ -104,6 +104,7 @@ fn node_and_audio_events() {
         latency_samples: 8,
         latency_p50_ms: Some(48),
         latency_p95_ms: None,
+        audience_loss_permille: 50,
         r#final: false,
     };
     let value = serde_json::to_value(Event::AudioStats(Box::new(stats.clone()))).expect("json");

@@ -323,3 +323,21 @@ fn forged_keys(bytes: &[u8]) -> Option<Vec<Outgoing>> {
     );
     Some(out)
 }
+
+/// The adversary's report: room for every newcomer there is.
+pub(crate) fn claim_capacity(
+    report: &mut earshot_protocol::audience::wire::Report,
+    me: earshot_protocol::PeerKey,
+) {
+    for slot in &mut report.free {
+        slot.free = u16::MAX;
+    }
+    if report.free.is_empty() {
+        report.free.push(earshot_protocol::audience::wire::Slot {
+            key: me,
+            addrs: Vec::new(),
+            below: 0,
+            free: u16::MAX,
+        });
+    }
+}

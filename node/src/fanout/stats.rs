@@ -1,6 +1,6 @@
 //! The audio plane's counters, per room.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU16, AtomicU64};
 
 /// Counters for one room's audio.
 #[derive(Debug, Default)]
@@ -30,4 +30,22 @@ pub struct FanoutStats {
     /// Private rooms: frames this node could not open (or, at the host, refused as sealed under
     /// an epoch it no longer holds).
     pub unopened: AtomicU64,
+    /// This node's player: frames due at their playout time so far, and of them, missing
+    /// (concealed, or recovered from FEC). Reported up the tree (see `earshot_protocol::audience::quality`).
+    pub playout_due: AtomicU64,
+    pub playout_missing: AtomicU64,
+    /// The host's advice to this node's encoder: the audience's loss, per mille (from the
+    /// latest view; the host's own from its reports).
+    pub audio_loss: AtomicU16,
+}
+
+impl FanoutStats {
+    /// This node's player's totals: frames due at their playout time, and missing.
+    pub fn playout(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.playout_due.load(Relaxed),
+            self.playout_missing.load(Relaxed),
+        )
+    }
 }

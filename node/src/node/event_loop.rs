@@ -409,7 +409,7 @@ impl EventLoop {
                 self.rooms.audience_act_via(now, room, via, &act)
             }
             TreeEvent::Report { room, report } => {
-                self.rooms.audience_report(room, report);
+                self.rooms.audience_report(Instant::now(), room, report);
                 Vec::new()
             }
         };

@@ -447,6 +447,7 @@ fn stats_of(room: RoomId, status: &AudioStatus, depth: Option<u16>) -> AudioStat
         latency_samples: playback.latency.count,
         latency_p50_ms: playback.latency.percentile(50.0).map(u64::from),
         latency_p95_ms: playback.latency.percentile(95.0).map(u64::from),
+        audience_loss_permille: status.audience_loss,
         r#final: false,
     }
 }

@@ -84,6 +84,7 @@ fn members_are_found_by_name_or_peer_id() {
             carriers: None,
             excluded: Vec::new(),
             keys: None,
+            audio_loss: 0,
             signature: earshot_protocol::id::Sig([0; 64]),
         }),
         placement: None,

@@ -585,14 +585,15 @@ impl Rooms {
         effects
     }
 
-    /// At the host: its subtree's report (reactions to total, newcomers to remember).
-    pub fn audience_report(&mut self, room: RoomId, report: Report) {
+    /// At the host: its subtree's report (reactions to total, newcomers to remember, the
+    /// audience's loss to advise the encoders on).
+    pub fn audience_report(&mut self, now: std::time::Instant, room: RoomId, report: Report) {
         if let Some(audience) = self
             .joined
             .get_mut(&room)
             .and_then(|joined| joined.audience.as_mut())
         {
-            audience.report(report);
+            audience.report(report, now);
         }
     }
 

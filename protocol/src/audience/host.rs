@@ -20,6 +20,7 @@ use crate::id::{PeerKey, RoomId, Sig, Timestamp};
 use crate::state::{RoomRole, RoomState};
 
 use super::exclusion::{Dismissed, Exclusions, Verdict};
+use super::quality::Adviser;
 use super::view::{AudienceView, Hand, MAX_REACTION_KINDS, ReactionCount, StageMember};
 use super::wire::{Newcomer, Report};
 use crate::bucket::{Bucket, Buckets};
@@ -116,6 +117,8 @@ pub struct HostAudience {
     excluded: Vec<PeerKey>,
     /// In a private room, where its key schedule is (told in every view).
     keys: Option<super::view::ViewKeys>,
+    /// What the speakers' encoders are told of the audience's loss (told in every view).
+    adviser: Adviser,
 }
 
 impl HostAudience {
@@ -170,6 +173,7 @@ impl HostAudience {
             exclusions: None,
             excluded: Vec::new(),
             keys: None,
+            adviser: Adviser::default(),
         }
     }
 
@@ -348,8 +352,21 @@ impl HostAudience {
         true
     }
 
-    /// The host's own subtree report: reactions to total, newcomers to remember.
-    pub fn report(&mut self, report: Report) {
+    /// The host's own subtree report (the whole tree's): reactions to total, newcomers to
+    /// remember, the audience's loss to advise the speakers' encoders on.
+    pub fn report(&mut self, report: Report, now: Instant) {
+        if self.adviser.update(now, &report.loss) {
+            self.changed = true;
+        }
+        self.newcomers(report);
+    }
+
+    /// The encoders' advice now (per mille: see [`super::quality`]).
+    pub fn audio_loss(&self) -> u16 {
+        self.adviser.advice()
+    }
+
+    fn newcomers(&mut self, report: Report) {
         for reaction in report.reactions {
             let total = self.reactions.entry(reaction.emoji).or_default();
             *total = total.saturating_add(reaction.count);
@@ -365,7 +382,7 @@ impl HostAudience {
 
     /// A listener admitted at the host's own door.
     pub fn arrived(&mut self, newcomer: Newcomer) {
-        self.report(Report {
+        self.newcomers(Report {
             newcomers: vec![newcomer],
             ..Report::default()
         });
@@ -525,6 +542,7 @@ impl HostAudience {
             }),
             excluded: self.excluded.clone(),
             keys: self.keys,
+            audio_loss: self.adviser.advice(),
             signature: Sig([0; 64]),
         }
         .sign(host)

@@ -15,6 +15,7 @@ use crate::bucket::Bucket;
 
 use crate::id::PeerKey;
 
+use super::quality::Loss;
 use super::view::{MAX_REACTION_KINDS, MEMBER_MAX_CHILDREN, ReactionCount};
 use super::wire::{Ancestor, MAX_NEWCOMERS, MAX_SLOTS, Newcomer, Report, Slot};
 
@@ -103,6 +104,8 @@ pub struct Subtree {
     ancestors: Vec<Ancestor>,
     /// This node's own reactions since its last report.
     reactions: BTreeMap<String, u32>,
+    /// How this node itself hears (set by its player, see [`Subtree::heard`]).
+    own_loss: Loss,
     newcomers: VecDeque<Newcomer>,
     acts: VecDeque<Vec<u8>>,
     up: Bucket,
@@ -128,6 +131,7 @@ impl Subtree {
             lost: VecDeque::new(),
             ancestors: Vec::new(),
             reactions: BTreeMap::new(),
+            own_loss: Loss::default(),
             newcomers: VecDeque::new(),
             acts: VecDeque::new(),
             up: Bucket::new(UP_ACTS_PER_SEC, UP_ACTS_BURST, now),
@@ -408,8 +412,29 @@ impl Subtree {
             .fold(0u32, u32::saturating_add)
     }
 
+    /// How this node heard in its latest window (its playout's frames due and missing; see
+    /// [`Loss::of_playout`]): counted in its reports until the next.
+    pub fn heard(&mut self, loss: Loss) {
+        self.own_loss = loss;
+    }
+
+    /// The subtree's listeners by loss: this node's own, and each child's latest report that
+    /// is not stale, cut to the child's believed size.
+    pub fn loss(&self, now: Instant) -> Loss {
+        let mut loss = self.own_loss;
+        for child in self.children.values() {
+            let fresh = child
+                .reported_at
+                .is_some_and(|at| now.saturating_duration_since(at) <= REPORT_STALE);
+            if fresh {
+                loss.add(&child.report.loss, child.report.subtree);
+            }
+        }
+        loss
+    }
+
     /// The report to send up: the subtree's size, reactions and newcomers since the last one
-    /// (handed over: they are not counted twice), and the best free places.
+    /// (handed over: they are not counted twice), the best free places, and how it hears.
     pub fn report(&mut self, now: Instant) -> Report {
         let mut reactions: Vec<ReactionCount> = std::mem::take(&mut self.reactions)
             .into_iter()
@@ -423,6 +448,7 @@ impl Subtree {
             reactions,
             free: self.slots(now),
             newcomers,
+            loss: self.loss(now),
         }
     }
 

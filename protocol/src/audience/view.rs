@@ -85,6 +85,9 @@ pub struct AudienceView {
     /// In a private room: the key schedule's epoch now, and its last fresh epoch (a member
     /// that holds an epoch from that one on ratchets forward; one that does not asks the host).
     pub keys: Option<ViewKeys>,
+    /// The host's advice to the speakers' encoders: the loss (per mille) the audience sees, to
+    /// plan FEC for ([`super::quality`]); at most [`super::quality::MAX_ADVICE_PERMILLE`].
+    pub audio_loss: u16,
     pub signature: Sig,
 }
 
@@ -115,6 +118,7 @@ struct Unsigned<'a> {
     carriers: &'a Option<Vec<(PeerKey, u16)>>,
     excluded: &'a [PeerKey],
     keys: Option<ViewKeys>,
+    audio_loss: u16,
 }
 
 /// Why a view is refused.
@@ -146,6 +150,7 @@ impl AudienceView {
             carriers: &self.carriers,
             excluded: &self.excluded,
             keys: self.keys,
+            audio_loss: self.audio_loss,
         }
     }
 
@@ -157,6 +162,7 @@ impl AudienceView {
         self.banned.truncate(MAX_RECENT_BANS);
         self.revoked.truncate(MAX_RECENT_BANS);
         self.excluded.truncate(super::exclusion::MAX_EXCLUDED);
+        self.audio_loss = self.audio_loss.min(super::quality::MAX_ADVICE_PERMILLE);
         if let Some(carriers) = self.carriers.as_mut() {
             carriers.truncate(MAX_CARRIERS);
         }
@@ -206,6 +212,7 @@ impl AudienceView {
             || view.banned.len() > MAX_RECENT_BANS
             || view.revoked.len() > MAX_RECENT_BANS
             || view.excluded.len() > super::exclusion::MAX_EXCLUDED
+            || view.audio_loss > super::quality::MAX_ADVICE_PERMILLE
             || view
                 .carriers
                 .as_ref()
@@ -259,6 +266,7 @@ mod tests {
             revoked: Vec::new(),
             carriers: None,
             excluded: Vec::new(),
+            audio_loss: 50,
             keys: None,
             signature: Sig([0; 64]),
         }

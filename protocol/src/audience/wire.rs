@@ -71,6 +71,8 @@ pub struct Report {
     pub free: Vec<Slot>,
     /// Listeners admitted into the subtree since the last report.
     pub newcomers: Vec<Newcomer>,
+    /// How the subtree hears: its listeners by the share of frames they missed at playout.
+    pub loss: super::quality::Loss,
 }
 
 /// A node that can take children.
@@ -179,6 +181,7 @@ mod tests {
                 key: PeerKey([2; 32]),
                 name: "joe".into(),
             }],
+            loss: super::super::quality::Loss::of_playout(500, 30),
         });
         assert_eq!(Up::decode(&report.encode()), Ok(report));
         let too_many = Up::Report(Report {

@@ -76,7 +76,7 @@ impl Sim {
         let now = self.at(self.now);
         if id == self.host {
             let report = self.machines(id).subtree.report(now);
-            self.audience.report(report);
+            self.audience.report(report, now);
             return;
         }
         let Some(parent) = self.node(id).parent else {
@@ -272,6 +272,7 @@ pub(super) fn stage(host: PeerKey) -> RoomState {
         carriers: None,
         excluded: Vec::new(),
         keys: None,
+        audio_loss: 0,
         signature: Sig([0; 64]),
     };
     RoomState::of_audience_view(host, &view, None)

@@ -85,6 +85,7 @@ fn stage_view(ana: PeerKey) -> Vec<u8> {
         carriers: None,
         excluded: Vec::new(),
         keys: None,
+        audio_loss: 0,
         signature: earshot_protocol::id::Sig([0; 64]),
     }
     .sign(&host_key())

@@ -362,6 +362,7 @@ fn views_and_notices_from_a_forger_are_ignored() {
         carriers: None,
         excluded: Vec::new(),
         keys: None,
+        audio_loss: 0,
         signature: earshot_protocol::id::Sig([0; 64]),
     }
     .sign(&forger.key);

@@ -166,18 +166,22 @@ fn reactions_are_totalled_and_actions_beyond_the_audiences_are_refused() {
     let now = Instant::now();
     let mut host = HostAudience::new(ROOM, AudiencePolicy::default(), now);
     let state = state();
-    host.report(Report {
-        subtree: 9_000,
-        reactions: vec![ReactionCount {
-            emoji: "👏".into(),
-            count: 8_000,
-        }],
-        free: Vec::new(),
-        newcomers: vec![Newcomer {
-            key: PeerKey([3; 32]),
-            name: "lo".into(),
-        }],
-    });
+    host.report(
+        Report {
+            subtree: 9_000,
+            reactions: vec![ReactionCount {
+                emoji: "👏".into(),
+                count: 8_000,
+            }],
+            free: Vec::new(),
+            newcomers: vec![Newcomer {
+                key: PeerKey([3; 32]),
+                name: "lo".into(),
+            }],
+            loss: Default::default(),
+        },
+        now,
+    );
     host.react("👏");
     let view = host
         .view(now, NOW, &state, 9_000, &signing(0))

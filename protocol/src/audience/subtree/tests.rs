@@ -20,6 +20,7 @@ fn report(subtree: u32, free: &[(u8, u16, u16)]) -> Report {
             })
             .collect(),
         newcomers: Vec::new(),
+        loss: Loss::default(),
     }
 }
 

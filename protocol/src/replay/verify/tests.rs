@@ -438,6 +438,7 @@ fn stage_view(signer: &SigningKey, seq: u64, members: &[(u8, &str)]) -> Vec<u8> 
         revoked: Vec::new(),
         carriers: None,
         excluded: Vec::new(),
+        audio_loss: 0,
         keys: None,
         signature: crate::id::Sig([0; 64]),
     }

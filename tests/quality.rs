@@ -1,0 +1,67 @@
+//! What the room does about loss (issue 16): each listener counts the frames it missed at
+//! playout, reports go up the tree, the host advises the speakers' encoders in its signed view,
+//! and the encoders follow: FEC on while the audience loses frames, off on a clean network.
+//! `earshot host` and `earshot join` run as processes; a listener given the hidden
+//! `--impair-playout PERCENT` drops that share of frames before its player (seeded, so every
+//! run loses the same frames).
+
+use std::time::{Duration, Instant};
+
+use earshot_node::Event;
+use earshot_protocol::audience::quality::{EncoderSettings, FALL_AFTER, WINDOW};
+
+use crate::harness::TestHome;
+use crate::live::{listener, local_room, tone_host};
+
+#[test]
+fn the_encoder_takes_up_fec_while_listeners_lose_frames_and_drops_it_after() {
+    let homes = [TestHome::new(), TestHome::new(), TestHome::new()];
+    let room = local_room(&homes[0], "Lossy");
+    let mut host = tone_host(&homes[0], &room, &[]);
+    let link = host.listener_link();
+    let mut clean = listener("clean", &homes[1], &link, &[]);
+    clean.expect_stats("clean hears the host", |s| s.delivered >= 100);
+    // A clean room: the host's encoder runs without FEC.
+    let stats = host.expect_stats("the host speaking", |s| s.speaking);
+    assert_eq!(stats.audience_loss_permille, 0);
+
+    // A listener that misses 15 % of the frames at playout: in two listeners, the worse one is
+    // the 90th percentile; 15 % falls in the bucket up to 20 %.
+    let lossy = listener("lossy", &homes[2], &link, &["--impair-playout", "15"]);
+    let started = Instant::now();
+    let stats = host.expect_stats("the host advised of the loss", |s| {
+        s.audience_loss_permille == 200
+    });
+    let rose_in = started.elapsed();
+    let encoder = EncoderSettings::for_loss(stats.audience_loss_permille);
+    assert!(encoder.fec && encoder.loss_percent == 20 && encoder.bitrate == 40_000);
+    // The advice is the host's, signed into the view: every member holds it.
+    clean.expect_stats("the advice down the tree", |s| {
+        s.audience_loss_permille == 200
+    });
+
+    // The lossy listener leaves: the advice holds a while (loss often comes back), then falls.
+    drop(lossy);
+    let left = Instant::now();
+    let stats = host.expect_within(
+        "the advice back to clean",
+        FALL_AFTER + WINDOW * 3 + Duration::from_secs(10),
+        |e| matches!(e, Event::AudioStats(s) if s.audience_loss_permille == 0),
+    );
+    let fell_in = left.elapsed();
+    assert!(fell_in >= FALL_AFTER, "fell after {fell_in:?}: {stats:?}");
+    clean.expect_stats("clean again down the tree", |s| {
+        s.audience_loss_permille == 0
+    });
+    // The clean listener heard everything meanwhile.
+    let heard = clean.expect_stats("the clean listener's delivery", |_| true);
+    let missing = crate::live::missing(&heard);
+    assert!(
+        missing * 100 <= heard.expected,
+        "the clean listener missed {missing} of {} frames",
+        heard.expected
+    );
+    eprintln!(
+        "advice rose {rose_in:?} after the lossy listener started, fell {fell_in:?} after it left"
+    );
+}
