@@ -142,11 +142,19 @@ fn a_recorded_room_exports_to_files_that_hold_the_speech() {
         &id[..8],
         opus.to_str().expect("utf-8 path"),
     ]);
-    assert!(matches!(exported, Event::Exported { .. }), "{exported:?}");
+    let Event::Exported { kept_packets, .. } = exported else {
+        panic!("{exported:?}");
+    };
     let file = ogg::read(&std::fs::read(&opus).expect("the file")).expect("valid Ogg Opus");
     assert_eq!(file.head.channels, 1);
     assert_eq!(file.head.input_rate, 48_000);
-    assert!(file.head.pre_skip > 0);
+    // The host spoke alone: its packets are in the file as it said them (a frame or two at the
+    // edges of the recording may be encoded anew).
+    let packets = file.packets.len() as u64;
+    assert!(
+        kept_packets + 5 >= packets,
+        "{kept_packets} of {packets} packets kept"
+    );
     assert!(
         file.tags
             .comments

@@ -396,6 +396,10 @@ pub enum Event {
         file: String,
         seconds: f64,
         bytes: u64,
+        /// Ogg Opus: 20 ms packets written as their speaker said them (where one speaker was
+        /// heard alone); the rest were encoded anew.
+        #[serde(default)]
+        kept_packets: u64,
     },
     /// A recording was deleted.
     Deleted {

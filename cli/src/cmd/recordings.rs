@@ -200,13 +200,23 @@ pub fn run(ctx: &Context, command: RecordingsCommand) -> anyhow::Result<Exit> {
                     file: path.display().to_string(),
                     seconds: exported.samples as f64 / 48_000.0,
                     bytes: exported.bytes,
+                    kept_packets: exported.kept,
                 });
             } else {
                 say!(
-                    "Wrote {} ({:.1} s, {} KiB)",
+                    "Wrote {} ({:.1} s, {} KiB{})",
                     path.display(),
                     exported.samples as f64 / 48_000.0,
-                    exported.bytes / 1024
+                    exported.bytes / 1024,
+                    if exported.kept > 0 {
+                        let all = exported.samples.div_ceil(960).max(1);
+                        format!(
+                            "; {} % as the speakers said it, not encoded again",
+                            exported.kept * 100 / all
+                        )
+                    } else {
+                        String::new()
+                    }
                 );
             }
         }

@@ -1,3 +1,5 @@
+use earshot_protocol::frame::AudioFrame;
+
 use super::*;
 use crate::audio::signal::sine;
 
@@ -46,4 +48,81 @@ fn an_export_is_read_back_and_a_damaged_one_fails() {
     std::fs::write(&path, &bytes[..bytes.len() - 100]).expect("write");
     let err = verify(&path, samples).expect_err("truncated");
     assert!(err.to_string().contains("does not read back"), "{err}");
+}
+
+/// Speech-like frames of `speaker` (`n` of them from frame `first` of the recording), encoded
+/// by the live encoder.
+fn spoken(speaker: u32, first: u32, n: u32, start_media: u32) -> Vec<AudioFrame> {
+    let mut encoder = VoiceEncoder::new().expect("encoder");
+    let voice = crate::audio::signal::speechlike(n as usize * FRAME_SAMPLES, u64::from(speaker));
+    voice
+        .chunks(FRAME_SAMPLES)
+        .zip(first..)
+        .map(|(chunk, i)| {
+            encoder.encode(chunk).expect("encode").into_frame(
+                SpeakerId(speaker),
+                i,
+                start_media + i * SAMPLES_PER_FRAME,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_speaker_alone_is_exported_packet_for_packet_and_two_at_once_are_mixed() {
+    use crate::recording::store::NewRecording;
+    use earshot_protocol::{PeerKey, RoomId, Timestamp};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = crate::store::Store::open(dir.path()).expect("store");
+    let recordings = Recordings::open(&store).expect("recordings");
+    let start_media = 1_000_000;
+    let recorder = recordings
+        .start(NewRecording {
+            room: RoomId([1; 16]),
+            title: "Duet".into(),
+            host: PeerKey([1; 32]),
+            recorder: PeerKey([1; 32]),
+            started_at: Timestamp(1_800_000_000_000),
+            start_media,
+            private: None,
+        })
+        .expect("start");
+    // Ana alone for 2 s, then Bo joins her for 1 s.
+    let ana = spoken(1, 0, 150, start_media);
+    let bo = spoken(2, 100, 50, start_media);
+    let tap = recorder.tap();
+    for frame in ana.iter().chain(&bo) {
+        tap.record(frame);
+    }
+    let meta = recorder
+        .finish(Timestamp(1_800_000_003_000))
+        .expect("finish");
+    let payloads = |frames: &[AudioFrame]| -> Vec<Vec<u8>> {
+        frames.iter().map(|f| f.payload.clone()).collect()
+    };
+
+    let path = dir.path().join("duet.opus");
+    let exported = export(&recordings, &meta, None, &path, None, |_| {}).expect("export");
+    let file = ogg::read(&std::fs::read(&path).expect("read")).expect("valid Ogg Opus");
+    assert_eq!(file.packets.len(), 150);
+    // Packets in, packets out: Ana's as she said them while she spoke alone...
+    assert_eq!(file.packets[..100], payloads(&ana[..100]));
+    assert_eq!(exported.kept, 100);
+    // ...and the two voices at once encoded anew (neither's packets).
+    for (i, packet) in file.packets[100..].iter().enumerate() {
+        assert_ne!(packet, &ana[100 + i].payload);
+        assert_ne!(packet, &bo[i].payload);
+    }
+
+    // One speaker's track: every packet hers.
+    let path = dir.path().join("ana.opus");
+    let exported =
+        export(&recordings, &meta, None, &path, Some(SpeakerId(1)), |_| {}).expect("export");
+    let file = ogg::read(&std::fs::read(&path).expect("read")).expect("valid Ogg Opus");
+    assert_eq!(file.packets, payloads(&ana));
+    assert_eq!(exported.kept, 150);
+    assert_eq!(
+        file.final_granule - u64::from(file.head.pre_skip),
+        exported.samples
+    );
 }
