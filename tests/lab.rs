@@ -294,11 +294,14 @@ fn honest_relays_on_a_lossy_path_keep_their_children() {
     let delivered = end.delivered - start.delivered;
     let expected = end.expected - start.expected;
     let concealed = end.concealed - start.concealed;
+    let (late, skipped) = (end.late - start.late, end.skipped - start.skipped);
+    let missing = concealed + late;
     eprintln!(
         "lossy chain: the router dropped {dropped:?} packets; the listener 3 hops down received \
-         {delivered} of {expected} frames, {concealed} missing at their playout time \
-         (concealed), {} late",
-        end.late - start.late
+         {delivered} of {expected} frames; at their playout time {concealed} were missing \
+         (concealed), {late} came late, {skipped} were skipped to bring the delay down; \
+         mouth-to-ear p50 {:?} ms",
+        end.latency_p50_ms
     );
     assert!(
         dropped.is_some_and(|n| n > 50),
@@ -308,11 +311,17 @@ fn honest_relays_on_a_lossy_path_keep_their_children() {
         delivered * 100 >= expected * 99,
         "{delivered} of {expected} frames received 3 lossy hops down"
     );
-    // How much of that arrives in time is the audio-quality issue's to improve; here, a bound
-    // that says the stream kept flowing.
+    // And in time: a frame held up by a resend (or held until its proof, held up too) is
+    // waited for, and the buffer learns to wait that long (issue 16's goal: 99 % at playout,
+    // 5 % loss on every hop, depth 3). Skipped frames are the buffer's own choice, bringing
+    // the delay back down where it waited longer than it needs: a few.
     assert!(
-        concealed * 100 <= expected * 15,
-        "{concealed} of {expected} frames missing at their playout time"
+        missing * 100 <= expected,
+        "{missing} of {expected} frames missing at their playout time"
+    );
+    assert!(
+        skipped * 50 <= expected,
+        "{skipped} of {expected} frames skipped"
     );
     for live in listeners {
         let name = live.name;

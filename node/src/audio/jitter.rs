@@ -11,6 +11,13 @@
 //! has waited at least a frame longer than the target asks for, one frame is skipped (a quiet
 //! one, when one comes within a second), so the delay follows the network down as well as
 //! up (a first spurt starts cautiously, before any jitter has been measured).
+//!
+//! Audio rides reliable streams: on a lossy path a lost packet is resent, and every frame after
+//! it waits for it. So a frame missing with nothing behind it is late, not lost: its slot is
+//! concealed but the buffer *stretches* (waits for it, a slot at a time) instead of giving it up,
+//! and learns how late frames come ([`JitterBuffer::target`] keeps that much more delay for a
+//! while), so that the next resend arrives in time rather than stretching again. A frame given
+//! up is one that never came while the ones after it did.
 
 use std::collections::BTreeMap;
 
@@ -33,6 +40,14 @@ pub const MAX_TARGET: Duration = Duration::from_millis(300);
 /// After this many missing slots in a row with nothing queued, the speaker is considered silent
 /// and the next frame starts a new spurt (buffered afresh).
 const MAX_CONCEALED_IN_A_ROW: u32 = 5;
+/// Arrivals whose delay the buffer remembers (10 s of one voice).
+const DELAY_MEMORY: usize = 500;
+/// The share of remembered frames the target waits long enough for, per mille: all but one
+/// in fifty (a resend on a lossy path holds up a few frames; one stall of a busy machine in
+/// ten seconds does not move it).
+const DELAY_QUANTILE_PERMILLE: usize = 980;
+/// Arrivals between two updates of the delay quantile.
+const DELAY_EVERY: u32 = 25;
 /// Frames played between decisions to shorten the delay (half a second).
 const ADAPT_WINDOW: u32 = 25;
 /// A frame at least this quiet (RFC 6464 level, -dBov) can be skipped unheard.
@@ -67,6 +82,8 @@ pub struct JitterStats {
     pub duplicates: u64,
     /// Not played: forged, or its proof never came (see [`crate::fanout::check`]).
     pub refused: u64,
+    /// Slots concealed while waiting for a late frame that then played (no frame lost).
+    pub stretched: u64,
     /// Played before its proof had come (it came, or the frame would have been refused had it
     /// still been waiting).
     pub unverified: u64,
@@ -118,6 +135,18 @@ pub struct JitterBuffer {
     /// The sequence number of the frame [`Self::pop`] last returned as [`Playout::Frame`].
     last_played: Option<u32>,
     concealed_in_a_row: u32,
+    /// How much later than the earliest frames come (ms), at [`DELAY_QUANTILE_PERMILLE`] of
+    /// the last [`DELAY_MEMORY`]: the target waits that long.
+    late_ms: f64,
+    /// Each arrival's delay beyond the earliest (ms), the last [`DELAY_MEMORY`].
+    delays: std::collections::VecDeque<u16>,
+    /// The first arrival (extended sequence number, when), and the least transit seen since
+    /// (ms: arrival after the first minus the sending after the first).
+    transit: Option<(u64, Instant, f64)>,
+    /// Arrivals since the quantile was last taken.
+    since_quantile: u32,
+    /// Slots the frame due now has been waited for.
+    waiting: u32,
     stats: JitterStats,
 }
 
@@ -142,13 +171,19 @@ impl JitterBuffer {
             last_arrival: None,
             last_played: None,
             concealed_in_a_row: 0,
+            late_ms: 0.0,
+            delays: std::collections::VecDeque::new(),
+            transit: None,
+            since_quantile: 0,
+            waiting: 0,
             stats: JitterStats::default(),
         }
     }
 
     /// The delay the buffer currently aims for.
     pub fn target(&self) -> Duration {
-        let target = FRAME_DURATION.as_secs_f64() + 3.0 * self.jitter_ms / 1000.0;
+        let target =
+            FRAME_DURATION.as_secs_f64() + (3.0 * self.jitter_ms).max(self.late_ms) / 1000.0;
         Duration::from_secs_f64(target).clamp(MIN_TARGET, MAX_TARGET)
     }
 
@@ -276,8 +311,16 @@ impl JitterBuffer {
             }
         };
         let next = self.skip_if_decided(next);
-        // A frame refused (forged, or its proof never came) is a lost frame.
-        if self.queue.get(&next).is_some_and(|frame| !frame.playable()) {
+        // A frame refused (forged, or its proof never came) is a lost frame. One held until its
+        // proof verifies it (its stream's proofs came late lately) is waited for a while, as a
+        // late frame is: on a lossy path the proof is held up by the same resends.
+        if let Some(frame) = self.queue.get(&next)
+            && !frame.playable()
+        {
+            if !frame.refused() && self.waiting < MAX_CONCEALED_IN_A_ROW {
+                self.waiting += 1;
+                return Playout::Conceal;
+            }
             self.queue.remove(&next);
             self.stats.refused += 1;
         }
@@ -295,21 +338,30 @@ impl JitterBuffer {
             self.concealed_in_a_row = 0;
             self.stats.played += 1;
             self.last_played = Some(next as u32);
+            self.stats.stretched += u64::from(self.waiting);
+            self.waiting = 0;
             self.adapt(now.saturating_duration_since(arrived));
             return Playout::Frame(payload);
         }
         if self.queue.is_empty() {
             self.concealed_in_a_row += 1;
             if self.concealed_in_a_row > MAX_CONCEALED_IN_A_ROW {
-                // The speaker paused (DTX, or stopped): wait for the next spurt.
+                // The speaker paused (or stopped, or its frame is later than the buffer waits):
+                // wait for the next spurt, which starts with that frame if it comes. Nothing
+                // was lost meanwhile: the slots waited were a stretch.
                 self.next = None;
                 self.concealed_in_a_row = 0;
+                self.stats.stretched += u64::from(self.waiting);
+                self.waiting = 0;
                 return Playout::Silence;
             }
-            self.next = Some(next + 1);
-            self.stats.concealed += 1;
+            // Late, not lost (nothing after it came either): wait for it.
+            self.waiting += 1;
             return Playout::Conceal;
         }
+        // Frames after it came and it did not: lost. The slots waited for it were a stretch.
+        self.stats.stretched += u64::from(self.waiting);
+        self.waiting = 0;
         self.next = Some(next + 1);
         self.concealed_in_a_row = 0;
         match self.queue.get(&(next + 1)).filter(|frame| frame.playable()) {
@@ -399,6 +451,34 @@ impl JitterBuffer {
         }
         if self.last_arrival.is_none_or(|(last_seq, _)| seq > last_seq) {
             self.last_arrival = Some((seq, now));
+        }
+        self.measure_delay(seq, now);
+    }
+
+    /// How much later than the earliest this frame came (its transit beyond the least seen),
+    /// remembered; every [`DELAY_EVERY`] arrivals the quantile is taken anew.
+    fn measure_delay(&mut self, seq: u64, now: Instant) {
+        let frame_ms = FRAME_DURATION.as_secs_f64() * 1000.0;
+        let (first_seq, first_at, least) = *self.transit.get_or_insert((seq, now, 0.0));
+        let Some(sent) = seq.checked_sub(first_seq) else {
+            return;
+        };
+        let transit =
+            now.saturating_duration_since(first_at).as_secs_f64() * 1000.0 - sent as f64 * frame_ms;
+        let least = least.min(transit);
+        self.transit = Some((first_seq, first_at, least));
+        if self.delays.len() == DELAY_MEMORY {
+            self.delays.pop_front();
+        }
+        let delay = (transit - least).clamp(0.0, f64::from(u16::MAX));
+        self.delays.push_back(delay as u16);
+        self.since_quantile += 1;
+        if self.since_quantile >= DELAY_EVERY {
+            self.since_quantile = 0;
+            let mut sorted: Vec<u16> = self.delays.iter().copied().collect();
+            sorted.sort_unstable();
+            let at = (sorted.len() * DELAY_QUANTILE_PERMILLE / 1000).min(sorted.len() - 1);
+            self.late_ms = f64::from(sorted[at]);
         }
     }
 }
@@ -521,6 +601,60 @@ mod tests {
         let arrivals: Vec<(u32, u64)> = (0..10u32).map(|seq| (seq, u64::from(seq) * 20)).collect();
         let (played, _) = run(&arrivals, 600);
         assert!(played.ends_with(&[Playout::Silence, Playout::Silence]));
+    }
+
+    /// What a reliable stream does on a lossy path: a packet lost is resent some 60 ms later,
+    /// and the frames sent meanwhile wait for it and come with it.
+    fn resent(lost: &[u32], frames: u32, resend_ms: u64) -> Vec<(u32, u64)> {
+        (0..frames)
+            .map(|seq| {
+                let sent = u64::from(seq) * 20;
+                let held = lost
+                    .iter()
+                    .filter(|l| **l <= seq)
+                    .map(|l| u64::from(*l) * 20 + resend_ms)
+                    .filter(|until| *until > sent)
+                    .max();
+                (seq, held.unwrap_or(sent))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn frames_held_up_by_resends_are_waited_for_and_then_come_in_time() {
+        // One packet in twenty lost and resent 70 ms later, for 20 s.
+        let lost: Vec<u32> = (1..50).map(|n| n * 20 + 3).collect();
+        let arrivals = resent(&lost, 1_000, 70);
+        let (played, buffer) = run(&arrivals, 21_000);
+        let stats = buffer.stats();
+        // Nothing lost to the resends.
+        assert_eq!(
+            (stats.late, stats.recovered, stats.concealed),
+            (0, 0, 0),
+            "{stats:?}"
+        );
+        assert_eq!(
+            frames(&played).len() as u64,
+            1_000 - stats.skipped,
+            "{stats:?}"
+        );
+        // The first resends stretched the delay; the buffer learnt it and waits that long.
+        // (5 more: the stream's end, waited for before the buffer takes it for a pause.)
+        assert!((6..=13).contains(&stats.stretched), "{stats:?}");
+        assert!(stats.skipped <= 2, "{stats:?}");
+        assert!(
+            buffer.target() >= Duration::from_millis(80),
+            "{:?}",
+            buffer.target()
+        );
+        // Where nothing is held up, the delay stays low.
+        let steady: Vec<(u32, u64)> = (0..1_000u32).map(|s| (s, u64::from(s) * 20)).collect();
+        let (_, steady) = run(&steady, 21_000);
+        assert!(
+            steady.target() <= Duration::from_millis(30),
+            "{:?}",
+            steady.target()
+        );
     }
 
     #[test]

@@ -423,6 +423,8 @@ fn opus_chunk(
     early.extend_from_slice(chunk.get(lookahead..).unwrap_or(&[]));
     early.extend_from_slice(next.get(..lookahead).unwrap_or(&[]));
     early.resize(FRAME_SAMPLES, 0.0);
+    // What is kept needs the encoder only to follow along: at its cheapest.
+    encoder.set_complexity(if packet.is_some() { 0 } else { 10 })?;
     let encoded = encoder.encode(&early)?;
     match packet {
         Some(packet) => {
