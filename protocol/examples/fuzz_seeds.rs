@@ -198,6 +198,48 @@ fn main() {
         "act",
         &Up::Act(serde_bytes::ByteBuf::from(chat.encode())).encode(),
     );
+    // The host's view (its advice to the encoders included) and a subtree's report (how it
+    // hears included), as they travel the tree.
+    let view = earshot_protocol::audience::AudienceView {
+        room: ROOM,
+        seq: 3,
+        at: NOW,
+        stage: vec![earshot_protocol::audience::StageMember {
+            key: PeerKey::from(&host),
+            name: "host".into(),
+            role: earshot_protocol::state::RoomRole::Host,
+            muted: false,
+        }],
+        hands: Vec::new(),
+        hands_total: 0,
+        listeners: 12,
+        reactions: Vec::new(),
+        recording: true,
+        ended: false,
+        banned: Vec::new(),
+        revoked: Vec::new(),
+        carriers: None,
+        excluded: Vec::new(),
+        keys: None,
+        audio_loss: 50,
+        signature: earshot_protocol::id::Sig([0; 64]),
+    }
+    .sign(&host);
+    write(&dir, "audience_view", "view", &view.encode());
+    write(
+        &dir,
+        "tree_wire",
+        "view",
+        &Down::View(serde_bytes::ByteBuf::from(view.encode())).encode(),
+    );
+    let report = earshot_protocol::audience::wire::Report {
+        subtree: 3,
+        reactions: Vec::new(),
+        free: Vec::new(),
+        newcomers: Vec::new(),
+        loss: earshot_protocol::audience::quality::Loss::of_playout(200, 6),
+    };
+    write(&dir, "tree_wire", "report", &Up::Report(report).encode());
     println!(
         "seeds written under {} (the host's key: {:?})",
         dir.display(),
