@@ -236,6 +236,9 @@ pub struct PlayerStatus {
     pub concealed: u64,
     pub late: u64,
     pub skipped: u64,
+    /// Slots concealed while waiting for a frame held up on the way, which then played (the
+    /// delay grew by as much; no frame lost).
+    pub stretched: u64,
     /// The jitter buffer's current delay (the largest among speakers), in milliseconds.
     pub buffer_ms: f64,
     /// Mouth-to-ear latency of the frames played (capture at the speaker to this output).
@@ -540,6 +543,7 @@ fn mixer_status(mixer: &Mixer, stats: PlayStats, latency: &Latency) -> PlayerSta
         status.concealed += voice.concealed;
         status.late += voice.late;
         status.skipped += voice.skipped;
+        status.stretched += voice.stretched;
     }
     status
 }

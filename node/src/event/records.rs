@@ -101,6 +101,9 @@ pub struct AudioStats {
     pub concealed: u64,
     pub late: u64,
     pub skipped: u64,
+    /// Slots concealed while a frame held up on the way was waited for (it then played).
+    #[serde(default)]
+    pub stretched: u64,
     pub buffer_ms: f64,
     pub latency_samples: u64,
     pub latency_p50_ms: Option<u64>,

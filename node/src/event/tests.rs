@@ -100,6 +100,7 @@ fn node_and_audio_events() {
         concealed: 0,
         late: 0,
         skipped: 0,
+        stretched: 2,
         buffer_ms: 40.0,
         latency_samples: 8,
         latency_p50_ms: Some(48),

@@ -443,6 +443,7 @@ fn stats_of(room: RoomId, status: &AudioStatus, depth: Option<u16>) -> AudioStat
         concealed: playback.concealed,
         late: playback.late,
         skipped: playback.skipped,
+        stretched: playback.stretched,
         buffer_ms: playback.buffer_ms,
         latency_samples: playback.latency.count,
         latency_p50_ms: playback.latency.percentile(50.0).map(u64::from),
