@@ -230,6 +230,8 @@ mod tests {
     fn losses_are_concealed_or_recovered() {
         let input = sine(440.0, 0.5, SAMPLE_RATE as usize * 2);
         let mut encoder = VoiceEncoder::new().expect("encoder");
+        // As on a network losing 10 %: FEC in every packet (a clean one carries none).
+        encoder.follow(100).expect("FEC on");
         let encoded: Vec<Encoded> = frames(&input)
             .map(|frame| encoder.encode(frame).expect("encode"))
             .collect();
@@ -256,6 +258,25 @@ mod tests {
         let concealed = similarity(&input, &output);
         assert!(recovered >= 0.9, "with FEC: {recovered:.3}");
         assert!(concealed >= 0.8, "with PLC: {concealed:.3}");
+    }
+
+    #[test]
+    fn the_encoder_carries_fec_only_while_the_host_advises_loss() {
+        let input = speechlike(SAMPLE_RATE as usize, 3);
+        let mut encoder = VoiceEncoder::new().expect("encoder");
+        let flagged = |encoder: &mut VoiceEncoder| {
+            frames(&input)
+                .map(|frame| encoder.encode(frame).expect("encode"))
+                .filter(|encoded| encoded.flags & flags::FEC != 0)
+                .count()
+        };
+        assert!(!encoder.settings().fec);
+        assert_eq!(flagged(&mut encoder), 0, "a clean network: no FEC");
+        encoder.follow(200).expect("follow");
+        assert_eq!(encoder.settings(), EncoderSettings::for_loss(200));
+        assert_eq!(flagged(&mut encoder), input.len() / FRAME_SAMPLES);
+        encoder.follow(0).expect("follow");
+        assert_eq!(flagged(&mut encoder), 0, "clean again");
     }
 
     #[test]
