@@ -384,6 +384,7 @@ mod lossy_sound {
     use super::{Lab, run};
     use crate::harness::TestHome;
     use crate::live::Live;
+    use crate::speech::{SPEECH_LEVEL_DBFS, Scorer, TALKERS, say, silence};
 
     /// Silence before the speech: the chain must stand, and its buffers settle, within it.
     const LEAD_IN: Duration = Duration::from_secs(8);
@@ -393,11 +394,6 @@ mod lossy_sound {
     const TAIL: Duration = Duration::from_secs(2);
     /// How long after the end of the file (by the host's clock) the last reports are read.
     const AFTER_END: Duration = Duration::from_secs(1);
-    /// The active level of the speech (over the 20 ms frames within 30 dB of the loudest).
-    const SPEECH_LEVEL_DBFS: f64 = -26.0;
-    const WORDS_PER_MINUTE: &str = "165";
-    /// The rate PESQ-WB scores at.
-    const PESQ_RATE: u32 = 16_000;
     /// The listeners, one below the other.
     const DEPTHS: usize = 3;
     /// How long a listener may take to find its place in the chain.
@@ -424,31 +420,6 @@ mod lossy_sound {
     const GOAL_LOSSY_DELIVERY: f64 = 0.99;
     const GOAL_LOSSY_PESQ: f64 = 3.3;
     const GOAL_CLEAN_SHARE: f64 = 0.97;
-
-    /// One talker: an espeak-ng voice and what it says (Harvard sentences, lists 1 and 2).
-    #[derive(Debug, Clone, Copy)]
-    struct Talker {
-        label: &'static str,
-        voice: &'static str,
-        text: &'static str,
-    }
-
-    const TALKERS: [Talker; 2] = [
-        Talker {
-            label: "A",
-            voice: "en",
-            text: "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue \
-                   background. It's easy to tell the depth of a well. These days a chicken leg \
-                   is a rare dish.",
-        },
-        Talker {
-            label: "B",
-            voice: "en+f3",
-            text: "The boy was there when the sun rose. A rod is used to catch pink salmon. \
-                   The source of the huge river is the clear spring. Kick the ball straight \
-                   and follow through.",
-        },
-    ];
 
     /// What a scene's path does to the packets.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -490,10 +461,10 @@ mod lossy_sound {
                 if i > 0 {
                     samples.extend(silence(PAD));
                 }
-                let speech = at_level(&say(dir, talker)?, SPEECH_LEVEL_DBFS);
+                let speech = say(dir, talker)?;
                 let from = samples.len() - pad / 2;
                 samples.extend(speech);
-                stretches.push((talker.label, from..samples.len() + pad / 2));
+                stretches.push((talker.name, from..samples.len() + pad / 2));
             }
             samples.extend(silence(TAIL));
             let path = dir.join("input.wav");
@@ -516,53 +487,6 @@ mod lossy_sound {
         }
     }
 
-    /// `talker`'s sentences from espeak-ng, at 48 kHz; or why not.
-    fn say(dir: &Path, talker: Talker) -> Result<Vec<f32>, String> {
-        let path = dir.join("espeak.wav");
-        let spoken = Command::new("espeak-ng")
-            .args(["-v", talker.voice, "-s", WORDS_PER_MINUTE, "-w"])
-            .arg(&path)
-            .arg(talker.text)
-            .output();
-        match spoken {
-            Ok(out) if out.status.success() => {
-                Ok(wav::read(&path).expect("read espeak-ng's speech"))
-            }
-            Ok(out) => Err(format!(
-                "espeak-ng -v {} failed ({}): {}",
-                talker.voice,
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            )),
-            Err(err) => Err(format!(
-                "espeak-ng not found ({err}); it says the speech (apt-get install espeak-ng)"
-            )),
-        }
-    }
-
-    fn silence(d: Duration) -> Vec<f32> {
-        vec![0.0; (d.as_secs_f64() * f64::from(SAMPLE_RATE)) as usize]
-    }
-
-    /// `speech` scaled to an active level of `dbfs` (a rough ITU-T P.56), below full scale.
-    fn at_level(speech: &[f32], dbfs: f64) -> Vec<f32> {
-        let power = |chunk: &[f32]| chunk.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>();
-        let rms = |chunk: &[f32]| (power(chunk) / chunk.len() as f64).sqrt();
-        let frames: Vec<f64> = speech.chunks_exact(FRAME_SAMPLES).map(rms).collect();
-        let loudest = frames.iter().copied().fold(0.0, f64::max);
-        let active: Vec<f64> = frames
-            .into_iter()
-            .filter(|&r| r > loudest * 10f64.powf(-30.0 / 20.0))
-            .collect();
-        let level = (active.iter().map(|r| r * r).sum::<f64>() / active.len().max(1) as f64).sqrt();
-        let peak = speech.iter().fold(0.0f32, |m, s| m.max(s.abs()));
-        let gain = (10f64.powf(dbfs / 20.0) / level.max(1e-9)).min(0.9 / f64::from(peak.max(1e-9)));
-        speech
-            .iter()
-            .map(|&s| (f64::from(s) * gain) as f32)
-            .collect()
-    }
-
     /// `input` through Earshot's encoder and decoder, every packet decoded: the codec alone.
     fn codec_alone(input: &[f32]) -> Vec<f32> {
         let mut encoder = VoiceEncoder::new().expect("encoder");
@@ -573,99 +497,6 @@ mod lossy_sound {
             output.extend(decoder.decode(&encoded.payload).expect("decode"));
         }
         output
-    }
-
-    /// Runs `scripts/pesq.py` on 16 kHz files against the program's stretches.
-    #[derive(Debug)]
-    struct Scorer {
-        script: PathBuf,
-        dir: PathBuf,
-        reference: PathBuf,
-        /// The stretches as `pesq.py` takes them (`FROM:TO`, seconds).
-        stretches: Vec<String>,
-    }
-
-    impl Scorer {
-        /// A scorer, or why there is none (`pesq.py --check` says what is missing).
-        fn new(dir: &Path, program: &Program) -> Result<Self, String> {
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/pesq.py");
-            match Command::new("python3").arg(&script).arg("--check").output() {
-                Err(err) => return Err(format!("python3 not found ({err})")),
-                Ok(out) if !out.status.success() => {
-                    return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
-                }
-                Ok(_) => {}
-            }
-            let reference = dir.join("input-16k.wav");
-            write_16k(&reference, &program.samples);
-            let seconds = |sample: usize| sample as f64 / f64::from(SAMPLE_RATE);
-            let stretches = (program.stretches.iter())
-                .map(|(_, r)| format!("{:.4}:{:.4}", seconds(r.start), seconds(r.end)))
-                .collect();
-            Ok(Self {
-                script,
-                dir: dir.to_owned(),
-                reference,
-                stretches,
-            })
-        }
-
-        /// PESQ-WB of each stretch of `output` (48 kHz), and how each was lined up.
-        fn score(&self, name: &str, output: &[f32]) -> (Vec<f64>, Vec<String>) {
-            let path = self.dir.join(format!("{name}-16k.wav"));
-            write_16k(&path, output);
-            let out = Command::new("python3")
-                .arg(&self.script)
-                .arg(&self.reference)
-                .arg(&path)
-                .args(&self.stretches)
-                .output()
-                .expect("run scripts/pesq.py");
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert!(out.status.success(), "pesq.py failed on {name}: {stderr}");
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            let mos: Vec<f64> = (stdout.lines())
-                .map(|line| {
-                    (line.trim().parse())
-                        .unwrap_or_else(|_| panic!("pesq.py printed {line:?} for {name}"))
-                })
-                .collect();
-            assert_eq!(
-                mos.len(),
-                self.stretches.len(),
-                "pesq.py on {name}: {stdout}"
-            );
-            // "pesq.py: 0.50-10.61 s: shifted by +6.4 ms (correlation 0.959)": the last part.
-            let alignment = (stderr.lines())
-                .filter_map(|line| line.rsplit_once(": ").map(|(_, a)| a.to_owned()))
-                .collect();
-            (mos, alignment)
-        }
-    }
-
-    /// Writes 48 kHz `samples` as a 16-bit mono WAV file at [`PESQ_RATE`] (band-limited first,
-    /// by Earshot's resampler).
-    fn write_16k(path: &Path, samples: &[f32]) {
-        let pcm: Vec<u8> = resample(samples, SAMPLE_RATE, PESQ_RATE)
-            .into_iter()
-            .flat_map(|s| ((s.clamp(-1.0, 1.0) * f32::from(i16::MAX)).round() as i16).to_le_bytes())
-            .collect();
-        let data = u32::try_from(pcm.len()).expect("a WAV file under 4 GiB");
-        let mut file = Vec::with_capacity(44 + pcm.len());
-        file.extend_from_slice(b"RIFF");
-        file.extend_from_slice(&(36 + data).to_le_bytes());
-        file.extend_from_slice(b"WAVEfmt ");
-        file.extend_from_slice(&16u32.to_le_bytes()); // the fmt chunk's size
-        file.extend_from_slice(&1u16.to_le_bytes()); // PCM
-        file.extend_from_slice(&1u16.to_le_bytes()); // mono
-        file.extend_from_slice(&PESQ_RATE.to_le_bytes());
-        file.extend_from_slice(&(PESQ_RATE * 2).to_le_bytes()); // bytes a second
-        file.extend_from_slice(&2u16.to_le_bytes()); // bytes a sample
-        file.extend_from_slice(&16u16.to_le_bytes()); // bits a sample
-        file.extend_from_slice(b"data");
-        file.extend_from_slice(&data.to_le_bytes());
-        file.extend_from_slice(&pcm);
-        std::fs::write(path, file).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
     }
 
     // -----------------------------------------------------------------------------------------
@@ -1233,7 +1064,8 @@ mod lossy_sound {
                 return;
             }
         };
-        let scorer = Scorer::new(dir.path(), &program);
+        let stretches = program.stretches.iter().map(|(_, range)| range.clone());
+        let scorer = Scorer::new(dir.path(), &program.samples, stretches);
         if let Err(missing) = &scorer {
             eprintln!("PESQ skipped ({missing}): delivery figures only");
         }
@@ -1301,10 +1133,14 @@ mod lossy_sound {
             .collect();
         println!(
             "\nSound on lossy paths (issue 16): the chain host → l1 → l2 → l3 on the lab (network \
-             namespaces, one router), espeak-ng speech at {SPEECH_LEVEL_DBFS} dBFS ({}; A male, \
-             B female) after {:.0} s of silence; PESQ-WB (P.862.2, MOS-LQO); figures over the \
-             speech; {:.0} s in all\n",
+             namespaces, one router), espeak-ng speech at {SPEECH_LEVEL_DBFS} dBFS ({}; {}) \
+             after {:.0} s of silence; PESQ-WB (P.862.2, MOS-LQO); figures over the speech; \
+             {:.0} s in all\n",
             talkers.join(", "),
+            (TALKERS.iter())
+                .map(|t| format!("{} {}", t.name, t.sex))
+                .collect::<Vec<_>>()
+                .join(", "),
             LEAD_IN.as_secs_f64(),
             took.as_secs_f64()
         );

@@ -18,4 +18,7 @@ mod recordings;
 mod relay;
 mod replays;
 mod rooms;
+/// The talkers and PESQ scoring the `audio_quality` bench shares with `lab::lossy_sound`.
+#[path = "../node/benches/speech/mod.rs"]
+mod speech;
 mod trust;

@@ -38,12 +38,10 @@
 //! stretch to the input's and runs PESQ-WB, which also aligns each utterance itself.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use earshot_node::audio::codec::{VoiceDecoder, VoiceEncoder};
 use earshot_node::audio::io::{Input, Output, PlayerStatus};
-use earshot_node::audio::resample::resample;
 use earshot_node::audio::{FRAME_SAMPLES, SAMPLE_RATE, media_now, wav};
 use earshot_node::identity::Identity;
 use earshot_node::net::NetConfig;
@@ -60,42 +58,12 @@ use earshot_protocol::{
 };
 use tokio::time::MissedTickBehavior;
 
-/// One talker: an espeak-ng voice and what it says.
-#[derive(Debug, Clone, Copy)]
-struct Talker {
-    label: &'static str,
-    voice: &'static str,
-    text: &'static str,
-}
+mod speech;
+use speech::{SPEECH_LEVEL_DBFS, Scorer, TALKERS, say, silence};
 
-/// A: Harvard sentences list 1 in espeak-ng's default (male) English voice; B: list 2 in a
-/// female variant.
-const TALKERS: [Talker; 2] = [
-    Talker {
-        label: "A (male)",
-        voice: "en",
-        text: "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue \
-               background. It's easy to tell the depth of a well. These days a chicken leg is \
-               a rare dish.",
-    },
-    Talker {
-        label: "B (female)",
-        voice: "en+f3",
-        text: "The boy was there when the sun rose. A rod is used to catch pink salmon. The \
-               source of the huge river is the clear spring. Kick the ball straight and follow \
-               through.",
-    },
-];
-/// espeak-ng's speed, in words per minute (the demo's).
-const WORDS_PER_MINUTE: &str = "165";
-/// The speech's active level (over the 20 ms frames within 30 dB of the loudest), the usual
-/// level for speech-quality tests (-26 dBov).
-const SPEECH_LEVEL_DBFS: f64 = -26.0;
 /// Silence around each stretch of speech: PESQ wants some on both sides of what it scores, and
 /// the listeners' jitter buffers start on the first.
 const PAD: Duration = Duration::from_secs(1);
-/// The rate PESQ-WB scores at.
-const PESQ_RATE: u32 = 16_000;
 /// The live encoder's bitrate, which the libopus cases use too.
 const BITRATE: i32 = 32_000;
 /// The loss the old live setting planned its in-band FEC for, in percent.
@@ -118,8 +86,12 @@ const NO_NETWORK: &str = "no network";
 fn main() {
     let started = Instant::now();
     let dir = tempfile::tempdir().expect("temporary directory");
-    let ready = Program::speak(dir.path())
-        .and_then(|program| Scorer::new(dir.path(), &program).map(|scorer| (program, scorer)));
+    let ready = Program::speak(dir.path()).and_then(|program| {
+        let stretches = program.stretches.iter().map(|(_, range)| range.clone());
+        Scorer::new(dir.path(), &program.samples, stretches)
+            .map(|scorer| (program, scorer))
+            .map_err(|missing| format!("{missing}; then run the bench again"))
+    });
     let (program, scorer) = match ready {
         Ok(ready) => ready,
         Err(missing) => {
@@ -130,6 +102,7 @@ fn main() {
     let input = &program.samples;
     let mut table = Table {
         scorer,
+        dir: dir.path().to_owned(),
         rows: Vec::new(),
     };
     eprintln!("the codec alone");
@@ -195,11 +168,11 @@ impl Program {
         let mut stretches = Vec::new();
         let [a, b] = TALKERS;
         for (talker, when) in [(a, ", just joined"), (a, ""), (b, "")] {
-            let speech = at_level(&say(dir, talker)?, SPEECH_LEVEL_DBFS);
+            let speech = say(dir, talker)?;
             let from = samples.len() - pad / 2;
             samples.extend(speech);
             stretches.push((
-                format!("{}{when}", talker.label),
+                format!("{} ({}){when}", talker.name, talker.sex),
                 from..samples.len() + pad / 2,
             ));
             samples.extend(silence(PAD));
@@ -214,66 +187,8 @@ impl Program {
     }
 }
 
-/// `talker`'s sentences from espeak-ng, at 48 kHz; or why not.
-fn say(dir: &Path, talker: Talker) -> Result<Vec<f32>, String> {
-    let path = dir.join("espeak.wav");
-    let spoken = Command::new("espeak-ng")
-        .args(["-v", talker.voice, "-s", WORDS_PER_MINUTE, "-w"])
-        .arg(&path)
-        .arg(talker.text)
-        .output();
-    match spoken {
-        // espeak-ng writes 22.05 kHz; read as 48 kHz through Earshot's resampler.
-        Ok(out) if out.status.success() => Ok(wav::read(&path).expect("read espeak-ng's speech")),
-        Ok(out) => Err(format!(
-            "espeak-ng -v {} failed ({}): {}",
-            talker.voice,
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
-        Err(err) => Err(format!(
-            "espeak-ng not found ({err}); it says the speech scored here (apt-get install \
-             espeak-ng)"
-        )),
-    }
-}
-
-fn silence(d: Duration) -> Vec<f32> {
-    vec![0.0; (d.as_secs_f64() * f64::from(SAMPLE_RATE)) as usize]
-}
-
-/// `speech` scaled to an active level of `dbfs`: the RMS over its 20 ms frames within 30 dB of
-/// the loudest (a rough ITU-T P.56), kept below full scale.
-fn at_level(speech: &[f32], dbfs: f64) -> Vec<f32> {
-    let power = |chunk: &[f32]| chunk.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>();
-    let rms = |chunk: &[f32]| (power(chunk) / chunk.len() as f64).sqrt();
-    let frames: Vec<f64> = speech.chunks_exact(FRAME_SAMPLES).map(rms).collect();
-    let loudest = frames.iter().copied().fold(0.0, f64::max);
-    let active: Vec<f64> = frames
-        .into_iter()
-        .filter(|&r| r > loudest * 10f64.powf(-30.0 / 20.0))
-        .collect();
-    let level = (active.iter().map(|r| r * r).sum::<f64>() / active.len().max(1) as f64).sqrt();
-    let peak = speech.iter().fold(0.0f32, |m, s| m.max(s.abs()));
-    let gain = (10f64.powf(dbfs / 20.0) / level.max(1e-9)).min(0.9 / f64::from(peak.max(1e-9)));
-    speech
-        .iter()
-        .map(|&s| (f64::from(s) * gain) as f32)
-        .collect()
-}
-
 // ---------------------------------------------------------------------------------------------
 // Scoring
-
-/// Runs `scripts/pesq.py` on 16 kHz files in a directory, against the program's stretches.
-#[derive(Debug)]
-struct Scorer {
-    script: PathBuf,
-    dir: PathBuf,
-    reference: PathBuf,
-    /// The program's stretches, as `pesq.py` takes them (`FROM:TO`, seconds).
-    stretches: Vec<String>,
-}
 
 /// One case's scores, a stretch each, and how its output was lined up with the input.
 #[derive(Debug, Clone)]
@@ -288,96 +203,6 @@ impl Score {
         let steady = self.mos.get(1..).unwrap_or_default();
         steady.iter().sum::<f64>() / steady.len().max(1) as f64
     }
-}
-
-impl Scorer {
-    /// A scorer for `program`, or what is missing (and how to install it).
-    fn new(dir: &Path, program: &Program) -> Result<Self, String> {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/pesq.py");
-        match Command::new("python3").arg(&script).arg("--check").output() {
-            Err(err) => {
-                return Err(format!(
-                    "python3 not found ({err}): PESQ is scored in Python; install python3, then \
-                     `python3 -m pip install --user pesq` (numpy, and the pesq module, which \
-                     builds a small C extension)"
-                ));
-            }
-            // pesq.py says what is missing and how to install it.
-            Ok(out) if !out.status.success() => {
-                let stderr = String::from_utf8_lossy(&out.stderr);
-                return Err(format!(
-                    "{} ({}); then run the bench again",
-                    stderr.trim(),
-                    out.status
-                ));
-            }
-            Ok(_) => {}
-        }
-        let reference = dir.join("input-16k.wav");
-        write_16k(&reference, &program.samples);
-        let seconds = |sample: usize| sample as f64 / f64::from(SAMPLE_RATE);
-        let stretches = program.stretches.iter();
-        Ok(Self {
-            script,
-            dir: dir.to_owned(),
-            reference,
-            stretches: stretches
-                .map(|(_, range)| format!("{:.4}:{:.4}", seconds(range.start), seconds(range.end)))
-                .collect(),
-        })
-    }
-
-    /// PESQ-WB of each stretch of `output` (48 kHz); the files are kept as `name`.
-    fn score(&self, name: &str, output: &[f32]) -> Score {
-        wav::write(&self.dir.join(format!("{name}-48k.wav")), output).expect("write an output");
-        let path = self.dir.join(format!("{name}-16k.wav"));
-        write_16k(&path, output);
-        let out = Command::new("python3")
-            .arg(&self.script)
-            .arg(&self.reference)
-            .arg(&path)
-            .args(&self.stretches)
-            .output()
-            .expect("run scripts/pesq.py");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "pesq.py failed on {name}: {stderr}");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let mos: Vec<f64> = stdout
-            .lines()
-            .map(|line| {
-                line.trim()
-                    .parse()
-                    .unwrap_or_else(|_| panic!("pesq.py printed {line:?} for {name}"))
-            })
-            .collect();
-        assert_eq!(
-            mos.len(),
-            self.stretches.len(),
-            "pesq.py on {name}: {stdout}"
-        );
-        // "pesq.py: 0.50-10.61 s: shifted by +6.4 ms (correlation 0.959)": the last part.
-        let alignment: Vec<String> = stderr
-            .lines()
-            .filter_map(|line| line.rsplit_once(": ").map(|(_, a)| a.to_owned()))
-            .collect();
-        Score { mos, alignment }
-    }
-}
-
-/// Writes 48 kHz `samples` as a 16-bit 16 kHz WAV file (band-limited first: a windowed sinc).
-fn write_16k(path: &Path, samples: &[f32]) {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: PESQ_RATE,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut writer = hound::WavWriter::create(path, spec).expect("create a 16 kHz WAV file");
-    for sample in resample(samples, SAMPLE_RATE, PESQ_RATE) {
-        let value = (sample.clamp(-1.0, 1.0) * f32::from(i16::MAX)).round() as i16;
-        writer.write_sample(value).expect("write a 16 kHz sample");
-    }
-    writer.finalize().expect("finish a 16 kHz WAV file");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -685,6 +510,8 @@ struct Row {
 #[derive(Debug)]
 struct Table {
     scorer: Scorer,
+    /// Where the outputs are kept (at 48 kHz, for `--keep`).
+    dir: PathBuf,
     rows: Vec<Row>,
 }
 
@@ -694,7 +521,10 @@ impl Table {
         let words: Vec<&str> = (case.split(|c: char| !c.is_ascii_alphanumeric()))
             .filter(|word| !word.is_empty())
             .collect();
-        let score = self.scorer.score(&words.join("-"), output);
+        let name = words.join("-");
+        wav::write(&self.dir.join(format!("{name}-48k.wav")), output).expect("write an output");
+        let (mos, alignment) = self.scorer.score(&name, output);
+        let score = Score { mos, alignment };
         eprintln!("  {}: PESQ-WB {:.3?}", case.trim(), score.mos);
         self.rows.push(Row {
             case: case.to_owned(),

@@ -77,13 +77,18 @@ fn downmix(interleaved: &[f32], channels: usize) -> Vec<f32> {
 
 /// Writes 48 kHz mono samples as a 16-bit WAV file.
 pub fn write(path: &Path, samples: &[f32]) -> Result<(), WavError> {
+    write_at(path, samples, SAMPLE_RATE)
+}
+
+/// Writes mono samples at `rate` as a 16-bit WAV file (scoring tools want 16 kHz).
+pub fn write_at(path: &Path, samples: &[f32], rate: u32) -> Result<(), WavError> {
     let hound_err = |source| WavError::Hound {
         path: path.to_owned(),
         source,
     };
     let spec = hound::WavSpec {
         channels: 1,
-        sample_rate: SAMPLE_RATE,
+        sample_rate: rate,
         bits_per_sample: 16,
         sample_format: hound::SampleFormat::Int,
     };
