@@ -21,4 +21,5 @@ mod rooms;
 /// The talkers and PESQ scoring the `audio_quality` bench shares with `lab::lossy_sound`.
 #[path = "../node/benches/speech/mod.rs"]
 mod speech;
+mod studio;
 mod trust;

@@ -397,6 +397,15 @@ impl Text {
                 }
             ));
         }
+        if let Some(chunks) = stats.studio_chunks {
+            lines.push(format!(
+                "  studio track: {chunks} s handed to the recording{}",
+                match stats.studio_lost {
+                    Some(lost) if lost > 0 => format!(", {lost} chunks or frames lost"),
+                    _ => String::new(),
+                }
+            ));
+        }
         lines
     }
 

@@ -255,6 +255,7 @@ impl Host {
             input,
             Output::Null,
             DEFAULT_FORWARDED,
+            false,
         )
         .expect("host audio");
         Room {

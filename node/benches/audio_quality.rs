@@ -300,6 +300,7 @@ async fn live_room(input: &Path, samples: usize, dir: &Path) -> LiveRoom {
         Input::Wav(input.to_owned()),
         Output::Null,
         DEFAULT_FORWARDED,
+        false,
     )
     .expect("host audio");
     // Held back until the chain stands (at most a frame or two of the leading silence went,

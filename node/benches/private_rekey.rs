@@ -775,6 +775,7 @@ async fn ears(private: bool, count: usize, steady: Duration) -> Ears {
         Input::Sine(440),
         Output::Null,
         DEFAULT_FORWARDED,
+        false,
     )
     .expect("host audio");
     let mut listeners = Vec::new();

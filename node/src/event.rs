@@ -400,6 +400,10 @@ pub enum Event {
         /// heard alone); the rest were encoded anew.
         #[serde(default)]
         kept_packets: u64,
+        /// 20 ms frames taken from the speakers' studio tracks (their voices recorded before
+        /// the network) in place of what the room heard.
+        #[serde(default)]
+        studio_frames: u64,
     },
     /// A recording was deleted.
     Deleted {

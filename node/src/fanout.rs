@@ -46,6 +46,7 @@ mod sealing;
 mod stats;
 pub use stats::FanoutStats;
 pub mod silence;
+pub mod studio;
 pub mod wire;
 
 pub use check::{Authenticity, Voices};

@@ -85,6 +85,11 @@ pub struct NetMetrics {
     /// Gossip messages ignored unverified, the peer that forwarded them past its budget
     /// (`earshot_gossip_over_budget_total`).
     pub gossip_over_budget: Counter,
+    /// Studio chunks (speakers' own voices, for the recording) kept, and refused: not a speaker
+    /// heard now, not signed by the sender, over the stream's budget, or no recording
+    /// (`earshot_studio_chunks_kept_total`, `earshot_studio_chunks_refused_total`).
+    pub studio_kept: Counter,
+    pub studio_refused: Counter,
 }
 
 /// Bytes a node's streams have received and sent since it started (every protocol).
@@ -194,6 +199,17 @@ impl NetMetrics {
                 registry,
                 "earshot_gossip_over_budget_total",
                 "Gossip messages ignored unverified (their forwarder past its budget)",
+            ),
+            studio_kept: counter(
+                registry,
+                "earshot_studio_chunks_kept_total",
+                "Speakers' studio chunks kept with a recording",
+            ),
+            studio_refused: counter(
+                registry,
+                "earshot_studio_chunks_refused_total",
+                "Studio chunks refused (not a speaker now, not signed by the sender, over budget, \
+                 or nothing recorded)",
             ),
         }
     }

@@ -294,6 +294,10 @@ impl Node {
             // Unchecked (tests of the plane alone): nothing signed either.
             (!config.unchecked_audio).then(|| identity.signing_key().clone()),
         );
+        fanout.serve_studio(
+            config.net.metrics.studio_kept.clone(),
+            config.net.metrics.studio_refused.clone(),
+        );
         if config.unchecked_audio {
             tree.set_unchecked();
         }

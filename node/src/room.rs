@@ -56,6 +56,9 @@ pub struct HostOptions {
     pub forward: usize,
     /// Community relays (addresses ending in `/p2p/RELAY`) to ask to carry the room.
     pub carriers: Vec<Multiaddr>,
+    /// Keep a studio track while the room is recorded: the host's voice recorded before the
+    /// network, at a higher bitrate ([`earshot_protocol::studio`]).
+    pub studio: bool,
 }
 
 /// How to join a room.
@@ -68,6 +71,9 @@ pub struct JoinOptions {
     /// Where a member keeps its own recordings, opened when it first records (so that other
     /// commands can use the data directory meanwhile).
     pub storage: PathBuf,
+    /// While on stage in a recorded room, send the host a studio track: this member's voice
+    /// recorded before the network, at a higher bitrate ([`earshot_protocol::studio`]).
+    pub studio: bool,
 }
 
 /// Why a room could not start, or a room command failed.
@@ -224,7 +230,15 @@ impl Node {
         );
         let input = self.endpoint(options.input, Input::auto);
         let output = self.endpoint(options.output, Output::auto);
-        let audio = AudioSession::host(self, self.fanout(), id, input, output, options.forward)?;
+        let audio = AudioSession::host(
+            self,
+            self.fanout(),
+            id,
+            input,
+            output,
+            options.forward,
+            options.studio,
+        )?;
         let now = crate::clock::now();
         let mut link = home.create_invite(&room, listener_grant(now, None), now)?;
         let verdict = if self.may_use_relays() {
@@ -344,6 +358,10 @@ impl Node {
         let input = self.endpoint(options.input, Input::auto);
         let output = self.endpoint(options.output, Output::auto);
         let mut audio = AudioSession::member(self, self.fanout(), id, host, input, output)?;
+        if options.studio {
+            audio.enable_studio();
+            audio.set_recorded(view.state.recording.value);
+        }
         if let Err(err) = audio.set_on_stage(role.on_stage()).await {
             self.emit(Event::Error {
                 room: Some(id),

@@ -19,8 +19,9 @@ use earshot_protocol::frame::SpeakerId;
 use libp2p::PeerId;
 use tokio::sync::{broadcast, watch};
 
-use crate::audio::io::{AudioIoError, Input, Output, PlayStats, Player, PlayerStatus};
+use crate::audio::io::{AudioIoError, Input, Output, PlayStats, Player, PlayerStatus, StudioFeed};
 use crate::audio::io::{spawn_player, spawn_source};
+use crate::fanout::studio::StudioTrack;
 use crate::fanout::{Fanout, FanoutOptions, FanoutStats, HANDOVER_TIMEOUT, StreamError};
 use crate::membership::Membership;
 pub use crate::membership::{AudioEvent, Position};
@@ -59,6 +60,10 @@ pub struct AudioStatus {
     /// The host's advice to the speakers' encoders: the audience's loss, per mille (see
     /// `earshot_protocol::audience::quality`).
     pub audience_loss: u16,
+    /// This node's studio track (its voice for the recording, see
+    /// [`earshot_protocol::studio`]): chunks handed to the recorder so far, and chunks or
+    /// frames it lost (a full queue); `None` without one.
+    pub studio: Option<(u64, u64)>,
 }
 
 /// What part a node plays in a room's audio.
@@ -94,12 +99,15 @@ pub struct AudioSession {
     position: watch::Receiver<Option<Position>>,
     membership: Membership,
     voice: Voice,
+    /// This node's studio track, if it keeps one ([`Self::enable_studio`]).
+    studio: Option<StudioTrack>,
     events: broadcast::Sender<AudioEvent>,
 }
 
 impl AudioSession {
     /// The host's audio: `input` goes to the root of the tree at once; speakers are played into
-    /// `output`; only the `forward` loudest speakers go down the tree.
+    /// `output`; only the `forward` loudest speakers go down the tree. With `studio`, the host
+    /// keeps a studio track too ([`Self::enable_studio`]).
     pub fn host(
         node: &Node,
         relay: &Fanout,
@@ -107,6 +115,7 @@ impl AudioSession {
         input: Input,
         output: Output,
         forward: usize,
+        studio: bool,
     ) -> Result<Self, SessionError> {
         let mut session = Self::open(
             node,
@@ -116,6 +125,9 @@ impl AudioSession {
             input,
             Some(output),
         )?;
+        if studio {
+            session.enable_studio();
+        }
         session.start_voice_locally()?;
         Ok(session)
     }
@@ -192,6 +204,7 @@ impl AudioSession {
                 speaking: None,
                 self_muted: Arc::new(AtomicBool::new(matches!(role, Role::Carrier))),
             },
+            studio: None,
             events: membership.events.clone(),
             membership,
         })
@@ -226,6 +239,24 @@ impl AudioSession {
         }
     }
 
+    /// Keeps a studio track from now on: this node's voice encoded a second time, at a higher
+    /// bitrate, for the room's recording (the host's own recorder, or sent to the host), while
+    /// the room is recorded ([`Self::set_recorded`]) and this node speaks unmuted. Takes effect
+    /// the next time the voice starts.
+    pub fn enable_studio(&mut self) {
+        if self.studio.is_none() {
+            self.studio = self.relay.studio_track(self.room, self.voice.host);
+        }
+    }
+
+    /// Whether the room's recording is on (the host's, not a member's own): the studio track
+    /// follows it.
+    pub fn set_recorded(&self, recorded: bool) {
+        if let Some(studio) = &self.studio {
+            studio.on.store(recorded, Ordering::Relaxed);
+        }
+    }
+
     /// Records what this node forwards (the host: what the room hears) into `tap`; `None` stops.
     pub fn record(&self, tap: Option<crate::recording::store::FrameTap>) {
         self.relay.record(&self.room, tap);
@@ -254,6 +285,13 @@ impl AudioSession {
             self_muted: self.voice.self_muted.load(Ordering::Relaxed),
             playback: self.player.as_ref().map(Player::status).unwrap_or_default(),
             audience_loss: self.stats.audio_loss.load(Ordering::Relaxed),
+            studio: self.studio.as_ref().map(|studio| {
+                let stats = &studio.stats;
+                (
+                    load(&stats.chunks_sent),
+                    load(&stats.chunks_dropped) + load(&stats.frames_dropped),
+                )
+            }),
         }
     }
 
@@ -292,10 +330,24 @@ impl AudioSession {
         send: impl FnMut(earshot_protocol::frame::AudioFrame) + Send + 'static,
     ) -> Result<(), SessionError> {
         let stop = Arc::new(AtomicBool::new(false));
+        let studio = self.studio.as_ref().map(|track| {
+            let muted = Arc::clone(&self.voice.self_muted);
+            let (frames, stats) = (track.frames.clone(), Arc::clone(&track.stats));
+            StudioFeed {
+                on: Arc::clone(&track.on),
+                send: Box::new(move |frame| {
+                    // A muted speaker's voice goes nowhere, the recording included.
+                    if !muted.load(Ordering::Relaxed) && frames.try_send(frame).is_err() {
+                        stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }),
+            }
+        });
         spawn_source(
             self.voice.input.clone(),
             self.me,
             send,
+            studio,
             Arc::clone(&stop),
             Arc::clone(&self.stats),
         )?;

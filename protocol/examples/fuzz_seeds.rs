@@ -172,6 +172,29 @@ fn main() {
         .seal_frame(&mut sealed)
         .expect("sealed");
     write(&dir, "audio_frame", "sealed", &sealed.encode());
+    let studio = earshot_protocol::studio::StudioChunk::sign(
+        &host,
+        &ROOM,
+        0,
+        (0..5)
+            .map(|i| AudioFrame {
+                seq: 7 + i,
+                timestamp: 960 * (7 + i),
+                payload: vec![0xfc; 160],
+                ..frame.clone()
+            })
+            .collect(),
+    )
+    .expect("a studio chunk");
+    write(&dir, "studio_chunk", "five", &studio.encode());
+    let mut content = vec![0u8];
+    earshot_protocol::replay::ContentRecord::Studio(earshot_protocol::replay::ReplayStudio {
+        at: 960,
+        chunk: studio,
+    })
+    .write_to(&mut content)
+    .expect("a studio record");
+    write(&dir, "replay_content", "studio", &content);
 
     let ratchet = Keys::ratchet(ROOM, 4, &host);
     write(&dir, "private_keys", "ratchet", &ratchet.encode());

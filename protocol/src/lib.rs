@@ -19,6 +19,8 @@
 //! - [`snapshot`]: host-signed snapshots, the join handshake, lobby announcements.
 //! - [`replay`]: replays fetched from peers: signed chunk manifests, content, links, the wire.
 //! - [`state`]: room state, a deterministic fold over verified envelopes.
+//! - [`studio`]: studio tracks (a speaker's own voice at a higher bitrate, signed in chunks, for
+//!   the recording: the double-ender).
 //! - [`topic`]: gossipsub topic names.
 //! - [`audience`]: the audience tier: listeners off the topic, their places in the relay tree
 //!   (signed tickets, each node's subtree), the host's signed views and relayed envelopes down
@@ -44,6 +46,7 @@ pub mod replay;
 pub mod room;
 pub mod snapshot;
 pub mod state;
+pub mod studio;
 pub mod topic;
 
 pub use capability::{Audience, Capability, CapabilityError, Grant, Presenter, VerifyContext};

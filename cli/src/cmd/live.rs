@@ -64,6 +64,20 @@ pub struct HostArgs {
     via: Vec<Multiaddr>,
     #[command(flatten)]
     reach: ReachabilityArgs,
+    #[command(flatten)]
+    studio: Studio,
+}
+
+/// A studio track ("double-ender") for the room's recording.
+#[derive(Debug, Args)]
+pub struct Studio {
+    /// While the room is recorded and you speak, also record your voice as your microphone
+    /// hears it, at twice the live bitrate (64 kbit/s), signed by you, and hand it to the
+    /// room's recording (a second behind the room, on a stream of its own): exports and replays
+    /// take it in place of what the room heard. Costs another 64 kbit/s of upload while you
+    /// speak.
+    #[arg(long)]
+    studio: bool,
 }
 
 /// A node's upload budget in the relay tree.
@@ -126,6 +140,8 @@ pub struct JoinArgs {
     /// their playout time (for testing what the room does about loss; relaying is untouched).
     #[arg(long, hide = true, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(0..=100))]
     impair_playout: Option<u8>,
+    #[command(flatten)]
+    studio: Studio,
 }
 
 pub fn host(ctx: &Context, args: HostArgs) -> anyhow::Result<Exit> {
@@ -164,6 +180,7 @@ pub fn host(ctx: &Context, args: HostArgs) -> anyhow::Result<Exit> {
             output: args.output,
             forward: args.forward,
             carriers: args.relay,
+            studio: args.studio.studio,
         };
         let room = match node.host_room(home, record, options).await {
             Ok(room) => room,
@@ -232,6 +249,7 @@ pub fn join(ctx: &Context, args: JoinArgs) -> anyhow::Result<Exit> {
             input: args.input,
             output: args.output,
             storage: dir,
+            studio: args.studio.studio,
         };
         let room = match node.join_room(link, options).await {
             Ok(room) => room,

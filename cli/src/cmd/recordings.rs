@@ -201,6 +201,7 @@ pub fn run(ctx: &Context, command: RecordingsCommand) -> anyhow::Result<Exit> {
                     seconds: exported.samples as f64 / 48_000.0,
                     bytes: exported.bytes,
                     kept_packets: exported.kept,
+                    studio_frames: exported.from_studio,
                 });
             } else {
                 say!(
@@ -218,6 +219,13 @@ pub fn run(ctx: &Context, command: RecordingsCommand) -> anyhow::Result<Exit> {
                         String::new()
                     }
                 );
+                if exported.from_studio > 0 {
+                    say!(
+                        "  {:.1} s from the speakers' studio tracks (their voices as recorded \
+                         at their microphones)",
+                        exported.from_studio as f64 * 0.02
+                    );
+                }
             }
         }
         RecordingsCommand::Play { id, output } => {

@@ -7,6 +7,8 @@ use super::{FRAME_SAMPLES, SAMPLE_RATE};
 
 /// Bitrate of exported files.
 pub const FILE_BITRATE: i32 = 48_000;
+/// Bitrate of studio tracks (a speaker's own voice for the recording): twice the live voice's.
+pub const STUDIO_BITRATE: i32 = 64_000;
 /// Output buffer for one packet (Opus's hard maximum is 1275 bytes).
 const MAX_PACKET: usize = 1275;
 
@@ -115,6 +117,23 @@ impl VoiceEncoder {
             fec: false,
             loss_percent: 0,
             bitrate: u32::try_from(FILE_BITRATE).unwrap_or(0),
+        };
+        Ok(Self { inner, settings })
+    }
+
+    /// An encoder for a studio track ([`earshot_protocol::studio`]): the speaker's voice for the
+    /// recording, never heard live, so nothing is spent on loss (no FEC) and every 20 ms has its
+    /// packet (no DTX): the general-audio mode at [`STUDIO_BITRATE`], complexity 10.
+    pub fn for_studio() -> Result<Self, CodecError> {
+        let mut inner =
+            opus::Encoder::new(SAMPLE_RATE, opus::Channels::Mono, opus::Application::Audio)?;
+        inner.set_bitrate(opus::Bitrate::Bits(STUDIO_BITRATE))?;
+        inner.set_vbr(true)?;
+        inner.set_complexity(10)?;
+        let settings = EncoderSettings {
+            fec: false,
+            loss_percent: 0,
+            bitrate: u32::try_from(STUDIO_BITRATE).unwrap_or(0),
         };
         Ok(Self { inner, settings })
     }

@@ -153,13 +153,61 @@ pub struct PlayStats {
     pub chunks_played: u64,
 }
 
+/// Where a speaker's studio track goes (see [`earshot_protocol::studio`]): while `on`, every
+/// 20 ms is encoded a second time for it ([`VoiceEncoder::for_studio`]), with the live frame's
+/// sequence number and timestamp, and handed to `send` (which must not block).
+pub struct StudioFeed {
+    pub on: Arc<AtomicBool>,
+    pub send: Box<dyn FnMut(AudioFrame) + Send>,
+}
+
+impl std::fmt::Debug for StudioFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StudioFeed").field("on", &self.on).finish()
+    }
+}
+
+impl StudioFeed {
+    /// Encodes `chunk` into the studio track if it is on (the encoder made at first use).
+    fn feed(
+        &mut self,
+        encoder: &mut Option<VoiceEncoder>,
+        chunk: &[f32],
+        speaker: SpeakerId,
+        seq: u32,
+        timestamp: u32,
+    ) {
+        if !self.on.load(Ordering::Relaxed) {
+            return;
+        }
+        if encoder.is_none() {
+            match VoiceEncoder::for_studio() {
+                Ok(made) => *encoder = Some(made),
+                Err(err) => {
+                    tracing::warn!(%err, "no studio track: its encoder could not be made");
+                    self.on.store(false, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
+        if let Some(encoder) = encoder {
+            match encoder.encode(chunk) {
+                Ok(encoded) => (self.send)(encoded.into_frame(speaker, seq, timestamp)),
+                Err(err) => tracing::warn!(%err, "could not encode a studio frame"),
+            }
+        }
+    }
+}
+
 /// Starts speaking `input` as `speaker`: every 20 ms, one encoded frame goes to `send` (which
-/// must not block). Runs until `stop` is set. The encoder follows the host's advice in
-/// `stats` ([`FanoutStats::audio_loss`], read before every frame).
+/// must not block), and, while it is on, one to the `studio` track. Runs until `stop` is set.
+/// The encoder follows the host's advice in `stats` ([`FanoutStats::audio_loss`], read before
+/// every frame).
 pub fn spawn_source(
     input: Input,
     speaker: SpeakerId,
     mut send: impl FnMut(AudioFrame) + Send + 'static,
+    mut studio: Option<StudioFeed>,
     stop: Arc<AtomicBool>,
     stats: Arc<FanoutStats>,
 ) -> Result<JoinHandle<()>, AudioIoError> {
@@ -168,7 +216,9 @@ pub fn spawn_source(
         // A whole number of cycles per second, so that looping it is seamless.
         Input::Sine(hertz) => sine(f32::from(*hertz), 0.3, SAMPLE_RATE as usize),
         Input::Silence => Vec::new(),
-        Input::Mic(name) => return spawn_capture(name.as_deref(), speaker, send, stop, stats),
+        Input::Mic(name) => {
+            return spawn_capture(name.as_deref(), speaker, send, studio, stop, stats);
+        }
     };
     let looping = matches!(input, Input::Sine(_));
     let mut encoder = VoiceEncoder::new()?;
@@ -187,6 +237,7 @@ pub fn spawn_source(
                 .wrapping_sub(u32::from(lookahead));
             let first_seq = epoch / SAMPLES_PER_FRAME;
             let silence = vec![0.0f32; FRAME_SAMPLES];
+            let mut studio_encoder = None;
             let mut n: usize = 0;
             while !stop.load(Ordering::Relaxed) {
                 let due = start + FRAME_DURATION * u32::try_from(n).unwrap_or(u32::MAX);
@@ -211,6 +262,9 @@ pub fn spawn_source(
                 match encoder.encode(chunk) {
                     Ok(encoded) => send(encoded.into_frame(speaker, seq, timestamp)),
                     Err(err) => tracing::warn!(%err, "could not encode a frame"),
+                }
+                if let Some(studio) = &mut studio {
+                    studio.feed(&mut studio_encoder, chunk, speaker, seq, timestamp);
                 }
                 n += 1;
             }
@@ -336,6 +390,7 @@ fn spawn_capture(
     name: Option<&str>,
     speaker: SpeakerId,
     mut send: impl FnMut(AudioFrame) + Send + 'static,
+    mut studio: Option<StudioFeed>,
     stop: Arc<AtomicBool>,
     stats: Arc<FanoutStats>,
 ) -> Result<JoinHandle<()>, AudioIoError> {
@@ -347,6 +402,7 @@ fn spawn_capture(
         .spawn(move || {
             let _capture = capture;
             let mut seq = media_now() / SAMPLES_PER_FRAME;
+            let mut studio_encoder = None;
             while !stop.load(Ordering::Relaxed) {
                 let chunk = match chunks.recv_timeout(std::time::Duration::from_millis(100)) {
                     Ok(chunk) => chunk,
@@ -363,6 +419,9 @@ fn spawn_capture(
                 match encoder.encode(&chunk) {
                     Ok(encoded) => send(encoded.into_frame(speaker, seq, timestamp)),
                     Err(err) => tracing::warn!(%err, "could not encode a frame"),
+                }
+                if let Some(studio) = &mut studio {
+                    studio.feed(&mut studio_encoder, &chunk, speaker, seq, timestamp);
                 }
                 seq = seq.wrapping_add(1);
             }

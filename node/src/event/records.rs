@@ -112,6 +112,12 @@ pub struct AudioStats {
     /// see at most; FEC and bitrate follow it (`earshot_protocol::audience::quality`).
     #[serde(default)]
     pub audience_loss_permille: u16,
+    /// This node's studio track (`--studio`: its voice for the recording): chunks (a second
+    /// each) handed to the recorder so far, and chunks or frames lost on the way (a full queue).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub studio_chunks: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub studio_lost: Option<u64>,
     /// The last report, as the node leaves the room.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub r#final: bool,

@@ -106,6 +106,8 @@ fn node_and_audio_events() {
         latency_p50_ms: Some(48),
         latency_p95_ms: None,
         audience_loss_permille: 50,
+        studio_chunks: None,
+        studio_lost: None,
         r#final: false,
     };
     let value = serde_json::to_value(Event::AudioStats(Box::new(stats.clone()))).expect("json");

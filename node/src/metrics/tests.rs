@@ -73,6 +73,8 @@ fn the_node_series_keep_their_names() {
             "earshot_event_loop_handling_seconds_bucket",
             "earshot_requests_over_budget_total",
             "earshot_gossip_over_budget_total",
+            "earshot_studio_chunks_kept_total",
+            "earshot_studio_chunks_refused_total",
         ]
     );
     assert!(text.contains("# TYPE earshot_peers gauge\n"), "{text}");

@@ -10,13 +10,18 @@
 //! voices at once, a voice concealed, silence) is encoded anew, by an encoder fed the mix
 //! throughout (so its state follows the audio) and a look-ahead early (so that what it encodes
 //! lines up with the packets kept). One speaker's export (`speaker`) is that speaker's packets.
+//!
+//! Where a speaker's studio track ([`earshot_protocol::studio`]: its voice recorded before the
+//! network, at a higher bitrate) has a frame, it takes the place of the frame the room heard:
+//! the export sounds as the speaker did at their microphone, frames lost on the way included.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use earshot_protocol::frame::{SAMPLES_PER_FRAME, SpeakerId, flags};
 use earshot_protocol::private::Keychain;
+use earshot_protocol::replay::ContentRecord;
 
 use super::ogg::{self, OggError, OggOpusWriter, OpusTags};
 use super::store::{RecordingError, RecordingMeta, Recordings, StoredFrame};
@@ -86,6 +91,9 @@ pub struct Exported {
     pub bytes: u64,
     /// Ogg Opus: packets written as their speaker said them (the rest were encoded anew).
     pub kept: u64,
+    /// Frames taken from the speakers' studio tracks (their voices recorded before the
+    /// network), in place of the frames the room heard.
+    pub from_studio: u64,
 }
 
 /// Writes recording `meta` to `path` (format by extension); only `speaker` if given.
@@ -147,7 +155,10 @@ pub fn export(
         ),
     };
 
-    let samples = render_packets(
+    let Rendered {
+        samples,
+        from_studio,
+    } = render_packets(
         recordings,
         meta,
         keys,
@@ -164,6 +175,7 @@ pub fn export(
         samples,
         bytes,
         kept,
+        from_studio,
     })
 }
 
@@ -178,14 +190,15 @@ pub fn render(
     mut chunk: impl FnMut(&[f32]) -> Result<(), ExportError>,
     progress: impl FnMut(f64),
 ) -> Result<u64, ExportError> {
-    render_packets(
+    Ok(render_packets(
         recordings,
         meta,
         keys,
         speaker,
         |samples, _| chunk(samples),
         progress,
-    )
+    )?
+    .samples)
 }
 
 /// [`render`], each chunk with the packet it was decoded from when one speaker alone is heard
@@ -197,32 +210,68 @@ fn render_packets(
     speaker: Option<SpeakerId>,
     mut chunk: impl FnMut(&[f32], Option<&[u8]>) -> Result<(), ExportError>,
     mut progress: impl FnMut(f64),
-) -> Result<u64, ExportError> {
+) -> Result<Rendered, ExportError> {
     let total_chunks = meta.duration_samples.div_ceil(u64::from(SAMPLES_PER_FRAME));
     let mut voices: HashMap<SpeakerId, Voice> = HashMap::new();
     let mut chunk_index = 0u64;
-    let mut frames = recordings
-        .frames(&meta.id)
-        .filter(|frame| {
-            speaker.is_none() || frame.as_ref().map_or(true, |f| Some(f.speaker) == speaker)
-        })
-        .peekable();
+    let wanted = |id: SpeakerId| speaker.is_none_or(|s| s == id);
+    let mut records = recordings.records(&meta.id).peekable();
+    // Studio frames not played yet, by time and speaker: at most the chunks of one record time.
+    let mut studio: BTreeMap<(u64, SpeakerId), StoredFrame> = BTreeMap::new();
+    let mut from_studio = 0u64;
     let mut last_progress = 0.0;
     while chunk_index < total_chunks {
         // The frames that start in this chunk (each speaker's frames sit at its own phase).
-        let chunk_end = (chunk_index + 1) * u64::from(SAMPLES_PER_FRAME);
+        let chunk_start = chunk_index * u64::from(SAMPLES_PER_FRAME);
+        let chunk_end = chunk_start + u64::from(SAMPLES_PER_FRAME);
+        let mut live: Vec<StoredFrame> = Vec::new();
+        while let Some(Ok(record)) = records.peek() {
+            if record.at() >= chunk_end {
+                break;
+            }
+            match records.next() {
+                Some(Ok(ContentRecord::Frame(frame))) if wanted(SpeakerId(frame.speaker)) => {
+                    live.push(frame.into());
+                }
+                Some(Ok(ContentRecord::Studio(record))) if wanted(record.chunk.speaker) => {
+                    for frame in &record.chunk.frames {
+                        let offset = frame.timestamp.wrapping_sub(meta.start_media) as i32;
+                        if let Ok(at) = u64::try_from(offset) {
+                            studio
+                                .entry((at, frame.speaker))
+                                .or_insert_with(|| StoredFrame::of(at, frame));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(Err(_)) = records.peek()
+            && let Some(Err(err)) = records.next()
+        {
+            return Err(err.into());
+        }
+        // Each speaker's studio frame in this chunk where it has one (its voice before the
+        // network), else its live frame.
+        let later = studio.split_off(&(chunk_end, SpeakerId(0)));
+        let due = std::mem::replace(&mut studio, later);
+        let studio_here: Vec<StoredFrame> = due
+            .into_iter()
+            .filter(|((at, _), _)| *at >= chunk_start)
+            .map(|(_, frame)| frame)
+            .collect();
         let mut mix = vec![0.0f32; FRAME_SAMPLES];
         let mut heard: Vec<SpeakerId> = Vec::new();
         // The packets decoded into this chunk, and whether anything else went into it.
         let mut packets: Vec<Vec<u8>> = Vec::new();
         let mut more = false;
-        while let Some(Ok(frame)) = frames.peek() {
-            if frame.at >= chunk_end {
-                break;
-            }
-            let Some(Ok(frame)) = frames.next() else {
-                break;
-            };
+        let studio_speakers: Vec<SpeakerId> = studio_here.iter().map(|f| f.speaker).collect();
+        let chosen = studio_here.into_iter().map(|frame| (frame, true)).chain(
+            live.into_iter()
+                .filter(|frame| !studio_speakers.contains(&frame.speaker))
+                .map(|frame| (frame, false)),
+        );
+        for (frame, is_studio) in chosen {
             if heard.contains(&frame.speaker) {
                 // Two frames of one speaker in a chunk (a clock step): keep the first.
                 continue;
@@ -244,17 +293,13 @@ fn render_packets(
                 Ok(samples) => {
                     add(&mut mix, &samples);
                     packets.push(payload);
+                    from_studio += u64::from(is_studio);
                 }
                 Err(err) => {
                     more = true;
                     tracing::debug!(%err, "an undecodable frame in a recording");
                 }
             }
-        }
-        if let Some(Err(_)) = frames.peek()
-            && let Some(Err(err)) = frames.next()
-        {
-            return Err(err.into());
         }
         // Speakers who paused briefly are concealed; longer, they are silent.
         for (id, voice) in &mut voices {
@@ -285,7 +330,17 @@ fn render_packets(
         }
     }
     progress(1.0);
-    Ok(total_chunks * u64::from(SAMPLES_PER_FRAME))
+    Ok(Rendered {
+        samples: total_chunks * u64::from(SAMPLES_PER_FRAME),
+        from_studio,
+    })
+}
+
+/// What [`render_packets`] rebuilt.
+struct Rendered {
+    samples: u64,
+    /// Frames taken from the speakers' studio tracks.
+    from_studio: u64,
 }
 
 /// The Opus payload of a stored frame: a sealed one opened with `keys` (`None`: it does not

@@ -10,7 +10,13 @@
 //! frame: recording id ‖ time u64 ‖ speaker u32              → 0x80 ‖ seq u32 ‖ timestamp u32
 //!                                                              ‖ level ‖ flags ‖ payload
 //! proof: recording id ‖ time u64 ‖ speaker u32 ‖ first_seq u32 → FrameProof::encode
+//! studio: recording id ‖ time u64 ‖ speaker u32 ‖ ff ff ff ff ‖ n u32 ‖ "st"
+//!                                                            → StudioChunk::encode
 //! ```
+//!
+//! (A studio chunk, a second of a speaker's own voice recorded before the network
+//! ([`earshot_protocol::studio`]), sits at the time of its first frame, after that speaker's
+//! frame and proofs there.)
 //!
 //! A frame keeps everything its speaker signed ([`earshot_protocol::proof::frame_hash`]), so
 //! anyone can check it against its proof ([`Recordings::verify`]). A proof's time is that of the
@@ -33,8 +39,9 @@ use earshot_protocol::frame::{AudioFrame, SAMPLES_PER_FRAME, SpeakerId};
 use earshot_protocol::proof::FrameProof;
 use earshot_protocol::replay::{
     ContentFormat, ContentReader, ContentRecord, ReplayFrame, ReplayManifest, ReplayProof,
-    ReplaySealed, ReplayStage,
+    ReplaySealed, ReplayStage, ReplayStudio,
 };
+use earshot_protocol::studio::StudioChunk;
 use earshot_protocol::{PeerKey, RecordingId, RoomId, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -350,9 +357,7 @@ impl Recordings {
     ) -> impl Iterator<Item = Result<StoredFrame, RecordingError>> + '_ {
         self.records(id).filter_map(|record| match record {
             Ok(ContentRecord::Frame(frame)) => Some(Ok(frame.into())),
-            Ok(ContentRecord::Proof(_) | ContentRecord::Stage(_) | ContentRecord::Sealed(_)) => {
-                None
-            }
+            Ok(_) => None,
             Err(err) => Some(Err(err)),
         })
     }
@@ -364,9 +369,7 @@ impl Recordings {
     ) -> impl Iterator<Item = Result<ReplayProof, RecordingError>> + '_ {
         self.records(id).filter_map(|record| match record {
             Ok(ContentRecord::Proof(proof)) => Some(Ok(proof)),
-            Ok(ContentRecord::Frame(_) | ContentRecord::Stage(_) | ContentRecord::Sealed(_)) => {
-                None
-            }
+            Ok(_) => None,
             Err(err) => Some(Err(err)),
         })
     }
@@ -593,6 +596,8 @@ const PROOF_KEY_BYTES: usize = 32;
 const STAGE_KEY_BYTES: usize = 36;
 /// Bytes of a sealed record's key.
 const SEALED_KEY_BYTES: usize = 37;
+/// Bytes of a studio chunk's key.
+const STUDIO_KEY_BYTES: usize = 38;
 
 /// A frame's key: recording id ‖ time ‖ speaker, big-endian, so that a prefix scan returns a
 /// recording's frames in time order. The one definition: recording and importing both use it.
@@ -635,6 +640,17 @@ fn sealed_key(id: &RecordingId, at: u64, n: u32) -> [u8; SEALED_KEY_BYTES] {
     key
 }
 
+/// A studio chunk's key: its speaker's frame key at the chunk's time, then all ones where a
+/// proof's sequence number goes (so that it sorts after that speaker's frame and proofs there,
+/// as in a replay's content), its number, and two bytes that make its length its own.
+fn studio_key(id: &RecordingId, at: u64, chunk: &StudioChunk) -> [u8; STUDIO_KEY_BYTES] {
+    let mut key = [0xffu8; STUDIO_KEY_BYTES];
+    key[..FRAME_KEY_BYTES].copy_from_slice(&frame_key(id, at, chunk.speaker));
+    key[32..36].copy_from_slice(&chunk.n.to_be_bytes());
+    key[36..].copy_from_slice(b"st");
+    key
+}
+
 /// A frame's value: the layout marker, seq, timestamp, level, flags, Opus payload.
 fn frame_value(seq: u32, timestamp: u32, level: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
     let mut value = Vec::with_capacity(11 + payload.len());
@@ -671,6 +687,10 @@ fn record_entry(id: &RecordingId, record: &ContentRecord) -> (Vec<u8>, Vec<u8>) 
         ContentRecord::Sealed(sealed) => (
             sealed_key(id, sealed.at, sealed.n).to_vec(),
             sealed.bytes.clone(),
+        ),
+        ContentRecord::Studio(studio) => (
+            studio_key(id, studio.at, &studio.chunk).to_vec(),
+            studio.chunk.encode(),
         ),
     }
 }
@@ -715,6 +735,11 @@ fn decode_entry(key: &[u8], value: &[u8]) -> Option<ContentRecord> {
             n: u32::from_be_bytes(key.get(32..36)?.try_into().ok()?),
             bytes: value.to_vec(),
         })),
+        STUDIO_KEY_BYTES => {
+            let chunk = StudioChunk::decode(value).ok()?;
+            (chunk.speaker.0 == speaker)
+                .then_some(ContentRecord::Studio(ReplayStudio { at, chunk }))
+        }
         _ => None,
     }
 }

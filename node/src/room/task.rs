@@ -177,8 +177,18 @@ impl RoomTask {
                 }
             }
             event if event.room() != Some(self.room) => {}
-            Event::RecordingStarted { .. } if self.is_host() => self.start_recording().await,
-            Event::RecordingStopped { .. } if self.is_host() => self.stop_recording(),
+            Event::RecordingStarted { .. } => {
+                if self.is_host() {
+                    self.start_recording().await;
+                }
+                self.audio.set_recorded(true);
+            }
+            Event::RecordingStopped { .. } => {
+                self.audio.set_recorded(false);
+                if self.is_host() {
+                    self.stop_recording();
+                }
+            }
             // A member's own recording, of what it hears.
             Event::MemberRecordingStarted { member, .. } if member == me => {
                 self.start_recording().await;
@@ -449,6 +459,8 @@ fn stats_of(room: RoomId, status: &AudioStatus, depth: Option<u16>) -> AudioStat
         latency_p50_ms: playback.latency.percentile(50.0).map(u64::from),
         latency_p95_ms: playback.latency.percentile(95.0).map(u64::from),
         audience_loss_permille: status.audience_loss,
+        studio_chunks: status.studio.map(|(sent, _)| sent),
+        studio_lost: status.studio.map(|(_, lost)| lost),
         r#final: false,
     }
 }

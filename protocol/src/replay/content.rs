@@ -4,13 +4,14 @@
 
 use super::{
     FRAME_HEADER_BYTES, MANIFEST_VERSION, PROOF_HEADER_BYTES, PROOFS_ONLY_MANIFEST_VERSION,
-    UNAUTHENTICATED_FRAME_HEADER_BYTES, UNAUTHENTICATED_MANIFEST_VERSION,
+    STAGE_MANIFEST_VERSION, UNAUTHENTICATED_FRAME_HEADER_BYTES, UNAUTHENTICATED_MANIFEST_VERSION,
 };
 use crate::audience::view::MAX_VIEW_BYTES;
 use crate::frame::{AudioFrame, MAX_OPUS_PAYLOAD, SILENCE_LEVEL, SpeakerId};
 use crate::proof::{
     FrameHash, FrameProof, MAX_FRAMES_PER_PROOF, MAX_PROOF_BYTES, ProofError, frame_hash,
 };
+use crate::studio::{MAX_STUDIO_CHUNK_BYTES, StudioChunk, StudioError};
 
 /// A content record's kind: a frame.
 const FRAME_RECORD: u8 = 0;
@@ -25,6 +26,10 @@ const STAGE_HEADER_BYTES: usize = 11;
 const SEALED_RECORD: u8 = 3;
 /// Bytes before a sealed record's bytes: kind (1), time (8), number (4), length (2).
 const SEALED_HEADER_BYTES: usize = 15;
+/// A content record's kind: a chunk of a speaker's studio track ([`ReplayStudio`]).
+const STUDIO_RECORD: u8 = 4;
+/// Bytes before a studio record's chunk: kind (1), time (8), length (2).
+const STUDIO_HEADER_BYTES: usize = 11;
 
 /// How a replay's content is laid out, from its manifest's version.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -43,7 +48,9 @@ impl ContentFormat {
     pub fn of_version(version: u8) -> Option<Self> {
         match version {
             UNAUTHENTICATED_MANIFEST_VERSION => Some(Self::Unauthenticated),
-            PROOFS_ONLY_MANIFEST_VERSION | MANIFEST_VERSION => Some(Self::Authenticated),
+            PROOFS_ONLY_MANIFEST_VERSION | STAGE_MANIFEST_VERSION | MANIFEST_VERSION => {
+                Some(Self::Authenticated)
+            }
             _ => None,
         }
     }
@@ -95,6 +102,14 @@ pub struct ReplaySealed {
     pub bytes: Vec<u8>,
 }
 
+/// A chunk of a speaker's studio track ([`crate::studio`]: its voice recorded before the
+/// network, signed by the speaker), kept at the time of its first frame (`at`).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct ReplayStudio {
+    pub at: u64,
+    pub chunk: StudioChunk,
+}
+
 /// One record of a replay's content.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum ContentRecord {
@@ -102,6 +117,7 @@ pub enum ContentRecord {
     Proof(ReplayProof),
     Stage(ReplayStage),
     Sealed(ReplaySealed),
+    Studio(ReplayStudio),
 }
 
 /// Why bytes are not a replay's content.
@@ -123,6 +139,8 @@ pub enum ContentError {
     StageTooLong { at: u64, len: usize },
     #[error("a sealed record in the replay at time {at} is {len} bytes, more than one may be")]
     SealedTooLong { at: u64, len: usize },
+    #[error("a studio chunk in the replay at time {at} is malformed: {source}")]
+    BadStudio { at: u64, source: StudioError },
 }
 
 impl ReplayFrame {
@@ -249,6 +267,23 @@ impl ReplaySealed {
     }
 }
 
+impl ReplayStudio {
+    /// Appends this studio record to `out`. Fails for a chunk no reader would take.
+    pub fn write_to(&self, out: &mut Vec<u8>) -> Result<(), ContentError> {
+        let chunk = self.chunk.encode();
+        // A chunk that reads back is at most MAX_STUDIO_CHUNK_BYTES, under u16::MAX.
+        StudioChunk::decode(&chunk).map_err(|source| ContentError::BadStudio {
+            at: self.at,
+            source,
+        })?;
+        out.push(STUDIO_RECORD);
+        out.extend_from_slice(&self.at.to_be_bytes());
+        out.extend_from_slice(&(chunk.len() as u16).to_be_bytes());
+        out.extend_from_slice(&chunk);
+        Ok(())
+    }
+}
+
 impl ContentRecord {
     /// Appends this record to `out` (in the current format).
     pub fn write_to(&self, out: &mut Vec<u8>) -> Result<(), ContentError> {
@@ -257,6 +292,7 @@ impl ContentRecord {
             ContentRecord::Proof(proof) => proof.write_to(out),
             ContentRecord::Stage(stage) => stage.write_to(out),
             ContentRecord::Sealed(sealed) => sealed.write_to(out),
+            ContentRecord::Studio(studio) => studio.write_to(out),
         }
     }
 
@@ -267,11 +303,12 @@ impl ContentRecord {
             ContentRecord::Proof(proof) => proof.at,
             ContentRecord::Stage(stage) => stage.at,
             ContentRecord::Sealed(sealed) => sealed.at,
+            ContentRecord::Studio(studio) => studio.at,
         }
     }
 
     /// Where the record sorts in a content: time, speaker, frame before proofs, proofs by their
-    /// first sequence number. Records come strictly in this order, so every recording has one
+    /// first sequence number, then the speaker's studio chunks by number. Records come strictly in this order, so every recording has one
     /// content.
     pub fn order(&self) -> (u64, u32, u8, u32) {
         match self {
@@ -284,6 +321,12 @@ impl ContentRecord {
             ),
             ContentRecord::Stage(stage) => (stage.at, u32::MAX, STAGE_RECORD, stage.seq()),
             ContentRecord::Sealed(sealed) => (sealed.at, u32::MAX, SEALED_RECORD, sealed.n),
+            ContentRecord::Studio(studio) => (
+                studio.at,
+                studio.chunk.speaker.0,
+                STUDIO_RECORD,
+                studio.chunk.n,
+            ),
         }
     }
 }
@@ -484,6 +527,28 @@ fn parse_record(
                         bytes: sealed.to_vec(),
                     }),
                     SEALED_HEADER_BYTES + len,
+                )))
+            }
+            Some(&STUDIO_RECORD) => {
+                if bytes.len() < STUDIO_HEADER_BYTES {
+                    return Ok(None);
+                }
+                let at = u64_at(1);
+                let len = u16_at(9);
+                if len > MAX_STUDIO_CHUNK_BYTES {
+                    return Err(ContentError::BadStudio {
+                        at,
+                        source: StudioError::TooLong { len },
+                    });
+                }
+                let Some(chunk) = bytes.get(STUDIO_HEADER_BYTES..STUDIO_HEADER_BYTES + len) else {
+                    return Ok(None);
+                };
+                let chunk = StudioChunk::decode(chunk)
+                    .map_err(|source| ContentError::BadStudio { at, source })?;
+                Ok(Some((
+                    ContentRecord::Studio(ReplayStudio { at, chunk }),
+                    STUDIO_HEADER_BYTES + len,
                 )))
             }
             Some(&kind) => Err(ContentError::UnknownRecord { kind }),

@@ -660,6 +660,40 @@ fn a_private_replays_link_carries_its_key_and_older_links_still_read() {
 }
 
 #[test]
+fn a_studio_record_reads_back_after_the_frames_and_proofs_of_its_time() {
+    let ana = key(1);
+    let speaker = SpeakerId::of(&pk(1));
+    let frames: Vec<AudioFrame> = (0..50)
+        .map(|i| AudioFrame {
+            speaker,
+            seq: i,
+            timestamp: i * 960,
+            level: 10,
+            flags: 1,
+            payload: vec![3; 160],
+            tag: None,
+        })
+        .collect();
+    let chunk = crate::studio::StudioChunk::sign(&ana, &RoomId([3; 16]), 4, frames.clone())
+        .expect("a chunk");
+    let studio = ContentRecord::Studio(ReplayStudio { at: 960, chunk });
+    let frame = ContentRecord::Frame(ReplayFrame::of(960, &frames[1]));
+    assert!(frame.order() < studio.order());
+    let records = vec![frame, studio];
+    assert_eq!(
+        read(ContentFormat::Authenticated, &write(&records), 7),
+        Ok(records)
+    );
+    // A chunk cut short inside a record is an error once the content ends.
+    let bytes = write(&[ContentRecord::Studio(ReplayStudio {
+        at: 0,
+        chunk: crate::studio::StudioChunk::sign(&ana, &RoomId([3; 16]), 0, frames)
+            .expect("a chunk"),
+    })]);
+    assert!(read(ContentFormat::Authenticated, &bytes[..bytes.len() - 1], 50).is_err());
+}
+
+#[test]
 fn a_sealed_record_reads_back_and_opens_only_with_its_key() {
     use crate::private::{PrivateRecord, Secret};
     let room = RoomId([3; 16]);

@@ -23,7 +23,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{ContentRecord, ReplayFrame, ReplayProof, ReplayStage};
+use super::{ContentRecord, ReplayFrame, ReplayProof, ReplayStage, ReplayStudio};
 use crate::audience::AudienceView;
 use crate::id::{PeerKey, RoomId};
 use crate::proof::FrameHash;
@@ -57,12 +57,16 @@ pub struct Tally {
     pub proofs: u64,
     /// Proofs whose signature is not their speaker's (ignored).
     pub bad_proofs: u64,
+    /// Frames of studio chunks signed by their speaker's key ([`crate::studio`]).
+    pub studio: u64,
+    /// Studio chunks not signed by their speaker's key (or whose speaker has no key here).
+    pub bad_studio: u64,
 }
 
 impl Tally {
-    /// Every frame verified and no bad proof.
+    /// Every frame verified, no bad proof, no studio chunk its speaker did not sign.
     pub fn is_verified(&self) -> bool {
-        self.verified == self.frames && self.bad_proofs == 0
+        self.verified == self.frames && self.bad_proofs == 0 && self.bad_studio == 0
     }
 
     fn add(&mut self, other: &Tally) {
@@ -72,6 +76,8 @@ impl Tally {
         self.forged += other.forged;
         self.proofs += other.proofs;
         self.bad_proofs += other.bad_proofs;
+        self.studio += other.studio;
+        self.bad_studio += other.bad_studio;
     }
 }
 
@@ -225,6 +231,24 @@ impl ContentVerifier {
                     None => self.sealed += 1,
                 }
             }
+            ContentRecord::Studio(studio) => self.studio(studio),
+        }
+    }
+
+    /// A chunk of a speaker's studio track: signed by the speaker's key, or not.
+    pub fn studio(&mut self, record: &ReplayStudio) {
+        self.advance(record.at);
+        let room = self.room;
+        let chunk = &record.chunk;
+        let Some(voice) = self.voice(chunk.speaker.0) else {
+            self.others.bad_studio += 1;
+            return;
+        };
+        match voice.key {
+            Some(key) if chunk.verify(&room, &key) => {
+                voice.tally.studio += chunk.frames.len() as u64;
+            }
+            _ => voice.tally.bad_studio += 1,
         }
     }
 
@@ -318,14 +342,13 @@ impl ContentVerifier {
             .filter_map(|(speaker, mut voice)| {
                 voice.tally.unproven += voice.waiting.len() as u64;
                 let tally = voice.tally;
-                (tally.frames > 0 || tally.proofs > 0 || tally.bad_proofs > 0).then_some(
-                    SpeakerReport {
-                        speaker,
-                        key: voice.key,
-                        named_by_host: voice.key.and_then(|key| self.named.get(&key).cloned()),
-                        tally,
-                    },
-                )
+                let any = tally.frames + tally.proofs + tally.bad_proofs + tally.studio;
+                (any + tally.bad_studio > 0).then_some(SpeakerReport {
+                    speaker,
+                    key: voice.key,
+                    named_by_host: voice.key.and_then(|key| self.named.get(&key).cloned()),
+                    tally,
+                })
             })
             .collect();
         VerifyReport {

@@ -123,6 +123,13 @@ fn problems(tally: &Tally) -> Vec<String> {
             "proofs are not signed by their speaker",
         ));
     }
+    if tally.bad_studio > 0 {
+        out.push(plural(
+            tally.bad_studio,
+            "studio chunk is not signed by its speaker",
+            "studio chunks are not signed by their speakers",
+        ));
+    }
     out
 }
 
@@ -145,6 +152,12 @@ fn print_verification(verification: &Verification) {
             tally.verified,
             tally.frames
         );
+        if tally.studio > 0 {
+            line.push_str(&format!(
+                "; studio track {:.1} s, signed by the speaker",
+                tally.studio as f64 * 0.02
+            ));
+        }
         let problems = problems(tally);
         if !problems.is_empty() {
             line.push_str(&format!(": {}", problems.join(", ")));
@@ -216,6 +229,8 @@ fn tally_json(tally: &Tally) -> Value {
         "forged": tally.forged,
         "proofs": tally.proofs,
         "bad_proofs": tally.bad_proofs,
+        "studio_frames": tally.studio,
+        "bad_studio_chunks": tally.bad_studio,
     })
 }
 

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use earshot_protocol::frame::{AudioFrame, SAMPLES_PER_FRAME, SpeakerId};
 use earshot_protocol::private::{PrivateRecord, Ring, Secret};
 use earshot_protocol::proof::FrameProof;
-use earshot_protocol::replay::{ContentRecord, ReplaySealed, ReplayStage};
+use earshot_protocol::replay::{ContentRecord, ReplaySealed, ReplayStage, ReplayStudio};
+use earshot_protocol::studio::StudioChunk;
 use earshot_protocol::{PeerKey, RecordingId, RoomId, Timestamp};
 use parking_lot::Mutex;
 
@@ -47,6 +48,8 @@ pub(super) enum Tapped {
     Stage(Vec<u8>),
     /// A private room's [`PrivateRecord`], sealed under the recording key.
     Sealed(Vec<u8>),
+    /// A chunk of a speaker's studio track (its signature checked).
+    Studio(StudioChunk),
 }
 
 impl FrameTap {
@@ -62,6 +65,15 @@ impl FrameTap {
     pub fn record_proof(&self, proof: &FrameProof) {
         if self.tx.try_send(Tapped::Proof(proof.clone())).is_err() {
             self.dropped_proofs.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Keeps a chunk of a speaker's studio track (one whose signature was checked) with the
+    /// recording if the recorder keeps up; else counts its frames as dropped.
+    pub fn record_studio(&self, chunk: StudioChunk) {
+        let frames = chunk.frames.len() as u64;
+        if self.tx.try_send(Tapped::Studio(chunk)).is_err() {
+            self.dropped.fetch_add(frames, Ordering::Relaxed);
         }
     }
 
@@ -346,6 +358,22 @@ fn write_loop(
                 let (key, value) = record_entry(&id, &sealed);
                 batch.insert(key, value);
                 pending += 1;
+            }
+            Some(Tapped::Studio(chunk)) => {
+                // At its first frame's time (frames before the recording started are not part
+                // of it: a chunk that began before sits at the start).
+                let first = chunk.frames.first().map_or(0, |frame| frame.timestamp);
+                let offset = first.wrapping_sub(start_media) as i32;
+                let last = chunk.frames.last().map_or(0, |frame| frame.timestamp);
+                if (last.wrapping_sub(start_media) as i32) >= 0 {
+                    let studio = ContentRecord::Studio(ReplayStudio {
+                        at: u64::try_from(offset).unwrap_or(0),
+                        chunk,
+                    });
+                    let (key, value) = record_entry(&id, &studio);
+                    batch.insert(key, value);
+                    pending += 1;
+                }
             }
             None => {}
         }

@@ -227,11 +227,40 @@ fn proofs_are_kept_after_the_frames_they_cover() {
     tap.record_stage(stage_view(ana));
     frames[5..].iter().for_each(|f| tap.record(f));
     tap.record_proof(&proofs[2]);
+    // The speaker's studio track of those twelve frames, a chunk that came last.
+    let studio: Vec<AudioFrame> = frames
+        .iter()
+        .map(|f| AudioFrame {
+            payload: vec![9; 150],
+            ..f.clone()
+        })
+        .collect();
+    let chunk = earshot_protocol::studio::StudioChunk::sign(
+        &ed25519_dalek::SigningKey::from_bytes(&[1; 32]),
+        &new_recording().room,
+        0,
+        studio,
+    )
+    .expect("a chunk");
+    tap.record_studio(chunk.clone());
     recorder.name_speakers([(ana, "ana".to_owned())]);
     let meta = recorder
         .finish(Timestamp(1_800_000_001_000))
         .expect("finish");
-    assert_eq!(meta.frames, 12, "proofs are not frames");
+    assert_eq!(meta.frames, 12, "proofs and studio chunks are not frames");
+    // Kept as sent, and in content order.
+    let records: Vec<ContentRecord> = recordings
+        .records(&meta.id)
+        .collect::<Result<_, _>>()
+        .expect("records");
+    let mut sorted = records.clone();
+    sorted.sort_by_key(ContentRecord::order);
+    assert_eq!(records, sorted);
+    assert!(
+        records
+            .iter()
+            .any(|r| matches!(r, ContentRecord::Studio(kept) if kept.chunk == chunk))
+    );
 
     let order: Vec<(u64, &str)> = recordings
         .records(&meta.id)
@@ -240,15 +269,18 @@ fn proofs_are_kept_after_the_frames_they_cover() {
             ContentRecord::Proof(proof) => (proof.at, "proof"),
             ContentRecord::Stage(stage) => (stage.at, "stage"),
             ContentRecord::Sealed(sealed) => (sealed.at, "sealed"),
+            ContentRecord::Studio(studio) => (studio.at, "studio"),
         })
         .collect();
     let mut expected: Vec<(u64, &str)> = (0..12).map(|i| (i * 960, "frame")).collect();
+    // At its first frame's time, after the frame there.
+    expected.insert(1, (0, "studio"));
     // After frame 4 (the last it covers), after frame 4 again (its speaker's latest when it
     // came), after frame 11.
-    expected.insert(5, (4 * 960, "proof"));
     expected.insert(6, (4 * 960, "proof"));
+    expected.insert(7, (4 * 960, "proof"));
     // The host's view of the stage, at the latest time then, after what sits there.
-    expected.insert(7, (4 * 960, "stage"));
+    expected.insert(8, (4 * 960, "stage"));
     expected.push((11 * 960, "proof"));
     assert_eq!(order, expected);
     let kept: Vec<FrameProof> = recordings

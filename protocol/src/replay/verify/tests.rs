@@ -71,6 +71,8 @@ fn tally(frames: u64, verified: u64, unproven: u64, forged: u64, proofs: u64, ba
         forged,
         proofs,
         bad_proofs: bad,
+        studio: 0,
+        bad_studio: 0,
     }
 }
 
@@ -491,4 +493,52 @@ fn stage_records_say_which_keys_the_host_put_on_stage() {
     // Without the host, nobody is named.
     let report = verify_content(ROOM, keys(&[1, 2]), &read);
     assert!(report.speakers.iter().all(|s| s.named_by_host.is_none()));
+}
+
+/// A studio chunk of `seed`'s track: `frames` frames from content time `at`.
+fn studio(seed: u8, n: u32, at: u64, frames: u32) -> ContentRecord {
+    let speaker = SpeakerId::of(&pk(seed));
+    let frames = (0..frames)
+        .map(|i| AudioFrame {
+            speaker,
+            seq: 500 + i,
+            timestamp: 1_000_000 + i * 960,
+            level: 20,
+            flags: 1,
+            payload: vec![7; 150],
+            tag: None,
+        })
+        .collect();
+    ContentRecord::Studio(crate::replay::ReplayStudio {
+        at,
+        chunk: crate::studio::StudioChunk::sign(&key(seed), &ROOM, n, frames).expect("a chunk"),
+    })
+}
+
+#[test]
+fn studio_chunks_count_when_their_speaker_signed_them_and_fail_the_check_otherwise() {
+    let mut records = recording(&[1], 50);
+    records.push(studio(1, 0, 0, 50));
+    records.sort_by_key(ContentRecord::order);
+    let report = verify_content(ROOM, keys(&[1]), &records);
+    let tally = report.speakers[0].tally;
+    assert_eq!((tally.studio, tally.bad_studio), (50, 0));
+    assert!(report.is_verified());
+
+    // A chunk signed by someone else, under the speaker's id.
+    let mut forged = studio(2, 1, 960, 10);
+    if let ContentRecord::Studio(record) = &mut forged {
+        record.chunk.speaker = SpeakerId::of(&pk(1));
+    }
+    records.push(forged);
+    records.sort_by_key(ContentRecord::order);
+    let report = verify_content(ROOM, keys(&[1]), &records);
+    let tally = report.speakers[0].tally;
+    assert_eq!((tally.studio, tally.bad_studio), (50, 1));
+    assert!(!report.is_verified());
+
+    // A speaker with no key here: its chunk cannot be checked.
+    let report = verify_content(ROOM, keys(&[1]), &[studio(3, 0, 0, 5)]);
+    assert_eq!(report.speakers[0].tally.bad_studio, 1);
+    assert!(!report.is_verified());
 }
