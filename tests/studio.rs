@@ -87,9 +87,20 @@ fn speakers_studio_tracks_reach_the_recording_and_its_export() {
         let tally = &speaker["tally"];
         let studio = tally["studio_frames"].as_u64().unwrap_or_default();
         assert!(studio >= 4 * 50, "{name}'s studio track: {report}");
+        assert!(
+            studio >= tally["frames"].as_u64().unwrap_or(u64::MAX),
+            "{name}'s last second: {report}"
+        );
         assert_eq!(tally["bad_studio_chunks"], 0, "{report}");
     }
     assert_eq!(report["total"]["bad_studio_chunks"], 0, "{report}");
+    // The last second too: each speaker hands its track over as the recording stops (the
+    // host waits for the speakers' streams to close).
+    let total = &report["total"];
+    assert!(
+        total["studio_frames"].as_u64() >= total["frames"].as_u64(),
+        "every frame the room heard has its studio twin: {report}"
+    );
     assert!(code(&output) <= 1, "{report}");
 
     let opus = ana.join("podcast.opus");
@@ -107,10 +118,144 @@ fn speakers_studio_tracks_reach_the_recording_and_its_export() {
     else {
         panic!("{exported:?}");
     };
-    // Most 20 ms of the export come from the studio tracks (the host spoke from the start;
-    // the guest from when it joined).
+    // Every frame heard comes from the studio tracks in the export.
+    let heard = total["frames"].as_u64().unwrap_or(u64::MAX);
     assert!(
-        studio_frames as f64 >= seconds * 50.0 * 0.8,
-        "{studio_frames} studio frames in {seconds:.1} s"
+        studio_frames + 2 >= heard,
+        "{studio_frames} studio frames for {heard} heard in {seconds:.1} s"
+    );
+}
+
+/// What a flooder's report line says: `name=N`.
+fn figure(report: &str, name: &str) -> u64 {
+    let at = report
+        .find(&format!("{name}="))
+        .unwrap_or_else(|| panic!("no {name}= in {report:?}"));
+    report[at + name.len() + 1..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap_or_else(|err| panic!("{name} in {report:?}: {err}"))
+}
+
+/// Two adversaries flood the host's studio streams for 8 s while it records: a speaker writes
+/// 30 KB chunks as fast as it can (every tenth under the host's speaker id), a listener does the
+/// same. The host keeps none of the listener's and none of the impostors, the speaker's only
+/// within its stream's budget (24 KB/s, 256 KiB at once), and a listener hears the room
+/// meanwhile.
+#[test]
+fn studio_floods_are_kept_to_the_budget_and_impostors_and_listeners_are_refused() {
+    use crate::trust::Logged;
+    use earshot_node::fanout::studio::{BURST_BYTES, BYTES_PER_SEC};
+    use std::time::{Duration, Instant};
+
+    let ana = TestHome::new();
+    let room = local_room_with(&ana, "Flooded", &["--record"]);
+    let mut host = crate::live::tone_host(&ana, &room, &["--name", "ana"]);
+    let link = host.listener_link();
+    host.expect("recording", |e| matches!(e, Event::Recording { .. }));
+    let cy = TestHome::new();
+    let mut listener = crate::live::listener("cy", &cy, &link, &[]);
+    listener.expect("audio_attached", |e| {
+        matches!(e, Event::AudioAttached { .. })
+    });
+    listener.expect_stats("audio", |s| s.delivered >= 50);
+    let speaker_link = ana.invite(&[&room, "--role", "speaker"]);
+    let (mal, eve) = (TestHome::new(), TestHome::new());
+    let flooder = |name: &'static str, home: &TestHome, link: &str| {
+        Logged::start(
+            name,
+            home,
+            "",
+            &[
+                "join",
+                link,
+                "--name",
+                name,
+                "--listen",
+                LOCAL,
+                "--output",
+                "null",
+                "--input",
+                "sine:660",
+                "--misbehave",
+                "studio-flood",
+            ],
+        )
+    };
+    let started = Instant::now();
+    let mut speaker = flooder("mal", &mal, &speaker_link);
+    let mut stranger = flooder("eve", &eve, &link);
+    // The flooding speaker's own voice off (its connection is its own flood's: what the
+    // listener must keep hearing is the host).
+    speaker.expect("joined", |e| matches!(e, Event::Joined { .. }));
+    speaker.say("/mute-self");
+    speaker.expect("muted", |e| matches!(e, Event::SelfMuted { muted: true }));
+    let before = listener.expect_stats("audio as the flood starts", |_| true);
+    let report = speaker.expect_log("the speaker's flood", Duration::from_secs(40), |line| {
+        line.contains("misbehaving: studio chunks flooded")
+    });
+    let flooded_for = started.elapsed().as_secs_f64();
+    let stranger_report =
+        stranger.expect_log("the listener's flood", Duration::from_secs(40), |line| {
+            line.contains("misbehaving: studio chunks flooded")
+        });
+    let (written, impostors, bytes, streams) = (
+        figure(&report, "written"),
+        figure(&report, "impostors"),
+        figure(&report, "bytes"),
+        figure(&report, "streams"),
+    );
+    eprintln!(
+        "studio flood: the speaker wrote {written} chunks ({impostors} impostors, {} KiB) on \
+         {streams} streams in {flooded_for:.1} s; the listener wrote {} chunks on {} streams",
+        bytes / 1024,
+        figure(&stranger_report, "written"),
+        figure(&stranger_report, "streams"),
+    );
+    assert!(written >= 20, "the flood ran: {report}");
+    // The host closed the streams that went on far past the budget.
+    assert!(streams >= 2, "{report}");
+    let after = listener.expect_stats("audio after the flood", |s| {
+        s.delivered >= before.delivered + 100
+    });
+    let expected = after.expected - before.expected;
+    let delivered = after.delivered - before.delivered;
+    eprintln!("the listener heard {delivered} of {expected} frames meanwhile");
+    assert!(
+        delivered * 100 >= expected * 99,
+        "the listener heard {delivered} of {expected} frames during the flood"
+    );
+    host.say("/end");
+    assert_eq!(host.exit_code(), 0);
+    assert_eq!(listener.exit_code(), 0);
+    drop((speaker, stranger));
+
+    let listed = ana.json(&["recordings", "list"]);
+    let id = listed[0]["id"].as_str().expect("a recording").to_owned();
+    let output = ana.run(&["recordings", "verify", &id, "--json"]);
+    let verdict: Value = serde_json::from_slice(&output.stdout).expect("a report");
+    // No impostor kept (the host's id carries no studio track at all), nothing of the
+    // listener's.
+    assert_eq!(verdict["total"]["bad_studio_chunks"], 0, "{verdict}");
+    let studio_of = |name: &str| {
+        verdict["speakers"]
+            .as_array()
+            .and_then(|speakers| speakers.iter().find(|s| s["name"] == name))
+            .map_or(0, |s| s["tally"]["studio_frames"].as_u64().unwrap_or(0))
+    };
+    assert_eq!(studio_of("ana"), 0, "{verdict}");
+    assert_eq!(studio_of("eve"), 0, "{verdict}");
+    // The speaker's: within its budget, the burst and the rate over the whole flood, however
+    // many streams it opened.
+    let chunk_bytes = bytes as f64 / written.max(1) as f64;
+    let budget = (BURST_BYTES + BYTES_PER_SEC * (flooded_for + 2.0)) / chunk_bytes;
+    let kept = studio_of("mal") / 100;
+    eprintln!("kept {kept} of the speaker's chunks (budget {budget:.1})");
+    assert!(kept as f64 <= budget + 1.0, "kept {kept} chunks: {verdict}");
+    assert!(
+        kept >= 1,
+        "some of the speaker's chunks, within budget: {verdict}"
     );
 }

@@ -191,6 +191,21 @@ async fn follow_tree(
             );
         });
     }
+    if relay.misbehaving() == Some(crate::fanout::Misbehave::StudioFlood)
+        && let Ok(host) = host_key.to_peer_id()
+    {
+        // The adversary floods the host with studio chunks.
+        let relay = relay.clone();
+        tokio::spawn(async move {
+            let (written, impostors, bytes, streams) = relay
+                .flood_studio(room, host, crate::fanout::misbehave::STUDIO_FLOOD_FOR)
+                .await;
+            warn!(
+                written,
+                impostors, bytes, streams, "misbehaving: studio chunks flooded"
+            );
+        });
+    }
     // Whether the parent lost last died on this node: it delivered, then went silent or its
     // stream failed. A parent that refused, never started, or is leaving is not claimed lost
     // (an ancestor would cut it off for it).

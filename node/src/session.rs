@@ -257,6 +257,14 @@ impl AudioSession {
         }
     }
 
+    /// Hands this node's studio track over up to now (a member's: written to the host and its
+    /// stream closed), [`crate::fanout::studio::LAST_WORDS`] at most.
+    pub async fn flush_studio(&self) {
+        if let Some(studio) = &self.studio {
+            studio.flush().await;
+        }
+    }
+
     /// Records what this node forwards (the host: what the room hears) into `tap`; `None` stops.
     pub fn record(&self, tap: Option<crate::recording::store::FrameTap>) {
         self.relay.record(&self.room, tap);
@@ -300,6 +308,9 @@ impl AudioSession {
     /// finishes the output.
     pub async fn finish(mut self) -> Result<PlayStats, SessionError> {
         self.stop_voice();
+        // The studio track's last second goes to the host before this node leaves.
+        self.set_recorded(false);
+        self.flush_studio().await;
         // The node hands this node's children over as the room closes for it (see
         // `crate::membership`); the session ends once that is done.
         self.membership

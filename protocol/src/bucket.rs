@@ -37,6 +37,17 @@ impl Bucket {
         }
     }
 
+    /// Takes `n` tokens at once if there are that many (a budget of bytes: `n` of them).
+    pub fn take_many(&mut self, n: f64, now: Instant) -> bool {
+        self.fill(now);
+        if self.tokens >= n {
+            self.tokens -= n;
+            true
+        } else {
+            false
+        }
+    }
+
     /// Whether it would be full at `now` (nothing taken lately: forgetting it loses nothing).
     pub fn is_full(&self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
@@ -99,6 +110,25 @@ impl<K: Eq + Hash> Buckets<K> {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn a_budget_of_bytes_takes_what_fits_and_refills_at_its_rate() {
+        let start = Instant::now();
+        let mut bytes = Bucket::new(24_000.0, 256.0 * 1024.0, start);
+        let chunk = 16.0 * 1024.0;
+        assert_eq!(
+            (0..100).filter(|_| bytes.take_many(chunk, start)).count(),
+            16
+        );
+        // Ten seconds later: 240,000 bytes more, fourteen chunks.
+        let later = start + std::time::Duration::from_secs(10);
+        assert_eq!(
+            (0..100).filter(|_| bytes.take_many(chunk, later)).count(),
+            14
+        );
+        // More than the burst never fits.
+        assert!(!bytes.take_many(300.0 * 1024.0, later + std::time::Duration::from_secs(60)));
+    }
 
     #[test]
     fn each_key_gets_its_burst_then_the_rate_and_the_keys_kept_are_bounded() {

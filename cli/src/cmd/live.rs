@@ -129,7 +129,8 @@ pub struct JoinArgs {
     #[command(flatten)]
     reach: ReachabilityArgs,
     /// Play an adversary in the room's tree, for testing its defences: alter, inject, replay,
-    /// reorder, withhold, impersonate, claim-capacity, flood-ids, unassigned-streams or turn.
+    /// reorder, withhold, impersonate, claim-capacity, flood-ids, unassigned-streams, turn,
+    /// forge-keys or studio-flood.
     #[arg(long, hide = true, value_name = "KIND")]
     misbehave: Option<earshot_node::fanout::Misbehave>,
     /// Keep every audio frame and control frame received, and this member's keys, in FILE

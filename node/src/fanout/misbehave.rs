@@ -37,7 +37,14 @@ pub enum Misbehave {
     /// Relay everything; pass each keys message of a private room on [`KEYS_REPLAYED`] times
     /// more, and after it a ratchet to the next epoch signed with a key of its own.
     ForgeKeys,
+    /// Open a studio stream to the host and write chunks into it as fast as it can for
+    /// [`STUDIO_FLOOD_FOR`]: its own, validly signed, and every tenth under the host's speaker
+    /// id (see [`super::studio`]).
+    StudioFlood,
 }
+
+/// How long a studio flooder floods.
+pub const STUDIO_FLOOD_FOR: Duration = Duration::from_secs(8);
 
 /// Copies of each keys message a key-forging relay sends besides the one it passes on.
 pub const KEYS_REPLAYED: usize = 10;
@@ -46,7 +53,7 @@ pub const KEYS_REPLAYED: usize = 10;
 pub const TURN_AT_CHILDREN: usize = 2;
 
 impl Misbehave {
-    pub const ALL: [(&'static str, Misbehave); 11] = [
+    pub const ALL: [(&'static str, Misbehave); 12] = [
         ("alter", Misbehave::Alter),
         ("inject", Misbehave::Inject),
         ("replay", Misbehave::Replay),
@@ -58,6 +65,7 @@ impl Misbehave {
         ("unassigned-streams", Misbehave::UnassignedStreams),
         ("turn", Misbehave::Turn),
         ("forge-keys", Misbehave::ForgeKeys),
+        ("studio-flood", Misbehave::StudioFlood),
     ];
 }
 
@@ -195,7 +203,8 @@ impl Tamper {
             Misbehave::Impersonate
             | Misbehave::ClaimCapacity
             | Misbehave::UnassignedStreams
-            | Misbehave::ForgeKeys => {
+            | Misbehave::ForgeKeys
+            | Misbehave::StudioFlood => {
                 vec![out]
             }
         }

@@ -13,7 +13,9 @@
 //!
 //! Where a speaker's studio track ([`earshot_protocol::studio`]: its voice recorded before the
 //! network, at a higher bitrate) has a frame, it takes the place of the frame the room heard:
-//! the export sounds as the speaker did at their microphone, frames lost on the way included.
+//! the export sounds as the speaker did at their microphone, frames lost on the way included
+//! (up to [`STUDIO_AFTER_LIVE`] after the last one the room heard: a studio track never puts
+//! back what the room did not hear, a speaker muted by the host, say).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufWriter, Write};
@@ -30,6 +32,10 @@ use crate::audio::{FRAME_SAMPLES, SAMPLE_RATE};
 
 /// Missing frames a speaker's decoder conceals before it counts as silent.
 const CONCEAL_FRAMES: u64 = 3;
+/// A speaker's studio frames are taken where the room heard that speaker, and for this many
+/// 20 ms after the last frame it heard (0.5 s: frames lost on the way), never longer: what the
+/// room did not hear for longer (a speaker the host muted or took off the stage) stays out.
+const STUDIO_AFTER_LIVE: u64 = 25;
 
 /// What to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,6 +225,8 @@ fn render_packets(
     // Studio frames not played yet, by time and speaker: at most the chunks of one record time.
     let mut studio: BTreeMap<(u64, SpeakerId), StoredFrame> = BTreeMap::new();
     let mut from_studio = 0u64;
+    // The chunk each speaker was last heard live in.
+    let mut last_live: HashMap<SpeakerId, u64> = HashMap::new();
     let mut last_progress = 0.0;
     while chunk_index < total_chunks {
         // The frames that start in this chunk (each speaker's frames sit at its own phase).
@@ -252,12 +260,20 @@ fn render_packets(
             return Err(err.into());
         }
         // Each speaker's studio frame in this chunk where it has one (its voice before the
-        // network), else its live frame.
+        // network) and the room heard that speaker lately, else its live frame.
+        for frame in &live {
+            last_live.insert(frame.speaker, chunk_index);
+        }
         let later = studio.split_off(&(chunk_end, SpeakerId(0)));
         let due = std::mem::replace(&mut studio, later);
         let studio_here: Vec<StoredFrame> = due
             .into_iter()
-            .filter(|((at, _), _)| *at >= chunk_start)
+            .filter(|((at, speaker), _)| {
+                *at >= chunk_start
+                    && last_live
+                        .get(speaker)
+                        .is_some_and(|last| chunk_index - last <= STUDIO_AFTER_LIVE)
+            })
             .map(|(_, frame)| frame)
             .collect();
         let mut mix = vec![0.0f32; FRAME_SAMPLES];

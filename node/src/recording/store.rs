@@ -52,7 +52,7 @@ mod private;
 mod recorder;
 
 pub use private::PrivateRecording;
-pub use recorder::{FrameTap, Recorder};
+pub use recorder::{FrameTap, Recorder, StudioStream};
 
 /// Recording id → its [`RecordingMeta`].
 const META: &str = "recordings";

@@ -23,6 +23,9 @@ use crate::store::RoomRecord;
 
 /// How often this node's audio is reported.
 const AUDIO_REPORT: Duration = Duration::from_secs(1);
+/// How long a stopping recording waits for speakers' studio streams to hand over their last
+/// chunks (a speaker flushes its track when it hears the recording stop, or as it leaves).
+const STUDIO_GRACE: Duration = Duration::from_secs(2);
 
 /// What this node is in the room.
 pub(super) enum Role {
@@ -120,7 +123,7 @@ impl RoomTask {
                 },
             }
         };
-        self.stop_recording();
+        self.finish_recording().await;
         let mut last = self.audio_stats(true).await;
         // Children are handed over to other parents before this node goes.
         match self.audio.finish().await {
@@ -184,9 +187,11 @@ impl RoomTask {
                 self.audio.set_recorded(true);
             }
             Event::RecordingStopped { .. } => {
-                self.audio.set_recorded(false);
                 if self.is_host() {
-                    self.stop_recording();
+                    self.finish_recording().await;
+                } else {
+                    self.audio.set_recorded(false);
+                    self.audio.flush_studio().await;
                 }
             }
             // A member's own recording, of what it hears.
@@ -390,6 +395,20 @@ impl RoomTask {
         }
         recorder.tap().record_stage(view.encode());
         self.recorded_stage = Some(stage);
+    }
+
+    /// Stops the room's recording, the studio tracks' last chunks in it: the live audio stops
+    /// going in at once, this node's own track is handed over, and speakers' studio streams get
+    /// [`STUDIO_GRACE`] to hand over theirs (each closes its stream when it has).
+    async fn finish_recording(&mut self) {
+        let Some(tap) = self.recorder.as_ref().map(|recorder| recorder.tap()) else {
+            return;
+        };
+        self.audio.record(None);
+        self.audio.set_recorded(false);
+        self.audio.flush_studio().await;
+        tap.studio_streams_closed(STUDIO_GRACE).await;
+        self.stop_recording();
     }
 
     fn stop_recording(&mut self) {

@@ -126,3 +126,98 @@ fn a_speaker_alone_is_exported_packet_for_packet_and_two_at_once_are_mixed() {
         exported.samples
     );
 }
+
+/// A speaker's studio track, frame for frame with its live frames (same numbers and timestamps)
+/// but encoded by the studio encoder, in chunks of a second signed by `key`.
+fn studio_track(
+    key: &ed25519_dalek::SigningKey,
+    room: &earshot_protocol::RoomId,
+    live: &[AudioFrame],
+) -> Vec<earshot_protocol::studio::StudioChunk> {
+    let mut encoder = VoiceEncoder::for_studio().expect("encoder");
+    let voice = crate::audio::signal::speechlike(live.len() * FRAME_SAMPLES, 1);
+    let frames: Vec<AudioFrame> = voice
+        .chunks(FRAME_SAMPLES)
+        .zip(live)
+        .map(|(chunk, frame)| {
+            encoder.encode(chunk).expect("encode").into_frame(
+                frame.speaker,
+                frame.seq,
+                frame.timestamp,
+            )
+        })
+        .collect();
+    frames
+        .chunks(50)
+        .zip(0..)
+        .map(|(frames, n)| {
+            earshot_protocol::studio::StudioChunk::sign(key, room, n, frames.to_vec())
+                .expect("a chunk")
+        })
+        .collect()
+}
+
+/// Live frames of a speaker for 2 s, with 0.2 s of them lost on the way (frames 40-49), then
+/// nothing the room heard for 2 s (muted by the host, say) while its studio track goes on: the
+/// export takes the studio frames wherever the room heard the speaker, fills the lost frames
+/// and half a second after the last one heard, and no more.
+#[test]
+fn studio_frames_replace_the_live_ones_and_fill_losses_but_not_what_the_room_never_heard() {
+    use crate::recording::store::NewRecording;
+    use earshot_protocol::{PeerKey, RoomId, Timestamp};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = crate::store::Store::open(dir.path()).expect("store");
+    let recordings = Recordings::open(&store).expect("recordings");
+    let start_media = 1_000_000;
+    let key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+    let speaker = SpeakerId::of(&PeerKey::from(&key)).0;
+    let room = RoomId([1; 16]);
+    let recorder = recordings
+        .start(NewRecording {
+            room,
+            title: "Studio".into(),
+            host: PeerKey::from(&key),
+            recorder: PeerKey::from(&key),
+            started_at: Timestamp(1_800_000_000_000),
+            start_media,
+            private: None,
+        })
+        .expect("start");
+    let live = spoken(speaker, 0, 200, start_media);
+    let track = studio_track(&key, &room, &live);
+    let tap = recorder.tap();
+    for (i, frame) in live[..100].iter().enumerate() {
+        if !(40..50).contains(&i) {
+            tap.record(frame);
+        }
+    }
+    for chunk in &track {
+        tap.record_studio(chunk.clone());
+    }
+    // The room hears the speaker again for the last frame, so the recording lasts 4 s.
+    tap.record(&live[199]);
+    let meta = recorder
+        .finish(Timestamp(1_800_000_004_000))
+        .expect("finish");
+
+    let path = dir.path().join("studio.opus");
+    let exported = export(&recordings, &meta, None, &path, None, |_| {}).expect("export");
+    let file = ogg::read(&std::fs::read(&path).expect("read")).expect("valid Ogg Opus");
+    let studio: Vec<&Vec<u8>> = track
+        .iter()
+        .flat_map(|c| &c.frames)
+        .map(|f| &f.payload)
+        .collect();
+    // Heard live (lost frames included), and half a second after: the studio track's packets,
+    // as its encoder made them.
+    for (i, (packet, studio)) in file.packets.iter().zip(&studio).enumerate() {
+        match i {
+            0..=124 | 199 => assert_eq!(&packet, studio, "frame {i}"),
+            // Then what the room did not hear stays out.
+            125..=198 => assert_ne!(&packet, studio, "frame {i}"),
+            _ => {}
+        }
+    }
+    assert_eq!(exported.from_studio, 126);
+    assert_eq!(exported.kept, 126);
+}

@@ -1,12 +1,13 @@
 //! The recorder: a [`FrameTap`] the audio plane hands frames and proofs to without waiting, and
 //! the thread of its own ([`Recorder`]) that batches them into sled (see [`super`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use earshot_protocol::bucket::Bucket;
 use earshot_protocol::frame::{AudioFrame, SAMPLES_PER_FRAME, SpeakerId};
 use earshot_protocol::private::{PrivateRecord, Ring, Secret};
 use earshot_protocol::proof::FrameProof;
@@ -37,6 +38,21 @@ pub struct FrameTap {
     pub(super) dropped_proofs: Arc<AtomicU64>,
     /// A private room's: the room and the recording key its sealed records are sealed under.
     pub(super) sealing: Option<Arc<(RoomId, Secret)>>,
+    /// Speakers' studio streams open into this recording now (see [`Self::studio_stream`]).
+    pub(super) studio_streams: Arc<tokio::sync::watch::Sender<usize>>,
+    /// Each speaker's budget of studio bytes, whatever streams it opens, and whether it was
+    /// cut off for flooding (one entry per speaker the host heard, so bounded by the stage).
+    pub(super) studio_budgets: Arc<Mutex<HashMap<PeerKey, (Bucket, bool)>>>,
+}
+
+/// A speaker's studio stream, counted open into a recording while this is held.
+#[derive(Debug)]
+pub struct StudioStream(Arc<tokio::sync::watch::Sender<usize>>);
+
+impl Drop for StudioStream {
+    fn drop(&mut self) {
+        self.0.send_modify(|open| *open = open.saturating_sub(1));
+    }
 }
 
 /// What goes through a [`FrameTap`].
@@ -69,12 +85,67 @@ impl FrameTap {
     }
 
     /// Keeps a chunk of a speaker's studio track (one whose signature was checked) with the
-    /// recording if the recorder keeps up; else counts its frames as dropped.
-    pub fn record_studio(&self, chunk: StudioChunk) {
+    /// recording if the recorder keeps up (and still runs): whether it was taken.
+    pub fn record_studio(&self, chunk: StudioChunk) -> bool {
         let frames = chunk.frames.len() as u64;
-        if self.tx.try_send(Tapped::Studio(chunk)).is_err() {
-            self.dropped.fetch_add(frames, Ordering::Relaxed);
+        match self.tx.try_send(Tapped::Studio(chunk)) {
+            Ok(()) => true,
+            Err(std::sync::mpsc::TrySendError::Full(_)) => {
+                self.dropped.fetch_add(frames, Ordering::Relaxed);
+                false
+            }
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => false,
         }
+    }
+
+    /// Takes `bytes` from `speaker`'s budget of studio bytes for this recording (`rate` a
+    /// second, `burst` at once): whether they fit (never, for a speaker cut off).
+    pub fn studio_budget(
+        &self,
+        speaker: PeerKey,
+        bytes: usize,
+        (rate, burst): (f64, f64),
+        now: Instant,
+    ) -> bool {
+        let mut budgets = self.studio_budgets.lock();
+        let (budget, cut_off) = budgets
+            .entry(speaker)
+            .or_insert_with(|| (Bucket::new(rate, burst, now), false));
+        !*cut_off && budget.take_many(bytes as f64, now)
+    }
+
+    /// Cuts `speaker` off this recording's studio tracks (it flooded): nothing more of its is
+    /// kept, and its streams are refused.
+    pub fn cut_off_studio(&self, speaker: PeerKey) {
+        if let Some((_, cut_off)) = self.studio_budgets.lock().get_mut(&speaker) {
+            *cut_off = true;
+        }
+    }
+
+    /// Whether `speaker` was cut off this recording's studio tracks.
+    pub fn studio_cut_off(&self, speaker: &PeerKey) -> bool {
+        self.studio_budgets
+            .lock()
+            .get(speaker)
+            .is_some_and(|(_, cut_off)| *cut_off)
+    }
+
+    /// Whether `other` feeds the same recording.
+    pub fn same(&self, other: &FrameTap) -> bool {
+        Arc::ptr_eq(&self.studio_streams, &other.studio_streams)
+    }
+
+    /// Counts a speaker's studio stream open into this recording until the guard drops.
+    pub fn studio_stream(&self) -> StudioStream {
+        self.studio_streams.send_modify(|open| *open += 1);
+        StudioStream(Arc::clone(&self.studio_streams))
+    }
+
+    /// Waits until no speaker's studio stream is open into this recording (each closes its
+    /// stream once it has handed over its last chunk), `within` at most.
+    pub async fn studio_streams_closed(&self, within: std::time::Duration) {
+        let mut open = self.studio_streams.subscribe();
+        let _ = tokio::time::timeout(within, open.wait_for(|open| *open == 0)).await;
     }
 
     /// Keeps `view` (the host's signed view, as it was signed) with the recording: who is on
@@ -157,6 +228,8 @@ impl Recorder {
         Ok(Self {
             tap: FrameTap {
                 tx,
+                studio_streams: Arc::new(tokio::sync::watch::channel(0).0),
+                studio_budgets: Arc::default(),
                 dropped,
                 dropped_proofs,
                 sealing,

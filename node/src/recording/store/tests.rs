@@ -322,6 +322,8 @@ fn a_full_tap_counts_dropped_proofs_and_never_waits() {
         dropped: Arc::new(AtomicU64::new(0)),
         dropped_proofs: Arc::new(AtomicU64::new(0)),
         sealing: None,
+        studio_streams: Arc::new(tokio::sync::watch::channel(0).0),
+        studio_budgets: Arc::default(),
     };
     let (_, mut signer) = speaker(1);
     let frame = spoken(&signer, 0, 0);
