@@ -227,6 +227,9 @@ fn render_packets(
     let mut from_studio = 0u64;
     // The chunk each speaker was last heard live in.
     let mut last_live: HashMap<SpeakerId, u64> = HashMap::new();
+    // The media-clock time the recording started at: its own record of it (a recording made
+    // here), else what its frames say (a fetched replay's metadata does not keep it).
+    let mut origin: Option<u32> = (meta.start_media != 0).then_some(meta.start_media);
     let mut last_progress = 0.0;
     while chunk_index < total_chunks {
         // The frames that start in this chunk (each speaker's frames sit at its own phase).
@@ -238,12 +241,18 @@ fn render_packets(
                 break;
             }
             match records.next() {
-                Some(Ok(ContentRecord::Frame(frame))) if wanted(SpeakerId(frame.speaker)) => {
-                    live.push(frame.into());
+                Some(Ok(ContentRecord::Frame(frame))) => {
+                    // A frame's timestamp less its time: when the recording started (media clock).
+                    origin.get_or_insert(frame.timestamp.wrapping_sub(frame.at as u32));
+                    if wanted(SpeakerId(frame.speaker)) {
+                        live.push(frame.into());
+                    }
                 }
                 Some(Ok(ContentRecord::Studio(record))) if wanted(record.chunk.speaker) => {
+                    let first = record.chunk.frames.first().map_or(0, |f| f.timestamp);
+                    let origin = origin.unwrap_or(first.wrapping_sub(record.at as u32));
                     for frame in &record.chunk.frames {
-                        let offset = frame.timestamp.wrapping_sub(meta.start_media) as i32;
+                        let offset = frame.timestamp.wrapping_sub(origin) as i32;
                         if let Ok(at) = u64::try_from(offset) {
                             studio
                                 .entry((at, frame.speaker))
