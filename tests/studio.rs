@@ -227,7 +227,12 @@ fn a_private_rooms_studio_track_is_kept_sealed() {
         opus.to_str().expect("utf-8 path"),
     ]) {
         Event::Exported { studio_frames, .. } => {
-            assert!(studio_frames >= 150, "{studio_frames} studio frames opened");
+            // Opened (with the keys the recording keeps sealed) and taken where the room heard
+            // the host: all but the edges of the recording.
+            assert!(
+                studio_frames as usize + 10 >= sealed,
+                "{studio_frames} of {sealed} studio frames opened"
+            );
         }
         other => panic!("{other:?}"),
     }
