@@ -160,6 +160,13 @@ impl Live {
             .find_map(|event| pick(&event))
     }
 
+    /// Takes in everything printed so far, so that the next wait sees only what comes after.
+    pub(crate) fn drain(&mut self) {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+    }
+
     pub(crate) fn printed(&mut self, predicate: impl Fn(&Event) -> bool) -> bool {
         while let Ok(line) = self.lines.try_recv() {
             self.seen.push(line);

@@ -1,0 +1,525 @@
+//! A small internet with home routers, for hole punching: a core router namespace (the
+//! internet) with one link per site, `198.18.K.0/24` (the benchmarking range, RFC 2544: no
+//! real address), the core at `.1` and the site at `.2`; public machines (a community relay, a
+//! listener with an open port) sit directly on such a link. A [`Home`] is a router namespace
+//! whose WAN side is such a link and whose LAN side has one or more node namespaces, each on
+//! its own link `10.H.M.0/24` (the router at `.1`, the node at `.2`), and which translates
+//! what leaves by its WAN side with nftables:
+//!
+//! - [`Nat::Cone`]: plain `masquerade`. Linux keeps a connection's source port when it is free,
+//!   so one socket keeps one public port whatever it sends to (endpoint-independent mapping,
+//!   which hole punching needs), but conntrack lets in only replies to what went out, from the
+//!   very address and port it went to (address-and-port-dependent filtering: a "port-restricted
+//!   cone", not a full cone; Linux has no endpoint-independent filtering). Two peers behind
+//!   such routers still punch a hole when both send at about the same time (DCUtR's
+//!   simultaneous open): each side's packet opens its own router for the other's.
+//! - [`Nat::Symmetric`]: `masquerade random`, a new public port for every connection (so for
+//!   every destination): the port a relay saw is not the one a peer would be sent from or to.
+//!
+//! Every router drops what comes in on its WAN side that is not a reply (a forward filter,
+//! policy drop), forwards between its LAN links without translation (one home network), and
+//! does no hairpinning (a packet from the LAN to its own public address is delivered to the
+//! router itself, where nothing listens: counted, see [`Home::hairpin_attempts`]). Optional: loss
+//! on a router's WAN side ([`Internet::lose`]) and an uplink cap ([`Internet::cap_uplink`],
+//! `tbf`). Links are made inside the namespaces (`ip link add … netns`): nothing is created in,
+//! or changes, the host's own network; everything is deleted when the [`Internet`] is dropped,
+//! a failing test included.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use earshot_node::Event;
+
+use super::{NEXT, run};
+use crate::harness::TestHome;
+use crate::live::Live;
+
+/// How a home router translates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Nat {
+    /// Port-preserving `masquerade`: endpoint-independent mapping, address-and-port-dependent
+    /// filtering.
+    Cone,
+    /// `masquerade random`: a new public port per connection.
+    Symmetric,
+}
+
+impl Nat {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Nat::Cone => "cone",
+            Nat::Symmetric => "symmetric",
+        }
+    }
+}
+
+/// A namespace with one address: a public machine, or a node behind a [`Home`] router.
+pub(crate) struct Machine {
+    pub(crate) netns: String,
+    pub(crate) ip: String,
+}
+
+impl Machine {
+    /// A QUIC listen address on this machine's interface (the port chosen when it binds).
+    pub(crate) fn quic(&self) -> String {
+        format!("/ip4/{}/udp/0/quic-v1", self.ip)
+    }
+}
+
+/// A home router and the nodes behind it.
+pub(crate) struct Home {
+    pub(crate) router: String,
+    /// Its public address, which the nodes behind it share.
+    pub(crate) wan_ip: String,
+    pub(crate) nodes: Vec<Machine>,
+}
+
+/// The namespaces of one small internet; deleted on drop.
+pub(crate) struct Internet {
+    id: String,
+    core: String,
+    /// Every namespace made, the core first.
+    namespaces: Vec<String>,
+    /// Links to the core so far (the next is `198.18.{links + 1}.0/24`).
+    links: u8,
+    homes: u8,
+}
+
+/// `ip netns exec NETNS args…`, failing the test with its output if it fails.
+fn inside(netns: &str, args: &[&str]) {
+    let mut all = vec!["netns", "exec", netns];
+    all.extend_from_slice(args);
+    run("ip", &all);
+}
+
+/// Loads an nftables `script` in `netns`.
+fn nft(netns: &str, script: &str) {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", netns, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run nft");
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(script.as_bytes())
+        .expect("write the ruleset");
+    let output = child.wait_with_output().expect("nft");
+    assert!(
+        output.status.success(),
+        "nft in {netns}: {}\n{script}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The packet count of the named counter `name` in table `ip home` of `netns`.
+fn counter(netns: &str, name: &str) -> Option<u64> {
+    let output = Command::new("ip")
+        .args([
+            "netns", "exec", netns, "nft", "list", "counter", "ip", "home", name,
+        ])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let at = text.find("packets ")?;
+    text[at + 8..].split_whitespace().next()?.parse().ok()
+}
+
+impl Internet {
+    /// The core router, and nothing on it yet.
+    pub(crate) fn new() -> Self {
+        let id = format!(
+            "es{}y{}",
+            std::process::id() % 100_000,
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut internet = Self {
+            core: format!("{id}core"),
+            id,
+            namespaces: Vec::new(),
+            links: 0,
+            homes: 0,
+        };
+        let core = internet.core.clone();
+        internet.namespace(&core);
+        inside(&core, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        internet
+    }
+
+    /// Makes namespace `name` (deleted on drop from now on, whatever happens next).
+    fn namespace(&mut self, name: &str) {
+        run("ip", &["netns", "add", name]);
+        self.namespaces.push(name.to_owned());
+        run("ip", &["-n", name, "link", "set", "lo", "up"]);
+    }
+
+    /// Links `netns` to the core as `dev`, with a public address (returned) and a default
+    /// route through the core.
+    fn link(&mut self, netns: &str, dev: &str) -> String {
+        self.links += 1;
+        let k = self.links;
+        let core_dev = format!("c{k}");
+        let (gateway, addr) = (format!("198.18.{k}.1"), format!("198.18.{k}.2"));
+        run(
+            "ip",
+            &[
+                "link", "add", &core_dev, "netns", &self.core, "type", "veth", "peer", "name", dev,
+                "netns", netns,
+            ],
+        );
+        let core = self.core.as_str();
+        run(
+            "ip",
+            &[
+                "-n",
+                core,
+                "addr",
+                "add",
+                &format!("{gateway}/24"),
+                "dev",
+                &core_dev,
+            ],
+        );
+        run("ip", &["-n", core, "link", "set", &core_dev, "up"]);
+        run(
+            "ip",
+            &["-n", netns, "addr", "add", &format!("{addr}/24"), "dev", dev],
+        );
+        run("ip", &["-n", netns, "link", "set", dev, "up"]);
+        run(
+            "ip",
+            &["-n", netns, "route", "add", "default", "via", &gateway],
+        );
+        addr
+    }
+
+    /// A machine with a public address (nothing in front of it).
+    pub(crate) fn public(&mut self, name: &str) -> Machine {
+        let netns = format!("{}{name}", self.id);
+        self.namespace(&netns);
+        let ip = self.link(&netns, "eth0");
+        Machine { netns, ip }
+    }
+
+    /// A home router translating with `nat`, with `nodes` machines behind it.
+    pub(crate) fn home(&mut self, nat: Nat, nodes: usize) -> Home {
+        self.homes += 1;
+        let h = self.homes;
+        let router = format!("{}h{h}", self.id);
+        self.namespace(&router);
+        inside(&router, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        let wan_ip = self.link(&router, "wan");
+        let mut machines = Vec::new();
+        for m in 0..nodes {
+            let netns = format!("{}h{h}n{m}", self.id);
+            self.namespace(&netns);
+            let lan = format!("lan{m}");
+            run(
+                "ip",
+                &[
+                    "link", "add", &lan, "netns", &router, "type", "veth", "peer", "name", "eth0",
+                    "netns", &netns,
+                ],
+            );
+            let (gateway, ip) = (format!("10.{h}.{m}.1"), format!("10.{h}.{m}.2"));
+            run(
+                "ip",
+                &[
+                    "-n",
+                    &router,
+                    "addr",
+                    "add",
+                    &format!("{gateway}/24"),
+                    "dev",
+                    &lan,
+                ],
+            );
+            run("ip", &["-n", &router, "link", "set", &lan, "up"]);
+            run(
+                "ip",
+                &["-n", &netns, "addr", "add", &format!("{ip}/24"), "dev", "eth0"],
+            );
+            run("ip", &["-n", &netns, "link", "set", "eth0", "up"]);
+            run(
+                "ip",
+                &["-n", &netns, "route", "add", "default", "via", &gateway],
+            );
+            machines.push(Machine { netns, ip });
+        }
+        let masquerade = match nat {
+            Nat::Cone => "masquerade",
+            Nat::Symmetric => "masquerade random",
+        };
+        // Chain names avoid nft's keywords (`fwd` is one).
+        nft(
+            &router,
+            &format!(
+                "table ip home {{
+                    counter lan_to_lan {{ }}
+                    counter hairpin {{ }}
+                    counter refused {{ }}
+                    counter unsolicited {{ }}
+                    chain outgoing {{
+                        type nat hook postrouting priority srcnat; policy accept;
+                        oifname \"wan\" {masquerade}
+                    }}
+                    chain through {{
+                        type filter hook forward priority filter; policy drop;
+                        ct state established,related accept
+                        iifname \"lan*\" oifname \"lan*\" counter name lan_to_lan accept
+                        iifname != \"wan\" accept
+                        counter name refused drop
+                    }}
+                    chain arriving {{
+                        type filter hook input priority filter; policy accept;
+                        iifname \"lan*\" ip daddr {wan_ip} counter name hairpin
+                        iifname \"wan\" ct state established,related accept
+                        iifname \"wan\" counter name unsolicited drop
+                    }}
+                }}"
+            ),
+        );
+        Home {
+            router,
+            wan_ip,
+            nodes: machines,
+        }
+    }
+
+    /// `percent` % of the packets crossing `home`'s WAN side, either way, dropped at random.
+    pub(crate) fn lose(&self, home: &Home, percent: u8) {
+        nft(
+            &home.router,
+            &format!(
+                "table ip loss {{
+                    chain lossy {{
+                        type filter hook forward priority filter - 10; policy accept;
+                        iifname \"wan\" numgen random mod 100 < {percent} drop
+                        oifname \"wan\" numgen random mod 100 < {percent} drop
+                    }}
+                }}"
+            ),
+        );
+    }
+
+    /// `home`'s uplink (what leaves by its WAN side) capped at `kbit` kbit/s (`tbf`, a queue of
+    /// at most 200 ms; the rest is dropped).
+    pub(crate) fn cap_uplink(&self, home: &Home, kbit: u32) {
+        inside(
+            &home.router,
+            &[
+                "tc",
+                "qdisc",
+                "add",
+                "dev",
+                "wan",
+                "root",
+                "tbf",
+                "rate",
+                &format!("{kbit}kbit"),
+                "burst",
+                "4kb",
+                "latency",
+                "200ms",
+            ],
+        );
+    }
+}
+
+impl Drop for Internet {
+    fn drop(&mut self) {
+        // Deleting a namespace deletes its ends of the veth pairs, and so the pairs.
+        for netns in self.namespaces.iter().rev() {
+            let _ = Command::new("ip").args(["netns", "del", netns]).status();
+        }
+    }
+}
+
+impl Home {
+    /// Packets its nodes sent each other (through it, untranslated) so far.
+    pub(crate) fn lan_to_lan(&self) -> Option<u64> {
+        counter(&self.router, "lan_to_lan")
+    }
+
+    /// Packets from its LAN to its own public address (hairpinning, which it does not do).
+    pub(crate) fn hairpin_attempts(&self) -> Option<u64> {
+        counter(&self.router, "hairpin")
+    }
+
+    /// Packets from outside that were not replies, dropped.
+    pub(crate) fn refused(&self) -> Option<u64> {
+        counter(&self.router, "refused")
+    }
+}
+
+/// `earshot relay` on `machine` (a public one), printing `relay_stats` every second; its
+/// address.
+pub(crate) fn start_relay(machine: &Machine, operator: &TestHome) -> (Live, String) {
+    let listen = machine.quic();
+    let mut relay = Live::start_in("relay", Some(&machine.netns), operator, &["relay", "--listen", &listen]);
+    let addr = relay.expect_map("relay", |e| match e {
+        Event::Relay { addrs, .. } => addrs.first().map(ToString::to_string),
+        _ => None,
+    });
+    (relay, addr)
+}
+
+/// The relay's circuits open now: from a `relay_stats` printed after this call (it prints one
+/// a second).
+pub(crate) fn circuits_now(relay: &mut Live) -> i64 {
+    relay.drain();
+    relay.expect_map("relay_stats", |e| match e {
+        Event::RelayStats(stats) => Some(stats.circuits),
+        _ => None,
+    })
+}
+
+/// Where a node sits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Place {
+    Public,
+    Behind(Nat),
+}
+
+impl Place {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Place::Public => "public",
+            Place::Behind(nat) => nat.name(),
+        }
+    }
+}
+
+/// What one hole-punching run found.
+#[derive(Debug)]
+pub(crate) struct Punched {
+    /// DCUtR reported a direct connection (on either side).
+    pub(crate) upgraded: bool,
+    /// The relay's circuits open a few seconds after the listener attached.
+    pub(crate) circuits: i64,
+    /// From the host's link to the listener's `audio_attached`.
+    pub(crate) join: Duration,
+    /// Frames delivered of those expected over the last seconds of the run (after the upgrade,
+    /// or relayed).
+    pub(crate) delivered: u64,
+    pub(crate) expected: u64,
+}
+
+/// How long a listener may take from the link to its first audio.
+pub(crate) const ATTACH: Duration = Duration::from_secs(40);
+/// Audio (in frames, 20 ms each) a run listens to before it looks whether the hole was
+/// punched: DCUtR starts as soon as the relayed connection is up.
+const SETTLE_FRAMES: u64 = 250;
+/// Audio (frames) after that which must arrive: the audio flows, upgraded or relayed.
+const FLOW_FRAMES: u64 = 150;
+
+/// One run: a community relay in public, a host behind a `host_nat` router (told it is
+/// private, or finding out through AutoNAT when `autonat`), and a listener at `listener_at`
+/// that joins with the host's link (through the relay) and hears it.
+pub(crate) fn punch(host_nat: Nat, listener_at: Place, autonat: bool) -> Punched {
+    let (operator, ana, bea) = (TestHome::new(), TestHome::new(), TestHome::new());
+    let mut net = Internet::new();
+    let relay_at = net.public("relay");
+    let host_home = net.home(host_nat, 1);
+    let listener_machine = match listener_at {
+        Place::Public => net.public("bea"),
+        Place::Behind(nat) => net.home(nat, 1).nodes.remove(0),
+    };
+    let host_at = &host_home.nodes[0];
+    let (mut relay, relay_addr) = start_relay(&relay_at, &operator);
+    let room = super::room_new_in(&host_at.netns, &host_at.quic(), &ana, "Punch");
+    let reachability = if autonat { "auto" } else { "private" };
+    let mut host = Live::start_in(
+        "host",
+        Some(&host_at.netns),
+        &ana,
+        &[
+            "host",
+            &room,
+            "--input",
+            "sine",
+            "--output",
+            "null",
+            "--bootstrap",
+            &relay_addr,
+            "--reachability",
+            reachability,
+        ],
+    );
+    let link = host.listener_link();
+    let start = Instant::now();
+    let mut listener = Live::start_in(
+        "bea",
+        Some(&listener_machine.netns),
+        &bea,
+        &[
+            "join",
+            &link,
+            "--name",
+            "bea",
+            "--listen",
+            &listener_machine.quic(),
+            "--output",
+            "null",
+        ],
+    );
+    listener.expect_within("audio_attached", ATTACH, |e| {
+        matches!(e, Event::AudioAttached { .. })
+    });
+    let join = start.elapsed();
+    let first = listener.expect_stats("audio", |s| s.delivered > 0);
+    let hole = |e: &Event| matches!(e, Event::DirectConnection { .. });
+    // Until the hole is punched, or for SETTLE_FRAMES of audio.
+    let settled = loop {
+        let stats = listener.expect_stats("audio", |_| true);
+        if stats.delivered >= first.delivered + SETTLE_FRAMES
+            || host.printed(hole)
+            || listener.printed(hole)
+        {
+            break stats;
+        }
+    };
+    let settled = if host.printed(hole) || listener.printed(hole) {
+        // The relayed connection is retired once the audio moved: a second more.
+        listener.expect_stats("audio after the upgrade", |s| {
+            s.delivered >= settled.delivered + 50
+        })
+    } else {
+        settled
+    };
+    let upgraded = host.printed(hole) || listener.printed(hole);
+    let circuits = circuits_now(&mut relay);
+    let last = listener.expect_stats("audio flowing", |s| {
+        s.delivered >= settled.delivered + FLOW_FRAMES
+    });
+    drop((listener, host, relay));
+    drop(net);
+    Punched {
+        upgraded,
+        circuits,
+        join,
+        delivered: last.delivered - settled.delivered,
+        expected: last.expected - settled.expected,
+    }
+}
+
+/// Exploration: one run of each pair, printed.
+#[test]
+#[ignore]
+fn punch_once() {
+    if !super::Lab::available() {
+        return;
+    }
+    let pair = std::env::var("PAIR").unwrap_or_else(|_| "cone/cone".into());
+    let (h, l) = pair.split_once('/').expect("HOST/LISTENER");
+    let nat = |s: &str| if s == "cone" { Nat::Cone } else { Nat::Symmetric };
+    let place = if l == "public" { Place::Public } else { Place::Behind(nat(l)) };
+    let autonat = std::env::var("AUTONAT").is_ok();
+    let punched = punch(nat(h), place, autonat);
+    eprintln!("{pair}: {punched:?}");
+}
