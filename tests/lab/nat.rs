@@ -31,6 +31,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use earshot_node::Event;
+use earshot_node::reachability::Reachability;
 
 use super::{NEXT, run};
 use crate::harness::TestHome;
@@ -451,7 +452,24 @@ pub(crate) fn punch(host_nat: Nat, listener_at: Place, autonat: bool) -> Punched
             reachability,
         ],
     );
-    let link = host.listener_link();
+    let (addrs, verdict, link) = host.expect_map("hosting", |e| match e {
+        Event::Hosting {
+            addrs,
+            reachability,
+            listener_link,
+            ..
+        } => Some((addrs.clone(), *reachability, listener_link.to_string())),
+        _ => None,
+    });
+    // Told, or found out through AutoNAT (the relay's server dials back and the router drops
+    // it): private, and reachable through the relay first.
+    assert_eq!(verdict, Some(Reachability::Private), "{addrs:?}");
+    assert!(
+        addrs
+            .first()
+            .is_some_and(|addr| addr.to_string().contains("/p2p-circuit/")),
+        "the relayed address first: {addrs:?}"
+    );
     let start = Instant::now();
     let mut listener = Live::start_in(
         "bea",
