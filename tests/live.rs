@@ -128,6 +128,20 @@ impl Live {
         })
     }
 
+    /// Waits up to `wait` for the first event `pick` takes something from, and returns that.
+    pub(crate) fn expect_map_within<T>(
+        &mut self,
+        what: &str,
+        wait: Duration,
+        pick: impl Fn(&Event) -> Option<T>,
+    ) -> T {
+        self.next_line(what, wait, |line| {
+            serde_json::from_str::<Event>(line)
+                .ok()
+                .and_then(|event| pick(&event))
+        })
+    }
+
     /// Waits for an `audio_stats` report matching `predicate`.
     pub(crate) fn expect_stats(
         &mut self,

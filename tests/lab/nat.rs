@@ -271,8 +271,8 @@ impl Internet {
                     }}
                     chain through {{
                         type filter hook forward priority filter; policy drop;
-                        ct state established,related accept
                         iifname \"lan*\" oifname \"lan*\" counter name lan_to_lan accept
+                        ct state established,related accept
                         iifname != \"wan\" accept
                         counter name refused drop
                     }}
@@ -464,11 +464,11 @@ pub(crate) fn punch(host_nat: Nat, listener_at: Place, autonat: bool) -> Punched
     // Told, or found out through AutoNAT (the relay's server dials back and the router drops
     // it): private, and reachable through the relay first.
     assert_eq!(verdict, Some(Reachability::Private), "{addrs:?}");
+    let inspected = ana.json(&["invite", "inspect", &link]);
+    let first = inspected["bootstrap"][0].as_str().unwrap_or_default();
     assert!(
-        addrs
-            .first()
-            .is_some_and(|addr| addr.to_string().contains("/p2p-circuit/")),
-        "the relayed address first: {addrs:?}"
+        first.starts_with(&relay_addr) && first.contains("/p2p-circuit"),
+        "the link names the relayed address first: {inspected} (the host: {addrs:?})"
     );
     let start = Instant::now();
     let mut listener = Live::start_in(
@@ -526,6 +526,118 @@ pub(crate) fn punch(host_nat: Nat, listener_at: Place, autonat: bool) -> Punched
     }
 }
 
+/// What two listeners behind one home router found.
+#[derive(Debug)]
+pub(crate) struct Neighbours {
+    /// The second listener's depth and whether its parent is the first listener.
+    pub(crate) depth: u16,
+    pub(crate) under_first: bool,
+    /// Frames each heard over a stretch after both were attached, of those expected.
+    pub(crate) heard: [(u64, u64); 2],
+    /// The relay's circuits open then.
+    pub(crate) circuits: i64,
+    /// Packets between the two through their router, untranslated (their LAN addresses).
+    pub(crate) lan_to_lan: u64,
+    /// Packets from the LAN to the router's own public address (hairpinning, which it does not
+    /// do).
+    pub(crate) hairpin: u64,
+    /// DCUtR upgrades either listener reported.
+    pub(crate) upgrades: usize,
+}
+
+/// A host behind a `host_nat` router that feeds one child itself (`--max-children 1`), and two
+/// listeners behind one cone router: the second must be fed by the first (or by the relay, if
+/// it carried the room: it does not here). Both hear.
+pub(crate) fn same_router(host_nat: Nat) -> Neighbours {
+    let (operator, ana) = (TestHome::new(), TestHome::new());
+    let homes = [TestHome::new(), TestHome::new()];
+    let mut net = Internet::new();
+    let relay_at = net.public("relay");
+    let host_home = net.home(host_nat, 1);
+    let flat = net.home(Nat::Cone, 2);
+    let host_at = &host_home.nodes[0];
+    let (mut relay, relay_addr) = start_relay(&relay_at, &operator);
+    let room = super::room_new_in(&host_at.netns, &host_at.quic(), &ana, "Flatmates");
+    let mut host = Live::start_in(
+        "host",
+        Some(&host_at.netns),
+        &ana,
+        &[
+            "host",
+            &room,
+            "--input",
+            "sine",
+            "--output",
+            "null",
+            "--bootstrap",
+            &relay_addr,
+            "--reachability",
+            "private",
+            "--max-children",
+            "1",
+        ],
+    );
+    let link = host.listener_link();
+    let names = ["l1", "l2"];
+    let mut listeners = Vec::new();
+    let mut parents = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let machine = &flat.nodes[i];
+        let mut live = Live::start_in(
+            name,
+            Some(&machine.netns),
+            &homes[i],
+            &[
+                "join",
+                &link,
+                "--name",
+                name,
+                "--listen",
+                &machine.quic(),
+                "--output",
+                "null",
+            ],
+        );
+        let (parent, depth) = live.expect_map_within("audio_attached", ATTACH, |e| match e {
+            Event::AudioAttached { parent, depth, .. } => Some((*parent, *depth)),
+            _ => None,
+        });
+        let peer = live.printed_map(|e| match e {
+            Event::Joined { peer_id, .. } => Some(*peer_id),
+            _ => None,
+        });
+        parents.push((parent, depth, peer));
+        listeners.push(live);
+    }
+    let starts: Vec<_> = listeners
+        .iter_mut()
+        .map(|live| live.expect_stats("audio", |s| s.delivered > 0))
+        .collect();
+    let mut heard = [(0, 0); 2];
+    for (i, live) in listeners.iter_mut().enumerate() {
+        let start = &starts[i];
+        let end = live.expect_stats("five seconds of audio", |s| {
+            s.delivered >= start.delivered + 250
+        });
+        heard[i] = (end.delivered - start.delivered, end.expected - start.expected);
+    }
+    let circuits = circuits_now(&mut relay);
+    let hole = |e: &Event| matches!(e, Event::DirectConnection { .. });
+    let upgrades = listeners.iter_mut().map(|live| live.printed(hole)).filter(|&upgraded| upgraded).count();
+    let neighbours = Neighbours {
+        depth: parents[1].1,
+        under_first: Some(parents[1].0) == parents[0].2,
+        heard,
+        circuits,
+        lan_to_lan: flat.lan_to_lan().unwrap_or(0),
+        hairpin: flat.hairpin_attempts().unwrap_or(0),
+        upgrades,
+    };
+    drop((listeners, host, relay));
+    drop(net);
+    neighbours
+}
+
 /// Exploration: one run of each pair, printed.
 #[test]
 #[ignore]
@@ -538,6 +650,10 @@ fn punch_once() {
     let nat = |s: &str| if s == "cone" { Nat::Cone } else { Nat::Symmetric };
     let place = if l == "public" { Place::Public } else { Place::Behind(nat(l)) };
     let autonat = std::env::var("AUTONAT").is_ok();
+    if l == "same" {
+        eprintln!("{pair}: {:?}", same_router(nat(h)));
+        return;
+    }
     let punched = punch(nat(h), place, autonat);
     eprintln!("{pair}: {punched:?}");
 }
