@@ -15,9 +15,13 @@
 //!   simultaneous open): each side's packet opens its own router for the other's.
 //! - [`Nat::Symmetric`]: `masquerade random`, a new public port for every connection (so for
 //!   every destination): the port a relay saw is not the one a peer would be sent from or to.
+//! - [`Nat::ConeOpenRouter`]: a cone whose router does not firewall itself, to show why home
+//!   routers must: see there.
 //!
-//! Every router drops what comes in on its WAN side that is not a reply (a forward filter,
-//! policy drop), forwards between its LAN links without translation (one home network), and
+//! Every router drops what comes in on its WAN side that is not a reply, both what it would
+//! forward (policy drop) and what is for itself (before conntrack keeps an entry for it:
+//! [`Nat::ConeOpenRouter`] says what such an entry does to hole punching), forwards between its
+//! LAN links without translation (one home network), and
 //! does no hairpinning (a packet from the LAN to its own public address is delivered to the
 //! router itself, where nothing listens: counted, see [`Home::hairpin_attempts`]). Optional: loss
 //! on a router's WAN side ([`Internet::lose`]) and an uplink cap ([`Internet::cap_uplink`],
