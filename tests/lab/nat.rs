@@ -198,7 +198,15 @@ impl Internet {
         run("ip", &["-n", core, "link", "set", &core_dev, "up"]);
         run(
             "ip",
-            &["-n", netns, "addr", "add", &format!("{addr}/24"), "dev", dev],
+            &[
+                "-n",
+                netns,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                dev,
+            ],
         );
         run("ip", &["-n", netns, "link", "set", dev, "up"]);
         run(
@@ -252,7 +260,15 @@ impl Internet {
             run("ip", &["-n", &router, "link", "set", &lan, "up"]);
             run(
                 "ip",
-                &["-n", &netns, "addr", "add", &format!("{ip}/24"), "dev", "eth0"],
+                &[
+                    "-n",
+                    &netns,
+                    "addr",
+                    "add",
+                    &format!("{ip}/24"),
+                    "dev",
+                    "eth0",
+                ],
             );
             run("ip", &["-n", &netns, "link", "set", "eth0", "up"]);
             run(
@@ -371,7 +387,12 @@ impl Home {
 /// address.
 pub(crate) fn start_relay(machine: &Machine, operator: &TestHome) -> (Live, String) {
     let listen = machine.quic();
-    let mut relay = Live::start_in("relay", Some(&machine.netns), operator, &["relay", "--listen", &listen]);
+    let mut relay = Live::start_in(
+        "relay",
+        Some(&machine.netns),
+        operator,
+        &["relay", "--listen", &listen],
+    );
     let addr = relay.expect_map("relay", |e| match e {
         Event::Relay { addrs, .. } => addrs.first().map(ToString::to_string),
         _ => None,
@@ -648,11 +669,18 @@ pub(crate) fn same_router(host_nat: Nat) -> Neighbours {
         let end = live.expect_stats("five seconds of audio", |s| {
             s.delivered >= start.delivered + 250
         });
-        heard[i] = (end.delivered - start.delivered, end.expected - start.expected);
+        heard[i] = (
+            end.delivered - start.delivered,
+            end.expected - start.expected,
+        );
     }
     let circuits = circuits_now(&mut relay);
     let hole = |e: &Event| matches!(e, Event::DirectConnection { .. });
-    let upgrades = listeners.iter_mut().map(|live| live.printed(hole)).filter(|&upgraded| upgraded).count();
+    let upgrades = listeners
+        .iter_mut()
+        .map(|live| live.printed(hole))
+        .filter(|&upgraded| upgraded)
+        .count();
     let neighbours = Neighbours {
         depth: parents[1].1,
         under_first: Some(parents[1].0) == parents[0].2,
@@ -694,7 +722,11 @@ fn rooms_across_home_routers() {
 
     let symmetric = punch(Nat::Symmetric, Place::Behind(Nat::Symmetric), false, None);
     eprintln!("symmetric/symmetric: {symmetric:?}");
-    flowing("symmetric/symmetric", symmetric.delivered, symmetric.expected);
+    flowing(
+        "symmetric/symmetric",
+        symmetric.delivered,
+        symmetric.expected,
+    );
     assert!(
         !symmetric.upgraded && symmetric.circuits >= 1,
         "two symmetric NATs: the audio goes through the relay: {symmetric:?}"
@@ -784,7 +816,11 @@ fn hole_punching() {
             joins.push(run.join);
             upgraded += usize::from(run.upgraded);
             open += usize::from(run.circuits > 0);
-            let sum = if run.upgraded { &mut direct } else { &mut relayed };
+            let sum = if run.upgraded {
+                &mut direct
+            } else {
+                &mut relayed
+            };
             sum.0 += run.delivered;
             sum.1 += run.expected;
         }
@@ -826,9 +862,8 @@ fn hole_punching() {
     for host_nat in [Nat::Cone, Nat::Symmetric] {
         let mut done = Vec::new();
         for _ in 0..runs {
-            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                same_router(host_nat)
-            }));
+            let run =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| same_router(host_nat)));
             if let Ok(run) = run {
                 eprintln!("{} / same router: {run:?}", host_nat.name());
                 done.push(run);
@@ -844,7 +879,9 @@ fn hole_punching() {
             "| {} | {runs} | {} | {}/{} | {} | {} | {} | {} | {}; {} |",
             host_nat.name(),
             runs - done.len(),
-            done.iter().filter(|n| n.depth == 2 && n.under_first).count(),
+            done.iter()
+                .filter(|n| n.depth == 2 && n.under_first)
+                .count(),
             done.len(),
             done.iter().map(|n| n.lan_to_lan).min().unwrap_or(0),
             done.iter().map(|n| n.hairpin).sum::<u64>(),
@@ -857,7 +894,10 @@ fn hole_punching() {
             sum(1),
         ));
     }
-    println!("\nHole punching, {runs} runs per row:\n\n{}", table.join("\n"));
+    println!(
+        "\nHole punching, {runs} runs per row:\n\n{}",
+        table.join("\n")
+    );
     println!(
         "\nTwo listeners behind one cone router, the host feeding one child:\n\n{}",
         flats.join("\n")
