@@ -53,7 +53,9 @@ pub(crate) enum Nat {
     /// for the router's own address and is no reply is not dropped but delivered (to no one).
     /// Delivered, it leaves a conntrack entry (from the peer's address and port to the
     /// router's): a peer's hole-punching packet that arrives before this side's own first one
-    /// goes out makes that one clash with it, and Linux gives it another public port.
+    /// goes out makes that one clash with it, and Linux gives it another public port (the
+    /// likely cause of what `hole_punching` measures: 0 of 5, against 5 of 5 with the rule;
+    /// not traced packet by packet).
     ConeOpenRouter,
 }
 
