@@ -768,7 +768,7 @@ fn percentile(values: &[Duration], p: usize) -> Duration {
 /// (nearest rank), and frames heard of those expected over 3 s after it settled (direct or
 /// relayed).
 #[test]
-#[ignore]
+#[ignore = "a measurement of about eight minutes (root only): run it by name, see its doc"]
 fn hole_punching() {
     if !super::Lab::available() {
         return;
