@@ -128,6 +128,20 @@ impl Live {
         })
     }
 
+    /// Waits up to `wait` for the first event `pick` takes something from, and returns that.
+    pub(crate) fn expect_map_within<T>(
+        &mut self,
+        what: &str,
+        wait: Duration,
+        pick: impl Fn(&Event) -> Option<T>,
+    ) -> T {
+        self.next_line(what, wait, |line| {
+            serde_json::from_str::<Event>(line)
+                .ok()
+                .and_then(|event| pick(&event))
+        })
+    }
+
     /// Waits for an `audio_stats` report matching `predicate`.
     pub(crate) fn expect_stats(
         &mut self,
@@ -158,6 +172,13 @@ impl Live {
             .iter()
             .filter_map(|line| serde_json::from_str::<Event>(line).ok())
             .find_map(|event| pick(&event))
+    }
+
+    /// Takes in everything printed so far, so that the next wait sees only what comes after.
+    pub(crate) fn drain(&mut self) {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
     }
 
     pub(crate) fn printed(&mut self, predicate: impl Fn(&Event) -> bool) -> bool {

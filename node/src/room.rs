@@ -36,8 +36,16 @@ mod task;
 /// How long the links a host hands out are valid by default.
 pub const LINK_VALIDITY: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How long a host with relays to use waits for a verdict on its reachability before handing out
-/// its link (a link must work).
-pub const REACHABILITY_WAIT: Duration = Duration::from_secs(6);
+/// its link (a link must work): past the planner's own deadline ([`VERDICT_WAIT`]) and a
+/// reservation's round trip. Behind a real NAT that drops what it did not ask for, an AutoNAT
+/// dial-back is not refused but lost, so the probe does not fail in time and the verdict is the
+/// planner's, at `VERDICT_WAIT` (measured in the network lab: 8.1 s; the relayed address 6 ms
+/// later); a shorter wait handed out a link without the relayed address, which nobody outside
+/// could use. A host found reachable, or reachable through a relay, stops waiting at once.
+///
+/// [`VERDICT_WAIT`]: crate::reachability::VERDICT_WAIT
+pub const REACHABILITY_WAIT: Duration =
+    Duration::from_secs(crate::reachability::VERDICT_WAIT.as_secs() + 3);
 /// How long a leaving node keeps its connections open so that its `Leave` goes out.
 pub const LINGER: Duration = Duration::from_millis(300);
 /// Commands waiting for a room's task.

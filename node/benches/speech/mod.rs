@@ -1,5 +1,5 @@
 //! What the two speech-quality measurements share (the `audio_quality` bench, and the lossy
-//! lab's `lab::lossy_sound` in `tests/lab.rs`, which includes this file by path): the talkers and
+//! lab's `lab::lossy_sound` in `tests/lab/mod.rs`, which includes this file by path): the talkers and
 //! espeak-ng saying them at a set level, and scoring outputs with PESQ-WB through
 //! `scripts/pesq.py`. It sits in a folder of its own so that cargo does not take it for a bench;
 //! everything here is used by both.

@@ -2,7 +2,7 @@
 //! missed their playout time, for tests and benches of what the room does about loss (the
 //! listeners' reports, the host's advice, the speakers' FEC). Audio rides reliable streams, so
 //! a lossy link delays frames rather than losing them; where a real lossy hop is wanted, the
-//! network lab (`tests/lab.rs`) drops packets in a router. Nothing here runs unless asked for.
+//! network lab (`tests/lab/mod.rs`) drops packets in a router. Nothing here runs unless asked for.
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};

@@ -6,7 +6,11 @@
 //! down when the [`Lab`] is dropped, a failing test included.
 //!
 //! The tests here: an honest relay on a lossy path keeps its children (issue 13's detectors
-//! must not take loss for withholding or forgery).
+//! must not take loss for withholding or forgery). [`nat`] builds a bigger one: a public
+//! segment with home routers that translate addresses (cone-like and symmetric NATs), for hole
+//! punching.
+
+pub(crate) mod nat;
 
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -150,24 +154,7 @@ impl Lab {
     /// `earshot room new TITLE --listen` in node `i`'s namespace (it binds there to pick its
     /// port); returns the room's id.
     pub(crate) fn room_new(&self, i: usize, home: &TestHome, title: &str) -> String {
-        let listen = Self::listen(i);
-        let output = Command::new("ip")
-            .args(["netns", "exec", self.node(i), env!("CARGO_BIN_EXE_earshot")])
-            .env_remove("EARSHOT_HOME")
-            .env_remove("RUST_LOG")
-            .arg("--home")
-            .arg(home.path())
-            .args(["room", "new", title, "--listen", &listen, "--json"])
-            .output()
-            .expect("run earshot");
-        assert!(
-            output.status.success(),
-            "room new: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let json: serde_json::Value =
-            serde_json::from_slice(&output.stdout).expect("room new prints JSON");
-        json["id"].as_str().expect("id").to_owned()
+        room_new_in(self.node(i), &Self::listen(i), home, title)
     }
 
     /// Packets the router dropped so far (its loss rule's counter), if it can be read.
@@ -189,6 +176,28 @@ impl Lab {
         let at = text.find("packets ")?;
         text[at + 8..].split_whitespace().next()?.parse().ok()
     }
+}
+
+/// `earshot room new TITLE --listen LISTEN` in namespace `netns` (it binds there to pick its
+/// port); returns the room's id.
+pub(crate) fn room_new_in(netns: &str, listen: &str, home: &TestHome, title: &str) -> String {
+    let output = Command::new("ip")
+        .args(["netns", "exec", netns, env!("CARGO_BIN_EXE_earshot")])
+        .env_remove("EARSHOT_HOME")
+        .env_remove("RUST_LOG")
+        .arg("--home")
+        .arg(home.path())
+        .args(["room", "new", title, "--listen", listen, "--json"])
+        .output()
+        .expect("run earshot");
+    assert!(
+        output.status.success(),
+        "room new: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("room new prints JSON");
+    json["id"].as_str().expect("id").to_owned()
 }
 
 impl Drop for Lab {
