@@ -51,10 +51,11 @@ use earshot_node::recording::{export, ogg};
 use earshot_node::session::AudioSession;
 use earshot_node::store::Store;
 use earshot_protocol::loudest::DEFAULT_FORWARDED;
+use earshot_protocol::replay::ContentRecord;
 use earshot_protocol::room::RoomSpec;
 use earshot_protocol::{
-    Audience, Capability, ControlBody, Grant, InviteLink, RecordingPolicy, Role, RoomDescriptor,
-    RoomId, Timestamp, Visibility,
+    Audience, Capability, ControlBody, Grant, InviteLink, RecordingId, RecordingPolicy, Role,
+    RoomDescriptor, RoomId, Timestamp, Visibility,
 };
 use tokio::time::MissedTickBehavior;
 
@@ -137,6 +138,13 @@ fn main() {
         export.len() as f64 / f64::from(SAMPLE_RATE)
     );
     table.row("Earshot recording exported to Ogg Opus", export, &delivery);
+    let (studio, from_studio) = &room.studio;
+    let delivery = format!("{from_studio} frames from the studio track (64 kbit/s)");
+    table.row(
+        "Earshot recording with the host's studio track (--studio), exported",
+        studio,
+        &delivery,
+    );
     // What an export loses where it encodes anew (the room's audio decoded, mixed, encoded).
     let files = earshot(&codec, VoiceEncoder::for_files().expect("file encoder"));
     table.row("  codec alone re-encoded: for_files()", &files, NO_NETWORK);
@@ -283,6 +291,8 @@ struct LiveRoom {
     listeners: Vec<(u16, Vec<f32>, PlayerStatus)>,
     /// The host's recording, exported and decoded back; the packets the export kept as said.
     export: (Vec<f32>, RecordingMeta, u64),
+    /// The same with the host's studio track, and the frames taken from it.
+    studio: (Vec<f32>, u64),
 }
 
 /// Runs the chain host → L1 → L2 → L3 with the host speaking `input` (`samples` long), recording
@@ -300,7 +310,7 @@ async fn live_room(input: &Path, samples: usize, dir: &Path) -> LiveRoom {
         Input::Wav(input.to_owned()),
         Output::Null,
         DEFAULT_FORWARDED,
-        false,
+        true,
     )
     .expect("host audio");
     // Held back until the chain stands (at most a frame or two of the leading silence went,
@@ -342,6 +352,8 @@ async fn live_room(input: &Path, samples: usize, dir: &Path) -> LiveRoom {
         })
         .expect("start recording");
     audio.record(Some(recorder.tap()));
+    // The host keeps a studio track too (`--studio`): its voice before the network.
+    audio.set_recorded(true);
     audio
         .set_on_stage(true)
         .await
@@ -364,6 +376,8 @@ async fn live_room(input: &Path, samples: usize, dir: &Path) -> LiveRoom {
         .await;
         statuses.push(status);
     }
+    audio.set_recorded(false);
+    audio.flush_studio().await;
     audio.record(None);
     let meta = recorder
         .finish(earshot_node::clock::now())
@@ -382,14 +396,31 @@ async fn live_room(input: &Path, samples: usize, dir: &Path) -> LiveRoom {
     let _ = host.act(id, ControlBody::RoomEnded).await;
     host.shutdown().await;
 
-    let path = dir.join("room.opus");
-    let exported =
-        export::export(&recordings, &meta, None, &path, None, |_| {}).expect("export to Ogg Opus");
-    let file = ogg::read(&std::fs::read(&path).expect("read the export"))
-        .expect("the export is valid Ogg Opus");
+    // The recording as the room heard it (its studio track left out, as a copy), and with it.
+    let mut live_only = meta.clone();
+    live_only.id = RecordingId([0x5a; 16]);
+    let records = recordings
+        .records(&meta.id)
+        .filter(|record| !matches!(record, Ok(ContentRecord::Studio(_))))
+        .collect::<Result<Vec<_>, _>>()
+        .expect("the recording's records");
+    recordings
+        .import(&live_only, records)
+        .expect("a copy without the studio track");
+    let export_of = |meta: &RecordingMeta, name: &str| {
+        let path = dir.join(name);
+        let exported = export::export(&recordings, meta, None, &path, None, |_| {})
+            .expect("export to Ogg Opus");
+        let file = ogg::read(&std::fs::read(&path).expect("read the export"))
+            .expect("the export is valid Ogg Opus");
+        (decode_opus(&file), exported)
+    };
+    let (live, exported) = export_of(&live_only, "room.opus");
+    let (studio, with_studio) = export_of(&meta, "studio.opus");
     LiveRoom {
         listeners,
-        export: (decode_opus(&file), meta, exported.kept),
+        export: (live, meta, exported.kept),
+        studio: (studio, with_studio.from_studio),
     }
 }
 
