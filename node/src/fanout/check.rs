@@ -7,10 +7,13 @@
 //! of delay), once the stream has shown one good proof: a new stream's first frames wait for
 //! theirs (the player starts a spurt only on a playable frame), so a parent forging from the
 //! start gets nothing played. A frame found forged before its turn is never played; frames whose proof does not
-//! come within [`PROOF_DEADLINE_MS`] are never played, and from then on that stream's frames
-//! play only once verified ([`Authenticity::HELD`]) until proofs come in time again. So a
-//! forging parent gets at most the deadline's worth of unverified audio played (minus the
-//! jitter buffer's delay), and is caught when the real proof arrives or the deadline passes.
+//! come before the frames after them ([`FrameAuth::expire`]) are never played, and from then on
+//! that stream's frames play only once verified ([`Authenticity::HELD`]) until proofs come in
+//! time again; a frame arriving while an earlier one of its voice waited more than a batch's
+//! time ([`PROOF_DUE_MS`]) plays only once verified too. So a forging parent gets at most a
+//! batch's worth of unverified audio played (minus the jitter buffer's delay), and is caught
+//! when the real proof arrives or the stream moves past it; a path that only stalls (loss
+//! resent late) delays proofs without any of that counting against it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -20,7 +23,7 @@ use std::time::Instant;
 use earshot_protocol::PeerKey;
 use earshot_protocol::frame::{AudioFrame, SpeakerId};
 use earshot_protocol::proof::FrameProof;
-use earshot_protocol::proof::check::{Arrival, BadProof, FrameAuth, PROOF_DEADLINE_MS};
+use earshot_protocol::proof::check::{Arrival, BadProof, FrameAuth};
 use earshot_protocol::proof::progress::{Judged, Progress, Withholding};
 
 use super::StreamError;
@@ -403,7 +406,8 @@ impl StreamCheck {
             }
             if self.unproven.len() >= UNPROVEN_LIMIT {
                 return Err(failed(format!(
-                    "frames whose proofs did not come within {PROOF_DEADLINE_MS} ms, {UNPROVEN_LIMIT} times in {} s",
+                    "frames whose proofs did not come before the frames after them, \
+                     {UNPROVEN_LIMIT} times in {} s",
                     UNPROVEN_WINDOW.as_secs()
                 )));
             }

@@ -3,7 +3,12 @@
 //! Frames come first and are passed on at once; their proof follows (within
 //! [`FRAMES_PER_PROOF`](super::FRAMES_PER_PROOF) frames). [`FrameAuth`] keeps each frame's hash
 //! until its proof arrives, then says which frames verified and which were forged; frames whose
-//! proof never came within [`PROOF_DEADLINE_MS`] are given up ([`FrameAuth::expire`]). A proof
+//! proof did not come are given up ([`FrameAuth::expire`]) once the stream has moved past them:
+//! [`PROOF_DEADLINE_MS`] after they came *and* [`PAST_FRAMES`] later frames of their speaker
+//! have come meanwhile (a proof comes before the frames after its batch, on a stream that keeps
+//! order), or after [`PROOF_GIVE_UP_MS`] in any case. So a path that stalls (loss resent late:
+//! everything after a lost packet waits for it) does not make its honest proofs look withheld,
+//! and a parent that passes frames on without their proofs is caught all the same. A proof
 //! may also arrive before a frame it covers (the frame was late on another hop): its hashes are
 //! kept a moment for it. Every table is bounded: a stream cannot grow a node's memory by
 //! sending frames of many speakers, or frames without proofs.
@@ -20,6 +25,11 @@ use crate::id::{PeerKey, RoomId};
 /// How long a frame may wait for its proof, from its arrival. A speaker signs every 100 ms,
 /// so a frame's proof follows it by at most 80 ms of audio plus scheduling.
 pub const PROOF_DEADLINE_MS: u64 = 120;
+/// Later frames of the same speaker that must have come before a waiting frame is past its
+/// proof: two batches.
+pub const PAST_FRAMES: u32 = 2 * super::FRAMES_PER_PROOF as u32;
+/// How long a frame may wait for its proof whatever else comes.
+pub const PROOF_GIVE_UP_MS: u64 = 1_000;
 /// Frames of one speaker waiting for a proof, at most (more are refused as unproven).
 pub const MAX_PENDING: usize = 64;
 /// Speakers tracked on one stream at once; the least recently heard goes when another comes.
@@ -85,6 +95,8 @@ struct Waiting<T> {
 
 struct Voice<T> {
     pending: BTreeMap<u32, Waiting<T>>,
+    /// The newest frame of this voice seen (wrapping).
+    newest: Option<u32>,
     /// Hashes from proofs that came before their frames: seq → (hash, when).
     proven: BTreeMap<u32, (FrameHash, u64)>,
     last_ms: u64,
@@ -94,6 +106,7 @@ impl<T> Voice<T> {
     fn new(now_ms: u64) -> Self {
         Self {
             pending: BTreeMap::new(),
+            newest: None,
             proven: BTreeMap::new(),
             last_ms: now_ms,
         }
@@ -166,6 +179,12 @@ impl<T> FrameAuth<T> {
     pub fn frame(&mut self, frame: &AudioFrame, value: T, now_ms: u64) -> Arrival<T> {
         let hash = frame_hash(frame);
         let voice = self.voice(frame.speaker, now_ms);
+        if voice
+            .newest
+            .is_none_or(|newest| frame.seq.wrapping_sub(newest) as i32 > 0)
+        {
+            voice.newest = Some(frame.seq);
+        }
         if let Some((proven, _)) = voice.proven.remove(&frame.seq) {
             return if proven == hash {
                 Arrival::Verified
@@ -227,15 +246,23 @@ impl<T> FrameAuth<T> {
         Ok(settled)
     }
 
-    /// Frames whose proof did not come in time, given up at `now_ms` (and forgotten, with
-    /// proofs kept too long and voices gone quiet).
+    /// Frames whose proof did not come, given up at `now_ms`: the stream moved past them, or
+    /// they waited [`PROOF_GIVE_UP_MS`] (and forgotten, with proofs kept too long and voices
+    /// gone quiet).
     pub fn expire(&mut self, now_ms: u64) -> Vec<(FrameKey, T)> {
         let mut late = Vec::new();
         for (speaker, voice) in &mut self.voices {
+            let newest = voice.newest;
             let overdue: Vec<u32> = voice
                 .pending
                 .iter()
-                .filter(|(_, waiting)| now_ms.saturating_sub(waiting.since_ms) > PROOF_DEADLINE_MS)
+                .filter(|(seq, waiting)| {
+                    let waited = now_ms.saturating_sub(waiting.since_ms);
+                    let passed = newest.is_some_and(|newest| {
+                        i64::from(newest.wrapping_sub(**seq) as i32) >= i64::from(PAST_FRAMES)
+                    });
+                    waited > PROOF_GIVE_UP_MS || (waited > PROOF_DEADLINE_MS && passed)
+                })
                 .map(|(seq, _)| *seq)
                 .collect();
             for seq in overdue {

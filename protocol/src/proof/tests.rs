@@ -164,6 +164,7 @@ fn frames_without_a_proof_expire_and_memory_stays_bounded() {
         }
     }
     assert_eq!(auth.pending(), MAX_PENDING);
+    // The stream moved far past them (the frames refused as overflow count as seen).
     assert!(auth.expire(PROOF_DEADLINE_MS).is_empty(), "not yet");
     assert_eq!(auth.expire(PROOF_DEADLINE_MS + 1).len(), MAX_PENDING);
     assert_eq!(auth.pending(), 0);
@@ -174,6 +175,53 @@ fn frames_without_a_proof_expire_and_memory_stays_bounded() {
         let _ = auth.frame(&f, 0, u64::from(id));
     }
     assert!(auth.pending() <= MAX_VOICES);
+}
+
+/// A path that stalls (a packet lost and resent: everything after it waits) holds a batch's
+/// proof up with the frames after it: the frames already in wait as long as it takes, and are
+/// verified when it comes. A parent that passes the frames on and keeps the proof back is caught
+/// once the frames after the batch have come, and a frame never waits for ever.
+#[test]
+fn a_stalled_path_delays_proofs_without_losing_frames_and_withheld_proofs_are_caught() {
+    use super::check::{PAST_FRAMES, PROOF_GIVE_UP_MS};
+    let speaker = key(1);
+    let keys = [PeerKey::from(&speaker)];
+    let mut signer = ProofSigner::new(speaker.clone(), ROOM);
+    let mut auth = FrameAuth::new(ROOM);
+    // Frames 0-4 come at 20 ms intervals; their proof is stuck for 400 ms behind a lost packet.
+    let mut proofs = Vec::new();
+    for seq in 0..5u32 {
+        let frame = frame(&speaker, seq);
+        proofs.extend(signer.push(&frame));
+        assert!(matches!(
+            auth.frame(&frame, seq, u64::from(seq) * 20),
+            Arrival::Pending
+        ));
+    }
+    for now in (100..=480).step_by(20) {
+        assert!(auth.expire(now).is_empty(), "nothing is past its proof at {now} ms");
+    }
+    // The stall ends: the proof, then the frames after it, all at once.
+    let settled = auth.proof(&proofs[0], &keys, 480).expect("a good proof");
+    assert_eq!(settled.verified.len(), 5);
+    for seq in 5..20u32 {
+        let _ = auth.frame(&frame(&speaker, seq), seq, 480);
+    }
+
+    // A parent that keeps proofs back: the frames of a batch are given up once the frames two
+    // batches on have come and the deadline passed.
+    let mut withheld = FrameAuth::new(ROOM);
+    for seq in 0..=PAST_FRAMES {
+        let _ = withheld.frame(&frame(&speaker, seq), seq, u64::from(seq) * 20);
+    }
+    let now = u64::from(PAST_FRAMES) * 20;
+    let given_up: Vec<u32> = withheld.expire(now).iter().map(|((_, seq), _)| *seq).collect();
+    assert_eq!(given_up, vec![0], "frame 0, ten frames on");
+    // And a frame that nothing follows is given up in the end.
+    let mut last = FrameAuth::new(ROOM);
+    let _ = last.frame(&frame(&speaker, 0), 0, 0);
+    assert!(last.expire(PROOF_GIVE_UP_MS).is_empty());
+    assert_eq!(last.expire(PROOF_GIVE_UP_MS + 1).len(), 1);
 }
 
 #[test]
