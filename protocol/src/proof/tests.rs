@@ -199,7 +199,10 @@ fn a_stalled_path_delays_proofs_without_losing_frames_and_withheld_proofs_are_ca
         ));
     }
     for now in (100..=480).step_by(20) {
-        assert!(auth.expire(now).is_empty(), "nothing is past its proof at {now} ms");
+        assert!(
+            auth.expire(now).is_empty(),
+            "nothing is past its proof at {now} ms"
+        );
     }
     // The stall ends: the proof, then the frames after it, all at once.
     let settled = auth.proof(&proofs[0], &keys, 480).expect("a good proof");
@@ -215,7 +218,11 @@ fn a_stalled_path_delays_proofs_without_losing_frames_and_withheld_proofs_are_ca
         let _ = withheld.frame(&frame(&speaker, seq), seq, u64::from(seq) * 20);
     }
     let now = u64::from(PAST_FRAMES) * 20;
-    let given_up: Vec<u32> = withheld.expire(now).iter().map(|((_, seq), _)| *seq).collect();
+    let given_up: Vec<u32> = withheld
+        .expire(now)
+        .iter()
+        .map(|((_, seq), _)| *seq)
+        .collect();
     assert_eq!(given_up, vec![0], "frame 0, ten frames on");
     // And a frame that nothing follows is given up in the end.
     let mut last = FrameAuth::new(ROOM);
