@@ -24,6 +24,12 @@ fn the_encoder_takes_up_fec_while_listeners_lose_frames_and_drops_it_after() {
     // A clean room: the host's encoder runs without FEC.
     let stats = host.expect_stats("the host speaking", |s| s.speaking);
     assert_eq!(stats.audience_loss_permille, 0);
+    // The listeners' jitter comes up the tree too: on one machine, small.
+    let jitter = host.expect_stats("the audience's jitter", |s| s.audience_jitter_ms.is_some());
+    assert!(
+        jitter.audience_jitter_ms.is_some_and(|ms| ms <= 160),
+        "{jitter:?}"
+    );
 
     // A listener that misses 15 % of the frames at playout: in two listeners, the worse one is
     // the 90th percentile; 15 % falls in the bucket up to 20 %.

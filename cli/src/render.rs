@@ -397,6 +397,13 @@ impl Text {
                 }
             ));
         }
+        if let Some(jitter) = stats.audience_jitter_ms {
+            lines.push(if jitter > 320 {
+                "  the audience: one in ten listeners' buffers hold more than 320 ms".to_owned()
+            } else {
+                format!("  the audience: nine in ten listeners' buffers hold at most {jitter} ms")
+            });
+        }
         if let Some(chunks) = stats.studio_chunks {
             lines.push(format!(
                 "  studio track: {chunks} s handed to the recording{}",

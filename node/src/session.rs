@@ -60,6 +60,9 @@ pub struct AudioStatus {
     /// The host's advice to the speakers' encoders: the audience's loss, per mille (see
     /// `earshot_protocol::audience::quality`).
     pub audience_loss: u16,
+    /// At the host: how long nine in ten listeners' jitter buffers hold frames back (ms; 0
+    /// until the tree's reports count any).
+    pub audience_jitter_ms: u16,
     /// This node's studio track (its voice for the recording, see
     /// [`earshot_protocol::studio`]): chunks handed to the recorder so far, and chunks or
     /// frames it lost (a full queue); `None` without one.
@@ -293,6 +296,7 @@ impl AudioSession {
             self_muted: self.voice.self_muted.load(Ordering::Relaxed),
             playback: self.player.as_ref().map(Player::status).unwrap_or_default(),
             audience_loss: self.stats.audio_loss.load(Ordering::Relaxed),
+            audience_jitter_ms: self.stats.audience_jitter_ms.load(Ordering::Relaxed),
             studio: self.studio.as_ref().map(|studio| {
                 let stats = &studio.stats;
                 (

@@ -7,7 +7,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use earshot_protocol::audience::AudienceView;
@@ -24,6 +23,7 @@ use tokio::sync::mpsc;
 use tracing::debug;
 
 mod flood;
+mod hearing;
 mod keys;
 mod recent;
 mod reserve;
@@ -755,14 +755,7 @@ impl Gate for Tree {
         let Some(tree) = rooms.get_mut(&room) else {
             return Vec::new();
         };
-        let (due, missing) = stats.playout();
-        if let Some(heard) = tree.playout.sample(now, due, missing) {
-            tree.subtree.heard(heard);
-        }
-        // The host's advice to this node's encoder, from the latest view.
-        if let Some(view) = &tree.view {
-            stats.audio_loss.store(view.audio_loss, Relaxed);
-        }
+        hearing::hear(tree, stats, now);
         // Between parents, reports and actions wait (the host has no parent: its report is
         // for its own event loop).
         if !attached && !tree.is_host {
@@ -782,6 +775,7 @@ impl Gate for Tree {
             }
             if tree.is_host {
                 drop(rooms);
+                hearing::audience(&report, stats);
                 self.send(TreeEvent::Report { room, report });
                 return Vec::new();
             }

@@ -584,6 +584,10 @@ fn playout(counters: &FanoutStats, status: &PlayerStatus) {
     counters
         .playout_missing
         .store(status.recovered + status.concealed, Ordering::Relaxed);
+    // Whole milliseconds: the buffer is never near u32::MAX ms.
+    counters
+        .playout_buffer_ms
+        .store(status.buffer_ms.max(0.0) as u32, Ordering::Relaxed);
 }
 
 fn mixer_status(mixer: &Mixer, stats: PlayStats, latency: &Latency) -> PlayerStatus {

@@ -19,6 +19,7 @@ fn status(received: u64, bytes: u64) -> AudioStatus {
         self_muted: true,
         playback: Default::default(),
         audience_loss: 0,
+        audience_jitter_ms: 0,
         studio: None,
     }
 }

@@ -112,6 +112,10 @@ pub struct AudioStats {
     /// see at most; FEC and bitrate follow it (`earshot_protocol::audience::quality`).
     #[serde(default)]
     pub audience_loss_permille: u16,
+    /// At the host: how long nine in ten listeners' jitter buffers hold frames back (ms), from
+    /// the reports that come up the tree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience_jitter_ms: Option<u16>,
     /// This node's studio track (`--studio`: its voice for the recording): chunks (a second
     /// each) handed to the recorder so far, and chunks or frames lost on the way (a full queue).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -106,6 +106,7 @@ fn node_and_audio_events() {
         latency_p50_ms: Some(48),
         latency_p95_ms: None,
         audience_loss_permille: 50,
+        audience_jitter_ms: None,
         studio_chunks: None,
         studio_lost: None,
         r#final: false,

@@ -1,6 +1,6 @@
 //! The audio plane's counters, per room.
 
-use std::sync::atomic::{AtomicU16, AtomicU64};
+use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64};
 
 /// Counters for one room's audio.
 #[derive(Debug, Default)]
@@ -34,6 +34,11 @@ pub struct FanoutStats {
     /// (concealed, or recovered from FEC). Reported up the tree (see `earshot_protocol::audience::quality`).
     pub playout_due: AtomicU64,
     pub playout_missing: AtomicU64,
+    /// How long this node's jitter buffer holds frames back now (ms), reported up the tree.
+    pub playout_buffer_ms: AtomicU32,
+    /// At the host: how long nine in ten listeners' jitter buffers hold frames back (ms, from
+    /// the tree's reports; 0 until any are counted).
+    pub audience_jitter_ms: AtomicU16,
     /// The host's advice to this node's encoder: the audience's loss, per mille (from the
     /// latest view; the host's own from its reports).
     pub audio_loss: AtomicU16,

@@ -478,6 +478,7 @@ fn stats_of(room: RoomId, status: &AudioStatus, depth: Option<u16>) -> AudioStat
         latency_p50_ms: playback.latency.percentile(50.0).map(u64::from),
         latency_p95_ms: playback.latency.percentile(95.0).map(u64::from),
         audience_loss_permille: status.audience_loss,
+        audience_jitter_ms: (status.audience_jitter_ms > 0).then_some(status.audience_jitter_ms),
         studio_chunks: status.studio.map(|(sent, _)| sent),
         studio_lost: status.studio.map(|(_, lost)| lost),
         r#final: false,

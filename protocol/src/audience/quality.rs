@@ -14,6 +14,12 @@
 //!
 //! Reports are not trusted: a subtree that lies can move the encoder only between clean (no FEC,
 //! [`BASE_BITRATE`]) and [`MAX_ADVICE_PERMILLE`] (FEC for 20 % loss, [`MAX_BITRATE`]).
+//!
+//! The same reports carry a second histogram, of listeners by jitter: how long each node's
+//! jitter buffer holds frames back ([`JITTER_BOUNDS_MS`]), summed and cut the same way. Nothing
+//! in the encoder answers to jitter (a frame's length stays 20 ms); the host shows it
+//! ([`Loss::jitter_quantile_ms`]: what nine in ten listeners wait at most) as a measure of the
+//! tree's paths.
 
 use std::time::{Duration, Instant};
 
@@ -40,11 +46,17 @@ pub const BASE_BITRATE: u32 = 32_000;
 /// The most the voice's bitrate rises to pay for FEC (bit/s).
 pub const MAX_BITRATE: u32 = 40_000;
 
+/// Upper bounds of the jitter buckets, in milliseconds of a node's jitter buffer (the last
+/// bucket holds everything from 320 ms up).
+pub const JITTER_BOUNDS_MS: [u16; BUCKETS - 1] = [20, 40, 80, 160, 320];
+
 /// Listeners by the share of frames they missed at playout: `listeners[i]` lost less than
-/// [`BUCKET_BOUNDS_PERMILLE`]`[i]` per mille (and at least the bound before it).
+/// [`BUCKET_BOUNDS_PERMILLE`]`[i]` per mille (and at least the bound before it); and by how long
+/// their jitter buffers hold frames back: `jitter[i]` less than [`JITTER_BOUNDS_MS`]`[i]`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
 pub struct Loss {
     pub listeners: [u32; BUCKETS],
+    pub jitter: [u32; BUCKETS],
 }
 
 impl Loss {
@@ -63,56 +75,95 @@ impl Loss {
         loss
     }
 
+    /// This listener (if it is counted) also in the jitter bucket of a buffer holding frames
+    /// back `buffer_ms`.
+    pub fn with_jitter(mut self, buffer_ms: u32) -> Self {
+        if self.total() > 0 {
+            let bucket = JITTER_BOUNDS_MS
+                .iter()
+                .position(|bound| buffer_ms < u32::from(*bound))
+                .unwrap_or(BUCKETS - 1);
+            self.jitter = [0; BUCKETS];
+            self.jitter[bucket] = 1;
+        }
+        self
+    }
+
     /// Listeners counted.
     pub fn total(&self) -> u32 {
-        self.listeners
-            .iter()
-            .fold(0u32, |sum, n| sum.saturating_add(*n))
+        sum(&self.listeners)
     }
 
     /// Adds `other` (a child's subtree), scaled down to at most `at_most` listeners: a child
     /// counts for no more listeners than its parent believes it has.
     pub fn add(&mut self, other: &Loss, at_most: u32) {
-        let total = u64::from(other.total());
-        for (sum, n) in self.listeners.iter_mut().zip(other.listeners) {
-            let n = if total > u64::from(at_most) {
-                // Each bucket in proportion, rounded down.
-                u32::try_from(u64::from(n) * u64::from(at_most) / total).unwrap_or(u32::MAX)
-            } else {
-                n
-            };
-            *sum = sum.saturating_add(n);
-        }
+        add_scaled(&mut self.listeners, &other.listeners, at_most);
+        add_scaled(&mut self.jitter, &other.jitter, at_most);
+    }
+
+    /// How long [`ADVICE_QUANTILE_PERMILLE`] of the listeners' jitter buffers hold frames back
+    /// at most (a bucket's upper bound; twice the last bound for the last bucket); `None` if
+    /// nobody is counted.
+    pub fn jitter_quantile_ms(&self) -> Option<u16> {
+        let bucket = quantile_bucket(&self.jitter)?;
+        Some(
+            JITTER_BOUNDS_MS
+                .get(bucket)
+                .copied()
+                .unwrap_or(JITTER_BOUNDS_MS[BUCKETS - 2] * 2),
+        )
     }
 
     /// The loss (per mille, a bucket's upper bound, capped at [`MAX_ADVICE_PERMILLE`]) that
     /// [`ADVICE_QUANTILE_PERMILLE`] of the listeners see at most; 0 if the first bucket holds
     /// them (or nobody is counted).
     pub fn quantile_permille(&self) -> u16 {
-        let total = u64::from(self.total());
-        if total == 0 {
-            return 0;
+        match quantile_bucket(&self.listeners) {
+            None | Some(0) => 0,
+            Some(bucket) => BUCKET_BOUNDS_PERMILLE
+                .get(bucket)
+                .copied()
+                .unwrap_or(MAX_ADVICE_PERMILLE)
+                .min(MAX_ADVICE_PERMILLE),
         }
-        // The rank of the listener at the quantile, 1-based, rounded up.
-        let rank = (total * u64::from(ADVICE_QUANTILE_PERMILLE))
-            .div_ceil(1000)
-            .max(1);
-        let mut seen = 0u64;
-        for (bucket, n) in self.listeners.iter().enumerate() {
-            seen += u64::from(*n);
-            if seen >= rank {
-                return match bucket {
-                    0 => 0,
-                    _ => BUCKET_BOUNDS_PERMILLE
-                        .get(bucket)
-                        .copied()
-                        .unwrap_or(MAX_ADVICE_PERMILLE)
-                        .min(MAX_ADVICE_PERMILLE),
-                };
-            }
-        }
-        MAX_ADVICE_PERMILLE
     }
+}
+
+fn sum(buckets: &[u32; BUCKETS]) -> u32 {
+    buckets.iter().fold(0u32, |sum, n| sum.saturating_add(*n))
+}
+
+/// Adds `other` to `into`, scaled down in proportion (rounded down) to at most `at_most`.
+fn add_scaled(into: &mut [u32; BUCKETS], other: &[u32; BUCKETS], at_most: u32) {
+    let total = u64::from(sum(other));
+    for (sum, n) in into.iter_mut().zip(other) {
+        let n = if total > u64::from(at_most) {
+            u32::try_from(u64::from(*n) * u64::from(at_most) / total).unwrap_or(u32::MAX)
+        } else {
+            *n
+        };
+        *sum = sum.saturating_add(n);
+    }
+}
+
+/// The bucket of the listener at [`ADVICE_QUANTILE_PERMILLE`] (rank rounded up, 1-based);
+/// `None` if nobody is counted.
+fn quantile_bucket(buckets: &[u32; BUCKETS]) -> Option<usize> {
+    let total = u64::from(sum(buckets));
+    if total == 0 {
+        return None;
+    }
+    let rank = (total * u64::from(ADVICE_QUANTILE_PERMILLE))
+        .div_ceil(1000)
+        .max(1);
+    let mut seen = 0u64;
+    for (bucket, n) in buckets.iter().enumerate() {
+        seen += u64::from(*n);
+        if seen >= rank {
+            return Some(bucket);
+        }
+    }
+    Some(BUCKETS - 1)
 }
 
 /// How long a node counts its own playout before it puts itself in a bucket (200 frames: one
@@ -216,7 +267,37 @@ mod tests {
     use super::*;
 
     fn listeners(buckets: [u32; BUCKETS]) -> Loss {
-        Loss { listeners: buckets }
+        Loss {
+            listeners: buckets,
+            jitter: [0; BUCKETS],
+        }
+    }
+
+    #[test]
+    fn jitter_goes_up_the_tree_with_the_loss_and_a_liar_counts_for_its_believed_size() {
+        // A listener counted for its loss is counted for its jitter buffer too; one that heard
+        // too little to count, for neither.
+        assert_eq!(
+            Loss::of_playout(500, 0).with_jitter(35).jitter,
+            [0, 1, 0, 0, 0, 0]
+        );
+        assert_eq!(Loss::of_playout(10, 0).with_jitter(35).jitter, [0; BUCKETS]);
+        assert_eq!(Loss::default().jitter_quantile_ms(), None);
+        // Nine listeners at 30 ms, one at 200 ms: nine in ten wait at most 40 ms.
+        let mut tree = Loss::default();
+        for _ in 0..9 {
+            tree.add(&Loss::of_playout(500, 0).with_jitter(30), 1);
+        }
+        tree.add(&Loss::of_playout(500, 0).with_jitter(200), 1);
+        assert_eq!(tree.jitter_quantile_ms(), Some(40));
+        // A child claiming a thousand listeners at 500 ms counts for the 2 its parent believes.
+        let mut liar = Loss::of_playout(500, 0).with_jitter(500);
+        liar.listeners = [1000, 0, 0, 0, 0, 0];
+        liar.jitter = [0, 0, 0, 0, 0, 1000];
+        tree.add(&liar, 2);
+        assert_eq!(tree.jitter, [0, 9, 0, 0, 1, 2]);
+        // Now the tenth listener in twelve is in the last bucket (over 320 ms).
+        assert_eq!(tree.jitter_quantile_ms(), Some(640));
     }
 
     #[test]
