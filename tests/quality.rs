@@ -3,7 +3,8 @@
 //! and the encoders follow: FEC on while the audience loses frames, off on a clean network.
 //! `earshot host` and `earshot join` run as processes; a listener given the hidden
 //! `--impair-playout PERCENT` drops that share of frames before its player (seeded, so every
-//! run loses the same frames).
+//! run loses the same frames); one given `--impair-delay MS:JITTER` takes each frame from its
+//! parent MS plus up to JITTER milliseconds after it was captured (seeded, in order).
 
 use std::time::{Duration, Instant};
 
@@ -70,4 +71,54 @@ fn the_encoder_takes_up_fec_while_listeners_lose_frames_and_drops_it_after() {
     eprintln!(
         "advice rose {rose_in:?} after the lossy listener started, fell {fell_in:?} after it left"
     );
+}
+
+/// A listener whose parent's path is slow and jittery (the hidden `--impair-delay 40:120`:
+/// everything from its parent held back 40 ms plus up to 120 ms more, seeded, in order) waits
+/// for its frames rather than losing them, and its jitter goes up the tree: the host sees what
+/// nine in ten listeners' buffers hold back rise with it.
+#[test]
+fn a_jittery_path_is_waited_for_and_its_jitter_reported_up_the_tree() {
+    let homes = [TestHome::new(), TestHome::new(), TestHome::new()];
+    let room = local_room(&homes[0], "Jittery");
+    let mut host = tone_host(&homes[0], &room, &[]);
+    let link = host.listener_link();
+    let mut clean = listener("clean", &homes[1], &link, &[]);
+    clean.expect_stats("clean hears the host", |s| s.delivered >= 100);
+    let calm = host.expect_stats("the audience's jitter", |s| s.audience_jitter_ms.is_some());
+    let mut jittery = listener("jittery", &homes[2], &link, &["--impair-delay", "40:120"]);
+    let start = jittery.expect_stats("the jittery listener hears", |s| s.played >= 100);
+    let end = jittery.expect_stats("ten seconds more", |s| s.played >= start.played + 500);
+    let due = |s: &earshot_node::event::AudioStats| s.played + s.recovered + s.concealed;
+    let (played, missing) = (
+        end.played - start.played,
+        (end.recovered + end.concealed) - (start.recovered + start.concealed),
+    );
+    eprintln!(
+        "jittery listener: {played} played, {missing} missing at playout of {} due; buffer \
+         {:.0} ms; mouth-to-ear p50 {:?} ms; the host saw {:?} ms before",
+        due(&end) - due(&start),
+        end.buffer_ms,
+        end.latency_p50_ms,
+        calm.audience_jitter_ms
+    );
+    assert_eq!(end.delivered, end.expected, "every frame arrives: {end:?}");
+    assert!(
+        missing * 100 <= due(&end) - due(&start),
+        "at most 1 % missing at playout: {end:?}"
+    );
+    assert!(
+        end.buffer_ms >= 60.0,
+        "the buffer waits for the jitter: {end:?}"
+    );
+    let told = host.expect_stats("the host told of the jitter", |s| {
+        s.audience_jitter_ms.is_some_and(|ms| ms >= 80)
+    });
+    eprintln!(
+        "the host: nine in ten listeners wait at most {:?} ms",
+        told.audience_jitter_ms
+    );
+    host.say("/end");
+    assert_eq!(host.exit_code(), 0);
+    let _ = (clean.exit_code(), jittery.exit_code());
 }

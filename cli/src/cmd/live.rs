@@ -141,8 +141,25 @@ pub struct JoinArgs {
     /// their playout time (for testing what the room does about loss; relaying is untouched).
     #[arg(long, hide = true, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(0..=100))]
     impair_playout: Option<u8>,
+    /// Hold back everything read from the parent MS milliseconds, plus up to JITTER more (seeded,
+    /// in order), as a slow and jittery path would (for testing the jitter buffer and the tree's
+    /// reports).
+    #[arg(long, hide = true, value_name = "MS[:JITTER]", value_parser = parse_delay)]
+    impair_delay: Option<(u64, u64)>,
     #[command(flatten)]
     studio: Studio,
+}
+
+/// `MS` or `MS:JITTER` (milliseconds, each at most ten seconds).
+fn parse_delay(text: &str) -> Result<(u64, u64), String> {
+    let (base, jitter) = text.split_once(':').unwrap_or((text, "0"));
+    let ms = |part: &str| {
+        part.parse::<u64>()
+            .ok()
+            .filter(|ms| *ms <= 10_000)
+            .ok_or_else(|| format!("{part:?} is not a number of milliseconds (0-10000)"))
+    };
+    Ok((ms(base)?, ms(jitter)?))
 }
 
 pub fn host(ctx: &Context, args: HostArgs) -> anyhow::Result<Exit> {
@@ -243,6 +260,13 @@ pub fn join(ctx: &Context, args: JoinArgs) -> anyhow::Result<Exit> {
         .await?;
         if let Some(percent) = args.impair_playout {
             node.fanout().impair_playout(percent, 1);
+        }
+        if let Some((base, jitter)) = args.impair_delay {
+            node.fanout().impair_delay(
+                std::time::Duration::from_millis(base),
+                std::time::Duration::from_millis(jitter),
+                1,
+            );
         }
         let mut events = node.subscribe();
         let options = JoinOptions {

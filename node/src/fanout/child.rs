@@ -67,6 +67,11 @@ impl Fanout {
         loop {
             let allowance = silence.allowance(std::time::Instant::now());
             let read = tokio::time::timeout(allowance, read_down(&mut reader)).await;
+            let captured = match &read {
+                Ok(Ok(Read::Frame(frame))) => Some(frame.timestamp),
+                _ => None,
+            };
+            self.impaired_delay(captured).await;
             silence.heard(std::time::Instant::now());
             let read = match read {
                 Ok(Ok(Read::Refused)) if started.is_some() => return Err(StreamError::Refused),
