@@ -252,7 +252,7 @@ fn figure(report: &str, name: &str) -> u64 {
 }
 
 /// Two adversaries flood the host's studio streams for 8 s while it records: a speaker writes
-/// 30 KB chunks as fast as it can (every tenth under the host's speaker id), a listener does the
+/// 30 KB chunks at 32 Mbit/s (every tenth under the host's speaker id), a listener does the
 /// same. The host keeps none of the listener's and none of the impostors, the speaker's only
 /// within its stream's budget (24 KB/s, 256 KiB at once), and a listener hears the room
 /// meanwhile.

@@ -198,7 +198,12 @@ async fn follow_tree(
         let relay = relay.clone();
         tokio::spawn(async move {
             let (written, impostors, bytes, streams) = relay
-                .flood_studio(room, host, crate::fanout::misbehave::STUDIO_FLOOD_FOR)
+                .flood_studio(
+                    room,
+                    host,
+                    crate::fanout::misbehave::STUDIO_FLOOD_FOR,
+                    crate::fanout::misbehave::STUDIO_FLOOD_BYTES_PER_SEC,
+                )
                 .await;
             warn!(
                 written,

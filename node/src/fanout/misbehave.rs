@@ -37,14 +37,19 @@ pub enum Misbehave {
     /// Relay everything; pass each keys message of a private room on [`KEYS_REPLAYED`] times
     /// more, and after it a ratchet to the next epoch signed with a key of its own.
     ForgeKeys,
-    /// Open a studio stream to the host and write chunks into it as fast as it can for
-    /// [`STUDIO_FLOOD_FOR`]: its own, validly signed, and every tenth under the host's speaker
-    /// id (see [`super::studio`]).
+    /// Open a studio stream to the host and write chunks into it at
+    /// [`STUDIO_FLOOD_BYTES_PER_SEC`] for [`STUDIO_FLOOD_FOR`]: its own, validly signed, and
+    /// every tenth under the host's speaker id, opening another stream whenever the host closes
+    /// one (see [`super::studio`]).
     StudioFlood,
 }
 
 /// How long a studio flooder floods.
 pub const STUDIO_FLOOD_FOR: Duration = Duration::from_secs(8);
+/// How fast a studio flooder writes: 4 MB/s (32 Mbit/s, an attacker's uplink; on one machine an
+/// unpaced flooder's own encryption would take the CPU the host under attack needs, which is
+/// not what a remote attacker does to it).
+pub const STUDIO_FLOOD_BYTES_PER_SEC: f64 = 4_000_000.0;
 
 /// Copies of each keys message a key-forging relay sends besides the one it passes on.
 pub const KEYS_REPLAYED: usize = 10;

@@ -453,7 +453,7 @@ impl Fanout {
 
 impl Fanout {
     /// The adversary (`--misbehave studio-flood`): writes chunks of a hundred 300-byte frames
-    /// into studio streams to `host` as fast as it can for `flood_for`, its own (validly
+    /// into studio streams to `host` at `rate` bytes a second for `flood_for`, its own (validly
     /// signed) and every tenth under the host's speaker id, opening another stream whenever the
     /// host closes one; returns the chunks written, the impostors among them, the bytes and
     /// the streams opened.
@@ -462,6 +462,7 @@ impl Fanout {
         room: RoomId,
         host: PeerId,
         flood_for: Duration,
+        rate: f64,
     ) -> (u64, u64, u64, u64) {
         let (Some(key), Ok(host_key)) = (self.key.as_ref(), PeerKey::from_peer_id(&host)) else {
             return (0, 0, 0, 0);
@@ -474,6 +475,10 @@ impl Fanout {
         let me = earshot_protocol::frame::SpeakerId::of(&PeerKey::from(key.as_ref()));
         let (start, mut written, mut impostors, mut bytes) = (Instant::now(), 0u64, 0u64, 0u64);
         while start.elapsed() < flood_for {
+            let ahead = bytes as f64 / rate - start.elapsed().as_secs_f64();
+            if ahead > 0.0 {
+                tokio::time::sleep(Duration::from_secs_f64(ahead)).await;
+            }
             let now = crate::audio::media_now();
             let frames = (0..100u32)
                 .map(|i| AudioFrame {
