@@ -13,7 +13,10 @@
 //!
 //! **The capacity** is the declared upload (kbit/s), of which [`HEADROOM_PERCENT`] is used,
 //! divided by that cost; without a declaration, or before the first measured second, it is the
-//! configured number. It falls at once and rises only after the measurement has allowed more for
+//! configured number. A declaration is believed one child at a time: the node offers one place
+//! more than the most children it has fed cleanly for [`PROVE_SECONDS`] (a declaration can be
+//! wrong, and a transport that buffers megabytes shows an overloaded uplink only as delay, once
+//! the children are there). It falls at once and rises only after it has allowed more for
 //! [`RAISE_AFTER`] (hysteresis: one loud minute does not make the tree swing).
 //!
 //! **Congestion noticed.** A child's queue skipping frames means its stream did not go out as
@@ -23,12 +26,15 @@
 //!   [`CONGESTED_FOR`] such seconds in a row the newest child is shed (it repairs elsewhere);
 //!   the cap is lifted one child at a time, each [`CLEAR_AFTER`] without a skipped frame;
 //! - some children skipped frames and others did not: those children are slow (a slow downlink,
-//!   or a child reading slowly on purpose). Each one that skips frames for [`SLOW_FOR`] seconds
-//!   in a row is shed; the capacity is not touched. A child cannot make its parent shed others
-//!   by reading slowly: it costs only its own place;
-//! - a lone child skipping frames is shed as a slow one; a second lone child shed within
-//!   [`CLEAR_AFTER`] shows the uplink is the cause: the capacity is capped at nothing (the
-//!   node's floor: a host keeps one child).
+//!   or a child reading slowly on purpose), or the uplink is full (a saturated uplink hurts a
+//!   newcomer's fresh connection first, while old ones keep their share). Each one that skips
+//!   frames for [`SLOW_FOR`] seconds in a row is shed (one gone while behind, having taken its
+//!   parent for dead, is gone already), and the capacity is capped at the children fed cleanly.
+//!   A child cannot make its parent shed others by reading slowly: it costs its own place, and
+//!   the parent's growth for [`CLEAR_AFTER`];
+//! - a lone child that cannot be fed is shed the same way; a second within [`CLEAR_AFTER`]
+//!   (or the same one again) caps the capacity at nothing: the node becomes a leaf, down to its
+//!   floor (a host keeps one child).
 //!
 //! Pure: the time comes in; the node feeds it its counters and carries out what it returns.
 
@@ -54,6 +60,9 @@ pub const RAISE_AFTER: Duration = Duration::from_secs(10);
 pub const CONGESTED_FOR: u32 = 2;
 /// Seconds in a row one child (not all) skips frames before it is shed.
 pub const SLOW_FOR: u32 = 2;
+/// Seconds in a row a number of children must be fed cleanly before a node that declared its
+/// upload offers a place more (see [`Uplink::capacity`]).
+pub const PROVE_SECONDS: u32 = 3;
 /// Time without a frame skipped after which a congestion cap rises by one child.
 pub const CLEAR_AFTER: Duration = Duration::from_secs(60);
 
@@ -67,8 +76,12 @@ pub struct Sent {
     pub bytes: u64,
     /// Writes flushed (about a packet each).
     pub packets: u64,
-    /// Frames the stream's queue skipped because it did not go out fast enough.
+    /// Frames the stream's queue skipped because it did not go out fast enough (or other signs
+    /// that it ran behind: the node's to say).
     pub dropped: u64,
+    /// The stream ended, from the child's side, while it ran behind (the child took its parent
+    /// for dead).
+    pub gone: bool,
 }
 
 impl Sent {
@@ -77,6 +90,7 @@ impl Sent {
             bytes: self.bytes.saturating_sub(before.bytes),
             packets: self.packets.saturating_sub(before.packets),
             dropped: self.dropped.saturating_sub(before.dropped),
+            gone: self.gone,
         }
     }
 }
@@ -120,7 +134,11 @@ pub struct Uplink<K> {
     first_seen: BTreeMap<K, Instant>,
     slow: BTreeMap<K, u32>,
     congested: u32,
-    lone: VecDeque<(K, Instant)>,
+    /// Children lately shed as slow, or gone while behind, and when.
+    strikes: VecDeque<(K, Instant)>,
+    /// The most children fed cleanly [`PROVE_SECONDS`] in a row, and the clean seconds so far.
+    proven: u16,
+    clean_run: u32,
 }
 
 impl<K: Ord + Clone> Uplink<K> {
@@ -128,11 +146,16 @@ impl<K: Ord + Clone> Uplink<K> {
     /// with (and keep, without a declaration, unless congested); `floor`: never fewer (the host
     /// keeps one child, or its room goes unheard).
     pub fn new(declared_kbps: Option<u32>, configured: u16, floor: u16, now: Instant) -> Self {
+        // A declaration is believed one child at a time, from the first.
+        let start = match declared_kbps {
+            Some(_) => configured.min(1),
+            None => configured,
+        };
         Self {
             budget: declared_kbps.map(|kbps| u64::from(kbps) * 1000 / 8 * HEADROOM_PERCENT / 100),
             configured,
             floor,
-            capacity: configured.max(floor),
+            capacity: start.max(floor),
             basis: Basis::Configured,
             since: now,
             start: None,
@@ -143,7 +166,9 @@ impl<K: Ord + Clone> Uplink<K> {
             first_seen: BTreeMap::new(),
             slow: BTreeMap::new(),
             congested: 0,
-            lone: VecDeque::new(),
+            strikes: VecDeque::new(),
+            proven: 0,
+            clean_run: 0,
         }
     }
 
@@ -171,6 +196,19 @@ impl<K: Ord + Clone> Uplink<K> {
         Some(busiest.max(MIN_COST))
     }
 
+    /// Whether [`Uplink::tick`] would count a second now (a node whose counters forget what
+    /// they have told asks first).
+    pub fn due(&self, now: Instant) -> bool {
+        self.start.is_none() || now.saturating_duration_since(self.since) >= SECOND
+    }
+
+    /// What the declared upload allows at the measured cost (none without a declaration, or
+    /// before a measurement).
+    pub fn allowed(&self) -> Option<u16> {
+        let (budget, cost) = (self.budget?, self.cost()?);
+        Some(u16::try_from(budget / cost.max(1)).unwrap_or(u16::MAX))
+    }
+
     /// Takes the node's counters (as often as it likes: it counts once a second); returns the
     /// children to shed now (they should be handed over, and repair elsewhere).
     pub fn tick(&mut self, now: Instant, sample: &Sample<K>) -> Vec<K> {
@@ -192,11 +230,15 @@ impl<K: Ord + Clone> Uplink<K> {
                 .saturating_mul(1000)
                 / ms
         };
-        // Children fed the whole second, and what they took.
+        // Children fed the whole second, and what they took; and those that came during it and
+        // ran behind already.
         let whole: Vec<(&K, Sent)> = sample
             .children
             .iter()
-            .filter_map(|(k, now)| before.get(k).map(|b| (k, now.since(b))))
+            .filter_map(|(k, now)| match before.get(k) {
+                Some(b) => Some((k, now.since(b))),
+                None => (now.dropped > 0 || now.gone).then_some((k, *now)),
+            })
             .collect();
         let clean = whole
             .iter()
@@ -213,6 +255,18 @@ impl<K: Ord + Clone> Uplink<K> {
             self.seconds.pop_front();
         }
         let shed = self.judge_drops(now, &whole, sample);
+        if whole
+            .iter()
+            .all(|(_, sent)| sent.dropped == 0 && !sent.gone)
+        {
+            self.clean_run += 1;
+            if self.clean_run >= PROVE_SECONDS {
+                let fed = u16::try_from(whole.len()).unwrap_or(u16::MAX);
+                self.proven = self.proven.max(fed);
+            }
+        } else {
+            self.clean_run = 0;
+        }
         self.restart(now, sample);
         self.follow(now);
         shed
@@ -262,32 +316,52 @@ impl<K: Ord + Clone> Uplink<K> {
             }
             return shed;
         }
-        // Some children, not all (or a lone one): they are slow, not the uplink.
+        // Some children, not all (or a lone one): they are slow, not the uplink. Each that keeps
+        // skipping frames is shed; one gone while behind is gone already.
         self.congested = 0;
-        let slow_now: Vec<K> = whole
+        let mut struck = Vec::new();
+        for (k, sent) in whole
             .iter()
-            .filter(|(_, sent)| sent.dropped > 0)
-            .map(|(k, _)| (*k).clone())
-            .collect();
-        self.slow.retain(|k, _| slow_now.contains(k));
-        for k in slow_now {
+            .filter(|(_, sent)| sent.dropped > 0 || sent.gone)
+        {
+            let k = (*k).clone();
+            if sent.gone {
+                self.slow.remove(&k);
+                struck.push(k);
+                continue;
+            }
             let seconds = self.slow.entry(k.clone()).or_insert(0);
             *seconds += 1;
             if *seconds >= SLOW_FOR {
                 self.slow.remove(&k);
-                shed.push(k);
+                shed.push(k.clone());
+                struck.push(k);
             }
         }
-        if whole.len() == 1
-            && let Some(lone) = shed.first()
-        {
-            self.lone
-                .retain(|(_, at)| now.saturating_duration_since(*at) < CLEAR_AFTER);
-            if self.lone.iter().any(|(k, _)| k != lone) {
-                // Two lone children in a row could not be fed: the uplink cannot carry one.
-                self.cap = Some(0);
-            }
-            self.lone.push_back((lone.clone(), now));
+        self.slow.retain(|k, _| {
+            whole
+                .iter()
+                .any(|(c, sent)| *c == k && sent.dropped > 0 && !sent.gone)
+        });
+        // A child that could not be fed while others could (or a lone child twice in a minute):
+        // the uplink carries what it feeds cleanly, not one more (a newcomer's fresh connection
+        // is the first to suffer from a saturated uplink; an old one keeps its share).
+        self.strikes
+            .retain(|(_, at)| now.saturating_duration_since(*at) < CLEAR_AFTER);
+        // The same child twice counts twice: a saturated uplink fails a newcomer however often
+        // it is placed here again. (What a key reading slowly gets from it: this parent takes no
+        // new children for a minute; nobody loses a place but the slow child.)
+        for k in struck {
+            self.strikes.push_back((k, now));
+        }
+        let others = whole.len() > 1;
+        if !self.strikes.is_empty() && (others || self.strikes.len() >= 2) {
+            let clean = whole
+                .iter()
+                .filter(|(_, sent)| sent.dropped == 0 && !sent.gone)
+                .count();
+            let clean = u16::try_from(clean).unwrap_or(u16::MAX);
+            self.cap = Some(self.cap.map_or(clean, |cap| cap.min(clean)));
         }
         shed
     }
@@ -303,12 +377,10 @@ impl<K: Ord + Clone> Uplink<K> {
 
     /// The capacity, from the measurement and the congestion cap.
     fn follow(&mut self, now: Instant) {
-        let (mut target, mut basis) = match (self.budget, self.cost()) {
-            (Some(budget), Some(cost)) => (
-                u16::try_from(budget / cost.max(1)).unwrap_or(u16::MAX),
-                Basis::Measured,
-            ),
-            _ => (self.configured, Basis::Configured),
+        let (mut target, mut basis) = match self.allowed() {
+            // A declaration is taken one child at a time: a place more than proven.
+            Some(allowed) => (allowed.min(self.proven.saturating_add(1)), Basis::Measured),
+            None => (self.configured, Basis::Configured),
         };
         if let Some(cap) = self.cap {
             if cap >= target {

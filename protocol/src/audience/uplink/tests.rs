@@ -62,9 +62,26 @@ fn kbps(bytes_per_second: u64) -> u64 {
 
 #[test]
 fn the_configured_capacity_until_something_is_measured() {
-    let sim = Sim::new(Some(2000), 50);
+    let sim = Sim::new(None, 50);
     assert_eq!((sim.up.capacity(), sim.up.cost()), (50, None));
     assert_eq!(sim.up.basis(), Basis::Configured);
+    // A declaration is believed one child at a time, from the first.
+    let sim = Sim::new(Some(2000), 50);
+    assert_eq!((sim.up.capacity(), sim.up.allowed()), (1, None));
+}
+
+#[test]
+fn a_declared_uplink_offers_one_place_more_than_it_has_fed_cleanly() {
+    let mut sim = Sim::new(Some(2000), 50);
+    let fed: Vec<(u8, u64, u64)> = (1..=4).map(|c| (c, TWO_VOICES, 0)).collect();
+    sim.second(TWO_VOICES, &[]);
+    assert_eq!(sim.up.allowed(), Some(11));
+    assert_eq!(sim.up.capacity(), 1);
+    // One child fed cleanly for PROVE_SECONDS: a second place, after RAISE_AFTER.
+    sim.seconds(PROVE_SECONDS as usize + 10, TWO_VOICES, &fed[..1]);
+    assert_eq!(sim.up.capacity(), 2);
+    sim.seconds(PROVE_SECONDS as usize + 10, TWO_VOICES, &fed[..2]);
+    assert_eq!(sim.up.capacity(), 3);
 }
 
 #[test]
@@ -75,7 +92,7 @@ fn the_declared_upload_over_the_measured_cost_of_a_child() {
     let cost = sim.up.cost().unwrap_or_default();
     assert_eq!(cost, TWO_VOICES_COST);
     assert_eq!(kbps(cost), 144);
-    assert_eq!(sim.up.capacity(), (200_000 / TWO_VOICES_COST) as u16);
+    assert_eq!(sim.up.allowed(), Some((200_000 / TWO_VOICES_COST) as u16));
     assert_eq!(sim.up.basis(), Basis::Measured);
     // Children fed cleanly: what they took is the cost (their writes batch frames together).
     sim.seconds(
@@ -94,11 +111,14 @@ fn a_thin_declared_uplink_carries_fewer_children_than_the_constant_said() {
     // 256 kbit/s: the constant (40 a child) said 6; two voices at once leave room for 1.
     let mut sim = Sim::new(Some(256), 6);
     sim.second(TWO_VOICES, &[]);
+    assert_eq!(sim.up.allowed(), Some(1));
+    // However long it feeds one child cleanly.
+    sim.seconds(30, TWO_VOICES, &[(1, TWO_VOICES, 0)]);
     assert_eq!(sim.up.capacity(), 1);
     // One voice: 5 KB/s with its writes, 25.6 KB/s of budget: 2.
     let mut sim = Sim::new(Some(256), 6);
     sim.second(5_000, &[]);
-    assert_eq!(sim.up.capacity(), 2);
+    assert_eq!(sim.up.allowed(), Some(2));
 }
 
 #[test]
@@ -113,24 +133,32 @@ fn without_a_declaration_the_configured_number_holds() {
 fn the_capacity_falls_at_once_and_rises_only_after_a_while() {
     let mut sim = Sim::new(Some(2000), 50);
     // The busiest five seconds of the last minute count: loud, then quiet.
-    sim.seconds(5, 2 * TWO_VOICES, &[]);
-    let loud = sim.up.capacity();
+    // (Four children fed cleanly: the measurement, not the slow start, is what limits.)
+    let fed: Vec<(u8, u64, u64)> = (1..=4).map(|c| (c, 0, 0)).collect();
+    sim.seconds(5, 2 * TWO_VOICES, &fed);
+    let loud = sim.up.allowed().unwrap_or_default();
     assert!(loud < 10, "{loud}");
-    sim.seconds(30, 1_000, &[]);
-    assert_eq!(sim.up.capacity(), loud, "the loud minute is remembered");
-    sim.seconds(30, 1_000, &[]);
-    // The peak is forgotten (60 s), then the rise waits RAISE_AFTER more.
-    assert_eq!(sim.up.capacity(), loud);
-    sim.seconds(15, 1_000, &[]);
-    let quiet = sim.up.capacity();
-    assert!(quiet > loud, "{quiet}");
-    // 1,000 bytes and 100 writes a second: 7,000, of 200,000.
+    assert!(sim.up.capacity() <= loud);
+    sim.seconds(30, 1_000, &fed);
+    assert_eq!(
+        sim.up.allowed(),
+        Some(loud),
+        "the loud minute is remembered"
+    );
+    sim.seconds(33, 1_000, &fed);
+    // The peak is forgotten (60 s): 1,000 bytes and 100 writes a second, 7,000 of 200,000
+    let quiet = sim.up.allowed().unwrap_or_default();
     assert_eq!(quiet, 28);
+    // and the capacity rises RAISE_AFTER later, to a place more than fed.
+    assert_eq!(sim.up.capacity(), loud.min(5));
+    sim.seconds(12, 1_000, &fed);
+    assert_eq!(sim.up.capacity(), 5);
 }
 
 #[test]
 fn a_saturated_uplink_lowers_its_capacity_and_sheds_its_newest_children() {
-    let mut sim = Sim::new(Some(2000), 50);
+    // Whatever the user said (here: nothing, 50 children), the uplink has the last word.
+    let mut sim = Sim::new(None, 50);
     let fed: Vec<(u8, u64, u64)> = (1..=4).map(|c| (c, TWO_VOICES, 0)).collect();
     sim.second(TWO_VOICES, &fed[..1]);
     sim.second(TWO_VOICES, &fed[..2]);
@@ -158,27 +186,73 @@ fn a_saturated_uplink_lowers_its_capacity_and_sheds_its_newest_children() {
 
 #[test]
 fn a_slow_child_loses_its_own_place_and_nobody_elses() {
-    let mut sim = Sim::new(Some(2000), 50);
+    let mut sim = Sim::new(None, 50);
     let fed: Vec<(u8, u64, u64)> = (1..=4).map(|c| (c, TWO_VOICES, 0)).collect();
     sim.seconds(3, TWO_VOICES, &fed);
-    let capacity = sim.up.capacity();
-    // Child 2 reads slowly; the others take everything.
+    // A slow second, then a clean one: forgiven.
+    let mut three = fed.clone();
+    three[2] = (3, 3_000, 40);
+    assert!(sim.second(TWO_VOICES, &three).is_empty());
+    assert!(sim.second(TWO_VOICES, &fed).is_empty());
+    assert!(sim.second(TWO_VOICES, &three).is_empty());
+    assert!(sim.second(TWO_VOICES, &fed).is_empty());
+    assert_eq!(sim.up.capacity(), 50);
+    // Child 2 reads slowly; the others take everything: it loses its place, nobody else does,
+    // and its parent takes no more than the three it feeds cleanly (for a minute).
     let mut slow = fed.clone();
     slow[1] = (2, 3_000, 40);
     assert!(sim.second(TWO_VOICES, &slow).is_empty());
     assert_eq!(sim.second(TWO_VOICES, &slow), vec![2]);
-    assert_eq!(sim.up.capacity(), capacity, "the capacity is untouched");
-    // Two slow children (a Sybil's two keys) among four: each loses its place, no one else.
+    assert_eq!((sim.up.capacity(), sim.up.basis()), (3, Basis::Congested));
+    // Two slow children (a Sybil's two keys, or newcomers on a saturated uplink): each loses
+    // its place, no one else.
+    let fed: Vec<(u8, u64, u64)> = [1, 3, 4, 5].map(|c| (c, TWO_VOICES, 0)).to_vec();
+    sim.second(TWO_VOICES, &fed);
     let mut two = fed.clone();
     two[0] = (1, 3_000, 40);
-    two[3] = (4, 3_000, 40);
+    two[2] = (4, 3_000, 40);
     assert!(sim.second(TWO_VOICES, &two).is_empty());
     assert_eq!(sim.second(TWO_VOICES, &two), vec![1, 4]);
+    assert_eq!((sim.up.capacity(), sim.up.basis()), (2, Basis::Congested));
+}
+
+#[test]
+fn newcomers_gone_while_behind_cap_the_capacity_at_the_children_fed_cleanly() {
+    let mut sim = Sim::new(Some(2000), 50);
+    sim.seconds(3, TWO_VOICES, &[(1, TWO_VOICES, 0)]);
+    let capacity = sim.up.capacity();
+    // A newcomer falls behind and leaves (it took its parent for dead) within its first second:
+    // one such child says nothing yet.
+    sim.up.tick(
+        sim.now,
+        &Sample {
+            offered: sim.offered,
+            children: vec![(1, sim.children[&1])],
+        },
+    );
+    let gone = |sim: &Sim, k: u8| Sample {
+        offered: sim.offered,
+        children: vec![
+            (1, sim.children[&1]),
+            (
+                k,
+                Sent {
+                    bytes: 2_000,
+                    packets: 20,
+                    dropped: 1,
+                    gone: true,
+                },
+            ),
+        ],
+    };
+    sim.now += Duration::from_secs(1);
+    assert!(sim.up.tick(sim.now, &gone(&sim, 2)).is_empty());
     assert_eq!(sim.up.capacity(), capacity);
-    // A slow second, then a clean one: forgiven.
-    assert!(sim.second(TWO_VOICES, &slow).is_empty());
-    assert!(sim.second(TWO_VOICES, &fed).is_empty());
-    assert!(sim.second(TWO_VOICES, &slow).is_empty());
+    // A second one: the old child is all this uplink carries.
+    sim.second(TWO_VOICES, &[(1, TWO_VOICES, 0)]);
+    sim.now += Duration::from_secs(1);
+    assert!(sim.up.tick(sim.now, &gone(&sim, 3)).is_empty());
+    assert_eq!((sim.up.capacity(), sim.up.basis()), (1, Basis::Congested));
 }
 
 #[test]
@@ -207,6 +281,7 @@ fn the_host_keeps_its_floor() {
             bytes: 100_000,
             packets: 100,
             dropped: 0,
+            gone: false,
         },
         children: Vec::new(),
     };
