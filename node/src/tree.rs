@@ -21,6 +21,7 @@ use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tracing::debug;
 
+mod capacity;
 mod flood;
 mod gate;
 mod keys;
@@ -96,6 +97,9 @@ struct RoomTree {
     /// Envelopes and sealed messages passed down lately: a child attaching (a newcomer, or an
     /// orphan whose parent stalled) gets them after the view, and drops what it saw already.
     recent: std::collections::VecDeque<(Instant, Down)>,
+    /// This node's uplink: its capacity, measured, and children to shed (see `capacity`).
+    uplink: earshot_protocol::audience::uplink::Uplink<PeerId>,
+    shed: Vec<PeerId>,
 }
 
 impl RoomTree {
@@ -134,6 +138,8 @@ pub struct Tree {
     signing: ed25519_dalek::SigningKey,
     rooms: Mutex<HashMap<RoomId, RoomTree>>,
     events: mpsc::Sender<TreeEvent>,
+    /// The upload its user declared, in kbit/s (0: none).
+    upload_kbps: std::sync::atomic::AtomicU32,
 }
 
 impl std::fmt::Debug for Tree {
@@ -152,13 +158,15 @@ impl Tree {
             signing,
             rooms: Mutex::new(HashMap::new()),
             events,
+            upload_kbps: std::sync::atomic::AtomicU32::new(0),
         });
         (tree, rx)
     }
 
     /// Takes part in `room`'s tree, feeding up to `capacity` children.
     pub fn open(&self, room: RoomId, host: PeerKey, capacity: u16, addrs: &[libp2p::Multiaddr]) {
-        let mut subtree = Subtree::new(self.me, capacity, Instant::now());
+        let uplink = capacity::uplink(self, host == self.me, capacity);
+        let mut subtree = Subtree::new(self.me, uplink.capacity(), Instant::now());
         subtree.set_addrs(earshot_protocol::addr::to_wire(
             addrs,
             usize::MAX,
@@ -184,6 +192,8 @@ impl Tree {
             playout: PlayoutWindow::default(),
             recent: std::collections::VecDeque::new(),
             flooded: 0,
+            uplink,
+            shed: Vec::new(),
         });
     }
 
@@ -217,6 +227,13 @@ impl Tree {
 
     /// This node's key.
     /// Frames go unchecked from now on (tests of the plane alone).
+    /// The upload this node's user declared (`--upload-kbps`): its capacity in rooms opened
+    /// from now on follows it over a child's measured cost (see `capacity`).
+    pub fn set_upload_kbps(&self, kbps: u32) {
+        self.upload_kbps
+            .store(kbps, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn set_unchecked(&self) {
         self.unchecked
             .store(true, std::sync::atomic::Ordering::Relaxed);

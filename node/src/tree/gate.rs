@@ -124,6 +124,8 @@ impl Gate for Tree {
                 }
                 None
             }
+            // Taken by the audio plane (how far behind the child's stream runs).
+            Up::Heard(_) => None,
             Up::Act(bytes) => {
                 debug!(%room, child = %child, bytes = bytes.len(), "an action came up");
                 // The author, so that a notice for it finds its way back down (a private
@@ -247,6 +249,14 @@ impl Gate for Tree {
         std::iter::once(path).chain(view).chain(recent).collect()
     }
 
+    fn shed(&self, room: RoomId) -> Vec<PeerId> {
+        self.rooms
+            .lock()
+            .get_mut(&room)
+            .map(|tree| std::mem::take(&mut tree.shed))
+            .unwrap_or_default()
+    }
+
     fn evicted(&self, room: RoomId) -> Vec<PeerId> {
         self.rooms
             .lock()
@@ -261,6 +271,8 @@ impl Gate for Tree {
         let Some(tree) = rooms.get_mut(&room) else {
             return Vec::new();
         };
+        let shed = super::capacity::follow(tree, stats, now);
+        tree.shed.extend(shed);
         let (due, missing) = stats.playout();
         if let Some(heard) = tree.playout.sample(now, due, missing) {
             tree.subtree.heard(heard);
