@@ -14,7 +14,7 @@ use crate::live::Live;
 
 /// The thin node's uplink, in kbit/s.
 const UPLINK_KBIT: u64 = 256;
-/// What it declares instead.
+/// What it declares instead (or, in the second test, nothing: 4 children by default).
 const DECLARED: &str = "2000";
 /// Listeners besides the thin node and the speaker.
 const LISTENERS: usize = 4;
@@ -53,7 +53,7 @@ pub(crate) struct Thin {
 /// The scene: the host (`--max-children 1`) and a speaker, both with a tone, the thin node the
 /// host's one child; then a speaker and four listeners, placed under it (they can go nowhere
 /// else at first).
-pub(crate) fn thin_uplink() -> Thin {
+pub(crate) fn thin_uplink(declared: Option<&str>) -> Thin {
     let lab = Lab::new(3 + LISTENERS, 0);
     // Node 1 is the thin one: what it sends leaves through a token bucket.
     lab.cap_uplink(1, UPLINK_KBIT);
@@ -90,8 +90,8 @@ pub(crate) fn thin_uplink() -> Thin {
             "--output",
             "null",
             "--upload-kbps",
-            DECLARED,
-        ],
+            declared.unwrap_or_default(),
+        ][..if declared.is_some() { 10 } else { 8 }],
     );
     thin.expect_within("thin attached", Duration::from_secs(30), |e| {
         matches!(e, Event::AudioAttached { depth: 1, .. })
@@ -164,11 +164,10 @@ pub(crate) fn thin_uplink() -> Thin {
             .capacity
             .is_some_and(|c| stats.children <= usize::from(c));
         let same = (stats.dropped, stats.children) == last;
-        calm = if fits && same && stats.children > 0 {
-            calm + 1
-        } else {
-            0
-        };
+        // Declaring, it keeps the child it proved it carries; declaring nothing, it may end a
+        // leaf (its children took it for dead, and one of them had its parent cut it off).
+        let feeds = stats.children > 0 || declared.is_none();
+        calm = if fits && same && feeds { calm + 1 } else { 0 };
         last = (stats.dropped, stats.children);
     }
     let settle = start.elapsed();
@@ -259,11 +258,33 @@ fn a_thin_uplink_is_given_no_more_children_than_it_carries() {
     }
     // Timing is the test: not alongside another multi-process scene on two cores.
     let _one_scene_at_a_time = crate::trust::scene_lock();
-    let thin = thin_uplink();
+    let thin = thin_uplink(Some(DECLARED));
+    check(&thin);
+}
+
+/// The same scene, the thin node declaring nothing: it offers its default 4 places, the host
+/// fills them, and its uplink falls behind: what it notices should bring it down to what it
+/// carries. Not yet reliable (2 of 3 runs here failed): newcomers under it take it for dead
+/// before it sees them fall behind (a beacon must be outstanding when the stream ends), one of
+/// them has the host cut it off, and the measured stretch catches their repairs (the speaker
+/// heard 82-94 %). Run it by name to see where it stands.
+#[test]
+#[ignore = "congestion without a declaration is noticed too late to keep every child at 99 %: see its doc"]
+fn a_thin_uplink_that_declares_nothing_notices_and_sheds_what_it_cannot_carry() {
+    if !Lab::available() {
+        return;
+    }
+    let _one_scene_at_a_time = crate::trust::scene_lock();
+    let thin = thin_uplink(None);
+    check(&thin);
+}
+
+/// Prints what a run measured and checks it (see the tests).
+fn check(thin: &Thin) {
     eprintln!(
         "thin uplink: a child costs {} bytes/s ({} kbit/s) measured; the thin node fed {} \
          (offering {:?}) once everyone had joined, {} (offering {:?}) at the end, settled in \
-         {:?}; frames its children's queues skipped (or beacons late): {} in all, {} in the \
+         {:?}; frames its children's queues skipped: {} in all, {} in the \
          measured stretch; its children heard {:?}, the others {:?}; listeners (name, fed by \
          the thin node, heard, expected, parents lost): {:?}",
         thin.child_cost,
@@ -289,9 +310,15 @@ fn a_thin_uplink_is_given_no_more_children_than_it_carries() {
         "the thin node feeds {} children; {UPLINK_KBIT} kbit/s carries {carries}: {thin:?}",
         thin.children
     );
+    assert!(
+        thin.capacity
+            .is_some_and(|c| u64::from(c) <= carries.max(1)),
+        "the thin node offers {:?} places; {UPLINK_KBIT} kbit/s carries {carries}: {thin:?}",
+        thin.capacity
+    );
     let (heard, expected) = thin.children_heard;
     assert!(
-        expected > 0 && heard * 100 >= expected * 99,
+        (expected > 0 || thin.children == 0) && heard * 100 >= expected * 99,
         "the thin node's children heard {heard} of {expected} frames: {thin:?}"
     );
     let (heard, expected) = thin.others_heard;
