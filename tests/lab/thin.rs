@@ -264,7 +264,7 @@ fn a_thin_uplink_is_given_no_more_children_than_it_carries() {
 
 /// The same scene, the thin node declaring nothing: it offers its default 4 places, the host
 /// fills them, and its uplink falls behind: what it notices should bring it down to what it
-/// carries. Not yet reliable (2 of 3 runs here failed): newcomers under it take it for dead
+/// carries. Not yet reliable (it failed each of the 4 times it was run here): newcomers under it take it for dead
 /// before it sees them fall behind (a beacon must be outstanding when the stream ends), one of
 /// them has the host cut it off, and the measured stretch catches their repairs (the speaker
 /// heard 82-94 %). Run it by name to see where it stands.
