@@ -174,6 +174,16 @@ impl Live {
             .find_map(|event| pick(&event))
     }
 
+    /// Everything `pick` takes from the events printed so far (without waiting).
+    pub(crate) fn seen_events<T>(&mut self, pick: impl Fn(&Event) -> Option<T>) -> Vec<T> {
+        self.drain();
+        self.seen
+            .iter()
+            .filter_map(|line| serde_json::from_str::<Event>(line).ok())
+            .filter_map(|event| pick(&event))
+            .collect()
+    }
+
     /// Takes in everything printed so far, so that the next wait sees only what comes after.
     pub(crate) fn drain(&mut self) {
         while let Ok(line) = self.lines.try_recv() {

@@ -311,6 +311,7 @@ async fn a_tampering_holder_is_caught_and_the_chunks_come_from_another() {
             bootstrap: Vec::new(),
             net: NetConfig::default(),
             max_children: 4,
+            upload_kbps: None,
             relays: Vec::new(),
             reachability: Default::default(),
             tree_by_hand: false,

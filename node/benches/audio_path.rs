@@ -167,6 +167,7 @@ async fn spawn_node_as(identity: Identity, max_children: u16) -> Node {
             bootstrap: Vec::new(),
             net: NetConfig::default(),
             max_children,
+            upload_kbps: None,
             relays: Vec::new(),
             reachability: Default::default(),
             tree_by_hand: false,

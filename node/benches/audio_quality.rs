@@ -446,6 +446,7 @@ async fn spawn_node(identity: Identity) -> Node {
             net: NetConfig::default(),
             // One child each: the host and the listeners make a chain.
             max_children: 1,
+            upload_kbps: None,
             relays: Vec::new(),
             reachability: Default::default(),
             tree_by_hand: false,

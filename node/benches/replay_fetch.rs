@@ -139,6 +139,7 @@ fn config() -> NodeConfig {
         bootstrap: Vec::new(),
         net: NetConfig::default(),
         max_children: 4,
+        upload_kbps: None,
         relays: Vec::new(),
         reachability: Default::default(),
         tree_by_hand: false,

@@ -59,6 +59,7 @@ async fn spawn(identity: Identity) -> Node {
                 ..NetConfig::default()
             },
             max_children: earshot_node::node::DEFAULT_MAX_CHILDREN,
+            upload_kbps: None,
             relays: Vec::new(),
             reachability: Default::default(),
             tree_by_hand: false,

@@ -50,6 +50,7 @@ pub mod studio;
 pub mod wire;
 
 pub use check::{Authenticity, Voices};
+pub use child::Draining;
 pub use misbehave::Misbehave;
 pub use parent::HELLO_TIMEOUT;
 
@@ -125,6 +126,10 @@ pub trait Gate: Send + Sync + 'static {
     /// `attached` or not (unattached, what would go up waits). `stats`: the room's audio
     /// counters (how this node's own playout goes).
     fn upstream(&self, _room: RoomId, _attached: bool, _stats: &FanoutStats) -> Vec<Up> {
+        Vec::new()
+    }
+    /// Children to shed now, asked after [`Gate::upstream`] (see `audience::uplink`).
+    fn shed(&self, _room: RoomId) -> Vec<PeerId> {
         Vec::new()
     }
     /// Children to cut off now (removed from the room, by the view that just came down).
@@ -208,19 +213,8 @@ pub struct FanoutOptions {
     pub forward_loudest: Option<usize>,
 }
 
-/// A parent that is leaving, still feeding this node until the guard is dropped (once the node
-/// is attached elsewhere).
-#[derive(Debug)]
-pub struct Draining(tokio::task::JoinHandle<()>);
-
-impl Drop for Draining {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Control frames for one child.
-type ChildSender = mpsc::Sender<Arc<Vec<u8>>>;
+/// Control frames for one child, or its marching orders.
+type ChildSender = mpsc::Sender<parent::ToChild>;
 
 /// What goes to every child of a room.
 #[derive(Debug, Clone)]
@@ -456,6 +450,7 @@ impl Fanout {
                     let _ = uplink.try_send(up);
                 }
             }
+            self.shed(&room, &self.gate.shed(room));
         }
     }
 
@@ -482,7 +477,7 @@ impl Fanout {
             .get(room)
             .and_then(|audio| audio.to_child.get(child).map(|(_, tx)| tx))
         {
-            let _ = tx.try_send(Arc::new(down.encode()));
+            let _ = tx.try_send(parent::ToChild::Control(Arc::new(down.encode())));
         }
     }
 
@@ -719,6 +714,7 @@ impl RoomAudio {
             None => vec![out],
         };
         for out in outs {
+            self.stats.offer(out.wire_len());
             // No children is fine.
             let _ = self.fanout.send(out);
             self.last_sent = std::time::Instant::now();

@@ -49,7 +49,9 @@ const EVENT_CAP: usize = 1024;
 /// How long [`Node::spawn`] waits for every listener to come up.
 const LISTEN_WAIT: Duration = Duration::from_secs(5);
 
-/// What one child costs in upload: a 32 kbit/s Opus stream with framing and transport overhead.
+/// What one child is taken to cost in upload until it is measured (see
+/// `earshot_protocol::audience::uplink`): a 32 kbit/s Opus stream with framing and transport
+/// overhead.
 pub const KBPS_PER_CHILD: u32 = 40;
 /// Children a node feeds by default: 4 streams of ~40 kbit/s, within a modest home uplink.
 pub const DEFAULT_MAX_CHILDREN: u16 = 4;
@@ -69,8 +71,13 @@ pub struct NodeConfig {
     /// Addresses to dial at start (bootstrap peers, relays).
     pub bootstrap: Vec<Multiaddr>,
     pub net: NetConfig,
-    /// How many children this node feeds in a room's relay tree (its upload budget in streams).
+    /// How many children this node feeds in a room's relay tree (its upload budget in streams):
+    /// where it starts, and all it is without `upload_kbps` (lowered when its uplink turns out to
+    /// carry fewer: see `earshot_protocol::audience::uplink`).
     pub max_children: u16,
+    /// The upload its user declared, in kbit/s: its capacity follows 80 % of it over a child's
+    /// measured cost.
+    pub upload_kbps: Option<u32>,
     /// Community relays to reserve a slot on when this node is not reachable (addresses ending
     /// in `/p2p/RELAY`): from the configuration and `--bootstrap`. Invite links add theirs.
     pub relays: Vec<Multiaddr>,
@@ -97,6 +104,7 @@ impl Default for NodeConfig {
             bootstrap: Vec::new(),
             net: NetConfig::default(),
             max_children: DEFAULT_MAX_CHILDREN,
+            upload_kbps: None,
             relays: Vec::new(),
             reachability: Mode::default(),
             tree_by_hand: false,
@@ -300,6 +308,9 @@ impl Node {
         );
         if config.unchecked_audio {
             tree.set_unchecked();
+        }
+        if let Some(kbps) = config.upload_kbps {
+            tree.set_upload_kbps(kbps);
         }
         if let Some(path) = &config.capture {
             let capture = crate::fanout::misbehave::Capture::to_file(path).map_err(|source| {

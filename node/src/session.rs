@@ -51,6 +51,10 @@ pub struct AudioStatus {
     pub dropped: u64,
     /// Bytes sent to children.
     pub bytes_sent: u64,
+    /// The children this node offers to feed (`None` until known), and what one costs, measured
+    /// (bytes a second; `None` until measured).
+    pub capacity: Option<u16>,
+    pub child_cost: Option<u64>,
     /// At the host: frames of speakers not among the loudest.
     pub not_selected: u64,
     pub speaking: bool,
@@ -291,6 +295,8 @@ impl AudioSession {
             relayed: load(&self.stats.relayed),
             dropped: load(&self.stats.dropped),
             bytes_sent: load(&self.stats.bytes_sent),
+            capacity: self.stats.capacity(),
+            child_cost: Some(load(&self.stats.child_cost)).filter(|cost| *cost > 0),
             not_selected: load(&self.stats.not_selected),
             speaking: self.voice.speaking.is_some(),
             self_muted: self.voice.self_muted.load(Ordering::Relaxed),

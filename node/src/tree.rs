@@ -1,7 +1,7 @@
 //! This node's part in each room's relay tree: its place (the ticket it holds, its depth, its
 //! ancestors), its subtree (`protocol::audience::Subtree`: children, reports, free places,
 //! budgets), and the host's latest view. The audio plane asks it who may open which stream and
-//! hands it what travels along the tree besides audio ([`Gate`]); the event loop asks it for
+//! hands it what travels along the tree besides audio ([`Gate`](crate::fanout::Gate)); the event loop asks it for
 //! places (answering joins and attaches) and hears from it through [`TreeEvent`]s. Short locks,
 //! no waiting under them.
 
@@ -11,10 +11,9 @@ use std::time::Instant;
 
 use earshot_protocol::audience::AudienceView;
 use earshot_protocol::audience::quality::PlayoutWindow;
-use earshot_protocol::audience::subtree::{Placed, REPORT_INTERVAL, Refused, Subtree};
-use earshot_protocol::audience::ticket::{Ticket, TicketCheck};
-use earshot_protocol::audience::wire::{Ancestor, Down, Newcomer, Report, Up};
-use earshot_protocol::envelope::Envelope;
+use earshot_protocol::audience::subtree::{Placed, Refused, Subtree};
+use earshot_protocol::audience::ticket::Ticket;
+use earshot_protocol::audience::wire::{Ancestor, Down, Newcomer, Report};
 use earshot_protocol::snapshot::{Placement, Refusal};
 use earshot_protocol::{PeerKey, RoomId, Verified};
 use libp2p::PeerId;
@@ -22,7 +21,9 @@ use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tracing::debug;
 
+mod capacity;
 mod flood;
+mod gate;
 mod hearing;
 mod keys;
 mod recent;
@@ -31,7 +32,7 @@ pub use self::reserve::{CROWDED_PROMISES, REPAIR_RESERVE};
 mod view;
 
 use crate::clock;
-use crate::fanout::{FanoutStats, Gate, Misbehave, Pass, StreamKind, Voices};
+use crate::fanout::{Misbehave, Voices};
 
 /// The soonest a report follows the one before, when the subtree changed (places propagate up
 /// the tree at this pace a hop; unchanged, a report goes every [`REPORT_INTERVAL`]).
@@ -97,6 +98,9 @@ struct RoomTree {
     /// Envelopes and sealed messages passed down lately: a child attaching (a newcomer, or an
     /// orphan whose parent stalled) gets them after the view, and drops what it saw already.
     recent: std::collections::VecDeque<(Instant, Down)>,
+    /// This node's uplink: its capacity, measured, and children to shed (see `capacity`).
+    uplink: earshot_protocol::audience::uplink::Uplink<PeerId>,
+    shed: Vec<PeerId>,
 }
 
 impl RoomTree {
@@ -135,6 +139,8 @@ pub struct Tree {
     signing: ed25519_dalek::SigningKey,
     rooms: Mutex<HashMap<RoomId, RoomTree>>,
     events: mpsc::Sender<TreeEvent>,
+    /// The upload its user declared, in kbit/s (0: none).
+    upload_kbps: std::sync::atomic::AtomicU32,
 }
 
 impl std::fmt::Debug for Tree {
@@ -153,13 +159,15 @@ impl Tree {
             signing,
             rooms: Mutex::new(HashMap::new()),
             events,
+            upload_kbps: std::sync::atomic::AtomicU32::new(0),
         });
         (tree, rx)
     }
 
     /// Takes part in `room`'s tree, feeding up to `capacity` children.
     pub fn open(&self, room: RoomId, host: PeerKey, capacity: u16, addrs: &[libp2p::Multiaddr]) {
-        let mut subtree = Subtree::new(self.me, capacity, Instant::now());
+        let uplink = capacity::uplink(self, host == self.me, capacity);
+        let mut subtree = Subtree::new(self.me, uplink.capacity(), Instant::now());
         subtree.set_addrs(earshot_protocol::addr::to_wire(
             addrs,
             usize::MAX,
@@ -185,6 +193,8 @@ impl Tree {
             playout: PlayoutWindow::default(),
             recent: std::collections::VecDeque::new(),
             flooded: 0,
+            uplink,
+            shed: Vec::new(),
         });
     }
 
@@ -218,6 +228,13 @@ impl Tree {
 
     /// This node's key.
     /// Frames go unchecked from now on (tests of the plane alone).
+    /// The upload this node's user declared (`--upload-kbps`): its capacity in rooms opened
+    /// from now on follows it over a child's measured cost (see `capacity`).
+    pub fn set_upload_kbps(&self, kbps: u32) {
+        self.upload_kbps
+            .store(kbps, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn set_unchecked(&self) {
         self.unchecked
             .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -376,7 +393,7 @@ impl Tree {
     /// anyone the caller admitted (a newcomer); at the host, a member showing a ticket of
     /// its own; elsewhere, an orphan of a child this node lost lately, showing the ticket that
     /// placed it under that child. A child an orphan says is lost is cut off (see
-    /// [`Gate::evicted`]; the caller carries it out).
+    /// [`Gate::evicted`](crate::fanout::Gate::evicted); the caller carries it out).
     pub fn place(
         &self,
         room: &RoomId,
@@ -510,285 +527,5 @@ impl Tree {
             .lock()
             .get(room)
             .is_some_and(|tree| tree.subtree.is_excluded(key))
-    }
-}
-
-impl Gate for Tree {
-    fn excluded(&self, room: RoomId, parent: PeerId) -> bool {
-        PeerKey::from_peer_id(&parent).is_ok_and(|key| self.is_excluded(&room, &key))
-    }
-
-    fn voices(&self, room: RoomId) -> Option<Arc<Voices>> {
-        if self.unchecked.load(std::sync::atomic::Ordering::Relaxed) {
-            return None;
-        }
-        self.rooms
-            .lock()
-            .get(&room)
-            .map(|tree| Arc::clone(&tree.voices))
-    }
-
-    fn admit(&self, room: RoomId, peer: PeerId, kind: StreamKind, proof: &[u8]) -> bool {
-        let mut rooms = self.rooms.lock();
-        let Some(tree) = rooms.get_mut(&room) else {
-            return false;
-        };
-        match kind {
-            StreamKind::Speak => tree.is_host && tree.speakers.contains(&peer),
-            StreamKind::Listen => {
-                let Ok(child) = PeerKey::from_peer_id(&peer) else {
-                    return false;
-                };
-                let ancestors = tree.subtree.ancestor_keys();
-                let checked = Ticket::decode(proof).and_then(|ticket| {
-                    ticket.verify(&TicketCheck {
-                        room,
-                        host: tree.host,
-                        presenter: child,
-                        parent: self.me,
-                        ancestors: &ancestors,
-                        now: clock::now(),
-                    })
-                });
-                if let Err(err) = checked {
-                    debug!(%peer, %err, "a listen stream's ticket was refused");
-                    return false;
-                }
-                if tree
-                    .view
-                    .as_ref()
-                    .is_some_and(|view| view.banned.contains(&child))
-                {
-                    return false;
-                }
-                match tree.subtree.child_opened(child, Instant::now()) {
-                    Ok(()) => {
-                        tree.dirty = true;
-                        true
-                    }
-                    Err(refused) => {
-                        debug!(%peer, %refused, "a listen stream was refused");
-                        false
-                    }
-                }
-            }
-        }
-    }
-
-    fn child_closed(&self, room: RoomId, child: PeerId) {
-        let Ok(key) = PeerKey::from_peer_id(&child) else {
-            return;
-        };
-        if let Some(tree) = self.rooms.lock().get_mut(&room) {
-            tree.subtree.child_closed(&key, Instant::now());
-            tree.summaries.remove(&key);
-            tree.dirty = true;
-        }
-    }
-
-    fn up(&self, room: RoomId, child: PeerId, up: Up) -> Option<Down> {
-        let Ok(child_key) = PeerKey::from_peer_id(&child) else {
-            return None;
-        };
-        let now = Instant::now();
-        match up {
-            Up::Report(report) => {
-                if let Some(tree) = self.rooms.lock().get_mut(&room) {
-                    // A child that is leaving: its place is free now (it goes on feeding its
-                    // children until they have moved; its stream ends then).
-                    if report.subtree == 0 {
-                        tree.subtree.child_closed(&child_key, now);
-                        tree.summaries.remove(&child_key);
-                        tree.dirty = true;
-                        return None;
-                    }
-                    let summary = (
-                        report.subtree,
-                        report
-                            .free
-                            .iter()
-                            .map(|slot| (slot.key, slot.below, slot.free))
-                            .collect(),
-                    );
-                    if tree.summaries.get(&child_key) != Some(&summary) {
-                        tree.dirty = true;
-                        tree.summaries.insert(child_key, summary);
-                    }
-                    tree.subtree.report_from(&child_key, report, now);
-                }
-                None
-            }
-            Up::Act(bytes) => {
-                debug!(%room, child = %child, bytes = bytes.len(), "an action came up");
-                // The author, so that a notice for it finds its way back down (a private
-                // room's actions are sealed, the author's key in the clear).
-                let author = match Envelope::decode_verified(&bytes) {
-                    Ok(envelope) => envelope.author,
-                    Err(_) => match earshot_protocol::private::SealedAct::decode(&bytes) {
-                        Ok(sealed) => sealed.author,
-                        Err(_) => return None,
-                    },
-                };
-                let refused = {
-                    let mut rooms = self.rooms.lock();
-                    let tree = rooms.get_mut(&room)?;
-                    match tree
-                        .subtree
-                        .act_from(&child_key, author, bytes.to_vec(), now)
-                    {
-                        Ok(()) if tree.is_host => {
-                            // The host's own queue is for its event loop.
-                            let acts = tree.subtree.take_acts(now);
-                            drop(rooms);
-                            for act in acts {
-                                self.send(TreeEvent::Act { room, child, act });
-                            }
-                            None
-                        }
-                        Ok(()) => None,
-                        Err(refused) => Some(refused),
-                    }
-                };
-                refused.map(|refused| Down::Notice {
-                    to: author,
-                    text: refused.to_string(),
-                })
-            }
-        }
-    }
-
-    fn down(&self, room: RoomId, down: Down) -> Pass {
-        match down {
-            Down::View(ref bytes) => {
-                let Some(host) = self.rooms.lock().get(&room).map(|tree| tree.host) else {
-                    return Pass::Nobody;
-                };
-                match AudienceView::decode_verified(bytes, room, &host) {
-                    Ok(view) => {
-                        // Only a newer view goes on (an old one replayed stops here).
-                        if !self.keep_view(&room, view) {
-                            return Pass::Nobody;
-                        }
-                        self.send(TreeEvent::Down {
-                            room,
-                            down: down.clone(),
-                        });
-                        Pass::All(down)
-                    }
-                    Err(err) => {
-                        debug!(%room, %err, "refused a view from the parent");
-                        Pass::Nobody
-                    }
-                }
-            }
-            // What nobody on the way can check goes on within a budget (see `flood`).
-            Down::Envelope(_) | Down::Sealed(_) | Down::Notice { .. }
-                if !self.down_budget(room) =>
-            {
-                Pass::Nobody
-            }
-            // Keys go on only as the host signed them, each step once (see `keys`).
-            Down::Keys(ref bytes) if !self.keys_pass(room, bytes) => {
-                debug!(%room, "refused keys from the parent (not the host's, or seen)");
-                Pass::Nobody
-            }
-            Down::Envelope(_) | Down::Keys(_) | Down::Sealed(_) => {
-                self.send(TreeEvent::Down {
-                    room,
-                    down: down.clone(),
-                });
-                self.remember_down(&room, &down);
-                Pass::All(down)
-            }
-            Down::Path(ancestors) => {
-                let mut rooms = self.rooms.lock();
-                let Some(tree) = rooms.get_mut(&room) else {
-                    return Pass::Nobody;
-                };
-                tree.depth = u16::try_from(ancestors.len()).unwrap_or(u16::MAX);
-                tree.subtree.set_ancestors(ancestors);
-                Pass::All(Down::Path(tree.subtree.path_for_children()))
-            }
-            Down::Notice { to, text } => {
-                if to == self.me {
-                    self.send(TreeEvent::Down {
-                        room,
-                        down: Down::Notice { to, text },
-                    });
-                    return Pass::Nobody;
-                }
-                match self.route(&room, &to) {
-                    Some(child) => Pass::Child(child, Down::Notice { to, text }),
-                    None => Pass::Nobody,
-                }
-            }
-        }
-    }
-
-    fn first(&self, room: RoomId) -> Vec<Down> {
-        let rooms = self.rooms.lock();
-        let Some(tree) = rooms.get(&room) else {
-            return Vec::new();
-        };
-        // Its path, and the host's latest view (who may speak; in a private room, where the
-        // key schedule is: a member that missed a step asks at once, not at the next view).
-        let path = Down::Path(tree.subtree.path_for_children());
-        let view = tree
-            .view
-            .as_ref()
-            .map(|view| Down::View(view.encode().into()));
-        let recent = recent::lately(&tree.recent, Instant::now());
-        std::iter::once(path).chain(view).chain(recent).collect()
-    }
-
-    fn evicted(&self, room: RoomId) -> Vec<PeerId> {
-        self.rooms
-            .lock()
-            .get_mut(&room)
-            .map(|tree| std::mem::take(&mut tree.evict))
-            .unwrap_or_default()
-    }
-
-    fn upstream(&self, room: RoomId, attached: bool, stats: &FanoutStats) -> Vec<Up> {
-        let now = Instant::now();
-        let mut rooms = self.rooms.lock();
-        let Some(tree) = rooms.get_mut(&room) else {
-            return Vec::new();
-        };
-        hearing::hear(tree, stats, now);
-        // Between parents, reports and actions wait (the host has no parent: its report is
-        // for its own event loop).
-        if !attached && !tree.is_host {
-            return Vec::new();
-        }
-        let mut out = Vec::new();
-        let due = tree.last_report.is_none_or(|at| {
-            let since = now.saturating_duration_since(at);
-            since >= REPORT_INTERVAL || (tree.dirty && since >= REPORT_SOONEST)
-        });
-        if due {
-            tree.last_report = Some(now);
-            tree.dirty = false;
-            let mut report = tree.subtree.report(now);
-            if self.misbehave.get() == Some(&Misbehave::ClaimCapacity) {
-                crate::fanout::misbehave::claim_capacity(&mut report, self.me);
-            }
-            if tree.is_host {
-                drop(rooms);
-                hearing::audience(&report, stats);
-                self.send(TreeEvent::Report { room, report });
-                return Vec::new();
-            }
-            out.push(Up::Report(report));
-        }
-        if !tree.is_host {
-            out.extend(
-                tree.subtree
-                    .take_acts(now)
-                    .into_iter()
-                    .map(|act| Up::Act(serde_bytes::ByteBuf::from(act))),
-            );
-        }
-        out
     }
 }

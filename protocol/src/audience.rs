@@ -11,6 +11,7 @@ pub mod quality;
 pub mod relayed;
 pub mod subtree;
 pub mod ticket;
+pub mod uplink;
 pub mod view;
 pub mod wire;
 

@@ -11,6 +11,7 @@
 //! punching.
 
 pub(crate) mod nat;
+mod thin;
 
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -155,6 +156,24 @@ impl Lab {
     /// port); returns the room's id.
     pub(crate) fn room_new(&self, i: usize, home: &TestHome, title: &str) -> String {
         room_new_in(self.node(i), &Self::listen(i), home, title)
+    }
+
+    /// What node `i` sends capped at `kbit` kbit/s: a token bucket (`tbf`, a queue of at most
+    /// 200 ms; the rest is dropped) on its own link, as a thin home uplink would.
+    pub(crate) fn cap_uplink(&self, i: usize, kbit: u64) {
+        let node = self.node(i);
+        let id = node
+            .strip_suffix(&format!("n{i}"))
+            .expect("nodes are named {id}n{i}");
+        let dev = format!("{id}b{i}");
+        let rate = format!("{kbit}kbit");
+        run(
+            "ip",
+            &[
+                "netns", "exec", node, "tc", "qdisc", "add", "dev", &dev, "root", "tbf", "rate",
+                &rate, "burst", "4kb", "latency", "200ms",
+            ],
+        );
     }
 
     /// Packets the router dropped so far (its loss rule's counter), if it can be read.

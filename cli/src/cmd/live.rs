@@ -87,7 +87,10 @@ pub struct Upload {
     /// Default: from --upload-kbps, else 4.
     #[arg(long, value_name = "N")]
     max_children: Option<u16>,
-    /// Your upload bandwidth for the room, in kbit/s (each listener you feed costs ~40).
+    /// Your upload bandwidth for the room, in kbit/s: you feed as many listeners as 80 % of it
+    /// carries, at what feeding one is measured to cost (all the voices heard at once, their
+    /// proofs, the transport; ~40 each until measured). Feeding fewer when your uplink drops
+    /// frames happens either way.
     #[arg(long, value_name = "KBPS", conflicts_with = "max_children")]
     upload_kbps: Option<u32>,
 }
@@ -178,7 +181,7 @@ pub fn host(ctx: &Context, args: HostArgs) -> anyhow::Result<Exit> {
         let node = spawn(
             identity,
             listen,
-            args.upload.max_children(),
+            (args.upload.max_children(), args.upload.upload_kbps),
             &settings,
             (None, None),
         )
@@ -253,7 +256,7 @@ pub fn join(ctx: &Context, args: JoinArgs) -> anyhow::Result<Exit> {
         let node = spawn(
             identity,
             listen,
-            args.upload.max_children(),
+            (args.upload.max_children(), args.upload.upload_kbps),
             &settings,
             (args.misbehave, args.capture),
         )
@@ -309,7 +312,7 @@ fn relayed(via: &[Multiaddr]) -> anyhow::Result<Vec<Multiaddr>> {
 async fn spawn(
     identity: Identity,
     mut listen: Vec<Multiaddr>,
-    max_children: u16,
+    (max_children, upload_kbps): (u16, Option<u32>),
     settings: &ReachabilitySettings,
     (misbehave, capture): (
         Option<earshot_node::fanout::Misbehave>,
@@ -319,6 +322,7 @@ async fn spawn(
     let config = |listen: Vec<Multiaddr>| NodeConfig {
         misbehave,
         capture: capture.clone(),
+        upload_kbps,
         ..settings.node_config(listen, max_children)
     };
     match Node::spawn(identity.clone(), config(listen.clone())).await {

@@ -14,6 +14,8 @@ fn status(received: u64, bytes: u64) -> AudioStatus {
         relayed: received,
         dropped: 0,
         bytes_sent: bytes,
+        capacity: None,
+        child_cost: None,
         not_selected: 0,
         speaking: false,
         self_muted: true,

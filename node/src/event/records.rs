@@ -88,6 +88,12 @@ pub struct AudioStats {
     pub relayed: u64,
     /// Frame copies slow children skipped.
     pub dropped: u64,
+    /// The children this node offers to feed, and what feeding one costs, measured (bytes a
+    /// second): see `earshot_protocol::audience::uplink`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child_cost: Option<u64>,
     /// At the host: frames of speakers not among the loudest.
     pub not_selected: u64,
     pub speaking: bool,

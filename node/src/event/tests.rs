@@ -90,6 +90,8 @@ fn node_and_audio_events() {
         received: 10,
         relayed: 10,
         dropped: 0,
+        capacity: Some(4),
+        child_cost: Some(9_000),
         not_selected: 0,
         speaking: false,
         self_muted: false,

@@ -18,9 +18,20 @@ use super::check::{Authenticity, StreamCheck};
 use super::silence::Silence;
 use super::wire::{PROOF_MARKER, Read, hello, read_down, write_frame, write_marked};
 use super::{
-    AUDIO_PROTOCOL, CHILD_QUEUE_FRAMES, Draining, FLUSH_AFTER, Fanout, OPEN_TIMEOUT,
-    PARENT_SILENCE, SPEAK_RETRIES, StreamError, StreamKind, UPLINK_QUEUE,
+    AUDIO_PROTOCOL, CHILD_QUEUE_FRAMES, FLUSH_AFTER, Fanout, OPEN_TIMEOUT, PARENT_SILENCE,
+    SPEAK_RETRIES, StreamError, StreamKind, UPLINK_QUEUE,
 };
+
+/// A parent that is leaving, still feeding this node until the guard is dropped (once the node
+/// is attached elsewhere).
+#[derive(Debug)]
+pub struct Draining(tokio::task::JoinHandle<()>);
+
+impl Drop for Draining {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 impl Fanout {
     /// Receives the room's audio from `parent` and relays it, until the stream fails (the
@@ -148,6 +159,10 @@ impl Fanout {
                 };
                 if pass {
                     self.pass_beacon(room, &beacon);
+                }
+                // The parent learns how far behind this stream runs.
+                if let Some(uplink) = self.lock().get(room).and_then(|a| a.uplink.clone()) {
+                    let _ = uplink.try_send(Up::Heard(beacon.n));
                 }
             }
             Read::KeepAlive => self.count_audio(room, 2),

@@ -12,11 +12,22 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tracing::{debug, warn};
 
 use super::check::StreamCheck;
+use super::stats::ChildCounters;
 use super::wire::{
     BEACON_MARKER, CONTROL_MARKER, PROOF_MARKER, Voice, put_frame, put_marked, read_hello, read_up,
     read_voice, write_control, write_leaving, write_refused,
 };
-use super::{Fanout, Outgoing, StreamError, StreamKind, UPLINK_QUEUE};
+use super::{Fanout, HANDOVER_TIMEOUT, Outgoing, StreamError, StreamKind, UPLINK_QUEUE};
+
+/// What goes to one child alone.
+#[derive(Debug, Clone)]
+pub(super) enum ToChild {
+    /// A control frame (a notice routed to it, its path when it opens).
+    Control(Arc<Vec<u8>>),
+    /// It is shed (this node's uplink cannot carry it, or it reads too slowly): it is told to
+    /// move, as when this node leaves, and fed until it has (at most [`HANDOVER_TIMEOUT`]).
+    Move,
+}
 
 /// How long an audio stream may take to say what it is for.
 pub const HELLO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -83,7 +94,10 @@ impl Fanout {
             )
         };
         children.send_modify(|n| *n += 1);
+        let counters = Arc::new(ChildCounters::default());
+        stats.children.lock().insert(peer, Arc::clone(&counters));
         let _child = ChildGuard {
+            counters: Arc::clone(&counters),
             children,
             fanout: self.clone(),
             room,
@@ -91,7 +105,7 @@ impl Fanout {
             stream_id,
         };
         for first in self.gate.first(room) {
-            let _ = to_child.try_send(Arc::new(first.encode()));
+            let _ = to_child.try_send(ToChild::Control(Arc::new(first.encode())));
         }
         // The stream ends when this child's channel closes (it was cut off): only the map and
         // the upward reader hold senders, and the reader's is weak.
@@ -100,9 +114,13 @@ impl Fanout {
         let (mut reader, mut writer) = stream.split();
         let gate = Arc::clone(&self.gate);
         let capture = self.capture.get().cloned();
+        let heard = Arc::clone(&counters);
         let upward = tokio::spawn(async move {
             loop {
                 match read_up(&mut reader).await {
+                    Ok(earshot_protocol::audience::wire::Up::Heard(n)) => {
+                        heard.beacon_heard(n, std::time::Instant::now());
+                    }
                     Ok(up) => {
                         if let Some(capture) = &capture {
                             capture.record(super::misbehave::CAPTURED_UP, &up.encode());
@@ -110,7 +128,7 @@ impl Fanout {
                         if let Some(back) = gate.up(room, peer, up)
                             && let Some(reply) = reply.upgrade()
                         {
-                            let _ = reply.try_send(Arc::new(back.encode()));
+                            let _ = reply.try_send(ToChild::Control(Arc::new(back.encode())));
                         }
                     }
                     Err(StreamError::Control(err)) => {
@@ -122,34 +140,50 @@ impl Fanout {
             }
         });
         let mut told = false;
+        // Shed: told to move, and fed until then at most.
+        let mut moving: Option<tokio::time::Instant> = None;
         let result = loop {
             // A leaving node says so once (within a keep-alive period of deciding to), then
             // goes on feeding the child until it has moved.
-            if !told && *leaving.borrow() {
+            if !told && (*leaving.borrow() || moving.is_some()) {
+                counters.released.store(true, Ordering::Relaxed);
                 if let Err(err) = write_leaving(&mut writer).await {
                     break Err(err);
                 }
                 told = true;
             }
+            let deadline = moving.unwrap_or_else(|| tokio::time::Instant::now() + HANDOVER_TIMEOUT);
             let written = tokio::select! {
                 biased;
                 own = for_child.recv() => match own {
-                    Some(bytes) => write_control(&mut writer, &bytes).await.map(|()| bytes.len() + 4),
+                    Some(ToChild::Control(bytes)) => {
+                        write_control(&mut writer, &bytes).await.map(|()| bytes.len() + 4)
+                    }
+                    Some(ToChild::Move) => {
+                        counters.released.store(true, Ordering::Relaxed);
+                        moving.get_or_insert(tokio::time::Instant::now() + HANDOVER_TIMEOUT);
+                        Ok(0)
+                    }
                     None => break Ok(()),
                 },
                 frame = frames.recv() => match frame {
-                    Ok(out) => put_batch(&mut writer, out, &mut frames, &stats).await,
+                    Ok(out) => put_batch(&mut writer, out, &mut frames, &stats, &counters).await,
                     Err(broadcast::error::RecvError::Lagged(skipped)) => {
                         stats.dropped.fetch_add(skipped, Ordering::Relaxed);
+                        counters.dropped.fetch_add(skipped, Ordering::Relaxed);
                         Ok(0)
                     }
                     Err(broadcast::error::RecvError::Closed) => break Ok(()),
                 },
                 _ = leaving_changed(&leaving), if !told => Ok(0),
+                _ = tokio::time::sleep_until(deadline), if moving.is_some() => break Ok(()),
             };
             match written {
+                Ok(0) => {}
                 Ok(bytes) => {
                     stats.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
+                    counters.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+                    counters.packets.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(err) => break Err(err),
             }
@@ -242,20 +276,50 @@ async fn put_batch<W: futures::AsyncWrite + Unpin>(
     first: Outgoing,
     frames: &mut broadcast::Receiver<Outgoing>,
     stats: &super::FanoutStats,
+    counters: &ChildCounters,
 ) -> Result<usize, StreamError> {
     use futures::AsyncWriteExt;
-    let mut bytes = put_one(writer, &first).await?;
+    let mut bytes = put_counted(writer, &first, counters).await?;
     for _ in 1..BATCH {
         match frames.try_recv() {
-            Ok(out) => bytes += put_one(writer, &out).await?,
+            Ok(out) => bytes += put_counted(writer, &out, counters).await?,
             Err(broadcast::error::TryRecvError::Lagged(skipped)) => {
                 stats.dropped.fetch_add(skipped, Ordering::Relaxed);
+                counters.dropped.fetch_add(skipped, Ordering::Relaxed);
             }
             Err(_) => break,
         }
     }
     writer.flush().await?;
     Ok(bytes)
+}
+
+/// [`put_one`], noting when a beacon went to the child (see [`ChildCounters::beacon_heard`]).
+async fn put_counted<W: futures::AsyncWrite + Unpin>(
+    writer: &mut W,
+    out: &Outgoing,
+    counters: &ChildCounters,
+) -> Result<usize, StreamError> {
+    let bytes = put_one(writer, out).await?;
+    if let Outgoing::Beacon(beacon) = out
+        && let Ok(progress) = earshot_protocol::proof::progress::Progress::decode(beacon)
+    {
+        counters.beacon_written(progress.n, std::time::Instant::now());
+    }
+    Ok(bytes)
+}
+
+impl Outgoing {
+    /// Its size as [`put_one`] writes it.
+    pub(super) fn wire_len(&self) -> usize {
+        match self {
+            Outgoing::Audio(bytes) => bytes.len() + 2,
+            Outgoing::KeepAlive => 2,
+            Outgoing::Control(bytes) | Outgoing::Proof(bytes) | Outgoing::Beacon(bytes) => {
+                bytes.len() + 4
+            }
+        }
+    }
 }
 
 async fn put_one<W: futures::AsyncWrite + Unpin>(
@@ -285,6 +349,7 @@ async fn leaving_changed(leaving: &watch::Receiver<bool>) {
 
 /// Counts a child out when its stream ends, however it ends, and forgets its own channel.
 struct ChildGuard {
+    counters: Arc<ChildCounters>,
     children: Arc<watch::Sender<usize>>,
     fanout: Fanout,
     room: RoomId,
@@ -296,6 +361,16 @@ struct ChildGuard {
 impl Drop for ChildGuard {
     fn drop(&mut self) {
         self.children.send_modify(|n| *n = n.saturating_sub(1));
+        if let Some(audio) = self.fanout.lock().get_mut(&self.room) {
+            let mut counted = audio.stats.children.lock();
+            if counted
+                .get(&self.peer)
+                .is_some_and(|c| Arc::ptr_eq(c, &self.counters))
+                && !self.counters.ended(std::time::Instant::now())
+            {
+                counted.remove(&self.peer);
+            }
+        }
         if let Some(audio) = self.fanout.lock().get_mut(&self.room)
             && audio
                 .to_child
@@ -303,6 +378,24 @@ impl Drop for ChildGuard {
                 .is_some_and(|(id, _)| *id == self.stream_id)
         {
             audio.to_child.remove(&self.peer);
+        }
+    }
+}
+
+impl Fanout {
+    /// Sheds `children` of `room` (see [`ToChild::Move`]): each is told to move, and fed until
+    /// it has, or for [`HANDOVER_TIMEOUT`].
+    pub(super) fn shed(&self, room: &RoomId, children: &[PeerId]) {
+        if children.is_empty() {
+            return;
+        }
+        if let Some(audio) = self.lock().get(room) {
+            for child in children {
+                if let Some((_, tx)) = audio.to_child.get(child) {
+                    debug!(%child, %room, "shedding a child: this node's uplink cannot carry it");
+                    let _ = tx.try_send(ToChild::Move);
+                }
+            }
         }
     }
 }

@@ -1,6 +1,13 @@
 //! The audio plane's counters, per room.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64};
+
+use earshot_protocol::audience::uplink::{Sample, Sent};
+use libp2p::PeerId;
+use parking_lot::Mutex;
 
 /// Counters for one room's audio.
 #[derive(Debug, Default)]
@@ -42,15 +49,153 @@ pub struct FanoutStats {
     /// The host's advice to this node's encoder: the audience's loss, per mille (from the
     /// latest view; the host's own from its reports).
     pub audio_loss: AtomicU16,
+    /// What went into the room's queue for every child: bytes (as written, framing included)
+    /// and items (frames, proofs, beacons, control frames, keep-alives).
+    pub offered_bytes: AtomicU64,
+    pub offered_items: AtomicU64,
+    /// Each child's stream, as its writer counts it (see `earshot_protocol::audience::uplink`).
+    pub children: Mutex<HashMap<PeerId, Arc<ChildCounters>>>,
+    /// The capacity this node offers in the tree, plus one (0: not known yet), and what one
+    /// child costs, measured (bytes a second; 0: not measured yet).
+    capacity: AtomicU32,
+    pub child_cost: AtomicU64,
+}
+
+/// A beacon the child says it read later than this after it was written (or has not said so
+/// by then) counts as a frame skipped: its stream runs behind (a QUIC stream buffers megabytes:
+/// a thin uplink shows as delay long before a queue here overflows).
+pub const LATE: std::time::Duration = std::time::Duration::from_millis(300);
+/// Beacons written to a child and not yet heard, kept at most (8 s of them).
+const BEACONS_KEPT: usize = 16;
+
+/// One child's stream: what its writer wrote and flushed, and the frames it skipped (or the
+/// beacons that reached it [`LATE`]).
+#[derive(Debug, Default)]
+pub struct ChildCounters {
+    pub bytes: AtomicU64,
+    pub packets: AtomicU64,
+    pub dropped: AtomicU64,
+    /// Beacons written and not yet heard: their number, when, and whether counted late.
+    beacons: Mutex<std::collections::VecDeque<(u32, std::time::Instant, bool)>>,
+    /// This node let the child go (shed, or leaving itself): its stream ending says nothing.
+    pub released: std::sync::atomic::AtomicBool,
+    /// The stream ended from the child's side while it ran behind: counted once more, then
+    /// forgotten.
+    gone: std::sync::atomic::AtomicBool,
+}
+
+/// A stream whose oldest beacon not yet heard is this old runs behind: its child would take it
+/// for a dead parent ([`crate::fanout::PARENT_SILENCE`]).
+const BEHIND: std::time::Duration = crate::fanout::PARENT_SILENCE;
+
+impl ChildCounters {
+    /// The child's stream ended, now: if it ran behind (and was not let go), the child took this
+    /// node for dead: counted (see `earshot_protocol::audience::uplink::Sent::gone`). Returns
+    /// whether it was (it is then kept for one more sample).
+    pub(super) fn ended(&self, now: std::time::Instant) -> bool {
+        let oldest = self
+            .beacons
+            .lock()
+            .front()
+            .map(|(_, at, _)| now.saturating_duration_since(*at));
+        let behind = oldest.is_some_and(|age| age > BEHIND);
+        let gone = behind && !self.released.load(Relaxed);
+        tracing::debug!(behind, gone, oldest = ?oldest, "a child's stream ended");
+        if gone {
+            self.dropped.fetch_add(1, Relaxed);
+            self.gone.store(true, Relaxed);
+        }
+        gone
+    }
+
+    /// The host's beacon `n` was written to the child now.
+    pub(super) fn beacon_written(&self, n: u32, now: std::time::Instant) {
+        let mut beacons = self.beacons.lock();
+        for (_, at, late) in beacons.iter_mut() {
+            if !*late && now.saturating_duration_since(*at) > LATE {
+                *late = true;
+                self.dropped.fetch_add(1, Relaxed);
+            }
+        }
+        if beacons.len() >= BEACONS_KEPT {
+            beacons.pop_front();
+        }
+        beacons.push_back((n, now, false));
+    }
+
+    /// The child read beacon `n` (and those before it).
+    pub(super) fn beacon_heard(&self, n: u32, now: std::time::Instant) {
+        let mut beacons = self.beacons.lock();
+        while let Some(&(m, at, late)) = beacons.front() {
+            // Wrapping: `m` after `n`.
+            if (m.wrapping_sub(n) as i32) > 0 {
+                break;
+            }
+            beacons.pop_front();
+            tracing::trace!(
+                n = m,
+                lag_ms = now.saturating_duration_since(at).as_millis() as u64,
+                "a child read a beacon"
+            );
+            if !late && now.saturating_duration_since(at) > LATE {
+                self.dropped.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    fn sent(&self) -> Sent {
+        Sent {
+            bytes: self.bytes.load(Relaxed),
+            packets: self.packets.load(Relaxed),
+            dropped: self.dropped.load(Relaxed),
+            gone: self.gone.load(Relaxed),
+        }
+    }
 }
 
 impl FanoutStats {
     /// This node's player's totals: frames due at their playout time, and missing.
     pub fn playout(&self) -> (u64, u64) {
-        use std::sync::atomic::Ordering::Relaxed;
         (
             self.playout_due.load(Relaxed),
             self.playout_missing.load(Relaxed),
         )
+    }
+
+    /// Something went into the room's queue for every child: `bytes` as it is written.
+    pub(super) fn offer(&self, bytes: usize) {
+        self.offered_bytes.fetch_add(bytes as u64, Relaxed);
+        self.offered_items.fetch_add(1, Relaxed);
+    }
+
+    /// The counters, for `earshot_protocol::audience::uplink::Uplink::tick`.
+    /// Children gone while behind are in it once, then forgotten.
+    pub fn sample(&self) -> Sample<PeerId> {
+        let mut children = self.children.lock();
+        let sample = Sample {
+            offered: Sent {
+                bytes: self.offered_bytes.load(Relaxed),
+                packets: self.offered_items.load(Relaxed),
+                dropped: 0,
+                gone: false,
+            },
+            children: children
+                .iter()
+                .map(|(peer, counters)| (*peer, counters.sent()))
+                .collect(),
+        };
+        children.retain(|_, counters| !counters.gone.load(Relaxed));
+        sample
+    }
+
+    /// The capacity this node offers now.
+    pub fn set_capacity(&self, capacity: u16) {
+        self.capacity.store(u32::from(capacity) + 1, Relaxed);
+    }
+
+    /// The capacity this node offers, once known.
+    pub fn capacity(&self) -> Option<u16> {
+        let stored = self.capacity.load(Relaxed);
+        stored.checked_sub(1).and_then(|c| u16::try_from(c).ok())
     }
 }

@@ -462,6 +462,8 @@ fn stats_of(room: RoomId, status: &AudioStatus, depth: Option<u16>) -> AudioStat
         received: status.received,
         relayed: status.relayed,
         dropped: status.dropped,
+        capacity: status.capacity,
+        child_cost: status.child_cost,
         not_selected: status.not_selected,
         speaking: status.speaking,
         self_muted: status.self_muted,

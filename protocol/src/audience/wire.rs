@@ -58,6 +58,10 @@ pub enum Up {
     Report(Report),
     /// A listener's signed envelope for the host (a hand, a chat line).
     Act(serde_bytes::ByteBuf),
+    /// The child has read the host's beacon `n` (and every frame its parent wrote before it):
+    /// the parent learns how far behind the child's stream runs, transport buffers included
+    /// (see `uplink`).
+    Heard(u32),
 }
 
 /// What a node says about its subtree (itself and everything below), every few seconds.
@@ -150,6 +154,7 @@ impl Up {
                         .all(|n| n.name.len() <= MAX_NAME_BYTES)
             }
             Up::Act(bytes) => bytes.len() <= crate::envelope::MAX_ENVELOPE_BYTES,
+            Up::Heard(_) => true,
         };
         if within {
             Ok(up)
