@@ -89,8 +89,8 @@ pub struct Upload {
     max_children: Option<u16>,
     /// Your upload bandwidth for the room, in kbit/s: you feed as many listeners as 80 % of it
     /// carries, at what feeding one is measured to cost (all the voices heard at once, their
-    /// proofs, the transport; ~40 each until measured). Feeding fewer when your uplink drops
-    /// frames happens either way.
+    /// proofs, the transport; ~40 each until measured). Feeding fewer when your listeners fall
+    /// behind happens either way, but undeclared, too late for the first of them.
     #[arg(long, value_name = "KBPS", conflicts_with = "max_children")]
     upload_kbps: Option<u32>,
 }
