@@ -467,13 +467,22 @@ impl Fanout {
         let (Some(key), Ok(host_key)) = (self.key.as_ref(), PeerKey::from_peer_id(&host)) else {
             return (0, 0, 0, 0);
         };
+        let start = Instant::now();
         let mut streams = 0u64;
-        let Ok(mut stream) = self.open_studio(room, host).await else {
-            return (0, 0, 0, streams);
+        // The host may not hear this node yet (its admission still on the way): again, until
+        // the flood's time is up.
+        let mut stream = loop {
+            if start.elapsed() >= flood_for {
+                return (0, 0, 0, streams);
+            }
+            if let Ok(stream) = self.open_studio(room, host).await {
+                break stream;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         };
         streams += 1;
         let me = earshot_protocol::frame::SpeakerId::of(&PeerKey::from(key.as_ref()));
-        let (start, mut written, mut impostors, mut bytes) = (Instant::now(), 0u64, 0u64, 0u64);
+        let (mut written, mut impostors, mut bytes) = (0u64, 0u64, 0u64);
         while start.elapsed() < flood_for {
             let ahead = bytes as f64 / rate - start.elapsed().as_secs_f64();
             if ahead > 0.0 {
