@@ -238,19 +238,6 @@ fn a_private_rooms_studio_track_is_kept_sealed() {
     }
 }
 
-/// What a flooder's report line says: `name=N`.
-fn figure(report: &str, name: &str) -> u64 {
-    let at = report
-        .find(&format!("{name}="))
-        .unwrap_or_else(|| panic!("no {name}= in {report:?}"));
-    report[at + name.len() + 1..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .unwrap_or_else(|err| panic!("{name} in {report:?}: {err}"))
-}
-
 /// Two adversaries flood the host's studio streams for 8 s while it records: a speaker writes
 /// 30 KB chunks at 32 Mbit/s (every tenth under the host's speaker id), a listener does the
 /// same. The host keeps none of the listener's and none of the impostors, the speaker's only
@@ -258,7 +245,7 @@ fn figure(report: &str, name: &str) -> u64 {
 /// meanwhile.
 #[test]
 fn studio_floods_are_kept_to_the_budget_and_impostors_and_listeners_are_refused() {
-    use crate::trust::Logged;
+    use crate::trust::{Logged, figure};
     use earshot_node::fanout::studio::{BURST_BYTES, BYTES_PER_SEC};
     use std::time::{Duration, Instant};
 

@@ -450,18 +450,7 @@ fn listen_streams_without_a_ticket_are_all_refused() {
         Duration::from_secs(30),
         |line| line.contains("misbehaving: listen streams opened without a ticket"),
     );
-    let figure = |name: &str| -> u32 {
-        let at = report
-            .find(&format!("{name}="))
-            .unwrap_or_else(|| panic!("no {name}= in {report:?}"));
-        report[at + name.len() + 1..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect::<String>()
-            .parse()
-            .unwrap_or_else(|err| panic!("{name} in {report:?}: {err}"))
-    };
-    let (taken, refused) = (figure("taken"), figure("refused"));
+    let (taken, refused) = (figure(&report, "taken"), figure(&report, "refused"));
     eprintln!("unassigned-streams: taken={taken} refused={refused}");
     assert_eq!(
         (taken, refused),
@@ -1139,6 +1128,19 @@ fn rss_kib(pid: u32) -> u64 {
 
 /// An `earshot` process like [`Live`], with its standard error read too (and echoed, prefixed
 /// with its name): for the log lines a test checks. Standard output lines are [`Event`]s.
+/// What an adversary's report line says: `name=N`.
+pub(crate) fn figure(report: &str, name: &str) -> u64 {
+    let at = report
+        .find(&format!("{name}="))
+        .unwrap_or_else(|| panic!("no {name}= in {report:?}"));
+    report[at + name.len() + 1..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap_or_else(|err| panic!("{name} in {report:?}: {err}"))
+}
+
 pub(crate) struct Logged {
     name: &'static str,
     child: Child,

@@ -152,6 +152,39 @@ impl Lab {
         format!("/ip4/10.77.{i}.2/udp/0/quic-v1")
     }
 
+    /// `earshot host ROOM --input INPUT --output null` in node `i`'s namespace, with `extra`.
+    pub(crate) fn host(
+        &self,
+        i: usize,
+        home: &TestHome,
+        room: &str,
+        input: &str,
+        extra: &[&str],
+    ) -> Live {
+        let mut args = vec!["host", room, "--input", input, "--output", "null"];
+        args.extend_from_slice(extra);
+        Live::start_in("host", Some(self.node(i)), home, &args)
+    }
+
+    /// `earshot join LINK --name NAME` in node `i`'s namespace, listening on its lab address,
+    /// with `extra`; playing nowhere unless `extra` names an `--output`.
+    pub(crate) fn join(
+        &self,
+        i: usize,
+        home: &TestHome,
+        name: &'static str,
+        link: &str,
+        extra: &[&str],
+    ) -> Live {
+        let listen = Self::listen(i);
+        let mut args = vec!["join", link, "--name", name, "--listen", &listen];
+        if !extra.contains(&"--output") {
+            args.extend_from_slice(&["--output", "null"]);
+        }
+        args.extend_from_slice(extra);
+        Live::start_in(name, Some(self.node(i)), home, &args)
+    }
+
     /// `earshot room new TITLE --listen` in node `i`'s namespace (it binds there to pick its
     /// port); returns the room's id.
     pub(crate) fn room_new(&self, i: usize, home: &TestHome, title: &str) -> String {
@@ -246,44 +279,13 @@ fn honest_relays_on_a_lossy_path_keep_their_children() {
         TestHome::new(),
     ];
     let room = lab.room_new(0, &homes[0], "Lossy");
-    let mut host = Live::start_in(
-        "host",
-        Some(lab.node(0)),
-        &homes[0],
-        &[
-            "host",
-            &room,
-            "--input",
-            "sine",
-            "--output",
-            "null",
-            "--max-children",
-            "1",
-        ],
-    );
+    let mut host = lab.host(0, &homes[0], &room, "sine", &["--max-children", "1"]);
     let link = host.listener_link();
     let names = ["l1", "l2", "l3"];
     let mut listeners = Vec::new();
     for (i, name) in names.iter().enumerate() {
         let node = i + 1;
-        let listen = Lab::listen(node);
-        let mut live = Live::start_in(
-            name,
-            Some(lab.node(node)),
-            &homes[node],
-            &[
-                "join",
-                &link,
-                "--name",
-                name,
-                "--listen",
-                &listen,
-                "--output",
-                "null",
-                "--max-children",
-                "1",
-            ],
-        );
+        let mut live = lab.join(node, &homes[node], name, &link, &["--max-children", "1"]);
         let depth = u16::try_from(node).expect("small");
         live.expect_within(
             "attached in the chain",
@@ -774,48 +776,24 @@ mod lossy_sound {
         let room = lab.room_new(0, &homes[0], "Lossy sound");
         let started = Instant::now();
         let input = program.path.to_str().expect("utf-8 path");
-        let mut host = Live::start_in(
-            "host",
-            Some(lab.node(0)),
-            &homes[0],
-            &[
-                "host",
-                &room,
-                "--input",
-                input,
-                "--output",
-                "null",
-                "--max-children",
-                "1",
-            ],
-        );
+        let mut host = lab.host(0, &homes[0], &room, input, &["--max-children", "1"]);
         let link = host.listener_link();
         let names = ["l1", "l2", "l3"];
         let mut listeners = Vec::new();
         let mut outputs = Vec::new();
         for (i, name) in names.iter().enumerate() {
             let node = i + 1;
-            let listen = Lab::listen(node);
             let output = dir.join(format!("{}-{name}.wav", slug(impairment)));
-            let mut live = Live::start_in(
-                name,
-                Some(lab.node(node)),
-                &homes[node],
-                &[
-                    "join",
-                    &link,
-                    "--name",
-                    name,
-                    "--listen",
-                    &listen,
-                    "--input",
-                    "silence",
-                    "--output",
-                    output.to_str().expect("utf-8 path"),
-                    "--max-children",
-                    "1",
-                ],
-            );
+            let path = output.to_str().expect("utf-8 path");
+            let extra = [
+                "--input",
+                "silence",
+                "--output",
+                path,
+                "--max-children",
+                "1",
+            ];
+            let mut live = lab.join(node, &homes[node], name, &link, &extra);
             let depth = u16::try_from(node).expect("small");
             live.expect_within(
                 "attached in the chain",

@@ -10,7 +10,6 @@ use earshot_node::event::AudioStats;
 
 use super::Lab;
 use crate::harness::TestHome;
-use crate::live::Live;
 
 /// The thin node's uplink, in kbit/s.
 const UPLINK_KBIT: u64 = 256;
@@ -59,39 +58,16 @@ pub(crate) fn thin_uplink(declared: Option<&str>) -> Thin {
     lab.cap_uplink(1, UPLINK_KBIT);
     let homes: Vec<TestHome> = (0..3 + LISTENERS).map(|_| TestHome::new()).collect();
     let room = lab.room_new(0, &homes[0], "Thin");
-    let mut host = Live::start_in(
-        "host",
-        Some(lab.node(0)),
-        &homes[0],
-        &[
-            "host",
-            &room,
-            "--input",
-            "sine",
-            "--output",
-            "null",
-            "--max-children",
-            "1",
-        ],
-    );
+    let mut host = lab.host(0, &homes[0], &room, "sine", &["--max-children", "1"]);
     let link = host.listener_link();
     let speaker_link = homes[0].invite(&[&room, "--role", "speaker"]);
-    let mut thin = Live::start_in(
-        "thin",
-        Some(lab.node(1)),
+    let upload = ["--upload-kbps", declared.unwrap_or_default()];
+    let mut thin = lab.join(
+        1,
         &homes[1],
-        &[
-            "join",
-            &link,
-            "--name",
-            "thin",
-            "--listen",
-            &Lab::listen(1),
-            "--output",
-            "null",
-            "--upload-kbps",
-            declared.unwrap_or_default(),
-        ][..if declared.is_some() { 10 } else { 8 }],
+        "thin",
+        &link,
+        if declared.is_some() { &upload } else { &[] },
     );
     thin.expect_within("thin attached", Duration::from_secs(30), |e| {
         matches!(e, Event::AudioAttached { depth: 1, .. })
@@ -103,22 +79,12 @@ pub(crate) fn thin_uplink(declared: Option<&str>) -> Thin {
         })
         .expect("the thin node printed its peer id");
     let mut others = Vec::new();
-    let mut speaker = Live::start_in(
-        "speaker",
-        Some(lab.node(2)),
+    let mut speaker = lab.join(
+        2,
         &homes[2],
-        &[
-            "join",
-            &speaker_link,
-            "--name",
-            "speaker",
-            "--listen",
-            &Lab::listen(2),
-            "--input",
-            "sine:660",
-            "--output",
-            "null",
-        ],
+        "speaker",
+        &speaker_link,
+        &["--input", "sine:660"],
     );
     speaker.expect_within("speaker attached", Duration::from_secs(30), |e| {
         matches!(e, Event::AudioAttached { .. })
@@ -127,21 +93,7 @@ pub(crate) fn thin_uplink(declared: Option<&str>) -> Thin {
     let names = ["l1", "l2", "l3", "l4"];
     for (i, name) in names.iter().enumerate() {
         let node = 3 + i;
-        let mut live = Live::start_in(
-            name,
-            Some(lab.node(node)),
-            &homes[node],
-            &[
-                "join",
-                &link,
-                "--name",
-                name,
-                "--listen",
-                &Lab::listen(node),
-                "--output",
-                "null",
-            ],
-        );
+        let mut live = lab.join(node, &homes[node], name, &link, &[]);
         live.expect_within("attached", Duration::from_secs(30), |e| {
             matches!(e, Event::AudioAttached { .. })
         });
