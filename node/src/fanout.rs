@@ -466,7 +466,10 @@ impl Fanout {
     /// listener's goodbye: the tree's queue would go with the room).
     pub fn send_up(&self, room: &RoomId, act: Vec<u8>) {
         if let Some(uplink) = self.lock().get(room).and_then(|audio| audio.uplink.clone()) {
-            let _ = uplink.try_send(Up::Act(serde_bytes::ByteBuf::from(act)));
+            let _ = uplink.try_send(Up::ActVia {
+                act: serde_bytes::ByteBuf::from(act),
+                via: Vec::new(),
+            });
         }
     }
 

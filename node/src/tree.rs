@@ -51,10 +51,11 @@ const MAX_LEFT_STAGE: usize = 64;
 pub enum TreeEvent {
     /// Something for this node came down (a view, a relayed envelope, a notice for it).
     Down { room: RoomId, down: Down },
-    /// At the host: a listener's action, come up through `child`.
+    /// At the host: a listener's action, come up along `via` (the host's child first, as each
+    /// relay on the way said).
     Act {
         room: RoomId,
-        child: PeerId,
+        via: Vec<PeerKey>,
         act: Vec<u8>,
     },
     /// At the host: its subtree, every [`REPORT_INTERVAL`].

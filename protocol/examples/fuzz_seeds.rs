@@ -221,6 +221,16 @@ fn main() {
         "act",
         &Up::Act(serde_bytes::ByteBuf::from(chat.encode())).encode(),
     );
+    write(
+        &dir,
+        "tree_wire",
+        "act_via",
+        &Up::ActVia {
+            act: serde_bytes::ByteBuf::from(chat.encode()),
+            via: vec![PeerKey([7; 32]), PeerKey([8; 32])],
+        }
+        .encode(),
+    );
     // The host's view (its advice to the encoders included) and a subtree's report (how it
     // hears included), as they travel the tree.
     let view = earshot_protocol::audience::AudienceView {

@@ -9,6 +9,7 @@ pub mod follow;
 pub mod host;
 pub mod quality;
 pub mod relayed;
+pub mod shares;
 pub mod subtree;
 pub mod ticket;
 pub mod uplink;

@@ -404,10 +404,7 @@ impl EventLoop {
         let now = now();
         let effects = match event {
             TreeEvent::Down { room, down } => self.rooms.on_down(now, room, down),
-            TreeEvent::Act { room, child, act } => {
-                let via = earshot_protocol::PeerKey::from_peer_id(&child).ok();
-                self.rooms.audience_act_via(now, room, via, &act)
-            }
+            TreeEvent::Act { room, via, act } => self.rooms.audience_act_via(now, room, &via, &act),
             TreeEvent::Report { room, report } => {
                 self.rooms.audience_report(Instant::now(), room, report);
                 Vec::new()

@@ -480,15 +480,15 @@ impl Rooms {
 
     /// At the host: a listener's action, come up the tree.
     pub fn audience_act(&mut self, now: Now, room: RoomId, bytes: &[u8]) -> Vec<Effect> {
-        self.audience_act_via(now, room, None, bytes)
+        self.audience_act_via(now, room, &[], bytes)
     }
 
-    /// [`Self::audience_act`], come up through the host's child `via`.
+    /// [`Self::audience_act`], come up along `via` (the host's child first).
     pub fn audience_act_via(
         &mut self,
         now: Now,
         room: RoomId,
-        via: Option<PeerKey>,
+        via: &[PeerKey],
         bytes: &[u8],
     ) -> Vec<Effect> {
         let Some(bytes) = self.opened_act(&room, bytes) else {

@@ -125,42 +125,8 @@ impl Gate for Tree {
             }
             // Taken by the audio plane (how far behind the child's stream runs).
             Up::Heard(_) => None,
-            Up::Act(bytes) => {
-                debug!(%room, child = %child, bytes = bytes.len(), "an action came up");
-                // The author, so that a notice for it finds its way back down (a private
-                // room's actions are sealed, the author's key in the clear).
-                let author = match Envelope::decode_verified(&bytes) {
-                    Ok(envelope) => envelope.author,
-                    Err(_) => match earshot_protocol::private::SealedAct::decode(&bytes) {
-                        Ok(sealed) => sealed.author,
-                        Err(_) => return None,
-                    },
-                };
-                let refused = {
-                    let mut rooms = self.rooms.lock();
-                    let tree = rooms.get_mut(&room)?;
-                    match tree
-                        .subtree
-                        .act_from(&child_key, author, bytes.to_vec(), now)
-                    {
-                        Ok(()) if tree.is_host => {
-                            // The host's own queue is for its event loop.
-                            let acts = tree.subtree.take_acts(now);
-                            drop(rooms);
-                            for act in acts {
-                                self.send(TreeEvent::Act { room, child, act });
-                            }
-                            None
-                        }
-                        Ok(()) => None,
-                        Err(refused) => Some(refused),
-                    }
-                };
-                refused.map(|refused| Down::Notice {
-                    to: author,
-                    text: refused.to_string(),
-                })
-            }
+            Up::Act(bytes) => self.act_up(room, child, child_key, bytes.to_vec(), Vec::new(), now),
+            Up::ActVia { act, via } => self.act_up(room, child, child_key, act.to_vec(), via, now),
         }
     }
 
@@ -303,9 +269,59 @@ impl Gate for Tree {
                 tree.subtree
                     .take_acts(now)
                     .into_iter()
-                    .map(|act| Up::Act(serde_bytes::ByteBuf::from(act))),
+                    .map(|(act, via)| Up::ActVia {
+                        act: serde_bytes::ByteBuf::from(act),
+                        via,
+                    }),
             );
         }
         out
+    }
+}
+
+impl Tree {
+    /// An action from below, through `child` along `via` (as the child said): queued to go up
+    /// (at the host, handed to its event loop with its whole path); refused, a notice for its
+    /// author.
+    fn act_up(
+        &self,
+        room: RoomId,
+        child: PeerId,
+        child_key: PeerKey,
+        bytes: Vec<u8>,
+        via: Vec<PeerKey>,
+        now: Instant,
+    ) -> Option<Down> {
+        debug!(%room, child = %child, bytes = bytes.len(), "an action came up");
+        // The author, so that a notice for it finds its way back down (a private room's
+        // actions are sealed, the author's key in the clear).
+        let author = match Envelope::decode_verified(&bytes) {
+            Ok(envelope) => envelope.author,
+            Err(_) => match earshot_protocol::private::SealedAct::decode(&bytes) {
+                Ok(sealed) => sealed.author,
+                Err(_) => return None,
+            },
+        };
+        let refused = {
+            let mut rooms = self.rooms.lock();
+            let tree = rooms.get_mut(&room)?;
+            match tree.subtree.act_from(&child_key, author, bytes, via, now) {
+                Ok(()) if tree.is_host => {
+                    // The host's own queue is for its event loop (its budgets take them there).
+                    let acts = tree.subtree.take_all_acts();
+                    drop(rooms);
+                    for (act, via) in acts {
+                        self.send(TreeEvent::Act { room, via, act });
+                    }
+                    None
+                }
+                Ok(()) => None,
+                Err(refused) => Some(refused),
+            }
+        };
+        refused.map(|refused| Down::Notice {
+            to: author,
+            text: refused.to_string(),
+        })
     }
 }

@@ -6,7 +6,7 @@
 //! a ring of recent arrivals, a ring of recently seen actions (so a relay replaying one gains
 //! nothing), a ring of recent chat for joiners.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -21,6 +21,7 @@ use crate::state::{RoomRole, RoomState};
 
 use super::exclusion::{Dismissed, Exclusions, Verdict};
 use super::quality::Adviser;
+use super::shares::ChatShares;
 use super::view::{AudienceView, Hand, MAX_REACTION_KINDS, ReactionCount, StageMember};
 use super::wire::{Newcomer, Report};
 use crate::bucket::{Bucket, Buckets};
@@ -44,12 +45,6 @@ pub const LISTENER_CHAT_BURST: u32 = 2;
 pub const LISTENER_CHAT_EVERY: Duration = Duration::from_secs(10);
 /// Listeners whose chat budgets are kept (see [`Buckets`]).
 const CHATTERS: usize = 4_096;
-/// Chat lines one subtree (under one of the host's children) may send at once.
-pub const SUBTREE_CHAT_BURST: u32 = 2;
-/// A subtree counts as chatting for this long after its last line.
-const SUBTREE_ACTIVE: Duration = Duration::from_secs(60);
-/// Subtrees whose shares are kept (the host's children: a few dozen at most).
-const MAX_SUBTREES: usize = 256;
 
 /// How the host lets the audience speak.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -102,8 +97,8 @@ pub struct HostAudience {
     recent_chat: VecDeque<Vec<u8>>,
     /// Each listener's own budget of chat lines.
     chatters: Buckets<PeerKey>,
-    /// Each chatting subtree's share: when it is full again, and when it last chatted.
-    subtrees: HashMap<PeerKey, (Instant, Instant)>,
+    /// The room's chat budget shared down the tree, among the subtrees chatting.
+    shares: ChatShares,
     seen: VecDeque<[u8; 32]>,
     seen_set: HashSet<[u8; 32]>,
     /// Names of listeners whose actions arrived (their hands and chat lines name them).
@@ -164,7 +159,7 @@ impl HostAudience {
                 f64::from(LISTENER_CHAT_BURST),
                 CHATTERS,
             ),
-            subtrees: HashMap::new(),
+            shares: ChatShares::new(policy.chat_per_minute),
             seen: VecDeque::new(),
             seen_set: HashSet::new(),
             names: VecDeque::new(),
@@ -208,19 +203,22 @@ impl HostAudience {
         envelope: &Verified<Envelope>,
         state: &RoomState,
     ) -> Taken {
-        self.take_via(now, wall, envelope, state, None)
+        self.take_via(now, wall, envelope, state, &[])
     }
 
-    /// [`Self::take`], the action having come through `via` (the host's child whose subtree it
-    /// came from): chat lines share the room's budget fairly among the subtrees chatting
-    /// ([`Self::subtree_may_chat`]).
+    /// [`Self::take`], the action having come up the tree along `via` (the host's child first,
+    /// the author's node last, as the relays on the way said): chat lines share the room's
+    /// budget fairly down the tree among the subtrees chatting ([`ChatShares`]). Ten thousand
+    /// keys chatting through relays of their own take those relays' shares, not the room's
+    /// budget: a listener elsewhere in the tree, or beside those relays under the same parent,
+    /// still gets its line through.
     pub fn take_via(
         &mut self,
         now: Instant,
         wall: Timestamp,
         envelope: &Verified<Envelope>,
         state: &RoomState,
-        via: Option<PeerKey>,
+        via: &[PeerKey],
     ) -> Taken {
         let digest: [u8; 32] = Sha256::digest(envelope.encode()).into();
         if !self.seen_set.insert(digest) {
@@ -251,9 +249,10 @@ impl HostAudience {
                 }
                 // Through a subtree, its share (the shares add up to the room's budget);
                 // otherwise the room's budget itself.
-                let within = match via {
-                    Some(via) => self.subtree_may_chat(via, now),
-                    None => self.chat.take(now),
+                let within = if via.is_empty() {
+                    self.chat.take(now)
+                } else {
+                    self.shares.take(via, now)
                 };
                 if !within {
                     return refuse(
@@ -326,30 +325,6 @@ impl HostAudience {
             ControlBody::MemberRecording { .. } => Taken::Relay(envelope.encode()),
             _ => refuse("listeners raise a hand, chat or record; the rest is for the stage"),
         }
-    }
-
-    /// Takes one line from the share of the subtree under `via`: the room's budget divided
-    /// among the subtrees that chatted in the last minute, 2 at once. Ten thousand keys chatting
-    /// through relays of their own take their subtrees' shares, not the room's budget: a
-    /// listener elsewhere in the tree still gets its line through. (Not a [`Bucket`]: its rate
-    /// follows how many subtrees chat, so it is kept as the instant its share is full again.)
-    fn subtree_may_chat(&mut self, via: PeerKey, now: Instant) -> bool {
-        self.subtrees
-            .retain(|_, (_, active)| now.saturating_duration_since(*active) <= SUBTREE_ACTIVE);
-        if !self.subtrees.contains_key(&via) && self.subtrees.len() >= MAX_SUBTREES {
-            return false;
-        }
-        let chatting = self.subtrees.len() + usize::from(!self.subtrees.contains_key(&via));
-        let per_minute = f64::from(self.policy.chat_per_minute.max(1));
-        let every = Duration::from_secs_f64(60.0 * chatting as f64 / per_minute);
-        let (full_at, active) = self.subtrees.entry(via).or_insert((now, now));
-        *active = now;
-        let from = (*full_at).max(now);
-        if from.saturating_duration_since(now) + every > every * SUBTREE_CHAT_BURST {
-            return false;
-        }
-        *full_at = from + every;
-        true
     }
 
     /// The host's own subtree report (the whole tree's): reactions to total, newcomers to

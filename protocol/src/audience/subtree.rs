@@ -35,12 +35,17 @@ pub const LOST_REMEMBERED: Duration = Duration::from_secs(30);
 /// [`CHILD_ACTS_BURST`] is allowed.
 pub const CHILD_ACTS_PER_SEC: f64 = 1.0;
 pub const CHILD_ACTS_BURST: f64 = 5.0;
-/// Actions a node passes up per second, its own and its subtree's together (the host takes what
-/// its children pass up: at most this times its capacity).
-pub const UP_ACTS_PER_SEC: f64 = 10.0;
-pub const UP_ACTS_BURST: f64 = 20.0;
+/// Actions a node passes up per second, its own and its subtree's together: what its parent
+/// takes from a child, a token of burst kept in hand so that a stream's jitter never makes the
+/// parent refuse them (there, arrival order would decide whose action is lost; here, each
+/// child's turn does).
+pub const UP_ACTS_PER_SEC: f64 = CHILD_ACTS_PER_SEC;
+pub const UP_ACTS_BURST: f64 = CHILD_ACTS_BURST - 1.0;
 /// Actions waiting to go up; past this, new ones are refused.
 pub const MAX_QUEUED_ACTS: usize = 64;
+/// Actions waiting to go up from one child (or from this node itself); past this, that child's
+/// new ones are refused.
+pub const MAX_QUEUED_FROM_ONE: usize = 8;
 /// Reactions a listener may contribute per report (a subtree's count is capped at this times
 /// its size).
 pub const REACTIONS_PER_NODE: u32 = 10;
@@ -48,6 +53,10 @@ pub const REACTIONS_PER_NODE: u32 = 10;
 /// down.
 const MAX_ROUTES: usize = 256;
 const ROUTE_KEPT: Duration = Duration::from_secs(60);
+
+/// An action going up: its bytes, and the path it came up from here (see
+/// [`super::wire::Up::ActVia`]).
+pub type GoingUp = (Vec<u8>, Vec<PeerKey>);
 
 /// Places promised under one node of the subtree and not yet seen taken in a report.
 #[derive(Debug, Clone, Copy)]
@@ -107,7 +116,12 @@ pub struct Subtree {
     /// How this node itself hears (set by its player, see [`Subtree::heard`]).
     own_loss: Loss,
     newcomers: VecDeque<Newcomer>,
-    acts: VecDeque<Vec<u8>>,
+    /// Actions waiting to go up, by the child they came from (this node's own under its own
+    /// key), each with the path below that child; they go up a child at a time in turn.
+    acts: BTreeMap<PeerKey, VecDeque<GoingUp>>,
+    queued: usize,
+    /// Whose action went up last.
+    turn: Option<PeerKey>,
     up: Bucket,
     routes: VecDeque<(PeerKey, PeerKey, Instant)>,
     /// Community relays the host listed, and the children each may take: anyone else's
@@ -133,7 +147,9 @@ impl Subtree {
             reactions: BTreeMap::new(),
             own_loss: Loss::default(),
             newcomers: VecDeque::new(),
-            acts: VecDeque::new(),
+            acts: BTreeMap::new(),
+            queued: 0,
+            turn: None,
             up: Bucket::new(UP_ACTS_PER_SEC, UP_ACTS_BURST, now),
             routes: VecDeque::new(),
         }
@@ -329,12 +345,14 @@ impl Subtree {
         state.reported_at = Some(now);
     }
 
-    /// A listener below (through `child`) wants to say something to the host.
+    /// A listener below (through `child`, along `via` below it, as the child said) wants to say
+    /// something to the host.
     pub fn act_from(
         &mut self,
         child: &PeerKey,
         author: PeerKey,
         act: Vec<u8>,
+        via: Vec<PeerKey>,
         now: Instant,
     ) -> Result<(), Refused> {
         let Some(state) = self.children.get_mut(child) else {
@@ -343,7 +361,7 @@ impl Subtree {
         if !state.acts.take(now) {
             return Err(Refused::ChildTooFast);
         }
-        self.queue_act(act)?;
+        self.queue_act(*child, act, via)?;
         self.routes.push_back((author, *child, now));
         while self.routes.len() > MAX_ROUTES
             || self
@@ -358,15 +376,49 @@ impl Subtree {
 
     /// This node's own action.
     pub fn own_act(&mut self, act: Vec<u8>) -> Result<(), Refused> {
-        self.queue_act(act)
+        self.queue_act(self.me, act, Vec::new())
     }
 
-    fn queue_act(&mut self, act: Vec<u8>) -> Result<(), Refused> {
-        if self.acts.len() >= MAX_QUEUED_ACTS {
+    fn queue_act(&mut self, from: PeerKey, act: Vec<u8>, via: Vec<PeerKey>) -> Result<(), Refused> {
+        if self.queued >= MAX_QUEUED_ACTS {
             return Err(Refused::QueueFull);
         }
-        self.acts.push_back(act);
+        let queue = self.acts.entry(from).or_default();
+        if queue.len() >= MAX_QUEUED_FROM_ONE {
+            return Err(if from == self.me {
+                Refused::QueueFull
+            } else {
+                Refused::ChildTooFast
+            });
+        }
+        // The path up from here: the child it came from first (this node's own: itself).
+        let mut path = Vec::with_capacity(via.len() + 1);
+        path.push(from);
+        path.extend(via);
+        path.truncate(super::wire::MAX_PATH);
+        queue.push_back((act, path));
+        self.queued += 1;
         Ok(())
+    }
+
+    /// The next action in turn: the next child's (in key order, after the last served) that has
+    /// one waiting.
+    fn next_act(&mut self) -> Option<GoingUp> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let after = match self.turn {
+            Some(last) => self.acts.range((Excluded(last), Unbounded)).next(),
+            None => None,
+        }
+        .or_else(|| self.acts.iter().next())
+        .map(|(from, _)| *from)?;
+        let queue = self.acts.get_mut(&after)?;
+        let act = queue.pop_front();
+        if queue.is_empty() {
+            self.acts.remove(&after);
+        }
+        self.turn = Some(after);
+        self.queued = self.queued.saturating_sub(1);
+        act
     }
 
     /// This node's own reaction.
@@ -379,15 +431,21 @@ impl Subtree {
         push_newcomer(&mut self.newcomers, newcomer);
     }
 
-    /// Actions to send up now, within this node's budget.
-    pub fn take_acts(&mut self, now: Instant) -> Vec<Vec<u8>> {
+    /// Actions to send up now, within this node's budget, a child at a time in turn: each with
+    /// the path it came up (the child it came from first; see [`super::shares`]).
+    pub fn take_acts(&mut self, now: Instant) -> Vec<GoingUp> {
         let mut out = Vec::new();
-        while !self.acts.is_empty() && self.up.take(now) {
-            if let Some(act) = self.acts.pop_front() {
+        while self.queued > 0 && self.up.take(now) {
+            if let Some(act) = self.next_act() {
                 out.push(act);
             }
         }
         out
+    }
+
+    /// At the root: every action waiting (the host's own budgets take them from here).
+    pub fn take_all_acts(&mut self) -> Vec<GoingUp> {
+        std::iter::from_fn(|| self.next_act()).collect()
     }
 
     /// Which child a notice for `to` goes to (none: it is not below, or not known).

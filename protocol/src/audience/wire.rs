@@ -56,12 +56,21 @@ pub struct Ancestor {
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum Up {
     Report(Report),
-    /// A listener's signed envelope for the host (a hand, a chat line).
+    /// A listener's signed envelope for the host (a hand, a chat line), from a node that names
+    /// no path (as [`Up::ActVia`] with none).
     Act(serde_bytes::ByteBuf),
     /// The child has read the host's beacon `n` (and every frame its parent wrote before it):
     /// the parent learns how far behind the child's stream runs, transport buffers included
     /// (see `uplink`).
     Heard(u32),
+    /// A listener's signed envelope for the host, and the path it came up below the sender: the
+    /// sender's child it came from first, down to the author's node (empty: the sender's own).
+    /// The parent puts the sender in front; the host shares the audience's chat budget down
+    /// these paths ([`super::shares`]).
+    ActVia {
+        act: serde_bytes::ByteBuf,
+        via: Vec<PeerKey>,
+    },
 }
 
 /// What a node says about its subtree (itself and everything below), every few seconds.
@@ -154,6 +163,9 @@ impl Up {
                         .all(|n| n.name.len() <= MAX_NAME_BYTES)
             }
             Up::Act(bytes) => bytes.len() <= crate::envelope::MAX_ENVELOPE_BYTES,
+            Up::ActVia { act, via } => {
+                act.len() <= crate::envelope::MAX_ENVELOPE_BYTES && via.len() <= MAX_PATH
+            }
             Up::Heard(_) => true,
         };
         if within {

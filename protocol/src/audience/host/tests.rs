@@ -300,7 +300,7 @@ fn chatting_subtrees_share_the_rooms_budget_and_a_flooded_one_takes_only_its_sha
             },
         );
         if matches!(
-            host.take_via(at, NOW, &line, &state, Some(sybils)),
+            host.take_via(at, NOW, &line, &state, &[sybils]),
             Taken::Relay(_)
         ) {
             through += 1;
@@ -318,7 +318,7 @@ fn chatting_subtrees_share_the_rooms_budget_and_a_flooded_one_takes_only_its_sha
         },
     );
     assert!(matches!(
-        host.take_via(later, NOW, &hello, &state, Some(honest)),
+        host.take_via(later, NOW, &hello, &state, &[honest]),
         Taken::Relay(_)
     ));
     // From then on, the attacker's subtree has half the budget: one line every 4 s.
@@ -333,7 +333,7 @@ fn chatting_subtrees_share_the_rooms_budget_and_a_flooded_one_takes_only_its_sha
             },
         );
         if matches!(
-            host.take_via(at, NOW, &line, &state, Some(sybils)),
+            host.take_via(at, NOW, &line, &state, &[sybils]),
             Taken::Relay(_)
         ) {
             through += 1;
@@ -353,8 +353,59 @@ fn chatting_subtrees_share_the_rooms_budget_and_a_flooded_one_takes_only_its_sha
             NOW,
             &again,
             &state,
-            Some(honest)
+            &[honest]
         ),
         Taken::Relay(_)
     ));
+}
+
+#[test]
+fn a_listener_beside_the_attackers_relays_under_one_parent_gets_its_lines_through() {
+    let now = Instant::now();
+    let mut host = HostAudience::new(ROOM, AudiencePolicy::default(), now);
+    let state = state();
+    // The host's child `parent` (honest) feeds two relays of the attacker's, each passing up
+    // lines from fifty keys, one every 100 ms between them, and the honest listener.
+    let (parent, honest) = (PeerKey([0x21; 32]), PeerKey([7; 32]));
+    let relays = [PeerKey([0xe1; 32]), PeerKey([0xe2; 32])];
+    let mut spam = 0;
+    let mut heard = 0;
+    for tick in 0..400u16 {
+        let at = now + Duration::from_millis(100 * u64::from(tick));
+        let sybil = 100 + u8::try_from(tick % 100).unwrap_or(0);
+        let relay = relays[usize::from(tick % 2)];
+        let line = act(
+            sybil,
+            u64::from(tick / 100) + 1,
+            ControlBody::Chat {
+                text: format!("spam {tick}"),
+            },
+        );
+        let path = [parent, relay, line.author];
+        if matches!(
+            host.take_via(at, NOW, &line, &state, &path),
+            Taken::Relay(_)
+        ) {
+            spam += 1;
+        }
+        // The honest listener says something every 12 s (within its own budget).
+        if tick % 120 == 60 {
+            let hello = act(
+                7,
+                u64::from(tick),
+                ControlBody::Chat {
+                    text: format!("hello at {tick}"),
+                },
+            );
+            if matches!(
+                host.take_via(at, NOW, &hello, &state, &[parent, honest]),
+                Taken::Relay(_)
+            ) {
+                heard += 1;
+            }
+        }
+    }
+    assert_eq!(heard, 3, "every honest line went through");
+    // 40 s of the room's 30 a minute, the honest listener's lines and bursts taken out.
+    assert!((12..=22).contains(&spam), "{spam}");
 }

@@ -209,7 +209,7 @@ fn actions_go_up_within_budgets_and_notices_find_their_way_down() {
     let mut passed = 0;
     let mut refused = 0;
     for i in 0..20u8 {
-        match node.act_from(&key(1), key(50), vec![i], now) {
+        match node.act_from(&key(1), key(50), vec![i], vec![key(50)], now) {
             Ok(()) => passed += 1,
             Err(Refused::ChildTooFast) => refused += 1,
             Err(other) => panic!("{other:?}"),
@@ -219,23 +219,88 @@ fn actions_go_up_within_budgets_and_notices_find_their_way_down() {
     assert_eq!(refused, 20 - passed);
     // A second later one more token.
     assert!(
-        node.act_from(&key(1), key(50), vec![99], now + Duration::from_secs(1))
-            .is_ok()
+        node.act_from(
+            &key(1),
+            key(50),
+            vec![99],
+            vec![key(50)],
+            now + Duration::from_secs(1)
+        )
+        .is_ok()
     );
     assert_eq!(node.route(&key(50)), Some(key(1)));
     assert_eq!(node.route(&key(1)), Some(key(1)));
     assert_eq!(node.route(&key(77)), None);
-    // What goes up is bounded by this node's own budget.
+    // What goes up is bounded by this node's own budget (what its parent takes from a child,
+    // a token kept in hand), each with its path: the child first.
     let sent = node.take_acts(now);
-    assert_eq!(sent.len(), passed + 1);
-    for i in 0..200u8 {
-        let _ = node.own_act(vec![i]);
+    assert_eq!(sent.len(), UP_ACTS_BURST as usize);
+    assert!(sent.iter().all(|(_, via)| via == &vec![key(1), key(50)]));
+    let rest = node.take_acts(now + Duration::from_secs(2));
+    assert_eq!(rest.len(), passed + 1 - sent.len());
+    // This node's own, under its own key; past its share of the queue, refused.
+    for i in 0..MAX_QUEUED_FROM_ONE as u8 {
+        assert_eq!(node.own_act(vec![i]), Ok(()));
     }
     assert_eq!(node.own_act(vec![0]), Err(Refused::QueueFull));
-    let burst = node.take_acts(now + Duration::from_secs(1));
-    assert!(burst.len() <= UP_ACTS_BURST as usize, "{}", burst.len());
+    let burst = node.take_acts(now + Duration::from_secs(60));
+    assert_eq!(burst.len(), UP_ACTS_BURST as usize);
+    assert_eq!(burst[0].1, vec![key(0)]);
     // Acts from something that is not a child go nowhere.
-    assert!(node.act_from(&key(9), key(9), vec![1], now).is_err());
+    assert!(
+        node.act_from(&key(9), key(9), vec![1], vec![], now)
+            .is_err()
+    );
+}
+
+#[test]
+fn a_child_flooding_actions_waits_its_turn_and_the_others_go_up_beside_it() {
+    let now = Instant::now();
+    let mut node = Subtree::new(key(0), 4, now);
+    for child in 1..=3 {
+        node.child_opened(key(child), now).expect("room");
+    }
+    // Child 1 (a relay of the attacker's) passes up all it may, second after second; child 2
+    // one line now and then; this node's own hand goes up too.
+    let mut up = Vec::new();
+    let mut flood_refused = 0;
+    for second in 0..30u64 {
+        let at = now + Duration::from_secs(second);
+        for i in 0..10u8 {
+            if node
+                .act_from(&key(1), key(100 + i), vec![1, i], vec![key(100 + i)], at)
+                .is_err()
+            {
+                flood_refused += 1;
+            }
+        }
+        if second % 10 == 5 {
+            node.act_from(&key(2), key(2), vec![2], Vec::new(), at)
+                .expect("the honest child's line is queued");
+        }
+        if second == 7 {
+            node.own_act(vec![0]).expect("queued");
+        }
+        up.extend(
+            node.take_acts(at)
+                .into_iter()
+                .map(|(act, via)| (second, act, via)),
+        );
+    }
+    // The flood is held to what its queue holds; the honest child's three lines and the node's
+    // own went up within two seconds each, with their paths.
+    assert!(flood_refused > 200, "{flood_refused}");
+    let honest: Vec<_> = up.iter().filter(|(_, act, _)| act == &vec![2]).collect();
+    assert_eq!(honest.len(), 3, "{up:?}");
+    for (second, _, via) in &honest {
+        assert_eq!(second % 10, 5, "went up in its turn, at once");
+        assert_eq!(via, &vec![key(2)]);
+    }
+    let own: Vec<_> = up.iter().filter(|(_, act, _)| act == &vec![0]).collect();
+    assert_eq!(own.len(), 1);
+    assert!(own[0].0 <= 8 && own[0].2 == vec![key(0)], "{own:?}");
+    // Never more than the parent takes.
+    assert!(up.len() <= 30 + UP_ACTS_BURST as usize, "{}", up.len());
 }
 
 #[test]
