@@ -313,9 +313,36 @@ fn studio_floods_are_kept_to_the_budget_and_impostors_and_listeners_are_refused(
         figure(&stranger_report, "written"),
         figure(&stranger_report, "streams"),
     );
-    assert!(written >= 20, "the flood ran: {report}");
-    // The host closed the streams that went on far past the budget.
-    assert!(streams >= 2, "{report}");
+    assert!(written >= 10, "the flood ran: {report}");
+    // The host cut the speaker off when its stream went far past the budget, and the listener
+    // when its refused streams came faster than one a second: both disconnected and kept out,
+    // so neither got far (unchecked, each opened some 800 streams and wrote 31 MB in 8 s).
+    let mut blocked = Vec::new();
+    while blocked.len() < 2 {
+        if let Event::PeerBlocked { reason, .. } = host.expect("a flooder kept out", |e| {
+            matches!(e, Event::PeerBlocked { .. })
+        }) {
+            blocked.push(reason);
+        }
+    }
+    eprintln!("the host kept out: {blocked:?}");
+    assert!(
+        blocked.iter().any(|r| r.contains("far over its budget")),
+        "{blocked:?}"
+    );
+    assert!(
+        blocked.iter().any(|r| r.contains("streams refused faster")),
+        "{blocked:?}"
+    );
+    assert!(
+        streams <= 3,
+        "the speaker opened {streams} streams: {report}"
+    );
+    let stranger_streams = figure(&stranger_report, "streams");
+    assert!(
+        stranger_streams <= 40,
+        "the listener opened {stranger_streams} streams: {stranger_report}"
+    );
     // A report from after the flood (8 s of the host's frames since it started).
     let after = listener.expect_stats("audio after the flood", |s| {
         s.expected >= before.expected + 400

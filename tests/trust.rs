@@ -457,6 +457,11 @@ fn listen_streams_without_a_ticket_are_all_refused() {
         (0, 200),
         "streams without a ticket: {report}"
     );
+    // Refused faster than one a second, it was disconnected and kept out.
+    let blocked = host.expect("the adversary kept out", |e| {
+        matches!(e, Event::PeerBlocked { .. })
+    });
+    eprintln!("{blocked:?}");
     // The host still places and feeds a newcomer.
     let mut late = listener("listener", &joe, &link, &[]);
     late.expect("audio_attached", |e| {

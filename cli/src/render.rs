@@ -106,6 +106,10 @@ impl Text {
                 reason,
                 ..
             } => line(format!("! refused a message relayed by {from}: {reason}")),
+            Event::PeerBlocked { peer, reason } => line(format!(
+                "! disconnected {peer}, kept out for {} minutes: {reason}",
+                earshot_node::net::conduct::BLOCKED_FOR.as_secs() / 60
+            )),
             Event::Closed { reason, .. } => line(
                 match reason {
                     CloseReason::Left => "You left the room.",

@@ -55,6 +55,13 @@ pub enum Event {
         from: Option<PeerId>,
         reason: String,
     },
+    /// `peer` was disconnected and is kept out for a while: it misbehaved on its streams (see
+    /// `net::conduct`).
+    PeerBlocked {
+        #[serde_as(as = "DisplayFromStr")]
+        peer: PeerId,
+        reason: String,
+    },
     /// Something for the person at the front end to know (say, no sound card: using a file).
     Note { message: String },
     /// Something went wrong that does not end the room.
@@ -569,6 +576,7 @@ impl Event {
             | Event::ReachableViaRelay { .. }
             | Event::DirectConnection { .. }
             | Event::Note { .. }
+            | Event::PeerBlocked { .. }
             | Event::Invite { .. }
             | Event::SelfMuted { .. }
             | Event::Relay { .. }

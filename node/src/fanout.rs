@@ -21,7 +21,6 @@
 //! [`Draining`] guard), so a graceful departure costs its subtree no audio.
 
 use std::collections::HashMap;
-use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -53,6 +52,7 @@ pub use check::{Authenticity, Voices};
 pub use child::Draining;
 pub use misbehave::Misbehave;
 pub use parent::HELLO_TIMEOUT;
+pub use wire::StreamError;
 
 /// The audio stream protocol.
 pub const AUDIO_PROTOCOL: StreamProtocol = StreamProtocol::new("/earshot/audio/1");
@@ -158,42 +158,6 @@ impl Gate for Open {
     }
 }
 
-/// Why a stream failed.
-#[derive(Debug, thiserror::Error)]
-pub enum StreamError {
-    #[error("could not open an audio stream: {0}")]
-    Open(String),
-    #[error("audio stream: {0}")]
-    Io(#[from] io::Error),
-    #[error("bad audio frame: {0}")]
-    Frame(#[from] earshot_protocol::frame::FrameError),
-    #[error("bad control frame: {0}")]
-    Control(String),
-    #[error("bad audio stream hello")]
-    Hello,
-    #[error("not in room {0}")]
-    NoRoom(RoomId),
-    #[error("the parent went silent")]
-    Silent,
-    /// What came down failed its checks (see [`check`]): forged, or a flood.
-    #[error("forged audio: {0}")]
-    Forged(String),
-    /// The parent stopped passing the room's frames (or the host's beacons) on.
-    #[error("the parent withholds the room's audio: {0}")]
-    Withheld(String),
-    /// The parent does not take this node (full, or the ticket did not do).
-    #[error("the parent does not take this node")]
-    Refused,
-    /// The host took the parent out of the relay tree (listeners it fed caught it).
-    #[error("the host took the parent out of the relay tree")]
-    Excluded,
-    /// The stream failed before the parent sent anything: it refused (full, or the ticket
-    /// did not do), or dropped the stream in a burst of new ones. Worth retrying a moment
-    /// before calling the parent gone.
-    #[error("the parent did not start the stream: {0}")]
-    NotStarted(String),
-}
-
 /// A frame for local playback, with when it arrived (the jitter buffer measures from then, not
 /// from when the player thread got round to it).
 #[derive(Debug, Clone)]
@@ -283,6 +247,8 @@ pub struct Fanout {
     capture: Arc<std::sync::OnceLock<misbehave::Capture>>,
     /// Frames dropped before this node's player (tests: [`Fanout::impair_playout`]).
     impaired: Arc<Mutex<Option<impair::Impairment>>>,
+    /// Where streams refused for what their peer did are told (see [`crate::net::conduct`]).
+    conduct: Arc<std::sync::OnceLock<crate::net::conduct::Conduct>>,
 }
 
 impl std::fmt::Debug for Fanout {
@@ -308,6 +274,7 @@ impl Fanout {
             keyrings: Arc::default(),
             capture: Arc::default(),
             impaired: Arc::default(),
+            conduct: Arc::default(),
         };
         match control.accept(AUDIO_PROTOCOL) {
             Ok(mut incoming) => {

@@ -90,6 +90,9 @@ pub struct NetMetrics {
     /// (`earshot_studio_chunks_kept_total`, `earshot_studio_chunks_refused_total`).
     pub studio_kept: Counter,
     pub studio_refused: Counter,
+    /// Peers disconnected and kept out for misbehaving on their streams
+    /// (`earshot_peers_blocked_total`, see `net::conduct`).
+    pub peers_blocked: Counter,
 }
 
 /// Bytes a node's streams have received and sent since it started (every protocol).
@@ -210,6 +213,11 @@ impl NetMetrics {
                 "earshot_studio_chunks_refused_total",
                 "Studio chunks refused (not a speaker now, not signed by the sender, over budget, \
                  or nothing recorded)",
+            ),
+            peers_blocked: counter(
+                registry,
+                "earshot_peers_blocked_total",
+                "Peers disconnected and kept out for misbehaving on their streams",
             ),
         }
     }

@@ -30,6 +30,7 @@ pub const IDENTIFY_VERSION: &str = "/earshot/1";
 /// Largest gossipsub message: an envelope or announcement, with room to spare.
 pub const MAX_GOSSIP_BYTES: usize = 16 * 1024;
 
+pub mod conduct;
 pub mod per_address;
 pub use self::per_address::{PerAddress, PerAddressLimits};
 
@@ -166,6 +167,8 @@ pub struct Behaviour {
     pub per_address: Toggle<PerAddress>,
     pub memory: Toggle<libp2p::memory_connection_limits::Behaviour>,
     pub nat: Toggle<crate::nat::EmulatedNat>,
+    /// Peers caught misbehaving on streams: disconnected and kept out (see [`conduct`]).
+    pub conduct: conduct::ConductBehaviour,
 }
 
 impl std::fmt::Debug for Behaviour {
@@ -316,6 +319,7 @@ pub fn build_swarm(identity: &Identity, config: &NetConfig) -> Result<Swarm<Beha
                     .map(libp2p::memory_connection_limits::Behaviour::with_max_bytes)
                     .into(),
                 nat: emulate_nat.map(crate::nat::EmulatedNat::new).into(),
+                conduct: conduct::Conduct::default().behaviour(),
             })
         })
         .map_err(|err| NetError::Transport(err.to_string()))?

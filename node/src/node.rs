@@ -302,6 +302,7 @@ impl Node {
             // Unchecked (tests of the plane alone): nothing signed either.
             (!config.unchecked_audio).then(|| identity.signing_key().clone()),
         );
+        fanout.set_conduct(swarm.behaviour().conduct.conduct());
         fanout.serve_studio(
             config.net.metrics.studio_kept.clone(),
             config.net.metrics.studio_refused.clone(),

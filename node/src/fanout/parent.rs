@@ -33,6 +33,26 @@ pub(super) enum ToChild {
 pub const HELLO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Fanout {
+    /// Where streams refused for what their peer did are told: a peer refused too often, or
+    /// caught flooding, is disconnected and kept out (see [`crate::net::conduct`]).
+    pub fn set_conduct(&self, conduct: crate::net::conduct::Conduct) {
+        let _ = self.conduct.set(conduct);
+    }
+
+    /// A stream of `peer`'s refused for what it did.
+    pub(super) fn refused(&self, peer: PeerId, why: &str) {
+        if let Some(conduct) = self.conduct.get() {
+            conduct.refused(peer, why);
+        }
+    }
+
+    /// `peer` caught flooding.
+    pub(super) fn caught(&self, peer: PeerId, why: &str) {
+        if let Some(conduct) = self.conduct.get() {
+            conduct.block(peer, why);
+        }
+    }
+
     pub(super) async fn serve(
         &self,
         peer: PeerId,
@@ -40,11 +60,20 @@ impl Fanout {
     ) -> Result<(), StreamError> {
         // A stream that does not say what it is for within HELLO_TIMEOUT is closed (a stranger
         // opening streams that say nothing holds nothing for long).
-        let (kind, room, proof) = tokio::time::timeout(HELLO_TIMEOUT, read_hello(&mut stream))
+        let hello = tokio::time::timeout(HELLO_TIMEOUT, read_hello(&mut stream))
             .await
-            .map_err(|_| StreamError::Hello)??;
+            .map_err(|_| StreamError::Hello)
+            .and_then(|hello| hello);
+        let (kind, room, proof) = match hello {
+            Ok(hello) => hello,
+            Err(err) => {
+                self.refused(peer, &err.to_string());
+                return Err(err);
+            }
+        };
         if !self.gate.admit(room, peer, kind, &proof) {
             debug!(%peer, %room, ?kind, "audio stream refused");
+            self.refused(peer, "an audio stream it may not open");
             // A child asks elsewhere at once rather than trying again.
             if kind == StreamKind::Listen {
                 let _ = write_refused(&mut stream).await;
@@ -115,6 +144,7 @@ impl Fanout {
         let gate = Arc::clone(&self.gate);
         let capture = self.capture.get().cloned();
         let heard = Arc::clone(&counters);
+        let conduct = Arc::clone(&self.conduct);
         let upward = tokio::spawn(async move {
             loop {
                 match read_up(&mut reader).await {
@@ -133,6 +163,9 @@ impl Fanout {
                     }
                     Err(StreamError::Control(err)) => {
                         warn!(%peer, %err, "closed a listen stream that sent garbage up");
+                        if let Some(conduct) = conduct.get() {
+                            conduct.refused(peer, "garbage up a listen stream");
+                        }
                         return;
                     }
                     Err(_) => return,

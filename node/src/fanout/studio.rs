@@ -358,6 +358,7 @@ impl Fanout {
                 tokio::spawn(async move {
                     if let Err(err) = fanout.take_studio(peer, stream, &counters).await {
                         debug!(%peer, %err, "studio stream closed");
+                        fanout.refused(peer, &err);
                     }
                 });
             }
@@ -429,6 +430,7 @@ impl Fanout {
                 if over as f64 > BURST_BYTES {
                     refused.inc();
                     tap.cut_off_studio(key);
+                    self.caught(peer, "a studio stream far over its budget");
                     return Err("a studio stream far over its budget: cut off".into());
                 }
             }
@@ -436,9 +438,13 @@ impl Fanout {
                 && heard
                 && match StudioChunk::decode(&buffer) {
                     Ok(chunk) if chunk.verify(&room, &key) => tap.record_studio(chunk),
-                    Ok(_) => false,
+                    Ok(_) => {
+                        self.refused(peer, "a studio chunk it did not sign");
+                        false
+                    }
                     Err(err) => {
                         debug!(%peer, %err, "a malformed studio chunk");
+                        self.refused(peer, "a malformed studio chunk");
                         false
                     }
                 };

@@ -21,7 +21,7 @@ use earshot_protocol::proof::progress::{MAX_PROGRESS_BYTES, Progress};
 use earshot_protocol::proof::{FrameProof, MAX_PROOF_BYTES};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::{StreamError, StreamKind};
+use super::StreamKind;
 
 /// The length prefix that says "I am leaving: attach elsewhere now" (no frame follows).
 pub const LEAVING_MARKER: u16 = 0xFFFF;
@@ -245,4 +245,40 @@ pub async fn write_leaving<W: AsyncWrite + Unpin>(stream: &mut W) -> Result<(), 
     stream.write_all(&LEAVING_MARKER.to_be_bytes()).await?;
     stream.flush().await?;
     Ok(())
+}
+
+/// Why a stream failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("could not open an audio stream: {0}")]
+    Open(String),
+    #[error("audio stream: {0}")]
+    Io(#[from] io::Error),
+    #[error("bad audio frame: {0}")]
+    Frame(#[from] earshot_protocol::frame::FrameError),
+    #[error("bad control frame: {0}")]
+    Control(String),
+    #[error("bad audio stream hello")]
+    Hello,
+    #[error("not in room {0}")]
+    NoRoom(RoomId),
+    #[error("the parent went silent")]
+    Silent,
+    /// What came down failed its checks (see [`super::check`]): forged, or a flood.
+    #[error("forged audio: {0}")]
+    Forged(String),
+    /// The parent stopped passing the room's frames (or the host's beacons) on.
+    #[error("the parent withholds the room's audio: {0}")]
+    Withheld(String),
+    /// The parent does not take this node (full, or the ticket did not do).
+    #[error("the parent does not take this node")]
+    Refused,
+    /// The host took the parent out of the relay tree (listeners it fed caught it).
+    #[error("the host took the parent out of the relay tree")]
+    Excluded,
+    /// The stream failed before the parent sent anything: it refused (full, or the ticket
+    /// did not do), or dropped the stream in a burst of new ones. Worth retrying a moment
+    /// before calling the parent gone.
+    #[error("the parent did not start the stream: {0}")]
+    NotStarted(String),
 }

@@ -75,6 +75,7 @@ fn the_node_series_keep_their_names() {
             "earshot_gossip_over_budget_total",
             "earshot_studio_chunks_kept_total",
             "earshot_studio_chunks_refused_total",
+            "earshot_peers_blocked_total",
         ]
     );
     assert!(text.contains("# TYPE earshot_peers gauge\n"), "{text}");

@@ -764,6 +764,14 @@ impl EventLoop {
                 let effects = self.peers.listener_closed(listener_id, instant);
                 self.apply(effects);
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Conduct(blocked)) => {
+                warn!(peer = %blocked.peer, reason = %blocked.reason, "disconnected and kept out");
+                self.outside.metrics.peers_blocked.inc();
+                self.emit(Event::PeerBlocked {
+                    peer: blocked.peer,
+                    reason: blocked.reason,
+                });
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Ping(libp2p::ping::Event {
                 peer,
                 result: Ok(rtt),
