@@ -23,6 +23,9 @@ pub const ACTIVE: Duration = Duration::from_secs(60);
 /// a parent add up to little more than its own, so a flood that saved up its shares' bursts
 /// cannot hold a quiet sibling off for long.
 pub const BURST: f64 = 2.0;
+/// A share whose subtree asked past its part this lately borrows nothing for it (see
+/// [`ChatShares::take`]).
+pub const CALM: Duration = Duration::from_secs(2);
 /// Deepest path followed (deeper stamps share their ancestor's part).
 pub const MAX_DEPTH: usize = super::wire::MAX_PATH;
 /// Shares kept under one node (a relay takes a handful of children; the host a few dozen).
@@ -37,6 +40,9 @@ struct Share {
     full_at: Instant,
     /// Its last line (sent or refused).
     active: Instant,
+    /// The last time a line found it without room of its own (its subtree asking faster than
+    /// its part).
+    crowded: Option<Instant>,
     below: HashMap<PeerKey, Share>,
 }
 
@@ -45,6 +51,7 @@ impl Share {
         Self {
             full_at: now,
             active: now,
+            crowded: None,
             below: HashMap::new(),
         }
     }
@@ -82,13 +89,16 @@ impl ChatShares {
     /// has room: each share's rate is its parent's divided among the parent's subtrees that
     /// chatted in the last minute. Refused or not, the line counts its path as chatting.
     ///
-    /// A share whose next share down the path has asked nothing for a while (its budget is
-    /// full: the line is owed) may run one line past its burst: a listener speaking up beside relays
-    /// that drain their parent's share as fast as it fills gets its line through at once (the
-    /// relays wait the longer after it). A fresh key under one of those relays is owed only
-    /// within that relay's share, so it borrows there and no higher. The line's own share, and
-    /// a share with a single chatting subtree under it, pass the right on up. Whatever is
-    /// borrowed, each share's rate over time stays its part of the room's.
+    /// A share may run one line past its burst for a line whose next share down the path is
+    /// owed it: has room of its own, and its subtree has not asked past its part in the last
+    /// [`CALM`]. Shares under one parent add up to the parent's, so the parent's budget is what
+    /// their bursts race for, and a listener speaking up now and then beside relays that drain
+    /// their parent's share as soon as it fills would lose every race; with the line past the
+    /// burst it gets its part whenever it asks (the relays wait the longer after it), while
+    /// the relays, always asking past theirs, never borrow. A fresh key under one of them is
+    /// owed only within that relay's share, so it borrows there and no higher. A share with a
+    /// single chatting subtree under it passes the right on up. Whatever is borrowed, each
+    /// share's rate over time stays its part of the room's.
     pub fn take(&mut self, path: &[PeerKey], now: Instant) -> bool {
         let path = &path[..path.len().min(MAX_DEPTH)];
         if path.is_empty() {
@@ -129,6 +139,7 @@ impl ChatShares {
         let mut at = &mut self.top;
         let mut kept = self.kept;
         let mut levels = Vec::with_capacity(path.len());
+        let mut parent: Option<PeerKey> = None;
         for key in path {
             kept -= forget_quiet(at, now);
             if !at.contains_key(key) {
@@ -140,24 +151,39 @@ impl ChatShares {
                 kept += 1;
             }
             let chatting = at.len() as u32;
-            every = every.saturating_mul(chatting);
+            // A relay's own lines (stamped with its own key under itself) keep half of its
+            // subtree's share however many of its children chat: the children the tree put
+            // under it cannot talk it down.
+            let own = parent.is_some_and(|parent| at.contains_key(&parent));
+            let ways = match (own, chatting) {
+                (_, 1) => 1,
+                (true, _) if parent == Some(*key) => 2,
+                (true, n) => 2 * (n - 1),
+                (false, n) => n,
+            };
+            every = every.saturating_mul(ways);
             if !levels.is_empty() {
-                burst = (burst / f64::from(chatting)).max(1.0);
+                burst = (burst / f64::from(ways)).max(1.0);
             }
             let alone = chatting == 1;
+            parent = Some(*key);
             let Some(share) = at.get_mut(key) else {
                 break;
             };
-            // Owed: its budget full, and nothing asked through it for a line's time (a share
-            // starved by its parent fills up too, but its subtree keeps asking).
-            let fresh = share.active == now && share.full_at == now;
-            let quiet = now.saturating_duration_since(share.active) >= every;
             share.active = now;
+            let wait = share.full_at.saturating_duration_since(now);
+            let room = wait + every <= every.mul_f64(burst);
+            let calm = share
+                .crowded
+                .is_none_or(|at| now.saturating_duration_since(at) >= CALM);
+            if !room {
+                share.crowded = Some(now);
+            }
             levels.push(Level {
                 every,
                 burst,
-                wait: share.full_at.saturating_duration_since(now),
-                owed: share.full_at <= now && (quiet || fresh),
+                wait,
+                owed: room && calm,
                 alone,
             });
             at = &mut share.below;
@@ -175,7 +201,8 @@ struct Level {
     burst: f64,
     /// Until its budget has room for a line again.
     wait: Duration,
-    /// Its budget is full and nothing came through it for a line's time.
+    /// It has room for a line within its own burst, and its subtree has not been asking past
+    /// its part lately.
     owed: bool,
     /// The only chatting subtree under its parent.
     alone: bool,
@@ -252,7 +279,7 @@ mod tests {
     }
 
     #[test]
-    fn an_owed_listener_deeper_down_a_single_chatting_branch_gets_its_lines_through() {
+    fn a_listener_deeper_down_a_single_chatting_branch_gets_its_lines_through() {
         let start = Instant::now();
         let mut shares = ChatShares::new(30);
         // The host's child `a` has one chatting child `b`, under which the honest listener
@@ -277,6 +304,29 @@ mod tests {
     }
 
     #[test]
+    fn a_relay_keeps_half_its_subtrees_share_for_itself_whatever_its_children_chat() {
+        let start = Instant::now();
+        let mut shares = ChatShares::new(30);
+        // The host's child `l` relays for three of the attacker's relays, each with fifty keys
+        // asking ten times a second; `l` itself says something every 5 s (its own lines come
+        // stamped with its own key under itself).
+        let l = key(1);
+        let mut paths = vec![(vec![l, l], 50)];
+        for relay in [10, 11, 12] {
+            for k in 0..50 {
+                paths.push((vec![l, key(relay), key(1000 * relay + k)], 1));
+            }
+        }
+        let taken = run(&mut shares, start, &paths, 120);
+        let attacker: u32 = taken[1..].iter().sum();
+        // The room's 60 lines in two minutes: half to `l` itself (a line every 4 s, more than
+        // the 24 it said: all of them but its first, 2.5 s in, which found the attackers'
+        // opening bursts spent), the rest to its children together.
+        assert!(taken[0] >= 23, "its own {}", taken[0]);
+        assert!((28..=40).contains(&attacker), "attacker {attacker}");
+    }
+
+    #[test]
     fn a_relay_inventing_paths_below_it_divides_only_its_own_share() {
         let start = Instant::now();
         let mut shares = ChatShares::new(30);
@@ -290,8 +340,9 @@ mod tests {
         let taken = run(&mut shares, start, &paths, 60);
         // The room's 30 a minute, and bursts: half to each of `a`'s two children.
         let attacker: u32 = taken[1..].iter().sum();
-        assert!((14..=17).contains(&taken[0]), "honest {}", taken[0]);
-        assert!(attacker <= 17, "attacker {attacker}");
+        // Both ask far past their parts (the attacker first, every time): about half each.
+        assert!((12..=17).contains(&taken[0]), "honest {}", taken[0]);
+        assert!(attacker <= 18, "attacker {attacker}");
         // What is kept is bounded: a share per node on the paths, the invented ones capped
         // under one node.
         assert!(shares.kept() <= 3 + 3 * MAX_BELOW, "{}", shares.kept());

@@ -35,12 +35,12 @@ pub const LOST_REMEMBERED: Duration = Duration::from_secs(30);
 /// [`CHILD_ACTS_BURST`] is allowed.
 pub const CHILD_ACTS_PER_SEC: f64 = 1.0;
 pub const CHILD_ACTS_BURST: f64 = 5.0;
-/// Actions a node passes up per second, its own and its subtree's together: what its parent
-/// takes from a child, a token of burst kept in hand so that a stream's jitter never makes the
-/// parent refuse them (there, arrival order would decide whose action is lost; here, each
-/// child's turn does).
-pub const UP_ACTS_PER_SEC: f64 = CHILD_ACTS_PER_SEC;
-pub const UP_ACTS_BURST: f64 = CHILD_ACTS_BURST - 1.0;
+/// Actions from its children a node passes up per second, and at once: under what its parent
+/// takes from a child, with room left for the node's own (which go up at once, held to their
+/// author's budgets further up) and for a stream's jitter, so that the parent does not refuse
+/// them: there, arrival order would decide whose action is lost; here, each child's turn does.
+pub const UP_ACTS_PER_SEC: f64 = CHILD_ACTS_PER_SEC * 0.8;
+pub const UP_ACTS_BURST: f64 = CHILD_ACTS_BURST - 2.0;
 /// Actions waiting to go up; past this, new ones are refused.
 pub const MAX_QUEUED_ACTS: usize = 64;
 /// Actions waiting to go up from one child (or from this node itself); past this, that child's
@@ -401,6 +401,14 @@ impl Subtree {
         Ok(())
     }
 
+    /// This node's own actions waiting (they go up at once: its children cannot hold its voice
+    /// back, and what it says is held to its own budgets further up).
+    fn own_acts(&mut self) -> Vec<GoingUp> {
+        let own: Vec<GoingUp> = self.acts.remove(&self.me).into_iter().flatten().collect();
+        self.queued = self.queued.saturating_sub(own.len());
+        own
+    }
+
     /// The next action in turn: the next child's (in key order, after the last served) that has
     /// one waiting.
     fn next_act(&mut self) -> Option<GoingUp> {
@@ -431,10 +439,10 @@ impl Subtree {
         push_newcomer(&mut self.newcomers, newcomer);
     }
 
-    /// Actions to send up now, within this node's budget, a child at a time in turn: each with
-    /// the path it came up (the child it came from first; see [`super::shares`]).
+    /// Actions to send up now: this node's own, then its children's within its budget, a child
+    /// at a time in turn; each with the path it came up (the child it came from first; see [`super::shares`]).
     pub fn take_acts(&mut self, now: Instant) -> Vec<GoingUp> {
-        let mut out = Vec::new();
+        let mut out = self.own_acts();
         while self.queued > 0 && self.up.take(now) {
             if let Some(act) = self.next_act() {
                 out.push(act);
@@ -445,7 +453,9 @@ impl Subtree {
 
     /// At the root: every action waiting (the host's own budgets take them from here).
     pub fn take_all_acts(&mut self) -> Vec<GoingUp> {
-        std::iter::from_fn(|| self.next_act()).collect()
+        let mut all = self.own_acts();
+        all.extend(std::iter::from_fn(|| self.next_act()));
+        all
     }
 
     /// Which child a notice for `to` goes to (none: it is not below, or not known).

@@ -231,21 +231,36 @@ fn actions_go_up_within_budgets_and_notices_find_their_way_down() {
     assert_eq!(node.route(&key(50)), Some(key(1)));
     assert_eq!(node.route(&key(1)), Some(key(1)));
     assert_eq!(node.route(&key(77)), None);
-    // What goes up is bounded by this node's own budget (what its parent takes from a child,
-    // a token kept in hand), each with its path: the child first.
+    // What goes up is bounded by this node's own budget (under what its parent takes from a
+    // child), each with its path: the child first.
     let sent = node.take_acts(now);
     assert_eq!(sent.len(), UP_ACTS_BURST as usize);
     assert!(sent.iter().all(|(_, via)| via == &vec![key(1), key(50)]));
-    let rest = node.take_acts(now + Duration::from_secs(2));
+    let rest = node.take_acts(now + Duration::from_secs(5));
     assert_eq!(rest.len(), passed + 1 - sent.len());
-    // This node's own, under its own key; past its share of the queue, refused.
+    // This node's own, under its own key, go up at once, all of them, its children's waiting;
+    // past its share of the queue, refused.
     for i in 0..MAX_QUEUED_FROM_ONE as u8 {
         assert_eq!(node.own_act(vec![i]), Ok(()));
     }
     assert_eq!(node.own_act(vec![0]), Err(Refused::QueueFull));
+    for i in 0..3 {
+        node.act_from(
+            &key(1),
+            key(50),
+            vec![i],
+            vec![],
+            now + Duration::from_secs(60),
+        )
+        .expect("queued");
+    }
     let burst = node.take_acts(now + Duration::from_secs(60));
-    assert_eq!(burst.len(), UP_ACTS_BURST as usize);
-    assert_eq!(burst[0].1, vec![key(0)]);
+    assert_eq!(burst.len(), MAX_QUEUED_FROM_ONE + UP_ACTS_BURST as usize);
+    assert!(
+        burst[..MAX_QUEUED_FROM_ONE]
+            .iter()
+            .all(|(_, via)| via == &vec![key(0)])
+    );
     // Acts from something that is not a child go nowhere.
     assert!(
         node.act_from(&key(9), key(9), vec![1], vec![], now)
