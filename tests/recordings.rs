@@ -366,3 +366,80 @@ fn a_member_records_for_itself_only_where_the_room_allows() {
     assert_eq!(listener.exit_code(), 0);
     assert_eq!(host.exit_code(), 0);
 }
+
+/// A speaker invited on stage in a recorded room is told before it says anything: its
+/// microphone stays off until it agrees (`/consent`), everyone is told it agreed, and its signed
+/// agreement is kept with the recording (`recordings show`). The recording holds its voice only
+/// from then on.
+#[test]
+fn a_speaker_in_a_recorded_room_is_heard_only_once_it_agrees_and_the_recording_keeps_its_word() {
+    use std::time::Duration;
+
+    let ana = TestHome::new();
+    let room = crate::live::local_room_with(&ana, "On the record", &["--record"]);
+    let mut host = crate::live::tone_host(&ana, &room, &["--name", "ana"]);
+    host.expect("recording", |e| matches!(e, Event::Recording { .. }));
+    let speaker_link = ana.invite(&[&room, "--role", "speaker"]);
+    let bo = TestHome::new();
+    let mut guest = crate::live::listener("bo", &bo, &speaker_link, &["--input", "sine:660"]);
+    guest.expect("told at once that the room is recorded", |e| {
+        matches!(
+            e,
+            Event::Joined {
+                recording: true,
+                ..
+            }
+        )
+    });
+    guest.expect("asked to agree", |e| {
+        matches!(e, Event::ConsentAsked { .. })
+    });
+    // Held: two reports of its audio (two seconds and more) with its microphone off.
+    for _ in 0..2 {
+        guest.expect_stats("its microphone held off", |s| s.self_muted);
+    }
+    guest.say("/consent");
+    host.expect(
+        "everyone told bo agreed",
+        |e| matches!(e, Event::RecordingConsent { name, .. } if name == "bo"),
+    );
+    let agreed = Instant::now();
+    guest.expect_stats("its microphone on", |s| !s.self_muted);
+    // Two seconds of bo's voice, recorded.
+    std::thread::sleep(Duration::from_secs(2));
+    host.say("/end");
+    let ended = Instant::now();
+    assert_eq!(host.exit_code(), 0);
+    assert_eq!(guest.exit_code(), 0);
+
+    let listed: Value = ana.json(&["recordings", "list"]);
+    let id = listed[0]["id"].as_str().expect("a recording").to_owned();
+    let shown: Value = ana.json(&["recordings", "show", &id]);
+    let consents = shown["consents"].as_array().expect("consents");
+    assert_eq!(consents.len(), 1, "{shown}");
+    assert_eq!(consents[0]["name"], "bo", "{shown}");
+    assert_eq!(consents[0]["verified"], true, "{shown}");
+    let text = stdout_of(&ana.run(&["recordings", "show", &id]));
+    assert!(
+        text.contains("agreed:   bo") && text.contains("(signed)"),
+        "{text}"
+    );
+    // Its voice in the recording: from its agreement on, not the seconds it was held.
+    let output = ana.run(&["recordings", "verify", &id, "--json"]);
+    let report: Value = serde_json::from_slice(&output.stdout).expect("a report");
+    let frames = report["speakers"]
+        .as_array()
+        .and_then(|speakers| speakers.iter().find(|s| s["name"] == "bo"))
+        .and_then(|bo| bo["tally"]["frames"].as_u64())
+        .unwrap_or_else(|| panic!("bo's frames in {report}"));
+    let spoke = ended.duration_since(agreed).as_secs_f64() + 0.5;
+    eprintln!("bo: {frames} frames recorded, {spoke:.2} s from its agreement to the end (+0.5)");
+    assert!(
+        frames > 50 && (frames as f64) * 0.02 <= spoke,
+        "{frames} frames of bo's for {spoke:.1} s after its agreement: {report}"
+    );
+}
+
+fn stdout_of(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}

@@ -53,6 +53,7 @@ fn speakers_studio_tracks_reach_the_recording_and_its_export() {
             "--output",
             "null",
             "--studio",
+            "--consent-recording",
         ],
     );
     guest.expect("joined", |e| matches!(e, Event::Joined { .. }));

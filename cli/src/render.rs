@@ -106,6 +106,14 @@ impl Text {
                 reason,
                 ..
             } => line(format!("! refused a message relayed by {from}: {reason}")),
+            Event::ConsentAsked { .. } => vec![
+                "● This room is being recorded. Your microphone stays off until you agree to \
+                 speak in the recording: /consent (or /demote yourself to leave the stage)."
+                    .into(),
+            ],
+            Event::RecordingConsent { name, .. } => {
+                line(format!("● {name} agreed to speak in the recording."))
+            }
             Event::PeerBlocked { peer, reason } => line(format!(
                 "! disconnected {peer}, kept out for {} minutes: {reason}",
                 earshot_node::net::conduct::BLOCKED_FOR.as_secs() / 60

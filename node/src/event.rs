@@ -356,6 +356,23 @@ pub enum Event {
         #[serde_as(as = "DisplayFromStr")]
         link: ReplayLink,
     },
+    /// `member` agreed to speak in the recording that started at `since` (a signed
+    /// acknowledgement, kept with the recording).
+    RecordingConsent {
+        #[serde_as(as = "DisplayFromStr")]
+        room: RoomId,
+        #[serde_as(as = "PeerIdOfKey")]
+        member: PeerKey,
+        name: String,
+        since: earshot_protocol::Timestamp,
+    },
+    /// This node is on stage in a recorded room and has not agreed to speak in the recording:
+    /// its microphone stays off until it does (`Room::consent_to_recording`) or leaves the
+    /// stage.
+    ConsentAsked {
+        #[serde_as(as = "DisplayFromStr")]
+        room: RoomId,
+    },
     MemberRecordingStarted {
         #[serde_as(as = "DisplayFromStr")]
         room: RoomId,
@@ -565,6 +582,8 @@ impl Event {
             | Event::TreeMoved { room, .. }
             | Event::ReplayAvailable { room, .. }
             | Event::MemberRecordingStarted { room, .. }
+            | Event::RecordingConsent { room, .. }
+            | Event::ConsentAsked { room }
             | Event::MemberRecordingStopped { room, .. }
             | Event::AudioAttached { room, .. }
             | Event::AudioLost { room, .. }

@@ -82,6 +82,9 @@ pub struct JoinOptions {
     /// While on stage in a recorded room, send the host a studio track: this member's voice
     /// recorded before the network, at a higher bitrate ([`earshot_protocol::studio`]).
     pub studio: bool,
+    /// Agree at once to speak in any recording of the room when on stage (otherwise the
+    /// microphone stays off until [`Room::consent_to_recording`]).
+    pub consent_recording: bool,
 }
 
 /// Why a room could not start, or a room command failed.
@@ -113,6 +116,8 @@ pub enum RoomError {
     BadHost,
     #[error("the room has closed")]
     Closed,
+    #[error("the room is not being recorded: there is nothing to agree to")]
+    NotRecorded,
     #[error("the host did not say: {0}")]
     Ask(#[from] crate::node::AttachError),
     #[error(transparent)]
@@ -370,6 +375,11 @@ impl Node {
             audio.enable_studio();
             audio.set_recorded(view.state.recording.value);
         }
+        // On stage in a recording it has not agreed to: not a frame goes out before it does
+        // (the room's task asks, or agrees with `consent_recording`).
+        if view.state.needs_consent(&me) {
+            audio.set_self_muted(true);
+        }
         if let Err(err) = audio.set_on_stage(role.on_stage()).await {
             self.emit(Event::Error {
                 room: Some(id),
@@ -386,7 +396,8 @@ impl Node {
             },
             Vec::new(),
             Vec::new(),
-        );
+        )
+        .consenting(options.consent_recording);
         Ok(self.start_room(id, state, events))
     }
 
@@ -487,6 +498,15 @@ impl Room {
             (false, on) => ControlBody::MemberRecording { on },
         };
         self.act(body).await
+    }
+
+    /// `/consent`: agrees to speak in the recording under way (a signed acknowledgement the
+    /// recording keeps); a microphone held off for want of it is on again. Nothing to agree to
+    /// while the room is not recorded.
+    pub async fn consent_to_recording(&self) -> Result<(), RoomError> {
+        let view = self.view().await?;
+        let since = view.state.recording_since().ok_or(RoomError::NotRecorded)?;
+        self.act(ControlBody::RecordingConsent { since }).await
     }
 
     /// Turns this node's microphone off or on (frames are made but not sent).

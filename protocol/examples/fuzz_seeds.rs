@@ -96,6 +96,16 @@ fn main() {
     )
     .expect("envelope");
     write(&dir, "envelope", "chat", &chat.encode());
+    let consent = Envelope::sign(
+        &member,
+        ROOM,
+        3,
+        NOW,
+        Authority::Capability(capability.clone()),
+        ControlBody::RecordingConsent { since: NOW },
+    )
+    .expect("envelope");
+    write(&dir, "envelope", "consent", &consent.encode());
 
     let requests = [
         (

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::codec::DecodeError;
-use crate::id::{CapId, PeerKey, RecordingId, Role};
+use crate::id::{CapId, PeerKey, RecordingId, Role, Timestamp};
 use crate::replay::ManifestId;
 use crate::room::MAX_TITLE_BYTES;
 
@@ -93,6 +93,13 @@ pub enum ControlBody {
         parent: PeerKey,
         ticket: serde_bytes::ByteBuf,
         reason: String,
+    },
+    /// The author knows the room is being recorded, since the recording that started at
+    /// `since` (the host's start stamp), and agrees to speak in it: a member coming on stage in
+    /// a recorded room keeps its microphone off until it says this (see
+    /// [`crate::state::RoomState::needs_consent`]); the recording keeps it, signed.
+    RecordingConsent {
+        since: Timestamp,
     },
 }
 

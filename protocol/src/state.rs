@@ -31,6 +31,7 @@ use crate::id::{CapId, PeerKey, RoomId, Timestamp};
 
 mod budget;
 mod change;
+mod consent;
 mod member;
 
 pub use self::budget::{Budgets, CHAT_BURST, CHAT_EVERY_MS, REACTION_BURST, REACTION_EVERY_MS};
@@ -567,6 +568,16 @@ impl RoomState {
                     });
                 }
             }
+            ControlBody::RecordingConsent { since } => {
+                if member.consented.is_none_or(|before| before < *since) {
+                    member.consented = Some(*since);
+                    member.consent = Some(env.encode());
+                    changes.push(RoomChange::RecordingConsent {
+                        member: author,
+                        since: *since,
+                    });
+                }
+            }
         }
         // Arrivals and departures of the author, whatever the body.
         if let Some(member) = self.members.get(&author) {
@@ -698,6 +709,7 @@ impl RoomState {
             | ControlBody::Reaction { .. }
             | ControlBody::TreePosition { .. }
             | ControlBody::Accuse { .. }
+            | ControlBody::RecordingConsent { .. }
             | ControlBody::ReplayAvailable { .. } => Ok(()),
             ControlBody::MemberRecording { .. }
                 if self.members_may_record || role >= RoomRole::Moderator =>

@@ -151,6 +151,10 @@ pub struct JoinArgs {
     impair_delay: Option<(u64, u64)>,
     #[command(flatten)]
     studio: Studio,
+    /// Agree to speak in the room's recordings whenever on stage in a recorded room. Without
+    /// it, your microphone stays off there until you type /consent.
+    #[arg(long)]
+    consent_recording: bool,
 }
 
 /// `MS` or `MS:JITTER` (milliseconds, each at most ten seconds).
@@ -278,6 +282,7 @@ pub fn join(ctx: &Context, args: JoinArgs) -> anyhow::Result<Exit> {
             output: args.output,
             storage: dir,
             studio: args.studio.studio,
+            consent_recording: args.consent_recording,
         };
         let room = match node.join_room(link, options).await {
             Ok(room) => room,
@@ -460,6 +465,7 @@ impl<'a> Live<'a> {
             Line::Act(body) => self.room.act(body).await,
             Line::Record(on) => self.room.record(on).await,
             Line::MuteSelf(muted) => self.room.set_self_muted(muted).await,
+            Line::Consent => self.room.consent_to_recording().await,
             Line::Audio => match self.room.audio_stats().await {
                 Ok(stats) if self.ctx.json => {
                     print_event(&Event::AudioStats(stats));

@@ -142,8 +142,11 @@ pub fn run(ctx: &Context, command: RecordingsCommand) -> anyhow::Result<Exit> {
         }
         RecordingsCommand::Show { id } => {
             let meta = recordings.shown(recordings.find(&id)?, me);
+            let consents = recordings.consents(&meta.id)?;
             if ctx.json {
-                print_json(&meta_json(&meta));
+                let mut json = meta_json(&meta);
+                json["consents"] = consents_json(&consents);
+                print_json(&json);
             } else {
                 say!("Recording {} of \"{}\"", meta.id, one_line(&meta.title));
                 say!("  room:     {}", meta.room);
@@ -178,6 +181,20 @@ pub fn run(ctx: &Context, command: RecordingsCommand) -> anyhow::Result<Exit> {
                             .map(|k| k.as_peer_id().to_string())
                             .unwrap_or_default(),
                         info.frames as f64 * 0.02
+                    );
+                }
+                for consent in &consents {
+                    say!(
+                        "  agreed:   {:<16} {} at {}, to the recording from {}{}",
+                        one_line(&consent.name),
+                        consent.member.as_peer_id(),
+                        consent.at,
+                        consent.since,
+                        if consent.verifies() {
+                            " (signed)"
+                        } else {
+                            " (its signature does not verify)"
+                        }
                     );
                 }
             }
@@ -349,6 +366,23 @@ fn meta_json(meta: &RecordingMeta) -> Value {
             "seconds": info.frames as f64 * 0.02,
         })).collect::<Vec<_>>(),
     })
+}
+
+/// Speakers' signed agreements to be recorded, as kept with a recording.
+fn consents_json(consents: &[earshot_node::recording::store::Consent]) -> Value {
+    consents
+        .iter()
+        .map(|consent| {
+            json!({
+                "peer_id": consent.member.as_peer_id().to_string(),
+                "name": consent.name,
+                "at": consent.at.to_string(),
+                "since": consent.since.to_string(),
+                "verified": consent.verifies(),
+                "envelope": consent.envelope.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            })
+        })
+        .collect()
 }
 
 fn state_text(meta: &RecordingMeta) -> String {

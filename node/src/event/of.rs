@@ -151,6 +151,12 @@ impl Event {
                 member,
                 name: name(&member),
             },
+            RoomChange::RecordingConsent { member, since } => Event::RecordingConsent {
+                room,
+                member,
+                name: name(&member),
+                since,
+            },
         }
     }
 }

@@ -48,9 +48,11 @@ use serde::{Deserialize, Serialize};
 use super::replay;
 use crate::store::{Store, StoreError, decode_record, encode_record};
 
+mod consent;
 mod private;
 mod recorder;
 
+pub use consent::Consent;
 pub use private::PrivateRecording;
 pub use recorder::{FrameTap, Recorder, StudioStream};
 
@@ -321,6 +323,7 @@ impl Recordings {
             batch.remove(key.map_err(&err)?);
         }
         self.frames.apply_batch(batch).map_err(&err)?;
+        self.delete_consents(id)?;
         self.meta.remove(id.as_bytes()).map_err(&err)?;
         self.store.db().flush().map_err(&err)?;
         Ok(())

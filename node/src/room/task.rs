@@ -56,6 +56,12 @@ pub(super) struct RoomTask {
     recorder: Option<Recorder>,
     /// The stage (keys and names) of the host's view the recording keeps last.
     recorded_stage: Option<Vec<(earshot_protocol::PeerKey, String)>>,
+    /// This member's microphone as it set it, and whether it is held off besides (on stage in
+    /// a recording it has not agreed to speak in).
+    self_muted: bool,
+    held: bool,
+    /// Agree to be recorded at once when asked (`--consent-recording`).
+    consenting: bool,
 }
 
 impl RoomTask {
@@ -76,7 +82,16 @@ impl RoomTask {
             entries,
             recorder: None,
             recorded_stage: None,
+            self_muted: false,
+            held: false,
+            consenting: false,
         }
+    }
+
+    /// Agrees at once to speak in any recording when on stage.
+    pub(super) fn consenting(mut self, consenting: bool) -> Self {
+        self.consenting = consenting;
+        self
     }
 
     pub(super) async fn run(
@@ -93,6 +108,7 @@ impl RoomTask {
                 repair: None,
             }));
         }
+        self.check_consent().await;
         let mut report = tokio::time::interval(AUDIO_REPORT);
         report.tick().await;
         let reason = loop {
@@ -141,7 +157,8 @@ impl RoomTask {
     async fn on_command(&mut self, command: RoomCommand) {
         match command {
             RoomCommand::SelfMuted(muted) => {
-                self.audio.set_self_muted(muted);
+                self.self_muted = muted;
+                self.audio.set_self_muted(muted || self.held);
                 self.node.emit(Event::SelfMuted { muted });
             }
             RoomCommand::AudioStats(reply) => {
@@ -185,6 +202,7 @@ impl RoomTask {
                     self.start_recording().await;
                 }
                 self.audio.set_recorded(true);
+                self.check_consent().await;
             }
             Event::RecordingStopped { .. } => {
                 if self.is_host() {
@@ -193,6 +211,13 @@ impl RoomTask {
                     self.audio.set_recorded(false);
                     self.audio.flush_studio().await;
                 }
+                self.check_consent().await;
+            }
+            Event::RecordingConsent { member, .. } => {
+                if member == me {
+                    self.check_consent().await;
+                }
+                self.keep_consent(member).await;
             }
             // A member's own recording, of what it hears.
             Event::MemberRecordingStarted { member, .. } if member == me => {
@@ -205,9 +230,61 @@ impl RoomTask {
                 }
             }
             Event::RoleChanged { member, role, .. } if member == me => {
+                self.check_consent().await;
                 self.update_voice(role).await
             }
             _ => {}
+        }
+    }
+
+    /// Holds this member's microphone off while it is on stage in a recording it has not
+    /// agreed to speak in, and asks it (once each time); with `--consent-recording`, agrees.
+    async fn check_consent(&mut self) {
+        if self.is_host() {
+            return;
+        }
+        let Ok(Some(view)) = self.node.view(self.room).await else {
+            return;
+        };
+        let held = view.state.needs_consent(&self.node.key());
+        if held == self.held {
+            return;
+        }
+        self.held = held;
+        self.audio.set_self_muted(self.self_muted || held);
+        match (held, view.state.recording_since()) {
+            (true, Some(since)) if self.consenting => {
+                let body = earshot_protocol::ControlBody::RecordingConsent { since };
+                if let Err(err) = self.node.act(self.room, body).await {
+                    self.error(format!("could not agree to be recorded: {err}"));
+                }
+            }
+            (true, _) => self.node.emit(Event::ConsentAsked { room: self.room }),
+            (false, _) => {}
+        }
+    }
+
+    /// At a node recording the room: keeps `member`'s signed agreement with the recording.
+    async fn keep_consent(&self, member: earshot_protocol::PeerKey) {
+        let (Some(recorder), Ok(home)) = (&self.recorder, self.recordings_home_now()) else {
+            return;
+        };
+        let Ok(Some(view)) = self.node.view(self.room).await else {
+            return;
+        };
+        let Some(known) = view.state.members.get(&member) else {
+            return;
+        };
+        let Some(consent) = known.consent.as_deref().and_then(|envelope| {
+            crate::recording::store::Consent::from_envelope(envelope, known.display_name())
+        }) else {
+            return;
+        };
+        if let Err(err) = home.recordings().add_consent(&recorder.id(), &consent) {
+            self.error(format!(
+                "could not keep {}'s agreement: {err}",
+                consent.name
+            ));
         }
     }
 
@@ -301,6 +378,17 @@ impl RoomTask {
             relay,
         });
         Ok(())
+    }
+
+    /// The data directory recordings go into, if open.
+    fn recordings_home_now(&self) -> Result<Arc<Home>, RoomError> {
+        match &self.role {
+            Role::Host { home, .. }
+            | Role::Member {
+                home: Some(home), ..
+            } => Ok(Arc::clone(home)),
+            Role::Member { home: None, .. } => Err(RoomError::Closed),
+        }
     }
 
     /// The data directory recordings go into: the host's, or a member's own (opened now).

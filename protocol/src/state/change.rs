@@ -90,6 +90,11 @@ pub enum RoomChange {
         member: PeerKey,
         on: bool,
     },
+    /// `member` agreed to speak in the recording that started at `since`.
+    RecordingConsent {
+        member: PeerKey,
+        since: Timestamp,
+    },
 }
 
 /// A member's place in the room's relay tree.

@@ -141,6 +141,14 @@ pub struct Member {
     /// Leaf ids of the capabilities this member presented, with when each expires and the role
     /// it grants.
     pub capabilities: BTreeMap<CapId, (Timestamp, RoomRole)>,
+    /// The start of the recording the member last agreed to speak in (see
+    /// [`crate::control::ControlBody::RecordingConsent`]).
+    #[serde(default)]
+    pub consented: Option<Timestamp>,
+    /// The signed envelope that said so, as folded here (not sent with the state: a recording
+    /// keeps it).
+    #[serde(skip)]
+    pub consent: Option<Vec<u8>>,
 }
 
 impl Member {
@@ -159,6 +167,8 @@ impl Member {
             position: Lww::new(None),
             recording: Lww::new(false),
             capabilities: BTreeMap::new(),
+            consented: None,
+            consent: None,
         }
     }
 

@@ -2497,3 +2497,72 @@ fn roles_last_as_long_as_a_capability_grants_them_and_the_hosts_word_stands() {
         ),
     ]);
 }
+
+#[test]
+fn a_speaker_agrees_to_each_recording_and_the_host_needs_not() {
+    let mut state = RoomState::new(ROOM, pk(HOST));
+    let mut seq = 0;
+    let mut say = |state: &mut RoomState, author: u8, authority: Authority, body, offset: i64| {
+        seq += 1;
+        let envelope = Envelope::sign(&key(author), ROOM, seq, at(offset), authority, body)
+            .expect("within limits")
+            .verify()
+            .expect("signed");
+        state.apply(at(offset), &envelope).expect("folds")
+    };
+    say(&mut state, HOST, Authority::Host, join(HOST), 0);
+    say(&mut state, SAM, cap(speaker(SAM)), join(SAM), 1_000);
+    say(&mut state, ALICE, cap(link()), join(ALICE), 2_000);
+    // Nothing recorded: nobody is asked.
+    assert!(!state.needs_consent(&pk(SAM)));
+    assert_eq!(state.recording_since(), None);
+    say(
+        &mut state,
+        HOST,
+        Authority::Host,
+        ControlBody::RecordingStarted,
+        3_000,
+    );
+    let since = state.recording_since().expect("recording");
+    assert_eq!(since, at(3_000));
+    // The speaker is asked; the host records, the listener is not on stage.
+    assert!(state.needs_consent(&pk(SAM)));
+    assert!(!state.needs_consent(&pk(HOST)));
+    assert!(!state.needs_consent(&pk(ALICE)));
+    // An agreement to an earlier recording does not count; to this one, it does, and once.
+    let earlier = ControlBody::RecordingConsent { since: at(1_000) };
+    let changes = say(&mut state, SAM, cap(speaker(SAM)), earlier, 4_000);
+    assert_eq!(
+        changes,
+        vec![RoomChange::RecordingConsent {
+            member: pk(SAM),
+            since: at(1_000)
+        }]
+    );
+    assert!(state.needs_consent(&pk(SAM)));
+    let this = ControlBody::RecordingConsent { since };
+    say(&mut state, SAM, cap(speaker(SAM)), this.clone(), 5_000);
+    assert!(!state.needs_consent(&pk(SAM)));
+    assert!(
+        state.members[&pk(SAM)].consent.is_some(),
+        "the signed envelope kept"
+    );
+    assert_eq!(say(&mut state, SAM, cap(speaker(SAM)), this, 6_000), vec![]);
+    // A recording started again asks again.
+    say(
+        &mut state,
+        HOST,
+        Authority::Host,
+        ControlBody::RecordingStopped,
+        7_000,
+    );
+    assert!(!state.needs_consent(&pk(SAM)));
+    say(
+        &mut state,
+        HOST,
+        Authority::Host,
+        ControlBody::RecordingStarted,
+        8_000,
+    );
+    assert!(state.needs_consent(&pk(SAM)));
+}

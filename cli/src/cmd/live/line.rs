@@ -14,6 +14,8 @@ pub enum Line {
     Audio,
     Relay(Multiaddr),
     MuteSelf(bool),
+    /// `/consent`: agree to speak in the room's recording.
+    Consent,
     Who,
     /// `/who listeners [PAGE]` (from 1).
     Listeners(u32),
@@ -53,7 +55,8 @@ pub const HELP: &str = "Commands:\n  /hand, /unhand            raise or lower yo
      /react EMOJI\n  /who                      who is on stage, hands, how many listen\n  \
      /who listeners [PAGE]     who arrived lately (50 a page)\n  /tree                     your \
      place in the relay tree\n  /audio                    your audio: parent, loss, delay, latency\n  \
-     /mute-self, /unmute-self  your microphone off or on\n  /invite ROLE [EXPIRY]     a new \
+     /mute-self, /unmute-self  your microphone off or on\n  /consent                  agree to \
+     speak in the room's recording (on stage)\n  /invite ROLE [EXPIRY]     a new \
      link (host)\n  /leave                    leave the room\n  /end                      end \
      the room (host)\n  anything else is chat";
 
@@ -133,6 +136,7 @@ pub fn parse(text: &str) -> anyhow::Result<Parsed> {
         "audio" | "stats" => ready(Line::Audio),
         "mute-self" => ready(Line::MuteSelf(true)),
         "unmute-self" => ready(Line::MuteSelf(false)),
+        "consent" | "agree" => ready(Line::Consent),
         "invite" => {
             let role = match rest.first() {
                 Some(role) => role.parse::<Role>()?,
@@ -168,6 +172,7 @@ mod tests {
         assert!(matches!(ready("/HAND"), Line::Act(ControlBody::RaiseHand)));
         assert!(matches!(ready("/record on"), Line::Record(true)));
         assert!(matches!(ready("/record stop"), Line::Record(false)));
+        assert!(matches!(ready("/consent"), Line::Consent));
         assert!(
             matches!(ready("/invite moderator 2h"), Line::Invite { role: Role::Moderator, expires: Some(e) } if e == "2h")
         );
