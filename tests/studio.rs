@@ -281,6 +281,8 @@ fn studio_floods_are_kept_to_the_budget_and_impostors_and_listeners_are_refused(
                 "sine:660",
                 "--misbehave",
                 "studio-flood",
+                // Its chunks are kept only once it agreed to be recorded.
+                "--consent-recording",
             ],
         )
     };

@@ -200,6 +200,7 @@ impl RoomTask {
             Event::RecordingStarted { .. } => {
                 if self.is_host() {
                     self.start_recording().await;
+                    self.guard_recording().await;
                 }
                 self.audio.set_recorded(true);
                 self.check_consent().await;
@@ -218,7 +219,9 @@ impl RoomTask {
                     self.check_consent().await;
                 }
                 self.keep_consent(member).await;
+                self.guard_recording().await;
             }
+            Event::RoleChanged { member, .. } if member != me => self.guard_recording().await,
             // A member's own recording, of what it hears.
             Event::MemberRecordingStarted { member, .. } if member == me => {
                 self.start_recording().await;
@@ -228,6 +231,7 @@ impl RoomTask {
                 if let Some(recorder) = &self.recorder {
                     recorder.name_speakers([(member, name)]);
                 }
+                self.guard_recording().await;
             }
             Event::RoleChanged { member, role, .. } if member == me => {
                 self.check_consent().await;
@@ -262,6 +266,26 @@ impl RoomTask {
             (true, _) => self.node.emit(Event::ConsentAsked { room: self.room }),
             (false, _) => {}
         }
+    }
+
+    /// At the host recording the room: the speakers on stage who have not agreed to speak in
+    /// the recording are kept out of it (their nodes hold their microphones; this holds what
+    /// comes anyway, and the moment before they heard of the recording).
+    async fn guard_recording(&self) {
+        let (Some(recorder), true) = (&self.recorder, self.is_host()) else {
+            return;
+        };
+        let Ok(Some(view)) = self.node.view(self.room).await else {
+            return;
+        };
+        let state = &view.state;
+        recorder.tap().set_unconsented(
+            state
+                .members
+                .keys()
+                .filter(|key| state.needs_consent(key))
+                .copied(),
+        );
     }
 
     /// At a node recording the room: keeps `member`'s signed agreement with the recording.

@@ -43,6 +43,9 @@ pub struct FrameTap {
     /// Each speaker's budget of studio bytes, whatever streams it opens, and whether it was
     /// cut off for flooding (one entry per speaker the host heard, so bounded by the stage).
     pub(super) studio_budgets: Arc<Mutex<HashMap<PeerKey, (Bucket, bool)>>>,
+    /// Speakers on stage who have not agreed to speak in this recording: nothing of theirs is
+    /// kept (see [`Self::set_unconsented`]).
+    pub(super) unconsented: Arc<Mutex<std::collections::HashSet<SpeakerId>>>,
 }
 
 /// A speaker's studio stream, counted open into a recording while this is held.
@@ -71,6 +74,9 @@ pub(super) enum Tapped {
 impl FrameTap {
     /// Records `frame` if the recorder keeps up; else counts it as dropped.
     pub fn record(&self, frame: &AudioFrame) {
+        if self.unconsented.lock().contains(&frame.speaker) {
+            return;
+        }
         if self.tx.try_send(Tapped::Frame(frame.clone())).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -87,6 +93,9 @@ impl FrameTap {
     /// Keeps a chunk of a speaker's studio track (one whose signature was checked) with the
     /// recording if the recorder keeps up (and still runs): whether it was taken.
     pub fn record_studio(&self, chunk: StudioChunk) -> bool {
+        if self.unconsented.lock().contains(&chunk.speaker) {
+            return false;
+        }
         let frames = chunk.frames.len() as u64;
         match self.tx.try_send(Tapped::Studio(chunk)) {
             Ok(()) => true,
@@ -96,6 +105,16 @@ impl FrameTap {
             }
             Err(std::sync::mpsc::TrySendError::Disconnected(_)) => false,
         }
+    }
+
+    /// The speakers on stage who have not agreed to speak in this recording (the room's state
+    /// says who): their frames and studio chunks are not kept until they do, whatever their
+    /// nodes send.
+    pub fn set_unconsented(&self, speakers: impl IntoIterator<Item = PeerKey>) {
+        *self.unconsented.lock() = speakers
+            .into_iter()
+            .map(|key| SpeakerId::of(&key))
+            .collect();
     }
 
     /// Takes `bytes` from `speaker`'s budget of studio bytes for this recording (`rate` a
@@ -230,6 +249,7 @@ impl Recorder {
                 tx,
                 studio_streams: Arc::new(tokio::sync::watch::channel(0).0),
                 studio_budgets: Arc::default(),
+                unconsented: Arc::default(),
                 dropped,
                 dropped_proofs,
                 sealing,

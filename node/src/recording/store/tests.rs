@@ -324,6 +324,7 @@ fn a_full_tap_counts_dropped_proofs_and_never_waits() {
         sealing: None,
         studio_streams: Arc::new(tokio::sync::watch::channel(0).0),
         studio_budgets: Arc::default(),
+        unconsented: Arc::default(),
     };
     let (_, mut signer) = speaker(1);
     let frame = spoken(&signer, 0, 0);
@@ -466,4 +467,60 @@ fn imported_recordings_are_stored_exactly_as_recorded_ones() {
     let verified = recordings_c.verify(&meta.id).expect("verify");
     assert!(verified.is_verified(), "{verified:?}");
     assert_eq!(verified.report.total().verified, 600);
+}
+
+#[test]
+fn a_speaker_who_has_not_agreed_is_kept_out_of_the_recording_and_its_agreement_kept_in() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("store");
+    let recordings = Recordings::open(&store).expect("recordings");
+    let recorder = recordings.start(new_recording()).expect("start");
+    let tap = recorder.tap();
+    let (bo, bo_voice) = speaker(2);
+    let (_, ana_voice) = speaker(1);
+    // Bo is on stage and has not agreed: whatever its node sends is not kept.
+    tap.set_unconsented([bo]);
+    for i in 0..5 {
+        tap.record(&spoken(&bo_voice, i, 0));
+        tap.record(&spoken(&ana_voice, i, 0));
+    }
+    // It agrees: from then on it is.
+    let signing = ed25519_dalek::SigningKey::from_bytes(&[2; 32]);
+    let envelope = earshot_protocol::envelope::Envelope::sign(
+        &signing,
+        new_recording().room,
+        1,
+        Timestamp(1_800_000_000_500),
+        earshot_protocol::envelope::Authority::Host,
+        earshot_protocol::ControlBody::RecordingConsent {
+            since: Timestamp(1_800_000_000_000),
+        },
+    )
+    .expect("envelope")
+    .encode();
+    let consent = super::Consent::from_envelope(&envelope, "bo".into()).expect("an agreement");
+    assert!(consent.verifies());
+    recordings
+        .add_consent(&recorder.id(), &consent)
+        .expect("kept");
+    tap.set_unconsented([]);
+    for i in 5..8 {
+        tap.record(&spoken(&bo_voice, i, 0));
+    }
+    let meta = recorder
+        .finish(Timestamp(1_800_000_001_000))
+        .expect("finish");
+    let by_speaker = |voice: &ProofSigner| {
+        recordings
+            .frames(&meta.id)
+            .filter(|f| f.as_ref().is_ok_and(|f| f.speaker == voice.speaker()))
+            .count()
+    };
+    assert_eq!(by_speaker(&ana_voice), 5);
+    assert_eq!(by_speaker(&bo_voice), 3, "only what it said after agreeing");
+    assert_eq!(recordings.consents(&meta.id).expect("read"), vec![consent]);
+    // Not an agreement: refused; deleted with the recording.
+    assert!(super::Consent::from_envelope(&envelope[..envelope.len() - 1], "bo".into()).is_none());
+    recordings.delete(&meta.id).expect("delete");
+    assert!(recordings.consents(&meta.id).expect("read").is_empty());
 }
