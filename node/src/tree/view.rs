@@ -41,3 +41,62 @@ impl super::Tree {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use earshot_protocol::PeerKey;
+    use earshot_protocol::audience::AudienceView;
+    use earshot_protocol::id::{Sig, Timestamp};
+
+    use super::*;
+
+    fn view(
+        room: RoomId,
+        seq: u64,
+        banned: Vec<PeerKey>,
+        host: &ed25519_dalek::SigningKey,
+    ) -> Verified<AudienceView> {
+        let bytes = AudienceView {
+            room,
+            seq,
+            at: Timestamp(1_800_000_000_000 + seq),
+            stage: Vec::new(),
+            hands: Vec::new(),
+            hands_total: 0,
+            listeners: 1,
+            reactions: Vec::new(),
+            recording: false,
+            ended: false,
+            banned,
+            revoked: Vec::new(),
+            carriers: None,
+            excluded: Vec::new(),
+            keys: None,
+            audio_loss: 0,
+            signature: Sig([0; 64]),
+        }
+        .sign(host)
+        .encode();
+        AudienceView::decode_verified(&bytes, room, &PeerKey::from(host)).expect("signed")
+    }
+
+    #[test]
+    fn an_old_view_replayed_is_not_kept_or_passed_on() {
+        let host = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+        let room = RoomId([9; 16]);
+        let (tree, _events) =
+            super::super::Tree::new(ed25519_dalek::SigningKey::from_bytes(&[2; 32]));
+        tree.open(room, PeerKey::from(&host), 4, &[]);
+        let banned = PeerKey([5; 32]);
+        assert!(tree.keep_view(&room, view(room, 5, vec![banned], &host)));
+        // A relay replays an older view (one from before the ban), and the same one again.
+        assert!(!tree.keep_view(&room, view(room, 4, Vec::new(), &host)));
+        assert!(!tree.keep_view(&room, view(room, 5, Vec::new(), &host)));
+        let held = tree.view(&room).expect("a view held");
+        assert_eq!(held.seq, 5);
+        assert_eq!(held.banned, vec![banned], "the ban stands");
+        assert!(tree.keep_view(&room, view(room, 6, Vec::new(), &host)));
+        // Another room's view goes nowhere.
+        assert!(!tree.keep_view(&RoomId([8; 16]), view(room, 7, Vec::new(), &host)));
+    }
+}
