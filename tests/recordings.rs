@@ -424,9 +424,14 @@ fn a_speaker_in_a_recorded_room_is_heard_only_once_it_agrees_and_the_recording_k
         text.contains("agreed:   bo") && text.contains("(signed)"),
         "{text}"
     );
-    // Its voice in the recording: from its agreement on, not the seconds it was held.
+    // Its voice in the recording: from its agreement on, not the seconds it was held. The
+    // agreement is in the recording's content too (a replay carries it), checked as signed.
     let output = ana.run(&["recordings", "verify", &id, "--json"]);
     let report: Value = serde_json::from_slice(&output.stdout).expect("a report");
+    let carried = report["consents"].as_array().expect("consents");
+    assert_eq!(carried.len(), 1, "{report}");
+    assert_eq!(carried[0]["peer_id"], consents[0]["peer_id"], "{report}");
+    assert_eq!(report["bad_consents"], 0, "{report}");
     let frames = report["speakers"]
         .as_array()
         .and_then(|speakers| speakers.iter().find(|s| s["name"] == "bo"))

@@ -151,6 +151,14 @@ fn speakers_studio_tracks_reach_the_recording_and_its_export() {
     drop(server);
     let there: Value = serde_json::from_slice(&output.stdout).expect("a report");
     assert_eq!(there["total"], report["total"], "{there}");
+    // The guest's agreement to be recorded travels with the replay, checked as it signed it.
+    assert_eq!(
+        there["consents"].as_array().map(Vec::len),
+        Some(1),
+        "{there}"
+    );
+    assert_eq!(there["consents"], report["consents"], "{there}");
+    assert_eq!(there["bad_consents"], 0, "{there}");
     let elsewhere = dee.join("replay.opus");
     match dee.event(&[
         "recordings",

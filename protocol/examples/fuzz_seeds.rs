@@ -205,6 +205,13 @@ fn main() {
     .write_to(&mut content)
     .expect("a studio record");
     write(&dir, "replay_content", "studio", &content);
+    let mut content = vec![0u8];
+    earshot_protocol::replay::ContentRecord::Consent(
+        earshot_protocol::replay::ReplayConsent::new(960, consent.encode()).expect("a record"),
+    )
+    .write_to(&mut content)
+    .expect("a consent record");
+    write(&dir, "replay_content", "consent", &content);
 
     let ratchet = Keys::ratchet(ROOM, 4, &host);
     write(&dir, "private_keys", "ratchet", &ratchet.encode());

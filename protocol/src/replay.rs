@@ -9,13 +9,15 @@
 //! fetcher checks every chunk it gets against the recorder's word.
 //!
 //! ```text
-//! version 4 (current; version 3, still read, has no studio records, version 2 no stage records):
+//! version 5 (current; version 4, still read, has no consent records, version 3 no studio
+//! records, version 2 no stage records):
 //!   frame:  0 u8 | at u64 | speaker u32 | seq u32 | timestamp u32 | level u8 | flags u8
 //!           | len u16 | payload
 //!   proof:  1 u8 | at u64 | len u16 | proof (FrameProof::encode)
 //!   stage:  2 u8 | at u64 | len u16 | the host's signed AudienceView (who is on stage)
 //!   sealed: 3 u8 | at u64 | n u32 | len u16 | a private recording's sealed record
 //!   studio: 4 u8 | at u64 | len u16 | a speaker's signed studio chunk (StudioChunk::encode)
+//!   consent: 5 u8 | at u64 | len u16 | a speaker's signed agreement to be recorded (Envelope)
 //! version 1 (read, never written):
 //!   frame: at u64 | speaker u32 | level u8 | len u16 | payload
 //! ```
@@ -59,14 +61,16 @@ mod content;
 pub mod verify;
 
 pub use content::{
-    ContentError, ContentFormat, ContentReader, ContentRecord, ReplayFrame, ReplayProof,
-    ReplaySealed, ReplayStage, ReplayStudio,
+    ContentError, ContentFormat, ContentReader, ContentRecord, ReplayConsent, ReplayFrame,
+    ReplayProof, ReplaySealed, ReplayStage, ReplayStudio,
 };
 
 /// The manifest format this build writes: its content carries what every frame's speaker signed,
-/// the proofs, the host's signed word on who was on stage, and the speakers' studio tracks
-/// ([`ContentFormat::Authenticated`]).
-pub const MANIFEST_VERSION: u8 = 4;
+/// the proofs, the host's signed word on who was on stage, the speakers' studio tracks and their
+/// signed agreements to be recorded ([`ContentFormat::Authenticated`]).
+pub const MANIFEST_VERSION: u8 = 5;
+/// The manifest format with studio records but no consent records: still read.
+pub const STUDIO_MANIFEST_VERSION: u8 = 4;
 /// The manifest format with stage records but no studio records: still read.
 pub const STAGE_MANIFEST_VERSION: u8 = 3;
 /// The manifest format with frames and proofs but no stage records: still read, authenticated.

@@ -38,8 +38,8 @@ use std::time::Duration;
 use earshot_protocol::frame::{AudioFrame, SAMPLES_PER_FRAME, SpeakerId};
 use earshot_protocol::proof::FrameProof;
 use earshot_protocol::replay::{
-    ContentFormat, ContentReader, ContentRecord, ReplayFrame, ReplayManifest, ReplayProof,
-    ReplaySealed, ReplayStage, ReplayStudio,
+    ContentFormat, ContentReader, ContentRecord, ReplayConsent, ReplayFrame, ReplayManifest,
+    ReplayProof, ReplaySealed, ReplayStage, ReplayStudio,
 };
 use earshot_protocol::studio::StudioChunk;
 use earshot_protocol::{PeerKey, RecordingId, RoomId, Timestamp};
@@ -601,6 +601,8 @@ const STAGE_KEY_BYTES: usize = 36;
 const SEALED_KEY_BYTES: usize = 37;
 /// Bytes of a studio chunk's key.
 const STUDIO_KEY_BYTES: usize = 38;
+/// Bytes of a speaker's agreement's key.
+const CONSENT_KEY_BYTES: usize = 39;
 
 /// A frame's key: recording id ‖ time ‖ speaker, big-endian, so that a prefix scan returns a
 /// recording's frames in time order. The one definition: recording and importing both use it.
@@ -654,6 +656,16 @@ fn studio_key(id: &RecordingId, at: u64, chunk: &StudioChunk) -> [u8; STUDIO_KEY
     key
 }
 
+/// A speaker's agreement's key: its frame key at the agreement's time, then all ones (after
+/// that speaker's frame, proofs and studio chunks there, as in a replay's content), and three
+/// bytes that make its length its own.
+fn consent_key(id: &RecordingId, at: u64, author: &PeerKey) -> [u8; CONSENT_KEY_BYTES] {
+    let mut key = [0xffu8; CONSENT_KEY_BYTES];
+    key[..FRAME_KEY_BYTES].copy_from_slice(&frame_key(id, at, SpeakerId::of(author)));
+    key[36..].copy_from_slice(b"cns");
+    key
+}
+
 /// A frame's value: the layout marker, seq, timestamp, level, flags, Opus payload.
 fn frame_value(seq: u32, timestamp: u32, level: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
     let mut value = Vec::with_capacity(11 + payload.len());
@@ -694,6 +706,10 @@ fn record_entry(id: &RecordingId, record: &ContentRecord) -> (Vec<u8>, Vec<u8>) 
         ContentRecord::Studio(studio) => (
             studio_key(id, studio.at, &studio.chunk).to_vec(),
             studio.chunk.encode(),
+        ),
+        ContentRecord::Consent(consent) => (
+            consent_key(id, consent.at, &consent.author).to_vec(),
+            consent.envelope.clone(),
         ),
     }
 }
@@ -742,6 +758,10 @@ fn decode_entry(key: &[u8], value: &[u8]) -> Option<ContentRecord> {
             let chunk = StudioChunk::decode(value).ok()?;
             (chunk.speaker.0 == speaker)
                 .then_some(ContentRecord::Studio(ReplayStudio { at, chunk }))
+        }
+        CONSENT_KEY_BYTES => {
+            let consent = ReplayConsent::new(at, value.to_vec()).ok()?;
+            (SpeakerId::of(&consent.author).0 == speaker).then_some(ContentRecord::Consent(consent))
         }
         _ => None,
     }

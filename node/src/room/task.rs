@@ -310,6 +310,8 @@ impl RoomTask {
                 consent.name
             ));
         }
+        // And in the content, so that a replay carries it.
+        recorder.tap().record_consent(consent.envelope);
     }
 
     fn is_host(&self) -> bool {

@@ -4,10 +4,13 @@
 
 use super::{
     FRAME_HEADER_BYTES, MANIFEST_VERSION, PROOF_HEADER_BYTES, PROOFS_ONLY_MANIFEST_VERSION,
-    STAGE_MANIFEST_VERSION, UNAUTHENTICATED_FRAME_HEADER_BYTES, UNAUTHENTICATED_MANIFEST_VERSION,
+    STAGE_MANIFEST_VERSION, STUDIO_MANIFEST_VERSION, UNAUTHENTICATED_FRAME_HEADER_BYTES,
+    UNAUTHENTICATED_MANIFEST_VERSION,
 };
 use crate::audience::view::MAX_VIEW_BYTES;
+use crate::envelope::{Envelope, MAX_ENVELOPE_BYTES};
 use crate::frame::{AudioFrame, MAX_OPUS_PAYLOAD, SILENCE_LEVEL, SpeakerId};
+use crate::id::PeerKey;
 use crate::proof::{
     FrameHash, FrameProof, MAX_FRAMES_PER_PROOF, MAX_PROOF_BYTES, ProofError, frame_hash,
 };
@@ -30,6 +33,10 @@ const SEALED_HEADER_BYTES: usize = 15;
 const STUDIO_RECORD: u8 = 4;
 /// Bytes before a studio record's chunk: kind (1), time (8), length (2).
 const STUDIO_HEADER_BYTES: usize = 11;
+/// A content record's kind: a speaker's signed agreement to be recorded ([`ReplayConsent`]).
+const CONSENT_RECORD: u8 = 5;
+/// Bytes before a consent record's envelope: kind (1), time (8), length (2).
+const CONSENT_HEADER_BYTES: usize = 11;
 
 /// How a replay's content is laid out, from its manifest's version.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -48,9 +55,10 @@ impl ContentFormat {
     pub fn of_version(version: u8) -> Option<Self> {
         match version {
             UNAUTHENTICATED_MANIFEST_VERSION => Some(Self::Unauthenticated),
-            PROOFS_ONLY_MANIFEST_VERSION | STAGE_MANIFEST_VERSION | MANIFEST_VERSION => {
-                Some(Self::Authenticated)
-            }
+            PROOFS_ONLY_MANIFEST_VERSION
+            | STAGE_MANIFEST_VERSION
+            | STUDIO_MANIFEST_VERSION
+            | MANIFEST_VERSION => Some(Self::Authenticated),
             _ => None,
         }
     }
@@ -110,6 +118,47 @@ pub struct ReplayStudio {
     pub chunk: StudioChunk,
 }
 
+/// A speaker's agreement to be recorded: the envelope it signed
+/// ([`crate::control::ControlBody::RecordingConsent`]), kept when the recorder had it (`at`: the
+/// recording's latest time then). `author` is read from the envelope (its signature is checked
+/// by [`super::verify`]).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct ReplayConsent {
+    pub at: u64,
+    pub author: PeerKey,
+    pub envelope: Vec<u8>,
+}
+
+impl ReplayConsent {
+    /// The record of `envelope` at `at`, if it reads as an envelope within bounds.
+    pub fn new(at: u64, envelope: Vec<u8>) -> Result<Self, ContentError> {
+        if envelope.len() > MAX_ENVELOPE_BYTES {
+            return Err(ContentError::BadConsent { at });
+        }
+        let author = crate::codec::decode::<Envelope>(&envelope, MAX_ENVELOPE_BYTES)
+            .map_err(|_| ContentError::BadConsent { at })?
+            .author;
+        Ok(Self {
+            at,
+            author,
+            envelope,
+        })
+    }
+
+    /// Appends this consent record to `out`.
+    pub fn write_to(&self, out: &mut Vec<u8>) -> Result<(), ContentError> {
+        let len = u16::try_from(self.envelope.len())
+            .ok()
+            .filter(|len| usize::from(*len) <= MAX_ENVELOPE_BYTES)
+            .ok_or(ContentError::BadConsent { at: self.at })?;
+        out.push(CONSENT_RECORD);
+        out.extend_from_slice(&self.at.to_be_bytes());
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&self.envelope);
+        Ok(())
+    }
+}
+
 /// One record of a replay's content.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum ContentRecord {
@@ -118,6 +167,7 @@ pub enum ContentRecord {
     Stage(ReplayStage),
     Sealed(ReplaySealed),
     Studio(ReplayStudio),
+    Consent(ReplayConsent),
 }
 
 /// Why bytes are not a replay's content.
@@ -141,6 +191,8 @@ pub enum ContentError {
     SealedTooLong { at: u64, len: usize },
     #[error("a studio chunk in the replay at time {at} is malformed: {source}")]
     BadStudio { at: u64, source: StudioError },
+    #[error("a speaker's agreement in the replay at time {at} is not an envelope within bounds")]
+    BadConsent { at: u64 },
 }
 
 impl ReplayFrame {
@@ -293,6 +345,7 @@ impl ContentRecord {
             ContentRecord::Stage(stage) => stage.write_to(out),
             ContentRecord::Sealed(sealed) => sealed.write_to(out),
             ContentRecord::Studio(studio) => studio.write_to(out),
+            ContentRecord::Consent(consent) => consent.write_to(out),
         }
     }
 
@@ -304,12 +357,13 @@ impl ContentRecord {
             ContentRecord::Stage(stage) => stage.at,
             ContentRecord::Sealed(sealed) => sealed.at,
             ContentRecord::Studio(studio) => studio.at,
+            ContentRecord::Consent(consent) => consent.at,
         }
     }
 
     /// Where the record sorts in a content: time, speaker, frame before proofs, proofs by their
-    /// first sequence number, then the speaker's studio chunks by number. Records come strictly in this order, so every recording has one
-    /// content.
+    /// first sequence number, then the speaker's studio chunks by number, then its agreement to
+    /// be recorded. Records come strictly in this order, so every recording has one content.
     pub fn order(&self) -> (u64, u32, u8, u32) {
         match self {
             ContentRecord::Frame(frame) => (frame.at, frame.speaker, FRAME_RECORD, 0),
@@ -326,6 +380,12 @@ impl ContentRecord {
                 studio.chunk.speaker.0,
                 STUDIO_RECORD,
                 studio.chunk.n,
+            ),
+            ContentRecord::Consent(consent) => (
+                consent.at,
+                SpeakerId::of(&consent.author).0,
+                CONSENT_RECORD,
+                0,
             ),
         }
     }
@@ -549,6 +609,24 @@ fn parse_record(
                 Ok(Some((
                     ContentRecord::Studio(ReplayStudio { at, chunk }),
                     STUDIO_HEADER_BYTES + len,
+                )))
+            }
+            Some(&CONSENT_RECORD) => {
+                if bytes.len() < CONSENT_HEADER_BYTES {
+                    return Ok(None);
+                }
+                let at = u64_at(1);
+                let len = u16_at(9);
+                if len > MAX_ENVELOPE_BYTES {
+                    return Err(ContentError::BadConsent { at });
+                }
+                let Some(envelope) = bytes.get(CONSENT_HEADER_BYTES..CONSENT_HEADER_BYTES + len)
+                else {
+                    return Ok(None);
+                };
+                Ok(Some((
+                    ContentRecord::Consent(ReplayConsent::new(at, envelope.to_vec())?),
+                    CONSENT_HEADER_BYTES + len,
                 )))
             }
             Some(&kind) => Err(ContentError::UnknownRecord { kind }),

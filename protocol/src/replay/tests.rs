@@ -959,3 +959,53 @@ proptest! {
         let _ = read(ContentFormat::Authenticated, &bytes, 13);
     }
 }
+
+#[test]
+fn a_consent_record_reads_back_after_its_speakers_frame_and_out_of_bounds_is_refused() {
+    let ana = key(1);
+    let envelope = crate::envelope::Envelope::sign(
+        &ana,
+        RoomId([3; 16]),
+        1,
+        Timestamp(1_800_000_000_500),
+        crate::envelope::Authority::Host,
+        crate::control::ControlBody::RecordingConsent {
+            since: Timestamp(1_800_000_000_000),
+        },
+    )
+    .expect("an envelope")
+    .encode();
+    let consent = ContentRecord::Consent(
+        crate::replay::ReplayConsent::new(960, envelope.clone()).expect("a record"),
+    );
+    let frame = ContentRecord::Frame(ReplayFrame::of(
+        960,
+        &AudioFrame {
+            speaker: SpeakerId::of(&pk(1)),
+            seq: 1,
+            timestamp: 960,
+            level: 10,
+            flags: 1,
+            payload: vec![3; 80],
+            tag: None,
+        },
+    ));
+    assert!(frame.order() < consent.order());
+    let records = vec![frame, consent];
+    assert_eq!(
+        read(ContentFormat::Authenticated, &write(&records), 5),
+        Ok(records)
+    );
+    // Not an envelope, or too long: refused as it is read or made.
+    assert!(crate::replay::ReplayConsent::new(0, vec![1, 2, 3]).is_err());
+    assert!(
+        crate::replay::ReplayConsent::new(0, vec![0; crate::envelope::MAX_ENVELOPE_BYTES + 1])
+            .is_err()
+    );
+    let mut bytes = Vec::new();
+    ContentRecord::Consent(crate::replay::ReplayConsent::new(0, envelope).expect("a record"))
+        .write_to(&mut bytes)
+        .expect("written");
+    bytes[9..11].copy_from_slice(&u16::MAX.to_be_bytes());
+    assert!(read(ContentFormat::Authenticated, &bytes, 50).is_err());
+}

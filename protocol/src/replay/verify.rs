@@ -23,7 +23,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{ContentRecord, ReplayFrame, ReplayProof, ReplayStage, ReplayStudio};
+use super::{ContentRecord, ReplayConsent, ReplayFrame, ReplayProof, ReplayStage, ReplayStudio};
 use crate::audience::AudienceView;
 use crate::id::{PeerKey, RoomId};
 use crate::proof::FrameHash;
@@ -106,7 +106,24 @@ pub struct VerifyReport {
     pub bad_stage_views: u64,
     /// A private room's sealed records left unopened (no key given, or not this recording's).
     pub sealed: u64,
+    /// Speakers' agreements to be recorded, each signed by its speaker for this room (at most
+    /// [`MAX_CONSENTS`] listed), and those that are not (forged, or another room's).
+    pub consents: Vec<ConsentReport>,
+    pub bad_consents: u64,
 }
+
+/// A speaker's signed agreement to be recorded, as a replay keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsentReport {
+    pub member: PeerKey,
+    /// The start of the recording it agreed to, as it knew it.
+    pub since: crate::id::Timestamp,
+    /// When it said so.
+    pub at: crate::id::Timestamp,
+}
+
+/// Agreements a report lists at most (one a speaker and recording: a stage's worth).
+pub const MAX_CONSENTS: usize = 256;
 
 impl VerifyReport {
     /// All speakers together.
@@ -118,9 +135,9 @@ impl VerifyReport {
         total
     }
 
-    /// Every frame verified and no bad proof.
+    /// Every frame verified, no bad proof, no agreement its speaker did not sign.
     pub fn is_verified(&self) -> bool {
-        self.total().is_verified()
+        self.total().is_verified() && self.bad_consents == 0
     }
 }
 
@@ -142,6 +159,8 @@ pub struct ContentVerifier {
     /// The latest content time seen.
     now: u64,
     next_sweep: u64,
+    consents: Vec<ConsentReport>,
+    bad_consents: u64,
 }
 
 #[derive(Debug)]
@@ -194,6 +213,8 @@ impl ContentVerifier {
             others: Tally::default(),
             now: 0,
             next_sweep: SWEEP_SAMPLES,
+            consents: Vec::new(),
+            bad_consents: 0,
         }
     }
 
@@ -232,6 +253,27 @@ impl ContentVerifier {
                 }
             }
             ContentRecord::Studio(studio) => self.studio(studio),
+            ContentRecord::Consent(consent) => self.consent(consent),
+        }
+    }
+
+    /// A speaker's agreement to be recorded: signed by its author, for this room, or not.
+    pub fn consent(&mut self, record: &ReplayConsent) {
+        self.advance(record.at);
+        let signed = crate::envelope::Envelope::decode_verified(&record.envelope)
+            .ok()
+            .filter(|envelope| envelope.room == self.room && envelope.author == record.author);
+        match signed.map(|envelope| (envelope.sent_at, envelope.into_inner().body)) {
+            Some((at, crate::control::ControlBody::RecordingConsent { since })) => {
+                if self.consents.len() < MAX_CONSENTS {
+                    self.consents.push(ConsentReport {
+                        member: record.author,
+                        since,
+                        at,
+                    });
+                }
+            }
+            _ => self.bad_consents += 1,
         }
     }
 
@@ -357,6 +399,8 @@ impl ContentVerifier {
             stage_views: self.stage_views,
             bad_stage_views: self.bad_stage_views,
             sealed: self.sealed,
+            consents: self.consents,
+            bad_consents: self.bad_consents,
         }
     }
 

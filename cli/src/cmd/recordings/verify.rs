@@ -177,6 +177,20 @@ fn print_verification(verification: &Verification) {
             report.bad_stage_views
         );
     }
+    for consent in &report.consents {
+        say!(
+            "  agreed to be recorded, signed: {} at {} (the recording from {})",
+            consent.member.as_peer_id(),
+            consent.at,
+            consent.since
+        );
+    }
+    if report.bad_consents > 0 {
+        say!(
+            "  {} agreements to be recorded in the recording are not signed by their speaker",
+            report.bad_consents
+        );
+    }
     if report.others.frames > 0 {
         say!(
             "  {} frames of {}+ other speakers without keys: cannot be checked",
@@ -266,6 +280,12 @@ fn verification_json(verification: &Verification) -> Value {
         "others": tally_json(&verification.report.others),
         "stage_views": verification.report.stage_views,
         "bad_stage_views": verification.report.bad_stage_views,
+        "consents": verification.report.consents.iter().map(|consent| json!({
+            "peer_id": consent.member.as_peer_id().to_string(),
+            "since": consent.since.to_string(),
+            "at": consent.at.to_string(),
+        })).collect::<Vec<_>>(),
+        "bad_consents": verification.report.bad_consents,
         "speakers": speakers,
     })
 }

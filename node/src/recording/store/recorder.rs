@@ -11,7 +11,9 @@ use earshot_protocol::bucket::Bucket;
 use earshot_protocol::frame::{AudioFrame, SAMPLES_PER_FRAME, SpeakerId};
 use earshot_protocol::private::{PrivateRecord, Ring, Secret};
 use earshot_protocol::proof::FrameProof;
-use earshot_protocol::replay::{ContentRecord, ReplaySealed, ReplayStage, ReplayStudio};
+use earshot_protocol::replay::{
+    ContentRecord, ReplayConsent, ReplaySealed, ReplayStage, ReplayStudio,
+};
 use earshot_protocol::studio::StudioChunk;
 use earshot_protocol::{PeerKey, RecordingId, RoomId, Timestamp};
 use parking_lot::Mutex;
@@ -69,6 +71,8 @@ pub(super) enum Tapped {
     Sealed(Vec<u8>),
     /// A chunk of a speaker's studio track (its signature checked).
     Studio(StudioChunk),
+    /// A speaker's signed agreement to be recorded.
+    Consent(Vec<u8>),
 }
 
 impl FrameTap {
@@ -175,6 +179,15 @@ impl FrameTap {
             return self.record_sealed(&PrivateRecord::Stage(serde_bytes::ByteBuf::from(view)));
         }
         let _ = self.tx.try_send(Tapped::Stage(view));
+    }
+
+    /// Keeps a speaker's signed agreement to be recorded in the recording's content (it travels
+    /// with the replay). Not in a private room: the envelope names its author in the clear
+    /// (the agreement is kept beside the recording there, see `Recordings::add_consent`).
+    pub fn record_consent(&self, envelope: Vec<u8>) {
+        if self.sealing.is_none() && self.tx.try_send(Tapped::Consent(envelope)).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// In a private room: keeps the room's epoch keys this node holds with the recording,
@@ -440,6 +453,13 @@ fn write_loop(
                 let (key, value) = record_entry(&id, &stage);
                 batch.insert(key, value);
                 pending += 1;
+            }
+            Some(Tapped::Consent(envelope)) => {
+                if let Ok(consent) = ReplayConsent::new(anchors.latest, envelope) {
+                    let (key, value) = record_entry(&id, &ContentRecord::Consent(consent));
+                    batch.insert(key, value);
+                    pending += 1;
+                }
             }
             Some(Tapped::Sealed(bytes)) => {
                 let sealed = ContentRecord::Sealed(ReplaySealed {

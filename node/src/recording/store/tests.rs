@@ -270,6 +270,7 @@ fn proofs_are_kept_after_the_frames_they_cover() {
             ContentRecord::Stage(stage) => (stage.at, "stage"),
             ContentRecord::Sealed(sealed) => (sealed.at, "sealed"),
             ContentRecord::Studio(studio) => (studio.at, "studio"),
+            ContentRecord::Consent(consent) => (consent.at, "consent"),
         })
         .collect();
     let mut expected: Vec<(u64, &str)> = (0..12).map(|i| (i * 960, "frame")).collect();
@@ -503,6 +504,7 @@ fn a_speaker_who_has_not_agreed_is_kept_out_of_the_recording_and_its_agreement_k
     recordings
         .add_consent(&recorder.id(), &consent)
         .expect("kept");
+    tap.record_consent(consent.envelope.clone());
     tap.set_unconsented([]);
     for i in 5..8 {
         tap.record(&spoken(&bo_voice, i, 0));
@@ -518,7 +520,19 @@ fn a_speaker_who_has_not_agreed_is_kept_out_of_the_recording_and_its_agreement_k
     };
     assert_eq!(by_speaker(&ana_voice), 5);
     assert_eq!(by_speaker(&bo_voice), 3, "only what it said after agreeing");
-    assert_eq!(recordings.consents(&meta.id).expect("read"), vec![consent]);
+    assert_eq!(
+        recordings.consents(&meta.id).expect("read"),
+        vec![consent.clone()]
+    );
+    // In the content too, as a replay carries it, read back from the store.
+    let carried: Vec<_> = recordings
+        .records(&meta.id)
+        .filter_map(|record| match record {
+            Ok(ContentRecord::Consent(kept)) => Some(kept.envelope),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(carried, vec![consent.envelope.clone()]);
     // Not an agreement: refused; deleted with the recording.
     assert!(super::Consent::from_envelope(&envelope[..envelope.len() - 1], "bo".into()).is_none());
     recordings.delete(&meta.id).expect("delete");

@@ -542,3 +542,46 @@ fn studio_chunks_count_when_their_speaker_signed_them_and_fail_the_check_otherwi
     assert_eq!(report.speakers[0].tally.bad_studio, 1);
     assert!(!report.is_verified());
 }
+
+/// `seed`'s signed agreement to the recording of `room` that started at `since`, kept at `at`.
+fn consent(seed: u8, room: RoomId, at: u64) -> ContentRecord {
+    let envelope = crate::envelope::Envelope::sign(
+        &key(seed),
+        room,
+        1,
+        crate::id::Timestamp(1_800_000_000_500),
+        crate::envelope::Authority::Host,
+        crate::control::ControlBody::RecordingConsent {
+            since: crate::id::Timestamp(1_800_000_000_000),
+        },
+    )
+    .expect("an envelope")
+    .encode();
+    ContentRecord::Consent(crate::replay::ReplayConsent::new(at, envelope).expect("a record"))
+}
+
+#[test]
+fn speakers_agreements_are_listed_when_they_signed_them_for_this_room_and_fail_the_check_otherwise()
+{
+    let mut records = recording(&[1], 50);
+    records.push(consent(1, ROOM, 960));
+    records.sort_by_key(ContentRecord::order);
+    let report = verify_content(ROOM, keys(&[1]), &records);
+    assert_eq!(report.consents.len(), 1);
+    assert_eq!(report.consents[0].member, pk(1));
+    assert_eq!(report.bad_consents, 0);
+    assert!(report.is_verified());
+
+    // Another room's agreement, and one whose signature was tampered with.
+    records.push(consent(2, RoomId([9; 16]), 1_920));
+    let mut tampered = consent(3, ROOM, 2_880);
+    if let ContentRecord::Consent(record) = &mut tampered {
+        let last = record.envelope.len() - 1;
+        record.envelope[last] ^= 1;
+    }
+    records.push(tampered);
+    records.sort_by_key(ContentRecord::order);
+    let report = verify_content(ROOM, keys(&[1]), &records);
+    assert_eq!((report.consents.len(), report.bad_consents), (1, 2));
+    assert!(!report.is_verified());
+}
