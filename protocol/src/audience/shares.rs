@@ -141,7 +141,7 @@ impl ChatShares {
         let mut levels = Vec::with_capacity(path.len());
         let mut parent: Option<PeerKey> = None;
         for key in path {
-            kept -= forget_quiet(at, now);
+            kept = kept.saturating_sub(forget_quiet(at, now));
             if !at.contains_key(key) {
                 if at.len() >= MAX_BELOW || kept >= MAX_SHARES {
                     self.kept = kept;
