@@ -744,7 +744,14 @@ impl Impersonation {
             "adversary",
             &mal,
             &link,
-            &["--misbehave", "impersonate", "--input", "sine:3000"],
+            // Agreeing to be recorded: on stage it speaks at once, recorded or not.
+            &[
+                "--misbehave",
+                "impersonate",
+                "--input",
+                "sine:3000",
+                "--consent-recording",
+            ],
         );
         adversary.expect("audio_attached", |e| {
             matches!(e, Event::AudioAttached { .. })
