@@ -44,6 +44,10 @@ pub(super) enum Role {
     },
 }
 
+/// A member agreeing to be recorded by itself says so again after this long while the room has
+/// not heard it.
+const AGREE_AGAIN: std::time::Duration = std::time::Duration::from_secs(3);
+
 pub(super) struct RoomTask {
     node: Node,
     room: RoomId,
@@ -60,8 +64,9 @@ pub(super) struct RoomTask {
     /// a recording it has not agreed to speak in).
     self_muted: bool,
     held: bool,
-    /// Agree to be recorded at once when asked (`--consent-recording`).
+    /// Agree to be recorded at once when asked (`--consent-recording`), and when it last did.
     consenting: bool,
+    agreed_at: Option<std::time::Instant>,
 }
 
 impl RoomTask {
@@ -85,6 +90,7 @@ impl RoomTask {
             self_muted: false,
             held: false,
             consenting: false,
+            agreed_at: None,
         }
     }
 
@@ -117,6 +123,11 @@ impl RoomTask {
                     let stats = self.audio_stats(false).await;
                     self.node.emit(Event::AudioStats(stats));
                     self.record_stage();
+                    // Held: the room may have heard the agreement since (a member just brought
+                    // on stage hears it back once its node follows the room's topic).
+                    if self.held {
+                        self.check_consent().await;
+                    }
                 }
                 // The session lives as long as this task: the channel does not close.
                 event = audio_events.recv() => {
@@ -251,20 +262,33 @@ impl RoomTask {
             return;
         };
         let held = view.state.needs_consent(&self.node.key());
-        if held == self.held {
+        let changed = held != self.held;
+        if changed {
+            self.held = held;
+            self.audio.set_self_muted(self.self_muted || held);
+        }
+        if !held {
             return;
         }
-        self.held = held;
-        self.audio.set_self_muted(self.self_muted || held);
-        match (held, view.state.recording_since()) {
-            (true, Some(since)) if self.consenting => {
+        match view.state.recording_since() {
+            // Agreed, and again every few seconds until the room has it (a member just brought
+            // on stage says it up the tree, where it can be lost).
+            Some(since)
+                if self.consenting
+                    && self
+                        .agreed_at
+                        .is_none_or(|at| changed || at.elapsed() >= AGREE_AGAIN) =>
+            {
+                self.agreed_at = Some(std::time::Instant::now());
                 let body = earshot_protocol::ControlBody::RecordingConsent { since };
                 if let Err(err) = self.node.act(self.room, body).await {
                     self.error(format!("could not agree to be recorded: {err}"));
                 }
             }
-            (true, _) => self.node.emit(Event::ConsentAsked { room: self.room }),
-            (false, _) => {}
+            _ if changed && !self.consenting => {
+                self.node.emit(Event::ConsentAsked { room: self.room })
+            }
+            _ => {}
         }
     }
 

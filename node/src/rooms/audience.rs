@@ -468,6 +468,7 @@ impl Rooms {
             | ControlBody::LowerHand
             | ControlBody::Chat { .. }
             | ControlBody::MemberRecording { .. }
+            | ControlBody::RecordingConsent { .. }
             | ControlBody::Leave) => {
                 let urgent = matches!(body, ControlBody::Leave);
                 let envelope = joined.sign_only(&signing, now.wall, body)?;

@@ -323,6 +323,16 @@ impl HostAudience {
             }
             // Everyone is told who records what they hear (the room's rules allowed it).
             ControlBody::MemberRecording { .. } => Taken::Relay(envelope.encode()),
+            // A listener just brought on stage agrees to be recorded before its node follows
+            // the room's topic: everyone is told. Only from someone on stage.
+            ControlBody::RecordingConsent { .. }
+                if state.role_of(&author).is_some_and(|role| role.on_stage()) =>
+            {
+                Taken::Relay(envelope.encode())
+            }
+            ControlBody::RecordingConsent { .. } => {
+                refuse("only those on stage agree to be recorded")
+            }
             _ => refuse("listeners raise a hand, chat or record; the rest is for the stage"),
         }
     }
