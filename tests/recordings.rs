@@ -373,8 +373,6 @@ fn a_member_records_for_itself_only_where_the_room_allows() {
 /// from then on.
 #[test]
 fn a_speaker_in_a_recorded_room_is_heard_only_once_it_agrees_and_the_recording_keeps_its_word() {
-    use std::time::Duration;
-
     let ana = TestHome::new();
     let room = crate::live::local_room_with(&ana, "On the record", &["--record"]);
     let mut host = crate::live::tone_host(&ana, &room, &["--name", "ana"]);
@@ -405,8 +403,10 @@ fn a_speaker_in_a_recorded_room_is_heard_only_once_it_agrees_and_the_recording_k
     );
     let agreed = Instant::now();
     guest.expect_stats("its microphone on", |s| !s.self_muted);
-    // Two seconds of bo's voice, recorded.
-    std::thread::sleep(Duration::from_secs(2));
+    // Two more of its audio reports (a second each) with its voice going out, recorded.
+    for _ in 0..2 {
+        guest.expect_stats("its voice going out", |s| !s.self_muted);
+    }
     host.say("/end");
     let ended = Instant::now();
     assert_eq!(host.exit_code(), 0);
