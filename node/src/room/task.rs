@@ -60,6 +60,9 @@ pub(super) struct RoomTask {
     recorder: Option<Recorder>,
     /// The stage (keys and names) of the host's view the recording keeps last.
     recorded_stage: Option<Vec<(earshot_protocol::PeerKey, String)>>,
+    /// Members whose agreement this recording keeps already: one each, however many a member
+    /// sends (each newer one folds, and would otherwise grow the recording).
+    consents_kept: std::collections::HashSet<earshot_protocol::PeerKey>,
     /// This member's microphone as it set it, and whether it is held off besides (on stage in
     /// a recording it has not agreed to speak in).
     self_muted: bool,
@@ -87,6 +90,7 @@ impl RoomTask {
             entries,
             recorder: None,
             recorded_stage: None,
+            consents_kept: std::collections::HashSet::new(),
             self_muted: false,
             held: false,
             consenting: false,
@@ -313,10 +317,13 @@ impl RoomTask {
     }
 
     /// At a node recording the room: keeps `member`'s signed agreement with the recording.
-    async fn keep_consent(&self, member: earshot_protocol::PeerKey) {
+    async fn keep_consent(&mut self, member: earshot_protocol::PeerKey) {
         let (Some(recorder), Ok(home)) = (&self.recorder, self.recordings_home_now()) else {
             return;
         };
+        if self.consents_kept.contains(&member) {
+            return;
+        }
         let Ok(Some(view)) = self.node.view(self.room).await else {
             return;
         };
@@ -336,6 +343,7 @@ impl RoomTask {
         }
         // And in the content, so that a replay carries it.
         recorder.tap().record_consent(consent.envelope);
+        self.consents_kept.insert(member);
     }
 
     fn is_host(&self) -> bool {
@@ -460,6 +468,7 @@ impl RoomTask {
         if self.recorder.is_some() {
             return;
         }
+        self.consents_kept.clear();
         let home = match self.recordings_home() {
             Ok(home) => home,
             Err(err) => return self.error(format!("cannot record: {err}")),
