@@ -23,3 +23,4 @@ mod rooms;
 mod speech;
 mod studio;
 mod trust;
+mod view;

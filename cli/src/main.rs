@@ -82,7 +82,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,libp2p_kad=error")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(output::Logs)
         .init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let cli = Cli::parse();

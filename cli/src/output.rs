@@ -32,8 +32,45 @@ pub fn capture<T>(f: impl FnOnce() -> T) -> (String, String, T) {
     (out, err, result)
 }
 
+/// While the room view has the terminal (see `cmd::live::view`), whatever would be printed
+/// (lines, errors, logs) waits here for it to show.
+static FOR_VIEW: std::sync::Mutex<Option<Vec<String>>> = std::sync::Mutex::new(None);
+
+/// Sends what would be printed to the room view from now on (`true`), or to the terminal again.
+pub fn to_view(on: bool) {
+    let mut held = FOR_VIEW
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    *held = on.then(Vec::new);
+}
+
+/// What was printed for the view since the last call.
+pub fn take_for_view() -> Vec<String> {
+    FOR_VIEW
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .as_mut()
+        .map(std::mem::take)
+        .unwrap_or_default()
+}
+
+/// Keeps `text` for the view if it has the terminal.
+fn held_for_view(text: &str) -> bool {
+    match FOR_VIEW
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .as_mut()
+    {
+        Some(held) => {
+            held.extend(text.lines().map(str::to_owned));
+            true
+        }
+        None => false,
+    }
+}
+
 fn captured(stderr: bool, args: std::fmt::Arguments<'_>) -> bool {
-    CAPTURE.with(|c| match c.borrow_mut().as_mut() {
+    let captured = CAPTURE.with(|c| match c.borrow_mut().as_mut() {
         Some((out, err)) => {
             use std::fmt::Write;
             let target = if stderr { err } else { out };
@@ -41,7 +78,62 @@ fn captured(stderr: bool, args: std::fmt::Arguments<'_>) -> bool {
             true
         }
         None => false,
-    })
+    });
+    captured || held_for_view(&args.to_string())
+}
+
+/// Where logs go: standard error, or the room view while it has the terminal (their colours
+/// taken out).
+pub struct Logs;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+    type Writer = LogLine;
+
+    fn make_writer(&'a self) -> LogLine {
+        LogLine(Vec::new())
+    }
+}
+
+/// One log record, written when dropped.
+pub struct LogLine(Vec<u8>);
+
+impl std::io::Write for LogLine {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LogLine {
+    fn drop(&mut self) {
+        let text = String::from_utf8_lossy(&self.0);
+        if !held_for_view(&without_colours(&text)) {
+            use std::io::Write;
+            let _ = std::io::stderr().lock().write_all(&self.0);
+        }
+    }
+}
+
+/// `text` without the colour sequences (`ESC [ … m`) a log line carries.
+fn without_colours(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Whether a terminal would act on `c` rather than show it: control characters (C0, DEL, C1:
@@ -187,5 +279,13 @@ mod tests {
         let shown = printable(&json, true);
         let back: serde_json::Value = serde_json::from_str(&shown).expect("still JSON");
         assert_eq!(back["name"], "a\u{9b}b");
+    }
+
+    #[test]
+    fn logs_lose_their_colours_for_the_view() {
+        assert_eq!(
+            without_colours("\u{1b}[2m2026\u{1b}[0m \u{1b}[33m WARN\u{1b}[0m x"),
+            "2026  WARN x"
+        );
     }
 }

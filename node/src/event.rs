@@ -634,7 +634,7 @@ mod records;
 
 pub use records::{
     AudioStats, CarriedRoom, CarryRequest, CloseReason, DemoDepth, DemoNode, ListenerInfo,
-    MemberInfo, RelayStats, ServedReplay, TreeNode,
+    MemberInfo, RelayStats, ServedReplay, SpeakerLevel, TreeNode,
 };
 
 #[cfg(test)]

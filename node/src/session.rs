@@ -11,11 +11,11 @@
 //! relay through bounded queues that drop rather than block.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 
 use earshot_protocol::RoomId;
-use earshot_protocol::frame::SpeakerId;
+use earshot_protocol::frame::{SILENCE_LEVEL, SpeakerId};
 use libp2p::PeerId;
 use tokio::sync::{broadcast, watch};
 
@@ -71,6 +71,9 @@ pub struct AudioStatus {
     /// [`earshot_protocol::studio`]): chunks handed to the recorder so far, and chunks or
     /// frames it lost (a full queue); `None` without one.
     pub studio: Option<(u64, u64)>,
+    /// How loud each voice was in the last fifth of a second, this node's own as it went out
+    /// (RFC 6464: 0 loudest, 127 silent; voices not heard lately are not listed).
+    pub levels: Vec<(SpeakerId, u8)>,
 }
 
 /// What part a node plays in a room's audio.
@@ -92,6 +95,35 @@ struct Voice {
     host: Option<PeerId>,
     speaking: Option<Arc<AtomicBool>>,
     self_muted: Arc<AtomicBool>,
+    /// How loud it went out lately ([`OwnLevel`]).
+    level: Arc<AtomicU8>,
+}
+
+/// The loudest of every ten frames of this node's voice sent (a fifth of a second), kept for
+/// status displays.
+struct OwnLevel {
+    shared: Arc<AtomicU8>,
+    loudest: u8,
+    frames: u8,
+}
+
+impl OwnLevel {
+    fn new(shared: &Arc<AtomicU8>) -> Self {
+        Self {
+            shared: Arc::clone(shared),
+            loudest: SILENCE_LEVEL,
+            frames: 0,
+        }
+    }
+
+    fn sent(&mut self, level: u8) {
+        self.loudest = self.loudest.min(level);
+        self.frames += 1;
+        if self.frames == 10 {
+            self.shared.store(self.loudest, Ordering::Relaxed);
+            (self.loudest, self.frames) = (SILENCE_LEVEL, 0);
+        }
+    }
 }
 
 /// One room's audio at this node. Dropping it stops everything; [`AudioSession::finish`] also
@@ -210,6 +242,7 @@ impl AudioSession {
                 },
                 speaking: None,
                 self_muted: Arc::new(AtomicBool::new(matches!(role, Role::Carrier))),
+                level: Arc::new(AtomicU8::new(SILENCE_LEVEL)),
             },
             studio: None,
             events: membership.events.clone(),
@@ -235,8 +268,10 @@ impl AudioSession {
                 Some(host) => {
                     let sender = self.relay.speak(self.room, host).await?;
                     let muted = Arc::clone(&self.voice.self_muted);
+                    let mut level = OwnLevel::new(&self.voice.level);
                     self.start_voice(move |frame| {
                         if !muted.load(Ordering::Relaxed) {
+                            level.sent(frame.level);
                             // Capture never waits on the network: a full queue drops the frame.
                             let _ = sender.try_send(frame);
                         }
@@ -280,10 +315,18 @@ impl AudioSession {
     /// `/mute-self`: frames are made but not sent.
     pub fn set_self_muted(&self, muted: bool) {
         self.voice.self_muted.store(muted, Ordering::Relaxed);
+        if muted {
+            self.voice.level.store(SILENCE_LEVEL, Ordering::Relaxed);
+        }
     }
 
     pub fn status(&self) -> AudioStatus {
         let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+        let playback = self.player.as_ref().map(Player::status).unwrap_or_default();
+        let mut levels = playback.levels.clone();
+        if self.voice.speaking.is_some() && !self.voice.self_muted.load(Ordering::Relaxed) {
+            levels.push((self.me, self.voice.level.load(Ordering::Relaxed)));
+        }
         AudioStatus {
             position: *self.position.borrow(),
             children: self
@@ -300,7 +343,7 @@ impl AudioSession {
             not_selected: load(&self.stats.not_selected),
             speaking: self.voice.speaking.is_some(),
             self_muted: self.voice.self_muted.load(Ordering::Relaxed),
-            playback: self.player.as_ref().map(Player::status).unwrap_or_default(),
+            playback,
             audience_loss: self.stats.audio_loss.load(Ordering::Relaxed),
             audience_jitter_ms: self.stats.audience_jitter_ms.load(Ordering::Relaxed),
             studio: self.studio.as_ref().map(|studio| {
@@ -310,6 +353,7 @@ impl AudioSession {
                     load(&stats.chunks_dropped) + load(&stats.frames_dropped),
                 )
             }),
+            levels,
         }
     }
 
@@ -339,8 +383,10 @@ impl AudioSession {
         let relay = self.relay.clone();
         let room = self.room;
         let muted = Arc::clone(&self.voice.self_muted);
+        let mut level = OwnLevel::new(&self.voice.level);
         self.start_voice(move |frame| {
             if !muted.load(Ordering::Relaxed) {
+                level.sent(frame.level);
                 relay.relay(&room, &frame);
             }
         })
@@ -380,6 +426,7 @@ impl AudioSession {
         if let Some(stop) = self.voice.speaking.take() {
             stop.store(true, Ordering::Relaxed);
         }
+        self.voice.level.store(SILENCE_LEVEL, Ordering::Relaxed);
     }
 }
 

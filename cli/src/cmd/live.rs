@@ -26,6 +26,8 @@ use crate::render::Text;
 use crate::runtime::{Runtime, stop_requested};
 
 mod line;
+mod screen;
+mod view;
 
 use line::Line;
 
@@ -66,6 +68,10 @@ pub struct HostArgs {
     reach: ReachabilityArgs,
     #[command(flatten)]
     studio: Studio,
+    /// Print one line per event and read commands a line at a time even on a terminal (as
+    /// with a pipe or --json), instead of the room view.
+    #[arg(long)]
+    lines: bool,
 }
 
 /// A studio track ("double-ender") for the room's recording.
@@ -155,6 +161,10 @@ pub struct JoinArgs {
     /// it, your microphone stays off there until you type /consent.
     #[arg(long)]
     consent_recording: bool,
+    /// Print one line per event and read commands a line at a time even on a terminal (as
+    /// with a pipe or --json), instead of the room view.
+    #[arg(long)]
+    lines: bool,
 }
 
 /// `MS` or `MS:JITTER` (milliseconds, each at most ten seconds).
@@ -214,7 +224,9 @@ pub fn host(ctx: &Context, args: HostArgs) -> anyhow::Result<Exit> {
                 return Err(err.into());
             }
         };
-        let code = Live::new(&ctx, &node, room, true).run(&mut events).await;
+        let code = Live::new(&ctx, &node, room, true)
+            .run(&mut events, args.lines)
+            .await;
         node.shutdown().await;
         Ok(Exit(code))
     })
@@ -296,7 +308,9 @@ pub fn join(ctx: &Context, args: JoinArgs) -> anyhow::Result<Exit> {
                 bail!("{err}");
             }
         };
-        let code = Live::new(&ctx, &node, room, false).run(&mut events).await;
+        let code = Live::new(&ctx, &node, room, false)
+            .run(&mut events, args.lines)
+            .await;
         node.shutdown().await;
         Ok(Exit(code))
     })
@@ -390,8 +404,12 @@ impl<'a> Live<'a> {
     /// Runs until the room closes, `/leave`/`/end`, Ctrl-C or SIGTERM; then waits for this
     /// node's part to finish (children handed over), printing what comes. Returns the exit
     /// code: 1 when removed from the room.
-    async fn run(mut self, events: &mut broadcast::Receiver<Event>) -> u8 {
-        let code = self.follow(events).await;
+    async fn run(mut self, events: &mut broadcast::Receiver<Event>, lines: bool) -> u8 {
+        let code = if lines || !screen::wanted(self.ctx.json) {
+            self.follow(events).await
+        } else {
+            self.follow_on_screen(events).await
+        };
         let id = self.room.id();
         let finished = self.room.finished();
         tokio::pin!(finished);
@@ -453,13 +471,17 @@ impl<'a> Live<'a> {
 
     /// Carries out a line of input; true when it ends this node's time in the room.
     async fn on_line(&mut self, text: &str) -> bool {
-        let line = match self.parse(text).await {
-            Ok(line) => line,
+        match self.parse(text).await {
+            Ok(line) => self.carry_out(line).await,
             Err(err) => {
                 self.print_error(&format!("{err:#}"));
-                return false;
+                false
             }
-        };
+        }
+    }
+
+    /// Carries out a command; true when it ends this node's time in the room.
+    async fn carry_out(&mut self, line: Line) -> bool {
         let result = match line {
             Line::Nothing => Ok(()),
             Line::Act(body) => self.room.act(body).await,
@@ -643,12 +665,16 @@ impl<'a> Live<'a> {
 
 /// Prints an event that concerns the room `id` (or the node as a whole), not other rooms'.
 fn show_room_event(ctx: &Context, text: &mut Text, id: earshot_protocol::RoomId, event: &Event) {
-    let ours = match event {
+    if ours(ctx, id, event) {
+        show(ctx, text, event);
+    }
+}
+
+/// Whether `event` concerns the room `id` (or the node as a whole), not other rooms'.
+fn ours(ctx: &Context, id: earshot_protocol::RoomId, event: &Event) -> bool {
+    match event {
         Event::Listening { .. } | Event::Announced { .. } | Event::CarryRequested(_) => false,
         Event::DirectConnection { .. } => ctx.json,
         event => event.room().is_none_or(|room| room == id),
-    };
-    if ours {
-        show(ctx, text, event);
     }
 }

@@ -297,6 +297,9 @@ pub struct PlayerStatus {
     pub buffer_ms: f64,
     /// Mouth-to-ear latency of the frames played (capture at the speaker to this output).
     pub latency: Latency,
+    /// How loud each voice played in the last fifth of a second (RFC 6464: 0 loudest, 127
+    /// silent).
+    pub levels: Vec<(SpeakerId, u8)>,
 }
 
 /// A latency histogram in whole milliseconds (0-2047 ms; longer counts as 2047).
@@ -546,7 +549,8 @@ pub fn spawn_player(
                 }
                 // Status for reports, a few times a second.
                 if stats.chunks_played % 10 == 0 {
-                    let now = mixer_status(&mixer, stats, &latency);
+                    let mut now = mixer_status(&mixer, stats, &latency);
+                    now.levels = mixer.take_levels();
                     playout(&counters, &now);
                     *shared.lock() = now;
                 }

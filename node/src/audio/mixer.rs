@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use earshot_protocol::frame::{AudioFrame, SAMPLES_PER_FRAME, SpeakerId};
+use earshot_protocol::frame::{AudioFrame, SAMPLES_PER_FRAME, SILENCE_LEVEL, SpeakerId, level_of};
 
 use super::FRAME_SAMPLES;
 use super::codec::{CodecError, VoiceDecoder};
@@ -23,6 +23,9 @@ struct Voice {
     /// Media-clock time of this speaker's sequence number 0 (timestamps advance one frame's
     /// worth of samples per sequence number).
     epoch: u32,
+    /// The loudest this voice played since [`Mixer::take_levels`] (RFC 6464: 0 loudest, 127
+    /// silent), measured on what was decoded.
+    loudest: u8,
 }
 
 /// Mixes every speaker heard in a room.
@@ -84,6 +87,7 @@ impl Mixer {
                 decoder: VoiceDecoder::new()?,
                 last_heard: now,
                 epoch: 0,
+                loudest: SILENCE_LEVEL,
             }),
         };
         voice.last_heard = now;
@@ -119,6 +123,7 @@ impl Mixer {
             };
             match decoded {
                 Ok(samples) => {
+                    voice.loudest = voice.loudest.min(level_of(&samples));
                     for (out, sample) in mix.iter_mut().zip(samples) {
                         *out += sample;
                     }
@@ -132,6 +137,20 @@ impl Mixer {
             *sample = *sample - *sample * *sample * *sample / 6.75;
         }
         mix
+    }
+
+    /// How loud each voice played since the last call (the loudest 20 ms of each), for
+    /// showing who is talking: RFC 6464 levels, 0 loudest, 127 silent.
+    pub fn take_levels(&mut self) -> Vec<(SpeakerId, u8)> {
+        self.voices
+            .iter_mut()
+            .map(|(speaker, voice)| {
+                (
+                    *speaker,
+                    std::mem::replace(&mut voice.loudest, SILENCE_LEVEL),
+                )
+            })
+            .collect()
     }
 
     /// The media-clock capture times of the frames mixed into the last chunk.
@@ -237,5 +256,16 @@ mod tests {
             );
         }
         assert_eq!(mixer.stats().len(), 2);
+        // Both were loud lately (the tone at 0.2, -14 dBov; the speech about as loud); once
+        // taken, the levels start again from silence.
+        let levels: HashMap<SpeakerId, u8> = mixer.take_levels().into_iter().collect();
+        assert!((10..=20).contains(&levels[&SpeakerId(2)]), "{levels:?}");
+        assert!(levels[&SpeakerId(1)] < 40, "{levels:?}");
+        assert!(
+            mixer
+                .take_levels()
+                .iter()
+                .all(|(_, level)| *level == SILENCE_LEVEL)
+        );
     }
 }

@@ -23,6 +23,7 @@ fn status(received: u64, bytes: u64) -> AudioStatus {
         audience_loss: 0,
         audience_jitter_ms: 0,
         studio: None,
+        levels: Vec::new(),
     }
 }
 

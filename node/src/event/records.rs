@@ -128,9 +128,23 @@ pub struct AudioStats {
     pub studio_chunks: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub studio_lost: Option<u64>,
+    /// Who on stage was heard in the last fifth of a second, and how loud (this node's own
+    /// voice as it went out).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub levels: Vec<SpeakerLevel>,
     /// The last report, as the node leaves the room.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub r#final: bool,
+}
+
+/// How loud a member on stage was lately.
+#[serde_as]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpeakerLevel {
+    #[serde_as(as = "PeerIdOfKey")]
+    pub peer_id: PeerKey,
+    /// RFC 6464: 0 is the loudest (0 dBov), 127 silence.
+    pub level: u8,
 }
 
 /// A community relay's figures (`relay_stats`).

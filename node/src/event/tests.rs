@@ -111,6 +111,7 @@ fn node_and_audio_events() {
         audience_jitter_ms: None,
         studio_chunks: None,
         studio_lost: None,
+        levels: Vec::new(),
         r#final: false,
     };
     let value = serde_json::to_value(Event::AudioStats(Box::new(stats.clone()))).expect("json");
@@ -121,9 +122,18 @@ fn node_and_audio_events() {
         value.get("final").is_none(),
         "only the last report says final"
     );
+    assert!(value.get("levels").is_none(), "nobody heard lately");
     stats.r#final = true;
+    stats.levels = vec![SpeakerLevel {
+        peer_id: PeerKey([3; 32]),
+        level: 30,
+    }];
     let value = serde_json::to_value(Event::AudioStats(Box::new(stats.clone()))).expect("json");
     assert_eq!(value["final"], true);
+    assert_eq!(
+        value["levels"],
+        json!([{"peer_id": PeerKey([3; 32]).as_peer_id().to_string(), "level": 30}])
+    );
     let back: Event = serde_json::from_value(value).expect("reads back");
     assert_eq!(back, Event::AudioStats(Box::new(stats)));
 }

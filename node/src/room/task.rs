@@ -398,7 +398,27 @@ impl RoomTask {
             .tree(&self.room)
             .filter(|info| !last && status.position.is_some() && !info.path.is_empty())
             .map(|info| info.depth);
-        Box::new(stats_of(self.room, &status, depth))
+        let mut stats = stats_of(self.room, &status, depth);
+        // Voices by speaker id, named by the stage of the host's latest view (and this node).
+        let mut stage: Vec<earshot_protocol::PeerKey> = self
+            .node
+            .trees()
+            .view(&self.room)
+            .map(|view| view.stage.iter().map(|member| member.key).collect())
+            .unwrap_or_default();
+        stage.push(self.node.key());
+        stats.levels = status
+            .levels
+            .iter()
+            .filter_map(|(speaker, level)| {
+                let key = stage.iter().find(|key| SpeakerId::of(key) == *speaker)?;
+                Some(crate::event::SpeakerLevel {
+                    peer_id: *key,
+                    level: *level,
+                })
+            })
+            .collect();
+        Box::new(stats)
     }
 
     fn invite(
@@ -630,6 +650,7 @@ fn stats_of(room: RoomId, status: &AudioStatus, depth: Option<u16>) -> AudioStat
         audience_jitter_ms: (status.audience_jitter_ms > 0).then_some(status.audience_jitter_ms),
         studio_chunks: status.studio.map(|(sent, _)| sent),
         studio_lost: status.studio.map(|(_, lost)| lost),
+        levels: Vec::new(),
         r#final: false,
     }
 }
