@@ -314,6 +314,7 @@ fn a_forged_invite_is_refused_as_not_issued_by_the_host() {
         depth: 3,
     };
     let forged = InviteLink {
+        starts_at: None,
         capability: Capability::issue(&forger, room.parse().expect("room id"), grant, [1; 8])
             .expect("sign"),
         host: genuine.host,

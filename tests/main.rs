@@ -18,6 +18,7 @@ mod recordings;
 mod relay;
 mod replays;
 mod rooms;
+mod schedule;
 /// The talkers and PESQ scoring the `audio_quality` bench shares with `lab::lossy_sound`.
 #[path = "../node/benches/speech/mod.rs"]
 mod speech;

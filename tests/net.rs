@@ -179,6 +179,7 @@ pub fn invite(host: &TestNode, room: &RoomDescriptor, grant: Grant) -> InviteLin
     let mut nonce = [0u8; 8];
     getrandom::fill(&mut nonce).expect("random");
     InviteLink {
+        starts_at: None,
         capability: Capability::issue(&host.signing, room.id, grant, nonce).expect("issue"),
         host: room.host,
         bootstrap: room.addrs(),
@@ -192,6 +193,7 @@ pub fn delegate(holder: &TestNode, parent: &InviteLink, mut grant: Grant) -> Inv
     let mut nonce = [0u8; 8];
     getrandom::fill(&mut nonce).expect("random");
     InviteLink {
+        starts_at: None,
         capability: parent
             .capability
             .delegate(&holder.signing, grant, nonce)

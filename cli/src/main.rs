@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod ics;
 mod output;
 mod render;
 mod runtime;
@@ -66,10 +67,11 @@ impl Command {
     /// Commands that only read or write the data directory, and so can run inside a node that
     /// already holds it open.
     fn forwardable(&self) -> bool {
+        // Announcing runs a node of its own: not inside another node's process.
         matches!(
             self,
             Command::Room(_) | Command::Invite(_) | Command::Recordings(_)
-        )
+        ) && !matches!(self, Command::Room(cmd::room::RoomCommand::Announce(_)))
     }
 }
 

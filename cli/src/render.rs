@@ -68,6 +68,7 @@ impl Text {
                 role,
                 members,
                 recording,
+                starts_at,
                 ..
             } => {
                 let on_stage = members.iter().filter(|m| m.role.on_stage()).count();
@@ -78,6 +79,13 @@ impl Text {
                 )];
                 if *recording {
                     lines.push("● This room is being recorded.".into());
+                }
+                let now = earshot_node::clock::now();
+                if let Some(starts_at) = starts_at.filter(|at| *at > now) {
+                    lines.push(format!(
+                        "The room begins {}: you are in early.",
+                        crate::when::describe(starts_at, now)
+                    ));
                 }
                 lines.push("Type /help for commands; anything else is chat. /leave to go.".into());
                 lines
@@ -106,6 +114,10 @@ impl Text {
                 reason,
                 ..
             } => line(format!("! refused a message relayed by {from}: {reason}")),
+            Event::WaitingForHost { starts_at, .. } => line(format!(
+                "The room begins {}: waiting for its host to open it…",
+                crate::when::describe(*starts_at, earshot_node::clock::now())
+            )),
             Event::ConsentAsked { .. } => vec![
                 "● This room is being recorded. Your microphone stays off until you agree to \
                  speak in the recording: /consent (or /demote yourself to leave the stage)."

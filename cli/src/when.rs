@@ -27,9 +27,41 @@ pub fn parse_expiry(text: &str, now: Timestamp) -> anyhow::Result<Timestamp> {
     Ok(at)
 }
 
+/// `at` for people: the UTC time, and how far from `now` (`in 1 h 30 min`, `5 min ago`).
+pub fn describe(at: Timestamp, now: Timestamp) -> String {
+    let (ahead, millis) = if at >= now {
+        (true, at.0 - now.0)
+    } else {
+        (false, now.0 - at.0)
+    };
+    let minutes = millis.div_ceil(60_000);
+    let span = match minutes {
+        0..=59 => format!("{minutes} min"),
+        60..=2879 => match minutes % 60 {
+            0 => format!("{} h", minutes / 60),
+            rest => format!("{} h {rest} min", minutes / 60),
+        },
+        _ => format!("{} days", minutes / 1440),
+    };
+    if ahead {
+        format!("{at} (in {span})")
+    } else {
+        format!("{at} ({span} ago)")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_told_with_how_far_they_are() {
+        let now = Timestamp::from_secs(1_796_000_000);
+        assert!(describe(now.plus_millis(90 * 60_000), now).ends_with("(in 1 h 30 min)"));
+        assert!(describe(now.plus_millis(12 * 60_000), now).ends_with("(in 12 min)"));
+        assert!(describe(now.plus_millis(3 * 86_400_000), now).ends_with("(in 3 days)"));
+        assert!(describe(Timestamp(now.0 - 300_000), now).ends_with("(5 min ago)"));
+    }
 
     #[test]
     fn durations_and_times_parse() {

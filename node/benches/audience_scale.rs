@@ -207,6 +207,7 @@ async fn room_of(n: usize, args: &Args) -> Vec<Row> {
     let room = descriptor.id;
     host.host(descriptor.clone(), "host").await.expect("host");
     let link = InviteLink {
+        starts_at: None,
         capability: Capability::issue(
             &descriptor_key,
             room,

@@ -244,6 +244,7 @@ impl Host {
             depth: 0,
         };
         let link = InviteLink {
+            starts_at: None,
             capability: Capability::issue(&self.signing, descriptor.id, grant, nonce)
                 .expect("capability"),
             host: descriptor.host,

@@ -490,6 +490,7 @@ async fn open_room(host: &Node, signing: &ed25519_dalek::SigningKey) -> (RoomId,
         depth: 0,
     };
     let link = InviteLink {
+        starts_at: None,
         capability: Capability::issue(signing, descriptor.id, grant, nonce).expect("capability"),
         host: descriptor.host,
         bootstrap: descriptor.addrs(),

@@ -193,6 +193,7 @@ fn invite(signing: &SigningKey, descriptor: &RoomDescriptor) -> InviteLink {
     let mut nonce = [0u8; 8];
     getrandom::fill(&mut nonce).expect("random nonce");
     InviteLink {
+        starts_at: None,
         capability: Capability::issue(
             signing,
             descriptor.id,

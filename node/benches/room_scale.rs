@@ -134,6 +134,7 @@ async fn run(nodes: usize) {
     let room = descriptor.id;
     host.host(descriptor.clone(), "host").await.expect("host");
     let link = InviteLink {
+        starts_at: None,
         capability: Capability::issue(
             &signing,
             room,

@@ -98,6 +98,18 @@ pub enum Event {
         /// Whether the room is being recorded right now.
         #[serde(default)]
         recording: bool,
+        /// When the room begins, if it was scheduled (the host's signed descriptor says).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde_as(as = "Option<DisplayFromStr>")]
+        starts_at: Option<earshot_protocol::Timestamp>,
+    },
+    /// The host of a room that begins later is not there yet: this node keeps trying until a
+    /// quarter of an hour past the start (the time from the invite link).
+    WaitingForHost {
+        #[serde_as(as = "DisplayFromStr")]
+        room: RoomId,
+        #[serde_as(as = "DisplayFromStr")]
+        starts_at: earshot_protocol::Timestamp,
     },
     /// This node is no longer in the room: the last event of a room.
     Closed {
@@ -554,6 +566,7 @@ impl Event {
             Event::Announced { room }
             | Event::Hosting { room, .. }
             | Event::Joined { room, .. }
+            | Event::WaitingForHost { room, .. }
             | Event::Closed { room, .. }
             | Event::RelayAdded { room, .. }
             | Event::Recording { room, .. }

@@ -63,6 +63,7 @@ pub fn invite(
     audience: Audience,
 ) -> InviteLink {
     InviteLink {
+        starts_at: None,
         capability: Capability::issue(
             host,
             room.id,

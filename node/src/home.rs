@@ -6,9 +6,10 @@ use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::path::{Path, PathBuf};
 
 use earshot_protocol::room::{DescriptorError, RoomSpec};
+use earshot_protocol::snapshot::Announcement;
 use earshot_protocol::{
-    Capability, CapabilityError, Grant, InviteLink, Presenter, RecordingPolicy, RoomDescriptor,
-    RoomId, Timestamp, VerifyContext, Visibility,
+    Audience, Capability, CapabilityError, Grant, InviteLink, Presenter, RecordingPolicy, Role,
+    RoomDescriptor, RoomId, Timestamp, VerifyContext, Visibility,
 };
 use multiaddr::{Multiaddr, Protocol};
 
@@ -38,7 +39,12 @@ pub struct NewRoom {
     pub advertise: Option<Vec<Multiaddr>>,
     /// How many the room takes (signed into its descriptor).
     pub limits: earshot_protocol::RoomLimits,
+    /// When the room begins and what it is about, for a room announced ahead.
+    pub schedule: Option<earshot_protocol::Schedule>,
 }
+
+/// How long after a scheduled room's start the listener link of its announcement ahead lasts.
+pub const AHEAD_LINK_MS: u64 = 12 * 60 * 60 * 1000;
 
 /// Why a room or invite operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +69,8 @@ pub enum HomeError {
     Random(getrandom::Error),
     #[error(transparent)]
     Recording(#[from] RecordingError),
+    #[error("room {room} cannot be announced ahead: {why}")]
+    NotAhead { room: RoomId, why: &'static str },
 }
 
 impl Home {
@@ -120,7 +128,7 @@ impl Home {
             Some(advertise) => advertise,
             None => advertised_addrs(&listen),
         };
-        let descriptor = RoomDescriptor::sign(
+        let descriptor = RoomDescriptor::sign_scheduled(
             self.identity.signing_key(),
             RoomSpec {
                 id: RoomId(id),
@@ -131,6 +139,7 @@ impl Home {
                 addrs,
                 limits: new.limits,
             },
+            new.schedule,
         )?;
         let record = RoomRecord { descriptor, listen };
         self.store.put_room(&record)?;
@@ -195,10 +204,59 @@ impl Home {
             Capability::issue(self.identity.signing_key(), descriptor.id, grant, nonce()?)?;
         self.remember(&capability, now)?;
         Ok(InviteLink {
+            starts_at: descriptor.starts_at(),
             capability,
             host: descriptor.host,
             bootstrap: descriptor.addrs(),
         })
+    }
+
+    /// A scheduled public room's announcement ahead of its start, signed, for whoever serves
+    /// the lobby to keep until a little after the start
+    /// ([`earshot_protocol::snapshot::UPCOMING_GRACE_MS`]). Its listener link (remembered with
+    /// the room's invites) lasts [`AHEAD_LINK_MS`] past the start.
+    pub fn announce_ahead(
+        &self,
+        room: &RoomRecord,
+        host_name: &str,
+        now: Timestamp,
+    ) -> Result<earshot_protocol::Verified<Announcement>, HomeError> {
+        let descriptor = &room.descriptor;
+        let not_ahead = |why| HomeError::NotAhead {
+            room: descriptor.id,
+            why,
+        };
+        if descriptor.visibility != Visibility::Public {
+            return Err(not_ahead(
+                "only public rooms are on the lobby (room new --public)",
+            ));
+        }
+        let Some(starts_at) = descriptor.starts_at() else {
+            return Err(not_ahead("it has no start time (room new --at)"));
+        };
+        let expires_at = starts_at.plus_millis(earshot_protocol::snapshot::UPCOMING_GRACE_MS);
+        if expires_at <= now {
+            return Err(not_ahead("it began more than a quarter of an hour ago"));
+        }
+        let grant = Grant {
+            audience: Audience::Bearer,
+            role: Role::Listener,
+            not_before: now,
+            expires_at: starts_at.plus_millis(AHEAD_LINK_MS),
+            depth: 0,
+        };
+        let link = self.create_invite(room, grant, now)?;
+        Announcement::sign(
+            self.identity.signing_key(),
+            descriptor.clone(),
+            vec![host_name.to_owned()],
+            0,
+            link.capability,
+            expires_at,
+            Vec::new(),
+        )
+        .verify(now)
+        .map_err(|_| not_ahead("it begins more than 30 days from now"))
     }
 
     /// Issues a narrower invite from one this node holds. The parent must be valid now for this
@@ -223,6 +281,7 @@ impl Home {
                 .delegate(self.identity.signing_key(), grant, nonce()?)?;
         self.remember(&capability, now)?;
         Ok(InviteLink {
+            starts_at: parent.starts_at,
             capability,
             host: parent.host,
             bootstrap: parent.bootstrap.clone(),
@@ -349,7 +408,6 @@ pub fn advertised_addrs(listen: &[Multiaddr]) -> Vec<Multiaddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use earshot_protocol::{Audience, Role};
 
     fn new_room(title: &str) -> NewRoom {
         NewRoom {
@@ -359,6 +417,7 @@ mod tests {
             listen: None,
             advertise: None,
             limits: earshot_protocol::RoomLimits::default(),
+            schedule: None,
         }
     }
 

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use earshot_protocol::snapshot::{Announcement, RoomResponse, SnapshotError};
-use earshot_protocol::{RoomId, Timestamp, Verified};
+use earshot_protocol::{PeerKey, RoomId, Timestamp, Verified};
 use tracing::debug;
 
 use crate::event::Event;
@@ -18,20 +18,42 @@ pub const MAX_ROOMS_PER_HOST: usize = 4;
 pub const MAX_ROOMS: usize = 1_000;
 /// Announcements in one lobby answer (about 2 KB each).
 pub const MAX_ANSWERED: usize = 200;
+/// Scheduled rooms kept ahead of their start, in all and from one host key. Their
+/// announcements last days, not seconds, so they are kept apart, within bounds of their own:
+/// they never make a live room go. Past [`MAX_UPCOMING`], the room that starts latest makes
+/// way for one that starts sooner.
+pub const MAX_UPCOMING: usize = 500;
+pub const MAX_UPCOMING_PER_HOST: usize = 2;
+/// Of a lobby answer, at most this many are upcoming rooms (the rest are live ones).
+pub const MAX_ANSWERED_UPCOMING: usize = 50;
 
-/// Live public rooms by id.
+/// Announcements by host and room: a room id copied by another key is another entry, never a
+/// replacement of the first host's.
+type Key = (PeerKey, RoomId);
+
+/// Public rooms by host and id: live ones, and scheduled ones announced ahead.
 #[derive(Debug, Default)]
 pub struct Lobby {
-    rooms: HashMap<RoomId, Verified<Announcement>>,
+    rooms: HashMap<Key, Verified<Announcement>>,
+    upcoming: HashMap<Key, Verified<Announcement>>,
+}
+
+fn key_of(announcement: &Announcement) -> Key {
+    (announcement.descriptor.host, announcement.descriptor.id)
 }
 
 impl Lobby {
-    /// An announcement from the lobby topic.
+    /// An announcement from the lobby topic, or handed to this node to keep.
     pub fn on_announcement(&mut self, now: Timestamp, data: &[u8]) -> (Verdict, Option<Event>) {
         match Announcement::decode_verified(data, now) {
             Ok(announcement) => {
                 let room = announcement.descriptor.id;
-                if !self.keep(now, announcement) {
+                let kept = if announcement.ahead(now) {
+                    self.keep_upcoming(now, announcement)
+                } else {
+                    self.keep(now, announcement)
+                };
+                if !kept {
                     return (Verdict::Ignore, None);
                 }
                 (Verdict::Accept, Some(Event::Announced { room }))
@@ -47,15 +69,15 @@ impl Lobby {
 
     /// This node's own announcement of a room it hosts.
     pub fn insert(&mut self, announcement: Verified<Announcement>) {
-        self.rooms.insert(announcement.descriptor.id, announcement);
+        self.rooms.insert(key_of(&announcement), announcement);
     }
 
     /// Keeps `announcement` within the bounds: a room already kept is renewed; a host's
     /// [`MAX_ROOMS_PER_HOST`]+1st room is not kept; past [`MAX_ROOMS`] the one that expires
     /// soonest goes. Whether it was kept.
     fn keep(&mut self, now: Timestamp, announcement: Verified<Announcement>) -> bool {
-        let room = announcement.descriptor.id;
-        if !self.rooms.contains_key(&room) {
+        let key = key_of(&announcement);
+        if !self.rooms.contains_key(&key) {
             self.expire(now);
             let host = announcement.descriptor.host;
             let hosts = self
@@ -71,12 +93,43 @@ impl Lobby {
                     .rooms
                     .values()
                     .min_by_key(|kept| kept.expires_at)
-                    .map(|kept| kept.descriptor.id)
+                    .map(|kept| key_of(kept))
             {
                 self.rooms.remove(&soonest);
             }
         }
-        self.rooms.insert(room, announcement);
+        self.rooms.insert(key, announcement);
+        true
+    }
+
+    /// Keeps a scheduled room's announcement within the upcoming rooms' bounds. Whether it
+    /// was kept.
+    fn keep_upcoming(&mut self, now: Timestamp, announcement: Verified<Announcement>) -> bool {
+        let key = key_of(&announcement);
+        if !self.upcoming.contains_key(&key) {
+            self.expire(now);
+            let host = announcement.descriptor.host;
+            let hosts = self
+                .upcoming
+                .values()
+                .filter(|kept| kept.descriptor.host == host)
+                .count();
+            if hosts >= MAX_UPCOMING_PER_HOST {
+                return false;
+            }
+            if self.upcoming.len() >= MAX_UPCOMING {
+                let starts = |a: &Announcement| a.descriptor.starts_at().unwrap_or(a.expires_at);
+                let Some(latest) = self.upcoming.values().max_by_key(|kept| starts(kept)) else {
+                    return false;
+                };
+                if starts(latest) <= starts(&announcement) {
+                    return false;
+                }
+                let latest = key_of(latest);
+                self.upcoming.remove(&latest);
+            }
+        }
+        self.upcoming.insert(key, announcement);
         true
     }
 
@@ -88,18 +141,35 @@ impl Lobby {
         live
     }
 
+    /// Scheduled rooms announced ahead and not live now, the soonest first.
+    pub fn upcoming(&mut self, now: Timestamp) -> Vec<Verified<Announcement>> {
+        self.expire(now);
+        let mut upcoming: Vec<_> = self
+            .upcoming
+            .iter()
+            .filter(|(key, _)| !self.rooms.contains_key(key))
+            .map(|(_, a)| a.clone())
+            .collect();
+        upcoming.sort_by_key(|a| (a.descriptor.starts_at(), a.descriptor.id));
+        upcoming
+    }
+
     /// Forgets expired announcements.
     pub fn expire(&mut self, now: Timestamp) {
         self.rooms.retain(|_, a| a.expires_at > now);
+        self.upcoming.retain(|_, a| a.expires_at > now);
     }
 
-    /// The answer to a lobby query.
+    /// The answer to a lobby query: live rooms, then upcoming ones.
     pub fn answer(&mut self, now: Timestamp) -> RoomResponse {
+        let upcoming = self.upcoming(now);
+        let upcoming = &upcoming[..upcoming.len().min(MAX_ANSWERED_UPCOMING)];
         RoomResponse::Lobby {
             announcements: self
                 .live(now)
                 .iter()
-                .take(MAX_ANSWERED)
+                .take(MAX_ANSWERED - upcoming.len())
+                .chain(upcoming)
                 .map(|a| serde_bytes::ByteBuf::from(a.encode()))
                 .collect(),
         }

@@ -183,6 +183,12 @@ enum Command {
         addrs: Vec<Multiaddr>,
         reply: oneshot::Sender<Result<Vec<Verified<Announcement>>, LobbyError>>,
     },
+    AnnounceTo {
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        announcement: Vec<u8>,
+        reply: oneshot::Sender<Result<(), LobbyError>>,
+    },
     Listeners {
         room: RoomId,
         page: u32,
@@ -243,6 +249,7 @@ impl std::fmt::Debug for Command {
             Command::Over { .. } => "Over",
             Command::Lobby { .. } => "Lobby",
             Command::QueryLobby { .. } => "QueryLobby",
+            Command::AnnounceTo { .. } => "AnnounceTo",
             Command::PublishRaw { .. } => "PublishRaw",
             Command::UpRaw { .. } => "UpRaw",
             Command::Eavesdrop { .. } => "Eavesdrop",
@@ -555,6 +562,25 @@ impl Node {
         self.call(|reply| Command::QueryLobby { peer, addrs, reply })
             .await
             .map_err(|_| LobbyError::Stopped)?
+    }
+
+    /// Hands a scheduled room's announcement (encoded, see
+    /// [`crate::home::Home::announce_ahead`]) to a peer that serves the lobby (a community
+    /// relay), which keeps it until it expires and passes it on.
+    pub async fn announce_to(
+        &self,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        announcement: Vec<u8>,
+    ) -> Result<(), LobbyError> {
+        self.call(|reply| Command::AnnounceTo {
+            peer,
+            addrs,
+            announcement,
+            reply,
+        })
+        .await
+        .map_err(|_| LobbyError::Stopped)?
     }
 
     /// This node's place in `room`'s relay tree: its path up to the host, its children, its

@@ -22,6 +22,7 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::audio::io::{Input, Output, Resolved};
+use crate::clock;
 use crate::event::{CloseReason, Event, MemberInfo};
 use crate::home::{Home, HomeError};
 use crate::node::{CarryError, HostError, JoinError, Node, NodeStopped};
@@ -30,6 +31,7 @@ use crate::recording::replay::{ReplayError, ReplayServer, Replays};
 use crate::rooms::ActError;
 use crate::session::{AudioSession, SessionError};
 use crate::store::RoomRecord;
+use earshot_protocol::snapshot::UPCOMING_GRACE_MS;
 
 mod task;
 
@@ -50,6 +52,10 @@ pub const REACHABILITY_WAIT: Duration =
 pub const LINGER: Duration = Duration::from_millis(300);
 /// Commands waiting for a room's task.
 const ROOM_COMMAND_CAP: usize = 16;
+/// How often a joiner of a room that begins later tries to reach its host again, and how long
+/// it tries before saying it waits.
+const WAIT_FOR_HOST_RETRY: Duration = Duration::from_secs(3);
+const WAIT_FOR_HOST_TOLD: Duration = Duration::from_secs(2);
 
 /// How to host a room.
 #[derive(Debug, Clone)]
@@ -293,7 +299,7 @@ impl Node {
             audio,
             task::Role::Host {
                 home: Arc::clone(&home),
-                room: room.clone(),
+                room: Box::new(room.clone()),
                 _server: server,
                 _announcer: announcer,
             },
@@ -337,16 +343,50 @@ impl Node {
     ) -> Result<Room, RoomError> {
         let id = link.capability.room;
         let events = self.subscribe();
-        let view = match self.join(link, &options.name).await {
-            Ok(view) => view,
-            Err(err) => {
-                self.emit(Event::Rejected {
-                    room: Some(id),
-                    from: None,
-                    reason: err.to_string(),
-                });
-                return Err(err.into());
+        // A room that begins later: its host may not be there yet. Said once no answer came
+        // for a moment; tried again until a while past the start.
+        let early = link
+            .starts_at
+            .filter(|starts_at| clock::now() < starts_at.plus_millis(UPCOMING_GRACE_MS));
+        let mut waiting = false;
+        let view = loop {
+            let attempt = self.join(link.clone(), &options.name);
+            tokio::pin!(attempt);
+            let result = match early {
+                Some(starts_at) if !waiting => tokio::select! {
+                    result = &mut attempt => result,
+                    () = tokio::time::sleep(WAIT_FOR_HOST_TOLD) => {
+                        waiting = true;
+                        self.emit(Event::WaitingForHost { room: id, starts_at });
+                        attempt.await
+                    }
+                },
+                _ => attempt.await,
+            };
+            let err = match result {
+                Ok(view) => break view,
+                Err(err) => err,
+            };
+            if let (JoinError::Unreachable | JoinError::NoAnswer(_), Some(starts_at)) =
+                (&err, early)
+                && clock::now() < starts_at.plus_millis(UPCOMING_GRACE_MS)
+            {
+                if !waiting {
+                    waiting = true;
+                    self.emit(Event::WaitingForHost {
+                        room: id,
+                        starts_at,
+                    });
+                }
+                tokio::time::sleep(WAIT_FOR_HOST_RETRY).await;
+                continue;
             }
+            self.emit(Event::Rejected {
+                room: Some(id),
+                from: None,
+                reason: err.to_string(),
+            });
+            return Err(err.into());
         };
         let me = self.key();
         let role = view.state.role_of(&me).unwrap_or(RoomRole::Listener);
@@ -362,6 +402,7 @@ impl Node {
                 .map(MemberInfo::of)
                 .collect(),
             recording: view.state.recording.value,
+            starts_at: view.descriptor.starts_at(),
         });
         let host = view
             .descriptor

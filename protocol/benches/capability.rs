@@ -66,6 +66,7 @@ fn typical_link() -> InviteLink {
         depth: 0,
     };
     InviteLink {
+        starts_at: None,
         capability: Capability::issue(&key(HOST), ROOM, grant, [1; 8]).expect("valid grant"),
         host: pk(HOST),
         bootstrap: vec![

@@ -68,11 +68,22 @@ fn main() {
         &capability.encode(),
     );
     let link = InviteLink {
+        starts_at: None,
         capability: capability.clone(),
         host: PeerKey::from(&host),
         bootstrap: descriptor.addrs(),
     };
     write(&dir, "invite_link", "listener", link.to_string().as_bytes());
+    let scheduled_link = InviteLink {
+        starts_at: Some(Timestamp(NOW.0 + 7_200_000)),
+        ..link.clone()
+    };
+    write(
+        &dir,
+        "invite_link",
+        "scheduled",
+        scheduled_link.to_string().as_bytes(),
+    );
 
     let join = Envelope::sign(
         &member,
@@ -157,6 +168,42 @@ fn main() {
         Vec::new(),
     );
     write(&dir, "announcement", "live", &announcement.encode());
+    let scheduled = earshot_protocol::RoomDescriptor::sign_scheduled(
+        &host,
+        earshot_protocol::room::RoomSpec {
+            id: ROOM,
+            title: "Later".into(),
+            visibility: earshot_protocol::Visibility::Public,
+            recording: earshot_protocol::RecordingPolicy::default(),
+            created_at: NOW,
+            addrs: Vec::new(),
+            limits: earshot_protocol::RoomLimits::default(),
+        },
+        Some(earshot_protocol::Schedule {
+            starts_at: Timestamp(NOW.0 + 7_200_000),
+            about: "what it is about".into(),
+        }),
+    )
+    .expect("descriptor");
+    let ahead = Announcement::sign(
+        &host,
+        scheduled,
+        vec!["host".into()],
+        0,
+        announcement.listener_capability.clone(),
+        Timestamp(NOW.0 + 7_200_000 + 900_000),
+        Vec::new(),
+    );
+    write(&dir, "announcement", "ahead", &ahead.encode());
+    write(
+        &dir,
+        "room_request",
+        "announce",
+        &RoomRequest::Announce {
+            announcement: serde_bytes::ByteBuf::from(ahead.encode()),
+        }
+        .encode(),
+    );
     write(
         &dir,
         "room_response",

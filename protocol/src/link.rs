@@ -22,12 +22,14 @@ use sha2::{Digest, Sha256};
 
 use crate::capability::{Capability, MAX_CAPABILITY_BYTES};
 use crate::codec::{self, DecodeError};
-use crate::id::{PeerKey, base32};
+use crate::id::{PeerKey, Timestamp, base32};
 
 /// The text every link starts with.
 pub const LINK_PREFIX: &str = "earshot://join/";
-/// The link format this build writes and understands.
+/// The link format this build writes and understands (v2, written only for a room that begins
+/// later, adds when it begins).
 pub const LINK_VERSION: u8 = 1;
+pub const SCHEDULED_LINK_VERSION: u8 = 2;
 /// Most bootstrap addresses a link carries.
 pub const MAX_BOOTSTRAP_ADDRS: usize = 4;
 /// Longest encoded multiaddr accepted in a link.
@@ -48,6 +50,10 @@ pub struct InviteLink {
     pub host: PeerKey,
     /// Addresses to dial to reach the host (or a relay that reaches it).
     pub bootstrap: Vec<Multiaddr>,
+    /// When the room begins, for a scheduled room: a joiner before then waits for the host
+    /// rather than giving up. A hint, not signed (the room's signed descriptor says it once
+    /// the host answers); a wrong one only changes how long a joiner waits.
+    pub starts_at: Option<Timestamp>,
 }
 
 /// Why text is not a usable invite link.
@@ -64,7 +70,9 @@ pub enum LinkError {
     InvalidCharacter { character: char, position: usize },
     #[error("invite link is truncated or mistyped (checksum mismatch): copy the whole link again")]
     Checksum,
-    #[error("invite link is version {found}; this build understands version {LINK_VERSION}")]
+    #[error(
+        "invite link is version {found}; this build understands versions {LINK_VERSION} to {SCHEDULED_LINK_VERSION}"
+    )]
     UnsupportedVersion { found: u8 },
     #[error("invite link is malformed: {0}")]
     Malformed(#[from] DecodeError),
@@ -77,6 +85,13 @@ struct Body {
     bootstrap: Vec<serde_bytes::ByteBuf>,
 }
 
+/// A v2 link's body: v1's, then when the room begins.
+#[derive(Serialize, Deserialize)]
+struct ScheduledBody {
+    body: Body,
+    starts_at: Timestamp,
+}
+
 impl InviteLink {
     /// The link as text: `earshot://join/…`, lowercase.
     pub fn encode(&self) -> String {
@@ -86,7 +101,14 @@ impl InviteLink {
             // An address too long for decoders to accept would make the link unusable.
             bootstrap: crate::addr::to_wire(&self.bootstrap, MAX_ADDR_BYTES, MAX_BOOTSTRAP_ADDRS),
         };
-        frame(LINK_PREFIX, LINK_VERSION, &codec::encode(&body))
+        match self.starts_at {
+            None => frame(LINK_PREFIX, LINK_VERSION, &codec::encode(&body)),
+            Some(starts_at) => frame(
+                LINK_PREFIX,
+                SCHEDULED_LINK_VERSION,
+                &codec::encode(&ScheduledBody { body, starts_at }),
+            ),
+        }
     }
 
     /// The link as uppercase text, for QR codes (alphanumeric mode). [`InviteLink::decode`]
@@ -97,8 +119,18 @@ impl InviteLink {
 
     /// Reads a link, telling apart a mistyped link from a malformed one. Never panics.
     pub fn decode(text: &str) -> Result<Self, LinkError> {
-        let data = unframe(text, LINK_PREFIX, LINK_VERSION, MAX_LINK_CHARS)?;
-        let body: Body = codec::decode(&data, MAX_BODY_BYTES)?;
+        let (version, data) = unframe_versions(
+            text,
+            LINK_PREFIX,
+            LINK_VERSION..=SCHEDULED_LINK_VERSION,
+            MAX_LINK_CHARS,
+        )?;
+        let (body, starts_at) = if version == SCHEDULED_LINK_VERSION {
+            let scheduled: ScheduledBody = codec::decode(&data, MAX_BODY_BYTES + 16)?;
+            (scheduled.body, Some(scheduled.starts_at))
+        } else {
+            (codec::decode(&data, MAX_BODY_BYTES)?, None)
+        };
         body.capability.check_chain_length()?;
         let bootstrap = crate::addr::from_wire(
             &body.bootstrap,
@@ -110,6 +142,7 @@ impl InviteLink {
             capability: body.capability,
             host: body.host,
             bootstrap,
+            starts_at,
         })
     }
 }
@@ -177,6 +210,16 @@ pub(crate) fn unframe(
     version: u8,
     max_chars: usize,
 ) -> Result<Vec<u8>, Framing> {
+    unframe_versions(text, prefix, version..=version, max_chars).map(|(_, body)| body)
+}
+
+/// [`unframe`] for a link of any of `versions`: its version and body.
+pub(crate) fn unframe_versions(
+    text: &str,
+    prefix: &str,
+    versions: std::ops::RangeInclusive<u8>,
+    max_chars: usize,
+) -> Result<(u8, Vec<u8>), Framing> {
     let text = text.trim();
     if text.len() > max_chars {
         return Err(Framing::TooLong { len: text.len() });
@@ -193,10 +236,10 @@ pub(crate) fn unframe(
     if checksum(data) != sum {
         return Err(Framing::Checksum);
     }
-    if data[0] != version {
+    if !versions.contains(&data[0]) {
         return Err(Framing::UnsupportedVersion { found: data[0] });
     }
-    Ok(data[1..].to_vec())
+    Ok((data[0], data[1..].to_vec()))
 }
 
 fn checksum(bytes: &[u8]) -> [u8; CHECKSUM_BYTES] {

@@ -12,8 +12,14 @@ use crate::codec::{self, DecodeError};
 use crate::id::{PeerKey, RoomId, Sig, Timestamp};
 
 /// The descriptor format this build writes (v2: with the room's [`RoomLimits`]; v1, without
-/// them, is still read, with the default limits).
+/// them, is still read, with the default limits). A scheduled room's descriptor is
+/// [`SCHEDULED_VERSION`]: v2's fields and its [`Schedule`].
 pub const DESCRIPTOR_VERSION: u8 = 2;
+/// The version of a scheduled room's descriptor (a build that reads only v2 refuses it as a
+/// version it does not know, rather than misreading it).
+pub const SCHEDULED_VERSION: u8 = 3;
+/// Longest description of a room (what it is about), in bytes of UTF-8.
+pub const MAX_ABOUT_BYTES: usize = 500;
 /// Most people on a room's stage (the host included): every one of them follows the room's
 /// topic, and a view of the room lists at most this many.
 pub const MAX_STAGE_LIMIT: u16 = crate::audience::view::MAX_STAGE as u16;
@@ -24,7 +30,7 @@ pub const MAX_TITLE_BYTES: usize = 200;
 /// Most addresses a descriptor lists.
 pub const MAX_DESCRIPTOR_ADDRS: usize = 8;
 /// Largest encoded descriptor.
-pub const MAX_DESCRIPTOR_BYTES: usize = 2048;
+pub const MAX_DESCRIPTOR_BYTES: usize = 2560;
 
 const SIGNATURE_DOMAIN: &[u8] = b"earshot/room-descriptor/v1\0";
 
@@ -141,7 +147,17 @@ pub struct RoomDescriptor {
     pub addrs: Vec<serde_bytes::ByteBuf>,
     /// How many the room takes (v1 descriptors: the defaults).
     pub limits: RoomLimits,
+    /// When the room begins and what it is about (v3 descriptors; `None` before).
+    pub schedule: Option<Schedule>,
     pub signature: Sig,
+}
+
+/// A room announced ahead: when it begins and what it is about, in the host's word.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Schedule {
+    pub starts_at: Timestamp,
+    /// What the room is about (at most [`MAX_ABOUT_BYTES`]; may be empty).
+    pub about: String,
 }
 
 /// Why a descriptor was refused or could not be made.
@@ -195,12 +211,33 @@ struct UnsignedV2<'a> {
     limits: RoomLimits,
 }
 
-/// Fields of a v1 descriptor; v2 adds the limits before the signature.
+/// What a v3 descriptor signs: v2's, then the schedule.
+#[derive(Serialize)]
+struct UnsignedV3<'a> {
+    v2: UnsignedV2<'a>,
+    schedule: &'a Option<Schedule>,
+}
+
+/// Fields of a v1 descriptor; v2 adds the limits before the signature, v3 the schedule.
 const V1_FIELDS: usize = 9;
 
 impl RoomDescriptor {
     /// Signs a descriptor for a new room. The title is trimmed; it must not be empty.
     pub fn sign(host: &SigningKey, spec: RoomSpec) -> Result<Self, DescriptorError> {
+        Self::sign_scheduled(host, spec, None)
+    }
+
+    /// Signs a descriptor for a new room that begins at a set time ([`SCHEDULED_VERSION`]).
+    pub fn sign_scheduled(
+        host: &SigningKey,
+        spec: RoomSpec,
+        schedule: Option<Schedule>,
+    ) -> Result<Self, DescriptorError> {
+        let schedule = schedule.map(|schedule| Schedule {
+            about: schedule.about.trim().to_owned(),
+            ..schedule
+        });
+        check_schedule(schedule.as_ref())?;
         let title = spec.title.trim().to_owned();
         if title.is_empty() {
             return Err(DescriptorError::EmptyTitle);
@@ -221,7 +258,11 @@ impl RoomDescriptor {
             .into());
         }
         let mut descriptor = Self {
-            version: DESCRIPTOR_VERSION,
+            version: if schedule.is_some() {
+                SCHEDULED_VERSION
+            } else {
+                DESCRIPTOR_VERSION
+            },
             id: spec.id,
             title,
             visibility: spec.visibility,
@@ -230,6 +271,7 @@ impl RoomDescriptor {
             host: PeerKey::from(host),
             addrs: crate::addr::to_wire(&spec.addrs, usize::MAX, MAX_DESCRIPTOR_ADDRS),
             limits: spec.limits.check()?,
+            schedule,
             signature: Sig([0; 64]),
         };
         descriptor.signature = Sig::sign(host, SIGNATURE_DOMAIN, &descriptor.signed_bytes());
@@ -247,14 +289,23 @@ impl RoomDescriptor {
             host: &self.host,
             addrs: &self.addrs,
         };
-        if self.version == 1 {
-            codec::encode(&v1)
-        } else {
-            codec::encode(&UnsignedV2 {
-                v1,
-                limits: self.limits,
-            })
+        let v2 = UnsignedV2 {
+            v1,
+            limits: self.limits,
+        };
+        match self.version {
+            1 => codec::encode(&v2.v1),
+            2 => codec::encode(&v2),
+            _ => codec::encode(&UnsignedV3 {
+                v2,
+                schedule: &self.schedule,
+            }),
         }
+    }
+
+    /// When the room begins, if it was scheduled.
+    pub fn starts_at(&self) -> Option<Timestamp> {
+        self.schedule.as_ref().map(|schedule| schedule.starts_at)
     }
 
     /// The host's listen addresses; unparsable entries are skipped.
@@ -275,11 +326,14 @@ impl RoomDescriptor {
 
     /// Checks the version and the host's signature.
     pub fn verify(self) -> Result<Verified<Self>, DescriptorError> {
-        if !(1..=DESCRIPTOR_VERSION).contains(&self.version) {
+        if !(1..=SCHEDULED_VERSION).contains(&self.version)
+            || (self.version == SCHEDULED_VERSION) != self.schedule.is_some()
+        {
             return Err(DescriptorError::UnsupportedVersion {
                 found: self.version,
             });
         }
+        check_schedule(self.schedule.as_ref())?;
         self.limits.check()?;
         if self.title.trim().is_empty() {
             return Err(DescriptorError::EmptyTitle);
@@ -309,11 +363,26 @@ impl RoomDescriptor {
     }
 }
 
+fn check_schedule(schedule: Option<&Schedule>) -> Result<(), DescriptorError> {
+    match schedule {
+        Some(schedule) if schedule.about.len() > MAX_ABOUT_BYTES => {
+            Err(DecodeError::FieldTooLong {
+                field: "room description",
+                len: schedule.about.len(),
+                max: MAX_ABOUT_BYTES,
+            }
+            .into())
+        }
+        _ => Ok(()),
+    }
+}
+
 impl Serialize for RoomDescriptor {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeTuple;
-        let v2 = self.version >= 2;
-        let mut tuple = serializer.serialize_tuple(V1_FIELDS + 1 + usize::from(v2))?;
+        let (v2, v3) = (self.version >= 2, self.version >= SCHEDULED_VERSION);
+        let mut tuple =
+            serializer.serialize_tuple(V1_FIELDS + 1 + usize::from(v2) + usize::from(v3))?;
         tuple.serialize_element(&self.version)?;
         tuple.serialize_element(&self.id)?;
         tuple.serialize_element(&self.title)?;
@@ -324,6 +393,9 @@ impl Serialize for RoomDescriptor {
         tuple.serialize_element(&self.addrs)?;
         if v2 {
             tuple.serialize_element(&self.limits)?;
+        }
+        if v3 {
+            tuple.serialize_element(&self.schedule)?;
         }
         tuple.serialize_element(&self.signature)?;
         tuple.end()
@@ -363,6 +435,11 @@ impl<'de> Deserialize<'de> for RoomDescriptor {
                 } else {
                     RoomLimits::default()
                 };
+                let schedule = if version >= SCHEDULED_VERSION {
+                    seq.next_element()?.ok_or_else(&mut next)?
+                } else {
+                    None
+                };
                 let signature = seq.next_element()?.ok_or_else(&mut next)?;
                 Ok(RoomDescriptor {
                     version,
@@ -374,13 +451,14 @@ impl<'de> Deserialize<'de> for RoomDescriptor {
                     host,
                     addrs,
                     limits,
+                    schedule,
                     signature,
                 })
             }
         }
 
         // The longest form; postcard reads only as many fields as the visitor asks for.
-        deserializer.deserialize_tuple(V1_FIELDS + 2, Fields)
+        deserializer.deserialize_tuple(V1_FIELDS + 3, Fields)
     }
 }
 
@@ -438,6 +516,51 @@ mod tests {
         let pair = codec::encode(&(&v1, 42u8));
         let (back, after): (RoomDescriptor, u8) = codec::decode(&pair, 4096).expect("reads");
         assert_eq!((back, after), (v1, 42));
+    }
+
+    #[test]
+    fn a_scheduled_room_says_when_it_begins_signed_and_others_stay_version_2() {
+        let host = SigningKey::from_bytes(&[6; 32]);
+        let schedule = Schedule {
+            starts_at: Timestamp(1_700_003_600_000),
+            about: "  Chapter three, and what comes next  ".into(),
+        };
+        let scheduled =
+            RoomDescriptor::sign_scheduled(&host, spec(RoomLimits::default()), Some(schedule))
+                .expect("signs");
+        assert_eq!(scheduled.version, SCHEDULED_VERSION);
+        let read = RoomDescriptor::decode_verified(&scheduled.encode()).expect("reads");
+        assert_eq!(read.starts_at(), Some(Timestamp(1_700_003_600_000)));
+        assert_eq!(
+            read.schedule.as_ref().map(|s| s.about.as_str()),
+            Some("Chapter three, and what comes next")
+        );
+        // Signed: moving the start breaks the signature; so does passing it off as v2.
+        let mut moved = scheduled.clone();
+        if let Some(schedule) = moved.schedule.as_mut() {
+            schedule.starts_at = Timestamp(1_600_000_000_000);
+        }
+        assert_eq!(
+            RoomDescriptor::decode_verified(&moved.encode()),
+            Err(DescriptorError::BadSignature)
+        );
+        let mut unscheduled = scheduled.clone();
+        unscheduled.schedule = None;
+        assert!(matches!(
+            unscheduled.verify(),
+            Err(DescriptorError::UnsupportedVersion { found: 3 })
+        ));
+        // Unscheduled rooms are written as before.
+        let plain = RoomDescriptor::sign(&host, spec(RoomLimits::default())).expect("signs");
+        assert_eq!(plain.version, DESCRIPTOR_VERSION);
+        // Descriptions are bounded.
+        let long = Schedule {
+            starts_at: Timestamp(1),
+            about: "x".repeat(MAX_ABOUT_BYTES + 1),
+        };
+        assert!(
+            RoomDescriptor::sign_scheduled(&host, spec(RoomLimits::default()), Some(long)).is_err()
+        );
     }
 
     #[test]

@@ -27,9 +27,14 @@ pub const MAX_RPC_BYTES: usize = MAX_SNAPSHOT_BYTES + 1024;
 /// reads of a request before refusing it, so that a stranger's request costs it a few KB, not
 /// [`MAX_RPC_BYTES`].
 pub const MAX_REQUEST_BYTES: usize = const_max(
-    crate::envelope::MAX_ENVELOPE_BYTES,
-    crate::audience::ticket::MAX_TICKET_BYTES,
+    const_max(
+        crate::envelope::MAX_ENVELOPE_BYTES,
+        crate::audience::ticket::MAX_TICKET_BYTES,
+    ),
+    MAX_ANNOUNCEMENT_BYTES,
 ) + 64;
+/// Largest encoded lobby announcement.
+pub const MAX_ANNOUNCEMENT_BYTES: usize = 8 * 1024;
 
 const fn const_max(a: usize, b: usize) -> usize {
     if a > b { a } else { b }
@@ -42,6 +47,11 @@ pub const MAX_ANNOUNCED_SPEAKERS: usize = 10;
 pub const ANNOUNCEMENT_TTL_MS: u64 = 20_000;
 /// How often a public room's host re-announces it.
 pub const ANNOUNCE_INTERVAL_MS: u64 = 5_000;
+/// A scheduled room's announcement may stay valid until this long after its start (late
+/// arrivals still find it while the host's own announcements take over).
+pub const UPCOMING_GRACE_MS: u64 = 15 * 60 * 1000;
+/// How far ahead a room may be announced.
+pub const MAX_SCHEDULE_AHEAD_MS: u64 = 30 * 24 * 60 * 60 * 1000;
 
 const SNAPSHOT_DOMAIN: &[u8] = b"earshot/room-snapshot/v1\0";
 const ANNOUNCEMENT_DOMAIN: &[u8] = b"earshot/lobby-announcement/v1\0";
@@ -247,7 +257,7 @@ impl Announcement {
 
     /// Reads an announcement, checks the host's signatures and that it is live at `now`.
     pub fn decode_verified(bytes: &[u8], now: Timestamp) -> Result<Verified<Self>, SnapshotError> {
-        let announcement: Self = codec::decode(bytes, 8 * 1024)?;
+        let announcement: Self = codec::decode(bytes, MAX_ANNOUNCEMENT_BYTES)?;
         announcement.verify(now)
     }
 
@@ -269,7 +279,15 @@ impl Announcement {
         {
             return Err(SnapshotError::BadSignature);
         }
-        if now >= self.expires_at || self.expires_at > now.plus_millis(4 * ANNOUNCEMENT_TTL_MS) {
+        // A live room's announcement lasts seconds; a scheduled room's may last until a little
+        // after its start, if that is not too far ahead.
+        let latest = match descriptor.starts_at() {
+            Some(starts_at) if starts_at <= now.plus_millis(MAX_SCHEDULE_AHEAD_MS) => starts_at
+                .plus_millis(UPCOMING_GRACE_MS)
+                .max(now.plus_millis(4 * ANNOUNCEMENT_TTL_MS)),
+            _ => now.plus_millis(4 * ANNOUNCEMENT_TTL_MS),
+        };
+        if now >= self.expires_at || self.expires_at > latest {
             return Err(SnapshotError::Expired {
                 expires_at: self.expires_at,
             });
@@ -277,9 +295,16 @@ impl Announcement {
         Ok(Verified::new(self))
     }
 
+    /// Whether this announces a room ahead of its start (valid for longer than a live room's
+    /// announcement may be).
+    pub fn ahead(&self, now: Timestamp) -> bool {
+        self.expires_at > now.plus_millis(4 * ANNOUNCEMENT_TTL_MS)
+    }
+
     /// The join link this announcement offers.
     pub fn link(&self) -> InviteLink {
         InviteLink {
+            starts_at: self.descriptor.starts_at(),
             capability: self.listener_capability.clone(),
             host: self.descriptor.host,
             bootstrap: self
@@ -327,6 +352,9 @@ pub enum RoomRequest {
     /// A member of a private room that missed a step of its key schedule asks the host for the
     /// epoch now, sealed to it.
     Keys { room: RoomId },
+    /// Asks a node that serves the lobby (a community relay) to keep a scheduled room's
+    /// announcement (encoded) until it expires, and to pass it on the lobby topic.
+    Announce { announcement: serde_bytes::ByteBuf },
 }
 
 /// An answer on the room protocol.
@@ -369,6 +397,8 @@ pub enum RoomResponse {
     Listeners {
         listeners: Vec<crate::audience::wire::Newcomer>,
     },
+    /// The announcement is kept on the lobby.
+    Kept,
 }
 
 /// A place in the relay tree.
@@ -428,6 +458,9 @@ pub enum Refusal {
     /// The room takes no more (its descriptor's limits: `max` on stage or in the audience).
     #[error("the room is full ({max} at most)")]
     Full { max: u32 },
+    /// An announcement the lobby did not keep.
+    #[error("the lobby did not keep the announcement: {detail}")]
+    NotKept { detail: String },
 }
 
 impl RoomRequest {

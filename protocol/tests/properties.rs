@@ -294,6 +294,7 @@ fn invite_link() -> impl Strategy<Value = (InviteLink, Fixture)> {
         .prop_map(|(spec, bootstrap)| {
             let fixture = build(&spec);
             let link = InviteLink {
+                starts_at: None,
                 capability: fixture.cap.clone(),
                 host: fixture.host,
                 bootstrap,

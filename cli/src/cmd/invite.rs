@@ -239,6 +239,7 @@ fn inspect(
             "id": cap.id().to_string(),
             "chain": output::chain_json(cap),
             "bootstrap": link.bootstrap.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "starts_at": link.starts_at.map(|at| at.to_string()),
         }));
     } else {
         say!("Invite to room {}", cap.room);
@@ -262,6 +263,12 @@ fn inspect(
         }
         for addr in &link.bootstrap {
             say!("  dial:       {addr}");
+        }
+        if let Some(starts_at) = link.starts_at {
+            say!(
+                "  begins:     {} (the link says)",
+                crate::when::describe(starts_at, earshot_node::clock::now())
+            );
         }
         match &verdict {
             Ok(_) => say!("  status:     valid now"),

@@ -296,7 +296,22 @@ pub fn join(ctx: &Context, args: JoinArgs) -> anyhow::Result<Exit> {
             studio: args.studio.studio,
             consent_recording: args.consent_recording,
         };
-        let room = match node.join_room(link, options).await {
+        // While the join waits for the host of a room that begins later, say so at once (the
+        // room's own events are shown once it is joined).
+        let mut early = node.subscribe();
+        let joining = node.join_room(link, options);
+        tokio::pin!(joining);
+        let joined = loop {
+            tokio::select! {
+                result = &mut joining => break result,
+                event = early.recv() => {
+                    if let Ok(event @ Event::WaitingForHost { .. }) = event {
+                        show(&ctx, &mut Text::default(), &event);
+                    }
+                }
+            }
+        };
+        let room = match joined {
             Ok(room) => room,
             Err(err) => {
                 // What the node said (the refusal, for scripts) before the error.
@@ -673,7 +688,10 @@ fn show_room_event(ctx: &Context, text: &mut Text, id: earshot_protocol::RoomId,
 /// Whether `event` concerns the room `id` (or the node as a whole), not other rooms'.
 fn ours(ctx: &Context, id: earshot_protocol::RoomId, event: &Event) -> bool {
     match event {
-        Event::Listening { .. } | Event::Announced { .. } | Event::CarryRequested(_) => false,
+        Event::Listening { .. }
+        | Event::Announced { .. }
+        | Event::CarryRequested(_)
+        | Event::WaitingForHost { .. } => false,
         Event::DirectConnection { .. } => ctx.json,
         event => event.room().is_none_or(|room| room == id),
     }

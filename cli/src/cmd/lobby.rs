@@ -60,52 +60,87 @@ pub fn rooms(ctx: &Context, args: RoomsArgs) -> anyhow::Result<Exit> {
         }
         anyhow::Ok(found)
     })?;
+    let now = earshot_node::clock::now();
+    // One entry per room (by host and id), a live announcement before one ahead of the start.
     let mut rooms = found;
-    rooms.sort_by_key(|a| a.descriptor.id);
-    rooms.dedup_by_key(|a| a.descriptor.id);
+    rooms.sort_by_key(|a| (a.descriptor.host, a.descriptor.id, a.ahead(now)));
+    rooms.dedup_by_key(|a| (a.descriptor.host, a.descriptor.id));
+    let (mut upcoming, mut rooms): (Vec<_>, Vec<_>) = rooms.into_iter().partition(|a| a.ahead(now));
     rooms.sort_by_key(|a| std::cmp::Reverse(a.listeners));
+    upcoming.sort_by_key(|a| a.descriptor.starts_at());
     if ctx.json {
+        let entry = |a: &earshot_protocol::snapshot::Announcement, upcoming: bool| {
+            json!({
+                "room": a.descriptor.id.to_string(),
+                "title": a.descriptor.title,
+                "host": a.descriptor.host.as_peer_id().to_string(),
+                "speakers": a.speakers,
+                "listeners": a.listeners,
+                "upcoming": upcoming,
+                "starts_at": a.descriptor.starts_at().map(|at| at.to_string()),
+                "about": a.descriptor.schedule.as_ref().map(|s| s.about.clone()),
+                "link": a.link().encode(),
+                "replays": a.replays.iter().map(|r| json!({
+                    "title": r.title,
+                    "bytes": r.bytes,
+                    "manifest": r.manifest.to_string(),
+                    "link": r.link().encode(),
+                })).collect::<Vec<_>>(),
+            })
+        };
         print_json(
             &rooms
                 .iter()
-                .map(|a| {
-                    json!({
-                        "room": a.descriptor.id.to_string(),
-                        "title": a.descriptor.title,
-                        "host": a.descriptor.host.as_peer_id().to_string(),
-                        "speakers": a.speakers,
-                        "listeners": a.listeners,
-                        "link": a.link().encode(),
-                        "replays": a.replays.iter().map(|r| json!({
-                            "title": r.title,
-                            "bytes": r.bytes,
-                            "manifest": r.manifest.to_string(),
-                            "link": r.link().encode(),
-                        })).collect::<Vec<_>>(),
-                    })
-                })
+                .map(|a| entry(a, false))
+                .chain(upcoming.iter().map(|a| entry(a, true)))
                 .collect(),
         );
-    } else if rooms.is_empty() {
+        return Ok(Exit(0));
+    }
+    if rooms.is_empty() {
         say!("No public rooms are live right now.");
-    } else {
-        for a in &rooms {
-            say!(
-                "\"{}\"  {} listening  on stage: {}",
-                one_line(&a.descriptor.title),
-                a.listeners,
-                one_line(&a.speakers.join(", "))
-            );
-            say!("  {}", a.link());
-            for replay in &a.replays {
-                say!(
-                    "  ▶ replay \"{}\" ({} KiB): earshot recordings fetch {}",
-                    one_line(&replay.title),
-                    replay.bytes / 1024,
-                    replay.link().encode()
-                );
-            }
+    }
+    for a in &rooms {
+        say!(
+            "\"{}\"  {} listening  on stage: {}",
+            one_line(&a.descriptor.title),
+            a.listeners,
+            one_line(&a.speakers.join(", "))
+        );
+        if let Some(starts_at) = a.descriptor.starts_at().filter(|at| *at > now) {
+            say!("  begins {}", crate::when::describe(starts_at, now));
         }
+        say!("  {}", a.link());
+        for replay in &a.replays {
+            say!(
+                "  ▶ replay \"{}\" ({} KiB): earshot recordings fetch {}",
+                one_line(&replay.title),
+                replay.bytes / 1024,
+                replay.link().encode()
+            );
+        }
+    }
+    if !upcoming.is_empty() {
+        say!();
+        say!("Upcoming:");
+    }
+    for a in &upcoming {
+        let starts_at = a.descriptor.starts_at().unwrap_or(a.expires_at);
+        say!(
+            "\"{}\"  begins {}  host: {}",
+            one_line(&a.descriptor.title),
+            crate::when::describe(starts_at, now),
+            one_line(&a.speakers.join(", "))
+        );
+        if let Some(schedule) = a
+            .descriptor
+            .schedule
+            .as_ref()
+            .filter(|s| !s.about.is_empty())
+        {
+            say!("  {}", one_line(&schedule.about));
+        }
+        say!("  {}", a.link());
     }
     Ok(Exit(0))
 }

@@ -25,7 +25,28 @@ pub enum RoomCommand {
     Show {
         /// Room id, a unique prefix of it, or the exact title.
         room: String,
+        /// Print a calendar entry (iCalendar) for a scheduled room instead, with a listener
+        /// link valid until 12 hours after its start.
+        #[arg(long)]
+        ics: bool,
     },
+    /// Hand a scheduled public room's announcement to community relays, which keep it on the
+    /// lobby until a quarter of an hour after its start (`earshot rooms` lists it as upcoming),
+    /// whether or not this node is running then.
+    Announce(AnnounceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AnnounceArgs {
+    /// Room id, a unique prefix of it, or the exact title.
+    room: String,
+    /// A community relay (or any node on the lobby) to keep it, as a multiaddr ending in
+    /// /p2p/<PeerId> (repeatable).
+    #[arg(long, value_name = "MULTIADDR", required = true)]
+    bootstrap: Vec<Multiaddr>,
+    /// The host's name as the lobby lists it.
+    #[arg(long, default_value = "host")]
+    name: String,
 }
 
 #[derive(Debug, Args)]
@@ -68,6 +89,14 @@ pub struct NewArgs {
     #[arg(long, default_value_t = RoomLimits::default().stage, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=i64::from(MAX_STAGE_LIMIT)))]
     max_stage: u16,
+    /// When the room begins: in a while (90m, 2d) or a UTC time (2026-12-24T18:00Z). Signed
+    /// into the room; joiners before then are told, and wait for the host. A public room can
+    /// then be announced ahead (`room announce`), and `room show --ics` makes a calendar entry.
+    #[arg(long, value_name = "WHEN")]
+    at: Option<String>,
+    /// What the room is about (a few sentences, at most 500 bytes; with --at).
+    #[arg(long, value_name = "TEXT", requires = "at")]
+    about: Option<String>,
 }
 
 pub fn run(ctx: &Context, command: RoomCommand) -> anyhow::Result<Exit> {
@@ -83,6 +112,17 @@ pub fn run(ctx: &Context, command: RoomCommand) -> anyhow::Result<Exit> {
             } else {
                 Visibility::Unlisted
             };
+            let schedule = args
+                .at
+                .as_deref()
+                .map(|at| {
+                    anyhow::Ok(earshot_protocol::Schedule {
+                        starts_at: parse_expiry(at, now)
+                            .map_err(|err| anyhow::anyhow!("--at: {err:#}"))?,
+                        about: args.about.clone().unwrap_or_default(),
+                    })
+                })
+                .transpose()?;
             let room = home.create_room(
                 NewRoom {
                     title: args.title,
@@ -97,6 +137,7 @@ pub fn run(ctx: &Context, command: RoomCommand) -> anyhow::Result<Exit> {
                         stage: args.max_stage,
                         listeners: args.max_listeners,
                     },
+                    schedule,
                 },
                 now,
             )?;
@@ -125,6 +166,12 @@ pub fn run(ctx: &Context, command: RoomCommand) -> anyhow::Result<Exit> {
                 say!("  id: {}", d.id);
                 if d.recording.host_records {
                     say!("  recording: on when the room goes live");
+                }
+                if let Some(schedule) = &d.schedule {
+                    say!(
+                        "  begins:    {}",
+                        crate::when::describe(schedule.starts_at, now)
+                    );
                 }
                 for (role, link) in &links {
                     say!();
@@ -161,7 +208,27 @@ pub fn run(ctx: &Context, command: RoomCommand) -> anyhow::Result<Exit> {
                 }
             }
         }
-        RoomCommand::Show { room } => {
+        RoomCommand::Show { room, ics: true } => {
+            let room = home.find_room(&room)?;
+            let now = clock::now();
+            let Some(starts_at) = room.descriptor.starts_at() else {
+                anyhow::bail!(
+                    "room \"{}\" has no start time: a calendar entry needs one (room new --at)",
+                    room.descriptor.title
+                );
+            };
+            let grant = Grant {
+                audience: Audience::Bearer,
+                role: Role::Listener,
+                not_before: now,
+                expires_at: starts_at.plus_millis(earshot_node::home::AHEAD_LINK_MS),
+                depth: 0,
+            };
+            let link = home.create_invite(&room, grant, now)?;
+            print!("{}", crate::ics::event(&room.descriptor, &link, now));
+        }
+        RoomCommand::Announce(args) => announce(&home, args)?,
+        RoomCommand::Show { room, ics: false } => {
             let room = home.find_room(&room)?;
             let invites = home.store().invites(&room.descriptor.id)?;
             if ctx.json {
@@ -194,6 +261,15 @@ pub fn run(ctx: &Context, command: RoomCommand) -> anyhow::Result<Exit> {
                     }
                 );
                 say!("  created:    {}", d.created_at);
+                if let Some(schedule) = &d.schedule {
+                    say!(
+                        "  begins:     {}",
+                        crate::when::describe(schedule.starts_at, clock::now())
+                    );
+                    if !schedule.about.is_empty() {
+                        say!("  about:      {}", output::one_line(&schedule.about));
+                    }
+                }
                 say!(
                     "  takes:      {} on stage, {} listeners",
                     d.limits.stage,
@@ -235,7 +311,65 @@ fn room_json(room: &RoomRecord) -> Value {
         "max_listeners": d.limits.listeners,
         "listen": room.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "addrs": d.addrs().iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "starts_at": d.starts_at().map(|at| at.to_string()),
+        "about": d.schedule.as_ref().map(|s| s.about.clone()),
     })
+}
+
+/// `room announce`: the announcement ahead, handed to each relay given.
+fn announce(home: &earshot_node::home::Home, args: AnnounceArgs) -> anyhow::Result<()> {
+    let room = home.find_room(&args.room)?;
+    let now = clock::now();
+    let announcement = home.announce_ahead(&room, &args.name, now)?;
+    let mut relays = Vec::new();
+    for addr in &args.bootstrap {
+        let Some(multiaddr::Protocol::P2p(peer)) = addr.iter().last() else {
+            anyhow::bail!("--bootstrap {addr}: add /p2p/<PeerId> at the end");
+        };
+        relays.push((peer, addr.clone()));
+    }
+    let bytes = announcement.encode();
+    // A throwaway identity carries it: the announcement is the host's, signed already.
+    let identity = earshot_node::identity::Identity::ephemeral()?;
+    let results = crate::runtime::Runtime::new()?.run(async {
+        let node = earshot_node::node::Node::spawn(
+            identity,
+            earshot_node::node::NodeConfig {
+                listen: vec![
+                    "/ip4/0.0.0.0/udp/0/quic-v1"
+                        .parse()
+                        .expect("valid multiaddr"),
+                ],
+                ..earshot_node::node::NodeConfig::default()
+            },
+        )
+        .await?;
+        let mut results = Vec::new();
+        for (peer, addr) in relays {
+            let result = node
+                .announce_to(peer, vec![addr.clone()], bytes.clone())
+                .await;
+            results.push((addr, result));
+        }
+        node.shutdown().await;
+        anyhow::Ok(results)
+    })?;
+    let kept = results.iter().filter(|(_, result)| result.is_ok()).count();
+    for (addr, result) in &results {
+        match result {
+            Ok(()) => say!("Kept by {addr}"),
+            Err(err) => crate::output::shout!("earshot: {addr}: {err}"),
+        }
+    }
+    if kept == 0 {
+        anyhow::bail!("no relay kept the announcement");
+    }
+    say!(
+        "\"{}\" is on the lobby as upcoming until {}.",
+        room.descriptor.title,
+        announcement.expires_at
+    );
+    Ok(())
 }
 
 fn capitalise(word: &str) -> String {

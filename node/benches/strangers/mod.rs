@@ -73,6 +73,7 @@ pub async fn public_room(
 pub fn invite(key: &ed25519_dalek::SigningKey, room: &RoomDescriptor, role: Role) -> InviteLink {
     let now = earshot_node::clock::now();
     InviteLink {
+        starts_at: None,
         capability: Capability::issue(
             key,
             room.id,

@@ -145,6 +145,7 @@ fn internal_events_have_no_json_form() {
     let event = Event::CarryRequested(Box::new(CarryRequest {
         host: peer(1),
         link: earshot_protocol::InviteLink {
+            starts_at: None,
             capability: earshot_protocol::Capability::issue(
                 &ed25519_dalek::SigningKey::from_bytes(&[1; 32]),
                 ROOM,

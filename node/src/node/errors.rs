@@ -78,6 +78,8 @@ pub enum LobbyError {
     BadAnswer(BadAnswer),
     #[error("the node has stopped")]
     Stopped,
+    #[error("{0}")]
+    Refused(earshot_protocol::snapshot::Refusal),
 }
 
 /// Why a node in a room's tree (the host, an ancestor) did not give this node a place, or the

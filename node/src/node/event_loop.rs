@@ -528,6 +528,19 @@ impl EventLoop {
                 request: RoomRequest::Lobby,
                 then: Pending::Lobby(reply),
             }]),
+            Command::AnnounceTo {
+                peer,
+                addrs,
+                announcement,
+                reply,
+            } => self.apply(vec![Effect::Request {
+                peer,
+                addrs,
+                request: RoomRequest::Announce {
+                    announcement: announcement.into(),
+                },
+                then: Pending::Announce(reply),
+            }]),
             Command::PadSchedule {
                 room,
                 members,

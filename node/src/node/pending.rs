@@ -15,6 +15,8 @@ pub enum Pending {
     Join(Box<PendingJoin>),
     /// A lobby query.
     Lobby(oneshot::Sender<Result<Vec<Verified<Announcement>>, LobbyError>>),
+    /// A scheduled room's announcement handed to a node that serves the lobby.
+    Announce(oneshot::Sender<Result<(), LobbyError>>),
     /// Where to get a room's audio from.
     Attach(oneshot::Sender<Result<Placement, AttachError>>),
     /// Asking a community relay to carry a room.

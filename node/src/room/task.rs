@@ -33,7 +33,7 @@ pub(super) enum Role {
     /// serves replays, issues links.
     Host {
         home: Arc<Home>,
-        room: RoomRecord,
+        room: Box<RoomRecord>,
         _server: ReplayServer,
         _announcer: tokio::task::JoinHandle<()>,
     },

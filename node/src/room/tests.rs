@@ -11,6 +11,7 @@ fn relayed_addresses_go_first_in_a_link() {
         .parse()
         .expect("addr");
     let mut link = InviteLink {
+        starts_at: None,
         capability: Capability::issue(
             &host,
             RoomId([1; 16]),

@@ -43,6 +43,7 @@ fn typical_addrs() -> Vec<Multiaddr> {
 
 fn link_for(capability: Capability) -> InviteLink {
     InviteLink {
+        starts_at: None,
         capability,
         host: pk(1),
         bootstrap: typical_addrs(),
@@ -360,7 +361,7 @@ fn text_without_the_prefix_is_not_a_link() {
 fn other_versions_are_refused_as_such() {
     let mut data = raw(&typical());
     data.truncate(data.len() - CHECKSUM_BYTES);
-    for version in [0, 2, 255] {
+    for version in [0, 3, 255] {
         data[0] = version;
         assert_eq!(
             InviteLink::decode(&wrap(&data)),
@@ -369,9 +370,21 @@ fn other_versions_are_refused_as_such() {
         );
     }
     assert_eq!(
-        LinkError::UnsupportedVersion { found: 2 }.to_string(),
-        "invite link is version 2; this build understands version 1"
+        LinkError::UnsupportedVersion { found: 3 }.to_string(),
+        "invite link is version 3; this build understands versions 1 to 2"
     );
+}
+
+#[test]
+fn a_scheduled_rooms_link_says_when_it_begins_and_others_stay_version_1() {
+    let mut scheduled = typical();
+    scheduled.starts_at = Some(crate::id::Timestamp(1_798_135_200_000));
+    let text = scheduled.encode();
+    assert_eq!(InviteLink::decode(&text), Ok(scheduled.clone()));
+    assert_eq!(raw(&scheduled)[0], SCHEDULED_LINK_VERSION);
+    assert_eq!(raw(&typical())[0], LINK_VERSION);
+    // Nine bytes longer at most (the time), so about 15 characters.
+    assert!(text.len() <= typical().encode().len() + 15, "{text}");
 }
 
 #[test]

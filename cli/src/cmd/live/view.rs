@@ -75,6 +75,8 @@ pub struct Board {
     me: PeerKey,
     host: bool,
     title: String,
+    /// When the room begins, if it was scheduled.
+    starts_at: Option<earshot_protocol::Timestamp>,
     recording: bool,
     /// On stage in a recorded room without having agreed: the microphone is held off.
     held: bool,
@@ -103,6 +105,7 @@ impl Board {
             me,
             host,
             title: String::new(),
+            starts_at: None,
             recording: false,
             held: false,
             stage: Vec::new(),
@@ -137,8 +140,14 @@ impl Board {
             Event::SelfMuted { muted } => self.self_muted = *muted,
             Event::Audience { listeners, .. } => self.listeners = *listeners,
             Event::Joined {
-                title, recording, ..
-            } => (self.title, self.recording) = (title.clone(), *recording),
+                title,
+                recording,
+                starts_at,
+                ..
+            } => {
+                (self.title, self.recording) = (title.clone(), *recording);
+                self.starts_at = *starts_at;
+            }
             Event::Hosting { title, .. } => self.title = title.clone(),
             _ => {}
         }
@@ -178,6 +187,7 @@ impl Board {
     pub fn on_view(&mut self, view: &RoomView) {
         let state = &view.state;
         self.title = view.descriptor.title.clone();
+        self.starts_at = view.descriptor.starts_at();
         self.recording = state.recording.value;
         self.held = !self.host && state.needs_consent(&self.me);
         self.stage = state
@@ -434,6 +444,11 @@ impl Board {
                 .bold()
                 .reversed(),
         );
+        let now = earshot_node::clock::now();
+        if let Some(starts_at) = self.starts_at.filter(|at| *at > now) {
+            let minutes = (starts_at.0 - now.0).div_ceil(60_000);
+            spans.push(Span::raw(format!(" begins in {minutes} min ·")).fg(Color::Yellow));
+        }
         spans.push(Span::raw(format!(" {} listening", self.listeners)));
         if !self.hands.is_empty() {
             spans.push(Span::raw(format!(" · ✋ {}", self.hands.len())));

@@ -194,6 +194,26 @@ impl EventLoop {
         let respond = |response| vec![Effect::Respond { inbound, response }];
         match request {
             RoomRequest::Lobby => respond(self.lobby.answer(now.wall)),
+            RoomRequest::Announce { announcement } => {
+                match self.lobby.on_announcement(now.wall, &announcement) {
+                    (crate::rooms::Verdict::Accept, _) => {
+                        // Passed on to the lobby's subscribers (if any: kept here all the same).
+                        let topic = self.topics.lobby.clone();
+                        let _ = self
+                            .swarm
+                            .behaviour_mut()
+                            .gossipsub
+                            .publish(topic, announcement.into_vec());
+                        respond(RoomResponse::Kept)
+                    }
+                    _ => respond(RoomResponse::Refused {
+                        refusal: Refusal::NotKept {
+                            detail: "not valid, expired, or its host has too many rooms ahead"
+                                .into(),
+                        },
+                    }),
+                }
+            }
             RoomRequest::Join { envelope } => {
                 let follows = follows(&self.swarm, &self.topics);
                 let tree = &self.plane.tree;
@@ -304,6 +324,15 @@ impl EventLoop {
             Pending::Lobby(reply) => {
                 let _ = reply.send(lobby::read_answer(clock::now(), response));
             }
+            Pending::Announce(reply) => {
+                let _ = reply.send(match response {
+                    RoomResponse::Kept => Ok(()),
+                    RoomResponse::Refused { refusal } => Err(LobbyError::Refused(refusal)),
+                    _ => Err(LobbyError::BadAnswer(BadAnswer::Unexpected {
+                        expected: "the announcement kept",
+                    })),
+                });
+            }
             Pending::Attach(reply) => {
                 let _ = reply.send(match response {
                     RoomResponse::Parent(placement) => Ok(placement),
@@ -364,6 +393,11 @@ impl EventLoop {
                 self.apply(effects);
             }
             Pending::Lobby(reply) => {
+                let _ = reply.send(Err(
+                    failure.map_or(LobbyError::Unreachable, LobbyError::NoAnswer)
+                ));
+            }
+            Pending::Announce(reply) => {
                 let _ = reply.send(Err(
                     failure.map_or(LobbyError::Unreachable, LobbyError::NoAnswer)
                 ));
