@@ -23,5 +23,6 @@ mod schedule;
 #[path = "../node/benches/speech/mod.rs"]
 mod speech;
 mod studio;
+mod support;
 mod trust;
 mod view;

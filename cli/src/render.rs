@@ -69,6 +69,7 @@ impl Text {
                 members,
                 recording,
                 starts_at,
+                support,
                 ..
             } => {
                 let on_stage = members.iter().filter(|m| m.role.on_stage()).count();
@@ -79,6 +80,11 @@ impl Text {
                 )];
                 if *recording {
                     lines.push("● This room is being recorded.".into());
+                }
+                if let Some(support) = support {
+                    lines.push(format!(
+                        "Support the host: {support} (then /support AMOUNT UNIT [NOTE] says so)"
+                    ));
                 }
                 let now = earshot_node::clock::now();
                 if let Some(starts_at) = starts_at.filter(|at| *at > now) {
@@ -316,6 +322,22 @@ impl Text {
             Event::Removed { name, by_name, .. } => format!("✖ {name} was removed by {by_name}"),
             Event::Chat { name, text, .. } => format!("[{name}] {text}"),
             Event::Reaction { name, emoji, .. } => format!("{name} {emoji}"),
+            Event::Support {
+                name,
+                amount,
+                unit,
+                note,
+                ..
+            } => {
+                if note.is_empty() {
+                    format!("💛 {name} supported the host: {amount} {unit}")
+                } else {
+                    format!("💛 {name} supported the host: {amount} {unit}: {note}")
+                }
+            }
+            Event::SupportConfirmed { name, .. } => {
+                format!("✔ the host confirmed it received {name}'s support")
+            }
             Event::RecordingStarted { by_name, .. } => format!("● recording started by {by_name}"),
             Event::RecordingStopped { by_name, .. } => format!("○ recording stopped by {by_name}"),
             Event::RoomEnded { by_name, .. } => format!("The room was ended by {by_name}"),

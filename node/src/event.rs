@@ -102,6 +102,9 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[serde_as(as = "Option<DisplayFromStr>")]
         starts_at: Option<earshot_protocol::Timestamp>,
+        /// Where the host takes support (its signed descriptor's payment address or URL).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        support: Option<String>,
     },
     /// The host of a room that begins later is not there yet: this node keeps trying until a
     /// quarter of an hour past the start (the time from the invite link).
@@ -287,6 +290,34 @@ pub enum Event {
         text: String,
         #[serde_as(as = "DisplayFromStr")]
         at: Timestamp,
+    },
+    /// `from` supports the host: `amount` `unit` (its word; Earshot moves no money), a note.
+    /// `id` names it (hex) for the host's receipt.
+    Support {
+        #[serde_as(as = "DisplayFromStr")]
+        room: RoomId,
+        #[serde_as(as = "PeerIdOfKey")]
+        from: PeerKey,
+        name: String,
+        amount: u64,
+        unit: String,
+        note: String,
+        /// The message's digest, in hex.
+        id: String,
+        /// The signed message (not printed: a recording keeps it).
+        #[serde(skip)]
+        envelope: Vec<u8>,
+    },
+    /// The host confirms it received `supporter`'s support `id` (a signed receipt).
+    SupportConfirmed {
+        #[serde_as(as = "DisplayFromStr")]
+        room: RoomId,
+        #[serde_as(as = "PeerIdOfKey")]
+        supporter: PeerKey,
+        name: String,
+        id: String,
+        #[serde(skip)]
+        envelope: Vec<u8>,
     },
     Reaction {
         #[serde_as(as = "DisplayFromStr")]
@@ -585,6 +616,8 @@ impl Event {
             | Event::Unmuted { room, .. }
             | Event::Removed { room, .. }
             | Event::Chat { room, .. }
+            | Event::Support { room, .. }
+            | Event::SupportConfirmed { room, .. }
             | Event::Reaction { room, .. }
             | Event::Audience { room, .. }
             | Event::Reactions { room, .. }
@@ -643,6 +676,7 @@ serde_with::serde_conv!(
 );
 
 mod of;
+pub use of::hex;
 mod records;
 
 pub use records::{

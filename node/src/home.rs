@@ -41,6 +41,8 @@ pub struct NewRoom {
     pub limits: earshot_protocol::RoomLimits,
     /// When the room begins and what it is about, for a room announced ahead.
     pub schedule: Option<earshot_protocol::Schedule>,
+    /// Where listeners may support the host (a payment address or URL; signed into the room).
+    pub support: Option<String>,
 }
 
 /// How long after a scheduled room's start the listener link of its announcement ahead lasts.
@@ -128,7 +130,7 @@ impl Home {
             Some(advertise) => advertise,
             None => advertised_addrs(&listen),
         };
-        let descriptor = RoomDescriptor::sign_scheduled(
+        let descriptor = RoomDescriptor::sign_with(
             self.identity.signing_key(),
             RoomSpec {
                 id: RoomId(id),
@@ -139,7 +141,10 @@ impl Home {
                 addrs,
                 limits: new.limits,
             },
-            new.schedule,
+            earshot_protocol::Extras {
+                schedule: new.schedule,
+                support: new.support,
+            },
         )?;
         let record = RoomRecord { descriptor, listen };
         self.store.put_room(&record)?;
@@ -418,6 +423,7 @@ mod tests {
             advertise: None,
             limits: earshot_protocol::RoomLimits::default(),
             schedule: None,
+            support: None,
         }
     }
 

@@ -403,6 +403,7 @@ impl Node {
                 .collect(),
             recording: view.state.recording.value,
             starts_at: view.descriptor.starts_at(),
+            support: view.descriptor.support.clone(),
         });
         let host = view
             .descriptor

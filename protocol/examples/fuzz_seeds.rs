@@ -117,6 +117,33 @@ fn main() {
     )
     .expect("envelope");
     write(&dir, "envelope", "consent", &consent.encode());
+    let support = Envelope::sign(
+        &member,
+        ROOM,
+        4,
+        NOW,
+        Authority::Capability(capability.clone()),
+        ControlBody::Support {
+            amount: 5,
+            unit: "EUR".into(),
+            note: "thanks".into(),
+        },
+    )
+    .expect("envelope");
+    write(&dir, "envelope", "support", &support.encode());
+    let receipt = Envelope::sign(
+        &host,
+        ROOM,
+        5,
+        NOW,
+        Authority::Host,
+        ControlBody::SupportReceipt {
+            supporter: PeerKey::from(&member),
+            support: support.digest(),
+        },
+    )
+    .expect("envelope");
+    write(&dir, "envelope", "receipt", &receipt.encode());
 
     let requests = [
         (

@@ -13,6 +13,10 @@ pub const MAX_NAME_BYTES: usize = 64;
 pub const MAX_CHAT_BYTES: usize = 1000;
 /// Longest reaction (an emoji, possibly a ZWJ sequence), in bytes of UTF-8.
 pub const MAX_REACTION_BYTES: usize = 32;
+/// Longest unit of a support message (`EUR`, `sat`, `USDC`), in bytes of UTF-8.
+pub const MAX_SUPPORT_UNIT_BYTES: usize = 16;
+/// Longest note of a support message, in bytes of UTF-8.
+pub const MAX_SUPPORT_NOTE_BYTES: usize = 200;
 /// Most capabilities one removal revokes.
 pub const MAX_REVOCATIONS: usize = 8;
 
@@ -101,6 +105,20 @@ pub enum ControlBody {
     RecordingConsent {
         since: Timestamp,
     },
+    /// The author supports the room's host: `amount` of `unit`, as the author says (Earshot
+    /// moves no money: this is a signed word, paid however the host's descriptor says), and a
+    /// short note. Shown to everyone, kept with the recording; the host may confirm it.
+    Support {
+        amount: u64,
+        unit: String,
+        note: String,
+    },
+    /// The host confirms it received the support `supporter` sent in the message whose
+    /// envelope hashes (SHA-256) to `support`. The host's alone.
+    SupportReceipt {
+        supporter: PeerKey,
+        support: [u8; 32],
+    },
 }
 
 impl ControlBody {
@@ -116,6 +134,12 @@ impl ControlBody {
             }
             ControlBody::Reaction { emoji } if emoji.len() > MAX_REACTION_BYTES => {
                 Err(too_long("reaction", emoji.len(), MAX_REACTION_BYTES))
+            }
+            ControlBody::Support { unit, .. } if unit.len() > MAX_SUPPORT_UNIT_BYTES => {
+                Err(too_long("support unit", unit.len(), MAX_SUPPORT_UNIT_BYTES))
+            }
+            ControlBody::Support { note, .. } if note.len() > MAX_SUPPORT_NOTE_BYTES => {
+                Err(too_long("support note", note.len(), MAX_SUPPORT_NOTE_BYTES))
             }
             ControlBody::Remove { revoke, .. } if revoke.len() > MAX_REVOCATIONS => {
                 Err(too_long("revocation list", revoke.len(), MAX_REVOCATIONS))

@@ -116,6 +116,13 @@ impl Envelope {
     }
 
     /// The canonical encoding (what goes on the wire).
+    /// The SHA-256 of the encoded envelope: how a later message names this one (a host's
+    /// receipt names the support it confirms).
+    pub fn digest(&self) -> [u8; 32] {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(self.encode()).into()
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         codec::encode(self)
     }

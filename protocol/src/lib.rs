@@ -54,7 +54,7 @@ pub use control::ControlBody;
 pub use envelope::{Authority, Envelope, EnvelopeError};
 pub use id::{CapId, PeerKey, RecordingId, Role, RoomId, Timestamp};
 pub use link::{InviteLink, LinkError};
-pub use room::{RecordingPolicy, RoomDescriptor, RoomLimits, Schedule, Visibility};
+pub use room::{Extras, RecordingPolicy, RoomDescriptor, RoomLimits, Schedule, Visibility};
 
 /// A value that passed this crate's checks. Only this crate constructs it, so holding one is proof
 /// that the check ran.

@@ -20,6 +20,8 @@ pub const DESCRIPTOR_VERSION: u8 = 2;
 pub const SCHEDULED_VERSION: u8 = 3;
 /// Longest description of a room (what it is about), in bytes of UTF-8.
 pub const MAX_ABOUT_BYTES: usize = 500;
+/// Longest payment address or URL a host gives for support, in bytes of UTF-8.
+pub const MAX_SUPPORT_BYTES: usize = 200;
 /// Most people on a room's stage (the host included): every one of them follows the room's
 /// topic, and a view of the room lists at most this many.
 pub const MAX_STAGE_LIMIT: u16 = crate::audience::view::MAX_STAGE as u16;
@@ -149,7 +151,17 @@ pub struct RoomDescriptor {
     pub limits: RoomLimits,
     /// When the room begins and what it is about (v3 descriptors; `None` before).
     pub schedule: Option<Schedule>,
+    /// Where listeners may send the host support: a payment address or URL, as the host
+    /// wrote it (v3 descriptors; `None` before). Earshot shows it and moves no money.
+    pub support: Option<String>,
     pub signature: Sig,
+}
+
+/// What a v3 descriptor adds: a start, a way to support the host.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct Extras {
+    pub schedule: Option<Schedule>,
+    pub support: Option<String>,
 }
 
 /// A room announced ahead: when it begins and what it is about, in the host's word.
@@ -211,11 +223,12 @@ struct UnsignedV2<'a> {
     limits: RoomLimits,
 }
 
-/// What a v3 descriptor signs: v2's, then the schedule.
+/// What a v3 descriptor signs: v2's, then the schedule and the support address.
 #[derive(Serialize)]
 struct UnsignedV3<'a> {
     v2: UnsignedV2<'a>,
     schedule: &'a Option<Schedule>,
+    support: &'a Option<String>,
 }
 
 /// Fields of a v1 descriptor; v2 adds the limits before the signature, v3 the schedule.
@@ -233,11 +246,32 @@ impl RoomDescriptor {
         spec: RoomSpec,
         schedule: Option<Schedule>,
     ) -> Result<Self, DescriptorError> {
-        let schedule = schedule.map(|schedule| Schedule {
+        Self::sign_with(
+            host,
+            spec,
+            Extras {
+                schedule,
+                support: None,
+            },
+        )
+    }
+
+    /// Signs a descriptor for a new room with a start, a way to support the host, or both
+    /// ([`SCHEDULED_VERSION`] if either; otherwise as [`Self::sign`]).
+    pub fn sign_with(
+        host: &SigningKey,
+        spec: RoomSpec,
+        extras: Extras,
+    ) -> Result<Self, DescriptorError> {
+        let schedule = extras.schedule.map(|schedule| Schedule {
             about: schedule.about.trim().to_owned(),
             ..schedule
         });
-        check_schedule(schedule.as_ref())?;
+        let support = extras
+            .support
+            .map(|support| support.trim().to_owned())
+            .filter(|support| !support.is_empty());
+        check_extras(schedule.as_ref(), support.as_deref())?;
         let title = spec.title.trim().to_owned();
         if title.is_empty() {
             return Err(DescriptorError::EmptyTitle);
@@ -258,7 +292,7 @@ impl RoomDescriptor {
             .into());
         }
         let mut descriptor = Self {
-            version: if schedule.is_some() {
+            version: if schedule.is_some() || support.is_some() {
                 SCHEDULED_VERSION
             } else {
                 DESCRIPTOR_VERSION
@@ -272,6 +306,7 @@ impl RoomDescriptor {
             addrs: crate::addr::to_wire(&spec.addrs, usize::MAX, MAX_DESCRIPTOR_ADDRS),
             limits: spec.limits.check()?,
             schedule,
+            support,
             signature: Sig([0; 64]),
         };
         descriptor.signature = Sig::sign(host, SIGNATURE_DOMAIN, &descriptor.signed_bytes());
@@ -299,6 +334,7 @@ impl RoomDescriptor {
             _ => codec::encode(&UnsignedV3 {
                 v2,
                 schedule: &self.schedule,
+                support: &self.support,
             }),
         }
     }
@@ -327,13 +363,14 @@ impl RoomDescriptor {
     /// Checks the version and the host's signature.
     pub fn verify(self) -> Result<Verified<Self>, DescriptorError> {
         if !(1..=SCHEDULED_VERSION).contains(&self.version)
-            || (self.version == SCHEDULED_VERSION) != self.schedule.is_some()
+            || (self.version == SCHEDULED_VERSION)
+                != (self.schedule.is_some() || self.support.is_some())
         {
             return Err(DescriptorError::UnsupportedVersion {
                 found: self.version,
             });
         }
-        check_schedule(self.schedule.as_ref())?;
+        check_extras(self.schedule.as_ref(), self.support.as_deref())?;
         self.limits.check()?;
         if self.title.trim().is_empty() {
             return Err(DescriptorError::EmptyTitle);
@@ -363,18 +400,28 @@ impl RoomDescriptor {
     }
 }
 
-fn check_schedule(schedule: Option<&Schedule>) -> Result<(), DescriptorError> {
-    match schedule {
-        Some(schedule) if schedule.about.len() > MAX_ABOUT_BYTES => {
-            Err(DecodeError::FieldTooLong {
-                field: "room description",
-                len: schedule.about.len(),
-                max: MAX_ABOUT_BYTES,
-            }
-            .into())
+fn check_extras(schedule: Option<&Schedule>, support: Option<&str>) -> Result<(), DescriptorError> {
+    if let Some(schedule) = schedule
+        && schedule.about.len() > MAX_ABOUT_BYTES
+    {
+        return Err(DecodeError::FieldTooLong {
+            field: "room description",
+            len: schedule.about.len(),
+            max: MAX_ABOUT_BYTES,
         }
-        _ => Ok(()),
+        .into());
     }
+    if let Some(support) = support
+        && support.len() > MAX_SUPPORT_BYTES
+    {
+        return Err(DecodeError::FieldTooLong {
+            field: "support address",
+            len: support.len(),
+            max: MAX_SUPPORT_BYTES,
+        }
+        .into());
+    }
+    Ok(())
 }
 
 impl Serialize for RoomDescriptor {
@@ -382,7 +429,7 @@ impl Serialize for RoomDescriptor {
         use serde::ser::SerializeTuple;
         let (v2, v3) = (self.version >= 2, self.version >= SCHEDULED_VERSION);
         let mut tuple =
-            serializer.serialize_tuple(V1_FIELDS + 1 + usize::from(v2) + usize::from(v3))?;
+            serializer.serialize_tuple(V1_FIELDS + 1 + usize::from(v2) + 2 * usize::from(v3))?;
         tuple.serialize_element(&self.version)?;
         tuple.serialize_element(&self.id)?;
         tuple.serialize_element(&self.title)?;
@@ -396,6 +443,7 @@ impl Serialize for RoomDescriptor {
         }
         if v3 {
             tuple.serialize_element(&self.schedule)?;
+            tuple.serialize_element(&self.support)?;
         }
         tuple.serialize_element(&self.signature)?;
         tuple.end()
@@ -435,10 +483,13 @@ impl<'de> Deserialize<'de> for RoomDescriptor {
                 } else {
                     RoomLimits::default()
                 };
-                let schedule = if version >= SCHEDULED_VERSION {
-                    seq.next_element()?.ok_or_else(&mut next)?
+                let (schedule, support) = if version >= SCHEDULED_VERSION {
+                    (
+                        seq.next_element()?.ok_or_else(&mut next)?,
+                        seq.next_element()?.ok_or_else(&mut next)?,
+                    )
                 } else {
-                    None
+                    (None, None)
                 };
                 let signature = seq.next_element()?.ok_or_else(&mut next)?;
                 Ok(RoomDescriptor {
@@ -452,13 +503,14 @@ impl<'de> Deserialize<'de> for RoomDescriptor {
                     addrs,
                     limits,
                     schedule,
+                    support,
                     signature,
                 })
             }
         }
 
         // The longest form; postcard reads only as many fields as the visitor asks for.
-        deserializer.deserialize_tuple(V1_FIELDS + 3, Fields)
+        deserializer.deserialize_tuple(V1_FIELDS + 4, Fields)
     }
 }
 
@@ -550,6 +602,24 @@ mod tests {
             unscheduled.verify(),
             Err(DescriptorError::UnsupportedVersion { found: 3 })
         ));
+        // A way to support the host alone makes a v3 descriptor too, signed.
+        let supported = RoomDescriptor::sign_with(
+            &host,
+            spec(RoomLimits::default()),
+            Extras {
+                schedule: None,
+                support: Some("https://example.org/tip".into()),
+            },
+        )
+        .expect("signs");
+        let read = RoomDescriptor::decode_verified(&supported.encode()).expect("reads");
+        assert_eq!(read.support.as_deref(), Some("https://example.org/tip"));
+        let mut redirected = supported.clone();
+        redirected.support = Some("https://attacker.example/tip".into());
+        assert_eq!(
+            RoomDescriptor::decode_verified(&redirected.encode()),
+            Err(DescriptorError::BadSignature)
+        );
         // Unscheduled rooms are written as before.
         let plain = RoomDescriptor::sign(&host, spec(RoomLimits::default())).expect("signs");
         assert_eq!(plain.version, DESCRIPTOR_VERSION);

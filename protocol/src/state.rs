@@ -33,6 +33,7 @@ mod budget;
 mod change;
 mod consent;
 mod member;
+mod permission;
 
 pub use self::budget::{Budgets, CHAT_BURST, CHAT_EVERY_MS, REACTION_BURST, REACTION_EVERY_MS};
 
@@ -514,6 +515,21 @@ impl RoomState {
                 from: author,
                 emoji: emoji.clone(),
             }),
+            ControlBody::Support { amount, unit, note } => changes.push(RoomChange::Support {
+                from: author,
+                amount: *amount,
+                unit: unit.clone(),
+                note: note.clone(),
+                id: env.digest(),
+                envelope: env.encode(),
+            }),
+            ControlBody::SupportReceipt { supporter, support } => {
+                changes.push(RoomChange::SupportConfirmed {
+                    supporter: *supporter,
+                    id: *support,
+                    envelope: env.encode(),
+                });
+            }
             ControlBody::RecordingStarted | ControlBody::RecordingStopped => {
                 let on = matches!(env.body, ControlBody::RecordingStarted);
                 if self.recording.set(on, stamp) {
@@ -673,78 +689,6 @@ impl RoomState {
                     expires_at,
                 }))
             }
-        }
-    }
-
-    fn check_permission(
-        &self,
-        author: PeerKey,
-        role: RoomRole,
-        body: &ControlBody,
-    ) -> Result<(), Rejected> {
-        let not_allowed = |action| Rejected::NotAllowed { role, action };
-        let on_target = |action: &'static str, target: &PeerKey| -> Result<(), Rejected> {
-            let target_role = self.role_of(target).unwrap_or(RoomRole::Listener);
-            if role < RoomRole::Moderator {
-                return Err(not_allowed(action));
-            }
-            // The host is untouchable; moderators act on listeners and speakers only.
-            if target_role == RoomRole::Host
-                || (role == RoomRole::Moderator && target_role >= RoomRole::Moderator)
-            {
-                return Err(Rejected::NotAllowedOn {
-                    role,
-                    action,
-                    target_role,
-                });
-            }
-            Ok(())
-        };
-        match body {
-            ControlBody::Join { .. }
-            | ControlBody::Presence
-            | ControlBody::Leave
-            | ControlBody::LowerHand
-            | ControlBody::Chat { .. }
-            | ControlBody::Reaction { .. }
-            | ControlBody::TreePosition { .. }
-            | ControlBody::Accuse { .. }
-            | ControlBody::RecordingConsent { .. }
-            | ControlBody::ReplayAvailable { .. } => Ok(()),
-            ControlBody::MemberRecording { .. }
-                if self.members_may_record || role >= RoomRole::Moderator =>
-            {
-                Ok(())
-            }
-            ControlBody::MemberRecording { .. } => Err(not_allowed(
-                "record (this room does not let members record)",
-            )),
-            ControlBody::RaiseHand if role == RoomRole::Host => Err(not_allowed("raise a hand")),
-            ControlBody::RaiseHand => Ok(()),
-            ControlBody::Promote { target, role: to } => {
-                on_target("promote", target)?;
-                // Nobody grants more than they hold (a moderator may make moderators, as
-                // Clubhouse's do; only the host outranks them).
-                if RoomRole::from(*to) > role {
-                    return Err(not_allowed("grant a higher role than their own"));
-                }
-                Ok(())
-            }
-            // Anyone may step down from the stage.
-            ControlBody::Demote { target } if *target == author && role != RoomRole::Host => Ok(()),
-            ControlBody::Demote { target } => on_target("demote", target),
-            ControlBody::Mute { target } => on_target("mute", target),
-            ControlBody::Unmute { target } => on_target("unmute", target),
-            ControlBody::Remove { target, .. } => on_target("remove", target),
-            ControlBody::RecordingStarted | ControlBody::RecordingStopped => {
-                if role >= RoomRole::Moderator {
-                    Ok(())
-                } else {
-                    Err(not_allowed("start or stop recording"))
-                }
-            }
-            ControlBody::RoomEnded if role == RoomRole::Host => Ok(()),
-            ControlBody::RoomEnded => Err(not_allowed("end the room")),
         }
     }
 

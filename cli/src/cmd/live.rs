@@ -403,6 +403,9 @@ struct Live<'a> {
     /// This node hosts the room.
     host: bool,
     text: Text,
+    /// Support said in the room, newest last: who, their name, the message's digest, and
+    /// whether the host confirmed it (for `/confirm`).
+    supports: Vec<(earshot_protocol::PeerKey, String, [u8; 32], bool)>,
 }
 
 impl<'a> Live<'a> {
@@ -413,7 +416,48 @@ impl<'a> Live<'a> {
             room,
             host,
             text: Text::default(),
+            supports: Vec::new(),
         }
+    }
+
+    /// Remembers what `/confirm` needs of an event.
+    fn track(&mut self, event: &Event) {
+        match event {
+            Event::Support { from, name, id, .. } => {
+                if let Some(id) = digest_of(id) {
+                    self.supports.push((*from, name.clone(), id, false));
+                    // Bounded: the latest thousand.
+                    if self.supports.len() > 1_000 {
+                        self.supports.remove(0);
+                    }
+                }
+            }
+            Event::SupportConfirmed { id, .. } => {
+                if let Some(id) = digest_of(id) {
+                    for support in &mut self.supports {
+                        support.3 |= support.2 == id;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// `/confirm PEER`: the latest support PEER (a name, or the start of a PeerId) said that
+    /// is not confirmed yet.
+    fn unconfirmed_support_of(&self, who: &str) -> anyhow::Result<earshot_protocol::ControlBody> {
+        let by = |(key, name, _, _): &&(earshot_protocol::PeerKey, String, [u8; 32], bool)| {
+            name.eq_ignore_ascii_case(who) || key.as_peer_id().to_string().starts_with(who)
+        };
+        let Some((supporter, _, support, _)) =
+            self.supports.iter().rev().filter(|entry| !entry.3).find(by)
+        else {
+            bail!("no support from {who:?} waits for your confirmation");
+        };
+        Ok(earshot_protocol::ControlBody::SupportReceipt {
+            supporter: *supporter,
+            support: *support,
+        })
     }
 
     /// Runs until the room closes, `/leave`/`/end`, Ctrl-C or SIGTERM; then waits for this
@@ -455,6 +499,7 @@ impl<'a> Live<'a> {
             tokio::select! {
                 event = events.recv() => match event {
                     Ok(event) => {
+                        self.track(&event);
                         show_room_event(self.ctx, &mut self.text, id, &event);
                         if let Event::Closed { room, reason } = event
                             && room == id
@@ -503,6 +548,13 @@ impl<'a> Live<'a> {
             Line::Record(on) => self.room.record(on).await,
             Line::MuteSelf(muted) => self.room.set_self_muted(muted).await,
             Line::Consent => self.room.consent_to_recording().await,
+            Line::Confirm(who) => match self.unconfirmed_support_of(&who) {
+                Ok(body) => self.room.act(body).await,
+                Err(err) => {
+                    self.print_error(&format!("{err:#}"));
+                    Ok(())
+                }
+            },
             Line::Audio => match self.room.audio_stats().await {
                 Ok(stats) if self.ctx.json => {
                     print_event(&Event::AudioStats(stats));
@@ -695,4 +747,16 @@ fn ours(ctx: &Context, id: earshot_protocol::RoomId, event: &Event) -> bool {
         Event::DirectConnection { .. } => ctx.json,
         event => event.room().is_none_or(|room| room == id),
     }
+}
+
+/// A support message's digest from its hex form in events.
+fn digest_of(hex: &str) -> Option<[u8; 32]> {
+    let mut digest = [0u8; 32];
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    for (byte, pair) in digest.iter_mut().zip(hex.as_bytes().chunks(2)) {
+        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(digest)
 }

@@ -143,9 +143,25 @@ pub fn run(ctx: &Context, command: RecordingsCommand) -> anyhow::Result<Exit> {
         RecordingsCommand::Show { id } => {
             let meta = recordings.shown(recordings.find(&id)?, me);
             let consents = recordings.consents(&meta.id)?;
+            let supports = recordings.supports(&meta.id)?;
             if ctx.json {
                 let mut json = meta_json(&meta);
                 json["consents"] = consents_json(&consents);
+                json["supports"] = supports
+                    .iter()
+                    .map(|support| {
+                        json!({
+                            "peer_id": support.supporter.as_peer_id().to_string(),
+                            "name": support.name,
+                            "amount": support.amount,
+                            "unit": support.unit,
+                            "note": support.note,
+                            "at": support.at.to_string(),
+                            "verified": support.verifies(),
+                            "confirmed": support.confirmed_by(&meta.host),
+                        })
+                    })
+                    .collect();
                 print_json(&json);
             } else {
                 say!("Recording {} of \"{}\"", meta.id, one_line(&meta.title));
@@ -181,6 +197,30 @@ pub fn run(ctx: &Context, command: RecordingsCommand) -> anyhow::Result<Exit> {
                             .map(|k| k.as_peer_id().to_string())
                             .unwrap_or_default(),
                         info.frames as f64 * 0.02
+                    );
+                }
+                for support in &supports {
+                    say!(
+                        "  support:  {:<16} {} {} at {}{}{}{}",
+                        one_line(&support.name),
+                        support.amount,
+                        one_line(&support.unit),
+                        support.at,
+                        if support.note.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {}", one_line(&support.note))
+                        },
+                        if support.verifies() {
+                            " (signed)"
+                        } else {
+                            " (its signature does not verify)"
+                        },
+                        if support.confirmed_by(&meta.host) {
+                            ", confirmed by the host"
+                        } else {
+                            ""
+                        }
                     );
                 }
                 for consent in &consents {

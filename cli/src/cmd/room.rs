@@ -97,6 +97,11 @@ pub struct NewArgs {
     /// What the room is about (a few sentences, at most 500 bytes; with --at).
     #[arg(long, value_name = "TEXT", requires = "at")]
     about: Option<String>,
+    /// Where listeners can support you: a payment address or URL (at most 200 bytes), signed
+    /// into the room and shown to everyone who joins. Earshot moves no money: listeners say
+    /// what they sent (`/support`), and you confirm what you received (`/confirm`).
+    #[arg(long, value_name = "ADDRESS|URL")]
+    support: Option<String>,
 }
 
 pub fn run(ctx: &Context, command: RoomCommand) -> anyhow::Result<Exit> {
@@ -138,6 +143,7 @@ pub fn run(ctx: &Context, command: RoomCommand) -> anyhow::Result<Exit> {
                         listeners: args.max_listeners,
                     },
                     schedule,
+                    support: args.support,
                 },
                 now,
             )?;
@@ -172,6 +178,9 @@ pub fn run(ctx: &Context, command: RoomCommand) -> anyhow::Result<Exit> {
                         "  begins:    {}",
                         crate::when::describe(schedule.starts_at, now)
                     );
+                }
+                if let Some(support) = &d.support {
+                    say!("  support:   {}", output::one_line(support));
                 }
                 for (role, link) in &links {
                     say!();
@@ -270,6 +279,9 @@ pub fn run(ctx: &Context, command: RoomCommand) -> anyhow::Result<Exit> {
                         say!("  about:      {}", output::one_line(&schedule.about));
                     }
                 }
+                if let Some(support) = &d.support {
+                    say!("  support:    {}", output::one_line(support));
+                }
                 say!(
                     "  takes:      {} on stage, {} listeners",
                     d.limits.stage,
@@ -313,6 +325,7 @@ fn room_json(room: &RoomRecord) -> Value {
         "addrs": d.addrs().iter().map(ToString::to_string).collect::<Vec<_>>(),
         "starts_at": d.starts_at().map(|at| at.to_string()),
         "about": d.schedule.as_ref().map(|s| s.about.clone()),
+        "support": d.support,
     })
 }
 

@@ -86,6 +86,34 @@ impl Event {
                 text,
                 at,
             },
+            RoomChange::Support {
+                from,
+                amount,
+                unit,
+                note,
+                id,
+                envelope,
+            } => Event::Support {
+                room,
+                from,
+                name: name(&from),
+                amount,
+                unit,
+                note,
+                id: hex(&id),
+                envelope,
+            },
+            RoomChange::SupportConfirmed {
+                supporter,
+                id,
+                envelope,
+            } => Event::SupportConfirmed {
+                room,
+                supporter,
+                name: name(&supporter),
+                id: hex(&id),
+                envelope,
+            },
             RoomChange::Reaction { from, emoji } => Event::Reaction {
                 room,
                 from,
@@ -268,4 +296,9 @@ impl Event {
             subtree: info.size,
         }
     }
+}
+
+/// Bytes in lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }

@@ -51,10 +51,12 @@ use crate::store::{Store, StoreError, decode_record, encode_record};
 mod consent;
 mod private;
 mod recorder;
+mod support;
 
 pub use consent::Consent;
 pub use private::PrivateRecording;
 pub use recorder::{FrameTap, Recorder, StudioStream};
+pub use support::{MAX_SUPPORTS, Supported};
 
 /// Recording id → its [`RecordingMeta`].
 const META: &str = "recordings";
@@ -324,6 +326,7 @@ impl Recordings {
         }
         self.frames.apply_batch(batch).map_err(&err)?;
         self.delete_consents(id)?;
+        self.delete_supports(id)?;
         self.meta.remove(id.as_bytes()).map_err(&err)?;
         self.store.db().flush().map_err(&err)?;
         Ok(())

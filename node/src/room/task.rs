@@ -236,6 +236,8 @@ impl RoomTask {
                 self.keep_consent(member).await;
                 self.guard_recording().await;
             }
+            Event::Support { name, envelope, .. } => self.keep_support(&envelope, name),
+            Event::SupportConfirmed { envelope, .. } => self.keep_receipt(&envelope),
             Event::RoleChanged { member, .. } if member != me => self.guard_recording().await,
             // A member's own recording, of what it hears.
             Event::MemberRecordingStarted { member, .. } if member == me => {
@@ -344,6 +346,30 @@ impl RoomTask {
         // And in the content, so that a replay carries it.
         recorder.tap().record_consent(consent.envelope);
         self.consents_kept.insert(member);
+    }
+
+    /// Keeps a member's support with the recording under way.
+    fn keep_support(&self, envelope: &[u8], name: String) {
+        let (Some(recorder), Ok(home)) = (&self.recorder, self.recordings_home_now()) else {
+            return;
+        };
+        let Some(support) = crate::recording::store::Supported::from_envelope(envelope, name)
+        else {
+            return;
+        };
+        if let Err(err) = home.recordings().add_support(&recorder.id(), &support) {
+            self.error(format!("could not keep {}'s support: {err}", support.name));
+        }
+    }
+
+    /// Keeps the host's receipt with the support it confirms.
+    fn keep_receipt(&self, envelope: &[u8]) {
+        let (Some(recorder), Ok(home)) = (&self.recorder, self.recordings_home_now()) else {
+            return;
+        };
+        if let Err(err) = home.recordings().confirm_support(&recorder.id(), envelope) {
+            self.error(format!("could not keep the host's receipt: {err}"));
+        }
     }
 
     fn is_host(&self) -> bool {

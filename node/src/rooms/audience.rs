@@ -294,6 +294,30 @@ impl Rooms {
                 text: text.clone(),
                 at: envelope.sent_at,
             })),
+            ControlBody::Support { amount, unit, note } => {
+                effects.push(Effect::Emit(Event::Support {
+                    room,
+                    from: envelope.author,
+                    name: joined.name_of(&envelope.author),
+                    amount: *amount,
+                    unit: unit.clone(),
+                    note: note.clone(),
+                    id: crate::event::hex(&envelope.digest()),
+                    envelope: envelope.encode(),
+                }));
+            }
+            // A receipt is the host's word alone.
+            ControlBody::SupportReceipt { supporter, support }
+                if envelope.author == joined.descriptor.host =>
+            {
+                effects.push(Effect::Emit(Event::SupportConfirmed {
+                    room,
+                    supporter: *supporter,
+                    name: joined.name_of(supporter),
+                    id: crate::event::hex(support),
+                    envelope: envelope.encode(),
+                }));
+            }
             ControlBody::Join { .. } if envelope.author != me => {
                 // Relayed only when the joiner is on stage (a speaker's link): heard at once.
                 joined.promoted(envelope.author, now.instant);
@@ -467,6 +491,7 @@ impl Rooms {
             | ControlBody::Accuse { .. }
             | ControlBody::LowerHand
             | ControlBody::Chat { .. }
+            | ControlBody::Support { .. }
             | ControlBody::MemberRecording { .. }
             | ControlBody::RecordingConsent { .. }
             | ControlBody::Leave) => {
@@ -668,6 +693,8 @@ impl Rooms {
         let relayable = matches!(
             envelope.body,
             ControlBody::Chat { .. }
+                | ControlBody::Support { .. }
+                | ControlBody::SupportReceipt { .. }
                 | ControlBody::Promote { .. }
                 | ControlBody::Remove { .. }
                 | ControlBody::RoomEnded

@@ -240,7 +240,8 @@ impl HostAudience {
             Err(reason) => return refuse(&format!("refused: {reason}")),
         }
         match &envelope.body {
-            ControlBody::Chat { .. } => {
+            // Support is said like chat, within the same budgets.
+            ControlBody::Chat { .. } | ControlBody::Support { .. } => {
                 if self.policy.chat_per_minute == 0 {
                     return refuse("the host does not take chat from the audience in this room");
                 }

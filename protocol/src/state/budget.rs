@@ -59,7 +59,7 @@ impl Budgets {
     /// and reactions are budgeted (the rest is state every node must fold alike).
     pub fn take(&mut self, author: PeerKey, body: &ControlBody, now: Timestamp) -> bool {
         let (burst, every) = match body {
-            ControlBody::Chat { .. } => (CHAT_BURST, CHAT_EVERY_MS),
+            ControlBody::Chat { .. } | ControlBody::Support { .. } => (CHAT_BURST, CHAT_EVERY_MS),
             ControlBody::Reaction { .. } => (REACTION_BURST, REACTION_EVERY_MS),
             _ => return true,
         };
@@ -70,7 +70,7 @@ impl Budgets {
         };
         let entry = self.authors.entry(author).or_default();
         let full_at = match body {
-            ControlBody::Chat { .. } => &mut entry.chat_full_at,
+            ControlBody::Chat { .. } | ControlBody::Support { .. } => &mut entry.chat_full_at,
             _ => &mut entry.reaction_full_at,
         };
         let now = now.0;

@@ -55,6 +55,22 @@ pub enum RoomChange {
         text: String,
         at: Timestamp,
     },
+    /// A member supports the host (`id`: its envelope's digest; `envelope`: the signed
+    /// message, for the recording to keep).
+    Support {
+        from: PeerKey,
+        amount: u64,
+        unit: String,
+        note: String,
+        id: [u8; 32],
+        envelope: Vec<u8>,
+    },
+    /// The host confirms it received `supporter`'s support `id`.
+    SupportConfirmed {
+        supporter: PeerKey,
+        id: [u8; 32],
+        envelope: Vec<u8>,
+    },
     Reaction {
         from: PeerKey,
         emoji: String,

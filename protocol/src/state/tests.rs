@@ -2566,3 +2566,87 @@ fn a_speaker_agrees_to_each_recording_and_the_host_needs_not() {
     );
     assert!(state.needs_consent(&pk(SAM)));
 }
+
+/// A member's support folds for everyone, named by its envelope's digest; only the host
+/// confirms it; support shares the author's chat budget.
+#[test]
+fn support_is_anyones_word_and_its_receipt_the_hosts_alone() {
+    let mut state = RoomState::new(ROOM, pk(HOST));
+    let now = at(0);
+    for envelope in [
+        signed(HOST, Authority::Host, 1, -9_000, join(HOST)),
+        signed(ALICE, cap(link()), 1, -8_000, join(ALICE)),
+        signed(BOB, cap(link()), 1, -8_000, join(BOB)),
+    ] {
+        state.apply(now, &envelope).expect("joins");
+    }
+    let support = signed(
+        ALICE,
+        cap(link()),
+        2,
+        -7_000,
+        ControlBody::Support {
+            amount: 5,
+            unit: "EUR".into(),
+            note: "thanks".into(),
+        },
+    );
+    let id = support.digest();
+    let changes = state.apply(now, &support).expect("anyone may support");
+    assert!(matches!(
+        changes.as_slice(),
+        [RoomChange::Support { from, amount: 5, id: named, .. }] if *from == pk(ALICE) && *named == id
+    ));
+    let receipt = |author: u8, authority: Authority, seq: u64| {
+        signed(
+            author,
+            authority,
+            seq,
+            -6_000,
+            ControlBody::SupportReceipt {
+                supporter: pk(ALICE),
+                support: id,
+            },
+        )
+    };
+    // Bob, or Alice herself, cannot confirm it.
+    for (author, seq) in [(BOB, 2), (ALICE, 3)] {
+        assert_eq!(
+            state.apply(now, &receipt(author, cap(link()), seq)),
+            Err(not_allowed(RoomRole::Listener, "confirm support"))
+        );
+    }
+    let changes = state
+        .apply(now, &receipt(HOST, Authority::Host, 2))
+        .expect("the host confirms");
+    assert!(matches!(
+        changes.as_slice(),
+        [RoomChange::SupportConfirmed { supporter, id: named, .. }] if *supporter == pk(ALICE) && *named == id
+    ));
+    // Support counts against the author's chat budget: a burst, then one a second.
+    let mut refused = 0;
+    for seq in 4..40 {
+        let line = signed(
+            ALICE,
+            cap(link()),
+            seq,
+            -5_000,
+            ControlBody::Support {
+                amount: 1,
+                unit: "sat".into(),
+                note: String::new(),
+            },
+        );
+        if state.apply(now, &line).is_err() {
+            refused += 1;
+        }
+    }
+    assert!(refused >= 25, "{refused} of 36 refused");
+    // Units and notes are bounded.
+    let long = ControlBody::Support {
+        amount: 1,
+        unit: "x".repeat(crate::control::MAX_SUPPORT_UNIT_BYTES + 1),
+        note: String::new(),
+    };
+    assert!(long.check_limits().is_err());
+}

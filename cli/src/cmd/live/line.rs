@@ -16,6 +16,8 @@ pub enum Line {
     MuteSelf(bool),
     /// `/consent`: agree to speak in the room's recording.
     Consent,
+    /// `/confirm PEER`: the host confirms it received PEER's latest support.
+    Confirm(String),
     Who,
     /// `/who listeners [PAGE]` (from 1).
     Listeners(u32),
@@ -52,7 +54,8 @@ pub const HELP: &str = "Commands:\n  /hand, /unhand            raise or lower yo
      (yourself: leave the stage)\n  /mute PEER, /unmute PEER\n  /remove PEER              \
      remove someone and revoke their link\n  /record start|stop        record the room (host, \
      moderators)\n  /relay add MULTIADDR      a community relay carries the room (host)\n  \
-     /react EMOJI\n  /who                      who is on stage, hands, how many listen\n  \
+     /react EMOJI\n  /support AMOUNT UNIT [NOTE]  say you supported the host (see the room's \
+     support address)\n  /confirm PEER             confirm you received PEER's support (host)\n  /who                      who is on stage, hands, how many listen\n  \
      /who listeners [PAGE]     who arrived lately (50 a page)\n  /tree                     your \
      place in the relay tree\n  /audio                    your audio: parent, loss, delay, latency\n  \
      /mute-self, /unmute-self  your microphone off or on\n  /consent                  agree to \
@@ -137,6 +140,34 @@ pub fn parse(text: &str) -> anyhow::Result<Parsed> {
         "mute-self" => ready(Line::MuteSelf(true)),
         "unmute-self" => ready(Line::MuteSelf(false)),
         "consent" | "agree" => ready(Line::Consent),
+        "support" | "tip" => {
+            let usage = "/support AMOUNT UNIT [NOTE], like /support 5 EUR thanks for the show";
+            let (Some(amount), Some(unit)) = (rest.first(), rest.get(1)) else {
+                bail!("{usage}");
+            };
+            let Ok(amount) = amount.parse::<u64>() else {
+                bail!("{amount:?} is not a whole amount: {usage}");
+            };
+            if amount == 0 {
+                bail!("an amount of nothing supports nobody: {usage}");
+            }
+            // The note is the rest of the line as typed.
+            let note = text
+                .splitn(4, char::is_whitespace)
+                .nth(3)
+                .unwrap_or_default()
+                .trim()
+                .to_owned();
+            ready(Line::Act(ControlBody::Support {
+                amount,
+                unit: (*unit).to_owned(),
+                note,
+            }))
+        }
+        "confirm" | "receipt" => match rest.first() {
+            Some(who) => ready(Line::Confirm((*who).to_owned())),
+            None => bail!("/confirm PEER (a supporter's name or PeerId prefix)"),
+        },
         "invite" => {
             let role = match rest.first() {
                 Some(role) => role.parse::<Role>()?,
@@ -173,6 +204,12 @@ mod tests {
         assert!(matches!(ready("/record on"), Line::Record(true)));
         assert!(matches!(ready("/record stop"), Line::Record(false)));
         assert!(matches!(ready("/consent"), Line::Consent));
+        assert!(matches!(
+            ready("/support 5 EUR  thanks for the show, really"),
+            Line::Act(ControlBody::Support { amount: 5, unit, note })
+                if unit == "EUR" && note == "thanks for the show, really"
+        ));
+        assert!(matches!(ready("/confirm joe"), Line::Confirm(who) if who == "joe"));
         assert!(
             matches!(ready("/invite moderator 2h"), Line::Invite { role: Role::Moderator, expires: Some(e) } if e == "2h")
         );
@@ -194,6 +231,10 @@ mod tests {
             ("/relay add nonsense", "is not a multiaddr"),
             ("/dance", "unknown command /dance"),
             ("/promote bo king", "unknown role"),
+            ("/support", "/support AMOUNT UNIT"),
+            ("/support five EUR", "not a whole amount"),
+            ("/support 0 EUR", "supports nobody"),
+            ("/confirm", "/confirm PEER"),
         ] {
             let err = parse(bad).expect_err(bad);
             assert!(err.to_string().contains(says), "{bad}: {err}");

@@ -69,6 +69,7 @@ impl Live<'_> {
             tokio::select! {
                 event = events.recv() => match event {
                     Ok(event) => {
+                        self.track(&event);
                         if ours(self.ctx, id, &event) {
                             board.on_event(&event);
                         }

@@ -83,6 +83,9 @@ pub struct Board {
     stage: Vec<OnStage>,
     /// Raised hands, first raised first: key and name.
     hands: Vec<(PeerKey, String)>,
+    /// Support said in the room while this node was in it: name, amount and unit, its id,
+    /// whether the host confirmed it (newest last, the latest hundred).
+    supporters: Vec<(String, String, String, bool)>,
     listeners: u32,
     my_role: RoomRole,
     my_hand: bool,
@@ -110,6 +113,7 @@ impl Board {
             held: false,
             stage: Vec::new(),
             hands: Vec::new(),
+            supporters: Vec::new(),
             listeners: 0,
             my_role: if host {
                 RoomRole::Host
@@ -149,6 +153,24 @@ impl Board {
                 self.starts_at = *starts_at;
             }
             Event::Hosting { title, .. } => self.title = title.clone(),
+            Event::Support {
+                name,
+                amount,
+                unit,
+                id,
+                ..
+            } => {
+                if self.supporters.len() == 100 {
+                    self.supporters.remove(0);
+                }
+                self.supporters
+                    .push((name.clone(), format!("{amount} {unit}"), id.clone(), false));
+            }
+            Event::SupportConfirmed { id, .. } => {
+                for supporter in &mut self.supporters {
+                    supporter.3 |= supporter.2 == *id;
+                }
+            }
             _ => {}
         }
         let style = match event {
@@ -509,6 +531,22 @@ impl Board {
                 line = line.reversed();
             }
             lines.push(line);
+        }
+        if !self.supporters.is_empty() {
+            lines.push(Line::default());
+            lines.push(Line::from(
+                format!("Support ({})", self.supporters.len()).bold(),
+            ));
+            for (name, amount, _, confirmed) in self.supporters.iter().rev() {
+                let mark = if *confirmed { " ✔" } else { "" };
+                let room = width.saturating_sub(3 + text_width(amount) + 1 + mark.len());
+                let name = fit(&one_line(name), room);
+                lines.push(Line::from(vec![
+                    Span::raw("♥ ").fg(Color::Yellow),
+                    Span::raw(format!("{} {amount}", name.trim_end())),
+                    Span::raw(mark).fg(Color::Green),
+                ]));
+            }
         }
         lines
     }
