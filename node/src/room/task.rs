@@ -357,8 +357,11 @@ impl RoomTask {
         else {
             return;
         };
-        if let Err(err) = home.recordings().add_support(&recorder.id(), &support) {
-            self.error(format!("could not keep {}'s support: {err}", support.name));
+        match home.recordings().add_support(&recorder.id(), &support) {
+            // And in the content, so that a replay carries it.
+            Ok(true) => recorder.tap().record_consent(support.envelope),
+            Ok(false) => {}
+            Err(err) => self.error(format!("could not keep {}'s support: {err}", support.name)),
         }
     }
 
@@ -367,8 +370,10 @@ impl RoomTask {
         let (Some(recorder), Ok(home)) = (&self.recorder, self.recordings_home_now()) else {
             return;
         };
-        if let Err(err) = home.recordings().confirm_support(&recorder.id(), envelope) {
-            self.error(format!("could not keep the host's receipt: {err}"));
+        match home.recordings().confirm_support(&recorder.id(), envelope) {
+            Ok(true) => recorder.tap().record_consent(envelope.to_vec()),
+            Ok(false) => {}
+            Err(err) => self.error(format!("could not keep the host's receipt: {err}")),
         }
     }
 

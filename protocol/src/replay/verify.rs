@@ -110,7 +110,25 @@ pub struct VerifyReport {
     /// [`MAX_CONSENTS`] listed), and those that are not (forged, or another room's).
     pub consents: Vec<ConsentReport>,
     pub bad_consents: u64,
+    /// Support members said in the room, each signed by its author for this room (at most
+    /// [`MAX_SUPPORTS`]), confirmed when the room's host signed a receipt for it.
+    pub supports: Vec<SupportReport>,
 }
+
+/// A member's signed support, as a replay keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SupportReport {
+    pub supporter: PeerKey,
+    pub amount: u64,
+    pub unit: String,
+    pub note: String,
+    pub at: crate::id::Timestamp,
+    /// The host signed a receipt for it.
+    pub confirmed: bool,
+}
+
+/// Support messages a report lists at most.
+pub const MAX_SUPPORTS: usize = 1_000;
 
 /// A speaker's signed agreement to be recorded, as a replay keeps it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -161,6 +179,9 @@ pub struct ContentVerifier {
     next_sweep: u64,
     consents: Vec<ConsentReport>,
     bad_consents: u64,
+    /// Support by its envelope's digest, and the digests the host's receipts name.
+    supports: Vec<([u8; 32], SupportReport)>,
+    receipts: std::collections::HashSet<[u8; 32]>,
 }
 
 #[derive(Debug)]
@@ -215,6 +236,8 @@ impl ContentVerifier {
             next_sweep: SWEEP_SAMPLES,
             consents: Vec::new(),
             bad_consents: 0,
+            supports: Vec::new(),
+            receipts: std::collections::HashSet::new(),
         }
     }
 
@@ -257,13 +280,40 @@ impl ContentVerifier {
         }
     }
 
-    /// A speaker's agreement to be recorded: signed by its author, for this room, or not.
+    /// A room message kept with the recording: a speaker's agreement to be recorded, a
+    /// member's support, the host's receipt for one; signed by its author, for this room, or
+    /// not.
     pub fn consent(&mut self, record: &ReplayConsent) {
         self.advance(record.at);
         let signed = crate::envelope::Envelope::decode_verified(&record.envelope)
             .ok()
             .filter(|envelope| envelope.room == self.room && envelope.author == record.author);
+        let digest = signed.as_ref().map(|envelope| envelope.digest());
         match signed.map(|envelope| (envelope.sent_at, envelope.into_inner().body)) {
+            Some((at, crate::control::ControlBody::Support { amount, unit, note })) => {
+                if self.supports.len() < MAX_SUPPORTS
+                    && let Some(digest) = digest
+                {
+                    self.supports.push((
+                        digest,
+                        SupportReport {
+                            supporter: record.author,
+                            amount,
+                            unit,
+                            note,
+                            at,
+                            confirmed: false,
+                        },
+                    ));
+                }
+            }
+            Some((_, crate::control::ControlBody::SupportReceipt { support, .. }))
+                if self.host.is_some_and(|host| host == record.author) =>
+            {
+                if self.receipts.len() < MAX_SUPPORTS {
+                    self.receipts.insert(support);
+                }
+            }
             Some((at, crate::control::ControlBody::RecordingConsent { since })) => {
                 if self.consents.len() < MAX_CONSENTS {
                     self.consents.push(ConsentReport {
@@ -401,6 +451,14 @@ impl ContentVerifier {
             sealed: self.sealed,
             consents: self.consents,
             bad_consents: self.bad_consents,
+            supports: self
+                .supports
+                .into_iter()
+                .map(|(digest, mut support)| {
+                    support.confirmed = self.receipts.contains(&digest);
+                    support
+                })
+                .collect(),
         }
     }
 

@@ -191,6 +191,25 @@ fn print_verification(verification: &Verification) {
             report.bad_consents
         );
     }
+    for support in &report.supports {
+        say!(
+            "  support, signed: {} {} {} at {}{}{}",
+            support.supporter.as_peer_id(),
+            support.amount,
+            crate::output::one_line(&support.unit),
+            support.at,
+            if support.note.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", crate::output::one_line(&support.note))
+            },
+            if support.confirmed {
+                ", confirmed by the host"
+            } else {
+                ""
+            }
+        );
+    }
     if report.others.frames > 0 {
         say!(
             "  {} frames of {}+ other speakers without keys: cannot be checked",
@@ -286,6 +305,14 @@ fn verification_json(verification: &Verification) -> Value {
             "at": consent.at.to_string(),
         })).collect::<Vec<_>>(),
         "bad_consents": verification.report.bad_consents,
+        "supports": verification.report.supports.iter().map(|support| json!({
+            "peer_id": support.supporter.as_peer_id().to_string(),
+            "amount": support.amount,
+            "unit": support.unit,
+            "note": support.note,
+            "at": support.at.to_string(),
+            "confirmed": support.confirmed,
+        })).collect::<Vec<_>>(),
         "speakers": speakers,
     })
 }

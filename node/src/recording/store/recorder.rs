@@ -181,8 +181,8 @@ impl FrameTap {
         let _ = self.tx.try_send(Tapped::Stage(view));
     }
 
-    /// Keeps a speaker's signed agreement to be recorded in the recording's content (it travels
-    /// with the replay). Not in a private room: the envelope names its author in the clear
+    /// Keeps a signed room message (a speaker's agreement to be recorded, a member's support,
+    /// the host's receipt for it) in the recording's content (it travels with the replay). Not in a private room: the envelope names its author in the clear
     /// (the agreement is kept beside the recording there, see `Recordings::add_consent`).
     pub fn record_consent(&self, envelope: Vec<u8>) {
         if self.sealing.is_none() && self.tx.try_send(Tapped::Consent(envelope)).is_err() {

@@ -585,3 +585,67 @@ fn speakers_agreements_are_listed_when_they_signed_them_for_this_room_and_fail_t
     assert_eq!((report.consents.len(), report.bad_consents), (1, 2));
     assert!(!report.is_verified());
 }
+
+/// Support kept with a recording is reported as its author signed it; only the host's receipt
+/// confirms it, whoever else signs one.
+#[test]
+fn support_is_confirmed_by_the_hosts_receipt_alone() {
+    use crate::control::ControlBody;
+    use crate::envelope::{Authority, Envelope};
+    use crate::id::{RoomId, Timestamp};
+    let (host, fan, faker) = (
+        ed25519_dalek::SigningKey::from_bytes(&[1; 32]),
+        ed25519_dalek::SigningKey::from_bytes(&[2; 32]),
+        ed25519_dalek::SigningKey::from_bytes(&[3; 32]),
+    );
+    let room = RoomId([9; 16]);
+    let at = Timestamp(1_800_000_000_000);
+    let kept = |key: &ed25519_dalek::SigningKey, seq, body| {
+        let envelope = Envelope::sign(key, room, seq, at, Authority::Host, body)
+            .expect("signs")
+            .encode();
+        ContentRecord::Consent(ReplayConsent::new(seq, envelope).expect("a record"))
+    };
+    let support = Envelope::sign(
+        &fan,
+        room,
+        1,
+        at,
+        Authority::Host,
+        ControlBody::Support {
+            amount: 7,
+            unit: "sat".into(),
+            note: "more please".into(),
+        },
+    )
+    .expect("signs");
+    let receipt = |key| {
+        kept(
+            key,
+            2,
+            ControlBody::SupportReceipt {
+                supporter: PeerKey::from(&fan),
+                support: support.digest(),
+            },
+        )
+    };
+    let report = |records: &[ContentRecord]| {
+        let mut verifier =
+            ContentVerifier::new(room, std::iter::empty()).with_host(PeerKey::from(&host));
+        for record in records {
+            verifier.record(record);
+        }
+        verifier.finish()
+    };
+    let said = ContentRecord::Consent(ReplayConsent::new(1, support.encode()).expect("a record"));
+    let faked = report(&[said.clone(), receipt(&faker)]);
+    assert_eq!(faked.supports.len(), 1);
+    assert_eq!(faked.supports[0].amount, 7);
+    assert_eq!(faked.supports[0].supporter, PeerKey::from(&fan));
+    assert!(
+        !faked.supports[0].confirmed,
+        "a stranger's receipt confirms nothing"
+    );
+    let confirmed = report(&[said, receipt(&host)]);
+    assert!(confirmed.supports[0].confirmed);
+}
