@@ -50,6 +50,11 @@ fn a_listeners_support_and_the_hosts_receipt_reach_everyone_and_the_recording() 
     };
     joe_node.expect("the receipt at joe", confirmed);
     sue_node.expect("the receipt at sue", confirmed);
+    // Someone arriving later is told both, with what was said lately.
+    let bo = TestHome::new();
+    let mut late = listener("bo", &bo, &link, &[]);
+    late.expect("joe's support, told to a newcomer", said);
+    late.expect("the receipt, told to a newcomer", confirmed);
     host.say("/end");
     host.expect("saved", |e| matches!(e, Event::RecordingSaved { .. }));
     assert_eq!(host.exit_code(), 0);

@@ -34,6 +34,7 @@ mod hosting;
 mod joined;
 mod joining;
 mod private;
+mod said;
 mod voices;
 
 pub use audience::{LISTENERS_PAGE, Placing};

@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
 
 use super::joined::{Joined, Tier};
+use super::said::said;
 use super::{Now, Rooms};
 use crate::effect::Effect;
 use crate::event::{CloseReason, Event};
@@ -150,19 +151,13 @@ impl Rooms {
         joined.link = Some(pending.link.clone());
         joined.view = Some(view.clone());
         let mut effects = vec![Effect::OpenTree { room, host }];
-        // What was said lately, as the host relayed it.
+        // What was said lately (chat, support, the host's receipts), as the host relayed it.
         for bytes in &answer.chat {
             if let Ok(envelope) = Relayed::decode_verified(bytes, room, &host)
-                && let ControlBody::Chat { text } = &envelope.body
+                && let Some(event) = said(&joined, room, &envelope)
             {
                 joined.saw(bytes);
-                effects.push(Effect::Emit(Event::Chat {
-                    room,
-                    from: envelope.author,
-                    name: joined.name_of(&envelope.author),
-                    text: text.clone(),
-                    at: envelope.sent_at,
-                }));
+                effects.push(Effect::Emit(event));
             }
         }
         let room_view = RoomView {
@@ -286,38 +281,11 @@ impl Rooms {
         }
         joined.remember_relayed(bytes);
         let mut effects = Vec::new();
+        if let Some(event) = said(joined, room, envelope) {
+            effects.push(Effect::Emit(event));
+            return effects;
+        }
         match &envelope.body {
-            ControlBody::Chat { text } => effects.push(Effect::Emit(Event::Chat {
-                room,
-                from: envelope.author,
-                name: joined.name_of(&envelope.author),
-                text: text.clone(),
-                at: envelope.sent_at,
-            })),
-            ControlBody::Support { amount, unit, note } => {
-                effects.push(Effect::Emit(Event::Support {
-                    room,
-                    from: envelope.author,
-                    name: joined.name_of(&envelope.author),
-                    amount: *amount,
-                    unit: unit.clone(),
-                    note: note.clone(),
-                    id: crate::event::hex(&envelope.digest()),
-                    envelope: envelope.encode(),
-                }));
-            }
-            // A receipt is the host's word alone.
-            ControlBody::SupportReceipt { supporter, support }
-                if envelope.author == joined.descriptor.host =>
-            {
-                effects.push(Effect::Emit(Event::SupportConfirmed {
-                    room,
-                    supporter: *supporter,
-                    name: joined.name_of(supporter),
-                    id: crate::event::hex(support),
-                    envelope: envelope.encode(),
-                }));
-            }
             ControlBody::Join { .. } if envelope.author != me => {
                 // Relayed only when the joiner is on stage (a speaker's link): heard at once.
                 joined.promoted(envelope.author, now.instant);
@@ -718,7 +686,13 @@ impl Rooms {
             return;
         }
         let relayed = Relayed::sign(&self.signing, room, envelope.encode()).encode();
-        if matches!(envelope.body, ControlBody::Chat { .. }) {
+        // What newcomers are told was said lately.
+        if matches!(
+            envelope.body,
+            ControlBody::Chat { .. }
+                | ControlBody::Support { .. }
+                | ControlBody::SupportReceipt { .. }
+        ) {
             joined.remember_relayed(&relayed);
         }
         self.envelope_down(room, relayed, effects);
