@@ -345,9 +345,13 @@ impl Node {
         let events = self.subscribe();
         // A room that begins later: its host may not be there yet. Said once no answer came
         // for a moment; tried again until a while past the start.
-        let early = link
-            .starts_at
-            .filter(|starts_at| clock::now() < starts_at.plus_millis(UPCOMING_GRACE_MS));
+        // (A link's start is an unsigned hint: one further ahead than a room may be announced
+        // waits for nobody.)
+        let early = link.starts_at.filter(|starts_at| {
+            let now = clock::now();
+            now < starts_at.plus_millis(UPCOMING_GRACE_MS)
+                && *starts_at <= now.plus_millis(earshot_protocol::snapshot::MAX_SCHEDULE_AHEAD_MS)
+        });
         let mut waiting = false;
         let view = loop {
             let attempt = self.join(link.clone(), &options.name);
@@ -367,8 +371,16 @@ impl Node {
                 Ok(view) => break view,
                 Err(err) => err,
             };
-            if let (JoinError::Unreachable | JoinError::NoAnswer(_), Some(starts_at)) =
-                (&err, early)
+            // Not there yet: unreachable, silent, or up but not hosting the room yet.
+            let not_yet = matches!(
+                err,
+                JoinError::Unreachable
+                    | JoinError::NoAnswer(_)
+                    | JoinError::Refused {
+                        refusal: earshot_protocol::snapshot::Refusal::NotHost { .. }
+                    }
+            );
+            if let (true, Some(starts_at)) = (not_yet, early)
                 && clock::now() < starts_at.plus_millis(UPCOMING_GRACE_MS)
             {
                 if !waiting {

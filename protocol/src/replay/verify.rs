@@ -291,8 +291,10 @@ impl ContentVerifier {
         let digest = signed.as_ref().map(|envelope| envelope.digest());
         match signed.map(|envelope| (envelope.sent_at, envelope.into_inner().body)) {
             Some((at, crate::control::ControlBody::Support { amount, unit, note })) => {
+                // The same signed message again (a holder repeating it) counts once.
                 if self.supports.len() < MAX_SUPPORTS
                     && let Some(digest) = digest
+                    && !self.supports.iter().any(|(seen, _)| *seen == digest)
                 {
                     self.supports.push((
                         digest,

@@ -151,13 +151,15 @@ pub fn parse(text: &str) -> anyhow::Result<Parsed> {
             if amount == 0 {
                 bail!("an amount of nothing supports nobody: {usage}");
             }
-            // The note is the rest of the line as typed.
-            let note = text
-                .splitn(4, char::is_whitespace)
-                .nth(3)
-                .unwrap_or_default()
-                .trim()
-                .to_owned();
+            // The note is the rest of the line as typed, after the command, amount and unit.
+            let mut rest = text;
+            for _ in 0..3 {
+                rest = rest
+                    .trim_start()
+                    .split_once(char::is_whitespace)
+                    .map_or("", |(_, after)| after);
+            }
+            let note = rest.trim().to_owned();
             ready(Line::Act(ControlBody::Support {
                 amount,
                 unit: (*unit).to_owned(),
@@ -204,10 +206,22 @@ mod tests {
         assert!(matches!(ready("/record on"), Line::Record(true)));
         assert!(matches!(ready("/record stop"), Line::Record(false)));
         assert!(matches!(ready("/consent"), Line::Consent));
+        for typed in [
+            "/support 5 EUR  thanks for the show, really",
+            "/support  5   EUR thanks for the show, really ",
+        ] {
+            assert!(
+                matches!(
+                    ready(typed),
+                    Line::Act(ControlBody::Support { amount: 5, unit, note })
+                        if unit == "EUR" && note == "thanks for the show, really"
+                ),
+                "{typed}"
+            );
+        }
         assert!(matches!(
-            ready("/support 5 EUR  thanks for the show, really"),
-            Line::Act(ControlBody::Support { amount: 5, unit, note })
-                if unit == "EUR" && note == "thanks for the show, really"
+            ready("/support 5 EUR"),
+            Line::Act(ControlBody::Support { note, .. }) if note.is_empty()
         ));
         assert!(matches!(ready("/confirm joe"), Line::Confirm(who) if who == "joe"));
         assert!(

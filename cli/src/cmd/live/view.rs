@@ -163,8 +163,12 @@ impl Board {
                 if self.supporters.len() == 100 {
                     self.supporters.remove(0);
                 }
-                self.supporters
-                    .push((name.clone(), format!("{amount} {unit}"), id.clone(), false));
+                self.supporters.push((
+                    name.clone(),
+                    format!("{amount} {}", one_line(unit)),
+                    id.clone(),
+                    false,
+                ));
             }
             Event::SupportConfirmed { id, .. } => {
                 for supporter in &mut self.supporters {

@@ -96,7 +96,7 @@ fn key(id: &RecordingId, support: &[u8; 32]) -> Vec<u8> {
 
 impl Recordings {
     /// Keeps `support` with recording `id` (once; at most [`MAX_SUPPORTS`]). Whether it is
-    /// kept.
+    /// newly kept (not when it was already).
     pub fn add_support(
         &self,
         id: &RecordingId,
@@ -106,7 +106,7 @@ impl Recordings {
         let tree = self.store.db().open_tree(SUPPORTS).map_err(&err)?;
         let key = key(id, &support.id);
         if tree.contains_key(&key).map_err(&err)? {
-            return Ok(true);
+            return Ok(false);
         }
         if tree.scan_prefix(id.as_bytes()).count() >= MAX_SUPPORTS {
             return Ok(false);
@@ -116,7 +116,7 @@ impl Recordings {
     }
 
     /// Keeps the host's `receipt` (a signed envelope) with the support it names, if that is
-    /// kept with recording `id`. Whether it was.
+    /// kept with recording `id` and had none. Whether it is newly kept.
     pub fn confirm_support(
         &self,
         id: &RecordingId,
@@ -132,6 +132,9 @@ impl Recordings {
             return Ok(false);
         };
         let mut kept = decode_record::<Supported>("support", &value)?;
+        if kept.receipt.is_some() {
+            return Ok(false);
+        }
         kept.receipt = Some(serde_bytes::ByteBuf::from(receipt.to_vec()));
         tree.insert(key, encode_record(&kept)).map_err(&err)?;
         Ok(true)

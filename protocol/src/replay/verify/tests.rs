@@ -638,7 +638,8 @@ fn support_is_confirmed_by_the_hosts_receipt_alone() {
         verifier.finish()
     };
     let said = ContentRecord::Consent(ReplayConsent::new(1, support.encode()).expect("a record"));
-    let faked = report(&[said.clone(), receipt(&faker)]);
+    // Repeated by its holder, the same signed message counts once.
+    let faked = report(&[said.clone(), said.clone(), receipt(&faker)]);
     assert_eq!(faked.supports.len(), 1);
     assert_eq!(faked.supports[0].amount, 7);
     assert_eq!(faked.supports[0].supporter, PeerKey::from(&fan));
