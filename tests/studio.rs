@@ -128,28 +128,8 @@ fn speakers_studio_tracks_reach_the_recording_and_its_export() {
 
     // The replay carries the tracks: fetched by someone who was not there, checked the same,
     // exported the same.
-    let link = match ana.event(&["recordings", "publish", &id]) {
-        Event::Published { link, .. } => link.to_string(),
-        other => panic!("not published: {other:?}"),
-    };
-    let mut server = Live::start("ana", &ana, &["recordings", "serve", "--listen", LOCAL]);
-    let addr = server.expect_map("serving", |e| match e {
-        Event::Serving { addrs, .. } => addrs.first().map(ToString::to_string),
-        _ => None,
-    });
-    let dee = TestHome::new();
-    let output = dee.run(&[
-        "recordings",
-        "verify",
-        &link,
-        "--from",
-        &addr,
-        "--listen",
-        LOCAL,
-        "--json",
-    ]);
-    drop(server);
-    let there: Value = serde_json::from_slice(&output.stdout).expect("a report");
+    let (dee, link) = (TestHome::new(), publish(&ana, &id));
+    let there = verify_elsewhere(&ana, &dee, &link);
     assert_eq!(there["total"], report["total"], "{there}");
     // The guest's agreement to be recorded travels with the replay, checked as it signed it.
     assert_eq!(
@@ -396,4 +376,34 @@ fn studio_floods_are_kept_to_the_budget_and_impostors_and_listeners_are_refused(
         kept >= 1,
         "some of the speaker's chunks, within budget: {verdict}"
     );
+}
+
+/// Publishes recording `id` of `owner`'s: its replay link.
+pub(crate) fn publish(owner: &TestHome, id: &str) -> String {
+    match owner.event(&["recordings", "publish", id]) {
+        Event::Published { link, .. } => link.to_string(),
+        other => panic!("not published: {other:?}"),
+    }
+}
+
+/// `recordings verify LINK --json` by `guest`, fetching from `owner` serving its recordings:
+/// the report.
+pub(crate) fn verify_elsewhere(owner: &TestHome, guest: &TestHome, link: &str) -> Value {
+    let mut server = Live::start("owner", owner, &["recordings", "serve", "--listen", LOCAL]);
+    let addr = server.expect_map("serving", |e| match e {
+        Event::Serving { addrs, .. } => addrs.first().map(ToString::to_string),
+        _ => None,
+    });
+    let output = guest.run(&[
+        "recordings",
+        "verify",
+        link,
+        "--from",
+        &addr,
+        "--listen",
+        LOCAL,
+        "--json",
+    ]);
+    drop(server);
+    serde_json::from_slice(&output.stdout).expect("a report")
 }

@@ -5,7 +5,7 @@
 use earshot_node::Event;
 
 use crate::harness::TestHome;
-use crate::live::{LOCAL, Live, listener, local_room_with, tone_host};
+use crate::live::{listener, local_room_with, tone_host};
 
 const ADDRESS: &str = "https://example.org/tip/ana";
 
@@ -73,28 +73,8 @@ fn a_listeners_support_and_the_hosts_receipt_reach_everyone_and_the_recording() 
         "{text}"
     );
     // The replay carries both, checked as signed: fetched by someone who was not there.
-    let link = match ana.event(&["recordings", "publish", &recording.to_string()]) {
-        Event::Published { link, .. } => link.to_string(),
-        other => panic!("not published: {other:?}"),
-    };
-    let mut server = Live::start("ana", &ana, &["recordings", "serve", "--listen", LOCAL]);
-    let addr = server.expect_map("serving", |e| match e {
-        Event::Serving { addrs, .. } => addrs.first().map(ToString::to_string),
-        _ => None,
-    });
-    let dee = TestHome::new();
-    let output = dee.run(&[
-        "recordings",
-        "verify",
-        &link,
-        "--from",
-        &addr,
-        "--listen",
-        LOCAL,
-        "--json",
-    ]);
-    drop(server);
-    let there: serde_json::Value = serde_json::from_slice(&output.stdout).expect("a report");
+    let link = crate::studio::publish(&ana, &recording.to_string());
+    let there = crate::studio::verify_elsewhere(&ana, &TestHome::new(), &link);
     let supports = there["supports"].as_array().expect("supports");
     assert_eq!(supports.len(), 1, "{there}");
     assert_eq!(supports[0]["peer_id"], joe_id.as_str());

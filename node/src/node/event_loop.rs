@@ -15,7 +15,7 @@ use earshot_protocol::snapshot::RoomRequest;
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, Swarm, identify};
+use libp2p::{Swarm, identify};
 use tokio::sync::{broadcast, mpsc};
 use tracing::{debug, info, warn};
 
@@ -34,6 +34,7 @@ use crate::peers::Peers;
 use crate::rooms::{Now, Rooms};
 use crate::tree::{Tree, TreeEvent};
 
+mod addrs;
 mod gossip;
 mod rates;
 mod requests;
@@ -411,33 +412,6 @@ impl EventLoop {
             }
         };
         self.apply(effects);
-    }
-
-    /// This node's dialable addresses (for children placed under it): relayed ones first
-    /// (they work from behind a NAT), then what it listens on and what others see it at; for
-    /// the host, the addresses in its room's descriptor too.
-    fn own_addrs(&self, room: &RoomId) -> Vec<Multiaddr> {
-        let mut addrs = self.own_addrs_all();
-        if let Some(joined) = self.rooms.get(room)
-            && joined.is_host()
-        {
-            addrs.extend(joined.descriptor.addrs());
-        }
-        addrs
-    }
-
-    /// [`Self::own_addrs`] without any room's descriptor.
-    fn own_addrs_all(&self) -> Vec<Multiaddr> {
-        let mut addrs: Vec<Multiaddr> = self
-            .swarm
-            .listeners()
-            .chain(self.swarm.external_addresses())
-            .filter(|addr| earshot_protocol::addr::is_dialable(addr))
-            .cloned()
-            .collect();
-        addrs.sort_by_key(|addr| !earshot_protocol::addr::is_relayed(addr));
-        addrs.dedup();
-        addrs
     }
 
     fn on_command(&mut self, command: Command) {
