@@ -11,6 +11,7 @@ pub mod quality;
 pub mod relayed;
 pub mod shares;
 pub mod subtree;
+pub mod tenure;
 pub mod ticket;
 pub mod uplink;
 pub mod view;

@@ -22,6 +22,7 @@ use crate::state::{RoomRole, RoomState};
 use super::exclusion::{Dismissed, Exclusions, Verdict};
 use super::quality::Adviser;
 use super::shares::ChatShares;
+use super::tenure::Tenure;
 use super::view::{AudienceView, Hand, MAX_REACTION_KINDS, ReactionCount, StageMember};
 use super::wire::{Newcomer, Report};
 use crate::bucket::{Bucket, Buckets};
@@ -81,6 +82,32 @@ pub enum Taken {
     Dropped,
 }
 
+/// A chat budget: through a subtree, its share ([`ChatShares`]: the shares add up to the
+/// budget); a line that names no path, the budget itself.
+#[derive(Debug)]
+struct Lane {
+    chat: Bucket,
+    shares: ChatShares,
+}
+
+impl Lane {
+    fn new(per_minute: u32, now: Instant) -> Self {
+        let per_sec = f64::from(per_minute) / 60.0;
+        Self {
+            chat: Bucket::new(per_sec, f64::from(per_minute.clamp(1, 5)), now),
+            shares: ChatShares::new(per_minute),
+        }
+    }
+
+    fn take(&mut self, via: &[PeerKey], now: Instant) -> bool {
+        if via.is_empty() {
+            self.chat.take(now)
+        } else {
+            self.shares.take(via, now)
+        }
+    }
+}
+
 /// The host's audience state for one room.
 #[derive(Debug)]
 pub struct HostAudience {
@@ -91,14 +118,18 @@ pub struct HostAudience {
     last_view: Option<AudienceView>,
     changed: bool,
     hands: VecDeque<Hand>,
-    chat: Bucket,
+    /// The room's chat budget, for everyone while the chat is calm and for the settled while
+    /// it is busy ([`Tenure`]).
+    chat: Lane,
+    /// Half of it, for the keys that came in the rush.
+    rush: Lane,
+    /// When the host first saw each key, and since when the chat is busy.
+    tenure: Tenure,
     reactions: BTreeMap<String, u32>,
     recent: VecDeque<Newcomer>,
     recent_chat: VecDeque<Vec<u8>>,
     /// Each listener's own budget of chat lines.
     chatters: Buckets<PeerKey>,
-    /// The room's chat budget shared down the tree, among the subtrees chatting.
-    shares: ChatShares,
     seen: VecDeque<[u8; 32]>,
     seen_set: HashSet<[u8; 32]>,
     /// Names of listeners whose actions arrived (their hands and chat lines name them).
@@ -141,7 +172,6 @@ impl HostAudience {
     }
 
     pub fn new(room: RoomId, policy: AudiencePolicy, now: Instant) -> Self {
-        let per_sec = f64::from(policy.chat_per_minute) / 60.0;
         Self {
             room,
             policy,
@@ -150,7 +180,9 @@ impl HostAudience {
             last_view: None,
             changed: true,
             hands: VecDeque::new(),
-            chat: Bucket::new(per_sec, f64::from(policy.chat_per_minute.clamp(1, 5)), now),
+            chat: Lane::new(policy.chat_per_minute, now),
+            rush: Lane::new(policy.chat_per_minute.div_ceil(2), now),
+            tenure: Tenure::default(),
             reactions: BTreeMap::new(),
             recent: VecDeque::new(),
             recent_chat: VecDeque::new(),
@@ -159,7 +191,6 @@ impl HostAudience {
                 f64::from(LISTENER_CHAT_BURST),
                 CHATTERS,
             ),
-            shares: ChatShares::new(policy.chat_per_minute),
             seen: VecDeque::new(),
             seen_set: HashSet::new(),
             names: VecDeque::new(),
@@ -239,6 +270,8 @@ impl HostAudience {
             Ok(_) => {}
             Err(reason) => return refuse(&format!("refused: {reason}")),
         }
+        // Its first sighting, if it is (a join at the host's door comes here first).
+        self.tenure.seen(author, now);
         match &envelope.body {
             // Support is said like chat, within the same budgets.
             ControlBody::Chat { .. } | ControlBody::Support { .. } => {
@@ -248,17 +281,22 @@ impl HostAudience {
                 if !self.chatters.take(author, now) {
                     return refuse("you are chatting too fast: your line was not sent");
                 }
-                // Through a subtree, its share (the shares add up to the room's budget);
-                // otherwise the room's budget itself.
-                let within = if via.is_empty() {
-                    self.chat.take(now)
+                // The settled take the room's budget, keys that came in a rush their own lane
+                // ([`Tenure`]).
+                let settled = self.tenure.settled(&author, now);
+                let lane = if settled {
+                    &mut self.chat
                 } else {
-                    self.shares.take(via, now)
+                    &mut self.rush
                 };
-                if !within {
-                    return refuse(
-                        "the room's chat is busy: your line was not sent (try again shortly)",
-                    );
+                if !lane.take(via, now) {
+                    self.tenure.refused(now);
+                    return refuse(if settled {
+                        "the room's chat is busy: your line was not sent (try again shortly)"
+                    } else {
+                        "the room's chat is busy, and those who were here before it got busy go \
+                         first: your line was not sent (try again shortly)"
+                    });
                 }
                 let bytes = envelope.encode();
                 self.recent_chat.push_back(bytes.clone());

@@ -1,0 +1,158 @@
+//! Who was in the room before its chat got busy: a raid's keys go to the back.
+//!
+//! The audience's chat budget is shared fairly down the tree ([`super::shares`]), which keeps
+//! ten thousand throwaway keys to their relays' shares; but a listener whose subtree they fill
+//! still shares with them, and keys are free. What the raid cannot fake is time: the host
+//! remembers when it first saw each key (admitted at its door, or its first action), and once
+//! the room's chat is busy (a line refused for want of budget), keys it knew [`SETTLED`] before
+//! that moment, or for [`LONG`] whatever, are *settled*: their lines take the room's budget,
+//! the rest a lane of their own with half of it (so a raid adds at most half the room's budget
+//! to its chat). A room that has been calm for [`CALM`] is no
+//! longer busy, and then everyone shares the room's budget again.
+//!
+//! What it costs an attacker: keys that joined in the rush chat in the newcomers' lane only;
+//! to share the settled lane it must have brought its keys in [`SETTLED`] before the rush (and
+//! they then share it fairly down the tree, as before), or keep the rush going for [`LONG`].
+//! The host's memory of keys is bounded ([`MAX_KEYS`], the earliest kept): a key it could not
+//! remember chats in the newcomers' lane while the chat is busy, as a raid's keys do.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::id::PeerKey;
+
+/// Known this long before the chat got busy: settled.
+pub const SETTLED: Duration = Duration::from_secs(30);
+/// Known this long: settled, however long the chat has been busy.
+pub const LONG: Duration = Duration::from_secs(30 * 60);
+/// The chat is busy until this long passes without a line refused for want of budget.
+pub const CALM: Duration = Duration::from_secs(60);
+/// Keys remembered (the earliest kept: a flood of new keys pushes out nobody).
+pub const MAX_KEYS: usize = 16_384;
+
+/// When the host first saw each key, and since when the room's chat is busy.
+#[derive(Debug, Default)]
+pub struct Tenure {
+    first_seen: HashMap<PeerKey, Instant>,
+    /// Since when, and the last line refused.
+    busy: Option<(Instant, Instant)>,
+}
+
+impl Tenure {
+    /// The host saw `key` now (a join at its door, an action): remembered if it is new and
+    /// there is room.
+    pub fn seen(&mut self, key: PeerKey, now: Instant) {
+        if self.first_seen.len() < MAX_KEYS || self.first_seen.contains_key(&key) {
+            self.first_seen.entry(key).or_insert(now);
+        }
+    }
+
+    /// A line was refused for want of budget: the chat is busy (from now, if it was calm).
+    pub fn refused(&mut self, now: Instant) {
+        let since = self.busy(now).unwrap_or(now);
+        self.busy = Some((since, now));
+    }
+
+    /// Since when the chat is busy, if it is.
+    pub fn busy(&self, now: Instant) -> Option<Instant> {
+        self.busy
+            .filter(|(_, last)| now.saturating_duration_since(*last) < CALM)
+            .map(|(since, _)| since)
+    }
+
+    /// Whether `key`'s lines take the room's budget now: the chat is calm, or the host knew the
+    /// key [`SETTLED`] before it got busy, or for [`LONG`].
+    pub fn settled(&self, key: &PeerKey, now: Instant) -> bool {
+        let Some(since) = self.busy(now) else {
+            return true;
+        };
+        self.first_seen.get(key).is_some_and(|first| {
+            since.saturating_duration_since(*first) >= SETTLED
+                || now.saturating_duration_since(*first) >= LONG
+        })
+    }
+
+    /// Keys remembered (for tests and bounds).
+    pub fn known(&self) -> usize {
+        self.first_seen.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: u16) -> PeerKey {
+        let mut bytes = [0; 32];
+        bytes[..2].copy_from_slice(&n.to_be_bytes());
+        PeerKey(bytes)
+    }
+
+    #[test]
+    fn keys_known_before_the_rush_are_settled_and_the_rushs_are_not() {
+        let start = Instant::now();
+        let mut tenure = Tenure::default();
+        let (old, late, unknown) = (key(1), key(2), key(3));
+        tenure.seen(old, start);
+        let rush = start + Duration::from_secs(40);
+        tenure.seen(late, rush - Duration::from_secs(5));
+        // Calm: everyone is.
+        assert!(tenure.settled(&late, rush));
+        assert!(tenure.settled(&unknown, rush));
+        tenure.refused(rush);
+        assert_eq!(tenure.busy(rush), Some(rush));
+        assert!(tenure.settled(&old, rush));
+        assert!(!tenure.settled(&late, rush), "known 5 s before the rush");
+        assert!(!tenure.settled(&unknown, rush));
+        // Seeing the old key again does not move its first sighting.
+        tenure.seen(old, rush);
+        assert!(tenure.settled(&old, rush));
+        // Refusals keep it busy from the same moment; a minute without one ends it.
+        let later = rush + Duration::from_secs(50);
+        tenure.refused(later);
+        assert_eq!(tenure.busy(later + Duration::from_secs(59)), Some(rush));
+        assert!(!tenure.settled(&late, later + Duration::from_secs(59)));
+        let calm = later + CALM;
+        assert_eq!(tenure.busy(calm), None);
+        assert!(tenure.settled(&late, calm));
+        // A new rush starts from its own moment: the key known 5 s before the first is settled
+        // now (known 95 s before this one).
+        tenure.refused(calm);
+        assert!(tenure.settled(&late, calm));
+    }
+
+    #[test]
+    fn a_rush_that_lasts_settles_its_keys_only_after_half_an_hour() {
+        let start = Instant::now();
+        let mut tenure = Tenure::default();
+        let raider = key(9);
+        tenure.refused(start);
+        tenure.seen(raider, start + Duration::from_secs(1));
+        let mut now = start;
+        while now < start + LONG {
+            tenure.refused(now);
+            assert!(!tenure.settled(&raider, now));
+            now += Duration::from_secs(30);
+        }
+        now += Duration::from_secs(1);
+        tenure.refused(now);
+        assert!(tenure.settled(&raider, now));
+    }
+
+    #[test]
+    fn a_flood_of_new_keys_pushes_out_nobody_known() {
+        let start = Instant::now();
+        let mut tenure = Tenure::default();
+        let honest = key(0);
+        tenure.seen(honest, start);
+        let rush = start + Duration::from_secs(60);
+        for n in 1..=u16::MAX {
+            tenure.seen(key(n), rush);
+        }
+        assert_eq!(tenure.known(), MAX_KEYS);
+        tenure.refused(rush);
+        assert!(tenure.settled(&honest, rush));
+        // Keys past the bound are new while the rush lasts.
+        assert!(!tenure.settled(&key(u16::MAX), rush));
+    }
+}
