@@ -413,6 +413,157 @@ fn a_relay_claiming_room_for_thousands_is_believed_up_to_a_members_share() {
     assert_eq!(host.exit_code(), 0);
 }
 
+/// Issue 18: a child that reads its parent's stream at half its pace (`join --misbehave
+/// slow-read`), so that the parent's beacons come back ever later, as they would over an uplink
+/// that cannot carry it. What it hopes: its parent takes itself for thin and sheds the others.
+/// What happens: the parent sheds that child alone, and its honest sibling keeps its place and
+/// hears every frame.
+#[test]
+fn a_child_reading_slowly_is_shed_alone_and_its_sibling_keeps_hearing() {
+    let _one_scene_at_a_time = scene_lock();
+    let homes = [
+        TestHome::new(),
+        TestHome::new(),
+        TestHome::new(),
+        TestHome::new(),
+    ];
+    let room = local_room_with(&homes[0], "Trust", &[]);
+    let mut host = tone_host(&homes[0], &room, &["--max-children", "1"]);
+    let (link, _) = hosting(&mut host);
+    let peer_of = |live: &mut Live| {
+        live.expect_map("joined", |e| match e {
+            Event::Joined { peer_id, .. } => Some(*peer_id),
+            _ => None,
+        })
+    };
+    let parent_of = |live: &mut Live| {
+        live.expect_map("audio_attached", |e| match e {
+            Event::AudioAttached { parent, .. } => Some(*parent),
+            _ => None,
+        })
+    };
+    // The relay: the host's one child, feeding two.
+    let mut relay = listener("relay", &homes[1], &link, &["--max-children", "2"]);
+    let relay_id = peer_of(&mut relay);
+    relay.expect("the relay attached", |e| {
+        matches!(e, Event::AudioAttached { depth: 1, .. })
+    });
+    // Its honest child, then the slow reader: both can go nowhere else.
+    let mut joe = listener("joe", &homes[2], &link, &["--max-children", "0"]);
+    assert_eq!(parent_of(&mut joe), relay_id, "joe under the relay");
+    let mut slow = listener(
+        "slow",
+        &homes[3],
+        &link,
+        &["--max-children", "0", "--misbehave", "slow-read"],
+    );
+    assert_eq!(
+        parent_of(&mut slow),
+        relay_id,
+        "the slow reader under the relay"
+    );
+    let attached = Instant::now();
+    relay.expect_stats("the relay feeding both", |s| s.children == 2);
+    // The relay sheds the slow reader (told to move: it loses its parent, having been told).
+    let reason = slow.expect_map_within(
+        "the slow reader shed",
+        Duration::from_secs(20),
+        |e| match e {
+            Event::AudioLost { parent, reason, .. } if *parent == relay_id => Some(reason.clone()),
+            _ => None,
+        },
+    );
+    let shed_after = attached.elapsed();
+    let after = relay.expect_stats("the relay after the shed", |s| s.children == 1);
+    assert!(
+        after.capacity.is_some_and(|c| c >= 1),
+        "the relay still offers a place to its honest child: {after:?}"
+    );
+    // Joe, measured from now over 500 frames (10 s): still under the relay, every frame.
+    let start = joe.expect_stats("joe's report", |s| s.parent.is_some());
+    let end = joe.expect_stats("joe's report 10 s on", |s| {
+        s.expected >= start.expected + 500
+    });
+    let heard = (
+        end.delivered - start.delivered,
+        end.expected - start.expected,
+    );
+    let relay_end = relay.expect_stats("the relay's report", |_| true);
+    let lost = joe.seen_events(|e| match e {
+        Event::AudioLost { reason, .. } => Some(reason.clone()),
+        _ => None,
+    });
+    let slow_back = relay_end.children;
+    eprintln!(
+        "slow reader shed after {shed_after:?} ({reason}); joe heard {} of {} frames after it; \
+         the relay feeds {} (capacity {:?})",
+        heard.0, heard.1, relay_end.children, relay_end.capacity
+    );
+    assert!(lost.is_empty(), "joe lost its parent: {lost:?}");
+    assert_eq!(end.parent, Some(relay_id), "joe still under the relay");
+    assert!(
+        heard.0 * 100 >= heard.1 * 99,
+        "joe heard {} of {} frames",
+        heard.0,
+        heard.1
+    );
+    assert_eq!(
+        slow_back, 1,
+        "the relay took the slow reader back, or shed joe"
+    );
+    host.say("/end");
+    assert_eq!(host.exit_code(), 0);
+}
+
+/// A relay that passes nothing its children say up the tree (`join --misbehave drop-up`): its
+/// child's chat line does not come back down relayed, so the child sends it to the host
+/// straight (`RoomRequest::Act`), and the host and the listener below hear it within a second.
+#[test]
+fn a_relay_dropping_its_childrens_chat_is_gone_around() {
+    let _one_scene_at_a_time = scene_lock();
+    let homes = [
+        TestHome::new(),
+        TestHome::new(),
+        TestHome::new(),
+        TestHome::new(),
+    ];
+    let room = local_room_with(&homes[0], "Trust", &[]);
+    let mut host = tone_host(&homes[0], &room, &["--max-children", "1"]);
+    let (link, _) = hosting(&mut host);
+    let attached = |live: &mut Live, depth: u16| {
+        live.expect(
+            "audio_attached",
+            |e| matches!(e, Event::AudioAttached { depth: d, .. } if *d == depth),
+        );
+    };
+    let mut adversary = listener(
+        "adversary",
+        &homes[1],
+        &link,
+        &["--max-children", "1", "--misbehave", "drop-up"],
+    );
+    attached(&mut adversary, 1);
+    let mut joe = listener("joe", &homes[2], &link, &["--max-children", "1"]);
+    attached(&mut joe, 2);
+    let mut sue = listener("sue", &homes[3], &link, &["--max-children", "0"]);
+    attached(&mut sue, 3);
+    let line = "hello from below the relay";
+    let heard = |e: &Event| matches!(e, Event::Chat { text, .. } if text == line);
+    let said = Instant::now();
+    joe.say(line);
+    host.expect("joe's line at the host", heard);
+    let at_host = said.elapsed();
+    sue.expect("joe's line at sue", heard);
+    let at_sue = said.elapsed();
+    eprintln!(
+        "joe's line, its relay dropping it: at the host in {at_host:?}, at sue in {at_sue:?}"
+    );
+    // It waited for the tree (400 ms), then went straight: well within a second, even loaded.
+    assert!(at_sue < Duration::from_secs(2), "{at_sue:?}");
+    host.say("/end");
+    assert_eq!(host.exit_code(), 0);
+}
+
 /// An adversary opening two hundred listen streams to the host without a ticket: every one is
 /// refused, and the room goes on for a listener who joins after.
 #[test]

@@ -29,6 +29,7 @@ use crate::node::{HostError, JoinError, RoomView};
 use crate::peers::Peers;
 
 mod audience;
+mod direct;
 mod entry;
 mod hosting;
 mod joined;
@@ -699,6 +700,7 @@ impl Rooms {
             // The audience hears no heartbeats and sends none: its room is the host's view,
             // and a host whose views stopped coming is gone.
             if joined.tier == Tier::Audience {
+                effects.extend(direct::overdue(joined, room, now.instant));
                 if now.instant.saturating_duration_since(joined.heard_at) > HOST_SILENT {
                     warn!(%room, "no word from the host for {} s: the room is over", HOST_SILENT.as_secs());
                     effects.extend(self.over(now, room));

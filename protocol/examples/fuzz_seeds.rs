@@ -167,6 +167,13 @@ fn main() {
                 link: link.to_string(),
             },
         ),
+        (
+            "act",
+            RoomRequest::Act {
+                room: ROOM,
+                act: serde_bytes::ByteBuf::from(support.encode()),
+            },
+        ),
     ];
     for (name, request) in requests {
         write(&dir, "room_request", name, &request.encode());

@@ -355,6 +355,15 @@ pub enum RoomRequest {
     /// Asks a node that serves the lobby (a community relay) to keep a scheduled room's
     /// announcement (encoded) until it expires, and to pass it on the lobby topic.
     Announce { announcement: serde_bytes::ByteBuf },
+    /// A listener's own action (its signed envelope, sealed in a private room, as it goes up the
+    /// tree) straight to the room's host: a chat line it sent up the tree did not come back
+    /// relayed in time (a relay on the way may drop it). The host takes it as it would from the
+    /// tree (the same budgets; a line it has already is not taken twice) and answers
+    /// [`RoomResponse::Kept`], or why not.
+    Act {
+        room: RoomId,
+        act: serde_bytes::ByteBuf,
+    },
 }
 
 /// An answer on the room protocol.
@@ -397,7 +406,8 @@ pub enum RoomResponse {
     Listeners {
         listeners: Vec<crate::audience::wire::Newcomer>,
     },
-    /// The announcement is kept on the lobby.
+    /// The announcement is kept on the lobby (or, for an [`RoomRequest::Act`], the host has the
+    /// action).
     Kept,
 }
 

@@ -78,6 +78,9 @@ impl Fanout {
         loop {
             let allowance = silence.allowance(std::time::Instant::now());
             let read = tokio::time::timeout(allowance, read_down(&mut reader)).await;
+            if self.misbehaving() == Some(super::Misbehave::SlowRead) {
+                tokio::time::sleep(super::misbehave::SLOW_READ_PAUSE).await;
+            }
             let captured = match &read {
                 Ok(Ok(Read::Frame(frame))) => Some(frame.timestamp),
                 _ => None,

@@ -42,7 +42,18 @@ pub enum Misbehave {
     /// every tenth under the host's speaker id, opening another stream whenever the host closes
     /// one (see [`super::studio`]).
     StudioFlood,
+    /// As a child, read the parent's stream at half its pace (a pause of [`SLOW_READ_PAUSE`]
+    /// after everything read): the parent sees its beacons read ever later, as if its uplink
+    /// could not carry the child (an attacker hoping its parent sheds the others).
+    SlowRead,
+    /// Relay everything down, and nothing its children say up (their hands and chat never reach
+    /// the host through it).
+    DropUp,
 }
+
+/// What a slow reader waits after each thing it reads (a voice and its proofs and beacons
+/// come at about 55 a second: this reads about 25).
+pub const SLOW_READ_PAUSE: Duration = Duration::from_millis(40);
 
 /// How long a studio flooder floods.
 pub const STUDIO_FLOOD_FOR: Duration = Duration::from_secs(8);
@@ -58,7 +69,7 @@ pub const KEYS_REPLAYED: usize = 10;
 pub const TURN_AT_CHILDREN: usize = 2;
 
 impl Misbehave {
-    pub const ALL: [(&'static str, Misbehave); 12] = [
+    pub const ALL: [(&'static str, Misbehave); 14] = [
         ("alter", Misbehave::Alter),
         ("inject", Misbehave::Inject),
         ("replay", Misbehave::Replay),
@@ -71,6 +82,8 @@ impl Misbehave {
         ("turn", Misbehave::Turn),
         ("forge-keys", Misbehave::ForgeKeys),
         ("studio-flood", Misbehave::StudioFlood),
+        ("slow-read", Misbehave::SlowRead),
+        ("drop-up", Misbehave::DropUp),
     ];
 }
 
@@ -209,7 +222,9 @@ impl Tamper {
             | Misbehave::ClaimCapacity
             | Misbehave::UnassignedStreams
             | Misbehave::ForgeKeys
-            | Misbehave::StudioFlood => {
+            | Misbehave::StudioFlood
+            | Misbehave::SlowRead
+            | Misbehave::DropUp => {
                 vec![out]
             }
         }

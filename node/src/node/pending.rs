@@ -30,6 +30,8 @@ pub enum Pending {
     Listeners(oneshot::Sender<Result<Vec<Newcomer>, AttachError>>),
     /// A member of a private room asked the host for the epoch it missed.
     Keys { room: earshot_protocol::RoomId },
+    /// A listener's line sent to the host straight (see `rooms::direct`).
+    Act { room: earshot_protocol::RoomId },
 }
 
 /// A join under way: the link, this node's name in the room, and who waits for the outcome

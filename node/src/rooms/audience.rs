@@ -280,6 +280,7 @@ impl Rooms {
             return Vec::new();
         }
         joined.remember_relayed(bytes);
+        super::direct::relayed_back(joined, envelope);
         let mut effects = Vec::new();
         if let Some(event) = said(joined, room, envelope) {
             effects.push(Effect::Emit(event));
@@ -466,6 +467,7 @@ impl Rooms {
                 let urgent = matches!(body, ControlBody::Leave);
                 let envelope = joined.sign_only(&signing, now.wall, body)?;
                 let act = self.act_up(&room, envelope.encode());
+                self.await_relayed(now.instant, room, &envelope, &act);
                 Ok((Vec::new(), vec![Effect::Up { room, act, urgent }]))
             }
             _ => Err(ActError::Audience),

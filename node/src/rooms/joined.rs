@@ -86,6 +86,9 @@ pub struct Joined {
     pub heard_at: Instant,
     /// Chat relayed down the tree lately (as relayed): the host hands it to joiners.
     pub recent_relayed: VecDeque<Vec<u8>>,
+    /// This listener's own lines sent up the tree, until they come back relayed (see
+    /// `rooms::direct`).
+    pub(super) awaited: VecDeque<super::direct::Awaited>,
     /// At the host: the capabilities listeners joined the audience with lately (removing one
     /// revokes its link, as it does a member's of the stage).
     pub audience_caps: VecDeque<(PeerKey, earshot_protocol::CapId)>,
@@ -132,6 +135,7 @@ impl Joined {
             heard_at: now,
             audience: None,
             recent_relayed: VecDeque::new(),
+            awaited: VecDeque::new(),
             audience_caps: VecDeque::new(),
             private: None,
             seen: VecDeque::new(),

@@ -125,6 +125,9 @@ impl Gate for Tree {
             }
             // Taken by the audio plane (how far behind the child's stream runs).
             Up::Heard(_) => None,
+            Up::Act(_) | Up::ActVia { .. } if self.misbehave.get() == Some(&Misbehave::DropUp) => {
+                None
+            }
             Up::Act(bytes) => self.act_up(room, child, child_key, bytes.to_vec(), Vec::new(), now),
             Up::ActVia { act, via } => self.act_up(room, child, child_key, act.to_vec(), via, now),
         }

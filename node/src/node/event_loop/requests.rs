@@ -277,6 +277,18 @@ impl EventLoop {
                     Err(refusal) => RoomResponse::Refused { refusal },
                 })
             }
+            RoomRequest::Act { room, act } => match PeerKey::from_peer_id(&peer) {
+                Ok(author) => {
+                    let (response, effects) =
+                        self.rooms.audience_act_straight(now, room, author, &act);
+                    let mut all = respond(response);
+                    all.extend(effects);
+                    all
+                }
+                Err(_) => respond(RoomResponse::Refused {
+                    refusal: Refusal::NotAnEarshotPeer,
+                }),
+            },
             RoomRequest::Keys { room } => match PeerKey::from_peer_id(&peer) {
                 Ok(asker) => respond(self.rooms.private_reseal(now, room, asker)),
                 Err(_) => respond(RoomResponse::Refused {
@@ -362,6 +374,17 @@ impl EventLoop {
                 };
                 self.apply(effects);
             }
+            Pending::Act { room } => {
+                if let RoomResponse::Refused { refusal } = response {
+                    self.apply(vec![Effect::Emit(Event::Notice {
+                        room,
+                        text: match refusal {
+                            Refusal::Rejected { reason } => reason,
+                            other => other.to_string(),
+                        },
+                    })]);
+                }
+            }
             Pending::Carry { reply, room, relay } => {
                 if let (RoomResponse::Carrying, Some(room), Some(relay)) = (&response, room, relay)
                 {
@@ -414,6 +437,9 @@ impl EventLoop {
             }
             Pending::Keys { room } => {
                 tracing::debug!(%room, "the host did not answer for the keys");
+            }
+            Pending::Act { room } => {
+                tracing::debug!(%room, "the host did not answer for a line sent straight");
             }
             Pending::Carry { reply, .. } => {
                 let _ = reply.send(Err(

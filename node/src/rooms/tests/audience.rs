@@ -559,3 +559,95 @@ fn a_listener_joins_through_an_entry_point_or_else_at_the_host() {
         );
     }
 }
+
+/// The listener's requests to the host for lines sent straight.
+fn straight(effects: &[Effect]) -> Vec<(PeerId, Vec<u8>)> {
+    effects
+        .iter()
+        .filter_map(|effect| match effect {
+            Effect::Request {
+                peer,
+                request: RoomRequest::Act { act, .. },
+                ..
+            } => Some((*peer, act.to_vec())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_line_that_does_not_come_back_down_goes_to_the_host_straight_once() {
+    let (mut host, mut joiner, room, mut clock) = room_with_audience();
+    let chat = |joiner: &mut Side, now, text: &str| {
+        let (_, effects) = joiner
+            .rooms
+            .act(now, room.id, ControlBody::Chat { text: text.into() })
+            .expect("chat");
+        ups(&effects).pop().expect("goes up")
+    };
+    // A line the host relays back down in time is not sent straight.
+    let back = chat(&mut joiner, clock.now(), "back");
+    let effects = host.rooms.audience_act(clock.now(), room.id, &back);
+    let down = downs(&effects).pop().expect("relayed down");
+    joiner.rooms.on_down(clock.now(), room.id, down);
+    clock.advance(super::super::direct::DIRECT_AFTER);
+    let ticked = joiner.rooms.tick(clock.now(), nobody, one, &joiner.peers);
+    assert!(straight(&ticked).is_empty(), "{ticked:?}");
+
+    // A line a relay dropped: after DIRECT_AFTER, to the host straight, once.
+    let dropped = chat(&mut joiner, clock.now(), "dropped on the way");
+    let early = joiner.rooms.tick(clock.now(), nobody, one, &joiner.peers);
+    assert!(straight(&early).is_empty());
+    clock.advance(super::super::direct::DIRECT_AFTER);
+    let sent = straight(&joiner.rooms.tick(clock.now(), nobody, one, &joiner.peers));
+    let host_id = PeerKey::from(&host.key).to_peer_id().expect("peer id");
+    assert_eq!(sent, vec![(host_id, dropped.clone())]);
+    clock.advance(super::super::direct::DIRECT_AFTER);
+    assert!(straight(&joiner.rooms.tick(clock.now(), nobody, one, &joiner.peers)).is_empty());
+
+    // At the host: someone else's line, sent straight, is refused (only one's own).
+    let stranger = Side::new(9);
+    let (response, effects) =
+        host.rooms
+            .audience_act_straight(clock.now(), room.id, stranger.rooms.me(), &dropped);
+    assert_eq!(
+        response,
+        RoomResponse::Refused {
+            refusal: Refusal::NotFromAuthor
+        }
+    );
+    assert!(effects.is_empty());
+    // The author's: taken, said on the topic and down the tree.
+    let (response, effects) =
+        host.rooms
+            .audience_act_straight(clock.now(), room.id, joiner.rooms.me(), &dropped);
+    assert_eq!(response, RoomResponse::Kept);
+    assert_eq!(published(&effects), vec![dropped.clone()]);
+    assert_eq!(downs(&effects).len(), 1);
+    // The tree's copy, late after all: taken once.
+    assert!(
+        host.rooms
+            .audience_act(clock.now(), room.id, &dropped)
+            .is_empty()
+    );
+    // Past the budget, the refusal is the answer (the tree may not carry a notice).
+    let mut refused = 0;
+    for i in 0..6 {
+        let act = chat(&mut joiner, clock.now(), &format!("straight {i}"));
+        let (response, effects) =
+            host.rooms
+                .audience_act_straight(clock.now(), room.id, joiner.rooms.me(), &act);
+        if let RoomResponse::Refused {
+            refusal: Refusal::Rejected { reason },
+        } = response
+        {
+            assert!(
+                reason.contains("too fast") || reason.contains("busy"),
+                "{reason}"
+            );
+            assert!(!effects.iter().any(|e| matches!(e, Effect::Notice { .. })));
+            refused += 1;
+        }
+    }
+    assert!(refused >= 4, "{refused}");
+}
