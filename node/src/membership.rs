@@ -29,6 +29,12 @@ use crate::node::{AttachError, Node};
 /// How often a membership checks that its room is still open (in case the node's events lagged
 /// past its `Closed`).
 const CHECK_OPEN: Duration = Duration::from_secs(1);
+/// Times in a row a stream whose connection closed under it is opened again on another
+/// connection to the same parent (see `follow`).
+const MOVES: usize = 2;
+/// How long a stream that broke waits to see its relayed connection's closing (see
+/// `moved_to_direct`).
+const MOVE_WAIT: Duration = Duration::from_millis(150);
 
 /// A node's membership in one room's tree, as its audio session sees it.
 #[derive(Debug, Clone)]
@@ -298,6 +304,24 @@ async fn follow_tree(
                         })
                         .await;
                 }
+                // The stream broke with the relayed connection it rode, retired for the direct
+                // one a hole punch made (libp2p-stream opens a stream on any of a peer's
+                // connections). Nothing is wrong with the parent: the stream opens again at
+                // once on the direct connection, as the same parent's child, without a repair.
+                for _ in 0..MOVES {
+                    if position.borrow().is_none() || !matches!(ended, Err(StreamError::Io(_))) {
+                        break;
+                    }
+                    if !moved_to_direct(&node, peer).await {
+                        break;
+                    }
+                    info!(parent = %peer, "the stream's relayed connection was retired: opening it on the direct one");
+                    ended = relay
+                        .listen_after(room, peer, &proof, &mut draining, || {
+                            position.send_replace(Some(here));
+                        })
+                        .await;
+                }
                 // Lost only what it had: a parent that never started the stream is no loss. A
                 // parent that closed the stream cleanly is alive (it cut this node off, or was
                 // excluded): it is not claimed lost, which would have its own parent cut it off.
@@ -361,6 +385,21 @@ async fn follow_tree(
                 follower.lost(Instant::now())
             }
         };
+    }
+}
+
+/// Whether the connection to `peer` moved from a relay to a direct one: asked again a few
+/// times over [`MOVE_WAIT`] while the relayed connection is still open beside the direct one
+/// (the stream may have seen it close before this node's connections did).
+async fn moved_to_direct(node: &Node, peer: PeerId) -> bool {
+    let started = tokio::time::Instant::now();
+    loop {
+        match node.moving(peer).await {
+            Some(true) => return true,
+            None => return false,
+            Some(false) if started.elapsed() >= MOVE_WAIT => return false,
+            Some(false) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
     }
 }
 

@@ -217,6 +217,10 @@ enum Command {
         addrs: Vec<Multiaddr>,
         reply: oneshot::Sender<Result<(), DialError>>,
     },
+    Moving {
+        peer: PeerId,
+        reply: oneshot::Sender<Option<bool>>,
+    },
     UpRaw {
         room: RoomId,
         bytes: Vec<u8>,
@@ -254,6 +258,7 @@ impl std::fmt::Debug for Command {
             Command::UpRaw { .. } => "UpRaw",
             Command::Eavesdrop { .. } => "Eavesdrop",
             Command::Dial { .. } => "Dial",
+            Command::Moving { .. } => "Moving",
             Command::Attach { .. } => "Attach",
             Command::AskToCarry { .. } => "AskToCarry",
             Command::Listeners { .. } => "Listeners",
@@ -673,6 +678,15 @@ impl Node {
         self.call(|reply| Command::Dial { peer, addrs, reply })
             .await
             .map_err(|_| DialError::Stopped)?
+    }
+
+    /// Whether the connection to `peer` moved from a relay to a direct one: see
+    /// [`crate::peers::Peers::moving`].
+    pub async fn moving(&self, peer: PeerId) -> Option<bool> {
+        self.call(|reply| Command::Moving { peer, reply })
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Opens a stream of `protocol` to `peer` as it is, no hello said: what a modified client

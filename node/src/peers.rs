@@ -24,6 +24,9 @@ use crate::reachability::{Action, Mode, Planner};
 /// It must close: libp2p-stream opens each new stream on a connection chosen at random, so with
 /// both up the audio would stay on the relay half the time.
 pub const RETIRE_RELAYED_AFTER: Duration = Duration::from_secs(1);
+/// How long after a peer's relayed connection closed, a direct one being up, a stream that
+/// broke with it counts as moved (see [`Peers::moving`]).
+pub const MOVED_LATELY: Duration = Duration::from_secs(2);
 
 /// Peers whose listen addresses are remembered; past it, only connected peers' are kept.
 pub const MAX_KNOWN_ADDRS: usize = 8_192;
@@ -44,6 +47,10 @@ pub struct Peers {
     rtts: HashMap<PeerId, Duration>,
     /// Relayed connections open, by peer.
     relayed: HashMap<PeerId, Vec<ConnectionId>>,
+    /// Direct connections open, by peer.
+    direct: HashMap<PeerId, Vec<ConnectionId>>,
+    /// Peers whose last relayed connection closed while a direct one was up, and when.
+    moved: HashMap<PeerId, Instant>,
     /// Peers with a new direct connection: their relayed connections close at the instant
     /// given, once what was under way on them (a join handshake) is done.
     retire: Vec<(PeerId, Instant)>,
@@ -63,6 +70,8 @@ impl Peers {
             addrs: HashMap::new(),
             rtts: HashMap::new(),
             relayed: HashMap::new(),
+            direct: HashMap::new(),
+            moved: HashMap::new(),
             retire: Vec::new(),
             dials: HashMap::new(),
             reach: Planner::new(mode),
@@ -129,8 +138,11 @@ impl Peers {
     ) {
         if relayed {
             self.relayed.entry(peer).or_default().push(connection);
-        } else if let Some(addr) = dialled_at {
-            self.dialled.insert(peer, addr);
+        } else {
+            self.direct.entry(peer).or_default().push(connection);
+            if let Some(addr) = dialled_at {
+                self.dialled.insert(peer, addr);
+            }
         }
         self.connections += 1;
         self.connected.insert(peer);
@@ -160,12 +172,23 @@ impl Peers {
     }
 
     /// A connection closed; `remaining` are still open to the same peer.
-    pub fn closed(&mut self, peer: PeerId, connection: ConnectionId, remaining: u32) {
-        if let Some(relayed) = self.relayed.get_mut(&peer) {
-            relayed.retain(|open| *open != connection);
-            if relayed.is_empty() {
-                self.relayed.remove(&peer);
+    pub fn closed(&mut self, peer: PeerId, connection: ConnectionId, remaining: u32, now: Instant) {
+        let was_relayed = self
+            .relayed
+            .get(&peer)
+            .is_some_and(|open| open.contains(&connection));
+        for open in [&mut self.relayed, &mut self.direct] {
+            if let Some(connections) = open.get_mut(&peer) {
+                connections.retain(|open| *open != connection);
+                if connections.is_empty() {
+                    open.remove(&peer);
+                }
             }
+        }
+        if was_relayed && !self.relayed.contains_key(&peer) && self.direct_to(&peer) {
+            self.moved
+                .retain(|_, at| now.saturating_duration_since(*at) < MOVED_LATELY);
+            self.moved.insert(peer, now);
         }
         self.connections = self.connections.saturating_sub(1);
         if remaining == 0 {
@@ -216,6 +239,29 @@ impl Peers {
         self.rtts.insert(peer, rtt);
     }
 
+    /// Whether a direct connection (not through a relay) to `peer` is open.
+    pub fn direct_to(&self, peer: &PeerId) -> bool {
+        self.direct.get(peer).is_some_and(|open| !open.is_empty())
+    }
+
+    /// Whether what went to `peer` through a relay has moved to a direct connection: `None` if
+    /// not (no direct connection, or no relayed one lately), `Some(false)` while a relayed one
+    /// is still open beside the direct one (its closing may be under way), `Some(true)` if the
+    /// last relayed one closed in the last [`MOVED_LATELY`] and a direct one is up. A stream
+    /// that broke with the relayed connection opens again on the direct one.
+    pub fn moving(&self, peer: &PeerId, now: Instant) -> Option<bool> {
+        if !self.direct_to(peer) {
+            return None;
+        }
+        if self.relayed.contains_key(peer) {
+            return Some(false);
+        }
+        self.moved
+            .get(peer)
+            .is_some_and(|at| now.saturating_duration_since(*at) < MOVED_LATELY)
+            .then_some(true)
+    }
+
     /// DCUtR punched a hole to `peer`: its relayed connections close a moment later.
     pub fn hole_punched(&mut self, peer: PeerId, now: Instant) -> Vec<Effect> {
         info!(%peer, "direct connection (hole punched)");
@@ -253,7 +299,8 @@ impl Peers {
         let (due, later): (Vec<_>, Vec<_>) = self.retire.drain(..).partition(|(_, at)| *at <= now);
         self.retire = later;
         for (peer, _) in due {
-            for connection in self.relayed.remove(&peer).unwrap_or_default() {
+            // Forgotten once closed (`closed`), not now: until then, streams may be on them.
+            for connection in self.relayed.get(&peer).cloned().unwrap_or_default() {
                 debug!(%peer, "closing a relayed connection: a direct one is up");
                 effects.push(Effect::CloseConnection(connection));
             }

@@ -441,6 +441,10 @@ pub(crate) struct Punched {
     /// or relayed).
     pub(crate) delivered: u64,
     pub(crate) expected: u64,
+    /// Frames missed from the first audio to the end of the run (the move to the punched
+    /// connection, if any, included), and the parents the listener lost meanwhile.
+    pub(crate) missed: u64,
+    pub(crate) lost_parents: Vec<String>,
 }
 
 /// How long a listener may take from the link to its first audio.
@@ -567,6 +571,10 @@ pub(crate) fn punch(
     let last = listener.expect_stats("audio flowing", |s| {
         s.delivered >= settled.delivered + FLOW_FRAMES
     });
+    let lost_parents = listener.seen_events(|e| match e {
+        Event::AudioLost { reason, .. } => Some(reason.clone()),
+        _ => None,
+    });
     drop((listener, host, relay));
     drop(net);
     Punched {
@@ -575,6 +583,8 @@ pub(crate) fn punch(
         join,
         delivered: last.delivered - settled.delivered,
         expected: last.expected - settled.expected,
+        missed: (last.expected - first.expected).saturating_sub(last.delivered - first.delivered),
+        lost_parents,
     }
 }
 
@@ -765,8 +775,10 @@ fn percentile(values: &[Duration], p: usize) -> Duration {
 /// The host is told `--reachability private` (the AutoNAT row finds out instead: 8 s more per
 /// run). Columns: runs that failed (a timeout: no audio), DCUtR upgrades, runs whose circuit
 /// was still open at the relay after the audio settled, link-to-`audio_attached` p50 / p95
-/// (nearest rank), and frames heard of those expected over 3 s after it settled (direct or
-/// relayed).
+/// (nearest rank), frames heard of those expected over 3 s after it settled (direct or
+/// relayed), and the most frames a run missed from its first audio on, the move to the punched
+/// connection included (with the parents the listener lost then). `EARSHOT_LAB_ROWS=0,2` runs
+/// only those rows of the first table.
 #[test]
 #[ignore = "a measurement of about eight minutes (root only): run it by name, see its doc"]
 fn hole_punching() {
@@ -799,11 +811,19 @@ fn hole_punching() {
         ),
     ];
     let mut table = vec![
-        "| host behind | listener | runs | failed | hole punched | circuit still open | link → audio p50 / p95 | heard after (direct; relayed) |".to_owned(),
-        "|---|---|---|---|---|---|---|---|".to_owned(),
+        "| host behind | listener | runs | failed | hole punched | circuit still open | link → audio p50 / p95 | heard after (direct; relayed) | missed from the first audio, most (parents lost) |".to_owned(),
+        "|---|---|---|---|---|---|---|---|---|".to_owned(),
     ];
-    for (host_nat, listener_at, autonat, shaped) in pairs {
+    // `EARSHOT_LAB_ROWS=0,6`: only those rows (and no same-router table).
+    let rows: Option<Vec<usize>> = std::env::var("EARSHOT_LAB_ROWS")
+        .ok()
+        .map(|rows| rows.split(',').filter_map(|r| r.parse().ok()).collect());
+    for (row, (host_nat, listener_at, autonat, shaped)) in pairs.into_iter().enumerate() {
+        if rows.as_ref().is_some_and(|rows| !rows.contains(&row)) {
+            continue;
+        }
         let (mut failed, mut upgraded, mut open) = (0, 0, 0);
+        let (mut missed, mut lost_parents) = (0, 0);
         let mut joins = Vec::new();
         let (mut direct, mut relayed) = ((0, 0), (0, 0));
         for _ in 0..runs {
@@ -816,6 +836,9 @@ fn hole_punching() {
             };
             eprintln!("{} / {}: {run:?}", host_nat.name(), listener_at.name());
             joins.push(run.join);
+            if run.missed >= missed {
+                (missed, lost_parents) = (run.missed, run.lost_parents.len());
+            }
             upgraded += usize::from(run.upgraded);
             open += usize::from(run.circuits > 0);
             let sum = if run.upgraded {
@@ -843,7 +866,7 @@ fn hole_punching() {
             )
         };
         table.push(format!(
-            "| {}{} | {}{} | {runs} | {failed} | {upgraded}/{} | {open} | {join} | {}; {} |",
+            "| {}{} | {}{} | {runs} | {failed} | {upgraded}/{} | {open} | {join} | {}; {} | {missed} ({lost_parents}) |",
             host_nat.name(),
             if autonat { " (AutoNAT)" } else { "" },
             listener_at.name(),
@@ -862,6 +885,10 @@ fn hole_punching() {
         "|---|---|---|---|---|---|---|---|---|".to_owned(),
     ];
     for host_nat in [Nat::Cone, Nat::Symmetric] {
+        if rows.is_some() {
+            flats.clear();
+            break;
+        }
         let mut done = Vec::new();
         for _ in 0..runs {
             let run =

@@ -615,6 +615,9 @@ impl EventLoop {
                 let effects = self.peers.dial(peer, addrs, reply);
                 self.apply(effects);
             }
+            Command::Moving { peer, reply } => {
+                let _ = reply.send(self.peers.moving(&peer, std::time::Instant::now()));
+            }
             Command::Eavesdrop {
                 topic,
                 messages,
@@ -709,7 +712,8 @@ impl EventLoop {
                 num_established,
                 ..
             } => {
-                self.peers.closed(peer_id, connection_id, num_established);
+                self.peers
+                    .closed(peer_id, connection_id, num_established, instant);
             }
             // Counted by the metrics.
             SwarmEvent::Behaviour(BehaviourEvent::RelayServer(event)) => {

@@ -34,7 +34,7 @@ fn dials_are_answered_when_the_connection_comes_up_or_fails() {
         Ok(Err(DialError::Failed { .. }))
     ));
     assert_eq!(peers.counts(), (1, 1));
-    peers.closed(peer, ConnectionId::new_unchecked(1), 0);
+    peers.closed(peer, ConnectionId::new_unchecked(1), 0, Instant::now());
     assert_eq!(peers.counts(), (0, 0));
     assert!(!peers.is_connected(&peer));
 }
@@ -47,6 +47,7 @@ fn a_hole_punched_retires_the_relayed_connection_a_moment_later() {
     peers.connected(peer, relayed, true, None);
     peers.connected(peer, ConnectionId::new_unchecked(8), false, None);
     let now = Instant::now();
+    assert!(peers.direct_to(&peer));
     let effects = peers.hole_punched(peer, now);
     assert!(matches!(
         &effects[..],
@@ -56,6 +57,24 @@ fn a_hole_punched_retires_the_relayed_connection_a_moment_later() {
     let effects = peers.tick(now + RETIRE_RELAYED_AFTER);
     assert!(matches!(&effects[..], [Effect::CloseConnection(c)] if *c == relayed));
     assert!(peers.tick(now + RETIRE_RELAYED_AFTER * 2).is_empty());
+    // Until the relayed one has closed, a stream on it may still be: not moved yet.
+    let later = now + RETIRE_RELAYED_AFTER;
+    assert_eq!(peers.moving(&peer, later), Some(false));
+    // Closed, the direct one up: moved, for a moment.
+    peers.closed(peer, relayed, 1, later);
+    assert!(peers.direct_to(&peer));
+    assert_eq!(peers.moving(&peer, later), Some(true));
+    assert_eq!(peers.moving(&peer, later + MOVED_LATELY), None);
+    peers.closed(peer, ConnectionId::new_unchecked(8), 0, later);
+    assert!(!peers.direct_to(&peer));
+    assert_eq!(peers.moving(&peer, later), None);
+    // A peer reached through a relay only has not moved, nor one reached directly only.
+    let (other, _) = relay();
+    peers.connected(other, ConnectionId::new_unchecked(9), true, None);
+    assert_eq!(peers.moving(&other, later), None);
+    let (third, _) = relay();
+    peers.connected(third, ConnectionId::new_unchecked(10), false, None);
+    assert_eq!(peers.moving(&third, later), None);
 }
 
 #[test]
@@ -111,7 +130,7 @@ fn listen_addresses_of_peers_come_and_gone_are_not_kept_for_ever() {
         let connection = ConnectionId::new_unchecked(i);
         peers.connected(peer, connection, false, None);
         let _ = peers.identified(peer, vec![addr], false, now);
-        peers.closed(peer, connection, 0);
+        peers.closed(peer, connection, 0, now);
     }
     assert!(peers.addrs.len() <= MAX_KNOWN_ADDRS);
     assert!(
