@@ -101,10 +101,23 @@ pub(crate) fn thin_uplink(declared: Option<&str>) -> Thin {
     }
     let first = thin.expect_stats("the thin node's report", |_| true);
     // Settled: the thin node skips nothing and feeds no more than it offers, CALM_REPORTS in a
-    // row, and everyone is attached.
+    // row, and meanwhile no listener lost or changed its parent (a newcomer that took the thin
+    // node for dead moves elsewhere: the tree has not settled until it has).
+    let moves = |others: &mut Vec<crate::live::Live>| -> usize {
+        others
+            .iter_mut()
+            .map(|live| {
+                live.seen_events(|e| {
+                    matches!(e, Event::AudioLost { .. } | Event::AudioAttached { .. }).then_some(())
+                })
+                .len()
+            })
+            .sum()
+    };
     let start = Instant::now();
     let mut calm = 0;
     let mut last = (first.dropped, first.children);
+    let mut moved = moves(&mut others);
     while calm < CALM_REPORTS {
         assert!(
             start.elapsed() < SETTLE,
@@ -119,7 +132,14 @@ pub(crate) fn thin_uplink(declared: Option<&str>) -> Thin {
         // Declaring, it keeps the child it proved it carries; declaring nothing, it may end a
         // leaf (its children took it for dead, and one of them had its parent cut it off).
         let feeds = stats.children > 0 || declared.is_none();
-        calm = if fits && same && feeds { calm + 1 } else { 0 };
+        let now_moved = moves(&mut others);
+        let still = now_moved == moved;
+        moved = now_moved;
+        calm = if fits && same && feeds && still {
+            calm + 1
+        } else {
+            0
+        };
         last = (stats.dropped, stats.children);
     }
     let settle = start.elapsed();
@@ -216,10 +236,13 @@ fn a_thin_uplink_is_given_no_more_children_than_it_carries() {
 
 /// The same scene, the thin node declaring nothing: it offers its default 4 places, the host
 /// fills them, and its uplink falls behind: what it notices should bring it down to what it
-/// carries. Not yet reliable (it failed each of the 4 times it was run here): newcomers under it take it for dead
-/// before it sees them fall behind (a beacon must be outstanding when the stream ends), one of
-/// them has the host cut it off, and the measured stretch catches their repairs (the speaker
-/// heard 82-94 %). Run it by name to see where it stands.
+/// carries. Not yet reliable: 5 of 6 runs passed on 2026-12-06 (0 of 4 before a newcomer that
+/// leaves before reading any beacon counted as having taken its parent for dead, and before the
+/// scene counted as settled only once no listener had moved for five reports). In the run that
+/// failed, three newcomers took the thin node for dead and it went on offering 4 places: each had
+/// read a beacon before it starved, and left before the next was due (beacons come every
+/// 500 ms; a child waits 150 ms), so the thin node saw nothing behind. A finer signal (acks more
+/// often than the host's beacons) would close it. Run it by name to see where it stands.
 #[test]
 #[ignore = "congestion without a declaration is noticed too late to keep every child at 99 %: see its doc"]
 fn a_thin_uplink_that_declares_nothing_notices_and_sheds_what_it_cannot_carry() {

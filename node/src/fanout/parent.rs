@@ -334,6 +334,9 @@ async fn put_counted<W: futures::AsyncWrite + Unpin>(
     counters: &ChildCounters,
 ) -> Result<usize, StreamError> {
     let bytes = put_one(writer, out).await?;
+    if let Outgoing::Audio(_) = out {
+        counters.fed(std::time::Instant::now());
+    }
     if let Outgoing::Beacon(beacon) = out
         && let Ok(progress) = earshot_protocol::proof::progress::Progress::decode(beacon)
     {

@@ -82,6 +82,11 @@ pub struct ChildCounters {
     /// The stream ended from the child's side while it ran behind: counted once more, then
     /// forgotten.
     gone: std::sync::atomic::AtomicBool,
+    /// When the first frame was written to the child, and whether it has said it read a beacon
+    /// yet: a newcomer that leaves before its first beacon (they come every 500 ms) having been
+    /// fed for [`BEHIND`] took this node for dead just the same.
+    first_fed: std::sync::OnceLock<std::time::Instant>,
+    heard_any: std::sync::atomic::AtomicBool,
 }
 
 /// A stream whose oldest beacon not yet heard is this old runs behind: its child would take it
@@ -98,7 +103,12 @@ impl ChildCounters {
             .lock()
             .front()
             .map(|(_, at, _)| now.saturating_duration_since(*at));
-        let behind = oldest.is_some_and(|age| age > BEHIND);
+        let unheard = !self.heard_any.load(Relaxed)
+            && self
+                .first_fed
+                .get()
+                .is_some_and(|at| now.saturating_duration_since(*at) > BEHIND);
+        let behind = oldest.is_some_and(|age| age > BEHIND) || unheard;
         let gone = behind && !self.released.load(Relaxed);
         tracing::debug!(behind, gone, oldest = ?oldest, "a child's stream ended");
         if gone {
@@ -106,6 +116,11 @@ impl ChildCounters {
             self.gone.store(true, Relaxed);
         }
         gone
+    }
+
+    /// A frame was written to the child now.
+    pub(super) fn fed(&self, now: std::time::Instant) {
+        let _ = self.first_fed.set(now);
     }
 
     /// The host's beacon `n` was written to the child now.
@@ -125,6 +140,7 @@ impl ChildCounters {
 
     /// The child read beacon `n` (and those before it).
     pub(super) fn beacon_heard(&self, n: u32, now: std::time::Instant) {
+        self.heard_any.store(true, Relaxed);
         let mut beacons = self.beacons.lock();
         while let Some(&(m, at, late)) = beacons.front() {
             // Wrapping: `m` after `n`.
@@ -197,5 +213,47 @@ impl FanoutStats {
     pub fn capacity(&self) -> Option<u16> {
         let stored = self.capacity.load(Relaxed);
         stored.checked_sub(1).and_then(|c| u16::try_from(c).ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    #[test]
+    fn a_child_that_leaves_behind_or_before_reading_anything_took_its_parent_for_dead() {
+        let now = Instant::now();
+        // Fed, and gone before its first beacon came back: it heard nothing in time.
+        let newcomer = ChildCounters::default();
+        newcomer.fed(now);
+        assert!(
+            !newcomer.ended(now + BEHIND / 2),
+            "left at once: nothing said"
+        );
+        let newcomer = ChildCounters::default();
+        newcomer.fed(now);
+        assert!(newcomer.ended(now + BEHIND + Duration::from_millis(1)));
+        assert_eq!(newcomer.sent().dropped, 1);
+        assert!(newcomer.sent().gone);
+        // A child that read its beacons and leaves: nothing.
+        let settled = ChildCounters::default();
+        settled.fed(now);
+        settled.beacon_written(7, now);
+        settled.beacon_heard(7, now + Duration::from_millis(20));
+        assert!(!settled.ended(now + Duration::from_secs(5)));
+        // One whose beacon is outstanding past BEHIND: behind.
+        let behind = ChildCounters::default();
+        behind.fed(now);
+        behind.beacon_written(7, now);
+        behind.beacon_heard(7, now + Duration::from_millis(20));
+        behind.beacon_written(8, now + Duration::from_millis(500));
+        assert!(behind.ended(now + Duration::from_millis(700)));
+        // One this node let go says nothing by leaving.
+        let released = ChildCounters::default();
+        released.fed(now);
+        released.released.store(true, Relaxed);
+        assert!(!released.ended(now + Duration::from_secs(1)));
     }
 }

@@ -263,6 +263,14 @@ impl<K: Ord + Clone> Uplink<K> {
             if self.clean_run >= PROVE_SECONDS {
                 let fed = u16::try_from(whole.len()).unwrap_or(u16::MAX);
                 self.proven = self.proven.max(fed);
+                // What it feeds cleanly it carries: a cap never stays below that (a node capped
+                // at nothing by children that took it for dead, which still feeds one the tree
+                // gave it meanwhile, offers that one's place).
+                if let Some(cap) = self.cap
+                    && cap < fed
+                {
+                    self.cap = Some(fed);
+                }
             }
         } else {
             self.clean_run = 0;

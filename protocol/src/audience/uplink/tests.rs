@@ -269,6 +269,16 @@ fn lone_children_that_cannot_be_fed_make_a_leaf() {
     sim.second(TWO_VOICES, &[(2, 3_000, 40)]);
     assert_eq!(sim.second(TWO_VOICES, &[(2, 3_000, 40)]), vec![2]);
     assert_eq!((sim.up.capacity(), sim.up.basis()), (0, Basis::Congested));
+    // A child the tree gave it meanwhile (its parent's view a moment old), fed cleanly for
+    // PROVE_SECONDS: that place it carries, and offers once the rise's hysteresis has passed
+    // (no more until the cap clears).
+    sim.seconds(3, TWO_VOICES, &[(3, TWO_VOICES, 0)]);
+    assert_eq!(sim.up.capacity(), 0);
+    let rise = usize::try_from(RAISE_AFTER.as_secs()).unwrap_or(10);
+    sim.seconds(rise, TWO_VOICES, &[(3, TWO_VOICES, 0)]);
+    assert_eq!((sim.up.capacity(), sim.up.basis()), (1, Basis::Congested));
+    sim.seconds(5, TWO_VOICES, &[(3, TWO_VOICES, 0)]);
+    assert_eq!(sim.up.capacity(), 1);
 }
 
 #[test]
