@@ -517,7 +517,8 @@ fn a_child_reading_slowly_is_shed_alone_and_its_sibling_keeps_hearing() {
 
 /// A relay that passes nothing its children say up the tree (`join --misbehave drop-up`): its
 /// child's chat line does not come back down relayed, so the child sends it to the host
-/// straight (`RoomRequest::Act`), and the host and the listener below hear it within a second.
+/// straight (`RoomRequest::Act`) after waiting 1.5 s for it, and the host and the listener below
+/// hear it.
 #[test]
 fn a_relay_dropping_its_childrens_chat_is_gone_around() {
     let _one_scene_at_a_time = scene_lock();
@@ -558,8 +559,8 @@ fn a_relay_dropping_its_childrens_chat_is_gone_around() {
     eprintln!(
         "joe's line, its relay dropping it: at the host in {at_host:?}, at sue in {at_sue:?}"
     );
-    // It waited for the tree (400 ms), then went straight: well within a second, even loaded.
-    assert!(at_sue < Duration::from_secs(2), "{at_sue:?}");
+    // It waited for the tree (1.5 s), then went straight: within a moment more, even loaded.
+    assert!(at_sue < Duration::from_secs(4), "{at_sue:?}");
     host.say("/end");
     assert_eq!(host.exit_code(), 0);
 }

@@ -308,6 +308,7 @@ async fn follow_tree(
                 // one a hole punch made (libp2p-stream opens a stream on any of a peer's
                 // connections). Nothing is wrong with the parent: the stream opens again at
                 // once on the direct connection, as the same parent's child, without a repair.
+                let mut reopened = false;
                 for _ in 0..MOVES {
                     if position.borrow().is_none() || !matches!(ended, Err(StreamError::Io(_))) {
                         break;
@@ -316,6 +317,7 @@ async fn follow_tree(
                         break;
                     }
                     info!(parent = %peer, "the stream's relayed connection was retired: opening it on the direct one");
+                    reopened = true;
                     ended = relay
                         .listen_after(room, peer, &proof, &mut draining, || {
                             position.send_replace(Some(here));
@@ -331,11 +333,13 @@ async fn follow_tree(
                         &ended,
                         Err(StreamError::Io(err)) if err.kind() == std::io::ErrorKind::UnexpectedEof
                     );
-                died = had && ended.is_err() && !alive;
                 let refused = matches!(
                     ended,
                     Err(StreamError::NotStarted(_) | StreamError::Refused)
                 );
+                // A parent that would not take this node again on the direct connection gave
+                // its place away: it did not die (it is not claimed lost).
+                died = had && ended.is_err() && !alive && !(reopened && refused);
                 // A parent caught forging, replaying or withholding is accused to the host (up
                 // the tree, once this node is attached again), with the ticket that placed
                 // this node under it: two such accusations take it out of the tree.

@@ -25,12 +25,18 @@ use crate::effect::Effect;
 use crate::node::pending::Pending;
 
 /// How long a listener waits for its line to come back down the tree before it sends it to the
-/// host straight (a tree's round trip is tens of milliseconds).
-pub const DIRECT_AFTER: Duration = Duration::from_millis(400);
+/// host straight: a tree's round trip is tens of milliseconds, but each relay passes its
+/// children's lines up in turn at 0.8 a second (burst 3), so in a chatty room a line may wait a
+/// second at a hop; sent straight too soon, it would take the straight share's budget in place
+/// of its subtree's.
+pub const DIRECT_AFTER: Duration = Duration::from_millis(1_500);
 /// Lines waited for at once (a listener's own budget says 2 at once at the host).
 const MAX_AWAITED: usize = 8;
-/// The path every action that came straight to the host shares: one share of the room's chat,
-/// divided among their authors (see `earshot_protocol::audience::shares`).
+/// The path every line that came straight to the host shares: one share of the room's chat, as
+/// one of the host's children would have (see `earshot_protocol::audience::shares`). Not
+/// divided by author: a share's authors below it are bounded, and keys by the hundred filling
+/// that bound would shut the way for everyone else; each author's own budget still holds, and
+/// in a raid the rush's keys have a lane of their own.
 pub const STRAIGHT: PeerKey = PeerKey([0xff; 32]);
 
 /// A line sent up the tree, waiting to come back relayed.
@@ -82,22 +88,44 @@ impl Rooms {
         if !self.joined.get(&room).is_some_and(Joined::is_host) {
             return refused(Refusal::NotHost { room });
         }
-        let own = self
+        let Some(envelope) = self
             .opened_act(&room, act)
             .and_then(|bytes| Envelope::decode_verified(&bytes).ok())
-            .is_some_and(|envelope| envelope.author == author);
-        if !own {
+        else {
+            return refused(Refusal::NotFromAuthor);
+        };
+        if envelope.author != author {
             return refused(Refusal::NotFromAuthor);
         }
-        let mut effects = self.audience_act_via(now, room, &[STRAIGHT, author], act);
+        // Only what a listener waits to see relayed comes straight: hands, reactions and the
+        // rest keep to the tree's pace.
+        if !matches!(
+            envelope.body,
+            ControlBody::Chat { .. } | ControlBody::Support { .. }
+        ) {
+            return refused(Refusal::Rejected {
+                reason: "only chat and support go to the host straight".into(),
+            });
+        }
+        let mut effects = self.audience_act_via(now, room, &[STRAIGHT], act);
         // The host's word for the author goes back as the answer (the tree may not carry it).
         let notice = effects.iter().position(
             |effect| matches!(effect, Effect::Notice { to, room: r, .. } if *to == author && *r == room),
         );
         let response = match notice.map(|at| effects.remove(at)) {
-            Some(Effect::Notice { text, .. }) => RoomResponse::Refused {
-                refusal: Refusal::Rejected { reason: text },
-            },
+            Some(Effect::Notice { text, .. }) => {
+                // Refused here: the tree's copy, if it comes, is taken on its merits.
+                if let Some(audience) = self
+                    .joined
+                    .get_mut(&room)
+                    .and_then(|joined| joined.audience.as_mut())
+                {
+                    audience.unsee(&envelope);
+                }
+                RoomResponse::Refused {
+                    refusal: Refusal::Rejected { reason: text },
+                }
+            }
             _ => RoomResponse::Kept,
         };
         (response, effects)

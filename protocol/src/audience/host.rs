@@ -94,7 +94,8 @@ impl Lane {
     fn new(per_minute: u32, now: Instant) -> Self {
         let per_sec = f64::from(per_minute) / 60.0;
         Self {
-            chat: Bucket::new(per_sec, f64::from(per_minute.clamp(1, 5)), now),
+            // 5 at once for the room's 30 a minute, fewer for less (the rush's lane: 2).
+            chat: Bucket::new(per_sec, f64::from((per_minute / 6).clamp(1, 5)), now),
             shares: ChatShares::new(per_minute),
         }
     }
@@ -449,6 +450,13 @@ impl HostAudience {
     /// Recent chat envelopes from the audience, oldest first (for a joiner).
     pub fn recent_chat(&self) -> impl Iterator<Item = &Vec<u8>> {
         self.recent_chat.iter()
+    }
+
+    /// Forgets that `envelope` was seen, so that another copy of it is taken on its merits
+    /// (a copy sent straight to the host that its share refused must not stop the tree's copy).
+    pub fn unsee(&mut self, envelope: &Envelope) {
+        let digest: [u8; 32] = Sha256::digest(envelope.encode()).into();
+        self.seen_set.remove(&digest);
     }
 
     /// The latest view signed, if any.

@@ -27,23 +27,41 @@ pub const SETTLED: Duration = Duration::from_secs(30);
 pub const LONG: Duration = Duration::from_secs(30 * 60);
 /// The chat is busy until this long passes without a line refused for want of budget.
 pub const CALM: Duration = Duration::from_secs(60);
-/// Keys remembered (the earliest kept: a flood of new keys pushes out nobody).
+/// Keys remembered: a flood of new keys pushes out nobody seen in the last [`LONG`]; past it,
+/// keys not seen for that long make way (looked for at most once a [`SWEEP_EVERY`]).
 pub const MAX_KEYS: usize = 16_384;
+/// How often a full memory looks for keys to forget.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// When the host first saw each key, and since when the room's chat is busy.
 #[derive(Debug, Default)]
 pub struct Tenure {
-    first_seen: HashMap<PeerKey, Instant>,
+    /// When each key was first seen, and last.
+    first_seen: HashMap<PeerKey, (Instant, Instant)>,
     /// Since when, and the last line refused.
     busy: Option<(Instant, Instant)>,
+    swept: Option<Instant>,
 }
 
 impl Tenure {
     /// The host saw `key` now (a join at its door, an action): remembered if it is new and
     /// there is room.
     pub fn seen(&mut self, key: PeerKey, now: Instant) {
-        if self.first_seen.len() < MAX_KEYS || self.first_seen.contains_key(&key) {
-            self.first_seen.entry(key).or_insert(now);
+        if let Some((_, last)) = self.first_seen.get_mut(&key) {
+            *last = now;
+            return;
+        }
+        if self.first_seen.len() >= MAX_KEYS
+            && self
+                .swept
+                .is_none_or(|at| now.saturating_duration_since(at) >= SWEEP_EVERY)
+        {
+            self.swept = Some(now);
+            self.first_seen
+                .retain(|_, (_, last)| now.saturating_duration_since(*last) < LONG);
+        }
+        if self.first_seen.len() < MAX_KEYS {
+            self.first_seen.insert(key, (now, now));
         }
     }
 
@@ -66,7 +84,7 @@ impl Tenure {
         let Some(since) = self.busy(now) else {
             return true;
         };
-        self.first_seen.get(key).is_some_and(|first| {
+        self.first_seen.get(key).is_some_and(|(first, _)| {
             since.saturating_duration_since(*first) >= SETTLED
                 || now.saturating_duration_since(*first) >= LONG
         })
@@ -154,5 +172,17 @@ mod tests {
         assert!(tenure.settled(&honest, rush));
         // Keys past the bound are new while the rush lasts.
         assert!(!tenure.settled(&key(u16::MAX), rush));
+        // Half an hour on, the honest key seen lately, the flood's keys not: they make way.
+        let later = rush + LONG;
+        tenure.seen(honest, later - Duration::from_secs(1));
+        let newcomer = key(u16::MAX);
+        tenure.seen(newcomer, later);
+        assert!(tenure.known() < MAX_KEYS, "{}", tenure.known());
+        // A rush a second on: the honest key (known since the start) settled, the newcomer
+        // (remembered now, known a second) not.
+        let next = later + Duration::from_secs(1);
+        tenure.refused(next);
+        assert!(tenure.settled(&honest, next));
+        assert!(!tenure.settled(&newcomer, next));
     }
 }

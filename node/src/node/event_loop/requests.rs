@@ -440,6 +440,12 @@ impl EventLoop {
             }
             Pending::Act { room } => {
                 tracing::debug!(%room, "the host did not answer for a line sent straight");
+                self.apply(vec![Effect::Emit(Event::Notice {
+                    room,
+                    text: "a line of yours did not come back down the tree, and the host could \
+                           not be reached: it may not have been said"
+                        .into(),
+                })]);
             }
             Pending::Carry { reply, .. } => {
                 let _ = reply.send(Err(

@@ -650,4 +650,27 @@ fn a_line_that_does_not_come_back_down_goes_to_the_host_straight_once() {
         }
     }
     assert!(refused >= 4, "{refused}");
+    // A line refused straight: the tree's copy, when it comes, is weighed again (here refused
+    // again, the author over its budget: it is told), not dropped as one seen before.
+    let late = chat(&mut joiner, clock.now(), "refused straight");
+    let (response, _) =
+        host.rooms
+            .audience_act_straight(clock.now(), room.id, joiner.rooms.me(), &late);
+    assert!(matches!(response, RoomResponse::Refused { .. }));
+    let effects = host.rooms.audience_act(clock.now(), room.id, &late);
+    assert!(
+        effects.iter().any(|e| matches!(e, Effect::Notice { .. })),
+        "{effects:?}"
+    );
+    // Only chat and support come straight: a hand keeps to the tree.
+    let (_, effects) = joiner
+        .rooms
+        .act(clock.now(), room.id, ControlBody::RaiseHand)
+        .expect("hand");
+    let hand = ups(&effects).pop().expect("goes up");
+    let (response, effects) =
+        host.rooms
+            .audience_act_straight(clock.now(), room.id, joiner.rooms.me(), &hand);
+    assert!(matches!(response, RoomResponse::Refused { .. }));
+    assert!(effects.is_empty());
 }
