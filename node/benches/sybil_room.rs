@@ -290,6 +290,20 @@ async fn run(args: Args) {
         .spawn()
         .expect("the attacker starts");
     let attacking = Arc::new(AtomicBool::new(true));
+    // The host's capacity in the tree, each second of the flood (the places it offers).
+    let capacities = {
+        let (host, attacking) = (host.clone(), attacking.clone());
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while attacking.load(Ordering::Relaxed) {
+                if let Some(stats) = host.fanout().stats(&room) {
+                    seen.push(stats.capacity());
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            seen
+        })
+    };
     // Honest newcomers, one every 3 s while the flood lasts.
     let newcomers = {
         let link = listener_link.clone();
@@ -419,6 +433,19 @@ async fn run(args: Args) {
             })
         })
         .collect();
+    let capacities = capacities.await.unwrap_or_default();
+    let known: Vec<u16> = capacities.iter().flatten().copied().collect();
+    println!(
+        "The host's capacity in the flood (places it offers, each second): least {:?}, most {:?}, \
+         below its first in {} of {} seconds",
+        known.iter().min(),
+        known.iter().max(),
+        known
+            .iter()
+            .filter(|c| known.first().is_some_and(|first| *c < first))
+            .count(),
+        known.len()
+    );
     println!(
         "The honest listeners' places after the flood: {}; the host's children: {}",
         places.join(", "),

@@ -492,6 +492,11 @@ impl Fanout {
         self.keyrings.lock().remove(room);
     }
 
+    /// The counters of `room`'s audio (children, capacity…), if it is open here.
+    pub fn stats(&self, room: &RoomId) -> Option<Arc<FanoutStats>> {
+        self.lock().get(room).map(|audio| Arc::clone(&audio.stats))
+    }
+
     /// Closes `room` if it is still the one whose counters are `stats` (not a room opened
     /// again since, by a new join).
     pub fn close_room_of(&self, room: &RoomId, stats: &Arc<FanoutStats>) {
