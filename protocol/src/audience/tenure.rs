@@ -4,7 +4,9 @@
 //! ten thousand throwaway keys to their relays' shares; but a listener whose subtree they fill
 //! still shares with them, and keys are free. What the raid cannot fake is time: the host
 //! remembers when it first saw each key (admitted at its door, or its first action), and once
-//! the room's chat is busy (a line refused for want of budget), keys it knew [`SETTLED`] before
+//! the room's chat is busy (a line refused for want of budget, or a surge of new keys:
+//! [`SURGE_KEYS`] within [`SURGE_WINDOW`], busy from the first of them, since a raid ramps up
+//! and its first keys must not be settled by the time its chat fills the budget), keys it knew [`SETTLED`] before
 //! that moment, or for [`LONG`] whatever, are *settled*: their lines take the room's budget,
 //! the rest a lane of their own with half of it (so a raid adds at most half the room's budget
 //! to its chat). A room that has been calm for [`CALM`] is no
@@ -32,15 +34,22 @@ pub const CALM: Duration = Duration::from_secs(60);
 pub const MAX_KEYS: usize = 16_384;
 /// How often a full memory looks for keys to forget.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// New keys within [`SURGE_WINDOW`] that make a surge: the chat counts as busy from the
+/// window's start, whether or not a line was refused yet (a raid ramps up: its first keys must
+/// not be settled by the time its chat fills the budget).
+pub const SURGE_KEYS: u32 = 50;
+pub const SURGE_WINDOW: Duration = Duration::from_secs(10);
 
 /// When the host first saw each key, and since when the room's chat is busy.
 #[derive(Debug, Default)]
 pub struct Tenure {
     /// When each key was first seen, and last.
     first_seen: HashMap<PeerKey, (Instant, Instant)>,
-    /// Since when, and the last line refused.
+    /// Since when, and the last line refused (or surge seen).
     busy: Option<(Instant, Instant)>,
     swept: Option<Instant>,
+    /// When the last [`SURGE_KEYS`] new keys came.
+    arrivals: std::collections::VecDeque<Instant>,
 }
 
 impl Tenure {
@@ -62,6 +71,24 @@ impl Tenure {
         }
         if self.first_seen.len() < MAX_KEYS {
             self.first_seen.insert(key, (now, now));
+        }
+        self.arrived(now);
+    }
+
+    /// A key new to the host came: if it is the last of [`SURGE_KEYS`] within [`SURGE_WINDOW`],
+    /// the chat is busy from the first of them.
+    fn arrived(&mut self, now: Instant) {
+        let surge = usize::try_from(SURGE_KEYS).unwrap_or(usize::MAX);
+        self.arrivals.push_back(now);
+        while self.arrivals.len() > surge {
+            self.arrivals.pop_front();
+        }
+        if let Some(first) = self.arrivals.front().copied()
+            && self.arrivals.len() >= surge
+            && now.saturating_duration_since(first) < SURGE_WINDOW
+        {
+            let since = self.busy(now).map_or(first, |since| since.min(first));
+            self.busy = Some((since, now));
         }
     }
 
@@ -137,6 +164,40 @@ mod tests {
         // now (known 95 s before this one).
         tenure.refused(calm);
         assert!(tenure.settled(&late, calm));
+    }
+
+    #[test]
+    fn a_surge_of_new_keys_makes_the_chat_busy_from_its_start_before_any_line_is_refused() {
+        let start = Instant::now();
+        let mut tenure = Tenure::default();
+        let honest = key(0);
+        tenure.seen(honest, start);
+        // A room filling at a key a second: no surge.
+        let mut now = start;
+        for n in 1..=60 {
+            now = start + Duration::from_secs(n);
+            tenure.seen(key(n as u16), now);
+        }
+        assert_eq!(tenure.busy(now), None);
+        // A raid: its keys at ten a second, its chat not refused yet.
+        let raid = now + Duration::from_secs(5);
+        for n in 0..u16::try_from(SURGE_KEYS).unwrap_or(50) {
+            tenure.seen(
+                key(1000 + n),
+                raid + Duration::from_millis(100 * u64::from(n)),
+            );
+        }
+        let later = raid + Duration::from_secs(40);
+        tenure.refused(later);
+        // Busy from the first of the last SURGE_KEYS new keys (a few of the room's own among
+        // them), not from the refusal 40 s on.
+        let since = tenure.busy(later).expect("busy");
+        assert!(since <= raid && since + SURGE_WINDOW >= raid, "{since:?}");
+        // The raid's first keys, 40 s old by the first refusal, are not settled; the room's
+        // from before are.
+        assert!(!tenure.settled(&key(1000), later));
+        assert!(tenure.settled(&honest, later));
+        assert!(tenure.settled(&key(10), later));
     }
 
     #[test]
