@@ -413,6 +413,15 @@ fn a_relay_claiming_room_for_thousands_is_believed_up_to_a_members_share() {
     assert_eq!(host.exit_code(), 0);
 }
 
+/// A host saying a tone in a room of its own in `home`, feeding one child itself; and its
+/// listener link.
+fn host_feeding_one(home: &TestHome) -> (Live, String) {
+    let room = local_room_with(home, "Trust", &[]);
+    let mut host = tone_host(home, &room, &["--max-children", "1"]);
+    let (link, _) = hosting(&mut host);
+    (host, link)
+}
+
 /// Issue 18: a child that reads its parent's stream at half its pace (`join --misbehave
 /// slow-read`), so that the parent's beacons come back ever later, as they would over an uplink
 /// that cannot carry it. What it hopes: its parent takes itself for thin and sheds the others.
@@ -421,15 +430,8 @@ fn a_relay_claiming_room_for_thousands_is_believed_up_to_a_members_share() {
 #[test]
 fn a_child_reading_slowly_is_shed_alone_and_its_sibling_keeps_hearing() {
     let _one_scene_at_a_time = scene_lock();
-    let homes = [
-        TestHome::new(),
-        TestHome::new(),
-        TestHome::new(),
-        TestHome::new(),
-    ];
-    let room = local_room_with(&homes[0], "Trust", &[]);
-    let mut host = tone_host(&homes[0], &room, &["--max-children", "1"]);
-    let (link, _) = hosting(&mut host);
+    let homes: [TestHome; 4] = std::array::from_fn(|_| TestHome::new());
+    let (mut host, link) = host_feeding_one(&homes[0]);
     let peer_of = |live: &mut Live| {
         live.expect_map("joined", |e| match e {
             Event::Joined { peer_id, .. } => Some(*peer_id),
@@ -522,15 +524,8 @@ fn a_child_reading_slowly_is_shed_alone_and_its_sibling_keeps_hearing() {
 #[test]
 fn a_relay_dropping_its_childrens_chat_is_gone_around() {
     let _one_scene_at_a_time = scene_lock();
-    let homes = [
-        TestHome::new(),
-        TestHome::new(),
-        TestHome::new(),
-        TestHome::new(),
-    ];
-    let room = local_room_with(&homes[0], "Trust", &[]);
-    let mut host = tone_host(&homes[0], &room, &["--max-children", "1"]);
-    let (link, _) = hosting(&mut host);
+    let homes: [TestHome; 4] = std::array::from_fn(|_| TestHome::new());
+    let (mut host, link) = host_feeding_one(&homes[0]);
     let attached = |live: &mut Live, depth: u16| {
         live.expect(
             "audio_attached",

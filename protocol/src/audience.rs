@@ -19,3 +19,15 @@ pub mod wire;
 
 pub use ticket::{Ticket, TicketCheck, TicketError};
 pub use view::{AudienceView, Hand, ReactionCount, StageMember, ViewError};
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use crate::id::PeerKey;
+
+    /// A key told apart by its number (for tests of rules keyed by peers).
+    pub(crate) fn numbered(n: u16) -> PeerKey {
+        let mut bytes = [0; 32];
+        bytes[..2].copy_from_slice(&n.to_be_bytes());
+        PeerKey(bytes)
+    }
+}

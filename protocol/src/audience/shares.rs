@@ -225,11 +225,7 @@ fn forget_quiet(level: &mut HashMap<PeerKey, Share>, now: Instant) -> usize {
 mod tests {
     use super::*;
 
-    fn key(n: u16) -> PeerKey {
-        let mut bytes = [0; 32];
-        bytes[..2].copy_from_slice(&n.to_be_bytes());
-        PeerKey(bytes)
-    }
+    use crate::audience::tests::numbered as key;
 
     /// Lines taken from each path, each asking every `every` tenths of a second for `secs`
     /// seconds, from half of that in (the flood under way when the honest listener speaks; the

@@ -127,11 +127,7 @@ impl Tenure {
 mod tests {
     use super::*;
 
-    fn key(n: u16) -> PeerKey {
-        let mut bytes = [0; 32];
-        bytes[..2].copy_from_slice(&n.to_be_bytes());
-        PeerKey(bytes)
-    }
+    use crate::audience::tests::numbered as key;
 
     #[test]
     fn keys_known_before_the_rush_are_settled_and_the_rushs_are_not() {
