@@ -517,6 +517,95 @@ fn a_child_reading_slowly_is_shed_alone_and_its_sibling_keeps_hearing() {
     assert_eq!(host.exit_code(), 0);
 }
 
+/// Issue 15: keys reading slowly in the host's own places (a raid's relays placed under it), so
+/// that its beacons come back late as over a thin uplink. What they hope: the host caps itself at
+/// the children it feeds cleanly, and the whole room hangs below fewer and fewer places (a raid
+/// once left a host with one child). What happens: the slow key is shed and not taken back; the
+/// host offers the three places it has been seen to carry, and an honest newcomer gets one at
+/// once, while the two honest children hear every frame.
+#[test]
+fn a_slow_key_in_the_hosts_place_costs_its_place_not_the_hosts() {
+    let _one_scene_at_a_time = scene_lock();
+    let homes: [TestHome; 6] = std::array::from_fn(|_| TestHome::new());
+    let room = local_room_with(&homes[0], "Trust", &[]);
+    let mut host = tone_host(&homes[0], &room, &["--max-children", "3"]);
+    let (link, host_id) = hosting(&mut host);
+    let depth_one = |e: &Event| matches!(e, Event::AudioAttached { depth: 1, .. });
+    let mut honest = Vec::new();
+    for (name, home) in ["l1", "l2", "l3"].into_iter().zip(&homes[1..4]) {
+        let mut live = listener(name, home, &link, &["--max-children", "0"]);
+        live.expect("under the host", depth_one);
+        honest.push(live);
+    }
+    // The host feeds three for ten seconds: it has been seen to carry them.
+    for _ in 0..10 {
+        host.expect_stats("the host feeding three", |s| s.children == 3);
+    }
+    // One leaves; the slow key takes its place (the only one: the others feed nobody).
+    let mut l3 = honest.pop().expect("three");
+    l3.say("/leave");
+    assert_eq!(l3.exit_code(), 0);
+    let mut slow = listener(
+        "slow",
+        &homes[4],
+        &link,
+        &["--max-children", "0", "--misbehave", "slow-read"],
+    );
+    slow.expect("the slow key under the host", depth_one);
+    let start: Vec<AudioStats> = honest
+        .iter_mut()
+        .map(|live| live.expect_stats("a report", |s| s.parent.is_some()))
+        .collect();
+    let reason =
+        slow.expect_map_within("the slow key shed", Duration::from_secs(20), |e| match e {
+            Event::AudioLost { parent, reason, .. } if parent.to_string() == host_id => {
+                Some(reason.clone())
+            }
+            _ => None,
+        });
+    let shed = host.expect_stats("the host after the shed", |s| s.children == 2);
+    // An honest newcomer: under the host at once (capped at the two it fed cleanly, the host
+    // would have had no place for a minute, and nobody else feeds anyone).
+    let mut newcomer = listener("l4", &homes[5], &link, &["--max-children", "0"]);
+    let attached = newcomer.expect_within(
+        "the newcomer under the host",
+        Duration::from_secs(15),
+        depth_one,
+    );
+    let end: Vec<AudioStats> = honest
+        .iter_mut()
+        .map(|live| live.expect_stats("a report", |s| s.parent.is_some()))
+        .collect();
+    let fed = host.expect_stats("the host feeding three again", |s| s.children == 3);
+    let back = slow.seen_events(|e| match e {
+        Event::AudioAttached { parent, .. } if parent.to_string() == host_id => Some(()),
+        _ => None,
+    });
+    eprintln!(
+        "slow key shed ({reason}); the host's capacity then {:?}, now {:?} feeding {}; the \
+         newcomer: {attached:?}",
+        shed.capacity, fed.capacity, fed.children
+    );
+    assert!(
+        shed.capacity.is_some_and(|c| c >= 3),
+        "the host capped itself: {shed:?}"
+    );
+    assert!(back.len() <= 1, "the host took the slow key back");
+    for ((name, start), end) in ["l1", "l2"].iter().zip(&start).zip(&end) {
+        let (heard, sent) = (
+            end.delivered - start.delivered,
+            end.expected - start.expected,
+        );
+        assert!(
+            heard * 100 >= sent * 99 && end.depth == Some(1),
+            "{name} heard {heard} of {sent} frames (depth {:?})",
+            end.depth
+        );
+    }
+    host.say("/end");
+    assert_eq!(host.exit_code(), 0);
+}
+
 /// A relay that passes nothing its children say up the tree (`join --misbehave drop-up`): its
 /// child's chat line does not come back down relayed, so the child sends it to the host
 /// straight (`RoomRequest::Act`) after waiting 1.5 s for it, and the host and the listener below

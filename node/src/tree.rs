@@ -465,6 +465,14 @@ impl Tree {
                 reason: "you were removed from the room".into(),
             });
         }
+        // A child this node shed as slow is not placed here again for a while: its stream
+        // would be refused, and the place promised to it kept from others meanwhile.
+        if asker
+            .to_peer_id()
+            .is_ok_and(|peer| tree.uplink.shed_lately(&peer, now))
+        {
+            return Err(Refusal::NoPlace);
+        }
         let newcomer = admitted && lost.is_none() && ticket.is_none();
         if newcomer && tree.is_host && !reserve::newcomer_may_take(&tree.subtree, now) {
             return Err(Refusal::NoPlace);

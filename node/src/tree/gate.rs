@@ -66,7 +66,12 @@ impl Gate for Tree {
                 {
                     return false;
                 }
-                match tree.subtree.child_opened(child, Instant::now()) {
+                let now = Instant::now();
+                if tree.uplink.shed_lately(&peer, now) {
+                    debug!(%peer, "a listen stream was refused: shed here lately as slow");
+                    return false;
+                }
+                match tree.subtree.child_opened(child, now) {
                     Ok(()) => {
                         tree.dirty = true;
                         true

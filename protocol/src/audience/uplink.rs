@@ -21,8 +21,9 @@
 //!
 //! **Congestion noticed.** A child's queue skipping frames means its stream did not go out as
 //! fast as it was fed. Whose fault that is decides what is done:
-//! - every child fed that second skipped frames (two at least): the uplink is saturated, whatever
-//!   was declared. The capacity is capped at one child less than it fed, and after
+//! - every child fed that second skipped frames (two at least), more children than the uplink
+//!   has been seen to carry (below): the uplink is saturated, whatever was declared. The
+//!   capacity is capped at one child less than it fed, and after
 //!   [`CONGESTED_FOR`] such seconds in a row the newest child is shed (it repairs elsewhere);
 //!   the cap is lifted one child at a time, each [`CLEAR_AFTER`] without a skipped frame;
 //! - some children skipped frames and others did not: those children are slow (a slow downlink,
@@ -35,6 +36,17 @@
 //! - a lone child that cannot be fed is shed the same way; a second within [`CLEAR_AFTER`]
 //!   (or the same one again) caps the capacity at nothing: the node becomes a leaf, down to its
 //!   floor (a host keeps one child).
+//!
+//! **What the uplink has been seen to carry.** Slow children and a thin uplink look alike from
+//! the parent (children behind), but bytes a child read promptly did cross the uplink: each
+//! second, what went to the children fed cleanly [`PROVE_SECONDS`] in a row or more is summed,
+//! and the busiest [`WINDOW_SECONDS`] of the last [`PEAK_KEPT`], over what a child costs now, is
+//! a number of children this uplink has carried ([`Uplink::shown`]). No congestion cap goes
+//! below it, and children behind that are no more than it are slow, not the uplink: each is shed
+//! on its own. So keys reading slowly in every place a node offers (a raid's relays placed under
+//! the host) cost their own places, never the node's capacity (the host once ended a raid with
+//! one child: `sybil_room`); a thin uplink never carried more than it can, so it is judged as
+//! before. The evidence is in bytes: a room grown louder divides it by the dearer child.
 //!
 //! Pure: the time comes in; the node feeds it its counters and carries out what it returns.
 
@@ -139,6 +151,11 @@ pub struct Uplink<K> {
     /// The most children fed cleanly [`PROVE_SECONDS`] in a row, and the clean seconds so far.
     proven: u16,
     clean_run: u32,
+    /// Each child's clean seconds in a row.
+    streaks: BTreeMap<K, u32>,
+    /// Each second's bytes to children fed cleanly [`PROVE_SECONDS`] in a row (with the
+    /// transport's allowance), and when: what the uplink carried.
+    carried: VecDeque<(Instant, u64)>,
 }
 
 impl<K: Ord + Clone> Uplink<K> {
@@ -169,6 +186,8 @@ impl<K: Ord + Clone> Uplink<K> {
             strikes: VecDeque::new(),
             proven: 0,
             clean_run: 0,
+            streaks: BTreeMap::new(),
+            carried: VecDeque::new(),
         }
     }
 
@@ -183,17 +202,31 @@ impl<K: Ord + Clone> Uplink<K> {
 
     /// A child's measured cost, in bytes a second (none measured yet: `None`).
     pub fn cost(&self) -> Option<u64> {
-        if self.seconds.is_empty() {
-            return None;
-        }
-        let costs: Vec<u64> = self.seconds.iter().map(|(_, cost)| *cost).collect();
-        let window = costs.len().min(WINDOW_SECONDS);
-        let busiest = costs
-            .windows(window)
-            .map(|w| w.iter().sum::<u64>() / window as u64)
-            .max()
-            .unwrap_or(0);
-        Some(busiest.max(MIN_COST))
+        busiest(&self.seconds).map(|busiest| busiest.max(MIN_COST))
+    }
+
+    /// How many children this uplink has been seen to carry: the busiest [`WINDOW_SECONDS`] of
+    /// the last [`PEAK_KEPT`] of bytes to children fed cleanly [`PROVE_SECONDS`] in a row, over a
+    /// child's cost now (the last [`WINDOW_SECONDS`], at least [`MIN_COST`]), to the nearest
+    /// child (siblings' streams differ by a few control frames). A lower bound on what the
+    /// uplink carries now, while what crosses it is its own.
+    pub fn shown(&self) -> u16 {
+        let Some(carried) = busiest(&self.carried) else {
+            return 0;
+        };
+        let recent = self.seconds.len().clamp(1, WINDOW_SECONDS);
+        let now: u64 = self.seconds.iter().rev().take(recent).map(|(_, c)| c).sum();
+        let cost = (now / recent as u64).max(MIN_COST);
+        u16::try_from(carried.saturating_add(cost / 2) / cost).unwrap_or(u16::MAX)
+    }
+
+    /// Whether this child was shed here as slow (or left while behind) in the last
+    /// [`CLEAR_AFTER`]: it is not taken back meanwhile (a slow key placed here again and again
+    /// would be fed, and shed, again and again).
+    pub fn shed_lately(&self, child: &K, now: Instant) -> bool {
+        self.strikes
+            .iter()
+            .any(|(k, at)| k == child && now.saturating_duration_since(*at) < CLEAR_AFTER)
     }
 
     /// Whether [`Uplink::tick`] would count a second now (a node whose counters forget what
@@ -247,12 +280,28 @@ impl<K: Ord + Clone> Uplink<K> {
             .max();
         let cost = clean.unwrap_or_else(|| rate(&sample.offered.since(&offered)));
         self.seconds.push_back((now, cost));
-        while self
-            .seconds
-            .front()
-            .is_some_and(|(at, _)| now.saturating_duration_since(*at) > PEAK_KEPT)
-        {
-            self.seconds.pop_front();
+        self.streaks
+            .retain(|k, _| whole.iter().any(|(c, _)| *c == k));
+        let mut carried = 0u64;
+        for (k, sent) in &whole {
+            let streak = self.streaks.entry((*k).clone()).or_insert(0);
+            if sent.dropped == 0 && !sent.gone && sent.bytes > 0 {
+                *streak += 1;
+            } else {
+                *streak = 0;
+            }
+            if *streak >= PROVE_SECONDS {
+                carried = carried.saturating_add(rate(sent));
+            }
+        }
+        self.carried.push_back((now, carried));
+        for kept in [&mut self.seconds, &mut self.carried] {
+            while kept
+                .front()
+                .is_some_and(|(at, _)| now.saturating_duration_since(*at) > PEAK_KEPT)
+            {
+                kept.pop_front();
+            }
         }
         let shed = self.judge_drops(now, &whole, sample);
         if whole
@@ -309,13 +358,17 @@ impl<K: Ord + Clone> Uplink<K> {
             return shed;
         }
         self.last_drop = Some(now);
-        if whole.len() >= 2 && dropping == whole.len() {
-            // The uplink is saturated: fewer children.
+        let shown = usize::from(self.shown());
+        if whole.len() >= 2 && dropping == whole.len() && whole.len() > shown {
+            // The uplink is saturated (more children than it has been seen to carry): fewer.
             self.slow.clear();
             self.congested += 1;
             let carried = u16::try_from(whole.len() - 1).unwrap_or(u16::MAX);
             self.cap = Some(self.cap.map_or(carried, |cap| cap.min(carried)));
-            let over = sample.children.len() > usize::from(self.cap.unwrap_or(u16::MAX));
+            let cap = self
+                .cap
+                .map_or(usize::MAX, |cap| usize::from(cap).max(shown));
+            let over = sample.children.len() > cap;
             if self.congested >= CONGESTED_FOR && over {
                 self.congested = 0;
                 if let Some(newest) = self.newest(sample) {
@@ -324,8 +377,9 @@ impl<K: Ord + Clone> Uplink<K> {
             }
             return shed;
         }
-        // Some children, not all (or a lone one): they are slow, not the uplink. Each that keeps
-        // skipping frames is shed; one gone while behind is gone already.
+        // Some children, not all (or a lone one, or no more than the uplink has carried): they
+        // are slow, not the uplink. Each that keeps skipping frames is shed; one gone while
+        // behind is gone already.
         self.congested = 0;
         let mut struck = Vec::new();
         for (k, sent) in whole
@@ -390,7 +444,8 @@ impl<K: Ord + Clone> Uplink<K> {
             Some(allowed) => (allowed.min(self.proven.saturating_add(1)), Basis::Measured),
             None => (self.configured, Basis::Configured),
         };
-        if let Some(cap) = self.cap {
+        // No cap below what the uplink has been seen to carry.
+        if let Some(cap) = self.cap.map(|cap| cap.max(self.shown())) {
             if cap >= target {
                 // Lifted by the time without drops as far as the measurement allows.
                 if self
@@ -419,6 +474,19 @@ impl<K: Ord + Clone> Uplink<K> {
         }
         self.basis = basis;
     }
+}
+
+/// The busiest [`WINDOW_SECONDS`] (averaged) of a run of seconds.
+fn busiest(seconds: &VecDeque<(Instant, u64)>) -> Option<u64> {
+    if seconds.is_empty() {
+        return None;
+    }
+    let values: Vec<u64> = seconds.iter().map(|(_, value)| *value).collect();
+    let window = values.len().min(WINDOW_SECONDS);
+    values
+        .windows(window)
+        .map(|w| w.iter().sum::<u64>() / window as u64)
+        .max()
 }
 
 #[cfg(test)]
