@@ -61,7 +61,12 @@ impl Live {
             .env_remove("EARSHOT_HOME")
             .env(
                 "RUST_LOG",
-                std::env::var("EARSHOT_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+                // `EARSHOT_TEST_LOG_ONLY=NAME`: only the node of that name logs at it.
+                if std::env::var("EARSHOT_TEST_LOG_ONLY").is_ok_and(|only| only != name) {
+                    "warn".to_string()
+                } else {
+                    std::env::var("EARSHOT_TEST_LOG").unwrap_or_else(|_| "warn".into())
+                },
             )
             .arg("--home")
             .arg(home.path())

@@ -151,6 +151,9 @@ type Seen = Arc<Mutex<HashMap<(String, usize), Instant>>>;
 /// line counted lost may be one of these, not lost in the room.
 static LAGGED: AtomicU64 = AtomicU64::new(0);
 
+/// Notices the honest members were given (why an action of theirs was refused), by member.
+static NOTICES: Mutex<Vec<(usize, String)>> = Mutex::new(Vec::new());
+
 fn watch(node: &Node, member: usize, room: RoomId, seen: Seen) {
     let mut events = node.subscribe();
     tokio::spawn(async move {
@@ -160,6 +163,9 @@ fn watch(node: &Node, member: usize, room: RoomId, seen: Seen) {
                     seen.lock()
                         .entry((text, member))
                         .or_insert_with(Instant::now);
+                }
+                Ok(Event::Notice { room: r, text }) if r == room => {
+                    NOTICES.lock().push((member, text));
                 }
                 Ok(_) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
@@ -461,6 +467,10 @@ async fn run(args: Args) {
         }
     }
     println!("Lines missed in the flood, by member (host, speaker, listeners…): {missed:?}");
+    println!(
+        "Notices to the honest members (member, why an action was refused): {:?}",
+        NOTICES.lock()
+    );
     println!();
     println!(
         "Events the members' watchers missed (a line missed may be one of them): {}",

@@ -43,7 +43,7 @@ pub mod misbehave;
 mod parent;
 mod sealing;
 mod stats;
-pub use stats::FanoutStats;
+pub use stats::{ChildStream, FanoutStats};
 pub mod silence;
 pub mod studio;
 pub mod wire;

@@ -100,7 +100,7 @@ struct RoomTree {
     /// orphan whose parent stalled) gets them after the view, and drops what it saw already.
     recent: std::collections::VecDeque<(Instant, Down)>,
     /// This node's uplink: its capacity, measured, and children to shed (see `capacity`).
-    uplink: earshot_protocol::audience::uplink::Uplink<PeerId>,
+    uplink: earshot_protocol::audience::uplink::Uplink<crate::fanout::ChildStream>,
     shed: Vec<PeerId>,
 }
 
@@ -469,7 +469,7 @@ impl Tree {
         // would be refused, and the place promised to it kept from others meanwhile.
         if asker
             .to_peer_id()
-            .is_ok_and(|peer| tree.uplink.shed_lately(&peer, now))
+            .is_ok_and(|peer| tree.uplink.shed_lately(|(child, _)| *child == peer, now))
         {
             return Err(Refusal::NoPlace);
         }

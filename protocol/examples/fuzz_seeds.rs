@@ -329,6 +329,9 @@ fn main() {
         }
         .encode(),
     );
+    // A hop's own mark, and the child's answer.
+    write(&dir, "tree_wire", "mark", &Down::Mark(41).encode());
+    write(&dir, "tree_wire", "marked", &Up::Marked(41).encode());
     // The host's view (its advice to the encoders included) and a subtree's report (how it
     // hears included), as they travel the tree.
     let view = earshot_protocol::audience::AudienceView {

@@ -163,13 +163,15 @@ impl Fanout {
                 if pass {
                     self.pass_beacon(room, &beacon);
                 }
-                // The parent learns how far behind this stream runs.
-                if let Some(uplink) = self.lock().get(room).and_then(|a| a.uplink.clone()) {
-                    let _ = uplink.try_send(Up::Heard(beacon.n));
-                }
             }
             Read::KeepAlive => self.count_audio(room, 2),
             Read::Refused | Read::Leaving => {}
+            Read::Control(Down::Mark(n)) => {
+                // The parent learns how far behind this stream runs (the mark is its own).
+                if let Some(uplink) = self.lock().get(room).and_then(|a| a.uplink.clone()) {
+                    let _ = uplink.try_send(Up::Marked(n));
+                }
+            }
             Read::Control(down) => {
                 let bytes = down.encode().len();
                 self.came_down(room, down, bytes);

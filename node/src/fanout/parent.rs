@@ -124,7 +124,10 @@ impl Fanout {
         };
         children.send_modify(|n| *n += 1);
         let counters = Arc::new(ChildCounters::default());
-        stats.children.lock().insert(peer, Arc::clone(&counters));
+        stats
+            .children
+            .lock()
+            .insert((peer, stream_id), Arc::clone(&counters));
         let _child = ChildGuard {
             counters: Arc::clone(&counters),
             children,
@@ -148,8 +151,8 @@ impl Fanout {
         let upward = tokio::spawn(async move {
             loop {
                 match read_up(&mut reader).await {
-                    Ok(earshot_protocol::audience::wire::Up::Heard(n)) => {
-                        heard.beacon_heard(n, std::time::Instant::now());
+                    Ok(earshot_protocol::audience::wire::Up::Marked(n)) => {
+                        heard.mark_read(n, std::time::Instant::now());
                     }
                     Ok(up) => {
                         if let Some(capture) = &capture {
@@ -173,6 +176,7 @@ impl Fanout {
             }
         });
         let mut told = false;
+        let mut marks = Marks::default();
         // Shed: told to move, and fed until then at most.
         let mut moving: Option<tokio::time::Instant> = None;
         let result = loop {
@@ -200,7 +204,10 @@ impl Fanout {
                     None => break Ok(()),
                 },
                 frame = frames.recv() => match frame {
-                    Ok(out) => put_batch(&mut writer, out, &mut frames, &stats, &counters).await,
+                    Ok(out) => {
+                        let batch = Batch { stats: &stats, counters: &counters, marks: &mut marks };
+                        put_batch(&mut writer, out, &mut frames, batch).await
+                    }
                     Err(broadcast::error::RecvError::Lagged(skipped)) => {
                         stats.dropped.fetch_add(skipped, Ordering::Relaxed);
                         counters.dropped.fetch_add(skipped, Ordering::Relaxed);
@@ -302,16 +309,50 @@ impl Fanout {
 /// Frames (and proofs, beacons, control frames) written together before one flush, at most.
 const BATCH: usize = 16;
 
+/// One child stream's own marks (`Down::Mark`): the last number, and when it went.
+#[derive(Default)]
+struct Marks {
+    n: u32,
+    at: Option<std::time::Instant>,
+}
+
+impl Marks {
+    /// The next mark's number, if one is due now (see [`super::stats::MARK_EVERY`]).
+    fn due(&mut self, now: std::time::Instant) -> Option<u32> {
+        if self
+            .at
+            .is_some_and(|at| now.saturating_duration_since(at) < super::stats::MARK_EVERY)
+        {
+            return None;
+        }
+        self.at = Some(now);
+        self.n = self.n.wrapping_add(1);
+        Some(self.n)
+    }
+}
+
+/// What a batch counts into, and the stream's marks.
+struct Batch<'a> {
+    stats: &'a super::FanoutStats,
+    counters: &'a ChildCounters,
+    marks: &'a mut Marks,
+}
+
 /// Writes `first` and whatever else is queued for the child already (a proof right behind its
-/// frame, say) with one flush: fewer packets, less CPU per forwarded frame. Returns the bytes.
+/// frame, say), and this node's mark when one is due, with one flush: fewer packets, less CPU
+/// per forwarded frame. Returns the bytes.
 async fn put_batch<W: futures::AsyncWrite + Unpin>(
     writer: &mut W,
     first: Outgoing,
     frames: &mut broadcast::Receiver<Outgoing>,
-    stats: &super::FanoutStats,
-    counters: &ChildCounters,
+    batch: Batch<'_>,
 ) -> Result<usize, StreamError> {
     use futures::AsyncWriteExt;
+    let Batch {
+        stats,
+        counters,
+        marks,
+    } = batch;
     let mut bytes = put_counted(writer, &first, counters).await?;
     for _ in 1..BATCH {
         match frames.try_recv() {
@@ -323,11 +364,18 @@ async fn put_batch<W: futures::AsyncWrite + Unpin>(
             Err(_) => break,
         }
     }
+    let now = std::time::Instant::now();
+    if let Some(n) = marks.due(now) {
+        let mark = earshot_protocol::audience::wire::Down::Mark(n).encode();
+        write_control(writer, &mark).await?;
+        bytes += mark.len() + 4;
+        counters.mark_written(n, now);
+    }
     writer.flush().await?;
     Ok(bytes)
 }
 
-/// [`put_one`], noting when a beacon went to the child (see [`ChildCounters::beacon_heard`]).
+/// [`put_one`], noting when the child was first fed (see [`ChildCounters::ended`]).
 async fn put_counted<W: futures::AsyncWrite + Unpin>(
     writer: &mut W,
     out: &Outgoing,
@@ -336,11 +384,6 @@ async fn put_counted<W: futures::AsyncWrite + Unpin>(
     let bytes = put_one(writer, out).await?;
     if let Outgoing::Audio(_) = out {
         counters.fed(std::time::Instant::now());
-    }
-    if let Outgoing::Beacon(beacon) = out
-        && let Ok(progress) = earshot_protocol::proof::progress::Progress::decode(beacon)
-    {
-        counters.beacon_written(progress.n, std::time::Instant::now());
     }
     Ok(bytes)
 }
@@ -399,12 +442,9 @@ impl Drop for ChildGuard {
         self.children.send_modify(|n| *n = n.saturating_sub(1));
         if let Some(audio) = self.fanout.lock().get_mut(&self.room) {
             let mut counted = audio.stats.children.lock();
-            if counted
-                .get(&self.peer)
-                .is_some_and(|c| Arc::ptr_eq(c, &self.counters))
-                && !self.counters.ended(std::time::Instant::now())
-            {
-                counted.remove(&self.peer);
+            let key = (self.peer, self.stream_id);
+            if !self.counters.ended(std::time::Instant::now(), &self.peer) {
+                counted.remove(&key);
             }
         }
         if let Some(audio) = self.fanout.lock().get_mut(&self.room)

@@ -54,42 +54,50 @@ pub struct FanoutStats {
     pub offered_bytes: AtomicU64,
     pub offered_items: AtomicU64,
     /// Each child's stream, as its writer counts it (see `earshot_protocol::audience::uplink`).
-    pub children: Mutex<HashMap<PeerId, Arc<ChildCounters>>>,
+    pub children: Mutex<HashMap<ChildStream, Arc<ChildCounters>>>,
     /// The capacity this node offers in the tree, plus one (0: not known yet), and what one
     /// child costs, measured (bytes a second; 0: not measured yet).
     capacity: AtomicU32,
     pub child_cost: AtomicU64,
 }
 
-/// A beacon the child says it read later than this after it was written (or has not said so
-/// by then) counts as a frame skipped: its stream runs behind (a QUIC stream buffers megabytes:
-/// a thin uplink shows as delay long before a queue here overflows).
+/// One child's stream: the child, and the stream's number in the room. Counted by stream, not
+/// by child: a child that left behind and opened a stream again within the second would
+/// otherwise have its new stream's counters take the place of the old, and its leaving be lost.
+pub type ChildStream = (PeerId, u64);
+
+/// A mark the child says it read later than this after it was written (or has not said so by
+/// then) counts as a frame skipped: its stream runs behind (a QUIC stream buffers megabytes: a
+/// thin uplink shows as delay long before a queue here overflows).
 pub const LATE: std::time::Duration = std::time::Duration::from_millis(300);
-/// Beacons written to a child and not yet heard, kept at most (8 s of them).
-const BEACONS_KEPT: usize = 16;
+/// How often a parent puts its own mark (`Down::Mark`) into a child's stream, at least: with
+/// the next write after this long (one goes at least every keep-alive period), in its flush.
+pub const MARK_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+/// Marks written to a child and not yet read, kept at most (8 s of them).
+const MARKS_KEPT: usize = 80;
 
 /// One child's stream: what its writer wrote and flushed, and the frames it skipped (or the
-/// beacons that reached it [`LATE`]).
+/// marks that reached it [`LATE`]).
 #[derive(Debug, Default)]
 pub struct ChildCounters {
     pub bytes: AtomicU64,
     pub packets: AtomicU64,
     pub dropped: AtomicU64,
-    /// Beacons written and not yet heard: their number, when, and whether counted late.
-    beacons: Mutex<std::collections::VecDeque<(u32, std::time::Instant, bool)>>,
+    /// Marks written and not yet read: their number, when, and whether counted late.
+    marks: Mutex<std::collections::VecDeque<(u32, std::time::Instant, bool)>>,
     /// This node let the child go (shed, or leaving itself): its stream ending says nothing.
     pub released: std::sync::atomic::AtomicBool,
     /// The stream ended from the child's side while it ran behind: counted once more, then
     /// forgotten.
     gone: std::sync::atomic::AtomicBool,
-    /// When the first frame was written to the child, and whether it has said it read a beacon
-    /// yet: a newcomer that leaves before its first beacon (they come every 500 ms) having been
-    /// fed for [`BEHIND`] took this node for dead just the same.
+    /// When the first frame was written to the child, and whether it has said it read a mark
+    /// yet: a newcomer that leaves before reading any, having been fed for [`BEHIND`], took this
+    /// node for dead just the same.
     first_fed: std::sync::OnceLock<std::time::Instant>,
-    heard_any: std::sync::atomic::AtomicBool,
+    read_any: std::sync::atomic::AtomicBool,
 }
 
-/// A stream whose oldest beacon not yet heard is this old runs behind: its child would take it
+/// A stream whose oldest mark not yet read is this old runs behind: its child would take it
 /// for a dead parent ([`crate::fanout::PARENT_SILENCE`]).
 const BEHIND: std::time::Duration = crate::fanout::PARENT_SILENCE;
 
@@ -97,20 +105,20 @@ impl ChildCounters {
     /// The child's stream ended, now: if it ran behind (and was not let go), the child took this
     /// node for dead: counted (see `earshot_protocol::audience::uplink::Sent::gone`). Returns
     /// whether it was (it is then kept for one more sample).
-    pub(super) fn ended(&self, now: std::time::Instant) -> bool {
+    pub(super) fn ended(&self, now: std::time::Instant, child: &PeerId) -> bool {
         let oldest = self
-            .beacons
+            .marks
             .lock()
             .front()
             .map(|(_, at, _)| now.saturating_duration_since(*at));
-        let unheard = !self.heard_any.load(Relaxed)
+        let unheard = !self.read_any.load(Relaxed)
             && self
                 .first_fed
                 .get()
                 .is_some_and(|at| now.saturating_duration_since(*at) > BEHIND);
         let behind = oldest.is_some_and(|age| age > BEHIND) || unheard;
         let gone = behind && !self.released.load(Relaxed);
-        tracing::debug!(behind, gone, oldest = ?oldest, "a child's stream ended");
+        tracing::debug!(%child, behind, gone, oldest = ?oldest, "a child's stream ended");
         if gone {
             self.dropped.fetch_add(1, Relaxed);
             self.gone.store(true, Relaxed);
@@ -123,35 +131,35 @@ impl ChildCounters {
         let _ = self.first_fed.set(now);
     }
 
-    /// The host's beacon `n` was written to the child now.
-    pub(super) fn beacon_written(&self, n: u32, now: std::time::Instant) {
-        let mut beacons = self.beacons.lock();
-        for (_, at, late) in beacons.iter_mut() {
+    /// This node's mark `n` was written to the child now.
+    pub(super) fn mark_written(&self, n: u32, now: std::time::Instant) {
+        let mut marks = self.marks.lock();
+        for (_, at, late) in marks.iter_mut() {
             if !*late && now.saturating_duration_since(*at) > LATE {
                 *late = true;
                 self.dropped.fetch_add(1, Relaxed);
             }
         }
-        if beacons.len() >= BEACONS_KEPT {
-            beacons.pop_front();
+        if marks.len() >= MARKS_KEPT {
+            marks.pop_front();
         }
-        beacons.push_back((n, now, false));
+        marks.push_back((n, now, false));
     }
 
-    /// The child read beacon `n` (and those before it).
-    pub(super) fn beacon_heard(&self, n: u32, now: std::time::Instant) {
-        self.heard_any.store(true, Relaxed);
-        let mut beacons = self.beacons.lock();
-        while let Some(&(m, at, late)) = beacons.front() {
+    /// The child read mark `n` (and those before it).
+    pub(super) fn mark_read(&self, n: u32, now: std::time::Instant) {
+        self.read_any.store(true, Relaxed);
+        let mut marks = self.marks.lock();
+        while let Some(&(m, at, late)) = marks.front() {
             // Wrapping: `m` after `n`.
             if (m.wrapping_sub(n) as i32) > 0 {
                 break;
             }
-            beacons.pop_front();
+            marks.pop_front();
             tracing::trace!(
                 n = m,
                 lag_ms = now.saturating_duration_since(at).as_millis() as u64,
-                "a child read a beacon"
+                "a child read a mark"
             );
             if !late && now.saturating_duration_since(at) > LATE {
                 self.dropped.fetch_add(1, Relaxed);
@@ -186,7 +194,7 @@ impl FanoutStats {
 
     /// The counters, for `earshot_protocol::audience::uplink::Uplink::tick`.
     /// Children gone while behind are in it once, then forgotten.
-    pub fn sample(&self) -> Sample<PeerId> {
+    pub fn sample(&self) -> Sample<ChildStream> {
         let mut children = self.children.lock();
         let sample = Sample {
             offered: Sent {
@@ -225,35 +233,36 @@ mod tests {
     #[test]
     fn a_child_that_leaves_behind_or_before_reading_anything_took_its_parent_for_dead() {
         let now = Instant::now();
-        // Fed, and gone before its first beacon came back: it heard nothing in time.
+        // Fed, and gone before its first mark came back: it heard nothing in time.
         let newcomer = ChildCounters::default();
         newcomer.fed(now);
         assert!(
-            !newcomer.ended(now + BEHIND / 2),
+            !newcomer.ended(now + BEHIND / 2, &PeerId::random()),
             "left at once: nothing said"
         );
         let newcomer = ChildCounters::default();
         newcomer.fed(now);
-        assert!(newcomer.ended(now + BEHIND + Duration::from_millis(1)));
+        assert!(newcomer.ended(now + BEHIND + Duration::from_millis(1), &PeerId::random()));
         assert_eq!(newcomer.sent().dropped, 1);
         assert!(newcomer.sent().gone);
-        // A child that read its beacons and leaves: nothing.
+        // A child that read its marks and leaves: nothing.
         let settled = ChildCounters::default();
         settled.fed(now);
-        settled.beacon_written(7, now);
-        settled.beacon_heard(7, now + Duration::from_millis(20));
-        assert!(!settled.ended(now + Duration::from_secs(5)));
-        // One whose beacon is outstanding past BEHIND: behind.
+        settled.mark_written(7, now);
+        settled.mark_read(7, now + Duration::from_millis(20));
+        assert!(!settled.ended(now + Duration::from_secs(5), &PeerId::random()));
+        // One whose mark is outstanding past BEHIND: behind.
         let behind = ChildCounters::default();
         behind.fed(now);
-        behind.beacon_written(7, now);
-        behind.beacon_heard(7, now + Duration::from_millis(20));
-        behind.beacon_written(8, now + Duration::from_millis(500));
-        assert!(behind.ended(now + Duration::from_millis(700)));
+        behind.mark_written(7, now);
+        behind.mark_read(7, now + Duration::from_millis(20));
+        behind.mark_written(8, now + Duration::from_millis(100));
+        assert!(!behind.ended(now + Duration::from_millis(200), &PeerId::random()));
+        assert!(behind.ended(now + Duration::from_millis(300), &PeerId::random()));
         // One this node let go says nothing by leaving.
         let released = ChildCounters::default();
         released.fed(now);
         released.released.store(true, Relaxed);
-        assert!(!released.ended(now + Duration::from_secs(1)));
+        assert!(!released.ended(now + Duration::from_secs(1), &PeerId::random()));
     }
 }

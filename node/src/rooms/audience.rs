@@ -214,7 +214,7 @@ impl Rooms {
                 self.private_keys(room, &bytes, &mut effects);
                 effects
             }
-            Down::Notice { .. } | Down::Path(_) | Down::Sealed(_) => Vec::new(),
+            Down::Notice { .. } | Down::Path(_) | Down::Sealed(_) | Down::Mark(_) => Vec::new(),
         }
     }
 

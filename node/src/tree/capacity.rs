@@ -11,11 +11,11 @@ use libp2p::PeerId;
 use tracing::{debug, info};
 
 use super::{RoomTree, Tree};
-use crate::fanout::FanoutStats;
+use crate::fanout::{ChildStream, FanoutStats};
 
 /// A room's uplink at this node: the host keeps one child whatever happens (its room would go
 /// unheard), anyone else may end a leaf.
-pub(super) fn uplink(tree: &Tree, is_host: bool, configured: u16) -> Uplink<PeerId> {
+pub(super) fn uplink(tree: &Tree, is_host: bool, configured: u16) -> Uplink<ChildStream> {
     let declared = tree.upload_kbps.load(std::sync::atomic::Ordering::Relaxed);
     let declared = (declared > 0).then_some(declared);
     Uplink::new(declared, configured, u16::from(is_host), Instant::now())
@@ -28,9 +28,22 @@ pub(super) fn follow(tree: &mut RoomTree, stats: &FanoutStats, now: Instant) -> 
     if !tree.uplink.due(now) {
         return Vec::new();
     }
-    let shed = tree.uplink.tick(now, &stats.sample());
+    let shed: Vec<PeerId> = tree
+        .uplink
+        .tick(now, &stats.sample())
+        .into_iter()
+        .map(|(child, _)| child)
+        .collect();
     let capacity = tree.uplink.capacity();
     let cost = tree.uplink.cost();
+    debug!(
+        capacity,
+        shown = tree.uplink.shown(),
+        child_bytes_per_sec = cost,
+        basis = ?tree.uplink.basis(),
+        children = tree.subtree.children().count(),
+        "the uplink's second"
+    );
     if capacity != tree.subtree.capacity() {
         info!(
             from = tree.subtree.capacity(),

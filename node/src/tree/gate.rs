@@ -67,7 +67,7 @@ impl Gate for Tree {
                     return false;
                 }
                 let now = Instant::now();
-                if tree.uplink.shed_lately(&peer, now) {
+                if tree.uplink.shed_lately(|(child, _)| *child == peer, now) {
                     debug!(%peer, "a listen stream was refused: shed here lately as slow");
                     return false;
                 }
@@ -128,8 +128,9 @@ impl Gate for Tree {
                 }
                 None
             }
-            // Taken by the audio plane (how far behind the child's stream runs).
-            Up::Heard(_) => None,
+            // Taken by the audio plane (how far behind the child's stream runs); a beacon's
+            // from an earlier version, ignored.
+            Up::Heard(_) | Up::Marked(_) => None,
             Up::Act(_) | Up::ActVia { .. } if self.misbehave.get() == Some(&Misbehave::DropUp) => {
                 None
             }
@@ -181,6 +182,8 @@ impl Gate for Tree {
                 self.remember_down(&room, &down);
                 Pass::All(down)
             }
+            // One hop's own (the audio plane answered it): never passed on.
+            Down::Mark(_) => Pass::Nobody,
             Down::Path(ancestors) => {
                 let mut rooms = self.rooms.lock();
                 let Some(tree) = rooms.get_mut(&room) else {

@@ -223,10 +223,11 @@ impl<K: Ord + Clone> Uplink<K> {
     /// Whether this child was shed here as slow (or left while behind) in the last
     /// [`CLEAR_AFTER`]: it is not taken back meanwhile (a slow key placed here again and again
     /// would be fed, and shed, again and again).
-    pub fn shed_lately(&self, child: &K, now: Instant) -> bool {
+    /// (`child` tells the keys of one child: a node may count a child's streams apart.)
+    pub fn shed_lately(&self, child: impl Fn(&K) -> bool, now: Instant) -> bool {
         self.strikes
             .iter()
-            .any(|(k, at)| k == child && now.saturating_duration_since(*at) < CLEAR_AFTER)
+            .any(|(k, at)| child(k) && now.saturating_duration_since(*at) < CLEAR_AFTER)
     }
 
     /// Whether [`Uplink::tick`] would count a second now (a node whose counters forget what

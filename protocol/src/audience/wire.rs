@@ -43,6 +43,10 @@ pub enum Down {
     /// In a private room, a view or relayed envelope sealed for the room's members (an encoded
     /// [`Down`] inside a [`crate::private::Sealed`]): relays pass it on, members open it.
     Sealed(serde_bytes::ByteBuf),
+    /// The parent's own mark `n` on this stream (every 100 ms or so; never passed on): the child
+    /// answers [`Up::Marked`] as it reads it, so that the parent learns how far behind the stream
+    /// runs, transport buffers included, a tenth of a second at a time (see `uplink`).
+    Mark(u32),
 }
 
 /// A node above, and how to reach it.
@@ -59,9 +63,9 @@ pub enum Up {
     /// A listener's signed envelope for the host (a hand, a chat line), from a node that names
     /// no path (as [`Up::ActVia`] with none).
     Act(serde_bytes::ByteBuf),
-    /// The child has read the host's beacon `n` (and every frame its parent wrote before it):
-    /// the parent learns how far behind the child's stream runs, transport buffers included
-    /// (see `uplink`).
+    /// The child has read the host's beacon `n` (and every frame its parent wrote before it).
+    /// Sent by earlier versions; parents now go by [`Up::Marked`], ten times as often, and take
+    /// this and ignore it.
     Heard(u32),
     /// A listener's signed envelope for the host, and the path it came up below the sender: the
     /// sender's child it came from first, down to the author's node (empty: the sender's own).
@@ -71,6 +75,8 @@ pub enum Up {
         act: serde_bytes::ByteBuf,
         via: Vec<PeerKey>,
     },
+    /// The child has read its parent's [`Down::Mark`] `n` (and everything written before it).
+    Marked(u32),
 }
 
 /// What a node says about its subtree (itself and everything below), every few seconds.
@@ -130,7 +136,7 @@ impl Down {
             Down::Notice { text, .. } => text.len() <= MAX_NOTICE_BYTES,
             Down::Keys(keys) => keys.len() <= crate::private::MAX_KEYS_BYTES,
             Down::Sealed(_) => true,
-            Down::View(_) | Down::Envelope(_) => true,
+            Down::View(_) | Down::Envelope(_) | Down::Mark(_) => true,
         };
         if within {
             Ok(down)
@@ -166,7 +172,7 @@ impl Up {
             Up::ActVia { act, via } => {
                 act.len() <= crate::envelope::MAX_ENVELOPE_BYTES && via.len() <= MAX_PATH
             }
-            Up::Heard(_) => true,
+            Up::Heard(_) | Up::Marked(_) => true,
         };
         if within {
             Ok(up)

@@ -239,8 +239,8 @@ fn slow_keys_in_every_place_cost_their_places_not_the_nodes_capacity() {
     assert_eq!(sim.second(TWO_VOICES, &slow), vec![11, 12, 13, 14]);
     assert_eq!(sim.up.capacity(), 4);
     // Not taken back for a minute.
-    assert!(sim.up.shed_lately(&11, sim.now) && !sim.up.shed_lately(&1, sim.now));
-    assert!(!sim.up.shed_lately(&11, sim.now + CLEAR_AFTER));
+    assert!(sim.up.shed_lately(|k| *k == 11, sim.now) && !sim.up.shed_lately(|k| *k == 1, sim.now));
+    assert!(!sim.up.shed_lately(|k| *k == 11, sim.now + CLEAR_AFTER));
     // More of them, as long as the raid lasts: the same.
     let slow: Vec<(u8, u64, u64)> = (21..=24).map(|c| (c, 3_000, 40)).collect();
     sim.second(TWO_VOICES, &slow);
