@@ -1,4 +1,4 @@
-//! The audio relay plane (`/earshot/audio/1` over QUIC on 127.0.0.1, one process): how much one
+//! The audio relay plane (`/earshot/audio/2` over QUIC on 127.0.0.1, one process): how much one
 //! relay hop adds to a frame's latency, next to a raw TCP forwarder, and how many frames a relay
 //! forwards per CPU second when it feeds 50, 200 and 500 children.
 //!

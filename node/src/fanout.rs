@@ -1,4 +1,4 @@
-//! The audio plane: Opus frames along the host-rooted relay tree, on `/earshot/audio/1`
+//! The audio plane: Opus frames along the host-rooted relay tree, on `/earshot/audio/2`
 //! (libp2p-stream), outside the swarm's event loop, and with them what the audience tier sends
 //! along the tree (views and relayed envelopes down, reports and actions up).
 //!
@@ -54,8 +54,11 @@ pub use misbehave::Misbehave;
 pub use parent::HELLO_TIMEOUT;
 pub use wire::StreamError;
 
-/// The audio stream protocol.
-pub const AUDIO_PROTOCOL: StreamProtocol = StreamProtocol::new("/earshot/audio/1");
+/// The audio stream protocol. Version 2 since parents put marks of their own into their
+/// children's streams (`Down::Mark`, answered `Up::Marked`): a node of version 1 would take
+/// either for garbage and close the stream (a parent of version 1 would also disconnect the
+/// child), so the two do not open audio streams to each other at all.
+pub const AUDIO_PROTOCOL: StreamProtocol = StreamProtocol::new("/earshot/audio/2");
 /// Frames queued per child (320 ms): past this, a slow child loses its oldest frames.
 pub const CHILD_QUEUE_FRAMES: usize = 16;
 /// A parent that sends nothing for this long, on a steady path, is gone. A parent writes a frame

@@ -16,7 +16,7 @@
 //! - [`node`]: the running node: an event loop that owns the swarm, and its handle [`Node`].
 //! - [`recording`]: recordings kept in the store, exported as standard files (Ogg Opus, WAV),
 //!   and published to and fetched from peers as replays.
-//! - [`fanout`]: the audio plane: frames along the relay tree on `/earshot/audio/1`, and what
+//! - [`fanout`]: the audio plane: frames along the relay tree on `/earshot/audio/2`, and what
 //!   travels along it besides audio.
 //! - [`tree`]: this node's part in each room's tree (tickets, its subtree, the host's view): the
 //!   audio plane's gate.

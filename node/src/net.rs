@@ -158,7 +158,7 @@ pub struct Behaviour {
     pub relay: relay::client::Behaviour,
     pub dcutr: dcutr::Behaviour,
     pub autonat: autonat::v2::client::Behaviour,
-    /// Audio streams (`/earshot/audio/1`), driven outside the event loop through its `Control`.
+    /// Audio streams (`/earshot/audio/2`), driven outside the event loop through its `Control`.
     pub stream: libp2p_stream::Behaviour,
     /// Community relays only: the circuit relay server and the AutoNAT server.
     pub relay_server: Toggle<relay::Behaviour>,

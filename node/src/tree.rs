@@ -465,24 +465,28 @@ impl Tree {
                 reason: "you were removed from the room".into(),
             });
         }
-        // A child this node shed as slow is not placed here again for a while: its stream
-        // would be refused, and the place promised to it kept from others meanwhile.
-        if asker
+        // A child this node shed as slow is not placed here again for a while (its stream would
+        // be refused, and the place promised to it kept from others meanwhile): below, it may.
+        let shed_here = asker
             .to_peer_id()
-            .is_ok_and(|peer| tree.uplink.shed_lately(|(child, _)| *child == peer, now))
-        {
-            return Err(Refusal::NoPlace);
-        }
+            .is_ok_and(|peer| tree.uplink.shed_lately(|(child, _)| *child == peer, now));
         let newcomer = admitted && lost.is_none() && ticket.is_none();
         if newcomer && tree.is_host && !reserve::newcomer_may_take(&tree.subtree, now) {
             return Err(Refusal::NoPlace);
         }
-        let Some(placed) = tree.subtree.place(now) else {
+        let placed = if shed_here {
+            tree.subtree.place_below(now)
+        } else {
+            tree.subtree.place(now)
+        };
+        let Some(placed) = placed else {
             debug!(%room, asker = %asker.short(), children = tree.subtree.children().count(),
-                free = tree.subtree.free(), offered = ?tree.subtree.offered(now).iter().map(|s| (s.key.short(), s.free)).collect::<Vec<_>>(),
+                free = tree.subtree.free(), promised = tree.subtree.promised_count(now), shed_here,
+                offered = ?tree.subtree.offered(now).iter().map(|s| (s.key.short(), s.free)).collect::<Vec<_>>(),
                 "no place");
             return Err(Refusal::NoPlace);
         };
+        debug!(%room, asker = %asker.short(), here = matches!(placed, Placed::Here), "placed");
         let (parent, addrs, below) = match placed {
             Placed::Here => (self.me, Vec::new(), 0),
             // A free place `below` hops under this node: the newcomer one more.

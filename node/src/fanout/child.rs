@@ -208,6 +208,10 @@ impl Fanout {
         .await
         {
             silence.heard(std::time::Instant::now());
+            // Its marks are not answered: the uplink is the new parent's now.
+            if matches!(read, Read::Control(Down::Mark(_))) {
+                continue;
+            }
             if let Err(err) = self.take(&room, read, &mut check) {
                 debug!(%err, "a leaving parent's stream failed its checks");
                 self.check_failed(&room);

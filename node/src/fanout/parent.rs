@@ -309,15 +309,16 @@ impl Fanout {
 /// Frames (and proofs, beacons, control frames) written together before one flush, at most.
 const BATCH: usize = 16;
 
-/// One child stream's own marks (`Down::Mark`): the last number, and when it went.
+/// When one child stream's last mark (`Down::Mark`) went.
 #[derive(Default)]
 struct Marks {
-    n: u32,
     at: Option<std::time::Instant>,
 }
 
 impl Marks {
-    /// The next mark's number, if one is due now (see [`super::stats::MARK_EVERY`]).
+    /// The next mark, if one is due now (see [`super::stats::MARK_EVERY`]): a random number, so
+    /// that a child can answer only marks it has read (one acking marks ahead would hide how far
+    /// behind it runs, and pass for a child fed cleanly).
     fn due(&mut self, now: std::time::Instant) -> Option<u32> {
         if self
             .at
@@ -326,8 +327,7 @@ impl Marks {
             return None;
         }
         self.at = Some(now);
-        self.n = self.n.wrapping_add(1);
-        Some(self.n)
+        Some(rand::random())
     }
 }
 

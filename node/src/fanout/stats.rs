@@ -66,8 +66,8 @@ pub struct FanoutStats {
 /// otherwise have its new stream's counters take the place of the old, and its leaving be lost.
 pub type ChildStream = (PeerId, u64);
 
-/// A mark the child says it read later than this after it was written (or has not said so by
-/// then) counts as a frame skipped: its stream runs behind (a QUIC stream buffers megabytes: a
+/// A mark the child says it read later than this after it was written, past the least delay
+/// it has shown (or has not said so by then), counts as a frame skipped: its stream runs behind (a QUIC stream buffers megabytes: a
 /// thin uplink shows as delay long before a queue here overflows).
 pub const LATE: std::time::Duration = std::time::Duration::from_millis(300);
 /// How often a parent puts its own mark (`Down::Mark`) into a child's stream, at least: with
@@ -85,6 +85,10 @@ pub struct ChildCounters {
     pub dropped: AtomicU64,
     /// Marks written and not yet read: their number, when, and whether counted late.
     marks: Mutex<std::collections::VecDeque<(u32, std::time::Instant, bool)>>,
+    /// The least delay from writing a mark to reading the child's answer: the round trip, with
+    /// nothing queued. Behind means behind that ([`LATE`], [`BEHIND`] past it): a child far
+    /// away is not slow for being far.
+    base: Mutex<Option<std::time::Duration>>,
     /// This node let the child go (shed, or leaving itself): its stream ending says nothing.
     pub released: std::sync::atomic::AtomicBool,
     /// The stream ended from the child's side while it ran behind: counted once more, then
@@ -97,7 +101,8 @@ pub struct ChildCounters {
     read_any: std::sync::atomic::AtomicBool,
 }
 
-/// A stream whose oldest mark not yet read is this old runs behind: its child would take it
+/// A stream whose oldest mark not yet read is this old (past the child's least delay) runs
+/// behind: its child would take it
 /// for a dead parent ([`crate::fanout::PARENT_SILENCE`]).
 const BEHIND: std::time::Duration = crate::fanout::PARENT_SILENCE;
 
@@ -116,7 +121,8 @@ impl ChildCounters {
                 .first_fed
                 .get()
                 .is_some_and(|at| now.saturating_duration_since(*at) > BEHIND);
-        let behind = oldest.is_some_and(|age| age > BEHIND) || unheard;
+        let base = self.base.lock().unwrap_or_default();
+        let behind = oldest.is_some_and(|age| age > BEHIND + base) || unheard;
         let gone = behind && !self.released.load(Relaxed);
         tracing::debug!(%child, behind, gone, oldest = ?oldest, "a child's stream ended");
         if gone {
@@ -134,8 +140,9 @@ impl ChildCounters {
     /// This node's mark `n` was written to the child now.
     pub(super) fn mark_written(&self, n: u32, now: std::time::Instant) {
         let mut marks = self.marks.lock();
+        let base = self.base.lock().unwrap_or_default();
         for (_, at, late) in marks.iter_mut() {
-            if !*late && now.saturating_duration_since(*at) > LATE {
+            if !*late && now.saturating_duration_since(*at) > LATE + base {
                 *late = true;
                 self.dropped.fetch_add(1, Relaxed);
             }
@@ -146,22 +153,22 @@ impl ChildCounters {
         marks.push_back((n, now, false));
     }
 
-    /// The child read mark `n` (and those before it).
+    /// The child read mark `n` (and those before it): a mark this node wrote, or nothing.
     pub(super) fn mark_read(&self, n: u32, now: std::time::Instant) {
-        self.read_any.store(true, Relaxed);
         let mut marks = self.marks.lock();
-        while let Some(&(m, at, late)) = marks.front() {
-            // Wrapping: `m` after `n`.
-            if (m.wrapping_sub(n) as i32) > 0 {
-                break;
+        let Some(read) = marks.iter().position(|(m, _, _)| *m == n) else {
+            return;
+        };
+        self.read_any.store(true, Relaxed);
+        let mut base = self.base.lock();
+        for (m, at, late) in marks.drain(..=read) {
+            let delay = now.saturating_duration_since(at);
+            if m == n {
+                // The stream's least delay: the way to the child and back, nothing queued.
+                *base = Some(base.map_or(delay, |base| base.min(delay)));
             }
-            marks.pop_front();
-            tracing::trace!(
-                n = m,
-                lag_ms = now.saturating_duration_since(at).as_millis() as u64,
-                "a child read a mark"
-            );
-            if !late && now.saturating_duration_since(at) > LATE {
+            tracing::trace!(lag_ms = delay.as_millis() as u64, "a child read a mark");
+            if !late && delay > LATE + base.unwrap_or_default() {
                 self.dropped.fetch_add(1, Relaxed);
             }
         }
@@ -264,5 +271,36 @@ mod tests {
         released.fed(now);
         released.released.store(true, Relaxed);
         assert!(!released.ended(now + Duration::from_secs(1), &PeerId::random()));
+    }
+
+    #[test]
+    fn only_marks_written_are_taken_and_a_far_child_is_not_slow_for_being_far() {
+        let now = Instant::now();
+        let ms = Duration::from_millis;
+        // A child answering marks it was never sent (ahead of what it read) clears nothing.
+        let liar = ChildCounters::default();
+        liar.fed(now);
+        liar.mark_written(0x5eed, now);
+        liar.mark_read(0x5eee, now + ms(10));
+        liar.mark_read(u32::MAX, now + ms(10));
+        assert!(!liar.read_any.load(Relaxed));
+        liar.mark_written(0xbeef, now + ms(400));
+        assert_eq!(liar.sent().dropped, 1, "its first mark is late");
+        // A child 250 ms away reading promptly: never late, and it may leave.
+        let far = ChildCounters::default();
+        far.fed(now);
+        for i in 0..20u32 {
+            let at = now + ms(100) * i;
+            far.mark_written(i * 7 + 1, at);
+            if i >= 3 {
+                far.mark_read((i - 3) * 7 + 1, at + ms(250) - ms(300));
+            }
+        }
+        assert_eq!(far.sent().dropped, 0);
+        assert!(!far.ended(now + ms(2000), &PeerId::random()));
+        // Falling behind that: late.
+        far.mark_written(999, now + ms(2000));
+        far.mark_read(999, now + ms(2000) + ms(250) + LATE + ms(1));
+        assert_eq!(far.sent().dropped, 4, "the marks outstanding, and this one");
     }
 }

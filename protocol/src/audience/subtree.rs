@@ -568,12 +568,25 @@ impl Subtree {
     /// Finds a place for a newcomer in this subtree, and counts it as taken until a report
     /// shows it taken (or, here, until the newcomer arrives), or for [`PROMISE_KEPT`].
     pub fn place(&mut self, now: Instant) -> Option<Placed> {
+        self.place_where(true, now)
+    }
+
+    /// [`Subtree::place`], but never here (this node shed the newcomer lately: see
+    /// `uplink::Uplink::shed_lately`).
+    pub fn place_below(&mut self, now: Instant) -> Option<Placed> {
+        self.place_where(false, now)
+    }
+
+    fn place_where(&mut self, here: bool, now: Instant) -> Option<Placed> {
         self.forget_promises(now);
-        if self.free() > 0 {
+        if here && self.free() > 0 {
             self.promise(self.me, 0, now);
             return Some(Placed::Here);
         }
-        let slot = self.slots(now).into_iter().next()?;
+        let slot = self
+            .slots(now)
+            .into_iter()
+            .find(|slot| here || slot.key != self.me)?;
         self.promise(slot.key, slot.free, now);
         Some(Placed::Below(slot))
     }

@@ -43,10 +43,13 @@
 //! and the busiest [`WINDOW_SECONDS`] of the last [`PEAK_KEPT`], over what a child costs now, is
 //! a number of children this uplink has carried ([`Uplink::shown`]). No congestion cap goes
 //! below it, and children behind that are no more than it are slow, not the uplink: each is shed
-//! on its own. So keys reading slowly in every place a node offers (a raid's relays placed under
-//! the host) cost their own places, never the node's capacity (the host once ended a raid with
-//! one child: `sybil_room`); a thin uplink never carried more than it can, so it is judged as
-//! before. The evidence is in bytes: a room grown louder divides it by the dearer child.
+//! on its own. So keys reading slowly in a node's places (a raid's relays placed under the host)
+//! cost their own places, not the node's capacity (the host once ended a raid with one child:
+//! `sybil_room`); a thin uplink never carried more than it can, so it is judged as before. The
+//! evidence is in bytes: a room grown louder divides it by the dearer child. An uplink can also
+//! become thinner than it was (a home line shared with a new upload): every child behind twice
+//! within [`CLEAR_AFTER`] (those placed after the first were shed too) and what it carried is
+//! forgotten; a Sybil holding every place of a node twice in a minute gets that much.
 //!
 //! Pure: the time comes in; the node feeds it its counters and carries out what it returns.
 
@@ -75,6 +78,9 @@ pub const SLOW_FOR: u32 = 2;
 /// Seconds in a row a number of children must be fed cleanly before a node that declared its
 /// upload offers a place more (see [`Uplink::capacity`]).
 pub const PROVE_SECONDS: u32 = 3;
+/// How far what the uplink carried may fall short of a whole number of children and still
+/// count as them (see [`Uplink::shown`]).
+pub const SHOWN_SLACK_PERCENT: u64 = 5;
 /// Time without a frame skipped after which a congestion cap rises by one child.
 pub const CLEAR_AFTER: Duration = Duration::from_secs(60);
 
@@ -148,6 +154,8 @@ pub struct Uplink<K> {
     congested: u32,
     /// Children lately shed as slow, or gone while behind, and when.
     strikes: VecDeque<(K, Instant)>,
+    /// Children lately shed as slow (not those gone while behind: they left), and when.
+    shed_slow: VecDeque<(K, Instant)>,
     /// The most children fed cleanly [`PROVE_SECONDS`] in a row, and the clean seconds so far.
     proven: u16,
     clean_run: u32,
@@ -156,6 +164,12 @@ pub struct Uplink<K> {
     /// Each second's bytes to children fed cleanly [`PROVE_SECONDS`] in a row (with the
     /// transport's allowance), and when: what the uplink carried.
     carried: VecDeque<(Instant, u64)>,
+    /// Seconds in a row every child (two at least, no more than [`Uplink::shown`]) was behind,
+    /// and when such runs began lately: a second run within [`CLEAR_AFTER`] (the children
+    /// placed after the first were shed, all behind again) and the uplink is no longer what it
+    /// was seen to be (a home line shared with a new upload): what it carried is forgotten.
+    all_behind: u32,
+    all_behind_runs: VecDeque<Instant>,
 }
 
 impl<K: Ord + Clone> Uplink<K> {
@@ -184,10 +198,13 @@ impl<K: Ord + Clone> Uplink<K> {
             slow: BTreeMap::new(),
             congested: 0,
             strikes: VecDeque::new(),
+            shed_slow: VecDeque::new(),
             proven: 0,
             clean_run: 0,
             streaks: BTreeMap::new(),
             carried: VecDeque::new(),
+            all_behind: 0,
+            all_behind_runs: VecDeque::new(),
         }
     }
 
@@ -207,9 +224,10 @@ impl<K: Ord + Clone> Uplink<K> {
 
     /// How many children this uplink has been seen to carry: the busiest [`WINDOW_SECONDS`] of
     /// the last [`PEAK_KEPT`] of bytes to children fed cleanly [`PROVE_SECONDS`] in a row, over a
-    /// child's cost now (the last [`WINDOW_SECONDS`], at least [`MIN_COST`]), to the nearest
-    /// child (siblings' streams differ by a few control frames). A lower bound on what the
-    /// uplink carries now, while what crosses it is its own.
+    /// child's cost now (the last [`WINDOW_SECONDS`], at least [`MIN_COST`]), rounded down
+    /// within [`SHOWN_SLACK_PERCENT`] (siblings' streams differ by a few control frames, and the
+    /// cost is the dearest child's). A lower bound on what the uplink carries now, while what
+    /// crosses it is its own (forgotten when it is no longer: see `all_behind`).
     pub fn shown(&self) -> u16 {
         let Some(carried) = busiest(&self.carried) else {
             return 0;
@@ -217,15 +235,16 @@ impl<K: Ord + Clone> Uplink<K> {
         let recent = self.seconds.len().clamp(1, WINDOW_SECONDS);
         let now: u64 = self.seconds.iter().rev().take(recent).map(|(_, c)| c).sum();
         let cost = (now / recent as u64).max(MIN_COST);
-        u16::try_from(carried.saturating_add(cost / 2) / cost).unwrap_or(u16::MAX)
+        let carried = carried.saturating_mul(100 + SHOWN_SLACK_PERCENT) / 100;
+        u16::try_from(carried / cost).unwrap_or(u16::MAX)
     }
 
-    /// Whether this child was shed here as slow (or left while behind) in the last
-    /// [`CLEAR_AFTER`]: it is not taken back meanwhile (a slow key placed here again and again
-    /// would be fed, and shed, again and again).
+    /// Whether this child was shed here as slow in the last [`CLEAR_AFTER`]: it is not taken
+    /// back meanwhile (a slow key placed here again and again would be fed, and shed, again and
+    /// again). One that left while behind may come back: it may have had a moment's trouble.
     /// (`child` tells the keys of one child: a node may count a child's streams apart.)
     pub fn shed_lately(&self, child: impl Fn(&K) -> bool, now: Instant) -> bool {
-        self.strikes
+        self.shed_slow
             .iter()
             .any(|(k, at)| child(k) && now.saturating_duration_since(*at) < CLEAR_AFTER)
     }
@@ -348,6 +367,7 @@ impl<K: Ord + Clone> Uplink<K> {
         if dropping == 0 {
             self.slow.clear();
             self.congested = 0;
+            self.all_behind = 0;
             if let Some(cap) = self.cap
                 && self
                     .last_drop
@@ -359,8 +379,28 @@ impl<K: Ord + Clone> Uplink<K> {
             return shed;
         }
         self.last_drop = Some(now);
-        let shown = usize::from(self.shown());
-        if whole.len() >= 2 && dropping == whole.len() && whole.len() > shown {
+        let mut shown = usize::from(self.shown());
+        let all_behind = whole.len() >= 2 && dropping == whole.len();
+        if all_behind && whole.len() <= shown {
+            if self.all_behind == 0 {
+                self.all_behind_runs
+                    .retain(|at| now.saturating_duration_since(*at) < CLEAR_AFTER);
+                self.all_behind_runs.push_back(now);
+                if self.all_behind_runs.len() >= 2 {
+                    // Everyone behind twice within a minute: not what it was seen to carry,
+                    // and judged afresh as saturated (the cap the slow ones left, if any, was
+                    // held up by what is forgotten now).
+                    self.carried.clear();
+                    self.all_behind_runs.clear();
+                    self.cap = None;
+                    shown = 0;
+                }
+            }
+            self.all_behind += 1;
+        } else {
+            self.all_behind = 0;
+        }
+        if all_behind && whole.len() > shown {
             // The uplink is saturated (more children than it has been seen to carry): fewer.
             self.slow.clear();
             self.congested += 1;
@@ -398,6 +438,7 @@ impl<K: Ord + Clone> Uplink<K> {
             if *seconds >= SLOW_FOR {
                 self.slow.remove(&k);
                 shed.push(k.clone());
+                self.shed_slow.push_back((k.clone(), now));
                 struck.push(k);
             }
         }
@@ -409,8 +450,9 @@ impl<K: Ord + Clone> Uplink<K> {
         // A child that could not be fed while others could (or a lone child twice in a minute):
         // the uplink carries what it feeds cleanly, not one more (a newcomer's fresh connection
         // is the first to suffer from a saturated uplink; an old one keeps its share).
-        self.strikes
-            .retain(|(_, at)| now.saturating_duration_since(*at) < CLEAR_AFTER);
+        for kept in [&mut self.strikes, &mut self.shed_slow] {
+            kept.retain(|(_, at)| now.saturating_duration_since(*at) < CLEAR_AFTER);
+        }
         // The same child twice counts twice: a saturated uplink fails a newcomer however often
         // it is placed here again. (What a key reading slowly gets from it: this parent takes no
         // new children for a minute; nobody loses a place but the slow child.)

@@ -43,9 +43,10 @@ pub enum Down {
     /// In a private room, a view or relayed envelope sealed for the room's members (an encoded
     /// [`Down`] inside a [`crate::private::Sealed`]): relays pass it on, members open it.
     Sealed(serde_bytes::ByteBuf),
-    /// The parent's own mark `n` on this stream (every 100 ms or so; never passed on): the child
-    /// answers [`Up::Marked`] as it reads it, so that the parent learns how far behind the stream
-    /// runs, transport buffers included, a tenth of a second at a time (see `uplink`).
+    /// The parent's own mark on this stream (every 100 ms or so, a number the child cannot
+    /// guess; never passed on): the child answers [`Up::Marked`] as it reads it, so that the
+    /// parent learns how far behind the stream runs, transport buffers included, a tenth of a
+    /// second at a time (see `uplink`).
     Mark(u32),
 }
 
@@ -64,8 +65,8 @@ pub enum Up {
     /// no path (as [`Up::ActVia`] with none).
     Act(serde_bytes::ByteBuf),
     /// The child has read the host's beacon `n` (and every frame its parent wrote before it).
-    /// Sent by earlier versions; parents now go by [`Up::Marked`], ten times as often, and take
-    /// this and ignore it.
+    /// No longer sent: parents go by [`Up::Marked`] (ten times as often); kept so that the
+    /// variants after it keep their encoding, and ignored.
     Heard(u32),
     /// A listener's signed envelope for the host, and the path it came up below the sender: the
     /// sender's child it came from first, down to the author's node (empty: the sender's own).
@@ -75,7 +76,8 @@ pub enum Up {
         act: serde_bytes::ByteBuf,
         via: Vec<PeerKey>,
     },
-    /// The child has read its parent's [`Down::Mark`] `n` (and everything written before it).
+    /// The child has read its parent's [`Down::Mark`] `n` (and everything written before it):
+    /// the parent takes it only for a mark it wrote.
     Marked(u32),
 }
 

@@ -401,3 +401,20 @@ fn a_place_promised_here_to_a_newcomer_who_never_came_is_free_again_in_time() {
     let later = now + PROMISE_KEPT + Duration::from_secs(1);
     assert_eq!(node.place(later), Some(Placed::Here));
 }
+
+#[test]
+fn placed_below_is_never_here_and_promises_nothing_here() {
+    // A node with a free place of its own and one below: a newcomer it must not take (it shed
+    // it lately) goes below; with nothing below, nowhere, and this node's place stays free.
+    let now = Instant::now();
+    let mut node = Subtree::new(key(0), 2, now);
+    node.child_opened(key(1), now).expect("a child");
+    node.report_from(&key(1), report(2, &[(1, 0, 1)]), now);
+    match node.place_below(now) {
+        Some(Placed::Below(slot)) => assert_eq!(slot.key, key(1)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(node.place_below(now), None);
+    assert_eq!(node.free(), 1);
+    assert_eq!(node.place(now), Some(Placed::Here));
+}

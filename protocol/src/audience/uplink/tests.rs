@@ -241,14 +241,45 @@ fn slow_keys_in_every_place_cost_their_places_not_the_nodes_capacity() {
     // Not taken back for a minute.
     assert!(sim.up.shed_lately(|k| *k == 11, sim.now) && !sim.up.shed_lately(|k| *k == 1, sim.now));
     assert!(!sim.up.shed_lately(|k| *k == 11, sim.now + CLEAR_AFTER));
-    // More of them, as long as the raid lasts: the same.
-    let slow: Vec<(u8, u64, u64)> = (21..=24).map(|c| (c, 3_000, 40)).collect();
-    sim.second(TWO_VOICES, &slow);
-    assert_eq!(sim.second(TWO_VOICES, &slow), vec![21, 22, 23, 24]);
-    assert_eq!(sim.up.capacity(), 4);
-    // Four honest children again: fed, nobody shed.
+    // Honest children in their places: fed, nobody shed.
     assert!(sim.seconds(20, TWO_VOICES, &honest).is_empty());
     assert_eq!(sim.up.capacity(), 4);
+    // Slow keys in some places, for as long as the raid lasts: each sheds alone, the node keeps
+    // its four places.
+    let mixed: Vec<(u8, u64, u64)> = vec![
+        (1, TWO_VOICES, 0),
+        (2, TWO_VOICES, 0),
+        (21, 3_000, 40),
+        (22, 3_000, 40),
+    ];
+    for round in 0..10u8 {
+        let mut keys = mixed.clone();
+        keys[2].0 = 30 + 2 * round;
+        keys[3].0 = 31 + 2 * round;
+        sim.second(TWO_VOICES, &keys);
+        assert_eq!(sim.second(TWO_VOICES, &keys), vec![keys[2].0, keys[3].0]);
+        assert_eq!(sim.up.capacity(), 4, "round {round}");
+    }
+}
+
+#[test]
+fn every_child_behind_twice_in_a_minute_and_what_the_uplink_carried_is_forgotten() {
+    // Four children carried; then every child behind (the home line now shared with a big
+    // upload, or slow keys in every place): shed, each alone. The children placed after them
+    // all behind too, within the minute: the uplink is not what it was, and it is judged as
+    // saturated (a Sybil that holds every place of a node twice in a minute gets that much).
+    let mut sim = Sim::new(None, 4);
+    let fed: Vec<(u8, u64, u64)> = (1..=4).map(|c| (c, TWO_VOICES, 0)).collect();
+    sim.seconds(10, TWO_VOICES, &fed);
+    let behind =
+        |first: u8| -> Vec<(u8, u64, u64)> { (first..first + 4).map(|c| (c, 6_000, 20)).collect() };
+    sim.second(TWO_VOICES, &behind(11));
+    assert_eq!(sim.second(TWO_VOICES, &behind(11)).len(), 4);
+    assert_eq!(sim.up.capacity(), 4);
+    sim.second(TWO_VOICES, &[]);
+    sim.second(TWO_VOICES, &behind(21));
+    assert_eq!(sim.up.shown(), 0);
+    assert_eq!((sim.up.capacity(), sim.up.basis()), (3, Basis::Congested));
 }
 
 #[test]
