@@ -235,18 +235,10 @@ fn a_thin_uplink_is_given_no_more_children_than_it_carries() {
 }
 
 /// The same scene, the thin node declaring nothing: it offers its default 4 places, the host
-/// fills them, and its uplink falls behind: what it notices should bring it down to what it
-/// carries. Not yet reliable: 7 of 8 runs passed on 2026-12-06 (0 of 4 before a newcomer that
-/// leaves before reading anything counted as having taken its parent for dead; 5 of 6 before
-/// parents put marks of their own into their children's streams every 100 ms instead of going by
-/// the host's beacons every 500 ms, and before a child's counters were kept by stream: a child
-/// that left behind and came back within the second had its leaving lost, and the thin node went
-/// on offering 4). In every one of the 8 the thin node ended offering 1 or 2. The run that failed:
-/// the scene counted as settled after 2.2 s while the thin node's one child (its backlog still
-/// draining) went on starving, and moved later in the measured stretch (641 of 783 frames). Run
-/// it by name to see where it stands.
+/// fills them, and its uplink falls behind: what it notices brings it down to what it carries
+/// (20 of 20 runs on 2026-12-06; 0 of 4, then 5 of 6, then 7 of 8 before: see `BENCHMARKS.md`,
+/// *A thin uplink*).
 #[test]
-#[ignore = "congestion without a declaration is noticed too late to keep every child at 99 %: see its doc"]
 fn a_thin_uplink_that_declares_nothing_notices_and_sheds_what_it_cannot_carry() {
     if !Lab::available() {
         return;
