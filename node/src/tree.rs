@@ -474,11 +474,7 @@ impl Tree {
         if newcomer && tree.is_host && !reserve::newcomer_may_take(&tree.subtree, now) {
             return Err(Refusal::NoPlace);
         }
-        let placed = if shed_here {
-            tree.subtree.place_below(now)
-        } else {
-            tree.subtree.place(now)
-        };
+        let placed = tree.subtree.place_for(&asker, !shed_here, now);
         let Some(placed) = placed else {
             debug!(%room, asker = %asker.short(), children = tree.subtree.children().count(),
                 free = tree.subtree.free(), promised = tree.subtree.promised_count(now), shed_here,

@@ -121,8 +121,7 @@ impl ChildCounters {
                 .first_fed
                 .get()
                 .is_some_and(|at| now.saturating_duration_since(*at) > BEHIND);
-        let base = self.base.lock().unwrap_or_default();
-        let behind = oldest.is_some_and(|age| age > BEHIND + base) || unheard;
+        let behind = oldest.is_some_and(|age| age > BEHIND + self.base()) || unheard;
         let gone = behind && !self.released.load(Relaxed);
         tracing::debug!(%child, behind, gone, oldest = ?oldest, "a child's stream ended");
         if gone {
@@ -137,11 +136,20 @@ impl ChildCounters {
         let _ = self.first_fed.set(now);
     }
 
+    /// The stream's least delay so far, at most [`LATE`] (a child that answered its first mark
+    /// late on purpose, or behind a queue, gains no more than that).
+    fn base(&self) -> std::time::Duration {
+        self.base.lock().unwrap_or_default().min(LATE)
+    }
+
     /// This node's mark `n` was written to the child now.
     pub(super) fn mark_written(&self, n: u32, now: std::time::Instant) {
         let mut marks = self.marks.lock();
-        let base = self.base.lock().unwrap_or_default();
-        for (_, at, late) in marks.iter_mut() {
+        let base = self.base();
+        // A stream this node let go is not late: its child has moved on (a child draining its
+        // leaving parent answers nothing).
+        let released = self.released.load(Relaxed);
+        for (_, at, late) in marks.iter_mut().filter(|_| !released) {
             if !*late && now.saturating_duration_since(*at) > LATE + base {
                 *late = true;
                 self.dropped.fetch_add(1, Relaxed);
@@ -160,15 +168,16 @@ impl ChildCounters {
             return;
         };
         self.read_any.store(true, Relaxed);
-        let mut base = self.base.lock();
+        let released = self.released.load(Relaxed);
         for (m, at, late) in marks.drain(..=read) {
             let delay = now.saturating_duration_since(at);
             if m == n {
                 // The stream's least delay: the way to the child and back, nothing queued.
+                let mut base = self.base.lock();
                 *base = Some(base.map_or(delay, |base| base.min(delay)));
             }
             tracing::trace!(lag_ms = delay.as_millis() as u64, "a child read a mark");
-            if !late && delay > LATE + base.unwrap_or_default() {
+            if !late && !released && delay > LATE + self.base() {
                 self.dropped.fetch_add(1, Relaxed);
             }
         }
@@ -302,5 +311,13 @@ mod tests {
         far.mark_written(999, now + ms(2000));
         far.mark_read(999, now + ms(2000) + ms(250) + LATE + ms(1));
         assert_eq!(far.sent().dropped, 4, "the marks outstanding, and this one");
+        // A stream this node let go (shed, or it leaves): its marks unanswered are not late.
+        let shed = ChildCounters::default();
+        shed.fed(now);
+        shed.mark_written(1, now);
+        shed.released.store(true, Relaxed);
+        shed.mark_written(2, now + Duration::from_secs(1));
+        shed.mark_read(2, now + Duration::from_secs(2));
+        assert_eq!(shed.sent().dropped, 0);
     }
 }

@@ -528,6 +528,11 @@ impl Subtree {
     /// The best places in the subtree: this node's own if it has room, then its children's,
     /// shallowest first, most room first; promises made since a report are taken off.
     fn slots(&self, now: Instant) -> Vec<Slot> {
+        self.slots_avoiding(None, now)
+    }
+
+    /// The free places, but none in `avoid`'s subtree (its own report's).
+    fn slots_avoiding(&self, avoid: Option<&PeerKey>, now: Instant) -> Vec<Slot> {
         let mut slots = Vec::new();
         if self.free() > 0 {
             slots.push(Slot {
@@ -537,7 +542,10 @@ impl Subtree {
                 free: self.free(),
             });
         }
-        for child in self.children.values() {
+        for (key, child) in &self.children {
+            if avoid == Some(key) {
+                continue;
+            }
             let fresh = child
                 .reported_at
                 .is_some_and(|at| now.saturating_duration_since(at) <= REPORT_STALE);
@@ -568,23 +576,24 @@ impl Subtree {
     /// Finds a place for a newcomer in this subtree, and counts it as taken until a report
     /// shows it taken (or, here, until the newcomer arrives), or for [`PROMISE_KEPT`].
     pub fn place(&mut self, now: Instant) -> Option<Placed> {
-        self.place_where(true, now)
+        self.place_where(true, None, now)
     }
 
-    /// [`Subtree::place`], but never here (this node shed the newcomer lately: see
-    /// `uplink::Uplink::shed_lately`).
-    pub fn place_below(&mut self, now: Instant) -> Option<Placed> {
-        self.place_where(false, now)
+    /// [`Subtree::place`] for `asker`: never in its own subtree (a child of this node asking
+    /// for a place, its stream not ended yet, would be sent under itself), and here only if
+    /// `here` (this node shed it lately: see `uplink::Uplink::shed_lately`).
+    pub fn place_for(&mut self, asker: &PeerKey, here: bool, now: Instant) -> Option<Placed> {
+        self.place_where(here, Some(asker), now)
     }
 
-    fn place_where(&mut self, here: bool, now: Instant) -> Option<Placed> {
+    fn place_where(&mut self, here: bool, asker: Option<&PeerKey>, now: Instant) -> Option<Placed> {
         self.forget_promises(now);
         if here && self.free() > 0 {
             self.promise(self.me, 0, now);
             return Some(Placed::Here);
         }
         let slot = self
-            .slots(now)
+            .slots_avoiding(asker, now)
             .into_iter()
             .find(|slot| here || slot.key != self.me)?;
         self.promise(slot.key, slot.free, now);

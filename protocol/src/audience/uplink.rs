@@ -165,9 +165,10 @@ pub struct Uplink<K> {
     /// transport's allowance), and when: what the uplink carried.
     carried: VecDeque<(Instant, u64)>,
     /// Seconds in a row every child (two at least, no more than [`Uplink::shown`]) was behind,
-    /// and when such runs began lately: a second run within [`CLEAR_AFTER`] (the children
-    /// placed after the first were shed, all behind again) and the uplink is no longer what it
-    /// was seen to be (a home line shared with a new upload): what it carried is forgotten.
+    /// and when such runs (of [`SLOW_FOR`] seconds at least) came lately: a second run within
+    /// [`CLEAR_AFTER`] (the children placed after the first were shed, all behind again) and
+    /// the uplink is no longer what it was seen to be (a home line shared with a new upload):
+    /// what it carried is forgotten.
     all_behind: u32,
     all_behind_runs: VecDeque<Instant>,
 }
@@ -382,7 +383,10 @@ impl<K: Ord + Clone> Uplink<K> {
         let mut shown = usize::from(self.shown());
         let all_behind = whole.len() >= 2 && dropping == whole.len();
         if all_behind && whole.len() <= shown {
-            if self.all_behind == 0 {
+            self.all_behind += 1;
+            // A run counts once it lasted as long as a slow child takes to be shed (a moment's
+            // stall of everyone is not one).
+            if self.all_behind == SLOW_FOR {
                 self.all_behind_runs
                     .retain(|at| now.saturating_duration_since(*at) < CLEAR_AFTER);
                 self.all_behind_runs.push_back(now);
@@ -396,7 +400,6 @@ impl<K: Ord + Clone> Uplink<K> {
                     shown = 0;
                 }
             }
-            self.all_behind += 1;
         } else {
             self.all_behind = 0;
         }

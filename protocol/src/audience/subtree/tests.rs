@@ -410,11 +410,27 @@ fn placed_below_is_never_here_and_promises_nothing_here() {
     let mut node = Subtree::new(key(0), 2, now);
     node.child_opened(key(1), now).expect("a child");
     node.report_from(&key(1), report(2, &[(1, 0, 1)]), now);
-    match node.place_below(now) {
+    match node.place_for(&key(9), false, now) {
         Some(Placed::Below(slot)) => assert_eq!(slot.key, key(1)),
         other => panic!("{other:?}"),
     }
-    assert_eq!(node.place_below(now), None);
+    assert_eq!(node.place_for(&key(9), false, now), None);
     assert_eq!(node.free(), 1);
     assert_eq!(node.place(now), Some(Placed::Here));
+}
+
+#[test]
+fn a_child_asking_for_a_place_is_never_sent_into_its_own_subtree() {
+    // Its stream has not ended yet (it was shed, or it took this node for dead): its report
+    // still offers its own places, and its children's.
+    let now = Instant::now();
+    let mut node = Subtree::new(key(0), 1, now);
+    node.child_opened(key(1), now).expect("a child");
+    node.report_from(&key(1), report(3, &[(1, 0, 4), (2, 1, 4)]), now);
+    assert_eq!(node.place_for(&key(1), false, now), None);
+    assert_eq!(node.place_for(&key(1), true, now), None);
+    match node.place_for(&key(9), true, now) {
+        Some(Placed::Below(slot)) => assert_eq!(slot.key, key(1)),
+        other => panic!("{other:?}"),
+    }
 }

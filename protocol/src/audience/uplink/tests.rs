@@ -273,10 +273,18 @@ fn every_child_behind_twice_in_a_minute_and_what_the_uplink_carried_is_forgotten
     sim.seconds(10, TWO_VOICES, &fed);
     let behind =
         |first: u8| -> Vec<(u8, u64, u64)> { (first..first + 4).map(|c| (c, 6_000, 20)).collect() };
+    // A moment's stall of everyone, twice: nothing forgotten.
+    let stalled: Vec<(u8, u64, u64)> = (1..=4).map(|c| (c, TWO_VOICES, 1)).collect();
+    for _ in 0..2 {
+        sim.second(TWO_VOICES, &stalled);
+        sim.seconds(3, TWO_VOICES, &fed);
+    }
+    assert_eq!(sim.up.shown(), 4);
     sim.second(TWO_VOICES, &behind(11));
     assert_eq!(sim.second(TWO_VOICES, &behind(11)).len(), 4);
     assert_eq!(sim.up.capacity(), 4);
     sim.second(TWO_VOICES, &[]);
+    sim.second(TWO_VOICES, &behind(21));
     sim.second(TWO_VOICES, &behind(21));
     assert_eq!(sim.up.shown(), 0);
     assert_eq!((sim.up.capacity(), sim.up.basis()), (3, Basis::Congested));
