@@ -552,14 +552,7 @@ fn a_slow_key_in_the_hosts_place_costs_its_place_not_the_hosts() {
         &["--max-children", "0", "--misbehave", "slow-read"],
     );
     slow.expect("the slow key under the host", depth_one);
-    // Reports from now on (those printed before are passed over).
-    let start: Vec<AudioStats> = honest
-        .iter_mut()
-        .map(|live| {
-            live.drain();
-            live.expect_stats("a report", |s| s.parent.is_some())
-        })
-        .collect();
+    let start = fresh_reports(&mut honest);
     let reason =
         slow.expect_map_within("the slow key shed", Duration::from_secs(20), |e| match e {
             Event::AudioLost { parent, reason, .. } if parent.to_string() == host_id => {
@@ -577,13 +570,7 @@ fn a_slow_key_in_the_hosts_place_costs_its_place_not_the_hosts() {
         Duration::from_secs(15),
         depth_one,
     );
-    let end: Vec<AudioStats> = honest
-        .iter_mut()
-        .map(|live| {
-            live.drain();
-            live.expect_stats("a report", |s| s.parent.is_some())
-        })
-        .collect();
+    let end = fresh_reports(&mut honest);
     host.drain();
     let fed = host.expect_stats("the host feeding three again", |s| s.children == 3);
     let back = slow.seen_events(|e| match e {
@@ -1073,6 +1060,17 @@ impl Impersonation {
 }
 
 /// Waits for `hosting`: the listener link and the host's PeerId.
+/// Each listener's next report printed from now on (those printed before are passed over).
+fn fresh_reports(listeners: &mut [Live]) -> Vec<AudioStats> {
+    listeners
+        .iter_mut()
+        .map(|live| {
+            live.drain();
+            live.expect_stats("a report", |s| s.parent.is_some())
+        })
+        .collect()
+}
+
 fn hosting(host: &mut Live) -> (String, String) {
     host.expect_map("hosting", |e| match e {
         Event::Hosting {
