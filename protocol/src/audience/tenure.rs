@@ -10,7 +10,9 @@
 //! that moment, or for [`LONG`] whatever, are *settled*: their lines take the room's budget,
 //! the rest a lane of their own with half of it (so a raid adds at most half the room's budget
 //! to its chat). A room that has been calm for [`CALM`] is no
-//! longer busy, and then everyone shares the room's budget again.
+//! longer busy, and then every key known for [`SETTLED`] shares the room's budget again. Keys
+//! younger than that chat in the newcomers' lane even in a calm room: a raid's first lines find
+//! the room calm, and must not drain the room's budget before anything is refused.
 //!
 //! What it costs an attacker: keys that joined in the rush chat in the newcomers' lane only;
 //! to share the settled lane it must have brought its keys in [`SETTLED`] before the rush (and
@@ -105,16 +107,26 @@ impl Tenure {
             .map(|(since, _)| since)
     }
 
-    /// Whether `key`'s lines take the room's budget now: the chat is calm, or the host knew the
-    /// key [`SETTLED`] before it got busy, or for [`LONG`].
+    /// Whether `key`'s lines take the room's budget now: the host has known the key for
+    /// [`SETTLED`], and the chat is calm, or the host knew the key [`SETTLED`] before it got
+    /// busy, or for [`LONG`].
+    ///
+    /// A key younger than [`SETTLED`] never takes the room's budget, calm or not: a raid's first
+    /// lines come before anything is refused (the room is calm until its budget runs out), and
+    /// in the room's budget they would drain the shares of the subtrees they came through,
+    /// which then count as chatting there for a minute: the settled under them would get a
+    /// fraction of their part (seen in `sybil_room`: an honest listener lost three lines of
+    /// fourteen that way). Newcomers to a calm room have the newcomers' lane to themselves.
     pub fn settled(&self, key: &PeerKey, now: Instant) -> bool {
-        let Some(since) = self.busy(now) else {
-            return true;
+        let Some((first, _)) = self.first_seen.get(key) else {
+            return false;
         };
-        self.first_seen.get(key).is_some_and(|(first, _)| {
-            since.saturating_duration_since(*first) >= SETTLED
-                || now.saturating_duration_since(*first) >= LONG
-        })
+        let known = now.saturating_duration_since(*first);
+        if known < SETTLED {
+            return false;
+        }
+        self.busy(now)
+            .is_none_or(|since| since.saturating_duration_since(*first) >= SETTLED || known >= LONG)
     }
 
     /// Keys remembered (for tests and bounds).
@@ -137,9 +149,12 @@ mod tests {
         tenure.seen(old, start);
         let rush = start + Duration::from_secs(40);
         tenure.seen(late, rush - Duration::from_secs(5));
-        // Calm: everyone is.
-        assert!(tenure.settled(&late, rush));
-        assert!(tenure.settled(&unknown, rush));
+        // Calm: everyone known for SETTLED is; the newly come, and keys the host could not
+        // remember, are not.
+        assert!(tenure.settled(&old, rush));
+        assert!(!tenure.settled(&late, rush));
+        assert!(!tenure.settled(&unknown, rush));
+        assert!(tenure.settled(&late, rush + SETTLED));
         tenure.refused(rush);
         assert_eq!(tenure.busy(rush), Some(rush));
         assert!(tenure.settled(&old, rush));

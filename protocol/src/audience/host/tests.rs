@@ -44,39 +44,54 @@ fn act(listener: u8, seq: u64, body: ControlBody) -> Verified<Envelope> {
     .expect("verify")
 }
 
+/// The listeners `keys` join at the host's door at `at` (the host knows them from then on).
+fn joined(host: &mut HostAudience, keys: impl IntoIterator<Item = u8>, at: Instant) {
+    let state = state();
+    for n in keys {
+        let join = act(n, 0, ControlBody::Join { name: "l".into() });
+        assert_eq!(host.take(at, NOW, &join, &state), Taken::Dropped);
+    }
+}
+
 #[test]
 fn audience_chat_is_let_through_within_the_rooms_budget() {
-    let now = Instant::now();
+    let start = Instant::now();
     let mut host = HostAudience::new(
         ROOM,
         AudiencePolicy {
             chat_per_minute: 60,
         },
-        now,
+        start,
     );
     let state = state();
-    let mut relayed = 0;
-    let mut refused = 0;
-    for i in 0..20u8 {
-        match host.take(
-            now,
-            NOW,
-            &act(10 + i, 1, ControlBody::Chat { text: "hi".into() }),
-            &state,
-        ) {
-            Taken::Relay(_) => relayed += 1,
-            Taken::Refused { to, notice } => {
-                assert_eq!(to, PeerKey::from(&signing(10 + i)));
-                assert!(notice.contains("busy"), "{notice}");
-                refused += 1;
+    // Twenty listeners who have been in the room a while, and twenty who just came.
+    joined(&mut host, (10..30).chain([50]), start);
+    let now = start + Duration::from_secs(40);
+    let mut say = |keys: std::ops::Range<u8>| {
+        let (mut relayed, mut refused) = (0, 0);
+        for i in keys {
+            match host.take(
+                now,
+                NOW,
+                &act(i, 1, ControlBody::Chat { text: "hi".into() }),
+                &state,
+            ) {
+                Taken::Relay(_) => relayed += 1,
+                Taken::Refused { to, notice } => {
+                    assert_eq!(to, PeerKey::from(&signing(i)));
+                    assert!(notice.contains("busy"), "{notice}");
+                    refused += 1;
+                }
+                other => panic!("{other:?}"),
             }
-            other => panic!("{other:?}"),
         }
-    }
-    // A burst of 5; then, the chat busy and these keys new to the host, the rush's lane's
-    // burst of 5 (half the room's budget, 30 a minute).
-    assert_eq!(relayed, 10);
-    assert_eq!(refused, 10);
+        (relayed, refused)
+    };
+    // The room's budget: a burst of 5.
+    assert_eq!(say(10..30), (5, 15));
+    // The newly come chat in a lane of their own: its burst of 5 (half the room's budget, 30
+    // a minute), whatever the settled took.
+    assert_eq!(say(30..50), (5, 15));
     let later = now + Duration::from_secs(2);
     assert!(matches!(
         host.take(
@@ -279,15 +294,18 @@ fn one_listener_cannot_take_the_rooms_chat_budget() {
 
 #[test]
 fn chatting_subtrees_share_the_rooms_budget_and_a_flooded_one_takes_only_its_share() {
-    let now = Instant::now();
+    let start = Instant::now();
     let mut host = HostAudience::new(
         ROOM,
         AudiencePolicy {
             chat_per_minute: 30,
         },
-        now,
+        start,
     );
     let state = state();
+    // Everyone has been in the room a minute (the room's budget, not the newcomers' lane).
+    joined(&mut host, 0..=255, start);
+    let now = start + Duration::from_secs(60);
     let (sybils, honest) = (PeerKey([0xee; 32]), PeerKey([0x11; 32]));
     // A relay of the attacker's passes up lines from a hundred keys, one every 100 ms.
     let mut through = 0;
@@ -424,4 +442,53 @@ fn a_listener_beside_the_attackers_relays_under_one_parent_gets_its_lines_throug
     // 40 s of the rush's lane (15 a minute), its burst, and the room's own budget's burst
     // before it got busy; the honest lines taken out.
     assert!((8..=20).contains(&spam), "{spam}");
+}
+
+#[test]
+fn a_raids_first_lines_before_anything_is_refused_take_nothing_from_the_settled() {
+    let start = Instant::now();
+    let mut host = HostAudience::new(ROOM, AudiencePolicy::default(), start);
+    let state = state();
+    // The honest listener joined a minute before the raid, a child of the host's; the raid's
+    // relays take the host's other places and two under the listener (as in `sybil_room`).
+    let honest = PeerKey::from(&signing(7));
+    let join = act(7, 0, ControlBody::Join { name: "joe".into() });
+    assert_eq!(host.take(start, NOW, &join, &state), Taken::Dropped);
+    let raid = start + Duration::from_secs(60);
+    let relay = |n: u8| PeerKey([0xe0 + n; 32]);
+    let paths = [
+        vec![relay(3), relay(3)],
+        vec![relay(4), relay(4)],
+        vec![relay(5), relay(5)],
+        vec![honest, relay(1), relay(1)],
+        vec![honest, relay(2), relay(2)],
+    ];
+    let mut heard = 0;
+    for tick in 0..480u16 {
+        let at = raid + Duration::from_millis(100 * u64::from(tick));
+        // Lines from keys new to the host, ten a second: the first ones find the room calm.
+        let line = act(
+            100 + u8::try_from(tick % 150).unwrap_or(0),
+            u64::from(tick / 150) + 1,
+            ControlBody::Chat {
+                text: format!("spam {tick}"),
+            },
+        );
+        let _ = host.take_via(at, NOW, &line, &state, &paths[usize::from(tick % 5)]);
+        // The honest listener says something every 12 s, the first just after the raid's
+        // first lines.
+        if tick % 120 == 6 {
+            let hello = act(
+                7,
+                u64::from(tick) + 1,
+                ControlBody::Chat {
+                    text: format!("hello at {tick}"),
+                },
+            );
+            let taken = host.take_via(at, NOW, &hello, &state, &[honest, honest]);
+            assert!(matches!(taken, Taken::Relay(_)), "at {tick}: {taken:?}");
+            heard += 1;
+        }
+    }
+    assert_eq!(heard, 4);
 }
