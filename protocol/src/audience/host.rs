@@ -50,7 +50,9 @@ const CHATTERS: usize = 4_096;
 /// How the host lets the audience speak.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AudiencePolicy {
-    /// Chat lines from the whole audience per minute (0: the audience does not chat).
+    /// Chat lines per minute from the audience's settled keys (0: the audience does not chat);
+    /// keys new to the host (and, in a raid, the rush's) share half as much again
+    /// ([`super::tenure`]).
     pub chat_per_minute: u32,
 }
 
@@ -119,10 +121,9 @@ pub struct HostAudience {
     last_view: Option<AudienceView>,
     changed: bool,
     hands: VecDeque<Hand>,
-    /// The room's chat budget, for everyone while the chat is calm and for the settled while
-    /// it is busy ([`Tenure`]).
+    /// The room's chat budget, for the settled keys ([`Tenure`]).
     chat: Lane,
-    /// Half of it, for the keys that came in the rush.
+    /// Half of it, for the rest: keys new to the host, and in a raid the rush's.
     rush: Lane,
     /// When the host first saw each key, and since when the chat is busy.
     tenure: Tenure,
@@ -282,8 +283,8 @@ impl HostAudience {
                 if !self.chatters.take(author, now) {
                     return refuse("you are chatting too fast: your line was not sent");
                 }
-                // The settled take the room's budget, keys that came in a rush their own lane
-                // ([`Tenure`]).
+                // The settled take the room's budget, newcomers and the rush's keys their own
+                // lane ([`Tenure`]).
                 let settled = self.tenure.settled(&author, now);
                 let lane = if settled {
                     &mut self.chat
@@ -291,12 +292,18 @@ impl HostAudience {
                     &mut self.rush
                 };
                 if !lane.take(via, now) {
+                    // Busy before this refusal (a newcomer refused in a calm room is told why).
+                    let busy = self.tenure.busy(now).is_some();
                     self.tenure.refused(now);
                     return refuse(if settled {
                         "the room's chat is busy: your line was not sent (try again shortly)"
-                    } else {
+                    } else if busy {
                         "the room's chat is busy, and those who were here before it got busy go \
                          first: your line was not sent (try again shortly)"
+                    } else {
+                        "newcomers' chat is busy: for their first 30 seconds in a room, newcomers \
+                         share a smaller part of its chat; your line was not sent (try again \
+                         shortly)"
                     });
                 }
                 let bytes = envelope.encode();

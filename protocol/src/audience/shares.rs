@@ -2,8 +2,10 @@
 //!
 //! Every line that comes up names the path it took (each relay puts in front the child it came
 //! from: `[host's child, its child, …, the author's node]`). The room's budget is divided among
-//! the host's children whose subtrees chatted in the last minute; each such share among that
-//! child's own children that chatted; and so on down the path. A line goes through only if every
+//! the host's children whose subtrees are using their part (a line taken or asked for within
+//! its part's time); each such share among that child's own children using theirs; and so on
+//! down the path. A subtree that said a line a while ago holds no part: the budget is not left
+//! idle for subtrees that barely chat. A line goes through only if every
 //! share on its path has room for it. Ten thousand keys chatting through relays of their own
 //! take those relays' shares, wherever in the tree the relays sit: a listener sharing a parent
 //! with them still gets its own share of that parent's.
@@ -16,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use crate::id::PeerKey;
 
-/// A subtree counts as chatting for this long after its last line.
+/// A subtree's share is kept this long after its last line (for the right to borrow, below,
+/// and its debts); only while it uses its part does it divide its parent's.
 pub const ACTIVE: Duration = Duration::from_secs(60);
 /// Lines one of the host's children's subtrees may send at once. Below, a share's burst is its
 /// parent's divided among the parent's chatting subtrees, but at least a line: the bursts under
@@ -43,6 +46,9 @@ struct Share {
     /// The last time a line found it without room of its own (its subtree asking faster than
     /// its part).
     crowded: Option<Instant>,
+    /// Until when a line refused elsewhere on its path, which had room here, claims a part of
+    /// its parent's share (as long as a line taken would have).
+    claimed: Instant,
     below: HashMap<PeerKey, Share>,
 }
 
@@ -52,6 +58,7 @@ impl Share {
             full_at: now,
             active: now,
             crowded: None,
+            claimed: now,
             below: HashMap::new(),
         }
     }
@@ -86,8 +93,10 @@ impl ChatShares {
     }
 
     /// Takes one line that came up `path` (the host's child first), if every share on the way
-    /// has room: each share's rate is its parent's divided among the parent's subtrees that
-    /// chatted in the last minute. Refused or not, the line counts its path as chatting.
+    /// has room: each share's rate is its parent's divided among itself and the parent's
+    /// subtrees using theirs (a line taken that their budget has not made up yet, or one
+    /// refused for want of room higher up, for as long as a line taken would count). A line
+    /// refused for want of room in its own share claims nothing more.
     ///
     /// A share may run one line past its burst for a line whose next share down the path is
     /// owed it: has room of its own, and its subtree has not asked past its part in the last
@@ -118,15 +127,18 @@ impl ChatShares {
             let most = if *borrow { most + level.every } else { most };
             level.wait + level.every <= most
         });
-        if room {
-            let mut at = &mut self.top;
-            for (key, level) in path.iter().zip(&levels) {
-                let Some(share) = at.get_mut(key) else {
-                    break;
-                };
+        let mut at = &mut self.top;
+        for (key, level) in path.iter().zip(&levels) {
+            let Some(share) = at.get_mut(key) else {
+                break;
+            };
+            if room {
                 share.full_at = now + level.wait + level.every;
-                at = &mut share.below;
+            } else if level.wait + level.every <= level.every.mul_f64(level.burst) {
+                // Refused for want of room above, not here: it asked within its part.
+                share.claimed = share.claimed.max(now + level.every);
             }
+            at = &mut share.below;
         }
         room
     }
@@ -150,11 +162,19 @@ impl ChatShares {
                 at.insert(*key, Share::new(now));
                 kept += 1;
             }
-            let chatting = at.len() as u32;
+            // The subtrees that divide the parent's share: this one, and those still using
+            // theirs (a line taken that its budget has not made up yet). A subtree that said
+            // a line a while ago, or whose lines are only refused, holds no part of it: the
+            // parent's budget is not left idle for subtrees that barely chat.
+            let using = |other: &PeerKey, share: &Share| {
+                other == key || share.full_at.max(share.claimed) > now
+            };
+            let chatting = at.iter().filter(|(k, s)| using(k, s)).count() as u32;
             // A relay's own lines (stamped with its own key under itself) keep half of its
             // subtree's share however many of its children chat: the children the tree put
             // under it cannot talk it down.
-            let own = parent.is_some_and(|parent| at.contains_key(&parent));
+            let own =
+                parent.is_some_and(|parent| at.get(&parent).is_some_and(|s| using(&parent, s)));
             let ways = match (own, chatting) {
                 (_, 1) => 1,
                 (true, _) if parent == Some(*key) => 2,
@@ -165,7 +185,7 @@ impl ChatShares {
             if !levels.is_empty() {
                 burst = (burst / f64::from(ways)).max(1.0);
             }
-            let alone = chatting == 1;
+            let alone = at.len() == 1;
             parent = Some(*key);
             let Some(share) = at.get_mut(key) else {
                 break;
@@ -204,7 +224,7 @@ struct Level {
     /// It has room for a line within its own burst, and its subtree has not been asking past
     /// its part lately.
     owed: bool,
-    /// The only chatting subtree under its parent.
+    /// The only subtree under its parent that chatted in the last [`ACTIVE`].
     alone: bool,
 }
 
@@ -320,6 +340,27 @@ mod tests {
         // opening bursts spent), the rest to its children together.
         assert!(taken[0] >= 23, "its own {}", taken[0]);
         assert!((28..=40).contains(&attacker), "attacker {attacker}");
+    }
+
+    #[test]
+    fn subtrees_that_barely_chat_leave_their_part_to_those_that_do() {
+        let start = Instant::now();
+        let mut shares = ChatShares::new(30);
+        // The honest listener `l`, a child of the host's, says a line every 12 s; three relays
+        // in the host's other places and one under `l` say a line a minute each: a minute of
+        // "chatting" for each, at the cost of one line.
+        let l = key(1);
+        let mut paths = vec![(vec![l, l], 120), (vec![l, key(5), key(5)], 600)];
+        for relay in [2, 3, 4] {
+            paths.push((vec![key(relay), key(relay)], 600));
+        }
+        let taken = run(&mut shares, start, &paths, 120);
+        // Divided among every subtree that chatted in the last minute (five ways at the top,
+        // two under `l`), its part was a line in 16 s: 6 of its 10 lines. Divided only among
+        // those still using their part, 8: the two refused came while the relay under it still
+        // held half of `l`'s part for the line it had just said.
+        assert!(taken[0] >= 8, "honest {taken:?}");
+        assert_eq!(&taken[1..], &[2, 2, 2, 2]);
     }
 
     #[test]

@@ -15,10 +15,16 @@
 //! the room calm, and must not drain the room's budget before anything is refused.
 //!
 //! What it costs an attacker: keys that joined in the rush chat in the newcomers' lane only;
-//! to share the settled lane it must have brought its keys in [`SETTLED`] before the rush (and
-//! they then share it fairly down the tree, as before), or keep the rush going for [`LONG`].
-//! The host's memory of keys is bounded ([`MAX_KEYS`], the earliest kept): a key it could not
-//! remember chats in the newcomers' lane while the chat is busy, as a raid's keys do.
+//! to share the settled lane it must have brought its keys in [`SETTLED`] before the chat got
+//! busy (ahead of the raid, or in an earlier rush followed by a calm minute: the host does not
+//! remember past rushes), or keep the rush going for [`LONG`]; its keys then share the settled
+//! lane fairly down the tree, as before the lanes. The host's memory of keys is bounded
+//! ([`MAX_KEYS`], the earliest kept): a key it could not remember chats in the newcomers' lane.
+//!
+//! What it costs honest listeners: their first [`SETTLED`] in a room they chat in the
+//! newcomers' lane (half the budget, shared with other newcomers), and one that came during a
+//! raid until the chat is calm for a minute (or for [`LONG`]). The memory is the host's
+//! process's: a host that restarts knows nobody, and everyone is a newcomer to it again.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -116,7 +122,7 @@ impl Tenure {
     /// in the room's budget they would drain the shares of the subtrees they came through,
     /// which then count as chatting there for a minute: the settled under them would get a
     /// fraction of their part (seen in `sybil_room`: an honest listener lost three lines of
-    /// fourteen that way). Newcomers to a calm room have the newcomers' lane to themselves.
+    /// fourteen that way). Newcomers to a calm room share the newcomers' lane (with any raid).
     pub fn settled(&self, key: &PeerKey, now: Instant) -> bool {
         let Some((first, _)) = self.first_seen.get(key) else {
             return false;

@@ -67,6 +67,7 @@ fn audience_chat_is_let_through_within_the_rooms_budget() {
     // Twenty listeners who have been in the room a while, and twenty who just came.
     joined(&mut host, (10..30).chain([50]), start);
     let now = start + Duration::from_secs(40);
+    let mut notices = Vec::new();
     let mut say = |keys: std::ops::Range<u8>| {
         let (mut relayed, mut refused) = (0, 0);
         for i in keys {
@@ -80,6 +81,7 @@ fn audience_chat_is_let_through_within_the_rooms_budget() {
                 Taken::Refused { to, notice } => {
                     assert_eq!(to, PeerKey::from(&signing(i)));
                     assert!(notice.contains("busy"), "{notice}");
+                    notices.push(notice);
                     refused += 1;
                 }
                 other => panic!("{other:?}"),
@@ -87,11 +89,17 @@ fn audience_chat_is_let_through_within_the_rooms_budget() {
         }
         (relayed, refused)
     };
-    // The room's budget: a burst of 5.
-    assert_eq!(say(10..30), (5, 15));
-    // The newly come chat in a lane of their own: its burst of 5 (half the room's budget, 30
-    // a minute), whatever the settled took.
+    // The newly come, in a calm room, chat in a lane of their own: its burst of 5 (half the
+    // room's budget, 30 a minute); the first refused is told why.
     assert_eq!(say(30..50), (5, 15));
+    // The room's budget is all the settled's, whatever the newcomers took: a burst of 5.
+    assert_eq!(say(10..30), (5, 15));
+    assert!(notices[0].contains("newcomers"), "{}", notices[0]);
+    assert!(
+        notices[1].contains("those who were here before"),
+        "{}",
+        notices[1]
+    );
     let later = now + Duration::from_secs(2);
     assert!(matches!(
         host.take(
@@ -305,7 +313,8 @@ fn chatting_subtrees_share_the_rooms_budget_and_a_flooded_one_takes_only_its_sha
     let state = state();
     // Everyone has been in the room a minute (the room's budget, not the newcomers' lane).
     joined(&mut host, 0..=255, start);
-    let now = start + Duration::from_secs(60);
+    // (Their joining at once was a surge: the chat is calm again a minute on.)
+    let now = start + crate::audience::tenure::CALM + Duration::from_secs(1);
     let (sybils, honest) = (PeerKey([0xee; 32]), PeerKey([0x11; 32]));
     // A relay of the attacker's passes up lines from a hundred keys, one every 100 ms.
     let mut through = 0;
@@ -463,7 +472,7 @@ fn a_raids_first_lines_before_anything_is_refused_take_nothing_from_the_settled(
         vec![honest, relay(1), relay(1)],
         vec![honest, relay(2), relay(2)],
     ];
-    let mut heard = 0;
+    let (mut heard, mut spam) = (0, 0);
     for tick in 0..480u16 {
         let at = raid + Duration::from_millis(100 * u64::from(tick));
         // Lines from keys new to the host, ten a second: the first ones find the room calm.
@@ -474,7 +483,12 @@ fn a_raids_first_lines_before_anything_is_refused_take_nothing_from_the_settled(
                 text: format!("spam {tick}"),
             },
         );
-        let _ = host.take_via(at, NOW, &line, &state, &paths[usize::from(tick % 5)]);
+        if matches!(
+            host.take_via(at, NOW, &line, &state, &paths[usize::from(tick % 5)]),
+            Taken::Relay(_)
+        ) {
+            spam += 1;
+        }
         // The honest listener says something every 12 s, the first just after the raid's
         // first lines.
         if tick % 120 == 6 {
@@ -491,4 +505,6 @@ fn a_raids_first_lines_before_anything_is_refused_take_nothing_from_the_settled(
         }
     }
     assert_eq!(heard, 4);
+    // The raid had the newcomers' lane: 15 a minute for 48 s, and its bursts.
+    assert!((10..=20).contains(&spam), "{spam}");
 }
