@@ -46,7 +46,9 @@
 //! on its own. So keys reading slowly in a node's places (a raid's relays placed under the host)
 //! cost their own places, not the node's capacity (the host once ended a raid with one child:
 //! `sybil_room`); a thin uplink never carried more than it can, so it is judged as before. The
-//! evidence is in bytes: a room grown louder divides it by the dearer child. An uplink can also
+//! evidence is in bytes: a room grown louder divides it by the dearer child, and a quiet room's
+//! counts at a quiet room's cost (not [`MIN_COST`]: nobody speaking, a child costs about 1 KB/s,
+//! and a raid's slow keys capped a quiet host at the children it still fed). An uplink can also
 //! become thinner than it was (a home line shared with a new upload): every child behind twice
 //! within [`CLEAR_AFTER`] (those placed after the first were shed too) and what it carried is
 //! forgotten; a Sybil holding every place of a node twice in a minute gets that much.
@@ -65,6 +67,12 @@ pub const PACKET_OVERHEAD: u64 = 60;
 /// The least a child is taken to cost, in bytes a second (40 kbit/s: one voice at 32 kbit/s
 /// with its framing, the constant this measurement replaces).
 pub const MIN_COST: u64 = 5_000;
+/// The least a child is taken to cost when weighing what the uplink carried
+/// ([`Uplink::shown`]): a child's stream in a room where nobody speaks (marks every 100 ms,
+/// beacons, chat) is about 1 KB/s, and [`MIN_COST`] would make the evidence of a quiet room
+/// nothing (slow keys in a quiet host's places capped it at the others: `sybil_room`). Below
+/// this a stream is keep-alives only.
+pub const SHOWN_MIN_COST: u64 = 100;
 /// Seconds averaged into one measurement.
 pub const WINDOW_SECONDS: usize = 5;
 /// How long the busiest measured window is remembered.
@@ -225,7 +233,8 @@ impl<K: Ord + Clone> Uplink<K> {
 
     /// How many children this uplink has been seen to carry: the busiest [`WINDOW_SECONDS`] of
     /// the last [`PEAK_KEPT`] of bytes to children fed cleanly [`PROVE_SECONDS`] in a row, over a
-    /// child's cost now (the last [`WINDOW_SECONDS`], at least [`MIN_COST`]), rounded down
+    /// child's cost now (the last [`WINDOW_SECONDS`], at least [`SHOWN_MIN_COST`]: what a
+    /// child costs in a room where nobody speaks is what the uplink carried then), rounded down
     /// within [`SHOWN_SLACK_PERCENT`] (siblings' streams differ by a few control frames, and the
     /// cost is the dearest child's). A lower bound on what the uplink carries now, while what
     /// crosses it is its own (forgotten when it is no longer: see `all_behind`).
@@ -235,7 +244,7 @@ impl<K: Ord + Clone> Uplink<K> {
         };
         let recent = self.seconds.len().clamp(1, WINDOW_SECONDS);
         let now: u64 = self.seconds.iter().rev().take(recent).map(|(_, c)| c).sum();
-        let cost = (now / recent as u64).max(MIN_COST);
+        let cost = (now / recent as u64).max(SHOWN_MIN_COST);
         let carried = carried.saturating_mul(100 + SHOWN_SLACK_PERCENT) / 100;
         u16::try_from(carried / cost).unwrap_or(u16::MAX)
     }

@@ -9,6 +9,8 @@ struct Sim {
     offered: Sent,
     children: BTreeMap<u8, Sent>,
     up: Uplink<u8>,
+    /// Writes (packets) a second to each child.
+    writes: u64,
 }
 
 /// Two voices with their proofs and beacons, framed: about 12 KB/s, in 100 writes.
@@ -27,6 +29,7 @@ impl Sim {
             offered: Sent::default(),
             children: BTreeMap::new(),
             up,
+            writes: WRITES,
         }
     }
 
@@ -35,13 +38,13 @@ impl Sim {
     fn second(&mut self, offered: u64, fed: &[(u8, u64, u64)]) -> Vec<u8> {
         self.now += Duration::from_secs(1);
         self.offered.bytes += offered;
-        self.offered.packets += WRITES;
+        self.offered.packets += self.writes;
         self.children
             .retain(|k, _| fed.iter().any(|(c, _, _)| c == k));
         for &(child, bytes, dropped) in fed {
             let sent = self.children.entry(child).or_default();
             sent.bytes += bytes;
-            sent.packets += WRITES;
+            sent.packets += self.writes;
             sent.dropped += dropped;
         }
         let sample = Sample {
@@ -258,6 +261,32 @@ fn slow_keys_in_every_place_cost_their_places_not_the_nodes_capacity() {
         keys[3].0 = 31 + 2 * round;
         sim.second(TWO_VOICES, &keys);
         assert_eq!(sim.second(TWO_VOICES, &keys), vec![keys[2].0, keys[3].0]);
+        assert_eq!(sim.up.capacity(), 4, "round {round}");
+    }
+}
+
+#[test]
+fn slow_keys_in_a_quiet_rooms_places_cost_their_places_not_the_nodes_capacity() {
+    // Nobody speaks: a child's stream is marks every 100 ms, beacons and chat, about 1 KB/s in
+    // ten writes. Four children fed; then slow keys take two of the places, for as long as the
+    // raid lasts: each sheds alone, the node keeps its four places (with the evidence weighed
+    // at `MIN_COST` a child, what a quiet room carried was nothing, and the node offered only
+    // the two it fed cleanly).
+    const QUIET: u64 = 400;
+    let mut sim = Sim::new(None, 4);
+    sim.writes = 10;
+    let fed: Vec<(u8, u64, u64)> = (1..=4).map(|c| (c, QUIET, 0)).collect();
+    sim.seconds(10, QUIET, &fed);
+    assert_eq!(sim.up.shown(), 4);
+    for round in 0..10u8 {
+        let keys = vec![
+            (1, QUIET, 0),
+            (2, QUIET, 0),
+            (30 + 2 * round, 100, 5),
+            (31 + 2 * round, 100, 5),
+        ];
+        sim.second(QUIET, &keys);
+        assert_eq!(sim.second(QUIET, &keys), vec![keys[2].0, keys[3].0]);
         assert_eq!(sim.up.capacity(), 4, "round {round}");
     }
 }
