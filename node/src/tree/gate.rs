@@ -332,7 +332,7 @@ impl Tree {
         };
         refused.map(|refused| Down::Notice {
             to: author,
-            text: refused.to_string(),
+            text: refused.notice(author == child_key),
         })
     }
 }

@@ -90,6 +90,22 @@ pub enum Refused {
     QueueFull,
 }
 
+impl Refused {
+    /// What the author of an action refused here is told: the refusal itself if the author is
+    /// the child it came from; else the refusal is a relay's on its way up (one flooding its
+    /// parent gets its children's lines refused with its own, and those go to the host
+    /// straight), and "slow down" would be untrue.
+    pub fn notice(&self, author_is_child: bool) -> String {
+        if author_is_child {
+            self.to_string()
+        } else {
+            "a relay on your way to the host is busy: your action was not passed on (a chat \
+             line goes to the host straight)"
+                .to_owned()
+        }
+    }
+}
+
 /// Where to put a newcomer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Placed {

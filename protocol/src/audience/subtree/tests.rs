@@ -434,3 +434,30 @@ fn a_child_asking_for_a_place_is_never_sent_into_its_own_subtree() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_line_refused_because_a_relay_below_floods_does_not_tell_its_author_to_slow_down() {
+    let now = Instant::now();
+    let mut node = Subtree::new(key(0), 4, now);
+    node.child_opened(key(1), now).expect("room");
+    // Child 1 passes up more than it may: the rest refused, whoever wrote it.
+    let refused: Vec<(PeerKey, Refused)> = (0..10u8)
+        .filter_map(|i| {
+            let author = if i % 2 == 0 { key(1) } else { key(50 + i) };
+            node.act_from(&key(1), author, vec![i], vec![author], now)
+                .err()
+                .map(|refused| (author, refused))
+        })
+        .collect();
+    assert!(refused.len() >= 4, "{refused:?}");
+    for (author, refused) in refused {
+        let notice = refused.notice(author == key(1));
+        if author == key(1) {
+            assert!(notice.contains("slow down"), "{notice}");
+        } else {
+            // A listener below it did nothing wrong: its line goes to the host straight.
+            assert!(!notice.contains("slow down"), "{notice}");
+            assert!(notice.contains("relay on your way"), "{notice}");
+        }
+    }
+}
