@@ -122,20 +122,32 @@ impl ChatShares {
             let next = &levels[k + 1];
             borrow[k] = next.owed || (borrow[k + 1] && next.alone);
         }
-        let room = levels.iter().zip(&borrow).all(|(level, borrow)| {
-            let most = level.every.mul_f64(level.burst);
-            let most = if *borrow { most + level.every } else { most };
-            level.wait + level.every <= most
-        });
+        let fits: Vec<bool> = levels
+            .iter()
+            .zip(&borrow)
+            .map(|(level, borrow)| {
+                let most = level.every.mul_f64(level.burst);
+                let most = if *borrow { most + level.every } else { most };
+                level.wait + level.every <= most
+            })
+            .collect();
+        let room = fits.iter().all(|fits| *fits);
+        // Refused: the shares below the first without room asked within their parts and were
+        // refused higher up; they claim their parts as a line taken would have. Those above it
+        // claim nothing (the refusal was their own subtree's doing).
+        let first_full = (!room)
+            .then(|| fits.iter().position(|fits| !fits))
+            .flatten();
         let mut at = &mut self.top;
-        for (key, level) in path.iter().zip(&levels) {
+        for (k, (key, level)) in path.iter().zip(&levels).enumerate() {
             let Some(share) = at.get_mut(key) else {
                 break;
             };
             if room {
                 share.full_at = now + level.wait + level.every;
-            } else if level.wait + level.every <= level.every.mul_f64(level.burst) {
-                // Refused for want of room above, not here: it asked within its part.
+            } else if first_full.is_some_and(|first| k > first)
+                && level.wait + level.every <= level.every.mul_f64(level.burst)
+            {
                 share.claimed = share.claimed.max(now + level.every);
             }
             at = &mut share.below;
