@@ -43,8 +43,7 @@
 //! and the busiest [`WINDOW_SECONDS`] of the last [`PEAK_KEPT`], over what a child costs now, is
 //! a number of children this uplink has carried ([`Uplink::shown`]). No congestion cap goes
 //! below it, and children behind that are no more than it are slow, not the uplink: each is shed
-//! on its own (all of them behind at once may be a stall here, this node's CPU: the newest is
-//! shed every [`CONGESTED_FOR`] it lasts, nobody barred). So keys reading slowly in a node's places (a raid's relays placed under the host)
+//! on its own. So keys reading slowly in a node's places (a raid's relays placed under the host)
 //! cost their own places, not the node's capacity (the host once ended a raid with one child:
 //! `sybil_room`); a thin uplink never carried more than it can, so it is judged as before. The
 //! evidence is in bytes: a room grown louder divides it by the dearer child, and a quiet room's
@@ -412,23 +411,6 @@ impl<K: Ord + Clone> Uplink<K> {
             }
         } else {
             self.all_behind = 0;
-        }
-        if all_behind && whole.len() <= shown {
-            // Every child behind, no more than the uplink has carried: a stall here (this
-            // node's CPU, a moment's trouble on its line) or slow keys in every place. Nobody
-            // is barred and the capacity stays: the newest is shed each `CONGESTED_FOR` it
-            // lasts (slow keys go one by one; once an honest child fed cleanly is among them,
-            // the rest are slow children, shed and barred as such). Shedding them all at once,
-            // a starved host lost every child for a minute (`sybil_room`).
-            self.slow.clear();
-            self.congested += 1;
-            if self.congested >= CONGESTED_FOR {
-                self.congested = 0;
-                if let Some(newest) = self.newest(sample) {
-                    shed.push(newest);
-                }
-            }
-            return shed;
         }
         if all_behind && whole.len() > shown {
             // The uplink is saturated (more children than it has been seen to carry): fewer.
