@@ -1059,7 +1059,6 @@ impl Impersonation {
     }
 }
 
-/// Waits for `hosting`: the listener link and the host's PeerId.
 /// Each listener's next report printed from now on (those printed before are passed over).
 fn fresh_reports(listeners: &mut [Live]) -> Vec<AudioStats> {
     listeners
@@ -1071,6 +1070,7 @@ fn fresh_reports(listeners: &mut [Live]) -> Vec<AudioStats> {
         .collect()
 }
 
+/// Waits for `hosting`: the listener link and the host's PeerId.
 fn hosting(host: &mut Live) -> (String, String) {
     host.expect_map("hosting", |e| match e {
         Event::Hosting {

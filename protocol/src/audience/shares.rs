@@ -46,8 +46,8 @@ struct Share {
     /// The last time a line found it without room of its own (its subtree asking faster than
     /// its part).
     crowded: Option<Instant>,
-    /// Until when a line refused elsewhere on its path, which had room here, claims a part of
-    /// its parent's share (as long as a line taken would have).
+    /// Until when a line refused higher up its path, which had room here, claims a part of its
+    /// parent's share (as long as a line taken would have).
     claimed: Instant,
     below: HashMap<PeerKey, Share>,
 }
@@ -96,7 +96,7 @@ impl ChatShares {
     /// has room: each share's rate is its parent's divided among itself and the parent's
     /// subtrees using theirs (a line taken that their budget has not made up yet, or one
     /// refused for want of room higher up, for as long as a line taken would count). A line
-    /// refused for want of room in its own share claims nothing more.
+    /// refused in its own share claims nothing there, nor in the shares above it.
     ///
     /// A share may run one line past its burst for a line whose next share down the path is
     /// owed it: has room of its own, and its subtree has not asked past its part in the last
@@ -175,9 +175,10 @@ impl ChatShares {
                 kept += 1;
             }
             // The subtrees that divide the parent's share: this one, and those still using
-            // theirs (a line taken that its budget has not made up yet). A subtree that said
-            // a line a while ago, or whose lines are only refused, holds no part of it: the
-            // parent's budget is not left idle for subtrees that barely chat.
+            // theirs (a line taken that its budget has not made up yet, or one it had room for
+            // that was refused higher up: `claimed`). A subtree that said a line a while ago,
+            // or whose lines are refused in its own share or below it, holds no part of it:
+            // the parent's budget is not left idle for subtrees that barely chat.
             let using = |other: &PeerKey, share: &Share| {
                 other == key || share.full_at.max(share.claimed) > now
             };
